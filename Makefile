@@ -1,0 +1,28 @@
+# Every user-facing target does its own set-up first (idempotent, fast when done).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test unit kernel lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -ra --timeout=300 tests
+
+unit: setup
+	$(PY) -m pytest -q -m "not kernel" tests
+
+lint: setup
+	$(VENV)/bin/ruff check reconciler tests bench
+	$(VENV)/bin/mypy reconciler
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+/* Interface state and counters shared by the tc programs.
+ * Mirrored in reconciler/iface_layout.py: keep both in step. */
+#ifndef RCL_IFACE_TYPES_H
+#define RCL_IFACE_TYPES_H
+
+/* Role bits of struct rcl_ifstate.flags (reconciler.compile.Role). */
+#define RCL_IF_WORKLOAD      1
+#define RCL_IF_DATA          2
+#define RCL_IF_L3            4
+#define RCL_IF_HOST_ENDPOINT 8
+
+/* rcl_ifstate: ifindex -> what this interface is to us. 8 bytes. */
+struct rcl_ifstate {
+	__u32 flags;
+	__u32 reserved;
+};
+
+/* rcl_counters value (per CPU): 48 bytes. */
+struct rcl_counters {
+	__u64 rx_packets;   /* tc ingress: from the interface */
+	__u64 rx_bytes;
+	__u64 tx_packets;   /* tc egress: to the interface */
+	__u64 tx_bytes;
+	__u64 dropped;      /* packets we dropped or rejected */
+	__u64 nat;          /* packets we NATed (service traffic) */
+};
+
+/* rcl_globals[0]: configuration that is data, not code. 8 bytes. */
+struct rcl_globals {
+	__u32 log_level;
+	__u32 flags;
+};
+
+#endif

@@ -1,0 +1,118 @@
+"""`reconcile`: the command-line entry point. One function per mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler.plan import Plan, PlanFileError
+from reconciler.source import Source, SourceError
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_BUG, EXIT_INTERRUPTED = 70, 130
+DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reconcile",
+        description="Converge this node's Calico-style eBPF dataplane to a Git-tracked config.",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--validate", nargs="*", metavar="PATH",
+                      help="validate files/directories (default: --config); no root needed")
+    mode.add_argument("--plan", action="store_true", help="show what apply would change")
+    mode.add_argument("--apply", action="store_true", help="converge the kernel, then verify")
+    mode.add_argument("--status", action="store_true", help="what is applied now")
+    mode.add_argument("--watch", action="store_true",
+                      help="apply on config change, new commits and drift")
+    p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
+    p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
+    p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
+    p.add_argument("--node", default=socket.gethostname(), help="this node's name (default hostname)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", choices=("text", "json", "junit"), help="--validate output format")
+    p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
+    p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
+    p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
+    p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 for connect-time load balancing")
+    p.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
+    p.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
+    p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
+    p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
+    p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SourceError, PlanFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from reconciler.pipeline import ReconcileError
+
+        if isinstance(exc, ReconcileError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error (a bug, please report it): {exc}", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.validate is not None:
+        from reconciler.modes import validate_mode
+
+        return validate_mode(args)
+    from reconciler import modes
+
+    if args.plan:
+        return modes.plan_mode(args)
+    if args.apply:
+        return modes.apply_mode(args)
+    if args.status:
+        return modes.status_mode(args)
+    return modes.watch_mode(args)
+
+
+def source_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.repo:
+        return {"kind": "git", "repo": args.repo, "ref": args.ref}
+    return {"kind": "dir", "paths": [args.config]}
+
+
+def open_source(spec: dict[str, Any], cache_dir: Path) -> Source:
+    from reconciler import source
+
+    if spec["kind"] == "git":
+        return source.from_git(spec["repo"], spec["ref"], cache_dir)
+    return source.from_paths(spec["paths"])
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def load_plan_file(path: str) -> Plan:
+    return Plan.read(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+

@@ -1,0 +1,174 @@
+"""Compile: resources + node + live link names -> DesiredState. Pure, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import felix
+from reconciler.model import Resource
+from reconciler.state import DesiredState, Link, Obj, ObjKind
+
+PROG_SET = "tc"
+TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress")
+DIRECTIONS = ("ingress", "egress")
+
+
+class Role(enum.IntFlag):
+    """Interface roles; the values are the flag bits the tc program reads."""
+
+    WORKLOAD = 1
+    DATA = 2
+    L3 = 4
+    HOST_ENDPOINT = 8
+
+    def name_str(self) -> str:
+        return "+".join(r.name.lower() for r in Role if r in self and r.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    link: Link
+    role: Role
+    endpoint: str  # the resource that selected it, for plans and status
+
+
+def _excluded(config: Mapping[str, Any]) -> list[re.Pattern[str]]:
+    patterns = []
+    for raw in str(config.get("interfaceExclude") or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        if len(entry) > 1 and entry.startswith("/") and entry.endswith("/"):
+            patterns.append(re.compile(entry[1:-1]))
+        else:
+            patterns.append(re.compile(re.escape(entry) + r"\Z"))
+    return patterns
+
+
+def select_interfaces(
+    resources: Sequence[Resource], node: str, links: Iterable[Link], config: Mapping[str, Any]
+) -> tuple[list[Selected], list[str]]:
+    """Which live interfaces this node's dataplane manages, and why."""
+    warnings: list[str] = []
+    prefixes = tuple(p.strip() for p in str(config["interfacePrefix"]).split(",") if p.strip())
+    excluded = _excluded(config)
+    data_re = re.compile(config["bpfDataIfacePattern"]) if config["bpfDataIfacePattern"] else None
+    l3_re = re.compile(config["bpfL3IfacePattern"]) if config["bpfL3IfacePattern"] else None
+
+    weps: dict[str, Resource] = {}
+    heps: dict[str, Resource] = {}
+    for r in resources:
+        if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node") == node:
+            iface = r.spec.get("interfaceName")
+            if isinstance(iface, str) and iface and iface != "*":
+                (weps if r.kind == "WorkloadEndpoint" else heps)[iface] = r
+
+    by_name = {link.name: link for link in links}
+    for iface, wep in sorted(weps.items()):
+        if iface not in by_name:
+            warnings.append(f"{wep.ref}: interface {iface} does not exist on this node (yet)")
+        elif not iface.startswith(prefixes):
+            warnings.append(
+                f"{wep.ref}: interface {iface} does not start with interfacePrefix "
+                f"{config['interfacePrefix']!r}; ignored"
+            )
+
+    selected = []
+    for name, link in sorted(by_name.items()):
+        if any(p.match(name) for p in excluded):
+            continue
+        role = Role(0)
+        endpoint = ""
+        if name in weps and name.startswith(prefixes):
+            role, endpoint = Role.WORKLOAD, weps[name].ref
+        elif data_re is not None and data_re.search(name):
+            role, endpoint = Role.DATA, "bpfDataIfacePattern"
+        elif l3_re is not None and l3_re.search(name):
+            role, endpoint = Role.L3, "bpfL3IfacePattern"
+        if name in heps and role is not Role.WORKLOAD:
+            role |= Role.HOST_ENDPOINT
+            endpoint = heps[name].ref
+        if role:
+            selected.append(Selected(link, role, endpoint))
+    return selected, warnings
+
+
+def build_flags(bpffs_root: str, config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Compiler flags: pin paths and map sizes are compiled into the programs."""
+    return (
+        f'-DRCL_MAPS_DIR="{bpffs_root}/maps"',
+        f"-DRCL_IFSTATE_SIZE={int(config['bpfMapSizeIfState'])}",
+        f"-DRCL_NAT_FE_SIZE={int(config['bpfMapSizeNATFrontend'])}",
+        f"-DRCL_NAT_BE_SIZE={int(config['bpfMapSizeNATBackend'])}",
+        f"-DRCL_NAT_AFF_SIZE={int(config['bpfMapSizeNATAffinity'])}",
+        f"-DRCL_CT_SIZE={int(config['bpfMapSizeConntrack'])}",
+    )
+
+
+def program_hash(source_digest: str, flags: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256((source_digest + "\0".join(flags)).encode()).hexdigest()[:12]
+
+
+def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0)}
+
+
+def compile_desired(
+    resources: Sequence[Resource],
+    node: str,
+    links: Sequence[Link],
+    bpffs_root: str,
+    source_digest: str,
+) -> DesiredState:
+    """The whole dataplane this node should have, as addressed objects."""
+    config = felix.effective_config(resources, node)
+    if not config["bpfEnabled"]:
+        return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+    selected, warnings = select_interfaces(resources, node, links, config)
+    flags = build_flags(bpffs_root, config)
+    phash = program_hash(source_digest, flags)
+    prog_ref = f"{PROG_SET}@{phash}"
+    objects: dict[str, Obj] = {}
+
+    def add(obj: Obj) -> None:
+        objects[obj.address] = obj
+
+    add(Obj(f"prog/{prog_ref}", ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)}))
+    if_size = int(config["bpfMapSizeIfState"])
+    add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": if_size}))
+    add(Obj("map/rcl_counters", ObjKind.MAP, {"max_entries": if_size}))
+    add(Obj("map/rcl_globals", ObjKind.MAP, {"max_entries": 1}))
+    add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
+    if len(selected) > int(config["bpfMapSizeIfState"]):
+        warnings.append(
+            f"map rcl_ifstate: {len(selected)} interfaces selected but bpfMapSizeIfState "
+            f"is {config['bpfMapSizeIfState']}"
+        )
+    for sel in selected:
+        name = sel.link.name
+        add(
+            Obj(
+                f"map/rcl_ifstate/{name}",
+                ObjKind.ENTRY,
+                {"ifindex": sel.link.ifindex, "flags": int(sel.role)},
+            )
+        )
+        counters = {"ifindex": sel.link.ifindex}
+        add(Obj(f"map/rcl_counters/{name}", ObjKind.ENTRY, counters, ensure=False))
+        for direction in DIRECTIONS:
+            add(
+                Obj(
+                    f"tc/{name}/{direction}",
+                    ObjKind.TC,
+                    {"prog": prog_ref},
+                    info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
+                )
+            )
+    build = {"flags": list(flags), "prog": prog_ref, "hash": phash}
+    return DesiredState(node, True, objects, tuple(warnings), build)

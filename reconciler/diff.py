@@ -1,0 +1,130 @@
+"""Diff: (DesiredState, ObservedState) -> ordered changes. Pure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.state import DesiredState, Obj, ObjKind, ObservedState
+
+
+class Action(enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    address: str
+    kind: ObjKind
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    info: Mapping[str, Any]
+    reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "address": self.address,
+            "kind": self.kind.value,
+            "before": dict(self.before) if self.before is not None else None,
+            "after": dict(self.after) if self.after is not None else None,
+            "info": dict(self.info),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            Action(data["action"]),
+            data["address"],
+            ObjKind(data["kind"]),
+            data["before"],
+            data["after"],
+            data.get("info", {}),
+            data.get("reason", ""),
+        )
+
+
+def _phase(change: Change) -> int:
+    """Make-before-break: build and fill first, attach, then detach and prune."""
+    a, k = change.action, change.kind
+    if a is Action.DELETE:
+        return {ObjKind.TC: 10, ObjKind.CGROUP: 10, ObjKind.ENTRY: 11, ObjKind.PROG: 12,
+                ObjKind.MAP: 13}[k]
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.ENTRY: 2, ObjKind.TC: 3,
+            ObjKind.CGROUP: 3}[k]
+
+
+def _map_of(address: str) -> str:
+    return "/".join(address.split("/")[:2])
+
+
+def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
+    want, have = desired.objects, observed.objects
+    changes: list[Change] = []
+    for address, obj in want.items():
+        old = have.get(address)
+        if old is None:
+            if obj.ensure:
+                changes.append(Change(Action.CREATE, address, obj.kind, None, obj.attrs, obj.info))
+        elif obj.ensure and dict(old.attrs) != dict(obj.attrs):
+            # A map's shape cannot change in place: a new map, entries migrated.
+            action = Action.REPLACE if obj.kind is ObjKind.MAP else Action.UPDATE
+            changes.append(Change(action, address, obj.kind, old.attrs, obj.attrs, obj.info))
+    deleted_maps = {a for a, o in have.items() if o.kind is ObjKind.MAP and a not in want}
+    recreated_maps = {c.address for c in changes if c.kind is ObjKind.MAP}
+    for address, old in have.items():
+        if address in want:
+            continue
+        if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
+            continue  # pruned with its map
+        changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, old.info))
+    if recreated_maps:
+        changes = _rebuild_programs(changes, desired, observed, recreated_maps)
+    changes.sort(key=lambda c: (_phase(c), c.address))
+    return tuple(changes)
+
+
+def _rebuild_programs(
+    changes: list[Change], desired: DesiredState, observed: ObservedState, maps: set[str]
+) -> list[Change]:
+    """Programs hold the maps they were built with: a recreated map means
+    rebuilding the current program set and re-attaching it everywhere."""
+    reason = "rebuilt for " + ", ".join(sorted(maps))
+    touched = {c.address for c in changes}
+    out = list(changes)
+    for address, obj in desired.objects.items():
+        if address in touched or address not in observed.objects:
+            continue
+        if obj.kind is ObjKind.PROG:
+            out.append(Change(Action.REPLACE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason))
+        elif obj.kind in (ObjKind.TC, ObjKind.CGROUP):
+            out.append(Change(Action.UPDATE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason))
+    return out
+
+
+def summarize(changes: tuple[Change, ...]) -> dict[str, int]:
+    counts = {"add": 0, "change": 0, "destroy": 0}
+    for c in changes:
+        if c.action is Action.CREATE:
+            counts["add"] += 1
+        elif c.action is Action.UPDATE:
+            counts["change"] += 1
+        elif c.action is Action.DELETE:
+            counts["destroy"] += 1
+        else:
+            counts["add"] += 1
+            counts["destroy"] += 1
+    return counts
+
+

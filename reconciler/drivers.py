@@ -1,0 +1,200 @@
+"""Drivers: carry out one planned change each. Thin, idempotent, kernel-facing.
+
+Each driver returns a word for the apply log: created, updated, deleted or
+unchanged. They never decide anything: the plan already did.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler import bpfsys, build
+from reconciler.compile import TC_PROGRAMS
+from reconciler.diff import Action, Change
+from reconciler.iface_layout import GLOBALS, IFSTATE, U32
+from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
+from reconciler.state import ObjKind
+
+Encoder = Callable[[Mapping[str, Any]], tuple[bytes, bytes]]
+
+
+def _ifstate(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(attrs["ifindex"]), IFSTATE.pack(attrs["flags"], 0)
+
+
+def _globals(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(0), GLOBALS.pack(attrs["log_level"], 0)
+
+
+def _ifindex_key(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(attrs["ifindex"]), b""
+
+
+ENCODERS: dict[str, Encoder] = {
+    "rcl_ifstate": _ifstate,
+    "rcl_globals": _globals,
+    "rcl_counters": _ifindex_key,
+}
+
+
+class Executor:
+    """Applies a plan's changes in order against one bpffs root and netns."""
+
+    def __init__(self, root: str, build_info: Mapping[str, Any], netns: str | None) -> None:
+        self.root = root
+        self.build_info = build_info
+        self.netns = netns
+        self._fds: dict[str, int] = {}
+        self._migrations: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._ipr: Any = None
+
+    # -- plumbing -------------------------------------------------------
+    def close(self) -> None:
+        for fd in self._fds.values():
+            bpfsys.close(fd)
+        self._fds.clear()
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def _map_fd(self, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = bpfsys.obj_get(str(Path(self.root) / "maps" / name))
+            self._fds[name] = fd
+        return fd
+
+    def _route(self) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute, NetNS
+
+            self._ipr = NetNS(self.netns) if self.netns else IPRoute()
+        return self._ipr
+
+    def run(self, change: Change) -> str:
+        handler = {
+            ObjKind.PROG: self._prog,
+            ObjKind.MAP: self._map,
+            ObjKind.ENTRY: self._entry,
+            ObjKind.TC: self._tc,
+        }[change.kind]
+        return handler(change)
+
+    # -- programs -------------------------------------------------------
+    def _prog(self, change: Change) -> str:
+        prog_set, _, phash = change.address.removeprefix("prog/").partition("@")
+        if change.action is Action.DELETE:
+            target = Path(self.root) / "progs" / (f"{prog_set}-{phash}" if phash else prog_set)
+            for pin in target.glob("*"):
+                pin.unlink()
+            if target.exists():
+                target.rmdir()
+            return "deleted"
+        if change.action is Action.REPLACE:
+            build.remove(self.root, prog_set, phash)
+        functions = (change.after or {}).get("programs", list(TC_PROGRAMS))
+        build.build(self.root, prog_set, phash, self.build_info["flags"], functions)
+        self._fds.clear()  # maps may have been recreated by the build
+        self._restore_migrations()
+        return "created"
+
+    # -- maps -----------------------------------------------------------
+    def _map(self, change: Change) -> str:
+        name = change.address.removeprefix("map/")
+        pin = Path(self.root) / "maps" / name
+        if change.action is Action.CREATE:
+            return "created"  # maps are created by the program build that uses them
+        if change.action is Action.REPLACE and pin.exists():
+            fd = self._map_fd(name)
+            info = bpfsys.map_info(fd)
+            items = bpfsys.map_items(fd)
+            limit = (change.after or {}).get("max_entries", info.max_entries)
+            self._migrations[name] = list(items)[:limit]
+        self._fds.pop(name, None)
+        pin.unlink(missing_ok=True)
+        return "deleted" if change.action is Action.DELETE else "updated"
+
+    def _restore_migrations(self) -> None:
+        for name, items in list(self._migrations.items()):
+            if not (Path(self.root) / "maps" / name).exists():
+                continue
+            fd = self._map_fd(name)
+            for key, value in items:
+                if isinstance(value, list):
+                    continue  # per-CPU counters restart from zero
+                bpfsys.map_update(fd, key, value)
+            del self._migrations[name]
+
+    # -- map entries ----------------------------------------------------
+    def _entry(self, change: Change) -> str:
+        _, name, _ = change.address.split("/", 2)
+        encode = ENCODERS[name]
+        fd = self._map_fd(name)
+        if change.action is Action.DELETE:
+            key, _ = encode(change.before or {})
+            return "deleted" if bpfsys.map_delete(fd, key) else "unchanged"
+        key, value = encode(change.after or {})
+        bpfsys.map_update(fd, key, value)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    # -- tc -------------------------------------------------------------
+    def _tc(self, change: Change) -> str:
+        _, ifname, direction = change.address.split("/")
+        ipr = self._route()
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return "unchanged"  # the interface went away: nothing left to detach
+        idx = found[0]
+        parent = PARENTS[direction]
+        if change.action is Action.DELETE:
+            self._detach(ipr, idx, parent)
+            return "deleted"
+        prog_ref = (change.after or {})["prog"]
+        prog_set, _, phash = prog_ref.partition("@")
+        pin = build.set_dir(self.root, prog_set, phash) / f"rcl_tc_{direction}"
+        fd = bpfsys.obj_get(str(pin))
+        try:
+            _ensure_clsact(ipr, idx)
+            ipr.tc(
+                "replace-filter", "bpf", idx, ":1", fd=fd, name=FILTER_PREFIX + prog_ref,
+                parent=parent, classid=1, direct_action=True, prio=TC_PRIO,
+            )
+        finally:
+            os.close(fd)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    def _detach(self, ipr: Any, idx: int, parent: int) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            ipr.tc("del-filter", "bpf", idx, ":1", parent=parent, prio=TC_PRIO)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL):
+                raise
+        # Remove clsact only when nobody (us or anyone else) has a filter left.
+        remaining = 0
+        for p in PARENTS.values():
+            try:
+                remaining += sum(1 for m in ipr.get_filters(index=idx, parent=p)
+                                 if m.get_attr("TCA_OPTIONS") is not None)
+            except NetlinkError:
+                pass
+        if remaining == 0:
+            try:
+                ipr.tc("del", "clsact", idx)
+            except NetlinkError:
+                pass
+
+
+def _ensure_clsact(ipr: Any, idx: int) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        ipr.tc("add", "clsact", idx)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise

@@ -1,0 +1,157 @@
+"""The CLI modes: validate, plan, apply, status, watch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reconciler import render
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, emit_json, open_source, source_spec
+from reconciler.plan import FORMAT_VERSION, Plan
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    from reconciler.validate import default_cache_dir
+
+    return None if args.no_cache else default_cache_dir()
+
+
+def validate_mode(args: argparse.Namespace) -> int:
+    from reconciler import source
+    from reconciler.validate import validate_source
+
+    if args.validate:
+        src = source.from_paths(args.validate)
+    else:
+        src = open_source(source_spec(args), _cache_dir(args) or Path("/tmp"))
+    result = validate_source(src, _cache_dir(args), args.jobs or None)
+    fmt = args.format or ("json" if args.json else "text")
+    diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
+    if fmt == "json":
+        emit_json({
+            "format_version": FORMAT_VERSION,
+            "valid": result.ok,
+            "files": result.files,
+            "resources": len(result.resources),
+            "diagnostics": [d.as_json() for d in diags],
+        })
+    elif fmt == "junit":
+        sys.stdout.write(render.render_junit(list(diags), result.files))
+    else:
+        sys.stdout.write(render.render_diagnostics(diags))
+        status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
+        print(f"{result.files} file(s), {len(result.resources)} resource(s): {status}",
+              file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from reconciler.pipeline import Target, default_state_dir
+
+    root = args.bpffs_root.rstrip("/")
+    state = Path(args.state_dir) if args.state_dir else default_state_dir(root)
+    return Target(args.node, root, state, args.netns, _cache_dir(args))
+
+
+def _plan_or_report(args: argparse.Namespace, spec: dict[str, Any]) -> Plan | None:
+    from reconciler.pipeline import InvalidConfig, make_plan
+
+    target = _target(args)
+    src = open_source(spec, target.cache_dir or Path("/tmp"))
+    try:
+        plan, _ = make_plan(src, target)
+    except InvalidConfig as exc:
+        diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
+        if args.json:
+            emit_json({"format_version": FORMAT_VERSION, "valid": False,
+                       "diagnostics": [d.as_json() for d in diags]})
+        else:
+            sys.stderr.write(render.render_diagnostics(diags))
+            print(f"error: {exc}; nothing was changed", file=sys.stderr)
+        return None
+    return Plan(plan.node, {**plan.source, "spec": spec}, plan.bpffs_root,  # type: ignore[dict-item]
+                plan.observed_fingerprint, plan.changes, plan.build, plan.warnings, plan.foreign)
+
+
+def plan_mode(args: argparse.Namespace) -> int:
+    plan = _plan_or_report(args, source_spec(args))
+    if plan is None:
+        return EXIT_ERROR
+    if args.out:
+        plan.dump(args.out)
+    if args.json:
+        emit_json(plan.as_json())
+    else:
+        sys.stdout.write(render.render_plan(plan))
+        if args.out:
+            print(f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
+                  f"--plan-file {args.out}")
+    return EXIT_OK if plan.empty else EXIT_CHANGES
+
+
+def apply_mode(args: argparse.Namespace) -> int:
+    from reconciler.lock import LockHeld, apply_lock
+    from reconciler.pipeline import ReconcileError, check_fresh, execute, record_applied
+
+    target = _target(args)
+    try:
+        with apply_lock(target.state_dir):
+            if args.plan_file:
+                plan = Plan.read(args.plan_file)
+                spec = plan.source.get("spec") or source_spec(args)
+                src = open_source(dict(spec), target.cache_dir or Path("/tmp"))  # type: ignore[arg-type]
+                check_fresh(plan, src, target)
+            else:
+                spec = source_spec(args)
+                maybe = _plan_or_report(args, spec)
+                if maybe is None:
+                    return EXIT_ERROR
+                plan = maybe
+            if not args.json:
+                sys.stdout.write(render.render_plan(plan))
+            results = execute(plan, target) if not plan.empty else []
+            verify = _plan_or_report(args, dict(spec))  # type: ignore[arg-type]
+            if verify is None:
+                return EXIT_ERROR
+            record_applied(plan, target, len(results))
+    except LockHeld as exc:
+        raise ReconcileError(str(exc)) from None
+    if args.json:
+        emit_json({"format_version": FORMAT_VERSION, "plan": plan.as_json(),
+                   "results": [{"address": a, "result": r} for a, r in results],
+                   "converged": verify.empty,
+                   "remaining": [c.as_json() for c in verify.changes]})
+    elif results:
+        from reconciler.diff import summarize
+
+        s = summarize(plan.changes)
+        print(f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+              f"{s['destroy']} destroyed.")
+    if not verify.empty:
+        sys.stderr.write("error: not converged after apply; still different:\n")
+        sys.stderr.write("".join(render.change_line(c) + "\n" for c in verify.changes))
+        return EXIT_ERROR
+    if not args.json:
+        print("Verified: the kernel matches the configuration.")
+    return EXIT_OK
+
+
+def status_mode(args: argparse.Namespace) -> int:
+    from reconciler.status import collect_status, render_status
+
+    status = collect_status(_target(args))
+    if args.json:
+        emit_json({"format_version": FORMAT_VERSION, **status})
+    else:
+        sys.stdout.write(render_status(status))
+    return EXIT_OK
+
+
+def watch_mode(args: argparse.Namespace) -> int:
+    """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
+    from reconciler.watch import watch
+
+    return watch(args, lambda: apply_mode(args), time.monotonic)

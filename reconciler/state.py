@@ -1,0 +1,71 @@
+"""Desired and observed dataplane state as flat maps of addressed objects.
+
+Both sides have the same shape so that diffing is one generic, pure function.
+Addresses are what users read in a plan, e.g. `tc/eth0/ingress`,
+`map/rcl_ifstate/eth0`, `prog/tc@3f2a9c1b7d40`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ObjKind(enum.Enum):
+    PROG = "prog"  # a pinned, compiled set of BPF programs
+    MAP = "map"  # a pinned map's shape (resizing is a replace)
+    ENTRY = "entry"  # one entry of a pinned map
+    TC = "tc"  # a tc clsact filter of ours on one interface and direction
+    CGROUP = "cgroup"  # a cgroup sock_addr attachment of ours
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    """One thing we own in the kernel. `attrs` is compared for equality.
+
+    `ensure=False` marks objects we tolerate but do not create (per-interface
+    counters, which the dataplane itself creates on the first packet).
+    """
+
+    address: str
+    kind: ObjKind
+    attrs: Mapping[str, Any]
+    ensure: bool = True
+    # Shown in plans and status, never compared (why an object exists).
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    node: str
+    enabled: bool
+    objects: Mapping[str, Obj]
+    warnings: tuple[str, ...] = ()
+    # What apply needs to build programs: bpf/ source hash and compiler flags.
+    build: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedState:
+    objects: Mapping[str, Obj]
+    foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
+
+    def fingerprint(self) -> str:
+        """Stable hash of everything we own; a saved plan is stale when it moves."""
+        canon = sorted(
+            (o.address, o.kind.value, json.dumps(o.attrs, sort_keys=True, default=str))
+            for o in self.objects.values()
+        )
+        return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A network interface as compile needs to see it (name and index only)."""
+
+    name: str
+    ifindex: int

@@ -1,0 +1,80 @@
+"""`--status`: what is applied now, from the last-apply record and the kernel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reconciler import bpfsys
+from reconciler.iface_layout import U32, Counters
+from reconciler.state import ObjKind
+
+
+def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
+    pin = Path(root) / "maps" / "rcl_counters"
+    if not pin.exists():
+        return {}
+    fd = bpfsys.obj_get(str(pin))
+    try:
+        items = bpfsys.map_items(fd)
+    finally:
+        bpfsys.close(fd)
+    out = {}
+    for key, chunks in items:
+        (ifindex,) = U32.unpack(key)
+        c = Counters.sum_per_cpu(chunks)
+        out[by_index.get(ifindex, f"#{ifindex}")] = {
+            "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+            "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
+            "dropped": c.dropped, "nat": c.nat,
+        }
+    return out
+
+
+def collect_status(target: Any) -> dict[str, Any]:
+    from reconciler.observe import observe
+
+    record_path = target.state_dir / "applied.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    bpfsys.ensure_bpffs(target.bpffs_root)
+    observed, links = observe(target.bpffs_root, target.netns)
+    by_index = {link.ifindex: link.name for link in links}
+    owned: dict[str, int] = {}
+    for obj in observed.objects.values():
+        owned[obj.kind.value] = owned.get(obj.kind.value, 0) + 1
+    interfaces = sorted({a.split("/")[1] for a, o in observed.objects.items()
+                         if o.kind is ObjKind.TC})
+    return {
+        "node": target.node,
+        "last_apply": record,
+        "owned": owned,
+        "interfaces": interfaces,
+        "counters": _counters(target.bpffs_root, by_index),
+        "foreign": list(observed.foreign),
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = [f"Node {status['node']}"]
+    rec = status["last_apply"]
+    if rec:
+        lines.append(f"Last apply: {rec['applied_at']} from {rec['source'].get('description')} "
+                     f"({rec['source'].get('identity')}), {rec['changes_applied']} change(s)")
+    else:
+        lines.append("Last apply: never (no record)")
+    owned = ", ".join(f"{n} {k}" for k, n in sorted(status["owned"].items())) or "nothing"
+    lines.append(f"Owned objects: {owned}")
+    lines.append("")
+    lines.append(f"  {'interface':<16} {'rx pkts':>10} {'rx bytes':>12} {'tx pkts':>10} "
+                 f"{'tx bytes':>12} {'nat':>8} {'dropped':>8}")
+    for iface in status["interfaces"]:
+        c = status["counters"].get(iface, {})
+        lines.append(
+            f"  {iface:<16} {c.get('rx_packets', 0):>10} {c.get('rx_bytes', 0):>12} "
+            f"{c.get('tx_packets', 0):>10} {c.get('tx_bytes', 0):>12} {c.get('nat', 0):>8} "
+            f"{c.get('dropped', 0):>8}"
+        )
+    for f in status["foreign"]:
+        lines.append(f"Note: not ours, left alone: {f}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,102 @@
+"""Compile is pure: resources + node + links -> desired objects."""
+
+from reconciler.compile import Role, compile_desired, select_interfaces
+from reconciler.felix import DEFAULTS, effective_config, parse_duration
+from reconciler.model import Resource
+from reconciler.state import Link
+
+import pytest
+
+
+def res(kind, name, spec, namespace=None):
+    body = {"apiVersion": "x", "kind": kind, "metadata": {"name": name}, "spec": spec}
+    return Resource(kind, name, namespace, body, f"{kind}.yaml", 1)
+
+
+FELIX = res("FelixConfiguration", "default", {"bpfEnabled": True})
+WEP = res("WorkloadEndpoint", "w1", {"node": "n1", "interfaceName": "cali1"}, "ns")
+WEP_OTHER = res("WorkloadEndpoint", "w2", {"node": "n2", "interfaceName": "cali2"}, "ns")
+HEP = res("HostEndpoint", "h1", {"node": "n1", "interfaceName": "eth0"})
+LINKS = [Link("lo", 1), Link("eth0", 2), Link("cali1", 3), Link("cali2", 4), Link("kube-ipvs0", 5),
+         Link("ens3", 6), Link("docker0", 7)]
+
+
+def roles(resources, links=LINKS, node="n1"):
+    config = effective_config(resources, node)
+    selected, warnings = select_interfaces(resources, node, links, config)
+    return {s.link.name: s.role for s in selected}, warnings
+
+
+def test_interface_selection_by_role():
+    got, warnings = roles([FELIX, WEP, WEP_OTHER, HEP])
+    assert got == {
+        "cali1": Role.WORKLOAD,
+        "eth0": Role.DATA | Role.HOST_ENDPOINT,
+        "ens3": Role.DATA,
+    }
+    assert warnings == []
+
+
+def test_other_nodes_endpoints_and_unmatched_interfaces_ignored():
+    got, _ = roles([FELIX, WEP_OTHER])
+    assert "cali2" not in got and "docker0" not in got and "lo" not in got
+
+
+def test_interface_exclude_regex_and_l3_pattern():
+    felix = res("FelixConfiguration", "default", {
+        "bpfEnabled": True, "interfaceExclude": "kube-ipvs0,/^ens.*/",
+        "bpfL3IfacePattern": "^docker",
+    })
+    got, _ = roles([felix])
+    assert got == {"eth0": Role.DATA, "docker0": Role.L3}
+
+
+def test_node_specific_felix_overrides_default():
+    node_cfg = res("FelixConfiguration", "node.n1", {"bpfDataIfacePattern": "^ens"})
+    assert effective_config([FELIX, node_cfg], "n1")["bpfDataIfacePattern"] == "^ens"
+    assert effective_config([FELIX, node_cfg], "n2")["bpfDataIfacePattern"] == \
+        DEFAULTS["bpfDataIfacePattern"]
+
+
+def test_missing_workload_interface_is_a_warning():
+    wep = res("WorkloadEndpoint", "w9", {"node": "n1", "interfaceName": "cali9"}, "ns")
+    got, warnings = roles([FELIX, wep])
+    assert "cali9" not in got
+    assert warnings == ["WorkloadEndpoint/ns/w9: interface cali9 does not exist on this node (yet)"]
+
+
+def test_wep_interface_without_prefix_is_ignored_with_warning():
+    wep = res("WorkloadEndpoint", "w", {"node": "n1", "interfaceName": "tap0"}, "ns")
+    got, warnings = roles([FELIX, wep], LINKS + [Link("tap0", 9)])
+    assert "tap0" not in got
+    assert "does not start with interfacePrefix" in warnings[0]
+
+
+def test_bpf_disabled_wants_nothing():
+    desired = compile_desired([WEP], "n1", LINKS, "/sys/fs/bpf/x", "src")
+    assert desired.enabled is False and desired.objects == {}
+
+
+def test_desired_objects_and_program_hash_follow_sources_and_flags():
+    d1 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src")
+    assert set(d1.objects) >= {"tc/cali1/ingress", "tc/cali1/egress", "map/rcl_ifstate/cali1",
+                               "map/rcl_ifstate/eth0", "map/rcl_globals/0", "map/rcl_ifstate"}
+    assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"ifindex": 3, "flags": 1}
+    assert d1.objects["map/rcl_counters/cali1"].ensure is False
+    prog = [a for a in d1.objects if a.startswith("prog/tc@")]
+    assert len(prog) == 1
+    assert d1.objects["tc/cali1/ingress"].attrs == {"prog": prog[0].removeprefix("prog/")}
+    d2 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src2")
+    d3 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/y", "src")
+    assert d1.build["hash"] != d2.build["hash"] != d3.build["hash"]
+    assert compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src") == d1
+
+
+@pytest.mark.parametrize("text,seconds", [("10s", 10), ("1h0m30s", 3630), ("500ms", 0.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_bad_duration():
+    with pytest.raises(ValueError, match="invalid duration '10 seconds'"):
+        parse_duration("10 seconds")

@@ -1,0 +1,107 @@
+"""Diff ordering, replace semantics, plan files and the human plan."""
+
+import pytest
+
+from reconciler.diff import Action, diff
+from reconciler.plan import Plan, PlanFileError
+from reconciler.render import render_plan
+from reconciler.state import DesiredState, Obj, ObjKind, ObservedState
+
+
+def o(address, kind, **attrs):
+    return Obj(address, kind, attrs)
+
+
+def desired(*objs):
+    return DesiredState("n1", True, {x.address: x for x in objs})
+
+
+def observed(*objs):
+    return ObservedState({x.address: x for x in objs})
+
+
+PROG = o("prog/tc@new", ObjKind.PROG, programs=["a"])
+OLD_PROG = o("prog/tc@old", ObjKind.PROG, programs=["a"])
+
+
+def test_make_before_break_order():
+    changes = diff(
+        desired(PROG, o("map/m", ObjKind.MAP, max_entries=1), o("map/m/k", ObjKind.ENTRY, v=1),
+                o("tc/eth0/ingress", ObjKind.TC, prog="tc@new")),
+        observed(OLD_PROG, o("map/m", ObjKind.MAP, max_entries=1),
+                 o("tc/eth1/ingress", ObjKind.TC, prog="tc@old"),
+                 o("map/m/gone", ObjKind.ENTRY, v=2)),
+    )
+    assert [(c.action, c.address) for c in changes] == [
+        (Action.CREATE, "prog/tc@new"),
+        (Action.CREATE, "map/m/k"),
+        (Action.CREATE, "tc/eth0/ingress"),
+        (Action.DELETE, "tc/eth1/ingress"),
+        (Action.DELETE, "map/m/gone"),
+        (Action.DELETE, "prog/tc@old"),
+    ]
+
+
+def test_equal_states_have_no_changes_and_zero_is_not_missing():
+    entry = o("map/g/0", ObjKind.ENTRY, log_level=0)
+    assert diff(desired(entry), observed(entry)) == ()
+
+
+def test_optional_objects_are_neither_created_nor_compared():
+    counters = Obj("map/c/eth0", ObjKind.ENTRY, {"ifindex": 2}, ensure=False)
+    assert diff(desired(counters), observed()) == ()
+    assert diff(desired(counters), observed(o("map/c/eth0", ObjKind.ENTRY, ifindex=9))) == ()
+    (gone,) = diff(desired(), observed(o("map/c/#7", ObjKind.ENTRY, ifindex=7)))
+    assert (gone.action, gone.address) == (Action.DELETE, "map/c/#7")
+
+
+def test_map_resize_is_replace_and_rebuilds_programs():
+    tc = o("tc/eth0/ingress", ObjKind.TC, prog="tc@new")
+    changes = diff(
+        desired(PROG, o("map/m", ObjKind.MAP, max_entries=2), tc),
+        observed(PROG, o("map/m", ObjKind.MAP, max_entries=1), tc),
+    )
+    assert [(c.action.symbol, c.address) for c in changes] == [
+        ("-/+", "map/m"), ("-/+", "prog/tc@new"), ("~", "tc/eth0/ingress")]
+
+
+def test_entries_of_a_deleted_map_are_pruned_with_it():
+    changes = diff(desired(), observed(o("map/m", ObjKind.MAP, max_entries=1),
+                                       o("map/m/0", ObjKind.ENTRY, v=0)))
+    assert [c.address for c in changes] == ["map/m"]
+
+
+def _plan(changes):
+    return Plan("n1", {"identity": "dir:1", "description": "cfg"}, "/sys/fs/bpf/x", "fp",
+                changes, {"flags": []}, ("a warning",))
+
+
+def test_plan_render_and_roundtrip(tmp_path):
+    changes = diff(desired(PROG, o("map/g/0", ObjKind.ENTRY, log_level=1)),
+                   observed(o("map/g/0", ObjKind.ENTRY, log_level=0), OLD_PROG))
+    plan = _plan(changes)
+    text = render_plan(plan)
+    assert "  + prog/tc@new" in text
+    assert "  ~ map/g/0" in text and "log_level: 0 -> 1" in text
+    assert "  - prog/tc@old" in text
+    assert text.rstrip().endswith("Plan: 1 to add, 1 to change, 1 to destroy.")
+    assert "Warning: a warning" in text
+    path = tmp_path / "p.json"
+    plan.dump(str(path))
+    assert Plan.read(str(path)) == plan
+
+
+def test_empty_plan_says_no_changes():
+    assert "No changes." in render_plan(_plan(()))
+
+
+def test_bad_plan_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format_version": 99}')
+    with pytest.raises(PlanFileError, match="format_version 99 is not 1"):
+        Plan.read(str(bad))
+    bad.write_text("{")
+    with pytest.raises(PlanFileError):
+        Plan.read(str(bad))
+    with pytest.raises(PlanFileError, match="No such file"):
+        Plan.read(str(tmp_path / "missing.json"))
