@@ -51,10 +51,10 @@ def build(
     (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    bpf = BPF(src_file=str(BPF_DIR / SOURCES[prog_set]), cflags=[*flags, f"-I{BPF_DIR}"])
+    bpf = BPF(src_file=str(BPF_DIR / SOURCES[prog_set]).encode(), cflags=[*flags, f"-I{BPF_DIR}"])
     try:
         for name in functions:
-            fn = bpf.load_func(name, getattr(BPF, prog_type))
+            fn = bpf.load_func(name.encode(), getattr(BPF, prog_type))
             bpfsys.obj_pin(fn.fd, str(tmp / name))
     finally:
         bpf.cleanup()

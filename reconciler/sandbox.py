@@ -16,6 +16,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,15 @@ class Sandbox:
     def remove_pod(self, pod: Pod) -> None:
         _ip("netns", "del", self.pod_ns(pod))  # deleting the peer deletes the host side too
         self.pods.remove(pod)
+        # Namespace teardown is asynchronous: wait until the host side is gone.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["ip", "-n", self.node, "link", "show", "dev", pod.host_iface],
+                                   capture_output=True)
+            if probe.returncode != 0:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{pod.host_iface} still exists 10s after its pod was deleted")
 
     def exec(self, netns: str, *cmd: str, timeout: float = 10, check: bool = False
              ) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,257 @@
+"""Issue 2 end to end: real interfaces, real programs, real traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+from reconciler.lock import apply_lock
+from tests.kernel.conftest import PODS
+
+FRONT, BACK = PODS
+
+
+def tc_filters(node, iface: str, direction: str) -> str:
+    out = subprocess.run(
+        ["tc", "-n", node.sandbox.node, "filter", "show", "dev", iface, direction],
+        capture_output=True, text=True,
+    )
+    return out.stdout
+
+
+def ifstate(node) -> dict[int, int]:
+    """rcl_ifstate as bpftool sees it: ifindex -> flags (independent of our code)."""
+    pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"
+    if not pin.exists():
+        return {}
+    raw = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+                         capture_output=True, text=True, check=True).stdout
+    out = {}
+    for item in json.loads(raw):
+        key = int.from_bytes(bytes(int(b, 16) for b in item["key"]), "little")
+        out[key] = int.from_bytes(bytes(int(b, 16) for b in item["value"][:4]), "little")
+    return out
+
+
+def ifindex(node, iface: str) -> int:
+    raw = subprocess.run(["ip", "-n", node.sandbox.node, "-j", "link", "show", "dev", iface],
+                         capture_output=True, text=True, check=True).stdout
+    return int(json.loads(raw)[0]["ifindex"])
+
+
+def ping(node, src, dst_ip: str) -> bool:
+    r = node.sandbox.exec(node.sandbox.pod_ns(src), "ping", "-c", "1", "-W", "2", dst_ip)
+    return r.returncode == 0
+
+
+def test_attach_counts_traffic_and_is_idempotent(node):
+    node.felix()
+    node.wep(FRONT)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    assert "+ tc/cali-front0/ingress" in out and "+ tc/eth0/egress" in out
+    assert "tc/cali-back0" not in out  # no WorkloadEndpoint names it
+    node.apply_converged()
+    for iface in ("cali-front0", "eth0"):
+        for direction in ("ingress", "egress"):
+            assert "rcl:tc@" in tc_filters(node, iface, direction)
+    assert tc_filters(node, "cali-back0", "ingress") == ""
+    assert ifstate(node) == {ifindex(node, "cali-front0"): 1, ifindex(node, "eth0"): 2}
+
+    assert ping(node, FRONT, BACK.ip)
+    rc, out, _ = node.run("--status", "--json")
+    status = json.loads(out)
+    front = status["counters"]["cali-front0"]
+    assert front["rx_packets"] >= 1 and front["tx_packets"] >= 1  # echo request and reply
+    assert status["last_apply"]["source"]["identity"].startswith("dir:")
+
+
+def test_unchanged_sources_compile_nothing(node, monkeypatch):
+    node.felix()
+    node.apply_converged()
+    progs = list((Path(node.sandbox.bpffs_root) / "progs").iterdir())
+    inode = progs[0].stat().st_ino
+    import bcc
+
+    def refuse(*a, **k):
+        raise AssertionError("compiled although nothing changed")
+
+    monkeypatch.setattr(bcc, "BPF", refuse)
+    node.wep(FRONT)  # a change that needs new attachments, not new programs
+    rc, out, err = node.run("--apply")
+    assert rc == 0, out + err
+    assert [p.stat().st_ino for p in (Path(node.sandbox.bpffs_root) / "progs").iterdir()] == [inode]
+
+
+def test_pattern_change_and_wep_removal_prune(node):
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    eth0 = ifindex(node, "eth0")
+    node.felix(pattern="^ens")  # eth0 stops matching the data pattern
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    assert "- tc/eth0/ingress" in out and "- map/rcl_ifstate/eth0" in out
+    node.apply_converged()
+    assert tc_filters(node, "eth0", "ingress") == ""
+    assert eth0 not in ifstate(node)
+    # clsact went too, since nobody else had filters there
+    qdiscs = subprocess.run(["tc", "-n", node.sandbox.node, "qdisc", "show", "dev", "eth0"],
+                            capture_output=True, text=True).stdout
+    assert "clsact" not in qdiscs
+
+    node.remove("wep-front0.yaml")
+    rc, out, _ = node.run("--plan")
+    assert "- tc/cali-front0/ingress" in out
+    node.apply_converged()
+    assert tc_filters(node, "cali-front0", "egress") == ""
+    assert ifstate(node) == {}
+
+
+def test_deleted_interface_leaves_no_map_entries(node):
+    node.felix()
+    node.wep(FRONT)
+    node.wep(BACK)
+    node.apply_converged()
+    back_idx = ifindex(node, "cali-back0")
+    assert ping(node, BACK, FRONT.ip)  # creates counters for cali-back0
+    node.sandbox.remove_pod(BACK)  # the kernel deletes the veth; our entries stay behind
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    assert f"- map/rcl_ifstate/#{back_idx}" in out
+    assert f"- map/rcl_counters/#{back_idx}" in out
+    assert "WorkloadEndpoint/shop/back0: interface cali-back0 does not exist" in out
+    node.apply_converged()
+    assert back_idx not in ifstate(node)
+
+
+def test_bpf_disabled_removes_everything(node):
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    node.felix(enabled=False)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "bpfEnabled is false" in out
+    node.apply_converged()
+    root = Path(node.sandbox.bpffs_root)
+    assert [p for p in root.rglob("*") if p.is_file()] == []
+    for iface in ("eth0", "cali-front0"):
+        assert tc_filters(node, iface, "ingress") == ""
+
+
+def test_foreign_filters_are_left_alone(node):
+    """Someone else's tc program on a managed interface survives attach and prune."""
+    from bcc import BPF
+
+    from reconciler.netlink import route
+
+    node.felix()
+    other = BPF(text=b"#include <uapi/linux/pkt_cls.h>\nint other_prog(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }")
+    fn = other.load_func(b"other_prog", BPF.SCHED_CLS)
+    with route(node.sandbox.node) as ipr:
+        idx = ipr.link_lookup(ifname="eth0")[0]
+        ipr.tc("add", "clsact", idx)
+        ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="someone-else", parent="ffff:fff2",
+               classid=1, direct_action=True, prio=5)
+    other.cleanup()
+    rc, out, _ = node.run("--plan")
+    assert "Note: not ours, left alone: tc/eth0/ingress prio 5 someone-else" in out
+    node.apply_converged()
+    both = tc_filters(node, "eth0", "ingress")
+    assert "someone-else" in both and "rcl:tc@" in both
+    node.felix(enabled=False)
+    node.apply_converged()
+    remaining = tc_filters(node, "eth0", "ingress")
+    assert "someone-else" in remaining and "rcl:" not in remaining
+
+
+def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path):
+    node.felix()
+    plan_file = tmp_path / "p.json"
+    rc, out, _ = node.run("--plan", "--out", str(plan_file))
+    assert rc == 2
+    rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
+    assert rc == 0, out + err
+    # The same plan again: the kernel has moved on since it was made.
+    rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
+    assert rc == 1 and "plan is stale: the kernel state changed" in err
+    # A fresh plan, then the source changes: refused too, and nothing is applied.
+    node.wep(FRONT)
+    rc, _, _ = node.run("--plan", "--out", str(plan_file))
+    node.remove("wep-front0.yaml")
+    rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
+    assert rc == 1 and "plan is stale: the source changed" in err
+    assert tc_filters(node, "cali-front0", "ingress") == ""
+
+
+def _snapshot(node):
+    root = Path(node.sandbox.bpffs_root)
+    pins = sorted(str(p) for p in root.rglob("*")) if root.exists() else []
+    filters = {i: tc_filters(node, i, d) for i in ("eth0", "cali-front0", "cali-back0")
+               for d in ("ingress", "egress")}
+    return pins, filters, ifstate(node)
+
+
+def test_invalid_config_changes_nothing(node):
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    before = _snapshot(node)
+    node.wep(BACK)
+    node.write("bad.yaml", """\
+        apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata:
+          name: broken
+        spec:
+          selector: app == 'x
+    """)
+    rc, out, err = node.run("--apply")
+    assert rc == 1
+    assert "bad.yaml:6: GlobalNetworkPolicy/broken: spec.selector:" in err
+    assert "nothing was changed" in err
+    assert _snapshot(node) == before
+
+
+def test_concurrent_apply_is_blocked_and_names_the_holder(node):
+    node.felix()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with apply_lock(node.state):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(10)
+        rc, out, err = node.run("--apply")
+        assert rc == 1
+        assert f"another apply is running: pid {os.getpid()}" in err
+    finally:
+        release.set()
+        t.join()
+    node.apply_converged()
+
+
+def test_interrupted_apply_is_repaired_by_the_next(node):
+    from reconciler.pipeline import Target, execute, make_plan
+    from reconciler.source import from_paths
+
+    node.felix()
+    node.wep(FRONT)
+    target = Target("node-1", node.sandbox.bpffs_root, node.state, node.sandbox.node)
+    plan, _ = make_plan(from_paths([str(node.config)]), target)
+    # "Kill" the apply after the programs were built and half the filters attached.
+    cut = [i for i, c in enumerate(plan.changes) if c.address.startswith("tc/")][1]
+    from dataclasses import replace
+
+    execute(replace(plan, changes=plan.changes[:cut]), target)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "prog/" not in out  # the build survived; only the rest remains
+    node.apply_converged()
+    assert "rcl:tc@" in tc_filters(node, "eth0", "egress")
