@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@bash scripts/demo.sh
+	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -ra --timeout=300 tests

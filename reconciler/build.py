@@ -16,6 +16,12 @@ from pathlib import Path
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 SOURCES = {"tc": "tc.c", "connect": "connect.c"}
+PROG_TYPES = {"tc": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR"}
+ATTACH_TYPES = {
+    "rcl_connect4": "CGROUP_INET4_CONNECT",
+    "rcl_sendmsg4": "CGROUP_UDP4_SENDMSG",
+    "rcl_recvmsg4": "CGROUP_UDP4_RECVMSG",
+}
 
 
 def source_digest() -> str:
@@ -51,10 +57,18 @@ def build(
     (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    bpf = BPF(src_file=str(BPF_DIR / SOURCES[prog_set]).encode(), cflags=[*flags, f"-I{BPF_DIR}"])
+    from reconciler.bpf_source import flatten
+
+    text = flatten(BPF_DIR / SOURCES[prog_set])
+    bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
     try:
         for name in functions:
-            fn = bpf.load_func(name.encode(), getattr(BPF, prog_type))
+            kwargs = {}
+            if name in ATTACH_TYPES:  # sock_addr programs must name their hook at load
+                from bcc import BPFAttachType
+
+                kwargs["attach_type"] = getattr(BPFAttachType, ATTACH_TYPES[name])
+            fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
             bpfsys.obj_pin(fn.fd, str(tmp / name))
     finally:
         bpf.cleanup()

@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
     p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
     p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
-    p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 for connect-time load balancing")
+    p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)")
     p.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
     p.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")

@@ -8,38 +8,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys, build
+from reconciler import bpfsys, build, entries
 from reconciler.compile import TC_PROGRAMS
 from reconciler.diff import Action, Change
-from reconciler.iface_layout import GLOBALS, IFSTATE, U32
 from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
 from reconciler.state import ObjKind
-
-Encoder = Callable[[Mapping[str, Any]], tuple[bytes, bytes]]
-
-
-def _ifstate(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(attrs["ifindex"]), IFSTATE.pack(attrs["flags"], 0)
-
-
-def _globals(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(0), GLOBALS.pack(attrs["log_level"], 0)
-
-
-def _ifindex_key(attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(attrs["ifindex"]), b""
-
-
-ENCODERS: dict[str, Encoder] = {
-    "rcl_ifstate": _ifstate,
-    "rcl_globals": _globals,
-    "rcl_counters": _ifindex_key,
-}
-
 
 class Executor:
     """Applies a plan's changes in order against one bpffs root and netns."""
@@ -81,6 +58,7 @@ class Executor:
             ObjKind.MAP: self._map,
             ObjKind.ENTRY: self._entry,
             ObjKind.TC: self._tc,
+            ObjKind.CGROUP: self._cgroup,
         }[change.kind]
         return handler(change)
 
@@ -97,7 +75,8 @@ class Executor:
         if change.action is Action.REPLACE:
             build.remove(self.root, prog_set, phash)
         functions = (change.after or {}).get("programs", list(TC_PROGRAMS))
-        build.build(self.root, prog_set, phash, self.build_info["flags"], functions)
+        build.build(self.root, prog_set, phash, self.build_info["flags"], functions,
+                    build.PROG_TYPES[prog_set])
         self._fds.clear()  # maps may have been recreated by the build
         self._restore_migrations()
         return "created"
@@ -131,14 +110,47 @@ class Executor:
 
     # -- map entries ----------------------------------------------------
     def _entry(self, change: Change) -> str:
-        _, name, _ = change.address.split("/", 2)
-        encode = ENCODERS[name]
+        name, _ = entries.split(change.address)
         fd = self._map_fd(name)
         if change.action is Action.DELETE:
-            key, _ = encode(change.before or {})
+            key, _ = entries.encode(change.address, change.before or {})
             return "deleted" if bpfsys.map_delete(fd, key) else "unchanged"
-        key, value = encode(change.after or {})
+        key, value = entries.encode(change.address, change.after or {})
         bpfsys.map_update(fd, key, value)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    # -- cgroup hooks (pinned BPF links) -------------------------------
+    def _cgroup(self, change: Change) -> str:
+        from reconciler import bpf_links
+        from reconciler.compile import CONNECT_PROGRAMS
+
+        hook = change.address.removeprefix("cgroup/")
+        pin = Path(self.root) / "links" / hook
+        if change.action is Action.DELETE:
+            pin.unlink(missing_ok=True)  # the last reference: the link detaches
+            return "deleted"
+        after = change.after or {}
+        prog_set, _, phash = after["prog"].partition("@")
+        prog_fd = bpfsys.obj_get(str(build.set_dir(self.root, prog_set, phash) /
+                                     CONNECT_PROGRAMS[hook]))
+        try:
+            before = change.before or {}
+            if pin.exists() and before.get("cgroup_id") == after["cgroup_id"]:
+                link_fd = bpfsys.obj_get(str(pin))
+                try:
+                    bpf_links.link_update(link_fd, prog_fd)  # atomic swap, no gap
+                finally:
+                    bpfsys.close(link_fd)
+                return "updated"
+            pin.unlink(missing_ok=True)
+            pin.parent.mkdir(parents=True, exist_ok=True)
+            link_fd = bpf_links.link_create(prog_fd, self.build_info["cgroup"], hook)
+            try:
+                bpfsys.obj_pin(link_fd, str(pin))
+            finally:
+                bpfsys.close(link_fd)
+        finally:
+            bpfsys.close(prog_fd)
         return "created" if change.action is Action.CREATE else "updated"
 
     # -- tc -------------------------------------------------------------

@@ -51,9 +51,12 @@ def validate_mode(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace) -> Any:
     from reconciler.pipeline import Target, default_state_dir
 
+    from reconciler.cgroups import cgroup2_mount
+
     root = args.bpffs_root.rstrip("/")
     state = Path(args.state_dir) if args.state_dir else default_state_dir(root)
-    return Target(args.node, root, state, args.netns, _cache_dir(args))
+    cgroup = args.cgroup or cgroup2_mount()
+    return Target(args.node, root, state, args.netns, _cache_dir(args), cgroup)
 
 
 def _plan_or_report(args: argparse.Namespace, spec: dict[str, Any]) -> Plan | None:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys
-from reconciler.iface_layout import GLOBALS, IFSTATE, U32
+from reconciler import bpfsys, entries
 from reconciler.state import Link, Obj, ObjKind, ObservedState
 
 FILTER_PREFIX = "rcl:"
@@ -33,7 +32,15 @@ class TcFilter:
 
 
 def read_links(ipr: Any) -> list[Link]:
-    return [Link(m.get_attr("IFLA_IFNAME"), m["index"]) for m in ipr.get_links()]
+    import socket
+
+    addresses: dict[int, list[str]] = {}
+    for msg in ipr.get_addr(family=socket.AF_INET):
+        addresses.setdefault(msg["index"], []).append(msg.get_attr("IFA_ADDRESS"))
+    return [
+        Link(m.get_attr("IFLA_IFNAME"), m["index"], tuple(sorted(addresses.get(m["index"], ()))))
+        for m in ipr.get_links()
+    ]
 
 
 def read_filters(ipr: Any, links: Iterable[Link]) -> list[TcFilter]:
@@ -75,30 +82,6 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     return objs
 
 
-def _ifname(ifindex: int, by_index: Mapping[int, str]) -> str:
-    return by_index.get(ifindex, f"#{ifindex}")  # '#n': an interface that no longer exists
-
-
-def parse_map_entries(
-    name: str, items: Iterable[tuple[bytes, Any]], by_index: Mapping[int, str]
-) -> list[Obj]:
-    objs = []
-    for key, value in items:
-        if name == "rcl_ifstate":
-            (ifindex,) = U32.unpack(key)
-            flags, _ = IFSTATE.unpack(value)
-            addr = f"map/{name}/{_ifname(ifindex, by_index)}"
-            objs.append(Obj(addr, ObjKind.ENTRY, {"ifindex": ifindex, "flags": flags}))
-        elif name == "rcl_counters":
-            (ifindex,) = U32.unpack(key)
-            addr = f"map/{name}/{_ifname(ifindex, by_index)}"
-            objs.append(Obj(addr, ObjKind.ENTRY, {"ifindex": ifindex}))
-        elif name == "rcl_globals":
-            log_level, _flags = GLOBALS.unpack(value)
-            objs.append(Obj(f"map/{name}/0", ObjKind.ENTRY, {"log_level": log_level}))
-    return objs
-
-
 def read_pins(root: str) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
     """Program set directories, and for each pinned map its size and entries."""
     progs: dict[str, list[str]] = {}
@@ -112,10 +95,42 @@ def read_pins(root: str) -> tuple[dict[str, list[str]], dict[str, tuple[int, lis
             fd = bpfsys.obj_get(str(pin))
             try:
                 info = bpfsys.map_info(fd)
-                maps[pin.name] = (info.max_entries, bpfsys.map_items(fd))
+                # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
+                items = bpfsys.map_items(fd) if pin.name in entries.CODECS else []
+                maps[pin.name] = (info.max_entries, items)
             finally:
                 bpfsys.close(fd)
     return progs, maps
+
+
+def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
+    """Our pinned cgroup links, named by the program set each one runs."""
+    from reconciler import bpf_links
+
+    prog_root, link_root = Path(root) / "progs", Path(root) / "links"
+    if not link_root.is_dir():
+        return [], []
+    ids: dict[int, str] = {}
+    if prog_root.is_dir():
+        for set_dir in prog_root.iterdir():
+            prog_set, _, phash = set_dir.name.rpartition("-")
+            for pin in set_dir.iterdir():
+                fd = bpfsys.obj_get(str(pin))
+                try:
+                    ids[bpfsys.prog_info(fd).id] = f"{prog_set}@{phash}"
+                finally:
+                    bpfsys.close(fd)
+    objs = []
+    for pin in sorted(link_root.iterdir()):
+        fd = bpfsys.obj_get(str(pin))
+        try:
+            info = bpf_links.link_info(fd)
+        finally:
+            bpfsys.close(fd)
+        prog = ids.get(info.prog_id, f"unpinned-prog-{info.prog_id}")
+        objs.append(Obj(f"cgroup/{pin.name}", ObjKind.CGROUP,
+                        {"prog": prog, "cgroup_id": info.cgroup_id}))
+    return objs, []
 
 
 def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Link]]:
@@ -125,11 +140,12 @@ def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Li
     with route(netns) as ipr:
         links = read_links(ipr)
         filters = read_filters(ipr, links)
-    by_index = {link.ifindex: link.name for link in links}
+    ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
     progs, maps = read_pins(root)
     objs += parse_prog_dirs(progs)
+    objs += read_cgroup_links(root)[0]
     for name, (max_entries, items) in maps.items():
         objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
-        objs += parse_map_entries(name, items, by_index)
+        objs += [Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)]
     return ObservedState({o.address: o for o in objs}, tuple(sorted(foreign))), links

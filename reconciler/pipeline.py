@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import bpfsys, build
-from reconciler.compile import compile_desired
+from reconciler.compile import Host, compile_desired
 from reconciler.diff import diff
 from reconciler.observe import observe
 from reconciler.plan import Plan
 from reconciler.source import Source
+from reconciler.state import Link
 from reconciler.validate import Validation, validate_source
 
 
@@ -36,6 +38,7 @@ class Target:
     state_dir: Path
     netns: str | None = None
     cache_dir: Path | None = None
+    cgroup: str | None = None  # cgroup v2 directory for connect-time load balancing
 
 
 def default_state_dir(bpffs_root: str) -> Path:
@@ -50,8 +53,11 @@ def make_plan(source: Source, target: Target) -> tuple[Plan, Validation]:
     bpfsys.ensure_bpffs(target.bpffs_root)
     observed, links = observe(target.bpffs_root, target.netns)
     desired = compile_desired(
-        validation.resources, target.node, links, target.bpffs_root, build.source_digest()
+        validation.resources, target.node, host_facts(target, links), target.bpffs_root,
+        build.source_digest(),
     )
+    if desired.errors:
+        raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
     changes = diff(desired, observed)
     plan = Plan(
         node=target.node,
@@ -64,6 +70,16 @@ def make_plan(source: Source, target: Target) -> tuple[Plan, Validation]:
         foreign=observed.foreign,
     )
     return plan, validation
+
+
+def host_facts(target: Target, links: list[Link]) -> Host:
+    cgroup_id = None
+    if target.cgroup:
+        try:
+            cgroup_id = os.stat(target.cgroup).st_ino  # a cgroup's id is its kernfs inode
+        except OSError as exc:
+            raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
+    return Host(tuple(links), cgroup_id, target.cgroup or "")
 
 
 def check_fresh(plan: Plan, source: Source | None, target: Target) -> None:
@@ -101,7 +117,39 @@ def execute(plan: Plan, target: Target) -> list[tuple[str, str]]:
                 ) from exc
     finally:
         executor.close()
+    results += _after_backend_changes(plan, target)
     return results
+
+
+def _after_backend_changes(plan: Plan, target: Target) -> list[tuple[str, str]]:
+    """Conntrack and connected-socket hygiene once backends have left."""
+    from reconciler import ct_clean
+    from reconciler.diff import Action
+
+    left = [c for c in plan.changes if c.address.startswith(("map/rcl_nat_be/", "map/rcl_nat_fe/"))
+            and c.action in (Action.DELETE, Action.UPDATE)]
+    maps = Path(target.bpffs_root) / "maps"
+    if not left or not (maps / "rcl_ct").exists():
+        return []
+    fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
+    try:
+        removed = ct_clean.clean_conntrack(fds["rcl_ct"], fds["rcl_nat_be"], fds["rcl_nat_aff"])
+        live = {(socket_ip(ip), int.from_bytes(port, "big"))
+                for _, ip, port in ct_clean.live_backends(fds["rcl_nat_be"])}
+    finally:
+        for fd in fds.values():
+            bpfsys.close(fd)
+    gone = {(c.before["ip"], c.before["port"]) for c in left
+            if c.address.startswith("map/rcl_nat_be/") and c.before} - live
+    sockets = ct_clean.destroy_udp_sockets(target.cgroup or "", gone) if gone else 0
+    return [("conntrack", f"removed {removed} entries of departed backends"),
+            ("sockets", f"destroyed {sockets} UDP sockets connected to departed backends")]
+
+
+def socket_ip(raw: bytes) -> str:
+    import socket
+
+    return socket.inet_ntoa(raw)
 
 
 def record_applied(plan: Plan, target: Target, applied: int) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.cgroups import cgroup2_mount
+
 
 def _ip(*args: str, netns: str | None = None) -> None:
     cmd = ["ip", *(["-n", netns] if netns else []), *args]
@@ -53,6 +55,7 @@ class Sandbox:
     ext_ip: str = "192.168.50.2"
     pods: list[Pod] = field(default_factory=list)
     bpffs_root: str = ""
+    cgroup: str = ""  # a private cgroup v2 for connect-time load balancing
 
     @property
     def node(self) -> str:
@@ -68,6 +71,10 @@ class Sandbox:
     def up(self, pods: Sequence[Pod] = (), data_iface: str = "eth0") -> Sandbox:
         if not self.bpffs_root:
             self.bpffs_root = f"/sys/fs/bpf/{self.prefix}"
+        mount = cgroup2_mount()
+        if mount and not self.cgroup:
+            self.cgroup = f"{mount}/{self.prefix}"
+            os.makedirs(self.cgroup, exist_ok=True)
         for ns in (self.node, self.ext):
             _ip("netns", "add", ns)
         _sysctl(self.node, "net.ipv4.ip_forward", "1")
@@ -135,6 +142,40 @@ class Sandbox:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
         if self.bpffs_root and os.path.isdir(self.bpffs_root):
             shutil.rmtree(self.bpffs_root, ignore_errors=True)
+        if self.cgroup and os.path.isdir(self.cgroup):
+            _empty_cgroup(self.cgroup)
         self.pods.clear()
+
+    def spawn_in_cgroup(self, netns: str, *cmd: str) -> subprocess.Popen[str]:
+        """Start a command in a namespace and inside our cgroup (connect-time LB applies)."""
+        script = f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"'
+        return subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{netns}", "sh", "-c", script, "sh", *cmd],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def exec_in_cgroup(self, netns: str, *cmd: str, timeout: float = 10
+                       ) -> subprocess.CompletedProcess[str]:
+        proc = self.spawn_in_cgroup(netns, *cmd)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _empty_cgroup(path: str) -> None:
+    """Move leftover processes to the parent, then remove the cgroup."""
+    parent = os.path.dirname(path)
+    try:
+        with open(f"{path}/cgroup.procs", encoding="utf-8") as fh:
+            pids = fh.read().split()
+        for pid in pids:
+            with open(f"{parent}/cgroup.procs", "w", encoding="utf-8") as out:
+                out.write(pid)
+        os.rmdir(path)
+    except OSError:
+        pass
 
 

@@ -47,6 +47,8 @@ class DesiredState:
     warnings: tuple[str, ...] = ()
     # What apply needs to build programs: bpf/ source hash and compiler flags.
     build: Mapping[str, Any] = field(default_factory=dict)
+    # Plan-time errors (a map would overflow): nothing may be applied.
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +71,4 @@ class Link:
 
     name: str
     ifindex: int
+    addresses: tuple[str, ...] = ()  # IPv4 addresses, for NodePort frontends

@@ -88,7 +88,7 @@ class Node:
         return [
             "--netns", self.sandbox.node, "--bpffs-root", self.sandbox.bpffs_root,
             "--state-dir", str(self.state), "--node", "node-1", "--config", str(self.config),
-            "--no-cache", *extra,
+            "--cgroup", self.sandbox.cgroup, "--no-cache", *extra,
         ]
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:
@@ -122,3 +122,4 @@ def node(tmp_path, capsys):
     finally:
         sandbox.down()
     assert not Path(sandbox.bpffs_root).exists()
+    assert not Path(sandbox.cgroup).exists()

@@ -1,0 +1,18 @@
+"""`make bench`: every benchmark, figures printed and saved under bench/out/."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import plan_bench, validate_bench
+
+
+def main() -> int:
+    print("Benchmarks (see bench/RESULTS.md for recorded figures)")
+    validate_bench.main()
+    plan_bench.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

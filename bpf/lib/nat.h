@@ -1,0 +1,248 @@
+/* Service load balancing for the tc path (and backend selection shared with the
+ * connect-time programs in connect.c).
+ *
+ * Entry point: rcl_nat_ingress(skb, l3_off). It changes destination (forward)
+ * or source (reply) address and port only; the client's source address is never
+ * rewritten, so backends see the real client. Verdicts are RCL_NAT_*; the entry
+ * program maps them with rcl_nat_tc_action() or its own policy. */
+#ifndef RCL_NAT_H
+#define RCL_NAT_H
+
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/pkt_cls.h>
+#include "conntrack.h"
+
+/* Verdicts of rcl_nat_ingress(). */
+#define RCL_NAT_PASS   0 /* not service traffic (or not IPv4 TCP/UDP): carry on */
+#define RCL_NAT_DNAT   1 /* destination rewritten to a backend */
+#define RCL_NAT_SNAT   2 /* reply source rewritten back to the VIP */
+#define RCL_NAT_REJECT 3 /* service has no usable backend: drop (TC_ACT_SHOT) */
+#define RCL_NAT_DROP   4 /* rewrite failed half way: the packet is unusable, drop */
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define rcl_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
+#else
+#define rcl_htons(x) ((__u16)(x))
+#endif
+
+/* Backend chosen for a new flow. */
+struct rcl_nat_pick {
+	__u32 ordinal;
+	__u32 ip;   /* _be */
+	__u16 port; /* _be */
+	__u16 pad;
+};
+
+#define RCL_PICK_OK       0
+#define RCL_PICK_NO_BE    1
+#define RCL_PICK_NO_LOCAL 2
+
+/* Choose a backend for a new flow from client_ip (network order; 0 for
+ * connect-time LB). Honors ClientIP affinity (re-checked against the backend
+ * map, so a removed backend is never reused) and ETP/ITP Local (only ordinals
+ * [0, local_count); none local -> RCL_PICK_NO_LOCAL, as Kubernetes drops). */
+static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32 client_ip,
+						__u64 now, struct rcl_nat_pick *out)
+{
+	__u32 svc_id = fe->svc_id;
+	__u32 n = fe->count;
+	__u32 flags = fe->flags;
+	__u32 timeout_s = fe->affinity_timeout_s;
+	int local_only = (flags & (RCL_FE_ETP_LOCAL | RCL_FE_ITP_LOCAL)) != 0;
+
+	if (n == 0)
+		return RCL_PICK_NO_BE;
+	if (local_only) {
+		n = fe->local_count;
+		if (n == 0)
+			return RCL_PICK_NO_LOCAL;
+	}
+
+	struct rcl_nat_aff_key akey = {};
+	akey.client_ip = client_ip;
+	akey.svc_id = svc_id;
+	if (flags & RCL_FE_AFFINITY) {
+		struct rcl_nat_aff_val *a = rcl_nat_aff.lookup(&akey);
+		if (a && now - a->ts_ns < (__u64)timeout_s * 1000000000ULL && a->ordinal < n) {
+			struct rcl_nat_be_key bk = {};
+			bk.svc_id = svc_id;
+			bk.ordinal = a->ordinal;
+			struct rcl_nat_be_val *b = rcl_nat_be.lookup(&bk);
+			if (b && b->ip == a->ip && b->port == a->port) {
+				a->ts_ns = now;
+				out->ordinal = bk.ordinal;
+				out->ip = b->ip;
+				out->port = b->port;
+				return RCL_PICK_OK;
+			}
+			rcl_nat_count(RCL_NS_STALE);
+		}
+	}
+
+	struct rcl_nat_be_key bk = {};
+	bk.svc_id = svc_id;
+	bk.ordinal = bpf_get_prandom_u32() % n;
+	struct rcl_nat_be_val *b = rcl_nat_be.lookup(&bk);
+	if (!b)
+		return RCL_PICK_NO_BE; /* count and backend map disagree mid-update */
+	out->ordinal = bk.ordinal;
+	out->ip = b->ip;
+	out->port = b->port;
+
+	if (flags & RCL_FE_AFFINITY) {
+		struct rcl_nat_aff_val av = {};
+		av.ts_ns = now;
+		av.ip = b->ip;
+		av.port = b->port;
+		av.ordinal = bk.ordinal;
+		rcl_nat_aff.update(&akey, &av);
+	}
+	return RCL_PICK_OK;
+}
+
+/* Rewrite one endpoint (source or destination) of an IPv4 TCP/UDP packet and
+ * fix the IP and L4 checksums incrementally (the L4 one covers the pseudo
+ * header). UDP with checksum 0 stays 0 (BPF_F_MARK_MANGLED_0). */
+static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
+					   __u8 proto, int is_src, __u32 old_ip, __u32 new_ip,
+					   __u16 old_port, __u16 new_port)
+{
+	__u32 ip_off = l3_off + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+	__u32 port_off = l4_off + (is_src ? 0 : 2);
+	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : 6);
+	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+
+	if (old_ip != new_ip) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip, mangled | BPF_F_PSEUDO_HDR | 4))
+			return -1;
+		if (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_ip, new_ip, 4))
+			return -1;
+		if (bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0))
+			return -1;
+	}
+	if (old_port != new_port) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | 2))
+			return -1;
+		if (bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
+			return -1;
+	}
+	return 0;
+}
+
+/* Service NAT for a packet entering from an interface. l3_off is where the IPv4
+ * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices. Returns RCL_NAT_*.
+ * Non-first fragments and packets with unreadable headers pass untouched. */
+static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct iphdr ip;
+	struct {
+		__u16 sport;
+		__u16 dport;
+	} ports;
+	__u8 tcpflags = 0;
+
+	if (skb->protocol != rcl_htons(ETH_P_IP))
+		return RCL_NAT_PASS;
+	if (bpf_skb_load_bytes(skb, l3_off, &ip, sizeof(ip)))
+		return RCL_NAT_PASS;
+	if (ip.version != 4 || ip.ihl < 5)
+		return RCL_NAT_PASS;
+	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
+		return RCL_NAT_PASS;
+	if (ip.frag_off & rcl_htons(0x3fff)) {
+		/* MF or offset: ports are not in every fragment, tracking them needs
+		 * reassembly state we do not keep. */
+		rcl_nat_count(RCL_NS_FRAG);
+		return RCL_NAT_PASS;
+	}
+	__u32 l4_off = l3_off + ip.ihl * 4;
+	if (bpf_skb_load_bytes(skb, l4_off, &ports, sizeof(ports)))
+		return RCL_NAT_PASS;
+	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4_off + 13, &tcpflags, 1))
+		return RCL_NAT_PASS;
+
+	__u8 pktflags = ip.protocol == IPPROTO_TCP ? rcl_ct_tcp_flags(tcpflags) : 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct rcl_ct_key key = {};
+	key.src = ip.saddr;
+	key.dst = ip.daddr;
+	key.sport = ports.sport;
+	key.dport = ports.dport;
+	key.proto = ip.protocol;
+
+	struct rcl_ct_val *ct = rcl_ct_lookup(&key, now);
+	if (ct && ct->type == RCL_CT_REVERSE) {
+		__u32 vip = ct->orig_ip;
+		__u16 vport = ct->orig_port;
+		ct->last_seen_ns = now;
+		ct->flags |= pktflags | RCL_CT_EST;
+		/* a reply means the forward direction is established too */
+		struct rcl_ct_key fk = {};
+		fk.src = ip.daddr;
+		fk.dst = vip;
+		fk.sport = ports.dport;
+		fk.dport = vport;
+		fk.proto = ip.protocol;
+		struct rcl_ct_val *f = rcl_ct.lookup(&fk);
+		if (f)
+			f->flags |= RCL_CT_EST | (pktflags & (RCL_CT_FIN | RCL_CT_RST));
+		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, vip,
+				    ports.sport, vport)) {
+			rcl_nat_count(RCL_NS_ERROR);
+			return RCL_NAT_DROP;
+		}
+		rcl_nat_count(RCL_NS_SNAT);
+		return RCL_NAT_SNAT;
+	}
+	if (ct && ct->type == RCL_CT_FORWARD) {
+		/* Trust the entry: the backend it names stays the flow's backend even
+		 * when ordinals shift because another backend left. Entries of
+		 * departed backends are removed by the reconciler when it removes
+		 * the backend (reconciler/ct_clean.py), or expire. */
+		__u32 be_ip = ct->be_ip;
+		__u16 be_port = ct->be_port;
+		ct->last_seen_ns = now;
+		ct->flags |= pktflags;
+		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, be_ip,
+				    ports.dport, be_port)) {
+			rcl_nat_count(RCL_NS_ERROR);
+			return RCL_NAT_DROP;
+		}
+		rcl_nat_count(RCL_NS_DNAT_CT);
+		return RCL_NAT_DNAT;
+	}
+
+	struct rcl_nat_fe_key fek = {};
+	fek.vip = ip.daddr;
+	fek.port = ports.dport;
+	fek.proto = ip.protocol;
+	struct rcl_nat_fe_val *fe = rcl_nat_fe.lookup(&fek);
+	if (!fe)
+		return RCL_NAT_PASS;
+
+	struct rcl_nat_pick pick = {};
+	int rc = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
+	if (rc != RCL_PICK_OK) {
+		rcl_nat_count(rc == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
+		return RCL_NAT_REJECT;
+	}
+	if (rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, pktflags, now) ||
+	    rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, pick.ip,
+			    ports.dport, pick.port)) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return RCL_NAT_DROP;
+	}
+	rcl_nat_count(RCL_NS_DNAT_NEW);
+	return RCL_NAT_DNAT;
+}
+
+/* Default mapping of a verdict to a tc action for entry programs. */
+static __always_inline int rcl_nat_tc_action(int verdict)
+{
+	if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
+}
+
+#endif

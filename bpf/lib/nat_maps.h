@@ -1,0 +1,51 @@
+/* Service NAT maps, pinned under RCL_MAPS_DIR so the tc and cgroup programs
+ * (separate bcc modules) and the reconciler share one copy.
+ * Sizes follow Calico's bpfMapSize* defaults; the loader may override them.
+ * Changing a size means a new map (see DESIGN section 4: resize is a replace). */
+#ifndef RCL_NAT_MAPS_H
+#define RCL_NAT_MAPS_H
+
+#include "nat_types.h"
+
+#ifndef RCL_MAPS_DIR
+#error "RCL_MAPS_DIR must be defined by the loader, e.g. -DRCL_MAPS_DIR=\"/sys/fs/bpf/rcl/maps\""
+#endif
+#ifndef RCL_NAT_FE_SIZE
+#define RCL_NAT_FE_SIZE 65536
+#endif
+#ifndef RCL_NAT_BE_SIZE
+#define RCL_NAT_BE_SIZE 262144
+#endif
+#ifndef RCL_NAT_AFF_SIZE
+#define RCL_NAT_AFF_SIZE 65536
+#endif
+#ifndef RCL_CT_SIZE
+#define RCL_CT_SIZE 512000
+#endif
+#ifndef RCL_CTLB_UDP_REV_SIZE
+#define RCL_CTLB_UDP_REV_SIZE 65536
+#endif
+
+BPF_TABLE_PINNED("hash", struct rcl_nat_fe_key, struct rcl_nat_fe_val, rcl_nat_fe,
+		 RCL_NAT_FE_SIZE, RCL_MAPS_DIR "/rcl_nat_fe");
+BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_be,
+		 RCL_NAT_BE_SIZE, RCL_MAPS_DIR "/rcl_nat_be");
+BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
+		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
+BPF_TABLE_PINNED("lru_hash", struct rcl_ct_key, struct rcl_ct_val, rcl_ct,
+		 RCL_CT_SIZE, RCL_MAPS_DIR "/rcl_ct");
+BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
+		 RCL_MAPS_DIR "/rcl_nat_globals");
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_nat_stats, RCL_NS_MAX,
+		 RCL_MAPS_DIR "/rcl_nat_stats");
+BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
+		 rcl_ctlb_udp_rev, RCL_CTLB_UDP_REV_SIZE, RCL_MAPS_DIR "/rcl_ctlb_udp_rev");
+
+static __always_inline void rcl_nat_count(__u32 idx)
+{
+	__u64 *c = rcl_nat_stats.lookup(&idx);
+	if (c)
+		*c += 1; /* per-CPU slot: no atomics needed */
+}
+
+#endif

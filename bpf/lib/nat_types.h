@@ -1,0 +1,155 @@
+/* Service NAT (kube-proxy replacement) types shared by the tc and cgroup programs.
+ * Mirrored field by field in reconciler/nat_layout.py; tests/kernel/test_nat_layout.py
+ * checks sizes and offsets against what bcc compiles. Every struct has explicit
+ * padding (no implicit holes) so Python, C and the kernel agree byte for byte.
+ * "_be" in a comment = network byte order; everything else is host order. */
+#ifndef RCL_NAT_TYPES_H
+#define RCL_NAT_TYPES_H
+
+/* struct rcl_nat_fe_val.flags */
+#define RCL_FE_AFFINITY  1 /* sessionAffinity: ClientIP */
+#define RCL_FE_ETP_LOCAL 2 /* set by the compiler on external frontends (nodeport, LB, external IP) */
+#define RCL_FE_ITP_LOCAL 4 /* set by the compiler on cluster-IP frontends */
+
+/* rcl_nat_fe key: 8 bytes. */
+struct rcl_nat_fe_key {
+	__u32 vip;      /* _be */
+	__u16 port;     /* _be */
+	__u8  proto;    /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8  pad;
+};
+
+/* rcl_nat_fe value: 20 bytes. Local backends sit at ordinals [0, local_count). */
+struct rcl_nat_fe_val {
+	__u32 svc_id;
+	__u32 count;        /* backends at ordinals [0, count) */
+	__u32 local_count;
+	__u32 flags;        /* RCL_FE_* */
+	__u32 affinity_timeout_s;
+};
+
+/* rcl_nat_be key: 8 bytes. */
+struct rcl_nat_be_key {
+	__u32 svc_id;
+	__u32 ordinal;
+};
+
+/* rcl_nat_be value: 8 bytes. */
+struct rcl_nat_be_val {
+	__u32 ip;       /* _be */
+	__u16 port;     /* _be */
+	__u16 flags;    /* reserved, 0 */
+};
+
+/* rcl_nat_aff key: 8 bytes. */
+struct rcl_nat_aff_key {
+	__u32 client_ip; /* _be; 0 for connect-time LB (the node itself) */
+	__u32 svc_id;
+};
+
+/* rcl_nat_aff value: 24 bytes. The ordinal lets the datapath check the backend
+ * still exists (lookup svc_id+ordinal, compare ip/port) without a scan. */
+struct rcl_nat_aff_val {
+	__u64 ts_ns;     /* bpf_ktime_get_ns() when last used */
+	__u32 ip;        /* _be backend */
+	__u16 port;      /* _be backend */
+	__u16 pad;
+	__u32 ordinal;
+	__u32 pad2;
+};
+
+/* struct rcl_ct_val.type */
+#define RCL_CT_FORWARD 1 /* client -> VIP: DNAT to the recorded backend */
+#define RCL_CT_REVERSE 2 /* backend -> client: SNAT the source back to the VIP */
+
+/* struct rcl_ct_val.flags (TCP state, seen in either direction) */
+#define RCL_CT_SYN  1
+#define RCL_CT_EST  2 /* a reply was seen */
+#define RCL_CT_FIN  4
+#define RCL_CT_RST  8
+
+/* rcl_ct key: 16 bytes; the packet's own 5-tuple as it arrives. */
+struct rcl_ct_key {
+	__u32 src;      /* _be */
+	__u32 dst;      /* _be */
+	__u16 sport;    /* _be */
+	__u16 dport;    /* _be */
+	__u8  proto;
+	__u8  pad[3];
+};
+
+/* rcl_ct value: 40 bytes. */
+struct rcl_ct_val {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u32 svc_id;
+	__u32 be_ordinal;
+	__u32 orig_ip;   /* _be VIP the client used */
+	__u32 be_ip;     /* _be backend chosen */
+	__u16 orig_port; /* _be */
+	__u16 be_port;   /* _be */
+	__u8  type;      /* RCL_CT_FORWARD / RCL_CT_REVERSE */
+	__u8  flags;     /* RCL_CT_* */
+	__u16 pad;
+};
+
+/* rcl_nat_globals[0] flags: connect-time LB mode (Felix bpfConnectTimeLoadBalancing).
+ * 0 is the default so an unwritten map behaves like Calico's default (TCP). */
+#define RCL_CTLB_MASK     3
+#define RCL_CTLB_TCP      0
+#define RCL_CTLB_ALL      1
+#define RCL_CTLB_DISABLED 2
+
+/* rcl_nat_globals value: 32 bytes. A timeout of 0 means the built-in default
+ * (RCL_CT_DEF_*, Calico's defaults). */
+struct rcl_nat_globals {
+	__u32 tcp_syn_sent_s;
+	__u32 tcp_established_s;
+	__u32 tcp_fin_s;
+	__u32 tcp_rst_s;
+	__u32 udp_s;
+	__u32 generic_s;    /* ICMP and other protocols */
+	__u32 flags;        /* RCL_CTLB_* */
+	__u32 pad;
+};
+
+#define RCL_CT_DEF_SYN_SENT_S    20
+#define RCL_CT_DEF_ESTABLISHED_S 3600
+#define RCL_CT_DEF_FIN_S         30
+#define RCL_CT_DEF_RST_S         40
+#define RCL_CT_DEF_UDP_S         60
+#define RCL_CT_DEF_GENERIC_S     600
+
+/* rcl_ctlb_udp_rev key: 16 bytes. Which VIP a connect-time-balanced UDP socket
+ * really talked to, so recvmsg4 can show the VIP as the reply's source. */
+struct rcl_ctlb_rev_key {
+	__u64 cookie;   /* bpf_get_socket_cookie() */
+	__u32 be_ip;    /* _be */
+	__u16 be_port;  /* _be */
+	__u16 pad;
+};
+
+/* rcl_ctlb_udp_rev value: 16 bytes. */
+struct rcl_ctlb_rev_val {
+	__u64 ts_ns;
+	__u32 vip;      /* _be */
+	__u16 vport;    /* _be */
+	__u16 pad;
+};
+
+/* rcl_nat_stats index (per-CPU __u64 packet counters by outcome / drop reason). */
+#define RCL_NS_DNAT_NEW     0 /* new connection balanced */
+#define RCL_NS_DNAT_CT      1 /* forward conntrack hit */
+#define RCL_NS_SNAT         2 /* reply rewritten back to the VIP */
+#define RCL_NS_REJECT_NOBE  3 /* frontend with no backends */
+#define RCL_NS_REJECT_NOLOCAL 4 /* ETP/ITP local and no local backend */
+#define RCL_NS_STALE        5 /* conntrack or affinity pointed at a removed backend */
+#define RCL_NS_ERROR        6 /* rewrite failed (helper error) */
+#define RCL_NS_FRAG         7 /* IPv4 fragment to a possible service: passed untouched */
+#define RCL_NS_CTLB_TCP     8
+#define RCL_NS_CTLB_UDP     9
+#define RCL_NS_CTLB_REJECT  10
+#define RCL_NS_CTLB_UDP_REV 11
+#define RCL_NS_MAX          16
+
+#endif

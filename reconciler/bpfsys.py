@@ -1,0 +1,385 @@
+"""A thin ctypes layer over libbpf (``libbpf.so.1``) for pinned maps and programs.
+
+Why not bcc: importing bcc costs about a second and a plan must be fast; every
+call here is one syscall through libbpf. Errors raise ``OSError`` carrying the
+errno and naming the path or map involved.
+
+libbpf >= 1.0 returns ``-errno`` directly (and also sets errno); both are
+handled. Struct layouts below follow the kernel UAPI (``bpf_map_info``,
+``bpf_prog_info``) and libbpf 1.1's opts structs; the kernel accepts a shorter
+info buffer than its own struct, so only the leading fields we need are declared.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+_U32 = ctypes.c_uint32
+_U64 = ctypes.c_uint64
+
+# Kernel constants (uapi/linux/bpf.h).
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+BPF_F_NO_PREALLOC = 1
+_ENOTSUPP = 524  # kernel-internal "not supported" that leaks to userspace
+
+
+class MapType(enum.IntEnum):
+    """The subset of ``enum bpf_map_type`` this project uses."""
+
+    HASH = 1
+    ARRAY = 2
+    PROG_ARRAY = 3
+    PERCPU_HASH = 5
+    PERCPU_ARRAY = 6
+    LRU_HASH = 9
+    LRU_PERCPU_HASH = 10
+    LPM_TRIE = 11
+
+
+PERCPU_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH})
+# Map types whose kernel implementation has lookup_batch (hashtab.c / arraymap.c).
+_BATCH_TYPES = frozenset(
+    {
+        MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY,
+        MapType.LRU_HASH, MapType.LRU_PERCPU_HASH,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MapInfo:
+    type: int
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    name: str
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+    tag: str  # hex, as bpftool shows it
+
+
+@dataclass(frozen=True, slots=True)
+class TestRunResult:
+    __test__ = False  # not a pytest test class despite the name
+    retval: int
+    duration_ns: int  # average per run, as the kernel reports it
+    data_out: bytes
+
+
+class _MapInfoC(ctypes.Structure):
+    # struct bpf_map_info (uapi), leading fields only
+    _fields_ = [
+        ("type", _U32), ("id", _U32), ("key_size", _U32), ("value_size", _U32),
+        ("max_entries", _U32), ("map_flags", _U32), ("name", ctypes.c_char * 16),
+    ]
+
+
+class _ProgInfoC(ctypes.Structure):
+    # struct bpf_prog_info (uapi), leading fields only; pointers left 0 = "don't copy"
+    _fields_ = [
+        ("type", _U32), ("id", _U32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", _U32), ("xlated_prog_len", _U32),
+        ("jited_prog_insns", _U64), ("xlated_prog_insns", _U64), ("load_time", _U64),
+        ("created_by_uid", _U32), ("nr_map_ids", _U32), ("map_ids", _U64),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+class _MapCreateOpts(ctypes.Structure):
+    # struct bpf_map_create_opts (libbpf 1.1 bpf.h)
+    _fields_ = [
+        ("sz", ctypes.c_size_t), ("btf_fd", _U32), ("btf_key_type_id", _U32),
+        ("btf_value_type_id", _U32), ("btf_vmlinux_value_type_id", _U32),
+        ("inner_map_fd", _U32), ("map_flags", _U32), ("map_extra", _U64),
+        ("numa_node", _U32), ("map_ifindex", _U32),
+    ]
+
+
+class _BatchOpts(ctypes.Structure):
+    # struct bpf_map_batch_opts (libbpf 1.1 bpf.h)
+    _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", _U64), ("flags", _U64)]
+
+
+class _TestRunOpts(ctypes.Structure):
+    # struct bpf_test_run_opts (libbpf 1.1 bpf.h)
+    _fields_ = [
+        ("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
+        ("data_size_in", _U32), ("data_size_out", _U32),
+        ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", _U32), ("ctx_size_out", _U32),
+        ("retval", _U32), ("repeat", ctypes.c_int), ("duration", _U32),
+        ("flags", _U32), ("cpu", _U32), ("batch_size", _U32),
+    ]
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+    vp, cp, i, u32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, _U32
+    sigs: dict[str, list[object]] = {
+        "bpf_obj_get": [cp],
+        "bpf_obj_pin": [i, cp],
+        "bpf_obj_get_info_by_fd": [i, vp, ctypes.POINTER(u32)],
+        "bpf_map_lookup_elem": [i, vp, vp],
+        "bpf_map_update_elem": [i, vp, vp, _U64],
+        "bpf_map_delete_elem": [i, vp],
+        "bpf_map_get_next_key": [i, vp, vp],
+        "bpf_map_lookup_batch": [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp],
+        "bpf_map_create": [i, cp, u32, u32, u32, vp],
+        "bpf_prog_test_run_opts": [i, vp],
+    }
+    for name, args in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes = args
+        fn.restype = ctypes.c_int
+    return lib
+
+
+def _check(rc: int, what: str) -> int:
+    if rc >= 0:
+        return rc
+    err = -rc if rc < -1 else ctypes.get_errno()  # libbpf 1.x returns -errno
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+@cache
+def possible_cpus() -> int:
+    """Number of possible CPUs: the stride of per-CPU map values."""
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += (int(hi) if hi else int(lo)) - int(lo) + 1
+    return count
+
+
+def obj_get(path: str) -> int:
+    """Open a pinned map or program; returns a new fd the caller must close."""
+    return _check(_lib().bpf_obj_get(os.fsencode(path)), f"bpf_obj_get {path}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check(_lib().bpf_obj_pin(fd, os.fsencode(path)), f"bpf_obj_pin fd {fd} at {path}")
+
+
+def close(fd: int) -> None:
+    os.close(fd)
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _MapInfoC()
+    size = _U32(ctypes.sizeof(info))
+    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+           f"map info of fd {fd}")
+    return MapInfo(info.type, info.id, info.key_size, info.value_size, info.max_entries,
+                   info.name.decode(errors="replace"), info.map_flags)
+
+
+def prog_info(fd: int) -> ProgInfo:
+    info = _ProgInfoC()
+    size = _U32(ctypes.sizeof(info))
+    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+           f"prog info of fd {fd}")
+    return ProgInfo(info.id, info.type, info.name.decode(errors="replace"), bytes(info.tag).hex())
+
+
+def map_create(
+    map_type: int, name: str, key_size: int, value_size: int, max_entries: int,
+    flags: int = 0,
+) -> int:
+    """Create an (unpinned) map; returns its fd. LPM tries need ``BPF_F_NO_PREALLOC``."""
+    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    rc = _lib().bpf_map_create(map_type, name.encode()[:15], key_size, value_size,
+                               max_entries, ctypes.byref(opts))
+    return _check(rc, f"bpf_map_create {name}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    key_size: int
+    value_size: int  # bytes the kernel copies per element (all CPUs for per-CPU maps)
+    chunk: int  # per-CPU stride, 0 for ordinary maps
+    batch: bool
+    max_entries: int
+
+
+def _shape(fd: int) -> _Shape:
+    info = map_info(fd)
+    if info.type in PERCPU_TYPES:
+        chunk = (info.value_size + 7) // 8 * 8
+        return _Shape(info.key_size, chunk * possible_cpus(), chunk, True, info.max_entries)
+    return _Shape(info.key_size, info.value_size, 0, info.type in _BATCH_TYPES,
+                  info.max_entries)
+
+
+def _split(raw: bytes, shape: _Shape) -> bytes | list[bytes]:
+    if not shape.chunk:
+        return raw
+    return [raw[i : i + shape.chunk] for i in range(0, len(raw), shape.chunk)]
+
+
+def _join(value: bytes | list[bytes], shape: _Shape) -> bytes:
+    if isinstance(value, bytes):
+        if shape.chunk and len(value) <= shape.chunk:
+            # one value for every CPU: the common way to (re)set a per-CPU slot
+            return value.ljust(shape.chunk, b"\0") * (shape.value_size // shape.chunk)
+        return value.ljust(shape.value_size, b"\0")
+    return b"".join(v.ljust(shape.chunk, b"\0") for v in value)
+
+
+def map_lookup(fd: int, key: bytes) -> bytes | list[bytes] | None:
+    """Value for key, None when absent; per-CPU maps give one chunk per possible CPU."""
+    return _lookup(fd, key, _shape(fd))
+
+
+def _lookup(fd: int, key: bytes, shape: _Shape) -> bytes | list[bytes] | None:
+    buf = ctypes.create_string_buffer(shape.value_size)
+    rc = _lib().bpf_map_lookup_elem(fd, key, buf)
+    if rc < 0:
+        err = -rc if rc < -1 else ctypes.get_errno()
+        if err == 2:  # ENOENT
+            return None
+        _check(rc, f"lookup in map fd {fd}")
+    return _split(buf.raw, shape)
+
+
+def map_update(fd: int, key: bytes, value: bytes | list[bytes], flags: int = BPF_ANY) -> None:
+    shape = _shape(fd)
+    raw = _join(value, shape)
+    _check(_lib().bpf_map_update_elem(fd, key, raw, flags), f"update in map fd {fd}")
+
+
+def map_update_many(
+    fd: int, items: list[tuple[bytes, bytes | list[bytes]]], flags: int = BPF_ANY
+) -> None:
+    """map_update for many entries, asking the map's shape once (a bulk fill)."""
+    shape = _shape(fd)
+    update = _lib().bpf_map_update_elem
+    for key, value in items:
+        _check(update(fd, key, _join(value, shape), flags), f"update in map fd {fd}")
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Delete key; False when it was not there."""
+    rc = _lib().bpf_map_delete_elem(fd, key)
+    if rc < 0:
+        err = -rc if rc < -1 else ctypes.get_errno()
+        if err == 2:
+            return False
+        _check(rc, f"delete in map fd {fd}")
+    return True
+
+
+def map_keys(fd: int) -> list[bytes]:
+    shape = _shape(fd)
+    return _keys(fd, shape)
+
+
+def _keys(fd: int, shape: _Shape) -> list[bytes]:
+    lib = _lib()
+    keys: list[bytes] = []
+    cur = ctypes.create_string_buffer(shape.key_size)
+    nxt = ctypes.create_string_buffer(shape.key_size)
+    prev: ctypes.Array[ctypes.c_char] | None = None
+    # get_next_key(NULL) gives the first key; bounded by max_entries against races
+    for _ in range(shape.max_entries + 1):
+        rc = lib.bpf_map_get_next_key(fd, prev, nxt)
+        if rc < 0:
+            err = -rc if rc < -1 else ctypes.get_errno()
+            if err == 2:
+                break
+            _check(rc, f"get_next_key in map fd {fd}")
+        keys.append(nxt.raw)
+        ctypes.memmove(cur, nxt, shape.key_size)
+        prev = cur
+    return keys
+
+
+def map_items(fd: int) -> list[tuple[bytes, bytes | list[bytes]]]:
+    """All entries. Batched (few syscalls) where the map type supports it."""
+    shape = _shape(fd)
+    if shape.batch:
+        try:
+            return _items_batch(fd, shape)
+        except OSError as exc:
+            if exc.errno not in (22, 95, _ENOTSUPP):  # EINVAL, EOPNOTSUPP
+                raise
+    items: list[tuple[bytes, bytes | list[bytes]]] = []
+    for key in _keys(fd, shape):
+        value = _lookup(fd, key, shape)
+        if value is not None:  # deleted between the two calls
+            items.append((key, value))
+    return items
+
+
+def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes]]]:
+    lib = _lib()
+    per_call = max(1, min(shape.max_entries, 16384))
+    keys = ctypes.create_string_buffer(shape.key_size * per_call)
+    values = ctypes.create_string_buffer(shape.value_size * per_call)
+    # The batch cursor is opaque: a bucket index for hash maps, a key for arrays.
+    token = max(shape.key_size, 8)
+    in_batch = ctypes.create_string_buffer(token)
+    out_batch = ctypes.create_string_buffer(token)
+    opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+    items: list[tuple[bytes, bytes | list[bytes]]] = []
+    first = True
+    while True:
+        count = _U32(per_call)
+        rc = lib.bpf_map_lookup_batch(fd, None if first else in_batch, out_batch, keys,
+                                      values, ctypes.byref(count), ctypes.byref(opts))
+        err = 0
+        if rc < 0:
+            err = -rc if rc < -1 else ctypes.get_errno()
+            if err != 2:  # ENOENT = no more entries (count may still be > 0)
+                _check(-err, f"lookup_batch in map fd {fd}")
+        kraw, vraw = keys.raw, values.raw
+        ks, vs = shape.key_size, shape.value_size
+        for i in range(count.value):
+            items.append((kraw[i * ks : (i + 1) * ks], _split(vraw[i * vs : (i + 1) * vs], shape)))
+        if err == 2:
+            return items
+        ctypes.memmove(in_batch, out_batch, token)
+        first = False
+
+
+def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
+    """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow by 256 B."""
+    out = ctypes.create_string_buffer(len(data) + 256)
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p),
+        data_out=ctypes.cast(out, ctypes.c_void_p), data_size_in=len(data),
+        data_size_out=len(out), repeat=repeat,
+    )
+    _check(_lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)),
+           f"test_run of prog fd {prog_fd}")
+    return TestRunResult(opts.retval, opts.duration, out.raw[: opts.data_size_out])
+
+
+def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
+    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it) exists."""
+    with open("/proc/mounts") as mounts:
+        mounted = any(
+            line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts
+        )
+    if not mounted:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
+        if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mount bpffs at {mountpoint}: {os.strerror(err)}")
+    Path(path).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,91 @@
+"""Conntrack hygiene when backends leave.
+
+The datapath trusts a conntrack entry for the life of its flow (so flows to
+surviving backends never move when ordinals shift). When the reconciler
+removes backends, it therefore removes the conntrack and affinity entries that
+still point at a backend no service has any more, the way Calico's conntrack
+scanner does; new packets of those flows are then balanced afresh.
+
+Connected UDP sockets balanced at connect time talk to the backend directly
+and never pass a NAT lookup again: those pointing at a departed backend are
+destroyed (SOCK_DESTROY, via `ss -K`), so the application sees an error and
+reconnects through the load balancer instead of sending into the void.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from reconciler import bpfsys
+from reconciler import nat_layout as nat
+
+
+def live_backends(be_fd: int) -> set[tuple[int, bytes, bytes]]:
+    """(svc_id, ip_be, port_be) of every backend in the backend map."""
+    live = set()
+    for key, value in bpfsys.map_items(be_fd):
+        svc_id, _ordinal = nat.BE_KEY.unpack(key)
+        ip, port, _flags = nat.BE_VAL.unpack(value)
+        live.add((svc_id, ip, port))
+    return live
+
+
+def clean_conntrack(ct_fd: int, be_fd: int, aff_fd: int | None = None) -> int:
+    """Delete conntrack (and affinity) entries whose backend is gone; returns
+    how many conntrack entries were removed."""
+    live = live_backends(be_fd)
+    removed = 0
+    for key, value in bpfsys.map_items(ct_fd):
+        fields = nat.CT_VAL.unpack(value)
+        svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
+        if (svc_id, be_ip, be_port) not in live and bpfsys.map_delete(ct_fd, key):
+            removed += 1
+    if aff_fd is not None:
+        for key, value in bpfsys.map_items(aff_fd):
+            _client, svc_id = nat.AFF_KEY.unpack(key)
+            _ts, ip, port, _ordinal = nat.AFF_VAL.unpack(value)
+            if (svc_id, ip, port) not in live:
+                bpfsys.map_delete(aff_fd, key)
+    return removed
+
+
+def _cgroup_netns(cgroup: str) -> set[str]:
+    """Network namespaces (as /proc/<pid>/ns/net paths) of processes in a cgroup tree."""
+    found: dict[tuple[int, int], str] = {}
+    for procs in Path(cgroup).rglob("cgroup.procs"):
+        try:
+            pids = procs.read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            path = f"/proc/{pid}/ns/net"
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            found.setdefault((st.st_dev, st.st_ino), path)
+    return set(found.values())
+
+
+def destroy_udp_sockets(cgroup: str, backends: Iterable[tuple[str, int]]) -> int:
+    """Destroy UDP sockets connected to departed backends, in every network
+    namespace used by processes under the connect-time-LB cgroup."""
+    targets = sorted({(str(ipaddress.IPv4Address(ip)), int(port)) for ip, port in backends})
+    if not targets or not cgroup:
+        return 0
+    destroyed = 0
+    for netns in sorted(_cgroup_netns(cgroup)):
+        for ip, port in targets:
+            # argv, never a shell: addresses come from the (untrusted) config repo,
+            # and were parsed as addresses above.
+            proc = subprocess.run(
+                ["nsenter", f"--net={netns}", "ss", "-K", "-u", "-n", "dst", ip,
+                 "dport", "=", str(port)],
+                capture_output=True, text=True, timeout=10,
+            )
+            destroyed += max(0, len(proc.stdout.strip().splitlines()) - 1)
+    return destroyed

@@ -1,0 +1,156 @@
+"""Map entries we reconcile one by one: address + attrs <-> kernel key/value bytes.
+
+One codec per map. `decode` turns a kernel entry into (address, attrs) for
+observe; `encode` turns planned attrs into key and value bytes for the
+drivers. Both sides must agree exactly, or plans never converge: the unit
+tests round-trip every codec. Maps that the dataplane fills itself
+(conntrack, affinity, stats) are not reconciled entry by entry.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler import nat_layout as nat
+from reconciler.iface_layout import GLOBALS, IFSTATE, U32
+
+Attrs = dict[str, Any]
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+_PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What decoding needs besides the bytes: interface names by index."""
+
+    ifnames: Mapping[int, str]
+
+    def ifname(self, ifindex: int) -> str:
+        return self.ifnames.get(ifindex, f"#{ifindex}")  # '#n': that interface is gone
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    decode: Callable[[bytes, Any, Context], tuple[str, Attrs]]
+    encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
+
+
+def _port_be(port: int) -> bytes:
+    return port.to_bytes(2, "big")
+
+
+# -- interface maps (bpf/lib/iface_types.h) ---------------------------------
+def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
+    (ifindex,) = U32.unpack(key)
+    flags, _ = IFSTATE.unpack(value)
+    return ctx.ifname(ifindex), {"ifindex": ifindex, "flags": flags}
+
+
+def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(a["ifindex"]), IFSTATE.pack(a["flags"], 0)
+
+
+def _counters_decode(key: bytes, _value: Any, ctx: Context) -> tuple[str, Attrs]:
+    (ifindex,) = U32.unpack(key)
+    return ctx.ifname(ifindex), {"ifindex": ifindex}
+
+
+def _counters_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(a["ifindex"]), b""  # only ever deleted by us
+
+
+def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    log_level, _flags = GLOBALS.unpack(value)
+    return str(U32.unpack(key)[0]), {"log_level": log_level}
+
+
+def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(0), GLOBALS.pack(a["log_level"], 0)
+
+
+# -- service NAT maps (bpf/lib/nat_types.h) -----------------------------------
+def fe_suffix(vip: str, port: int, proto: str) -> str:
+    return f"{vip}:{port}/{proto}"
+
+
+def _fe_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    vip, port, proto = nat.FE_KEY.unpack(key)
+    svc_id, count, local_count, flags, timeout = nat.FE_VAL.unpack(value)
+    suffix = fe_suffix(socket.inet_ntoa(vip), int.from_bytes(port, "big"),
+                       _PROTO_NAMES.get(proto, str(proto)))
+    return suffix, {"svc_id": svc_id, "count": count, "local_count": local_count,
+                    "flags": flags, "affinity_timeout_s": timeout}
+
+
+def _fe_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    vip_port, proto = suffix.rsplit("/", 1)
+    vip, port = vip_port.rsplit(":", 1)
+    key = nat.FE_KEY.pack(socket.inet_aton(vip), _port_be(int(port)), _PROTO_NUMBERS[proto])
+    value = nat.FE_VAL.pack(a["svc_id"], a["count"], a["local_count"], a["flags"],
+                            a["affinity_timeout_s"])
+    return key, value
+
+
+def be_suffix(svc_id: int, ordinal: int) -> str:
+    return f"{svc_id:08x}/{ordinal}"
+
+
+def _be_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    svc_id, ordinal = nat.BE_KEY.unpack(key)
+    ip, port, _flags = nat.BE_VAL.unpack(value)
+    return be_suffix(svc_id, ordinal), {"ip": socket.inet_ntoa(ip),
+                                        "port": int.from_bytes(port, "big")}
+
+
+def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    svc_hex, ordinal = suffix.split("/")
+    key = nat.BE_KEY.pack(int(svc_hex, 16), int(ordinal))
+    return key, nat.BE_VAL.pack(socket.inet_aton(a["ip"]), _port_be(a["port"]), 0)
+
+
+_NAT_GLOBAL_FIELDS = ("tcp_syn_sent_s", "tcp_established_s", "tcp_fin_s", "tcp_rst_s",
+                      "udp_s", "generic_s", "ctlb")
+
+
+def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    return str(U32.unpack(key)[0]), dict(zip(_NAT_GLOBAL_FIELDS, nat.GLOBALS.unpack(value),
+                                             strict=True))
+
+
+def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(0), nat.GLOBALS.pack(*(int(a[f]) for f in _NAT_GLOBAL_FIELDS))
+
+
+CODECS: dict[str, Codec] = {
+    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode),
+    "rcl_counters": Codec(_counters_decode, _counters_encode),
+    "rcl_globals": Codec(_globals_decode, _globals_encode),
+    nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
+    nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
+    nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
+}
+
+
+def split(address: str) -> tuple[str, str]:
+    """'map/rcl_nat_fe/10.96.0.10:53/udp' -> ('rcl_nat_fe', '10.96.0.10:53/udp')."""
+    _, name, suffix = address.split("/", 2)
+    return name, suffix
+
+
+def encode(address: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    name, suffix = split(address)
+    return CODECS[name].encode(suffix, attrs)
+
+
+def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
+    codec = CODECS.get(name)
+    if codec is None:
+        return []
+    out = []
+    for key, value in items:
+        suffix, attrs = codec.decode(key, value, ctx)
+        out.append((f"map/{name}/{suffix}", attrs))
+    return out

@@ -1,0 +1,183 @@
+"""Compile Kubernetes Services + EndpointSlices into NAT map contents. Pure.
+
+Follows kube-proxy's rules: headless and ExternalName services and those
+labelled `service.kubernetes.io/service-proxy-name` are skipped; endpoints
+count when `ready` is not false; ports are matched by name. Backends of one
+service port share a service id; local backends (nodeName == this node) sit
+at ordinals [0, local_count) so ETP/ITP Local can pick among them alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.model import Resource
+
+PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+PROTOCOLS = {"TCP": 6, "UDP": 17}
+DEFAULT_AFFINITY_S = 10800  # Kubernetes' default sessionAffinityConfig timeout
+
+# Mirrors bpf/lib/nat_types.h RCL_FE_* flags.
+FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL = 1, 2, 4
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Backend:
+    ip: str
+    port: int
+    local: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    vip: str
+    port: int
+    proto: str  # "tcp" / "udp"
+    svc_id: int
+    flags: int
+    affinity_timeout_s: int
+    service: str  # "namespace/name:portname", for plans
+
+    @property
+    def label(self) -> str:
+        return f"{self.vip}:{self.port}/{self.proto}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One service port: its frontends and its ordered backends."""
+
+    service: str
+    svc_id: int
+    backends: tuple[Backend, ...]
+    frontends: tuple[Frontend, ...]
+
+    @property
+    def local_count(self) -> int:
+        return sum(1 for b in self.backends if b.local)
+
+
+@dataclass(frozen=True, slots=True)
+class NatTables:
+    ports: tuple[ServicePort, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def frontend_count(self) -> int:
+        return sum(len(p.frontends) for p in self.ports)
+
+    @property
+    def backend_count(self) -> int:
+        return sum(len(p.backends) for p in self.ports)
+
+
+def _is_ipv4(text: Any) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(str(text)), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def _backends(
+    slices: Iterable[Resource], port_name: str, proto: str, node: str
+) -> tuple[Backend, ...]:
+    found: set[Backend] = set()
+    for sl in slices:
+        body = sl.body
+        if body.get("addressType") != "IPv4":
+            continue
+        port = next(
+            (p.get("port") for p in body.get("ports") or ()
+             if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == proto),
+            None,
+        )
+        if not isinstance(port, int):
+            continue
+        for ep in body.get("endpoints") or ():
+            conditions = ep.get("conditions") or {}
+            if conditions.get("ready") is False:
+                continue
+            local = ep.get("nodeName") == node
+            for addr in ep.get("addresses") or ():
+                if _is_ipv4(addr):
+                    found.add(Backend(str(addr), port, local))
+    # Local first (ETP/ITP Local pick from the front), then a stable order.
+    return tuple(sorted(found, key=lambda b: (not b.local, ipaddress.ip_address(b.ip), b.port)))
+
+
+def _stable_ids(keys: Sequence[str]) -> dict[str, int]:
+    """Service ids from a hash of the service port's name, so adding one service
+    never renumbers others; collisions are probed in sorted order."""
+    ids: dict[str, int] = {}
+    used: set[int] = set()
+    for key in sorted(keys):
+        candidate = zlib.crc32(key.encode()) or 1
+        while candidate in used:
+            candidate = (candidate + 1) & 0xFFFFFFFF or 1
+        used.add(candidate)
+        ids[key] = candidate
+    return ids
+
+
+def compile_services(
+    resources: Sequence[Resource], node: str, node_ips: Sequence[str]
+) -> NatTables:
+    """All service ports with their frontends and backends, for this node."""
+    warnings: list[str] = []
+    slices: dict[tuple[str | None, str], list[Resource]] = {}
+    for r in resources:
+        if r.kind == "EndpointSlice":
+            svc = r.labels.get(SERVICE_NAME_LABEL)
+            if isinstance(svc, str):
+                slices.setdefault((r.namespace, svc), []).append(r)
+
+    pending: list[tuple[str, Resource, Mapping[str, Any], str]] = []
+    for svc in resources:
+        if svc.kind != "Service" or PROXY_NAME_LABEL in svc.labels:
+            continue
+        spec = svc.spec
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP") in ("None", None, ""):
+            continue  # headless or name-only: kube-proxy programs nothing
+        for port in spec.get("ports") or ():
+            proto = str(port.get("protocol") or "TCP")
+            if proto not in PROTOCOLS:
+                warnings.append(f"{svc.ref}: {proto} ports are not load-balanced; skipped")
+                continue
+            key = f"{svc.namespace}/{svc.name}:{port.get('name') or ''}/{proto.lower()}"
+            pending.append((key, svc, port, proto))
+
+    ids = _stable_ids([key for key, *_ in pending])
+    ports: list[ServicePort] = []
+    for key, svc, port, proto in pending:
+        spec = svc.spec
+        backends = _backends(slices.get((svc.namespace, svc.name), ()), port.get("name") or "",
+                             proto, node)
+        flags, timeout = 0, 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            flags |= FE_AFFINITY
+            cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+            timeout = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_S)
+        internal = flags | (FE_ITP_LOCAL if spec.get("internalTrafficPolicy") == "Local" else 0)
+        external = flags | (FE_ETP_LOCAL if spec.get("externalTrafficPolicy") == "Local" else 0)
+        fe: list[tuple[str, int, int]] = []
+        cluster_ips = list(spec.get("clusterIPs") or []) or [spec.get("clusterIP")]
+        fe += [(ip, port["port"], internal) for ip in cluster_ips if _is_ipv4(ip)]
+        outside = list(spec.get("externalIPs") or [])
+        ingress = ((svc.body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        outside += [i.get("ip") for i in ingress if isinstance(i, Mapping) and i.get("ip")]
+        fe += [(ip, port["port"], external) for ip in outside if _is_ipv4(ip)]
+        node_port = port.get("nodePort")
+        if spec.get("type") in ("NodePort", "LoadBalancer") and isinstance(node_port, int) \
+                and node_port > 0:
+            fe += [(ip, node_port, external) for ip in node_ips]
+        frontends = tuple(
+            Frontend(ip, p, proto.lower(), ids[key], f, timeout, key)
+            for ip, p, f in sorted(set(fe))
+        )
+        ports.append(ServicePort(key, ids[key], backends, frontends))
+    return NatTables(tuple(ports), tuple(warnings))

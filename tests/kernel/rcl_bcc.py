@@ -1,0 +1,48 @@
+"""Shared helpers for the NAT kernel tests: skip rules, private pin dirs, bcc sources.
+
+bcc 0.26 rewrites map calls (``m.lookup(&k)``) only in the main source file, not
+in ``#include``d headers, so sources are flattened (local includes inlined,
+with ``#line`` markers for readable errors) before compiling.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from reconciler.bpf_source import flatten  # noqa: F401 - re-exported for the tests
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+
+
+def skip_unless_kernel() -> None:
+    """Skip (with a reason) unless root with bcc available."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (BPF syscalls, bpffs)")
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        pytest.skip("bcc is not importable")
+
+
+@contextmanager
+def private_pin_dir() -> Iterator[Path]:
+    """A fresh directory on bpffs, removed (with every pin in it) afterwards."""
+    from reconciler import bpfsys
+
+    root = Path(f"/sys/fs/bpf/rcl-test-{uuid.uuid4().hex[:8]}")
+    bpfsys.ensure_bpffs(str(root))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def cflags(maps_dir: Path, *extra: str) -> list[str]:
+    return [f'-DRCL_MAPS_DIR="{maps_dir}"', f"-I{BPF_DIR}", *extra]
