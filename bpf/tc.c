@@ -27,6 +27,39 @@ static __always_inline struct rcl_counters *rcl_counters_for(__u32 ifindex)
 	return rcl_counters.lookup(&ifindex);
 }
 
+/* bcc 0.26 declares this helper with the pre-5.11 argument list; use the
+ * kernel's own signature (ifindex, params, plen, flags). */
+static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
+	(void *)BPF_FUNC_redirect_neigh;
+
+/* Send a NAT reply straight out of the interface the FIB picks. Its source may
+ * now be one of this node's own addresses (NodePort), which the input route
+ * check would drop as martian; Calico's datapath forwards these itself too. */
+static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct iphdr ip;
+	struct bpf_fib_lookup fib = {};
+
+	if (l3_off != ETH_HLEN || bpf_skb_load_bytes(skb, l3_off, &ip, sizeof(ip)))
+		return TC_ACT_UNSPEC;
+	fib.family = 2; /* AF_INET */
+	fib.l4_protocol = ip.protocol;
+	fib.tot_len = rcl_htons(ip.tot_len);
+	fib.ipv4_src = ip.saddr;
+	fib.ipv4_dst = ip.daddr;
+	fib.ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return rcl_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	return TC_ACT_UNSPEC; /* let the stack try (and count it) */
+}
+
 /* Ingress: packets arriving from the interface (from a pod on a workload
  * interface, from the outside world on a data interface). Service NAT runs
  * here: new flows to a VIP are balanced, replies from backends are rewritten
@@ -50,6 +83,8 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 		else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
 			c->dropped++;
 	}
+	if (verdict == RCL_NAT_SNAT)
+		return rcl_forward_reply(skb, l3_off);
 	return rcl_nat_tc_action(verdict);
 }
 

@@ -39,8 +39,13 @@ def change_line(change: Change) -> str:
     else:
         detail = change.reason or _delta(change.before, change.after)
     why = ""
-    if change.info.get("selected_by"):
-        why = f"  ({change.info.get('role')}: {change.info['selected_by']})"
+    info = change.info
+    if info.get("selected_by"):
+        why = f"  ({info.get('role')}: {info['selected_by']})"
+    elif info.get("frontend"):
+        why = f"  ({info['frontend']}, {info.get('service')})"
+    elif info.get("service"):
+        why = f"  ({info['service']})"
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()
 
 

@@ -1,0 +1,216 @@
+"""Issue 3 end to end: Services from Git served by our BPF NAT, with real traffic."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.sandbox import Pod
+from tests.kernel.conftest import PODS
+
+HERE = Path(__file__).resolve().parent
+CLIENT = PODS[0]
+BACKENDS = (PODS[1], Pod("back1", "10.65.0.21"), Pod("back2", "10.65.0.22"))
+VIP = "10.96.0.50"
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  type: {type}
+  clusterIP: {vip}
+  sessionAffinity: {affinity}
+  externalTrafficPolicy: {etp}
+  ports:
+  - name: http
+    protocol: TCP
+    port: 80
+    targetPort: 8080
+{nodeport}  - name: dns
+    protocol: UDP
+    port: 53
+    targetPort: 8080
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: shop
+  labels:
+    kubernetes.io/service-name: web
+addressType: IPv4
+ports:
+- name: http
+  protocol: TCP
+  port: 8080
+- name: dns
+  protocol: UDP
+  port: 8080
+endpoints:
+{endpoints}"""
+
+ENDPOINT = """\
+- addresses: ["{ip}"]
+  nodeName: {node}
+  conditions: {{ready: true}}
+"""
+
+
+class Services:
+    def __init__(self, node):
+        self.node = node
+        self.servers: list[subprocess.Popen[str]] = []
+
+    def start(self, ctlb: str = "Disabled") -> None:
+        sb = self.node.sandbox
+        for pod in BACKENDS[1:]:
+            sb.add_pod(pod)
+        for pod in BACKENDS:
+            proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{sb.pod_ns(pod)}", sys.executable,
+                 str(HERE / "echo_server.py"), pod.name, "8080"],
+                stdout=subprocess.PIPE, text=True)
+            self.servers.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        self.node.felix()
+        self.node.write("felix.yaml", self._felix(ctlb))
+        self.node.wep(CLIENT)
+        for pod in BACKENDS:
+            self.node.wep(pod)
+
+    def _felix(self, ctlb: str) -> str:
+        return f"""\
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: default
+spec:
+  bpfEnabled: true
+  bpfDataIfacePattern: "^eth"
+  bpfConnectTimeLoadBalancing: {ctlb}
+  bpfMapSizeConntrack: 16384
+  bpfMapSizeNATAffinity: 4096
+"""
+
+    def service(self, backends=BACKENDS, *, remote: tuple[Pod, ...] = (), type_: str = "ClusterIP",
+                affinity: str = "None", etp: str = "Cluster", nodeport: int | None = None) -> None:
+        eps = "".join(ENDPOINT.format(ip=p.ip, node="node-1") for p in backends)
+        eps += "".join(ENDPOINT.format(ip=p.ip, node="node-2") for p in remote)
+        np_line = f"    nodePort: {nodeport}\n" if nodeport else ""
+        self.node.write("service.yaml", SERVICE.format(
+            type=type_, vip=VIP, affinity=affinity, etp=etp, nodeport=np_line,
+            endpoints=eps or "[]\n"))
+
+    def request(self, proto: str, host: str, port: int, count: int = 1, *, ns: str | None = None,
+                in_cgroup: bool = False) -> list[str]:
+        sb = self.node.sandbox
+        netns = ns or sb.pod_ns(CLIENT)
+        cmd = (sys.executable, str(HERE / "client.py"), proto, host, str(port), str(count))
+        run = sb.exec_in_cgroup if in_cgroup else sb.exec
+        out = run(netns, *cmd, timeout=30)
+        return out.stdout.split("\n")[:-1]
+
+    def stop(self) -> None:
+        for proc in self.servers:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def svc(node):
+    s = Services(node)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def names(replies: list[str]) -> collections.Counter[str]:
+    return collections.Counter(r.split()[0] for r in replies)
+
+
+@pytest.mark.parametrize("ctlb,in_cgroup", [("Disabled", False), ("Enabled", True)],
+                         ids=["tc-nat", "connect-time"])
+def test_clusterip_tcp_and_udp_reach_backends_and_spread(svc, ctlb, in_cgroup):
+    svc.start(ctlb)
+    svc.service()
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2
+    assert f"+ map/rcl_nat_fe/{VIP}:80/tcp" in out and f"nat/{VIP}:53/udp backend 2" in out
+    svc.node.apply_converged()
+    tcp = svc.request("tcp", VIP, 80, 30, in_cgroup=in_cgroup)
+    assert set(names(tcp)) == {"front0", "back0", "back1", "back2"} - {"front0"}, tcp
+    # the backend sees the client's own address: no SNAT on the way in
+    assert {r.split()[1] for r in tcp} == {CLIENT.ip}
+    udp = svc.request("udp", VIP, 53, 30, in_cgroup=in_cgroup)
+    assert set(names(udp)) == {"back0", "back1", "back2"}, udp
+
+
+def test_removed_backend_gets_no_new_connections_and_others_survive(svc):
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(CLIENT)}", sys.executable,
+         str(HERE / "client.py"), "hold", VIP, "80"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        kept = holder.stdout.readline().split()[0]
+        gone = next(p for p in BACKENDS if p.name != kept)
+        svc.service(tuple(p for p in BACKENDS if p is not gone))
+        rc, out, _ = svc.node.run("--plan")
+        assert rc == 2 and "- map/rcl_nat_be/" in out
+        svc.node.apply_converged()
+        assert gone.name not in names(svc.request("tcp", VIP, 80, 30))
+        holder.stdin.write("still there?\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == f"{kept} still there?"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_nodeport_from_outside_and_etp_local_keeps_source(svc):
+    svc.start()
+    # back1 is "on node-2": with externalTrafficPolicy Local only back0 may serve
+    svc.service((BACKENDS[0],), remote=(BACKENDS[1],), type_="NodePort", etp="Local",
+                nodeport=30080)
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    replies = svc.request("tcp", sb.node_ip, 30080, 20, ns=sb.ext)
+    assert names(replies) == {"back0": 20}, replies
+    assert {r.split()[1] for r in replies} == {sb.ext_ip}  # the real client address
+
+
+def test_session_affinity_pins_a_client(svc):
+    svc.start()
+    svc.service(affinity="ClientIP")
+    svc.node.apply_converged()
+    assert len(names(svc.request("tcp", VIP, 80, 20))) == 1
+
+
+def test_hand_edited_nat_entry_is_drift(svc):
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    pin = Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_nat_fe"
+    raw = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+                                    capture_output=True, text=True, check=True).stdout)
+    entry = raw[0]
+    value = [int(b, 16) for b in entry["value"]]
+    value[4] = 0  # backend count: as if someone zeroed it by hand
+    subprocess.run(["bpftool", "map", "update", "pinned", str(pin), "key", "hex",
+                    *entry["key"], "value", "hex", *[f"{b:02x}" for b in value]], check=True)
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2 and "~ map/rcl_nat_fe/" in out and "count: 0 -> 3" in out
+    svc.node.apply_converged()
