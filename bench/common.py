@@ -17,12 +17,15 @@ RECONCILE = str(Path(sys.executable).parent / "reconcile")
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def run_timed(cmd: Sequence[str], env: dict[str, str] | None = None,
-              ok: Sequence[int] = (0,)) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+def run_timed(
+    cmd: Sequence[str], env: dict[str, str] | None = None, ok: Sequence[int] = (0,)
+) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """Wall seconds and CPU seconds (user+sys of the child and its workers)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        list(cmd), capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in ok:
@@ -42,11 +45,17 @@ def peak_rss_mb() -> float:
 def report(name: str, rows: list[tuple[str, Any, str]]) -> dict[str, Any]:
     print(f"\n## {name}")
     for label, value, note in rows:
-        shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(
-            value, int) else str(value)
+        shown = (
+            f"{value:,.3f}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if isinstance(value, int)
+            else str(value)
+        )
         print(f"  {label:<58} {shown:>14}  {note}")
     OUT.mkdir(exist_ok=True)
     data = {label: value for label, value, _ in rows}
     (OUT / f"{name.split(':')[0].strip().replace(' ', '_')}.json").write_text(
-        json.dumps(data, indent=2, default=str))
+        json.dumps(data, indent=2, default=str)
+    )
     return data

@@ -29,8 +29,9 @@ def build_links(sandbox: Sandbox, count: int) -> None:
         lines.append(f"link add cali{i:04d} type veth peer name p{i:04d}")
         lines.append(f"link set cali{i:04d} up")
         lines.append(f"link set p{i:04d} up")
-    subprocess.run(["ip", "-n", sandbox.node, "-batch", "-"], input="\n".join(lines),
-                   text=True, check=True)
+    subprocess.run(
+        ["ip", "-n", sandbox.node, "-batch", "-"], input="\n".join(lines), text=True, check=True
+    )
 
 
 def main(count: int = 200) -> dict[str, object]:
@@ -43,22 +44,37 @@ def main(count: int = 200) -> dict[str, object]:
             config = Path(tmp) / "config"
             config.mkdir()
             (config / "felix.yaml").write_text(FELIX)
-            (config / "weps.yaml").write_text("".join(
-                WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(count)))
-            args = ["--config", str(config), "--node", "node-1", "--netns", sandbox.node,
-                    "--cgroup", sandbox.cgroup,
-                    "--bpffs-root", sandbox.bpffs_root, "--state-dir", f"{tmp}/state"]
+            (config / "weps.yaml").write_text(
+                "".join(WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(count))
+            )
+            args = [
+                "--config",
+                str(config),
+                "--node",
+                "node-1",
+                "--netns",
+                sandbox.node,
+                "--cgroup",
+                sandbox.cgroup,
+                "--bpffs-root",
+                sandbox.bpffs_root,
+                "--state-dir",
+                f"{tmp}/state",
+            ]
             apply = median_wall([RECONCILE, "--apply", *args], 1)
             noop = median_wall([RECONCILE, "--plan", *args], 5)
             noop_apply = median_wall([RECONCILE, "--apply", *args], 3)
         finally:
             sandbox.down()
-    return report(f"plan: {count} interfaces", [
-        ("managed interfaces", count + 1, "200 workloads + eth0"),
-        ("first apply (compile, 2 filters per interface): s", apply, ""),
-        ("no-op --plan: s (median of 5, whole process)", noop, "target < 1 s"),
-        ("no-op --apply: s (median of 3)", noop_apply, ""),
-    ])
+    return report(
+        f"plan: {count} interfaces",
+        [
+            ("managed interfaces", count + 1, "200 workloads + eth0"),
+            ("first apply (compile, 2 filters per interface): s", apply, ""),
+            ("no-op --plan: s (median of 5, whole process)", noop, "target < 1 s"),
+            ("no-op --apply: s (median of 3)", noop_apply, ""),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -52,19 +52,29 @@ def main(count: int = 10_000) -> dict[str, object]:
         unchanged, _, _ = run_timed(cmd, env=env)
         naive = naive_rate(repo)
     rate = count / wall
-    return report("validate: 10,000 resources", [
-        ("resources", count, ""),
-        ("cold, all cores: resources/s", rate, f"{wall:.2f}s wall, {cpu / wall:.2f} cores busy"),
-        ("cold, all cores: resources/s per core", rate / cores, "target >= 2,000"),
-        ("cold, one process: resources/s", count / wall1, f"{wall1:.2f}s"),
-        ("parallel speed-up vs one process", wall1 / wall, f"{cores} cores"),
-        ("naive ruamel round-trip + jsonschema: resources/s", naive, "side by side, 300 docs"),
-        ("ratio ours (per core) / naive (one core)", (rate / cores) / naive, ""),
-        ("ratio ours per core / kubeconform published per core", rate / cores / KUBECONFORM_PER_CORE,
-         "kubeconform not runnable here"),
-        ("warm, one file changed: seconds", warm, "target < 0.5 s"),
-        ("warm, nothing changed: seconds", unchanged, ""),
-    ])
+    return report(
+        "validate: 10,000 resources",
+        [
+            ("resources", count, ""),
+            (
+                "cold, all cores: resources/s",
+                rate,
+                f"{wall:.2f}s wall, {cpu / wall:.2f} cores busy",
+            ),
+            ("cold, all cores: resources/s per core", rate / cores, "target >= 2,000"),
+            ("cold, one process: resources/s", count / wall1, f"{wall1:.2f}s"),
+            ("parallel speed-up vs one process", wall1 / wall, f"{cores} cores"),
+            ("naive ruamel round-trip + jsonschema: resources/s", naive, "side by side, 300 docs"),
+            ("ratio ours (per core) / naive (one core)", (rate / cores) / naive, ""),
+            (
+                "ratio ours per core / kubeconform published per core",
+                rate / cores / KUBECONFORM_PER_CORE,
+                "kubeconform not runnable here",
+            ),
+            ("warm, one file changed: seconds", warm, "target < 0.5 s"),
+            ("warm, nothing changed: seconds", unchanged, ""),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,13 @@ ATTACH_TYPES = {"connect4": 10, "sendmsg4": 14, "recvmsg4": 19}
 class _LinkInfoC(ctypes.Structure):
     # struct bpf_link_info, cgroup member of its union (8-byte aligned at 16).
     _fields_ = [
-        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("prog_id", ctypes.c_uint32),
-        ("pad", ctypes.c_uint32), ("cgroup_id", ctypes.c_uint64),
-        ("attach_type", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 100),
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("prog_id", ctypes.c_uint32),
+        ("pad", ctypes.c_uint32),
+        ("cgroup_id", ctypes.c_uint64),
+        ("attach_type", ctypes.c_uint32),
+        ("rest", ctypes.c_uint8 * 100),
     ]
 
 
@@ -47,8 +51,10 @@ def _setup() -> ctypes.CDLL:
 def link_create(prog_fd: int, cgroup_path: str, hook: str) -> int:
     cg = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return _check(_setup().bpf_link_create(prog_fd, cg, ATTACH_TYPES[hook], None),
-                      f"bpf_link_create {hook} on {cgroup_path}")
+        return _check(
+            _setup().bpf_link_create(prog_fd, cg, ATTACH_TYPES[hook], None),
+            f"bpf_link_create {hook} on {cgroup_path}",
+        )
     finally:
         os.close(cg)
 
@@ -60,6 +66,8 @@ def link_update(link_fd: int, prog_fd: int) -> None:
 def link_info(fd: int) -> LinkInfo:
     info = _LinkInfoC()
     size = ctypes.c_uint32(ctypes.sizeof(info))
-    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-           f"link info of fd {fd}")
+    _check(
+        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+        f"link info of fd {fd}",
+    )
     return LinkInfo(info.id, info.prog_id, info.cgroup_id, info.attach_type)

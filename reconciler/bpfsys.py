@@ -47,8 +47,12 @@ PERCPU_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU
 # Map types whose kernel implementation has lookup_batch (hashtab.c / arraymap.c).
 _BATCH_TYPES = frozenset(
     {
-        MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH, MapType.PERCPU_ARRAY,
-        MapType.LRU_HASH, MapType.LRU_PERCPU_HASH,
+        MapType.HASH,
+        MapType.ARRAY,
+        MapType.PERCPU_HASH,
+        MapType.PERCPU_ARRAY,
+        MapType.LRU_HASH,
+        MapType.LRU_PERCPU_HASH,
     }
 )
 
@@ -83,18 +87,30 @@ class TestRunResult:
 class _MapInfoC(ctypes.Structure):
     # struct bpf_map_info (uapi), leading fields only
     _fields_ = [
-        ("type", _U32), ("id", _U32), ("key_size", _U32), ("value_size", _U32),
-        ("max_entries", _U32), ("map_flags", _U32), ("name", ctypes.c_char * 16),
+        ("type", _U32),
+        ("id", _U32),
+        ("key_size", _U32),
+        ("value_size", _U32),
+        ("max_entries", _U32),
+        ("map_flags", _U32),
+        ("name", ctypes.c_char * 16),
     ]
 
 
 class _ProgInfoC(ctypes.Structure):
     # struct bpf_prog_info (uapi), leading fields only; pointers left 0 = "don't copy"
     _fields_ = [
-        ("type", _U32), ("id", _U32), ("tag", ctypes.c_uint8 * 8),
-        ("jited_prog_len", _U32), ("xlated_prog_len", _U32),
-        ("jited_prog_insns", _U64), ("xlated_prog_insns", _U64), ("load_time", _U64),
-        ("created_by_uid", _U32), ("nr_map_ids", _U32), ("map_ids", _U64),
+        ("type", _U32),
+        ("id", _U32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", _U32),
+        ("xlated_prog_len", _U32),
+        ("jited_prog_insns", _U64),
+        ("xlated_prog_insns", _U64),
+        ("load_time", _U64),
+        ("created_by_uid", _U32),
+        ("nr_map_ids", _U32),
+        ("map_ids", _U64),
         ("name", ctypes.c_char * 16),
     ]
 
@@ -102,10 +118,16 @@ class _ProgInfoC(ctypes.Structure):
 class _MapCreateOpts(ctypes.Structure):
     # struct bpf_map_create_opts (libbpf 1.1 bpf.h)
     _fields_ = [
-        ("sz", ctypes.c_size_t), ("btf_fd", _U32), ("btf_key_type_id", _U32),
-        ("btf_value_type_id", _U32), ("btf_vmlinux_value_type_id", _U32),
-        ("inner_map_fd", _U32), ("map_flags", _U32), ("map_extra", _U64),
-        ("numa_node", _U32), ("map_ifindex", _U32),
+        ("sz", ctypes.c_size_t),
+        ("btf_fd", _U32),
+        ("btf_key_type_id", _U32),
+        ("btf_value_type_id", _U32),
+        ("btf_vmlinux_value_type_id", _U32),
+        ("inner_map_fd", _U32),
+        ("map_flags", _U32),
+        ("map_extra", _U64),
+        ("numa_node", _U32),
+        ("map_ifindex", _U32),
     ]
 
 
@@ -117,12 +139,21 @@ class _BatchOpts(ctypes.Structure):
 class _TestRunOpts(ctypes.Structure):
     # struct bpf_test_run_opts (libbpf 1.1 bpf.h)
     _fields_ = [
-        ("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
-        ("data_size_in", _U32), ("data_size_out", _U32),
-        ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p),
-        ("ctx_size_in", _U32), ("ctx_size_out", _U32),
-        ("retval", _U32), ("repeat", ctypes.c_int), ("duration", _U32),
-        ("flags", _U32), ("cpu", _U32), ("batch_size", _U32),
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", _U32),
+        ("data_size_out", _U32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", _U32),
+        ("ctx_size_out", _U32),
+        ("retval", _U32),
+        ("repeat", ctypes.c_int),
+        ("duration", _U32),
+        ("flags", _U32),
+        ("cpu", _U32),
+        ("batch_size", _U32),
     ]
 
 
@@ -183,28 +214,44 @@ def close(fd: int) -> None:
 def map_info(fd: int) -> MapInfo:
     info = _MapInfoC()
     size = _U32(ctypes.sizeof(info))
-    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-           f"map info of fd {fd}")
-    return MapInfo(info.type, info.id, info.key_size, info.value_size, info.max_entries,
-                   info.name.decode(errors="replace"), info.map_flags)
+    _check(
+        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+        f"map info of fd {fd}",
+    )
+    return MapInfo(
+        info.type,
+        info.id,
+        info.key_size,
+        info.value_size,
+        info.max_entries,
+        info.name.decode(errors="replace"),
+        info.map_flags,
+    )
 
 
 def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfoC()
     size = _U32(ctypes.sizeof(info))
-    _check(_lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-           f"prog info of fd {fd}")
+    _check(
+        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
+        f"prog info of fd {fd}",
+    )
     return ProgInfo(info.id, info.type, info.name.decode(errors="replace"), bytes(info.tag).hex())
 
 
 def map_create(
-    map_type: int, name: str, key_size: int, value_size: int, max_entries: int,
+    map_type: int,
+    name: str,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
     flags: int = 0,
 ) -> int:
     """Create an (unpinned) map; returns its fd. LPM tries need ``BPF_F_NO_PREALLOC``."""
     opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
-    rc = _lib().bpf_map_create(map_type, name.encode()[:15], key_size, value_size,
-                               max_entries, ctypes.byref(opts))
+    rc = _lib().bpf_map_create(
+        map_type, name.encode()[:15], key_size, value_size, max_entries, ctypes.byref(opts)
+    )
     return _check(rc, f"bpf_map_create {name}")
 
 
@@ -222,8 +269,7 @@ def _shape(fd: int) -> _Shape:
     if info.type in PERCPU_TYPES:
         chunk = (info.value_size + 7) // 8 * 8
         return _Shape(info.key_size, chunk * possible_cpus(), chunk, True, info.max_entries)
-    return _Shape(info.key_size, info.value_size, 0, info.type in _BATCH_TYPES,
-                  info.max_entries)
+    return _Shape(info.key_size, info.value_size, 0, info.type in _BATCH_TYPES, info.max_entries)
 
 
 def _split(raw: bytes, shape: _Shape) -> bytes | list[bytes]:
@@ -340,8 +386,15 @@ def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes
     first = True
     while True:
         count = _U32(per_call)
-        rc = lib.bpf_map_lookup_batch(fd, None if first else in_batch, out_batch, keys,
-                                      values, ctypes.byref(count), ctypes.byref(opts))
+        rc = lib.bpf_map_lookup_batch(
+            fd,
+            None if first else in_batch,
+            out_batch,
+            keys,
+            values,
+            ctypes.byref(count),
+            ctypes.byref(opts),
+        )
         err = 0
         if rc < 0:
             err = -rc if rc < -1 else ctypes.get_errno()
@@ -361,21 +414,23 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
     """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow by 256 B."""
     out = ctypes.create_string_buffer(len(data) + 256)
     opts = _TestRunOpts(
-        sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p),
-        data_out=ctypes.cast(out, ctypes.c_void_p), data_size_in=len(data),
-        data_size_out=len(out), repeat=repeat,
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p),
+        data_out=ctypes.cast(out, ctypes.c_void_p),
+        data_size_in=len(data),
+        data_size_out=len(out),
+        repeat=repeat,
     )
-    _check(_lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)),
-           f"test_run of prog fd {prog_fd}")
+    _check(
+        _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"test_run of prog fd {prog_fd}"
+    )
     return TestRunResult(opts.retval, opts.duration, out.raw[: opts.data_size_out])
 
 
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it) exists."""
     with open("/proc/mounts") as mounts:
-        mounted = any(
-            line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts
-        )
+        mounted = any(line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts)
     if not mounted:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
@@ -383,3 +438,13 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
             err = ctypes.get_errno()
             raise OSError(err, f"mount bpffs at {mountpoint}: {os.strerror(err)}")
     Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def map_entries(fd: int) -> list[tuple[bytes, bytes]]:
+    """Items of a map with one value per key (not per-CPU), typed as such."""
+    out = []
+    for key, value in map_items(fd):
+        if isinstance(value, list):
+            raise TypeError(f"map fd {fd} is per-CPU: use map_items")
+        out.append((key, value))
+    return out

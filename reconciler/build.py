@@ -43,7 +43,11 @@ def is_built(root: str, prog_set: str, phash: str, functions: Sequence[str]) -> 
 
 
 def build(
-    root: str, prog_set: str, phash: str, flags: Sequence[str], functions: Sequence[str],
+    root: str,
+    prog_set: str,
+    phash: str,
+    flags: Sequence[str],
+    functions: Sequence[str],
     prog_type: str = "SCHED_CLS",
 ) -> Path:
     """Compile, load and pin one program set (no-op when already pinned)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -25,23 +24,34 @@ def parser() -> argparse.ArgumentParser:
         description="Converge this node's Calico-style eBPF dataplane to a Git-tracked config.",
     )
     mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--validate", nargs="*", metavar="PATH",
-                      help="validate files/directories (default: --config); no root needed")
+    mode.add_argument(
+        "--validate",
+        nargs="*",
+        metavar="PATH",
+        help="validate files/directories (default: --config); no root needed",
+    )
     mode.add_argument("--plan", action="store_true", help="show what apply would change")
     mode.add_argument("--apply", action="store_true", help="converge the kernel, then verify")
     mode.add_argument("--status", action="store_true", help="what is applied now")
-    mode.add_argument("--watch", action="store_true",
-                      help="apply on config change, new commits and drift")
+    mode.add_argument(
+        "--watch", action="store_true", help="apply on config change, new commits and drift"
+    )
     p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
     p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
     p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
-    p.add_argument("--node", default=socket.gethostname(), help="this node's name (default hostname)")
+    p.add_argument(
+        "--node", default=socket.gethostname(), help="this node's name (default hostname)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--format", choices=("text", "json", "junit"), help="--validate output format")
     p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
     p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
     p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
-    p.add_argument("--cgroup", metavar="DIR", help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)")
+    p.add_argument(
+        "--cgroup",
+        metavar="DIR",
+        help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)",
+    )
     p.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
     p.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
@@ -114,5 +124,3 @@ def load_plan_file(path: str) -> Plan:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-

@@ -137,9 +137,12 @@ def _nat_globals(config: Mapping[str, Any]) -> dict[str, Any]:
         return max(1, round(felix.parse_duration(str(t[key]))))
 
     return {
-        "tcp_syn_sent_s": secs("tcpSynSent"), "tcp_established_s": secs("tcpEstablished"),
-        "tcp_fin_s": secs("tcpFinsSeen"), "tcp_rst_s": secs("tcpResetSeen"),
-        "udp_s": secs("udpTimeout"), "generic_s": secs("genericTimeout"),
+        "tcp_syn_sent_s": secs("tcpSynSent"),
+        "tcp_established_s": secs("tcpEstablished"),
+        "tcp_fin_s": secs("tcpFinsSeen"),
+        "tcp_rst_s": secs("tcpResetSeen"),
+        "udp_s": secs("udpTimeout"),
+        "generic_s": secs("genericTimeout"),
         "ctlb": CTLB_MODES[ctlb_mode(config)],
     }
 
@@ -159,10 +162,17 @@ MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
     "rcl_nat_aff": "bpfMapSizeNATAffinity",
     "rcl_ct": "bpfMapSizeConntrack",
 }
-FIXED_MAPS = {"rcl_globals": 1, "rcl_nat_globals": 1, "rcl_nat_stats": 16,
-              "rcl_ctlb_udp_rev": 65536}
-CONNECT_PROGRAMS = {"connect4": "rcl_connect4", "sendmsg4": "rcl_sendmsg4",
-                    "recvmsg4": "rcl_recvmsg4"}
+FIXED_MAPS = {
+    "rcl_globals": 1,
+    "rcl_nat_globals": 1,
+    "rcl_nat_stats": 16,
+    "rcl_ctlb_udp_rev": 65536,
+}
+CONNECT_PROGRAMS = {
+    "connect4": "rcl_connect4",
+    "sendmsg4": "rcl_sendmsg4",
+    "recvmsg4": "rcl_recvmsg4",
+}
 
 
 def compile_desired(
@@ -202,56 +212,94 @@ def compile_desired(
     add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
     add(Obj("map/rcl_nat_globals/0", ObjKind.ENTRY, _nat_globals(config)))
     if len(selected) > if_size:
-        errors.append(f"map rcl_ifstate would overflow: {len(selected)} interfaces selected, "
-                      f"bpfMapSizeIfState is {if_size}")
+        errors.append(
+            f"map rcl_ifstate would overflow: {len(selected)} interfaces selected, "
+            f"bpfMapSizeIfState is {if_size}"
+        )
     for sel in selected:
         name = sel.link.name
-        add(Obj(f"map/rcl_ifstate/{name}", ObjKind.ENTRY,
-                {"ifindex": sel.link.ifindex, "flags": int(sel.role)}))
+        add(
+            Obj(
+                f"map/rcl_ifstate/{name}",
+                ObjKind.ENTRY,
+                {"ifindex": sel.link.ifindex, "flags": int(sel.role)},
+            )
+        )
         counters = {"ifindex": sel.link.ifindex}
         add(Obj(f"map/rcl_counters/{name}", ObjKind.ENTRY, counters, ensure=False))
         for direction in DIRECTIONS:
-            add(Obj(f"tc/{name}/{direction}", ObjKind.TC, {"prog": prog_ref},
-                    info={"role": sel.role.name_str(), "selected_by": sel.endpoint}))
+            add(
+                Obj(
+                    f"tc/{name}/{direction}",
+                    ObjKind.TC,
+                    {"prog": prog_ref},
+                    info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
+                )
+            )
 
     # Services: NAT frontends and backends.
     node_ips = sorted({ip for s in selected if s.role & Role.DATA for ip in s.link.addresses})
     nat = compile_services(resources, node, node_ips)
     warnings += nat.warnings
-    for map_name, count, what in (("rcl_nat_fe", nat.frontend_count, "frontends"),
-                                  ("rcl_nat_be", nat.backend_count, "backends")):
+    for map_name, count, what in (
+        ("rcl_nat_fe", nat.frontend_count, "frontends"),
+        ("rcl_nat_be", nat.backend_count, "backends"),
+    ):
         size = int(config[MAP_SIZES[map_name]])
         if count > size:
-            errors.append(f"map {map_name} would overflow: {count} {what} for "
-                          f"{MAP_SIZES[map_name]} = {size}")
+            errors.append(
+                f"map {map_name} would overflow: {count} {what} for {MAP_SIZES[map_name]} = {size}"
+            )
     for port in nat.ports:
         primary = port.frontends[0].label if port.frontends else port.service
         for fe in port.frontends:
             address = f"map/rcl_nat_fe/{fe_suffix(fe.vip, fe.port, fe.proto)}"
             if address in objects:
-                warnings.append(f"{fe.service}: frontend {fe.label} is also used by "
-                                f"{objects[address].info['service']}; ignored")
+                warnings.append(
+                    f"{fe.service}: frontend {fe.label} is also used by "
+                    f"{objects[address].info['service']}; ignored"
+                )
                 continue
-            add(Obj(address, ObjKind.ENTRY,
-                    {"svc_id": port.svc_id, "count": len(port.backends),
-                     "local_count": port.local_count, "flags": fe.flags,
-                     "affinity_timeout_s": fe.affinity_timeout_s},
-                    info={"service": port.service}))
+            add(
+                Obj(
+                    address,
+                    ObjKind.ENTRY,
+                    {
+                        "svc_id": port.svc_id,
+                        "count": len(port.backends),
+                        "local_count": port.local_count,
+                        "flags": fe.flags,
+                        "affinity_timeout_s": fe.affinity_timeout_s,
+                    },
+                    info={"service": port.service},
+                )
+            )
         for ordinal, be in enumerate(port.backends):
-            add(Obj(f"map/rcl_nat_be/{be_suffix(port.svc_id, ordinal)}", ObjKind.ENTRY,
+            add(
+                Obj(
+                    f"map/rcl_nat_be/{be_suffix(port.svc_id, ordinal)}",
+                    ObjKind.ENTRY,
                     {"ip": be.ip, "port": be.port},
-                    info={"frontend": f"nat/{primary} backend {ordinal}",
-                          "service": port.service}))
+                    info={"frontend": f"nat/{primary} backend {ordinal}", "service": port.service},
+                )
+            )
 
     # Connect-time load balancing on the configured cgroup.
     if ctlb_mode(config) != "Disabled" and host.cgroup_id is not None:
         connect_ref = f"connect@{phash}"
-        add(Obj(f"prog/{connect_ref}", ObjKind.PROG,
-                {"programs": sorted(CONNECT_PROGRAMS.values())}))
+        add(
+            Obj(
+                f"prog/{connect_ref}", ObjKind.PROG, {"programs": sorted(CONNECT_PROGRAMS.values())}
+            )
+        )
         for hook in CONNECT_PROGRAMS:
-            add(Obj(f"cgroup/{hook}", ObjKind.CGROUP,
+            add(
+                Obj(
+                    f"cgroup/{hook}",
+                    ObjKind.CGROUP,
                     {"prog": connect_ref, "cgroup_id": host.cgroup_id},
-                    info={"cgroup": host.cgroup_path}))
-    build = {"flags": list(flags), "prog": prog_ref, "hash": phash,
-             "cgroup": host.cgroup_path}
+                    info={"cgroup": host.cgroup_path},
+                )
+            )
+    build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(node, True, objects, tuple(warnings), build, tuple(errors))

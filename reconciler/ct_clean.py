@@ -27,7 +27,7 @@ from reconciler import nat_layout as nat
 def live_backends(be_fd: int) -> set[tuple[int, bytes, bytes]]:
     """(svc_id, ip_be, port_be) of every backend in the backend map."""
     live = set()
-    for key, value in bpfsys.map_items(be_fd):
+    for key, value in bpfsys.map_entries(be_fd):
         svc_id, _ordinal = nat.BE_KEY.unpack(key)
         ip, port, _flags = nat.BE_VAL.unpack(value)
         live.add((svc_id, ip, port))
@@ -39,13 +39,13 @@ def clean_conntrack(ct_fd: int, be_fd: int, aff_fd: int | None = None) -> int:
     how many conntrack entries were removed."""
     live = live_backends(be_fd)
     removed = 0
-    for key, value in bpfsys.map_items(ct_fd):
+    for key, value in bpfsys.map_entries(ct_fd):
         fields = nat.CT_VAL.unpack(value)
         svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
         if (svc_id, be_ip, be_port) not in live and bpfsys.map_delete(ct_fd, key):
             removed += 1
     if aff_fd is not None:
-        for key, value in bpfsys.map_items(aff_fd):
+        for key, value in bpfsys.map_entries(aff_fd):
             _client, svc_id = nat.AFF_KEY.unpack(key)
             _ts, ip, port, _ordinal = nat.AFF_VAL.unpack(value)
             if (svc_id, ip, port) not in live:
@@ -83,9 +83,22 @@ def destroy_udp_sockets(cgroup: str, backends: Iterable[tuple[str, int]]) -> int
             # argv, never a shell: addresses come from the (untrusted) config repo,
             # and were parsed as addresses above.
             proc = subprocess.run(
-                ["nsenter", f"--net={netns}", "ss", "-K", "-u", "-n", "dst", ip,
-                 "dport", "=", str(port)],
-                capture_output=True, text=True, timeout=10,
+                [
+                    "nsenter",
+                    f"--net={netns}",
+                    "ss",
+                    "-K",
+                    "-u",
+                    "-n",
+                    "dst",
+                    ip,
+                    "dport",
+                    "=",
+                    str(port),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=10,
             )
             destroyed += max(0, len(proc.stdout.strip().splitlines()) - 1)
     return destroyed

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.state import DesiredState, Obj, ObjKind, ObservedState
+from reconciler.state import DesiredState, ObjKind, ObservedState
 
 
 class Action(enum.Enum):
@@ -59,10 +59,14 @@ def _phase(change: Change) -> int:
     """Make-before-break: build and fill first, attach, then detach and prune."""
     a, k = change.action, change.kind
     if a is Action.DELETE:
-        return {ObjKind.TC: 10, ObjKind.CGROUP: 10, ObjKind.ENTRY: 11, ObjKind.PROG: 12,
-                ObjKind.MAP: 13}[k]
-    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.ENTRY: 2, ObjKind.TC: 3,
-            ObjKind.CGROUP: 3}[k]
+        return {
+            ObjKind.TC: 10,
+            ObjKind.CGROUP: 10,
+            ObjKind.ENTRY: 11,
+            ObjKind.PROG: 12,
+            ObjKind.MAP: 13,
+        }[k]
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.ENTRY: 2, ObjKind.TC: 3, ObjKind.CGROUP: 3}[k]
 
 
 def _map_of(address: str) -> str:
@@ -107,9 +111,13 @@ def _rebuild_programs(
         if address in touched or address not in observed.objects:
             continue
         if obj.kind is ObjKind.PROG:
-            out.append(Change(Action.REPLACE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason))
+            out.append(
+                Change(Action.REPLACE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason)
+            )
         elif obj.kind in (ObjKind.TC, ObjKind.CGROUP):
-            out.append(Change(Action.UPDATE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason))
+            out.append(
+                Change(Action.UPDATE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason)
+            )
     return out
 
 
@@ -126,5 +134,3 @@ def summarize(changes: tuple[Change, ...]) -> dict[str, int]:
             counts["add"] += 1
             counts["destroy"] += 1
     return counts
-
-

@@ -6,6 +6,7 @@ unchanged. They never decide anything: the plan already did.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from reconciler.diff import Action, Change
 from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
 from reconciler.state import ObjKind
 
+
 class Executor:
     """Applies a plan's changes in order against one bpffs root and netns."""
 
@@ -26,7 +28,7 @@ class Executor:
         self.build_info = build_info
         self.netns = netns
         self._fds: dict[str, int] = {}
-        self._migrations: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._migrations: dict[str, list[tuple[bytes, bytes | list[bytes]]]] = {}
         self._ipr: Any = None
 
     # -- plumbing -------------------------------------------------------
@@ -75,8 +77,14 @@ class Executor:
         if change.action is Action.REPLACE:
             build.remove(self.root, prog_set, phash)
         functions = (change.after or {}).get("programs", list(TC_PROGRAMS))
-        build.build(self.root, prog_set, phash, self.build_info["flags"], functions,
-                    build.PROG_TYPES[prog_set])
+        build.build(
+            self.root,
+            prog_set,
+            phash,
+            self.build_info["flags"],
+            functions,
+            build.PROG_TYPES[prog_set],
+        )
         self._fds.clear()  # maps may have been recreated by the build
         self._restore_migrations()
         return "created"
@@ -131,8 +139,9 @@ class Executor:
             return "deleted"
         after = change.after or {}
         prog_set, _, phash = after["prog"].partition("@")
-        prog_fd = bpfsys.obj_get(str(build.set_dir(self.root, prog_set, phash) /
-                                     CONNECT_PROGRAMS[hook]))
+        prog_fd = bpfsys.obj_get(
+            str(build.set_dir(self.root, prog_set, phash) / CONNECT_PROGRAMS[hook])
+        )
         try:
             before = change.before or {}
             if pin.exists() and before.get("cgroup_id") == after["cgroup_id"]:
@@ -172,8 +181,16 @@ class Executor:
         try:
             _ensure_clsact(ipr, idx)
             ipr.tc(
-                "replace-filter", "bpf", idx, ":1", fd=fd, name=FILTER_PREFIX + prog_ref,
-                parent=parent, classid=1, direct_action=True, prio=TC_PRIO,
+                "replace-filter",
+                "bpf",
+                idx,
+                ":1",
+                fd=fd,
+                name=FILTER_PREFIX + prog_ref,
+                parent=parent,
+                classid=1,
+                direct_action=True,
+                prio=TC_PRIO,
             )
         finally:
             os.close(fd)
@@ -190,16 +207,15 @@ class Executor:
         # Remove clsact only when nobody (us or anyone else) has a filter left.
         remaining = 0
         for p in PARENTS.values():
-            try:
-                remaining += sum(1 for m in ipr.get_filters(index=idx, parent=p)
-                                 if m.get_attr("TCA_OPTIONS") is not None)
-            except NetlinkError:
-                pass
+            with contextlib.suppress(NetlinkError):
+                remaining += sum(
+                    1
+                    for m in ipr.get_filters(index=idx, parent=p)
+                    if m.get_attr("TCA_OPTIONS") is not None
+                )
         if remaining == 0:
-            try:
+            with contextlib.suppress(NetlinkError):
                 ipr.tc("del", "clsact", idx)
-            except NetlinkError:
-                pass
 
 
 def _ensure_clsact(ipr: Any, idx: int) -> None:

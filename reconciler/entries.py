@@ -79,18 +79,25 @@ def fe_suffix(vip: str, port: int, proto: str) -> str:
 def _fe_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
     vip, port, proto = nat.FE_KEY.unpack(key)
     svc_id, count, local_count, flags, timeout = nat.FE_VAL.unpack(value)
-    suffix = fe_suffix(socket.inet_ntoa(vip), int.from_bytes(port, "big"),
-                       _PROTO_NAMES.get(proto, str(proto)))
-    return suffix, {"svc_id": svc_id, "count": count, "local_count": local_count,
-                    "flags": flags, "affinity_timeout_s": timeout}
+    suffix = fe_suffix(
+        socket.inet_ntoa(vip), int.from_bytes(port, "big"), _PROTO_NAMES.get(proto, str(proto))
+    )
+    return suffix, {
+        "svc_id": svc_id,
+        "count": count,
+        "local_count": local_count,
+        "flags": flags,
+        "affinity_timeout_s": timeout,
+    }
 
 
 def _fe_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     vip_port, proto = suffix.rsplit("/", 1)
     vip, port = vip_port.rsplit(":", 1)
     key = nat.FE_KEY.pack(socket.inet_aton(vip), _port_be(int(port)), _PROTO_NUMBERS[proto])
-    value = nat.FE_VAL.pack(a["svc_id"], a["count"], a["local_count"], a["flags"],
-                            a["affinity_timeout_s"])
+    value = nat.FE_VAL.pack(
+        a["svc_id"], a["count"], a["local_count"], a["flags"], a["affinity_timeout_s"]
+    )
     return key, value
 
 
@@ -101,8 +108,10 @@ def be_suffix(svc_id: int, ordinal: int) -> str:
 def _be_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
     svc_id, ordinal = nat.BE_KEY.unpack(key)
     ip, port, _flags = nat.BE_VAL.unpack(value)
-    return be_suffix(svc_id, ordinal), {"ip": socket.inet_ntoa(ip),
-                                        "port": int.from_bytes(port, "big")}
+    return be_suffix(svc_id, ordinal), {
+        "ip": socket.inet_ntoa(ip),
+        "port": int.from_bytes(port, "big"),
+    }
 
 
 def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -111,13 +120,21 @@ def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     return key, nat.BE_VAL.pack(socket.inet_aton(a["ip"]), _port_be(a["port"]), 0)
 
 
-_NAT_GLOBAL_FIELDS = ("tcp_syn_sent_s", "tcp_established_s", "tcp_fin_s", "tcp_rst_s",
-                      "udp_s", "generic_s", "ctlb")
+_NAT_GLOBAL_FIELDS = (
+    "tcp_syn_sent_s",
+    "tcp_established_s",
+    "tcp_fin_s",
+    "tcp_rst_s",
+    "udp_s",
+    "generic_s",
+    "ctlb",
+)
 
 
 def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
-    return str(U32.unpack(key)[0]), dict(zip(_NAT_GLOBAL_FIELDS, nat.GLOBALS.unpack(value),
-                                             strict=True))
+    return str(U32.unpack(key)[0]), dict(
+        zip(_NAT_GLOBAL_FIELDS, nat.GLOBALS.unpack(value), strict=True)
+    )
 
 
 def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:

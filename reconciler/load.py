@@ -43,7 +43,7 @@ _INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
 _NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
 
 
-class _Composer(CParser):  # type: ignore[misc]
+class _Composer(CParser):
     """libyaml composer that defers plain-scalar typing to our walk."""
 
     def descend_resolver(self, *_: object) -> None:
@@ -99,10 +99,10 @@ def _scalar(node: ScalarNode) -> Any:
         return resolve_plain(node.value)
     if tag == _STR:
         return node.value
-    short = tag.rsplit(":", 1)[-1]
+    short = str(tag).rsplit(":", 1)[-1]
     if short in ("int", "float", "bool", "null"):
         value = resolve_plain(node.value)
-        want = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[short]
+        want: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[short]
         if isinstance(value, want):
             return float(value) if short == "float" else value
         raise LoadError(node.start_mark.line + 1, f"value {node.value!r} is not a valid !!{short}")
@@ -121,8 +121,7 @@ class _Builder:
         if self.budget < 0:
             raise LoadError(
                 node.start_mark.line + 1,
-                f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes "
-                "(YAML alias bomb?)",
+                f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes (YAML alias bomb?)",
             )
         if len(path) > MAX_DEPTH:
             raise LoadError(node.start_mark.line + 1, f"nesting deeper than {MAX_DEPTH} levels")
@@ -135,6 +134,7 @@ class _Builder:
                 self.lines[child_path] = child.start_mark.line + 1
                 items.append(self.build(child, child_path))
             return items
+        assert isinstance(node, MappingNode)
         return self._mapping(node, path)
 
     def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
@@ -179,7 +179,9 @@ def _kind_hint(kind: str) -> str:
 def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> Resource:
     if not isinstance(body, dict):
         shape = "a list" if isinstance(body, list) else type(body).__name__
-        raise LoadError(line, f"a document must be a mapping (a Kubernetes-style object), not {shape}")
+        raise LoadError(
+            line, f"a document must be a mapping (a Kubernetes-style object), not {shape}"
+        )
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise LoadError(lines.get(("kind",), line), "missing 'kind'", ("kind",))
@@ -250,7 +252,11 @@ def _ref_guess(node: Node) -> str:
     for key, value in node.value:
         if isinstance(key, ScalarNode) and isinstance(value, ScalarNode) and key.value == "kind":
             kind = value.value
-        if isinstance(key, ScalarNode) and key.value == "metadata" and isinstance(value, MappingNode):
+        if (
+            isinstance(key, ScalarNode)
+            and key.value == "metadata"
+            and isinstance(value, MappingNode)
+        ):
             for k2, v2 in value.value:
                 if isinstance(k2, ScalarNode) and k2.value == "name" and isinstance(v2, ScalarNode):
                     name = v2.value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -31,27 +32,30 @@ def validate_mode(args: argparse.Namespace) -> int:
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
     if fmt == "json":
-        emit_json({
-            "format_version": FORMAT_VERSION,
-            "valid": result.ok,
-            "files": result.files,
-            "resources": len(result.resources),
-            "diagnostics": [d.as_json() for d in diags],
-        })
+        emit_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "valid": result.ok,
+                "files": result.files,
+                "resources": len(result.resources),
+                "diagnostics": [d.as_json() for d in diags],
+            }
+        )
     elif fmt == "junit":
         sys.stdout.write(render.render_junit(list(diags), result.files))
     else:
         sys.stdout.write(render.render_diagnostics(diags))
         status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
-        print(f"{result.files} file(s), {len(result.resources)} resource(s): {status}",
-              file=sys.stderr)
+        print(
+            f"{result.files} file(s), {len(result.resources)} resource(s): {status}",
+            file=sys.stderr,
+        )
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
 def _target(args: argparse.Namespace) -> Any:
-    from reconciler.pipeline import Target, default_state_dir
-
     from reconciler.cgroups import cgroup2_mount
+    from reconciler.pipeline import Target, default_state_dir
 
     root = args.bpffs_root.rstrip("/")
     state = Path(args.state_dir) if args.state_dir else default_state_dir(root)
@@ -69,14 +73,19 @@ def _plan_or_report(args: argparse.Namespace, spec: dict[str, Any]) -> Plan | No
     except InvalidConfig as exc:
         diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
         if args.json:
-            emit_json({"format_version": FORMAT_VERSION, "valid": False,
-                       "diagnostics": [d.as_json() for d in diags]})
+            emit_json(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "valid": False,
+                    "diagnostics": [d.as_json() for d in diags],
+                }
+            )
         else:
             sys.stderr.write(render.render_diagnostics(diags))
             print(f"error: {exc}; nothing was changed", file=sys.stderr)
         return None
-    return Plan(plan.node, {**plan.source, "spec": spec}, plan.bpffs_root,  # type: ignore[dict-item]
-                plan.observed_fingerprint, plan.changes, plan.build, plan.warnings, plan.foreign)
+    # The saved plan records how to re-read its source, for the staleness check.
+    return dataclasses.replace(plan, source={**plan.source, "spec": spec})
 
 
 def plan_mode(args: argparse.Namespace) -> int:
@@ -90,8 +99,10 @@ def plan_mode(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render.render_plan(plan))
         if args.out:
-            print(f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
-                  f"--plan-file {args.out}")
+            print(
+                f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
+                f"--plan-file {args.out}"
+            )
     return EXIT_OK if plan.empty else EXIT_CHANGES
 
 
@@ -105,7 +116,7 @@ def apply_mode(args: argparse.Namespace) -> int:
             if args.plan_file:
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
-                src = open_source(dict(spec), target.cache_dir or Path("/tmp"))  # type: ignore[arg-type]
+                src = open_source(dict(spec), target.cache_dir or Path("/tmp"))
                 check_fresh(plan, src, target)
             else:
                 spec = source_spec(args)
@@ -116,23 +127,30 @@ def apply_mode(args: argparse.Namespace) -> int:
             if not args.json:
                 sys.stdout.write(render.render_plan(plan))
             results = execute(plan, target) if not plan.empty else []
-            verify = _plan_or_report(args, dict(spec))  # type: ignore[arg-type]
+            verify = _plan_or_report(args, dict(spec))
             if verify is None:
                 return EXIT_ERROR
             record_applied(plan, target, len(results))
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
     if args.json:
-        emit_json({"format_version": FORMAT_VERSION, "plan": plan.as_json(),
-                   "results": [{"address": a, "result": r} for a, r in results],
-                   "converged": verify.empty,
-                   "remaining": [c.as_json() for c in verify.changes]})
+        emit_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "plan": plan.as_json(),
+                "results": [{"address": a, "result": r} for a, r in results],
+                "converged": verify.empty,
+                "remaining": [c.as_json() for c in verify.changes],
+            }
+        )
     elif results:
         from reconciler.diff import summarize
 
         s = summarize(plan.changes)
-        print(f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
-              f"{s['destroy']} destroyed.")
+        print(
+            f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+            f"{s['destroy']} destroyed."
+        )
     if not verify.empty:
         sys.stderr.write("error: not converged after apply; still different:\n")
         sys.stderr.write("".join(render.change_line(c) + "\n" for c in verify.changes))

@@ -25,7 +25,10 @@ MAP_CTLB_UDP_REV = "rcl_ctlb_udp_rev"
 
 # Default max_entries (Calico's bpfMapSize* defaults); -DRCL_*_SIZE overrides.
 DEFAULT_SIZES = {
-    MAP_NAT_FE: 65536, MAP_NAT_BE: 262144, MAP_NAT_AFF: 65536, MAP_CT: 512000,
+    MAP_NAT_FE: 65536,
+    MAP_NAT_BE: 262144,
+    MAP_NAT_AFF: 65536,
+    MAP_CT: 512000,
     MAP_CTLB_UDP_REV: 65536,
 }
 
@@ -69,18 +72,42 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "rcl_nat_aff_key": ("client_ip", "svc_id"),
     "rcl_nat_aff_val": ("ts_ns", "ip", "port", "ordinal"),
     "rcl_ct_key": ("src", "dst", "sport", "dport", "proto"),
-    "rcl_ct_val": ("created_ns", "last_seen_ns", "svc_id", "be_ordinal", "orig_ip", "be_ip",
-                   "orig_port", "be_port", "type", "flags"),
-    "rcl_nat_globals": ("tcp_syn_sent_s", "tcp_established_s", "tcp_fin_s", "tcp_rst_s",
-                        "udp_s", "generic_s", "flags"),
+    "rcl_ct_val": (
+        "created_ns",
+        "last_seen_ns",
+        "svc_id",
+        "be_ordinal",
+        "orig_ip",
+        "be_ip",
+        "orig_port",
+        "be_port",
+        "type",
+        "flags",
+    ),
+    "rcl_nat_globals": (
+        "tcp_syn_sent_s",
+        "tcp_established_s",
+        "tcp_fin_s",
+        "tcp_rst_s",
+        "udp_s",
+        "generic_s",
+        "flags",
+    ),
     "rcl_ctlb_rev_key": ("cookie", "be_ip", "be_port"),
     "rcl_ctlb_rev_val": ("ts_ns", "vip", "vport"),
 }
 CODECS: dict[str, struct.Struct] = {
-    "rcl_nat_fe_key": FE_KEY, "rcl_nat_fe_val": FE_VAL, "rcl_nat_be_key": BE_KEY,
-    "rcl_nat_be_val": BE_VAL, "rcl_nat_aff_key": AFF_KEY, "rcl_nat_aff_val": AFF_VAL,
-    "rcl_ct_key": CT_KEY, "rcl_ct_val": CT_VAL, "rcl_nat_globals": GLOBALS,
-    "rcl_ctlb_rev_key": CTLB_REV_KEY, "rcl_ctlb_rev_val": CTLB_REV_VAL,
+    "rcl_nat_fe_key": FE_KEY,
+    "rcl_nat_fe_val": FE_VAL,
+    "rcl_nat_be_key": BE_KEY,
+    "rcl_nat_be_val": BE_VAL,
+    "rcl_nat_aff_key": AFF_KEY,
+    "rcl_nat_aff_val": AFF_VAL,
+    "rcl_ct_key": CT_KEY,
+    "rcl_ct_val": CT_VAL,
+    "rcl_nat_globals": GLOBALS,
+    "rcl_ctlb_rev_key": CTLB_REV_KEY,
+    "rcl_ctlb_rev_val": CTLB_REV_VAL,
 }
 
 
@@ -209,8 +236,9 @@ class Frontend:
     affinity_timeout_s: int = 0
 
     def encode(self) -> bytes:
-        return FE_VAL.pack(self.svc_id, self.count, self.local_count, int(self.flags),
-                           self.affinity_timeout_s)
+        return FE_VAL.pack(
+            self.svc_id, self.count, self.local_count, int(self.flags), self.affinity_timeout_s
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Frontend:
@@ -295,8 +323,9 @@ class CtKey:
     proto: Proto
 
     def encode(self) -> bytes:
-        return CT_KEY.pack(self.src.packed, self.dst.packed, _port_be(self.sport),
-                           _port_be(self.dport), self.proto)
+        return CT_KEY.pack(
+            self.src.packed, self.dst.packed, _port_be(self.sport), _port_be(self.dport), self.proto
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> CtKey:
@@ -320,15 +349,34 @@ class CtEntry:
     flags: CtFlag
 
     def encode(self) -> bytes:
-        return CT_VAL.pack(self.created_ns, self.last_seen_ns, self.svc_id, self.be_ordinal,
-                           self.orig_ip.packed, self.be_ip.packed, _port_be(self.orig_port),
-                           _port_be(self.be_port), self.type, int(self.flags))
+        return CT_VAL.pack(
+            self.created_ns,
+            self.last_seen_ns,
+            self.svc_id,
+            self.be_ordinal,
+            self.orig_ip.packed,
+            self.be_ip.packed,
+            _port_be(self.orig_port),
+            _port_be(self.be_port),
+            self.type,
+            int(self.flags),
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> CtEntry:
         c, ls, svc, ordn, oip, bip, oport, bport, typ, flags = CT_VAL.unpack(raw)
-        return cls(c, ls, svc, ordn, IPv4Address(oip), IPv4Address(bip), _port(oport),
-                   _port(bport), CtType(typ), CtFlag(flags))
+        return cls(
+            c,
+            ls,
+            svc,
+            ordn,
+            IPv4Address(oip),
+            IPv4Address(bip),
+            _port(oport),
+            _port(bport),
+            CtType(typ),
+            CtFlag(flags),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,8 +392,15 @@ class NatGlobals:
     ctlb: CtlbMode = CtlbMode.TCP
 
     def encode(self) -> bytes:
-        return GLOBALS.pack(self.tcp_syn_sent_s, self.tcp_established_s, self.tcp_fin_s,
-                            self.tcp_rst_s, self.udp_s, self.generic_s, int(self.ctlb))
+        return GLOBALS.pack(
+            self.tcp_syn_sent_s,
+            self.tcp_established_s,
+            self.tcp_fin_s,
+            self.tcp_rst_s,
+            self.udp_s,
+            self.generic_s,
+            int(self.ctlb),
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> NatGlobals:

@@ -65,7 +65,11 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
     for f in filters:
         if f.name and f.name.startswith(FILTER_PREFIX):
             objs.append(
-                Obj(f"tc/{f.ifname}/{f.direction}", ObjKind.TC, {"prog": f.name[len(FILTER_PREFIX):]})
+                Obj(
+                    f"tc/{f.ifname}/{f.direction}",
+                    ObjKind.TC,
+                    {"prog": f.name[len(FILTER_PREFIX) :]},
+                )
             )
         else:
             foreign.append(f"tc/{f.ifname}/{f.direction} prio {f.prio} {f.name or '(unnamed)'}")
@@ -77,12 +81,18 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     objs = []
     for dirname, functions in names.items():
         prog_set, sep, phash = dirname.rpartition("-")
-        address = f"prog/{prog_set}@{phash}" if sep and not dirname.startswith("tmp-") else f"prog/{dirname}"
+        address = (
+            f"prog/{prog_set}@{phash}"
+            if sep and not dirname.startswith("tmp-")
+            else f"prog/{dirname}"
+        )
         objs.append(Obj(address, ObjKind.PROG, {"programs": sorted(functions)}))
     return objs
 
 
-def read_pins(root: str) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
+def read_pins(
+    root: str,
+) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
     """Program set directories, and for each pinned map its size and entries."""
     progs: dict[str, list[str]] = {}
     maps: dict[str, tuple[int, list[tuple[bytes, Any]]]] = {}
@@ -128,8 +138,9 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
         finally:
             bpfsys.close(fd)
         prog = ids.get(info.prog_id, f"unpinned-prog-{info.prog_id}")
-        objs.append(Obj(f"cgroup/{pin.name}", ObjKind.CGROUP,
-                        {"prog": prog, "cgroup_id": info.cgroup_id}))
+        objs.append(
+            Obj(f"cgroup/{pin.name}", ObjKind.CGROUP, {"prog": prog, "cgroup_id": info.cgroup_id})
+        )
     return objs, []
 
 

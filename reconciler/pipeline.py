@@ -53,7 +53,10 @@ def make_plan(source: Source, target: Target) -> tuple[Plan, Validation]:
     bpfsys.ensure_bpffs(target.bpffs_root)
     observed, links = observe(target.bpffs_root, target.netns)
     desired = compile_desired(
-        validation.resources, target.node, host_facts(target, links), target.bpffs_root,
+        validation.resources,
+        target.node,
+        host_facts(target, links),
+        target.bpffs_root,
         build.source_digest(),
     )
     if desired.errors:
@@ -126,24 +129,35 @@ def _after_backend_changes(plan: Plan, target: Target) -> list[tuple[str, str]]:
     from reconciler import ct_clean
     from reconciler.diff import Action
 
-    left = [c for c in plan.changes if c.address.startswith(("map/rcl_nat_be/", "map/rcl_nat_fe/"))
-            and c.action in (Action.DELETE, Action.UPDATE)]
+    left = [
+        c
+        for c in plan.changes
+        if c.address.startswith(("map/rcl_nat_be/", "map/rcl_nat_fe/"))
+        and c.action in (Action.DELETE, Action.UPDATE)
+    ]
     maps = Path(target.bpffs_root) / "maps"
     if not left or not (maps / "rcl_ct").exists():
         return []
     fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
     try:
         removed = ct_clean.clean_conntrack(fds["rcl_ct"], fds["rcl_nat_be"], fds["rcl_nat_aff"])
-        live = {(socket_ip(ip), int.from_bytes(port, "big"))
-                for _, ip, port in ct_clean.live_backends(fds["rcl_nat_be"])}
+        live = {
+            (socket_ip(ip), int.from_bytes(port, "big"))
+            for _, ip, port in ct_clean.live_backends(fds["rcl_nat_be"])
+        }
     finally:
         for fd in fds.values():
             bpfsys.close(fd)
-    gone = {(c.before["ip"], c.before["port"]) for c in left
-            if c.address.startswith("map/rcl_nat_be/") and c.before} - live
+    gone = {
+        (c.before["ip"], c.before["port"])
+        for c in left
+        if c.address.startswith("map/rcl_nat_be/") and c.before
+    } - live
     sockets = ct_clean.destroy_udp_sockets(target.cgroup or "", gone) if gone else 0
-    return [("conntrack", f"removed {removed} entries of departed backends"),
-            ("sockets", f"destroyed {sockets} UDP sockets connected to departed backends")]
+    return [
+        ("conntrack", f"removed {removed} entries of departed backends"),
+        ("sockets", f"destroyed {sockets} UDP sockets connected to departed backends"),
+    ]
 
 
 def socket_ip(raw: bytes) -> str:

@@ -19,7 +19,7 @@ class PlanFileError(Exception):
 @dataclass(frozen=True, slots=True)
 class Plan:
     node: str
-    source: Mapping[str, str]  # identity and description
+    source: Mapping[str, Any]  # identity, description, and how to re-read it
     bpffs_root: str
     observed_fingerprint: str
     changes: tuple[Change, ...]

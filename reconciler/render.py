@@ -85,14 +85,16 @@ def render_junit(diagnostics: list[Diagnostic], files: int) -> str:
         f'failures="{len(failing)}">',
     ]
     for file, diags in sorted(by_file.items()):
-        out.append(f"  <testcase classname=\"validate\" name={quoteattr(file)}>")
+        out.append(f'  <testcase classname="validate" name={quoteattr(file)}>')
         errs = [d for d in diags if d.severity.value == "error"]
         if errs:
             body = escape("\n".join(d.render() for d in errs))
             out.append(f"    <failure message={quoteattr(errs[0].message)}>{body}</failure>")
         warns = [d for d in diags if d.severity.value != "error"]
         if warns:
-            out.append(f"    <system-out>{escape(chr(10).join(d.render() for d in warns))}</system-out>")
+            out.append(
+                f"    <system-out>{escape(chr(10).join(d.render() for d in warns))}</system-out>"
+            )
         out.append("  </testcase>")
     out.append("</testsuite>")
     return "\n".join(out) + "\n"

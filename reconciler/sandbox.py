@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from reconciler.cgroups import cgroup2_mount
 
@@ -34,7 +33,8 @@ def _sysctl(netns: str, key: str, value: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     subprocess.run(
         ["nsenter", f"--net=/run/netns/{netns}", "sh", "-c", f"echo {value} > {path}"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -108,8 +108,14 @@ class Sandbox:
         _ip("link", "set", pod.host_iface, "up", netns=self.node)
         _sysctl(self.node, f"net.ipv4.conf.{pod.host_iface}.proxy_arp", "1")
         _sysctl(self.node, f"net.ipv4.neigh.{pod.host_iface}.proxy_delay", "0")
-        _ip("route", "add", f"{ipaddress.ip_address(pod.ip)}/32", "dev", pod.host_iface,
-            netns=self.node)
+        _ip(
+            "route",
+            "add",
+            f"{ipaddress.ip_address(pod.ip)}/32",
+            "dev",
+            pod.host_iface,
+            netns=self.node,
+        )
         self.pods.append(pod)
 
     def remove_pod(self, pod: Pod) -> None:
@@ -118,19 +124,24 @@ class Sandbox:
         # Namespace teardown is asynchronous: wait until the host side is gone.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            probe = subprocess.run(["ip", "-n", self.node, "link", "show", "dev", pod.host_iface],
-                                   capture_output=True)
+            probe = subprocess.run(
+                ["ip", "-n", self.node, "link", "show", "dev", pod.host_iface], capture_output=True
+            )
             if probe.returncode != 0:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{pod.host_iface} still exists 10s after its pod was deleted")
 
-    def exec(self, netns: str, *cmd: str, timeout: float = 10, check: bool = False
-             ) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, netns: str, *cmd: str, timeout: float = 10, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command in a namespace, keeping mounts (bpffs, cgroups) visible."""
         return subprocess.run(
             ["nsenter", f"--net=/run/netns/{netns}", *cmd],
-            capture_output=True, text=True, timeout=timeout, check=check,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
         )
 
     def down(self) -> None:
@@ -151,11 +162,14 @@ class Sandbox:
         script = f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"'
         return subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", "sh", "-c", script, "sh", *cmd],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
-    def exec_in_cgroup(self, netns: str, *cmd: str, timeout: float = 10
-                       ) -> subprocess.CompletedProcess[str]:
+    def exec_in_cgroup(
+        self, netns: str, *cmd: str, timeout: float = 10
+    ) -> subprocess.CompletedProcess[str]:
         proc = self.spawn_in_cgroup(netns, *cmd)
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -177,5 +191,3 @@ def _empty_cgroup(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
-
-

@@ -30,7 +30,8 @@ def schema_for(kind: str) -> Mapping[str, Any]:
 def _fast(kind: str) -> Callable[[Any], Any]:
     import fastjsonschema
 
-    return fastjsonschema.compile(schema_for(kind))  # type: ignore[no-any-return]
+    validate: Callable[[Any], Any] = fastjsonschema.compile(dict(schema_for(kind)))
+    return validate
 
 
 @functools.cache
@@ -51,8 +52,9 @@ def _describe(error: Any) -> Finding:
         return Finding((*path, field), f"unknown field {field!r}{hint}")
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
-        close = difflib.get_close_matches(str(error.instance), [str(v) for v in
-                                          error.validator_value], n=1, cutoff=0.6)
+        close = difflib.get_close_matches(
+            str(error.instance), [str(v) for v in error.validator_value], n=1, cutoff=0.6
+        )
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return Finding(path, f"{error.instance!r} is not one of {options}{hint}")
     if error.validator in ("oneOf", "anyOf") and error.context:

@@ -92,8 +92,11 @@ def _backends(
         if body.get("addressType") != "IPv4":
             continue
         port = next(
-            (p.get("port") for p in body.get("ports") or ()
-             if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == proto),
+            (
+                p.get("port")
+                for p in body.get("ports") or ()
+                if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == proto
+            ),
             None,
         )
         if not isinstance(port, int):
@@ -132,9 +135,9 @@ def compile_services(
     slices: dict[tuple[str | None, str], list[Resource]] = {}
     for r in resources:
         if r.kind == "EndpointSlice":
-            svc = r.labels.get(SERVICE_NAME_LABEL)
-            if isinstance(svc, str):
-                slices.setdefault((r.namespace, svc), []).append(r)
+            owner = r.labels.get(SERVICE_NAME_LABEL)
+            if isinstance(owner, str):
+                slices.setdefault((r.namespace, owner), []).append(r)
 
     pending: list[tuple[str, Resource, Mapping[str, Any], str]] = []
     for svc in resources:
@@ -155,8 +158,9 @@ def compile_services(
     ports: list[ServicePort] = []
     for key, svc, port, proto in pending:
         spec = svc.spec
-        backends = _backends(slices.get((svc.namespace, svc.name), ()), port.get("name") or "",
-                             proto, node)
+        backends = _backends(
+            slices.get((svc.namespace, svc.name), ()), port.get("name") or "", proto, node
+        )
         flags, timeout = 0, 0
         if spec.get("sessionAffinity") == "ClientIP":
             flags |= FE_AFFINITY
@@ -172,8 +176,11 @@ def compile_services(
         outside += [i.get("ip") for i in ingress if isinstance(i, Mapping) and i.get("ip")]
         fe += [(ip, port["port"], external) for ip in outside if _is_ipv4(ip)]
         node_port = port.get("nodePort")
-        if spec.get("type") in ("NodePort", "LoadBalancer") and isinstance(node_port, int) \
-                and node_port > 0:
+        if (
+            spec.get("type") in ("NodePort", "LoadBalancer")
+            and isinstance(node_port, int)
+            and node_port > 0
+        ):
             fe += [(ip, node_port, external) for ip in node_ips]
         frontends = tuple(
             Frontend(ip, p, proto.lower(), ids[key], f, timeout, key)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -96,15 +97,16 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
             continue
         if any(part.startswith(".") for part in item.path.split("/")):
             continue
-        binsha = item.binsha
-        files.append(
-            SourceFile(item.path, item.hexsha, lambda b=binsha: odb.stream(b).read())
-        )
+        files.append(SourceFile(item.path, item.hexsha, _blob_reader(odb, item.binsha)))
     files.sort(key=lambda f: f.path)
     return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
 
 
-def _mirror(url: str, cache_dir: Path) -> "git.Repo":  # type: ignore[name-defined]  # noqa: F821
+def _blob_reader(odb: Any, binsha: bytes) -> Callable[[], bytes]:
+    return lambda: bytes(odb.stream(binsha).read())
+
+
+def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
     """Keep a bare mirror of a remote repository and fetch it."""
     import git
 

@@ -23,11 +23,14 @@ def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
     out = {}
     for key, chunks in items:
         (ifindex,) = U32.unpack(key)
-        c = Counters.sum_per_cpu(chunks)
+        c = Counters.sum_per_cpu(chunks if isinstance(chunks, list) else [chunks])
         out[by_index.get(ifindex, f"#{ifindex}")] = {
-            "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
-            "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
-            "dropped": c.dropped, "nat": c.nat,
+            "rx_packets": c.rx_packets,
+            "rx_bytes": c.rx_bytes,
+            "tx_packets": c.tx_packets,
+            "tx_bytes": c.tx_bytes,
+            "dropped": c.dropped,
+            "nat": c.nat,
         }
     return out
 
@@ -43,8 +46,9 @@ def collect_status(target: Any) -> dict[str, Any]:
     owned: dict[str, int] = {}
     for obj in observed.objects.values():
         owned[obj.kind.value] = owned.get(obj.kind.value, 0) + 1
-    interfaces = sorted({a.split("/")[1] for a, o in observed.objects.items()
-                         if o.kind is ObjKind.TC})
+    interfaces = sorted(
+        {a.split("/")[1] for a, o in observed.objects.items() if o.kind is ObjKind.TC}
+    )
     return {
         "node": target.node,
         "last_apply": record,
@@ -59,15 +63,19 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [f"Node {status['node']}"]
     rec = status["last_apply"]
     if rec:
-        lines.append(f"Last apply: {rec['applied_at']} from {rec['source'].get('description')} "
-                     f"({rec['source'].get('identity')}), {rec['changes_applied']} change(s)")
+        lines.append(
+            f"Last apply: {rec['applied_at']} from {rec['source'].get('description')} "
+            f"({rec['source'].get('identity')}), {rec['changes_applied']} change(s)"
+        )
     else:
         lines.append("Last apply: never (no record)")
     owned = ", ".join(f"{n} {k}" for k, n in sorted(status["owned"].items())) or "nothing"
     lines.append(f"Owned objects: {owned}")
     lines.append("")
-    lines.append(f"  {'interface':<16} {'rx pkts':>10} {'rx bytes':>12} {'tx pkts':>10} "
-                 f"{'tx bytes':>12} {'nat':>8} {'dropped':>8}")
+    lines.append(
+        f"  {'interface':<16} {'rx pkts':>10} {'rx bytes':>12} {'tx pkts':>10} "
+        f"{'tx bytes':>12} {'nat':>8} {'dropped':>8}"
+    )
     for iface in status["interfaces"]:
         c = status["counters"].get(iface, {})
         lines.append(

@@ -130,7 +130,9 @@ class ResultCache:
     def put_many(self, items: Iterable[tuple[str, FileResult]]) -> None:
         if self.db is None:
             return
-        rows = [(key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)) for key, result in items]
+        rows = [
+            (key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)) for key, result in items
+        ]
         try:
             with self.db:
                 self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)

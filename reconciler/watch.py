@@ -13,12 +13,17 @@ import sys
 from collections.abc import Callable
 
 
-def watch(args: argparse.Namespace, reconcile: Callable[[], int], clock: Callable[[], float]) -> int:
+def watch(
+    args: argparse.Namespace, reconcile: Callable[[], int], clock: Callable[[], float]
+) -> int:
     import watchfiles
 
     interval = max(1.0, float(args.interval))
-    print(f"watching {'repo ' + args.repo if args.repo else args.config}; "
-          f"drift check every {interval:g}s", file=sys.stderr)
+    print(
+        f"watching {'repo ' + args.repo if args.repo else args.config}; "
+        f"drift check every {interval:g}s",
+        file=sys.stderr,
+    )
     reconcile()
     if args.repo:
         import time
@@ -27,7 +32,9 @@ def watch(args: argparse.Namespace, reconcile: Callable[[], int], clock: Callabl
             time.sleep(interval)
             reconcile()
     for _changes in watchfiles.watch(
-        args.config, rust_timeout=int(interval * 1000), yield_on_timeout=True,
+        args.config,
+        rust_timeout=int(interval * 1000),
+        yield_on_timeout=True,
         watch_filter=lambda _c, path: path.endswith((".yaml", ".yml")),
     ):
         reconcile()

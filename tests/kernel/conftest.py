@@ -86,9 +86,20 @@ class Node:
 
     def args(self, *extra: str) -> list[str]:
         return [
-            "--netns", self.sandbox.node, "--bpffs-root", self.sandbox.bpffs_root,
-            "--state-dir", str(self.state), "--node", "node-1", "--config", str(self.config),
-            "--cgroup", self.sandbox.cgroup, "--no-cache", *extra,
+            "--netns",
+            self.sandbox.node,
+            "--bpffs-root",
+            self.sandbox.bpffs_root,
+            "--state-dir",
+            str(self.state),
+            "--node",
+            "node-1",
+            "--config",
+            str(self.config),
+            "--cgroup",
+            self.sandbox.cgroup,
+            "--no-cache",
+            *extra,
         ]
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:

@@ -17,7 +17,8 @@ FRONT, BACK = PODS
 def tc_filters(node, iface: str, direction: str) -> str:
     out = subprocess.run(
         ["tc", "-n", node.sandbox.node, "filter", "show", "dev", iface, direction],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout
 
@@ -27,8 +28,12 @@ def ifstate(node) -> dict[int, int]:
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"
     if not pin.exists():
         return {}
-    raw = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", str(pin)],
-                         capture_output=True, text=True, check=True).stdout
+    raw = subprocess.run(
+        ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     out = {}
     for item in json.loads(raw):
         key = int.from_bytes(bytes(int(b, 16) for b in item["key"]), "little")
@@ -37,8 +42,12 @@ def ifstate(node) -> dict[int, int]:
 
 
 def ifindex(node, iface: str) -> int:
-    raw = subprocess.run(["ip", "-n", node.sandbox.node, "-j", "link", "show", "dev", iface],
-                         capture_output=True, text=True, check=True).stdout
+    raw = subprocess.run(
+        ["ip", "-n", node.sandbox.node, "-j", "link", "show", "dev", iface],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(json.loads(raw)[0]["ifindex"])
 
 
@@ -100,8 +109,11 @@ def test_pattern_change_and_wep_removal_prune(node):
     assert tc_filters(node, "eth0", "ingress") == ""
     assert eth0 not in ifstate(node)
     # clsact went too, since nobody else had filters there
-    qdiscs = subprocess.run(["tc", "-n", node.sandbox.node, "qdisc", "show", "dev", "eth0"],
-                            capture_output=True, text=True).stdout
+    qdiscs = subprocess.run(
+        ["tc", "-n", node.sandbox.node, "qdisc", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "clsact" not in qdiscs
 
     node.remove("wep-front0.yaml")
@@ -150,13 +162,26 @@ def test_foreign_filters_are_left_alone(node):
     from reconciler.netlink import route
 
     node.felix()
-    other = BPF(text=b"#include <uapi/linux/pkt_cls.h>\nint other_prog(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }")
+    other = BPF(
+        text=b"#include <uapi/linux/pkt_cls.h>\n"
+        b"int other_prog(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }"
+    )
     fn = other.load_func(b"other_prog", BPF.SCHED_CLS)
     with route(node.sandbox.node) as ipr:
         idx = ipr.link_lookup(ifname="eth0")[0]
         ipr.tc("add", "clsact", idx)
-        ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="someone-else", parent="ffff:fff2",
-               classid=1, direct_action=True, prio=5)
+        ipr.tc(
+            "add-filter",
+            "bpf",
+            idx,
+            ":1",
+            fd=fn.fd,
+            name="someone-else",
+            parent="ffff:fff2",
+            classid=1,
+            direct_action=True,
+            prio=5,
+        )
     other.cleanup()
     rc, out, _ = node.run("--plan")
     assert "Note: not ours, left alone: tc/eth0/ingress prio 5 someone-else" in out
@@ -191,8 +216,11 @@ def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path):
 def _snapshot(node):
     root = Path(node.sandbox.bpffs_root)
     pins = sorted(str(p) for p in root.rglob("*")) if root.exists() else []
-    filters = {i: tc_filters(node, i, d) for i in ("eth0", "cali-front0", "cali-back0")
-               for d in ("ingress", "egress")}
+    filters = {
+        i: tc_filters(node, i, d)
+        for i in ("eth0", "cali-front0", "cali-back0")
+        for d in ("ingress", "egress")
+    }
     return pins, filters, ifstate(node)
 
 
@@ -202,14 +230,17 @@ def test_invalid_config_changes_nothing(node):
     node.apply_converged()
     before = _snapshot(node)
     node.wep(BACK)
-    node.write("bad.yaml", """\
+    node.write(
+        "bad.yaml",
+        """\
         apiVersion: projectcalico.org/v3
         kind: GlobalNetworkPolicy
         metadata:
           name: broken
         spec:
           selector: app == 'x
-    """)
+    """,
+    )
     rc, out, err = node.run("--apply")
     assert rc == 1
     assert "bad.yaml:6: GlobalNetworkPolicy/broken: spec.selector:" in err
@@ -245,8 +276,9 @@ def test_interrupted_apply_is_repaired_by_the_next(node):
 
     node.felix()
     node.wep(FRONT)
-    target = Target("node-1", node.sandbox.bpffs_root, node.state, node.sandbox.node,
-                    cgroup=node.sandbox.cgroup)
+    target = Target(
+        "node-1", node.sandbox.bpffs_root, node.state, node.sandbox.node, cgroup=node.sandbox.cgroup
+    )
     plan, _ = make_plan(from_paths([str(node.config)]), target)
     # "Kill" the apply after the programs were built and half the filters attached.
     cut = [i for i, c in enumerate(plan.changes) if c.address.startswith("tc/")][1]

@@ -75,9 +75,17 @@ class Services:
             sb.add_pod(pod)
         for pod in BACKENDS:
             proc = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{sb.pod_ns(pod)}", sys.executable,
-                 str(HERE / "echo_server.py"), pod.name, "8080"],
-                stdout=subprocess.PIPE, text=True)
+                [
+                    "nsenter",
+                    f"--net=/run/netns/{sb.pod_ns(pod)}",
+                    sys.executable,
+                    str(HERE / "echo_server.py"),
+                    pod.name,
+                    "8080",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self.servers.append(proc)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         self.node.felix()
@@ -100,17 +108,41 @@ spec:
   bpfMapSizeNATAffinity: 4096
 """
 
-    def service(self, backends=BACKENDS, *, remote: tuple[Pod, ...] = (), type_: str = "ClusterIP",
-                affinity: str = "None", etp: str = "Cluster", nodeport: int | None = None) -> None:
+    def service(
+        self,
+        backends=BACKENDS,
+        *,
+        remote: tuple[Pod, ...] = (),
+        type_: str = "ClusterIP",
+        affinity: str = "None",
+        etp: str = "Cluster",
+        nodeport: int | None = None,
+    ) -> None:
         eps = "".join(ENDPOINT.format(ip=p.ip, node="node-1") for p in backends)
         eps += "".join(ENDPOINT.format(ip=p.ip, node="node-2") for p in remote)
         np_line = f"    nodePort: {nodeport}\n" if nodeport else ""
-        self.node.write("service.yaml", SERVICE.format(
-            type=type_, vip=VIP, affinity=affinity, etp=etp, nodeport=np_line,
-            endpoints=eps or "[]\n"))
+        self.node.write(
+            "service.yaml",
+            SERVICE.format(
+                type=type_,
+                vip=VIP,
+                affinity=affinity,
+                etp=etp,
+                nodeport=np_line,
+                endpoints=eps or "[]\n",
+            ),
+        )
 
-    def request(self, proto: str, host: str, port: int, count: int = 1, *, ns: str | None = None,
-                in_cgroup: bool = False) -> list[str]:
+    def request(
+        self,
+        proto: str,
+        host: str,
+        port: int,
+        count: int = 1,
+        *,
+        ns: str | None = None,
+        in_cgroup: bool = False,
+    ) -> list[str]:
         sb = self.node.sandbox
         netns = ns or sb.pod_ns(CLIENT)
         cmd = (sys.executable, str(HERE / "client.py"), proto, host, str(port), str(count))
@@ -137,8 +169,9 @@ def names(replies: list[str]) -> collections.Counter[str]:
     return collections.Counter(r.split()[0] for r in replies)
 
 
-@pytest.mark.parametrize("ctlb,in_cgroup", [("Disabled", False), ("Enabled", True)],
-                         ids=["tc-nat", "connect-time"])
+@pytest.mark.parametrize(
+    "ctlb,in_cgroup", [("Disabled", False), ("Enabled", True)], ids=["tc-nat", "connect-time"]
+)
 def test_clusterip_tcp_and_udp_reach_backends_and_spread(svc, ctlb, in_cgroup):
     svc.start(ctlb)
     svc.service()
@@ -160,9 +193,19 @@ def test_removed_backend_gets_no_new_connections_and_others_survive(svc):
     svc.node.apply_converged()
     sb = svc.node.sandbox
     holder = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{sb.pod_ns(CLIENT)}", sys.executable,
-         str(HERE / "client.py"), "hold", VIP, "80"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            "nsenter",
+            f"--net=/run/netns/{sb.pod_ns(CLIENT)}",
+            sys.executable,
+            str(HERE / "client.py"),
+            "hold",
+            VIP,
+            "80",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdin is not None
         kept = holder.stdout.readline().split()[0]
@@ -183,8 +226,9 @@ def test_removed_backend_gets_no_new_connections_and_others_survive(svc):
 def test_nodeport_from_outside_and_etp_local_keeps_source(svc):
     svc.start()
     # back1 is "on node-2": with externalTrafficPolicy Local only back0 may serve
-    svc.service((BACKENDS[0],), remote=(BACKENDS[1],), type_="NodePort", etp="Local",
-                nodeport=30080)
+    svc.service(
+        (BACKENDS[0],), remote=(BACKENDS[1],), type_="NodePort", etp="Local", nodeport=30080
+    )
     svc.node.apply_converged()
     sb = svc.node.sandbox
     replies = svc.request("tcp", sb.node_ip, 30080, 20, ns=sb.ext)
@@ -204,13 +248,33 @@ def test_hand_edited_nat_entry_is_drift(svc):
     svc.service()
     svc.node.apply_converged()
     pin = Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_nat_fe"
-    raw = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "pinned", str(pin)],
-                                    capture_output=True, text=True, check=True).stdout)
+    raw = json.loads(
+        subprocess.run(
+            ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     entry = raw[0]
     value = [int(b, 16) for b in entry["value"]]
     value[4] = 0  # backend count: as if someone zeroed it by hand
-    subprocess.run(["bpftool", "map", "update", "pinned", str(pin), "key", "hex",
-                    *entry["key"], "value", "hex", *[f"{b:02x}" for b in value]], check=True)
+    subprocess.run(
+        [
+            "bpftool",
+            "map",
+            "update",
+            "pinned",
+            str(pin),
+            "key",
+            "hex",
+            *entry["key"],
+            "value",
+            "hex",
+            *[f"{b:02x}" for b in value],
+        ],
+        check=True,
+    )
     rc, out, _ = svc.node.run("--plan")
     assert rc == 2 and "~ map/rcl_nat_fe/" in out and "count: 0 -> 3" in out
     svc.node.apply_converged()

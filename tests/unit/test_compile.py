@@ -1,11 +1,11 @@
 """Compile is pure: resources + node + links -> desired objects."""
 
+import pytest
+
 from reconciler.compile import Role, compile_desired, select_interfaces
 from reconciler.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.model import Resource
 from reconciler.state import Link
-
-import pytest
 
 
 def res(kind, name, spec, namespace=None):
@@ -17,8 +17,15 @@ FELIX = res("FelixConfiguration", "default", {"bpfEnabled": True})
 WEP = res("WorkloadEndpoint", "w1", {"node": "n1", "interfaceName": "cali1"}, "ns")
 WEP_OTHER = res("WorkloadEndpoint", "w2", {"node": "n2", "interfaceName": "cali2"}, "ns")
 HEP = res("HostEndpoint", "h1", {"node": "n1", "interfaceName": "eth0"})
-LINKS = [Link("lo", 1), Link("eth0", 2), Link("cali1", 3), Link("cali2", 4), Link("kube-ipvs0", 5),
-         Link("ens3", 6), Link("docker0", 7)]
+LINKS = [
+    Link("lo", 1),
+    Link("eth0", 2),
+    Link("cali1", 3),
+    Link("cali2", 4),
+    Link("kube-ipvs0", 5),
+    Link("ens3", 6),
+    Link("docker0", 7),
+]
 
 
 def roles(resources, links=LINKS, node="n1"):
@@ -43,10 +50,15 @@ def test_other_nodes_endpoints_and_unmatched_interfaces_ignored():
 
 
 def test_interface_exclude_regex_and_l3_pattern():
-    felix = res("FelixConfiguration", "default", {
-        "bpfEnabled": True, "interfaceExclude": "kube-ipvs0,/^ens.*/",
-        "bpfL3IfacePattern": "^docker",
-    })
+    felix = res(
+        "FelixConfiguration",
+        "default",
+        {
+            "bpfEnabled": True,
+            "interfaceExclude": "kube-ipvs0,/^ens.*/",
+            "bpfL3IfacePattern": "^docker",
+        },
+    )
     got, _ = roles([felix])
     assert got == {"eth0": Role.DATA, "docker0": Role.L3}
 
@@ -54,8 +66,10 @@ def test_interface_exclude_regex_and_l3_pattern():
 def test_node_specific_felix_overrides_default():
     node_cfg = res("FelixConfiguration", "node.n1", {"bpfDataIfacePattern": "^ens"})
     assert effective_config([FELIX, node_cfg], "n1")["bpfDataIfacePattern"] == "^ens"
-    assert effective_config([FELIX, node_cfg], "n2")["bpfDataIfacePattern"] == \
-        DEFAULTS["bpfDataIfacePattern"]
+    assert (
+        effective_config([FELIX, node_cfg], "n2")["bpfDataIfacePattern"]
+        == DEFAULTS["bpfDataIfacePattern"]
+    )
 
 
 def test_missing_workload_interface_is_a_warning():
@@ -79,8 +93,14 @@ def test_bpf_disabled_wants_nothing():
 
 def test_desired_objects_and_program_hash_follow_sources_and_flags():
     d1 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src")
-    assert set(d1.objects) >= {"tc/cali1/ingress", "tc/cali1/egress", "map/rcl_ifstate/cali1",
-                               "map/rcl_ifstate/eth0", "map/rcl_globals/0", "map/rcl_ifstate"}
+    assert set(d1.objects) >= {
+        "tc/cali1/ingress",
+        "tc/cali1/egress",
+        "map/rcl_ifstate/cali1",
+        "map/rcl_ifstate/eth0",
+        "map/rcl_globals/0",
+        "map/rcl_ifstate",
+    }
     assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"ifindex": 3, "flags": 1}
     assert d1.objects["map/rcl_counters/cali1"].ensure is False
     prog = [a for a in d1.objects if a.startswith("prog/tc@")]

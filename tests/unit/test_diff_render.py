@@ -26,11 +26,18 @@ OLD_PROG = o("prog/tc@old", ObjKind.PROG, programs=["a"])
 
 def test_make_before_break_order():
     changes = diff(
-        desired(PROG, o("map/m", ObjKind.MAP, max_entries=1), o("map/m/k", ObjKind.ENTRY, v=1),
-                o("tc/eth0/ingress", ObjKind.TC, prog="tc@new")),
-        observed(OLD_PROG, o("map/m", ObjKind.MAP, max_entries=1),
-                 o("tc/eth1/ingress", ObjKind.TC, prog="tc@old"),
-                 o("map/m/gone", ObjKind.ENTRY, v=2)),
+        desired(
+            PROG,
+            o("map/m", ObjKind.MAP, max_entries=1),
+            o("map/m/k", ObjKind.ENTRY, v=1),
+            o("tc/eth0/ingress", ObjKind.TC, prog="tc@new"),
+        ),
+        observed(
+            OLD_PROG,
+            o("map/m", ObjKind.MAP, max_entries=1),
+            o("tc/eth1/ingress", ObjKind.TC, prog="tc@old"),
+            o("map/m/gone", ObjKind.ENTRY, v=2),
+        ),
     )
     assert [(c.action, c.address) for c in changes] == [
         (Action.CREATE, "prog/tc@new"),
@@ -62,23 +69,37 @@ def test_map_resize_is_replace_and_rebuilds_programs():
         observed(PROG, o("map/m", ObjKind.MAP, max_entries=1), tc),
     )
     assert [(c.action.symbol, c.address) for c in changes] == [
-        ("-/+", "map/m"), ("-/+", "prog/tc@new"), ("~", "tc/eth0/ingress")]
+        ("-/+", "map/m"),
+        ("-/+", "prog/tc@new"),
+        ("~", "tc/eth0/ingress"),
+    ]
 
 
 def test_entries_of_a_deleted_map_are_pruned_with_it():
-    changes = diff(desired(), observed(o("map/m", ObjKind.MAP, max_entries=1),
-                                       o("map/m/0", ObjKind.ENTRY, v=0)))
+    changes = diff(
+        desired(),
+        observed(o("map/m", ObjKind.MAP, max_entries=1), o("map/m/0", ObjKind.ENTRY, v=0)),
+    )
     assert [c.address for c in changes] == ["map/m"]
 
 
 def _plan(changes):
-    return Plan("n1", {"identity": "dir:1", "description": "cfg"}, "/sys/fs/bpf/x", "fp",
-                changes, {"flags": []}, ("a warning",))
+    return Plan(
+        "n1",
+        {"identity": "dir:1", "description": "cfg"},
+        "/sys/fs/bpf/x",
+        "fp",
+        changes,
+        {"flags": []},
+        ("a warning",),
+    )
 
 
 def test_plan_render_and_roundtrip(tmp_path):
-    changes = diff(desired(PROG, o("map/g/0", ObjKind.ENTRY, log_level=1)),
-                   observed(o("map/g/0", ObjKind.ENTRY, log_level=0), OLD_PROG))
+    changes = diff(
+        desired(PROG, o("map/g/0", ObjKind.ENTRY, log_level=1)),
+        observed(o("map/g/0", ObjKind.ENTRY, log_level=0), OLD_PROG),
+    )
     plan = _plan(changes)
     text = render_plan(plan)
     assert "  + prog/tc@new" in text

@@ -45,8 +45,17 @@ def test_multi_document_values_and_lines():
 
 @pytest.mark.parametrize(
     "text,value",
-    [("yes", "yes"), ("true", True), ("~", None), ("0x1f", 31), ("0o17", 15), ("1.5", 1.5),
-     ("010", 10), ("1:2", "1:2"), ("-3", -3)],
+    [
+        ("yes", "yes"),
+        ("true", True),
+        ("~", None),
+        ("0x1f", 31),
+        ("0o17", 15),
+        ("1.5", 1.5),
+        ("010", 10),
+        ("1:2", "1:2"),
+        ("-3", -3),
+    ],
 )
 def test_yaml_1_2_core_scalars(text, value):
     assert resolve_plain(text) == value
@@ -67,7 +76,7 @@ def test_duplicate_key_names_both_lines():
 
 def test_alias_bomb_is_refused_quickly():
     rows = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    rows += [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]" for i in range(1, 9)]
+    rows += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     d = _one("\n".join(rows) + "\n")
     assert f"more than {MAX_NODES_PER_DOCUMENT} nodes" in d.message
     assert "alias bomb" in d.message
@@ -102,7 +111,8 @@ def test_merge_keys_and_custom_tags_refused():
 
 
 def test_good_document_after_bad_one_still_loads():
-    result = load("- 1\n---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\n",
-                  "m.yaml")
+    result = load(
+        "- 1\n---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\n", "m.yaml"
+    )
     assert [r.ref for r in result.resources] == ["Tier/t"]
     assert len(result.diagnostics) == 1

@@ -1,0 +1,47 @@
+"""Every map codec round-trips: what observe decodes, the drivers encode back."""
+
+import pytest
+
+from reconciler import entries
+
+CASES = [
+    (
+        "map/rcl_nat_fe/10.96.0.10:53/udp",
+        {"svc_id": 7, "count": 3, "local_count": 1, "flags": 5, "affinity_timeout_s": 60},
+    ),
+    ("map/rcl_nat_be/0000abcd/2", {"ip": "10.65.0.20", "port": 8080}),
+    (
+        "map/rcl_nat_globals/0",
+        {
+            "tcp_syn_sent_s": 20,
+            "tcp_established_s": 3600,
+            "tcp_fin_s": 30,
+            "tcp_rst_s": 40,
+            "udp_s": 60,
+            "generic_s": 600,
+            "ctlb": 2,
+        },
+    ),
+    ("map/rcl_ifstate/eth0", {"ifindex": 3, "flags": 10}),
+    ("map/rcl_globals/0", {"log_level": 1}),
+]
+
+
+@pytest.mark.parametrize("address,attrs", CASES, ids=[c[0] for c in CASES])
+def test_round_trip(address, attrs):
+    key, value = entries.encode(address, attrs)
+    name, _ = entries.split(address)
+    ctx = entries.Context({3: "eth0"})
+    assert entries.decode_all(name, [(key, value)], ctx) == [(address, attrs)]
+
+
+def test_network_byte_order_on_the_wire():
+    key, value = entries.encode("map/rcl_nat_fe/10.96.0.10:53/udp", CASES[0][1])
+    assert key == bytes([10, 96, 0, 10, 0, 53, 17, 0])
+
+
+def test_entries_of_deleted_interfaces_are_named_by_index():
+    key, value = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 1})
+    assert entries.decode_all("rcl_ifstate", [(key, value)], entries.Context({})) == [
+        ("map/rcl_ifstate/#9", {"ifindex": 9, "flags": 1})
+    ]

@@ -1,0 +1,188 @@
+"""Service compilation follows kube-proxy's rules; ids are stable; overflow is an error."""
+
+from reconciler.compile import compile_desired
+from reconciler.model import Resource
+from reconciler.services import FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL, compile_services
+from reconciler.state import Link
+
+
+def svc(name, spec, labels=None, ns="default", status=None):
+    body = {"kind": "Service", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+    if status:
+        body["status"] = status
+    return Resource("Service", name, ns, body, "s.yaml", 1)
+
+
+def eps(service, endpoints, ports=(("http", 8080, "TCP"),), ns="default", name=None):
+    body = {
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name or f"{service}-x",
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": n, "port": p, "protocol": proto} for n, p, proto in ports],
+        "endpoints": endpoints,
+    }
+    return Resource("EndpointSlice", body["metadata"]["name"], ns, body, "e.yaml", 1)
+
+
+def ep(ip, node="n1", ready=True):
+    return {"addresses": [ip], "nodeName": node, "conditions": {"ready": ready}}
+
+
+HTTP = {"name": "http", "port": 80, "protocol": "TCP"}
+
+
+def test_clusterip_backends_ready_only_local_first():
+    tables = compile_services(
+        [
+            svc("web", {"clusterIP": "10.96.0.1", "ports": [HTTP]}),
+            eps(
+                "web",
+                [
+                    ep("10.0.0.3", "n2"),
+                    ep("10.0.0.2"),
+                    ep("10.0.0.9", ready=False),
+                    {"addresses": ["10.0.0.4"], "nodeName": "n2"},
+                ],
+            ),
+        ],
+        "n1",
+        [],
+    )
+    (port,) = tables.ports
+    assert [(b.ip, b.port, b.local) for b in port.backends] == [
+        ("10.0.0.2", 8080, True),
+        ("10.0.0.3", 8080, False),
+        ("10.0.0.4", 8080, False),
+    ]
+    assert port.local_count == 1
+    (fe,) = port.frontends
+    assert (fe.label, fe.flags) == ("10.96.0.1:80/tcp", 0)
+
+
+def test_skipped_services():
+    tables = compile_services(
+        [
+            svc("headless", {"clusterIP": "None", "ports": [HTTP]}),
+            svc("ext", {"type": "ExternalName", "externalName": "x.example", "ports": [HTTP]}),
+            svc(
+                "other",
+                {"clusterIP": "10.96.0.2", "ports": [HTTP]},
+                labels={"service.kubernetes.io/service-proxy-name": "someone-else"},
+            ),
+            svc("sctp", {"clusterIP": "10.96.0.3", "ports": [{"port": 9, "protocol": "SCTP"}]}),
+        ],
+        "n1",
+        [],
+    )
+    assert tables.ports == ()
+    assert tables.warnings == ("Service/default/sctp: SCTP ports are not load-balanced; skipped",)
+
+
+def test_nodeport_external_ips_lb_affinity_and_traffic_policies():
+    tables = compile_services(
+        [
+            svc(
+                "web",
+                {
+                    "type": "LoadBalancer",
+                    "clusterIP": "10.96.0.1",
+                    "externalIPs": ["203.0.113.7"],
+                    "sessionAffinity": "ClientIP",
+                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                    "externalTrafficPolicy": "Local",
+                    "internalTrafficPolicy": "Local",
+                    "ports": [{**HTTP, "nodePort": 30080}],
+                },
+                status={"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}},
+            ),
+            eps("web", [ep("10.0.0.2")]),
+        ],
+        "n1",
+        ["192.168.1.10"],
+    )
+    fes = {f.label: f for f in tables.ports[0].frontends}
+    assert set(fes) == {
+        "10.96.0.1:80/tcp",
+        "203.0.113.7:80/tcp",
+        "198.51.100.1:80/tcp",
+        "192.168.1.10:30080/tcp",
+    }
+    assert fes["10.96.0.1:80/tcp"].flags == FE_AFFINITY | FE_ITP_LOCAL
+    assert fes["192.168.1.10:30080/tcp"].flags == FE_AFFINITY | FE_ETP_LOCAL
+    assert fes["203.0.113.7:80/tcp"].affinity_timeout_s == 60
+
+
+def test_ports_matched_by_name_and_protocol():
+    tables = compile_services(
+        [
+            svc(
+                "dns",
+                {
+                    "clusterIP": "10.96.0.10",
+                    "ports": [
+                        {"name": "dns", "port": 53, "protocol": "UDP"},
+                        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                    ],
+                },
+            ),
+            eps("dns", [ep("10.0.0.5")], ports=(("dns", 5353, "UDP"), ("dns-tcp", 5354, "TCP"))),
+        ],
+        "n1",
+        [],
+    )
+    got = {p.frontends[0].label: [(b.ip, b.port) for b in p.backends] for p in tables.ports}
+    assert got == {
+        "10.96.0.10:53/udp": [("10.0.0.5", 5353)],
+        "10.96.0.10:53/tcp": [("10.0.0.5", 5354)],
+    }
+
+
+def test_service_ids_are_stable_when_others_come_and_go():
+    a = svc("a", {"clusterIP": "10.96.0.1", "ports": [HTTP]})
+    b = svc("b", {"clusterIP": "10.96.0.2", "ports": [HTTP]})
+    alone = compile_services([a], "n1", []).ports[0].svc_id
+    together = {p.service: p.svc_id for p in compile_services([a, b], "n1", []).ports}
+    assert together["default/a:http/tcp"] == alone
+
+
+FELIX = Resource(
+    "FelixConfiguration",
+    "default",
+    None,
+    {
+        "kind": "FelixConfiguration",
+        "metadata": {"name": "default"},
+        "spec": {"bpfEnabled": True, "bpfMapSizeNATBackend": 2},
+    },
+    "f.yaml",
+    1,
+)
+
+
+def test_nat_entries_in_desired_state_and_overflow_is_an_error():
+    web = svc("web", {"clusterIP": "10.96.0.1", "ports": [HTTP]})
+    desired = compile_desired(
+        [FELIX, web, eps("web", [ep("10.0.0.2"), ep("10.0.0.3")])],
+        "n1",
+        [Link("eth0", 2, ("192.168.1.10",))],
+        "/sys/fs/bpf/x",
+        "src",
+    )
+    fe = desired.objects["map/rcl_nat_fe/10.96.0.1:80/tcp"]
+    assert fe.attrs["count"] == 2 and desired.errors == ()
+    backends = sorted(a for a in desired.objects if a.startswith("map/rcl_nat_be/"))
+    assert len(backends) == 2
+    assert desired.objects[backends[1]].info["frontend"] == "nat/10.96.0.1:80/tcp backend 1"
+    too_many = compile_desired(
+        [FELIX, web, eps("web", [ep(f"10.0.0.{i}") for i in range(2, 5)])],
+        "n1",
+        [],
+        "/sys/fs/bpf/x",
+        "src",
+    )
+    assert too_many.errors == (
+        "map rcl_nat_be would overflow: 3 backends for bpfMapSizeNATBackend = 2",
+    )
