@@ -44,18 +44,24 @@ def read_links(ipr: Any) -> list[Link]:
 
 
 def read_filters(ipr: Any, links: Iterable[Link]) -> list[TcFilter]:
+    # One qdisc dump says which links have a clsact at all; only those can
+    # carry tc filters, so the per-link filter dumps stay few on a busy node.
+    with_clsact = {q["index"] for q in ipr.get_qdiscs() if q.get_attr("TCA_KIND") == "clsact"}
     out = []
     for link in links:
+        if link.ifindex not in with_clsact:
+            continue
         for direction, parent in PARENTS.items():
             try:
                 msgs = ipr.get_filters(index=link.ifindex, parent=parent)
-            except Exception:  # noqa: BLE001 - no clsact qdisc, or the link just went away
+            except Exception:  # noqa: BLE001 - the link just went away
                 continue
             for msg in msgs:
                 opts = msg.get_attr("TCA_OPTIONS")
                 if opts is None:
                     continue  # the per-priority header entry, not a filter
-                name = opts.get_attr("TCA_BPF_NAME") if msg.get_attr("TCA_KIND") == "bpf" else None
+                kind = msg.get_attr("TCA_KIND")
+                name = opts.get_attr("TCA_BPF_NAME") if kind == "bpf" else None
                 out.append(TcFilter(link.name, direction, name, msg["info"] >> 16))
     return out
 

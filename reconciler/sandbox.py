@@ -162,6 +162,7 @@ class Sandbox:
         script = f'echo $$ > {self.cgroup}/cgroup.procs && exec "$@"'
         return subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", "sh", "-c", script, "sh", *cmd],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

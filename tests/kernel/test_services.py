@@ -278,3 +278,105 @@ def test_hand_edited_nat_entry_is_drift(svc):
     rc, out, _ = svc.node.run("--plan")
     assert rc == 2 and "~ map/rcl_nat_fe/" in out and "count: 0 -> 3" in out
     svc.node.apply_converged()
+
+
+def ct_backends(node) -> set[str]:
+    """Backend addresses named by conntrack entries, as bpftool reads them."""
+    pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ct"
+    raw = subprocess.run(
+        ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    out = set()
+    for item in json.loads(raw):
+        value = bytes(int(b, 16) for b in item["value"])
+        out.add(".".join(str(b) for b in value[28:32]))  # struct rcl_ct_val.be_ip (network order)
+    return out
+
+
+def test_conntrack_of_a_departed_backend_is_cleaned(svc):
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    svc.request("tcp", VIP, 80, 30)
+    assert ct_backends(svc.node) == {p.ip for p in BACKENDS}
+    svc.service(BACKENDS[:2])
+    svc.node.apply_converged()
+    assert BACKENDS[2].ip not in ct_backends(svc.node)
+
+
+def test_connected_udp_socket_to_a_departed_backend_is_destroyed(svc):
+    svc.start(ctlb="Enabled")
+    svc.service()
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    script = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+        f"s.connect(('{VIP}', 53)); s.send(b'x'); print(s.recv(100).decode(), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "try:\n    s.send(b'x'); print('reply', s.recv(100).decode())\n"
+        "except OSError as e:\n    print('error', e.errno)\n"
+    )
+    proc = sb.spawn_in_cgroup(sb.pod_ns(CLIENT), sys.executable, "-c", script)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().split()[0]
+        # its backend leaves: the socket must not keep talking to it forever
+        svc.service(tuple(p for p in BACKENDS if p.name != first))
+        rc, out, err = svc.node.run("--apply", "--json")
+        assert rc == 0, out + err
+        results = {r["address"]: r["result"] for r in json.loads(out)["results"]}
+        assert results["sockets"] == "destroyed 1 UDP sockets connected to departed backends"
+        assert proc.stdin is not None
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        # the application learns its socket is gone instead of sending into silence:
+        # the destroyed socket is disconnected (EDESTADDRREQ on send, ECONNABORTED on recv)
+        assert proc.stdout.readline().strip() in ("error 89", "error 103")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_map_resize_is_a_replace_with_entries_migrated(svc):
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    felix = (svc.node.config / "felix.yaml").read_text()
+    svc.node.write("felix.yaml", felix + "  bpfMapSizeNATFrontend: 1024\n")
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2
+    assert "-/+ map/rcl_nat_fe" in out and "max_entries: 65536 -> 1024" in out
+    svc.node.apply_converged()
+    info = json.loads(
+        subprocess.run(
+            [
+                "bpftool",
+                "-j",
+                "map",
+                "show",
+                "pinned",
+                str(Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_nat_fe"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert info["max_entries"] == 1024
+    assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
+    assert len(names(svc.request("tcp", VIP, 80, 20))) > 1
+
+
+def test_map_overflow_is_a_plan_time_error_and_changes_nothing(svc):
+    svc.start()
+    felix = (svc.node.config / "felix.yaml").read_text()
+    svc.node.write("felix.yaml", felix + "  bpfMapSizeNATBackend: 2\n")
+    svc.service()
+    rc, out, err = svc.node.run("--apply")
+    assert rc == 1
+    assert "map rcl_nat_be would overflow: 6 backends for bpfMapSizeNATBackend = 2" in err
+    assert not (Path(svc.node.sandbox.bpffs_root) / "maps").exists()

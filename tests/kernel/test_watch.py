@@ -1,0 +1,51 @@
+"""`--watch` converges on config changes and on kernel events (interfaces going away)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.kernel.conftest import PODS
+from tests.kernel.test_reconcile import ifstate, tc_filters
+
+FRONT, BACK = PODS
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_watch_follows_config_and_interfaces(node):
+    node.felix()
+    node.wep(FRONT)
+    node.wep(BACK)
+    reconcile = str(Path(sys.executable).parent / "reconcile")
+    proc = subprocess.Popen(
+        [reconcile, "--watch", "--interval", "1", *node.args()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-front0", "ingress"))
+        assert "rcl:tc@" in tc_filters(node, "cali-back0", "ingress")
+        node.remove("wep-front0.yaml")  # a file event
+        assert wait_for(lambda: tc_filters(node, "cali-front0", "ingress") == "")
+        entries_before = len(ifstate(node))
+        node.sandbox.remove_pod(BACK)  # a kernel event, found by the drift timer
+        assert wait_for(lambda: len(ifstate(node)) == entries_before - 1)
+        assert proc.poll() is None  # still running
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,76 @@
+"""Config from a Git commit (no checkout), and the push hooks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+from reconciler.cli import main
+from reconciler.source import SourceError, blob_id, from_git, from_paths
+from tests.unit.test_validate_cli import BAD, GOOD
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def commit(repo: git.Repo, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        path = Path(repo.working_tree_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        repo.index.add([name])
+    return repo.index.commit(message).hexsha
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return git.Repo.init(tmp_path / "work", initial_branch="main")
+
+
+def test_reads_a_commit_without_checkout_and_ids_match_directories(work, tmp_path):
+    first = commit(work, {"policy/gnp.yaml": GOOD, "README.md": "x"}, "one")
+    commit(work, {"policy/other.yaml": GOOD.replace("allow-dns", "other")}, "two")
+    src = from_git(work.working_tree_dir, first, tmp_path)
+    assert src.identity == f"git:{first}"
+    assert [f.path for f in src.files] == ["policy/gnp.yaml"]
+    assert src.files[0].digest == blob_id(GOOD.encode())
+    assert src.files[0].read() == GOOD.encode()
+    dir_src = from_paths([str(Path(work.working_tree_dir) / "policy" / "gnp.yaml")])
+    assert dir_src.files[0].digest == src.files[0].digest
+
+
+def test_bare_repository_and_bad_refs(work, tmp_path):
+    commit(work, {"gnp.yaml": GOOD}, "one")
+    bare = tmp_path / "bare.git"
+    work.clone(bare, bare=True)
+    assert main(["--validate", "--repo", str(bare), "--ref", "main"]) == 0
+    with pytest.raises(SourceError, match="nope"):
+        from_git(str(bare), "nope", tmp_path)
+    assert main(["--validate", "--repo", str(bare), "--ref", "nope"]) == 1
+
+
+def test_pre_receive_hook_rejects_an_invalid_push(work, tmp_path):
+    commit(work, {"gnp.yaml": GOOD}, "good")
+    bare = tmp_path / "server.git"
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    hook = bare / "hooks" / "pre-receive"
+    shutil.copy(ROOT / "hooks" / "pre-receive", hook)
+    hook.chmod(0o755)
+    work.create_remote("origin", str(bare))
+    env = {**os.environ, "RECONCILE": str(Path(sys.executable).parent / "reconcile")}
+    push = ["git", "-C", work.working_tree_dir, "push", "origin", "main"]
+    ok = subprocess.run(push, capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    commit(work, {"bad.yaml": BAD}, "bad")
+    rejected = subprocess.run(push, capture_output=True, text=True, env=env)
+    assert rejected.returncode != 0
+    assert "bad.yaml:7: GlobalNetworkPolicy/broken: spec.egres: unknown field" in rejected.stderr
+    assert "push to refs/heads/main rejected" in rejected.stderr
+    # the server still has the good commit only
+    assert git.Repo(bare).commit("main").message.strip() == "good"

@@ -1,0 +1,147 @@
+"""`reconcile --validate`: the CI contract. No root, no kernel, no bcc."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+
+GOOD = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: allow-dns
+spec:
+  selector: all()
+  types: [Egress]
+  egress:
+  - action: Allow
+    protocol: UDP
+    destination:
+      ports: [53]
+"""
+
+BAD = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: broken
+spec:
+  selector: app == 'web' &&
+  egres:
+  - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata:
+  name: ports
+  namespace: shop
+spec:
+  ingress:
+  - action: Alow
+    protocol: ICMP
+    destination:
+      ports: [80]
+"""
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cfg").mkdir()
+    return tmp_path / "cfg"
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_tree_exits_zero(repo, capsys):
+    write(repo, "gnp.yaml", GOOD)
+    assert main(["--validate", str(repo)]) == 0
+    assert "1 resource(s): valid" in capsys.readouterr().err
+
+
+def test_all_errors_at_once_with_locations(repo, capsys):
+    bad = write(repo, "bad.yaml", BAD)
+    assert main(["--validate", str(repo)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    # schema: unknown field with a hint, enum typo with a hint
+    assert (
+        f"{bad}:7: GlobalNetworkPolicy/broken: spec.egres: unknown field 'egres'; "
+        "did you mean 'egress'?" in out
+    )
+    assert any(
+        line.startswith(f"{bad}:17: NetworkPolicy/shop/ports: spec.ingress[0].action:")
+        and "did you mean 'Allow'?" in line
+        for line in out
+    ), out
+    # semantic: selector syntax with a column; ports need TCP/UDP/SCTP
+    assert any(
+        line.startswith(f"{bad}:6: GlobalNetworkPolicy/broken: spec.selector:") and "column" in line
+        for line in out
+    ), out
+    assert any(
+        line.startswith(f"{bad}:20: NetworkPolicy/shop/ports: spec.ingress[0].destination.ports")
+        for line in out
+    ), out
+
+
+def test_duplicate_resources_across_files(repo, capsys):
+    write(repo, "a.yaml", GOOD)
+    b = write(repo, "b/again.yaml", GOOD)
+    assert main(["--validate", str(repo)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{b}:1: GlobalNetworkPolicy/allow-dns: metadata.name: duplicate resource: "
+        f"also defined at {repo / 'a.yaml'}:1" in out
+    )
+
+
+def test_json_and_junit_formats(repo, capsys):
+    write(repo, "bad.yaml", BAD)
+    assert main(["--validate", str(repo), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["format_version"] == 1 and data["valid"] is False
+    assert {"file", "line", "resource", "path", "message", "severity"} <= set(
+        data["diagnostics"][0]
+    )
+    assert main(["--validate", str(repo), "--format", "junit"]) == 1
+    suite = ET.fromstring(capsys.readouterr().out)
+    assert suite.tag == "testsuite" and suite.get("failures") == "1"
+    assert suite.find("testcase/failure") is not None
+
+
+def test_cache_gives_the_same_answer(repo, capsys):
+    write(repo, "bad.yaml", BAD)
+    main(["--validate", str(repo)])
+    first = capsys.readouterr().out
+    main(["--validate", str(repo)])
+    assert capsys.readouterr().out == first
+
+
+def test_validate_needs_no_kernel_modules(repo):
+    write(repo, "gnp.yaml", GOOD)
+    code = (
+        "import sys; from reconciler.cli import main; rc = main(['--validate', sys.argv[1]]);"
+        "bad = [m for m in ('bcc', 'pyroute2', 'reconciler.bpfsys') if m in sys.modules];"
+        "print(bad); sys.exit(rc or bool(bad))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(repo)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_missing_path_is_an_error(tmp_path, capsys):
+    assert main(["--validate", str(tmp_path / "nope")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
