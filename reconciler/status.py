@@ -35,6 +35,26 @@ def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
     return out
 
 
+def _nat_stats(root: str) -> dict[str, int]:
+    """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
+    from reconciler.nat_layout import NatStat
+
+    pin = Path(root) / "maps" / "rcl_nat_stats"
+    if not pin.exists():
+        return {}
+    fd = bpfsys.obj_get(str(pin))
+    try:
+        items = dict(bpfsys.map_items(fd))
+    finally:
+        bpfsys.close(fd)
+    out = {}
+    for stat in NatStat:
+        chunks = items.get(U32.pack(stat.value), [])
+        per_cpu = chunks if isinstance(chunks, list) else [chunks]
+        out[stat.name.lower()] = sum(int.from_bytes(c[:8], "little") for c in per_cpu)
+    return out
+
+
 def collect_status(target: Any) -> dict[str, Any]:
     from reconciler.observe import observe
 
@@ -55,6 +75,7 @@ def collect_status(target: Any) -> dict[str, Any]:
         "owned": owned,
         "interfaces": interfaces,
         "counters": _counters(target.bpffs_root, by_index),
+        "service_nat": _nat_stats(target.bpffs_root),
         "foreign": list(observed.foreign),
     }
 
@@ -83,6 +104,10 @@ def render_status(status: dict[str, Any]) -> str:
             f"{c.get('tx_packets', 0):>10} {c.get('tx_bytes', 0):>12} {c.get('nat', 0):>8} "
             f"{c.get('dropped', 0):>8}"
         )
+    nat = {k: v for k, v in status.get("service_nat", {}).items() if v}
+    if nat:
+        lines.append("")
+        lines.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
     for f in status["foreign"]:
         lines.append(f"Note: not ours, left alone: {f}")
     return "\n".join(lines) + "\n"

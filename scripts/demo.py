@@ -16,6 +16,7 @@ from reconciler.sandbox import Pod, Sandbox
 
 CONFIG = "examples/cluster-config"
 PODS = (Pod("front0", "10.65.0.10"), Pod("back0", "10.65.0.20"))
+CLUSTER_IP = "10.96.0.50"  # Service shop/backend in the example config
 
 
 def banner(text: str) -> None:
@@ -63,6 +64,32 @@ def main() -> int:
         banner("Traffic: frontend pod pings the backend pod through our tc programs")
         r = sandbox.exec(sandbox.pod_ns(PODS[0]), "ping", "-c", "3", "-i", "0.2", PODS[1].ip)
         print(r.stdout.strip().splitlines()[-2] if r.returncode == 0 else r.stdout + r.stderr)
+        banner(f"Service: frontend pod -> ClusterIP {CLUSTER_IP}:80, served by BPF NAT")
+        server = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{sandbox.pod_ns(PODS[1])}",
+                sys.executable,
+                "-m",
+                "reconciler.sandbox_echo",
+                "backend-0",
+                "8080",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            code = (
+                f"import socket; s = socket.create_connection(('{CLUSTER_IP}', 80), timeout=3); "
+                "print('reply from', s.makefile().readline().strip())"
+            )
+            r = sandbox.exec(sandbox.pod_ns(PODS[0]), sys.executable, "-c", code)
+            print(r.stdout.strip() or r.stderr.strip())
+            print("(the backend saw the frontend pod's own address: no SNAT)")
+        finally:
+            server.kill()
+            server.wait()
         banner("Status")
         reconcile("--status", *node_args)
         return 0

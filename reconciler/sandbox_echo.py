@@ -1,4 +1,4 @@
-"""A backend pod's server: says who it is and who it sees, over TCP and UDP.
+"""A sandbox backend pod's server (demo and tests): says who it is and who it sees.
 
 TCP: sends "<name> <peer ip>\\n", then echoes every line back prefixed with the
 name (so a long-lived connection shows which backend it is still talking to).
