@@ -5,6 +5,7 @@
 #include <uapi/linux/pkt_cls.h>
 #include "lib/iface_types.h"
 #include "lib/nat.h"
+#include "lib/reject.h"
 
 #ifndef RCL_IFSTATE_SIZE
 #define RCL_IFSTATE_SIZE 1000
@@ -85,6 +86,8 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 	}
 	if (verdict == RCL_NAT_SNAT)
 		return rcl_forward_reply(skb, l3_off);
+	if (verdict == RCL_NAT_REJECT)
+		return rcl_reject(skb, l3_off);
 	return rcl_nat_tc_action(verdict);
 }
 

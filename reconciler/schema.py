@@ -41,21 +41,23 @@ def _full(kind: str) -> Any:
     return jsonschema.Draft7Validator(schema_for(kind))
 
 
+def _hint(value: str, options: list[str]) -> str:
+    """A 'did you mean' suffix: same word in another case first, then close spellings."""
+    same = [o for o in options if o.lower() == value.lower()]
+    close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _describe(error: Any) -> Finding:
     path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
         allowed = error.schema.get("properties", {})
         unknown = [k for k in error.instance if k not in allowed]
         field = unknown[0] if unknown else "?"
-        close = difflib.get_close_matches(str(field), list(allowed), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return Finding((*path, field), f"unknown field {field!r}{hint}")
+        return Finding((*path, field), f"unknown field {field!r}{_hint(str(field), list(allowed))}")
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
-        close = difflib.get_close_matches(
-            str(error.instance), [str(v) for v in error.validator_value], n=1, cutoff=0.6
-        )
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = _hint(str(error.instance), [str(v) for v in error.validator_value])
         return Finding(path, f"{error.instance!r} is not one of {options}{hint}")
     if error.validator in ("oneOf", "anyOf") and error.context:
         # Report the alternative that got furthest, not "is not valid under any".

@@ -81,6 +81,7 @@ def from_paths(paths: Iterable[str]) -> Source:
 def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     """Read the tree of one commit without checking it out (bare repos work)."""
     import git
+    from gitdb.exc import ODBError
 
     try:
         if "://" in repo or repo.startswith("git@"):
@@ -88,7 +89,7 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
         else:
             repository = git.Repo(repo)
         commit = repository.commit(ref)
-    except (git.exc.GitError, ValueError) as exc:
+    except (git.exc.GitError, ODBError, ValueError, OSError) as exc:
         raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
     odb = repository.odb
     files = []

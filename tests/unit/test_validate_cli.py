@@ -145,3 +145,18 @@ def test_validate_needs_no_kernel_modules(repo):
 def test_missing_path_is_an_error(tmp_path, capsys):
     assert main(["--validate", str(tmp_path / "nope")]) == 1
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_enum_hint_ignores_case(repo, capsys):
+    write(repo, "felix.yaml", """\
+        apiVersion: projectcalico.org/v3
+        kind: FelixConfiguration
+        metadata:
+          name: default
+        spec:
+          bpfConnectTimeLoadBalancing: tcp
+    """)
+    assert main(["--validate", str(repo)]) == 1
+    assert "'tcp' is not one of 'TCP', 'Enabled', 'Disabled'; did you mean 'TCP'?" in (
+        capsys.readouterr().out
+    )
