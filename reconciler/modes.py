@@ -28,7 +28,7 @@ def validate_mode(args: argparse.Namespace) -> int:
         src = source.from_paths(args.validate)
     else:
         src = open_source(source_spec(args), _cache_dir(args) or Path("/tmp"))
-    result = validate_source(src, _cache_dir(args), args.jobs or None)
+    result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
     if fmt == "json":
@@ -37,7 +37,7 @@ def validate_mode(args: argparse.Namespace) -> int:
                 "format_version": FORMAT_VERSION,
                 "valid": result.ok,
                 "files": result.files,
-                "resources": len(result.resources),
+                "resources": result.resource_count,
                 "diagnostics": [d.as_json() for d in diags],
             }
         )
@@ -47,7 +47,7 @@ def validate_mode(args: argparse.Namespace) -> int:
         sys.stdout.write(render.render_diagnostics(diags))
         status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
         print(
-            f"{result.files} file(s), {len(result.resources)} resource(s): {status}",
+            f"{result.files} file(s), {result.resource_count} resource(s): {status}",
             file=sys.stderr,
         )
     return EXIT_OK if result.ok else EXIT_ERROR

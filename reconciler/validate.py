@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path as FsPath
+from typing import Any
 
 from reconciler.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.model import Resource
@@ -38,6 +39,7 @@ class Validation:
     diagnostics: tuple[Diagnostic, ...]
     files: int
     cached_files: int
+    resource_count: int
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -97,8 +99,24 @@ def engine_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+Ident = tuple[str, str | None, str, str, int]  # kind, namespace, name, file, line
+
+
+def _diag_rows(diagnostics: Iterable[Diagnostic]) -> list[tuple[Any, ...]]:
+    return [(d.file, d.line, d.resource, d.path, d.message, d.severity.value) for d in diagnostics]
+
+
+def _diags(rows: Iterable[tuple[Any, ...]]) -> tuple[Diagnostic, ...]:
+    return tuple(Diagnostic(*row[:5], Severity(row[5])) for row in rows)
+
+
 class ResultCache:
-    """A small sqlite store of pickled FileResults keyed by content."""
+    """A small sqlite store of per-file results keyed by content.
+
+    Two blobs per file, as plain tuples (unpickling dataclasses is slow): a
+    summary (diagnostics and resource identities, all `--validate` needs) and
+    the full resources (what a plan compiles).
+    """
 
     def __init__(self, directory: FsPath | None) -> None:
         self.db: sqlite3.Connection | None = None
@@ -108,34 +126,43 @@ class ResultCache:
             directory.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(directory / "validate.sqlite", timeout=5)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value BLOB)")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, summary BLOB, full BLOB)"
+            )
         except (OSError, sqlite3.Error):
             self.db = None  # a cache must never make validation fail
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, FileResult]:
+    def get_many(self, keys: Sequence[str], full: bool) -> dict[str, Any]:
         if self.db is None or not keys:
             return {}
-        found: dict[str, FileResult] = {}
+        column = "full" if full else "summary"
+        found: dict[str, Any] = {}
         try:
             for start in range(0, len(keys), 900):
                 chunk = keys[start : start + 900]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, value FROM results WHERE key IN ({marks})"
-                for key, value in self.db.execute(query, chunk):
-                    found[key] = pickle.loads(value)
+                query = f"SELECT key, summary, {column} FROM files WHERE key IN ({marks})"
+                for key, summary, blob in self.db.execute(query, chunk):
+                    found[key] = (pickle.loads(summary), pickle.loads(blob) if full else None)
         except (sqlite3.Error, pickle.UnpicklingError, EOFError):
-            return found
+            return {}
         return found
 
     def put_many(self, items: Iterable[tuple[str, FileResult]]) -> None:
         if self.db is None:
             return
-        rows = [
-            (key, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)) for key, result in items
-        ]
+        rows = []
+        for key, result in items:
+            idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
+            summary = (_diag_rows(result.diagnostics), idents)
+            full = [
+                (r.kind, r.name, r.namespace, r.body, r.file, r.line, r.lines)
+                for r in result.resources
+            ]
+            rows.append((key, pickle.dumps(summary, 5), pickle.dumps(full, 5)))
         try:
             with self.db:
-                self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", rows)
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
         except sqlite3.Error:
             pass
 
@@ -158,42 +185,62 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
         return [r for results in pool.map(_validate_batch, batches) for r in results]
 
 
-def duplicate_findings(resources: Sequence[Resource]) -> list[Diagnostic]:
+def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
     """Same kind/namespace/name defined more than once."""
-    first: dict[tuple[str, str | None, str], Resource] = {}
+    first: dict[tuple[str, str | None, str], Ident] = {}
     out = []
-    for resource in resources:
-        seen = first.setdefault(resource.key, resource)
-        if seen is not resource:
+    for ident in idents:
+        kind, namespace, name, file, line = ident
+        seen = first.setdefault((kind, namespace, name), ident)
+        if seen is not ident:
+            ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
             out.append(
                 Diagnostic(
-                    resource.file,
-                    resource.line,
-                    resource.ref,
+                    file,
+                    line,
+                    ref,
                     "metadata.name",
-                    f"duplicate resource: also defined at {seen.file}:{seen.line}",
+                    f"duplicate resource: also defined at {seen[3]}:{seen[4]}",
                 )
             )
     return out
 
 
 def validate_source(
-    source: Source, cache_dir: FsPath | None = None, jobs: int | None = None
+    source: Source,
+    cache_dir: FsPath | None = None,
+    jobs: int | None = None,
+    with_resources: bool = True,
 ) -> Validation:
-    """Validate every file of a source; diagnostics are all collected."""
+    """Validate every file of a source; diagnostics are all collected.
+
+    `with_resources=False` (plain `--validate`) skips rebuilding resources
+    from the cache: only diagnostics and identities are needed."""
     fingerprint = engine_fingerprint()
     keys = [f"{fingerprint}:{f.digest}:{f.path}" for f in source.files]
     cache = ResultCache(cache_dir)
-    cached = cache.get_many(keys)
+    cached = cache.get_many(keys, full=with_resources)
     misses = [f for f, key in zip(source.files, keys, strict=True) if key not in cached]
-    fresh = _run(misses, jobs or os.cpu_count() or 1)
-    cache.put_many(
-        (f"{fingerprint}:{f.digest}:{f.path}", r) for f, r in zip(misses, fresh, strict=True)
+    fresh = dict(
+        zip((f.path for f in misses), _run(misses, jobs or os.cpu_count() or 1), strict=True)
     )
-    by_path = {r.path: r for r in cached.values()}
-    by_path.update((r.path, r) for r in fresh)
-    results = [by_path[f.path] for f in source.files]
-    resources = tuple(r for result in results for r in result.resources)
-    diagnostics = [d for result in results for d in result.diagnostics]
-    diagnostics += duplicate_findings(resources)
-    return Validation(resources, tuple(diagnostics), len(source.files), len(cached))
+    cache.put_many((f"{fingerprint}:{f.digest}:{f.path}", fresh[f.path]) for f in misses)
+    resources: list[Resource] = []
+    diagnostics: list[Diagnostic] = []
+    idents: list[Ident] = []
+    for f, key in zip(source.files, keys, strict=True):
+        result = fresh.get(f.path)
+        if result is not None:
+            resources += result.resources
+            diagnostics += result.diagnostics
+            idents += [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
+            continue
+        (diag_rows, file_idents), full = cached[key]
+        diagnostics += _diags(diag_rows)
+        idents += file_idents
+        if full is not None:
+            resources += [Resource(*row) for row in full]
+    diagnostics += duplicate_findings(idents)
+    return Validation(
+        tuple(resources), tuple(diagnostics), len(source.files), len(cached), len(idents)
+    )
