@@ -11,6 +11,9 @@ def main() -> int:
     print("Benchmarks (see bench/RESULTS.md for recorded figures)")
     validate_bench.main()
     plan_bench.main()
+    from bench import nat_bench
+
+    nat_bench.main()
     return 0
 
 

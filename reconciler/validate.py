@@ -107,7 +107,10 @@ def _diag_rows(diagnostics: Iterable[Diagnostic]) -> list[tuple[Any, ...]]:
 
 
 def _diags(rows: Iterable[tuple[Any, ...]]) -> tuple[Diagnostic, ...]:
-    return tuple(Diagnostic(*row[:5], Severity(row[5])) for row in rows)
+    return tuple(
+        Diagnostic(file, line, ref, path, message, Severity(severity))
+        for file, line, ref, path, message, severity in rows
+    )
 
 
 class ResultCache:
