@@ -126,3 +126,18 @@ def test_bad_plan_files(tmp_path):
         Plan.read(str(bad))
     with pytest.raises(PlanFileError, match="No such file"):
         Plan.read(str(tmp_path / "missing.json"))
+
+
+def test_nat_writes_never_expose_a_missing_backend():
+    fe = "map/rcl_nat_fe/10.96.0.1:80/tcp"
+    be = "map/rcl_nat_be/00000007/{}"
+
+    def state(count, kind):
+        objs = [o(fe, ObjKind.ENTRY, svc_id=7, count=count)]
+        objs += [o(be.format(i), ObjKind.ENTRY, ip=f"10.0.0.{i}", port=80) for i in range(count)]
+        return kind(*objs)
+
+    grow = [c.address for c in diff(state(3, desired), state(1, observed))]
+    assert grow == [be.format(1), be.format(2), fe]  # backends first, then the count
+    shrink = [c.address for c in diff(state(1, desired), state(3, observed))]
+    assert shrink == [fe, be.format(1), be.format(2)]  # the count first, then deletions
