@@ -9,7 +9,7 @@ at ordinals [0, local_count) so ETP/ITP Local can pick among them alone.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,17 +76,22 @@ class NatTables:
         return sum(len(p.backends) for p in self.ports)
 
 
-def _is_ipv4(text: Any) -> bool:
+def _ipv4_bytes(text: Any) -> bytes | None:
+    """Strict dotted-quad parse in C (ipaddress is ~10x slower at 100k backends)."""
     try:
-        return isinstance(ipaddress.ip_address(str(text)), ipaddress.IPv4Address)
-    except ValueError:
-        return False
+        return socket.inet_pton(socket.AF_INET, text) if isinstance(text, str) else None
+    except OSError:
+        return None
+
+
+def _is_ipv4(text: Any) -> bool:
+    return _ipv4_bytes(text) is not None
 
 
 def _backends(
     slices: Iterable[Resource], port_name: str, proto: str, node: str
 ) -> tuple[Backend, ...]:
-    found: set[Backend] = set()
+    found: dict[Backend, bytes] = {}
     for sl in slices:
         body = sl.body
         if body.get("addressType") != "IPv4":
@@ -107,10 +112,11 @@ def _backends(
                 continue
             local = ep.get("nodeName") == node
             for addr in ep.get("addresses") or ():
-                if _is_ipv4(addr):
-                    found.add(Backend(str(addr), port, local))
+                packed = _ipv4_bytes(addr)
+                if packed is not None:
+                    found[Backend(addr, port, local)] = packed
     # Local first (ETP/ITP Local pick from the front), then a stable order.
-    return tuple(sorted(found, key=lambda b: (not b.local, ipaddress.ip_address(b.ip), b.port)))
+    return tuple(sorted(found, key=lambda b: (not b.local, found[b], b.port)))
 
 
 def _stable_ids(keys: Sequence[str]) -> dict[str, int]:
