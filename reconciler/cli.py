@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import socket
 import sys
@@ -62,6 +63,22 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Plans build 100k+ small objects and nothing here makes reference cycles
+    # worth chasing: the cyclic collector alone cost ~40% of compile at scale.
+    # A one-shot run frees everything at exit; --watch keeps it, less eagerly.
+    collecting = gc.isenabled()
+    if args.watch:
+        gc.set_threshold(50_000, 20, 20)
+    else:
+        gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if collecting:  # callers embedding main() (tests) keep their collector
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

@@ -183,7 +183,7 @@ def compile_desired(
     source_digest: str,
 ) -> DesiredState:
     """The whole dataplane this node should have, as addressed objects."""
-    from reconciler.entries import be_suffix, fe_suffix
+    from reconciler.entries import be_key, be_value, fe_key, fe_value
     from reconciler.services import compile_services
 
     if not isinstance(host, Host):
@@ -250,39 +250,29 @@ def compile_desired(
             errors.append(
                 f"map {map_name} would overflow: {count} {what} for {MAP_SIZES[map_name]} = {size}"
             )
+    # Service NAT maps as raw bytes: 100k+ entries at scale, compared at C speed.
+    fe_table: dict[bytes, bytes] = {}
+    be_table: dict[bytes, bytes] = {}
+    table_info: dict[int, dict[str, Any]] = {}
+    fe_owner: dict[bytes, str] = {}
     for port in nat.ports:
         primary = port.frontends[0].label if port.frontends else port.service
+        table_info[port.svc_id] = {"frontend": f"nat/{primary}", "service": port.service}
         for fe in port.frontends:
-            address = f"map/rcl_nat_fe/{fe_suffix(fe.vip, fe.port, fe.proto)}"
-            if address in objects:
+            key = fe_key(fe.vip, fe.port, fe.proto)
+            if key in fe_owner:
                 warnings.append(
-                    f"{fe.service}: frontend {fe.label} is also used by "
-                    f"{objects[address].info['service']}; ignored"
+                    f"{fe.service}: frontend {fe.label} is also used by {fe_owner[key]}; ignored"
                 )
                 continue
-            add(
-                Obj(
-                    address,
-                    ObjKind.ENTRY,
-                    {
-                        "svc_id": port.svc_id,
-                        "count": len(port.backends),
-                        "local_count": port.local_count,
-                        "flags": fe.flags,
-                        "affinity_timeout_s": fe.affinity_timeout_s,
-                    },
-                    info={"service": port.service},
-                )
+            fe_owner[key] = fe.service
+            value = fe_value(
+                port.svc_id, len(port.backends), port.local_count, fe.flags, fe.affinity_timeout_s
             )
+            fe_table[key] = value
         for ordinal, be in enumerate(port.backends):
-            add(
-                Obj(
-                    f"map/rcl_nat_be/{be_suffix(port.svc_id, ordinal)}",
-                    ObjKind.ENTRY,
-                    {"ip": be.ip, "port": be.port},
-                    info={"frontend": f"nat/{primary} backend {ordinal}", "service": port.service},
-                )
-            )
+            be_table[be_key(port.svc_id, ordinal)] = be_value(be.ip, be.port)
+    tables = {"rcl_nat_fe": fe_table, "rcl_nat_be": be_table}
 
     # Connect-time load balancing on the configured cgroup.
     if ctlb_mode(config) != "Disabled" and host.cgroup_id is not None:
@@ -302,4 +292,6 @@ def compile_desired(
                 )
             )
     build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
-    return DesiredState(node, True, objects, tuple(warnings), build, tuple(errors))
+    return DesiredState(
+        node, True, objects, tuple(warnings), build, tuple(errors), tables, table_info
+    )

@@ -93,10 +93,41 @@ def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
         if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
             continue  # pruned with its map
         changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, old.info))
+    changes += _table_changes(desired, observed, deleted_maps)
     if recreated_maps:
         changes = _rebuild_programs(changes, desired, observed, recreated_maps)
     changes.sort(key=lambda c: (_phase(c), c.address))
     return tuple(changes)
+
+
+def _table_changes(
+    desired: DesiredState, observed: ObservedState, deleted_maps: set[str]
+) -> list[Change]:
+    """Bulk maps: equal tables cost one dict comparison; only differing keys
+    are decoded into readable changes."""
+    from reconciler import entries
+
+    ctx = entries.Context({})
+    out = []
+    for name in sorted(set(desired.tables) | set(observed.tables)):
+        want = desired.tables.get(name, {})
+        have = observed.tables.get(name, {})
+        if want == have or f"map/{name}" in deleted_maps:
+            continue
+        for key in want.keys() - have.keys():
+            address, after = entries.decode_one(name, key, want[key], ctx)
+            info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
+            out.append(Change(Action.CREATE, address, ObjKind.ENTRY, None, after, info))
+        for key in want.keys() & have.keys():
+            if want[key] != have[key]:
+                address, after = entries.decode_one(name, key, want[key], ctx)
+                _, before = entries.decode_one(name, key, have[key], ctx)
+                info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
+                out.append(Change(Action.UPDATE, address, ObjKind.ENTRY, before, after, info))
+        for key in have.keys() - want.keys():
+            address, before = entries.decode_one(name, key, have[key], ctx)
+            out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
+    return out
 
 
 def _rebuild_programs(

@@ -91,14 +91,19 @@ def _fe_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
     }
 
 
+def fe_key(vip: str, port: int, proto: str) -> bytes:
+    return nat.FE_KEY.pack(socket.inet_aton(vip), _port_be(port), _PROTO_NUMBERS[proto])
+
+
+def fe_value(svc_id: int, count: int, local_count: int, flags: int, timeout: int) -> bytes:
+    return nat.FE_VAL.pack(svc_id, count, local_count, flags, timeout)
+
+
 def _fe_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     vip_port, proto = suffix.rsplit("/", 1)
     vip, port = vip_port.rsplit(":", 1)
-    key = nat.FE_KEY.pack(socket.inet_aton(vip), _port_be(int(port)), _PROTO_NUMBERS[proto])
-    value = nat.FE_VAL.pack(
-        a["svc_id"], a["count"], a["local_count"], a["flags"], a["affinity_timeout_s"]
-    )
-    return key, value
+    value = fe_value(a["svc_id"], a["count"], a["local_count"], a["flags"], a["affinity_timeout_s"])
+    return fe_key(vip, int(port), proto), value
 
 
 def be_suffix(svc_id: int, ordinal: int) -> str:
@@ -114,10 +119,17 @@ def _be_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
     }
 
 
+def be_key(svc_id: int, ordinal: int) -> bytes:
+    return nat.BE_KEY.pack(svc_id, ordinal)
+
+
+def be_value(ip: str, port: int) -> bytes:
+    return nat.BE_VAL.pack(socket.inet_aton(ip), _port_be(port), 0)
+
+
 def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     svc_hex, ordinal = suffix.split("/")
-    key = nat.BE_KEY.pack(int(svc_hex, 16), int(ordinal))
-    return key, nat.BE_VAL.pack(socket.inet_aton(a["ip"]), _port_be(a["port"]), 0)
+    return be_key(int(svc_hex, 16), int(ordinal)), be_value(a["ip"], a["port"])
 
 
 _NAT_GLOBAL_FIELDS = (
@@ -149,6 +161,22 @@ CODECS: dict[str, Codec] = {
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
     nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
 }
+
+
+# Maps reconciled as raw byte tables (see DesiredState.tables).
+TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
+
+
+def decode_one(name: str, key: bytes, value: bytes, ctx: Context) -> tuple[str, Attrs]:
+    suffix, attrs = CODECS[name].decode(key, value, ctx)
+    return f"map/{name}/{suffix}", attrs
+
+
+def svc_id_of(name: str, key: bytes, value: bytes) -> int:
+    """The service id a NAT entry belongs to (for plan annotations)."""
+    if name == nat.MAP_NAT_FE:
+        return int(nat.FE_VAL.unpack(value)[0])
+    return int(nat.BE_KEY.unpack(key)[0])
 
 
 def split(address: str) -> tuple[str, str]:

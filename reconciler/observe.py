@@ -162,7 +162,12 @@ def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Li
     progs, maps = read_pins(root)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
+    tables: dict[str, dict[bytes, bytes]] = {}
     for name, (max_entries, items) in maps.items():
         objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
+        if name in entries.TABLE_MAPS:
+            tables[name] = dict(items)
+            continue
         objs += [Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)]
-    return ObservedState({o.address: o for o in objs}, tuple(sorted(foreign))), links
+    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), tables)
+    return observed, links

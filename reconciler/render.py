@@ -43,7 +43,8 @@ def change_line(change: Change) -> str:
     if info.get("selected_by"):
         why = f"  ({info.get('role')}: {info['selected_by']})"
     elif info.get("frontend"):
-        why = f"  ({info['frontend']}, {info.get('service')})"
+        ordinal = change.address.rsplit("/", 1)[-1]
+        why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):
         why = f"  ({info['service']})"
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()

@@ -49,12 +49,18 @@ class DesiredState:
     build: Mapping[str, Any] = field(default_factory=dict)
     # Plan-time errors (a map would overflow): nothing may be applied.
     errors: tuple[str, ...] = ()
+    # Bulk maps (service NAT, 100k+ entries) as raw key -> value bytes, compared
+    # at C speed; only differing keys become readable changes.
+    tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
+    # svc_id -> what to show next to its NAT entries in a plan
+    table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class ObservedState:
     objects: Mapping[str, Obj]
     foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
+    tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Stable hash of everything we own; a saved plan is stale when it moves."""
@@ -62,7 +68,12 @@ class ObservedState:
             (o.address, o.kind.value, json.dumps(o.attrs, sort_keys=True, default=str))
             for o in self.objects.values()
         )
-        return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:24]
+        digest = hashlib.sha256(json.dumps(canon).encode())
+        for name in sorted(self.tables):
+            digest.update(name.encode())
+            for key, value in sorted(self.tables[name].items()):
+                digest.update(key + value)
+        return digest.hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,10 @@ FELIX = Resource(
 
 
 def test_nat_entries_in_desired_state_and_overflow_is_an_error():
+    from reconciler.diff import diff
+    from reconciler.render import change_line
+    from reconciler.state import ObservedState
+
     web = svc("web", {"clusterIP": "10.96.0.1", "ports": [HTTP]})
     desired = compile_desired(
         [FELIX, web, eps("web", [ep("10.0.0.2"), ep("10.0.0.3")])],
@@ -171,11 +175,20 @@ def test_nat_entries_in_desired_state_and_overflow_is_an_error():
         "/sys/fs/bpf/x",
         "src",
     )
-    fe = desired.objects["map/rcl_nat_fe/10.96.0.1:80/tcp"]
-    assert fe.attrs["count"] == 2 and desired.errors == ()
-    backends = sorted(a for a in desired.objects if a.startswith("map/rcl_nat_be/"))
-    assert len(backends) == 2
-    assert desired.objects[backends[1]].info["frontend"] == "nat/10.96.0.1:80/tcp backend 1"
+    assert desired.errors == ()
+    assert len(desired.tables["rcl_nat_fe"]) == 1 and len(desired.tables["rcl_nat_be"]) == 2
+    changes = {c.address: c for c in diff(desired, ObservedState({}))}
+    fe = changes["map/rcl_nat_fe/10.96.0.1:80/tcp"]
+    assert fe.after is not None and fe.after["count"] == 2
+    backends = sorted(a for a in changes if a.startswith("map/rcl_nat_be/"))
+    assert [changes[a].after for a in backends] == [
+        {"ip": "10.0.0.2", "port": 8080},
+        {"ip": "10.0.0.3", "port": 8080},
+    ]
+    line = change_line(changes[backends[1]])
+    assert line.endswith("(nat/10.96.0.1:80/tcp backend 1, default/web:http/tcp)")
+    # once applied, the same tables observed back mean no changes at all
+    assert diff(desired, ObservedState(dict(desired.objects), (), desired.tables)) == ()
     too_many = compile_desired(
         [FELIX, web, eps("web", [ep(f"10.0.0.{i}") for i in range(2, 5)])],
         "n1",
