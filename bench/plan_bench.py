@@ -47,20 +47,7 @@ def main(count: int = 200) -> dict[str, object]:
             (config / "weps.yaml").write_text(
                 "".join(WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(count))
             )
-            args = [
-                "--config",
-                str(config),
-                "--node",
-                "node-1",
-                "--netns",
-                sandbox.node,
-                "--cgroup",
-                sandbox.cgroup,
-                "--bpffs-root",
-                sandbox.bpffs_root,
-                "--state-dir",
-                f"{tmp}/state",
-            ]
+            args = ["--config", str(config), *sandbox.target_args(f"{tmp}/state")]
             apply = median_wall([RECONCILE, "--apply", *args], 1)
             noop = median_wall([RECONCILE, "--plan", *args], 5)
             noop_apply = median_wall([RECONCILE, "--apply", *args], 3)

@@ -92,6 +92,13 @@ class Sandbox:
             self.add_pod(pod)
         return self
 
+    def target_args(self, state_dir: str, node: str = "node-1") -> list[str]:
+        """The reconcile options that point it at this sandbox node."""
+        return [
+            "--node", node, "--netns", self.node, "--cgroup", self.cgroup,
+            "--bpffs-root", self.bpffs_root, "--state-dir", state_dir,
+        ]  # fmt: skip
+
     def add_pod(self, pod: Pod) -> None:
         ns = self.pod_ns(pod)
         _ip("netns", "add", ns)

@@ -39,20 +39,7 @@ def main() -> int:
     try:
         banner("Sandbox node: namespace rcldemo-node with eth0 and two pods")
         sandbox.up(PODS)
-        node_args = [
-            "--config",
-            CONFIG,
-            "--node",
-            "node-1",
-            "--netns",
-            sandbox.node,
-            "--cgroup",
-            sandbox.cgroup,
-            "--bpffs-root",
-            sandbox.bpffs_root,
-            "--state-dir",
-            state,
-        ]
+        node_args = ["--config", CONFIG, *sandbox.target_args(state)]
         banner("Validate (what CI and the pre-receive hook run; no root needed)")
         reconcile("--validate", CONFIG)
         banner("Plan")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,21 @@ spec:
   ipNetworks: ["{ip}/32"]
 """
 
+
+def bpftool_dump(pin: Path) -> list[tuple[bytes, bytes]]:
+    """A pinned map's entries as bpftool (not our own code) reads them."""
+    raw = subprocess.run(
+        ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        (bytes(int(b, 16) for b in item["key"]), bytes(int(b, 16) for b in item["value"]))
+        for item in json.loads(raw)
+    ]
+
+
 PODS = (Pod("front0", "10.65.0.10"), Pod("back0", "10.65.0.20"))
 
 
@@ -85,22 +102,8 @@ class Node:
         self.write(f"wep-{pod.name}.yaml", WEP.format(name=pod.name, ip=pod.ip))
 
     def args(self, *extra: str) -> list[str]:
-        return [
-            "--netns",
-            self.sandbox.node,
-            "--bpffs-root",
-            self.sandbox.bpffs_root,
-            "--state-dir",
-            str(self.state),
-            "--node",
-            "node-1",
-            "--config",
-            str(self.config),
-            "--cgroup",
-            self.sandbox.cgroup,
-            "--no-cache",
-            *extra,
-        ]
+        target = self.sandbox.target_args(str(self.state))
+        return [*target, "--config", str(self.config), "--no-cache", *extra]
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:
         from reconciler.cli import main

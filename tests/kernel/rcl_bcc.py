@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,16 @@ def skip_unless_kernel() -> None:
         import bcc  # noqa: F401
     except ImportError:
         pytest.skip("bcc is not importable")
+
+
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071 ones' complement checksum (IPv4 header, ICMP, TCP/UDP with pseudo header)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 from reconciler import bpfsys
 from reconciler import nat_layout as nl
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.kernel.rcl_bcc import inet_checksum as _csum
 
 pytestmark = pytest.mark.kernel
 
@@ -36,17 +37,16 @@ SYN, ACK = 0x02, 0x10
 NO_FLAGS = nl.FeFlag(0)
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def packet(src: IPv4Address, dst: IPv4Address, sport: int, dport: int, proto: nl.Proto,
-           flags: int = SYN, payload: bytes = b"hello", udp_csum: bool = True) -> bytes:
+def packet(
+    src: IPv4Address,
+    dst: IPv4Address,
+    sport: int,
+    dport: int,
+    proto: nl.Proto,
+    flags: int = SYN,
+    payload: bytes = b"hello",
+    udp_csum: bool = True,
+) -> bytes:
     if proto == TCP:
         l4 = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 5 << 4, flags, 65535, 0, 0)
         csum_at = 16
@@ -59,8 +59,9 @@ def packet(src: IPv4Address, dst: IPv4Address, sport: int, dport: int, proto: nl
     if proto == UDP and not udp_csum:
         c = 0
     l4 = l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2 :]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, proto, 0,
-                     src.packed, dst.packed)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, proto, 0, src.packed, dst.packed
+    )
     ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
     return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
 
@@ -95,22 +96,36 @@ class Dataplane:
 
     def __init__(self, prog_fd: int, maps_dir: Path) -> None:
         self.prog_fd = prog_fd
-        self.fds = {name: bpfsys.obj_get(str(maps_dir / name)) for name in (
-            nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF, nl.MAP_CT, nl.MAP_NAT_STATS)}
+        self.fds = {
+            name: bpfsys.obj_get(str(maps_dir / name))
+            for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF, nl.MAP_CT, nl.MAP_NAT_STATS)
+        }
 
     def run(self, frame: bytes) -> tuple[int, bytes]:
         res = bpfsys.prog_test_run(self.prog_fd, frame)
         return res.retval, res.data_out
 
-    def service(self, svc_id: int, backends: tuple[IPv4Address, ...], port: int = 80,
-                proto: nl.Proto = TCP, local: int = 0, flags: nl.FeFlag = NO_FLAGS,
-                timeout: int = 0, be_port: int = 8080) -> None:
+    def service(
+        self,
+        svc_id: int,
+        backends: tuple[IPv4Address, ...],
+        port: int = 80,
+        proto: nl.Proto = TCP,
+        local: int = 0,
+        flags: nl.FeFlag = NO_FLAGS,
+        timeout: int = 0,
+        be_port: int = 8080,
+    ) -> None:
         for i, ip in enumerate(backends):
-            bpfsys.map_update(self.fds[nl.MAP_NAT_BE], nl.BackendKey(svc_id, i).encode(),
-                              nl.Backend(ip, be_port).encode())
+            bpfsys.map_update(
+                self.fds[nl.MAP_NAT_BE],
+                nl.BackendKey(svc_id, i).encode(),
+                nl.Backend(ip, be_port).encode(),
+            )
         fe = nl.Frontend(svc_id, len(backends), local, flags, timeout)
-        bpfsys.map_update(self.fds[nl.MAP_NAT_FE], nl.FrontendKey(VIP, port, proto).encode(),
-                          fe.encode())
+        bpfsys.map_update(
+            self.fds[nl.MAP_NAT_FE], nl.FrontendKey(VIP, port, proto).encode(), fe.encode()
+        )
 
     def ct(self, key: nl.CtKey) -> nl.CtEntry | None:
         raw = bpfsys.map_lookup(self.fds[nl.MAP_CT], key.encode())
@@ -139,9 +154,14 @@ def module_dp() -> Iterator[Dataplane]:
 
     with private_pin_dir() as root:
         text = flatten(BPF_DIR / "test_nat_entry.c", text=ENTRY)
-        flags = cflags(root / "maps", "-DRCL_CT_SIZE=4096", "-DRCL_NAT_AFF_SIZE=1024",
-                       "-DRCL_NAT_FE_SIZE=64", "-DRCL_NAT_BE_SIZE=256",
-                       "-DRCL_CTLB_UDP_REV_SIZE=64")
+        flags = cflags(
+            root / "maps",
+            "-DRCL_CT_SIZE=4096",
+            "-DRCL_NAT_AFF_SIZE=1024",
+            "-DRCL_NAT_FE_SIZE=64",
+            "-DRCL_NAT_BE_SIZE=256",
+            "-DRCL_CTLB_UDP_REV_SIZE=64",
+        )
         b = BPF(text=text.encode(), cflags=flags)
         try:
             fn = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
@@ -297,8 +317,18 @@ def test_expired_conntrack_is_a_miss(dp: Dataplane) -> None:
     old = dp.ct(key)
     assert old is not None
     # age it past the SYN_SENT timeout (20 s default) and point it at a bogus backend
-    aged = nl.CtEntry(old.created_ns, old.last_seen_ns - 60 * 10**9, old.svc_id, old.be_ordinal,
-                      old.orig_ip, old.be_ip, old.orig_port, old.be_port, old.type, old.flags)
+    aged = nl.CtEntry(
+        old.created_ns,
+        old.last_seen_ns - 60 * 10**9,
+        old.svc_id,
+        old.be_ordinal,
+        old.orig_ip,
+        old.be_ip,
+        old.orig_port,
+        old.be_port,
+        old.type,
+        old.flags,
+    )
     bpfsys.map_update(dp.fds[nl.MAP_CT], key.encode(), aged.encode())
     dp.run(packet(CLIENT, VIP, 46000, 80, TCP))
     fresh = dp.ct(key)

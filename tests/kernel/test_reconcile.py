@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from reconciler.lock import apply_lock
-from tests.kernel.conftest import PODS
+from tests.kernel.conftest import PODS, bpftool_dump
 
 FRONT, BACK = PODS
 
@@ -28,17 +28,10 @@ def ifstate(node) -> dict[int, int]:
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"
     if not pin.exists():
         return {}
-    raw = subprocess.run(
-        ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    out = {}
-    for item in json.loads(raw):
-        key = int.from_bytes(bytes(int(b, 16) for b in item["key"]), "little")
-        out[key] = int.from_bytes(bytes(int(b, 16) for b in item["value"][:4]), "little")
-    return out
+    return {
+        int.from_bytes(key, "little"): int.from_bytes(value[:4], "little")
+        for key, value in bpftool_dump(pin)
+    }
 
 
 def ifindex(node, iface: str) -> int:

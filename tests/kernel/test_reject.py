@@ -22,6 +22,7 @@ from reconciler import iface_layout as il
 from reconciler import nat_layout as nl
 from tests.kernel.conftest import PODS
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.kernel.rcl_bcc import inet_checksum as _csum
 
 pytestmark = pytest.mark.kernel
 
@@ -51,15 +52,6 @@ int rcl_test_reject(struct __sk_buff *skb)
 	return rcl_reject(skb, ETH_HLEN);
 }
 """
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ip_packet(

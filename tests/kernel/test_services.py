@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sandbox import Pod
-from tests.kernel.conftest import PODS
+from tests.kernel.conftest import PODS, bpftool_dump
 
 HERE = Path(__file__).resolve().parent
 CLIENT = PODS[0]
@@ -284,17 +284,8 @@ def test_hand_edited_nat_entry_is_drift(svc):
 def ct_backends(node) -> set[str]:
     """Backend addresses named by conntrack entries, as bpftool reads them."""
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ct"
-    raw = subprocess.run(
-        ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    out = set()
-    for item in json.loads(raw):
-        value = bytes(int(b, 16) for b in item["value"])
-        out.add(".".join(str(b) for b in value[28:32]))  # struct rcl_ct_val.be_ip (network order)
-    return out
+    # struct rcl_ct_val.be_ip sits at offset 28, in network order
+    return {".".join(str(b) for b in value[28:32]) for _, value in bpftool_dump(pin)}
 
 
 def test_conntrack_of_a_departed_backend_is_cleaned(svc):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +23,10 @@ U64 = struct.Struct("=Q")
 
 @pytest.fixture
 def pin_dir() -> Iterator[Path]:
-    root = Path(f"/sys/fs/bpf/rcl-test-{uuid.uuid4().hex[:8]}")
-    bpfsys.ensure_bpffs(str(root))
-    try:
+    from tests.kernel.rcl_bcc import private_pin_dir
+
+    with private_pin_dir() as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -46,13 +42,20 @@ def test_hash_crud_and_info(fds: list[int]) -> None:
     fds.append(fd)
     info = bpfsys.map_info(fd)
     assert (info.type, info.key_size, info.value_size, info.max_entries, info.name) == (
-        bpfsys.MapType.HASH, 4, 8, 16, "rcl_t_hash")
+        bpfsys.MapType.HASH,
+        4,
+        8,
+        16,
+        "rcl_t_hash",
+    )
     assert bpfsys.map_lookup(fd, U32.pack(1)) is None
     bpfsys.map_update(fd, U32.pack(1), U64.pack(11))
     bpfsys.map_update(fd, U32.pack(2), U64.pack(22))
     assert bpfsys.map_lookup(fd, U32.pack(1)) == U64.pack(11)
-    assert sorted(bpfsys.map_items(fd)) == [(U32.pack(1), U64.pack(11)),
-                                            (U32.pack(2), U64.pack(22))]
+    assert sorted(bpfsys.map_items(fd)) == [
+        (U32.pack(1), U64.pack(11)),
+        (U32.pack(2), U64.pack(22)),
+    ]
     assert sorted(bpfsys.map_keys(fd)) == [U32.pack(1), U32.pack(2)]
     with pytest.raises(FileExistsError):
         bpfsys.map_update(fd, U32.pack(1), U64.pack(0), bpfsys.BPF_NOEXIST)
@@ -85,8 +88,7 @@ def test_batch_types(fds: list[int], map_type: bpfsys.MapType) -> None:
 
 
 def test_lpm_trie_falls_back_to_next_key(fds: list[int]) -> None:
-    fd = bpfsys.map_create(bpfsys.MapType.LPM_TRIE, "rcl_t_lpm", 8, 4, 16,
-                           bpfsys.BPF_F_NO_PREALLOC)
+    fd = bpfsys.map_create(bpfsys.MapType.LPM_TRIE, "rcl_t_lpm", 8, 4, 16, bpfsys.BPF_F_NO_PREALLOC)
     fds.append(fd)
     key = struct.pack("=I4s", 24, bytes([10, 1, 2, 0]))
     bpfsys.map_update(fd, key, U32.pack(7))
@@ -133,8 +135,9 @@ def test_prog_info_and_test_run(fds: list[int]) -> None:
     insns = struct.pack("=BBhi", 0xB7, 0, 0, 7) + struct.pack("=BBhi", 0x95, 0, 0, 0)
     lic = ctypes.create_string_buffer(b"GPL")
     buf = ctypes.create_string_buffer(insns)
-    attr = struct.pack("=IIQQIIQI", 1, 2, ctypes.addressof(buf), ctypes.addressof(lic),
-                       0, 0, 0, 0).ljust(128, b"\0")
+    attr = struct.pack(
+        "=IIQQIIQI", 1, 2, ctypes.addressof(buf), ctypes.addressof(lic), 0, 0, 0, 0
+    ).ljust(128, b"\0")
     attr = attr[:48] + b"rcl_t_prog".ljust(16, b"\0") + attr[64:]
     abuf = ctypes.create_string_buffer(attr, 128)
     libc = ctypes.CDLL(None, use_errno=True)
