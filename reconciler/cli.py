@@ -87,6 +87,11 @@ def _run(args: argparse.Namespace) -> int:
     except (SourceError, PlanFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except PermissionError as exc:
+        print(f"error: {exc}; --plan, --apply and --status read and change the kernel's BPF "
+              "and network state and need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
+              "--validate does not", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from reconciler.pipeline import ReconcileError
 

@@ -74,3 +74,13 @@ def test_pre_receive_hook_rejects_an_invalid_push(work, tmp_path):
     assert "push to refs/heads/main rejected" in rejected.stderr
     # the server still has the good commit only
     assert git.Repo(bare).commit("main").message.strip() == "good"
+
+
+def test_remote_url_is_mirrored_and_fetched(work, tmp_path):
+    first = commit(work, {"gnp.yaml": GOOD}, "one")
+    url = f"file://{work.working_tree_dir}"
+    assert from_git(url, "main", tmp_path).identity == f"git:{first}"
+    second = commit(work, {"other.yaml": GOOD.replace("allow-dns", "other")}, "two")
+    src = from_git(url, "main", tmp_path)  # the mirror is fetched, not cloned again
+    assert src.identity == f"git:{second}"
+    assert len(list((tmp_path / "repos").iterdir())) == 1
