@@ -1,0 +1,594 @@
+"""Issue 3: service NAT at scale, ours vs a kube-proxy-shaped iptables baseline.
+
+Three parts, each printing ours and the baseline side by side:
+
+1. `tc_program`: per-packet cost of bpf/tc.c (BPF_PROG_TEST_RUN) at 10, 1,000
+   and 10,000 services.
+2. `worlds`: two sandbox nodes, one with KUBE-* iptables rules, one converged by
+   `reconcile --apply`; rule sync time and TCP connect latency, sample by sample.
+3. `scale` (inside `worlds` at the largest scale): cold apply from YAML, warm
+   no-op plan, one changed service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from bench import iptables_world as ipt
+from bench import services_gen as gen
+from bench.common import RECONCILE, report
+from reconciler import bpfsys
+from reconciler import iface_layout as il
+from reconciler import nat_layout as nl
+from reconciler.sandbox import Pod, Sandbox
+
+SCALES = (10, 1_000, 10_000)
+ENDPOINTS = 10
+CT_SIZE = 65536  # conntrack entries: every first-packet sample adds two
+# Map sizes as FelixConfiguration fields, for reconciler.compile.build_flags.
+MAP_CONFIG = {
+    "bpfMapSizeIfState": 1000,
+    "bpfMapSizeNATFrontend": 65536,
+    "bpfMapSizeNATBackend": 262144,
+    "bpfMapSizeNATAffinity": 65536,
+    "bpfMapSizeConntrack": CT_SIZE,
+}
+TEST_RUN_IFINDEX = 1  # BPF_PROG_TEST_RUN without a ctx runs on the loopback device
+CLIENT_NET = IPv4Address("10.70.0.0")
+TCP_SYN = 0x02
+
+
+# ---------------------------------------------------------------- part 1: tc program
+
+
+def _csum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp_syn(src: IPv4Address, dst: IPv4Address, sport: int, dport: int) -> bytes:
+    """An Ethernet + IPv4 + TCP SYN frame (the L4 checksum is only updated, never checked)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, TCP_SYN, 65535, 0, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, src.packed, dst.packed
+    )
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + tcp
+
+
+def nat_entries(count: int, start: int = 0) -> tuple[list[tuple[bytes, bytes]], ...]:
+    """rcl_nat_fe and rcl_nat_be items for services [start, count), as the compiler lays
+    them out: one frontend (VIP:80/tcp) and ENDPOINTS backends per service."""
+    fe, be = [], []
+    for i in range(start, count):
+        svc_id = i + 1
+        fe.append(
+            (
+                nl.FrontendKey(gen.vip(i), 80, nl.Proto.TCP).encode(),
+                nl.Frontend(svc_id, ENDPOINTS).encode(),
+            )
+        )
+        for k in range(ENDPOINTS):
+            be.append(
+                (
+                    nl.BackendKey(svc_id, k).encode(),
+                    nl.Backend(gen.endpoint_ip(i, k), gen.TARGET_PORT).encode(),
+                )
+            )
+    return fe, be
+
+
+class TcProgram:
+    """bpf/tc.c compiled by bcc against a private bpffs dir, its maps opened."""
+
+    def __init__(self, source: str | None = None) -> None:
+        from bcc import BPF
+
+        from reconciler.bpf_source import flatten
+        from reconciler.build import BPF_DIR
+        from reconciler.compile import build_flags
+
+        self.root = f"/sys/fs/bpf/rclbnat-{uuid.uuid4().hex[:8]}"
+        bpfsys.ensure_bpffs(f"{self.root}/maps")
+        self.bpf = None
+        self.fds: dict[str, int] = {}
+        try:
+            text = source if source is not None else flatten(BPF_DIR / "tc.c")
+            flags = build_flags(self.root, MAP_CONFIG)
+            self.bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
+            self.prog_fd = self.bpf.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS).fd
+            names = ("rcl_ifstate", nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_CT, nl.MAP_NAT_STATS)
+            self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
+            # tc.c ignores packets on interfaces it does not manage.
+            bpfsys.map_update(
+                self.fds["rcl_ifstate"], il.U32.pack(TEST_RUN_IFINDEX), il.IFSTATE.pack(1, 0)
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            bpfsys.close(fd)
+        self.fds = {}
+        if self.bpf is not None:
+            self.bpf.cleanup()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def fill(self, services: int) -> float:
+        """Write the NAT maps for `services` services; seconds spent in map writes."""
+        fe, be = nat_entries(services)
+        start = time.perf_counter()
+        bpfsys.map_update_many(self.fds[nl.MAP_NAT_BE], be)
+        bpfsys.map_update_many(self.fds[nl.MAP_NAT_FE], fe)
+        return time.perf_counter() - start
+
+    def stat(self, which: nl.NatStat) -> int:
+        raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
+        return nl.stats_sum(raw) if isinstance(raw, list) else 0
+
+    def run(self, frame: bytes, repeat: int = 1) -> bpfsys.TestRunResult:
+        return bpfsys.prog_test_run(self.prog_fd, frame, repeat)
+
+
+def _client(n: int) -> tuple[IPv4Address, int]:
+    """A distinct (source ip, source port) per sample: always a fresh flow."""
+    return CLIENT_NET + 1 + n // 50_000, 10_000 + n % 50_000
+
+
+def measure_packets(
+    progs: dict[int, TcProgram], samples: int, seed: int = 1
+) -> dict[int, dict[str, float]]:
+    """Median kernel-reported ns per packet on each path, for each program (keyed by its
+    service count). Samples alternate between programs so machine noise hits all alike."""
+    rng = random.Random(seed)
+    paths = ("first", "first_same", "hit", "plain")
+    times = {s: {p: list[int]() for p in paths} for s in progs}
+    before = {s: tc.stat(nl.NatStat.DNAT_NEW) for s, tc in progs.items()}
+    # First packets: a fresh flow (distinct source port) to a random service every time,
+    # and to the same (last) service every time: the difference is cache misses.
+    for n in range(samples):
+        src, sport = _client(2 * n)
+        src2, sport2 = _client(2 * n + 1)
+        for scale, tc in progs.items():
+            frame = tcp_syn(src, gen.vip(rng.randrange(scale)), sport, gen.SERVICE_PORT)
+            times[scale]["first"].append(tc.run(frame).duration_ns)
+            frame = tcp_syn(src2, gen.vip(scale - 1), sport2, gen.SERVICE_PORT)
+            times[scale]["first_same"].append(tc.run(frame).duration_ns)
+    for scale, tc in progs.items():
+        if tc.stat(nl.NatStat.DNAT_NEW) - before[scale] != 2 * samples:
+            raise RuntimeError(f"{scale}: first-packet samples missed the new-flow NAT path")
+    # Conntrack hit: one flow to the last service, a fresh copy of its packet each time.
+    src, sport = _client(2 * samples)
+    hit = {s: tcp_syn(src, gen.vip(s - 1), sport, gen.SERVICE_PORT) for s in progs}
+    plain = tcp_syn(src, gen.BACKEND_IP, sport, gen.TARGET_PORT)  # to a pod IP: no NAT
+    for scale, tc in progs.items():
+        tc.run(hit[scale])
+        before[scale] = tc.stat(nl.NatStat.DNAT_CT)
+    for _ in range(samples):
+        for scale, tc in progs.items():
+            times[scale]["hit"].append(tc.run(hit[scale]).duration_ns)
+            times[scale]["plain"].append(tc.run(plain).duration_ns)
+    out: dict[int, dict[str, float]] = {}
+    for scale, tc in progs.items():
+        if tc.stat(nl.NatStat.DNAT_CT) - before[scale] != samples:
+            raise RuntimeError(f"{scale}: conntrack-hit samples missed the conntrack entry")
+        out[scale] = {path: statistics.median(t) for path, t in times[scale].items()}
+        # repeat=1000 re-runs the packet the first run rewrote: from then on it is
+        # client -> backend, i.e. the non-service path, timer cost amortised.
+        out[scale]["repeat1000"] = float(tc.run(hit[scale], repeat=1000).duration_ns)
+    return out
+
+
+def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
+    """Benchmark 1: one program per scale, measured side by side. Also returns the
+    seconds spent writing each scale's NAT map contents."""
+    progs: dict[int, TcProgram] = {}
+    fill: dict[int, float] = {}
+    try:
+        for scale in SCALES:
+            progs[scale] = TcProgram()
+            fill[scale] = progs[scale].fill(scale)
+        figures = measure_packets(progs, samples)
+    finally:
+        for tc in progs.values():
+            tc.close()
+    lo, hi = figures[SCALES[0]], figures[SCALES[-1]]
+    rows: list[tuple[str, Any, str]] = [
+        ("samples per path (median of repeat=1 runs)", samples, "scales interleaved")
+    ]
+    for scale in SCALES:
+        f = figures[scale]
+        rows += [
+            (
+                f"{scale:,} services: first packet (ct create + DNAT): ns",
+                f["first"],
+                "random service",
+            ),
+            (
+                f"{scale:,} services: first packet, same service each time: ns",
+                f["first_same"],
+                "",
+            ),
+            (f"{scale:,} services: conntrack hit (DNAT): ns", f["hit"], ""),
+            (f"{scale:,} services: non-service packet: ns", f["plain"], ""),
+            (
+                f"{scale:,} services: repeat=1000 on one flow: ns",
+                f["repeat1000"],
+                "= non-service path after run 1",
+            ),
+        ]
+    rows += [
+        (
+            "ratio first packet 10,000 / 10 services",
+            hi["first"] / lo["first"],
+            f"target <= 1.15 and < 500 ns ({hi['first']:.0f} ns)",
+        ),
+        (
+            "ratio first packet, same service, 10,000 / 10 services",
+            hi["first_same"] / lo["first_same"],
+            "random - same = cache misses",
+        ),
+        ("ratio conntrack hit 10,000 / 10 services", hi["hit"] / lo["hit"], ""),
+        ("ratio non-service 10,000 / 10 services", hi["plain"] / lo["plain"], ""),
+        (
+            "repeat=1 timer overhead (non-service repeat=1 - repeat=1000): ns",
+            hi["plain"] - hi["repeat1000"],
+            "included in every median above",
+        ),
+        (
+            f"map fill, {SCALES[-1]:,} services ({SCALES[-1] * (ENDPOINTS + 1):,} entries): s",
+            fill[SCALES[-1]],
+            "bpfsys.map_update_many",
+        ),
+    ]
+    return report("nat tc program: per packet", rows), fill
+
+
+# ---------------------------------------------------------------- part 2: two worlds
+
+CLIENT = Pod("cli", str(gen.CLIENT_IP))
+BACKEND = Pod("srv", str(gen.BACKEND_IP))
+BACKEND_ADDRS = ENDPOINTS + 1  # one spare address, for the "one changed service" edit
+# The kernel completes handshakes by itself; the server drains its accept queue on a
+# timer instead of blocking in accept(), so no connect pays for waking it on another CPU.
+SERVER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4096)
+s.setblocking(False)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+    try:
+        while True:
+            s.accept()[0].close()
+    except BlockingIOError:
+        pass
+"""
+
+
+def _start_server(sb: Sandbox) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{sb.pod_ns(BACKEND)}",
+            sys.executable,
+            "-c",
+            SERVER,
+            str(gen.TARGET_PORT),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError("backend server did not start")
+    return proc
+
+
+def run_rss(
+    cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)
+) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one command. GNU time measures the RSS:
+    a child forked straight from this (bcc-loaded, large) process would report ours."""
+    with tempfile.NamedTemporaryFile("w+") as rss:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode not in ok:
+            raise RuntimeError(f"{cmd} exited {proc.returncode}: {proc.stderr[-3000:]}")
+        return wall, int(rss.read().split()[-1]) / 1024, proc.stdout
+
+
+class Ours:
+    """Our world: the reconcile CLI converging a sandbox node from a config dir."""
+
+    def __init__(self, sb: Sandbox, tmp: Path) -> None:
+        self.sb = sb
+        self.config = tmp / "config"
+        self.env = {"XDG_CACHE_HOME": str(tmp / "cache")}
+        self.args = [
+            "--config",
+            str(self.config),
+            "--node",
+            gen.NODE,
+            "--netns",
+            sb.node,
+            "--bpffs-root",
+            sb.bpffs_root,
+            "--cgroup",
+            sb.cgroup,
+            "--state-dir",
+            str(tmp / "state"),
+        ]
+        gen.write_node(
+            self.config,
+            (CLIENT.name, gen.CLIENT_IP),
+            (BACKEND.name, BACKEND_ADDRS),
+            conntrack_size=CT_SIZE,
+        )
+
+    def run(self, mode: str, *extra: str, ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
+        return run_rss([RECONCILE, mode, *self.args, *extra], self.env, ok)
+
+    def services(self, count: int) -> None:
+        gen.write_services(self.config, count, ENDPOINTS)
+
+
+def connect_probe(
+    worlds: dict[str, tuple[str, dict[str, tuple[str, int]]]], samples: int, warmup: int = 20
+) -> dict[str, dict[str, list[float]]]:
+    """Per-connect seconds (connect + close) from each world's client namespace to each of
+    its targets ({world: (netns path, {target: addr})}). One child switches namespaces with
+    setns, so worlds and targets alternate sample by sample. Every connect gets its own
+    source port: a reused one can meet a stale NAT reverse entry (see the report)."""
+    if (samples + warmup) * 3 > 45000:
+        raise ValueError("too many samples for distinct source ports")
+    spec = json.dumps({"worlds": worlds, "samples": samples, "warmup": warmup})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, spec], capture_output=True, text=True, timeout=900
+    )
+    if out.returncode:
+        raise RuntimeError(f"connect probe failed: {out.stderr[-2000:]}")
+    result: dict[str, dict[str, list[float]]] = json.loads(out.stdout)
+    return result
+
+
+PROBE = """
+import ctypes, json, socket, sys, time
+spec = json.loads(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+worlds = [(w, open(path), targets) for w, (path, targets) in spec["worlds"].items()]
+names = list(worlds[0][2])
+out = {w: {t: [] for t in names} for w, _, _ in worlds}
+for n in range(spec["warmup"] + spec["samples"]):
+    order = worlds[n % len(worlds):] + worlds[:n % len(worlds)]  # rotate: no position bias
+    for j, t in enumerate(names):
+        for w, fh, targets in order:
+            if libc.setns(fh.fileno(), 0x40000000):  # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), "setns")
+            s = socket.socket()
+            s.settimeout(3)
+            s.bind(("0.0.0.0", 20000 + n * len(names) + j))  # never reuse a 4-tuple
+            start = time.perf_counter()
+            try:
+                s.connect(tuple(targets[t]))
+            except OSError as exc:
+                sys.exit(f"{w}: connect to {t} {targets[t]}: {exc}")
+            s.close()
+            if n >= spec["warmup"]:
+                out[w][t].append(time.perf_counter() - start)
+print(json.dumps(out))
+"""
+
+
+def _med_us(values: list[float]) -> float:
+    return statistics.median(values) * 1e6
+
+
+def _edit_one_service(ours: Ours, i: int) -> str:
+    """Move service i's last endpoint to the backend pod's spare address; returns the
+    address of the one map entry that must change."""
+    from reconciler.entries import be_suffix
+    from reconciler.services import _stable_ids
+
+    path = gen.service_path(ours.config, i)
+    old, new = gen.endpoint_ip(i, ENDPOINTS - 1), gen.endpoint_ip(i, ENDPOINTS)
+    path.write_text(path.read_text().replace(f"[{old}]", f"[{new}]"))
+    svc_id = _stable_ids([f"{gen.NAMESPACE}/{gen.name(i)}:http/tcp"])[
+        f"{gen.NAMESPACE}/{gen.name(i)}:http/tcp"
+    ]
+    return f"map/rcl_nat_be/{be_suffix(svc_id, ENDPOINTS - 1)}"
+
+
+def at_scale(ours: Ours, services: int) -> list[tuple[str, Any, str]]:
+    """Benchmark 3 on a node already converged to `services` services."""
+    ours.run("--plan")  # fills the validation cache
+    noop = statistics.median(ours.run("--plan")[0] for _ in range(3))
+    expected = _edit_one_service(ours, services // 2)
+    plan_s, _, plan_out = ours.run("--plan", "--json", ok=(2,))
+    apply_s, rss, apply_out = ours.run("--apply", "--json")
+    planned = [c["address"] for c in json.loads(plan_out)["changes"]]
+    result = json.loads(apply_out)
+    written = [
+        r["address"]
+        for r in result["results"]
+        if r["address"].startswith("map/") and r["result"] != "unchanged"
+    ]
+    hygiene = {r["address"]: r["result"] for r in result["results"] if "/" not in r["address"]}
+    only = written == [expected] and planned == [expected] and result["converged"]
+    return [
+        ("warm no-op --plan: s (median of 3, with cache)", noop, "target < 1 s"),
+        ("one changed service: --plan: s", plan_s, "target < 0.5 s"),
+        ("one changed service: --apply: s", apply_s, f"peak RSS {rss:,.0f} MiB"),
+        (
+            "one changed service: only that map entry written",
+            "yes" if only else f"NO: planned {planned[:5]}, written {written[:5]}",
+            f"expected {expected}",
+        ),
+        ("one changed service: hygiene steps after the writes", str(hygiene), ""),
+    ]
+
+
+def worlds(samples: int = 400, fill: dict[int, float] | None = None) -> dict[str, Any]:
+    """Benchmarks 2 and 3: an iptables node and our node per scale, all up at once so
+    connect samples alternate between every world and scale."""
+    tag = uuid.uuid4().hex[:4]
+    boxes = {
+        (world, scale): Sandbox(prefix=f"rclb{world[:3]}{scale}{tag}")
+        for scale in SCALES
+        for world in ("iptables", "ours")
+    }
+    servers: list[subprocess.Popen[str]] = []
+    endpoints = [gen.endpoint_ip(0, k) for k in range(ENDPOINTS)]
+    rows: list[tuple[str, Any, str]] = []
+    with tempfile.TemporaryDirectory(prefix="rclbnat-") as tmpdir:
+        try:
+            for sb in boxes.values():
+                _populate(sb)
+                servers.append(_start_server(sb))
+            for scale in SCALES:
+                text, count = ipt.rules(scale, endpoints)
+                node = boxes["iptables", scale].node
+                start = time.perf_counter()
+                ipt.restore(node, text)
+                ipt_s = time.perf_counter() - start
+                if ipt.count_rules(node) != count:
+                    raise RuntimeError("iptables-restore did not load every rule")
+                ours = Ours(boxes["ours", scale], Path(tmpdir) / str(scale))
+                ours.services(0)
+                first, rss0, _ = ours.run("--apply", "--no-cache")  # compile + attach
+                ours.services(scale)
+                ours_s, rss, _ = ours.run("--apply", "--no-cache")
+                rows += [
+                    (f"{scale:,} services: iptables-restore ({count:,} rules): s", ipt_s, ""),
+                    (
+                        f"{scale:,} services: ours, reconcile --apply from YAML: s",
+                        ours_s,
+                        f"cold, no cache; peak RSS {rss:,.0f} MiB",
+                    ),
+                    (f"{scale:,} services: ratio our apply / iptables-restore", ours_s / ipt_s, ""),
+                ]
+                if fill:
+                    rows.append(
+                        (
+                            f"{scale:,} services: ours, NAT map writes only: s",
+                            fill[scale],
+                            f"ratio to iptables {fill[scale] / ipt_s:.3f}",
+                        )
+                    )
+            rows.append(
+                (
+                    "ours: first apply, no services (compile + attach): s",
+                    first,
+                    f"peak RSS {rss0:,.0f} MiB",
+                )
+            )
+            probe = {
+                f"{world}@{scale}": (f"/run/netns/{sb.pod_ns(CLIENT)}", _targets(scale))
+                for (world, scale), sb in boxes.items()
+            }
+            raw = connect_probe(probe, samples)
+            scale_rows = at_scale(ours, SCALES[-1])  # `ours` is the largest scale's node
+        finally:
+            for proc in servers:
+                proc.kill()
+                proc.wait()
+            for sb in boxes.values():
+                sb.down()
+    latency = {
+        scale: {
+            world: {t: _med_us(v) for t, v in raw[f"{world}@{scale}"].items()}
+            for world in ("iptables", "ours")
+        }
+        for scale in SCALES
+    }
+    rows += _latency_rows(latency, samples)
+    report("nat worlds: sync and connect latency", rows)
+    return report(f"nat scale: {SCALES[-1]:,} services x {ENDPOINTS} endpoints", scale_rows)
+
+
+def _targets(services: int) -> dict[str, tuple[str, int]]:
+    return {
+        "first service": (str(gen.vip(0)), gen.SERVICE_PORT),
+        "last service": (str(gen.vip(services - 1)), gen.SERVICE_PORT),
+        "pod IP": (str(gen.BACKEND_IP), gen.TARGET_PORT),
+    }
+
+
+def _latency_rows(
+    latency: dict[int, dict[str, dict[str, float]]], samples: int
+) -> list[tuple[str, Any, str]]:
+    rows: list[tuple[str, Any, str]] = [
+        ("connect samples per target and world (median)", samples, "worlds interleaved")
+    ]
+    base = latency[SCALES[0]]["ours"]
+    for scale, worlds_ in latency.items():
+        ipt_, ours = worlds_["iptables"], worlds_["ours"]
+        for target in ours:
+            rows.append(
+                (
+                    f"{scale:,} svc, {target}: connect us iptables | ours",
+                    f"{ipt_[target]:8.1f} | {ours[target]:8.1f}",
+                    f"ours/iptables {ours[target] / ipt_[target]:.2f}; "
+                    f"ours vs 10 svc {ours[target] - base[target]:+.1f} us",
+                )
+            )
+        for target in ("first service", "last service"):
+            rows.append(
+                (
+                    f"{scale:,} svc, {target}: overhead vs pod IP, us",
+                    f"{ipt_[target] - ipt_['pod IP']:8.1f} | {ours[target] - ours['pod IP']:8.1f}",
+                    "iptables | ours",
+                )
+            )
+    return rows
+
+
+def _populate(sb: Sandbox) -> None:
+    """Client and backend pods; the backend holds every endpoint address."""
+    sb.up(pods=[CLIENT, BACKEND])
+    extra = range(1, BACKEND_ADDRS)
+    for netns, lines in (
+        (sb.pod_ns(BACKEND), [f"addr add {gen.BACKEND_IP + k}/32 dev eth0" for k in extra]),
+        (sb.node, [f"route add {gen.BACKEND_IP + k}/32 dev {BACKEND.host_iface}" for k in extra]),
+    ):
+        subprocess.run(
+            ["ip", "-n", netns, "-batch", "-"],
+            input="\n".join(lines),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    _, fill = tc_program(samples=500 if quick else 3000)
+    return worlds(samples=100 if quick else 400, fill=fill)
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)
