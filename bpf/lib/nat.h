@@ -175,9 +175,6 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	if (ct && ct->type == RCL_CT_REVERSE) {
 		__u32 vip = ct->orig_ip;
 		__u16 vport = ct->orig_port;
-		ct->last_seen_ns = now;
-		ct->flags |= pktflags | RCL_CT_EST;
-		/* a reply means the forward direction is established too */
 		struct rcl_ct_key fk = {};
 		fk.src = ip.daddr;
 		fk.dst = vip;
@@ -185,8 +182,17 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		fk.dport = vport;
 		fk.proto = ip.protocol;
 		struct rcl_ct_val *f = rcl_ct.lookup(&fk);
-		if (f)
-			f->flags |= RCL_CT_EST | (pktflags & (RCL_CT_FIN | RCL_CT_RST));
+		if (!f) {
+			/* The NATed flow is gone (evicted or cleaned): this reply
+			 * belongs to some other flow now. Never rewrite it. */
+			rcl_ct.delete(&key);
+			rcl_nat_count(RCL_NS_STALE);
+			return RCL_NAT_PASS;
+		}
+		/* a reply means the forward direction is established too */
+		f->flags |= RCL_CT_EST | (pktflags & (RCL_CT_FIN | RCL_CT_RST));
+		ct->last_seen_ns = now;
+		ct->flags |= pktflags | RCL_CT_EST;
 		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, vip,
 				    ports.sport, vport)) {
 			rcl_nat_count(RCL_NS_ERROR);
@@ -218,8 +224,24 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	fek.port = ports.dport;
 	fek.proto = ip.protocol;
 	struct rcl_nat_fe_val *fe = rcl_nat_fe.lookup(&fek);
-	if (!fe)
+	if (!fe) {
+		/* A new flow straight to an address (not a service). If this client
+		 * port talked to a VIP that was balanced to this very address and
+		 * port, that flow's reverse entry would rewrite our replies to the
+		 * VIP: the two cannot coexist (same 4-tuple at the backend), so the
+		 * old one is over. Retire its reverse entry. */
+		if ((ip.protocol == IPPROTO_TCP && (tcpflags & 0x12) == 0x02) ||
+		    ip.protocol == IPPROTO_UDP) {
+			struct rcl_ct_key rk = {};
+			rk.src = ip.daddr;
+			rk.dst = ip.saddr;
+			rk.sport = ports.dport;
+			rk.dport = ports.sport;
+			rk.proto = ip.protocol;
+			rcl_ct.delete(&rk);
+		}
 		return RCL_NAT_PASS;
+	}
 
 	struct rcl_nat_pick pick = {};
 	int rc = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);

@@ -215,6 +215,29 @@ def test_dnat_conntrack_and_reply_snat(dp: Dataplane, proto: nl.Proto) -> None:
         assert fwd is not None and nl.CtFlag.EST in fwd.flags
 
 
+@pytest.mark.parametrize("proto", [TCP, UDP], ids=["tcp", "udp"])
+def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
+    dp: Dataplane, proto: nl.Proto
+) -> None:
+    """A client port that talked to a VIP (balanced to B) then connects straight
+    to B: B's replies must reach it from B, not from the VIP."""
+    dp.service(1, BACKENDS, proto=proto)
+    backend = parse(dp.run(packet(CLIENT, VIP, 41000, 80, proto))[1]).dst
+    direct = packet(CLIENT, backend, 41000, 8080, proto)
+    assert dp.run(direct) == (PASS, direct)
+    reply = packet(backend, CLIENT, 8080, 41000, proto, flags=SYN | ACK)
+    assert dp.run(reply) == (PASS, reply)
+
+
+def test_reply_of_a_vanished_flow_is_not_rewritten(dp: Dataplane) -> None:
+    dp.service(1, BACKENDS)
+    backend = parse(dp.run(packet(CLIENT, VIP, 41100, 80, TCP))[1]).dst
+    assert bpfsys.map_delete(dp.fds[nl.MAP_CT], nl.CtKey(CLIENT, VIP, 41100, 80, TCP).encode())
+    reply = packet(backend, CLIENT, 8080, 41100, TCP, flags=SYN | ACK)
+    assert dp.run(reply) == (PASS, reply)
+    assert dp.ct(nl.CtKey(backend, CLIENT, 8080, 41100, TCP)) is None
+
+
 def test_udp_without_checksum_stays_without(dp: Dataplane) -> None:
     dp.service(1, BACKENDS, proto=UDP)
     verdict, out = dp.run(packet(CLIENT, VIP, 40001, 80, UDP, udp_csum=False))
