@@ -88,9 +88,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except PermissionError as exc:
-        print(f"error: {exc}; --plan, --apply and --status read and change the kernel's BPF "
-              "and network state and need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
-              "--validate does not", file=sys.stderr)
+        print(
+            f"error: {exc}; --plan, --apply and --status read and change the kernel's BPF "
+            "and network state and need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
+            "--validate does not",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from reconciler.pipeline import ReconcileError

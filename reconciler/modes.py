@@ -63,13 +63,16 @@ def _target(args: argparse.Namespace) -> Any:
     return Target(args.node, root, state, args.netns, _cache_dir(args), cgroup)
 
 
-def _plan_or_report(args: argparse.Namespace, spec: dict[str, Any]) -> Plan | None:
+def _plan_or_report(
+    args: argparse.Namespace, spec: dict[str, Any], fingerprint: bool = True
+) -> tuple[Plan, Any] | None:
+    """(plan, desired state), or None after reporting an invalid config."""
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
     src = open_source(spec, target.cache_dir or Path("/tmp"))
     try:
-        plan, _ = make_plan(src, target)
+        plan, desired = make_plan(src, target, fingerprint)
     except InvalidConfig as exc:
         diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
         if args.json:
@@ -85,13 +88,15 @@ def _plan_or_report(args: argparse.Namespace, spec: dict[str, Any]) -> Plan | No
             print(f"error: {exc}; nothing was changed", file=sys.stderr)
         return None
     # The saved plan records how to re-read its source, for the staleness check.
-    return dataclasses.replace(plan, source={**plan.source, "spec": spec})
+    return dataclasses.replace(plan, source={**plan.source, "spec": spec}), desired
 
 
 def plan_mode(args: argparse.Namespace) -> int:
-    plan = _plan_or_report(args, source_spec(args))
-    if plan is None:
+    # The observed-state fingerprint is only needed to save or print the plan.
+    planned = _plan_or_report(args, source_spec(args), fingerprint=bool(args.out or args.json))
+    if planned is None:
         return EXIT_ERROR
+    plan, _ = planned
     if args.out:
         plan.dump(args.out)
     if args.json:
@@ -108,7 +113,14 @@ def plan_mode(args: argparse.Namespace) -> int:
 
 def apply_mode(args: argparse.Namespace) -> int:
     from reconciler.lock import LockHeld, apply_lock
-    from reconciler.pipeline import ReconcileError, check_fresh, execute, record_applied
+    from reconciler.pipeline import (
+        ReconcileError,
+        check_fresh,
+        desired_state,
+        execute,
+        record_applied,
+        verify,
+    )  # fmt: skip
 
     target = _target(args)
     try:
@@ -117,19 +129,18 @@ def apply_mode(args: argparse.Namespace) -> int:
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
                 src = open_source(dict(spec), target.cache_dir or Path("/tmp"))
-                check_fresh(plan, src, target)
+                links = check_fresh(plan, src, target)
+                desired = desired_state(src, target, links)
             else:
-                spec = source_spec(args)
-                maybe = _plan_or_report(args, spec)
-                if maybe is None:
+                planned = _plan_or_report(args, source_spec(args), fingerprint=False)
+                if planned is None:
                     return EXIT_ERROR
-                plan = maybe
+                plan, desired = planned
             if not args.json:
                 sys.stdout.write(render.render_plan(plan))
             results = execute(plan, target) if not plan.empty else []
-            verify = _plan_or_report(args, dict(spec))
-            if verify is None:
-                return EXIT_ERROR
+            # Re-observe and compare with the very state we meant to reach.
+            remaining = verify(desired, target)
             record_applied(plan, target, len(results))
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
@@ -139,8 +150,8 @@ def apply_mode(args: argparse.Namespace) -> int:
                 "format_version": FORMAT_VERSION,
                 "plan": plan.as_json(),
                 "results": [{"address": a, "result": r} for a, r in results],
-                "converged": verify.empty,
-                "remaining": [c.as_json() for c in verify.changes],
+                "converged": not remaining,
+                "remaining": [c.as_json() for c in remaining],
             }
         )
     elif results:
@@ -151,9 +162,9 @@ def apply_mode(args: argparse.Namespace) -> int:
             f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
             f"{s['destroy']} destroyed."
         )
-    if not verify.empty:
+    if remaining:
         sys.stderr.write("error: not converged after apply; still different:\n")
-        sys.stderr.write("".join(render.change_line(c) + "\n" for c in verify.changes))
+        sys.stderr.write("".join(render.change_line(c) + "\n" for c in remaining))
         return EXIT_ERROR
     if not args.json:
         print("Verified: the kernel matches the configuration.")

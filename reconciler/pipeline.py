@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import bpfsys, build
 from reconciler.compile import Host, compile_desired
-from reconciler.diff import diff
+from reconciler.diff import Change, diff
 from reconciler.observe import observe
 from reconciler.plan import Plan
 from reconciler.source import Source
-from reconciler.state import Link
+from reconciler.state import DesiredState, Link
 from reconciler.validate import Validation, validate_source
 
 
@@ -46,33 +48,104 @@ def default_state_dir(bpffs_root: str) -> Path:
     return Path("/var/lib/calico-reconciler") / digest
 
 
-def make_plan(source: Source, target: Target) -> tuple[Plan, Validation]:
+def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredState:
+    """Validate and compile, or reuse the compiled state of identical inputs.
+
+    The key covers everything compile reads: the code, the source's identity
+    (a commit, or the hash of every file's blob id), the node, the host facts
+    and the program sources. A hit skips validation and compile altogether
+    (only valid configurations are ever stored), which is what keeps a no-op
+    plan of 10,000 services fast."""
+    host = host_facts(target, links)
+    digest = build.source_digest()
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                code_fingerprint(),
+                source.identity,
+                target.node,
+                [(link.name, link.ifindex, link.addresses) for link in links],
+                host.cgroup_id,
+                host.cgroup_path,
+                target.bpffs_root,
+                digest,
+            ]
+        ).encode()
+    ).hexdigest()[:32]
+    cached = _desired_cache_path(target, key)
+    if cached is not None and cached.exists():
+        try:
+            with open(cached, "rb") as fh:
+                state: DesiredState = pickle.load(fh)
+            return state
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            pass  # a cache must never make a plan fail: compute it
     validation = validate_source(source, target.cache_dir)
     if not validation.ok:
         raise InvalidConfig(validation)
-    bpfsys.ensure_bpffs(target.bpffs_root)
-    observed, links = observe(target.bpffs_root, target.netns)
-    desired = compile_desired(
-        validation.resources,
-        target.node,
-        host_facts(target, links),
-        target.bpffs_root,
-        build.source_digest(),
-    )
+    desired = compile_desired(validation.resources, target.node, host, target.bpffs_root, digest)
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
+    if cached is not None:
+        _store_desired(cached, desired)
+    return desired
+
+
+def _desired_cache_path(target: Target, key: str) -> Path | None:
+    return None if target.cache_dir is None else target.cache_dir / "desired" / f"{key}.pickle"
+
+
+def _store_desired(path: Path, desired: DesiredState, keep: int = 8) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(desired, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        # keep the few most recent states (one per recent commit or edit)
+        old = sorted(path.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime)[:-keep]
+        for stale in old:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the reconciler's code and schemas: what decides a desired state."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted([*here.glob("*.py"), *(here.parent / "schemas").glob("*.json")]):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def make_plan(
+    source: Source, target: Target, fingerprint: bool = True
+) -> tuple[Plan, DesiredState]:
+    """Validate, compile, observe and diff. `fingerprint=False` skips hashing
+    the observed state when the plan will not be saved or compared."""
+    bpfsys.ensure_bpffs(target.bpffs_root)
+    observed, links = observe(target.bpffs_root, target.netns)
+    desired = desired_state(source, target, links)
     changes = diff(desired, observed)
     plan = Plan(
         node=target.node,
         source={"identity": source.identity, "description": source.description},
         bpffs_root=target.bpffs_root,
-        observed_fingerprint=observed.fingerprint(),
+        observed_fingerprint=observed.fingerprint() if fingerprint else "",
         changes=changes,
         build=desired.build,
         warnings=desired.warnings,
         foreign=observed.foreign,
     )
-    return plan, validation
+    return plan, desired
+
+
+def verify(desired: DesiredState, target: Target) -> tuple[Change, ...]:
+    """After apply: what still differs from the state we meant to reach."""
+    observed, _ = observe(target.bpffs_root, target.netns)
+    return diff(desired, observed)
 
 
 def host_facts(target: Target, links: list[Link]) -> Host:
@@ -85,7 +158,7 @@ def host_facts(target: Target, links: list[Link]) -> Host:
     return Host(tuple(links), cgroup_id, target.cgroup or "")
 
 
-def check_fresh(plan: Plan, source: Source | None, target: Target) -> None:
+def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]:
     """Refuse a saved plan when the kernel or the source moved since it was made."""
     if plan.node != target.node or plan.bpffs_root != target.bpffs_root:
         raise ReconcileError(
@@ -97,11 +170,12 @@ def check_fresh(plan: Plan, source: Source | None, target: Target) -> None:
             f"plan is stale: the source changed since it was made "
             f"({plan.source.get('identity')} -> {source.identity}); run --plan again"
         )
-    observed, _ = observe(target.bpffs_root, target.netns)
+    observed, links = observe(target.bpffs_root, target.netns)
     if observed.fingerprint() != plan.observed_fingerprint:
         raise ReconcileError(
             "plan is stale: the kernel state changed since it was made; run --plan again"
         )
+    return links
 
 
 def execute(plan: Plan, target: Target) -> list[tuple[str, str]]:

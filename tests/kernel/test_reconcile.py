@@ -282,3 +282,26 @@ def test_interrupted_apply_is_repaired_by_the_next(node):
     assert rc == 2 and "prog/" not in out  # the build survived; only the rest remains
     node.apply_converged()
     assert "rcl:tc@" in tc_filters(node, "eth0", "egress")
+
+
+def test_desired_state_cache_skips_compile_until_an_input_changes(node, monkeypatch, tmp_path):
+    from reconciler import pipeline
+    from reconciler.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = [a for a in node.args() if a != "--no-cache"]
+    node.felix()
+    node.wep(FRONT)
+    assert main(["--apply", *args]) == 0
+    calls = []
+    real = pipeline.compile_desired
+    monkeypatch.setattr(pipeline, "compile_desired", lambda *a: calls.append(1) or real(*a))
+    node.capsys.readouterr()
+    assert main(["--plan", *args]) == 0  # same inputs: no validation, no compile
+    assert calls == [] and "No changes." in node.capsys.readouterr().out
+    node.wep(BACK)  # a config change is a new key
+    assert main(["--plan", *args]) == 2
+    assert calls == [1] and "+ tc/cali-back0/ingress" in node.capsys.readouterr().out
+    node.sandbox.remove_pod(FRONT)  # so is a kernel fact compile reads (the links)
+    assert main(["--plan", *args]) == 2
+    assert calls == [1, 1]
