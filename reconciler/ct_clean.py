@@ -23,30 +23,42 @@ from pathlib import Path
 from reconciler import bpfsys
 from reconciler import nat_layout as nat
 
+Backend = tuple[int, bytes, bytes]  # svc_id, ip (network order), port (network order)
 
-def live_backends(be_fd: int) -> set[tuple[int, bytes, bytes]]:
-    """(svc_id, ip_be, port_be) of every backend in the backend map."""
+
+def live_backends(
+    table: Iterable[tuple[bytes, bytes]], services: set[int] | None = None
+) -> set[Backend]:
+    """Backends in a backend table (the map's items, or the applied desired
+    table), optionally only those of some services."""
     live = set()
-    for key, value in bpfsys.map_entries(be_fd):
+    for key, value in table:
         svc_id, _ordinal = nat.BE_KEY.unpack(key)
-        ip, port, _flags = nat.BE_VAL.unpack(value)
-        live.add((svc_id, ip, port))
+        if services is None or svc_id in services:
+            ip, port, _flags = nat.BE_VAL.unpack(value)
+            live.add((svc_id, ip, port))
     return live
 
 
-def clean_conntrack(ct_fd: int, be_fd: int, aff_fd: int | None = None) -> int:
-    """Delete conntrack (and affinity) entries whose backend is gone; returns
-    how many conntrack entries were removed."""
-    live = live_backends(be_fd)
+def clean_conntrack(
+    ct_fd: int, live: set[Backend], aff_fd: int | None = None, services: set[int] | None = None
+) -> int:
+    """Delete conntrack (and affinity) entries whose backend is not live; with
+    `services`, only entries of those services are judged. Returns how many
+    conntrack entries were removed."""
     removed = 0
     for key, value in bpfsys.map_entries(ct_fd):
         fields = nat.CT_VAL.unpack(value)
         svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
+        if services is not None and svc_id not in services:
+            continue
         if (svc_id, be_ip, be_port) not in live and bpfsys.map_delete(ct_fd, key):
             removed += 1
     if aff_fd is not None:
         for key, value in bpfsys.map_entries(aff_fd):
             _client, svc_id = nat.AFF_KEY.unpack(key)
+            if services is not None and svc_id not in services:
+                continue
             _ts, ip, port, _ordinal = nat.AFF_VAL.unpack(value)
             if (svc_id, ip, port) not in live:
                 bpfsys.map_delete(aff_fd, key)

@@ -114,17 +114,17 @@ def _table_changes(
         have = observed.tables.get(name, {})
         if want == have or f"map/{name}" in deleted_maps:
             continue
-        for key in want.keys() - have.keys():
+        differing = [k for k, v in want.items() if have.get(k) != v]
+        for key in differing:
             address, after = entries.decode_one(name, key, want[key], ctx)
             info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
-            out.append(Change(Action.CREATE, address, ObjKind.ENTRY, None, after, info))
-        for key in want.keys() & have.keys():
-            if want[key] != have[key]:
-                address, after = entries.decode_one(name, key, want[key], ctx)
-                _, before = entries.decode_one(name, key, have[key], ctx)
-                info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
+            old = have.get(key)
+            if old is None:
+                out.append(Change(Action.CREATE, address, ObjKind.ENTRY, None, after, info))
+            else:
+                _, before = entries.decode_one(name, key, old, ctx)
                 out.append(Change(Action.UPDATE, address, ObjKind.ENTRY, before, after, info))
-        for key in have.keys() - want.keys():
+        for key in [k for k in have if k not in want]:
             address, before = entries.decode_one(name, key, have[key], ctx)
             out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
     return out

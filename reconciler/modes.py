@@ -138,7 +138,8 @@ def apply_mode(args: argparse.Namespace) -> int:
                 plan, desired = planned
             if not args.json:
                 sys.stdout.write(render.render_plan(plan))
-            results = execute(plan, target) if not plan.empty else []
+            backends = desired.tables.get("rcl_nat_be")
+            results = execute(plan, target, backends) if not plan.empty else []
             # Re-observe and compare with the very state we meant to reach.
             remaining = verify(desired, target)
             record_applied(plan, target, len(results))

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,7 +179,9 @@ def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]
     return links
 
 
-def execute(plan: Plan, target: Target) -> list[tuple[str, str]]:
+def execute(
+    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None = None
+) -> list[tuple[str, str]]:
     """Run every change in plan order; returns (address, result) pairs."""
     from reconciler.drivers import Executor
 
@@ -194,12 +197,18 @@ def execute(plan: Plan, target: Target) -> list[tuple[str, str]]:
                 ) from exc
     finally:
         executor.close()
-    results += _after_backend_changes(plan, target)
+    results += _after_backend_changes(plan, target, backends)
     return results
 
 
-def _after_backend_changes(plan: Plan, target: Target) -> list[tuple[str, str]]:
-    """Conntrack and connected-socket hygiene once backends have left."""
+def _after_backend_changes(
+    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None
+) -> list[tuple[str, str]]:
+    """Conntrack and connected-socket hygiene once backends have left.
+
+    Only services whose entries changed are judged. What is live comes from
+    the applied backend table when we have it (the kernel now holds exactly
+    that; apply verifies it), else from the kernel map."""
     from reconciler import ct_clean
     from reconciler.diff import Action
 
@@ -212,13 +221,17 @@ def _after_backend_changes(plan: Plan, target: Target) -> list[tuple[str, str]]:
     maps = Path(target.bpffs_root) / "maps"
     if not left or not (maps / "rcl_ct").exists():
         return []
+    services = {
+        int(c.address.split("/")[2], 16) if c.address.startswith("map/rcl_nat_be/")
+        else int((c.before or {}).get("svc_id", 0))
+        for c in left
+    }  # fmt: skip
     fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
     try:
-        removed = ct_clean.clean_conntrack(fds["rcl_ct"], fds["rcl_nat_be"], fds["rcl_nat_aff"])
-        live = {
-            (socket_ip(ip), int.from_bytes(port, "big"))
-            for _, ip, port in ct_clean.live_backends(fds["rcl_nat_be"])
-        }
+        table = backends.items() if backends is not None else bpfsys.map_entries(fds["rcl_nat_be"])
+        live_ids = ct_clean.live_backends(table, services)
+        removed = ct_clean.clean_conntrack(fds["rcl_ct"], live_ids, fds["rcl_nat_aff"], services)
+        live = {(socket_ip(ip), int.from_bytes(port, "big")) for _, ip, port in live_ids}
     finally:
         for fd in fds.values():
             bpfsys.close(fd)

@@ -49,27 +49,29 @@ def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-def _walk_yaml(root: Path) -> Iterable[Path]:
-    if root.is_file():
+def _walk_yaml(root: str) -> Iterable[str]:
+    """YAML files under root in a stable order, hidden entries skipped (plain
+    strings and os.walk: pathlib costs a third of a warm plan at 10k files)."""
+    if os.path.isfile(root):
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                yield Path(dirpath) / name
+                yield os.path.join(dirpath, name)
 
 
 def from_paths(paths: Iterable[str]) -> Source:
     """Read YAML files from directories and files (a working tree)."""
     files: list[SourceFile] = []
     for given in paths:
-        root = Path(given)
-        if not root.exists():
+        if not os.path.exists(given):
             raise SourceError(f"{given}: no such file or directory")
-        for path in _walk_yaml(root):
-            data = path.read_bytes()
-            shown = os.path.relpath(path) if not os.path.isabs(given) else str(path)
+        for path in _walk_yaml(given):
+            with open(path, "rb") as fh:
+                data = fh.read()
+            shown = os.path.normpath(path) if not os.path.isabs(given) else path
             files.append(SourceFile(shown, blob_id(data), _constant(data)))
     summary = hashlib.sha256()
     for f in files:

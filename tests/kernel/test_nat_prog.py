@@ -320,14 +320,15 @@ def test_flow_keeps_its_backend_when_ordinals_shift(dp: Dataplane) -> None:
 
 
 def test_flow_to_removed_backend_rebalances_once_its_conntrack_is_cleaned(dp: Dataplane) -> None:
-    from reconciler.ct_clean import clean_conntrack
+    from reconciler.ct_clean import clean_conntrack, live_backends
 
     dp.service(1, BACKENDS)
     first = parse(dp.run(packet(CLIENT, VIP, 45100, 80, TCP))[1]).dst
     survivor = next(b for b in BACKENDS if b != first)
     dp.service(1, (survivor,))
     bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nl.BackendKey(1, 1).encode())
-    removed = clean_conntrack(dp.fds[nl.MAP_CT], dp.fds[nl.MAP_NAT_BE], dp.fds[nl.MAP_NAT_AFF])
+    live = live_backends(bpfsys.map_entries(dp.fds[nl.MAP_NAT_BE]))
+    removed = clean_conntrack(dp.fds[nl.MAP_CT], live, dp.fds[nl.MAP_NAT_AFF])
     assert removed == 2  # the forward and the reverse entry of the flow
     verdict, out = dp.run(packet(CLIENT, VIP, 45100, 80, TCP, flags=ACK))
     assert verdict == DNAT and parse(out).dst == survivor
