@@ -8,7 +8,6 @@ import json
 import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from reconciler.plan import Plan, PlanFileError
@@ -130,11 +129,14 @@ def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": "dir", "paths": [args.config]}
 
 
-def open_source(spec: dict[str, Any], cache_dir: Path) -> Source:
+def open_source(spec: dict[str, Any]) -> Source:
+    """The config snapshot a spec names. Remote repositories are mirrored under
+    the cache directory whatever --no-cache says: that flag is about results."""
     from reconciler import source
+    from reconciler.validate import default_cache_dir
 
     if spec["kind"] == "git":
-        return source.from_git(spec["repo"], spec["ref"], cache_dir)
+        return source.from_git(spec["repo"], spec["ref"], default_cache_dir())
     return source.from_paths(spec["paths"])
 
 

@@ -24,10 +24,7 @@ def validate_mode(args: argparse.Namespace) -> int:
     from reconciler import source
     from reconciler.validate import validate_source
 
-    if args.validate:
-        src = source.from_paths(args.validate)
-    else:
-        src = open_source(source_spec(args), _cache_dir(args) or Path("/tmp"))
+    src = source.from_paths(args.validate) if args.validate else open_source(source_spec(args))
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
@@ -70,7 +67,7 @@ def _plan_or_report(
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
-    src = open_source(spec, target.cache_dir or Path("/tmp"))
+    src = open_source(spec)
     try:
         plan, desired = make_plan(src, target, fingerprint)
     except InvalidConfig as exc:
@@ -128,7 +125,7 @@ def apply_mode(args: argparse.Namespace) -> int:
             if args.plan_file:
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
-                src = open_source(dict(spec), target.cache_dir or Path("/tmp"))
+                src = open_source(dict(spec))
                 links = check_fresh(plan, src, target)
                 desired = desired_state(src, target, links)
             else:
