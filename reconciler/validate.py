@@ -158,10 +158,9 @@ class ResultCache:
         for key, result in items:
             idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
             summary = (_diag_rows(result.diagnostics), idents)
-            full = [
-                (r.kind, r.name, r.namespace, r.body, r.file, r.line, r.lines)
-                for r in result.resources
-            ]
+            # Line tables stay out: they only place diagnostics, which are
+            # already in the summary, and they are most of a resource's pickle.
+            full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
             rows.append((key, pickle.dumps(summary, 5), pickle.dumps(full, 5)))
         try:
             with self.db:
