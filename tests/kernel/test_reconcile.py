@@ -305,3 +305,21 @@ def test_desired_state_cache_skips_compile_until_an_input_changes(node, monkeypa
     node.sandbox.remove_pod(FRONT)  # so is a kernel fact compile reads (the links)
     assert main(["--plan", *args]) == 2
     assert calls == [1, 1]
+
+
+def test_a_hand_deleted_map_pin_is_rebuilt_and_traffic_is_counted_again(node):
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    (Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate").unlink()  # someone "cleaned up"
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    assert "+ map/rcl_ifstate " in out
+    # the attached programs still hold the unpinned map: they must be rebuilt and re-attached
+    assert "-/+ prog/tc@" in out and "rebuilt for map/rcl_ifstate" in out
+    assert "~ tc/cali-front0/ingress" in out
+    node.apply_converged()
+    assert ifindex(node, "cali-front0") in ifstate(node)
+    assert ping(node, FRONT, BACK.ip)
+    rc, out, _ = node.run("--status", "--json")
+    assert json.loads(out)["counters"]["cali-front0"]["rx_packets"] >= 1
