@@ -34,3 +34,21 @@ class Counters:
             for i, value in enumerate(COUNTERS.unpack_from(chunk)):
                 totals[i] += value
         return cls(*totals)
+
+
+# C struct -> (Python codec, field names in C order); every field here is of
+# one width per struct, so a field's offset is its index times that width.
+LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
+    "rcl_ifstate": (IFSTATE, ("flags", "reserved")),
+    "rcl_globals": (GLOBALS, ("log_level", "flags")),
+    "rcl_counters": (
+        COUNTERS,
+        ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped", "nat"),
+    ),
+}
+
+
+def field_offsets(name: str) -> dict[str, int]:
+    codec, fields = LAYOUTS[name]
+    width = codec.size // len(fields)
+    return {f: i * width for i, f in enumerate(fields)}

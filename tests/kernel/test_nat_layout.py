@@ -1,4 +1,4 @@
-"""bpf/lib/nat_types.h and reconciler/nat_layout.py agree: sizes and offsets as
+"""bpf/lib/*_types.h and their Python mirrors agree: sizes and offsets as
 compiled by bcc (clang for the BPF target), read back through a test run."""
 
 from __future__ import annotations
@@ -15,28 +15,20 @@ from tests.kernel.rcl_bcc import BPF_DIR, skip_unless_kernel
 pytestmark = pytest.mark.kernel
 
 
-def _queries() -> list[tuple[str, str, str]]:
-    """(struct, field or '' for sizeof, C expression)."""
-    out: list[tuple[str, str, str]] = []
-    for name, fields in nl.FIELDS.items():
-        out.append((name, "", f"sizeof(struct {name})"))
-        out.extend((name, f, f"offsetof(struct {name}, {f})") for f in fields)
-    return out
-
-
-def test_layouts_match_c() -> None:
-    skip_unless_kernel()
+def _c_layout(header: str, queries: list[str]) -> list[int]:
+    """Evaluate sizeof/offsetof expressions as clang compiles them for BPF."""
     from bcc import BPF
 
-    queries = _queries()
     body = "\n".join(
         f"\t{{ __u32 k = {i}; __u64 v = {expr}; rcl_layout.update(&k, &v); }}"
-        for i, (_, _, expr) in enumerate(queries)
+        for i, expr in enumerate(queries)
     )
     text = (
-        (BPF_DIR / "lib" / "nat_types.h").read_text()
+        (BPF_DIR / "lib" / header).read_text()
         + f"\nBPF_ARRAY(rcl_layout, __u64, {len(queries)});\n"
-        + "int rcl_layout_probe(struct __sk_buff *skb)\n{\n" + body + "\n\treturn 0;\n}\n"
+        + "int rcl_layout_probe(struct __sk_buff *skb)\n{\n"
+        + body
+        + "\n\treturn 0;\n}\n"
     )
     b = BPF(text=text.encode())
     try:
@@ -49,11 +41,36 @@ def test_layouts_match_c() -> None:
         }
     finally:
         b.cleanup()
-    mismatches = []
-    for i, (name, field, _) in enumerate(queries):
-        want = nl.CODECS[name].size if not field else nl.field_offsets(name)[field]
-        if got[i] != want:
-            mismatches.append(f"{name}.{field or 'sizeof'}: C {got[i]} != Python {want}")
+    return [got[i] for i in range(len(queries))]
+
+
+def _compare(header: str, fields: dict[str, tuple[str, ...]], size, offsets) -> list[str]:
+    rows = []
+    for name, names in fields.items():
+        rows.append((name, "", f"sizeof(struct {name})", size(name)))
+        rows += [(name, f, f"offsetof(struct {name}, {f})", offsets(name)[f]) for f in names]
+    got = _c_layout(header, [expr for _, _, expr, _ in rows])
+    return [
+        f"{name}.{field or 'sizeof'}: C {c} != Python {want}"
+        for (name, field, _, want), c in zip(rows, got, strict=True)
+        if c != want
+    ]
+
+
+def test_nat_layouts_match_c() -> None:
+    skip_unless_kernel()
+    mismatches = _compare("nat_types.h", nl.FIELDS, lambda n: nl.CODECS[n].size, nl.field_offsets)
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_interface_layouts_match_c() -> None:
+    from reconciler import iface_layout as il
+
+    skip_unless_kernel()
+    fields = {name: names for name, (_, names) in il.LAYOUTS.items()}
+    mismatches = _compare(
+        "iface_types.h", fields, lambda n: il.LAYOUTS[n][0].size, il.field_offsets
+    )
     assert not mismatches, "\n".join(mismatches)
 
 
@@ -67,8 +84,18 @@ def test_codecs_round_trip() -> None:
         nl.AffinityKey(IPv4Address("192.168.1.1"), 7),
         nl.Affinity(123, IPv4Address("10.0.0.5"), 8080, 2),
         nl.CtKey(IPv4Address("1.2.3.4"), ip, 40000, 80, nl.Proto.UDP),
-        nl.CtEntry(1, 2, 7, 2, ip, IPv4Address("10.0.0.5"), 80, 8080, nl.CtType.FORWARD,
-                   nl.CtFlag.SYN | nl.CtFlag.EST),
+        nl.CtEntry(
+            1,
+            2,
+            7,
+            2,
+            ip,
+            IPv4Address("10.0.0.5"),
+            80,
+            8080,
+            nl.CtType.FORWARD,
+            nl.CtFlag.SYN | nl.CtFlag.EST,
+        ),
         nl.NatGlobals(1, 2, 3, 4, 5, 6, nl.CtlbMode.ALL),
         nl.CtlbRevKey(2**40, IPv4Address("127.0.0.1"), 5353),
         nl.CtlbRev(9, ip, 53),
