@@ -323,3 +323,14 @@ def test_a_hand_deleted_map_pin_is_rebuilt_and_traffic_is_counted_again(node):
     assert ping(node, FRONT, BACK.ip)
     rc, out, _ = node.run("--status", "--json")
     assert json.loads(out)["counters"]["cali-front0"]["rx_packets"] >= 1
+
+
+def test_apply_fails_loudly_when_the_kernel_does_not_converge(node, monkeypatch):
+    from reconciler.drivers import Executor
+
+    node.felix()
+    monkeypatch.setattr(Executor, "_entry", lambda self, change: "updated")  # a driver that lies
+    rc, out, err = node.run("--apply")
+    assert rc == 1
+    assert "error: not converged after apply; still different:" in err
+    assert "+ map/rcl_ifstate/eth0" in err

@@ -372,3 +372,16 @@ def test_map_overflow_is_a_plan_time_error_and_changes_nothing(svc):
     assert rc == 1
     assert "map rcl_nat_be would overflow: 6 backends for bpfMapSizeNATBackend = 2" in err
     assert not (Path(svc.node.sandbox.bpffs_root) / "maps").exists()
+
+
+def test_one_changed_endpoint_writes_only_its_entry(svc):
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    moved = Pod("back2", "10.65.0.23")  # same pod name, new address: one backend entry changes
+    svc.service((*BACKENDS[:2], moved))
+    rc, out, err = svc.node.run("--apply", "--json")
+    assert rc == 0, out + err
+    written = [r["address"] for r in json.loads(out)["results"] if r["address"].startswith("map/")]
+    assert len(written) == 2  # the TCP and the UDP port's backend 2, nothing else
+    assert all(a.startswith("map/rcl_nat_be/") and a.endswith("/2") for a in written)

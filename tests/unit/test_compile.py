@@ -120,3 +120,37 @@ def test_durations(text, seconds):
 def test_bad_duration():
     with pytest.raises(ValueError, match="invalid duration '10 seconds'"):
         parse_duration("10 seconds")
+
+
+def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
+    felix = res(
+        "FelixConfiguration",
+        "default",
+        {
+            "bpfEnabled": True,
+            "bpfConnectTimeLoadBalancing": "Enabled",
+            "bpfConntrackTimeouts": {"tcpEstablished": "2h", "udpTimeout": "90s"},
+        },
+    )
+    g = (
+        compile_desired([felix], "n1", LINKS, "/sys/fs/bpf/x", "src")
+        .objects["map/rcl_nat_globals/0"]
+        .attrs
+    )
+    assert (g["tcp_established_s"], g["udp_s"], g["tcp_syn_sent_s"], g["ctlb"]) == (7200, 90, 20, 1)
+    from reconciler.compile import Host
+
+    host = Host(LINKS, cgroup_id=42, cgroup_path="/sys/fs/cgroup/x")
+
+    def hooks(resource):
+        desired = compile_desired([resource], "n1", host, "/sys/fs/bpf/x", "src")
+        attached = sorted(a for a in desired.objects if a.startswith("cgroup/"))
+        return desired.objects["map/rcl_nat_globals/0"].attrs["ctlb"], attached
+
+    assert hooks(felix) == (1, ["cgroup/connect4", "cgroup/recvmsg4", "cgroup/sendmsg4"])
+    off = res(
+        "FelixConfiguration",
+        "default",
+        {"bpfEnabled": True, "bpfConnectTimeLoadBalancingEnabled": False},
+    )
+    assert hooks(off) == (2, [])  # Disabled: the mode, and no connect-time programs at all
