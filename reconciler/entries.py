@@ -132,15 +132,9 @@ def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     return be_key(int(svc_hex, 16), int(ordinal)), be_value(a["ip"], a["port"])
 
 
-_NAT_GLOBAL_FIELDS = (
-    "tcp_syn_sent_s",
-    "tcp_established_s",
-    "tcp_fin_s",
-    "tcp_rst_s",
-    "udp_s",
-    "generic_s",
-    "ctlb",
-)
+# struct rcl_nat_globals' fields, as nat_layout names them, except that its
+# `flags` word holds only the connect-time LB mode: plans call it `ctlb`.
+_NAT_GLOBAL_FIELDS = (*nat.FIELDS["rcl_nat_globals"][:-1], "ctlb")
 
 
 def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
