@@ -49,3 +49,31 @@ def test_watch_follows_config_and_interfaces(node):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_watch_attaches_a_new_pod_on_its_link_event(node):
+    """The drift timer is far away: only the netlink event can explain a quick attach."""
+    from reconciler.sandbox import Pod
+
+    node.felix()
+    late = Pod("late0", "10.65.0.30")
+    node.wep(late)  # the WorkloadEndpoint exists before its interface does, as with a CNI
+    reconcile = str(Path(sys.executable).parent / "reconcile")
+    proc = subprocess.Popen(
+        [reconcile, "--watch", "--interval", "300", *node.args()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "eth0", "ingress"))
+        node.sandbox.add_pod(late)
+        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-late0", "ingress"), 15)
+    finally:
+        proc.terminate()
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert "reconciling: interfaces changed" in err
