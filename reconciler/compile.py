@@ -181,10 +181,16 @@ def compile_desired(
     host: Host | Sequence[Link],
     bpffs_root: str,
     source_digest: str,
+    file_ids: Mapping[str, str] | None = None,
+    nat_memo: Mapping[str, Any] | None = None,
+    code: str = "",
 ) -> DesiredState:
-    """The whole dataplane this node should have, as addressed objects."""
-    from reconciler.entries import be_key, be_value, fe_key, fe_value
-    from reconciler.services import compile_services
+    """The whole dataplane this node should have, as addressed objects.
+
+    `file_ids` (path -> blob id) and the previous state's `nat_memo` let
+    services whose files did not change reuse their packed NAT entries; the
+    result is the same as without them (a test holds it to that)."""
+    from reconciler.services import service_fragments
 
     if not isinstance(host, Host):
         host = Host(tuple(host))
@@ -237,14 +243,17 @@ def compile_desired(
                 )
             )
 
-    # Services: NAT frontends and backends.
+    # Services: NAT frontends and backends, packed per service (memoised).
     node_ips = sorted({ip for s in selected if s.role & Role.DATA for ip in s.link.addresses})
-    nat = compile_services(resources, node, node_ips)
-    warnings += nat.warnings
-    for map_name, count, what in (
-        ("rcl_nat_fe", nat.frontend_count, "frontends"),
-        ("rcl_nat_be", nat.backend_count, "backends"),
-    ):
+    memo = nat_memo if nat_memo is not None and nat_memo.get("code") == code else None
+    fragments, new_memo = service_fragments(
+        resources, node, node_ips, file_ids, memo["groups"] if memo else None
+    )
+    counts = {
+        "rcl_nat_fe": (sum(f.frontend_count for f in fragments), "frontends"),
+        "rcl_nat_be": (sum(f.backend_count for f in fragments), "backends"),
+    }
+    for map_name, (count, what) in counts.items():
         size = int(config[MAP_SIZES[map_name]])
         if count > size:
             errors.append(
@@ -255,23 +264,19 @@ def compile_desired(
     be_table: dict[bytes, bytes] = {}
     table_info: dict[int, dict[str, Any]] = {}
     fe_owner: dict[bytes, str] = {}
-    for port in nat.ports:
-        primary = port.frontends[0].label if port.frontends else port.service
-        table_info[port.svc_id] = {"frontend": f"nat/{primary}", "service": port.service}
-        for fe in port.frontends:
-            key = fe_key(fe.vip, fe.port, fe.proto)
+    for fragment in fragments:
+        warnings += fragment.warnings
+        for svc_id, primary, service in fragment.info:
+            table_info[svc_id] = {"frontend": primary, "service": service}
+        for key, value, label, service in fragment.frontends:
             if key in fe_owner:
                 warnings.append(
-                    f"{fe.service}: frontend {fe.label} is also used by {fe_owner[key]}; ignored"
+                    f"{service}: frontend {label} is also used by {fe_owner[key]}; ignored"
                 )
                 continue
-            fe_owner[key] = fe.service
-            value = fe_value(
-                port.svc_id, len(port.backends), port.local_count, fe.flags, fe.affinity_timeout_s
-            )
+            fe_owner[key] = service
             fe_table[key] = value
-        for ordinal, be in enumerate(port.backends):
-            be_table[be_key(port.svc_id, ordinal)] = be_value(be.ip, be.port)
+        be_table.update(fragment.backends)
     tables = {"rcl_nat_fe": fe_table, "rcl_nat_be": be_table}
 
     # Connect-time load balancing on the configured cgroup.
@@ -293,5 +298,6 @@ def compile_desired(
             )
     build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(
-        node, True, objects, tuple(warnings), build, tuple(errors), tables, table_info
-    )
+        node, True, objects, tuple(warnings), build, tuple(errors), tables, table_info,
+        {"code": code, "groups": new_memo},
+    )  # fmt: skip

@@ -84,12 +84,35 @@ def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredS
     validation = validate_source(source, target.cache_dir)
     if not validation.ok:
         raise InvalidConfig(validation)
-    desired = compile_desired(validation.resources, target.node, host, target.bpffs_root, digest)
+    previous = _latest_desired(cached)
+    desired = compile_desired(
+        validation.resources, target.node, host, target.bpffs_root, digest,
+        {f.path: f.digest for f in source.files},
+        previous.nat_memo if previous is not None else None,
+        code_fingerprint(),
+    )  # fmt: skip
+
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
     if cached is not None:
         _store_desired(cached, desired)
     return desired
+
+
+def _latest_desired(path: Path | None) -> DesiredState | None:
+    """The most recently stored desired state: its per-service NAT memo lets a
+    commit that changes one service recompile one service."""
+    if path is None or not path.parent.is_dir():
+        return None
+    stored = sorted(path.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime)
+    if not stored:
+        return None
+    try:
+        with open(stored[-1], "rb") as fh:
+            state: DesiredState = pickle.load(fh)
+        return state
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+        return None  # a cache must never make a plan fail
 
 
 def _desired_cache_path(target: Target, key: str) -> Path | None:

@@ -134,40 +134,55 @@ def _stable_ids(keys: Sequence[str]) -> dict[str, int]:
     return ids
 
 
-def compile_services(
-    resources: Sequence[Resource], node: str, node_ips: Sequence[str]
-) -> NatTables:
-    """All service ports with their frontends and backends, for this node."""
-    warnings: list[str] = []
+def _groups(
+    resources: Sequence[Resource],
+) -> tuple[list[Resource], dict[tuple[str | None, str], list[Resource]]]:
+    """Services kube-proxy would program, and EndpointSlices by owning service."""
     slices: dict[tuple[str | None, str], list[Resource]] = {}
     for r in resources:
         if r.kind == "EndpointSlice":
             owner = r.labels.get(SERVICE_NAME_LABEL)
             if isinstance(owner, str):
                 slices.setdefault((r.namespace, owner), []).append(r)
-
-    pending: list[tuple[str, Resource, Mapping[str, Any], str]] = []
+    services = []
     for svc in resources:
         if svc.kind != "Service" or PROXY_NAME_LABEL in svc.labels:
             continue
         spec = svc.spec
         if spec.get("type") == "ExternalName" or spec.get("clusterIP") in ("None", None, ""):
             continue  # headless or name-only: kube-proxy programs nothing
-        for port in spec.get("ports") or ():
-            proto = str(port.get("protocol") or "TCP")
-            if proto not in PROTOCOLS:
-                warnings.append(f"{svc.ref}: {proto} ports are not load-balanced; skipped")
-                continue
-            key = f"{svc.namespace}/{svc.name}:{port.get('name') or ''}/{proto.lower()}"
-            pending.append((key, svc, port, proto))
+        services.append(svc)
+    return services, slices
 
-    ids = _stable_ids([key for key, *_ in pending])
+
+def _port_keys(svc: Resource) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(service port key, port, protocol) for the ports we load-balance."""
+    out = []
+    for port in svc.spec.get("ports") or ():
+        proto = str(port.get("protocol") or "TCP")
+        if proto in PROTOCOLS:
+            key = f"{svc.namespace}/{svc.name}:{port.get('name') or ''}/{proto.lower()}"
+            out.append((key, port, proto))
+    return out
+
+
+def _service_ports(
+    svc: Resource,
+    slices: Sequence[Resource],
+    node: str,
+    node_ips: Sequence[str],
+    ids: Mapping[str, int],
+) -> tuple[list[ServicePort], list[str]]:
+    """One service's ports with their frontends and ordered backends."""
+    spec = svc.spec
+    warnings = []
+    for port in spec.get("ports") or ():
+        proto = str(port.get("protocol") or "TCP")
+        if proto not in PROTOCOLS:
+            warnings.append(f"{svc.ref}: {proto} ports are not load-balanced; skipped")
     ports: list[ServicePort] = []
-    for key, svc, port, proto in pending:
-        spec = svc.spec
-        backends = _backends(
-            slices.get((svc.namespace, svc.name), ()), port.get("name") or "", proto, node
-        )
+    for key, port, proto in _port_keys(svc):
+        backends = _backends(slices, port.get("name") or "", proto, node)
         flags, timeout = 0, 0
         if spec.get("sessionAffinity") == "ClientIP":
             flags |= FE_AFFINITY
@@ -194,4 +209,93 @@ def compile_services(
             for ip, p, f in sorted(set(fe))
         )
         ports.append(ServicePort(key, ids[key], backends, frontends))
+    return ports, warnings
+
+
+def compile_services(
+    resources: Sequence[Resource], node: str, node_ips: Sequence[str]
+) -> NatTables:
+    """All service ports with their frontends and backends, for this node."""
+    services, slices = _groups(resources)
+    ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+    ports: list[ServicePort] = []
+    warnings: list[str] = []
+    for svc in services:
+        got, warned = _service_ports(
+            svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids
+        )
+        ports += got
+        warnings += warned
     return NatTables(tuple(ports), tuple(warnings))
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One service's contribution to the NAT tables, already packed."""
+
+    frontends: tuple[tuple[bytes, bytes, str, str], ...]  # key, value, label, service port
+    backends: tuple[tuple[bytes, bytes], ...]
+    info: tuple[tuple[int, str, str], ...]  # svc_id, primary frontend, service port
+    warnings: tuple[str, ...]
+    frontend_count: int
+    backend_count: int
+
+
+def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment:
+    from reconciler.entries import be_key, be_value, fe_key, fe_value
+
+    frontends, backends, info = [], [], []
+    for port in ports:
+        primary = port.frontends[0].label if port.frontends else port.service
+        info.append((port.svc_id, f"nat/{primary}", port.service))
+        for fe in port.frontends:
+            value = fe_value(
+                port.svc_id, len(port.backends), port.local_count, fe.flags, fe.affinity_timeout_s
+            )
+            frontends.append((fe_key(fe.vip, fe.port, fe.proto), value, fe.label, fe.service))
+        backends += [
+            (be_key(port.svc_id, ordinal), be_value(be.ip, be.port))
+            for ordinal, be in enumerate(port.backends)
+        ]
+    return Fragment(
+        tuple(frontends), tuple(backends), tuple(info), tuple(warnings),
+        sum(len(p.frontends) for p in ports), sum(len(p.backends) for p in ports),
+    )  # fmt: skip
+
+
+Memo = dict[tuple[Any, ...], Fragment]
+
+
+def service_fragments(
+    resources: Sequence[Resource],
+    node: str,
+    node_ips: Sequence[str],
+    file_ids: Mapping[str, str] | None = None,
+    memo: Memo | None = None,
+) -> tuple[list[Fragment], Memo]:
+    """Per-service NAT fragments, reusing `memo` for services whose inputs did
+    not change. A fragment depends only on its Service and EndpointSlices
+    (named by the blob ids of the files holding them), the node, its
+    addresses and its service ids, and that is exactly its memo key; without
+    `file_ids` nothing is reused. Returns the fragments and the new memo."""
+    services, slices = _groups(resources)
+    ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+    fragments: list[Fragment] = []
+    new_memo: Memo = {}
+    for svc in services:
+        own = slices.get((svc.namespace, svc.name), [])
+        key = None
+        if file_ids is not None:
+            key = (
+                svc.namespace, svc.name, svc.file, file_ids.get(svc.file),
+                tuple(sorted((s.file, file_ids.get(s.file), s.name) for s in own)),
+                node, tuple(node_ips),
+                tuple(ids[k] for k, _, _ in _port_keys(svc)),
+            )  # fmt: skip
+        fragment = memo.get(key) if memo is not None and key is not None else None
+        if fragment is None:
+            fragment = _fragment(*_service_ports(svc, own, node, node_ips, ids))
+        if key is not None:
+            new_memo[key] = fragment
+        fragments.append(fragment)
+    return fragments, new_memo

@@ -54,6 +54,8 @@ class DesiredState:
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
     # svc_id -> what to show next to its NAT entries in a plan
     table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # Packed NAT entries per service, for the next compile to reuse (not state).
+    nat_memo: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
