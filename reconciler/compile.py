@@ -245,7 +245,7 @@ def compile_desired(
 
     # Services: NAT frontends and backends, packed per service (memoised).
     node_ips = sorted({ip for s in selected if s.role & Role.DATA for ip in s.link.addresses})
-    memo = nat_memo if nat_memo is not None and nat_memo.get("code") == code else None
+    memo = nat_memo if nat_memo and nat_memo.get("code") == code else None
     fragments, new_memo = service_fragments(
         resources, node, node_ips, file_ids, memo["groups"] if memo else None
     )

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,10 +78,11 @@ def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredS
     if cached is not None and cached.exists():
         try:
             with open(cached, "rb") as fh:
-                state: DesiredState = pickle.load(fh)
-            return state
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-            pass  # a cache must never make a plan fail: compute it
+                state = pickle.load(fh)
+            if isinstance(state, DesiredState):
+                return state
+        except Exception:  # noqa: BLE001 - a cache must never make a plan fail: compute it
+            pass
     validation = validate_source(source, target.cache_dir)
     if not validation.ok:
         raise InvalidConfig(validation)
@@ -109,14 +111,18 @@ def _latest_desired(path: Path | None) -> DesiredState | None:
         return None
     try:
         with open(stored[-1], "rb") as fh:
-            state: DesiredState = pickle.load(fh)
-        return state
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-        return None  # a cache must never make a plan fail
+            state = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
+        return None
+    return state if isinstance(state, DesiredState) else None
 
 
 def _desired_cache_path(target: Target, key: str) -> Path | None:
-    return None if target.cache_dir is None else target.cache_dir / "desired" / f"{key}.pickle"
+    # One directory per code version: states pickled by other code (older
+    # fields, other semantics) are never loaded, not even as "the latest".
+    if target.cache_dir is None:
+        return None
+    return target.cache_dir / "desired" / code_fingerprint() / f"{key}.pickle"
 
 
 def _store_desired(path: Path, desired: DesiredState, keep: int = 8) -> None:
@@ -126,10 +132,18 @@ def _store_desired(path: Path, desired: DesiredState, keep: int = 8) -> None:
         with open(tmp, "wb") as fh:
             pickle.dump(desired, fh, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(path)
-        # keep the few most recent states (one per recent commit or edit)
+        # keep the few most recent states (one per recent commit or edit), and
+        # drop the directories of other code versions
         old = sorted(path.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime)[:-keep]
         for stale in old:
             stale.unlink(missing_ok=True)
+        for other in path.parent.parent.iterdir():
+            if other == path.parent:
+                continue
+            if other.is_dir():
+                shutil.rmtree(other, ignore_errors=True)
+            else:
+                other.unlink(missing_ok=True)
     except OSError:
         pass
 

@@ -166,3 +166,28 @@ def test_a_memo_from_other_code_is_ignored():
     first = compile_(resources, ids, None)
     poisoned = {"code": "other", "groups": {k: None for k in first.nat_memo["groups"]}}
     same(compile_(resources, ids, poisoned), first)
+
+
+def test_states_cached_by_other_code_are_never_loaded(tmp_path):
+    import pickle
+    from pathlib import Path
+
+    from reconciler import pipeline
+
+    target = pipeline.Target("n1", "/sys/fs/bpf/x", tmp_path / "state", cache_dir=tmp_path)
+    path = pipeline._desired_cache_path(target, "k")
+    assert path is not None and pipeline.code_fingerprint() in path.parts
+    # what an older version left behind, next to and inside the cache
+    legacy = Path(tmp_path / "desired" / "old.pickle")
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(pickle.dumps({"not": "a DesiredState"}))
+    assert pipeline._latest_desired(path) is None
+    path.parent.mkdir(parents=True)
+    (path.parent / "junk.pickle").write_bytes(b"\x80\x05garbage")
+    assert pipeline._latest_desired(path) is None
+    rng = random.Random(3)
+    resources = [service(0, rng), endpoint_slice(0, rng, 0)]
+    state = compile_(resources, file_ids(resources, {}), None)
+    pipeline._store_desired(path, state)
+    assert pipeline._latest_desired(path) == state
+    assert not legacy.exists()  # other versions' leftovers are removed on store
