@@ -129,15 +129,18 @@ def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": "dir", "paths": [args.config]}
 
 
-def open_source(spec: dict[str, Any]) -> Source:
+def open_source(spec: dict[str, Any], use_cache: bool = True) -> Source:
     """The config snapshot a spec names. Remote repositories are mirrored under
-    the cache directory whatever --no-cache says: that flag is about results."""
+    the cache directory whatever --no-cache says; the working-tree stat cache
+    follows it."""
     from reconciler import source
     from reconciler.validate import default_cache_dir
 
     if spec["kind"] == "git":
         return source.from_git(spec["repo"], spec["ref"], default_cache_dir())
-    return source.from_paths(spec["paths"])
+    paths = spec["paths"]
+    stat = source.stat_cache_path(default_cache_dir(), paths) if use_cache else None
+    return source.from_paths(paths, stat)
 
 
 def emit_json(data: Any) -> None:

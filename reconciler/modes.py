@@ -21,10 +21,10 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 
 
 def validate_mode(args: argparse.Namespace) -> int:
-    from reconciler import source
     from reconciler.validate import validate_source
 
-    src = source.from_paths(args.validate) if args.validate else open_source(source_spec(args))
+    spec = {"kind": "dir", "paths": args.validate} if args.validate else source_spec(args)
+    src = open_source(spec, not args.no_cache)
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
@@ -67,7 +67,7 @@ def _plan_or_report(
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
-    src = open_source(spec)
+    src = open_source(spec, not args.no_cache)
     try:
         plan, desired = make_plan(src, target, fingerprint)
     except InvalidConfig as exc:
@@ -125,7 +125,7 @@ def apply_mode(args: argparse.Namespace) -> int:
             if args.plan_file:
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
-                src = open_source(dict(spec))
+                src = open_source(dict(spec), not args.no_cache)
                 links = check_fresh(plan, src, target)
                 desired = desired_state(src, target, links)
             else:

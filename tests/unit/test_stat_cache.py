@@ -1,0 +1,103 @@
+"""The working-tree stat cache may skip reading files, never serve a stale id."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from reconciler import source
+from reconciler.source import SourceError, blob_id, from_paths
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "cfg"
+    root.mkdir()
+    for i in range(3):
+        (root / f"f{i}.yaml").write_text(f"kind: Tier\nmetadata: {{name: t{i}}}\n")
+    return root, tmp_path / "stat.pickle"
+
+
+def backdate_cache(cache, seconds=5):
+    import pickle
+
+    written, entries = pickle.loads(cache.read_bytes())
+    cache.write_bytes(pickle.dumps((written + seconds * 10**9, entries)))
+
+
+def digests(src):
+    return {os.path.basename(f.path): f.digest for f in src.files}
+
+
+def test_unchanged_files_are_not_read_and_ids_match(tree, monkeypatch):
+    root, cache = tree
+    first = from_paths([str(root)], cache)
+    backdate_cache(cache)  # the files' ctimes are now well before the cache write
+    opened = []
+    real_open = open
+
+    def spy(path, *a, **k):
+        opened.append(str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", spy)
+    second = from_paths([str(root)], cache)
+    assert digests(second) == digests(first)
+    assert not [p for p in opened if p.endswith(".yaml")]  # nothing re-read
+    assert second.files[0].read() == (root / "f0.yaml").read_bytes()  # lazily, verified
+
+
+def test_same_size_edit_with_mtime_restored_is_still_seen(tree):
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    target = root / "f1.yaml"
+    st = os.stat(target)
+    target.write_text(target.read_text().replace("t1", "x1"))  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime put back; ctime moves
+    got = digests(from_paths([str(root)], cache))
+    assert got["f1.yaml"] == blob_id(target.read_bytes())
+
+
+def test_racily_clean_entries_are_hashed_again(tree):
+    """An entry written in the same instant as the file's last change proves
+    nothing (a second edit could follow within one timestamp tick)."""
+    import pickle
+
+    root, cache = tree
+    path = str((root / "f2.yaml").resolve())
+    st = os.stat(path)
+    sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    # stat data matches, but the id is of other content, written right after the change
+    cache.write_bytes(pickle.dumps((st.st_ctime_ns + 1, {path: (sig, "0" * 40)})))
+    got = digests(from_paths([str(root)], cache))
+    assert got["f2.yaml"] == blob_id((root / "f2.yaml").read_bytes())
+    # the same entry written long after the change would be trusted
+    cache.write_bytes(pickle.dumps((st.st_ctime_ns + 10**10, {path: (sig, "0" * 40)})))
+    assert digests(from_paths([str(root)], cache))["f2.yaml"] == "0" * 40
+
+
+def test_a_file_changed_mid_run_fails_loudly(tree):
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    src = from_paths([str(root)], cache)
+    time.sleep(0.01)
+    (root / "f0.yaml").write_text("kind: Tier\nmetadata: {name: changed}\n")
+    f0 = next(f for f in src.files if f.path.endswith("f0.yaml"))
+    with pytest.raises(SourceError, match="changed while it was being read"):
+        f0.read()
+
+
+def test_a_corrupt_cache_is_ignored(tree):
+    root, cache = tree
+    cache.write_bytes(b"not a pickle")
+    assert digests(from_paths([str(root)], cache)) == digests(from_paths([str(root)]))
+
+
+def test_one_cache_per_set_of_roots(tmp_path):
+    a = source.stat_cache_path(tmp_path, ["/x", "/y"])
+    assert a == source.stat_cache_path(tmp_path, ["/y", "/x"])
+    assert a != source.stat_cache_path(tmp_path, ["/x"])
