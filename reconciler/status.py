@@ -66,6 +66,10 @@ def collect_status(target: Any) -> dict[str, Any]:
     owned: dict[str, int] = {}
     for obj in observed.objects.values():
         owned[obj.kind.value] = owned.get(obj.kind.value, 0) + 1
+    # Service NAT entries are observed as raw tables, not objects: count them too.
+    nat_entries = sum(len(table) for table in observed.tables.values())
+    if nat_entries:
+        owned["entry"] = owned.get("entry", 0) + nat_entries
     interfaces = sorted(
         {a.split("/")[1] for a, o in observed.objects.items() if o.kind is ObjKind.TC}
     )

@@ -385,3 +385,17 @@ def test_one_changed_endpoint_writes_only_its_entry(svc):
     written = [r["address"] for r in json.loads(out)["results"] if r["address"].startswith("map/")]
     assert len(written) == 2  # the TCP and the UDP port's backend 2, nothing else
     assert all(a.startswith("map/rcl_nat_be/") and a.endswith("/2") for a in written)
+
+
+def test_status_counts_service_entries(svc):
+    svc.start()
+    svc.node.apply_converged()
+
+    def entries():
+        rc, out, _ = svc.node.run("--status", "--json")
+        return json.loads(out)["owned"]["entry"]
+
+    before = entries()
+    svc.service()
+    svc.node.apply_converged()
+    assert entries() - before == 2 + 6  # two frontends, three backends per port
