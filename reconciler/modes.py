@@ -133,7 +133,9 @@ def apply_mode(args: argparse.Namespace) -> int:
                 if planned is None:
                     return EXIT_ERROR
                 plan, desired = planned
-            if not args.json:
+            # --watch passes that find nothing to do stay quiet
+            quiet = args.json or (args.watch and plan.empty and not plan.warnings)
+            if not quiet:
                 sys.stdout.write(render.render_plan(plan))
             backends = desired.tables.get("rcl_nat_be")
             results = execute(plan, target, backends) if not plan.empty else []
@@ -164,7 +166,7 @@ def apply_mode(args: argparse.Namespace) -> int:
         sys.stderr.write("error: not converged after apply; still different:\n")
         sys.stderr.write("".join(render.change_line(c) + "\n" for c in remaining))
         return EXIT_ERROR
-    if not args.json:
+    if not quiet:
         print("Verified: the kernel matches the configuration.")
     return EXIT_OK
 

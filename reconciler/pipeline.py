@@ -291,6 +291,16 @@ def socket_ip(raw: bytes) -> str:
 
 
 def record_applied(plan: Plan, target: Target, applied: int) -> None:
+    """Remember what the kernel was converged to. A no-op pass from the same
+    source keeps the record of the apply that last changed something."""
+    previous = target.state_dir / "applied.json"
+    if plan.empty and previous.exists():
+        try:
+            old = json.loads(previous.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("source", {}).get("identity") == plan.source.get("identity"):
+            return
     target.state_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "node": plan.node,

@@ -334,3 +334,11 @@ def test_apply_fails_loudly_when_the_kernel_does_not_converge(node, monkeypatch)
     assert rc == 1
     assert "error: not converged after apply; still different:" in err
     assert "+ map/rcl_ifstate/eth0" in err
+
+
+def test_a_no_op_apply_keeps_the_record_of_the_last_real_one(node):
+    node.felix()
+    node.apply_converged()  # applies, then re-applies with no changes
+    rc, out, _ = node.run("--status", "--json")
+    record = json.loads(out)["last_apply"]
+    assert record["changes_applied"] > 0
