@@ -112,12 +112,20 @@ class TcProgram:
             flags = build_flags(self.root, MAP_CONFIG)
             self.bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
             self.prog_fd = self.bpf.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS).fd
-            names = ("rcl_ifstate", nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_CT, nl.MAP_NAT_STATS)
-            self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
-            # tc.c ignores packets on interfaces it does not manage.
-            bpfsys.map_update(
-                self.fds["rcl_ifstate"], il.U32.pack(TEST_RUN_IFINDEX), il.IFSTATE.pack(1, 0)
+            names = (
+                "rcl_ifstate",
+                "rcl_counters",
+                nl.MAP_NAT_FE,
+                nl.MAP_NAT_BE,
+                nl.MAP_CT,
+                nl.MAP_NAT_STATS,
             )
+            self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
+            # What the reconciler writes for a managed interface (tc.c ignores the
+            # others): its state and a zeroed counters entry.
+            key = il.U32.pack(TEST_RUN_IFINDEX)
+            bpfsys.map_update(self.fds["rcl_ifstate"], key, il.IFSTATE.pack(1, 0))
+            bpfsys.map_update(self.fds["rcl_counters"], key, il.COUNTERS.pack(0, 0, 0, 0, 0, 0))
         except BaseException:
             self.close()
             raise

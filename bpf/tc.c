@@ -18,13 +18,11 @@ BPF_TABLE_PINNED("percpu_hash", __u32, struct rcl_counters, rcl_counters, RCL_IF
 BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
 		 RCL_MAPS_DIR "/rcl_globals");
 
+/* The reconciler creates an interface's counters entry with its ifstate entry
+ * and deletes both together: the datapath never creates entries of its own,
+ * so a plan always knows every entry that exists. */
 static __always_inline struct rcl_counters *rcl_counters_for(__u32 ifindex)
 {
-	struct rcl_counters *c = rcl_counters.lookup(&ifindex);
-	if (c)
-		return c;
-	struct rcl_counters zero = {};
-	rcl_counters.insert(&ifindex, &zero); /* NOEXIST: never reset another CPU's race */
 	return rcl_counters.lookup(&ifindex);
 }
 

@@ -232,7 +232,7 @@ def compile_desired(
             )
         )
         counters = {"ifindex": sel.link.ifindex}
-        add(Obj(f"map/rcl_counters/{name}", ObjKind.ENTRY, counters, ensure=False))
+        add(Obj(f"map/rcl_counters/{name}", ObjKind.ENTRY, counters))
         for direction in DIRECTIONS:
             add(
                 Obj(

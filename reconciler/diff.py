@@ -79,9 +79,8 @@ def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
     for address, obj in want.items():
         old = have.get(address)
         if old is None:
-            if obj.ensure:
-                changes.append(Change(Action.CREATE, address, obj.kind, None, obj.attrs, obj.info))
-        elif obj.ensure and dict(old.attrs) != dict(obj.attrs):
+            changes.append(Change(Action.CREATE, address, obj.kind, None, obj.attrs, obj.info))
+        elif dict(old.attrs) != dict(obj.attrs):
             # A map's shape cannot change in place: a new map, entries migrated.
             action = Action.REPLACE if obj.kind is ObjKind.MAP else Action.UPDATE
             changes.append(Change(action, address, obj.kind, old.attrs, obj.attrs, obj.info))

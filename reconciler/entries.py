@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import nat_layout as nat
-from reconciler.iface_layout import GLOBALS, IFSTATE, U32
+from reconciler.iface_layout import COUNTERS, GLOBALS, IFSTATE, U32
 
 Attrs = dict[str, Any]
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
@@ -59,7 +59,8 @@ def _counters_decode(key: bytes, _value: Any, ctx: Context) -> tuple[str, Attrs]
 
 
 def _counters_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(a["ifindex"]), b""  # only ever deleted by us
+    # Created zeroed on every CPU; values are the datapath's, never compared.
+    return U32.pack(a["ifindex"]), COUNTERS.pack(0, 0, 0, 0, 0, 0)
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:

@@ -25,16 +25,11 @@ class ObjKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Obj:
-    """One thing we own in the kernel. `attrs` is compared for equality.
-
-    `ensure=False` marks objects we tolerate but do not create (per-interface
-    counters, which the dataplane itself creates on the first packet).
-    """
+    """One thing we own in the kernel. `attrs` is compared for equality."""
 
     address: str
     kind: ObjKind
     attrs: Mapping[str, Any]
-    ensure: bool = True
     # Shown in plans and status, never compared (why an object exists).
     info: Mapping[str, Any] = field(default_factory=dict, compare=False)
 

@@ -153,9 +153,11 @@ class TcProg:
         return res.retval, res.data_out
 
     def iface(self, flags: int) -> None:
-        bpfsys.map_update(
-            self.fds["rcl_ifstate"], il.U32.pack(self.ifindex), il.IFSTATE.pack(flags, 0)
-        )
+        """What the reconciler writes for a managed interface: its state and a
+        zeroed counters entry (the datapath never creates entries itself)."""
+        key = il.U32.pack(self.ifindex)
+        bpfsys.map_update(self.fds["rcl_ifstate"], key, il.IFSTATE.pack(flags, 0))
+        bpfsys.map_update(self.fds["rcl_counters"], key, il.COUNTERS.pack(0, 0, 0, 0, 0, 0))
 
     def frontend(
         self,

@@ -54,10 +54,7 @@ def test_equal_states_have_no_changes_and_zero_is_not_missing():
     assert diff(desired(entry), observed(entry)) == ()
 
 
-def test_optional_objects_are_neither_created_nor_compared():
-    counters = Obj("map/c/eth0", ObjKind.ENTRY, {"ifindex": 2}, ensure=False)
-    assert diff(desired(counters), observed()) == ()
-    assert diff(desired(counters), observed(o("map/c/eth0", ObjKind.ENTRY, ifindex=9))) == ()
+def test_entries_of_vanished_interfaces_are_deleted():
     (gone,) = diff(desired(), observed(o("map/c/#7", ObjKind.ENTRY, ifindex=7)))
     assert (gone.action, gone.address) == (Action.DELETE, "map/c/#7")
 
