@@ -42,7 +42,7 @@ def change_line(change: Change) -> str:
     info = change.info
     if info.get("selected_by"):
         why = f"  ({info.get('role')}: {info['selected_by']})"
-    elif info.get("frontend"):
+    elif info.get("frontend") and change.address.startswith("map/rcl_nat_be/"):
         ordinal = change.address.rsplit("/", 1)[-1]
         why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):

@@ -187,6 +187,7 @@ def test_nat_entries_in_desired_state_and_overflow_is_an_error():
     ]
     line = change_line(changes[backends[1]])
     assert line.endswith("(nat/10.96.0.1:80/tcp backend 1, default/web:http/tcp)")
+    assert change_line(fe).endswith("affinity_timeout_s=0  (default/web:http/tcp)")
     # once applied, the same tables observed back mean no changes at all
     assert diff(desired, ObservedState(dict(desired.objects), (), desired.tables)) == ()
     too_many = compile_desired(
