@@ -30,9 +30,9 @@ from typing import Any
 from bench import iptables_world as ipt
 from bench import services_gen as gen
 from bench.common import RECONCILE, report
-from reconciler import bpfsys
-from reconciler import iface_layout as il
+from reconciler import bpfsys, entries
 from reconciler import nat_layout as nl
+from reconciler.entries import managed_interface
 from reconciler.sandbox import Pod, Sandbox
 
 SCALES = (10, 1_000, 10_000)
@@ -123,9 +123,8 @@ class TcProgram:
             self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
             # What the reconciler writes for a managed interface (tc.c ignores the
             # others): its state and a zeroed counters entry.
-            key = il.U32.pack(TEST_RUN_IFINDEX)
-            bpfsys.map_update(self.fds["rcl_ifstate"], key, il.IFSTATE.pack(1, 0))
-            bpfsys.map_update(self.fds["rcl_counters"], key, il.COUNTERS.pack(0, 0, 0, 0, 0, 0))
+            for address, attrs in managed_interface(TEST_RUN_IFINDEX, flags=1):
+                bpfsys.map_update(self.fds[address.split("/")[1]], *entries.encode(address, attrs))
         except BaseException:
             self.close()
             raise

@@ -448,3 +448,14 @@ def map_entries(fd: int) -> list[tuple[bytes, bytes]]:
             raise TypeError(f"map fd {fd} is per-CPU: use map_items")
         out.append((key, value))
     return out
+
+
+def pinned_items(path: str) -> list[tuple[bytes, bytes | list[bytes]]]:
+    """All entries of a pinned map ([] when nothing is pinned there)."""
+    if not os.path.exists(path):
+        return []
+    fd = obj_get(path)
+    try:
+        return map_items(fd)
+    finally:
+        close(fd)

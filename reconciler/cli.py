@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import Plan, PlanFileError
+from reconciler.plan import PlanFileError
 from reconciler.source import Source, SourceError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -146,10 +146,6 @@ def open_source(spec: dict[str, Any], use_cache: bool = True) -> Source:
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
-
-
-def load_plan_file(path: str) -> Plan:
-    return Plan.read(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -190,6 +190,7 @@ def compile_desired(
     `file_ids` (path -> blob id) and the previous state's `nat_memo` let
     services whose files did not change reuse their packed NAT entries; the
     result is the same as without them (a test holds it to that)."""
+    from reconciler.entries import managed_interface
     from reconciler.services import service_fragments
 
     if not isinstance(host, Host):
@@ -224,15 +225,8 @@ def compile_desired(
         )
     for sel in selected:
         name = sel.link.name
-        add(
-            Obj(
-                f"map/rcl_ifstate/{name}",
-                ObjKind.ENTRY,
-                {"ifindex": sel.link.ifindex, "flags": int(sel.role)},
-            )
-        )
-        counters = {"ifindex": sel.link.ifindex}
-        add(Obj(f"map/rcl_counters/{name}", ObjKind.ENTRY, counters))
+        for address, attrs in managed_interface(sel.link.ifindex, int(sel.role), name):
+            add(Obj(address, ObjKind.ENTRY, attrs))
         for direction in DIRECTIONS:
             add(
                 Obj(

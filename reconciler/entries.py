@@ -158,6 +158,17 @@ CODECS: dict[str, Codec] = {
 }
 
 
+def managed_interface(ifindex: int, flags: int, name: str | None = None) -> list[tuple[str, Attrs]]:
+    """The entries the reconciler owns for one managed interface: its state and
+    its counters (created zeroed). Compile uses it, and so do harnesses that
+    drive the programs directly, so they set up exactly what apply would."""
+    shown = name or f"#{ifindex}"
+    return [
+        (f"map/rcl_ifstate/{shown}", {"ifindex": ifindex, "flags": flags}),
+        (f"map/rcl_counters/{shown}", {"ifindex": ifindex}),
+    ]
+
+
 # Maps reconciled as raw byte tables (see DesiredState.tables).
 TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
 

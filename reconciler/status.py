@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from reconciler import bpfsys
@@ -12,26 +12,11 @@ from reconciler.state import ObjKind
 
 
 def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
-    pin = Path(root) / "maps" / "rcl_counters"
-    if not pin.exists():
-        return {}
-    fd = bpfsys.obj_get(str(pin))
-    try:
-        items = bpfsys.map_items(fd)
-    finally:
-        bpfsys.close(fd)
     out = {}
-    for key, chunks in items:
+    for key, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_counters"):
         (ifindex,) = U32.unpack(key)
         c = Counters.sum_per_cpu(chunks if isinstance(chunks, list) else [chunks])
-        out[by_index.get(ifindex, f"#{ifindex}")] = {
-            "rx_packets": c.rx_packets,
-            "rx_bytes": c.rx_bytes,
-            "tx_packets": c.tx_packets,
-            "tx_bytes": c.tx_bytes,
-            "dropped": c.dropped,
-            "nat": c.nat,
-        }
+        out[by_index.get(ifindex, f"#{ifindex}")] = dataclasses.asdict(c)
     return out
 
 
@@ -39,14 +24,9 @@ def _nat_stats(root: str) -> dict[str, int]:
     """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
     from reconciler.nat_layout import NatStat
 
-    pin = Path(root) / "maps" / "rcl_nat_stats"
-    if not pin.exists():
+    items = dict(bpfsys.pinned_items(f"{root}/maps/rcl_nat_stats"))
+    if not items:
         return {}
-    fd = bpfsys.obj_get(str(pin))
-    try:
-        items = dict(bpfsys.map_items(fd))
-    finally:
-        bpfsys.close(fd)
     out = {}
     for stat in NatStat:
         chunks = items.get(U32.pack(stat.value), [])

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys
+from reconciler import bpfsys, entries
 from reconciler import iface_layout as il
 from reconciler import nat_layout as nl
+from reconciler.entries import managed_interface
 from tests.kernel.conftest import PODS
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
@@ -155,9 +156,8 @@ class TcProg:
     def iface(self, flags: int) -> None:
         """What the reconciler writes for a managed interface: its state and a
         zeroed counters entry (the datapath never creates entries itself)."""
-        key = il.U32.pack(self.ifindex)
-        bpfsys.map_update(self.fds["rcl_ifstate"], key, il.IFSTATE.pack(flags, 0))
-        bpfsys.map_update(self.fds["rcl_counters"], key, il.COUNTERS.pack(0, 0, 0, 0, 0, 0))
+        for address, attrs in managed_interface(self.ifindex, flags):
+            bpfsys.map_update(self.fds[address.split("/")[1]], *entries.encode(address, attrs))
 
     def frontend(
         self,
