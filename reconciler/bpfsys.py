@@ -400,10 +400,15 @@ def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes
             err = -rc if rc < -1 else ctypes.get_errno()
             if err != 2:  # ENOENT = no more entries (count may still be > 0)
                 _check(-err, f"lookup_batch in map fd {fd}")
-        kraw, vraw = keys.raw, values.raw
-        ks, vs = shape.key_size, shape.value_size
-        for i in range(count.value):
-            items.append((kraw[i * ks : (i + 1) * ks], _split(vraw[i * vs : (i + 1) * vs], shape)))
+        n, ks, vs = count.value, shape.key_size, shape.value_size
+        # Slice the two buffers in comprehensions: 100k+ entries per map at scale.
+        kraw, vraw = ctypes.string_at(keys, n * ks), ctypes.string_at(values, n * vs)
+        vals: list[bytes] = [vraw[i : i + vs] for i in range(0, n * vs, vs)]
+        items += zip(
+            [kraw[i : i + ks] for i in range(0, n * ks, ks)],
+            vals if not shape.chunk else [_split(v, shape) for v in vals],
+            strict=True,
+        )
         if err == 2:
             return items
         ctypes.memmove(in_batch, out_batch, token)

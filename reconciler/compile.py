@@ -182,16 +182,17 @@ def compile_desired(
     bpffs_root: str,
     source_digest: str,
     file_ids: Mapping[str, str] | None = None,
-    nat_memo: Mapping[str, Any] | None = None,
-    code: str = "",
+    context: str = "",
 ) -> DesiredState:
     """The whole dataplane this node should have, as addressed objects.
 
-    `file_ids` (path -> blob id) and the previous state's `nat_memo` let
-    services whose files did not change reuse their packed NAT entries; the
-    result is the same as without them (a test holds it to that)."""
+    With `file_ids` (path -> blob id of every source file) the state carries
+    a NatIndex, so that a later change to Services and EndpointSlices alone
+    can be applied to it by reconciler.nat_compile.update; `context` names
+    every other input (node, links, code) for that index."""
+    from reconciler import nat_compile
     from reconciler.entries import managed_interface
-    from reconciler.services import service_fragments
+    from reconciler.services import service_fragments, service_ids
 
     if not isinstance(host, Host):
         host = Host(tuple(host))
@@ -237,41 +238,20 @@ def compile_desired(
                 )
             )
 
-    # Services: NAT frontends and backends, packed per service (memoised).
+    # Services: NAT frontends and backends, packed per service, as raw bytes
+    # (100k+ entries at scale, compared at C speed).
     node_ips = sorted({ip for s in selected if s.role & Role.DATA for ip in s.link.addresses})
-    memo = nat_memo if nat_memo and nat_memo.get("code") == code else None
-    fragments, new_memo = service_fragments(
-        resources, node, node_ips, file_ids, memo["groups"] if memo else None
-    )
-    counts = {
-        "rcl_nat_fe": (sum(f.frontend_count for f in fragments), "frontends"),
-        "rcl_nat_be": (sum(f.backend_count for f in fragments), "backends"),
-    }
-    for map_name, (count, what) in counts.items():
-        size = int(config[MAP_SIZES[map_name]])
-        if count > size:
-            errors.append(
-                f"map {map_name} would overflow: {count} {what} for {MAP_SIZES[map_name]} = {size}"
-            )
-    # Service NAT maps as raw bytes: 100k+ entries at scale, compared at C speed.
-    fe_table: dict[bytes, bytes] = {}
-    be_table: dict[bytes, bytes] = {}
-    table_info: dict[int, dict[str, Any]] = {}
-    fe_owner: dict[bytes, str] = {}
-    for fragment in fragments:
-        warnings += fragment.warnings
-        for svc_id, primary, service in fragment.info:
-            table_info[svc_id] = {"frontend": primary, "service": service}
-        for key, value, label, service in fragment.frontends:
-            if key in fe_owner:
-                warnings.append(
-                    f"{service}: frontend {label} is also used by {fe_owner[key]}; ignored"
-                )
-                continue
-            fe_owner[key] = service
-            fe_table[key] = value
-        be_table.update(fragment.backends)
-    tables = {"rcl_nat_fe": fe_table, "rcl_nat_be": be_table}
+    ids = service_ids(resources)
+    fragments = service_fragments(resources, node, node_ips, ids)
+    sizes = (int(config[MAP_SIZES["rcl_nat_fe"]]), int(config[MAP_SIZES["rcl_nat_be"]]))
+    folded = nat_compile.fold(fragments, sizes)
+    index = None
+    if file_ids is not None:
+        index = nat_compile.build_index(
+            resources, file_ids, context, folded, ids, sizes, node, node_ips, warnings, errors
+        )
+    warnings += folded.warnings
+    errors += folded.errors
 
     # Connect-time load balancing on the configured cgroup.
     if ctlb_mode(config) != "Disabled" and host.cgroup_id is not None:
@@ -292,6 +272,6 @@ def compile_desired(
             )
     build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(
-        node, True, objects, tuple(warnings), build, tuple(errors), tables, table_info,
-        {"code": code, "groups": new_memo},
+        node, True, objects, tuple(warnings), build, tuple(errors), folded.tables,
+        folded.table_info, index,
     )  # fmt: skip

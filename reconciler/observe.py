@@ -1,6 +1,6 @@
 """Observe: read what we own in the kernel into an ObservedState.
 
-Collectors talk to the kernel (pyroute2 netlink, bpffs, libbpf syscalls);
+Collectors talk to the kernel (rtnetlink dumps via rtnl, bpffs, libbpf syscalls);
 the parsers that turn what they return into objects are plain functions.
 Only objects that are provably ours appear: filters named `rcl:`, and pins
 under our bpffs root. Anything else seen on a managed interface is reported
@@ -9,6 +9,7 @@ as foreign and never touched.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import bpfsys, entries
+from reconciler.rtnl import Rtnl
 from reconciler.state import Link, Obj, ObjKind, ObservedState
 
 FILTER_PREFIX = "rcl:"
@@ -31,38 +33,32 @@ class TcFilter:
     prio: int
 
 
-def read_links(ipr: Any) -> list[Link]:
-    import socket
-
+def read_links(rtnl: Rtnl) -> list[Link]:
     addresses: dict[int, list[str]] = {}
-    for msg in ipr.get_addr(family=socket.AF_INET):
-        addresses.setdefault(msg["index"], []).append(msg.get_attr("IFA_ADDRESS"))
+    for addr in rtnl.addresses():
+        addresses.setdefault(addr.ifindex, []).append(addr.address)
     return [
-        Link(m.get_attr("IFLA_IFNAME"), m["index"], tuple(sorted(addresses.get(m["index"], ()))))
-        for m in ipr.get_links()
+        Link(m.ifname, m.ifindex, tuple(sorted(addresses.get(m.ifindex, ())))) for m in rtnl.links()
     ]
 
 
-def read_filters(ipr: Any, links: Iterable[Link]) -> list[TcFilter]:
+def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
     # One qdisc dump says which links have a clsact at all; only those can
     # carry tc filters, so the per-link filter dumps stay few on a busy node.
-    with_clsact = {q["index"] for q in ipr.get_qdiscs() if q.get_attr("TCA_KIND") == "clsact"}
+    with_clsact = {q.ifindex for q in rtnl.qdiscs() if q.kind == "clsact"}
     out = []
     for link in links:
         if link.ifindex not in with_clsact:
             continue
         for direction, parent in PARENTS.items():
             try:
-                msgs = ipr.get_filters(index=link.ifindex, parent=parent)
-            except Exception:  # noqa: BLE001 - the link just went away
-                continue
-            for msg in msgs:
-                opts = msg.get_attr("TCA_OPTIONS")
-                if opts is None:
-                    continue  # the per-priority header entry, not a filter
-                kind = msg.get_attr("TCA_KIND")
-                name = opts.get_attr("TCA_BPF_NAME") if kind == "bpf" else None
-                out.append(TcFilter(link.name, direction, name, msg["info"] >> 16))
+                msgs = rtnl.filters(link.ifindex, parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENODEV, errno.EINVAL):
+                    continue  # the link went away since the link dump
+                raise
+            # rtnl already skips the per-priority header entries (no TCA_OPTIONS).
+            out += [TcFilter(link.name, direction, m.name, m.prio) for m in msgs]
     return out
 
 
@@ -152,11 +148,10 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
 
 def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Link]]:
     """Everything of ours in the kernel, plus the live links compile needs."""
-    from reconciler.netlink import route
-
-    with route(netns) as ipr:
-        links = read_links(ipr)
-        filters = read_filters(ipr, links)
+    # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
+    with Rtnl(netns) as rtnl:
+        links = read_links(rtnl)
+        filters = read_filters(rtnl, links)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
     progs, maps = read_pins(root)

@@ -263,39 +263,40 @@ def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment
     )  # fmt: skip
 
 
-Memo = dict[tuple[Any, ...], Fragment]
+ServiceRef = tuple[str | None, str]  # (namespace, name)
+
+
+def service_ids(resources: Sequence[Resource]) -> dict[str, int]:
+    """Stable ids of every load-balanced service port in `resources`."""
+    services, _ = _groups(resources)
+    return _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
 
 
 def service_fragments(
     resources: Sequence[Resource],
     node: str,
     node_ips: Sequence[str],
-    file_ids: Mapping[str, str] | None = None,
-    memo: Memo | None = None,
-) -> tuple[list[Fragment], Memo]:
-    """Per-service NAT fragments, reusing `memo` for services whose inputs did
-    not change. A fragment depends only on its Service and EndpointSlices
-    (named by the blob ids of the files holding them), the node, its
-    addresses and its service ids, and that is exactly its memo key; without
-    `file_ids` nothing is reused. Returns the fragments and the new memo."""
+    ids: Mapping[str, int] | None = None,
+) -> dict[ServiceRef, Fragment]:
+    """Each programmed service's packed NAT fragment, in resource order. `ids`
+    defaults to those of `resources`; an incremental compile passes the ids of
+    the whole config while giving only the resources of the services it redoes."""
     services, slices = _groups(resources)
-    ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
-    fragments: list[Fragment] = []
-    new_memo: Memo = {}
-    for svc in services:
-        own = slices.get((svc.namespace, svc.name), [])
-        key = None
-        if file_ids is not None:
-            key = (
-                svc.namespace, svc.name, svc.file, file_ids.get(svc.file),
-                tuple(sorted((s.file, file_ids.get(s.file), s.name) for s in own)),
-                node, tuple(node_ips),
-                tuple(ids[k] for k, _, _ in _port_keys(svc)),
-            )  # fmt: skip
-        fragment = memo.get(key) if memo is not None and key is not None else None
-        if fragment is None:
-            fragment = _fragment(*_service_ports(svc, own, node, node_ips, ids))
-        if key is not None:
-            new_memo[key] = fragment
-        fragments.append(fragment)
-    return fragments, new_memo
+    if ids is None:
+        ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+    return {
+        (svc.namespace, svc.name): _fragment(
+            *_service_ports(svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids)
+        )
+        for svc in services
+    }
+
+
+def feeds(resource: Resource) -> ServiceRef | None:
+    """The service whose NAT entries this resource feeds, if any."""
+    if resource.kind == "Service":
+        return (resource.namespace, resource.name)
+    if resource.kind == "EndpointSlice":
+        owner = resource.labels.get(SERVICE_NAME_LABEL)
+        return (resource.namespace, owner) if isinstance(owner, str) else None
+    return None

@@ -7,6 +7,7 @@ caches keyed by it survive switching between `--config` and `--repo`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -121,37 +122,41 @@ def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.pickle"
 
 
-def _verified_reader(path: str, digest: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with open(path, "rb") as fh:
-            data = fh.read()
-        if blob_id(data) != digest:
-            raise SourceError(f"{path} changed while it was being read; run again")
-        return data
-
-    return read
+def _read_verified(path: str, digest: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if blob_id(data) != digest:
+        raise SourceError(f"{path} changed while it was being read; run again")
+    return data
 
 
 def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
     """Read YAML files from directories and files (a working tree).
 
     With `stat_cache`, files whose stat data is unchanged are not read again
-    to be hashed (10,000 files: 0.2 s saved on every plan)."""
+    to be hashed (10,000 files: 0.2 s saved on every plan). The loop runs once
+    per file on every plan, so it stays lean: one stat, no path normalising."""
     cache = StatCache(stat_cache)
     files: list[SourceFile] = []
     seen: set[str] = set()
+    stat, partial = os.stat, functools.partial
     for given in paths:
         if not os.path.exists(given):
             raise SourceError(f"{given}: no such file or directory")
-        for path in _walk_yaml(given):
-            shown = os.path.normpath(path) if not os.path.isabs(given) else path
-            key = os.path.abspath(path)
+        # Paths are shown as given (normalised), keyed absolute: both are the
+        # root's form plus the same relative tail.
+        root = given.rstrip("/") or "/"
+        shown_root = root if os.path.isabs(root) else os.path.normpath(root)
+        key_root = os.path.abspath(root)
+        for path in _walk_yaml(root):
+            tail = path[len(root) :]
+            shown, key = shown_root + tail, key_root + tail
             seen.add(key)
-            st = os.stat(path)
+            st = stat(path)
             sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
             digest = cache.get(key, sig)
             if digest is not None:
-                files.append(SourceFile(shown, digest, _verified_reader(path, digest)))
+                files.append(SourceFile(shown, digest, partial(_read_verified, path, digest)))
                 continue
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -160,8 +165,7 @@ def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
             files.append(SourceFile(shown, digest, _constant(data)))
     cache.save(seen)
     summary = hashlib.sha256()
-    for f in files:
-        summary.update(f"{f.path}\0{f.digest}\n".encode())
+    summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
     label = ", ".join(paths)
     return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
 

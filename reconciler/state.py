@@ -49,8 +49,15 @@ class DesiredState:
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
     # svc_id -> what to show next to its NAT entries in a plan
     table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
-    # Packed NAT entries per service, for the next compile to reuse (not state).
-    nat_memo: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # reconciler.nat_compile.NatIndex: lets the next compile redo only the
+    # services a change touched (not state: never compared).
+    nat_index: Any = field(default=None, compare=False, repr=False)
+    # table -> (the table this one was derived from, the keys that differ):
+    # when the kernel still holds that earlier table, those keys are the whole
+    # diff. Only in memory: never stored, never compared.
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ Cache misses are spread over every core with a fork pool.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -31,6 +32,10 @@ class FileResult:
     path: str
     resources: tuple[Resource, ...]
     diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ def _validate_batch(batch: Sequence[tuple[str, bytes]]) -> list[FileResult]:
     return [validate_file(path, data) for path, data in batch]
 
 
+@functools.cache
 def engine_fingerprint() -> str:
     """Changes whenever the code or schemas that decide validity change."""
     here = FsPath(__file__).resolve().parent
@@ -208,6 +214,43 @@ def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
     return out
 
 
+def _cache_key(fingerprint: str, path: str, digest: str) -> str:
+    return f"{fingerprint}:{digest}:{path}"
+
+
+def validate_files(files: Sequence[SourceFile], cache_dir: FsPath | None) -> dict[str, FileResult]:
+    """Per-file results for a few files (no cross-file checks): what an
+    incremental compile needs for the files that changed."""
+    fingerprint = engine_fingerprint()
+    keys = [_cache_key(fingerprint, f.path, f.digest) for f in files]
+    cache = ResultCache(cache_dir)
+    cached = cache.get_many(keys, full=True)
+    misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
+    fresh = {f.path: r for f, r in zip(misses, _run(misses, 1), strict=True)}
+    cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
+    out: dict[str, FileResult] = {}
+    for f, key in zip(files, keys, strict=True):
+        if f.path in fresh:
+            out[f.path] = fresh[f.path]
+            continue
+        (diag_rows, _), full = cached[key]
+        out[f.path] = FileResult(f.path, tuple(Resource(*row) for row in full), _diags(diag_rows))
+    return out
+
+
+def cached_resources(
+    blobs: Mapping[str, str], cache_dir: FsPath | None
+) -> dict[str, tuple[Resource, ...]] | None:
+    """The resources of files (path -> blob id) validated before, or None if
+    any of them is not in the cache any more."""
+    fingerprint = engine_fingerprint()
+    keys = {_cache_key(fingerprint, path, digest): path for path, digest in blobs.items()}
+    found = ResultCache(cache_dir).get_many(list(keys), full=True) if keys else {}
+    if len(found) != len(keys):
+        return None
+    return {keys[key]: tuple(Resource(*row) for row in full) for key, (_, full) in found.items()}
+
+
 def validate_source(
     source: Source,
     cache_dir: FsPath | None = None,
@@ -219,14 +262,14 @@ def validate_source(
     `with_resources=False` (plain `--validate`) skips rebuilding resources
     from the cache: only diagnostics and identities are needed."""
     fingerprint = engine_fingerprint()
-    keys = [f"{fingerprint}:{f.digest}:{f.path}" for f in source.files]
+    keys = [_cache_key(fingerprint, f.path, f.digest) for f in source.files]
     cache = ResultCache(cache_dir)
     cached = cache.get_many(keys, full=with_resources)
     misses = [f for f, key in zip(source.files, keys, strict=True) if key not in cached]
     fresh = dict(
         zip((f.path for f in misses), _run(misses, jobs or os.cpu_count() or 1), strict=True)
     )
-    cache.put_many((f"{fingerprint}:{f.digest}:{f.path}", fresh[f.path]) for f in misses)
+    cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
     idents: list[Ident] = []

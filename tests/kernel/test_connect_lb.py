@@ -59,22 +59,38 @@ class Ctlb:
     cgroup: Path
     fds: dict[str, int]
 
-    def frontend(self, vip: IPv4Address, port: int, proto: nl.Proto,
-                 backends: tuple[tuple[IPv4Address, int], ...], svc_id: int) -> None:
+    def frontend(
+        self,
+        vip: IPv4Address,
+        port: int,
+        proto: nl.Proto,
+        backends: tuple[tuple[IPv4Address, int], ...],
+        svc_id: int,
+    ) -> None:
         for i, (ip, be_port) in enumerate(backends):
-            bpfsys.map_update(self.fds[nl.MAP_NAT_BE], nl.BackendKey(svc_id, i).encode(),
-                              nl.Backend(ip, be_port).encode())
-        bpfsys.map_update(self.fds[nl.MAP_NAT_FE], nl.FrontendKey(vip, port, proto).encode(),
-                          nl.Frontend(svc_id, len(backends)).encode())
+            bpfsys.map_update(
+                self.fds[nl.MAP_NAT_BE],
+                nl.BackendKey(svc_id, i).encode(),
+                nl.Backend(ip, be_port).encode(),
+            )
+        bpfsys.map_update(
+            self.fds[nl.MAP_NAT_FE],
+            nl.FrontendKey(vip, port, proto).encode(),
+            nl.Frontend(svc_id, len(backends)).encode(),
+        )
 
     def mode(self, mode: nl.CtlbMode) -> None:
-        bpfsys.map_update(self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0),
-                          nl.NatGlobals(ctlb=mode).encode())
+        bpfsys.map_update(
+            self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), nl.NatGlobals(ctlb=mode).encode()
+        )
 
     def client(self, mode: str, vip: IPv4Address, port: int) -> str:
         out = subprocess.run(
             [sys.executable, "-c", CLIENT, str(self.cgroup), mode, str(vip), str(port)],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         )
         return out.stdout.strip()
 
@@ -91,8 +107,10 @@ def ctlb() -> Iterator[Ctlb]:
         "rcl_recvmsg4": BPFAttachType.CGROUP_UDP4_RECVMSG,
     }
     with private_pin_dir() as root:
-        b = BPF(text=flatten(BPF_DIR / "connect.c").encode(),
-                cflags=cflags(root / "maps", "-DRCL_CT_SIZE=1024"))
+        b = BPF(
+            text=flatten(BPF_DIR / "connect.c").encode(),
+            cflags=cflags(root / "maps", "-DRCL_CT_SIZE=1024"),
+        )
         cgroup.mkdir()
         cg_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         attached = []

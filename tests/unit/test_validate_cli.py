@@ -148,14 +148,18 @@ def test_missing_path_is_an_error(tmp_path, capsys):
 
 
 def test_enum_hint_ignores_case(repo, capsys):
-    write(repo, "felix.yaml", """\
+    write(
+        repo,
+        "felix.yaml",
+        """\
         apiVersion: projectcalico.org/v3
         kind: FelixConfiguration
         metadata:
           name: default
         spec:
           bpfConnectTimeLoadBalancing: tcp
-    """)
+    """,
+    )
     assert main(["--validate", str(repo)]) == 1
     assert "'tcp' is not one of 'TCP', 'Enabled', 'Disabled'; did you mean 'TCP'?" in (
         capsys.readouterr().out

@@ -1,0 +1,117 @@
+"""Compiled desired states on disk, one directory per code version.
+
+A state is stored under the hash of its inputs, so an identical plan loads it
+instead of validating and compiling; the newest state is also the base that
+reconciler.nat_compile.update applies a services-only change to. At 10,000
+services a state holds 110,000 NAT entries, so the format is built for
+loading fast: the bulk (tables, table info, the NAT index's maps) as one
+marshal blob of plain dicts, the rest (objects, warnings) pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import marshal
+import os
+import pickle
+import shutil
+import struct
+from pathlib import Path
+from typing import Any
+
+from reconciler.state import DesiredState
+
+SUFFIX = ".state"
+_HEADER = struct.Struct("<4sQ")  # magic, length of the pickled part
+_MAGIC = b"RCL1"
+_INDEX_BULK = ("files", "owners", "feeders", "ids")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the reconciler's code and schemas: what decides a desired state."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted([*here.glob("*.py"), *(here.parent / "schemas").glob("*.json")]):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_path(cache_dir: Path | None, key: str) -> Path | None:
+    # One directory per code version: states written by other code (older
+    # fields, other semantics) are never loaded, not even as "the latest".
+    if cache_dir is None:
+        return None
+    return cache_dir / "desired" / code_fingerprint() / f"{key}{SUFFIX}"
+
+
+def encode(desired: DesiredState) -> bytes:
+    index = desired.nat_index
+    bulk: dict[str, Any] = {"tables": {k: dict(v) for k, v in desired.tables.items()}}
+    bulk["table_info"] = {k: dict(v) for k, v in desired.table_info.items()}
+    if index is not None:
+        bulk["index"] = {name: dict(getattr(index, name)) for name in _INDEX_BULK}
+        index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
+    skeleton = dataclasses.replace(
+        desired, tables={}, table_info={}, nat_index=index, table_base={}
+    )
+    head = pickle.dumps(skeleton, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(_MAGIC, len(head)) + head + marshal.dumps(bulk)
+
+
+def decode(data: bytes) -> DesiredState | None:
+    """The state, or None for anything that is not one of ours."""
+    if len(data) < _HEADER.size:
+        return None
+    magic, size = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        return None
+    skeleton = pickle.loads(data[_HEADER.size : _HEADER.size + size])
+    if not isinstance(skeleton, DesiredState):
+        return None
+    bulk = marshal.loads(data[_HEADER.size + size :])
+    index = skeleton.nat_index
+    if index is not None:
+        index = dataclasses.replace(index, **bulk["index"])
+    return dataclasses.replace(
+        skeleton, tables=bulk["tables"], table_info=bulk["table_info"], nat_index=index
+    )
+
+
+def load(path: Path) -> DesiredState | None:
+    try:
+        return decode(path.read_bytes())
+    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
+        return None
+
+
+def latest(path: Path | None) -> DesiredState | None:
+    """The most recently stored state next to `path`."""
+    if path is None or not path.parent.is_dir():
+        return None
+    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    return load(stored[-1]) if stored else None
+
+
+def store(path: Path, desired: DesiredState, keep: int = 8) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(encode(desired))
+        tmp.replace(path)
+        # keep the few most recent states (one per recent commit or edit), and
+        # drop the directories of other code versions
+        old = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-keep]
+        for stale in old:
+            stale.unlink(missing_ok=True)
+        for other in path.parent.parent.iterdir():
+            if other == path.parent:
+                continue
+            if other.is_dir():
+                shutil.rmtree(other, ignore_errors=True)
+            else:
+                other.unlink(missing_ok=True)
+    except OSError:
+        pass

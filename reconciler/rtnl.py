@@ -1,0 +1,321 @@
+"""A tiny read-only rtnetlink dump client, standard library only.
+
+Why this exists: observe() only needs four dumps (links, IPv4 addresses,
+qdiscs, tc filters), but importing pyroute2 costs 0.18-0.28 s per process
+because its package __init__ pulls in everything, asyncio included. On a
+one-shot `reconcile --plan` that was the largest single cost. pyroute2 stays
+for writes (drivers.py) and --watch events (watch.py); reads come from here.
+
+The parsers are pure functions (bytes in, frozen records out) so they can be
+tested without root; `Rtnl` only adds the socket, the namespace switch and
+the dump loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TypeVar
+
+# linux/netlink.h
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+NLA_TYPE_MASK = 0x3FFF  # strips NLA_F_NESTED / NLA_F_NET_BYTEORDER
+
+# linux/rtnetlink.h: requests and the message type of their dump replies
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWQDISC, RTM_GETQDISC = 36, 38
+RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
+
+IFLA_IFNAME = 3
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+TCA_KIND, TCA_OPTIONS = 1, 2
+TCA_BPF_NAME = 7
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+
+NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+NLATTR = struct.Struct("=HH")  # len, type
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+NLMSGERR = struct.Struct("=i")
+
+RECV_BUF = 1 << 20  # the kernel sends at most ~32 KiB per datagram; never truncate
+DUMP_RETRIES = 5  # a dump that raced a change (NLM_F_DUMP_INTR) is simply re-run
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    type: int
+    flags: int
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LinkMsg:
+    ifindex: int
+    ifname: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddrMsg:
+    ifindex: int
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class QdiscMsg:
+    ifindex: int
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilterMsg:
+    ifindex: int
+    kind: str
+    prio: int
+    name: str | None  # TCA_BPF_NAME, only for kind "bpf"
+
+
+R = TypeVar("R")
+
+
+class DumpInterrupted(OSError):
+    """The kernel flagged a dump as inconsistent (the table changed mid-dump)."""
+
+
+# -- pure parsing -------------------------------------------------------------
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def split_messages(data: bytes) -> Iterator[Message]:
+    """The netlink messages packed in one datagram."""
+    off = 0
+    while off + NLMSGHDR.size <= len(data):
+        length, mtype, flags, seq, _pid = NLMSGHDR.unpack_from(data, off)
+        if length < NLMSGHDR.size or off + length > len(data):
+            raise ValueError(f"malformed netlink message at offset {off} (length {length})")
+        yield Message(mtype, flags, seq, bytes(data[off + NLMSGHDR.size : off + length]))
+        off += _align(length)
+
+
+def parse_attrs(data: bytes) -> dict[int, bytes]:
+    """Attribute type -> payload; the first of duplicate types wins (as pyroute2's get_attr)."""
+    attrs: dict[int, bytes] = {}
+    off = 0
+    while off + NLATTR.size <= len(data):
+        length, atype = NLATTR.unpack_from(data, off)
+        if length < NLATTR.size or off + length > len(data):
+            break  # truncated tail: keep what parsed cleanly
+        attrs.setdefault(atype & NLA_TYPE_MASK, data[off + NLATTR.size : off + length])
+        off += _align(length)
+    return attrs
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def check_error(msg: Message) -> None:
+    """NLMSG_ERROR (and a dump's NLMSG_DONE) carry a negative errno on failure."""
+    if len(msg.payload) < NLMSGERR.size:
+        return
+    (err,) = NLMSGERR.unpack_from(msg.payload)
+    if err < 0:
+        raise OSError(-err, os.strerror(-err))
+
+
+def collect(chunks: Iterable[bytes], seq: int) -> list[Message]:
+    """Reply messages for request `seq`, read from datagrams until NLMSG_DONE.
+
+    Raises OSError for a kernel error and DumpInterrupted when any part was
+    flagged inconsistent (after the whole reply is drained, so the socket stays usable).
+    """
+    out: list[Message] = []
+    interrupted = False
+    for chunk in chunks:
+        for msg in split_messages(chunk):
+            if msg.seq != seq:
+                continue  # a leftover of an earlier, abandoned request
+            interrupted |= bool(msg.flags & NLM_F_DUMP_INTR)
+            if msg.type == NLMSG_ERROR:
+                check_error(msg)
+                return out  # error 0 is a plain ack: nothing more follows
+            if msg.type == NLMSG_DONE:
+                check_error(msg)
+                if interrupted:
+                    raise DumpInterrupted(errno.EINTR, "netlink dump interrupted")
+                return out
+            out.append(msg)
+    raise OSError(errno.EPIPE, "netlink reply ended without NLMSG_DONE")
+
+
+def parse_link(payload: bytes) -> LinkMsg | None:
+    _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(payload)
+    name = parse_attrs(payload[IFINFOMSG.size :]).get(IFLA_IFNAME)
+    return None if name is None else LinkMsg(index, _cstr(name))
+
+
+def parse_addr(payload: bytes) -> AddrMsg | None:
+    family, _plen, _flags, _scope, index = IFADDRMSG.unpack_from(payload)
+    if family != socket.AF_INET:
+        return None
+    attrs = parse_attrs(payload[IFADDRMSG.size :])
+    # IFA_ADDRESS is what observe has always reported; IFA_LOCAL only as a fallback.
+    raw = attrs.get(IFA_ADDRESS, attrs.get(IFA_LOCAL))
+    return None if raw is None or len(raw) != 4 else AddrMsg(index, socket.inet_ntoa(raw))
+
+
+def parse_qdisc(payload: bytes) -> QdiscMsg | None:
+    _family, index, _handle, _parent, _info = TCMSG.unpack_from(payload)
+    kind = parse_attrs(payload[TCMSG.size :]).get(TCA_KIND)
+    return None if kind is None else QdiscMsg(index, _cstr(kind))
+
+
+def parse_filter(payload: bytes) -> FilterMsg | None:
+    """One tc filter, or None for the per-priority header entry (it has no TCA_OPTIONS)."""
+    _family, index, _handle, _parent, info = TCMSG.unpack_from(payload)
+    attrs = parse_attrs(payload[TCMSG.size :])
+    options = attrs.get(TCA_OPTIONS)
+    if options is None:
+        return None
+    kind = _cstr(attrs.get(TCA_KIND, b""))
+    name = None
+    if kind == "bpf":
+        raw = parse_attrs(options).get(TCA_BPF_NAME)
+        name = None if raw is None else _cstr(raw)
+    return FilterMsg(index, kind, info >> 16, name)
+
+
+def _records(msgs: Iterable[Message], mtype: int, parse: Callable[[bytes], R | None]) -> list[R]:
+    return [r for m in msgs if m.type == mtype and (r := parse(m.payload)) is not None]
+
+
+# -- namespaces and the socket ------------------------------------------------
+
+
+def netns_path(netns: str) -> str:
+    """A bare name lives under /run/netns (as `ip netns` and pyroute2 have it)."""
+    return netns if os.path.dirname(netns) else os.path.join(NETNS_RUN_DIR, netns)
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:  # os.setns is 3.12+
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _socket_in(netns: str) -> socket.socket:
+    """A netlink socket created inside `netns`; this thread is switched back before returning.
+
+    A socket stays bound to the namespace it was created in, so the thread
+    only needs to be inside the namespace for the socket() call.
+    """
+    path = netns_path(netns)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            errno.ENOENT, f"network namespace {netns!r} does not exist", path
+        ) from None
+    try:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                _setns(target)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot enter network namespace {path}: {exc}") from None
+            try:
+                return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+            finally:
+                _setns(home)  # never leave this thread in the target namespace
+        finally:
+            os.close(home)
+    finally:
+        os.close(target)
+
+
+class Rtnl:
+    """Read-only rtnetlink dumps, optionally inside a network namespace."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        if netns:
+            self.sock = _socket_in(netns)
+        else:
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock.bind((0, 0))  # the kernel picks our port id
+        self.seq = 0
+        self._buf = bytearray(RECV_BUF)
+
+    def __enter__(self) -> Rtnl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            n = self.sock.recv_into(self._buf)
+            yield bytes(self._buf[:n])
+
+    def dump(self, mtype: int, header: bytes) -> list[Message]:
+        """Every message of one NLM_F_DUMP request, re-run if the kernel says it raced."""
+        attempts = 0
+        while True:
+            self.seq += 1
+            request = NLMSGHDR.pack(
+                NLMSGHDR.size + len(header), mtype, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0
+            )
+            self.sock.send(request + header)
+            try:
+                return collect(self._chunks(), self.seq)
+            except DumpInterrupted:
+                attempts += 1
+                if attempts >= DUMP_RETRIES:
+                    raise
+
+    def links(self) -> list[LinkMsg]:
+        msgs = self.dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        return _records(msgs, RTM_NEWLINK, parse_link)
+
+    def addresses(self) -> list[AddrMsg]:
+        """IPv4 addresses only."""
+        msgs = self.dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        return _records(msgs, RTM_NEWADDR, parse_addr)
+
+    def qdiscs(self) -> list[QdiscMsg]:
+        msgs = self.dump(RTM_GETQDISC, TCMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        return _records(msgs, RTM_NEWQDISC, parse_qdisc)
+
+    def filters(self, ifindex: int, parent: int) -> list[FilterMsg]:
+        """Filters under one parent of one link.
+
+        A vanished link gives an empty dump on current kernels; OSError ENODEV
+        or EINVAL is possible too, and callers treat both alike.
+        """
+        msgs = self.dump(RTM_GETTFILTER, TCMSG.pack(socket.AF_UNSPEC, ifindex, 0, parent, 0))
+        return _records(msgs, RTM_NEWTFILTER, parse_filter)
