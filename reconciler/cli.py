@@ -96,9 +96,13 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from reconciler.pipeline import ReconcileError
+        from reconciler.rtnl import NetnsError
 
         if isinstance(exc, ReconcileError):
             print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        if isinstance(exc, NetnsError):
+            print(f"error: --netns: {exc.strerror}; nothing was changed", file=sys.stderr)
             return EXIT_ERROR
         import traceback
 
@@ -129,10 +133,13 @@ def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": "dir", "paths": [args.config]}
 
 
-def open_source(spec: dict[str, Any], use_cache: bool = True) -> Source:
+def open_source(
+    spec: dict[str, Any], use_cache: bool = True, changed: frozenset[str] | None = None
+) -> Source:
     """The config snapshot a spec names. Remote repositories are mirrored under
     the cache directory whatever --no-cache says; the working-tree stat cache
-    follows it."""
+    follows it. `changed` (absolute paths, from --watch's file events) lets a
+    directory be re-read at those paths only."""
     from reconciler import source
     from reconciler.validate import default_cache_dir
 
@@ -140,6 +147,10 @@ def open_source(spec: dict[str, Any], use_cache: bool = True) -> Source:
         return source.from_git(spec["repo"], spec["ref"], default_cache_dir())
     paths = spec["paths"]
     stat = source.stat_cache_path(default_cache_dir(), paths) if use_cache else None
+    if changed is not None and len(paths) == 1:
+        refreshed = source.refresh(paths[0], changed, stat)
+        if refreshed is not None:
+            return refreshed
     return source.from_paths(paths, stat)
 
 

@@ -10,6 +10,7 @@ marshal blob of plain dicts, the rest (objects, warnings) pickled.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import functools
 import hashlib
@@ -80,22 +81,68 @@ def decode(data: bytes) -> DesiredState | None:
     )
 
 
+# A long-running process (--watch) keeps the newest state per directory in
+# memory and writes states to disk when it is idle, so a pass never waits for
+# the ~100 ms a 10,000-service state takes to encode and write (a thread
+# would not help: encoding holds the GIL).
+_newest: dict[Path, tuple[Path, DesiredState]] = {}
+_deferred: dict[Path, tuple[Path, DesiredState, int]] | None = None
+
+
+def defer_writes() -> None:
+    global _deferred
+    if _deferred is None:
+        _deferred = {}
+        atexit.register(flush)
+
+
+def flush() -> None:
+    """Write what defer_writes() held back (the newest state per directory)."""
+    while _deferred:
+        _, (path, desired, keep) = _deferred.popitem()
+        _write(path, desired, keep)
+
+
+def pending() -> bool:
+    return bool(_deferred)
+
+
 def load(path: Path) -> DesiredState | None:
+    kept = _newest.get(path.parent)
+    if kept is not None and kept[0] == path:
+        return kept[1]
     try:
-        return decode(path.read_bytes())
+        state = decode(path.read_bytes())
     except Exception:  # noqa: BLE001 - a cache must never make a plan fail
         return None
+    if state is not None:
+        _newest[path.parent] = (path, state)
+    return state
 
 
 def latest(path: Path | None) -> DesiredState | None:
-    """The most recently stored state next to `path`."""
-    if path is None or not path.parent.is_dir():
+    """The most recently stored state next to `path`. Any stored state is a
+    valid base for an incremental compile; the newest is likely the closest."""
+    if path is None:
+        return None
+    kept = _newest.get(path.parent)
+    if kept is not None:
+        return kept[1]
+    if not path.parent.is_dir():
         return None
     stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
     return load(stored[-1]) if stored else None
 
 
 def store(path: Path, desired: DesiredState, keep: int = 8) -> None:
+    _newest[path.parent] = (path, desired)
+    if _deferred is None:
+        _write(path, desired, keep)
+    else:
+        _deferred[path.parent] = (path, desired, keep)
+
+
+def _write(path: Path, desired: DesiredState, keep: int) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

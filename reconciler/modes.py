@@ -61,13 +61,16 @@ def _target(args: argparse.Namespace) -> Any:
 
 
 def _plan_or_report(
-    args: argparse.Namespace, spec: dict[str, Any], fingerprint: bool = True
+    args: argparse.Namespace,
+    spec: dict[str, Any],
+    fingerprint: bool = True,
+    changed: frozenset[str] | None = None,
 ) -> tuple[Plan, Any] | None:
     """(plan, desired state), or None after reporting an invalid config."""
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
-    src = open_source(spec, not args.no_cache)
+    src = open_source(spec, not args.no_cache, changed)
     try:
         plan, desired = make_plan(src, target, fingerprint)
     except InvalidConfig as exc:
@@ -108,7 +111,9 @@ def plan_mode(args: argparse.Namespace) -> int:
     return EXIT_OK if plan.empty else EXIT_CHANGES
 
 
-def apply_mode(args: argparse.Namespace) -> int:
+def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) -> int:
+    """Plan, apply, verify. `changed` (from --watch): the only files that may
+    differ from the last pass; the drift timer's passes read everything."""
     from reconciler.lock import LockHeld, apply_lock
     from reconciler.pipeline import (
         ReconcileError,
@@ -129,7 +134,7 @@ def apply_mode(args: argparse.Namespace) -> int:
                 links = check_fresh(plan, src, target)
                 desired = desired_state(src, target, links)
             else:
-                planned = _plan_or_report(args, source_spec(args), fingerprint=False)
+                planned = _plan_or_report(args, source_spec(args), False, changed)
                 if planned is None:
                     return EXIT_ERROR
                 plan, desired = planned
@@ -140,7 +145,7 @@ def apply_mode(args: argparse.Namespace) -> int:
             backends = desired.tables.get("rcl_nat_be")
             results = execute(plan, target, backends) if not plan.empty else []
             # Re-observe and compare with the very state we meant to reach.
-            remaining = verify(desired, target)
+            remaining = verify(desired, target, plan)
             record_applied(plan, target, len(results))
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
@@ -184,6 +189,11 @@ def status_mode(args: argparse.Namespace) -> int:
 
 def watch_mode(args: argparse.Namespace) -> int:
     """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
+    from reconciler import desired_cache
     from reconciler.watch import watch
 
-    return watch(args, lambda: apply_mode(args), time.monotonic)
+    # A pass reacts to a push; the state it compiled is written once idle.
+    desired_cache.defer_writes()
+    return watch(
+        args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
+    )

@@ -93,9 +93,10 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
 
 
 def read_pins(
-    root: str,
+    root: str, tables: bool = True
 ) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
-    """Program set directories, and for each pinned map its size and entries."""
+    """Program set directories, and for each pinned map its size and entries
+    (`tables=False`: the bulk NAT tables' shapes only)."""
     progs: dict[str, list[str]] = {}
     maps: dict[str, tuple[int, list[tuple[bytes, Any]]]] = {}
     prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
@@ -108,7 +109,10 @@ def read_pins(
             try:
                 info = bpfsys.map_info(fd)
                 # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
-                items = bpfsys.map_items(fd) if pin.name in entries.CODECS else []
+                wanted = pin.name in entries.CODECS and (
+                    tables or pin.name not in entries.TABLE_MAPS
+                )
+                items = bpfsys.map_items(fd) if wanted else []
                 maps[pin.name] = (info.max_entries, items)
             finally:
                 bpfsys.close(fd)
@@ -146,23 +150,27 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
     return objs, []
 
 
-def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Link]]:
-    """Everything of ours in the kernel, plus the live links compile needs."""
+def observe(
+    root: str, netns: str | None = None, tables: bool = True
+) -> tuple[ObservedState, list[Link]]:
+    """Everything of ours in the kernel, plus the live links compile needs.
+    `tables=False` leaves the bulk NAT tables out (their map objects stay)."""
     # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
     with Rtnl(netns) as rtnl:
         links = read_links(rtnl)
         filters = read_filters(rtnl, links)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
-    progs, maps = read_pins(root)
+    progs, maps = read_pins(root, tables)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    tables: dict[str, dict[bytes, bytes]] = {}
+    bulk: dict[str, dict[bytes, bytes]] = {}
     for name, (max_entries, items) in maps.items():
         objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
         if name in entries.TABLE_MAPS:
-            tables[name] = dict(items)
+            if tables:
+                bulk[name] = dict(items)
             continue
         objs += [Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)]
-    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), tables)
+    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
     return observed, links

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from reconciler.diff import Change, diff
 from reconciler.observe import observe
 from reconciler.plan import Plan
 from reconciler.source import Source
-from reconciler.state import DesiredState, Link
+from reconciler.state import DesiredState, Link, ObjKind, ObservedState
 from reconciler.validate import Validation, validate_source
 
 
@@ -132,8 +133,8 @@ def make_plan(
 ) -> tuple[Plan, DesiredState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
     the observed state when the plan will not be saved or compared."""
+    observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
     bpfsys.ensure_bpffs(target.bpffs_root)
-    observed, links = observe(target.bpffs_root, target.netns)
     desired = desired_state(source, target, links)
     changes = diff(desired, observed)
     plan = Plan(
@@ -149,10 +150,56 @@ def make_plan(
     return plan, desired
 
 
-def verify(desired: DesiredState, target: Target) -> tuple[Change, ...]:
-    """After apply: what still differs from the state we meant to reach."""
-    observed, _ = observe(target.bpffs_root, target.netns)
-    return diff(desired, observed)
+def verify(desired: DesiredState, target: Target, plan: Plan | None = None) -> tuple[Change, ...]:
+    """After apply: what still differs from the state we meant to reach.
+
+    Everything is observed again, except that with the plan just applied the
+    bulk NAT tables (100k+ entries at scale) are read back at the keys the
+    plan changed: the plan compared every other entry moments earlier, under
+    the apply lock, or was checked fresh against the kernel's fingerprint. A
+    table the plan recreated (a resize) is read back in full."""
+    from reconciler.entries import TABLE_MAPS
+
+    recreated = plan is None or any(
+        c.kind is ObjKind.MAP and c.address.split("/")[1] in TABLE_MAPS for c in plan.changes
+    )
+    if recreated:
+        observed, _ = observe(target.bpffs_root, target.netns)
+        return diff(desired, observed)
+    observed, _ = observe(target.bpffs_root, target.netns, tables=False)
+    changes = diff(dataclasses.replace(desired, tables={}, table_base={}), observed)
+    assert plan is not None
+    return tuple(sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address))
+
+
+def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Change, ...]:
+    """The plan's NAT table entries as the kernel holds them now, diffed."""
+    from reconciler import entries
+
+    keys: dict[str, list[bytes]] = {}
+    for c in plan.changes:
+        if c.kind is ObjKind.ENTRY:
+            name, _ = entries.split(c.address)
+            if name in entries.TABLE_MAPS:
+                keys.setdefault(name, []).append(
+                    entries.encode(c.address, c.after or c.before or {})[0]
+                )
+    want: dict[str, dict[bytes, bytes]] = {}
+    have: dict[str, dict[bytes, bytes]] = {}
+    for name, wanted in keys.items():
+        table = desired.tables.get(name, {})
+        want[name] = {k: table[k] for k in wanted if k in table}
+        have[name] = {}
+        fd = bpfsys.obj_get(f"{target.bpffs_root}/maps/{name}")
+        try:
+            for key in wanted:
+                value = bpfsys.map_lookup(fd, key)
+                if isinstance(value, bytes):
+                    have[name][key] = value
+        finally:
+            bpfsys.close(fd)
+    partial = dataclasses.replace(desired, objects={}, tables=want, table_base={})
+    return diff(partial, ObservedState({}, (), have))
 
 
 def host_facts(target: Target, links: list[Link]) -> Host:

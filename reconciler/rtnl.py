@@ -93,6 +93,10 @@ class FilterMsg:
 R = TypeVar("R")
 
 
+class NetnsError(OSError):
+    """The network namespace to observe is missing or cannot be entered."""
+
+
 class DumpInterrupted(OSError):
     """The kernel flagged a dump as inconsistent (the table changed mid-dump)."""
 
@@ -236,8 +240,8 @@ def _socket_in(netns: str) -> socket.socket:
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise FileNotFoundError(
-            errno.ENOENT, f"network namespace {netns!r} does not exist", path
+        raise NetnsError(
+            errno.ENOENT, f"network namespace {netns!r} does not exist ({path})"
         ) from None
     try:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -245,7 +249,9 @@ def _socket_in(netns: str) -> socket.socket:
             try:
                 _setns(target)
             except OSError as exc:
-                raise OSError(exc.errno, f"cannot enter network namespace {path}: {exc}") from None
+                raise NetnsError(
+                    exc.errno, f"cannot enter network namespace {path}: {exc}"
+                ) from None
             try:
                 return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
             finally:

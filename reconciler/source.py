@@ -67,6 +67,15 @@ def _walk_yaml(root: str) -> Iterable[str]:
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 RACY_NS = 1_000_000_000  # a file changed this close to the cache write is re-hashed
+_STAT_CACHES: dict[Path, tuple[Signature | None, StatCache]] = {}
+
+
+def _file_sig(path: Path) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 class StatCache:
@@ -92,6 +101,17 @@ class StatCache:
         except Exception:  # noqa: BLE001 - a cache must never make reading fail
             self.entries, self.written_ns = {}, 0
 
+    @classmethod
+    def open(cls, path: Path | None) -> StatCache:
+        """The cache at `path`: read once per process, then kept (--watch
+        reads the same tree on every pass)."""
+        if path is None:
+            return cls(None)
+        kept = _STAT_CACHES.get(path)
+        if kept is None or kept[0] != _file_sig(path):  # another process wrote it
+            kept = _STAT_CACHES[path] = (_file_sig(path), cls(path))
+        return kept[1]
+
     def get(self, path: str, sig: Signature) -> str | None:
         hit = self.entries.get(path)
         if hit is None or hit[0] != sig or sig[2] >= self.written_ns - RACY_NS:
@@ -106,14 +126,18 @@ class StatCache:
         if self.path is None or not (self.dirty or seen != set(self.entries)):
             return
         entries = {k: v for k, v in self.entries.items() if k in seen}
+        written = time.time_ns()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                pickle.dump((time.time_ns(), entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((written, entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
             tmp.replace(self.path)
         except OSError:
-            pass
+            return
+        # what a fresh read of the file would now give
+        self.entries, self.written_ns, self.dirty = entries, written, False
+        _STAT_CACHES[self.path] = (_file_sig(self.path), self)
 
 
 def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
@@ -130,44 +154,113 @@ def _read_verified(path: str, digest: str) -> bytes:
     return data
 
 
+@dataclass(frozen=True, slots=True)
+class _Root:
+    """One given path: files are shown as given (normalised) and keyed
+    absolute; both are the root's form plus the same relative tail."""
+
+    walk: str
+    shown: str
+    key: str
+
+    @classmethod
+    def of(cls, given: str) -> _Root:
+        root = given.rstrip("/") or "/"
+        shown = root if os.path.isabs(root) else os.path.normpath(root)
+        return cls(root, shown, os.path.abspath(root))
+
+
+def _source_file(path: str, shown: str, key: str, cache: StatCache) -> SourceFile:
+    st = os.stat(path)
+    sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    digest = cache.get(key, sig)
+    if digest is not None:
+        return SourceFile(shown, digest, functools.partial(_read_verified, path, digest))
+    with open(path, "rb") as fh:
+        data = fh.read()
+    digest = blob_id(data)
+    cache.put(key, sig, digest)
+    return SourceFile(shown, digest, _constant(data))
+
+
+def _snapshot(label: str, files: list[SourceFile]) -> Source:
+    summary = hashlib.sha256()
+    summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
+    return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
+
+
+# The last snapshot of each single-directory source, for refresh().
+_LAST: dict[str, tuple[Source, dict[str, str]]] = {}
+
+
 def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
     """Read YAML files from directories and files (a working tree).
 
     With `stat_cache`, files whose stat data is unchanged are not read again
     to be hashed (10,000 files: 0.2 s saved on every plan). The loop runs once
     per file on every plan, so it stays lean: one stat, no path normalising."""
-    cache = StatCache(stat_cache)
+    paths = list(paths)
+    cache = StatCache.open(stat_cache)
     files: list[SourceFile] = []
-    seen: set[str] = set()
-    stat, partial = os.stat, functools.partial
+    keys: dict[str, str] = {}  # shown path -> absolute path
     for given in paths:
         if not os.path.exists(given):
             raise SourceError(f"{given}: no such file or directory")
-        # Paths are shown as given (normalised), keyed absolute: both are the
-        # root's form plus the same relative tail.
-        root = given.rstrip("/") or "/"
-        shown_root = root if os.path.isabs(root) else os.path.normpath(root)
-        key_root = os.path.abspath(root)
-        for path in _walk_yaml(root):
-            tail = path[len(root) :]
-            shown, key = shown_root + tail, key_root + tail
-            seen.add(key)
-            st = stat(path)
-            sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-            digest = cache.get(key, sig)
-            if digest is not None:
-                files.append(SourceFile(shown, digest, partial(_read_verified, path, digest)))
-                continue
-            with open(path, "rb") as fh:
-                data = fh.read()
-            digest = blob_id(data)
-            cache.put(key, sig, digest)
-            files.append(SourceFile(shown, digest, _constant(data)))
-    cache.save(seen)
-    summary = hashlib.sha256()
-    summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
-    label = ", ".join(paths)
-    return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
+        root = _Root.of(given)
+        for path in _walk_yaml(root.walk):
+            tail = path[len(root.walk) :]
+            shown, key = root.shown + tail, root.key + tail
+            keys[shown] = key
+            files.append(_source_file(path, shown, key, cache))
+    cache.save(set(keys.values()))
+    snapshot = _snapshot(", ".join(paths), files)
+    if len(paths) == 1:
+        _LAST[paths[0]] = (snapshot, keys)
+    return snapshot
+
+
+def _walk_order(tail: str) -> tuple[tuple[int, str], ...]:
+    """Sort key giving os.walk's order as _walk_yaml uses it: in each directory
+    its files (sorted) before its subdirectories (sorted)."""
+    parts = tail.strip("/").split("/")
+    return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
+
+
+def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) -> Source | None:
+    """The last snapshot of `given` with only the `changed` absolute paths read
+    again (file events from --watch), or None when there is no snapshot. The
+    result equals what from_paths would return for the same tree."""
+    last = _LAST.get(given)
+    if last is None:
+        return None
+    snapshot, keys = last
+    root = _Root.of(given)
+    if not os.path.isdir(root.walk):
+        return None
+    cache = StatCache.open(stat_cache)
+    by_key = {keys[f.path]: f for f in snapshot.files}
+    for path in changed:
+        if path != root.key and not path.startswith(root.key + "/"):
+            continue
+        # drop what was at or under the path, then read what is there now
+        for key in [k for k in by_key if k == path or k.startswith(path + "/")]:
+            del by_key[key]
+        tail = path[len(root.key) :]
+        if any(part.startswith(".") for part in tail.split("/")):
+            continue
+        local = root.walk + tail
+        found = list(_walk_yaml(local)) if os.path.isdir(local) else [local]
+        for file in found:
+            if file.endswith(YAML_SUFFIXES) and os.path.isfile(file):
+                key = root.key + file[len(root.walk) :]
+                by_key[key] = _source_file(file, root.shown + file[len(root.walk) :], key, cache)
+    order = sorted(by_key, key=lambda k: _walk_order(k[len(root.key) :]))
+    files = [by_key[k] for k in order]
+    new_keys = {by_key[k].path: k for k in order}
+    cache.save(set(new_keys.values()))
+    fresh = _snapshot(snapshot.description, files)
+    _LAST[given] = (fresh, new_keys)
+    return fresh
 
 
 def from_git(repo: str, ref: str, cache_dir: Path) -> Source:

@@ -75,8 +75,8 @@ class ObservedState:
         digest = hashlib.sha256(json.dumps(canon).encode())
         for name in sorted(self.tables):
             digest.update(name.encode())
-            for key, value in sorted(self.tables[name].items()):
-                digest.update(key + value)
+            table = self.tables[name]
+            digest.update(b"".join([k + table[k] for k in sorted(table)]))
         return digest.hexdigest()[:24]
 
 

@@ -12,6 +12,7 @@ plans and applies the whole state. Triggers:
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import sys
 import threading
@@ -20,27 +21,37 @@ from collections.abc import Callable
 # The netlink events that can change what compile decides.
 LINK_EVENTS = frozenset({"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR"})
 SETTLE_SECONDS = 0.2  # one pod creation is a burst of events: reconcile once
+FILE_SETTLE_SECONDS = 0.05  # watchfiles already groups a checkout's writes
 
 
-def _watch_files(path: str, events: queue.Queue[str], stop: threading.Event) -> None:
+# An event: why to look again, and which files changed (None: look at everything).
+Event = tuple[str, frozenset[str] | None]
+
+
+def _watch_files(path: str, events: queue.Queue[Event], stop: threading.Event) -> None:
     import watchfiles
 
-    for _changes in watchfiles.watch(
-        path,
-        stop_event=stop,
-        watch_filter=lambda _change, name: name.endswith((".yaml", ".yml")),
-    ):
-        events.put("config changed")
+    root = os.path.abspath(path)
+
+    def relevant(_change: object, name: str) -> bool:
+        # YAML files, and what may be a directory (removed or renamed ones
+        # take their files along); the drift timer's full reads catch the rest
+        if "/." in os.path.abspath(name)[len(root) :]:
+            return False  # hidden, as the source itself skips (.git among them)
+        return name.endswith((".yaml", ".yml")) or "." not in os.path.basename(name)
+
+    for changes in watchfiles.watch(path, stop_event=stop, watch_filter=relevant):
+        events.put(("config changed", frozenset(os.path.abspath(p) for _, p in changes)))
 
 
-def _watch_links(netns: str | None, events: queue.Queue[str]) -> None:
+def _watch_links(netns: str | None, events: queue.Queue[Event]) -> None:
     from reconciler.netlink import route
 
     with route(netns) as ipr:
         ipr.bind()
         while True:
             if any(msg.get("event") in LINK_EVENTS for msg in ipr.get()):
-                events.put("interfaces changed")
+                events.put(("interfaces changed", None))
 
 
 def _start(target: Callable[..., None], *args: object) -> None:
@@ -49,31 +60,49 @@ def _start(target: Callable[..., None], *args: object) -> None:
     threading.Thread(target=target, args=args, daemon=True).start()
 
 
+IDLE_SECONDS = 0.5  # this long without events after a pass: time for housekeeping
+
+
 def watch(
-    args: argparse.Namespace, reconcile: Callable[[], int], clock: Callable[[], float]
+    args: argparse.Namespace,
+    reconcile: Callable[[frozenset[str] | None], int],
+    clock: Callable[[], float],
+    on_idle: Callable[[], None] = lambda: None,
 ) -> int:
+    """Run until stopped. `reconcile(changed)` gets the files that changed since
+    the last pass, or None when everything must be looked at again (start-up,
+    interface events, the drift timer)."""
     interval = max(1.0, float(args.interval))
-    events: queue.Queue[str] = queue.Queue()
+    events: queue.Queue[Event] = queue.Queue()
     stop = threading.Event()
     if not args.repo:
         _start(_watch_files, args.config, events, stop)
     _start(_watch_links, args.netns, events)
     source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
     print(f"watching {source} and the interfaces; drift check every {interval:g}s", file=sys.stderr)
-    reconcile()
+    reconcile(None)
     try:
         while True:
             try:
-                reason = events.get(timeout=interval)
+                event = events.get(timeout=min(IDLE_SECONDS, interval))
             except queue.Empty:
-                reason = "drift check"
-            started = clock()
-            while clock() - started < SETTLE_SECONDS:  # coalesce the rest of a burst
+                on_idle()  # e.g. write caches the pass held back
                 try:
-                    events.get(timeout=SETTLE_SECONDS)
+                    event = events.get(timeout=max(0.0, interval - IDLE_SECONDS))
+                except queue.Empty:
+                    event = ("drift check", None)
+            reason, changed = event
+            settle = SETTLE_SECONDS if changed is None else FILE_SETTLE_SECONDS
+            started = clock()
+            while clock() - started < settle:  # coalesce the rest of a burst
+                try:
+                    _, more = events.get(timeout=settle)
                 except queue.Empty:
                     break
+                changed = None if changed is None or more is None else changed | more
             print(f"reconciling: {reason}", file=sys.stderr)
-            reconcile()
+            began = clock()
+            reconcile(changed)
+            print(f"pass done in {clock() - began:.3f}s", file=sys.stderr)
     finally:
         stop.set()

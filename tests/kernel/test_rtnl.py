@@ -240,7 +240,7 @@ def test_observe_reads_tc_without_importing_pyroute2(ns, tmp_path):
 def test_missing_namespace_is_a_clear_error_and_is_not_created():
     name = f"rclrt-missing-{uuid.uuid4().hex[:6]}"
     home = _thread_netns()
-    with pytest.raises(FileNotFoundError, match=f"network namespace '{name}' does not exist"):
+    with pytest.raises(rtnl.NetnsError, match=f"network namespace '{name}' does not exist"):
         rtnl.Rtnl(name)
     assert not os.path.exists(f"/run/netns/{name}")  # pyroute2's NetNS would have made it
     assert _thread_netns() == home
@@ -260,3 +260,19 @@ def test_current_namespace_without_netns():
     with rtnl.Rtnl() as r:
         names = {link.ifname for link in r.links()}
     assert "lo" in names
+
+
+def test_cli_names_a_missing_namespace_and_changes_nothing(tmp_path, capsys):
+    from reconciler import cli
+
+    name = f"rclrt-missing-{uuid.uuid4().hex[:6]}"
+    root = tmp_path / "bpffs-unused"
+    config = REPO / "examples" / "cluster-config"
+    argv = ["--plan", "--config", str(config), "--node", "node-1", "--netns", name]
+    argv += ["--bpffs-root", f"/sys/fs/bpf/{name}", "--state-dir", str(root), "--no-cache"]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"error: --netns: network namespace '{name}' does not exist" in err
+    assert "Traceback" not in err
+    assert not os.path.exists(f"/run/netns/{name}")
+    assert not os.path.exists(f"/sys/fs/bpf/{name}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import entries
 from reconciler.sandbox import Pod
 from tests.kernel.conftest import PODS, bpftool_dump
 
@@ -401,3 +402,37 @@ def test_status_counts_service_entries(svc):
     svc.service()
     svc.node.apply_converged()
     assert entries() - before == 2 + 6  # two frontends, three backends per port
+
+
+def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
+    """Verification after apply checks the written NAT entries in the kernel
+    itself: one overwritten behind apply's back makes the apply fail, named."""
+    from reconciler import bpfsys, pipeline
+
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    moved = Pod("back2", "10.65.0.23")
+    svc.service((*BACKENDS[:2], moved))
+    real_execute = pipeline.execute
+    clobbered: list[str] = []
+
+    def execute_then_clobber(plan, target, backends=None):
+        results = real_execute(plan, target, backends)
+        change = next(c for c in plan.changes if c.address.startswith("map/rcl_nat_be/"))
+        key, value = entries.encode(change.address, change.after or {})
+        fd = bpfsys.obj_get(f"{target.bpffs_root}/maps/rcl_nat_be")
+        try:
+            bpfsys.map_update(fd, key, bytes(len(value)))  # zeroes: ip 0.0.0.0, port 0
+        finally:
+            bpfsys.close(fd)
+        clobbered.append(change.address)
+        return results
+
+    monkeypatch.setattr(pipeline, "execute", execute_then_clobber)
+    rc, out, err = svc.node.run("--apply")
+    assert rc == 1
+    assert "not converged after apply" in err
+    assert clobbered and clobbered[0] in err
+    monkeypatch.undo()
+    svc.node.apply_converged()  # the next apply repairs it
