@@ -153,19 +153,63 @@ class TcProgram:
         return bpfsys.prog_test_run(self.prog_fd, frame, repeat)
 
 
+ANCHORS = r"""
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+struct ct_key { u32 src; u32 dst; u16 sport; u16 dport; u8 proto; u8 pad[3]; };
+struct ct_val { u64 words[5]; };
+BPF_TABLE("lru_hash", struct ct_key, struct ct_val, anchor_ct, CT_SIZE);
+BPF_TABLE("percpu_array", u32, u64, anchor_seq, 1);
+int anchor_empty(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }
+/* One conntrack-shaped LRU insert with a fresh key per run: what every new
+ * flow pays twice (forward and reverse entry). */
+int anchor_ct_write(struct __sk_buff *skb)
+{
+	u32 zero = 0;
+	u64 *seq = anchor_seq.lookup(&zero);
+	if (!seq)
+		return TC_ACT_UNSPEC;
+	*seq += 1;
+	struct ct_key k = {};
+	struct ct_val v = {};
+	k.src = (u32)*seq;
+	k.dst = (u32)(*seq >> 32) ^ bpf_get_smp_processor_id();
+	anchor_ct.update(&k, &v);
+	return TC_ACT_UNSPEC;
+}
+"""
+
+
+class Anchors:
+    """The harness's floor (an empty tc program) and the price of one conntrack
+    write on this kernel, measured beside our program."""
+
+    def __init__(self) -> None:
+        from bcc import BPF
+
+        self.bpf = BPF(text=ANCHORS.encode(), cflags=[f"-DCT_SIZE={CT_SIZE}"])
+        self.empty = self.bpf.load_func(b"anchor_empty", BPF.SCHED_CLS).fd
+        self.ct_write = self.bpf.load_func(b"anchor_ct_write", BPF.SCHED_CLS).fd
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
 def _client(n: int) -> tuple[IPv4Address, int]:
     """A distinct (source ip, source port) per sample: always a fresh flow."""
     return CLIENT_NET + 1 + n // 50_000, 10_000 + n % 50_000
 
 
 def measure_packets(
-    progs: dict[int, TcProgram], samples: int, seed: int = 1
-) -> dict[int, dict[str, float]]:
+    progs: dict[int, TcProgram], samples: int, anchors: Anchors, seed: int = 1
+) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
     """Median kernel-reported ns per packet on each path, for each program (keyed by its
-    service count). Samples alternate between programs so machine noise hits all alike."""
+    service count), and the anchors' figures. Samples alternate between programs so
+    machine noise hits all alike."""
     rng = random.Random(seed)
     paths = ("first", "first_same", "hit", "plain")
     times = {s: {p: list[int]() for p in paths} for s in progs}
+    floor: dict[str, list[int]] = {"empty": [], "ct_write": []}
     before = {s: tc.stat(nl.NatStat.DNAT_NEW) for s, tc in progs.items()}
     # First packets: a fresh flow (distinct source port) to a random service every time,
     # and to the same (last) service every time: the difference is cache misses.
@@ -199,7 +243,14 @@ def measure_packets(
         # repeat=1000 re-runs the packet the first run rewrote: from then on it is
         # client -> backend, i.e. the non-service path, timer cost amortised.
         out[scale]["repeat1000"] = float(tc.run(hit[scale], repeat=1000).duration_ns)
-    return out
+    # The anchors in a loop of their own: beside ours they would evict its cache lines.
+    for _ in range(samples):
+        floor["empty"].append(bpfsys.prog_test_run(anchors.empty, plain).duration_ns)
+        floor["ct_write"].append(bpfsys.prog_test_run(anchors.ct_write, plain).duration_ns)
+    anchor = {name: float(statistics.median(t)) for name, t in floor.items()}
+    for name, fd in (("empty", anchors.empty), ("ct_write", anchors.ct_write)):
+        anchor[f"{name}_repeat"] = float(bpfsys.prog_test_run(fd, plain, 10_000).duration_ns)
+    return out, anchor
 
 
 def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
@@ -207,14 +258,16 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
     seconds spent writing each scale's NAT map contents."""
     progs: dict[int, TcProgram] = {}
     fill: dict[int, float] = {}
+    anchors = Anchors()
     try:
         for scale in SCALES:
             progs[scale] = TcProgram()
             fill[scale] = progs[scale].fill(scale)
-        figures = measure_packets(progs, samples)
+        figures, anchor = measure_packets(progs, samples, anchors)
     finally:
         for tc in progs.values():
             tc.close()
+        anchors.close()
     lo, hi = figures[SCALES[0]], figures[SCALES[-1]]
     rows: list[tuple[str, Any, str]] = [
         ("samples per path (median of repeat=1 runs)", samples, "scales interleaved")
@@ -257,6 +310,21 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
             "repeat=1 timer overhead (non-service repeat=1 - repeat=1000): ns",
             hi["plain"] - hi["repeat1000"],
             "included in every median above",
+        ),
+        (
+            "anchor: empty tc program, repeat=1 | repeat=10000: ns",
+            f"{anchor['empty']:.0f} | {anchor['empty_repeat']:.0f}",
+            "the harness's floor, measured beside ours",
+        ),
+        (
+            "anchor: one conntrack-shaped LRU insert, repeat=1 | repeat=10000: ns",
+            f"{anchor['ct_write']:.0f} | {anchor['ct_write_repeat']:.0f}",
+            "program with one map update",
+        ),
+        (
+            "first packet net of the floor, 10 | 10,000 services (same service): ns",
+            f"{lo['first_same'] - anchor['empty']:.0f} | {hi['first_same'] - anchor['empty']:.0f}",
+            f"of which two conntrack inserts ~{2 * (anchor['ct_write'] - anchor['empty']):.0f}",
         ),
         (
             f"map fill, {SCALES[-1]:,} services ({SCALES[-1] * (ENDPOINTS + 1):,} entries): s",

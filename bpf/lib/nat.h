@@ -238,7 +238,10 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			rk.sport = ports.dport;
 			rk.dport = ports.sport;
 			rk.proto = ip.protocol;
-			rcl_ct.delete(&rk);
+			/* a lookup is inlined by the JIT, a delete is a helper call that
+			 * takes a bucket lock: only delete what is there */
+			if (rcl_ct.lookup(&rk))
+				rcl_ct.delete(&rk);
 		}
 		return RCL_NAT_PASS;
 	}
