@@ -120,18 +120,46 @@ def load(path: Path) -> DesiredState | None:
     return state
 
 
+APPLIED = "applied"  # names the state file the kernel was last converged to
+
+
 def latest(path: Path | None) -> DesiredState | None:
-    """The most recently stored state next to `path`. Any stored state is a
-    valid base for an incremental compile; the newest is likely the closest."""
+    """A stored state next to `path` to build on: the one last applied (the
+    kernel holds its tables, so a diff against it is cheap), else the newest.
+    Any stored state is a valid base for an incremental compile."""
     if path is None:
         return None
     kept = _newest.get(path.parent)
-    if kept is not None:
+    if kept is not None and _applied_name(path.parent) in (None, kept[0].name):
         return kept[1]
+    applied = _applied_name(path.parent)
+    if applied is not None and (path.parent / applied).exists():
+        state = load(path.parent / applied)
+        if state is not None:
+            return state
     if not path.parent.is_dir():
         return None
     stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
     return load(stored[-1]) if stored else None
+
+
+def _applied_name(directory: Path) -> str | None:
+    try:
+        return (directory / APPLIED).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def note_applied(desired: DesiredState) -> None:
+    """Remember that the kernel now holds `desired` (if this process stored it)."""
+    for directory, (path, state) in _newest.items():
+        if state is desired:
+            try:
+                tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
+                tmp.write_text(path.name + "\n")
+                tmp.replace(directory / APPLIED)
+            except OSError:
+                pass
 
 
 def store(path: Path, desired: DesiredState, keep: int = 8) -> None:

@@ -120,7 +120,7 @@ def _table_changes(
         if base is not None and base == have:
             differing = [k for k in touched if k in want and have.get(k) != want[k]]
             gone = [k for k in touched if k not in want and k in have]
-        elif want == have:
+        elif base is None and want == have:
             continue
         else:
             differing = [k for k, v in want.items() if have.get(k) != v]

@@ -65,6 +65,7 @@ def _plan_or_report(
     spec: dict[str, Any],
     fingerprint: bool = True,
     changed: frozenset[str] | None = None,
+    keep_derived: bool = True,
 ) -> tuple[Plan, Any] | None:
     """(plan, desired state), or None after reporting an invalid config."""
     from reconciler.pipeline import InvalidConfig, make_plan
@@ -72,7 +73,7 @@ def _plan_or_report(
     target = _target(args)
     src = open_source(spec, not args.no_cache, changed)
     try:
-        plan, desired = make_plan(src, target, fingerprint)
+        plan, desired = make_plan(src, target, fingerprint, keep_derived)
     except InvalidConfig as exc:
         diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
         if args.json:
@@ -93,7 +94,11 @@ def _plan_or_report(
 
 def plan_mode(args: argparse.Namespace) -> int:
     # The observed-state fingerprint is only needed to save or print the plan.
-    planned = _plan_or_report(args, source_spec(args), fingerprint=bool(args.out or args.json))
+    # A plan's incremental state is not stored: the apply derives it again
+    # from the applied state for less than writing it would cost.
+    planned = _plan_or_report(
+        args, source_spec(args), bool(args.out or args.json), keep_derived=False
+    )
     if planned is None:
         return EXIT_ERROR
     plan, _ = planned
@@ -147,6 +152,10 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             # Re-observe and compare with the very state we meant to reach.
             remaining = verify(desired, target, plan)
             record_applied(plan, target, len(results))
+            if not remaining:
+                from reconciler import desired_cache
+
+                desired_cache.note_applied(desired)
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
     if args.json:

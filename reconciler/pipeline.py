@@ -48,7 +48,9 @@ def default_state_dir(bpffs_root: str) -> Path:
     return Path("/var/lib/calico-reconciler") / digest
 
 
-def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredState:
+def desired_state(
+    source: Source, target: Target, links: list[Link], keep_derived: bool = True
+) -> DesiredState:
     """Validate and compile, or reuse what earlier runs compiled.
 
     Three ways, fastest first:
@@ -60,7 +62,9 @@ def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredS
       with the same other inputs: validate the changed files and recompute the
       services they feed (reconciler.nat_compile.update);
     - otherwise validate and compile everything.
-    Only valid configurations are ever stored."""
+    Only valid configurations are ever stored. `keep_derived=False` (a plan
+    that will not be applied) does not store a state derived incrementally:
+    deriving it again costs less than writing and reading it."""
     host = host_facts(target, links)
     digest = build.source_digest()
     context = hashlib.sha256(
@@ -87,6 +91,7 @@ def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredS
     previous = desired_cache.latest(cached)
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
+    derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
@@ -96,7 +101,7 @@ def desired_state(source: Source, target: Target, links: list[Link]) -> DesiredS
         )
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
-    if cached is not None:
+    if cached is not None and (keep_derived or not derived):
         desired_cache.store(cached, desired)
     return desired
 
@@ -129,13 +134,13 @@ def _services_only_update(
 
 
 def make_plan(
-    source: Source, target: Target, fingerprint: bool = True
+    source: Source, target: Target, fingerprint: bool = True, keep_derived: bool = True
 ) -> tuple[Plan, DesiredState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
     the observed state when the plan will not be saved or compared."""
     observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
     bpfsys.ensure_bpffs(target.bpffs_root)
-    desired = desired_state(source, target, links)
+    desired = desired_state(source, target, links, keep_derived)
     changes = diff(desired, observed)
     plan = Plan(
         node=target.node,

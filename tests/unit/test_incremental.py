@@ -272,3 +272,24 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
         "rcl_nat_be", untouched, got.tables["rcl_nat_be"][untouched], entries.Context({})
     )
     assert address in {c.address for c in changes if c.action.value == "create"}
+
+
+def test_the_applied_state_is_the_base_of_choice(tmp_path):
+    """Plans of pending edits must not push out the state the kernel holds:
+    the next compile builds on the applied one, whose tables the kernel has."""
+    from reconciler import desired_cache
+
+    rng = random.Random(8)
+    resources = [r for i in range(2) for r in (service(i, rng), endpoint_slice(i, rng, i))]
+    applied = compile_(resources, file_ids(resources, {}))
+    pending = compile_(resources[:2], file_ids(resources[:2], {}))
+    a, b = desired_cache.cache_path(tmp_path, "a"), desired_cache.cache_path(tmp_path, "b")
+    assert a is not None and b is not None
+    desired_cache.store(a, applied)
+    desired_cache.note_applied(applied)
+    desired_cache.store(b, pending)  # a later --plan of an edit not applied yet
+    desired_cache._newest.clear()  # as a new process sees the directory
+    same(desired_cache.latest(a), applied)
+    (a.parent / desired_cache.APPLIED).unlink()
+    desired_cache._newest.clear()
+    same(desired_cache.latest(a), pending)  # no record: the newest
