@@ -22,7 +22,7 @@ from reconciler.model import Resource
 from reconciler.services import (
     Fragment,
     ServiceRef,
-    _port_keys,
+    _id_keys,
     _stable_ids,
     feeds,
     service_fragments,
@@ -156,7 +156,7 @@ def _port_keys_of(resources: Iterable[Resource]) -> set[str]:
     from reconciler.services import _groups
 
     services, _ = _groups(list(resources))
-    return {key for svc in services for key, _, _ in _port_keys(svc)}
+    return {key for svc in services for key in _id_keys(svc)}
 
 
 def update(

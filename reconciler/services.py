@@ -1,10 +1,13 @@
 """Compile Kubernetes Services + EndpointSlices into NAT map contents. Pure.
 
 Follows kube-proxy's rules: headless and ExternalName services and those
-labelled `service.kubernetes.io/service-proxy-name` are skipped; endpoints
-count when `ready` is not false; ports are matched by name. Backends of one
+labelled `service.kubernetes.io/service-proxy-name` are skipped; ports are
+matched by name; within a traffic policy's scope (every endpoint, or this
+node's for ETP/ITP Local) the ready endpoints are used, or, when none is
+ready, those still serving while they terminate (KEP-1669). Backends of one
 service port share a service id; local backends (nodeName == this node) sit
-at ordinals [0, local_count) so ETP/ITP Local can pick among them alone.
+at ordinals [0, local_count) so ETP/ITP Local can pick among them alone. When
+the local choice is not that prefix, it gets a list and an id of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ DEFAULT_AFFINITY_S = 10800  # Kubernetes' default sessionAffinityConfig timeout
 
 # Mirrors bpf/lib/nat_types.h RCL_FE_* flags.
 FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL = 1, 2, 4
+LOCAL_FLAGS = FE_ETP_LOCAL | FE_ITP_LOCAL
 
 
 class Backend(NamedTuple):
@@ -57,6 +61,9 @@ class ServicePort:
     svc_id: int
     backends: tuple[Backend, ...]
     frontends: tuple[Frontend, ...]
+    # (its own service id, its backends) when the Local policy's choice is not
+    # the local part of `backends`; every backend in it is local
+    local_list: tuple[int, tuple[Backend, ...]] | None = None
 
     @property
     def local_count(self) -> int:
@@ -89,10 +96,18 @@ def _is_ipv4(text: Any) -> bool:
     return _ipv4_bytes(text) is not None
 
 
-def _backends(
+class _Candidate(NamedTuple):
+    backend: Backend
+    ready: bool
+    serving_terminating: bool  # the fallback when nothing in scope is ready
+
+
+def _candidates(
     slices: Iterable[Resource], port_name: str, proto: str, node: str
-) -> tuple[Backend, ...]:
-    found: dict[tuple[bool, bytes, int], Backend] = {}
+) -> list[_Candidate]:
+    """Every endpoint of the port with its conditions, read as the API says:
+    ready and serving default to true (serving to ready), terminating to false."""
+    found: dict[tuple[bool, bytes, int], _Candidate] = {}
     for sl in slices:
         body = sl.body
         if body.get("addressType") != "IPv4":
@@ -109,15 +124,30 @@ def _backends(
             continue
         for ep in body.get("endpoints") or ():
             conditions = ep.get("conditions") or {}
-            if conditions.get("ready") is False:
-                continue
+            ready = conditions.get("ready") is not False
+            serving = conditions.get("serving", ready) is not False
+            terminating = conditions.get("terminating") is True
             local = ep.get("nodeName") == node
             for addr in ep.get("addresses") or ():
                 packed = _ipv4_bytes(addr)
-                if packed is not None:
-                    # sort key: local first (ETP/ITP Local pick from the front), then stable
-                    found[(not local, packed, port)] = Backend(addr, port, local)
-    return tuple(found[k] for k in sorted(found))
+                if packed is None:
+                    continue
+                # sort key: local first (ETP/ITP Local pick from the front), then stable
+                key = (not local, packed, port)
+                seen = found.get(key)
+                if seen is None or (ready and not seen.ready):  # listed twice: the readier
+                    found[key] = _Candidate(
+                        Backend(addr, port, local), ready, serving and terminating
+                    )
+    return [found[k] for k in sorted(found)]
+
+
+def _usable(candidates: Sequence[_Candidate], local_only: bool) -> tuple[Backend, ...]:
+    """kube-proxy's choice within a traffic policy's scope: the ready endpoints,
+    or, when none is ready, those still serving while they terminate."""
+    scope = [c for c in candidates if c.backend.local or not local_only]
+    ready = tuple(c.backend for c in scope if c.ready)
+    return ready or tuple(c.backend for c in scope if c.serving_terminating)
 
 
 def _stable_ids(keys: Sequence[str]) -> dict[str, int]:
@@ -166,6 +196,24 @@ def _port_keys(svc: Resource) -> list[tuple[str, Mapping[str, Any], str]]:
     return out
 
 
+LOCAL_SUFFIX = "#local"
+
+
+def _has_local_policy(svc: Resource) -> bool:
+    spec = svc.spec
+    return "Local" in (spec.get("internalTrafficPolicy"), spec.get("externalTrafficPolicy"))
+
+
+def _id_keys(svc: Resource) -> list[str]:
+    """Keys that get a service id: each port, and for a service with a Local
+    traffic policy a second one per port, for when its local endpoints are not
+    simply the local part of its cluster-wide ones (see _service_ports)."""
+    keys = [key for key, _, _ in _port_keys(svc)]
+    if _has_local_policy(svc):
+        keys += [key + LOCAL_SUFFIX for key in keys]
+    return keys
+
+
 def _service_ports(
     svc: Resource,
     slices: Sequence[Resource],
@@ -182,7 +230,8 @@ def _service_ports(
             warnings.append(f"{svc.ref}: {proto} ports are not load-balanced; skipped")
     ports: list[ServicePort] = []
     for key, port, proto in _port_keys(svc):
-        backends = _backends(slices, port.get("name") or "", proto, node)
+        candidates = _candidates(slices, port.get("name") or "", proto, node)
+        backends = _usable(candidates, local_only=False)
         flags, timeout = 0, 0
         if spec.get("sessionAffinity") == "ClientIP":
             flags |= FE_AFFINITY
@@ -204,11 +253,23 @@ def _service_ports(
             and node_port > 0
         ):
             fe += [(ip, node_port, external) for ip in node_ips]
+        # Local policies pick among ordinals [0, local_count) of the cluster-wide
+        # list. When the local choice is something else (no local endpoint is
+        # ready, so local ones still serving while terminating are used, while
+        # ready remote ones exist), it gets a list and a service id of its own.
+        local = _usable(candidates, local_only=True)
+        split = any(f & LOCAL_FLAGS for _, _, f in fe) and local != tuple(
+            b for b in backends if b.local
+        )
+        local_id = ids[key + LOCAL_SUFFIX] if split else ids[key]
         frontends = tuple(
-            Frontend(ip, p, proto.lower(), ids[key], f, timeout, key)
+            Frontend(
+                ip, p, proto.lower(), local_id if f & LOCAL_FLAGS else ids[key], f, timeout, key
+            )
             for ip, p, f in sorted(set(fe))
         )
-        ports.append(ServicePort(key, ids[key], backends, frontends))
+        extra = (local_id, local) if split else None
+        ports.append(ServicePort(key, ids[key], backends, frontends, extra))
     return ports, warnings
 
 
@@ -217,7 +278,7 @@ def compile_services(
 ) -> NatTables:
     """All service ports with their frontends and backends, for this node."""
     services, slices = _groups(resources)
-    ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+    ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
     ports: list[ServicePort] = []
     warnings: list[str] = []
     for svc in services:
@@ -248,18 +309,23 @@ def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment
     for port in ports:
         primary = port.frontends[0].label if port.frontends else port.service
         info.append((port.svc_id, f"nat/{primary}", port.service))
+        lists = {port.svc_id: (port.backends, port.local_count)}
+        if port.local_list is not None:
+            local_id, local = port.local_list
+            lists[local_id] = (local, len(local))
+            info.append((local_id, f"nat/{primary} local endpoints", port.service))
         for fe in port.frontends:
-            value = fe_value(
-                port.svc_id, len(port.backends), port.local_count, fe.flags, fe.affinity_timeout_s
-            )
+            listed, local_count = lists[fe.svc_id]
+            value = fe_value(fe.svc_id, len(listed), local_count, fe.flags, fe.affinity_timeout_s)
             frontends.append((fe_key(fe.vip, fe.port, fe.proto), value, fe.label, fe.service))
-        backends += [
-            (be_key(port.svc_id, ordinal), be_value(be.ip, be.port))
-            for ordinal, be in enumerate(port.backends)
-        ]
+        for svc_id, (listed, _) in lists.items():
+            backends += [
+                (be_key(svc_id, ordinal), be_value(be.ip, be.port))
+                for ordinal, be in enumerate(listed)
+            ]
     return Fragment(
         tuple(frontends), tuple(backends), tuple(info), tuple(warnings),
-        sum(len(p.frontends) for p in ports), sum(len(p.backends) for p in ports),
+        sum(len(p.frontends) for p in ports), len(backends),
     )  # fmt: skip
 
 
@@ -269,7 +335,7 @@ ServiceRef = tuple[str | None, str]  # (namespace, name)
 def service_ids(resources: Sequence[Resource]) -> dict[str, int]:
     """Stable ids of every load-balanced service port in `resources`."""
     services, _ = _groups(resources)
-    return _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+    return _stable_ids([key for svc in services for key in _id_keys(svc)])
 
 
 def service_fragments(
@@ -283,7 +349,7 @@ def service_fragments(
     the whole config while giving only the resources of the services it redoes."""
     services, slices = _groups(resources)
     if ids is None:
-        ids = _stable_ids([key for svc in services for key, _, _ in _port_keys(svc)])
+        ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
     return {
         (svc.namespace, svc.name): _fragment(
             *_service_ports(svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids)

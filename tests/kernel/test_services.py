@@ -61,8 +61,10 @@ endpoints:
 ENDPOINT = """\
 - addresses: ["{ip}"]
   nodeName: {node}
-  conditions: {{ready: true}}
+  conditions: {conditions}
 """
+READY = "{ready: true}"
+TERMINATING = "{ready: false, serving: true, terminating: true}"
 
 
 class Services:
@@ -115,13 +117,19 @@ spec:
         backends=BACKENDS,
         *,
         remote: tuple[Pod, ...] = (),
+        terminating: tuple[Pod, ...] = (),
         type_: str = "ClusterIP",
         affinity: str = "None",
         etp: str = "Cluster",
         nodeport: int | None = None,
     ) -> None:
-        eps = "".join(ENDPOINT.format(ip=p.ip, node="node-1") for p in backends)
-        eps += "".join(ENDPOINT.format(ip=p.ip, node="node-2") for p in remote)
+        eps = "".join(
+            ENDPOINT.format(
+                ip=p.ip, node="node-1", conditions=TERMINATING if p in terminating else READY
+            )
+            for p in backends
+        )
+        eps += "".join(ENDPOINT.format(ip=p.ip, node="node-2", conditions=READY) for p in remote)
         np_line = f"    nodePort: {nodeport}\n" if nodeport else ""
         self.node.write(
             "service.yaml",
@@ -236,6 +244,33 @@ def test_nodeport_from_outside_and_etp_local_keeps_source(svc):
     replies = svc.request("tcp", sb.node_ip, 30080, 20, ns=sb.ext)
     assert names(replies) == {"back0": 20}, replies
     assert {r.split()[1] for r in replies} == {sb.ext_ip}  # the real client address
+
+
+def test_terminating_local_pod_serves_etp_local_while_cluster_traffic_avoids_it(svc):
+    """A rolling update on this node: its only pod is terminating but still
+    serving, ready pods run elsewhere. NodePort with externalTrafficPolicy
+    Local keeps answering from the local pod instead of dropping (KEP-1669);
+    the ClusterIP (cluster policy) uses only the ready pods."""
+    svc.start()
+    svc.service(
+        (BACKENDS[0],),
+        remote=(BACKENDS[1], BACKENDS[2]),
+        terminating=(BACKENDS[0],),
+        type_="NodePort",
+        etp="Local",
+        nodeport=30080,
+    )
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    assert names(svc.request("tcp", sb.node_ip, 30080, 10, ns=sb.ext)) == {"back0": 10}
+    assert set(names(svc.request("tcp", VIP, 80, 30))) == {"back1", "back2"}
+    # its replacement is ready: one list again, the local pod serves both
+    svc.service(
+        (BACKENDS[0],), remote=(BACKENDS[1],), type_="NodePort", etp="Local", nodeport=30080
+    )
+    svc.node.apply_converged()
+    assert names(svc.request("tcp", sb.node_ip, 30080, 10, ns=sb.ext)) == {"back0": 10}
+    assert set(names(svc.request("tcp", VIP, 80, 30))) == {"back0", "back1"}
 
 
 def test_session_affinity_pins_a_client(svc):

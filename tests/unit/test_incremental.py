@@ -47,7 +47,15 @@ def endpoint_slice(i, rng, owner, ns="shop", suffix="a"):
         {
             "addresses": [f"10.{64 + rng.randrange(4)}.{i % 250}.{k + 1}"],
             "nodeName": rng.choice(["n1", "n2"]),
-            "conditions": {"ready": rng.random() > 0.1},
+            "conditions": rng.choice(
+                [
+                    {"ready": True},
+                    {"ready": True},
+                    {},
+                    {"ready": False},
+                    {"ready": False, "serving": True, "terminating": True},
+                ]
+            ),
         }
         for k in range(rng.randrange(0, 5))
     ]
@@ -293,3 +301,42 @@ def test_the_applied_state_is_the_base_of_choice(tmp_path):
     (a.parent / desired_cache.APPLIED).unlink()
     desired_cache._newest.clear()
     same(desired_cache.latest(a), pending)  # no record: the newest
+
+
+def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
+    """ETP Local: the local pod terminates (its own list and id appear), then a
+    new local pod is ready (they go): the incremental path follows both."""
+    rng = random.Random(9)
+    body = service(0, rng).body
+    spec = {
+        "clusterIP": "10.96.0.1",
+        "type": "NodePort",
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}],
+    }
+    svc = Resource("Service", "s0", "shop", {**body, "spec": spec}, "svc/s0.yaml", 1)
+
+    def slice_with(local_conditions):
+        sl = endpoint_slice(0, rng, 0)
+        eps = [
+            {"addresses": ["10.64.0.1"], "nodeName": "n1", "conditions": local_conditions},
+            {"addresses": ["10.64.0.2"], "nodeName": "n2", "conditions": {"ready": True}},
+        ]
+        return Resource(sl.kind, sl.name, sl.namespace, {**sl.body, "endpoints": eps}, sl.file, 1)
+
+    steps = [
+        {"ready": True},
+        {"ready": False, "serving": True, "terminating": True},
+        {"ready": True},
+    ]
+    resources = [svc, slice_with(steps[0])]
+    previous = compile_(resources, file_ids(resources, {}))
+    for n, conditions in enumerate(steps[1:], start=1):
+        before, resources = resources, [svc, slice_with(conditions)]
+        ids = file_ids(resources, {"eps/s0-a.yaml": n})
+        got = incremental(previous, before, resources, ids)
+        assert got is not None
+        same(got, compile_(resources, ids))
+        split = any("local endpoints" in i["frontend"] for i in got.table_info.values())
+        assert split == (n == 1)
+        previous = got

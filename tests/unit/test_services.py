@@ -200,3 +200,69 @@ def test_nat_entries_in_desired_state_and_overflow_is_an_error():
     assert too_many.errors == (
         "map rcl_nat_be would overflow: 3 backends for bpfMapSizeNATBackend = 2",
     )
+
+
+def cond(ip, node="n1", **conditions):
+    return {"addresses": [ip], "nodeName": node, "conditions": conditions}
+
+
+TERMINATING = {"ready": False, "serving": True, "terminating": True}
+
+
+def test_serving_terminating_endpoints_are_the_fallback_when_none_is_ready():
+    """kube-proxy (KEP-1669): ready endpoints first; with none ready in a policy's
+    scope, those still serving while they terminate; never not-serving ones."""
+    spec = {"clusterIP": "10.96.0.1", "ports": [HTTP]}
+    some_ready = [cond("10.0.0.2", **TERMINATING), cond("10.0.0.3", "n2", ready=True)]
+    (port,) = compile_services([svc("web", spec), eps("web", some_ready)], "n1", []).ports
+    assert [b.ip for b in port.backends] == ["10.0.0.3"]  # the ready one only
+    none_ready = [
+        cond("10.0.0.2", **TERMINATING),
+        cond("10.0.0.3", "n2", ready=False, serving=False, terminating=True),
+        cond("10.0.0.4", "n2", ready=False),  # not ready, serving defaults to ready: no
+    ]
+    (port,) = compile_services([svc("web", spec), eps("web", none_ready)], "n1", []).ports
+    assert [b.ip for b in port.backends] == ["10.0.0.2"]
+    assert port.local_list is None  # the local choice is the local part: no split
+
+
+def test_local_policy_falls_back_on_its_own_and_gets_its_own_list():
+    """ETP Local during a rolling update: this node's only pod is terminating but
+    still serving, ready pods run elsewhere. Cluster-wide traffic goes to the ready
+    ones; local-policy frontends to the terminating local pod, via a second id."""
+    from reconciler.entries import be_key, be_value, fe_key
+    from reconciler.nat_layout import Frontend as FeVal
+    from reconciler.services import service_fragments
+
+    spec = {
+        "clusterIP": "10.96.0.1",
+        "type": "NodePort",
+        "externalTrafficPolicy": "Local",
+        "ports": [{**HTTP, "nodePort": 30080}],
+    }
+    endpoints = [cond("10.0.0.2", **TERMINATING), cond("10.0.0.3", "n2"), cond("10.0.0.4", "n2")]
+    resources = [svc("web", spec), eps("web", endpoints)]
+    (port,) = compile_services(resources, "n1", ["192.168.1.10"]).ports
+    assert [b.ip for b in port.backends] == ["10.0.0.3", "10.0.0.4"]
+    assert port.local_list is not None
+    local_id, local = port.local_list
+    assert [b.ip for b in local] == ["10.0.0.2"] and local_id != port.svc_id
+    by_label = {f.label: f for f in port.frontends}
+    assert by_label["10.96.0.1:80/tcp"].svc_id == port.svc_id  # cluster policy
+    assert by_label["192.168.1.10:30080/tcp"].svc_id == local_id  # ETP Local
+    (fragment,) = service_fragments(resources, "n1", ["192.168.1.10"]).values()
+    values = {key: value for key, value, _, _ in fragment.frontends}
+    nodeport = FeVal.decode(values[fe_key("192.168.1.10", 30080, "tcp")])
+    assert (nodeport.svc_id, nodeport.count, nodeport.local_count) == (local_id, 1, 1)
+    cluster = FeVal.decode(values[fe_key("10.96.0.1", 80, "tcp")])
+    assert (cluster.svc_id, cluster.count, cluster.local_count) == (port.svc_id, 2, 0)
+    assert dict(fragment.backends) == {
+        be_key(port.svc_id, 0): be_value("10.0.0.3", 8080),
+        be_key(port.svc_id, 1): be_value("10.0.0.4", 8080),
+        be_key(local_id, 0): be_value("10.0.0.2", 8080),
+    }
+    assert fragment.backend_count == 3
+    # once the local pod is ready again, one list serves both policies
+    endpoints[0] = cond("10.0.0.2")
+    (port,) = compile_services([svc("web", spec), eps("web", endpoints)], "n1", []).ports
+    assert port.local_list is None and [b.ip for b in port.backends][0] == "10.0.0.2"
