@@ -57,13 +57,17 @@ static __always_inline __u8 rcl_ct_tcp_flags(__u8 tcpflags)
 	return f;
 }
 
-/* Live entry for key, or NULL (absent or expired; expired ones are deleted). */
-static __always_inline struct rcl_ct_val *rcl_ct_lookup(struct rcl_ct_key *key, __u64 now)
+/* Live entry for key, or NULL (absent or expired; expired ones are deleted).
+ * The clock is read only when there is an entry to judge (*now, if still 0):
+ * most packets of a busy node are not service traffic and never need it. */
+static __always_inline struct rcl_ct_val *rcl_ct_lookup(struct rcl_ct_key *key, __u64 *now)
 {
 	struct rcl_ct_val *v = rcl_ct.lookup(key);
 	if (!v)
 		return 0;
-	if (now - v->last_seen_ns > rcl_ct_timeout_ns(key->proto, v->flags)) {
+	if (!*now)
+		*now = bpf_ktime_get_ns();
+	if (*now - v->last_seen_ns > rcl_ct_timeout_ns(key->proto, v->flags)) {
 		rcl_ct.delete(key);
 		return 0;
 	}
