@@ -93,8 +93,21 @@ def resolve_plain(text: str) -> Any:
     return text
 
 
+_OWN_TAGS = frozenset({_PLAIN, _STR, _SEQ, _MAP})
+
+
+def _tag(node: Node) -> Any:
+    """A node's tag. `node.tag` renders ruamel's Tag object, URI-decoding it,
+    on every call: a quarter of a cold validation. Tags our resolver gave
+    (no handle, a suffix of ours) are used as they are."""
+    ctag = node.ctag
+    if ctag is not None and ctag.handle is None and ctag.suffix in _OWN_TAGS:
+        return ctag.suffix
+    return node.tag
+
+
 def _scalar(node: ScalarNode) -> Any:
-    tag = node.tag
+    tag = _tag(node)
     if tag == _PLAIN:
         return resolve_plain(node.value)
     if tag == _STR:
@@ -143,7 +156,7 @@ class _Builder:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, ScalarNode):
                 raise LoadError(line, "mapping keys must be scalars", path)
-            if key_node.tag == _MAP or key_node.value == "<<" and key_node.tag == _PLAIN:
+            if _tag(key_node) == _MAP or key_node.value == "<<" and _tag(key_node) == _PLAIN:
                 raise LoadError(line, "YAML merge keys ('<<') are not supported", path)
             key = key_node.value
             if key in out:
@@ -225,7 +238,7 @@ def load(data: bytes | str, file: str) -> Loaded:
             diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
             break  # the parser cannot resynchronise after a syntax error
         line = node.start_mark.line + 1
-        if isinstance(node, ScalarNode) and node.tag == _PLAIN and node.value in _NULL:
+        if isinstance(node, ScalarNode) and _tag(node) == _PLAIN and node.value in _NULL:
             continue  # empty document, e.g. a trailing '---'
         builder = _Builder()
         try:

@@ -13,7 +13,6 @@ import os
 import pickle
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -188,6 +187,7 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     size = max(1, len(work) // (jobs * 8))
     batches = [work[i : i + size] for i in range(0, len(work), size)]
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         return [r for results in pool.map(_validate_batch, batches) for r in results]
