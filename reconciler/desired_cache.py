@@ -96,11 +96,18 @@ def defer_writes() -> None:
         atexit.register(flush)
 
 
+_applied_pending: dict[Path, str] = {}
+
+
 def flush() -> None:
-    """Write what defer_writes() held back (the newest state per directory)."""
+    """Write what defer_writes() held back: the newest state per directory,
+    then which state was applied (never a record naming an unwritten state)."""
     while _deferred:
         _, (path, desired, keep) = _deferred.popitem()
         _write(path, desired, keep)
+    while _applied_pending:
+        directory, name = _applied_pending.popitem()
+        _write_applied(directory, name)
 
 
 def pending() -> bool:
@@ -154,12 +161,20 @@ def note_applied(desired: DesiredState) -> None:
     """Remember that the kernel now holds `desired` (if this process stored it)."""
     for directory, (path, state) in _newest.items():
         if state is desired:
-            try:
-                tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
-                tmp.write_text(path.name + "\n")
-                tmp.replace(directory / APPLIED)
-            except OSError:
-                pass
+            if _deferred is None:
+                _write_applied(directory, path.name)
+            else:
+                _applied_pending[directory] = path.name
+
+
+def _write_applied(directory: Path, name: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
+        tmp.write_text(name + "\n")
+        tmp.replace(directory / APPLIED)
+    except OSError:
+        pass
 
 
 def store(path: Path, desired: DesiredState, keep: int = 8) -> None:

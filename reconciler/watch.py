@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -26,6 +27,7 @@ FILE_SETTLE_SECONDS = 0.05  # watchfiles already groups a checkout's writes
 
 # An event: why to look again, and which files changed (None: look at everything).
 Event = tuple[str, frozenset[str] | None]
+STOP: Event = ("stop", None)
 
 
 def _watch_files(path: str, events: queue.Queue[Event], stop: threading.Event) -> None:
@@ -75,6 +77,14 @@ def watch(
     interval = max(1.0, float(args.interval))
     events: queue.Queue[Event] = queue.Queue()
     stop = threading.Event()
+
+    # SIGTERM (systemd, kubelet) ends the watch between passes, never in the
+    # middle of an apply, and lets exit handlers write the held-back caches.
+    def on_term(*_: object) -> None:
+        stop.set()
+        events.put(STOP)
+
+    signal.signal(signal.SIGTERM, on_term)
     if not args.repo:
         _start(_watch_files, args.config, events, stop)
     _start(_watch_links, args.netns, events)
@@ -82,7 +92,7 @@ def watch(
     print(f"watching {source} and the interfaces; drift check every {interval:g}s", file=sys.stderr)
     reconcile(None)
     try:
-        while True:
+        while not stop.is_set():
             try:
                 event = events.get(timeout=min(IDLE_SECONDS, interval))
             except queue.Empty:
@@ -91,6 +101,8 @@ def watch(
                     event = events.get(timeout=max(0.0, interval - IDLE_SECONDS))
                 except queue.Empty:
                     event = ("drift check", None)
+            if stop.is_set():
+                break
             reason, changed = event
             settle = SETTLE_SECONDS if changed is None else FILE_SETTLE_SECONDS
             started = clock()
@@ -100,9 +112,14 @@ def watch(
                 except queue.Empty:
                     break
                 changed = None if changed is None or more is None else changed | more
+            if stop.is_set():
+                break
             print(f"reconciling: {reason}", file=sys.stderr)
             began = clock()
             reconcile(changed)
             print(f"pass done in {clock() - began:.3f}s", file=sys.stderr)
+        print("stopped", file=sys.stderr)
+        on_idle()
+        return 0
     finally:
         stop.set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.sandbox import Pod
-from tests.kernel.conftest import PODS
+from tests.kernel.conftest import PODS, bpftool_dump
 from tests.kernel.test_reconcile import ifstate, tc_filters
 
 FRONT, BACK = PODS
@@ -26,15 +27,24 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 
 @contextmanager
-def watching(node, interval: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+def watching(
+    node, interval: int, cache: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """A `reconcile --watch` process for the test's node; yields it and, once it
-    has been stopped, its stderr (in the list)."""
+    has been stopped, its stderr (in the list). With `cache`, the process keeps
+    its caches there instead of running with --no-cache."""
     reconcile = str(Path(sys.executable).parent / "reconcile")
+    args = node.args()
+    env = None
+    if cache is not None:
+        args = [a for a in args if a != "--no-cache"]
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     proc = subprocess.Popen(
-        [reconcile, "--watch", "--interval", str(interval), *node.args()],
+        [reconcile, "--watch", "--interval", str(interval), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     stderr: list[str] = []
     try:
@@ -74,3 +84,61 @@ def test_watch_attaches_a_new_pod_on_its_link_event(node):
         node.sandbox.add_pod(late)
         assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-late0", "ingress"), 15)
     assert "reconciling: interfaces changed" in stderr[0]
+
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  clusterIP: {vip}
+  ports: [{{name: http, protocol: TCP, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-a
+  namespace: shop
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}]
+endpoints:
+- addresses: ["{ip}"]
+  conditions: {{ready: true}}
+"""
+
+
+def nat_backends(node) -> set[str]:
+    """Backend addresses in rcl_nat_be, as bpftool reads them."""
+    pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_nat_be"
+    if not pin.exists():
+        return set()
+    return {".".join(str(b) for b in value[:4]) for _, value in bpftool_dump(pin)}
+
+
+def test_watch_follows_service_edits_incrementally_with_its_caches(node, tmp_path):
+    """With caches on, service-only edits take the incremental path inside the
+    running watcher: an edited file, a new directory, a removed file."""
+    node.felix()
+    node.wep(FRONT)
+    node.write("svc/a.yaml", SERVICE.format(name="a", vip="10.96.0.1", ip="10.65.0.20"))
+    with watching(node, interval=300, cache=tmp_path / "cache") as (_, stderr):
+        assert wait_for(lambda: nat_backends(node) == {"10.65.0.20"})
+        node.write("svc/a.yaml", SERVICE.format(name="a", vip="10.96.0.1", ip="10.65.0.21"))
+        assert wait_for(lambda: nat_backends(node) == {"10.65.0.21"})
+        node.write("more/deep/b.yaml", SERVICE.format(name="b", vip="10.96.0.2", ip="10.65.0.22"))
+        assert wait_for(lambda: nat_backends(node) == {"10.65.0.21", "10.65.0.22"})
+        node.remove("svc/a.yaml")
+        assert wait_for(lambda: nat_backends(node) == {"10.65.0.22"})
+    log = stderr[0]
+    # three edits, three passes (an edit may share a pass with a link event)
+    assert log.count("pass done in") >= 3 and "config changed" in log, log
+    assert "Traceback" not in log and log.rstrip().endswith("stopped"), log  # SIGTERM: clean
+    # the watcher wrote the state it converged to once idle: a one-shot plan
+    # from the same caches finds it and has nothing to do
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    reconcile = str(Path(sys.executable).parent / "reconcile")
+    args = [a for a in node.args() if a != "--no-cache"]
+    out = subprocess.run([reconcile, "--plan", *args], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "No changes." in out.stdout, out.stdout + out.stderr
+    assert list((tmp_path / "cache").rglob("applied"))
