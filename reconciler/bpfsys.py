@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -372,7 +373,8 @@ def map_items(fd: int) -> list[tuple[bytes, bytes | list[bytes]]]:
     return items
 
 
-def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes]]]:
+def _batches(fd: int, shape: _Shape) -> Iterator[tuple[bytes, bytes, int]]:
+    """(keys, values, count) per BPF_MAP_LOOKUP_BATCH call, as raw buffers."""
     lib = _lib()
     per_call = max(1, min(shape.max_entries, 16384))
     keys = ctypes.create_string_buffer(shape.key_size * per_call)
@@ -382,7 +384,6 @@ def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes
     in_batch = ctypes.create_string_buffer(token)
     out_batch = ctypes.create_string_buffer(token)
     opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
-    items: list[tuple[bytes, bytes | list[bytes]]] = []
     first = True
     while True:
         count = _U32(per_call)
@@ -400,19 +401,67 @@ def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes
             err = -rc if rc < -1 else ctypes.get_errno()
             if err != 2:  # ENOENT = no more entries (count may still be > 0)
                 _check(-err, f"lookup_batch in map fd {fd}")
-        n, ks, vs = count.value, shape.key_size, shape.value_size
+        n = count.value
+        yield (
+            ctypes.string_at(keys, n * shape.key_size),
+            ctypes.string_at(values, n * shape.value_size),
+            n,
+        )
+        if err == 2:
+            return
+        ctypes.memmove(in_batch, out_batch, token)
+        first = False
+
+
+def _items_batch(fd: int, shape: _Shape) -> list[tuple[bytes, bytes | list[bytes]]]:
+    items: list[tuple[bytes, bytes | list[bytes]]] = []
+    ks, vs = shape.key_size, shape.value_size
+    for kraw, vraw, n in _batches(fd, shape):
         # Slice the two buffers in comprehensions: 100k+ entries per map at scale.
-        kraw, vraw = ctypes.string_at(keys, n * ks), ctypes.string_at(values, n * vs)
         vals: list[bytes] = [vraw[i : i + vs] for i in range(0, n * vs, vs)]
         items += zip(
             [kraw[i : i + ks] for i in range(0, n * ks, ks)],
             vals if not shape.chunk else [_split(v, shape) for v in vals],
             strict=True,
         )
-        if err == 2:
-            return items
-        ctypes.memmove(in_batch, out_batch, token)
-        first = False
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class RawDump:
+    """A map's entries as two buffers (keys, values), in the kernel's order."""
+
+    keys: bytes
+    values: bytes
+    key_size: int
+    value_size: int
+
+
+def map_raw(fd: int) -> RawDump:
+    """All entries of an ordinary (not per-CPU) map, unsliced: a 100k-entry
+    table is two buffers, not 200k objects."""
+    shape = _shape(fd)
+    if shape.chunk:
+        raise ValueError(f"map fd {fd} is per-CPU: use map_items")
+    if shape.batch:
+        try:
+            parts = list(_batches(fd, shape))
+            return RawDump(
+                b"".join(k for k, _, _ in parts),
+                b"".join(v for _, v, _ in parts),
+                shape.key_size,
+                shape.value_size,
+            )
+        except OSError as exc:
+            if exc.errno not in (22, 95, _ENOTSUPP):
+                raise
+    items = map_items(fd)
+    return RawDump(
+        b"".join(k for k, _ in items),
+        b"".join(v for _, v in items if isinstance(v, bytes)),
+        shape.key_size,
+        shape.value_size,
+    )
 
 
 def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:

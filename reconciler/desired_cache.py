@@ -14,6 +14,7 @@ import atexit
 import dataclasses
 import functools
 import hashlib
+import json
 import marshal
 import os
 import pickle
@@ -56,7 +57,7 @@ def encode(desired: DesiredState) -> bytes:
         bulk["index"] = {name: dict(getattr(index, name)) for name in _INDEX_BULK}
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
     skeleton = dataclasses.replace(
-        desired, tables={}, table_info={}, nat_index=index, table_base={}
+        desired, tables={}, table_info={}, nat_index=index, table_base={}, kernel_digests={}
     )
     head = pickle.dumps(skeleton, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(_MAGIC, len(head)) + head + marshal.dumps(bulk)
@@ -96,7 +97,13 @@ def defer_writes() -> None:
         atexit.register(flush)
 
 
-_applied_pending: dict[Path, str] = {}
+# The applied record, per directory: which state the kernel was converged
+# to, and the digests of the kernel's NAT tables right after (RawTable.digest).
+# A later observation with the same digests needs no table comparison at all.
+APPLIED = "applied"
+Applied = tuple[str, dict[str, str]]
+_applied: dict[Path, Applied | None] = {}
+_applied_pending: dict[Path, Applied] = {}
 
 
 def flush() -> None:
@@ -106,28 +113,41 @@ def flush() -> None:
         _, (path, desired, keep) = _deferred.popitem()
         _write(path, desired, keep)
     while _applied_pending:
-        directory, name = _applied_pending.popitem()
-        _write_applied(directory, name)
+        directory, record = _applied_pending.popitem()
+        _write_applied(directory, record)
 
 
-def pending() -> bool:
-    return bool(_deferred)
+def _applied_record(directory: Path) -> Applied | None:
+    if directory not in _applied:
+        try:
+            name, _, digests = (directory / APPLIED).read_text().partition("\n")
+            loaded = json.loads(digests) if digests.strip() else {}
+            _applied[directory] = (name.strip(), loaded) if name.strip() else None
+        except (OSError, ValueError):
+            _applied[directory] = None
+    return _applied[directory]
+
+
+def _as_loaded(path: Path, state: DesiredState) -> DesiredState:
+    """The state, with the kernel digests recorded if it is the applied one."""
+    record = _applied_record(path.parent)
+    if record is not None and record[0] == path.name and record[1]:
+        return dataclasses.replace(state, kernel_digests=record[1])
+    return state
 
 
 def load(path: Path) -> DesiredState | None:
     kept = _newest.get(path.parent)
     if kept is not None and kept[0] == path:
-        return kept[1]
+        return _as_loaded(path, kept[1])
     try:
         state = decode(path.read_bytes())
     except Exception:  # noqa: BLE001 - a cache must never make a plan fail
         return None
-    if state is not None:
-        _newest[path.parent] = (path, state)
-    return state
-
-
-APPLIED = "applied"  # names the state file the kernel was last converged to
+    if state is None:
+        return None
+    _newest[path.parent] = (path, state)
+    return _as_loaded(path, state)
 
 
 def latest(path: Path | None) -> DesiredState | None:
@@ -136,12 +156,12 @@ def latest(path: Path | None) -> DesiredState | None:
     Any stored state is a valid base for an incremental compile."""
     if path is None:
         return None
+    record = _applied_record(path.parent)
     kept = _newest.get(path.parent)
-    if kept is not None and _applied_name(path.parent) in (None, kept[0].name):
-        return kept[1]
-    applied = _applied_name(path.parent)
-    if applied is not None and (path.parent / applied).exists():
-        state = load(path.parent / applied)
+    if kept is not None and (record is None or record[0] == kept[0].name):
+        return _as_loaded(kept[0], kept[1])
+    if record is not None and (path.parent / record[0]).exists():
+        state = load(path.parent / record[0])
         if state is not None:
             return state
     if not path.parent.is_dir():
@@ -150,28 +170,25 @@ def latest(path: Path | None) -> DesiredState | None:
     return load(stored[-1]) if stored else None
 
 
-def _applied_name(directory: Path) -> str | None:
-    try:
-        return (directory / APPLIED).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def note_applied(desired: DesiredState) -> None:
-    """Remember that the kernel now holds `desired` (if this process stored it)."""
+def note_applied(desired: DesiredState, digests: dict[str, str] | None = None) -> None:
+    """Remember that the kernel now holds `desired` (if this process stored
+    it), and the digests its NAT tables had right after."""
     for directory, (path, state) in _newest.items():
-        if state is desired:
+        # the caller may hold a copy carrying kernel digests: same objects inside
+        if state is desired or state.objects is desired.objects:
+            record = (path.name, dict(digests or {}))
+            _applied[directory] = record
             if _deferred is None:
-                _write_applied(directory, path.name)
+                _write_applied(directory, record)
             else:
-                _applied_pending[directory] = path.name
+                _applied_pending[directory] = record
 
 
-def _write_applied(directory: Path, name: str) -> None:
+def _write_applied(directory: Path, record: Applied) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
-        tmp.write_text(name + "\n")
+        tmp.write_text(record[0] + "\n" + json.dumps(record[1], sort_keys=True) + "\n")
         tmp.replace(directory / APPLIED)
     except OSError:
         pass

@@ -150,12 +150,12 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             backends = desired.tables.get("rcl_nat_be")
             results = execute(plan, target, backends) if not plan.empty else []
             # Re-observe and compare with the very state we meant to reach.
-            remaining = verify(desired, target, plan)
+            remaining, digests = verify(desired, target, plan)
             record_applied(plan, target, len(results))
             if not remaining:
                 from reconciler import desired_cache
 
-                desired_cache.note_applied(desired)
+                desired_cache.note_applied(desired, digests)
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
     if args.json:

@@ -18,7 +18,7 @@ from typing import Any
 
 from reconciler import bpfsys, entries
 from reconciler.rtnl import Rtnl
-from reconciler.state import Link, Obj, ObjKind, ObservedState
+from reconciler.state import Link, Obj, ObjKind, ObservedState, RawTable
 
 FILTER_PREFIX = "rcl:"
 TC_PRIO = 0x7A00  # our clsact filters' priority; anything else there is not ours
@@ -109,10 +109,11 @@ def read_pins(
             try:
                 info = bpfsys.map_info(fd)
                 # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
-                wanted = pin.name in entries.CODECS and (
-                    tables or pin.name not in entries.TABLE_MAPS
-                )
-                items = bpfsys.map_items(fd) if wanted else []
+                items: Any = []
+                if pin.name in entries.TABLE_MAPS:
+                    items = bpfsys.map_raw(fd) if tables else []
+                elif pin.name in entries.CODECS:
+                    items = bpfsys.map_items(fd)
                 maps[pin.name] = (info.max_entries, items)
             finally:
                 bpfsys.close(fd)
@@ -164,12 +165,12 @@ def observe(
     progs, maps = read_pins(root, tables)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    bulk: dict[str, dict[bytes, bytes]] = {}
+    bulk: dict[str, RawTable] = {}
     for name, (max_entries, items) in maps.items():
         objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
         if name in entries.TABLE_MAPS:
-            if tables:
-                bulk[name] = dict(items)
+            if isinstance(items, bpfsys.RawDump):
+                bulk[name] = RawTable(items.keys, items.values, items.key_size, items.value_size)
             continue
         objs += [Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)]
     observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)

@@ -17,7 +17,7 @@ from reconciler.diff import Change, diff
 from reconciler.observe import observe
 from reconciler.plan import Plan
 from reconciler.source import Source
-from reconciler.state import DesiredState, Link, ObjKind, ObservedState
+from reconciler.state import DesiredState, Link, ObjKind, ObservedState, table_digest
 from reconciler.validate import Validation, validate_source
 
 
@@ -155,26 +155,36 @@ def make_plan(
     return plan, desired
 
 
-def verify(desired: DesiredState, target: Target, plan: Plan | None = None) -> tuple[Change, ...]:
-    """After apply: what still differs from the state we meant to reach.
+def verify(
+    desired: DesiredState, target: Target, plan: Plan | None = None
+) -> tuple[tuple[Change, ...], dict[str, str]]:
+    """After apply: what still differs from the state we meant to reach, and
+    the digests of the kernel's NAT tables (recorded with the applied state,
+    so that the next plan recognises them without comparing 100k entries).
 
     Everything is observed again, except that with the plan just applied the
-    bulk NAT tables (100k+ entries at scale) are read back at the keys the
-    plan changed: the plan compared every other entry moments earlier, under
-    the apply lock, or was checked fresh against the kernel's fingerprint. A
-    table the plan recreated (a resize) is read back in full."""
+    bulk NAT tables are read back at the keys the plan changed: the plan
+    compared every other entry moments earlier, under the apply lock, or was
+    checked fresh against the kernel's fingerprint. A table the plan
+    recreated (a resize) is compared in full."""
     from reconciler.entries import TABLE_MAPS
 
     recreated = plan is None or any(
         c.kind is ObjKind.MAP and c.address.split("/")[1] in TABLE_MAPS for c in plan.changes
     )
+    observed, _ = observe(target.bpffs_root, target.netns)
+    digests = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
     if recreated:
-        observed, _ = observe(target.bpffs_root, target.netns)
-        return diff(desired, observed)
-    observed, _ = observe(target.bpffs_root, target.netns, tables=False)
-    changes = diff(dataclasses.replace(desired, tables={}, table_base={}), observed)
+        return diff(desired, observed), digests
     assert plan is not None
-    return tuple(sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address))
+    changes = diff(
+        dataclasses.replace(desired, tables={}, table_base={}, kernel_digests={}),
+        dataclasses.replace(observed, tables={}),
+    )
+    remaining = tuple(
+        sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address)
+    )
+    return remaining, digests
 
 
 def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Change, ...]:
@@ -203,7 +213,9 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
                     have[name][key] = value
         finally:
             bpfsys.close(fd)
-    partial = dataclasses.replace(desired, objects={}, tables=want, table_base={})
+    partial = dataclasses.replace(
+        desired, objects={}, tables=want, table_base={}, kernel_digests={}
+    )
     return diff(partial, ObservedState({}, (), have))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,12 +52,73 @@ class DesiredState:
     # reconciler.nat_compile.NatIndex: lets the next compile redo only the
     # services a change touched (not state: never compared).
     nat_index: Any = field(default=None, compare=False, repr=False)
-    # table -> (the table this one was derived from, the keys that differ):
-    # when the kernel still holds that earlier table, those keys are the whole
-    # diff. Only in memory: never stored, never compared.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes]]] = field(
+    # table -> (the table this one was derived from, the keys that differ,
+    # the kernel digest recorded when that table was applied): when the kernel
+    # still holds that earlier table, those keys are the whole diff. Only in
+    # memory: never stored, never compared.
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], str | None]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # table -> digest of the kernel's copy once this state was applied
+    # (RawTable.digest); attached when loaded from the cache, never stored in it.
+    kernel_digests: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+class RawTable(Mapping[bytes, bytes]):
+    """A bulk table as read from the kernel: two buffers, sliced into a dict
+    only when something looks up an entry. Its digest names its exact bytes
+    in the kernel's order, so a table seen before can be recognised without
+    building or comparing 100k entries."""
+
+    def __init__(self, keys: bytes, values: bytes, key_size: int, value_size: int) -> None:
+        self._keys, self._values = keys, values
+        self._ks, self._vs = key_size, value_size
+        self._dict: dict[bytes, bytes] | None = None
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            h = hashlib.blake2b(self._keys, digest_size=16)
+            h.update(self._values)
+            self._digest = h.hexdigest()
+        return self._digest
+
+    @property
+    def entries(self) -> dict[bytes, bytes]:
+        if self._dict is None:
+            ks, vs, keys, values = self._ks, self._vs, self._keys, self._values
+            self._dict = dict(
+                zip(
+                    [keys[i : i + ks] for i in range(0, len(keys), ks)],
+                    [values[i : i + vs] for i in range(0, len(values), vs)],
+                    strict=True,
+                )
+            )
+        return self._dict
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self.entries[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self._keys) // self._ks if self._ks else 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawTable) and other.digest == self.digest:
+            return True
+        if not isinstance(other, Mapping):
+            return False
+        return self.entries == (other if isinstance(other, dict) else dict(other.items()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def table_digest(table: Mapping[bytes, bytes]) -> str | None:
+    """The kernel-order digest of a table read from the kernel, else None."""
+    return table.digest if isinstance(table, RawTable) else None
 
 
 @dataclass(frozen=True, slots=True)

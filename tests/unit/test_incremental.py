@@ -282,6 +282,12 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     assert address in {c.address for c in changes if c.action.value == "create"}
 
 
+def new_process(desired_cache):
+    """Forget what this process keeps in memory, as the next command would."""
+    desired_cache._newest.clear()
+    desired_cache._applied.clear()
+
+
 def test_the_applied_state_is_the_base_of_choice(tmp_path):
     """Plans of pending edits must not push out the state the kernel holds:
     the next compile builds on the applied one, whose tables the kernel has."""
@@ -296,10 +302,10 @@ def test_the_applied_state_is_the_base_of_choice(tmp_path):
     desired_cache.store(a, applied)
     desired_cache.note_applied(applied)
     desired_cache.store(b, pending)  # a later --plan of an edit not applied yet
-    desired_cache._newest.clear()  # as a new process sees the directory
+    new_process(desired_cache)
     same(desired_cache.latest(a), applied)
     (a.parent / desired_cache.APPLIED).unlink()
-    desired_cache._newest.clear()
+    new_process(desired_cache)
     same(desired_cache.latest(a), pending)  # no record: the newest
 
 
@@ -340,3 +346,57 @@ def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
         split = any("local endpoints" in i["frontend"] for i in got.table_info.values())
         assert split == (n == 1)
         previous = got
+
+
+def raw(table):
+    from reconciler.state import RawTable
+
+    items = list(table.items())
+    size = (len(items[0][0]), len(items[0][1])) if items else (8, 8)
+    return RawTable(b"".join(k for k, _ in items), b"".join(v for _, v in items), *size)
+
+
+def test_raw_tables_act_as_mappings_and_name_their_bytes():
+    rng = random.Random(10)
+    resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
+    table = compile_(resources, file_ids(resources, {})).tables["rcl_nat_be"]
+    seen = raw(table)
+    assert seen == table and table == seen and len(seen) == len(table)
+    assert dict(seen) == dict(table) and set(seen) == set(table)
+    assert seen.digest == raw(table).digest
+    reordered = raw(dict(reversed(list(table.items()))))
+    assert reordered == seen and reordered.digest != seen.digest  # same entries, other bytes
+
+
+def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
+    """The applied record's digests stand for the tables the state had: an
+    identical kernel copy needs no comparison; any other bytes get the full one."""
+    from reconciler import desired_cache
+
+    rng = random.Random(11)
+    resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
+    state = compile_(resources, file_ids(resources, {}))
+    path = desired_cache.cache_path(tmp_path, "s")
+    assert path is not None
+    desired_cache.store(path, state)
+    kernel = {name: raw(t) for name, t in state.tables.items()}
+    desired_cache.note_applied(state, {name: t.digest for name, t in kernel.items()})
+    new_process(desired_cache)
+    loaded = desired_cache.load(path)
+    assert loaded is not None and loaded.kernel_digests == {n: t.digest for n, t in kernel.items()}
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    # a hand edit changes the kernel's bytes: compared in full, and found
+    edited = dict(state.tables["rcl_nat_be"])
+    key = next(iter(edited))
+    edited[key] = bytes(len(edited[key]))
+    kernel["rcl_nat_be"] = raw(edited)
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    assert [c.action.value for c in changes] == ["update"]
+    # the digests belong to the applied state only, and never reach the file
+    other = desired_cache.cache_path(tmp_path, "other")
+    assert other is not None
+    desired_cache.store(other, compile_(resources[:2], file_ids(resources[:2], {})))
+    new_process(desired_cache)
+    again = desired_cache.load(other)
+    assert again is not None and again.kernel_digests == {}
+    assert desired_cache.decode(path.read_bytes()).kernel_digests == {}
