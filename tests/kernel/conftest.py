@@ -86,6 +86,9 @@ class Node:
     config: Path
     state: Path
     capsys: pytest.CaptureFixture[str]
+    # With caches (the test points XDG_CACHE_HOME somewhere private), each run
+    # forgets what the previous one kept in memory, as separate commands do.
+    cached: bool = False
 
     def write(self, name: str, text: str) -> None:
         path = self.config / name
@@ -103,11 +106,15 @@ class Node:
 
     def args(self, *extra: str) -> list[str]:
         target = self.sandbox.target_args(str(self.state))
-        return [*target, "--config", str(self.config), "--no-cache", *extra]
+        cache = [] if self.cached else ["--no-cache"]
+        return [*target, "--config", str(self.config), *cache, *extra]
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:
+        from reconciler import desired_cache
         from reconciler.cli import main
 
+        desired_cache._newest.clear()
+        desired_cache._applied.clear()
         self.capsys.readouterr()
         rc = main([mode, *self.args(*extra)])
         out, err = self.capsys.readouterr()
