@@ -59,6 +59,22 @@ static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off
 	return TC_ACT_UNSPEC; /* let the stack try (and count it) */
 }
 
+/* Hairpin: the packet goes back to the pod it came from, out of this very
+ * interface, with the link-layer addresses swapped (routing would see a
+ * source that is not reachable through this interface). */
+static __always_inline int rcl_send_back(struct __sk_buff *skb, __u32 l3_off)
+{
+	__u8 macs[2 * ETH_ALEN];
+
+	if (l3_off == ETH_HLEN) {
+		if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) ||
+		    bpf_skb_store_bytes(skb, 0, macs + ETH_ALEN, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, macs, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+	}
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* Ingress: packets arriving from the interface (from a pod on a workload
  * interface, from the outside world on a data interface). Service NAT runs
  * here: new flows to a VIP are balanced, replies from backends are rewritten
@@ -77,13 +93,15 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 	if (c) {
 		c->rx_packets++;
 		c->rx_bytes += len;
-		if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT)
+		if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
 			c->nat++;
 		else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
 			c->dropped++;
 	}
 	if (verdict == RCL_NAT_SNAT)
 		return rcl_forward_reply(skb, l3_off);
+	if (verdict == RCL_NAT_HAIRPIN)
+		return rcl_send_back(skb, l3_off);
 	if (verdict == RCL_NAT_REJECT)
 		return rcl_reject(skb, l3_off);
 	return rcl_nat_tc_action(verdict);

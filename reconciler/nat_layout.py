@@ -170,6 +170,7 @@ class CtFlag(enum.IntFlag):
     EST = 2
     FIN = 4
     RST = 8
+    HAIRPIN = 16
 
 
 class CtlbMode(enum.IntEnum):

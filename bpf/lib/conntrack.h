@@ -79,6 +79,9 @@ static __always_inline struct rcl_ct_val *rcl_ct_lookup(struct rcl_ct_key *key, 
 static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, __u32 ordinal,
 					 __u32 be_ip, __u16 be_port, __u8 flags, __u64 now)
 {
+	/* Hairpin (the client is the backend): the backend sees the VIP as its
+	 * peer, so its replies come back addressed to the VIP, not the client. */
+	int hairpin = (flags & RCL_CT_HAIRPIN) != 0;
 	struct rcl_ct_val v = {};
 	struct rcl_ct_key rev = {};
 
@@ -94,7 +97,7 @@ static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, _
 	v.flags = flags;
 
 	rev.src = be_ip;
-	rev.dst = fwd->src;
+	rev.dst = hairpin ? fwd->dst : fwd->src;
 	rev.sport = be_port;
 	rev.dport = fwd->sport;
 	rev.proto = fwd->proto;

@@ -19,6 +19,8 @@
 #define RCL_NAT_SNAT   2 /* reply source rewritten back to the VIP */
 #define RCL_NAT_REJECT 3 /* service has no usable backend: drop (TC_ACT_SHOT) */
 #define RCL_NAT_DROP   4 /* rewrite failed half way: the packet is unusable, drop */
+#define RCL_NAT_HAIRPIN 5 /* a pod reaching itself through a service, both addresses
+			   * rewritten: send it back out of the interface it came in on */
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define rcl_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
@@ -191,8 +193,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	if (ct && ct->type == RCL_CT_REVERSE) {
 		__u32 vip = ct->orig_ip;
 		__u16 vport = ct->orig_port;
+		int hairpin = (ct->flags & RCL_CT_HAIRPIN) != 0;
 		struct rcl_ct_key fk = {};
-		fk.src = ip.daddr;
+		fk.src = hairpin ? ip.saddr : ip.daddr; /* the client is the backend itself */
 		fk.dst = vip;
 		fk.sport = ports.dport;
 		fk.dport = vport;
@@ -210,12 +213,14 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		ct->last_seen_ns = now;
 		ct->flags |= pktflags | RCL_CT_EST;
 		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, vip,
-				    ports.sport, vport)) {
+				    ports.sport, vport) ||
+		    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr,
+						ip.saddr, ports.dport, ports.dport))) {
 			rcl_nat_count(RCL_NS_ERROR);
 			return RCL_NAT_DROP;
 		}
 		rcl_nat_count(RCL_NS_SNAT);
-		return RCL_NAT_SNAT;
+		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_SNAT;
 	}
 	if (ct && ct->type == RCL_CT_FORWARD) {
 		/* Trust the entry: the backend it names stays the flow's backend even
@@ -226,13 +231,16 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		__u16 be_port = ct->be_port;
 		ct->last_seen_ns = now;
 		ct->flags |= pktflags;
+		int hairpin = (ct->flags & RCL_CT_HAIRPIN) != 0;
 		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, be_ip,
-				    ports.dport, be_port)) {
+				    ports.dport, be_port) ||
+		    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr,
+						ip.daddr, ports.sport, ports.sport))) {
 			rcl_nat_count(RCL_NS_ERROR);
 			return RCL_NAT_DROP;
 		}
 		rcl_nat_count(RCL_NS_DNAT_CT);
-		return RCL_NAT_DNAT;
+		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
 	}
 
 	struct rcl_nat_fe_key fek = {};
@@ -270,14 +278,21 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		rcl_nat_count(rc == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
 		return RCL_NAT_REJECT;
 	}
-	if (rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, pktflags, now) ||
+	/* A pod whose service picked itself: without a source rewrite its own
+	 * address would come back to it from outside, which it drops as martian
+	 * (kube-proxy masquerades these). Its source becomes the VIP. */
+	int hairpin = pick.ip == ip.saddr;
+	__u8 ctflags = pktflags | (hairpin ? RCL_CT_HAIRPIN : 0);
+	if (rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now) ||
 	    rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, pick.ip,
-			    ports.dport, pick.port)) {
+			    ports.dport, pick.port) ||
+	    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, ip.daddr,
+					ports.sport, ports.sport))) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
 	rcl_nat_count(RCL_NS_DNAT_NEW);
-	return RCL_NAT_DNAT;
+	return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
 }
 
 /* Default mapping of a verdict to a tc action for entry programs. */

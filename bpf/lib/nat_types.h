@@ -67,6 +67,7 @@ struct rcl_nat_aff_val {
 #define RCL_CT_EST  2 /* a reply was seen */
 #define RCL_CT_FIN  4
 #define RCL_CT_RST  8
+#define RCL_CT_HAIRPIN 16 /* the client is its own backend: its source is NATed to the VIP too */
 
 /* rcl_ct key: 16 bytes; the packet's own 5-tuple as it arrives. */
 struct rcl_ct_key {

@@ -273,6 +273,42 @@ def test_terminating_local_pod_serves_etp_local_while_cluster_traffic_avoids_it(
     assert set(names(svc.request("tcp", VIP, 80, 30))) == {"back0", "back1"}
 
 
+def test_a_pod_reaches_itself_through_its_service(svc):
+    """Hairpin on the tc path (connect-time LB off): the service's only
+    backend is the client pod itself. It sees the VIP as its peer, as
+    kube-proxy's masquerade would show it a node address, and gets replies."""
+    svc.start()  # connect-time LB disabled: the tc programs do all the NAT
+    sb = svc.node.sandbox
+    own = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{sb.pod_ns(CLIENT)}",
+            sys.executable,
+            "-m",
+            "reconciler.sandbox_echo",
+            CLIENT.name,
+            "8080",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    svc.servers.append(own)
+    assert own.stdout is not None and own.stdout.readline().strip() == "ready"
+    svc.service((CLIENT,))
+    svc.node.apply_converged()
+    for proto, port in (("tcp", 80), ("udp", 53)):
+        replies = svc.request(proto, VIP, port, 5)
+        assert replies == [f"{CLIENT.name} {VIP}"] * 5, (proto, replies)
+    # with a second backend: flows to itself show the VIP, flows to the other
+    # backend keep the client's own address
+    svc.service((CLIENT, BACKENDS[0]))
+    svc.node.apply_converged()
+    replies = svc.request("tcp", VIP, 80, 20)
+    assert set(names(replies)) == {CLIENT.name, "back0"}
+    seen = {name: {r.split()[1] for r in replies if r.startswith(name)} for name in names(replies)}
+    assert seen == {CLIENT.name: {VIP}, "back0": {CLIENT.ip}}
+
+
 def test_session_affinity_pins_a_client(svc):
     svc.start()
     svc.service(affinity="ClientIP")
