@@ -26,6 +26,29 @@ static __always_inline struct rcl_counters *rcl_counters_for(__u32 ifindex)
 	return rcl_counters.lookup(&ifindex);
 }
 
+/* ICMP errors for services without backends are rate-limited per CPU, as the
+ * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
+ * of connection attempts must not become an equal flood of replies. GCRA: the
+ * slot holds the theoretical arrival time of the next allowed error. This
+ * state belongs to the program (not pinned): it starts afresh with it. */
+#define RCL_REJECT_INTERVAL_NS 1000000ULL /* 1,000 per second */
+#define RCL_REJECT_BURST 50
+BPF_PERCPU_ARRAY(rcl_reject_tat, __u64, 1);
+
+static __always_inline int rcl_reject_allowed(void)
+{
+	__u32 zero = 0;
+	__u64 *tat = rcl_reject_tat.lookup(&zero);
+	if (!tat)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 next = *tat > now ? *tat : now;
+	if (next - now > (RCL_REJECT_BURST - 1) * RCL_REJECT_INTERVAL_NS)
+		return 0;
+	*tat = next + RCL_REJECT_INTERVAL_NS;
+	return 1;
+}
+
 /* bcc 0.26 declares this helper with the pre-5.11 argument list; use the
  * kernel's own signature (ifindex, params, plen, flags). */
 static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
@@ -102,8 +125,13 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 		return rcl_forward_reply(skb, l3_off);
 	if (verdict == RCL_NAT_HAIRPIN)
 		return rcl_send_back(skb, l3_off);
-	if (verdict == RCL_NAT_REJECT)
+	if (verdict == RCL_NAT_REJECT) {
+		if (!rcl_reject_allowed()) {
+			rcl_nat_count(RCL_NS_REJECT_LIMITED);
+			return TC_ACT_SHOT;
+		}
 		return rcl_reject(skb, l3_off);
+	}
 	return rcl_nat_tc_action(verdict);
 }
 

@@ -196,6 +196,7 @@ class NatStat(enum.IntEnum):
     CTLB_UDP = 9
     CTLB_REJECT = 10
     CTLB_UDP_REV = 11
+    REJECT_LIMITED = 12
 
 
 NAT_STATS_SIZE = 16

@@ -151,6 +151,7 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_CTLB_UDP     9
 #define RCL_NS_CTLB_REJECT  10
 #define RCL_NS_CTLB_UDP_REV 11
+#define RCL_NS_REJECT_LIMITED 12 /* no backend, and over the ICMP error rate: dropped silently */
 #define RCL_NS_MAX          16
 
 #endif

@@ -250,6 +250,31 @@ def test_no_backend_gets_port_unreachable(tc: TcProg, proto: nl.Proto, port: int
     assert tc.stat(nl.NatStat.REJECT_NO_BACKEND) == rejects + 1
 
 
+def test_port_unreachable_is_rate_limited_like_the_kernels_own(tc: TcProg) -> None:
+    """A burst of 50 errors, then about one per millisecond: a flood of
+    connection attempts to a dead service is answered at that rate, and the
+    rest is dropped and counted."""
+    import os
+    import time
+
+    pkt = frame(l4_packet(TCP, dport=80))
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # one CPU: one bucket
+    try:
+        time.sleep(0.1)  # whatever earlier tests spent has come back
+        limited = tc.stat(nl.NatStat.REJECT_LIMITED)
+        start = time.monotonic()
+        answered = sum(tc.run(pkt)[0] == TC_ACT_REDIRECT for _ in range(400))
+        elapsed_ms = (time.monotonic() - start) * 1000
+        dropped = tc.stat(nl.NatStat.REJECT_LIMITED) - limited
+    finally:
+        os.sched_setaffinity(0, cpus)
+        time.sleep(0.1)  # leave a full bucket to the tests after this one
+    assert answered + dropped == 400
+    assert 50 <= answered <= 50 + elapsed_ms + 2, (answered, elapsed_ms)
+    assert dropped > 0
+
+
 def test_no_local_backend_gets_port_unreachable(tc: TcProg) -> None:
     pkt = frame(l4_packet(TCP, dport=443))
     verdict, out = tc.run(pkt)
