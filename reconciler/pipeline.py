@@ -58,9 +58,10 @@ def desired_state(
       its key covers the code, the source's identity (a commit, or the hash
       of every file's blob id), the node, the host facts and the program
       sources;
-    - only Services and EndpointSlices changed since the latest stored state
-      with the same other inputs: validate the changed files and recompute the
-      services they feed (reconciler.nat_compile.update);
+    - only Services and EndpointSlices changed since a stored state with the
+      same other inputs (the applied one when there is a record of it, else
+      the newest): validate the changed files and recompute the services they
+      feed (reconciler.nat_compile.update);
     - otherwise validate and compile everything.
     Only valid configurations are ever stored. `keep_derived=False` (a plan
     that will not be applied) does not store a state derived incrementally:

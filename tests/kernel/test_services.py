@@ -77,26 +77,30 @@ class Services:
         for pod in BACKENDS[1:]:
             sb.add_pod(pod)
         for pod in BACKENDS:
-            proc = subprocess.Popen(
-                [
-                    "nsenter",
-                    f"--net=/run/netns/{sb.pod_ns(pod)}",
-                    sys.executable,
-                    "-m",
-                    "reconciler.sandbox_echo",
-                    pod.name,
-                    "8080",
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            self.servers.append(proc)
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            self.serve(pod)
         self.node.felix()
         self.node.write("felix.yaml", self._felix(ctlb))
         self.node.wep(CLIENT)
         for pod in BACKENDS:
             self.node.wep(pod)
+
+    def serve(self, pod: Pod) -> None:
+        """The echo server (reconciler.sandbox_echo) on port 8080 in a pod."""
+        proc = subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.node.sandbox.pod_ns(pod)}",
+                sys.executable,
+                "-m",
+                "reconciler.sandbox_echo",
+                pod.name,
+                "8080",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.servers.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
 
     def _felix(self, ctlb: str) -> str:
         return f"""\
@@ -278,22 +282,7 @@ def test_a_pod_reaches_itself_through_its_service(svc):
     backend is the client pod itself. It sees the VIP as its peer, as
     kube-proxy's masquerade would show it a node address, and gets replies."""
     svc.start()  # connect-time LB disabled: the tc programs do all the NAT
-    sb = svc.node.sandbox
-    own = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{sb.pod_ns(CLIENT)}",
-            sys.executable,
-            "-m",
-            "reconciler.sandbox_echo",
-            CLIENT.name,
-            "8080",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    svc.servers.append(own)
-    assert own.stdout is not None and own.stdout.readline().strip() == "ready"
+    svc.serve(CLIENT)
     svc.service((CLIENT,))
     svc.node.apply_converged()
     for proto, port in (("tcp", 80), ("udp", 53)):
