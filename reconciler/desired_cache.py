@@ -175,7 +175,7 @@ def note_applied(desired: DesiredState, digests: dict[str, str] | None = None) -
     it), and the digests its NAT tables had right after."""
     for directory, (path, state) in _newest.items():
         # the caller may hold a copy carrying kernel digests: same objects inside
-        if state is desired or state.objects is desired.objects:
+        if state.objects is desired.objects:
             record = (path.name, dict(digests or {}))
             _applied[directory] = record
             if _deferred is None:

@@ -22,11 +22,11 @@ from reconciler.model import Resource
 from reconciler.services import (
     Fragment,
     ServiceRef,
+    _groups,
     _id_keys,
     _stable_ids,
     feeds,
     service_fragments,
-    service_ids,
 )
 from reconciler.state import DesiredState
 
@@ -153,8 +153,6 @@ def changed_paths(index: NatIndex, files: Mapping[str, str]) -> set[str]:
 
 
 def _port_keys_of(resources: Iterable[Resource]) -> set[str]:
-    from reconciler.services import _groups
-
     services, _ = _groups(list(resources))
     return {key for svc in services for key in _id_keys(svc)}
 
@@ -164,13 +162,13 @@ def update(
     files: Mapping[str, str],
     old: Mapping[str, Sequence[Resource]],
     new: Mapping[str, Sequence[Resource]],
-    unchanged: Mapping[str, Sequence[Resource]] | None = None,
+    unchanged: Mapping[str, Sequence[Resource]],
 ) -> DesiredState | None:
     """The desired state after the changed files (`old`: their previous
     resources, `new`: their current ones, by path; a removed file is absent
     from `new`, an added one from `old`), or None when only a full compile
-    can say. `unchanged` gives the resources of unchanged files that also feed
-    an affected service; when None, `needs` tells which paths those are."""
+    can say. `unchanged` gives the resources of the unchanged files that also
+    feed an affected service (`needs` tells which paths those are)."""
     index = previous.nat_index
     if not isinstance(index, NatIndex) or index.conflicts or not previous.enabled:
         return None
@@ -188,7 +186,7 @@ def update(
             if r.key in owners:
                 return None  # a duplicate: full validation reports it with both places
             owners[r.key] = path
-    affected = {ref for rs in (*old.values(), *new.values()) for r in rs if (ref := feeds(r))}
+    affected = _affected(old, new)
     feeders = dict(index.feeders)
     for ref in affected:
         paths = [p for p in feeders.get(ref, ()) if p not in old and p not in new]
@@ -197,8 +195,7 @@ def update(
             feeders[ref] = tuple(sorted(set(paths)))
         else:
             feeders.pop(ref, None)
-    others = needs(index, old, new)
-    if unchanged is None or not others <= unchanged.keys():
+    if not needs(index, old, new) <= unchanged.keys():
         return None
 
     def version(source: Mapping[str, Sequence[Resource]], paths: Iterable[str]) -> list[Resource]:
@@ -206,7 +203,7 @@ def update(
         for p in sorted(set(paths)):
             got = source.get(p)
             if got is None:
-                got = unchanged.get(p, ()) if unchanged is not None else ()
+                got = unchanged.get(p, ())
             out += [r for r in got if feeds(r) in affected]
         return out
 
@@ -279,10 +276,19 @@ def needs(
 ) -> set[str]:
     """Unchanged files whose resources `update` needs: the other feeders of
     every service the changed files feed."""
-    affected = {ref for rs in (*old.values(), *new.values()) for r in rs if (ref := feeds(r))}
     return {
-        p for ref in affected for p in index.feeders.get(ref, ()) if p not in old and p not in new
+        p
+        for ref in _affected(old, new)
+        for p in index.feeders.get(ref, ())
+        if p not in old and p not in new
     }
 
 
-__all__ = ["NatIndex", "build_index", "changed_paths", "fold", "needs", "service_ids", "update"]
+def _affected(
+    old: Mapping[str, Sequence[Resource]], new: Mapping[str, Sequence[Resource]]
+) -> set[ServiceRef]:
+    """Every service a changed file fed before or feeds now."""
+    return {ref for rs in (*old.values(), *new.values()) for r in rs if (ref := feeds(r))}
+
+
+__all__ = ["NatIndex", "build_index", "changed_paths", "fold", "needs", "update"]

@@ -93,10 +93,10 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
 
 
 def read_pins(
-    root: str, tables: bool = True
+    root: str,
 ) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
     """Program set directories, and for each pinned map its size and entries
-    (`tables=False`: the bulk NAT tables' shapes only)."""
+    (the bulk NAT tables as raw dumps)."""
     progs: dict[str, list[str]] = {}
     maps: dict[str, tuple[int, list[tuple[bytes, Any]]]] = {}
     prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
@@ -111,7 +111,7 @@ def read_pins(
                 # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
                 items: Any = []
                 if pin.name in entries.TABLE_MAPS:
-                    items = bpfsys.map_raw(fd) if tables else []
+                    items = bpfsys.map_raw(fd)
                 elif pin.name in entries.CODECS:
                     items = bpfsys.map_items(fd)
                 maps[pin.name] = (info.max_entries, items)
@@ -151,18 +151,15 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
     return objs, []
 
 
-def observe(
-    root: str, netns: str | None = None, tables: bool = True
-) -> tuple[ObservedState, list[Link]]:
-    """Everything of ours in the kernel, plus the live links compile needs.
-    `tables=False` leaves the bulk NAT tables out (their map objects stay)."""
+def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Link]]:
+    """Everything of ours in the kernel, plus the live links compile needs."""
     # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
     with Rtnl(netns) as rtnl:
         links = read_links(rtnl)
         filters = read_filters(rtnl, links)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
-    progs, maps = read_pins(root, tables)
+    progs, maps = read_pins(root)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
     bulk: dict[str, RawTable] = {}
