@@ -218,16 +218,25 @@ def _cache_key(fingerprint: str, path: str, digest: str) -> str:
     return f"{fingerprint}:{digest}:{path}"
 
 
-def validate_files(files: Sequence[SourceFile], cache_dir: FsPath | None) -> dict[str, FileResult]:
-    """Per-file results for a few files (no cross-file checks): what an
-    incremental compile needs for the files that changed."""
+def _results(
+    files: Sequence[SourceFile], cache_dir: FsPath | None, full: bool, jobs: int
+) -> tuple[list[str], dict[str, Any], dict[str, FileResult]]:
+    """Cache keys, cached rows by key and fresh results by path: the misses
+    are validated (over `jobs` processes) and stored."""
     fingerprint = engine_fingerprint()
     keys = [_cache_key(fingerprint, f.path, f.digest) for f in files]
     cache = ResultCache(cache_dir)
-    cached = cache.get_many(keys, full=True)
+    cached = cache.get_many(keys, full=full)
     misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
-    fresh = {f.path: r for f, r in zip(misses, _run(misses, 1), strict=True)}
+    fresh = {f.path: r for f, r in zip(misses, _run(misses, jobs), strict=True)}
     cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
+    return keys, cached, fresh
+
+
+def validate_files(files: Sequence[SourceFile], cache_dir: FsPath | None) -> dict[str, FileResult]:
+    """Per-file results for a few files (no cross-file checks): what an
+    incremental compile needs for the files that changed."""
+    keys, cached, fresh = _results(files, cache_dir, True, 1)
     out: dict[str, FileResult] = {}
     for f, key in zip(files, keys, strict=True):
         if f.path in fresh:
@@ -261,15 +270,9 @@ def validate_source(
 
     `with_resources=False` (plain `--validate`) skips rebuilding resources
     from the cache: only diagnostics and identities are needed."""
-    fingerprint = engine_fingerprint()
-    keys = [_cache_key(fingerprint, f.path, f.digest) for f in source.files]
-    cache = ResultCache(cache_dir)
-    cached = cache.get_many(keys, full=with_resources)
-    misses = [f for f, key in zip(source.files, keys, strict=True) if key not in cached]
-    fresh = dict(
-        zip((f.path for f in misses), _run(misses, jobs or os.cpu_count() or 1), strict=True)
+    keys, cached, fresh = _results(
+        source.files, cache_dir, with_resources, jobs or os.cpu_count() or 1
     )
-    cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
     idents: list[Ident] = []
