@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
+import os
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler.plan import PlanFileError
 from reconciler.source import Source, SourceError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -60,11 +61,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def entry() -> None:
+    """The `reconcile` command: main(), then out without tearing the
+    interpreter down. A plan at 10,000 services leaves ~60 MB of small
+    objects, and freeing them one by one at exit took 0.1 s, a fifth of a
+    one-change apply. Exit handlers still run and output is flushed."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (| head): nothing more can be said
+        code = code or EXIT_ERROR
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # Plans build 100k+ small objects and nothing here makes reference cycles
     # worth chasing: the cyclic collector alone cost ~40% of compile at scale.
     # A one-shot run frees everything at exit; --watch keeps it, less eagerly.
+    _prefetch(args)
     collecting = gc.isenabled()
     if args.watch:
         gc.set_threshold(50_000, 20, 20)
@@ -77,7 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.enable()
 
 
+def _prefetch(args: argparse.Namespace) -> None:
+    """A one-shot plan or apply of a big working tree: have the tree read
+    (source.TreePrefetch) in parallel with the imports this process is about to do."""
+    if (args.plan or args.apply) and not args.repo and not args.no_cache:
+        from reconciler import source
+
+        paths = [args.config]
+        source.prefetch_tree(paths, source.stat_cache_path(source.default_cache_dir(), paths))
+
+
 def _run(args: argparse.Namespace) -> int:
+    # The plan module is imported late: a big plan or apply starts gathering
+    # stat data in parallel first (_prefetch), and the imports are what it overlaps.
+    from reconciler.plan import PlanFileError
+
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -141,12 +172,11 @@ def open_source(
     follows it. `changed` (absolute paths, from --watch's file events) lets a
     directory be re-read at those paths only."""
     from reconciler import source
-    from reconciler.validate import default_cache_dir
 
     if spec["kind"] == "git":
-        return source.from_git(spec["repo"], spec["ref"], default_cache_dir())
+        return source.from_git(spec["repo"], spec["ref"], source.default_cache_dir())
     paths = spec["paths"]
-    stat = source.stat_cache_path(default_cache_dir(), paths) if use_cache else None
+    stat = source.stat_cache_path(source.default_cache_dir(), paths) if use_cache else None
     if changed is not None and len(paths) == 1:
         refreshed = source.refresh(paths[0], changed, stat)
         if refreshed is not None:
@@ -160,4 +190,4 @@ def emit_json(data: Any) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

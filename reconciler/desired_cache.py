@@ -3,9 +3,13 @@
 A state is stored under the hash of its inputs, so an identical plan loads it
 instead of validating and compiling; the newest state is also the base that
 reconciler.nat_compile.update applies a services-only change to. At 10,000
-services a state holds 110,000 NAT entries, so the format is built for
-loading fast: the bulk (tables, table info, the NAT index's maps) as one
-marshal blob of plain dicts, the rest (objects, warnings) pickled.
+services a state holds 110,000 NAT entries, so the format is built for a
+run that changes one service:
+- the bulk (tables, table info, the NAT index's maps) is stored in sections
+  that load when first used: a table as two sorted buffers searched in place
+  (reconciler.mappings.SortedTable), a map as a marshal blob;
+- a state an incremental compile derived from a stored full state is stored
+  as a delta: the few entries its overlays changed, and the base's name.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import os
 import pickle
 import shutil
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reconciler.mappings import Lazy, Overlay, SortedTable
 from reconciler.state import DesiredState
 
 SUFFIX = ".state"
-_HEADER = struct.Struct("<4sQ")  # magic, length of the pickled part
-_MAGIC = b"RCL1"
+# magic, length of the manifest, the full state a delta builds on ("" if none)
+_HEADER = struct.Struct("<4sQ40s")
+_MAGIC = b"RCL2"
 _INDEX_BULK = ("files", "owners", "feeders", "ids")
 
 
@@ -49,37 +56,93 @@ def cache_path(cache_dir: Path | None, key: str) -> Path | None:
     return cache_dir / "desired" / code_fingerprint() / f"{key}{SUFFIX}"
 
 
-def encode(desired: DesiredState) -> bytes:
+def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:
+    """The big mappings of a state, by section name."""
+    out: dict[str, Mapping[Any, Any]] = {f"tables/{k}": v for k, v in desired.tables.items()}
+    out["table_info"] = desired.table_info
+    if desired.nat_index is not None:
+        out.update({f"index/{n}": getattr(desired.nat_index, n) for n in _INDEX_BULK})
+    return out
+
+
+def _skeleton(desired: DesiredState) -> DesiredState:
     index = desired.nat_index
-    bulk: dict[str, Any] = {"tables": {k: dict(v) for k, v in desired.tables.items()}}
-    bulk["table_info"] = {k: dict(v) for k, v in desired.table_info.items()}
     if index is not None:
-        bulk["index"] = {name: dict(getattr(index, name)) for name in _INDEX_BULK}
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
-    skeleton = dataclasses.replace(
+    return dataclasses.replace(
         desired, tables={}, table_info={}, nat_index=index, table_base={}, kernel_digests={}
     )
-    head = pickle.dumps(skeleton, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(_MAGIC, len(head)) + head + marshal.dumps(bulk)
 
 
-def decode(data: bytes) -> DesiredState | None:
-    """The state, or None for anything that is not one of ours."""
+def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
+    """The state as bytes. With `base` (a stored full state's file name and
+    the state), a mapping that is an overlay of the base's is stored as its
+    changes alone: one changed service costs bytes, not 6 MB."""
+    base_bulk = _bulk(base[1]) if base is not None else {}
+    sections: dict[str, tuple[str, int, int, Any]] = {}
+    blobs: list[bytes] = []
+    offset = 0
+    delta = False
+    for name, mapping in _bulk(desired).items():
+        if isinstance(mapping, Overlay) and mapping.base is base_bulk.get(name):
+            kind, extra, parts = "delta", None, [marshal.dumps(mapping.changes())]
+            delta = True
+        elif name.startswith("tables/"):
+            keys, values, key_size, value_size = SortedTable.of(mapping)
+            kind, extra, parts = "sorted", (key_size, value_size, len(keys)), [keys, values]
+        else:
+            as_dict = mapping if isinstance(mapping, dict) else dict(mapping.items())
+            kind, extra, parts = "marshal", None, [marshal.dumps(as_dict)]
+        size = sum(len(p) for p in parts)
+        sections[name] = (kind, offset, size, extra)
+        blobs += parts
+        offset += size
+    manifest = pickle.dumps((_skeleton(desired), sections), protocol=pickle.HIGHEST_PROTOCOL)
+    base_name = base[0].encode() if base is not None and delta else b""
+    return _HEADER.pack(_MAGIC, len(manifest), base_name) + manifest + b"".join(blobs)
+
+
+def base_of(data: bytes) -> str | None:
+    """The file a stored delta builds on, from its header alone."""
+    if len(data) < _HEADER.size or data[:4] != _MAGIC:
+        return None
+    return _HEADER.unpack_from(data)[2].rstrip(b"\0").decode() or None
+
+
+def decode(
+    data: bytes, base: DesiredState | None = None
+) -> DesiredState | None:
+    """The state, or None for anything that is not one of ours (or a delta
+    whose base is not given). Mappings are loaded when first used."""
     if len(data) < _HEADER.size:
         return None
-    magic, size = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
+    magic, size, base_name = _HEADER.unpack_from(data)
+    if magic != _MAGIC or (base_name.strip(b"\0") and base is None):
         return None
-    skeleton = pickle.loads(data[_HEADER.size : _HEADER.size + size])
+    skeleton, sections = pickle.loads(data[_HEADER.size : _HEADER.size + size])
     if not isinstance(skeleton, DesiredState):
         return None
-    bulk = marshal.loads(data[_HEADER.size + size :])
+    blob = data[_HEADER.size + size :]
+    base_bulk = _bulk(base) if base is not None else {}
+    bulk: dict[str, Mapping[Any, Any]] = {}
+    for name, (kind, offset, length, extra) in sections.items():
+        part = blob[offset : offset + length]
+        if kind == "sorted":
+            key_size, value_size, keys_len = extra
+            bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
+        elif kind == "marshal":
+            bulk[name] = Lazy.marshalled(part)
+        elif kind == "delta" and name in base_bulk:
+            changes, removed = marshal.loads(part)
+            bulk[name] = Overlay.restored(base_bulk[name], changes, removed)
+        else:
+            return None
     index = skeleton.nat_index
     if index is not None:
-        index = dataclasses.replace(index, **bulk["index"])
-    return dataclasses.replace(
-        skeleton, tables=bulk["tables"], table_info=bulk["table_info"], nat_index=index
-    )
+        index = dataclasses.replace(index, **{n: bulk.pop(f"index/{n}") for n in _INDEX_BULK})
+    info = bulk.pop("table_info")
+    tables = {name.split("/", 1)[1]: table for name, table in bulk.items()}
+    return dataclasses.replace(skeleton, tables=tables, table_info=info, nat_index=index)
 
 
 # A long-running process (--watch) keeps the newest state per directory in
@@ -87,6 +150,9 @@ def decode(data: bytes) -> DesiredState | None:
 # the ~100 ms a 10,000-service state takes to encode and write (a thread
 # would not help: encoding holds the GIL).
 _newest: dict[Path, tuple[Path, DesiredState]] = {}
+# The full (not delta) state per directory last read or written: what the next
+# state stored there is written as a delta against, when it can be.
+_bases: dict[Path, tuple[Path, DesiredState]] = {}
 _deferred: dict[Path, tuple[Path, DesiredState, int]] | None = None
 
 
@@ -140,14 +206,37 @@ def load(path: Path) -> DesiredState | None:
     kept = _newest.get(path.parent)
     if kept is not None and kept[0] == path:
         return _as_loaded(path, kept[1])
-    try:
-        state = decode(path.read_bytes())
-    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
-        return None
+    state = _read(path)
     if state is None:
         return None
     _newest[path.parent] = (path, state)
     return _as_loaded(path, state)
+
+
+def _read(path: Path) -> DesiredState | None:
+    """A stored state, full or a delta on top of its (full) base."""
+    try:
+        data = path.read_bytes()
+        base_name = base_of(data)
+        base = None
+        if base_name is not None:
+            full = _bases.get(path.parent)
+            if full is not None and full[0].name == base_name:
+                base = full[1]
+            else:
+                base_data = (path.parent / base_name).read_bytes()
+                if base_of(base_data) is not None:
+                    return None  # bases are full states, never deltas
+                base = decode(base_data)
+                if base is None:
+                    return None
+                _bases[path.parent] = (path.parent / base_name, base)
+        state = decode(data, base)
+    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
+        return None
+    if state is not None and base_name is None:
+        _bases[path.parent] = (path, state)
+    return state
 
 
 def latest(path: Path | None) -> DesiredState | None:
@@ -205,20 +294,40 @@ def store(path: Path, desired: DesiredState, keep: int = 8) -> None:
 def _write(path: Path, desired: DesiredState, keep: int) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        full = _bases.get(path.parent)
+        base = (full[0].name, full[1]) if full is not None and full[0].exists() else None
+        data = encode(desired, base)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(encode(desired))
+        tmp.write_bytes(data)
         tmp.replace(path)
-        # keep the few most recent states (one per recent commit or edit), and
-        # drop the directories of other code versions
-        old = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)[:-keep]
-        for stale in old:
-            stale.unlink(missing_ok=True)
-        for other in path.parent.parent.iterdir():
-            if other == path.parent:
-                continue
-            if other.is_dir():
-                shutil.rmtree(other, ignore_errors=True)
-            else:
-                other.unlink(missing_ok=True)
+        if base_of(data) is None:
+            _bases[path.parent] = (path, desired)
+        _prune(path, keep)
     except OSError:
         pass
+
+
+def _prune(path: Path, keep: int) -> None:
+    """Keep the few most recent states (one per recent commit or edit) and
+    the full states they build on; drop the directories of other code versions."""
+    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    kept = stored[-keep:]
+    needed = {p.name for p in kept}
+    for state in kept:
+        with open(state, "rb") as fh:
+            base = base_of(fh.read(_HEADER.size))
+        if base is not None:
+            needed.add(base)
+    full = _bases.get(path.parent)
+    if full is not None:
+        needed.add(full[0].name)
+    for stale in stored:
+        if stale.name not in needed:
+            stale.unlink(missing_ok=True)
+    for other in path.parent.parent.iterdir():
+        if other == path.parent:
+            continue
+        if other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+        else:
+            other.unlink(missing_ok=True)

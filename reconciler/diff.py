@@ -128,6 +128,8 @@ def _table_changes(
         elif base is None and want == have:
             continue
         else:
+            # plain dicts for the scan: a stored table answers one lookup at a time
+            want = want if isinstance(want, dict) else dict(want.items())
             differing = [k for k, v in want.items() if have.get(k) != v]
             gone = [k for k in have if k not in want]
         for key in differing:

@@ -15,7 +15,7 @@ from reconciler.plan import FORMAT_VERSION, Plan
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from reconciler.validate import default_cache_dir
+    from reconciler.source import default_cache_dir
 
     return None if args.no_cache else default_cache_dir()
 
@@ -71,9 +71,10 @@ def _plan_or_report(
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
-    src = open_source(spec, not args.no_cache, changed)
     try:
-        plan, desired = make_plan(src, target, fingerprint, keep_derived)
+        plan, desired = make_plan(
+            lambda: open_source(spec, not args.no_cache, changed), target, fingerprint, keep_derived
+        )
     except InvalidConfig as exc:
         diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
         if args.json:

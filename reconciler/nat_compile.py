@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler.mappings import over
 from reconciler.model import Resource
 from reconciler.services import (
     Fragment,
@@ -147,9 +148,10 @@ def build_index(
 
 def changed_paths(index: NatIndex, files: Mapping[str, str]) -> set[str]:
     old = index.files
-    if old == files:
-        return set()
-    return {p for p in old.keys() | files.keys() if old.get(p) != files.get(p)}
+    # one pass over plain dicts: the stored map is a lazy mapping or an overlay
+    old = old if isinstance(old, dict) else dict(old.items())
+    new = files if isinstance(files, dict) else dict(files.items())
+    return {path for path, _ in old.items() ^ new.items()}
 
 
 def _port_keys_of(resources: Iterable[Resource]) -> set[str]:
@@ -176,7 +178,7 @@ def update(
         if any(r.kind not in NAT_KINDS for r in resources):
             return None  # interfaces, policy or Felix config may move too
     # Identities: a file may take over a name another file still defines.
-    owners = dict(index.owners)
+    owners = over(index.owners)
     for path, resources in old.items():
         for r in resources:
             if owners.get(r.key) == path:
@@ -187,7 +189,7 @@ def update(
                 return None  # a duplicate: full validation reports it with both places
             owners[r.key] = path
     affected = _affected(old, new)
-    feeders = dict(index.feeders)
+    feeders = over(index.feeders)
     for ref in affected:
         paths = [p for p in feeders.get(ref, ()) if p not in old and p not in new]
         paths += [p for p, rs in new.items() if any(feeds(r) == ref for r in rs)]
@@ -209,7 +211,7 @@ def update(
 
     before = version(old, [p for ref in affected for p in index.feeders.get(ref, ())])
     after = version(new, [p for ref in affected for p in feeders.get(ref, ())])
-    ids = dict(index.ids)
+    ids: Mapping[str, int] = over(index.ids)
     old_keys, new_keys = _port_keys_of(before), _port_keys_of(after)
     if old_keys != new_keys:
         renumbered = _stable_ids(sorted((ids.keys() - old_keys) | new_keys))
@@ -219,9 +221,9 @@ def update(
     node, ips = index.node, index.node_ips
     gone = service_fragments(before, node, ips, index.ids)
     came = service_fragments(after, node, ips, ids)
-    fe = dict(previous.tables.get(FE, {}))
-    be = dict(previous.tables.get(BE, {}))
-    info = dict(previous.table_info)
+    fe = over(previous.tables.get(FE, {}))
+    be = over(previous.tables.get(BE, {}))
+    info = over(previous.table_info)
     for fragment in gone.values():
         for key, *_ in fragment.frontends:
             fe.pop(key, None)
@@ -248,8 +250,14 @@ def update(
     warned = {k: v for k, v in index.service_warnings.items() if k not in gone}
     warned.update({ref: f.warnings for ref, f in came.items() if f.warnings})
     errors = (*index.base_errors, *overflow_errors(counts, index.sizes))
+    new_files = over(index.files)
+    for path in old.keys() | new.keys():  # exactly the paths whose blob id moved
+        if path in files:
+            new_files[path] = files[path]
+        elif path in new_files:
+            del new_files[path]
     new_index = replace(
-        index, files=dict(files), owners=owners, feeders=feeders, ids=ids,
+        index, files=new_files, owners=owners, feeders=feeders, ids=ids,
         service_warnings=warned, counts=counts,
     )  # fmt: skip
     touched = {

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconciler import bpfsys, entries
+from reconciler.mappings import Lazy
 from reconciler.rtnl import Rtnl
 from reconciler.state import Link, Obj, ObjKind, ObservedState, RawTable
 
@@ -94,11 +96,12 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
 
 def read_pins(
     root: str,
-) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]]]:
-    """Program set directories, and for each pinned map its size and entries
-    (the bulk NAT tables as raw dumps)."""
+) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]], dict[str, int]]:
+    """Program set directories; for each pinned map its size and entries; and
+    the bulk NAT tables as open fds, for read_tables (the caller owns them)."""
     progs: dict[str, list[str]] = {}
     maps: dict[str, tuple[int, list[tuple[bytes, Any]]]] = {}
+    tables: dict[str, int] = {}
     prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
     if prog_root.is_dir():
         for d in prog_root.iterdir():
@@ -111,13 +114,47 @@ def read_pins(
                 # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
                 items: Any = []
                 if pin.name in entries.TABLE_MAPS:
-                    items = bpfsys.map_raw(fd)
+                    tables[pin.name], fd = fd, -1
                 elif pin.name in entries.CODECS:
                     items = bpfsys.map_items(fd)
                 maps[pin.name] = (info.max_entries, items)
             finally:
+                if fd >= 0:
+                    bpfsys.close(fd)
+    return progs, maps, tables
+
+
+def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
+    """The bulk tables behind `fds` (closed when read), read in a thread. At
+    10,000 services the read is ~50 ms of syscalls, which release the GIL: it
+    overlaps compiling the desired state. Whoever looks at a table first waits
+    for the read, and gets its error if it failed."""
+    result: dict[str, RawTable] = {}
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for name, fd in fds.items():
+                dump = bpfsys.map_raw(fd)
+                result[name] = RawTable(dump.keys, dump.values, dump.key_size, dump.value_size)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            failed.append(exc)
+        finally:
+            for fd in fds.values():
                 bpfsys.close(fd)
-    return progs, maps
+
+    if not fds:
+        return {}
+    thread = threading.Thread(target=read, name="read-tables", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, RawTable]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return result
+
+    return Lazy(wait)
 
 
 def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
@@ -159,16 +196,15 @@ def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Li
         filters = read_filters(rtnl, links)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
-    progs, maps = read_pins(root)
+    progs, maps, table_fds = read_pins(root)
+    bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    bulk: dict[str, RawTable] = {}
     for name, (max_entries, items) in maps.items():
         objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
-        if name in entries.TABLE_MAPS:
-            if isinstance(items, bpfsys.RawDump):
-                bulk[name] = RawTable(items.keys, items.values, items.key_size, items.value_size)
-            continue
-        objs += [Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)]
+        if name not in entries.TABLE_MAPS:
+            objs += [
+                Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)
+            ]
     observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
     return observed, links

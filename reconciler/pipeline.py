@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,11 +135,18 @@ def _services_only_update(
 
 
 def make_plan(
-    source: Source, target: Target, fingerprint: bool = True, keep_derived: bool = True
+    source: Source | Callable[[], Source],
+    target: Target,
+    fingerprint: bool = True,
+    keep_derived: bool = True,
 ) -> tuple[Plan, DesiredState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
-    the observed state when the plan will not be saved or compared."""
+    the observed state when the plan will not be saved or compared. `source`
+    may be a function that opens it: it is called once the kernel is being
+    read, so opening the source and reading the NAT tables overlap."""
     observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
+    if callable(source):
+        source = source()
     bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived)
     changes = diff(desired, observed)
@@ -299,7 +306,11 @@ def _after_backend_changes(
     }  # fmt: skip
     fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
     try:
-        table = backends.items() if backends is not None else bpfsys.map_entries(fds["rcl_nat_be"])
+        table = (
+            ct_clean.backends_of(backends, services)
+            if backends is not None
+            else bpfsys.map_entries(fds["rcl_nat_be"])
+        )
         live_ids = ct_clean.live_backends(table, services)
         removed = ct_clean.clean_conntrack(fds["rcl_ct"], live_ids, fds["rcl_nat_aff"], services)
         live = {(socket_ip(ip), int.from_bytes(port, "big")) for _, ip, port in live_ids}

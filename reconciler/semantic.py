@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from reconciler import selector
 from reconciler.diagnostics import Finding, Path, Severity
 from reconciler.model import Resource
 
@@ -82,6 +81,8 @@ def _selector(value: object, path: Path, *, global_allowed: bool = False) -> Ite
     namespaceSelector (Calico rejects it anywhere else)."""
     if not isinstance(value, str):
         return
+    from reconciler import selector  # only policy kinds have selectors: spare the rest the import
+
     try:
         parsed = selector.parse_cached(value)
     except selector.SelectorError as err:

@@ -7,8 +7,12 @@ caches keyed by it survive switching between `--config` and `--repo`.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import gc
 import hashlib
+import marshal
 import os
 import pickle
 import time
@@ -140,6 +144,11 @@ class StatCache:
         _STAT_CACHES[self.path] = (_file_sig(self.path), self)
 
 
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "calico-reconciler"
+
+
 def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     """One stat cache per set of roots, so alternating trees do not evict each other."""
     roots = "\0".join(sorted(os.path.abspath(p) for p in paths))
@@ -171,16 +180,133 @@ class _Root:
 
 
 def _source_file(path: str, shown: str, key: str, cache: StatCache) -> SourceFile:
+    return _as_file(_record(path, shown, key, cache))
+
+
+# A file as read: shown path, blob id, where it is, and its bytes when they
+# had to be read to hash it (else it is read, and checked, when needed).
+Record = tuple[str, str, str, bytes | None]
+
+
+def _record(path: str, shown: str, key: str, cache: StatCache) -> Record:
     st = os.stat(path)
     sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
     digest = cache.get(key, sig)
     if digest is not None:
-        return SourceFile(shown, digest, functools.partial(_read_verified, path, digest))
+        return (shown, digest, path, None)
     with open(path, "rb") as fh:
         data = fh.read()
     digest = blob_id(data)
     cache.put(key, sig, digest)
-    return SourceFile(shown, digest, _constant(data))
+    return (shown, digest, path, data)
+
+
+def _as_file(record: Record) -> SourceFile:
+    shown, digest, path, data = record
+    if data is not None:
+        return SourceFile(shown, digest, _constant(data))
+    return SourceFile(shown, digest, functools.partial(_read_verified, path, digest))
+
+
+def _read_tree(
+    paths: list[str], stat_cache: Path | None, save: bool = True
+) -> tuple[list[Record], dict[str, str], StatCache]:
+    """Every YAML file under `paths` as a record, and shown path -> absolute
+    path; files whose stat data is unchanged are not read (10,000 files: 0.2 s
+    saved on every plan). The loop runs once per file, so it stays lean: one
+    stat, no path normalising. The stat cache is saved unless told not to."""
+    cache = StatCache.open(stat_cache)
+    records: list[Record] = []
+    keys: dict[str, str] = {}
+    for given in paths:
+        if not os.path.exists(given):
+            raise SourceError(f"{given}: no such file or directory")
+        root = _Root.of(given)
+        for path in _walk_yaml(root.walk):
+            tail = path[len(root.walk) :]
+            shown, key = root.shown + tail, root.key + tail
+            keys[shown] = key
+            records.append(_record(path, shown, key, cache))
+    if save:
+        cache.save(set(keys.values()))
+    return records, keys, cache
+
+
+class TreePrefetch:
+    """_read_tree of the given paths, run by a forked child while this
+    process goes on importing (~0.15 s). At 10,000 files the read is ~0.1 s
+    of stat calls and as much again of Python; threads could not overlap the
+    two (each stat would wait for the GIL), a second core can. The child
+    also writes the stat cache. from_paths takes its records instead of
+    reading, so both ways give the same files in the same order."""
+
+    def __init__(self, paths: list[str], stat_cache: Path) -> None:
+        self.paths = paths
+        read, write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: read, hand the result over, save, leave
+            code = 1
+            try:
+                gc.disable()  # 10,000 records and nothing cyclic: collecting is waste
+                os.close(read)
+                cache = None
+                try:
+                    records, keys, cache = _read_tree(paths, stat_cache, save=False)
+                    result: Any = ("ok", records, keys)
+                except SourceError as exc:
+                    result = ("error", str(exc))
+                with os.fdopen(write, "wb") as fh:
+                    fh.write(marshal.dumps(result))
+                if cache is not None:  # the parent has its answer: no one waits for this
+                    cache.save(set(keys.values()))
+                code = 0
+            finally:
+                os._exit(code)  # never the parent's atexit handlers or buffers
+        os.close(write)
+        self.fd: int | None = read
+
+    def take(self, paths: list[str]) -> tuple[list[Record], dict[str, str]] | None:
+        """The child's records (its SourceError raised here), or None: other
+        paths, or the child failed (the caller then reads the tree itself)."""
+        if self.fd is None or paths != self.paths:
+            return None
+        with os.fdopen(self.fd, "rb") as fh:
+            data = fh.read()
+        self.fd = None
+        try:  # a child that died early sent nothing whole: this fails, and we read ourselves
+            result = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        if result[0] == "error":
+            raise SourceError(result[1])
+        return result[1], result[2]
+
+    def close(self) -> None:
+        """Reap the child (at exit: it has long finished saving the cache)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.pid > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+_PREFETCH: TreePrefetch | None = None
+PREFETCH_MIN_CACHE = 64 * 1024  # a stat cache this big means over ~500 files
+
+
+def prefetch_tree(paths: list[str], stat_cache: Path) -> None:
+    """Start reading `paths` in a child when the last read was big enough
+    for it to pay (its stat cache says so); from_paths picks the result up."""
+    global _PREFETCH
+    try:
+        if os.stat(stat_cache).st_size < PREFETCH_MIN_CACHE:
+            return
+        _PREFETCH = TreePrefetch(list(paths), stat_cache)
+    except OSError:
+        return
+    atexit.register(_PREFETCH.close)
 
 
 def _snapshot(label: str, files: list[SourceFile]) -> Source:
@@ -194,26 +320,14 @@ _LAST: dict[str, tuple[Source, dict[str, str]]] = {}
 
 
 def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
-    """Read YAML files from directories and files (a working tree).
-
-    With `stat_cache`, files whose stat data is unchanged are not read again
-    to be hashed (10,000 files: 0.2 s saved on every plan). The loop runs once
-    per file on every plan, so it stays lean: one stat, no path normalising."""
+    """Read YAML files from directories and files (a working tree), through
+    the stat cache when given, or take what prefetch_tree read."""
+    global _PREFETCH
     paths = list(paths)
-    cache = StatCache.open(stat_cache)
-    files: list[SourceFile] = []
-    keys: dict[str, str] = {}  # shown path -> absolute path
-    for given in paths:
-        if not os.path.exists(given):
-            raise SourceError(f"{given}: no such file or directory")
-        root = _Root.of(given)
-        for path in _walk_yaml(root.walk):
-            tail = path[len(root.walk) :]
-            shown, key = root.shown + tail, root.key + tail
-            keys[shown] = key
-            files.append(_source_file(path, shown, key, cache))
-    cache.save(set(keys.values()))
-    snapshot = _snapshot(", ".join(paths), files)
+    prefetched, _PREFETCH = _PREFETCH, None
+    got = prefetched.take(paths) if prefetched is not None else None
+    records, keys = got if got is not None else _read_tree(paths, stat_cache)[:2]
+    snapshot = _snapshot(", ".join(paths), [_as_file(r) for r in records])
     if len(paths) == 1:
         _LAST[paths[0]] = (snapshot, keys)
     return snapshot

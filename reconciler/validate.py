@@ -174,11 +174,6 @@ class ResultCache:
             pass
 
 
-def default_cache_dir() -> FsPath:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return FsPath(base) / "calico-reconciler"
-
-
 def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     work = [(f.path, f.read()) for f in misses]
     if jobs <= 1 or len(work) < _PARALLEL_THRESHOLD:

@@ -242,10 +242,15 @@ def test_states_cached_by_other_code_are_never_loaded(tmp_path):
     legacy.write_bytes(pickle.dumps({"not": "a DesiredState"}))
     assert desired_cache.latest(path) is None
     path.parent.mkdir(parents=True)
-    (path.parent / "junk.state").write_bytes(b"RCL1garbage")
+    (path.parent / "junk.state").write_bytes(b"RCL2garbage")
     assert desired_cache.latest(path) is None
     (path.parent / "junk.state").write_bytes(
-        desired_cache._HEADER.pack(b"RCL1", 20) + pickle.dumps(["a list"])
+        desired_cache._HEADER.pack(b"RCL2", 20, b"") + pickle.dumps(["a list"])
+    )
+    assert desired_cache.latest(path) is None
+    # a delta whose base is gone
+    (path.parent / "junk.state").write_bytes(
+        desired_cache._HEADER.pack(b"RCL2", 20, b"gone.state") + pickle.dumps(["a list"])
     )
     assert desired_cache.latest(path) is None
     rng = random.Random(3)
@@ -286,6 +291,51 @@ def new_process(desired_cache):
     """Forget what this process keeps in memory, as the next command would."""
     desired_cache._newest.clear()
     desired_cache._applied.clear()
+    desired_cache._bases.clear()
+
+
+def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
+    """An incrementally derived state is written as its changes against the
+    full state it came from, and reads back equal to a full compile, also
+    when the next edit builds on the loaded delta in a new process."""
+    from reconciler import desired_cache
+
+    rng = random.Random(5)
+    resources = [r for i in range(30) for r in (service(i, rng), endpoint_slice(i, rng, i))]
+    version: dict[str, int] = {}
+    first = compile_(resources, file_ids(resources, version))
+    base = desired_cache.cache_path(tmp_path, "base")
+    assert base is not None
+    desired_cache.store(base, first)
+    full_size = base.stat().st_size
+    previous = first
+    for step in range(6):
+        before = list(resources)
+        slices = [r for r in resources if r.kind == "EndpointSlice"]
+        old = slices[rng.randrange(len(slices))]
+        n = int(old.name[1:].split("-")[0])
+        new = endpoint_slice(step, rng, n, suffix=old.name.split("-")[1])
+        resources[resources.index(old)] = new
+        version[new.file] = version.get(new.file, 0) + 1
+        ids = file_ids(resources, version)
+        got = incremental(previous, before, resources, ids)
+        assert got is not None
+        path = desired_cache.cache_path(tmp_path, f"s{step}")
+        assert path is not None
+        desired_cache.store(path, got)
+        assert desired_cache.base_of(path.read_bytes()) == base.name
+        assert path.stat().st_size < full_size / 2
+        new_process(desired_cache)
+        loaded = desired_cache.load(path)
+        assert loaded is not None
+        same(loaded, compile_(resources, ids))
+        previous = loaded
+    # the base outlives the pruning of newer states as long as a delta needs it
+    for step in range(10):
+        path = desired_cache.cache_path(tmp_path, f"more{step}")
+        assert path is not None
+        desired_cache.store(path, previous, keep=2)
+    assert base.exists() and desired_cache.load(path) is not None
 
 
 def test_the_applied_state_is_the_base_of_choice(tmp_path):

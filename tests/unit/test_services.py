@@ -266,3 +266,27 @@ def test_local_policy_falls_back_on_its_own_and_gets_its_own_list():
     endpoints[0] = cond("10.0.0.2")
     (port,) = compile_services([svc("web", spec), eps("web", endpoints)], "n1", []).ports
     assert port.local_list is None and [b.ip for b in port.backends][0] == "10.0.0.2"
+
+
+def test_backends_of_finds_by_key_what_a_scan_finds():
+    """Conntrack hygiene looks a few services' backends up by key instead of
+    scanning the whole table; both must name the same backends, local lists
+    (their own ids) included, and nothing of other services."""
+    from reconciler.ct_clean import backends_of, live_backends
+    from reconciler.nat_layout import BE_KEY
+    from reconciler.services import service_fragments
+
+    spec = {"clusterIP": "10.96.0.1", "type": "NodePort", "externalTrafficPolicy": "Local",
+            "ports": [{**HTTP, "nodePort": 30080}]}  # fmt: skip
+    web = [cond("10.0.0.2", **TERMINATING), cond("10.0.0.3", "n2"), cond("10.0.0.4", "n2")]
+    other = [ep(f"10.0.1.{i}") for i in range(5)]
+    resources = [svc("web", spec), eps("web", web), svc("db", {**spec, "clusterIP": "10.96.0.2",
+        "ports": [{**HTTP, "nodePort": 30081}]}), eps("db", other)]  # fmt: skip
+    table = {k: v for f in service_fragments(resources, "n1", ["192.168.1.10"]).values()
+             for k, v in f.backends}  # fmt: skip
+    ids = {live[0] for live in live_backends(table.items())}
+    assert len(ids) == 3  # web's cluster list, web's local list, db
+    for some in ({min(ids)}, ids - {min(ids)}, ids, set()):
+        found = backends_of(table, some)
+        assert live_backends(found) == live_backends(table.items(), some)
+        assert len(found) == sum(1 for k in table if BE_KEY.unpack(k)[0] in some)
