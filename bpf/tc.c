@@ -150,3 +150,10 @@ int rcl_tc_egress(struct __sk_buff *skb)
 	}
 	return TC_ACT_UNSPEC;
 }
+
+/* Never attached: the reconciler runs it through BPF_PROG_TEST_RUN to remove
+ * a conntrack entry (a departed backend's); see rcl_ct_kill_request. */
+int rcl_ct_kill_slot(struct __sk_buff *skb)
+{
+	return rcl_ct_kill_request(skb);
+}

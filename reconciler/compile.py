@@ -8,12 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler import felix
+from reconciler import ct_table, felix
 from reconciler.model import Resource
 from reconciler.state import DesiredState, Link, Obj, ObjKind
 
 PROG_SET = "tc"
-TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress")
+TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress", "rcl_ct_kill_slot")
 DIRECTIONS = ("ingress", "egress")
 
 
@@ -105,7 +105,7 @@ def build_flags(bpffs_root: str, config: Mapping[str, Any]) -> tuple[str, ...]:
         f"-DRCL_NAT_FE_SIZE={int(config['bpfMapSizeNATFrontend'])}",
         f"-DRCL_NAT_BE_SIZE={int(config['bpfMapSizeNATBackend'])}",
         f"-DRCL_NAT_AFF_SIZE={int(config['bpfMapSizeNATAffinity'])}",
-        f"-DRCL_CT_SIZE={int(config['bpfMapSizeConntrack'])}",
+        f"-DRCL_CT_SIZE={ct_table.slots_for(int(config['bpfMapSizeConntrack']))}",
     )
 
 
@@ -216,7 +216,10 @@ def compile_desired(
     for name, size in FIXED_MAPS.items():
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
-        add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": int(config[field_name])}))
+        size = int(config[field_name])
+        if name == "rcl_ct":  # a table of whole buckets (reconciler/ct_table.py)
+            size = ct_table.slots_for(size)
+        add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
     add(Obj("map/rcl_nat_globals/0", ObjKind.ENTRY, _nat_globals(config)))
     if len(selected) > if_size:

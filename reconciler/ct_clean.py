@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from reconciler import bpfsys
+from reconciler import bpfsys, ct_table
 from reconciler import nat_layout as nat
 
 Backend = tuple[int, bytes, bytes]  # svc_id, ip (network order), port (network order)
@@ -54,18 +54,24 @@ def backends_of(table: Mapping[bytes, bytes], services: Iterable[int]) -> list[t
 
 
 def clean_conntrack(
-    ct_fd: int, live: set[Backend], aff_fd: int | None = None, services: set[int] | None = None
+    ct_fd: int,
+    kill_fd: int,
+    live: set[Backend],
+    aff_fd: int | None = None,
+    services: set[int] | None = None,
 ) -> int:
-    """Delete conntrack (and affinity) entries whose backend is not live; with
-    `services`, only entries of those services are judged. Returns how many
+    """Remove conntrack (and affinity) entries whose backend is not live; with
+    `services`, only entries of those services are judged. `kill_fd` is the
+    datapath's rcl_ct_kill_slot program: an entry is removed only if its slot
+    still holds what was read (reconciler/ct_table.py). Returns how many
     conntrack entries were removed."""
     removed = 0
-    for key, value in bpfsys.map_entries(ct_fd):
+    for index, ver, _key, value in ct_table.live(bpfsys.map_raw(ct_fd).values):
         fields = nat.CT_VAL.unpack(value)
         svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
         if services is not None and svc_id not in services:
             continue
-        if (svc_id, be_ip, be_port) not in live and bpfsys.map_delete(ct_fd, key):
+        if (svc_id, be_ip, be_port) not in live and ct_table.kill(kill_fd, index, ver):
             removed += 1
     if aff_fd is not None:
         for key, value in bpfsys.map_entries(aff_fd):

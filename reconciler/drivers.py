@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys, build, entries
+from reconciler import bpfsys, build, ct_table, entries
 from reconciler.compile import TC_PROGRAMS
 from reconciler.diff import Action, Change
 from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
@@ -98,9 +98,11 @@ class Executor:
         if change.action is Action.REPLACE and pin.exists():
             fd = self._map_fd(name)
             info = bpfsys.map_info(fd)
-            items = bpfsys.map_items(fd)
             limit = (change.after or {}).get("max_entries", info.max_entries)
-            self._migrations[name] = list(items)[:limit]
+            if name == ct_table.MAP:  # entries hash to other slots in a table of another size
+                self._migrations[name] = list(ct_table.migrate(fd, limit))
+            else:
+                self._migrations[name] = list(bpfsys.map_items(fd))[:limit]
         self._fds.pop(name, None)
         pin.unlink(missing_ok=True)
         return "deleted" if change.action is Action.DELETE else "updated"

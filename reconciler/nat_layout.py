@@ -28,7 +28,7 @@ DEFAULT_SIZES = {
     MAP_NAT_FE: 65536,
     MAP_NAT_BE: 262144,
     MAP_NAT_AFF: 65536,
-    MAP_CT: 512000,
+    MAP_CT: 524288,  # slots: Calico's 512000, rounded up to a power of two
     MAP_CTLB_UDP_REV: 65536,
 }
 
@@ -51,6 +51,10 @@ CT_KEY = struct.Struct("=4s4s2s2sB3x")
 # struct rcl_ct_val { __u64 created_ns, last_seen_ns; __u32 svc_id, be_ordinal, orig_ip_be,
 #                     be_ip_be; __u16 orig_port_be, be_port_be; __u8 type, flags; __u16 pad; }
 CT_VAL = struct.Struct("=QQII4s4s2s2sBB2x")
+CT_TYPE_OFFSET = 36  # rcl_ct_val.type
+CT_VAL_LAST_SEEN = struct.Struct("=8xQ")  # rcl_ct_val.last_seen_ns
+# struct rcl_ct_slot { __u64 ver, key_a, key_b; struct rcl_ct_val val; }
+CT_SLOT = struct.Struct("=QQQ40s")
 # struct rcl_nat_globals { __u32 tcp_syn_sent_s, tcp_established_s, tcp_fin_s, tcp_rst_s,
 #                          udp_s, generic_s, flags, pad; }
 GLOBALS = struct.Struct("=7I4x")
@@ -84,6 +88,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "type",
         "flags",
     ),
+    "rcl_ct_slot": ("ver", "key_a", "key_b", "val"),
     "rcl_nat_globals": (
         "tcp_syn_sent_s",
         "tcp_established_s",
@@ -105,6 +110,7 @@ CODECS: dict[str, struct.Struct] = {
     "rcl_nat_aff_val": AFF_VAL,
     "rcl_ct_key": CT_KEY,
     "rcl_ct_val": CT_VAL,
+    "rcl_ct_slot": CT_SLOT,
     "rcl_nat_globals": GLOBALS,
     "rcl_ctlb_rev_key": CTLB_REV_KEY,
     "rcl_ctlb_rev_val": CTLB_REV_VAL,
@@ -197,6 +203,7 @@ class NatStat(enum.IntEnum):
     CTLB_REJECT = 10
     CTLB_UDP_REV = 11
     REJECT_LIMITED = 12
+    CT_EVICTED = 13
 
 
 NAT_STATS_SIZE = 16

@@ -287,7 +287,7 @@ def _after_backend_changes(
     Only services whose entries changed are judged. What is live comes from
     the applied backend table when we have it (the kernel now holds exactly
     that; apply verifies it), else from the kernel map."""
-    from reconciler import ct_clean
+    from reconciler import ct_clean, ct_table
     from reconciler.diff import Action
 
     left = [
@@ -304,7 +304,11 @@ def _after_backend_changes(
         else int((c.before or {}).get("svc_id", 0))
         for c in left
     }  # fmt: skip
+    kill = next(Path(target.bpffs_root).glob(f"progs/tc-*/{ct_table.KILL_PROGRAM}"), None)
+    if kill is None:
+        return []  # no tc programs: nothing can hold conntrack entries
     fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
+    fds["kill"] = bpfsys.obj_get(str(kill))
     try:
         table = (
             ct_clean.backends_of(backends, services)
@@ -312,7 +316,9 @@ def _after_backend_changes(
             else bpfsys.map_entries(fds["rcl_nat_be"])
         )
         live_ids = ct_clean.live_backends(table, services)
-        removed = ct_clean.clean_conntrack(fds["rcl_ct"], live_ids, fds["rcl_nat_aff"], services)
+        removed = ct_clean.clean_conntrack(
+            fds["rcl_ct"], fds["kill"], live_ids, fds["rcl_nat_aff"], services
+        )
         live = {(socket_ip(ip), int.from_bytes(port, "big")) for _, ip, port in live_ids}
     finally:
         for fd in fds.values():

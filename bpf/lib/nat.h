@@ -103,32 +103,69 @@ static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32
 	return RCL_PICK_OK;
 }
 
+/* RFC 1624: a 16-bit one's complement checksum after one 32-bit word of what
+ * it covers changed from `from` to `to`. Byte order does not matter to one's
+ * complement sums, so raw (network order) words go in and out as they are. */
+static __always_inline __u16 rcl_csum_replace4(__u16 check, __u32 from, __u32 to)
+{
+	__u32 sum = (__u16)~check;
+	sum += (__u16)~(from & 0xffff);
+	sum += (__u16)~(from >> 16);
+	sum += (to & 0xffff) + (to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
 /* Rewrite one endpoint (source or destination) of an IPv4 TCP/UDP packet and
  * fix the IP and L4 checksums incrementally (the L4 one covers the pseudo
- * header). UDP with checksum 0 stays 0 (BPF_F_MARK_MANGLED_0). */
+ * header). UDP with checksum 0 stays 0 (BPF_F_MARK_MANGLED_0).
+ *
+ * The L4 checksum always goes through the helper: only the kernel knows
+ * whether the skb carries a partial (offloaded) checksum, which takes the
+ * pseudo header's change but not the ports'. Everything else is written
+ * straight into the linear packet data (the IPv4 header checksum is never
+ * offloaded): helper calls cost ~50 ns each on this kernel, and a new flow's
+ * DNAT made five of them. A non-linear skb takes the helpers. */
 static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
 					   __u8 proto, int is_src, __u32 old_ip, __u32 new_ip,
 					   __u16 old_port, __u16 new_port)
 {
-	__u32 ip_off = l3_off + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
-	__u32 port_off = l4_off + (is_src ? 0 : 2);
 	__u32 csum_off = l4_off + (proto == IPPROTO_TCP ? 16 : 6);
 	__u64 mangled = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 
-	if (old_ip != new_ip) {
-		if (bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip, mangled | BPF_F_PSEUDO_HDR | 4))
-			return -1;
-		if (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_ip, new_ip, 4))
-			return -1;
-		if (bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0))
-			return -1;
+	if (old_ip != new_ip &&
+	    bpf_l4_csum_replace(skb, csum_off, old_ip, new_ip, mangled | BPF_F_PSEUDO_HDR | 4))
+		return -1;
+	if (old_port != new_port && bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | 2))
+		return -1;
+
+	void *data = (void *)(long)skb->data; /* reloaded: the helpers moved it */
+	void *data_end = (void *)(long)skb->data_end;
+	if (l3_off <= ETH_HLEN && l4_off <= ETH_HLEN + 60) {
+		struct iphdr *iph = data + l3_off;
+		__u16 *ports = data + l4_off;
+		if ((void *)(iph + 1) <= data_end && (void *)(ports + 2) <= data_end) {
+			if (old_ip != new_ip) {
+				if (is_src)
+					iph->saddr = new_ip;
+				else
+					iph->daddr = new_ip;
+				iph->check = rcl_csum_replace4(iph->check, old_ip, new_ip);
+			}
+			if (old_port != new_port)
+				ports[is_src ? 0 : 1] = new_port;
+			return 0;
+		}
 	}
-	if (old_port != new_port) {
-		if (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | 2))
-			return -1;
-		if (bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
-			return -1;
-	}
+	__u32 ip_off = l3_off + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+	__u32 port_off = l4_off + (is_src ? 0 : 2);
+	if (old_ip != new_ip &&
+	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_ip, new_ip, 4) ||
+	     bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0)))
+		return -1;
+	if (old_port != new_port && bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
+		return -1;
 	return 0;
 }
 
@@ -189,29 +226,29 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	key.dport = ports.dport;
 	key.proto = ip.protocol;
 
-	struct rcl_ct_val *ct = rcl_ct_lookup(&key, &now);
-	if (ct && ct->type == RCL_CT_REVERSE) {
-		__u32 vip = ct->orig_ip;
-		__u16 vport = ct->orig_port;
-		int hairpin = (ct->flags & RCL_CT_HAIRPIN) != 0;
+	struct rcl_ct_hit ct;
+	int found = rcl_ct_lookup(&key, &now, &ct);
+	if (found && ct.val.type == RCL_CT_REVERSE) {
+		__u32 vip = ct.val.orig_ip;
+		__u16 vport = ct.val.orig_port;
+		int hairpin = (ct.val.flags & RCL_CT_HAIRPIN) != 0;
 		struct rcl_ct_key fk = {};
 		fk.src = hairpin ? ip.saddr : ip.daddr; /* the client is the backend itself */
 		fk.dst = vip;
 		fk.sport = ports.dport;
 		fk.dport = vport;
 		fk.proto = ip.protocol;
-		struct rcl_ct_val *f = rcl_ct.lookup(&fk);
-		if (!f) {
+		struct rcl_ct_hit f;
+		if (!rcl_ct_find(&fk, &f)) {
 			/* The NATed flow is gone (evicted or cleaned): this reply
 			 * belongs to some other flow now. Never rewrite it. */
-			rcl_ct.delete(&key);
+			rcl_ct_kill(ct.slot, ct.ver);
 			rcl_nat_count(RCL_NS_STALE);
 			return RCL_NAT_PASS;
 		}
 		/* a reply means the forward direction is established too */
-		f->flags |= RCL_CT_EST | (pktflags & (RCL_CT_FIN | RCL_CT_RST));
-		ct->last_seen_ns = now;
-		ct->flags |= pktflags | RCL_CT_EST;
+		rcl_ct_touch(&f, f.val.last_seen_ns, RCL_CT_EST | (pktflags & (RCL_CT_FIN | RCL_CT_RST)));
+		rcl_ct_touch(&ct, now, pktflags | RCL_CT_EST);
 		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, vip,
 				    ports.sport, vport) ||
 		    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr,
@@ -222,16 +259,15 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		rcl_nat_count(RCL_NS_SNAT);
 		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_SNAT;
 	}
-	if (ct && ct->type == RCL_CT_FORWARD) {
+	if (found && ct.val.type == RCL_CT_FORWARD) {
 		/* Trust the entry: the backend it names stays the flow's backend even
 		 * when ordinals shift because another backend left. Entries of
 		 * departed backends are removed by the reconciler when it removes
 		 * the backend (reconciler/ct_clean.py), or expire. */
-		__u32 be_ip = ct->be_ip;
-		__u16 be_port = ct->be_port;
-		ct->last_seen_ns = now;
-		ct->flags |= pktflags;
-		int hairpin = (ct->flags & RCL_CT_HAIRPIN) != 0;
+		__u32 be_ip = ct.val.be_ip;
+		__u16 be_port = ct.val.be_port;
+		rcl_ct_touch(&ct, now, pktflags);
+		int hairpin = (ct.val.flags & RCL_CT_HAIRPIN) != 0;
 		if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, be_ip,
 				    ports.dport, be_port) ||
 		    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr,
@@ -262,10 +298,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			rk.sport = ports.dport;
 			rk.dport = ports.sport;
 			rk.proto = ip.protocol;
-			/* a lookup is inlined by the JIT, a delete is a helper call that
-			 * takes a bucket lock: only delete what is there */
-			if (rcl_ct.lookup(&rk))
-				rcl_ct.delete(&rk);
+			struct rcl_ct_hit stale;
+			if (rcl_ct_find(&rk, &stale))
+				rcl_ct_kill(stale.slot, stale.ver);
 		}
 		return RCL_NAT_PASS;
 	}

@@ -20,7 +20,7 @@
 #define RCL_NAT_AFF_SIZE 65536
 #endif
 #ifndef RCL_CT_SIZE
-#define RCL_CT_SIZE 512000
+#define RCL_CT_SIZE 524288 /* slots: a power of two (Calico's 512000, rounded up) */
 #endif
 #ifndef RCL_CTLB_UDP_REV_SIZE
 #define RCL_CTLB_UDP_REV_SIZE 65536
@@ -32,8 +32,8 @@ BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_b
 		 RCL_NAT_BE_SIZE, RCL_MAPS_DIR "/rcl_nat_be");
 BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
 		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
-BPF_TABLE_PINNED("lru_hash", struct rcl_ct_key, struct rcl_ct_val, rcl_ct,
-		 RCL_CT_SIZE, RCL_MAPS_DIR "/rcl_ct");
+BPF_TABLE_PINNED("array", __u32, struct rcl_ct_slot, rcl_ct, RCL_CT_SIZE,
+		 RCL_MAPS_DIR "/rcl_ct");
 BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
 		 RCL_MAPS_DIR "/rcl_nat_globals");
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_nat_stats, RCL_NS_MAX,

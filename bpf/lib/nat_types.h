@@ -94,6 +94,19 @@ struct rcl_ct_val {
 	__u16 pad;
 };
 
+/* rcl_ct slot: 64 bytes, RCL_CT_WAYS to a bucket (see conntrack.h). */
+struct rcl_ct_slot {
+	__u64 ver;   /* 0 unused, odd being written, even stable */
+	__u64 key_a; /* struct rcl_ct_key, bytes 0-7 */
+	__u64 key_b; /* struct rcl_ct_key, bytes 8-15 */
+	struct rcl_ct_val val;
+};
+
+#define RCL_CT_WAYS 4
+/* Mixed into the slot hash. Fixed, so the reconciler can place entries when it
+ * migrates a table (reconciler/ct_table.py must use the same value). */
+#define RCL_CT_SEED 0x52434c2d43540001ULL
+
 /* rcl_nat_globals[0] flags: connect-time LB mode (Felix bpfConnectTimeLoadBalancing).
  * 0 is the default so an unwritten map behaves like Calico's default (TCP). */
 #define RCL_CTLB_MASK     3
@@ -152,6 +165,7 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_CTLB_REJECT  10
 #define RCL_NS_CTLB_UDP_REV 11
 #define RCL_NS_REJECT_LIMITED 12 /* no backend, and over the ICMP error rate: dropped silently */
+#define RCL_NS_CT_EVICTED   13 /* a new flow took the slot of a live one (conntrack table full) */
 #define RCL_NS_MAX          16
 
 #endif

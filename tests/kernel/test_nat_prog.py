@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys
+from reconciler import bpfsys, ct_table
 from reconciler import nat_layout as nl
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
@@ -25,6 +25,10 @@ ENTRY = """
 int rcl_test_nat(struct __sk_buff *skb)
 {
 	return rcl_nat_ingress(skb, ETH_HLEN);
+}
+int rcl_test_ct_kill(struct __sk_buff *skb)
+{
+	return rcl_ct_kill_request(skb);
 }
 """
 PASS, DNAT, SNAT, REJECT, DROP = 0, 1, 2, 3, 4
@@ -94,8 +98,9 @@ def parse(frame: bytes) -> Parsed:
 class Dataplane:
     """The compiled test program plus its pinned maps, opened through bpfsys."""
 
-    def __init__(self, prog_fd: int, maps_dir: Path) -> None:
+    def __init__(self, prog_fd: int, kill_fd: int, maps_dir: Path) -> None:
         self.prog_fd = prog_fd
+        self.kill_fd = kill_fd
         self.fds = {
             name: bpfsys.obj_get(str(maps_dir / name))
             for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF, nl.MAP_CT, nl.MAP_NAT_STATS)
@@ -128,8 +133,18 @@ class Dataplane:
         )
 
     def ct(self, key: nl.CtKey) -> nl.CtEntry | None:
-        raw = bpfsys.map_lookup(self.fds[nl.MAP_CT], key.encode())
-        return nl.CtEntry.decode(raw) if isinstance(raw, bytes) else None
+        found = ct_table.entries(self.fds[nl.MAP_CT]).get(key.encode())
+        return nl.CtEntry.decode(found[2]) if found else None
+
+    def ct_kill(self, key: nl.CtKey) -> bool:
+        index, ver, _ = ct_table.entries(self.fds[nl.MAP_CT])[key.encode()]
+        return ct_table.kill(self.kill_fd, index, ver)
+
+    def ct_write(self, key: nl.CtKey, entry: nl.CtEntry) -> None:
+        """Overwrite a live entry in place (nothing runs the program meanwhile)."""
+        index, ver, _ = ct_table.entries(self.fds[nl.MAP_CT])[key.encode()]
+        slot = ct_table.slot_bytes(ver, key.encode(), entry.encode())
+        bpfsys.map_update(self.fds[nl.MAP_CT], nl.U32.pack(index), slot)
 
     def stat(self, which: nl.NatStat) -> int:
         raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
@@ -137,10 +152,15 @@ class Dataplane:
         return nl.stats_sum(raw)
 
     def clear(self) -> None:
-        for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF, nl.MAP_CT):
+        for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF):
             fd = self.fds[name]
             for key in bpfsys.map_keys(fd):
                 bpfsys.map_delete(fd, key)
+        table = bpfsys.map_raw(self.fds[nl.MAP_CT]).values
+        empty = bytes(nl.CT_SLOT.size)
+        for i in range(len(table) // nl.CT_SLOT.size):
+            if table[i * nl.CT_SLOT.size : (i + 1) * nl.CT_SLOT.size] != empty:
+                bpfsys.map_update(self.fds[nl.MAP_CT], nl.U32.pack(i), empty)
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -165,7 +185,8 @@ def module_dp() -> Iterator[Dataplane]:
         b = BPF(text=text.encode(), cflags=flags)
         try:
             fn = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
-            dp = Dataplane(fn.fd, root / "maps")
+            kill = b.load_func(b"rcl_test_ct_kill", BPF.SCHED_CLS)
+            dp = Dataplane(fn.fd, kill.fd, root / "maps")
             try:
                 yield dp
             finally:
@@ -232,7 +253,7 @@ def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
 def test_reply_of_a_vanished_flow_is_not_rewritten(dp: Dataplane) -> None:
     dp.service(1, BACKENDS)
     backend = parse(dp.run(packet(CLIENT, VIP, 41100, 80, TCP))[1]).dst
-    assert bpfsys.map_delete(dp.fds[nl.MAP_CT], nl.CtKey(CLIENT, VIP, 41100, 80, TCP).encode())
+    assert dp.ct_kill(nl.CtKey(CLIENT, VIP, 41100, 80, TCP))
     reply = packet(backend, CLIENT, 8080, 41100, TCP, flags=SYN | ACK)
     assert dp.run(reply) == (PASS, reply)
     assert dp.ct(nl.CtKey(backend, CLIENT, 8080, 41100, TCP)) is None
@@ -328,7 +349,7 @@ def test_flow_to_removed_backend_rebalances_once_its_conntrack_is_cleaned(dp: Da
     dp.service(1, (survivor,))
     bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nl.BackendKey(1, 1).encode())
     live = live_backends(bpfsys.map_entries(dp.fds[nl.MAP_NAT_BE]))
-    removed = clean_conntrack(dp.fds[nl.MAP_CT], live, dp.fds[nl.MAP_NAT_AFF])
+    removed = clean_conntrack(dp.fds[nl.MAP_CT], dp.kill_fd, live, dp.fds[nl.MAP_NAT_AFF])
     assert removed == 2  # the forward and the reverse entry of the flow
     verdict, out = dp.run(packet(CLIENT, VIP, 45100, 80, TCP, flags=ACK))
     assert verdict == DNAT and parse(out).dst == survivor
@@ -353,7 +374,7 @@ def test_expired_conntrack_is_a_miss(dp: Dataplane) -> None:
         old.type,
         old.flags,
     )
-    bpfsys.map_update(dp.fds[nl.MAP_CT], key.encode(), aged.encode())
+    dp.ct_write(key, aged)
     dp.run(packet(CLIENT, VIP, 46000, 80, TCP))
     fresh = dp.ct(key)
     assert fresh is not None and fresh.created_ns > old.created_ns
@@ -367,3 +388,61 @@ def test_runs_fast(dp: Dataplane) -> None:
     # and then the "not a service" lookups: a smoke bound, not a benchmark
     res = bpfsys.prog_test_run(dp.prog_fd, frame, repeat=1000)
     assert res.duration_ns < 5000, res.duration_ns
+
+
+def test_conntrack_slots_are_where_the_reconciler_hashes_them(dp: Dataplane) -> None:
+    """The datapath and reconciler/ct_table.py agree on every entry's bucket,
+    so a resize can migrate entries to where the datapath will look."""
+    dp.service(1, BACKENDS)
+    for port in range(48000, 48040):
+        dp.run(packet(CLIENT, VIP, port, 80, TCP))
+    table = ct_table.entries(dp.fds[nl.MAP_CT])
+    assert len(table) == 80  # a forward and a reverse entry per flow
+    slots = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
+    for key, (index, ver, _) in table.items():
+        assert index // ct_table.WAYS == ct_table.bucket(key, slots)
+        assert ver and ver % 2 == 0
+
+
+def _same_bucket_ports(count: int, slots: int) -> list[int]:
+    """Client ports whose first packets' forward keys share one bucket."""
+    by_bucket: dict[int, list[int]] = {}
+    for port in range(20000, 60000):
+        key = nl.CtKey(CLIENT, VIP, port, 80, TCP).encode()
+        ports = by_bucket.setdefault(ct_table.bucket(key, slots), [])
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise AssertionError("no bucket filled")
+
+
+def test_a_full_bucket_gives_a_new_flow_the_least_recently_seen_slot(dp: Dataplane) -> None:
+    dp.service(1, BACKENDS)
+    slots = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
+    ports = _same_bucket_ports(ct_table.WAYS + 1, slots)
+    for port in ports[:-1]:
+        dp.run(packet(CLIENT, VIP, port, 80, TCP))
+    keys = [nl.CtKey(CLIENT, VIP, port, 80, TCP) for port in ports]
+    assert all(dp.ct(k) is not None for k in keys[:-1])
+    for port in ports[1:-1]:  # every flow but the first sees another packet
+        dp.run(packet(CLIENT, VIP, port, 80, TCP, flags=ACK))
+    before = dp.stat(nl.NatStat.CT_EVICTED)
+    assert dp.run(packet(CLIENT, VIP, ports[-1], 80, TCP))[0] == DNAT
+    assert dp.stat(nl.NatStat.CT_EVICTED) == before + 1  # a live flow lost its entry
+    assert dp.ct(keys[0]) is None and dp.ct(keys[-1]) is not None
+    assert all(dp.ct(k) is not None for k in keys[1:-1])
+
+
+def test_a_removal_never_clobbers_a_slot_that_changed_hands(dp: Dataplane) -> None:
+    dp.service(1, BACKENDS)
+    dp.run(packet(CLIENT, VIP, 49000, 80, TCP))
+    key = nl.CtKey(CLIENT, VIP, 49000, 80, TCP)
+    index, ver, _ = ct_table.entries(dp.fds[nl.MAP_CT])[key.encode()]
+    assert not ct_table.kill(dp.kill_fd, index, ver + 2)  # read at another version
+    assert dp.ct(key) is not None
+    assert ct_table.kill(dp.kill_fd, index, ver)
+    assert dp.ct(key) is None
+    assert not ct_table.kill(dp.kill_fd, index, ver)  # already gone
+    # the slot is free again: the flow's next packet starts it afresh
+    assert dp.run(packet(CLIENT, VIP, 49000, 80, TCP))[0] == DNAT
+    assert dp.ct(key) is not None

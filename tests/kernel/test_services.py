@@ -355,8 +355,14 @@ def test_hand_edited_nat_entry_is_drift(svc, cached, tmp_path, monkeypatch):
 def ct_backends(node) -> set[str]:
     """Backend addresses named by conntrack entries, as bpftool reads them."""
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ct"
-    # struct rcl_ct_val.be_ip sits at offset 28, in network order
-    return {".".join(str(b) for b in value[28:32]) for _, value in bpftool_dump(pin)}
+    # struct rcl_ct_slot: a version word (0 unused, odd being written), the key,
+    # then struct rcl_ct_val at 24, whose type (0: removed) sits at 36 and
+    # be_ip at 28, in network order
+    return {
+        ".".join(str(b) for b in value[24 + 28 : 24 + 32])
+        for _, value in bpftool_dump(pin)
+        if int.from_bytes(value[:8], "little") % 2 == 0 and value[:8] != bytes(8) and value[60]
+    }
 
 
 def test_conntrack_of_a_departed_backend_is_cleaned(svc):
@@ -432,6 +438,39 @@ def test_map_resize_is_a_replace_with_entries_migrated(svc):
     assert info["max_entries"] == 1024
     assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
     assert len(names(svc.request("tcp", VIP, 80, 20))) > 1
+
+
+def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
+    """A conntrack table of another size hashes keys to other slots: the
+    migration re-places every entry where the new programs will look."""
+    from reconciler import bpfsys, ct_table
+
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    svc.request("tcp", VIP, 80, 30)
+    pin = str(Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_ct")
+    fd = bpfsys.obj_get(pin)
+    try:
+        before = {k: v for k, (_, _, v) in ct_table.entries(fd).items()}
+    finally:
+        bpfsys.close(fd)
+    assert before
+    felix = (svc.node.config / "felix.yaml").read_text()
+    smaller = felix.replace("bpfMapSizeConntrack: 16384", "bpfMapSizeConntrack: 3000")
+    svc.node.write("felix.yaml", smaller)
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2 and "-/+ map/rcl_ct" in out and "max_entries: 16384 -> 4096" in out
+    svc.node.apply_converged()
+    fd = bpfsys.obj_get(pin)
+    try:
+        assert bpfsys.map_info(fd).max_entries == 4096
+        after = ct_table.entries(fd)
+    finally:
+        bpfsys.close(fd)
+    assert {k: v for k, (_, _, v) in after.items()} == before
+    assert all(i // ct_table.WAYS == ct_table.bucket(k, 4096) for k, (i, _, _) in after.items())
+    assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
 
 
 def test_map_overflow_is_a_plan_time_error_and_changes_nothing(svc):
