@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys, entries
+from reconciler import bpfsys, entries, nat_layout
 from reconciler.mappings import Lazy
 from reconciler.rtnl import Rtnl
 from reconciler.state import Link, Obj, ObjKind, ObservedState, RawTable
@@ -96,11 +96,13 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
 
 def read_pins(
     root: str,
-) -> tuple[dict[str, list[str]], dict[str, tuple[int, list[tuple[bytes, Any]]]], dict[str, int]]:
+) -> tuple[
+    dict[str, list[str]], dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]], dict[str, int]
+]:
     """Program set directories; for each pinned map its size and entries; and
     the bulk NAT tables as open fds, for read_tables (the caller owns them)."""
     progs: dict[str, list[str]] = {}
-    maps: dict[str, tuple[int, list[tuple[bytes, Any]]]] = {}
+    maps: dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]] = {}
     tables: dict[str, int] = {}
     prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
     if prog_root.is_dir():
@@ -117,11 +119,22 @@ def read_pins(
                     tables[pin.name], fd = fd, -1
                 elif pin.name in entries.CODECS:
                     items = bpfsys.map_items(fd)
-                maps[pin.name] = (info.max_entries, items)
+                maps[pin.name] = (_map_attrs(pin.name, info), items)
             finally:
                 if fd >= 0:
                     bpfsys.close(fd)
     return progs, maps, tables
+
+
+def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
+    """A map as the diff compares it: its size, and for conntrack a layout
+    other than today's slot table (the kernel hash map of older versions).
+    The desired side never has that key, so such a map is replaced and its
+    entries migrated into slots (reconciler/ct_table.py)."""
+    attrs: dict[str, Any] = {"max_entries": info.max_entries}
+    if name == nat_layout.MAP_CT and info.value_size != nat_layout.CT_SLOT.size:
+        attrs["layout"] = f"kernel map type {info.type}, {info.value_size}-byte values"
+    return attrs
 
 
 def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
@@ -200,8 +213,8 @@ def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Li
     bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    for name, (max_entries, items) in maps.items():
-        objs.append(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": max_entries}))
+    for name, (attrs, items) in maps.items():
+        objs.append(Obj(f"map/{name}", ObjKind.MAP, attrs))
         if name not in entries.TABLE_MAPS:
             objs += [
                 Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)

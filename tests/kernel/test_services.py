@@ -6,6 +6,7 @@ import collections
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -471,6 +472,47 @@ def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
     assert {k: v for k, (_, _, v) in after.items()} == before
     assert all(i // ct_table.WAYS == ct_table.bucket(k, 4096) for k, (i, _, _) in after.items())
     assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
+
+
+def test_conntrack_in_an_older_hash_map_is_migrated_into_slots(svc):
+    """A node whose conntrack is still the kernel LRU map of earlier versions,
+    at the very same size: the plan replaces it and the entries move into the
+    slot table, where the datapath finds them."""
+    from ipaddress import IPv4Address
+
+    from reconciler import bpfsys, ct_table
+    from reconciler import nat_layout as nl
+
+    svc.start()
+    svc.service()
+    svc.node.apply_converged()
+    pin = Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_ct"
+    fd = bpfsys.obj_get(str(pin))
+    size = bpfsys.map_info(fd).max_entries
+    bpfsys.close(fd)
+    key = nl.CtKey(IPv4Address("10.64.0.9"), IPv4Address(VIP), 40000, 80, nl.Proto.TCP)
+    value = nl.CtEntry(
+        1, time.monotonic_ns(), 7, 0, IPv4Address(VIP), IPv4Address(BACKENDS[0].ip), 80, 8080,
+        nl.CtType.FORWARD, nl.CtFlag.SYN | nl.CtFlag.EST,
+    )  # fmt: skip
+    old = bpfsys.map_create(9, "rcl_ct", nl.CT_KEY.size, nl.CT_VAL.size, size)  # LRU_HASH
+    try:
+        bpfsys.map_update(old, key.encode(), value.encode())
+        pin.unlink()
+        bpfsys.obj_pin(old, str(pin))
+    finally:
+        bpfsys.close(old)
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2 and "-/+ map/rcl_ct" in out and "40-byte values" in out
+    svc.node.apply_converged()
+    fd = bpfsys.obj_get(str(pin))
+    try:
+        assert bpfsys.map_info(fd).value_size == nl.CT_SLOT.size
+        moved = ct_table.entries(fd)
+    finally:
+        bpfsys.close(fd)
+    assert nl.CtEntry.decode(moved[key.encode()][2]) == value
+    assert set(names(svc.request("tcp", VIP, 80, 10))) <= {"back0", "back1", "back2"}
 
 
 def test_map_overflow_is_a_plan_time_error_and_changes_nothing(svc):
