@@ -100,8 +100,8 @@ def _prefetch(args: argparse.Namespace) -> None:
     if (args.plan or args.apply) and not args.repo and not args.no_cache:
         from reconciler import source
 
-        paths = [args.config]
-        source.prefetch_tree(paths, source.stat_cache_path(source.default_cache_dir(), paths))
+        paths, cache = [args.config], source.default_cache_dir()
+        source.prefetch_tree(paths, source.stat_cache_path(cache, paths), cache)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -66,11 +66,9 @@ def clean_conntrack(
     still holds what was read (reconciler/ct_table.py). Returns how many
     conntrack entries were removed."""
     removed = 0
-    for index, ver, _key, value in ct_table.live(bpfsys.map_raw(ct_fd).values):
+    for index, ver, _key, value in ct_table.live(ct_table.table(ct_fd), services):
         fields = nat.CT_VAL.unpack(value)
         svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
-        if services is not None and svc_id not in services:
-            continue
         if (svc_id, be_ip, be_port) not in live and ct_table.kill(kill_fd, index, ver):
             removed += 1
     if aff_fd is not None:

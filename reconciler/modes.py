@@ -127,6 +127,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         desired_state,
         execute,
         record_applied,
+        udp_balanced_at_connect,
         verify,
     )  # fmt: skip
 
@@ -149,7 +150,8 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             if not quiet:
                 sys.stdout.write(render.render_plan(plan))
             backends = desired.tables.get("rcl_nat_be")
-            results = execute(plan, target, backends) if not plan.empty else []
+            udp = udp_balanced_at_connect(plan, desired)
+            results = execute(plan, target, backends, udp) if not plan.empty else []
             # Re-observe and compare with the very state we meant to reach.
             remaining, digests = verify(desired, target, plan)
             record_applied(plan, target, len(results))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys, entries, nat_layout
+from reconciler import bpfsys, ct_table, entries
 from reconciler.mappings import Lazy
 from reconciler.rtnl import Rtnl
 from reconciler.state import Link, Obj, ObjKind, ObservedState, RawTable
@@ -128,12 +128,15 @@ def read_pins(
 
 def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
     """A map as the diff compares it: its size, and for conntrack a layout
-    other than today's slot table (the kernel hash map of older versions).
+    other than today's mmapable slot table (the kernel hash map of older
+    versions).
     The desired side never has that key, so such a map is replaced and its
     entries migrated into slots (reconciler/ct_table.py)."""
     attrs: dict[str, Any] = {"max_entries": info.max_entries}
-    if name == nat_layout.MAP_CT and info.value_size != nat_layout.CT_SLOT.size:
-        attrs["layout"] = f"kernel map type {info.type}, {info.value_size}-byte values"
+    if name == ct_table.MAP and not ct_table.current_layout(info):
+        attrs["layout"] = (
+            f"kernel map type {info.type}, {info.value_size}-byte values, flags {info.flags:#x}"
+        )
     return attrs
 
 

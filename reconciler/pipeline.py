@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import bpfsys, build, desired_cache
-from reconciler.compile import Host, compile_desired
+from reconciler.compile import CTLB_MODES, Host, compile_desired
 from reconciler.diff import Change, diff
 from reconciler.observe import observe
 from reconciler.plan import Plan
@@ -258,9 +258,14 @@ def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]
 
 
 def execute(
-    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None = None
+    plan: Plan,
+    target: Target,
+    backends: Mapping[bytes, bytes] | None = None,
+    udp_connected: bool = True,
 ) -> list[tuple[str, str]]:
-    """Run every change in plan order; returns (address, result) pairs."""
+    """Run every change in plan order; returns (address, result) pairs.
+    `udp_connected=False` says no UDP socket can be connected to a backend
+    (connect-time load balancing did not cover UDP): none need destroying."""
     from reconciler.drivers import Executor
 
     executor = Executor(target.bpffs_root, plan.build, target.netns)
@@ -275,12 +280,12 @@ def execute(
                 ) from exc
     finally:
         executor.close()
-    results += _after_backend_changes(plan, target, backends)
+    results += _after_backend_changes(plan, target, backends, udp_connected)
     return results
 
 
 def _after_backend_changes(
-    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None
+    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None, udp_connected: bool
 ) -> list[tuple[str, str]]:
     """Conntrack and connected-socket hygiene once backends have left.
 
@@ -328,11 +333,26 @@ def _after_backend_changes(
         for c in left
         if c.address.startswith("map/rcl_nat_be/") and c.before
     } - live
-    sockets = ct_clean.destroy_udp_sockets(target.cgroup or "", gone) if gone else 0
+    # `ss -K` runs once per backend and network namespace: only if it can find something
+    udp_gone = gone if udp_connected else set()
+    sockets = ct_clean.destroy_udp_sockets(target.cgroup or "", udp_gone) if udp_gone else 0
     return [
         ("conntrack", f"removed {removed} entries of departed backends"),
         ("sockets", f"destroyed {sockets} UDP sockets connected to departed backends"),
     ]
+
+
+def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
+    """Could a UDP socket be connected straight to a backend? Only if
+    connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
+    Enabled) now, or did until this plan changed it."""
+    address = "map/rcl_nat_globals/0"
+    everything = CTLB_MODES["Enabled"]
+    now = desired.objects.get(address)
+    if now is None or now.attrs.get("ctlb") == everything:
+        return True
+    return any(c.address == address and (c.before or {}).get("ctlb") == everything
+               for c in plan.changes)  # fmt: skip
 
 
 def socket_ip(raw: bytes) -> str:

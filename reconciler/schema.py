@@ -7,7 +7,6 @@ reports every error with its path so we can list them all at once.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
@@ -76,6 +75,8 @@ def _full(kind: str) -> Any:
 
 def _hint(value: str, options: list[str]) -> str:
     """A 'did you mean' suffix: same word in another case first, then close spellings."""
+    import difflib  # only a failing document gets here
+
     same = [o for o in options if o.lower() == value.lower()]
     close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

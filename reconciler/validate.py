@@ -97,9 +97,8 @@ def engine_fingerprint() -> str:
         path = here / name
         if path.exists():
             digest.update(path.read_bytes())
-    from reconciler.schema import SCHEMA_DIR
-
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
+    # schemas/ (reconciler.schema.SCHEMA_DIR), without importing what a cache hit never needs
+    for path in sorted((here.parent / "schemas").glob("*.json")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 

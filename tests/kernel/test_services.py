@@ -568,8 +568,8 @@ def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     real_execute = pipeline.execute
     clobbered: list[str] = []
 
-    def execute_then_clobber(plan, target, backends=None):
-        results = real_execute(plan, target, backends)
+    def execute_then_clobber(plan, target, backends=None, udp_connected=True):
+        results = real_execute(plan, target, backends, udp_connected)
         change = next(c for c in plan.changes if c.address.startswith("map/rcl_nat_be/"))
         key, value = entries.encode(change.address, change.after or {})
         fd = bpfsys.obj_get(f"{target.bpffs_root}/maps/rcl_nat_be")

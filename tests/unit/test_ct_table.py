@@ -11,10 +11,10 @@ from reconciler import nat_layout as nl
 CLIENT, VIP, BACKEND = IPv4Address("10.1.0.1"), IPv4Address("10.96.0.10"), IPv4Address("10.2.0.1")
 
 
-def entry(port: int, seen: int) -> tuple[bytes, bytes]:
+def entry(port: int, seen: int, svc_id: int = 7) -> tuple[bytes, bytes]:
     key = nl.CtKey(CLIENT, VIP, port, 80, nl.Proto.TCP).encode()
     value = nl.CtEntry(
-        1, seen, 7, 0, VIP, BACKEND, 80, 8080, nl.CtType.FORWARD, nl.CtFlag.SYN
+        1, seen, svc_id, 0, VIP, BACKEND, 80, 8080, nl.CtType.FORWARD, nl.CtFlag.SYN
     ).encode()
     return key, value
 
@@ -61,3 +61,16 @@ def test_only_stable_live_slots_are_entries():
         ]
     )
     assert [(i, ver, k) for i, ver, k, _ in ct_table.live(table)] == [(0, 2, key)]
+
+
+def test_the_entries_of_some_services_are_found_without_a_scan():
+    slots = 4096
+    entries = [entry(30000 + i, seen=i, svc_id=(7, 8, 0x07000000)[i % 3]) for i in range(300)]
+    table = bytearray(slots * nl.CT_SLOT.size)
+    for index, slot in ct_table.place(entries, slots).items():
+        table[index * nl.CT_SLOT.size : (index + 1) * nl.CT_SLOT.size] = slot
+    every = list(ct_table.live(bytes(table)))
+    for wanted in ({7}, {8, 0x07000000}, set()):
+        got = list(ct_table.live(bytes(table), wanted))
+        assert got == [e for e in every if nl.CtEntry.decode(e[3]).svc_id in wanted]
+    assert len(every) == 300

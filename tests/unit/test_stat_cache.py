@@ -114,7 +114,8 @@ def test_a_prefetched_tree_is_the_tree_read_directly(tree, monkeypatch):
     (root / "f1.yaml").write_text("kind: Tier\nmetadata: {name: changed}\n")
     (root / "sub").mkdir()
     (root / "sub" / "new.yaml").write_text("kind: Tier\nmetadata: {name: new}\n")
-    source.prefetch_tree([str(root)], cache)
+    validated = cache.parent / "validation"
+    source.prefetch_tree([str(root)], cache, validated)
     child = source._PREFETCH
     assert child is not None and child.pid > 0
     got = from_paths([str(root)], cache)
@@ -123,6 +124,12 @@ def test_a_prefetched_tree_is_the_tree_read_directly(tree, monkeypatch):
     assert child.pid == 0
     saved = source.StatCache(cache).entries
     assert {os.path.basename(k) for k in saved} == {"f0.yaml", "f1.yaml", "f2.yaml", "new.yaml"}
+    # and the two files that changed were validated into the cache, by content
+    from reconciler.validate import ResultCache, _cache_key, engine_fingerprint
+
+    keys = [_cache_key(engine_fingerprint(), f.path, f.digest) for f in got.files]
+    hits = ResultCache(validated).get_many(keys, full=True)
+    assert {os.path.basename(k.rsplit(":", 1)[1]) for k in hits} == {"f1.yaml", "new.yaml"}
     direct = from_paths([str(root)])
     assert got.identity == direct.identity and digests(got) == digests(direct)
     assert [f.read() for f in got.files] == [f.read() for f in direct.files]

@@ -1,0 +1,38 @@
+"""Whether an apply must look for UDP sockets connected to departed backends."""
+
+from __future__ import annotations
+
+from reconciler.compile import CTLB_MODES
+from reconciler.diff import Action, Change
+from reconciler.pipeline import udp_balanced_at_connect
+from reconciler.plan import Plan
+from reconciler.state import DesiredState, Obj, ObjKind
+
+GLOBALS = "map/rcl_nat_globals/0"
+
+
+def state(mode: str) -> DesiredState:
+    obj = Obj(GLOBALS, ObjKind.ENTRY, {"ctlb": CTLB_MODES[mode]})
+    return DesiredState("n1", True, {GLOBALS: obj})
+
+
+def plan(*changes: Change) -> Plan:
+    return Plan("n1", {}, "/sys/fs/bpf/x", "", tuple(changes), {}, (), ())
+
+
+def test_only_udp_balancing_at_connect_leaves_connected_udp_sockets():
+    assert udp_balanced_at_connect(plan(), state("Enabled"))
+    assert not udp_balanced_at_connect(plan(), state("TCP"))
+    assert not udp_balanced_at_connect(plan(), state("Disabled"))
+
+
+def test_a_plan_that_turns_udp_balancing_off_still_looks():
+    change = Change(
+        Action.UPDATE, GLOBALS, ObjKind.ENTRY,
+        {"ctlb": CTLB_MODES["Enabled"]}, {"ctlb": CTLB_MODES["TCP"]}, {},
+    )  # fmt: skip
+    assert udp_balanced_at_connect(plan(change), state("TCP"))
+
+
+def test_without_nat_globals_it_looks_to_be_safe():
+    assert udp_balanced_at_connect(plan(), DesiredState("n1", True, {}))
