@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.mappings import Lazy, Overlay, SortedTable
-from reconciler.state import DesiredState
+from reconciler.state import AppliedDump, DesiredState
 
 SUFFIX = ".state"
 # magic, length of the manifest, the full state a delta builds on ("" if none)
@@ -70,7 +70,13 @@ def _skeleton(desired: DesiredState) -> DesiredState:
     if index is not None:
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
     return dataclasses.replace(
-        desired, tables={}, table_info={}, nat_index=index, table_base={}, kernel_digests={}
+        desired,
+        tables={},
+        table_info={},
+        nat_index=index,
+        table_base={},
+        kernel_digests={},
+        kernel_dumps={},
     )
 
 
@@ -167,7 +173,10 @@ def defer_writes() -> None:
 # to, and the digests of the kernel's NAT tables right after (RawTable.digest).
 # A later observation with the same digests needs no table comparison at all.
 APPLIED = "applied"
-Applied = tuple[str, dict[str, str]]
+# With it, in a file of its own (TABLES), the dumps the apply wrote over
+# (AppliedDump): verify then need not read the tables back at all.
+TABLES = "applied.tables"
+Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
 _applied: dict[Path, Applied | None] = {}
 _applied_pending: dict[Path, Applied] = {}
 
@@ -188,17 +197,33 @@ def _applied_record(directory: Path) -> Applied | None:
         try:
             name, _, digests = (directory / APPLIED).read_text().partition("\n")
             loaded = json.loads(digests) if digests.strip() else {}
-            _applied[directory] = (name.strip(), loaded) if name.strip() else None
+            state = name.strip()
+            dumps = Lazy(lambda: _read_dumps(directory, state))
+            _applied[directory] = (state, loaded, dumps) if state else None
         except (OSError, ValueError):
             _applied[directory] = None
     return _applied[directory]
 
 
+def _read_dumps(directory: Path, state: str) -> dict[str, AppliedDump]:
+    """The dumps recorded with the apply of `state`, if they belong to it."""
+    try:
+        recorded, tables = marshal.loads((directory / TABLES).read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if recorded != state:
+        return {}
+    return {
+        name: AppliedDump(keys, values, ks, vs, frozenset(written))
+        for name, (keys, values, ks, vs, written) in tables.items()
+    }
+
+
 def _as_loaded(path: Path, state: DesiredState) -> DesiredState:
-    """The state, with the kernel digests recorded if it is the applied one."""
+    """The state, with the kernel's marks recorded if it is the applied one."""
     record = _applied_record(path.parent)
-    if record is not None and record[0] == path.name and record[1]:
-        return dataclasses.replace(state, kernel_digests=record[1])
+    if record is not None and record[0] == path.name:
+        return dataclasses.replace(state, kernel_digests=record[1], kernel_dumps=record[2])
     return state
 
 
@@ -259,13 +284,18 @@ def latest(path: Path | None) -> DesiredState | None:
     return load(stored[-1]) if stored else None
 
 
-def note_applied(desired: DesiredState, digests: dict[str, str] | None = None) -> None:
+def note_applied(
+    desired: DesiredState,
+    digests: dict[str, str] | None = None,
+    dumps: Mapping[str, AppliedDump] | None = None,
+) -> None:
     """Remember that the kernel now holds `desired` (if this process stored
-    it), and the digests its NAT tables had right after."""
+    it), and how to recognise its NAT tables: the digests they had right
+    after, or the dumps the apply wrote over."""
     for directory, (path, state) in _newest.items():
-        # the caller may hold a copy carrying kernel digests: same objects inside
+        # the caller may hold a copy carrying kernel marks: same objects inside
         if state.objects is desired.objects:
-            record = (path.name, dict(digests or {}))
+            record = (path.name, dict(digests or {}), dict(dumps or {}))
             _applied[directory] = record
             if _deferred is None:
                 _write_applied(directory, record)
@@ -274,10 +304,20 @@ def note_applied(desired: DesiredState, digests: dict[str, str] | None = None) -
 
 
 def _write_applied(directory: Path, record: Applied) -> None:
+    """The dumps first, then the record naming the state (a dump names its
+    state too, so a record and dumps of different applies never pair up)."""
+    name, digests, dumps = record
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        tables = {
+            t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
+            for t, d in dumps.items()
+        }
+        tmp = directory / f"{TABLES}.{os.getpid()}.tmp"
+        tmp.write_bytes(marshal.dumps((name, tables)))
+        tmp.replace(directory / TABLES)
         tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
-        tmp.write_text(record[0] + "\n" + json.dumps(record[1], sort_keys=True) + "\n")
+        tmp.write_text(name + "\n" + json.dumps(digests, sort_keys=True) + "\n")
         tmp.replace(directory / APPLIED)
     except OSError:
         pass

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.state import DesiredState, ObjKind, ObservedState, table_digest
+from reconciler.state import DesiredState, ObjKind, ObservedState, recognised
 
 
 class Action(enum.Enum):
@@ -114,14 +114,14 @@ def _table_changes(
         if f"map/{name}" in deleted_maps:
             continue
         # Comparing two 100k-entry tables costs 50-100 ms on a small VM: avoid
-        # it when the kernel's copy is byte for byte one we recorded (digest),
-        # else do it once. When the kernel holds the table this one was derived
-        # from, only the keys the derivation touched can differ.
-        seen = table_digest(have)
-        if seen is not None and seen == desired.kernel_digests.get(name):
+        # it when the kernel's copy is provably one we applied (its digest, or
+        # the dump that apply wrote over), else do it once. When the kernel
+        # holds the table this one was derived from, only the keys the
+        # derivation touched can differ.
+        if recognised(desired.kernel_mark(name), have, want):
             continue  # exactly what was there when this state was applied
-        base, touched, base_seen = desired.table_base.get(name, (None, frozenset(), None))
-        if base is not None and ((seen is not None and seen == base_seen) or base == have):
+        base, touched, base_mark = desired.table_base.get(name, (None, frozenset(), None))
+        if base is not None and (recognised(base_mark, have, base) or base == have):
             have = base  # the same entries: look them up without slicing the kernel's copy
             differing = [k for k in touched if k in want and have.get(k) != want[k]]
             gone = [k for k in touched if k not in want and k in have]

@@ -66,13 +66,14 @@ def _plan_or_report(
     fingerprint: bool = True,
     changed: frozenset[str] | None = None,
     keep_derived: bool = True,
-) -> tuple[Plan, Any] | None:
-    """(plan, desired state), or None after reporting an invalid config."""
+) -> tuple[Plan, Any, Any] | None:
+    """(plan, desired state, what was observed), or None after reporting an
+    invalid config."""
     from reconciler.pipeline import InvalidConfig, make_plan
 
     target = _target(args)
     try:
-        plan, desired = make_plan(
+        plan, desired, observed = make_plan(
             lambda: open_source(spec, not args.no_cache, changed), target, fingerprint, keep_derived
         )
     except InvalidConfig as exc:
@@ -90,7 +91,7 @@ def _plan_or_report(
             print(f"error: {exc}; nothing was changed", file=sys.stderr)
         return None
     # The saved plan records how to re-read its source, for the staleness check.
-    return dataclasses.replace(plan, source={**plan.source, "spec": spec}), desired
+    return dataclasses.replace(plan, source={**plan.source, "spec": spec}), desired, observed
 
 
 def plan_mode(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def plan_mode(args: argparse.Namespace) -> int:
     )
     if planned is None:
         return EXIT_ERROR
-    plan, _ = planned
+    plan, _, _ = planned
     if args.out:
         plan.dump(args.out)
     if args.json:
@@ -123,6 +124,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
     from reconciler.lock import LockHeld, apply_lock
     from reconciler.pipeline import (
         ReconcileError,
+        applied_dumps,
         check_fresh,
         desired_state,
         execute,
@@ -140,11 +142,12 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
                 src = open_source(dict(spec), not args.no_cache)
                 links = check_fresh(plan, src, target)
                 desired = desired_state(src, target, links)
+                observed = None
             else:
                 planned = _plan_or_report(args, source_spec(args), False, changed)
                 if planned is None:
                     return EXIT_ERROR
-                plan, desired = planned
+                plan, desired, observed = planned
             # --watch passes that find nothing to do stay quiet
             quiet = args.json or (args.watch and plan.empty and not plan.warnings)
             if not quiet:
@@ -152,13 +155,18 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             backends = desired.tables.get("rcl_nat_be")
             udp = udp_balanced_at_connect(plan, desired)
             results = execute(plan, target, backends, udp) if not plan.empty else []
-            # Re-observe and compare with the very state we meant to reach.
-            remaining, digests = verify(desired, target, plan)
+            # Re-observe and compare with the very state we meant to reach. The
+            # NAT tables the plan read, with the keys apply wrote, let the next
+            # plan recognise them: verify need not read them again.
+            remaining, digests = verify(desired, target, plan, digests=observed is None)
             record_applied(plan, target, len(results))
             if not remaining:
                 from reconciler import desired_cache
 
-                desired_cache.note_applied(desired, digests)
+                dumps = applied_dumps(plan, observed) if observed is not None else {}
+                desired_cache.note_applied(
+                    desired, digests, {t: d for t, d in dumps.items() if t not in digests}
+                )
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
     if args.json:

@@ -267,10 +267,11 @@ def update(
     return replace(
         previous,
         table_base={
-            name: (previous.tables.get(name, {}), touched[name], previous.kernel_digests.get(name))
+            name: (previous.tables.get(name, {}), touched[name], previous.kernel_mark(name))
             for name in touched
         },
         kernel_digests={},
+        kernel_dumps={},
         warnings=(*index.base_warnings, *_service_warning_lines(warned)),
         errors=errors,
         tables={**previous.tables, FE: fe, BE: be},

@@ -204,8 +204,11 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
     return objs, []
 
 
-def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Link]]:
-    """Everything of ours in the kernel, plus the live links compile needs."""
+def observe(
+    root: str, netns: str | None = None, tables: bool = True
+) -> tuple[ObservedState, list[Link]]:
+    """Everything of ours in the kernel, plus the live links compile needs;
+    `tables=False` leaves the bulk NAT tables unread (their maps are seen)."""
     # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
     with Rtnl(netns) as rtnl:
         links = read_links(rtnl)
@@ -213,6 +216,10 @@ def observe(root: str, netns: str | None = None) -> tuple[ObservedState, list[Li
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
     progs, maps, table_fds = read_pins(root)
+    if not tables:
+        for fd in table_fds.values():
+            bpfsys.close(fd)
+        table_fds = {}
     bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]

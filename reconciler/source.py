@@ -15,6 +15,7 @@ import hashlib
 import marshal
 import os
 import pickle
+import select
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -244,12 +245,14 @@ class TreePrefetch:
     def __init__(self, paths: list[str], stat_cache: Path, validate_into: Path | None) -> None:
         self.paths = paths
         read, write = os.pipe()
+        done_read, done_write = os.pipe()  # closed once the changed files are validated
         self.pid = os.fork()
-        if self.pid == 0:  # the child: read, hand the result over, save, leave
+        if self.pid == 0:  # the child: read, hand the result over, validate, save, leave
             code = 1
             try:
                 gc.disable()  # 10,000 records and nothing cyclic: collecting is waste
                 os.close(read)
+                os.close(done_read)
                 cache = None
                 try:
                     records, keys, cache = _read_tree(paths, stat_cache, save=False)
@@ -258,15 +261,18 @@ class TreePrefetch:
                     result = ("error", str(exc))
                 with os.fdopen(write, "wb") as fh:
                     fh.write(marshal.dumps(result))
-                if cache is not None:  # the parent has its answer: no one waits for this
+                if cache is not None and validate_into is not None:
+                    _prevalidate(records, validate_into)
+                os.close(done_write)
+                if cache is not None:  # no one waits for this
                     cache.save(set(keys.values()))
-                    if validate_into is not None:
-                        _prevalidate(records, validate_into)
                 code = 0
             finally:
                 os._exit(code)  # never the parent's atexit handlers or buffers
         os.close(write)
+        os.close(done_write)
         self.fd: int | None = read
+        self.done: int | None = done_read
 
     def take(self, paths: list[str]) -> tuple[list[Record], dict[str, str]] | None:
         """The child's records (its SourceError raised here), or None: other
@@ -284,11 +290,23 @@ class TreePrefetch:
             raise SourceError(result[1])
         return result[1], result[2]
 
+    def await_validation(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the child has validated the changed
+        files: it started on them long before the caller could, and finishes
+        sooner than validating them here would."""
+        if self.done is not None:
+            select.select([self.done], [], [], timeout)
+            os.close(self.done)
+            self.done = None
+
     def close(self) -> None:
         """Reap the child (at exit: it has long finished saving the cache)."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        if self.done is not None:
+            os.close(self.done)
+            self.done = None
         if self.pid > 0:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
@@ -311,7 +329,14 @@ def _prevalidate(records: list[Record], cache_dir: Path) -> None:
     validate_files(changed, cache_dir)
 
 
-_PREFETCH: TreePrefetch | None = None
+_PREFETCH: TreePrefetch | None = None  # started, not taken yet
+_TAKEN: TreePrefetch | None = None  # taken: its child may still be validating
+
+
+def await_prevalidation(timeout: float = 0.3) -> None:
+    """Before validating changed files: let the prefetch child finish doing it."""
+    if _TAKEN is not None:
+        _TAKEN.await_validation(timeout)
 PREFETCH_MIN_CACHE = 64 * 1024  # a stat cache this big means over ~500 files
 
 
@@ -343,10 +368,11 @@ _LAST: dict[str, tuple[Source, dict[str, str]]] = {}
 def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
     """Read YAML files from directories and files (a working tree), through
     the stat cache when given, or take what prefetch_tree read."""
-    global _PREFETCH
+    global _PREFETCH, _TAKEN
     paths = list(paths)
     prefetched, _PREFETCH = _PREFETCH, None
     got = prefetched.take(paths) if prefetched is not None else None
+    _TAKEN = prefetched if got is not None else None
     records, keys = got if got is not None else _read_tree(paths, stat_cache)[:2]
     snapshot = _snapshot(", ".join(paths), [_as_file(r) for r in records])
     if len(paths) == 1:

@@ -53,15 +53,21 @@ class DesiredState:
     # services a change touched (not state: never compared).
     nat_index: Any = field(default=None, compare=False, repr=False)
     # table -> (the table this one was derived from, the keys that differ,
-    # the kernel digest recorded when that table was applied): when the kernel
+    # how the kernel's copy of that table is recognised): when the kernel
     # still holds that earlier table, those keys are the whole diff. Only in
     # memory: never stored, never compared.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], str | None]] = field(
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Any]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    # table -> digest of the kernel's copy once this state was applied
-    # (RawTable.digest); attached when loaded from the cache, never stored in it.
+    # table -> how the kernel's copy is recognised once this state was applied:
+    # its digest (RawTable.digest) or the dump the apply wrote over
+    # (AppliedDump); attached when loaded from the cache, never stored in it.
     kernel_digests: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    kernel_dumps: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def kernel_mark(self, table: str) -> Any:
+        """The Mark of one table (reconciler.state.recognised), or None."""
+        return self.kernel_digests.get(table) or self.kernel_dumps.get(table)
 
 
 class RawTable(Mapping[bytes, bytes]):
@@ -114,6 +120,76 @@ class RawTable(Mapping[bytes, bytes]):
         return self.entries == (other if isinstance(other, dict) else dict(other.items()))
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedDump:
+    """A bulk table as the kernel held it before an apply, and the keys that
+    apply wrote. Recognises the table the kernel holds afterwards without
+    reading it again: a hash map's update moves only the written key within
+    its bucket, so the dumps minus the written keys' records must be the
+    same bytes, and the written keys must hold what the state says."""
+
+    keys: bytes
+    values: bytes
+    key_size: int
+    value_size: int
+    written: frozenset[bytes]
+
+    @classmethod
+    def of(cls, before: RawTable, written: frozenset[bytes]) -> AppliedDump:
+        return cls(before._keys, before._values, before._ks, before._vs, written)
+
+    def _records(self, keys: bytes, values: bytes) -> tuple[bytes, bytes, dict[bytes, int]]:
+        """keys and values without the written keys' records, and where those were."""
+        ks, vs = self.key_size, self.value_size
+        at: dict[bytes, int] = {}
+        for key in self.written:
+            i = keys.find(key)
+            while i >= 0 and i % ks:
+                i = keys.find(key, i + 1)
+            if i >= 0:
+                at[key] = i // ks
+        cuts = sorted(at.values())
+        kept_keys, kept_values, start = [], [], 0
+        for n in cuts:
+            kept_keys.append(keys[start * ks : n * ks])
+            kept_values.append(values[start * vs : n * vs])
+            start = n + 1
+        kept_keys.append(keys[start * ks :])
+        kept_values.append(values[start * vs :])
+        return b"".join(kept_keys), b"".join(kept_values), at
+
+    def matches(self, now: RawTable, table: Mapping[bytes, bytes]) -> bool:
+        """Does the kernel's table `now` hold exactly `table`, given that
+        `table` was applied over this dump by writing `written`?"""
+        if (now._ks, now._vs) != (self.key_size, self.value_size):
+            return False
+        old_keys, old_values, _ = self._records(self.keys, self.values)
+        new_keys, new_values, at = self._records(now._keys, now._values)
+        if old_keys != new_keys or old_values != new_values:
+            return False  # something else changed (a hand edit, another writer)
+        vs = self.value_size
+        for key in self.written:
+            want = table.get(key)
+            if (key in at) != (want is not None):
+                return False
+            if want is not None and now._values[at[key] * vs : (at[key] + 1) * vs] != want:
+                return False
+        return True
+
+
+Mark = str | AppliedDump  # how a table the kernel holds is recognised
+
+
+def recognised(mark: Mark | None, now: Mapping[bytes, bytes], table: Mapping[bytes, bytes]) -> bool:
+    """Is `now` (read from the kernel) provably `table`, by the mark recorded
+    when `table` was applied: its digest, or the dump it was applied over?"""
+    if mark is None or not isinstance(now, RawTable):
+        return False
+    if isinstance(mark, str):
+        return now.digest == mark
+    return mark.matches(now, table)
 
 
 def table_digest(table: Mapping[bytes, bytes]) -> str | None:

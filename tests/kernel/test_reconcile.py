@@ -272,7 +272,7 @@ def test_interrupted_apply_is_repaired_by_the_next(node):
     target = Target(
         "node-1", node.sandbox.bpffs_root, node.state, node.sandbox.node, cgroup=node.sandbox.cgroup
     )
-    plan, _ = make_plan(from_paths([str(node.config)]), target)
+    plan, _, _ = make_plan(from_paths([str(node.config)]), target)
     # "Kill" the apply after the programs were built and half the filters attached.
     cut = [i for i, c in enumerate(plan.changes) if c.address.startswith("tc/")][1]
     from dataclasses import replace

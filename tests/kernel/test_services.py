@@ -308,9 +308,10 @@ def test_session_affinity_pins_a_client(svc):
 
 @pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cached"])
 def test_hand_edited_nat_entry_is_drift(svc, cached, tmp_path, monkeypatch):
-    """With caches, the apply records the digest of the kernel's NAT tables and
-    a plan that finds the same bytes compares nothing: a hand edit changes the
-    bytes, so it must still be found."""
+    """With caches, the apply records how to recognise the kernel's NAT tables
+    (the dumps its plan read, and the keys it wrote) and a plan that finds
+    them so compares nothing: a hand edit changes the bytes, so it must still
+    be found."""
     if cached:
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         svc.node.cached = True
@@ -318,8 +319,12 @@ def test_hand_edited_nat_entry_is_drift(svc, cached, tmp_path, monkeypatch):
     svc.service()
     svc.node.apply_converged()
     if cached:
-        applied = list((tmp_path / "cache").rglob("applied"))
-        assert applied and "rcl_nat_fe" in applied[0].read_text()  # digests recorded
+        import marshal
+
+        (dumps,) = (tmp_path / "cache").rglob("applied.tables")
+        state, tables = marshal.loads(dumps.read_bytes())
+        assert state in (dumps.parent / "applied").read_text()
+        assert {"rcl_nat_fe", "rcl_nat_be"} <= set(tables)  # dumps recorded
     pin = Path(svc.node.sandbox.bpffs_root) / "maps" / "rcl_nat_fe"
     raw = json.loads(
         subprocess.run(

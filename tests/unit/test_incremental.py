@@ -418,17 +418,25 @@ def test_raw_tables_act_as_mappings_and_name_their_bytes():
     assert reordered == seen and reordered.digest != seen.digest  # same entries, other bytes
 
 
-def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
-    """The applied record's digests stand for the tables the state had: an
-    identical kernel copy needs no comparison; any other bytes get the full one."""
+def stored_state(tmp_path, seed: int):
+    """A small compiled state stored in a fresh cache: (state, its path)."""
     from reconciler import desired_cache
 
-    rng = random.Random(11)
+    rng = random.Random(seed)
     resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     state = compile_(resources, file_ids(resources, {}))
     path = desired_cache.cache_path(tmp_path, "s")
     assert path is not None
     desired_cache.store(path, state)
+    return state, path, resources
+
+
+def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
+    """The applied record's digests stand for the tables the state had: an
+    identical kernel copy needs no comparison; any other bytes get the full one."""
+    from reconciler import desired_cache
+
+    state, path, resources = stored_state(tmp_path, 11)
     kernel = {name: raw(t) for name, t in state.tables.items()}
     desired_cache.note_applied(state, {name: t.digest for name, t in kernel.items()})
     new_process(desired_cache)
@@ -450,3 +458,69 @@ def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     again = desired_cache.load(other)
     assert again is not None and again.kernel_digests == {}
     assert desired_cache.decode(path.read_bytes()).kernel_digests == {}
+
+
+def test_an_applied_dump_recognises_the_table_its_writes_left():
+    """A hash map's update moves the written key within its bucket and leaves
+    every other entry where it was: the dump read before the apply, minus the
+    written keys, recognises the table after it, and nothing else."""
+    from reconciler.state import AppliedDump, recognised
+
+    rng = random.Random(12)
+    before = {bytes([i, rng.randrange(256)]) * 4: bytes([i]) * 8 for i in range(200)}
+    order = list(before)
+    rng.shuffle(order)
+    dump = raw({k: before[k] for k in order})
+    changed, gone, added = order[17], order[80], b"\xfe" * 8
+    after = dict(before)
+    after[changed] = b"\x01" * 8
+    del after[gone]
+    after[added] = b"\x02" * 8
+    # the kernel's order afterwards: the changed key moved to the head of
+    # "its bucket", the new one somewhere else, the deleted one gone
+    kernel_order = [k for k in order if k not in (changed, gone)]
+    kernel_order.insert(5, changed)
+    kernel_order.insert(120, added)
+    now = raw({k: after[k] for k in kernel_order})
+    mark = AppliedDump.of(dump, frozenset({changed, gone, added}))
+    assert now.digest != dump.digest
+    assert recognised(mark, now, after)
+    # what the state says must be what the written keys hold
+    assert not recognised(mark, now, {**after, changed: b"\x03" * 8})
+    assert not recognised(mark, now, {**after, gone: b"\x00" * 8})
+    # any other difference is a hand edit or another writer: not recognised
+    edited = dict(after)
+    other = kernel_order[60]
+    edited[other] = b"\x09" * 8
+    assert not recognised(mark, raw({k: edited[k] for k in kernel_order}), edited)
+    reordered = raw({k: after[k] for k in reversed(kernel_order)})
+    assert not recognised(mark, reordered, after)  # unwritten entries never move
+    assert recognised(now.digest, now, after) and not recognised(None, now, after)
+
+
+def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
+    """The applied record can name the tables by the dumps the apply wrote
+    over instead of digests read after it: a later plan of the same state
+    against the kernel's new bytes finds nothing to do, through a new process."""
+    from reconciler import desired_cache
+    from reconciler.state import AppliedDump
+
+    state, path, _ = stored_state(tmp_path, 13)
+    table = dict(state.tables["rcl_nat_be"])
+    written = next(iter(table))
+    stale = {**table, written: bytes(len(table[written]))}  # before the apply
+    before_order = list(stale)
+    after_order = [written, *(k for k in before_order if k != written)]
+    kernel = {name: raw(t) for name, t in state.tables.items()}
+    kernel["rcl_nat_be"] = raw({k: table[k] for k in after_order})
+    dumps = {"rcl_nat_be": AppliedDump.of(raw(stale), frozenset({written}))}
+    desired_cache.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
+    new_process(desired_cache)
+    loaded = desired_cache.load(path)
+    assert loaded is not None
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    # the same state against a kernel someone edited is compared, and differs
+    other = before_order[-1]
+    kernel["rcl_nat_be"] = raw({**{k: table[k] for k in after_order}, other: bytes(8)})
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    assert [c.action.value for c in changes] == ["update"]

@@ -124,16 +124,19 @@ def test_a_prefetched_tree_is_the_tree_read_directly(tree, monkeypatch):
     assert child.pid == 0
     saved = source.StatCache(cache).entries
     assert {os.path.basename(k) for k in saved} == {"f0.yaml", "f1.yaml", "f2.yaml", "new.yaml"}
-    # and the two files that changed were validated into the cache, by content
-    from reconciler.validate import ResultCache, _cache_key, engine_fingerprint
-
-    keys = [_cache_key(engine_fingerprint(), f.path, f.digest) for f in got.files]
-    hits = ResultCache(validated).get_many(keys, full=True)
-    assert {os.path.basename(k.rsplit(":", 1)[1]) for k in hits} == {"f1.yaml", "new.yaml"}
     direct = from_paths([str(root)])
     assert got.identity == direct.identity and digests(got) == digests(direct)
     assert [f.read() for f in got.files] == [f.read() for f in direct.files]
     assert b"changed" in got.files[1].read()
+    # the two files that changed get validated into the cache, by content,
+    # and a caller about to validate them can wait for that
+    from reconciler.validate import ResultCache, _cache_key, engine_fingerprint
+
+    source.await_prevalidation(5)
+    assert child.done is None
+    keys = [_cache_key(engine_fingerprint(), f.path, f.digest) for f in got.files]
+    hits = ResultCache(validated).get_many(keys, full=True)
+    assert {os.path.basename(k.rsplit(":", 1)[1]) for k in hits} == {"f1.yaml", "new.yaml"}
     # what the child could not read is the same error as in-process
     source.prefetch_tree([str(root / "missing")], cache)
     with pytest.raises(SourceError, match="missing: no such file or directory"):
