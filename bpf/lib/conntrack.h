@@ -268,14 +268,38 @@ static __always_inline int rcl_ct_insert(const struct rcl_ct_key *key, const str
 	return 0;
 }
 
+/* The key the backend's replies to flow `fwd` will carry. Hairpin (the client
+ * is the backend): the backend sees the VIP as its peer, so its replies come
+ * back addressed to the VIP, not the client. */
+static __always_inline void rcl_ct_reverse(const struct rcl_ct_key *fwd, __u32 be_ip,
+					   __u16 be_port, __u8 flags, struct rcl_ct_key *rev)
+{
+	rev->src = be_ip;
+	rev->dst = (flags & RCL_CT_HAIRPIN) ? fwd->dst : fwd->src;
+	rev->sport = be_port;
+	rev->dport = fwd->sport;
+	rev->proto = fwd->proto;
+}
+
+/* Start loading the bucket a new flow's reverse entry goes to. It is a cache
+ * miss (a random place in a table of megabytes); issued before the packet
+ * rewrite, the miss overlaps that work instead of following it. */
+static __always_inline void rcl_ct_warm(const struct rcl_ct_key *fwd, __u32 be_ip, __u16 be_port,
+					__u8 flags)
+{
+	struct rcl_ct_key rev = {};
+	__u64 a, b;
+	rcl_ct_reverse(fwd, be_ip, be_port, flags, &rev);
+	struct rcl_ct_slot *s = rcl_ct_way(rcl_ct_first_slot(&rev, &a, &b), 0);
+	if (s)
+		(void)rcl_read_once(s->ver);
+}
+
 /* Record a new balanced flow: forward entry for the client's 5-tuple and the
  * reverse entry for the backend's reply. Returns 0 or a negative error. */
 static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, __u32 ordinal,
 					 __u32 be_ip, __u16 be_port, __u8 flags, __u64 now)
 {
-	/* Hairpin (the client is the backend): the backend sees the VIP as its
-	 * peer, so its replies come back addressed to the VIP, not the client. */
-	int hairpin = (flags & RCL_CT_HAIRPIN) != 0;
 	struct rcl_ct_val v = {};
 	struct rcl_ct_key rev = {};
 
@@ -290,11 +314,7 @@ static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, _
 	v.type = RCL_CT_REVERSE;
 	v.flags = flags;
 
-	rev.src = be_ip;
-	rev.dst = hairpin ? fwd->dst : fwd->src;
-	rev.sport = be_port;
-	rev.dport = fwd->sport;
-	rev.proto = fwd->proto;
+	rcl_ct_reverse(fwd, be_ip, be_port, flags, &rev);
 	/* reverse first: a forward entry without its reverse would DNAT replies-less flows */
 	if (rcl_ct_insert(&rev, &v, now))
 		return -1;

@@ -318,11 +318,14 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	 * (kube-proxy masquerades these). Its source becomes the VIP. */
 	int hairpin = pick.ip == ip.saddr;
 	__u8 ctflags = pktflags | (hairpin ? RCL_CT_HAIRPIN : 0);
-	if (rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now) ||
-	    rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, pick.ip,
+	/* The rewrite goes first: it overlaps the reverse entry's cache miss. A
+	 * failure of either drops the packet (the client sends it again). */
+	rcl_ct_warm(&key, pick.ip, pick.port, ctflags);
+	if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, pick.ip,
 			    ports.dport, pick.port) ||
 	    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, ip.daddr,
-					ports.sport, ports.sport))) {
+					ports.sport, ports.sport)) ||
+	    rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now)) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
