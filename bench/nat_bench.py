@@ -281,6 +281,34 @@ def amortized_first_packets(
     return out, float(statistics.median(anchor))
 
 
+CT_SIZES = (4_096, 65_536, 524_288)  # 256 KB (fits in cache), the bench's 4 MB, Calico's default
+
+
+def first_packet_by_table_size(prelude: Prelude, runs: int = 11) -> dict[int, float]:
+    """Amortized first packet (10 services, same service) with conntrack tables
+    of CT_SIZES slots, interleaved: how much of a first packet is the memory
+    latency of the table's buckets. Returns the medians net of the prelude."""
+    progs: dict[int, TcProgram] = {}
+    saved = MAP_CONFIG["bpfMapSizeConntrack"]
+    try:
+        for size in CT_SIZES:
+            MAP_CONFIG["bpfMapSizeConntrack"] = size
+            progs[size] = TcProgram()
+            progs[size].fill(10)
+        times: dict[int, list[int]] = {size: [] for size in progs}
+        anchor: list[int] = []
+        for _ in range(runs):
+            for size, tc in progs.items():
+                times[size].append(prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT))
+            anchor.append(prelude.run(prelude.empty, 1, None, AMORTIZED_REPEAT))
+        floor = statistics.median(anchor)
+        return {size: statistics.median(t) - floor for size, t in times.items()}
+    finally:
+        MAP_CONFIG["bpfMapSizeConntrack"] = saved
+        for tc in progs.values():
+            tc.close()
+
+
 def _client(n: int) -> tuple[IPv4Address, int]:
     """A distinct (source ip, source port) per sample: always a fresh flow."""
     return CLIENT_NET + 1 + n // 50_000, 10_000 + n % 50_000
@@ -352,6 +380,10 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
             fill[scale] = progs[scale].fill(scale)
         figures, anchor = measure_packets(progs, samples, anchors)
         amortized, prelude_ns = amortized_first_packets(progs, prelude)
+        for tc in progs.values():
+            tc.close()
+        progs = {}
+        by_size = first_packet_by_table_size(prelude)
     finally:
         for tc in progs.values():
             tc.close()
@@ -394,6 +426,15 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
             )
         )
     alo, ahi = amortized[SCALES[0]], amortized[SCALES[-1]]
+    rows += [
+        (
+            f"amortized first packet, net, by conntrack table size ({slots:,} slots, "
+            f"{slots * 64 // 1024:,} KiB): ns",
+            ns,
+            "10 services, same service; the bench's table is 65,536 slots",
+        )
+        for slots, ns in by_size.items()
+    ]
     rows += [
         (
             "anchor: the prelude tail-calling an empty program, amortized: ns",
