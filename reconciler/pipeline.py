@@ -196,8 +196,8 @@ def verify(
         c.kind is ObjKind.MAP and c.address.split("/")[1] in TABLE_MAPS for c in plan.changes
     )
     observed, _ = observe(target.bpffs_root, target.netns, tables=recreated or digests)
+    found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
     if recreated:
-        found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
         return diff(desired, observed), found
     assert plan is not None
     changes = diff(
@@ -206,11 +206,6 @@ def verify(
     )
     remaining = tuple(
         sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address)
-    )
-    found = (
-        {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
-        if digests
-        else {}
     )
     return remaining, found
 
