@@ -27,7 +27,10 @@ def _delta(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) ->
     parts = []
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key):
-            parts.append(f"{key}: {_value(before.get(key))} -> {_value(after.get(key))}")
+            # a key one side lacks (a map of another layout) reads "(none)", not "None"
+            old = _value(before[key]) if key in before else "(none)"
+            new = _value(after[key]) if key in after else "(none)"
+            parts.append(f"{key}: {old} -> {new}")
     return ", ".join(parts)
 
 

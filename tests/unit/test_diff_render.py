@@ -138,3 +138,12 @@ def test_nat_writes_never_expose_a_missing_backend():
     assert grow == [be.format(1), be.format(2), fe]  # backends first, then the count
     shrink = [c.address for c in diff(state(1, desired), state(3, observed))]
     assert shrink == [fe, be.format(1), be.format(2)]  # the count first, then deletions
+
+
+def test_an_attribute_only_one_side_has_reads_none():
+    changes = diff(
+        desired(o("map/rcl_ct", ObjKind.MAP, max_entries=4)),
+        observed(o("map/rcl_ct", ObjKind.MAP, max_entries=4, layout="kernel map type 9")),
+    )
+    text = render_plan(_plan(changes))
+    assert "-/+ map/rcl_ct" in text and "layout: kernel map type 9 -> (none)" in text
