@@ -22,6 +22,18 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+def record_pairs(
+    keys: bytes, values: bytes, key_size: int, value_size: int
+) -> Iterable[tuple[bytes, bytes]]:
+    """(key, value) of two buffers of fixed-size records, sliced in one pass
+    of list comprehensions (100k+ entries per table at scale)."""
+    return zip(
+        [keys[i : i + key_size] for i in range(0, len(keys), key_size)],
+        [values[i : i + value_size] for i in range(0, len(values), value_size)],
+        strict=True,
+    )
+
+
 class _Keys:
     """The i-th fixed-size key of a buffer, as a sequence bisect can search."""
 
@@ -87,12 +99,7 @@ class SortedTable(Mapping[bytes, bytes]):
 
     def pairs(self) -> Iterable[tuple[bytes, bytes]]:
         """Every entry, sliced in one pass (no lookups)."""
-        keys, ks, values, vs = self._keys.buf, self._keys.size, self._values, self._vs
-        return zip(
-            [keys[i : i + ks] for i in range(0, len(keys), ks)],
-            [values[i : i + vs] for i in range(0, len(values), vs)],
-            strict=True,
-        )
+        return record_pairs(self._keys.buf, self._values, self._keys.size, self._vs)
 
     def buffers(self) -> tuple[bytes, bytes, int, int]:
         return self._keys.buf, self._values, self._keys.size, self._vs

@@ -223,8 +223,8 @@ def observe(
     bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    for name, (attrs, items) in maps.items():
-        objs.append(Obj(f"map/{name}", ObjKind.MAP, attrs))
+    for name, (map_attrs, items) in maps.items():
+        objs.append(Obj(f"map/{name}", ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:
             objs += [
                 Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)

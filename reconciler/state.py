@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.mappings import record_pairs
+
 
 class ObjKind(enum.Enum):
     PROG = "prog"  # a pinned, compiled set of BPF programs
@@ -56,16 +58,18 @@ class DesiredState:
     # how the kernel's copy of that table is recognised): when the kernel
     # still holds that earlier table, those keys are the whole diff. Only in
     # memory: never stored, never compared.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Any]] = field(
-        default_factory=dict, compare=False, repr=False
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
+        field(default_factory=dict, compare=False, repr=False)
     )
     # table -> how the kernel's copy is recognised once this state was applied:
     # its digest (RawTable.digest) or the dump the apply wrote over
     # (AppliedDump); attached when loaded from the cache, never stored in it.
     kernel_digests: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-    kernel_dumps: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    kernel_dumps: Mapping[str, AppliedDump] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def kernel_mark(self, table: str) -> Any:
+    def kernel_mark(self, table: str) -> Mark | None:
         """The Mark of one table (reconciler.state.recognised), or None."""
         return self.kernel_digests.get(table) or self.kernel_dumps.get(table)
 
@@ -93,14 +97,7 @@ class RawTable(Mapping[bytes, bytes]):
     @property
     def entries(self) -> dict[bytes, bytes]:
         if self._dict is None:
-            ks, vs, keys, values = self._ks, self._vs, self._keys, self._values
-            self._dict = dict(
-                zip(
-                    [keys[i : i + ks] for i in range(0, len(keys), ks)],
-                    [values[i : i + vs] for i in range(0, len(values), vs)],
-                    strict=True,
-                )
-            )
+            self._dict = dict(record_pairs(self._keys, self._values, self._ks, self._vs))
         return self._dict
 
     def __getitem__(self, key: bytes) -> bytes:
