@@ -22,9 +22,12 @@
  * from the datapath or from the reconciler (rcl_ct_kill via BPF_PROG_TEST_RUN).
  *
  * Ordering: the reader's data loads must complete before its second version
- * load, and the writer's stores before its publishing add. The atomic add
- * orders the writer on every architecture; the reader relies on loads not
- * being reordered with loads, which holds on x86 (this project's target). */
+ * load, and the writer's stores before its publishing store. Both rely on
+ * x86 (this project's target) keeping loads in order with loads and stores
+ * with stores; a compiler barrier keeps the compiler from moving them. The
+ * publish is a plain store, not a locked add: the slot is ours while its
+ * version is odd, and a locked instruction is a full barrier (it drains the
+ * store buffer) that nothing here needs. */
 #ifndef RCL_CONNTRACK_H
 #define RCL_CONNTRACK_H
 
@@ -37,6 +40,7 @@ _Static_assert(RCL_CT_SIZE % RCL_CT_WAYS == 0 && (RCL_CT_BUCKETS & (RCL_CT_BUCKE
 	       "RCL_CT_SIZE must be a power of two of at least RCL_CT_WAYS slots");
 
 #define rcl_read_once(x) (*(volatile __typeof__(x) *)&(x))
+#define rcl_write_once(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
 #define rcl_barrier() asm volatile("" ::: "memory")
 
 static __always_inline __u64 rcl_fmix64(__u64 h)
@@ -168,7 +172,7 @@ static __always_inline int rcl_ct_lookup(const struct rcl_ct_key *key, __u64 *no
 	if (!rcl_ct_find(key, hit))
 		return 0;
 	if (!*now)
-		*now = bpf_ktime_get_ns();
+		*now = rcl_now();
 	return *now - hit->val.last_seen_ns <= rcl_ct_timeout_ns(key->proto, hit->val.flags);
 }
 
@@ -264,7 +268,8 @@ static __always_inline int rcl_ct_insert(const struct rcl_ct_key *key, const str
 	pick->key_a = a;
 	pick->key_b = b;
 	__builtin_memcpy(&pick->val, val, sizeof(*val));
-	__sync_fetch_and_add(&pick->ver, 1);
+	rcl_barrier();
+	rcl_write_once(pick->ver, pick_ver + 2); /* publish */
 	return 0;
 }
 

@@ -103,6 +103,15 @@ static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32
 	return RCL_PICK_OK;
 }
 
+/* Conntrack flags of a new flow. A pod whose service picked itself would get
+ * its own address back from outside, which it drops as martian (kube-proxy
+ * masquerades these): such a hairpin flow has its source NATed to the VIP. */
+static __always_inline __u8 rcl_nat_new_flags(__u8 pktflags, const struct rcl_nat_pick *pick,
+					      __u32 client_ip)
+{
+	return pktflags | (pick->ip == client_ip ? RCL_CT_HAIRPIN : 0);
+}
+
 /* RFC 1624: a 16-bit one's complement checksum after one 32-bit word of what
  * it covers changed from `from` to `to`. Byte order does not matter to one's
  * complement sums, so raw (network order) words go in and out as they are. */
@@ -226,6 +235,32 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	key.dport = ports.dport;
 	key.proto = ip.protocol;
 
+	/* A TCP SYN almost always opens a new flow. For one to a VIP the backend is
+	 * chosen before the conntrack lookup, and the reverse entry's bucket is
+	 * loaded at once: the forward and the reverse bucket, each a cache miss in
+	 * a table of megabytes, are then fetched together instead of one after the
+	 * other. If the flow exists after all (a retransmitted SYN), its entry
+	 * wins and the choice is dropped; only a ClientIP affinity entry may have
+	 * been refreshed or, if it had expired, set to the dropped choice. */
+	struct rcl_nat_fe_key fek = {};
+	fek.vip = ip.daddr;
+	fek.port = ports.dport;
+	fek.proto = ip.protocol;
+	struct rcl_nat_fe_val *fe = 0;
+	struct rcl_nat_pick pick = {};
+	int picked = RCL_PICK_NO_BE;
+	int syn = ip.protocol == IPPROTO_TCP && (tcpflags & 0x12) == 0x02;
+	if (syn) {
+		fe = rcl_nat_fe.lookup(&fek);
+		if (fe) {
+			now = rcl_now();
+			picked = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
+			if (picked == RCL_PICK_OK)
+				rcl_ct_warm(&key, pick.ip, pick.port,
+					    rcl_nat_new_flags(pktflags, &pick, ip.saddr));
+		}
+	}
+
 	struct rcl_ct_hit ct;
 	int found = rcl_ct_lookup(&key, &now, &ct);
 	if (found && ct.val.type == RCL_CT_REVERSE) {
@@ -279,19 +314,15 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
 	}
 
-	struct rcl_nat_fe_key fek = {};
-	fek.vip = ip.daddr;
-	fek.port = ports.dport;
-	fek.proto = ip.protocol;
-	struct rcl_nat_fe_val *fe = rcl_nat_fe.lookup(&fek);
+	if (!syn)
+		fe = rcl_nat_fe.lookup(&fek);
 	if (!fe) {
 		/* A new flow straight to an address (not a service). If this client
 		 * port talked to a VIP that was balanced to this very address and
 		 * port, that flow's reverse entry would rewrite our replies to the
 		 * VIP: the two cannot coexist (same 4-tuple at the backend), so the
 		 * old one is over. Retire its reverse entry. */
-		if ((ip.protocol == IPPROTO_TCP && (tcpflags & 0x12) == 0x02) ||
-		    ip.protocol == IPPROTO_UDP) {
+		if (syn || ip.protocol == IPPROTO_UDP) {
 			struct rcl_ct_key rk = {};
 			rk.src = ip.daddr;
 			rk.dst = ip.saddr;
@@ -305,22 +336,22 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		return RCL_NAT_PASS;
 	}
 
-	if (!now)
-		now = bpf_ktime_get_ns();
-	struct rcl_nat_pick pick = {};
-	int rc = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
-	if (rc != RCL_PICK_OK) {
-		rcl_nat_count(rc == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
+	if (!syn) {
+		if (!now)
+			now = rcl_now();
+		picked = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
+	}
+	if (picked != RCL_PICK_OK) {
+		rcl_nat_count(picked == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
 		return RCL_NAT_REJECT;
 	}
-	/* A pod whose service picked itself: without a source rewrite its own
-	 * address would come back to it from outside, which it drops as martian
-	 * (kube-proxy masquerades these). Its source becomes the VIP. */
-	int hairpin = pick.ip == ip.saddr;
-	__u8 ctflags = pktflags | (hairpin ? RCL_CT_HAIRPIN : 0);
-	/* The rewrite goes first: it overlaps the reverse entry's cache miss. A
-	 * failure of either drops the packet (the client sends it again). */
-	rcl_ct_warm(&key, pick.ip, pick.port, ctflags);
+	__u8 ctflags = rcl_nat_new_flags(pktflags, &pick, ip.saddr);
+	int hairpin = (ctflags & RCL_CT_HAIRPIN) != 0;
+	/* The rewrite comes before the conntrack writes: it overlaps the reverse
+	 * bucket's cache miss (for a SYN, already under way). A failure of either
+	 * drops the packet (the client sends it again). */
+	if (!syn)
+		rcl_ct_warm(&key, pick.ip, pick.port, ctflags);
 	if (rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 0, ip.daddr, pick.ip,
 			    ports.dport, pick.port) ||
 	    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, ip.daddr,

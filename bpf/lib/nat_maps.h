@@ -43,6 +43,17 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_nat_stats, RCL_NS_MAX,
 BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
 		 rcl_ctlb_udp_rev, RCL_CTLB_UDP_REV_SIZE, RCL_MAPS_DIR "/rcl_ctlb_udp_rev");
 
+/* The clock of conntrack and affinity timestamps: CLOCK_MONOTONIC at tick
+ * resolution (4 ms at HZ=250), far finer than any of their timeouts. The
+ * precise bpf_ktime_get_ns() reads the TSC behind a fence that waits for every
+ * load in flight, a conntrack bucket's cache miss included: 40-90 ns of a
+ * first packet on this kernel. Every writer and reader of these timestamps
+ * must use this one clock. */
+static __always_inline __u64 rcl_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 static __always_inline void rcl_nat_count(__u32 idx)
 {
 	__u64 *c = rcl_nat_stats.lookup(&idx);

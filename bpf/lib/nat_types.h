@@ -50,7 +50,7 @@ struct rcl_nat_aff_key {
 /* rcl_nat_aff value: 24 bytes. The ordinal lets the datapath check the backend
  * still exists (lookup svc_id+ordinal, compare ip/port) without a scan. */
 struct rcl_nat_aff_val {
-	__u64 ts_ns;     /* bpf_ktime_get_ns() when last used */
+	__u64 ts_ns;     /* rcl_now() when last used */
 	__u32 ip;        /* _be backend */
 	__u16 port;      /* _be backend */
 	__u16 pad;

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -236,6 +236,24 @@ def test_dnat_conntrack_and_reply_snat(dp: Dataplane, proto: nl.Proto) -> None:
         assert fwd is not None and nl.CtFlag.EST in fwd.flags
 
 
+def test_a_retransmitted_syn_keeps_its_flows_backend(dp: Dataplane) -> None:
+    """A SYN has its backend chosen before the conntrack lookup; when the flow
+    exists, the entry wins, even once the service has lost every backend."""
+    dp.service(1, BACKENDS)
+    first = parse(dp.run(packet(CLIENT, VIP, 40500, 80, TCP))[1]).dst
+    before = (dp.stat(nl.NatStat.DNAT_CT), dp.stat(nl.NatStat.DNAT_NEW))
+    for _ in range(16):  # a fresh random choice would differ half of the time
+        verdict, out = dp.run(packet(CLIENT, VIP, 40500, 80, TCP))
+        assert verdict == DNAT and parse(out).dst == first
+    assert (dp.stat(nl.NatStat.DNAT_CT), dp.stat(nl.NatStat.DNAT_NEW)) == (
+        before[0] + 16,
+        before[1],
+    )
+    dp.service(1, ())
+    verdict, out = dp.run(packet(CLIENT, VIP, 40500, 80, TCP))
+    assert verdict == DNAT and parse(out).dst == first
+
+
 @pytest.mark.parametrize("proto", [TCP, UDP], ids=["tcp", "udp"])
 def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
     dp: Dataplane, proto: nl.Proto
@@ -355,29 +373,27 @@ def test_flow_to_removed_backend_rebalances_once_its_conntrack_is_cleaned(dp: Da
     assert verdict == DNAT and parse(out).dst == survivor
 
 
-def test_expired_conntrack_is_a_miss(dp: Dataplane) -> None:
+@pytest.mark.parametrize("flags", [SYN, ACK], ids=["syn", "ack"])
+def test_expired_conntrack_is_a_miss(dp: Dataplane, flags: int) -> None:
+    """A SYN takes the path that picks a backend before the lookup; a
+    mid-flow packet the one that looks up first."""
     dp.service(1, BACKENDS)
     dp.run(packet(CLIENT, VIP, 46000, 80, TCP))
     key = nl.CtKey(CLIENT, VIP, 46000, 80, TCP)
     old = dp.ct(key)
     assert old is not None
     # age it past the SYN_SENT timeout (20 s default) and point it at a bogus backend
-    aged = nl.CtEntry(
-        old.created_ns,
-        old.last_seen_ns - 60 * 10**9,
-        old.svc_id,
-        old.be_ordinal,
-        old.orig_ip,
-        old.be_ip,
-        old.orig_port,
-        old.be_port,
-        old.type,
-        old.flags,
+    bogus = IPv4Address("10.99.99.99")
+    aged = replace(
+        old, created_ns=old.created_ns - 60 * 10**9, last_seen_ns=old.last_seen_ns - 60 * 10**9,
+        be_ip=bogus,
     )
     dp.ct_write(key, aged)
-    dp.run(packet(CLIENT, VIP, 46000, 80, TCP))
+    verdict, out = dp.run(packet(CLIENT, VIP, 46000, 80, TCP, flags=flags))
     fresh = dp.ct(key)
-    assert fresh is not None and fresh.created_ns > old.created_ns
+    # a new flow, balanced afresh: not DNATed to the expired entry's backend
+    assert verdict == DNAT and parse(out).dst in BACKENDS
+    assert fresh is not None and fresh.be_ip in BACKENDS and fresh.created_ns >= old.created_ns
 
 
 def test_runs_fast(dp: Dataplane) -> None:
