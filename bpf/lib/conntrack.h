@@ -65,6 +65,18 @@ static __always_inline __u32 rcl_ct_bucket(__u64 a, __u64 b)
 	return (__u32)(rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b) & (RCL_CT_BUCKETS - 1));
 }
 
+/* A hash of the flow's 5-tuple that spreads new flows over a service's
+ * backends (independent of the bucket hash). The client's kernel picks its
+ * source port, so flows spread as with a random choice, without its helper
+ * call; a flow that comes back after its entry expired returns to the same
+ * backend while the service's backends are unchanged. */
+static __always_inline __u32 rcl_ct_flow_hash(const struct rcl_ct_key *k)
+{
+	__u64 a, b;
+	rcl_ct_words(k, &a, &b);
+	return (__u32)(rcl_fmix64(rcl_fmix64(b ^ RCL_CT_SEED) ^ a) >> 32);
+}
+
 /* The key's words, and the index of its bucket's first slot. */
 static __always_inline __u32 rcl_ct_first_slot(const struct rcl_ct_key *k, __u64 *a, __u64 *b)
 {

@@ -41,11 +41,12 @@ struct rcl_nat_pick {
 #define RCL_PICK_NO_LOCAL 2
 
 /* Choose a backend for a new flow from client_ip (network order; 0 for
- * connect-time LB). Honors ClientIP affinity (re-checked against the backend
- * map, so a removed backend is never reused) and ETP/ITP Local (only ordinals
+ * connect-time LB), by `spread`: 32 random bits, or a hash of the flow's
+ * 5-tuple. Honors ClientIP affinity (re-checked against the backend map, so a
+ * removed backend is never reused) and ETP/ITP Local (only ordinals
  * [0, local_count); none local -> RCL_PICK_NO_LOCAL, as Kubernetes drops). */
 static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32 client_ip,
-						__u64 now, struct rcl_nat_pick *out)
+						__u64 now, __u32 spread, struct rcl_nat_pick *out)
 {
 	__u32 svc_id = fe->svc_id;
 	__u32 n = fe->count;
@@ -84,7 +85,7 @@ static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32
 
 	struct rcl_nat_be_key bk = {};
 	bk.svc_id = svc_id;
-	bk.ordinal = bpf_get_prandom_u32() % n;
+	bk.ordinal = (__u32)(((__u64)spread * n) >> 32); /* spread scaled to [0, n) */
 	struct rcl_nat_be_val *b = rcl_nat_be.lookup(&bk);
 	if (!b)
 		return RCL_PICK_NO_BE; /* count and backend map disagree mid-update */
@@ -254,7 +255,8 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		fe = rcl_nat_fe.lookup(&fek);
 		if (fe) {
 			now = rcl_now();
-			picked = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
+			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
+						      &pick);
 			if (picked == RCL_PICK_OK)
 				rcl_ct_warm(&key, pick.ip, pick.port,
 					    rcl_nat_new_flags(pktflags, &pick, ip.saddr));
@@ -339,7 +341,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	if (!syn) {
 		if (!now)
 			now = rcl_now();
-		picked = rcl_nat_pick_backend(fe, ip.saddr, now, &pick);
+		picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key), &pick);
 	}
 	if (picked != RCL_PICK_OK) {
 		rcl_nat_count(picked == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
