@@ -105,7 +105,7 @@ def build_flags(bpffs_root: str, config: Mapping[str, Any]) -> tuple[str, ...]:
         f"-DRCL_NAT_FE_SIZE={int(config['bpfMapSizeNATFrontend'])}",
         f"-DRCL_NAT_BE_SIZE={int(config['bpfMapSizeNATBackend'])}",
         f"-DRCL_NAT_AFF_SIZE={int(config['bpfMapSizeNATAffinity'])}",
-        f"-DRCL_CT_SIZE={ct_table.slots_for(int(config['bpfMapSizeConntrack']))}",
+        f"-DRCL_CT_BUCKETS={ct_table.buckets_for(int(config['bpfMapSizeConntrack']))}",
     )
 
 
@@ -218,7 +218,7 @@ def compile_desired(
     for name, field_name in MAP_SIZES.items():
         size = int(config[field_name])
         if name == "rcl_ct":  # a table of whole buckets (reconciler/ct_table.py)
-            size = ct_table.slots_for(size)
+            size = ct_table.buckets_for(size)
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
     add(Obj("map/rcl_nat_globals/0", ObjKind.ENTRY, _nat_globals(config)))

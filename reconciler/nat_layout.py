@@ -51,10 +51,18 @@ CT_KEY = struct.Struct("=4s4s2s2sB3x")
 # struct rcl_ct_val { __u64 created_ns, last_seen_ns; __u32 svc_id, be_ordinal, orig_ip_be,
 #                     be_ip_be; __u16 orig_port_be, be_port_be; __u8 type, flags; __u16 pad; }
 CT_VAL = struct.Struct("=QQII4s4s2s2sBB2x")
+CT_KEY_PROTO_OFFSET = 12  # rcl_ct_key.proto
+CT_VAL_SVC_OFFSET = 16  # rcl_ct_val.svc_id
 CT_TYPE_OFFSET = 36  # rcl_ct_val.type
+CT_FLAGS_OFFSET = 37  # rcl_ct_val.flags
 CT_VAL_LAST_SEEN = struct.Struct("=8xQ")  # rcl_ct_val.last_seen_ns
-# struct rcl_ct_slot { __u64 ver, key_a, key_b; struct rcl_ct_val val; }
-CT_SLOT = struct.Struct("=QQQ40s")
+# struct rcl_ct_way { __u32 ver; __u8 tag, state; __u16 seen; }
+CT_WAY = struct.Struct("=IBBH")
+# struct rcl_ct_entry { __u64 key_a, key_b; struct rcl_ct_val val; __u64 pad; }
+CT_ENTRY = struct.Struct("=QQ40s8x")
+CT_ENTRY_VAL_OFFSET = 16  # rcl_ct_entry.val
+# struct rcl_ct_bucket { struct rcl_ct_way way[7]; __u64 spare; struct rcl_ct_entry slot[7]; }
+CT_BUCKET = struct.Struct("=56sQ448s")
 # struct rcl_nat_globals { __u32 tcp_syn_sent_s, tcp_established_s, tcp_fin_s, tcp_rst_s,
 #                          udp_s, generic_s, flags, pad; }
 GLOBALS = struct.Struct("=7I4x")
@@ -88,7 +96,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "type",
         "flags",
     ),
-    "rcl_ct_slot": ("ver", "key_a", "key_b", "val"),
+    "rcl_ct_way": ("ver", "tag", "state", "seen"),
+    "rcl_ct_entry": ("key_a", "key_b", "val"),
+    "rcl_ct_bucket": ("way", "spare", "slot"),
     "rcl_nat_globals": (
         "tcp_syn_sent_s",
         "tcp_established_s",
@@ -110,7 +120,9 @@ CODECS: dict[str, struct.Struct] = {
     "rcl_nat_aff_val": AFF_VAL,
     "rcl_ct_key": CT_KEY,
     "rcl_ct_val": CT_VAL,
-    "rcl_ct_slot": CT_SLOT,
+    "rcl_ct_way": CT_WAY,
+    "rcl_ct_entry": CT_ENTRY,
+    "rcl_ct_bucket": CT_BUCKET,
     "rcl_nat_globals": GLOBALS,
     "rcl_ctlb_rev_key": CTLB_REV_KEY,
     "rcl_ctlb_rev_val": CTLB_REV_VAL,

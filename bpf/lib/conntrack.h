@@ -7,19 +7,26 @@
  * a first packet. Here a slot is claimed with one compare-and-swap and then
  * written with plain stores, on memory the JIT reaches without a call.
  *
- * Layout: RCL_CT_SIZE slots of 64 bytes in buckets of RCL_CT_WAYS. A key
- * hashes to one bucket (rcl_ct_bucket, mirrored by reconciler/ct_table.py).
- * Each slot carries a version word, a seqlock:
+ * Layout: RCL_CT_BUCKETS buckets of 512 bytes (struct rcl_ct_bucket). A key
+ * hashes to one bucket and an 8-bit tag (rcl_ct_place, mirrored by
+ * reconciler/ct_table.py). The bucket's first cache line holds a header word
+ * per way: version, tag, state and a coarse last-seen time; each entry has a
+ * cache line of its own. A lookup reads the header line and only the slots
+ * whose tag matches, so a miss (every new flow's) costs one cache line, not
+ * one per way: in a table of megabytes each is a trip to memory.
+ *
+ * The version word is a seqlock:
  *   0     never used
  *   odd   being written: readers skip it, writers leave it alone
  *   even  stable: a reader copies key and value, then re-reads the version;
  *         if it moved, the copy is thrown away.
  * Expiry is lazy: an entry idle longer than its state's timeout is a miss,
  * and its slot is free for the next flow of its bucket. A full bucket gives
- * a new flow the slot of its least recently seen entry (counted as
- * RCL_NS_CT_EVICTED; size bpfMapSizeConntrack well above the live flows).
- * Entries are removed by making them dead (type 0) through the same claim,
- * from the datapath or from the reconciler (rcl_ct_kill via BPF_PROG_TEST_RUN).
+ * a new flow the slot of its least recently seen entry, judged by the header
+ * (counted as RCL_NS_CT_EVICTED; size bpfMapSizeConntrack well above the live
+ * flows). Entries are removed by making them dead (state 0) through the same
+ * claim, from the datapath or from the reconciler (rcl_ct_kill via
+ * BPF_PROG_TEST_RUN).
  *
  * Ordering: the reader's data loads must complete before its second version
  * load, and the writer's stores before its publishing store. Both rely on
@@ -35,9 +42,8 @@
 #include <uapi/linux/in.h>
 #include "nat_maps.h"
 
-#define RCL_CT_BUCKETS (RCL_CT_SIZE / RCL_CT_WAYS)
-_Static_assert(RCL_CT_SIZE % RCL_CT_WAYS == 0 && (RCL_CT_BUCKETS & (RCL_CT_BUCKETS - 1)) == 0,
-	       "RCL_CT_SIZE must be a power of two of at least RCL_CT_WAYS slots");
+_Static_assert(sizeof(struct rcl_ct_bucket) == 512, "a bucket is eight cache lines");
+_Static_assert(RCL_CT_BUCKETS >= 1, "a conntrack table has at least one bucket");
 
 #define rcl_read_once(x) (*(volatile __typeof__(x) *)&(x))
 #define rcl_write_once(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
@@ -60,9 +66,23 @@ static __always_inline void rcl_ct_words(const struct rcl_ct_key *k, __u64 *a, _
 	__builtin_memcpy(b, (const char *)k + 8, 8);
 }
 
-static __always_inline __u32 rcl_ct_bucket(__u64 a, __u64 b)
+/* Where a key lives: its words, its bucket and its tag. The bucket index
+ * scales the hash's low 32 bits to the bucket count (multiply-shift: any
+ * count works, not only powers of two); the tag is its top 8 bits. */
+struct rcl_ct_place {
+	struct rcl_ct_bucket *bucket;
+	__u64 a, b;
+	__u8 tag;
+};
+
+static __always_inline int rcl_ct_place(const struct rcl_ct_key *k, struct rcl_ct_place *at)
 {
-	return (__u32)(rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b) & (RCL_CT_BUCKETS - 1));
+	rcl_ct_words(k, &at->a, &at->b);
+	__u64 h = rcl_fmix64(rcl_fmix64(at->a ^ RCL_CT_SEED) ^ at->b);
+	__u32 idx = (__u32)(((h & 0xffffffffULL) * (__u64)RCL_CT_BUCKETS) >> 32);
+	at->tag = (__u8)(h >> 56);
+	at->bucket = rcl_ct.lookup(&idx);
+	return at->bucket != 0;
 }
 
 /* A hash of the flow's 5-tuple that spreads new flows over a service's
@@ -77,24 +97,17 @@ static __always_inline __u32 rcl_ct_flow_hash(const struct rcl_ct_key *k)
 	return (__u32)(rcl_fmix64(rcl_fmix64(b ^ RCL_CT_SEED) ^ a) >> 32);
 }
 
-/* The key's words, and the index of its bucket's first slot. */
-static __always_inline __u32 rcl_ct_first_slot(const struct rcl_ct_key *k, __u64 *a, __u64 *b)
+/* Header state of an entry: used, its protocol and the flags its timeout
+ * depends on. */
+static __always_inline __u8 rcl_ct_state(__u8 proto, __u8 flags)
 {
-	rcl_ct_words(k, a, b);
-	return rcl_ct_bucket(*a, *b) * RCL_CT_WAYS;
+	return RCL_CT_ST_USED | (proto == IPPROTO_TCP ? RCL_CT_ST_TCP : 0) | (flags & RCL_CT_ST_FLAGS);
 }
 
-/* Way w of the bucket starting at slot `base` (an inlined array lookup). */
-static __always_inline struct rcl_ct_slot *rcl_ct_way(__u32 base, int w)
+static __always_inline __u16 rcl_ct_seen(__u64 now)
 {
-	__u32 idx = base + w;
-	return rcl_ct.lookup(&idx);
+	return (__u16)(now >> RCL_CT_SEEN_SHIFT);
 }
-
-/* Run the statement that follows for each slot `s` of the bucket at `base`. */
-#define rcl_ct_for_each_way(base, w, s)                                    \
-	_Pragma("unroll") for (int w = 0; w < RCL_CT_WAYS; w++)            \
-		if (((s) = rcl_ct_way(base, w)) != 0)
 
 static __always_inline __u64 rcl_ct_timeout_ns(__u8 proto, __u8 flags)
 {
@@ -145,30 +158,39 @@ static __always_inline __u8 rcl_ct_tcp_flags(__u8 tcpflags)
 	return f;
 }
 
-/* An entry found: its slot, the version it was read at, and a copy of its
- * value (decisions use the copy; the slot is only touched through ct_*). */
+/* An entry found: its header word and slot, the version it was read at, and
+ * a copy of its value (decisions use the copy; the slot is only touched
+ * through rcl_ct_*). */
 struct rcl_ct_hit {
-	struct rcl_ct_slot *slot;
-	__u64 ver;
+	struct rcl_ct_way *way;
+	struct rcl_ct_entry *slot;
+	__u32 ver;
 	struct rcl_ct_val val;
 };
 
 /* The entry for key, live or expired (not a dead one), or 0. */
 static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_ct_hit *hit)
 {
-	__u64 a, b;
-	__u32 base = rcl_ct_first_slot(key, &a, &b);
-	struct rcl_ct_slot *s;
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return 0;
+	struct rcl_ct_bucket *bk = at.bucket;
 
-	rcl_ct_for_each_way(base, w, s) {
-		__u64 ver = rcl_read_once(s->ver);
-		if (!ver || (ver & 1) || s->key_a != a || s->key_b != b)
+#pragma unroll
+	for (int w = 0; w < RCL_CT_WAYS; w++) {
+		struct rcl_ct_way *way = &bk->way[w];
+		__u32 ver = rcl_read_once(way->ver);
+		if (!ver || (ver & 1) || way->tag != at.tag || !way->state)
 			continue;
-		__builtin_memcpy(&hit->val, &s->val, sizeof(hit->val));
+		struct rcl_ct_entry *e = &bk->slot[w];
+		if (e->key_a != at.a || e->key_b != at.b)
+			continue;
+		__builtin_memcpy(&hit->val, &e->val, sizeof(hit->val));
 		rcl_barrier();
-		if (rcl_read_once(s->ver) != ver || !hit->val.type)
+		if (rcl_read_once(way->ver) != ver || !hit->val.type)
 			continue;
-		hit->slot = s;
+		hit->way = way;
+		hit->slot = e;
 		hit->ver = ver;
 		return 1;
 	}
@@ -188,35 +210,68 @@ static __always_inline int rcl_ct_lookup(const struct rcl_ct_key *key, __u64 *no
 	return *now - hit->val.last_seen_ns <= rcl_ct_timeout_ns(key->proto, hit->val.flags);
 }
 
-/* A packet of the entry's flow was seen. Skipped if the slot changed hands
- * since it was read; a store racing a new claim can at worst freshen that
- * entry's clock or state bits, never its addresses. */
+/* A packet of the entry's flow was seen at `now`. Skipped if the slot changed
+ * hands since it was read; a store racing a new claim can at worst freshen
+ * that entry's clock or state bits, never its addresses. The header's coarse
+ * clock is written only when it moves (about once a second). */
 static __always_inline void rcl_ct_touch(struct rcl_ct_hit *hit, __u64 now, __u8 flags)
 {
-	struct rcl_ct_slot *s = hit->slot;
-	if (rcl_read_once(s->ver) != hit->ver)
+	struct rcl_ct_way *way = hit->way;
+	if (rcl_read_once(way->ver) != hit->ver)
 		return;
-	s->val.last_seen_ns = now;
-	if (flags & ~hit->val.flags)
-		s->val.flags |= flags;
+	hit->slot->val.last_seen_ns = now;
+	__u16 seen = rcl_ct_seen(now);
+	if (way->seen != seen)
+		way->seen = seen;
+	if (flags & ~hit->val.flags) {
+		hit->slot->val.flags |= flags;
+		if (flags & RCL_CT_ST_FLAGS & ~way->state)
+			way->state |= flags & RCL_CT_ST_FLAGS;
+	}
 }
 
-/* Make a found entry dead. 1 if this call did it. */
-static __always_inline int rcl_ct_kill(struct rcl_ct_slot *s, __u64 ver)
+/* Claim the way at (even) version `ver` by making it odd: 1 if this call
+ * did. The compare-and-swap covers the whole header word, whose coarse clock
+ * and state a concurrent touch may move: if only they moved, it tries again. */
+static __always_inline int rcl_ct_claim(struct rcl_ct_way *way, __u32 ver)
 {
-	if (__sync_val_compare_and_swap(&s->ver, ver, ver + 1) != ver)
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		__u64 old = rcl_read_once(way->word);
+		if ((__u32)old != ver)
+			return 0;
+		/* ver sits in the low half (little-endian) and is even: +1 cannot carry */
+		if (__sync_val_compare_and_swap(&way->word, old, old + 1) == old)
+			return 1;
+	}
+	return 0;
+}
+
+/* Make the entry in `way` dead if it is still at version `ver`. 1 if this
+ * call did it. */
+static __always_inline int rcl_ct_kill_way(struct rcl_ct_way *way, struct rcl_ct_entry *e, __u32 ver)
+{
+	if (!rcl_ct_claim(way, ver))
 		return 0;
-	s->val.type = 0;
-	s->val.last_seen_ns = 0;
-	__sync_fetch_and_add(&s->ver, 1);
+	way->state = 0;
+	e->val.type = 0;
+	e->val.last_seen_ns = 0;
+	rcl_barrier();
+	rcl_write_once(way->ver, ver + 2);
 	return 1;
+}
+
+static __always_inline int rcl_ct_kill(struct rcl_ct_hit *hit)
+{
+	return rcl_ct_kill_way(hit->way, hit->slot, hit->ver);
 }
 
 /* A removal asked for from outside (the reconciler, through a test run of a
  * program that calls this), with the same claim the datapath uses, so it can
  * never clobber a flow that took the slot in the meantime. The request
- * follows an Ethernet header (a test run needs one). Returns 1 if the entry
- * in slot `index` was still at version `ver` and is now dead. */
+ * follows an Ethernet header (a test run needs one). `index` is bucket *
+ * RCL_CT_WAYS + way. Returns 1 if that entry was still at version `ver` and is
+ * now dead. */
 struct rcl_ct_kill_req {
 	__u32 index;
 	__u32 pad;
@@ -228,61 +283,107 @@ static __always_inline int rcl_ct_kill_request(struct __sk_buff *skb)
 	struct rcl_ct_kill_req req;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &req, sizeof(req)))
 		return 0;
-	__u32 idx = req.index;
-	struct rcl_ct_slot *s = rcl_ct.lookup(&idx);
-	if (!s || !req.ver || (req.ver & 1))
+	__u32 idx = req.index / RCL_CT_WAYS;
+	__u64 w = req.index % RCL_CT_WAYS;
+	/* Hide w's range from clang, so the check below stays in the code: the
+	 * verifier needs it to bound the slot's address. */
+	asm volatile("" : "+r"(w));
+	struct rcl_ct_bucket *bk = rcl_ct.lookup(&idx);
+	if (!bk || w >= RCL_CT_WAYS || !req.ver || (req.ver & 1) || req.ver > 0xffffffffULL)
 		return 0;
-	return rcl_ct_kill(s, req.ver);
+	return rcl_ct_kill_way(&bk->way[w], &bk->slot[w], (__u32)req.ver);
 }
 
-/* Write key -> val into its bucket: over an entry with the same key, else a
- * free, dead or expired slot, else the least recently seen one. */
-static __always_inline int rcl_ct_insert(const struct rcl_ct_key *key, const struct rcl_ct_val *val,
-					 __u64 now)
-{
+/* A way claimed for a key (its version made odd), to be filled. */
+struct rcl_ct_claim {
+	struct rcl_ct_way *way;
+	struct rcl_ct_entry *slot;
+	__u32 ver; /* the version it was claimed at */
+	__u8 tag;
 	__u64 a, b;
-	__u32 base = rcl_ct_first_slot(key, &a, &b);
-	struct rcl_ct_slot *pick = 0, *oldest = 0;
-	__u64 pick_ver = 0, oldest_ver = 0, oldest_seen = ~0ULL;
-	__u8 oldest_flags = 0;
-	struct rcl_ct_slot *s;
+};
 
-	rcl_ct_for_each_way(base, w, s) {
-		__u64 ver = rcl_read_once(s->ver);
+/* Claim the way key -> val goes to in its bucket: the one holding the same
+ * key, else a free or dead one, else the least recently seen one, all judged
+ * from the header line. Returns 0, or -1 when the way was taken meanwhile. */
+static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 now,
+					  struct rcl_ct_claim *c)
+{
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return -1;
+	struct rcl_ct_bucket *bk = at.bucket;
+	struct rcl_ct_way *pick = 0, *oldest = 0;
+	struct rcl_ct_entry *pick_slot = 0, *oldest_slot = 0;
+	__u32 pick_ver = 0, oldest_ver = 0;
+	__u16 now16 = rcl_ct_seen(now), oldest_age = 0;
+	__u8 oldest_state = 0;
+
+#pragma unroll
+	for (int w = 0; w < RCL_CT_WAYS; w++) {
+		struct rcl_ct_way *way = &bk->way[w];
+		__u32 ver = rcl_read_once(way->ver);
 		if (ver & 1)
 			continue; /* another CPU is writing it */
-		if (ver && s->key_a == a && s->key_b == b) {
-			pick = s; /* the same flow again (or its stale twin): reuse, never duplicate */
+		__u8 state = way->state;
+		if (ver && state && way->tag == at.tag && bk->slot[w].key_a == at.a &&
+		    bk->slot[w].key_b == at.b) {
+			pick = way; /* the same flow again (or its stale twin): reuse, never duplicate */
+			pick_slot = &bk->slot[w];
 			pick_ver = ver;
 			break;
 		}
-		if (!pick && (!ver || !s->val.type)) {
-			pick = s;
-			pick_ver = ver;
+		if (!ver || !state) {
+			if (!pick) {
+				pick = way;
+				pick_slot = &bk->slot[w];
+				pick_ver = ver;
+			}
 			continue;
 		}
-		__u64 seen = s->val.last_seen_ns;
-		if (ver && s->val.type && seen < oldest_seen) {
-			oldest = s;
+		__u16 age = now16 - way->seen;
+		if (!oldest || age > oldest_age) {
+			oldest = way;
+			oldest_slot = &bk->slot[w];
 			oldest_ver = ver;
-			oldest_seen = seen;
-			oldest_flags = s->val.flags;
+			oldest_age = age;
+			oldest_state = state;
 		}
 	}
 	if (!pick && oldest) {
 		pick = oldest;
+		pick_slot = oldest_slot;
 		pick_ver = oldest_ver;
-		if (now - oldest_seen <= rcl_ct_timeout_ns(key->proto, oldest_flags))
-			rcl_nat_count(RCL_NS_CT_EVICTED); /* a live flow loses its entry */
+		__u8 proto = (oldest_state & RCL_CT_ST_TCP) ? IPPROTO_TCP : IPPROTO_UDP;
+		__u64 timeout = rcl_ct_timeout_ns(proto, oldest_state & RCL_CT_ST_FLAGS);
+		if (oldest_age <= (timeout >> RCL_CT_SEEN_SHIFT) + 1)
+			rcl_nat_count(RCL_NS_CT_EVICTED); /* (probably) a live flow loses its entry */
 	}
-	if (!pick || __sync_val_compare_and_swap(&pick->ver, pick_ver, pick_ver + 1) != pick_ver)
+	if (!pick || !pick_slot || !rcl_ct_claim(pick, pick_ver))
 		return -1;
-	pick->key_a = a;
-	pick->key_b = b;
-	__builtin_memcpy(&pick->val, val, sizeof(*val));
-	rcl_barrier();
-	rcl_write_once(pick->ver, pick_ver + 2); /* publish */
+	c->way = pick;
+	c->slot = pick_slot;
+	c->ver = pick_ver;
+	c->tag = at.tag;
+	c->a = at.a;
+	c->b = at.b;
 	return 0;
+}
+
+/* Write a claimed way and publish it. Plain stores only: a slot's cache line
+ * that is not in the cache yet is fetched while the program goes on. */
+static __always_inline void rcl_ct_fill(const struct rcl_ct_claim *c, __u8 proto,
+					const struct rcl_ct_val *val, __u64 now)
+{
+	struct rcl_ct_way *way = c->way;
+	c->slot->key_a = c->a;
+	c->slot->key_b = c->b;
+	__builtin_memcpy(&c->slot->val, val, sizeof(*val));
+	way->tag = c->tag;
+	way->state = rcl_ct_state(proto, val->flags);
+	way->seen = rcl_ct_seen(now);
+	rcl_barrier();
+	rcl_write_once(way->ver, c->ver + 2); /* publish */
 }
 
 /* The key the backend's replies to flow `fwd` will carry. Hairpin (the client
@@ -298,18 +399,17 @@ static __always_inline void rcl_ct_reverse(const struct rcl_ct_key *fwd, __u32 b
 	rev->proto = fwd->proto;
 }
 
-/* Start loading the bucket a new flow's reverse entry goes to. It is a cache
- * miss (a random place in a table of megabytes); issued before the packet
- * rewrite, the miss overlaps that work instead of following it. */
+/* Start loading the header line of the bucket a new flow's reverse entry goes
+ * to. It is a cache miss (a random place in a table of megabytes); issued
+ * early, the miss overlaps other work instead of following it. */
 static __always_inline void rcl_ct_warm(const struct rcl_ct_key *fwd, __u32 be_ip, __u16 be_port,
 					__u8 flags)
 {
 	struct rcl_ct_key rev = {};
-	__u64 a, b;
+	struct rcl_ct_place at;
 	rcl_ct_reverse(fwd, be_ip, be_port, flags, &rev);
-	struct rcl_ct_slot *s = rcl_ct_way(rcl_ct_first_slot(&rev, &a, &b), 0);
-	if (s)
-		(void)rcl_read_once(s->ver);
+	if (rcl_ct_place(&rev, &at))
+		(void)rcl_read_once(at.bucket->way[0].ver);
 }
 
 /* Record a new balanced flow: forward entry for the client's 5-tuple and the
@@ -332,12 +432,19 @@ static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, _
 	v.flags = flags;
 
 	rcl_ct_reverse(fwd, be_ip, be_port, flags, &rev);
-	/* reverse first: a forward entry without its reverse would DNAT replies-less flows */
-	if (rcl_ct_insert(&rev, &v, now))
+	/* Both ways are claimed before either is written: a claim is a locked
+	 * instruction, which would wait for the other slot's stores to reach
+	 * its cache line (a miss). The reverse entry is published first: a
+	 * forward entry without its reverse would DNAT replies-less flows. */
+	struct rcl_ct_claim rc, fc;
+	if (rcl_ct_reserve(&rev, now, &rc))
+		return -1;
+	int fwd_ok = rcl_ct_reserve(fwd, now, &fc) == 0; /* never rc: a claimed way is odd */
+	rcl_ct_fill(&rc, rev.proto, &v, now);
+	if (!fwd_ok)
 		return -1;
 	v.type = RCL_CT_FORWARD;
-	if (rcl_ct_insert(fwd, &v, now))
-		return -1;
+	rcl_ct_fill(&fc, fwd->proto, &v, now);
 	return 0;
 }
 

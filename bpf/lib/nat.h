@@ -279,7 +279,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		if (!rcl_ct_find(&fk, &f)) {
 			/* The NATed flow is gone (evicted or cleaned): this reply
 			 * belongs to some other flow now. Never rewrite it. */
-			rcl_ct_kill(ct.slot, ct.ver);
+			rcl_ct_kill(&ct);
 			rcl_nat_count(RCL_NS_STALE);
 			return RCL_NAT_PASS;
 		}
@@ -333,7 +333,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			rk.proto = ip.protocol;
 			struct rcl_ct_hit stale;
 			if (rcl_ct_find(&rk, &stale))
-				rcl_ct_kill(stale.slot, stale.ver);
+				rcl_ct_kill(&stale);
 		}
 		return RCL_NAT_PASS;
 	}

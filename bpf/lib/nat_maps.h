@@ -19,8 +19,8 @@
 #ifndef RCL_NAT_AFF_SIZE
 #define RCL_NAT_AFF_SIZE 65536
 #endif
-#ifndef RCL_CT_SIZE
-#define RCL_CT_SIZE 524288 /* slots: a power of two (Calico's 512000, rounded up) */
+#ifndef RCL_CT_BUCKETS
+#define RCL_CT_BUCKETS 73143 /* buckets of RCL_CT_WAYS: Calico's 512000 entries */
 #endif
 #ifndef RCL_CTLB_UDP_REV_SIZE
 #define RCL_CTLB_UDP_REV_SIZE 65536
@@ -32,9 +32,9 @@ BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_b
 		 RCL_NAT_BE_SIZE, RCL_MAPS_DIR "/rcl_nat_be");
 BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
 		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
-/* mmapable: the reconciler reads the 32 MB table in place (a batched read
- * copies it at ~600 ns a slot), see reconciler/ct_table.py */
-BPF_TABLE_PINNED("array", __u32, struct rcl_ct_slot, rcl_ct, RCL_CT_SIZE,
+/* mmapable: the reconciler reads the 36 MB table in place (a batched read
+ * copies it at ~600 ns an entry), see reconciler/ct_table.py */
+BPF_TABLE_PINNED("array", __u32, struct rcl_ct_bucket, rcl_ct, RCL_CT_BUCKETS,
 		 RCL_MAPS_DIR "/rcl_ct", BPF_F_MMAPABLE);
 BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
 		 RCL_MAPS_DIR "/rcl_nat_globals");

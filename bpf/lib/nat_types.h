@@ -94,17 +94,48 @@ struct rcl_ct_val {
 	__u16 pad;
 };
 
-/* rcl_ct slot: 64 bytes, RCL_CT_WAYS to a bucket (see conntrack.h). */
-struct rcl_ct_slot {
-	__u64 ver;   /* 0 unused, odd being written, even stable */
+/* The conntrack table (see conntrack.h) is an array of 512-byte buckets: a
+ * first cache line of RCL_CT_WAYS header words, then one line per entry. A
+ * lookup that finds nothing reads the header line alone. */
+#define RCL_CT_WAYS 7
+
+/* A way's header word: 8 bytes, claimed as a whole (BPF has 64-bit
+ * compare-and-swap only, for bcc's target). */
+struct rcl_ct_way {
+	union {
+		__u64 word;
+		struct {
+			__u32 ver;   /* seqlock: 0 never used, odd being written, even stable */
+			__u8  tag;   /* 8 more bits of the key's hash: lookups read matching slots only */
+			__u8  state; /* 0: free or removed; else RCL_CT_ST_USED, _TCP, timeout flags */
+			__u16 seen;  /* last seen in 2^RCL_CT_SEEN_SHIFT ns units, wrapping: for a victim */
+		};
+	};
+};
+
+/* struct rcl_ct_way.state: what choosing a victim needs without the slot. */
+#define RCL_CT_ST_USED 0x80
+#define RCL_CT_ST_TCP  0x40
+#define RCL_CT_ST_FLAGS (RCL_CT_SYN | RCL_CT_EST | RCL_CT_FIN | RCL_CT_RST) /* the timeout's */
+#define RCL_CT_SEEN_SHIFT 30 /* ~1.07 s: wraps after ~19.5 hours */
+
+/* An entry: 64 bytes, a cache line of its own. */
+struct rcl_ct_entry {
 	__u64 key_a; /* struct rcl_ct_key, bytes 0-7 */
 	__u64 key_b; /* struct rcl_ct_key, bytes 8-15 */
 	struct rcl_ct_val val;
+	__u64 pad;
 };
 
-#define RCL_CT_WAYS 4
-/* Mixed into the slot hash. Fixed, so the reconciler can place entries when it
- * migrates a table (reconciler/ct_table.py must use the same value). */
+/* rcl_ct value: 512 bytes. */
+struct rcl_ct_bucket {
+	struct rcl_ct_way way[RCL_CT_WAYS];
+	__u64 spare;
+	struct rcl_ct_entry slot[RCL_CT_WAYS];
+};
+
+/* Mixed into the bucket hash. Fixed, so the reconciler can place entries when
+ * it migrates a table (reconciler/ct_table.py must use the same value). */
 #define RCL_CT_SEED 0x52434c2d43540001ULL
 
 /* rcl_nat_globals[0] flags: connect-time LB mode (Felix bpfConnectTimeLoadBalancing).

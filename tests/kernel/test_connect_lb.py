@@ -109,7 +109,7 @@ def ctlb() -> Iterator[Ctlb]:
     with private_pin_dir() as root:
         b = BPF(
             text=flatten(BPF_DIR / "connect.c").encode(),
-            cflags=cflags(root / "maps", "-DRCL_CT_SIZE=1024"),
+            cflags=cflags(root / "maps", "-DRCL_CT_BUCKETS=147"),
         )
         cgroup.mkdir()
         cg_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)

@@ -143,8 +143,12 @@ class Dataplane:
     def ct_write(self, key: nl.CtKey, entry: nl.CtEntry) -> None:
         """Overwrite a live entry in place (nothing runs the program meanwhile)."""
         index, ver, _ = ct_table.entries(self.fds[nl.MAP_CT])[key.encode()]
-        slot = ct_table.slot_bytes(ver, key.encode(), entry.encode())
-        bpfsys.map_update(self.fds[nl.MAP_CT], nl.U32.pack(index), slot)
+        bucket, way = divmod(index, ct_table.WAYS)
+        at = nl.U32.pack(bucket)
+        raw = bpfsys.map_lookup(self.fds[nl.MAP_CT], at)
+        assert isinstance(raw, bytes)
+        raw = ct_table.with_entry(raw, way, ver, key.encode(), entry.encode())
+        bpfsys.map_update(self.fds[nl.MAP_CT], at, raw)
 
     def stat(self, which: nl.NatStat) -> int:
         raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
@@ -157,9 +161,10 @@ class Dataplane:
             for key in bpfsys.map_keys(fd):
                 bpfsys.map_delete(fd, key)
         table = bpfsys.map_raw(self.fds[nl.MAP_CT]).values
-        empty = bytes(nl.CT_SLOT.size)
-        for i in range(len(table) // nl.CT_SLOT.size):
-            if table[i * nl.CT_SLOT.size : (i + 1) * nl.CT_SLOT.size] != empty:
+        size = ct_table.BUCKET
+        empty = bytes(size)
+        for i in range(len(table) // size):
+            if table[i * size : (i + 1) * size] != empty:
                 bpfsys.map_update(self.fds[nl.MAP_CT], nl.U32.pack(i), empty)
 
     def close(self) -> None:
@@ -176,7 +181,7 @@ def module_dp() -> Iterator[Dataplane]:
         text = flatten(BPF_DIR / "test_nat_entry.c", text=ENTRY)
         flags = cflags(
             root / "maps",
-            "-DRCL_CT_SIZE=4096",
+            "-DRCL_CT_BUCKETS=586",  # 4,102 entries
             "-DRCL_NAT_AFF_SIZE=1024",
             "-DRCL_NAT_FE_SIZE=64",
             "-DRCL_NAT_BE_SIZE=256",
@@ -414,18 +419,18 @@ def test_conntrack_slots_are_where_the_reconciler_hashes_them(dp: Dataplane) -> 
         dp.run(packet(CLIENT, VIP, port, 80, TCP))
     table = ct_table.entries(dp.fds[nl.MAP_CT])
     assert len(table) == 80  # a forward and a reverse entry per flow
-    slots = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
+    buckets = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
     for key, (index, ver, _) in table.items():
-        assert index // ct_table.WAYS == ct_table.bucket(key, slots)
+        assert index // ct_table.WAYS == ct_table.bucket(key, buckets)
         assert ver and ver % 2 == 0
 
 
-def _same_bucket_ports(count: int, slots: int) -> list[int]:
+def _same_bucket_ports(count: int, buckets: int) -> list[int]:
     """Client ports whose first packets' forward keys share one bucket."""
     by_bucket: dict[int, list[int]] = {}
     for port in range(20000, 60000):
         key = nl.CtKey(CLIENT, VIP, port, 80, TCP).encode()
-        ports = by_bucket.setdefault(ct_table.bucket(key, slots), [])
+        ports = by_bucket.setdefault(ct_table.bucket(key, buckets), [])
         ports.append(port)
         if len(ports) == count:
             return ports
@@ -434,8 +439,8 @@ def _same_bucket_ports(count: int, slots: int) -> list[int]:
 
 def test_a_full_bucket_gives_a_new_flow_the_least_recently_seen_slot(dp: Dataplane) -> None:
     dp.service(1, BACKENDS)
-    slots = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
-    ports = _same_bucket_ports(ct_table.WAYS + 1, slots)
+    buckets = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
+    ports = _same_bucket_ports(ct_table.WAYS + 1, buckets)
     for port in ports[:-1]:
         dp.run(packet(CLIENT, VIP, port, 80, TCP))
     keys = [nl.CtKey(CLIENT, VIP, port, 80, TCP) for port in ports]

@@ -361,14 +361,19 @@ def test_hand_edited_nat_entry_is_drift(svc, cached, tmp_path, monkeypatch):
 def ct_backends(node) -> set[str]:
     """Backend addresses named by conntrack entries, as bpftool reads them."""
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ct"
-    # struct rcl_ct_slot: a version word (0 unused, odd being written), the key,
-    # then struct rcl_ct_val at 24, whose type (0: removed) sits at 36 and
-    # be_ip at 28, in network order
-    return {
-        ".".join(str(b) for b in value[24 + 28 : 24 + 32])
-        for _, value in bpftool_dump(pin)
-        if int.from_bytes(value[:8], "little") % 2 == 0 and value[:8] != bytes(8) and value[60]
-    }
+    # struct rcl_ct_bucket: 7 header words (a 32-bit version: 0 unused, odd
+    # being written; a tag; a state, 0 when removed), a spare word, then 7
+    # 64-byte slots: the key, then struct rcl_ct_val, whose be_ip sits at 28
+    # in network order
+    found = set()
+    for _, bucket in bpftool_dump(pin):
+        for way in range(7):
+            ver = int.from_bytes(bucket[way * 8 : way * 8 + 4], "little")
+            state = bucket[way * 8 + 5]
+            slot = bucket[64 + way * 64 : 128 + way * 64]
+            if ver and ver % 2 == 0 and state:
+                found.add(".".join(str(b) for b in slot[16 + 28 : 16 + 32]))
+    return found
 
 
 def test_conntrack_of_a_departed_backend_is_cleaned(svc):
@@ -466,23 +471,44 @@ def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
     smaller = felix.replace("bpfMapSizeConntrack: 16384", "bpfMapSizeConntrack: 3000")
     svc.node.write("felix.yaml", smaller)
     rc, out, _ = svc.node.run("--plan")
-    assert rc == 2 and "-/+ map/rcl_ct" in out and "max_entries: 16384 -> 4096" in out
+    # buckets of 7: 16,384 entries need 2,341 of them, 3,000 need 429
+    assert rc == 2 and "-/+ map/rcl_ct" in out and "max_entries: 2341 -> 429" in out
     svc.node.apply_converged()
     fd = bpfsys.obj_get(pin)
     try:
-        assert bpfsys.map_info(fd).max_entries == 4096
+        assert bpfsys.map_info(fd).max_entries == 429
         after = ct_table.entries(fd)
     finally:
         bpfsys.close(fd)
     assert {k: v for k, (_, _, v) in after.items()} == before
-    assert all(i // ct_table.WAYS == ct_table.bucket(k, 4096) for k, (i, _, _) in after.items())
+    assert all(i // ct_table.WAYS == ct_table.bucket(k, 429) for k, (i, _, _) in after.items())
     assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
 
 
-def test_conntrack_in_an_older_hash_map_is_migrated_into_slots(svc):
-    """A node whose conntrack is still the kernel LRU map of earlier versions,
-    at the very same size: the plan replaces it and the entries move into the
-    slot table, where the datapath finds them."""
+def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
+    """A conntrack map as an earlier build made it, holding key -> value, and
+    how a plan describes its layout."""
+    import struct
+
+    from reconciler import bpfsys, ct_table
+    from reconciler import nat_layout as nl
+
+    if kind == "lru":  # the kernel LRU hash map, at the same size
+        fd = bpfsys.map_create(9, "rcl_ct", nl.CT_KEY.size, nl.CT_VAL.size, size)
+        bpfsys.map_update(fd, key.encode(), value.encode())
+        return fd, "40-byte values"
+    # the 4-way table of 64-byte slots, each with a 64-bit version
+    slot = ct_table.LEGACY_SLOT.pack(2, *struct.unpack("=QQ", key.encode()), value.encode())
+    fd = bpfsys.map_create(2, "rcl_ct", 4, len(slot), 16384, ct_table.MMAPABLE)
+    bpfsys.map_update(fd, nl.U32.pack(1234), slot)
+    return fd, "64-byte values"
+
+
+@pytest.mark.parametrize("kind", ["lru", "slots"])
+def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
+    """A node whose conntrack is still in the layout of an earlier build (the
+    kernel LRU map, then the 4-way slot table): the plan replaces it and the
+    entries move into the bucket table, where the datapath finds them."""
     from ipaddress import IPv4Address
 
     from reconciler import bpfsys, ct_table
@@ -500,19 +526,18 @@ def test_conntrack_in_an_older_hash_map_is_migrated_into_slots(svc):
         1, time.monotonic_ns(), 7, 0, IPv4Address(VIP), IPv4Address(BACKENDS[0].ip), 80, 8080,
         nl.CtType.FORWARD, nl.CtFlag.SYN | nl.CtFlag.EST,
     )  # fmt: skip
-    old = bpfsys.map_create(9, "rcl_ct", nl.CT_KEY.size, nl.CT_VAL.size, size)  # LRU_HASH
+    old, layout = _older_conntrack(kind, key, value, size)
     try:
-        bpfsys.map_update(old, key.encode(), value.encode())
         pin.unlink()
         bpfsys.obj_pin(old, str(pin))
     finally:
         bpfsys.close(old)
     rc, out, _ = svc.node.run("--plan")
-    assert rc == 2 and "-/+ map/rcl_ct" in out and "40-byte values" in out
+    assert rc == 2 and "-/+ map/rcl_ct" in out and layout in out
     svc.node.apply_converged()
     fd = bpfsys.obj_get(str(pin))
     try:
-        assert bpfsys.map_info(fd).value_size == nl.CT_SLOT.size
+        assert bpfsys.map_info(fd).value_size == ct_table.BUCKET
         moved = ct_table.entries(fd)
     finally:
         bpfsys.close(fd)
