@@ -114,7 +114,6 @@ class TcProgram:
             self.prog_fd = self.bpf.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS).fd
             names = (
                 "rcl_ifstate",
-                "rcl_counters",
                 nl.MAP_NAT_FE,
                 nl.MAP_NAT_BE,
                 nl.MAP_CT,

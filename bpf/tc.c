@@ -11,20 +11,13 @@
 #define RCL_IFSTATE_SIZE 1000
 #endif
 
-BPF_TABLE_PINNED("hash", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
+/* The reconciler creates an interface's entry (its flags, counters zeroed)
+ * and deletes it: the datapath never creates entries of its own, so a plan
+ * always knows every entry that exists. */
+BPF_TABLE_PINNED("percpu_hash", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_ifstate");
-BPF_TABLE_PINNED("percpu_hash", __u32, struct rcl_counters, rcl_counters, RCL_IFSTATE_SIZE,
-		 RCL_MAPS_DIR "/rcl_counters");
 BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
 		 RCL_MAPS_DIR "/rcl_globals");
-
-/* The reconciler creates an interface's counters entry with its ifstate entry
- * and deletes both together: the datapath never creates entries of its own,
- * so a plan always knows every entry that exists. */
-static __always_inline struct rcl_counters *rcl_counters_for(__u32 ifindex)
-{
-	return rcl_counters.lookup(&ifindex);
-}
 
 /* ICMP errors for services without backends are rate-limited per CPU, as the
  * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
@@ -112,15 +105,12 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 	__u32 len = skb->len;
 	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
 	int verdict = rcl_nat_ingress(skb, l3_off);
-	struct rcl_counters *c = rcl_counters_for(ifindex);
-	if (c) {
-		c->rx_packets++;
-		c->rx_bytes += len;
-		if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
-			c->nat++;
-		else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
-			c->dropped++;
-	}
+	st->rx_packets++;
+	st->rx_bytes += len;
+	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
+		st->nat++;
+	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
+		st->dropped++;
 	if (verdict == RCL_NAT_SNAT)
 		return rcl_forward_reply(skb, l3_off);
 	if (verdict == RCL_NAT_HAIRPIN)
@@ -143,11 +133,8 @@ int rcl_tc_egress(struct __sk_buff *skb)
 	struct rcl_ifstate *st = rcl_ifstate.lookup(&ifindex);
 	if (!st)
 		return TC_ACT_UNSPEC;
-	struct rcl_counters *c = rcl_counters_for(ifindex);
-	if (c) {
-		c->tx_packets++;
-		c->tx_bytes += skb->len;
-	}
+	st->tx_packets++;
+	st->tx_bytes += skb->len;
 	return TC_ACT_UNSPEC;
 }
 

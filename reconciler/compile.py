@@ -212,7 +212,6 @@ def compile_desired(
     add(Obj(f"prog/{prog_ref}", ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)}))
     if_size = int(config["bpfMapSizeIfState"])
     add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": if_size}))
-    add(Obj("map/rcl_counters", ObjKind.MAP, {"max_entries": if_size}))
     for name, size in FIXED_MAPS.items():
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():

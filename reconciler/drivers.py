@@ -16,6 +16,7 @@ from typing import Any
 from reconciler import bpfsys, build, ct_table, entries
 from reconciler.compile import TC_PROGRAMS
 from reconciler.diff import Action, Change
+from reconciler.iface_layout import with_flags
 from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
 from reconciler.state import ObjKind
 
@@ -113,9 +114,7 @@ class Executor:
                 continue
             fd = self._map_fd(name)
             for key, value in items:
-                if isinstance(value, list):
-                    continue  # per-CPU counters restart from zero
-                bpfsys.map_update(fd, key, value)
+                bpfsys.map_update(fd, key, value)  # a per-CPU value: every CPU's, as it was
             del self._migrations[name]
 
     # -- map entries ----------------------------------------------------
@@ -126,6 +125,11 @@ class Executor:
             key, _ = entries.encode(change.address, change.before or {})
             return "deleted" if bpfsys.map_delete(fd, key) else "unchanged"
         key, value = entries.encode(change.address, change.after or {})
+        if name == "rcl_ifstate" and change.action is Action.UPDATE:
+            current = bpfsys.map_lookup(fd, key)
+            if isinstance(current, list):  # new flags, the interface's counters kept
+                bpfsys.map_update(fd, key, with_flags(current, (change.after or {})["flags"]))
+                return "updated"
         bpfsys.map_update(fd, key, value)
         return "created" if change.action is Action.CREATE else "updated"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import nat_layout as nat
-from reconciler.iface_layout import COUNTERS, GLOBALS, IFSTATE, U32
+from reconciler.iface_layout import GLOBALS, IFSTATE, IFSTATE_FLAGS, U32
 
 Attrs = dict[str, Any]
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
@@ -45,22 +45,15 @@ def _port_be(port: int) -> bytes:
 # -- interface maps (bpf/lib/iface_types.h) ---------------------------------
 def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
     (ifindex,) = U32.unpack(key)
-    flags, _ = IFSTATE.unpack(value)
+    first = value[0] if isinstance(value, list) else value  # every CPU holds the same flags
+    (flags,) = IFSTATE_FLAGS.unpack_from(first)
     return ctx.ifname(ifindex), {"ifindex": ifindex, "flags": flags}
 
 
 def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(a["ifindex"]), IFSTATE.pack(a["flags"], 0)
-
-
-def _counters_decode(key: bytes, _value: Any, ctx: Context) -> tuple[str, Attrs]:
-    (ifindex,) = U32.unpack(key)
-    return ctx.ifname(ifindex), {"ifindex": ifindex}
-
-
-def _counters_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    # Created zeroed on every CPU; values are the datapath's, never compared.
-    return U32.pack(a["ifindex"]), COUNTERS.pack(0, 0, 0, 0, 0, 0)
+    # Written to every CPU, counters zeroed; an update keeps the counters
+    # (drivers, iface_layout.with_flags). Counters are the datapath's, never compared.
+    return U32.pack(a["ifindex"]), IFSTATE.pack(a["flags"], 0, 0, 0, 0, 0, 0, 0)
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -150,7 +143,6 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 CODECS: dict[str, Codec] = {
     "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode),
-    "rcl_counters": Codec(_counters_decode, _counters_encode),
     "rcl_globals": Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
@@ -159,14 +151,11 @@ CODECS: dict[str, Codec] = {
 
 
 def managed_interface(ifindex: int, flags: int, name: str | None = None) -> list[tuple[str, Attrs]]:
-    """The entries the reconciler owns for one managed interface: its state and
-    its counters (created zeroed). Compile uses it, and so do harnesses that
-    drive the programs directly, so they set up exactly what apply would."""
+    """The entries the reconciler owns for one managed interface: its state
+    (with its counters, created zeroed). Compile uses it, and so do harnesses
+    that drive the programs directly, so they set up exactly what apply would."""
     shown = name or f"#{ifindex}"
-    return [
-        (f"map/rcl_ifstate/{shown}", {"ifindex": ifindex, "flags": flags}),
-        (f"map/rcl_counters/{shown}", {"ifindex": ifindex}),
-    ]
+    return [(f"map/rcl_ifstate/{shown}", {"ifindex": ifindex, "flags": flags})]
 
 
 # Maps reconciled as raw byte tables (see DesiredState.tables).

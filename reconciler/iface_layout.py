@@ -8,14 +8,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-# __u32 ifindex (key of rcl_ifstate and rcl_counters, and of rcl_globals' index)
+# __u32 ifindex (key of rcl_ifstate, and of rcl_globals' index)
 U32 = struct.Struct("=I")
-# struct rcl_ifstate { __u32 flags; __u32 reserved; }
-IFSTATE = struct.Struct("=II")
+# struct rcl_ifstate { __u32 flags, reserved; __u64 rx_packets, rx_bytes, tx_packets,
+#                      tx_bytes, dropped, nat; }, per CPU
+IFSTATE = struct.Struct("=II6Q")
+IFSTATE_FLAGS = struct.Struct("=I")  # rcl_ifstate.flags (also the first word of older layouts)
+COUNTERS = struct.Struct("=8x6Q")  # the counters within struct rcl_ifstate
 # struct rcl_globals { __u32 log_level; __u32 flags; }
 GLOBALS = struct.Struct("=II")
-# struct rcl_counters { __u64 rx_packets, rx_bytes, tx_packets, tx_bytes, dropped, nat; }
-COUNTERS = struct.Struct("=6Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +37,40 @@ class Counters:
         return cls(*totals)
 
 
-# C struct -> (Python codec, field names in C order); every field here is of
-# one width per struct, so a field's offset is its index times that width.
+def with_flags(per_cpu: list[bytes], flags: int) -> list[bytes]:
+    """An interface's per-CPU entry with new flags and its counters kept."""
+    return [IFSTATE_FLAGS.pack(flags) + chunk[IFSTATE_FLAGS.size :] for chunk in per_cpu]
+
+
+def current_layout(info_type: int, value_size: int) -> bool:
+    """Is an rcl_ifstate map of this type and value size today's (a per-CPU
+    hash of struct rcl_ifstate)? Earlier builds kept flags in a plain hash
+    and the counters in a map of their own."""
+    return info_type == PERCPU_HASH and value_size == IFSTATE.size
+
+
+PERCPU_HASH = 5  # BPF_MAP_TYPE_PERCPU_HASH
+
+# C struct -> (Python codec, field names in C order; pad fields omitted).
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
-    "rcl_ifstate": (IFSTATE, ("flags", "reserved")),
-    "rcl_globals": (GLOBALS, ("log_level", "flags")),
-    "rcl_counters": (
-        COUNTERS,
-        ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped", "nat"),
+    "rcl_ifstate": (
+        IFSTATE,
+        (
+            "flags",
+            "reserved",
+            "rx_packets",
+            "rx_bytes",
+            "tx_packets",
+            "tx_bytes",
+            "dropped",
+            "nat",
+        ),
     ),
+    "rcl_globals": (GLOBALS, ("log_level", "flags")),
 }
 
 
 def field_offsets(name: str) -> dict[str, int]:
-    codec, fields = LAYOUTS[name]
-    width = codec.size // len(fields)
-    return {f: i * width for i, f in enumerate(fields)}
+    from reconciler.nat_layout import struct_offsets
+
+    return struct_offsets(*LAYOUTS[name])

@@ -130,10 +130,14 @@ CODECS: dict[str, struct.Struct] = {
 
 
 def field_offsets(name: str) -> dict[str, int]:
+    return struct_offsets(CODECS[name], FIELDS[name])
+
+
+def struct_offsets(codec: struct.Struct, fields: tuple[str, ...]) -> dict[str, int]:
     """Offset of every named field of a codec, derived from its format string."""
-    fmt = CODECS[name].format.lstrip("=")
+    fmt = codec.format.lstrip("=")
     offsets: dict[str, int] = {}
-    names = iter(FIELDS[name])
+    names = iter(fields)
     pos = 0
     for count, code in _tokens(fmt):
         if code == "s":  # one field of `count` raw bytes

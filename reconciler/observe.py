@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler import bpfsys, ct_table, entries
+from reconciler import bpfsys, ct_table, entries, iface_layout
 from reconciler.mappings import Lazy
 from reconciler.rtnl import Rtnl
 from reconciler.state import Link, Obj, ObjKind, ObservedState, RawTable
@@ -127,13 +127,18 @@ def read_pins(
 
 
 def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
-    """A map as the diff compares it: its size, and for conntrack a layout
-    other than today's mmapable slot table (the kernel hash map of older
-    versions).
-    The desired side never has that key, so such a map is replaced and its
-    entries migrated into slots (reconciler/ct_table.py)."""
+    """A map as the diff compares it: its size, and for a map whose layout
+    changed between versions, a layout other than today's (conntrack: a
+    kernel hash map, then a table of 4-way slots; interface state: a plain
+    hash beside a map of counters). The desired side never has that key, so
+    such a map is replaced and its entries migrated (reconciler/ct_table.py;
+    an interface's flags lead both of its layouts)."""
     attrs: dict[str, Any] = {"max_entries": info.max_entries}
-    if name == ct_table.MAP and not ct_table.current_layout(info):
+    current = {
+        ct_table.MAP: lambda: ct_table.current_layout(info),
+        "rcl_ifstate": lambda: iface_layout.current_layout(info.type, info.value_size),
+    }.get(name)
+    if current is not None and not current():
         attrs["layout"] = (
             f"kernel map type {info.type}, {info.value_size}-byte values, flags {info.flags:#x}"
         )

@@ -13,7 +13,7 @@ from reconciler.state import ObjKind
 
 def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
     out = {}
-    for key, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_counters"):
+    for key, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_ifstate"):
         (ifindex,) = U32.unpack(key)
         c = Counters.sum_per_cpu(chunks if isinstance(chunks, list) else [chunks])
         out[by_index.get(ifindex, f"#{ifindex}")] = dataclasses.asdict(c)

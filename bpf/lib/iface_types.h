@@ -9,14 +9,13 @@
 #define RCL_IF_L3            4
 #define RCL_IF_HOST_ENDPOINT 8
 
-/* rcl_ifstate: ifindex -> what this interface is to us. 8 bytes. */
+/* rcl_ifstate: ifindex -> what this interface is to us, and its counters.
+ * Per CPU, 56 bytes: the reconciler writes the same flags into every CPU's
+ * copy, and the datapath counts into its own CPU's copy (no atomics). One
+ * lookup a packet gives both. */
 struct rcl_ifstate {
 	__u32 flags;
 	__u32 reserved;
-};
-
-/* rcl_counters value (per CPU): 48 bytes. */
-struct rcl_counters {
 	__u64 rx_packets;   /* tc ingress: from the interface */
 	__u64 rx_bytes;
 	__u64 tx_packets;   /* tc egress: to the interface */

@@ -62,7 +62,8 @@ spec:
 
 
 def bpftool_dump(pin: Path) -> list[tuple[bytes, bytes]]:
-    """A pinned map's entries as bpftool (not our own code) reads them."""
+    """A pinned map's entries as bpftool (not our own code) reads them; for a
+    per-CPU map, CPU 0's value."""
     raw = subprocess.run(
         ["bpftool", "-j", "map", "dump", "pinned", str(pin)],
         capture_output=True,
@@ -70,7 +71,10 @@ def bpftool_dump(pin: Path) -> list[tuple[bytes, bytes]]:
         check=True,
     ).stdout
     return [
-        (bytes(int(b, 16) for b in item["key"]), bytes(int(b, 16) for b in item["value"]))
+        (
+            bytes(int(b, 16) for b in item["key"]),
+            bytes(int(b, 16) for b in item.get("value") or item["values"][0]["value"]),
+        )
         for item in json.loads(raw)
     ]
 

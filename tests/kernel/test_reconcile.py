@@ -128,10 +128,45 @@ def test_deleted_interface_leaves_no_map_entries(node):
     rc, out, _ = node.run("--plan")
     assert rc == 2
     assert f"- map/rcl_ifstate/#{back_idx}" in out
-    assert f"- map/rcl_counters/#{back_idx}" in out
     assert "WorkloadEndpoint/shop/back0: interface cali-back0 does not exist" in out
     node.apply_converged()
     assert back_idx not in ifstate(node)
+
+
+def test_interface_state_of_the_older_layout_is_replaced_keeping_flags(node):
+    """A node from the build that kept flags in a plain hash and counters in a
+    map of their own: the plan replaces the one, deletes the other, and the
+    interfaces stay managed (their flags carried over) and keep working."""
+    from reconciler import bpfsys
+    from reconciler import iface_layout as il
+
+    node.felix()
+    node.wep(FRONT)
+    node.wep(BACK)
+    node.apply_converged()
+    maps = Path(node.sandbox.bpffs_root) / "maps"
+    want = ifstate(node)
+    old = bpfsys.map_create(1, "rcl_ifstate", 4, 8, 1000)  # BPF_MAP_TYPE_HASH
+    counters = bpfsys.map_create(il.PERCPU_HASH, "rcl_counters", 4, 48, 1000)
+    try:
+        for index, flags in want.items():
+            bpfsys.map_update(old, il.U32.pack(index), il.IFSTATE_FLAGS.pack(flags) + bytes(4))
+            bpfsys.map_update(counters, il.U32.pack(index), bytes(48))
+        (maps / "rcl_ifstate").unlink()
+        bpfsys.obj_pin(old, str(maps / "rcl_ifstate"))
+        bpfsys.obj_pin(counters, str(maps / "rcl_counters"))
+    finally:
+        bpfsys.close(old)
+        bpfsys.close(counters)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    assert "-/+ map/rcl_ifstate" in out and "8-byte values" in out
+    assert "- map/rcl_counters" in out
+    assert "map/rcl_ifstate/cali-front0" not in out  # entries are carried, not re-planned
+    node.apply_converged()
+    assert ifstate(node) == want
+    assert not (maps / "rcl_counters").exists()
+    assert ping(node, FRONT, BACK.ip)
 
 
 def test_bpf_disabled_removes_everything(node):

@@ -178,10 +178,8 @@ class TcProg:
         )
 
     def counters(self) -> il.Counters:
-        raw = bpfsys.map_lookup(self.fds["rcl_counters"], il.U32.pack(self.ifindex))
-        if raw is None:  # created by the program on its first packet
-            return il.Counters()
-        assert isinstance(raw, list)
+        raw = bpfsys.map_lookup(self.fds["rcl_ifstate"], il.U32.pack(self.ifindex))
+        assert isinstance(raw, list)  # the interface's entry: flags and per-CPU counters
         return il.Counters.sum_per_cpu(raw)
 
     def stat(self, which: nl.NatStat) -> int:
@@ -202,7 +200,6 @@ def tc() -> Iterator[TcProg]:
             fn = b.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS)
             for name in (
                 "rcl_ifstate",
-                "rcl_counters",
                 nl.MAP_NAT_FE,
                 nl.MAP_NAT_BE,
                 nl.MAP_CT,

@@ -45,3 +45,25 @@ def test_entries_of_deleted_interfaces_are_named_by_index():
     assert entries.decode_all("rcl_ifstate", [(key, value)], entries.Context({})) == [
         ("map/rcl_ifstate/#9", {"ifindex": 9, "flags": 1})
     ]
+
+
+def test_interface_state_is_read_from_every_layout_and_keeps_counters_on_update():
+    from reconciler import iface_layout as il
+
+    key, value = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 5})
+    assert value == il.IFSTATE.pack(5, 0, 0, 0, 0, 0, 0, 0)  # counters start at zero
+    per_cpu = [
+        il.IFSTATE.pack(5, 0, 1, 100, 2, 200, 0, 1),
+        il.IFSTATE.pack(5, 0, 3, 300, 0, 0, 1, 0),
+    ]
+    old_layout = il.IFSTATE_FLAGS.pack(5) + bytes(4)  # a plain hash's 8-byte value
+    raws: tuple[list[bytes] | bytes, ...] = (per_cpu, old_layout)
+    for raw in raws:
+        assert entries.decode_all("rcl_ifstate", [(key, raw)], entries.Context({9: "cali1"})) == [
+            ("map/rcl_ifstate/cali1", {"ifindex": 9, "flags": 5})
+        ]
+    updated = il.with_flags(per_cpu, 7)
+    assert [il.IFSTATE_FLAGS.unpack_from(c)[0] for c in updated] == [7, 7]
+    assert il.Counters.sum_per_cpu(updated) == il.Counters(4, 400, 2, 200, 1, 1)
+    assert il.current_layout(il.PERCPU_HASH, il.IFSTATE.size)
+    assert not il.current_layout(1, 8)  # BPF_MAP_TYPE_HASH of flags: replaced on upgrade
