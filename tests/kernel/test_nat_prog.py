@@ -420,9 +420,16 @@ def test_conntrack_slots_are_where_the_reconciler_hashes_them(dp: Dataplane) -> 
     table = ct_table.entries(dp.fds[nl.MAP_CT])
     assert len(table) == 80  # a forward and a reverse entry per flow
     buckets = bpfsys.map_info(dp.fds[nl.MAP_CT]).max_entries
-    for key, (index, ver, _) in table.items():
-        assert index // ct_table.WAYS == ct_table.bucket(key, buckets)
+    view = ct_table.table(dp.fds[nl.MAP_CT])
+    for key, (index, ver, value) in table.items():
+        bucket, way = divmod(index, ct_table.WAYS)
+        assert bucket == ct_table.bucket(key, buckets)
         assert ver and ver % 2 == 0
+        # the header word (version, tag, state, coarse clock) is what the
+        # reconciler writes when it places this entry itself
+        word = slice(way * nl.CT_WAY.size, (way + 1) * nl.CT_WAY.size)
+        raw = bytes(view[bucket * ct_table.BUCKET : (bucket + 1) * ct_table.BUCKET])
+        assert raw[word] == ct_table.with_entry(bytes(ct_table.BUCKET), way, ver, key, value)[word]
 
 
 def _same_bucket_ports(count: int, buckets: int) -> list[int]:
@@ -445,13 +452,17 @@ def test_a_full_bucket_gives_a_new_flow_the_least_recently_seen_slot(dp: Datapla
         dp.run(packet(CLIENT, VIP, port, 80, TCP))
     keys = [nl.CtKey(CLIENT, VIP, port, 80, TCP) for port in ports]
     assert all(dp.ct(k) is not None for k in keys[:-1])
-    for port in ports[1:-1]:  # every flow but the first sees another packet
-        dp.run(packet(CLIENT, VIP, port, 80, TCP, flags=ACK))
+    # one flow in the middle was last seen 10 s ago: still live (SYN_SENT: 20 s),
+    # but the least recently seen (victims are judged at ~1 s resolution)
+    idle = keys[3]
+    old = dp.ct(idle)
+    assert old is not None
+    dp.ct_write(idle, replace(old, last_seen_ns=old.last_seen_ns - 10 * 10**9))
     before = dp.stat(nl.NatStat.CT_EVICTED)
     assert dp.run(packet(CLIENT, VIP, ports[-1], 80, TCP))[0] == DNAT
     assert dp.stat(nl.NatStat.CT_EVICTED) == before + 1  # a live flow lost its entry
-    assert dp.ct(keys[0]) is None and dp.ct(keys[-1]) is not None
-    assert all(dp.ct(k) is not None for k in keys[1:-1])
+    assert dp.ct(idle) is None and dp.ct(keys[-1]) is not None
+    assert all(dp.ct(k) is not None for k in keys[:-1] if k != idle)
 
 
 def test_a_removal_never_clobbers_a_slot_that_changed_hands(dp: Dataplane) -> None:
