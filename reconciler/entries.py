@@ -45,9 +45,12 @@ def _port_be(port: int) -> bytes:
 # -- interface maps (bpf/lib/iface_types.h) ---------------------------------
 def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
     (ifindex,) = U32.unpack(key)
-    first = value[0] if isinstance(value, list) else value  # every CPU holds the same flags
-    (flags,) = IFSTATE_FLAGS.unpack_from(first)
-    return ctx.ifname(ifindex), {"ifindex": ifindex, "flags": flags}
+    chunks = value if isinstance(value, list) else [value]
+    every = {IFSTATE_FLAGS.unpack_from(chunk)[0] for chunk in chunks}
+    attrs: Attrs = {"ifindex": ifindex, "flags": min(every)}
+    if len(every) > 1:  # we write the same flags to every CPU: someone else wrote these
+        attrs["flags_per_cpu"] = "differ: " + ",".join(str(f) for f in sorted(every))
+    return ctx.ifname(ifindex), attrs
 
 
 def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:

@@ -169,6 +169,35 @@ def test_interface_state_of_the_older_layout_is_replaced_keeping_flags(node):
     assert ping(node, FRONT, BACK.ip)
 
 
+def test_interface_flags_written_on_one_cpu_are_drift_and_repaired(node):
+    """Flags are the same on every CPU when we write them; an entry whose
+    CPUs disagree was written by someone else: the plan shows it, the apply
+    rewrites the flags on every CPU and keeps the counters."""
+    from reconciler import bpfsys
+    from reconciler import iface_layout as il
+
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    front = ifindex(node, "cali-front0")
+    fd = bpfsys.obj_get(str(Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"))
+    try:
+        per_cpu = bpfsys.map_lookup(fd, il.U32.pack(front))
+        assert isinstance(per_cpu, list) and len(per_cpu) >= 2
+        counted = [il.IFSTATE.pack(1, 0, 5, 500, 0, 0, 0, 0)] * len(per_cpu)
+        counted[-1] = il.IFSTATE.pack(4, 0, 5, 500, 0, 0, 0, 0)  # L3 on one CPU only
+        bpfsys.map_update(fd, il.U32.pack(front), counted)
+        rc, out, _ = node.run("--plan")
+        assert rc == 2 and "~ map/rcl_ifstate/cali-front0" in out and "differ: 1,4" in out
+        node.apply_converged()
+        per_cpu = bpfsys.map_lookup(fd, il.U32.pack(front))
+        assert isinstance(per_cpu, list)
+        assert {il.IFSTATE_FLAGS.unpack_from(c)[0] for c in per_cpu} == {1}
+        assert il.Counters.sum_per_cpu(per_cpu).rx_packets >= 5 * len(per_cpu)  # kept
+    finally:
+        bpfsys.close(fd)
+
+
 def test_bpf_disabled_removes_everything(node):
     node.felix()
     node.wep(FRONT)

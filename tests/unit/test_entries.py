@@ -67,3 +67,12 @@ def test_interface_state_is_read_from_every_layout_and_keeps_counters_on_update(
     assert il.Counters.sum_per_cpu(updated) == il.Counters(4, 400, 2, 200, 1, 1)
     assert il.current_layout(il.PERCPU_HASH, il.IFSTATE.size)
     assert not il.current_layout(1, 8)  # BPF_MAP_TYPE_HASH of flags: replaced on upgrade
+
+
+def test_interface_flags_that_differ_between_cpus_are_drift():
+    from reconciler import iface_layout as il
+
+    key, _ = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 1})
+    mixed = [il.IFSTATE.pack(1, 0, 0, 0, 0, 0, 0, 0), il.IFSTATE.pack(3, 0, 0, 0, 0, 0, 0, 0)]
+    [(_, attrs)] = entries.decode_all("rcl_ifstate", [(key, mixed)], entries.Context({}))
+    assert attrs == {"ifindex": 9, "flags": 1, "flags_per_cpu": "differ: 1,3"}
