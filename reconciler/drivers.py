@@ -16,7 +16,6 @@ from typing import Any
 from reconciler import bpfsys, build, ct_table, entries
 from reconciler.compile import TC_PROGRAMS
 from reconciler.diff import Action, Change
-from reconciler.iface_layout import with_flags
 from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
 from reconciler.state import ObjKind
 
@@ -125,11 +124,10 @@ class Executor:
             key, _ = entries.encode(change.address, change.before or {})
             return "deleted" if bpfsys.map_delete(fd, key) else "unchanged"
         key, value = entries.encode(change.address, change.after or {})
-        if name == "rcl_ifstate" and change.action is Action.UPDATE:
+        if change.action is Action.UPDATE and entries.keeps_kernel_fields(change.address):
             current = bpfsys.map_lookup(fd, key)
-            if isinstance(current, list):  # new flags, the interface's counters kept
-                bpfsys.map_update(fd, key, with_flags(current, (change.after or {})["flags"]))
-                return "updated"
+            if current is not None:
+                value = entries.updated(change.address, current, change.after or {})
         bpfsys.map_update(fd, key, value)
         return "created" if change.action is Action.CREATE else "updated"
 

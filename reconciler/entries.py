@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import nat_layout as nat
-from reconciler.iface_layout import GLOBALS, IFSTATE, IFSTATE_FLAGS, U32
+from reconciler.iface_layout import GLOBALS, IFSTATE, IFSTATE_FLAGS, U32, with_flags
 
 Attrs = dict[str, Any]
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
@@ -36,6 +36,9 @@ class Context:
 class Codec:
     decode: Callable[[bytes, Any, Context], tuple[str, Attrs]]
     encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
+    # The value an update writes, from the one in the kernel: for entries whose
+    # value holds fields the datapath owns (counters), which an update keeps.
+    update: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 def _port_be(port: int) -> bytes:
@@ -54,9 +57,13 @@ def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
 
 
 def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    # Written to every CPU, counters zeroed; an update keeps the counters
-    # (drivers, iface_layout.with_flags). Counters are the datapath's, never compared.
+    # Written to every CPU, counters zeroed. Counters are the datapath's, never compared.
     return U32.pack(a["ifindex"]), IFSTATE.pack(a["flags"], 0, 0, 0, 0, 0, 0, 0)
+
+
+def _ifstate_update(current: Any, a: Mapping[str, Any]) -> Any:
+    # new flags on every CPU, the interface's counters kept
+    return with_flags(current if isinstance(current, list) else [current], a["flags"])
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -145,7 +152,7 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 CODECS: dict[str, Codec] = {
-    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode),
+    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update),
     "rcl_globals": Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
@@ -186,6 +193,18 @@ def split(address: str) -> tuple[str, str]:
 def encode(address: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
     name, suffix = split(address)
     return CODECS[name].encode(suffix, attrs)
+
+
+def keeps_kernel_fields(address: str) -> bool:
+    """Does an update of this entry start from the value in the kernel?"""
+    return CODECS[split(address)[0]].update is not None
+
+
+def updated(address: str, current: Any, attrs: Mapping[str, Any]) -> Any:
+    """The value an update of this entry writes over `current`, the kernel's."""
+    update = CODECS[split(address)[0]].update
+    assert update is not None
+    return update(current, attrs)
 
 
 def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reconciler.bpfsys import MapInfo
 
 # __u32 ifindex (key of rcl_ifstate, and of rcl_globals' index)
 U32 = struct.Struct("=I")
@@ -42,11 +46,11 @@ def with_flags(per_cpu: list[bytes], flags: int) -> list[bytes]:
     return [IFSTATE_FLAGS.pack(flags) + chunk[IFSTATE_FLAGS.size :] for chunk in per_cpu]
 
 
-def current_layout(info_type: int, value_size: int) -> bool:
-    """Is an rcl_ifstate map of this type and value size today's (a per-CPU
-    hash of struct rcl_ifstate)? Earlier builds kept flags in a plain hash
-    and the counters in a map of their own."""
-    return info_type == PERCPU_HASH and value_size == IFSTATE.size
+def current_layout(info: MapInfo) -> bool:
+    """Is this rcl_ifstate map today's (a per-CPU hash of struct rcl_ifstate)?
+    Earlier builds kept flags in a plain hash and the counters in a map of
+    their own."""
+    return info.type == PERCPU_HASH and info.value_size == IFSTATE.size
 
 
 PERCPU_HASH = 5  # BPF_MAP_TYPE_PERCPU_HASH

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,13 @@ def read_pins(
     return progs, maps, tables
 
 
+# Maps whose layout changed between versions: is a kernel map today's?
+_CURRENT_LAYOUT: dict[str, Callable[[bpfsys.MapInfo], bool]] = {
+    ct_table.MAP: ct_table.current_layout,
+    "rcl_ifstate": iface_layout.current_layout,
+}
+
+
 def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
     """A map as the diff compares it: its size, and for a map whose layout
     changed between versions, a layout other than today's (conntrack: a
@@ -134,11 +141,8 @@ def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
     such a map is replaced and its entries migrated (reconciler/ct_table.py;
     an interface's flags lead both of its layouts)."""
     attrs: dict[str, Any] = {"max_entries": info.max_entries}
-    current = {
-        ct_table.MAP: lambda: ct_table.current_layout(info),
-        "rcl_ifstate": lambda: iface_layout.current_layout(info.type, info.value_size),
-    }.get(name)
-    if current is not None and not current():
+    current = _CURRENT_LAYOUT.get(name)
+    if current is not None and not current(info):
         attrs["layout"] = (
             f"kernel map type {info.type}, {info.value_size}-byte values, flags {info.flags:#x}"
         )

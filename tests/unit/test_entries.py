@@ -2,7 +2,7 @@
 
 import pytest
 
-from reconciler import entries
+from reconciler import bpfsys, entries
 
 CASES = [
     (
@@ -65,8 +65,14 @@ def test_interface_state_is_read_from_every_layout_and_keeps_counters_on_update(
     updated = il.with_flags(per_cpu, 7)
     assert [il.IFSTATE_FLAGS.unpack_from(c)[0] for c in updated] == [7, 7]
     assert il.Counters.sum_per_cpu(updated) == il.Counters(4, 400, 2, 200, 1, 1)
-    assert il.current_layout(il.PERCPU_HASH, il.IFSTATE.size)
-    assert not il.current_layout(1, 8)  # BPF_MAP_TYPE_HASH of flags: replaced on upgrade
+    now = bpfsys.MapInfo(il.PERCPU_HASH, 1, 4, il.IFSTATE.size, 1000, "rcl_ifstate")
+    before = bpfsys.MapInfo(1, 1, 4, 8, 1000, "rcl_ifstate")  # a plain hash of flags
+    assert il.current_layout(now) and not il.current_layout(before)
+    # an update writes new flags and keeps the counters the datapath keeps
+    address = "map/rcl_ifstate/x"
+    assert entries.keeps_kernel_fields(address)
+    assert not entries.keeps_kernel_fields("map/rcl_globals/0")
+    assert entries.updated(address, per_cpu, {"ifindex": 9, "flags": 7}) == updated
 
 
 def test_interface_flags_that_differ_between_cpus_are_drift():
