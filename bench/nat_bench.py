@@ -32,6 +32,7 @@ from bench import services_gen as gen
 from bench.common import RECONCILE, cli_env, report
 from reconciler import bpfsys, ct_table, entries
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 from reconciler.entries import managed_interface
 from reconciler.sandbox import Pod, Sandbox
 
@@ -79,15 +80,15 @@ def nat_entries(count: int, start: int = 0) -> tuple[list[tuple[bytes, bytes]], 
         svc_id = i + 1
         fe.append(
             (
-                nl.FrontendKey(gen.vip(i), 80, nl.Proto.TCP).encode(),
-                nl.Frontend(svc_id, ENDPOINTS).encode(),
+                nr.FrontendKey(gen.vip(i), 80, nl.Proto.TCP).encode(),
+                nr.Frontend(svc_id, ENDPOINTS).encode(),
             )
         )
         for k in range(ENDPOINTS):
             be.append(
                 (
-                    nl.BackendKey(svc_id, k).encode(),
-                    nl.Backend(gen.endpoint_ip(i, k), gen.TARGET_PORT).encode(),
+                    nr.BackendKey(svc_id, k).encode(),
+                    nr.Backend(gen.endpoint_ip(i, k), gen.TARGET_PORT).encode(),
                 )
             )
     return fe, be

@@ -18,6 +18,7 @@ import pytest
 
 from reconciler import bpfsys
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 
 pytestmark = pytest.mark.kernel
@@ -70,18 +71,18 @@ class Ctlb:
         for i, (ip, be_port) in enumerate(backends):
             bpfsys.map_update(
                 self.fds[nl.MAP_NAT_BE],
-                nl.BackendKey(svc_id, i).encode(),
-                nl.Backend(ip, be_port).encode(),
+                nr.BackendKey(svc_id, i).encode(),
+                nr.Backend(ip, be_port).encode(),
             )
         bpfsys.map_update(
             self.fds[nl.MAP_NAT_FE],
-            nl.FrontendKey(vip, port, proto).encode(),
-            nl.Frontend(svc_id, len(backends)).encode(),
+            nr.FrontendKey(vip, port, proto).encode(),
+            nr.Frontend(svc_id, len(backends)).encode(),
         )
 
     def mode(self, mode: nl.CtlbMode) -> None:
         bpfsys.map_update(
-            self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), nl.NatGlobals(ctlb=mode).encode()
+            self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), nr.NatGlobals(ctlb=mode).encode()
         )
 
     def client(self, mode: str, vip: IPv4Address, port: int) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from reconciler import bpfsys
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 from tests.kernel.rcl_bcc import BPF_DIR, skip_unless_kernel
 
 pytestmark = pytest.mark.kernel
@@ -77,14 +78,14 @@ def test_interface_layouts_match_c() -> None:
 def test_codecs_round_trip() -> None:
     ip = IPv4Address("10.96.0.10")
     cases = [
-        nl.FrontendKey(ip, 80, nl.Proto.TCP),
-        nl.Frontend(7, 3, 1, nl.FeFlag.AFFINITY | nl.FeFlag.ITP_LOCAL, 10800),
-        nl.BackendKey(7, 2),
-        nl.Backend(IPv4Address("10.0.0.5"), 8080),
-        nl.AffinityKey(IPv4Address("192.168.1.1"), 7),
-        nl.Affinity(123, IPv4Address("10.0.0.5"), 8080, 2),
-        nl.CtKey(IPv4Address("1.2.3.4"), ip, 40000, 80, nl.Proto.UDP),
-        nl.CtEntry(
+        nr.FrontendKey(ip, 80, nl.Proto.TCP),
+        nr.Frontend(7, 3, 1, nl.FeFlag.AFFINITY | nl.FeFlag.ITP_LOCAL, 10800),
+        nr.BackendKey(7, 2),
+        nr.Backend(IPv4Address("10.0.0.5"), 8080),
+        nr.AffinityKey(IPv4Address("192.168.1.1"), 7),
+        nr.Affinity(123, IPv4Address("10.0.0.5"), 8080, 2),
+        nr.CtKey(IPv4Address("1.2.3.4"), ip, 40000, 80, nl.Proto.UDP),
+        nr.CtEntry(
             1,
             2,
             7,
@@ -96,11 +97,11 @@ def test_codecs_round_trip() -> None:
             nl.CtType.FORWARD,
             nl.CtFlag.SYN | nl.CtFlag.EST,
         ),
-        nl.NatGlobals(1, 2, 3, 4, 5, 6, nl.CtlbMode.ALL),
-        nl.CtlbRevKey(2**40, IPv4Address("127.0.0.1"), 5353),
-        nl.CtlbRev(9, ip, 53),
+        nr.NatGlobals(1, 2, 3, 4, 5, 6, nl.CtlbMode.ALL),
+        nr.CtlbRevKey(2**40, IPv4Address("127.0.0.1"), 5353),
+        nr.CtlbRev(9, ip, 53),
     ]
     for value in cases:
         assert type(value).decode(value.encode()) == value  # type: ignore[attr-defined]
     # network byte order on the wire, host order in Python
-    assert nl.FrontendKey(ip, 80, nl.Proto.TCP).encode() == bytes([10, 96, 0, 10, 0, 80, 6, 0])
+    assert nr.FrontendKey(ip, 80, nl.Proto.TCP).encode() == bytes([10, 96, 0, 10, 0, 80, 6, 0])

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler import bpfsys, ct_table
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
 
@@ -124,23 +125,23 @@ class Dataplane:
         for i, ip in enumerate(backends):
             bpfsys.map_update(
                 self.fds[nl.MAP_NAT_BE],
-                nl.BackendKey(svc_id, i).encode(),
-                nl.Backend(ip, be_port).encode(),
+                nr.BackendKey(svc_id, i).encode(),
+                nr.Backend(ip, be_port).encode(),
             )
-        fe = nl.Frontend(svc_id, len(backends), local, flags, timeout)
+        fe = nr.Frontend(svc_id, len(backends), local, flags, timeout)
         bpfsys.map_update(
-            self.fds[nl.MAP_NAT_FE], nl.FrontendKey(VIP, port, proto).encode(), fe.encode()
+            self.fds[nl.MAP_NAT_FE], nr.FrontendKey(VIP, port, proto).encode(), fe.encode()
         )
 
-    def ct(self, key: nl.CtKey) -> nl.CtEntry | None:
+    def ct(self, key: nr.CtKey) -> nr.CtEntry | None:
         found = ct_table.entries(self.fds[nl.MAP_CT]).get(key.encode())
-        return nl.CtEntry.decode(found[2]) if found else None
+        return nr.CtEntry.decode(found[2]) if found else None
 
-    def ct_kill(self, key: nl.CtKey) -> bool:
+    def ct_kill(self, key: nr.CtKey) -> bool:
         index, ver, _ = ct_table.entries(self.fds[nl.MAP_CT])[key.encode()]
         return ct_table.kill(self.kill_fd, index, ver)
 
-    def ct_write(self, key: nl.CtKey, entry: nl.CtEntry) -> None:
+    def ct_write(self, key: nr.CtKey, entry: nr.CtEntry) -> None:
         """Overwrite a live entry in place (nothing runs the program meanwhile)."""
         index, ver, _ = ct_table.entries(self.fds[nl.MAP_CT])[key.encode()]
         bucket, way = divmod(index, ct_table.WAYS)
@@ -217,8 +218,8 @@ def test_dnat_conntrack_and_reply_snat(dp: Dataplane, proto: nl.Proto) -> None:
     assert p.dst in BACKENDS and p.dport == 8080
     assert p.ip_ok and p.l4_ok and p.l4_csum != 0
 
-    fwd = dp.ct(nl.CtKey(CLIENT, VIP, 40000, 80, proto))
-    rev = dp.ct(nl.CtKey(p.dst, CLIENT, 8080, 40000, proto))
+    fwd = dp.ct(nr.CtKey(CLIENT, VIP, 40000, 80, proto))
+    rev = dp.ct(nr.CtKey(p.dst, CLIENT, 8080, 40000, proto))
     assert fwd is not None and fwd.type == nl.CtType.FORWARD and fwd.be_ip == p.dst
     assert rev is not None and rev.type == nl.CtType.REVERSE
     assert (rev.orig_ip, rev.orig_port, rev.svc_id) == (VIP, 80, 1)
@@ -237,7 +238,7 @@ def test_dnat_conntrack_and_reply_snat(dp: Dataplane, proto: nl.Proto) -> None:
     assert (r.src, r.sport, r.dst, r.dport) == (VIP, 80, CLIENT, 40000)
     assert r.ip_ok and r.l4_ok
     if proto == TCP:
-        fwd = dp.ct(nl.CtKey(CLIENT, VIP, 40000, 80, proto))
+        fwd = dp.ct(nr.CtKey(CLIENT, VIP, 40000, 80, proto))
         assert fwd is not None and nl.CtFlag.EST in fwd.flags
 
 
@@ -276,10 +277,10 @@ def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
 def test_reply_of_a_vanished_flow_is_not_rewritten(dp: Dataplane) -> None:
     dp.service(1, BACKENDS)
     backend = parse(dp.run(packet(CLIENT, VIP, 41100, 80, TCP))[1]).dst
-    assert dp.ct_kill(nl.CtKey(CLIENT, VIP, 41100, 80, TCP))
+    assert dp.ct_kill(nr.CtKey(CLIENT, VIP, 41100, 80, TCP))
     reply = packet(backend, CLIENT, 8080, 41100, TCP, flags=SYN | ACK)
     assert dp.run(reply) == (PASS, reply)
-    assert dp.ct(nl.CtKey(backend, CLIENT, 8080, 41100, TCP)) is None
+    assert dp.ct(nr.CtKey(backend, CLIENT, 8080, 41100, TCP)) is None
 
 
 def test_udp_without_checksum_stays_without(dp: Dataplane) -> None:
@@ -310,8 +311,8 @@ def test_affinity_pins_a_client(dp: Dataplane) -> None:
     dp.service(1, BACKENDS, flags=nl.FeFlag.AFFINITY, timeout=300)
     seen = {parse(dp.run(packet(CLIENT, VIP, 42000 + i, 80, TCP))[1]).dst for i in range(40)}
     assert len(seen) == 1
-    raw = bpfsys.map_lookup(dp.fds[nl.MAP_NAT_AFF], nl.AffinityKey(CLIENT, 1).encode())
-    assert isinstance(raw, bytes) and nl.Affinity.decode(raw).ip in seen
+    raw = bpfsys.map_lookup(dp.fds[nl.MAP_NAT_AFF], nr.AffinityKey(CLIENT, 1).encode())
+    assert isinstance(raw, bytes) and nr.Affinity.decode(raw).ip in seen
     # another client may land anywhere but is pinned too
     other = IPv4Address("10.1.0.2")
     seen2 = {parse(dp.run(packet(other, VIP, 42000 + i, 80, TCP))[1]).dst for i in range(20)}
@@ -335,7 +336,7 @@ def test_zero_backends_rejects(dp: Dataplane) -> None:
         verdict, _ = dp.run(packet(CLIENT, VIP, 40000, 80, proto))
         assert verdict == REJECT
     assert dp.stat(nl.NatStat.REJECT_NO_BACKEND) == before + 2
-    assert dp.ct(nl.CtKey(CLIENT, VIP, 40000, 80, TCP)) is None
+    assert dp.ct(nr.CtKey(CLIENT, VIP, 40000, 80, TCP)) is None
 
 
 def test_local_traffic_policy(dp: Dataplane) -> None:
@@ -356,7 +357,7 @@ def test_flow_keeps_its_backend_when_ordinals_shift(dp: Dataplane) -> None:
     other = next(b for b in BACKENDS if b != first)
     # the reconciler removes `other`: `first` may now sit at a different ordinal
     dp.service(1, (first,))
-    bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nl.BackendKey(1, 1).encode())
+    bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nr.BackendKey(1, 1).encode())
     before = dp.stat(nl.NatStat.STALE)
     verdict, out = dp.run(packet(CLIENT, VIP, 45000, 80, TCP, flags=ACK))
     assert verdict == DNAT and parse(out).dst == first != other
@@ -370,7 +371,7 @@ def test_flow_to_removed_backend_rebalances_once_its_conntrack_is_cleaned(dp: Da
     first = parse(dp.run(packet(CLIENT, VIP, 45100, 80, TCP))[1]).dst
     survivor = next(b for b in BACKENDS if b != first)
     dp.service(1, (survivor,))
-    bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nl.BackendKey(1, 1).encode())
+    bpfsys.map_delete(dp.fds[nl.MAP_NAT_BE], nr.BackendKey(1, 1).encode())
     live = live_backends(bpfsys.map_entries(dp.fds[nl.MAP_NAT_BE]))
     removed = clean_conntrack(dp.fds[nl.MAP_CT], dp.kill_fd, live, dp.fds[nl.MAP_NAT_AFF])
     assert removed == 2  # the forward and the reverse entry of the flow
@@ -384,7 +385,7 @@ def test_expired_conntrack_is_a_miss(dp: Dataplane, flags: int) -> None:
     mid-flow packet the one that looks up first."""
     dp.service(1, BACKENDS)
     dp.run(packet(CLIENT, VIP, 46000, 80, TCP))
-    key = nl.CtKey(CLIENT, VIP, 46000, 80, TCP)
+    key = nr.CtKey(CLIENT, VIP, 46000, 80, TCP)
     old = dp.ct(key)
     assert old is not None
     # age it past the SYN_SENT timeout (20 s default) and point it at a bogus backend
@@ -436,7 +437,7 @@ def _same_bucket_ports(count: int, buckets: int) -> list[int]:
     """Client ports whose first packets' forward keys share one bucket."""
     by_bucket: dict[int, list[int]] = {}
     for port in range(20000, 60000):
-        key = nl.CtKey(CLIENT, VIP, port, 80, TCP).encode()
+        key = nr.CtKey(CLIENT, VIP, port, 80, TCP).encode()
         ports = by_bucket.setdefault(ct_table.bucket(key, buckets), [])
         ports.append(port)
         if len(ports) == count:
@@ -450,7 +451,7 @@ def test_a_full_bucket_gives_a_new_flow_the_least_recently_seen_slot(dp: Datapla
     ports = _same_bucket_ports(ct_table.WAYS + 1, buckets)
     for port in ports[:-1]:
         dp.run(packet(CLIENT, VIP, port, 80, TCP))
-    keys = [nl.CtKey(CLIENT, VIP, port, 80, TCP) for port in ports]
+    keys = [nr.CtKey(CLIENT, VIP, port, 80, TCP) for port in ports]
     assert all(dp.ct(k) is not None for k in keys[:-1])
     # one flow in the middle was last seen 10 s ago: still live (SYN_SENT: 20 s),
     # but the least recently seen (victims are judged at ~1 s resolution)
@@ -468,7 +469,7 @@ def test_a_full_bucket_gives_a_new_flow_the_least_recently_seen_slot(dp: Datapla
 def test_a_removal_never_clobbers_a_slot_that_changed_hands(dp: Dataplane) -> None:
     dp.service(1, BACKENDS)
     dp.run(packet(CLIENT, VIP, 49000, 80, TCP))
-    key = nl.CtKey(CLIENT, VIP, 49000, 80, TCP)
+    key = nr.CtKey(CLIENT, VIP, 49000, 80, TCP)
     index, ver, _ = ct_table.entries(dp.fds[nl.MAP_CT])[key.encode()]
     assert not ct_table.kill(dp.kill_fd, index, ver + 2)  # read at another version
     assert dp.ct(key) is not None

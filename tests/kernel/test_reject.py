@@ -20,6 +20,7 @@ import pytest
 from reconciler import bpfsys, entries
 from reconciler import iface_layout as il
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 from reconciler.entries import managed_interface
 from tests.kernel.conftest import PODS
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
@@ -164,17 +165,17 @@ class TcProg:
         vip: IPv4Address,
         port: int,
         proto: nl.Proto,
-        fe: nl.Frontend,
+        fe: nr.Frontend,
         backends: tuple[IPv4Address, ...] = (),
     ) -> None:
         for i, ip in enumerate(backends):
             bpfsys.map_update(
                 self.fds[nl.MAP_NAT_BE],
-                nl.BackendKey(fe.svc_id, i).encode(),
-                nl.Backend(ip, 8080).encode(),
+                nr.BackendKey(fe.svc_id, i).encode(),
+                nr.Backend(ip, 8080).encode(),
             )
         bpfsys.map_update(
-            self.fds[nl.MAP_NAT_FE], nl.FrontendKey(vip, port, proto).encode(), fe.encode()
+            self.fds[nl.MAP_NAT_FE], nr.FrontendKey(vip, port, proto).encode(), fe.encode()
         )
 
     def counters(self) -> il.Counters:
@@ -210,10 +211,10 @@ def tc() -> Iterator[TcProg]:
             ifindex = int(Path("/sys/class/net/lo/ifindex").read_text())
             prog = TcProg(fn.fd, fds, ifindex)
             prog.iface(IF_WORKLOAD)
-            prog.frontend(VIP, 80, TCP, nl.Frontend(1, 0))
-            prog.frontend(VIP, 53, UDP, nl.Frontend(2, 0))
-            prog.frontend(VIP, 443, TCP, nl.Frontend(3, 1, 0, nl.FeFlag.ETP_LOCAL), (BACKEND,))
-            prog.frontend(VIP, 8000, TCP, nl.Frontend(4, 1), (BACKEND,))
+            prog.frontend(VIP, 80, TCP, nr.Frontend(1, 0))
+            prog.frontend(VIP, 53, UDP, nr.Frontend(2, 0))
+            prog.frontend(VIP, 443, TCP, nr.Frontend(3, 1, 0, nl.FeFlag.ETP_LOCAL), (BACKEND,))
+            prog.frontend(VIP, 8000, TCP, nr.Frontend(4, 1), (BACKEND,))
             yield prog
         finally:
             for fd in fds.values():

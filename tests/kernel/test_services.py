@@ -513,6 +513,7 @@ def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
 
     from reconciler import bpfsys, ct_table
     from reconciler import nat_layout as nl
+    from reconciler import nat_records as nr
 
     svc.start()
     svc.service()
@@ -521,8 +522,8 @@ def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
     fd = bpfsys.obj_get(str(pin))
     size = bpfsys.map_info(fd).max_entries
     bpfsys.close(fd)
-    key = nl.CtKey(IPv4Address("10.64.0.9"), IPv4Address(VIP), 40000, 80, nl.Proto.TCP)
-    value = nl.CtEntry(
+    key = nr.CtKey(IPv4Address("10.64.0.9"), IPv4Address(VIP), 40000, 80, nl.Proto.TCP)
+    value = nr.CtEntry(
         1, time.monotonic_ns(), 7, 0, IPv4Address(VIP), IPv4Address(BACKENDS[0].ip), 80, 8080,
         nl.CtType.FORWARD, nl.CtFlag.SYN | nl.CtFlag.EST,
     )  # fmt: skip
@@ -541,7 +542,7 @@ def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
         moved = ct_table.entries(fd)
     finally:
         bpfsys.close(fd)
-    assert nl.CtEntry.decode(moved[key.encode()][2]) == value
+    assert nr.CtEntry.decode(moved[key.encode()][2]) == value
     assert set(names(svc.request("tcp", VIP, 80, 10))) <= {"back0", "back1", "back2"}
 
 

@@ -8,13 +8,14 @@ from ipaddress import IPv4Address
 
 from reconciler import ct_table
 from reconciler import nat_layout as nl
+from reconciler import nat_records as nr
 
 CLIENT, VIP, BACKEND = IPv4Address("10.1.0.1"), IPv4Address("10.96.0.10"), IPv4Address("10.2.0.1")
 
 
 def entry(port: int, seen: int, svc_id: int = 7) -> tuple[bytes, bytes]:
-    key = nl.CtKey(CLIENT, VIP, port, 80, nl.Proto.TCP).encode()
-    value = nl.CtEntry(
+    key = nr.CtKey(CLIENT, VIP, port, 80, nl.Proto.TCP).encode()
+    value = nr.CtEntry(
         1, seen, svc_id, 0, VIP, BACKEND, 80, 8080, nl.CtType.FORWARD, nl.CtFlag.SYN
     ).encode()
     return key, value
@@ -84,7 +85,7 @@ def test_the_entries_of_some_services_are_found_without_a_scan():
     every = list(ct_table.live(table))
     for wanted in ({7}, {8, 0x07000000}, set()):
         got = list(ct_table.live(table, wanted))
-        assert got == [e for e in every if nl.CtEntry.decode(e[3]).svc_id in wanted]
+        assert got == [e for e in every if nr.CtEntry.decode(e[3]).svc_id in wanted]
     assert len(every) == 300
 
 

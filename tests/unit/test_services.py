@@ -231,7 +231,7 @@ def test_local_policy_falls_back_on_its_own_and_gets_its_own_list():
     still serving, ready pods run elsewhere. Cluster-wide traffic goes to the ready
     ones; local-policy frontends to the terminating local pod, via a second id."""
     from reconciler.entries import be_key, be_value, fe_key
-    from reconciler.nat_layout import Frontend as FeVal
+    from reconciler.nat_records import Frontend as FeVal
     from reconciler.services import service_fragments
 
     spec = {
