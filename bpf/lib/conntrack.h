@@ -158,6 +158,15 @@ static __always_inline __u8 rcl_ct_tcp_flags(__u8 tcpflags)
 	return f;
 }
 
+/* Does way w of the bucket hold an entry (live or expired) for the key at
+ * `at`? Its slot is read only when the header's tag matches. */
+static __always_inline int rcl_ct_holds(struct rcl_ct_bucket *bk, int w,
+					const struct rcl_ct_place *at)
+{
+	return bk->way[w].state && bk->way[w].tag == at->tag && bk->slot[w].key_a == at->a &&
+	       bk->slot[w].key_b == at->b;
+}
+
 /* An entry found: its header word and slot, the version it was read at, and
  * a copy of its value (decisions use the copy; the slot is only touched
  * through rcl_ct_*). */
@@ -180,11 +189,9 @@ static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_
 	for (int w = 0; w < RCL_CT_WAYS; w++) {
 		struct rcl_ct_way *way = &bk->way[w];
 		__u32 ver = rcl_read_once(way->ver);
-		if (!ver || (ver & 1) || way->tag != at.tag || !way->state)
+		if (!ver || (ver & 1) || !rcl_ct_holds(bk, w, &at))
 			continue;
 		struct rcl_ct_entry *e = &bk->slot[w];
-		if (e->key_a != at.a || e->key_b != at.b)
-			continue;
 		__builtin_memcpy(&hit->val, &e->val, sizeof(hit->val));
 		rcl_barrier();
 		if (rcl_read_once(way->ver) != ver || !hit->val.type)
@@ -326,8 +333,7 @@ static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 no
 		if (ver & 1)
 			continue; /* another CPU is writing it */
 		__u8 state = way->state;
-		if (ver && state && way->tag == at.tag && bk->slot[w].key_a == at.a &&
-		    bk->slot[w].key_b == at.b) {
+		if (ver && rcl_ct_holds(bk, w, &at)) {
 			pick = way; /* the same flow again (or its stale twin): reuse, never duplicate */
 			pick_slot = &bk->slot[w];
 			pick_ver = ver;
