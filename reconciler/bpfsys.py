@@ -75,6 +75,7 @@ class ProgInfo:
     type: int
     name: str
     tag: str  # hex, as bpftool shows it
+    verified_insns: int = 0  # instructions the verifier examined (its limit: 1,000,000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,30 @@ class _ProgInfoC(ctypes.Structure):
         ("nr_map_ids", _U32),
         ("map_ids", _U64),
         ("name", ctypes.c_char * 16),
+        ("ifindex", _U32),
+        ("gpl_compatible", _U32),  # a 1-bit field and padding
+        ("netns_dev", _U64),
+        ("netns_ino", _U64),
+        ("nr_jited_ksyms", _U32),
+        ("nr_jited_func_lens", _U32),
+        ("jited_ksyms", _U64),
+        ("jited_func_lens", _U64),
+        ("btf_id", _U32),
+        ("func_info_rec_size", _U32),
+        ("func_info", _U64),
+        ("nr_func_info", _U32),
+        ("nr_line_info", _U32),
+        ("line_info", _U64),
+        ("jited_line_info", _U64),
+        ("nr_jited_line_info", _U32),
+        ("line_info_rec_size", _U32),
+        ("jited_line_info_rec_size", _U32),
+        ("nr_prog_tags", _U32),
+        ("prog_tags", _U64),
+        ("run_time_ns", _U64),
+        ("run_cnt", _U64),
+        ("recursion_misses", _U64),
+        ("verified_insns", _U32),
     ]
 
 
@@ -237,7 +262,13 @@ def prog_info(fd: int) -> ProgInfo:
         _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
         f"prog info of fd {fd}",
     )
-    return ProgInfo(info.id, info.type, info.name.decode(errors="replace"), bytes(info.tag).hex())
+    return ProgInfo(
+        info.id,
+        info.type,
+        info.name.decode(errors="replace"),
+        bytes(info.tag).hex(),
+        info.verified_insns,
+    )
 
 
 def map_create(

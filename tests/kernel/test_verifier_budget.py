@@ -1,0 +1,43 @@
+"""The verifier's budget: every shipped program, built as the reconciler
+builds it, must leave room below the kernel's 1,000,000-instruction limit.
+
+A program that crosses the limit does not load at all, so growth here is
+found by this test, not by a node that can no longer apply. The tc ingress
+program is the big one (parse, NAT, conntrack, policy); unrolled loops over
+conntrack ways are what made it grow before (bpf/lib/conntrack.h)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import bpfsys, build, felix
+from reconciler.compile import CONNECT_PROGRAMS, TC_PROGRAMS, build_flags
+from tests.kernel.rcl_bcc import private_pin_dir, skip_unless_kernel
+
+pytestmark = pytest.mark.kernel
+
+VERIFIER_LIMIT = 1_000_000
+# Half the limit: what a new feature in the datapath may still spend.
+BUDGET = VERIFIER_LIMIT // 2
+
+SETS = {"tc": TC_PROGRAMS, "connect": tuple(CONNECT_PROGRAMS.values())}
+
+
+@pytest.mark.parametrize("prog_set", sorted(SETS))
+def test_programs_stay_within_half_the_verifier_limit(prog_set: str) -> None:
+    skip_unless_kernel()
+    with private_pin_dir() as root:
+        flags = build_flags(str(root), felix.effective_config([], "node"))
+        target = build.build(
+            str(root), prog_set, "budget", flags, SETS[prog_set], build.PROG_TYPES[prog_set]
+        )
+        spent: dict[str, int] = {}
+        for name in SETS[prog_set]:
+            fd = bpfsys.obj_get(str(target / name))
+            try:
+                spent[name] = bpfsys.prog_info(fd).verified_insns
+            finally:
+                bpfsys.close(fd)
+    assert all(n > 0 for n in spent.values()), spent  # the kernel reported a count
+    over = {name: n for name, n in spent.items() if n > BUDGET}
+    assert not over, f"verifier examined {over} instructions; budget {BUDGET:,} per program"
