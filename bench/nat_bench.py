@@ -101,7 +101,7 @@ class TcProgram:
         from bcc import BPF
 
         from reconciler.bpf_source import flatten
-        from reconciler.build import BPF_DIR
+        from reconciler.build import BPF_DIR, kernel_hz
         from reconciler.compile import build_flags
 
         self.root = f"/sys/fs/bpf/rclbnat-{uuid.uuid4().hex[:8]}"
@@ -110,7 +110,7 @@ class TcProgram:
         self.fds: dict[str, int] = {}
         try:
             text = source if source is not None else flatten(BPF_DIR / "tc.c")
-            flags = build_flags(self.root, MAP_CONFIG)
+            flags = build_flags(self.root, MAP_CONFIG, kernel_hz())
             self.bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
             self.prog_fd = self.bpf.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS).fd
             names = (

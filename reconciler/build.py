@@ -8,6 +8,7 @@ interrupted build never leaves a half set under the real name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -31,6 +32,28 @@ def source_digest() -> str:
         if path.is_file() and path.suffix in (".c", ".h"):
             digest.update(str(path.relative_to(BPF_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+KERNEL_CONFIGS = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
+
+
+@functools.cache
+def kernel_hz(paths: Sequence[str] = KERNEL_CONFIGS) -> int | None:
+    """The running kernel's CONFIG_HZ, from its config (the first of `paths`
+    that can be read), or None. Debian's headers, which bcc compiles against,
+    may not be this kernel's, so their CONFIG_HZ is not trusted."""
+    import gzip  # here, not at the top: only this reads a compressed file
+
+    for path in paths:
+        try:
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as lines:
+                for line in lines:
+                    if line.startswith("CONFIG_HZ="):
+                        value = line.partition("=")[2].strip()
+                        return int(value) if value.isdigit() and int(value) > 0 else None
+        except (OSError, EOFError, ValueError):
+            continue
+    return None
 
 
 def set_dir(root: str, prog_set: str, phash: str) -> Path:

@@ -97,8 +97,12 @@ def select_interfaces(
     return selected, warnings
 
 
-def build_flags(bpffs_root: str, config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Compiler flags: pin paths and map sizes are compiled into the programs."""
+def build_flags(
+    bpffs_root: str, config: Mapping[str, Any], hz: int | None = None
+) -> tuple[str, ...]:
+    """Compiler flags: pin paths and map sizes are compiled into the programs,
+    and the kernel's tick rate when known (the datapath's clock reads jiffies
+    then; bpf/lib/nat_maps.h rcl_now)."""
     return (
         f'-DRCL_MAPS_DIR="{bpffs_root}/maps"',
         f"-DRCL_IFSTATE_SIZE={int(config['bpfMapSizeIfState'])}",
@@ -106,7 +110,13 @@ def build_flags(bpffs_root: str, config: Mapping[str, Any]) -> tuple[str, ...]:
         f"-DRCL_NAT_BE_SIZE={int(config['bpfMapSizeNATBackend'])}",
         f"-DRCL_NAT_AFF_SIZE={int(config['bpfMapSizeNATAffinity'])}",
         f"-DRCL_CT_BUCKETS={ct_table.buckets_for(int(config['bpfMapSizeConntrack']))}",
+        *tick_flags(hz),
     )
+
+
+def tick_flags(hz: int | None) -> tuple[str, ...]:
+    """-DRCL_HZ when the tick is a whole number of nanoseconds (not HZ=300)."""
+    return (f"-DRCL_HZ={hz}",) if hz and 1_000_000_000 % hz == 0 else ()
 
 
 def program_hash(source_digest: str, flags: Sequence[str]) -> str:
@@ -154,6 +164,7 @@ class Host:
     links: Sequence[Link]
     cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
     cgroup_path: str = ""
+    hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
@@ -200,7 +211,7 @@ def compile_desired(
     if not config["bpfEnabled"]:
         return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
     selected, warnings = select_interfaces(resources, node, host.links, config)
-    flags = build_flags(bpffs_root, config)
+    flags = build_flags(bpffs_root, config, host.hz)
     phash = program_hash(source_digest, flags)
     prog_ref = f"{PROG_SET}@{phash}"
     objects: dict[str, Obj] = {}

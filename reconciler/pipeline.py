@@ -84,6 +84,7 @@ def desired_state(
                 [(link.name, link.ifindex, link.addresses) for link in links],
                 host.cgroup_id,
                 host.cgroup_path,
+                host.hz,
                 target.bpffs_root,
                 digest,
             ]
@@ -265,7 +266,7 @@ def host_facts(target: Target, links: list[Link]) -> Host:
             cgroup_id = os.stat(target.cgroup).st_ino  # a cgroup's id is its kernfs inode
         except OSError as exc:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
-    return Host(tuple(links), cgroup_id, target.cgroup or "")
+    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz())
 
 
 def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]:

@@ -48,11 +48,28 @@ BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
  * precise bpf_ktime_get_ns() reads the TSC behind a fence that waits for every
  * load in flight, a conntrack bucket's cache miss included: 40-90 ns of a
  * first packet on this kernel. Every writer and reader of these timestamps
- * must use this one clock. */
+ * must use this one clock.
+ *
+ * When the loader knows the kernel's tick rate (-DRCL_HZ, its CONFIG_HZ), the
+ * clock is read from jiffies: the verifier inlines bpf_jiffies64() as one
+ * load, where bpf_ktime_get_coarse_ns() is a helper call (~20 ns of a first
+ * packet here). Jiffies count CLOCK_MONOTONIC's ticks from INITIAL_JIFFIES
+ * (set five minutes short of the 32-bit wrap at boot), so both readings
+ * agree within a fraction of a second: entries written under one stay valid
+ * under the other, across an upgrade. A tick that is not a whole number of
+ * nanoseconds (HZ=300) keeps the helper. */
+#if defined(RCL_HZ) && RCL_HZ > 0 && 1000000000 % RCL_HZ == 0
+#define RCL_INITIAL_JIFFIES ((__u64)(__u32)(-300 * RCL_HZ))
+static __always_inline __u64 rcl_now(void)
+{
+	return (bpf_jiffies64() - RCL_INITIAL_JIFFIES) * (1000000000ULL / RCL_HZ);
+}
+#else
 static __always_inline __u64 rcl_now(void)
 {
 	return bpf_ktime_get_coarse_ns();
 }
+#endif
 
 static __always_inline void rcl_nat_count(__u32 idx)
 {

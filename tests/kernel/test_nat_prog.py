@@ -4,6 +4,7 @@ packets built here, maps filled through reconciler.bpfsys."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys, ct_table
+from reconciler import bpfsys, build, ct_table
 from reconciler import nat_layout as nl
 from reconciler import nat_records as nr
+from reconciler.compile import tick_flags
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
 
@@ -187,6 +189,7 @@ def module_dp() -> Iterator[Dataplane]:
             "-DRCL_NAT_FE_SIZE=64",
             "-DRCL_NAT_BE_SIZE=256",
             "-DRCL_CTLB_UDP_REV_SIZE=64",
+            *tick_flags(build.kernel_hz()),  # the clock nodes run with
         )
         b = BPF(text=text.encode(), cflags=flags)
         try:
@@ -240,6 +243,20 @@ def test_dnat_conntrack_and_reply_snat(dp: Dataplane, proto: nl.Proto) -> None:
     if proto == TCP:
         fwd = dp.ct(nr.CtKey(CLIENT, VIP, 40000, 80, proto))
         assert fwd is not None and nl.CtFlag.EST in fwd.flags
+
+
+def test_conntrack_timestamps_are_clock_monotonic(dp: Dataplane) -> None:
+    """Whichever way the datapath reads its clock (jiffies when the kernel's
+    HZ is known, else the coarse helper), it is CLOCK_MONOTONIC to well under
+    a second: timeouts hold, and entries written before an upgrade stay
+    valid after it."""
+    dp.service(1, BACKENDS)
+    before = time.monotonic_ns()
+    dp.run(packet(CLIENT, VIP, 40700, 80, TCP))
+    after = time.monotonic_ns()
+    entry = dp.ct(nr.CtKey(CLIENT, VIP, 40700, 80, TCP))
+    assert entry is not None
+    assert before - 10**9 < entry.created_ns <= after, (before, entry.created_ns, after)
 
 
 def test_a_retransmitted_syn_keeps_its_flows_backend(dp: Dataplane) -> None:

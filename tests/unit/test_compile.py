@@ -2,7 +2,8 @@
 
 import pytest
 
-from reconciler.compile import Role, compile_desired, select_interfaces
+from reconciler import build
+from reconciler.compile import Host, Role, build_flags, compile_desired, select_interfaces
 from reconciler.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.model import Resource
 from reconciler.state import Link
@@ -110,6 +111,38 @@ def test_desired_objects_and_program_hash_follow_sources_and_flags():
     d3 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/y", "src")
     assert d1.build["hash"] != d2.build["hash"] != d3.build["hash"]
     assert compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src") == d1
+
+
+@pytest.mark.parametrize("hz,flag", [(250, "-DRCL_HZ=250"), (1000, "-DRCL_HZ=1000"), (300, None)])
+def test_a_known_tick_rate_is_compiled_in_and_changes_the_program(hz, flag):
+    """With the kernel's HZ the datapath reads its clock from jiffies; a tick
+    that is not whole nanoseconds (HZ=300) keeps the helper clock."""
+    config = effective_config([FELIX], "n1")
+    ticks = [f for f in build_flags("/b", config, hz) if f.startswith("-DRCL_HZ")]
+    assert ticks == ([flag] if flag else [])
+    assert not [f for f in build_flags("/b", config) if f.startswith("-DRCL_HZ")]
+    unknown = compile_desired([FELIX, WEP], "n1", Host(tuple(LINKS)), "/b", "src")
+    known = compile_desired([FELIX, WEP], "n1", Host(tuple(LINKS), hz=hz), "/b", "src")
+    assert (known.build["hash"] != unknown.build["hash"]) == (flag is not None)
+
+
+def test_kernel_hz_comes_from_the_first_readable_config(tmp_path):
+    import gzip
+
+    packed = tmp_path / "config.gz"
+    with gzip.open(packed, "wt") as f:
+        f.write("# CONFIG_HZ_100 is not set\nCONFIG_HZ_250=y\nCONFIG_HZ=250\n")
+    plain = tmp_path / "config-6.18"
+    plain.write_text("CONFIG_HZ=1000\n")
+    missing = str(tmp_path / "absent.gz")
+    garbled = tmp_path / "garbled.gz"
+    garbled.write_bytes(b"not gzip at all")
+    assert build.kernel_hz((missing, str(packed), str(plain))) == 250
+    assert build.kernel_hz((str(garbled), str(plain))) == 1000
+    assert build.kernel_hz((missing,)) is None
+    odd = tmp_path / "odd"
+    odd.write_text("CONFIG_HZ=fast\n")
+    assert build.kernel_hz((str(odd), str(plain))) is None  # the config read says nothing usable
 
 
 @pytest.mark.parametrize("text,seconds", [("10s", 10), ("1h0m30s", 3630), ("500ms", 0.5)])
