@@ -27,7 +27,7 @@ SETS = {"tc": TC_PROGRAMS, "connect": tuple(CONNECT_PROGRAMS.values())}
 def test_programs_stay_within_half_the_verifier_limit(prog_set: str) -> None:
     skip_unless_kernel()
     with private_pin_dir() as root:
-        flags = build_flags(str(root), felix.effective_config([], "node"))
+        flags = build_flags(str(root), felix.effective_config([], "node"), build.kernel_hz())
         target = build.build(
             str(root), prog_set, "budget", flags, SETS[prog_set], build.PROG_TYPES[prog_set]
         )
