@@ -95,9 +95,11 @@ def nat_entries(count: int, start: int = 0) -> tuple[list[tuple[bytes, bytes]], 
 
 
 class TcProgram:
-    """bpf/tc.c compiled by bcc against a private bpffs dir, its maps opened."""
+    """bpf/tc.c compiled by bcc against a private bpffs dir, its maps opened.
+    With `conntrack_of`, it uses that program's conntrack table (pinned into
+    its own dir too) instead of a new one: a node has one table."""
 
-    def __init__(self, source: str | None = None) -> None:
+    def __init__(self, source: str | None = None, conntrack_of: TcProgram | None = None) -> None:
         from bcc import BPF
 
         from reconciler.bpf_source import flatten
@@ -109,6 +111,8 @@ class TcProgram:
         self.bpf = None
         self.fds: dict[str, int] = {}
         try:
+            if conntrack_of is not None:  # bcc opens a pinned map that is there
+                bpfsys.obj_pin(conntrack_of.fds[nl.MAP_CT], f"{self.root}/maps/{nl.MAP_CT}")
             text = source if source is not None else flatten(BPF_DIR / "tc.c")
             flags = build_flags(self.root, MAP_CONFIG, kernel_hz())
             self.bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
@@ -331,10 +335,11 @@ def measure_packets(
     before = {s: tc.stat(nl.NatStat.DNAT_NEW) for s, tc in progs.items()}
     # First packets: a fresh flow (distinct source port) to a random service every time,
     # and to the same (last) service every time: the difference is cache misses.
+    # The programs share one conntrack table: each scale gets clients of its own.
     for n in range(samples):
-        src, sport = _client(2 * n)
-        src2, sport2 = _client(2 * n + 1)
-        for scale, tc in progs.items():
+        for i, (scale, tc) in enumerate(progs.items()):
+            src, sport = _client(2 * (n * len(progs) + i))
+            src2, sport2 = _client(2 * (n * len(progs) + i) + 1)
             frame = tcp_syn(src, gen.vip(rng.randrange(scale)), sport, gen.SERVICE_PORT)
             times[scale]["first"].append(tc.run(frame).duration_ns)
             frame = tcp_syn(src2, gen.vip(scale - 1), sport2, gen.SERVICE_PORT)
@@ -343,7 +348,7 @@ def measure_packets(
         if tc.stat(nl.NatStat.DNAT_NEW) - before[scale] != 2 * samples:
             raise RuntimeError(f"{scale}: first-packet samples missed the new-flow NAT path")
     # Conntrack hit: one flow to the last service, a fresh copy of its packet each time.
-    src, sport = _client(2 * samples)
+    src, sport = _client(2 * samples * len(progs))
     hit = {s: tcp_syn(src, gen.vip(s - 1), sport, gen.SERVICE_PORT) for s in progs}
     plain = tcp_syn(src, gen.BACKEND_IP, sport, gen.TARGET_PORT)  # to a pod IP: no NAT
     for scale, tc in progs.items():
@@ -379,8 +384,8 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
     anchors = Anchors()
     prelude = Prelude()
     try:
-        for scale in SCALES:
-            progs[scale] = TcProgram()
+        for scale in SCALES:  # one conntrack table for all, as on a node
+            progs[scale] = TcProgram(conntrack_of=progs.get(SCALES[0]))
             fill[scale] = progs[scale].fill(scale)
         figures, anchor = measure_packets(progs, samples, anchors)
         amortized, prelude_ns = amortized_first_packets(progs, prelude)
