@@ -273,16 +273,22 @@ def amortized_first_packets(
 ) -> tuple[dict[int, dict[str, float]], float]:
     """Median over `runs` of the per-run ns of repeat=AMORTIZED_REPEAT prelude runs,
     each run a first packet: to a random service, and to the last service every
-    time; plus the prelude's own cost (tail-calling an empty program)."""
+    time; plus the prelude's own cost (tail-calling an empty program).
+
+    Every measured run follows an unmeasured one of the same kind: the run
+    before it may have been a random run over 10,000 services, which sweeps
+    megabytes of NAT map entries through the cache, and re-filling the cache
+    with the conntrack table would otherwise fall on whichever run came next."""
     times: dict[int, dict[str, list[int]]] = {s: {"random": [], "same": []} for s in progs}
     anchor: list[int] = []
     for _ in range(runs):
         for scale, tc in progs.items():
-            before = tc.stat(nl.NatStat.DNAT_NEW)
-            times[scale]["random"].append(prelude.run(tc.prog_fd, scale, None, AMORTIZED_REPEAT))
-            times[scale]["same"].append(prelude.run(tc.prog_fd, scale, scale - 1, AMORTIZED_REPEAT))
-            if tc.stat(nl.NatStat.DNAT_NEW) - before != 2 * AMORTIZED_REPEAT:
-                raise RuntimeError(f"{scale}: prelude runs missed the new-flow NAT path")
+            for kind, fixed in (("random", None), ("same", scale - 1)):
+                prelude.run(tc.prog_fd, scale, fixed, AMORTIZED_REPEAT // 2)  # warm-up
+                before = tc.stat(nl.NatStat.DNAT_NEW)
+                times[scale][kind].append(prelude.run(tc.prog_fd, scale, fixed, AMORTIZED_REPEAT))
+                if tc.stat(nl.NatStat.DNAT_NEW) - before != AMORTIZED_REPEAT:
+                    raise RuntimeError(f"{scale}: prelude runs missed the new-flow NAT path")
         anchor.append(prelude.run(prelude.empty, 1, None, AMORTIZED_REPEAT))
     out = {s: {k: float(statistics.median(v)) for k, v in t.items()} for s, t in times.items()}
     return out, float(statistics.median(anchor))
@@ -307,6 +313,7 @@ def first_packet_by_table_size(prelude: Prelude, runs: int = 11) -> dict[int, fl
         anchor: list[int] = []
         for _ in range(runs):
             for size, tc in progs.items():
+                prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT // 2)  # warm-up, as above
                 times[size].append(prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT))
             anchor.append(prelude.run(prelude.empty, 1, None, AMORTIZED_REPEAT))
         floor = statistics.median(anchor)
