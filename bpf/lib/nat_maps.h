@@ -56,9 +56,11 @@ BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
  * packet here). Jiffies count CLOCK_MONOTONIC's ticks from INITIAL_JIFFIES
  * (set five minutes short of the 32-bit wrap at boot), so both readings
  * agree within a fraction of a second: entries written under one stay valid
- * under the other, across an upgrade. A tick that is not a whole number of
- * nanoseconds (HZ=300) keeps the helper. */
-#if defined(RCL_HZ) && RCL_HZ > 0 && 1000000000 % RCL_HZ == 0
+ * under the other, across an upgrade. The loader passes RCL_HZ only when a
+ * tick is a whole number of nanoseconds (not HZ=300: reconciler/compile.py
+ * tick_flags); the assertion holds it to that. */
+#ifdef RCL_HZ
+_Static_assert(RCL_HZ > 0 && 1000000000 % RCL_HZ == 0, "RCL_HZ: a tick of whole nanoseconds");
 #define RCL_INITIAL_JIFFIES ((__u64)(__u32)(-300 * RCL_HZ))
 static __always_inline __u64 rcl_now(void)
 {
