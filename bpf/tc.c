@@ -8,16 +8,28 @@
 #include "lib/reject.h"
 
 #ifndef RCL_IFSTATE_SIZE
-#define RCL_IFSTATE_SIZE 1000
+#define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
 #endif
 
-/* The reconciler creates an interface's entry (its flags, counters zeroed)
- * and deletes it: the datapath never creates entries of its own, so a plan
- * always knows every entry that exists. */
-BPF_TABLE_PINNED("percpu_hash", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
+/* The reconciler writes an interface's slot (its flags and ifindex, counters
+ * zeroed) and clears it: the datapath never claims slots of its own, so a
+ * plan always knows every entry in use. */
+BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_ifstate");
 BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
 		 RCL_MAPS_DIR "/rcl_globals");
+
+/* The interface's state, by the slot its filter carries as classid (see
+ * bpf/lib/iface_types.h). None when the slot names another interface: a
+ * filter left behind, or a slot the reconciler is about to hand over. */
+static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
+{
+	__u32 slot = skb->tc_classid;
+	struct rcl_ifstate *st = rcl_ifstate.lookup(&slot);
+	if (!st || st->ifindex != skb->ifindex)
+		return 0;
+	return st;
+}
 
 /* ICMP errors for services without backends are rate-limited per CPU, as the
  * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
@@ -97,8 +109,7 @@ static __always_inline int rcl_send_back(struct __sk_buff *skb, __u32 l3_off)
  * back to the VIP, both through conntrack. */
 int rcl_tc_ingress(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct rcl_ifstate *st = rcl_ifstate.lookup(&ifindex);
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
 	if (!st)
 		return TC_ACT_UNSPEC; /* not (yet) ours: never disturb traffic */
 	__u32 flags = st->flags;
@@ -129,8 +140,7 @@ int rcl_tc_ingress(struct __sk_buff *skb)
  * the world). Counted; policy will hook in here. */
 int rcl_tc_egress(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct rcl_ifstate *st = rcl_ifstate.lookup(&ifindex);
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
 	if (!st)
 		return TC_ACT_UNSPEC;
 	st->tx_packets++;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import ct_table, felix
+from reconciler.iface_layout import MAX_SLOT
 from reconciler.model import Resource
 from reconciler.state import DesiredState, Link, Obj, ObjKind
 
@@ -105,7 +107,7 @@ def build_flags(
     then; bpf/lib/nat_maps.h rcl_now)."""
     return (
         f'-DRCL_MAPS_DIR="{bpffs_root}/maps"',
-        f"-DRCL_IFSTATE_SIZE={int(config['bpfMapSizeIfState'])}",
+        f"-DRCL_IFSTATE_SIZE={ifstate_slots(config)}",
         f"-DRCL_NAT_FE_SIZE={int(config['bpfMapSizeNATFrontend'])}",
         f"-DRCL_NAT_BE_SIZE={int(config['bpfMapSizeNATBackend'])}",
         f"-DRCL_NAT_AFF_SIZE={int(config['bpfMapSizeNATAffinity'])}",
@@ -157,6 +159,64 @@ def _nat_globals(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def ifstate_slots(config: Mapping[str, Any]) -> int:
+    """Entries of rcl_ifstate: slot 0 (test runs) and one slot for each of the
+    bpfMapSizeIfState interfaces, which a tc classid can name (at most 65535)."""
+    return min(int(config["bpfMapSizeIfState"]), MAX_SLOT) + 1
+
+
+def assign_slots(ifindexes: Iterable[int], held: Mapping[int, int], slots: int) -> dict[int, int]:
+    """Each managed interface's slot in rcl_ifstate, in [1, slots).
+
+    An interface keeps the slot it holds in the kernel (`held`: ifindex ->
+    slot), so an apply never moves a live interface. A new one takes the
+    lowest slot nobody holds: a slot whose interface left is cleared by the
+    same apply, after the new entries are written. Only when no other slot is
+    left does a new interface take such a slot (the drivers clear a slot only
+    while it still names the interface that left). The caller has checked
+    that the interfaces fit."""
+    wanted = sorted(set(ifindexes))
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    for ifindex in wanted:
+        slot = held.get(ifindex)
+        if slot is not None and 0 < slot < slots and slot not in taken:
+            out[ifindex] = slot
+            taken.add(slot)
+    held_slots = set(held.values())
+    unheld = (s for s in range(1, slots) if s not in held_slots)
+    handed_on = iter(sorted(s for s in held_slots if 0 < s < slots and s not in taken))
+    for ifindex in wanted:
+        if ifindex not in out:
+            out[ifindex] = next(unheld, None) or next(handed_on)
+    return out
+
+
+def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
+    """`desired` with its interfaces' slots assigned for what the kernel holds
+    now (assign_slots). A state compiled earlier (a stored one) was assigned
+    against the kernel of then; most often the result is the same and the
+    state is returned as it is."""
+    prefix = "map/rcl_ifstate/"
+    states = [o for a, o in desired.objects.items() if a.startswith(prefix)]
+    if not states:
+        return desired
+    size = int(desired.objects["map/rcl_ifstate"].attrs["max_entries"])
+    now = {int(o.attrs["ifindex"]): int(o.attrs["slot"]) for o in states}
+    wanted = assign_slots(now, held, size)
+    if wanted == now:
+        return desired
+    objects = dict(desired.objects)
+    for state in states:
+        slot = wanted[int(state.attrs["ifindex"])]
+        name = state.address.removeprefix(prefix)
+        for address in (state.address, *(f"tc/{name}/{d}" for d in DIRECTIONS)):
+            obj = objects.get(address)
+            if obj is not None:
+                objects[address] = dataclasses.replace(obj, attrs={**obj.attrs, "slot": slot})
+    return dataclasses.replace(desired, objects=objects)
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     """Facts about this node's kernel that compile needs, gathered by observe."""
@@ -165,6 +225,8 @@ class Host:
     cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
     cgroup_path: str = ""
     hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
+    # ifindex -> the rcl_ifstate slot it holds now (observed): kept by compile
+    slots: Mapping[int, int] = dataclasses.field(default_factory=dict)
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
@@ -222,7 +284,13 @@ def compile_desired(
 
     add(Obj(f"prog/{prog_ref}", ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)}))
     if_size = int(config["bpfMapSizeIfState"])
-    add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": if_size}))
+    slots = ifstate_slots(config)
+    if if_size >= slots:
+        warnings.append(
+            f"bpfMapSizeIfState {if_size}: at most {slots - 1} interfaces "
+            "(a tc filter's classid names the interface's slot, in 16 bits)"
+        )
+    add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
@@ -232,21 +300,24 @@ def compile_desired(
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
     add(Obj("map/rcl_nat_globals/0", ObjKind.ENTRY, _nat_globals(config)))
-    if len(selected) > if_size:
+    if len(selected) >= slots:
         errors.append(
             f"map rcl_ifstate would overflow: {len(selected)} interfaces selected, "
             f"bpfMapSizeIfState is {if_size}"
         )
+        selected = selected[: slots - 1]  # the plan is refused; compile what fits
+    slot_of = assign_slots((sel.link.ifindex for sel in selected), host.slots, slots)
     for sel in selected:
         name = sel.link.name
-        for address, attrs in managed_interface(sel.link.ifindex, int(sel.role), name):
+        slot = slot_of[sel.link.ifindex]
+        for address, attrs in managed_interface(sel.link.ifindex, int(sel.role), name, slot):
             add(Obj(address, ObjKind.ENTRY, attrs))
         for direction in DIRECTIONS:
             add(
                 Obj(
                     f"tc/{name}/{direction}",
                     ObjKind.TC,
-                    {"prog": prog_ref},
+                    {"prog": prog_ref, "slot": slot},
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
                 )
             )

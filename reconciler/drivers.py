@@ -95,7 +95,9 @@ class Executor:
         pin = Path(self.root) / "maps" / name
         if change.action is Action.CREATE:
             return "created"  # maps are created by the program build that uses them
-        if change.action is Action.REPLACE and pin.exists():
+        older_layout = "layout" in (change.before or {}) and name in entries.CODECS
+        if change.action is Action.REPLACE and pin.exists() and not older_layout:
+            # (a map of an older layout has its entries planned afresh)
             fd = self._map_fd(name)
             info = bpfsys.map_info(fd)
             limit = (change.after or {}).get("max_entries", info.max_entries)
@@ -122,14 +124,34 @@ class Executor:
         fd = self._map_fd(name)
         if change.action is Action.DELETE:
             key, _ = entries.encode(change.address, change.before or {})
-            return "deleted" if bpfsys.map_delete(fd, key) else "unchanged"
+            if entries.cleared_by_write(change.address):
+                gone = self._clear(fd, change.address, key, change.before)
+            else:
+                gone = bpfsys.map_delete(fd, key)
+            return "deleted" if gone else "unchanged"
         key, value = entries.encode(change.address, change.after or {})
         if change.action is Action.UPDATE and entries.keeps_kernel_fields(change.address):
-            current = bpfsys.map_lookup(fd, key)
+            # from the entry's current key: an array entry may move to another slot
+            old_key, _ = entries.encode(change.address, change.before or {})
+            current = bpfsys.map_lookup(fd, old_key)
             if current is not None:
                 value = entries.updated(change.address, current, change.after or {})
+            bpfsys.map_update(fd, key, value)
+            if old_key != key and entries.cleared_by_write(change.address):
+                self._clear(fd, change.address, old_key, change.before)
+            return "updated"
         bpfsys.map_update(fd, key, value)
         return "created" if change.action is Action.CREATE else "updated"
+
+    @staticmethod
+    def _clear(fd: int, address: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
+        """Empty an array slot, if it still holds what `before` describes."""
+        current = bpfsys.map_lookup(fd, key)
+        value = None if current is None else entries.cleared(address, current, before or {})
+        if value is None:
+            return False
+        bpfsys.map_update(fd, key, value)
+        return True
 
     # -- cgroup hooks (pinned BPF links) -------------------------------
     def _cgroup(self, change: Change) -> str:
@@ -178,7 +200,8 @@ class Executor:
         if change.action is Action.DELETE:
             self._detach(ipr, idx, parent)
             return "deleted"
-        prog_ref = (change.after or {})["prog"]
+        after = change.after or {}
+        prog_ref = after["prog"]
         prog_set, _, phash = prog_ref.partition("@")
         pin = build.set_dir(self.root, prog_set, phash) / f"rcl_tc_{direction}"
         fd = bpfsys.obj_get(str(pin))
@@ -192,7 +215,7 @@ class Executor:
                 fd=fd,
                 name=FILTER_PREFIX + prog_ref,
                 parent=parent,
-                classid=1,
+                classid=after["slot"],  # the program reads it as skb->tc_classid
                 direct_action=True,
                 prio=TC_PRIO,
             )

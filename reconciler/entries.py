@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import nat_layout as nat
-from reconciler.iface_layout import GLOBALS, IFSTATE, IFSTATE_FLAGS, U32, with_flags
+from reconciler.iface_layout import GLOBALS, IFSTATE, IFSTATE_HEAD, U32, with_head
 
 Attrs = dict[str, Any]
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
@@ -34,11 +34,16 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    decode: Callable[[bytes, Any, Context], tuple[str, Attrs]]
+    # None for a key that holds no entry (an array's unused slot)
+    decode: Callable[[bytes, Any, Context], tuple[str, Attrs] | None]
     encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
     # The value an update writes, from the one in the kernel: for entries whose
     # value holds fields the datapath owns (counters), which an update keeps.
     update: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    # For an array (whose keys cannot be deleted): the value that empties the
+    # entry described by `before`, from the one in the kernel; None when the
+    # slot holds something else by now (it was handed on), to be left alone.
+    clear: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 def _port_be(port: int) -> bytes:
@@ -46,24 +51,41 @@ def _port_be(port: int) -> bytes:
 
 
 # -- interface maps (bpf/lib/iface_types.h) ---------------------------------
-def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
-    (ifindex,) = U32.unpack(key)
-    chunks = value if isinstance(value, list) else [value]
-    every = {IFSTATE_FLAGS.unpack_from(chunk)[0] for chunk in chunks}
-    attrs: Attrs = {"ifindex": ifindex, "flags": min(every)}
-    if len(every) > 1:  # we write the same flags to every CPU: someone else wrote these
-        attrs["flags_per_cpu"] = "differ: " + ",".join(str(f) for f in sorted(every))
-    return ctx.ifname(ifindex), attrs
+def _per_cpu(value: Any) -> list[bytes]:
+    return value if isinstance(value, list) else [value]
+
+
+def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs] | None:
+    (slot,) = U32.unpack(key)
+    heads = {IFSTATE_HEAD.unpack_from(chunk) for chunk in _per_cpu(value)}
+    if heads == {(0, 0)}:
+        return None  # an unused slot
+    flags = {f for f, _ in heads}
+    ifindexes = {i for _, i in heads}
+    attrs: Attrs = {"slot": slot, "ifindex": min(ifindexes), "flags": min(flags)}
+    # We write the same head to every CPU: CPUs that disagree were written by someone else.
+    if len(flags) > 1:
+        attrs["flags_per_cpu"] = "differ: " + ",".join(str(f) for f in sorted(flags))
+    if len(ifindexes) > 1:
+        attrs["ifindex_per_cpu"] = "differ: " + ",".join(str(i) for i in sorted(ifindexes))
+    return ctx.ifname(min(ifindexes)), attrs
 
 
 def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     # Written to every CPU, counters zeroed. Counters are the datapath's, never compared.
-    return U32.pack(a["ifindex"]), IFSTATE.pack(a["flags"], 0, 0, 0, 0, 0, 0, 0)
+    return U32.pack(a["slot"]), IFSTATE.pack(a["flags"], a["ifindex"], 0, 0, 0, 0, 0, 0)
 
 
 def _ifstate_update(current: Any, a: Mapping[str, Any]) -> Any:
     # new flags on every CPU, the interface's counters kept
-    return with_flags(current if isinstance(current, list) else [current], a["flags"])
+    return with_head(_per_cpu(current), a["flags"], a["ifindex"])
+
+
+def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
+    chunks = _per_cpu(current)
+    if any(IFSTATE_HEAD.unpack_from(c)[1] != before["ifindex"] for c in chunks):
+        return None  # the slot went to another interface since the plan was made
+    return [bytes(IFSTATE.size)] * len(chunks)
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -152,7 +174,7 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 CODECS: dict[str, Codec] = {
-    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update),
+    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
     "rcl_globals": Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
@@ -160,12 +182,16 @@ CODECS: dict[str, Codec] = {
 }
 
 
-def managed_interface(ifindex: int, flags: int, name: str | None = None) -> list[tuple[str, Attrs]]:
+def managed_interface(
+    ifindex: int, flags: int, name: str | None = None, slot: int = 0
+) -> list[tuple[str, Attrs]]:
     """The entries the reconciler owns for one managed interface: its state
-    (with its counters, created zeroed). Compile uses it, and so do harnesses
-    that drive the programs directly, so they set up exactly what apply would."""
+    in its slot (with its counters, created zeroed). Compile uses it, and so
+    do harnesses that drive the programs directly, so they set up exactly what
+    apply would; they use slot 0, which a test run's packet names (it carries
+    no classid) and no attached filter does."""
     shown = name or f"#{ifindex}"
-    return [(f"map/rcl_ifstate/{shown}", {"ifindex": ifindex, "flags": flags})]
+    return [(f"map/rcl_ifstate/{shown}", {"slot": slot, "ifindex": ifindex, "flags": flags})]
 
 
 # Maps reconciled as raw byte tables (see DesiredState.tables).
@@ -173,7 +199,9 @@ TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
 
 
 def decode_one(name: str, key: bytes, value: bytes, ctx: Context) -> tuple[str, Attrs]:
-    suffix, attrs = CODECS[name].decode(key, value, ctx)
+    decoded = CODECS[name].decode(key, value, ctx)
+    assert decoded is not None, f"{name}: a table map's entries are never empty"
+    suffix, attrs = decoded
     return f"map/{name}/{suffix}", attrs
 
 
@@ -195,16 +223,32 @@ def encode(address: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
     return CODECS[name].encode(suffix, attrs)
 
 
+def codec_of(address: str) -> Codec:
+    return CODECS[split(address)[0]]
+
+
 def keeps_kernel_fields(address: str) -> bool:
     """Does an update of this entry start from the value in the kernel?"""
-    return CODECS[split(address)[0]].update is not None
+    return codec_of(address).update is not None
 
 
 def updated(address: str, current: Any, attrs: Mapping[str, Any]) -> Any:
     """The value an update of this entry writes over `current`, the kernel's."""
-    update = CODECS[split(address)[0]].update
+    update = codec_of(address).update
     assert update is not None
     return update(current, attrs)
+
+
+def cleared_by_write(address: str) -> bool:
+    """Is this entry removed by writing its key (an array's slot), not deleting it?"""
+    return codec_of(address).clear is not None
+
+
+def cleared(address: str, current: Any, before: Mapping[str, Any]) -> Any:
+    """The value that removes `before` from its slot, or None: not its slot
+    any more (or not an entry that is removed by a write)."""
+    clear = codec_of(address).clear
+    return None if clear is None else clear(current, before)
 
 
 def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
@@ -212,7 +256,15 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
     if codec is None:
         return []
     out = []
+    seen: set[str] = set()
     for key, value in items:
-        suffix, attrs = codec.decode(key, value, ctx)
-        out.append((f"map/{name}/{suffix}", attrs))
+        decoded = codec.decode(key, value, ctx)
+        if decoded is None:
+            continue
+        suffix, attrs = decoded
+        address = f"map/{name}/{suffix}"
+        if address in seen:  # an interface in two slots (written by hand): tell them apart
+            address += f"@{attrs.get('slot', key.hex())}"
+        seen.add(address)
+        out.append((address, attrs))
     return out

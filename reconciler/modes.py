@@ -140,8 +140,8 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
                 src = open_source(dict(spec), not args.no_cache)
-                links = check_fresh(plan, src, target)
-                desired = desired_state(src, target, links)
+                links, slots = check_fresh(plan, src, target)
+                desired = desired_state(src, target, links, slots=slots)
                 observed = None
             else:
                 planned = _plan_or_report(args, source_spec(args), False, changed)

@@ -33,6 +33,7 @@ class TcFilter:
     direction: str
     name: str | None
     prio: int
+    classid: int = 0  # our filters' classid: the interface's rcl_ifstate slot
 
 
 def read_links(rtnl: Rtnl) -> list[Link]:
@@ -60,7 +61,7 @@ def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
                     continue  # the link went away since the link dump
                 raise
             # rtnl already skips the per-priority header entries (no TCA_OPTIONS).
-            out += [TcFilter(link.name, direction, m.name, m.prio) for m in msgs]
+            out += [TcFilter(link.name, direction, m.name, m.prio, m.classid) for m in msgs]
     return out
 
 
@@ -72,7 +73,7 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
                 Obj(
                     f"tc/{f.ifname}/{f.direction}",
                     ObjKind.TC,
-                    {"prog": f.name[len(FILTER_PREFIX) :]},
+                    {"prog": f.name[len(FILTER_PREFIX) :], "slot": f.classid},
                 )
             )
         else:
@@ -115,11 +116,14 @@ def read_pins(
                 info = bpfsys.map_info(fd)
                 # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
                 items: Any = []
+                attrs = _map_attrs(pin.name, info)
                 if pin.name in entries.TABLE_MAPS:
                     tables[pin.name], fd = fd, -1
-                elif pin.name in entries.CODECS:
+                elif pin.name in entries.CODECS and "layout" not in attrs:
+                    # A map of an older layout is replaced: its entries are
+                    # planned afresh, not read with today's codec.
                     items = bpfsys.map_items(fd)
-                maps[pin.name] = (_map_attrs(pin.name, info), items)
+                maps[pin.name] = (attrs, items)
             finally:
                 if fd >= 0:
                     bpfsys.close(fd)
@@ -211,6 +215,17 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
             Obj(f"cgroup/{pin.name}", ObjKind.CGROUP, {"prog": prog, "cgroup_id": info.cgroup_id})
         )
     return objs, []
+
+
+def held_slots(observed: ObservedState) -> dict[int, int]:
+    """ifindex -> the rcl_ifstate slot it holds (the lowest, should it hold
+    two), from the observed entries: compile keeps them."""
+    held: dict[int, int] = {}
+    for address, obj in observed.objects.items():
+        if obj.kind is ObjKind.ENTRY and address.startswith("map/rcl_ifstate/"):
+            ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
+            held[ifindex] = min(slot, held.get(ifindex, slot))
+    return held
 
 
 def observe(

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import bpfsys, build, desired_cache
-from reconciler.compile import CTLB_MODES, Host, compile_desired
+from reconciler.compile import CTLB_MODES, Host, compile_desired, keep_slots
 from reconciler.diff import Change, diff
-from reconciler.observe import observe
+from reconciler.observe import held_slots, observe
 from reconciler.plan import Plan
 from reconciler.source import Source
 from reconciler.state import (
@@ -57,7 +57,11 @@ def default_state_dir(bpffs_root: str) -> Path:
 
 
 def desired_state(
-    source: Source, target: Target, links: list[Link], keep_derived: bool = True
+    source: Source,
+    target: Target,
+    links: list[Link],
+    keep_derived: bool = True,
+    slots: Mapping[int, int] | None = None,
 ) -> DesiredState:
     """Validate and compile, or reuse what earlier runs compiled.
 
@@ -73,8 +77,12 @@ def desired_state(
     - otherwise validate and compile everything.
     Only valid configurations are ever stored. `keep_derived=False` (a plan
     that will not be applied) does not store a state derived incrementally:
-    deriving it again costs less than writing and reading it."""
-    host = host_facts(target, links)
+    deriving it again costs less than writing and reading it. `slots` are the
+    interfaces' observed rcl_ifstate slots (observe.held_slots), which the
+    desired state keeps; they are not part of the key: a stored state's slots
+    are re-assigned (compile.keep_slots), so that the first plan after an
+    apply that gave interfaces their slots still finds the state it stored."""
+    host = host_facts(target, links, slots or {})
     digest = build.source_digest()
     context = hashlib.sha256(
         json.dumps(
@@ -95,12 +103,14 @@ def desired_state(
     if cached is not None and cached.exists():
         state = desired_cache.load(cached)
         if state is not None:
-            return state
+            return keep_slots(state, host.slots)
     files = {f.path: f.digest for f in source.files}
     desired = None
     previous = desired_cache.latest(cached)
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
+        if desired is not None:
+            desired = keep_slots(desired, host.slots)
     derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
@@ -160,7 +170,7 @@ def make_plan(
     if callable(source):
         source = source()
     bpfsys.ensure_bpffs(target.bpffs_root)
-    desired = desired_state(source, target, links, keep_derived)
+    desired = desired_state(source, target, links, keep_derived, held_slots(observed))
     changes = diff(desired, observed)
     plan = Plan(
         node=target.node,
@@ -259,17 +269,19 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
     return diff(partial, ObservedState({}, (), have))
 
 
-def host_facts(target: Target, links: list[Link]) -> Host:
+def host_facts(target: Target, links: list[Link], slots: Mapping[int, int]) -> Host:
     cgroup_id = None
     if target.cgroup:
         try:
             cgroup_id = os.stat(target.cgroup).st_ino  # a cgroup's id is its kernfs inode
         except OSError as exc:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
-    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz())
+    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), slots)
 
 
-def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]:
+def check_fresh(
+    plan: Plan, source: Source | None, target: Target
+) -> tuple[list[Link], dict[int, int]]:
     """Refuse a saved plan when the kernel or the source moved since it was made."""
     if plan.node != target.node or plan.bpffs_root != target.bpffs_root:
         raise ReconcileError(
@@ -286,7 +298,7 @@ def check_fresh(plan: Plan, source: Source | None, target: Target) -> list[Link]
         raise ReconcileError(
             "plan is stale: the kernel state changed since it was made; run --plan again"
         )
-    return links
+    return links, held_slots(observed)
 
 
 def execute(

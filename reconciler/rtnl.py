@@ -18,6 +18,7 @@ import errno
 import os
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -40,7 +41,7 @@ RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
 IFLA_IFNAME = 3
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 TCA_KIND, TCA_OPTIONS = 1, 2
-TCA_BPF_NAME = 7
+TCA_BPF_CLASSID, TCA_BPF_NAME = 3, 7
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -88,6 +89,7 @@ class FilterMsg:
     kind: str
     prio: int
     name: str | None  # TCA_BPF_NAME, only for kind "bpf"
+    classid: int = 0  # TCA_BPF_CLASSID, only for kind "bpf"; 0: none
 
 
 R = TypeVar("R")
@@ -200,11 +202,14 @@ def parse_filter(payload: bytes) -> FilterMsg | None:
     if options is None:
         return None
     kind = _cstr(attrs.get(TCA_KIND, b""))
-    name = None
+    name, classid = None, 0
     if kind == "bpf":
-        raw = parse_attrs(options).get(TCA_BPF_NAME)
+        bpf_attrs = parse_attrs(options)
+        raw = bpf_attrs.get(TCA_BPF_NAME)
         name = None if raw is None else _cstr(raw)
-    return FilterMsg(index, kind, info >> 16, name)
+        raw = bpf_attrs.get(TCA_BPF_CLASSID)
+        classid = 0 if raw is None or len(raw) != 4 else int.from_bytes(raw, sys.byteorder)
+    return FilterMsg(index, kind, info >> 16, name, classid)
 
 
 def _records(msgs: Iterable[Message], mtype: int, parse: Callable[[bytes], R | None]) -> list[R]:

@@ -7,16 +7,18 @@ import json
 from typing import Any
 
 from reconciler import bpfsys
-from reconciler.iface_layout import U32, Counters
+from reconciler.iface_layout import IFSTATE_HEAD, U32, Counters
 from reconciler.state import ObjKind
 
 
 def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
     out = {}
-    for key, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_ifstate"):
-        (ifindex,) = U32.unpack(key)
-        c = Counters.sum_per_cpu(chunks if isinstance(chunks, list) else [chunks])
-        out[by_index.get(ifindex, f"#{ifindex}")] = dataclasses.asdict(c)
+    for _slot, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_ifstate"):
+        per_cpu = chunks if isinstance(chunks, list) else [chunks]
+        _flags, ifindex = IFSTATE_HEAD.unpack_from(per_cpu[0])
+        if ifindex:  # an unused slot names no interface
+            c = Counters.sum_per_cpu(per_cpu)
+            out[by_index.get(ifindex, f"#{ifindex}")] = dataclasses.asdict(c)
     return out
 
 

@@ -8,6 +8,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
 from reconciler.lock import apply_lock
 from tests.kernel.conftest import PODS, bpftool_dump
 
@@ -23,15 +25,31 @@ def tc_filters(node, iface: str, direction: str) -> str:
     return out.stdout
 
 
-def ifstate(node) -> dict[int, int]:
-    """rcl_ifstate as bpftool sees it: ifindex -> flags (independent of our code)."""
+def ifslots(node) -> dict[int, tuple[int, int]]:
+    """rcl_ifstate as bpftool sees it (independent of our code): ifindex ->
+    (slot, flags), unused slots left out."""
     pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"
     if not pin.exists():
         return {}
-    return {
-        int.from_bytes(key, "little"): int.from_bytes(value[:4], "little")
-        for key, value in bpftool_dump(pin)
-    }
+    out = {}
+    for key, value in bpftool_dump(pin):
+        flags, index = int.from_bytes(value[:4], "little"), int.from_bytes(value[4:8], "little")
+        if flags or index:
+            out[index] = (int.from_bytes(key, "little"), flags)
+    return out
+
+
+def ifstate(node) -> dict[int, int]:
+    """rcl_ifstate as bpftool sees it: ifindex -> flags."""
+    return {index: flags for index, (_slot, flags) in ifslots(node).items()}
+
+
+def filter_classid(node, iface: str, direction: str) -> int | None:
+    """The classid of our filter as tc(8) prints it ("flowid :5"), or None."""
+    words = tc_filters(node, iface, direction).split()
+    if "flowid" not in words:
+        return None
+    return int(words[words.index("flowid") + 1].split(":")[-1], 16)
 
 
 def ifindex(node, iface: str) -> int:
@@ -62,6 +80,12 @@ def test_attach_counts_traffic_and_is_idempotent(node):
             assert "rcl:tc@" in tc_filters(node, iface, direction)
     assert tc_filters(node, "cali-back0", "ingress") == ""
     assert ifstate(node) == {ifindex(node, "cali-front0"): 1, ifindex(node, "eth0"): 2}
+    # each interface's filters carry its slot as classid: the program's index
+    slots = ifslots(node)
+    assert sorted(slot for slot, _ in slots.values()) == [1, 2]
+    for iface in ("cali-front0", "eth0"):
+        for direction in ("ingress", "egress"):
+            assert filter_classid(node, iface, direction) == slots[ifindex(node, iface)][0]
 
     assert ping(node, FRONT, BACK.ip)
     rc, out, _ = node.run("--status", "--json")
@@ -133,10 +157,12 @@ def test_deleted_interface_leaves_no_map_entries(node):
     assert back_idx not in ifstate(node)
 
 
-def test_interface_state_of_the_older_layout_is_replaced_keeping_flags(node):
-    """A node from the build that kept flags in a plain hash and counters in a
-    map of their own: the plan replaces the one, deletes the other, and the
-    interfaces stay managed (their flags carried over) and keep working."""
+@pytest.mark.parametrize("layout", ["per-cpu hash", "flags hash"])
+def test_interface_state_of_an_older_layout_is_replaced(node, layout):
+    """A node from an earlier build: interface state in a per-CPU hash by
+    ifindex (before slots), or, earlier still, flags in a plain hash and
+    counters in a map of their own. The plan replaces the map and writes
+    every interface's slot afresh; the interfaces stay managed and work."""
     from reconciler import bpfsys
     from reconciler import iface_layout as il
 
@@ -146,26 +172,95 @@ def test_interface_state_of_the_older_layout_is_replaced_keeping_flags(node):
     node.apply_converged()
     maps = Path(node.sandbox.bpffs_root) / "maps"
     want = ifstate(node)
-    old = bpfsys.map_create(1, "rcl_ifstate", 4, 8, 1000)  # BPF_MAP_TYPE_HASH
-    counters = bpfsys.map_create(il.PERCPU_HASH, "rcl_counters", 4, 48, 1000)
-    try:
+    cpus = bpfsys.possible_cpus()
+    if layout == "per-cpu hash":
+        old = bpfsys.map_create(il.PERCPU_HASH, "rcl_ifstate", 4, il.IFSTATE.size, 1000)
         for index, flags in want.items():
-            bpfsys.map_update(old, il.U32.pack(index), il.IFSTATE_FLAGS.pack(flags) + bytes(4))
-            bpfsys.map_update(counters, il.U32.pack(index), bytes(48))
+            value = il.IFSTATE.pack(flags, 0, 1, 100, 0, 0, 0, 0)
+            bpfsys.map_update(old, il.U32.pack(index), [value] * cpus)
+        extra = []
+    else:
+        old = bpfsys.map_create(1, "rcl_ifstate", 4, 8, 1000)  # BPF_MAP_TYPE_HASH
+        counters = bpfsys.map_create(il.PERCPU_HASH, "rcl_counters", 4, 48, 1000)
+        for index, flags in want.items():
+            bpfsys.map_update(old, il.U32.pack(index), il.U32.pack(flags) + bytes(4))
+            bpfsys.map_update(counters, il.U32.pack(index), [bytes(48)] * cpus)
+        extra = [counters]
+    try:
         (maps / "rcl_ifstate").unlink()
         bpfsys.obj_pin(old, str(maps / "rcl_ifstate"))
-        bpfsys.obj_pin(counters, str(maps / "rcl_counters"))
+        for fd in extra:
+            bpfsys.obj_pin(fd, str(maps / "rcl_counters"))
     finally:
-        bpfsys.close(old)
-        bpfsys.close(counters)
+        for fd in (old, *extra):
+            bpfsys.close(fd)
     rc, out, _ = node.run("--plan")
     assert rc == 2
-    assert "-/+ map/rcl_ifstate" in out and "8-byte values" in out
-    assert "- map/rcl_counters" in out
-    assert "map/rcl_ifstate/cali-front0" not in out  # entries are carried, not re-planned
+    shape = "kernel map type 5, 56-byte values" if extra == [] else "kernel map type 1, 8-byte"
+    assert "-/+ map/rcl_ifstate" in out and shape in out
+    assert ("- map/rcl_counters" in out) == bool(extra)
+    # entries are planned afresh in slots, not carried by ifindex
+    assert "+ map/rcl_ifstate/cali-front0" in out and "+ map/rcl_ifstate/cali-back0" in out
     node.apply_converged()
     assert ifstate(node) == want
     assert not (maps / "rcl_counters").exists()
+    assert ping(node, FRONT, BACK.ip)
+    rc, out, _ = node.run("--status", "--json")
+    assert json.loads(out)["counters"]["cali-front0"]["rx_packets"] >= 1
+
+
+def test_a_slot_is_handed_on_only_after_its_interface_left(node):
+    """An interface that leaves frees its slot; one that arrives in the same
+    apply takes a slot nobody held, so the slot being cleared is never the new
+    one's. The next arrival may take the freed slot."""
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    front_slot, _ = ifslots(node)[ifindex(node, "cali-front0")]
+    node.remove("wep-front0.yaml")
+    node.wep(BACK)
+    rc, out, _ = node.run("--plan")
+    assert "- map/rcl_ifstate/cali-front0" in out and "+ map/rcl_ifstate/cali-back0" in out
+    node.apply_converged()
+    slots = ifslots(node)
+    back_slot, _ = slots[ifindex(node, "cali-back0")]
+    assert ifindex(node, "cali-front0") not in slots
+    assert back_slot not in (front_slot, slots[ifindex(node, "eth0")][0])
+    assert filter_classid(node, "cali-back0", "ingress") == back_slot
+    node.wep(FRONT)
+    node.apply_converged()
+    assert ifslots(node)[ifindex(node, "cali-front0")][0] == front_slot  # free again
+    assert ping(node, FRONT, BACK.ip) and ping(node, BACK, FRONT.ip)
+
+
+def test_a_filter_with_another_slot_is_drift_and_repaired(node):
+    """Someone re-attached our program with the wrong classid: the program
+    would read another interface's slot (and, finding another ifindex there,
+    leave the traffic alone). The plan shows it; the apply puts it right."""
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    from reconciler import bpfsys
+    from reconciler.netlink import route
+    from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
+
+    slot, _ = ifslots(node)[ifindex(node, "cali-front0")]
+    [prog_dir] = (Path(node.sandbox.bpffs_root) / "progs").glob("tc-*")
+    prog_ref = "tc@" + prog_dir.name.removeprefix("tc-")
+    fd = bpfsys.obj_get(str(prog_dir / "rcl_tc_ingress"))
+    try:
+        with route(node.sandbox.node) as ipr:
+            idx = ipr.link_lookup(ifname="cali-front0")[0]
+            ipr.tc("replace-filter", "bpf", idx, ":1", fd=fd, name=FILTER_PREFIX + prog_ref,
+                   parent=PARENTS["ingress"], classid=slot + 7, direct_action=True,
+                   prio=TC_PRIO)  # fmt: skip
+    finally:
+        bpfsys.close(fd)
+    assert filter_classid(node, "cali-front0", "ingress") == slot + 7
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "~ tc/cali-front0/ingress" in out
+    node.apply_converged()
+    assert filter_classid(node, "cali-front0", "ingress") == slot
     assert ping(node, FRONT, BACK.ip)
 
 
@@ -182,17 +277,18 @@ def test_interface_flags_written_on_one_cpu_are_drift_and_repaired(node):
     front = ifindex(node, "cali-front0")
     fd = bpfsys.obj_get(str(Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"))
     try:
-        per_cpu = bpfsys.map_lookup(fd, il.U32.pack(front))
+        slot = il.U32.pack(ifslots(node)[front][0])
+        per_cpu = bpfsys.map_lookup(fd, slot)
         assert isinstance(per_cpu, list) and len(per_cpu) >= 2
-        counted = [il.IFSTATE.pack(1, 0, 5, 500, 0, 0, 0, 0)] * len(per_cpu)
-        counted[-1] = il.IFSTATE.pack(4, 0, 5, 500, 0, 0, 0, 0)  # L3 on one CPU only
-        bpfsys.map_update(fd, il.U32.pack(front), counted)
+        counted = [il.IFSTATE.pack(1, front, 5, 500, 0, 0, 0, 0)] * len(per_cpu)
+        counted[-1] = il.IFSTATE.pack(4, front, 5, 500, 0, 0, 0, 0)  # L3 on one CPU only
+        bpfsys.map_update(fd, slot, counted)
         rc, out, _ = node.run("--plan")
         assert rc == 2 and "~ map/rcl_ifstate/cali-front0" in out and "differ: 1,4" in out
         node.apply_converged()
-        per_cpu = bpfsys.map_lookup(fd, il.U32.pack(front))
+        per_cpu = bpfsys.map_lookup(fd, slot)
         assert isinstance(per_cpu, list)
-        assert {il.IFSTATE_FLAGS.unpack_from(c)[0] for c in per_cpu} == {1}
+        assert {il.IFSTATE_HEAD.unpack_from(c) for c in per_cpu} == {(1, front)}
         assert il.Counters.sum_per_cpu(per_cpu).rx_packets >= 5 * len(per_cpu)  # kept
     finally:
         bpfsys.close(fd)

@@ -154,10 +154,11 @@ class TcProg:
         res = bpfsys.prog_test_run(self.prog_fd, data)
         return res.retval, res.data_out
 
-    def iface(self, flags: int) -> None:
-        """What the reconciler writes for a managed interface: its state and a
-        zeroed counters entry (the datapath never creates entries itself)."""
-        for address, attrs in managed_interface(self.ifindex, flags):
+    def iface(self, flags: int, ifindex: int | None = None) -> None:
+        """What the reconciler writes for a managed interface: its state with
+        zeroed counters, in slot 0, which a test run's packet names (it has
+        no classid). The datapath never creates entries itself."""
+        for address, attrs in managed_interface(ifindex or self.ifindex, flags):
             bpfsys.map_update(self.fds[address.split("/")[1]], *entries.encode(address, attrs))
 
     def frontend(
@@ -179,7 +180,7 @@ class TcProg:
         )
 
     def counters(self) -> il.Counters:
-        raw = bpfsys.map_lookup(self.fds["rcl_ifstate"], il.U32.pack(self.ifindex))
+        raw = bpfsys.map_lookup(self.fds["rcl_ifstate"], il.U32.pack(0))  # slot 0
         assert isinstance(raw, list)  # the interface's entry: flags and per-CPU counters
         return il.Counters.sum_per_cpu(raw)
 
@@ -313,6 +314,22 @@ def test_l3_device(tc: TcProg) -> None:
         assert_port_unreachable(out, pkt, l3_off=0)
     finally:
         tc.iface(IF_WORKLOAD)
+
+
+def test_a_slot_naming_another_interface_leaves_the_packet_alone(tc: TcProg) -> None:
+    """The program finds its interface by the filter's classid (slot 0 here);
+    a slot that names another ifindex (a filter left behind, a slot handed on)
+    is not this interface's: no NAT, no reject, nothing counted."""
+    pkt = frame(l4_packet(TCP))  # a service without backends: rejected when ours
+    assert tc.run(pkt)[0] == TC_ACT_REDIRECT
+    tc.iface(IF_WORKLOAD, ifindex=tc.ifindex + 1000)
+    try:
+        before = tc.counters()
+        assert tc.run(pkt) == (TC_ACT_UNSPEC, pkt)
+        assert tc.counters() == before
+    finally:
+        tc.iface(IF_WORKLOAD)
+    assert tc.run(pkt)[0] == TC_ACT_REDIRECT
 
 
 def test_icmp_echo_request_gets_an_answer(reject_only: int) -> None:

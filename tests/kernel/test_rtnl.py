@@ -79,15 +79,15 @@ def ns() -> Iterator[str]:
         _sh(*tc, *u32.split())
         # Classic BPF ("ret 0"): kind bpf, but no TCA_BPF_NAME.
         _sh(*tc, "v1", "egress", "prio", "200", "bpf", "bytecode", "1,6 0 0 0,")
-        _attach_named_bpf(name, "v0", "ingress", "rcl:probe@0123abcd")
-        _attach_named_bpf(name, "v0", "egress", "someone-else")
+        _attach_named_bpf(name, "v0", "ingress", "rcl:probe@0123abcd", classid=7)
+        _attach_named_bpf(name, "v0", "egress", "someone-else", classid=1)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     assert not os.path.exists(f"/run/netns/{name}")
 
 
-def _attach_named_bpf(netns: str, dev: str, direction: str, name: str) -> None:
+def _attach_named_bpf(netns: str, dev: str, direction: str, name: str, classid: int) -> None:
     from pyroute2 import NetNS
 
     fd = _load_noop_sched_cls()
@@ -95,7 +95,7 @@ def _attach_named_bpf(netns: str, dev: str, direction: str, name: str) -> None:
     try:
         (idx,) = ipr.link_lookup(ifname=dev)
         ipr.tc("add-filter", "bpf", idx, ":1", fd=fd, name=name, parent=PARENTS[direction],
-               classid=1, direct_action=True, prio=TC_PRIO)  # fmt: skip
+               classid=classid, direct_action=True, prio=TC_PRIO)  # fmt: skip
     finally:
         ipr.close()
         os.close(fd)
@@ -120,7 +120,8 @@ def _pyroute2_view(netns: str) -> View:
                         continue
                     kind = m.get_attr("TCA_KIND")
                     bpf_name = opts.get_attr("TCA_BPF_NAME") if kind == "bpf" else None
-                    filters.append((index, parent, kind, m["info"] >> 16, bpf_name))
+                    classid = (opts.get_attr("TCA_BPF_CLASSID") or 0) if kind == "bpf" else 0
+                    filters.append((index, parent, kind, m["info"] >> 16, bpf_name, classid))
     finally:
         ipr.close()
     return {"links": links, "addrs": addrs, "qdiscs": qdiscs, "filters": sorted(filters)}
@@ -130,7 +131,7 @@ def _rtnl_view(netns: str) -> View:
     with rtnl.Rtnl(netns) as r:
         links = sorted((m.ifindex, m.ifname) for m in r.links())
         filters = [
-            (f.ifindex, parent, f.kind, f.prio, f.name)
+            (f.ifindex, parent, f.kind, f.prio, f.name, f.classid)
             for index, _ in links
             for parent in PARENTS.values()
             for f in r.filters(index, parent)
@@ -163,11 +164,11 @@ def test_rtnl_matches_pyroute2(ns):
     # u32 reports two entries with options, its hash table and its key node; so does pyroute2.
     assert ours["filters"] == sorted(
         [
-            (v0, ingress, "u32", 100, None),
-            (v0, ingress, "u32", 100, None),
-            (v0, ingress, "bpf", TC_PRIO, "rcl:probe@0123abcd"),
-            (v0, egress, "bpf", TC_PRIO, "someone-else"),
-            (v1, egress, "bpf", 200, None),
+            (v0, ingress, "u32", 100, None, 0),
+            (v0, ingress, "u32", 100, None, 0),
+            (v0, ingress, "bpf", TC_PRIO, "rcl:probe@0123abcd", 7),
+            (v0, egress, "bpf", TC_PRIO, "someone-else", 1),
+            (v1, egress, "bpf", 200, None, 0),
         ]
     )
 
@@ -201,8 +202,8 @@ def test_read_links_and_filters(ns):
         [
             TcFilter("v0", "ingress", None, 100),  # u32 hash table
             TcFilter("v0", "ingress", None, 100),  # u32 key node
-            TcFilter("v0", "ingress", "rcl:probe@0123abcd", TC_PRIO),
-            TcFilter("v0", "egress", "someone-else", TC_PRIO),
+            TcFilter("v0", "ingress", "rcl:probe@0123abcd", TC_PRIO, 7),
+            TcFilter("v0", "egress", "someone-else", TC_PRIO, 1),
             TcFilter("v1", "egress", None, 200),
         ],
         key=repr,
@@ -234,7 +235,7 @@ def test_observe_reads_tc_without_importing_pyroute2(ns, tmp_path):
     # In-process too: the same answer as the subprocess.
     observed, _ = observe(str(tmp_path), ns)
     assert sorted(observed.objects) == ["tc/v0/ingress"]
-    assert observed.objects["tc/v0/ingress"].attrs == {"prog": "probe@0123abcd"}
+    assert observed.objects["tc/v0/ingress"].attrs == {"prog": "probe@0123abcd", "slot": 7}
 
 
 def test_missing_namespace_is_a_clear_error_and_is_not_created():

@@ -3,7 +3,14 @@
 import pytest
 
 from reconciler import build
-from reconciler.compile import Host, Role, build_flags, compile_desired, select_interfaces
+from reconciler.compile import (
+    Host,
+    Role,
+    assign_slots,
+    build_flags,
+    compile_desired,
+    select_interfaces,
+)
 from reconciler.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.model import Resource
 from reconciler.state import Link
@@ -102,11 +109,16 @@ def test_desired_objects_and_program_hash_follow_sources_and_flags():
         "map/rcl_globals/0",
         "map/rcl_ifstate",
     }
-    assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"ifindex": 3, "flags": 1}
+    # slots in ifindex order, from 1 (slot 0 is the test runs')
+    assert d1.objects["map/rcl_ifstate/eth0"].attrs == {"slot": 1, "ifindex": 2, "flags": 2}
+    assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"slot": 2, "ifindex": 3, "flags": 1}
+    assert d1.objects["map/rcl_ifstate"].attrs == {"max_entries": 1001}
     assert not any(a.startswith("map/rcl_counters") for a in d1.objects)  # within rcl_ifstate
     prog = [a for a in d1.objects if a.startswith("prog/tc@")]
     assert len(prog) == 1
-    assert d1.objects["tc/cali1/ingress"].attrs == {"prog": prog[0].removeprefix("prog/")}
+    for direction in ("ingress", "egress"):  # a filter's classid is its interface's slot
+        want = {"prog": prog[0].removeprefix("prog/"), "slot": 2}
+        assert d1.objects[f"tc/cali1/{direction}"].attrs == want
     d2 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src2")
     d3 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/y", "src")
     assert d1.build["hash"] != d2.build["hash"] != d3.build["hash"]
@@ -187,3 +199,57 @@ def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
         {"bpfEnabled": True, "bpfConnectTimeLoadBalancingEnabled": False},
     )
     assert hooks(off) == (2, [])  # Disabled: the mode, and no connect-time programs at all
+
+
+def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
+    # 3 and 7 keep theirs; 9 left (its slot 2 is cleared by the same apply),
+    # so the new 4 and 5 take slots nobody holds
+    assert assign_slots([3, 4, 5, 7], {3: 5, 7: 1, 9: 2}, 10) == {3: 5, 7: 1, 4: 3, 5: 4}
+    # full: a new interface takes the slot of one that left
+    assert assign_slots([3, 4], {3: 1, 9: 2}, 3) == {3: 1, 4: 2}
+    # a slot beyond the map (it shrank) or held twice is given again
+    assert assign_slots([3, 4], {3: 7, 4: 7}, 5) == {3: 1, 4: 2}
+    assert assign_slots([3, 4], {3: 2, 4: 2}, 5) == {3: 2, 4: 1}
+    assert assign_slots([], {3: 1}, 5) == {}
+
+
+def test_compile_keeps_observed_slots():
+    host = Host(tuple(LINKS), slots={3: 9, 2: 4})
+    d = compile_desired([FELIX, WEP], "n1", host, "/b", "src")
+    assert d.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 9
+    assert d.objects["tc/cali1/ingress"].attrs["slot"] == 9
+    assert d.objects["map/rcl_ifstate/eth0"].attrs["slot"] == 4
+
+
+def test_interfaces_beyond_the_state_map_are_a_plan_error():
+    felix = res("FelixConfiguration", "default", {"bpfEnabled": True, "bpfMapSizeIfState": 1})
+    d = compile_desired([felix, WEP], "n1", LINKS, "/b", "src")
+    assert d.errors == (
+        "map rcl_ifstate would overflow: 3 interfaces selected, bpfMapSizeIfState is 1",
+    )
+    one = compile_desired([felix], "n1", [Link("eth0", 2)], "/b", "src")
+    assert one.errors == () and one.objects["map/rcl_ifstate"].attrs == {"max_entries": 2}
+
+
+def test_a_state_map_beyond_what_a_classid_can_name_is_capped_with_a_warning():
+    big = res("FelixConfiguration", "default", {"bpfEnabled": True, "bpfMapSizeIfState": 100000})
+    d = compile_desired([big, WEP], "n1", LINKS, "/b", "src")
+    assert d.objects["map/rcl_ifstate"].attrs == {"max_entries": 65536}
+    assert "-DRCL_IFSTATE_SIZE=65536" in d.build["flags"]
+    assert (
+        "bpfMapSizeIfState 100000: at most 65535 interfaces (a tc filter's classid names "
+        "the interface's slot, in 16 bits)" in d.warnings
+    )
+
+
+def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
+    from reconciler.compile import keep_slots
+
+    stored = compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src")  # before the first apply
+    assert keep_slots(stored, {2: 1, 3: 2}) is stored  # what that apply assigned: as it is
+    moved = keep_slots(stored, {3: 7})
+    assert moved == compile_desired(
+        [FELIX, WEP], "n1", Host(tuple(LINKS), slots={3: 7}), "/b", "src"
+    )
+    assert moved.objects["tc/cali1/egress"].attrs["slot"] == 7
+    assert moved.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 7

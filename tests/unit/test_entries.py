@@ -22,7 +22,7 @@ CASES = [
             "ctlb": 2,
         },
     ),
-    ("map/rcl_ifstate/eth0", {"ifindex": 3, "flags": 10}),
+    ("map/rcl_ifstate/eth0", {"slot": 4, "ifindex": 3, "flags": 10}),
     ("map/rcl_globals/0", {"log_level": 1}),
 ]
 
@@ -41,44 +41,76 @@ def test_network_byte_order_on_the_wire():
 
 
 def test_entries_of_deleted_interfaces_are_named_by_index():
-    key, value = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 1})
+    key, value = entries.encode("map/rcl_ifstate/x", {"slot": 1, "ifindex": 9, "flags": 1})
     assert entries.decode_all("rcl_ifstate", [(key, value)], entries.Context({})) == [
-        ("map/rcl_ifstate/#9", {"ifindex": 9, "flags": 1})
+        ("map/rcl_ifstate/#9", {"slot": 1, "ifindex": 9, "flags": 1})
     ]
 
 
-def test_interface_state_is_read_from_every_layout_and_keeps_counters_on_update():
+def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
     from reconciler import iface_layout as il
 
-    key, value = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 5})
-    assert value == il.IFSTATE.pack(5, 0, 0, 0, 0, 0, 0, 0)  # counters start at zero
+    attrs = {"slot": 3, "ifindex": 9, "flags": 5}
+    key, value = entries.encode("map/rcl_ifstate/x", attrs)
+    assert key == il.U32.pack(3)
+    assert value == il.IFSTATE.pack(5, 9, 0, 0, 0, 0, 0, 0)  # counters start at zero
     per_cpu = [
-        il.IFSTATE.pack(5, 0, 1, 100, 2, 200, 0, 1),
-        il.IFSTATE.pack(5, 0, 3, 300, 0, 0, 1, 0),
+        il.IFSTATE.pack(5, 9, 1, 100, 2, 200, 0, 1),
+        il.IFSTATE.pack(5, 9, 3, 300, 0, 0, 1, 0),
     ]
-    old_layout = il.IFSTATE_FLAGS.pack(5) + bytes(4)  # a plain hash's 8-byte value
-    raws: tuple[list[bytes] | bytes, ...] = (per_cpu, old_layout)
-    for raw in raws:
-        assert entries.decode_all("rcl_ifstate", [(key, raw)], entries.Context({9: "cali1"})) == [
-            ("map/rcl_ifstate/cali1", {"ifindex": 9, "flags": 5})
-        ]
-    updated = il.with_flags(per_cpu, 7)
-    assert [il.IFSTATE_FLAGS.unpack_from(c)[0] for c in updated] == [7, 7]
+    assert entries.decode_all("rcl_ifstate", [(key, per_cpu)], entries.Context({9: "cali1"})) == [
+        ("map/rcl_ifstate/cali1", attrs)
+    ]
+    updated = il.with_head(per_cpu, 7, 9)
+    assert [il.IFSTATE_HEAD.unpack_from(c) for c in updated] == [(7, 9), (7, 9)]
     assert il.Counters.sum_per_cpu(updated) == il.Counters(4, 400, 2, 200, 1, 1)
-    now = bpfsys.MapInfo(il.PERCPU_HASH, 1, 4, il.IFSTATE.size, 1000, "rcl_ifstate")
-    before = bpfsys.MapInfo(1, 1, 4, 8, 1000, "rcl_ifstate")  # a plain hash of flags
-    assert il.current_layout(now) and not il.current_layout(before)
+    now = bpfsys.MapInfo(il.PERCPU_ARRAY, 1, 4, il.IFSTATE.size, 1001, "rcl_ifstate")
+    by_ifindex = bpfsys.MapInfo(il.PERCPU_HASH, 1, 4, il.IFSTATE.size, 1000, "rcl_ifstate")
+    flags_only = bpfsys.MapInfo(1, 1, 4, 8, 1000, "rcl_ifstate")  # a plain hash of flags
+    assert il.current_layout(now)
+    assert not il.current_layout(by_ifindex) and not il.current_layout(flags_only)
     # an update writes new flags and keeps the counters the datapath keeps
     address = "map/rcl_ifstate/x"
     assert entries.keeps_kernel_fields(address)
     assert not entries.keeps_kernel_fields("map/rcl_globals/0")
-    assert entries.updated(address, per_cpu, {"ifindex": 9, "flags": 7}) == updated
+    assert entries.updated(address, per_cpu, {**attrs, "flags": 7}) == updated
 
 
-def test_interface_flags_that_differ_between_cpus_are_drift():
+def test_unused_slots_are_no_entries_and_a_slot_is_cleared_only_while_it_is_the_entrys():
     from reconciler import iface_layout as il
 
-    key, _ = entries.encode("map/rcl_ifstate/x", {"ifindex": 9, "flags": 1})
-    mixed = [il.IFSTATE.pack(1, 0, 0, 0, 0, 0, 0, 0), il.IFSTATE.pack(3, 0, 0, 0, 0, 0, 0, 0)]
+    empty = [bytes(il.IFSTATE.size)] * 2
+    assert entries.decode_all("rcl_ifstate", [(il.U32.pack(1), empty)], entries.Context({})) == []
+    address = "map/rcl_ifstate/cali1"
+    assert entries.cleared_by_write(address)
+    assert not entries.cleared_by_write("map/rcl_globals/0")
+    before = {"slot": 1, "ifindex": 9, "flags": 1}
+    counted = [il.IFSTATE.pack(1, 9, 5, 500, 0, 0, 0, 0)] * 2
+    assert entries.cleared(address, counted, before) == empty
+    handed_on = [il.IFSTATE.pack(1, 12, 0, 0, 0, 0, 0, 0)] * 2  # another interface's now
+    assert entries.cleared(address, handed_on, before) is None
+
+
+def test_an_interface_written_into_two_slots_is_two_entries():
+    from reconciler import iface_layout as il
+
+    items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (2, 5)]
+    assert entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"})) == [
+        ("map/rcl_ifstate/cali1", {"slot": 2, "ifindex": 9, "flags": 1}),
+        ("map/rcl_ifstate/cali1@5", {"slot": 5, "ifindex": 9, "flags": 1}),
+    ]
+
+
+def test_interface_heads_that_differ_between_cpus_are_drift():
+    from reconciler import iface_layout as il
+
+    key, _ = entries.encode("map/rcl_ifstate/x", {"slot": 1, "ifindex": 9, "flags": 1})
+    mixed = [il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0), il.IFSTATE.pack(3, 4, 0, 0, 0, 0, 0, 0)]
     [(_, attrs)] = entries.decode_all("rcl_ifstate", [(key, mixed)], entries.Context({}))
-    assert attrs == {"ifindex": 9, "flags": 1, "flags_per_cpu": "differ: 1,3"}
+    assert attrs == {
+        "slot": 1,
+        "ifindex": 4,
+        "flags": 1,
+        "flags_per_cpu": "differ: 1,3",
+        "ifindex_per_cpu": "differ: 4,9",
+    }

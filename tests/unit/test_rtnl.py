@@ -37,8 +37,10 @@ def tcmsg(index: int, info: int, *attrs: bytes, parent: int = INGRESS) -> bytes:
     return struct.pack("=BxxxiIII", 0, index, 1, parent, info) + b"".join(attrs)
 
 
-def bpf_filter(index: int, prio: int, name: bytes | None) -> bytes:
+def bpf_filter(index: int, prio: int, name: bytes | None, classid: int | None = None) -> bytes:
     nested = attr(rtnl.TCA_BPF_NAME, name) if name is not None else b""
+    if classid is not None:
+        nested += attr(rtnl.TCA_BPF_CLASSID, struct.pack("=I", classid))
     # NLA_F_NESTED (0x8000) on the options attribute must not hide its type.
     options = attr(rtnl.TCA_OPTIONS | 0x8000, attr(6, struct.pack("=I", 9)) + nested)
     return tcmsg(index, prio << 16 | 0x0300, attr(rtnl.TCA_KIND, b"bpf\0"), options)
@@ -88,6 +90,11 @@ def test_qdisc_message():
 def test_bpf_filter_name_from_nested_options():
     parsed = rtnl.parse_filter(bpf_filter(5, 0x7A00, b"rcl:tc@abc123\0"))
     assert parsed == FilterMsg(5, "bpf", 0x7A00, "rcl:tc@abc123")
+
+
+def test_bpf_filter_classid():
+    parsed = rtnl.parse_filter(bpf_filter(5, 0x7A00, b"rcl:tc@abc123\0", classid=0x0102))
+    assert parsed == FilterMsg(5, "bpf", 0x7A00, "rcl:tc@abc123", 0x0102)
 
 
 def test_bpf_filter_without_name_and_other_kinds():
