@@ -233,6 +233,44 @@ def test_a_slot_is_handed_on_only_after_its_interface_left(node):
     assert ping(node, FRONT, BACK.ip) and ping(node, BACK, FRONT.ip)
 
 
+def test_a_smaller_state_map_moves_an_interface_out_of_a_slot_it_no_longer_has(node):
+    """bpfMapSizeIfState shrinks below a slot in use: the map is replaced (the
+    slots it still has carried), the interface in the lost slot gets a free
+    one and its filters follow, and traffic keeps working."""
+    from tests.kernel.conftest import FELIX
+
+    node.felix()
+    node.wep(FRONT)
+    node.wep(BACK)
+    node.apply_converged()
+    slots = {index: slot for index, (slot, _) in ifslots(node).items()}
+    assert sorted(slots.values()) == [1, 2, 3]
+    last = max(slots, key=slots.__getitem__)  # the interface in slot 3
+    first = next(i for i, s in slots.items() if s == 2)
+    leaving = FRONT if ifindex(node, "cali-front0") == first else BACK
+    staying = BACK if leaving is FRONT else FRONT
+    assert ifindex(node, f"cali-{staying.name}") == last
+    node.remove(f"wep-{leaving.name}.yaml")
+    node.write(
+        "felix.yaml", FELIX.format(enabled="true", pattern="^eth") + "  bpfMapSizeIfState: 2\n"
+    )
+    rc, out, _ = node.run("--plan")
+    assert rc == 2
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "-/+ map/rcl_ifstate max_entries: 1001 -> 3" in lines
+    # the map is full: the staying interface takes the slot of the one leaving
+    assert f"~ map/rcl_ifstate/cali-{staying.name} slot: 3 -> 2" in lines
+    node.apply_converged()
+    assert ifslots(node)[last][0] == 2
+    assert filter_classid(node, f"cali-{staying.name}", "ingress") == 2
+    assert filter_classid(node, f"cali-{staying.name}", "egress") == 2
+    rc, out, _ = node.run("--status", "--json")
+    before = json.loads(out)["counters"][f"cali-{staying.name}"]["rx_packets"]
+    node.sandbox.exec(node.sandbox.pod_ns(staying), "ping", "-c", "1", "-W", "1", "192.168.50.1")
+    rc, out, _ = node.run("--status", "--json")
+    assert json.loads(out)["counters"][f"cali-{staying.name}"]["rx_packets"] > before
+
+
 def test_a_filter_with_another_slot_is_drift_and_repaired(node):
     """Someone re-attached our program with the wrong classid: the program
     would read another interface's slot (and, finding another ifindex there,
