@@ -68,7 +68,10 @@ def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs] |
         attrs["flags_per_cpu"] = "differ: " + ",".join(str(f) for f in sorted(flags))
     if len(ifindexes) > 1:
         attrs["ifindex_per_cpu"] = "differ: " + ",".join(str(i) for i in sorted(ifindexes))
-    return ctx.ifname(min(ifindexes)), attrs
+    name = ctx.ifname(min(ifindexes))
+    # Slot 0 is never attached (test runs use it): an entry there is never an
+    # interface's own, and must not take its name from the one it should keep.
+    return (f"{name}@0" if slot == 0 else name), attrs
 
 
 def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -263,7 +266,9 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
             continue
         suffix, attrs = decoded
         address = f"map/{name}/{suffix}"
-        if address in seen:  # an interface in two slots (written by hand): tell them apart
+        # An interface in two slots (written by hand): the first (the lowest
+        # slot, the one it keeps: observe.held_slots) has the plain name.
+        if address in seen:
             address += f"@{attrs.get('slot', key.hex())}"
         seen.add(address)
         out.append((address, attrs))

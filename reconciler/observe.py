@@ -218,13 +218,16 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
 
 
 def held_slots(observed: ObservedState) -> dict[int, int]:
-    """ifindex -> the rcl_ifstate slot it holds (the lowest, should it hold
-    two), from the observed entries: compile keeps them."""
+    """ifindex -> the rcl_ifstate slot it holds, from the observed entries:
+    compile keeps them. Should an interface hold two (written by hand), the
+    lowest, whose entry has the plain name (entries.decode_all); slot 0 is
+    never an interface's own."""
     held: dict[int, int] = {}
     for address, obj in observed.objects.items():
         if obj.kind is ObjKind.ENTRY and address.startswith("map/rcl_ifstate/"):
             ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
-            held[ifindex] = min(slot, held.get(ifindex, slot))
+            if slot > 0:
+                held[ifindex] = min(slot, held.get(ifindex, slot))
     return held
 
 

@@ -271,6 +271,40 @@ def test_a_smaller_state_map_moves_an_interface_out_of_a_slot_it_no_longer_has(n
     assert json.loads(out)["counters"][f"cali-{staying.name}"]["rx_packets"] > before
 
 
+def test_an_interface_written_into_more_slots_is_cleaned_from_them(node):
+    """Someone copied an interface's entry into slot 0 and into a free slot:
+    both copies are drift, cleared by the apply, and the interface's own
+    slot (the one its filters name) stays as it was and keeps counting."""
+    from reconciler import bpfsys
+    from reconciler import iface_layout as il
+
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    front = ifindex(node, "cali-front0")
+    slot, _ = ifslots(node)[front]
+    fd = bpfsys.obj_get(str(Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate"))
+    try:
+        own = bpfsys.map_lookup(fd, il.U32.pack(slot))
+        assert isinstance(own, list)
+        for copy in (0, 9):
+            bpfsys.map_update(fd, il.U32.pack(copy), own)
+        rc, out, _ = node.run("--plan")
+        lines = [" ".join(line.split()) for line in out.splitlines()]
+        assert rc == 2
+        assert f"- map/rcl_ifstate/cali-front0@0 slot=0 ifindex={front} flags=1" in lines
+        assert f"- map/rcl_ifstate/cali-front0@9 slot=9 ifindex={front} flags=1" in lines
+        assert "Plan: 0 to add, 0 to change, 2 to destroy." in out  # its own entry stays
+        node.apply_converged()
+        assert ifslots(node)[front][0] == slot
+        for copy in (0, 9):
+            assert bpfsys.map_lookup(fd, il.U32.pack(copy)) == [bytes(il.IFSTATE.size)] * len(own)
+    finally:
+        bpfsys.close(fd)
+    assert filter_classid(node, "cali-front0", "ingress") == slot
+    assert ping(node, FRONT, BACK.ip)
+
+
 def test_a_filter_with_another_slot_is_drift_and_repaired(node):
     """Someone re-attached our program with the wrong classid: the program
     would read another interface's slot (and, finding another ifindex there,

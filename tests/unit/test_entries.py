@@ -101,6 +101,21 @@ def test_an_interface_written_into_two_slots_is_two_entries():
     ]
 
 
+def test_an_entry_in_slot_0_is_never_an_interfaces_own():
+    from reconciler import iface_layout as il
+    from reconciler.observe import held_slots
+    from reconciler.state import Obj, ObjKind, ObservedState
+
+    items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (0, 4)]
+    decoded = entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"}))
+    assert decoded == [
+        ("map/rcl_ifstate/cali1@0", {"slot": 0, "ifindex": 9, "flags": 1}),
+        ("map/rcl_ifstate/cali1", {"slot": 4, "ifindex": 9, "flags": 1}),
+    ]
+    observed = ObservedState({a: Obj(a, ObjKind.ENTRY, attrs) for a, attrs in decoded}, ())
+    assert held_slots(observed) == {9: 4}
+
+
 def test_interface_heads_that_differ_between_cpus_are_drift():
     from reconciler import iface_layout as il
 
