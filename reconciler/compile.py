@@ -194,8 +194,9 @@ def assign_slots(ifindexes: Iterable[int], held: Mapping[int, int], slots: int) 
 
 def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     """`desired` with its interfaces' slots assigned for what the kernel holds
-    now (assign_slots). A state compiled earlier (a stored one) was assigned
-    against the kernel of then; most often the result is the same and the
+    now (`held`, see assign_slots). Compile gives slots as if none were held,
+    so it stays a function of the configuration and links alone, and a stored
+    state is reused whatever the slots; most often nothing moves and the
     state is returned as it is."""
     prefix = "map/rcl_ifstate/"
     states = [o for a, o in desired.objects.items() if a.startswith(prefix)]
@@ -225,8 +226,6 @@ class Host:
     cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
     cgroup_path: str = ""
     hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
-    # ifindex -> the rcl_ifstate slot it holds now (observed): kept by compile
-    slots: Mapping[int, int] = dataclasses.field(default_factory=dict)
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
@@ -306,7 +305,9 @@ def compile_desired(
             f"bpfMapSizeIfState is {if_size}"
         )
         selected = selected[: slots - 1]  # the plan is refused; compile what fits
-    slot_of = assign_slots((sel.link.ifindex for sel in selected), host.slots, slots)
+    # Slots as on a node that holds none; keep_slots moves them to what the
+    # kernel holds (the pipeline does, after compiling or loading a state).
+    slot_of = assign_slots((sel.link.ifindex for sel in selected), {}, slots)
     for sel in selected:
         name = sel.link.name
         slot = slot_of[sel.link.ifindex]

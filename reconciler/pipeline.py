@@ -63,6 +63,17 @@ def desired_state(
     keep_derived: bool = True,
     slots: Mapping[int, int] | None = None,
 ) -> DesiredState:
+    """The state this node should have (compiled_state), with its interfaces
+    in the rcl_ifstate slots they hold now (`slots`: observe.held_slots; see
+    compile.keep_slots). The slots are not part of what is compiled or
+    stored: the first plan after an apply that gave interfaces their slots
+    still finds the state that apply stored."""
+    return keep_slots(compiled_state(source, target, links, keep_derived), slots or {})
+
+
+def compiled_state(
+    source: Source, target: Target, links: list[Link], keep_derived: bool = True
+) -> DesiredState:
     """Validate and compile, or reuse what earlier runs compiled.
 
     Three ways, fastest first:
@@ -77,12 +88,8 @@ def desired_state(
     - otherwise validate and compile everything.
     Only valid configurations are ever stored. `keep_derived=False` (a plan
     that will not be applied) does not store a state derived incrementally:
-    deriving it again costs less than writing and reading it. `slots` are the
-    interfaces' observed rcl_ifstate slots (observe.held_slots), which the
-    desired state keeps; they are not part of the key: a stored state's slots
-    are re-assigned (compile.keep_slots), so that the first plan after an
-    apply that gave interfaces their slots still finds the state it stored."""
-    host = host_facts(target, links, slots or {})
+    deriving it again costs less than writing and reading it."""
+    host = host_facts(target, links)
     digest = build.source_digest()
     context = hashlib.sha256(
         json.dumps(
@@ -103,14 +110,12 @@ def desired_state(
     if cached is not None and cached.exists():
         state = desired_cache.load(cached)
         if state is not None:
-            return keep_slots(state, host.slots)
+            return state
     files = {f.path: f.digest for f in source.files}
     desired = None
     previous = desired_cache.latest(cached)
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
-        if desired is not None:
-            desired = keep_slots(desired, host.slots)
     derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
@@ -269,14 +274,14 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
     return diff(partial, ObservedState({}, (), have))
 
 
-def host_facts(target: Target, links: list[Link], slots: Mapping[int, int]) -> Host:
+def host_facts(target: Target, links: list[Link]) -> Host:
     cgroup_id = None
     if target.cgroup:
         try:
             cgroup_id = os.stat(target.cgroup).st_ino  # a cgroup's id is its kernfs inode
         except OSError as exc:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
-    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), slots)
+    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz())
 
 
 def check_fresh(

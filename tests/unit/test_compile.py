@@ -213,11 +213,13 @@ def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
     assert assign_slots([], {3: 1}, 5) == {}
 
 
-def test_compile_keeps_observed_slots():
-    host = Host(tuple(LINKS), slots={3: 9, 2: 4})
-    d = compile_desired([FELIX, WEP], "n1", host, "/b", "src")
+def test_keep_slots_keeps_the_slots_the_kernel_holds():
+    from reconciler.compile import keep_slots
+
+    d = keep_slots(compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src"), {3: 9, 2: 4})
     assert d.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 9
     assert d.objects["tc/cali1/ingress"].attrs["slot"] == 9
+    assert d.objects["tc/cali1/egress"].attrs["slot"] == 9
     assert d.objects["map/rcl_ifstate/eth0"].attrs["slot"] == 4
 
 
@@ -246,10 +248,10 @@ def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
     from reconciler.compile import keep_slots
 
     stored = compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src")  # before the first apply
-    assert keep_slots(stored, {2: 1, 3: 2}) is stored  # what that apply assigned: as it is
-    moved = keep_slots(stored, {3: 7})
-    assert moved == compile_desired(
-        [FELIX, WEP], "n1", Host(tuple(LINKS), slots={3: 7}), "/b", "src"
-    )
+    # eth0, cali1, ens3 (ifindex 2, 3, 6) in slots 1, 2, 3, as that apply assigned them
+    assert keep_slots(stored, {2: 1, 3: 2, 6: 3}) is stored
+    moved = keep_slots(stored, {2: 1, 3: 7, 6: 3})
     assert moved.objects["tc/cali1/egress"].attrs["slot"] == 7
     assert moved.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 7
+    unchanged = {a: o for a, o in stored.objects.items() if "cali1" not in a}
+    assert {a: o for a, o in moved.objects.items() if "cali1" not in a} == unchanged
