@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) scripts/demo.py
+	PYTHONPATH=. $(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -ra --timeout=300 tests
@@ -18,8 +18,9 @@ unit: setup
 	$(PY) -m pytest -q -m "not kernel" tests
 
 lint: setup
-	$(VENV)/bin/ruff check reconciler tests bench
-	$(VENV)/bin/mypy reconciler
+	$(VENV)/bin/ruff check reconciler sandbox tests bench scripts
+	$(VENV)/bin/mypy reconciler sandbox
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) -m bench.run

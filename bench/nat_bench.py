@@ -30,16 +30,18 @@ from typing import Any
 from bench import iptables_world as ipt
 from bench import services_gen as gen
 from bench.common import RECONCILE, cli_env, report
-from reconciler import bpfsys, ct_table, entries
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
-from reconciler.entries import managed_interface
-from reconciler.sandbox import Pod, Sandbox
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.datapath.maps.codecs import managed_interface
+from reconciler.kernel import bpf as bpfsys
+from sandbox.netns import Pod, Sandbox
+from tests.support import nat_records as nr
 
 SCALES = (10, 1_000, 10_000)
 ENDPOINTS = 10
 CT_SIZE = 65536  # conntrack entries: every first-packet sample adds two
-# Map sizes as FelixConfiguration fields, for reconciler.compile.build_flags.
+# Map sizes as FelixConfiguration fields, for reconciler.compile.dataplane.build_flags.
 MAP_CONFIG = {
     "bpfMapSizeIfState": 1000,
     "bpfMapSizeNATFrontend": 65536,
@@ -102,9 +104,9 @@ class TcProgram:
     def __init__(self, source: str | None = None, conntrack_of: TcProgram | None = None) -> None:
         from bcc import BPF
 
-        from reconciler.bpf_source import flatten
-        from reconciler.build import BPF_DIR, kernel_hz
-        from reconciler.compile import build_flags
+        from reconciler.compile.dataplane import build_flags
+        from reconciler.datapath.loader import BPF_DIR, kernel_hz
+        from reconciler.datapath.sources import flatten
 
         self.root = f"/sys/fs/bpf/rclbnat-{uuid.uuid4().hex[:8]}"
         bpfsys.ensure_bpffs(f"{self.root}/maps")
@@ -663,8 +665,8 @@ def _med_us(values: list[float]) -> float:
 def _edit_one_service(ours: Ours, i: int) -> tuple[str, bytes, bytes]:
     """Move service i's last endpoint to the backend pod's spare address. Returns
     the address of the one map entry that must change, its key and new value."""
-    from reconciler.entries import be_key, be_suffix, be_value
-    from reconciler.services import _stable_ids
+    from reconciler.compile.services import _stable_ids
+    from reconciler.datapath.maps.codecs import be_key, be_suffix, be_value
 
     path = gen.service_path(ours.config, i)
     old, new = gen.endpoint_ip(i, ENDPOINTS - 1), gen.endpoint_ip(i, ENDPOINTS)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import RECONCILE, median_wall, report
-from reconciler.sandbox import Sandbox
+from sandbox.netns import Sandbox
 
 FELIX = """apiVersion: projectcalico.org/v3
 kind: FelixConfiguration

@@ -18,7 +18,7 @@ def naive_rate(root: Path, sample: int = 300) -> float:
     import jsonschema
     from ruamel.yaml import YAML
 
-    from reconciler.schema import schema_for
+    from reconciler.config.schema import schema_for
 
     yaml = YAML()  # round-trip: keeps line numbers, pure Python
     validators: dict[str, jsonschema.Draft7Validator] = {}

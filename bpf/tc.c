@@ -1,5 +1,5 @@
 /* tc clsact entry programs for every interface we manage.
- * Compiled by bcc (sources flattened by reconciler/bpf_source.py) with
+ * Compiled by bcc (sources flattened by reconciler/datapath/sources.py) with
  * -DRCL_MAPS_DIR="<bpffs root>/maps" and the map sizes. */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reconciler.sandbox import Pod, Sandbox
+from sandbox.netns import Pod, Sandbox
 
 CONFIG = "examples/cluster-config"
 PODS = (Pod("front0", "10.65.0.10"), Pod("back0", "10.65.0.20"))
@@ -58,7 +58,7 @@ def main() -> int:
                 f"--net=/run/netns/{sandbox.pod_ns(PODS[1])}",
                 sys.executable,
                 "-m",
-                "reconciler.sandbox_echo",
+                "sandbox.echo",
                 "backend-0",
                 "8080",
             ],

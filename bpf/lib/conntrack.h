@@ -9,7 +9,7 @@
  *
  * Layout: RCL_CT_BUCKETS buckets of 512 bytes (struct rcl_ct_bucket). A key
  * hashes to one bucket and an 8-bit tag (rcl_ct_place, mirrored by
- * reconciler/ct_table.py). The bucket's first cache line holds a header word
+ * reconciler/datapath/conntrack.py). The bucket's first cache line holds a header word
  * per way: version, tag, state and a coarse last-seen time; each entry has a
  * cache line of its own. A lookup reads the header line and only the slots
  * whose tag matches, so a miss (every new flow's) costs one cache line, not

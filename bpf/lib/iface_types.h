@@ -1,9 +1,9 @@
 /* Interface state and counters shared by the tc programs.
- * Mirrored in reconciler/iface_layout.py: keep both in step. */
+ * Mirrored in reconciler/datapath/maps/iface_types.py: keep both in step. */
 #ifndef RCL_IFACE_TYPES_H
 #define RCL_IFACE_TYPES_H
 
-/* Role bits of struct rcl_ifstate.flags (reconciler.compile.Role). */
+/* Role bits of struct rcl_ifstate.flags (reconciler.compile.dataplane.Role). */
 #define RCL_IF_WORKLOAD      1
 #define RCL_IF_DATA          2
 #define RCL_IF_L3            4

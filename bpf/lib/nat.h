@@ -300,7 +300,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		/* Trust the entry: the backend it names stays the flow's backend even
 		 * when ordinals shift because another backend left. Entries of
 		 * departed backends are removed by the reconciler when it removes
-		 * the backend (reconciler/ct_clean.py), or expire. */
+		 * the backend (reconciler/apply/conntrack_gc.py), or expire. */
 		__u32 be_ip = ct.val.be_ip;
 		__u16 be_port = ct.val.be_port;
 		rcl_ct_touch(&ct, now, pktflags);

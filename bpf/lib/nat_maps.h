@@ -33,7 +33,7 @@ BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_b
 BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
 		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
 /* mmapable: the reconciler reads the 36 MB table in place (a batched read
- * copies it at ~600 ns an entry), see reconciler/ct_table.py */
+ * copies it at ~600 ns an entry), see reconciler/datapath/conntrack.py */
 BPF_TABLE_PINNED("array", __u32, struct rcl_ct_bucket, rcl_ct, RCL_CT_BUCKETS,
 		 RCL_MAPS_DIR "/rcl_ct", BPF_F_MMAPABLE);
 BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
@@ -57,7 +57,7 @@ BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
  * (set five minutes short of the 32-bit wrap at boot), so both readings
  * agree within a fraction of a second: entries written under one stay valid
  * under the other, across an upgrade. The loader passes RCL_HZ only when a
- * tick is a whole number of nanoseconds (not HZ=300: reconciler/compile.py
+ * tick is a whole number of nanoseconds (not HZ=300: reconciler/compile/dataplane.py
  * tick_flags); the assertion holds it to that. */
 #ifdef RCL_HZ
 _Static_assert(RCL_HZ > 0 && 1000000000 % RCL_HZ == 0, "RCL_HZ: a tick of whole nanoseconds");

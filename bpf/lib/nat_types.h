@@ -1,5 +1,5 @@
 /* Service NAT (kube-proxy replacement) types shared by the tc and cgroup programs.
- * Mirrored field by field in reconciler/nat_layout.py; tests/kernel/test_nat_layout.py
+ * Mirrored field by field in reconciler/datapath/maps/nat_types.py; tests/kernel/test_nat_layout.py
  * checks sizes and offsets against what bcc compiles. Every struct has explicit
  * padding (no implicit holes) so Python, C and the kernel agree byte for byte.
  * "_be" in a comment = network byte order; everything else is host order. */
@@ -135,7 +135,7 @@ struct rcl_ct_bucket {
 };
 
 /* Mixed into the bucket hash. Fixed, so the reconciler can place entries when
- * it migrates a table (reconciler/ct_table.py must use the same value). */
+ * it migrates a table (reconciler/datapath/conntrack.py must use the same value). */
 #define RCL_CT_SEED 0x52434c2d43540001ULL
 
 /* rcl_nat_globals[0] flags: connect-time LB mode (Felix bpfConnectTimeLoadBalancing).

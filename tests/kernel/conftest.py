@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sandbox import Pod, Sandbox
+from sandbox.netns import Pod, Sandbox
 
 
 def _kernel_ready() -> str | None:
@@ -114,8 +114,8 @@ class Node:
         return [*target, "--config", str(self.config), *cache, *extra]
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:
-        from reconciler import desired_cache
-        from reconciler.cli import main
+        from reconciler.cli.main import main
+        from reconciler.engine import store as desired_cache
 
         desired_cache._newest.clear()
         desired_cache._applied.clear()

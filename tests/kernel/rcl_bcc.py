@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.bpf_source import flatten  # noqa: F401 - re-exported for the tests
+from reconciler.datapath.sources import flatten  # noqa: F401 - re-exported for the tests
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 
@@ -45,7 +45,7 @@ def inet_checksum(data: bytes) -> int:
 @contextmanager
 def private_pin_dir() -> Iterator[Path]:
     """A fresh directory on bpffs, removed (with every pin in it) afterwards."""
-    from reconciler import bpfsys
+    from reconciler.kernel import bpf as bpfsys
 
     root = Path(f"/sys/fs/bpf/rcl-test-{uuid.uuid4().hex[:8]}")
     bpfsys.ensure_bpffs(str(root))

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from reconciler import bpfsys
-from reconciler.state import AppliedDump, RawTable
+from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.state import AppliedDump, RawTable
 from tests.kernel.rcl_bcc import skip_unless_kernel
 
 pytestmark = pytest.mark.kernel

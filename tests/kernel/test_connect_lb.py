@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
 

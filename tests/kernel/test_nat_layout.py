@@ -8,10 +8,10 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from reconciler import bpfsys
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import BPF_DIR, skip_unless_kernel
+from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
 
@@ -65,7 +65,7 @@ def test_nat_layouts_match_c() -> None:
 
 
 def test_interface_layouts_match_c() -> None:
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
 
     skip_unless_kernel()
     fields = {name: names for name, (_, names) in il.LAYOUTS.items()}

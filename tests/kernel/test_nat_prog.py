@@ -1,5 +1,5 @@
 """Service NAT in the tc path (bpf/lib/nat.h), run with BPF_PROG_TEST_RUN on
-packets built here, maps filled through reconciler.bpfsys."""
+packets built here, maps filled through reconciler.kernel.bpf."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys, build, ct_table
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
-from reconciler.compile import tick_flags
+from reconciler.compile.dataplane import tick_flags
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath import loader as build
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
+from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
 
@@ -382,7 +384,7 @@ def test_flow_keeps_its_backend_when_ordinals_shift(dp: Dataplane) -> None:
 
 
 def test_flow_to_removed_backend_rebalances_once_its_conntrack_is_cleaned(dp: Dataplane) -> None:
-    from reconciler.ct_clean import clean_conntrack, live_backends
+    from reconciler.apply.conntrack_gc import clean_conntrack, live_backends
 
     dp.service(1, BACKENDS)
     first = parse(dp.run(packet(CLIENT, VIP, 45100, 80, TCP))[1]).dst
@@ -430,7 +432,7 @@ def test_runs_fast(dp: Dataplane) -> None:
 
 
 def test_conntrack_slots_are_where_the_reconciler_hashes_them(dp: Dataplane) -> None:
-    """The datapath and reconciler/ct_table.py agree on every entry's bucket,
+    """The datapath and reconciler/datapath/conntrack.py agree on every entry's bucket,
     so a resize can migrate entries to where the datapath will look."""
     dp.service(1, BACKENDS)
     for port in range(48000, 48040):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.lock import apply_lock
+from reconciler.engine.lock import apply_lock
 from tests.kernel.conftest import PODS, bpftool_dump
 
 FRONT, BACK = PODS
@@ -163,8 +163,8 @@ def test_interface_state_of_an_older_layout_is_replaced(node, layout):
     ifindex (before slots), or, earlier still, flags in a plain hash and
     counters in a map of their own. The plan replaces the map and writes
     every interface's slot afresh; the interfaces stay managed and work."""
-    from reconciler import bpfsys
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
+    from reconciler.kernel import bpf as bpfsys
 
     node.felix()
     node.wep(FRONT)
@@ -275,8 +275,8 @@ def test_an_interface_written_into_more_slots_is_cleaned_from_them(node):
     """Someone copied an interface's entry into slot 0 and into a free slot:
     both copies are drift, cleared by the apply, and the interface's own
     slot (the one its filters name) stays as it was and keeps counting."""
-    from reconciler import bpfsys
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
+    from reconciler.kernel import bpf as bpfsys
 
     node.felix()
     node.wep(FRONT)
@@ -312,9 +312,10 @@ def test_a_filter_with_another_slot_is_drift_and_repaired(node):
     node.felix()
     node.wep(FRONT)
     node.apply_converged()
-    from reconciler import bpfsys
-    from reconciler.netlink import route
-    from reconciler.observe import FILTER_PREFIX, PARENTS, TC_PRIO
+    from reconciler.datapath.programs import FILTER_PREFIX, TC_PRIO
+    from reconciler.datapath.programs import TC_PARENTS as PARENTS
+    from reconciler.kernel import bpf as bpfsys
+    from reconciler.kernel.pyroute import route
 
     slot, _ = ifslots(node)[ifindex(node, "cali-front0")]
     [prog_dir] = (Path(node.sandbox.bpffs_root) / "progs").glob("tc-*")
@@ -340,8 +341,8 @@ def test_interface_flags_written_on_one_cpu_are_drift_and_repaired(node):
     """Flags are the same on every CPU when we write them; an entry whose
     CPUs disagree was written by someone else: the plan shows it, the apply
     rewrites the flags on every CPU and keeps the counters."""
-    from reconciler import bpfsys
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
+    from reconciler.kernel import bpf as bpfsys
 
     node.felix()
     node.wep(FRONT)
@@ -384,7 +385,7 @@ def test_foreign_filters_are_left_alone(node):
     """Someone else's tc program on a managed interface survives attach and prune."""
     from bcc import BPF
 
-    from reconciler.netlink import route
+    from reconciler.kernel.pyroute import route
 
     node.felix()
     other = BPF(
@@ -496,8 +497,8 @@ def test_concurrent_apply_is_blocked_and_names_the_holder(node):
 
 
 def test_interrupted_apply_is_repaired_by_the_next(node):
-    from reconciler.pipeline import Target, execute, make_plan
-    from reconciler.source import from_paths
+    from reconciler.config.source import from_paths
+    from reconciler.engine.reconcile import Target, execute, make_plan
 
     node.felix()
     node.wep(FRONT)
@@ -517,8 +518,8 @@ def test_interrupted_apply_is_repaired_by_the_next(node):
 
 
 def test_desired_state_cache_skips_compile_until_an_input_changes(node, monkeypatch, tmp_path):
-    from reconciler import pipeline
-    from reconciler.cli import main
+    from reconciler.cli.main import main
+    from reconciler.engine import reconcile as pipeline
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     args = [a for a in node.args() if a != "--no-cache"]
@@ -558,7 +559,7 @@ def test_a_hand_deleted_map_pin_is_rebuilt_and_traffic_is_counted_again(node):
 
 
 def test_apply_fails_loudly_when_the_kernel_does_not_converge(node, monkeypatch):
-    from reconciler.drivers import Executor
+    from reconciler.apply.executor import Executor
 
     node.felix()
     monkeypatch.setattr(Executor, "_entry", lambda self, change: "updated")  # a driver that lies

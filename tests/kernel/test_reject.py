@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys, entries
-from reconciler import iface_layout as il
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
-from reconciler.entries import managed_interface
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import iface_types as il
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.datapath.maps.codecs import managed_interface
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.conftest import PODS
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
+from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
 

@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 
-from reconciler import rtnl
-from reconciler.observe import PARENTS, TC_PRIO, TcFilter, observe, read_filters, read_links
-from reconciler.state import Link
+from reconciler.datapath.programs import TC_PARENTS as PARENTS
+from reconciler.datapath.programs import TC_PRIO
+from reconciler.kernel import rtnetlink as rtnl
+from reconciler.observe.kernel import TcFilter, observe, read_filters, read_links
+from reconciler.plan.state import Link
 
 REPO = Path(__file__).resolve().parents[2]
 BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
@@ -213,7 +215,7 @@ def test_read_links_and_filters(ns):
 def test_observe_reads_tc_without_importing_pyroute2(ns, tmp_path):
     script = (
         "import json, sys\n"
-        "from reconciler.observe import observe\n"
+        "from reconciler.observe.kernel import observe\n"
         f"observed, links = observe({str(tmp_path)!r}, {ns!r})\n"
         "print(json.dumps({'objects': sorted(observed.objects), 'foreign': observed.foreign,"
         " 'links': len(links), 'pyroute2': 'pyroute2' in sys.modules,"
@@ -264,14 +266,14 @@ def test_current_namespace_without_netns():
 
 
 def test_cli_names_a_missing_namespace_and_changes_nothing(tmp_path, capsys):
-    from reconciler import cli
+    from reconciler.cli import main as cli
 
     name = f"rclrt-missing-{uuid.uuid4().hex[:6]}"
     root = tmp_path / "bpffs-unused"
     config = REPO / "examples" / "cluster-config"
     argv = ["--plan", "--config", str(config), "--node", "node-1", "--netns", name]
     argv += ["--bpffs-root", f"/sys/fs/bpf/{name}", "--state-dir", str(root), "--no-cache"]
-    assert cli.main(argv) == cli.EXIT_ERROR
+    assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert f"error: --netns: network namespace '{name}' does not exist" in err
     assert "Traceback" not in err

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import entries
-from reconciler.sandbox import Pod
+from reconciler.datapath.maps import codecs as entries
+from sandbox.netns import Pod
 from tests.kernel.conftest import PODS, bpftool_dump
 
 HERE = Path(__file__).resolve().parent
@@ -86,14 +86,14 @@ class Services:
             self.node.wep(pod)
 
     def serve(self, pod: Pod) -> None:
-        """The echo server (reconciler.sandbox_echo) on port 8080 in a pod."""
+        """The echo server (sandbox.echo) on port 8080 in a pod."""
         proc = subprocess.Popen(
             [
                 "nsenter",
                 f"--net=/run/netns/{self.node.sandbox.pod_ns(pod)}",
                 sys.executable,
                 "-m",
-                "reconciler.sandbox_echo",
+                "sandbox.echo",
                 pod.name,
                 "8080",
             ],
@@ -454,7 +454,8 @@ def test_map_resize_is_a_replace_with_entries_migrated(svc):
 def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
     """A conntrack table of another size hashes keys to other slots: the
     migration re-places every entry where the new programs will look."""
-    from reconciler import bpfsys, ct_table
+    from reconciler.datapath import conntrack as ct_table
+    from reconciler.kernel import bpf as bpfsys
 
     svc.start()
     svc.service()
@@ -490,8 +491,9 @@ def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
     how a plan describes its layout."""
     import struct
 
-    from reconciler import bpfsys, ct_table
-    from reconciler import nat_layout as nl
+    from reconciler.datapath import conntrack as ct_table
+    from reconciler.datapath.maps import nat_types as nl
+    from reconciler.kernel import bpf as bpfsys
 
     if kind == "lru":  # the kernel LRU hash map, at the same size
         fd = bpfsys.map_create(9, "rcl_ct", nl.CT_KEY.size, nl.CT_VAL.size, size)
@@ -511,9 +513,10 @@ def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
     entries move into the bucket table, where the datapath finds them."""
     from ipaddress import IPv4Address
 
-    from reconciler import bpfsys, ct_table
-    from reconciler import nat_layout as nl
-    from reconciler import nat_records as nr
+    from reconciler.datapath import conntrack as ct_table
+    from reconciler.datapath.maps import nat_types as nl
+    from reconciler.kernel import bpf as bpfsys
+    from tests.support import nat_records as nr
 
     svc.start()
     svc.service()
@@ -589,7 +592,8 @@ def test_status_counts_service_entries(svc):
 def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     """Verification after apply checks the written NAT entries in the kernel
     itself: one overwritten behind apply's back makes the apply fail, named."""
-    from reconciler import bpfsys, pipeline
+    from reconciler.engine import reconcile as pipeline
+    from reconciler.kernel import bpf as bpfsys
 
     svc.start()
     svc.service()

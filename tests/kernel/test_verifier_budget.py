@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import bpfsys, build, felix
-from reconciler.compile import CONNECT_PROGRAMS, TC_PROGRAMS, build_flags
+from reconciler.compile.dataplane import build_flags
+from reconciler.config import felix
+from reconciler.datapath import loader as build
+from reconciler.datapath.programs import CONNECT_PROGRAMS, PROG_TYPES, TC_PROGRAMS
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import private_pin_dir, skip_unless_kernel
 
 pytestmark = pytest.mark.kernel
@@ -29,7 +32,7 @@ def test_programs_stay_within_half_the_verifier_limit(prog_set: str) -> None:
     with private_pin_dir() as root:
         flags = build_flags(str(root), felix.effective_config([], "node"), build.kernel_hz())
         target = build.build(
-            str(root), prog_set, "budget", flags, SETS[prog_set], build.PROG_TYPES[prog_set]
+            str(root), prog_set, "budget", flags, SETS[prog_set], PROG_TYPES[prog_set]
         )
         spent: dict[str, int] = {}
         for name in SETS[prog_set]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler.sandbox import Pod
+from sandbox.netns import Pod
 from tests.kernel.conftest import PODS, bpftool_dump
 from tests.kernel.test_reconcile import ifstate, tc_filters
 

@@ -1,4 +1,4 @@
-"""reconciler.bpfsys on real maps: needs root (BPF syscalls), not bcc."""
+"""reconciler.kernel.bpf on real maps: needs root (BPF syscalls), not bcc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import bpfsys
+from reconciler.kernel import bpf as bpfsys
 
 pytestmark = [
     pytest.mark.kernel,

@@ -3,7 +3,8 @@ map to distinct exit codes and readable messages."""
 
 import pytest
 
-from reconciler import cli, modes
+from reconciler.cli import commands as modes
+from reconciler.cli import main as cli
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""reconciler/ct_table.py: the conntrack table's shape as the reconciler sees it.
+"""reconciler/datapath/conntrack.py: the conntrack table's shape as the reconciler sees it.
 (That the datapath hashes the same way is tested in tests/kernel/test_nat_prog.py.)"""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import struct
 from ipaddress import IPv4Address
 
-from reconciler import ct_table
-from reconciler import nat_layout as nl
-from reconciler import nat_records as nr
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import nat_types as nl
+from tests.support import nat_records as nr
 
 CLIENT, VIP, BACKEND = IPv4Address("10.1.0.1"), IPv4Address("10.96.0.10"), IPv4Address("10.2.0.1")
 

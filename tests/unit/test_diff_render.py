@@ -2,10 +2,10 @@
 
 import pytest
 
-from reconciler.diff import Action, diff
-from reconciler.plan import Plan, PlanFileError
-from reconciler.render import render_plan
-from reconciler.state import DesiredState, Obj, ObjKind, ObservedState
+from reconciler.cli.render import render_plan
+from reconciler.plan.diff import Action, diff
+from reconciler.plan.plan import Plan, PlanFileError
+from reconciler.plan.state import DesiredState, Obj, ObjKind, ObservedState
 
 
 def o(address, kind, **attrs):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from reconciler import bpfsys, entries
+from reconciler.datapath.maps import codecs as entries
+from reconciler.kernel import bpf as bpfsys
 
 CASES = [
     (
@@ -48,7 +49,7 @@ def test_entries_of_deleted_interfaces_are_named_by_index():
 
 
 def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
 
     attrs = {"slot": 3, "ifindex": 9, "flags": 5}
     key, value = entries.encode("map/rcl_ifstate/x", attrs)
@@ -77,7 +78,7 @@ def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
 
 
 def test_unused_slots_are_no_entries_and_a_slot_is_cleared_only_while_it_is_the_entrys():
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
 
     empty = [bytes(il.IFSTATE.size)] * 2
     assert entries.decode_all("rcl_ifstate", [(il.U32.pack(1), empty)], entries.Context({})) == []
@@ -92,7 +93,7 @@ def test_unused_slots_are_no_entries_and_a_slot_is_cleared_only_while_it_is_the_
 
 
 def test_an_interface_written_into_two_slots_is_two_entries():
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
 
     items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (2, 5)]
     assert entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"})) == [
@@ -102,9 +103,9 @@ def test_an_interface_written_into_two_slots_is_two_entries():
 
 
 def test_an_entry_in_slot_0_is_never_an_interfaces_own():
-    from reconciler import iface_layout as il
-    from reconciler.observe import held_slots
-    from reconciler.state import Obj, ObjKind, ObservedState
+    from reconciler.datapath.maps import iface_types as il
+    from reconciler.observe.kernel import held_slots
+    from reconciler.plan.state import Obj, ObjKind, ObservedState
 
     items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (0, 4)]
     decoded = entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"}))
@@ -117,7 +118,7 @@ def test_an_entry_in_slot_0_is_never_an_interfaces_own():
 
 
 def test_interface_heads_that_differ_between_cpus_are_drift():
-    from reconciler import iface_layout as il
+    from reconciler.datapath.maps import iface_types as il
 
     key, _ = entries.encode("map/rcl_ifstate/x", {"slot": 1, "ifindex": 9, "flags": 1})
     mixed = [il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0), il.IFSTATE.pack(3, 4, 0, 0, 0, 0, 0, 0)]

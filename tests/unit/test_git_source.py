@@ -11,8 +11,8 @@ from pathlib import Path
 import git
 import pytest
 
-from reconciler.cli import main
-from reconciler.source import SourceError, blob_id, from_git, from_paths
+from reconciler.cli.main import main
+from reconciler.config.source import SourceError, blob_id, from_git, from_paths
 from tests.unit.test_validate_cli import BAD, GOOD
 
 ROOT = Path(__file__).resolve().parents[2]

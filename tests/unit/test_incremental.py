@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from reconciler import nat_compile
-from reconciler.compile import compile_desired
-from reconciler.diff import diff
-from reconciler.model import Resource
-from reconciler.state import Link, ObservedState
+from reconciler.compile import nat_tables as nat_compile
+from reconciler.compile.dataplane import compile_desired
+from reconciler.config.model import Resource
+from reconciler.plan.diff import diff
+from reconciler.plan.state import Link, ObservedState
 
 FELIX = Resource(
     "FelixConfiguration",
@@ -232,7 +232,7 @@ def test_states_cached_by_other_code_are_never_loaded(tmp_path):
     import pickle
     from pathlib import Path
 
-    from reconciler import desired_cache
+    from reconciler.engine import store as desired_cache
 
     path = desired_cache.cache_path(tmp_path, "k")
     assert path is not None and desired_cache.code_fingerprint() in path.parts
@@ -279,7 +279,7 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     assert changes == diff(
         replace(got, table_base={}), ObservedState(dict(got.objects), (), drifted)
     )
-    from reconciler import entries
+    from reconciler.datapath.maps import codecs as entries
 
     address, _ = entries.decode_one(
         "rcl_nat_be", untouched, got.tables["rcl_nat_be"][untouched], entries.Context({})
@@ -298,7 +298,7 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
     """An incrementally derived state is written as its changes against the
     full state it came from, and reads back equal to a full compile, also
     when the next edit builds on the loaded delta in a new process."""
-    from reconciler import desired_cache
+    from reconciler.engine import store as desired_cache
 
     rng = random.Random(5)
     resources = [r for i in range(30) for r in (service(i, rng), endpoint_slice(i, rng, i))]
@@ -341,7 +341,7 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
 def test_the_applied_state_is_the_base_of_choice(tmp_path):
     """Plans of pending edits must not push out the state the kernel holds:
     the next compile builds on the applied one, whose tables the kernel has."""
-    from reconciler import desired_cache
+    from reconciler.engine import store as desired_cache
 
     rng = random.Random(8)
     resources = [r for i in range(2) for r in (service(i, rng), endpoint_slice(i, rng, i))]
@@ -399,7 +399,7 @@ def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
 
 
 def raw(table):
-    from reconciler.state import RawTable
+    from reconciler.plan.state import RawTable
 
     items = list(table.items())
     size = (len(items[0][0]), len(items[0][1])) if items else (8, 8)
@@ -420,7 +420,7 @@ def test_raw_tables_act_as_mappings_and_name_their_bytes():
 
 def stored_state(tmp_path, seed: int):
     """A small compiled state stored in a fresh cache: (state, its path)."""
-    from reconciler import desired_cache
+    from reconciler.engine import store as desired_cache
 
     rng = random.Random(seed)
     resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
@@ -434,7 +434,7 @@ def stored_state(tmp_path, seed: int):
 def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     """The applied record's digests stand for the tables the state had: an
     identical kernel copy needs no comparison; any other bytes get the full one."""
-    from reconciler import desired_cache
+    from reconciler.engine import store as desired_cache
 
     state, path, resources = stored_state(tmp_path, 11)
     kernel = {name: raw(t) for name, t in state.tables.items()}
@@ -464,7 +464,7 @@ def test_an_applied_dump_recognises_the_table_its_writes_left():
     """A hash map's update moves the written key within its bucket and leaves
     every other entry where it was: the dump read before the apply, minus the
     written keys, recognises the table after it, and nothing else."""
-    from reconciler.state import AppliedDump, recognised
+    from reconciler.plan.state import AppliedDump, recognised
 
     rng = random.Random(12)
     before = {bytes([i, rng.randrange(256)]) * 4: bytes([i]) * 8 for i in range(200)}
@@ -502,8 +502,8 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     """The applied record can name the tables by the dumps the apply wrote
     over instead of digests read after it: a later plan of the same state
     against the kernel's new bytes finds nothing to do, through a new process."""
-    from reconciler import desired_cache
-    from reconciler.state import AppliedDump
+    from reconciler.engine import store as desired_cache
+    from reconciler.plan.state import AppliedDump
 
     state, path, _ = stored_state(tmp_path, 13)
     table = dict(state.tables["rcl_nat_be"])

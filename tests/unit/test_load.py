@@ -2,7 +2,7 @@
 
 import pytest
 
-from reconciler.load import MAX_NODES_PER_DOCUMENT, load, resolve_plain
+from reconciler.config.load import MAX_NODES_PER_DOCUMENT, load, resolve_plain
 
 GOOD = """\
 # comment

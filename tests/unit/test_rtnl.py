@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from reconciler import rtnl
-from reconciler.rtnl import AddrMsg, FilterMsg, LinkMsg, Message, QdiscMsg
+from reconciler.kernel import rtnetlink as rtnl
+from reconciler.kernel.rtnetlink import AddrMsg, FilterMsg, LinkMsg, Message, QdiscMsg
 
 INGRESS = 0xFFFFFFF2
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from reconciler.selector import (
+from reconciler.config.selector import (
     All,
     And,
     Eq,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.diagnostics import Finding, Path, Severity
-from reconciler.model import Resource
-from reconciler.semantic import check
+from reconciler.config.diagnostics import Finding, Path, Severity
+from reconciler.config.model import Resource
+from reconciler.config.semantic import check
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
 

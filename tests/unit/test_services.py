@@ -1,9 +1,9 @@
 """Service compilation follows kube-proxy's rules; ids are stable; overflow is an error."""
 
-from reconciler.compile import compile_desired
-from reconciler.model import Resource
-from reconciler.services import FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL, compile_services
-from reconciler.state import Link
+from reconciler.compile.dataplane import compile_desired
+from reconciler.compile.services import FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL, compile_services
+from reconciler.config.model import Resource
+from reconciler.plan.state import Link
 
 
 def svc(name, spec, labels=None, ns="default", status=None):
@@ -163,9 +163,9 @@ FELIX = Resource(
 
 
 def test_nat_entries_in_desired_state_and_overflow_is_an_error():
-    from reconciler.diff import diff
-    from reconciler.render import change_line
-    from reconciler.state import ObservedState
+    from reconciler.cli.render import change_line
+    from reconciler.plan.diff import diff
+    from reconciler.plan.state import ObservedState
 
     web = svc("web", {"clusterIP": "10.96.0.1", "ports": [HTTP]})
     desired = compile_desired(
@@ -230,9 +230,9 @@ def test_local_policy_falls_back_on_its_own_and_gets_its_own_list():
     """ETP Local during a rolling update: this node's only pod is terminating but
     still serving, ready pods run elsewhere. Cluster-wide traffic goes to the ready
     ones; local-policy frontends to the terminating local pod, via a second id."""
-    from reconciler.entries import be_key, be_value, fe_key
-    from reconciler.nat_records import Frontend as FeVal
-    from reconciler.services import service_fragments
+    from reconciler.compile.services import service_fragments
+    from reconciler.datapath.maps.codecs import be_key, be_value, fe_key
+    from tests.support.nat_records import Frontend as FeVal
 
     spec = {
         "clusterIP": "10.96.0.1",
@@ -272,9 +272,9 @@ def test_backends_of_finds_by_key_what_a_scan_finds():
     """Conntrack hygiene looks a few services' backends up by key instead of
     scanning the whole table; both must name the same backends, local lists
     (their own ids) included, and nothing of other services."""
-    from reconciler.ct_clean import backends_of, live_backends
-    from reconciler.nat_layout import BE_KEY
-    from reconciler.services import service_fragments
+    from reconciler.apply.conntrack_gc import backends_of, live_backends
+    from reconciler.compile.services import service_fragments
+    from reconciler.datapath.maps.nat_types import BE_KEY
 
     spec = {"clusterIP": "10.96.0.1", "type": "NodePort", "externalTrafficPolicy": "Local",
             "ports": [{**HTTP, "nodePort": 30080}]}  # fmt: skip

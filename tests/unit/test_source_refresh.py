@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from reconciler import source
+from reconciler.config import source
 
 
 def snapshot(src):

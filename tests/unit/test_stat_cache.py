@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from reconciler import source
-from reconciler.source import SourceError, blob_id, from_paths
+from reconciler.config import source
+from reconciler.config.source import SourceError, blob_id, from_paths
 
 
 @pytest.fixture
@@ -101,50 +101,3 @@ def test_one_cache_per_set_of_roots(tmp_path):
     a = source.stat_cache_path(tmp_path, ["/x", "/y"])
     assert a == source.stat_cache_path(tmp_path, ["/y", "/x"])
     assert a != source.stat_cache_path(tmp_path, ["/x"])
-
-
-def test_a_prefetched_tree_is_the_tree_read_directly(tree, monkeypatch):
-    """A big plan reads its tree in a forked child while it imports; what it
-    takes over must be exactly what reading in-process gives, new and
-    changed files (read to be hashed) as well as cached ones."""
-    root, cache = tree
-    monkeypatch.setattr(source, "PREFETCH_MIN_CACHE", 0)
-    from_paths([str(root)], cache)
-    backdate_cache(cache)
-    (root / "f1.yaml").write_text("kind: Tier\nmetadata: {name: changed}\n")
-    (root / "sub").mkdir()
-    (root / "sub" / "new.yaml").write_text("kind: Tier\nmetadata: {name: new}\n")
-    validated = cache.parent / "validation"
-    source.prefetch_tree([str(root)], cache, validated)
-    child = source._PREFETCH
-    assert child is not None and child.pid > 0
-    got = from_paths([str(root)], cache)
-    assert child.fd is None  # the child's result was taken
-    child.close()  # what exit does: reap it, once it has saved the stat cache
-    assert child.pid == 0
-    saved = source.StatCache(cache).entries
-    assert {os.path.basename(k) for k in saved} == {"f0.yaml", "f1.yaml", "f2.yaml", "new.yaml"}
-    direct = from_paths([str(root)])
-    assert got.identity == direct.identity and digests(got) == digests(direct)
-    assert [f.read() for f in got.files] == [f.read() for f in direct.files]
-    assert b"changed" in got.files[1].read()
-    # the two files that changed get validated into the cache, by content,
-    # and a caller about to validate them can wait for that
-    from reconciler.validate import ResultCache, _cache_key, engine_fingerprint
-
-    source.await_prevalidation(5)
-    assert child.done is None
-    keys = [_cache_key(engine_fingerprint(), f.path, f.digest) for f in got.files]
-    hits = ResultCache(validated).get_many(keys, full=True)
-    assert {os.path.basename(k.rsplit(":", 1)[1]) for k in hits} == {"f1.yaml", "new.yaml"}
-    # what the child could not read is the same error as in-process
-    source.prefetch_tree([str(root / "missing")], cache)
-    with pytest.raises(SourceError, match="missing: no such file or directory"):
-        from_paths([str(root / "missing")], cache)
-
-
-def test_a_small_tree_is_not_prefetched(tree):
-    root, cache = tree
-    from_paths([str(root)], cache)
-    source.prefetch_tree([str(root)], cache)  # a 3-file cache: not worth a fork
-    assert source._PREFETCH is None

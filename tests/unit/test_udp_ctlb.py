@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from reconciler.compile import CTLB_MODES
-from reconciler.diff import Action, Change
-from reconciler.pipeline import udp_balanced_at_connect
-from reconciler.plan import Plan
-from reconciler.state import DesiredState, Obj, ObjKind
+from reconciler.compile.dataplane import CTLB_MODES
+from reconciler.engine.reconcile import udp_balanced_at_connect
+from reconciler.plan.diff import Action, Change
+from reconciler.plan.plan import Plan
+from reconciler.plan.state import DesiredState, Obj, ObjKind
 
 GLOBALS = "map/rcl_nat_globals/0"
 

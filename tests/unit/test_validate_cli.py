@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 GOOD = """\
 apiVersion: projectcalico.org/v3
@@ -133,8 +133,8 @@ def test_cache_gives_the_same_answer(repo, capsys):
 def test_validate_needs_no_kernel_modules(repo):
     write(repo, "gnp.yaml", GOOD)
     code = (
-        "import sys; from reconciler.cli import main; rc = main(['--validate', sys.argv[1]]);"
-        "bad = [m for m in ('bcc', 'pyroute2', 'reconciler.bpfsys') if m in sys.modules];"
+        "import sys; from reconciler.cli.main import main; rc = main(['--validate', sys.argv[1]]);"
+        "bad = [m for m in ('bcc', 'pyroute2', 'reconciler.kernel.bpf') if m in sys.modules];"
         "print(bad); sys.exit(rc or bool(bad))"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(repo)], capture_output=True, text=True)

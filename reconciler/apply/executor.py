@@ -1,0 +1,266 @@
+"""Drivers: carry out one planned change each. Thin, idempotent, kernel-facing.
+
+Each driver returns a word for the apply log: created, updated, deleted or
+unchanged. They never decide anything: the plan already did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath import loader as build
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.programs import (
+    CONNECT_PROGRAMS,
+    FILTER_PREFIX,
+    HOOK_ATTACH_TYPES,
+    PROG_TYPES,
+    TC_PARENTS,
+    TC_PRIO,
+    TC_PROGRAMS,
+)
+from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.diff import Action, Change
+from reconciler.plan.state import ObjKind
+
+
+class Executor:
+    """Applies a plan's changes in order against one bpffs root and netns."""
+
+    def __init__(self, root: str, build_info: Mapping[str, Any], netns: str | None) -> None:
+        self.root = root
+        self.build_info = build_info
+        self.netns = netns
+        self._fds: dict[str, int] = {}
+        self._migrations: dict[str, list[tuple[bytes, bytes | list[bytes]]]] = {}
+        self._ipr: Any = None
+
+    # -- plumbing -------------------------------------------------------
+    def close(self) -> None:
+        for fd in self._fds.values():
+            bpfsys.close(fd)
+        self._fds.clear()
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def _map_fd(self, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = bpfsys.obj_get(str(Path(self.root) / "maps" / name))
+            self._fds[name] = fd
+        return fd
+
+    def _route(self) -> Any:
+        if self._ipr is None:
+            from pyroute2 import IPRoute, NetNS
+
+            self._ipr = NetNS(self.netns) if self.netns else IPRoute()
+        return self._ipr
+
+    def run(self, change: Change) -> str:
+        handler = {
+            ObjKind.PROG: self._prog,
+            ObjKind.MAP: self._map,
+            ObjKind.ENTRY: self._entry,
+            ObjKind.TC: self._tc,
+            ObjKind.CGROUP: self._cgroup,
+        }[change.kind]
+        return handler(change)
+
+    # -- programs -------------------------------------------------------
+    def _prog(self, change: Change) -> str:
+        prog_set, _, phash = change.address.removeprefix("prog/").partition("@")
+        if change.action is Action.DELETE:
+            target = Path(self.root) / "progs" / (f"{prog_set}-{phash}" if phash else prog_set)
+            for pin in target.glob("*"):
+                pin.unlink()
+            if target.exists():
+                target.rmdir()
+            return "deleted"
+        if change.action is Action.REPLACE:
+            build.remove(self.root, prog_set, phash)
+        functions = (change.after or {}).get("programs", list(TC_PROGRAMS))
+        build.build(
+            self.root,
+            prog_set,
+            phash,
+            self.build_info["flags"],
+            functions,
+            PROG_TYPES[prog_set],
+        )
+        self._fds.clear()  # maps may have been recreated by the build
+        self._restore_migrations()
+        return "created"
+
+    # -- maps -----------------------------------------------------------
+    def _map(self, change: Change) -> str:
+        name = change.address.removeprefix("map/")
+        pin = Path(self.root) / "maps" / name
+        if change.action is Action.CREATE:
+            return "created"  # maps are created by the program build that uses them
+        older_layout = "layout" in (change.before or {}) and name in entries.CODECS
+        if change.action is Action.REPLACE and pin.exists() and not older_layout:
+            # (a map of an older layout has its entries planned afresh)
+            fd = self._map_fd(name)
+            info = bpfsys.map_info(fd)
+            limit = (change.after or {}).get("max_entries", info.max_entries)
+            if name == ct_table.MAP:  # entries hash to other slots in a table of another size
+                self._migrations[name] = list(ct_table.migrate(fd, limit))
+            else:
+                self._migrations[name] = list(bpfsys.map_items(fd))[:limit]
+        self._fds.pop(name, None)
+        pin.unlink(missing_ok=True)
+        return "deleted" if change.action is Action.DELETE else "updated"
+
+    def _restore_migrations(self) -> None:
+        for name, items in list(self._migrations.items()):
+            if not (Path(self.root) / "maps" / name).exists():
+                continue
+            fd = self._map_fd(name)
+            for key, value in items:
+                bpfsys.map_update(fd, key, value)  # a per-CPU value: every CPU's, as it was
+            del self._migrations[name]
+
+    # -- map entries ----------------------------------------------------
+    def _entry(self, change: Change) -> str:
+        name, _ = entries.split(change.address)
+        fd = self._map_fd(name)
+        if change.action is Action.DELETE:
+            key, _ = entries.encode(change.address, change.before or {})
+            if entries.cleared_by_write(change.address):
+                gone = self._clear(fd, change.address, key, change.before)
+            else:
+                gone = bpfsys.map_delete(fd, key)
+            return "deleted" if gone else "unchanged"
+        key, value = entries.encode(change.address, change.after or {})
+        if change.action is Action.UPDATE and entries.keeps_kernel_fields(change.address):
+            # from the entry's current key: an array entry may move to another slot
+            old_key, _ = entries.encode(change.address, change.before or {})
+            current = bpfsys.map_lookup(fd, old_key)
+            if current is not None:
+                value = entries.updated(change.address, current, change.after or {})
+            bpfsys.map_update(fd, key, value)
+            if old_key != key and entries.cleared_by_write(change.address):
+                self._clear(fd, change.address, old_key, change.before)
+            return "updated"
+        bpfsys.map_update(fd, key, value)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    @staticmethod
+    def _clear(fd: int, address: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
+        """Empty an array slot, if it still holds what `before` describes."""
+        current = bpfsys.map_lookup(fd, key)
+        value = None if current is None else entries.cleared(address, current, before or {})
+        if value is None:
+            return False
+        bpfsys.map_update(fd, key, value)
+        return True
+
+    # -- cgroup hooks (pinned BPF links) -------------------------------
+    def _cgroup(self, change: Change) -> str:
+        from reconciler.kernel import bpf_links
+
+        hook = change.address.removeprefix("cgroup/")
+        pin = Path(self.root) / "links" / hook
+        if change.action is Action.DELETE:
+            pin.unlink(missing_ok=True)  # the last reference: the link detaches
+            return "deleted"
+        after = change.after or {}
+        prog_set, _, phash = after["prog"].partition("@")
+        prog_fd = bpfsys.obj_get(
+            str(build.set_dir(self.root, prog_set, phash) / CONNECT_PROGRAMS[hook])
+        )
+        try:
+            before = change.before or {}
+            if pin.exists() and before.get("cgroup_id") == after["cgroup_id"]:
+                link_fd = bpfsys.obj_get(str(pin))
+                try:
+                    bpf_links.link_update(link_fd, prog_fd)  # atomic swap, no gap
+                finally:
+                    bpfsys.close(link_fd)
+                return "updated"
+            pin.unlink(missing_ok=True)
+            pin.parent.mkdir(parents=True, exist_ok=True)
+            link_fd = bpf_links.link_create(
+                prog_fd, self.build_info["cgroup"], HOOK_ATTACH_TYPES[hook]
+            )
+            try:
+                bpfsys.obj_pin(link_fd, str(pin))
+            finally:
+                bpfsys.close(link_fd)
+        finally:
+            bpfsys.close(prog_fd)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    # -- tc -------------------------------------------------------------
+    def _tc(self, change: Change) -> str:
+        _, ifname, direction = change.address.split("/")
+        ipr = self._route()
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return "unchanged"  # the interface went away: nothing left to detach
+        idx = found[0]
+        parent = TC_PARENTS[direction]
+        if change.action is Action.DELETE:
+            self._detach(ipr, idx, parent)
+            return "deleted"
+        after = change.after or {}
+        prog_ref = after["prog"]
+        prog_set, _, phash = prog_ref.partition("@")
+        pin = build.set_dir(self.root, prog_set, phash) / f"rcl_tc_{direction}"
+        fd = bpfsys.obj_get(str(pin))
+        try:
+            _ensure_clsact(ipr, idx)
+            ipr.tc(
+                "replace-filter",
+                "bpf",
+                idx,
+                ":1",
+                fd=fd,
+                name=FILTER_PREFIX + prog_ref,
+                parent=parent,
+                classid=after["slot"],  # the program reads it as skb->tc_classid
+                direct_action=True,
+                prio=TC_PRIO,
+            )
+        finally:
+            os.close(fd)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    def _detach(self, ipr: Any, idx: int, parent: int) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            ipr.tc("del-filter", "bpf", idx, ":1", parent=parent, prio=TC_PRIO)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL):
+                raise
+        # Remove clsact only when nobody (us or anyone else) has a filter left.
+        remaining = 0
+        for p in TC_PARENTS.values():
+            with contextlib.suppress(NetlinkError):
+                remaining += sum(
+                    1
+                    for m in ipr.get_filters(index=idx, parent=p)
+                    if m.get_attr("TCA_OPTIONS") is not None
+                )
+        if remaining == 0:
+            with contextlib.suppress(NetlinkError):
+                ipr.tc("del", "clsact", idx)
+
+
+def _ensure_clsact(ipr: Any, idx: int) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        ipr.tc("add", "clsact", idx)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise

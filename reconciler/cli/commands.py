@@ -1,0 +1,205 @@
+"""The CLI modes: validate, plan, apply, status, watch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli import render
+from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.cli.render import emit_json
+from reconciler.config.source import open_source
+from reconciler.plan.plan import FORMAT_VERSION, Plan
+
+
+def source_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.repo:
+        return {"kind": "git", "repo": args.repo, "ref": args.ref}
+    return {"kind": "dir", "paths": [args.config]}
+
+
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    from reconciler.config.source import default_cache_dir
+
+    return None if args.no_cache else default_cache_dir()
+
+
+def validate_mode(args: argparse.Namespace) -> int:
+    from reconciler.config.validate import validate_source
+
+    spec = {"kind": "dir", "paths": args.validate} if args.validate else source_spec(args)
+    src = open_source(spec, not args.no_cache)
+    result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
+    fmt = args.format or ("json" if args.json else "text")
+    diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
+    if fmt == "json":
+        emit_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "valid": result.ok,
+                "files": result.files,
+                "resources": result.resource_count,
+                "diagnostics": [d.as_json() for d in diags],
+            }
+        )
+    elif fmt == "junit":
+        sys.stdout.write(render.render_junit(list(diags), result.files))
+    else:
+        sys.stdout.write(render.render_diagnostics(diags))
+        status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
+        print(
+            f"{result.files} file(s), {result.resource_count} resource(s): {status}",
+            file=sys.stderr,
+        )
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from reconciler.engine.spec import make_target
+
+    return make_target(
+        args.node, args.bpffs_root, args.state_dir, args.netns, _cache_dir(args), args.cgroup
+    )
+
+
+def _report_invalid(args: argparse.Namespace, exc: Any) -> None:
+    diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
+    if args.json:
+        emit_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "valid": False,
+                "diagnostics": [d.as_json() for d in diags],
+            }
+        )
+    else:
+        sys.stderr.write(render.render_diagnostics(diags))
+        print(f"error: {exc}; nothing was changed", file=sys.stderr)
+
+
+def _plan_or_report(
+    args: argparse.Namespace,
+    spec: dict[str, Any],
+    fingerprint: bool = True,
+    changed: frozenset[str] | None = None,
+    keep_derived: bool = True,
+) -> tuple[Plan, Any, Any] | None:
+    """(plan, desired state, what was observed), or None after reporting an
+    invalid config."""
+    from reconciler.engine.reconcile import InvalidConfig, make_plan
+
+    target = _target(args)
+    try:
+        plan, desired, observed = make_plan(
+            lambda: open_source(spec, not args.no_cache, changed), target, fingerprint, keep_derived
+        )
+    except InvalidConfig as exc:
+        _report_invalid(args, exc)
+        return None
+    # The saved plan records how to re-read its source, for the staleness check.
+    return dataclasses.replace(plan, source={**plan.source, "spec": spec}), desired, observed
+
+
+def plan_mode(args: argparse.Namespace) -> int:
+    # The observed-state fingerprint is only needed to save or print the plan.
+    # A plan's incremental state is not stored: the apply derives it again
+    # from the applied state for less than writing it would cost.
+    planned = _plan_or_report(
+        args, source_spec(args), bool(args.out or args.json), keep_derived=False
+    )
+    if planned is None:
+        return EXIT_ERROR
+    plan, _, _ = planned
+    if args.out:
+        plan.dump(args.out)
+    if args.json:
+        emit_json(plan.as_json())
+    else:
+        sys.stdout.write(render.render_plan(plan))
+        if args.out:
+            print(
+                f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
+                f"--plan-file {args.out}"
+            )
+    return EXIT_OK if plan.empty else EXIT_CHANGES
+
+
+def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) -> int:
+    """Plan, apply, verify. `changed` (from --watch): the only files that may
+    differ from the last pass; the drift timer's passes read everything."""
+    from reconciler.engine.reconcile import InvalidConfig, reconcile_once
+
+    quiet = bool(args.json)
+
+    def show(plan: Plan) -> None:
+        nonlocal quiet
+        # --watch passes that find nothing to do stay quiet
+        quiet = args.json or (args.watch and plan.empty and not plan.warnings)
+        if not quiet:
+            sys.stdout.write(render.render_plan(plan))
+
+    try:
+        result = reconcile_once(
+            _target(args),
+            source_spec(args),
+            plan_file=args.plan_file,
+            changed=changed,
+            use_cache=not args.no_cache,
+            on_plan=show,
+        )
+    except InvalidConfig as exc:
+        _report_invalid(args, exc)
+        return EXIT_ERROR
+    plan = result.plan
+    if args.json:
+        emit_json(
+            {
+                "format_version": FORMAT_VERSION,
+                "plan": plan.as_json(),
+                "results": [{"address": a, "result": r} for a, r in result.applied],
+                "converged": result.converged,
+                "remaining": [c.as_json() for c in result.remaining],
+            }
+        )
+    elif result.applied:
+        from reconciler.plan.diff import summarize
+
+        s = summarize(plan.changes)
+        print(
+            f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
+            f"{s['destroy']} destroyed."
+        )
+    if result.remaining:
+        sys.stderr.write("error: not converged after apply; still different:\n")
+        sys.stderr.write("".join(render.change_line(c) + "\n" for c in result.remaining))
+        return EXIT_ERROR
+    if not quiet:
+        print("Verified: the kernel matches the configuration.")
+    return EXIT_OK
+
+
+def status_mode(args: argparse.Namespace) -> int:
+    from reconciler.observe.status import collect_status, render_status
+
+    status = collect_status(_target(args))
+    if args.json:
+        emit_json({"format_version": FORMAT_VERSION, **status})
+    else:
+        sys.stdout.write(render_status(status))
+    return EXIT_OK
+
+
+def watch_mode(args: argparse.Namespace) -> int:
+    """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
+    from reconciler.engine import store as desired_cache
+    from reconciler.gitops.loop import watch
+
+    # A pass reacts to a push; the state it compiled is written once idle.
+    desired_cache.defer_writes()
+    return watch(
+        args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
+    )

@@ -1,0 +1,146 @@
+"""`reconcile`: the command-line entry point. One function per mode."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
+from reconciler.config.source import SourceError
+
+DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reconcile",
+        description="Converge this node's Calico-style eBPF dataplane to a Git-tracked config.",
+    )
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--validate",
+        nargs="*",
+        metavar="PATH",
+        help="validate files/directories (default: --config); no root needed",
+    )
+    mode.add_argument("--plan", action="store_true", help="show what apply would change")
+    mode.add_argument("--apply", action="store_true", help="converge the kernel, then verify")
+    mode.add_argument("--status", action="store_true", help="what is applied now")
+    mode.add_argument(
+        "--watch", action="store_true", help="apply on config change, new commits and drift"
+    )
+    p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
+    p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
+    p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
+    p.add_argument(
+        "--node", default=socket.gethostname(), help="this node's name (default hostname)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", choices=("text", "json", "junit"), help="--validate output format")
+    p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
+    p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
+    p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
+    p.add_argument(
+        "--cgroup",
+        metavar="DIR",
+        help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)",
+    )
+    p.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
+    p.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
+    p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
+    p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
+    p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    return p
+
+
+def entry() -> None:
+    """The `reconcile` command: main(), then out without tearing the
+    interpreter down. A plan at 10,000 services leaves ~60 MB of small
+    objects, and freeing them one by one at exit took 0.1 s, a fifth of a
+    one-change apply. Exit handlers still run and output is flushed."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (| head): nothing more can be said
+        code = code or EXIT_ERROR
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Plans build 100k+ small objects and nothing here makes reference cycles
+    # worth chasing: the cyclic collector alone cost ~40% of compile at scale.
+    # A one-shot run frees everything at exit; --watch keeps it, less eagerly.
+    collecting = gc.isenabled()
+    if args.watch:
+        gc.set_threshold(50_000, 20, 20)
+    else:
+        gc.disable()
+    try:
+        return _run(args)
+    finally:
+        if collecting:  # callers embedding main() (tests) keep their collector
+            gc.enable()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from reconciler.plan.plan import PlanFileError
+
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SourceError, PlanFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except PermissionError as exc:
+        print(
+            f"error: {exc}; --plan, --apply and --status read and change the kernel's BPF "
+            "and network state and need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
+            "--validate does not",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from reconciler.engine.reconcile import ReconcileError
+        from reconciler.engine.spec import NetnsError
+
+        if isinstance(exc, ReconcileError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        if isinstance(exc, NetnsError):
+            print(f"error: --netns: {exc.strerror}; nothing was changed", file=sys.stderr)
+            return EXIT_ERROR
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error (a bug, please report it): {exc}", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.validate is not None:
+        from reconciler.cli.commands import validate_mode
+
+        return validate_mode(args)
+    from reconciler.cli import commands as modes
+
+    if args.plan:
+        return modes.plan_mode(args)
+    if args.apply:
+        return modes.apply_mode(args)
+    if args.status:
+        return modes.status_mode(args)
+    return modes.watch_mode(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

@@ -1,0 +1,352 @@
+"""Where config comes from: a directory tree or one commit of a Git repository.
+
+Every file is named by its Git blob id, computed for plain files the same way
+Git does, so a content hash is free for Git sources and identical for both:
+caches keyed by it survive switching between `--config` and `--repo`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class SourceError(Exception):
+    """The config source cannot be read (missing path, bad ref, not a repo)."""
+
+
+def blob_id(data: bytes) -> str:
+    """Git's object id for a blob with this content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    path: str
+    digest: str
+    reader: Callable[[], bytes] = field(compare=False, repr=False)
+
+    def read(self) -> bytes:
+        return self.reader()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A snapshot of config files and a stable identity for it."""
+
+    identity: str  # "git:<commit>" or "dir:<hash of paths and blob ids>"
+    description: str
+    files: tuple[SourceFile, ...]
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _walk_yaml(root: str) -> Iterable[str]:
+    """YAML files under root in a stable order, hidden entries skipped (plain
+    strings and os.walk: pathlib costs a third of a warm plan at 10k files)."""
+    if os.path.isfile(root):
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
+                yield os.path.join(dirpath, name)
+
+
+Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
+RACY_NS = 1_000_000_000  # a file changed this close to the cache write is re-hashed
+_STAT_CACHES: dict[Path, tuple[Signature | None, StatCache]] = {}
+
+
+def _file_sig(path: Path) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+class StatCache:
+    """Blob ids of working-tree files by their stat data, as git's index does.
+
+    A file is trusted unchanged only when size, mtime, ctime (which no tool
+    can set back), inode and device all match, and its last change came at
+    least a second before the cache was written ("racily clean" entries are
+    hashed again). Content read later is checked against the id it was
+    trusted for, so a file edited mid-run fails loudly instead of mixing up.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, tuple[Signature, str]] = {}
+        self.written_ns = 0
+        self.dirty = False
+        if path is None:
+            return
+        try:
+            with open(path, "rb") as fh:
+                self.written_ns, self.entries = pickle.load(fh)
+        except Exception:  # noqa: BLE001 - a cache must never make reading fail
+            self.entries, self.written_ns = {}, 0
+
+    @classmethod
+    def open(cls, path: Path | None) -> StatCache:
+        """The cache at `path`: read once per process, then kept (--watch
+        reads the same tree on every pass)."""
+        if path is None:
+            return cls(None)
+        kept = _STAT_CACHES.get(path)
+        if kept is None or kept[0] != _file_sig(path):  # another process wrote it
+            kept = _STAT_CACHES[path] = (_file_sig(path), cls(path))
+        return kept[1]
+
+    def get(self, path: str, sig: Signature) -> str | None:
+        hit = self.entries.get(path)
+        if hit is None or hit[0] != sig or sig[2] >= self.written_ns - RACY_NS:
+            return None
+        return hit[1]
+
+    def put(self, path: str, sig: Signature, digest: str) -> None:
+        self.entries[path] = (sig, digest)
+        self.dirty = True
+
+    def save(self, seen: set[str]) -> None:
+        if self.path is None or not (self.dirty or seen != set(self.entries)):
+            return
+        entries = {k: v for k, v in self.entries.items() if k in seen}
+        written = time.time_ns()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump((written, entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(self.path)
+        except OSError:
+            return
+        # what a fresh read of the file would now give
+        self.entries, self.written_ns, self.dirty = entries, written, False
+        _STAT_CACHES[self.path] = (_file_sig(self.path), self)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "calico-reconciler"
+
+
+def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
+    """One stat cache per set of roots, so alternating trees do not evict each other."""
+    roots = "\0".join(sorted(os.path.abspath(p) for p in paths))
+    return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.pickle"
+
+
+def _read_verified(path: str, digest: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if blob_id(data) != digest:
+        raise SourceError(f"{path} changed while it was being read; run again")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class _Root:
+    """One given path: files are shown as given (normalised) and keyed
+    absolute; both are the root's form plus the same relative tail."""
+
+    walk: str
+    shown: str
+    key: str
+
+    @classmethod
+    def of(cls, given: str) -> _Root:
+        root = given.rstrip("/") or "/"
+        shown = root if os.path.isabs(root) else os.path.normpath(root)
+        return cls(root, shown, os.path.abspath(root))
+
+
+def _source_file(path: str, shown: str, key: str, cache: StatCache) -> SourceFile:
+    return _as_file(_record(path, shown, key, cache))
+
+
+# A file as read: shown path, blob id, where it is, and its bytes when they
+# had to be read to hash it (else it is read, and checked, when needed).
+Record = tuple[str, str, str, bytes | None]
+
+
+def _record(path: str, shown: str, key: str, cache: StatCache) -> Record:
+    st = os.stat(path)
+    sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    digest = cache.get(key, sig)
+    if digest is not None:
+        return (shown, digest, path, None)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    digest = blob_id(data)
+    cache.put(key, sig, digest)
+    return (shown, digest, path, data)
+
+
+def _as_file(record: Record) -> SourceFile:
+    shown, digest, path, data = record
+    if data is not None:
+        return SourceFile(shown, digest, _constant(data))
+    return SourceFile(shown, digest, functools.partial(_read_verified, path, digest))
+
+
+def _read_tree(
+    paths: list[str], stat_cache: Path | None
+) -> tuple[list[Record], dict[str, str], StatCache]:
+    """Every YAML file under `paths` as a record, and shown path -> absolute
+    path; files whose stat data is unchanged are not read (10,000 files: 0.2 s
+    saved on every plan). The loop runs once per file, so it stays lean: one
+    stat, no path normalising.  The stat cache is saved."""
+    cache = StatCache.open(stat_cache)
+    records: list[Record] = []
+    keys: dict[str, str] = {}
+    for given in paths:
+        if not os.path.exists(given):
+            raise SourceError(f"{given}: no such file or directory")
+        root = _Root.of(given)
+        for path in _walk_yaml(root.walk):
+            tail = path[len(root.walk) :]
+            shown, key = root.shown + tail, root.key + tail
+            keys[shown] = key
+            records.append(_record(path, shown, key, cache))
+    cache.save(set(keys.values()))
+    return records, keys, cache
+
+
+def _snapshot(label: str, files: list[SourceFile]) -> Source:
+    summary = hashlib.sha256()
+    summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
+    return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
+
+
+# The last snapshot of each single-directory source, for refresh().
+_LAST: dict[str, tuple[Source, dict[str, str]]] = {}
+
+
+def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
+    """Read YAML files from directories and files (a working tree), through
+    the stat cache when given."""
+    paths = list(paths)
+    records, keys = _read_tree(paths, stat_cache)[:2]
+    snapshot = _snapshot(", ".join(paths), [_as_file(r) for r in records])
+    if len(paths) == 1:
+        _LAST[paths[0]] = (snapshot, keys)
+    return snapshot
+
+
+def _walk_order(tail: str) -> tuple[tuple[int, str], ...]:
+    """Sort key giving os.walk's order as _walk_yaml uses it: in each directory
+    its files (sorted) before its subdirectories (sorted)."""
+    parts = tail.strip("/").split("/")
+    return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
+
+
+def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) -> Source | None:
+    """The last snapshot of `given` with only the `changed` absolute paths read
+    again (file events from --watch), or None when there is no snapshot. The
+    result equals what from_paths would return for the same tree."""
+    last = _LAST.get(given)
+    if last is None:
+        return None
+    snapshot, keys = last
+    root = _Root.of(given)
+    if not os.path.isdir(root.walk):
+        return None
+    cache = StatCache.open(stat_cache)
+    by_key = {keys[f.path]: f for f in snapshot.files}
+    for path in changed:
+        if path != root.key and not path.startswith(root.key + "/"):
+            continue
+        # drop what was at or under the path, then read what is there now
+        for key in [k for k in by_key if k == path or k.startswith(path + "/")]:
+            del by_key[key]
+        tail = path[len(root.key) :]
+        if any(part.startswith(".") for part in tail.split("/")):
+            continue
+        local = root.walk + tail
+        found = list(_walk_yaml(local)) if os.path.isdir(local) else [local]
+        for file in found:
+            if file.endswith(YAML_SUFFIXES) and os.path.isfile(file):
+                key = root.key + file[len(root.walk) :]
+                by_key[key] = _source_file(file, root.shown + file[len(root.walk) :], key, cache)
+    order = sorted(by_key, key=lambda k: _walk_order(k[len(root.key) :]))
+    files = [by_key[k] for k in order]
+    new_keys = {by_key[k].path: k for k in order}
+    cache.save(set(new_keys.values()))
+    fresh = _snapshot(snapshot.description, files)
+    _LAST[given] = (fresh, new_keys)
+    return fresh
+
+
+def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
+    """Read the tree of one commit without checking it out (bare repos work)."""
+    import git
+    from gitdb.exc import ODBError
+
+    try:
+        if "://" in repo or repo.startswith("git@"):
+            repository = _mirror(repo, cache_dir)
+        else:
+            repository = git.Repo(repo)
+        commit = repository.commit(ref)
+    except (git.exc.GitError, ODBError, ValueError, OSError) as exc:
+        raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
+    odb = repository.odb
+    files = []
+    for item in commit.tree.traverse():
+        if item.type != "blob" or not item.path.endswith(YAML_SUFFIXES):
+            continue
+        if any(part.startswith(".") for part in item.path.split("/")):
+            continue
+        files.append(SourceFile(item.path, item.hexsha, _blob_reader(odb, item.binsha)))
+    files.sort(key=lambda f: f.path)
+    return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
+
+
+def _blob_reader(odb: Any, binsha: bytes) -> Callable[[], bytes]:
+    return lambda: bytes(odb.stream(binsha).read())
+
+
+def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
+    """Keep a bare mirror of a remote repository and fetch it."""
+    import git
+
+    target = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    if target.exists():
+        repository = git.Repo(target)
+        repository.remotes.origin.fetch("+refs/heads/*:refs/heads/*", prune=True)
+        return repository
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return git.Repo.clone_from(url, target, mirror=True)
+
+
+def open_source(
+    spec: dict[str, Any], use_cache: bool = True, changed: frozenset[str] | None = None
+) -> Source:
+    """The config snapshot a spec names. Remote repositories are mirrored under
+    the cache directory whatever --no-cache says; the working-tree stat cache
+    follows it. `changed` (absolute paths, from --watch's file events) lets a
+    directory be re-read at those paths only."""
+    if spec["kind"] == "git":
+        return from_git(spec["repo"], spec["ref"], default_cache_dir())
+    paths = spec["paths"]
+    stat = stat_cache_path(default_cache_dir(), paths) if use_cache else None
+    if changed is not None and len(paths) == 1:
+        refreshed = refresh(paths[0], changed, stat)
+        if refreshed is not None:
+            return refreshed
+    return from_paths(paths, stat)

@@ -1,0 +1,288 @@
+"""Validation: load, schema and semantic checks for a whole config source.
+
+Results are cached per file by (engine fingerprint, path, blob id), so
+re-validating a large repository where one file changed parses one file.
+Cache misses are spread over every core with a fork pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from reconciler.assets import SCHEMA_DIR
+from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
+from reconciler.config.model import Resource
+from reconciler.config.source import Source, SourceFile
+
+_ENGINE_FILES = ("load.py", "schema.py", "semantic.py", "selector.py", "validate.py", "model.py")
+# Below this many uncached files a pool costs more than it saves.
+_PARALLEL_THRESHOLD = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    path: str
+    resources: tuple[Resource, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    resources: tuple[Resource, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    files: int
+    cached_files: int
+    resource_count: int
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.severity is Severity.ERROR)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _located(resource: Resource, finding: Finding) -> Diagnostic:
+    return Diagnostic(
+        resource.file,
+        resource.line_of(finding.path),
+        resource.ref,
+        format_path(finding.path),
+        finding.message,
+        finding.severity,
+    )
+
+
+def validate_document(resource: Resource) -> list[Diagnostic]:
+    """Schema then semantic checks for one resource."""
+    from reconciler.config import schema, semantic
+
+    findings = schema.check(resource.kind, resource.body)
+    findings += semantic.check(resource)
+    return [_located(resource, f) for f in findings]
+
+
+def validate_file(path: str, data: bytes) -> FileResult:
+    from reconciler.config.load import load
+
+    loaded = load(data, path)
+    diagnostics = list(loaded.diagnostics)
+    for resource in loaded.resources:
+        diagnostics.extend(validate_document(resource))
+    return FileResult(path, loaded.resources, tuple(diagnostics))
+
+
+def _validate_batch(batch: Sequence[tuple[str, bytes]]) -> list[FileResult]:
+    return [validate_file(path, data) for path, data in batch]
+
+
+@functools.cache
+def engine_fingerprint() -> str:
+    """Changes whenever the code or schemas that decide validity change."""
+    here = FsPath(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in _ENGINE_FILES:
+        path = here / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+Ident = tuple[str, str | None, str, str, int]  # kind, namespace, name, file, line
+
+
+def _diag_rows(diagnostics: Iterable[Diagnostic]) -> list[tuple[Any, ...]]:
+    return [(d.file, d.line, d.resource, d.path, d.message, d.severity.value) for d in diagnostics]
+
+
+def _diags(rows: Iterable[tuple[Any, ...]]) -> tuple[Diagnostic, ...]:
+    return tuple(
+        Diagnostic(file, line, ref, path, message, Severity(severity))
+        for file, line, ref, path, message, severity in rows
+    )
+
+
+class ResultCache:
+    """A small sqlite store of per-file results keyed by content.
+
+    Two blobs per file, as plain tuples (unpickling dataclasses is slow): a
+    summary (diagnostics and resource identities, all `--validate` needs) and
+    the full resources (what a plan compiles).
+    """
+
+    def __init__(self, directory: FsPath | None) -> None:
+        self.db: sqlite3.Connection | None = None
+        if directory is None:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(directory / "validate.sqlite", timeout=5)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, summary BLOB, full BLOB)"
+            )
+        except (OSError, sqlite3.Error):
+            self.db = None  # a cache must never make validation fail
+
+    def get_many(self, keys: Sequence[str], full: bool) -> dict[str, Any]:
+        if self.db is None or not keys:
+            return {}
+        column = "full" if full else "summary"
+        found: dict[str, Any] = {}
+        try:
+            for start in range(0, len(keys), 900):
+                chunk = keys[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key, summary, {column} FROM files WHERE key IN ({marks})"
+                for key, summary, blob in self.db.execute(query, chunk):
+                    found[key] = (pickle.loads(summary), pickle.loads(blob) if full else None)
+        except (sqlite3.Error, pickle.UnpicklingError, EOFError):
+            return {}
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, FileResult]]) -> None:
+        if self.db is None:
+            return
+        rows = []
+        for key, result in items:
+            idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
+            summary = (_diag_rows(result.diagnostics), idents)
+            # Line tables stay out: they only place diagnostics, which are
+            # already in the summary, and they are most of a resource's pickle.
+            full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
+            rows.append((key, pickle.dumps(summary, 5), pickle.dumps(full, 5)))
+        try:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
+        except sqlite3.Error:
+            pass
+
+
+def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
+    work = [(f.path, f.read()) for f in misses]
+    if jobs <= 1 or len(work) < _PARALLEL_THRESHOLD:
+        return _validate_batch(work)
+    # Many small batches keep both cores busy even when file sizes differ.
+    size = max(1, len(work) // (jobs * 8))
+    batches = [work[i : i + size] for i in range(0, len(work), size)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [r for results in pool.map(_validate_batch, batches) for r in results]
+
+
+def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
+    """Same kind/namespace/name defined more than once."""
+    first: dict[tuple[str, str | None, str], Ident] = {}
+    out = []
+    for ident in idents:
+        kind, namespace, name, file, line = ident
+        seen = first.setdefault((kind, namespace, name), ident)
+        if seen is not ident:
+            ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+            out.append(
+                Diagnostic(
+                    file,
+                    line,
+                    ref,
+                    "metadata.name",
+                    f"duplicate resource: also defined at {seen[3]}:{seen[4]}",
+                )
+            )
+    return out
+
+
+def _cache_key(fingerprint: str, path: str, digest: str) -> str:
+    return f"{fingerprint}:{digest}:{path}"
+
+
+def _results(
+    files: Sequence[SourceFile], cache_dir: FsPath | None, full: bool, jobs: int
+) -> tuple[list[str], dict[str, Any], dict[str, FileResult]]:
+    """Cache keys, cached rows by key and fresh results by path: the misses
+    are validated (over `jobs` processes) and stored."""
+    fingerprint = engine_fingerprint()
+    keys = [_cache_key(fingerprint, f.path, f.digest) for f in files]
+    cache = ResultCache(cache_dir)
+    cached = cache.get_many(keys, full=full)
+    misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
+    fresh = {f.path: r for f, r in zip(misses, _run(misses, jobs), strict=True)}
+    cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
+    return keys, cached, fresh
+
+
+def validate_files(files: Sequence[SourceFile], cache_dir: FsPath | None) -> dict[str, FileResult]:
+    """Per-file results for a few files (no cross-file checks): what an
+    incremental compile needs for the files that changed."""
+    keys, cached, fresh = _results(files, cache_dir, True, 1)
+    out: dict[str, FileResult] = {}
+    for f, key in zip(files, keys, strict=True):
+        if f.path in fresh:
+            out[f.path] = fresh[f.path]
+            continue
+        (diag_rows, _), full = cached[key]
+        out[f.path] = FileResult(f.path, tuple(Resource(*row) for row in full), _diags(diag_rows))
+    return out
+
+
+def cached_resources(
+    blobs: Mapping[str, str], cache_dir: FsPath | None
+) -> dict[str, tuple[Resource, ...]] | None:
+    """The resources of files (path -> blob id) validated before, or None if
+    any of them is not in the cache any more."""
+    fingerprint = engine_fingerprint()
+    keys = {_cache_key(fingerprint, path, digest): path for path, digest in blobs.items()}
+    found = ResultCache(cache_dir).get_many(list(keys), full=True) if keys else {}
+    if len(found) != len(keys):
+        return None
+    return {keys[key]: tuple(Resource(*row) for row in full) for key, (_, full) in found.items()}
+
+
+def validate_source(
+    source: Source,
+    cache_dir: FsPath | None = None,
+    jobs: int | None = None,
+    with_resources: bool = True,
+) -> Validation:
+    """Validate every file of a source; diagnostics are all collected.
+
+    `with_resources=False` (plain `--validate`) skips rebuilding resources
+    from the cache: only diagnostics and identities are needed."""
+    keys, cached, fresh = _results(
+        source.files, cache_dir, with_resources, jobs or os.cpu_count() or 1
+    )
+    resources: list[Resource] = []
+    diagnostics: list[Diagnostic] = []
+    idents: list[Ident] = []
+    for f, key in zip(source.files, keys, strict=True):
+        result = fresh.get(f.path)
+        if result is not None:
+            resources += result.resources
+            diagnostics += result.diagnostics
+            idents += [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
+            continue
+        (diag_rows, file_idents), full = cached[key]
+        diagnostics += _diags(diag_rows)
+        idents += file_idents
+        if full is not None:
+            resources += [Resource(*row) for row in full]
+    diagnostics += duplicate_findings(idents)
+    return Validation(
+        tuple(resources), tuple(diagnostics), len(source.files), len(cached), len(idents)
+    )

@@ -1,0 +1,104 @@
+"""Build BPF program sets with bcc, once per source+flags hash, and pin them.
+
+A set lives at <root>/progs/<set>-<hash>/<function>. When the directory is
+complete, nothing is compiled: that is how an unchanged reconcile stays cheap.
+Pins go to a temporary directory first and are renamed into place, so an
+interrupted build never leaves a half set under the real name.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.assets import BPF_DIR
+from reconciler.datapath.programs import LOAD_ATTACH_TYPES, SOURCES
+
+
+def source_digest() -> str:
+    """Hash of every file under bpf/: any change means a new program set."""
+    digest = hashlib.sha256()
+    for path in sorted(BPF_DIR.rglob("*")):
+        if path.is_file() and path.suffix in (".c", ".h"):
+            digest.update(str(path.relative_to(BPF_DIR)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+KERNEL_CONFIGS = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
+
+
+@functools.cache
+def kernel_hz(paths: Sequence[str] = KERNEL_CONFIGS) -> int | None:
+    """The running kernel's CONFIG_HZ, from its config (the first of `paths`
+    that can be read), or None. Debian's headers, which bcc compiles against,
+    may not be this kernel's, so their CONFIG_HZ is not trusted."""
+    import gzip  # here, not at the top: only this reads a compressed file
+
+    for path in paths:
+        try:
+            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as lines:
+                for line in lines:
+                    if line.startswith("CONFIG_HZ="):
+                        value = line.partition("=")[2].strip()
+                        return int(value) if value.isdigit() and int(value) > 0 else None
+        except (OSError, EOFError, ValueError):
+            continue
+    return None
+
+
+def set_dir(root: str, prog_set: str, phash: str) -> Path:
+    return Path(root) / "progs" / f"{prog_set}-{phash}"
+
+
+def is_built(root: str, prog_set: str, phash: str, functions: Sequence[str]) -> bool:
+    d = set_dir(root, prog_set, phash)
+    return all((d / name).exists() for name in functions)
+
+
+def build(
+    root: str,
+    prog_set: str,
+    phash: str,
+    flags: Sequence[str],
+    functions: Sequence[str],
+    prog_type: str = "SCHED_CLS",
+) -> Path:
+    """Compile, load and pin one program set (no-op when already pinned)."""
+    target = set_dir(root, prog_set, phash)
+    if is_built(root, prog_set, phash, functions):
+        return target
+    from bcc import BPF  # slow import: only when something must be compiled
+
+    from reconciler.kernel import bpf as bpfsys
+
+    (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
+    tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    from reconciler.datapath.sources import flatten
+
+    text = flatten(BPF_DIR / SOURCES[prog_set])
+    bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
+    try:
+        for name in functions:
+            kwargs = {}
+            if name in LOAD_ATTACH_TYPES:  # sock_addr programs must name their hook at load
+                from bcc import BPFAttachType
+
+                kwargs["attach_type"] = getattr(BPFAttachType, LOAD_ATTACH_TYPES[name])
+            fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
+            bpfsys.obj_pin(fn.fd, str(tmp / name))
+    finally:
+        bpf.cleanup()
+    if target.exists():  # a concurrent or interrupted build left one: replace it
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+    return target
+
+
+def remove(root: str, prog_set: str, phash: str) -> None:
+    """Unpin a set; programs still attached somewhere stay alive until detached."""
+    shutil.rmtree(set_dir(root, prog_set, phash), ignore_errors=True)

@@ -1,0 +1,275 @@
+"""Map entries we reconcile one by one: address + attrs <-> kernel key/value bytes.
+
+One codec per map. `decode` turns a kernel entry into (address, attrs) for
+observe; `encode` turns planned attrs into key and value bytes for the
+drivers. Both sides must agree exactly, or plans never converge: the unit
+tests round-trip every codec. Maps that the dataplane fills itself
+(conntrack, affinity, stats) are not reconciled entry by entry.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.datapath.maps import nat_types as nat
+from reconciler.datapath.maps.iface_types import GLOBALS, IFSTATE, IFSTATE_HEAD, U32, with_head
+
+Attrs = dict[str, Any]
+_PROTO_NAMES = {6: "tcp", 17: "udp"}
+_PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What decoding needs besides the bytes: interface names by index."""
+
+    ifnames: Mapping[int, str]
+
+    def ifname(self, ifindex: int) -> str:
+        return self.ifnames.get(ifindex, f"#{ifindex}")  # '#n': that interface is gone
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    # None for a key that holds no entry (an array's unused slot)
+    decode: Callable[[bytes, Any, Context], tuple[str, Attrs] | None]
+    encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
+    # The value an update writes, from the one in the kernel: for entries whose
+    # value holds fields the datapath owns (counters), which an update keeps.
+    update: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    # For an array (whose keys cannot be deleted): the value that empties the
+    # entry described by `before`, from the one in the kernel; None when the
+    # slot holds something else by now (it was handed on), to be left alone.
+    clear: Callable[[Any, Mapping[str, Any]], Any] | None = None
+
+
+def _port_be(port: int) -> bytes:
+    return port.to_bytes(2, "big")
+
+
+# -- interface maps (bpf/lib/iface_types.h) ---------------------------------
+def _per_cpu(value: Any) -> list[bytes]:
+    return value if isinstance(value, list) else [value]
+
+
+def _ifstate_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs] | None:
+    (slot,) = U32.unpack(key)
+    heads = {IFSTATE_HEAD.unpack_from(chunk) for chunk in _per_cpu(value)}
+    if heads == {(0, 0)}:
+        return None  # an unused slot
+    flags = {f for f, _ in heads}
+    ifindexes = {i for _, i in heads}
+    attrs: Attrs = {"slot": slot, "ifindex": min(ifindexes), "flags": min(flags)}
+    # We write the same head to every CPU: CPUs that disagree were written by someone else.
+    if len(flags) > 1:
+        attrs["flags_per_cpu"] = "differ: " + ",".join(str(f) for f in sorted(flags))
+    if len(ifindexes) > 1:
+        attrs["ifindex_per_cpu"] = "differ: " + ",".join(str(i) for i in sorted(ifindexes))
+    name = ctx.ifname(min(ifindexes))
+    # Slot 0 is never attached (test runs use it): an entry there is never an
+    # interface's own, and must not take its name from the one it should keep.
+    return (f"{name}@0" if slot == 0 else name), attrs
+
+
+def _ifstate_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    # Written to every CPU, counters zeroed. Counters are the datapath's, never compared.
+    return U32.pack(a["slot"]), IFSTATE.pack(a["flags"], a["ifindex"], 0, 0, 0, 0, 0, 0)
+
+
+def _ifstate_update(current: Any, a: Mapping[str, Any]) -> Any:
+    # new flags on every CPU, the interface's counters kept
+    return with_head(_per_cpu(current), a["flags"], a["ifindex"])
+
+
+def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
+    chunks = _per_cpu(current)
+    if any(IFSTATE_HEAD.unpack_from(c)[1] != before["ifindex"] for c in chunks):
+        return None  # the slot went to another interface since the plan was made
+    return [bytes(IFSTATE.size)] * len(chunks)
+
+
+def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    log_level, _flags = GLOBALS.unpack(value)
+    return str(U32.unpack(key)[0]), {"log_level": log_level}
+
+
+def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(0), GLOBALS.pack(a["log_level"], 0)
+
+
+# -- service NAT maps (bpf/lib/nat_types.h) -----------------------------------
+def fe_suffix(vip: str, port: int, proto: str) -> str:
+    return f"{vip}:{port}/{proto}"
+
+
+def _fe_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    vip, port, proto = nat.FE_KEY.unpack(key)
+    svc_id, count, local_count, flags, timeout = nat.FE_VAL.unpack(value)
+    suffix = fe_suffix(
+        socket.inet_ntoa(vip), int.from_bytes(port, "big"), _PROTO_NAMES.get(proto, str(proto))
+    )
+    return suffix, {
+        "svc_id": svc_id,
+        "count": count,
+        "local_count": local_count,
+        "flags": flags,
+        "affinity_timeout_s": timeout,
+    }
+
+
+def fe_key(vip: str, port: int, proto: str) -> bytes:
+    return nat.FE_KEY.pack(socket.inet_aton(vip), _port_be(port), _PROTO_NUMBERS[proto])
+
+
+def fe_value(svc_id: int, count: int, local_count: int, flags: int, timeout: int) -> bytes:
+    return nat.FE_VAL.pack(svc_id, count, local_count, flags, timeout)
+
+
+def _fe_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    vip_port, proto = suffix.rsplit("/", 1)
+    vip, port = vip_port.rsplit(":", 1)
+    value = fe_value(a["svc_id"], a["count"], a["local_count"], a["flags"], a["affinity_timeout_s"])
+    return fe_key(vip, int(port), proto), value
+
+
+def be_suffix(svc_id: int, ordinal: int) -> str:
+    return f"{svc_id:08x}/{ordinal}"
+
+
+def _be_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    svc_id, ordinal = nat.BE_KEY.unpack(key)
+    ip, port, _flags = nat.BE_VAL.unpack(value)
+    return be_suffix(svc_id, ordinal), {
+        "ip": socket.inet_ntoa(ip),
+        "port": int.from_bytes(port, "big"),
+    }
+
+
+def be_key(svc_id: int, ordinal: int) -> bytes:
+    return nat.BE_KEY.pack(svc_id, ordinal)
+
+
+def be_value(ip: str, port: int) -> bytes:
+    return nat.BE_VAL.pack(socket.inet_aton(ip), _port_be(port), 0)
+
+
+def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    svc_hex, ordinal = suffix.split("/")
+    return be_key(int(svc_hex, 16), int(ordinal)), be_value(a["ip"], a["port"])
+
+
+# struct rcl_nat_globals' fields, as nat_layout names them, except that its
+# `flags` word holds only the connect-time LB mode: plans call it `ctlb`.
+_NAT_GLOBAL_FIELDS = (*nat.FIELDS["rcl_nat_globals"][:-1], "ctlb")
+
+
+def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    return str(U32.unpack(key)[0]), dict(
+        zip(_NAT_GLOBAL_FIELDS, nat.GLOBALS.unpack(value), strict=True)
+    )
+
+
+def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return U32.pack(0), nat.GLOBALS.pack(*(int(a[f]) for f in _NAT_GLOBAL_FIELDS))
+
+
+CODECS: dict[str, Codec] = {
+    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
+    "rcl_globals": Codec(_globals_decode, _globals_encode),
+    nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
+    nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
+    nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
+}
+
+
+def managed_interface(
+    ifindex: int, flags: int, name: str | None = None, slot: int = 0
+) -> list[tuple[str, Attrs]]:
+    """The entries the reconciler owns for one managed interface: its state
+    in its slot (with its counters, created zeroed). Compile uses it, and so
+    do harnesses that drive the programs directly, so they set up exactly what
+    apply would; they use slot 0, which a test run's packet names (it carries
+    no classid) and no attached filter does."""
+    shown = name or f"#{ifindex}"
+    return [(f"map/rcl_ifstate/{shown}", {"slot": slot, "ifindex": ifindex, "flags": flags})]
+
+
+# Maps reconciled as raw byte tables (see DesiredState.tables).
+TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
+
+
+def decode_one(name: str, key: bytes, value: bytes, ctx: Context) -> tuple[str, Attrs]:
+    decoded = CODECS[name].decode(key, value, ctx)
+    assert decoded is not None, f"{name}: a table map's entries are never empty"
+    suffix, attrs = decoded
+    return f"map/{name}/{suffix}", attrs
+
+
+def svc_id_of(name: str, key: bytes, value: bytes) -> int:
+    """The service id a NAT entry belongs to (for plan annotations)."""
+    if name == nat.MAP_NAT_FE:
+        return int(nat.FE_VAL.unpack(value)[0])
+    return int(nat.BE_KEY.unpack(key)[0])
+
+
+def split(address: str) -> tuple[str, str]:
+    """'map/rcl_nat_fe/10.96.0.10:53/udp' -> ('rcl_nat_fe', '10.96.0.10:53/udp')."""
+    _, name, suffix = address.split("/", 2)
+    return name, suffix
+
+
+def encode(address: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    name, suffix = split(address)
+    return CODECS[name].encode(suffix, attrs)
+
+
+def codec_of(address: str) -> Codec:
+    return CODECS[split(address)[0]]
+
+
+def keeps_kernel_fields(address: str) -> bool:
+    """Does an update of this entry start from the value in the kernel?"""
+    return codec_of(address).update is not None
+
+
+def updated(address: str, current: Any, attrs: Mapping[str, Any]) -> Any:
+    """The value an update of this entry writes over `current`, the kernel's."""
+    update = codec_of(address).update
+    assert update is not None
+    return update(current, attrs)
+
+
+def cleared_by_write(address: str) -> bool:
+    """Is this entry removed by writing its key (an array's slot), not deleting it?"""
+    return codec_of(address).clear is not None
+
+
+def cleared(address: str, current: Any, before: Mapping[str, Any]) -> Any:
+    """The value that removes `before` from its slot, or None: not its slot
+    any more (or not an entry that is removed by a write)."""
+    clear = codec_of(address).clear
+    return None if clear is None else clear(current, before)
+
+
+def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
+    codec = CODECS.get(name)
+    if codec is None:
+        return []
+    out = []
+    seen: set[str] = set()
+    for key, value in items:
+        decoded = codec.decode(key, value, ctx)
+        if decoded is None:
+            continue
+        suffix, attrs = decoded
+        address = f"map/{name}/{suffix}"
+        # An interface in two slots (written by hand): the first (the lowest
+        # slot, the one it keeps: observe.held_slots) has the plain name.
+        if address in seen:
+            address += f"@{attrs.get('slot', key.hex())}"
+        seen.add(address)
+        out.append((address, attrs))
+    return out

@@ -1,0 +1,29 @@
+"""Where a reconcile converges: a Target with its defaults resolved, and the
+kernel facts the layers above need (netns errors, link events) without
+importing the kernel layer themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.engine.reconcile import Target, default_state_dir
+from reconciler.kernel.cgroup import cgroup2_mount
+from reconciler.kernel.pyroute import link_changes
+from reconciler.kernel.rtnetlink import NetnsError
+
+__all__ = ["NetnsError", "link_changes", "make_target"]
+
+
+def make_target(
+    node: str,
+    bpffs_root: str,
+    state_dir: str | None,
+    netns: str | None,
+    cache_dir: Path | None,
+    cgroup: str | None,
+) -> Target:
+    """A Target; the state directory defaults by bpffs root, the cgroup to the
+    cgroup2 mount."""
+    root = bpffs_root.rstrip("/")
+    state = Path(state_dir) if state_dir else default_state_dir(root)
+    return Target(node, root, state, netns, cache_dir, cgroup or cgroup2_mount())

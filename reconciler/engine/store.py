@@ -1,0 +1,376 @@
+"""Compiled desired states on disk, one directory per code version.
+
+A state is stored under the hash of its inputs, so an identical plan loads it
+instead of validating and compiling; the newest state is also the base that
+reconciler.compile.nat_tables.update applies a services-only change to. At 10,000
+services a state holds 110,000 NAT entries, so the format is built for a
+run that changes one service:
+- the bulk (tables, table info, the NAT index's maps) is stored in sections
+  that load when first used: a table as two sorted buffers searched in place
+  (reconciler.plan.tables.SortedTable), a map as a marshal blob;
+- a state an incremental compile derived from a stored full state is stored
+  as a delta: the few entries its overlays changed, and the base's name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import hashlib
+import json
+import marshal
+import os
+import pickle
+import shutil
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reconciler.assets import SCHEMA_DIR
+from reconciler.plan.state import AppliedDump, DesiredState
+from reconciler.plan.tables import Lazy, Overlay, SortedTable
+
+SUFFIX = ".state"
+# magic, length of the manifest, the full state a delta builds on ("" if none)
+_HEADER = struct.Struct("<4sQ40s")
+_MAGIC = b"RCL2"
+_INDEX_BULK = ("files", "owners", "feeders", "ids")
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the reconciler's code and schemas: what decides a desired state."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(str(path.relative_to(package)).encode() + path.read_bytes())
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_path(cache_dir: Path | None, key: str) -> Path | None:
+    # One directory per code version: states written by other code (older
+    # fields, other semantics) are never loaded, not even as "the latest".
+    if cache_dir is None:
+        return None
+    return cache_dir / "desired" / code_fingerprint() / f"{key}{SUFFIX}"
+
+
+def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:
+    """The big mappings of a state, by section name."""
+    out: dict[str, Mapping[Any, Any]] = {f"tables/{k}": v for k, v in desired.tables.items()}
+    out["table_info"] = desired.table_info
+    if desired.nat_index is not None:
+        out.update({f"index/{n}": getattr(desired.nat_index, n) for n in _INDEX_BULK})
+    return out
+
+
+def _skeleton(desired: DesiredState) -> DesiredState:
+    index = desired.nat_index
+    if index is not None:
+        index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
+    return dataclasses.replace(
+        desired,
+        tables={},
+        table_info={},
+        nat_index=index,
+        table_base={},
+        kernel_digests={},
+        kernel_dumps={},
+    )
+
+
+def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
+    """The state as bytes. With `base` (a stored full state's file name and
+    the state), a mapping that is an overlay of the base's is stored as its
+    changes alone: one changed service costs bytes, not 6 MB."""
+    base_bulk = _bulk(base[1]) if base is not None else {}
+    sections: dict[str, tuple[str, int, int, Any]] = {}
+    blobs: list[bytes] = []
+    offset = 0
+    delta = False
+    for name, mapping in _bulk(desired).items():
+        if isinstance(mapping, Overlay) and mapping.base is base_bulk.get(name):
+            kind, extra, parts = "delta", None, [marshal.dumps(mapping.changes())]
+            delta = True
+        elif name.startswith("tables/"):
+            keys, values, key_size, value_size = SortedTable.of(mapping)
+            kind, extra, parts = "sorted", (key_size, value_size, len(keys)), [keys, values]
+        else:
+            as_dict = mapping if isinstance(mapping, dict) else dict(mapping.items())
+            kind, extra, parts = "marshal", None, [marshal.dumps(as_dict)]
+        size = sum(len(p) for p in parts)
+        sections[name] = (kind, offset, size, extra)
+        blobs += parts
+        offset += size
+    manifest = pickle.dumps((_skeleton(desired), sections), protocol=pickle.HIGHEST_PROTOCOL)
+    base_name = base[0].encode() if base is not None and delta else b""
+    return _HEADER.pack(_MAGIC, len(manifest), base_name) + manifest + b"".join(blobs)
+
+
+def base_of(data: bytes) -> str | None:
+    """The file a stored delta builds on, from its header alone."""
+    if len(data) < _HEADER.size or data[:4] != _MAGIC:
+        return None
+    return _HEADER.unpack_from(data)[2].rstrip(b"\0").decode() or None
+
+
+def decode(
+    data: bytes, base: DesiredState | None = None
+) -> DesiredState | None:
+    """The state, or None for anything that is not one of ours (or a delta
+    whose base is not given). Mappings are loaded when first used."""
+    if len(data) < _HEADER.size:
+        return None
+    magic, size, base_name = _HEADER.unpack_from(data)
+    if magic != _MAGIC or (base_name.strip(b"\0") and base is None):
+        return None
+    skeleton, sections = pickle.loads(data[_HEADER.size : _HEADER.size + size])
+    if not isinstance(skeleton, DesiredState):
+        return None
+    blob = data[_HEADER.size + size :]
+    base_bulk = _bulk(base) if base is not None else {}
+    bulk: dict[str, Mapping[Any, Any]] = {}
+    for name, (kind, offset, length, extra) in sections.items():
+        part = blob[offset : offset + length]
+        if kind == "sorted":
+            key_size, value_size, keys_len = extra
+            bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
+        elif kind == "marshal":
+            bulk[name] = Lazy.marshalled(part)
+        elif kind == "delta" and name in base_bulk:
+            changes, removed = marshal.loads(part)
+            bulk[name] = Overlay.restored(base_bulk[name], changes, removed)
+        else:
+            return None
+    index = skeleton.nat_index
+    if index is not None:
+        index = dataclasses.replace(index, **{n: bulk.pop(f"index/{n}") for n in _INDEX_BULK})
+    info = bulk.pop("table_info")
+    tables = {name.split("/", 1)[1]: table for name, table in bulk.items()}
+    return dataclasses.replace(skeleton, tables=tables, table_info=info, nat_index=index)
+
+
+# A long-running process (--watch) keeps the newest state per directory in
+# memory and writes states to disk when it is idle, so a pass never waits for
+# the ~100 ms a 10,000-service state takes to encode and write (a thread
+# would not help: encoding holds the GIL).
+_newest: dict[Path, tuple[Path, DesiredState]] = {}
+# The full (not delta) state per directory last read or written: what the next
+# state stored there is written as a delta against, when it can be.
+_bases: dict[Path, tuple[Path, DesiredState]] = {}
+_deferred: dict[Path, tuple[Path, DesiredState, int]] | None = None
+
+
+def defer_writes() -> None:
+    global _deferred
+    if _deferred is None:
+        _deferred = {}
+        atexit.register(flush)
+
+
+# The applied record, per directory: which state the kernel was converged
+# to, and the digests of the kernel's NAT tables right after (RawTable.digest).
+# A later observation with the same digests needs no table comparison at all.
+APPLIED = "applied"
+# With it, in a file of its own (TABLES), the dumps the apply wrote over
+# (AppliedDump): verify then need not read the tables back at all.
+TABLES = "applied.tables"
+Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
+_applied: dict[Path, Applied | None] = {}
+_applied_pending: dict[Path, Applied] = {}
+
+
+def flush() -> None:
+    """Write what defer_writes() held back: the newest state per directory,
+    then which state was applied (never a record naming an unwritten state)."""
+    while _deferred:
+        _, (path, desired, keep) = _deferred.popitem()
+        _write(path, desired, keep)
+    while _applied_pending:
+        directory, record = _applied_pending.popitem()
+        _write_applied(directory, record)
+
+
+def _applied_record(directory: Path) -> Applied | None:
+    if directory not in _applied:
+        try:
+            name, _, digests = (directory / APPLIED).read_text().partition("\n")
+            loaded = json.loads(digests) if digests.strip() else {}
+            state = name.strip()
+            dumps = Lazy(lambda: _read_dumps(directory, state))
+            _applied[directory] = (state, loaded, dumps) if state else None
+        except (OSError, ValueError):
+            _applied[directory] = None
+    return _applied[directory]
+
+
+def _read_dumps(directory: Path, state: str) -> dict[str, AppliedDump]:
+    """The dumps recorded with the apply of `state`, if they belong to it."""
+    try:
+        recorded, tables = marshal.loads((directory / TABLES).read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if recorded != state:
+        return {}
+    return {
+        name: AppliedDump(keys, values, ks, vs, frozenset(written))
+        for name, (keys, values, ks, vs, written) in tables.items()
+    }
+
+
+def _as_loaded(path: Path, state: DesiredState) -> DesiredState:
+    """The state, with the kernel's marks recorded if it is the applied one."""
+    record = _applied_record(path.parent)
+    if record is not None and record[0] == path.name:
+        return dataclasses.replace(state, kernel_digests=record[1], kernel_dumps=record[2])
+    return state
+
+
+def load(path: Path) -> DesiredState | None:
+    kept = _newest.get(path.parent)
+    if kept is not None and kept[0] == path:
+        return _as_loaded(path, kept[1])
+    state = _read(path)
+    if state is None:
+        return None
+    _newest[path.parent] = (path, state)
+    return _as_loaded(path, state)
+
+
+def _read(path: Path) -> DesiredState | None:
+    """A stored state, full or a delta on top of its (full) base."""
+    try:
+        data = path.read_bytes()
+        base_name = base_of(data)
+        base = None
+        if base_name is not None:
+            full = _bases.get(path.parent)
+            if full is not None and full[0].name == base_name:
+                base = full[1]
+            else:
+                base_data = (path.parent / base_name).read_bytes()
+                if base_of(base_data) is not None:
+                    return None  # bases are full states, never deltas
+                base = decode(base_data)
+                if base is None:
+                    return None
+                _bases[path.parent] = (path.parent / base_name, base)
+        state = decode(data, base)
+    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
+        return None
+    if state is not None and base_name is None:
+        _bases[path.parent] = (path, state)
+    return state
+
+
+def latest(path: Path | None) -> DesiredState | None:
+    """A stored state next to `path` to build on: the one last applied (the
+    kernel holds its tables, so a diff against it is cheap), else the newest.
+    Any stored state is a valid base for an incremental compile."""
+    if path is None:
+        return None
+    record = _applied_record(path.parent)
+    kept = _newest.get(path.parent)
+    if kept is not None and (record is None or record[0] == kept[0].name):
+        return _as_loaded(kept[0], kept[1])
+    if record is not None and (path.parent / record[0]).exists():
+        state = load(path.parent / record[0])
+        if state is not None:
+            return state
+    if not path.parent.is_dir():
+        return None
+    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    return load(stored[-1]) if stored else None
+
+
+def note_applied(
+    desired: DesiredState,
+    digests: dict[str, str] | None = None,
+    dumps: Mapping[str, AppliedDump] | None = None,
+) -> None:
+    """Remember that the kernel now holds `desired` (if this process stored
+    it), and how to recognise its NAT tables: the digests they had right
+    after, or the dumps the apply wrote over."""
+    for directory, (path, state) in _newest.items():
+        # the caller may hold a copy carrying kernel marks: same objects inside
+        if state.objects is desired.objects:
+            record = (path.name, dict(digests or {}), dict(dumps or {}))
+            _applied[directory] = record
+            if _deferred is None:
+                _write_applied(directory, record)
+            else:
+                _applied_pending[directory] = record
+
+
+def _write_applied(directory: Path, record: Applied) -> None:
+    """The dumps first, then the record naming the state (a dump names its
+    state too, so a record and dumps of different applies never pair up)."""
+    name, digests, dumps = record
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tables = {
+            t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
+            for t, d in dumps.items()
+        }
+        tmp = directory / f"{TABLES}.{os.getpid()}.tmp"
+        tmp.write_bytes(marshal.dumps((name, tables)))
+        tmp.replace(directory / TABLES)
+        tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
+        tmp.write_text(name + "\n" + json.dumps(digests, sort_keys=True) + "\n")
+        tmp.replace(directory / APPLIED)
+    except OSError:
+        pass
+
+
+def store(path: Path, desired: DesiredState, keep: int = 8) -> None:
+    _newest[path.parent] = (path, desired)
+    if _deferred is None:
+        _write(path, desired, keep)
+    else:
+        _deferred[path.parent] = (path, desired, keep)
+
+
+def _write(path: Path, desired: DesiredState, keep: int) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        full = _bases.get(path.parent)
+        base = (full[0].name, full[1]) if full is not None and full[0].exists() else None
+        data = encode(desired, base)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        if base_of(data) is None:
+            _bases[path.parent] = (path, desired)
+        _prune(path, keep)
+    except OSError:
+        pass
+
+
+def _prune(path: Path, keep: int) -> None:
+    """Keep the few most recent states (one per recent commit or edit) and
+    the full states they build on; drop the directories of other code versions."""
+    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+    kept = stored[-keep:]
+    needed = {p.name for p in kept}
+    for state in kept:
+        with open(state, "rb") as fh:
+            base = base_of(fh.read(_HEADER.size))
+        if base is not None:
+            needed.add(base)
+    full = _bases.get(path.parent)
+    if full is not None:
+        needed.add(full[0].name)
+    for stale in stored:
+        if stale.name not in needed:
+            stale.unlink(missing_ok=True)
+    for other in path.parent.parent.iterdir():
+        if other == path.parent:
+            continue
+        if other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+        else:
+            other.unlink(missing_ok=True)

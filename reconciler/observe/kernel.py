@@ -1,0 +1,260 @@
+"""Observe: read what we own in the kernel into an ObservedState.
+
+Collectors talk to the kernel (rtnetlink dumps via rtnl, bpffs, libbpf syscalls);
+the parsers that turn what they return into objects are plain functions.
+Only objects that are provably ours appear: filters named `rcl:`, and pins
+under our bpffs root. Anything else seen on a managed interface is reported
+as foreign and never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import iface_types as iface_layout
+from reconciler.datapath.programs import FILTER_PREFIX, TC_PARENTS
+from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel.rtnetlink import Rtnl
+from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
+from reconciler.plan.tables import Lazy
+
+
+@dataclass(frozen=True, slots=True)
+class TcFilter:
+    ifname: str
+    direction: str
+    name: str | None
+    prio: int
+    classid: int = 0  # our filters' classid: the interface's rcl_ifstate slot
+
+
+def read_links(rtnl: Rtnl) -> list[Link]:
+    addresses: dict[int, list[str]] = {}
+    for addr in rtnl.addresses():
+        addresses.setdefault(addr.ifindex, []).append(addr.address)
+    return [
+        Link(m.ifname, m.ifindex, tuple(sorted(addresses.get(m.ifindex, ())))) for m in rtnl.links()
+    ]
+
+
+def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
+    # One qdisc dump says which links have a clsact at all; only those can
+    # carry tc filters, so the per-link filter dumps stay few on a busy node.
+    with_clsact = {q.ifindex for q in rtnl.qdiscs() if q.kind == "clsact"}
+    out = []
+    for link in links:
+        if link.ifindex not in with_clsact:
+            continue
+        for direction, parent in TC_PARENTS.items():
+            try:
+                msgs = rtnl.filters(link.ifindex, parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENODEV, errno.EINVAL):
+                    continue  # the link went away since the link dump
+                raise
+            # rtnl already skips the per-priority header entries (no TCA_OPTIONS).
+            out += [TcFilter(link.name, direction, m.name, m.prio, m.classid) for m in msgs]
+    return out
+
+
+def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
+    objs, foreign = [], []
+    for f in filters:
+        if f.name and f.name.startswith(FILTER_PREFIX):
+            objs.append(
+                Obj(
+                    f"tc/{f.ifname}/{f.direction}",
+                    ObjKind.TC,
+                    {"prog": f.name[len(FILTER_PREFIX) :], "slot": f.classid},
+                )
+            )
+        else:
+            foreign.append(f"tc/{f.ifname}/{f.direction} prio {f.prio} {f.name or '(unnamed)'}")
+    return objs, foreign
+
+
+def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
+    """progs/<set>-<hash>/ -> prog/<set>@<hash>; stray build leftovers keep their name."""
+    objs = []
+    for dirname, functions in names.items():
+        prog_set, sep, phash = dirname.rpartition("-")
+        address = (
+            f"prog/{prog_set}@{phash}"
+            if sep and not dirname.startswith("tmp-")
+            else f"prog/{dirname}"
+        )
+        objs.append(Obj(address, ObjKind.PROG, {"programs": sorted(functions)}))
+    return objs
+
+
+def read_pins(
+    root: str,
+) -> tuple[
+    dict[str, list[str]], dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]], dict[str, int]
+]:
+    """Program set directories; for each pinned map its size and entries; and
+    the bulk NAT tables as open fds, for read_tables (the caller owns them)."""
+    progs: dict[str, list[str]] = {}
+    maps: dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]] = {}
+    tables: dict[str, int] = {}
+    prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
+    if prog_root.is_dir():
+        for d in prog_root.iterdir():
+            progs[d.name] = sorted(os.listdir(d)) if d.is_dir() else []
+    if map_root.is_dir():
+        for pin in map_root.iterdir():
+            fd = bpfsys.obj_get(str(pin))
+            try:
+                info = bpfsys.map_info(fd)
+                # Dataplane-owned maps (conntrack, affinity) can be huge: shape only.
+                items: Any = []
+                attrs = _map_attrs(pin.name, info)
+                if pin.name in entries.TABLE_MAPS:
+                    tables[pin.name], fd = fd, -1
+                elif pin.name in entries.CODECS and "layout" not in attrs:
+                    # A map of an older layout is replaced: its entries are
+                    # planned afresh, not read with today's codec.
+                    items = bpfsys.map_items(fd)
+                maps[pin.name] = (attrs, items)
+            finally:
+                if fd >= 0:
+                    bpfsys.close(fd)
+    return progs, maps, tables
+
+
+# Maps whose layout changed between versions: is a kernel map today's?
+_CURRENT_LAYOUT: dict[str, Callable[[bpfsys.MapInfo], bool]] = {
+    ct_table.MAP: ct_table.current_layout,
+    "rcl_ifstate": iface_layout.current_layout,
+}
+
+
+def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
+    """A map as the diff compares it: its size, and for a map whose layout
+    changed between versions, a layout other than today's (conntrack: a
+    kernel hash map, then a table of 4-way slots; interface state: a plain
+    hash beside a map of counters). The desired side never has that key, so
+    such a map is replaced and its entries migrated (reconciler/datapath/conntrack.py;
+    an interface's flags lead both of its layouts)."""
+    attrs: dict[str, Any] = {"max_entries": info.max_entries}
+    current = _CURRENT_LAYOUT.get(name)
+    if current is not None and not current(info):
+        attrs["layout"] = (
+            f"kernel map type {info.type}, {info.value_size}-byte values, flags {info.flags:#x}"
+        )
+    return attrs
+
+
+def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
+    """The bulk tables behind `fds` (closed when read), read in a thread. At
+    10,000 services the read is ~50 ms of syscalls, which release the GIL: it
+    overlaps compiling the desired state. Whoever looks at a table first waits
+    for the read, and gets its error if it failed."""
+    result: dict[str, RawTable] = {}
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for name, fd in fds.items():
+                dump = bpfsys.map_raw(fd)
+                result[name] = RawTable(dump.keys, dump.values, dump.key_size, dump.value_size)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            failed.append(exc)
+        finally:
+            for fd in fds.values():
+                bpfsys.close(fd)
+
+    if not fds:
+        return {}
+    thread = threading.Thread(target=read, name="read-tables", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, RawTable]:
+        thread.join()
+        if failed:
+            raise failed[0]
+        return result
+
+    return Lazy(wait)
+
+
+def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
+    """Our pinned cgroup links, named by the program set each one runs."""
+    from reconciler.kernel import bpf_links
+
+    prog_root, link_root = Path(root) / "progs", Path(root) / "links"
+    if not link_root.is_dir():
+        return [], []
+    ids: dict[int, str] = {}
+    if prog_root.is_dir():
+        for set_dir in prog_root.iterdir():
+            prog_set, _, phash = set_dir.name.rpartition("-")
+            for pin in set_dir.iterdir():
+                fd = bpfsys.obj_get(str(pin))
+                try:
+                    ids[bpfsys.prog_info(fd).id] = f"{prog_set}@{phash}"
+                finally:
+                    bpfsys.close(fd)
+    objs = []
+    for pin in sorted(link_root.iterdir()):
+        fd = bpfsys.obj_get(str(pin))
+        try:
+            info = bpf_links.link_info(fd)
+        finally:
+            bpfsys.close(fd)
+        prog = ids.get(info.prog_id, f"unpinned-prog-{info.prog_id}")
+        objs.append(
+            Obj(f"cgroup/{pin.name}", ObjKind.CGROUP, {"prog": prog, "cgroup_id": info.cgroup_id})
+        )
+    return objs, []
+
+
+def held_slots(observed: ObservedState) -> dict[int, int]:
+    """ifindex -> the rcl_ifstate slot it holds, from the observed entries:
+    compile keeps them. Should an interface hold two (written by hand), the
+    lowest, whose entry has the plain name (entries.decode_all); slot 0 is
+    never an interface's own."""
+    held: dict[int, int] = {}
+    for address, obj in observed.objects.items():
+        if obj.kind is ObjKind.ENTRY and address.startswith("map/rcl_ifstate/"):
+            ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
+            if slot > 0:
+                held[ifindex] = min(slot, held.get(ifindex, slot))
+    return held
+
+
+def observe(
+    root: str, netns: str | None = None, tables: bool = True
+) -> tuple[ObservedState, list[Link]]:
+    """Everything of ours in the kernel, plus the live links compile needs;
+    `tables=False` leaves the bulk NAT tables unread (their maps are seen)."""
+    # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
+    with Rtnl(netns) as rtnl:
+        links = read_links(rtnl)
+        filters = read_filters(rtnl, links)
+    ctx = entries.Context({link.ifindex: link.name for link in links})
+    objs, foreign = parse_filters(filters)
+    progs, maps, table_fds = read_pins(root)
+    if not tables:
+        for fd in table_fds.values():
+            bpfsys.close(fd)
+        table_fds = {}
+    bulk = read_tables(table_fds)
+    objs += parse_prog_dirs(progs)
+    objs += read_cgroup_links(root)[0]
+    for name, (map_attrs, items) in maps.items():
+        objs.append(Obj(f"map/{name}", ObjKind.MAP, map_attrs))
+        if name not in entries.TABLE_MAPS:
+            objs += [
+                Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)
+            ]
+    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
+    return observed, links

@@ -1,0 +1,99 @@
+"""`--status`: what is applied now, from the last-apply record and the kernel."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
+from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.state import ObjKind
+
+
+def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
+    out = {}
+    for _slot, chunks in bpfsys.pinned_items(f"{root}/maps/rcl_ifstate"):
+        per_cpu = chunks if isinstance(chunks, list) else [chunks]
+        _flags, ifindex = IFSTATE_HEAD.unpack_from(per_cpu[0])
+        if ifindex:  # an unused slot names no interface
+            c = Counters.sum_per_cpu(per_cpu)
+            out[by_index.get(ifindex, f"#{ifindex}")] = dataclasses.asdict(c)
+    return out
+
+
+def _nat_stats(root: str) -> dict[str, int]:
+    """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
+    from reconciler.datapath.maps.nat_types import NatStat
+
+    items = dict(bpfsys.pinned_items(f"{root}/maps/rcl_nat_stats"))
+    if not items:
+        return {}
+    out = {}
+    for stat in NatStat:
+        chunks = items.get(U32.pack(stat.value), [])
+        per_cpu = chunks if isinstance(chunks, list) else [chunks]
+        out[stat.name.lower()] = sum(int.from_bytes(c[:8], "little") for c in per_cpu)
+    return out
+
+
+def collect_status(target: Any) -> dict[str, Any]:
+    from reconciler.observe.kernel import observe
+
+    record_path = target.state_dir / "applied.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else None
+    bpfsys.ensure_bpffs(target.bpffs_root)
+    observed, links = observe(target.bpffs_root, target.netns)
+    by_index = {link.ifindex: link.name for link in links}
+    owned: dict[str, int] = {}
+    for obj in observed.objects.values():
+        owned[obj.kind.value] = owned.get(obj.kind.value, 0) + 1
+    # Service NAT entries are observed as raw tables, not objects: count them too.
+    nat_entries = sum(len(table) for table in observed.tables.values())
+    if nat_entries:
+        owned["entry"] = owned.get("entry", 0) + nat_entries
+    interfaces = sorted(
+        {a.split("/")[1] for a, o in observed.objects.items() if o.kind is ObjKind.TC}
+    )
+    return {
+        "node": target.node,
+        "last_apply": record,
+        "owned": owned,
+        "interfaces": interfaces,
+        "counters": _counters(target.bpffs_root, by_index),
+        "service_nat": _nat_stats(target.bpffs_root),
+        "foreign": list(observed.foreign),
+    }
+
+
+def render_status(status: dict[str, Any]) -> str:
+    lines = [f"Node {status['node']}"]
+    rec = status["last_apply"]
+    if rec:
+        lines.append(
+            f"Last apply: {rec['applied_at']} from {rec['source'].get('description')} "
+            f"({rec['source'].get('identity')}), {rec['changes_applied']} change(s)"
+        )
+    else:
+        lines.append("Last apply: never (no record)")
+    owned = ", ".join(f"{n} {k}" for k, n in sorted(status["owned"].items())) or "nothing"
+    lines.append(f"Owned objects: {owned}")
+    lines.append("")
+    lines.append(
+        f"  {'interface':<16} {'rx pkts':>10} {'rx bytes':>12} {'tx pkts':>10} "
+        f"{'tx bytes':>12} {'nat':>8} {'dropped':>8}"
+    )
+    for iface in status["interfaces"]:
+        c = status["counters"].get(iface, {})
+        lines.append(
+            f"  {iface:<16} {c.get('rx_packets', 0):>10} {c.get('rx_bytes', 0):>12} "
+            f"{c.get('tx_packets', 0):>10} {c.get('tx_bytes', 0):>12} {c.get('nat', 0):>8} "
+            f"{c.get('dropped', 0):>8}"
+        )
+    nat = {k: v for k, v in status.get("service_nat", {}).items() if v}
+    if nat:
+        lines.append("")
+        lines.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
+    for f in status["foreign"]:
+        lines.append(f"Note: not ours, left alone: {f}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,79 @@
+"""The plan: an immutable, serialisable value that apply consumes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan.diff import Change, summarize
+
+FORMAT_VERSION = 1
+
+
+class PlanFileError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    node: str
+    source: Mapping[str, Any]  # identity, description, and how to re-read it
+    bpffs_root: str
+    observed_fingerprint: str
+    changes: tuple[Change, ...]
+    build: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "node": self.node,
+            "source": dict(self.source),
+            "bpffs_root": self.bpffs_root,
+            "observed_fingerprint": self.observed_fingerprint,
+            "build": dict(self.build),
+            "summary": summarize(self.changes),
+            "changes": [c.as_json() for c in self.changes],
+            "warnings": list(self.warnings),
+            "foreign": list(self.foreign),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise PlanFileError(
+                f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
+            )
+        try:
+            return cls(
+                data["node"],
+                data["source"],
+                data["bpffs_root"],
+                data["observed_fingerprint"],
+                tuple(Change.from_json(c) for c in data["changes"]),
+                data.get("build", {}),
+                tuple(data.get("warnings", ())),
+                tuple(data.get("foreign", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanFileError(f"not a plan file: {exc}") from exc
+
+    def dump(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.as_json(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+    @classmethod
+    def read(cls, path: str) -> Plan:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls.from_json(json.load(fh))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PlanFileError(f"{path}: {exc}") from exc

@@ -1,0 +1,223 @@
+"""Desired and observed dataplane state as flat maps of addressed objects.
+
+Both sides have the same shape so that diffing is one generic, pure function.
+Addresses are what users read in a plan, e.g. `tc/eth0/ingress`,
+`map/rcl_ifstate/eth0`, `prog/tc@3f2a9c1b7d40`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.plan.tables import record_pairs
+
+
+class ObjKind(enum.Enum):
+    PROG = "prog"  # a pinned, compiled set of BPF programs
+    MAP = "map"  # a pinned map's shape (resizing is a replace)
+    ENTRY = "entry"  # one entry of a pinned map
+    TC = "tc"  # a tc clsact filter of ours on one interface and direction
+    CGROUP = "cgroup"  # a cgroup sock_addr attachment of ours
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    """One thing we own in the kernel. `attrs` is compared for equality."""
+
+    address: str
+    kind: ObjKind
+    attrs: Mapping[str, Any]
+    # Shown in plans and status, never compared (why an object exists).
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    node: str
+    enabled: bool
+    objects: Mapping[str, Obj]
+    warnings: tuple[str, ...] = ()
+    # What apply needs to build programs: bpf/ source hash and compiler flags.
+    build: Mapping[str, Any] = field(default_factory=dict)
+    # Plan-time errors (a map would overflow): nothing may be applied.
+    errors: tuple[str, ...] = ()
+    # Bulk maps (service NAT, 100k+ entries) as raw key -> value bytes, compared
+    # at C speed; only differing keys become readable changes.
+    tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
+    # svc_id -> what to show next to its NAT entries in a plan
+    table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # reconciler.compile.nat_tables.NatIndex: lets the next compile redo only the
+    # services a change touched (not state: never compared).
+    nat_index: Any = field(default=None, compare=False, repr=False)
+    # table -> (the table this one was derived from, the keys that differ,
+    # how the kernel's copy of that table is recognised): when the kernel
+    # still holds that earlier table, those keys are the whole diff. Only in
+    # memory: never stored, never compared.
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
+        field(default_factory=dict, compare=False, repr=False)
+    )
+    # table -> how the kernel's copy is recognised once this state was applied:
+    # its digest (RawTable.digest) or the dump the apply wrote over
+    # (AppliedDump); attached when loaded from the cache, never stored in it.
+    kernel_digests: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    kernel_dumps: Mapping[str, AppliedDump] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def kernel_mark(self, table: str) -> Mark | None:
+        """The Mark of one table (reconciler.plan.state.recognised), or None."""
+        return self.kernel_digests.get(table) or self.kernel_dumps.get(table)
+
+
+class RawTable(Mapping[bytes, bytes]):
+    """A bulk table as read from the kernel: two buffers, sliced into a dict
+    only when something looks up an entry. Its digest names its exact bytes
+    in the kernel's order, so a table seen before can be recognised without
+    building or comparing 100k entries."""
+
+    def __init__(self, keys: bytes, values: bytes, key_size: int, value_size: int) -> None:
+        self._keys, self._values = keys, values
+        self._ks, self._vs = key_size, value_size
+        self._dict: dict[bytes, bytes] | None = None
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            h = hashlib.blake2b(self._keys, digest_size=16)
+            h.update(self._values)
+            self._digest = h.hexdigest()
+        return self._digest
+
+    @property
+    def entries(self) -> dict[bytes, bytes]:
+        if self._dict is None:
+            self._dict = dict(record_pairs(self._keys, self._values, self._ks, self._vs))
+        return self._dict
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self.entries[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self._keys) // self._ks if self._ks else 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RawTable) and other.digest == self.digest:
+            return True
+        if not isinstance(other, Mapping):
+            return False
+        return self.entries == (other if isinstance(other, dict) else dict(other.items()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedDump:
+    """A bulk table as the kernel held it before an apply, and the keys that
+    apply wrote. Recognises the table the kernel holds afterwards without
+    reading it again: a hash map's update moves only the written key within
+    its bucket, so the dumps minus the written keys' records must be the
+    same bytes, and the written keys must hold what the state says."""
+
+    keys: bytes
+    values: bytes
+    key_size: int
+    value_size: int
+    written: frozenset[bytes]
+
+    @classmethod
+    def of(cls, before: RawTable, written: frozenset[bytes]) -> AppliedDump:
+        return cls(before._keys, before._values, before._ks, before._vs, written)
+
+    def _records(self, keys: bytes, values: bytes) -> tuple[bytes, bytes, dict[bytes, int]]:
+        """keys and values without the written keys' records, and where those were."""
+        ks, vs = self.key_size, self.value_size
+        at: dict[bytes, int] = {}
+        for key in self.written:
+            i = keys.find(key)
+            while i >= 0 and i % ks:
+                i = keys.find(key, i + 1)
+            if i >= 0:
+                at[key] = i // ks
+        cuts = sorted(at.values())
+        kept_keys, kept_values, start = [], [], 0
+        for n in cuts:
+            kept_keys.append(keys[start * ks : n * ks])
+            kept_values.append(values[start * vs : n * vs])
+            start = n + 1
+        kept_keys.append(keys[start * ks :])
+        kept_values.append(values[start * vs :])
+        return b"".join(kept_keys), b"".join(kept_values), at
+
+    def matches(self, now: RawTable, table: Mapping[bytes, bytes]) -> bool:
+        """Does the kernel's table `now` hold exactly `table`, given that
+        `table` was applied over this dump by writing `written`?"""
+        if (now._ks, now._vs) != (self.key_size, self.value_size):
+            return False
+        old_keys, old_values, _ = self._records(self.keys, self.values)
+        new_keys, new_values, at = self._records(now._keys, now._values)
+        if old_keys != new_keys or old_values != new_values:
+            return False  # something else changed (a hand edit, another writer)
+        vs = self.value_size
+        for key in self.written:
+            want = table.get(key)
+            if (key in at) != (want is not None):
+                return False
+            if want is not None and now._values[at[key] * vs : (at[key] + 1) * vs] != want:
+                return False
+        return True
+
+
+Mark = str | AppliedDump  # how a table the kernel holds is recognised
+
+
+def recognised(mark: Mark | None, now: Mapping[bytes, bytes], table: Mapping[bytes, bytes]) -> bool:
+    """Is `now` (read from the kernel) provably `table`, by the mark recorded
+    when `table` was applied: its digest, or the dump it was applied over?"""
+    if mark is None or not isinstance(now, RawTable):
+        return False
+    if isinstance(mark, str):
+        return now.digest == mark
+    return mark.matches(now, table)
+
+
+def table_digest(table: Mapping[bytes, bytes]) -> str | None:
+    """The kernel-order digest of a table read from the kernel, else None."""
+    return table.digest if isinstance(table, RawTable) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedState:
+    objects: Mapping[str, Obj]
+    foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
+    tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Stable hash of everything we own; a saved plan is stale when it moves."""
+        canon = sorted(
+            (o.address, o.kind.value, json.dumps(o.attrs, sort_keys=True, default=str))
+            for o in self.objects.values()
+        )
+        digest = hashlib.sha256(json.dumps(canon).encode())
+        for name in sorted(self.tables):
+            digest.update(name.encode())
+            table = self.tables[name]
+            digest.update(b"".join([k + table[k] for k in sorted(table)]))
+        return digest.hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A network interface as compile needs to see it (name and index only)."""
+
+    name: str
+    ifindex: int
+    addresses: tuple[str, ...] = ()  # IPv4 addresses, for NodePort frontends
