@@ -23,7 +23,9 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 def validate_mode(args: argparse.Namespace) -> int:
     from reconciler.validate import validate_source
 
-    spec = {"kind": "dir", "paths": args.validate} if args.validate else source_spec(args)
+    spec = source_spec(args)
+    if args.paths:
+        spec = {**spec, "kind": "dir", "paths": args.paths}
     src = open_source(spec, not args.no_cache)
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
@@ -38,11 +40,25 @@ def validate_mode(args: argparse.Namespace) -> int:
                 "diagnostics": [d.as_json() for d in diags],
             }
         )
-    elif fmt == "junit":
-        sys.stdout.write(render.render_junit(list(diags), result.files))
+    elif fmt in ("junit", "sarif", "github"):
+        from reconciler import ci_formats
+
+        if fmt == "junit":
+            sys.stdout.write(ci_formats.render_junit([f.path for f in src.files], diags))
+        elif fmt == "sarif":
+            emit_json(ci_formats.sarif_log(diags))
+        else:
+            sys.stdout.write(ci_formats.render_github(diags))
     else:
-        sys.stdout.write(render.render_diagnostics(diags))
+        from reconciler.diagnostics import Severity
+
+        notes = [d for d in diags if d.severity is Severity.NOTE]
+        sys.stdout.write(
+            render.render_diagnostics([d for d in diags if d.severity is not Severity.NOTE])
+        )
         status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
+        if notes:
+            status += f" ({len(notes)} document(s) not validated: --format json lists them)"
         print(
             f"{result.files} file(s), {result.resource_count} resource(s): {status}",
             file=sys.stderr,

@@ -51,6 +51,10 @@ class Source:
     identity: str  # "git:<commit>" or "dir:<hash of paths and blob ids>"
     description: str
     files: tuple[SourceFile, ...]
+    # From .reconcile.yaml and the flags (repo_config): documents of these
+    # kinds are passed over silently; strict makes any foreign kind an error.
+    skip_kinds: frozenset[str] = frozenset()
+    strict_kinds: bool = False
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
