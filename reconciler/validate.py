@@ -21,7 +21,15 @@ from reconciler.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.model import Resource
 from reconciler.source import Source, SourceFile
 
-_ENGINE_FILES = ("load.py", "schema.py", "semantic.py", "selector.py", "validate.py", "model.py")
+_ENGINE_FILES = (
+    "load.py",
+    "schema.py",
+    "semantic.py",
+    "calico_rules.py",
+    "selector.py",
+    "validate.py",
+    "model.py",
+)
 # Below this many uncached files a pool costs more than it saves.
 _PARALLEL_THRESHOLD = 64
 
