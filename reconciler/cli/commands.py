@@ -12,14 +12,23 @@ from typing import Any
 from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.render import emit_json
-from reconciler.config.source import open_source
+from reconciler.config.spec import open_source
 from reconciler.plan.plan import FORMAT_VERSION, Plan
 
 
 def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.repo:
-        return {"kind": "git", "repo": args.repo, "ref": args.ref}
-    return {"kind": "dir", "paths": [args.config]}
+        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": kind_policy(args)}
+    return {"kind": "dir", "paths": [args.config], "policy": kind_policy(args)}
+
+
+def kind_policy(args: argparse.Namespace) -> dict[str, Any]:
+    """What the flags add to .reconcile.yaml (repo_config.combine's keywords)."""
+    return {
+        "skip_kinds": getattr(args, "skip_kinds", ""),
+        "ignore_paths": getattr(args, "ignore_paths", ""),
+        "strict": getattr(args, "strict_kinds", False),
+    }
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
@@ -31,7 +40,9 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 def validate_mode(args: argparse.Namespace) -> int:
     from reconciler.config.validate import validate_source
 
-    spec = {"kind": "dir", "paths": args.validate} if args.validate else source_spec(args)
+    spec = source_spec(args)
+    if args.paths:
+        spec = {**spec, "kind": "dir", "paths": args.paths}
     src = open_source(spec, not args.no_cache)
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
@@ -46,11 +57,25 @@ def validate_mode(args: argparse.Namespace) -> int:
                 "diagnostics": [d.as_json() for d in diags],
             }
         )
-    elif fmt == "junit":
-        sys.stdout.write(render.render_junit(list(diags), result.files))
+    elif fmt in ("junit", "sarif", "github"):
+        from reconciler.cli import ci_formats
+
+        if fmt == "junit":
+            sys.stdout.write(ci_formats.render_junit([f.path for f in src.files], diags))
+        elif fmt == "sarif":
+            emit_json(ci_formats.sarif_log(diags))
+        else:
+            sys.stdout.write(ci_formats.render_github(diags))
     else:
-        sys.stdout.write(render.render_diagnostics(diags))
+        from reconciler.config.diagnostics import Severity
+
+        notes = [d for d in diags if d.severity is Severity.NOTE]
+        sys.stdout.write(
+            render.render_diagnostics([d for d in diags if d.severity is not Severity.NOTE])
+        )
         status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
+        if notes:
+            status += f" ({len(notes)} document(s) not validated: --format json lists them)"
         print(
             f"{result.files} file(s), {result.resource_count} resource(s): {status}",
             file=sys.stderr,

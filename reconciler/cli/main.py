@@ -24,9 +24,8 @@ def parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument(
         "--validate",
-        nargs="*",
-        metavar="PATH",
-        help="validate files/directories (default: --config); no root needed",
+        action="store_true",
+        help="validate the PATHs (files or directories; default --config); no root needed",
     )
     mode.add_argument("--plan", action="store_true", help="show what apply would change")
     mode.add_argument("--apply", action="store_true", help="converge the kernel, then verify")
@@ -41,7 +40,28 @@ def parser() -> argparse.ArgumentParser:
         "--node", default=socket.gethostname(), help="this node's name (default hostname)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--format", choices=("text", "json", "junit"), help="--validate output format")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "junit", "sarif", "github"),
+        help="--validate output format",
+    )
+    p.add_argument(
+        "--skip-kinds",
+        metavar="KIND,...",
+        default="",
+        help="kinds to pass over silently (adds to .reconcile.yaml's skipKinds)",
+    )
+    p.add_argument(
+        "--ignore-paths",
+        metavar="GLOB,...",
+        default="",
+        help="files to leave unread, as globs relative to the config root (adds to ignorePaths)",
+    )
+    p.add_argument(
+        "--strict-kinds",
+        action="store_true",
+        help="--validate: a kind we have no schema for is an error, not a warning",
+    )
     p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
     p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
     p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
@@ -55,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
     p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
     p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="with --validate: what to validate")
     return p
 
 
@@ -74,7 +95,11 @@ def entry() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    # Options and paths in any order: `--validate --no-cache DIR` as well as `DIR --validate`.
+    args = p.parse_intermixed_args(argv)
+    if args.paths and not args.validate:
+        p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
     # Plans build 100k+ small objects and nothing here makes reference cycles
     # worth chasing: the cyclic collector alone cost ~40% of compile at scale.
     # A one-shot run frees everything at exit; --watch keeps it, less eagerly.
@@ -127,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.validate is not None:
+    if args.validate:
         from reconciler.cli.commands import validate_mode
 
         return validate_mode(args)

@@ -147,7 +147,9 @@ def _nat_globals(config: Mapping[str, Any]) -> dict[str, Any]:
     t = config["bpfConntrackTimeouts"]
 
     def secs(key: str) -> int:
-        return max(1, round(felix.parse_duration(str(t[key]))))
+        # 'Auto' means the kernel conntrack's own timeout: ours is the default.
+        value = t[key] if t[key] != "Auto" else felix.DEFAULTS["bpfConntrackTimeouts"][key]
+        return max(1, round(felix.parse_duration(str(value))))
 
     return {
         "tcp_syn_sent_s": secs("tcpSynSent"),

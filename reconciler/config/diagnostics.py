@@ -13,6 +13,7 @@ Path = tuple[PathPart, ...]
 class Severity(enum.Enum):
     ERROR = "error"
     WARNING = "warning"
+    NOTE = "note"  # not a problem: a document left unvalidated, a field not enforced
 
 
 def format_path(path: Sequence[PathPart]) -> str:
@@ -47,7 +48,7 @@ class Diagnostic:
     severity: Severity = Severity.ERROR
 
     def render(self) -> str:
-        prefix = "" if self.severity is Severity.ERROR else "warning: "
+        prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
         return f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
 
     def as_json(self) -> dict[str, object]:

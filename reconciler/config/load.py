@@ -20,8 +20,8 @@ from _ruamel_yaml import CParser
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.config.diagnostics import Diagnostic, Path
-from reconciler.config.model import KINDS, NAMESPACED_KINDS, Resource
+from reconciler.config.diagnostics import Diagnostic, Path, Severity
+from reconciler.config.model import CALICO_ONLY_KINDS, KINDS, NAMESPACED_KINDS, Resource
 
 # An alias may be expanded many times; cap what one document can grow to.
 MAX_NODES_PER_DOCUMENT = 100_000
@@ -184,9 +184,69 @@ def _documents(data: bytes | str) -> Iterator[Node]:
         yield parser.get_node()
 
 
-def _kind_hint(kind: str) -> str:
-    close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=0.6)
+def _kind_hint(kind: str, cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=cutoff)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class ForeignDocument(Exception):
+    """A document that is not ours to validate (a Deployment, a Kustomization,
+    Helm values): reported as a note, which --skip-kinds silences and
+    --strict-kinds makes an error."""
+
+    def __init__(self, line: int, ref: str, message: str) -> None:
+        super().__init__(message)
+        self.line, self.ref, self.message = line, ref, message
+
+
+def _is_calico(api_version: object) -> bool:
+    return isinstance(api_version, str) and api_version.split("/")[0].endswith("projectcalico.org")
+
+
+def _check_kind(body: dict[str, Any], kind: str, line: int, lines: dict[Path, int]) -> None:
+    """Raise for a kind we do not read: an error where it looks like a typo
+    of ours, a ForeignDocument where it is somebody else's."""
+    at = lines.get(("kind",), line)
+    api_version = body.get("apiVersion")
+    meta = body.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    ref = f"{kind}/{name}" if isinstance(name, str) else kind
+    if _is_calico(api_version) and kind in CALICO_ONLY_KINDS:
+        raise ForeignDocument(
+            at, ref, f"{kind} is a Calico kind this node does not act on: accepted, not enforced"
+        )
+    if _is_calico(api_version) or _kind_hint(kind, 0.8):
+        expected = ", ".join(sorted(KINDS))
+        raise LoadError(
+            at, f"unknown kind {kind!r} (expected one of {expected}){_kind_hint(kind)}", ("kind",)
+        )
+    raise ForeignDocument(
+        at,
+        ref,
+        f"not validated: {kind} ({api_version or 'no apiVersion'}) is not a kind reconcile reads",
+    )
+
+
+def _list_items(
+    body: dict[str, Any], lines: dict[Path, int]
+) -> list[tuple[Any, int, dict[Path, int]]] | None:
+    """The items of a `kind: List` or calicoctl `<Kind>List` document, each
+    with its line and its own line table; None if `body` is not a list."""
+    kind, items = body.get("kind"), body.get("items")
+    if not isinstance(kind, str) or not kind.endswith("List") or not isinstance(items, list):
+        return None
+    single = kind[: -len("List")]
+    tables: list[dict[Path, int]] = [{} for _ in items]
+    for path, line in lines.items():
+        if len(path) > 2 and path[0] == "items" and isinstance(path[1], int):
+            tables[path[1]][path[2:]] = line
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and single in KINDS:
+            # calicoctl's lists may leave kind and apiVersion to the list.
+            item = {"apiVersion": body.get("apiVersion"), "kind": single, **item}
+        out.append((item, lines.get(("items", i), 1), tables[i]))
+    return out
 
 
 def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> Resource:
@@ -196,15 +256,14 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
             line, f"a document must be a mapping (a Kubernetes-style object), not {shape}"
         )
     kind = body.get("kind")
+    if not any(k in body for k in ("apiVersion", "kind", "metadata")):
+        raise ForeignDocument(
+            line, "-", "not validated: not a Kubernetes object (no apiVersion or kind)"
+        )
     if not isinstance(kind, str) or not kind:
         raise LoadError(lines.get(("kind",), line), "missing 'kind'", ("kind",))
     if kind not in KINDS:
-        expected = ", ".join(sorted(KINDS))
-        raise LoadError(
-            lines.get(("kind",), line),
-            f"unknown kind {kind!r} (expected one of {expected}){_kind_hint(kind)}",
-            ("kind",),
-        )
+        _check_kind(body, kind, line, lines)
     meta = body.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
@@ -243,12 +302,34 @@ def load(data: bytes | str, file: str) -> Loaded:
         builder = _Builder()
         try:
             body = builder.build(node, ())
-            resources.append(_resource_from(body, file, line, builder.lines))
+            items = _list_items(body, builder.lines) if isinstance(body, dict) else None
+            documents = items if items is not None else [(body, line, builder.lines)]
         except LoadError as err:
             diagnostics.append(
                 Diagnostic(file, err.line, _ref_guess(node), _path_text(err.path), err.message)
             )
+            continue
+        prefix: Path = ("items",) if items is not None else ()
+        for i, (doc, doc_line, doc_lines) in enumerate(documents):
+            try:
+                resources.append(_resource_from(doc, file, doc_line, doc_lines))
+            except LoadError as err:
+                where = (*prefix, i, *err.path) if items is not None else err.path
+                ref = _ref_of(doc) if items is not None else _ref_guess(node)
+                diagnostics.append(Diagnostic(file, err.line, ref, _path_text(where), err.message))
+            except ForeignDocument as note:
+                diagnostics.append(
+                    Diagnostic(file, note.line, note.ref, "kind", note.message, Severity.NOTE)
+                )
     return Loaded(tuple(resources), tuple(diagnostics))
+
+
+def _ref_of(doc: Any) -> str:
+    if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
+        return "-"
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{doc['kind']}/{name}" if isinstance(name, str) else str(doc["kind"])
 
 
 def _path_text(path: Path) -> str:

@@ -25,6 +25,26 @@ KINDS: Mapping[str, str] = {
     "Service": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
 }
+# Kinds of Calico's v3 API that this node does not act on: accepted where
+# they appear (a repository holds the whole cluster's config), not validated
+# beyond being documents, and reported as not enforced.
+CALICO_ONLY_KINDS = frozenset(
+    {
+        "BGPConfiguration",
+        "BGPFilter",
+        "BGPPeer",
+        "BlockAffinity",
+        "CalicoNodeStatus",
+        "ClusterInformation",
+        "IPAMConfiguration",
+        "IPReservation",
+        "KubeControllersConfiguration",
+        "Node",
+        "StagedGlobalNetworkPolicy",
+        "StagedKubernetesNetworkPolicy",
+        "StagedNetworkPolicy",
+    }
+)
 NAMESPACED_KINDS = frozenset(
     {"NetworkPolicy", "NetworkSet", "WorkloadEndpoint", "Service", "EndpointSlice"}
 )

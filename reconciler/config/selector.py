@@ -315,12 +315,18 @@ _KEY = re.compile(rf"(?:({_PREFIX.pattern})/)?({_NAME})")
 
 @lru_cache(maxsize=4096)
 def _key_problem(key: str) -> str | None:
-    """Why `key` is not a Kubernetes qualified name, or None if it is one."""
+    """Why `key` is not a label key Calico's selectors take, or None. As
+    Calico's tokenizer does, a key may hold several '/' (labels of other
+    systems, e.g. `a.io/b/c`): each part before the name is a DNS subdomain."""
+    if key.count("/") > 1:
+        *parts, last = key.split("/")
+        bad = next((p for p in parts if not _PREFIX.fullmatch(p)), None)
+        if bad is not None:
+            return "prefix must be a lowercase DNS subdomain"
+        return _key_problem(f"{parts[-1]}/{last}")
     m = _KEY.fullmatch(key)
     if m is None:
         prefix, sep, name = key.rpartition("/")
-        if "/" in prefix:
-            return "only one '/' is allowed"
         if sep and not _PREFIX.fullmatch(prefix):
             return "prefix must be a lowercase DNS subdomain"
         if not name:

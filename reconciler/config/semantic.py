@@ -421,7 +421,13 @@ def _regex(pattern: str, path: Path, what: str) -> Iterator[Finding]:
 
 def _felix_regexes(resource: Resource) -> Iterator[Finding]:
     spec = resource.spec
-    for field in ("bpfDataIfacePattern", "bpfL3IfacePattern"):
+    for field in (
+        "bpfDataIfacePattern",
+        "bpfL3IfacePattern",
+        "bpfDisableGROForIfaces",
+        "mtuIfacePattern",
+        "logDebugFilenameRegex",
+    ):
         value = spec.get(field)
         if isinstance(value, str):
             yield from _regex(value, ("spec", field), "")
@@ -542,16 +548,20 @@ _POLICY_CHECKS: tuple[Check, ...] = (
     _policy_tier,
 )
 
+from reconciler.config import calico_rules as _cr  # noqa: E402 - the rules beyond this module's
+
+_META = _cr.metadata
 _CHECKS: Mapping[str, tuple[Check, ...]] = {
-    "GlobalNetworkPolicy": _POLICY_CHECKS,
-    "NetworkPolicy": _POLICY_CHECKS,
-    "Profile": (_rules,),
-    "IPPool": (_ippool,),
-    "GlobalNetworkSet": (_network_set,),
-    "NetworkSet": (_network_set,),
-    "HostEndpoint": (_host_endpoint,),
-    "WorkloadEndpoint": (_workload_endpoint,),
-    "FelixConfiguration": (_felix_name, _felix_regexes, _felix_addresses),
+    "GlobalNetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.rules, _META),
+    "NetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.rules, _META),
+    "Profile": (_rules, _cr.rules, _META),
+    "IPPool": (_ippool, _cr.ippool, _META),
+    "GlobalNetworkSet": (_network_set, _META),
+    "NetworkSet": (_network_set, _META),
+    "HostEndpoint": (_host_endpoint, _META),
+    "WorkloadEndpoint": (_workload_endpoint, _META),
+    "Tier": (_cr.tier, _META),
+    "FelixConfiguration": (_felix_name, _felix_regexes, _felix_addresses, _cr.felix, _META),
     "Service": (_service_ports, _service_addresses, _service_affinity),
     "EndpointSlice": (_endpoint_slice,),
 }

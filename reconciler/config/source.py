@@ -46,6 +46,10 @@ class Source:
     identity: str  # "git:<commit>" or "dir:<hash of paths and blob ids>"
     description: str
     files: tuple[SourceFile, ...]
+    # From .reconcile.yaml and the flags (repo_config): documents of these
+    # kinds are passed over silently; strict makes any foreign kind an error.
+    skip_kinds: frozenset[str] = frozenset()
+    strict_kinds: bool = False
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
@@ -332,21 +336,3 @@ def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined
         return repository
     target.parent.mkdir(parents=True, exist_ok=True)
     return git.Repo.clone_from(url, target, mirror=True)
-
-
-def open_source(
-    spec: dict[str, Any], use_cache: bool = True, changed: frozenset[str] | None = None
-) -> Source:
-    """The config snapshot a spec names. Remote repositories are mirrored under
-    the cache directory whatever --no-cache says; the working-tree stat cache
-    follows it. `changed` (absolute paths, from --watch's file events) lets a
-    directory be re-read at those paths only."""
-    if spec["kind"] == "git":
-        return from_git(spec["repo"], spec["ref"], default_cache_dir())
-    paths = spec["paths"]
-    stat = stat_cache_path(default_cache_dir(), paths) if use_cache else None
-    if changed is not None and len(paths) == 1:
-        refreshed = refresh(paths[0], changed, stat)
-        if refreshed is not None:
-            return refreshed
-    return from_paths(paths, stat)

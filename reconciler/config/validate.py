@@ -22,7 +22,15 @@ from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
 
-_ENGINE_FILES = ("load.py", "schema.py", "semantic.py", "selector.py", "validate.py", "model.py")
+_ENGINE_FILES = (
+    "load.py",
+    "schema.py",
+    "semantic.py",
+    "calico_rules.py",
+    "selector.py",
+    "validate.py",
+    "model.py",
+)
 # Below this many uncached files a pool costs more than it saves.
 _PARALLEL_THRESHOLD = 64
 
@@ -208,6 +216,22 @@ def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
     return out
 
 
+def apply_kind_policy(
+    diagnostics: Iterable[Diagnostic], skip: frozenset[str], strict: bool
+) -> list[Diagnostic]:
+    """Notes about documents of kinds we do not read: dropped for the kinds
+    in `skip`, errors under `strict`. Other diagnostics pass unchanged."""
+    out = []
+    for d in diagnostics:
+        if d.severity is Severity.NOTE and d.path == "kind":
+            if d.resource.split("/", 1)[0] in skip:
+                continue
+            if strict:
+                d = Diagnostic(d.file, d.line, d.resource, d.path, d.message)
+        out.append(d)
+    return out
+
+
 def _cache_key(fingerprint: str, path: str, digest: str) -> str:
     return f"{fingerprint}:{digest}:{path}"
 
@@ -283,6 +307,8 @@ def validate_source(
         if full is not None:
             resources += [Resource(*row) for row in full]
     diagnostics += duplicate_findings(idents)
+    if source.skip_kinds or source.strict_kinds:
+        diagnostics = apply_kind_policy(diagnostics, source.skip_kinds, source.strict_kinds)
     return Validation(
         tuple(resources), tuple(diagnostics), len(source.files), len(cached), len(idents)
     )

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.compile.dataplane import CTLB_MODES, Host, compile_desired, keep_slots
-from reconciler.config.source import Source, open_source
+from reconciler.config.source import Source
+from reconciler.config.spec import open_source
 from reconciler.config.validate import Validation, validate_source
 from reconciler.datapath import loader as build
 from reconciler.engine import store as desired_cache

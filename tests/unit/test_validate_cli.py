@@ -117,9 +117,13 @@ def test_json_and_junit_formats(repo, capsys):
         data["diagnostics"][0]
     )
     assert main(["--validate", str(repo), "--format", "junit"]) == 1
-    suite = ET.fromstring(capsys.readouterr().out)
-    assert suite.tag == "testsuite" and suite.get("failures") == "1"
-    assert suite.find("testcase/failure") is not None
+    suites = ET.fromstring(capsys.readouterr().out)
+    suite = suites.find("testsuite")
+    assert suites.tag == "testsuites" and suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    (case,) = suite.findall("testcase")
+    failure = case.find("failure")
+    assert failure is not None and failure.get("message", "").startswith("4 error(s): ")
 
 
 def test_cache_gives_the_same_answer(repo, capsys):

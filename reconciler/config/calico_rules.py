@@ -1,0 +1,326 @@
+"""Calico v3 validator rules beyond the schemas: IP pools, tiers, policy
+names, metadata, `services` and `http` rule matches, FelixConfiguration.
+
+Pure functions of one Resource, registered with semantic.check. Like the
+rest of semantic, a field of the wrong type is left to the schema.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler.config.diagnostics import Finding, Path
+from reconciler.config.model import Resource
+
+_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = f"{_LABEL}(\\.{_LABEL})*"
+_TIER_NAME = re.compile(_LABEL)
+_GNP_NAME = re.compile(f"({_LABEL}\\.)?{_LABEL}")
+_NP_NAME = re.compile(f"{_LABEL}(\\.{_LABEL})?|(knp|ossg)\\.default\\.{_SUBDOMAIN}")
+_QUALIFIED = re.compile(f"({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_ANNOTATIONS_MAX = 256 * 1024
+
+# Calico's reserved tiers: (order, default action).
+RESERVED_TIERS = {
+    "default": (1_000_000, "Deny"),
+    "kube-admin": (1_000, "Pass"),
+    "kube-baseline": (10_000_000, "Pass"),
+}
+
+
+def _map(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# ---------------------------------------------------------------- metadata
+
+
+def metadata(resource: Resource) -> Iterator[Finding]:
+    meta = _map(resource.body.get("metadata")) or {}
+    annotations = _map(meta.get("annotations")) or {}
+    yield from _annotations(annotations, ("metadata", "annotations"))
+    is_set = resource.kind in ("NetworkSet", "GlobalNetworkSet")
+    if is_set and "projectcalico.org/namespace" in resource.labels:
+        yield Finding(
+            ("metadata", "labels", "projectcalico.org/namespace"),
+            "projectcalico.org/namespace is not a valid label name: Calico sets it",
+        )
+
+
+def _annotations(annotations: Mapping[str, Any], path: Path) -> Iterator[Finding]:
+    total = 0
+    for key, value in annotations.items():
+        if not isinstance(key, str):
+            continue
+        name = key.lower().rpartition("/")[2]
+        if not _QUALIFIED.fullmatch(key.lower()) or len(name) > 63:
+            yield Finding(
+                (*path, key),
+                f"invalid annotation key {key!r}: an optional DNS-subdomain prefix and '/', "
+                "then at most 63 letters, digits, '-', '_' or '.'",
+            )
+        total += len(key) + (len(value) if isinstance(value, str) else 0)
+    if total > _ANNOTATIONS_MAX:
+        yield Finding(
+            path, f"total size of annotations is too large by {total - _ANNOTATIONS_MAX} bytes"
+        )
+
+
+# ---------------------------------------------------------------- names and tiers
+
+
+def policy_name(resource: Resource) -> Iterator[Finding]:
+    name = resource.name
+    rule = _GNP_NAME if resource.kind == "GlobalNetworkPolicy" else _NP_NAME
+    if len(name) > 253:
+        yield Finding(("metadata", "name"), f"name is too long by {len(name) - 253} bytes")
+    elif not rule.fullmatch(name):
+        allowed = (
+            "at most one '.'"
+            if resource.kind == "GlobalNetworkPolicy"
+            else "at most one '.', or the prefix 'knp.default.' or 'ossg.default.'"
+        )
+        yield Finding(
+            ("metadata", "name"),
+            f"invalid policy name {name!r}: lower case letters, digits and '-', {allowed}",
+        )
+
+
+def tier(resource: Resource) -> Iterator[Finding]:
+    name, spec = resource.name, resource.spec
+    if len(name) > 63:
+        yield Finding(("metadata", "name"), f"name is too long by {len(name) - 63} bytes")
+    elif not _TIER_NAME.fullmatch(name):
+        yield Finding(
+            ("metadata", "name"),
+            f"invalid tier name {name!r}: lower case letters, digits and '-' (no '.')",
+        )
+    reserved = RESERVED_TIERS.get(name)
+    if reserved is None:
+        return
+    order, action = reserved
+    if spec.get("order") != order:
+        yield Finding(("spec", "order"), f"the {name!r} tier's order must be {order}")
+    if spec.get("defaultAction", "Deny") != action:
+        yield Finding(
+            ("spec", "defaultAction"), f"the {name!r} tier must have default action {action!r}"
+        )
+
+
+# ---------------------------------------------------------------- IP pools
+
+
+def _enabled(mode: object) -> bool:
+    return mode in ("Always", "CrossSubnet")
+
+
+def ippool(resource: Resource) -> Iterator[Finding]:
+    spec = resource.spec
+    cidr = spec.get("cidr")
+    try:
+        net = ipaddress.ip_network(cidr, strict=False) if isinstance(cidr, str) else None
+    except ValueError:
+        net = None  # semantic's own check reports it
+    uses = [u for u in _list(spec.get("allowedUses")) if isinstance(u, str)]
+    lb = "LoadBalancer" in uses
+    if net is not None and net.version == 6 and _enabled(spec.get("ipipMode")):
+        yield Finding(("spec", "ipipMode"), "IPIP is not supported on an IPv6 IP pool")
+    if _enabled(spec.get("ipipMode")) and _enabled(spec.get("vxlanMode")):
+        yield Finding(("spec", "vxlanMode"), "ipipMode and vxlanMode cannot both be enabled")
+    if lb and (_enabled(spec.get("ipipMode")) or _enabled(spec.get("vxlanMode"))):
+        yield Finding(
+            ("spec", "allowedUses"), "a LoadBalancer pool cannot enable ipipMode or vxlanMode"
+        )
+    for use in uses:
+        if lb and use in ("Workload", "Tunnel"):
+            yield Finding(
+                ("spec", "allowedUses"), f"LoadBalancer cannot be used at the same time as {use}"
+            )
+    if lb and spec.get("disableBGPExport") is True:
+        yield Finding(
+            ("spec", "disableBGPExport"), "a LoadBalancer pool must export its routes over BGP"
+        )
+    if lb and spec.get("nodeSelector", "all()") != "all()":
+        yield Finding(("spec", "nodeSelector"), "a LoadBalancer pool's nodeSelector must be all()")
+    if spec.get("namespaceSelector") and "Workload" not in (uses or ["Workload"]):
+        yield Finding(
+            ("spec", "namespaceSelector"), "namespaceSelector is only valid on Workload pools"
+        )
+    if net is None:
+        return
+    link_local = ipaddress.ip_network("169.254.0.0/16" if net.version == 4 else "fe80::/10")
+    if net.overlaps(link_local):
+        yield Finding(
+            ("spec", "cidr"), f"IP pool range overlaps with the link-local range {link_local}"
+        )
+    size = spec.get("blockSize")
+    low, high, default = (20, 32, 26) if net.version == 4 else (116, 128, 122)
+    block = size if isinstance(size, int) and not isinstance(size, bool) and size else default
+    if isinstance(size, int) and size and not low <= size <= high:
+        yield Finding(
+            ("spec", "blockSize"), f"IPv{net.version} block size must be between {low} and {high}"
+        )
+    elif spec.get("disabled") is not True and net.prefixlen > block:
+        yield Finding(
+            ("spec", "cidr"),
+            f"IP pool /{net.prefixlen} is smaller than its blocks (/{block}"
+            f"{'' if size else ', the default'}): Calico IPAM needs at least one block",
+        )
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _uses_http(rule: Mapping[str, Any]) -> bool:
+    return rule.get("http") is not None
+
+
+def rules(resource: Resource) -> Iterator[Finding]:
+    spec = resource.spec
+    is_global = resource.kind == "GlobalNetworkPolicy"
+    for direction in ("ingress", "egress"):
+        for i, rule in enumerate(_list(spec.get(direction))):
+            rule_map = _map(rule)
+            if rule_map is None:
+                continue
+            path: Path = ("spec", direction, i)
+            yield from _services(rule_map, path, direction, is_global)
+            yield from _http(rule_map, path, direction)
+
+
+def _services(
+    rule: Mapping[str, Any], path: Path, direction: str, is_global: bool
+) -> Iterator[Finding]:
+    # Services name the peer: the source of ingress, the destination of egress.
+    peer, own = ("source", "destination") if direction == "ingress" else ("destination", "source")
+    own_side = _map(rule.get(own)) or {}
+    if own_side.get("services") is not None:
+        yield Finding(
+            (*path, own, "services"), f"services are not allowed in {direction} rule {own}"
+        )
+    entity = _map(rule.get(peer)) or {}
+    services = _map(entity.get("services"))
+    if services is None:
+        return
+    where = (*path, peer, "services")
+    if not services.get("name"):
+        yield Finding(where, "must specify a service name")
+    if is_global and not services.get("namespace"):
+        yield Finding((*where, "namespace"), "must specify a namespace in a global policy")
+    for fields, what in (
+        (("namespaceSelector",), "namespaceSelector"),
+        (("selector", "notSelector"), "selector/notSelector"),
+        (("serviceAccounts",), "serviceAccounts"),
+        (("nets", "notNets"), "nets/notNets"),
+    ):
+        if any(entity.get(f) for f in fields):
+            yield Finding(where, f"cannot specify {what} and services on the same rule")
+    if peer == "destination":
+        for field in ("ports", "notPorts"):
+            if _list(entity.get(field)):
+                yield Finding(
+                    (*path, peer, field), f"cannot specify {field} with a service selector"
+                )
+
+
+def _http(rule: Mapping[str, Any], path: Path, direction: str) -> Iterator[Finding]:
+    http = _map(rule.get("http"))
+    if http is None:
+        return
+    where = (*path, "http")
+    if direction == "egress":
+        yield Finding(where, "HTTP match is not allowed in egress rules")
+    if rule.get("action") != "Allow":
+        yield Finding(where, "HTTP match is only valid on Allow rules")
+    protocol = rule.get("protocol")
+    if protocol is not None and protocol != "TCP":
+        yield Finding((*path, "protocol"), "rules with HTTP match must have protocol TCP or unset")
+    methods = [m for m in _list(http.get("methods")) if isinstance(m, str)]
+    if len(set(methods)) != len(methods):
+        yield Finding((*where, "methods"), f"duplicate HTTP methods: {methods}")
+    for i, entry in enumerate(_list(http.get("paths"))):
+        entry_map = _map(entry) or {}
+        exact, prefix = entry_map.get("exact"), entry_map.get("prefix")
+        at = (*where, "paths", i)
+        if exact and prefix:
+            yield Finding(at, "set either 'exact' or 'prefix', not both")
+            continue
+        value = exact or prefix
+        if not isinstance(value, str) or not value:
+            yield Finding(at, "either 'exact' or 'prefix' must be set")
+        elif not value.startswith("/") or any(c in value for c in "? #"):
+            yield Finding(
+                at, f"invalid path {value!r}: must start with '/' and hold no '?', '#' or space"
+            )
+
+
+# ---------------------------------------------------------------- FelixConfiguration
+
+_DNS_LABEL = re.compile(_LABEL)
+
+
+def felix(resource: Resource) -> Iterator[Finding]:
+    spec = resource.spec
+    ranges = _list(spec.get("kubeNodePortRanges"))
+    for i, value in enumerate(ranges):
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]+(:[0-9]+)?", value):
+            yield Finding(
+                ("spec", "kubeNodePortRanges", i), "node port ranges cannot hold named ports"
+            )
+    for i, value in enumerate(_list(spec.get("externalNodesList"))):
+        if isinstance(value, str) and ":" in value:
+            yield Finding(
+                ("spec", "externalNodesList", i), f"{value!r}: only IPv4 CIDRs are allowed"
+            )
+    region = spec.get("openstackRegion")
+    if isinstance(region, str) and region:
+        if len(region) > 63 - len("openstack-region-"):
+            yield Finding(("spec", "openstackRegion"), "is too long (at most 46 characters)")
+        elif not _DNS_LABEL.fullmatch(region):
+            yield Finding(("spec", "openstackRegion"), "must be a valid DNS label")
+    if spec.get("nodeSelector") is not None and (
+        resource.name == "default" or resource.name.startswith("node.")
+    ):
+        yield Finding(
+            ("spec", "nodeSelector"),
+            "nodeSelector must not be set on the 'default' or per-node ('node.*') configuration",
+        )
+    yield from _route_tables(spec)
+
+
+def _route_tables(spec: Mapping[str, Any]) -> Iterator[Finding]:
+    single = _map(spec.get("routeTableRange"))
+    many = spec.get("routeTableRanges")
+    if single is not None and many is not None:
+        yield Finding(
+            ("spec", "routeTableRange"), "cannot be set when routeTableRanges is also set"
+        )
+    if single is not None:
+        low, high = single.get("min"), single.get("max")
+        if isinstance(low, int) and isinstance(high, int) and not 1 <= low <= high <= 250:
+            yield Finding(
+                ("spec", "routeTableRange"), "must be a range of route table indices within 1..250"
+            )
+    total = 0
+    for i, entry in enumerate(_list(many)):
+        entry_map = _map(entry) or {}
+        low, high = entry_map.get("min"), entry_map.get("max")
+        if not (isinstance(low, int) and isinstance(high, int)):
+            continue
+        at = ("spec", "routeTableRanges", i)
+        if low > high:
+            yield Finding(at, "min value cannot be greater than max value")
+        if low < 1:
+            yield Finding(at, "cannot target indices < 1")
+        if high > 0xFFFFFFFF:
+            yield Finding(at, "max index too high")
+        total += max(0, high - max(low, 1) + 1)
+    if total > 0xFFFF:
+        yield Finding(("spec", "routeTableRanges"), "targets too many tables (at most 65535)")

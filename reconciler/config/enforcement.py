@@ -1,0 +1,82 @@
+"""What the configuration says that this node does not act on.
+
+Calico's API is accepted whole (a repository holds the whole cluster's
+config), but this node programs only interfaces, service NAT, conntrack and
+connect-time load balancing. `not_enforced` is the plan's list of what it
+leaves to others: pure, one entry per resource and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reconciler.config.model import CALICO_ONLY_KINDS, Resource
+
+# FelixConfiguration fields the compile reads; every other one is not acted on.
+FELIX_ACTED_ON = frozenset(
+    {
+        "bpfEnabled",
+        "bpfLogLevel",
+        "bpfDataIfacePattern",
+        "bpfL3IfacePattern",
+        "bpfConnectTimeLoadBalancing",
+        "bpfConnectTimeLoadBalancingEnabled",
+        "bpfConntrackTimeouts",
+        "bpfMapSizeConntrack",
+        "bpfMapSizeIfState",
+        "bpfMapSizeNATAffinity",
+        "bpfMapSizeNATBackend",
+        "bpfMapSizeNATFrontend",
+        "interfaceExclude",
+        "interfacePrefix",
+    }
+)
+# Endpoint fields that select interfaces; the rest feed policy.
+ENDPOINT_ACTED_ON = frozenset({"node", "interfaceName", "ipNetworks", "expectedIPs"})
+POLICY_KINDS = frozenset(
+    {"GlobalNetworkPolicy", "NetworkPolicy", "Profile", "Tier", "NetworkSet", "GlobalNetworkSet"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NotEnforced:
+    resource: str  # Kind/name or Kind/namespace/name
+    field: str  # "spec.x", or "" for the whole resource
+    reason: str
+
+    def render(self) -> str:
+        where = f"{self.resource}: {self.field}" if self.field else self.resource
+        return f"{where}: not enforced: {self.reason}"
+
+
+def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
+    """Every resource and field of `resources` this node does not act on, in
+    the order given (fields sorted within a resource)."""
+    out: list[NotEnforced] = []
+    for r in resources:
+        if r.kind in POLICY_KINDS:
+            out.append(
+                NotEnforced(r.ref, "", "policy is validated, the datapath does not enforce it yet")
+            )
+        elif r.kind in CALICO_ONLY_KINDS:
+            out.append(NotEnforced(r.ref, "", f"{r.kind} is not acted on by this node"))
+        elif r.kind == "IPPool":
+            out.append(
+                NotEnforced(
+                    r.ref, "", "IP pools are IPAM's and routing's, not this node's datapath"
+                )
+            )
+        elif r.kind == "FelixConfiguration":
+            out += [
+                NotEnforced(r.ref, f"spec.{k}", "not a setting this node's datapath has")
+                for k in sorted(r.spec)
+                if k not in FELIX_ACTED_ON
+            ]
+        elif r.kind in ("HostEndpoint", "WorkloadEndpoint"):
+            out += [
+                NotEnforced(r.ref, f"spec.{k}", "feeds policy, which is not enforced yet")
+                for k in sorted(r.spec)
+                if k not in ENDPOINT_ACTED_ON
+            ]
+    return out

@@ -1,0 +1,130 @@
+"""`.reconcile.yaml`: what a config repository asks reconcile to leave alone.
+
+A config repository also holds Kustomizations, Deployments, Helm charts and
+values. At its root, `.reconcile.yaml` may say
+
+    skipKinds: [Kustomization, Deployment]      # documents of these kinds: not reported
+    ignorePaths: ["charts/**", "*.values.yaml"] # files not read at all
+
+and the `--skip-kinds` / `--ignore-paths` flags add to it. `--validate`,
+`--plan` and `--apply` all honour it: `apply_to` filters a Source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from reconciler.config.source import Source, SourceError
+
+FILE_NAME = ".reconcile.yaml"
+_KEYS = ("skipKinds", "ignorePaths")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoConfig:
+    skip_kinds: frozenset[str] = frozenset()
+    ignore_paths: tuple[str, ...] = ()
+    strict_kinds: bool = False
+
+    def ignores(self, relative: str) -> bool:
+        """Whether a file (path relative to the config root, '/'-separated)
+        matches an ignore pattern: a pattern with a '/' matches the whole
+        path ('*' crosses directories, as '**' does), one without matches
+        the file name or any directory on the way, as in .gitignore."""
+        parts = relative.split("/")
+        for pattern in self.ignore_paths:
+            pattern = pattern.strip("/") if pattern.endswith("/") else pattern
+            if "/" in pattern:
+                if fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(
+                    relative, pattern.rstrip("*").rstrip("/") + "/*"
+                ):
+                    return True
+            elif any(fnmatch.fnmatchcase(part, pattern) for part in parts):
+                return True
+        return False
+
+    @property
+    def fingerprint(self) -> str:
+        text = repr((sorted(self.skip_kinds), self.ignore_paths, self.strict_kinds))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _strings(value: object, key: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SourceError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def read(root: str) -> RepoConfig:
+    """The config file at `root` (a directory), or an empty config."""
+    path = os.path.join(root, FILE_NAME)
+    if not os.path.isfile(path):
+        return RepoConfig()
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = YAML(typ="safe").load(fh)
+    except (OSError, YAMLError) as exc:
+        raise SourceError(f"{path}: {exc}") from exc
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a mapping with {' and '.join(_KEYS)}")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise SourceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})")
+    return RepoConfig(
+        frozenset(_strings(data.get("skipKinds"), "skipKinds", path)),
+        _strings(data.get("ignorePaths"), "ignorePaths", path),
+    )
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def combine(
+    roots: Sequence[str], skip_kinds: str = "", ignore_paths: str = "", strict: bool = False
+) -> RepoConfig:
+    """The config files of every directory root, plus the flags' additions."""
+    skip: set[str] = set(_csv(skip_kinds))
+    ignore: list[str] = list(_csv(ignore_paths))
+    for root in roots:
+        if os.path.isdir(root):
+            found = read(root)
+            skip |= found.skip_kinds
+            ignore += [p for p in found.ignore_paths if p not in ignore]
+    return RepoConfig(frozenset(skip), tuple(ignore), strict)
+
+
+def _relative(path: str, roots: Iterable[str]) -> str:
+    for root in roots:
+        base = root.rstrip("/")
+        if path.startswith(base + "/"):
+            return path[len(base) + 1 :]
+    return path
+
+
+def apply_to(source: Source, config: RepoConfig, roots: Sequence[str] = ()) -> Source:
+    """`source` without the ignored files, carrying the kind policy; its
+    identity changes with the config, so nothing cached under the old one
+    stands for the new."""
+    if config == RepoConfig():
+        return source
+    files = tuple(f for f in source.files if not config.ignores(_relative(f.path, roots)))
+    return dataclasses.replace(
+        source,
+        identity=f"{source.identity}+{config.fingerprint}",
+        files=files,
+        skip_kinds=config.skip_kinds,
+        strict_kinds=config.strict_kinds,
+    )

@@ -1,0 +1,118 @@
+"""Every field of Calico's API is in our schemas, with its type, and no more.
+
+The list of the API's fields (tests/data/calico_api_fields.json) is taken
+from Calico's CRDs by scripts/crd_fields.py. A field Calico has and a schema
+lacks fails here, not in a user's CI run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+API = json.loads((ROOT / "tests" / "data" / "calico_api_fields.json").read_text())
+KINDS = sorted(k for k in API if not k.startswith("_"))
+
+# Fields we accept beyond the CRDs, and why.
+ACCEPTED_EXTRAS = {
+    # Older releases' GlobalNetworkSet had it; configs written for them still validate.
+    ("GlobalNetworkSet", "spec.allowedEgressDomains"),
+    ("GlobalNetworkSet", "spec.allowedEgressDomains[]"),
+}
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    return json.loads((ROOT / "schemas" / f"{kind}.json").read_text())
+
+
+def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        node = root["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _alternatives(root: Mapping[str, Any], node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The node itself and every branch of its anyOf/oneOf/allOf, resolved."""
+    node = _resolve(root, node)
+    out = [node]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for branch in node.get(key, ()):
+            out += _alternatives(root, branch)
+    return out
+
+
+def _types(root: Mapping[str, Any], node: Mapping[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for alt in _alternatives(root, node):
+        kind = alt.get("type")
+        if isinstance(kind, str):
+            found.add(kind)
+        elif isinstance(kind, list):
+            found.update(kind)
+        for value in [*alt.get("enum", ()), *([alt["const"]] if "const" in alt else [])]:
+            found.add(_JSON_TYPES.get(type(value), "null"))
+        if "properties" in alt:
+            found.add("object")
+    return found
+
+
+def schema_fields(
+    root: Mapping[str, Any], node: Mapping[str, Any], path: str
+) -> Iterator[tuple[str, set[str]]]:
+    for alt in _alternatives(root, node):
+        for name, child in alt.get("properties", {}).items():
+            child_path = f"{path}.{name}"
+            yield child_path, _types(root, child)
+            yield from schema_fields(root, child, child_path)
+        items = alt.get("items")
+        if isinstance(items, Mapping):
+            yield f"{path}[]", _types(root, items)
+            yield from schema_fields(root, items, f"{path}[]")
+        values = alt.get("additionalProperties")
+        if isinstance(values, Mapping):
+            yield f"{path}{{}}", _types(root, values)
+
+
+def ours(kind: str) -> dict[str, set[str]]:
+    root = _schema(kind)
+    found: dict[str, set[str]] = {}
+    for path, types in schema_fields(root, root["properties"]["spec"], "spec"):
+        found.setdefault(path, set()).update(types)
+    return found
+
+
+def accepts(api_type: str, types: set[str]) -> bool:
+    wanted = {"int-or-string": {"integer", "string"}}.get(api_type, {api_type})
+    if api_type == "number":
+        return bool(types & {"number", "integer"})
+    return wanted <= types
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_api_field_is_in_the_schema(kind: str) -> None:
+    have = ours(kind)
+    missing = sorted(p for p in API[kind] if p not in have)
+    assert not missing, f"{kind}: the schema lacks {missing}"
+    wrong = {p: (t, sorted(have[p])) for p, t in API[kind].items() if not accepts(t, have[p])}
+    assert not wrong, f"{kind}: types differ (API, ours): {wrong}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_schema_has_no_field_the_api_lacks(kind: str) -> None:
+    extra = sorted(p for p in ours(kind) if p not in API[kind] and (kind, p) not in ACCEPTED_EXTRAS)
+    assert not extra, f"{kind}: not in Calico's API: {extra}"
+
+
+def test_the_walk_finds_a_missing_field() -> None:
+    """The check above can fail: drop one field and it is reported."""
+    root = _schema("FelixConfiguration")
+    del root["properties"]["spec"]["properties"]["bpfEnabled"]
+    have = {p for p, _ in schema_fields(root, root["properties"]["spec"], "spec")}
+    assert "spec.bpfEnabled" in API["FelixConfiguration"] and "spec.bpfEnabled" not in have

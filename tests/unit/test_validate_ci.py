@@ -1,0 +1,268 @@
+"""`--validate` as a CI gate: options anywhere, repositories that hold other
+kinds, .reconcile.yaml, list kinds, and the JUnit, SARIF and GitHub reports."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.config.repo_config import RepoConfig
+
+TIER = """\
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: security
+spec:
+  order: 100
+"""
+BAD_TIER = TIER.replace("order: 100", "order: first")
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+"""
+KUSTOMIZATION = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [tier.yaml]
+"""
+VALUES = "replicaCount: 2\nimage:\n  tag: v1\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "cfg"
+    root.mkdir()
+    return root
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--validate", "--no-cache", "{repo}"],
+        ["{repo}", "--validate", "--no-cache"],
+        ["--validate", "{repo}", "--jobs", "1", "--format", "text"],
+        ["--format", "text", "--validate", "--jobs", "1", "{repo}", "--no-cache"],
+    ],
+)
+def test_options_and_paths_in_any_order(repo: Path, capsys: Any, argv: list[str]) -> None:
+    write(repo, "tier.yaml", BAD_TIER)
+    assert main([a.format(repo=repo) for a in argv]) == 1
+    out = capsys.readouterr()
+    assert "spec.order" in out.out and "1 file(s), 1 resource(s): invalid" in out.err
+
+
+def test_paths_need_validate(repo: Path, capsys: Any) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--plan", str(repo)])
+    assert exc.value.code == 2
+    assert "PATH arguments are only taken by --validate" in capsys.readouterr().err
+
+
+def test_other_kinds_are_notes_not_errors(repo: Path, capsys: Any) -> None:
+    write(repo, "tier.yaml", TIER)
+    write(repo, "deploy.yaml", DEPLOYMENT)
+    write(repo, "kustomization.yaml", KUSTOMIZATION)
+    write(repo, "values.yaml", VALUES)
+    assert main(["--validate", str(repo)]) == 0
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert "4 file(s), 1 resource(s): valid (3 document(s) not validated" in out.err
+    assert main(["--validate", str(repo), "--format", "json"]) == 0
+    notes = {
+        (d["resource"], d["message"]) for d in json.loads(capsys.readouterr().out)["diagnostics"]
+    }
+    assert notes == {
+        ("Deployment/web", "not validated: Deployment (apps/v1) is not a kind reconcile reads"),
+        (
+            "Kustomization",
+            "not validated: Kustomization (kustomize.config.k8s.io/v1beta1)"
+            " is not a kind reconcile reads",
+        ),
+        ("-", "not validated: not a Kubernetes object (no apiVersion or kind)"),
+    }
+
+
+def test_strict_kinds_and_skip_kinds(repo: Path, capsys: Any) -> None:
+    deploy = write(repo, "deploy.yaml", DEPLOYMENT)
+    assert main(["--validate", str(repo), "--strict-kinds"]) == 1
+    assert f"{deploy}:2: Deployment/web: kind: not validated: Deployment" in capsys.readouterr().out
+    assert main(["--validate", str(repo), "--strict-kinds", "--skip-kinds", "Deployment"]) == 0
+    assert main(["--validate", str(repo), "--format", "json", "--skip-kinds", "Deployment"]) == 0
+    assert json.loads(capsys.readouterr().out)["diagnostics"] == []
+
+
+def test_a_typo_of_our_kind_stays_an_error(repo: Path, capsys: Any) -> None:
+    write(repo, "svc.yaml", "apiVersion: v1\nkind: Servic\nmetadata: {name: a}\n")
+    assert main(["--validate", str(repo)]) == 1
+    assert "unknown kind 'Servic'" in capsys.readouterr().out
+
+
+def test_calico_kinds_this_node_does_not_act_on_are_accepted(repo: Path, capsys: Any) -> None:
+    write(
+        repo, "bgp.yaml", "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\n"
+    )
+    assert main(["--validate", str(repo), "--format", "json"]) == 0
+    (d,) = json.loads(capsys.readouterr().out)["diagnostics"]
+    assert d["severity"] == "note"
+    assert (
+        d["message"] == "BGPPeer is a Calico kind this node does not act on: accepted, not enforced"
+    )
+
+
+def test_reconcile_yaml_skips_kinds_and_ignores_paths(repo: Path, capsys: Any) -> None:
+    write(repo, "tier.yaml", TIER)
+    write(repo, "deploy.yaml", DEPLOYMENT)
+    write(repo, "charts/web/templates/svc.yaml", "kind: {{ .Values.kind }}\n")
+    write(repo, "apps/web.values.yaml", VALUES)
+    write(
+        repo,
+        ".reconcile.yaml",
+        "skipKinds: [Deployment]\nignorePaths: ['charts/', '*.values.yaml']\n",
+    )
+    assert main(["--validate", str(repo), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["files"], data["resources"], data["diagnostics"]) == (2, 1, [])
+
+
+def test_ignore_paths_flag_adds_to_the_file(repo: Path, capsys: Any) -> None:
+    write(repo, "tier.yaml", TIER)
+    write(repo, "broken/x.yaml", "a: [\n")
+    assert main(["--validate", str(repo)]) == 1
+    capsys.readouterr()
+    assert main(["--validate", str(repo), "--ignore-paths", "broken/*"]) == 0
+
+
+def test_reconcile_yaml_errors(repo: Path, capsys: Any) -> None:
+    write(repo, ".reconcile.yaml", "skipKind: [Deployment]\n")
+    assert main(["--validate", str(repo)]) == 1
+    assert "unknown key 'skipKind' (known: skipKinds, ignorePaths)" in capsys.readouterr().err
+    write(repo, ".reconcile.yaml", "ignorePaths: charts\n")
+    assert main(["--validate", str(repo)]) == 1
+    assert "ignorePaths must be a list of strings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "ignored"),
+    [
+        ("charts/", "charts/web/a.yaml", True),
+        ("charts/**", "charts/web/a.yaml", True),
+        ("charts/*", "charts/web/a.yaml", True),
+        ("*.values.yaml", "apps/web.values.yaml", True),
+        ("templates", "charts/web/templates/a.yaml", True),
+        ("charts/", "apps/charts.yaml", False),
+        ("apps/*.yaml", "other/apps/a.yaml", False),
+    ],
+)
+def test_ignore_patterns(pattern: str, path: str, ignored: bool) -> None:
+    assert RepoConfig(ignore_paths=(pattern,)).ignores(path) is ignored
+
+
+def test_list_kinds(repo: Path, capsys: Any) -> None:
+    f = write(
+        repo,
+        "lists.yaml",
+        """\
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: projectcalico.org/v3
+          kind: Tier
+          metadata: {name: one}
+          spec: {order: 1}
+        - apiVersion: apps/v1
+          kind: Deployment
+          metadata: {name: web}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: TierList
+        items:
+        - metadata: {name: two}
+          spec: {order: 2}
+        - metadata: {name: three}
+          spec:
+            order: third
+        """,
+    )
+    assert main(["--validate", str(repo)]) == 1
+    out = capsys.readouterr()
+    assert out.out == f"{f}:19: Tier/three: spec.order: 'third' is not of type 'number'\n"
+    assert "3 resource(s): invalid: 1 error(s) (1 document(s) not validated" in out.err
+
+
+def test_junit_has_a_case_per_file(repo: Path, capsys: Any) -> None:
+    for i in range(3):
+        write(repo, f"t{i}.yaml", TIER.replace("security", f"t{i}"))
+    bad = write(repo, "z.yaml", BAD_TIER)
+    assert main(["--validate", str(repo), "--format", "junit"]) == 1
+    suite = ET.fromstring(capsys.readouterr().out).find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    assert (suite.get("tests"), suite.get("failures"), len(cases)) == ("4", "1", 4)
+    failed = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed == [str(bad)]
+
+
+def test_github_annotations(repo: Path, capsys: Any) -> None:
+    bad = write(repo, "tier.yaml", BAD_TIER)
+    write(repo, "deploy.yaml", DEPLOYMENT)
+    assert main(["--validate", str(repo), "--format", "github"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        f"::error file={bad},line=6,title=Tier/security::"
+        "spec.order: 'first' is not of type 'number'" in lines
+    )
+    assert any(line.startswith("::notice file=") and "Deployment" in line for line in lines)
+
+
+def _extras(model: Any, where: str = "") -> list[str]:
+    """Fields a pydantic model did not recognise, anywhere below it."""
+    from pydantic import BaseModel
+
+    found = []
+    if isinstance(model, BaseModel):
+        found += [f"{where}.{k}" for k in (model.model_extra or {})]
+        for name in type(model).model_fields:
+            found += _extras(getattr(model, name), f"{where}.{name}")
+    elif isinstance(model, list):
+        for i, item in enumerate(model):
+            found += _extras(item, f"{where}[{i}]")
+    return found
+
+
+def test_sarif_matches_the_sarif_2_1_0_object_model(repo: Path, capsys: Any) -> None:
+    from sarif_pydantic import Sarif
+
+    bad = write(repo, "tier.yaml", BAD_TIER)
+    write(repo, "deploy.yaml", DEPLOYMENT)
+    assert main(["--validate", str(repo), "--format", "sarif"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    log = Sarif.model_validate(data)
+    assert _extras(log) == []
+    (run,) = log.runs
+    levels = sorted((r.level.value if r.level else None) for r in run.results or [])
+    assert levels == ["error", "note"]
+    error = next(r for r in data["runs"][0]["results"] if r["level"] == "error")
+    location = error["locations"][0]["physicalLocation"]
+    assert location["region"]["startLine"] == 6
+    assert location["artifactLocation"]["uri"].endswith(bad.name)
+    rules = data["runs"][0]["tool"]["driver"]["rules"]
+    assert rules[error["ruleIndex"]]["id"] == error["ruleId"] == "invalid-config"
