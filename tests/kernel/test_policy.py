@@ -174,3 +174,24 @@ endpoints:
     # ingress policy sees the backend's port (8080), not the service's (80)
     assert tcp(pods, FRONT, VIP, 80) == f"back0 {FRONT.ip}"
     assert tcp(pods, OTHER, VIP, 80).startswith("ERR")
+
+
+def test_explain_names_the_rule_and_the_kernel_agrees(pods):
+    node = pods.node
+    policy(node, "a", BACK_FROM_FRONT)
+    node.apply_converged()
+    cases = [  # (from, to, traffic allowed?) as the other tests saw them
+        ("front0", f"{BACK.ip}:8080/tcp", True, "policy/shop/back-from-front ingress rule 1"),
+        ("front0", f"{BACK.ip}:8080/udp", False, "tier/default default action"),
+        ("back1", "back0:8080/tcp", False, "tier/default default action"),
+        ("front0", f"{BACK.ip}:8/icmp", False, "tier/default default action"),
+        (FRONT.ip, "back1:8080/tcp", True, "profile/kns.shop ingress rule 1"),
+    ]
+    for src, dst, allowed, ref in cases:
+        rc, out, err = node.run("--explain", "--from", src, "--to", dst, "--kernel")
+        assert rc == 0, out + err
+        assert ref in out and "DISAGREES" not in out and "agrees: NO" not in out, out
+        assert out.count("(agrees)") == out.count("compiled program"), out
+        assert f"Verdict: {'Allow' if allowed else 'Deny'}" in out, out
+    rc, _, err = node.run("--explain", "--from", "nobody", "--to", "back0:1/tcp")
+    assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err
