@@ -10,6 +10,7 @@
 #ifndef RCL_IFSTATE_SIZE
 #define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
 #endif
+#include "lib/policy.h"
 
 /* The reconciler writes an interface's slot (its flags and ifindex, counters
  * zeroed) and clears it: the datapath never claims slots of its own, so a
@@ -115,9 +116,51 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 	__u32 flags = st->flags;
 	__u32 len = skb->len;
 	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
-	int verdict = rcl_nat_ingress(skb, l3_off);
+	/* Policy: the pod's egress policy. Conntrack is asked with the packet as
+	 * it left the pod (its replies come back that way); a new flow is judged
+	 * after NAT, on the backend a service sent it to.
+	 *
+	 * What policy decided before NAT, and NAT's verdict, pass through the
+	 * per-CPU scratch: the verifier then sees one state where values in
+	 * registers would make it walk the NAT path once per policy outcome and
+	 * the policy path once per NAT outcome (past its instruction limit). */
+	struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+	if (!ps)
+		return TC_ACT_UNSPEC;
+	ps->state = RCL_POL_PASS;
+	if (flags & RCL_IF_POLICY) {
+		int pol = rcl_pol_begin(skb, l3_off, RCL_POL_FROM_POD, ps);
+		if (pol == RCL_POL_DROP) {
+			st->rx_packets++;
+			st->rx_bytes += len;
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+		ps->state = pol;
+	}
+	rcl_barrier();
+	ps->verdict = rcl_nat_ingress(skb, l3_off);
+	rcl_barrier();
 	st->rx_packets++;
 	st->rx_bytes += len;
+	if (rcl_read_once(ps->state) == RCL_POL_NEW && ps->verdict != RCL_NAT_REJECT &&
+	    ps->verdict != RCL_NAT_DROP) {
+		if (ps->verdict == RCL_NAT_DNAT || ps->verdict == RCL_NAT_HAIRPIN) {
+			struct iphdr ip;
+			__u16 dport = ps->f.dval;
+			if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) ||
+			    rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport)))
+				return TC_ACT_SHOT;
+			ps->f.peer = ip.daddr;
+			ps->f.dval = dport;
+		}
+		if (!rcl_pol_admit(ps)) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+	}
+	rcl_barrier();
+	int verdict = rcl_read_once(ps->verdict);
 	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
 		st->nat++;
 	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
@@ -137,7 +180,8 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 }
 
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
- * the world). Counted; policy will hook in here. */
+ * the world). To a pod under policy: its ingress policy, on the packet as it
+ * arrives (a service flow already carries its backend's address and port). */
 int rcl_tc_egress(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -145,7 +189,21 @@ int rcl_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	st->tx_packets++;
 	st->tx_bytes += skb->len;
+	if (st->flags & RCL_IF_POLICY) {
+		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps))) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+	}
 	return TC_ACT_UNSPEC;
+}
+
+/* Never attached: the policy verdict of a crafted packet, for --explain --kernel. */
+int rcl_pol_test(struct __sk_buff *skb)
+{
+	return rcl_pol_probe(skb);
 }
 
 /* Never attached: the reconciler runs it through BPF_PROG_TEST_RUN to remove

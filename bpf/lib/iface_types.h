@@ -8,6 +8,7 @@
 #define RCL_IF_DATA          2
 #define RCL_IF_L3            4
 #define RCL_IF_HOST_ENDPOINT 8
+#define RCL_IF_POLICY        16 /* a workload under policy: rcl_pol_ep names its programs */
 
 /* rcl_ifstate: slot -> what an interface is to us, and its counters.
  * The reconciler gives each managed interface a slot (1, 2, ...) and attaches

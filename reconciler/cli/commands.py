@@ -228,3 +228,26 @@ def watch_mode(args: argparse.Namespace) -> int:
     return watch(
         args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
     )
+
+
+def explain_mode(args: argparse.Namespace) -> int:
+    """--explain --from SRC --to DST:PORT/PROTO [--kernel]: the deciding rules."""
+    from reconciler.compile.policy_model import PolicyError
+    from reconciler.config.validate import validate_source
+    from reconciler.engine import explain
+
+    src = open_source(source_spec(args), not args.no_cache)
+    result = validate_source(src, _cache_dir(args), args.jobs or None)
+    if not result.ok:
+        sys.stderr.write(
+            render.render_diagnostics(sorted(result.diagnostics, key=lambda d: (d.file, d.line)))
+        )
+        return EXIT_ERROR
+    root = args.bpffs_root.rstrip("/") if args.kernel else None
+    try:
+        findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
+    except (explain.ExplainError, PolicyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(explain.render(findings))
+    return EXIT_OK

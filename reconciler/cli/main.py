@@ -33,6 +33,11 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--watch", action="store_true", help="apply on config change, new commits and drift"
     )
+    mode.add_argument("--explain", action="store_true", help="which policy rule decides a flow")
+    why = p.add_argument_group("--explain")
+    why.add_argument("--from", dest="src", metavar="SRC", help="an endpoint name or an IP")
+    why.add_argument("--to", dest="dst", metavar="DST:PORT/PROTO", help="e.g. web-0:8080/tcp")
+    why.add_argument("--kernel", action="store_true", help="also ask the loaded program")
     p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
     p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
     p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
@@ -164,6 +169,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return modes.apply_mode(args)
     if args.status:
         return modes.status_mode(args)
+    if args.explain:
+        return modes.explain_mode(args)
     return modes.watch_mode(args)
 
 

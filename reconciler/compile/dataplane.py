@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.config import felix
 from reconciler.config.model import Resource
+from reconciler.datapath.maps import policy_types as policy_layout
 from reconciler.datapath.maps.iface_types import MAX_SLOT
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS
@@ -214,7 +215,8 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     for state in states:
         slot = wanted[int(state.attrs["ifindex"])]
         name = state.address.removeprefix(prefix)
-        for address in (state.address, *(f"tc/{name}/{d}" for d in DIRECTIONS)):
+        moved = (state.address, f"map/rcl_pol_ep/{name}", *(f"tc/{name}/{d}" for d in DIRECTIONS))
+        for address in moved:
             obj = objects.get(address)
             if obj is not None:
                 objects[address] = dataclasses.replace(obj, attrs={**obj.attrs, "slot": slot})
@@ -242,6 +244,7 @@ FIXED_MAPS = {
     "rcl_nat_globals": 1,
     "rcl_nat_stats": 16,
     "rcl_ctlb_udp_rev": 65536,
+    **policy_layout.SIZES,
 }
 
 
@@ -261,6 +264,7 @@ def compile_desired(
     can be applied to it by reconciler.compile.nat_tables.update; `context` names
     every other input (node, links, code) for that index."""
     from reconciler.compile import nat_tables as nat_compile
+    from reconciler.compile.policy_objects import POLICY_FLAG, policy_objects
     from reconciler.compile.services import service_fragments, service_ids
     from reconciler.datapath.maps.codecs import managed_interface
 
@@ -288,6 +292,7 @@ def compile_desired(
             "(a tc filter's classid names the interface's slot, in 16 bits)"
         )
     add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": slots}))
+    add(Obj(f"map/{policy_layout.MAP_EP}", ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
@@ -309,7 +314,8 @@ def compile_desired(
     for sel in selected:
         name = sel.link.name
         slot = slot_of[sel.link.ifindex]
-        for address, attrs in managed_interface(sel.link.ifindex, int(sel.role), name, slot):
+        if_flags = int(sel.role) | (POLICY_FLAG if sel.role & Role.WORKLOAD else 0)
+        for address, attrs in managed_interface(sel.link.ifindex, if_flags, name, slot):
             add(Obj(address, ObjKind.ENTRY, attrs))
         for direction in DIRECTIONS:
             add(
@@ -320,6 +326,17 @@ def compile_desired(
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
                 )
             )
+
+    # Network policy of the workloads: programs of lookups, by content.
+    workloads = [
+        (s.link.name, s.link.ifindex, slot_of[s.link.ifindex])
+        for s in selected
+        if s.role & Role.WORKLOAD
+    ]
+    policy, policy_errors = policy_objects(resources, node, workloads)
+    for obj in policy:
+        add(obj)
+    errors += policy_errors
 
     # Services: NAT frontends and backends, packed per service, as raw bytes
     # (100k+ entries at scale, compared at C speed).

@@ -7,9 +7,9 @@ from __future__ import annotations
 SOURCES = {"tc": "tc.c", "connect": "connect.c"}
 PROG_TYPES = {"tc": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR"}
 
-# The tc set's functions: two attached per interface, one run by the reconciler
-# through BPF_PROG_TEST_RUN (conntrack removal).
-TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress", "rcl_ct_kill_slot")
+# The tc set's functions: two attached per interface, two run by the reconciler
+# through BPF_PROG_TEST_RUN (conntrack removal, and --explain --kernel).
+TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress", "rcl_ct_kill_slot", "rcl_pol_test")
 
 # Cgroup hook -> the connect set's function attached there.
 CONNECT_PROGRAMS = {

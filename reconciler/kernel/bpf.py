@@ -495,8 +495,11 @@ def map_raw(fd: int) -> RawDump:
     )
 
 
-def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
-    """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow by 256 B."""
+def prog_test_run(
+    prog_fd: int, data: bytes, repeat: int = 1, ctx: bytes | None = None
+) -> TestRunResult:
+    """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow
+    by 256 B. `ctx`: the start of a struct __sk_buff to run with (cb[], mark)."""
     out = ctypes.create_string_buffer(len(data) + 256)
     opts = _TestRunOpts(
         sz=ctypes.sizeof(_TestRunOpts),
@@ -506,6 +509,9 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
         data_size_out=len(out),
         repeat=repeat,
     )
+    if ctx is not None:
+        opts.ctx_in = ctypes.cast(ctypes.c_char_p(ctx), ctypes.c_void_p)
+        opts.ctx_size_in = len(ctx)
     _check(
         _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"test_run of prog fd {prog_fd}"
     )

@@ -55,7 +55,7 @@ class Change:
         )
 
 
-def _phase(change: Change) -> int:
+def _phase(change: Change) -> float:
     """Make-before-break: build and fill first, attach, then detach and prune."""
     a, k = change.action, change.kind
     if a is Action.DELETE:
@@ -66,7 +66,14 @@ def _phase(change: Change) -> int:
             ObjKind.PROG: 12,
             ObjKind.MAP: 13,
         }[k]
-    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.ENTRY: 2, ObjKind.TC: 3, ObjKind.CGROUP: 3}[k]
+    if k is ObjKind.ENTRY:
+        # A policy program's tables before the endpoint entry that switches
+        # to it, and that before an interface is flagged as under policy.
+        return _ENTRY_PHASES.get(_map_of(change.address), 2)
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3}[k]
+
+
+_ENTRY_PHASES = {"map/rcl_pol_ep": 2.4, "map/rcl_ifstate": 2.6}
 
 
 def _map_of(address: str) -> str:

@@ -273,3 +273,13 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
         seen.add(address)
         out.append((address, attrs))
     return out
+
+
+def _register_policy_codecs() -> None:
+    # Late: the policy codecs are built from this module's Codec and Context.
+    from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
+
+    CODECS.update(POLICY_CODECS)
+
+
+_register_policy_codecs()

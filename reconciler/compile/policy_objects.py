@@ -1,0 +1,145 @@
+"""A workload's compiled policy programs as the objects and map entries a
+DesiredState holds (their codecs: reconciler.datapath.maps.policy_codecs)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.compile.policy import Program
+from reconciler.datapath.maps import policy_types as pl
+from reconciler.datapath.maps.codecs import Attrs
+from reconciler.datapath.maps.policy_codecs import KIND_NAMES, proto_name
+from reconciler.datapath.maps.policy_types import (
+    ACTION_NAMES,
+    FLAG_SPORT,
+    KIND_DPORT,
+    KIND_SPORT,
+)
+
+
+# -- a program's entries --------------------------------------------------
+def port_prefixes(lo: int, hi: int) -> list[tuple[int, int]]:
+    """[lo, hi] as 16-bit (value, prefix length) blocks."""
+    out = []
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << 16
+        while size > hi - lo + 1:
+            size >>= 1
+        out.append((lo, 16 - size.bit_length() + 1))
+        lo += size
+    return out
+
+
+def program_entries(program: Program) -> Iterable[tuple[str, Attrs, Mapping[str, Any]]]:
+    """(address, attrs, info) of every entry of one program."""
+    pid = f"{program.prog_id:08x}"
+    for cls, (net, plen) in enumerate(program.addr_classes):
+        ip = str(ipaddress.IPv4Address(net))
+        info = {"policy": program.origins[cls]} if program.origins[cls] else {}
+        if plen == 32:
+            yield f"map/{pl.MAP_EXACT}/{pid}/addr/{ip}", {"class": cls, "flags": 0}, info
+        else:
+            yield f"map/{pl.MAP_LPM}/{pid}/addr/{ip}/{plen}", {"class": cls, "flags": 0}, info
+    for kind, classes in ((KIND_DPORT, program.port_classes), (KIND_SPORT, program.sport_classes)):
+        name = KIND_NAMES[kind]
+        flags = FLAG_SPORT if program.sport_classes and kind == KIND_DPORT else 0
+        for cls, pc in enumerate(classes):
+            attrs = {"class": cls, "flags": flags}
+            if pc.proto is None:
+                yield f"map/{pl.MAP_LPM}/{pid}/{name}/any", attrs, {}
+            elif pc.lo == pc.hi:
+                yield f"map/{pl.MAP_EXACT}/{pid}/{name}/{proto_name(pc.proto)}/{pc.lo}", attrs, {}
+            else:
+                for value, plen in port_prefixes(pc.lo, pc.hi):
+                    proto = proto_name(pc.proto)
+                    yield f"map/{pl.MAP_LPM}/{pid}/{name}/{proto}/{value}/{plen}", attrs, {}
+    action, rule = program.default
+    yield (
+        f"map/{pl.MAP_VERDICT}/{pid}/default",
+        {"action": ACTION_NAMES[action].lower(), "rule": rule},
+        {"policy": program.refs[rule]},
+    )
+    for (a, p, s), (action, rule) in program.cells:
+        yield (
+            f"map/{pl.MAP_VERDICT}/{pid}/{a}.{p}.{s}",
+            {"action": ACTION_NAMES[action].lower(), "rule": rule},
+            {"policy": program.refs[rule]},
+        )
+
+
+def endpoint_entry(
+    ifname: str, ifindex: int, slot: int, ingress: int, egress: int
+) -> tuple[str, Attrs]:
+    return f"map/{pl.MAP_EP}/{ifname}", {
+        "slot": slot,
+        "ifindex": ifindex,
+        "ingress": f"{ingress:08x}",
+        "egress": f"{egress:08x}",
+    }
+
+
+def capacity_errors(counts: Mapping[str, int], sizes: Mapping[str, int]) -> Sequence[str]:
+    return [
+        f"map {name} would overflow: policy needs {counts.get(name, 0)} entries, it holds {size}"
+        for name, size in sizes.items()
+        if counts.get(name, 0) > size
+    ]
+
+
+POLICY_FLAG = 16  # bpf/lib/iface_types.h RCL_IF_POLICY: on every workload interface
+
+
+def policy_objects(
+    resources: Sequence[Any], node: str, workloads: Sequence[tuple[str, int, int]]
+) -> tuple[list[Any], list[str]]:
+    """The policy entries of this node's workloads (ifname, ifindex, slot),
+    and plan-time errors (a rule that cannot be enforced, a map that would
+    overflow)."""
+    from reconciler.compile.policy import compile_chain
+    from reconciler.compile.policy_model import PolicyError, build_model
+    from reconciler.plan.state import Obj, ObjKind
+
+    try:
+        model = build_model(resources, node)
+    except PolicyError as exc:
+        return [], [str(exc)]
+    by_iface = {ep.interface: ep for ep in model.endpoints}
+    origins = _origins(model)
+    programs: dict[Any, Program] = {}
+    objects: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for ifname, ifindex, slot in workloads:
+        ep = by_iface.get(ifname)
+        ids = []
+        for direction in ("ingress", "egress"):
+            if ep is None:
+                from reconciler.compile.policy_model import Chain
+
+                chain = Chain((), ())  # no endpoint resource: nothing allows it
+            else:
+                chain = model.chains[(ep.name, direction)]
+            program = programs.get(chain)
+            if program is None:
+                program = compile_chain(chain, origins)
+                programs[chain] = program
+                for address, attrs, info in program_entries(program):
+                    if address not in objects:
+                        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
+                        name = address.split("/")[1]
+                        counts[name] = counts.get(name, 0) + 1
+            ids.append(program.prog_id)
+        address, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
+        info = {"endpoint": ep.peer.ref if ep else "no WorkloadEndpoint"}
+        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
+    return list(objects.values()), list(capacity_errors(counts, pl.SIZES))
+
+
+def _origins(model: Any) -> dict[Any, str]:
+    """Which object named each address, for plans: ipset/<kind>/<name>."""
+    out: dict[Any, str] = {}
+    for peer in model.peers:
+        for net in peer.nets:
+            out.setdefault(net, f"ipset {peer.ref}")
+    return out
