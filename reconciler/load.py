@@ -160,6 +160,7 @@ class _Builder:
         self.root: Any = None
         self.root_line = 1
         self.done = False
+        self.floats = False  # JSON Schema takes 80.0 for an integer: a strict check follows
         self.anchors: dict[str, tuple[Any, int]] = {}
 
     def _spend(self, count: int, line: int) -> None:
@@ -194,6 +195,8 @@ class _Builder:
             if kind is ScalarEvent:
                 self._spend(1, line)
                 value = _scalar(event)
+                if type(value) is float:
+                    self.floats = True
                 if event.anchor is not None:
                     self.anchors[event.anchor] = (value, 1)
             elif kind is AliasEvent:
@@ -202,6 +205,7 @@ class _Builder:
                     raise LoadError(line, f"unknown alias '*{event.anchor}'")
                 self._spend(found[1], line)
                 value = copy.deepcopy(found[0])
+                self.floats = True  # (what it repeats is not tracked: check strictly)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
                     # fatal: libyaml takes time quadratic in the depth to skip the rest
@@ -260,6 +264,7 @@ class Loaded:
 
     resources: tuple[Resource, ...]
     diagnostics: tuple[Diagnostic, ...]
+    with_floats: frozenset[int] = frozenset()  # indices of resources holding a float
 
 
 def _kind_hint(kind: str) -> str:
@@ -320,6 +325,7 @@ def load(data: bytes | str, file: str) -> Loaded:
         return too_big
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
+    with_floats: set[int] = set()
     parser = CParser(data)
     budget = [MAX_NODES_PER_FILE]
     try:
@@ -335,6 +341,8 @@ def load(data: bytes | str, file: str) -> Loaded:
                 if body is None:
                     continue  # empty document, e.g. a trailing '---'
                 resources.append(_resource_from(body, file, builder.root_line, builder.lines))
+                if builder.floats:
+                    with_floats.add(len(resources) - 1)
             except LoadError as err:
                 ref = _ref_guess(builder.root)
                 diagnostics.append(
@@ -350,7 +358,7 @@ def load(data: bytes | str, file: str) -> Loaded:
         line = mark.line + 1 if mark is not None else 1
         diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
         # the parser cannot resynchronise after a syntax error
-    return Loaded(tuple(resources), tuple(diagnostics))
+    return Loaded(tuple(resources), tuple(diagnostics), frozenset(with_floats))
 
 
 def _path_text(path: Path) -> str:

@@ -65,12 +65,18 @@ def _located(resource: Resource, finding: Finding) -> Diagnostic:
     )
 
 
-def validate_document(resource: Resource) -> list[Diagnostic]:
-    """Schema then semantic checks for one resource."""
+def validate_document(resource: Resource, floats: bool = True) -> list[Diagnostic]:
+    """Schema then semantic checks for one resource. `floats=False` (the
+    loader saw no float in it) lets the schema skip its integer-strictness
+    pass. A document nested past what a check's recursion can take is
+    reported, never a traceback."""
     from reconciler import schema, semantic
 
-    findings = schema.check(resource.kind, resource.body)
-    findings += semantic.check(resource)
+    try:
+        findings = schema.check(resource.kind, resource.body, floats)
+        findings += semantic.check(resource)
+    except RecursionError:
+        findings = [Finding((), "too deeply nested to check (a selector or pattern?)")]
     return [_located(resource, f) for f in findings]
 
 
@@ -79,8 +85,8 @@ def validate_file(path: str, data: bytes) -> FileResult:
 
     loaded = load(data, path)
     diagnostics = list(loaded.diagnostics)
-    for resource in loaded.resources:
-        diagnostics.extend(validate_document(resource))
+    for index, resource in enumerate(loaded.resources):
+        diagnostics.extend(validate_document(resource, index in loaded.with_floats))
     return FileResult(path, loaded.resources, tuple(diagnostics))
 
 
