@@ -14,6 +14,7 @@ from pathlib import Path
 from reconciler import bpfsys, build, desired_cache
 from reconciler.compile import CTLB_MODES, Host, compile_desired, keep_slots
 from reconciler.diff import Change, diff
+from reconciler.model import Resource
 from reconciler.observe import held_slots, observe
 from reconciler.plan import Plan
 from reconciler.source import Source
@@ -149,6 +150,8 @@ def _services_only_update(
     if any(not r.ok for r in results.values()):
         return None  # the full path reports every error, in every file
     new = {path: r.resources for path, r in results.items()}
+    if any(_node_ports(r) for rs in new.values() for r in rs):
+        return None  # the full path checks them against the node's port ranges
     old = cached_resources({p: index.files[p] for p in changed if p in index.files}, cache_dir)
     if old is None:
         return None
@@ -158,6 +161,10 @@ def _services_only_update(
     if unchanged is None:
         return None
     return nat_compile.update(previous, files, old, new, unchanged)
+
+
+def _node_ports(resource: Resource) -> bool:
+    return resource.kind == "Service" and resource.spec.get("type") in ("NodePort", "LoadBalancer")
 
 
 def make_plan(
