@@ -135,7 +135,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
 
     target = _target(args)
     try:
-        with apply_lock(target.state_dir):
+        with apply_lock(target.bpffs_root, target.netns):
             if args.plan_file:
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)

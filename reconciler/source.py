@@ -254,10 +254,14 @@ class TreePrefetch:
         self.paths = paths
         read, write = os.pipe()
         done_read, done_write = os.pipe()  # closed once the changed files are validated
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # the child: read, hand the result over, validate, save, leave
             code = 1
             try:
+                from reconciler.procs import die_with_parent
+
+                die_with_parent(parent)
                 gc.disable()  # 10,000 records and nothing cyclic: collecting is waste
                 os.close(read)
                 os.close(done_read)

@@ -189,7 +189,12 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    from reconciler.procs import die_with_parent
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         return [r for results in pool.map(_validate_batch, batches) for r in results]
 
 
