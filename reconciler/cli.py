@@ -101,6 +101,8 @@ def _prefetch(args: argparse.Namespace) -> None:
         from reconciler import source
 
         paths, cache = [args.config], source.default_cache_dir()
+        if cache is None:
+            return
         source.prefetch_tree(paths, source.stat_cache_path(cache, paths), cache)
 
 
@@ -126,10 +128,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
+        from reconciler.bpfsys import UnsafeRoot
         from reconciler.pipeline import ReconcileError
         from reconciler.rtnl import NetnsError
 
-        if isinstance(exc, ReconcileError):
+        if isinstance(exc, ReconcileError | UnsafeRoot):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         if isinstance(exc, NetnsError):
@@ -147,6 +150,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.modes import validate_mode
 
         return validate_mode(args)
+    from reconciler.privileges import require_privileges
+
+    # Before anything is read or created: without them the kernel hides our
+    # objects (a plan would be bogus) and a bpffs root would be the wrong user's.
+    require_privileges()
     from reconciler import modes
 
     if args.plan:
@@ -173,10 +181,11 @@ def open_source(
     directory be re-read at those paths only."""
     from reconciler import source
 
+    cache = source.default_cache_dir()
     if spec["kind"] == "git":
-        return source.from_git(spec["repo"], spec["ref"], source.default_cache_dir())
+        return source.from_git(spec["repo"], spec["ref"], cache)
     paths = spec["paths"]
-    stat = source.stat_cache_path(source.default_cache_dir(), paths) if use_cache else None
+    stat = source.stat_cache_path(cache, paths) if use_cache and cache is not None else None
     if changed is not None and len(paths) == 1:
         refreshed = source.refresh(paths[0], changed, stat)
         if refreshed is not None:

@@ -62,7 +62,6 @@ def _fast(kind: str) -> Callable[[Any], Any]:
         path = directory / f"v_{kind}_{digest}_{sys.version_info[0]}{sys.version_info[1]}.bin"
         try:
             if not path.exists():
-                directory.mkdir(parents=True, exist_ok=True)
                 code = compile(fastjsonschema.compile_to_code(schema), str(path), "exec")
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_bytes(marshal.dumps(code))
@@ -78,11 +77,15 @@ def _fast(kind: str) -> Callable[[Any], Any]:
 
 
 def validator_dir() -> FsPath | None:
-    """Where generated validators are cached; RECONCILER_NO_CACHE=1 disables it."""
+    """Where generated validators are cached; RECONCILER_NO_CACHE=1 disables it.
+    They are run as code, so only from a directory no other user can write
+    (reconciler.cache_dir; None when the cache directory is not one)."""
     if os.environ.get("RECONCILER_NO_CACHE"):
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return FsPath(base) / "calico-reconciler" / "validators"
+    from reconciler import cache_dir
+
+    base = cache_dir.default()
+    return None if base is None else cache_dir.secure(base / "validators")
 
 
 def _is_integer(_checker: Any, value: Any) -> bool:

@@ -14,7 +14,6 @@ import gc
 import hashlib
 import marshal
 import os
-import pickle
 import posixpath
 import select
 import stat
@@ -85,6 +84,14 @@ def _file_sig(path: Path) -> Signature | None:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+def _checked_entries(value: Any) -> tuple[int, dict[str, tuple[Signature, str]]]:
+    """A stat cache's (written_ns, entries) as read back, or ValueError."""
+    written, entries = value
+    if not isinstance(written, int) or not isinstance(entries, dict):
+        raise ValueError("not a stat cache")
+    return written, entries
+
+
 class StatCache:
     """Blob ids of working-tree files by their stat data, as git's index does.
 
@@ -104,7 +111,7 @@ class StatCache:
             return
         try:
             with open(path, "rb") as fh:
-                self.written_ns, self.entries = pickle.load(fh)
+                self.written_ns, self.entries = _checked_entries(marshal.loads(fh.read()))
         except Exception:  # noqa: BLE001 - a cache must never make reading fail
             self.entries, self.written_ns = {}, 0
 
@@ -138,7 +145,7 @@ class StatCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                pickle.dump((written, entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.write(marshal.dumps((written, entries)))
             tmp.replace(self.path)
         except OSError:
             return
@@ -147,15 +154,17 @@ class StatCache:
         _STAT_CACHES[self.path] = (_file_sig(self.path), self)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "calico-reconciler"
+def default_cache_dir() -> Path | None:
+    """The cache directory, or None when it is not safe to use (reconciler.cache_dir)."""
+    from reconciler import cache_dir
+
+    return cache_dir.default()
 
 
 def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     """One stat cache per set of roots, so alternating trees do not evict each other."""
     roots = "\0".join(sorted(os.path.abspath(p) for p in paths))
-    return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.pickle"
+    return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.marshal"
 
 
 def _read(path: str) -> bytes:
@@ -445,7 +454,7 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
     return fresh
 
 
-def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
+def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     """Read the tree of one commit without checking it out (bare repos work).
 
     The tree's rules are the working tree's (reconciler.safe_tree): a
@@ -458,6 +467,8 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
     try:
         if "://" in repo or repo.startswith("git@"):
+            if cache_dir is None:
+                raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
             repository = _mirror(repo, cache_dir)
         else:
             repository = git.Repo(repo)
@@ -468,6 +479,8 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
             if item.type == "blob" and not any(p.startswith(".") for p in item.path.split("/")):
                 blobs[item.path] = item
         files, problems = _git_files(odb, blobs)
+    except SourceError:
+        raise
     except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
         raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
     except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
