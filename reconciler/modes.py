@@ -126,6 +126,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         ReconcileError,
         applied_dumps,
         check_fresh,
+        check_same_changes,
         desired_state,
         execute,
         record_applied,
@@ -140,8 +141,9 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
                 plan = Plan.read(args.plan_file)
                 spec = plan.source.get("spec") or source_spec(args)
                 src = open_source(dict(spec), not args.no_cache)
-                links, slots = check_fresh(plan, src, target)
+                links, slots, now = check_fresh(plan, src, target)
                 desired = desired_state(src, target, links, slots=slots)
+                check_same_changes(plan, desired, now)
                 observed = None
             else:
                 planned = _plan_or_report(args, source_spec(args), False, changed)

@@ -184,6 +184,7 @@ def make_plan(
     bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived, held_slots(observed))
     changes = diff(desired, observed)
+    refuse_foreign_at_our_place(changes, observed)
     plan = Plan(
         node=target.node,
         source={"identity": source.identity, "description": source.description},
@@ -293,8 +294,9 @@ def host_facts(target: Target, links: list[Link]) -> Host:
 
 def check_fresh(
     plan: Plan, source: Source | None, target: Target
-) -> tuple[list[Link], dict[int, int]]:
-    """Refuse a saved plan when the kernel or the source moved since it was made."""
+) -> tuple[list[Link], dict[int, int], ObservedState]:
+    """Refuse a saved plan when the kernel or the source moved since it was
+    made; returns what was observed for check_same_changes."""
     if plan.node != target.node or plan.bpffs_root != target.bpffs_root:
         raise ReconcileError(
             f"plan is for node {plan.node} at {plan.bpffs_root}, not {target.node} at "
@@ -310,7 +312,47 @@ def check_fresh(
         raise ReconcileError(
             "plan is stale: the kernel state changed since it was made; run --plan again"
         )
-    return links, held_slots(observed)
+    return links, held_slots(observed), observed
+
+
+def _normal(value: object) -> object:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedState) -> None:
+    """A filter that is not ours but sits at our priority on a hook we would
+    attach to: attaching would replace it (tc replaces by priority and
+    handle). It is not ours to remove, so the plan is refused."""
+    from reconciler.observe import TC_PRIO
+
+    for change in changes:
+        if change.kind is not ObjKind.TC or change.after is None:
+            continue
+        taken = [f for f in observed.foreign if f.startswith(f"{change.address} prio {TC_PRIO} ")]
+        if taken:
+            raise ReconcileError(
+                f"{taken[0]}: a tc filter that is not ours holds our priority ({TC_PRIO:#x}) "
+                "where we must attach; remove it or free that priority, then plan again; "
+                "nothing was changed"
+            )
+
+
+def check_same_changes(plan: Plan, desired: DesiredState, observed: ObservedState) -> None:
+    """Refuse a saved plan whose changes or build are not exactly the ones
+    the configuration and the kernel give now: a hand-edited plan, or a node
+    that moved in a way the fingerprint does not cover (a new interface)."""
+    now = diff(desired, observed)
+    refuse_foreign_at_our_place(now, observed)
+    if _normal([c.as_json() for c in now]) != _normal([c.as_json() for c in plan.changes]):
+        raise ReconcileError(
+            "plan file does not match the changes the configuration and this node give "
+            "now (it was edited, or the node changed since, e.g. an interface appeared); "
+            "run --plan again"
+        )
+    if _normal(dict(desired.build)) != _normal(dict(plan.build)):
+        raise ReconcileError(
+            "plan file's build does not match the configuration's; run --plan again"
+        )
 
 
 def execute(
