@@ -49,12 +49,27 @@ def problem(directory: Path) -> str | None:
     return None
 
 
+def _tighten(directory: Path) -> None:
+    """A directory of ours that only we could write but others may read
+    (what earlier versions created) becomes 0700; one others could write
+    stays as it is, and is refused."""
+    st = os.lstat(directory)
+    if (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == os.geteuid()
+        and not st.st_mode & 0o022
+        and st.st_mode & 0o077
+    ):
+        os.chmod(directory, 0o700)
+
+
 def secure(directory: Path) -> Path | None:
     """`directory`, created 0700 if missing, or None (with a warning) when
     another user could write it (see the module's rules)."""
     try:
         directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.mkdir(mode=0o700, exist_ok=True)
+        _tighten(directory)
     except OSError as exc:
         why: str | None = f"{directory}: {exc.strerror}"
     else:

@@ -15,6 +15,12 @@ class Severity(enum.Enum):
     WARNING = "warning"
 
 
+def printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_path(path: Sequence[PathPart]) -> str:
     """Render ('spec', 'ingress', 0, 'action') as 'spec.ingress[0].action'."""
     out = ""
@@ -47,8 +53,12 @@ class Diagnostic:
     severity: Severity = Severity.ERROR
 
     def render(self) -> str:
+        """One line of text: characters that are not printable (a newline,
+        an escape sequence in a name from the config) are shown escaped."""
         prefix = "" if self.severity is Severity.ERROR else "warning: "
-        return f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
+        return printable(
+            f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
+        )
 
     def as_json(self) -> dict[str, object]:
         return {
