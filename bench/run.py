@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import plan_bench, validate_bench
+from bench import hostile_bench, plan_bench, validate_bench
 
 
 def main() -> int:
     print("Benchmarks (see bench/RESULTS.md for recorded figures)")
     validate_bench.main()
+    hostile_bench.main()
     plan_bench.main()
     from bench import nat_bench
 

@@ -141,9 +141,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from reconciler.engine.reconcile import ReconcileError
-        from reconciler.engine.spec import NetnsError
+        from reconciler.engine.spec import NetnsError, UnsafeRoot
 
-        if isinstance(exc, ReconcileError):
+        if isinstance(exc, ReconcileError | UnsafeRoot):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         if isinstance(exc, NetnsError):
@@ -161,6 +161,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.cli.commands import validate_mode
 
         return validate_mode(args)
+    from reconciler.engine.spec import require_privileges
+
+    # Before anything is read or created: without them the kernel hides our
+    # objects (a plan would be bogus) and a bpffs root would be the wrong user's.
+    require_privileges()
     from reconciler.cli import commands as modes
 
     if args.plan:

@@ -82,6 +82,8 @@ def render_junit(diagnostics: list[Diagnostic], files: int) -> str:
     """JUnit XML: one test case per diagnostic-bearing file, for CI dashboards."""
     from xml.sax.saxutils import escape, quoteattr
 
+    from reconciler.config.diagnostics import printable
+
     by_file: dict[str, list[Diagnostic]] = {}
     for d in diagnostics:
         by_file.setdefault(d.file, []).append(d)
@@ -97,7 +99,8 @@ def render_junit(diagnostics: list[Diagnostic], files: int) -> str:
         errs = [d for d in diags if d.severity.value == "error"]
         if errs:
             body = escape("\n".join(d.render() for d in errs))
-            out.append(f"    <failure message={quoteattr(errs[0].message)}>{body}</failure>")
+            message = quoteattr(printable(errs[0].message))
+            out.append(f"    <failure message={message}>{body}</failure>")
         warns = [d for d in diags if d.severity.value != "error"]
         if warns:
             out.append(

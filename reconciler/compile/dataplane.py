@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.compile import config_limits
 from reconciler.config import felix
 from reconciler.config.model import Resource
 from reconciler.datapath.maps import policy_types as policy_layout
@@ -273,6 +274,9 @@ def compile_desired(
     config = felix.effective_config(resources, node)
     if not config["bpfEnabled"]:
         return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+    limit_errors = config_limits.problems(resources, node, config)
+    if limit_errors:  # refused before anything is compiled (a value would not even encode)
+        return DesiredState(node, True, {}, (), errors=tuple(limit_errors))
     selected, warnings = select_interfaces(resources, node, host.links, config)
     flags = build_flags(bpffs_root, config, host.hz)
     phash = program_hash(source_digest, flags)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import marshal
 import os
-import pickle
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -74,12 +74,18 @@ def _located(resource: Resource, finding: Finding) -> Diagnostic:
     )
 
 
-def validate_document(resource: Resource) -> list[Diagnostic]:
-    """Schema then semantic checks for one resource."""
+def validate_document(resource: Resource, floats: bool = True) -> list[Diagnostic]:
+    """Schema then semantic checks for one resource. `floats=False` (the
+    loader saw no float in it) lets the schema skip its integer-strictness
+    pass. A document nested past what a check's recursion can take is
+    reported, never a traceback."""
     from reconciler.config import schema, semantic
 
-    findings = schema.check(resource.kind, resource.body)
-    findings += semantic.check(resource)
+    try:
+        findings = schema.check(resource.kind, resource.body, floats)
+        findings += semantic.check(resource)
+    except RecursionError:
+        findings = [Finding((), "too deeply nested to check (a selector or pattern?)")]
     return [_located(resource, f) for f in findings]
 
 
@@ -88,8 +94,8 @@ def validate_file(path: str, data: bytes) -> FileResult:
 
     loaded = load(data, path)
     diagnostics = list(loaded.diagnostics)
-    for resource in loaded.resources:
-        diagnostics.extend(validate_document(resource))
+    for index, resource in enumerate(loaded.resources):
+        diagnostics.extend(validate_document(resource, index in loaded.with_floats))
     return FileResult(path, loaded.resources, tuple(diagnostics))
 
 
@@ -128,9 +134,10 @@ def _diags(rows: Iterable[tuple[Any, ...]]) -> tuple[Diagnostic, ...]:
 class ResultCache:
     """A small sqlite store of per-file results keyed by content.
 
-    Two blobs per file, as plain tuples (unpickling dataclasses is slow): a
-    summary (diagnostics and resource identities, all `--validate` needs) and
-    the full resources (what a plan compiles).
+    Two blobs per file, as plain tuples in marshal's format (data, never
+    code to run, and faster than pickle): a summary (diagnostics and
+    resource identities, all `--validate` needs) and the full resources
+    (what a plan compiles).
     """
 
     def __init__(self, directory: FsPath | None) -> None:
@@ -158,8 +165,8 @@ class ResultCache:
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT key, summary, {column} FROM files WHERE key IN ({marks})"
                 for key, summary, blob in self.db.execute(query, chunk):
-                    found[key] = (pickle.loads(summary), pickle.loads(blob) if full else None)
-        except (sqlite3.Error, pickle.UnpicklingError, EOFError):
+                    found[key] = (marshal.loads(summary), marshal.loads(blob) if full else None)
+        except (sqlite3.Error, ValueError, EOFError, TypeError):
             return {}
         return found
 
@@ -171,9 +178,9 @@ class ResultCache:
             idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
             summary = (_diag_rows(result.diagnostics), idents)
             # Line tables stay out: they only place diagnostics, which are
-            # already in the summary, and they are most of a resource's pickle.
+            # already in the summary, and they are most of a resource's size.
             full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
-            rows.append((key, pickle.dumps(summary, 5), pickle.dumps(full, 5)))
+            rows.append((key, marshal.dumps(summary), marshal.dumps(full)))
         try:
             with self.db:
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
@@ -191,7 +198,12 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
 
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    from reconciler.config.procs import die_with_parent
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         return [r for results in pool.map(_validate_batch, batches) for r in results]
 
 

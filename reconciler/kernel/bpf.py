@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -518,8 +519,34 @@ def prog_test_run(
     return TestRunResult(opts.retval, opts.duration, out.raw[: opts.data_size_out])
 
 
+class UnsafeRoot(Exception):
+    """The bpffs root exists but another user could change what is pinned there."""
+
+
+def check_root(path: str) -> None:
+    """Refuse a bpffs root that is a symlink, not a directory, not owned by
+    us, or writable by others: bpffs is mounted 1777, so any user may create
+    our root first and later unpin our links and maps from it."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRoot(f"bpffs root {path} is not a directory; refusing to use it")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise UnsafeRoot(
+            f"bpffs root {path} is owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:o}: "
+            f"another user could unpin what we pin there; remove it (it must be created by "
+            f"uid {os.geteuid()}, mode 0700)"
+        )
+    for parent in Path(path).parents:
+        pst = os.stat(parent)
+        if pst.st_uid not in (0, os.geteuid()) or (
+            pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX
+        ):
+            raise UnsafeRoot(f"{parent}, above bpffs root {path}, can be changed by other users")
+
+
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
-    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it) exists."""
+    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it)
+    exists, created 0700 and ours alone (check_root; UnsafeRoot otherwise)."""
     with open("/proc/mounts") as mounts:
         mounted = any(line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts)
     if not mounted:
@@ -528,7 +555,8 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"mount bpffs at {mountpoint}: {os.strerror(err)}")
-    Path(path).mkdir(parents=True, exist_ok=True)
+    Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_root(path)
 
 
 def map_entries(fd: int) -> list[tuple[bytes, bytes]]:

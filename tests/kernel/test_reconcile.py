@@ -480,7 +480,7 @@ def test_concurrent_apply_is_blocked_and_names_the_holder(node):
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with apply_lock(node.state):
+        with apply_lock(node.sandbox.bpffs_root, node.sandbox.node):
             held.set()
             release.wait(30)
 
