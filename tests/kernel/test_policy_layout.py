@@ -4,10 +4,10 @@ them; every policy codec round-trips the entries compile makes."""
 from __future__ import annotations
 
 import pytest
-from reconciler.compile.policy_objects import program_entries
 
 from reconciler.compile.policy import compile_chain
 from reconciler.compile.policy_model import build_model
+from reconciler.compile.policy_objects import program_entries
 from reconciler.config.load import load
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import policy_types as pl
