@@ -29,7 +29,7 @@ def main() -> dict[str, object]:
             path = Path(tmp) / f"{name}.yaml"
             path.write_bytes(data)
             script = (
-                "import resource, sys\nfrom reconciler.cli import main\n"
+                "import resource, sys\nfrom reconciler.cli.main import main\n"
                 f"code = main(['--validate', {str(path)!r}, '--no-cache'])\n"
                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
                 "sys.exit(code)\n"
