@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +219,6 @@ def status_mode(args: argparse.Namespace) -> int:
 
 def watch_mode(args: argparse.Namespace) -> int:
     """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
-    from reconciler.engine import store as desired_cache
-    from reconciler.gitops.loop import watch
+    from reconciler.cli.watch_cmd import watch_cmd
 
-    # A pass reacts to a push; the state it compiled is written once idle.
-    desired_cache.defer_writes()
-    return watch(
-        args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
-    )
+    return watch_cmd(args)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
+from reconciler.cli.gitops_options import add_gitops_options
 from reconciler.config.source import SourceError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
@@ -75,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
     p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
     p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    add_gitops_options(p, mode)
     p.add_argument("paths", nargs="*", metavar="PATH", help="with --validate: what to validate")
     return p
 
@@ -157,6 +159,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return validate_mode(args)
     from reconciler.cli import commands as modes
+    from reconciler.cli.watch_cmd import watch_cmd
 
     if args.plan:
         return modes.plan_mode(args)
@@ -164,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return modes.apply_mode(args)
     if args.status:
         return modes.status_mode(args)
-    return modes.watch_mode(args)
+    return watch_cmd(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

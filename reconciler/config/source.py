@@ -297,17 +297,21 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
 
 
 def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
-    """Read the tree of one commit without checking it out (bare repos work)."""
+    """Read the tree of one commit without checking it out (bare repos work).
+    A remote repository is read from a mirror under `cache_dir`, fetched
+    first unless `ref` is a full commit id the mirror already holds."""
     import git
     from gitdb.exc import ODBError
 
     try:
-        if "://" in repo or repo.startswith("git@"):
-            repository = _mirror(repo, cache_dir)
-        else:
-            repository = git.Repo(repo)
+        repository: Any = _mirror(repo, cache_dir, ref) if is_remote(repo) else git.Repo(repo)
         commit = repository.commit(ref)
-    except (git.exc.GitError, ODBError, ValueError, OSError) as exc:
+    except (git.exc.BadName, ValueError) as exc:
+        raise SourceError(
+            f"{repo}@{ref}: no such branch, tag or commit (deleted or never pushed?): "
+            f"{str(exc).strip() or type(exc).__name__}"
+        ) from exc
+    except (git.exc.GitError, ODBError, OSError) as exc:
         raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
     odb = repository.odb
     files = []
@@ -321,18 +325,45 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
 
 
+def is_remote(repo: str) -> bool:
+    """A URL git fetches from (anything else is a local repository path)."""
+    return "://" in repo or repo.startswith("git@")
+
+
 def _blob_reader(odb: Any, binsha: bytes) -> Callable[[], bytes]:
     return lambda: bytes(odb.stream(binsha).read())
 
 
-def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
-    """Keep a bare mirror of a remote repository and fetch it."""
+def mirror_path(url: str, cache_dir: Path) -> Path:
+    return cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# Every branch and tag, pruned: a ref deleted upstream disappears here too.
+MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+def _mirror(url: str, cache_dir: Path, ref: str = "") -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
+    """Keep a bare mirror of a remote repository and fetch it, unless `ref` is
+    a full commit id it already holds (a commit never changes)."""
     import git
 
-    target = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = mirror_path(url, cache_dir)
     if target.exists():
         repository = git.Repo(target)
-        repository.remotes.origin.fetch("+refs/heads/*:refs/heads/*", prune=True)
+        if _is_full_id(ref) and _has_commit(repository, ref):
+            return repository
+        repository.remotes.origin.fetch(list(MIRROR_REFSPECS), prune=True)
         return repository
     target.parent.mkdir(parents=True, exist_ok=True)
     return git.Repo.clone_from(url, target, mirror=True)
+
+
+def _is_full_id(ref: str) -> bool:
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+
+def _has_commit(repository: Any, sha: str) -> bool:
+    try:
+        return bool(repository.commit(sha))
+    except Exception:  # noqa: BLE001 - absent or unreadable: fetch
+        return False

@@ -85,14 +85,16 @@ def reconcile_once(
     changed: frozenset[str] | None = None,
     use_cache: bool = True,
     on_plan: Callable[[Plan], None] = lambda plan: None,
+    opener: Callable[[], Source] | None = None,
 ) -> Result:
     """source -> validate -> compile -> observe -> diff -> plan -> apply ->
     verify, holding the node's apply lock throughout. With `plan_file`, apply
     exactly that saved plan, refused when the source or the kernel moved
     since it was made. `changed` (from --watch's file events) names the only
     files that may differ from the last pass. `on_plan` sees the plan before
-    anything is applied. Raises InvalidConfig or ReconcileError; on either,
-    nothing was changed."""
+    anything is applied. `opener` opens the spec's source instead of
+    open_source (--watch hands in one it resolved or holds in memory).
+    Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
     try:
         with apply_lock(target.state_dir):
             if plan_file:
@@ -104,7 +106,7 @@ def reconcile_once(
                 observed = None
             else:
                 plan, desired, observed = make_plan(
-                    lambda: open_source(dict(spec), use_cache, changed), target, False
+                    opener or (lambda: open_source(dict(spec), use_cache, changed)), target, False
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
