@@ -337,9 +337,7 @@ class Watcher:
         except (OSError, SourceError):
             return  # changed while being read: the next good pass pins it
         self.pinned = kept
-        files = tuple(
-            SourceFile(f.path, f.digest, _constant(kept[f.digest])) for f in source.files
-        )
+        files = tuple(SourceFile(f.path, f.digest, _constant(kept[f.digest])) for f in source.files)
         frozen = dataclasses.replace(source, files=files)
         spec = {"kind": "dir", "paths": [self.options.config], "policy": dict(self.options.policy)}
         self.good = Newest(spec, lambda: frozen)

@@ -162,8 +162,14 @@ def test_sigterm_finishes_the_pass_and_kill_9_mid_apply_is_repaired(node):
     node.wep(BACK)
     with watch(node.args("--interval", "1")) as w:
         # kill -9 as soon as the first plan is being applied
-        assert wait_for(lambda: any("+ prog/" in line for line in w.stderr) or
-                        (Path(node.sandbox.bpffs_root) / "progs").exists(), 20, 0.005)
+        assert wait_for(
+            lambda: (
+                any("+ prog/" in line for line in w.stderr)
+                or (Path(node.sandbox.bpffs_root) / "progs").exists()
+            ),
+            20,
+            0.005,
+        )
         w.proc.send_signal(signal.SIGKILL)
         w.proc.wait(10)
     with watch(node.args("--interval", "1")) as w:
