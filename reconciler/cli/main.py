@@ -161,6 +161,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from reconciler.cli import commands as modes
     from reconciler.cli.watch_cmd import watch_cmd
 
+    if args.install_hooks:
+        from reconciler.cli.hooks_cmd import install_hooks_cmd
+
+        return install_hooks_cmd(args)
+
     if args.plan:
         return modes.plan_mode(args)
     if args.apply:
