@@ -17,7 +17,9 @@ from reconciler.plan.plan import FORMAT_VERSION, Plan
 
 def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.repo:
-        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": kind_policy(args)}
+        from reconciler.cli.watch_cmd import git_spec
+
+        return git_spec(args, kind_policy(args))
     return {"kind": "dir", "paths": [args.config], "policy": kind_policy(args)}
 
 

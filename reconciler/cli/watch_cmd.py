@@ -42,6 +42,27 @@ def keyring_of(args: argparse.Namespace) -> Any:
     return Keyring.at(args.keyring)
 
 
+def git_spec(args: argparse.Namespace, policy: dict[str, Any]) -> dict[str, Any]:
+    """--repo for one-shot modes: the ref pinned to a commit; --plan and
+    --apply refuse a rewind (and, with --verify-signatures, a commit the
+    keyring refuses), --validate checks only signatures."""
+    from reconciler.cli.commands import _target
+    from reconciler.gitops.repo import pinned_spec
+
+    if getattr(args, "plan_file", None):  # the saved plan names its commit
+        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": policy}
+    checked = args.plan or args.apply
+    state_dir = _target(args).state_dir if checked else None
+    return pinned_spec(
+        args.repo,
+        args.ref,
+        policy,
+        state_dir,
+        getattr(args, "allow_rewind", False),
+        keyring_of(args),
+    )
+
+
 def explain_invalid(exc: Any) -> str:
     """An invalid configuration as the pusher would see it: every diagnostic."""
     diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))

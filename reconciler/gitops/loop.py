@@ -292,10 +292,16 @@ class Watcher:
     # -- sources -------------------------------------------------------------
 
     def _probe(self) -> str:
+        """What the followed ref names now; a fetch that fails raises (the
+        poll backs off), a ref that vanished is an answer too (the pass
+        reports it)."""
         follower = self.options.follower
         assert follower is not None
         follower.fetch()
-        return follower.resolve()
+        try:
+            return follower.resolve()
+        except SourceError as exc:
+            return f"unresolved: {exc}"
 
     def _newest(self, event: Event) -> Newest:
         opts = self.options

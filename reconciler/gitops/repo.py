@@ -130,3 +130,27 @@ class Follower:
     def spec(self, commit: str, policy: Mapping[str, Any]) -> dict[str, Any]:
         """The source spec that reads exactly `commit`."""
         return {"kind": "git", "repo": self.repo, "ref": commit, "policy": dict(policy)}
+
+
+def pinned_spec(
+    repo: str,
+    ref: str,
+    policy: Mapping[str, Any],
+    state_dir: Path | None,
+    allow_rewind: bool = False,
+    keyring: Any = None,
+) -> dict[str, Any]:
+    """A one-shot run's source: the ref resolved to a commit (a remote fetched
+    first), refused when it does not contain the commit last applied from
+    this repository (`state_dir`'s record; None: no check), or when
+    `keyring` (gitops.signatures.Keyring) refuses its signature."""
+    from reconciler.engine import history
+
+    follower = Follower.of(repo, ref, allow_rewind)
+    follower.fetch()
+    commit = follower.resolve()
+    if state_dir is not None:
+        follower.check_forward(commit, history.applied_commit(state_dir, repo))
+    if keyring is not None:
+        keyring.verify(follower.local, [commit])
+    return follower.spec(commit, policy)
