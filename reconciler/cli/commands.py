@@ -168,14 +168,20 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         if not quiet:
             sys.stdout.write(render.render_plan(plan))
 
+    from reconciler.cli.status_history import recorded
+
+    target = _target(args)
     try:
-        result = reconcile_once(
-            _target(args),
-            source_spec(args),
-            plan_file=args.plan_file,
-            changed=changed,
-            use_cache=not args.no_cache,
-            on_plan=show,
+        result = recorded(
+            target,
+            lambda: reconcile_once(
+                target,
+                source_spec(args),
+                plan_file=args.plan_file,
+                changed=changed,
+                use_cache=not args.no_cache,
+                on_plan=show,
+            ),
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
@@ -209,13 +215,15 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
 
 
 def status_mode(args: argparse.Namespace) -> int:
+    from reconciler.cli.status_history import add_history, render_history
     from reconciler.observe.status import collect_status, render_status
 
-    status = collect_status(_target(args))
+    target = _target(args)
+    status = add_history(collect_status(target), target.state_dir)
     if args.json:
         emit_json({"format_version": FORMAT_VERSION, **status})
     else:
-        sys.stdout.write(render_status(status))
+        sys.stdout.write(render_status(status) + render_history(status))
     return EXIT_OK
 
 

@@ -91,6 +91,17 @@ def test_detect_only_reports_drift_and_changes_nothing(node):
     assert "object(s) differ" in w.log
     rc, out, _ = node.run("--plan")
     assert rc == 2 and "tc/cali-front0/ingress" in out
+    # --status: the applied commit, how long it took, the history and the drift
+    rc, out, _ = node.run("--status", "--json")
+    status = json.loads(out)
+    assert "tc/cali-front0/ingress" in status["drift"]
+    results = [r["result"] for r in status["history"]]
+    assert results[0] == "drift" and "applied" in results, results
+    assert all(r["duration_s"] > 0 for r in status["history"])
+    assert status["apply_duration_s"] > 0
+    rc, out, _ = node.run("--status")
+    assert "Watcher (detect-only): ok" in out and "Drift: 3 object(s)" in out, out
+    assert "drift" in out and "apply" in out
 
 
 def test_a_held_lock_and_an_invalid_config_never_end_the_watcher(node):
@@ -172,6 +183,9 @@ def test_sigterm_finishes_the_pass_and_kill_9_mid_apply_is_repaired(node):
         )
         w.proc.send_signal(signal.SIGKILL)
         w.proc.wait(10)
+    for name in ("history.json", "watch.json"):  # whole, or not yet written
+        path = node.state / name
+        assert not path.exists() or json.loads(path.read_text())
     with watch(node.args("--interval", "1")) as w:
         w.wait_record(lambda r: r["result"] in ("applied", "repaired", "no-op"))
         assert attached(node) and attached(node, "cali-back0")
