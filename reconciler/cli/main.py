@@ -165,6 +165,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.cli.hooks_cmd import install_hooks_cmd
 
         return install_hooks_cmd(args)
+    if args.snapshot:
+        from reconciler.cli.snapshot_cmd import snapshot_cmd
+
+        return snapshot_cmd(args)
+    if args.plan and args.observed:
+        from reconciler.cli.snapshot_cmd import plan_observed_cmd
+
+        return plan_observed_cmd(args)
 
     if args.plan:
         return modes.plan_mode(args)

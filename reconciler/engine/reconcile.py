@@ -59,6 +59,9 @@ class Target:
     netns: str | None = None
     cache_dir: Path | None = None
     cgroup: str | None = None  # cgroup v2 directory for connect-time load balancing
+    # A snapshot's node (--plan --observed): its host facts, not this machine's,
+    # and no kernel access at all.
+    snapshot: Any = None  # observe.snapshot.Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +249,14 @@ def make_plan(
     may be a function that opens it: it is called once the kernel is being
     read, so opening the source and reading the NAT tables overlap. Returns
     what was observed too (apply records its NAT tables, see verify)."""
-    observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
+    if target.snapshot is not None:
+        observed, links = target.snapshot.observed, list(target.snapshot.links)
+    else:  # first: a bad --netns fails here
+        observed, links = observe(target.bpffs_root, target.netns)
     if callable(source):
         source = source()
-    bpfsys.ensure_bpffs(target.bpffs_root)
+    if target.snapshot is None:
+        bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived, held_slots(observed))
     changes = diff(desired, observed)
     plan = Plan(
@@ -350,6 +357,11 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
 
 
 def host_facts(target: Target, links: list[Link]) -> Host:
+    if target.snapshot is not None:
+        facts = target.snapshot.host
+        return Host(
+            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz")
+        )
     cgroup_id = None
     if target.cgroup:
         try:
