@@ -227,3 +227,56 @@ def test_a_new_veth_is_attached_within_100ms(node):
         record = w.wait_record(lambda r: r["trigger"] == "interfaces changed" and r["changes"])
         assert took < 0.1, (took, record)
     assert os.path.exists(node.state / "history.json")
+
+
+def test_metrics_are_served_and_parse(node):
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.kernel.test_reconcile import ping
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node.felix()
+    node.wep(FRONT)
+    node.wep(BACK)
+    args = node.args("--interval", "1", "--metrics-addr", f"127.0.0.1:{port}")
+    with watch(args) as w:
+        w.wait_record(lambda r: r["result"] == "applied")
+        assert ping(node, FRONT, BACK.ip)
+        mark = w.mark()
+        delete_filter(node, "cali-front0", "ingress")
+        w.wait_after(mark, lambda r: r["result"] == "repaired")
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        found = [
+            s.value
+            for s in families[family].samples
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+        assert found, (family, sample, labels, families[family].samples)
+        return found[0]
+
+    ns = "calico_reconciler"
+    assert value(f"{ns}_reconciles", f"{ns}_reconciles_total", result="applied") == 1
+    assert value(f"{ns}_reconciles", f"{ns}_reconciles_total", result="repaired") >= 1
+    assert value(f"{ns}_drift_events", f"{ns}_drift_events_total") >= 1
+    duration = f"{ns}_reconcile_duration_seconds"
+    assert value(duration, f"{duration}_count", result="applied") == 1
+    assert value(duration, f"{duration}_sum", result="applied") > 0
+    [info] = families[f"{ns}_applied_info"].samples
+    assert info.labels["source"].startswith("dir:")
+    assert value(f"{ns}_owned_objects", f"{ns}_owned_objects", kind="tc") == 6
+    fill = value(f"{ns}_map_fill_ratio", f"{ns}_map_fill_ratio", map="rcl_ifstate")
+    assert 0 < fill < 1
+    assert value(f"{ns}_interface_packets", f"{ns}_interface_packets_total",
+                 interface="cali-front0", direction="rx") >= 1  # fmt: skip
+    assert value(f"{ns}_interface_bytes", f"{ns}_interface_bytes_total",
+                 interface="cali-back0", direction="tx") > 0  # fmt: skip
+    assert value(f"{ns}_interface_dropped", f"{ns}_interface_dropped_total",
+                 interface="cali-front0") == 0  # fmt: skip
