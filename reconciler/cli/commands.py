@@ -146,6 +146,9 @@ def plan_mode(args: argparse.Namespace) -> int:
         emit_json(plan.as_json())
     else:
         sys.stdout.write(render.render_plan(plan))
+        from reconciler.cli.change_summary import print_resource_changes
+
+        print_resource_changes(args, plan)
         if args.out:
             print(
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "

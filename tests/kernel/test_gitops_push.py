@@ -125,6 +125,18 @@ def test_push_converges_the_watching_node_and_a_bad_push_is_refused(node, tmp_pa
     assert not attached(node, "cali-back0")
     status = json.loads(node.run("--status", "--json")[1])
     assert status["last_apply"]["source"]["identity"] == f"git:{first}"
+    # beside the kernel plan: what changed, resource by resource, since the applied commit
+    repo.commit({**back_wep(), "wep-front0.yaml": WEP.format(name=FRONT.name, ip="10.65.0.11")},
+                "back, front moved")  # fmt: skip
+    assert repo.push().returncode == 0
+    rc, out, err = node.run("--plan", *one_shot)
+    assert rc == 2, out + err
+    assert f"Resources changed since the applied commit {first[:12]}:" in out
+    assert "+ WorkloadEndpoint/shop/back0" in out
+    assert (
+        '~ WorkloadEndpoint/shop/front0: spec.ipNetworks[0]: "10.65.0.10/32" -> "10.65.0.11/32"'
+        in out
+    ), out
 
 
 def test_a_remote_repository_is_polled(node, tmp_path):
