@@ -207,7 +207,9 @@ class Watcher:
         if newest.commit is not None and newest.commit in self.invalid:
             return self._hold(self.invalid[newest.commit])
         try:
-            record, plan = self._reconcile(newest, event.changed)
+            record, plan = self._reconcile(
+                newest, event.changed, event.reason == "interfaces changed"
+            )
         except InvalidConfig as exc:
             why = self.engine.explain(exc)
             if newest.commit is not None:
@@ -220,8 +222,11 @@ class Watcher:
         return record, plan
 
     def _reconcile(
-        self, newest: Newest, changed: frozenset[str] | None
+        self, newest: Newest, changed: frozenset[str] | None, links_changed: bool = False
     ) -> tuple[PassRecord, Plan | None]:
+        """One plan (and apply) of `newest`. Changes while the source stayed
+        the same are drift, unless interfaces came or went (`links_changed`):
+        then the desired state itself moved."""
         applied_before = self._applied_identity()
         opened: list[Source] = []
 
@@ -241,6 +246,7 @@ class Watcher:
         plan = result.plan
         identity = str(plan.source.get("identity", ""))
         same = identity == applied_before or identity == self.good_identity
+        same = same and not links_changed
         drift = tuple(c.address for c in plan.changes) if same else ()
         self.last_drift = ()
         if result.remaining:
