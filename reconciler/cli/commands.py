@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from reconciler.plan.plan import FORMAT_VERSION, Plan
 
 def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.repo:
-        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": kind_policy(args)}
+        from reconciler.cli.watch_cmd import git_spec
+
+        return git_spec(args, kind_policy(args))
     return {"kind": "dir", "paths": [args.config], "policy": kind_policy(args)}
 
 
@@ -145,6 +146,9 @@ def plan_mode(args: argparse.Namespace) -> int:
         emit_json(plan.as_json())
     else:
         sys.stdout.write(render.render_plan(plan))
+        from reconciler.cli.change_summary import print_resource_changes
+
+        print_resource_changes(args, plan)
         if args.out:
             print(
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
@@ -167,14 +171,20 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         if not quiet:
             sys.stdout.write(render.render_plan(plan))
 
+    from reconciler.cli.status_history import recorded
+
+    target = _target(args)
     try:
-        result = reconcile_once(
-            _target(args),
-            source_spec(args),
-            plan_file=args.plan_file,
-            changed=changed,
-            use_cache=not args.no_cache,
-            on_plan=show,
+        result = recorded(
+            target,
+            lambda: reconcile_once(
+                target,
+                source_spec(args),
+                plan_file=args.plan_file,
+                changed=changed,
+                use_cache=not args.no_cache,
+                on_plan=show,
+            ),
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
@@ -208,26 +218,23 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
 
 
 def status_mode(args: argparse.Namespace) -> int:
+    from reconciler.cli.status_history import add_history, render_history
     from reconciler.observe.status import collect_status, render_status
 
-    status = collect_status(_target(args))
+    target = _target(args)
+    status = add_history(collect_status(target), target.state_dir)
     if args.json:
         emit_json({"format_version": FORMAT_VERSION, **status})
     else:
-        sys.stdout.write(render_status(status))
+        sys.stdout.write(render_status(status) + render_history(status))
     return EXIT_OK
 
 
 def watch_mode(args: argparse.Namespace) -> int:
     """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
-    from reconciler.engine import store as desired_cache
-    from reconciler.gitops.loop import watch
+    from reconciler.cli.watch_cmd import watch_cmd
 
-    # A pass reacts to a push; the state it compiled is written once idle.
-    desired_cache.defer_writes()
-    return watch(
-        args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
-    )
+    return watch_cmd(args)
 
 
 def explain_mode(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
+from reconciler.cli.gitops_options import add_gitops_options
 from reconciler.config.source import SourceError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
@@ -80,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
     p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
     p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    add_gitops_options(p, mode)
     p.add_argument("paths", nargs="*", metavar="PATH", help="with --validate: what to validate")
     return p
 
@@ -161,6 +163,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.cli.commands import validate_mode
 
         return validate_mode(args)
+    if args.install_hooks:  # writes into a Git repository: no kernel, no root needed
+        from reconciler.cli.hooks_cmd import install_hooks_cmd
+
+        return install_hooks_cmd(args)
+    if args.plan and args.observed:  # against a snapshot: no kernel, no root needed
+        from reconciler.cli.snapshot_cmd import plan_observed_cmd
+
+        return plan_observed_cmd(args)
     from reconciler.engine.spec import require_privileges
 
     # Before anything is read or created: without them the kernel hides our
@@ -168,6 +178,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     require_privileges()
     from reconciler.cli import commands as modes
 
+    if args.snapshot:
+        from reconciler.cli.snapshot_cmd import snapshot_cmd
+
+        return snapshot_cmd(args)
     if args.plan:
         return modes.plan_mode(args)
     if args.apply:

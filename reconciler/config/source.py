@@ -325,6 +325,8 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
 
 def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     """Read the tree of one commit without checking it out (bare repos work).
+    A remote repository is read from a mirror under `cache_dir`, fetched
+    first unless `ref` is a full commit id the mirror already holds.
 
     The tree's rules are the working tree's (reconciler.config.safe_tree): a
     symlink is followed only to a file of the same tree, and a repository
@@ -335,13 +337,19 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
 
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
     try:
-        if "://" in repo or repo.startswith("git@"):
+        if is_remote(repo):
             if cache_dir is None:
                 raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
-            repository = _mirror(repo, cache_dir)
+            repository: Any = _mirror(repo, cache_dir, ref)
         else:
             repository = git.Repo(repo)
-        commit = repository.commit(ref)
+        try:
+            commit = repository.commit(ref)
+        except (git.exc.BadName, ValueError) as exc:
+            raise SourceError(
+                f"{label}: no such branch, tag or commit (deleted or never pushed?): "
+                f"{str(exc).strip() or type(exc).__name__}"
+            ) from exc
         odb = repository.odb
         blobs: dict[str, Any] = {}
         for item in commit.tree.traverse():
@@ -405,14 +413,41 @@ def _blob_reader(odb: Any, binsha: bytes, name: str) -> Callable[[], bytes]:
     return read
 
 
-def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
-    """Keep a bare mirror of a remote repository and fetch it."""
+def is_remote(repo: str) -> bool:
+    """A URL git fetches from (anything else is a local repository path)."""
+    return "://" in repo or repo.startswith("git@")
+
+
+def mirror_path(url: str, cache_dir: Path) -> Path:
+    return cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# Every branch and tag, pruned: a ref deleted upstream disappears here too.
+MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+def _mirror(url: str, cache_dir: Path, ref: str = "") -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
+    """Keep a bare mirror of a remote repository and fetch it, unless `ref` is
+    a full commit id it already holds (a commit never changes)."""
     import git
 
-    target = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    target = mirror_path(url, cache_dir)
     if target.exists():
         repository = git.Repo(target)
-        repository.remotes.origin.fetch("+refs/heads/*:refs/heads/*", prune=True)
+        if _is_full_id(ref) and _has_commit(repository, ref):
+            return repository
+        repository.remotes.origin.fetch(list(MIRROR_REFSPECS), prune=True)
         return repository
     target.parent.mkdir(parents=True, exist_ok=True)
     return git.Repo.clone_from(url, target, mirror=True)
+
+
+def _is_full_id(ref: str) -> bool:
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+
+def _has_commit(repository: Any, sha: str) -> bool:
+    try:
+        return bool(repository.commit(sha))
+    except Exception:  # noqa: BLE001 - absent or unreadable: fetch
+        return False

@@ -60,6 +60,9 @@ class Target:
     netns: str | None = None
     cache_dir: Path | None = None
     cgroup: str | None = None  # cgroup v2 directory for connect-time load balancing
+    # A snapshot's node (--plan --observed): its host facts, not this machine's,
+    # and no kernel access at all.
+    snapshot: Any = None  # observe.snapshot.Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +89,16 @@ def reconcile_once(
     changed: frozenset[str] | None = None,
     use_cache: bool = True,
     on_plan: Callable[[Plan], None] = lambda plan: None,
+    opener: Callable[[], Source] | None = None,
 ) -> Result:
     """source -> validate -> compile -> observe -> diff -> plan -> apply ->
     verify, holding the node's apply lock throughout. With `plan_file`, apply
     exactly that saved plan, refused when the source or the kernel moved
     since it was made. `changed` (from --watch's file events) names the only
     files that may differ from the last pass. `on_plan` sees the plan before
-    anything is applied. Raises InvalidConfig or ReconcileError; on either,
-    nothing was changed."""
+    anything is applied. `opener` opens the spec's source instead of
+    open_source (--watch hands in one it resolved or holds in memory).
+    Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
     try:
         with apply_lock(target.bpffs_root, target.netns):
             if plan_file:
@@ -106,7 +111,7 @@ def reconcile_once(
                 observed = None
             else:
                 plan, desired, observed = make_plan(
-                    lambda: open_source(dict(spec), use_cache, changed), target, False
+                    opener or (lambda: open_source(dict(spec), use_cache, changed)), target, False
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
@@ -252,10 +257,14 @@ def make_plan(
     may be a function that opens it: it is called once the kernel is being
     read, so opening the source and reading the NAT tables overlap. Returns
     what was observed too (apply records its NAT tables, see verify)."""
-    observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
+    if target.snapshot is not None:
+        observed, links = target.snapshot.observed, list(target.snapshot.links)
+    else:  # first: a bad --netns fails here
+        observed, links = observe(target.bpffs_root, target.netns)
     if callable(source):
         source = source()
-    bpfsys.ensure_bpffs(target.bpffs_root)
+    if target.snapshot is None:
+        bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived, held_slots(observed))
     changes = diff(desired, observed)
     refuse_foreign_at_our_place(changes, observed)
@@ -357,6 +366,11 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
 
 
 def host_facts(target: Target, links: list[Link]) -> Host:
+    if target.snapshot is not None:
+        facts = target.snapshot.host
+        return Host(
+            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz")
+        )
     cgroup_id = None
     if target.cgroup:
         try:

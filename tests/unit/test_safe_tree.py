@@ -211,4 +211,4 @@ def test_corrupt_repository_is_an_error_warm_cache_or_not(tmp_path, capsys, monk
     capsys.readouterr()
     assert cli.main(args) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {repo}@HEAD: ") and "Traceback" not in err
+    assert err.startswith(f"error: {repo}@") and "Traceback" not in err
