@@ -328,25 +328,33 @@ spec: {ingress: [{action: Allow}], egress: [{action: Allow}]}
 """
 
 
+POLICY_RULES_MAX = 1_000  # rules per policy (the schema allows 1,024)
+
+
 def policy_yaml(rules: int) -> str:
-    """The server's ingress policy: rules - 1 that allow TCP to PORT from other
-    sources, then the one that allows the client."""
+    """The server's ingress policies, in order, 1,000 rules each: rules - 1 that
+    allow TCP to PORT from other sources, then the one that allows the client."""
     sources = [other_source(i) for i in range(rules - 1)] + [CLIENT_IP]
-    lines = [
-        "apiVersion: projectcalico.org/v3",
-        "kind: NetworkPolicy",
-        "metadata: {name: rules, namespace: bench}",
-        "spec:",
-        '  selector: app == "srv"',
-        "  types: [Ingress]",
-        "  ingress:",
-    ]
-    lines += [
-        f"  - {{action: Allow, protocol: TCP, source: {{nets: [{ip}/32]}}, "
-        f"destination: {{ports: [{PORT}]}}}}"
-        for ip in sources
-    ]
-    return "\n".join(lines) + "\n"
+    docs = []
+    for k in range(0, rules, POLICY_RULES_MAX):
+        lines = [
+            "---",
+            "apiVersion: projectcalico.org/v3",
+            "kind: NetworkPolicy",
+            f"metadata: {{name: rules-{k // POLICY_RULES_MAX:02d}, namespace: bench}}",
+            "spec:",
+            f"  order: {k // POLICY_RULES_MAX}",
+            '  selector: app == "srv"',
+            "  types: [Ingress]",
+            "  ingress:",
+        ]
+        lines += [
+            f"  - {{action: Allow, protocol: TCP, source: {{nets: [{ip}/32]}}, "
+            f"destination: {{ports: [{PORT}]}}}}"
+            for ip in sources[k : k + POLICY_RULES_MAX]
+        ]
+        docs.append("\n".join(lines) + "\n")
+    return "".join(docs)
 
 
 def iptables_policy(rules: int, client: Any, server: Any) -> str:
