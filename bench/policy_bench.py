@@ -363,7 +363,8 @@ def iptables_policy(rules: int, client: Any, server: Any) -> str:
     dispatch -> the endpoint's chain (established and related accepted first,
     invalid dropped, then the policy chain), where an Allow rule is a MARK rule
     and a RETURN on the mark; the endpoint's chain accepts marked packets and
-    drops the rest. The client's chains accept (its profile allows all)."""
+    drops the rest. The client's chains allow (its profile allows all); a
+    test run checks that the allowing rule's counter moves."""
     tw, fw = f"cali-tw-{server.host_iface}", f"cali-fw-{client.host_iface}"
     twc = f"cali-tw-{client.host_iface}"
     chains = ["cali-FORWARD", "cali-to-wl-dispatch", "cali-from-wl-dispatch", tw, twc, fw,
@@ -375,13 +376,19 @@ def iptables_policy(rules: int, client: Any, server: Any) -> str:
         f"-A cali-from-wl-dispatch -i {client.host_iface} -g {fw}",
         f"-A cali-to-wl-dispatch -o {server.host_iface} -g {tw}",
         f"-A cali-to-wl-dispatch -o {client.host_iface} -g {twc}",
+        "-A cali-FORWARD -m mark --mark 0x10000/0x10000 -j ACCEPT",
     ]
-    for chain in (fw, twc):
-        body += [
-            f"-A {chain} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-            f"-A {chain} -m conntrack --ctstate INVALID -j DROP",
-            f"-A {chain} -j ACCEPT",
-        ]
+    # From the client: allowed by its profile, marked, and on to the to-workload
+    # dispatch (an ACCEPT here would end the FORWARD hook before it).
+    body += [
+        f"-A {fw} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A {fw} -m conntrack --ctstate INVALID -j DROP",
+        f"-A {fw} -j MARK --set-xmark 0x10000/0x10000",
+        f"-A {fw} -j RETURN",
+        f"-A {twc} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A {twc} -m conntrack --ctstate INVALID -j DROP",
+        f"-A {twc} -j ACCEPT",
+    ]
     body += [
         f"-A {tw} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
         f"-A {tw} -m conntrack --ctstate INVALID -j DROP",
@@ -412,6 +419,17 @@ def _start_server(sb: Any, pod: Any) -> subprocess.Popen[str]:
         proc.kill()
         raise RuntimeError("server did not start")
     return proc
+
+
+def _allow_rule_packets(sb: Any) -> int:
+    """Packets the iptables world's last (allowing) MARK rule matched."""
+    out = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{sb.node}", "iptables", "-L", "cali-pi-bench-rules",
+         "-v", "-n", "-x"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    marks = [line.split() for line in out.splitlines() if "MARK" in line]
+    return int(marks[-1][0])
 
 
 def connect_latency(samples: int = 400) -> dict[str, Any]:
@@ -461,6 +479,9 @@ def connect_latency(samples: int = 400) -> dict[str, Any]:
                 for (world, n), sb in boxes.items()
             }
             raw = connect_probe(probe, samples)
+            for (world, n), sb in boxes.items():
+                if world == "iptables" and _allow_rule_packets(sb) < samples:
+                    raise RuntimeError(f"iptables@{n}: the connects did not reach the allow rule")
         finally:
             for proc in servers:
                 proc.kill()

@@ -369,4 +369,3 @@ def test_every_case_of_the_matrix_in_traffic_and_in_explain(matrix):
     assert {c.allowed for c in CASES} == {True, False}
     assert {c.proto for c in CASES if c.allowed} == {"tcp", "udp", "icmp"}
     assert {c.proto for c in CASES if not c.allowed} == {"tcp", "udp", "icmp"}
-
