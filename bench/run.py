@@ -15,6 +15,9 @@ def main() -> int:
     from bench import nat_bench
 
     nat_bench.main()
+    from bench import policy_bench
+
+    policy_bench.main()
     from bench import layout_bench
 
     layout_bench.main()

@@ -341,25 +341,50 @@ def _policy_types(spec: Mapping[str, Any]) -> set[str]:
     return {"ingress", "egress"} if spec.get("egress") else {"ingress"}
 
 
-def _selects(ctx: _Ctx, pol: Resource, ep: Endpoint) -> bool:
-    spec = pol.spec
-    if spec.get("doNotTrack") or spec.get("preDNAT"):
-        return False  # host endpoints only
-    sel = _sel(spec.get("selector"))
-    if sel is not None and not sel.matches(ep.peer.labels):
-        return False
-    if pol.kind == "NetworkPolicy" and pol.namespace != ep.namespace:
-        return False
-    ns_sel = _sel(spec.get("namespaceSelector"))
-    if ns_sel is not None:
-        if any(isinstance(n, Global) for n in ns_sel.walk()):
-            return False  # global(): non-namespaced endpoints only
-        if not ns_sel.matches(ctx.namespace_labels(ep.namespace)):
+@dataclass(frozen=True, slots=True)
+class _Selecting:
+    """What decides whether a policy applies to an endpoint, read from the
+    resource once (build_model asks it for every endpoint)."""
+
+    never: bool  # doNotTrack / preDNAT: host endpoints only
+    selector: Selector | None
+    namespace: str | None  # a NetworkPolicy's: it selects only there
+    ns_selector: Selector | None
+    ns_global: bool
+    sa_selector: Selector | None
+
+    @classmethod
+    def of(cls, pol: Resource) -> _Selecting:
+        spec = pol.spec
+        ns_sel = _sel(spec.get("namespaceSelector"))
+        return cls(
+            bool(spec.get("doNotTrack") or spec.get("preDNAT")),
+            _sel(spec.get("selector")),
+            pol.namespace if pol.kind == "NetworkPolicy" else None,
+            ns_sel,
+            ns_sel is not None and any(isinstance(n, Global) for n in ns_sel.walk()),
+            _sel(spec.get("serviceAccountSelector")),
+        )
+
+    def matches(self, ctx: _Ctx, ep: Endpoint) -> bool:
+        if self.never:
             return False
-    sa_sel = _sel(spec.get("serviceAccountSelector"))
-    return sa_sel is None or (
-        ep.peer.service_account is not None and sa_sel.matches(ep.peer.sa_labels)
-    )
+        if self.selector is not None and not self.selector.matches(ep.peer.labels):
+            return False
+        if self.namespace is not None and self.namespace != ep.namespace:
+            return False
+        if self.ns_selector is not None:
+            if self.ns_global:
+                return False  # global(): non-namespaced endpoints only
+            if not self.ns_selector.matches(ctx.namespace_labels(ep.namespace)):
+                return False
+        return self.sa_selector is None or (
+            ep.peer.service_account is not None and self.sa_selector.matches(ep.peer.sa_labels)
+        )
+
+
+def _selects(ctx: _Ctx, pol: Resource, ep: Endpoint) -> bool:
+    return _Selecting.of(pol).matches(ctx, ep)
 
 
 def build_model(resources: Sequence[Resource], node: str) -> Model:
@@ -379,14 +404,15 @@ def build_model(resources: Sequence[Resource], node: str) -> Model:
     policies.sort(key=lambda p: (tier_order.get(p.tier, _order_key(None, p.tier)), p.key))
     resolver = _Resolver(ctx)
     chains: dict[tuple[str, str], Chain] = {}
+    selecting = [(pol, _Selecting.of(pol.resource), _policy_types(pol.resource.spec))
+                 for pol in policies]  # fmt: skip
     for ep in ctx.local:
+        applies = [(pol, types) for pol, sel, types in selecting if sel.matches(ctx, ep)]
         for direction in DIRECTIONS:
             chain_tiers: list[TierChain] = []
             by_tier: dict[str, list[_Policy]] = {}
-            for pol in policies:
-                if direction in _policy_types(pol.resource.spec) and _selects(
-                    ctx, pol.resource, ep
-                ):
+            for pol, types in applies:
+                if direction in types:
                     by_tier.setdefault(pol.tier, []).append(pol)
             for tier_name, pols in by_tier.items():  # policies are sorted by tier already
                 rules: list[Rule] = []
@@ -412,14 +438,28 @@ class _Resolver:
     def __init__(self, ctx: _Ctx) -> None:
         self.ctx = ctx
         self._sets: dict[tuple[Any, ...], tuple[Peer, ...]] = {}
+        self._rules: dict[tuple[Any, ...], tuple[Rule, ...]] = {}
+        self._needs: dict[tuple[str, str], tuple[bool, bool]] = {}
 
     def rules(self, res: Resource, label: str, direction: str, ep: Endpoint) -> list[Rule]:
-        out = []
-        for i, raw in enumerate(res.spec.get(direction) or ()):
-            ref = f"{label} {direction} rule {i + 1}"
-            alts = self._rule(raw, ref, res, direction, ep)
-            out.append(Rule(ref, str(raw["action"]), tuple(alts)))
-        return out
+        """Resolved once per policy and direction, and again only for endpoints
+        that differ in what resolution reads of them: their addresses (when a
+        rule constrains the local side's) and their named ports (when a rule
+        names a local port)."""
+        needs = self._needs.get((label, direction))
+        if needs is None:
+            needs = self._needs[(label, direction)] = _local_needs(res, direction)
+        key = (label, direction, ep.peer.nets if needs[0] else None,
+               ep.peer.ports if needs[1] else None)  # fmt: skip
+        got = self._rules.get(key)
+        if got is None:
+            out = []
+            for i, raw in enumerate(res.spec.get(direction) or ()):
+                ref = f"{label} {direction} rule {i + 1}"
+                alts = self._rule(raw, ref, res, direction, ep)
+                out.append(Rule(ref, str(raw["action"]), tuple(alts)))
+            got = self._rules[key] = tuple(out)
+        return list(got)
 
     def _peers(
         self, entity: Mapping[str, Any], res: Resource, selector_field: str
@@ -610,6 +650,23 @@ class _Resolver:
                         )
                     )  # fmt: skip
         return out
+
+
+_LOCAL_ADDRESS_FIELDS = ("nets", "notNets", "selector", "notSelector", "namespaceSelector",
+                         "serviceAccounts")  # fmt: skip
+
+
+def _local_needs(res: Resource, direction: str) -> tuple[bool, bool]:
+    """Does resolving this resource's rules read the local endpoint's addresses,
+    and its named ports?"""
+    side = "destination" if direction == "ingress" else "source"
+    addrs = ports = False
+    for raw in res.spec.get(direction) or ():
+        entity = raw.get(side) or {}
+        addrs |= any(entity.get(f) is not None for f in _LOCAL_ADDRESS_FIELDS)
+        for field_name in ("ports", "notPorts"):
+            ports |= any(_port_range(p) is None for p in entity.get(field_name) or ())
+    return addrs, ports
 
 
 def _replace(a: Alt, **kw: Any) -> Alt:
