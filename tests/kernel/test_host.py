@@ -100,6 +100,14 @@ def test_deny_all_host_ingress_keeps_failsafe_ports_open(host):
     node.apply_converged()
     assert host.from_outside(22) == f"host {node.sandbox.ext_ip}"  # failsafe
     assert host.from_outside(8080).startswith("ERR")
+    rc, out, err = node.run("--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:22/tcp")
+    assert rc == 0 and "Allow by failsafe inbound tcp:22" in out and "Verdict: Allow" in out, out
+    rc, out, err = node.run(
+        "--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:8080/tcp", "--kernel"
+    )
+    assert rc == 0, out + err
+    assert "node-1-eth0 ingress (to the host): Deny by policy/host-deny-all ingress rule 1" in out
+    assert "(agrees)" in out and "DISAGREES" not in out and "Verdict: Deny" in out, out
     # without 22 among the failsafe ports, the policy decides
     felix(node, "  failsafeInboundHostPorts: [{protocol: TCP, port: 2222}]\n")
     rc, out, _ = node.run("--plan")
@@ -292,6 +300,11 @@ def test_do_not_track_deny_drops_in_xdp_and_allow_bypasses_a_later_deny(host):
     after = xdp_stats(node)
     assert after["dropped"] > before["dropped"], (before, after)
     assert policy_ct_entries(node) == ct_before  # nothing reached conntrack
+    rc, out, err = node.run(
+        "--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:9090/tcp", "--kernel"
+    )
+    assert rc == 0 and "untracked (XDP, before conntrack): Deny by policy/untracked" in out, out
+    assert "(agrees)" in out and "Verdict: Deny" in out, out
     # untracked Allow: the later deny-all host policy is never asked
     assert host.from_outside(8080) == f"host {node.sandbox.ext_ip}"
     assert xdp_stats(node)["allowed"] > after["allowed"]
