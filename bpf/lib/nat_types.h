@@ -72,6 +72,8 @@ struct rcl_nat_aff_val {
 #define RCL_CT_HAIRPIN 16 /* the client is its own backend: its source is NATed to the VIP too */
 #define RCL_CT_POL_SRC 32 /* policy entries: the sender's egress policy allowed the flow */
 #define RCL_CT_POL_DST 64 /* policy entries: the receiver's ingress policy allowed it */
+#define RCL_CT_POL_HOST 128 /* policy entries: a host endpoint's policy allowed it where it
+			     * crossed the endpoint (arriving or leaving) */
 
 /* rcl_ct_key.pad[0]: policy entries live beside NAT entries in one table, in
  * a key space of their own (a NAT key's pad is 0). */

@@ -21,31 +21,15 @@
 
 #include <uapi/linux/ip.h>
 #include "conntrack.h"
-#include "policy_types.h"
-
-#ifndef RCL_POL_EXACT_SIZE
-#define RCL_POL_EXACT_SIZE 262144
-#endif
-#ifndef RCL_POL_LPM_SIZE
-#define RCL_POL_LPM_SIZE 65536
-#endif
-#ifndef RCL_POL_VERDICT_SIZE
-#define RCL_POL_VERDICT_SIZE 262144
-#endif
-
-BPF_TABLE_PINNED("array", __u32, struct rcl_pol_ep, rcl_pol_ep, RCL_IFSTATE_SIZE,
-		 RCL_MAPS_DIR "/rcl_pol_ep");
-BPF_TABLE_PINNED("hash", struct rcl_pol_cls_key, struct rcl_pol_cls, rcl_pol_exact,
-		 RCL_POL_EXACT_SIZE, RCL_MAPS_DIR "/rcl_pol_exact");
-BPF_TABLE_PINNED("lpm_trie", struct rcl_pol_lpm_key, struct rcl_pol_cls, rcl_pol_lpm,
-		 RCL_POL_LPM_SIZE, RCL_MAPS_DIR "/rcl_pol_lpm", BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED("hash", struct rcl_pol_cell_key, struct rcl_pol_verdict, rcl_pol_verdict,
-		 RCL_POL_VERDICT_SIZE, RCL_MAPS_DIR "/rcl_pol_verdict");
+#include "policy_lookup.h"
 
 /* Which way a policy point looks: the pod sends (tc ingress, its egress
- * policy) or receives (tc egress, its ingress policy). */
+ * policy) or receives (tc egress, its ingress policy); or a packet arrives
+ * through a host endpoint (tc ingress) or leaves through one (tc egress). */
 #define RCL_POL_FROM_POD 1
 #define RCL_POL_TO_POD   0
+#define RCL_POL_HOST_IN  2
+#define RCL_POL_HOST_OUT 3
 
 /* rcl_pol_begin results */
 #define RCL_POL_PASS 0 /* not IPv4 (ARP...): policy does not apply */
@@ -58,13 +42,17 @@ struct rcl_pol_flow {
 	struct rcl_ct_key key; /* conntrack key (policy key space) */
 	__u32 peer;            /* _be the remote address */
 	__u32 prog;            /* the endpoint's program for this direction */
+	__u32 local;           /* _be the local side's address (after NAT, once known) */
 	__u16 dval;            /* _be destination port, or ICMP type << 8 | code */
 	__u16 sval;            /* _be source port */
 	__u8 pktflags;         /* RCL_CT_SYN/FIN/RST of this packet */
 	__u8 trackable;        /* has a flow: TCP, UDP, SCTP, UDPLite, ICMP echo */
-	__u8 side;             /* RCL_CT_POL_SRC (from the pod) or RCL_CT_POL_DST */
-	__u8 pad;
+	__u8 side;             /* RCL_CT_POL_SRC (from the pod), _DST (to it) or _HOST */
+	__u8 forced;           /* allowed without a verdict: a failsafe port, or no policy here */
 };
+
+/* The rule index recorded for a flow allowed without a verdict. */
+#define RCL_POL_RULE_FORCED 0xfffffffe
 
 static __always_inline void rcl_pol_reverse(const struct rcl_ct_key *k, struct rcl_ct_key *r)
 {
@@ -86,6 +74,7 @@ struct rcl_pol_scratch {
 	__u64 now;   /* the clock, once read (0: not yet) */
 	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
 	__u32 verdict;
+	__u32 hprog[RCL_HEP_PROGS]; /* a host endpoint's programs (rcl_pol_hep) */
 	/* Headers are read here, not into the stack: partly written stack
 	 * slots differ from path to path and keep the verifier from merging
 	 * the paths that follow (the whole NAT path, once per parse outcome). */
@@ -113,14 +102,24 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
 	__u32 slot = skb->tc_classid; /* as rcl_ifstate: the interface's slot */
+	int host = from_pod == RCL_POL_HOST_IN || from_pod == RCL_POL_HOST_OUT;
+	int to_peer = from_pod == RCL_POL_FROM_POD || from_pod == RCL_POL_HOST_OUT;
 	if (skb->protocol == rcl_htons(0x86DD))
 		return RCL_POL_DROP; /* IPv6 is not policed yet: never let it through unjudged */
 	if (skb->protocol != rcl_htons(ETH_P_IP))
 		return RCL_POL_PASS;
-	struct rcl_pol_ep *ep = rcl_pol_ep.lookup(&slot);
-	if (!ep || ep->ifindex != skb->ifindex)
-		return RCL_POL_DROP; /* an endpoint without its policy: fail closed */
-	f->prog = from_pod ? ep->prog[1] : ep->prog[0];
+	if (host) {
+		/* the program is chosen once the packet's local side is known */
+		struct rcl_pol_hep *hep = rcl_pol_hep.lookup(&slot);
+		if (!hep || hep->ifindex != skb->ifindex)
+			return RCL_POL_DROP; /* an endpoint without its policy: fail closed */
+		__builtin_memcpy(ps->hprog, hep->prog, sizeof(ps->hprog));
+	} else {
+		struct rcl_pol_ep *ep = rcl_pol_ep.lookup(&slot);
+		if (!ep || ep->ifindex != skb->ifindex)
+			return RCL_POL_DROP; /* an endpoint without its policy: fail closed */
+		f->prog = from_pod ? ep->prog[1] : ep->prog[0];
+	}
 	struct iphdr *ip = &ps->ip;
 	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)) || ip->version != 4 || ip->ihl < 5)
 		return RCL_POL_DROP;
@@ -132,8 +131,9 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	f->key.dst = ip->daddr;
 	f->key.proto = p;
 	f->key.pad[0] = RCL_CT_KEY_POLICY;
-	f->peer = from_pod ? ip->daddr : ip->saddr;
-	f->side = from_pod ? RCL_CT_POL_SRC : RCL_CT_POL_DST;
+	f->peer = to_peer ? ip->daddr : ip->saddr;
+	f->local = to_peer ? ip->saddr : ip->daddr;
+	f->side = host ? RCL_CT_POL_HOST : from_pod ? RCL_CT_POL_SRC : RCL_CT_POL_DST;
 	__u16 *l4 = (__u16 *)ps->l4;
 	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
 		if (p == IPPROTO_TCP ? rcl_skb_read(skb, l4_off, ps->l4, 14)
@@ -164,7 +164,9 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	struct rcl_ct_hit ct, *hit = &ct; /* (hits hold pointers: on the stack, where the verifier sees them) */
 	if (!rcl_ct_lookup(&f->key, now, hit))
 		return RCL_POL_NEW;
-	__u8 other = f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
+	/* a reply passes on the other side's approval; a host endpoint is one
+	 * point that sees both directions, its own approval lets replies through */
+	__u8 other = host ? RCL_CT_POL_HOST : f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
 	if (hit->val.type == RCL_CT_POL_FWD && (hit->val.flags & f->side)) {
 		rcl_ct_touch(hit, *now, f->pktflags);
 		return RCL_POL_EST;
@@ -183,61 +185,14 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	return RCL_POL_NEW;
 }
 
-/* The class of one dimension: the exact table first, then the prefixes. */
-static __always_inline __u32 rcl_pol_class(__u32 prog, __u8 kind, __u8 proto, __u16 port,
-					   __u32 addr, __u32 *flags)
-{
-	struct rcl_pol_lpm_key lk = {};
-	lk.prefixlen = 96;
-	lk.k.prog = prog;
-	lk.k.kind = kind;
-	lk.k.proto = proto;
-	lk.k.port = port;
-	lk.k.addr = addr;
-	struct rcl_pol_cls *c = rcl_pol_exact.lookup(&lk.k);
-	if (!c)
-		c = rcl_pol_lpm.lookup(&lk);
-	if (!c)
-		return 0;
-	*flags = c->flags;
-	return c->cls;
-}
-
-/* The verdict of the flow's program: RCL_POL_ALLOW or RCL_POL_DENY, and the
- * deciding rule's index in *rule. A program with no table (being removed)
- * denies. */
-static __always_inline int rcl_pol_decide(const struct rcl_pol_flow *f, __u32 *rule)
-{
-	__u32 aflags = 0, pflags = 0, sflags = 0;
-	struct rcl_pol_cell_key ck = {};
-	ck.prog = f->prog;
-	ck.aclass = rcl_pol_class(f->prog, RCL_POL_K_ADDR, 0, 0, f->peer, &aflags);
-	ck.pclass = (__u16)rcl_pol_class(f->prog, RCL_POL_K_DPORT, f->key.proto, f->dval, 0, &pflags);
-	if (pflags & RCL_POL_F_SPORT)
-		ck.sclass = (__u16)rcl_pol_class(f->prog, RCL_POL_K_SPORT, f->key.proto, f->sval, 0,
-						 &sflags);
-	struct rcl_pol_verdict *v = rcl_pol_verdict.lookup(&ck);
-	if (!v) {
-		ck.aclass = RCL_POL_ANY_CLASS;
-		ck.pclass = RCL_POL_ANY_PORT;
-		ck.sclass = RCL_POL_ANY_PORT;
-		v = rcl_pol_verdict.lookup(&ck);
-	}
-	if (!v) {
-		*rule = 0xffffffff;
-		return RCL_POL_DENY;
-	}
-	*rule = v->rule;
-	return v->action;
-}
-
 /* Judge a new packet; record an allowed flow. 1: pass, 0: drop. */
 static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps)
 {
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
-	__u32 rule;
-	if (rcl_pol_decide(f, &rule) != RCL_POL_ALLOW)
+	__u32 rule = RCL_POL_RULE_FORCED;
+	if (!f->forced &&
+	    rcl_pol_decide(f->prog, f->peer, f->key.proto, f->dval, f->sval, &rule) != RCL_POL_ALLOW)
 		return 0;
 	if (!f->trackable)
 		return 1;
@@ -278,6 +233,65 @@ static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps)
 	return 1;
 }
 
+/* A host endpoint's first look at a new arriving flow, before service NAT:
+ * a failsafe port to the host passes whatever the policy; otherwise the
+ * endpoint's preDNAT program, on the original destination, may deny it.
+ * RCL_POL_NEW or RCL_POL_DROP. */
+static __always_inline int rcl_pol_host_pre(struct rcl_pol_scratch *ps)
+{
+	struct rcl_pol_flow *f = &ps->f;
+	if (rcl_is_host_ip(f->key.dst) &&
+	    rcl_failsafe_allows(RCL_FS_IN, f->key.proto, f->dval, f->peer)) {
+		f->forced = 1;
+		return RCL_POL_NEW;
+	}
+	__u32 pre = ps->hprog[RCL_HEP_PRE];
+	__u32 rule;
+	if (pre && rcl_pol_decide(pre, f->peer, f->key.proto, f->dval, f->sval, &rule) == RCL_POL_DENY)
+		return RCL_POL_DROP;
+	return RCL_POL_NEW;
+}
+
+/* Which of a host endpoint's programs judges a new flow, once its local side
+ * (after NAT) is known: the host's own traffic meets the ingress or egress
+ * policy, forwarded traffic the applyOnForward policy, and where there is
+ * none, the flow passes (and is recorded, so that its replies pass too). A
+ * failsafe port from the host passes whatever the policy. */
+static __always_inline void rcl_pol_host_point(struct rcl_pol_scratch *ps, int arriving)
+{
+	struct rcl_pol_flow *f = &ps->f;
+	if (f->forced)
+		return;
+	int local = rcl_is_host_ip(f->local);
+	__u32 which = arriving ? (local ? RCL_HEP_IN : RCL_HEP_FWD_IN)
+			       : (local ? RCL_HEP_OUT : RCL_HEP_FWD_OUT);
+	__u32 prog = 0;
+	if (which < RCL_HEP_PROGS)
+		prog = ps->hprog[which];
+	f->prog = prog;
+	if (!prog || (local && !arriving &&
+		      rcl_failsafe_allows(RCL_FS_OUT, f->key.proto, f->dval, f->peer)))
+		f->forced = 1;
+}
+
+/* Does the packet carry our XDP program's word: allowed by an untracked
+ * (doNotTrack) rule, no further policy? */
+static __always_inline int rcl_pol_untracked(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *meta = (void *)(long)skb->data_meta;
+	if (meta + sizeof(__u32) > data)
+		return 0;
+	return *(__u32 *)meta == RCL_XDP_META_UNTRACKED;
+}
+
+/* The defaultEndpointToHostAction for a new flow from a workload to this
+ * node: 1 when it is dropped. */
+static __always_inline int rcl_pol_to_host_dropped(struct rcl_pol_flow *f, __u32 gflags)
+{
+	return (gflags & RCL_G_EP_TO_HOST_MASK) == RCL_G_EP_TO_HOST_DROP && rcl_is_host_ip(f->peer);
+}
+
 /* Never attached: `reconcile --explain --kernel` runs it through
  * BPF_PROG_TEST_RUN with a crafted packet. cb[0]: the endpoint's program id,
  * cb[1]: 1 when the pod sends (egress policy). Classifies exactly as the
@@ -308,7 +322,7 @@ static __always_inline int rcl_pol_probe(struct __sk_buff *skb)
 		f.dval = l4[1];
 	}
 	__u32 rule;
-	int action = rcl_pol_decide(&f, &rule);
+	int action = rcl_pol_decide(f.prog, f.peer, f.key.proto, f.dval, f.sval, &rule);
 	return action | ((rule & 0xffffff) << 8);
 }
 

@@ -12,10 +12,11 @@ from typing import Any
 from reconciler.compile import config_limits
 from reconciler.config import felix
 from reconciler.config.model import Resource
+from reconciler.datapath.maps import host_types as host_layout
 from reconciler.datapath.maps import policy_types as policy_layout
 from reconciler.datapath.maps.iface_types import MAX_SLOT
 from reconciler.datapath.maps.nat_types import ct_buckets_for
-from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS
+from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS, XDP_PROGRAMS
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
 
 PROG_SET = "tc"
@@ -66,11 +67,18 @@ def select_interfaces(
 
     weps: dict[str, Resource] = {}
     heps: dict[str, Resource] = {}
+    hep_all: Resource | None = None  # interfaceName "*": every host interface we manage
+    hep_ips: dict[str, Resource] = {}  # no interfaceName: found by its expectedIPs
     for r in resources:
         if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node") == node:
             iface = r.spec.get("interfaceName")
             if isinstance(iface, str) and iface and iface != "*":
                 (weps if r.kind == "WorkloadEndpoint" else heps)[iface] = r
+            elif r.kind == "HostEndpoint" and iface == "*":
+                hep_all = hep_all or r
+            elif r.kind == "HostEndpoint":
+                for ip in r.spec.get("expectedIPs") or ():
+                    hep_ips.setdefault(str(ip), r)
 
     by_name = {link.name: link for link in links}
     for iface, wep in sorted(weps.items()):
@@ -94,9 +102,12 @@ def select_interfaces(
             role, endpoint = Role.DATA, "bpfDataIfacePattern"
         elif l3_re is not None and l3_re.search(name):
             role, endpoint = Role.L3, "bpfL3IfacePattern"
-        if name in heps and role is not Role.WORKLOAD:
+        hep = heps.get(name) or next((hep_ips[a] for a in link.addresses if a in hep_ips), None)
+        if hep is None and hep_all is not None and role & (Role.DATA | Role.L3):
+            hep = hep_all
+        if hep is not None and role is not Role.WORKLOAD:
             role |= Role.HOST_ENDPOINT
-            endpoint = heps[name].ref
+            endpoint = hep.ref
         if role:
             selected.append(Selected(link, role, endpoint))
     return selected, warnings
@@ -131,7 +142,10 @@ def program_hash(source_digest: str, flags: Sequence[str]) -> str:
 
 
 def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0)}
+    return {
+        "log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0),
+        "endpoint_to_host": str(config["defaultEndpointToHostAction"]),
+    }
 
 
 CTLB_MODES = {"TCP": 0, "Enabled": 1, "Disabled": 2}  # bpf/lib/nat_types.h RCL_CTLB_*
@@ -216,7 +230,13 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     for state in states:
         slot = wanted[int(state.attrs["ifindex"])]
         name = state.address.removeprefix(prefix)
-        moved = (state.address, f"map/rcl_pol_ep/{name}", *(f"tc/{name}/{d}" for d in DIRECTIONS))
+        moved = (
+            state.address,
+            f"map/rcl_pol_ep/{name}",
+            f"map/{host_layout.MAP_HEP}/{name}",
+            f"map/{host_layout.MAP_XDP_EP}/{name}",
+            *(f"tc/{name}/{d}" for d in DIRECTIONS),
+        )
         for address in moved:
             obj = objects.get(address)
             if obj is not None:
@@ -246,6 +266,7 @@ FIXED_MAPS = {
     "rcl_nat_stats": 16,
     "rcl_ctlb_udp_rev": 65536,
     **policy_layout.SIZES,
+    **host_layout.SIZES,
 }
 
 
@@ -265,6 +286,12 @@ def compile_desired(
     can be applied to it by reconciler.compile.nat_tables.update; `context` names
     every other input (node, links, code) for that index."""
     from reconciler.compile import nat_tables as nat_compile
+    from reconciler.compile.host_policy import (
+        HostIface,
+        failsafe_entries,
+        failsafe_ports,
+        host_ip_entries,
+    )
     from reconciler.compile.policy_objects import POLICY_FLAG, policy_objects
     from reconciler.compile.services import service_fragments, service_ids
     from reconciler.datapath.maps.codecs import managed_interface
@@ -297,6 +324,8 @@ def compile_desired(
         )
     add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": slots}))
     add(Obj(f"map/{policy_layout.MAP_EP}", ObjKind.MAP, {"max_entries": slots}))
+    add(Obj(f"map/{host_layout.MAP_HEP}", ObjKind.MAP, {"max_entries": slots}))
+    add(Obj(f"map/{host_layout.MAP_XDP_STATS}", ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
         add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
@@ -321,12 +350,15 @@ def compile_desired(
         if_flags = int(sel.role) | (POLICY_FLAG if sel.role & Role.WORKLOAD else 0)
         for address, attrs in managed_interface(sel.link.ifindex, if_flags, name, slot):
             add(Obj(address, ObjKind.ENTRY, attrs))
+        tc_attrs: dict[str, Any] = {"prog": prog_ref, "slot": slot}
+        if sel.role & Role.HOST_ENDPOINT:
+            tc_attrs["hook"] = "host"  # the programs with host endpoint policy
         for direction in DIRECTIONS:
             add(
                 Obj(
                     f"tc/{name}/{direction}",
                     ObjKind.TC,
-                    {"prog": prog_ref, "slot": slot},
+                    tc_attrs,
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
                 )
             )
@@ -337,10 +369,34 @@ def compile_desired(
         for s in selected
         if s.role & Role.WORKLOAD
     ]
-    policy, policy_errors = policy_objects(resources, node, workloads)
+    hosts = [
+        HostIface(s.link.name, s.link.ifindex, slot_of[s.link.ifindex], s.endpoint.split("/", 1)[1])
+        for s in selected
+        if s.role & Role.HOST_ENDPOINT
+    ]
+    failsafe = failsafe_ports(config)
+    policy, policy_errors, notes = policy_objects(resources, node, workloads, hosts, failsafe)
     for obj in policy:
         add(obj)
     errors += policy_errors
+    warnings += notes
+    # Host protection: failsafe ports and this node's own addresses.
+    for address, info in failsafe_entries(failsafe).items():
+        add(Obj(address, ObjKind.ENTRY, {}, info))
+    for address in host_ip_entries(a for link in host.links for a in link.addresses):
+        add(Obj(address, ObjKind.ENTRY, {}))
+    # Untracked policy: our XDP program on each host endpoint that has some.
+    xdp_ifaces = sorted(
+        a.removeprefix(f"map/{host_layout.MAP_XDP_EP}/")
+        for a in objects
+        if a.startswith(f"map/{host_layout.MAP_XDP_EP}/")
+    )
+    if xdp_ifaces:
+        xdp_ref = f"xdp@{phash}"
+        add(Obj(f"prog/{xdp_ref}", ObjKind.PROG, {"programs": sorted(XDP_PROGRAMS)}))
+        for name in xdp_ifaces:
+            info = objects[f"map/{host_layout.MAP_XDP_EP}/{name}"].info
+            add(Obj(f"xdp/{name}", ObjKind.XDP, {"prog": xdp_ref}, info=dict(info)))
 
     # Services: NAT frontends and backends, packed per service, as raw bytes
     # (100k+ entries at scale, compared at C speed).

@@ -221,10 +221,10 @@ def compile_chain(chain: Chain, origins: dict[Net, str] | None = None) -> Progra
                 if cell not in decided and cell not in passed:
                     decided[cell] = tier_end
     profile_ids = list(range(start, start + len(chain.profiles)))
-    # Pass in a profile decides nothing: the end of profiles drops it.
+    # Pass in a profile decides nothing: the chain's end decides it.
     walk(profile_ids)
-    refs.append("end of profiles (drop)")
-    end = (ACTION_DENY, len(refs) - 1)
+    refs.append(chain.end_ref)
+    end = (ACTIONS[chain.end_action], len(refs) - 1)
     counts = Counter(decided.values())
     if len(decided) < universe_size:
         counts[end] += universe_size - len(decided)

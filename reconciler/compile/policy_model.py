@@ -37,6 +37,18 @@ NAME_LABEL = "projectcalico.org/name"
 DIRECTIONS = ("ingress", "egress")
 
 ALLOW, DENY, PASS, LOG = "Allow", "Deny", "Pass", "Log"
+NOMATCH = "NoMatch"  # preDNAT and untracked chains: nothing decided, the packet goes on
+
+# A host endpoint's chains: where each applies, and the rules' direction.
+HOST_CHAINS = {
+    "ingress": "ingress",  # to the host itself
+    "egress": "egress",  # from the host itself
+    "forward-ingress": "ingress",  # forwarded, arriving (applyOnForward)
+    "forward-egress": "egress",  # forwarded, leaving (applyOnForward)
+    "prednat": "ingress",  # arriving, before service NAT (preDNAT)
+    "untracked": "ingress",  # arriving, in XDP before conntrack (doNotTrack)
+}
+END_OF_PROFILES = "end of profiles (drop)"
 
 
 class PolicyError(ValueError):
@@ -150,6 +162,8 @@ class Chain:
 
     tiers: tuple[TierChain, ...]
     profiles: tuple[Rule, ...]
+    end_action: str = DENY  # when nothing decided
+    end_ref: str = END_OF_PROFILES
 
     def rules(self) -> Iterable[Rule]:
         for t in self.tiers:
@@ -209,7 +223,7 @@ def evaluate(chain: Chain, p: Packet) -> Verdict:
     decided = _walk(chain.profiles, p)
     if decided is not None and decided.action in (ALLOW, DENY):
         return Verdict(decided.action, decided.ref, "profiles")
-    return Verdict(DENY, "end of profiles (drop)", "profiles")
+    return Verdict(chain.end_action, chain.end_ref, "profiles" if chain.profiles else "")
 
 
 def _walk(rules: Iterable[Rule], p: Packet) -> Rule | None:
@@ -227,6 +241,9 @@ class Model:
     endpoints: tuple[Endpoint, ...]  # local WorkloadEndpoints
     chains: Mapping[tuple[str, str], Chain]  # (endpoint name, direction) -> chain
     peers: tuple[Peer, ...]
+    # Local HostEndpoints (interface: its interfaceName, "*", or "" when
+    # found by expectedIPs); their chains are keyed by HOST_CHAINS' names.
+    host_endpoints: tuple[Endpoint, ...] = ()
 
 
 def _labels(r: Resource) -> dict[str, str]:
@@ -258,6 +275,7 @@ class _Ctx:
         self.ns_labels: dict[str, dict[str, str]] = {}
         peers: list[Peer] = []
         local: list[Endpoint] = []
+        hosts: list[Endpoint] = []
         for r in resources:
             if r.kind == "WorkloadEndpoint":
                 peer = self._wep(r)
@@ -270,13 +288,19 @@ class _Ctx:
                 labels = self._with_profiles(_labels(r), r.spec.get("profiles"))
                 nets = _nets(r.spec.get("expectedIPs"))
                 ports = self._ports(r.spec.get("ports"))
-                peers.append(Peer(r.ref, r.kind, None, labels, nets, ports))
+                peer = Peer(r.ref, r.kind, None, labels, nets, ports)
+                peers.append(peer)
+                if r.spec.get("node") == node:
+                    profiles = tuple(str(p) for p in r.spec.get("profiles") or ())
+                    iface = str(r.spec.get("interfaceName") or "")
+                    hosts.append(Endpoint(peer, r.name, iface, profiles))
             elif r.kind in ("NetworkSet", "GlobalNetworkSet"):
                 peers.append(
                     Peer(r.ref, r.kind, r.namespace, _labels(r), _nets(r.spec.get("nets")))
                 )
         self.peers = tuple(peers)
         self.local = tuple(sorted(local, key=lambda e: e.name))
+        self.hosts = tuple(sorted(hosts, key=lambda e: e.name))
 
     def namespace_labels(self, ns: str) -> dict[str, str]:
         got = self.ns_labels.get(ns)
@@ -387,6 +411,45 @@ def _selects(ctx: _Ctx, pol: Resource, ep: Endpoint) -> bool:
     return _Selecting.of(pol).matches(ctx, ep)
 
 
+def _selects_host(pol: Resource, ep: Endpoint, chain: str) -> bool:
+    """Does a policy apply to a host endpoint at this chain? Only global
+    policies select host endpoints; doNotTrack policies are its untracked
+    chain, preDNAT ones its preDNAT chain, applyOnForward ones also its
+    forward chains."""
+    spec = pol.spec
+    if pol.kind != "GlobalNetworkPolicy":
+        return False
+    untracked, pre = bool(spec.get("doNotTrack")), bool(spec.get("preDNAT"))
+    if chain == "untracked":
+        if not untracked:
+            return False
+    elif chain == "prednat":
+        if not pre:
+            return False
+    elif untracked or pre or chain.startswith("forward") and not spec.get("applyOnForward"):
+        return False
+    ns_sel = _sel(spec.get("namespaceSelector"))
+    if ns_sel is not None and not any(isinstance(n, Global) for n in ns_sel.walk()):
+        return False  # a namespace: never a host endpoint's
+    if spec.get("serviceAccountSelector") is not None:
+        return False
+    sel = _sel(spec.get("selector"))
+    return sel is None or sel.matches(ep.peer.labels)
+
+
+def _host_chain(chain: str, tiers: list[TierChain], profiles: list[Rule]) -> Chain:
+    """A host endpoint chain's own ending: the normal chains end as a
+    workload's (profiles, then a drop); forwarded traffic passes once every
+    tier passed it; preDNAT and untracked chains have no tier ends and go on
+    when nothing matched."""
+    if chain in ("ingress", "egress"):
+        return Chain(tuple(tiers), tuple(profiles))
+    if chain.startswith("forward"):
+        return Chain(tuple(tiers), (), ALLOW, "end of tiers (forwarded: allow)")
+    open_tiers = tuple(TierChain(t.name, PASS, t.rules, t.policies) for t in tiers)
+    return Chain(open_tiers, (), NOMATCH, f"no {chain} rule matched (go on)")
+
+
 def build_model(resources: Sequence[Resource], node: str) -> Model:
     """Every local endpoint's chains; raises PolicyError for a rule that
     cannot be enforced."""
@@ -429,7 +492,32 @@ def build_model(resources: Sequence[Resource], node: str) -> Model:
                 if prof is not None:
                     prof_rules += resolver.rules(prof, f"profile/{name}", direction, ep)
             chains[(ep.name, direction)] = Chain(tuple(chain_tiers), tuple(prof_rules))
-    return Model(ctx.local, chains, ctx.peers)
+    for ep in ctx.hosts:
+        for chain_name, direction in HOST_CHAINS.items():
+            chain_tiers = []
+            by_tier = {}
+            for pol in policies:
+                if direction in _policy_types(pol.resource.spec) and _selects_host(
+                    pol.resource, ep, chain_name
+                ):
+                    by_tier.setdefault(pol.tier, []).append(pol)
+            for tier_name, pols in by_tier.items():
+                rules = []
+                for pol in pols:
+                    rules += resolver.rules(pol.resource, pol.label, direction, ep)
+                tier_res = tiers.get(tier_name)
+                default = str((tier_res.spec.get("defaultAction") if tier_res else None) or DENY)
+                chain_tiers.append(
+                    TierChain(tier_name, default, tuple(rules), tuple(p.label for p in pols))
+                )
+            prof_rules = []
+            if chain_name in ("ingress", "egress"):
+                for name in ep.profiles:
+                    prof = ctx.profiles.get(name)
+                    if prof is not None:
+                        prof_rules += resolver.rules(prof, f"profile/{name}", direction, ep)
+            chains[(ep.name, chain_name)] = _host_chain(chain_name, chain_tiers, prof_rules)
+    return Model(ctx.local, chains, ctx.peers, ctx.hosts)
 
 
 class _Resolver:

@@ -92,48 +92,57 @@ POLICY_FLAG = 16  # bpf/lib/iface_types.h RCL_IF_POLICY: on every workload inter
 
 
 def policy_objects(
-    resources: Sequence[Any], node: str, workloads: Sequence[tuple[str, int, int]]
-) -> tuple[list[Any], list[str]]:
-    """The policy entries of this node's workloads (ifname, ifindex, slot),
-    and plan-time errors (a rule that cannot be enforced, a map that would
-    overflow)."""
+    resources: Sequence[Any],
+    node: str,
+    workloads: Sequence[tuple[str, int, int]],
+    hosts: Sequence[Any] = (),
+    failsafe: Sequence[Any] = (),
+) -> tuple[list[Any], list[str], list[str]]:
+    """The policy entries of this node's workloads (ifname, ifindex, slot)
+    and host endpoints (compile.host_policy.HostIface), plan-time errors (a
+    rule that cannot be enforced, a map that would overflow) and notes (a
+    failsafe port that keeps open what a host policy denies)."""
+    from reconciler.compile import host_policy
     from reconciler.compile.policy import compile_chain
-    from reconciler.compile.policy_model import PolicyError, build_model
+    from reconciler.compile.policy_model import Chain, PolicyError, build_model
     from reconciler.plan.state import Obj, ObjKind
 
     try:
         model = build_model(resources, node)
     except PolicyError as exc:
-        return [], [str(exc)]
+        return [], [str(exc)], []
     by_iface = {ep.interface: ep for ep in model.endpoints}
     origins = _origins(model)
     programs: dict[Any, Program] = {}
     objects: dict[str, Any] = {}
     counts: dict[str, int] = {}
+
+    def program_of(chain: Chain) -> Program:
+        program = programs.get(chain)
+        if program is None:
+            program = compile_chain(chain, origins)
+            programs[chain] = program
+            for address, attrs, info in program_entries(program):
+                if address not in objects:
+                    objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
+                    name = address.split("/")[1]
+                    counts[name] = counts.get(name, 0) + 1
+        return program
+
     for ifname, ifindex, slot in workloads:
         ep = by_iface.get(ifname)
         ids = []
         for direction in ("ingress", "egress"):
-            if ep is None:
-                from reconciler.compile.policy_model import Chain
-
-                chain = Chain((), ())  # no endpoint resource: nothing allows it
-            else:
-                chain = model.chains[(ep.name, direction)]
-            program = programs.get(chain)
-            if program is None:
-                program = compile_chain(chain, origins)
-                programs[chain] = program
-                for address, attrs, info in program_entries(program):
-                    if address not in objects:
-                        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-                        name = address.split("/")[1]
-                        counts[name] = counts.get(name, 0) + 1
-            ids.append(program.prog_id)
+            # no endpoint resource: nothing allows it
+            chain = Chain((), ()) if ep is None else model.chains[(ep.name, direction)]
+            ids.append(program_of(chain).prog_id)
         address, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
         info = {"endpoint": ep.peer.ref if ep else "no WorkloadEndpoint"}
         objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-    return list(objects.values()), list(capacity_errors(counts, pl.SIZES))
+    for address, attrs, info in host_policy.host_entries(model, hosts, program_of):
+        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
+    notes = host_policy.failsafe_notes(model, hosts, failsafe)
+    return list(objects.values()), list(capacity_errors(counts, pl.SIZES)), notes
 
 
 def _origins(model: Any) -> dict[Any, str]:

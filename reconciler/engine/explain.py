@@ -19,6 +19,7 @@ from pathlib import Path
 from reconciler.compile.policy import ACTION_NAMES, compile_chain, verdict_of
 from reconciler.compile.policy_model import (
     PROTOCOLS,
+    Chain,
     Endpoint,
     Model,
     Packet,
@@ -89,29 +90,109 @@ def explain(
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
     dst_ip, dst_ep = _resolve(model, host)
-    if src_ep is None and dst_ep is None:
-        raise ExplainError(f"neither {src} nor {host} is a WorkloadEndpoint on node {node}")
-    out = []
+    src_hep, dst_hep = _host_of(model, src_ip), _host_of(model, dst_ip)
+    if src_ep is None and dst_ep is None and src_hep is None and dst_hep is None:
+        raise ExplainError(
+            f"neither {src} nor {host} is a WorkloadEndpoint or HostEndpoint on node {node}"
+        )
     sport = 40000
-    for ep, direction, peer in ((src_ep, "egress", dst_ip), (dst_ep, "ingress", src_ip)):
-        if ep is None:
-            continue
-        chain = model.chains[(ep.name, direction)]
-        packet = Packet(peer, proto, value, sport)
+    packet_to = Packet(src_ip, proto, value, sport)  # as the receiver sees its peer
+    steps: list[tuple[Endpoint, str, Chain, Packet]] = []
+    early: list[Finding] = []
+    if src_ep is not None:
+        steps.append((src_ep, "egress", model.chains[(src_ep.name, "egress")],
+                      Packet(dst_ip, proto, value, sport)))  # fmt: skip
+    if src_hep is not None:
+        fs = _failsafe(resources, node, "out", proto, value, dst_ip)
+        if fs:
+            early.append(Finding(src_hep.name, "egress (from the host)", "Allow", fs, "", 0, True))
+        else:
+            steps.append((src_hep, "egress", model.chains[(src_hep.name, "egress")],
+                          Packet(dst_ip, proto, value, sport)))  # fmt: skip
+    if dst_hep is not None:
+        early_h, steps_h = _host_ingress(resources, node, model, dst_hep, packet_to)
+        early += early_h
+        steps += steps_h
+    if dst_ep is not None:
+        steps.append((dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to))
+    out = list(early)
+    for ep, direction, chain, packet in steps:
         v = evaluate(chain, packet)
         program = compile_chain(chain)
         c = verdict_of(program, packet)
-        found = Finding(ep.name, direction, v.action, v.ref, v.tier, program.prog_id,
+        where = direction if ep.peer.kind != "HostEndpoint" else _host_label(direction)
+        found = Finding(ep.name, where, v.action, v.ref, v.tier, program.prog_id,
                         (c.action, c.ref) == (v.action, v.ref))  # fmt: skip
         if kernel_root is not None:
             a = str(ipaddress.IPv4Address(src_ip))
             b = str(ipaddress.IPv4Address(dst_ip))
-            action, rule = kernel_verdict(kernel_root, found, a, b, value, proto)
+            probe = dataclasses.replace(found, direction=direction)
+            action, rule = kernel_verdict(kernel_root, probe, a, b, value, proto)
             ref = program.refs[rule] if rule < len(program.refs) else f"no table (rule {rule})"
             agree = "agrees" if (action, ref) == (v.action, v.ref) else "DISAGREES"
             found = dataclasses.replace(found, kernel=f"{action} by {ref} ({agree})")
         out.append(found)
     return out
+
+
+def _host_of(model: Model, addr: int) -> Endpoint | None:
+    """The local HostEndpoint an address belongs to (its expectedIPs)."""
+    for ep in model.host_endpoints:
+        if any(n == (addr, 32) for n in ep.peer.nets):
+            return ep
+    return None
+
+
+_HOST_LABELS = {
+    "ingress": "ingress (to the host)",
+    "egress": "egress (from the host)",
+    "untracked": "untracked (XDP, before conntrack)",
+    "prednat": "preDNAT",
+}
+
+
+def _host_label(chain: str) -> str:
+    return _HOST_LABELS.get(chain, chain)
+
+
+def _failsafe(
+    resources: Sequence[Resource], node: str, direction: str, proto: int, port: int, remote: int
+) -> str:
+    """The failsafe port that lets this flow through, or ""."""
+    from reconciler.compile.host_policy import failsafe_ports
+    from reconciler.compile.policy_model import net_contains, net_of
+    from reconciler.config.felix import effective_config
+
+    for f in failsafe_ports(effective_config(resources, node)):
+        if f.direction != direction or f.proto != proto or f.port != port:
+            continue
+        net = net_of(f.net) if f.net else None
+        if net is None or net_contains(net, remote):
+            return f"failsafe {f.label()}"
+    return ""
+
+
+def _host_ingress(
+    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
+) -> tuple[list[Finding], list[tuple[Endpoint, str, Chain, Packet]]]:
+    """A flow arriving for the host: failsafe ports first, then the untracked
+    chain (XDP), preDNAT, and the ingress chain, as the datapath asks them."""
+    fs = _failsafe(resources, node, "in", packet.proto, packet.dport, packet.peer)
+    if fs:
+        return [Finding(hep.name, _host_label("ingress"), "Allow", fs, "", 0, True)], []
+    steps: list[tuple[Endpoint, str, Chain, Packet]] = []
+    for chain_name in ("untracked", "prednat"):
+        chain = model.chains[(hep.name, chain_name)]
+        if not chain.tiers:
+            continue
+        v = evaluate(chain, packet)
+        if v.action == "NoMatch":
+            continue
+        steps.append((hep, chain_name, chain, packet))
+        if v.action == "Deny" or chain_name == "untracked":
+            return [], steps  # denied there, or allowed untracked: no further policy
+    steps.append((hep, "ingress", model.chains[(hep.name, "ingress")], packet))
+    return [], steps
 
 
 def kernel_verdict(
@@ -127,7 +208,8 @@ def kernel_verdict(
     try:
         packet = craft(src_ip, dst_ip, value, proto)
         ctx = bytearray(68)  # struct __sk_buff up to cb[4]
-        struct.pack_into("=II", ctx, 48, finding.prog_id, 1 if finding.direction == "egress" else 0)
+        to_peer = 1 if finding.direction.startswith(("egress", "forward-egress")) else 0
+        struct.pack_into("=II", ctx, 48, finding.prog_id, to_peer)
         ret = bpfsys.prog_test_run(fd, packet, ctx=bytes(ctx)).retval
     finally:
         bpfsys.close(fd)
@@ -155,11 +237,13 @@ def render(findings: Sequence[Finding]) -> str:
     for f in findings:
         where = f" (tier {f.tier})" if f.tier else ""
         lines.append(f"{f.endpoint} {f.direction}: {f.action} by {f.ref}{where}")
-        lines.append(
-            f"  compiled program {f.prog_id:08x} agrees: {'yes' if f.compiled_agrees else 'NO'}"
-        )
+        if f.prog_id:
+            lines.append(
+                f"  compiled program {f.prog_id:08x} agrees: "
+                f"{'yes' if f.compiled_agrees else 'NO'}"
+            )
         if f.kernel:
             lines.append(f"  kernel: {f.kernel}")
-    allowed = all(f.action == "Allow" for f in findings)
+    allowed = all(f.action != "Deny" for f in findings)
     lines.append(f"Verdict: {'Allow' if allowed else 'Deny'}")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.compile.dataplane import CTLB_MODES, Host, compile_desired, keep_slots
+from reconciler.compile.host_policy import without_foreign_xdp
 from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
@@ -266,6 +267,7 @@ def make_plan(
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived, held_slots(observed))
+    desired = without_foreign_xdp(desired, observed.foreign)
     changes = diff(desired, observed)
     refuse_foreign_at_our_place(changes, observed)
     plan = Plan(

@@ -199,6 +199,7 @@ def _lib() -> ctypes.CDLL:
         "bpf_map_lookup_batch": [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp],
         "bpf_map_create": [i, cp, u32, u32, u32, vp],
         "bpf_prog_test_run_opts": [i, vp],
+        "bpf_prog_get_fd_by_id": [u32],
     }
     for name, args in sigs.items():
         fn = getattr(lib, name)
@@ -254,6 +255,11 @@ def map_info(fd: int) -> MapInfo:
         info.name.decode(errors="replace"),
         info.map_flags,
     )
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """A new fd of the loaded program with this id (the caller closes it)."""
+    return _check(_lib().bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id {prog_id}")
 
 
 def prog_info(fd: int) -> ProgInfo:

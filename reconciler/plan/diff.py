@@ -62,6 +62,7 @@ def _phase(change: Change) -> float:
         return {
             ObjKind.TC: 10,
             ObjKind.CGROUP: 10,
+            ObjKind.XDP: 10,
             ObjKind.ENTRY: 11,
             ObjKind.PROG: 12,
             ObjKind.MAP: 13,
@@ -70,10 +71,15 @@ def _phase(change: Change) -> float:
         # A policy program's tables before the endpoint entry that switches
         # to it, and that before an interface is flagged as under policy.
         return _ENTRY_PHASES.get(_map_of(change.address), 2)
-    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3}[k]
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3}[k]
 
 
-_ENTRY_PHASES = {"map/rcl_pol_ep": 2.4, "map/rcl_ifstate": 2.6}
+_ENTRY_PHASES = {
+    "map/rcl_pol_ep": 2.4,
+    "map/rcl_pol_hep": 2.4,
+    "map/rcl_xdp_ep": 2.4,
+    "map/rcl_ifstate": 2.6,
+}
 
 
 def _map_of(address: str) -> str:

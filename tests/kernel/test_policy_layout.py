@@ -60,3 +60,14 @@ def test_policy_entries_round_trip_through_their_codecs() -> None:
         assert entries.decode_one(name, key, value, entries.Context({})) == (address, attrs)
         seen.add(name)
     assert seen == {pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT}
+
+
+def test_host_protection_layouts_match_c() -> None:
+    from reconciler.datapath.maps import host_types as ht
+
+    skip_unless_kernel()
+    fields = {name: names for name, (_, names) in ht.LAYOUTS.items()}
+    mismatches = _compare(
+        "policy_types.h", fields, lambda n: ht.LAYOUTS[n][0].size, ht.field_offsets
+    )
+    assert not mismatches, "\n".join(mismatches)

@@ -91,13 +91,19 @@ def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
     return [bytes(IFSTATE.size)] * len(chunks)
 
 
+# rcl_globals.flags: defaultEndpointToHostAction (bpf/lib/iface_types.h RCL_G_EP_TO_HOST_*)
+EP_TO_HOST = {"Drop": 0, "Return": 1, "Accept": 2}
+_EP_TO_HOST_NAMES = {v: k for k, v in EP_TO_HOST.items()}
+
+
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
-    log_level, _flags = GLOBALS.unpack(value)
-    return str(U32.unpack(key)[0]), {"log_level": log_level}
+    log_level, flags = GLOBALS.unpack(value)
+    to_host = _EP_TO_HOST_NAMES.get(flags & 3, str(flags & 3))
+    return str(U32.unpack(key)[0]), {"log_level": log_level, "endpoint_to_host": to_host}
 
 
 def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(0), GLOBALS.pack(a["log_level"], 0)
+    return U32.pack(0), GLOBALS.pack(a["log_level"], EP_TO_HOST[a["endpoint_to_host"]])
 
 
 # -- service NAT maps (bpf/lib/nat_types.h) -----------------------------------
@@ -277,9 +283,11 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
 
 def _register_policy_codecs() -> None:
     # Late: the policy codecs are built from this module's Codec and Context.
+    from reconciler.datapath.maps.host_codecs import CODECS as HOST_CODECS
     from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
 
     CODECS.update(POLICY_CODECS)
+    CODECS.update(HOST_CODECS)
 
 
 _register_policy_codecs()

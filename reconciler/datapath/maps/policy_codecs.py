@@ -34,6 +34,7 @@ from reconciler.datapath.maps.policy_types import (
 )
 from reconciler.protocols import PROTO_NAMES, PROTOCOLS
 
+_ACTION_IDS = {name.lower(): value for name, value in ACTIONS.items()}
 KIND_NAMES = {KIND_ADDR: "addr", KIND_DPORT: "dport", KIND_SPORT: "sport"}
 _KIND_IDS = {v: k for k, v in KIND_NAMES.items()}
 _PROTO_IDS = {name.lower(): num for name, num in PROTOCOLS.items()}
@@ -148,7 +149,7 @@ def _verdict_encode(suffix: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes
         a, p, s = ANY_CLASS, ANY_PORT, ANY_PORT
     else:
         a, p, s = (int(x) for x in cell.split("."))
-    action = ACTIONS[str(attrs["action"]).capitalize()]
+    action = _ACTION_IDS[str(attrs["action"])]
     return pl.CELL_KEY.pack(int(prog_hex, 16), a, p, s), pl.VERDICT.pack(attrs["rule"], action)
 
 

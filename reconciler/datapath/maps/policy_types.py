@@ -8,8 +8,8 @@ import struct
 
 # Constants of bpf/lib/policy_types.h.
 KIND_ADDR, KIND_DPORT, KIND_SPORT = 0, 1, 2  # RCL_POL_K_*: what a class entry classifies
-ACTION_ALLOW, ACTION_DENY = 1, 2  # RCL_POL_ALLOW / RCL_POL_DENY
-ACTIONS = {"Allow": ACTION_ALLOW, "Deny": ACTION_DENY}
+ACTION_ALLOW, ACTION_DENY, ACTION_NOMATCH = 1, 2, 3  # RCL_POL_ALLOW / _DENY / _NOMATCH
+ACTIONS = {"Allow": ACTION_ALLOW, "Deny": ACTION_DENY, "NoMatch": ACTION_NOMATCH}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
 ANY_CLASS = 0xFFFFFFFF  # the default cell's key: address class
 ANY_PORT = 0xFFFF  # and port classes
