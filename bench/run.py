@@ -18,6 +18,9 @@ def main() -> int:
     from bench import policy_bench
 
     policy_bench.main()
+    from bench import host_bench
+
+    host_bench.main()
     from bench import layout_bench
 
     layout_bench.main()
