@@ -10,40 +10,17 @@ tests round-trip every codec. Maps that the dataplane fills itself
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.datapath.maps import nat_types as nat
+from reconciler.datapath.maps.codec_types import Attrs, Codec, Context
+from reconciler.datapath.maps.host_codecs import CODECS as HOST_CODECS
 from reconciler.datapath.maps.iface_types import GLOBALS, IFSTATE, IFSTATE_HEAD, U32, with_head
+from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
 
-Attrs = dict[str, Any]
 _PROTO_NAMES = {6: "tcp", 17: "udp"}
 _PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What decoding needs besides the bytes: interface names by index."""
-
-    ifnames: Mapping[int, str]
-
-    def ifname(self, ifindex: int) -> str:
-        return self.ifnames.get(ifindex, f"#{ifindex}")  # '#n': that interface is gone
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    # None for a key that holds no entry (an array's unused slot)
-    decode: Callable[[bytes, Any, Context], tuple[str, Attrs] | None]
-    encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
-    # The value an update writes, from the one in the kernel: for entries whose
-    # value holds fields the datapath owns (counters), which an update keeps.
-    update: Callable[[Any, Mapping[str, Any]], Any] | None = None
-    # For an array (whose keys cannot be deleted): the value that empties the
-    # entry described by `before`, from the one in the kernel; None when the
-    # slot holds something else by now (it was handed on), to be left alone.
-    clear: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 def _port_be(port: int) -> bytes:
@@ -281,13 +258,5 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
     return out
 
 
-def _register_policy_codecs() -> None:
-    # Late: the policy codecs are built from this module's Codec and Context.
-    from reconciler.datapath.maps.host_codecs import CODECS as HOST_CODECS
-    from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
-
-    CODECS.update(POLICY_CODECS)
-    CODECS.update(HOST_CODECS)
-
-
-_register_policy_codecs()
+CODECS.update(POLICY_CODECS)
+CODECS.update(HOST_CODECS)

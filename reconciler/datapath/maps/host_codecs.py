@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.datapath.maps import host_types as ht
-from reconciler.datapath.maps.codecs import Attrs, Codec, Context
+from reconciler.datapath.maps.codec_types import Attrs, Codec, Context
 from reconciler.protocols import PROTO_NAMES, PROTOCOLS
 
 _PROTO_IDS = {name.lower(): num for name, num in PROTOCOLS.items()}

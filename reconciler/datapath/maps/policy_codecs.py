@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.datapath.maps import policy_types as pl
-from reconciler.datapath.maps.codecs import Attrs, Codec, Context
+from reconciler.datapath.maps.codec_types import Attrs, Codec, Context
 from reconciler.datapath.maps.policy_types import (
     ACTION_NAMES,
     ACTIONS,
