@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from typing import TextIO
 
 LOGGER = "reconciler"
 LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
@@ -37,13 +38,53 @@ def use_color(args: argparse.Namespace, stream: object = None) -> bool:
     )
 
 
-def setup(args: argparse.Namespace) -> logging.Logger:
+class Progress(logging.Handler):
+    """Stage messages (records marked `progress`) as one line on a terminal,
+    rewritten in place, with the elapsed time; cleared when the run ends."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+        self.start = time.monotonic()
+        self.shown = False
+        self.addFilter(lambda record: bool(getattr(record, "progress", False)))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        elapsed = time.monotonic() - self.start
+        self.stream.write(f"\r\x1b[K[{elapsed:6.1f}s] {record.getMessage()}"[:200])
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def setup(args: argparse.Namespace, stream: TextIO | None = None) -> logging.Logger:
+    """Leveled, timestamped logs on stderr; and on a terminal, unless the
+    logs already say it (-v), a progress line for long stages."""
+    stream = sys.stderr if stream is None else stream
     log = logging.getLogger(LOGGER)
     for handler in list(log.handlers):  # main() may run more than once (tests)
         log.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    level = level_of(args)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(level)
     log.addHandler(handler)
-    log.setLevel(level_of(args))
+    isatty = getattr(stream, "isatty", None)
+    if level > logging.INFO and isatty is not None and isatty():
+        log.addHandler(Progress(stream))
+        level = logging.INFO
+    log.setLevel(level)
     log.propagate = False
     return log
+
+
+def finish() -> None:
+    """Clear a progress line before the result is printed."""
+    for handler in logging.getLogger(LOGGER).handlers:
+        if isinstance(handler, Progress):
+            handler.clear()

@@ -186,10 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from reconciler.cli import logs
     from reconciler.plan.plan import PlanFileError
 
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        finally:
+            logs.finish()  # the progress line goes before anything else is said
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -55,21 +55,97 @@ def change_line(change: Change) -> str:
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()
 
 
-def render_plan(plan: Plan) -> str:
-    lines = [f"Node {plan.node}, source {plan.source.get('description', '?')}", ""]
+# A map whose entries change more than this in one plan is summarised
+# (per action, with the services it touches) unless --detail is given.
+SUMMARY_THRESHOLD = 50
+NOT_ENFORCED_LISTED = 20
+_COLORS = {"+": "32", "-": "31", "~": "33", "-/+": "35"}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def _entry_table(change: Change) -> str | None:
+    if change.kind.value != "entry":
+        return None
+    parts = change.address.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "map" else None
+
+
+def _summaries(changes: tuple[Change, ...]) -> dict[tuple[str, Action], list[Change]]:
+    """The (map, action) groups large enough to summarise."""
+    groups: dict[tuple[str, Action], list[Change]] = {}
+    for c in changes:
+        table = _entry_table(c)
+        if table is not None:
+            groups.setdefault((table, c.action), []).append(c)
+    per_table: dict[str, int] = {}
+    for (table, _), group in groups.items():
+        per_table[table] = per_table.get(table, 0) + len(group)
+    return {k: g for k, g in groups.items() if per_table[k[0]] > SUMMARY_THRESHOLD}
+
+
+def summary_line(table: str, action: Action, group: list[Change]) -> str:
+    services = {c.info.get("service") for c in group if c.info.get("service")}
+    per = f" ({len(services):,} service{'s' if len(services) != 1 else ''})" if services else ""
+    noun = "entry" if len(group) == 1 else "entries"
+    return f"  {action.symbol:>3} {len(group):,} {noun} in {table}{per}"
+
+
+def render_plan(
+    plan: Plan, detail: bool = False, color: bool = False, node_source: str = ""
+) -> str:
+    """The plan as text. Large map changes are summarised per map and action
+    unless `detail`; `node_source` says where the node's name came from."""
+    origin = f" (name from {node_source})" if node_source else ""
+    lines = [f"Node {plan.node}{origin}, source {plan.source.get('description', '?')}", ""]
     for warning in plan.warnings:
-        lines.append(f"Warning: {warning}")
+        lines.append(_paint(f"Warning: {warning}", "33", color))
     for foreign in plan.foreign:
         lines.append(f"Note: not ours, left alone: {foreign}")
     if plan.warnings or plan.foreign:
         lines.append("")
+    lines += render_not_enforced(plan.not_enforced, detail)
     if plan.empty:
         lines.append("No changes. The kernel matches the configuration.")
         return "\n".join(lines) + "\n"
-    lines += [change_line(c) for c in plan.changes]
+    summarised = {} if detail else _summaries(plan.changes)
+    done: set[tuple[str, Action]] = set()
+    for c in plan.changes:
+        table = _entry_table(c)
+        key = (table, c.action) if table is not None else None
+        if key is not None and key in summarised:
+            if key not in done:
+                done.add(key)
+                line = summary_line(key[0], key[1], summarised[key])
+                lines.append(_paint(line, _COLORS[c.action.symbol], color))
+            continue
+        lines.append(_paint(change_line(c), _COLORS[c.action.symbol], color))
+    if summarised:
+        lines += ["", "(map entries summarised: --detail lists every one)"]
     s = summarize(plan.changes)
     lines += ["", f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."]
     return "\n".join(lines) + "\n"
+
+
+def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]:
+    """The "validated, not enforced on this node" section: every item when
+    few or with `detail`, else counted by reason."""
+    items = list(items)
+    if not items:
+        return []
+    out = [f"Not enforced on this node ({len(items)}): validated, but this node does not act on"]
+    if detail or len(items) <= NOT_ENFORCED_LISTED:
+        out += [f"  {item}" for item in items]
+    else:
+        reasons: dict[str, int] = {}
+        for item in items:
+            reason = item.rsplit(": not enforced: ", 1)[-1]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        out += [f"  {n:,} x {reason}" for reason, n in sorted(reasons.items())]
+        out.append("  (--detail or --json lists every one)")
+    return [*out, ""]
 
 
 def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:

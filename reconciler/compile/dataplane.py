@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.config import felix
+from reconciler.config.enforcement import not_enforced
 from reconciler.config.model import Resource
 from reconciler.datapath.maps.iface_types import MAX_SLOT
 from reconciler.datapath.maps.nat_types import ct_buckets_for
@@ -70,6 +71,14 @@ def select_interfaces(
             if isinstance(iface, str) and iface and iface != "*":
                 (weps if r.kind == "WorkloadEndpoint" else heps)[iface] = r
 
+    named = {str(r.spec.get("node")) for r in resources
+             if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node")}  # fmt: skip
+    if named and node not in named:
+        warnings.append(
+            f"no WorkloadEndpoint or HostEndpoint names node {node!r} (they name "
+            f"{', '.join(sorted(named)[:5])}{', ...' if len(named) > 5 else ''}): "
+            "is this node's name right?"
+        )
     by_name = {link.name: link for link in links}
     for iface, wep in sorted(weps.items()):
         if iface not in by_name:
@@ -97,6 +106,11 @@ def select_interfaces(
             endpoint = heps[name].ref
         if role:
             selected.append(Selected(link, role, endpoint))
+        elif prefixes and name.startswith(prefixes) and name not in weps:
+            warnings.append(
+                f"interface {name}: no WorkloadEndpoint for node {node!r} names it; "
+                "no program attached"
+            )
     return selected, warnings
 
 
@@ -269,6 +283,7 @@ def compile_desired(
     config = felix.effective_config(resources, node)
     if not config["bpfEnabled"]:
         return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+    ignored = tuple(item.render() for item in not_enforced(resources))
     selected, warnings = select_interfaces(resources, node, host.links, config)
     flags = build_flags(bpffs_root, config, host.hz)
     phash = program_hash(source_digest, flags)
@@ -356,5 +371,5 @@ def compile_desired(
     build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(
         node, True, objects, tuple(warnings), build, tuple(errors), folded.tables,
-        folded.table_info, index,
+        folded.table_info, index, not_enforced=ignored,
     )  # fmt: skip
