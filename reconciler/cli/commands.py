@@ -255,7 +255,7 @@ def status_mode(args: argparse.Namespace) -> int:
         sys.stdout.write(render_status(status))
         sys.stdout.write(render_sync(status["sync"]))
     state = status["sync"]["state"]
-    if state == "failed":
+    if state in ("failed", "unknown"):
         return EXIT_ERROR
     return EXIT_CHANGES if state in ("drifted", "out of sync") else EXIT_OK
 

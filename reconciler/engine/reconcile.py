@@ -325,7 +325,12 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
     if not observed.objects:
         return False
     deleted = {c.address for c in changes if c.action is Action.DELETE}
-    return all(address in deleted for address in observed.objects)
+
+    def goes(address: str) -> bool:  # it, or the map that holds it, is deleted
+        parts = address.split("/")
+        return any("/".join(parts[:n]) in deleted for n in range(2, len(parts) + 1))
+
+    return all(goes(address) for address in observed.objects)
 
 
 def verify(

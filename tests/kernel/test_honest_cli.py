@@ -41,7 +41,9 @@ def test_a_source_with_no_resources_is_refused_unless_allowed(node):
         assert "holds no resources (0 file(s))" in err
         assert "pass --allow-empty if that is meant; nothing was changed" in err
     rc, out, err = node.run("--plan", "--allow-empty")
-    assert rc == 2, out + err
+    # with no FelixConfiguration, bpfEnabled is false: nothing of ours on this node
+    assert rc == 0, out + err
+    assert "Warning: bpfEnabled is false: nothing of ours stays" in out
 
 
 def test_emptying_an_applied_node_needs_allow_empty(node):
@@ -49,7 +51,11 @@ def test_emptying_an_applied_node_needs_allow_empty(node):
     node.wep(FRONT)
     node.apply_converged()
     assert "rcl:tc@" in tc_filters(node, "cali-front0")
-    node.remove("felix.yaml")
+    node.remove("felix.yaml")  # resources remain, but nothing turns the dataplane on
+    rc, out, err = node.run("--apply")
+    assert rc == 1, out + err
+    assert "the plan would destroy all " in err
+    assert "(bpfEnabled is false, or no FelixConfiguration sets it)" in err
     node.remove(f"wep-{FRONT.name}.yaml")
     rc, out, err = node.run("--apply")
     assert rc == 1 and "holds no resources" in err, out + err

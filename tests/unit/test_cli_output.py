@@ -145,6 +145,14 @@ def test_destroys_everything() -> None:
     assert destroys_everything(observed, (delete,))
     assert not destroys_everything(observed, (update,))
     assert not destroys_everything(ObservedState({}, (), {}), ())
+    # a map's entries go with the map
+    table = Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": 3})
+    entry = Obj("map/rcl_ifstate/eth0", ObjKind.ENTRY, {"slot": 1})
+    both = ObservedState({table.address: table, entry.address: entry}, (), {})
+    drop = Change(Action.DELETE, table.address, ObjKind.MAP, {"max_entries": 3}, None, {})
+    assert destroys_everything(both, (drop,))
+    drop_entry = Change(Action.DELETE, entry.address, ObjKind.ENTRY, {"slot": 1}, None, {})
+    assert not destroys_everything(both, (drop_entry,))
 
 
 def test_progress_on_a_terminal_only_and_cleared() -> None:
@@ -170,3 +178,20 @@ def test_progress_on_a_terminal_only_and_cleared() -> None:
     engine.info("planned %d change(s)", 7, extra={"progress": True})
     assert verbose.getvalue().endswith(" INFO planned 7 change(s)\n")
     assert "\r" not in verbose.getvalue()
+
+
+def test_every_json_document_kind_is_documented_with_its_version() -> None:
+    from reconciler.cli import commands
+    from reconciler.plan import plan
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "json-output.md").read_text()
+    kinds = {
+        plan.DOCUMENT_KIND: plan.FORMAT_VERSION,
+        commands.VALIDATION_KIND: commands.VALIDATION_FORMAT_VERSION,
+        "reconcile.apply": commands.APPLY_FORMAT_VERSION,
+        "reconcile.status": commands.STATUS_FORMAT_VERSION,
+    }
+    for kind, version in kinds.items():
+        assert f"| `{kind}` |" in doc and f"## `{kind}` ({version})" in doc, kind
+    source = Path(commands.__file__).read_text()
+    assert set(re.findall(r'"(reconcile\.[a-z]+)"', source)) <= set(kinds)
