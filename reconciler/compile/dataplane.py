@@ -18,6 +18,12 @@ from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
 
 PROG_SET = "tc"
+# Why a state is empty: the config turned the dataplane off, or never turned it on.
+DISABLED = "bpfEnabled is false: nothing of ours stays"
+NOT_ENABLED = (
+    "bpfEnabled is false: no FelixConfiguration (default or this node's) sets it to true; "
+    "nothing of ours stays"
+)
 DIRECTIONS = ("ingress", "egress")
 
 
@@ -282,7 +288,12 @@ def compile_desired(
         host = Host(tuple(host))
     config = felix.effective_config(resources, node)
     if not config["bpfEnabled"]:
-        return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+        said = any(
+            r.kind == "FelixConfiguration" and r.name in ("default", f"node.{node}")
+            and r.spec.get("bpfEnabled") is False
+            for r in resources
+        )  # fmt: skip
+        return DesiredState(node, False, {}, (DISABLED if said else NOT_ENABLED,))
     ignored = tuple(item.render() for item in not_enforced(resources))
     selected, warnings = select_interfaces(resources, node, host.links, config)
     flags = build_flags(bpffs_root, config, host.hz)

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.compile.dataplane import CTLB_MODES, Host, compile_desired, keep_slots
+from reconciler.compile.dataplane import (
+    CTLB_MODES,
+    DISABLED,
+    NOT_ENABLED,
+    Host,
+    compile_desired,
+    keep_slots,
+)
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.config.validate import Validation, validate_source
@@ -297,8 +304,10 @@ def make_plan(
              extra=PROGRESS)  # fmt: skip
     changes = diff(desired, observed)
     log.info("planned %d change(s)", len(changes), extra=PROGRESS)
-    if not allow_empty and destroys_everything(observed, changes):
-        why = "" if desired.enabled else " (bpfEnabled is false, or no FelixConfiguration sets it)"
+    # An explicit `bpfEnabled: false` in the config is what Git says: no guard.
+    off = DISABLED in desired.warnings
+    if not allow_empty and not off and destroys_everything(observed, changes):
+        why = "" if desired.enabled else f" ({NOT_ENABLED})"
         raise EmptySource(
             f"the plan would destroy all {len(observed.objects)} object(s) this node has from "
             f"us and keep none{why}; pass --allow-empty if that is meant; nothing was changed"

@@ -43,7 +43,7 @@ def test_a_source_with_no_resources_is_refused_unless_allowed(node):
     rc, out, err = node.run("--plan", "--allow-empty")
     # with no FelixConfiguration, bpfEnabled is false: nothing of ours on this node
     assert rc == 0, out + err
-    assert "Warning: bpfEnabled is false: nothing of ours stays" in out
+    assert "Warning: bpfEnabled is false: no FelixConfiguration" in out
 
 
 def test_emptying_an_applied_node_needs_allow_empty(node):
@@ -55,7 +55,7 @@ def test_emptying_an_applied_node_needs_allow_empty(node):
     rc, out, err = node.run("--apply")
     assert rc == 1, out + err
     assert "the plan would destroy all " in err
-    assert "(bpfEnabled is false, or no FelixConfiguration sets it)" in err
+    assert "(bpfEnabled is false: no FelixConfiguration (default or this node's) sets it" in err
     node.remove(f"wep-{FRONT.name}.yaml")
     rc, out, err = node.run("--apply")
     assert rc == 1 and "holds no resources" in err, out + err
