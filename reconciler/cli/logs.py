@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from typing import TextIO
 
@@ -40,26 +41,50 @@ def use_color(args: argparse.Namespace, stream: object = None) -> bool:
 
 class Progress(logging.Handler):
     """Stage messages (records marked `progress`) as one line on a terminal,
-    rewritten in place, with the elapsed time; cleared when the run ends."""
+    rewritten in place with the elapsed time, which a ticker keeps moving
+    during a long stage; cleared when the run ends."""
+
+    TICK = 0.5
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(logging.INFO)
         self.stream = stream
         self.start = time.monotonic()
-        self.shown = False
+        self.message = ""
+        self.ticking = threading.Event()
         self.addFilter(lambda record: bool(getattr(record, "progress", False)))
 
     def emit(self, record: logging.LogRecord) -> None:
+        with self._lock():
+            self.message = record.getMessage()
+            self._draw()
+        if not self.ticking.is_set():
+            self.ticking.set()
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _lock(self) -> threading.RLock:
+        assert self.lock is not None  # logging.Handler.__init__ made it
+        return self.lock
+
+    def _draw(self) -> None:
         elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r\x1b[K[{elapsed:6.1f}s] {record.getMessage()}"[:200])
+        self.stream.write(f"\r\x1b[K[{elapsed:6.1f}s] {self.message}"[:200])
         self.stream.flush()
-        self.shown = True
+
+    def _tick(self) -> None:
+        while self.ticking.is_set():
+            time.sleep(self.TICK)
+            with self._lock():
+                if self.message:
+                    self._draw()
 
     def clear(self) -> None:
-        if self.shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.shown = False
+        self.ticking.clear()
+        with self._lock():
+            if self.message:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self.message = ""
 
 
 def setup(args: argparse.Namespace, stream: TextIO | None = None) -> logging.Logger:

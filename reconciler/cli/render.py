@@ -59,6 +59,7 @@ def change_line(change: Change) -> str:
 # (per action, with the services it touches) unless --detail is given.
 SUMMARY_THRESHOLD = 50
 NOT_ENFORCED_LISTED = 20
+NOT_ENFORCED_EXAMPLES = 4
 _COLORS = {"+": "32", "-": "31", "~": "33", "-/+": "35"}
 
 
@@ -131,7 +132,8 @@ def render_plan(
 
 def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]:
     """The "validated, not enforced on this node" section: every item when
-    few or with `detail`, else counted by reason."""
+    few or with `detail`; else every FelixConfiguration setting (a setting
+    someone expects to take effect) and the rest counted by reason."""
     items = list(items)
     if not items:
         return []
@@ -139,11 +141,17 @@ def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]
     if detail or len(items) <= NOT_ENFORCED_LISTED:
         out += [f"  {item}" for item in items]
     else:
-        reasons: dict[str, int] = {}
-        for item in items:
-            reason = item.rsplit(": not enforced: ", 1)[-1]
-            reasons[reason] = reasons.get(reason, 0) + 1
-        out += [f"  {n:,} x {reason}" for reason, n in sorted(reasons.items())]
+        settings = [i for i in items if i.startswith("FelixConfiguration/")]
+        out += [f"  {item}" for item in settings]
+        reasons: dict[str, list[str]] = {}
+        for item in (i for i in items if not i.startswith("FelixConfiguration/")):
+            where, _, reason = item.rpartition(": not enforced: ")
+            reasons.setdefault(reason, []).append(where)
+        for reason, wheres in sorted(reasons.items()):
+            shown = ", ".join(wheres[:NOT_ENFORCED_EXAMPLES])
+            extra = len(wheres) - NOT_ENFORCED_EXAMPLES
+            more = f", +{extra} more" if extra > 0 else ""
+            out.append(f"  {len(wheres):,} x {reason}: {shown}{more}")
         out.append("  (--detail or --json lists every one)")
     return [*out, ""]
 

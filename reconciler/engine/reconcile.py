@@ -234,7 +234,8 @@ def compiled_state(
         if not validation.resources:
             if not allow_empty:
                 raise EmptySource(
-                    f"{source.description} holds no resources ({validation.files} file(s)): "
+                    f"the source {source.description} holds no resources ({validation.files} "
+                    "file(s)): "
                     "applying it would remove everything this node has from us; pass "
                     "--allow-empty if that is meant; nothing was changed"
                 )

@@ -92,9 +92,17 @@ def test_not_enforced_listed_then_counted() -> None:
     assert "  GlobalNetworkPolicy/p2: not enforced: policy is not enforced" in text
     many = few * 10
     text = render.render_plan(plan_of(not_enforced=many))
-    assert "  30 x policy is not enforced" in text
+    assert (
+        "  30 x policy is not enforced: GlobalNetworkPolicy/p0, GlobalNetworkPolicy/p1, "
+        "GlobalNetworkPolicy/p2, GlobalNetworkPolicy/p0, +26 more" in text
+    )
     assert "(--detail or --json lists every one)" in text
-    assert text.count("GlobalNetworkPolicy/p") == 0
+    # FelixConfiguration settings are always listed one by one
+    felix = tuple(f"FelixConfiguration/default: spec.s{i}: not enforced: not a setting" for i in
+                  range(12))  # fmt: skip
+    text = render.render_plan(plan_of(not_enforced=many + felix))
+    assert all(f"  FelixConfiguration/default: spec.s{i}: not enforced" in text for i in range(12))
+    assert "  30 x policy is not enforced" in text
     assert render.render_plan(plan_of(not_enforced=many), detail=True).count("/p1:") == 10
 
 
@@ -155,10 +163,13 @@ def test_destroys_everything() -> None:
     assert not destroys_everything(both, (drop_entry,))
 
 
-def test_progress_on_a_terminal_only_and_cleared() -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_only_and_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.Progress, "TICK", 60.0)  # no redraw during this test
 
     engine = logging.getLogger("reconciler.engine")
     quiet = argparse.Namespace(log_level=None, verbose=0)
@@ -195,3 +206,20 @@ def test_every_json_document_kind_is_documented_with_its_version() -> None:
         assert f"| `{kind}` |" in doc and f"## `{kind}` ({version})" in doc, kind
     source = Path(commands.__file__).read_text()
     assert set(re.findall(r'"(reconcile\.[a-z]+)"', source)) <= set(kinds)
+
+
+def test_progress_keeps_the_elapsed_time_moving_during_a_long_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    monkeypatch.setattr(logs.Progress, "TICK", 0.01)
+    tty = Tty()
+    logs.setup(argparse.Namespace(log_level=None, verbose=0), tty)
+    logging.getLogger("reconciler.engine").info("compiling", extra={"progress": True})
+    time.sleep(0.2)
+    assert tty.getvalue().count("] compiling") > 2  # redrawn while nothing is logged
+    logs.finish()
+    done = tty.getvalue()
+    time.sleep(0.1)
+    assert tty.getvalue() == done  # the ticker stopped with the run
