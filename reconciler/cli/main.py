@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     # Options and paths in any order: `--validate --no-cache DIR` as well as `DIR --validate`.
     args = p.parse_intermixed_args(argv)
-    mode = next(m for m in options.MODES if getattr(args, m))
+    mode = next(m for m in options.MODES if getattr(args, m, False))
     if args.paths and not args.validate:
         p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
     wrong = options.misplaced(mode, options.given(p, argv))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 
-MODES = ("validate", "plan", "apply", "status", "watch")
-SOURCE = frozenset({"validate", "plan", "apply", "watch"})
+MODES = ("validate", "plan", "apply", "status", "watch", "explain")
+SOURCE = frozenset({"validate", "plan", "apply", "watch", "explain"})
 KERNEL = frozenset({"plan", "apply", "status", "watch"})
 CHANGING = frozenset({"plan", "apply", "watch"})
 ALL = frozenset(MODES)
@@ -25,10 +25,10 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "strict_kinds": SOURCE,
     "no_cache": SOURCE,
     "format": frozenset({"validate"}),
-    "jobs": frozenset({"validate"}),
+    "jobs": frozenset({"validate", "explain"}),
     "paths": frozenset({"validate"}),
-    "node": KERNEL,
-    "bpffs_root": KERNEL,
+    "node": KERNEL | {"explain"},
+    "bpffs_root": KERNEL | {"explain"},
     "cgroup": KERNEL,
     "state_dir": KERNEL,
     "netns": KERNEL,
@@ -37,6 +37,9 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "out": frozenset({"plan"}),
     "plan_file": frozenset({"apply"}),
     "interval": frozenset({"watch"}),
+    "src": frozenset({"explain"}),
+    "dst": frozenset({"explain"}),
+    "kernel": frozenset({"explain"}),
     "json": ALL,
     "no_color": ALL,
     "log_level": ALL,
@@ -67,6 +70,11 @@ MODE_HELP: Mapping[str, tuple[str, str]] = {
         "What is applied now. Exit 0 in sync, 2 the kernel differs from the configuration, "
         "1 the last reconcile failed.",
         "  reconcile --status\n  reconcile --status --json",
+    ),
+    "explain": (
+        "Which tier, policy and rule decide a flow for each local endpoint it crosses.",
+        "  reconcile --explain --from frontend-0 --to 10.65.0.20:8080/tcp\n"
+        "  reconcile --explain --from 10.0.0.9 --to web-0:80/tcp --kernel",
     ),
     "watch": (
         "Apply on every config change, new commit, interface event and drift check.",

@@ -133,3 +133,27 @@ def test_pre_commit_hook_from_the_repository(tmp_path: Path) -> None:
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "Failed" in failed.stdout
     assert "'tcp' is not one of" in failed.stdout
+
+
+def test_the_make_setup_venv_is_usable_by_other_users(shared_dir: Path) -> None:
+    """`make setup` builds .venv on an interpreter every user can run."""
+    python = REPO / ".venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv: make setup makes it")
+    if os.geteuid() != 0:
+        pytest.skip("runs the check as another user: needs root")
+    probe = run([*_as_nobody(), "test", "-r", str(REPO / "reconciler" / "__init__.py")])
+    if probe.returncode != 0:
+        pytest.skip(f"{REPO} itself is not readable by other users")
+    interpreter = os.path.realpath(python)
+    alone = run([*_as_nobody(), interpreter, "-c", "print('ok')"], cwd="/")
+    assert alone.returncode == 0, f"{interpreter} cannot be run by other users: {alone.stderr}"
+    cfg = shared_dir / "setup-cfg"
+    shutil.copytree(EXAMPLES, cfg)
+    for p in (cfg, *cfg.rglob("*")):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    done = run([*_as_nobody(), str(REPO / ".venv" / "bin" / "reconcile"), "--validate", str(cfg)],
+               cwd="/", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "resource(s): valid" in done.stderr
