@@ -30,7 +30,9 @@ if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ] \
   PY=/usr/bin/python3
 fi
 if [ -x "$VENV/bin/python" ] && [ "$(id -u)" = 0 ] \
-   && ! setpriv --reuid=65534 --regid=65534 --clear-groups "$(readlink -f "$VENV/bin/python")" -c '' 2>/dev/null; then
+   && ! setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c 'exec "$0" -c ""' \
+        "$(readlink -f "$VENV/bin/python")" 2>/dev/null; then
+  # (through sh: setpriv's own exec still resolves the path with root's capabilities)
   echo "setup: rebuilding $VENV with $PY: its interpreter is not usable by other users"
   rm -rf "$VENV"
 fi

@@ -73,9 +73,13 @@ def test_wheel_carries_schemas_and_bpf_sources(wheel: Path) -> None:
 
 
 def _as_nobody() -> list[str]:
+    """A prefix that runs a command as nobody. Through a shell: setpriv's own
+    execve still resolves the path with root's capabilities (they are dropped
+    by that very exec), so a root-only interpreter would seem to run."""
     if os.geteuid() != 0:
         return []  # already not root
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "/bin/sh", "-c", 'exec "$0" "$@"']  # fmt: skip
 
 
 @pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason="needs the system python3")
