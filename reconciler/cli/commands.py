@@ -249,6 +249,9 @@ def status_mode(args: argparse.Namespace) -> int:
     status = collect_status(target)
     status["version"] = version()
     status["sync"] = _sync(args, target, status["last_apply"])
+    from reconciler.cli.logs import finish
+
+    finish()
     if args.json:
         emit_json({"kind": "reconcile.status", "format_version": STATUS_FORMAT_VERSION, **status})
     else:
