@@ -83,7 +83,7 @@ def main() -> int:
             server.kill()
             server.wait()
         banner("Status")
-        reconcile("--status", *node_args)
+        reconcile("--status", *sandbox.target_args(state))
         return 0
     finally:
         banner("Teardown")

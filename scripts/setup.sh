@@ -8,7 +8,7 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for pkg in python3-bpfcc bpftool linux-headers-amd64 iproute2 iptables curl iputils-ping util-linux git gnupg openssh-client; do
+for pkg in python3-bpfcc python3-venv bpftool linux-headers-amd64 iproute2 iptables curl iputils-ping util-linux git gnupg openssh-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -18,21 +18,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# bcc looks for headers under /lib/modules/$(uname -r)/{build,source}. This
-# kernel ships none, so point them at Debian's split header trees.
-kver=$(uname -r)
-hdr_arch=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1)
-hdr_common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n1)
-if [ -z "$hdr_arch" ] || [ -z "$hdr_common" ]; then
-  echo "setup: Debian kernel headers not found under /usr/src" >&2; exit 1
-fi
-mkdir -p "/lib/modules/$kver"
-[ "$(readlink "/lib/modules/$kver/build" || true)" = "$hdr_arch" ] || ln -sfn "$hdr_arch" "/lib/modules/$kver/build"
-[ "$(readlink "/lib/modules/$kver/source" || true)" = "$hdr_common" ] || ln -sfn "$hdr_common" "/lib/modules/$kver/source"
+bash scripts/link-headers.sh
 
 # bpffs is not mounted at boot on this machine kind.
 grep -q " /sys/fs/bpf bpf " /proc/mounts || mount -t bpf bpf /sys/fs/bpf
 
+# The venv's interpreter must be one every user can run (`--validate` needs
+# no root): a pyenv under root's home (mode 700) is not. Debian's python3 is.
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ] \
+   && /usr/bin/python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  PY=/usr/bin/python3
+fi
+if [ -x "$VENV/bin/python" ] && [ "$(id -u)" = 0 ] \
+   && ! setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c 'exec "$0" -c ""' \
+        "$(readlink -f "$VENV/bin/python")" 2>/dev/null; then
+  # (through sh: setpriv's own exec still resolves the path with root's capabilities)
+  echo "setup: rebuilding $VENV with $PY: its interpreter is not usable by other users"
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi

@@ -12,7 +12,13 @@ from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.render import emit_json
 from reconciler.config.spec import open_source
-from reconciler.plan.plan import FORMAT_VERSION, Plan
+from reconciler.plan.plan import Plan
+from reconciler.version import version
+
+# JSON documents: each kind has its own format_version (docs/json-output.md)
+VALIDATION_KIND = "reconcile.validation"
+VALIDATION_FORMAT_VERSION = 1
+APPLY_FORMAT_VERSION = 1
 
 
 def source_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,7 +57,9 @@ def validate_mode(args: argparse.Namespace) -> int:
     if fmt == "json":
         emit_json(
             {
-                "format_version": FORMAT_VERSION,
+                "kind": VALIDATION_KIND,
+                "format_version": VALIDATION_FORMAT_VERSION,
+                "version": version(),
                 "valid": result.ok,
                 "files": result.files,
                 "resources": result.resource_count,
@@ -97,7 +105,9 @@ def _report_invalid(args: argparse.Namespace, exc: Any) -> None:
     if args.json:
         emit_json(
             {
-                "format_version": FORMAT_VERSION,
+                "kind": VALIDATION_KIND,
+                "format_version": VALIDATION_FORMAT_VERSION,
+                "version": version(),
                 "valid": False,
                 "diagnostics": [d.as_json() for d in diags],
             }
@@ -121,13 +131,30 @@ def _plan_or_report(
     target = _target(args)
     try:
         plan, desired, observed = make_plan(
-            lambda: open_source(spec, not args.no_cache, changed), target, fingerprint, keep_derived
+            lambda: open_source(spec, not args.no_cache, changed),
+            target,
+            fingerprint,
+            keep_derived,
+            allow_empty=getattr(args, "allow_empty", True),
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
         return None
     # The saved plan records how to re-read its source, for the staleness check.
     return dataclasses.replace(plan, source={**plan.source, "spec": spec}), desired, observed
+
+
+def render_plan(args: argparse.Namespace, plan: Plan) -> str:
+    from reconciler.cli.logs import finish, use_color
+
+    finish()
+
+    return render.render_plan(
+        plan,
+        detail=getattr(args, "detail", False),
+        color=use_color(args),
+        node_source=getattr(args, "node_source", ""),
+    )
 
 
 def plan_mode(args: argparse.Namespace) -> int:
@@ -145,7 +172,7 @@ def plan_mode(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan.as_json())
     else:
-        sys.stdout.write(render.render_plan(plan))
+        sys.stdout.write(render_plan(args, plan))
         from reconciler.cli.change_summary import print_resource_changes
 
         print_resource_changes(args, plan)
@@ -169,7 +196,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         # --watch passes that find nothing to do stay quiet
         quiet = args.json or (args.watch and plan.empty and not plan.warnings)
         if not quiet:
-            sys.stdout.write(render.render_plan(plan))
+            sys.stdout.write(render_plan(args, plan))
 
     from reconciler.cli.status_history import recorded
 
@@ -184,16 +211,22 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
                 changed=changed,
                 use_cache=not args.no_cache,
                 on_plan=show,
+                allow_empty=args.allow_empty,
             ),
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
         return EXIT_ERROR
     plan = result.plan
+    from reconciler.cli.logs import finish
+
+    finish()
     if args.json:
         emit_json(
             {
-                "format_version": FORMAT_VERSION,
+                "kind": "reconcile.apply",
+                "format_version": APPLY_FORMAT_VERSION,
+                "version": version(),
                 "plan": plan.as_json(),
                 "results": [{"address": a, "result": r} for a, r in result.applied],
                 "converged": result.converged,
@@ -218,16 +251,85 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
 
 
 def status_mode(args: argparse.Namespace) -> int:
+    """What is applied, the last reconciles, and whether the kernel still
+    matches the source the last apply used. Exit 0 in sync, 2 it differs, 1
+    the last reconcile failed."""
     from reconciler.cli.status_history import add_history, render_history
     from reconciler.observe.status import collect_status, render_status
 
     target = _target(args)
     status = add_history(collect_status(target), target.state_dir)
+    status["version"] = version()
+    status["sync"] = _sync(args, target, status["last_apply"])
+    from reconciler.cli.logs import finish
+
+    finish()
     if args.json:
-        emit_json({"format_version": FORMAT_VERSION, **status})
+        emit_json({"kind": "reconcile.status", "format_version": STATUS_FORMAT_VERSION, **status})
     else:
         sys.stdout.write(render_status(status) + render_history(status))
-    return EXIT_OK
+        sys.stdout.write(render_sync(status["sync"]))
+    state = status["sync"]["state"]
+    if state in ("failed", "unknown"):
+        return EXIT_ERROR
+    return EXIT_CHANGES if state in ("drifted", "out of sync") else EXIT_OK
+
+
+STATUS_FORMAT_VERSION = 2  # docs/status.md
+
+
+def _sync(args: argparse.Namespace, target: Any, record: dict[str, Any] | None) -> dict[str, Any]:
+    """Plan again from the source the last apply recorded: `state` is one of
+    never applied, failed, in sync, drifted (same source, the kernel moved),
+    out of sync (the source moved since), unknown (the source cannot be read)."""
+    from reconciler.config.source import SourceError
+    from reconciler.engine.reconcile import InvalidConfig, ReconcileError, make_plan
+
+    if record is None:
+        return {"state": "never applied", "changes": 0, "warnings": []}
+    if record.get("error") or record.get("converged") is False:
+        reason = record.get("error") or "not converged after apply"
+        return {"state": "failed", "reason": reason, "changes": 0, "warnings": []}
+    spec = (record.get("source") or {}).get("spec")
+    if not spec:
+        return {"state": "unknown", "reason": "the record names no source", "changes": 0,
+                "warnings": []}  # fmt: skip
+    try:
+        plan, _, _ = make_plan(lambda: open_source(spec, True), target, False, keep_derived=False)
+    except (SourceError, InvalidConfig, ReconcileError) as exc:
+        return {"state": "unknown", "reason": str(exc), "changes": 0, "warnings": []}
+    from reconciler.plan.diff import summarize
+
+    if plan.empty:
+        state = "in sync"
+    elif plan.source.get("identity") == record["source"].get("identity"):
+        state = "drifted"
+    else:
+        state = "out of sync"
+    return {
+        "state": state,
+        "changes": len(plan.changes),
+        "summary": summarize(plan.changes),
+        "warnings": list(plan.warnings),
+    }
+
+
+def render_sync(sync: dict[str, Any]) -> str:
+    lines = [f"Warning: {w}" for w in sync.get("warnings", ())]
+    state = sync["state"]
+    if state == "in sync":
+        lines.append("In sync: the kernel matches the source of the last apply.")
+    elif state == "drifted":
+        lines.append(f"Drifted: {sync['changes']} change(s) would restore the last applied "
+                     "state (reconcile --plan shows them).")  # fmt: skip
+    elif state == "out of sync":
+        lines.append(f"Out of sync: the source changed since the last apply; "
+                     f"{sync['changes']} change(s) pending (reconcile --plan).")  # fmt: skip
+    elif state == "failed":
+        lines.append(f"Last reconcile failed: {sync['reason']}")
+    elif state == "unknown":
+        lines.append(f"Sync unknown: {sync['reason']}")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def watch_mode(args: argparse.Namespace) -> int:

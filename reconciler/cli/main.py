@@ -6,22 +6,40 @@ import argparse
 import atexit
 import gc
 import os
-import socket
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
+from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from reconciler.cli.gitops_options import add_gitops_options
 from reconciler.config.source import SourceError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1: 2 means "changes present"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    """Every option, in groups. Which modes take which option is
+    reconciler.cli.options.OPTION_MODES."""
+    from reconciler.version import version
+
+    p = Parser(
         prog="reconcile",
         description="Converge this node's Calico-style eBPF dataplane to a Git-tracked config.",
+        epilog="Help for one mode, with examples: reconcile --plan --help (or --validate, ...).\n"
+        "Exit codes: 0 ok or no changes, 1 error (also usage), 2 changes present or drift, "
+        "70 internal error, 130 interrupted.",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"reconcile {version()}")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument(
         "--validate",
@@ -39,50 +57,85 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--from", dest="src", metavar="SRC", help="an endpoint name or an IP")
     why.add_argument("--to", dest="dst", metavar="DST:PORT/PROTO", help="e.g. web-0:8080/tcp")
     why.add_argument("--kernel", action="store_true", help="also ask the loaded program")
-    p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
-    p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
-    p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
-    p.add_argument(
-        "--node", default=socket.gethostname(), help="this node's name (default hostname)"
+
+    src = p.add_argument_group("source")
+    src.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
+    src.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
+    src.add_argument(
+        "--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)"
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument(
-        "--format",
-        choices=("text", "json", "junit", "sarif", "github"),
-        help="--validate output format",
-    )
-    p.add_argument(
+    src.add_argument(
         "--skip-kinds",
         metavar="KIND,...",
         default="",
         help="kinds to pass over silently (adds to .reconcile.yaml's skipKinds)",
     )
-    p.add_argument(
+    src.add_argument(
         "--ignore-paths",
         metavar="GLOB,...",
         default="",
         help="files to leave unread, as globs relative to the config root (adds to ignorePaths)",
     )
-    p.add_argument(
+    src.add_argument(
         "--strict-kinds",
         action="store_true",
-        help="--validate: a kind we have no schema for is an error, not a warning",
+        help="a kind we have no schema for is an error, not a warning",
     )
-    p.add_argument("--out", metavar="FILE", help="with --plan: save the plan")
-    p.add_argument("--plan-file", metavar="FILE", help="with --apply: apply exactly this plan")
-    p.add_argument("--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})")
-    p.add_argument(
+    src.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
+
+    val = p.add_argument_group("--validate")
+    val.add_argument(
+        "--format",
+        choices=("text", "json", "junit", "sarif", "github"),
+        help="output format (default text; --json is --format json)",
+    )
+    val.add_argument(
+        "--jobs", type=int, default=0, help="validation processes (default: all cores)"
+    )
+    val.add_argument("paths", nargs="*", metavar="PATH", help="what to validate")
+
+    node = p.add_argument_group("node")
+    node.add_argument(
+        "--node",
+        help="this node's name (default: $NODENAME, then Calico's nodename file, then the "
+        "hostname)",
+    )
+    node.add_argument(
+        "--bpffs-root", default=DEFAULT_ROOT, help=f"our pins (default {DEFAULT_ROOT})"
+    )
+    node.add_argument(
         "--cgroup",
         metavar="DIR",
         help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)",
     )
-    p.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
-    p.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
-    p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
-    p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
-    p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    node.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
+    node.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
+
+    chg = p.add_argument_group("--plan, --apply, --watch")
+    chg.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a source with no resources, or a plan that removes everything we own",
+    )
+    chg.add_argument(
+        "--detail", action="store_true", help="list every map entry (default: a summary per map)"
+    )
+    chg.add_argument("--out", metavar="FILE", help="--plan: save the plan")
+    chg.add_argument("--plan-file", metavar="FILE", help="--apply: apply exactly this plan")
+    chg.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="machine-readable output (docs/)")
+    out.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+    out.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log detail (-v info, -vv debug)"
+    )
+    out.add_argument(
+        "--log-level",
+        choices=("error", "warning", "info", "debug"),
+        help="log level on stderr (default warning)",
+    )
     add_gitops_options(p, mode)
-    p.add_argument("paths", nargs="*", metavar="PATH", help="with --validate: what to validate")
     return p
 
 
@@ -102,11 +155,28 @@ def entry() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from reconciler.cli import options
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = parser()
+    asked = [m for m in options.MODES if options.flag(m) in argv]
+    if len(asked) == 1 and ("-h" in argv or "--help" in argv):
+        options.mode_parser(p, asked[0]).print_help()
+        return EXIT_OK
     # Options and paths in any order: `--validate --no-cache DIR` as well as `DIR --validate`.
     args = p.parse_intermixed_args(argv)
+    mode = next(m for m in options.MODES if getattr(args, m, False))
     if args.paths and not args.validate:
         p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
+    wrong = options.misplaced(mode, options.given(p, argv))
+    if wrong:
+        p.error(f"--{mode} does not take {', '.join(wrong)} (see reconcile --{mode} --help)")
+    from reconciler.cli import logs
+    from reconciler.cli.nodename import resolve_node
+
+    logs.setup(args)
+    if mode != "validate":
+        args.node, args.node_source = resolve_node(args.node)
     # Plans build 100k+ small objects and nothing here makes reference cycles
     # worth chasing: the cyclic collector alone cost ~40% of compile at scale.
     # A one-shot run frees everything at exit; --watch keeps it, less eagerly.
@@ -123,10 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from reconciler.cli import logs
     from reconciler.plan.plan import PlanFileError
 
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        finally:
+            logs.finish()  # the progress line goes before anything else is said
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -143,8 +217,15 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         from reconciler.engine.reconcile import ReconcileError
-        from reconciler.engine.spec import NetnsError, UnsafeRoot
+        from reconciler.engine.spec import BpffsError, NetnsError, UnsafeRoot
 
+        if isinstance(exc, BpffsError):
+            print(
+                f"error: {exc.strerror}: {os.strerror(exc.errno or 0)}; run as root, or mount "
+                "it first (mount -t bpf bpf /sys/fs/bpf); nothing was changed",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         if isinstance(exc, ReconcileError | UnsafeRoot):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR

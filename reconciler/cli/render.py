@@ -10,6 +10,7 @@ from typing import Any
 from reconciler.config.diagnostics import Diagnostic
 from reconciler.plan.diff import Action, Change, summarize
 from reconciler.plan.plan import Plan
+from reconciler.plan.state import ObjKind
 
 
 def _attrs(attrs: Mapping[str, Any] | None) -> str:
@@ -57,21 +58,119 @@ def change_line(change: Change) -> str:
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()
 
 
-def render_plan(plan: Plan) -> str:
-    lines = [f"Node {plan.node}, source {plan.source.get('description', '?')}", ""]
+# A map whose entries change more than this in one plan is summarised
+# (per action, with the services it touches) unless --detail is given.
+SUMMARY_THRESHOLD = 50
+NOT_ENFORCED_LISTED = 20
+NOT_ENFORCED_EXAMPLES = 4
+_COLORS = {"+": "32", "-": "31", "~": "33", "-/+": "35"}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def _entry_tables(changes: tuple[Change, ...]) -> list[str | None]:
+    """For each change, the map whose entry it is (None for other objects).
+    One pass, plain string work: a plan may hold 110,000 entries."""
+    entry = ObjKind.ENTRY
+    out: list[str | None] = []
+    for c in changes:
+        table = None
+        if c.kind is entry and c.address.startswith("map/"):
+            end = c.address.find("/", 4)
+            if end > 0:
+                table = c.address[4:end]
+        out.append(table)
+    return out
+
+
+def _summaries(
+    changes: tuple[Change, ...], tables: list[str | None]
+) -> dict[tuple[str, Action], list[Change]]:
+    """The (map, action) groups to summarise: those of maps with more than
+    SUMMARY_THRESHOLD changed entries."""
+    per_table: dict[str, int] = {}
+    for table in tables:
+        if table is not None:
+            per_table[table] = per_table.get(table, 0) + 1
+    big = {t for t, n in per_table.items() if n > SUMMARY_THRESHOLD}
+    groups: dict[tuple[str, Action], list[Change]] = {}
+    if big:
+        for c, table in zip(changes, tables, strict=True):
+            if table in big:
+                groups.setdefault((table, c.action), []).append(c)
+    return groups
+
+
+def summary_line(table: str, action: Action, group: list[Change]) -> str:
+    services = {c.info.get("service") for c in group} - {None}
+    per = f" ({len(services):,} service{'s' if len(services) != 1 else ''})" if services else ""
+    noun = "entry" if len(group) == 1 else "entries"
+    return f"  {action.symbol:>3} {len(group):,} {noun} in {table}{per}"
+
+
+def render_plan(
+    plan: Plan, detail: bool = False, color: bool = False, node_source: str = ""
+) -> str:
+    """The plan as text. Large map changes are summarised per map and action
+    unless `detail`; `node_source` says where the node's name came from."""
+    origin = f" (name from {node_source})" if node_source else ""
+    lines = [f"Node {plan.node}{origin}, source {plan.source.get('description', '?')}", ""]
     for warning in plan.warnings:
-        lines.append(f"Warning: {warning}")
+        lines.append(_paint(f"Warning: {warning}", "33", color))
     for foreign in plan.foreign:
         lines.append(f"Note: not ours, left alone: {foreign}")
     if plan.warnings or plan.foreign:
         lines.append("")
+    lines += render_not_enforced(plan.not_enforced, detail)
     if plan.empty:
         lines.append("No changes. The kernel matches the configuration.")
         return "\n".join(lines) + "\n"
-    lines += [change_line(c) for c in plan.changes]
+    tables = _entry_tables(plan.changes)
+    summarised = {} if detail else _summaries(plan.changes, tables)
+    big = {table for table, _ in summarised}
+    done: set[tuple[str, Action]] = set()
+    for c, table in zip(plan.changes, tables, strict=True):
+        if table is not None and table in big:
+            key = (table, c.action)
+            if key not in done:
+                done.add(key)
+                line = summary_line(table, c.action, summarised[key])
+                lines.append(_paint(line, _COLORS[c.action.symbol], color))
+            continue
+        lines.append(_paint(change_line(c), _COLORS[c.action.symbol], color))
+    if summarised:
+        lines += ["", "(map entries summarised: --detail lists every one)"]
     s = summarize(plan.changes)
     lines += ["", f"Plan: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy."]
     return "\n".join(lines) + "\n"
+
+
+def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]:
+    """The "validated, not enforced on this node" section: every item when
+    few or with `detail`; else every FelixConfiguration setting (a setting
+    someone expects to take effect) and the rest counted by reason."""
+    items = list(items)
+    if not items:
+        return []
+    out = [f"Not enforced on this node ({len(items)}): validated, but this node does not act on"]
+    if detail or len(items) <= NOT_ENFORCED_LISTED:
+        out += [f"  {item}" for item in items]
+    else:
+        settings = [i for i in items if i.startswith("FelixConfiguration/")]
+        out += [f"  {item}" for item in settings]
+        reasons: dict[str, list[str]] = {}
+        for item in (i for i in items if not i.startswith("FelixConfiguration/")):
+            where, _, reason = item.rpartition(": not enforced: ")
+            reasons.setdefault(reason, []).append(where)
+        for reason, wheres in sorted(reasons.items()):
+            shown = ", ".join(wheres[:NOT_ENFORCED_EXAMPLES])
+            extra = len(wheres) - NOT_ENFORCED_EXAMPLES
+            more = f", +{extra} more" if extra > 0 else ""
+            out.append(f"  {len(wheres):,} x {reason}: {shown}{more}")
+        out.append("  (--detail or --json lists every one)")
+    return [*out, ""]
 
 
 def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.compile import config_limits
 from reconciler.config import felix
+from reconciler.config.enforcement import not_enforced
 from reconciler.config.model import Resource
 from reconciler.datapath.maps import host_types as host_layout
 from reconciler.datapath.maps import policy_types as policy_layout
@@ -20,6 +21,12 @@ from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS, XDP_PROG
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
 
 PROG_SET = "tc"
+# Why a state is empty: the config turned the dataplane off, or never turned it on.
+DISABLED = "bpfEnabled is false: nothing of ours stays"
+NOT_ENABLED = (
+    "bpfEnabled is false: no FelixConfiguration (default or this node's) sets it to true; "
+    "nothing of ours stays"
+)
 DIRECTIONS = ("ingress", "egress")
 
 
@@ -80,6 +87,14 @@ def select_interfaces(
                 for ip in r.spec.get("expectedIPs") or ():
                     hep_ips.setdefault(str(ip), r)
 
+    named = {str(r.spec.get("node")) for r in resources
+             if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node")}  # fmt: skip
+    if named and node not in named:
+        warnings.append(
+            f"no WorkloadEndpoint or HostEndpoint names node {node!r} (they name "
+            f"{', '.join(sorted(named)[:5])}{', ...' if len(named) > 5 else ''}): "
+            "is this node's name right?"
+        )
     by_name = {link.name: link for link in links}
     for iface, wep in sorted(weps.items()):
         if iface not in by_name:
@@ -110,6 +125,11 @@ def select_interfaces(
             endpoint = hep.ref
         if role:
             selected.append(Selected(link, role, endpoint))
+        elif prefixes and name.startswith(prefixes) and name not in weps:
+            warnings.append(
+                f"interface {name}: no WorkloadEndpoint for node {node!r} names it; "
+                "no program attached"
+            )
     return selected, warnings
 
 
@@ -300,10 +320,16 @@ def compile_desired(
         host = Host(tuple(host))
     config = felix.effective_config(resources, node)
     if not config["bpfEnabled"]:
-        return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+        said = any(
+            r.kind == "FelixConfiguration" and r.name in ("default", f"node.{node}")
+            and r.spec.get("bpfEnabled") is False
+            for r in resources
+        )  # fmt: skip
+        return DesiredState(node, False, {}, (DISABLED if said else NOT_ENABLED,))
     limit_errors = config_limits.problems(resources, node, config)
     if limit_errors:  # refused before anything is compiled (a value would not even encode)
         return DesiredState(node, True, {}, (), errors=tuple(limit_errors))
+    ignored = tuple(item.render() for item in not_enforced(resources))
     selected, warnings = select_interfaces(resources, node, host.links, config)
     flags = build_flags(bpffs_root, config, host.hz)
     phash = program_hash(source_digest, flags)
@@ -433,5 +459,5 @@ def compile_desired(
     build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(
         node, True, objects, tuple(warnings), build, tuple(errors), folded.tables,
-        folded.table_info, index,
+        folded.table_info, index, not_enforced=ignored,
     )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -17,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.compile.dataplane import CTLB_MODES, Host, compile_desired, keep_slots
+from reconciler.compile.dataplane import (
+    CTLB_MODES,
+    DISABLED,
+    NOT_ENABLED,
+    Host,
+    compile_desired,
+    keep_slots,
+)
 from reconciler.compile.host_policy import without_foreign_xdp
 from reconciler.config.model import Resource
 from reconciler.config.source import Source
@@ -39,10 +47,21 @@ from reconciler.plan.state import (
     RawTable,
     table_digest,
 )
+from reconciler.version import version
+
+# Stage messages at INFO: logs with -v, a progress line on a terminal
+# (reconciler.cli.logs); `extra={"progress": True}` marks them.
+log = logging.getLogger("reconciler.engine")
+PROGRESS = {"progress": True}
 
 
 class ReconcileError(Exception):
     """An expected failure: reported to the user, exit code 1."""
+
+
+class EmptySource(ReconcileError):
+    """The source holds no resources, or the plan would remove everything we
+    own: refused unless allowed (a wrong --config must not wipe a node)."""
 
 
 class InvalidConfig(ReconcileError):
@@ -91,6 +110,7 @@ def reconcile_once(
     use_cache: bool = True,
     on_plan: Callable[[Plan], None] = lambda plan: None,
     opener: Callable[[], Source] | None = None,
+    allow_empty: bool = True,
 ) -> Result:
     """source -> validate -> compile -> observe -> diff -> plan -> apply ->
     verify, holding the node's apply lock throughout. With `plan_file`, apply
@@ -112,18 +132,25 @@ def reconcile_once(
                 observed = None
             else:
                 plan, desired, observed = make_plan(
-                    opener or (lambda: open_source(dict(spec), use_cache, changed)), target, False
+                    opener or (lambda: open_source(dict(spec), use_cache, changed)),
+                    target,
+                    False,
+                    allow_empty=allow_empty,
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
             backends = desired.tables.get("rcl_nat_be")
             udp = udp_balanced_at_connect(plan, desired)
-            applied = execute(plan, target, backends, udp) if not plan.empty else []
+            try:
+                applied = execute(plan, target, backends, udp) if not plan.empty else []
+            except ReconcileError as exc:
+                record_applied(plan, target, 0, error=str(exc))  # --status: failed
+                raise
             # Re-observe and compare with the very state we meant to reach. The
             # NAT tables the plan read, with the keys apply wrote, let the next
             # plan recognise them: verify need not read them again.
             remaining, digests = verify(desired, target, plan, digests=observed is None)
-            record_applied(plan, target, len(applied))
+            record_applied(plan, target, len(applied), converged=not remaining)
             if not remaining:
                 dumps = applied_dumps(plan, observed) if observed is not None else {}
                 desired_cache.note_applied(
@@ -145,17 +172,23 @@ def desired_state(
     links: list[Link],
     keep_derived: bool = True,
     slots: Mapping[int, int] | None = None,
+    allow_empty: bool = True,
 ) -> DesiredState:
     """The state this node should have (compiled_state), with its interfaces
     in the rcl_ifstate slots they hold now (`slots`: observe.held_slots; see
     compile.keep_slots). The slots are not part of what is compiled or
     stored: the first plan after an apply that gave interfaces their slots
     still finds the state that apply stored."""
-    return keep_slots(compiled_state(source, target, links, keep_derived), slots or {})
+    state = compiled_state(source, target, links, keep_derived, allow_empty)
+    return keep_slots(state, slots or {})
 
 
 def compiled_state(
-    source: Source, target: Target, links: list[Link], keep_derived: bool = True
+    source: Source,
+    target: Target,
+    links: list[Link],
+    keep_derived: bool = True,
+    allow_empty: bool = True,
 ) -> DesiredState:
     """Validate and compile, or reuse what earlier runs compiled.
 
@@ -171,7 +204,9 @@ def compiled_state(
     - otherwise validate and compile everything.
     Only valid configurations are ever stored. `keep_derived=False` (a plan
     that will not be applied) does not store a state derived incrementally:
-    deriving it again costs less than writing and reading it."""
+    deriving it again costs less than writing and reading it. A source with
+    no resources raises EmptySource unless `allow_empty`; its state is never
+    stored, so a stored state always came from resources."""
     host = host_facts(target, links)
     digest = build.source_digest()
     context = hashlib.sha256(
@@ -204,6 +239,15 @@ def compiled_state(
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
             raise InvalidConfig(validation)
+        if not validation.resources:
+            if not allow_empty:
+                raise EmptySource(
+                    f"the source {source.description} holds no resources ({validation.files} "
+                    "file(s)): "
+                    "applying it would remove everything this node has from us; pass "
+                    "--allow-empty if that is meant; nothing was changed"
+                )
+            cached = None
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
@@ -252,24 +296,43 @@ def make_plan(
     target: Target,
     fingerprint: bool = True,
     keep_derived: bool = True,
+    allow_empty: bool = True,
 ) -> tuple[Plan, DesiredState, ObservedState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
     the observed state when the plan will not be saved or compared. `source`
     may be a function that opens it: it is called once the kernel is being
     read, so opening the source and reading the NAT tables overlap. Returns
-    what was observed too (apply records its NAT tables, see verify)."""
+    what was observed too (apply records its NAT tables, see verify).
+    Without `allow_empty`, an empty source or a plan that destroys every
+    object we own raises EmptySource."""
+    log.info("observing the kernel", extra=PROGRESS)
     if target.snapshot is not None:
         observed, links = target.snapshot.observed, list(target.snapshot.links)
     else:  # first: a bad --netns fails here
         observed, links = observe(target.bpffs_root, target.netns)
+    log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
+             len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
         source = source()
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root)
-    desired = desired_state(source, target, links, keep_derived, held_slots(observed))
+    log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
+    desired = desired_state(source, target, links, keep_derived, held_slots(observed), allow_empty)
     desired = without_foreign_xdp(desired, observed.foreign)
+    entries = sum(len(t) for t in desired.tables.values())
+    log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,
+             extra=PROGRESS)  # fmt: skip
     changes = diff(desired, observed)
     refuse_foreign_at_our_place(changes, observed)
+    log.info("planned %d change(s)", len(changes), extra=PROGRESS)
+    # An explicit `bpfEnabled: false` in the config is what Git says: no guard.
+    off = DISABLED in desired.warnings
+    if not allow_empty and not off and destroys_everything(observed, changes):
+        why = "" if desired.enabled else f" ({NOT_ENABLED})"
+        raise EmptySource(
+            f"the plan would destroy all {len(observed.objects)} object(s) this node has from "
+            f"us and keep none{why}; pass --allow-empty if that is meant; nothing was changed"
+        )
     plan = Plan(
         node=target.node,
         source={"identity": source.identity, "description": source.description},
@@ -279,8 +342,25 @@ def make_plan(
         build=desired.build,
         warnings=desired.warnings,
         foreign=observed.foreign,
+        not_enforced=desired.not_enforced,
+        version=version(),
     )
     return plan, desired, observed
+
+
+def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) -> bool:
+    """Would these changes delete every object we own now (a node wiped)?"""
+    from reconciler.plan.diff import Action
+
+    if not observed.objects:
+        return False
+    deleted = {c.address for c in changes if c.action is Action.DELETE}
+
+    def goes(address: str) -> bool:  # it, or the map that holds it, is deleted
+        parts = address.split("/")
+        return any("/".join(parts[:n]) in deleted for n in range(2, len(parts) + 1))
+
+    return all(goes(address) for address in observed.objects)
 
 
 def verify(
@@ -458,8 +538,11 @@ def execute(
 
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
+    total = len(plan.changes)
     try:
-        for change in plan.changes:
+        for done, change in enumerate(plan.changes):
+            if done % 1024 == 0:
+                log.info("applying: %d of %d change(s) done", done, total, extra=PROGRESS)
             try:
                 results.append((change.address, executor.run(change)))
             except Exception as exc:
@@ -550,16 +633,20 @@ def socket_ip(raw: bytes) -> str:
     return socket.inet_ntoa(raw)
 
 
-def record_applied(plan: Plan, target: Target, applied: int) -> None:
-    """Remember what the kernel was converged to. A no-op pass from the same
-    source keeps the record of the apply that last changed something."""
+def record_applied(
+    plan: Plan, target: Target, applied: int, converged: bool = True, error: str = ""
+) -> None:
+    """Remember what the kernel was converged to, or that the pass failed
+    (`error`, or not `converged`). A no-op pass from the same source keeps
+    the record of the apply that last changed something, unless that failed."""
     previous = target.state_dir / "applied.json"
-    if plan.empty and previous.exists():
+    if plan.empty and converged and not error and previous.exists():
         try:
             old = json.loads(previous.read_text())
         except (OSError, ValueError):
             old = {}
-        if old.get("source", {}).get("identity") == plan.source.get("identity"):
+        same = old.get("source", {}).get("identity") == plan.source.get("identity")
+        if same and old.get("converged", True) and not old.get("error"):
             return
     target.state_dir.mkdir(parents=True, exist_ok=True)
     record = {
@@ -568,6 +655,9 @@ def record_applied(plan: Plan, target: Target, applied: int) -> None:
         "applied_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "changes_applied": applied,
         "bpffs_root": plan.bpffs_root,
+        "converged": converged and not error,
+        "error": error,
+        "version": version(),
     }
     tmp = target.state_dir / "applied.json.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -7,13 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.engine.reconcile import Target, default_state_dir
-from reconciler.kernel.bpf import UnsafeRoot
+from reconciler.kernel.bpf import BpffsError, UnsafeRoot
 from reconciler.kernel.cgroup import cgroup2_mount
 from reconciler.kernel.privileges import require_privileges
 from reconciler.kernel.pyroute import link_changes
 from reconciler.kernel.rtnetlink import NetnsError
 
-__all__ = ["NetnsError", "UnsafeRoot", "link_changes", "make_target", "require_privileges"]
+__all__ = [
+    "BpffsError",
+    "NetnsError",
+    "UnsafeRoot",
+    "link_changes",
+    "make_target",
+    "require_privileges",
+]
 
 
 def make_target(

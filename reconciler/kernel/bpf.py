@@ -550,6 +550,10 @@ def check_root(path: str) -> None:
             raise UnsafeRoot(f"{parent}, above bpffs root {path}, can be changed by other users")
 
 
+class BpffsError(OSError):
+    """bpffs is not mounted and could not be (no privilege, no kernel support)."""
+
+
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it)
     exists, created 0700 and ours alone (check_root; UnsafeRoot otherwise)."""
@@ -557,10 +561,10 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
         mounted = any(line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts)
     if not mounted:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p] * 4 + [ctypes.c_ulong, ctypes.c_void_p]
+        libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"mount bpffs at {mountpoint}: {os.strerror(err)}")
+            raise BpffsError(err, f"bpffs is not mounted at {mountpoint} and mounting it failed")
     Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
     check_root(path)
 

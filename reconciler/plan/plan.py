@@ -10,6 +10,7 @@ from typing import Any
 from reconciler.plan.diff import Change, summarize
 
 FORMAT_VERSION = 1
+DOCUMENT_KIND = "reconcile.plan"  # each JSON document type has its own kind and version (docs/)
 
 
 class PlanFileError(Exception):
@@ -26,6 +27,10 @@ class Plan:
     build: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     foreign: tuple[str, ...] = ()
+    # validated but not acted on by this node (DesiredState.not_enforced)
+    not_enforced: tuple[str, ...] = ()
+    # the reconcile version that made the plan
+    version: str = ""
 
     @property
     def empty(self) -> bool:
@@ -33,6 +38,7 @@ class Plan:
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "kind": DOCUMENT_KIND,
             "format_version": FORMAT_VERSION,
             "node": self.node,
             "source": dict(self.source),
@@ -43,6 +49,8 @@ class Plan:
             "changes": [c.as_json() for c in self.changes],
             "warnings": list(self.warnings),
             "foreign": list(self.foreign),
+            "not_enforced": list(self.not_enforced),
+            "version": self.version,
         }
 
     @classmethod
@@ -61,6 +69,8 @@ class Plan:
                 data.get("build", {}),
                 tuple(data.get("warnings", ())),
                 tuple(data.get("foreign", ())),
+                tuple(data.get("not_enforced", ())),
+                str(data.get("version", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanFileError(f"not a plan file: {exc}") from exc

@@ -69,6 +69,9 @@ class DesiredState:
     kernel_dumps: Mapping[str, AppliedDump] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # What the configuration says that this node validates but does not act
+    # on ("Kind/name: field: not enforced: why"), for the plan to list.
+    not_enforced: tuple[str, ...] = field(default=(), compare=False)
 
     def kernel_mark(self, table: str) -> Mark | None:
         """The Mark of one table (reconciler.plan.state.recognised), or None."""

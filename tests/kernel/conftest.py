@@ -135,7 +135,9 @@ class Node:
         desired_cache._newest.clear()
         desired_cache._applied.clear()
         self.capsys.readouterr()
-        rc = main([mode, *self.args(*extra)])
+        # --status takes only the target: it re-reads the source its last apply recorded
+        args = self.sandbox.target_args(str(self.state)) if mode == "--status" else self.args()
+        rc = main([mode, *args, *extra])
         out, err = self.capsys.readouterr()
         return rc, out, err
 

@@ -24,10 +24,75 @@ def test_failures_map_to_exit_codes(monkeypatch, capsys, exc, code, message):
     assert message in capsys.readouterr().err
 
 
-def test_modes_are_exclusive_and_one_is_required(capsys):
+def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
+    from reconciler.engine.spec import BpffsError
+
+    def fail(_args):
+        raise BpffsError(1, "bpffs is not mounted at /sys/fs/bpf and mounting it failed")
+
+    monkeypatch.setattr(modes, "plan_mode", fail)
+    assert cli.main(["--plan", "--config", "."]) == 1
+    assert capsys.readouterr().err == (
+        "error: bpffs is not mounted at /sys/fs/bpf and mounting it failed: Operation not "
+        "permitted; run as root, or mount it first (mount -t bpf bpf /sys/fs/bpf); nothing "
+        "was changed\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--plan", "--apply"], "argument --apply: not allowed with argument --plan"),
+        ([], "one of the arguments --validate --plan --apply --status --watch --explain --install-hooks --snapshot is required"),
+        (["--plan", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--plan", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
+        (["--plan", "--conf", "x"], "unrecognized arguments: --conf"),  # no abbreviations
+        (["--validate", "--out", "p.json"], "--validate does not take --out"),
+        (["--status", "--config", "x"], "--status does not take --config"),
+        (["--plan", "--format=json"], "--plan does not take --format"),
+        (["--apply", "--interval", "5"], "--apply does not take --interval"),
+        (["--plan", "somedir"], "PATH arguments are only taken by --validate"),
+    ],
+)
+def test_usage_errors_exit_1_never_2(capsys, argv, message):
+    """2 means "changes present": a typo must never read as pending changes."""
     with pytest.raises(SystemExit) as err:
-        cli.main(["--plan", "--apply"])
-    assert err.value.code == 2
-    with pytest.raises(SystemExit):
-        cli.main([])
-    assert "one of the arguments" in capsys.readouterr().err
+        cli.main(argv)
+    assert err.value.code == 1
+    err_text = capsys.readouterr().err
+    assert err_text.startswith("usage: reconcile")
+    assert message in err_text
+
+
+def test_every_option_is_in_the_mode_table():
+    from reconciler.cli import options
+
+    dests = {a.dest for a in cli.parser()._actions} - {"help", "version", *options.MODES}
+    assert dests <= set(options.OPTION_MODES)
+    for dest, modes_taking in options.OPTION_MODES.items():
+        assert modes_taking <= set(options.MODES), dest
+
+
+def test_version(capsys):
+    from reconciler.version import version
+
+    with pytest.raises(SystemExit) as err:
+        cli.main(["--version"])
+    assert err.value.code == 0
+    assert capsys.readouterr().out == f"reconcile {version()}\n"
+
+
+@pytest.mark.parametrize("mode", ["validate", "plan", "apply", "status", "watch"])
+def test_per_mode_help_lists_only_that_modes_options_with_examples(capsys, mode):
+    from reconciler.cli import options
+
+    assert cli.main([f"--{mode}", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: reconcile --{mode}")
+    assert f"examples:\n  reconcile --{mode}" in out
+    for action in cli.parser()._actions:
+        takes = options.OPTION_MODES.get(action.dest)
+        if takes is None or not action.option_strings:
+            continue
+        flag = action.option_strings[-1]
+        assert (flag in out) == (mode in takes), flag

@@ -49,12 +49,20 @@ def test_interface_selection_by_role():
         "eth0": Role.DATA | Role.HOST_ENDPOINT,
         "ens3": Role.DATA,
     }
-    assert warnings == []
+    # a pod interface here whose WorkloadEndpoint is another node's gets no program, and a word
+    assert warnings == ["interface cali2: no WorkloadEndpoint for node 'n1' names it; "
+                        "no program attached"]  # fmt: skip
 
 
 def test_other_nodes_endpoints_and_unmatched_interfaces_ignored():
-    got, _ = roles([FELIX, WEP_OTHER])
+    got, warnings = roles([FELIX, WEP_OTHER])
     assert "cali2" not in got and "docker0" not in got and "lo" not in got
+    assert warnings == [
+        "no WorkloadEndpoint or HostEndpoint names node 'n1' (they name n2): is this node's "
+        "name right?",
+        "interface cali1: no WorkloadEndpoint for node 'n1' names it; no program attached",
+        "interface cali2: no WorkloadEndpoint for node 'n1' names it; no program attached",
+    ]
 
 
 def test_interface_exclude_regex_and_l3_pattern():
@@ -84,7 +92,11 @@ def test_missing_workload_interface_is_a_warning():
     wep = res("WorkloadEndpoint", "w9", {"node": "n1", "interfaceName": "cali9"}, "ns")
     got, warnings = roles([FELIX, wep])
     assert "cali9" not in got
-    assert warnings == ["WorkloadEndpoint/ns/w9: interface cali9 does not exist on this node (yet)"]
+    assert warnings == [
+        "WorkloadEndpoint/ns/w9: interface cali9 does not exist on this node (yet)",
+        "interface cali1: no WorkloadEndpoint for node 'n1' names it; no program attached",
+        "interface cali2: no WorkloadEndpoint for node 'n1' names it; no program attached",
+    ]
 
 
 def test_wep_interface_without_prefix_is_ignored_with_warning():

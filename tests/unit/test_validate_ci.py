@@ -73,7 +73,7 @@ def test_options_and_paths_in_any_order(repo: Path, capsys: Any, argv: list[str]
 def test_paths_need_validate(repo: Path, capsys: Any) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--plan", str(repo)])
-    assert exc.value.code == 2
+    assert exc.value.code == 1  # a usage error; 2 means changes present
     assert "PATH arguments are only taken by --validate" in capsys.readouterr().err
 
 

@@ -1,0 +1,144 @@
+"""What a new operator meets on a real node: an empty or wrong source is
+refused instead of wiping the node, plans list what is validated but not
+enforced and the pod interfaces nobody configured, and --status says by its
+exit code whether the kernel still matches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.kernel.conftest import PODS
+
+FRONT, BACK = PODS
+
+FELIX_EXTRA = """\
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: default
+spec:
+  bpfEnabled: true
+  bpfDataIfacePattern: "^eth"
+  bpfEnforceRPF: Strict
+  prometheusMetricsEnabled: true
+  healthPort: 9099
+"""
+
+
+def tc_filters(node, iface: str) -> str:
+    return subprocess.run(
+        ["tc", "-n", node.sandbox.node, "filter", "show", "dev", iface, "ingress"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_a_source_with_no_resources_is_refused_unless_allowed(node):
+    # a directory without YAML, as `--config .` in the wrong place
+    for mode in ("--plan", "--apply"):
+        rc, out, err = node.run(mode)
+        assert rc == 1, out + err
+        assert "holds no resources (0 file(s))" in err
+        assert "pass --allow-empty if that is meant; nothing was changed" in err
+    rc, out, err = node.run("--plan", "--allow-empty")
+    # with no FelixConfiguration, bpfEnabled is false: nothing of ours on this node
+    assert rc == 0, out + err
+    assert "Warning: bpfEnabled is false: no FelixConfiguration" in out
+
+
+def test_emptying_an_applied_node_needs_allow_empty(node):
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    assert "rcl:tc@" in tc_filters(node, "cali-front0")
+    node.remove("felix.yaml")  # resources remain, but nothing turns the dataplane on
+    rc, out, err = node.run("--apply")
+    assert rc == 1, out + err
+    assert "the plan would destroy all " in err
+    assert "(bpfEnabled is false: no FelixConfiguration (default or this node's) sets it" in err
+    node.remove(f"wep-{FRONT.name}.yaml")
+    rc, out, err = node.run("--apply")
+    assert rc == 1 and "holds no resources" in err, out + err
+    assert "rcl:tc@" in tc_filters(node, "cali-front0")  # untouched
+    rc, out, err = node.run("--apply", "--allow-empty")
+    assert rc == 0, out + err
+    assert "- tc/cali-front0/ingress" in out
+    assert tc_filters(node, "cali-front0") == ""
+    rc, out, err = node.run("--plan", "--allow-empty")
+    assert rc == 0 and "No changes." in out, out + err
+
+
+def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
+    node.write("felix.yaml", FELIX_EXTRA)
+    node.wep(FRONT)  # cali-back0 exists, but no WorkloadEndpoint names it
+    rc, out, err = node.run("--plan")
+    assert rc == 2, out + err
+    for field in ("bpfEnforceRPF", "healthPort", "prometheusMetricsEnabled"):
+        assert (
+            f"  FelixConfiguration/default: spec.{field}: not enforced: not a setting this "
+            "node's datapath has" in out
+        )
+    assert "WorkloadEndpoint/shop/front0: spec.orchestrator: not enforced" in out
+    assert (
+        "Warning: interface cali-back0: no WorkloadEndpoint for node 'node-1' names it; "
+        "no program attached" in out
+    )
+    rc, out, _ = node.run("--plan", "--json")
+    plan = json.loads(out)
+    assert "FelixConfiguration/default: spec.healthPort: not enforced: not a setting this " \
+        "node's datapath has" in plan["not_enforced"]  # fmt: skip
+    assert plan["version"]
+    node.apply_converged()
+    # a WorkloadEndpoint whose interface is not there (yet)
+    node.write(
+        "wep-ghost.yaml",
+        (node.config / f"wep-{FRONT.name}.yaml").read_text()
+        .replace("name: front0", "name: ghost").replace("cali-front0", "cali-ghost"),
+    )  # fmt: skip
+    rc, out, _ = node.run("--plan")
+    assert "Warning: WorkloadEndpoint/shop/ghost: interface cali-ghost does not exist" in out
+
+
+def test_status_exit_codes_in_sync_drifted_out_of_sync_failed(node, monkeypatch):
+    rc, out, _ = node.run("--status", "--json")
+    assert rc == 0 and json.loads(out)["sync"]["state"] == "never applied"
+    node.felix()
+    node.wep(FRONT)
+    node.apply_converged()
+    rc, out, _ = node.run("--status")
+    assert rc == 0, out
+    assert "In sync: the kernel matches the source of the last apply." in out
+    assert "Warning: interface cali-back0: no WorkloadEndpoint" in out
+
+    # a hand edit: our filter removed behind our back
+    subprocess.run(
+        ["tc", "-n", node.sandbox.node, "filter", "del", "dev", "cali-front0", "ingress"],
+        check=True,
+    )
+    rc, out, _ = node.run("--status", "--json")
+    status = json.loads(out)
+    assert rc == 2, out
+    assert status["sync"]["state"] == "drifted" and status["sync"]["changes"] >= 1
+    assert status["version"] and status["format_version"] == 2
+    node.apply_converged()
+
+    node.wep(BACK)  # the source moved on, not yet applied
+    rc, out, _ = node.run("--status")
+    assert rc == 2, out
+    assert "Out of sync: the source changed since the last apply" in out
+
+    from reconciler.apply import executor
+
+    def broken(self, change):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(executor.Executor, "run", broken)
+    rc, out, err = node.run("--apply")
+    assert rc == 1 and "apply failed at" in err, out + err
+    rc, out, _ = node.run("--status")
+    assert rc == 1, out
+    assert "Last reconcile failed: apply failed at" in out
+    monkeypatch.undo()
+    node.apply_converged()
+    rc, out, _ = node.run("--status")
+    assert rc == 0, out
