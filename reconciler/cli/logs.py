@@ -25,9 +25,12 @@ class _Formatter(logging.Formatter):
 
 
 def level_of(args: argparse.Namespace) -> int:
+    """--log-level, else -v/-vv; by default warnings, and for --watch (a
+    long-running agent whose passes are its output) info."""
     if args.log_level:
         return LEVELS[args.log_level]
-    return {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    quiet = logging.INFO if getattr(args, "watch", False) else logging.WARNING
+    return {0: quiet, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
 
 
 def use_color(args: argparse.Namespace, stream: object = None) -> bool:
