@@ -26,6 +26,7 @@ from reconciler.datapath.programs import (
     TC_PROGRAMS,
 )
 from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
 
@@ -76,7 +77,8 @@ class Executor:
 
     # -- programs -------------------------------------------------------
     def _prog(self, change: Change) -> str:
-        prog_set, _, phash = change.address.removeprefix("prog/").partition("@")
+        address = Address.parse(change.address)
+        prog_set, phash = address.prog_set, address.prog_hash
         if change.action is Action.DELETE:
             target = Path(self.root) / "progs" / (f"{prog_set}-{phash}" if phash else prog_set)
             for pin in target.glob("*"):
@@ -101,7 +103,7 @@ class Executor:
 
     # -- maps -----------------------------------------------------------
     def _map(self, change: Change) -> str:
-        name = change.address.removeprefix("map/")
+        name = Address.parse(change.address).map
         pin = Path(self.root) / "maps" / name
         if change.action is Action.CREATE:
             return "created"  # maps are created by the program build that uses them
@@ -130,34 +132,35 @@ class Executor:
 
     # -- map entries ----------------------------------------------------
     def _entry(self, change: Change) -> str:
-        name, _ = entries.split(change.address)
+        address = Address.parse(change.address)
+        name, text = address.map, address.key or ""
         fd = self._map_fd(name)
         if change.action is Action.DELETE:
-            key, _ = entries.encode(change.address, change.before or {})
-            if entries.cleared_by_write(change.address):
-                gone = self._clear(fd, change.address, key, change.before)
+            key, _ = entries.encode(name, text, change.before or {})
+            if entries.cleared_by_write(name):
+                gone = self._clear(fd, name, key, change.before)
             else:
                 gone = bpfsys.map_delete(fd, key)
             return "deleted" if gone else "unchanged"
-        key, value = entries.encode(change.address, change.after or {})
-        if change.action is Action.UPDATE and entries.keeps_kernel_fields(change.address):
+        key, value = entries.encode(name, text, change.after or {})
+        if change.action is Action.UPDATE and entries.keeps_kernel_fields(name):
             # from the entry's current key: an array entry may move to another slot
-            old_key, _ = entries.encode(change.address, change.before or {})
+            old_key, _ = entries.encode(name, text, change.before or {})
             current = bpfsys.map_lookup(fd, old_key)
             if current is not None:
-                value = entries.updated(change.address, current, change.after or {})
+                value = entries.updated(name, current, change.after or {})
             bpfsys.map_update(fd, key, value)
-            if old_key != key and entries.cleared_by_write(change.address):
-                self._clear(fd, change.address, old_key, change.before)
+            if old_key != key and entries.cleared_by_write(name):
+                self._clear(fd, name, old_key, change.before)
             return "updated"
         bpfsys.map_update(fd, key, value)
         return "created" if change.action is Action.CREATE else "updated"
 
     @staticmethod
-    def _clear(fd: int, address: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
+    def _clear(fd: int, name: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
         """Empty an array slot, if it still holds what `before` describes."""
         current = bpfsys.map_lookup(fd, key)
-        value = None if current is None else entries.cleared(address, current, before or {})
+        value = None if current is None else entries.cleared(name, current, before or {})
         if value is None:
             return False
         bpfsys.map_update(fd, key, value)
@@ -167,13 +170,13 @@ class Executor:
     def _cgroup(self, change: Change) -> str:
         from reconciler.kernel import bpf_links
 
-        hook = change.address.removeprefix("cgroup/")
+        hook = Address.parse(change.address).hook
         pin = Path(self.root) / "links" / hook
         if change.action is Action.DELETE:
             pin.unlink(missing_ok=True)  # the last reference: the link detaches
             return "deleted"
         after = change.after or {}
-        prog_set, _, phash = after["prog"].partition("@")
+        prog_set, phash = split_prog_ref(after["prog"])
         prog_fd = bpfsys.obj_get(
             str(build.set_dir(self.root, prog_set, phash) / CONNECT_PROGRAMS[hook])
         )
@@ -201,7 +204,8 @@ class Executor:
 
     # -- tc -------------------------------------------------------------
     def _tc(self, change: Change) -> str:
-        _, ifname, direction = change.address.split("/")
+        address = Address.parse(change.address)
+        ifname, direction = address.iface, address.direction
         ipr = self._route()
         found = ipr.link_lookup(ifname=ifname)
         if not found:
@@ -213,7 +217,7 @@ class Executor:
             return "deleted"
         after = change.after or {}
         prog_ref = after["prog"]
-        prog_set, _, phash = prog_ref.partition("@")
+        prog_set, phash = split_prog_ref(prog_ref)
         pin = build.set_dir(self.root, prog_set, phash) / f"rcl_tc_{direction}"
         fd = bpfsys.obj_get(str(pin))
         try:

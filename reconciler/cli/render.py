@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Diagnostic
+from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, summarize
 from reconciler.plan.plan import Plan
 
@@ -47,8 +48,8 @@ def change_line(change: Change) -> str:
     info = change.info
     if info.get("selected_by"):
         why = f"  ({info.get('role')}: {info['selected_by']})"
-    elif info.get("frontend") and change.address.startswith("map/rcl_nat_be/"):
-        ordinal = change.address.rsplit("/", 1)[-1]
+    elif info.get("frontend") and (address := Address.parse(change.address)).map == "rcl_nat_be":
+        ordinal = (address.key or "").rsplit("/", 1)[-1]  # the key is svc_id/ordinal
         why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):
         why = f"  ({info['service']})"

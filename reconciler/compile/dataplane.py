@@ -14,6 +14,7 @@ from reconciler.config.model import Resource
 from reconciler.datapath.maps.iface_types import MAX_SLOT
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import CONNECT_PROGRAMS, TC_PROGRAMS
+from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
 
 PROG_SET = "tc"
@@ -201,11 +202,14 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     so it stays a function of the configuration and links alone, and a stored
     state is reused whatever the slots; most often nothing moves and the
     state is returned as it is."""
-    prefix = "map/rcl_ifstate/"
-    states = [o for a, o in desired.objects.items() if a.startswith(prefix)]
+    states = [
+        o
+        for a, o in desired.objects.items()
+        if o.kind is ObjKind.ENTRY and Address.parse(a).map == "rcl_ifstate"
+    ]
     if not states:
         return desired
-    size = int(desired.objects["map/rcl_ifstate"].attrs["max_entries"])
+    size = int(desired.objects[str(Address.of_map("rcl_ifstate"))].attrs["max_entries"])
     now = {int(o.attrs["ifindex"]): int(o.attrs["slot"]) for o in states}
     wanted = assign_slots(now, held, size)
     if wanted == now:
@@ -213,8 +217,9 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     objects = dict(desired.objects)
     for state in states:
         slot = wanted[int(state.attrs["ifindex"])]
-        name = state.address.removeprefix(prefix)
-        for address in (state.address, *(f"tc/{name}/{d}" for d in DIRECTIONS)):
+        name = Address.parse(state.address).key or ""
+        tcs = (str(Address.of_tc(name, d)) for d in DIRECTIONS)
+        for address in (state.address, *tcs):
             obj = objects.get(address)
             if obj is not None:
                 objects[address] = dataclasses.replace(obj, attrs={**obj.attrs, "slot": slot})
@@ -262,7 +267,7 @@ def compile_desired(
     every other input (node, links, code) for that index."""
     from reconciler.compile import nat_tables as nat_compile
     from reconciler.compile.services import service_fragments, service_ids
-    from reconciler.datapath.maps.codecs import managed_interface
+    from reconciler.datapath.maps.codecs import GLOBAL_KEY, managed_interface
 
     if not isinstance(host, Host):
         host = Host(tuple(host))
@@ -272,14 +277,14 @@ def compile_desired(
     selected, warnings = select_interfaces(resources, node, host.links, config)
     flags = build_flags(bpffs_root, config, host.hz)
     phash = program_hash(source_digest, flags)
-    prog_ref = f"{PROG_SET}@{phash}"
+    tc_ref = prog_ref(PROG_SET, phash)
     objects: dict[str, Obj] = {}
     errors: list[str] = []
 
     def add(obj: Obj) -> None:
         objects[obj.address] = obj
 
-    add(Obj(f"prog/{prog_ref}", ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)}))
+    add(Obj(str(Address.of_prog(tc_ref)), ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)}))
     if_size = int(config["bpfMapSizeIfState"])
     slots = ifstate_slots(config)
     if if_size >= slots:
@@ -287,16 +292,22 @@ def compile_desired(
             f"bpfMapSizeIfState {if_size}: at most {slots - 1} interfaces "
             "(a tc filter's classid names the interface's slot, in 16 bits)"
         )
-    add(Obj("map/rcl_ifstate", ObjKind.MAP, {"max_entries": slots}))
+    add(Obj(str(Address.of_map("rcl_ifstate")), ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
-        add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
+        add(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
         size = int(config[field_name])
         if name == "rcl_ct":  # a table of whole buckets (reconciler/datapath/conntrack.py)
             size = ct_buckets_for(size)
-        add(Obj(f"map/{name}", ObjKind.MAP, {"max_entries": size}))
-    add(Obj("map/rcl_globals/0", ObjKind.ENTRY, _globals(config)))
-    add(Obj("map/rcl_nat_globals/0", ObjKind.ENTRY, _nat_globals(config)))
+        add(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
+    add(Obj(str(Address.of_entry("rcl_globals", GLOBAL_KEY)), ObjKind.ENTRY, _globals(config)))
+    add(
+        Obj(
+            str(Address.of_entry("rcl_nat_globals", GLOBAL_KEY)),
+            ObjKind.ENTRY,
+            _nat_globals(config),
+        )
+    )
     if len(selected) >= slots:
         errors.append(
             f"map rcl_ifstate would overflow: {len(selected)} interfaces selected, "
@@ -309,14 +320,14 @@ def compile_desired(
     for sel in selected:
         name = sel.link.name
         slot = slot_of[sel.link.ifindex]
-        for address, attrs in managed_interface(sel.link.ifindex, int(sel.role), name, slot):
-            add(Obj(address, ObjKind.ENTRY, attrs))
+        for map_name, key, attrs in managed_interface(sel.link.ifindex, int(sel.role), name, slot):
+            add(Obj(str(Address.of_entry(map_name, key)), ObjKind.ENTRY, attrs))
         for direction in DIRECTIONS:
             add(
                 Obj(
-                    f"tc/{name}/{direction}",
+                    str(Address.of_tc(name, direction)),
                     ObjKind.TC,
-                    {"prog": prog_ref, "slot": slot},
+                    {"prog": tc_ref, "slot": slot},
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
                 )
             )
@@ -338,22 +349,24 @@ def compile_desired(
 
     # Connect-time load balancing on the configured cgroup.
     if ctlb_mode(config) != "Disabled" and host.cgroup_id is not None:
-        connect_ref = f"connect@{phash}"
+        connect_ref = prog_ref("connect", phash)
         add(
             Obj(
-                f"prog/{connect_ref}", ObjKind.PROG, {"programs": sorted(CONNECT_PROGRAMS.values())}
+                str(Address.of_prog(connect_ref)),
+                ObjKind.PROG,
+                {"programs": sorted(CONNECT_PROGRAMS.values())},
             )
         )
         for hook in CONNECT_PROGRAMS:
             add(
                 Obj(
-                    f"cgroup/{hook}",
+                    str(Address.of_cgroup(hook)),
                     ObjKind.CGROUP,
                     {"prog": connect_ref, "cgroup_id": host.cgroup_id},
                     info={"cgroup": host.cgroup_path},
                 )
             )
-    build = {"flags": list(flags), "prog": prog_ref, "hash": phash, "cgroup": host.cgroup_path}
+    build = {"flags": list(flags), "prog": tc_ref, "hash": phash, "cgroup": host.cgroup_path}
     return DesiredState(
         node, True, objects, tuple(warnings), build, tuple(errors), folded.tables,
         folded.table_info, index,

@@ -22,10 +22,13 @@ from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.config.validate import Validation, validate_source
 from reconciler.datapath import loader as build
+from reconciler.datapath.maps.codecs import GLOBAL_KEY, be_key_parts
+from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE, MAP_NAT_GLOBALS
 from reconciler.engine import store as desired_cache
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe
+from reconciler.plan.address import Address
 from reconciler.plan.diff import Change, diff
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import (
@@ -282,7 +285,7 @@ def verify(
     from reconciler.datapath.maps.codecs import TABLE_MAPS
 
     recreated = plan is None or any(
-        c.kind is ObjKind.MAP and c.address.split("/")[1] in TABLE_MAPS for c in plan.changes
+        c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
     )
     observed, _ = observe(target.bpffs_root, target.netns, tables=recreated or digests)
     found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
@@ -306,9 +309,10 @@ def written_keys(plan: Plan) -> dict[str, frozenset[bytes]]:
     keys: dict[str, set[bytes]] = {}
     for c in plan.changes:
         if c.kind is ObjKind.ENTRY:
-            name, _ = entries.split(c.address)
+            address = Address.parse(c.address)
+            name = address.map
             if name in entries.TABLE_MAPS:
-                key = entries.encode(c.address, c.after or c.before or {})[0]
+                key = entries.encode(name, address.key or "", c.after or c.before or {})[0]
                 keys.setdefault(name, set()).add(key)
     return {name: frozenset(k) for name, k in keys.items()}
 
@@ -419,18 +423,19 @@ def _after_backend_changes(
     from reconciler.plan.diff import Action
 
     left = [
-        c
+        (c, address)
         for c in plan.changes
-        if c.address.startswith(("map/rcl_nat_be/", "map/rcl_nat_fe/"))
+        if c.kind is ObjKind.ENTRY
         and c.action in (Action.DELETE, Action.UPDATE)
+        and (address := Address.parse(c.address)).map in (MAP_NAT_BE, MAP_NAT_FE)
     ]
     maps = Path(target.bpffs_root) / "maps"
     if not left or not (maps / "rcl_ct").exists():
         return []
     services = {
-        int(c.address.split("/")[2], 16) if c.address.startswith("map/rcl_nat_be/")
+        be_key_parts(address.key or "")[0] if address.map == MAP_NAT_BE
         else int((c.before or {}).get("svc_id", 0))
-        for c in left
+        for c, address in left
     }  # fmt: skip
     kill = next(Path(target.bpffs_root).glob(f"progs/tc-*/{ct_table.KILL_PROGRAM}"), None)
     if kill is None:
@@ -453,8 +458,8 @@ def _after_backend_changes(
             bpfsys.close(fd)
     gone = {
         (c.before["ip"], c.before["port"])
-        for c in left
-        if c.address.startswith("map/rcl_nat_be/") and c.before
+        for c, address in left
+        if address.map == MAP_NAT_BE and c.before
     } - live
     # `ss -K` runs once per backend and network namespace: only if it can find something
     udp_gone = gone if udp_connected else set()
@@ -469,7 +474,7 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
     """Could a UDP socket be connected straight to a backend? Only if
     connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
     Enabled) now, or did until this plan changed it."""
-    address = "map/rcl_nat_globals/0"
+    address = str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY))
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)
     if now is None or now.attrs.get("ctlb") == everything:

@@ -23,6 +23,7 @@ from reconciler.datapath.maps import iface_types as iface_layout
 from reconciler.datapath.programs import FILTER_PREFIX, TC_PARENTS
 from reconciler.kernel import bpf as bpfsys
 from reconciler.kernel.rtnetlink import Rtnl
+from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
 
@@ -68,16 +69,13 @@ def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
 def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
     objs, foreign = [], []
     for f in filters:
+        address = str(Address.of_tc(f.ifname, f.direction))
         if f.name and f.name.startswith(FILTER_PREFIX):
             objs.append(
-                Obj(
-                    f"tc/{f.ifname}/{f.direction}",
-                    ObjKind.TC,
-                    {"prog": f.name[len(FILTER_PREFIX) :], "slot": f.classid},
-                )
+                Obj(address, ObjKind.TC, {"prog": f.name[len(FILTER_PREFIX) :], "slot": f.classid})
             )
         else:
-            foreign.append(f"tc/{f.ifname}/{f.direction} prio {f.prio} {f.name or '(unnamed)'}")
+            foreign.append(f"{address} prio {f.prio} {f.name or '(unnamed)'}")
     return objs, foreign
 
 
@@ -86,12 +84,8 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     objs = []
     for dirname, functions in names.items():
         prog_set, sep, phash = dirname.rpartition("-")
-        address = (
-            f"prog/{prog_set}@{phash}"
-            if sep and not dirname.startswith("tmp-")
-            else f"prog/{dirname}"
-        )
-        objs.append(Obj(address, ObjKind.PROG, {"programs": sorted(functions)}))
+        ref = prog_ref(prog_set, phash) if sep and not dirname.startswith("tmp-") else dirname
+        objs.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, {"programs": sorted(functions)}))
     return objs
 
 
@@ -200,7 +194,7 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
             for pin in set_dir.iterdir():
                 fd = bpfsys.obj_get(str(pin))
                 try:
-                    ids[bpfsys.prog_info(fd).id] = f"{prog_set}@{phash}"
+                    ids[bpfsys.prog_info(fd).id] = prog_ref(prog_set, phash)
                 finally:
                     bpfsys.close(fd)
     objs = []
@@ -212,7 +206,11 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
             bpfsys.close(fd)
         prog = ids.get(info.prog_id, f"unpinned-prog-{info.prog_id}")
         objs.append(
-            Obj(f"cgroup/{pin.name}", ObjKind.CGROUP, {"prog": prog, "cgroup_id": info.cgroup_id})
+            Obj(
+                str(Address.of_cgroup(pin.name)),
+                ObjKind.CGROUP,
+                {"prog": prog, "cgroup_id": info.cgroup_id},
+            )
         )
     return objs, []
 
@@ -224,7 +222,7 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     never an interface's own."""
     held: dict[int, int] = {}
     for address, obj in observed.objects.items():
-        if obj.kind is ObjKind.ENTRY and address.startswith("map/rcl_ifstate/"):
+        if obj.kind is ObjKind.ENTRY and Address.parse(address).map == "rcl_ifstate":
             ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
             if slot > 0:
                 held[ifindex] = min(slot, held.get(ifindex, slot))
@@ -251,10 +249,11 @@ def observe(
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
     for name, (map_attrs, items) in maps.items():
-        objs.append(Obj(f"map/{name}", ObjKind.MAP, map_attrs))
+        objs.append(Obj(str(Address.of_map(name)), ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:
             objs += [
-                Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)
+                Obj(str(Address.of_entry(name, key)), ObjKind.ENTRY, attrs)
+                for key, attrs in entries.decode_all(name, items, ctx)
             ]
     observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
     return observed, links

@@ -8,6 +8,7 @@ from typing import Any
 
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
 from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind
 
 
@@ -53,7 +54,7 @@ def collect_status(target: Any) -> dict[str, Any]:
     if nat_entries:
         owned["entry"] = owned.get("entry", 0) + nat_entries
     interfaces = sorted(
-        {a.split("/")[1] for a, o in observed.objects.items() if o.kind is ObjKind.TC}
+        {Address.parse(a).iface for a, o in observed.objects.items() if o.kind is ObjKind.TC}
     )
     return {
         "node": target.node,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, ObjKind, ObservedState, recognised
 
 
@@ -70,7 +71,8 @@ def _phase(change: Change) -> int:
 
 
 def _map_of(address: str) -> str:
-    return "/".join(address.split("/")[:2])
+    """The address of the map an entry's address names."""
+    return str(Address.of_map(Address.parse(address).map))
 
 
 def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
@@ -111,7 +113,7 @@ def _table_changes(
     for name in sorted(set(desired.tables) | set(observed.tables)):
         want = desired.tables.get(name, {})
         have = observed.tables.get(name, {})
-        if f"map/{name}" in deleted_maps:
+        if str(Address.of_map(name)) in deleted_maps:
             continue
         # Comparing two 100k-entry tables costs 50-100 ms on a small VM: avoid
         # it when the kernel's copy is provably one we applied (its digest, or
@@ -133,7 +135,8 @@ def _table_changes(
             differing = [k for k, v in want.items() if have.get(k) != v]
             gone = [k for k in have if k not in want]
         for key in differing:
-            address, after = entries.decode_one(name, key, want[key], ctx)
+            text, after = entries.decode_one(name, key, want[key], ctx)
+            address = str(Address.of_entry(name, text))
             info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
             old = have.get(key)
             if old is None:
@@ -142,7 +145,8 @@ def _table_changes(
                 _, before = entries.decode_one(name, key, old, ctx)
                 out.append(Change(Action.UPDATE, address, ObjKind.ENTRY, before, after, info))
         for key in gone:
-            address, before = entries.decode_one(name, key, have[key], ctx)
+            text, before = entries.decode_one(name, key, have[key], ctx)
+            address = str(Address.of_entry(name, text))
             out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
     return out
 
