@@ -42,7 +42,7 @@ from tests.support import nat_records as nr
 SCALES = (10, 1_000, 10_000)
 ENDPOINTS = 10
 CT_SIZE = 65536  # conntrack entries: every first-packet sample adds two
-# Map sizes as FelixConfiguration fields, for reconciler.compile.dataplane.build_flags.
+# Map sizes as FelixConfiguration fields, for reconciler.compile.programs.build_flags.
 MAP_CONFIG = {
     "bpfMapSizeIfState": 1000,
     "bpfMapSizeNATFrontend": 65536,
@@ -105,7 +105,7 @@ class TcProgram:
     def __init__(self, source: str | None = None, conntrack_of: TcProgram | None = None) -> None:
         from bcc import BPF
 
-        from reconciler.compile.dataplane import build_flags
+        from reconciler.compile.programs import build_flags
         from reconciler.datapath.loader import BPF_DIR, kernel_hz
         from reconciler.datapath.sources import flatten
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.compile.dataplane import CTLB_MODES, Host, compile_desired, keep_slots
+from reconciler.compile.connect_lb import CTLB_MODES
+from reconciler.compile.dataplane import Host, compile_desired
+from reconciler.compile.interfaces import keep_slots
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.config.validate import Validation, validate_source
