@@ -26,6 +26,7 @@ from reconciler.datapath.programs import (
     TC_PROGRAMS,
 )
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel import bpf_links
 from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
@@ -60,6 +61,8 @@ class Executor:
 
     def _route(self) -> Any:
         if self._ipr is None:
+            # pyroute2 loads only for tc changes: bench/nat_bench.py's
+            # one-change apply writes one map entry.
             from pyroute2 import IPRoute, NetNS
 
             self._ipr = NetNS(self.netns) if self.netns else IPRoute()
@@ -168,8 +171,6 @@ class Executor:
 
     # -- cgroup hooks (pinned BPF links) -------------------------------
     def _cgroup(self, change: Change) -> str:
-        from reconciler.kernel import bpf_links
-
         hook = Address.parse(change.address).hook
         pin = Path(self.root) / "links" / hook
         if change.action is Action.DELETE:
@@ -239,7 +240,7 @@ class Executor:
         return "created" if change.action is Action.CREATE else "updated"
 
     def _detach(self, ipr: Any, idx: int, parent: int) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.exceptions import NetlinkError  # as in _route
 
         try:
             ipr.tc("del-filter", "bpf", idx, ":1", parent=parent, prio=TC_PRIO)
@@ -261,7 +262,7 @@ class Executor:
 
 
 def _ensure_clsact(ipr: Any, idx: int) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # as in Executor._route
 
     try:
         ipr.tc("add", "clsact", idx)

@@ -8,10 +8,13 @@ import gc
 import os
 import socket
 import sys
+import traceback
 from collections.abc import Sequence
 
+from reconciler.cli import commands as modes
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
 from reconciler.config.source import SourceError
+from reconciler.plan.plan import PlanFileError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
 
@@ -116,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from reconciler.plan.plan import PlanFileError
-
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -135,6 +136,8 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
+        # The engine loads only for the modes that use it: --validate stays
+        # light (bench/validate_bench.py's warm re-validation).
         from reconciler.engine.reconcile import ReconcileError
         from reconciler.engine.spec import NetnsError
 
@@ -144,8 +147,6 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(exc, NetnsError):
             print(f"error: --netns: {exc.strerror}; nothing was changed", file=sys.stderr)
             return EXIT_ERROR
-        import traceback
-
         traceback.print_exc()
         print(f"internal error (a bug, please report it): {exc}", file=sys.stderr)
         return EXIT_BUG
@@ -153,11 +154,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.validate:
-        from reconciler.cli.commands import validate_mode
-
-        return validate_mode(args)
-    from reconciler.cli import commands as modes
-
+        return modes.validate_mode(args)
     if args.plan:
         return modes.plan_mode(args)
     if args.apply:

@@ -77,36 +77,6 @@ def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:
     return "".join(d.render() + "\n" for d in diagnostics)
 
 
-def render_junit(diagnostics: list[Diagnostic], files: int) -> str:
-    """JUnit XML: one test case per diagnostic-bearing file, for CI dashboards."""
-    from xml.sax.saxutils import escape, quoteattr
-
-    by_file: dict[str, list[Diagnostic]] = {}
-    for d in diagnostics:
-        by_file.setdefault(d.file, []).append(d)
-    errors = [d for d in diagnostics if d.severity.value == "error"]
-    failing = {d.file for d in errors}
-    out = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuite name="reconcile-validate" tests="{max(files, len(by_file))}" '
-        f'failures="{len(failing)}">',
-    ]
-    for file, diags in sorted(by_file.items()):
-        out.append(f'  <testcase classname="validate" name={quoteattr(file)}>')
-        errs = [d for d in diags if d.severity.value == "error"]
-        if errs:
-            body = escape("\n".join(d.render() for d in errs))
-            out.append(f"    <failure message={quoteattr(errs[0].message)}>{body}</failure>")
-        warns = [d for d in diags if d.severity.value != "error"]
-        if warns:
-            out.append(
-                f"    <system-out>{escape(chr(10).join(d.render() for d in warns))}</system-out>"
-            )
-        out.append("  </testcase>")
-    out.append("</testsuite>")
-    return "\n".join(out) + "\n"
-
-
 def emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from reconciler.config.model import Resource
+from reconciler.datapath.maps.codecs import be_key, be_value, fe_key, fe_value
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -303,8 +304,6 @@ class Fragment:
 
 
 def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment:
-    from reconciler.datapath.maps.codecs import be_key, be_value, fe_key, fe_value
-
     frontends, backends, info = [], [], []
     for port in ports:
         primary = port.frontends[0].label if port.frontends else port.service

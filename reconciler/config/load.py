@@ -20,7 +20,7 @@ from _ruamel_yaml import CParser
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from reconciler.config.diagnostics import Diagnostic, Path, Severity
+from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.model import CALICO_ONLY_KINDS, KINDS, NAMESPACED_KINDS, Resource
 
 # An alias may be expanded many times; cap what one document can grow to.
@@ -333,8 +333,6 @@ def _ref_of(doc: Any) -> str:
 
 
 def _path_text(path: Path) -> str:
-    from reconciler.config.diagnostics import format_path
-
     return format_path(path)
 
 

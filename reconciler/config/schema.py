@@ -7,6 +7,7 @@ reports every error with its path so we can list them all at once.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
+
+import fastjsonschema
 
 from reconciler.assets import SCHEMA_DIR
 from reconciler.config.diagnostics import Finding
@@ -32,8 +35,6 @@ def schema_for(kind: str) -> Mapping[str, Any]:
 def _fast(kind: str) -> Callable[[Any], Any]:
     """The compiled validator; its generated code is kept as a module in the
     cache directory, so later runs import bytecode instead of compiling."""
-    import fastjsonschema
-
     schema = dict(schema_for(kind))
     digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
     directory = validator_dir()
@@ -67,6 +68,8 @@ def validator_dir() -> FsPath | None:
 
 @functools.cache
 def _full(kind: str) -> Any:
+    # jsonschema loads only to explain a failing document: bench/nat_bench.py's
+    # one-change apply validates a valid one with fastjsonschema alone.
     import jsonschema
 
     return jsonschema.Draft7Validator(schema_for(kind))
@@ -74,8 +77,6 @@ def _full(kind: str) -> Any:
 
 def _hint(value: str, options: list[str]) -> str:
     """A 'did you mean' suffix: same word in another case first, then close spellings."""
-    import difflib  # only a failing document gets here
-
     same = [o for o in options if o.lower() == value.lower()]
     close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

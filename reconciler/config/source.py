@@ -298,6 +298,8 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
 
 def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     """Read the tree of one commit without checking it out (bare repos work)."""
+    # GitPython loads only for a Git source: bench/plan_bench.py's no-op plan
+    # reads a directory.
     import git
     from gitdb.exc import ODBError
 
@@ -327,7 +329,7 @@ def _blob_reader(odb: Any, binsha: bytes) -> Callable[[], bytes]:
 
 def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
     """Keep a bare mirror of a remote repository and fetch it."""
-    import git
+    import git  # as in from_git
 
     target = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
     if target.exists():

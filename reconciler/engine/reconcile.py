@@ -11,27 +11,38 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.apply import conntrack_gc as ct_clean
+from reconciler.apply.executor import Executor
+from reconciler.compile import nat_tables as nat_compile
 from reconciler.compile.connect_lb import CTLB_MODES
 from reconciler.compile.dataplane import Host, compile_desired
 from reconciler.compile.interfaces import keep_slots
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
-from reconciler.config.validate import Validation, validate_source
+from reconciler.config.validate import (
+    Validation,
+    cached_resources,
+    validate_files,
+    validate_source,
+)
+from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
-from reconciler.datapath.maps.codecs import GLOBAL_KEY, be_key_parts
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps.codecs import GLOBAL_KEY, TABLE_MAPS, be_key_parts
 from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE, MAP_NAT_GLOBALS
 from reconciler.engine import store as desired_cache
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe
 from reconciler.plan.address import Address
-from reconciler.plan.diff import Change, diff
+from reconciler.plan.diff import Action, Change, diff
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import (
     AppliedDump,
@@ -216,9 +227,6 @@ def _services_only_update(
 ) -> DesiredState | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
-    from reconciler.compile import nat_tables as nat_compile
-    from reconciler.config.validate import cached_resources, validate_files
-
     index = previous.nat_index
     changed = nat_compile.changed_paths(index, files)
     if len(changed) > max(64, len(files) // 10):
@@ -284,8 +292,6 @@ def verify(
     are not read at all: the caller recognises them later by the dump the
     plan read (reconciler.plan.state.AppliedDump), which saves reading 110,000
     entries again (~55 ms)."""
-    from reconciler.datapath.maps.codecs import TABLE_MAPS
-
     recreated = plan is None or any(
         c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
     )
@@ -306,8 +312,6 @@ def verify(
 
 def written_keys(plan: Plan) -> dict[str, frozenset[bytes]]:
     """The bulk-table keys a plan writes or deletes, by table."""
-    from reconciler.datapath.maps import codecs as entries
-
     keys: dict[str, set[bytes]] = {}
     for c in plan.changes:
         if c.kind is ObjKind.ENTRY:
@@ -394,8 +398,6 @@ def execute(
     """Run every change in plan order; returns (address, result) pairs.
     `udp_connected=False` says no UDP socket can be connected to a backend
     (connect-time load balancing did not cover UDP): none need destroying."""
-    from reconciler.apply.executor import Executor
-
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     try:
@@ -420,10 +422,6 @@ def _after_backend_changes(
     Only services whose entries changed are judged. What is live comes from
     the applied backend table when we have it (the kernel now holds exactly
     that; apply verifies it), else from the kernel map."""
-    from reconciler.apply import conntrack_gc as ct_clean
-    from reconciler.datapath import conntrack as ct_table
-    from reconciler.plan.diff import Action
-
     left = [
         (c, address)
         for c in plan.changes
@@ -486,8 +484,6 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
 
 
 def socket_ip(raw: bytes) -> str:
-    import socket
-
     return socket.inet_ntoa(raw)
 
 

@@ -19,6 +19,10 @@ import sys
 import threading
 from collections.abc import Callable
 
+import watchfiles
+
+from reconciler.engine.spec import link_changes
+
 # The netlink events that can change what compile decides.
 SETTLE_SECONDS = 0.2  # one pod creation is a burst of events: reconcile once
 FILE_SETTLE_SECONDS = 0.05  # watchfiles already groups a checkout's writes
@@ -30,8 +34,6 @@ STOP: Event = ("stop", None)
 
 
 def _watch_files(path: str, events: queue.Queue[Event], stop: threading.Event) -> None:
-    import watchfiles
-
     root = os.path.abspath(path)
 
     def relevant(_change: object, name: str) -> bool:
@@ -46,8 +48,6 @@ def _watch_files(path: str, events: queue.Queue[Event], stop: threading.Event) -
 
 
 def _watch_links(netns: str | None, events: queue.Queue[Event]) -> None:
-    from reconciler.engine.spec import link_changes
-
     for _ in link_changes(netns):
         events.put(("interfaces changed", None))
 

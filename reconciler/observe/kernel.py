@@ -22,6 +22,7 @@ from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as iface_layout
 from reconciler.datapath.programs import FILTER_PREFIX, TC_PARENTS
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel import bpf_links
 from reconciler.kernel.rtnetlink import Rtnl
 from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
@@ -182,8 +183,6 @@ def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
 
 def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
     """Our pinned cgroup links, named by the program set each one runs."""
-    from reconciler.kernel import bpf_links
-
     prog_root, link_root = Path(root) / "progs", Path(root) / "links"
     if not link_root.is_dir():
         return [], []

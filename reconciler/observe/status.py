@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
+from reconciler.datapath.maps.nat_types import NatStat
 from reconciler.kernel import bpf as bpfsys
+from reconciler.observe.kernel import observe
 from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind
 
@@ -25,8 +27,6 @@ def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
 
 def _nat_stats(root: str) -> dict[str, int]:
     """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
-    from reconciler.datapath.maps.nat_types import NatStat
-
     items = dict(bpfsys.pinned_items(f"{root}/maps/rcl_nat_stats"))
     if not items:
         return {}
@@ -39,8 +39,6 @@ def _nat_stats(root: str) -> dict[str, int]:
 
 
 def collect_status(target: Any) -> dict[str, Any]:
-    from reconciler.observe.kernel import observe
-
     record_path = target.state_dir / "applied.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else None
     bpfsys.ensure_bpffs(target.bpffs_root)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.datapath.maps import codecs as entries
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, ObjKind, ObservedState, recognised
 
@@ -106,8 +107,6 @@ def _table_changes(
 ) -> list[Change]:
     """Bulk maps: equal tables cost one dict comparison; only differing keys
     are decoded into readable changes."""
-    from reconciler.datapath.maps import codecs as entries
-
     ctx = entries.Context({})
     out = []
     for name in sorted(set(desired.tables) | set(observed.tables)):

@@ -9,6 +9,8 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from reconciler.datapath.maps.nat_types import struct_offsets
+
 if TYPE_CHECKING:
     from reconciler.kernel.bpf import MapInfo
 
@@ -79,6 +81,4 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
 
 
 def field_offsets(name: str) -> dict[str, int]:
-    from reconciler.datapath.maps.nat_types import struct_offsets
-
     return struct_offsets(*LAYOUTS[name])
