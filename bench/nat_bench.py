@@ -1,4 +1,4 @@
-"""Issue 3: service NAT at scale, ours vs a kube-proxy-shaped iptables baseline.
+"""Service NAT at scale, ours vs a kube-proxy-shaped iptables baseline.
 
 Three parts, each printing ours and the baseline side by side:
 

@@ -110,9 +110,9 @@ class Executor:
         pin = Path(self.root) / "maps" / name
         if change.action is Action.CREATE:
             return "created"  # maps are created by the program build that uses them
-        older_layout = "layout" in (change.before or {}) and name in entries.CODECS
-        if change.action is Action.REPLACE and pin.exists() and not older_layout:
-            # (a map of an older layout has its entries planned afresh)
+        other_layout = "layout" in (change.before or {}) and name in entries.CODECS
+        if change.action is Action.REPLACE and pin.exists() and not other_layout:
+            # (a map of another layout has its entries planned afresh)
             fd = self._map_fd(name)
             info = bpfsys.map_info(fd)
             limit = (change.after or {}).get("max_entries", info.max_entries)

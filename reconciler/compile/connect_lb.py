@@ -9,16 +9,22 @@ from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.programs import Programs
+from reconciler.datapath.maps.nat_types import CtlbMode
 from reconciler.datapath.programs import CONNECT_PROGRAMS
 from reconciler.plan.address import Address
 from reconciler.plan.state import Obj, ObjKind
 
-CTLB_MODES = {"TCP": 0, "Enabled": 1, "Disabled": 2}  # bpf/lib/nat_types.h RCL_CTLB_*
+# bpfConnectTimeLoadBalancing -> rcl_nat_globals' mode (bpf/lib/nat_types.h RCL_CTLB_*)
+CTLB_MODES = {
+    "TCP": int(CtlbMode.TCP),
+    "Enabled": int(CtlbMode.ALL),
+    "Disabled": int(CtlbMode.DISABLED),
+}
 
 
 def ctlb_mode(config: Mapping[str, Any]) -> str:
     mode = str(config["bpfConnectTimeLoadBalancing"])
-    # The older boolean switch still wins when it turns the feature off.
+    # Felix's deprecated boolean field wins when it turns the feature off.
     if config.get("bpfConnectTimeLoadBalancingEnabled") is False:
         return "Disabled"
     return mode if mode in CTLB_MODES else "TCP"

@@ -13,7 +13,7 @@ from typing import Any
 from reconciler.compile.fragment import Fragment
 from reconciler.config.model import Resource
 from reconciler.datapath.maps.codecs import managed_interface
-from reconciler.datapath.maps.iface_types import MAX_SLOT
+from reconciler.datapath.maps.iface_types import MAP_IFSTATE, MAX_SLOT
 from reconciler.datapath.programs import TC_PARENTS
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
@@ -151,9 +151,7 @@ def select(
 def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
     """rcl_ifstate and, for each managed interface, its entry there and its
     tc filters running the program set `tc_ref`."""
-    objects = [
-        Obj(str(Address.of_map("rcl_ifstate")), ObjKind.MAP, {"max_entries": selection.slots})
-    ]
+    objects = [Obj(str(Address.of_map(MAP_IFSTATE)), ObjKind.MAP, {"max_entries": selection.slots})]
     # Slots as on a node that holds none; keep_slots moves them to what the
     # kernel holds (the pipeline does, after compiling or loading a state).
     slot_of = assign_slots((sel.link.ifindex for sel in selection.interfaces), {}, selection.slots)
@@ -210,11 +208,11 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     states = [
         o
         for a, o in desired.objects.items()
-        if o.kind is ObjKind.ENTRY and Address.parse(a).map == "rcl_ifstate"
+        if o.kind is ObjKind.ENTRY and Address.parse(a).map == MAP_IFSTATE
     ]
     if not states:
         return desired
-    size = int(desired.objects[str(Address.of_map("rcl_ifstate"))].attrs["max_entries"])
+    size = int(desired.objects[str(Address.of_map(MAP_IFSTATE))].attrs["max_entries"])
     now = {int(o.attrs["ifindex"]): int(o.attrs["slot"]) for o in states}
     wanted = assign_slots(now, held, size)
     if wanted == now:

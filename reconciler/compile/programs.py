@@ -10,7 +10,9 @@ from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.interfaces import ifstate_slots
+from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
+from reconciler.datapath.maps.iface_types import MAP_GLOBALS
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import TC_PROGRAMS
 from reconciler.plan.address import Address, prog_ref
@@ -50,16 +52,16 @@ def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
-    "rcl_nat_fe": "bpfMapSizeNATFrontend",
-    "rcl_nat_be": "bpfMapSizeNATBackend",
-    "rcl_nat_aff": "bpfMapSizeNATAffinity",
-    "rcl_ct": "bpfMapSizeConntrack",
+    nat.MAP_NAT_FE: "bpfMapSizeNATFrontend",
+    nat.MAP_NAT_BE: "bpfMapSizeNATBackend",
+    nat.MAP_NAT_AFF: "bpfMapSizeNATAffinity",
+    nat.MAP_CT: "bpfMapSizeConntrack",
 }
 FIXED_MAPS = {
-    "rcl_globals": 1,
-    "rcl_nat_globals": 1,
-    "rcl_nat_stats": 16,
-    "rcl_ctlb_udp_rev": 65536,
+    MAP_GLOBALS: 1,
+    nat.MAP_NAT_GLOBALS: 1,
+    nat.MAP_NAT_STATS: nat.NAT_STATS_SIZE,
+    nat.MAP_CTLB_UDP_REV: nat.DEFAULT_SIZES[nat.MAP_CTLB_UDP_REV],
 }
 
 
@@ -96,10 +98,10 @@ def compile_programs(config: Mapping[str, Any], programs: Programs) -> Fragment:
         objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
         size = int(config[field_name])
-        if name == "rcl_ct":  # a table of whole buckets (reconciler/datapath/conntrack.py)
+        if name == nat.MAP_CT:  # a table of whole buckets (reconciler/datapath/conntrack.py)
             size = ct_buckets_for(size)
         objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
     objects.append(
-        Obj(str(Address.of_entry("rcl_globals", GLOBAL_KEY)), ObjKind.ENTRY, _globals(config))
+        Obj(str(Address.of_entry(MAP_GLOBALS, GLOBAL_KEY)), ObjKind.ENTRY, _globals(config))
     )
     return Fragment(tuple(objects))

@@ -15,6 +15,7 @@ from reconciler.compile.services import service_fragments, service_ids
 from reconciler.config import felix
 from reconciler.config.model import Resource
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
+from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE, MAP_NAT_GLOBALS
 from reconciler.plan.address import Address
 from reconciler.plan.state import Obj, ObjKind
 
@@ -57,7 +58,7 @@ def compile_service_nat(
     change leaves as they are, and `context` names every other input."""
     ids = service_ids(resources)
     fragments = service_fragments(resources, node, node_ips, ids)
-    sizes = (int(config[MAP_SIZES["rcl_nat_fe"]]), int(config[MAP_SIZES["rcl_nat_be"]]))
+    sizes = (int(config[MAP_SIZES[MAP_NAT_FE]]), int(config[MAP_SIZES[MAP_NAT_BE]]))
     folded = nat_tables.fold(fragments, sizes)
     index = None
     if file_ids is not None:
@@ -66,7 +67,7 @@ def compile_service_nat(
             others.warnings if others else (), others.errors if others else (),
         )  # fmt: skip
     settings = Obj(
-        str(Address.of_entry("rcl_nat_globals", GLOBAL_KEY)), ObjKind.ENTRY, _nat_globals(config)
+        str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY)), ObjKind.ENTRY, _nat_globals(config)
     )
     fragment = Fragment(
         (settings,), folded.tables, folded.table_info, folded.warnings, folded.errors

@@ -19,7 +19,6 @@ from reconciler.config.diagnostics import Finding, Path, Severity
 from reconciler.config.model import Resource
 
 Check = Callable[[Resource], Iterator[Finding]]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _WARNING = Severity.WARNING
 

@@ -36,7 +36,12 @@ from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps.codecs import GLOBAL_KEY, TABLE_MAPS, be_key_parts
-from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE, MAP_NAT_GLOBALS
+from reconciler.datapath.maps.nat_types import (
+    MAP_NAT_AFF,
+    MAP_NAT_BE,
+    MAP_NAT_FE,
+    MAP_NAT_GLOBALS,
+)
 from reconciler.engine import store as desired_cache
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.kernel import bpf as bpfsys
@@ -124,7 +129,7 @@ def reconcile_once(
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
-            backends = desired.tables.get("rcl_nat_be")
+            backends = desired.tables.get(MAP_NAT_BE)
             udp = udp_balanced_at_connect(plan, desired)
             applied = execute(plan, target, backends, udp) if not plan.empty else []
             # Re-observe and compare with the very state we meant to reach. The
@@ -430,7 +435,7 @@ def _after_backend_changes(
         and (address := Address.parse(c.address)).map in (MAP_NAT_BE, MAP_NAT_FE)
     ]
     maps = Path(target.bpffs_root) / "maps"
-    if not left or not (maps / "rcl_ct").exists():
+    if not left or not (maps / ct_table.MAP).exists():
         return []
     services = {
         be_key_parts(address.key or "")[0] if address.map == MAP_NAT_BE
@@ -440,17 +445,17 @@ def _after_backend_changes(
     kill = next(Path(target.bpffs_root).glob(f"progs/tc-*/{ct_table.KILL_PROGRAM}"), None)
     if kill is None:
         return []  # no tc programs: nothing can hold conntrack entries
-    fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
+    fds = {n: bpfsys.obj_get(str(maps / n)) for n in (ct_table.MAP, MAP_NAT_BE, MAP_NAT_AFF)}
     fds["kill"] = bpfsys.obj_get(str(kill))
     try:
         table = (
             ct_clean.backends_of(backends, services)
             if backends is not None
-            else bpfsys.map_entries(fds["rcl_nat_be"])
+            else bpfsys.map_entries(fds[MAP_NAT_BE])
         )
         live_ids = ct_clean.live_backends(table, services)
         removed = ct_clean.clean_conntrack(
-            fds["rcl_ct"], fds["kill"], live_ids, fds["rcl_nat_aff"], services
+            fds[ct_table.MAP], fds["kill"], live_ids, fds[MAP_NAT_AFF], services
         )
         live = {(socket_ip(ip), int.from_bytes(port, "big")) for _, ip, port in live_ids}
     finally:

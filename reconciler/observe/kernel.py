@@ -115,8 +115,8 @@ def read_pins(
                 if pin.name in entries.TABLE_MAPS:
                     tables[pin.name], fd = fd, -1
                 elif pin.name in entries.CODECS and "layout" not in attrs:
-                    # A map of an older layout is replaced: its entries are
-                    # planned afresh, not read with today's codec.
+                    # A map of another layout is replaced: its entries are
+                    # planned afresh, not read with this codec.
                     items = bpfsys.map_items(fd)
                 maps[pin.name] = (attrs, items)
             finally:
@@ -125,20 +125,19 @@ def read_pins(
     return progs, maps, tables
 
 
-# Maps whose layout changed between versions: is a kernel map today's?
+# Maps that can be found in another layout: is a kernel map the one the programs use?
 _CURRENT_LAYOUT: dict[str, Callable[[bpfsys.MapInfo], bool]] = {
     ct_table.MAP: ct_table.current_layout,
-    "rcl_ifstate": iface_layout.current_layout,
+    iface_layout.MAP_IFSTATE: iface_layout.current_layout,
 }
 
 
 def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
-    """A map as the diff compares it: its size, and for a map whose layout
-    changed between versions, a layout other than today's (conntrack: a
-    kernel hash map, then a table of 4-way slots; interface state: a plain
-    hash beside a map of counters). The desired side never has that key, so
-    such a map is replaced and its entries migrated (reconciler/datapath/conntrack.py;
-    an interface's flags lead both of its layouts)."""
+    """A map as the diff compares it: its size, and for a map that can be
+    found in another layout than the programs use, that layout (conntrack:
+    a kernel hash map or a table of 4-way slots; interface state: a hash).
+    The desired side never has that key, so such a map is replaced and its
+    entries migrated (reconciler/datapath/conntrack.py) or planned afresh."""
     attrs: dict[str, Any] = {"max_entries": info.max_entries}
     current = _CURRENT_LAYOUT.get(name)
     if current is not None and not current(info):
@@ -221,7 +220,7 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     never an interface's own."""
     held: dict[int, int] = {}
     for address, obj in observed.objects.items():
-        if obj.kind is ObjKind.ENTRY and Address.parse(address).map == "rcl_ifstate":
+        if obj.kind is ObjKind.ENTRY and Address.parse(address).map == iface_layout.MAP_IFSTATE:
             ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
             if slot > 0:
                 held[ifindex] = min(slot, held.get(ifindex, slot))

@@ -114,10 +114,6 @@ class Address:
 
     # -- reading ----------------------------------------------------------
     @property
-    def is_entry(self) -> bool:
-        return self.kind is Kind.MAP and self.key is not None
-
-    @property
     def prog_set(self) -> str:
         """PROG: the program set (a stray directory: its whole name)."""
         return split_prog_ref(self.prog)[0]

@@ -113,8 +113,8 @@ def test_the_constructors_render_what_the_plan_shows():
 
 
 def test_entries_and_maps_and_program_references():
-    entry = Address.parse("map/rcl_nat_be/e384e585/0")
-    assert entry.is_entry and not Address.parse("map/rcl_nat_be").is_entry
+    assert Address.parse("map/rcl_nat_be/e384e585/0").key == "e384e585/0"
+    assert Address.parse("map/rcl_nat_be").key is None
     assert Address.parse("prog/tc@5f829b2cb369").prog_set == "tc"
     assert Address.parse("prog/tc@5f829b2cb369").prog_hash == "5f829b2cb369"
     assert (Address.parse("prog/tmp-x").prog_set, Address.parse("prog/tmp-x").prog_hash) == (

@@ -17,10 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.datapath.maps import nat_types as nat
-from reconciler.datapath.maps.iface_types import GLOBALS, IFSTATE, IFSTATE_HEAD, U32, with_head
+from reconciler.datapath.maps.iface_types import (
+    GLOBALS,
+    IFSTATE,
+    IFSTATE_HEAD,
+    MAP_GLOBALS,
+    MAP_IFSTATE,
+    U32,
+    with_head,
+)
 
 Attrs = dict[str, Any]
-_PROTO_NAMES = {6: "tcp", 17: "udp"}
+_PROTO_NAMES = {int(p): p.name.lower() for p in nat.Proto}
 _PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
 
 
@@ -174,7 +182,7 @@ def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 # struct rcl_nat_globals' fields, as nat_layout names them, except that its
 # `flags` word holds only the connect-time LB mode: plans call it `ctlb`.
-_NAT_GLOBAL_FIELDS = (*nat.FIELDS["rcl_nat_globals"][:-1], "ctlb")
+_NAT_GLOBAL_FIELDS = (*nat.FIELDS[nat.MAP_NAT_GLOBALS][:-1], "ctlb")
 
 
 def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -188,8 +196,8 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 CODECS: dict[str, Codec] = {
-    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
-    "rcl_globals": Codec(_globals_decode, _globals_encode),
+    MAP_IFSTATE: Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
+    MAP_GLOBALS: Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
     nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
@@ -206,7 +214,7 @@ def managed_interface(
     a test run's packet names (it carries no classid) and no attached filter
     does."""
     shown = name or f"#{ifindex}"
-    return [("rcl_ifstate", shown, {"slot": slot, "ifindex": ifindex, "flags": flags})]
+    return [(MAP_IFSTATE, shown, {"slot": slot, "ifindex": ifindex, "flags": flags})]
 
 
 # Maps reconciled as raw byte tables (see DesiredState.tables).

@@ -14,6 +14,9 @@ from reconciler.datapath.maps.nat_types import struct_offsets
 if TYPE_CHECKING:
     from reconciler.kernel.bpf import MapInfo
 
+MAP_IFSTATE = "rcl_ifstate"  # per-CPU array of struct rcl_ifstate, by slot
+MAP_GLOBALS = "rcl_globals"  # one struct rcl_globals
+
 # __u32: rcl_ifstate's key (an interface's slot) and rcl_globals' index
 U32 = struct.Struct("=I")
 # struct rcl_ifstate { __u32 flags, ifindex; __u64 rx_packets, rx_bytes, tx_packets,
@@ -52,9 +55,9 @@ def with_head(per_cpu: list[bytes], flags: int, ifindex: int) -> list[bytes]:
 
 
 def current_layout(info: MapInfo) -> bool:
-    """Is this rcl_ifstate map today's (a per-CPU array of struct rcl_ifstate,
-    by slot)? Earlier builds kept a per-CPU hash by ifindex, and before that
-    the flags in a plain hash and the counters in a map of their own."""
+    """Is this rcl_ifstate map of the layout the programs use (a per-CPU array
+    of struct rcl_ifstate, by slot)? Any other (a per-CPU hash by ifindex;
+    flags in a plain hash) is replaced, its entries planned afresh."""
     return info.type == PERCPU_ARRAY and info.value_size == IFSTATE.size
 
 
@@ -63,7 +66,7 @@ PERCPU_ARRAY = 6  # BPF_MAP_TYPE_PERCPU_ARRAY
 
 # C struct -> (Python codec, field names in C order; pad fields omitted).
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
-    "rcl_ifstate": (
+    MAP_IFSTATE: (
         IFSTATE,
         (
             "flags",
@@ -76,7 +79,7 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
             "nat",
         ),
     ),
-    "rcl_globals": (GLOBALS, ("log_level", "flags")),
+    MAP_GLOBALS: (GLOBALS, ("log_level", "flags")),
 }
 
 
