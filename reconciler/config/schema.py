@@ -22,6 +22,7 @@ import fastjsonschema
 
 from reconciler.assets import SCHEMA_DIR
 from reconciler.config.diagnostics import Finding
+from reconciler.config.source import default_cache_dir
 
 
 @functools.cache
@@ -62,8 +63,7 @@ def validator_dir() -> FsPath | None:
     """Where generated validators are cached; RECONCILER_NO_CACHE=1 disables it."""
     if os.environ.get("RECONCILER_NO_CACHE"):
         return None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return FsPath(base) / "calico-reconciler" / "validators"
+    return default_cache_dir() / "validators"
 
 
 @functools.cache

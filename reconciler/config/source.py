@@ -145,6 +145,7 @@ class StatCache:
 
 
 def default_cache_dir() -> Path:
+    """The per-user cache of every kind (stat cache, validations, states, validators)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base) / "calico-reconciler"
 

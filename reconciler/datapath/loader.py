@@ -74,7 +74,7 @@ def build(
         return target
     # bcc loads only when something must be compiled: in bench/plan_bench.py's
     # no-op plan and bench/nat_bench.py's one-change apply nothing is.
-    from bcc import BPF, BPFAttachType
+    from bcc import BPF
 
     (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
@@ -85,7 +85,7 @@ def build(
         for name in functions:
             kwargs = {}
             if name in LOAD_ATTACH_TYPES:  # sock_addr programs must name their hook at load
-                kwargs["attach_type"] = getattr(BPFAttachType, LOAD_ATTACH_TYPES[name])
+                kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
             fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
             bpfsys.obj_pin(fn.fd, str(tmp / name))
     finally:

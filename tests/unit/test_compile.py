@@ -249,3 +249,16 @@ def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
     assert moved.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 7
     unchanged = {a: o for a, o in stored.objects.items() if "cali1" not in a}
     assert {a: o for a, o in moved.objects.items() if "cali1" not in a} == unchanged
+
+
+def test_hook_attach_types_are_the_kernels():
+    """One table names each cgroup hook's enum bpf_attach_type (for loading
+    and for linking); bcc's names for them must give the same numbers."""
+    bcc = pytest.importorskip("bcc")
+    from reconciler.datapath.programs import CONNECT_PROGRAMS, HOOK_ATTACH_TYPES, LOAD_ATTACH_TYPES
+
+    names = {"connect4": "CGROUP_INET4_CONNECT", "sendmsg4": "CGROUP_UDP4_SENDMSG",
+             "recvmsg4": "CGROUP_UDP4_RECVMSG"}  # fmt: skip
+    assert {h: getattr(bcc.BPFAttachType, n) for h, n in names.items()} == HOOK_ATTACH_TYPES
+    by_function = {fn: getattr(bcc.BPFAttachType, names[h]) for h, fn in CONNECT_PROGRAMS.items()}
+    assert by_function == LOAD_ATTACH_TYPES
