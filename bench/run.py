@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import sys
 
-from bench import plan_bench, validate_bench
+from bench import hostile_bench, plan_bench, validate_bench
 
 
 def main() -> int:
     print("Benchmarks (see bench/RESULTS.md for recorded figures)")
     validate_bench.main()
+    hostile_bench.main()
     plan_bench.main()
     from bench import nat_bench
 
     nat_bench.main()
+    from bench import policy_bench
+
+    policy_bench.main()
+    from bench import host_bench
+
+    host_bench.main()
+    from bench import layout_bench
+
+    layout_bench.main()
     return 0
 
 

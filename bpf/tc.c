@@ -10,6 +10,7 @@
 #ifndef RCL_IFSTATE_SIZE
 #define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
 #endif
+#include "lib/policy.h"
 
 /* The reconciler writes an interface's slot (its flags and ifindex, counters
  * zeroed) and clears it: the datapath never claims slots of its own, so a
@@ -39,6 +40,12 @@ static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
 #define RCL_REJECT_INTERVAL_NS 1000000ULL /* 1,000 per second */
 #define RCL_REJECT_BURST 50
 BPF_PERCPU_ARRAY(rcl_reject_tat, __u64, 1);
+
+/* The set's tail calls, filled by the loader with this set's own programs
+ * and pinned beside them (reconciler/datapath/loader.py). */
+#define RCL_JUMP_JUDGE      0 /* rcl_tc_judge */
+#define RCL_JUMP_HOST_JUDGE 1 /* rcl_tc_host_judge */
+BPF_PROG_ARRAY(rcl_tc_jumps, 2);
 
 static __always_inline int rcl_reject_allowed(void)
 {
@@ -103,21 +110,13 @@ static __always_inline int rcl_send_back(struct __sk_buff *skb, __u32 l3_off)
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-/* Ingress: packets arriving from the interface (from a pod on a workload
- * interface, from the outside world on a data interface). Service NAT runs
- * here: new flows to a VIP are balanced, replies from backends are rewritten
- * back to the VIP, both through conntrack. */
-int rcl_tc_ingress(struct __sk_buff *skb)
+/* The NAT verdict carried out: counted, then the packet forwarded, sent
+ * back, rejected or handed on. */
+static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_ifstate *st,
+					      __u32 l3_off, struct rcl_pol_scratch *ps)
 {
-	struct rcl_ifstate *st = rcl_ifstate_of(skb);
-	if (!st)
-		return TC_ACT_UNSPEC; /* not (yet) ours: never disturb traffic */
-	__u32 flags = st->flags;
-	__u32 len = skb->len;
-	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
-	int verdict = rcl_nat_ingress(skb, l3_off);
-	st->rx_packets++;
-	st->rx_bytes += len;
+	rcl_barrier();
+	int verdict = rcl_read_once(ps->verdict);
 	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
 		st->nat++;
 	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
@@ -136,8 +135,132 @@ int rcl_tc_ingress(struct __sk_buff *skb)
 	return rcl_nat_tc_action(verdict);
 }
 
+/* Ingress: packets arriving from the interface (from a pod on a workload
+ * interface, from the outside world on a data interface). Service NAT runs
+ * here: new flows to a VIP are balanced, replies from backends are rewritten
+ * back to the VIP, both through conntrack. `host` (a constant) builds the
+ * program for host endpoints: their policy instead of a workload's, so each
+ * program is verified with one policy path only. */
+static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	if (!st)
+		return TC_ACT_UNSPEC; /* not (yet) ours: never disturb traffic */
+	__u32 flags = st->flags;
+	__u32 len = skb->len;
+	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+	/* Policy: the pod's egress policy, or the host endpoint's. Conntrack is
+	 * asked with the packet as it arrived (its replies go back that way); a
+	 * new flow is judged after NAT, on the backend a service sent it to (a
+	 * host endpoint's failsafe ports and preDNAT policy: before NAT).
+	 *
+	 * What policy decided before NAT, and NAT's verdict, pass through the
+	 * per-CPU scratch: the verifier then sees one state where values in
+	 * registers would make it walk the NAT path once per policy outcome and
+	 * the policy path once per NAT outcome (past its instruction limit). */
+	struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+	if (!ps)
+		return TC_ACT_UNSPEC;
+	ps->state = RCL_POL_PASS;
+	int pol = RCL_POL_PASS;
+	if (host) {
+		if ((flags & RCL_IF_HOST_ENDPOINT) && !rcl_pol_untracked(skb)) {
+			pol = rcl_pol_begin(skb, l3_off, RCL_POL_HOST_IN, ps);
+			if (pol == RCL_POL_NEW)
+				pol = rcl_pol_host_pre(ps);
+		}
+	} else if (flags & RCL_IF_POLICY) {
+		pol = rcl_pol_begin(skb, l3_off, RCL_POL_FROM_POD, ps);
+	}
+	if (pol == RCL_POL_DROP) {
+		st->rx_packets++;
+		st->rx_bytes += len;
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	ps->state = pol;
+	rcl_barrier();
+	ps->verdict = rcl_nat_ingress(skb, l3_off);
+	rcl_barrier();
+	st->rx_packets++;
+	st->rx_bytes += len;
+	if (rcl_read_once(ps->state) == RCL_POL_NEW && ps->verdict != RCL_NAT_REJECT &&
+	    ps->verdict != RCL_NAT_DROP) {
+		/* A new flow's verdict is a program of its own (rcl_judge): the
+		 * verifier walks it once, not once per NAT path. */
+		rcl_tc_jumps.call(skb, host ? RCL_JUMP_HOST_JUDGE : RCL_JUMP_JUDGE);
+		st->dropped++; /* the jump failed: fail closed */
+		return TC_ACT_SHOT;
+	}
+	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+/* Tail-called by rcl_ingress for a flow that needs a verdict, with the
+ * scratch as rcl_ingress left it (a tail call stays on its CPU): policy
+ * judged after NAT, then the NAT verdict carried out. */
+static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (!st || !ps)
+		return TC_ACT_SHOT;
+	__u32 flags = st->flags;
+	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+	if (ps->verdict == RCL_NAT_DNAT || ps->verdict == RCL_NAT_HAIRPIN) {
+		/* judged on where NAT sent it: the backend's address and port */
+		struct iphdr ip;
+		__u16 dport = ps->f.dval;
+		if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) ||
+		    rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport)))
+			return TC_ACT_SHOT;
+		if (host)
+			ps->f.local = ip.daddr;
+		else
+			ps->f.peer = ip.daddr;
+		ps->f.dval = dport;
+	}
+	int allowed;
+	if (host) {
+		rcl_pol_host_point(ps, 1);
+		allowed = rcl_pol_admit(ps);
+	} else {
+		struct rcl_globals *g = rcl_globals.lookup(&zero);
+		allowed = !rcl_pol_to_host_dropped(&ps->f, g ? g->flags : 0) && rcl_pol_admit(ps);
+	}
+	if (!allowed) {
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+int rcl_tc_ingress(struct __sk_buff *skb)
+{
+	return rcl_ingress(skb, 0);
+}
+
+/* On host endpoints (HostEndpoint interfaces): service NAT as above, and
+ * the host endpoint's policy (failsafe ports, preDNAT, ingress policy for
+ * the host's own traffic, applyOnForward policy for forwarded traffic). */
+int rcl_tc_host_ingress(struct __sk_buff *skb)
+{
+	return rcl_ingress(skb, 1);
+}
+
+int rcl_tc_judge(struct __sk_buff *skb)
+{
+	return rcl_judge(skb, 0);
+}
+
+int rcl_tc_host_judge(struct __sk_buff *skb)
+{
+	return rcl_judge(skb, 1);
+}
+
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
- * the world). Counted; policy will hook in here. */
+ * the world). To a pod under policy: its ingress policy, on the packet as it
+ * arrives (a service flow already carries its backend's address and port). */
 int rcl_tc_egress(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -145,7 +268,45 @@ int rcl_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	st->tx_packets++;
 	st->tx_bytes += skb->len;
+	if (st->flags & RCL_IF_POLICY) {
+		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps))) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+	}
 	return TC_ACT_UNSPEC;
+}
+
+/* Leaving through a host endpoint: the host's own traffic meets its egress
+ * policy (after the failsafe outbound ports), forwarded traffic its
+ * applyOnForward egress policy. */
+int rcl_tc_host_egress(struct __sk_buff *skb)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	st->tx_packets++;
+	st->tx_bytes += skb->len;
+	if (st->flags & RCL_IF_HOST_ENDPOINT) {
+		__u32 l3_off = (st->flags & RCL_IF_L3) && !(st->flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
+		if (pol == RCL_POL_NEW && ps)
+			rcl_pol_host_point(ps, 0);
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps))) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+	}
+	return TC_ACT_UNSPEC;
+}
+
+/* Never attached: the policy verdict of a crafted packet, for --explain --kernel. */
+int rcl_pol_test(struct __sk_buff *skb)
+{
+	return rcl_pol_probe(skb);
 }
 
 /* Never attached: the reconciler runs it through BPF_PROG_TEST_RUN to remove

@@ -48,9 +48,14 @@ def main() -> int:
         reconcile("--apply", *node_args)
         banner("Plan again: converged")
         reconcile("--plan", *node_args)
-        banner("Traffic: frontend pod pings the backend pod through our tc programs")
-        r = sandbox.exec(sandbox.pod_ns(PODS[0]), "ping", "-c", "3", "-i", "0.2", PODS[1].ip)
-        print(r.stdout.strip().splitlines()[-2] if r.returncode == 0 else r.stdout + r.stderr)
+        banner("Policy: frontend pod pings the backend pod; only TCP 8080 is allowed in")
+        r = sandbox.exec(sandbox.pod_ns(PODS[0]), "ping", "-c", "2", "-W", "1", PODS[1].ip)
+        summary = [line for line in r.stdout.splitlines() if "packets transmitted" in line]
+        print(summary[0] if summary else r.stderr.strip())
+        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:0/ICMP", "--kernel",
+                  *node_args)  # fmt: skip
+        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8080/TCP",
+                  *node_args)  # fmt: skip
         banner(f"Service: frontend pod -> ClusterIP {CLUSTER_IP}:80, served by BPF NAT")
         server = subprocess.Popen(
             [

@@ -8,6 +8,7 @@
 #define RCL_IF_DATA          2
 #define RCL_IF_L3            4
 #define RCL_IF_HOST_ENDPOINT 8
+#define RCL_IF_POLICY        16 /* a workload under policy: rcl_pol_ep names its programs */
 
 /* rcl_ifstate: slot -> what an interface is to us, and its counters.
  * The reconciler gives each managed interface a slot (1, 2, ...) and attaches
@@ -33,7 +34,14 @@ struct rcl_ifstate {
 /* rcl_globals[0]: configuration that is data, not code. 8 bytes. */
 struct rcl_globals {
 	__u32 log_level;
-	__u32 flags;
+	__u32 flags; /* RCL_G_* */
 };
+
+/* rcl_globals.flags: defaultEndpointToHostAction, for new flows from a
+ * workload to one of this node's addresses */
+#define RCL_G_EP_TO_HOST_MASK   3
+#define RCL_G_EP_TO_HOST_DROP   0
+#define RCL_G_EP_TO_HOST_RETURN 1
+#define RCL_G_EP_TO_HOST_ACCEPT 2
 
 #endif

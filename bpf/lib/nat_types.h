@@ -61,6 +61,8 @@ struct rcl_nat_aff_val {
 /* struct rcl_ct_val.type */
 #define RCL_CT_FORWARD 1 /* client -> VIP: DNAT to the recorded backend */
 #define RCL_CT_REVERSE 2 /* backend -> client: SNAT the source back to the VIP */
+#define RCL_CT_POL_FWD 3 /* a flow policy allowed, as its first packet was seen (bpf/lib/policy.h) */
+#define RCL_CT_POL_REV 4 /* its replies */
 
 /* struct rcl_ct_val.flags (TCP state, seen in either direction) */
 #define RCL_CT_SYN  1
@@ -68,6 +70,14 @@ struct rcl_nat_aff_val {
 #define RCL_CT_FIN  4
 #define RCL_CT_RST  8
 #define RCL_CT_HAIRPIN 16 /* the client is its own backend: its source is NATed to the VIP too */
+#define RCL_CT_POL_SRC 32 /* policy entries: the sender's egress policy allowed the flow */
+#define RCL_CT_POL_DST 64 /* policy entries: the receiver's ingress policy allowed it */
+#define RCL_CT_POL_HOST 128 /* policy entries: a host endpoint's policy allowed it where it
+			     * crossed the endpoint (arriving or leaving) */
+
+/* rcl_ct_key.pad[0]: policy entries live beside NAT entries in one table, in
+ * a key space of their own (a NAT key's pad is 0). */
+#define RCL_CT_KEY_POLICY 1
 
 /* rcl_ct key: 16 bytes; the packet's own 5-tuple as it arrives. */
 struct rcl_ct_key {

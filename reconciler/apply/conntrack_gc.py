@@ -69,6 +69,8 @@ def clean_conntrack(
     removed = 0
     for index, ver, _key, value in ct_table.live(ct_table.table(ct_fd), services):
         fields = nat.CT_VAL.unpack(value)
+        if fields[8] not in (1, 2):  # RCL_CT_FORWARD, RCL_CT_REVERSE
+            continue  # a policy entry: no backend of ours
         svc_id, be_ip, be_port = fields[2], fields[5], fields[7]
         if (svc_id, be_ip, be_port) not in live and ct_table.kill(kill_fd, index, ver):
             removed += 1

@@ -20,10 +20,15 @@ from reconciler.datapath.programs import (
     CONNECT_PROGRAMS,
     FILTER_PREFIX,
     HOOK_ATTACH_TYPES,
+    HOST_FILTER_SUFFIX,
     PROG_TYPES,
+    TC_FUNCTIONS,
     TC_PARENTS,
     TC_PRIO,
     TC_PROGRAMS,
+    XDP_MODES,
+    XDP_PROGRAMS,
+    XDP_UPDATE_IF_NOEXIST,
 )
 from reconciler.kernel import bpf as bpfsys
 from reconciler.kernel import bpf_links
@@ -75,6 +80,7 @@ class Executor:
             ObjKind.ENTRY: self._entry,
             ObjKind.TC: self._tc,
             ObjKind.CGROUP: self._cgroup,
+            ObjKind.XDP: self._xdp,
         }[change.kind]
         return handler(change)
 
@@ -219,7 +225,8 @@ class Executor:
         after = change.after or {}
         prog_ref = after["prog"]
         prog_set, phash = split_prog_ref(prog_ref)
-        pin = build.set_dir(self.root, prog_set, phash) / f"rcl_tc_{direction}"
+        host = after.get("hook") == "host"
+        pin = build.set_dir(self.root, prog_set, phash) / TC_FUNCTIONS[(host, direction)]
         fd = bpfsys.obj_get(str(pin))
         try:
             _ensure_clsact(ipr, idx)
@@ -229,12 +236,48 @@ class Executor:
                 idx,
                 ":1",
                 fd=fd,
-                name=FILTER_PREFIX + prog_ref,
+                name=FILTER_PREFIX + prog_ref + (HOST_FILTER_SUFFIX if host else ""),
                 parent=parent,
                 classid=after["slot"],  # the program reads it as skb->tc_classid
                 direct_action=True,
                 prio=TC_PRIO,
             )
+        finally:
+            os.close(fd)
+        return "created" if change.action is Action.CREATE else "updated"
+
+    # -- xdp ------------------------------------------------------------
+    def _xdp(self, change: Change) -> str:
+        """Attach our XDP program natively where the driver can, generically
+        otherwise. A new attachment never replaces a program already there
+        (someone else's that appeared since the plan): the kernel refuses."""
+        ifname = Address.parse(change.address).iface
+        ipr = self._route()
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            return "unchanged"
+        idx = found[0]
+        if change.action is Action.DELETE:
+            for flags in XDP_MODES.values():
+                detach = {"attrs": [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", flags)]}
+                with contextlib.suppress(Exception):
+                    ipr.link("set", index=idx, xdp=detach)
+            return "deleted"
+        prog_set, phash = split_prog_ref((change.after or {})["prog"])
+        fd = bpfsys.obj_get(str(build.set_dir(self.root, prog_set, phash) / XDP_PROGRAMS[0]))
+        try:
+            only_new = XDP_UPDATE_IF_NOEXIST if change.action is Action.CREATE else 0
+            error: Exception | None = None
+            for flags in XDP_MODES.values():
+                attach = {"attrs": [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", flags | only_new)]}
+                try:
+                    ipr.link("set", index=idx, xdp=attach)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the next mode may work
+                    error = exc
+            else:
+                assert error is not None
+                raise error
         finally:
             os.close(fd)
         return "created" if change.action is Action.CREATE else "updated"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,9 @@ from reconciler.plan.plan import FORMAT_VERSION, Plan
 
 def source_spec(args: argparse.Namespace) -> dict[str, Any]:
     if args.repo:
-        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": kind_policy(args)}
+        from reconciler.cli.watch_cmd import git_spec
+
+        return git_spec(args, kind_policy(args))
     return {"kind": "dir", "paths": [args.config], "policy": kind_policy(args)}
 
 
@@ -148,6 +149,9 @@ def plan_mode(args: argparse.Namespace) -> int:
         emit_json(plan.as_json())
     else:
         sys.stdout.write(render.render_plan(plan))
+        from reconciler.cli.change_summary import print_resource_changes
+
+        print_resource_changes(args, plan)
         if args.out:
             print(
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
@@ -170,14 +174,20 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         if not quiet:
             sys.stdout.write(render.render_plan(plan))
 
+    from reconciler.cli.status_history import recorded
+
+    target = _target(args)
     try:
-        result = reconcile_once(
-            _target(args),
-            source_spec(args),
-            plan_file=args.plan_file,
-            changed=changed,
-            use_cache=not args.no_cache,
-            on_plan=show,
+        result = recorded(
+            target,
+            lambda: reconcile_once(
+                target,
+                source_spec(args),
+                plan_file=args.plan_file,
+                changed=changed,
+                use_cache=not args.no_cache,
+                on_plan=show,
+            ),
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
@@ -209,23 +219,43 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
 
 
 def status_mode(args: argparse.Namespace) -> int:
+    from reconciler.cli.status_history import add_history, render_history
     from reconciler.observe.status import collect_status, render_status
 
-    status = collect_status(_target(args))
+    target = _target(args)
+    status = add_history(collect_status(target), target.state_dir)
     if args.json:
         emit_json({"format_version": FORMAT_VERSION, **status})
     else:
-        sys.stdout.write(render_status(status))
+        sys.stdout.write(render_status(status) + render_history(status))
     return EXIT_OK
 
 
 def watch_mode(args: argparse.Namespace) -> int:
     """Level-triggered loop: any event (file change, new commit, timer) means 'look again'."""
-    from reconciler.engine import store as desired_cache
-    from reconciler.gitops.loop import watch
+    from reconciler.cli.watch_cmd import watch_cmd
 
-    # A pass reacts to a push; the state it compiled is written once idle.
-    desired_cache.defer_writes()
-    return watch(
-        args, lambda changed: apply_mode(args, changed), time.monotonic, desired_cache.flush
-    )
+    return watch_cmd(args)
+
+
+def explain_mode(args: argparse.Namespace) -> int:
+    """--explain --from SRC --to DST:PORT/PROTO [--kernel]: the deciding rules."""
+    from reconciler.compile.policy_model import PolicyError
+    from reconciler.config.validate import validate_source
+    from reconciler.engine import explain
+
+    src = open_source(source_spec(args), not args.no_cache)
+    result = validate_source(src, _cache_dir(args), args.jobs or None)
+    if not result.ok:
+        sys.stderr.write(
+            render.render_diagnostics(sorted(result.diagnostics, key=lambda d: (d.file, d.line)))
+        )
+        return EXIT_ERROR
+    root = args.bpffs_root.rstrip("/") if args.kernel else None
+    try:
+        findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
+    except (explain.ExplainError, PolicyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(explain.render(findings))
+    return EXIT_OK

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from reconciler.cli import commands as modes
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED
+from reconciler.cli.gitops_options import add_gitops_options
 from reconciler.config.source import SourceError
 from reconciler.plan.plan import PlanFileError
 
@@ -36,6 +37,11 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--watch", action="store_true", help="apply on config change, new commits and drift"
     )
+    mode.add_argument("--explain", action="store_true", help="which policy rule decides a flow")
+    why = p.add_argument_group("--explain")
+    why.add_argument("--from", dest="src", metavar="SRC", help="an endpoint name or an IP")
+    why.add_argument("--to", dest="dst", metavar="DST:PORT/PROTO", help="e.g. web-0:8080/tcp")
+    why.add_argument("--kernel", action="store_true", help="also ask the loaded program")
     p.add_argument("--config", metavar="DIR", default=".", help="config working tree (default .)")
     p.add_argument("--repo", metavar="PATH_OR_URL", help="read a commit from this Git repository")
     p.add_argument("--ref", default="HEAD", help="commit, branch or tag with --repo (default HEAD)")
@@ -78,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
     p.add_argument("--no-cache", action="store_true", help="do not use the validation cache")
     p.add_argument("--jobs", type=int, default=0, help="validation processes (default: all cores)")
+    add_gitops_options(p, mode)
     p.add_argument("paths", nargs="*", metavar="PATH", help="with --validate: what to validate")
     return p
 
@@ -140,9 +147,9 @@ def _run(args: argparse.Namespace) -> int:
         # The engine loads only for the modes that use it: --validate stays
         # light (bench/validate_bench.py's warm re-validation).
         from reconciler.engine.reconcile import ReconcileError
-        from reconciler.engine.spec import NetnsError
+        from reconciler.engine.spec import NetnsError, UnsafeRoot
 
-        if isinstance(exc, ReconcileError):
+        if isinstance(exc, ReconcileError | UnsafeRoot):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         if isinstance(exc, NetnsError):
@@ -156,12 +163,31 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.validate:
         return modes.validate_mode(args)
+    if args.install_hooks:  # writes into a Git repository: no kernel, no root needed
+        from reconciler.cli.hooks_cmd import install_hooks_cmd
+
+        return install_hooks_cmd(args)
+    if args.plan and args.observed:  # against a snapshot: no kernel, no root needed
+        from reconciler.cli.snapshot_cmd import plan_observed_cmd
+
+        return plan_observed_cmd(args)
+    from reconciler.engine.spec import require_privileges
+
+    # Before anything is read or created: without them the kernel hides our
+    # objects (a plan would be bogus) and a bpffs root would be the wrong user's.
+    require_privileges()
+    if args.snapshot:
+        from reconciler.cli.snapshot_cmd import snapshot_cmd
+
+        return snapshot_cmd(args)
     if args.plan:
         return modes.plan_mode(args)
     if args.apply:
         return modes.apply_mode(args)
     if args.status:
         return modes.status_mode(args)
+    if args.explain:
+        return modes.explain_mode(args)
     return modes.watch_mode(args)
 
 

@@ -53,6 +53,8 @@ def change_line(change: Change) -> str:
         why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):
         why = f"  ({info['service']})"
+    elif info.get("policy") or info.get("endpoint"):
+        why = f"  ({info.get('policy') or info['endpoint']})"
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()
 
 

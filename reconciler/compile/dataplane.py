@@ -2,8 +2,10 @@
 
 The desired state is a fold of sub-compilers, each a pure function that
 returns a Fragment (reconciler.compile.fragment): interfaces, programs,
-connect-time load balancing, and service NAT last (its index for
-incremental compiles records the others' warnings and errors).
+connect-time load balancing, policy, host protection, and service NAT last
+(its index for incremental compiles records the others' warnings and
+errors). A configuration whose values would not even encode is refused
+before any of them runs.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from reconciler.compile import config_limits
 from reconciler.compile.connect_lb import compile_connect_lb
 from reconciler.compile.fragment import Fragment, merge
+from reconciler.compile.host_policy import compile_host_protection, failsafe_ports
 from reconciler.compile.interfaces import compile_interfaces, select
+from reconciler.compile.policy_objects import compile_policy
 from reconciler.compile.programs import compile_programs, programs_for
 from reconciler.compile.service_nat import compile_service_nat
 from reconciler.config import felix
@@ -51,14 +56,19 @@ def compile_desired(
     config = felix.effective_config(resources, node)
     if not config["bpfEnabled"]:
         return DesiredState(node, False, {}, ("bpfEnabled is false: nothing of ours stays",))
+    limit_errors = config_limits.problems(resources, node, config)
+    if limit_errors:  # refused before anything is compiled (a value would not even encode)
+        return DesiredState(node, True, {}, (), errors=tuple(limit_errors))
     selection = select(resources, node, host.links, config)
     programs = programs_for(bpffs_root, config, source_digest, host.hz)
+    failsafe = failsafe_ports(config)
+    policy = compile_policy(resources, node, selection, failsafe)
     fragments: list[Fragment] = [
         compile_interfaces(selection, programs.tc_ref),
         compile_programs(config, programs),
         compile_connect_lb(config, programs, host.cgroup_id, host.cgroup_path),
-        # A policy sub-compiler adds its fragment here: a pure function of the
-        # resources, the selection and the programs, like the ones above.
+        policy,
+        compile_host_protection(failsafe, host.links, policy, programs),
     ]
     others = merge(fragments)
     nat, index = compile_service_nat(

@@ -12,8 +12,9 @@ from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.config.model import Resource
+from reconciler.datapath.maps import host_types, policy_types
 from reconciler.datapath.maps.codecs import managed_interface
-from reconciler.datapath.maps.iface_types import MAP_IFSTATE, MAX_SLOT
+from reconciler.datapath.maps.iface_types import IF_POLICY, MAP_IFSTATE, MAX_SLOT
 from reconciler.datapath.programs import TC_PARENTS
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
@@ -38,6 +39,11 @@ class Selected:
     link: Link
     role: Role
     endpoint: str  # the resource that selected it, for plans and status
+
+    @property
+    def endpoint_name(self) -> str:
+        """The selecting endpoint resource's name (its ref is Kind/name)."""
+        return self.endpoint.partition("/")[2]
 
 
 def _excluded(config: Mapping[str, Any]) -> list[re.Pattern[str]]:
@@ -65,11 +71,18 @@ def select_interfaces(
 
     weps: dict[str, Resource] = {}
     heps: dict[str, Resource] = {}
+    hep_all: Resource | None = None  # interfaceName "*": every host interface we manage
+    hep_ips: dict[str, Resource] = {}  # no interfaceName: found by its expectedIPs
     for r in resources:
         if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node") == node:
             iface = r.spec.get("interfaceName")
             if isinstance(iface, str) and iface and iface != "*":
                 (weps if r.kind == "WorkloadEndpoint" else heps)[iface] = r
+            elif r.kind == "HostEndpoint" and iface == "*":
+                hep_all = hep_all or r
+            elif r.kind == "HostEndpoint":
+                for ip in r.spec.get("expectedIPs") or ():
+                    hep_ips.setdefault(str(ip), r)
 
     by_name = {link.name: link for link in links}
     for iface, wep in sorted(weps.items()):
@@ -93,9 +106,12 @@ def select_interfaces(
             role, endpoint = Role.DATA, "bpfDataIfacePattern"
         elif l3_re is not None and l3_re.search(name):
             role, endpoint = Role.L3, "bpfL3IfacePattern"
-        if name in heps and role is not Role.WORKLOAD:
+        hep = heps.get(name) or next((hep_ips[a] for a in link.addresses if a in hep_ips), None)
+        if hep is None and hep_all is not None and role & (Role.DATA | Role.L3):
+            hep = hep_all
+        if hep is not None and role is not Role.WORKLOAD:
             role |= Role.HOST_ENDPOINT
-            endpoint = heps[name].ref
+            endpoint = hep.ref
         if role:
             selected.append(Selected(link, role, endpoint))
     return selected, warnings
@@ -148,24 +164,35 @@ def select(
     return Selection(tuple(selected), slots, tuple(warnings), tuple(errors))
 
 
+def initial_slots(selection: Selection) -> dict[int, int]:
+    """ifindex -> slot, as on a node that holds none; keep_slots moves them to
+    what the kernel holds (the pipeline does, after compiling or loading a
+    state). Every sub-compiler that names a slot names these."""
+    return assign_slots((sel.link.ifindex for sel in selection.interfaces), {}, selection.slots)
+
+
 def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
     """rcl_ifstate and, for each managed interface, its entry there and its
-    tc filters running the program set `tc_ref`."""
+    tc filters running the program set `tc_ref` (a host endpoint's run the
+    set's programs with host endpoint policy). Workload interfaces are
+    flagged as under policy."""
     objects = [Obj(str(Address.of_map(MAP_IFSTATE)), ObjKind.MAP, {"max_entries": selection.slots})]
-    # Slots as on a node that holds none; keep_slots moves them to what the
-    # kernel holds (the pipeline does, after compiling or loading a state).
-    slot_of = assign_slots((sel.link.ifindex for sel in selection.interfaces), {}, selection.slots)
+    slot_of = initial_slots(selection)
     for sel in selection.interfaces:
         name = sel.link.name
         slot = slot_of[sel.link.ifindex]
-        for map_name, key, attrs in managed_interface(sel.link.ifindex, int(sel.role), name, slot):
+        if_flags = int(sel.role) | (IF_POLICY if sel.role & Role.WORKLOAD else 0)
+        for map_name, key, attrs in managed_interface(sel.link.ifindex, if_flags, name, slot):
             objects.append(Obj(str(Address.of_entry(map_name, key)), ObjKind.ENTRY, attrs))
+        tc_attrs: dict[str, Any] = {"prog": tc_ref, "slot": slot}
+        if sel.role & Role.HOST_ENDPOINT:
+            tc_attrs["hook"] = "host"
         for direction in DIRECTIONS:
             objects.append(
                 Obj(
                     str(Address.of_tc(name, direction)),
                     ObjKind.TC,
-                    {"prog": tc_ref, "slot": slot},
+                    tc_attrs,
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
                 )
             )
@@ -199,6 +226,10 @@ def assign_slots(ifindexes: Iterable[int], held: Mapping[int, int], slots: int) 
     return out
 
 
+# Per-interface entries of other maps that carry the interface's slot.
+_SLOTTED_ENTRIES = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_EP)
+
+
 def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     """`desired` with its interfaces' slots assigned for what the kernel holds
     now (`held`, see assign_slots). Compile gives slots as if none were held,
@@ -221,8 +252,12 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     for state in states:
         slot = wanted[int(state.attrs["ifindex"])]
         name = Address.parse(state.address).key or ""
-        tcs = (str(Address.of_tc(name, d)) for d in DIRECTIONS)
-        for address in (state.address, *tcs):
+        moved = (
+            state.address,
+            *(str(Address.of_entry(m, name)) for m in _SLOTTED_ENTRIES),
+            *(str(Address.of_tc(name, d)) for d in DIRECTIONS),
+        )
+        for address in moved:
             obj = objects.get(address)
             if obj is not None:
                 objects[address] = dataclasses.replace(obj, attrs={**obj.attrs, "slot": slot})

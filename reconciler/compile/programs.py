@@ -10,6 +10,7 @@ from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.interfaces import ifstate_slots
+from reconciler.datapath.maps import host_types, policy_types
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
 from reconciler.datapath.maps.iface_types import MAP_GLOBALS
@@ -18,7 +19,8 @@ from reconciler.datapath.programs import TC_PROGRAMS
 from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Obj, ObjKind
 
-TC_SET, CONNECT_SET = "tc", "connect"  # program sets (reconciler.datapath.programs.SOURCES)
+# program sets (reconciler.datapath.programs.SOURCES)
+TC_SET, CONNECT_SET, XDP_SET = "tc", "connect", "xdp"
 
 
 def build_flags(
@@ -48,7 +50,10 @@ def program_hash(source_digest: str, flags: Sequence[str]) -> str:
 
 
 def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0)}
+    return {
+        "log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0),
+        "endpoint_to_host": str(config["defaultEndpointToHostAction"]),
+    }
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
@@ -62,7 +67,11 @@ FIXED_MAPS = {
     nat.MAP_NAT_GLOBALS: 1,
     nat.MAP_NAT_STATS: nat.NAT_STATS_SIZE,
     nat.MAP_CTLB_UDP_REV: nat.DEFAULT_SIZES[nat.MAP_CTLB_UDP_REV],
+    **policy_types.SIZES,
+    **host_types.SIZES,
 }
+# Maps with an entry per rcl_ifstate slot, sized as it is.
+SLOT_MAPS = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_STATS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,10 @@ class Programs:
     def connect_ref(self) -> str:
         return prog_ref(CONNECT_SET, self.hash)
 
+    @property
+    def xdp_ref(self) -> str:
+        return prog_ref(XDP_SET, self.hash)
+
 
 def programs_for(
     bpffs_root: str, config: Mapping[str, Any], source_digest: str, hz: int | None
@@ -94,6 +107,9 @@ def compile_programs(config: Mapping[str, Any], programs: Programs) -> Fragment:
     objects = [
         Obj(str(Address.of_prog(programs.tc_ref)), ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)})
     ]
+    slots = ifstate_slots(config)
+    for name in SLOT_MAPS:
+        objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
         objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():

@@ -16,6 +16,12 @@ class Severity(enum.Enum):
     NOTE = "note"  # not a problem: a document left unvalidated, a field not enforced
 
 
+def printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_path(path: Sequence[PathPart]) -> str:
     """Render ('spec', 'ingress', 0, 'action') as 'spec.ingress[0].action'."""
     out = ""
@@ -48,8 +54,12 @@ class Diagnostic:
     severity: Severity = Severity.ERROR
 
     def render(self) -> str:
+        """One line of text: characters that are not printable (a newline,
+        an escape sequence in a name from the config) are shown escaped."""
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        return f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
+        return printable(
+            f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
+        )
 
     def as_json(self) -> dict[str, object]:
         return {

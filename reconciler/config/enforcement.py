@@ -1,8 +1,9 @@
 """What the configuration says that this node does not act on.
 
 Calico's API is accepted whole (a repository holds the whole cluster's
-config), but this node programs only interfaces, service NAT, conntrack and
-connect-time load balancing. `not_enforced` is the plan's list of what it
+config), but this node programs interfaces, service NAT, conntrack,
+connect-time load balancing, workload and host endpoint policy, failsafe
+ports and untracked (doNotTrack) policy in XDP. `not_enforced` is the plan's list of what it
 leaves to others: pure, one entry per resource and field.
 """
 
@@ -30,12 +31,29 @@ FELIX_ACTED_ON = frozenset(
         "bpfMapSizeNATFrontend",
         "interfaceExclude",
         "interfacePrefix",
+        "defaultEndpointToHostAction",
+        "failsafeInboundHostPorts",
+        "failsafeOutboundHostPorts",
+        "kubeNodePortRanges",
     }
 )
-# Endpoint fields that select interfaces; the rest feed policy.
-ENDPOINT_ACTED_ON = frozenset({"node", "interfaceName", "ipNetworks", "expectedIPs"})
-POLICY_KINDS = frozenset(
-    {"GlobalNetworkPolicy", "NetworkPolicy", "Profile", "Tier", "NetworkSet", "GlobalNetworkSet"}
+# Endpoint fields that select interfaces or feed policy (profiles, named
+# ports, service accounts, the implicit orchestrator label); the rest
+# (floating IPs, MAC, gateways, spoofing allowances, QoS) are not acted on.
+ENDPOINT_ACTED_ON = frozenset(
+    {
+        "node",
+        "interfaceName",
+        "ipNetworks",
+        "expectedIPs",
+        "profiles",
+        "ports",
+        "serviceAccountName",
+        "orchestrator",
+        "workload",
+        "pod",
+        "endpoint",
+    }
 )
 
 
@@ -55,11 +73,7 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
     the order given (fields sorted within a resource)."""
     out: list[NotEnforced] = []
     for r in resources:
-        if r.kind in POLICY_KINDS:
-            out.append(
-                NotEnforced(r.ref, "", "policy is validated, the datapath does not enforce it yet")
-            )
-        elif r.kind in CALICO_ONLY_KINDS:
+        if r.kind in CALICO_ONLY_KINDS:
             out.append(NotEnforced(r.ref, "", f"{r.kind} is not acted on by this node"))
         elif r.kind == "IPPool":
             out.append(
@@ -75,7 +89,7 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
             ]
         elif r.kind in ("HostEndpoint", "WorkloadEndpoint"):
             out += [
-                NotEnforced(r.ref, f"spec.{k}", "feeds policy, which is not enforced yet")
+                NotEnforced(r.ref, f"spec.{k}", "not a field this node's datapath acts on")
                 for k in sorted(r.spec)
                 if k not in ENDPOINT_ACTED_ON
             ]

@@ -22,15 +22,12 @@ DEFAULTS: Mapping[str, Any] = {
     "bpfMapSizeIfState": 1000,
     "interfacePrefix": "cali",
     "interfaceExclude": "kube-ipvs0",
-    "failsafeInboundHostPorts": [
-        {"protocol": "TCP", "port": p} for p in (22, 179, 2379, 2380, 5473, 6443, 6666, 6667)
-    ]
-    + [{"protocol": "UDP", "port": p} for p in (68, 4789)],
-    "failsafeOutboundHostPorts": [
-        {"protocol": "TCP", "port": p} for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)
-    ]
-    + [{"protocol": "UDP", "port": p} for p in (53, 67, 4789)]
-    + [{"protocol": "TCP", "port": 53}],
+    "defaultEndpointToHostAction": "Drop",
+    # Calico's failsafe ports: host traffic no host endpoint policy can block.
+    "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 68}]
+    + [{"protocol": "TCP", "port": p} for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)],
+    "failsafeOutboundHostPorts": [{"protocol": "UDP", "port": p} for p in (53, 67)]
+    + [{"protocol": "TCP", "port": p} for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)],
     "bpfConntrackTimeouts": {
         "creationGracePeriod": "10s",
         "tcpSynSent": "20s",

@@ -1,31 +1,49 @@
 """Load YAML documents into Resources, keeping the line of every node.
 
 Bulk loading must be fast (thousands of documents per second per core), so we
-use libyaml through ruamel.yaml's C parser to compose node trees (which carry
-marks) and build plain values plus a path -> line table in a single walk of
-our own. Scalars are resolved here with YAML 1.2 core-schema rules, as
-ruamel.yaml does by default (so `yes` stays a string).
+take libyaml's events through ruamel.yaml's C parser and build plain values
+plus a path -> line table in one loop of our own, with an explicit stack: no
+input can make it recurse, and every limit of reconciler.config.limits is checked
+as the events arrive, before more work is spent. Scalars are resolved here
+with YAML 1.2 core-schema rules, as ruamel.yaml does by default (so `yes` stays a string).
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from _ruamel_yaml import CParser
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
+from reconciler.config.limits import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT,
+    MAX_INT_DIGITS,
+    MAX_LIST_ITEMS,
+    MAX_NODES_PER_FILE,
+    MAX_SCALAR_BYTES,
+    MIN_INT,
+    human_bytes,
+)
 from reconciler.config.model import CALICO_ONLY_KINDS, KINDS, NAMESPACED_KINDS, Resource
-
-# An alias may be expanded many times; cap what one document can grow to.
-MAX_NODES_PER_DOCUMENT = 100_000
-MAX_DEPTH = 64
 
 _PLAIN = "rcl:plain"
 _STR = "tag:yaml.org,2002:str"
@@ -43,33 +61,31 @@ _INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
 _NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
 
 
-class _Composer(CParser):
-    """libyaml composer that defers plain-scalar typing to our walk."""
-
-    def descend_resolver(self, *_: object) -> None:
-        pass
-
-    def ascend_resolver(self, *_: object) -> None:
-        pass
-
-    def resolve(self, kind: type, value: object, implicit: tuple[bool, bool]) -> str:
-        if kind is ScalarNode:
-            return _PLAIN if implicit[0] else _STR
-        return _SEQ if kind is SequenceNode else _MAP
-
-
 class LoadError(Exception):
     """A problem inside one document, with the line it was found at."""
 
-    def __init__(self, line: int, message: str, path: Path = ()) -> None:
+    def __init__(self, line: int, message: str, path: Path = (), fatal: bool = False) -> None:
         super().__init__(message)
         self.line = line
         self.message = message
         self.path = path
+        self.fatal = fatal  # the rest of the file is not read
+
+
+def _integer(digits: str, base: int) -> int:
+    """An integer literal, refused (ValueError) outside int64 before a long
+    literal costs a quadratic conversion."""
+    if len(digits) > MAX_INT_DIGITS:
+        raise ValueError(f"integer {digits[:20]}... is out of range (more than 64 bits)")
+    value = int(digits, base)
+    if not MIN_INT <= value <= MAX_INT:
+        raise ValueError(f"integer {digits} is out of range (more than 64 bits)")
+    return value
 
 
 def resolve_plain(text: str) -> Any:
-    """Type a plain (unquoted) scalar by the YAML 1.2 core schema."""
+    """Type a plain (unquoted) scalar by the YAML 1.2 core schema. Raises
+    ValueError for an integer that does not fit 64 bits."""
     if text in _NULL:
         return None
     if text in _TRUE:
@@ -79,7 +95,7 @@ def resolve_plain(text: str) -> Any:
     first = text[0]
     if first.isdigit() or first in "+-.":
         if _INT.match(text):
-            return int(text)
+            return _integer(text, 10)
         if _FLOAT.match(text):
             return float(text)
         if _INF.match(text):
@@ -87,87 +103,159 @@ def resolve_plain(text: str) -> Any:
         if _NAN.match(text):
             return math.nan
         if _OCT.match(text):
-            return int(text[2:], 8)
+            return _integer(text[2:], 8)
         if _HEX.match(text):
-            return int(text[2:], 16)
+            return _integer(text[2:], 16)
     return text
 
 
-_OWN_TAGS = frozenset({_PLAIN, _STR, _SEQ, _MAP})
+class _Frame:
+    """An open collection: the value being filled, its path, and for a
+    mapping the key waiting for its value."""
+
+    __slots__ = ("anchor", "is_map", "key", "key_line", "path", "start", "value")
+
+    def __init__(self, value: Any, path: Path, anchor: str | None, start: int) -> None:
+        self.value = value
+        self.path = path
+        self.is_map = isinstance(value, dict)
+        self.key: str | None = None
+        self.key_line = 0
+        self.anchor = anchor
+        self.start = start
 
 
-def _tag(node: Node) -> Any:
-    """A node's tag. `node.tag` renders ruamel's Tag object, URI-decoding it,
-    on every call: a quarter of a cold validation. Tags our resolver gave
-    (no handle, a suffix of ours) are used as they are."""
-    ctag = node.ctag
-    if ctag is not None and ctag.handle is None and ctag.suffix in _OWN_TAGS:
-        return ctag.suffix
-    return node.tag
-
-
-def _scalar(node: ScalarNode) -> Any:
-    tag = _tag(node)
-    if tag == _PLAIN:
-        return resolve_plain(node.value)
-    if tag == _STR:
-        return node.value
-    short = str(tag).rsplit(":", 1)[-1]
-    if short in ("int", "float", "bool", "null"):
-        value = resolve_plain(node.value)
-        want: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[short]
-        if isinstance(value, want):
-            return float(value) if short == "float" else value
-        raise LoadError(node.start_mark.line + 1, f"value {node.value!r} is not a valid !!{short}")
-    raise LoadError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
+def _scalar(event: Any) -> Any:
+    tag, text = event.tag, event.value
+    line = event.start_mark.line + 1
+    if len(text) > MAX_SCALAR_BYTES:
+        raise LoadError(line, f"value is longer than {MAX_SCALAR_BYTES} characters")
+    try:
+        if tag is None or tag == "!":
+            return resolve_plain(text) if event.implicit[0] else text
+        if tag == _STR:
+            return text
+        short = str(tag).rsplit(":", 1)[-1]
+        if short in ("int", "float", "bool", "null"):
+            value = resolve_plain(text)
+            want: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[short]
+            if isinstance(value, want):
+                return float(value) if short == "float" else value
+            raise LoadError(line, f"value {text!r} is not a valid !!{short}")
+    except ValueError as exc:
+        raise LoadError(line, str(exc)) from None
+    raise LoadError(line, f"unsupported YAML tag {tag!r}")
 
 
 class _Builder:
-    """Turns one composed document into plain values and a line table."""
+    """Builds one document's values and path -> line table from parser
+    events, with an explicit stack: nesting costs no recursion, so a deep
+    document is refused at MAX_DEPTH instead of overflowing the C stack.
+    `budget` is shared by the documents of a file: one list cell of values
+    left, an alias costing the size of what it repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: list[int]) -> None:
         self.lines: dict[Path, int] = {}
-        self.budget = MAX_NODES_PER_DOCUMENT
+        self.budget = budget
+        self.root: Any = None
+        self.root_line = 1
+        self.done = False
+        self.floats = False  # JSON Schema takes 80.0 for an integer: a strict check follows
+        self.anchors: dict[str, tuple[Any, int]] = {}
 
-    def build(self, node: Node, path: Path) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
+    def _spend(self, count: int, line: int) -> None:
+        self.budget[0] -= count
+        if self.budget[0] < 0:
             raise LoadError(
-                node.start_mark.line + 1,
-                f"document expands to more than {MAX_NODES_PER_DOCUMENT} nodes (YAML alias bomb?)",
+                line,
+                f"file expands to more than {MAX_NODES_PER_FILE} values (a YAML alias bomb?)",
+                fatal=True,
             )
-        if len(path) > MAX_DEPTH:
-            raise LoadError(node.start_mark.line + 1, f"nesting deeper than {MAX_DEPTH} levels")
-        if isinstance(node, ScalarNode):
-            return _scalar(node)
-        if isinstance(node, SequenceNode):
-            items = []
-            for index, child in enumerate(node.value):
-                child_path = (*path, index)
-                self.lines[child_path] = child.start_mark.line + 1
-                items.append(self.build(child, child_path))
-            return items
-        assert isinstance(node, MappingNode)
-        return self._mapping(node, path)
 
-    def _mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if not isinstance(key_node, ScalarNode):
-                raise LoadError(line, "mapping keys must be scalars", path)
-            if _tag(key_node) == _MAP or key_node.value == "<<" and _tag(key_node) == _PLAIN:
-                raise LoadError(line, "YAML merge keys ('<<') are not supported", path)
-            key = key_node.value
-            if key in out:
-                first = self.lines.get((*path, key), line)
-                raise LoadError(
-                    line, f"duplicate key {key!r} (first defined at line {first})", (*path, key)
-                )
-            child_path = (*path, key)
-            self.lines[child_path] = line
-            out[key] = self.build(value_node, child_path)
-        return out
+    def document(self, parser: Any) -> Any:
+        """The document's value; consumes its events up to DocumentEndEvent."""
+        stack: list[_Frame] = []
+        lines = self.lines
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is MappingEndEvent or kind is SequenceEndEvent:
+                frame = stack.pop()
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (frame.value, self.spent - frame.start)
+                continue
+            if kind is DocumentEndEvent:
+                self.done = True
+                return self.root
+            line = event.start_mark.line + 1
+            top = stack[-1] if stack else None
+            if top is not None and top.is_map and top.key is None:
+                self._key(top, event, kind, line)
+                continue
+            if kind is ScalarEvent:
+                self._spend(1, line)
+                value = _scalar(event)
+                if type(value) is float:
+                    self.floats = True
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (value, 1)
+            elif kind is AliasEvent:
+                found = self.anchors.get(event.anchor)
+                if found is None:
+                    raise LoadError(line, f"unknown alias '*{event.anchor}'")
+                self._spend(found[1], line)
+                value = copy.deepcopy(found[0])
+                self.floats = True  # (what it repeats is not tracked: check strictly)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    # fatal: libyaml takes time quadratic in the depth to skip the rest
+                    raise LoadError(line, f"nesting deeper than {MAX_DEPTH} levels", fatal=True)
+                self._spend(1, line)
+                value = {} if kind is MappingStartEvent else []
+            else:
+                continue
+            if top is None:
+                path: Path = ()
+                self.root, self.root_line = value, line
+            elif top.is_map:
+                key = top.key
+                assert key is not None
+                path = (*top.path, key)
+                top.value[key] = value
+                top.key = None
+            else:
+                items = top.value
+                if len(items) >= MAX_LIST_ITEMS:
+                    raise LoadError(line, f"list has more than {MAX_LIST_ITEMS} items", top.path)
+                path = (*top.path, len(items))
+                lines[path] = line
+                items.append(value)
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
+                stack.append(_Frame(value, path, event.anchor, self.spent - 1))
+
+    @property
+    def spent(self) -> int:
+        return MAX_NODES_PER_FILE - self.budget[0]
+
+    def _key(self, frame: _Frame, event: Any, kind: type, line: int) -> None:
+        if kind is not ScalarEvent:
+            raise LoadError(line, "mapping keys must be plain scalars", frame.path)
+        key = event.value
+        if key == "<<" and event.tag is None and event.implicit[0]:
+            raise LoadError(line, "YAML merge keys ('<<') are not supported", frame.path)
+        if len(key) > MAX_SCALAR_BYTES:
+            raise LoadError(line, f"key is longer than {MAX_SCALAR_BYTES} characters", frame.path)
+        mapping = frame.value
+        if key in mapping:
+            first = self.lines.get((*frame.path, key), line)
+            raise LoadError(
+                line, f"duplicate key {key!r} (first defined at line {first})", (*frame.path, key)
+            )
+        if len(mapping) >= MAX_LIST_ITEMS:
+            raise LoadError(line, f"mapping has more than {MAX_LIST_ITEMS} keys", frame.path)
+        self._spend(1, line)
+        frame.key = key
+        self.lines[(*frame.path, key)] = line
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +264,7 @@ class Loaded:
 
     resources: tuple[Resource, ...]
     diagnostics: tuple[Diagnostic, ...]
-
-
-def _documents(data: bytes | str) -> Iterator[Node]:
-    parser = _Composer(data)
-    while parser.check_node():
-        yield parser.get_node()
+    with_floats: frozenset[int] = frozenset()  # indices of resources holding a float
 
 
 def _kind_hint(kind: str, cutoff: float = 0.6) -> str:
@@ -280,48 +363,77 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
     )
 
 
+def _skip_document(parser: Any) -> None:
+    """Consume the rest of a document that could not be built."""
+    while type(parser.get_event()) is not DocumentEndEvent:
+        pass
+
+
+def _too_big(data: bytes | str, file: str) -> Loaded | None:
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size <= MAX_FILE_BYTES:
+        return None
+    message = f"file is {size} bytes, more than the limit of {human_bytes(MAX_FILE_BYTES)}"
+    return Loaded((), (Diagnostic(file, 1, "-", "(file)", message),))
+
+
 def load(data: bytes | str, file: str) -> Loaded:
     """Parse every document of one file; never raises for bad input."""
+    too_big = _too_big(data, file)
+    if too_big is not None:
+        return too_big
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
-    docs = _documents(data)
-    while True:
-        try:
-            node = next(docs)
-        except StopIteration:
-            break
-        except (MarkedYAMLError, YAMLError) as exc:
-            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            line = mark.line + 1 if mark is not None else 1
-            diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
-            break  # the parser cannot resynchronise after a syntax error
-        line = node.start_mark.line + 1
-        if isinstance(node, ScalarNode) and _tag(node) == _PLAIN and node.value in _NULL:
-            continue  # empty document, e.g. a trailing '---'
-        builder = _Builder()
-        try:
-            body = builder.build(node, ())
-            items = _list_items(body, builder.lines) if isinstance(body, dict) else None
-            documents = items if items is not None else [(body, line, builder.lines)]
-        except LoadError as err:
-            diagnostics.append(
-                Diagnostic(file, err.line, _ref_guess(node), _path_text(err.path), err.message)
-            )
-            continue
-        prefix: Path = ("items",) if items is not None else ()
-        for i, (doc, doc_line, doc_lines) in enumerate(documents):
+    with_floats: set[int] = set()
+    parser = CParser(data)
+    budget = [MAX_NODES_PER_FILE]
+    try:
+        while True:
+            event = parser.get_event()
+            if type(event) is StreamEndEvent:
+                break
+            if type(event) is not DocumentStartEvent:
+                continue
+            builder = _Builder(budget)
             try:
-                resources.append(_resource_from(doc, file, doc_line, doc_lines))
+                body = builder.document(parser)
+                if body is None:
+                    continue  # empty document, e.g. a trailing '---'
+                items = _list_items(body, builder.lines) if isinstance(body, dict) else None
             except LoadError as err:
-                where = (*prefix, i, *err.path) if items is not None else err.path
-                ref = _ref_of(doc) if items is not None else _ref_guess(node)
-                diagnostics.append(Diagnostic(file, err.line, ref, _path_text(where), err.message))
-            except ForeignDocument as note:
+                ref = _ref_guess(builder.root)
                 diagnostics.append(
-                    Diagnostic(file, note.line, note.ref, "kind", note.message, Severity.NOTE)
+                    Diagnostic(file, err.line, ref, _path_text(err.path), err.message)
                 )
-    return Loaded(tuple(resources), tuple(diagnostics))
+                if err.fatal:
+                    break
+                if not builder.done:
+                    _skip_document(parser)
+                continue
+            documents = items if items is not None else [(body, builder.root_line, builder.lines)]
+            prefix: Path = ("items",) if items is not None else ()
+            for i, (doc, doc_line, doc_lines) in enumerate(documents):
+                try:
+                    resources.append(_resource_from(doc, file, doc_line, doc_lines))
+                    if builder.floats:
+                        with_floats.add(len(resources) - 1)
+                except LoadError as err:
+                    where = (*prefix, i, *err.path) if items is not None else err.path
+                    ref = _ref_of(doc) if items is not None else _ref_guess(builder.root)
+                    diagnostics.append(
+                        Diagnostic(file, err.line, ref, _path_text(where), err.message)
+                    )
+                except ForeignDocument as note:
+                    diagnostics.append(
+                        Diagnostic(file, note.line, note.ref, "kind", note.message, Severity.NOTE)
+                    )
+    except (MarkedYAMLError, YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = (getattr(exc, "problem", None) or str(exc)).splitlines()[0]
+        line = mark.line + 1 if mark is not None else 1
+        diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
+        # the parser cannot resynchronise after a syntax error
+    return Loaded(tuple(resources), tuple(diagnostics), frozenset(with_floats))
 
 
 def _ref_of(doc: Any) -> str:
@@ -336,22 +448,15 @@ def _path_text(path: Path) -> str:
     return format_path(path)
 
 
-def _ref_guess(node: Node) -> str:
-    """Best-effort Kind/name for a document we could not build."""
-    if not isinstance(node, MappingNode):
+def _ref_guess(body: Any) -> str:
+    """Best-effort Kind/name for a document we could not build (what was
+    built of it before the problem)."""
+    if not isinstance(body, dict):
         return "-"
-    kind = name = None
-    for key, value in node.value:
-        if isinstance(key, ScalarNode) and isinstance(value, ScalarNode) and key.value == "kind":
-            kind = value.value
-        if (
-            isinstance(key, ScalarNode)
-            and key.value == "metadata"
-            and isinstance(value, MappingNode)
-        ):
-            for k2, v2 in value.value:
-                if isinstance(k2, ScalarNode) and k2.value == "name" and isinstance(v2, ScalarNode):
-                    name = v2.value
-    if kind is None:
+    kind = body.get("kind")
+    meta = body.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(kind, str) or not kind:
         return "-"
-    return f"{kind}/{name}" if name else str(kind)
+    return f"{kind}/{name}" if isinstance(name, str) and name else kind
+

@@ -21,14 +21,33 @@ from typing import Any
 import fastjsonschema
 
 from reconciler.assets import SCHEMA_DIR
+from reconciler.config import cache_dir
 from reconciler.config.diagnostics import Finding
 from reconciler.config.source import default_cache_dir
+
+# Patterns that backtrack quadratically on a long string of their own
+# characters, and an equivalent that does not: "some address characters,
+# at least one of them ':'" is matched up to its first ':' without choice.
+_LINEAR_PATTERNS = {"[0-9a-fA-F:.]*:[0-9a-fA-F:.]*": "[0-9a-fA-F.]*:[0-9a-fA-F:.]*"}
+
+
+def linear_patterns(value: Any) -> Any:
+    """The schema with every `pattern` rewritten to its linear-time equivalent."""
+    if isinstance(value, dict):
+        out = {k: linear_patterns(v) for k, v in value.items()}
+        if isinstance(out.get("pattern"), str):
+            for slow, fast in _LINEAR_PATTERNS.items():
+                out["pattern"] = out["pattern"].replace(slow, fast)
+        return out
+    if isinstance(value, list):
+        return [linear_patterns(v) for v in value]
+    return value
 
 
 @functools.cache
 def schema_for(kind: str) -> Mapping[str, Any]:
     with open(SCHEMA_DIR / f"{kind}.json", encoding="utf-8") as fh:
-        schema: Mapping[str, Any] = json.load(fh)
+        schema: Mapping[str, Any] = linear_patterns(json.load(fh))
     return schema
 
 
@@ -44,7 +63,6 @@ def _fast(kind: str) -> Callable[[Any], Any]:
         path = directory / f"v_{kind}_{digest}_{sys.version_info[0]}{sys.version_info[1]}.bin"
         try:
             if not path.exists():
-                directory.mkdir(parents=True, exist_ok=True)
                 code = compile(fastjsonschema.compile_to_code(schema), str(path), "exec")
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_bytes(marshal.dumps(code))
@@ -60,10 +78,20 @@ def _fast(kind: str) -> Callable[[Any], Any]:
 
 
 def validator_dir() -> FsPath | None:
-    """Where generated validators are cached; RECONCILER_NO_CACHE=1 disables it."""
+    """Where generated validators are cached; RECONCILER_NO_CACHE=1 disables it.
+    They are run as code, so only from a directory no other user can write
+    (reconciler.config.cache_dir; None when the cache directory is not one)."""
     if os.environ.get("RECONCILER_NO_CACHE"):
         return None
-    return default_cache_dir() / "validators"
+    base = default_cache_dir()
+    return None if base is None else cache_dir.secure(base / "validators")
+
+
+def _is_integer(_checker: Any, value: Any) -> bool:
+    """Integers are integers: JSON Schema takes 80.0 for one, Kubernetes and
+    Calico (Go's int fields) refuse it, and a float reaching the compiler
+    crashes it or is silently dropped."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @functools.cache
@@ -72,7 +100,9 @@ def _full(kind: str) -> Any:
     # one-change apply validates a valid one with fastjsonschema alone.
     import jsonschema
 
-    return jsonschema.Draft7Validator(schema_for(kind))
+    strict = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer)
+    validator = jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=strict)
+    return validator(schema_for(kind))
 
 
 def _hint(value: str, options: list[str]) -> str:
@@ -103,13 +133,19 @@ def _describe(error: Any) -> Finding:
     return Finding(path, error.message)
 
 
-def check(kind: str, body: Mapping[str, Any]) -> list[Finding]:
-    """All schema findings for one document (empty when it is valid)."""
+def check(kind: str, body: Mapping[str, Any], floats: bool = True) -> list[Finding]:
+    """All schema findings for one document (empty when it is valid). The
+    fast validator takes 80.0 for an integer, so a document that holds a
+    float (`floats`, as the loader saw) is also checked by the strict one."""
     try:
         _fast(kind)(body)
-        return []
+        fast_ok = True
     except Exception:  # noqa: BLE001 - any failure: ask jsonschema for the full story
-        pass
+        fast_ok = False
+    if fast_ok and not floats:
+        return []
     errors = sorted(_full(kind).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     findings = [_describe(e) for e in errors]
+    if fast_ok:  # only the strict integer pass could still object
+        return findings
     return findings or [Finding((), "document does not match its schema")]

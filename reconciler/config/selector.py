@@ -24,9 +24,16 @@ sorted and deduplicated, and values are double-quoted unless they contain `"`.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+
+from reconciler.config.limits import MAX_SELECTOR_DEPTH
+
+# A selector's AST is as deep as its parentheses (Calico takes 500 levels),
+# and parsing, printing and matching it recurse: a few frames per level.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 8 * MAX_SELECTOR_DEPTH))
 
 __all__ = [
     "All",
@@ -487,6 +494,21 @@ def _group(cls: type[And] | type[Or], operands: list[Selector]) -> Selector:
     return cls(tuple(flat))
 
 
+def _check_depth(tokens: list[_Token]) -> None:
+    """Refuse nesting deeper than MAX_SELECTOR_DEPTH before the recursive
+    parser meets it."""
+    depth = 0
+    for kind, _, column in tokens:
+        if kind == "(":
+            depth += 1
+            if depth > MAX_SELECTOR_DEPTH:
+                raise SelectorError(
+                    f"nested deeper than {MAX_SELECTOR_DEPTH} parentheses", column
+                )
+        elif kind == ")":
+            depth -= 1
+
+
 def parse(text: str) -> Selector:
     """Parse a Calico selector; an empty or blank selector is `all()`.
 
@@ -495,6 +517,7 @@ def parse(text: str) -> Selector:
     tokens = _tokenize(text)
     if tokens[0][0] == _EOF:
         return All()
+    _check_depth(tokens)
     parser = _Parser(tokens)
     tree = parser.parse_or()
     kind, _, column = parser.peek()

@@ -517,6 +517,41 @@ def _service_affinity(resource: Resource) -> Iterator[Finding]:
         )
 
 
+def _refuse_special(values: object, path: Path) -> Iterator[Finding]:
+    from reconciler.config.addresses import refusal
+
+    for i, value in enumerate(_list(values)):
+        why = refusal(value) if isinstance(value, str) else None
+        if why is not None:
+            yield Finding((*path, i), why)
+
+
+def _service_special_addresses(resource: Resource) -> Iterator[Finding]:
+    """Service addresses that would take over node traffic (reconciler.config.addresses)."""
+    spec = resource.spec
+    for field in ("clusterIP", "loadBalancerIP"):
+        value = spec.get(field)
+        if isinstance(value, str):
+            for finding in _refuse_special([value], ("spec", field)):
+                yield Finding(("spec", field), finding.message)
+    for field in ("clusterIPs", "externalIPs"):
+        yield from _refuse_special(spec.get(field), ("spec", field))
+    status = _map(resource.body.get("status")) or {}
+    ingress = _list((_map(status.get("loadBalancer")) or {}).get("ingress"))
+    for i, entry in enumerate(ingress):
+        entry_map = _map(entry)
+        if entry_map is not None and isinstance(entry_map.get("ip"), str):
+            for finding in _refuse_special([entry_map["ip"]], ()):
+                yield Finding(("status", "loadBalancer", "ingress", i, "ip"), finding.message)
+
+
+def _endpoint_special_addresses(resource: Resource) -> Iterator[Finding]:
+    for i, endpoint in enumerate(_list(resource.body.get("endpoints"))):
+        endpoint_map = _map(endpoint)
+        if endpoint_map is not None:
+            yield from _refuse_special(endpoint_map.get("addresses"), ("endpoints", i, "addresses"))
+
+
 _SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
@@ -561,8 +596,10 @@ _CHECKS: Mapping[str, tuple[Check, ...]] = {
     "WorkloadEndpoint": (_workload_endpoint, _META),
     "Tier": (_cr.tier, _META),
     "FelixConfiguration": (_felix_name, _felix_regexes, _felix_addresses, _cr.felix, _META),
-    "Service": (_service_ports, _service_addresses, _service_affinity),
-    "EndpointSlice": (_endpoint_slice,),
+    "Service": (
+        _service_ports, _service_addresses, _service_affinity, _service_special_addresses
+    ),
+    "EndpointSlice": (_endpoint_slice, _endpoint_special_addresses),
 }
 
 

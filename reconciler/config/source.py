@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import marshal
 import os
-import pickle
+import posixpath
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-YAML_SUFFIXES = (".yaml", ".yml")
+from reconciler.config import safe_tree
+from reconciler.config.limits import MAX_FILE_BYTES
+
+YAML_SUFFIXES = safe_tree.YAML_SUFFIXES
 
 
 class SourceError(Exception):
@@ -57,16 +62,13 @@ def _constant(data: bytes) -> Callable[[], bytes]:
 
 
 def _walk_yaml(root: str) -> Iterable[str]:
-    """YAML files under root in a stable order, hidden entries skipped (plain
-    strings and os.walk: pathlib costs a third of a warm plan at 10k files)."""
-    if os.path.isfile(root):
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.endswith(YAML_SUFFIXES) and not name.startswith("."):
-                yield os.path.join(dirpath, name)
+    """YAML files under root in a stable order, hidden entries skipped, read
+    by the rules of reconciler.config.safe_tree (a SourceError names every path
+    that breaks them)."""
+    try:
+        yield from safe_tree.walk(root)
+    except safe_tree.TreeError as exc:
+        raise SourceError(str(exc)) from None
 
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
@@ -80,6 +82,14 @@ def _file_sig(path: Path) -> Signature | None:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _checked_entries(value: Any) -> tuple[int, dict[str, tuple[Signature, str]]]:
+    """A stat cache's (written_ns, entries) as read back, or ValueError."""
+    written, entries = value
+    if not isinstance(written, int) or not isinstance(entries, dict):
+        raise ValueError("not a stat cache")
+    return written, entries
 
 
 class StatCache:
@@ -101,7 +111,7 @@ class StatCache:
             return
         try:
             with open(path, "rb") as fh:
-                self.written_ns, self.entries = pickle.load(fh)
+                self.written_ns, self.entries = _checked_entries(marshal.loads(fh.read()))
         except Exception:  # noqa: BLE001 - a cache must never make reading fail
             self.entries, self.written_ns = {}, 0
 
@@ -135,7 +145,7 @@ class StatCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                pickle.dump((written, entries), fh, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.write(marshal.dumps((written, entries)))
             tmp.replace(self.path)
         except OSError:
             return
@@ -144,23 +154,31 @@ class StatCache:
         _STAT_CACHES[self.path] = (_file_sig(self.path), self)
 
 
-def default_cache_dir() -> Path:
-    """The per-user cache of every kind (stat cache, validations, states, validators)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "calico-reconciler"
+def default_cache_dir() -> Path | None:
+    """The cache directory, or None when it is not safe to use (reconciler.config.cache_dir)."""
+    from reconciler.config import cache_dir
+
+    return cache_dir.default()
 
 
 def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     """One stat cache per set of roots, so alternating trees do not evict each other."""
     roots = "\0".join(sorted(os.path.abspath(p) for p in paths))
-    return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.pickle"
+    return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.marshal"
+
+
+def _read(path: str) -> bytes:
+    try:
+        return safe_tree.read_regular(path)
+    except OSError as exc:
+        message = f"{safe_tree.shown(path)}: {exc.strerror}" if exc.strerror else str(exc)
+        raise SourceError(message) from None
 
 
 def _read_verified(path: str, digest: str) -> bytes:
-    with open(path, "rb") as fh:
-        data = fh.read()
+    data = _read(path)
     if blob_id(data) != digest:
-        raise SourceError(f"{path} changed while it was being read; run again")
+        raise SourceError(f"{safe_tree.shown(path)} changed while it was being read; run again")
     return data
 
 
@@ -175,7 +193,7 @@ class _Root:
 
     @classmethod
     def of(cls, given: str) -> _Root:
-        root = given.rstrip("/") or "/"
+        root = given.rstrip("/") or "/"  # (shown names are escaped: safe_tree.shown)
         shown = root if os.path.isabs(root) else os.path.normpath(root)
         return cls(root, shown, os.path.abspath(root))
 
@@ -195,8 +213,7 @@ def _record(path: str, shown: str, key: str, cache: StatCache) -> Record:
     digest = cache.get(key, sig)
     if digest is not None:
         return (shown, digest, path, None)
-    with open(path, "rb") as fh:
-        data = fh.read()
+    data = _read(path)
     digest = blob_id(data)
     cache.put(key, sig, digest)
     return (shown, digest, path, data)
@@ -220,12 +237,12 @@ def _read_tree(
     records: list[Record] = []
     keys: dict[str, str] = {}
     for given in paths:
-        if not os.path.exists(given):
-            raise SourceError(f"{given}: no such file or directory")
+        if not os.path.lexists(given):
+            raise SourceError(f"{safe_tree.shown(given)}: no such file or directory")
         root = _Root.of(given)
         for path in _walk_yaml(root.walk):
             tail = path[len(root.walk) :]
-            shown, key = root.shown + tail, root.key + tail
+            shown, key = safe_tree.shown(root.shown + tail), root.key + tail
             keys[shown] = key
             records.append(_record(path, shown, key, cache))
     cache.save(set(keys.values()))
@@ -283,11 +300,20 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
         if any(part.startswith(".") for part in tail.split("/")):
             continue
         local = root.walk + tail
-        found = list(_walk_yaml(local)) if os.path.isdir(local) else [local]
+        try:
+            mode = os.lstat(local).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None  # the full read names the problem
+        if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            return None  # the full read applies the symlink and file-kind rules
+        found = list(_walk_yaml(local)) if stat.S_ISDIR(mode) else [local]
         for file in found:
-            if file.endswith(YAML_SUFFIXES) and os.path.isfile(file):
+            if file.endswith(YAML_SUFFIXES):
                 key = root.key + file[len(root.walk) :]
-                by_key[key] = _source_file(file, root.shown + file[len(root.walk) :], key, cache)
+                name = safe_tree.shown(root.shown + file[len(root.walk) :])
+                by_key[key] = _source_file(file, name, key, cache)
     order = sorted(by_key, key=lambda k: _walk_order(k[len(root.key) :]))
     files = [by_key[k] for k in order]
     new_keys = {by_key[k].path: k for k in order}
@@ -297,45 +323,131 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
     return fresh
 
 
-def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
-    """Read the tree of one commit without checking it out (bare repos work)."""
-    # GitPython loads only for a Git source: bench/plan_bench.py's no-op plan
-    # reads a directory.
+def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
+    """Read the tree of one commit without checking it out (bare repos work).
+    A remote repository is read from a mirror under `cache_dir`, fetched
+    first unless `ref` is a full commit id the mirror already holds.
+
+    The tree's rules are the working tree's (reconciler.config.safe_tree): a
+    symlink is followed only to a file of the same tree, and a repository
+    whose objects cannot be read is an error (every blob is looked up even
+    when the validation cache would spare reading it)."""
     import git
     from gitdb.exc import ODBError
 
+    label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
     try:
-        if "://" in repo or repo.startswith("git@"):
-            repository = _mirror(repo, cache_dir)
+        if is_remote(repo):
+            if cache_dir is None:
+                raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
+            repository: Any = _mirror(repo, cache_dir, ref)
         else:
             repository = git.Repo(repo)
-        commit = repository.commit(ref)
-    except (git.exc.GitError, ODBError, ValueError, OSError) as exc:
-        raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
-    odb = repository.odb
-    files = []
-    for item in commit.tree.traverse():
-        if item.type != "blob" or not item.path.endswith(YAML_SUFFIXES):
-            continue
-        if any(part.startswith(".") for part in item.path.split("/")):
-            continue
-        files.append(SourceFile(item.path, item.hexsha, _blob_reader(odb, item.binsha)))
+        try:
+            commit = repository.commit(ref)
+        except (git.exc.BadName, ValueError) as exc:
+            raise SourceError(
+                f"{label}: no such branch, tag or commit (deleted or never pushed?): "
+                f"{str(exc).strip() or type(exc).__name__}"
+            ) from exc
+        odb = repository.odb
+        blobs: dict[str, Any] = {}
+        for item in commit.tree.traverse():
+            if item.type == "blob" and not any(p.startswith(".") for p in item.path.split("/")):
+                blobs[item.path] = item
+        files, problems = _git_files(odb, blobs)
+    except SourceError:
+        raise
+    except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
+        raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
+    except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
+        raise SourceError(f"{label}: the repository is corrupt: {type(exc).__name__}") from exc
+    if problems:
+        raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
     files.sort(key=lambda f: f.path)
-    return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
+    return Source(f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files))
 
 
-def _blob_reader(odb: Any, binsha: bytes) -> Callable[[], bytes]:
-    return lambda: bytes(odb.stream(binsha).read())
+_GIT_LINK = 0o120000
+_MAX_LINK_HOPS = 40
 
 
-def _mirror(url: str, cache_dir: Path) -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
-    """Keep a bare mirror of a remote repository and fetch it."""
-    import git  # as in from_git
+def _git_files(odb: Any, blobs: dict[str, Any]) -> tuple[list[SourceFile], list[str]]:
+    """The YAML files of a tree's blobs (symlinks resolved inside the tree),
+    and what is wrong with the others."""
+    files, problems = [], []
+    for path, item in blobs.items():
+        if not path.endswith(YAML_SUFFIXES):
+            continue
+        name = safe_tree.shown(path)
+        target, why = item, ""
+        for _ in range(_MAX_LINK_HOPS):
+            if target.mode != _GIT_LINK:
+                break
+            link = bytes(odb.stream(target.binsha).read(4096)).decode("utf-8", "surrogateescape")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target.path), link))
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                why = "is a symlink that leaves the repository tree (refused)"
+                break
+            if resolved not in blobs:
+                why = "is a symlink to no file of the tree (dangling, or a directory)"
+                break
+            target = blobs[resolved]
+        else:
+            why = "is a symlink loop"
+        if why:
+            problems.append(f"{name}: {why}")
+            continue
+        odb.info(target.binsha)  # raises for a missing or unreadable object
+        files.append(SourceFile(name, target.hexsha, _blob_reader(odb, target.binsha, name)))
+    return files, problems
 
-    target = cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+def _blob_reader(odb: Any, binsha: bytes, name: str) -> Callable[[], bytes]:
+    def read() -> bytes:
+        try:
+            return bytes(odb.stream(binsha).read(MAX_FILE_BYTES + 1))
+        except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
+            raise SourceError(f"{name}: cannot read the object: {type(exc).__name__}") from exc
+
+    return read
+
+
+def is_remote(repo: str) -> bool:
+    """A URL git fetches from (anything else is a local repository path)."""
+    return "://" in repo or repo.startswith("git@")
+
+
+def mirror_path(url: str, cache_dir: Path) -> Path:
+    return cache_dir / "repos" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# Every branch and tag, pruned: a ref deleted upstream disappears here too.
+MIRROR_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+
+
+def _mirror(url: str, cache_dir: Path, ref: str = "") -> git.Repo:  # type: ignore[name-defined]  # noqa: F821
+    """Keep a bare mirror of a remote repository and fetch it, unless `ref` is
+    a full commit id it already holds (a commit never changes)."""
+    import git
+
+    target = mirror_path(url, cache_dir)
     if target.exists():
         repository = git.Repo(target)
-        repository.remotes.origin.fetch("+refs/heads/*:refs/heads/*", prune=True)
+        if _is_full_id(ref) and _has_commit(repository, ref):
+            return repository
+        repository.remotes.origin.fetch(list(MIRROR_REFSPECS), prune=True)
         return repository
     target.parent.mkdir(parents=True, exist_ok=True)
     return git.Repo.clone_from(url, target, mirror=True)
+
+
+def _is_full_id(ref: str) -> bool:
+    return len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)
+
+
+def _has_commit(repository: Any, sha: str) -> bool:
+    try:
+        return bool(repository.commit(sha))
+    except Exception:  # noqa: BLE001 - absent or unreadable: fetch
+        return False

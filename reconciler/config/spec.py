@@ -19,12 +19,13 @@ def open_source(
     follows it. `changed` (absolute paths, from --watch's file events) lets a
     directory be re-read at those paths only."""
     policy = spec.get("policy", {})
+    cache = source.default_cache_dir()  # None when no safe cache directory exists
     if spec["kind"] == "git":
-        src = source.from_git(spec["repo"], spec["ref"], source.default_cache_dir())
+        src = source.from_git(spec["repo"], spec["ref"], cache)
         return repo_config.apply_to(src, repo_config.combine([], **policy))
     paths = spec["paths"]
     config = repo_config.combine(paths, **policy)
-    stat = source.stat_cache_path(source.default_cache_dir(), paths) if use_cache else None
+    stat = source.stat_cache_path(cache, paths) if use_cache and cache is not None else None
     if changed is not None and len(paths) == 1:
         refreshed = source.refresh(paths[0], changed, stat)
         if refreshed is not None:

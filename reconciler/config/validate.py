@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import multiprocessing
+import marshal
 import os
-import pickle
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -76,14 +74,18 @@ def _located(resource: Resource, finding: Finding) -> Diagnostic:
     )
 
 
-def validate_document(resource: Resource) -> list[Diagnostic]:
-    """Schema then semantic checks for one resource."""
-    # The validating modules load on first use: bench/plan_bench.py's no-op
-    # plan reuses a stored state and validates nothing.
+def validate_document(resource: Resource, floats: bool = True) -> list[Diagnostic]:
+    """Schema then semantic checks for one resource. `floats=False` (the
+    loader saw no float in it) lets the schema skip its integer-strictness
+    pass. A document nested past what a check's recursion can take is
+    reported, never a traceback."""
     from reconciler.config import schema, semantic
 
-    findings = schema.check(resource.kind, resource.body)
-    findings += semantic.check(resource)
+    try:
+        findings = schema.check(resource.kind, resource.body, floats)
+        findings += semantic.check(resource)
+    except RecursionError:
+        findings = [Finding((), "too deeply nested to check (a selector or pattern?)")]
     return [_located(resource, f) for f in findings]
 
 
@@ -92,8 +94,8 @@ def validate_file(path: str, data: bytes) -> FileResult:
 
     loaded = load(data, path)
     diagnostics = list(loaded.diagnostics)
-    for resource in loaded.resources:
-        diagnostics.extend(validate_document(resource))
+    for index, resource in enumerate(loaded.resources):
+        diagnostics.extend(validate_document(resource, index in loaded.with_floats))
     return FileResult(path, loaded.resources, tuple(diagnostics))
 
 
@@ -132,9 +134,10 @@ def _diags(rows: Iterable[tuple[Any, ...]]) -> tuple[Diagnostic, ...]:
 class ResultCache:
     """A small sqlite store of per-file results keyed by content.
 
-    Two blobs per file, as plain tuples (unpickling dataclasses is slow): a
-    summary (diagnostics and resource identities, all `--validate` needs) and
-    the full resources (what a plan compiles).
+    Two blobs per file, as plain tuples in marshal's format (data, never
+    code to run, and faster than pickle): a summary (diagnostics and
+    resource identities, all `--validate` needs) and the full resources
+    (what a plan compiles).
     """
 
     def __init__(self, directory: FsPath | None) -> None:
@@ -162,8 +165,8 @@ class ResultCache:
                 marks = ",".join("?" * len(chunk))
                 query = f"SELECT key, summary, {column} FROM files WHERE key IN ({marks})"
                 for key, summary, blob in self.db.execute(query, chunk):
-                    found[key] = (pickle.loads(summary), pickle.loads(blob) if full else None)
-        except (sqlite3.Error, pickle.UnpicklingError, EOFError):
+                    found[key] = (marshal.loads(summary), marshal.loads(blob) if full else None)
+        except (sqlite3.Error, ValueError, EOFError, TypeError):
             return {}
         return found
 
@@ -175,9 +178,9 @@ class ResultCache:
             idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
             summary = (_diag_rows(result.diagnostics), idents)
             # Line tables stay out: they only place diagnostics, which are
-            # already in the summary, and they are most of a resource's pickle.
+            # already in the summary, and they are most of a resource's size.
             full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
-            rows.append((key, pickle.dumps(summary, 5), pickle.dumps(full, 5)))
+            rows.append((key, marshal.dumps(summary), marshal.dumps(full)))
         try:
             with self.db:
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
@@ -192,7 +195,15 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     # Many small batches keep both cores busy even when file sizes differ.
     size = max(1, len(work) // (jobs * 8))
     batches = [work[i : i + size] for i in range(0, len(work), size)]
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
+
+    from reconciler.config.procs import die_with_parent
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         return [r for results in pool.map(_validate_batch, batches) for r in results]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.assets import BPF_DIR
-from reconciler.datapath.programs import LOAD_ATTACH_TYPES, SOURCES
+from reconciler.datapath.programs import JUMP_TABLES, LOAD_ATTACH_TYPES, SOURCES
 from reconciler.datapath.sources import flatten
 from reconciler.kernel import bpf as bpfsys
 
@@ -41,7 +41,7 @@ def kernel_hz(paths: Sequence[str] = KERNEL_CONFIGS) -> int | None:
     may not be this kernel's, so their CONFIG_HZ is not trusted."""
     for path in paths:
         try:
-            with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as lines:
+            with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as lines:
                 for line in lines:
                     if line.startswith("CONFIG_HZ="):
                         value = line.partition("=")[2].strip()
@@ -57,7 +57,8 @@ def set_dir(root: str, prog_set: str, phash: str) -> Path:
 
 def is_built(root: str, prog_set: str, phash: str, functions: Sequence[str]) -> bool:
     d = set_dir(root, prog_set, phash)
-    return all((d / name).exists() for name in functions)
+    jumps = [JUMP_TABLES[prog_set][0]] if prog_set in JUMP_TABLES else []
+    return all((d / name).exists() for name in (*functions, *jumps))
 
 
 def build(
@@ -82,18 +83,38 @@ def build(
     text = flatten(BPF_DIR / SOURCES[prog_set])
     bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
     try:
+        fds: dict[str, int] = {}
         for name in functions:
             kwargs = {}
             if name in LOAD_ATTACH_TYPES:  # sock_addr programs must name their hook at load
                 kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
             fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
             bpfsys.obj_pin(fn.fd, str(tmp / name))
+            fds[name] = fn.fd
+        if prog_set in JUMP_TABLES:
+            _fill_jumps(bpf, tmp, *JUMP_TABLES[prog_set], fds)
     finally:
         bpf.cleanup()
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)
     return target
+
+
+def _fill_jumps(
+    bpf: object, target: Path, table: str, targets: Sequence[str], fds: dict[str, int]
+) -> None:
+    """Fill the set's tail-call table with its own programs and pin it beside
+    them: a program array loses its entries when no file descriptor or pin
+    holds it, so the pin keeps the jumps alive as long as the set."""
+    import ctypes
+
+    jumps = bpf[table.encode()]  # type: ignore[index]
+    for index, name in enumerate(targets):
+        if name not in fds:
+            raise ValueError(f"{table}: tail-call target {name} is not built with the set")
+        jumps[ctypes.c_int(index)] = ctypes.c_int(fds[name])
+    bpfsys.obj_pin(jumps.map_fd, str(target / table))
 
 
 def remove(root: str, prog_set: str, phash: str) -> None:

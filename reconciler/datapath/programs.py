@@ -4,12 +4,44 @@ program names, hook names, attach types and tc filter conventions."""
 from __future__ import annotations
 
 # Program set -> its C source under bpf/ and the BPF program type of its functions.
-SOURCES = {"tc": "tc.c", "connect": "connect.c"}
-PROG_TYPES = {"tc": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR"}
+SOURCES = {"tc": "tc.c", "connect": "connect.c", "xdp": "xdp.c"}
+PROG_TYPES = {"tc": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR", "xdp": "XDP"}
 
-# The tc set's functions: two attached per interface, one run by the reconciler
-# through BPF_PROG_TEST_RUN (conntrack removal).
-TC_PROGRAMS = ("rcl_tc_ingress", "rcl_tc_egress", "rcl_ct_kill_slot")
+# The xdp set: attached to host endpoints with untracked (doNotTrack) policy.
+XDP_PROGRAMS = ("rcl_xdp",)
+# Our XDP program is known by this prefix of its kernel name and by being the
+# program pinned in one of our sets; any other XDP program is foreign.
+XDP_NAME_PREFIX = "rcl_"
+# Attach modes: native (the driver's) where it works, generic (skb) otherwise.
+XDP_MODES = {"native": 1 << 2, "generic": 1 << 1}  # XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
+XDP_UPDATE_IF_NOEXIST = 1 << 0
+
+# The tc set's functions: two attached per interface, two run by the reconciler
+# through BPF_PROG_TEST_RUN (conntrack removal, and --explain --kernel).
+TC_PROGRAMS = (
+    "rcl_tc_ingress",
+    "rcl_tc_egress",
+    "rcl_tc_host_ingress",
+    "rcl_tc_host_egress",
+    "rcl_tc_judge",
+    "rcl_tc_host_judge",
+    "rcl_ct_kill_slot",
+    "rcl_pol_test",
+)
+# A set's tail-call table (a BPF_PROG_ARRAY of the set's own functions, by
+# index), pinned in the set's directory beside its programs by the loader.
+JUMP_TABLES = {"tc": ("rcl_tc_jumps", ("rcl_tc_judge", "rcl_tc_host_judge"))}
+
+# The tc function attached in each direction, by the interface's kind: host
+# endpoints run the programs with host endpoint policy.
+TC_FUNCTIONS = {
+    (False, "ingress"): "rcl_tc_ingress",
+    (False, "egress"): "rcl_tc_egress",
+    (True, "ingress"): "rcl_tc_host_ingress",
+    (True, "egress"): "rcl_tc_host_egress",
+}
+# A host endpoint's filters carry this after the program reference in their name.
+HOST_FILTER_SUFFIX = "/host"
 
 # Cgroup hook -> the connect set's function attached there.
 CONNECT_PROGRAMS = {

@@ -23,7 +23,9 @@ from reconciler.apply.executor import Executor
 from reconciler.compile import nat_tables as nat_compile
 from reconciler.compile.connect_lb import CTLB_MODES
 from reconciler.compile.dataplane import Host, compile_desired
+from reconciler.compile.host_policy import without_foreign_xdp
 from reconciler.compile.interfaces import keep_slots
+from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.config.validate import (
@@ -80,6 +82,9 @@ class Target:
     netns: str | None = None
     cache_dir: Path | None = None
     cgroup: str | None = None  # cgroup v2 directory for connect-time load balancing
+    # A snapshot's node (--plan --observed): its host facts, not this machine's,
+    # and no kernel access at all.
+    snapshot: Any = None  # observe.snapshot.Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +111,29 @@ def reconcile_once(
     changed: frozenset[str] | None = None,
     use_cache: bool = True,
     on_plan: Callable[[Plan], None] = lambda plan: None,
+    opener: Callable[[], Source] | None = None,
 ) -> Result:
     """source -> validate -> compile -> observe -> diff -> plan -> apply ->
     verify, holding the node's apply lock throughout. With `plan_file`, apply
     exactly that saved plan, refused when the source or the kernel moved
     since it was made. `changed` (from --watch's file events) names the only
     files that may differ from the last pass. `on_plan` sees the plan before
-    anything is applied. Raises InvalidConfig or ReconcileError; on either,
-    nothing was changed."""
+    anything is applied. `opener` opens the spec's source instead of
+    open_source (--watch hands in one it resolved or holds in memory).
+    Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
     try:
-        with apply_lock(target.state_dir):
+        with apply_lock(target.bpffs_root, target.netns):
             if plan_file:
                 plan = Plan.read(plan_file)
                 spec = plan.source.get("spec") or spec
                 source = open_source(dict(spec), use_cache)
-                links, slots = check_fresh(plan, source, target)
+                links, slots, now = check_fresh(plan, source, target)
                 desired = desired_state(source, target, links, slots=slots)
+                check_same_changes(plan, desired, now)
                 observed = None
             else:
                 plan, desired, observed = make_plan(
-                    lambda: open_source(dict(spec), use_cache, changed), target, False
+                    opener or (lambda: open_source(dict(spec), use_cache, changed)), target, False
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
@@ -240,6 +248,8 @@ def _services_only_update(
     if any(not r.ok for r in results.values()):
         return None  # the full path reports every error, in every file
     new = {path: r.resources for path, r in results.items()}
+    if any(_node_ports(r) for rs in new.values() for r in rs):
+        return None  # the full path checks them against the node's port ranges
     old = cached_resources({p: index.files[p] for p in changed if p in index.files}, cache_dir)
     if old is None:
         return None
@@ -249,6 +259,10 @@ def _services_only_update(
     if unchanged is None:
         return None
     return nat_compile.update(previous, files, old, new, unchanged)
+
+
+def _node_ports(resource: Resource) -> bool:
+    return resource.kind == "Service" and resource.spec.get("type") in ("NodePort", "LoadBalancer")
 
 
 def make_plan(
@@ -262,12 +276,18 @@ def make_plan(
     may be a function that opens it: it is called once the kernel is being
     read, so opening the source and reading the NAT tables overlap. Returns
     what was observed too (apply records its NAT tables, see verify)."""
-    observed, links = observe(target.bpffs_root, target.netns)  # first: a bad --netns fails here
+    if target.snapshot is not None:
+        observed, links = target.snapshot.observed, list(target.snapshot.links)
+    else:  # first: a bad --netns fails here
+        observed, links = observe(target.bpffs_root, target.netns)
     if callable(source):
         source = source()
-    bpfsys.ensure_bpffs(target.bpffs_root)
+    if target.snapshot is None:
+        bpfsys.ensure_bpffs(target.bpffs_root)
     desired = desired_state(source, target, links, keep_derived, held_slots(observed))
+    desired = without_foreign_xdp(desired, observed.foreign)
     changes = diff(desired, observed)
+    refuse_foreign_at_our_place(changes, observed)
     plan = Plan(
         node=target.node,
         source={"identity": source.identity, "description": source.description},
@@ -363,6 +383,11 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
 
 
 def host_facts(target: Target, links: list[Link]) -> Host:
+    if target.snapshot is not None:
+        facts = target.snapshot.host
+        return Host(
+            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz")
+        )
     cgroup_id = None
     if target.cgroup:
         try:
@@ -374,8 +399,9 @@ def host_facts(target: Target, links: list[Link]) -> Host:
 
 def check_fresh(
     plan: Plan, source: Source | None, target: Target
-) -> tuple[list[Link], dict[int, int]]:
-    """Refuse a saved plan when the kernel or the source moved since it was made."""
+) -> tuple[list[Link], dict[int, int], ObservedState]:
+    """Refuse a saved plan when the kernel or the source moved since it was
+    made; returns what was observed for check_same_changes."""
     if plan.node != target.node or plan.bpffs_root != target.bpffs_root:
         raise ReconcileError(
             f"plan is for node {plan.node} at {plan.bpffs_root}, not {target.node} at "
@@ -391,7 +417,47 @@ def check_fresh(
         raise ReconcileError(
             "plan is stale: the kernel state changed since it was made; run --plan again"
         )
-    return links, held_slots(observed)
+    return links, held_slots(observed), observed
+
+
+def _normal(value: object) -> object:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedState) -> None:
+    """A filter that is not ours but sits at our priority on a hook we would
+    attach to: attaching would replace it (tc replaces by priority and
+    handle). It is not ours to remove, so the plan is refused."""
+    from reconciler.datapath.programs import TC_PRIO
+
+    for change in changes:
+        if change.kind is not ObjKind.TC or change.after is None:
+            continue
+        taken = [f for f in observed.foreign if f.startswith(f"{change.address} prio {TC_PRIO} ")]
+        if taken:
+            raise ReconcileError(
+                f"{taken[0]}: a tc filter that is not ours holds our priority ({TC_PRIO:#x}) "
+                "where we must attach; remove it or free that priority, then plan again; "
+                "nothing was changed"
+            )
+
+
+def check_same_changes(plan: Plan, desired: DesiredState, observed: ObservedState) -> None:
+    """Refuse a saved plan whose changes or build are not exactly the ones
+    the configuration and the kernel give now: a hand-edited plan, or a node
+    that moved in a way the fingerprint does not cover (a new interface)."""
+    now = diff(desired, observed)
+    refuse_foreign_at_our_place(now, observed)
+    if _normal([c.as_json() for c in now]) != _normal([c.as_json() for c in plan.changes]):
+        raise ReconcileError(
+            "plan file does not match the changes the configuration and this node give "
+            "now (it was edited, or the node changed since, e.g. an interface appeared); "
+            "run --plan again"
+        )
+    if _normal(dict(desired.build)) != _normal(dict(plan.build)):
+        raise ReconcileError(
+            "plan file's build does not match the configuration's; run --plan again"
+        )
 
 
 def execute(

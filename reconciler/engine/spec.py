@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.engine.reconcile import Target, default_state_dir
+from reconciler.kernel.bpf import UnsafeRoot
 from reconciler.kernel.cgroup import cgroup2_mount
+from reconciler.kernel.privileges import require_privileges
 from reconciler.kernel.pyroute import link_changes
 from reconciler.kernel.rtnetlink import NetnsError
 
-__all__ = ["NetnsError", "link_changes", "make_target"]
+__all__ = ["NetnsError", "UnsafeRoot", "link_changes", "make_target", "require_privileges"]
 
 
 def make_target(

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import enum
 import functools
 import hashlib
+import io
 import json
 import marshal
 import os
@@ -111,6 +113,26 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
     return _HEADER.pack(_MAGIC, len(manifest), base_name) + manifest + b"".join(blobs)
 
 
+_SAFE_BUILTINS = frozenset({"frozenset", "set", "tuple", "list", "dict", "bytes", "int", "str"})
+
+
+class _Unpickler(pickle.Unpickler):
+    """Loads a state's skeleton and nothing else: only our own dataclasses and
+    enums and plain containers may be named, so a crafted file cannot make
+    loading it call anything (pickle's usual way to run code)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith("reconciler.") and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and (
+                dataclasses.is_dataclass(found) or issubclass(found, enum.Enum)
+            ):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} may not be loaded from a stored state")
+
+
 def base_of(data: bytes) -> str | None:
     """The file a stored delta builds on, from its header alone."""
     if len(data) < _HEADER.size or data[:4] != _MAGIC:
@@ -128,7 +150,7 @@ def decode(
     magic, size, base_name = _HEADER.unpack_from(data)
     if magic != _MAGIC or (base_name.strip(b"\0") and base is None):
         return None
-    skeleton, sections = pickle.loads(data[_HEADER.size : _HEADER.size + size])
+    skeleton, sections = _Unpickler(io.BytesIO(data[_HEADER.size : _HEADER.size + size])).load()
     if not isinstance(skeleton, DesiredState):
         return None
     blob = data[_HEADER.size + size :]

@@ -1,121 +1,437 @@
-"""`--watch`: reconcile again whenever anything may have changed.
+"""`--watch`: keep the node converged to its source, whatever happens.
 
 Level-triggered, like a controller: events only say "look again"; each pass
-plans and applies the whole state. Triggers:
-- file changes under --config (watchfiles);
-- link and address events in the managed network namespace (netlink), so a
-  new pod's veth is attached as soon as it appears;
-- a drift timer (--interval), which also polls --repo for new commits and
-  catches hand edits of our maps and filters.
+plans the whole desired state against the whole observed state (files a file
+event names are the only ones read again, and unchanged inputs reuse the
+compiled state). Triggers are in gitops.triggers.
+
+A pass never ends the watcher. When the newest source cannot be used (it is
+invalid, its ref vanished or moved backwards, its signature is refused, the
+apply lock is held, an apply failed), the pass is recorded as failed, the
+node is held to the last source that was good (drift against it is still
+repaired), and the newest is tried again with a backoff. `--detect-only`
+plans and reports but never changes the kernel. SIGTERM lets the current pass
+finish, then the watcher exits.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import logging
 import os
 import queue
 import signal
-import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import watchfiles
+from reconciler.config.source import Source, SourceError, SourceFile
+from reconciler.config.spec import open_source
+from reconciler.engine import history
+from reconciler.engine.history import PassRecord
+from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
+from reconciler.gitops import triggers
+from reconciler.gitops.repo import Follower
+from reconciler.gitops.signatures import Keyring
+from reconciler.gitops.triggers import STOP, Backoff, Event
+from reconciler.plan.plan import Plan
 
-from reconciler.engine.spec import link_changes
+log = logging.getLogger(__name__)
 
-# The netlink events that can change what compile decides.
-SETTLE_SECONDS = 0.2  # one pod creation is a burst of events: reconcile once
-FILE_SETTLE_SECONDS = 0.05  # watchfiles already groups a checkout's writes
-
-
-# An event: why to look again, and which files changed (None: look at everything).
-Event = tuple[str, frozenset[str] | None]
-STOP: Event = ("stop", None)
-
-
-def _watch_files(path: str, events: queue.Queue[Event], stop: threading.Event) -> None:
-    root = os.path.abspath(path)
-
-    def relevant(_change: object, name: str) -> bool:
-        # YAML files, and what may be a directory (removed or renamed ones
-        # take their files along); the drift timer's full reads catch the rest
-        if "/." in os.path.abspath(name)[len(root) :]:
-            return False  # hidden, as the source itself skips (.git among them)
-        return name.endswith((".yaml", ".yml")) or "." not in os.path.basename(name)
-
-    for changes in watchfiles.watch(path, stop_event=stop, watch_filter=relevant):
-        events.put(("config changed", frozenset(os.path.abspath(p) for _, p in changes)))
+LINK_SETTLE_S = 0.02  # a pod's veth arrives as a burst of link and address events
+FILE_SETTLE_S = 0.05  # watchfiles already groups a checkout's writes
+IDLE_S = 0.5  # this long without events after a pass: time for housekeeping
 
 
-def _watch_links(netns: str | None, events: queue.Queue[Event]) -> None:
-    for _ in link_changes(netns):
-        events.put(("interfaces changed", None))
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    interval: float = 30.0  # drift check
+    poll_interval: float = 15.0  # --repo
+    detect_only: bool = False
+    use_cache: bool = True
+    config: str = "."
+    follower: Follower | None = None
+    keyring: Keyring | None = None
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    wake_addr: str | None = None
+    first_retry: float = 1.0
+    max_retry: float = 60.0
 
 
-def _start(target: Callable[..., None], *args: object) -> None:
-    # Daemon threads: both block in the kernel or in watchfiles until the
-    # process is stopped, which is how --watch ends.
-    threading.Thread(target=target, args=args, daemon=True).start()
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The source a pass should bring the node to, and how to open it."""
+
+    spec: Mapping[str, Any]
+    open: Callable[[], Source]
+    commit: str | None = None  # a git source's commit, known before opening
 
 
-IDLE_SECONDS = 0.5  # this long without events after a pass: time for housekeeping
+class Watcher:
+    """Runs passes until stopped. `report` sees every pass's record (and the
+    plan, when there was one); `on_idle` runs once events stop coming
+    (writing caches a pass held back)."""
 
+    def __init__(
+        self,
+        target: Target,
+        options: WatchOptions,
+        engine: Engine,
+        report: Callable[[PassRecord, Plan | None], None] = lambda r, p: None,
+        on_idle: Callable[[], None] = lambda: None,
+        link_changes: Callable[[], Any] | None = None,
+    ) -> None:
+        self.target, self.options, self.engine = target, options, engine
+        self.report, self.on_idle, self.link_changes = report, on_idle, link_changes
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.stop = threading.Event()
+        self.backoff = Backoff(options.first_retry, options.max_retry)
+        self.retry_at: float | None = None
+        self.good: Newest | None = None  # the last source that converged
+        self.good_identity = ""
+        self.pinned: dict[str, bytes] = {}  # a directory source's last good files by blob id
+        self.invalid: dict[str, str] = {}  # commits found invalid -> why
+        self.verified: set[str] = set()
+        self.fetch_error = ""
+        self.last_pass: PassRecord | None = None
+        self.last_drift: tuple[str, ...] = ()
+        self.passes = 0
 
-def watch(
-    args: argparse.Namespace,
-    reconcile: Callable[[frozenset[str] | None], int],
-    clock: Callable[[], float],
-    on_idle: Callable[[], None] = lambda: None,
-) -> int:
-    """Run until stopped. `reconcile(changed)` gets the files that changed since
-    the last pass, or None when everything must be looked at again (start-up,
-    interface events, the drift timer)."""
-    interval = max(1.0, float(args.interval))
-    events: queue.Queue[Event] = queue.Queue()
-    stop = threading.Event()
+    # -- the loop ------------------------------------------------------------
 
-    # SIGTERM (systemd, kubelet) ends the watch between passes, never in the
-    # middle of an apply, and lets exit handlers write the held-back caches.
-    def on_term(*_: object) -> None:
-        stop.set()
-        events.put(STOP)
+    def start_triggers(self) -> None:
+        opts = self.options
+        if opts.follower is None:
+            triggers.start(triggers.watch_files, opts.config, self.events, self.stop, name="files")
+        elif opts.poll_interval > 0:
+            triggers.start(
+                triggers.poll, self._probe, self.events, self.stop, opts.poll_interval, name="poll"
+            )
+        if self.link_changes is not None:
+            triggers.start(triggers.watch_links, self.link_changes, self.events, name="links")
+        if opts.wake_addr:
+            triggers.serve_wake(opts.wake_addr, self.events)
 
-    signal.signal(signal.SIGTERM, on_term)
-    if not args.repo:
-        _start(_watch_files, args.config, events, stop)
-    _start(_watch_links, args.netns, events)
-    source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
-    print(f"watching {source} and the interfaces; drift check every {interval:g}s", file=sys.stderr)
-    reconcile(None)
-    try:
-        while not stop.is_set():
-            try:
-                event = events.get(timeout=min(IDLE_SECONDS, interval))
-            except queue.Empty:
-                on_idle()  # e.g. write caches the pass held back
-                try:
-                    event = events.get(timeout=max(0.0, interval - IDLE_SECONDS))
-                except queue.Empty:
-                    event = ("drift check", None)
-            if stop.is_set():
-                break
-            reason, changed = event
-            settle = SETTLE_SECONDS if changed is None else FILE_SETTLE_SECONDS
-            started = clock()
-            while clock() - started < settle:  # coalesce the rest of a burst
-                try:
-                    _, more = events.get(timeout=settle)
-                except queue.Empty:
+    def request_stop(self, *_: object) -> None:
+        self.stop.set()
+        self.events.put(STOP)
+
+    def run(self) -> int:
+        """Until SIGTERM (or request_stop): pass, wait for a reason, pass again."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        self.start_triggers()
+        self.run_pass(Event("start", fetch=True))
+        try:
+            while not self.stop.is_set():
+                event = self._next_event()
+                if event is STOP or self.stop.is_set():
                     break
-                changed = None if changed is None or more is None else changed | more
-            if stop.is_set():
+                self.run_pass(event)
+            log.info("stopped")
+            self.on_idle()
+            return 0
+        finally:
+            self.stop.set()
+
+    def _next_event(self) -> Event:
+        """The next reason to pass, with the rest of its burst folded in."""
+        deadline = time.monotonic() + self.options.interval
+        idle_done = False
+        while True:
+            due = self.retry_at if self.retry_at is not None else deadline
+            wait = max(0.0, due - time.monotonic())
+            if not idle_done:
+                wait = min(wait, IDLE_S)
+            try:
+                event = self.events.get(timeout=wait)
                 break
-            print(f"reconciling: {reason}", file=sys.stderr)
-            began = clock()
-            reconcile(changed)
-            print(f"pass done in {clock() - began:.3f}s", file=sys.stderr)
-        print("stopped", file=sys.stderr)
-        on_idle()
-        return 0
-    finally:
-        stop.set()
+            except queue.Empty:
+                if not idle_done and time.monotonic() < due:
+                    idle_done = True
+                    self.on_idle()
+                    continue
+                return Event("retry" if self.retry_at is not None else "drift check", fetch=True)
+        if event is STOP:
+            return event
+        settle = LINK_SETTLE_S if event.changed is None else FILE_SETTLE_S
+        end = time.monotonic() + settle
+        while (left := end - time.monotonic()) > 0:
+            try:
+                more = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if more is STOP:
+                self.events.put(STOP)
+                break
+            changed = (
+                None
+                if event.changed is None or more.changed is None
+                else event.changed | more.changed
+            )
+            event = Event(event.reason, changed, event.fetch or more.fetch)
+        return event
+
+    # -- one pass ------------------------------------------------------------
+
+    def run_pass(self, event: Event) -> PassRecord:
+        started, began = history.now_iso(), time.monotonic()
+        if event.reason != "start":
+            log.info("reconciling: %s", event.reason)
+        record, plan = self._pass(event)
+        record = dataclasses.replace(
+            record,
+            started=started,
+            duration_s=round(time.monotonic() - began, 4),
+            trigger=event.reason,
+        )
+        self.passes += 1
+        self.last_pass = record
+        if record.result == "failed":
+            delay = self.backoff.failed()
+            self.retry_at = time.monotonic() + delay
+            log.warning("pass failed (retry in %gs): %s", delay, record.error)
+        else:
+            self.backoff.succeeded()
+            self.retry_at = None
+        self._save(record)
+        self.report(record, plan)
+        return record
+
+    def _pass(self, event: Event) -> tuple[PassRecord, Plan | None]:
+        try:
+            newest = self._newest(event)
+        except SourceError as exc:  # vanished ref, rewind, signature, unreadable
+            return self._hold(str(exc))
+        if newest.commit is not None and newest.commit in self.invalid:
+            return self._hold(self.invalid[newest.commit])
+        try:
+            record, plan = self._reconcile(
+                newest, event.changed, event.reason == "interfaces changed"
+            )
+        except InvalidConfig as exc:
+            why = self.engine.explain(exc)
+            if newest.commit is not None:
+                self.invalid[newest.commit] = why
+            return self._hold(why)
+        except (ReconcileError, SourceError, OSError) as exc:
+            return self._hold(str(exc))
+        if record.result != "failed" and not self.options.detect_only:
+            self._remember_good(newest, record.source)
+        return record, plan
+
+    def _reconcile(
+        self, newest: Newest, changed: frozenset[str] | None, links_changed: bool = False
+    ) -> tuple[PassRecord, Plan | None]:
+        """One plan (and apply) of `newest`. Changes while the source stayed
+        the same are drift, unless interfaces came or went (`links_changed`):
+        then the desired state itself moved."""
+        applied_before = self._applied_identity()
+        opened: list[Source] = []
+
+        def opener() -> Source:
+            opened.append(newest.open())
+            return opened[-1]
+
+        if self.options.detect_only:
+            plan = self.engine.plan(self.target, opener)
+            identity = str(plan.source.get("identity", ""))
+            same = identity == applied_before
+            result = "no-op" if plan.empty else ("drift" if same else "planned")
+            drift = tuple(c.address for c in plan.changes) if same else ()
+            self.last_drift = drift
+            return self._record(result, plan, drift=drift), plan
+        result = self.engine.apply(self.target, newest.spec, changed, opener)
+        plan = result.plan
+        identity = str(plan.source.get("identity", ""))
+        same = identity == applied_before or identity == self.good_identity
+        same = same and not links_changed
+        drift = tuple(c.address for c in plan.changes) if same else ()
+        self.last_drift = ()
+        if result.remaining:
+            remaining = ", ".join(c.address for c in result.remaining[:10])
+            return (
+                self._record(
+                    "failed",
+                    plan,
+                    drift=drift,
+                    error=f"not converged after apply; still different: {remaining}",
+                ),
+                plan,
+            )
+        kind = "no-op" if plan.empty else ("repaired" if same else "applied")
+        if opened and self.options.follower is None:
+            self._pin(opened[-1])
+        return self._record(kind, plan, drift=drift), plan
+
+    def _hold(self, why: str) -> tuple[PassRecord, Plan | None]:
+        """The newest source failed: report it, and keep the node at the last
+        good source (repairing drift against it) unless only reporting."""
+        good = self.good or self._good_from_record()
+        if good is None:
+            return PassRecord("", 0.0, "", "failed", error=why), None
+        try:
+            record, plan = self._reconcile(good, None)
+        except (ReconcileError, SourceError, OSError) as exc:
+            return PassRecord("", 0.0, "", "failed", error=f"{why}; holding: {exc}"), None
+        return (
+            dataclasses.replace(record, result="failed", error=why, held=record.source),
+            plan,
+        )
+
+    def _record(
+        self, result: str, plan: Plan, drift: tuple[str, ...] = (), error: str = ""
+    ) -> PassRecord:
+        return PassRecord(
+            started="",
+            duration_s=0.0,
+            trigger="",
+            result=result,
+            source=str(plan.source.get("identity", "")),
+            description=str(plan.source.get("description", "")),
+            changes=len(plan.changes),
+            error=error,
+            drift=drift,
+        )
+
+    # -- sources -------------------------------------------------------------
+
+    def _probe(self) -> str:
+        """What the followed ref names now; a fetch that fails raises (the
+        poll backs off), a ref that vanished is an answer too (the pass
+        reports it)."""
+        follower = self.options.follower
+        assert follower is not None
+        follower.fetch()
+        try:
+            return follower.resolve()
+        except SourceError as exc:
+            return f"unresolved: {exc}"
+
+    def _newest(self, event: Event) -> Newest:
+        opts = self.options
+        follower = opts.follower
+        if follower is None:
+            spec = {"kind": "dir", "paths": [opts.config], "policy": dict(opts.policy)}
+            return Newest(spec, lambda: open_source(spec, opts.use_cache, event.changed))
+        if event.fetch and follower.remote:
+            try:
+                follower.fetch()
+                self.fetch_error = ""
+            except SourceError as exc:
+                # the mirror keeps what it had: the pass goes on with that
+                self.fetch_error = str(exc)
+                log.warning("fetch failed, using the last fetched commits: %s", exc)
+        commit = follower.resolve()
+        follower.check_forward(commit, history.applied_commit(self.target.state_dir, follower.repo))
+        if opts.keyring is not None and commit not in self.verified:
+            opts.keyring.verify(follower.local, [commit])
+            self.verified.add(commit)
+        spec = follower.spec(commit, opts.policy)
+        return Newest(spec, lambda: open_source(spec, opts.use_cache), commit)
+
+    def _applied_identity(self) -> str:
+        record = history.last_applied(self.target.state_dir) or {}
+        return str((record.get("source") or {}).get("identity", ""))
+
+    def _remember_good(self, newest: Newest, identity: str) -> None:
+        if self.options.follower is not None:
+            self.good = newest
+        self.good_identity = identity
+
+    def _pin(self, source: Source) -> None:
+        """Keep a directory source's files in memory: when the tree turns
+        invalid, drift is repaired against what it held when it was good.
+        Only files with new content are read."""
+        try:
+            kept = {f.digest: self.pinned.get(f.digest) or f.read() for f in source.files}
+        except (OSError, SourceError):
+            return  # changed while being read: the next good pass pins it
+        self.pinned = kept
+        files = tuple(SourceFile(f.path, f.digest, _constant(kept[f.digest])) for f in source.files)
+        frozen = dataclasses.replace(source, files=files)
+        spec = {"kind": "dir", "paths": [self.options.config], "policy": dict(self.options.policy)}
+        self.good = Newest(spec, lambda: frozen)
+
+    def _good_from_record(self) -> Newest | None:
+        """After a restart: the commit the node was last converged to, when it
+        came from the followed repository (a directory's old files are gone)."""
+        follower = self.options.follower
+        if follower is None:
+            return None
+        commit = history.applied_commit(self.target.state_dir, follower.repo)
+        if commit is None:
+            return None
+        spec = follower.spec(commit, self.options.policy)
+        return Newest(spec, lambda: open_source(spec, self.options.use_cache), commit)
+
+    # -- the watcher's state on disk -------------------------------------------
+
+    def _save(self, record: PassRecord) -> None:
+        state = {
+            "pid": os.getpid(),
+            "updated": history.now_iso(),
+            "state": "failing" if record.result == "failed" else "ok",
+            "detect_only": self.options.detect_only,
+            "newest": record.source if record.result != "failed" else "",
+            "held": record.held,
+            "error": record.error,
+            "fetch_error": self.fetch_error,
+            "failures": self.backoff.failures,
+            "retry_in_s": (
+                round(self.retry_at - time.monotonic(), 3) if self.retry_at is not None else None
+            ),
+            "drift": list(record.drift),
+            "last_pass": record.as_json(),
+        }
+        try:
+            history.append(self.target.state_dir, record)
+            history.write_watch_state(self.target.state_dir, state)
+        except OSError as exc:
+            log.warning("cannot record the pass under %s: %s", self.target.state_dir, exc)
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+class Engine:
+    """What a pass asks of the engine; the CLI supplies how plans are shown
+    and invalid configurations explained."""
+
+    def __init__(
+        self,
+        use_cache: bool,
+        on_plan: Callable[[Plan], None] = lambda plan: None,
+        explain: Callable[[InvalidConfig], str] = str,
+    ) -> None:
+        self.use_cache, self.on_plan, self._explain = use_cache, on_plan, explain
+
+    def apply(
+        self,
+        target: Target,
+        spec: Mapping[str, Any],
+        changed: frozenset[str] | None,
+        opener: Callable[[], Source],
+    ) -> Any:
+        from reconciler.engine.reconcile import reconcile_once
+
+        return reconcile_once(
+            target,
+            spec,
+            changed=changed,
+            use_cache=self.use_cache,
+            on_plan=self.on_plan,
+            opener=opener,
+        )
+
+    def plan(self, target: Target, opener: Callable[[], Source]) -> Plan:
+        from reconciler.engine.reconcile import make_plan
+
+        plan, _, _ = make_plan(opener, target, False, keep_derived=False)
+        self.on_plan(plan)
+        return plan
+
+    def explain(self, exc: InvalidConfig) -> str:
+        return self._explain(exc)

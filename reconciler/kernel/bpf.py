@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -196,6 +197,7 @@ def _lib() -> ctypes.CDLL:
         "bpf_map_lookup_batch": [i, vp, vp, vp, vp, ctypes.POINTER(u32), vp],
         "bpf_map_create": [i, cp, u32, u32, u32, vp],
         "bpf_prog_test_run_opts": [i, vp],
+        "bpf_prog_get_fd_by_id": [u32],
     }
     for name, args in sigs.items():
         fn = getattr(lib, name)
@@ -251,6 +253,11 @@ def map_info(fd: int) -> MapInfo:
         info.name.decode(errors="replace"),
         info.map_flags,
     )
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """A new fd of the loaded program with this id (the caller closes it)."""
+    return _check(_lib().bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id {prog_id}")
 
 
 def prog_info(fd: int) -> ProgInfo:
@@ -493,8 +500,11 @@ def map_raw(fd: int) -> RawDump:
     )
 
 
-def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
-    """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow by 256 B."""
+def prog_test_run(
+    prog_fd: int, data: bytes, repeat: int = 1, ctx: bytes | None = None
+) -> TestRunResult:
+    """Run a program on one packet with BPF_PROG_TEST_RUN; the packet may grow
+    by 256 B. `ctx`: the start of a struct __sk_buff to run with (cb[], mark)."""
     out = ctypes.create_string_buffer(len(data) + 256)
     opts = _TestRunOpts(
         sz=ctypes.sizeof(_TestRunOpts),
@@ -504,14 +514,43 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRunResult:
         data_size_out=len(out),
         repeat=repeat,
     )
+    if ctx is not None:
+        opts.ctx_in = ctypes.cast(ctypes.c_char_p(ctx), ctypes.c_void_p)
+        opts.ctx_size_in = len(ctx)
     _check(
         _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)), f"test_run of prog fd {prog_fd}"
     )
     return TestRunResult(opts.retval, opts.duration, out.raw[: opts.data_size_out])
 
 
+class UnsafeRoot(Exception):
+    """The bpffs root exists but another user could change what is pinned there."""
+
+
+def check_root(path: str) -> None:
+    """Refuse a bpffs root that is a symlink, not a directory, not owned by
+    us, or writable by others: bpffs is mounted 1777, so any user may create
+    our root first and later unpin our links and maps from it."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRoot(f"bpffs root {path} is not a directory; refusing to use it")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise UnsafeRoot(
+            f"bpffs root {path} is owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:o}: "
+            f"another user could unpin what we pin there; remove it (it must be created by "
+            f"uid {os.geteuid()}, mode 0700)"
+        )
+    for parent in Path(path).parents:
+        pst = os.stat(parent)
+        if pst.st_uid not in (0, os.geteuid()) or (
+            pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX
+        ):
+            raise UnsafeRoot(f"{parent}, above bpffs root {path}, can be changed by other users")
+
+
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
-    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it) exists."""
+    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it)
+    exists, created 0700 and ours alone (check_root; UnsafeRoot otherwise)."""
     with open("/proc/mounts") as mounts:
         mounted = any(line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts)
     if not mounted:
@@ -520,7 +559,8 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"mount bpffs at {mountpoint}: {os.strerror(err)}")
-    Path(path).mkdir(parents=True, exist_ok=True)
+    Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_root(path)
 
 
 def map_entries(fd: int) -> list[tuple[bytes, bytes]]:

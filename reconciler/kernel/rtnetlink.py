@@ -39,6 +39,9 @@ RTM_NEWQDISC, RTM_GETQDISC = 36, 38
 RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
 
 IFLA_IFNAME = 3
+IFLA_XDP = 43
+IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID = 2, 4  # inside IFLA_XDP
+XDP_ATTACHED_MODES = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_BPF_CLASSID, TCA_BPF_NAME = 3, 7
@@ -69,6 +72,8 @@ class Message:
 class LinkMsg:
     ifindex: int
     ifname: str
+    xdp_prog_id: int = 0  # the XDP program attached, 0: none
+    xdp_mode: str = ""  # "native", "generic", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +179,17 @@ def collect(chunks: Iterable[bytes], seq: int) -> list[Message]:
 
 def parse_link(payload: bytes) -> LinkMsg | None:
     _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(payload)
-    name = parse_attrs(payload[IFINFOMSG.size :]).get(IFLA_IFNAME)
-    return None if name is None else LinkMsg(index, _cstr(name))
+    attrs = parse_attrs(payload[IFINFOMSG.size :])
+    name = attrs.get(IFLA_IFNAME)
+    if name is None:
+        return None
+    xdp = parse_attrs(attrs.get(IFLA_XDP, b""))
+    attached = xdp.get(IFLA_XDP_ATTACHED, b"\0")[0]
+    prog_id = xdp.get(IFLA_XDP_PROG_ID)
+    if not attached or prog_id is None or len(prog_id) != 4:
+        return LinkMsg(index, _cstr(name))
+    mode = XDP_ATTACHED_MODES.get(attached, str(attached))
+    return LinkMsg(index, _cstr(name), int.from_bytes(prog_id, sys.byteorder), mode)
 
 
 def parse_addr(payload: bytes) -> AddrMsg | None:

@@ -20,10 +20,16 @@ from typing import Any
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as iface_layout
-from reconciler.datapath.programs import FILTER_PREFIX, TC_PARENTS
+from reconciler.datapath.programs import (
+    FILTER_PREFIX,
+    HOST_FILTER_SUFFIX,
+    JUMP_TABLES,
+    TC_PARENTS,
+    XDP_NAME_PREFIX,
+)
 from reconciler.kernel import bpf as bpfsys
 from reconciler.kernel import bpf_links
-from reconciler.kernel.rtnetlink import Rtnl
+from reconciler.kernel.rtnetlink import LinkMsg, Rtnl
 from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
@@ -38,13 +44,49 @@ class TcFilter:
     classid: int = 0  # our filters' classid: the interface's rcl_ifstate slot
 
 
-def read_links(rtnl: Rtnl) -> list[Link]:
+def read_links(rtnl: Rtnl, msgs: Iterable[LinkMsg] | None = None) -> list[Link]:
     addresses: dict[int, list[str]] = {}
     for addr in rtnl.addresses():
         addresses.setdefault(addr.ifindex, []).append(addr.address)
     return [
-        Link(m.ifname, m.ifindex, tuple(sorted(addresses.get(m.ifindex, ())))) for m in rtnl.links()
+        Link(m.ifname, m.ifindex, tuple(sorted(addresses.get(m.ifindex, ()))))
+        for m in (rtnl.links() if msgs is None else msgs)
     ]
+
+
+def read_xdp(root: str, msgs: Iterable[LinkMsg]) -> tuple[list[Obj], list[str]]:
+    """XDP programs attached in the namespace: ours (named XDP_NAME_PREFIX...
+    and pinned in one of our xdp sets) as objects, any other as foreign."""
+    attached = [m for m in msgs if m.xdp_prog_id]
+    if not attached:
+        return [], []
+    ours: dict[int, str] = {}
+    prog_root = Path(root) / "progs"
+    for pin in sorted(prog_root.glob("xdp-*/*")) if prog_root.is_dir() else []:
+        fd = bpfsys.obj_get(str(pin))
+        try:
+            info = bpfsys.prog_info(fd)
+        finally:
+            bpfsys.close(fd)
+        if info.name.startswith(XDP_NAME_PREFIX):
+            ours[info.id] = prog_ref("xdp", pin.parent.name.removeprefix("xdp-"))
+    objs, foreign = [], []
+    for m in attached:
+        address = str(Address.of_xdp(m.ifname))
+        if m.xdp_prog_id in ours:
+            objs.append(Obj(address, ObjKind.XDP, {"prog": ours[m.xdp_prog_id]}))
+            continue
+        name = "?"
+        try:
+            fd = bpfsys.prog_fd_by_id(m.xdp_prog_id)
+            try:
+                name = bpfsys.prog_info(fd).name or "(unnamed)"
+            finally:
+                bpfsys.close(fd)
+        except OSError:
+            pass  # gone meanwhile, or not ours to open
+        foreign.append(f"{address} {m.xdp_mode} prog {m.xdp_prog_id} {name}")
+    return objs, foreign
 
 
 def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
@@ -72,9 +114,14 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
     for f in filters:
         address = str(Address.of_tc(f.ifname, f.direction))
         if f.name and f.name.startswith(FILTER_PREFIX):
-            objs.append(
-                Obj(address, ObjKind.TC, {"prog": f.name[len(FILTER_PREFIX) :], "slot": f.classid})
-            )
+            ref = f.name[len(FILTER_PREFIX) :]
+            attrs: dict[str, Any] = {
+                "prog": ref.removesuffix(HOST_FILTER_SUFFIX),
+                "slot": f.classid,
+            }
+            if ref.endswith(HOST_FILTER_SUFFIX):
+                attrs["hook"] = "host"
+            objs.append(Obj(address, ObjKind.TC, attrs))
         else:
             foreign.append(f"{address} prio {f.prio} {f.name or '(unnamed)'}")
     return objs, foreign
@@ -83,7 +130,9 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
 def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     """progs/<set>-<hash>/ -> prog/<set>@<hash>; stray build leftovers keep their name."""
     objs = []
-    for dirname, functions in names.items():
+    jump_tables = {table for table, _targets in JUMP_TABLES.values()}
+    for dirname, pins in names.items():
+        functions = [name for name in pins if name not in jump_tables]
         prog_set, sep, phash = dirname.rpartition("-")
         ref = prog_ref(prog_set, phash) if sep and not dirname.startswith("tmp-") else dirname
         objs.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, {"programs": sorted(functions)}))
@@ -234,10 +283,14 @@ def observe(
     `tables=False` leaves the bulk NAT tables unread (their maps are seen)."""
     # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
     with Rtnl(netns) as rtnl:
-        links = read_links(rtnl)
+        link_msgs = rtnl.links()
+        links = read_links(rtnl, link_msgs)
         filters = read_filters(rtnl, links)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
+    xdp_objs, xdp_foreign = read_xdp(root, link_msgs)
+    objs += xdp_objs
+    foreign += xdp_foreign
     progs, maps, table_fds = read_pins(root)
     if not tables:
         for fd in table_fds.values():

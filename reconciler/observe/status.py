@@ -54,6 +54,18 @@ def collect_status(target: Any) -> dict[str, Any]:
     interfaces = sorted(
         {Address.parse(a).iface for a, o in observed.objects.items() if o.kind is ObjKind.TC}
     )
+    # How full each map is: its entries (objects, or a bulk table's length) of max_entries.
+    maps: dict[str, dict[str, int]] = {}
+    for address, obj in observed.objects.items():
+        if obj.kind is ObjKind.MAP:
+            name = Address.parse(address).map
+            maps[name] = {"max_entries": int(obj.attrs.get("max_entries", 0)), "entries": 0}
+    for address, obj in observed.objects.items():
+        if obj.kind is ObjKind.ENTRY and (name := Address.parse(address).map) in maps:
+            maps[name]["entries"] += 1
+    for name, table in observed.tables.items():
+        if name in maps:
+            maps[name]["entries"] = len(table)
     return {
         "node": target.node,
         "last_apply": record,
@@ -61,6 +73,7 @@ def collect_status(target: Any) -> dict[str, Any]:
         "interfaces": interfaces,
         "counters": _counters(target.bpffs_root, by_index),
         "service_nat": _nat_stats(target.bpffs_root),
+        "maps": maps,
         "foreign": list(observed.foreign),
     }
 

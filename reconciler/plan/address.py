@@ -4,6 +4,7 @@
     map/<map>/<key>         one entry of it             map/rcl_nat_fe/10.96.0.10:80/tcp
     prog/<set>@<hash>       a pinned program set        prog/tc@5f829b2cb369
     tc/<interface>/<dir>    our tc filter               tc/eth0/ingress
+    xdp/<interface>         our XDP attachment          xdp/eth0
     cgroup/<hook>           our cgroup link             cgroup/connect4
 
 An entry's key is its map codec's text (reconciler.datapath.maps.codecs) and
@@ -28,11 +29,12 @@ class Kind(enum.Enum):
     MAP = "map"
     PROG = "prog"
     TC = "tc"
+    XDP = "xdp"
     CGROUP = "cgroup"
 
 
 _KINDS = {k.value: k for k in Kind}
-_MAP, _PROG, _TC, _CGROUP = Kind.MAP, Kind.PROG, Kind.TC, Kind.CGROUP
+_MAP, _PROG, _TC, _XDP, _CGROUP = Kind.MAP, Kind.PROG, Kind.TC, Kind.XDP, Kind.CGROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Address:
     map: str = ""  # MAP: the map's name
     key: str | None = None  # MAP: an entry's key text; None for the map itself
     prog: str = ""  # PROG: a program set reference (prog_ref), or a stray directory's name
-    iface: str = ""  # TC: the interface
+    iface: str = ""  # TC, XDP: the interface
     direction: str = ""  # TC: ingress or egress
     hook: str = ""  # CGROUP: the hook (connect4, ...)
 
@@ -55,6 +57,8 @@ class Address:
             ok = _part(self.prog)
         elif kind is _TC:
             ok = _part(self.iface) and self.direction in TC_PARENTS
+        elif kind is _XDP:
+            ok = _part(self.iface)
         else:
             ok = _part(self.hook)
         if not ok:
@@ -78,6 +82,10 @@ class Address:
         return cls(_TC, "", None, "", iface, direction)
 
     @classmethod
+    def of_xdp(cls, iface: str) -> Address:
+        return cls(_XDP, "", None, "", iface)
+
+    @classmethod
     def of_cgroup(cls, hook: str) -> Address:
         return cls(_CGROUP, "", None, "", "", "", hook)
 
@@ -88,7 +96,7 @@ class Address:
         head, sep, rest = text.partition("/")
         kind = _KINDS.get(head)
         if kind is None or not sep:
-            raise AddressError(f"{text!r} is not an address (map/, prog/, tc/ or cgroup/...)")
+            raise AddressError(f"{text!r} is not an address (map/, prog/, tc/, xdp/ or cgroup/...)")
         try:
             if kind is Kind.MAP:
                 name, sep, key = rest.partition("/")
@@ -98,6 +106,8 @@ class Address:
             if kind is Kind.TC:
                 iface, _, direction = rest.partition("/")
                 return cls(kind, iface=iface, direction=direction)
+            if kind is Kind.XDP:
+                return cls(kind, iface=rest)
             return cls(kind, hook=rest)
         except AddressError:
             raise AddressError(f"{text!r} is not a valid {kind.value} address") from None
@@ -110,6 +120,8 @@ class Address:
             return f"prog/{self.prog}"
         if kind is _TC:
             return f"tc/{self.iface}/{self.direction}"
+        if kind is _XDP:
+            return f"xdp/{self.iface}"
         return f"cgroup/{self.hook}"
 
     # -- reading ----------------------------------------------------------

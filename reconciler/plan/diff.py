@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import host_types, iface_types, policy_types
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, ObjKind, ObservedState, recognised
 
@@ -57,18 +58,31 @@ class Change:
         )
 
 
-def _phase(change: Change) -> int:
+def _phase(change: Change) -> float:
     """Make-before-break: build and fill first, attach, then detach and prune."""
     a, k = change.action, change.kind
     if a is Action.DELETE:
         return {
             ObjKind.TC: 10,
             ObjKind.CGROUP: 10,
+            ObjKind.XDP: 10,
             ObjKind.ENTRY: 11,
             ObjKind.PROG: 12,
             ObjKind.MAP: 13,
         }[k]
-    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.ENTRY: 2, ObjKind.TC: 3, ObjKind.CGROUP: 3}[k]
+    if k is ObjKind.ENTRY:
+        # A policy program's tables before the endpoint entry that switches
+        # to it, and that before an interface is flagged as under policy.
+        return _ENTRY_PHASES.get(Address.parse(change.address).map, 2)
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3}[k]
+
+
+_ENTRY_PHASES = {  # by map
+    policy_types.MAP_EP: 2.4,
+    host_types.MAP_HEP: 2.4,
+    host_types.MAP_XDP_EP: 2.4,
+    iface_types.MAP_IFSTATE: 2.6,
+}
 
 
 def _map_of(address: str) -> str:

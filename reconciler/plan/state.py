@@ -23,6 +23,7 @@ class ObjKind(enum.Enum):
     ENTRY = "entry"  # one entry of a pinned map
     TC = "tc"  # a tc clsact filter of ours on one interface and direction
     CGROUP = "cgroup"  # a cgroup sock_addr attachment of ours
+    XDP = "xdp"  # our XDP program attached to one interface
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,20 @@ spec:
   orchestrator: k8s
   interfaceName: cali-{name}
   ipNetworks: ["{ip}/32"]
+  profiles: [kns.shop]
+"""
+
+# The namespace's profile, as Calico's Kubernetes datastore generates it: pods
+# accept and send anything until a policy selects them. Without it a
+# WorkloadEndpoint drops everything (Calico's end-of-profiles drop).
+KNS_SHOP = """\
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata:
+  name: kns.shop
+spec:
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
 """
 
 
@@ -107,6 +121,7 @@ class Node:
 
     def wep(self, pod: Pod) -> None:
         self.write(f"wep-{pod.name}.yaml", WEP.format(name=pod.name, ip=pod.ip))
+        self.write("profile-kns-shop.yaml", KNS_SHOP)
 
     def args(self, *extra: str) -> list[str]:
         target = self.sandbox.target_args(str(self.state))

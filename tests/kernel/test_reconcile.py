@@ -79,7 +79,8 @@ def test_attach_counts_traffic_and_is_idempotent(node):
         for direction in ("ingress", "egress"):
             assert "rcl:tc@" in tc_filters(node, iface, direction)
     assert tc_filters(node, "cali-back0", "ingress") == ""
-    assert ifstate(node) == {ifindex(node, "cali-front0"): 1, ifindex(node, "eth0"): 2}
+    # a workload (1) under policy (16)
+    assert ifstate(node) == {ifindex(node, "cali-front0"): 17, ifindex(node, "eth0"): 2}
     # each interface's filters carry its slot as classid: the program's index
     slots = ifslots(node)
     assert sorted(slot for slot, _ in slots.values()) == [1, 2]
@@ -292,8 +293,8 @@ def test_an_interface_written_into_more_slots_is_cleaned_from_them(node):
         rc, out, _ = node.run("--plan")
         lines = [" ".join(line.split()) for line in out.splitlines()]
         assert rc == 2
-        assert f"- map/rcl_ifstate/cali-front0@0 slot=0 ifindex={front} flags=1" in lines
-        assert f"- map/rcl_ifstate/cali-front0@9 slot=9 ifindex={front} flags=1" in lines
+        assert f"- map/rcl_ifstate/cali-front0@0 slot=0 ifindex={front} flags=17" in lines
+        assert f"- map/rcl_ifstate/cali-front0@9 slot=9 ifindex={front} flags=17" in lines
         assert "Plan: 0 to add, 0 to change, 2 to destroy." in out  # its own entry stays
         node.apply_converged()
         assert ifslots(node)[front][0] == slot
@@ -353,15 +354,15 @@ def test_interface_flags_written_on_one_cpu_are_drift_and_repaired(node):
         slot = il.U32.pack(ifslots(node)[front][0])
         per_cpu = bpfsys.map_lookup(fd, slot)
         assert isinstance(per_cpu, list) and len(per_cpu) >= 2
-        counted = [il.IFSTATE.pack(1, front, 5, 500, 0, 0, 0, 0)] * len(per_cpu)
+        counted = [il.IFSTATE.pack(17, front, 5, 500, 0, 0, 0, 0)] * len(per_cpu)
         counted[-1] = il.IFSTATE.pack(4, front, 5, 500, 0, 0, 0, 0)  # L3 on one CPU only
         bpfsys.map_update(fd, slot, counted)
         rc, out, _ = node.run("--plan")
-        assert rc == 2 and "~ map/rcl_ifstate/cali-front0" in out and "differ: 1,4" in out
+        assert rc == 2 and "~ map/rcl_ifstate/cali-front0" in out and "differ: 4,17" in out
         node.apply_converged()
         per_cpu = bpfsys.map_lookup(fd, slot)
         assert isinstance(per_cpu, list)
-        assert {il.IFSTATE_HEAD.unpack_from(c) for c in per_cpu} == {(1, front)}
+        assert {il.IFSTATE_HEAD.unpack_from(c) for c in per_cpu} == {(17, front)}
         assert il.Counters.sum_per_cpu(per_cpu).rx_packets >= 5 * len(per_cpu)  # kept
     finally:
         bpfsys.close(fd)
@@ -479,7 +480,7 @@ def test_concurrent_apply_is_blocked_and_names_the_holder(node):
     held, release = threading.Event(), threading.Event()
 
     def hold():
-        with apply_lock(node.state):
+        with apply_lock(node.sandbox.bpffs_root, node.sandbox.node):
             held.set()
             release.wait(30)
 

@@ -372,7 +372,8 @@ def ct_backends(node) -> set[str]:
             ver = int.from_bytes(bucket[way * 8 : way * 8 + 4], "little")
             state = bucket[way * 8 + 5]
             slot = bucket[64 + way * 64 : 128 + way * 64]
-            if ver and ver % 2 == 0 and state:
+            # service entries only (type 1, 2 at 36), not the flows policy allowed
+            if ver and ver % 2 == 0 and state and slot[16 + 36] in (1, 2):
                 found.add(".".join(str(b) for b in slot[16 + 28 : 16 + 32]))
     return found
 

@@ -26,6 +26,17 @@ FELIX = res(
     "FelixConfiguration", "default", {"bpfEnabled": True, "bpfConnectTimeLoadBalancing": "TCP"}
 )
 WEP = res("WorkloadEndpoint", "w1", {"node": "n1", "interfaceName": "cali1"}, "ns")
+HEP = res("HostEndpoint", "h1", {"node": "n1", "interfaceName": "eth0"})
+UNTRACKED = res(
+    "GlobalNetworkPolicy",
+    "untracked",
+    {
+        "selector": "all()",
+        "doNotTrack": True,
+        "applyOnForward": True,
+        "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [9090]}}],
+    },
+)
 SVC = res(
     "Service",
     "dns",
@@ -46,7 +57,7 @@ SLICE = labelled(
 def compiled_addresses():
     """Every address a compiled state and its diff against an empty kernel hold."""
     desired = compile_desired(
-        [FELIX, WEP, SVC, SLICE],
+        [FELIX, WEP, HEP, UNTRACKED, SVC, SLICE],
         "n1",
         Host((Link("eth0", 2, ("192.168.0.5",)), Link("cali1", 3)), cgroup_id=7),
         "/sys/fs/bpf/x",
@@ -78,6 +89,7 @@ SHAPES = {
     "prog/tc@5f829b2cb369": Address(Kind.PROG, prog="tc@5f829b2cb369"),
     "prog/tmp-tc-1-2": Address(Kind.PROG, prog="tmp-tc-1-2"),
     "cgroup/connect4": Address(Kind.CGROUP, hook="connect4"),
+    "xdp/eth0": Address(Kind.XDP, iface="eth0"),
     "map/rcl_ct": Address(Kind.MAP, "rcl_ct"),
     "map/rcl_ifstate/cali1@5": Address(Kind.MAP, "rcl_ifstate", "cali1@5"),
     "map/rcl_ifstate/#9": Address(Kind.MAP, "rcl_ifstate", "#9"),
@@ -98,6 +110,7 @@ def test_every_address_compile_diff_and_observe_produce_round_trips():
     assert kinds == set(Kind)
     maps = {Address.parse(a).map for a in produced}
     assert {"rcl_nat_fe", "rcl_nat_be", "rcl_ifstate", "rcl_ct", "rcl_nat_globals"} <= maps
+    assert {"rcl_pol_ep", "rcl_pol_hep", "rcl_xdp_ep", "rcl_failsafe", "rcl_host_ip"} <= maps
     for text in produced:
         assert str(Address.parse(text)) == text
 
@@ -110,6 +123,7 @@ def test_the_constructors_render_what_the_plan_shows():
     assert str(Address.of_prog(prog_ref("connect", "abc"))) == "prog/connect@abc"
     assert str(Address.of_tc("cali1", "egress")) == "tc/cali1/egress"
     assert str(Address.of_cgroup("sendmsg4")) == "cgroup/sendmsg4"
+    assert str(Address.of_xdp("eth0")) == "xdp/eth0"
 
 
 def test_entries_and_maps_and_program_references():
@@ -134,9 +148,11 @@ def test_service_entries_of_a_fragment_are_addressable():
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("", "'' is not an address (map/, prog/, tc/ or cgroup/...)"),
-        ("map", "'map' is not an address (map/, prog/, tc/ or cgroup/...)"),
-        ("xdp/eth0", "'xdp/eth0' is not an address (map/, prog/, tc/ or cgroup/...)"),
+        ("", "'' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
+        ("map", "'map' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
+        ("bpf/eth0", "'bpf/eth0' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
+        ("xdp/", "'xdp/' is not a valid xdp address"),
+        ("xdp/eth0/x", "'xdp/eth0/x' is not a valid xdp address"),
         ("map/", "'map/' is not a valid map address"),
         ("map//0", "'map//0' is not a valid map address"),
         ("map/rcl_ct/", "'map/rcl_ct/' is not a valid map address"),

@@ -153,3 +153,21 @@ def test_prog_info_and_test_run(fds: list[int]) -> None:
 def test_ensure_bpffs_is_idempotent(pin_dir: Path) -> None:
     bpfsys.ensure_bpffs(str(pin_dir / "sub"))
     assert (pin_dir / "sub").is_dir()
+
+
+def test_bpffs_root_is_created_0700_and_refused_when_squatted(pin_dir: Path) -> None:
+    import os
+
+    mine = pin_dir / "mine"
+    bpfsys.ensure_bpffs(str(mine))
+    assert os.stat(mine).st_mode & 0o777 == 0o700
+    squatted = pin_dir / "squatted"
+    squatted.mkdir()
+    os.chown(squatted, 65534, 65534)  # as if an unprivileged user made it first
+    with pytest.raises(bpfsys.UnsafeRoot, match="owned by uid 65534"):
+        bpfsys.ensure_bpffs(str(squatted))
+    open_root = pin_dir / "open"
+    open_root.mkdir()
+    os.chmod(open_root, 0o1777)
+    with pytest.raises(bpfsys.UnsafeRoot, match="another user could unpin"):
+        bpfsys.ensure_bpffs(str(open_root))

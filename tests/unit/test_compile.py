@@ -106,7 +106,13 @@ def test_desired_objects_and_program_hash_follow_sources_and_flags():
     }
     # slots in ifindex order, from 1 (slot 0 is the test runs')
     assert d1.objects["map/rcl_ifstate/eth0"].attrs == {"slot": 1, "ifindex": 2, "flags": 2}
-    assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"slot": 2, "ifindex": 3, "flags": 1}
+    # a workload is under policy (16): its programs are named in rcl_pol_ep
+    assert d1.objects["map/rcl_ifstate/cali1"].attrs == {"slot": 2, "ifindex": 3, "flags": 17}
+    ep = d1.objects["map/rcl_pol_ep/cali1"].attrs
+    assert (ep["slot"], ep["ifindex"]) == (2, 3)
+    # no policy and no profile: both directions end in the drop after the profiles
+    default = d1.objects[f"map/rcl_pol_verdict/{ep['ingress']}/default"]
+    assert default.attrs["action"] == "deny" and "end of profiles" in default.info["policy"]
     assert d1.objects["map/rcl_ifstate"].attrs == {"max_entries": 1001}
     assert not any(a.startswith("map/rcl_counters") for a in d1.objects)  # within rcl_ifstate
     prog = [a for a in d1.objects if a.startswith("prog/tc@")]

@@ -33,36 +33,39 @@ def test_felix_fields_not_acted_on_are_named() -> None:
     ]
 
 
-def test_policy_kinds_and_calico_only_kinds_are_whole_resources() -> None:
+def test_policy_kinds_are_enforced_and_calico_only_kinds_are_whole_resources() -> None:
     found = not_enforced(
         [
-            res("GlobalNetworkPolicy", {"selector": "all()"}, "p"),
+            res("GlobalNetworkPolicy", {"selector": "all()", "doNotTrack": True}, "p"),
             res("NetworkPolicy", {}, "q", "shop"),
+            res("Tier", {"order": 100}, "t"),
             res("BGPPeer", {}, "peer"),
             res("IPPool", {"cidr": "10.0.0.0/16"}, "pool"),
         ]
     )
-    assert [(f.resource, f.field) for f in found] == [
-        ("GlobalNetworkPolicy/p", ""),
-        ("NetworkPolicy/shop/q", ""),
-        ("BGPPeer/peer", ""),
-        ("IPPool/pool", ""),
-    ]
-    assert (
-        found[0].render()
-        == "GlobalNetworkPolicy/p: not enforced: "
-        "policy is validated, the datapath does not enforce it yet"
-    )
+    assert [(f.resource, f.field) for f in found] == [("BGPPeer/peer", ""), ("IPPool/pool", "")]
+    assert found[0].render() == "BGPPeer/peer: not enforced: BGPPeer is not acted on by this node"
 
 
-def test_endpoints_and_services_acted_on() -> None:
+def test_endpoint_fields_that_feed_policy_are_acted_on_and_the_rest_named() -> None:
     hep = res("HostEndpoint", {"node": "n", "interfaceName": "eth0", "profiles": ["a"]}, "h")
-    svc = res("Service", {"clusterIP": "10.96.0.1"}, "s", "shop")
-    found = not_enforced([hep, svc])
-    assert found == [
-        NotEnforced("HostEndpoint/h", "spec.profiles", "feeds policy, which is not enforced yet")
-    ]
-    assert (
-        found[0].render()
-        == "HostEndpoint/h: spec.profiles: not enforced: feeds policy, which is not enforced yet"
+    wep = res(
+        "WorkloadEndpoint",
+        {"node": "n", "interfaceName": "cali1", "ports": [], "mac": "ee:ee:ee:ee:ee:ee"},
+        "w",
+        "shop",
     )
+    svc = res("Service", {"clusterIP": "10.96.0.1"}, "s", "shop")
+    found = not_enforced([hep, wep, svc])
+    reason = "not a field this node's datapath acts on"
+    assert found == [NotEnforced("WorkloadEndpoint/shop/w", "spec.mac", reason)]
+    assert found[0].render() == f"WorkloadEndpoint/shop/w: spec.mac: not enforced: {reason}"
+
+
+def test_host_protection_settings_are_acted_on() -> None:
+    felix = res(
+        "FelixConfiguration",
+        {"failsafeInboundHostPorts": [], "defaultEndpointToHostAction": "Drop"},
+        "default",
+    )
+    assert not_enforced([felix]) == []

@@ -26,7 +26,24 @@ CASES = [
         },
     ),
     ("rcl_ifstate", "eth0", {"slot": 4, "ifindex": 3, "flags": 10}),
-    ("rcl_globals", "0", {"log_level": 1}),
+    ("rcl_globals", "0", {"log_level": 1, "endpoint_to_host": "Accept"}),
+    (
+        "rcl_pol_hep",
+        "eth0",
+        {
+            "slot": 3,
+            "ifindex": 3,
+            "ingress": "0000abcd",
+            "egress": "00000002",
+            "forward-ingress": "00000000",
+            "forward-egress": "00000000",
+            "prednat": "12345678",
+        },
+    ),
+    ("rcl_failsafe", "in/tcp/22", {}),
+    ("rcl_failsafe", "out/udp/53/10.0.0.0/8", {}),
+    ("rcl_host_ip", "192.168.50.1", {}),
+    ("rcl_xdp_ep", "eth0", {"ifindex": 3, "slot": 3, "untracked": "0badc0de"}),
 ]
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import git
@@ -13,7 +9,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.config.source import SourceError, blob_id, from_git, from_paths
-from tests.unit.test_validate_cli import BAD, GOOD
+from tests.unit.test_validate_cli import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,27 +49,6 @@ def test_bare_repository_and_bad_refs(work, tmp_path):
     with pytest.raises(SourceError, match="nope"):
         from_git(str(bare), "nope", tmp_path)
     assert main(["--validate", "--repo", str(bare), "--ref", "nope"]) == 1
-
-
-def test_pre_receive_hook_rejects_an_invalid_push(work, tmp_path):
-    commit(work, {"gnp.yaml": GOOD}, "good")
-    bare = tmp_path / "server.git"
-    git.Repo.init(bare, bare=True, initial_branch="main")
-    hook = bare / "hooks" / "pre-receive"
-    shutil.copy(ROOT / "hooks" / "pre-receive", hook)
-    hook.chmod(0o755)
-    work.create_remote("origin", str(bare))
-    env = {**os.environ, "RECONCILE": str(Path(sys.executable).parent / "reconcile")}
-    push = ["git", "-C", work.working_tree_dir, "push", "origin", "main"]
-    ok = subprocess.run(push, capture_output=True, text=True, env=env)
-    assert ok.returncode == 0, ok.stderr
-    commit(work, {"bad.yaml": BAD}, "bad")
-    rejected = subprocess.run(push, capture_output=True, text=True, env=env)
-    assert rejected.returncode != 0
-    assert "bad.yaml:7: GlobalNetworkPolicy/broken: spec.egres: unknown field" in rejected.stderr
-    assert "push to refs/heads/main rejected" in rejected.stderr
-    # the server still has the good commit only
-    assert git.Repo(bare).commit("main").message.strip() == "good"
 
 
 def test_remote_url_is_mirrored_and_fetched(work, tmp_path):

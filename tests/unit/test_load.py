@@ -2,7 +2,8 @@
 
 import pytest
 
-from reconciler.config.load import MAX_NODES_PER_DOCUMENT, load, resolve_plain
+from reconciler.config.limits import MAX_NODES_PER_FILE
+from reconciler.config.load import load, resolve_plain
 
 GOOD = """\
 # comment
@@ -78,7 +79,7 @@ def test_alias_bomb_is_refused_quickly():
     rows = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     rows += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     d = _one("\n".join(rows) + "\n")
-    assert f"more than {MAX_NODES_PER_DOCUMENT} nodes" in d.message
+    assert f"more than {MAX_NODES_PER_FILE} values" in d.message
     assert "alias bomb" in d.message
 
 
@@ -116,3 +117,51 @@ def test_good_document_after_bad_one_still_loads():
     )
     assert [r.ref for r in result.resources] == ["Tier/t"]
     assert len(result.diagnostics) == 1
+
+
+@pytest.mark.parametrize("opener,closer", [("[", "]"), ("{a: ", "}")])
+def test_deep_nesting_is_refused_without_recursion(opener, closer):
+    # 30,000 levels used to overflow the C stack inside the composer
+    d = _one("kind: Tier\nspec: " + opener * 30_000 + closer * 30_000 + "\n")
+    assert (d.line, d.message) == (2, "nesting deeper than 64 levels")
+
+
+def test_long_integers_are_refused_before_converting():
+    d = _one("kind: Tier\nspec:\n  order: " + "1" * 5000 + "\n")
+    assert d.line == 3 and "out of range (more than 64 bits)" in d.message
+    assert "out of range" in _one("kind: Tier\nx: 0x" + "f" * 17 + "\n").message
+    assert resolve_plain(str(2**63 - 1)) == 2**63 - 1
+    with pytest.raises(ValueError):
+        resolve_plain(str(2**63))
+
+
+def test_alias_budget_is_per_file_not_per_document():
+    # each document alone is under the limit, together they are not
+    doc = "kind: Tier\na: &a [" + ", ".join(["x"] * 1000) + "]\nb: [" + ", ".join(["*a"] * 60)
+    result = load("---\n".join([doc + "]\n"] * 4), "f.yaml")
+    assert len(result.resources) == 3
+    assert [d.message for d in result.diagnostics] == [
+        f"file expands to more than {MAX_NODES_PER_FILE} values (a YAML alias bomb?)"
+    ]
+
+
+def test_scalar_list_and_file_limits():
+    from reconciler.config import limits
+
+    assert "longer than" in _one("kind: Tier\nx: " + "a" * (limits.MAX_SCALAR_BYTES + 1)).message
+    items = ", ".join(["1"] * (limits.MAX_LIST_ITEMS + 1))
+    assert _one("kind: Tier\nx: [" + items + "]\n").message == (
+        f"list has more than {limits.MAX_LIST_ITEMS} items"
+    )
+    d = _one(b"#" * (limits.MAX_FILE_BYTES + 1))
+    assert d.line == 1 and "more than the limit of 2 MiB" in d.message
+
+
+def test_unknown_alias_and_non_scalar_keys():
+    assert _one("kind: Tier\nx: *nope\n").message == "unknown alias '*nope'"
+    assert _one("kind: Tier\n{a: 1}: 2\n").message == "mapping keys must be plain scalars"
+
+
+def test_invalid_utf8_is_a_syntax_error_with_one_line_message():
+    d = _one(b"kind: Tier\nx: \xff\n")
+    assert d.message.startswith("YAML syntax: ") and "\n" not in d.message

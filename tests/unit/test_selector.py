@@ -249,3 +249,17 @@ def test_walk_visits_every_node() -> None:
     tree = parse('has(a) && !(b == "1" || global())')
     kinds = [type(node).__name__ for node in tree.walk()]
     assert kinds == ["And", "Has", "Not", "Or", "Eq", "Global"]
+
+
+def test_deep_nesting_parses_as_calico_does_and_is_bounded():
+    from reconciler.config.limits import MAX_SELECTOR_DEPTH
+    from reconciler.config.selector import SelectorError, parse
+
+    deep = "(" * 500 + "a == 'b'" + ")" * 500
+    assert parse(deep).matches({"a": "b"})
+    assert str(parse("!(" * 500 + "a == 'b'" + ")" * 500)) == 'a == "b"'
+    too_deep = "(" * (MAX_SELECTOR_DEPTH + 1) + "a == 'b'" + ")" * (MAX_SELECTOR_DEPTH + 1)
+    with pytest.raises(SelectorError) as err:
+        parse(too_deep)
+    assert err.value.column == MAX_SELECTOR_DEPTH
+    assert f"nested deeper than {MAX_SELECTOR_DEPTH} parentheses" in str(err.value)

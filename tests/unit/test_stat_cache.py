@@ -17,14 +17,14 @@ def tree(tmp_path):
     root.mkdir()
     for i in range(3):
         (root / f"f{i}.yaml").write_text(f"kind: Tier\nmetadata: {{name: t{i}}}\n")
-    return root, tmp_path / "stat.pickle"
+    return root, tmp_path / "stat.marshal"
 
 
 def backdate_cache(cache, seconds=5):
-    import pickle
+    import marshal
 
-    written, entries = pickle.loads(cache.read_bytes())
-    cache.write_bytes(pickle.dumps((written + seconds * 10**9, entries)))
+    written, entries = marshal.loads(cache.read_bytes())
+    cache.write_bytes(marshal.dumps((written + seconds * 10**9, entries)))
 
 
 def digests(src):
@@ -64,18 +64,18 @@ def test_same_size_edit_with_mtime_restored_is_still_seen(tree):
 def test_racily_clean_entries_are_hashed_again(tree):
     """An entry written in the same instant as the file's last change proves
     nothing (a second edit could follow within one timestamp tick)."""
-    import pickle
+    import marshal
 
     root, cache = tree
     path = str((root / "f2.yaml").resolve())
     st = os.stat(path)
     sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
     # stat data matches, but the id is of other content, written right after the change
-    cache.write_bytes(pickle.dumps((st.st_ctime_ns + 1, {path: (sig, "0" * 40)})))
+    cache.write_bytes(marshal.dumps((st.st_ctime_ns + 1, {path: (sig, "0" * 40)})))
     got = digests(from_paths([str(root)], cache))
     assert got["f2.yaml"] == blob_id((root / "f2.yaml").read_bytes())
     # the same entry written long after the change would be trusted
-    cache.write_bytes(pickle.dumps((st.st_ctime_ns + 10**10, {path: (sig, "0" * 40)})))
+    cache.write_bytes(marshal.dumps((st.st_ctime_ns + 10**10, {path: (sig, "0" * 40)})))
     assert digests(from_paths([str(root)], cache))["f2.yaml"] == "0" * 40
 
 
@@ -93,7 +93,7 @@ def test_a_file_changed_mid_run_fails_loudly(tree):
 
 def test_a_corrupt_cache_is_ignored(tree):
     root, cache = tree
-    cache.write_bytes(b"not a pickle")
+    cache.write_bytes(b"not a stat cache")
     assert digests(from_paths([str(root)], cache)) == digests(from_paths([str(root)]))
 
 

@@ -12,11 +12,12 @@ reconciled entry by entry.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.datapath.maps import nat_types as nat
+from reconciler.datapath.maps.codec_types import Attrs, Codec, Context
+from reconciler.datapath.maps.host_codecs import CODECS as HOST_CODECS
 from reconciler.datapath.maps.iface_types import (
     GLOBALS,
     IFSTATE,
@@ -26,34 +27,10 @@ from reconciler.datapath.maps.iface_types import (
     U32,
     with_head,
 )
+from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
 
-Attrs = dict[str, Any]
 _PROTO_NAMES = {int(p): p.name.lower() for p in nat.Proto}
 _PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What decoding needs besides the bytes: interface names by index."""
-
-    ifnames: Mapping[int, str]
-
-    def ifname(self, ifindex: int) -> str:
-        return self.ifnames.get(ifindex, f"#{ifindex}")  # '#n': that interface is gone
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    # None for a key that holds no entry (an array's unused slot)
-    decode: Callable[[bytes, Any, Context], tuple[str, Attrs] | None]
-    encode: Callable[[str, Mapping[str, Any]], tuple[bytes, bytes]]
-    # The value an update writes, from the one in the kernel: for entries whose
-    # value holds fields the datapath owns (counters), which an update keeps.
-    update: Callable[[Any, Mapping[str, Any]], Any] | None = None
-    # For an array (whose keys cannot be deleted): the value that empties the
-    # entry described by `before`, from the one in the kernel; None when the
-    # slot holds something else by now (it was handed on), to be left alone.
-    clear: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 def _port_be(port: int) -> bytes:
@@ -104,14 +81,19 @@ def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
 # The key text of a one-entry array's only entry (rcl_globals, rcl_nat_globals).
 GLOBAL_KEY = "0"
 
+# rcl_globals.flags: defaultEndpointToHostAction (bpf/lib/iface_types.h RCL_G_EP_TO_HOST_*)
+EP_TO_HOST = {"Drop": 0, "Return": 1, "Accept": 2}
+_EP_TO_HOST_NAMES = {v: k for k, v in EP_TO_HOST.items()}
+
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
-    log_level, _flags = GLOBALS.unpack(value)
-    return str(U32.unpack(key)[0]), {"log_level": log_level}
+    log_level, flags = GLOBALS.unpack(value)
+    to_host = _EP_TO_HOST_NAMES.get(flags & 3, str(flags & 3))
+    return str(U32.unpack(key)[0]), {"log_level": log_level, "endpoint_to_host": to_host}
 
 
 def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(0), GLOBALS.pack(a["log_level"], 0)
+    return U32.pack(0), GLOBALS.pack(a["log_level"], EP_TO_HOST[a["endpoint_to_host"]])
 
 
 # -- service NAT maps (bpf/lib/nat_types.h) -----------------------------------
@@ -283,3 +265,7 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
         seen.add(text)
         out.append((text, attrs))
     return out
+
+
+CODECS.update(POLICY_CODECS)
+CODECS.update(HOST_CODECS)

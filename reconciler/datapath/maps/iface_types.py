@@ -27,6 +27,9 @@ COUNTERS = struct.Struct("=8x6Q")  # the counters within struct rcl_ifstate
 # A tc filter's classid reaches the program as skb->tc_classid, 16 bits: the
 # highest slot a filter can name.
 MAX_SLOT = 0xFFFF
+# rcl_ifstate.flags beyond the interface's role bits: RCL_IF_POLICY, set on
+# every workload interface (its policy is in rcl_pol_ep)
+IF_POLICY = 16
 # struct rcl_globals { __u32 log_level; __u32 flags; }
 GLOBALS = struct.Struct("=II")
 

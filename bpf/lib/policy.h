@@ -1,0 +1,329 @@
+/* Network policy for workload endpoints: a verdict is a few lookups, never a
+ * rule walk.
+ *
+ * The reconciler compiles each endpoint's policy (tiers, profiles) into a
+ * program (reconciler/policy_compile.py): the remote address, the protocol
+ * and destination port, and (when a rule needs it) the source port each map
+ * to a class; the verdict table gives (address class, port class, source
+ * class) -> allow or deny and the deciding rule. A single address or port is
+ * an exact hash entry, anything wider an LPM entry; the exact table is asked
+ * first (an address in it has no longer prefix anywhere), so the usual peer,
+ * a pod, costs one hash lookup whatever the number of rules.
+ *
+ * Stateful: an allowed flow is recorded in the conntrack table the NAT owns,
+ * in a key space of its own (RCL_CT_KEY_POLICY), keyed by the packet as the
+ * policy point sees it, with a reverse entry for its replies. Each side's
+ * approval is a bit: the sender's egress policy (RCL_CT_POL_SRC) and the
+ * receiver's ingress policy (RCL_CT_POL_DST), so that two local endpoints of
+ * one flow both judge it once. Later packets and replies pass on the entry. */
+#ifndef RCL_POLICY_H
+#define RCL_POLICY_H
+
+#include <uapi/linux/ip.h>
+#include "conntrack.h"
+#include "policy_lookup.h"
+
+/* Which way a policy point looks: the pod sends (tc ingress, its egress
+ * policy) or receives (tc egress, its ingress policy); or a packet arrives
+ * through a host endpoint (tc ingress) or leaves through one (tc egress). */
+#define RCL_POL_FROM_POD 1
+#define RCL_POL_TO_POD   0
+#define RCL_POL_HOST_IN  2
+#define RCL_POL_HOST_OUT 3
+
+/* rcl_pol_begin results */
+#define RCL_POL_PASS 0 /* not IPv4 (ARP...): policy does not apply */
+#define RCL_POL_EST  1 /* a packet of a flow this side allowed: pass */
+#define RCL_POL_NEW  2 /* needs a verdict */
+#define RCL_POL_DROP 3
+
+/* A packet as policy sees it. */
+struct rcl_pol_flow {
+	struct rcl_ct_key key; /* conntrack key (policy key space) */
+	__u32 peer;            /* _be the remote address */
+	__u32 prog;            /* the endpoint's program for this direction */
+	__u32 local;           /* _be the local side's address (after NAT, once known) */
+	__u16 dval;            /* _be destination port, or ICMP type << 8 | code */
+	__u16 sval;            /* _be source port */
+	__u8 pktflags;         /* RCL_CT_SYN/FIN/RST of this packet */
+	__u8 trackable;        /* has a flow: TCP, UDP, SCTP, UDPLite, ICMP echo */
+	__u8 side;             /* RCL_CT_POL_SRC (from the pod), _DST (to it) or _HOST */
+	__u8 forced;           /* allowed without a verdict: a failsafe port, or no policy here */
+};
+
+/* The rule index recorded for a flow allowed without a verdict. */
+#define RCL_POL_RULE_FORCED 0xfffffffe
+
+static __always_inline void rcl_pol_reverse(const struct rcl_ct_key *k, struct rcl_ct_key *r)
+{
+	r->src = k->dst;
+	r->dst = k->src;
+	r->sport = k->dport;
+	r->dport = k->sport;
+	r->proto = k->proto;
+	r->pad[0] = RCL_CT_KEY_POLICY;
+}
+
+/* A policy point's working state. Per CPU, not on the stack: inlined into
+ * the tc programs beside the NAT path, it would not fit in their 512 bytes.
+ * A tc program runs to its end on its CPU before the next one starts there. */
+struct rcl_pol_scratch {
+	struct rcl_pol_flow f;
+	struct rcl_ct_key key2;
+	struct rcl_ct_val val;
+	__u64 now;   /* the clock, once read (0: not yet) */
+	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
+	__u32 verdict;
+	__u32 hprog[RCL_HEP_PROGS]; /* a host endpoint's programs (rcl_pol_hep) */
+	/* Headers are read here, not into the stack: partly written stack
+	 * slots differ from path to path and keep the verifier from merging
+	 * the paths that follow (the whole NAT path, once per parse outcome). */
+	struct iphdr ip;
+	__u8 l4[14];
+	__u16 pad;
+};
+BPF_PERCPU_ARRAY(rcl_pol_scratch, struct rcl_pol_scratch, 1);
+
+static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
+{
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (ps) {
+		__builtin_memset(&ps->f, 0, sizeof(ps->f));
+		ps->now = 0;
+	}
+	return ps;
+}
+
+/* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
+static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
+					 struct rcl_pol_scratch *ps)
+{
+	__u64 *now = &ps->now;
+	struct rcl_pol_flow *f = &ps->f;
+	__u32 slot = skb->tc_classid; /* as rcl_ifstate: the interface's slot */
+	int host = from_pod == RCL_POL_HOST_IN || from_pod == RCL_POL_HOST_OUT;
+	int to_peer = from_pod == RCL_POL_FROM_POD || from_pod == RCL_POL_HOST_OUT;
+	if (skb->protocol == rcl_htons(0x86DD))
+		return RCL_POL_DROP; /* IPv6 is not policed yet: never let it through unjudged */
+	if (skb->protocol != rcl_htons(ETH_P_IP))
+		return RCL_POL_PASS;
+	if (host) {
+		/* the program is chosen once the packet's local side is known */
+		struct rcl_pol_hep *hep = rcl_pol_hep.lookup(&slot);
+		if (!hep || hep->ifindex != skb->ifindex)
+			return RCL_POL_DROP; /* an endpoint without its policy: fail closed */
+		__builtin_memcpy(ps->hprog, hep->prog, sizeof(ps->hprog));
+	} else {
+		struct rcl_pol_ep *ep = rcl_pol_ep.lookup(&slot);
+		if (!ep || ep->ifindex != skb->ifindex)
+			return RCL_POL_DROP; /* an endpoint without its policy: fail closed */
+		f->prog = from_pod ? ep->prog[1] : ep->prog[0];
+	}
+	struct iphdr *ip = &ps->ip;
+	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)) || ip->version != 4 || ip->ihl < 5)
+		return RCL_POL_DROP;
+	if (ip->frag_off & rcl_htons(0x1fff))
+		return RCL_POL_DROP; /* a later fragment: no ports to judge */
+	__u32 l4_off = l3_off + ip->ihl * 4;
+	__u8 p = ip->protocol;
+	f->key.src = ip->saddr;
+	f->key.dst = ip->daddr;
+	f->key.proto = p;
+	f->key.pad[0] = RCL_CT_KEY_POLICY;
+	f->peer = to_peer ? ip->daddr : ip->saddr;
+	f->local = to_peer ? ip->saddr : ip->daddr;
+	f->side = host ? RCL_CT_POL_HOST : from_pod ? RCL_CT_POL_SRC : RCL_CT_POL_DST;
+	__u16 *l4 = (__u16 *)ps->l4;
+	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
+		if (p == IPPROTO_TCP ? rcl_skb_read(skb, l4_off, ps->l4, 14)
+				     : rcl_skb_read(skb, l4_off, ps->l4, 4))
+			return RCL_POL_DROP;
+		f->key.sport = l4[0];
+		f->key.dport = l4[1];
+		f->sval = l4[0];
+		f->dval = l4[1];
+		f->trackable = 1;
+		if (p == IPPROTO_TCP)
+			f->pktflags = rcl_ct_tcp_flags(ps->l4[13]);
+	} else if (p == IPPROTO_ICMP) {
+		/* type, code; checksum; echo id */
+		if (rcl_skb_read(skb, l4_off, ps->l4, 6))
+			return RCL_POL_DROP;
+		f->dval = l4[0];
+		__u8 type = ps->l4[0];
+		if (type == 8 || type == 0) { /* echo request / reply: the id is the flow */
+			f->key.sport = l4[2];
+			f->key.dport = l4[2];
+			f->trackable = 1;
+		}
+	}
+	if (!f->trackable)
+		return RCL_POL_NEW;
+
+	struct rcl_ct_hit ct, *hit = &ct; /* (hits hold pointers: on the stack, where the verifier sees them) */
+	if (!rcl_ct_lookup(&f->key, now, hit))
+		return RCL_POL_NEW;
+	/* a reply passes on the other side's approval; a host endpoint is one
+	 * point that sees both directions, its own approval lets replies through */
+	__u8 other = host ? RCL_CT_POL_HOST : f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
+	if (hit->val.type == RCL_CT_POL_FWD && (hit->val.flags & f->side)) {
+		rcl_ct_touch(hit, *now, f->pktflags);
+		return RCL_POL_EST;
+	}
+	if (hit->val.type == RCL_CT_POL_REV && (hit->val.flags & other)) {
+		if (!(hit->val.flags & RCL_CT_EST)) {
+			/* the first reply: the flow is established both ways */
+			struct rcl_ct_hit fh;
+			rcl_pol_reverse(&f->key, &ps->key2);
+			if (rcl_ct_find(&ps->key2, &fh))
+				rcl_ct_touch(&fh, *now, RCL_CT_EST);
+		}
+		rcl_ct_touch(hit, *now, f->pktflags | RCL_CT_EST);
+		return RCL_POL_EST;
+	}
+	return RCL_POL_NEW;
+}
+
+/* Judge a new packet; record an allowed flow. 1: pass, 0: drop. */
+static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps)
+{
+	__u64 *now = &ps->now;
+	struct rcl_pol_flow *f = &ps->f;
+	__u32 rule = RCL_POL_RULE_FORCED;
+	if (!f->forced &&
+	    rcl_pol_decide(f->prog, f->peer, f->key.proto, f->dval, f->sval, &rule) != RCL_POL_ALLOW)
+		return 0;
+	if (!f->trackable)
+		return 1;
+	if (!*now)
+		*now = rcl_now();
+	struct rcl_ct_hit hit;
+	if (rcl_ct_find(&f->key, &hit)) {
+		/* The other side allowed it already: add this side's approval to
+		 * the flow and its replies. A packet whose key is some flow's reply
+		 * is judged, and leaves that flow alone. */
+		if (hit.val.type == RCL_CT_POL_FWD) {
+			rcl_ct_touch(&hit, *now, f->pktflags | f->side);
+			rcl_pol_reverse(&f->key, &ps->key2);
+			if (rcl_ct_find(&ps->key2, &hit))
+				rcl_ct_touch(&hit, *now, f->side);
+		}
+		return 1;
+	}
+	struct rcl_ct_val *v = &ps->val;
+	__builtin_memset(v, 0, sizeof(*v));
+	v->created_ns = *now;
+	v->last_seen_ns = *now;
+	v->svc_id = f->prog; /* for debugging: the program that allowed it */
+	v->be_ordinal = rule;
+	v->type = RCL_CT_POL_REV;
+	v->flags = f->side;
+	rcl_pol_reverse(&f->key, &ps->key2);
+	struct rcl_ct_claim rc, fc;
+	if (rcl_ct_reserve(&ps->key2, *now, &rc))
+		return 1; /* allowed; only its state is lost (the next packet is judged again) */
+	int fwd_ok = rcl_ct_reserve(&f->key, *now, &fc) == 0;
+	rcl_ct_fill(&rc, ps->key2.proto, v, *now);
+	if (fwd_ok) {
+		v->type = RCL_CT_POL_FWD;
+		v->flags = f->side | f->pktflags;
+		rcl_ct_fill(&fc, f->key.proto, v, *now);
+	}
+	return 1;
+}
+
+/* A host endpoint's first look at a new arriving flow, before service NAT:
+ * a failsafe port to the host passes whatever the policy; otherwise the
+ * endpoint's preDNAT program, on the original destination, may deny it.
+ * RCL_POL_NEW or RCL_POL_DROP. */
+static __always_inline int rcl_pol_host_pre(struct rcl_pol_scratch *ps)
+{
+	struct rcl_pol_flow *f = &ps->f;
+	if (rcl_is_host_ip(f->key.dst) &&
+	    rcl_failsafe_allows(RCL_FS_IN, f->key.proto, f->dval, f->peer)) {
+		f->forced = 1;
+		return RCL_POL_NEW;
+	}
+	__u32 pre = ps->hprog[RCL_HEP_PRE];
+	__u32 rule;
+	if (pre && rcl_pol_decide(pre, f->peer, f->key.proto, f->dval, f->sval, &rule) == RCL_POL_DENY)
+		return RCL_POL_DROP;
+	return RCL_POL_NEW;
+}
+
+/* Which of a host endpoint's programs judges a new flow, once its local side
+ * (after NAT) is known: the host's own traffic meets the ingress or egress
+ * policy, forwarded traffic the applyOnForward policy, and where there is
+ * none, the flow passes (and is recorded, so that its replies pass too). A
+ * failsafe port from the host passes whatever the policy. */
+static __always_inline void rcl_pol_host_point(struct rcl_pol_scratch *ps, int arriving)
+{
+	struct rcl_pol_flow *f = &ps->f;
+	if (f->forced)
+		return;
+	int local = rcl_is_host_ip(f->local);
+	__u32 which = arriving ? (local ? RCL_HEP_IN : RCL_HEP_FWD_IN)
+			       : (local ? RCL_HEP_OUT : RCL_HEP_FWD_OUT);
+	__u32 prog = 0;
+	if (which < RCL_HEP_PROGS)
+		prog = ps->hprog[which];
+	f->prog = prog;
+	if (!prog || (local && !arriving &&
+		      rcl_failsafe_allows(RCL_FS_OUT, f->key.proto, f->dval, f->peer)))
+		f->forced = 1;
+}
+
+/* Does the packet carry our XDP program's word: allowed by an untracked
+ * (doNotTrack) rule, no further policy? */
+static __always_inline int rcl_pol_untracked(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *meta = (void *)(long)skb->data_meta;
+	if (meta + sizeof(__u32) > data)
+		return 0;
+	return *(__u32 *)meta == RCL_XDP_META_UNTRACKED;
+}
+
+/* The defaultEndpointToHostAction for a new flow from a workload to this
+ * node: 1 when it is dropped. */
+static __always_inline int rcl_pol_to_host_dropped(struct rcl_pol_flow *f, __u32 gflags)
+{
+	return (gflags & RCL_G_EP_TO_HOST_MASK) == RCL_G_EP_TO_HOST_DROP && rcl_is_host_ip(f->peer);
+}
+
+/* Never attached: `reconcile --explain --kernel` runs it through
+ * BPF_PROG_TEST_RUN with a crafted packet. cb[0]: the endpoint's program id,
+ * cb[1]: 1 when the pod sends (egress policy). Classifies exactly as the
+ * datapath does, without touching conntrack. Returns the action in bits
+ * 0-7 and the rule index above (0xffffff: no table). */
+static __always_inline int rcl_pol_probe(struct __sk_buff *skb)
+{
+	struct iphdr ip;
+	struct rcl_pol_flow f = {};
+	if (rcl_skb_read(skb, ETH_HLEN, &ip, sizeof(ip)))
+		return 0;
+	__u32 l4_off = ETH_HLEN + ip.ihl * 4;
+	int from_pod = skb->cb[1] != 0;
+	f.prog = skb->cb[0];
+	f.key.proto = ip.protocol;
+	f.peer = from_pod ? ip.daddr : ip.saddr;
+	__u16 l4[2] = {};
+	if (ip.protocol != IPPROTO_ICMP && ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP &&
+	    ip.protocol != 132 && ip.protocol != 136) {
+		l4[0] = 0;
+	} else if (rcl_skb_read(skb, l4_off, l4, sizeof(l4))) {
+		return 0;
+	}
+	if (ip.protocol == IPPROTO_ICMP) {
+		f.dval = l4[0];
+	} else {
+		f.sval = l4[0];
+		f.dval = l4[1];
+	}
+	__u32 rule;
+	int action = rcl_pol_decide(f.prog, f.peer, f.key.proto, f.dval, f.sval, &rule);
+	return action | ((rule & 0xffffff) << 8);
+}
+
+#endif

@@ -1,0 +1,110 @@
+/* Policy lookups shared by the tc programs (policy.h) and the XDP program:
+ * the class and verdict tables, a program's verdict, failsafe ports and this
+ * node's own addresses. Nothing here touches a packet or conntrack. */
+#ifndef RCL_POLICY_LOOKUP_H
+#define RCL_POLICY_LOOKUP_H
+
+#include "policy_types.h"
+
+#ifndef RCL_POL_EXACT_SIZE
+#define RCL_POL_EXACT_SIZE 262144
+#endif
+#ifndef RCL_POL_LPM_SIZE
+#define RCL_POL_LPM_SIZE 65536
+#endif
+#ifndef RCL_POL_VERDICT_SIZE
+#define RCL_POL_VERDICT_SIZE 262144
+#endif
+#define RCL_FAILSAFE_SIZE 1024
+#define RCL_HOST_IP_SIZE 1024
+#define RCL_XDP_EP_SIZE 1024
+
+BPF_TABLE_PINNED("array", __u32, struct rcl_pol_ep, rcl_pol_ep, RCL_IFSTATE_SIZE,
+		 RCL_MAPS_DIR "/rcl_pol_ep");
+BPF_TABLE_PINNED("array", __u32, struct rcl_pol_hep, rcl_pol_hep, RCL_IFSTATE_SIZE,
+		 RCL_MAPS_DIR "/rcl_pol_hep");
+BPF_TABLE_PINNED("hash", struct rcl_pol_cls_key, struct rcl_pol_cls, rcl_pol_exact,
+		 RCL_POL_EXACT_SIZE, RCL_MAPS_DIR "/rcl_pol_exact");
+BPF_TABLE_PINNED("lpm_trie", struct rcl_pol_lpm_key, struct rcl_pol_cls, rcl_pol_lpm,
+		 RCL_POL_LPM_SIZE, RCL_MAPS_DIR "/rcl_pol_lpm", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", struct rcl_pol_cell_key, struct rcl_pol_verdict, rcl_pol_verdict,
+		 RCL_POL_VERDICT_SIZE, RCL_MAPS_DIR "/rcl_pol_verdict");
+BPF_TABLE_PINNED("lpm_trie", struct rcl_failsafe_key, __u32, rcl_failsafe, RCL_FAILSAFE_SIZE,
+		 RCL_MAPS_DIR "/rcl_failsafe", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", __u32, __u32, rcl_host_ip, RCL_HOST_IP_SIZE,
+		 RCL_MAPS_DIR "/rcl_host_ip");
+/* The XDP program's (bpf/xdp.c); declared here so that either set creates them. */
+BPF_TABLE_PINNED("hash", __u32, struct rcl_xdp_ep, rcl_xdp_ep, RCL_XDP_EP_SIZE,
+		 RCL_MAPS_DIR "/rcl_xdp_ep");
+BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_xdp_stats, rcl_xdp_stats, RCL_IFSTATE_SIZE,
+		 RCL_MAPS_DIR "/rcl_xdp_stats");
+
+/* The class of one dimension: the exact table first, then the prefixes. */
+static __always_inline __u32 rcl_pol_class(__u32 prog, __u8 kind, __u8 proto, __u16 port,
+					   __u32 addr, __u32 *flags)
+{
+	struct rcl_pol_lpm_key lk = {};
+	lk.prefixlen = 96;
+	lk.k.prog = prog;
+	lk.k.kind = kind;
+	lk.k.proto = proto;
+	lk.k.port = port;
+	lk.k.addr = addr;
+	struct rcl_pol_cls *c = rcl_pol_exact.lookup(&lk.k);
+	if (!c)
+		c = rcl_pol_lpm.lookup(&lk);
+	if (!c)
+		return 0;
+	*flags = c->flags;
+	return c->cls;
+}
+
+/* A program's verdict: RCL_POL_ALLOW, RCL_POL_DENY or RCL_POL_NOMATCH, and
+ * the deciding rule's index in *rule. A program with no table (being
+ * removed) denies. peer, dval and sval in network order (dval: ICMP type <<
+ * 8 | code). */
+static __always_inline int rcl_pol_decide(__u32 prog, __u32 peer, __u8 proto, __u16 dval,
+					  __u16 sval, __u32 *rule)
+{
+	__u32 aflags = 0, pflags = 0, sflags = 0;
+	struct rcl_pol_cell_key ck = {};
+	ck.prog = prog;
+	ck.aclass = rcl_pol_class(prog, RCL_POL_K_ADDR, 0, 0, peer, &aflags);
+	ck.pclass = (__u16)rcl_pol_class(prog, RCL_POL_K_DPORT, proto, dval, 0, &pflags);
+	if (pflags & RCL_POL_F_SPORT)
+		ck.sclass = (__u16)rcl_pol_class(prog, RCL_POL_K_SPORT, proto, sval, 0, &sflags);
+	struct rcl_pol_verdict *v = rcl_pol_verdict.lookup(&ck);
+	if (!v) {
+		ck.aclass = RCL_POL_ANY_CLASS;
+		ck.pclass = RCL_POL_ANY_PORT;
+		ck.sclass = RCL_POL_ANY_PORT;
+		v = rcl_pol_verdict.lookup(&ck);
+	}
+	if (!v) {
+		*rule = 0xffffffff;
+		return RCL_POL_DENY;
+	}
+	*rule = v->rule;
+	return v->action;
+}
+
+/* Is the address one of this node's own? (_be) */
+static __always_inline int rcl_is_host_ip(__u32 addr)
+{
+	return rcl_host_ip.lookup(&addr) != 0;
+}
+
+/* Is (protocol, destination port) a failsafe port of this direction for
+ * this remote address? Only TCP, UDP and SCTP have failsafe ports. */
+static __always_inline int rcl_failsafe_allows(__u8 dir, __u8 proto, __u16 dport, __u32 remote)
+{
+	struct rcl_failsafe_key k = {};
+	k.prefixlen = 64;
+	k.dir = dir;
+	k.proto = proto;
+	k.port = dport;
+	k.addr = remote;
+	return rcl_failsafe.lookup(&k) != 0;
+}
+
+#endif

@@ -1,0 +1,40 @@
+"""`--plan`: beside the kernel plan, the resources that changed between the
+commit last applied to the node and the one planned (git sources)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from reconciler.plan.plan import Plan
+
+
+def print_resource_changes(args: argparse.Namespace, plan: Plan, applied: Any = None) -> None:
+    """`applied`: the last-apply record to compare against (default: the
+    state directory's; a snapshot plan has none)."""
+    from reconciler.cli.commands import _cache_dir, _target
+    from reconciler.config.source import SourceError
+    from reconciler.config.spec import open_source
+    from reconciler.engine import changes, history
+
+    if args.json or not args.repo:
+        return
+    record = applied if applied is not None else history.last_applied(_target(args).state_dir)
+    source = (record or {}).get("source") or {}
+    old_id, new_id = source.get("identity", ""), plan.source.get("identity", "")
+    spec = source.get("spec") or {}
+    if not old_id.startswith("git:") or old_id == new_id or spec.get("kind") != "git":
+        return
+    old_spec = {**spec, "repo": args.repo, "ref": old_id[4:]}
+    try:
+        old = changes.resources(open_source(old_spec), _cache_dir(args))
+        new = changes.resources(open_source(plan.source["spec"]), _cache_dir(args))
+    except SourceError as exc:
+        print(f"\n(no resource summary: {exc})")
+        return
+    if old is None or new is None:
+        return
+    lines = changes.resource_changes(old, new)
+    print(f"\nResources changed since the applied commit {old_id[4:16]}:")
+    sys.stdout.write("".join(f"  {line}\n" for line in lines) or "  (none)\n")

@@ -1,0 +1,73 @@
+"""The GitOps options: following a repository, the watcher, hooks, signed
+commits, status history, snapshots and metrics. One function adds them all."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+
+
+def add_gitops_options(p: argparse.ArgumentParser, mode: argparse._MutuallyExclusiveGroup) -> None:
+    mode.add_argument(
+        "--install-hooks",
+        metavar="BARE_REPO",
+        help="install the pre-receive (validate) and post-receive (wake nodes) hooks",
+    )
+    mode.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="print this node's observed state as JSON (for --plan --observed)",
+    )
+    g = p.add_argument_group("GitOps")
+    g.add_argument(
+        "--allow-rewind",
+        action="store_true",
+        help="--repo: accept a commit that does not contain the applied one (force push, rollback)",
+    )
+    g.add_argument(
+        "--poll-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="--watch --repo: fetch and check the ref this often (0: never; default 15)",
+    )
+    g.add_argument(
+        "--detect-only",
+        action="store_true",
+        help="--watch: report drift and new commits, never change the kernel",
+    )
+    g.add_argument(
+        "--wake-addr",
+        metavar="HOST:PORT",
+        help="--watch: listen for the post-receive hook's wake-up (POST /wake)",
+    )
+    g.add_argument(
+        "--node-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="--install-hooks: a watcher's --wake-addr as http://HOST:PORT (repeatable)",
+    )
+    g.add_argument(
+        "--verify-signatures",
+        action="store_true",
+        help="refuse commits not signed by a key in --keyring",
+    )
+    g.add_argument(
+        "--keyring",
+        metavar="DIR",
+        help="trusted keys: a GnuPG home, or a directory with an ssh allowed_signers file",
+    )
+    g.add_argument(
+        "--observed",
+        metavar="FILE",
+        help="--plan against a --snapshot file instead of the kernel (no root needed)",
+    )
+    g.add_argument(
+        "--metrics-addr",
+        nargs="?",
+        const=DEFAULT_METRICS_ADDR,
+        metavar="HOST:PORT",
+        help=f"--watch: serve Prometheus metrics (default {DEFAULT_METRICS_ADDR} when given bare)",
+    )

@@ -1,0 +1,110 @@
+"""`reconcile --install-hooks BARE_REPO`, and what the installed hooks run:
+
+    python -m reconciler.cli.hooks_cmd pre-receive [--keyring DIR]
+    python -m reconciler.cli.hooks_cmd post-receive [--node-url URL ...]
+
+Both read git's `old new ref` lines on stdin. pre-receive exits 1 (git then
+refuses every ref of the push) when any pushed tree is invalid or any new
+commit's signature is refused, after printing every reason."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.cli import render
+from reconciler.cli.exit_codes import EXIT_ERROR, EXIT_OK
+
+ZERO = "0" * 40
+
+
+def install_hooks_cmd(args: argparse.Namespace) -> int:
+    from reconciler.gitops.hooks import HookError, HookSet, install
+
+    keyring = None
+    if args.verify_signatures:
+        if not args.keyring:
+            print("error: --verify-signatures needs --keyring DIR", file=sys.stderr)
+            return EXIT_ERROR
+        keyring = str(Path(args.keyring).resolve())
+    hooks = HookSet(Path(args.install_hooks), tuple(args.node_url), keyring)
+    try:
+        written = install(hooks)
+    except HookError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for path in written:
+        print(f"installed {path}")
+    if not args.node_url:
+        print("note: no --node-url: watchers learn of pushes by polling (--poll-interval)")
+    return EXIT_OK
+
+
+def _pushed(lines: Sequence[str]) -> list[tuple[str, str, str]]:
+    return [tuple(line.split()[:3]) for line in lines if len(line.split()) >= 3]  # type: ignore[misc]
+
+
+def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> int:
+    from reconciler.config.source import SourceError, default_cache_dir, from_git
+    from reconciler.config.validate import validate_source
+    from reconciler.gitops.repo import git
+    from reconciler.gitops.signatures import Keyring
+
+    keyring = Keyring.at(keyring_dir) if keyring_dir else None
+    refused = []
+    for old, new, ref in _pushed(lines):
+        if new == ZERO:
+            continue  # a deleted ref has no tree to check
+        print(f"reconcile: validating {ref} at {new[:12]}", file=sys.stderr)
+        try:
+            src = from_git(git_dir, new, default_cache_dir())
+            result = validate_source(src, default_cache_dir(), with_resources=False)
+            if keyring is not None:
+                # the commits this push brings: reachable from new, from no existing ref
+                since = [] if old == ZERO else [f"^{old}"]
+                commits = git(git_dir, "rev-list", new, *since, "--not", "--all").split()
+                keyring.verify(git_dir, commits or [new])
+        except SourceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            refused.append(ref)
+            continue
+        diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
+        errors = [d for d in diags if d.severity.value == "error"]
+        if errors:
+            sys.stderr.write(render.render_diagnostics(errors))
+            print(f"{ref}: {len(errors)} error(s) in the configuration", file=sys.stderr)
+            refused.append(ref)
+    for ref in refused:
+        print(f"reconcile: push to {ref} rejected", file=sys.stderr)
+    return EXIT_ERROR if refused else EXIT_OK
+
+
+def post_receive(lines: Sequence[str], node_urls: Sequence[str]) -> int:
+    from reconciler.gitops.hooks import wake
+
+    body = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    for failure in wake(node_urls, body):
+        print(f"reconcile: could not wake {failure}; it will catch up by polling", file=sys.stderr)
+    if node_urls:
+        print(f"reconcile: woke {len(node_urls)} node(s)", file=sys.stderr)
+    return EXIT_OK  # a push that git accepted stays accepted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="reconcile-hook")
+    p.add_argument("hook", choices=("pre-receive", "post-receive"))
+    p.add_argument("--keyring", metavar="DIR")
+    p.add_argument("--node-url", action="append", default=[])
+    args = p.parse_args(argv)
+    lines = sys.stdin.read().splitlines()
+    git_dir = os.environ.get("GIT_DIR", ".")
+    if args.hook == "pre-receive":
+        return pre_receive(lines, git_dir, args.keyring)
+    return post_receive(lines, args.node_url)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""`reconcile --snapshot` (a node's observed state as JSON on stdout) and
+`reconcile --plan --observed FILE` (the plan against it: no root, no kernel)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from reconciler.cli import render
+from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.cli.render import emit_json
+
+
+def snapshot_cmd(args: argparse.Namespace) -> int:
+    from reconciler.cli.commands import _target
+    from reconciler.engine.snapshots import take
+
+    sys.stdout.write(json.dumps(take(_target(args)), sort_keys=True) + "\n")
+    return EXIT_OK
+
+
+def plan_observed_cmd(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from reconciler.cli.commands import _report_invalid, _target, source_spec
+    from reconciler.config.spec import open_source
+    from reconciler.engine.reconcile import InvalidConfig, make_plan
+    from reconciler.engine.snapshots import SnapshotError, against
+
+    try:
+        target = against(_target(args), args.observed)
+    except SnapshotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    spec = source_spec(args)
+    try:
+        plan, _, _ = make_plan(
+            lambda: open_source(spec, not args.no_cache), target, True, keep_derived=False
+        )
+    except InvalidConfig as exc:
+        _report_invalid(args, exc)
+        return EXIT_ERROR
+    plan = dataclasses.replace(plan, source={**plan.source, "spec": spec})
+    if args.out:
+        plan.dump(args.out)
+    if args.json:
+        emit_json(plan.as_json())
+    else:
+        taken = target.snapshot.taken_at if target.snapshot is not None else "?"
+        print(f"(planned against the snapshot {args.observed} of node {target.node}, {taken})")
+        sys.stdout.write(render.render_plan(plan))
+    return EXIT_OK if plan.empty else EXIT_CHANGES

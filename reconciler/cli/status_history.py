@@ -1,0 +1,92 @@
+"""`--status`: the reconcile history and the watcher's state beside what the
+kernel holds (engine.history keeps both under the state directory)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from reconciler.engine import history
+
+
+def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
+    """`status` with `history` (the last reconciles, newest first), `watch`
+    (the watcher's last word, or None) and `drift` (what its last pass found
+    different from the source it holds the node to)."""
+    records = list(reversed(history.load(state_dir)))
+    watch = history.watch_state(state_dir)
+    applied_identity = ((status.get("last_apply") or {}).get("source") or {}).get("identity")
+    took = next(
+        (
+            r.get("duration_s")
+            for r in records
+            if r.get("source") == applied_identity and r.get("result") in ("applied", "repaired")
+        ),
+        None,
+    )
+    return {
+        **status,
+        "apply_duration_s": took,
+        "history": records,
+        "watch": watch,
+        "drift": list((watch or {}).get("drift") or []),
+    }
+
+
+def render_history(status: dict[str, Any]) -> str:
+    lines = []
+    if status.get("apply_duration_s") is not None:
+        lines.append(f"Last apply took {status['apply_duration_s']:.3f}s")
+    watch = status.get("watch")
+    if watch:
+        state = watch.get("state", "?")
+        mode = " (detect-only)" if watch.get("detect_only") else ""
+        lines.append(f"Watcher{mode}: {state}, last pass {watch.get('updated')}")
+        if watch.get("error"):
+            lines.append(f"  error: {watch['error']}")
+            if watch.get("held"):
+                lines.append(f"  held at the last good source: {watch['held']}")
+        if watch.get("fetch_error"):
+            lines.append(f"  fetch failing: {watch['fetch_error']}")
+    drift = status.get("drift") or []
+    lines.append(f"Drift: {len(drift)} object(s)" + (": " + ", ".join(drift) if drift else ""))
+    records = status.get("history") or []
+    if records:
+        lines.append("")
+        head = f"  {'started':<21} {'result':<9} {'took':>8} {'changes':>7}"
+        lines.append(head + "  trigger: source")
+        for r in records:
+            source = str(r.get("source", ""))
+            short = source[:16] if source.startswith("git:") else source
+            lines.append(
+                f"  {r.get('started', ''):<21} {r.get('result', ''):<9} "
+                f"{r.get('duration_s', 0):>7.3f}s {r.get('changes', 0):>7}  "
+                f"{r.get('trigger', '')}: {short}"
+            )
+            if r.get("error"):
+                lines.append(f"      {str(r['error']).splitlines()[0]}")
+    return "\n".join(lines) + "\n"
+
+
+def recorded(target: Any, run: Callable[[], Any]) -> Any:
+    """A one-shot apply, appended to the history whether it succeeds or not."""
+    from reconciler.engine.history import PassRecord
+
+    def describe(result: Any) -> PassRecord:
+        plan = result.plan
+        return PassRecord(
+            "",
+            0.0,
+            "apply",
+            "no-op" if plan.empty else ("applied" if result.converged else "failed"),
+            source=str(plan.source.get("identity", "")),
+            description=str(plan.source.get("description", "")),
+            changes=len(plan.changes),
+            error="" if result.converged else "not converged after apply",
+        )
+
+    def failed(exc: BaseException) -> PassRecord:
+        return PassRecord("", 0.0, "apply", "failed", error=str(exc))
+
+    return history.timed(target.state_dir, "apply", run, describe, failed)

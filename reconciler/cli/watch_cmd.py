@@ -1,0 +1,146 @@
+"""`reconcile --watch`: the watcher (gitops.loop) wired to the terminal.
+
+Text: plans that change something, and a line per pass on stderr. With
+--json, one JSON object per pass on stdout (its record, and the plan's
+changes)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from typing import Any
+
+from reconciler.cli import render
+from reconciler.cli.exit_codes import EXIT_ERROR
+from reconciler.plan.plan import FORMAT_VERSION, Plan
+
+log = logging.getLogger(__name__)
+
+
+def ensure_logging() -> None:
+    """Messages to stderr, bare, unless the CLI has set logging up already."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+
+
+def keyring_of(args: argparse.Namespace) -> Any:
+    """The --keyring to verify commits with, or None without --verify-signatures."""
+    from reconciler.gitops.signatures import Keyring, SignatureError
+
+    if not getattr(args, "verify_signatures", False):
+        return None
+    if not args.keyring:
+        raise SignatureError("--verify-signatures needs --keyring DIR")
+    return Keyring.at(args.keyring)
+
+
+def git_spec(args: argparse.Namespace, policy: dict[str, Any]) -> dict[str, Any]:
+    """--repo for one-shot modes: the ref pinned to a commit; --plan and
+    --apply refuse a rewind (and, with --verify-signatures, a commit the
+    keyring refuses), --validate checks only signatures."""
+    from reconciler.cli.commands import _target
+    from reconciler.gitops.repo import pinned_spec
+
+    if getattr(args, "plan_file", None):  # the saved plan names its commit
+        return {"kind": "git", "repo": args.repo, "ref": args.ref, "policy": policy}
+    checked = args.plan or args.apply
+    state_dir = _target(args).state_dir if checked else None
+    return pinned_spec(
+        args.repo,
+        args.ref,
+        policy,
+        state_dir,
+        getattr(args, "allow_rewind", False),
+        keyring_of(args),
+    )
+
+
+def explain_invalid(exc: Any) -> str:
+    """An invalid configuration as the pusher would see it: every diagnostic."""
+    diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
+    return f"{exc}:\n" + render.render_diagnostics(diags).rstrip("\n")
+
+
+def watch_cmd(args: argparse.Namespace) -> int:
+    from reconciler.cli.commands import _target, kind_policy
+    from reconciler.engine import store as desired_cache
+    from reconciler.engine.spec import link_changes
+    from reconciler.gitops.loop import Engine, Watcher, WatchOptions
+    from reconciler.gitops.repo import Follower
+
+    ensure_logging()
+    if args.repo and args.paths:
+        log.error("error: --watch takes no PATH arguments")
+        return EXIT_ERROR
+    target = _target(args)
+    follower = Follower.of(args.repo, args.ref, args.allow_rewind) if args.repo else None
+    options = WatchOptions(
+        interval=max(0.1, float(args.interval)),
+        poll_interval=float(args.poll_interval),
+        detect_only=args.detect_only,
+        use_cache=not args.no_cache,
+        config=args.config,
+        follower=follower,
+        keyring=keyring_of(args),
+        policy=kind_policy(args),
+        wake_addr=args.wake_addr,
+    )
+
+    def on_plan(plan: Plan) -> None:
+        if not args.json and not (plan.empty and not plan.warnings):
+            sys.stdout.write(render.render_plan(plan))
+            sys.stdout.flush()
+
+    metrics = None
+    if args.metrics_addr:
+        from reconciler.gitops.metrics import Metrics
+
+        metrics = Metrics(target)
+        metrics.serve(args.metrics_addr)
+        log.info("metrics on http://%s/metrics", args.metrics_addr)
+
+    def report(record: Any, plan: Plan | None) -> None:
+        if metrics is not None:
+            metrics.observe_pass(record)
+        if args.json:
+            line = {"format_version": FORMAT_VERSION, **record.as_json()}
+            if plan is not None:
+                line["plan"] = [c.as_json() for c in plan.changes]
+            sys.stdout.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+        message = f"pass done in {record.duration_s:.3f}s: {record.result}"
+        if record.result == "drift":
+            message += f" ({len(record.drift)} object(s) differ: " + ", ".join(record.drift) + ")"
+        if record.error:
+            message += f"\n{record.error}"
+            if record.held:
+                message += f"\nthe node is held at {record.held}"
+        log.info(message)
+
+    # A pass reacts to a push; the state it compiled is written once idle.
+    desired_cache.defer_writes()
+    watcher = Watcher(
+        target,
+        options,
+        Engine(not args.no_cache, on_plan, explain_invalid),
+        report,
+        desired_cache.flush,
+        functools.partial(link_changes, args.netns),
+    )
+    source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
+    what = "reporting drift only" if args.detect_only else "converging"
+    log.info(
+        "watching %s and the interfaces (%s); drift check every %gs",
+        source,
+        what,
+        options.interval,
+    )
+    return watcher.run()

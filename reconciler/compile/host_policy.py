@@ -1,0 +1,198 @@
+"""Host protection as the objects and map entries a DesiredState holds. Pure.
+
+A host endpoint's chains (reconciler/compile/policy_model.py HOST_CHAINS)
+compile into programs as a workload's do; its entry in rcl_pol_hep names
+the program of each point (0: no policy there). Failsafe ports and this
+node's own addresses are entries of their own; the untracked chain is the
+XDP program's (rcl_xdp_ep).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.compile.fragment import Fragment
+from reconciler.compile.policy import Program
+from reconciler.compile.policy_model import DENY, Chain, Model, Packet, evaluate
+from reconciler.compile.programs import Programs
+from reconciler.datapath.maps import host_types as ht
+from reconciler.datapath.maps.host_codecs import failsafe_suffix
+from reconciler.datapath.programs import XDP_PROGRAMS
+from reconciler.plan.address import Address, AddressError, Kind
+from reconciler.plan.state import Link, Obj, ObjKind
+from reconciler.protocols import PROTOCOLS
+
+
+@dataclass(frozen=True, slots=True)
+class HostIface:
+    """A managed interface that is a host endpoint."""
+
+    name: str
+    ifindex: int
+    slot: int
+    endpoint: str  # the HostEndpoint's name
+
+
+@dataclass(frozen=True, slots=True)
+class Failsafe:
+    direction: str  # "in" or "out"
+    proto: int
+    port: int
+    net: str | None  # a CIDR, or None: any remote address
+
+    def label(self) -> str:
+        where = f" {self.net}" if self.net else ""
+        return f"{'inbound' if self.direction == 'in' else 'outbound'} " \
+               f"{_proto_text(self.proto)}:{self.port}{where}"  # fmt: skip
+
+
+def _proto_text(proto: int) -> str:
+    return next((k.lower() for k, v in PROTOCOLS.items() if v == proto), str(proto))
+
+
+def failsafe_ports(config: Mapping[str, Any]) -> list[Failsafe]:
+    """failsafeInboundHostPorts and failsafeOutboundHostPorts (Calico's
+    defaults when unset); a missing protocol is TCP; IPv6 nets are skipped."""
+    out = []
+    for field_name, direction in (
+        ("failsafeInboundHostPorts", "in"),
+        ("failsafeOutboundHostPorts", "out"),
+    ):
+        for entry in config.get(field_name) or ():
+            if not isinstance(entry, Mapping) or entry.get("port") is None:
+                continue
+            proto = PROTOCOLS.get(str(entry.get("protocol") or "TCP").upper(), None)
+            if proto is None:
+                proto = PROTOCOLS.get(str(entry.get("protocol")), 6)
+            net = entry.get("net")
+            if net:
+                parsed = ipaddress.ip_network(str(net), strict=False)
+                if parsed.version != 4:
+                    continue
+                net = str(parsed)
+            out.append(Failsafe(direction, proto, int(entry["port"]), net or None))
+    return out
+
+
+def failsafe_entries(ports: Iterable[Failsafe]) -> dict[str, Mapping[str, Any]]:
+    """rcl_failsafe's entries: key text -> info."""
+    return {
+        failsafe_suffix(f.direction, f.proto, f.port, f.net): {"failsafe": f.label()}
+        for f in ports
+    }
+
+
+def host_ip_entries(addresses: Iterable[str]) -> list[str]:
+    """rcl_host_ip's entries' key texts: this node's IPv4 addresses."""
+    return [a for a in sorted(set(addresses)) if ":" not in a]
+
+
+def failsafe_notes(
+    model: Model, hosts: Sequence[HostIface], ports: Sequence[Failsafe]
+) -> list[str]:
+    """Where a failsafe port keeps open what a host endpoint's policy would
+    deny: the plan says so, so that removing the port is not a surprise."""
+    notes = []
+    endpoints = sorted({h.endpoint for h in hosts})
+    for name in endpoints:
+        for f in ports:
+            peer = int(ipaddress.IPv4Network(f.net).network_address) if f.net else 0
+            chains = ("untracked", "prednat", "ingress") if f.direction == "in" else ("egress",)
+            for chain_name in chains:
+                chain = model.chains.get((name, chain_name))
+                if chain is None:
+                    continue
+                v = evaluate(chain, Packet(peer, f.proto, f.port, 40000))
+                if v.action == DENY:
+                    notes.append(
+                        f"failsafe {f.label()}: HostEndpoint/{name}'s {chain_name} policy would "
+                        f"deny it ({v.ref}); the failsafe port keeps it open"
+                    )
+                    break
+    return notes
+
+
+def has_policy(chain: Chain) -> bool:
+    return bool(chain.tiers or chain.profiles)
+
+
+def host_entries(
+    model: Model,
+    hosts: Sequence[HostIface],
+    program_of: Callable[[Chain], Program],
+) -> Iterable[tuple[str, str, dict[str, Any], dict[str, str]]]:
+    """rcl_pol_hep entries (and rcl_xdp_ep entries for endpoints with
+    untracked policy): (map, key text, attrs, info). `program_of` compiles a
+    chain and records its entries."""
+    for h in hosts:
+        attrs: dict[str, Any] = {"slot": h.slot, "ifindex": h.ifindex}
+        for chain_name in ht.HEP_CHAINS:
+            chain = model.chains[(h.endpoint, chain_name)]
+            always = chain_name in ("ingress", "egress")  # these drop with no policy at all
+            prog = program_of(chain).prog_id if always or has_policy(chain) else 0
+            attrs[chain_name] = f"{prog:08x}"
+        yield ht.MAP_HEP, h.name, attrs, {"endpoint": f"HostEndpoint/{h.endpoint}"}
+        untracked = model.chains[(h.endpoint, "untracked")]
+        if has_policy(untracked):
+            xdp = {"ifindex": h.ifindex, "slot": h.slot,
+                   "untracked": f"{program_of(untracked).prog_id:08x}"}  # fmt: skip
+            yield ht.MAP_XDP_EP, h.name, xdp, {"endpoint": f"HostEndpoint/{h.endpoint}"}
+
+
+def compile_host_protection(
+    failsafe: Sequence[Failsafe], links: Iterable[Link], policy: Fragment, programs: Programs
+) -> Fragment:
+    """The host protection sub-compiler: failsafe ports, this node's own
+    addresses, and our XDP program on each host endpoint whose untracked
+    policy the policy sub-compiler gave an rcl_xdp_ep entry (`policy`)."""
+    objects = [
+        Obj(str(Address.of_entry(ht.MAP_FAILSAFE, key)), ObjKind.ENTRY, {}, info)
+        for key, info in failsafe_entries(failsafe).items()
+    ]
+    addresses = (a for link in links for a in link.addresses)
+    objects += [
+        Obj(str(Address.of_entry(ht.MAP_HOST_IP, key)), ObjKind.ENTRY, {})
+        for key in host_ip_entries(addresses)
+    ]
+    xdp_eps = {}
+    for obj in policy.objects:
+        address = Address.parse(obj.address)
+        if address.map == ht.MAP_XDP_EP and address.key is not None:
+            xdp_eps[address.key] = obj
+    if xdp_eps:
+        ref = programs.xdp_ref
+        programs_attrs = {"programs": sorted(XDP_PROGRAMS)}
+        objects.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, programs_attrs))
+        for name, obj in sorted(xdp_eps.items()):
+            attach = Obj(str(Address.of_xdp(name)), ObjKind.XDP, {"prog": ref}, dict(obj.info))
+            objects.append(attach)
+    return Fragment(tuple(objects))
+
+
+def _is_xdp(text: str) -> bool:
+    try:
+        return Address.parse(text).kind is Kind.XDP
+    except AddressError:
+        return False
+
+
+def without_foreign_xdp(desired: Any, foreign: Sequence[str]) -> Any:
+    """`desired` without our XDP attachment on interfaces where a program of
+    someone else's is attached (observe lists it as foreign): it is never
+    replaced; the plan says so, and tc still enforces the endpoint's other
+    policy there (its untracked policy is not)."""
+    taken = {a for a in (f.split(" ", 1)[0] for f in foreign) if _is_xdp(a)}
+    skipped = sorted(a for a in desired.objects if a in taken)
+    if not skipped:
+        return desired
+    objects = {a: o for a, o in desired.objects.items() if a not in taken}
+    warnings = tuple(desired.warnings) + tuple(
+        f"{a}: a foreign XDP program is attached; left alone, so this interface's "
+        "untracked (doNotTrack) policy is not enforced"
+        for a in skipped
+    )
+    return dataclasses.replace(desired, objects=objects, warnings=warnings)

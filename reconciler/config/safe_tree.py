@@ -1,0 +1,182 @@
+"""Reading a config tree that other people write, as root, safely.
+
+The rules: only regular files are config (a FIFO, socket or device named
+`*.yaml` is an error that names it: opening one could block or never end);
+a symlink is followed only while it stays inside the tree (one that leaves
+it, dangles or loops is an error: root must not read a file the pusher could
+not); a symlinked directory inside the tree is read like any directory; an
+unreadable directory or file is an error, never skipped; a file is read up
+to MAX_FILE_BYTES + 1 bytes, so the loader can refuse it without memory
+growing with whatever the file claims to hold. Hidden entries (a leading
+dot) are skipped. Every name works: names that are not UTF-8, or that hold
+control characters, are shown escaped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from reconciler.config.limits import MAX_FILE_BYTES, MAX_FILES
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a symlink",
+}
+
+
+class TreeError(Exception):
+    """The tree holds paths that cannot be read as config; every one is named."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\nerror: ".join(problems))
+        self.problems = problems
+
+
+def shown(path: str) -> str:
+    """A path as it may be printed: undecodable bytes and control characters
+    escaped (a name with a newline must not forge a line of output)."""
+    try:
+        path.encode("utf-8")
+        text = path
+    except UnicodeEncodeError:
+        text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def kind_of(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(slots=True)
+class _Walk:
+    root_real: str
+    problems: list[str]
+    seen_dirs: set[tuple[int, int]]
+    count: int = 0
+
+
+def walk(root: str) -> Iterator[str]:
+    """YAML files under `root` (a directory or a file) in a stable order: in
+    each directory its files (sorted) before its subdirectories (sorted).
+    Paths are given under `root` as spelled (a symlinked directory's files
+    under the link's name). Raises TreeError naming every bad path, after
+    the walk."""
+    problems: list[str] = []
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise TreeError([f"{shown(root)}: {exc.strerror}"]) from None
+    if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
+            raise TreeError([f"{shown(root)}: is {kind_of(st.st_mode)}, not a regular file"])
+        yield root
+        return
+    state = _Walk(os.path.realpath(root), problems, {(st.st_dev, st.st_ino)})
+    yield from _walk_dir(root, state)
+    if problems:
+        raise TreeError(problems)
+
+
+def _walk_dir(directory: str, state: _Walk) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        state.problems.append(f"{shown(directory)}: cannot read the directory: {exc.strerror}")
+        return
+    subdirs: list[str] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        path = entry.path
+        is_yaml = name.endswith(YAML_SUFFIXES)
+        try:
+            if entry.is_symlink():
+                kind = _symlink(path, state)
+                if kind is None:
+                    continue
+            else:
+                kind = stat.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+        except OSError as exc:
+            state.problems.append(f"{shown(path)}: {exc.strerror}")
+            continue
+        if kind == stat.S_IFDIR:
+            subdirs.append(path)
+        elif not is_yaml:
+            continue
+        elif kind != stat.S_IFREG:
+            state.problems.append(f"{shown(path)}: is {kind_of(kind)}, not a regular file")
+        elif not os.access(path, os.R_OK):
+            state.problems.append(f"{shown(path)}: cannot read the file: Permission denied")
+        else:
+            state.count += 1
+            if state.count > MAX_FILES:
+                state.problems.append(f"{shown(path)}: more than {MAX_FILES} YAML files")
+                return
+            yield path
+    for sub in subdirs:
+        try:
+            st = os.stat(sub)
+        except OSError as exc:
+            state.problems.append(f"{shown(sub)}: {exc.strerror}")
+            continue
+        ident = (st.st_dev, st.st_ino)
+        if ident in state.seen_dirs:
+            state.problems.append(
+                f"{shown(sub)}: a directory already read under another name (a symlink loop?)"
+            )
+            continue
+        state.seen_dirs.add(ident)
+        yield from _walk_dir(sub, state)
+
+
+def _symlink(path: str, state: _Walk) -> int | None:
+    """The file type a symlink leads to, or None after noting why it is refused."""
+    target = os.path.realpath(path)
+    if not _inside(target, state.root_real):
+        state.problems.append(f"{shown(path)}: is a symlink that leaves the config tree (refused)")
+        return None
+    try:
+        return stat.S_IFMT(os.stat(path).st_mode)
+    except OSError as exc:
+        why = "a symlink loop" if exc.errno == 40 else f"a dangling symlink ({exc.strerror})"
+        state.problems.append(f"{shown(path)}: is {why}")
+        return None
+
+
+def read_regular(path: str) -> bytes:
+    """A regular file's bytes, at most MAX_FILE_BYTES + 1 of them (the loader
+    refuses a longer file). Opening never blocks: a path swapped for a FIFO or
+    a device after the walk raises OSError instead."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{shown(path)}: is {kind_of(st.st_mode)}, not a regular file")
+        chunks = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -1,0 +1,57 @@
+"""Python mirrors of the host endpoint structs of bpf/lib/policy_types.h (keep
+in step; a kernel test checks sizes and offsets against what bcc compiles).
+Addresses and ports are raw network-order bytes; everything else host order."""
+
+from __future__ import annotations
+
+import struct
+
+MAP_HEP = "rcl_pol_hep"
+MAP_FAILSAFE = "rcl_failsafe"
+MAP_HOST_IP = "rcl_host_ip"
+MAP_XDP_EP = "rcl_xdp_ep"
+MAP_XDP_STATS = "rcl_xdp_stats"
+# -DRCL_*_SIZE defaults of bpf/lib/policy_lookup.h (rcl_pol_hep and
+# rcl_xdp_stats are sized as rcl_ifstate, by slot)
+SIZES = {MAP_FAILSAFE: 1024, MAP_HOST_IP: 1024, MAP_XDP_EP: 1024}
+
+# RCL_HEP_*: a host endpoint's programs, by where they apply (model chain names)
+HEP_CHAINS = ("ingress", "egress", "forward-ingress", "forward-egress", "prednat")
+FS_IN, FS_OUT = 1, 2  # RCL_FS_*
+FS_DIRS = {"in": FS_IN, "out": FS_OUT}
+
+# struct rcl_pol_hep { __u32 ifindex; __u32 prog[5]; __u32 pad[2]; }
+HEP = struct.Struct("=I5I8x")
+# struct rcl_failsafe_key { __u32 prefixlen; __u8 dir, proto; __u16 port_be; __u32 addr_be; }
+FAILSAFE_KEY = struct.Struct("=IBB2s4s")
+FAILSAFE_BASE = 32  # prefix bits of dir, proto and port: a net /n is 32 + n
+U32 = struct.Struct("=I")
+# struct rcl_xdp_ep { __u32 slot; __u32 prog; }
+XDP_EP = struct.Struct("=II")
+# struct rcl_xdp_stats { __u64 dropped, allowed, failsafe, passed; } per CPU
+XDP_STATS = struct.Struct("=4Q")
+XDP_META_UNTRACKED = 0x72636C75  # RCL_XDP_META_UNTRACKED
+
+LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
+    "rcl_pol_hep": (
+        HEP,
+        ("ifindex", "prog[0]", "prog[1]", "prog[2]", "prog[3]", "prog[4]"),
+    ),
+    "rcl_failsafe_key": (FAILSAFE_KEY, ("prefixlen", "dir", "proto", "port", "addr")),
+    "rcl_xdp_ep": (XDP_EP, ("slot", "prog")),
+    "rcl_xdp_stats": (XDP_STATS, ("dropped", "allowed", "failsafe", "passed")),
+}
+
+
+def field_offsets(name: str) -> dict[str, int]:
+    from reconciler.datapath.maps.nat_types import struct_offsets
+
+    return struct_offsets(*LAYOUTS[name])
+
+
+def xdp_stats_sum(per_cpu: list[bytes]) -> dict[str, int]:
+    totals = [0] * 4
+    for chunk in per_cpu:
+        for i, value in enumerate(XDP_STATS.unpack_from(chunk)):
+            totals[i] += value
+    return dict(zip(LAYOUTS["rcl_xdp_stats"][1], totals, strict=True))

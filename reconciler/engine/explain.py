@@ -1,0 +1,249 @@
+"""`reconcile --explain`: which rule decides a flow, from the compiled policy.
+
+The verdict comes from the policy model (reconciler/compile/policy_model.py), the
+same resolution the datapath's tables are compiled from; the compiled
+program is asked too and must agree. With --kernel, the crafted packet runs
+through the loaded program set's rcl_pol_test (BPF_PROG_TEST_RUN, no
+conntrack touched) against the tables in the kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.compile.policy import ACTION_NAMES, compile_chain, verdict_of
+from reconciler.compile.policy_model import (
+    PROTOCOLS,
+    Chain,
+    Endpoint,
+    Model,
+    Packet,
+    build_model,
+    evaluate,
+)
+from reconciler.config.model import Resource
+
+
+class ExplainError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    endpoint: str
+    direction: str
+    action: str
+    ref: str
+    tier: str
+    prog_id: int
+    compiled_agrees: bool
+    kernel: str = ""  # with --kernel: what the loaded program said
+
+
+def _resolve(model: Model, text: str) -> tuple[int, Endpoint | None]:
+    """An endpoint name (ns/name, or name if unique) or an IPv4 address."""
+    try:
+        addr = int(ipaddress.IPv4Address(text))
+        local = [e for e in model.endpoints if any(n == (addr, 32) for n in e.peer.nets)]
+        return addr, (local[0] if local else None)
+    except ValueError:
+        pass
+    matches = [e for e in model.endpoints if e.name == text or e.name.split("/")[1] == text]
+    peers = [p for p in model.peers if p.kind == "WorkloadEndpoint" and p.ref.endswith("/" + text)]
+    if matches:
+        ep = matches[0]
+        return ep.peer.nets[0][0], ep
+    if peers and peers[0].nets:
+        return peers[0].nets[0][0], None
+    raise ExplainError(f"{text!r}: no WorkloadEndpoint of that name and not an IPv4 address")
+
+
+def parse_target(text: str) -> tuple[str, int, int]:
+    """'DST:PORT/PROTO' -> (dst, port or ICMP type<<8|code, protocol number)."""
+    host, _, rest = text.rpartition(":")
+    port_text, _, proto_text = rest.partition("/")
+    if not host or not proto_text:
+        raise ExplainError(f"--to {text!r}: expected DST:PORT/PROTO, e.g. web-0:8080/tcp")
+    proto = PROTOCOLS.get(proto_text.upper()) or PROTOCOLS.get(proto_text)
+    if proto is None:
+        if not proto_text.isdigit():
+            raise ExplainError(f"--to {text!r}: unknown protocol {proto_text!r}")
+        proto = int(proto_text)
+    value = int(port_text)
+    if proto == 1:
+        value <<= 8  # ICMP: the port is the type (code 0)
+    return host, value, proto
+
+
+def explain(
+    resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None
+) -> list[Finding]:
+    """The verdict of each local endpoint the flow src -> dst crosses (the
+    sender's egress, the receiver's ingress); with `kernel_root`, the loaded
+    program's verdict beside it."""
+    model = build_model(resources, node)
+    src_ip, src_ep = _resolve(model, src)
+    host, value, proto = parse_target(dst)
+    dst_ip, dst_ep = _resolve(model, host)
+    src_hep, dst_hep = _host_of(model, src_ip), _host_of(model, dst_ip)
+    if src_ep is None and dst_ep is None and src_hep is None and dst_hep is None:
+        raise ExplainError(
+            f"neither {src} nor {host} is a WorkloadEndpoint or HostEndpoint on node {node}"
+        )
+    sport = 40000
+    packet_to = Packet(src_ip, proto, value, sport)  # as the receiver sees its peer
+    steps: list[tuple[Endpoint, str, Chain, Packet]] = []
+    early: list[Finding] = []
+    if src_ep is not None:
+        steps.append((src_ep, "egress", model.chains[(src_ep.name, "egress")],
+                      Packet(dst_ip, proto, value, sport)))  # fmt: skip
+    if src_hep is not None:
+        fs = _failsafe(resources, node, "out", proto, value, dst_ip)
+        if fs:
+            early.append(Finding(src_hep.name, "egress (from the host)", "Allow", fs, "", 0, True))
+        else:
+            steps.append((src_hep, "egress", model.chains[(src_hep.name, "egress")],
+                          Packet(dst_ip, proto, value, sport)))  # fmt: skip
+    if dst_hep is not None:
+        early_h, steps_h = _host_ingress(resources, node, model, dst_hep, packet_to)
+        early += early_h
+        steps += steps_h
+    if dst_ep is not None:
+        steps.append((dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to))
+    out = list(early)
+    for ep, direction, chain, packet in steps:
+        v = evaluate(chain, packet)
+        program = compile_chain(chain)
+        c = verdict_of(program, packet)
+        where = direction if ep.peer.kind != "HostEndpoint" else _host_label(direction)
+        found = Finding(ep.name, where, v.action, v.ref, v.tier, program.prog_id,
+                        (c.action, c.ref) == (v.action, v.ref))  # fmt: skip
+        if kernel_root is not None:
+            a = str(ipaddress.IPv4Address(src_ip))
+            b = str(ipaddress.IPv4Address(dst_ip))
+            probe = dataclasses.replace(found, direction=direction)
+            action, rule = kernel_verdict(kernel_root, probe, a, b, value, proto)
+            ref = program.refs[rule] if rule < len(program.refs) else f"no table (rule {rule})"
+            agree = "agrees" if (action, ref) == (v.action, v.ref) else "DISAGREES"
+            found = dataclasses.replace(found, kernel=f"{action} by {ref} ({agree})")
+        out.append(found)
+    return out
+
+
+def _host_of(model: Model, addr: int) -> Endpoint | None:
+    """The local HostEndpoint an address belongs to (its expectedIPs)."""
+    for ep in model.host_endpoints:
+        if any(n == (addr, 32) for n in ep.peer.nets):
+            return ep
+    return None
+
+
+_HOST_LABELS = {
+    "ingress": "ingress (to the host)",
+    "egress": "egress (from the host)",
+    "untracked": "untracked (XDP, before conntrack)",
+    "prednat": "preDNAT",
+}
+
+
+def _host_label(chain: str) -> str:
+    return _HOST_LABELS.get(chain, chain)
+
+
+def _failsafe(
+    resources: Sequence[Resource], node: str, direction: str, proto: int, port: int, remote: int
+) -> str:
+    """The failsafe port that lets this flow through, or ""."""
+    from reconciler.compile.host_policy import failsafe_ports
+    from reconciler.compile.policy_model import net_contains, net_of
+    from reconciler.config.felix import effective_config
+
+    for f in failsafe_ports(effective_config(resources, node)):
+        if f.direction != direction or f.proto != proto or f.port != port:
+            continue
+        net = net_of(f.net) if f.net else None
+        if net is None or net_contains(net, remote):
+            return f"failsafe {f.label()}"
+    return ""
+
+
+def _host_ingress(
+    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
+) -> tuple[list[Finding], list[tuple[Endpoint, str, Chain, Packet]]]:
+    """A flow arriving for the host: failsafe ports first, then the untracked
+    chain (XDP), preDNAT, and the ingress chain, as the datapath asks them."""
+    fs = _failsafe(resources, node, "in", packet.proto, packet.dport, packet.peer)
+    if fs:
+        return [Finding(hep.name, _host_label("ingress"), "Allow", fs, "", 0, True)], []
+    steps: list[tuple[Endpoint, str, Chain, Packet]] = []
+    for chain_name in ("untracked", "prednat"):
+        chain = model.chains[(hep.name, chain_name)]
+        if not chain.tiers:
+            continue
+        v = evaluate(chain, packet)
+        if v.action == "NoMatch":
+            continue
+        steps.append((hep, chain_name, chain, packet))
+        if v.action == "Deny" or chain_name == "untracked":
+            return [], steps  # denied there, or allowed untracked: no further policy
+    steps.append((hep, "ingress", model.chains[(hep.name, "ingress")], packet))
+    return [], steps
+
+
+def kernel_verdict(
+    bpffs_root: str, finding: Finding, src_ip: str, dst_ip: str, value: int, proto: int
+) -> tuple[str, int]:
+    """Run the crafted packet through a loaded rcl_pol_test: (action, rule index)."""
+    from reconciler.kernel import bpf as bpfsys
+
+    probes = sorted(Path(bpffs_root, "progs").glob("tc-*/rcl_pol_test"))
+    if not probes:
+        raise ExplainError(f"no loaded program set under {bpffs_root}: apply first")
+    fd = bpfsys.obj_get(str(probes[-1]))
+    try:
+        packet = craft(src_ip, dst_ip, value, proto)
+        ctx = bytearray(68)  # struct __sk_buff up to cb[4]
+        to_peer = 1 if finding.direction.startswith(("egress", "forward-egress")) else 0
+        struct.pack_into("=II", ctx, 48, finding.prog_id, to_peer)
+        ret = bpfsys.prog_test_run(fd, packet, ctx=bytes(ctx)).retval
+    finally:
+        bpfsys.close(fd)
+    return ACTION_NAMES.get(ret & 0xFF, f"?{ret & 0xFF}"), ret >> 8
+
+
+def craft(src: str, dst: str, value: int, proto: int) -> bytes:
+    eth = bytes(12) + b"\x08\x00"
+    if proto == 1:
+        l4 = struct.pack("!BBHHH", value >> 8, value & 0xFF, 0, 1, 1)
+    elif proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", 40000, value, 0, 0, 0x50, 0x02, 1024, 0, 0)
+    else:
+        l4 = struct.pack("!HHHH", 40000, value, 8, 0)
+    total = 20 + len(l4)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, proto, 0,
+        ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed,
+    )  # fmt: skip
+    return eth + ip + l4
+
+
+def render(findings: Sequence[Finding]) -> str:
+    lines = []
+    for f in findings:
+        where = f" (tier {f.tier})" if f.tier else ""
+        lines.append(f"{f.endpoint} {f.direction}: {f.action} by {f.ref}{where}")
+        if f.prog_id:
+            lines.append(
+                f"  compiled program {f.prog_id:08x} agrees: "
+                f"{'yes' if f.compiled_agrees else 'NO'}"
+            )
+        if f.kernel:
+            lines.append(f"  kernel: {f.kernel}")
+    allowed = all(f.action != "Deny" for f in findings)
+    lines.append(f"Verdict: {'Allow' if allowed else 'Deny'}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,188 @@
+"""The node's reconcile history and the watcher's state, under the state
+directory: what `--status` shows besides the kernel.
+
+- `history.json`: the last HISTORY_LEN reconciles (one-shot applies and
+  watcher passes), each with its trigger, result, source and duration;
+- `watch.json`: the watcher's view now: the newest source it was given, the
+  last good one it holds the node to, the current error and next retry, and
+  the drift its last pass found.
+
+Every write goes to a temporary file that is synced and renamed over the
+old one, so a reader (or a watcher killed with -9 and restarted) sees the
+previous record or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+HISTORY_LEN = 20
+HISTORY = "history.json"
+WATCH = "watch.json"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PassRecord:
+    """One reconcile: why it ran, what it found and did, how long it took.
+
+    result: "applied" (a new source reached the kernel), "repaired" (drift
+    against the applied source was undone), "no-op", "drift" (found, and only
+    reported: --detect-only), "planned" (--detect-only with a new source),
+    "failed"."""
+
+    started: str
+    duration_s: float
+    trigger: str
+    result: str
+    source: str = ""  # the source identity, git:<commit> or dir:<hash>
+    description: str = ""
+    changes: int = 0
+    error: str = ""
+    drift: tuple[str, ...] = ()  # addresses found different from the source's state
+    held: str = ""  # on failure: the identity the node is still held to
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["drift"] = list(self.drift)
+        return out
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Replace `path` atomically and durably with `value` as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(value, indent=1, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    dirfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def read_json(path: Path, default: T) -> Any | T:
+    """The record at `path`, or `default` when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def load(state_dir: Path) -> list[dict[str, Any]]:
+    """The recorded reconciles, oldest first."""
+    records: Any = read_json(state_dir / HISTORY, [])
+    return records if isinstance(records, list) else []
+
+
+def append(state_dir: Path, record: PassRecord) -> None:
+    records = [*load(state_dir), record.as_json()][-HISTORY_LEN:]
+    write_json(state_dir / HISTORY, records)
+
+
+def write_watch_state(state_dir: Path, state: Mapping[str, Any]) -> None:
+    write_json(state_dir / WATCH, dict(state))
+
+
+def watch_state(state_dir: Path) -> dict[str, Any] | None:
+    state = read_json(state_dir / WATCH, None)
+    return state if isinstance(state, dict) else None
+
+
+def last_applied(state_dir: Path) -> dict[str, Any] | None:
+    """The record of the last apply (engine.reconcile.record_applied)."""
+    record = read_json(state_dir / "applied.json", None)
+    return record if isinstance(record, dict) else None
+
+
+def applied_commit(state_dir: Path, repo: str) -> str | None:
+    """The commit last applied from `repo`, or None when the node runs
+    something else (a directory, another repository) or nothing."""
+    record = last_applied(state_dir) or {}
+    source = record.get("source") or {}
+    identity = str(source.get("identity", ""))
+    spec = source.get("spec") or {}
+    if not identity.startswith("git:") or spec.get("kind") != "git":
+        return None
+    if _same_repo(str(spec.get("repo", "")), repo):
+        return identity[4:]
+    return None
+
+
+def _same_repo(a: str, b: str) -> bool:
+    if "://" in a or "://" in b or a.startswith("git@") or b.startswith("git@"):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def timed(
+    state_dir: Path,
+    trigger: str,
+    run: Callable[[], T],
+    describe: Callable[[T], PassRecord],
+    on_error: Callable[[BaseException], PassRecord],
+) -> T:
+    """Run one reconcile and append its record, whether it succeeds or raises.
+    `describe`/`on_error` build the record; its time fields are filled here."""
+    started, began = now_iso(), time.monotonic()
+    try:
+        result = run()
+    except Exception as exc:
+        _append_quietly(state_dir, _stamped(on_error(exc), started, began, trigger))
+        raise
+    _append_quietly(state_dir, _stamped(describe(result), started, began, trigger))
+    return result
+
+
+def _stamped(record: PassRecord, started: str, began: float, trigger: str) -> PassRecord:
+    return replace(
+        record,
+        started=started,
+        duration_s=round(time.monotonic() - began, 4),
+        trigger=record.trigger or trigger,
+    )
+
+
+def _append_quietly(state_dir: Path, record: PassRecord) -> None:
+    with contextlib.suppress(OSError):  # a report: never the reason a reconcile fails
+        append(state_dir, record)
+
+
+def summary(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of the recorded reconciles ended in each result."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[str(r.get("result"))] = counts.get(str(r.get("result")), 0) + 1
+    return counts
+
+
+__all__ = [
+    "HISTORY_LEN",
+    "PassRecord",
+    "append",
+    "applied_commit",
+    "last_applied",
+    "load",
+    "now_iso",
+    "read_json",
+    "summary",
+    "timed",
+    "watch_state",
+    "write_json",
+    "write_watch_state",
+]

@@ -1,0 +1,135 @@
+"""Prometheus metrics of a watching node (`--watch --metrics-addr`), with
+prometheus_client on a registry of our own.
+
+Pass metrics are updated as passes end; what the kernel holds (owned
+objects, map fill, the datapath's counters) is read when scraped, so a
+scrape always sees the kernel as it is."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from reconciler.engine.history import PassRecord
+from reconciler.engine.reconcile import Target
+from reconciler.gitops.triggers import split_addr
+
+log = logging.getLogger(__name__)
+NS = "calico_reconciler"
+RESULTS = ("applied", "repaired", "no-op", "drift", "planned", "failed")
+
+
+class _KernelCollector(Collector):
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.lock = threading.Lock()  # one kernel read at a time
+
+    def collect(self) -> Iterator[Any]:
+        from reconciler.engine.node_stats import node_stats
+
+        try:
+            with self.lock:
+                stats = node_stats(self.target)
+        except Exception as exc:  # noqa: BLE001 - a scrape must not kill the server
+            log.warning("metrics: cannot read the kernel: %s", exc)
+            return
+        owned = GaugeMetricFamily(f"{NS}_owned_objects", "Objects we own, by kind", labels=["kind"])
+        for kind, n in sorted(stats.get("owned", {}).items()):
+            owned.add_metric([kind], n)
+        yield owned
+        entries = GaugeMetricFamily(f"{NS}_map_entries", "Entries in a map", labels=["map"])
+        size = GaugeMetricFamily(f"{NS}_map_max_entries", "A map's capacity", labels=["map"])
+        fill = GaugeMetricFamily(
+            f"{NS}_map_fill_ratio", "Entries over capacity (0..1)", labels=["map"]
+        )
+        for name, m in sorted(stats.get("maps", {}).items()):
+            entries.add_metric([name], m["entries"])
+            size.add_metric([name], m["max_entries"])
+            fill.add_metric([name], m["entries"] / m["max_entries"] if m["max_entries"] else 0.0)
+        yield from (entries, size, fill)
+        packets = CounterMetricFamily(
+            f"{NS}_interface_packets",
+            "Packets seen by the datapath",
+            labels=["interface", "direction"],
+        )
+        octets = CounterMetricFamily(
+            f"{NS}_interface_bytes", "Bytes seen by the datapath", labels=["interface", "direction"]
+        )
+        nat = CounterMetricFamily(
+            f"{NS}_interface_nat", "Packets service-NATed", labels=["interface"]
+        )
+        dropped = CounterMetricFamily(
+            f"{NS}_interface_dropped", "Packets dropped", labels=["interface"]
+        )
+        for iface, c in sorted(stats.get("counters", {}).items()):
+            packets.add_metric([iface, "rx"], c.get("rx_packets", 0))
+            packets.add_metric([iface, "tx"], c.get("tx_packets", 0))
+            octets.add_metric([iface, "rx"], c.get("rx_bytes", 0))
+            octets.add_metric([iface, "tx"], c.get("tx_bytes", 0))
+            nat.add_metric([iface], c.get("nat", 0))
+            dropped.add_metric([iface], c.get("dropped", 0))
+        yield from (packets, octets, nat, dropped)
+        service = CounterMetricFamily(
+            f"{NS}_service_nat", "Service NAT events by reason", labels=["reason"]
+        )
+        for reason, n in sorted(stats.get("service_nat", {}).items()):
+            service.add_metric([reason], n)
+        yield service
+
+
+class Metrics:
+    def __init__(self, target: Target) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.duration = Histogram(
+            f"{NS}_reconcile_duration_seconds",
+            "How long a reconcile pass took",
+            ["result"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.results = Counter(
+            f"{NS}_reconciles", "Reconcile passes by result", ["result"], registry=r
+        )
+        for result in RESULTS:
+            self.results.labels(result)
+        self.drift = Counter(
+            f"{NS}_drift_events", "Objects found different from the applied source", registry=r
+        )
+        self.failing = Gauge(
+            f"{NS}_consecutive_failures", "Failed passes since the last good one", registry=r
+        )
+        self.applied = Info(f"{NS}_applied", "The source the node is converged to", registry=r)
+        self.last_success = Gauge(
+            f"{NS}_last_success_timestamp_seconds", "When a pass last succeeded", registry=r
+        )
+        r.register(_KernelCollector(target))
+        self.failures = 0
+
+    def observe_pass(self, record: PassRecord) -> None:
+        import time
+
+        self.duration.labels(record.result).observe(record.duration_s)
+        self.results.labels(record.result).inc()
+        self.drift.inc(len(record.drift))
+        if record.result == "failed":
+            self.failures += 1
+        else:
+            self.failures = 0
+            self.last_success.set(time.time())
+        self.failing.set(self.failures)
+        source = record.held if record.result == "failed" else record.source
+        if source:
+            self.applied.info({"source": source, "commit": source.removeprefix("git:")})
+
+    def serve(self, addr: str) -> Any:
+        from prometheus_client import start_http_server
+
+        host, port = split_addr(addr)
+        return start_http_server(port, host, registry=self.registry)

@@ -1,0 +1,160 @@
+"""A followed Git repository: fetch it, resolve the ref to a commit, and
+refuse commits the node must not move to.
+
+A remote repository is fetched into a bare mirror under the cache directory
+(config.source.mirror_path) and read from there without a checkout; a local
+path (a working repository or a bare one) is read in place. Every pass then
+reads one commit by its id, so what is planned cannot move under it.
+
+Refused, leaving the kernel as it was:
+- a ref that no longer exists (deleted upstream, pruned from the mirror);
+- a commit that does not contain the commit last applied from the same
+  repository (a force push, or a ref moved back), unless rewinds are allowed;
+- with signature checking, a commit that is unsigned or signed by a key
+  outside the keyring (gitops.signatures).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.config.source import (
+    MIRROR_REFSPECS,
+    SourceError,
+    default_cache_dir,
+    is_remote,
+    mirror_path,
+)
+
+FETCH_TIMEOUT_S = 60.0
+
+
+class RewindError(SourceError):
+    """The ref moved to a commit that does not contain the applied one."""
+
+
+def git(path: Path | str, *args: str, timeout: float = FETCH_TIMEOUT_S, **kw: Any) -> str:
+    """Run git in `path`; its stdout, or SourceError with its stderr."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **kw.pop("env", {})}
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            **kw,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SourceError(f"git {args[0]} in {path}: no answer after {timeout:g}s") from exc
+    if out.returncode != 0:
+        raise SourceError(f"git {args[0]} in {path}: {out.stderr.strip() or out.returncode}")
+    return out.stdout
+
+
+@dataclass(frozen=True, slots=True)
+class Follower:
+    """One repository and ref as a node follows them."""
+
+    repo: str
+    ref: str
+    cache_dir: Path | None  # None: no safe cache directory (a remote cannot be mirrored)
+    allow_rewind: bool = False
+
+    @classmethod
+    def of(cls, repo: str, ref: str, allow_rewind: bool = False) -> Follower:
+        return cls(repo, ref, default_cache_dir(), allow_rewind)
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.repo)
+
+    @property
+    def local(self) -> Path:
+        """Where the commits are read: the mirror of a remote, else the repo."""
+        if not self.remote:
+            return Path(self.repo)
+        if self.cache_dir is None:
+            raise SourceError(f"{self.repo}: no safe cache directory to keep a mirror in")
+        return mirror_path(self.repo, self.cache_dir)
+
+    def fetch(self) -> None:
+        """Bring the mirror up to date (nothing to do for a local repository)."""
+        if not self.remote:
+            return
+        mirror = self.local
+        if not (mirror / "HEAD").exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            tmp = mirror.with_name(mirror.name + f".{os.getpid()}.tmp")
+            git(mirror.parent, "clone", "--quiet", "--mirror", self.repo, str(tmp))
+            tmp.rename(mirror)
+            return
+        git(mirror, "fetch", "--quiet", "--prune", "origin", *MIRROR_REFSPECS)
+
+    def resolve(self) -> str:
+        """The commit the ref names now (in the mirror, as last fetched)."""
+        if self.remote and not (self.local / "HEAD").exists():
+            self.fetch()
+        try:
+            return git(self.local, "rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}")[
+                :40
+            ]
+        except SourceError as exc:
+            raise SourceError(
+                f"{self.repo}@{self.ref}: no such branch, tag or commit (deleted or never "
+                "pushed?); the kernel is left as it is"
+            ) from exc
+
+    def contains(self, new: str, old: str) -> bool:
+        """Does commit `new` have `old` in its history (or is it `old`)?"""
+        if new == old:
+            return True
+        result = subprocess.run(
+            ["git", "-C", str(self.local), "merge-base", "--is-ancestor", old, new],
+            capture_output=True,
+            text=True,
+        )
+        return result.returncode == 0
+
+    def check_forward(self, new: str, applied: str | None) -> None:
+        """Refuse a commit that does not contain the one the node runs."""
+        if applied is None or self.allow_rewind or self.contains(new, applied):
+            return
+        raise RewindError(
+            f"{self.repo}@{self.ref} moved backwards: {new[:12]} does not contain the applied "
+            f"commit {applied[:12]} (a force push or a rollback); the kernel is left as it is. "
+            "Use --allow-rewind to apply it anyway"
+        )
+
+    def spec(self, commit: str, policy: Mapping[str, Any]) -> dict[str, Any]:
+        """The source spec that reads exactly `commit`."""
+        return {"kind": "git", "repo": self.repo, "ref": commit, "policy": dict(policy)}
+
+
+def pinned_spec(
+    repo: str,
+    ref: str,
+    policy: Mapping[str, Any],
+    state_dir: Path | None,
+    allow_rewind: bool = False,
+    keyring: Any = None,
+) -> dict[str, Any]:
+    """A one-shot run's source: the ref resolved to a commit (a remote fetched
+    first), refused when it does not contain the commit last applied from
+    this repository (`state_dir`'s record; None: no check), or when
+    `keyring` (gitops.signatures.Keyring) refuses its signature."""
+    from reconciler.engine import history
+
+    follower = Follower.of(repo, ref, allow_rewind)
+    follower.fetch()
+    commit = follower.resolve()
+    if state_dir is not None:
+        follower.check_forward(commit, history.applied_commit(state_dir, repo))
+    if keyring is not None:
+        keyring.verify(follower.local, [commit])
+    return follower.spec(commit, policy)

@@ -1,0 +1,346 @@
+"""Host protection with real traffic: an "outside" namespace talks to the node
+over its data interface (eth0, a HostEndpoint), pods talk to the node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.kernel.conftest import PODS
+from tests.kernel.test_services import HERE, Services
+
+FRONT, BACK = PODS
+
+HEP = """\
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: node-1-eth0
+  labels: {role: uplink}
+spec:
+  node: node-1
+  interfaceName: eth0
+  expectedIPs: [192.168.50.1]
+  profiles: [allow-all]
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: allow-all}
+spec:
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+"""
+
+DENY_ALL_INGRESS = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-deny-all}
+spec:
+  selector: role == "uplink"
+  types: [Ingress]
+  ingress: [{action: Deny}]
+"""
+
+
+def felix(node, extra: str = "") -> None:
+    node.write(
+        "felix.yaml",
+        "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\n"
+        'spec:\n  bpfEnabled: true\n  bpfDataIfacePattern: "^eth"\n' + extra,
+    )
+
+
+class Host(Services):
+    """Servers in the node namespace itself (the host), clients outside."""
+
+    def serve_host(self, port: int, name: str = "host") -> None:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.node.sandbox.node}", sys.executable, "-m",
+             "sandbox.echo", name, str(port)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.servers.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def from_outside(self, port: int, proto: str = "tcp") -> str:
+        sb = self.node.sandbox
+        return self.request(proto, sb.node_ip, port, ns=sb.ext)[0]
+
+    def from_pod(self, pod, port: int) -> str:
+        sb = self.node.sandbox
+        return self.request("tcp", sb.node_ip, port, ns=sb.pod_ns(pod))[0]
+
+
+@pytest.fixture
+def host(node):
+    h = Host(node)
+    try:
+        for port in (22, 8080):
+            h.serve_host(port)
+        felix(node)
+        node.write("hep.yaml", HEP)
+        yield h
+    finally:
+        h.stop()
+
+
+def test_deny_all_host_ingress_keeps_failsafe_ports_open(host):
+    node = host.node
+    node.apply_converged()
+    assert host.from_outside(8080).startswith("host")  # the profile allows all
+    node.write("policy.yaml", DENY_ALL_INGRESS)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "map/rcl_pol_hep/eth0" in out, out
+    assert (
+        "failsafe inbound tcp:22: HostEndpoint/node-1-eth0's ingress policy would deny it "
+        "(policy/host-deny-all ingress rule 1)" in out
+    ), out
+    node.apply_converged()
+    assert host.from_outside(22) == f"host {node.sandbox.ext_ip}"  # failsafe
+    assert host.from_outside(8080).startswith("ERR")
+    rc, out, err = node.run("--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:22/tcp")
+    assert rc == 0 and "Allow by failsafe inbound tcp:22" in out and "Verdict: Allow" in out, out
+    rc, out, err = node.run(
+        "--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:8080/tcp", "--kernel"
+    )
+    assert rc == 0, out + err
+    assert "node-1-eth0 ingress (to the host): Deny by policy/host-deny-all ingress rule 1" in out
+    assert "(agrees)" in out and "DISAGREES" not in out and "Verdict: Deny" in out, out
+    # without 22 among the failsafe ports, the policy decides
+    felix(node, "  failsafeInboundHostPorts: [{protocol: TCP, port: 2222}]\n")
+    rc, out, _ = node.run("--plan")
+    assert (
+        rc == 2
+        and "- map/rcl_failsafe/in/tcp/22" in out
+        and "+ map/rcl_failsafe/in/tcp/2222" in out
+    )
+    node.apply_converged()
+    assert host.from_outside(22).startswith("ERR")
+    assert host.from_outside(8080).startswith("ERR")
+
+
+def test_failsafe_net_is_honoured(host):
+    node = host.node
+    node.write("policy.yaml", DENY_ALL_INGRESS)
+    felix(node, "  failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: 10.9.0.0/16}]\n")
+    node.apply_converged()
+    assert host.from_outside(22).startswith("ERR")  # the outside is not in 10.9.0.0/16
+    felix(node, "  failsafeInboundHostPorts: [{protocol: TCP, port: 22, net: 192.168.50.0/24}]\n")
+    node.apply_converged()
+    assert host.from_outside(22).startswith("host")
+
+
+def test_host_egress_policy_and_outbound_failsafe(host):
+    node = host.node
+    sb = node.sandbox
+    s = Services(node)
+    try:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{sb.ext}", sys.executable, "-m", "sandbox.echo",
+             "outside", "6443"], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        s.servers.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc2 = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{sb.ext}", sys.executable, "-m", "sandbox.echo",
+             "outside", "7000"], stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        s.servers.append(proc2)
+        assert proc2.stdout is not None and proc2.stdout.readline().strip() == "ready"
+        node.write("policy.yaml", DENY_ALL_INGRESS.replace("Ingress", "Egress").replace(
+            "ingress:", "egress:"))  # fmt: skip
+        node.apply_converged()
+        out6443 = s.request("tcp", sb.ext_ip, 6443, ns=sb.node)[0]
+        out7000 = s.request("tcp", sb.ext_ip, 7000, ns=sb.node)[0]
+        assert out6443 == f"outside {sb.node_ip}", out6443  # outbound failsafe tcp:6443
+        assert out7000.startswith("ERR"), out7000
+        assert host.from_outside(8080).startswith("host")  # ingress: the profile; replies pass
+    finally:
+        s.stop()
+
+
+def test_default_endpoint_to_host_action(host):
+    node = host.node
+    node.felix()
+    felix(node)
+    for pod in PODS:
+        node.wep(pod)
+    node.apply_converged()  # Calico's default: Drop
+    assert host.from_pod(FRONT, 8080).startswith("ERR")
+    felix(node, "  defaultEndpointToHostAction: Accept\n")
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "endpoint_to_host: Drop -> Accept" in out, out
+    node.apply_converged()
+    assert host.from_pod(FRONT, 8080) == f"host {FRONT.ip}"
+
+
+def test_prednat_denies_a_nodeport_from_one_source_and_apply_on_forward(host):
+    node = host.node
+    sb = node.sandbox
+    svc = Services(node)
+    try:
+        svc.serve(BACK)
+        for pod in PODS:
+            node.wep(pod)
+        svc.service((BACK,), type_="NodePort", nodeport=30080)
+        # a second outside source: another address on the outside's interface
+        subprocess.run(["ip", "-n", sb.ext, "addr", "add", "192.168.50.3/24", "dev", "ext0"],
+                       check=True)  # fmt: skip
+        node.write(
+            "prednat.yaml",
+            """\
+            apiVersion: projectcalico.org/v3
+            kind: GlobalNetworkPolicy
+            metadata: {name: block-one}
+            spec:
+              selector: role == "uplink"
+              preDNAT: true
+              applyOnForward: true
+              types: [Ingress]
+              ingress:
+              - action: Deny
+                protocol: TCP
+                source: {nets: [192.168.50.2/32]}
+                destination: {ports: [30080]}
+            """,
+        )
+        node.apply_converged()
+        blocked = svc.request("tcp", sb.node_ip, 30080, ns=sb.ext)[0]
+        assert blocked.startswith("ERR"), blocked
+        through = sb.exec(sb.ext, sys.executable, str(HERE / "bind_client.py"), "192.168.50.3",
+                          sb.node_ip, "30080")  # fmt: skip
+        assert through.stdout.strip() == "back0 192.168.50.3", through.stdout + through.stderr
+        # applyOnForward: forwarded traffic meets the host endpoint's policy too
+        node.remove("prednat.yaml")
+        node.write(
+            "forward.yaml",
+            """\
+            apiVersion: projectcalico.org/v3
+            kind: GlobalNetworkPolicy
+            metadata: {name: forward-only-3}
+            spec:
+              selector: role == "uplink"
+              applyOnForward: true
+              types: [Ingress]
+              ingress:
+              - action: Allow
+                source: {nets: [192.168.50.3/32]}
+            """,
+        )
+        node.apply_converged()
+        blocked = svc.request("tcp", sb.node_ip, 30080, ns=sb.ext)[0]
+        assert blocked.startswith("ERR"), blocked
+        through = sb.exec(sb.ext, sys.executable, str(HERE / "bind_client.py"), "192.168.50.3",
+                          sb.node_ip, "30080")  # fmt: skip
+        assert through.stdout.strip() == "back0 192.168.50.3", through.stdout + through.stderr
+    finally:
+        svc.stop()
+
+
+UNTRACKED = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == "uplink"
+  doNotTrack: true
+  applyOnForward: true
+  order: 10
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [8080]}
+  - action: Deny
+    protocol: TCP
+    destination: {ports: [9090]}
+"""
+
+
+def xdp_stats(node) -> dict[str, int]:
+    from reconciler.datapath.maps import host_types as ht
+    from reconciler.kernel import bpf as bpfsys
+
+    fd = bpfsys.obj_get(f"{node.sandbox.bpffs_root}/maps/{ht.MAP_XDP_STATS}")
+    try:
+        totals: dict[str, int] = {}
+        for _key, per_cpu in bpfsys.map_items(fd):
+            for k, v in ht.xdp_stats_sum(per_cpu).items():
+                totals[k] = totals.get(k, 0) + v
+        return totals
+    finally:
+        bpfsys.close(fd)
+
+
+def policy_ct_entries(node) -> int:
+    """Conntrack entries of policy's key space (rcl_ct_key.pad[0])."""
+    from reconciler.datapath import conntrack as ct_table
+    from reconciler.kernel import bpf as bpfsys
+
+    fd = bpfsys.obj_get(f"{node.sandbox.bpffs_root}/maps/{ct_table.MAP}")
+    try:
+        return sum(1 for key in ct_table.entries(fd) if key[13] != 0)  # rcl_ct_key.pad[0]
+    finally:
+        bpfsys.close(fd)
+
+
+def test_do_not_track_deny_drops_in_xdp_and_allow_bypasses_a_later_deny(host):
+    node = host.node
+    host.serve_host(9090)
+    node.write("policy.yaml", DENY_ALL_INGRESS)
+    node.write("untracked.yaml", UNTRACKED)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "+ xdp/eth0" in out and "+ map/rcl_xdp_ep/eth0" in out, out
+    node.apply_converged()
+    before = xdp_stats(node)
+    ct_before = policy_ct_entries(node)
+    assert host.from_outside(9090).startswith("ERR")  # untracked Deny: dropped in XDP
+    after = xdp_stats(node)
+    assert after["dropped"] > before["dropped"], (before, after)
+    assert policy_ct_entries(node) == ct_before  # nothing reached conntrack
+    rc, out, err = node.run(
+        "--explain", "--from", "192.168.50.2", "--to", "192.168.50.1:9090/tcp", "--kernel"
+    )
+    assert rc == 0 and "untracked (XDP, before conntrack): Deny by policy/untracked" in out, out
+    assert "(agrees)" in out and "Verdict: Deny" in out, out
+    # untracked Allow: the later deny-all host policy is never asked
+    assert host.from_outside(8080) == f"host {node.sandbox.ext_ip}"
+    assert xdp_stats(node)["allowed"] > after["allowed"]
+    assert host.from_outside(22).startswith("host")  # failsafe before untracked rules
+    assert xdp_stats(node)["failsafe"] > 0
+    # removing the untracked policy detaches our XDP program
+    node.remove("untracked.yaml")
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "- xdp/eth0" in out, out
+    node.apply_converged()
+    assert host.from_outside(8080).startswith("ERR")
+
+
+def test_a_foreign_xdp_program_is_reported_and_left_alone(host):
+    from bcc import BPF
+
+    node = host.node
+    sb = node.sandbox
+    other = BPF(text=b"int other_xdp(struct xdp_md *ctx) { return XDP_PASS; }")
+    try:
+        fn = other.load_func(b"other_xdp", BPF.XDP)
+        from pyroute2 import NetNS
+
+        with NetNS(sb.node) as ns:
+            idx = ns.link_lookup(ifname="eth0")[0]
+            ns.link("set", index=idx, xdp={"attrs": [("IFLA_XDP_FD", fn.fd),
+                                                    ("IFLA_XDP_FLAGS", 1 << 1)]})  # fmt: skip
+        node.write("policy.yaml", DENY_ALL_INGRESS)
+        node.write("untracked.yaml", UNTRACKED)
+        rc, out, _ = node.run("--plan")
+        assert rc == 2 and "xdp/eth0 generic prog" in out and "other_xdp" in out, out
+        assert "+ xdp/eth0" not in out and "a foreign XDP program is attached" in out, out
+        node.apply_converged()
+        got = sb.exec(sb.node, "ip", "-d", "link", "show", "eth0").stdout
+        assert "other_xdp" in got or "xdpgeneric" in got, got
+        # tc still enforces the rest: the host's deny-all
+        assert host.from_outside(8080).startswith("ERR")
+    finally:
+        other.cleanup()

@@ -1,0 +1,197 @@
+"""Network policy enforced by the datapath, with real traffic between pods."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sandbox.netns import Pod
+from tests.kernel.conftest import PODS
+from tests.kernel.test_services import HERE, VIP, Services
+
+FRONT, BACK = PODS
+OTHER = Pod("back1", "10.65.0.21")
+
+
+@pytest.fixture
+def pods(node):
+    s = Services(node)
+    try:
+        node.sandbox.add_pod(OTHER)
+        for pod in (BACK, OTHER):
+            s.serve(pod)
+        node.felix()
+        for pod in (FRONT, BACK, OTHER):
+            node.wep(pod)
+        yield s
+    finally:
+        s.stop()
+
+
+def policy(node, name: str, text: str) -> None:
+    node.write(f"policy-{name}.yaml", textwrap.dedent(text))
+
+
+def tcp(s: Services, src: Pod, dst: str, port: int = 8080) -> str:
+    return s.request("tcp", dst, port, ns=s.node.sandbox.pod_ns(src))[0]
+
+
+def udp(s: Services, src: Pod, dst: str, port: int = 8080) -> str:
+    return s.request("udp", dst, port, ns=s.node.sandbox.pod_ns(src))[0]
+
+
+def ping(s: Services, src: Pod, dst: str) -> bool:
+    out = s.node.sandbox.exec(s.node.sandbox.pod_ns(src), "ping", "-c1", "-W1", dst)
+    return out.returncode == 0
+
+
+BACK_FROM_FRONT = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: back-from-front, namespace: shop}
+spec:
+  selector: app == "back0"
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == "front0"}
+    destination: {ports: [8080]}
+"""
+
+
+def test_a_deny_by_default_policy_drops_and_allowed_flows_pass(pods):
+    node = pods.node
+    assert tcp(pods, FRONT, BACK.ip).startswith("back0")  # the profile allows all
+    policy(node, "a", BACK_FROM_FRONT)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "policy/shop/back-from-front ingress rule 1" in out, out
+    node.apply_converged()
+    assert tcp(pods, FRONT, BACK.ip) == f"back0 {FRONT.ip}"
+    assert udp(pods, FRONT, BACK.ip).startswith("ERR")  # not TCP
+    assert tcp(pods, OTHER, BACK.ip).startswith("ERR")  # not front0
+    assert not ping(pods, FRONT, BACK.ip)  # ICMP: the tier's default deny
+    assert tcp(pods, FRONT, OTHER.ip).startswith("back1")  # back1 is not selected
+
+
+def test_replies_pass_statefully_and_tiers_pass_and_icmp(pods):
+    node = pods.node
+    policy(node, "a", BACK_FROM_FRONT)
+    policy(
+        node,
+        "b",
+        """\
+        apiVersion: projectcalico.org/v3
+        kind: Tier
+        metadata: {name: sec}
+        spec: {order: 10, defaultAction: Pass}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata: {name: sec.rules}
+        spec:
+          tier: sec
+          selector: all()
+          types: [Ingress, Egress]
+          ingress:
+          - action: Deny
+            source: {nets: [10.65.0.21/32]}
+          - action: Allow
+            protocol: ICMP
+            icmp: {type: 8}
+          egress:
+          - action: Deny
+            source: {selector: app == "back0"}
+        """,
+    )
+    node.apply_converged()
+    # back0 may send nothing new (its egress is denied), yet its replies pass
+    assert tcp(pods, FRONT, BACK.ip) == f"back0 {FRONT.ip}"
+    assert tcp(pods, BACK, OTHER.ip).startswith("ERR")
+    # echo requests are allowed in sec for every pod, their replies return
+    assert ping(pods, FRONT, BACK.ip)
+    assert ping(pods, FRONT, OTHER.ip)
+    # back1 is denied in sec before anything else, even to a pod with no other policy
+    assert not ping(pods, OTHER, FRONT.ip)
+    # pass from sec, then the profile: front0 -> back1 is allowed
+    assert tcp(pods, FRONT, OTHER.ip).startswith("back1")
+
+
+def test_an_open_connection_survives_a_policy_change_that_denies_new_ones(pods):
+    node = pods.node
+    policy(node, "a", BACK_FROM_FRONT)
+    node.apply_converged()
+    sb = node.sandbox
+    held = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(FRONT)}", sys.executable,
+         str(HERE / "client.py"), "hold", BACK.ip, "8080"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert held.stdout is not None and held.stdin is not None
+        assert held.stdout.readline().startswith("back0")
+        policy(node, "a", BACK_FROM_FRONT.replace('app == "front0"', 'app == "nobody"'))
+        node.apply_converged()
+        assert tcp(pods, FRONT, BACK.ip).startswith("ERR")  # a new connection is denied
+        held.stdin.write("still here\n")
+        held.stdin.flush()
+        assert "still here" in held.stdout.readline()  # the open one goes on
+    finally:
+        held.kill()
+        held.wait()
+
+
+def test_a_denied_backend_stays_denied_through_its_service(pods):
+    node = pods.node
+    node.write(
+        "service.yaml",
+        f"""\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  clusterIP: {VIP}
+  ports: [{{name: http, protocol: TCP, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-a
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}]
+endpoints:
+- addresses: ["{BACK.ip}"]
+  nodeName: node-1
+  conditions: {{ready: true}}
+""",
+    )
+    policy(node, "a", BACK_FROM_FRONT)
+    node.apply_converged()
+    # ingress policy sees the backend's port (8080), not the service's (80)
+    assert tcp(pods, FRONT, VIP, 80) == f"back0 {FRONT.ip}"
+    assert tcp(pods, OTHER, VIP, 80).startswith("ERR")
+
+
+def test_explain_names_the_rule_and_the_kernel_agrees(pods):
+    node = pods.node
+    policy(node, "a", BACK_FROM_FRONT)
+    node.apply_converged()
+    cases = [  # (from, to, traffic allowed?) as the other tests saw them
+        ("front0", f"{BACK.ip}:8080/tcp", True, "policy/shop/back-from-front ingress rule 1"),
+        ("front0", f"{BACK.ip}:8080/udp", False, "tier/default default action"),
+        ("back1", "back0:8080/tcp", False, "tier/default default action"),
+        ("front0", f"{BACK.ip}:8/icmp", False, "tier/default default action"),
+        (FRONT.ip, "back1:8080/tcp", True, "profile/kns.shop ingress rule 1"),
+    ]
+    for src, dst, allowed, ref in cases:
+        rc, out, err = node.run("--explain", "--from", src, "--to", dst, "--kernel")
+        assert rc == 0, out + err
+        assert ref in out and "DISAGREES" not in out and "agrees: NO" not in out, out
+        assert out.count("(agrees)") == out.count("compiled program"), out
+        assert f"Verdict: {'Allow' if allowed else 'Deny'}" in out, out
+    rc, _, err = node.run("--explain", "--from", "nobody", "--to", "back0:1/tcp")
+    assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err

@@ -1,0 +1,80 @@
+"""Caches are read only from a directory no other user can write, and in
+formats that cannot run code when loaded."""
+
+import os
+import pickle
+
+import pytest
+
+from reconciler.config import cache_dir, schema
+from reconciler.engine import store as desired_cache
+
+
+def test_cache_dir_is_created_0700(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    got = cache_dir.default()
+    assert got == tmp_path / "xdg" / "calico-reconciler"
+    assert os.stat(got).st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("how", ["world-writable", "foreign-owner", "symlink", "open-parent"])
+def test_unsafe_cache_dirs_turn_caching_off(tmp_path, monkeypatch, capsys, how):
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    target = xdg / "calico-reconciler"
+    if how == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        os.symlink(tmp_path / "elsewhere", target)
+    else:
+        target.mkdir(mode=0o700)
+    if how == "world-writable":
+        os.chmod(target, 0o777)
+    elif how == "foreign-owner":
+        os.chown(target, 65534, 65534)
+    elif how == "open-parent":
+        os.chmod(xdg, 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    cache_dir._warned.clear()
+    assert cache_dir.default() is None
+    assert "warning: caching is off:" in capsys.readouterr().err
+
+
+def test_planted_validator_code_is_never_run(tmp_path, monkeypatch):
+    import marshal
+    import sys
+
+    xdg = tmp_path / "xdg"
+    validators = xdg / "calico-reconciler" / "validators"
+    validators.mkdir(parents=True)
+    os.chmod(xdg / "calico-reconciler", 0o777)  # another user could write here
+    marker = tmp_path / "ran"
+    code = compile(f"open({str(marker)!r}, 'w').write('x')", "planted", "exec")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    cache_dir._warned.clear()
+    assert schema.validator_dir() is None
+    # what a hostile user would plant, under every name the validator could have
+    version = f"{sys.version_info[0]}{sys.version_info[1]}"
+    schema._fast.cache_clear()
+    try:
+        for kind in ("Tier", "Service"):
+            digest = "0" * 16
+            (validators / f"v_{kind}_{digest}_{version}.bin").write_bytes(marshal.dumps(code))
+            schema.check(kind, {"kind": kind})
+    finally:
+        schema._fast.cache_clear()
+    assert not marker.exists()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_stored_state_cannot_name_arbitrary_callables(tmp_path):
+    manifest = pickle.dumps((_Evil(), {}))
+    data = desired_cache._HEADER.pack(desired_cache._MAGIC, len(manifest), b"") + manifest
+    with pytest.raises(pickle.UnpicklingError, match="posix.system may not be loaded"):
+        desired_cache.decode(data)
+    path = tmp_path / "x.state"
+    path.write_bytes(data)
+    assert desired_cache._read(path) is None  # a bad cache entry is a miss

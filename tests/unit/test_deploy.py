@@ -1,0 +1,48 @@
+"""The deployment files under deploy/ run the watcher with options it takes."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from reconciler.cli.main import parser
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def parsed(argv: list[str]):
+    return parser().parse_intermixed_args(argv)
+
+
+def test_daemonset_runs_the_watcher_on_the_host_network_with_the_mounts_it_needs():
+    docs = list(YAML(typ="safe").load_all((DEPLOY / "kubernetes" / "daemonset.yaml").read_text()))
+    [ds] = [d for d in docs if d["kind"] == "DaemonSet"]
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    [c] = pod["containers"]
+    env = {e["name"] for e in c["env"]}
+    args = [re.sub(r"\$\((\w+)\)", lambda m: f"<{m.group(1)}>", a) for a in c["args"]]
+    assert {"NODE_NAME", "RECONCILE_REPO", "RECONCILE_REF"} <= env
+    ns = parsed([*c["command"][1:], *args])
+    assert ns.watch and ns.repo == "<RECONCILE_REPO>" and ns.node == "<NODE_NAME>"
+    assert ns.metrics_addr == "0.0.0.0:9464" and ns.wake_addr == "0.0.0.0:9465"
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/calico-reconciler"} <= mounts
+    assert {"BPF", "NET_ADMIN", "SYS_ADMIN"} <= set(c["securityContext"]["capabilities"]["add"])
+    assert all(m.get("mountPropagation") != "Bidirectional" for m in c["volumeMounts"])
+
+
+def test_systemd_unit_runs_the_watcher():
+    text = (DEPLOY / "systemd" / "calico-reconciler.service").read_text()
+    unit = text.replace("\\\n", " ")
+    [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert argv[0] == "/usr/local/bin/reconcile"
+    argv = [a.replace("${RECONCILE_REPO}", "R").replace("${RECONCILE_REF}", "main") for a in argv]
+    ns = parsed([a for a in argv[1:] if a != "$RECONCILE_ARGS"])
+    assert ns.watch and ns.repo == "R" and ns.metrics_addr == "127.0.0.1:9464"
+    assert "Restart=always" in text and "KillSignal=SIGTERM" in text
+    assert "EnvironmentFile=/etc/default/calico-reconciler" in text

@@ -1,0 +1,90 @@
+"""`reconcile --install-hooks`: real `git push`es to a bare repository."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.gitops import triggers
+from tests.unit.test_git_source import commit
+from tests.unit.test_validate_cli import BAD, GOOD
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bare = tmp_path / "server.git"
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    work = git.Repo.init(tmp_path / "work", initial_branch="main")
+    work.create_remote("origin", str(bare))
+    return bare, work
+
+
+def push(work: git.Repo, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", work.working_tree_dir, "push", *extra, "origin", "main"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+
+
+def test_pre_receive_rejects_every_ref_with_every_diagnostic(server, capsys):
+    bare, work = server
+    assert main(["--install-hooks", str(bare)]) == 0
+    assert "installed" in capsys.readouterr().out
+    assert os.access(bare / "hooks" / "pre-receive", os.X_OK)
+    commit(work, {"gnp.yaml": GOOD}, "good")
+    ok = push(work)
+    assert ok.returncode == 0, ok.stderr
+    assert "validating refs/heads/main" in ok.stderr
+    commit(work, {"bad.yaml": BAD}, "bad")
+    rejected = push(work)
+    assert rejected.returncode != 0
+    assert "bad.yaml:7: GlobalNetworkPolicy/broken: spec.egres: unknown field" in rejected.stderr
+    assert "bad.yaml:6: GlobalNetworkPolicy/broken: spec.selector" in rejected.stderr
+    assert "push to refs/heads/main rejected" in rejected.stderr
+    assert git.Repo(bare).commit("main").message.strip() == "good"
+    # installing again replaces our own hooks
+    assert main(["--install-hooks", str(bare)]) == 0
+
+
+def test_a_hook_we_did_not_write_is_left_alone(server, capsys):
+    bare, _ = server
+    mine = bare / "hooks" / "pre-receive"
+    mine.write_text("#!/bin/sh\nexit 0\n")
+    assert main(["--install-hooks", str(bare)]) == 1
+    err = capsys.readouterr().err
+    assert "exists and was not installed by reconcile" in err
+    assert mine.read_text() == "#!/bin/sh\nexit 0\n"
+    assert not (bare / "hooks" / "post-receive").exists()
+    assert main(["--install-hooks", str(bare / "nothing")]) == 1
+    assert "not a Git repository" in capsys.readouterr().err
+
+
+def test_post_receive_wakes_the_watchers(server):
+    bare, work = server
+    events: queue.Queue[triggers.Event] = queue.Queue()
+    http = triggers.serve_wake("127.0.0.1:0", events)
+    port = http.server_address[1]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        dead = "http://127.0.0.1:9"  # nobody listens: reported, the push still succeeds
+        assert main(["--install-hooks", str(bare), "--node-url", url, "--node-url", dead]) == 0
+        sha = commit(work, {"gnp.yaml": GOOD}, "good")
+        result = push(work)
+        assert result.returncode == 0, result.stderr
+        event = events.get(timeout=10)
+        assert event.reason == "push refs/heads/main" and event.fetch
+        assert f"could not wake {dead}/wake" in result.stderr
+        assert git.Repo(bare).commit("main").hexsha == sha
+    finally:
+        http.shutdown()

@@ -1,0 +1,313 @@
+"""Policy semantics (reconciler.compile.policy_model) and the class compiler
+(reconciler.compile.policy) agreeing with them on every packet tried."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+
+from reconciler.compile.policy import compile_chain, verdict_of
+from reconciler.compile.policy_model import Packet, PolicyError, build_model, evaluate
+from reconciler.config.load import load
+
+
+def ip(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+BASE = """\
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: kns.shop}
+spec:
+  labelsToApply: {team: shop}
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: kns.ops}
+spec:
+  labelsToApply: {team: ops}
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  node: n1
+  interfaceName: cali-web
+  ipNetworks: [10.0.0.1/32]
+  profiles: [kns.shop]
+  ports: [{name: http, protocol: TCP, port: 8080}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec:
+  node: n2
+  interfaceName: cali-db
+  ipNetworks: [10.0.0.2/32]
+  profiles: [kns.shop]
+  serviceAccountName: dbsa
+  ports: [{name: pg, protocol: TCP, port: 5432}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: mon, namespace: ops, labels: {app: mon}}
+spec:
+  node: n2
+  interfaceName: cali-mon
+  ipNetworks: [10.0.1.1/32]
+  profiles: [kns.ops]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: bad, labels: {feed: bad}}
+spec: {nets: [198.51.100.0/24, "2001:db8::/32"]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: partners, namespace: shop, labels: {role: partner}}
+spec: {nets: [203.0.113.0/24]}
+"""
+
+
+def model(extra: str):
+    loaded = load(BASE + "---\n" + extra, "t.yaml")
+    assert not loaded.diagnostics, loaded.diagnostics
+    return build_model(loaded.resources, "n1")
+
+
+def verdict(m, direction, peer, proto=6, dport=0, sport=40000):
+    chain = m.chains[("shop/web", direction)]
+    p = Packet(ip(peer), proto, dport, sport)
+    v = evaluate(chain, p)
+    compiled = verdict_of(compile_chain(chain), p)
+    assert (compiled.action, compiled.ref) == (v.action, v.ref), (p, v, compiled)
+    return v.action, v.ref
+
+
+def test_profile_applies_when_no_policy_selects_and_drop_without_profile():
+    m = model("")
+    assert verdict(m, "ingress", "1.2.3.4") == ("Allow", "profile/kns.shop ingress rule 1")
+    # inherited labelsToApply and the implicit namespace label
+    assert m.endpoints[0].peer.labels["team"] == "shop"
+    assert m.endpoints[0].peer.labels["projectcalico.org/namespace"] == "shop"
+    bare = build_model(
+        [r for r in load(BASE.replace("profiles: [kns.shop]\n  ports", "ports", 1), "t").resources],
+        "n1",
+    )
+    chain = bare.chains[("shop/web", "ingress")]
+    assert evaluate(chain, Packet(ip("1.2.3.4"), 6, 80)).ref == "end of profiles (drop)"
+
+
+POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+{spec}
+"""
+
+
+def np(name, spec, ns="shop"):
+    return POLICY.format(
+        name=name, ns=ns, spec="\n".join("  " + line for line in spec.splitlines())
+    )
+
+
+def test_selected_endpoint_default_denies_and_rules_decide():
+    m = model(
+        np(
+            "a",
+            """selector: app == "web"
+ingress:
+- action: Allow
+  protocol: TCP
+  source: {selector: app == "db"}
+  destination: {ports: [http, 9000]}""",
+        )
+    )
+    assert verdict(m, "ingress", "10.0.0.2", 6, 8080) == ("Allow", "policy/shop/a ingress rule 1")
+    assert verdict(m, "ingress", "10.0.0.2", 6, 9000)[0] == "Allow"
+    assert verdict(m, "ingress", "10.0.0.2", 6, 8081) == ("Deny", "tier/default default action")
+    assert verdict(m, "ingress", "10.0.0.2", 17, 8080)[0] == "Deny"
+    # NetworkPolicy selectors stay in their namespace: mon (ops) is not "db"
+    assert verdict(m, "ingress", "10.0.1.1", 6, 8080)[0] == "Deny"
+    # types default to Ingress: egress falls to the profile
+    assert verdict(m, "egress", "10.0.1.1", 6, 80)[0] == "Allow"
+
+
+def test_tiers_pass_order_and_default_action():
+    extra = """\
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: sec}
+spec: {order: 10, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: strict}
+spec: {order: 20}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: sec.block}
+spec:
+  tier: sec
+  order: 1
+  selector: all()
+  ingress:
+  - action: Deny
+    source: {selector: feed == "bad", namespaceSelector: global()}
+  - action: Pass
+    source: {nets: [10.0.0.0/24]}
+  - action: Log
+  - action: Allow
+    protocol: ICMP
+    icmp: {type: 8}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: strict.b}
+spec:
+  tier: strict
+  order: 5
+  selector: app == "web"
+  ingress:
+  - action: Allow
+    protocol: UDP
+    source: {notNets: [10.0.0.0/30]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: strict.a}
+spec:
+  tier: strict
+  selector: app == "web"
+  ingress:
+  - action: Allow
+    protocol: TCP
+"""
+    m = model(extra)
+    assert verdict(m, "ingress", "198.51.100.9") == ("Deny", "policy/sec.block ingress rule 1")
+    # Pass: skips the rest of sec, strict decides (UDP from outside 10.0.0.0/30)
+    assert verdict(m, "ingress", "10.0.0.7", 17, 53)[0] == "Allow"
+    assert verdict(m, "ingress", "10.0.0.2", 17, 53) == ("Deny", "tier/strict default action")
+    # ICMP echo allowed in sec; other ICMP passes by sec's defaultAction
+    assert verdict(m, "ingress", "10.9.9.9", 1, 8 << 8) == (
+        "Allow",
+        "policy/sec.block ingress rule 4",
+    )
+    assert verdict(m, "ingress", "10.9.9.9", 1, 0) == ("Deny", "tier/strict default action")
+    # unordered strict.a comes after strict.b
+    assert verdict(m, "ingress", "10.0.0.2", 6, 80) == ("Allow", "policy/strict.a ingress rule 1")
+    chain = m.chains[("shop/web", "ingress")]
+    assert [t.name for t in chain.tiers] == ["sec", "strict"]
+    assert chain.tiers[1].policies == ("policy/strict.b", "policy/strict.a")
+
+
+def test_pass_from_last_tier_reaches_profiles():
+    m = model(np("p", "selector: all()\ningress:\n- action: Pass\n  protocol: TCP\n"))
+    assert verdict(m, "ingress", "1.1.1.1", 6, 1) == ("Allow", "profile/kns.shop ingress rule 1")
+    assert verdict(m, "ingress", "1.1.1.1", 17, 1) == ("Deny", "tier/default default action")
+
+
+def test_namespace_selector_sets_service_accounts_named_ports_not_fields():
+    m = model(
+        np(
+            "e",
+            """selector: app == "web"
+types: [Egress]
+egress:
+- action: Deny
+  protocol: TCP
+  notProtocol: UDP
+  destination: {namespaceSelector: team == "ops", notPorts: [1000]}
+- action: Allow
+  protocol: TCP
+  destination: {selector: app == "db", ports: [pg]}
+- action: Allow
+  protocol: TCP
+  destination: {serviceAccounts: {names: [dbsa]}, ports: ["6000:6010"]}
+- action: Allow
+  destination: {selector: role == "partner"}
+  source: {ports: []}
+- action: Allow
+  protocol: 47
+""",
+        )
+    )
+    assert verdict(m, "egress", "10.0.1.1", 6, 80) == ("Deny", "policy/shop/e egress rule 1")
+    assert verdict(m, "egress", "10.0.1.1", 6, 1000) == ("Deny", "tier/default default action")
+    assert verdict(m, "egress", "10.0.0.2", 6, 5432)[0] == "Allow"
+    assert verdict(m, "egress", "10.0.0.2", 6, 6005)[0] == "Allow"
+    assert verdict(m, "egress", "10.0.0.2", 6, 6011)[0] == "Deny"
+    assert verdict(m, "egress", "203.0.113.5", 17, 5) == ("Allow", "policy/shop/e egress rule 4")
+    assert verdict(m, "egress", "8.8.8.8", 47) == ("Allow", "policy/shop/e egress rule 5")
+
+
+def test_unenforceable_rule_is_an_error_naming_it():
+    with pytest.raises(PolicyError, match=r"policy/shop/h ingress rule 2: 'http' match cannot"):
+        model(
+            np(
+                "h",
+                "selector: all()\ningress:\n- action: Allow\n"
+                "- action: Allow\n  http: {methods: [GET]}",
+            )
+        )
+
+
+def test_compiled_program_agrees_with_the_model_on_random_packets():
+    m = model(
+        np(
+            "r",
+            """selector: all()
+ingress:
+- action: Deny
+  protocol: TCP
+  source: {nets: [10.0.0.0/8], notNets: [10.0.0.0/24]}
+  destination: {ports: ["100:200", 443]}
+- action: Pass
+  protocol: UDP
+  source: {ports: [53]}
+- action: Allow
+  protocol: UDP
+  notICMP: {type: 3}
+- action: Allow
+  protocol: ICMP
+  notICMP: {type: 3, code: 4}
+- action: Deny
+  source: {selector: feed == "bad", namespaceSelector: global()}
+- action: Allow
+  protocol: TCP
+  source: {notSelector: app == "db"}
+""",
+        )
+    )
+    chain = m.chains[("shop/web", "ingress")]
+    program = compile_chain(chain)
+    rng = random.Random(7)
+    peers = ["10.0.0.2", "10.0.0.9", "10.3.0.1", "198.51.100.1", "1.1.1.1", "203.0.113.9"]
+    for _ in range(3000):
+        p = Packet(
+            ip(rng.choice(peers)),
+            rng.choice([1, 6, 17, 47]),
+            rng.choice([0, 53, 99, 100, 150, 200, 201, 443, 3 << 8, (3 << 8) | 4, 8 << 8]),
+            rng.choice([53, 54, 40000]),
+        )
+        v = evaluate(chain, p)
+        c = verdict_of(program, p)
+        assert (c.action, c.ref) == (v.action, v.ref), p
+    assert program.sport_classes  # source ports were classified
+
+
+def test_identical_chains_share_a_program_and_a_change_names_a_new_one():
+    a = compile_chain(model("").chains[("shop/web", "ingress")])
+    b = compile_chain(model("").chains[("shop/web", "ingress")])
+    c = compile_chain(model(np("x", "selector: all()")).chains[("shop/web", "ingress")])
+    assert a.prog_id == b.prog_id != c.prog_id
