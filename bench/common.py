@@ -44,10 +44,6 @@ def median_wall(cmd: Sequence[str], runs: int, ok: Sequence[int] = (0,)) -> floa
     return statistics.median(run_timed(cmd, ok=ok)[0] for _ in range(runs))
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 def report(name: str, rows: list[tuple[str, Any, str]]) -> dict[str, Any]:
     print(f"\n## {name}")
     for label, value, note in rows:

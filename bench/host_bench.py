@@ -59,17 +59,15 @@ def xdp_deny_ns(rules: int) -> float:
         program = compile_chain(model.chains[("h", "untracked")])
         fds: dict[str, int] = {}
         try:
-            for address, attrs, _ in program_entries(program):
-                name, _ = entries.split(address)
+            for name, key, attrs, _ in program_entries(program):
                 if name not in fds:
                     fds[name] = bpfsys.obj_get(f"{root}/maps/{name}")
-                bpfsys.map_update(fds[name], *entries.encode(address, attrs))
+                bpfsys.map_update(fds[name], *entries.encode(name, key, attrs))
             ep = bpfsys.obj_get(f"{root}/maps/{ht.MAP_XDP_EP}")
             fds[ht.MAP_XDP_EP] = ep
             # BPF_PROG_TEST_RUN gives an XDP program the loopback device (ifindex 1)
-            address = "map/rcl_xdp_ep/lo"
             attrs = {"ifindex": 1, "slot": 0, "untracked": f"{program.prog_id:08x}"}
-            bpfsys.map_update(ep, *entries.encode(address, attrs))
+            bpfsys.map_update(ep, *entries.encode(ht.MAP_XDP_EP, "lo", attrs))
             last = f"10.{(rules - 1) // 250}.{(rules - 1) % 250}.7"
             packet = craft(last, "192.168.50.1", 9090, 6)
             prog = bpfsys.obj_get(str(target / "rcl_xdp"))

@@ -18,8 +18,6 @@ from ipaddress import IPv4Address
 
 from bench import services_gen as gen
 
-POD_CIDR = "10.64.0.0/10"
-
 
 def chain_hash(text: str) -> str:
     """kube-proxy's chain suffix: 16 base32 characters of a SHA-256."""

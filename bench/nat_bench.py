@@ -1,4 +1,4 @@
-"""Issue 3: service NAT at scale, ours vs a kube-proxy-shaped iptables baseline.
+"""Service NAT at scale, ours vs a kube-proxy-shaped iptables baseline.
 
 Three parts, each printing ours and the baseline side by side:
 
@@ -35,13 +35,14 @@ from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps.codecs import managed_interface
 from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.address import Address
 from sandbox.netns import Pod, Sandbox
 from tests.support import nat_records as nr
 
 SCALES = (10, 1_000, 10_000)
 ENDPOINTS = 10
 CT_SIZE = 65536  # conntrack entries: every first-packet sample adds two
-# Map sizes as FelixConfiguration fields, for reconciler.compile.dataplane.build_flags.
+# Map sizes as FelixConfiguration fields, for reconciler.compile.programs.build_flags.
 MAP_CONFIG = {
     "bpfMapSizeIfState": 1000,
     "bpfMapSizeNATFrontend": 65536,
@@ -104,7 +105,7 @@ class TcProgram:
     def __init__(self, source: str | None = None, conntrack_of: TcProgram | None = None) -> None:
         from bcc import BPF
 
-        from reconciler.compile.dataplane import build_flags
+        from reconciler.compile.programs import build_flags
         from reconciler.datapath.loader import BPF_DIR, kernel_hz
         from reconciler.datapath.sources import flatten
 
@@ -129,8 +130,8 @@ class TcProgram:
             self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
             # What the reconciler writes for a managed interface (tc.c ignores the
             # others): its state and a zeroed counters entry.
-            for address, attrs in managed_interface(TEST_RUN_IFINDEX, flags=1):
-                bpfsys.map_update(self.fds[address.split("/")[1]], *entries.encode(address, attrs))
+            for name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=1):
+                bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
         except BaseException:
             self.close()
             raise
@@ -673,7 +674,7 @@ def _edit_one_service(ours: Ours, i: int) -> tuple[str, bytes, bytes]:
     path.write_text(path.read_text().replace(f"[{old}]", f"[{new}]"))
     port_key = f"{gen.NAMESPACE}/{gen.name(i)}:http/tcp"
     svc_id = _stable_ids([port_key])[port_key]
-    address = f"map/rcl_nat_be/{be_suffix(svc_id, ENDPOINTS - 1)}"
+    address = str(Address.of_entry("rcl_nat_be", be_suffix(svc_id, ENDPOINTS - 1)))
     return address, be_key(svc_id, ENDPOINTS - 1), be_value(str(new), gen.TARGET_PORT)
 
 

@@ -1,4 +1,4 @@
-"""Issue 2: a no-op --plan on a node with 200 managed interfaces."""
+"""A no-op --plan on a node with 200 managed interfaces."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from reconciler.compile.policy_objects import endpoint_entry, program_entries
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import policy_types as pl
 from reconciler.datapath.maps.codecs import managed_interface
-from reconciler.datapath.maps.iface_types import IFSTATE
+from reconciler.datapath.maps.iface_types import IF_POLICY, IFSTATE
 from reconciler.kernel import bpf as bpfsys
 
 RULES = (1, 100, 1_000, 10_000)
@@ -46,7 +46,7 @@ PORT = 8080
 CLIENT_IP = IPv4Address("10.65.0.10")  # the peer the allowing rule names
 SERVER_IP = IPv4Address("10.65.0.20")
 OTHER_NET = IPv4Address("10.80.0.0")  # the sources of the rules that do not match
-IF_MANAGED, IF_POLICY = 1, 16  # bpf/lib/iface_types.h RCL_IF_WORKLOAD, RCL_IF_POLICY
+IF_MANAGED = 1  # bpf/lib/iface_types.h RCL_IF_WORKLOAD
 TEST_RUN_IFINDEX = 1  # BPF_PROG_TEST_RUN without a ctx runs on the loopback device
 AMORTIZED_REPEAT = 10_000
 TC_ACT_UNSPEC, TC_ACT_SHOT = 0xFFFFFFFF, 2  # as BPF_PROG_TEST_RUN reports them (u32)
@@ -105,9 +105,9 @@ def deny_chain() -> Chain:
 def write_program(fds: dict[str, int], program: Program) -> int:
     """Write a compiled program's entries as apply would; returns how many."""
     by_map: dict[str, list[tuple[bytes, bytes | list[bytes]]]] = {}
-    for address, attrs, _info in program_entries(program):
-        key, value = entries.encode(address, attrs)
-        by_map.setdefault(address.split("/")[1], []).append((key, value))
+    for name, text, attrs, _info in program_entries(program):
+        key, value = entries.encode(name, text, attrs)
+        by_map.setdefault(name, []).append((key, value))
     for name, items in by_map.items():
         bpfsys.map_update_many(fds[name], items)
     return sum(len(v) for v in by_map.values())
@@ -188,12 +188,12 @@ class PolicyTc:
 
     def flags(self, policy: bool) -> None:
         flags = IF_MANAGED | (IF_POLICY if policy else 0)
-        for address, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
-            bpfsys.map_update(self.fds["rcl_ifstate"], *entries.encode(address, attrs))
+        for name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
+            bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
 
     def endpoint(self, prog_id: int) -> None:
-        address, attrs = endpoint_entry("bench", TEST_RUN_IFINDEX, 0, prog_id, prog_id)
-        bpfsys.map_update(self.fds[pl.MAP_EP], *entries.encode(address, attrs))
+        name, key, attrs = endpoint_entry("bench", TEST_RUN_IFINDEX, 0, prog_id, prog_id)
+        bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
 
     def dropped(self) -> int:
         raw = bpfsys.map_lookup(self.fds["rcl_ifstate"], struct.pack("=I", 0))

@@ -31,6 +31,8 @@ from reconciler.datapath.programs import (
     XDP_UPDATE_IF_NOEXIST,
 )
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel import bpf_links
+from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
 
@@ -64,6 +66,8 @@ class Executor:
 
     def _route(self) -> Any:
         if self._ipr is None:
+            # pyroute2 loads only for tc changes: bench/nat_bench.py's
+            # one-change apply writes one map entry.
             from pyroute2 import IPRoute, NetNS
 
             self._ipr = NetNS(self.netns) if self.netns else IPRoute()
@@ -82,7 +86,8 @@ class Executor:
 
     # -- programs -------------------------------------------------------
     def _prog(self, change: Change) -> str:
-        prog_set, _, phash = change.address.removeprefix("prog/").partition("@")
+        address = Address.parse(change.address)
+        prog_set, phash = address.prog_set, address.prog_hash
         if change.action is Action.DELETE:
             target = Path(self.root) / "progs" / (f"{prog_set}-{phash}" if phash else prog_set)
             for pin in target.glob("*"):
@@ -107,13 +112,13 @@ class Executor:
 
     # -- maps -----------------------------------------------------------
     def _map(self, change: Change) -> str:
-        name = change.address.removeprefix("map/")
+        name = Address.parse(change.address).map
         pin = Path(self.root) / "maps" / name
         if change.action is Action.CREATE:
             return "created"  # maps are created by the program build that uses them
-        older_layout = "layout" in (change.before or {}) and name in entries.CODECS
-        if change.action is Action.REPLACE and pin.exists() and not older_layout:
-            # (a map of an older layout has its entries planned afresh)
+        other_layout = "layout" in (change.before or {}) and name in entries.CODECS
+        if change.action is Action.REPLACE and pin.exists() and not other_layout:
+            # (a map of another layout has its entries planned afresh)
             fd = self._map_fd(name)
             info = bpfsys.map_info(fd)
             limit = (change.after or {}).get("max_entries", info.max_entries)
@@ -136,34 +141,35 @@ class Executor:
 
     # -- map entries ----------------------------------------------------
     def _entry(self, change: Change) -> str:
-        name, _ = entries.split(change.address)
+        address = Address.parse(change.address)
+        name, text = address.map, address.key or ""
         fd = self._map_fd(name)
         if change.action is Action.DELETE:
-            key, _ = entries.encode(change.address, change.before or {})
-            if entries.cleared_by_write(change.address):
-                gone = self._clear(fd, change.address, key, change.before)
+            key, _ = entries.encode(name, text, change.before or {})
+            if entries.cleared_by_write(name):
+                gone = self._clear(fd, name, key, change.before)
             else:
                 gone = bpfsys.map_delete(fd, key)
             return "deleted" if gone else "unchanged"
-        key, value = entries.encode(change.address, change.after or {})
-        if change.action is Action.UPDATE and entries.keeps_kernel_fields(change.address):
+        key, value = entries.encode(name, text, change.after or {})
+        if change.action is Action.UPDATE and entries.keeps_kernel_fields(name):
             # from the entry's current key: an array entry may move to another slot
-            old_key, _ = entries.encode(change.address, change.before or {})
+            old_key, _ = entries.encode(name, text, change.before or {})
             current = bpfsys.map_lookup(fd, old_key)
             if current is not None:
-                value = entries.updated(change.address, current, change.after or {})
+                value = entries.updated(name, current, change.after or {})
             bpfsys.map_update(fd, key, value)
-            if old_key != key and entries.cleared_by_write(change.address):
-                self._clear(fd, change.address, old_key, change.before)
+            if old_key != key and entries.cleared_by_write(name):
+                self._clear(fd, name, old_key, change.before)
             return "updated"
         bpfsys.map_update(fd, key, value)
         return "created" if change.action is Action.CREATE else "updated"
 
     @staticmethod
-    def _clear(fd: int, address: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
+    def _clear(fd: int, name: str, key: bytes, before: Mapping[str, Any] | None) -> bool:
         """Empty an array slot, if it still holds what `before` describes."""
         current = bpfsys.map_lookup(fd, key)
-        value = None if current is None else entries.cleared(address, current, before or {})
+        value = None if current is None else entries.cleared(name, current, before or {})
         if value is None:
             return False
         bpfsys.map_update(fd, key, value)
@@ -171,15 +177,13 @@ class Executor:
 
     # -- cgroup hooks (pinned BPF links) -------------------------------
     def _cgroup(self, change: Change) -> str:
-        from reconciler.kernel import bpf_links
-
-        hook = change.address.removeprefix("cgroup/")
+        hook = Address.parse(change.address).hook
         pin = Path(self.root) / "links" / hook
         if change.action is Action.DELETE:
             pin.unlink(missing_ok=True)  # the last reference: the link detaches
             return "deleted"
         after = change.after or {}
-        prog_set, _, phash = after["prog"].partition("@")
+        prog_set, phash = split_prog_ref(after["prog"])
         prog_fd = bpfsys.obj_get(
             str(build.set_dir(self.root, prog_set, phash) / CONNECT_PROGRAMS[hook])
         )
@@ -207,7 +211,8 @@ class Executor:
 
     # -- tc -------------------------------------------------------------
     def _tc(self, change: Change) -> str:
-        _, ifname, direction = change.address.split("/")
+        address = Address.parse(change.address)
+        ifname, direction = address.iface, address.direction
         ipr = self._route()
         found = ipr.link_lookup(ifname=ifname)
         if not found:
@@ -219,7 +224,7 @@ class Executor:
             return "deleted"
         after = change.after or {}
         prog_ref = after["prog"]
-        prog_set, _, phash = prog_ref.partition("@")
+        prog_set, phash = split_prog_ref(prog_ref)
         host = after.get("hook") == "host"
         pin = build.set_dir(self.root, prog_set, phash) / TC_FUNCTIONS[(host, direction)]
         fd = bpfsys.obj_get(str(pin))
@@ -246,7 +251,7 @@ class Executor:
         """Attach our XDP program natively where the driver can, generically
         otherwise. A new attachment never replaces a program already there
         (someone else's that appeared since the plan): the kernel refuses."""
-        ifname = change.address.split("/")[1]
+        ifname = Address.parse(change.address).iface
         ipr = self._route()
         found = ipr.link_lookup(ifname=ifname)
         if not found:
@@ -258,7 +263,7 @@ class Executor:
                 with contextlib.suppress(Exception):
                     ipr.link("set", index=idx, xdp=detach)
             return "deleted"
-        prog_set, _, phash = (change.after or {})["prog"].partition("@")
+        prog_set, phash = split_prog_ref((change.after or {})["prog"])
         fd = bpfsys.obj_get(str(build.set_dir(self.root, prog_set, phash) / XDP_PROGRAMS[0]))
         try:
             only_new = XDP_UPDATE_IF_NOEXIST if change.action is Action.CREATE else 0
@@ -278,7 +283,7 @@ class Executor:
         return "created" if change.action is Action.CREATE else "updated"
 
     def _detach(self, ipr: Any, idx: int, parent: int) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.exceptions import NetlinkError  # as in _route
 
         try:
             ipr.tc("del-filter", "bpf", idx, ":1", parent=parent, prio=TC_PRIO)
@@ -300,7 +305,7 @@ class Executor:
 
 
 def _ensure_clsact(ipr: Any, idx: int) -> None:
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2.netlink.exceptions import NetlinkError  # as in Executor._route
 
     try:
         ipr.tc("add", "clsact", idx)

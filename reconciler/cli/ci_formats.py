@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
 
 from reconciler.config.diagnostics import Diagnostic, Severity
 
@@ -34,8 +35,6 @@ def _by_file(diagnostics: Sequence[Diagnostic]) -> dict[str, list[Diagnostic]]:
 def render_junit(files: Sequence[str], diagnostics: Sequence[Diagnostic]) -> str:
     """One test case per validated file; a file with errors fails, with
     every error in its failure's text and its warnings as system-out."""
-    from xml.sax.saxutils import escape, quoteattr
-
     by_file = _by_file(diagnostics)
     names = sorted(set(files) | set(by_file))
     failing = [f for f in names if any(d.severity is Severity.ERROR for d in by_file.get(f, ()))]

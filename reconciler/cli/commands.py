@@ -1,4 +1,9 @@
-"""The CLI modes: validate, plan, apply, status, watch."""
+"""The CLI modes: validate, plan, apply, status, watch.
+
+A mode imports the engine, the observer and the watch loop inside its
+function: --validate never loads the kernel and compile layers
+(bench/validate_bench.py's warm re-validation), and no one-shot run loads
+the watcher (bench/plan_bench.py's no-op plan)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,11 @@ from typing import Any
 from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.render import emit_json
+from reconciler.config.diagnostics import Severity
+from reconciler.config.source import default_cache_dir
 from reconciler.config.spec import open_source
+from reconciler.config.validate import validate_source
+from reconciler.plan.diff import summarize
 from reconciler.plan.plan import Plan
 from reconciler.version import version
 
@@ -39,14 +48,10 @@ def kind_policy(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cache_dir(args: argparse.Namespace) -> Path | None:
-    from reconciler.config.source import default_cache_dir
-
     return None if args.no_cache else default_cache_dir()
 
 
 def validate_mode(args: argparse.Namespace) -> int:
-    from reconciler.config.validate import validate_source
-
     spec = source_spec(args)
     if args.paths:
         spec = {**spec, "kind": "dir", "paths": args.paths}
@@ -67,7 +72,7 @@ def validate_mode(args: argparse.Namespace) -> int:
             }
         )
     elif fmt in ("junit", "sarif", "github"):
-        from reconciler.cli import ci_formats
+        from reconciler.cli import ci_formats  # its XML escaping loads urllib: CI formats only
 
         if fmt == "junit":
             sys.stdout.write(ci_formats.render_junit([f.path for f in src.files], diags))
@@ -76,8 +81,6 @@ def validate_mode(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(ci_formats.render_github(diags))
     else:
-        from reconciler.config.diagnostics import Severity
-
         notes = [d for d in diags if d.severity is Severity.NOTE]
         sys.stdout.write(
             render.render_diagnostics([d for d in diags if d.severity is not Severity.NOTE])
@@ -234,8 +237,6 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             }
         )
     elif result.applied:
-        from reconciler.plan.diff import summarize
-
         s = summarize(plan.changes)
         print(
             f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Diagnostic
+from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, summarize
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import ObjKind
@@ -48,8 +49,8 @@ def change_line(change: Change) -> str:
     info = change.info
     if info.get("selected_by"):
         why = f"  ({info.get('role')}: {info['selected_by']})"
-    elif info.get("frontend") and change.address.startswith("map/rcl_nat_be/"):
-        ordinal = change.address.rsplit("/", 1)[-1]
+    elif info.get("frontend") and (address := Address.parse(change.address)).map == "rcl_nat_be":
+        ordinal = (address.key or "").rsplit("/", 1)[-1]  # the key is svc_id/ordinal
         why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):
         why = f"  ({info['service']})"
@@ -175,39 +176,6 @@ def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]
 
 def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:
     return "".join(d.render() + "\n" for d in diagnostics)
-
-
-def render_junit(diagnostics: list[Diagnostic], files: int) -> str:
-    """JUnit XML: one test case per diagnostic-bearing file, for CI dashboards."""
-    from xml.sax.saxutils import escape, quoteattr
-
-    from reconciler.config.diagnostics import printable
-
-    by_file: dict[str, list[Diagnostic]] = {}
-    for d in diagnostics:
-        by_file.setdefault(d.file, []).append(d)
-    errors = [d for d in diagnostics if d.severity.value == "error"]
-    failing = {d.file for d in errors}
-    out = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuite name="reconcile-validate" tests="{max(files, len(by_file))}" '
-        f'failures="{len(failing)}">',
-    ]
-    for file, diags in sorted(by_file.items()):
-        out.append(f'  <testcase classname="validate" name={quoteattr(file)}>')
-        errs = [d for d in diags if d.severity.value == "error"]
-        if errs:
-            body = escape("\n".join(d.render() for d in errs))
-            message = quoteattr(printable(errs[0].message))
-            out.append(f"    <failure message={message}>{body}</failure>")
-        warns = [d for d in diags if d.severity.value != "error"]
-        if warns:
-            out.append(
-                f"    <system-out>{escape(chr(10).join(d.render() for d in warns))}</system-out>"
-            )
-        out.append("  </testcase>")
-    out.append("</testsuite>")
-    return "\n".join(out) + "\n"
 
 
 def emit_json(data: Any) -> None:

@@ -9,15 +9,21 @@ XDP program's (rcl_xdp_ep).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.compile.fragment import Fragment
 from reconciler.compile.policy import Program
 from reconciler.compile.policy_model import DENY, Chain, Model, Packet, evaluate
+from reconciler.compile.programs import Programs
 from reconciler.datapath.maps import host_types as ht
 from reconciler.datapath.maps.host_codecs import failsafe_suffix
+from reconciler.datapath.programs import XDP_PROGRAMS
+from reconciler.plan.address import Address, AddressError, Kind
+from reconciler.plan.state import Link, Obj, ObjKind
 from reconciler.protocols import PROTOCOLS
 
 
@@ -73,16 +79,16 @@ def failsafe_ports(config: Mapping[str, Any]) -> list[Failsafe]:
 
 
 def failsafe_entries(ports: Iterable[Failsafe]) -> dict[str, Mapping[str, Any]]:
+    """rcl_failsafe's entries: key text -> info."""
     return {
-        f"map/{ht.MAP_FAILSAFE}/{failsafe_suffix(f.direction, f.proto, f.port, f.net)}": {
-            "failsafe": f.label()
-        }
+        failsafe_suffix(f.direction, f.proto, f.port, f.net): {"failsafe": f.label()}
         for f in ports
     }
 
 
 def host_ip_entries(addresses: Iterable[str]) -> list[str]:
-    return [f"map/{ht.MAP_HOST_IP}/{a}" for a in sorted(set(addresses)) if ":" not in a]
+    """rcl_host_ip's entries' key texts: this node's IPv4 addresses."""
+    return [a for a in sorted(set(addresses)) if ":" not in a]
 
 
 def failsafe_notes(
@@ -118,10 +124,10 @@ def host_entries(
     model: Model,
     hosts: Sequence[HostIface],
     program_of: Callable[[Chain], Program],
-) -> Iterable[tuple[str, dict[str, Any], dict[str, str]]]:
+) -> Iterable[tuple[str, str, dict[str, Any], dict[str, str]]]:
     """rcl_pol_hep entries (and rcl_xdp_ep entries for endpoints with
-    untracked policy): (address, attrs, info). `program_of` compiles a chain
-    and records its entries."""
+    untracked policy): (map, key text, attrs, info). `program_of` compiles a
+    chain and records its entries."""
     for h in hosts:
         attrs: dict[str, Any] = {"slot": h.slot, "ifindex": h.ifindex}
         for chain_name in ht.HEP_CHAINS:
@@ -129,12 +135,49 @@ def host_entries(
             always = chain_name in ("ingress", "egress")  # these drop with no policy at all
             prog = program_of(chain).prog_id if always or has_policy(chain) else 0
             attrs[chain_name] = f"{prog:08x}"
-        yield f"map/{ht.MAP_HEP}/{h.name}", attrs, {"endpoint": f"HostEndpoint/{h.endpoint}"}
+        yield ht.MAP_HEP, h.name, attrs, {"endpoint": f"HostEndpoint/{h.endpoint}"}
         untracked = model.chains[(h.endpoint, "untracked")]
         if has_policy(untracked):
             xdp = {"ifindex": h.ifindex, "slot": h.slot,
                    "untracked": f"{program_of(untracked).prog_id:08x}"}  # fmt: skip
-            yield f"map/{ht.MAP_XDP_EP}/{h.name}", xdp, {"endpoint": f"HostEndpoint/{h.endpoint}"}
+            yield ht.MAP_XDP_EP, h.name, xdp, {"endpoint": f"HostEndpoint/{h.endpoint}"}
+
+
+def compile_host_protection(
+    failsafe: Sequence[Failsafe], links: Iterable[Link], policy: Fragment, programs: Programs
+) -> Fragment:
+    """The host protection sub-compiler: failsafe ports, this node's own
+    addresses, and our XDP program on each host endpoint whose untracked
+    policy the policy sub-compiler gave an rcl_xdp_ep entry (`policy`)."""
+    objects = [
+        Obj(str(Address.of_entry(ht.MAP_FAILSAFE, key)), ObjKind.ENTRY, {}, info)
+        for key, info in failsafe_entries(failsafe).items()
+    ]
+    addresses = (a for link in links for a in link.addresses)
+    objects += [
+        Obj(str(Address.of_entry(ht.MAP_HOST_IP, key)), ObjKind.ENTRY, {})
+        for key in host_ip_entries(addresses)
+    ]
+    xdp_eps = {}
+    for obj in policy.objects:
+        address = Address.parse(obj.address)
+        if address.map == ht.MAP_XDP_EP and address.key is not None:
+            xdp_eps[address.key] = obj
+    if xdp_eps:
+        ref = programs.xdp_ref
+        programs_attrs = {"programs": sorted(XDP_PROGRAMS)}
+        objects.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, programs_attrs))
+        for name, obj in sorted(xdp_eps.items()):
+            attach = Obj(str(Address.of_xdp(name)), ObjKind.XDP, {"prog": ref}, dict(obj.info))
+            objects.append(attach)
+    return Fragment(tuple(objects))
+
+
+def _is_xdp(text: str) -> bool:
+    try:
+        return Address.parse(text).kind is Kind.XDP
+    except AddressError:
+        return False
 
 
 def without_foreign_xdp(desired: Any, foreign: Sequence[str]) -> Any:
@@ -142,9 +185,7 @@ def without_foreign_xdp(desired: Any, foreign: Sequence[str]) -> Any:
     someone else's is attached (observe lists it as foreign): it is never
     replaced; the plan says so, and tc still enforces the endpoint's other
     policy there (its untracked policy is not)."""
-    import dataclasses
-
-    taken = {f.split()[0] for f in foreign if f.startswith("xdp/")}
+    taken = {a for a in (f.split(" ", 1)[0] for f in foreign) if _is_xdp(a)}
     skipped = sorted(a for a in desired.objects if a in taken)
     if not skipped:
         return desired

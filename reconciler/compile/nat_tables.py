@@ -28,11 +28,12 @@ from reconciler.compile.services import (
     service_fragments,
 )
 from reconciler.config.model import Resource
+from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE
 from reconciler.plan.state import DesiredState
 from reconciler.plan.tables import over
 
 NAT_KINDS = frozenset({"Service", "EndpointSlice"})
-FE, BE = "rcl_nat_fe", "rcl_nat_be"
+FE, BE = MAP_NAT_FE, MAP_NAT_BE
 Ident = tuple[str, str | None, str]  # kind, namespace, name
 
 

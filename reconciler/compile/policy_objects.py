@@ -7,9 +7,11 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from reconciler.compile.fragment import Fragment
+from reconciler.compile.interfaces import Role, Selection, initial_slots
 from reconciler.compile.policy import Program
 from reconciler.datapath.maps import policy_types as pl
-from reconciler.datapath.maps.codecs import Attrs
+from reconciler.datapath.maps.codec_types import Attrs
 from reconciler.datapath.maps.policy_codecs import KIND_NAMES, proto_name
 from reconciler.datapath.maps.policy_types import (
     ACTION_NAMES,
@@ -17,6 +19,7 @@ from reconciler.datapath.maps.policy_types import (
     KIND_DPORT,
     KIND_SPORT,
 )
+from reconciler.plan.address import Address
 
 
 # -- a program's entries --------------------------------------------------
@@ -32,38 +35,40 @@ def port_prefixes(lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
-def program_entries(program: Program) -> Iterable[tuple[str, Attrs, Mapping[str, Any]]]:
-    """(address, attrs, info) of every entry of one program."""
+def program_entries(program: Program) -> Iterable[tuple[str, str, Attrs, Mapping[str, Any]]]:
+    """(map, key text, attrs, info) of every entry of one program."""
     pid = f"{program.prog_id:08x}"
     for cls, (net, plen) in enumerate(program.addr_classes):
         ip = str(ipaddress.IPv4Address(net))
         info = {"policy": program.origins[cls]} if program.origins[cls] else {}
         if plen == 32:
-            yield f"map/{pl.MAP_EXACT}/{pid}/addr/{ip}", {"class": cls, "flags": 0}, info
+            yield pl.MAP_EXACT, f"{pid}/addr/{ip}", {"class": cls, "flags": 0}, info
         else:
-            yield f"map/{pl.MAP_LPM}/{pid}/addr/{ip}/{plen}", {"class": cls, "flags": 0}, info
+            yield pl.MAP_LPM, f"{pid}/addr/{ip}/{plen}", {"class": cls, "flags": 0}, info
     for kind, classes in ((KIND_DPORT, program.port_classes), (KIND_SPORT, program.sport_classes)):
         name = KIND_NAMES[kind]
         flags = FLAG_SPORT if program.sport_classes and kind == KIND_DPORT else 0
         for cls, pc in enumerate(classes):
             attrs = {"class": cls, "flags": flags}
             if pc.proto is None:
-                yield f"map/{pl.MAP_LPM}/{pid}/{name}/any", attrs, {}
+                yield pl.MAP_LPM, f"{pid}/{name}/any", attrs, {}
             elif pc.lo == pc.hi:
-                yield f"map/{pl.MAP_EXACT}/{pid}/{name}/{proto_name(pc.proto)}/{pc.lo}", attrs, {}
+                yield pl.MAP_EXACT, f"{pid}/{name}/{proto_name(pc.proto)}/{pc.lo}", attrs, {}
             else:
                 for value, plen in port_prefixes(pc.lo, pc.hi):
                     proto = proto_name(pc.proto)
-                    yield f"map/{pl.MAP_LPM}/{pid}/{name}/{proto}/{value}/{plen}", attrs, {}
+                    yield pl.MAP_LPM, f"{pid}/{name}/{proto}/{value}/{plen}", attrs, {}
     action, rule = program.default
     yield (
-        f"map/{pl.MAP_VERDICT}/{pid}/default",
+        pl.MAP_VERDICT,
+        f"{pid}/default",
         {"action": ACTION_NAMES[action].lower(), "rule": rule},
         {"policy": program.refs[rule]},
     )
     for (a, p, s), (action, rule) in program.cells:
         yield (
-            f"map/{pl.MAP_VERDICT}/{pid}/{a}.{p}.{s}",
+            pl.MAP_VERDICT,
+            f"{pid}/{a}.{p}.{s}",
             {"action": ACTION_NAMES[action].lower(), "rule": rule},
             {"policy": program.refs[rule]},
         )
@@ -71,8 +76,9 @@ def program_entries(program: Program) -> Iterable[tuple[str, Attrs, Mapping[str,
 
 def endpoint_entry(
     ifname: str, ifindex: int, slot: int, ingress: int, egress: int
-) -> tuple[str, Attrs]:
-    return f"map/{pl.MAP_EP}/{ifname}", {
+) -> tuple[str, str, Attrs]:
+    """(map, key text, attrs) of a workload interface's entry in rcl_pol_ep."""
+    return pl.MAP_EP, ifname, {
         "slot": slot,
         "ifindex": ifindex,
         "ingress": f"{ingress:08x}",
@@ -86,9 +92,6 @@ def capacity_errors(counts: Mapping[str, int], sizes: Mapping[str, int]) -> Sequ
         for name, size in sizes.items()
         if counts.get(name, 0) > size
     ]
-
-
-POLICY_FLAG = 16  # bpf/lib/iface_types.h RCL_IF_POLICY: on every workload interface
 
 
 def policy_objects(
@@ -122,10 +125,10 @@ def policy_objects(
         if program is None:
             program = compile_chain(chain, origins)
             programs[chain] = program
-            for address, attrs, info in program_entries(program):
+            for name, key, attrs, info in program_entries(program):
+                address = str(Address.of_entry(name, key))
                 if address not in objects:
                     objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-                    name = address.split("/")[1]
                     counts[name] = counts.get(name, 0) + 1
         return program
 
@@ -136,13 +139,38 @@ def policy_objects(
             # no endpoint resource: nothing allows it
             chain = Chain((), ()) if ep is None else model.chains[(ep.name, direction)]
             ids.append(program_of(chain).prog_id)
-        address, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
+        name, key, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
+        address = str(Address.of_entry(name, key))
         info = {"endpoint": ep.peer.ref if ep else "no WorkloadEndpoint"}
         objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-    for address, attrs, info in host_policy.host_entries(model, hosts, program_of):
+    for name, key, attrs, info in host_policy.host_entries(model, hosts, program_of):
+        address = str(Address.of_entry(name, key))
         objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
     notes = host_policy.failsafe_notes(model, hosts, failsafe)
     return list(objects.values()), list(capacity_errors(counts, pl.SIZES)), notes
+
+
+def compile_policy(
+    resources: Sequence[Any], node: str, selection: Selection, failsafe: Sequence[Any] = ()
+) -> Fragment:
+    """The policy sub-compiler: the entries of the selected workloads' and
+    host endpoints' policy programs (policy_objects), in the slots
+    reconciler.compile.interfaces gives them."""
+    from reconciler.compile.host_policy import HostIface
+
+    slot_of = initial_slots(selection)
+    workloads = [
+        (s.link.name, s.link.ifindex, slot_of[s.link.ifindex])
+        for s in selection.interfaces
+        if s.role & Role.WORKLOAD
+    ]
+    hosts = [
+        HostIface(s.link.name, s.link.ifindex, slot_of[s.link.ifindex], s.endpoint_name)
+        for s in selection.interfaces
+        if s.role & Role.HOST_ENDPOINT
+    ]
+    objects, errors, notes = policy_objects(resources, node, workloads, hosts, failsafe)
+    return Fragment(tuple(objects), warnings=tuple(notes), errors=tuple(errors))
 
 
 def _origins(model: Any) -> dict[Any, str]:

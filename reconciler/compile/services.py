@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from reconciler.config.model import Resource
+from reconciler.datapath.maps.codecs import be_key, be_value, fe_key, fe_value
+from reconciler.datapath.maps.nat_types import FeFlag, Proto
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-PROTOCOLS = {"TCP": 6, "UDP": 17}
+PROTOCOLS = {p.name: int(p) for p in Proto}  # the protocols the datapath balances
 DEFAULT_AFFINITY_S = 10800  # Kubernetes' default sessionAffinityConfig timeout
 
-# Mirrors bpf/lib/nat_types.h RCL_FE_* flags.
-FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL = 1, 2, 4
+FE_AFFINITY = int(FeFlag.AFFINITY)
+FE_ETP_LOCAL = int(FeFlag.ETP_LOCAL)
+FE_ITP_LOCAL = int(FeFlag.ITP_LOCAL)
 LOCAL_FLAGS = FE_ETP_LOCAL | FE_ITP_LOCAL
 
 
@@ -303,8 +306,6 @@ class Fragment:
 
 
 def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment:
-    from reconciler.datapath.maps.codecs import be_key, be_value, fe_key, fe_value
-
     frontends, backends, info = [], [], []
     for port in ports:
         primary = port.frontends[0].label if port.frontends else port.service

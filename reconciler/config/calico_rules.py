@@ -178,10 +178,6 @@ def ippool(resource: Resource) -> Iterator[Finding]:
 # ---------------------------------------------------------------- rules
 
 
-def _uses_http(rule: Mapping[str, Any]) -> bool:
-    return rule.get("http") is not None
-
-
 def rules(resource: Resource) -> Iterator[Finding]:
     spec = resource.spec
     is_global = resource.kind == "GlobalNetworkPolicy"

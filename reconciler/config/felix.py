@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,8 +59,6 @@ def effective_config(resources: Iterable[Resource], node: str) -> dict[str, Any]
 
 def parse_duration(text: str) -> float:
     """Go duration ('1h0m30s', '500ms', '10s') in seconds."""
-    import re
-
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
     parts = re.findall(r"([0-9]*\.?[0-9]+)(ms|us|µs|ns|h|m|s)", text)
     if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):

@@ -31,7 +31,7 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
-from reconciler.config.diagnostics import Diagnostic, Path, Severity
+from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.limits import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -445,8 +445,6 @@ def _ref_of(doc: Any) -> str:
 
 
 def _path_text(path: Path) -> str:
-    from reconciler.config.diagnostics import format_path
-
     return format_path(path)
 
 

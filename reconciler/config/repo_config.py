@@ -67,6 +67,8 @@ def read(root: str) -> RepoConfig:
     path = os.path.join(root, FILE_NAME)
     if not os.path.isfile(path):
         return RepoConfig()
+    # A YAML parser loads only for a .reconcile.yaml: bench/plan_bench.py's
+    # no-op plan reads a stored state and parses no YAML.
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 

@@ -7,6 +7,7 @@ reports every error with its path so we can list them all at once.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -17,8 +18,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
+import fastjsonschema
+
 from reconciler.assets import SCHEMA_DIR
+from reconciler.config import cache_dir
 from reconciler.config.diagnostics import Finding
+from reconciler.config.source import default_cache_dir
 
 # Patterns that backtrack quadratically on a long string of their own
 # characters, and an equivalent that does not: "some address characters,
@@ -50,8 +55,6 @@ def schema_for(kind: str) -> Mapping[str, Any]:
 def _fast(kind: str) -> Callable[[Any], Any]:
     """The compiled validator; its generated code is kept as a module in the
     cache directory, so later runs import bytecode instead of compiling."""
-    import fastjsonschema
-
     schema = dict(schema_for(kind))
     digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
     directory = validator_dir()
@@ -80,9 +83,7 @@ def validator_dir() -> FsPath | None:
     (reconciler.config.cache_dir; None when the cache directory is not one)."""
     if os.environ.get("RECONCILER_NO_CACHE"):
         return None
-    from reconciler.config import cache_dir
-
-    base = cache_dir.default()
+    base = default_cache_dir()
     return None if base is None else cache_dir.secure(base / "validators")
 
 
@@ -95,6 +96,8 @@ def _is_integer(_checker: Any, value: Any) -> bool:
 
 @functools.cache
 def _full(kind: str) -> Any:
+    # jsonschema loads only to explain a failing document: bench/nat_bench.py's
+    # one-change apply validates a valid one with fastjsonschema alone.
     import jsonschema
 
     strict = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _is_integer)
@@ -104,8 +107,6 @@ def _full(kind: str) -> Any:
 
 def _hint(value: str, options: list[str]) -> str:
     """A 'did you mean' suffix: same word in another case first, then close spellings."""
-    import difflib  # only a failing document gets here
-
     same = [o for o in options if o.lower() == value.lower()]
     close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

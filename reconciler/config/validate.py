@@ -90,7 +90,7 @@ def validate_document(resource: Resource, floats: bool = True) -> list[Diagnosti
 
 
 def validate_file(path: str, data: bytes) -> FileResult:
-    from reconciler.config.load import load
+    from reconciler.config.load import load  # as in validate_document
 
     loaded = load(data, path)
     diagnostics = list(loaded.diagnostics)

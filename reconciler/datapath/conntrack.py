@@ -8,9 +8,9 @@ entries when a resize migrates them), which ways hold live entries, and how
 to remove one safely (through the datapath's own claim, run in the kernel by
 the rcl_ct_kill_slot program). An entry's index is bucket * WAYS + way.
 
-Tables of older builds are read for migration: the 4-way table of 64-byte
-slots with a version word each, and before it a kernel hash map of
-key -> value.
+A resize migrates the entries, also out of two other layouts a node may
+hold: a 4-way table of 64-byte slots with a version word each, and a
+kernel hash map of key -> value.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ _MASK64 = (1 << 64) - 1
 _WORDS = struct.Struct("=QQ")
 _KILL = struct.Struct("=14sIIQ")  # an Ethernet header's room, then struct rcl_ct_kill_req
 _ST_USED, _ST_TCP, _ST_FLAGS = 0x80, 0x40, 0x0F  # RCL_CT_ST_*
-_TCP = 6
+_TCP = nat.Proto.TCP
 KILL_PROGRAM = "rcl_ct_kill_slot"
 
-# The 4-way table of earlier builds: struct { __u64 ver, key_a, key_b; struct rcl_ct_val val; }
+# A slot of the 4-way layout: struct { __u64 ver, key_a, key_b; struct rcl_ct_val val; }
 LEGACY_SLOT = struct.Struct("=QQQ40s")
 
 
@@ -170,8 +170,8 @@ def _legacy_slots(values: bytes) -> Iterator[tuple[bytes, bytes]]:
 
 def migrate(fd: int, buckets: int) -> list[tuple[bytes, bytes]]:
     """The (index, bucket) writes that carry the entries of the conntrack map
-    `fd` into a new table of `buckets`: from a bucket table, from the 4-way
-    slot table of earlier builds, or from the kernel hash map before that."""
+    `fd` into a new table of `buckets`: from a bucket table, a 4-way slot
+    table or a kernel hash map."""
     info = bpfsys.map_info(fd)
     if current_layout(info):
         entries = [(key, value) for _, _, key, value in live(table(fd))]

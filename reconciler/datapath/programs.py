@@ -49,14 +49,11 @@ CONNECT_PROGRAMS = {
     "sendmsg4": "rcl_sendmsg4",
     "recvmsg4": "rcl_recvmsg4",
 }
-# Function -> bcc's BPFAttachType name: sock_addr programs name their hook at load.
-LOAD_ATTACH_TYPES = {
-    "rcl_connect4": "CGROUP_INET4_CONNECT",
-    "rcl_sendmsg4": "CGROUP_UDP4_SENDMSG",
-    "rcl_recvmsg4": "CGROUP_UDP4_RECVMSG",
-}
-# Cgroup hook -> enum bpf_attach_type (kernel UAPI), for bpf_link_create.
+# Cgroup hook -> enum bpf_attach_type (kernel UAPI): BPF_CGROUP_INET4_CONNECT,
+# BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP4_RECVMSG; for bpf_link_create.
 HOOK_ATTACH_TYPES = {"connect4": 10, "sendmsg4": 14, "recvmsg4": 19}
+# Function -> its attach type: sock_addr programs name their hook at load.
+LOAD_ATTACH_TYPES = {fn: HOOK_ATTACH_TYPES[hook] for hook, fn in CONNECT_PROGRAMS.items()}
 
 # Our tc clsact filters: named FILTER_PREFIX + program reference, at TC_PRIO.
 # Anything else on an interface is not ours.

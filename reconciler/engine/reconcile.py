@@ -12,31 +12,45 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.compile.dataplane import (
-    CTLB_MODES,
-    DISABLED,
-    NOT_ENABLED,
-    Host,
-    compile_desired,
-    keep_slots,
-)
+from reconciler.apply import conntrack_gc as ct_clean
+from reconciler.apply.executor import Executor
+from reconciler.compile import nat_tables as nat_compile
+from reconciler.compile.connect_lb import CTLB_MODES
+from reconciler.compile.dataplane import DISABLED, NOT_ENABLED, Host, compile_desired
 from reconciler.compile.host_policy import without_foreign_xdp
+from reconciler.compile.interfaces import keep_slots
 from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
-from reconciler.config.validate import Validation, validate_source
+from reconciler.config.validate import (
+    Validation,
+    cached_resources,
+    validate_files,
+    validate_source,
+)
+from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps.codecs import GLOBAL_KEY, TABLE_MAPS, be_key_parts
+from reconciler.datapath.maps.nat_types import (
+    MAP_NAT_AFF,
+    MAP_NAT_BE,
+    MAP_NAT_FE,
+    MAP_NAT_GLOBALS,
+)
 from reconciler.engine import store as desired_cache
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe
-from reconciler.plan.diff import Change, diff
+from reconciler.plan.address import Address
+from reconciler.plan.diff import Action, Change, diff
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import (
     AppliedDump,
@@ -139,7 +153,7 @@ def reconcile_once(
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
-            backends = desired.tables.get("rcl_nat_be")
+            backends = desired.tables.get(MAP_NAT_BE)
             udp = udp_balanced_at_connect(plan, desired)
             try:
                 applied = execute(plan, target, backends, udp) if not plan.empty else []
@@ -263,9 +277,6 @@ def _services_only_update(
 ) -> DesiredState | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
-    from reconciler.compile import nat_tables as nat_compile
-    from reconciler.config.validate import cached_resources, validate_files
-
     index = previous.nat_index
     changed = nat_compile.changed_paths(index, files)
     if len(changed) > max(64, len(files) // 10):
@@ -379,10 +390,8 @@ def verify(
     are not read at all: the caller recognises them later by the dump the
     plan read (reconciler.plan.state.AppliedDump), which saves reading 110,000
     entries again (~55 ms)."""
-    from reconciler.datapath.maps.codecs import TABLE_MAPS
-
     recreated = plan is None or any(
-        c.kind is ObjKind.MAP and c.address.split("/")[1] in TABLE_MAPS for c in plan.changes
+        c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
     )
     observed, _ = observe(target.bpffs_root, target.netns, tables=recreated or digests)
     found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
@@ -401,14 +410,13 @@ def verify(
 
 def written_keys(plan: Plan) -> dict[str, frozenset[bytes]]:
     """The bulk-table keys a plan writes or deletes, by table."""
-    from reconciler.datapath.maps import codecs as entries
-
     keys: dict[str, set[bytes]] = {}
     for c in plan.changes:
         if c.kind is ObjKind.ENTRY:
-            name, _ = entries.split(c.address)
+            address = Address.parse(c.address)
+            name = address.map
             if name in entries.TABLE_MAPS:
-                key = entries.encode(c.address, c.after or c.before or {})[0]
+                key = entries.encode(name, address.key or "", c.after or c.before or {})[0]
                 keys.setdefault(name, set()).add(key)
     return {name: frozenset(k) for name, k in keys.items()}
 
@@ -534,8 +542,6 @@ def execute(
     """Run every change in plan order; returns (address, result) pairs.
     `udp_connected=False` says no UDP socket can be connected to a backend
     (connect-time load balancing did not cover UDP): none need destroying."""
-    from reconciler.apply.executor import Executor
-
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     total = len(plan.changes)
@@ -563,38 +569,35 @@ def _after_backend_changes(
     Only services whose entries changed are judged. What is live comes from
     the applied backend table when we have it (the kernel now holds exactly
     that; apply verifies it), else from the kernel map."""
-    from reconciler.apply import conntrack_gc as ct_clean
-    from reconciler.datapath import conntrack as ct_table
-    from reconciler.plan.diff import Action
-
     left = [
-        c
+        (c, address)
         for c in plan.changes
-        if c.address.startswith(("map/rcl_nat_be/", "map/rcl_nat_fe/"))
+        if c.kind is ObjKind.ENTRY
         and c.action in (Action.DELETE, Action.UPDATE)
+        and (address := Address.parse(c.address)).map in (MAP_NAT_BE, MAP_NAT_FE)
     ]
     maps = Path(target.bpffs_root) / "maps"
-    if not left or not (maps / "rcl_ct").exists():
+    if not left or not (maps / ct_table.MAP).exists():
         return []
     services = {
-        int(c.address.split("/")[2], 16) if c.address.startswith("map/rcl_nat_be/")
+        be_key_parts(address.key or "")[0] if address.map == MAP_NAT_BE
         else int((c.before or {}).get("svc_id", 0))
-        for c in left
+        for c, address in left
     }  # fmt: skip
     kill = next(Path(target.bpffs_root).glob(f"progs/tc-*/{ct_table.KILL_PROGRAM}"), None)
     if kill is None:
         return []  # no tc programs: nothing can hold conntrack entries
-    fds = {n: bpfsys.obj_get(str(maps / n)) for n in ("rcl_ct", "rcl_nat_be", "rcl_nat_aff")}
+    fds = {n: bpfsys.obj_get(str(maps / n)) for n in (ct_table.MAP, MAP_NAT_BE, MAP_NAT_AFF)}
     fds["kill"] = bpfsys.obj_get(str(kill))
     try:
         table = (
             ct_clean.backends_of(backends, services)
             if backends is not None
-            else bpfsys.map_entries(fds["rcl_nat_be"])
+            else bpfsys.map_entries(fds[MAP_NAT_BE])
         )
         live_ids = ct_clean.live_backends(table, services)
         removed = ct_clean.clean_conntrack(
-            fds["rcl_ct"], fds["kill"], live_ids, fds["rcl_nat_aff"], services
+            fds[ct_table.MAP], fds["kill"], live_ids, fds[MAP_NAT_AFF], services
         )
         live = {(socket_ip(ip), int.from_bytes(port, "big")) for _, ip, port in live_ids}
     finally:
@@ -602,8 +605,8 @@ def _after_backend_changes(
             bpfsys.close(fd)
     gone = {
         (c.before["ip"], c.before["port"])
-        for c in left
-        if c.address.startswith("map/rcl_nat_be/") and c.before
+        for c, address in left
+        if address.map == MAP_NAT_BE and c.before
     } - live
     # `ss -K` runs once per backend and network namespace: only if it can find something
     udp_gone = gone if udp_connected else set()
@@ -618,7 +621,7 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
     """Could a UDP socket be connected straight to a backend? Only if
     connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
     Enabled) now, or did until this plan changed it."""
-    address = "map/rcl_nat_globals/0"
+    address = str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY))
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)
     if now is None or now.attrs.get("ctlb") == everything:
@@ -628,8 +631,6 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
 
 
 def socket_ip(raw: bytes) -> str:
-    import socket
-
     return socket.inet_ntoa(raw)
 
 

@@ -54,7 +54,7 @@ def code_fingerprint() -> str:
 
 
 def cache_path(cache_dir: Path | None, key: str) -> Path | None:
-    # One directory per code version: states written by other code (older
+    # One directory per code version: states written by other code (other
     # fields, other semantics) are never loaded, not even as "the latest".
     if cache_dir is None:
         return None

@@ -27,7 +27,6 @@ _U64 = ctypes.c_uint64
 # Kernel constants (uapi/linux/bpf.h).
 BPF_ANY = 0
 BPF_NOEXIST = 1
-BPF_EXIST = 2
 BPF_F_NO_PREALLOC = 1
 _ENOTSUPP = 524  # kernel-internal "not supported" that leaks to userspace
 
@@ -37,7 +36,6 @@ class MapType(enum.IntEnum):
 
     HASH = 1
     ARRAY = 2
-    PROG_ARRAY = 3
     PERCPU_HASH = 5
     PERCPU_ARRAY = 6
     LRU_HASH = 9

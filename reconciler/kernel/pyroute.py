@@ -9,6 +9,8 @@ from typing import Any
 
 @contextmanager
 def route(netns: str | None = None) -> Iterator[Any]:
+    # pyroute2 loads only when links are changed or followed, though every
+    # run imports this module: bench/plan_bench.py's no-op plan needs none.
     from pyroute2 import IPRoute, NetNS
 
     ipr = NetNS(netns) if netns else IPRoute()

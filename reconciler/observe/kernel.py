@@ -28,7 +28,9 @@ from reconciler.datapath.programs import (
     XDP_NAME_PREFIX,
 )
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel import bpf_links
 from reconciler.kernel.rtnetlink import LinkMsg, Rtnl
+from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
 
@@ -67,11 +69,12 @@ def read_xdp(root: str, msgs: Iterable[LinkMsg]) -> tuple[list[Obj], list[str]]:
         finally:
             bpfsys.close(fd)
         if info.name.startswith(XDP_NAME_PREFIX):
-            ours[info.id] = "xdp@" + pin.parent.name.removeprefix("xdp-")
+            ours[info.id] = prog_ref("xdp", pin.parent.name.removeprefix("xdp-"))
     objs, foreign = [], []
     for m in attached:
+        address = str(Address.of_xdp(m.ifname))
         if m.xdp_prog_id in ours:
-            objs.append(Obj(f"xdp/{m.ifname}", ObjKind.XDP, {"prog": ours[m.xdp_prog_id]}))
+            objs.append(Obj(address, ObjKind.XDP, {"prog": ours[m.xdp_prog_id]}))
             continue
         name = "?"
         try:
@@ -82,7 +85,7 @@ def read_xdp(root: str, msgs: Iterable[LinkMsg]) -> tuple[list[Obj], list[str]]:
                 bpfsys.close(fd)
         except OSError:
             pass  # gone meanwhile, or not ours to open
-        foreign.append(f"xdp/{m.ifname} {m.xdp_mode} prog {m.xdp_prog_id} {name}")
+        foreign.append(f"{address} {m.xdp_mode} prog {m.xdp_prog_id} {name}")
     return objs, foreign
 
 
@@ -109,6 +112,7 @@ def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
 def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
     objs, foreign = [], []
     for f in filters:
+        address = str(Address.of_tc(f.ifname, f.direction))
         if f.name and f.name.startswith(FILTER_PREFIX):
             ref = f.name[len(FILTER_PREFIX) :]
             attrs: dict[str, Any] = {
@@ -117,9 +121,9 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
             }
             if ref.endswith(HOST_FILTER_SUFFIX):
                 attrs["hook"] = "host"
-            objs.append(Obj(f"tc/{f.ifname}/{f.direction}", ObjKind.TC, attrs))
+            objs.append(Obj(address, ObjKind.TC, attrs))
         else:
-            foreign.append(f"tc/{f.ifname}/{f.direction} prio {f.prio} {f.name or '(unnamed)'}")
+            foreign.append(f"{address} prio {f.prio} {f.name or '(unnamed)'}")
     return objs, foreign
 
 
@@ -130,12 +134,8 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     for dirname, pins in names.items():
         functions = [name for name in pins if name not in jump_tables]
         prog_set, sep, phash = dirname.rpartition("-")
-        address = (
-            f"prog/{prog_set}@{phash}"
-            if sep and not dirname.startswith("tmp-")
-            else f"prog/{dirname}"
-        )
-        objs.append(Obj(address, ObjKind.PROG, {"programs": sorted(functions)}))
+        ref = prog_ref(prog_set, phash) if sep and not dirname.startswith("tmp-") else dirname
+        objs.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, {"programs": sorted(functions)}))
     return objs
 
 
@@ -164,8 +164,8 @@ def read_pins(
                 if pin.name in entries.TABLE_MAPS:
                     tables[pin.name], fd = fd, -1
                 elif pin.name in entries.CODECS and "layout" not in attrs:
-                    # A map of an older layout is replaced: its entries are
-                    # planned afresh, not read with today's codec.
+                    # A map of another layout is replaced: its entries are
+                    # planned afresh, not read with this codec.
                     items = bpfsys.map_items(fd)
                 maps[pin.name] = (attrs, items)
             finally:
@@ -174,20 +174,19 @@ def read_pins(
     return progs, maps, tables
 
 
-# Maps whose layout changed between versions: is a kernel map today's?
+# Maps that can be found in another layout: is a kernel map the one the programs use?
 _CURRENT_LAYOUT: dict[str, Callable[[bpfsys.MapInfo], bool]] = {
     ct_table.MAP: ct_table.current_layout,
-    "rcl_ifstate": iface_layout.current_layout,
+    iface_layout.MAP_IFSTATE: iface_layout.current_layout,
 }
 
 
 def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
-    """A map as the diff compares it: its size, and for a map whose layout
-    changed between versions, a layout other than today's (conntrack: a
-    kernel hash map, then a table of 4-way slots; interface state: a plain
-    hash beside a map of counters). The desired side never has that key, so
-    such a map is replaced and its entries migrated (reconciler/datapath/conntrack.py;
-    an interface's flags lead both of its layouts)."""
+    """A map as the diff compares it: its size, and for a map that can be
+    found in another layout than the programs use, that layout (conntrack:
+    a kernel hash map or a table of 4-way slots; interface state: a hash).
+    The desired side never has that key, so such a map is replaced and its
+    entries migrated (reconciler/datapath/conntrack.py) or planned afresh."""
     attrs: dict[str, Any] = {"max_entries": info.max_entries}
     current = _CURRENT_LAYOUT.get(name)
     if current is not None and not current(info):
@@ -232,8 +231,6 @@ def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
 
 def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
     """Our pinned cgroup links, named by the program set each one runs."""
-    from reconciler.kernel import bpf_links
-
     prog_root, link_root = Path(root) / "progs", Path(root) / "links"
     if not link_root.is_dir():
         return [], []
@@ -244,7 +241,7 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
             for pin in set_dir.iterdir():
                 fd = bpfsys.obj_get(str(pin))
                 try:
-                    ids[bpfsys.prog_info(fd).id] = f"{prog_set}@{phash}"
+                    ids[bpfsys.prog_info(fd).id] = prog_ref(prog_set, phash)
                 finally:
                     bpfsys.close(fd)
     objs = []
@@ -256,7 +253,11 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
             bpfsys.close(fd)
         prog = ids.get(info.prog_id, f"unpinned-prog-{info.prog_id}")
         objs.append(
-            Obj(f"cgroup/{pin.name}", ObjKind.CGROUP, {"prog": prog, "cgroup_id": info.cgroup_id})
+            Obj(
+                str(Address.of_cgroup(pin.name)),
+                ObjKind.CGROUP,
+                {"prog": prog, "cgroup_id": info.cgroup_id},
+            )
         )
     return objs, []
 
@@ -268,7 +269,7 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     never an interface's own."""
     held: dict[int, int] = {}
     for address, obj in observed.objects.items():
-        if obj.kind is ObjKind.ENTRY and address.startswith("map/rcl_ifstate/"):
+        if obj.kind is ObjKind.ENTRY and Address.parse(address).map == iface_layout.MAP_IFSTATE:
             ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
             if slot > 0:
                 held[ifindex] = min(slot, held.get(ifindex, slot))
@@ -299,10 +300,11 @@ def observe(
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
     for name, (map_attrs, items) in maps.items():
-        objs.append(Obj(f"map/{name}", ObjKind.MAP, map_attrs))
+        objs.append(Obj(str(Address.of_map(name)), ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:
             objs += [
-                Obj(a, ObjKind.ENTRY, attrs) for a, attrs in entries.decode_all(name, items, ctx)
+                Obj(str(Address.of_entry(name, key)), ObjKind.ENTRY, attrs)
+                for key, attrs in entries.decode_all(name, items, ctx)
             ]
     observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
     return observed, links

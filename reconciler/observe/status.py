@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
+from reconciler.datapath.maps.nat_types import NatStat
 from reconciler.kernel import bpf as bpfsys
+from reconciler.observe.kernel import observe
+from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind
 
 
@@ -24,8 +27,6 @@ def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
 
 def _nat_stats(root: str) -> dict[str, int]:
     """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
-    from reconciler.datapath.maps.nat_types import NatStat
-
     items = dict(bpfsys.pinned_items(f"{root}/maps/rcl_nat_stats"))
     if not items:
         return {}
@@ -38,8 +39,6 @@ def _nat_stats(root: str) -> dict[str, int]:
 
 
 def collect_status(target: Any) -> dict[str, Any]:
-    from reconciler.observe.kernel import observe
-
     record_path = target.state_dir / "applied.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else None
     bpfsys.ensure_bpffs(target.bpffs_root)
@@ -53,17 +52,17 @@ def collect_status(target: Any) -> dict[str, Any]:
     if nat_entries:
         owned["entry"] = owned.get("entry", 0) + nat_entries
     interfaces = sorted(
-        {a.split("/")[1] for a, o in observed.objects.items() if o.kind is ObjKind.TC}
+        {Address.parse(a).iface for a, o in observed.objects.items() if o.kind is ObjKind.TC}
     )
     # How full each map is: its entries (objects, or a bulk table's length) of max_entries.
     maps: dict[str, dict[str, int]] = {}
     for address, obj in observed.objects.items():
         if obj.kind is ObjKind.MAP:
-            name = address.split("/")[1]
+            name = Address.parse(address).map
             maps[name] = {"max_entries": int(obj.attrs.get("max_entries", 0)), "entries": 0}
     for address, obj in observed.objects.items():
-        if obj.kind is ObjKind.ENTRY and address.split("/")[1] in maps:
-            maps[address.split("/")[1]]["entries"] += 1
+        if obj.kind is ObjKind.ENTRY and (name := Address.parse(address).map) in maps:
+            maps[name]["entries"] += 1
     for name, table in observed.tables.items():
         if name in maps:
             maps[name]["entries"] = len(table)

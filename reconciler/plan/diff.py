@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import host_types, iface_types, policy_types
+from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, ObjKind, ObservedState, recognised
 
 
@@ -70,20 +73,21 @@ def _phase(change: Change) -> float:
     if k is ObjKind.ENTRY:
         # A policy program's tables before the endpoint entry that switches
         # to it, and that before an interface is flagged as under policy.
-        return _ENTRY_PHASES.get(_map_of(change.address), 2)
+        return _ENTRY_PHASES.get(Address.parse(change.address).map, 2)
     return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3}[k]
 
 
-_ENTRY_PHASES = {
-    "map/rcl_pol_ep": 2.4,
-    "map/rcl_pol_hep": 2.4,
-    "map/rcl_xdp_ep": 2.4,
-    "map/rcl_ifstate": 2.6,
+_ENTRY_PHASES = {  # by map
+    policy_types.MAP_EP: 2.4,
+    host_types.MAP_HEP: 2.4,
+    host_types.MAP_XDP_EP: 2.4,
+    iface_types.MAP_IFSTATE: 2.6,
 }
 
 
 def _map_of(address: str) -> str:
-    return "/".join(address.split("/")[:2])
+    """The address of the map an entry's address names."""
+    return str(Address.of_map(Address.parse(address).map))
 
 
 def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
@@ -117,14 +121,12 @@ def _table_changes(
 ) -> list[Change]:
     """Bulk maps: equal tables cost one dict comparison; only differing keys
     are decoded into readable changes."""
-    from reconciler.datapath.maps import codecs as entries
-
     ctx = entries.Context({})
     out = []
     for name in sorted(set(desired.tables) | set(observed.tables)):
         want = desired.tables.get(name, {})
         have = observed.tables.get(name, {})
-        if f"map/{name}" in deleted_maps:
+        if str(Address.of_map(name)) in deleted_maps:
             continue
         # Comparing two 100k-entry tables costs 50-100 ms on a small VM: avoid
         # it when the kernel's copy is provably one we applied (its digest, or
@@ -146,7 +148,8 @@ def _table_changes(
             differing = [k for k, v in want.items() if have.get(k) != v]
             gone = [k for k in have if k not in want]
         for key in differing:
-            address, after = entries.decode_one(name, key, want[key], ctx)
+            text, after = entries.decode_one(name, key, want[key], ctx)
+            address = str(Address.of_entry(name, text))
             info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
             old = have.get(key)
             if old is None:
@@ -155,7 +158,8 @@ def _table_changes(
                 _, before = entries.decode_one(name, key, old, ctx)
                 out.append(Change(Action.UPDATE, address, ObjKind.ENTRY, before, after, info))
         for key in gone:
-            address, before = entries.decode_one(name, key, have[key], ctx)
+            text, before = entries.decode_one(name, key, have[key], ctx)
+            address = str(Address.of_entry(name, text))
             out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
     return out
 

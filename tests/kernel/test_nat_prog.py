@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compile.dataplane import tick_flags
+from reconciler.compile.programs import tick_flags
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl

@@ -54,10 +54,9 @@ def test_policy_entries_round_trip_through_their_codecs() -> None:
     model = build_model(loaded.resources, "n1")
     program = compile_chain(model.chains[("ns/w", "ingress")])
     seen = set()
-    for address, attrs, _info in program_entries(program):
-        key, value = entries.encode(address, attrs)
-        name, _ = entries.split(address)
-        assert entries.decode_one(name, key, value, entries.Context({})) == (address, attrs)
+    for name, text, attrs, _info in program_entries(program):
+        key, value = entries.encode(name, text, attrs)
+        assert entries.decode_one(name, key, value, entries.Context({})) == (text, attrs)
         seen.add(name)
     assert seen == {pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT}
 

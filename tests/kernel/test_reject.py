@@ -159,8 +159,8 @@ class TcProg:
         """What the reconciler writes for a managed interface: its state with
         zeroed counters, in slot 0, which a test run's packet names (it has
         no classid). The datapath never creates entries itself."""
-        for address, attrs in managed_interface(ifindex or self.ifindex, flags):
-            bpfsys.map_update(self.fds[address.split("/")[1]], *entries.encode(address, attrs))
+        for name, key, attrs in managed_interface(ifindex or self.ifindex, flags):
+            bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
 
     def frontend(
         self,

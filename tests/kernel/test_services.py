@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.datapath.maps import codecs as entries
+from reconciler.plan.address import Address
 from sandbox.netns import Pod
 from tests.kernel.conftest import PODS, bpftool_dump
 
@@ -607,7 +608,8 @@ def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     def execute_then_clobber(plan, target, backends=None, udp_connected=True):
         results = real_execute(plan, target, backends, udp_connected)
         change = next(c for c in plan.changes if c.address.startswith("map/rcl_nat_be/"))
-        key, value = entries.encode(change.address, change.after or {})
+        address = Address.parse(change.address)
+        key, value = entries.encode(address.map, address.key, change.after or {})
         fd = bpfsys.obj_get(f"{target.bpffs_root}/maps/rcl_nat_be")
         try:
             bpfsys.map_update(fd, key, bytes(len(value)))  # zeroes: ip 0.0.0.0, port 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.datapath.maps.iface_types import IF_POLICY
 from tests.kernel.conftest import PODS
 from tests.kernel.test_config_shapes import SERVICE, SLICE
 
@@ -56,7 +57,7 @@ def run_old(tree: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
 KEPT = ("map/rcl_nat_", "map/rcl_ifstate", "map/rcl_ct", "map/rcl_globals")
 
 
-POLICY_FLAG = 16  # bpf/lib/iface_types.h RCL_IF_POLICY: workloads are now under policy
+POLICY_FLAG = IF_POLICY  # workloads are now under policy
 
 
 def gains_policy(change: dict) -> bool:

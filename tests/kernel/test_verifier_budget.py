@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.compile.dataplane import build_flags
+from reconciler.compile.programs import build_flags
 from reconciler.config import felix
 from reconciler.datapath import loader as build
 from reconciler.datapath.programs import CONNECT_PROGRAMS, PROG_TYPES, TC_PROGRAMS, XDP_PROGRAMS

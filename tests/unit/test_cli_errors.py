@@ -43,7 +43,11 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
     "argv,message",
     [
         (["--plan", "--apply"], "argument --apply: not allowed with argument --plan"),
-        ([], "one of the arguments --validate --plan --apply --status --watch --explain --install-hooks --snapshot is required"),
+        (
+            [],
+            "one of the arguments --validate --plan --apply --status --watch --explain "
+            "--install-hooks --snapshot is required",
+        ),
         (["--plan", "--bogus"], "unrecognized arguments: --bogus"),
         (["--plan", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
         (["--plan", "--conf", "x"], "unrecognized arguments: --conf"),  # no abbreviations

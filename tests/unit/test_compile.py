@@ -2,14 +2,9 @@
 
 import pytest
 
-from reconciler.compile.dataplane import (
-    Host,
-    Role,
-    assign_slots,
-    build_flags,
-    compile_desired,
-    select_interfaces,
-)
+from reconciler.compile.dataplane import Host, compile_desired
+from reconciler.compile.interfaces import Role, assign_slots, select_interfaces
+from reconciler.compile.programs import build_flags
 from reconciler.config.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.config.model import Resource
 from reconciler.datapath import loader as build
@@ -201,7 +196,6 @@ def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
         .attrs
     )
     assert (g["tcp_established_s"], g["udp_s"], g["tcp_syn_sent_s"], g["ctlb"]) == (7200, 90, 20, 1)
-    from reconciler.compile.dataplane import Host
 
     host = Host(LINKS, cgroup_id=42, cgroup_path="/sys/fs/cgroup/x")
 
@@ -232,7 +226,7 @@ def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
 
 
 def test_keep_slots_keeps_the_slots_the_kernel_holds():
-    from reconciler.compile.dataplane import keep_slots
+    from reconciler.compile.interfaces import keep_slots
 
     d = keep_slots(compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src"), {3: 9, 2: 4})
     assert d.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 9
@@ -263,7 +257,7 @@ def test_a_state_map_beyond_what_a_classid_can_name_is_capped_with_a_warning():
 
 
 def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
-    from reconciler.compile.dataplane import keep_slots
+    from reconciler.compile.interfaces import keep_slots
 
     stored = compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src")  # before the first apply
     # eth0, cali1, ens3 (ifindex 2, 3, 6) in slots 1, 2, 3, as that apply assigned them
@@ -273,3 +267,16 @@ def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
     assert moved.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 7
     unchanged = {a: o for a, o in stored.objects.items() if "cali1" not in a}
     assert {a: o for a, o in moved.objects.items() if "cali1" not in a} == unchanged
+
+
+def test_hook_attach_types_are_the_kernels():
+    """One table names each cgroup hook's enum bpf_attach_type (for loading
+    and for linking); bcc's names for them must give the same numbers."""
+    bcc = pytest.importorskip("bcc")
+    from reconciler.datapath.programs import CONNECT_PROGRAMS, HOOK_ATTACH_TYPES, LOAD_ATTACH_TYPES
+
+    names = {"connect4": "CGROUP_INET4_CONNECT", "sendmsg4": "CGROUP_UDP4_SENDMSG",
+             "recvmsg4": "CGROUP_UDP4_RECVMSG"}  # fmt: skip
+    assert {h: getattr(bcc.BPFAttachType, n) for h, n in names.items()} == HOOK_ATTACH_TYPES
+    by_function = {fn: getattr(bcc.BPFAttachType, names[h]) for h, fn in CONNECT_PROGRAMS.items()}
+    assert by_function == LOAD_ATTACH_TYPES

@@ -7,12 +7,14 @@ from reconciler.kernel import bpf as bpfsys
 
 CASES = [
     (
-        "map/rcl_nat_fe/10.96.0.10:53/udp",
+        "rcl_nat_fe",
+        "10.96.0.10:53/udp",
         {"svc_id": 7, "count": 3, "local_count": 1, "flags": 5, "affinity_timeout_s": 60},
     ),
-    ("map/rcl_nat_be/0000abcd/2", {"ip": "10.65.0.20", "port": 8080}),
+    ("rcl_nat_be", "0000abcd/2", {"ip": "10.65.0.20", "port": 8080}),
     (
-        "map/rcl_nat_globals/0",
+        "rcl_nat_globals",
+        "0",
         {
             "tcp_syn_sent_s": 20,
             "tcp_established_s": 3600,
@@ -23,10 +25,11 @@ CASES = [
             "ctlb": 2,
         },
     ),
-    ("map/rcl_ifstate/eth0", {"slot": 4, "ifindex": 3, "flags": 10}),
-    ("map/rcl_globals/0", {"log_level": 1, "endpoint_to_host": "Accept"}),
+    ("rcl_ifstate", "eth0", {"slot": 4, "ifindex": 3, "flags": 10}),
+    ("rcl_globals", "0", {"log_level": 1, "endpoint_to_host": "Accept"}),
     (
-        "map/rcl_pol_hep/eth0",
+        "rcl_pol_hep",
+        "eth0",
         {
             "slot": 3,
             "ifindex": 3,
@@ -37,30 +40,29 @@ CASES = [
             "prednat": "12345678",
         },
     ),
-    ("map/rcl_failsafe/in/tcp/22", {}),
-    ("map/rcl_failsafe/out/udp/53/10.0.0.0/8", {}),
-    ("map/rcl_host_ip/192.168.50.1", {}),
-    ("map/rcl_xdp_ep/eth0", {"ifindex": 3, "slot": 3, "untracked": "0badc0de"}),
+    ("rcl_failsafe", "in/tcp/22", {}),
+    ("rcl_failsafe", "out/udp/53/10.0.0.0/8", {}),
+    ("rcl_host_ip", "192.168.50.1", {}),
+    ("rcl_xdp_ep", "eth0", {"ifindex": 3, "slot": 3, "untracked": "0badc0de"}),
 ]
 
 
-@pytest.mark.parametrize("address,attrs", CASES, ids=[c[0] for c in CASES])
-def test_round_trip(address, attrs):
-    key, value = entries.encode(address, attrs)
-    name, _ = entries.split(address)
+@pytest.mark.parametrize("name,text,attrs", CASES, ids=[f"{c[0]}/{c[1]}" for c in CASES])
+def test_round_trip(name, text, attrs):
+    key, value = entries.encode(name, text, attrs)
     ctx = entries.Context({3: "eth0"})
-    assert entries.decode_all(name, [(key, value)], ctx) == [(address, attrs)]
+    assert entries.decode_all(name, [(key, value)], ctx) == [(text, attrs)]
 
 
 def test_network_byte_order_on_the_wire():
-    key, value = entries.encode("map/rcl_nat_fe/10.96.0.10:53/udp", CASES[0][1])
+    key, value = entries.encode("rcl_nat_fe", "10.96.0.10:53/udp", CASES[0][2])
     assert key == bytes([10, 96, 0, 10, 0, 53, 17, 0])
 
 
 def test_entries_of_deleted_interfaces_are_named_by_index():
-    key, value = entries.encode("map/rcl_ifstate/x", {"slot": 1, "ifindex": 9, "flags": 1})
+    key, value = entries.encode("rcl_ifstate", "x", {"slot": 1, "ifindex": 9, "flags": 1})
     assert entries.decode_all("rcl_ifstate", [(key, value)], entries.Context({})) == [
-        ("map/rcl_ifstate/#9", {"slot": 1, "ifindex": 9, "flags": 1})
+        ("#9", {"slot": 1, "ifindex": 9, "flags": 1})
     ]
 
 
@@ -68,7 +70,7 @@ def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
     from reconciler.datapath.maps import iface_types as il
 
     attrs = {"slot": 3, "ifindex": 9, "flags": 5}
-    key, value = entries.encode("map/rcl_ifstate/x", attrs)
+    key, value = entries.encode("rcl_ifstate", "x", attrs)
     assert key == il.U32.pack(3)
     assert value == il.IFSTATE.pack(5, 9, 0, 0, 0, 0, 0, 0)  # counters start at zero
     per_cpu = [
@@ -76,7 +78,7 @@ def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
         il.IFSTATE.pack(5, 9, 3, 300, 0, 0, 1, 0),
     ]
     assert entries.decode_all("rcl_ifstate", [(key, per_cpu)], entries.Context({9: "cali1"})) == [
-        ("map/rcl_ifstate/cali1", attrs)
+        ("cali1", attrs)
     ]
     updated = il.with_head(per_cpu, 7, 9)
     assert [il.IFSTATE_HEAD.unpack_from(c) for c in updated] == [(7, 9), (7, 9)]
@@ -87,10 +89,9 @@ def test_interface_state_is_by_slot_and_an_update_keeps_the_counters():
     assert il.current_layout(now)
     assert not il.current_layout(by_ifindex) and not il.current_layout(flags_only)
     # an update writes new flags and keeps the counters the datapath keeps
-    address = "map/rcl_ifstate/x"
-    assert entries.keeps_kernel_fields(address)
-    assert not entries.keeps_kernel_fields("map/rcl_globals/0")
-    assert entries.updated(address, per_cpu, {**attrs, "flags": 7}) == updated
+    assert entries.keeps_kernel_fields("rcl_ifstate")
+    assert not entries.keeps_kernel_fields("rcl_globals")
+    assert entries.updated("rcl_ifstate", per_cpu, {**attrs, "flags": 7}) == updated
 
 
 def test_unused_slots_are_no_entries_and_a_slot_is_cleared_only_while_it_is_the_entrys():
@@ -98,14 +99,13 @@ def test_unused_slots_are_no_entries_and_a_slot_is_cleared_only_while_it_is_the_
 
     empty = [bytes(il.IFSTATE.size)] * 2
     assert entries.decode_all("rcl_ifstate", [(il.U32.pack(1), empty)], entries.Context({})) == []
-    address = "map/rcl_ifstate/cali1"
-    assert entries.cleared_by_write(address)
-    assert not entries.cleared_by_write("map/rcl_globals/0")
+    assert entries.cleared_by_write("rcl_ifstate")
+    assert not entries.cleared_by_write("rcl_globals")
     before = {"slot": 1, "ifindex": 9, "flags": 1}
     counted = [il.IFSTATE.pack(1, 9, 5, 500, 0, 0, 0, 0)] * 2
-    assert entries.cleared(address, counted, before) == empty
+    assert entries.cleared("rcl_ifstate", counted, before) == empty
     handed_on = [il.IFSTATE.pack(1, 12, 0, 0, 0, 0, 0, 0)] * 2  # another interface's now
-    assert entries.cleared(address, handed_on, before) is None
+    assert entries.cleared("rcl_ifstate", handed_on, before) is None
 
 
 def test_an_interface_written_into_two_slots_is_two_entries():
@@ -113,8 +113,8 @@ def test_an_interface_written_into_two_slots_is_two_entries():
 
     items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (2, 5)]
     assert entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"})) == [
-        ("map/rcl_ifstate/cali1", {"slot": 2, "ifindex": 9, "flags": 1}),
-        ("map/rcl_ifstate/cali1@5", {"slot": 5, "ifindex": 9, "flags": 1}),
+        ("cali1", {"slot": 2, "ifindex": 9, "flags": 1}),
+        ("cali1@5", {"slot": 5, "ifindex": 9, "flags": 1}),
     ]
 
 
@@ -126,17 +126,18 @@ def test_an_entry_in_slot_0_is_never_an_interfaces_own():
     items = [(il.U32.pack(slot), il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0)) for slot in (0, 4)]
     decoded = entries.decode_all("rcl_ifstate", items, entries.Context({9: "cali1"}))
     assert decoded == [
-        ("map/rcl_ifstate/cali1@0", {"slot": 0, "ifindex": 9, "flags": 1}),
-        ("map/rcl_ifstate/cali1", {"slot": 4, "ifindex": 9, "flags": 1}),
+        ("cali1@0", {"slot": 0, "ifindex": 9, "flags": 1}),
+        ("cali1", {"slot": 4, "ifindex": 9, "flags": 1}),
     ]
-    observed = ObservedState({a: Obj(a, ObjKind.ENTRY, attrs) for a, attrs in decoded}, ())
+    addresses = [(f"map/rcl_ifstate/{key}", attrs) for key, attrs in decoded]
+    observed = ObservedState({a: Obj(a, ObjKind.ENTRY, attrs) for a, attrs in addresses}, ())
     assert held_slots(observed) == {9: 4}
 
 
 def test_interface_heads_that_differ_between_cpus_are_drift():
     from reconciler.datapath.maps import iface_types as il
 
-    key, _ = entries.encode("map/rcl_ifstate/x", {"slot": 1, "ifindex": 9, "flags": 1})
+    key, _ = entries.encode("rcl_ifstate", "x", {"slot": 1, "ifindex": 9, "flags": 1})
     mixed = [il.IFSTATE.pack(1, 9, 0, 0, 0, 0, 0, 0), il.IFSTATE.pack(3, 4, 0, 0, 0, 0, 0, 0)]
     [(_, attrs)] = entries.decode_all("rcl_ifstate", [(key, mixed)], entries.Context({}))
     assert attrs == {

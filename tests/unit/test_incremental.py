@@ -281,10 +281,10 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     )
     from reconciler.datapath.maps import codecs as entries
 
-    address, _ = entries.decode_one(
+    text, _ = entries.decode_one(
         "rcl_nat_be", untouched, got.tables["rcl_nat_be"][untouched], entries.Context({})
     )
-    assert address in {c.address for c in changes if c.action.value == "create"}
+    assert f"map/rcl_nat_be/{text}" in {c.address for c in changes if c.action.value == "create"}
 
 
 def new_process(desired_cache):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.compile.dataplane import CTLB_MODES
+from reconciler.compile.connect_lb import CTLB_MODES
 from reconciler.engine.reconcile import udp_balanced_at_connect
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.plan import Plan

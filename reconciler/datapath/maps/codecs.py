@@ -1,10 +1,12 @@
-"""Map entries we reconcile one by one: address + attrs <-> kernel key/value bytes.
+"""Map entries we reconcile one by one: key text + attrs <-> kernel key/value bytes.
 
-One codec per map. `decode` turns a kernel entry into (address, attrs) for
+One codec per map. `decode` turns a kernel entry into (key text, attrs) for
 observe; `encode` turns planned attrs into key and value bytes for the
-drivers. Both sides must agree exactly, or plans never converge: the unit
-tests round-trip every codec. Maps that the dataplane fills itself
-(conntrack, affinity, stats) are not reconciled entry by entry.
+drivers. The key text is the last part of the entry's address
+(reconciler.plan.address builds and reads addresses). Both sides must agree
+exactly, or plans never converge: the unit tests round-trip every codec.
+Maps that the dataplane fills itself (conntrack, affinity, stats) are not
+reconciled entry by entry.
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from typing import Any
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codec_types import Attrs, Codec, Context
 from reconciler.datapath.maps.host_codecs import CODECS as HOST_CODECS
-from reconciler.datapath.maps.iface_types import GLOBALS, IFSTATE, IFSTATE_HEAD, U32, with_head
+from reconciler.datapath.maps.iface_types import (
+    GLOBALS,
+    IFSTATE,
+    IFSTATE_HEAD,
+    MAP_GLOBALS,
+    MAP_IFSTATE,
+    U32,
+    with_head,
+)
 from reconciler.datapath.maps.policy_codecs import CODECS as POLICY_CODECS
 
-_PROTO_NAMES = {6: "tcp", 17: "udp"}
+_PROTO_NAMES = {int(p): p.name.lower() for p in nat.Proto}
 _PROTO_NUMBERS = {v: k for k, v in _PROTO_NAMES.items()}
 
 
@@ -67,6 +77,9 @@ def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
         return None  # the slot went to another interface since the plan was made
     return [bytes(IFSTATE.size)] * len(chunks)
 
+
+# The key text of a one-entry array's only entry (rcl_globals, rcl_nat_globals).
+GLOBAL_KEY = "0"
 
 # rcl_globals.flags: defaultEndpointToHostAction (bpf/lib/iface_types.h RCL_G_EP_TO_HOST_*)
 EP_TO_HOST = {"Drop": 0, "Return": 1, "Accept": 2}
@@ -139,14 +152,19 @@ def be_value(ip: str, port: int) -> bytes:
     return nat.BE_VAL.pack(socket.inet_aton(ip), _port_be(port), 0)
 
 
-def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+def be_key_parts(suffix: str) -> tuple[int, int]:
+    """be_suffix's (svc_id, ordinal)."""
     svc_hex, ordinal = suffix.split("/")
-    return be_key(int(svc_hex, 16), int(ordinal)), be_value(a["ip"], a["port"])
+    return int(svc_hex, 16), int(ordinal)
+
+
+def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    return be_key(*be_key_parts(suffix)), be_value(a["ip"], a["port"])
 
 
 # struct rcl_nat_globals' fields, as nat_layout names them, except that its
 # `flags` word holds only the connect-time LB mode: plans call it `ctlb`.
-_NAT_GLOBAL_FIELDS = (*nat.FIELDS["rcl_nat_globals"][:-1], "ctlb")
+_NAT_GLOBAL_FIELDS = (*nat.FIELDS[nat.MAP_NAT_GLOBALS][:-1], "ctlb")
 
 
 def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -160,8 +178,8 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 CODECS: dict[str, Codec] = {
-    "rcl_ifstate": Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
-    "rcl_globals": Codec(_globals_decode, _globals_encode),
+    MAP_IFSTATE: Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
+    MAP_GLOBALS: Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
     nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
@@ -170,14 +188,15 @@ CODECS: dict[str, Codec] = {
 
 def managed_interface(
     ifindex: int, flags: int, name: str | None = None, slot: int = 0
-) -> list[tuple[str, Attrs]]:
-    """The entries the reconciler owns for one managed interface: its state
-    in its slot (with its counters, created zeroed). Compile uses it, and so
-    do harnesses that drive the programs directly, so they set up exactly what
-    apply would; they use slot 0, which a test run's packet names (it carries
-    no classid) and no attached filter does."""
+) -> list[tuple[str, str, Attrs]]:
+    """The entries the reconciler owns for one managed interface, as (map,
+    key text, attrs): its state in its slot (with its counters, created
+    zeroed). Compile uses it, and so do harnesses that drive the programs
+    directly, so they set up exactly what apply would; they use slot 0, which
+    a test run's packet names (it carries no classid) and no attached filter
+    does."""
     shown = name or f"#{ifindex}"
-    return [(f"map/rcl_ifstate/{shown}", {"slot": slot, "ifindex": ifindex, "flags": flags})]
+    return [(MAP_IFSTATE, shown, {"slot": slot, "ifindex": ifindex, "flags": flags})]
 
 
 # Maps reconciled as raw byte tables (see DesiredState.tables).
@@ -185,10 +204,10 @@ TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
 
 
 def decode_one(name: str, key: bytes, value: bytes, ctx: Context) -> tuple[str, Attrs]:
+    """One entry of a table map: (key text, attrs)."""
     decoded = CODECS[name].decode(key, value, ctx)
     assert decoded is not None, f"{name}: a table map's entries are never empty"
-    suffix, attrs = decoded
-    return f"map/{name}/{suffix}", attrs
+    return decoded
 
 
 def svc_id_of(name: str, key: bytes, value: bytes) -> int:
@@ -198,46 +217,37 @@ def svc_id_of(name: str, key: bytes, value: bytes) -> int:
     return int(nat.BE_KEY.unpack(key)[0])
 
 
-def split(address: str) -> tuple[str, str]:
-    """'map/rcl_nat_fe/10.96.0.10:53/udp' -> ('rcl_nat_fe', '10.96.0.10:53/udp')."""
-    _, name, suffix = address.split("/", 2)
-    return name, suffix
+def encode(name: str, key: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """Map `name`'s entry `key` (its key text) with `attrs`, as key and value bytes."""
+    return CODECS[name].encode(key, attrs)
 
 
-def encode(address: str, attrs: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    name, suffix = split(address)
-    return CODECS[name].encode(suffix, attrs)
+def keeps_kernel_fields(name: str) -> bool:
+    """Does an update of an entry of this map start from the value in the kernel?"""
+    return CODECS[name].update is not None
 
 
-def codec_of(address: str) -> Codec:
-    return CODECS[split(address)[0]]
-
-
-def keeps_kernel_fields(address: str) -> bool:
-    """Does an update of this entry start from the value in the kernel?"""
-    return codec_of(address).update is not None
-
-
-def updated(address: str, current: Any, attrs: Mapping[str, Any]) -> Any:
-    """The value an update of this entry writes over `current`, the kernel's."""
-    update = codec_of(address).update
+def updated(name: str, current: Any, attrs: Mapping[str, Any]) -> Any:
+    """The value an update of an entry of this map writes over `current`, the kernel's."""
+    update = CODECS[name].update
     assert update is not None
     return update(current, attrs)
 
 
-def cleared_by_write(address: str) -> bool:
-    """Is this entry removed by writing its key (an array's slot), not deleting it?"""
-    return codec_of(address).clear is not None
+def cleared_by_write(name: str) -> bool:
+    """Are this map's entries removed by writing their key (an array's slot), not deleting it?"""
+    return CODECS[name].clear is not None
 
 
-def cleared(address: str, current: Any, before: Mapping[str, Any]) -> Any:
+def cleared(name: str, current: Any, before: Mapping[str, Any]) -> Any:
     """The value that removes `before` from its slot, or None: not its slot
     any more (or not an entry that is removed by a write)."""
-    clear = codec_of(address).clear
+    clear = CODECS[name].clear
     return None if clear is None else clear(current, before)
 
 
 def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
+    """Every entry of map `name` that holds one, as (key text, attrs)."""
     codec = CODECS.get(name)
     if codec is None:
         return []
@@ -247,14 +257,13 @@ def decode_all(name: str, items: Any, ctx: Context) -> list[tuple[str, Attrs]]:
         decoded = codec.decode(key, value, ctx)
         if decoded is None:
             continue
-        suffix, attrs = decoded
-        address = f"map/{name}/{suffix}"
+        text, attrs = decoded
         # An interface in two slots (written by hand): the first (the lowest
         # slot, the one it keeps: observe.held_slots) has the plain name.
-        if address in seen:
-            address += f"@{attrs.get('slot', key.hex())}"
-        seen.add(address)
-        out.append((address, attrs))
+        if text in seen:
+            text += f"@{attrs.get('slot', key.hex())}"
+        seen.add(text)
+        out.append((text, attrs))
     return out
 
 

@@ -9,8 +9,13 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from reconciler.datapath.maps.nat_types import struct_offsets
+
 if TYPE_CHECKING:
     from reconciler.kernel.bpf import MapInfo
+
+MAP_IFSTATE = "rcl_ifstate"  # per-CPU array of struct rcl_ifstate, by slot
+MAP_GLOBALS = "rcl_globals"  # one struct rcl_globals
 
 # __u32: rcl_ifstate's key (an interface's slot) and rcl_globals' index
 U32 = struct.Struct("=I")
@@ -22,6 +27,9 @@ COUNTERS = struct.Struct("=8x6Q")  # the counters within struct rcl_ifstate
 # A tc filter's classid reaches the program as skb->tc_classid, 16 bits: the
 # highest slot a filter can name.
 MAX_SLOT = 0xFFFF
+# rcl_ifstate.flags beyond the interface's role bits: RCL_IF_POLICY, set on
+# every workload interface (its policy is in rcl_pol_ep)
+IF_POLICY = 16
 # struct rcl_globals { __u32 log_level; __u32 flags; }
 GLOBALS = struct.Struct("=II")
 
@@ -50,9 +58,9 @@ def with_head(per_cpu: list[bytes], flags: int, ifindex: int) -> list[bytes]:
 
 
 def current_layout(info: MapInfo) -> bool:
-    """Is this rcl_ifstate map today's (a per-CPU array of struct rcl_ifstate,
-    by slot)? Earlier builds kept a per-CPU hash by ifindex, and before that
-    the flags in a plain hash and the counters in a map of their own."""
+    """Is this rcl_ifstate map of the layout the programs use (a per-CPU array
+    of struct rcl_ifstate, by slot)? Any other (a per-CPU hash by ifindex;
+    flags in a plain hash) is replaced, its entries planned afresh."""
     return info.type == PERCPU_ARRAY and info.value_size == IFSTATE.size
 
 
@@ -61,7 +69,7 @@ PERCPU_ARRAY = 6  # BPF_MAP_TYPE_PERCPU_ARRAY
 
 # C struct -> (Python codec, field names in C order; pad fields omitted).
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
-    "rcl_ifstate": (
+    MAP_IFSTATE: (
         IFSTATE,
         (
             "flags",
@@ -74,11 +82,9 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
             "nat",
         ),
     ),
-    "rcl_globals": (GLOBALS, ("log_level", "flags")),
+    MAP_GLOBALS: (GLOBALS, ("log_level", "flags")),
 }
 
 
 def field_offsets(name: str) -> dict[str, int]:
-    from reconciler.datapath.maps.nat_types import struct_offsets
-
     return struct_offsets(*LAYOUTS[name])

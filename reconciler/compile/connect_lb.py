@@ -1,0 +1,57 @@
+"""Connect-time load balancing: the connect program set on the configured
+cgroup's hooks, where a socket's connect or sendmsg to a service picks its
+backend once. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.compile.fragment import Fragment
+from reconciler.compile.programs import Programs
+from reconciler.datapath.maps.nat_types import CtlbMode
+from reconciler.datapath.programs import CONNECT_PROGRAMS
+from reconciler.plan.address import Address
+from reconciler.plan.state import Obj, ObjKind
+
+# bpfConnectTimeLoadBalancing -> rcl_nat_globals' mode (bpf/lib/nat_types.h RCL_CTLB_*)
+CTLB_MODES = {
+    "TCP": int(CtlbMode.TCP),
+    "Enabled": int(CtlbMode.ALL),
+    "Disabled": int(CtlbMode.DISABLED),
+}
+
+
+def ctlb_mode(config: Mapping[str, Any]) -> str:
+    mode = str(config["bpfConnectTimeLoadBalancing"])
+    # Felix's deprecated boolean field wins when it turns the feature off.
+    if config.get("bpfConnectTimeLoadBalancingEnabled") is False:
+        return "Disabled"
+    return mode if mode in CTLB_MODES else "TCP"
+
+
+def compile_connect_lb(
+    config: Mapping[str, Any], programs: Programs, cgroup_id: int | None, cgroup_path: str
+) -> Fragment:
+    """The connect program set and its cgroup links, unless the mode is
+    Disabled or no cgroup was given."""
+    if ctlb_mode(config) == "Disabled" or cgroup_id is None:
+        return Fragment()
+    connect_ref = programs.connect_ref
+    objects = [
+        Obj(
+            str(Address.of_prog(connect_ref)),
+            ObjKind.PROG,
+            {"programs": sorted(CONNECT_PROGRAMS.values())},
+        )
+    ]
+    for hook in CONNECT_PROGRAMS:
+        objects.append(
+            Obj(
+                str(Address.of_cgroup(hook)),
+                ObjKind.CGROUP,
+                {"prog": connect_ref, "cgroup_id": cgroup_id},
+                info={"cgroup": cgroup_path},
+            )
+        )
+    return Fragment(tuple(objects))

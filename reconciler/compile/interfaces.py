@@ -1,0 +1,277 @@
+"""Which interfaces this node manages, in which rcl_ifstate slot, and the
+entries and tc filters that manage them. Pure."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.compile.fragment import Fragment
+from reconciler.config.model import Resource
+from reconciler.datapath.maps import host_types, policy_types
+from reconciler.datapath.maps.codecs import managed_interface
+from reconciler.datapath.maps.iface_types import IF_POLICY, MAP_IFSTATE, MAX_SLOT
+from reconciler.datapath.programs import TC_PARENTS
+from reconciler.plan.address import Address
+from reconciler.plan.state import DesiredState, Link, Obj, ObjKind
+
+DIRECTIONS = tuple(TC_PARENTS)  # a managed interface has a filter of ours in each
+
+
+class Role(enum.IntFlag):
+    """Interface roles; the values are the flag bits the tc program reads."""
+
+    WORKLOAD = 1
+    DATA = 2
+    L3 = 4
+    HOST_ENDPOINT = 8
+
+    def name_str(self) -> str:
+        return "+".join(r.name.lower() for r in Role if r in self and r.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    link: Link
+    role: Role
+    endpoint: str  # the resource that selected it, for plans and status
+
+    @property
+    def endpoint_name(self) -> str:
+        """The selecting endpoint resource's name (its ref is Kind/name)."""
+        return self.endpoint.partition("/")[2]
+
+
+def _excluded(config: Mapping[str, Any]) -> list[re.Pattern[str]]:
+    patterns = []
+    for raw in str(config.get("interfaceExclude") or "").split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        if len(entry) > 1 and entry.startswith("/") and entry.endswith("/"):
+            patterns.append(re.compile(entry[1:-1]))
+        else:
+            patterns.append(re.compile(re.escape(entry) + r"\Z"))
+    return patterns
+
+
+def select_interfaces(
+    resources: Sequence[Resource], node: str, links: Iterable[Link], config: Mapping[str, Any]
+) -> tuple[list[Selected], list[str]]:
+    """Which live interfaces this node's dataplane manages, and why."""
+    warnings: list[str] = []
+    prefixes = tuple(p.strip() for p in str(config["interfacePrefix"]).split(",") if p.strip())
+    excluded = _excluded(config)
+    data_re = re.compile(config["bpfDataIfacePattern"]) if config["bpfDataIfacePattern"] else None
+    l3_re = re.compile(config["bpfL3IfacePattern"]) if config["bpfL3IfacePattern"] else None
+
+    weps: dict[str, Resource] = {}
+    heps: dict[str, Resource] = {}
+    hep_all: Resource | None = None  # interfaceName "*": every host interface we manage
+    hep_ips: dict[str, Resource] = {}  # no interfaceName: found by its expectedIPs
+    for r in resources:
+        if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node") == node:
+            iface = r.spec.get("interfaceName")
+            if isinstance(iface, str) and iface and iface != "*":
+                (weps if r.kind == "WorkloadEndpoint" else heps)[iface] = r
+            elif r.kind == "HostEndpoint" and iface == "*":
+                hep_all = hep_all or r
+            elif r.kind == "HostEndpoint":
+                for ip in r.spec.get("expectedIPs") or ():
+                    hep_ips.setdefault(str(ip), r)
+
+    named = {str(r.spec.get("node")) for r in resources
+             if r.kind in ("WorkloadEndpoint", "HostEndpoint") and r.spec.get("node")}  # fmt: skip
+    if named and node not in named:
+        warnings.append(
+            f"no WorkloadEndpoint or HostEndpoint names node {node!r} (they name "
+            f"{', '.join(sorted(named)[:5])}{', ...' if len(named) > 5 else ''}): "
+            "is this node's name right?"
+        )
+    by_name = {link.name: link for link in links}
+    for iface, wep in sorted(weps.items()):
+        if iface not in by_name:
+            warnings.append(f"{wep.ref}: interface {iface} does not exist on this node (yet)")
+        elif not iface.startswith(prefixes):
+            warnings.append(
+                f"{wep.ref}: interface {iface} does not start with interfacePrefix "
+                f"{config['interfacePrefix']!r}; ignored"
+            )
+
+    selected = []
+    for name, link in sorted(by_name.items()):
+        if any(p.match(name) for p in excluded):
+            continue
+        role = Role(0)
+        endpoint = ""
+        if name in weps and name.startswith(prefixes):
+            role, endpoint = Role.WORKLOAD, weps[name].ref
+        elif data_re is not None and data_re.search(name):
+            role, endpoint = Role.DATA, "bpfDataIfacePattern"
+        elif l3_re is not None and l3_re.search(name):
+            role, endpoint = Role.L3, "bpfL3IfacePattern"
+        hep = heps.get(name) or next((hep_ips[a] for a in link.addresses if a in hep_ips), None)
+        if hep is None and hep_all is not None and role & (Role.DATA | Role.L3):
+            hep = hep_all
+        if hep is not None and role is not Role.WORKLOAD:
+            role |= Role.HOST_ENDPOINT
+            endpoint = hep.ref
+        if role:
+            selected.append(Selected(link, role, endpoint))
+        elif prefixes and name.startswith(prefixes) and name not in weps:
+            warnings.append(
+                f"interface {name}: no WorkloadEndpoint for node {node!r} names it; "
+                "no program attached"
+            )
+    return selected, warnings
+
+
+def ifstate_slots(config: Mapping[str, Any]) -> int:
+    """Entries of rcl_ifstate: slot 0 (test runs) and one slot for each of the
+    bpfMapSizeIfState interfaces, which a tc classid can name (at most 65535)."""
+    return min(int(config["bpfMapSizeIfState"]), MAX_SLOT) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The interfaces to manage (at most as many as rcl_ifstate has slots for)
+    and what selecting them found."""
+
+    interfaces: tuple[Selected, ...]
+    slots: int  # entries of rcl_ifstate (ifstate_slots)
+    warnings: tuple[str, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def node_ips(self) -> list[str]:
+        """The data interfaces' IPv4 addresses: NodePort frontends listen there."""
+        return sorted(
+            {ip for s in self.interfaces if s.role & Role.DATA for ip in s.link.addresses}
+        )
+
+
+def select(
+    resources: Sequence[Resource], node: str, links: Iterable[Link], config: Mapping[str, Any]
+) -> Selection:
+    """select_interfaces, capped at the slots rcl_ifstate has: more is a plan
+    error (the plan is refused; what fits is still compiled)."""
+    selected, warnings = select_interfaces(resources, node, links, config)
+    errors: list[str] = []
+    if_size = int(config["bpfMapSizeIfState"])
+    slots = ifstate_slots(config)
+    if if_size >= slots:
+        warnings.append(
+            f"bpfMapSizeIfState {if_size}: at most {slots - 1} interfaces "
+            "(a tc filter's classid names the interface's slot, in 16 bits)"
+        )
+    if len(selected) >= slots:
+        errors.append(
+            f"map rcl_ifstate would overflow: {len(selected)} interfaces selected, "
+            f"bpfMapSizeIfState is {if_size}"
+        )
+        selected = selected[: slots - 1]
+    return Selection(tuple(selected), slots, tuple(warnings), tuple(errors))
+
+
+def initial_slots(selection: Selection) -> dict[int, int]:
+    """ifindex -> slot, as on a node that holds none; keep_slots moves them to
+    what the kernel holds (the pipeline does, after compiling or loading a
+    state). Every sub-compiler that names a slot names these."""
+    return assign_slots((sel.link.ifindex for sel in selection.interfaces), {}, selection.slots)
+
+
+def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
+    """rcl_ifstate and, for each managed interface, its entry there and its
+    tc filters running the program set `tc_ref` (a host endpoint's run the
+    set's programs with host endpoint policy). Workload interfaces are
+    flagged as under policy."""
+    objects = [Obj(str(Address.of_map(MAP_IFSTATE)), ObjKind.MAP, {"max_entries": selection.slots})]
+    slot_of = initial_slots(selection)
+    for sel in selection.interfaces:
+        name = sel.link.name
+        slot = slot_of[sel.link.ifindex]
+        if_flags = int(sel.role) | (IF_POLICY if sel.role & Role.WORKLOAD else 0)
+        for map_name, key, attrs in managed_interface(sel.link.ifindex, if_flags, name, slot):
+            objects.append(Obj(str(Address.of_entry(map_name, key)), ObjKind.ENTRY, attrs))
+        tc_attrs: dict[str, Any] = {"prog": tc_ref, "slot": slot}
+        if sel.role & Role.HOST_ENDPOINT:
+            tc_attrs["hook"] = "host"
+        for direction in DIRECTIONS:
+            objects.append(
+                Obj(
+                    str(Address.of_tc(name, direction)),
+                    ObjKind.TC,
+                    tc_attrs,
+                    info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
+                )
+            )
+    return Fragment(tuple(objects), warnings=selection.warnings, errors=selection.errors)
+
+
+def assign_slots(ifindexes: Iterable[int], held: Mapping[int, int], slots: int) -> dict[int, int]:
+    """Each managed interface's slot in rcl_ifstate, in [1, slots).
+
+    An interface keeps the slot it holds in the kernel (`held`: ifindex ->
+    slot), so an apply never moves a live interface. A new one takes the
+    lowest slot nobody holds: a slot whose interface left is cleared by the
+    same apply, after the new entries are written. Only when no other slot is
+    left does a new interface take such a slot (the drivers clear a slot only
+    while it still names the interface that left). The caller has checked
+    that the interfaces fit."""
+    wanted = sorted(set(ifindexes))
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    for ifindex in wanted:
+        slot = held.get(ifindex)
+        if slot is not None and 0 < slot < slots and slot not in taken:
+            out[ifindex] = slot
+            taken.add(slot)
+    held_slots = set(held.values())
+    unheld = (s for s in range(1, slots) if s not in held_slots)
+    handed_on = iter(sorted(s for s in held_slots if 0 < s < slots and s not in taken))
+    for ifindex in wanted:
+        if ifindex not in out:
+            out[ifindex] = next(unheld, None) or next(handed_on)
+    return out
+
+
+# Per-interface entries of other maps that carry the interface's slot.
+_SLOTTED_ENTRIES = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_EP)
+
+
+def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
+    """`desired` with its interfaces' slots assigned for what the kernel holds
+    now (`held`, see assign_slots). Compile gives slots as if none were held,
+    so it stays a function of the configuration and links alone, and a stored
+    state is reused whatever the slots; most often nothing moves and the
+    state is returned as it is."""
+    states = [
+        o
+        for a, o in desired.objects.items()
+        if o.kind is ObjKind.ENTRY and Address.parse(a).map == MAP_IFSTATE
+    ]
+    if not states:
+        return desired
+    size = int(desired.objects[str(Address.of_map(MAP_IFSTATE))].attrs["max_entries"])
+    now = {int(o.attrs["ifindex"]): int(o.attrs["slot"]) for o in states}
+    wanted = assign_slots(now, held, size)
+    if wanted == now:
+        return desired
+    objects = dict(desired.objects)
+    for state in states:
+        slot = wanted[int(state.attrs["ifindex"])]
+        name = Address.parse(state.address).key or ""
+        moved = (
+            state.address,
+            *(str(Address.of_entry(m, name)) for m in _SLOTTED_ENTRIES),
+            *(str(Address.of_tc(name, d)) for d in DIRECTIONS),
+        )
+        for address in moved:
+            obj = objects.get(address)
+            if obj is not None:
+                objects[address] = dataclasses.replace(obj, attrs={**obj.attrs, "slot": slot})
+    return dataclasses.replace(desired, objects=objects)
