@@ -52,10 +52,10 @@ def main() -> int:
         r = sandbox.exec(sandbox.pod_ns(PODS[0]), "ping", "-c", "2", "-W", "1", PODS[1].ip)
         summary = [line for line in r.stdout.splitlines() if "packets transmitted" in line]
         print(summary[0] if summary else r.stderr.strip())
+        why = ["--config", CONFIG, "--node", "node-1", "--bpffs-root", sandbox.bpffs_root]
         reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:0/ICMP", "--kernel",
-                  *node_args)  # fmt: skip
-        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8080/TCP",
-                  *node_args)  # fmt: skip
+                  *why)  # fmt: skip
+        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8080/TCP", *why)
         banner(f"Service: frontend pod -> ClusterIP {CLUSTER_IP}:80, served by BPF NAT")
         server = subprocess.Popen(
             [
