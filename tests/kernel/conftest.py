@@ -137,6 +137,10 @@ class Node:
         self.capsys.readouterr()
         # --status takes only the target: it re-reads the source its last apply recorded
         args = self.sandbox.target_args(str(self.state)) if mode == "--status" else self.args()
+        if mode == "--explain":  # the compiled state and the pinned programs: no netns, cgroup
+            cache = [] if self.cached else ["--no-cache"]
+            args = ["--config", str(self.config), "--node", "node-1",
+                    "--bpffs-root", self.sandbox.bpffs_root, *cache]  # fmt: skip
         rc = main([mode, *args, *extra])
         out, err = self.capsys.readouterr()
         return rc, out, err

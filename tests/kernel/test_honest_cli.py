@@ -57,6 +57,7 @@ def test_emptying_an_applied_node_needs_allow_empty(node):
     assert "the plan would destroy all " in err
     assert "(bpfEnabled is false: no FelixConfiguration (default or this node's) sets it" in err
     node.remove(f"wep-{FRONT.name}.yaml")
+    node.remove("profile-kns-shop.yaml")  # the namespace profile the endpoint fixture wrote
     rc, out, err = node.run("--apply")
     assert rc == 1 and "holds no resources" in err, out + err
     assert "rcl:tc@" in tc_filters(node, "cali-front0")  # untouched
@@ -71,6 +72,8 @@ def test_emptying_an_applied_node_needs_allow_empty(node):
 def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     node.write("felix.yaml", FELIX_EXTRA)
     node.wep(FRONT)  # cali-back0 exists, but no WorkloadEndpoint names it
+    wep = node.config / f"wep-{FRONT.name}.yaml"  # a field no datapath of ours acts on
+    wep.write_text(wep.read_text() + "  mac: ee:ee:ee:ee:ee:ee\n")
     rc, out, err = node.run("--plan")
     assert rc == 2, out + err
     for field in ("bpfEnforceRPF", "healthPort", "prometheusMetricsEnabled"):
@@ -78,7 +81,7 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
             f"  FelixConfiguration/default: spec.{field}: not enforced: not a setting this "
             "node's datapath has" in out
         )
-    assert "WorkloadEndpoint/shop/front0: spec.orchestrator: not enforced" in out
+    assert "WorkloadEndpoint/shop/front0: spec.mac: not enforced" in out
     assert (
         "Warning: interface cali-back0: no WorkloadEndpoint for node 'node-1' names it; "
         "no program attached" in out
@@ -93,7 +96,8 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     node.write(
         "wep-ghost.yaml",
         (node.config / f"wep-{FRONT.name}.yaml").read_text()
-        .replace("name: front0", "name: ghost").replace("cali-front0", "cali-ghost"),
+        .replace("name: front0", "name: ghost").replace("cali-front0", "cali-ghost")
+        .replace("  mac: ee:ee:ee:ee:ee:ee\n", ""),
     )  # fmt: skip
     rc, out, _ = node.run("--plan")
     assert "Warning: WorkloadEndpoint/shop/ghost: interface cali-ghost does not exist" in out
