@@ -14,6 +14,9 @@ def main() -> int:
     from bench import nat_bench
 
     nat_bench.main()
+    from bench import gitops_bench
+
+    gitops_bench.main(quick="--quick" in sys.argv)
     return 0
 
 
