@@ -171,18 +171,22 @@ def compiled_state(
     deriving it again costs less than writing and reading it."""
     host = host_facts(target, links)
     digest = build.source_digest()
-    context = hashlib.sha256(
+    base_context = hashlib.sha256(
         json.dumps(
             [
                 desired_cache.code_fingerprint(),
                 target.node,
-                [(link.name, link.ifindex, link.addresses) for link in links],
                 host.cgroup_id,
                 host.cgroup_path,
                 host.hz,
                 target.bpffs_root,
                 digest,
             ]
+        ).encode()
+    ).hexdigest()[:32]
+    context = hashlib.sha256(
+        json.dumps(
+            [base_context, [(link.name, link.ifindex, link.addresses) for link in links]]
         ).encode()
     ).hexdigest()[:32]
     key = hashlib.sha256(f"{context}\0{source.identity}".encode()).hexdigest()[:32]
@@ -196,6 +200,8 @@ def compiled_state(
     previous = desired_cache.latest(cached)
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
+    elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
+        desired = _interfaces_only_update(previous, files, target, host, digest, context)
     derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
@@ -204,6 +210,11 @@ def compiled_state(
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
+        if desired.nat_index is not None:
+            desired = dataclasses.replace(
+                desired,
+                nat_index=dataclasses.replace(desired.nat_index, base_context=base_context),
+            )
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
     if cached is not None and (keep_derived or not derived):
@@ -236,6 +247,38 @@ def _services_only_update(
     if unchanged is None:
         return None
     return nat_compile.update(previous, files, old, new, unchanged)
+
+
+def _interfaces_only_update(
+    previous: DesiredState,
+    files: dict[str, str],
+    target: Target,
+    host: Host,
+    digest: str,
+    context: str,
+) -> DesiredState | None:
+    """The previous state for links that came or went, the source unchanged:
+    only the files holding other resources than Services and EndpointSlices
+    are compiled again (a new pod's veth must not recompile 10,000 services).
+    None when that is not enough (the source changed, a cache miss, the
+    services' inputs moved)."""
+    from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.validate import cached_resources
+
+    index = previous.nat_index
+    if nat_compile.changed_paths(index, files):
+        return None
+    others = sorted(
+        {path for (kind, _, _), path in index.owners.items() if kind not in nat_compile.NAT_KINDS}
+    )
+    loaded = cached_resources({p: files[p] for p in others}, target.cache_dir)
+    if loaded is None:
+        return None
+    resources = [r for path in others for r in loaded[path]]
+    interfaces = compile_desired(
+        resources, target.node, host, target.bpffs_root, digest, {p: files[p] for p in others}
+    )
+    return nat_compile.relink(previous, interfaces, context)
 
 
 def make_plan(
