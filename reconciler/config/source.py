@@ -314,13 +314,19 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     except (git.exc.GitError, ODBError, OSError) as exc:
         raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
     odb = repository.odb
+    try:  # git lists a 10,000-file tree in milliseconds; walking it in Python takes ~0.3 s
+        listing = repository.git.ls_tree("-r", "-z", "--full-tree", commit.hexsha)
+    except git.exc.GitError as exc:
+        raise SourceError(f"{repo}@{ref}: {str(exc).strip() or type(exc).__name__}") from exc
     files = []
-    for item in commit.tree.traverse():
-        if item.type != "blob" or not item.path.endswith(YAML_SUFFIXES):
+    for entry in listing.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if not path or meta.split(" ")[1] != "blob" or not path.endswith(YAML_SUFFIXES):
             continue
-        if any(part.startswith(".") for part in item.path.split("/")):
+        if any(part.startswith(".") for part in path.split("/")):
             continue
-        files.append(SourceFile(item.path, item.hexsha, _blob_reader(odb, item.binsha)))
+        hexsha = meta.split(" ")[2]
+        files.append(SourceFile(path, hexsha, _blob_reader(odb, bytes.fromhex(hexsha))))
     files.sort(key=lambda f: f.path)
     return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
 

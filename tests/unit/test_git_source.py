@@ -59,3 +59,21 @@ def test_remote_url_is_mirrored_and_fetched(work, tmp_path):
     src = from_git(url, "main", tmp_path)  # the mirror is fetched, not cloned again
     assert src.identity == f"git:{second}"
     assert len(list((tmp_path / "repos").iterdir())) == 1
+
+
+def test_a_commit_lists_every_yaml_blob_by_its_full_path(work, tmp_path):
+    """Nested and oddly named files are read (git quotes no path in -z
+    output); hidden files and directories and other suffixes are not."""
+    names = ["a dir/x y.yaml", "deep/er/z.yml", "ünï\tcode.yaml", ".hidden/h.yaml",
+             "sub/.h.yaml", "notes.txt"]  # fmt: skip
+    for n, name in enumerate(names):
+        path = Path(work.working_tree_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(GOOD.replace("allow-dns", f"p{n}"))
+    git.Git(work.working_tree_dir).add("-A")
+    sha = work.index.commit("odd names").hexsha
+    src = from_git(work.working_tree_dir, sha, tmp_path)
+    assert [f.path for f in src.files] == ["a dir/x y.yaml", "deep/er/z.yml", "ünï\tcode.yaml"]
+    for f in src.files:
+        data = (Path(work.working_tree_dir) / f.path).read_bytes()
+        assert f.read() == data and f.digest == blob_id(data)
