@@ -303,6 +303,8 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
     import git
     from gitdb.exc import ODBError
 
+    if _is_full_id(ref) and (repo, ref) in _COMMITS:
+        return _COMMITS[repo, ref]
     try:
         repository: Any = _mirror(repo, cache_dir, ref) if is_remote(repo) else git.Repo(repo)
         commit = repository.commit(ref)
@@ -328,7 +330,17 @@ def from_git(repo: str, ref: str, cache_dir: Path) -> Source:
         hexsha = meta.split(" ")[2]
         files.append(SourceFile(path, hexsha, _blob_reader(odb, bytes.fromhex(hexsha))))
     files.sort(key=lambda f: f.path)
-    return Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
+    src = Source(f"git:{commit.hexsha}", f"{repo}@{ref} ({commit.hexsha[:12]})", tuple(files))
+    if _is_full_id(ref):
+        _COMMITS.clear()
+        _COMMITS[repo, ref] = src
+    return src
+
+
+# The last commit read by its id, in this process: a commit never changes, and
+# a watcher's passes between pushes (drift checks, new interfaces) read the
+# same one again.
+_COMMITS: dict[tuple[str, str], Source] = {}
 
 
 def is_remote(repo: str) -> bool:

@@ -77,3 +77,12 @@ def test_a_commit_lists_every_yaml_blob_by_its_full_path(work, tmp_path):
     for f in src.files:
         data = (Path(work.working_tree_dir) / f.path).read_bytes()
         assert f.read() == data and f.digest == blob_id(data)
+
+
+def test_a_commit_read_by_its_id_is_read_once_per_process(work, tmp_path):
+    first = commit(work, {"gnp.yaml": GOOD}, "one")
+    src = from_git(work.working_tree_dir, first, tmp_path)
+    (Path(work.working_tree_dir) / ".git").rename(tmp_path / "moved.git")
+    assert from_git(work.working_tree_dir, first, tmp_path) is src  # git is not asked again
+    with pytest.raises(SourceError):  # a branch name may move: always resolved
+        from_git(work.working_tree_dir, "main", tmp_path)
