@@ -56,6 +56,8 @@ class NatIndex:
     base_errors: tuple[str, ...]
     conflicts: bool  # two services claimed one frontend: always compile in full
     base_context: str = ""  # hash of the inputs in `context` but the links (see relink)
+    source: str = ""  # the identity of the source compiled (set by the pipeline)
+    others: tuple[str, ...] = ()  # files holding other resources than NAT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,7 @@ def build_index(
         dict(ids),
         folded.service_warnings, folded.counts, sizes, node, tuple(node_ips),
         tuple(base_warnings), tuple(base_errors), folded.conflicts,
+        others=tuple(sorted({r.file for r in resources if r.kind not in NAT_KINDS})),
     )  # fmt: skip
 
 

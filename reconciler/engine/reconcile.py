@@ -201,7 +201,7 @@ def compiled_state(
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
     elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
-        desired = _interfaces_only_update(previous, files, target, host, digest, context)
+        desired = _interfaces_only_update(previous, source, files, target, host, digest, context)
     derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
@@ -210,11 +210,11 @@ def compiled_state(
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
-        if desired.nat_index is not None:
-            desired = dataclasses.replace(
-                desired,
-                nat_index=dataclasses.replace(desired.nat_index, base_context=base_context),
-            )
+    if desired.nat_index is not None:
+        index = dataclasses.replace(
+            desired.nat_index, base_context=base_context, source=source.identity
+        )
+        desired = dataclasses.replace(desired, nat_index=index)
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
     if cached is not None and (keep_derived or not derived):
@@ -251,6 +251,7 @@ def _services_only_update(
 
 def _interfaces_only_update(
     previous: DesiredState,
+    source: Source,
     files: dict[str, str],
     target: Target,
     host: Host,
@@ -266,11 +267,9 @@ def _interfaces_only_update(
     from reconciler.config.validate import cached_resources
 
     index = previous.nat_index
-    if nat_compile.changed_paths(index, files):
+    if index.source != source.identity and nat_compile.changed_paths(index, files):
         return None
-    others = sorted(
-        {path for (kind, _, _), path in index.owners.items() if kind not in nat_compile.NAT_KINDS}
-    )
+    others = index.others
     loaded = cached_resources({p: files[p] for p in others}, target.cache_dir)
     if loaded is None:
         return None

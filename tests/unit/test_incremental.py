@@ -101,6 +101,7 @@ def same(a, b):
         ib.files, ib.owners, ib.feeders, ib.ids, ib.counts,
     )  # fmt: skip
     assert ia.service_warnings == ib.service_warnings
+    assert ia.others == ib.others
 
 
 def by_file(resources):
@@ -548,6 +549,7 @@ def test_links_that_come_and_go_keep_the_tables_and_equal_a_full_compile():
     a, b = Link("cali-a", 7, ()), Link("cali-b", 8, ())
     steps = [[eth0], [eth0, a], [eth0, a, b], [eth0, b]]
     previous = None
+    assert compile_(resources, ids).nat_index.others == ("felix.yaml", "pods.yaml")
     for links in steps:
         full = compile_desired([FELIX, *resources], "n1", links, "/sys/fs/bpf/x", "src", ids, "c")
         if previous is not None:
