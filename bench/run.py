@@ -13,10 +13,11 @@ def main() -> int:
     plan_bench.main()
     from bench import nat_bench
 
-    nat_bench.main()
+    quick = "--quick" in sys.argv
+    nat_bench.main(quick=quick)
     from bench import gitops_bench
 
-    gitops_bench.main(quick="--quick" in sys.argv)
+    gitops_bench.main(quick=quick)
     return 0
 
 
