@@ -14,13 +14,17 @@ def main() -> int:
     plan_bench.main()
     from bench import nat_bench
 
-    nat_bench.main()
+    quick = "--quick" in sys.argv
+    nat_bench.main(quick=quick)
     from bench import policy_bench
 
     policy_bench.main()
     from bench import host_bench
 
     host_bench.main()
+    from bench import gitops_bench
+
+    gitops_bench.main(quick=quick)
     from bench import layout_bench
 
     layout_bench.main()

@@ -7,9 +7,11 @@ when every changed file holds only Services and EndpointSlices and nothing
 else moved, can recompute just the services those files feed: unpack their
 old fragments from the tables, pack the new ones in. At 10,000 services that
 is the difference between recompiling 10,000 services and recompiling one.
+When only interfaces came or went (a pod's veth), `relink` keeps the tables
+and takes the interface part from a compile of the other resources alone.
 The result must equal a full compile's (tests/unit/test_incremental.py holds
-it to that over random edits); whenever it could differ, `update` returns
-None and the caller compiles in full.
+it to that over random edits); whenever it could differ, `update` and
+`relink` return None and the caller compiles in full.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class NatIndex:
     base_warnings: tuple[str, ...]
     base_errors: tuple[str, ...]
     conflicts: bool  # two services claimed one frontend: always compile in full
+    base_context: str = ""  # hash of the inputs in `context` but the links (see relink)
+    source: str = ""  # the identity of the source compiled (set by the pipeline)
+    others: tuple[str, ...] = ()  # files holding other resources than NAT_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +149,7 @@ def build_index(
         dict(ids),
         folded.service_warnings, folded.counts, sizes, node, tuple(node_ips),
         tuple(base_warnings), tuple(base_errors), folded.conflicts,
+        others=tuple(sorted({r.file for r in resources if r.kind not in NAT_KINDS})),
     )  # fmt: skip
 
 
@@ -277,6 +283,41 @@ def update(
         errors=errors,
         tables={**previous.tables, FE: fe, BE: be},
         table_info=info,
+        nat_index=new_index,
+    )
+
+
+def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> DesiredState | None:
+    """`previous` for new links: its service tables, with everything else
+    from `interfaces`, a compile of the same source's non-service files for
+    the links now. None (compile in full) when what the services depend on
+    moved: the node's data IPs (NodePorts), the table sizes, the node."""
+    index, other = previous.nat_index, interfaces.nat_index
+    if not isinstance(index, NatIndex) or not isinstance(other, NatIndex):
+        return None
+    if index.conflicts or not previous.enabled or not interfaces.enabled:
+        return None
+    if (other.node_ips, other.sizes, other.node) != (index.node_ips, index.sizes, index.node):
+        return None
+    new_index = replace(
+        index, context=context, files=over(index.files), owners=over(index.owners),
+        feeders=over(index.feeders), ids=over(index.ids),
+        base_warnings=other.base_warnings, base_errors=other.base_errors,
+    )  # fmt: skip
+    return replace(
+        previous,
+        objects=interfaces.objects,
+        build=interfaces.build,
+        table_base={
+            name: (table, frozenset(), previous.kernel_mark(name))
+            for name, table in previous.tables.items()
+        },
+        kernel_digests={},
+        kernel_dumps={},
+        warnings=(*other.base_warnings, *_service_warning_lines(index.service_warnings)),
+        errors=(*other.base_errors, *overflow_errors(index.counts, index.sizes)),
+        tables={name: over(table) for name, table in previous.tables.items()},
+        table_info=over(previous.table_info),
         nat_index=new_index,
     )
 

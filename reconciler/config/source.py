@@ -335,6 +335,8 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     import git
     from gitdb.exc import ODBError
 
+    if _is_full_id(ref) and (repo, ref) in _COMMITS:
+        return _COMMITS[repo, ref]
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
     try:
         if is_remote(repo):
@@ -365,7 +367,17 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     if problems:
         raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
     files.sort(key=lambda f: f.path)
-    return Source(f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files))
+    src = Source(f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files))
+    if _is_full_id(ref):
+        _COMMITS.clear()
+        _COMMITS[repo, ref] = src
+    return src
+
+
+# The last commit read by its id, in this process: a commit never changes, and
+# a watcher's passes between pushes (drift checks, new interfaces) read the
+# same one again.
+_COMMITS: dict[tuple[str, str], Source] = {}
 
 
 _GIT_LINK = 0o120000

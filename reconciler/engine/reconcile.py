@@ -223,18 +223,22 @@ def compiled_state(
     stored, so a stored state always came from resources."""
     host = host_facts(target, links)
     digest = build.source_digest()
-    context = hashlib.sha256(
+    base_context = hashlib.sha256(
         json.dumps(
             [
                 desired_cache.code_fingerprint(),
                 target.node,
-                [(link.name, link.ifindex, link.addresses) for link in links],
                 host.cgroup_id,
                 host.cgroup_path,
                 host.hz,
                 target.bpffs_root,
                 digest,
             ]
+        ).encode()
+    ).hexdigest()[:32]
+    context = hashlib.sha256(
+        json.dumps(
+            [base_context, [(link.name, link.ifindex, link.addresses) for link in links]]
         ).encode()
     ).hexdigest()[:32]
     key = hashlib.sha256(f"{context}\0{source.identity}".encode()).hexdigest()[:32]
@@ -248,6 +252,8 @@ def compiled_state(
     previous = desired_cache.latest(cached)
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
+    elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
+        desired = _interfaces_only_update(previous, source, files, target, host, digest, context)
     derived = desired is not None
     if desired is None:
         validation = validate_source(source, target.cache_dir)
@@ -265,6 +271,11 @@ def compiled_state(
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
+    if desired.nat_index is not None:
+        index = dataclasses.replace(
+            desired.nat_index, base_context=base_context, source=source.identity
+        )
+        desired = dataclasses.replace(desired, nat_index=index)
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
     if cached is not None and (keep_derived or not derived):
@@ -300,6 +311,37 @@ def _services_only_update(
 
 def _node_ports(resource: Resource) -> bool:
     return resource.kind == "Service" and resource.spec.get("type") in ("NodePort", "LoadBalancer")
+
+
+def _interfaces_only_update(
+    previous: DesiredState,
+    source: Source,
+    files: dict[str, str],
+    target: Target,
+    host: Host,
+    digest: str,
+    context: str,
+) -> DesiredState | None:
+    """The previous state for links that came or went, the source unchanged:
+    only the files holding other resources than Services and EndpointSlices
+    are compiled again (a new pod's veth must not recompile 10,000 services).
+    None when that is not enough (the source changed, a cache miss, the
+    services' inputs moved)."""
+    from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.validate import cached_resources
+
+    index = previous.nat_index
+    if index.source != source.identity and nat_compile.changed_paths(index, files):
+        return None
+    others = index.others
+    loaded = cached_resources({p: files[p] for p in others}, target.cache_dir)
+    if loaded is None:
+        return None
+    resources = [r for path in others for r in loaded[path]]
+    interfaces = compile_desired(
+        resources, target.node, host, target.bpffs_root, digest, {p: files[p] for p in others}
+    )
+    return nat_compile.relink(previous, interfaces, context)
 
 
 def make_plan(

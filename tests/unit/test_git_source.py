@@ -59,3 +59,33 @@ def test_remote_url_is_mirrored_and_fetched(work, tmp_path):
     src = from_git(url, "main", tmp_path)  # the mirror is fetched, not cloned again
     assert src.identity == f"git:{second}"
     assert len(list((tmp_path / "repos").iterdir())) == 1
+
+
+def test_a_commit_lists_every_yaml_blob_by_its_full_path(work, tmp_path):
+    """Nested and oddly named files are read (git quotes no path in -z
+    output); hidden files and directories and other suffixes are not."""
+    names = ["a dir/x y.yaml", "deep/er/z.yml", "ünï\tcode.yaml", ".hidden/h.yaml",
+             "sub/.h.yaml", "notes.txt"]  # fmt: skip
+    for n, name in enumerate(names):
+        path = Path(work.working_tree_dir) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(GOOD.replace("allow-dns", f"p{n}"))
+    git.Git(work.working_tree_dir).add("-A")
+    sha = work.index.commit("odd names").hexsha
+    src = from_git(work.working_tree_dir, sha, tmp_path)
+    from reconciler.config.safe_tree import shown
+
+    read = ["a dir/x y.yaml", "deep/er/z.yml", "ünï\tcode.yaml"]
+    assert [f.path for f in src.files] == [shown(n) for n in read]  # a tab is shown escaped
+    for f, name in zip(src.files, read, strict=True):
+        data = (Path(work.working_tree_dir) / name).read_bytes()
+        assert f.read() == data and f.digest == blob_id(data)
+
+
+def test_a_commit_read_by_its_id_is_read_once_per_process(work, tmp_path):
+    first = commit(work, {"gnp.yaml": GOOD}, "one")
+    src = from_git(work.working_tree_dir, first, tmp_path)
+    (Path(work.working_tree_dir) / ".git").rename(tmp_path / "moved.git")
+    assert from_git(work.working_tree_dir, first, tmp_path) is src  # git is not asked again
+    with pytest.raises(SourceError):  # a branch name may move: always resolved
+        from_git(work.working_tree_dir, "main", tmp_path)

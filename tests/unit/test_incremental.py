@@ -101,6 +101,7 @@ def same(a, b):
         ib.files, ib.owners, ib.feeders, ib.ids, ib.counts,
     )  # fmt: skip
     assert ia.service_warnings == ib.service_warnings
+    assert ia.others == ib.others
 
 
 def by_file(resources):
@@ -524,3 +525,53 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     kernel["rcl_nat_be"] = raw({**{k: table[k] for k in after_order}, other: bytes(8)})
     changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
     assert [c.action.value for c in changes] == ["update"]
+
+
+def wep(name, iface):
+    body = {
+        "kind": "WorkloadEndpoint",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"node": "n1", "interfaceName": iface, "ipNetworks": ["10.65.0.9/32"]},
+    }
+    return Resource("WorkloadEndpoint", name, "shop", body, "pods.yaml", 1)
+
+
+def test_links_that_come_and_go_keep_the_tables_and_equal_a_full_compile():
+    """A new pod's veth (or one gone): the service tables are kept, the rest
+    comes from a compile of the non-service files; as a full compile, and
+    diffed by the untouched keys alone."""
+    rng = random.Random(9)
+    resources = [r for i in range(30) for r in (service(i, rng), endpoint_slice(i, rng, i))]
+    resources += [wep("a", "cali-a"), wep("b", "cali-b")]
+    ids = file_ids([FELIX, *resources], {})
+    others = {p: ids[p] for p in ("felix.yaml", "pods.yaml")}
+    eth0 = Link("eth0", 2, ("192.168.1.10",))
+    a, b = Link("cali-a", 7, ()), Link("cali-b", 8, ())
+    steps = [[eth0], [eth0, a], [eth0, a, b], [eth0, b]]
+    previous = None
+    assert compile_(resources, ids).nat_index.others == ("felix.yaml", "pods.yaml")
+    for links in steps:
+        full = compile_desired([FELIX, *resources], "n1", links, "/sys/fs/bpf/x", "src", ids, "c")
+        if previous is not None:
+            sub = [FELIX, *(r for r in resources if r.kind == "WorkloadEndpoint")]
+            part = compile_desired(sub, "n1", links, "/sys/fs/bpf/x", "src", others)
+            got = nat_compile.relink(previous, part, "c")
+            assert got is not None
+            same(got, full)
+            assert got.nat_index.context == "c"
+            kernel = ObservedState(dict(got.objects), (), previous.tables)
+            assert diff(got, kernel) == diff(replace(got, table_base={}), kernel)
+            previous = got
+        else:
+            previous = full
+    assert {"tc/cali-b/ingress"} <= set(
+        previous.objects
+    ) and "tc/cali-a/ingress" not in previous.objects
+    # the node's data address moved (NodePorts answer on it): compile in full
+    moved = [Link("eth0", 2, ("192.168.1.11",))]
+    part = compile_desired([FELIX], "n1", moved, "/sys/fs/bpf/x", "src", {"felix.yaml": "x"})
+    assert part.nat_index.node_ips == ("192.168.1.11",)
+    assert nat_compile.relink(previous, part, "c2") is None
+    # interface compile without an index (no file ids): nothing to compare, compile in full
+    bare = compile_desired([FELIX], "n1", [eth0], "/sys/fs/bpf/x", "src")
+    assert nat_compile.relink(previous, bare, "c2") is None
