@@ -1,6 +1,7 @@
 """Caches are read only from a directory no other user can write, and in
 formats that cannot run code when loaded."""
 
+import io
 import os
 import pickle
 
@@ -78,3 +79,16 @@ def test_stored_state_cannot_name_arbitrary_callables(tmp_path):
     path = tmp_path / "x.state"
     path.write_bytes(data)
     assert desired_cache._read(path) is None  # a bad cache entry is a miss
+
+
+def test_a_stored_state_may_ask_getattr_only_for_our_enum_members():
+    """Some Python versions pickle an enum member as getattr(EnumClass, name);
+    the loader grants exactly that and nothing else getattr could reach."""
+    from reconciler.plan.state import ObjKind
+
+    assert desired_cache._enum_member(ObjKind, "TC") is ObjKind.TC
+    for cls, name in ((str, "join"), (ObjKind, "__class__"), (os, "system")):
+        with pytest.raises(pickle.UnpicklingError, match="may not run while loading"):
+            desired_cache._enum_member(cls, name)
+    stored = io.BytesIO(pickle.dumps(ObjKind.TC))
+    assert desired_cache._Unpickler(stored).load() is ObjKind.TC
