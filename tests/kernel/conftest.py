@@ -135,8 +135,10 @@ class Node:
         desired_cache._newest.clear()
         desired_cache._applied.clear()
         self.capsys.readouterr()
-        # --status takes only the target: it re-reads the source its last apply recorded
-        args = self.sandbox.target_args(str(self.state)) if mode == "--status" else self.args()
+        # --status and --snapshot take only the target (status re-reads the source its
+        # last apply recorded; a snapshot is the kernel's alone)
+        target_only = mode in ("--status", "--snapshot")
+        args = self.sandbox.target_args(str(self.state)) if target_only else self.args()
         if mode == "--explain":  # the compiled state and the pinned programs: no netns, cgroup
             cache = [] if self.cached else ["--no-cache"]
             args = ["--config", str(self.config), "--node", "node-1",
