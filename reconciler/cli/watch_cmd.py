@@ -15,9 +15,14 @@ from typing import Any
 
 from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_ERROR
-from reconciler.plan.plan import FORMAT_VERSION, Plan
+from reconciler.plan.plan import Plan
+from reconciler.version import version
 
 log = logging.getLogger(__name__)
+
+# One JSON object per line per pass with --watch --json (docs/json-output.md).
+WATCH_KIND = "reconcile.watch.pass"
+WATCH_FORMAT_VERSION = 1
 
 
 def ensure_logging() -> None:
@@ -111,7 +116,12 @@ def watch_cmd(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.observe_pass(record)
         if args.json:
-            line = {"format_version": FORMAT_VERSION, **record.as_json()}
+            line = {
+                "kind": WATCH_KIND,
+                "format_version": WATCH_FORMAT_VERSION,
+                "version": version(),
+                **record.as_json(),
+            }
             if plan is not None:
                 line["plan"] = [c.as_json() for c in plan.changes]
             sys.stdout.write(json.dumps(line, sort_keys=True, default=str) + "\n")

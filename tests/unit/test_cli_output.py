@@ -192,7 +192,7 @@ def test_progress_on_a_terminal_only_and_cleared(monkeypatch: pytest.MonkeyPatch
 
 
 def test_every_json_document_kind_is_documented_with_its_version() -> None:
-    from reconciler.cli import commands
+    from reconciler.cli import commands, watch_cmd
     from reconciler.plan import plan
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "json-output.md").read_text()
@@ -201,6 +201,7 @@ def test_every_json_document_kind_is_documented_with_its_version() -> None:
         commands.VALIDATION_KIND: commands.VALIDATION_FORMAT_VERSION,
         "reconcile.apply": commands.APPLY_FORMAT_VERSION,
         "reconcile.status": commands.STATUS_FORMAT_VERSION,
+        watch_cmd.WATCH_KIND: watch_cmd.WATCH_FORMAT_VERSION,
     }
     for kind, version in kinds.items():
         assert f"| `{kind}` |" in doc and f"## `{kind}` ({version})" in doc, kind
