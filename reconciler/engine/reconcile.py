@@ -402,16 +402,21 @@ def make_plan(
 
 
 def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) -> bool:
-    """Would these changes delete every object we own now (a node wiped)?"""
+    """Would these changes delete every object we own now and put nothing in
+    their place (a node wiped by a wrong or empty source)? A plan that also
+    creates or keeps something is a replacement, not a wipe."""
+    from reconciler.plan.address import Address
     from reconciler.plan.diff import Action
 
-    if not observed.objects:
+    if not observed.objects or any(c.action is not Action.DELETE for c in changes):
         return False
-    deleted = {c.address for c in changes if c.action is Action.DELETE}
+    deleted = {c.address for c in changes}
 
     def goes(address: str) -> bool:  # it, or the map that holds it, is deleted
-        parts = address.split("/")
-        return any("/".join(parts[:n]) in deleted for n in range(2, len(parts) + 1))
+        parsed = Address.parse(address)
+        return address in deleted or (
+            bool(parsed.map) and str(Address.of_map(parsed.map)) in deleted
+        )
 
     return all(goes(address) for address in observed.objects)
 

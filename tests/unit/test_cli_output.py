@@ -161,6 +161,10 @@ def test_destroys_everything() -> None:
     assert destroys_everything(both, (drop,))
     drop_entry = Change(Action.DELETE, entry.address, ObjKind.ENTRY, {"slot": 1}, None, {})
     assert not destroys_everything(both, (drop_entry,))
+    # everything owned goes, but the plan puts a state in its place: a
+    # replacement (a half-built node a killed apply left), not a wipe
+    create = Change(Action.CREATE, "tc/eth0/egress", ObjKind.TC, None, {"prog": "q"}, {})
+    assert not destroys_everything(observed, (delete, create))
 
 
 class Tty(io.StringIO):
