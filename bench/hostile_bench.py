@@ -31,7 +31,9 @@ def main() -> dict[str, object]:
             script = (
                 "import resource, sys\nfrom reconciler.cli.main import main\n"
                 f"code = main(['--validate', {str(path)!r}, '--no-cache'])\n"
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+                # its own peak (VmHWM): ru_maxrss survives exec, so it would report ours
+                "print(next(int(l.split()[1]) for l in open('/proc/self/status')"
+                " if l.startswith('VmHWM:')), file=sys.stderr)\n"
                 "sys.exit(code)\n"
             )
             start = time.perf_counter()
