@@ -43,7 +43,9 @@ def keys(tmp_path):
     public = run("gpg", "--armor", "--export", "alice@example.com", env={"GNUPGHOME": str(signer)})
     subprocess.run(["gpg", "--batch", "--import"], input=public, text=True, check=True,
                    capture_output=True, env={**os.environ, "GNUPGHOME": str(keyring)})  # fmt: skip
-    return signer, stranger, keyring
+    yield signer, stranger, keyring
+    for home in (signer, stranger, keyring):  # gpg leaves an agent per home running
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
 
 
 def commit(repo: Path, name: str, text: str, home: Path | None, email: str = "alice") -> str:
