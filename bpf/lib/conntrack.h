@@ -3,8 +3,8 @@
  * A forward entry (client -> VIP) says which backend the flow was given; a
  * reverse entry (backend -> client) says which VIP to put back as the source.
  * A new flow writes both. In a kernel hash map each write is a helper call
- * that takes a bucket lock and allocates: 350-450 ns on this kernel, most of
- * a first packet. Here a slot is claimed with one compare-and-swap and then
+ * that takes a bucket lock and allocates, most of a first packet's cost
+ * (bench/RESULTS.md). Here a slot is claimed with one compare-and-swap and then
  * written with plain stores, on memory the JIT reaches without a call.
  *
  * Layout: RCL_CT_BUCKETS buckets of 512 bytes (struct rcl_ct_bucket). A key

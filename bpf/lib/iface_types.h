@@ -13,8 +13,8 @@
 /* rcl_ifstate: slot -> what an interface is to us, and its counters.
  * The reconciler gives each managed interface a slot (1, 2, ...) and attaches
  * the interface's tc filters with the slot as their classid, which cls_bpf
- * hands the program in skb->tc_classid: the program indexes an array instead
- * of hashing the ifindex (~40 ns a packet on this kernel). The entry names
+ * hands the program in skb->tc_classid: the program indexes an array (a
+ * lookup the verifier inlines) instead of hashing the ifindex. The entry names
  * its interface; a slot whose ifindex is not the packet's is not ours. Slot 0
  * is never attached (a filter without classid); test harnesses use it.
  * Per CPU, 56 bytes: the reconciler writes the same flags and ifindex into

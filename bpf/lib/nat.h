@@ -135,8 +135,8 @@ static __always_inline __u16 rcl_csum_replace4(__u16 check, __u32 from, __u32 to
  * whether the skb carries a partial (offloaded) checksum, which takes the
  * pseudo header's change but not the ports'. Everything else is written
  * straight into the linear packet data (the IPv4 header checksum is never
- * offloaded): helper calls cost ~50 ns each on this kernel, and a new flow's
- * DNAT made five of them. A non-linear skb takes the helpers. */
+ * offloaded): each helper call is a call the JIT cannot inline, and a new
+ * flow's DNAT would make five of them. A non-linear skb takes the helpers. */
 static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
 					   __u8 proto, int is_src, __u32 old_ip, __u32 new_ip,
 					   __u16 old_port, __u16 new_port)
@@ -180,8 +180,7 @@ static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, 
 }
 
 /* Copy len bytes at off out of the packet: straight from the linear data
- * when they are there (no helper call: about 25 ns less per read on this
- * kernel), through bpf_skb_load_bytes when not (a non-linear skb). len must
+ * when they are there (no helper call), through bpf_skb_load_bytes when not (a non-linear skb). len must
  * be a constant; offsets past the first 128 bytes always take the helper. */
 static __always_inline int rcl_skb_read(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
 {

@@ -32,8 +32,8 @@ BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_b
 		 RCL_NAT_BE_SIZE, RCL_MAPS_DIR "/rcl_nat_be");
 BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
 		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
-/* mmapable: the reconciler reads the 36 MB table in place (a batched read
- * copies it at ~600 ns an entry), see reconciler/datapath/conntrack.py */
+/* mmapable: the reconciler reads the table in place instead of copying it
+ * entry by entry through batched reads; see reconciler/datapath/conntrack.py */
 BPF_TABLE_PINNED("array", __u32, struct rcl_ct_bucket, rcl_ct, RCL_CT_BUCKETS,
 		 RCL_MAPS_DIR "/rcl_ct", BPF_F_MMAPABLE);
 BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
@@ -46,14 +46,13 @@ BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
 /* The clock of conntrack and affinity timestamps: CLOCK_MONOTONIC at tick
  * resolution (4 ms at HZ=250), far finer than any of their timeouts. The
  * precise bpf_ktime_get_ns() reads the TSC behind a fence that waits for every
- * load in flight, a conntrack bucket's cache miss included: 40-90 ns of a
- * first packet on this kernel. Every writer and reader of these timestamps
+ * load in flight, a conntrack bucket's cache miss included, on a first
+ * packet's path. Every writer and reader of these timestamps
  * must use this one clock.
  *
  * When the loader knows the kernel's tick rate (-DRCL_HZ, its CONFIG_HZ), the
  * clock is read from jiffies: the verifier inlines bpf_jiffies64() as one
- * load, where bpf_ktime_get_coarse_ns() is a helper call (~20 ns of a first
- * packet here). Jiffies count CLOCK_MONOTONIC's ticks from INITIAL_JIFFIES
+ * load, where bpf_ktime_get_coarse_ns() is a helper call. Jiffies count CLOCK_MONOTONIC's ticks from INITIAL_JIFFIES
  * (set five minutes short of the 32-bit wrap at boot), so both readings
  * agree within a fraction of a second: entries written under one stay valid
  * under the other, across an upgrade. The loader passes RCL_HZ only when a

@@ -195,8 +195,8 @@ def decode(
 
 # A long-running process (--watch) keeps the newest state per directory in
 # memory and writes states to disk when it is idle, so a pass never waits for
-# the ~100 ms a 10,000-service state takes to encode and write (a thread
-# would not help: encoding holds the GIL).
+# a 10,000-service state to be encoded and written (a thread would not help:
+# encoding holds the GIL).
 _newest: dict[Path, tuple[Path, DesiredState]] = {}
 # The full (not delta) state per directory last read or written: what the next
 # state stored there is written as a delta against, when it can be.

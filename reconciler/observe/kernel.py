@@ -198,7 +198,7 @@ def _map_attrs(name: str, info: bpfsys.MapInfo) -> dict[str, Any]:
 
 def read_tables(fds: dict[str, int]) -> Mapping[str, RawTable]:
     """The bulk tables behind `fds` (closed when read), read in a thread. At
-    10,000 services the read is ~50 ms of syscalls, which release the GIL: it
+    10,000 services the read is mostly syscalls, which release the GIL: it
     overlaps compiling the desired state. Whoever looks at a table first waits
     for the read, and gets its error if it failed."""
     result: dict[str, RawTable] = {}
