@@ -237,13 +237,18 @@ def close(fd: int) -> None:
     os.close(fd)
 
 
-def map_info(fd: int) -> MapInfo:
-    info = _MapInfoC()
+def obj_info(fd: int, info: ctypes.Structure, what: str) -> None:
+    """Fill `info` (a struct bpf_{map,prog,link}_info) for the object behind fd."""
     size = _U32(ctypes.sizeof(info))
     _check(
         _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-        f"map info of fd {fd}",
+        f"{what} info of fd {fd}",
     )
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _MapInfoC()
+    obj_info(fd, info, "map")
     return MapInfo(
         info.type,
         info.id,
@@ -262,11 +267,7 @@ def prog_fd_by_id(prog_id: int) -> int:
 
 def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfoC()
-    size = _U32(ctypes.sizeof(info))
-    _check(
-        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-        f"prog info of fd {fd}",
-    )
+    obj_info(fd, info, "prog")
     return ProgInfo(
         info.id,
         info.type,

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
-from reconciler.kernel.bpf import _check, _lib
+from reconciler.kernel.bpf import _check, _lib, obj_info
 
 
 class _LinkInfoC(ctypes.Structure):
@@ -62,9 +62,5 @@ def link_update(link_fd: int, prog_fd: int) -> None:
 
 def link_info(fd: int) -> LinkInfo:
     info = _LinkInfoC()
-    size = ctypes.c_uint32(ctypes.sizeof(info))
-    _check(
-        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)),
-        f"link info of fd {fd}",
-    )
+    obj_info(fd, info, "link")
     return LinkInfo(info.id, info.prog_id, info.cgroup_id, info.attach_type)
