@@ -17,20 +17,14 @@ from typing import Any
 
 from reconciler.config.diagnostics import Finding, Path, Severity
 from reconciler.config.model import Resource
+from reconciler.protocols import PROTOCOLS
 
 Check = Callable[[Resource], Iterator[Finding]]
 
 _WARNING = Severity.WARNING
 
 # Protocol names Calico accepts (v3 spelling and the v1 lower-case one) -> number.
-_PROTOCOLS = {
-    "TCP": 6, "tcp": 6,
-    "UDP": 17, "udp": 17,
-    "SCTP": 132, "sctp": 132,
-    "ICMP": 1, "icmp": 1,
-    "ICMPv6": 58, "icmpv6": 58,
-    "UDPLite": 136, "udplite": 136,
-}  # fmt: skip
+_PROTOCOLS = {**PROTOCOLS, **{name.lower(): n for name, n in PROTOCOLS.items()}}
 _PORT_PROTOCOLS = frozenset({6, 17, 132})
 _ICMP, _ICMPV6 = 1, 58
 
