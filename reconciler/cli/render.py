@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Diagnostic
-from reconciler.plan.address import Address
+from reconciler.plan.address import backend_ordinal
 from reconciler.plan.diff import Action, Change, summarize
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import ObjKind
@@ -49,8 +49,7 @@ def change_line(change: Change) -> str:
     info = change.info
     if info.get("selected_by"):
         why = f"  ({info.get('role')}: {info['selected_by']})"
-    elif info.get("frontend") and (address := Address.parse(change.address)).map == "rcl_nat_be":
-        ordinal = (address.key or "").rsplit("/", 1)[-1]  # the key is svc_id/ordinal
+    elif info.get("frontend") and (ordinal := backend_ordinal(change.address)) is not None:
         why = f"  ({info['frontend']} backend {ordinal}, {info.get('service')})"
     elif info.get("service"):
         why = f"  ({info['service']})"
@@ -104,9 +103,33 @@ def _summaries(
     return groups
 
 
+POLICIES_NAMED = 3
+
+
+def policy_name(ref: str) -> str | None:
+    """The policy a compiled policy entry's origin names: "policy/shop/web"
+    of "policy/shop/web ingress rule 2"; None for a tier's default action,
+    the end of profiles and a set's nets (they belong to no one policy)."""
+    if not ref.startswith(("policy/", "profile/")):
+        return None
+    for direction in (" ingress rule ", " egress rule "):
+        name, found, _ = ref.partition(direction)
+        if found:
+            return name
+    return ref
+
+
 def summary_line(table: str, action: Action, group: list[Change]) -> str:
     services = {c.info.get("service") for c in group} - {None}
-    per = f" ({len(services):,} service{'s' if len(services) != 1 else ''})" if services else ""
+    policies = sorted({n for c in group if (n := policy_name(c.info.get("policy") or ""))})
+    if services:
+        per = f" ({len(services):,} service{'s' if len(services) != 1 else ''})"
+    elif policies:
+        shown = ", ".join(policies[:POLICIES_NAMED])
+        extra = len(policies) - POLICIES_NAMED
+        per = f" ({shown}{f', +{extra} more' if extra > 0 else ''})"
+    else:
+        per = ""
     noun = "entry" if len(group) == 1 else "entries"
     return f"  {action.symbol:>3} {len(group):,} {noun} in {table}{per}"
 

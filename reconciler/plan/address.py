@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from reconciler.datapath.maps.nat_types import MAP_NAT_BE
 from reconciler.datapath.programs import TC_PARENTS
 
 
@@ -149,3 +150,12 @@ def split_prog_ref(ref: str) -> tuple[str, str]:
     """prog_ref's parts: (set, hash); a name without '@' is (name, "")."""
     prog_set, _, phash = ref.partition("@")
     return prog_set, phash
+
+
+def backend_ordinal(text: str) -> str | None:
+    """The backend ordinal of a service NAT backend entry's address (its key
+    is svc_id/ordinal); None for any other address."""
+    address = Address.parse(text)
+    if address.kind is not _MAP or address.map != MAP_NAT_BE or not address.key:
+        return None
+    return address.key.rsplit("/", 1)[-1]

@@ -228,3 +228,39 @@ def test_progress_keeps_the_elapsed_time_moving_during_a_long_stage(
     done = tty.getvalue()
     time.sleep(0.1)
     assert tty.getvalue() == done  # the ticker stopped with the run
+
+
+def policy_change(pid: int, cell: int, ref: str, action: Action = Action.CREATE) -> Change:
+    attrs = {"action": "allow", "rule": cell}
+    return Change(
+        action, f"map/rcl_pol_verdict/{pid:08x}/{cell}.0.0", ObjKind.ENTRY,
+        None if action is Action.CREATE else attrs, attrs if action is Action.CREATE else None,
+        {"policy": ref},
+    )  # fmt: skip
+
+
+def test_a_large_policy_change_is_summarised_by_policy() -> None:
+    refs = [f"policy/shop/p{i} ingress rule {i % 3 + 1}" for i in range(5)]
+    refs += ["tier/default default action", "end of profiles (drop)"]
+    refs += ["profile/kns.shop egress rule 1"]
+    made = [policy_change(1, cell, refs[cell % len(refs)]) for cell in range(80)]
+    p0 = "policy/shop/p0 ingress rule 1"
+    gone = [policy_change(2, cell, p0, Action.DELETE) for cell in range(60)]
+    text = render.render_plan(plan_of(*made, *gone))
+    named = "policy/shop/p0, policy/shop/p1, policy/shop/p2, +3 more"
+    assert f"  + 80 entries in rcl_pol_verdict ({named})" in text
+    assert "  - 60 entries in rcl_pol_verdict (policy/shop/p0)" in text
+
+
+def test_policy_names_of_entry_origins() -> None:
+    assert render.policy_name("policy/shop/web ingress rule 2") == "policy/shop/web"
+    assert render.policy_name("policy/global-deny egress rule 10") == "policy/global-deny"
+    assert render.policy_name("profile/kns.shop ingress rule 1") == "profile/kns.shop"
+    assert render.policy_name("tier/default default action") is None
+    assert render.policy_name("end of profiles (drop)") is None
+    assert render.policy_name("ipset GlobalNetworkSet/blocked") is None
+
+
+def test_backend_lines_name_their_ordinal() -> None:
+    line = render.change_line(nat_change(7, 3))
+    assert line.endswith("(10.96.0.7:80/tcp backend 3, ns/svc7:http/tcp)")
