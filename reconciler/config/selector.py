@@ -13,8 +13,9 @@ Grammar (the language of Calico's libcalico-go selector parser):
     string   := '"' [^"]* '"' | "'" [^']* "'"      (no escapes, as in Calico)
 
 Like Calico, only spaces and tabs separate tokens, and `has(`, `all(` and
-`global(` must be written without a space before the parenthesis. Label keys
-must be Kubernetes qualified names, since nothing else can ever be a label.
+`global(` must be written without a space before the parenthesis. A label key
+is any run of letters, digits, '_', '.', '/' and '-' (at most 512), as in
+Calico's tokenizer; the stricter Kubernetes rules bind labels on resources.
 
 `str(selector)` is a canonical form used to dedupe ip-sets: `&&`/`||` groups
 are parenthesised and flattened, double negation is removed, set members are
@@ -314,36 +315,19 @@ def _tokenize(text: str) -> list[_Token]:
 
 # ---------------------------------------------------------------- label keys
 
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_PREFIX = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
-_KEY = re.compile(rf"(?:({_PREFIX.pattern})/)?({_NAME})")
+# Calico's tokenizer takes any run of [A-Za-z0-9_./-] as a label key (its
+# LabelKeyMatcher, at most 512 characters): upper case, several '/' and a
+# leading '-' included. The Kubernetes rules for label keys apply to the labels
+# on resources (checked there), not to the keys a selector names; a key no
+# resource can carry simply matches nothing.
+MAX_KEY_LENGTH = 512
 
 
-@lru_cache(maxsize=4096)
 def _key_problem(key: str) -> str | None:
-    """Why `key` is not a label key Calico's selectors take, or None. As
-    Calico's tokenizer does, a key may hold several '/' (labels of other
-    systems, e.g. `a.io/b/c`): each part before the name is a DNS subdomain."""
-    if key.count("/") > 1:
-        *parts, last = key.split("/")
-        bad = next((p for p in parts if not _PREFIX.fullmatch(p)), None)
-        if bad is not None:
-            return "prefix must be a lowercase DNS subdomain"
-        return _key_problem(f"{parts[-1]}/{last}")
-    m = _KEY.fullmatch(key)
-    if m is None:
-        prefix, sep, name = key.rpartition("/")
-        if sep and not _PREFIX.fullmatch(prefix):
-            return "prefix must be a lowercase DNS subdomain"
-        if not name:
-            return "name part is empty"
-        return "name must start and end with a letter or digit"
-    prefix, name = m.group(1), m.group(2)
-    if prefix is not None and len(prefix) > 253:
-        return "prefix is longer than 253 characters"
-    if len(name) > 63:
-        return "name is longer than 63 characters"
+    """Why `key` is not a label key Calico's selectors take, or None. The
+    tokenizer has already limited it to Calico's character set."""
+    if len(key) > MAX_KEY_LENGTH:
+        return f"longer than {MAX_KEY_LENGTH} characters"
     return None
 
 
