@@ -23,8 +23,8 @@ HEAD = "apiVersion: projectcalico.org/v3\nkind: {kind}\nmetadata:\n  name: {name
 def gnp(rule: str) -> str:
     """A policy whose one ingress rule (at line 8) holds `rule`."""
     body = "  selector: all()\n  ingress:\n    - action: Allow\n"
-    return HEAD.format(kind="GlobalNetworkPolicy", name="p") + body + textwrap.indent(
-        rule, "      "
+    return (
+        HEAD.format(kind="GlobalNetworkPolicy", name="p") + body + textwrap.indent(rule, "      ")
     )
 
 
