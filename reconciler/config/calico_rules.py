@@ -308,13 +308,6 @@ def felix(resource: Resource) -> Iterator[Finding]:
             yield Finding(("spec", "openstackRegion"), "is too long (at most 46 characters)")
         elif not _DNS_LABEL.fullmatch(region):
             yield Finding(("spec", "openstackRegion"), "must be a valid DNS label")
-    if spec.get("nodeSelector") is not None and (
-        resource.name == "default" or resource.name.startswith("node.")
-    ):
-        yield Finding(
-            ("spec", "nodeSelector"),
-            "nodeSelector must not be set on the 'default' or per-node ('node.*') configuration",
-        )
     yield from _route_tables(spec)
     yield from _health_timeouts(spec)
 

@@ -31,6 +31,23 @@ ACCEPTED_EXTRAS = {
     ("GlobalNetworkSet", "spec.allowedEgressDomains[]"),
 }
 
+# The release validation agrees with. Until the list is regenerated from it
+# (its `_source` names the ref), the fields that Calico's v3.32.0 release notes
+# introduce are refused here: on master, not in v3.31. Found there:
+# FelixConfiguration's selector-scoped configuration (nodeSelector, a tech
+# preview), the Istio ambient mode settings and the Maglev table sizes.
+# Accepted for want of evidence either way: liveMigrationRouteConvergenceTime
+# and programClusterRoutes (v3.32's live migration and route hand-off work, but
+# the notes do not say these FelixConfiguration fields were new).
+PIN = "v3.31"
+POST_PIN = {
+    ("FelixConfiguration", "spec.nodeSelector"),
+    ("FelixConfiguration", "spec.istioAmbientMode"),
+    ("FelixConfiguration", "spec.istioDSCPMark"),
+    ("FelixConfiguration", "spec.bpfMaglevMaxEndpointsPerService"),
+    ("FelixConfiguration", "spec.bpfMaglevMaxServices"),
+}
+
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
@@ -118,10 +135,29 @@ def accepts(api_type: str, types: set[str]) -> bool:
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_api_field_is_in_the_schema(kind: str) -> None:
     have = ours(kind)
-    missing = sorted(p for p in API[kind] if p not in have)
+    missing = sorted(p for p in API[kind] if p not in have and (kind, p) not in POST_PIN)
     assert not missing, f"{kind}: the schema lacks {missing}"
-    wrong = {p: (t, sorted(have[p])) for p, t in API[kind].items() if not accepts(t, have[p])}
+    wrong = {
+        p: (t, sorted(have[p]))
+        for p, t in API[kind].items()
+        if (kind, p) not in POST_PIN and not accepts(t, have[p])
+    }
     assert not wrong, f"{kind}: types differ (API, ours): {wrong}"
+
+
+def test_the_list_names_its_source() -> None:
+    source = API["_source"]
+    assert source["repository"] == "projectcalico/calico" and source["ref"] and source["commit"]
+
+
+@pytest.mark.parametrize(("kind", "path"), sorted(POST_PIN))
+def test_fields_newer_than_the_pinned_release_are_refused(kind: str, path: str) -> None:
+    assert path not in ours(kind)
+    if PIN in API["_source"]["ref"]:
+        # regenerated from the release: the field is gone, so is the need for POST_PIN
+        assert path not in API[kind], f"{path} is in {API['_source']['ref']}: drop it from POST_PIN"
+    else:
+        assert path in API[kind], f"{path} is not in the list: POST_PIN names it for nothing"
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -186,3 +186,29 @@ def test_health_timeout_must_be_a_duration() -> None:
     assert len(found) == 1 and found[0].startswith(
         "cfg.yaml:8: FelixConfiguration/default: spec.healthTimeoutOverrides[0].timeout: "
     ), found
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("bpfEnabled: true", []),
+        ("bpfConntrackMode: BPFProgram", []),
+        *[
+            (
+                f"{name}: {value}",
+                [f"cfg.yaml:6: FelixConfiguration/default: spec.{name}: unknown field '{name}'"],
+            )
+            for name, value in [
+                ("nodeSelector", "\"role == 'gpu'\""),
+                ("istioAmbientMode", "Enabled"),
+                ("istioDSCPMark", "23"),
+                ("bpfMaglevMaxServices", "100"),
+                ("bpfMaglevMaxEndpointsPerService", "100"),
+            ]
+        ],
+    ],
+)
+def test_felix_fields_newer_than_v3_31_are_refused(field: str, expected: list[str]) -> None:
+    """Calico v3.32 introduced these (its release notes say so); v3.31 refuses them."""
+    text = HEAD.format(kind="FelixConfiguration", name="default") + f"  {field}\n"
+    assert lines(text) == expected
