@@ -335,7 +335,7 @@ def _health_timeouts(spec: Mapping[str, Any]) -> Iterator[Finding]:
 
 def _nonzero(duration: str) -> bool:
     """Whether an unsigned Go duration such as '1m30s' or '0.5s' is above zero."""
-    return any(float(n) > 0 for n in re.findall(r"[0-9]+\.?[0-9]*|\.[0-9]+", duration))
+    return any(float(n) > 0 for n in re.findall(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", duration))
 
 
 def _route_tables(spec: Mapping[str, Any]) -> Iterator[Finding]:
