@@ -14,8 +14,8 @@ Grammar (the language of Calico's libcalico-go selector parser):
 
 Like Calico, only spaces and tabs separate tokens, and `has(`, `all(` and
 `global(` must be written without a space before the parenthesis. A label key
-is any run of letters, digits, '_', '.', '/' and '-' (at most 512), as in
-Calico's tokenizer; the stricter Kubernetes rules bind labels on resources.
+is any run of letters, digits, '_', '.', '/' and '-', as in Calico's
+tokenizer; the stricter Kubernetes rules bind labels on resources.
 
 `str(selector)` is a canonical form used to dedupe ip-sets: `&&`/`||` groups
 are parenthesised and flattened, double negation is removed, set members are
@@ -313,22 +313,11 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
-# ---------------------------------------------------------------- label keys
-
-# Calico's tokenizer takes any run of [A-Za-z0-9_./-] as a label key (its
-# LabelKeyMatcher, at most 512 characters): upper case, several '/' and a
-# leading '-' included. The Kubernetes rules for label keys apply to the labels
-# on resources (checked there), not to the keys a selector names; a key no
-# resource can carry simply matches nothing.
-MAX_KEY_LENGTH = 512
-
-
-def _key_problem(key: str) -> str | None:
-    """Why `key` is not a label key Calico's selectors take, or None. The
-    tokenizer has already limited it to Calico's character set."""
-    if len(key) > MAX_KEY_LENGTH:
-        return f"longer than {MAX_KEY_LENGTH} characters"
-    return None
+# A label key is whatever the tokenizer's word takes: Calico's tokenizer reads
+# any run of [A-Za-z0-9_./-] as one (upper case, several '/', a leading '-',
+# any length). The Kubernetes rules for label keys bind the labels on
+# resources (checked there), not the keys a selector names: a key no resource
+# can carry matches nothing.
 
 
 # ---------------------------------------------------------------- parser
@@ -404,19 +393,17 @@ class _Parser:
                 raise SelectorError(f"no space allowed between '{text}' and '('", column)
             self.pos += 1
             return self.parse_function(text)
-        return self.parse_comparison(text, column)
+        return self.parse_comparison(text)
 
     def parse_function(self, name: str) -> Selector:
         if name == "has":
             key = self.expect(_WORD, "label key")
-            self.check_key(key[1], key[2])
             self.expect(")", "')'")
             return Has(key[1])
         self.expect(")", "')'")
         return All() if name == "all" else Global()
 
-    def parse_comparison(self, key: str, key_column: int) -> Selector:
-        self.check_key(key, key_column)
+    def parse_comparison(self, key: str) -> Selector:
         kind, text, column = self.take()
         op = kind
         if kind == _WORD:
@@ -456,12 +443,6 @@ class _Parser:
                 return frozenset(values)
             if kind != ",":
                 raise SelectorError("expected ',' or '}'", column)
-
-    @staticmethod
-    def check_key(key: str, column: int) -> None:
-        problem = _key_problem(key)
-        if problem is not None:
-            raise SelectorError(f"invalid label key '{key}': {problem}", column)
 
 
 def _group(cls: type[And] | type[Or], operands: list[Selector]) -> Selector:

@@ -147,14 +147,6 @@ ERRORS = [
     ('app not "web"', "expected 'in' after 'not' at column 8"),
     ('app starts "w"', "expected 'with' after 'starts' at column 11"),
     ('app ends "w"', "expected 'with' after 'ends' at column 9"),
-    (
-        f'{"a" * 513} == "1"',
-        f"invalid label key '{'a' * 513}': longer than 512 characters at column 0",
-    ),
-    (
-        f'has({"a" * 513})',
-        f"invalid label key '{'a' * 513}': longer than 512 characters at column 4",
-    ),
     ('app:x == "1"', "unexpected character ':' at column 3"),
     ("has(x) &&\nhas(y)", "unexpected character '\\n' at column 9"),
 ]
@@ -261,13 +253,15 @@ def test_deep_nesting_parses_as_calico_does_and_is_bounded():
     ("text", "labels"),
     [
         # Calico's tokenizer takes any run of [A-Za-z0-9_./-] as a key: upper
-        # case prefixes, several '/', a leading '-' and 512 characters all parse.
+        # case prefixes, several '/', a leading '-' and any length all parse
+        # (its LabelKeyMatcher constant says 512, but the tokenizer's scan has
+        # no bound).
         ("has(Example.COM/app)", {"Example.COM/app": ""}),
         ("Foo/bar == 'x'", {"Foo/bar": "x"}),
         ("a/B/c == 'x'", {"a/B/c": "x"}),
         ("-app == 'x'", {"-app": "x"}),
         ("x.io/ == 'x'", {"x.io/": "x"}),
-        (f"{'a' * 512} == 'x'", {"a" * 512: "x"}),
+        (f"{'a' * 600} == 'x'", {"a" * 600: "x"}),
     ],
 )
 def test_label_keys_as_calicos_tokenizer_takes_them(text: str, labels: dict[str, str]) -> None:
