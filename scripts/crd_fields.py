@@ -1,6 +1,13 @@
 """Write the API field list (tests/data/calico_api_fields.json) from Calico's CRDs.
 
-    python scripts/crd_fields.py CALICO_CHECKOUT/api/config/crd [OUT.json]
+    git -C CALICO_CHECKOUT checkout release-v3.31     # the release we agree with
+    python scripts/crd_fields.py CALICO_CHECKOUT/libcalico-go/config/crd \\
+        --ref release-v3.31 --commit "$(git -C CALICO_CHECKOUT rev-parse HEAD)" [OUT.json]
+
+(On master the v3 CRDs are api/config/crd/projectcalico.org_*.yaml; a release
+branch has the crd.projectcalico.org_*.yaml ones under libcalico-go: both
+carry the same v3 fields.) `--ref` and `--commit` are recorded in the list's
+`_source`, so the test can say which Calico the schemas are checked against.
 
 Each kind's `spec` becomes one dotted path per field with its OpenAPI type:
 `[]` names an array's items, `{}` a map's values, and `int-or-string` a field
@@ -66,17 +73,26 @@ def crd_fields(crd: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    crd_dir = Path(argv[0])
-    out = (
-        Path(argv[1])
-        if len(argv) > 1
-        else Path(__file__).parents[1] / "tests/data/calico_api_fields.json"
-    )
+    import argparse
+
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("crd_dir", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
+    parser.add_argument("--ref", required=True, help="the branch or tag checked out")
+    parser.add_argument("--commit", required=True, help="its full commit id")
+    args = parser.parse_args(argv)
+    crd_dir = args.crd_dir
+    out = args.out or Path(__file__).parents[1] / "tests/data/calico_api_fields.json"
     yaml = YAML(typ="safe")
-    data: dict[str, Any] = {"_about": json.loads(out.read_text())["_about"] if out.exists() else ""}
+    data: dict[str, Any] = {
+        "_about": json.loads(out.read_text())["_about"] if out.exists() else "",
+        "_source": {
+            "repository": "projectcalico/calico",
+            "ref": args.ref,
+            "commit": args.commit,
+            "path": "/".join(crd_dir.parts[-3:]),
+        },
+    }
     for path in sorted(crd_dir.glob("*.yaml")):
         kind, found = crd_fields(yaml.load(path.read_text(encoding="utf-8")))
         if kind in KINDS:

@@ -48,6 +48,7 @@ def _pushed(lines: Sequence[str]) -> list[tuple[str, str, str]]:
 
 
 def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> int:
+    from reconciler.config.repo_config import for_commit
     from reconciler.config.source import SourceError, default_cache_dir, from_git
     from reconciler.config.validate import validate_source
     from reconciler.gitops.repo import git
@@ -60,7 +61,8 @@ def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> 
             continue  # a deleted ref has no tree to check
         print(f"reconcile: validating {ref} at {new[:12]}", file=sys.stderr)
         try:
-            src = from_git(git_dir, new, default_cache_dir())
+            # validated as a node reads it: under the commit's .reconcile.yaml
+            src = for_commit(from_git(git_dir, new, default_cache_dir()))
             result = validate_source(src, default_cache_dir(), with_resources=False)
             if keyring is not None:
                 # the commits this push brings: reachable from new, from no existing ref

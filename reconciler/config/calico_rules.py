@@ -1,5 +1,6 @@
 """Calico v3 validator rules beyond the schemas: IP pools, tiers, policy
-names, metadata, `services` and `http` rule matches, FelixConfiguration.
+names, metadata, `services` and `http` rule matches, catch-all `notNets`,
+FelixConfiguration (route tables, health timeout overrides, ...).
 
 Pure functions of one Resource, registered with semantic.check. Like the
 rest of semantic, a field of the wrong type is left to the schema.
@@ -189,6 +190,32 @@ def rules(resource: Resource) -> Iterator[Finding]:
             path: Path = ("spec", direction, i)
             yield from _services(rule_map, path, direction, is_global)
             yield from _http(rule_map, path, direction)
+            yield from _catch_all_negations(rule_map, path)
+
+
+def _is_catch_all(value: str) -> bool:
+    """Calico's test: IPv4 only as the literal '0.0.0.0/0'; IPv6 any spelling
+    of ::/0 (it compares the parsed address and mask)."""
+    if value == "0.0.0.0/0":
+        return True
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError:
+        return False
+    return iface.version == 6 and iface.network.prefixlen == 0
+
+
+def _catch_all_negations(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
+    # notNets holding everything matches no traffic: Calico refuses the rule.
+    for side in ("source", "destination"):
+        entity = _map(rule.get(side)) or {}
+        for i, value in enumerate(_list(entity.get("notNets"))):
+            if isinstance(value, str) and "/" in value and _is_catch_all(value):
+                yield Finding(
+                    (*path, side, "notNets", i),
+                    f"catch-all CIDR {value!r} in notNets matches no traffic "
+                    "(a logical contradiction)",
+                )
 
 
 def _services(
@@ -281,14 +308,34 @@ def felix(resource: Resource) -> Iterator[Finding]:
             yield Finding(("spec", "openstackRegion"), "is too long (at most 46 characters)")
         elif not _DNS_LABEL.fullmatch(region):
             yield Finding(("spec", "openstackRegion"), "must be a valid DNS label")
-    if spec.get("nodeSelector") is not None and (
-        resource.name == "default" or resource.name.startswith("node.")
-    ):
-        yield Finding(
-            ("spec", "nodeSelector"),
-            "nodeSelector must not be set on the 'default' or per-node ('node.*') configuration",
-        )
     yield from _route_tables(spec)
+    yield from _health_timeouts(spec)
+
+
+_HTO_NAME = re.compile(r"[a-zA-Z0-9_ -]+")
+
+
+def _health_timeouts(spec: Mapping[str, Any]) -> Iterator[Finding]:
+    # The schema checks each timeout is a Go duration; a negative one parses
+    # and is refused here, as Calico's validator does.
+    for i, entry in enumerate(_list(spec.get("healthTimeoutOverrides"))):
+        entry_map = _map(entry) or {}
+        at = ("spec", "healthTimeoutOverrides", i)
+        name = entry_map.get("name")
+        if isinstance(name, str) and not _HTO_NAME.fullmatch(name):
+            yield Finding(
+                (*at, "name"),
+                f"invalid health timeout override name {name!r}: "
+                "letters, digits, '_', '-' and spaces, at least one",
+            )
+        timeout = entry_map.get("timeout")
+        if isinstance(timeout, str) and timeout.startswith("-") and _nonzero(timeout[1:]):
+            yield Finding((*at, "timeout"), f"timeout {timeout!r} must not be negative")
+
+
+def _nonzero(duration: str) -> bool:
+    """Whether an unsigned Go duration such as '1m30s' or '0.5s' is above zero."""
+    return any(float(n) > 0 for n in re.findall(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", duration))
 
 
 def _route_tables(spec: Mapping[str, Any]) -> Iterator[Finding]:

@@ -7,7 +7,8 @@ values. At its root, `.reconcile.yaml` may say
     ignorePaths: ["charts/**", "*.values.yaml"] # files not read at all
 
 and the `--skip-kinds` / `--ignore-paths` flags add to it. `--validate`,
-`--plan` and `--apply` all honour it: `apply_to` filters a Source.
+`--plan` and `--apply` all honour it: `apply_to` filters a Source. For a Git
+commit it is the commit's own file (Source.config), never the working tree's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from reconciler.config.source import Source, SourceError
+from reconciler.config.limits import MAX_FILE_BYTES, human_bytes
+from reconciler.config.source import CONFIG_FILE, Source, SourceError, SourceFile
 
-FILE_NAME = ".reconcile.yaml"
+FILE_NAME = CONFIG_FILE
 _KEYS = ("skipKinds", "ignorePaths")
 
 
@@ -67,26 +69,42 @@ def read(root: str) -> RepoConfig:
     path = os.path.join(root, FILE_NAME)
     if not os.path.isfile(path):
         return RepoConfig()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc}") from exc
+    return parse(data, path)
+
+
+def from_file(file: SourceFile | None, where: str) -> RepoConfig:
+    """A Git commit's config file (Source.config), or an empty config."""
+    return RepoConfig() if file is None else parse(file.read(), f"{where}: {file.path}")
+
+
+def parse(data: bytes, where: str) -> RepoConfig:
+    """A config file's content; `where` names it in errors."""
+    if len(data) > MAX_FILE_BYTES:
+        raise SourceError(f"{where}: larger than {human_bytes(MAX_FILE_BYTES)}")
     # A YAML parser loads only for a .reconcile.yaml: bench/plan_bench.py's
     # no-op plan reads a stored state and parses no YAML.
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = YAML(typ="safe").load(fh)
-    except (OSError, YAMLError) as exc:
-        raise SourceError(f"{path}: {exc}") from exc
-    if data is None:
+        loaded = YAML(typ="safe").load(data)
+    except (YAMLError, UnicodeError) as exc:
+        raise SourceError(f"{where}: {exc}") from exc
+    if loaded is None:
         return RepoConfig()
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected a mapping with {' and '.join(_KEYS)}")
-    unknown = sorted(set(data) - set(_KEYS))
+    if not isinstance(loaded, dict):
+        raise SourceError(f"{where}: expected a mapping with {' and '.join(_KEYS)}")
+    unknown = sorted(set(loaded) - set(_KEYS), key=str)
     if unknown:
-        raise SourceError(f"{path}: unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})")
+        raise SourceError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})")
     return RepoConfig(
-        frozenset(_strings(data.get("skipKinds"), "skipKinds", path)),
-        _strings(data.get("ignorePaths"), "ignorePaths", path),
+        frozenset(_strings(loaded.get("skipKinds"), "skipKinds", where)),
+        _strings(loaded.get("ignorePaths"), "ignorePaths", where),
     )
 
 
@@ -95,16 +113,20 @@ def _csv(text: str) -> tuple[str, ...]:
 
 
 def combine(
-    roots: Sequence[str], skip_kinds: str = "", ignore_paths: str = "", strict: bool = False
+    roots: Sequence[str],
+    skip_kinds: str = "",
+    ignore_paths: str = "",
+    strict: bool = False,
+    found: Sequence[RepoConfig] = (),
 ) -> RepoConfig:
-    """The config files of every directory root, plus the flags' additions."""
+    """The config files of every directory root and those already `found`
+    (a commit's), plus the flags' additions."""
     skip: set[str] = set(_csv(skip_kinds))
     ignore: list[str] = list(_csv(ignore_paths))
-    for root in roots:
-        if os.path.isdir(root):
-            found = read(root)
-            skip |= found.skip_kinds
-            ignore += [p for p in found.ignore_paths if p not in ignore]
+    configs = [*found, *(read(root) for root in roots if os.path.isdir(root))]
+    for config in configs:
+        skip |= config.skip_kinds
+        ignore += [p for p in config.ignore_paths if p not in ignore]
     return RepoConfig(frozenset(skip), tuple(ignore), strict)
 
 
@@ -130,3 +152,11 @@ def apply_to(source: Source, config: RepoConfig, roots: Sequence[str] = ()) -> S
         skip_kinds=config.skip_kinds,
         strict_kinds=config.strict_kinds,
     )
+
+
+def for_commit(
+    source: Source, skip_kinds: str = "", ignore_paths: str = "", strict: bool = False
+) -> Source:
+    """A Git commit's Source under its own config file plus the flags'."""
+    own = from_file(source.config, source.description)
+    return apply_to(source, combine([], skip_kinds, ignore_paths, strict, found=[own]))

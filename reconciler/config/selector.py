@@ -13,8 +13,9 @@ Grammar (the language of Calico's libcalico-go selector parser):
     string   := '"' [^"]* '"' | "'" [^']* "'"      (no escapes, as in Calico)
 
 Like Calico, only spaces and tabs separate tokens, and `has(`, `all(` and
-`global(` must be written without a space before the parenthesis. Label keys
-must be Kubernetes qualified names, since nothing else can ever be a label.
+`global(` must be written without a space before the parenthesis. A label key
+is any run of letters, digits, '_', '.', '/' and '-', as in Calico's
+tokenizer; the stricter Kubernetes rules bind labels on resources.
 
 `str(selector)` is a canonical form used to dedupe ip-sets: `&&`/`||` groups
 are parenthesised and flattened, double negation is removed, set members are
@@ -312,39 +313,11 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
-# ---------------------------------------------------------------- label keys
-
-_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
-_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_PREFIX = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
-_KEY = re.compile(rf"(?:({_PREFIX.pattern})/)?({_NAME})")
-
-
-@lru_cache(maxsize=4096)
-def _key_problem(key: str) -> str | None:
-    """Why `key` is not a label key Calico's selectors take, or None. As
-    Calico's tokenizer does, a key may hold several '/' (labels of other
-    systems, e.g. `a.io/b/c`): each part before the name is a DNS subdomain."""
-    if key.count("/") > 1:
-        *parts, last = key.split("/")
-        bad = next((p for p in parts if not _PREFIX.fullmatch(p)), None)
-        if bad is not None:
-            return "prefix must be a lowercase DNS subdomain"
-        return _key_problem(f"{parts[-1]}/{last}")
-    m = _KEY.fullmatch(key)
-    if m is None:
-        prefix, sep, name = key.rpartition("/")
-        if sep and not _PREFIX.fullmatch(prefix):
-            return "prefix must be a lowercase DNS subdomain"
-        if not name:
-            return "name part is empty"
-        return "name must start and end with a letter or digit"
-    prefix, name = m.group(1), m.group(2)
-    if prefix is not None and len(prefix) > 253:
-        return "prefix is longer than 253 characters"
-    if len(name) > 63:
-        return "name is longer than 63 characters"
-    return None
+# A label key is whatever the tokenizer's word takes: Calico's tokenizer reads
+# any run of [A-Za-z0-9_./-] as one (upper case, several '/', a leading '-',
+# any length). The Kubernetes rules for label keys bind the labels on
+# resources (checked there), not the keys a selector names: a key no resource
+# can carry matches nothing.
 
 
 # ---------------------------------------------------------------- parser
@@ -420,19 +393,17 @@ class _Parser:
                 raise SelectorError(f"no space allowed between '{text}' and '('", column)
             self.pos += 1
             return self.parse_function(text)
-        return self.parse_comparison(text, column)
+        return self.parse_comparison(text)
 
     def parse_function(self, name: str) -> Selector:
         if name == "has":
             key = self.expect(_WORD, "label key")
-            self.check_key(key[1], key[2])
             self.expect(")", "')'")
             return Has(key[1])
         self.expect(")", "')'")
         return All() if name == "all" else Global()
 
-    def parse_comparison(self, key: str, key_column: int) -> Selector:
-        self.check_key(key, key_column)
+    def parse_comparison(self, key: str) -> Selector:
         kind, text, column = self.take()
         op = kind
         if kind == _WORD:
@@ -472,12 +443,6 @@ class _Parser:
                 return frozenset(values)
             if kind != ",":
                 raise SelectorError("expected ',' or '}'", column)
-
-    @staticmethod
-    def check_key(key: str, column: int) -> None:
-        problem = _key_problem(key)
-        if problem is not None:
-            raise SelectorError(f"invalid label key '{key}': {problem}", column)
 
 
 def _group(cls: type[And] | type[Or], operands: list[Selector]) -> Selector:

@@ -23,6 +23,8 @@ from reconciler.config import safe_tree
 from reconciler.config.limits import MAX_FILE_BYTES
 
 YAML_SUFFIXES = safe_tree.YAML_SUFFIXES
+# The repository's own settings (reconciler.config.repo_config), at the root.
+CONFIG_FILE = ".reconcile.yaml"
 
 
 class SourceError(Exception):
@@ -55,6 +57,9 @@ class Source:
     # kinds are passed over silently; strict makes any foreign kind an error.
     skip_kinds: frozenset[str] = frozenset()
     strict_kinds: bool = False
+    # A Git commit's CONFIG_FILE, read by the same rules as its YAML files (a
+    # directory's is read from the directory by repo_config).
+    config: SourceFile | None = None
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
@@ -358,6 +363,7 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
             if item.type == "blob" and not any(p.startswith(".") for p in item.path.split("/")):
                 blobs[item.path] = item
         files, problems = _git_files(odb, blobs)
+        config = _config_file(odb, commit.tree, blobs, problems)
     except SourceError:
         raise
     except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
@@ -367,7 +373,9 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     if problems:
         raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
     files.sort(key=lambda f: f.path)
-    src = Source(f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files))
+    src = Source(
+        f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files), config=config
+    )
     if _is_full_id(ref):
         _COMMITS.clear()
         _COMMITS[repo, ref] = src
@@ -392,27 +400,46 @@ def _git_files(odb: Any, blobs: dict[str, Any]) -> tuple[list[SourceFile], list[
         if not path.endswith(YAML_SUFFIXES):
             continue
         name = safe_tree.shown(path)
-        target, why = item, ""
-        for _ in range(_MAX_LINK_HOPS):
-            if target.mode != _GIT_LINK:
-                break
-            link = bytes(odb.stream(target.binsha).read(4096)).decode("utf-8", "surrogateescape")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target.path), link))
-            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                why = "is a symlink that leaves the repository tree (refused)"
-                break
-            if resolved not in blobs:
-                why = "is a symlink to no file of the tree (dangling, or a directory)"
-                break
-            target = blobs[resolved]
-        else:
-            why = "is a symlink loop"
+        target, why = _resolve(odb, blobs, item)
         if why:
             problems.append(f"{name}: {why}")
             continue
         odb.info(target.binsha)  # raises for a missing or unreadable object
         files.append(SourceFile(name, target.hexsha, _blob_reader(odb, target.binsha, name)))
     return files, problems
+
+
+def _resolve(odb: Any, blobs: dict[str, Any], item: Any) -> tuple[Any, str]:
+    """The blob a tree entry stands for (symlinks followed inside the tree),
+    or why there is none."""
+    target = item
+    for _ in range(_MAX_LINK_HOPS):
+        if target.mode != _GIT_LINK:
+            return target, ""
+        link = bytes(odb.stream(target.binsha).read(4096)).decode("utf-8", "surrogateescape")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target.path), link))
+        if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+            return target, "is a symlink that leaves the repository tree (refused)"
+        if resolved not in blobs:
+            return target, "is a symlink to no file of the tree (dangling, or a directory)"
+        target = blobs[resolved]
+    return target, "is a symlink loop"
+
+
+def _config_file(
+    odb: Any, tree: Any, blobs: dict[str, Any], problems: list[str]
+) -> SourceFile | None:
+    """The tree's root CONFIG_FILE when it is a file (a directory of that name
+    is passed over, as in a working tree), by the rules of `_git_files`."""
+    item = next((b for b in tree.blobs if b.path == CONFIG_FILE), None)
+    if item is None:
+        return None
+    target, why = _resolve(odb, blobs, item)
+    if why:
+        problems.append(f"{CONFIG_FILE}: {why}")
+        return None
+    odb.info(target.binsha)
+    return SourceFile(CONFIG_FILE, target.hexsha, _blob_reader(odb, target.binsha, CONFIG_FILE))
 
 
 def _blob_reader(odb: Any, binsha: bytes, name: str) -> Callable[[], bytes]:

@@ -21,8 +21,7 @@ def open_source(
     policy = spec.get("policy", {})
     cache = source.default_cache_dir()  # None when no safe cache directory exists
     if spec["kind"] == "git":
-        src = source.from_git(spec["repo"], spec["ref"], cache)
-        return repo_config.apply_to(src, repo_config.combine([], **policy))
+        return repo_config.for_commit(source.from_git(spec["repo"], spec["ref"], cache), **policy)
     paths = spec["paths"]
     config = repo_config.combine(paths, **policy)
     stat = source.stat_cache_path(cache, paths) if use_cache and cache is not None else None

@@ -393,17 +393,6 @@ CASES: list[tuple[str, Resource, list[tuple[str, str]]]] = [
         [("spec.openstackRegion", "must be a valid DNS label")],
     ),
     (
-        "felix node selector on default",
-        res("FelixConfiguration", {"nodeSelector": "all()"}, name="default"),
-        [
-            (
-                "spec.nodeSelector",
-                "nodeSelector must not be set on the 'default' "
-                "or per-node ('node.*') configuration",
-            )
-        ],
-    ),
-    (
         "felix regex",
         res("FelixConfiguration", {"mtuIfacePattern": "(eth"}, name="default"),
         [

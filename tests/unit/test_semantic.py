@@ -577,7 +577,7 @@ PASSING: list[tuple[str, Resource]] = [
             {
                 "ipVersion": 4,
                 "source": {"nets": ["10.0.0.0/8", "192.0.2.1"]},
-                **dst(notNets=["0.0.0.0/0"]),
+                **dst(notNets=["192.0.2.0/24"]),
             }
         ),
     ),
