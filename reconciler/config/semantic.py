@@ -292,9 +292,9 @@ _DERIVED_POLICY_PREFIXES = ("knp.default.", "kcnp.", "ossg.default.")
 
 
 def _policy_tier(resource: Resource) -> Iterator[Finding]:
-    # Calico 3.29-3.30 required `<tier>.<name>` for non-default tiers; the
-    # rule was dropped later (projectcalico/calico#11232). Both are in use,
-    # so a mismatch is a warning, not an error.
+    # Calico v3.31, the release validation targets, requires `<tier>.<name>`
+    # for a policy of another tier than default (a later release dropped
+    # the rule). A default-tier name with a dot only looks like another tier.
     tier = resource.spec.get("tier")
     tier = tier if isinstance(tier, str) and tier else "default"
     name = resource.name
@@ -304,9 +304,7 @@ def _policy_tier(resource: Resource) -> Iterator[Finding]:
         if not name.startswith(f"{tier}."):
             yield Finding(
                 ("metadata", "name"),
-                f"policy in tier '{tier}' is not named '{tier}.<name>': "
-                "Calico releases that require tier-prefixed names reject it",
-                _WARNING,
+                f"policy in tier '{tier}' must be named '{tier}.<name>'",
             )
         return
     prefix, dot, _ = name.partition(".")

@@ -421,9 +421,8 @@ FAILING: list[tuple[str, Resource, Path, str, Severity]] = [
         "tier without name prefix",
         gnp({"tier": "security"}, name="block-ssh"),
         ("metadata", "name"),
-        "policy in tier 'security' is not named 'security.<name>': "
-        "Calico releases that require tier-prefixed names reject it",
-        WARNING,
+        "policy in tier 'security' must be named 'security.<name>'",
+        ERROR,
     ),
     (
         "tier-like prefix in the default tier",
