@@ -6,6 +6,7 @@ Addresses (what plans show):
   map/rcl_failsafe/out/udp/53/10.0.0.0/8   one that honours a `net`
   map/rcl_host_ip/192.168.50.1             one of this node's addresses
   map/rcl_xdp_ep/<iface>                   the untracked program of an XDP interface
+                                           and the prefix lengths its address classes use
 """
 
 from __future__ import annotations
@@ -90,12 +91,15 @@ def _host_ip_encode(suffix: str, _a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 # -- rcl_xdp_ep: by ifindex ----------------------------------------------------
 def _xdp_ep_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
     ifindex = ht.U32.unpack(key)[0]
-    slot, prog = ht.XDP_EP.unpack(value)
-    return ctx.ifname(ifindex), {"ifindex": ifindex, "slot": slot, "untracked": f"{prog:08x}"}
+    slot, prog, nets = ht.XDP_EP.unpack(value)
+    attrs: Attrs = {"ifindex": ifindex, "slot": slot, "untracked": f"{prog:08x}",
+                    "nets": ht.nets_text(nets)}  # fmt: skip
+    return ctx.ifname(ifindex), attrs
 
 
 def _xdp_ep_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return ht.U32.pack(a["ifindex"]), ht.XDP_EP.pack(a["slot"], int(a["untracked"], 16))
+    value = ht.XDP_EP.pack(a["slot"], int(a["untracked"], 16), ht.nets_mask(a.get("nets", "")))
+    return ht.U32.pack(a["ifindex"]), value
 
 
 CODECS: dict[str, Codec] = {
