@@ -118,13 +118,14 @@ def xdp_deny(rounds: int = 5) -> dict[str, Any]:
     med = {n: statistics.median(s) for n, s in samples.items()}
     one = med[XDP_RULES[0]]
     rows: list[tuple[str, Any, str]] = [
-        (f"{n:,} untracked rules: ns/packet (median of {rounds})", med[n],
-         "runs: " + " ".join(f"{x:.0f}" for x in samples[n]))  # fmt: skip
+        (
+            f"{n:,} untracked rules: ns/packet (median of {rounds})",
+            med[n],
+            "runs: " + " ".join(f"{x:.0f}" for x in samples[n]),
+        )  # fmt: skip
         for n in XDP_RULES
     ]
-    rows += [
-        (f"{n:,} / 1", med[n] / one, "target <= 1.2 (flat)") for n in XDP_RULES[1:]
-    ]
+    rows += [(f"{n:,} / 1", med[n] / one, "target <= 1.2 (flat)") for n in XDP_RULES[1:]]
     return report_rows("host: xdp doNotTrack deny per packet", rows)
 
 
@@ -226,8 +227,11 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
     med = {v: float(statistics.median(t)) for v, t in times.items()}
     floor = float(statistics.median(anchor))
     rows: list[tuple[str, Any, str]] = [
-        (f"runs per variant (median; repeat={pb.AMORTIZED_REPEAT:,}, every run a new flow)",
-         runs, "variants interleaved, one program, one set of maps"),  # fmt: skip
+        (
+            f"runs per variant (median; repeat={pb.AMORTIZED_REPEAT:,}, every run a new flow)",
+            runs,
+            "variants interleaved, one program, one set of maps",
+        ),  # fmt: skip
     ]
     rows += [(f"first packet, {v}: ns (gross | net of prelude)",
               f"{m:.0f} | {m - floor:.0f}", "") for v, m in med.items()]  # fmt: skip
@@ -237,13 +241,18 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
     rows += [
         ("anchor: the prelude tail-calling an empty program: ns", floor, "subtracted in net"),
         ("policy step, workload ingress, 1 rule: ns", wl1, "over the same path without policy"),
-        ("policy step, host endpoint ingress, 1 rule: ns", host1,
-         "over the host path without a host endpoint"),  # fmt: skip
+        (
+            "policy step, host endpoint ingress, 1 rule: ns",
+            host1,
+            "over the host path without a host endpoint",
+        ),  # fmt: skip
         ("policy step, host endpoint ingress, 1,000 rules: ns", host1k, ""),
         ("host / workload policy step, 1 rule", host1 / wl1 if wl1 else float("nan"), ""),
-        ("host endpoint first packet, 1,000 / 1 rule (gross)",
-         med["host endpoint ingress, 1,000 rules"] / med["host endpoint ingress, 1 rule"],
-         "flat: target <= 1.2"),  # fmt: skip
+        (
+            "host endpoint first packet, 1,000 / 1 rule (gross)",
+            med["host endpoint ingress, 1,000 rules"] / med["host endpoint ingress, 1 rule"],
+            "flat: target <= 1.2",
+        ),  # fmt: skip
     ]
     return report_rows("host: first packet, host endpoint vs workload policy", rows)
 
