@@ -21,7 +21,7 @@ import statistics
 import uuid
 from typing import Any
 
-from reconciler.compile.host_policy import xdp_net_entries
+from reconciler.compile.host_policy import untracked_net_entries
 from reconciler.compile.policy import Program, compile_chain
 from reconciler.compile.policy_model import build_model
 from reconciler.compile.policy_objects import program_entries
@@ -92,7 +92,7 @@ def xdp_deny(rounds: int = 5) -> dict[str, Any]:
         eps = {}
         for rules in XDP_RULES:
             program = untracked_program(rules)
-            nets, mask = xdp_net_entries(program)
+            nets, mask = untracked_net_entries(program)
             _write(fds, root, [(n, k, a) for n, k, a, _ in program_entries(program)] + nets)
             # BPF_PROG_TEST_RUN gives an XDP program the loopback device (ifindex 1)
             eps[rules] = {"ifindex": 1, "slot": 0, "untracked": f"{program.prog_id:08x}",
@@ -177,6 +177,7 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
         def hep(prog_id: int) -> None:
             attrs: dict[str, Any] = {"slot": 0, "ifindex": pb.TEST_RUN_IFINDEX}
             attrs.update({c: "00000000" for c in ht.HEP_CHAINS})
+            attrs[ht.HEP_NETS] = ""
             attrs["ingress"] = attrs["egress"] = f"{prog_id:08x}"
             bpfsys.map_update(tc.fds[ht.MAP_HEP], *entries.encode(ht.MAP_HEP, "bench", attrs))
 

@@ -17,37 +17,6 @@
 
 #define rcl_xdp_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
 
-/* The address class, flat in the number of rules: the address itself in the
- * exact table, then, longest first, each prefix length the program has
- * (ep->nets), as an exact entry of the masked address. A hash lookup per
- * length the program uses, where the LPM trie's walk grows with its entries
- * (and every program's share the trie). Every length is written into the key
- * whether or not it is asked, so that the verifier's paths through the
- * unrolled loop merge. */
-static __always_inline __u32 rcl_xdp_addr_class(__u32 prog, __u32 nets, __u32 addr)
-{
-	struct rcl_pol_cls_key k = {};
-	k.prog = prog;
-	k.kind = RCL_POL_K_ADDR;
-	k.addr = addr;
-	struct rcl_pol_cls *c = rcl_pol_exact.lookup(&k);
-	if (c)
-		return c->cls;
-	__u32 host = __builtin_bswap32(addr);
-	k.kind = RCL_POL_K_NET;
-#pragma unroll
-	for (int len = 31; len >= 0; len--) {
-		k.proto = len;
-		k.addr = len ? __builtin_bswap32(host & (0xffffffffU << (32 - len))) : 0;
-		if (nets & (1U << len)) {
-			c = rcl_pol_exact.lookup(&k);
-			if (c)
-				return c->cls;
-		}
-	}
-	return 0;
-}
-
 int rcl_xdp(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -84,7 +53,7 @@ int rcl_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	__u32 rule;
-	__u32 aclass = rcl_xdp_addr_class(prog, ep->nets, ip->saddr);
+	__u32 aclass = rcl_pol_net_class(prog, ep->nets, ip->saddr);
 	int action = rcl_pol_decide_cls(prog, aclass, proto, dval, sval, &rule);
 	if (action == RCL_POL_DENY) {
 		if (stats)

@@ -298,6 +298,7 @@ static __always_inline int rcl_pol_untracked_out(struct __sk_buff *skb, __u32 l3
 	if (!hep || hep->ifindex != skb->ifindex || skb->protocol != rcl_htons(ETH_P_IP))
 		return RCL_POL_NOMATCH; /* rcl_pol_begin decides these */
 	__u32 prog = hep->prog[RCL_HEP_UNTRACKED_OUT];
+	__u32 nets = hep->untracked_out_nets;
 	if (!prog)
 		return RCL_POL_NOMATCH;
 	struct iphdr *ip = &ps->ip;
@@ -320,7 +321,8 @@ static __always_inline int rcl_pol_untracked_out(struct __sk_buff *skb, __u32 l3
 	if (rcl_is_host_ip(ip->saddr) && rcl_failsafe_allows(RCL_FS_OUT, p, dval, ip->daddr))
 		return RCL_POL_NOMATCH;
 	__u32 rule;
-	int action = rcl_pol_decide(prog, ip->daddr, p, dval, sval, &rule);
+	__u32 aclass = rcl_pol_net_class(prog, nets, ip->daddr);
+	int action = rcl_pol_decide_cls(prog, aclass, p, dval, sval, &rule);
 	if (action == RCL_POL_DENY)
 		rcl_untracked_count(slot, prog, rule, RCL_UNTRACKED_OUT);
 	return action;

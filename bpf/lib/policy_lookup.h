@@ -62,6 +62,39 @@ static __always_inline __u32 rcl_pol_class(__u32 prog, __u8 kind, __u8 proto, __
 	return c->cls;
 }
 
+/* The address class, flat in the number of rules: the address itself in the
+ * exact table, then, longest first, each prefix length the program has
+ * (`nets`, bit n: /n), as an exact entry of the masked address
+ * (RCL_POL_K_NET). Untracked programs have these entries (the XDP program
+ * and tc egress ask them). A hash lookup per
+ * length the program uses, where the LPM trie's walk grows with its entries
+ * (and every program's share the trie). Every length is written into the key
+ * whether or not it is asked, so that the verifier's paths through the
+ * unrolled loop merge. */
+static __always_inline __u32 rcl_pol_net_class(__u32 prog, __u32 nets, __u32 addr)
+{
+	struct rcl_pol_cls_key k = {};
+	k.prog = prog;
+	k.kind = RCL_POL_K_ADDR;
+	k.addr = addr;
+	struct rcl_pol_cls *c = rcl_pol_exact.lookup(&k);
+	if (c)
+		return c->cls;
+	__u32 host = __builtin_bswap32(addr);
+	k.kind = RCL_POL_K_NET;
+#pragma unroll
+	for (int len = 31; len >= 0; len--) {
+		k.proto = len;
+		k.addr = len ? __builtin_bswap32(host & (0xffffffffU << (32 - len))) : 0;
+		if (nets & (1U << len)) {
+			c = rcl_pol_exact.lookup(&k);
+			if (c)
+				return c->cls;
+		}
+	}
+	return 0;
+}
+
 /* A program's verdict once the address class is known: see rcl_pol_decide. */
 static __always_inline int rcl_pol_decide_cls(__u32 prog, __u32 aclass, __u8 proto, __u16 dval,
 					      __u16 sval, __u32 *rule)

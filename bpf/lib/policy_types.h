@@ -88,7 +88,7 @@ struct rcl_pol_verdict {
 struct rcl_pol_hep {
 	__u32 ifindex;
 	__u32 prog[RCL_HEP_PROGS];
-	__u32 pad;
+	__u32 untracked_out_nets; /* as rcl_xdp_ep.nets, for prog[RCL_HEP_UNTRACKED_OUT] */
 };
 
 /* rcl_failsafe: failsafe ports, an LPM trie. Prefix lengths count from dir:

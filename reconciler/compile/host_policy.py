@@ -121,12 +121,13 @@ def failsafe_notes(
     return notes
 
 
-def xdp_net_entries(program: Program) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
-    """The untracked program's address prefixes shorter than /32 again as
+def untracked_net_entries(program: Program) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+    """An untracked program's address prefixes shorter than /32 again as
     exact entries (rcl_pol_exact .../net/<addr>/<len>), and the mask of their
-    lengths (rcl_xdp_ep.nets): the XDP program asks a hash per length the
-    program uses instead of walking the LPM trie, so its cost does not grow
-    with the rules (bpf/xdp.c rcl_xdp_addr_class)."""
+    lengths (rcl_xdp_ep.nets, rcl_pol_hep.untracked_out_nets): the datapath
+    asks a hash per length the program uses instead of walking the LPM trie,
+    so its cost does not grow with the rules (bpf/lib/policy_lookup.h
+    rcl_pol_net_class)."""
     pid = f"{program.prog_id:08x}"
     out, mask = [], 0
     for cls, (net, plen) in enumerate(program.addr_classes):
@@ -156,11 +157,18 @@ def host_entries(
             always = chain_name in ("ingress", "egress")  # these drop with no policy at all
             prog = program_of(chain).prog_id if always or has_policy(chain) else 0
             attrs[chain_name] = f"{prog:08x}"
+        attrs[ht.HEP_NETS] = ""
+        untracked_out = model.chains[(h.endpoint, "untracked-egress")]
+        if has_policy(untracked_out):
+            nets, mask = untracked_net_entries(program_of(untracked_out))
+            for name, key, net_attrs in nets:
+                yield name, key, net_attrs, {}
+            attrs[ht.HEP_NETS] = ht.nets_text(mask)
         yield ht.MAP_HEP, h.name, attrs, {"endpoint": f"HostEndpoint/{h.endpoint}"}
         untracked = model.chains[(h.endpoint, "untracked")]
         if has_policy(untracked):
             program = program_of(untracked)
-            nets, mask = xdp_net_entries(program)
+            nets, mask = untracked_net_entries(program)
             for name, key, net_attrs in nets:
                 yield name, key, net_attrs, {}
             xdp = {"ifindex": h.ifindex, "slot": h.slot,

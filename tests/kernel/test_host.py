@@ -402,7 +402,7 @@ spec:
     destination: {ports: [7000]}
   - action: Deny
     protocol: TCP
-    destination: {ports: [7001]}
+    destination: {nets: [192.168.50.0/24], ports: [7001]}
 """
 
 DENY_ALL_EGRESS = """\
@@ -440,6 +440,8 @@ def test_do_not_track_egress_denies_before_conntrack_and_allow_bypasses_a_later_
         node.write("untracked-out.yaml", UNTRACKED_EGRESS)
         rc, out, _ = node.run("--plan", "--detail")
         assert rc == 2 and "map/rcl_pol_hep/eth0" in out and "untracked-egress=" in out, out
+        # the destination /24 is also an exact entry, for the flat lookup
+        assert "untracked-egress-nets=24,0" in out and "/net/192.168.50.0/24" in out, out
         assert "+ xdp/eth0" not in out, out  # egress rules only: no XDP program
         node.apply_converged()
         ct_before = policy_ct_entries(node)

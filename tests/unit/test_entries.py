@@ -39,6 +39,7 @@ CASES = [
             "forward-egress": "00000000",
             "prednat": "12345678",
             "untracked-egress": "00c0ffee",
+            "untracked-egress-nets": "16,0",
         },
     ),
     ("rcl_failsafe", "in/tcp/22", {}),

@@ -9,7 +9,7 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
-from reconciler.compile.host_policy import xdp_net_entries
+from reconciler.compile.host_policy import untracked_net_entries
 from reconciler.compile.policy import compile_chain
 from reconciler.compile.policy_model import build_model
 from reconciler.config.load import load
@@ -68,13 +68,13 @@ def test_do_not_track_egress_rules_are_the_untracked_egress_chain_only() -> None
 
 
 def flat_class(program: Any, addr: int) -> int:
-    """The XDP program's lookup (bpf/xdp.c rcl_xdp_addr_class) over the
+    """The datapath's flat lookup (bpf/lib/policy_lookup.h rcl_pol_net_class) over the
     entries the compile writes: the /32 itself, then each length in the mask,
     longest first."""
     exact = {net: cls for cls, (net, plen) in enumerate(program.addr_classes) if plen == 32}
     if addr in exact:
         return exact[addr]
-    nets, mask = xdp_net_entries(program)
+    nets, mask = untracked_net_entries(program)
     by_key = {key.split("/", 2)[2]: attrs["class"] for _, key, attrs in nets}
     for plen in range(31, -1, -1):
         if mask >> plen & 1:
@@ -87,7 +87,7 @@ def flat_class(program: Any, addr: int) -> int:
 
 def test_the_flat_lookup_finds_the_class_the_lpm_finds() -> None:
     program = compile_chain(model().chains[("h", "untracked")])
-    nets, mask = xdp_net_entries(program)
+    nets, mask = untracked_net_entries(program)
     assert mask == (1 << 0) | (1 << 12) | (1 << 16) | (1 << 24), ht.nets_text(mask)
     assert ht.nets_text(mask) == "24,16,12,0" and ht.nets_mask("24,16,12,0") == mask
     assert all(key.split("/")[1] == "net" for _, key, _ in nets)

@@ -28,8 +28,9 @@ HEP_CHAINS = (
 FS_IN, FS_OUT = 1, 2  # RCL_FS_*
 FS_DIRS = {"in": FS_IN, "out": FS_OUT}
 
-# struct rcl_pol_hep { __u32 ifindex; __u32 prog[6]; __u32 pad; }
-HEP = struct.Struct("=I6I4x")
+# struct rcl_pol_hep { __u32 ifindex; __u32 prog[6]; __u32 untracked_out_nets; }
+HEP = struct.Struct("=I6II")
+HEP_NETS = "untracked-egress-nets"  # its attribute: rcl_pol_hep.untracked_out_nets
 # struct rcl_failsafe_key { __u32 prefixlen; __u8 dir, proto; __u16 port_be; __u32 addr_be; }
 FAILSAFE_KEY = struct.Struct("=IBB2s4s")
 FAILSAFE_BASE = 32  # prefix bits of dir, proto and port: a net /n is 32 + n
@@ -46,7 +47,8 @@ XDP_META_UNTRACKED = 0x72636C75  # RCL_XDP_META_UNTRACKED
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "rcl_pol_hep": (
         HEP,
-        ("ifindex", "prog[0]", "prog[1]", "prog[2]", "prog[3]", "prog[4]", "prog[5]"),
+        ("ifindex", "prog[0]", "prog[1]", "prog[2]", "prog[3]", "prog[4]", "prog[5]",
+         "untracked_out_nets"),  # fmt: skip
     ),
     "rcl_failsafe_key": (FAILSAFE_KEY, ("prefixlen", "dir", "proto", "port", "addr")),
     "rcl_xdp_ep": (XDP_EP, ("slot", "prog", "nets")),
