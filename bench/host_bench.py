@@ -177,7 +177,7 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
         def hep(prog_id: int) -> None:
             attrs: dict[str, Any] = {"slot": 0, "ifindex": pb.TEST_RUN_IFINDEX}
             attrs.update({c: "00000000" for c in ht.HEP_CHAINS})
-            attrs[ht.HEP_NETS] = ""
+            attrs[ht.HEP_NETS] = ht.nets_text(0)
             attrs["ingress"] = attrs["egress"] = f"{prog_id:08x}"
             bpfsys.map_update(tc.fds[ht.MAP_HEP], *entries.encode(ht.MAP_HEP, "bench", attrs))
 

@@ -157,7 +157,7 @@ def host_entries(
             always = chain_name in ("ingress", "egress")  # these drop with no policy at all
             prog = program_of(chain).prog_id if always or has_policy(chain) else 0
             attrs[chain_name] = f"{prog:08x}"
-        attrs[ht.HEP_NETS] = ""
+        attrs[ht.HEP_NETS] = ht.nets_text(0)
         untracked_out = model.chains[(h.endpoint, "untracked-egress")]
         if has_policy(untracked_out):
             nets, mask = untracked_net_entries(program_of(untracked_out))

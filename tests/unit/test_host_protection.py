@@ -90,6 +90,7 @@ def test_the_flat_lookup_finds_the_class_the_lpm_finds() -> None:
     nets, mask = untracked_net_entries(program)
     assert mask == (1 << 0) | (1 << 12) | (1 << 16) | (1 << 24), ht.nets_text(mask)
     assert ht.nets_text(mask) == "24,16,12,0" and ht.nets_mask("24,16,12,0") == mask
+    assert ht.nets_text(0) == "-" and ht.nets_mask("-") == 0
     assert all(key.split("/")[1] == "net" for _, key, _ in nets)
     rng = random.Random(7)
     named = ("10.1.2.3", "10.1.2.4", "10.1.3.1", "10.2.0.1", "172.20.1.1", "8.8.8.8")

@@ -58,12 +58,13 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
 
 
 def nets_text(mask: int) -> str:
-    """rcl_xdp_ep.nets as plans show it: the prefix lengths, longest first."""
-    return ",".join(str(n) for n in range(31, -1, -1) if mask >> n & 1)
+    """A prefix-length mask (rcl_xdp_ep.nets, rcl_pol_hep.untracked_out_nets)
+    as plans show it: the lengths, longest first; "-" for none."""
+    return ",".join(str(n) for n in range(31, -1, -1) if mask >> n & 1) or "-"
 
 
 def nets_mask(text: str) -> int:
-    return sum(1 << int(n) for n in text.split(",") if n)
+    return sum(1 << int(n) for n in text.split(",") if n and n != "-")
 
 
 def field_offsets(name: str) -> dict[str, int]:
