@@ -149,3 +149,28 @@ def test_status_names_untracked_drops_by_rule_and_shows_xdp_counters() -> None:
     assert lines[5].split() == ["eth0", "XDP", "5", "policy/u", "ingress", "rule", "2"]
     assert lines[6].split() == ["eth0", "tc", "egress", "2", "program", "0000abcd", "rule", "0"]
     assert host_counters.render({"xdp": {}, "untracked_drops": []}) == []
+
+
+def test_metrics_export_xdp_and_untracked_counters(monkeypatch: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from reconciler.engine import node_stats
+    from reconciler.gitops import metrics
+
+    stats = {
+        "xdp": {"eth0": {"dropped": 5, "allowed": 3, "failsafe": 1, "passed": 9}},
+        "untracked_drops": [
+            {"interface": "eth0", "direction": "out", "program": "0000abcd", "rule": 1,
+             "policy": "policy/u egress rule 2", "packets": 2},
+        ],
+    }  # fmt: skip
+    monkeypatch.setattr(node_stats, "node_stats", lambda _target: stats)
+    registry = CollectorRegistry()
+    registry.register(metrics._KernelCollector(SimpleNamespace()))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    assert 'calico_reconciler_xdp_packets_total{interface="eth0",result="dropped"} 5.0' in text
+    assert 'calico_reconciler_xdp_packets_total{interface="eth0",result="passed"} 9.0' in text
+    assert (
+        'calico_reconciler_untracked_dropped_total{direction="out",interface="eth0",'
+        'program="0000abcd",rule="1"} 2.0' in text
+    ), text
