@@ -279,9 +279,10 @@ int rcl_tc_egress(struct __sk_buff *skb)
 	return TC_ACT_UNSPEC;
 }
 
-/* Leaving through a host endpoint: the host's own traffic meets its egress
- * policy (after the failsafe outbound ports), forwarded traffic its
- * applyOnForward egress policy. */
+/* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
+ * first, then the host's own traffic meets its egress policy (after the
+ * failsafe outbound ports), forwarded traffic its applyOnForward egress
+ * policy. */
 int rcl_tc_host_egress(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -292,6 +293,14 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 	if (st->flags & RCL_IF_HOST_ENDPOINT) {
 		__u32 l3_off = (st->flags & RCL_IF_L3) && !(st->flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+		/* untracked (doNotTrack) egress policy first, before conntrack */
+		int untracked = ps ? rcl_pol_untracked_out(skb, l3_off, ps) : RCL_POL_NOMATCH;
+		if (untracked == RCL_POL_DENY) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+		if (untracked == RCL_POL_ALLOW)
+			return TC_ACT_UNSPEC;
 		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
 		if (pol == RCL_POL_NEW && ps)
 			rcl_pol_host_point(ps, 0);

@@ -53,10 +53,12 @@ int rcl_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	__u32 rule;
-	int action = rcl_pol_decide(prog, ip->saddr, proto, dval, sval, &rule);
+	__u32 aclass = rcl_pol_net_class(prog, ep->nets, ip->saddr);
+	int action = rcl_pol_decide_cls(prog, aclass, proto, dval, sval, &rule);
 	if (action == RCL_POL_DENY) {
 		if (stats)
 			stats->dropped++;
+		rcl_untracked_count(slot, prog, rule, RCL_UNTRACKED_IN);
 		return XDP_DROP;
 	}
 	if (action == RCL_POL_ALLOW) {

@@ -285,6 +285,49 @@ static __always_inline int rcl_pol_untracked(struct __sk_buff *skb)
 	return *(__u32 *)meta == RCL_XDP_META_UNTRACKED;
 }
 
+/* A packet leaving through a host endpoint meets its untracked (doNotTrack)
+ * egress program before conntrack is asked or written: RCL_POL_DENY (drop;
+ * counted by rule), RCL_POL_ALLOW (no further host policy, no state) or
+ * RCL_POL_NOMATCH (on to the endpoint's other policy). A failsafe outbound
+ * port from the host goes on too (the normal path lets it through). */
+static __always_inline int rcl_pol_untracked_out(struct __sk_buff *skb, __u32 l3_off,
+						 struct rcl_pol_scratch *ps)
+{
+	__u32 slot = skb->tc_classid;
+	struct rcl_pol_hep *hep = rcl_pol_hep.lookup(&slot);
+	if (!hep || hep->ifindex != skb->ifindex || skb->protocol != rcl_htons(ETH_P_IP))
+		return RCL_POL_NOMATCH; /* rcl_pol_begin decides these */
+	__u32 prog = hep->prog[RCL_HEP_UNTRACKED_OUT];
+	__u32 nets = hep->untracked_out_nets;
+	if (!prog)
+		return RCL_POL_NOMATCH;
+	struct iphdr *ip = &ps->ip;
+	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)) || ip->version != 4 || ip->ihl < 5 ||
+	    (ip->frag_off & rcl_htons(0x1fff)))
+		return RCL_POL_NOMATCH;
+	__u8 p = ip->protocol;
+	__u16 *l4 = (__u16 *)ps->l4;
+	__u16 dval = 0, sval = 0;
+	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
+		if (rcl_skb_read(skb, l3_off + ip->ihl * 4, ps->l4, 4))
+			return RCL_POL_NOMATCH;
+		sval = l4[0];
+		dval = l4[1];
+	} else if (p == IPPROTO_ICMP) {
+		if (rcl_skb_read(skb, l3_off + ip->ihl * 4, ps->l4, 2))
+			return RCL_POL_NOMATCH;
+		dval = l4[0];
+	}
+	if (rcl_is_host_ip(ip->saddr) && rcl_failsafe_allows(RCL_FS_OUT, p, dval, ip->daddr))
+		return RCL_POL_NOMATCH;
+	__u32 rule;
+	__u32 aclass = rcl_pol_net_class(prog, nets, ip->daddr);
+	int action = rcl_pol_decide_cls(prog, aclass, p, dval, sval, &rule);
+	if (action == RCL_POL_DENY)
+		rcl_untracked_count(slot, prog, rule, RCL_UNTRACKED_OUT);
+	return action;
+}
+
 /* The defaultEndpointToHostAction for a new flow from a workload to this
  * node: 1 when it is dropped. */
 static __always_inline int rcl_pol_to_host_dropped(struct rcl_pol_flow *f, __u32 gflags)

@@ -18,6 +18,7 @@
 #define RCL_FAILSAFE_SIZE 1024
 #define RCL_HOST_IP_SIZE 1024
 #define RCL_XDP_EP_SIZE 1024
+#define RCL_UNTRACKED_DROPS_SIZE 16384
 
 BPF_TABLE_PINNED("array", __u32, struct rcl_pol_ep, rcl_pol_ep, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_pol_ep");
@@ -38,6 +39,8 @@ BPF_TABLE_PINNED("hash", __u32, struct rcl_xdp_ep, rcl_xdp_ep, RCL_XDP_EP_SIZE,
 		 RCL_MAPS_DIR "/rcl_xdp_ep");
 BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_xdp_stats, rcl_xdp_stats, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_xdp_stats");
+BPF_TABLE_PINNED("lru_percpu_hash", struct rcl_untracked_key, __u64, rcl_untracked_drops,
+		 RCL_UNTRACKED_DROPS_SIZE, RCL_MAPS_DIR "/rcl_untracked_drops");
 
 /* The class of one dimension: the exact table first, then the prefixes. */
 static __always_inline __u32 rcl_pol_class(__u32 prog, __u8 kind, __u8 proto, __u16 port,
@@ -59,17 +62,47 @@ static __always_inline __u32 rcl_pol_class(__u32 prog, __u8 kind, __u8 proto, __
 	return c->cls;
 }
 
-/* A program's verdict: RCL_POL_ALLOW, RCL_POL_DENY or RCL_POL_NOMATCH, and
- * the deciding rule's index in *rule. A program with no table (being
- * removed) denies. peer, dval and sval in network order (dval: ICMP type <<
- * 8 | code). */
-static __always_inline int rcl_pol_decide(__u32 prog, __u32 peer, __u8 proto, __u16 dval,
-					  __u16 sval, __u32 *rule)
+/* The address class, flat in the number of rules: the address itself in the
+ * exact table, then, longest first, each prefix length the program has
+ * (`nets`, bit n: /n), as an exact entry of the masked address
+ * (RCL_POL_K_NET). Untracked programs have these entries (the XDP program
+ * and tc egress ask them). A hash lookup per
+ * length the program uses, where the LPM trie's walk grows with its entries
+ * (and every program's share the trie). Every length is written into the key
+ * whether or not it is asked, so that the verifier's paths through the
+ * unrolled loop merge. */
+static __always_inline __u32 rcl_pol_net_class(__u32 prog, __u32 nets, __u32 addr)
 {
-	__u32 aflags = 0, pflags = 0, sflags = 0;
+	struct rcl_pol_cls_key k = {};
+	k.prog = prog;
+	k.kind = RCL_POL_K_ADDR;
+	k.addr = addr;
+	struct rcl_pol_cls *c = rcl_pol_exact.lookup(&k);
+	if (c)
+		return c->cls;
+	__u32 host = __builtin_bswap32(addr);
+	k.kind = RCL_POL_K_NET;
+#pragma unroll
+	for (int len = 31; len >= 0; len--) {
+		k.proto = len;
+		k.addr = len ? __builtin_bswap32(host & (0xffffffffU << (32 - len))) : 0;
+		if (nets & (1U << len)) {
+			c = rcl_pol_exact.lookup(&k);
+			if (c)
+				return c->cls;
+		}
+	}
+	return 0;
+}
+
+/* A program's verdict once the address class is known: see rcl_pol_decide. */
+static __always_inline int rcl_pol_decide_cls(__u32 prog, __u32 aclass, __u8 proto, __u16 dval,
+					      __u16 sval, __u32 *rule)
+{
+	__u32 pflags = 0, sflags = 0;
 	struct rcl_pol_cell_key ck = {};
 	ck.prog = prog;
-	ck.aclass = rcl_pol_class(prog, RCL_POL_K_ADDR, 0, 0, peer, &aflags);
+	ck.aclass = aclass;
 	ck.pclass = (__u16)rcl_pol_class(prog, RCL_POL_K_DPORT, proto, dval, 0, &pflags);
 	if (pflags & RCL_POL_F_SPORT)
 		ck.sclass = (__u16)rcl_pol_class(prog, RCL_POL_K_SPORT, proto, sval, 0, &sflags);
@@ -86,6 +119,35 @@ static __always_inline int rcl_pol_decide(__u32 prog, __u32 peer, __u8 proto, __
 	}
 	*rule = v->rule;
 	return v->action;
+}
+
+/* A program's verdict: RCL_POL_ALLOW, RCL_POL_DENY or RCL_POL_NOMATCH, and
+ * the deciding rule's index in *rule. A program with no table (being
+ * removed) denies. peer, dval and sval in network order (dval: ICMP type <<
+ * 8 | code). */
+static __always_inline int rcl_pol_decide(__u32 prog, __u32 peer, __u8 proto, __u16 dval,
+					  __u16 sval, __u32 *rule)
+{
+	__u32 aflags = 0;
+	__u32 aclass = rcl_pol_class(prog, RCL_POL_K_ADDR, 0, 0, peer, &aflags);
+	return rcl_pol_decide_cls(prog, aclass, proto, dval, sval, rule);
+}
+
+/* Count a packet an untracked rule denied (rcl_untracked_drops). */
+static __always_inline void rcl_untracked_count(__u32 slot, __u32 prog, __u32 rule, __u8 dir)
+{
+	struct rcl_untracked_key k = {};
+	k.slot = slot;
+	k.prog = prog;
+	k.rule = rule;
+	k.dir = dir;
+	__u64 *n = rcl_untracked_drops.lookup(&k);
+	if (n) {
+		*n += 1;
+	} else {
+		__u64 one = 1;
+		rcl_untracked_drops.update(&k, &one);
+	}
 }
 
 /* Is the address one of this node's own? (_be) */

@@ -8,6 +8,9 @@
 #define RCL_POL_K_ADDR  0 /* the remote address */
 #define RCL_POL_K_DPORT 1 /* protocol and destination port (ICMP: type << 8 | code) */
 #define RCL_POL_K_SPORT 2 /* protocol and source port */
+#define RCL_POL_K_NET   3 /* an address prefix shorter than /32 as an exact entry:
+			   * proto holds the length, addr the masked address
+			   * (the XDP program's flat lookup, see bpf/xdp.c) */
 
 /* struct rcl_pol_verdict.action */
 #define RCL_POL_ALLOW 1
@@ -80,11 +83,12 @@ struct rcl_pol_verdict {
 #define RCL_HEP_FWD_IN  2 /* arriving, forwarded (applyOnForward ingress policy) */
 #define RCL_HEP_FWD_OUT 3 /* leaving, forwarded (applyOnForward egress policy) */
 #define RCL_HEP_PRE     4 /* arriving, before service NAT (preDNAT policy) */
-#define RCL_HEP_PROGS   5
+#define RCL_HEP_UNTRACKED_OUT 5 /* leaving, before conntrack (doNotTrack egress policy) */
+#define RCL_HEP_PROGS   6
 struct rcl_pol_hep {
 	__u32 ifindex;
 	__u32 prog[RCL_HEP_PROGS];
-	__u32 pad[2];
+	__u32 untracked_out_nets; /* as rcl_xdp_ep.nets, for prog[RCL_HEP_UNTRACKED_OUT] */
 };
 
 /* rcl_failsafe: failsafe ports, an LPM trie. Prefix lengths count from dir:
@@ -103,10 +107,12 @@ struct rcl_failsafe_key {
  * "to the host" and "from the host" mean). */
 
 /* rcl_xdp_ep: ifindex -> the untracked (doNotTrack) program of the host
- * endpoint on an interface our XDP program is attached to. 8 bytes. */
+ * endpoint on an interface our XDP program is attached to. 16 bytes. */
 struct rcl_xdp_ep {
 	__u32 slot; /* the interface's rcl_ifstate slot: where its XDP counters go */
 	__u32 prog;
+	__u32 nets; /* bit n: the program has RCL_POL_K_NET entries of length /n */
+	__u32 pad;
 };
 
 /* rcl_xdp_stats: per-CPU, by slot; the XDP program's own counters. */
@@ -115,6 +121,19 @@ struct rcl_xdp_stats {
 	__u64 allowed;  /* allowed untracked: no policy or conntrack after this */
 	__u64 failsafe; /* a failsafe port: passed before any untracked rule */
 	__u64 passed;   /* no untracked rule decided: on to tc */
+};
+
+/* rcl_untracked_drops: per-CPU packets an untracked (doNotTrack) rule
+ * denied, by interface slot, program and rule (LRU: a rule of a program
+ * long replaced ages out). 16 bytes -> __u64. */
+#define RCL_UNTRACKED_IN  1 /* arriving, in XDP */
+#define RCL_UNTRACKED_OUT 2 /* leaving, in tc egress */
+struct rcl_untracked_key {
+	__u32 slot;
+	__u32 prog;
+	__u32 rule;
+	__u8  dir; /* RCL_UNTRACKED_* */
+	__u8  pad[3];
 };
 
 /* The XDP program leaves this word in the packet's metadata for a packet an

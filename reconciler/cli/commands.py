@@ -259,9 +259,14 @@ def status_mode(args: argparse.Namespace) -> int:
     from reconciler.observe.status import collect_status, render_status
 
     target = _target(args)
+    from reconciler.observe import host_counters
+
     status = add_history(collect_status(target), target.state_dir)
     status["version"] = version()
-    status["sync"] = _sync(args, target, status["last_apply"])
+    status["sync"], desired = _sync(args, target, status["last_apply"])
+    if desired is not None and status.get("untracked_drops"):
+        refs = host_counters.rule_refs(desired.objects)
+        status["untracked_drops"] = host_counters.name_rules(status["untracked_drops"], refs)
     from reconciler.cli.logs import finish
 
     finish()
@@ -279,26 +284,31 @@ def status_mode(args: argparse.Namespace) -> int:
 STATUS_FORMAT_VERSION = 2  # docs/status.md
 
 
-def _sync(args: argparse.Namespace, target: Any, record: dict[str, Any] | None) -> dict[str, Any]:
+def _sync(
+    args: argparse.Namespace, target: Any, record: dict[str, Any] | None
+) -> tuple[dict[str, Any], Any]:
     """Plan again from the source the last apply recorded: `state` is one of
     never applied, failed, in sync, drifted (same source, the kernel moved),
-    out of sync (the source moved since), unknown (the source cannot be read)."""
+    out of sync (the source moved since), unknown (the source cannot be read).
+    With it, the desired state that plan compiled (None when there was none)."""
     from reconciler.config.source import SourceError
     from reconciler.engine.reconcile import InvalidConfig, ReconcileError, make_plan
 
     if record is None:
-        return {"state": "never applied", "changes": 0, "warnings": []}
+        return {"state": "never applied", "changes": 0, "warnings": []}, None
     if record.get("error") or record.get("converged") is False:
         reason = record.get("error") or "not converged after apply"
-        return {"state": "failed", "reason": reason, "changes": 0, "warnings": []}
+        return {"state": "failed", "reason": reason, "changes": 0, "warnings": []}, None
     spec = (record.get("source") or {}).get("spec")
     if not spec:
         return {"state": "unknown", "reason": "the record names no source", "changes": 0,
-                "warnings": []}  # fmt: skip
+                "warnings": []}, None  # fmt: skip
     try:
-        plan, _, _ = make_plan(lambda: open_source(spec, True), target, False, keep_derived=False)
+        plan, desired, _ = make_plan(
+            lambda: open_source(spec, True), target, False, keep_derived=False
+        )
     except (SourceError, InvalidConfig, ReconcileError) as exc:
-        return {"state": "unknown", "reason": str(exc), "changes": 0, "warnings": []}
+        return {"state": "unknown", "reason": str(exc), "changes": 0, "warnings": []}, None
     from reconciler.plan.diff import summarize
 
     if plan.empty:
@@ -312,7 +322,7 @@ def _sync(args: argparse.Namespace, target: Any, record: dict[str, Any] | None) 
         "changes": len(plan.changes),
         "summary": summarize(plan.changes),
         "warnings": list(plan.warnings),
-    }
+    }, desired
 
 
 def render_sync(sync: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from reconciler.compile.policy import Program
 from reconciler.compile.policy_model import DENY, Chain, Model, Packet, evaluate
 from reconciler.compile.programs import Programs
 from reconciler.datapath.maps import host_types as ht
+from reconciler.datapath.maps import policy_types as pl
 from reconciler.datapath.maps.host_codecs import failsafe_suffix
 from reconciler.datapath.programs import XDP_PROGRAMS
 from reconciler.plan.address import Address, AddressError, Kind
@@ -101,7 +102,11 @@ def failsafe_notes(
     for name in endpoints:
         for f in ports:
             peer = int(ipaddress.IPv4Network(f.net).network_address) if f.net else 0
-            chains = ("untracked", "prednat", "ingress") if f.direction == "in" else ("egress",)
+            chains = (
+                ("untracked", "prednat", "ingress")
+                if f.direction == "in"
+                else ("untracked-egress", "egress")
+            )
             for chain_name in chains:
                 chain = model.chains.get((name, chain_name))
                 if chain is None:
@@ -114,6 +119,23 @@ def failsafe_notes(
                     )
                     break
     return notes
+
+
+def untracked_net_entries(program: Program) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:
+    """An untracked program's address prefixes shorter than /32 again as
+    exact entries (rcl_pol_exact .../net/<addr>/<len>), and the mask of their
+    lengths (rcl_xdp_ep.nets, rcl_pol_hep.untracked_out_nets): the datapath
+    asks a hash per length the program uses instead of walking the LPM trie,
+    so its cost does not grow with the rules (bpf/lib/policy_lookup.h
+    rcl_pol_net_class)."""
+    pid = f"{program.prog_id:08x}"
+    out, mask = [], 0
+    for cls, (net, plen) in enumerate(program.addr_classes):
+        if plen < 32:
+            ip = str(ipaddress.IPv4Address(net))
+            out.append((pl.MAP_EXACT, f"{pid}/net/{ip}/{plen}", {"class": cls, "flags": 0}))
+            mask |= 1 << plen
+    return out, mask
 
 
 def has_policy(chain: Chain) -> bool:
@@ -135,11 +157,22 @@ def host_entries(
             always = chain_name in ("ingress", "egress")  # these drop with no policy at all
             prog = program_of(chain).prog_id if always or has_policy(chain) else 0
             attrs[chain_name] = f"{prog:08x}"
+        attrs[ht.HEP_NETS] = ht.nets_text(0)
+        untracked_out = model.chains[(h.endpoint, "untracked-egress")]
+        if has_policy(untracked_out):
+            nets, mask = untracked_net_entries(program_of(untracked_out))
+            for name, key, net_attrs in nets:
+                yield name, key, net_attrs, {}
+            attrs[ht.HEP_NETS] = ht.nets_text(mask)
         yield ht.MAP_HEP, h.name, attrs, {"endpoint": f"HostEndpoint/{h.endpoint}"}
         untracked = model.chains[(h.endpoint, "untracked")]
         if has_policy(untracked):
+            program = program_of(untracked)
+            nets, mask = untracked_net_entries(program)
+            for name, key, net_attrs in nets:
+                yield name, key, net_attrs, {}
             xdp = {"ifindex": h.ifindex, "slot": h.slot,
-                   "untracked": f"{program_of(untracked).prog_id:08x}"}  # fmt: skip
+                   "untracked": f"{program.prog_id:08x}", "nets": ht.nets_text(mask)}  # fmt: skip
             yield ht.MAP_XDP_EP, h.name, xdp, {"endpoint": f"HostEndpoint/{h.endpoint}"}
 
 

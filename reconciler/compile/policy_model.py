@@ -47,6 +47,7 @@ HOST_CHAINS = {
     "forward-egress": "egress",  # forwarded, leaving (applyOnForward)
     "prednat": "ingress",  # arriving, before service NAT (preDNAT)
     "untracked": "ingress",  # arriving, in XDP before conntrack (doNotTrack)
+    "untracked-egress": "egress",  # leaving, in tc before conntrack (doNotTrack)
 }
 END_OF_PROFILES = "end of profiles (drop)"
 
@@ -420,7 +421,7 @@ def _selects_host(pol: Resource, ep: Endpoint, chain: str) -> bool:
     if pol.kind != "GlobalNetworkPolicy":
         return False
     untracked, pre = bool(spec.get("doNotTrack")), bool(spec.get("preDNAT"))
-    if chain == "untracked":
+    if chain.startswith("untracked"):
         if not untracked:
             return False
     elif chain == "prednat":

@@ -57,6 +57,17 @@ ENDPOINT_ACTED_ON = frozenset(
 )
 
 
+# Calico's eBPF dataplane has no iptables chain to return to: a workload's
+# traffic to its host passes on its own egress policy alone whether the
+# setting is Accept or Return (felix's BPF endpoint manager drops it only for
+# Drop and does not apply a `*` HostEndpoint's policy to it); so does ours.
+RETURN_AS_ACCEPT = (
+    "Return acts as Accept (as in Calico's eBPF dataplane): a workload's traffic to this "
+    "node passes on its egress policy alone, no HostEndpoint policy judges it, and the "
+    "host's own netfilter rules still see it"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class NotEnforced:
     resource: str  # Kind/name or Kind/namespace/name
@@ -87,6 +98,8 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
                 for k in sorted(r.spec)
                 if k not in FELIX_ACTED_ON
             ]
+            if r.spec.get("defaultEndpointToHostAction") == "Return":
+                out.append(NotEnforced(r.ref, "spec.defaultEndpointToHostAction", RETURN_AS_ACCEPT))
         elif r.kind in ("HostEndpoint", "WorkloadEndpoint"):
             out += [
                 NotEnforced(r.ref, f"spec.{k}", "not a field this node's datapath acts on")

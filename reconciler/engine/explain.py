@@ -107,8 +107,7 @@ def explain(
         if fs:
             early.append(Finding(src_hep.name, "egress (from the host)", "Allow", fs, "", 0, True))
         else:
-            steps.append((src_hep, "egress", model.chains[(src_hep.name, "egress")],
-                          Packet(dst_ip, proto, value, sport)))  # fmt: skip
+            steps += _host_egress(model, src_hep, Packet(dst_ip, proto, value, sport))
     if dst_hep is not None:
         early_h, steps_h = _host_ingress(resources, node, model, dst_hep, packet_to)
         early += early_h
@@ -147,6 +146,7 @@ _HOST_LABELS = {
     "ingress": "ingress (to the host)",
     "egress": "egress (from the host)",
     "untracked": "untracked (XDP, before conntrack)",
+    "untracked-egress": "untracked egress (tc, before conntrack)",
     "prednat": "preDNAT",
 }
 
@@ -195,6 +195,18 @@ def _host_ingress(
     return [], steps
 
 
+def _host_egress(
+    model: Model, hep: Endpoint, packet: Packet
+) -> list[tuple[Endpoint, str, Chain, Packet]]:
+    """A flow the host sends: the untracked egress chain (tc, before
+    conntrack) first; a rule there decides, anything else goes on to the
+    egress chain."""
+    chain = model.chains[(hep.name, "untracked-egress")]
+    if chain.tiers and evaluate(chain, packet).action != "NoMatch":
+        return [(hep, "untracked-egress", chain, packet)]
+    return [(hep, "egress", model.chains[(hep.name, "egress")], packet)]
+
+
 def kernel_verdict(
     bpffs_root: str, finding: Finding, src_ip: str, dst_ip: str, value: int, proto: int
 ) -> tuple[str, int]:
@@ -208,8 +220,8 @@ def kernel_verdict(
     try:
         packet = craft(src_ip, dst_ip, value, proto)
         ctx = bytearray(68)  # struct __sk_buff up to cb[4]
-        to_peer = 1 if finding.direction.startswith(("egress", "forward-egress")) else 0
-        struct.pack_into("=II", ctx, 48, finding.prog_id, to_peer)
+        to_peer = finding.direction.startswith(("egress", "forward-egress", "untracked-egress"))
+        struct.pack_into("=II", ctx, 48, finding.prog_id, int(to_peer))
         ret = bpfsys.prog_test_run(fd, packet, ctx=bytes(ctx)).retval
     finally:
         bpfsys.close(fd)

@@ -81,6 +81,25 @@ class _KernelCollector(Collector):
         for reason, n in sorted(stats.get("service_nat", {}).items()):
             service.add_metric([reason], n)
         yield service
+        xdp = CounterMetricFamily(
+            f"{NS}_xdp_packets",
+            "Packets our XDP program judged on a host endpoint, by outcome "
+            "(dropped/allowed by an untracked rule, failsafe, passed on to tc)",
+            labels=["interface", "result"],
+        )
+        for iface, c in sorted(stats.get("xdp", {}).items()):
+            for result, n in sorted(c.items()):
+                xdp.add_metric([iface, result], n)
+        untracked = CounterMetricFamily(
+            f"{NS}_untracked_dropped",
+            "Packets an untracked (doNotTrack) rule denied, by interface, direction "
+            "(in: XDP, out: tc egress), policy program and rule index",
+            labels=["interface", "direction", "program", "rule"],
+        )
+        for d in stats.get("untracked_drops", []):
+            labels = [d["interface"], d["direction"], d["program"], str(d["rule"])]
+            untracked.add_metric(labels, d["packets"])
+        yield from (xdp, untracked)
 
 
 class Metrics:

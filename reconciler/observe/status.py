@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
 from reconciler.datapath.maps.nat_types import NatStat
 from reconciler.kernel import bpf as bpfsys
+from reconciler.observe import host_counters
 from reconciler.observe.kernel import observe
 from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind
@@ -75,6 +76,7 @@ def collect_status(target: Any) -> dict[str, Any]:
         "service_nat": _nat_stats(target.bpffs_root),
         "maps": maps,
         "foreign": list(observed.foreign),
+        **host_counters.collect(target.bpffs_root, by_index),
     }
 
 
@@ -106,6 +108,7 @@ def render_status(status: dict[str, Any]) -> str:
     if nat:
         lines.append("")
         lines.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
+    lines += host_counters.render(status)
     for f in status["foreign"]:
         lines.append(f"Note: not ours, left alone: {f}")
     return "\n".join(lines) + "\n"

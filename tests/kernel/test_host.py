@@ -3,6 +3,8 @@ over its data interface (eth0, a HostEndpoint), pods talk to the node."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 
@@ -174,6 +176,34 @@ def test_default_endpoint_to_host_action(host):
     assert rc == 2 and "endpoint_to_host: Drop -> Accept" in out, out
     node.apply_converged()
     assert host.from_pod(FRONT, 8080) == f"host {FRONT.ip}"
+    # Return: as Calico's eBPF dataplane, it acts as Accept, and the plan says so
+    felix(node, "  defaultEndpointToHostAction: Return\n")
+    rc, out, _ = node.run("--plan", "--detail")
+    assert rc == 2 and "endpoint_to_host: Accept -> Return" in out, out
+    assert (
+        "FelixConfiguration/default: spec.defaultEndpointToHostAction: not enforced: "
+        "Return acts as Accept" in out
+    ), out
+    node.apply_converged()
+    assert host.from_pod(FRONT, 8080) == f"host {FRONT.ip}"
+    # what it hands the host on, the host's own netfilter rules still judge
+    sb = node.sandbox
+    nft = f"""\
+table inet rcltest {{
+  chain input {{
+    type filter hook input priority 0;
+    ip saddr {FRONT.ip} tcp dport 8080 drop
+  }}
+}}
+"""
+    subprocess.run(["ip", "netns", "exec", sb.node, "nft", "-f", "-"], input=nft, text=True,
+                   check=True)  # fmt: skip
+    try:
+        assert host.from_pod(FRONT, 8080).startswith("ERR")
+    finally:
+        subprocess.run(["ip", "netns", "exec", sb.node, "nft", "delete", "table", "inet",
+                        "rcltest"], check=False)  # fmt: skip
+    assert host.from_pod(FRONT, 8080) == f"host {FRONT.ip}"
 
 
 def test_prednat_denies_a_nodeport_from_one_source_and_apply_on_forward(host):
@@ -305,6 +335,17 @@ def test_do_not_track_deny_drops_in_xdp_and_allow_bypasses_a_later_deny(host):
     )
     assert rc == 0 and "untracked (XDP, before conntrack): Deny by policy/untracked" in out, out
     assert "(agrees)" in out and "Verdict: Deny" in out, out
+    # --status: what XDP did on eth0, and which rule dropped what
+    rc, out, _ = node.run("--status")
+    assert "XDP (untracked ingress)" in out and "Untracked (doNotTrack) drops by rule:" in out, out
+    assert re.search(r"eth0 +XDP +\d+  policy/untracked ingress rule 2", out), out
+    rc, out, _ = node.run("--status", "--json")
+    status = json.loads(out)
+    assert status["format_version"] == 2
+    assert status["xdp"]["eth0"]["dropped"] >= after["dropped"] > 0, status["xdp"]
+    rows = [d for d in status["untracked_drops"] if d["direction"] == "in"]
+    assert rows and rows[0]["interface"] == "eth0", status["untracked_drops"]
+    assert rows[0]["policy"] == "policy/untracked ingress rule 2" and rows[0]["packets"] > 0
     # untracked Allow: the later deny-all host policy is never asked
     assert host.from_outside(8080) == f"host {node.sandbox.ext_ip}"
     assert xdp_stats(node)["allowed"] > after["allowed"]
@@ -344,3 +385,100 @@ def test_a_foreign_xdp_program_is_reported_and_left_alone(host):
         assert host.from_outside(8080).startswith("ERR")
     finally:
         other.cleanup()
+
+
+UNTRACKED_EGRESS = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked-out}
+spec:
+  selector: role == "uplink"
+  doNotTrack: true
+  applyOnForward: true
+  types: [Egress]
+  egress:
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [7000]}
+  - action: Deny
+    protocol: TCP
+    destination: {nets: [192.168.50.0/24], ports: [7001]}
+"""
+
+DENY_ALL_EGRESS = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-deny-all-out}
+spec:
+  selector: role == "uplink"
+  types: [Egress]
+  egress: [{action: Deny}]
+"""
+
+
+def dropped(node, iface: str) -> int:
+    rc, out, _ = node.run("--status", "--json")
+    return int(json.loads(out)["counters"][iface]["dropped"])
+
+
+def test_do_not_track_egress_denies_before_conntrack_and_allow_bypasses_a_later_deny(host):
+    node = host.node
+    sb = node.sandbox
+    outside = Services(node)
+    try:
+        for port in (7000, 7001, 7002):
+            proc = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{sb.ext}", sys.executable, "-m", "sandbox.echo",
+                 "outside", str(port)], stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            outside.servers.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+        def send(port: int) -> str:
+            return outside.request("tcp", sb.ext_ip, port, ns=sb.node)[0]
+
+        node.write("untracked-out.yaml", UNTRACKED_EGRESS)
+        rc, out, _ = node.run("--plan", "--detail")
+        assert rc == 2 and "map/rcl_pol_hep/eth0" in out and "untracked-egress=" in out, out
+        # the destination /24 is also an exact entry, for the flat lookup
+        assert "untracked-egress-nets=24,0" in out and "/net/192.168.50.0/24" in out, out
+        assert "+ xdp/eth0" not in out, out  # egress rules only: no XDP program
+        node.apply_converged()
+        ct_before = policy_ct_entries(node)
+        drops_before = dropped(node, "eth0")
+        assert send(7001).startswith("ERR")  # untracked Deny: dropped in tc egress
+        assert dropped(node, "eth0") > drops_before
+        assert policy_ct_entries(node) == ct_before  # the denied flow left no state
+        assert send(7000) == f"outside {sb.node_ip}"
+        assert send(7002) == f"outside {sb.node_ip}"  # no untracked rule: normal policy
+        rc, out, err = node.run(
+            "--explain", "--from", "192.168.50.1", "--to", "192.168.50.2:7001/tcp", "--kernel"
+        )
+        assert rc == 0, out + err
+        assert (
+            "node-1-eth0 untracked egress (tc, before conntrack): Deny by "
+            "policy/untracked-out egress rule 2" in out
+        ), out
+        assert "(agrees)" in out and "Verdict: Deny" in out, out
+        rc, out, _ = node.run("--status", "--json")
+        rows = [d for d in json.loads(out)["untracked_drops"] if d["direction"] == "out"]
+        assert rows and rows[0]["policy"] == "policy/untracked-out egress rule 2", rows
+        rc, out, _ = node.run("--status")
+        assert re.search(r"eth0 +tc egress +\d+  policy/untracked-out egress rule 2", out), out
+
+        # a normal deny-all egress policy: the untracked Allow still lets 7000 out
+        node.write("deny-out.yaml", DENY_ALL_EGRESS)
+        node.apply_converged()
+        assert send(7000) == f"outside {sb.node_ip}"
+        assert send(7002).startswith("ERR")
+        rc, out, err = node.run(
+            "--explain", "--from", "192.168.50.1", "--to", "192.168.50.2:7000/tcp", "--kernel"
+        )
+        assert "untracked egress (tc, before conntrack): Allow by policy/untracked-out egress " \
+               "rule 1" in out and "Verdict: Allow" in out, out  # fmt: skip
+        # without the untracked policy the normal deny decides
+        node.remove("untracked-out.yaml")
+        node.apply_converged()
+        assert send(7000).startswith("ERR")
+    finally:
+        outside.stop()

@@ -69,3 +69,19 @@ def test_host_protection_settings_are_acted_on() -> None:
         "default",
     )
     assert not_enforced([felix]) == []
+
+
+def test_return_is_named_as_acting_as_accept() -> None:
+    felix = res("FelixConfiguration", {"defaultEndpointToHostAction": "Return"}, "default")
+    found = not_enforced([felix])
+    assert [(f.resource, f.field) for f in found] == [
+        ("FelixConfiguration/default", "spec.defaultEndpointToHostAction")
+    ]
+    assert found[0].render() == (
+        "FelixConfiguration/default: spec.defaultEndpointToHostAction: not enforced: Return "
+        "acts as Accept (as in Calico's eBPF dataplane): a workload's traffic to this node "
+        "passes on its egress policy alone, no HostEndpoint policy judges it, and the host's "
+        "own netfilter rules still see it"
+    )
+    accept = res("FelixConfiguration", {"defaultEndpointToHostAction": "Accept"}, "default")
+    assert not_enforced([accept]) == []

@@ -38,12 +38,15 @@ CASES = [
             "forward-ingress": "00000000",
             "forward-egress": "00000000",
             "prednat": "12345678",
+            "untracked-egress": "00c0ffee",
+            "untracked-egress-nets": "16,0",
         },
     ),
     ("rcl_failsafe", "in/tcp/22", {}),
     ("rcl_failsafe", "out/udp/53/10.0.0.0/8", {}),
     ("rcl_host_ip", "192.168.50.1", {}),
-    ("rcl_xdp_ep", "eth0", {"ifindex": 3, "slot": 3, "untracked": "0badc0de"}),
+    ("rcl_pol_exact", "0badc0de/net/10.1.0.0/16", {"class": 2, "flags": 0}),
+    ("rcl_xdp_ep", "eth0", {"ifindex": 3, "slot": 3, "untracked": "0badc0de", "nets": "24,0"}),
 ]
 
 

@@ -1,11 +1,13 @@
 """Host protection entries, and the codecs that read them back.
 
 Addresses (what plans show):
-  map/rcl_pol_hep/<iface>                  slot ifindex and a program id per chain
+  map/rcl_pol_hep/<iface>                  slot ifindex, a program id per chain, and the
+                                           prefix lengths of the untracked egress program
   map/rcl_failsafe/in/tcp/22               a failsafe port, from any address
   map/rcl_failsafe/out/udp/53/10.0.0.0/8   one that honours a `net`
   map/rcl_host_ip/192.168.50.1             one of this node's addresses
   map/rcl_xdp_ep/<iface>                   the untracked program of an XDP interface
+                                           and the prefix lengths its address classes use
 """
 
 from __future__ import annotations
@@ -29,17 +31,19 @@ def _proto_name(p: int) -> str:
 # -- rcl_pol_hep: by interface slot ----------------------------------------
 def _hep_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs] | None:
     slot = int.from_bytes(key, "little")
-    ifindex, *progs = ht.HEP.unpack(value)
+    ifindex, *progs, nets = ht.HEP.unpack(value)
     if not ifindex:
         return None
     attrs: Attrs = {"slot": slot, "ifindex": ifindex}
     attrs.update({chain: f"{prog:08x}" for chain, prog in zip(ht.HEP_CHAINS, progs, strict=True)})
+    attrs[ht.HEP_NETS] = ht.nets_text(nets)
     name = ctx.ifname(ifindex)
     return (f"{name}@0" if slot == 0 else name), attrs
 
 
 def _hep_value(a: Mapping[str, Any]) -> bytes:
-    return ht.HEP.pack(a["ifindex"], *(int(a[c], 16) for c in ht.HEP_CHAINS))
+    progs = (int(a[c], 16) for c in ht.HEP_CHAINS)
+    return ht.HEP.pack(a["ifindex"], *progs, ht.nets_mask(a.get(ht.HEP_NETS, "")))
 
 
 def _hep_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -90,12 +94,15 @@ def _host_ip_encode(suffix: str, _a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 # -- rcl_xdp_ep: by ifindex ----------------------------------------------------
 def _xdp_ep_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
     ifindex = ht.U32.unpack(key)[0]
-    slot, prog = ht.XDP_EP.unpack(value)
-    return ctx.ifname(ifindex), {"ifindex": ifindex, "slot": slot, "untracked": f"{prog:08x}"}
+    slot, prog, nets = ht.XDP_EP.unpack(value)
+    attrs: Attrs = {"ifindex": ifindex, "slot": slot, "untracked": f"{prog:08x}",
+                    "nets": ht.nets_text(nets)}  # fmt: skip
+    return ctx.ifname(ifindex), attrs
 
 
 def _xdp_ep_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return ht.U32.pack(a["ifindex"]), ht.XDP_EP.pack(a["slot"], int(a["untracked"], 16))
+    value = ht.XDP_EP.pack(a["slot"], int(a["untracked"], 16), ht.nets_mask(a.get("nets", "")))
+    return ht.U32.pack(a["ifindex"]), value
 
 
 CODECS: dict[str, Codec] = {

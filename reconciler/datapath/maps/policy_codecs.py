@@ -5,6 +5,7 @@ Addresses (what plans show):
   map/rcl_pol_exact/<prog>/addr/10.0.0.7         class (a single address)
   map/rcl_pol_exact/<prog>/dport/tcp/80          class flags (a single port)
   map/rcl_pol_lpm/<prog>/addr/10.0.0.0/8         class (a wider prefix)
+  map/rcl_pol_exact/<prog>/net/10.0.0.0/8        class (the same, for XDP's flat lookup)
   map/rcl_pol_lpm/<prog>/dport/tcp/8000/6        class flags (a port prefix)
   map/rcl_pol_lpm/<prog>/dport/any               class flags (every other protocol)
   map/rcl_pol_verdict/<prog>/<a>.<p>.<s>         action rule
@@ -30,12 +31,13 @@ from reconciler.datapath.maps.policy_types import (
     ANY_PORT,
     KIND_ADDR,
     KIND_DPORT,
+    KIND_NET,
     KIND_SPORT,
 )
 from reconciler.protocols import PROTO_NAMES, PROTOCOLS
 
 _ACTION_IDS = {name.lower(): value for name, value in ACTIONS.items()}
-KIND_NAMES = {KIND_ADDR: "addr", KIND_DPORT: "dport", KIND_SPORT: "sport"}
+KIND_NAMES = {KIND_ADDR: "addr", KIND_DPORT: "dport", KIND_SPORT: "sport", KIND_NET: "net"}
 _KIND_IDS = {v: k for k, v in KIND_NAMES.items()}
 _PROTO_IDS = {name.lower(): num for name, num in PROTOCOLS.items()}
 
@@ -87,6 +89,8 @@ def _cls_suffix(
     prog: int, kind: int, proto: int, port: bytes, addr: bytes, plen: int | None
 ) -> str:
     head = f"{prog:08x}/{KIND_NAMES[kind]}"
+    if kind == KIND_NET:
+        return f"{head}/{_ip(addr)}/{proto}"
     if kind == KIND_ADDR:
         ip = _ip(addr)
         return f"{head}/{ip}" if plen is None else f"{head}/{ip}/{plen - pl.LPM_ADDR_BASE}"
@@ -102,6 +106,8 @@ def _cls_fields(suffix: str) -> tuple[int, int, int, bytes, bytes, int | None]:
     parts = suffix.split("/")
     prog, kind = int(parts[0], 16), _KIND_IDS[parts[1]]
     rest = parts[2:]
+    if kind == KIND_NET:
+        return prog, kind, int(rest[1]), bytes(2), socket.inet_aton(rest[0]), None
     if kind == KIND_ADDR:
         plen = pl.LPM_ADDR_BASE + int(rest[1]) if len(rest) > 1 else None
         return prog, kind, 0, bytes(2), socket.inet_aton(rest[0]), plen

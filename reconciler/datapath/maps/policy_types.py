@@ -8,6 +8,7 @@ import struct
 
 # Constants of bpf/lib/policy_types.h.
 KIND_ADDR, KIND_DPORT, KIND_SPORT = 0, 1, 2  # RCL_POL_K_*: what a class entry classifies
+KIND_NET = 3  # RCL_POL_K_NET: an address prefix as an exact entry (proto: its length)
 ACTION_ALLOW, ACTION_DENY, ACTION_NOMATCH = 1, 2, 3  # RCL_POL_ALLOW / _DENY / _NOMATCH
 ACTIONS = {"Allow": ACTION_ALLOW, "Deny": ACTION_DENY, "NoMatch": ACTION_NOMATCH}
 ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
