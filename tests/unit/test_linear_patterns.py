@@ -30,7 +30,9 @@ TAILS = ["!", "", "-", ":/", "/999"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_schema_patterns_are_linear(kind):
-    size = 20_000  # a quadratic pattern takes seconds here, a linear one microseconds
+    # at this size a quadratic pattern takes many seconds and a linear one well
+    # under a millisecond: the bound leaves room for a loaded machine
+    size = 40_000
     for pattern in _patterns(schema_for(kind), set()):
         compiled = re.compile(pattern)
         for unit in UNITS:
@@ -38,7 +40,7 @@ def test_schema_patterns_are_linear(kind):
                 text = (unit * size)[:size] + tail
                 start = time.perf_counter()
                 compiled.search(text)
-                assert time.perf_counter() - start < 0.05, (pattern, unit, tail)
+                assert time.perf_counter() - start < 0.5, (pattern, unit, tail)
 
 
 def test_rewritten_patterns_match_the_same_strings():
