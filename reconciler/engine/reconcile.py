@@ -45,8 +45,9 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
-from reconciler.engine import store as desired_cache
+from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, apply_lock
+from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe
 from reconciler.plan.address import Address
@@ -119,6 +120,7 @@ def reconcile_once(
     target: Target,
     spec: Mapping[str, Any],
     *,
+    caches: Caches,
     plan_file: str | None = None,
     changed: frozenset[str] | None = None,
     use_cache: bool = True,
@@ -133,23 +135,27 @@ def reconcile_once(
     files that may differ from the last pass. `on_plan` sees the plan before
     anything is applied. `opener` opens the spec's source instead of
     open_source (--watch hands in one it resolved or holds in memory).
+    `caches` is what the caller's process keeps between passes.
     Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
     try:
         with apply_lock(target.bpffs_root, target.netns):
             if plan_file:
                 plan = Plan.read(plan_file)
                 spec = plan.source.get("spec") or spec
-                source = open_source(dict(spec), use_cache)
+                source = open_source(dict(spec), use_cache, sources=caches.sources)
                 links, slots, now = check_fresh(plan, source, target)
-                desired = desired_state(source, target, links, slots=slots)
+                desired = desired_state(source, target, links, slots=slots, caches=caches)
                 check_same_changes(plan, desired, now)
                 observed = None
             else:
+                sources = caches.sources
                 plan, desired, observed = make_plan(
-                    opener or (lambda: open_source(dict(spec), use_cache, changed)),
+                    opener
+                    or (lambda: open_source(dict(spec), use_cache, changed, sources=sources)),
                     target,
                     False,
                     allow_empty=allow_empty,
+                    caches=caches,
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
@@ -165,9 +171,10 @@ def reconcile_once(
             # plan recognise them: verify need not read them again.
             remaining, digests = verify(desired, target, plan, digests=observed is None)
             record_applied(plan, target, len(applied), converged=not remaining)
-            if not remaining:
+            states = caches.states(target.cache_dir)
+            if not remaining and states is not None:
                 dumps = applied_dumps(plan, observed) if observed is not None else {}
-                desired_cache.note_applied(
+                states.note_applied(
                     desired, digests, {t: d for t, d in dumps.items() if t not in digests}
                 )
     except LockHeld as exc:
@@ -187,13 +194,15 @@ def desired_state(
     keep_derived: bool = True,
     slots: Mapping[int, int] | None = None,
     allow_empty: bool = True,
+    *,
+    caches: Caches,
 ) -> DesiredState:
     """The state this node should have (compiled_state), with its interfaces
     in the rcl_ifstate slots they hold now (`slots`: observe.held_slots; see
     compile.keep_slots). The slots are not part of what is compiled or
     stored: the first plan after an apply that gave interfaces their slots
     still finds the state that apply stored."""
-    state = compiled_state(source, target, links, keep_derived, allow_empty)
+    state = compiled_state(source, target, links, keep_derived, allow_empty, caches=caches)
     return keep_slots(state, slots or {})
 
 
@@ -203,8 +212,11 @@ def compiled_state(
     links: list[Link],
     keep_derived: bool = True,
     allow_empty: bool = True,
+    *,
+    caches: Caches,
 ) -> DesiredState:
-    """Validate and compile, or reuse what earlier runs compiled.
+    """Validate and compile, or reuse what earlier runs compiled (stored in
+    `caches`' state store for the target's cache directory).
 
     Three ways, fastest first:
     - the inputs are identical to a stored state's (a no-op plan): reuse it;
@@ -226,7 +238,7 @@ def compiled_state(
     base_context = hashlib.sha256(
         json.dumps(
             [
-                desired_cache.code_fingerprint(),
+                code_fingerprint(),
                 target.node,
                 host.cgroup_id,
                 host.cgroup_path,
@@ -242,14 +254,14 @@ def compiled_state(
         ).encode()
     ).hexdigest()[:32]
     key = hashlib.sha256(f"{context}\0{source.identity}".encode()).hexdigest()[:32]
-    cached = desired_cache.cache_path(target.cache_dir, key)
-    if cached is not None and cached.exists():
-        state = desired_cache.load(cached)
+    states = caches.states(target.cache_dir)
+    if states is not None and states.path(key).exists():
+        state = states.load(key)
         if state is not None:
             return state
     files = {f.path: f.digest for f in source.files}
     desired = None
-    previous = desired_cache.latest(cached)
+    previous = states.latest() if states is not None else None
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
         desired = _services_only_update(previous, source, files, target.cache_dir)
     elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
@@ -267,7 +279,7 @@ def compiled_state(
                     "applying it would remove everything this node has from us; pass "
                     "--allow-empty if that is meant; nothing was changed"
                 )
-            cached = None
+            states = None
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
@@ -278,8 +290,8 @@ def compiled_state(
         desired = dataclasses.replace(desired, nat_index=index)
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
-    if cached is not None and (keep_derived or not derived):
-        desired_cache.store(cached, desired)
+    if states is not None and (keep_derived or not derived):
+        states.store(key, desired)
     return desired
 
 
@@ -350,6 +362,8 @@ def make_plan(
     fingerprint: bool = True,
     keep_derived: bool = True,
     allow_empty: bool = True,
+    *,
+    caches: Caches,
 ) -> tuple[Plan, DesiredState, ObservedState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
     the observed state when the plan will not be saved or compared. `source`
@@ -370,7 +384,9 @@ def make_plan(
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root)
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
-    desired = desired_state(source, target, links, keep_derived, held_slots(observed), allow_empty)
+    desired = desired_state(
+        source, target, links, keep_derived, held_slots(observed), allow_empty, caches=caches
+    )
     desired = without_foreign_xdp(desired, observed.foreign)
     entries = sum(len(t) for t in desired.tables.values())
     log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,

@@ -76,9 +76,9 @@ def test_stored_state_cannot_name_arbitrary_callables(tmp_path):
     data = desired_cache._HEADER.pack(desired_cache._MAGIC, len(manifest), b"") + manifest
     with pytest.raises(pickle.UnpicklingError, match="posix.system may not be loaded"):
         desired_cache.decode(data)
-    path = tmp_path / "x.state"
-    path.write_bytes(data)
-    assert desired_cache._read(path) is None  # a bad cache entry is a miss
+    states = desired_cache.StateStore(tmp_path)
+    states.path("x").write_bytes(data)
+    assert states.load("x") is None  # a bad cache entry is a miss
 
 
 def test_a_stored_state_may_ask_getattr_only_for_our_enum_members():

@@ -235,30 +235,31 @@ def test_states_cached_by_other_code_are_never_loaded(tmp_path):
 
     from reconciler.engine import store as desired_cache
 
-    path = desired_cache.cache_path(tmp_path, "k")
-    assert path is not None and desired_cache.code_fingerprint() in path.parts
+    states = desired_cache.StateStore.under(tmp_path)
+    path = states.path("k")
+    assert desired_cache.code_fingerprint() in path.parts
     # what an older version left behind, next to and inside the cache
     legacy = Path(tmp_path / "desired" / "old.state")
     legacy.parent.mkdir(parents=True)
     legacy.write_bytes(pickle.dumps({"not": "a DesiredState"}))
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     path.parent.mkdir(parents=True)
     (path.parent / "junk.state").write_bytes(b"RCL2garbage")
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     (path.parent / "junk.state").write_bytes(
         desired_cache._HEADER.pack(b"RCL2", 20, b"") + pickle.dumps(["a list"])
     )
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     # a delta whose base is gone
     (path.parent / "junk.state").write_bytes(
         desired_cache._HEADER.pack(b"RCL2", 20, b"gone.state") + pickle.dumps(["a list"])
     )
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     rng = random.Random(3)
     resources = [service(0, rng), endpoint_slice(0, rng, 0)]
     state = compile_(resources, file_ids(resources, {}))
-    desired_cache.store(path, state)
-    back = desired_cache.latest(path)
+    states.store("k", state)
+    back = states.latest()
     assert back == state
     same(back, state)  # the NAT index survives the round trip too
     assert not legacy.exists()  # other versions' leftovers are removed on store
@@ -288,11 +289,9 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     assert f"map/rcl_nat_be/{text}" in {c.address for c in changes if c.action.value == "create"}
 
 
-def new_process(desired_cache):
-    """Forget what this process keeps in memory, as the next command would."""
-    desired_cache._newest.clear()
-    desired_cache._applied.clear()
-    desired_cache._bases.clear()
+def new_process(states):
+    """The same directory's store as the next command would have it: nothing in memory."""
+    return type(states)(states.directory)
 
 
 def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
@@ -305,9 +304,9 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
     resources = [r for i in range(30) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     version: dict[str, int] = {}
     first = compile_(resources, file_ids(resources, version))
-    base = desired_cache.cache_path(tmp_path, "base")
-    assert base is not None
-    desired_cache.store(base, first)
+    states = desired_cache.StateStore.under(tmp_path)
+    base = states.path("base")
+    states.store("base", first)
     full_size = base.stat().st_size
     previous = first
     for step in range(6):
@@ -321,22 +320,19 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
         ids = file_ids(resources, version)
         got = incremental(previous, before, resources, ids)
         assert got is not None
-        path = desired_cache.cache_path(tmp_path, f"s{step}")
-        assert path is not None
-        desired_cache.store(path, got)
+        path = states.path(f"s{step}")
+        states.store(f"s{step}", got)
         assert desired_cache.base_of(path.read_bytes()) == base.name
         assert path.stat().st_size < full_size / 2
-        new_process(desired_cache)
-        loaded = desired_cache.load(path)
+        states = new_process(states)
+        loaded = states.load(f"s{step}")
         assert loaded is not None
         same(loaded, compile_(resources, ids))
         previous = loaded
     # the base outlives the pruning of newer states as long as a delta needs it
     for step in range(10):
-        path = desired_cache.cache_path(tmp_path, f"more{step}")
-        assert path is not None
-        desired_cache.store(path, previous, keep=2)
-    assert base.exists() and desired_cache.load(path) is not None
+        states.store(f"more{step}", previous, keep=2)
+    assert base.exists() and states.load("more9") is not None
 
 
 def test_the_applied_state_is_the_base_of_choice(tmp_path):
@@ -348,16 +344,15 @@ def test_the_applied_state_is_the_base_of_choice(tmp_path):
     resources = [r for i in range(2) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     applied = compile_(resources, file_ids(resources, {}))
     pending = compile_(resources[:2], file_ids(resources[:2], {}))
-    a, b = desired_cache.cache_path(tmp_path, "a"), desired_cache.cache_path(tmp_path, "b")
-    assert a is not None and b is not None
-    desired_cache.store(a, applied)
-    desired_cache.note_applied(applied)
-    desired_cache.store(b, pending)  # a later --plan of an edit not applied yet
-    new_process(desired_cache)
-    same(desired_cache.latest(a), applied)
-    (a.parent / desired_cache.APPLIED).unlink()
-    new_process(desired_cache)
-    same(desired_cache.latest(a), pending)  # no record: the newest
+    states = desired_cache.StateStore.under(tmp_path)
+    states.store("a", applied)
+    states.note_applied(applied)
+    states.store("b", pending)  # a later --plan of an edit not applied yet
+    states = new_process(states)
+    same(states.latest(), applied)
+    (states.directory / desired_cache.APPLIED).unlink()
+    states = new_process(states)
+    same(states.latest(), pending)  # no record: the newest
 
 
 def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
@@ -420,16 +415,15 @@ def test_raw_tables_act_as_mappings_and_name_their_bytes():
 
 
 def stored_state(tmp_path, seed: int):
-    """A small compiled state stored in a fresh cache: (state, its path)."""
+    """A small compiled state stored in a fresh cache: (state, its store, the resources)."""
     from reconciler.engine import store as desired_cache
 
     rng = random.Random(seed)
     resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     state = compile_(resources, file_ids(resources, {}))
-    path = desired_cache.cache_path(tmp_path, "s")
-    assert path is not None
-    desired_cache.store(path, state)
-    return state, path, resources
+    states = desired_cache.StateStore.under(tmp_path)
+    states.store("s", state)
+    return state, states, resources
 
 
 def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
@@ -437,11 +431,11 @@ def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     identical kernel copy needs no comparison; any other bytes get the full one."""
     from reconciler.engine import store as desired_cache
 
-    state, path, resources = stored_state(tmp_path, 11)
+    state, states, resources = stored_state(tmp_path, 11)
     kernel = {name: raw(t) for name, t in state.tables.items()}
-    desired_cache.note_applied(state, {name: t.digest for name, t in kernel.items()})
-    new_process(desired_cache)
-    loaded = desired_cache.load(path)
+    states.note_applied(state, {name: t.digest for name, t in kernel.items()})
+    states = new_process(states)
+    loaded = states.load("s")
     assert loaded is not None and loaded.kernel_digests == {n: t.digest for n, t in kernel.items()}
     assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
     # a hand edit changes the kernel's bytes: compared in full, and found
@@ -452,13 +446,11 @@ def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
     assert [c.action.value for c in changes] == ["update"]
     # the digests belong to the applied state only, and never reach the file
-    other = desired_cache.cache_path(tmp_path, "other")
-    assert other is not None
-    desired_cache.store(other, compile_(resources[:2], file_ids(resources[:2], {})))
-    new_process(desired_cache)
-    again = desired_cache.load(other)
+    states.store("other", compile_(resources[:2], file_ids(resources[:2], {})))
+    states = new_process(states)
+    again = states.load("other")
     assert again is not None and again.kernel_digests == {}
-    assert desired_cache.decode(path.read_bytes()).kernel_digests == {}
+    assert desired_cache.decode(states.path("s").read_bytes()).kernel_digests == {}
 
 
 def test_an_applied_dump_recognises_the_table_its_writes_left():
@@ -503,10 +495,9 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     """The applied record can name the tables by the dumps the apply wrote
     over instead of digests read after it: a later plan of the same state
     against the kernel's new bytes finds nothing to do, through a new process."""
-    from reconciler.engine import store as desired_cache
     from reconciler.plan.state import AppliedDump
 
-    state, path, _ = stored_state(tmp_path, 13)
+    state, states, _ = stored_state(tmp_path, 13)
     table = dict(state.tables["rcl_nat_be"])
     written = next(iter(table))
     stale = {**table, written: bytes(len(table[written]))}  # before the apply
@@ -515,9 +506,9 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     kernel = {name: raw(t) for name, t in state.tables.items()}
     kernel["rcl_nat_be"] = raw({k: table[k] for k in after_order})
     dumps = {"rcl_nat_be": AppliedDump.of(raw(stale), frozenset({written}))}
-    desired_cache.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
-    new_process(desired_cache)
-    loaded = desired_cache.load(path)
+    states.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
+    states = new_process(states)
+    loaded = states.load("s")
     assert loaded is not None
     assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
     # the same state against a kernel someone edited is compared, and differs
