@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR
-from reconciler.plan.state import AppliedDump, DesiredState
+from reconciler.plan.state import UNRECOGNISED, AppliedDump, DesiredState, Recognition
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
 SUFFIX = ".state"
@@ -65,15 +65,7 @@ def _skeleton(desired: DesiredState) -> DesiredState:
     index = desired.nat_index
     if index is not None:
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
-    return dataclasses.replace(
-        desired,
-        tables={},
-        table_info={},
-        nat_index=index,
-        table_base={},
-        kernel_digests={},
-        kernel_dumps={},
-    )
+    return dataclasses.replace(desired, tables={}, table_info={}, nat_index=index)
 
 
 def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
@@ -106,6 +98,41 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
 
 _SAFE_BUILTINS = frozenset({"frozenset", "set", "tuple", "list", "dict", "bytes", "int", "str"})
 
+# A DesiredState's fields in the order a pickle lists them, now and in the
+# layout states were stored in while recognition hints were fields of the
+# state (stored always empty; reconciler.plan.state.Recognition now).
+_LAYOUT = tuple(f.name for f in dataclasses.fields(DesiredState))
+_LAYOUT_WITH_HINTS = (
+    "node", "enabled", "objects", "warnings", "build", "errors", "tables", "table_info",
+    "nat_index", "table_base", "kernel_digests", "kernel_dumps", "not_enforced",
+)  # fmt: skip
+
+
+class _StoredState:
+    """Takes a DesiredState's place while a skeleton loads, so that a state
+    stored in either layout loads (see as_state); pickle gives it the field
+    values as a list (a slotted dataclass's state) or by name."""
+
+    __slots__ = ("values",)
+
+    def __setstate__(self, values: Any) -> None:
+        self.values = values
+
+    def as_state(self) -> DesiredState | None:
+        values = self.values
+        if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
+            named = values[1]  # (None, {slot: value})
+        elif isinstance(values, list):
+            layout = {len(_LAYOUT): _LAYOUT, len(_LAYOUT_WITH_HINTS): _LAYOUT_WITH_HINTS}
+            if len(values) not in layout:
+                return None
+            named = dict(zip(layout[len(values)], values, strict=True))
+        else:
+            return None
+        if not set(_LAYOUT) <= named.keys():
+            return None
+        return DesiredState(**{name: named[name] for name in _LAYOUT})
+
 
 def _enum_member(cls: Any, name: str) -> Any:
     """getattr, as a pickle may ask for it, limited to a member of one of our enums."""
@@ -126,6 +153,8 @@ class _Unpickler(pickle.Unpickler):
     loading it call anything (pickle's usual way to run code)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == (DesiredState.__module__, DesiredState.__name__):
+            return _StoredState
         if module == "builtins" and name in _SAFE_BUILTINS:
             return super().find_class(module, name)
         if (module, name) == ("builtins", "getattr"):
@@ -158,8 +187,9 @@ def decode(
     magic, size, base_name = _HEADER.unpack_from(data)
     if magic != _MAGIC or (base_name.strip(b"\0") and base is None):
         return None
-    skeleton, sections = _Unpickler(io.BytesIO(data[_HEADER.size : _HEADER.size + size])).load()
-    if not isinstance(skeleton, DesiredState):
+    stored, sections = _Unpickler(io.BytesIO(data[_HEADER.size : _HEADER.size + size])).load()
+    skeleton = stored.as_state() if isinstance(stored, _StoredState) else None
+    if skeleton is None:
         return None
     blob = data[_HEADER.size + size :]
     base_bulk = _bulk(base) if base is not None else {}
@@ -192,13 +222,18 @@ APPLIED = "applied"
 # (AppliedDump): verify then need not read the tables back at all.
 TABLES = "applied.tables"
 Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
+# A state as the store hands it out: the state, and beside it what recognises
+# its tables in the kernel (the applied record's marks when it is the applied
+# one; what it was stored with by this process).
+Loaded = tuple[DesiredState, Recognition]
 
 
 class StateStore:
     """The states stored in one directory (one code version's, under a cache
     directory) and what the process that owns this object knows of them.
 
-    It keeps the newest state in memory, and the full state the next one is
+    It keeps the newest state in memory (with the Recognition it was stored
+    with), and the full state the next one is
     written as a delta against. With `defer_writes` (--watch) it holds back
     writing until flush(), which the watcher calls when it is idle: a pass
     never waits for a 10,000-service state to be encoded and written (a
@@ -207,7 +242,7 @@ class StateStore:
     def __init__(self, directory: Path, defer_writes: bool = False) -> None:
         self.directory = directory
         self.defer_writes = defer_writes
-        self._newest: tuple[Path, DesiredState] | None = None
+        self._newest: tuple[Path, DesiredState, Recognition] | None = None
         # the full (not delta) state last read or written here
         self._base: tuple[Path, DesiredState] | None = None
         self._applied: Applied | None = None
@@ -262,26 +297,26 @@ class StateStore:
             for name, (keys, values, ks, vs, written) in tables.items()
         }
 
-    def _as_loaded(self, path: Path, state: DesiredState) -> DesiredState:
+    def _as_loaded(self, path: Path, state: DesiredState, known: Recognition) -> Loaded:
         """The state, with the kernel's marks recorded if it is the applied one."""
         record = self._applied_record()
         if record is not None and record[0] == path.name:
-            return dataclasses.replace(state, kernel_digests=record[1], kernel_dumps=record[2])
-        return state
+            known = dataclasses.replace(known, kernel_digests=record[1], kernel_dumps=record[2])
+        return state, known
 
-    def load(self, key: str) -> DesiredState | None:
+    def load(self, key: str) -> Loaded | None:
         """The state stored under `key`, or None (not stored, or unreadable)."""
         return self._load(self.path(key))
 
-    def _load(self, path: Path) -> DesiredState | None:
+    def _load(self, path: Path) -> Loaded | None:
         kept = self._newest
         if kept is not None and kept[0] == path:
-            return self._as_loaded(path, kept[1])
+            return self._as_loaded(path, kept[1], kept[2])
         state = self._read(path)
         if state is None:
             return None
-        self._newest = (path, state)
-        return self._as_loaded(path, state)
+        self._newest = (path, state, UNRECOGNISED)
+        return self._as_loaded(path, state, UNRECOGNISED)
 
     def _read(self, path: Path) -> DesiredState | None:
         """A stored state, full or a delta on top of its (full) base."""
@@ -308,14 +343,14 @@ class StateStore:
             self._base = (path, state)
         return state
 
-    def latest(self) -> DesiredState | None:
+    def latest(self) -> Loaded | None:
         """A stored state to build on: the one last applied (the kernel holds
         its tables, so a diff against it is cheap), else the newest. Any
         stored state is a valid base for an incremental compile."""
         record = self._applied_record()
         kept = self._newest
         if kept is not None and (record is None or record[0] == kept[0].name):
-            return self._as_loaded(kept[0], kept[1])
+            return self._as_loaded(*kept)
         if record is not None and (self.directory / record[0]).exists():
             state = self._load(self.directory / record[0])
             if state is not None:
@@ -335,7 +370,7 @@ class StateStore:
         it), and how to recognise its NAT tables: the digests they had right
         after, or the dumps the apply wrote over."""
         kept = self._newest
-        # the caller may hold a copy carrying kernel marks: same objects inside
+        # the caller's state is the stored one, or a copy with the same objects
         if kept is None or kept[1].objects is not desired.objects:
             return
         record = (kept[0].name, dict(digests or {}), dict(dumps or {}))
@@ -364,9 +399,12 @@ class StateStore:
         except OSError:
             pass
 
-    def store(self, key: str, desired: DesiredState, keep: int = 8) -> None:
+    def store(
+        self, key: str, desired: DesiredState, known: Recognition = UNRECOGNISED, keep: int = 8
+    ) -> None:
+        """Store `desired` under `key`; `known` is kept with it in memory only."""
         path = self.path(key)
-        self._newest = (path, desired)
+        self._newest = (path, desired, known)
         if self.defer_writes:
             self._pending = (path, desired, keep)
         else:

@@ -168,10 +168,10 @@ class World:
         source = open_source(
             {"kind": "dir", "paths": [str(self.config)]}, use_cache=False, sources=SourceCache()
         )
-        cached = compiled_state(
+        cached, _ = compiled_state(
             source, Target("node-1", sb.bpffs_root, self.state, sb.node, default_cache_dir(),
                            sb.cgroup), links, caches=Caches())  # fmt: skip
-        full = compiled_state(
+        full, _ = compiled_state(
             source, Target("node-1", sb.bpffs_root, self.state, sb.node, None, sb.cgroup), links,
             caches=Caches(),
         )

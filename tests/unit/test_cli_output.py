@@ -138,7 +138,7 @@ def test_a_source_without_resources_is_refused_unless_allowed(tmp_path: Path) ->
     caches = Caches()
     with pytest.raises(EmptySource, match=r"holds no resources \(0 file\(s\)\).*--allow-empty"):
         compiled_state(source, target, [], allow_empty=False, caches=caches)
-    state = compiled_state(source, target, [], allow_empty=True, caches=caches)
+    state, _ = compiled_state(source, target, [], allow_empty=True, caches=caches)
     assert not state.objects  # bpfEnabled defaults to false: nothing of ours
     # never stored: a later run without --allow-empty cannot reuse it
     assert not list((tmp_path / "cache").rglob("*.state*"))

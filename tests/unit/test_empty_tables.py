@@ -25,8 +25,10 @@ def test_a_felix_only_state_round_trips_and_diffs_to_nothing_against_empty_kerne
     assert state.tables and all(len(t) == 0 for t in state.tables.values())
     states = store.StateStore.under(tmp_path)
     states.store("felix-only", state)
-    loaded = store.StateStore(states.directory).load("felix-only")  # as the next command reads it
-    assert loaded is not None and loaded == state
+    stored = store.StateStore(states.directory).load("felix-only")  # as the next command has it
+    assert stored is not None
+    loaded, known = stored
+    assert loaded == state
     empty = {name: RawTable(b"", b"", 12, 8) for name in state.tables}
     observed = ObservedState(dict(loaded.objects), (), empty)
-    assert diff(loaded, observed) == ()
+    assert diff(loaded, observed, known) == ()

@@ -4,7 +4,6 @@ changed files feed must give exactly what a full compile gives, whatever changed
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 import pytest
 
@@ -12,7 +11,7 @@ from reconciler.compile import nat_tables as nat_compile
 from reconciler.compile.dataplane import compile_desired
 from reconciler.config.model import Resource
 from reconciler.plan.diff import diff
-from reconciler.plan.state import Link, ObservedState
+from reconciler.plan.state import UNRECOGNISED, Link, ObservedState, Recognition
 
 FELIX = Resource(
     "FelixConfiguration",
@@ -112,7 +111,13 @@ def by_file(resources):
 
 
 def incremental(previous, before, after, ids):
-    """nat_compile.update fed the way the pipeline feeds it."""
+    """nat_compile.update fed the way the pipeline feeds it: the state, or None."""
+    derived = derive(previous, before, after, ids)
+    return None if derived is None else derived[0]
+
+
+def derive(previous, before, after, ids):
+    """nat_compile.update fed the way the pipeline feeds it: (state, the keys that moved)."""
     old_files, new_files = by_file(before), by_file(after)
     changed = nat_compile.changed_paths(previous.nat_index, ids)
     old = {p: old_files.get(p, []) for p in changed if p in previous.nat_index.files}
@@ -179,14 +184,17 @@ def test_incremental_update_equals_full_compile_across_random_edits(seed):
                 version[svc.file] = version.get(svc.file, 0) + 1
         ids = file_ids(resources, version)
         full = compile_(resources, ids)
-        got = incremental(previous, before, resources, ids)
-        if got is not None:
+        derived = derive(previous, before, resources, ids)
+        got = None if derived is None else derived[0]
+        if derived is not None:
             same(got, full)
             updated += 1
             # a kernel still at the previous state: the diff from the touched
             # keys alone equals the diff from a scan of every key
+            known = Recognition.derived(previous, UNRECOGNISED, derived[1])
+            assert known.table_base
             kernel = ObservedState(dict(got.objects), (), previous.tables)
-            assert diff(got, kernel) == diff(replace(got, table_base={}), kernel)
+            assert diff(got, kernel, known) == diff(got, kernel)
         previous = full if got is None else got
     assert updated >= 10  # the fast path is the common path, not a rare one
 
@@ -213,7 +221,9 @@ def test_changes_beyond_services_fall_back_to_a_full_compile():
     assert nat_compile.update(previous, new_ids, old, new, {}) is None
     # ... and with it, exactly the full compile
     svc_file = {"svc/s0.yaml": [r for r in resources if r.file == "svc/s0.yaml"]}
-    same(nat_compile.update(previous, new_ids, old, new, svc_file), compile_(changed, new_ids))
+    derived = nat_compile.update(previous, new_ids, old, new, svc_file)
+    assert derived is not None
+    same(derived[0], compile_(changed, new_ids))
 
 
 def test_a_frontend_claimed_twice_always_compiles_in_full():
@@ -259,7 +269,7 @@ def test_states_cached_by_other_code_are_never_loaded(tmp_path):
     resources = [service(0, rng), endpoint_slice(0, rng, 0)]
     state = compile_(resources, file_ids(resources, {}))
     states.store("k", state)
-    back = states.latest()
+    back, _ = states.latest()
     assert back == state
     same(back, state)  # the NAT index survives the round trip too
     assert not legacy.exists()  # other versions' leftovers are removed on store
@@ -271,16 +281,17 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     previous = compile_(resources, file_ids(resources, {}))
     changed = [endpoint_slice(0, rng, 0) if r.name == "s0-a" else r for r in resources]
     ids = file_ids(changed, {"eps/s0-a.yaml": 1})
-    got = incremental(previous, resources, changed, ids)
-    assert got is not None and got.table_base
+    derived = derive(previous, resources, changed, ids)
+    assert derived is not None
+    got, touched = derived
+    known = Recognition.derived(previous, UNRECOGNISED, touched)
+    assert known.table_base and known.table_base["rcl_nat_be"][1] == touched["rcl_nat_be"]
     # someone deleted a backend of an untouched service by hand
     drifted = {name: dict(table) for name, table in previous.tables.items()}
-    untouched = next(k for k in drifted["rcl_nat_be"] if k not in got.table_base["rcl_nat_be"][1])
+    untouched = next(k for k in drifted["rcl_nat_be"] if k not in touched["rcl_nat_be"])
     del drifted["rcl_nat_be"][untouched]
-    changes = diff(got, ObservedState(dict(got.objects), (), drifted))
-    assert changes == diff(
-        replace(got, table_base={}), ObservedState(dict(got.objects), (), drifted)
-    )
+    changes = diff(got, ObservedState(dict(got.objects), (), drifted), known)
+    assert changes == diff(got, ObservedState(dict(got.objects), (), drifted))
     from reconciler.datapath.maps import codecs as entries
 
     text, _ = entries.decode_one(
@@ -327,8 +338,8 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
         states = new_process(states)
         loaded = states.load(f"s{step}")
         assert loaded is not None
-        same(loaded, compile_(resources, ids))
-        previous = loaded
+        same(loaded[0], compile_(resources, ids))
+        previous = loaded[0]
     # the base outlives the pruning of newer states as long as a delta needs it
     for step in range(10):
         states.store(f"more{step}", previous, keep=2)
@@ -349,10 +360,10 @@ def test_the_applied_state_is_the_base_of_choice(tmp_path):
     states.note_applied(applied)
     states.store("b", pending)  # a later --plan of an edit not applied yet
     states = new_process(states)
-    same(states.latest(), applied)
+    same(states.latest()[0], applied)
     (states.directory / desired_cache.APPLIED).unlink()
     states = new_process(states)
-    same(states.latest(), pending)  # no record: the newest
+    same(states.latest()[0], pending)  # no record: the newest
 
 
 def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
@@ -429,28 +440,29 @@ def stored_state(tmp_path, seed: int):
 def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     """The applied record's digests stand for the tables the state had: an
     identical kernel copy needs no comparison; any other bytes get the full one."""
-    from reconciler.engine import store as desired_cache
 
     state, states, resources = stored_state(tmp_path, 11)
     kernel = {name: raw(t) for name, t in state.tables.items()}
     states.note_applied(state, {name: t.digest for name, t in kernel.items()})
     states = new_process(states)
-    loaded = states.load("s")
-    assert loaded is not None and loaded.kernel_digests == {n: t.digest for n, t in kernel.items()}
-    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    stored = states.load("s")
+    assert stored is not None
+    loaded, known = stored
+    assert known.kernel_digests == {n: t.digest for n, t in kernel.items()}
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known) == ()
     # a hand edit changes the kernel's bytes: compared in full, and found
     edited = dict(state.tables["rcl_nat_be"])
     key = next(iter(edited))
     edited[key] = bytes(len(edited[key]))
     kernel["rcl_nat_be"] = raw(edited)
-    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known)
     assert [c.action.value for c in changes] == ["update"]
     # the digests belong to the applied state only, and never reach the file
     states.store("other", compile_(resources[:2], file_ids(resources[:2], {})))
     states = new_process(states)
     again = states.load("other")
-    assert again is not None and again.kernel_digests == {}
-    assert desired_cache.decode(states.path("s").read_bytes()).kernel_digests == {}
+    assert again is not None and again[1] == UNRECOGNISED
+    assert all(t.digest.encode() not in states.path("s").read_bytes() for t in kernel.values())
 
 
 def test_an_applied_dump_recognises_the_table_its_writes_left():
@@ -508,13 +520,15 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     dumps = {"rcl_nat_be": AppliedDump.of(raw(stale), frozenset({written}))}
     states.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
     states = new_process(states)
-    loaded = states.load("s")
-    assert loaded is not None
-    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    stored = states.load("s")
+    assert stored is not None
+    loaded, known = stored
+    assert set(known.kernel_dumps) == {"rcl_nat_be"}
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known) == ()
     # the same state against a kernel someone edited is compared, and differs
     other = before_order[-1]
     kernel["rcl_nat_be"] = raw({**{k: table[k] for k in after_order}, other: bytes(8)})
-    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known)
     assert [c.action.value for c in changes] == ["update"]
 
 
@@ -546,12 +560,15 @@ def test_links_that_come_and_go_keep_the_tables_and_equal_a_full_compile():
         if previous is not None:
             sub = [FELIX, *(r for r in resources if r.kind == "WorkloadEndpoint")]
             part = compile_desired(sub, "n1", links, "/sys/fs/bpf/x", "src", others)
-            got = nat_compile.relink(previous, part, "c")
-            assert got is not None
+            derived = nat_compile.relink(previous, part, "c")
+            assert derived is not None
+            got, touched = derived
             same(got, full)
             assert got.nat_index.context == "c"
+            assert touched == {name: frozenset() for name in previous.tables}
+            known = Recognition.derived(previous, UNRECOGNISED, touched)
             kernel = ObservedState(dict(got.objects), (), previous.tables)
-            assert diff(got, kernel) == diff(replace(got, table_base={}), kernel)
+            assert diff(got, kernel, known) == diff(got, kernel)
             previous = got
         else:
             previous = full
