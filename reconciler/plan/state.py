@@ -39,6 +39,9 @@ class Obj:
 
 @dataclass(frozen=True, slots=True)
 class DesiredState:
+    """What the node should have, and nothing else: a plain value. How the
+    kernel's copies of its bulk tables are recognised travels beside it (Recognition)."""
+
     node: str
     enabled: bool
     objects: Mapping[str, Obj]
