@@ -10,11 +10,14 @@ from typing import Any
 from reconciler.plan.plan import Plan
 
 
-def print_resource_changes(args: argparse.Namespace, plan: Plan, applied: Any = None) -> None:
+def print_resource_changes(
+    args: argparse.Namespace, plan: Plan, applied: Any = None, sources: Any = None
+) -> None:
     """`applied`: the last-apply record to compare against (default: the
-    state directory's; a snapshot plan has none)."""
+    state directory's; a snapshot plan has none). `sources`: the command's
+    SourceCache (the planned commit was read through it)."""
     from reconciler.cli.commands import _cache_dir, _target
-    from reconciler.config.source import SourceError
+    from reconciler.config.source import SourceCache, SourceError
     from reconciler.config.spec import open_source
     from reconciler.engine import changes, history
 
@@ -27,9 +30,10 @@ def print_resource_changes(args: argparse.Namespace, plan: Plan, applied: Any = 
     if not old_id.startswith("git:") or old_id == new_id or spec.get("kind") != "git":
         return
     old_spec = {**spec, "repo": args.repo, "ref": old_id[4:]}
+    sources = sources if sources is not None else SourceCache()
     try:
-        old = changes.resources(open_source(old_spec), _cache_dir(args))
-        new = changes.resources(open_source(plan.source["spec"]), _cache_dir(args))
+        old = changes.resources(open_source(old_spec, sources=sources), _cache_dir(args))
+        new = changes.resources(open_source(plan.source["spec"], sources=sources), _cache_dir(args))
     except SourceError as exc:
         print(f"\n(no resource summary: {exc})")
         return

@@ -17,7 +17,7 @@ from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.render import emit_json
 from reconciler.config.diagnostics import Severity
-from reconciler.config.source import default_cache_dir
+from reconciler.config.source import SourceCache, default_cache_dir
 from reconciler.config.spec import open_source
 from reconciler.config.validate import validate_source
 from reconciler.plan.diff import summarize
@@ -55,7 +55,7 @@ def validate_mode(args: argparse.Namespace) -> int:
     spec = source_spec(args)
     if args.paths:
         spec = {**spec, "kind": "dir", "paths": args.paths}
-    src = open_source(spec, not args.no_cache)
+    src = open_source(spec, not args.no_cache, sources=SourceCache())
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
@@ -103,6 +103,14 @@ def _target(args: argparse.Namespace) -> Any:
     )
 
 
+def _caches() -> Any:
+    """What this command keeps between the passes it makes (a one-shot
+    command makes one; --watch keeps its own for its life)."""
+    from reconciler.engine.caches import Caches
+
+    return Caches()
+
+
 def _report_invalid(args: argparse.Namespace, exc: Any) -> None:
     diags = sorted(exc.validation.diagnostics, key=lambda d: (d.file, d.line, d.path))
     if args.json:
@@ -126,6 +134,8 @@ def _plan_or_report(
     fingerprint: bool = True,
     changed: frozenset[str] | None = None,
     keep_derived: bool = True,
+    *,
+    caches: Any,
 ) -> tuple[Plan, Any, Any] | None:
     """(plan, desired state, what was observed), or None after reporting an
     invalid config."""
@@ -134,11 +144,12 @@ def _plan_or_report(
     target = _target(args)
     try:
         plan, desired, observed = make_plan(
-            lambda: open_source(spec, not args.no_cache, changed),
+            lambda: open_source(spec, not args.no_cache, changed, sources=caches.sources),
             target,
             fingerprint,
             keep_derived,
             allow_empty=getattr(args, "allow_empty", True),
+            caches=caches,
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)
@@ -164,8 +175,9 @@ def plan_mode(args: argparse.Namespace) -> int:
     # The observed-state fingerprint is only needed to save or print the plan.
     # A plan's incremental state is not stored: the apply derives it again
     # from the applied state for less than writing it would cost.
+    caches = _caches()
     planned = _plan_or_report(
-        args, source_spec(args), bool(args.out or args.json), keep_derived=False
+        args, source_spec(args), bool(args.out or args.json), keep_derived=False, caches=caches
     )
     if planned is None:
         return EXIT_ERROR
@@ -178,7 +190,7 @@ def plan_mode(args: argparse.Namespace) -> int:
         sys.stdout.write(render_plan(args, plan))
         from reconciler.cli.change_summary import print_resource_changes
 
-        print_resource_changes(args, plan)
+        print_resource_changes(args, plan, sources=caches.sources)
         if args.out:
             print(
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
@@ -204,12 +216,14 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
     from reconciler.cli.status_history import recorded
 
     target = _target(args)
+    caches = _caches()
     try:
         result = recorded(
             target,
             lambda: reconcile_once(
                 target,
                 source_spec(args),
+                caches=caches,
                 plan_file=args.plan_file,
                 changed=changed,
                 use_cache=not args.no_cache,
@@ -303,9 +317,14 @@ def _sync(
     if not spec:
         return {"state": "unknown", "reason": "the record names no source", "changes": 0,
                 "warnings": []}, None  # fmt: skip
+    caches = _caches()
     try:
         plan, desired, _ = make_plan(
-            lambda: open_source(spec, True), target, False, keep_derived=False
+            lambda: open_source(spec, True, sources=caches.sources),
+            target,
+            False,
+            keep_derived=False,
+            caches=caches,
         )
     except (SourceError, InvalidConfig, ReconcileError) as exc:
         return {"state": "unknown", "reason": str(exc), "changes": 0, "warnings": []}, None
@@ -356,7 +375,7 @@ def explain_mode(args: argparse.Namespace) -> int:
     from reconciler.config.validate import validate_source
     from reconciler.engine import explain
 
-    src = open_source(source_spec(args), not args.no_cache)
+    src = open_source(source_spec(args), not args.no_cache, sources=SourceCache())
     result = validate_source(src, _cache_dir(args), args.jobs or None)
     if not result.ok:
         sys.stderr.write(

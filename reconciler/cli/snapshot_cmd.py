@@ -23,7 +23,7 @@ def snapshot_cmd(args: argparse.Namespace) -> int:
 def plan_observed_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reconciler.cli.commands import _report_invalid, _target, source_spec
+    from reconciler.cli.commands import _caches, _report_invalid, _target, source_spec
     from reconciler.config.spec import open_source
     from reconciler.engine.reconcile import InvalidConfig, make_plan
     from reconciler.engine.snapshots import SnapshotError, against
@@ -34,9 +34,14 @@ def plan_observed_cmd(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     spec = source_spec(args)
+    caches = _caches()
     try:
         plan, _, _ = make_plan(
-            lambda: open_source(spec, not args.no_cache), target, True, keep_derived=False
+            lambda: open_source(spec, not args.no_cache, sources=caches.sources),
+            target,
+            True,
+            keep_derived=False,
+            caches=caches,
         )
     except InvalidConfig as exc:
         _report_invalid(args, exc)

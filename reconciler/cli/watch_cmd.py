@@ -76,7 +76,7 @@ def explain_invalid(exc: Any) -> str:
 
 def watch_cmd(args: argparse.Namespace) -> int:
     from reconciler.cli.commands import _target, kind_policy
-    from reconciler.engine import store as desired_cache
+    from reconciler.engine.caches import Caches
     from reconciler.engine.spec import link_changes
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
     from reconciler.gitops.repo import Follower
@@ -135,14 +135,15 @@ def watch_cmd(args: argparse.Namespace) -> int:
                 message += f"\nthe node is held at {record.held}"
         log.info(message)
 
-    # A pass reacts to a push; the state it compiled is written once idle.
-    desired_cache.defer_writes()
+    # One set of caches for the watcher's life: a pass reacts to a push, and
+    # the state it compiled is written once idle.
+    caches = Caches(defer_writes=True)
     watcher = Watcher(
         target,
         options,
-        Engine(not args.no_cache, on_plan, explain_invalid),
+        Engine(caches, not args.no_cache, on_plan, explain_invalid),
         report,
-        desired_cache.flush,
+        caches.flush,
         functools.partial(link_changes, args.netns),
     )
     source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config

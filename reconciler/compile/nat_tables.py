@@ -37,6 +37,9 @@ from reconciler.plan.tables import over
 NAT_KINDS = frozenset({"Service", "EndpointSlice"})
 FE, BE = MAP_NAT_FE, MAP_NAT_BE
 Ident = tuple[str, str | None, str]  # kind, namespace, name
+# A state derived from a previous one, and by table the only keys whose
+# entries may differ from the previous state's (reconciler.plan.state.Recognition.derived).
+Derived = tuple[DesiredState, Mapping[str, frozenset[bytes]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +175,13 @@ def update(
     old: Mapping[str, Sequence[Resource]],
     new: Mapping[str, Sequence[Resource]],
     unchanged: Mapping[str, Sequence[Resource]],
-) -> DesiredState | None:
+) -> Derived | None:
     """The desired state after the changed files (`old`: their previous
     resources, `new`: their current ones, by path; a removed file is absent
-    from `new`, an added one from `old`), or None when only a full compile
-    can say. `unchanged` gives the resources of the unchanged files that also
-    feed an affected service (`needs` tells which paths those are)."""
+    from `new`, an added one from `old`) and the table keys that moved, or
+    None when only a full compile can say. `unchanged` gives the resources of
+    the unchanged files that also feed an affected service (`needs` tells
+    which paths those are)."""
     index = previous.nat_index
     if not isinstance(index, NatIndex) or index.conflicts or not previous.enabled:
         return None
@@ -271,27 +275,23 @@ def update(
         FE: frozenset(k for f in (*gone.values(), *came.values()) for k, *_ in f.frontends),
         BE: frozenset(k for f in (*gone.values(), *came.values()) for k, _ in f.backends),
     }
-    return replace(
+    state = replace(
         previous,
-        table_base={
-            name: (previous.tables.get(name, {}), touched[name], previous.kernel_mark(name))
-            for name in touched
-        },
-        kernel_digests={},
-        kernel_dumps={},
         warnings=(*index.base_warnings, *_service_warning_lines(warned)),
         errors=errors,
         tables={**previous.tables, FE: fe, BE: be},
         table_info=info,
         nat_index=new_index,
     )
+    return state, touched
 
 
-def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> DesiredState | None:
+def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> Derived | None:
     """`previous` for new links: its service tables, with everything else
     from `interfaces`, a compile of the same source's non-service files for
-    the links now. None (compile in full) when what the services depend on
-    moved: the node's data IPs (NodePorts), the table sizes, the node."""
+    the links now (no table key moves). None (compile in full) when what the
+    services depend on moved: the node's data IPs (NodePorts), the table
+    sizes, the node."""
     index, other = previous.nat_index, interfaces.nat_index
     if not isinstance(index, NatIndex) or not isinstance(other, NatIndex):
         return None
@@ -304,22 +304,17 @@ def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> De
         feeders=over(index.feeders), ids=over(index.ids),
         base_warnings=other.base_warnings, base_errors=other.base_errors,
     )  # fmt: skip
-    return replace(
+    state = replace(
         previous,
         objects=interfaces.objects,
         build=interfaces.build,
-        table_base={
-            name: (table, frozenset(), previous.kernel_mark(name))
-            for name, table in previous.tables.items()
-        },
-        kernel_digests={},
-        kernel_dumps={},
         warnings=(*other.base_warnings, *_service_warning_lines(index.service_warnings)),
         errors=(*other.base_errors, *overflow_errors(index.counts, index.sizes)),
         tables={name: over(table) for name, table in previous.tables.items()},
         table_info=over(previous.table_info),
         nat_index=new_index,
     )
+    return state, {name: frozenset() for name in previous.tables}
 
 
 def needs(

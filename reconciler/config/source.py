@@ -78,7 +78,6 @@ def _walk_yaml(root: str) -> Iterable[str]:
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
 RACY_NS = 1_000_000_000  # a file changed this close to the cache write is re-hashed
-_STAT_CACHES: dict[Path, tuple[Signature | None, StatCache]] = {}
 
 
 def _file_sig(path: Path) -> Signature | None:
@@ -112,6 +111,9 @@ class StatCache:
         self.entries: dict[str, tuple[Signature, str]] = {}
         self.written_ns = 0
         self.dirty = False
+        # the file's stat data when read or last written: another process
+        # wrote it when that moved (SourceCache.stat_cache reads it again)
+        self.signature = _file_sig(path) if path is not None else None
         if path is None:
             return
         try:
@@ -119,17 +121,6 @@ class StatCache:
                 self.written_ns, self.entries = _checked_entries(marshal.loads(fh.read()))
         except Exception:  # noqa: BLE001 - a cache must never make reading fail
             self.entries, self.written_ns = {}, 0
-
-    @classmethod
-    def open(cls, path: Path | None) -> StatCache:
-        """The cache at `path`: read once per process, then kept (--watch
-        reads the same tree on every pass)."""
-        if path is None:
-            return cls(None)
-        kept = _STAT_CACHES.get(path)
-        if kept is None or kept[0] != _file_sig(path):  # another process wrote it
-            kept = _STAT_CACHES[path] = (_file_sig(path), cls(path))
-        return kept[1]
 
     def get(self, path: str, sig: Signature) -> str | None:
         hit = self.entries.get(path)
@@ -156,7 +147,39 @@ class StatCache:
             return
         # what a fresh read of the file would now give
         self.entries, self.written_ns, self.dirty = entries, written, False
-        _STAT_CACHES[self.path] = (_file_sig(self.path), self)
+        self.signature = _file_sig(self.path)
+
+
+class SourceCache:
+    """What reading sources keeps in memory for the process that owns it (one
+    per command; --watch keeps one across its passes): the stat caches it
+    read, the last snapshot of each single-directory source (refresh builds
+    on it), and the last commit read by its id (a commit never changes, and
+    a watcher's passes between pushes read the same one again)."""
+
+    def __init__(self) -> None:
+        self.stat_caches: dict[Path, StatCache] = {}
+        self.snapshots: dict[str, tuple[Source, dict[str, str]]] = {}
+        self.commit: tuple[tuple[str, str], Source] | None = None
+
+    def stat_cache(self, path: Path | None) -> StatCache:
+        """The stat cache at `path`: read once, then kept until another
+        process writes the file."""
+        if path is None:
+            return StatCache(None)
+        kept = self.stat_caches.get(path)
+        if kept is None or kept.signature != _file_sig(path):
+            kept = self.stat_caches[path] = StatCache(path)
+        return kept
+
+    def refresh(
+        self, given: str, changed: Iterable[str], stat_cache: Path | None = None
+    ) -> Source | None:
+        """The last snapshot of `given` with only the `changed` absolute paths
+        read again (file events from --watch), or None when there is no
+        snapshot. The result equals what from_paths would return for the
+        same tree."""
+        return _refresh(self, given, changed, stat_cache)
 
 
 def default_cache_dir() -> Path | None:
@@ -232,13 +255,13 @@ def _as_file(record: Record) -> SourceFile:
 
 
 def _read_tree(
-    paths: list[str], stat_cache: Path | None
+    paths: list[str], stat_cache: Path | None, sources: SourceCache
 ) -> tuple[list[Record], dict[str, str], StatCache]:
     """Every YAML file under `paths` as a record, and shown path -> absolute
     path; files whose stat data is unchanged are not read (10,000 files: 0.2 s
     saved on every plan). The loop runs once per file, so it stays lean: one
     stat, no path normalising.  The stat cache is saved."""
-    cache = StatCache.open(stat_cache)
+    cache = sources.stat_cache(stat_cache)
     records: list[Record] = []
     keys: dict[str, str] = {}
     for given in paths:
@@ -260,18 +283,18 @@ def _snapshot(label: str, files: list[SourceFile]) -> Source:
     return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
 
 
-# The last snapshot of each single-directory source, for refresh().
-_LAST: dict[str, tuple[Source, dict[str, str]]] = {}
-
-
-def from_paths(paths: Iterable[str], stat_cache: Path | None = None) -> Source:
+def from_paths(
+    paths: Iterable[str], stat_cache: Path | None = None, sources: SourceCache | None = None
+) -> Source:
     """Read YAML files from directories and files (a working tree), through
-    the stat cache when given."""
+    the stat cache when given. `sources` keeps what a later read can use
+    (none: nothing is kept)."""
     paths = list(paths)
-    records, keys = _read_tree(paths, stat_cache)[:2]
+    sources = sources if sources is not None else SourceCache()
+    records, keys = _read_tree(paths, stat_cache, sources)[:2]
     snapshot = _snapshot(", ".join(paths), [_as_file(r) for r in records])
     if len(paths) == 1:
-        _LAST[paths[0]] = (snapshot, keys)
+        sources.snapshots[paths[0]] = (snapshot, keys)
     return snapshot
 
 
@@ -282,18 +305,17 @@ def _walk_order(tail: str) -> tuple[tuple[int, str], ...]:
     return (*((1, d) for d in parts[:-1]), (0, parts[-1]))
 
 
-def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) -> Source | None:
-    """The last snapshot of `given` with only the `changed` absolute paths read
-    again (file events from --watch), or None when there is no snapshot. The
-    result equals what from_paths would return for the same tree."""
-    last = _LAST.get(given)
+def _refresh(
+    sources: SourceCache, given: str, changed: Iterable[str], stat_cache: Path | None
+) -> Source | None:
+    last = sources.snapshots.get(given)
     if last is None:
         return None
     snapshot, keys = last
     root = _Root.of(given)
     if not os.path.isdir(root.walk):
         return None
-    cache = StatCache.open(stat_cache)
+    cache = sources.stat_cache(stat_cache)
     by_key = {keys[f.path]: f for f in snapshot.files}
     for path in changed:
         if path != root.key and not path.startswith(root.key + "/"):
@@ -324,11 +346,13 @@ def refresh(given: str, changed: Iterable[str], stat_cache: Path | None = None) 
     new_keys = {by_key[k].path: k for k in order}
     cache.save(set(new_keys.values()))
     fresh = _snapshot(snapshot.description, files)
-    _LAST[given] = (fresh, new_keys)
+    sources.snapshots[given] = (fresh, new_keys)
     return fresh
 
 
-def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
+def from_git(
+    repo: str, ref: str, cache_dir: Path | None, sources: SourceCache | None = None
+) -> Source:
     """Read the tree of one commit without checking it out (bare repos work).
     A remote repository is read from a mirror under `cache_dir`, fetched
     first unless `ref` is a full commit id the mirror already holds.
@@ -336,12 +360,13 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     The tree's rules are the working tree's (reconciler.config.safe_tree): a
     symlink is followed only to a file of the same tree, and a repository
     whose objects cannot be read is an error (every blob is looked up even
-    when the validation cache would spare reading it)."""
+    when the validation cache would spare reading it). A commit read by its
+    id is kept in `sources` (none: nothing is kept)."""
     import git
     from gitdb.exc import ODBError
 
-    if _is_full_id(ref) and (repo, ref) in _COMMITS:
-        return _COMMITS[repo, ref]
+    if sources is not None and sources.commit is not None and sources.commit[0] == (repo, ref):
+        return sources.commit[1]
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
     try:
         if is_remote(repo):
@@ -376,16 +401,9 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     src = Source(
         f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files), config=config
     )
-    if _is_full_id(ref):
-        _COMMITS.clear()
-        _COMMITS[repo, ref] = src
+    if _is_full_id(ref) and sources is not None:
+        sources.commit = ((repo, ref), src)
     return src
-
-
-# The last commit read by its id, in this process: a commit never changes, and
-# a watcher's passes between pushes (drift checks, new interfaces) read the
-# same one again.
-_COMMITS: dict[tuple[str, str], Source] = {}
 
 
 _GIT_LINK = 0o120000

@@ -45,20 +45,23 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
-from reconciler.engine import store as desired_cache
+from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, apply_lock
+from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, diff
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import (
+    UNRECOGNISED,
     AppliedDump,
     DesiredState,
     Link,
     ObjKind,
     ObservedState,
     RawTable,
+    Recognition,
     table_digest,
 )
 from reconciler.version import version
@@ -119,6 +122,7 @@ def reconcile_once(
     target: Target,
     spec: Mapping[str, Any],
     *,
+    caches: Caches,
     plan_file: str | None = None,
     changed: frozenset[str] | None = None,
     use_cache: bool = True,
@@ -133,23 +137,27 @@ def reconcile_once(
     files that may differ from the last pass. `on_plan` sees the plan before
     anything is applied. `opener` opens the spec's source instead of
     open_source (--watch hands in one it resolved or holds in memory).
+    `caches` is what the caller's process keeps between passes.
     Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
     try:
         with apply_lock(target.bpffs_root, target.netns):
             if plan_file:
                 plan = Plan.read(plan_file)
                 spec = plan.source.get("spec") or spec
-                source = open_source(dict(spec), use_cache)
+                source = open_source(dict(spec), use_cache, sources=caches.sources)
                 links, slots, now = check_fresh(plan, source, target)
-                desired = desired_state(source, target, links, slots=slots)
-                check_same_changes(plan, desired, now)
+                desired, known = desired_state(source, target, links, slots=slots, caches=caches)
+                check_same_changes(plan, desired, now, known)
                 observed = None
             else:
+                sources = caches.sources
                 plan, desired, observed = make_plan(
-                    opener or (lambda: open_source(dict(spec), use_cache, changed)),
+                    opener
+                    or (lambda: open_source(dict(spec), use_cache, changed, sources=sources)),
                     target,
                     False,
                     allow_empty=allow_empty,
+                    caches=caches,
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
@@ -165,9 +173,10 @@ def reconcile_once(
             # plan recognise them: verify need not read them again.
             remaining, digests = verify(desired, target, plan, digests=observed is None)
             record_applied(plan, target, len(applied), converged=not remaining)
-            if not remaining:
+            states = caches.states(target.cache_dir)
+            if not remaining and states is not None:
                 dumps = applied_dumps(plan, observed) if observed is not None else {}
-                desired_cache.note_applied(
+                states.note_applied(
                     desired, digests, {t: d for t, d in dumps.items() if t not in digests}
                 )
     except LockHeld as exc:
@@ -187,14 +196,17 @@ def desired_state(
     keep_derived: bool = True,
     slots: Mapping[int, int] | None = None,
     allow_empty: bool = True,
-) -> DesiredState:
+    *,
+    caches: Caches,
+) -> tuple[DesiredState, Recognition]:
     """The state this node should have (compiled_state), with its interfaces
     in the rcl_ifstate slots they hold now (`slots`: observe.held_slots; see
-    compile.keep_slots). The slots are not part of what is compiled or
-    stored: the first plan after an apply that gave interfaces their slots
-    still finds the state that apply stored."""
-    state = compiled_state(source, target, links, keep_derived, allow_empty)
-    return keep_slots(state, slots or {})
+    compile.keep_slots), and what recognises its tables in the kernel. The
+    slots are not part of what is compiled or stored: the first plan after
+    an apply that gave interfaces their slots still finds the state that
+    apply stored."""
+    state, known = compiled_state(source, target, links, keep_derived, allow_empty, caches=caches)
+    return keep_slots(state, slots or {}), known
 
 
 def compiled_state(
@@ -203,8 +215,14 @@ def compiled_state(
     links: list[Link],
     keep_derived: bool = True,
     allow_empty: bool = True,
-) -> DesiredState:
-    """Validate and compile, or reuse what earlier runs compiled.
+    *,
+    caches: Caches,
+) -> tuple[DesiredState, Recognition]:
+    """Validate and compile, or reuse what earlier runs compiled (stored in
+    `caches`' state store for the target's cache directory). Returns the
+    state and, beside it, what recognises its tables in the kernel (the
+    applied record's marks for a stored state; the base table and the keys
+    that moved for a derived one).
 
     Three ways, fastest first:
     - the inputs are identical to a stored state's (a no-op plan): reuse it;
@@ -226,7 +244,7 @@ def compiled_state(
     base_context = hashlib.sha256(
         json.dumps(
             [
-                desired_cache.code_fingerprint(),
+                code_fingerprint(),
                 target.node,
                 host.cgroup_id,
                 host.cgroup_path,
@@ -242,20 +260,24 @@ def compiled_state(
         ).encode()
     ).hexdigest()[:32]
     key = hashlib.sha256(f"{context}\0{source.identity}".encode()).hexdigest()[:32]
-    cached = desired_cache.cache_path(target.cache_dir, key)
-    if cached is not None and cached.exists():
-        state = desired_cache.load(cached)
-        if state is not None:
-            return state
+    states = caches.states(target.cache_dir)
+    if states is not None and states.path(key).exists():
+        stored = states.load(key)
+        if stored is not None:
+            return stored
     files = {f.path: f.digest for f in source.files}
-    desired = None
-    previous = desired_cache.latest(cached)
+    derived: nat_compile.Derived | None = None
+    latest = states.latest() if states is not None else None
+    previous = latest[0] if latest is not None else None
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
-        desired = _services_only_update(previous, source, files, target.cache_dir)
+        derived = _services_only_update(previous, source, files, target.cache_dir)
     elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
-        desired = _interfaces_only_update(previous, source, files, target, host, digest, context)
-    derived = desired is not None
-    if desired is None:
+        derived = _interfaces_only_update(previous, source, files, target, host, digest, context)
+    known = UNRECOGNISED
+    if derived is not None and latest is not None:
+        desired, touched = derived
+        known = Recognition.derived(latest[0], latest[1], touched)
+    else:
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
             raise InvalidConfig(validation)
@@ -267,7 +289,7 @@ def compiled_state(
                     "applying it would remove everything this node has from us; pass "
                     "--allow-empty if that is meant; nothing was changed"
                 )
-            cached = None
+            states = None
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
@@ -278,14 +300,14 @@ def compiled_state(
         desired = dataclasses.replace(desired, nat_index=index)
     if desired.errors:
         raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
-    if cached is not None and (keep_derived or not derived):
-        desired_cache.store(cached, desired)
-    return desired
+    if states is not None and (keep_derived or derived is None):
+        states.store(key, desired, known)
+    return desired, known
 
 
 def _services_only_update(
     previous: DesiredState, source: Source, files: dict[str, str], cache_dir: Path | None
-) -> DesiredState | None:
+) -> nat_compile.Derived | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
     index = previous.nat_index
@@ -321,7 +343,7 @@ def _interfaces_only_update(
     host: Host,
     digest: str,
     context: str,
-) -> DesiredState | None:
+) -> nat_compile.Derived | None:
     """The previous state for links that came or went, the source unchanged:
     only the files holding other resources than Services and EndpointSlices
     are compiled again (a new pod's veth must not recompile 10,000 services).
@@ -350,6 +372,8 @@ def make_plan(
     fingerprint: bool = True,
     keep_derived: bool = True,
     allow_empty: bool = True,
+    *,
+    caches: Caches,
 ) -> tuple[Plan, DesiredState, ObservedState]:
     """Validate, compile, observe and diff. `fingerprint=False` skips hashing
     the observed state when the plan will not be saved or compared. `source`
@@ -370,12 +394,14 @@ def make_plan(
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root)
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
-    desired = desired_state(source, target, links, keep_derived, held_slots(observed), allow_empty)
+    desired, known = desired_state(
+        source, target, links, keep_derived, held_slots(observed), allow_empty, caches=caches
+    )
     desired = without_foreign_xdp(desired, observed.foreign)
     entries = sum(len(t) for t in desired.tables.values())
     log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,
              extra=PROGRESS)  # fmt: skip
-    changes = diff(desired, observed)
+    changes = diff(desired, observed, known)
     refuse_foreign_at_our_place(changes, observed)
     log.info("planned %d change(s)", len(changes), extra=PROGRESS)
     # An explicit `bpfEnabled: false` in the config is what Git says: no guard.
@@ -446,7 +472,7 @@ def verify(
         return diff(desired, observed), found
     assert plan is not None
     changes = diff(
-        dataclasses.replace(desired, tables={}, table_base={}, kernel_digests={}, kernel_dumps={}),
+        dataclasses.replace(desired, tables={}),
         dataclasses.replace(observed, tables={}),
     )
     remaining = tuple(
@@ -496,9 +522,7 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
                     have[name][key] = value
         finally:
             bpfsys.close(fd)
-    partial = dataclasses.replace(
-        desired, objects={}, tables=want, table_base={}, kernel_digests={}, kernel_dumps={}
-    )
+    partial = dataclasses.replace(desired, objects={}, tables=want)
     return diff(partial, ObservedState({}, (), have))
 
 
@@ -562,11 +586,16 @@ def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedS
             )
 
 
-def check_same_changes(plan: Plan, desired: DesiredState, observed: ObservedState) -> None:
+def check_same_changes(
+    plan: Plan,
+    desired: DesiredState,
+    observed: ObservedState,
+    known: Recognition = UNRECOGNISED,
+) -> None:
     """Refuse a saved plan whose changes or build are not exactly the ones
     the configuration and the kernel give now: a hand-edited plan, or a node
     that moved in a way the fingerprint does not cover (a new interface)."""
-    now = diff(desired, observed)
+    now = diff(desired, observed, known)
     refuse_foreign_at_our_place(now, observed)
     if _normal([c.as_json() for c in now]) != _normal([c.as_json() for c in plan.changes]):
         raise ReconcileError(

@@ -14,7 +14,6 @@ run that changes one service:
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import enum
 import functools
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR
-from reconciler.plan.state import AppliedDump, DesiredState
+from reconciler.plan.state import UNRECOGNISED, AppliedDump, DesiredState, Recognition
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
 SUFFIX = ".state"
@@ -53,14 +52,6 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def cache_path(cache_dir: Path | None, key: str) -> Path | None:
-    # One directory per code version: states written by other code (other
-    # fields, other semantics) are never loaded, not even as "the latest".
-    if cache_dir is None:
-        return None
-    return cache_dir / "desired" / code_fingerprint() / f"{key}{SUFFIX}"
-
-
 def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:
     """The big mappings of a state, by section name."""
     out: dict[str, Mapping[Any, Any]] = {f"tables/{k}": v for k, v in desired.tables.items()}
@@ -74,15 +65,7 @@ def _skeleton(desired: DesiredState) -> DesiredState:
     index = desired.nat_index
     if index is not None:
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
-    return dataclasses.replace(
-        desired,
-        tables={},
-        table_info={},
-        nat_index=index,
-        table_base={},
-        kernel_digests={},
-        kernel_dumps={},
-    )
+    return dataclasses.replace(desired, tables={}, table_info={}, nat_index=index)
 
 
 def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
@@ -115,6 +98,41 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
 
 _SAFE_BUILTINS = frozenset({"frozenset", "set", "tuple", "list", "dict", "bytes", "int", "str"})
 
+# A DesiredState's fields in the order a pickle lists them, now and in the
+# layout states were stored in while recognition hints were fields of the
+# state (stored always empty; reconciler.plan.state.Recognition now).
+_LAYOUT = tuple(f.name for f in dataclasses.fields(DesiredState))
+_LAYOUT_WITH_HINTS = (
+    "node", "enabled", "objects", "warnings", "build", "errors", "tables", "table_info",
+    "nat_index", "table_base", "kernel_digests", "kernel_dumps", "not_enforced",
+)  # fmt: skip
+
+
+class _StoredState:
+    """Takes a DesiredState's place while a skeleton loads, so that a state
+    stored in either layout loads (see as_state); pickle gives it the field
+    values as a list (a slotted dataclass's state) or by name."""
+
+    __slots__ = ("values",)
+
+    def __setstate__(self, values: Any) -> None:
+        self.values = values
+
+    def as_state(self) -> DesiredState | None:
+        values = self.values
+        if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
+            named = values[1]  # (None, {slot: value})
+        elif isinstance(values, list):
+            layout = {len(_LAYOUT): _LAYOUT, len(_LAYOUT_WITH_HINTS): _LAYOUT_WITH_HINTS}
+            if len(values) not in layout:
+                return None
+            named = dict(zip(layout[len(values)], values, strict=True))
+        else:
+            return None
+        if not set(_LAYOUT) <= named.keys():
+            return None
+        return DesiredState(**{name: named[name] for name in _LAYOUT})
+
 
 def _enum_member(cls: Any, name: str) -> Any:
     """getattr, as a pickle may ask for it, limited to a member of one of our enums."""
@@ -135,6 +153,8 @@ class _Unpickler(pickle.Unpickler):
     loading it call anything (pickle's usual way to run code)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == (DesiredState.__module__, DesiredState.__name__):
+            return _StoredState
         if module == "builtins" and name in _SAFE_BUILTINS:
             return super().find_class(module, name)
         if (module, name) == ("builtins", "getattr"):
@@ -167,8 +187,9 @@ def decode(
     magic, size, base_name = _HEADER.unpack_from(data)
     if magic != _MAGIC or (base_name.strip(b"\0") and base is None):
         return None
-    skeleton, sections = _Unpickler(io.BytesIO(data[_HEADER.size : _HEADER.size + size])).load()
-    if not isinstance(skeleton, DesiredState):
+    stored, sections = _Unpickler(io.BytesIO(data[_HEADER.size : _HEADER.size + size])).load()
+    skeleton = stored.as_state() if isinstance(stored, _StoredState) else None
+    if skeleton is None:
         return None
     blob = data[_HEADER.size + size :]
     base_bulk = _bulk(base) if base is not None else {}
@@ -193,223 +214,237 @@ def decode(
     return dataclasses.replace(skeleton, tables=tables, table_info=info, nat_index=index)
 
 
-# A long-running process (--watch) keeps the newest state per directory in
-# memory and writes states to disk when it is idle, so a pass never waits for
-# a 10,000-service state to be encoded and written (a thread would not help:
-# encoding holds the GIL).
-_newest: dict[Path, tuple[Path, DesiredState]] = {}
-# The full (not delta) state per directory last read or written: what the next
-# state stored there is written as a delta against, when it can be.
-_bases: dict[Path, tuple[Path, DesiredState]] = {}
-_deferred: dict[Path, tuple[Path, DesiredState, int]] | None = None
-
-
-def defer_writes() -> None:
-    global _deferred
-    if _deferred is None:
-        _deferred = {}
-        atexit.register(flush)
-
-
-# The applied record, per directory: which state the kernel was converged
-# to, and the digests of the kernel's NAT tables right after (RawTable.digest).
+# The applied record of a directory: which state the kernel was converged to,
+# and the digests of the kernel's NAT tables right after (RawTable.digest).
 # A later observation with the same digests needs no table comparison at all.
 APPLIED = "applied"
 # With it, in a file of its own (TABLES), the dumps the apply wrote over
 # (AppliedDump): verify then need not read the tables back at all.
 TABLES = "applied.tables"
 Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
-_applied: dict[Path, Applied | None] = {}
-_applied_pending: dict[Path, Applied] = {}
+# A state as the store hands it out: the state, and beside it what recognises
+# its tables in the kernel (the applied record's marks when it is the applied
+# one; what it was stored with by this process).
+Loaded = tuple[DesiredState, Recognition]
 
 
-def flush() -> None:
-    """Write what defer_writes() held back: the newest state per directory,
-    then which state was applied (never a record naming an unwritten state)."""
-    while _deferred:
-        _, (path, desired, keep) = _deferred.popitem()
-        _write(path, desired, keep)
-    while _applied_pending:
-        directory, record = _applied_pending.popitem()
-        _write_applied(directory, record)
+class StateStore:
+    """The states stored in one directory (one code version's, under a cache
+    directory) and what the process that owns this object knows of them.
 
+    It keeps the newest state in memory (with the Recognition it was stored
+    with), and the full state the next one is
+    written as a delta against. With `defer_writes` (--watch) it holds back
+    writing until flush(), which the watcher calls when it is idle: a pass
+    never waits for a 10,000-service state to be encoded and written (a
+    thread would not help: encoding holds the GIL)."""
 
-def _applied_record(directory: Path) -> Applied | None:
-    if directory not in _applied:
+    def __init__(self, directory: Path, defer_writes: bool = False) -> None:
+        self.directory = directory
+        self.defer_writes = defer_writes
+        self._newest: tuple[Path, DesiredState, Recognition] | None = None
+        # the full (not delta) state last read or written here
+        self._base: tuple[Path, DesiredState] | None = None
+        self._applied: Applied | None = None
+        self._applied_read = False
+        self._pending: tuple[Path, DesiredState, int] | None = None
+        self._pending_applied: Applied | None = None
+
+    @classmethod
+    def under(cls, cache_dir: Path, defer_writes: bool = False) -> StateStore:
+        # One directory per code version: states written by other code (other
+        # fields, other semantics) are never loaded, not even as "the latest".
+        return cls(cache_dir / "desired" / code_fingerprint(), defer_writes)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}{SUFFIX}"
+
+    def flush(self) -> None:
+        """Write what deferred writing held back: the newest state, then which
+        state was applied (never a record naming an unwritten state)."""
+        if self._pending is not None:
+            path, desired, keep = self._pending
+            self._pending = None
+            self._write(path, desired, keep)
+        if self._pending_applied is not None:
+            record, self._pending_applied = self._pending_applied, None
+            self._write_applied(record)
+
+    def _applied_record(self) -> Applied | None:
+        if not self._applied_read:
+            self._applied_read = True
+            try:
+                text = (self.directory / APPLIED).read_text()
+                name, _, digests = text.partition("\n")
+                loaded = json.loads(digests) if digests.strip() else {}
+                state = name.strip()
+                dumps = Lazy(lambda: self._read_dumps(state))
+                self._applied = (state, loaded, dumps) if state else None
+            except (OSError, ValueError):
+                self._applied = None
+        return self._applied
+
+    def _read_dumps(self, state: str) -> dict[str, AppliedDump]:
+        """The dumps recorded with the apply of `state`, if they belong to it."""
         try:
-            name, _, digests = (directory / APPLIED).read_text().partition("\n")
-            loaded = json.loads(digests) if digests.strip() else {}
-            state = name.strip()
-            dumps = Lazy(lambda: _read_dumps(directory, state))
-            _applied[directory] = (state, loaded, dumps) if state else None
-        except (OSError, ValueError):
-            _applied[directory] = None
-    return _applied[directory]
-
-
-def _read_dumps(directory: Path, state: str) -> dict[str, AppliedDump]:
-    """The dumps recorded with the apply of `state`, if they belong to it."""
-    try:
-        recorded, tables = marshal.loads((directory / TABLES).read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if recorded != state:
-        return {}
-    return {
-        name: AppliedDump(keys, values, ks, vs, frozenset(written))
-        for name, (keys, values, ks, vs, written) in tables.items()
-    }
-
-
-def _as_loaded(path: Path, state: DesiredState) -> DesiredState:
-    """The state, with the kernel's marks recorded if it is the applied one."""
-    record = _applied_record(path.parent)
-    if record is not None and record[0] == path.name:
-        return dataclasses.replace(state, kernel_digests=record[1], kernel_dumps=record[2])
-    return state
-
-
-def load(path: Path) -> DesiredState | None:
-    kept = _newest.get(path.parent)
-    if kept is not None and kept[0] == path:
-        return _as_loaded(path, kept[1])
-    state = _read(path)
-    if state is None:
-        return None
-    _newest[path.parent] = (path, state)
-    return _as_loaded(path, state)
-
-
-def _read(path: Path) -> DesiredState | None:
-    """A stored state, full or a delta on top of its (full) base."""
-    try:
-        data = path.read_bytes()
-        base_name = base_of(data)
-        base = None
-        if base_name is not None:
-            full = _bases.get(path.parent)
-            if full is not None and full[0].name == base_name:
-                base = full[1]
-            else:
-                base_data = (path.parent / base_name).read_bytes()
-                if base_of(base_data) is not None:
-                    return None  # bases are full states, never deltas
-                base = decode(base_data)
-                if base is None:
-                    return None
-                _bases[path.parent] = (path.parent / base_name, base)
-        state = decode(data, base)
-    except Exception:  # noqa: BLE001 - a cache must never make a plan fail
-        return None
-    if state is not None and base_name is None:
-        _bases[path.parent] = (path, state)
-    return state
-
-
-def latest(path: Path | None) -> DesiredState | None:
-    """A stored state next to `path` to build on: the one last applied (the
-    kernel holds its tables, so a diff against it is cheap), else the newest.
-    Any stored state is a valid base for an incremental compile."""
-    if path is None:
-        return None
-    record = _applied_record(path.parent)
-    kept = _newest.get(path.parent)
-    if kept is not None and (record is None or record[0] == kept[0].name):
-        return _as_loaded(kept[0], kept[1])
-    if record is not None and (path.parent / record[0]).exists():
-        state = load(path.parent / record[0])
-        if state is not None:
-            return state
-    if not path.parent.is_dir():
-        return None
-    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
-    return load(stored[-1]) if stored else None
-
-
-def note_applied(
-    desired: DesiredState,
-    digests: dict[str, str] | None = None,
-    dumps: Mapping[str, AppliedDump] | None = None,
-) -> None:
-    """Remember that the kernel now holds `desired` (if this process stored
-    it), and how to recognise its NAT tables: the digests they had right
-    after, or the dumps the apply wrote over."""
-    for directory, (path, state) in _newest.items():
-        # the caller may hold a copy carrying kernel marks: same objects inside
-        if state.objects is desired.objects:
-            record = (path.name, dict(digests or {}), dict(dumps or {}))
-            _applied[directory] = record
-            if _deferred is None:
-                _write_applied(directory, record)
-            else:
-                _applied_pending[directory] = record
-
-
-def _write_applied(directory: Path, record: Applied) -> None:
-    """The dumps first, then the record naming the state (a dump names its
-    state too, so a record and dumps of different applies never pair up)."""
-    name, digests, dumps = record
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tables = {
-            t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
-            for t, d in dumps.items()
+            recorded, tables = marshal.loads((self.directory / TABLES).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return {}
+        if recorded != state:
+            return {}
+        return {
+            name: AppliedDump(keys, values, ks, vs, frozenset(written))
+            for name, (keys, values, ks, vs, written) in tables.items()
         }
-        tmp = directory / f"{TABLES}.{os.getpid()}.tmp"
-        tmp.write_bytes(marshal.dumps((name, tables)))
-        tmp.replace(directory / TABLES)
-        tmp = directory / f"{APPLIED}.{os.getpid()}.tmp"
-        tmp.write_text(name + "\n" + json.dumps(digests, sort_keys=True) + "\n")
-        tmp.replace(directory / APPLIED)
-    except OSError:
-        pass
 
+    def _as_loaded(self, path: Path, state: DesiredState, known: Recognition) -> Loaded:
+        """The state, with the kernel's marks recorded if it is the applied one."""
+        record = self._applied_record()
+        if record is not None and record[0] == path.name:
+            known = dataclasses.replace(known, kernel_digests=record[1], kernel_dumps=record[2])
+        return state, known
 
-def store(path: Path, desired: DesiredState, keep: int = 8) -> None:
-    _newest[path.parent] = (path, desired)
-    if _deferred is None:
-        _write(path, desired, keep)
-    else:
-        _deferred[path.parent] = (path, desired, keep)
+    def load(self, key: str) -> Loaded | None:
+        """The state stored under `key`, or None (not stored, or unreadable)."""
+        return self._load(self.path(key))
 
+    def _load(self, path: Path) -> Loaded | None:
+        kept = self._newest
+        if kept is not None and kept[0] == path:
+            return self._as_loaded(path, kept[1], kept[2])
+        state = self._read(path)
+        if state is None:
+            return None
+        self._newest = (path, state, UNRECOGNISED)
+        return self._as_loaded(path, state, UNRECOGNISED)
 
-def _write(path: Path, desired: DesiredState, keep: int) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        full = _bases.get(path.parent)
-        base = (full[0].name, full[1]) if full is not None and full[0].exists() else None
-        data = encode(desired, base)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        if base_of(data) is None:
-            _bases[path.parent] = (path, desired)
-        _prune(path, keep)
-    except OSError:
-        pass
+    def _read(self, path: Path) -> DesiredState | None:
+        """A stored state, full or a delta on top of its (full) base."""
+        try:
+            data = path.read_bytes()
+            base_name = base_of(data)
+            base = None
+            if base_name is not None:
+                full = self._base
+                if full is not None and full[0].name == base_name:
+                    base = full[1]
+                else:
+                    base_data = (path.parent / base_name).read_bytes()
+                    if base_of(base_data) is not None:
+                        return None  # bases are full states, never deltas
+                    base = decode(base_data)
+                    if base is None:
+                        return None
+                    self._base = (path.parent / base_name, base)
+            state = decode(data, base)
+        except Exception:  # noqa: BLE001 - a cache must never make a plan fail
+            return None
+        if state is not None and base_name is None:
+            self._base = (path, state)
+        return state
 
+    def latest(self) -> Loaded | None:
+        """A stored state to build on: the one last applied (the kernel holds
+        its tables, so a diff against it is cheap), else the newest. Any
+        stored state is a valid base for an incremental compile."""
+        record = self._applied_record()
+        kept = self._newest
+        if kept is not None and (record is None or record[0] == kept[0].name):
+            return self._as_loaded(*kept)
+        if record is not None and (self.directory / record[0]).exists():
+            state = self._load(self.directory / record[0])
+            if state is not None:
+                return state
+        if not self.directory.is_dir():
+            return None
+        stored = sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        return self._load(stored[-1]) if stored else None
 
-def _prune(path: Path, keep: int) -> None:
-    """Keep the few most recent states (one per recent commit or edit) and
-    the full states they build on; drop the directories of other code versions."""
-    stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
-    kept = stored[-keep:]
-    needed = {p.name for p in kept}
-    for state in kept:
-        with open(state, "rb") as fh:
-            base = base_of(fh.read(_HEADER.size))
-        if base is not None:
-            needed.add(base)
-    full = _bases.get(path.parent)
-    if full is not None:
-        needed.add(full[0].name)
-    for stale in stored:
-        if stale.name not in needed:
-            stale.unlink(missing_ok=True)
-    for other in path.parent.parent.iterdir():
-        if other == path.parent:
-            continue
-        if other.is_dir():
-            shutil.rmtree(other, ignore_errors=True)
+    def note_applied(
+        self,
+        desired: DesiredState,
+        digests: dict[str, str] | None = None,
+        dumps: Mapping[str, AppliedDump] | None = None,
+    ) -> None:
+        """Remember that the kernel now holds `desired` (if this store holds
+        it), and how to recognise its NAT tables: the digests they had right
+        after, or the dumps the apply wrote over."""
+        kept = self._newest
+        # the caller's state is the stored one, or a copy with the same objects
+        if kept is None or kept[1].objects is not desired.objects:
+            return
+        record = (kept[0].name, dict(digests or {}), dict(dumps or {}))
+        self._applied, self._applied_read = record, True
+        if self.defer_writes:
+            self._pending_applied = record
         else:
-            other.unlink(missing_ok=True)
+            self._write_applied(record)
+
+    def _write_applied(self, record: Applied) -> None:
+        """The dumps first, then the record naming the state (a dump names its
+        state too, so a record and dumps of different applies never pair up)."""
+        name, digests, dumps = record
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tables = {
+                t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
+                for t, d in dumps.items()
+            }
+            tmp = self.directory / f"{TABLES}.{os.getpid()}.tmp"
+            tmp.write_bytes(marshal.dumps((name, tables)))
+            tmp.replace(self.directory / TABLES)
+            tmp = self.directory / f"{APPLIED}.{os.getpid()}.tmp"
+            tmp.write_text(name + "\n" + json.dumps(digests, sort_keys=True) + "\n")
+            tmp.replace(self.directory / APPLIED)
+        except OSError:
+            pass
+
+    def store(
+        self, key: str, desired: DesiredState, known: Recognition = UNRECOGNISED, keep: int = 8
+    ) -> None:
+        """Store `desired` under `key`; `known` is kept with it in memory only."""
+        path = self.path(key)
+        self._newest = (path, desired, known)
+        if self.defer_writes:
+            self._pending = (path, desired, keep)
+        else:
+            self._write(path, desired, keep)
+
+    def _write(self, path: Path, desired: DesiredState, keep: int) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            full = self._base
+            base = (full[0].name, full[1]) if full is not None and full[0].exists() else None
+            data = encode(desired, base)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            if base_of(data) is None:
+                self._base = (path, desired)
+            self._prune(path, keep)
+        except OSError:
+            pass
+
+    def _prune(self, path: Path, keep: int) -> None:
+        """Keep the few most recent states (one per recent commit or edit) and
+        the full states they build on; drop the directories of other code versions."""
+        stored = sorted(path.parent.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        kept = stored[-keep:]
+        needed = {p.name for p in kept}
+        for state in kept:
+            with open(state, "rb") as fh:
+                base = base_of(fh.read(_HEADER.size))
+            if base is not None:
+                needed.add(base)
+        if self._base is not None:
+            needed.add(self._base[0].name)
+        for stale in stored:
+            if stale.name not in needed:
+                stale.unlink(missing_ok=True)
+        for other in path.parent.parent.iterdir():
+            if other == path.parent:
+                continue
+            if other.is_dir():
+                shutil.rmtree(other, ignore_errors=True)
+            else:
+                other.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ from typing import Any
 from reconciler.config.source import Source, SourceError, SourceFile
 from reconciler.config.spec import open_source
 from reconciler.engine import history
+from reconciler.engine.caches import Caches
 from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.gitops import triggers
@@ -314,7 +315,7 @@ class Watcher:
         follower = opts.follower
         if follower is None:
             spec = {"kind": "dir", "paths": [opts.config], "policy": dict(opts.policy)}
-            return Newest(spec, lambda: open_source(spec, opts.use_cache, event.changed))
+            return Newest(spec, lambda: self._open(spec, event.changed))
         if event.fetch and follower.remote:
             try:
                 follower.fetch()
@@ -329,7 +330,11 @@ class Watcher:
             opts.keyring.verify(follower.local, [commit])
             self.verified.add(commit)
         spec = follower.spec(commit, opts.policy)
-        return Newest(spec, lambda: open_source(spec, opts.use_cache), commit)
+        return Newest(spec, lambda: self._open(spec), commit)
+
+    def _open(self, spec: Mapping[str, Any], changed: frozenset[str] | None = None) -> Source:
+        sources = self.engine.caches.sources
+        return open_source(spec, self.options.use_cache, changed, sources=sources)
 
     def _applied_identity(self) -> str:
         record = history.last_applied(self.target.state_dir) or {}
@@ -364,7 +369,7 @@ class Watcher:
         if commit is None:
             return None
         spec = follower.spec(commit, self.options.policy)
-        return Newest(spec, lambda: open_source(spec, self.options.use_cache), commit)
+        return Newest(spec, lambda: self._open(spec), commit)
 
     # -- the watcher's state on disk -------------------------------------------
 
@@ -397,15 +402,18 @@ def _constant(data: bytes) -> Callable[[], bytes]:
 
 
 class Engine:
-    """What a pass asks of the engine; the CLI supplies how plans are shown
-    and invalid configurations explained."""
+    """What a pass asks of the engine; the CLI supplies the caches the
+    watcher keeps across its passes, how plans are shown and invalid
+    configurations explained."""
 
     def __init__(
         self,
+        caches: Caches,
         use_cache: bool,
         on_plan: Callable[[Plan], None] = lambda plan: None,
         explain: Callable[[InvalidConfig], str] = str,
     ) -> None:
+        self.caches = caches
         self.use_cache, self.on_plan, self._explain = use_cache, on_plan, explain
 
     def apply(
@@ -420,6 +428,7 @@ class Engine:
         return reconcile_once(
             target,
             spec,
+            caches=self.caches,
             changed=changed,
             use_cache=self.use_cache,
             on_plan=self.on_plan,
@@ -429,7 +438,7 @@ class Engine:
     def plan(self, target: Target, opener: Callable[[], Source]) -> Plan:
         from reconciler.engine.reconcile import make_plan
 
-        plan, _, _ = make_plan(opener, target, False, keep_derived=False)
+        plan, _, _ = make_plan(opener, target, False, keep_derived=False, caches=self.caches)
         self.on_plan(plan)
         return plan
 

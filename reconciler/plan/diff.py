@@ -10,7 +10,14 @@ from typing import Any
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import host_types, iface_types, policy_types
 from reconciler.plan.address import Address
-from reconciler.plan.state import DesiredState, ObjKind, ObservedState, recognised
+from reconciler.plan.state import (
+    UNRECOGNISED,
+    DesiredState,
+    ObjKind,
+    ObservedState,
+    Recognition,
+    recognised,
+)
 
 
 class Action(enum.Enum):
@@ -90,7 +97,11 @@ def _map_of(address: str) -> str:
     return str(Address.of_map(Address.parse(address).map))
 
 
-def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
+def diff(
+    desired: DesiredState, observed: ObservedState, known: Recognition = UNRECOGNISED
+) -> tuple[Change, ...]:
+    """The changes that take `observed` to `desired`. `known` (what travels
+    beside the state) lets equal bulk tables be recognised without comparing them."""
     want, have = desired.objects, observed.objects
     changes: list[Change] = []
     for address, obj in want.items():
@@ -109,7 +120,7 @@ def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
         if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
             continue  # pruned with its map
         changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, old.info))
-    changes += _table_changes(desired, observed, deleted_maps)
+    changes += _table_changes(desired, observed, deleted_maps, known)
     if recreated_maps:
         changes = _rebuild_programs(changes, desired, observed, recreated_maps)
     changes.sort(key=lambda c: (_phase(c), c.address))
@@ -117,7 +128,7 @@ def diff(desired: DesiredState, observed: ObservedState) -> tuple[Change, ...]:
 
 
 def _table_changes(
-    desired: DesiredState, observed: ObservedState, deleted_maps: set[str]
+    desired: DesiredState, observed: ObservedState, deleted_maps: set[str], known: Recognition
 ) -> list[Change]:
     """Bulk maps: equal tables cost one dict comparison; only differing keys
     are decoded into readable changes."""
@@ -133,9 +144,9 @@ def _table_changes(
         # the dump that apply wrote over), else do it once. When the kernel
         # holds the table this one was derived from, only the keys the
         # derivation touched can differ.
-        if recognised(desired.kernel_mark(name), have, want):
+        if recognised(known.kernel_mark(name), have, want):
             continue  # exactly what was there when this state was applied
-        base, touched, base_mark = desired.table_base.get(name, (None, frozenset(), None))
+        base, touched, base_mark = known.table_base.get(name, (None, frozenset(), None))
         if base is not None and (recognised(base_mark, have, base) or base == have):
             have = base  # the same entries: look them up without slicing the kernel's copy
             differing = [k for k in touched if k in want and have.get(k) != want[k]]

@@ -39,6 +39,9 @@ class Obj:
 
 @dataclass(frozen=True, slots=True)
 class DesiredState:
+    """What the node should have, and nothing else: a plain value. How the
+    kernel's copies of its bulk tables are recognised travels beside it (Recognition)."""
+
     node: str
     enabled: bool
     objects: Mapping[str, Obj]
@@ -55,27 +58,53 @@ class DesiredState:
     # reconciler.compile.nat_tables.NatIndex: lets the next compile redo only the
     # services a change touched (not state: never compared).
     nat_index: Any = field(default=None, compare=False, repr=False)
-    # table -> (the table this one was derived from, the keys that differ,
-    # how the kernel's copy of that table is recognised): when the kernel
-    # still holds that earlier table, those keys are the whole diff. Only in
-    # memory: never stored, never compared.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
-        field(default_factory=dict, compare=False, repr=False)
-    )
-    # table -> how the kernel's copy is recognised once this state was applied:
-    # its digest (RawTable.digest) or the dump the apply wrote over
-    # (AppliedDump); attached when loaded from the cache, never stored in it.
-    kernel_digests: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-    kernel_dumps: Mapping[str, AppliedDump] = field(
-        default_factory=dict, compare=False, repr=False
-    )
     # What the configuration says that this node validates but does not act
     # on ("Kind/name: field: not enforced: why"), for the plan to list.
     not_enforced: tuple[str, ...] = field(default=(), compare=False)
 
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """How the kernel's copies of a DesiredState's bulk tables can be
+    recognised without comparing 100k entries. It travels beside the state
+    it was made for (from the store, from an incremental compile) into diff;
+    it is never part of the state and never stored with it. Without it,
+    diff compares the tables in full: the answer is the same, only slower."""
+
+    # table -> (the table this one was derived from, the keys that differ,
+    # how the kernel's copy of that table is recognised): when the kernel
+    # still holds that earlier table, those keys are the whole diff.
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
+        field(default_factory=dict)
+    )
+    # table -> how the kernel's copy is recognised once the state was applied:
+    # its digest (RawTable.digest) or the dump the apply wrote over
+    # (AppliedDump), from the store's applied record.
+    kernel_digests: Mapping[str, str] = field(default_factory=dict)
+    kernel_dumps: Mapping[str, AppliedDump] = field(default_factory=dict)
+
     def kernel_mark(self, table: str) -> Mark | None:
         """The Mark of one table (reconciler.plan.state.recognised), or None."""
         return self.kernel_digests.get(table) or self.kernel_dumps.get(table)
+
+    @classmethod
+    def derived(
+        cls,
+        base: DesiredState,
+        known: Recognition,
+        touched: Mapping[str, frozenset[bytes]],
+    ) -> Recognition:
+        """For a state derived from `base` (recognised by `known`) by
+        changing only the `touched` keys of each named table."""
+        return cls(
+            table_base={
+                name: (base.tables.get(name, {}), keys, known.kernel_mark(name))
+                for name, keys in touched.items()
+            }
+        )
+
+
+UNRECOGNISED = Recognition()  # nothing known: diff compares the tables in full
 
 
 class RawTable(Mapping[bytes, bytes]):

@@ -105,7 +105,8 @@ class Node:
     state: Path
     capsys: pytest.CaptureFixture[str]
     # With caches (the test points XDG_CACHE_HOME somewhere private), each run
-    # forgets what the previous one kept in memory, as separate commands do.
+    # keeps nothing of the previous one in memory, as separate commands do
+    # (each main() makes its own reconciler.engine.caches.Caches).
     cached: bool = False
 
     def write(self, name: str, text: str) -> None:
@@ -130,10 +131,7 @@ class Node:
 
     def run(self, mode: str, *extra: str) -> tuple[int, str, str]:
         from reconciler.cli.main import main
-        from reconciler.engine import store as desired_cache
 
-        desired_cache._newest.clear()
-        desired_cache._applied.clear()
         self.capsys.readouterr()
         # --status and --snapshot take only the target (status re-reads the source its
         # last apply recorded; a snapshot is the kernel's alone)

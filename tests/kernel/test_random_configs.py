@@ -142,11 +142,8 @@ class World:
 
     def run(self, mode: str) -> tuple[int, str]:
         from reconciler.cli.main import main
-        from reconciler.engine import store
 
-        store._newest.clear()
-        store._applied.clear()
-        store._bases.clear()
+        # each main() keeps its own caches: nothing carries over between runs
         args = [mode, *self.sandbox.target_args(str(self.state)), "--config", str(self.config)]
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -160,21 +157,23 @@ class World:
         assert rc == 0 and "No changes." in out, out
 
     def compiled_equals_full_compile(self) -> None:
-        from reconciler.config.source import default_cache_dir
+        from reconciler.config.source import SourceCache, default_cache_dir
         from reconciler.config.spec import open_source
-        from reconciler.engine import store
+        from reconciler.engine.caches import Caches
         from reconciler.engine.reconcile import Target, compiled_state
         from reconciler.observe.kernel import observe
 
         sb = self.sandbox
         _, links = observe(sb.bpffs_root, sb.node)
-        source = open_source({"kind": "dir", "paths": [str(self.config)]}, use_cache=False)
-        store._newest.clear()
-        cached = compiled_state(
+        source = open_source(
+            {"kind": "dir", "paths": [str(self.config)]}, use_cache=False, sources=SourceCache()
+        )
+        cached, _ = compiled_state(
             source, Target("node-1", sb.bpffs_root, self.state, sb.node, default_cache_dir(),
-                           sb.cgroup), links)  # fmt: skip
-        full = compiled_state(
-            source, Target("node-1", sb.bpffs_root, self.state, sb.node, None, sb.cgroup), links
+                           sb.cgroup), links, caches=Caches())  # fmt: skip
+        full, _ = compiled_state(
+            source, Target("node-1", sb.bpffs_root, self.state, sb.node, None, sb.cgroup), links,
+            caches=Caches(),
         )
         assert cached.objects == full.objects and cached.build == full.build
         assert cached.tables == full.tables and cached.table_info == full.table_info

@@ -499,6 +499,7 @@ def test_concurrent_apply_is_blocked_and_names_the_holder(node):
 
 def test_interrupted_apply_is_repaired_by_the_next(node):
     from reconciler.config.source import from_paths
+    from reconciler.engine.caches import Caches
     from reconciler.engine.reconcile import Target, execute, make_plan
 
     node.felix()
@@ -506,7 +507,7 @@ def test_interrupted_apply_is_repaired_by_the_next(node):
     target = Target(
         "node-1", node.sandbox.bpffs_root, node.state, node.sandbox.node, cgroup=node.sandbox.cgroup
     )
-    plan, _, _ = make_plan(from_paths([str(node.config)]), target)
+    plan, _, _ = make_plan(from_paths([str(node.config)]), target, caches=Caches())
     # "Kill" the apply after the programs were built and half the filters attached.
     cut = [i for i, c in enumerate(plan.changes) if c.address.startswith("tc/")][1]
     from dataclasses import replace

@@ -76,9 +76,9 @@ def test_stored_state_cannot_name_arbitrary_callables(tmp_path):
     data = desired_cache._HEADER.pack(desired_cache._MAGIC, len(manifest), b"") + manifest
     with pytest.raises(pickle.UnpicklingError, match="posix.system may not be loaded"):
         desired_cache.decode(data)
-    path = tmp_path / "x.state"
-    path.write_bytes(data)
-    assert desired_cache._read(path) is None  # a bad cache entry is a miss
+    states = desired_cache.StateStore(tmp_path)
+    states.path("x").write_bytes(data)
+    assert states.load("x") is None  # a bad cache entry is a miss
 
 
 def test_a_stored_state_may_ask_getattr_only_for_our_enum_members():
@@ -92,3 +92,59 @@ def test_a_stored_state_may_ask_getattr_only_for_our_enum_members():
             desired_cache._enum_member(cls, name)
     stored = io.BytesIO(pickle.dumps(ObjKind.TC))
     assert desired_cache._Unpickler(stored).load() is ObjKind.TC
+
+
+class _OldLayout:
+    """Pickles as the code before Recognition did: a DesiredState whose field
+    list carries the three hint fields (always stored empty) before not_enforced."""
+
+    def __init__(self, values):
+        self.values = values
+
+    @property
+    def __class__(self):  # what pickle checks __newobj__'s class against
+        from reconciler.plan.state import DesiredState
+
+        return DesiredState
+
+    def __reduce_ex__(self, protocol):
+        import copyreg
+
+        from reconciler.plan.state import DesiredState
+
+        return (copyreg.__newobj__, (DesiredState,), self.values)
+
+
+def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
+    """States written while table_base, kernel_digests and kernel_dumps were
+    fields of DesiredState load as the same state; an unknown layout is a miss."""
+    import dataclasses
+    import random
+
+    from tests.unit.test_incremental import compile_, endpoint_slice, file_ids, service
+
+    rng = random.Random(1)
+    resources = [service(0, rng), endpoint_slice(0, rng, 0)]
+    state = compile_(resources, file_ids(resources, {}))
+    data = desired_cache.encode(state)
+    _, size, _ = desired_cache._HEADER.unpack_from(data)
+    start = desired_cache._HEADER.size
+    skeleton, sections = pickle.loads(data[start : start + size])
+    values = [getattr(skeleton, f.name) for f in dataclasses.fields(skeleton)]
+    old = [*values[:-1], {}, {}, {}, values[-1]]  # table_base, kernel_digests, kernel_dumps
+    assert len(old) == len(desired_cache._LAYOUT_WITH_HINTS)
+
+    def stored(fields):
+        manifest = pickle.dumps((_OldLayout(fields), sections))
+        return (
+            desired_cache._HEADER.pack(desired_cache._MAGIC, len(manifest), b"")
+            + manifest
+            + data[start + size :]
+        )
+
+    assert b"reconciler.plan.state" in stored(old) and b"DesiredState" in stored(old)
+    loaded = desired_cache.decode(stored(old))
+    assert loaded == state and loaded.not_enforced == state.not_enforced
+    assert loaded.nat_index.files == state.nat_index.files
+    assert desired_cache.decode(stored(values)) == state  # today's layout, the same way
+    assert desired_cache.decode(stored(old[:-1])) is None  # a layout we never wrote

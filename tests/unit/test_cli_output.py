@@ -121,7 +121,9 @@ def test_logs_are_timestamped_and_leveled(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_a_source_without_resources_is_refused_unless_allowed(tmp_path: Path) -> None:
+    from reconciler.config.source import SourceCache
     from reconciler.config.spec import open_source
+    from reconciler.engine.caches import Caches
     from reconciler.engine.reconcile import EmptySource, compiled_state
     from reconciler.engine.spec import make_target
 
@@ -132,15 +134,16 @@ def test_a_source_without_resources_is_refused_unless_allowed(tmp_path: Path) ->
                          tmp_path / "cache", "/")  # fmt: skip
     target = type(target)(target.node, target.bpffs_root, target.state_dir, None,
                           target.cache_dir, None)  # fmt: skip
-    source = open_source({"kind": "dir", "paths": [str(cfg)]}, False)
+    source = open_source({"kind": "dir", "paths": [str(cfg)]}, False, sources=SourceCache())
+    caches = Caches()
     with pytest.raises(EmptySource, match=r"holds no resources \(0 file\(s\)\).*--allow-empty"):
-        compiled_state(source, target, [], allow_empty=False)
-    state = compiled_state(source, target, [], allow_empty=True)
+        compiled_state(source, target, [], allow_empty=False, caches=caches)
+    state, _ = compiled_state(source, target, [], allow_empty=True, caches=caches)
     assert not state.objects  # bpfEnabled defaults to false: nothing of ours
     # never stored: a later run without --allow-empty cannot reuse it
     assert not list((tmp_path / "cache").rglob("*.state*"))
     with pytest.raises(EmptySource):
-        compiled_state(source, target, [], allow_empty=False)
+        compiled_state(source, target, [], allow_empty=False, caches=caches)
 
 
 def test_destroys_everything() -> None:

@@ -8,7 +8,7 @@ import git
 import pytest
 
 from reconciler.cli.main import main
-from reconciler.config.source import SourceError, blob_id, from_git, from_paths
+from reconciler.config.source import SourceCache, SourceError, blob_id, from_git, from_paths
 from tests.unit.test_validate_cli import GOOD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,8 +84,12 @@ def test_a_commit_lists_every_yaml_blob_by_its_full_path(work, tmp_path):
 
 def test_a_commit_read_by_its_id_is_read_once_per_process(work, tmp_path):
     first = commit(work, {"gnp.yaml": GOOD}, "one")
-    src = from_git(work.working_tree_dir, first, tmp_path)
+    sources = SourceCache()
+    src = from_git(work.working_tree_dir, first, tmp_path, sources)
     (Path(work.working_tree_dir) / ".git").rename(tmp_path / "moved.git")
-    assert from_git(work.working_tree_dir, first, tmp_path) is src  # git is not asked again
+    # git is not asked again by the same owner; another (a new process) asks
+    assert from_git(work.working_tree_dir, first, tmp_path, sources) is src
+    with pytest.raises(SourceError):
+        from_git(work.working_tree_dir, first, tmp_path, SourceCache())
     with pytest.raises(SourceError):  # a branch name may move: always resolved
-        from_git(work.working_tree_dir, "main", tmp_path)
+        from_git(work.working_tree_dir, "main", tmp_path, sources)

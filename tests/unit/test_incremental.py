@@ -4,7 +4,6 @@ changed files feed must give exactly what a full compile gives, whatever changed
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 
 import pytest
 
@@ -12,7 +11,7 @@ from reconciler.compile import nat_tables as nat_compile
 from reconciler.compile.dataplane import compile_desired
 from reconciler.config.model import Resource
 from reconciler.plan.diff import diff
-from reconciler.plan.state import Link, ObservedState
+from reconciler.plan.state import UNRECOGNISED, Link, ObservedState, Recognition
 
 FELIX = Resource(
     "FelixConfiguration",
@@ -112,7 +111,13 @@ def by_file(resources):
 
 
 def incremental(previous, before, after, ids):
-    """nat_compile.update fed the way the pipeline feeds it."""
+    """nat_compile.update fed the way the pipeline feeds it: the state, or None."""
+    derived = derive(previous, before, after, ids)
+    return None if derived is None else derived[0]
+
+
+def derive(previous, before, after, ids):
+    """nat_compile.update fed the way the pipeline feeds it: (state, the keys that moved)."""
     old_files, new_files = by_file(before), by_file(after)
     changed = nat_compile.changed_paths(previous.nat_index, ids)
     old = {p: old_files.get(p, []) for p in changed if p in previous.nat_index.files}
@@ -179,14 +184,17 @@ def test_incremental_update_equals_full_compile_across_random_edits(seed):
                 version[svc.file] = version.get(svc.file, 0) + 1
         ids = file_ids(resources, version)
         full = compile_(resources, ids)
-        got = incremental(previous, before, resources, ids)
-        if got is not None:
+        derived = derive(previous, before, resources, ids)
+        got = None if derived is None else derived[0]
+        if derived is not None:
             same(got, full)
             updated += 1
             # a kernel still at the previous state: the diff from the touched
             # keys alone equals the diff from a scan of every key
+            known = Recognition.derived(previous, UNRECOGNISED, derived[1])
+            assert known.table_base
             kernel = ObservedState(dict(got.objects), (), previous.tables)
-            assert diff(got, kernel) == diff(replace(got, table_base={}), kernel)
+            assert diff(got, kernel, known) == diff(got, kernel)
         previous = full if got is None else got
     assert updated >= 10  # the fast path is the common path, not a rare one
 
@@ -213,7 +221,9 @@ def test_changes_beyond_services_fall_back_to_a_full_compile():
     assert nat_compile.update(previous, new_ids, old, new, {}) is None
     # ... and with it, exactly the full compile
     svc_file = {"svc/s0.yaml": [r for r in resources if r.file == "svc/s0.yaml"]}
-    same(nat_compile.update(previous, new_ids, old, new, svc_file), compile_(changed, new_ids))
+    derived = nat_compile.update(previous, new_ids, old, new, svc_file)
+    assert derived is not None
+    same(derived[0], compile_(changed, new_ids))
 
 
 def test_a_frontend_claimed_twice_always_compiles_in_full():
@@ -235,30 +245,31 @@ def test_states_cached_by_other_code_are_never_loaded(tmp_path):
 
     from reconciler.engine import store as desired_cache
 
-    path = desired_cache.cache_path(tmp_path, "k")
-    assert path is not None and desired_cache.code_fingerprint() in path.parts
+    states = desired_cache.StateStore.under(tmp_path)
+    path = states.path("k")
+    assert desired_cache.code_fingerprint() in path.parts
     # what an older version left behind, next to and inside the cache
     legacy = Path(tmp_path / "desired" / "old.state")
     legacy.parent.mkdir(parents=True)
     legacy.write_bytes(pickle.dumps({"not": "a DesiredState"}))
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     path.parent.mkdir(parents=True)
     (path.parent / "junk.state").write_bytes(b"RCL2garbage")
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     (path.parent / "junk.state").write_bytes(
         desired_cache._HEADER.pack(b"RCL2", 20, b"") + pickle.dumps(["a list"])
     )
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     # a delta whose base is gone
     (path.parent / "junk.state").write_bytes(
         desired_cache._HEADER.pack(b"RCL2", 20, b"gone.state") + pickle.dumps(["a list"])
     )
-    assert desired_cache.latest(path) is None
+    assert states.latest() is None
     rng = random.Random(3)
     resources = [service(0, rng), endpoint_slice(0, rng, 0)]
     state = compile_(resources, file_ids(resources, {}))
-    desired_cache.store(path, state)
-    back = desired_cache.latest(path)
+    states.store("k", state)
+    back, _ = states.latest()
     assert back == state
     same(back, state)  # the NAT index survives the round trip too
     assert not legacy.exists()  # other versions' leftovers are removed on store
@@ -270,16 +281,17 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     previous = compile_(resources, file_ids(resources, {}))
     changed = [endpoint_slice(0, rng, 0) if r.name == "s0-a" else r for r in resources]
     ids = file_ids(changed, {"eps/s0-a.yaml": 1})
-    got = incremental(previous, resources, changed, ids)
-    assert got is not None and got.table_base
+    derived = derive(previous, resources, changed, ids)
+    assert derived is not None
+    got, touched = derived
+    known = Recognition.derived(previous, UNRECOGNISED, touched)
+    assert known.table_base and known.table_base["rcl_nat_be"][1] == touched["rcl_nat_be"]
     # someone deleted a backend of an untouched service by hand
     drifted = {name: dict(table) for name, table in previous.tables.items()}
-    untouched = next(k for k in drifted["rcl_nat_be"] if k not in got.table_base["rcl_nat_be"][1])
+    untouched = next(k for k in drifted["rcl_nat_be"] if k not in touched["rcl_nat_be"])
     del drifted["rcl_nat_be"][untouched]
-    changes = diff(got, ObservedState(dict(got.objects), (), drifted))
-    assert changes == diff(
-        replace(got, table_base={}), ObservedState(dict(got.objects), (), drifted)
-    )
+    changes = diff(got, ObservedState(dict(got.objects), (), drifted), known)
+    assert changes == diff(got, ObservedState(dict(got.objects), (), drifted))
     from reconciler.datapath.maps import codecs as entries
 
     text, _ = entries.decode_one(
@@ -288,11 +300,9 @@ def test_a_kernel_that_drifted_from_the_base_table_is_scanned_in_full():
     assert f"map/rcl_nat_be/{text}" in {c.address for c in changes if c.action.value == "create"}
 
 
-def new_process(desired_cache):
-    """Forget what this process keeps in memory, as the next command would."""
-    desired_cache._newest.clear()
-    desired_cache._applied.clear()
-    desired_cache._bases.clear()
+def new_process(states):
+    """The same directory's store as the next command would have it: nothing in memory."""
+    return type(states)(states.directory)
 
 
 def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
@@ -305,9 +315,9 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
     resources = [r for i in range(30) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     version: dict[str, int] = {}
     first = compile_(resources, file_ids(resources, version))
-    base = desired_cache.cache_path(tmp_path, "base")
-    assert base is not None
-    desired_cache.store(base, first)
+    states = desired_cache.StateStore.under(tmp_path)
+    base = states.path("base")
+    states.store("base", first)
     full_size = base.stat().st_size
     previous = first
     for step in range(6):
@@ -321,22 +331,19 @@ def test_derived_states_are_stored_as_deltas_and_load_equal(tmp_path):
         ids = file_ids(resources, version)
         got = incremental(previous, before, resources, ids)
         assert got is not None
-        path = desired_cache.cache_path(tmp_path, f"s{step}")
-        assert path is not None
-        desired_cache.store(path, got)
+        path = states.path(f"s{step}")
+        states.store(f"s{step}", got)
         assert desired_cache.base_of(path.read_bytes()) == base.name
         assert path.stat().st_size < full_size / 2
-        new_process(desired_cache)
-        loaded = desired_cache.load(path)
+        states = new_process(states)
+        loaded = states.load(f"s{step}")
         assert loaded is not None
-        same(loaded, compile_(resources, ids))
-        previous = loaded
+        same(loaded[0], compile_(resources, ids))
+        previous = loaded[0]
     # the base outlives the pruning of newer states as long as a delta needs it
     for step in range(10):
-        path = desired_cache.cache_path(tmp_path, f"more{step}")
-        assert path is not None
-        desired_cache.store(path, previous, keep=2)
-    assert base.exists() and desired_cache.load(path) is not None
+        states.store(f"more{step}", previous, keep=2)
+    assert base.exists() and states.load("more9") is not None
 
 
 def test_the_applied_state_is_the_base_of_choice(tmp_path):
@@ -348,16 +355,15 @@ def test_the_applied_state_is_the_base_of_choice(tmp_path):
     resources = [r for i in range(2) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     applied = compile_(resources, file_ids(resources, {}))
     pending = compile_(resources[:2], file_ids(resources[:2], {}))
-    a, b = desired_cache.cache_path(tmp_path, "a"), desired_cache.cache_path(tmp_path, "b")
-    assert a is not None and b is not None
-    desired_cache.store(a, applied)
-    desired_cache.note_applied(applied)
-    desired_cache.store(b, pending)  # a later --plan of an edit not applied yet
-    new_process(desired_cache)
-    same(desired_cache.latest(a), applied)
-    (a.parent / desired_cache.APPLIED).unlink()
-    new_process(desired_cache)
-    same(desired_cache.latest(a), pending)  # no record: the newest
+    states = desired_cache.StateStore.under(tmp_path)
+    states.store("a", applied)
+    states.note_applied(applied)
+    states.store("b", pending)  # a later --plan of an edit not applied yet
+    states = new_process(states)
+    same(states.latest()[0], applied)
+    (states.directory / desired_cache.APPLIED).unlink()
+    states = new_process(states)
+    same(states.latest()[0], pending)  # no record: the newest
 
 
 def test_a_local_list_that_comes_and_goes_is_updated_incrementally():
@@ -420,45 +426,43 @@ def test_raw_tables_act_as_mappings_and_name_their_bytes():
 
 
 def stored_state(tmp_path, seed: int):
-    """A small compiled state stored in a fresh cache: (state, its path)."""
+    """A small compiled state stored in a fresh cache: (state, its store, the resources)."""
     from reconciler.engine import store as desired_cache
 
     rng = random.Random(seed)
     resources = [r for i in range(3) for r in (service(i, rng), endpoint_slice(i, rng, i))]
     state = compile_(resources, file_ids(resources, {}))
-    path = desired_cache.cache_path(tmp_path, "s")
-    assert path is not None
-    desired_cache.store(path, state)
-    return state, path, resources
+    states = desired_cache.StateStore.under(tmp_path)
+    states.store("s", state)
+    return state, states, resources
 
 
 def test_a_recorded_kernel_digest_skips_the_table_comparison(tmp_path):
     """The applied record's digests stand for the tables the state had: an
     identical kernel copy needs no comparison; any other bytes get the full one."""
-    from reconciler.engine import store as desired_cache
 
-    state, path, resources = stored_state(tmp_path, 11)
+    state, states, resources = stored_state(tmp_path, 11)
     kernel = {name: raw(t) for name, t in state.tables.items()}
-    desired_cache.note_applied(state, {name: t.digest for name, t in kernel.items()})
-    new_process(desired_cache)
-    loaded = desired_cache.load(path)
-    assert loaded is not None and loaded.kernel_digests == {n: t.digest for n, t in kernel.items()}
-    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    states.note_applied(state, {name: t.digest for name, t in kernel.items()})
+    states = new_process(states)
+    stored = states.load("s")
+    assert stored is not None
+    loaded, known = stored
+    assert known.kernel_digests == {n: t.digest for n, t in kernel.items()}
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known) == ()
     # a hand edit changes the kernel's bytes: compared in full, and found
     edited = dict(state.tables["rcl_nat_be"])
     key = next(iter(edited))
     edited[key] = bytes(len(edited[key]))
     kernel["rcl_nat_be"] = raw(edited)
-    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known)
     assert [c.action.value for c in changes] == ["update"]
     # the digests belong to the applied state only, and never reach the file
-    other = desired_cache.cache_path(tmp_path, "other")
-    assert other is not None
-    desired_cache.store(other, compile_(resources[:2], file_ids(resources[:2], {})))
-    new_process(desired_cache)
-    again = desired_cache.load(other)
-    assert again is not None and again.kernel_digests == {}
-    assert desired_cache.decode(path.read_bytes()).kernel_digests == {}
+    states.store("other", compile_(resources[:2], file_ids(resources[:2], {})))
+    states = new_process(states)
+    again = states.load("other")
+    assert again is not None and again[1] == UNRECOGNISED
+    assert all(t.digest.encode() not in states.path("s").read_bytes() for t in kernel.values())
 
 
 def test_an_applied_dump_recognises_the_table_its_writes_left():
@@ -503,10 +507,9 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     """The applied record can name the tables by the dumps the apply wrote
     over instead of digests read after it: a later plan of the same state
     against the kernel's new bytes finds nothing to do, through a new process."""
-    from reconciler.engine import store as desired_cache
     from reconciler.plan.state import AppliedDump
 
-    state, path, _ = stored_state(tmp_path, 13)
+    state, states, _ = stored_state(tmp_path, 13)
     table = dict(state.tables["rcl_nat_be"])
     written = next(iter(table))
     stale = {**table, written: bytes(len(table[written]))}  # before the apply
@@ -515,15 +518,17 @@ def test_an_apply_recorded_by_its_dumps_needs_no_comparison_later(tmp_path):
     kernel = {name: raw(t) for name, t in state.tables.items()}
     kernel["rcl_nat_be"] = raw({k: table[k] for k in after_order})
     dumps = {"rcl_nat_be": AppliedDump.of(raw(stale), frozenset({written}))}
-    desired_cache.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
-    new_process(desired_cache)
-    loaded = desired_cache.load(path)
-    assert loaded is not None
-    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel)) == ()
+    states.note_applied(state, {"rcl_nat_fe": kernel["rcl_nat_fe"].digest}, dumps)
+    states = new_process(states)
+    stored = states.load("s")
+    assert stored is not None
+    loaded, known = stored
+    assert set(known.kernel_dumps) == {"rcl_nat_be"}
+    assert diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known) == ()
     # the same state against a kernel someone edited is compared, and differs
     other = before_order[-1]
     kernel["rcl_nat_be"] = raw({**{k: table[k] for k in after_order}, other: bytes(8)})
-    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel))
+    changes = diff(loaded, ObservedState(dict(loaded.objects), (), kernel), known)
     assert [c.action.value for c in changes] == ["update"]
 
 
@@ -555,12 +560,15 @@ def test_links_that_come_and_go_keep_the_tables_and_equal_a_full_compile():
         if previous is not None:
             sub = [FELIX, *(r for r in resources if r.kind == "WorkloadEndpoint")]
             part = compile_desired(sub, "n1", links, "/sys/fs/bpf/x", "src", others)
-            got = nat_compile.relink(previous, part, "c")
-            assert got is not None
+            derived = nat_compile.relink(previous, part, "c")
+            assert derived is not None
+            got, touched = derived
             same(got, full)
             assert got.nat_index.context == "c"
+            assert touched == {name: frozenset() for name in previous.tables}
+            known = Recognition.derived(previous, UNRECOGNISED, touched)
             kernel = ObservedState(dict(got.objects), (), previous.tables)
-            assert diff(got, kernel) == diff(replace(got, table_base={}), kernel)
+            assert diff(got, kernel, known) == diff(got, kernel)
             previous = got
         else:
             previous = full

@@ -208,9 +208,6 @@ def test_corrupt_repository_is_an_error_warm_cache_or_not(tmp_path, capsys, monk
     obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
     os.chmod(obj, 0o644)
     obj.write_bytes(b"garbage")
-    from reconciler.config import source
-
-    source._COMMITS.clear()  # a new process: commits read by id are kept per process
     capsys.readouterr()
     assert cli.main(args) == 1
     err = capsys.readouterr().err

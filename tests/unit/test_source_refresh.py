@@ -17,7 +17,10 @@ def snapshot(src):
 
 
 def test_without_a_previous_walk_there_is_nothing_to_refresh(tmp_path):
-    assert source.refresh(str(tmp_path / "never-walked"), []) is None
+    sources = source.SourceCache()
+    assert sources.refresh(str(tmp_path / "never-walked"), []) is None
+    source.from_paths([str(tmp_path)], None)  # walked, but by another owner
+    assert sources.refresh(str(tmp_path), []) is None
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -33,7 +36,8 @@ def test_refresh_equals_a_full_walk_across_random_tree_edits(tmp_path, monkeypat
         (root / d).mkdir(parents=True, exist_ok=True)
     for i in range(12):
         (root / rng.choice(dirs) / f"f{i}.yaml").write_text(f"n: {i}\n")
-    source.from_paths([spec], None)
+    sources = source.SourceCache()
+    source.from_paths([spec], None, sources)
     for step in range(25):
         changed: list[str] = []
         op = rng.choice(["edit", "add", "remove", "add-dir", "remove-dir", "other-ext"])
@@ -67,19 +71,18 @@ def test_refresh_equals_a_full_walk_across_random_tree_edits(tmp_path, monkeypat
             p = root / f"notes{step}.txt"
             p.write_text("not config")
             changed.append(str(p))
-        got = source.refresh(spec, [os.path.abspath(c) for c in changed], None)
+        got = sources.refresh(spec, [os.path.abspath(c) for c in changed], None)
         assert got is not None
-        chain = dict(source._LAST)  # the next refresh builds on this one, not on a full walk
+        # a full walk by another owner: the next refresh builds on this one
         assert snapshot(got) == snapshot(source.from_paths([spec], None))
-        source._LAST.clear()
-        source._LAST.update(chain)
 
 
 def test_a_path_outside_the_tree_is_ignored(tmp_path):
     root = tmp_path / "cfg"
     root.mkdir()
     (root / "a.yaml").write_text("a: 1\n")
-    first = source.from_paths([str(root)], None)
+    sources = source.SourceCache()
+    first = source.from_paths([str(root)], None, sources)
     (tmp_path / "elsewhere.yaml").write_text("b: 1\n")
-    got = source.refresh(str(root), [str(tmp_path / "elsewhere.yaml")], None)
+    got = sources.refresh(str(root), [str(tmp_path / "elsewhere.yaml")], None)
     assert got is not None and snapshot(got) == snapshot(first)

@@ -1,0 +1,74 @@
+"""What a process keeps between passes belongs to the Caches object its owner
+made: two owners never see each other's memory, and a watcher's deferred
+writes reach the disk on flush, the state before the record naming it."""
+
+from __future__ import annotations
+
+import random
+
+from reconciler.engine import store
+from reconciler.engine.caches import Caches
+from reconciler.plan.state import UNRECOGNISED
+from tests.unit.test_incremental import compile_, endpoint_slice, file_ids, service
+
+
+def small_state(seed: int):
+    rng = random.Random(seed)
+    resources = [service(0, rng), endpoint_slice(0, rng, 0)]
+    return compile_(resources, file_ids(resources, {}))
+
+
+def test_one_store_per_cache_directory_and_none_without_one(tmp_path):
+    caches = Caches()
+    assert caches.states(None) is None
+    states = caches.states(tmp_path)
+    assert states is not None and caches.states(tmp_path) is states
+    assert states.directory == tmp_path / "desired" / store.code_fingerprint()
+    assert caches.states(tmp_path / "other") is not states
+    assert Caches().states(tmp_path) is not states  # another owner, another store
+
+
+def test_owners_do_not_share_what_they_keep_in_memory(tmp_path):
+    state = small_state(1)
+    first = Caches().states(tmp_path)
+    assert first is not None
+    first.store("k", state)
+    first.note_applied(state, {"rcl_nat_fe": "d" * 32})
+    kept = first.load("k")
+    assert kept is not None and kept[0] is state  # its own memory: the very object
+    second = Caches().states(tmp_path)
+    assert second is not None
+    loaded = second.load("k")
+    assert loaded is not None and loaded[0] is not state and loaded[0] == state  # from disk
+    assert loaded[1].kernel_digests == {"rcl_nat_fe": "d" * 32}
+
+
+def test_deferred_writes_reach_the_disk_on_flush_only(tmp_path):
+    state = small_state(2)
+    watcher = Caches(defer_writes=True)
+    states = watcher.states(tmp_path)
+    assert states is not None
+    states.store("k", state)
+    states.note_applied(state, {"rcl_nat_fe": "e" * 32})
+    assert states.load("k") is not None  # held in memory
+    assert not states.path("k").exists()
+    assert not (states.directory / store.APPLIED).exists()
+    assert Caches().states(tmp_path).latest() is None  # nothing another process could read
+    watcher.flush()
+    assert states.path("k").exists()
+    assert (states.directory / store.APPLIED).read_text().split("\n")[0] == states.path("k").name
+    later = Caches().states(tmp_path).latest()
+    assert later is not None and later[0] == state
+    assert later[1].kernel_digests == {"rcl_nat_fe": "e" * 32}
+
+
+def test_a_state_not_held_is_not_recorded_as_applied(tmp_path):
+    """note_applied names a stored state only when the store holds it: a state
+    compiled elsewhere (no cache, another owner) leaves no record."""
+    states = Caches().states(tmp_path)
+    assert states is not None
+    states.store("k", small_state(3))
+    states.note_applied(small_state(3))  # equal, but not the state this store holds
+    assert not (states.directory / store.APPLIED).exists()
+    loaded = states.load("k")
+    assert loaded is not None and loaded[1] == UNRECOGNISED
