@@ -1,14 +1,20 @@
-"""The package layout against the code before it, side by side in one run.
+"""Two commits of the reconciler side by side in one run.
 
-The code before the layered packages (commit BASELINE, the flat `reconciler/`)
-is unpacked from git and run through its own CLI; ours through ours. Every
-figure alternates the two (ABAB...) so both see the same machine. Figures:
-cold validation of 10,000 resources (one process), re-validation after one
-file changed, a no-op plan over 200 interfaces, and one changed service among
-10,000 applied by a one-shot `--apply`. Target: ours within 10% of before."""
+Each side is unpacked from git (`git archive`) and run through its own CLI;
+"worktree" runs this tree's code as it is on disk. Every figure alternates
+the two (ABAB...) so both see the same machine. Figures: cold validation of
+10,000 resources (one process), re-validation after one file changed, a
+no-op plan over 200 interfaces, and one changed service among 10,000
+applied by a one-shot `--apply`. Target: ours within 10% of the baseline.
+
+By default the baseline is the last flat-layout commit and ours is the
+worktree; `--baseline REV --ours REV` measures any step against its parent,
+e.g. `python -m bench.layout_bench --baseline 5132e62^ --ours 5132e62`.
+`--only plan,apply` picks figures (validate, plan, apply)."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -18,41 +24,67 @@ from pathlib import Path
 
 from bench import plan_bench
 from bench import services_gen as gen
-from bench.common import RECONCILE, report, run_timed
+from bench.common import report, run_timed
 from bench.gen import generate
 from sandbox.netns import Sandbox
 
 BASELINE = "421939b"
+OURS = "worktree"
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 5
+FIGURES = ("validate", "plan", "apply")
 
 
-def unpack_baseline(dest: Path) -> list[str]:
-    """The baseline's reconcile command, run from an unpacked tree."""
+def launcher(tree: Path) -> list[str]:
+    """The reconcile command of the tree at `tree`, through its own CLI: the
+    flat layout has `reconciler/cli.py`, the layered one `reconciler/cli/main.py`."""
+    layered = (tree / "reconciler/cli/main.py").exists()
+    module = "reconciler.cli.main" if layered else "reconciler.cli"
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); "
+        f"from {module} import entry; sys.exit(entry())"
+    )
+    return [sys.executable, "-c", code]
+
+
+def unpack(rev: str, dest: Path) -> list[str]:
+    """The reconcile command of commit `rev`, unpacked under `dest`; "worktree"
+    is this tree as it is on disk."""
+    if rev == "worktree":
+        return launcher(REPO)
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", BASELINE, "reconciler", "bpf", "schemas"],
+        ["git", "-C", str(REPO), "archive", rev, "reconciler", "bpf", "schemas"],
         capture_output=True,
         check=True,
     ).stdout
     dest.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    code = (
-        f"import sys; sys.path.insert(0, {str(dest)!r}); "
-        "from reconciler.cli import entry; entry()"
-    )
-    return [sys.executable, "-c", code]
+    return launcher(dest)
 
 
-def alternate(measure: Callable[[list[str], str], float], old: list[str]) -> tuple[float, float]:
-    """Median seconds of `measure(cmd, who)` for the baseline and for ours, alternating."""
+Measure = Callable[[list[str], str], float]
+Figure = tuple[str, float, float, float, float]  # label, old, new, ratio min, ratio max
+
+
+def alternate(measure: Measure, old: list[str], new: list[str]) -> Figure:
+    """Medians of `measure(cmd, who)` for the baseline and ours, alternating,
+    after one unmeasured round (bytecode written, page cache warm); with the
+    spread of the per-round ratios."""
+    measure(old, "old")
+    measure(new, "new")
     before, after = [], []
     for _ in range(ROUNDS):
         before.append(measure(old, "old"))
-        after.append(measure([RECONCILE], "new"))
-    return statistics.median(before), statistics.median(after)
+        after.append(measure(new, "new"))
+    ratios = [a / b for a, b in zip(after, before, strict=True)]
+    return "", statistics.median(before), statistics.median(after), min(ratios), max(ratios)
 
 
-def validation(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def labelled(label: str, figure: Figure) -> Figure:
+    return (label, *figure[1:])
+
+
+def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     repo = tmp / "repo"
     generate(repo, 10_000)
     files = sorted(repo.rglob("*.yaml"))
@@ -60,7 +92,7 @@ def validation(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
     def cold(cmd: list[str], who: str) -> float:
         return run_timed([*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"])[0]
 
-    edits = iter(range(10 * ROUNDS))
+    edits = iter(range(10 * (ROUNDS + 1)))
 
     def warm(cmd: list[str], who: str) -> float:
         env = {"XDG_CACHE_HOME": str(tmp / f"cache-{who}")}
@@ -70,12 +102,12 @@ def validation(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
         return run_timed([*cmd, "--validate", str(repo)], env=env)[0]
 
     return [
-        ("validate 10,000 resources cold, one process: s", *alternate(cold, old)),
-        ("validate after one file changed: s", *alternate(warm, old)),
+        labelled("validate 10,000 resources cold, one process: s", alternate(cold, old, new)),
+        labelled("validate after one file changed: s", alternate(warm, old, new)),
     ]
 
 
-def noop_plan(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def noop_plan(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 200 interfaces, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, list[str]]] = {}
     try:
@@ -92,19 +124,19 @@ def noop_plan(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
                 "".join(plan_bench.WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(200))
             )
             args = ["--config", str(config), *sb.target_args(f"{tmp}/plan-state-{who}")]
-            run_timed([*(old if who == "old" else [RECONCILE]), "--apply", *args])
+            run_timed([*(old if who == "old" else new), "--apply", *args])
             nodes[who] = (sb, args)
 
         def plan(cmd: list[str], who: str) -> float:
             return run_timed([*cmd, "--plan", *nodes[who][1]])[0]
 
-        return [("no-op --plan, 200 interfaces: s", *alternate(plan, old))]
+        return [labelled("no-op --plan, 200 interfaces: s", alternate(plan, old, new))]
     finally:
         for sb, _ in nodes.values():
             sb.down()
 
 
-def one_service(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def one_service(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 10,000 services, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, Path, list[str], dict[str, str]]] = {}
     try:
@@ -118,7 +150,7 @@ def one_service(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
             args = ["--config", str(config), "--node", gen.NODE,
                     *sb.target_args(str(tmp / f"svc-state-{who}"))[2:]]  # fmt: skip
             env = {"XDG_CACHE_HOME": str(tmp / f"svc-cache-{who}")}
-            cmd = old if who == "old" else [RECONCILE]
+            cmd = old if who == "old" else new
             run_timed([*cmd, "--apply", *args, "--no-cache"], env=env)
             run_timed([*cmd, "--apply", *args], env=env)  # records the applied state
             nodes[who] = (sb, config, args, env)
@@ -132,23 +164,44 @@ def one_service(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
             path.write_text(path.read_text().replace(f"[{old_ip}]", f"[{new_ip}]"))
             return run_timed([*cmd, "--apply", *args], env=env)[0]
 
-        return [("one changed service among 10,000, one-shot --apply: s", *alternate(apply, old))]
+        label = "one changed service among 10,000, one-shot --apply: s"
+        return [labelled(label, alternate(apply, old, new))]
     finally:
         for sb, *_ in nodes.values():
             sb.down()
 
 
-def main() -> dict[str, object]:
+def main(
+    baseline: str = BASELINE, ours: str = OURS, only: tuple[str, ...] = FIGURES
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="rcl-bench-layout-") as tmp_name:
         tmp = Path(tmp_name)
-        old = unpack_baseline(tmp / "baseline")
-        figures = [*validation(tmp, old), *noop_plan(tmp, old), *one_service(tmp, old)]
+        old = unpack(baseline, tmp / "baseline")
+        new = unpack(ours, tmp / "ours")
+        runs = {"validate": validation, "plan": noop_plan, "apply": one_service}
+        figures = [f for name in FIGURES if name in only for f in runs[name](tmp, old, new)]
     rows: list[tuple[str, object, str]] = []
-    for label, before, after in figures:
-        ratio = f"ours / {BASELINE}: {after / before:.2f} (target <= 1.10)"
+    for label, before, after, low, high in figures:
+        ratio = f"{ours} / {baseline}: {after / before:.2f} [{low:.2f}-{high:.2f}] (target <= 1.10)"
         rows.append((label, f"{before:.3f} -> {after:.3f}", ratio))
-    return report("layout: ours beside the flat layout", rows)
+    return report(f"layout: {ours} beside {baseline}", rows)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    global ROUNDS
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", default=BASELINE, help=f"commit (default {BASELINE})")
+    p.add_argument("--ours", default=OURS, help="commit, or worktree (the default)")
+    p.add_argument("--only", default=",".join(FIGURES), help="figures: validate,plan,apply")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"pairs per figure ({ROUNDS})")
+    args = p.parse_args(argv)
+    only = tuple(args.only.split(","))
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        p.error(f"unknown figures: {', '.join(sorted(unknown))}")
+    ROUNDS = args.rounds
+    main(args.baseline, args.ours, only)
 
 
 if __name__ == "__main__":
-    main()
+    cli()
