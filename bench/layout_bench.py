@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import plan_bench
@@ -62,8 +63,17 @@ def unpack(rev: str, dest: Path) -> list[str]:
     return launcher(dest)
 
 
-Measure = Callable[[list[str], str], float]
-Figure = tuple[str, float, float, float, float]  # label, old, new, ratio min, ratio max
+Measure = Callable[[list[str], str], tuple[float, float]]  # wall and CPU seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    label: str
+    old: float  # median wall seconds
+    new: float
+    low: float  # the lowest and highest per-round wall ratio new / old
+    high: float
+    cpu: float  # median CPU seconds new / old: steadier when other work shares the cores
 
 
 def alternate(measure: Measure, old: list[str], new: list[str]) -> Figure:
@@ -76,12 +86,19 @@ def alternate(measure: Measure, old: list[str], new: list[str]) -> Figure:
     for _ in range(ROUNDS):
         before.append(measure(old, "old"))
         after.append(measure(new, "new"))
-    ratios = [a / b for a, b in zip(after, before, strict=True)]
-    return "", statistics.median(before), statistics.median(after), min(ratios), max(ratios)
+    ratios = [a[0] / b[0] for a, b in zip(after, before, strict=True)]
+    cpu = statistics.median(a[1] for a in after) / statistics.median(b[1] for b in before)
+    wall_old, wall_new = (statistics.median(w for w, _ in runs) for runs in (before, after))
+    return Figure("", wall_old, wall_new, min(ratios), max(ratios), cpu)
 
 
 def labelled(label: str, figure: Figure) -> Figure:
-    return (label, *figure[1:])
+    return replace(figure, label=label)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    wall, cpu, _ = run_timed(cmd, env=env)
+    return wall, cpu
 
 
 def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
@@ -89,17 +106,17 @@ def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     generate(repo, 10_000)
     files = sorted(repo.rglob("*.yaml"))
 
-    def cold(cmd: list[str], who: str) -> float:
-        return run_timed([*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"])[0]
+    def cold(cmd: list[str], who: str) -> tuple[float, float]:
+        return timed([*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"])
 
     edits = iter(range(10 * (ROUNDS + 1)))
 
-    def warm(cmd: list[str], who: str) -> float:
+    def warm(cmd: list[str], who: str) -> tuple[float, float]:
         env = {"XDG_CACHE_HOME": str(tmp / f"cache-{who}")}
         run_timed([*cmd, "--validate", str(repo)], env=env)  # a warm cache of this tree
         victim = files[next(edits) * 37 % len(files)]
         victim.write_text(victim.read_text() + "\n")
-        return run_timed([*cmd, "--validate", str(repo)], env=env)[0]
+        return timed([*cmd, "--validate", str(repo)], env=env)
 
     return [
         labelled("validate 10,000 resources cold, one process: s", alternate(cold, old, new)),
@@ -110,6 +127,7 @@ def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
 def noop_plan(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 200 interfaces, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, list[str]]] = {}
+    envs: dict[str, dict[str, str]] = {}
     try:
         for who in ("old", "new"):
             sb = Sandbox(prefix=f"rclbenchpl{who}")
@@ -124,11 +142,14 @@ def noop_plan(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
                 "".join(plan_bench.WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(200))
             )
             args = ["--config", str(config), *sb.target_args(f"{tmp}/plan-state-{who}")]
-            run_timed([*(old if who == "old" else new), "--apply", *args])
+            # A cache of its own: each code drops the cache directories of
+            # other code versions, so with a shared one every plan compiles.
+            envs[who] = {"XDG_CACHE_HOME": str(tmp / f"plan-cache-{who}")}
+            run_timed([*(old if who == "old" else new), "--apply", *args], env=envs[who])
             nodes[who] = (sb, args)
 
-        def plan(cmd: list[str], who: str) -> float:
-            return run_timed([*cmd, "--plan", *nodes[who][1]])[0]
+        def plan(cmd: list[str], who: str) -> tuple[float, float]:
+            return timed([*cmd, "--plan", *nodes[who][1]], env=envs[who])
 
         return [labelled("no-op --plan, 200 interfaces: s", alternate(plan, old, new))]
     finally:
@@ -156,13 +177,13 @@ def one_service(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
             nodes[who] = (sb, config, args, env)
         picks = iter(range(0, 10_000, 97))
 
-        def apply(cmd: list[str], who: str) -> float:
+        def apply(cmd: list[str], who: str) -> tuple[float, float]:
             _, config, args, env = nodes[who]
             i = next(picks)
             path = gen.service_path(config, i)
             old_ip, new_ip = gen.endpoint_ip(i, 9), gen.endpoint_ip(i, 10)
             path.write_text(path.read_text().replace(f"[{old_ip}]", f"[{new_ip}]"))
-            return run_timed([*cmd, "--apply", *args], env=env)[0]
+            return timed([*cmd, "--apply", *args], env=env)
 
         label = "one changed service among 10,000, one-shot --apply: s"
         return [labelled(label, alternate(apply, old, new))]
@@ -181,9 +202,12 @@ def main(
         runs = {"validate": validation, "plan": noop_plan, "apply": one_service}
         figures = [f for name in FIGURES if name in only for f in runs[name](tmp, old, new)]
     rows: list[tuple[str, object, str]] = []
-    for label, before, after, low, high in figures:
-        ratio = f"{ours} / {baseline}: {after / before:.2f} [{low:.2f}-{high:.2f}] (target <= 1.10)"
-        rows.append((label, f"{before:.3f} -> {after:.3f}", ratio))
+    for f in figures:
+        ratio = (
+            f"{ours} / {baseline}: {f.new / f.old:.2f} [{f.low:.2f}-{f.high:.2f}], "
+            f"CPU {f.cpu:.2f} (target <= 1.10)"
+        )
+        rows.append((f.label, f"{f.old:.3f} -> {f.new:.3f}", ratio))
     return report(f"layout: {ours} beside {baseline}", rows)
 
 
