@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply import conntrack_gc as ct_clean
-from reconciler.apply.executor import Executor
-from reconciler.compile import nat_tables as nat_compile
-from reconciler.compile.connect_lb import CTLB_MODES
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.interfaces import keep_slots
 from reconciler.config.model import Resource
@@ -292,6 +288,11 @@ def _services_only_update(
 ) -> DesiredState | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
+    # Function-local, as the modules apply alone uses (execute): a no-op
+    # plan answered by a stored state imports none of them (bench:
+    # layout_bench's no-op plan over 200 interfaces).
+    from reconciler.compile import nat_tables as nat_compile
+
     index = previous.nat_index
     changed = nat_compile.changed_paths(index, files)
     if len(changed) > max(64, len(files) // 10):
@@ -597,6 +598,8 @@ def execute(
     """Run every change in plan order; returns (address, result) pairs.
     `udp_connected=False` says no UDP socket can be connected to a backend
     (connect-time load balancing did not cover UDP): none need destroying."""
+    from reconciler.apply.executor import Executor  # as in _services_only_update
+
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     total = len(plan.changes)
@@ -624,6 +627,8 @@ def _after_backend_changes(
     Only services whose entries changed are judged. What is live comes from
     the applied backend table when we have it (the kernel now holds exactly
     that; apply verifies it), else from the kernel map."""
+    from reconciler.apply import conntrack_gc as ct_clean  # as in _services_only_update
+
     left = [
         (c, address)
         for c in plan.changes
@@ -676,6 +681,8 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
     """Could a UDP socket be connected straight to a backend? Only if
     connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
     Enabled) now, or did until this plan changed it."""
+    from reconciler.compile.connect_lb import CTLB_MODES  # as in _services_only_update
+
     address = str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY))
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)
