@@ -19,7 +19,6 @@ from reconciler.cli.render import emit_json
 from reconciler.config.diagnostics import Severity
 from reconciler.config.source import default_cache_dir
 from reconciler.config.spec import open_source
-from reconciler.config.validate import validate_source
 from reconciler.plan.diff import summarize
 from reconciler.plan.plan import Plan
 from reconciler.version import version
@@ -56,6 +55,10 @@ def validate_mode(args: argparse.Namespace) -> int:
     if args.paths:
         spec = {**spec, "kind": "dir", "paths": args.paths}
     src = open_source(spec, not args.no_cache)
+    # Here, not at the top: a no-op plan answered by a stored state validates
+    # nothing and need not load the validation cache's sqlite3.
+    from reconciler.config.validate import validate_source
+
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))

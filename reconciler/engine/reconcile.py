@@ -17,19 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.interfaces import keep_slots
 from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
-from reconciler.config.validate import (
-    Validation,
-    cached_resources,
-    validate_files,
-    validate_source,
-)
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
@@ -57,6 +51,9 @@ from reconciler.plan.state import (
     table_digest,
 )
 from reconciler.version import version
+
+if TYPE_CHECKING:
+    from reconciler.config.validate import Validation
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal
 # (reconciler.cli.logs); `extra={"progress": True}` marks them.
@@ -251,6 +248,8 @@ def compiled_state(
         desired = _interfaces_only_update(previous, source, files, target, host, digest, context)
     derived = desired is not None
     if desired is None:
+        from reconciler.config.validate import validate_source  # as _services_only_update
+
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
             raise InvalidConfig(validation)
@@ -288,10 +287,12 @@ def _services_only_update(
 ) -> DesiredState | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
-    # Function-local, as the modules apply alone uses (execute): a no-op
-    # plan answered by a stored state imports none of them (bench:
-    # layout_bench's no-op plan over 200 interfaces).
+    # Function-local, as the modules apply alone uses (execute), and
+    # validation with its sqlite3 cache: a no-op plan answered by a stored
+    # state imports none of them (bench: layout_bench's no-op plan over 200
+    # interfaces).
     from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.validate import cached_resources, validate_files
 
     index = previous.nat_index
     changed = nat_compile.changed_paths(index, files)
