@@ -15,7 +15,6 @@ from reconciler.cli import commands as modes
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from reconciler.cli.gitops_options import add_gitops_options
 from reconciler.config.source import SourceError
-from reconciler.plan.plan import PlanFileError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
 
@@ -209,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SourceError, PlanFileError) as exc:
+    except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except PermissionError as exc:
@@ -225,7 +224,11 @@ def _run(args: argparse.Namespace) -> int:
         # light (bench/validate_bench.py's warm re-validation).
         from reconciler.engine.reconcile import ReconcileError
         from reconciler.engine.spec import BpffsError, NetnsError, UnsafeRoot
+        from reconciler.plan.plan import PlanFileError
 
+        if isinstance(exc, PlanFileError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
         if isinstance(exc, BpffsError):
             print(
                 f"error: {exc.strerror}: {os.strerror(exc.errno or 0)}; run as root, or mount "
