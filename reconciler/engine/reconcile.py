@@ -248,7 +248,7 @@ def compiled_state(
         desired = _interfaces_only_update(previous, source, files, target, host, digest, context)
     derived = desired is not None
     if desired is None:
-        from reconciler.config.validate import validate_source  # as _services_only_update
+        from reconciler.config.validate import validate_source  # as in _services_only_update
 
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
