@@ -1,83 +1,133 @@
-"""The package layout against the code before it, side by side in one run.
+"""Two commits of the reconciler side by side in one run.
 
-The code before the layered packages (commit BASELINE, the flat `reconciler/`)
-is unpacked from git and run through its own CLI; ours through ours. Every
-figure alternates the two (ABAB...) so both see the same machine. Figures:
-cold validation of 10,000 resources (one process), re-validation after one
-file changed, a no-op plan over 200 interfaces, and one changed service among
-10,000 applied by a one-shot `--apply`. Target: ours within 10% of before."""
+Each side is unpacked from git (`git archive`) and run through its own CLI;
+"worktree" runs this tree's code as it is on disk. Every figure alternates
+the two (ABAB...) so both see the same machine. Figures: cold validation of
+10,000 resources (one process), re-validation after one file changed, a
+no-op plan over 200 interfaces, and one changed service among 10,000
+applied by a one-shot `--apply`. Target: ours within 10% of the baseline.
+
+By default the baseline is the last flat-layout commit and ours is the
+worktree; `--baseline REV --ours REV` measures any step against its parent,
+e.g. `python -m bench.layout_bench --baseline 5132e62^ --ours 5132e62`.
+`--only plan,apply` picks figures (validate, plan, apply)."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench import plan_bench
 from bench import services_gen as gen
-from bench.common import RECONCILE, report, run_timed
+from bench.common import report, run_timed
 from bench.gen import generate
 from sandbox.netns import Sandbox
 
 BASELINE = "421939b"
+OURS = "worktree"
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 5
+FIGURES = ("validate", "plan", "apply")
 
 
-def unpack_baseline(dest: Path) -> list[str]:
-    """The baseline's reconcile command, run from an unpacked tree."""
+def launcher(tree: Path) -> list[str]:
+    """The reconcile command of the tree at `tree`, through its own CLI: the
+    flat layout has `reconciler/cli.py`, the layered one `reconciler/cli/main.py`."""
+    layered = (tree / "reconciler/cli/main.py").exists()
+    module = "reconciler.cli.main" if layered else "reconciler.cli"
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); "
+        f"from {module} import entry; sys.exit(entry())"
+    )
+    return [sys.executable, "-c", code]
+
+
+def unpack(rev: str, dest: Path) -> list[str]:
+    """The reconcile command of commit `rev`, unpacked under `dest`; "worktree"
+    is this tree as it is on disk."""
+    if rev == "worktree":
+        return launcher(REPO)
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", BASELINE, "reconciler", "bpf", "schemas"],
+        ["git", "-C", str(REPO), "archive", rev, "reconciler", "bpf", "schemas"],
         capture_output=True,
         check=True,
     ).stdout
     dest.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    code = (
-        f"import sys; sys.path.insert(0, {str(dest)!r}); "
-        "from reconciler.cli import entry; entry()"
-    )
-    return [sys.executable, "-c", code]
+    return launcher(dest)
 
 
-def alternate(measure: Callable[[list[str], str], float], old: list[str]) -> tuple[float, float]:
-    """Median seconds of `measure(cmd, who)` for the baseline and for ours, alternating."""
+Measure = Callable[[list[str], str], tuple[float, float]]  # wall and CPU seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    label: str
+    old: float  # median wall seconds
+    new: float
+    low: float  # the lowest and highest per-round wall ratio new / old
+    high: float
+    cpu: float  # median CPU seconds new / old: steadier when other work shares the cores
+
+
+def alternate(measure: Measure, old: list[str], new: list[str]) -> Figure:
+    """Medians of `measure(cmd, who)` for the baseline and ours, alternating,
+    after one unmeasured round (bytecode written, page cache warm); with the
+    spread of the per-round ratios."""
+    measure(old, "old")
+    measure(new, "new")
     before, after = [], []
     for _ in range(ROUNDS):
         before.append(measure(old, "old"))
-        after.append(measure([RECONCILE], "new"))
-    return statistics.median(before), statistics.median(after)
+        after.append(measure(new, "new"))
+    ratios = [a[0] / b[0] for a, b in zip(after, before, strict=True)]
+    cpu = statistics.median(a[1] for a in after) / statistics.median(b[1] for b in before)
+    wall_old, wall_new = (statistics.median(w for w, _ in runs) for runs in (before, after))
+    return Figure("", wall_old, wall_new, min(ratios), max(ratios), cpu)
 
 
-def validation(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def labelled(label: str, figure: Figure) -> Figure:
+    return replace(figure, label=label)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    wall, cpu, _ = run_timed(cmd, env=env)
+    return wall, cpu
+
+
+def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     repo = tmp / "repo"
     generate(repo, 10_000)
     files = sorted(repo.rglob("*.yaml"))
 
-    def cold(cmd: list[str], who: str) -> float:
-        return run_timed([*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"])[0]
+    def cold(cmd: list[str], who: str) -> tuple[float, float]:
+        return timed([*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"])
 
-    edits = iter(range(10 * ROUNDS))
+    edits = iter(range(10 * (ROUNDS + 1)))
 
-    def warm(cmd: list[str], who: str) -> float:
+    def warm(cmd: list[str], who: str) -> tuple[float, float]:
         env = {"XDG_CACHE_HOME": str(tmp / f"cache-{who}")}
         run_timed([*cmd, "--validate", str(repo)], env=env)  # a warm cache of this tree
         victim = files[next(edits) * 37 % len(files)]
         victim.write_text(victim.read_text() + "\n")
-        return run_timed([*cmd, "--validate", str(repo)], env=env)[0]
+        return timed([*cmd, "--validate", str(repo)], env=env)
 
     return [
-        ("validate 10,000 resources cold, one process: s", *alternate(cold, old)),
-        ("validate after one file changed: s", *alternate(warm, old)),
+        labelled("validate 10,000 resources cold, one process: s", alternate(cold, old, new)),
+        labelled("validate after one file changed: s", alternate(warm, old, new)),
     ]
 
 
-def noop_plan(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def noop_plan(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 200 interfaces, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, list[str]]] = {}
+    envs: dict[str, dict[str, str]] = {}
     try:
         for who in ("old", "new"):
             sb = Sandbox(prefix=f"rclbenchpl{who}")
@@ -92,19 +142,22 @@ def noop_plan(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
                 "".join(plan_bench.WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(200))
             )
             args = ["--config", str(config), *sb.target_args(f"{tmp}/plan-state-{who}")]
-            run_timed([*(old if who == "old" else [RECONCILE]), "--apply", *args])
+            # A cache of its own: each code drops the cache directories of
+            # other code versions, so with a shared one every plan compiles.
+            envs[who] = {"XDG_CACHE_HOME": str(tmp / f"plan-cache-{who}")}
+            run_timed([*(old if who == "old" else new), "--apply", *args], env=envs[who])
             nodes[who] = (sb, args)
 
-        def plan(cmd: list[str], who: str) -> float:
-            return run_timed([*cmd, "--plan", *nodes[who][1]])[0]
+        def plan(cmd: list[str], who: str) -> tuple[float, float]:
+            return timed([*cmd, "--plan", *nodes[who][1]], env=envs[who])
 
-        return [("no-op --plan, 200 interfaces: s", *alternate(plan, old))]
+        return [labelled("no-op --plan, 200 interfaces: s", alternate(plan, old, new))]
     finally:
         for sb, _ in nodes.values():
             sb.down()
 
 
-def one_service(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
+def one_service(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 10,000 services, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, Path, list[str], dict[str, str]]] = {}
     try:
@@ -118,37 +171,61 @@ def one_service(tmp: Path, old: list[str]) -> list[tuple[str, float, float]]:
             args = ["--config", str(config), "--node", gen.NODE,
                     *sb.target_args(str(tmp / f"svc-state-{who}"))[2:]]  # fmt: skip
             env = {"XDG_CACHE_HOME": str(tmp / f"svc-cache-{who}")}
-            cmd = old if who == "old" else [RECONCILE]
+            cmd = old if who == "old" else new
             run_timed([*cmd, "--apply", *args, "--no-cache"], env=env)
             run_timed([*cmd, "--apply", *args], env=env)  # records the applied state
             nodes[who] = (sb, config, args, env)
         picks = iter(range(0, 10_000, 97))
 
-        def apply(cmd: list[str], who: str) -> float:
+        def apply(cmd: list[str], who: str) -> tuple[float, float]:
             _, config, args, env = nodes[who]
             i = next(picks)
             path = gen.service_path(config, i)
             old_ip, new_ip = gen.endpoint_ip(i, 9), gen.endpoint_ip(i, 10)
             path.write_text(path.read_text().replace(f"[{old_ip}]", f"[{new_ip}]"))
-            return run_timed([*cmd, "--apply", *args], env=env)[0]
+            return timed([*cmd, "--apply", *args], env=env)
 
-        return [("one changed service among 10,000, one-shot --apply: s", *alternate(apply, old))]
+        label = "one changed service among 10,000, one-shot --apply: s"
+        return [labelled(label, alternate(apply, old, new))]
     finally:
         for sb, *_ in nodes.values():
             sb.down()
 
 
-def main() -> dict[str, object]:
+def main(
+    baseline: str = BASELINE, ours: str = OURS, only: tuple[str, ...] = FIGURES
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="rcl-bench-layout-") as tmp_name:
         tmp = Path(tmp_name)
-        old = unpack_baseline(tmp / "baseline")
-        figures = [*validation(tmp, old), *noop_plan(tmp, old), *one_service(tmp, old)]
+        old = unpack(baseline, tmp / "baseline")
+        new = unpack(ours, tmp / "ours")
+        runs = {"validate": validation, "plan": noop_plan, "apply": one_service}
+        figures = [f for name in FIGURES if name in only for f in runs[name](tmp, old, new)]
     rows: list[tuple[str, object, str]] = []
-    for label, before, after in figures:
-        ratio = f"ours / {BASELINE}: {after / before:.2f} (target <= 1.10)"
-        rows.append((label, f"{before:.3f} -> {after:.3f}", ratio))
-    return report("layout: ours beside the flat layout", rows)
+    for f in figures:
+        ratio = (
+            f"{ours} / {baseline}: {f.new / f.old:.2f} [{f.low:.2f}-{f.high:.2f}], "
+            f"CPU {f.cpu:.2f} (target <= 1.10)"
+        )
+        rows.append((f.label, f"{f.old:.3f} -> {f.new:.3f}", ratio))
+    return report(f"layout: {ours} beside {baseline}", rows)
+
+
+def cli(argv: list[str] | None = None) -> None:
+    global ROUNDS
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", default=BASELINE, help=f"commit (default {BASELINE})")
+    p.add_argument("--ours", default=OURS, help="commit, or worktree (the default)")
+    p.add_argument("--only", default=",".join(FIGURES), help="figures: validate,plan,apply")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"pairs per figure ({ROUNDS})")
+    args = p.parse_args(argv)
+    only = tuple(args.only.split(","))
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        p.error(f"unknown figures: {', '.join(sorted(unknown))}")
+    ROUNDS = args.rounds
+    main(args.baseline, args.ours, only)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

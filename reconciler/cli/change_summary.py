@@ -16,13 +16,13 @@ def print_resource_changes(
     """`applied`: the last-apply record to compare against (default: the
     state directory's; a snapshot plan has none). `sources`: the command's
     SourceCache (the planned commit was read through it)."""
+    if args.json or not args.repo:  # before the imports: every text plan comes here
+        return
     from reconciler.cli.commands import _cache_dir, _target
     from reconciler.config.source import SourceCache, SourceError
     from reconciler.config.spec import open_source
     from reconciler.engine import changes, history
 
-    if args.json or not args.repo:
-        return
     record = applied if applied is not None else history.last_applied(_target(args).state_dir)
     source = (record or {}).get("source") or {}
     old_id, new_id = source.get("identity", ""), plan.source.get("identity", "")

@@ -11,18 +11,18 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.cli import render
+from reconciler.cli import output
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
-from reconciler.cli.render import emit_json
+from reconciler.cli.output import emit_json
 from reconciler.config.diagnostics import Severity
 from reconciler.config.source import SourceCache, default_cache_dir
 from reconciler.config.spec import open_source
-from reconciler.config.validate import validate_source
-from reconciler.plan.diff import summarize
-from reconciler.plan.plan import Plan
 from reconciler.version import version
+
+if TYPE_CHECKING:
+    from reconciler.plan.plan import Plan
 
 # JSON documents: each kind has its own format_version (docs/json-output.md)
 VALIDATION_KIND = "reconcile.validation"
@@ -56,6 +56,10 @@ def validate_mode(args: argparse.Namespace) -> int:
     if args.paths:
         spec = {**spec, "kind": "dir", "paths": args.paths}
     src = open_source(spec, not args.no_cache, sources=SourceCache())
+    # Here, not at the top: a no-op plan answered by a stored state validates
+    # nothing and need not load the validation cache's sqlite3.
+    from reconciler.config.validate import validate_source
+
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
@@ -83,7 +87,7 @@ def validate_mode(args: argparse.Namespace) -> int:
     else:
         notes = [d for d in diags if d.severity is Severity.NOTE]
         sys.stdout.write(
-            render.render_diagnostics([d for d in diags if d.severity is not Severity.NOTE])
+            output.render_diagnostics([d for d in diags if d.severity is not Severity.NOTE])
         )
         status = "valid" if result.ok else f"invalid: {len(result.errors)} error(s)"
         if notes:
@@ -124,7 +128,7 @@ def _report_invalid(args: argparse.Namespace, exc: Any) -> None:
             }
         )
     else:
-        sys.stderr.write(render.render_diagnostics(diags))
+        sys.stderr.write(output.render_diagnostics(diags))
         print(f"error: {exc}; nothing was changed", file=sys.stderr)
 
 
@@ -159,6 +163,9 @@ def _plan_or_report(
 
 
 def render_plan(args: argparse.Namespace, plan: Plan) -> str:
+    # The plan and datapath modules load with the modes that plan, not
+    # with --validate (bench/validate_bench.py's warm re-validation).
+    from reconciler.cli import render
     from reconciler.cli.logs import finish, use_color
 
     finish()
@@ -251,6 +258,8 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             }
         )
     elif result.applied:
+        from reconciler.plan.diff import summarize  # as in render_plan
+
         s = summarize(plan.changes)
         print(
             f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
@@ -258,6 +267,8 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         )
     if result.remaining:
         sys.stderr.write("error: not converged after apply; still different:\n")
+        from reconciler.cli import render  # as in render_plan
+
         sys.stderr.write("".join(render.change_line(c) + "\n" for c in result.remaining))
         return EXIT_ERROR
     if not quiet:
@@ -379,7 +390,7 @@ def explain_mode(args: argparse.Namespace) -> int:
     result = validate_source(src, _cache_dir(args), args.jobs or None)
     if not result.ok:
         sys.stderr.write(
-            render.render_diagnostics(sorted(result.diagnostics, key=lambda d: (d.file, d.line)))
+            output.render_diagnostics(sorted(result.diagnostics, key=lambda d: (d.file, d.line)))
         )
         return EXIT_ERROR
     root = args.bpffs_root.rstrip("/") if args.kernel else None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconciler.config.diagnostics import Diagnostic
+# Re-exported: the other modes print diagnostics and JSON through this module too.
+from reconciler.cli.output import emit_json as emit_json
+from reconciler.cli.output import render_diagnostics as render_diagnostics
 from reconciler.plan.address import backend_ordinal
 from reconciler.plan.diff import Action, Change, summarize
 from reconciler.plan.plan import Plan
@@ -195,12 +195,3 @@ def render_not_enforced(items: Iterable[str], detail: bool = False) -> list[str]
             out.append(f"  {len(wheres):,} x {reason}: {shown}{more}")
         out.append("  (--detail or --json lists every one)")
     return [*out, ""]
-
-
-def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:
-    return "".join(d.render() + "\n" for d in diagnostics)
-
-
-def emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")

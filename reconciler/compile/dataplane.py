@@ -11,11 +11,11 @@ before any of them runs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from reconciler.compile import config_limits
 from reconciler.compile.connect_lb import compile_connect_lb
 from reconciler.compile.fragment import Fragment, merge
+from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.host_policy import compile_host_protection, failsafe_ports
 from reconciler.compile.interfaces import compile_interfaces, select
 from reconciler.compile.policy_objects import compile_policy
@@ -25,23 +25,6 @@ from reconciler.config import felix
 from reconciler.config.enforcement import not_enforced
 from reconciler.config.model import Resource
 from reconciler.plan.state import DesiredState, Link
-
-# Why a state is empty: the config turned the dataplane off, or never turned it on.
-DISABLED = "bpfEnabled is false: nothing of ours stays"
-NOT_ENABLED = (
-    "bpfEnabled is false: no FelixConfiguration (default or this node's) sets it to true; "
-    "nothing of ours stays"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """Facts about this node's kernel that compile needs, gathered by observe."""
-
-    links: Sequence[Link]
-    cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
-    cgroup_path: str = ""
-    hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
 
 
 def compile_desired(

@@ -249,10 +249,9 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     so it stays a function of the configuration and links alone, and a stored
     state is reused whatever the slots; most often nothing moves and the
     state is returned as it is."""
+    prefix = f"{Address.of_map(MAP_IFSTATE)}/"  # its entries' addresses start so
     states = [
-        o
-        for a, o in desired.objects.items()
-        if o.kind is ObjKind.ENTRY and Address.parse(a).map == MAP_IFSTATE
+        o for a, o in desired.objects.items() if o.kind is ObjKind.ENTRY and a.startswith(prefix)
     ]
     if not states:
         return desired

@@ -17,24 +17,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.apply import conntrack_gc as ct_clean
-from reconciler.apply.executor import Executor
-from reconciler.compile import nat_tables as nat_compile
-from reconciler.compile.connect_lb import CTLB_MODES
-from reconciler.compile.dataplane import DISABLED, NOT_ENABLED, Host, compile_desired
-from reconciler.compile.host_policy import without_foreign_xdp
+from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.interfaces import keep_slots
 from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
-from reconciler.config.validate import (
-    Validation,
-    cached_resources,
-    validate_files,
-    validate_source,
-)
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
@@ -65,6 +54,10 @@ from reconciler.plan.state import (
     table_digest,
 )
 from reconciler.version import version
+
+if TYPE_CHECKING:
+    from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.validate import Validation
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal
 # (reconciler.cli.logs); `extra={"progress": True}` marks them.
@@ -278,6 +271,8 @@ def compiled_state(
         desired, touched = derived
         known = Recognition.derived(latest[0], latest[1], touched)
     else:
+        from reconciler.config.validate import validate_source  # as in _services_only_update
+
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
             raise InvalidConfig(validation)
@@ -290,6 +285,11 @@ def compiled_state(
                     "--allow-empty if that is meant; nothing was changed"
                 )
             states = None
+        # Function-local: the sub-compilers (policy and its selector parser
+        # among them) stay unimported when a stored state or a services-only
+        # update answers (bench: one changed service among 10,000).
+        from reconciler.compile.dataplane import compile_desired
+
         desired = compile_desired(
             validation.resources, target.node, host, target.bpffs_root, digest, files, context
         )
@@ -310,6 +310,13 @@ def _services_only_update(
 ) -> nat_compile.Derived | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
+    # Function-local, as the modules apply alone uses (execute), and
+    # validation with its sqlite3 cache: a no-op plan answered by a stored
+    # state imports none of them (bench: layout_bench's no-op plan over 200
+    # interfaces).
+    from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.validate import cached_resources, validate_files
+
     index = previous.nat_index
     changed = nat_compile.changed_paths(index, files)
     if len(changed) > max(64, len(files) // 10):
@@ -350,6 +357,7 @@ def _interfaces_only_update(
     None when that is not enough (the source changed, a cache miss, the
     services' inputs moved)."""
     from reconciler.compile import nat_tables as nat_compile
+    from reconciler.compile.dataplane import compile_desired  # as in compiled_state
     from reconciler.config.validate import cached_resources
 
     index = previous.nat_index
@@ -397,7 +405,10 @@ def make_plan(
     desired, known = desired_state(
         source, target, links, keep_derived, held_slots(observed), allow_empty, caches=caches
     )
-    desired = without_foreign_xdp(desired, observed.foreign)
+    if observed.foreign:  # nothing foreign, nothing to leave out
+        from reconciler.compile.host_policy import without_foreign_xdp
+
+        desired = without_foreign_xdp(desired, observed.foreign)
     entries = sum(len(t) for t in desired.tables.values())
     log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,
              extra=PROGRESS)  # fmt: skip
@@ -618,6 +629,8 @@ def execute(
     """Run every change in plan order; returns (address, result) pairs.
     `udp_connected=False` says no UDP socket can be connected to a backend
     (connect-time load balancing did not cover UDP): none need destroying."""
+    from reconciler.apply.executor import Executor  # as in _services_only_update
+
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     total = len(plan.changes)
@@ -645,6 +658,8 @@ def _after_backend_changes(
     Only services whose entries changed are judged. What is live comes from
     the applied backend table when we have it (the kernel now holds exactly
     that; apply verifies it), else from the kernel map."""
+    from reconciler.apply import conntrack_gc as ct_clean  # as in _services_only_update
+
     left = [
         (c, address)
         for c in plan.changes
@@ -697,6 +712,8 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
     """Could a UDP socket be connected straight to a backend? Only if
     connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
     Enabled) now, or did until this plan changed it."""
+    from reconciler.compile.connect_lb import CTLB_MODES  # as in _services_only_update
+
     address = str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY))
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)

@@ -268,8 +268,9 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     lowest, whose entry has the plain name (entries.decode_all); slot 0 is
     never an interface's own."""
     held: dict[int, int] = {}
+    prefix = f"{Address.of_map(iface_layout.MAP_IFSTATE)}/"  # its entries' addresses start so
     for address, obj in observed.objects.items():
-        if obj.kind is ObjKind.ENTRY and Address.parse(address).map == iface_layout.MAP_IFSTATE:
+        if obj.kind is ObjKind.ENTRY and address.startswith(prefix):
             ifindex, slot = obj.attrs["ifindex"], obj.attrs["slot"]
             if slot > 0:
                 held[ifindex] = min(slot, held.get(ifindex, slot))

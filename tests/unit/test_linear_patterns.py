@@ -40,7 +40,7 @@ def test_schema_patterns_are_linear(kind):
                 text = (unit * size)[:size] + tail
                 start = time.perf_counter()
                 compiled.search(text)
-                assert time.perf_counter() - start < 0.5, (pattern, unit, tail)
+                assert time.perf_counter() - start < 2.0, (pattern, unit, tail)
 
 
 def test_rewritten_patterns_match_the_same_strings():

@@ -1,0 +1,28 @@
+"""What compile takes from the node besides resources (Host), and the
+warnings that say why a desired state is empty. Apart from
+reconciler.compile.dataplane so that the engine can gather host facts and
+read a state's warnings without importing every sub-compiler."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reconciler.plan.state import Link
+
+# Why a state is empty: the config turned the dataplane off, or never turned it on.
+DISABLED = "bpfEnabled is false: nothing of ours stays"
+NOT_ENABLED = (
+    "bpfEnabled is false: no FelixConfiguration (default or this node's) sets it to true; "
+    "nothing of ours stays"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Facts about this node's kernel that compile needs, gathered by observe."""
+
+    links: Sequence[Link]
+    cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
+    cgroup_path: str = ""
+    hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
