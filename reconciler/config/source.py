@@ -11,7 +11,6 @@ import functools
 import hashlib
 import marshal
 import os
-import posixpath
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import safe_tree
-from reconciler.config.limits import MAX_FILE_BYTES
 
 YAML_SUFFIXES = safe_tree.YAML_SUFFIXES
 
@@ -332,97 +330,38 @@ def from_git(repo: str, ref: str, cache_dir: Path | None) -> Source:
     symlink is followed only to a file of the same tree, and a repository
     whose objects cannot be read is an error (every blob is looked up even
     when the validation cache would spare reading it)."""
-    import git
-    from gitdb.exc import ODBError
+    from reconciler.config import git_tree
 
     if _is_full_id(ref) and (repo, ref) in _COMMITS:
         return _COMMITS[repo, ref]
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
-    try:
-        if is_remote(repo):
-            if cache_dir is None:
-                raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
-            repository: Any = _mirror(repo, cache_dir, ref)
-        else:
-            repository = git.Repo(repo)
-        try:
-            commit = repository.commit(ref)
-        except (git.exc.BadName, ValueError) as exc:
-            raise SourceError(
-                f"{label}: no such branch, tag or commit (deleted or never pushed?): "
-                f"{str(exc).strip() or type(exc).__name__}"
-            ) from exc
-        odb = repository.odb
-        blobs: dict[str, Any] = {}
-        for item in commit.tree.traverse():
-            if item.type == "blob" and not any(p.startswith(".") for p in item.path.split("/")):
-                blobs[item.path] = item
-        files, problems = _git_files(odb, blobs)
-    except SourceError:
-        raise
-    except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
-        raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
-    except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
-        raise SourceError(f"{label}: the repository is corrupt: {type(exc).__name__}") from exc
-    if problems:
-        raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
-    files.sort(key=lambda f: f.path)
-    src = Source(f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files))
+    local = repo
+    if is_remote(repo):
+        if cache_dir is None:
+            raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
+        local = _fetched_mirror(repo, cache_dir, ref, label)
+    src = git_tree.read_commit(local, ref, label)
     if _is_full_id(ref):
         _COMMITS.clear()
         _COMMITS[repo, ref] = src
     return src
 
 
+def _fetched_mirror(url: str, cache_dir: Path, ref: str, label: str) -> str:
+    """The git directory of the remote's mirror, fetched unless it holds `ref`."""
+    import git
+    from gitdb.exc import ODBError
+
+    try:
+        return str(_mirror(url, cache_dir, ref).git_dir)
+    except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
+        raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
+
+
 # The last commit read by its id, in this process: a commit never changes, and
 # a watcher's passes between pushes (drift checks, new interfaces) read the
 # same one again.
 _COMMITS: dict[tuple[str, str], Source] = {}
-
-
-_GIT_LINK = 0o120000
-_MAX_LINK_HOPS = 40
-
-
-def _git_files(odb: Any, blobs: dict[str, Any]) -> tuple[list[SourceFile], list[str]]:
-    """The YAML files of a tree's blobs (symlinks resolved inside the tree),
-    and what is wrong with the others."""
-    files, problems = [], []
-    for path, item in blobs.items():
-        if not path.endswith(YAML_SUFFIXES):
-            continue
-        name = safe_tree.shown(path)
-        target, why = item, ""
-        for _ in range(_MAX_LINK_HOPS):
-            if target.mode != _GIT_LINK:
-                break
-            link = bytes(odb.stream(target.binsha).read(4096)).decode("utf-8", "surrogateescape")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target.path), link))
-            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                why = "is a symlink that leaves the repository tree (refused)"
-                break
-            if resolved not in blobs:
-                why = "is a symlink to no file of the tree (dangling, or a directory)"
-                break
-            target = blobs[resolved]
-        else:
-            why = "is a symlink loop"
-        if why:
-            problems.append(f"{name}: {why}")
-            continue
-        odb.info(target.binsha)  # raises for a missing or unreadable object
-        files.append(SourceFile(name, target.hexsha, _blob_reader(odb, target.binsha, name)))
-    return files, problems
-
-
-def _blob_reader(odb: Any, binsha: bytes, name: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            return bytes(odb.stream(binsha).read(MAX_FILE_BYTES + 1))
-        except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
-            raise SourceError(f"{name}: cannot read the object: {type(exc).__name__}") from exc
-
-    return read
 
 
 def is_remote(repo: str) -> bool:

@@ -1,0 +1,239 @@
+"""One commit of a Git repository read as a config Source, through the git
+command itself: `rev-parse` for the commit, `ls-tree -r -l` for every blob
+with its size (which makes git open each object: a missing or corrupt one
+is found even when the validation cache would spare reading it), and one
+`cat-file --batch` process, started on the first read, for the contents.
+
+Nothing is imported that a push hook does not need (no GitPython), and
+listing 10,000 files is one process instead of 10,000 object lookups in
+Python.
+
+The tree's rules are the working tree's (reconciler.config.safe_tree):
+hidden entries are skipped, a symlink is followed only to a file of the same
+tree (one that leaves it, dangles, names a directory or loops is an error
+naming it), and a file is read up to MAX_FILE_BYTES + 1 bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import subprocess
+import threading
+import weakref
+from pathlib import Path
+
+from reconciler.config import safe_tree
+from reconciler.config.limits import MAX_FILE_BYTES
+from reconciler.config.source import YAML_SUFFIXES, Source, SourceError, SourceFile
+
+GIT_TIMEOUT_S = 60.0
+_LINK_MODE = "120000"
+_MAX_LINK_HOPS = 40
+
+
+def git_dir_of(repo: str) -> str:
+    """The git directory of a repository path: a bare repository itself, or
+    its .git (a directory, or a file naming one). The path is never searched
+    upwards: a directory inside some other repository is not a repository."""
+    path = Path(repo)
+    if (path / "HEAD").is_file() and (path / "objects").is_dir():
+        return str(path)
+    if (path / ".git").exists():
+        return str(path / ".git")
+    raise SourceError(f"{safe_tree.shown(repo)}: not a Git repository")
+
+
+def _git(git_dir: str, *args: str) -> bytes:
+    """git's stdout; SourceError with its stderr. The caller's environment
+    passes through: in a pre-receive hook it names the quarantined objects."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        done = subprocess.run(
+            ["git", "--git-dir", git_dir, *args],
+            capture_output=True,
+            timeout=GIT_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SourceError(f"git {args[0]}: no answer after {GIT_TIMEOUT_S:g}s") from exc
+    except OSError as exc:
+        raise SourceError(f"cannot run git: {exc.strerror or exc}") from exc
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
+        raise SourceError(why)
+    return done.stdout
+
+
+class _Blobs:
+    """Blob contents by id from one `git cat-file --batch` process, started
+    on the first read and ended with this object. Reads are serialised."""
+
+    def __init__(self, git_dir: str) -> None:
+        self.git_dir = git_dir
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["git", "--git-dir", self.git_dir, "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        weakref.finalize(self, _end, proc)
+        return proc
+
+    def read(self, sha: str, size: int) -> bytes:
+        """At most MAX_FILE_BYTES + 1 bytes of the blob (the loader refuses a
+        longer file); a larger blob is read by a process of its own, cut off
+        there, so memory never grows with what the pusher stored."""
+        if size > MAX_FILE_BYTES:
+            return _read_capped(self.git_dir, sha)
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = self._start()
+            stdin, stdout = self.proc.stdin, self.proc.stdout
+            assert stdin is not None and stdout is not None
+            try:
+                stdin.write(f"{sha}\n".encode())
+                stdin.flush()
+                header = stdout.readline().split()
+                if len(header) != 3 or header[1] != b"blob":
+                    raise OSError(f"git cat-file answered {b' '.join(header)!r}")
+                data = _read_exactly(stdout, int(header[2]))
+                stdout.read(1)  # the newline after each object
+            except (OSError, ValueError) as exc:
+                self.proc.kill()
+                self.proc = None
+                raise SourceError(f"cannot read the object {sha[:12]}: {exc}") from None
+        return data
+
+
+def _read_exactly(stream: object, size: int) -> bytes:
+    chunks, left = [], size
+    while left > 0:
+        chunk = stream.read(left)  # type: ignore[attr-defined]
+        if not chunk:
+            raise OSError("git cat-file ended early")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_capped(git_dir: str, sha: str) -> bytes:
+    proc = subprocess.Popen(
+        ["git", "--git-dir", git_dir, "cat-file", "blob", sha],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        data = proc.stdout.read(MAX_FILE_BYTES + 1)
+    finally:
+        proc.kill()
+        proc.wait()
+    return data
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+Entry = tuple[str, str, int]  # mode, blob id, size (-1: unreadable)
+
+
+def read_commit(repo: str, ref: str, label: str) -> Source:
+    """The YAML files of the commit `ref` names in the local repository
+    `repo` (a bare repository, or a working one read without checkout)."""
+    git_dir = git_dir_of(repo)
+    try:
+        commit = _git(git_dir, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+    except SourceError as exc:
+        raise SourceError(
+            f"{label}: no such branch, tag or commit (deleted or never pushed?): {exc}"
+        ) from None
+    sha = commit.decode().strip()
+    try:
+        listing = _git(git_dir, "ls-tree", "-r", "-l", "-z", "--full-tree", sha)
+    except SourceError as exc:
+        raise SourceError(f"{label}: the repository is corrupt: {exc}") from None
+    blobs = _blob_entries(listing)
+    reader = _Blobs(git_dir)
+    files, problems = _files(blobs, reader)
+    if problems:
+        raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
+    files.sort(key=lambda f: f.path)
+    return Source(f"git:{sha}", f"{label} ({sha[:12]})", tuple(files))
+
+
+def _blob_entries(listing: bytes) -> dict[str, Entry]:
+    """path -> entry for every blob outside hidden directories and files
+    (`ls-tree -z` quotes no path)."""
+    blobs: dict[str, Entry] = {}
+    for record in listing.split(b"\0"):
+        meta, _, raw_path = record.partition(b"\t")
+        if not raw_path or raw_path.startswith(b".") or b"/." in raw_path:
+            continue  # the empty tail, or hidden
+        mode, kind, sha, size = meta.split()
+        if kind == b"blob":  # (not a submodule's commit)
+            blobs[os.fsdecode(raw_path)] = (
+                mode.decode(),
+                sha.decode(),
+                int(size) if size.isdigit() else -1,
+            )
+    return blobs
+
+
+def _files(blobs: dict[str, Entry], reader: _Blobs) -> tuple[list[SourceFile], list[str]]:
+    """The YAML files among the blobs (symlinks resolved inside the tree),
+    and what is wrong with the others."""
+    files, problems = [], []
+    for path, entry in blobs.items():
+        if not path.endswith(YAML_SUFFIXES):
+            continue
+        name = safe_tree.shown(path)
+        where, target, why = path, entry, ""
+        for _ in range(_MAX_LINK_HOPS):
+            if target[0] != _LINK_MODE:
+                break
+            if target[2] < 0:
+                why = f"the object {target[1][:12]} is missing or corrupt"
+                break
+            link = os.fsdecode(reader.read(target[1], target[2])[:4096])
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(where), link))
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                why = "is a symlink that leaves the repository tree (refused)"
+                break
+            if resolved not in blobs:
+                why = "is a symlink to no file of the tree (dangling, or a directory)"
+                break
+            where, target = resolved, blobs[resolved]
+        else:
+            why = "is a symlink loop"
+        if not why and target[2] < 0:
+            why = f"the object {target[1][:12]} is missing or corrupt"
+        if why:
+            problems.append(f"{name}: {why}")
+            continue
+        read = functools.partial(_read_blob, reader, target[1], target[2], name)
+        files.append(SourceFile(name, target[1], read))
+    return files, problems
+
+
+def _read_blob(reader: _Blobs, sha: str, size: int, name: str) -> bytes:
+    try:
+        return reader.read(sha, size)
+    except SourceError as exc:
+        raise SourceError(f"{name}: {exc}") from None
