@@ -1,0 +1,101 @@
+"""A commit read through the git command (config.git_tree): every YAML blob
+by its id, symlinks resolved inside the tree only, a missing object found
+even when no content is read, and contents through one cat-file process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.config import git_tree
+from reconciler.config.source import SourceError, blob_id
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def repo_with(tmp_path: Path, files: dict[str, str], links: dict[str, str] | None = None) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    for name, target in (links or {}).items():
+        os.symlink(target, repo / name)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "x")
+    return repo
+
+
+def test_every_file_reads_back_its_own_content_in_any_order(tmp_path):
+    files = {f"d{n % 3}/f{n}.yaml": f"kind: Tier\nn: {n}\n" * (n + 1) for n in range(30)}
+    repo = repo_with(tmp_path, files)
+    src = git_tree.read_commit(str(repo), "HEAD", "repo@HEAD")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert src.identity == f"git:{head}" and src.description == f"repo@HEAD ({head[:12]})"
+    assert [f.path for f in src.files] == sorted(files)
+    for f in reversed(src.files):  # one cat-file process answers them all
+        assert f.read() == files[f.path].encode() and f.digest == blob_id(f.read())
+
+
+def test_symlinks_inside_the_tree_are_followed_and_others_named(tmp_path):
+    repo = repo_with(
+        tmp_path,
+        {"c.yaml": "kind: Tier\n", "sub/x.txt": "x"},
+        {"a.yaml": "b.yaml", "b.yaml": "c.yaml", "dir.yaml": "sub", "loop.yaml": "loop.yaml",
+         "out.yaml": "../outside.yaml", "abs.yaml": "/etc/passwd"},
+    )  # fmt: skip
+    with pytest.raises(SourceError) as err:
+        git_tree.read_commit(str(repo), "HEAD", "r@HEAD")
+    text = str(err.value)
+    assert "r@HEAD: dir.yaml: is a symlink to no file of the tree (dangling, or a dir" in text
+    assert "r@HEAD: loop.yaml: is a symlink loop" in text
+    assert "r@HEAD: out.yaml: is a symlink that leaves the repository tree (refused)" in text
+    assert "r@HEAD: abs.yaml: is a symlink that leaves the repository tree (refused)" in text
+    for name in ("dir.yaml", "loop.yaml", "out.yaml", "abs.yaml"):
+        _git(repo, "rm", "-q", name)
+    _git(repo, "commit", "-qm", "y")
+    src = git_tree.read_commit(str(repo), "HEAD", "r@HEAD")
+    by_path = {f.path: f for f in src.files}
+    assert set(by_path) == {"a.yaml", "b.yaml", "c.yaml"}
+    assert by_path["a.yaml"].read() == b"kind: Tier\n"
+    assert by_path["a.yaml"].digest == by_path["c.yaml"].digest
+
+
+def test_a_missing_object_is_an_error_before_anything_is_read(tmp_path):
+    repo = repo_with(tmp_path, {"a.yaml": "kind: Tier\n", "b.yaml": "kind: Tier\nx: 1\n"})
+    blob = _git(repo, "rev-parse", "HEAD:b.yaml")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(SourceError, match=rf"r@HEAD: b.yaml: the object {blob[:12]} is missing"):
+        git_tree.read_commit(str(repo), "HEAD", "r@HEAD")
+
+
+def test_bad_refs_and_paths_that_are_no_repository(tmp_path):
+    repo = repo_with(tmp_path, {"a.yaml": "kind: Tier\n"})
+    with pytest.raises(SourceError, match="r@nope: no such branch, tag or commit"):
+        git_tree.read_commit(str(repo), "nope", "r@nope")
+    with pytest.raises(SourceError, match="r@--all: no such branch"):
+        git_tree.read_commit(str(repo), "--all", "r@--all")  # never read as an option
+    (repo / "sub").mkdir()  # inside a repository, but none itself
+    with pytest.raises(SourceError, match="sub: not a Git repository"):
+        git_tree.read_commit(str(repo / "sub"), "HEAD", "x")
+
+
+def test_a_blob_past_the_size_limit_is_read_only_up_to_it(tmp_path, monkeypatch):
+    repo = repo_with(tmp_path, {"big.yaml": "x" * 5000, "small.yaml": "kind: Tier\n"})
+    monkeypatch.setattr(git_tree, "MAX_FILE_BYTES", 100)
+    src = git_tree.read_commit(str(repo), "HEAD", "r@HEAD")
+    big, small = src.files
+    assert big.read() == b"x" * 101  # the loader refuses it for its size
+    assert small.read() == b"kind: Tier\n"
