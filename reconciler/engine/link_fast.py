@@ -33,6 +33,8 @@ from reconciler.plan.tables import Overlay
 
 log = logging.getLogger(__name__)
 
+SMALL_TABLE = 4096  # entries: comparing two tables this size costs less than a pass
+
 
 def unmanaged(state: DesiredState, names: Iterable[str]) -> set[str]:
     """The names that have no tc filter of ours in `state`: the only links
@@ -76,14 +78,17 @@ def added_objects(before: DesiredState, after: DesiredState) -> dict[str, Obj] |
 
 
 def same_table(a: Mapping[bytes, bytes], b: Mapping[bytes, bytes]) -> bool:
-    """Are two tables the same without comparing their entries: one object,
-    or overlays of one base with equal changes (an interfaces-only compile
-    lays the services' tables over the previous state's)."""
+    """Are two tables the same, known without comparing big ones entry by
+    entry: one object, or overlays of one base with equal changes (an
+    interfaces-only compile lays the services' tables over the previous
+    state's). Small tables (a compile without caches) are compared."""
     if a is b:
         return True
     base_a, delta_a = (a.base, a.delta) if isinstance(a, Overlay) else (a, {})
     base_b, delta_b = (b.base, b.delta) if isinstance(b, Overlay) else (b, {})
-    return base_a is base_b and delta_a == delta_b
+    if base_a is base_b:
+        return delta_a == delta_b
+    return len(a) <= SMALL_TABLE and len(b) <= SMALL_TABLE and dict(a.items()) == dict(b.items())
 
 
 def targeted_changes(after: DesiredState, added: Mapping[str, Obj]) -> tuple[Change, ...]:

@@ -70,12 +70,15 @@ def test_anything_but_additions_is_left_to_the_pass():
 
 
 def test_tables_laid_over_the_same_base_are_the_same_without_reading_them():
+    """(an interfaces-only compile lays the services' tables over the last state's)"""
     base = {b"k": b"v"}
     one, two = Overlay(base), Overlay(base)
     assert link_fast.same_table(base, one) and link_fast.same_table(one, two)
     two[b"k2"] = b"v2"
     assert not link_fast.same_table(one, two)
-    assert not link_fast.same_table(Overlay({b"k": b"v"}), one)  # equal, not known equal
+    assert link_fast.same_table(Overlay({b"k": b"v"}), one)  # small: compared
+    big = {b"%d" % n: b"v" for n in range(link_fast.SMALL_TABLE + 1)}
+    assert not link_fast.same_table(big, dict(big))  # big and apart: left to the pass
 
 
 class FakeEngine:
