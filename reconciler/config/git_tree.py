@@ -16,12 +16,14 @@ naming it), and a file is read up to MAX_FILE_BYTES + 1 bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
 import subprocess
 import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.config import safe_tree
@@ -154,9 +156,28 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 Entry = tuple[str, str, int]  # mode, blob id, size (-1: unreadable)
 
 
+@dataclass(slots=True)
+class _Tree:
+    """A commit's tree as last read from one repository, and the repository's
+    blob reader (one cat-file process per repository, whichever commit)."""
+
+    commit: str
+    blobs: dict[str, Entry]
+    files: list[SourceFile]
+    reader: _Blobs
+
+
+# The last tree read from each repository, in this process: the next commit a
+# watcher reads differs from it in a few files, which `diff-tree` names.
+_TREES: dict[str, _Tree] = {}
+_MAX_TREES = 4
+
+
 def read_commit(repo: str, ref: str, label: str) -> Source:
     """The YAML files of the commit `ref` names in the local repository
-    `repo` (a bare repository, or a working one read without checkout)."""
+    `repo` (a bare repository, or a working one read without checkout). The
+    repository's last tree read in this process is updated by the difference
+    when neither holds a symlink; the result is the same as a full read."""
     git_dir = git_dir_of(repo)
     try:
         commit = _git(git_dir, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
@@ -165,17 +186,90 @@ def read_commit(repo: str, ref: str, label: str) -> Source:
             f"{label}: no such branch, tag or commit (deleted or never pushed?): {exc}"
         ) from None
     sha = commit.decode().strip()
-    try:
-        listing = _git(git_dir, "ls-tree", "-r", "-l", "-z", "--full-tree", sha)
-    except SourceError as exc:
-        raise SourceError(f"{label}: the repository is corrupt: {exc}") from None
-    blobs = _blob_entries(listing)
-    reader = _Blobs(git_dir)
+    last = _TREES.get(git_dir)
+    tree = None
+    if last is not None:
+        with contextlib.suppress(SourceError):  # (the full read says what is wrong)
+            tree = _updated(git_dir, last, sha)
+    if tree is None:
+        try:
+            tree = _full(git_dir, sha, last.reader if last is not None else _Blobs(git_dir), label)
+        except _Refused:
+            raise
+        except SourceError as exc:
+            raise SourceError(f"{label}: the repository is corrupt: {exc}") from None
+    _TREES.pop(git_dir, None)
+    while len(_TREES) >= _MAX_TREES:
+        del _TREES[next(iter(_TREES))]
+    _TREES[git_dir] = tree
+    return Source(f"git:{sha}", f"{label} ({sha[:12]})", tuple(tree.files))
+
+
+def _full(git_dir: str, sha: str, reader: _Blobs, label: str) -> _Tree:
+    blobs = _blob_entries(_git(git_dir, "ls-tree", "-r", "-l", "-z", "--full-tree", sha))
     files, problems = _files(blobs, reader)
     if problems:
-        raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
+        raise _Refused("\nerror: ".join(f"{label}: {p}" for p in problems))
     files.sort(key=lambda f: f.path)
-    return Source(f"git:{sha}", f"{label} ({sha[:12]})", tuple(files))
+    return _Tree(sha, blobs, files, reader)
+
+
+class _Refused(SourceError):
+    """The tree breaks a rule: said as it is, not as corruption."""
+
+
+def _updated(git_dir: str, last: _Tree, sha: str) -> _Tree | None:
+    """`last` changed into the tree of `sha`, or None (read it in full) when
+    either tree holds a symlink, an added blob cannot be listed, or it is the
+    same commit (read again: its objects are looked up again)."""
+    if last.commit == sha or any(entry[0] == _LINK_MODE for entry in last.blobs.values()):
+        return None
+    raw = _git(git_dir, "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", last.commit, sha)
+    fields = raw.split(b"\0")
+    blobs = dict(last.blobs)
+    added: dict[str, str] = {}  # path -> mode, for blobs to size
+    ids: dict[str, str] = {}
+    for meta, raw_path in zip(fields[0:-1:2], fields[1::2], strict=True):
+        mode, _, new_id, status = meta.split(b" ")[1:5]  # (after ":old-mode")
+        if raw_path.startswith(b".") or b"/." in raw_path:
+            continue  # hidden
+        path = os.fsdecode(raw_path)
+        blobs.pop(path, None)
+        if status == b"D" or mode == b"160000":  # gone, or a submodule's commit
+            continue
+        if mode.decode() == _LINK_MODE:
+            return None
+        added[path], ids[path] = mode.decode(), new_id.decode()
+    sizes = _sizes(git_dir, set(ids.values()))
+    for path, kind in added.items():
+        blobs[path] = (kind, ids[path], sizes.get(ids[path], -1))
+    files, problems = _files({p: blobs[p] for p in added}, last.reader)
+    if problems:
+        return None  # the full read names every problem
+    changed = set(added) | {p for p in last.blobs if p not in blobs}
+    kept = [f for f in last.files if f.path not in {safe_tree.shown(p) for p in changed}]
+    merged = sorted([*kept, *files], key=lambda f: f.path)
+    return _Tree(sha, blobs, merged, last.reader)
+
+
+def _sizes(git_dir: str, ids: set[str]) -> dict[str, int]:
+    """Blob id -> size for the blobs git can open (the others are left out)."""
+    if not ids:
+        return {}
+    done = subprocess.run(
+        ["git", "--git-dir", git_dir, "cat-file", "--batch-check=%(objectname) %(objectsize)"],
+        input="".join(f"{i}\n" for i in ids).encode(),
+        capture_output=True,
+        timeout=GIT_TIMEOUT_S,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        check=False,
+    )
+    sizes = {}
+    for line in done.stdout.decode().splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit():
+            sizes[words[0]] = int(words[1])
+    return sizes
 
 
 def _blob_entries(listing: bytes) -> dict[str, Entry]:

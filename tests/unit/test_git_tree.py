@@ -99,3 +99,54 @@ def test_a_blob_past_the_size_limit_is_read_only_up_to_it(tmp_path, monkeypatch)
     big, small = src.files
     assert big.read() == b"x" * 101  # the loader refuses it for its size
     assert small.read() == b"kind: Tier\n"
+
+
+def _shape(src) -> list[tuple[str, str, bytes]]:
+    return [(f.path, f.digest, f.read()) for f in src.files]
+
+
+def test_the_next_commit_is_read_by_its_difference_and_reads_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(git_tree, "_TREES", {})
+    repo = repo_with(tmp_path, {"a.yaml": "a: 1\n", "d/b.yaml": "b: 1\n", "d/c.yaml": "c: 1\n",
+                                ".hidden/x.yaml": "x\n", "notes.txt": "n\n"})  # fmt: skip
+    first = git_tree.read_commit(str(repo), "HEAD", "r")
+    assert [f.path for f in first.files] == ["a.yaml", "d/b.yaml", "d/c.yaml"]
+    (repo / "a.yaml").write_text("a: 2\n")
+    (repo / "d" / "b.yaml").unlink()
+    (repo / "e").mkdir()
+    (repo / "e" / "f.yaml").write_text("f: 1\n")
+    (repo / ".h.yaml").write_text("h\n")
+    _git(repo, "mv", "d/c.yaml", "g.yml")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "y")
+    calls: list[tuple[str, ...]] = []
+    real_git = git_tree._git
+    monkeypatch.setattr(git_tree, "_git", lambda d, *a: calls.append(a) or real_git(d, *a))
+    second = git_tree.read_commit(str(repo), "HEAD", "r")
+    assert not any(a[0] == "ls-tree" for a in calls) and any(a[0] == "diff-tree" for a in calls)
+    (updated,) = git_tree._TREES.values()
+    git_tree._TREES.clear()  # as a new process reads it
+    assert _shape(second) == _shape(git_tree.read_commit(str(repo), "HEAD", "r"))
+    (full,) = git_tree._TREES.values()
+    assert updated.blobs == full.blobs  # modes, ids and sizes alike
+    assert [f.path for f in second.files] == ["a.yaml", "e/f.yaml", "g.yml"]
+    # a symlink appears: the whole tree is read again, and the link followed
+    os.symlink("a.yaml", repo / "link.yaml")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "z")
+    calls.clear()
+    third = git_tree.read_commit(str(repo), "HEAD", "r")
+    assert any(a[0] == "ls-tree" for a in calls)
+    assert {f.path: f.read() for f in third.files}["link.yaml"] == b"a: 2\n"
+
+
+def test_an_added_blob_that_is_missing_is_named_by_the_read_after_a_difference(tmp_path):
+    repo = repo_with(tmp_path, {"a.yaml": "a: 1\n"})
+    git_tree.read_commit(str(repo), "HEAD", "r")
+    (repo / "b.yaml").write_text("b: 1\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "y")
+    blob = _git(repo, "rev-parse", "HEAD:b.yaml")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(SourceError, match=rf"r: b.yaml: the object {blob[:12]} is missing"):
+        git_tree.read_commit(str(repo), "HEAD", "r")
