@@ -246,8 +246,8 @@ def _updated(git_dir: str, last: _Tree, sha: str) -> _Tree | None:
     files, problems = _files({p: blobs[p] for p in added}, last.reader)
     if problems:
         return None  # the full read names every problem
-    changed = set(added) | {p for p in last.blobs if p not in blobs}
-    kept = [f for f in last.files if f.path not in {safe_tree.shown(p) for p in changed}]
+    changed = {safe_tree.shown(p) for p in (*added, *(p for p in last.blobs if p not in blobs))}
+    kept = [f for f in last.files if f.path not in changed]
     merged = sorted([*kept, *files], key=lambda f: f.path)
     return _Tree(sha, blobs, merged, last.reader)
 
