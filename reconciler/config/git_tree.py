@@ -20,6 +20,7 @@ import contextlib
 import functools
 import os
 import posixpath
+import re
 import subprocess
 import threading
 import weakref
@@ -272,32 +273,35 @@ def _sizes(git_dir: str, ids: set[str]) -> dict[str, int]:
     return sizes
 
 
+# One `ls-tree -r -l -z` record: mode, blob id, size ("-" when git cannot
+# open the object), path (-z: never quoted). Commits of submodules do not match.
+_BLOB_RECORD = re.compile(r"(\d+) blob (\w+) +(\S+)\t([^\0]*)\0")
+
+
 def _blob_entries(listing: bytes) -> dict[str, Entry]:
-    """path -> entry for every blob outside hidden directories and files
-    (`ls-tree -z` quotes no path)."""
-    blobs: dict[str, Entry] = {}
-    for record in listing.split(b"\0"):
-        meta, _, raw_path = record.partition(b"\t")
-        if not raw_path or raw_path.startswith(b".") or b"/." in raw_path:
-            continue  # the empty tail, or hidden
-        mode, kind, sha, size = meta.split()
-        if kind == b"blob":  # (not a submodule's commit)
-            blobs[os.fsdecode(raw_path)] = (
-                mode.decode(),
-                sha.decode(),
-                int(size) if size.isdigit() else -1,
-            )
-    return blobs
+    """path -> entry for every blob outside hidden directories and files.
+    The listing is decoded once (UTF-8 with surrogate escapes, as os.fsdecode
+    decodes one name: NUL and tab never fall inside a character)."""
+    return {
+        path: (mode, sha, int(size) if size.isdigit() else -1)
+        for mode, sha, size, path in _BLOB_RECORD.findall(os.fsdecode(listing))
+        if not (path.startswith(".") or "/." in path)
+    }
 
 
 def _files(blobs: dict[str, Entry], reader: _Blobs) -> tuple[list[SourceFile], list[str]]:
     """The YAML files among the blobs (symlinks resolved inside the tree),
     and what is wrong with the others."""
     files, problems = [], []
+    shown = safe_tree.shown
     for path, entry in blobs.items():
         if not path.endswith(YAML_SUFFIXES):
             continue
-        name = safe_tree.shown(path)
+        name = shown(path)
+        if entry[0] != _LINK_MODE and entry[2] >= 0:  # most of them: a plain file
+            read = functools.partial(_read_blob, reader, entry[1], entry[2], name)
+            files.append(SourceFile(name, entry[1], read))
+            continue
         where, target, why = path, entry, ""
         for _ in range(_MAX_LINK_HOPS):
             if target[0] != _LINK_MODE:
