@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from reconciler.apply.executor import Executor
 from reconciler.compile.interfaces import DIRECTIONS, keep_slots
@@ -24,6 +25,7 @@ from reconciler.config.source import Source
 from reconciler.datapath.maps.iface_types import MAP_IFSTATE
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.engine.reconcile import Target, compiled_state
+from reconciler.kernel.pyroute import open_route
 from reconciler.kernel.rtnetlink import Rtnl
 from reconciler.observe.kernel import read_links
 from reconciler.plan.address import Address
@@ -104,11 +106,14 @@ def attach_links(
     open_source: Callable[[], Source],
     before: DesiredState,
     names: Iterable[str],
+    route: Any = None,
 ) -> tuple[DesiredState, list[tuple[str, str]]]:
     """Apply what the links `names` (from a netlink event) add to `before`.
     Returns the state the node now has (`before` when nothing was done) and
-    the (address, result) pairs applied. Raises what compiling or applying
-    raises; a held apply lock does nothing (the pass after retries)."""
+    the (address, result) pairs applied. `route`: a pyroute2 handle in the
+    target's namespace, kept by the caller (opening one costs more than the
+    attach). Raises what compiling or applying raises; a held apply lock
+    does nothing (the pass after retries)."""
     wanted = unmanaged(before, names)
     if not wanted:
         return before, []
@@ -124,7 +129,7 @@ def attach_links(
     applied: list[tuple[str, str]] = []
     try:
         with apply_lock(target.bpffs_root, target.netns):
-            executor = Executor(target.bpffs_root, after.build, target.netns)
+            executor = Executor(target.bpffs_root, after.build, target.netns, route)
             try:
                 for change in changes:
                     applied.append((change.address, executor.run(change)))
@@ -134,3 +139,35 @@ def attach_links(
         log.info("link event: %s; the pass will attach", exc)
         return before, applied
     return after, applied
+
+
+class Attacher:
+    """attach_links with one pyroute2 handle in the target's namespace, kept
+    between link events; dropped (and opened again next time) after a
+    failure, in case the namespace itself went away."""
+
+    def __init__(self) -> None:
+        self.route: Any = None
+        self.netns: str | None = None
+
+    def __call__(
+        self,
+        target: Target,
+        open_source: Callable[[], Source],
+        before: DesiredState,
+        names: Iterable[str],
+    ) -> tuple[DesiredState, list[tuple[str, str]]]:
+        if self.route is None or self.netns != target.netns:
+            self.close()
+            self.route = open_route(target.netns)
+            self.netns = target.netns
+        try:
+            return attach_links(target, open_source, before, names, self.route)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.route is not None:
+            self.route.close()
+            self.route = None

@@ -444,6 +444,7 @@ class Engine:
         explain: Callable[[InvalidConfig], str] = str,
     ) -> None:
         self.use_cache, self.on_plan, self._explain = use_cache, on_plan, explain
+        self._attacher: Any = None  # engine.link_fast.Attacher, once a link event came
 
     def apply(
         self,
@@ -480,6 +481,8 @@ class Engine:
         converged: DesiredState,
         names: frozenset[str],
     ) -> tuple[DesiredState, list[tuple[str, str]]]:
-        from reconciler.engine.link_fast import attach_links
+        if self._attacher is None:
+            from reconciler.engine.link_fast import Attacher
 
-        return attach_links(target, opener, converged, names)
+            self._attacher = Attacher()
+        return self._attacher(target, opener, converged, names)

@@ -7,13 +7,18 @@ from contextlib import contextmanager
 from typing import Any
 
 
-@contextmanager
-def route(netns: str | None = None) -> Iterator[Any]:
+def open_route(netns: str | None = None) -> Any:
+    """A pyroute2 handle in `netns` (None: this namespace); the caller closes it."""
     # pyroute2 loads only when links are changed or followed, though every
     # run imports this module: bench/plan_bench.py's no-op plan needs none.
     from pyroute2 import IPRoute, NetNS
 
-    ipr = NetNS(netns) if netns else IPRoute()
+    return NetNS(netns) if netns else IPRoute()
+
+
+@contextmanager
+def route(netns: str | None = None) -> Iterator[Any]:
+    ipr = open_route(netns)
     try:
         yield ipr
     finally:

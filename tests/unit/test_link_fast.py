@@ -7,6 +7,8 @@ import dataclasses
 import queue
 from pathlib import Path
 
+import pytest
+
 from reconciler.engine import link_fast
 from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import Target
@@ -131,3 +133,34 @@ def test_no_shortcut_without_a_converged_state_or_under_detect_only():
         w.good = Newest({}, lambda: None)  # type: ignore[arg-type,return-value]
         w._attach(frozenset({"cali-b"}))
     assert engine.calls == []
+
+
+class FakeRoute:
+    closed = 0
+
+    def close(self) -> None:
+        FakeRoute.closed += 1
+
+
+def test_the_attacher_keeps_one_handle_and_drops_it_after_a_failure(monkeypatch):
+    opened: list[str | None] = []
+    monkeypatch.setattr(link_fast, "open_route", lambda ns: opened.append(ns) or FakeRoute())
+    outcomes = iter([None, OSError("namespace gone"), None])
+
+    def attach(target, opener, before, names, route):
+        assert isinstance(route, FakeRoute)
+        failure = next(outcomes)
+        if failure is not None:
+            raise failure
+        return before, []
+
+    monkeypatch.setattr(link_fast, "attach_links", attach)
+    target = Target("n", "/sys/fs/bpf/x", Path("/nonexistent"), netns="ns1")
+    attacher = link_fast.Attacher()
+    before = state({})
+    assert attacher(target, lambda: None, before, {"cali-a"}) == (before, [])
+    with pytest.raises(OSError, match="namespace gone"):
+        attacher(target, lambda: None, before, {"cali-a"})
+    assert attacher.route is None and FakeRoute.closed == 1
+    attacher(target, lambda: None, before, {"cali-a"})
+    assert opened == ["ns1", "ns1"]  # kept between events, opened again after the failure
