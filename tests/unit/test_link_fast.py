@@ -164,3 +164,17 @@ def test_the_attacher_keeps_one_handle_and_drops_it_after_a_failure(monkeypatch)
     assert attacher.route is None and FakeRoute.closed == 1
     attacher(target, lambda: None, before, {"cali-a"})
     assert opened == ["ns1", "ns1"]  # kept between events, opened again after the failure
+
+
+def test_a_failing_shortcut_is_logged_and_the_watcher_goes_on(caplog):
+    class Failing(FakeEngine):
+        def attach_links(self, target, opener, converged, names):
+            raise RuntimeError("netlink said no")  # not an OSError: pyroute2's own errors
+
+    target = Target("n", "/sys/fs/bpf/x", Path("/nonexistent"))
+    before = state(iface("cali-a", 5, 1))
+    w = Watcher(target, WatchOptions(), Failing(before))  # type: ignore[arg-type]
+    w.converged, w.good = before, Newest({}, lambda: None)  # type: ignore[arg-type,return-value]
+    w._attach(frozenset({"cali-b"}))
+    assert w.converged is before and not w.attached
+    assert "not attached ahead of the pass: netlink said no" in caplog.text
