@@ -6,7 +6,9 @@ is found even when the validation cache would spare reading it), and one
 
 Nothing is imported that a push hook does not need (no GitPython), and
 listing 10,000 files is one process instead of 10,000 object lookups in
-Python.
+Python. A watcher reads one commit after another: the next one from the
+same repository is read as the last tree changed by `diff-tree` (only the
+changed blobs are looked up: the others were when the last tree was read).
 
 The tree's rules are the working tree's (reconciler.config.safe_tree):
 hidden entries are skipped, a symlink is followed only to a file of the same
