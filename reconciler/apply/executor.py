@@ -40,22 +40,27 @@ from reconciler.plan.state import ObjKind
 class Executor:
     """Applies a plan's changes in order against one bpffs root and netns."""
 
-    def __init__(self, root: str, build_info: Mapping[str, Any], netns: str | None) -> None:
+    def __init__(
+        self, root: str, build_info: Mapping[str, Any], netns: str | None, route: Any = None
+    ) -> None:
+        """`route`: a pyroute2 handle in `netns` to use (the caller keeps and
+        closes it) instead of opening one on the first link change."""
         self.root = root
         self.build_info = build_info
         self.netns = netns
         self._fds: dict[str, int] = {}
         self._migrations: dict[str, list[tuple[bytes, bytes | list[bytes]]]] = {}
-        self._ipr: Any = None
+        self._ipr: Any = route
+        self._own_route = route is None
 
     # -- plumbing -------------------------------------------------------
     def close(self) -> None:
         for fd in self._fds.values():
             bpfsys.close(fd)
         self._fds.clear()
-        if self._ipr is not None:
+        if self._ipr is not None and self._own_route:
             self._ipr.close()
-            self._ipr = None
+        self._ipr = None
 
     def _map_fd(self, name: str) -> int:
         fd = self._fds.get(name)

@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.cli import render
 from reconciler.cli.exit_codes import EXIT_ERROR, EXIT_OK
 
 ZERO = "0" * 40
@@ -48,13 +47,17 @@ def _pushed(lines: Sequence[str]) -> list[tuple[str, str, str]]:
 
 
 def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> int:
+    # Only what validation needs is imported: a push waits for this process.
     from reconciler.config.repo_config import for_commit
     from reconciler.config.source import SourceError, default_cache_dir, from_git
     from reconciler.config.validate import validate_source
-    from reconciler.gitops.repo import git
-    from reconciler.gitops.signatures import Keyring
 
-    keyring = Keyring.at(keyring_dir) if keyring_dir else None
+    keyring = None
+    if keyring_dir:
+        from reconciler.gitops.repo import git
+        from reconciler.gitops.signatures import Keyring
+
+        keyring = Keyring.at(keyring_dir)
     refused = []
     for old, new, ref in _pushed(lines):
         if new == ZERO:
@@ -76,6 +79,8 @@ def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> 
         diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
         errors = [d for d in diags if d.severity.value == "error"]
         if errors:
+            from reconciler.cli import render
+
             sys.stderr.write(render.render_diagnostics(errors))
             print(f"{ref}: {len(errors)} error(s) in the configuration", file=sys.stderr)
             refused.append(ref)

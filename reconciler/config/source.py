@@ -11,7 +11,6 @@ import functools
 import hashlib
 import marshal
 import os
-import posixpath
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.config import safe_tree
-from reconciler.config.limits import MAX_FILE_BYTES
 
 YAML_SUFFIXES = safe_tree.YAML_SUFFIXES
 # The repository's own settings (reconciler.config.repo_config), at the root.
@@ -154,13 +152,16 @@ class SourceCache:
     """What reading sources keeps in memory for the process that owns it (one
     per command; --watch keeps one across its passes): the stat caches it
     read, the last snapshot of each single-directory source (refresh builds
-    on it), and the last commit read by its id (a commit never changes, and
-    a watcher's passes between pushes read the same one again)."""
+    on it), the last commit read by its id (a commit never changes, and a
+    watcher's passes between pushes read the same one again), and the last
+    tree read from each repository (reconciler.config.git_tree reads the
+    next commit as its difference)."""
 
     def __init__(self) -> None:
         self.stat_caches: dict[Path, StatCache] = {}
         self.snapshots: dict[str, tuple[Source, dict[str, str]]] = {}
         self.commit: tuple[tuple[str, str], Source] | None = None
+        self.trees: dict[str, Any] = {}  # git directory -> git_tree's last tree
 
     def stat_cache(self, path: Path | None) -> StatCache:
         """The stat cache at `path`: read once, then kept until another
@@ -361,113 +362,33 @@ def from_git(
     symlink is followed only to a file of the same tree, and a repository
     whose objects cannot be read is an error (every blob is looked up even
     when the validation cache would spare reading it). A commit read by its
-    id is kept in `sources` (none: nothing is kept)."""
-    import git
-    from gitdb.exc import ODBError
+    id is kept in `sources`, and so is each repository's last tree, which the
+    next commit is read against (none: nothing is kept)."""
+    from reconciler.config import git_tree
 
     if sources is not None and sources.commit is not None and sources.commit[0] == (repo, ref):
         return sources.commit[1]
     label = f"{safe_tree.shown(repo)}@{safe_tree.shown(ref)}"
-    try:
-        if is_remote(repo):
-            if cache_dir is None:
-                raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
-            repository: Any = _mirror(repo, cache_dir, ref)
-        else:
-            repository = git.Repo(repo)
-        try:
-            commit = repository.commit(ref)
-        except (git.exc.BadName, ValueError) as exc:
-            raise SourceError(
-                f"{label}: no such branch, tag or commit (deleted or never pushed?): "
-                f"{str(exc).strip() or type(exc).__name__}"
-            ) from exc
-        odb = repository.odb
-        blobs: dict[str, Any] = {}
-        for item in commit.tree.traverse():
-            if item.type == "blob" and not any(p.startswith(".") for p in item.path.split("/")):
-                blobs[item.path] = item
-        files, problems = _git_files(odb, blobs)
-        config = _config_file(odb, commit.tree, blobs, problems)
-    except SourceError:
-        raise
-    except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
-        raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
-    except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
-        raise SourceError(f"{label}: the repository is corrupt: {type(exc).__name__}") from exc
-    if problems:
-        raise SourceError("\nerror: ".join(f"{label}: {p}" for p in problems))
-    files.sort(key=lambda f: f.path)
-    src = Source(
-        f"git:{commit.hexsha}", f"{label} ({commit.hexsha[:12]})", tuple(files), config=config
-    )
+    local = repo
+    if is_remote(repo):
+        if cache_dir is None:
+            raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
+        local = _fetched_mirror(repo, cache_dir, ref, label)
+    src = git_tree.read_commit(local, ref, label, sources.trees if sources is not None else {})
     if _is_full_id(ref) and sources is not None:
         sources.commit = ((repo, ref), src)
     return src
 
 
-_GIT_LINK = 0o120000
-_MAX_LINK_HOPS = 40
+def _fetched_mirror(url: str, cache_dir: Path, ref: str, label: str) -> str:
+    """The git directory of the remote's mirror, fetched unless it holds `ref`."""
+    import git
+    from gitdb.exc import ODBError
 
-
-def _git_files(odb: Any, blobs: dict[str, Any]) -> tuple[list[SourceFile], list[str]]:
-    """The YAML files of a tree's blobs (symlinks resolved inside the tree),
-    and what is wrong with the others."""
-    files, problems = [], []
-    for path, item in blobs.items():
-        if not path.endswith(YAML_SUFFIXES):
-            continue
-        name = safe_tree.shown(path)
-        target, why = _resolve(odb, blobs, item)
-        if why:
-            problems.append(f"{name}: {why}")
-            continue
-        odb.info(target.binsha)  # raises for a missing or unreadable object
-        files.append(SourceFile(name, target.hexsha, _blob_reader(odb, target.binsha, name)))
-    return files, problems
-
-
-def _resolve(odb: Any, blobs: dict[str, Any], item: Any) -> tuple[Any, str]:
-    """The blob a tree entry stands for (symlinks followed inside the tree),
-    or why there is none."""
-    target = item
-    for _ in range(_MAX_LINK_HOPS):
-        if target.mode != _GIT_LINK:
-            return target, ""
-        link = bytes(odb.stream(target.binsha).read(4096)).decode("utf-8", "surrogateescape")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(target.path), link))
-        if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
-            return target, "is a symlink that leaves the repository tree (refused)"
-        if resolved not in blobs:
-            return target, "is a symlink to no file of the tree (dangling, or a directory)"
-        target = blobs[resolved]
-    return target, "is a symlink loop"
-
-
-def _config_file(
-    odb: Any, tree: Any, blobs: dict[str, Any], problems: list[str]
-) -> SourceFile | None:
-    """The tree's root CONFIG_FILE when it is a file (a directory of that name
-    is passed over, as in a working tree), by the rules of `_git_files`."""
-    item = next((b for b in tree.blobs if b.path == CONFIG_FILE), None)
-    if item is None:
-        return None
-    target, why = _resolve(odb, blobs, item)
-    if why:
-        problems.append(f"{CONFIG_FILE}: {why}")
-        return None
-    odb.info(target.binsha)
-    return SourceFile(CONFIG_FILE, target.hexsha, _blob_reader(odb, target.binsha, CONFIG_FILE))
-
-
-def _blob_reader(odb: Any, binsha: bytes, name: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            return bytes(odb.stream(binsha).read(MAX_FILE_BYTES + 1))
-        except Exception as exc:  # noqa: BLE001 - gitdb reports corrupt objects in many ways
-            raise SourceError(f"{name}: cannot read the object: {type(exc).__name__}") from exc
-
-    return read
+    try:
+        return str(_mirror(url, cache_dir, ref).git_dir)
+    except (git.exc.GitError, ODBError, ValueError, OSError, UnicodeError) as exc:
+        raise SourceError(f"{label}: {str(exc).strip() or type(exc).__name__}") from exc
 
 
 def is_remote(repo: str) -> bool:

@@ -49,10 +49,13 @@ class PassRecord:
     error: str = ""
     drift: tuple[str, ...] = ()  # addresses found different from the source's state
     held: str = ""  # on failure: the identity the node is still held to
+    # applied on link events just before the pass (engine.link_fast), counted in changes
+    attached: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["drift"] = list(self.drift)
+        out["attached"] = list(self.attached)
         return out
 
 

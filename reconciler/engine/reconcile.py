@@ -105,6 +105,7 @@ class Result:
     applied: tuple[tuple[str, str], ...]
     remaining: tuple[Change, ...]
     requeue_after: float | None = None
+    desired: DesiredState | None = None  # the state the plan led to (None: a saved plan)
 
     @property
     def converged(self) -> bool:
@@ -174,7 +175,9 @@ def reconcile_once(
                 )
     except LockHeld as exc:
         raise ReconcileError(str(exc)) from None
-    return Result(plan, tuple(applied), tuple(remaining))
+    return Result(
+        plan, tuple(applied), tuple(remaining), desired=desired if observed is not None else None
+    )
 
 
 def default_state_dir(bpffs_root: str) -> Path:

@@ -7,9 +7,11 @@
 - post-receive wakes each node's watcher (`--watch --wake-addr`) with an
   HTTP POST to /wake, so a push converges at once instead of at the next poll.
 
-The hooks are small shell scripts that run this package's hook entry point
-(reconciler.cli.hooks_cmd) with the interpreter and package that installed
-them. A hook file we did not write is never overwritten.
+pre-receive is a small shell script that runs this package's hook entry
+point (reconciler.cli.hooks_cmd) with the interpreter and package that
+installed it. post-receive is shell alone: the pusher waits for it, so it
+POSTs with curl and starts Python (the same entry point) only where curl is
+missing. A hook file we did not write is never overwritten.
 """
 
 from __future__ import annotations
@@ -50,8 +52,36 @@ class HookSet:
         urls = [a for url in self.node_urls for a in ("--node-url", url)]
         return {
             "pre-receive": script("pre-receive", *keyring),
-            "post-receive": script("post-receive", *urls),
+            "post-receive": post_receive_script(self.node_urls, script("post-receive", *urls)),
         }
+
+
+def post_receive_script(node_urls: Sequence[str], python_hook: str) -> str:
+    """post-receive: POST git's `old new ref` lines to each URL's /wake with
+    curl, reporting as `wake` does; without curl, the Python hook
+    (`python_hook`, a whole script) runs instead."""
+    if not node_urls:
+        return f"#!/bin/sh\n{MARKER}; run it again to change them.\nexit 0  # no --node-url\n"
+    fallback = python_hook.split("\n", 2)[2]  # its lines after the shebang and marker
+    urls = " ".join(shlex.quote(url.rstrip("/") + "/wake") for url in node_urls)
+    return f"""#!/bin/sh
+{MARKER}; run it again to change them.
+if ! command -v curl >/dev/null 2>&1; then
+{fallback}fi
+lines=$(cat)
+woke=0
+for url in {urls}; do
+    code=$(printf '%s\\n' "$lines" | curl -s -o /dev/null -w '%{{http_code}}' \\
+        -m {WAKE_TIMEOUT_S:g} -X POST -H 'Content-Type: text/plain' --data-binary @- "$url")
+    case $code in
+        2??) woke=$((woke + 1)) ;;
+        000) echo "reconcile: could not wake $url: no answer; it will catch up by polling" >&2 ;;
+        *) echo "reconcile: could not wake $url: HTTP $code; it will catch up by polling" >&2 ;;
+    esac
+done
+echo "reconcile: woke $woke node(s)" >&2
+exit 0
+"""
 
 
 def git_dir(repo: str) -> Path:

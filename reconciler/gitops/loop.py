@@ -3,7 +3,10 @@
 Level-triggered, like a controller: events only say "look again"; each pass
 plans the whole desired state against the whole observed state (files a file
 event names are the only ones read again, and unchanged inputs reuse the
-compiled state). Triggers are in gitops.triggers.
+compiled state). Triggers are in gitops.triggers. One shortcut comes first:
+a link that netlink announces and the configuration already names gets its
+programs at once, from the state the last pass converged to
+(engine.link_fast); the pass that follows confirms it.
 
 A pass never ends the watcher. When the newest source cannot be used (it is
 invalid, its ref vanished or moved backwards, its signature is refused, the
@@ -36,8 +39,9 @@ from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.gitops import triggers
 from reconciler.gitops.repo import Follower
 from reconciler.gitops.signatures import Keyring
-from reconciler.gitops.triggers import STOP, Backoff, Event
+from reconciler.gitops.triggers import LINKS_CHANGED, STOP, Backoff, Event
 from reconciler.plan.plan import Plan
+from reconciler.plan.state import DesiredState
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,8 @@ class Watcher:
         self.last_pass: PassRecord | None = None
         self.last_drift: tuple[str, ...] = ()
         self.passes = 0
+        self.converged: DesiredState | None = None  # what the last pass left the node at
+        self.attached: list[str] = []  # applied on link events since the last pass
 
     # -- the loop ------------------------------------------------------------
 
@@ -156,6 +162,7 @@ class Watcher:
                 return Event("retry" if self.retry_at is not None else "drift check", fetch=True)
         if event is STOP:
             return event
+        self._attach(event.links)
         settle = LINK_SETTLE_S if event.changed is None else FILE_SETTLE_S
         end = time.monotonic() + settle
         while (left := end - time.monotonic()) > 0:
@@ -166,6 +173,7 @@ class Watcher:
             if more is STOP:
                 self.events.put(STOP)
                 break
+            self._attach(more.links)
             changed = (
                 None
                 if event.changed is None or more.changed is None
@@ -173,6 +181,23 @@ class Watcher:
             )
             event = Event(event.reason, changed, event.fetch or more.fetch)
         return event
+
+    def _attach(self, names: frozenset[str]) -> None:
+        """Links a netlink event names: those the configuration selects get
+        their programs now, before the pass (engine.link_fast)."""
+        good = self.good
+        if not names or self.converged is None or good is None or self.options.detect_only:
+            return
+        try:
+            self.converged, applied = self.engine.attach_links(
+                self.target, good.open, self.converged, names
+            )
+        except Exception as exc:  # noqa: BLE001 - a shortcut never ends the watcher: the pass follows
+            log.warning("link event: not attached ahead of the pass: %s", exc)
+            return
+        if applied:
+            self.attached += [address for address, _ in applied]
+            log.info("link event: %d change(s) applied ahead of the pass", len(applied))
 
     # -- one pass ------------------------------------------------------------
 
@@ -187,6 +212,17 @@ class Watcher:
             duration_s=round(time.monotonic() - began, 4),
             trigger=event.reason,
         )
+        if self.attached:
+            done = "applied" if record.result == "no-op" else record.result
+            record = dataclasses.replace(
+                record,
+                result=done,
+                changes=record.changes + len(self.attached),
+                attached=tuple(self.attached),
+            )
+            self.attached = []
+        if record.result == "failed":
+            self.converged = None
         self.passes += 1
         self.last_pass = record
         if record.result == "failed":
@@ -209,7 +245,7 @@ class Watcher:
             return self._hold(self.invalid[newest.commit])
         try:
             record, plan = self._reconcile(
-                newest, event.changed, event.reason == "interfaces changed"
+                newest, event.changed, event.reason == LINKS_CHANGED
             )
         except InvalidConfig as exc:
             why = self.engine.explain(exc)
@@ -245,6 +281,7 @@ class Watcher:
             return self._record(result, plan, drift=drift), plan
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
+        self.converged = None if result.remaining else result.desired
         identity = str(plan.source.get("identity", ""))
         same = identity == applied_before or identity == self.good_identity
         same = same and not links_changed
@@ -415,6 +452,7 @@ class Engine:
     ) -> None:
         self.caches = caches
         self.use_cache, self.on_plan, self._explain = use_cache, on_plan, explain
+        self._attacher: Any = None  # engine.link_fast.Attacher, once a link event came
 
     def apply(
         self,
@@ -444,3 +482,16 @@ class Engine:
 
     def explain(self, exc: InvalidConfig) -> str:
         return self._explain(exc)
+
+    def attach_links(
+        self,
+        target: Target,
+        opener: Callable[[], Source],
+        converged: DesiredState,
+        names: frozenset[str],
+    ) -> tuple[DesiredState, list[tuple[str, str]]]:
+        if self._attacher is None:
+            from reconciler.engine.link_fast import Attacher
+
+            self._attacher = Attacher()
+        return self._attacher(target, opener, converged, names, self.caches)

@@ -28,9 +28,11 @@ class Event:
     reason: str
     changed: frozenset[str] | None = None  # None: look at everything
     fetch: bool = False  # a remote repository should be fetched before the pass
+    links: frozenset[str] = frozenset()  # links netlink announced (new or changed)
 
 
 STOP = Event("stop")
+LINKS_CHANGED = "interfaces changed"
 Queue = queue.Queue[Event]
 
 
@@ -57,9 +59,10 @@ def watch_files(path: str, events: Queue, stop: threading.Event) -> None:
 
 
 def watch_links(link_changes: Callable[[], object], events: Queue) -> None:
-    """`link_changes()` yields once per batch of link events (engine.spec)."""
-    for _ in link_changes():  # type: ignore[attr-defined]
-        events.put(Event("interfaces changed"))
+    """`link_changes()` yields once per batch of link events, with the names
+    of the links announced (engine.spec)."""
+    for names in link_changes():  # type: ignore[attr-defined]
+        events.put(Event(LINKS_CHANGED, links=frozenset(names)))
 
 
 def poll(

@@ -7,13 +7,18 @@ from contextlib import contextmanager
 from typing import Any
 
 
-@contextmanager
-def route(netns: str | None = None) -> Iterator[Any]:
+def open_route(netns: str | None = None) -> Any:
+    """A pyroute2 handle in `netns` (None: this namespace); the caller closes it."""
     # pyroute2 loads only when links are changed or followed, though every
     # run imports this module: bench/plan_bench.py's no-op plan needs none.
     from pyroute2 import IPRoute, NetNS
 
-    ipr = NetNS(netns) if netns else IPRoute()
+    return NetNS(netns) if netns else IPRoute()
+
+
+@contextmanager
+def route(netns: str | None = None) -> Iterator[Any]:
+    ipr = open_route(netns)
     try:
         yield ipr
     finally:
@@ -23,11 +28,17 @@ def route(netns: str | None = None) -> Iterator[Any]:
 LINK_EVENTS = frozenset({"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWADDR", "RTM_DELADDR"})
 
 
-def link_changes(netns: str | None = None) -> Iterator[None]:
+def link_changes(netns: str | None = None) -> Iterator[frozenset[str]]:
     """Yields once per batch of netlink messages that add, remove or
-    re-address a link; blocks in the kernel in between."""
+    re-address a link: the names of the links the batch's RTM_NEWLINK
+    messages announce (new, or changed); blocks in the kernel in between."""
     with route(netns) as ipr:
         ipr.bind()
         while True:
-            if any(msg.get("event") in LINK_EVENTS for msg in ipr.get()):
-                yield None
+            msgs = [m for m in ipr.get() if m.get("event") in LINK_EVENTS]
+            if msgs:
+                yield frozenset(
+                    str(name)
+                    for m in msgs
+                    if m.get("event") == "RTM_NEWLINK" and (name := m.get_attr("IFLA_IFNAME"))
+                )

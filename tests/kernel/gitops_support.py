@@ -44,8 +44,9 @@ class Watch:
     def log(self) -> str:
         return "".join(self.stderr)
 
-    def wait_record(self, match: Callable[[dict], bool], timeout: float = 20.0) -> dict:
-        """The first pass record (from the start) that matches."""
+    def wait_record(self, match: Callable[[dict], bool], timeout: float = 90.0) -> dict:
+        """The first pass record (from the start) that matches. (The first
+        pass builds the programs: on a loaded machine that takes a while.)"""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for r in list(self.records):

@@ -24,7 +24,7 @@ from tests.kernel.gitops_support import (
     wait_for,
     watch,
 )
-from tests.kernel.test_reconcile import tc_filters
+from tests.kernel.test_reconcile import filter_classid, ifindex, ifslots, ping, tc_filters
 from tests.unit.test_validate_cli import BAD
 
 FRONT, BACK = PODS
@@ -232,6 +232,38 @@ def test_a_new_veth_is_attached_by_an_interface_event(node, tmp_path):
         record = w.wait_record(lambda r: r["trigger"] == "interfaces changed" and r["changes"])
         assert took < 5, (took, record, w.log)
     assert os.path.exists(node.state / "history.json")
+
+
+def test_a_new_veth_gets_its_programs_on_the_link_event_ahead_of_the_pass(node, tmp_path):
+    """The link event itself attaches the filters and writes the slot, from
+    the state the last pass converged to; the pass that follows finds them
+    in place (its own plan holds none of them) and the node is converged."""
+    node.felix()
+    node.wep(FRONT)
+    late = Pod("late1", "10.65.0.31")
+    node.wep(late)
+    args = [a for a in node.args("--interval", "300") if a != "--no-cache"]
+    with watch(args, {"XDG_CACHE_HOME": str(tmp_path / "cache")}) as w:
+        w.wait_record(lambda r: r["result"] == "applied", timeout=120)  # a program build
+        mark = w.mark()
+        node.sandbox.add_pod(late)
+        r = w.wait_after(
+            mark, lambda r: r["trigger"] == "interfaces changed" and r["attached"], timeout=20
+        )
+        name = late.host_iface
+        ours = {f"tc/{name}/ingress", f"tc/{name}/egress",
+                f"map/rcl_ifstate/{name}", f"map/rcl_pol_ep/{name}"}  # fmt: skip
+        assert set(r["attached"]) == ours, r
+        assert not ours & {c["address"] for c in r["plan"]}, r["plan"]
+        assert r["result"] == "applied" and r["changes"] >= len(ours)
+        assert "applied ahead of the pass" in w.log
+        assert attached(node, late.host_iface) and attached(node, late.host_iface, "egress")
+        index = ifindex(node, late.host_iface)
+        slot, flags = ifslots(node)[index]
+        assert filter_classid(node, late.host_iface, "ingress") == slot and flags
+        assert ping(node, late, FRONT.ip)  # its programs pass its traffic
+    rc, out, _ = node.run("--plan")
+    assert rc == 0 and "No changes." in out, out
 
 
 def test_metrics_are_served_and_parse(node):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,71 @@ def test_post_receive_wakes_the_watchers(server):
         assert git.Repo(bare).commit("main").hexsha == sha
     finally:
         http.shutdown()
+
+
+def test_post_receive_is_shell_and_falls_back_to_python_without_curl(server, tmp_path):
+    """The hook a push waits for starts no Python when curl is there; where
+    curl is missing it runs the Python hook, which wakes the node the same way."""
+    bare, work = server
+    events: queue.Queue[triggers.Event] = queue.Queue()
+    http = triggers.serve_wake("127.0.0.1:0", events)
+    try:
+        url = f"http://127.0.0.1:{http.server_address[1]}/"
+        assert main(["--install-hooks", str(bare), "--node-url", url]) == 0
+        hook = bare / "hooks" / "post-receive"
+        text = hook.read_text()
+        assert text.startswith("#!/bin/sh\n") and "curl" in text
+        commit(work, {"gnp.yaml": GOOD}, "good")
+        result = push(work)
+        assert result.returncode == 0 and "woke 1 node(s)" in result.stderr, result.stderr
+        assert events.get(timeout=10).reason == "push refs/heads/main"
+        # no curl on PATH: the same lines on stdin reach the node through Python
+        lines = "0" * 40 + " " + "1" * 40 + " refs/heads/other\n"
+        empty = tmp_path / "no-curl"
+        empty.mkdir()
+        ran = subprocess.run(
+            ["/bin/sh", str(hook)], input=lines, capture_output=True, text=True,
+            env={"PATH": str(empty)}, timeout=30,
+        )  # fmt: skip
+        assert ran.returncode == 0 and "woke 1 node(s)" in ran.stderr, ran.stderr
+        assert events.get(timeout=10).reason == "push refs/heads/other"
+    finally:
+        http.shutdown()
+
+
+def test_post_receive_without_node_urls_does_nothing(server):
+    bare, work = server
+    assert main(["--install-hooks", str(bare)]) == 0
+    hook = (bare / "hooks" / "post-receive").read_text()
+    assert "curl" not in hook and "python" not in hook and "exit 0" in hook
+    commit(work, {"gnp.yaml": GOOD}, "good")
+    result = push(work)
+    assert result.returncode == 0 and "woke" not in result.stderr, result.stderr
+
+
+def test_pre_receive_reads_pushed_objects_without_gitpython(server):
+    """The quarantined objects of a push are read with git itself; the hook
+    never imports GitPython (nor the rest of the CLI)."""
+    bare, work = server
+    assert main(["--install-hooks", str(bare)]) == 0
+    hook = bare / "hooks" / "pre-receive"
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['hooks_cmd', 'pre-receive']\n"
+        "try:\n"
+        "    runpy.run_module('reconciler.cli.hooks_cmd', run_name='__main__')\n"
+        "finally:\n"
+        "    heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('git', 'gitdb')\n"
+        "                   or m in ('reconciler.cli.render', 'reconciler.gitops.repo'))\n"
+        "    sys.stderr.write(f'imported: {heavy}\\n')\n"
+    )
+    run_module = "-m reconciler.cli.hooks_cmd pre-receive"
+    text = hook.read_text().replace(run_module, "-c " + shlex.quote(probe))
+    hook.write_text(text)
+    commit(work, {"gnp.yaml": GOOD}, "good")
+    ok = push(work)
+    assert ok.returncode == 0 and "imported: []" in ok.stderr, ok.stderr
+    commit(work, {"bad.yaml": BAD}, "bad")
+    rejected = push(work)
+    assert rejected.returncode != 0
+    assert "bad.yaml:7: GlobalNetworkPolicy/broken: spec.egres: unknown field" in rejected.stderr
