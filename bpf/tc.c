@@ -315,3 +315,11 @@ int rcl_ct_kill_slot(struct __sk_buff *skb)
 {
 	return rcl_ct_kill_request(skb);
 }
+
+/* Never attached: the reconciler runs it through BPF_PROG_TEST_RUN to carry
+ * an entry of the previous conntrack table into this one at the end of a
+ * resize; see rcl_ct_adopt_request. */
+int rcl_ct_adopt_slot(struct __sk_buff *skb)
+{
+	return rcl_ct_adopt_request(skb);
+}

@@ -275,7 +275,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		fk.dport = vport;
 		fk.proto = ip.protocol;
 		struct rcl_ct_hit f;
-		if (!rcl_ct_find(&fk, &f)) {
+		if (!rcl_ct_find_pulled(&fk, &f)) {
 			/* The NATed flow is gone (evicted or cleaned): this reply
 			 * belongs to some other flow now. Never rewrite it. */
 			rcl_ct_kill(&ct);
