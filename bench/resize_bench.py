@@ -94,7 +94,7 @@ class Node:
         (self.config / "felix.yaml").write_text(FELIX_CONFIG.format(ctlb=ctlb, size=size))
 
     def apply(self) -> tuple[float, str]:
-        cmd = [sys.executable, "-m", "reconciler", "--apply",
+        cmd = [sys.executable, "-m", "reconciler.cli.main", "--apply",
                *self.sb.target_args(str(self.state)), "--config", str(self.config)]  # fmt: skip
         start = time.perf_counter()
         proc = subprocess.run(

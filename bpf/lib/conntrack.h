@@ -577,14 +577,19 @@ static __always_inline void rcl_ct_pull(const struct rcl_ct_place *at)
 {
 	__u32 idx;
 	struct rcl_ct_bucket *prev = rcl_ct_prev_bucket(at, &idx);
-	struct rcl_ct_hit hit;
+	struct rcl_ct_hit old, here;
 	struct rcl_ct_claim c;
-	if (!prev || rcl_ct_find_in(at->bucket, at, &hit) || !rcl_ct_find_in(prev, at, &hit))
+	if (!prev || !rcl_ct_find_in(prev, at, &old))
+		return;
+	/* Here already, and as recent: nothing to copy. An older copy here (an
+	 * earlier flow of the same addresses and ports, expired) must not hide
+	 * the live one the old programs keep. */
+	if (rcl_ct_find_in(at->bucket, at, &here) && here.val.last_seen_ns >= old.val.last_seen_ns)
 		return;
 	if (rcl_ct_reserve_copy_in(at->bucket, at, rcl_now(), &c))
 		return;
-	rcl_ct_publish(&c, (__u8)(at->b >> 32) /* struct rcl_ct_key.proto */, &hit.val,
-		       hit.val.last_seen_ns);
+	rcl_ct_publish(&c, (__u8)(at->b >> 32) /* struct rcl_ct_key.proto */, &old.val,
+		       old.val.last_seen_ns);
 }
 
 /* rcl_ct_find, after pulling the key from the previous table. */
@@ -601,8 +606,9 @@ static __always_inline int rcl_ct_find_pulled(const struct rcl_ct_key *key, stru
  * datapath's own claim: the reconciler's sweep once no program of the old
  * table is attached (reconciler/datapath/ct_handover.py), through a test run
  * with a struct rcl_ct_kill_req naming the entry in the previous table.
- * Returns 1 if it was copied, 2 if this table holds the key already, 0 if
- * the entry is gone or moved (or there is no previous table). */
+ * Returns 1 if it was copied, 2 if this table holds the key already (as
+ * recently seen), 0 if the entry is gone or moved (or there is no previous
+ * table). */
 static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 {
 	struct rcl_ct_kill_req req;
@@ -632,8 +638,8 @@ static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 	struct rcl_ct_hit hit;
 	if (!here)
 		return 0;
-	if (rcl_ct_find_in(here, &at, &hit))
-		return 2;
+	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns)
+		return 2; /* as in rcl_ct_pull */
 	struct rcl_ct_claim c;
 	if (rcl_ct_reserve_in(here, &at, rcl_now(), &c))
 		return 0;

@@ -116,12 +116,17 @@ def release(root: str, tc_sets: list[Path]) -> int | None:
 
 
 def carry(old_fd: int, new_fd: int, adopt_fd: int) -> int:
-    """Copy every live entry of the table `old_fd` whose key the table
-    `new_fd` lacks, through the adopt program. Returns how many were copied."""
-    have = ct_table.entries(new_fd)
+    """Copy every entry of the table `old_fd` that the table `new_fd` lacks,
+    or holds only as seen less recently (an earlier flow of the same
+    addresses and ports), through the adopt program. Returns how many were
+    copied."""
+    seen = nat.CT_VAL_LAST_SEEN
+    have = {
+        key: seen.unpack_from(value)[0] for key, (_i, _v, value) in ct_table.entries(new_fd).items()
+    }
     carried = 0
-    for index, ver, key, _value in ct_table.live(ct_table.table(old_fd)):
-        if key not in have and adopt(adopt_fd, index, ver):
+    for index, ver, key, value in ct_table.live(ct_table.table(old_fd)):
+        if have.get(key, -1) < seen.unpack_from(value)[0] and adopt(adopt_fd, index, ver):
             carried += 1
     return carried
 
