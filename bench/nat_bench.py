@@ -31,6 +31,7 @@ from bench import iptables_world as ipt
 from bench import services_gen as gen
 from bench.common import RECONCILE, cli_env, report
 from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath import ct_handover
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps.codecs import managed_interface
@@ -116,6 +117,7 @@ class TcProgram:
         try:
             if conntrack_of is not None:  # bcc opens a pinned map that is there
                 bpfsys.obj_pin(conntrack_of.fds[nl.MAP_CT], f"{self.root}/maps/{nl.MAP_CT}")
+            ct_handover.stage(Path(self.root) / "maps", None)  # bound as rcl_ct_prev
             text = source if source is not None else flatten(BPF_DIR / "tc.c")
             flags = build_flags(self.root, MAP_CONFIG, kernel_hz())
             self.bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])

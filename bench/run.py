@@ -28,6 +28,9 @@ def main() -> int:
     from bench import layout_bench
 
     layout_bench.main()
+    from bench import resize_bench
+
+    resize_bench.main(quick=quick)
     return 0
 
 

@@ -101,12 +101,9 @@ static __always_inline int rcl_send_back(struct __sk_buff *skb, __u32 l3_off)
 {
 	__u8 macs[2 * ETH_ALEN];
 
-	if (l3_off == ETH_HLEN) {
-		if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) ||
-		    bpf_skb_store_bytes(skb, 0, macs + ETH_ALEN, ETH_ALEN, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_ALEN, macs, ETH_ALEN, 0))
-			return TC_ACT_SHOT;
-	}
+	if (l3_off == ETH_HLEN &&
+	    (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) || rcl_swap_macs(skb, macs)))
+		return TC_ACT_SHOT;
 	return bpf_redirect(skb->ifindex, 0);
 }
 
@@ -323,4 +320,12 @@ int rcl_pol_test(struct __sk_buff *skb)
 int rcl_ct_kill_slot(struct __sk_buff *skb)
 {
 	return rcl_ct_kill_request(skb);
+}
+
+/* Never attached: the reconciler runs it through BPF_PROG_TEST_RUN to carry
+ * an entry of the previous conntrack table into this one at the end of a
+ * resize; see rcl_ct_adopt_request. */
+int rcl_ct_adopt_slot(struct __sk_buff *skb)
+{
+	return rcl_ct_adopt_request(skb);
 }

@@ -72,17 +72,61 @@ static __always_inline void rcl_ct_words(const struct rcl_ct_key *k, __u64 *a, _
 struct rcl_ct_place {
 	struct rcl_ct_bucket *bucket;
 	__u64 a, b;
+	__u32 h32; /* the hash's low half: the bucket in a table of any size */
 	__u8 tag;
 };
 
+static __always_inline __u32 rcl_ct_scale(__u32 h32, __u32 buckets)
+{
+	return (__u32)(((__u64)h32 * (__u64)buckets) >> 32);
+}
+
+static __always_inline void rcl_ct_hash_words(__u64 a, __u64 b, struct rcl_ct_place *at)
+{
+	__u64 h = rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b);
+	at->a = a;
+	at->b = b;
+	at->h32 = (__u32)h;
+	at->tag = (__u8)(h >> 56);
+}
+
 static __always_inline int rcl_ct_place(const struct rcl_ct_key *k, struct rcl_ct_place *at)
 {
-	rcl_ct_words(k, &at->a, &at->b);
-	__u64 h = rcl_fmix64(rcl_fmix64(at->a ^ RCL_CT_SEED) ^ at->b);
-	__u32 idx = (__u32)(((h & 0xffffffffULL) * (__u64)RCL_CT_BUCKETS) >> 32);
-	at->tag = (__u8)(h >> 56);
+	__u64 a, b;
+	rcl_ct_words(k, &a, &b);
+	rcl_ct_hash_words(a, b, at);
+	__u32 idx = rcl_ct_scale(at->h32, RCL_CT_BUCKETS);
 	at->bucket = rcl_ct.lookup(&idx);
 	return at->bucket != 0;
+}
+
+/* The previous table, while a resize switches interfaces from the programs
+ * of the old table to these (reconciler/datapath/ct_handover.py). Programs
+ * attached to some interfaces still use only the old table, these programs
+ * use both: a lookup that misses here asks the old table, and every entry
+ * written here is written there too. A flow whose first packet and reply
+ * meet different program sets is then found whichever table each one asks,
+ * in either direction. The loader puts the old table in rcl_ct_prev's slot
+ * and its bucket count in rcl_ct_prev_n; the reconciler empties both once no
+ * program of the old table is attached. Outside a resize the count is 0 and
+ * a miss costs one more (inlined) array read. */
+BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_MAPS_DIR "/rcl_ct_prev");
+BPF_ARRAY(rcl_ct_prev_n, __u32, 1);
+
+/* The bucket of the old table where the key at `at` lives, or 0 (no resize
+ * in progress). */
+static __always_inline struct rcl_ct_bucket *rcl_ct_prev_bucket(const struct rcl_ct_place *at,
+								__u32 *idx)
+{
+	__u32 zero = 0;
+	__u32 *n = rcl_ct_prev_n.lookup(&zero);
+	if (!n || !*n)
+		return 0;
+	void *prev = rcl_ct_prev.lookup(&zero);
+	if (!prev)
+		return 0;
+	*idx = rcl_ct_scale(at->h32, *n);
+	return bpf_map_lookup_elem(prev, idx);
 }
 
 /* A hash of the flow's 5-tuple that spreads new flows over a service's
@@ -193,20 +237,18 @@ static __always_inline __u64 rcl_ct_opaque(__u64 w, __u64 noise)
 	return w + zero;
 }
 
-/* The entry for key, live or expired (not a dead one), or 0. */
-static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_ct_hit *hit)
+/* The entry for the key at `at` in bucket bk, live or expired (not a dead
+ * one), or 0. */
+static __always_inline int rcl_ct_find_in(struct rcl_ct_bucket *bk, const struct rcl_ct_place *at,
+					  struct rcl_ct_hit *hit)
 {
-	struct rcl_ct_place at;
-	if (!rcl_ct_place(key, &at))
-		return 0;
-	struct rcl_ct_bucket *bk = at.bucket;
 	__u64 found = RCL_CT_WAYS;
 	__u32 found_ver = 0;
 
 #pragma unroll
 	for (int w = 0; w < RCL_CT_WAYS; w++) {
 		__u32 ver = rcl_read_once(bk->way[w].ver);
-		if (ver && !(ver & 1) && rcl_ct_holds(bk, w, &at)) {
+		if (ver && !(ver & 1) && rcl_ct_holds(bk, w, at)) {
 			found = w;
 			found_ver = ver;
 			break;
@@ -217,7 +259,7 @@ static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_
 	 * verifier, possible) w < RCL_CT_WAYS branch with hit->val unwritten,
 	 * and clang may leave such a value in a register never set. A key sits
 	 * in one way only (reserve reuses its way), so a torn read is a miss. */
-	__u64 w = rcl_ct_opaque(found, at.a);
+	__u64 w = rcl_ct_opaque(found, at->a);
 	if (w >= RCL_CT_WAYS)
 		return 0;
 	__builtin_memcpy(&hit->val, &bk->slot[w].val, sizeof(hit->val));
@@ -230,13 +272,28 @@ static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_
 	return 1;
 }
 
+/* The entry for key in this table, live or expired (not a dead one), or 0. */
+static __always_inline int rcl_ct_find(const struct rcl_ct_key *key, struct rcl_ct_hit *hit)
+{
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return 0;
+	return rcl_ct_find_in(at.bucket, &at, hit);
+}
+
+static __always_inline void rcl_ct_pull(const struct rcl_ct_place *at);
+
 /* Live entry for key (found and not idle past its timeout), or 0. The clock
  * is read only when there is an entry to judge (*now, if still 0): most
  * packets of a busy node are not service traffic and never need it. */
 static __always_inline int rcl_ct_lookup(const struct rcl_ct_key *key, __u64 *now,
 					 struct rcl_ct_hit *hit)
 {
-	if (!rcl_ct_find(key, hit))
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return 0;
+	rcl_ct_pull(&at);
+	if (!rcl_ct_find_in(at.bucket, &at, hit))
 		return 0;
 	if (!*now)
 		*now = rcl_now();
@@ -294,9 +351,34 @@ static __always_inline int rcl_ct_kill_way(struct rcl_ct_way *way, struct rcl_ct
 	return 1;
 }
 
+/* During a resize, a removal also removes the key from the previous table,
+ * where a lookup that misses here would find it again. */
+static __always_inline void rcl_ct_forget_prev(__u64 a, __u64 b)
+{
+	struct rcl_ct_place at;
+	__u32 idx;
+	rcl_ct_hash_words(a, b, &at);
+	struct rcl_ct_bucket *prev = rcl_ct_prev_bucket(&at, &idx);
+	struct rcl_ct_hit old;
+	if (prev && rcl_ct_find_in(prev, &at, &old))
+		rcl_ct_kill_way(old.way, old.slot, old.ver);
+}
+
+/* Remove a found entry (its key is read before the claim, which proves it
+ * was still that entry's). */
+static __always_inline int rcl_ct_kill_entry(struct rcl_ct_way *way, struct rcl_ct_entry *e,
+					     __u32 ver)
+{
+	__u64 a = rcl_read_once(e->key_a), b = rcl_read_once(e->key_b);
+	if (!rcl_ct_kill_way(way, e, ver))
+		return 0;
+	rcl_ct_forget_prev(a, b);
+	return 1;
+}
+
 static __always_inline int rcl_ct_kill(struct rcl_ct_hit *hit)
 {
-	return rcl_ct_kill_way(hit->way, hit->slot, hit->ver);
+	return rcl_ct_kill_entry(hit->way, hit->slot, hit->ver);
 }
 
 /* A removal asked for from outside (the reconciler, through a test run of a
@@ -324,7 +406,7 @@ static __always_inline int rcl_ct_kill_request(struct __sk_buff *skb)
 	struct rcl_ct_bucket *bk = rcl_ct.lookup(&idx);
 	if (!bk || w >= RCL_CT_WAYS || !req.ver || (req.ver & 1) || req.ver > 0xffffffffULL)
 		return 0;
-	return rcl_ct_kill_way(&bk->way[w], &bk->slot[w], (__u32)req.ver);
+	return rcl_ct_kill_entry(&bk->way[w], &bk->slot[w], (__u32)req.ver);
 }
 
 /* A way claimed for a key (its version made odd), to be filled. */
@@ -332,6 +414,7 @@ struct rcl_ct_claim {
 	struct rcl_ct_way *way;
 	struct rcl_ct_entry *slot;
 	__u32 ver; /* the version it was claimed at */
+	__u32 h32;
 	__u8 tag;
 	__u64 a, b;
 };
@@ -339,13 +422,9 @@ struct rcl_ct_claim {
 /* Claim the way key -> val goes to in its bucket: the one holding the same
  * key, else a free or dead one, else the least recently seen one, all judged
  * from the header line. Returns 0, or -1 when the way was taken meanwhile. */
-static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 now,
-					  struct rcl_ct_claim *c)
+static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const struct rcl_ct_place *at,
+					     __u64 now, struct rcl_ct_claim *c)
 {
-	struct rcl_ct_place at;
-	if (!rcl_ct_place(key, &at))
-		return -1;
-	struct rcl_ct_bucket *bk = at.bucket;
 	__u64 pick = RCL_CT_WAYS, oldest = RCL_CT_WAYS; /* way indexes; RCL_CT_WAYS: none */
 	__u32 pick_ver = 0, oldest_ver = 0;
 	__u16 now16 = rcl_ct_seen(now), oldest_age = 0;
@@ -357,7 +436,7 @@ static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 no
 		if (ver & 1)
 			continue; /* another CPU is writing it */
 		__u8 state = bk->way[w].state;
-		if (ver && rcl_ct_holds(bk, w, &at)) {
+		if (ver && rcl_ct_holds(bk, w, at)) {
 			pick = w; /* the same flow again (or its stale twin): reuse, never duplicate */
 			pick_ver = ver;
 			break;
@@ -385,22 +464,80 @@ static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 no
 		if (oldest_age <= (timeout >> RCL_CT_SEEN_SHIFT) + 1)
 			rcl_nat_count(RCL_NS_CT_EVICTED); /* (probably) a live flow loses its entry */
 	}
-	__u64 w = rcl_ct_opaque(pick, at.a);
+	__u64 w = rcl_ct_opaque(pick, at->a);
 	if (w >= RCL_CT_WAYS || !rcl_ct_claim(&bk->way[w], pick_ver))
 		return -1;
 	c->way = &bk->way[w];
 	c->slot = &bk->slot[w];
 	c->ver = pick_ver;
-	c->tag = at.tag;
-	c->a = at.a;
-	c->b = at.b;
+	c->tag = at->tag;
+	c->a = at->a;
+	c->b = at->b;
+	c->h32 = at->h32;
 	return 0;
+}
+
+/* Claim a way of bucket bk for the key at `at`: the one holding the key,
+ * else a free or dead one, else the least recently seen one. For copies
+ * between the two tables of a resize: rcl_ct_reserve_in without its
+ * eviction count, whose victim bookkeeping is what makes the way loop
+ * costly for the verifier where it is inlined. Returns 0, or -1 when the
+ * way was taken meanwhile. */
+static __always_inline int rcl_ct_reserve_copy_in(struct rcl_ct_bucket *bk,
+						  const struct rcl_ct_place *at, __u64 now,
+						  struct rcl_ct_claim *c)
+{
+	__u64 pick = RCL_CT_WAYS, oldest = RCL_CT_WAYS;
+	__u32 pick_ver = 0, oldest_ver = 0;
+	__u16 now16 = rcl_ct_seen(now), oldest_age = 0;
+
+#pragma unroll
+	for (int w = 0; w < RCL_CT_WAYS; w++) {
+		__u32 ver = rcl_read_once(bk->way[w].ver);
+		if (ver & 1)
+			continue;
+		if (!ver || !bk->way[w].state || rcl_ct_holds(bk, w, at)) {
+			pick = w;
+			pick_ver = ver;
+			break;
+		}
+		__u16 age = now16 - bk->way[w].seen;
+		if (age >= oldest_age) {
+			oldest = w;
+			oldest_ver = ver;
+			oldest_age = age;
+		}
+	}
+	if (pick == RCL_CT_WAYS) {
+		pick = oldest;
+		pick_ver = oldest_ver;
+	}
+	__u64 w = rcl_ct_opaque(pick, at->a);
+	if (w >= RCL_CT_WAYS || !rcl_ct_claim(&bk->way[w], pick_ver))
+		return -1;
+	c->way = &bk->way[w];
+	c->slot = &bk->slot[w];
+	c->ver = pick_ver;
+	c->tag = at->tag;
+	c->a = at->a;
+	c->b = at->b;
+	c->h32 = at->h32;
+	return 0;
+}
+
+static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 now,
+					  struct rcl_ct_claim *c)
+{
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return -1;
+	return rcl_ct_reserve_in(at.bucket, &at, now, c);
 }
 
 /* Write a claimed way and publish it. Plain stores only: a slot's cache line
  * that is not in the cache yet is fetched while the program goes on. */
-static __always_inline void rcl_ct_fill(const struct rcl_ct_claim *c, __u8 proto,
-					const struct rcl_ct_val *val, __u64 now)
+static __always_inline void rcl_ct_publish(const struct rcl_ct_claim *c, __u8 proto,
+					   const struct rcl_ct_val *val, __u64 now)
 {
 	struct rcl_ct_way *way = c->way;
 	c->slot->key_a = c->a;
@@ -411,6 +548,106 @@ static __always_inline void rcl_ct_fill(const struct rcl_ct_claim *c, __u8 proto
 	way->seen = rcl_ct_seen(now);
 	rcl_barrier();
 	rcl_write_once(way->ver, c->ver + 2); /* publish */
+}
+
+/* Write a claimed way and publish it; during a resize, write the entry into
+ * the previous table too (programs still attached with only that table
+ * must find it). */
+static __always_inline void rcl_ct_fill(const struct rcl_ct_claim *c, __u8 proto,
+					const struct rcl_ct_val *val, __u64 now)
+{
+	rcl_ct_publish(c, proto, val, now);
+	struct rcl_ct_place at = {.a = c->a, .b = c->b, .h32 = c->h32, .tag = c->tag};
+	__u32 idx;
+	struct rcl_ct_bucket *prev = rcl_ct_prev_bucket(&at, &idx);
+	struct rcl_ct_claim pc;
+	if (prev && !rcl_ct_reserve_copy_in(prev, &at, now, &pc))
+		rcl_ct_publish(&pc, proto, val, now);
+}
+
+/* During a resize: if this table lacks the key at `at` and the previous
+ * table holds it (written there by programs that know only that one), copy
+ * it here first, with the datapath's claim, so the lookup that follows finds
+ * it here. A hit is then always in this table: pointers into two maps would
+ * give the verifier two states to follow for the rest of the program. Only
+ * the lookups that start a packet's conntrack (and a reply's forward entry)
+ * pull; the rest of the packet finds what they pulled. Outside a resize it
+ * costs one array read. */
+static __always_inline void rcl_ct_pull(const struct rcl_ct_place *at)
+{
+	__u32 idx;
+	struct rcl_ct_bucket *prev = rcl_ct_prev_bucket(at, &idx);
+	struct rcl_ct_hit old, here;
+	struct rcl_ct_claim c;
+	if (!prev || !rcl_ct_find_in(prev, at, &old))
+		return;
+	/* Here already, and as recent: nothing to copy. An older copy here (an
+	 * earlier flow of the same addresses and ports, expired) must not hide
+	 * the live one the old programs keep. */
+	if (rcl_ct_find_in(at->bucket, at, &here) && here.val.last_seen_ns >= old.val.last_seen_ns)
+		return;
+	if (rcl_ct_reserve_copy_in(at->bucket, at, rcl_now(), &c))
+		return;
+	rcl_ct_publish(&c, (__u8)(at->b >> 32) /* struct rcl_ct_key.proto */, &old.val,
+		       old.val.last_seen_ns);
+}
+
+/* rcl_ct_find, after pulling the key from the previous table. */
+static __always_inline int rcl_ct_find_pulled(const struct rcl_ct_key *key, struct rcl_ct_hit *hit)
+{
+	struct rcl_ct_place at;
+	if (!rcl_ct_place(key, &at))
+		return 0;
+	rcl_ct_pull(&at);
+	return rcl_ct_find_in(at.bucket, &at, hit);
+}
+
+/* Carry one entry of the previous table into this one, with the
+ * datapath's own claim: the reconciler's sweep once no program of the old
+ * table is attached (reconciler/datapath/ct_handover.py), through a test run
+ * with a struct rcl_ct_kill_req naming the entry in the previous table.
+ * Returns 1 if it was copied, 2 if this table holds the key already (as
+ * recently seen), 0 if the entry is gone or moved (or there is no previous
+ * table). */
+static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
+{
+	struct rcl_ct_kill_req req;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &req, sizeof(req)))
+		return 0;
+	__u32 zero = 0;
+	__u32 *n = rcl_ct_prev_n.lookup(&zero);
+	void *prev = rcl_ct_prev.lookup(&zero);
+	if (!n || !*n || !prev)
+		return 0;
+	__u32 idx = req.index / RCL_CT_WAYS;
+	__u64 w = req.index % RCL_CT_WAYS;
+	asm volatile("" : "+r"(w)); /* as in rcl_ct_kill_request */
+	struct rcl_ct_bucket *bk = bpf_map_lookup_elem(prev, &idx);
+	if (!bk || w >= RCL_CT_WAYS || !req.ver || (req.ver & 1) || req.ver > 0xffffffffULL)
+		return 0;
+	struct rcl_ct_val val;
+	__u64 a = rcl_read_once(bk->slot[w].key_a), b = rcl_read_once(bk->slot[w].key_b);
+	__builtin_memcpy(&val, &bk->slot[w].val, sizeof(val));
+	rcl_barrier();
+	if (rcl_read_once(bk->way[w].ver) != (__u32)req.ver || !val.type)
+		return 0;
+	struct rcl_ct_place at;
+	rcl_ct_hash_words(a, b, &at);
+	__u32 i = rcl_ct_scale(at.h32, RCL_CT_BUCKETS);
+	struct rcl_ct_bucket *here = rcl_ct.lookup(&i);
+	struct rcl_ct_hit hit;
+	if (!here)
+		return 0;
+	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns)
+		return 2; /* as in rcl_ct_pull */
+	struct rcl_ct_claim c;
+	if (rcl_ct_reserve_in(here, &at, rcl_now(), &c))
+		return 0;
+	struct rcl_ct_key key;
+	__builtin_memcpy(&key, &a, 8);
+	__builtin_memcpy((char *)&key + 8, &b, 8);
+	rcl_ct_publish(&c, key.proto, &val, val.last_seen_ns);
+	return 1;
 }
 
 /* The key the backend's replies to flow `fwd` will carry. Hairpin (the client

@@ -11,6 +11,7 @@
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/ip.h>
 #include <uapi/linux/pkt_cls.h>
+#include "bytes.h"
 #include "conntrack.h"
 
 /* Verdicts of rcl_nat_ingress(). */
@@ -21,12 +22,6 @@
 #define RCL_NAT_DROP   4 /* rewrite failed half way: the packet is unusable, drop */
 #define RCL_NAT_HAIRPIN 5 /* a pod reaching itself through a service, both addresses
 			   * rewritten: send it back out of the interface it came in on */
-
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define rcl_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
-#else
-#define rcl_htons(x) ((__u16)(x))
-#endif
 
 /* Backend chosen for a new flow. */
 struct rcl_nat_pick {
@@ -275,7 +270,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		fk.dport = vport;
 		fk.proto = ip.protocol;
 		struct rcl_ct_hit f;
-		if (!rcl_ct_find(&fk, &f)) {
+		if (!rcl_ct_find_pulled(&fk, &f)) {
 			/* The NATed flow is gone (evicted or cleaned): this reply
 			 * belongs to some other flow now. Never rewrite it. */
 			rcl_ct_kill(&ct);

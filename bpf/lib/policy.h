@@ -206,7 +206,9 @@ static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps)
 		if (hit.val.type == RCL_CT_POL_FWD) {
 			rcl_ct_touch(&hit, *now, f->pktflags | f->side);
 			rcl_pol_reverse(&f->key, &ps->key2);
-			if (rcl_ct_find(&ps->key2, &hit))
+			/* pulled: during a resize the replies' entry may be in the
+			 * previous table alone, and they pass on this approval */
+			if (rcl_ct_find_pulled(&ps->key2, &hit))
 				rcl_ct_touch(&hit, *now, f->side);
 		}
 		return 1;

@@ -23,13 +23,7 @@
 #include <uapi/linux/ip.h>
 #include <uapi/linux/pkt_cls.h>
 
-#ifndef rcl_htons
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define rcl_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))
-#else
-#define rcl_htons(x) ((__u16)(x))
-#endif
-#endif
+#include "bytes.h"
 
 #define RCL_ICMP_DEST_UNREACH 3
 #define RCL_ICMP_PORT_UNREACH 3
@@ -133,16 +127,8 @@ static __always_inline int rcl_reject(struct __sk_buff *skb, __u32 l3_off)
 		return TC_ACT_SHOT;
 	if (bpf_skb_store_bytes(skb, l3_off, &out, total, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
-	if (l3_off == ETH_HLEN) {
-		__u8 swapped[2 * ETH_ALEN];
-#pragma unroll
-		for (int i = 0; i < ETH_ALEN; i++) {
-			swapped[i] = macs[ETH_ALEN + i];
-			swapped[ETH_ALEN + i] = macs[i];
-		}
-		if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), BPF_F_RECOMPUTE_CSUM))
-			return TC_ACT_SHOT;
-	}
+	if (l3_off == ETH_HLEN && rcl_swap_macs(skb, macs))
+		return TC_ACT_SHOT;
 	return bpf_redirect(skb->ifindex, 0);
 }
 

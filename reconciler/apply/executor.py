@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath import ct_handover
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.programs import (
@@ -36,6 +37,8 @@ from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
 
+TC_SET = "tc"  # the set whose programs hold conntrack (reconciler.datapath.programs.SOURCES)
+
 
 class Executor:
     """Applies a plan's changes in order against one bpffs root and netns."""
@@ -50,6 +53,7 @@ class Executor:
         self.netns = netns
         self._fds: dict[str, int] = {}
         self._migrations: dict[str, list[tuple[bytes, bytes | list[bytes]]]] = {}
+        self._prev_ct: int | None = None  # the conntrack table a resize replaces
         self._ipr: Any = route
         self._own_route = route is None
 
@@ -58,6 +62,9 @@ class Executor:
         for fd in self._fds.values():
             bpfsys.close(fd)
         self._fds.clear()
+        if self._prev_ct is not None:
+            bpfsys.close(self._prev_ct)
+            self._prev_ct = None
         if self._ipr is not None and self._own_route:
             self._ipr.close()
         self._ipr = None
@@ -110,6 +117,7 @@ class Executor:
             self.build_info["flags"],
             functions,
             PROG_TYPES[prog_set],
+            prev_ct=self._prev_ct if prog_set == TC_SET else None,
         )
         self._fds.clear()  # maps may have been recreated by the build
         self._restore_migrations()
@@ -129,11 +137,25 @@ class Executor:
             limit = (change.after or {}).get("max_entries", info.max_entries)
             if name == ct_table.MAP:  # entries hash to other slots in a table of another size
                 self._migrations[name] = list(ct_table.migrate(fd, limit))
+                if ct_table.current_layout(info):  # the new tc programs reach it meanwhile
+                    self._keep_prev_ct(self._fds.pop(name))
             else:
                 self._migrations[name] = list(bpfsys.map_items(fd))[:limit]
-        self._fds.pop(name, None)
+        if name in self._fds:
+            bpfsys.close(self._fds.pop(name))
         pin.unlink(missing_ok=True)
         return "deleted" if change.action is Action.DELETE else "updated"
+
+    def _keep_prev_ct(self, fd: int) -> None:
+        if self._prev_ct is not None:
+            bpfsys.close(self._prev_ct)
+        self._prev_ct = fd
+
+    def finish(self) -> int | None:
+        """After every change of the plan: end a conntrack handover once the
+        one tc set left is the only one attached (ct_handover.release).
+        Returns the entries carried, or None if none was going on."""
+        return ct_handover.release(self.root, sorted(Path(self.root).glob(f"progs/{TC_SET}-*")))
 
     def _restore_migrations(self) -> None:
         for name, items in list(self._migrations.items()):

@@ -191,6 +191,11 @@ def entries(fd: int) -> dict[bytes, tuple[int, int, bytes]]:
     return {key: (i, ver, value) for i, ver, key, value in live(table(fd))}
 
 
+def kill_request(index: int, ver: int) -> bytes:
+    """The test-run input naming the entry at `index`, at version `ver`."""
+    return _KILL.pack(bytes(14), index, 0, ver)
+
+
 def kill(prog_fd: int, index: int, ver: int) -> bool:
     """Remove the entry at `index` if it is still at version `ver`."""
-    return bpfsys.prog_test_run(prog_fd, _KILL.pack(bytes(14), index, 0, ver)).retval == 1
+    return bpfsys.prog_test_run(prog_fd, kill_request(index, ver)).retval == 1

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.assets import BPF_DIR
-from reconciler.datapath.programs import JUMP_TABLES, LOAD_ATTACH_TYPES, SOURCES
+from reconciler.datapath import ct_handover
+from reconciler.datapath.programs import (
+    CT_PREV_PINS,
+    CT_PREV_SETS,
+    JUMP_TABLES,
+    LOAD_ATTACH_TYPES,
+    SOURCES,
+)
 from reconciler.datapath.sources import flatten
 from reconciler.kernel import bpf as bpfsys
 
@@ -58,7 +65,8 @@ def set_dir(root: str, prog_set: str, phash: str) -> Path:
 def is_built(root: str, prog_set: str, phash: str, functions: Sequence[str]) -> bool:
     d = set_dir(root, prog_set, phash)
     jumps = [JUMP_TABLES[prog_set][0]] if prog_set in JUMP_TABLES else []
-    return all((d / name).exists() for name in (*functions, *jumps))
+    prev = CT_PREV_PINS if prog_set in CT_PREV_SETS else ()
+    return all((d / name).exists() for name in (*functions, *jumps, *prev))
 
 
 def build(
@@ -68,8 +76,11 @@ def build(
     flags: Sequence[str],
     functions: Sequence[str],
     prog_type: str = "SCHED_CLS",
+    prev_ct: int | None = None,
 ) -> Path:
-    """Compile, load and pin one program set (no-op when already pinned)."""
+    """Compile, load and pin one program set (no-op when already pinned).
+    `prev_ct`: the conntrack table a resize replaces, which the set's
+    programs reach until the handover ends (reconciler/datapath/ct_handover.py)."""
     target = set_dir(root, prog_set, phash)
     if is_built(root, prog_set, phash, functions):
         return target
@@ -77,9 +88,13 @@ def build(
     # no-op plan and bench/nat_bench.py's one-change apply nothing is.
     from bcc import BPF
 
-    (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
+    maps = Path(root) / "maps"
+    maps.mkdir(parents=True, exist_ok=True)
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    with_prev = prog_set in CT_PREV_SETS
+    if with_prev:
+        ct_handover.stage(maps, prev_ct)
     text = flatten(BPF_DIR / SOURCES[prog_set])
     bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
     try:
@@ -93,8 +108,13 @@ def build(
             fds[name] = fn.fd
         if prog_set in JUMP_TABLES:
             _fill_jumps(bpf, tmp, *JUMP_TABLES[prog_set], fds)
+        if with_prev:
+            count = bpf[CT_PREV_PINS[1].encode()]
+            ct_handover.bind(maps, tmp, count.map_fd, prev_ct)
     finally:
         bpf.cleanup()
+        if with_prev:
+            (maps / CT_PREV_PINS[0]).unlink(missing_ok=True)  # a failed build's
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)

@@ -16,8 +16,9 @@ XDP_NAME_PREFIX = "rcl_"
 XDP_MODES = {"native": 1 << 2, "generic": 1 << 1}  # XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 XDP_UPDATE_IF_NOEXIST = 1 << 0
 
-# The tc set's functions: two attached per interface, two run by the reconciler
-# through BPF_PROG_TEST_RUN (conntrack removal, and --explain --kernel).
+# The tc set's functions: two attached per interface, three run by the reconciler
+# through BPF_PROG_TEST_RUN (conntrack removal, the conntrack handover at the end
+# of a resize, and --explain --kernel).
 TC_PROGRAMS = (
     "rcl_tc_ingress",
     "rcl_tc_egress",
@@ -26,11 +27,17 @@ TC_PROGRAMS = (
     "rcl_tc_judge",
     "rcl_tc_host_judge",
     "rcl_ct_kill_slot",
+    "rcl_ct_adopt_slot",
     "rcl_pol_test",
 )
 # A set's tail-call table (a BPF_PROG_ARRAY of the set's own functions, by
 # index), pinned in the set's directory beside its programs by the loader.
 JUMP_TABLES = {"tc": ("rcl_tc_jumps", ("rcl_tc_judge", "rcl_tc_host_judge"))}
+# Sets whose source holds the conntrack table, and with it the reference to the
+# previous one during a resize (bpf/lib/conntrack.h rcl_ct_prev): the loader
+# pins that map of maps and its bucket count in the set's directory.
+CT_PREV_SETS = ("tc", "connect")
+CT_PREV_PINS = ("rcl_ct_prev", "rcl_ct_prev_n")
 
 # The tc function attached in each direction, by the interface's kind: host
 # endpoints run the programs with host endpoint policy.

@@ -647,6 +647,10 @@ def execute(
                 raise ReconcileError(
                     f"apply failed at {change.action.symbol} {change.address}: {exc}"
                 ) from exc
+        try:
+            executor.finish()
+        except Exception as exc:
+            raise ReconcileError(f"apply failed ending the conntrack handover: {exc}") from exc
     finally:
         executor.close()
     results += _after_backend_changes(plan, target, backends, udp_connected)

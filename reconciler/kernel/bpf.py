@@ -198,6 +198,7 @@ def _lib() -> ctypes.CDLL:
         "bpf_map_create": [i, cp, u32, u32, u32, vp],
         "bpf_prog_test_run_opts": [i, vp],
         "bpf_prog_get_fd_by_id": [u32],
+        "bpf_map_get_fd_by_id": [u32],
     }
     for name, args in sigs.items():
         fn = getattr(lib, name)
@@ -265,6 +266,11 @@ def prog_fd_by_id(prog_id: int) -> int:
     return _check(_lib().bpf_prog_get_fd_by_id(prog_id), f"bpf_prog_get_fd_by_id {prog_id}")
 
 
+def map_fd_by_id(map_id: int) -> int:
+    """A new fd of the map with this id (the caller closes it)."""
+    return _check(_lib().bpf_map_get_fd_by_id(map_id), f"bpf_map_get_fd_by_id {map_id}")
+
+
 def prog_info(fd: int) -> ProgInfo:
     info = _ProgInfoC()
     obj_info(fd, info, "prog")
@@ -284,9 +290,13 @@ def map_create(
     value_size: int,
     max_entries: int,
     flags: int = 0,
+    inner_map_fd: int = 0,
 ) -> int:
-    """Create an (unpinned) map; returns its fd. LPM tries need ``BPF_F_NO_PREALLOC``."""
-    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    """Create an (unpinned) map; returns its fd. LPM tries need ``BPF_F_NO_PREALLOC``;
+    a map of maps needs a map its inner maps must match (`inner_map_fd`)."""
+    opts = _MapCreateOpts(
+        sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags, inner_map_fd=inner_map_fd
+    )
     rc = _lib().bpf_map_create(
         map_type, name.encode()[:15], key_size, value_size, max_entries, ctypes.byref(opts)
     )

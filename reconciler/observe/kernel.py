@@ -21,6 +21,7 @@ from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as iface_layout
 from reconciler.datapath.programs import (
+    CT_PREV_PINS,
     FILTER_PREFIX,
     HOST_FILTER_SUFFIX,
     JUMP_TABLES,
@@ -130,9 +131,9 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
 def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     """progs/<set>-<hash>/ -> prog/<set>@<hash>; stray build leftovers keep their name."""
     objs = []
-    jump_tables = {table for table, _targets in JUMP_TABLES.values()}
+    set_maps = {table for table, _targets in JUMP_TABLES.values()} | set(CT_PREV_PINS)
     for dirname, pins in names.items():
-        functions = [name for name in pins if name not in jump_tables]
+        functions = [name for name in pins if name not in set_maps]
         prog_set, sep, phash = dirname.rpartition("-")
         ref = prog_ref(prog_set, phash) if sep and not dirname.startswith("tmp-") else dirname
         objs.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, {"programs": sorted(functions)}))

@@ -44,12 +44,17 @@ def inet_checksum(data: bytes) -> int:
 
 @contextmanager
 def private_pin_dir() -> Iterator[Path]:
-    """A fresh directory on bpffs, removed (with every pin in it) afterwards."""
+    """A fresh directory on bpffs, removed (with every pin in it) afterwards.
+    Its maps/ holds the empty map of maps that sources with the conntrack
+    table bind as rcl_ct_prev (the loader stages it so for a build)."""
+    from reconciler.datapath import ct_handover
     from reconciler.kernel import bpf as bpfsys
 
     root = Path(f"/sys/fs/bpf/rcl-test-{uuid.uuid4().hex[:8]}")
     bpfsys.ensure_bpffs(str(root))
     try:
+        (root / "maps").mkdir()
+        ct_handover.stage(root / "maps", None)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)

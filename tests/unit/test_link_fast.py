@@ -158,11 +158,12 @@ def test_the_attacher_keeps_one_handle_and_drops_it_after_a_failure(monkeypatch)
     target = Target("n", "/sys/fs/bpf/x", Path("/nonexistent"), netns="ns1")
     attacher = link_fast.Attacher()
     before = state({})
-    assert attacher(target, lambda: None, before, {"cali-a"}, "the watcher's caches") == (before, [])
+    caches = "the watcher's caches"
+    assert attacher(target, lambda: None, before, {"cali-a"}, caches) == (before, [])
     with pytest.raises(OSError, match="namespace gone"):
-        attacher(target, lambda: None, before, {"cali-a"}, "the watcher's caches")
+        attacher(target, lambda: None, before, {"cali-a"}, caches)
     assert attacher.route is None and FakeRoute.closed == 1
-    attacher(target, lambda: None, before, {"cali-a"}, "the watcher's caches")
+    attacher(target, lambda: None, before, {"cali-a"}, caches)
     assert opened == ["ns1", "ns1"]  # kept between events, opened again after the failure
 
 

@@ -1,0 +1,141 @@
+"""Conntrack's handover from the old table to the new one in a resize.
+
+A resize builds programs with a new table, then switches the interfaces'
+filters to them one at a time: meanwhile some interfaces run programs that
+know only the old table. The new programs also reach the old one
+(bpf/lib/conntrack.h rcl_ct_prev): a lookup that misses in the new table asks
+the old, and every entry written to the new table is written to the old one
+too. A flow whose first packet and reply meet programs of different tables
+is found either way, in both directions, whatever the order of the switch.
+
+This module gives a build that reference (`stage` before bcc compiles the
+set, `bind` after) and ends it (`release`) once only the new programs are
+attached: the entries the old table holds and the new one lacks are carried
+over through the datapath's own claim (the set's rcl_ct_adopt_slot, run as a
+test), then the reference is dropped, and the old table is freed with the
+last program that held it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import nat_types as nat
+from reconciler.datapath.programs import CT_PREV_PINS
+from reconciler.kernel import bpf as bpfsys
+
+log = logging.getLogger(__name__)
+
+PREV, PREV_N = CT_PREV_PINS  # the map of maps (slot 0: the old table); its bucket count
+ADOPT_PROGRAM = "rcl_ct_adopt_slot"
+_ARRAY, _ARRAY_OF_MAPS = 2, 12  # BPF_MAP_TYPE_*
+_ZERO = nat.U32.pack(0)
+
+
+def stage(maps_dir: Path, prev_fd: int | None) -> None:
+    """Pin at maps_dir/rcl_ct_prev the map of maps the next build binds:
+    holding the old table `prev_fd`, or empty. Its inner maps must match the
+    one it is created with in size, so it is created with the old table
+    itself, or (empty) with a table of one bucket."""
+    pin = maps_dir / PREV
+    pin.unlink(missing_ok=True)
+    template = prev_fd
+    if template is None:
+        template = bpfsys.map_create(
+            _ARRAY, "rcl_ct_none", 4, ct_table.BUCKET, 1, ct_table.MMAPABLE
+        )
+    try:
+        outer = bpfsys.map_create(_ARRAY_OF_MAPS, PREV, 4, 4, 1, inner_map_fd=template)
+    finally:
+        if prev_fd is None:
+            bpfsys.close(template)
+    try:
+        if prev_fd is not None:
+            bpfsys.map_update(outer, _ZERO, nat.U32.pack(prev_fd))
+        bpfsys.obj_pin(outer, str(pin))
+    finally:
+        bpfsys.close(outer)
+
+
+def bind(maps_dir: Path, set_dir: Path, count_fd: int, prev_fd: int | None) -> None:
+    """After the build: the old table's bucket count (0: none) written into
+    the set's rcl_ct_prev_n, which is pinned beside its programs, and the
+    staged map of maps moved there too (the programs hold both)."""
+    buckets = bpfsys.map_info(prev_fd).max_entries if prev_fd is not None else 0
+    bpfsys.map_update(count_fd, _ZERO, nat.U32.pack(buckets))
+    bpfsys.obj_pin(count_fd, str(set_dir / PREV_N))
+    os.rename(maps_dir / PREV, set_dir / PREV)
+
+
+def pending(set_dir: Path) -> bool:
+    """Do this set's programs still reach an old table?"""
+    try:
+        fd = bpfsys.obj_get(str(set_dir / PREV_N))
+    except OSError:
+        return False
+    try:
+        value = bpfsys.map_lookup(fd, _ZERO)
+    finally:
+        bpfsys.close(fd)
+    return isinstance(value, bytes) and nat.U32.unpack(value)[0] != 0
+
+
+def release(root: str, tc_sets: list[Path]) -> int | None:
+    """End the handover of the one tc set left (`tc_sets`: every tc set
+    pinned under root), if it still reaches an old table: carry what only
+    the old table holds into the new one, then drop the reference. Returns
+    how many entries were carried, or None when there was nothing to end.
+    While another tc set is pinned, its programs may still be attached and
+    write only the old table: the handover goes on."""
+    if len(tc_sets) != 1 or not pending(tc_sets[0]):
+        return None
+    set_dir = tc_sets[0]
+    fds: list[int] = []
+    try:
+        outer = _opened(fds, bpfsys.obj_get(str(set_dir / PREV)))
+        count = _opened(fds, bpfsys.obj_get(str(set_dir / PREV_N)))
+        carried = 0
+        inner = bpfsys.map_lookup(outer, _ZERO)
+        if isinstance(inner, bytes):
+            old = _opened(fds, bpfsys.map_fd_by_id(nat.U32.unpack(inner)[0]))
+            new = _opened(fds, bpfsys.obj_get(str(Path(root) / "maps" / ct_table.MAP)))
+            adopt = _opened(fds, bpfsys.obj_get(str(set_dir / ADOPT_PROGRAM)))
+            carried = carry(old, new, adopt)
+        bpfsys.map_update(count, _ZERO, _ZERO)
+        with contextlib.suppress(OSError):
+            bpfsys.map_delete(outer, _ZERO)
+    finally:
+        for fd in fds:
+            bpfsys.close(fd)
+    log.info("conntrack handover ended: %d entr(ies) carried from the old table", carried)
+    return carried
+
+
+def carry(old_fd: int, new_fd: int, adopt_fd: int) -> int:
+    """Copy every entry of the table `old_fd` that the table `new_fd` lacks,
+    or holds only as seen less recently (an earlier flow of the same
+    addresses and ports), through the adopt program. Returns how many were
+    copied."""
+    seen = nat.CT_VAL_LAST_SEEN
+    have = {
+        key: seen.unpack_from(value)[0] for key, (_i, _v, value) in ct_table.entries(new_fd).items()
+    }
+    carried = 0
+    for index, ver, key, value in ct_table.live(ct_table.table(old_fd)):
+        if have.get(key, -1) < seen.unpack_from(value)[0] and adopt(adopt_fd, index, ver):
+            carried += 1
+    return carried
+
+
+def adopt(prog_fd: int, index: int, ver: int) -> bool:
+    """Carry the old table's entry at `index` (if still at version `ver`)."""
+    return bpfsys.prog_test_run(prog_fd, ct_table.kill_request(index, ver)).retval == 1
+
+
+def _opened(fds: list[int], fd: int) -> int:
+    fds.append(fd)
+    return fd

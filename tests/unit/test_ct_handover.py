@@ -1,0 +1,40 @@
+"""The conntrack handover's decisions that need no kernel: when it is left
+alone, and how a failure to end it is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from reconciler.datapath import ct_handover
+from reconciler.engine import reconcile
+from reconciler.plan.plan import Plan
+
+
+def test_a_set_without_the_count_pin_has_no_handover_pending(tmp_path: Path) -> None:
+    assert ct_handover.pending(tmp_path / "tc-0123456789ab") is False
+
+
+@pytest.mark.parametrize("sets", [0, 2], ids=["no tc set", "old set still pinned"])
+def test_release_waits_while_not_exactly_one_tc_set_is_pinned(tmp_path: Path, sets: int) -> None:
+    tc_sets = [tmp_path / f"tc-{i:012x}" for i in range(sets)]
+    assert ct_handover.release(str(tmp_path), tc_sets) is None
+
+
+def test_a_failure_ending_the_handover_fails_the_apply_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(root: str, tc_sets: list[Path]) -> int:
+        raise OSError(5, "bpf_map_update_elem: Input/output error")
+
+    monkeypatch.setattr(ct_handover, "release", broken)
+    plan = Plan(node="n1", source={}, bpffs_root=str(tmp_path), observed_fingerprint="", changes=())
+    target = SimpleNamespace(bpffs_root=str(tmp_path), netns=None)
+    with pytest.raises(reconcile.ReconcileError) as err:
+        reconcile.execute(plan, target)  # type: ignore[arg-type]
+    assert str(err.value) == (
+        "apply failed ending the conntrack handover: "
+        "[Errno 5] bpf_map_update_elem: Input/output error"
+    )
