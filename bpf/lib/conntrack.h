@@ -419,6 +419,25 @@ struct rcl_ct_claim {
 	__u64 a, b;
 };
 
+/* Claim way `pick` of bucket bk (seen at version pick_ver) for the key at
+ * `at` and describe the claim in c. Returns 0, or -1 when the way was taken
+ * meanwhile. */
+static __always_inline int rcl_ct_take(struct rcl_ct_bucket *bk, __u64 pick, __u32 pick_ver,
+				       const struct rcl_ct_place *at, struct rcl_ct_claim *c)
+{
+	__u64 w = rcl_ct_opaque(pick, at->a);
+	if (w >= RCL_CT_WAYS || !rcl_ct_claim(&bk->way[w], pick_ver))
+		return -1;
+	c->way = &bk->way[w];
+	c->slot = &bk->slot[w];
+	c->ver = pick_ver;
+	c->tag = at->tag;
+	c->a = at->a;
+	c->b = at->b;
+	c->h32 = at->h32;
+	return 0;
+}
+
 /* Claim the way key -> val goes to in its bucket: the one holding the same
  * key, else a free or dead one, else the least recently seen one, all judged
  * from the header line. Returns 0, or -1 when the way was taken meanwhile. */
@@ -464,17 +483,7 @@ static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const str
 		if (oldest_age <= (timeout >> RCL_CT_SEEN_SHIFT) + 1)
 			rcl_nat_count(RCL_NS_CT_EVICTED); /* (probably) a live flow loses its entry */
 	}
-	__u64 w = rcl_ct_opaque(pick, at->a);
-	if (w >= RCL_CT_WAYS || !rcl_ct_claim(&bk->way[w], pick_ver))
-		return -1;
-	c->way = &bk->way[w];
-	c->slot = &bk->slot[w];
-	c->ver = pick_ver;
-	c->tag = at->tag;
-	c->a = at->a;
-	c->b = at->b;
-	c->h32 = at->h32;
-	return 0;
+	return rcl_ct_take(bk, pick, pick_ver, at, c);
 }
 
 /* Claim a way of bucket bk for the key at `at`: the one holding the key,
@@ -512,17 +521,7 @@ static __always_inline int rcl_ct_reserve_copy_in(struct rcl_ct_bucket *bk,
 		pick = oldest;
 		pick_ver = oldest_ver;
 	}
-	__u64 w = rcl_ct_opaque(pick, at->a);
-	if (w >= RCL_CT_WAYS || !rcl_ct_claim(&bk->way[w], pick_ver))
-		return -1;
-	c->way = &bk->way[w];
-	c->slot = &bk->slot[w];
-	c->ver = pick_ver;
-	c->tag = at->tag;
-	c->a = at->a;
-	c->b = at->b;
-	c->h32 = at->h32;
-	return 0;
+	return rcl_ct_take(bk, pick, pick_ver, at, c);
 }
 
 static __always_inline int rcl_ct_reserve(const struct rcl_ct_key *key, __u64 now,
