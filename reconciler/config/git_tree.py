@@ -324,11 +324,7 @@ def _files(blobs: dict[str, Entry], reader: _Blobs) -> tuple[list[SourceFile], l
         if not path.endswith(YAML_SUFFIXES) or path == CONFIG_FILE:
             continue
         name = shown(path)
-        if entry[0] != _LINK_MODE and entry[2] >= 0:  # most of them: a plain file
-            read = functools.partial(_read_blob, reader, entry[1], entry[2], name)
-            files.append(SourceFile(name, entry[1], read))
-            continue
-        target, why = _resolve(path, entry, blobs, reader)
+        target, why = _resolve(path, entry, blobs, reader)  # a plain file: itself
         if why:
             problems.append(f"{name}: {why}")
             continue
