@@ -18,3 +18,18 @@ def _find(name: str) -> Path:
 
 SCHEMA_DIR = _find("schemas")
 BPF_DIR = _find("bpf")
+
+
+def code_signature(paths: list[Path]) -> str:
+    """A short hash naming one version of these files, from their names,
+    sizes and modification times: the test Python's own bytecode cache
+    makes of a module's source, and no read of their bytes (the engine's
+    105 modules are hashed on every plan)."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        st = os.stat(path)
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]

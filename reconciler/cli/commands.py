@@ -8,7 +8,9 @@ the watcher (bench/plan_bench.py's no-op plan)."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ from reconciler.cli import output
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.output import emit_json
 from reconciler.config.diagnostics import Severity
-from reconciler.config.source import SourceCache, default_cache_dir
+from reconciler.config.source import SourceCache, default_cache_dir, stat_cache_path
 from reconciler.config.spec import open_source
 from reconciler.version import version
 
@@ -51,11 +53,49 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
     return None if args.no_cache else default_cache_dir()
 
 
-def validate_mode(args: argparse.Namespace) -> int:
+def _validate_spec(args: argparse.Namespace) -> dict[str, Any]:
     spec = source_spec(args)
-    if args.paths:
-        spec = {**spec, "kind": "dir", "paths": args.paths}
-    src = open_source(spec, not args.no_cache, sources=SourceCache())
+    return {**spec, "kind": "dir", "paths": args.paths} if args.paths else spec
+
+
+def start_read_ahead(args: argparse.Namespace) -> SourceCache | None:
+    """For a one-shot --plan, --apply or --validate of a big working tree:
+    a SourceCache whose tree is already being read by a forked child
+    (reconciler.config.read_ahead), or None. Called from a single-threaded
+    process only, before the engine is imported. Plan and apply need root
+    and stop before reading anything without it, so only root reads ahead."""
+    if args.no_cache or not (args.validate or args.plan or args.apply) or args.repo:
+        return None
+    if not args.validate and os.geteuid() != 0:
+        return None
+    cache = default_cache_dir()
+    if cache is None:
+        return None
+    from reconciler.config import read_ahead
+
+    paths = _validate_spec(args)["paths"] if args.validate else [args.config]
+    stat_cache = stat_cache_path(cache, paths)
+    if not read_ahead.worth_it(stat_cache):
+        return None
+    sources = SourceCache()
+    try:
+        sources.read_ahead = read_ahead.TreeReadAhead(paths, stat_cache, cache)
+    except OSError:  # no fork or no pipe: read in this process
+        return None
+    atexit.register(sources.read_ahead.close)
+    return sources
+
+
+def _sources(args: argparse.Namespace) -> SourceCache:
+    """The SourceCache main() started reading ahead with, else a new one."""
+    sources = getattr(args, "sources", None)
+    return sources if sources is not None else SourceCache()
+
+
+def validate_mode(args: argparse.Namespace) -> int:
+    sources = _sources(args)
+    src = open_source(_validate_spec(args), not args.no_cache, sources=sources)
+    sources.settle()
     # Here, not at the top: a no-op plan answered by a stored state validates
     # nothing and need not load the validation cache's sqlite3.
     from reconciler.config.validate import validate_source
@@ -107,12 +147,13 @@ def _target(args: argparse.Namespace) -> Any:
     )
 
 
-def _caches() -> Any:
+def _caches(args: argparse.Namespace | None = None) -> Any:
     """What this command keeps between the passes it makes (a one-shot
-    command makes one; --watch keeps its own for its life)."""
+    command makes one, around the SourceCache main() read ahead with;
+    --watch keeps its own for its life)."""
     from reconciler.engine.caches import Caches
 
-    return Caches()
+    return Caches(sources=_sources(args) if args is not None else None)
 
 
 def _report_invalid(args: argparse.Namespace, exc: Any) -> None:
@@ -182,7 +223,7 @@ def plan_mode(args: argparse.Namespace) -> int:
     # The observed-state fingerprint is only needed to save or print the plan.
     # A plan's incremental state is not stored: the apply derives it again
     # from the applied state for less than writing it would cost.
-    caches = _caches()
+    caches = _caches(args)
     planned = _plan_or_report(
         args, source_spec(args), bool(args.out or args.json), keep_derived=False, caches=caches
     )
@@ -223,7 +264,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
     from reconciler.cli.status_history import recorded
 
     target = _target(args)
-    caches = _caches()
+    caches = _caches(args)
     try:
         result = recorded(
             target,

@@ -1,27 +1,25 @@
 """Logs on stderr: timestamped (UTC) and leveled, for journald and humans alike.
 
 Results (plans, diagnostics, status) are output, not logs: they go to
-stdout, or stderr for errors, as before. Logs say what the run is doing."""
+stdout, or stderr for errors, as before. Logs say what the run is doing.
+A run that would keep warnings only, on a stream that is not a terminal,
+sets logging up when its first warning comes (reconciler.logsink): most
+runs never import logging at all."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import threading
-import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-LOGGER = "reconciler"
-LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO,
-          "debug": logging.DEBUG}  # fmt: skip
+from reconciler import logsink
+from reconciler.logsink import DEBUG, ERROR, INFO, WARNING
 
+if TYPE_CHECKING:
+    import logging
 
-class _Formatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        return f"{stamp}.{int(record.msecs):03d}Z"
+LEVELS = {"error": ERROR, "warning": WARNING, "info": INFO, "debug": DEBUG}
 
 
 def level_of(args: argparse.Namespace) -> int:
@@ -29,8 +27,8 @@ def level_of(args: argparse.Namespace) -> int:
     long-running agent whose passes are its output) info."""
     if args.log_level:
         return LEVELS[args.log_level]
-    quiet = logging.INFO if getattr(args, "watch", False) else logging.WARNING
-    return {0: quiet, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    quiet = INFO if getattr(args, "watch", False) else WARNING
+    return {0: quiet, 1: INFO}.get(args.verbose, DEBUG)
 
 
 def use_color(args: argparse.Namespace, stream: object = None) -> bool:
@@ -42,77 +40,34 @@ def use_color(args: argparse.Namespace, stream: object = None) -> bool:
     )
 
 
-class Progress(logging.Handler):
-    """Stage messages (records marked `progress`) as one line on a terminal,
-    rewritten in place with the elapsed time, which a ticker keeps moving
-    during a long stage; cleared when the run ends."""
-
-    TICK = 0.5
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(logging.INFO)
-        self.stream = stream
-        self.start = time.monotonic()
-        self.message = ""
-        self.ticking = threading.Event()
-        self.addFilter(lambda record: bool(getattr(record, "progress", False)))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._lock():
-            self.message = record.getMessage()
-            self._draw()
-        if not self.ticking.is_set():
-            self.ticking.set()
-            threading.Thread(target=self._tick, daemon=True).start()
-
-    def _lock(self) -> threading.RLock:
-        assert self.lock is not None  # logging.Handler.__init__ made it
-        return self.lock
-
-    def _draw(self) -> None:
-        elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r\x1b[K[{elapsed:6.1f}s] {self.message}"[:200])
-        self.stream.flush()
-
-    def _tick(self) -> None:
-        while self.ticking.is_set():
-            time.sleep(self.TICK)
-            with self._lock():
-                if self.message:
-                    self._draw()
-
-    def clear(self) -> None:
-        self.ticking.clear()
-        with self._lock():
-            if self.message:
-                self.stream.write("\r\x1b[K")
-                self.stream.flush()
-                self.message = ""
-
-
-def setup(args: argparse.Namespace, stream: TextIO | None = None) -> logging.Logger:
+def setup(args: argparse.Namespace, stream: TextIO | None = None) -> logging.Logger | None:
     """Leveled, timestamped logs on stderr; and on a terminal, unless the
-    logs already say it (-v), a progress line for long stages."""
+    logs already say it (-v), a progress line for long stages. Returns the
+    configured logger, or None when the set-up waits for the first record
+    worth keeping."""
     stream = sys.stderr if stream is None else stream
-    log = logging.getLogger(LOGGER)
-    for handler in list(log.handlers):  # main() may run more than once (tests)
-        log.removeHandler(handler)
     level = level_of(args)
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(level)
-    log.addHandler(handler)
     isatty = getattr(stream, "isatty", None)
-    if level > logging.INFO and isatty is not None and isatty():
-        log.addHandler(Progress(stream))
-        level = logging.INFO
-    log.setLevel(level)
-    log.propagate = False
-    return log
+    progress = level > INFO and isatty is not None and isatty()
+    if "logging" in sys.modules or level <= INFO or progress:
+        from reconciler.cli.log_output import install
+
+        logsink.forward_all()
+        return install(level, stream)
+    kept = stream
+
+    def later() -> None:
+        from reconciler.cli.log_output import install
+
+        install(level, kept)
+
+    logsink.defer(level, later)
+    return None
 
 
 def finish() -> None:
     """Clear a progress line before the result is printed."""
-    for handler in logging.getLogger(LOGGER).handlers:
-        if isinstance(handler, Progress):
-            handler.clear()
+    if "logging" in sys.modules:
+        from reconciler.cli.log_output import finish as clear
+
+        clear()

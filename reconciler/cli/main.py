@@ -7,7 +7,6 @@ import atexit
 import gc
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -159,7 +158,9 @@ def entry() -> None:
 def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     """`exiting`: the process ends right after (entry), so the collector
     is left off: turned back on, its first pass would walk every object the
-    run made (at 10,000 services, ~140,000 for a one-change apply)."""
+    run made (at 10,000 services, ~140,000 for a one-change apply). Such a
+    process runs nothing else, so it may fork to read a big tree ahead
+    (commands.start_read_ahead); embedding callers (tests) are not forked."""
     from reconciler.cli import options
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     wrong = options.misplaced(mode, options.given(p, argv))
     if wrong:
         p.error(f"--{mode} does not take {', '.join(wrong)} (see reconcile --{mode} --help)")
+    # Before the engine is imported, while this process is single-threaded:
+    # a big working tree is read by a child in the meantime.
+    args.sources = modes.start_read_ahead(args) if exiting else None
     from reconciler.cli import logs
     from reconciler.cli.nodename import resolve_node
 
@@ -242,6 +246,8 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(exc, NetnsError):
             print(f"error: --netns: {exc.strerror}; nothing was changed", file=sys.stderr)
             return EXIT_ERROR
+        import traceback  # a bug: the only path that needs it
+
         traceback.print_exc()
         print(f"internal error (a bug, please report it): {exc}", file=sys.stderr)
         return EXIT_BUG

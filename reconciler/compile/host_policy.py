@@ -183,12 +183,12 @@ def compile_host_protection(
     addresses, and our XDP program on each host endpoint whose untracked
     policy the policy sub-compiler gave an rcl_xdp_ep entry (`policy`)."""
     objects = [
-        Obj(str(Address.of_entry(ht.MAP_FAILSAFE, key)), ObjKind.ENTRY, {}, info)
+        Obj(Address.entry_text(ht.MAP_FAILSAFE, key), ObjKind.ENTRY, {}, info)
         for key, info in failsafe_entries(failsafe).items()
     ]
     addresses = (a for link in links for a in link.addresses)
     objects += [
-        Obj(str(Address.of_entry(ht.MAP_HOST_IP, key)), ObjKind.ENTRY, {})
+        Obj(Address.entry_text(ht.MAP_HOST_IP, key), ObjKind.ENTRY, {})
         for key in host_ip_entries(addresses)
     ]
     xdp_eps = {}

@@ -189,21 +189,21 @@ def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
     tc filters running the program set `tc_ref` (a host endpoint's run the
     set's programs with host endpoint policy). Workload interfaces are
     flagged as under policy."""
-    objects = [Obj(str(Address.of_map(MAP_IFSTATE)), ObjKind.MAP, {"max_entries": selection.slots})]
+    objects = [Obj(Address.map_text(MAP_IFSTATE), ObjKind.MAP, {"max_entries": selection.slots})]
     slot_of = initial_slots(selection)
     for sel in selection.interfaces:
         name = sel.link.name
         slot = slot_of[sel.link.ifindex]
         if_flags = int(sel.role) | (IF_POLICY if sel.role & Role.WORKLOAD else 0)
         for map_name, key, attrs in managed_interface(sel.link.ifindex, if_flags, name, slot):
-            objects.append(Obj(str(Address.of_entry(map_name, key)), ObjKind.ENTRY, attrs))
+            objects.append(Obj(Address.entry_text(map_name, key), ObjKind.ENTRY, attrs))
         tc_attrs: dict[str, Any] = {"prog": tc_ref, "slot": slot}
         if sel.role & Role.HOST_ENDPOINT:
             tc_attrs["hook"] = "host"
         for direction in DIRECTIONS:
             objects.append(
                 Obj(
-                    str(Address.of_tc(name, direction)),
+                    Address.tc_text(name, direction),
                     ObjKind.TC,
                     tc_attrs,
                     info={"role": sel.role.name_str(), "selected_by": sel.endpoint},
@@ -255,7 +255,7 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
     ]
     if not states:
         return desired
-    size = int(desired.objects[str(Address.of_map(MAP_IFSTATE))].attrs["max_entries"])
+    size = int(desired.objects[Address.map_text(MAP_IFSTATE)].attrs["max_entries"])
     now = {int(o.attrs["ifindex"]): int(o.attrs["slot"]) for o in states}
     wanted = assign_slots(now, held, size)
     if wanted == now:
@@ -266,8 +266,8 @@ def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:
         name = Address.parse(state.address).key or ""
         moved = (
             state.address,
-            *(str(Address.of_entry(m, name)) for m in _SLOTTED_ENTRIES),
-            *(str(Address.of_tc(name, d)) for d in DIRECTIONS),
+            *(Address.entry_text(m, name) for m in _SLOTTED_ENTRIES),
+            *(Address.tc_text(name, d) for d in DIRECTIONS),
         )
         for address in moved:
             obj = objects.get(address)

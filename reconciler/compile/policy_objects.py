@@ -126,7 +126,7 @@ def policy_objects(
             program = compile_chain(chain, origins)
             programs[chain] = program
             for name, key, attrs, info in program_entries(program):
-                address = str(Address.of_entry(name, key))
+                address = Address.entry_text(name, key)
                 if address not in objects:
                     objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
                     counts[name] = counts.get(name, 0) + 1
@@ -140,11 +140,11 @@ def policy_objects(
             chain = Chain((), ()) if ep is None else model.chains[(ep.name, direction)]
             ids.append(program_of(chain).prog_id)
         name, key, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
-        address = str(Address.of_entry(name, key))
+        address = Address.entry_text(name, key)
         info = {"endpoint": ep.peer.ref if ep else "no WorkloadEndpoint"}
         objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
     for name, key, attrs, info in host_policy.host_entries(model, hosts, program_of):
-        address = str(Address.of_entry(name, key))
+        address = Address.entry_text(name, key)
         objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
     notes = host_policy.failsafe_notes(model, hosts, failsafe)
     return list(objects.values()), list(capacity_errors(counts, pl.SIZES)), notes

@@ -109,15 +109,15 @@ def compile_programs(config: Mapping[str, Any], programs: Programs) -> Fragment:
     ]
     slots = ifstate_slots(config)
     for name in SLOT_MAPS:
-        objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": slots}))
+        objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": slots}))
     for name, size in FIXED_MAPS.items():
-        objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
+        objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
         size = int(config[field_name])
         if name == nat.MAP_CT:  # a table of whole buckets (reconciler/datapath/conntrack.py)
             size = ct_buckets_for(size)
-        objects.append(Obj(str(Address.of_map(name)), ObjKind.MAP, {"max_entries": size}))
+        objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": size}))
     objects.append(
-        Obj(str(Address.of_entry(MAP_GLOBALS, GLOBAL_KEY)), ObjKind.ENTRY, _globals(config))
+        Obj(Address.entry_text(MAP_GLOBALS, GLOBAL_KEY), ObjKind.ENTRY, _globals(config))
     )
     return Fragment(tuple(objects))

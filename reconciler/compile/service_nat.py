@@ -67,7 +67,7 @@ def compile_service_nat(
             others.warnings if others else (), others.errors if others else (),
         )  # fmt: skip
     settings = Obj(
-        str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY)), ObjKind.ENTRY, _nat_globals(config)
+        Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY), ObjKind.ENTRY, _nat_globals(config)
     )
     fragment = Fragment(
         (settings,), folded.tables, folded.table_info, folded.warnings, folded.errors

@@ -14,6 +14,7 @@ control characters, are shown escaped.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from reconciler.config.limits import MAX_FILE_BYTES, MAX_FILES
 
 YAML_SUFFIXES = (".yaml", ".yml")
+_NAME = operator.attrgetter("name")
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO",
@@ -101,7 +103,7 @@ def walk(root: str) -> Iterator[str]:
 def _walk_dir(directory: str, state: _Walk) -> Iterator[str]:
     try:
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_NAME)
     except OSError as exc:
         state.problems.append(f"{shown(directory)}: cannot read the directory: {exc.strerror}")
         return
@@ -117,6 +119,10 @@ def _walk_dir(directory: str, state: _Walk) -> Iterator[str]:
                 kind = _symlink(path, state)
                 if kind is None:
                     continue
+            elif entry.is_dir(follow_symlinks=False):
+                kind = stat.S_IFDIR
+            elif not is_yaml:
+                continue
             else:
                 kind = _kind(entry)
         except OSError as exc:

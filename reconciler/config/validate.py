@@ -8,7 +8,6 @@ Cache misses are spread over every core with a fork pool.
 from __future__ import annotations
 
 import functools
-import hashlib
 import marshal
 import os
 import sqlite3
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from reconciler.assets import SCHEMA_DIR
+from reconciler.assets import SCHEMA_DIR, code_signature
 from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -96,16 +95,13 @@ def _validate_batch(batch: Sequence[tuple[str, bytes]]) -> list[FileResult]:
 
 @functools.cache
 def engine_fingerprint() -> str:
-    """Changes whenever the code or schemas that decide validity change."""
+    """Changes whenever the code or schemas that decide validity change:
+    every module of this package (a hand-kept list misses the one added
+    next), the protocol table it reads, and the schemas."""
     here = FsPath(__file__).resolve().parent
-    digest = hashlib.sha256()
-    # every module of this package (a hand-kept list misses the one added next)
-    # and the protocol table it reads
-    for path in [*sorted(here.glob("*.py")), here.parent / "protocols.py"]:
-        digest.update(path.name.encode() + path.read_bytes())
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return code_signature(
+        [*here.glob("*.py"), here.parent / "protocols.py", *SCHEMA_DIR.glob("*.json")]
+    )
 
 
 Ident = tuple[str, str | None, str, str, int]  # kind, namespace, name, file, line
@@ -139,6 +135,9 @@ class ResultCache:
             directory.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(directory / "validate.sqlite", timeout=5)
             self.db.execute("PRAGMA journal_mode=WAL")
+            # A cache: a power cut may lose its last results (they are
+            # computed again), never corrupt it (WAL), so commits skip fsync.
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, summary BLOB, full BLOB)"
             )

@@ -19,16 +19,16 @@ last program that held it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from pathlib import Path
 
+from reconciler import logsink
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.programs import CT_PREV_PINS
 from reconciler.kernel import bpf as bpfsys
 
-log = logging.getLogger(__name__)
+log = logsink.get(__name__)
 
 PREV, PREV_N = CT_PREV_PINS  # the map of maps (slot 0: the old table); its bucket count
 ADOPT_PROGRAM = "rcl_ct_adopt_slot"

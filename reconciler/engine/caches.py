@@ -18,8 +18,8 @@ class Caches:
     directory. With `defer_writes` (--watch), states are written by flush(),
     which the owner calls when idle, and at exit at the latest."""
 
-    def __init__(self, defer_writes: bool = False) -> None:
-        self.sources = SourceCache()
+    def __init__(self, defer_writes: bool = False, sources: SourceCache | None = None) -> None:
+        self.sources = sources if sources is not None else SourceCache()
         self.defer_writes = defer_writes
         self._states: dict[Path, StateStore] = {}
         if defer_writes:

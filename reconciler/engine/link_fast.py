@@ -42,7 +42,7 @@ SMALL_TABLE = 4096  # entries: comparing two tables this size costs less than a 
 def unmanaged(state: DesiredState, names: Iterable[str]) -> set[str]:
     """The names that have no tc filter of ours in `state`: the only links
     an event can bring new work for."""
-    return {n for n in names if str(Address.of_tc(n, DIRECTIONS[0])) not in state.objects}
+    return {n for n in names if Address.tc_text(n, DIRECTIONS[0]) not in state.objects}
 
 
 def slots_of(state: DesiredState) -> dict[int, int]:

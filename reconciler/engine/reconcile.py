@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import socket
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import logsink
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.interfaces import keep_slots
 from reconciler.config.model import Resource
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal
 # (reconciler.cli.logs); `extra={"progress": True}` marks them.
-log = logging.getLogger("reconciler.engine")
+log = logsink.get("reconciler.engine")
 PROGRESS = {"progress": True}
 
 
@@ -261,6 +261,7 @@ def compiled_state(
         stored = states.load(key)
         if stored is not None:
             return stored
+    caches.sources.settle()  # a read-ahead child may be validating the changed files
     files = {f.path: f.digest for f in source.files}
     derived: nat_compile.Derived | None = None
     latest = states.latest() if states is not None else None
@@ -455,7 +456,7 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
     def goes(address: str) -> bool:  # it, or the map that holds it, is deleted
         parsed = Address.parse(address)
         return address in deleted or (
-            bool(parsed.map) and str(Address.of_map(parsed.map)) in deleted
+            bool(parsed.map) and Address.map_text(parsed.map) in deleted
         )
 
     return all(goes(address) for address in observed.objects)
@@ -721,7 +722,7 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
     Enabled) now, or did until this plan changed it."""
     from reconciler.compile.connect_lb import CTLB_MODES  # as in _services_only_update
 
-    address = str(Address.of_entry(MAP_NAT_GLOBALS, GLOBAL_KEY))
+    address = Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY)
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)
     if now is None or now.attrs.get("ctlb") == everything:

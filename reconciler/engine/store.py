@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import hashlib
 import io
 import json
 import marshal
@@ -29,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.assets import SCHEMA_DIR
+from reconciler.assets import SCHEMA_DIR, code_signature
 from reconciler.plan.state import UNRECOGNISED, AppliedDump, DesiredState, Recognition
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
@@ -42,14 +41,9 @@ _INDEX_BULK = ("files", "owners", "feeders", "ids")
 
 @functools.cache
 def code_fingerprint() -> str:
-    """Hash of the reconciler's code and schemas: what decides a desired state."""
+    """Names the version of the reconciler's code and schemas: what decides a desired state."""
     package = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        h.update(str(path.relative_to(package)).encode() + path.read_bytes())
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()[:16]
+    return code_signature([*package.rglob("*.py"), *SCHEMA_DIR.glob("*.json")])
 
 
 def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:

@@ -45,6 +45,15 @@ XDP_ATTACHED_MODES = {1: "native", 2: "generic", 3: "offload", 4: "multi"}
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_BPF_CLASSID, TCA_BPF_NAME = 3, 7
+# What each parser reads of a message's attributes
+_LINK_ATTRS = frozenset({IFLA_IFNAME, IFLA_XDP})
+_XDP_ATTRS = frozenset({IFLA_XDP_ATTACHED, IFLA_XDP_PROG_ID})
+_QDISC_ATTRS = frozenset({TCA_KIND})
+_FILTER_ATTRS = frozenset({TCA_KIND, TCA_OPTIONS})
+_BPF_ATTRS = frozenset({TCA_BPF_CLASSID, TCA_BPF_NAME})
+# A link dump without the ~400 bytes of counters per link: observe reads none
+IFLA_EXT_MASK = 29
+RTEXT_FILTER_SKIP_STATS = 1 << 3
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -126,15 +135,24 @@ def split_messages(data: bytes) -> Iterator[Message]:
         off += _align(length)
 
 
-def parse_attrs(data: bytes) -> dict[int, bytes]:
-    """Attribute type -> payload; the first of duplicate types wins (as pyroute2's get_attr)."""
+def parse_attrs(
+    data: bytes, wanted: frozenset[int] | None = None, start: int = 0
+) -> dict[int, bytes]:
+    """Attribute type -> payload, from offset `start`; the first of duplicate
+    types wins (as pyroute2's get_attr). With `wanted`, only those types are
+    kept and the scan stops once all are found: a link message carries ~50
+    attributes and observe needs two."""
     attrs: dict[int, bytes] = {}
-    off = 0
-    while off + NLATTR.size <= len(data):
+    off, end = start, len(data)
+    while off + NLATTR.size <= end:
         length, atype = NLATTR.unpack_from(data, off)
-        if length < NLATTR.size or off + length > len(data):
+        if length < NLATTR.size or off + length > end:
             break  # truncated tail: keep what parsed cleanly
-        attrs.setdefault(atype & NLA_TYPE_MASK, data[off + NLATTR.size : off + length])
+        atype &= NLA_TYPE_MASK
+        if wanted is None or atype in wanted:
+            attrs.setdefault(atype, data[off + NLATTR.size : off + length])
+            if wanted is not None and len(attrs) == len(wanted):
+                break
         off += _align(length)
     return attrs
 
@@ -179,11 +197,11 @@ def collect(chunks: Iterable[bytes], seq: int) -> list[Message]:
 
 def parse_link(payload: bytes) -> LinkMsg | None:
     _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(payload)
-    attrs = parse_attrs(payload[IFINFOMSG.size :])
+    attrs = parse_attrs(payload, _LINK_ATTRS, IFINFOMSG.size)
     name = attrs.get(IFLA_IFNAME)
     if name is None:
         return None
-    xdp = parse_attrs(attrs.get(IFLA_XDP, b""))
+    xdp = parse_attrs(attrs.get(IFLA_XDP, b""), _XDP_ATTRS)
     attached = xdp.get(IFLA_XDP_ATTACHED, b"\0")[0]
     prog_id = xdp.get(IFLA_XDP_PROG_ID)
     if not attached or prog_id is None or len(prog_id) != 4:
@@ -204,21 +222,21 @@ def parse_addr(payload: bytes) -> AddrMsg | None:
 
 def parse_qdisc(payload: bytes) -> QdiscMsg | None:
     _family, index, _handle, _parent, _info = TCMSG.unpack_from(payload)
-    kind = parse_attrs(payload[TCMSG.size :]).get(TCA_KIND)
+    kind = parse_attrs(payload, _QDISC_ATTRS, TCMSG.size).get(TCA_KIND)
     return None if kind is None else QdiscMsg(index, _cstr(kind))
 
 
 def parse_filter(payload: bytes) -> FilterMsg | None:
     """One tc filter, or None for the per-priority header entry (it has no TCA_OPTIONS)."""
     _family, index, _handle, _parent, info = TCMSG.unpack_from(payload)
-    attrs = parse_attrs(payload[TCMSG.size :])
+    attrs = parse_attrs(payload, _FILTER_ATTRS, TCMSG.size)
     options = attrs.get(TCA_OPTIONS)
     if options is None:
         return None
     kind = _cstr(attrs.get(TCA_KIND, b""))
     name, classid = None, 0
     if kind == "bpf":
-        bpf_attrs = parse_attrs(options)
+        bpf_attrs = parse_attrs(options, _BPF_ATTRS)
         raw = bpf_attrs.get(TCA_BPF_NAME)
         name = None if raw is None else _cstr(raw)
         raw = bpf_attrs.get(TCA_BPF_CLASSID)
@@ -324,7 +342,10 @@ class Rtnl:
                     raise
 
     def links(self) -> list[LinkMsg]:
-        msgs = self.dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+        skip_stats = NLATTR.pack(NLATTR.size + 4, IFLA_EXT_MASK) + struct.pack(
+            "=I", RTEXT_FILTER_SKIP_STATS
+        )
+        msgs = self.dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + skip_stats)
         return _records(msgs, RTM_NEWLINK, parse_link)
 
     def addresses(self) -> list[AddrMsg]:

@@ -113,7 +113,7 @@ def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
 def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
     objs, foreign = [], []
     for f in filters:
-        address = str(Address.of_tc(f.ifname, f.direction))
+        address = Address.tc_text(f.ifname, f.direction)
         if f.name and f.name.startswith(FILTER_PREFIX):
             ref = f.name[len(FILTER_PREFIX) :]
             attrs: dict[str, Any] = {
@@ -302,10 +302,10 @@ def observe(
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
     for name, (map_attrs, items) in maps.items():
-        objs.append(Obj(str(Address.of_map(name)), ObjKind.MAP, map_attrs))
+        objs.append(Obj(Address.map_text(name), ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:
             objs += [
-                Obj(str(Address.of_entry(name, key)), ObjKind.ENTRY, attrs)
+                Obj(Address.entry_text(name, key), ObjKind.ENTRY, attrs)
                 for key, attrs in entries.decode_all(name, items, ctx)
             ]
     observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)

@@ -90,6 +90,28 @@ class Address:
     def of_cgroup(cls, hook: str) -> Address:
         return cls(_CGROUP, "", None, "", "", "", hook)
 
+    # -- text without an instance (hot paths build thousands) -----------
+    @staticmethod
+    def entry_text(name: str, key: str) -> str:
+        """What str(Address.of_entry(name, key)) gives, checked the same way."""
+        if not _part(name) or not key:
+            Address.of_entry(name, key)  # raises the AddressError
+        return f"map/{name}/{key}"
+
+    @staticmethod
+    def map_text(name: str) -> str:
+        """What str(Address.of_map(name)) gives, checked the same way."""
+        if not _part(name):
+            Address.of_map(name)  # raises the AddressError
+        return f"map/{name}"
+
+    @staticmethod
+    def tc_text(iface: str, direction: str) -> str:
+        """What str(Address.of_tc(iface, direction)) gives, checked the same way."""
+        if not _part(iface) or direction not in TC_PARENTS:
+            Address.of_tc(iface, direction)  # raises the AddressError
+        return f"tc/{iface}/{direction}"
+
     # -- the one parse and the one render -------------------------------
     @classmethod
     def parse(cls, text: str) -> Address:

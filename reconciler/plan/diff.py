@@ -94,7 +94,7 @@ _ENTRY_PHASES = {  # by map
 
 def _map_of(address: str) -> str:
     """The address of the map an entry's address names."""
-    return str(Address.of_map(Address.parse(address).map))
+    return Address.map_text(Address.parse(address).map)
 
 
 def diff(
@@ -137,7 +137,7 @@ def _table_changes(
     for name in sorted(set(desired.tables) | set(observed.tables)):
         want = desired.tables.get(name, {})
         have = observed.tables.get(name, {})
-        if str(Address.of_map(name)) in deleted_maps:
+        if Address.map_text(name) in deleted_maps:
             continue
         # Comparing two 100k-entry tables dominates a one-change plan: avoid
         # it when the kernel's copy is provably one we applied (its digest, or
@@ -160,7 +160,7 @@ def _table_changes(
             gone = [k for k in have if k not in want]
         for key in differing:
             text, after = entries.decode_one(name, key, want[key], ctx)
-            address = str(Address.of_entry(name, text))
+            address = Address.entry_text(name, text)
             info = desired.table_info.get(entries.svc_id_of(name, key, want[key]), {})
             old = have.get(key)
             if old is None:
@@ -170,7 +170,7 @@ def _table_changes(
                 out.append(Change(Action.UPDATE, address, ObjKind.ENTRY, before, after, info))
         for key in gone:
             text, before = entries.decode_one(name, key, have[key], ctx)
-            address = str(Address.of_entry(name, text))
+            address = Address.entry_text(name, text)
             out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
     return out
 

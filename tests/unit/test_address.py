@@ -179,3 +179,44 @@ def test_a_constructor_refuses_parts_that_would_not_parse_back():
         Address.of_entry("rcl_ct", "")
     with pytest.raises(AddressError, match="not a valid cgroup address"):
         Address.of_cgroup("")
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [("rcl_ct",), ("rcl_nat_fe", "10.96.0.10:53/udp"), ("", "k"), ("a/b", "k"), ("rcl_ct", "")],
+)
+def test_text_of_a_map_or_entry_is_what_the_instance_renders_or_refuses(parts):
+    build, text = (
+        (Address.of_map, Address.map_text)
+        if len(parts) == 1
+        else (Address.of_entry, Address.entry_text)
+    )
+    try:
+        expected = str(build(*parts))
+    except AddressError as exc:
+        with pytest.raises(AddressError) as err:
+            text(*parts)
+        assert str(err.value) == str(exc)
+    else:
+        assert text(*parts) == expected
+
+
+@pytest.mark.parametrize(
+    "iface,direction",
+    [
+        ("cali1", "egress"),
+        ("eth0", "ingress"),
+        ("eth0/1", "ingress"),
+        ("", "egress"),
+        ("eth0", "sideways"),
+    ],  # fmt: skip
+)
+def test_text_of_a_tc_filter_is_what_the_instance_renders_or_refuses(iface, direction):
+    try:
+        expected = str(Address.of_tc(iface, direction))
+    except AddressError as exc:
+        with pytest.raises(AddressError) as err:
+            Address.tc_text(iface, direction)
+        assert str(err.value) == str(exc)
+    else:
+        assert Address.tc_text(iface, direction) == expected

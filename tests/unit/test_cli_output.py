@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import logs, render
+from reconciler.cli import log_output, logs, render
 from reconciler.cli.nodename import resolve_node
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.plan import Plan
@@ -176,7 +176,7 @@ class Tty(io.StringIO):
 
 
 def test_progress_on_a_terminal_only_and_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logs.Progress, "TICK", 60.0)  # no redraw during this test
+    monkeypatch.setattr(log_output.Progress, "TICK", 60.0)  # no redraw during this test
 
     engine = logging.getLogger("reconciler.engine")
     quiet = argparse.Namespace(log_level=None, verbose=0)
@@ -221,7 +221,7 @@ def test_progress_keeps_the_elapsed_time_moving_during_a_long_stage(
 ) -> None:
     import time
 
-    monkeypatch.setattr(logs.Progress, "TICK", 0.01)
+    monkeypatch.setattr(log_output.Progress, "TICK", 0.01)
     tty = Tty()
     logs.setup(argparse.Namespace(log_level=None, verbose=0), tty)
     logging.getLogger("reconciler.engine").info("compiling", extra={"progress": True})

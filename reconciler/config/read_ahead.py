@@ -1,0 +1,148 @@
+"""Reading a big working tree in a forked child while the parent imports.
+
+A one-shot `--plan`, `--apply` or `--validate` of a 10,000-file tree spends
+most of its time on two things that do not depend on each other: a stat per
+file (the stat cache's check, reconciler.config.source) and importing the
+engine. Threads cannot overlap them (each stat gives up the GIL and waits
+for it again behind the importer), a second core can: the child reads the
+tree and hands the records over a pipe, then saves the stat cache and
+validates the few files that changed into the validation cache, where the
+parent finds them instead of validating them itself. Figures it protects:
+bench/layout_bench.py's one changed service applied and re-validation after
+one file changed.
+
+The records are plain tuples sent in marshal's format from a process we
+forked: nothing is read from a place another user could write. Whatever
+goes wrong in the child, the parent reads the tree itself, so the result
+is the same either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import marshal
+import os
+import select
+from pathlib import Path
+
+from reconciler.config import source
+from reconciler.config.source import Record, SourceError
+
+# A stat cache this big records over ~500 files: below it a fork costs more
+# than the read it overlaps.
+MIN_STAT_CACHE_BYTES = 64 * 1024
+# The parent's wait for the child's validation before validating itself.
+VALIDATION_WAIT_S = 0.5
+# More changed files than this go to the full path, which validates them in
+# parallel (reconciler.engine.reconcile's services-only update has the same bound).
+PREVALIDATE_MAX = 64
+
+
+def worth_it(stat_cache: Path) -> bool:
+    """Whether the last read of these roots was big enough to read ahead."""
+    try:
+        return os.stat(stat_cache).st_size >= MIN_STAT_CACHE_BYTES
+    except OSError:
+        return False
+
+
+class TreeReadAhead:
+    """source._read_tree of `paths` in a forked child. Call only from a
+    single-threaded process (the fork copies no other thread, and a lock
+    another thread held would stay held in the child)."""
+
+    def __init__(self, paths: list[str], stat_cache: Path, validate_into: Path | None) -> None:
+        self.paths = list(paths)
+        self.stat_cache = stat_cache
+        records_r, records_w = os.pipe()
+        done_r, done_w = os.pipe()  # closed by the child when its validation is over
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(records_r)
+            os.close(done_r)
+            _child(self.paths, stat_cache, validate_into, records_w, done_w)
+        os.close(records_w)
+        os.close(done_w)
+        self._records: int | None = records_r
+        self._done: int | None = done_r
+
+    def take(
+        self, paths: list[str], stat_cache: Path | None
+    ) -> tuple[list[Record], dict[str, str]] | None:
+        """The child's records and shown -> absolute paths (its SourceError
+        raised here), or None: other paths, taken already, or the child
+        failed (the caller then reads the tree itself)."""
+        if self._records is None or paths != self.paths or stat_cache != self.stat_cache:
+            return None
+        with os.fdopen(self._records, "rb") as fh:
+            data = fh.read()
+        self._records = None
+        try:  # a child that died early sent nothing whole
+            result = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        if result[0] == "error":
+            raise SourceError(result[1])
+        return result[1], result[2]
+
+    def settle(self, timeout: float = VALIDATION_WAIT_S) -> None:
+        """Wait (at most `timeout`) for the child to validate the changed
+        files: it started long before the caller could, so waiting is
+        sooner than validating them again here."""
+        if self._done is not None:
+            select.select([self._done], [], [], timeout)
+            os.close(self._done)
+            self._done = None
+
+    def close(self) -> None:
+        """Close the pipes and reap the child."""
+        for fd in (self._records, self._done):
+            if fd is not None:
+                os.close(fd)
+        self._records = self._done = None
+        if self.pid > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+
+
+def _child(
+    paths: list[str], stat_cache: Path, validate_into: Path | None, records_w: int, done_w: int
+) -> None:
+    """Read, hand over, save the stat cache, validate, leave: never returns,
+    and never runs the parent's exit handlers or flushes its buffers."""
+    code = 1
+    try:
+        gc.disable()  # 10,000 records and nothing cyclic
+        cache = None
+        records: list[Record] = []
+        try:
+            records, keys, cache = source.scan_tree(paths, stat_cache, source.SourceCache())
+            result: tuple[str, list[Record], dict[str, str]] | tuple[str, str] = (
+                "ok", records, keys
+            )
+        except SourceError as exc:
+            result = ("error", str(exc))
+        with os.fdopen(records_w, "wb") as fh:
+            fh.write(marshal.dumps(result))
+        if cache is not None:
+            cache.save(set(keys.values()))
+            if validate_into is not None:
+                _prevalidate(records, validate_into)
+        os.close(done_w)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _prevalidate(records: list[Record], cache_dir: Path) -> None:
+    """Validate the files whose bytes had to be read (new or changed) into
+    the validation cache. Results are keyed by content: the same whoever
+    stores them first."""
+    changed = [source.as_file(r) for r in records if r[3] is not None]
+    if not changed or len(changed) > PREVALIDATE_MAX:
+        return
+    from reconciler.config.validate import validate_files
+
+    validate_files(changed, cache_dir)
