@@ -27,6 +27,7 @@ import select
 from pathlib import Path
 
 from reconciler.config import source
+from reconciler.config.procs import die_with_parent
 from reconciler.config.source import Record, SourceError
 
 # A stat cache this big records over ~500 files: below it a fork costs more
@@ -57,11 +58,12 @@ class TreeReadAhead:
         self.stat_cache = stat_cache
         records_r, records_w = os.pipe()
         done_r, done_w = os.pipe()  # closed by the child when its validation is over
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(records_r)
             os.close(done_r)
-            _child(self.paths, stat_cache, validate_into, records_w, done_w)
+            _child(self.paths, stat_cache, validate_into, records_w, done_w, parent)
         os.close(records_w)
         os.close(done_w)
         self._records: int | None = records_r
@@ -108,7 +110,12 @@ class TreeReadAhead:
 
 
 def _child(
-    paths: list[str], stat_cache: Path, validate_into: Path | None, records_w: int, done_w: int
+    paths: list[str],
+    stat_cache: Path,
+    validate_into: Path | None,
+    records_w: int,
+    done_w: int,
+    parent: int,
 ) -> None:
     """Read, hand over, save the stat cache, validate, leave: never returns,
     and never runs the parent's exit handlers or flushes its buffers."""
@@ -124,8 +131,9 @@ def _child(
             )
         except SourceError as exc:
             result = ("error", str(exc))
-        with os.fdopen(records_w, "wb") as fh:
+        with os.fdopen(records_w, "wb") as fh:  # a parent gone by now: EPIPE, and out
             fh.write(marshal.dumps(result))
+        die_with_parent(parent)  # what follows must not outlive it
         if cache is not None:
             cache.save(set(keys.values()))
             if validate_into is not None:

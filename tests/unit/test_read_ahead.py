@@ -8,6 +8,7 @@ import marshal
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,48 @@ def test_validate_of_a_big_tree_read_ahead_agrees_with_a_read_without_cache(tmp_
     assert f"{bad}:4" in ahead.stdout
     assert ahead.stderr == cold.stderr
     assert ahead.stdout == cold.stdout
+
+
+def test_the_child_does_not_outlive_a_parent_killed_while_it_validates(tmp_path):
+    """A parent killed with -9 after taking the records: its child, busy
+    validating, goes with it."""
+    root = tmp_path / "cfg"
+    write_tree(root, 40)
+    stat_cache, results = tmp_path / "stat.marshal", tmp_path / "validation"
+    code = f"""
+import time
+from pathlib import Path
+from reconciler.config import read_ahead
+ahead = read_ahead.TreeReadAhead([{str(root)!r}], Path({str(stat_cache)!r}), Path({str(results)!r}))
+ahead.take([{str(root)!r}], Path({str(stat_cache)!r}))
+print(ahead.pid, flush=True)
+time.sleep(60)
+"""
+
+    # A slow validation stands in for a big one: the child sleeps in it.
+    slow = tmp_path / "sitecustomize.py"
+    slow.write_text(
+        "import reconciler.config.read_ahead as r, time\n"
+        "r._prevalidate = lambda *a: time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[2]}"}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, 9)
+        parent.wait(10)
+        for _ in range(100):
+            try:
+                state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+            except OSError:
+                break  # reaped: gone
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the read-ahead child {child} outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
