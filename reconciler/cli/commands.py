@@ -59,21 +59,23 @@ def _validate_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def start_read_ahead(args: argparse.Namespace) -> SourceCache | None:
-    """For a one-shot --plan, --apply or --validate of a big working tree:
-    a SourceCache whose tree is already being read by a forked child
+    """For a one-shot --plan or --apply of a big working tree: a SourceCache
+    whose tree is already being read by a forked child
     (reconciler.config.read_ahead), or None. Called from a single-threaded
     process only, before the engine is imported. Plan and apply need root
-    and stop before reading anything without it, so only root reads ahead."""
-    if args.no_cache or not (args.validate or args.plan or args.apply) or args.repo:
+    and stop before reading anything without it, so only root reads ahead.
+    --validate does not: it has nothing to import meanwhile, and the fork
+    and the hand-over would be all it gained (bench/layout_bench.py)."""
+    if args.no_cache or not (args.plan or args.apply) or args.repo:
         return None
-    if not args.validate and os.geteuid() != 0:
+    if os.geteuid() != 0:
         return None
     cache = default_cache_dir()
     if cache is None:
         return None
     from reconciler.config import read_ahead
 
-    paths = _validate_spec(args)["paths"] if args.validate else [args.config]
+    paths = [args.config]
     stat_cache = stat_cache_path(cache, paths)
     if not read_ahead.worth_it(stat_cache):
         return None
@@ -93,9 +95,7 @@ def _sources(args: argparse.Namespace) -> SourceCache:
 
 
 def validate_mode(args: argparse.Namespace) -> int:
-    sources = _sources(args)
-    src = open_source(_validate_spec(args), not args.no_cache, sources=sources)
-    sources.settle()
+    src = open_source(_validate_spec(args), not args.no_cache, sources=SourceCache())
     # Here, not at the top: a no-op plan answered by a stored state validates
     # nothing and need not load the validation cache's sqlite3.
     from reconciler.config.validate import validate_source

@@ -145,53 +145,27 @@ def big_stat_cache(cache_home: Path, paths: list[str]) -> None:
     path.write_bytes(b"\0" * read_ahead.MIN_STAT_CACHE_BYTES)
 
 
-def test_only_a_big_working_tree_read_by_a_one_shot_command_is_read_ahead(tmp_path, monkeypatch):
+def test_only_a_big_working_tree_planned_or_applied_by_root_is_read_ahead(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     root = tmp_path / "cfg"
     write_tree(root, 2)
-    assert commands.start_read_ahead(args_of("--validate", str(root))) is None  # small
+    plan = ("--plan", "--config", str(root), "--node", "n")
+    assert commands.start_read_ahead(args_of(*plan)) is None  # small
     big_stat_cache(tmp_path / "cache", [str(root)])
     for argv in (
-        ("--validate", str(root), "--no-cache"),
+        ("--plan", "--config", str(root), "--node", "n", "--no-cache"),
         ("--plan", "--repo", str(tmp_path), "--node", "n"),
         ("--watch", "--config", str(root), "--node", "n"),
+        ("--validate", str(root)),  # nothing to import meanwhile: no gain
     ):
         assert commands.start_read_ahead(args_of(*argv)) is None, argv
-    sources = commands.start_read_ahead(args_of("--validate", str(root)))
-    assert sources is not None and sources.read_ahead is not None
-    sources.read_ahead.close()
+    for argv in (plan, ("--apply", "--config", str(root), "--node", "n")):
+        sources = commands.start_read_ahead(args_of(*argv))
+        assert sources is not None and sources.read_ahead is not None
+        sources.read_ahead.close()
     monkeypatch.setattr(os, "geteuid", lambda: 1000)  # plan and apply stop first without root
-    big_stat_cache(tmp_path / "cache", [str(root)])
-    plan = args_of("--plan", "--config", str(root), "--node", "n")
-    assert commands.start_read_ahead(plan) is None
-
-
-def reconcile(*argv: str, cache_home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
-    code = "from reconciler.cli.main import entry; entry()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, timeout=120
-    )
-
-
-def test_validate_of_a_big_tree_read_ahead_agrees_with_a_read_without_cache(tmp_path):
-    root = tmp_path / "cfg"
-    write_tree(root, 700)  # a stat cache over the read-ahead's threshold
-    cache_home = tmp_path / "cache"
-    first = reconcile("--validate", str(root), cache_home=cache_home)
-    assert first.returncode == 0, first.stderr
-    paths = [str(root)]
-    stat_cache = source.stat_cache_path(cache_home / "calico-reconciler", paths)
-    assert read_ahead.worth_it(stat_cache)
-    bad = root / "t0123.yaml"
-    bad.write_text(bad.read_text().replace("order: 123", "order: [not, a, number]"))
-    ahead = reconcile("--validate", str(root), cache_home=cache_home)
-    cold = reconcile("--validate", str(root), "--no-cache", cache_home=cache_home)
-    assert ahead.returncode == cold.returncode == 1
-    assert f"{bad}:4" in ahead.stdout
-    assert ahead.stderr == cold.stderr
-    assert ahead.stdout == cold.stdout
+    assert commands.start_read_ahead(args_of(*plan)) is None
 
 
 def test_the_child_does_not_outlive_a_parent_killed_while_it_validates(tmp_path):
