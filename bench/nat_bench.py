@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import statistics
 import struct
@@ -719,8 +720,12 @@ def _watch_passes(ours: Ours, services: list[int]) -> tuple[list[float], list[fl
         proc.terminate()
         proc.wait(timeout=30)
         reader.join()
-    passes = [float(line.split()[-1].rstrip("s")) for line in lines if line.startswith("pass done")]
+    # log lines: "<UTC time> INFO pass done in 0.123s: <result>"
+    passes = [float(m.group(1)) for line in lines if (m := _PASS_DONE.search(line))]
     return latency, passes[1 : 1 + len(services)]
+
+
+_PASS_DONE = re.compile(r"\bpass done in ([0-9.]+)s\b")
 
 
 def at_scale(ours: Ours, services: int, seed: int = 7) -> list[tuple[str, Any, str]]:
