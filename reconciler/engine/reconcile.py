@@ -294,8 +294,9 @@ def compiled_state(
         from reconciler.compile.dataplane import compile_desired
 
         desired = compile_desired(
-            validation.resources, target.node, host, target.bpffs_root, digest, files, context
-        )
+            validation.resources, target.node, host, target.bpffs_root, digest, files, context,
+            previous,
+        )  # fmt: skip
     if desired.nat_index is not None:
         index = dataclasses.replace(
             desired.nat_index, base_context=base_context, source=source.identity

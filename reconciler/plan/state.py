@@ -61,6 +61,9 @@ class DesiredState:
     # What the configuration says that this node validates but does not act
     # on ("Kind/name: field: not enforced: why"), for the plan to list.
     not_enforced: tuple[str, ...] = field(default=(), compare=False)
+    # reconciler.compile.policy_incremental.PolicyIndex: lets the next compile
+    # redo only the endpoints a policy change touches (not state: never compared).
+    policy_index: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

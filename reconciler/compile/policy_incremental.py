@@ -1,0 +1,247 @@
+"""The workload policy compile, redoing only what a change touches. Pure.
+
+A PolicyIndex records what a policy compile read: a content digest of every
+resource the policy model reads, the context (node, workload interfaces and
+their slots, host endpoints, failsafe ports, the order of the resources
+whose order the model keeps) and which local WorkloadEndpoints each policy
+selected. Given the last compile's objects and index, a change to
+NetworkPolicies and GlobalNetworkPolicies alone is compiled by rebuilding
+the chains of the endpoints a changed policy selected before or selects
+now. Every other endpoint's chain reads nothing that changed (its policies,
+their rules' peers and sets, its profiles and tiers are the same), so its
+programs' entries are kept as they were. The result is the full compile's
+(tests/unit/test_policy_incremental.py checks it on random edits).
+
+Anything else answers None and the caller compiles in full: another kind
+changed, a host endpoint exists (its chains read every global policy), the
+context moved, two resources share a name, or there is no index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.compile.policy_model import (
+    POLICY_KINDS,
+    PolicyError,
+    build_model,
+    selections_of,
+)
+from reconciler.datapath.maps import policy_types as pl
+from reconciler.plan.address import Address
+from reconciler.plan.state import Obj
+
+# Every kind the policy model reads (reconciler.compile.policy_model._Ctx, build_model).
+READ_KINDS = POLICY_KINDS | {
+    "Tier", "Profile", "WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet",
+}  # fmt: skip
+# The maps a workload's programs fill; their keys start with the program id.
+PROGRAM_MAPS = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)
+_PID_LEN = 8
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIndex:
+    """What one policy compile read, for the next to redo only what changed.
+    Plain strings and tuples: it is stored beside the state (marshal)."""
+
+    context: str
+    inputs: Mapping[str, str]  # resource ref -> digest of its document
+    selections: Mapping[str, tuple[str, ...]]  # policy label -> local endpoints it selects
+
+    def as_plain(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "inputs": dict(self.inputs),
+            "selections": dict(self.selections),
+        }
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> PolicyIndex | None:
+        """The index stored as as_plain() made it, or None for anything else."""
+        try:
+            context, inputs, selections = data["context"], data["inputs"], data["selections"]
+        except (KeyError, TypeError):
+            return None
+        if not (isinstance(context, str) and isinstance(inputs, dict)
+                and isinstance(selections, dict)):  # fmt: skip
+            return None
+        return cls(context, inputs, {k: tuple(v) for k, v in selections.items()})
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def read_inputs(resources: Sequence[Any]) -> tuple[dict[str, str], list[str]] | None:
+    """Every resource the policy model reads, ref -> digest of its document,
+    and the refs of those other than policies in the order given (the model
+    keeps their order). None when two resources share a ref."""
+    inputs: dict[str, str] = {}
+    ordered = []
+    for r in resources:
+        if r.kind not in READ_KINDS:
+            continue
+        ref = r.ref
+        if ref in inputs:
+            return None
+        inputs[ref] = _digest(r.body)
+        if r.kind not in POLICY_KINDS:
+            ordered.append(ref)
+    return inputs, ordered
+
+
+def context_of(
+    node: str,
+    workloads: Sequence[tuple[str, int, int]],
+    hosts: Sequence[Any],
+    failsafe: Sequence[Any],
+    ordered: Sequence[str],
+) -> str:
+    return _digest([node, list(workloads), [repr(h) for h in hosts],
+                    [repr(f) for f in failsafe], list(ordered)])  # fmt: skip
+
+
+def index_of(
+    resources: Sequence[Any],
+    node: str,
+    workloads: Sequence[tuple[str, int, int]],
+    hosts: Sequence[Any],
+    failsafe: Sequence[Any],
+    selections: Mapping[str, tuple[str, ...]],
+) -> PolicyIndex | None:
+    read = read_inputs(resources)
+    if read is None:
+        return None
+    inputs, ordered = read
+    return PolicyIndex(context_of(node, workloads, hosts, failsafe, ordered), inputs, selections)
+
+
+def _prefix(name: str) -> str:
+    return f"{Address.of_map(name)}/"
+
+
+def _split(objects: Mapping[str, Obj]) -> tuple[dict[str, dict[str, Obj]], dict[str, Obj]]:
+    """A state's program entries by program id, and its rcl_pol_ep entries by interface."""
+    prefixes = [_prefix(name) for name in PROGRAM_MAPS]
+    ep_prefix = _prefix(pl.MAP_EP)
+    programs: dict[str, dict[str, Obj]] = {}
+    endpoints: dict[str, Obj] = {}
+    for address, obj in objects.items():
+        if not address.startswith("map/rcl_pol_"):
+            continue
+        if address.startswith(ep_prefix):
+            endpoints[address[len(ep_prefix) :]] = obj
+            continue
+        for prefix in prefixes:
+            if address.startswith(prefix):
+                pid = address[len(prefix) : len(prefix) + _PID_LEN]
+                programs.setdefault(pid, {})[address] = obj
+                break
+    return programs, endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Incremental:
+    """The policy compile's answer: its objects, errors and notes as
+    policy_objects gives them, and the index of what it read."""
+
+    objects: list[Obj]
+    errors: list[str]
+    notes: list[str]
+    index: PolicyIndex | None
+
+
+def affected(
+    resources: Sequence[Any], node: str, index: PolicyIndex, inputs: Mapping[str, str]
+) -> tuple[set[str], dict[str, tuple[str, ...]]] | None:
+    """The local endpoints whose chains a change to policies alone can move
+    (those a changed policy selected before or selects now), and the
+    selections after it; None when something else changed."""
+    changed = {ref for ref in set(inputs) | set(index.inputs)
+               if inputs.get(ref) != index.inputs.get(ref)}  # fmt: skip
+    if any(ref.partition("/")[0] not in POLICY_KINDS for ref in changed):
+        return None
+    changed_policies = [r for r in resources if r.kind in POLICY_KINDS and r.ref in changed]
+    now = selections_of(resources, node, changed_policies)
+    gone = {policy_label_of_ref(ref) for ref in changed} - set(now)
+    names: set[str] = set()
+    selections = dict(index.selections)
+    for label in gone:
+        names.update(selections.pop(label, ()))
+    for label, picked in now.items():
+        names.update(selections.pop(label, ()))
+        names.update(picked)
+        if picked:
+            selections[label] = picked
+    return names, selections
+
+
+def policy_label_of_ref(ref: str) -> str:
+    """A policy's label from its ref (Kind/name or Kind/ns/name)."""
+    return "policy/" + ref.partition("/")[2]
+
+
+def recompile(
+    resources: Sequence[Any],
+    node: str,
+    workloads: Sequence[tuple[str, int, int]],
+    failsafe: Sequence[Any],
+    previous: Mapping[str, Obj],
+    index: PolicyIndex,
+    compile_endpoints: Callable[[Any, Sequence[tuple[str, int, int]]], list[Obj]],
+) -> Incremental | None:
+    """The policy objects after a change, from the last compile's `previous`
+    objects and `index`, for a node without host endpoints; None when only a
+    full compile can answer.
+    `compile_endpoints(model, workloads)` is policy_objects' own compile of
+    the given workloads: their programs' entries and rcl_pol_ep entries."""
+    read = read_inputs(resources)
+    if read is None:
+        return None
+    inputs, ordered = read
+    if context_of(node, workloads, (), failsafe, ordered) != index.context:
+        return None
+    found = affected(resources, node, index, inputs)
+    if found is None:
+        return None
+    names, selections = found
+    programs, endpoints = _split(previous)
+    if any(ifname not in endpoints for ifname, _, _ in workloads):
+        return None
+    new_index = PolicyIndex(index.context, inputs, selections)
+    try:
+        model = build_model(resources, node, only=names)
+    except PolicyError as exc:
+        return Incremental([], [str(exc)], [], new_index)
+    redo_ifaces = {ep.interface for ep in model.endpoints}
+    redo = [w for w in workloads if w[0] in redo_ifaces]
+    fresh = compile_endpoints(model, redo)
+    by_address = {o.address: o for o in fresh}
+    kept_eps = [endpoints[ifname] for ifname, _, _ in workloads if ifname not in redo_ifaces]
+    live: set[str] = set()
+    for obj in (*kept_eps, *(o for o in fresh if o.address.startswith(_prefix(pl.MAP_EP)))):
+        live.update((str(obj.attrs["ingress"]), str(obj.attrs["egress"])))
+    objects = dict(by_address)
+    for pid in live:
+        for address, obj in programs.get(pid, {}).items():
+            objects.setdefault(address, obj)
+    objects.update({o.address: o for o in kept_eps})
+    return Incremental(list(objects.values()), [], [], new_index)
+
+
+def entry_counts(objects: Iterable[Obj]) -> dict[str, int]:
+    """Entries per program map (what capacity errors count)."""
+    prefixes = {_prefix(name): name for name in PROGRAM_MAPS}
+    counts: dict[str, int] = {}
+    for obj in objects:
+        for prefix, name in prefixes.items():
+            if obj.address.startswith(prefix):
+                counts[name] = counts.get(name, 0) + 1
+                break
+    return counts
