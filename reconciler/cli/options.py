@@ -57,6 +57,7 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "verbose": ALL,
 }
 
+
 def flag(mode: str) -> str:
     """A mode's option as written: install_hooks -> --install-hooks."""
     return "--" + mode.replace("_", "-")

@@ -34,11 +34,12 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
+from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
-from reconciler.observe.kernel import held_slots, observe
+from reconciler.observe.kernel import held_slots, observe, with_entries
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, diff
 from reconciler.plan.plan import Plan
@@ -398,7 +399,10 @@ def make_plan(
     if target.snapshot is not None:
         observed, links = target.snapshot.observed, list(target.snapshot.links)
     else:  # first: a bad --netns fails here
-        observed, links = observe(target.bpffs_root, target.netns)
+        observed, links = observe(target.bpffs_root, target.netns, undecoded=marks.UNDECODED)
+        # before compiling: the store then still holds the state last applied
+        known_entries = marks.applied_entries(caches.states(target.cache_dir))
+        observed = with_entries(observed, links, known_entries)
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
@@ -471,7 +475,8 @@ def verify(
     100k entries.
 
     Everything is observed again, except that with the plan just applied the
-    bulk NAT tables are read back at the keys the plan changed: the plan
+    bulk NAT tables and the policy program maps (reconciler.engine.entry_marks,
+    whose digests are returned too) are read back at the keys the plan changed: the plan
     compared every other entry moments earlier, under the apply lock, or was
     checked fresh against the kernel's fingerprint. A table the plan
     recreated (a resize) is compared in full. Without `digests` the tables
@@ -481,19 +486,31 @@ def verify(
     recreated = plan is None or any(
         c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
     )
-    observed, _ = observe(target.bpffs_root, target.netns, tables=recreated or digests)
+    undecoded = () if recreated or _recreates(plan, marks.UNDECODED) else marks.UNDECODED
+    observed, links = observe(
+        target.bpffs_root, target.netns, tables=recreated or digests, undecoded=undecoded
+    )
     found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
+    found.update(marks.digests(observed))
     if recreated:
         return diff(desired, observed), found
     assert plan is not None
     changes = diff(
-        dataclasses.replace(desired, tables={}),
+        marks.without(desired, undecoded),
         dataclasses.replace(observed, tables={}),
     )
+    policy = marks.read_back(desired, plan, target.bpffs_root, links, undecoded)
     remaining = tuple(
-        sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address)
+        sorted((*changes, *_read_back(desired, plan, target), *policy), key=lambda c: c.address)
     )
     return remaining, found
+
+
+def _recreates(plan: Plan | None, maps: tuple[str, ...]) -> bool:
+    """Does `plan` replace one of `maps` (then every entry is compared again)?"""
+    return plan is None or any(
+        c.kind is ObjKind.MAP and Address.parse(c.address).map in maps for c in plan.changes
+    )
 
 
 def written_keys(plan: Plan) -> dict[str, frozenset[bytes]]:

@@ -77,8 +77,8 @@ class Recognition:
     # table -> (the table this one was derived from, the keys that differ,
     # how the kernel's copy of that table is recognised): when the kernel
     # still holds that earlier table, those keys are the whole diff.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
-        field(default_factory=dict)
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = field(
+        default_factory=dict
     )
     # table -> how the kernel's copy is recognised once the state was applied:
     # its digest (RawTable.digest) or the dump the apply wrote over
@@ -235,6 +235,9 @@ class ObservedState:
     objects: Mapping[str, Obj]
     foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
+    # Maps read but not decoded yet: their entries are not among `objects`
+    # until reconciler.observe.kernel.with_entries puts them there.
+    raw: Mapping[str, RawTable] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Stable hash of everything we own; a saved plan is stale when it moves."""
