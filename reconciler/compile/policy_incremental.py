@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,21 +129,17 @@ def _prefix(name: str) -> str:
 
 def _split(objects: Mapping[str, Obj]) -> tuple[dict[str, dict[str, Obj]], dict[str, Obj]]:
     """A state's program entries by program id, and its rcl_pol_ep entries by interface."""
-    prefixes = [_prefix(name) for name in PROGRAM_MAPS]
+    programs_at = {_prefix(name) for name in PROGRAM_MAPS}
     ep_prefix = _prefix(pl.MAP_EP)
     programs: dict[str, dict[str, Obj]] = {}
     endpoints: dict[str, Obj] = {}
     for address, obj in objects.items():
-        if not address.startswith("map/rcl_pol_"):
-            continue
-        if address.startswith(ep_prefix):
-            endpoints[address[len(ep_prefix) :]] = obj
-            continue
-        for prefix in prefixes:
-            if address.startswith(prefix):
-                pid = address[len(prefix) : len(prefix) + _PID_LEN]
-                programs.setdefault(pid, {})[address] = obj
-                break
+        head = address[: address.find("/", 4) + 1]  # "map/<name>/", as _prefix(name)
+        if head in programs_at:
+            pid = address[len(head) : len(head) + _PID_LEN]
+            programs.setdefault(pid, {})[address] = obj
+        elif head == ep_prefix:
+            endpoints[address[len(head) :]] = obj
     return programs, endpoints
 
 
@@ -218,7 +215,7 @@ def recompile(
     try:
         model = build_model(resources, node, only=names)
     except PolicyError as exc:
-        return Incremental([], [str(exc)], [], new_index)
+        return Incremental([], [str(exc)], [], None)  # as the full compile answers
     redo_ifaces = {ep.interface for ep in model.endpoints}
     redo = [w for w in workloads if w[0] in redo_ifaces]
     fresh = compile_endpoints(model, redo)
@@ -237,11 +234,5 @@ def recompile(
 
 def entry_counts(objects: Iterable[Obj]) -> dict[str, int]:
     """Entries per program map (what capacity errors count)."""
-    prefixes = {_prefix(name): name for name in PROGRAM_MAPS}
-    counts: dict[str, int] = {}
-    for obj in objects:
-        for prefix, name in prefixes.items():
-            if obj.address.startswith(prefix):
-                counts[name] = counts.get(name, 0) + 1
-                break
-    return counts
+    heads = Counter([o.address[: o.address.find("/", 4) + 1] for o in objects])
+    return {name: heads[_prefix(name)] for name in PROGRAM_MAPS if heads[_prefix(name)]}

@@ -206,3 +206,18 @@ def test_a_stored_state_keeps_its_policy_index_and_entries_outside_the_pickle():
     assert skeleton.policy_index is None
     assert not any(o.kind.value == "entry" for o in skeleton.objects.values())
     assert any(o.kind.value == "entry" for o in state.objects.values())
+
+
+def test_a_rule_that_cannot_be_enforced_is_the_same_error_either_way():
+    apps = [APPS[i % len(APPS)] for i in range(ENDPOINTS)]
+    spec = {"selector": 'app == "a1"', "order": 1, "global": False, "egress": [],
+            "ingress": [{"action": "Allow", "protocol": "TCP", "peer": {"selector": "all()"},
+                         "ports": [80]}]}  # fmt: skip
+    previous = compile_all(world({0: spec}, apps, ["10.1.0.2/32"]))
+    bad = policy("p0", spec)
+    rule = bad.body["spec"]["ingress"][0]
+    rule["source"] = {**rule["source"], "notPorts": ["http"]}
+    resources = [*world({}, apps, ["10.1.0.2/32"]), bad]
+    scratch, incremental = compile_all(resources), compile_all(resources, previous)
+    assert scratch.errors == incremental.errors
+    assert "policy/shop/p0 ingress rule 1: source.notPorts names port 'http'" in scratch.errors[0]
