@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.compile.policy_index import PolicyIndex
 from reconciler.compile.policy_model import (
     POLICY_KINDS,
     PolicyError,
@@ -43,35 +44,6 @@ READ_KINDS = POLICY_KINDS | {
 # The maps a workload's programs fill; their keys start with the program id.
 PROGRAM_MAPS = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)
 _PID_LEN = 8
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyIndex:
-    """What one policy compile read, for the next to redo only what changed.
-    Plain strings and tuples: it is stored beside the state (marshal)."""
-
-    context: str
-    inputs: Mapping[str, str]  # resource ref -> digest of its document
-    selections: Mapping[str, tuple[str, ...]]  # policy label -> local endpoints it selects
-
-    def as_plain(self) -> dict[str, Any]:
-        return {
-            "context": self.context,
-            "inputs": dict(self.inputs),
-            "selections": dict(self.selections),
-        }
-
-    @classmethod
-    def from_plain(cls, data: Mapping[str, Any]) -> PolicyIndex | None:
-        """The index stored as as_plain() made it, or None for anything else."""
-        try:
-            context, inputs, selections = data["context"], data["inputs"], data["selections"]
-        except (KeyError, TypeError):
-            return None
-        if not (isinstance(context, str) and isinstance(inputs, dict)
-                and isinstance(selections, dict)):  # fmt: skip
-            return None
-        return cls(context, inputs, {k: tuple(v) for k, v in selections.items()})
 
 
 def _digest(value: object) -> str:

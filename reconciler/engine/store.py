@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR
-from reconciler.compile.policy_incremental import PolicyIndex
+from reconciler.compile.policy_index import PolicyIndex
 from reconciler.plan.state import (
     UNRECOGNISED,
     AppliedDump,
