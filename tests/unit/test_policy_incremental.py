@@ -124,6 +124,10 @@ def world(pols: dict[int, dict], apps: list[str], nets: list[str]) -> list[Resou
     ]
 
 
+def shown(state) -> dict:
+    return {a: o.info for a, o in state.objects.items()}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.integers(0, 6), policies, max_size=5), edits)
 def test_random_edits_compile_incrementally_as_from_scratch(start, changes):
@@ -144,6 +148,7 @@ def test_random_edits_compile_incrementally_as_from_scratch(start, changes):
         scratch = compile_all(resources)
         incremental = compile_all(resources, previous)
         assert incremental == scratch
+        assert shown(incremental) == shown(scratch)  # what plans show beside each object
         assert incremental.errors == scratch.errors
         assert incremental.policy_index == scratch.policy_index
         previous = incremental
@@ -179,7 +184,9 @@ def test_a_policy_change_recompiles_only_the_endpoints_it_selects():
     assert asked == [["cali1", "cali3", "cali5", "cali7"]]  # a1's before, a3's now
     want = full(moved)
     assert got is not None and got.index == want.index
-    assert {o.address: o for o in got.objects} == {o.address: o for o in want.objects}
+    assert {o.address: (o, o.info) for o in got.objects} == {
+        o.address: (o, o.info) for o in want.objects
+    }
     relabelled = world({0: spec, 1: other}, ["a1"] * ENDPOINTS, ["10.1.0.2/32"])
     assert incremental(relabelled, previous) is None  # a WorkloadEndpoint changed
     assert len(asked) == 1
