@@ -3,18 +3,26 @@
 A PolicyIndex records what a policy compile read: a content digest of every
 resource the policy model reads, the context (node, workload interfaces and
 their slots, host endpoints, failsafe ports, the order of the resources
-whose order the model keeps) and which local WorkloadEndpoints each policy
-selected. Given the last compile's objects and index, a change to
-NetworkPolicies and GlobalNetworkPolicies alone is compiled by rebuilding
-the chains of the endpoints a changed policy selected before or selects
-now. Every other endpoint's chain reads nothing that changed (its policies,
-their rules' peers and sets, its profiles and tiers are the same), so its
-programs' entries are kept as they were. The result is the full compile's
+whose order the model keeps), which local WorkloadEndpoints each policy
+selected, and what resolution read of each peer. Given the last compile's
+objects and index, a change to policies, WorkloadEndpoints and NetworkSets
+is compiled by rebuilding the chains of the endpoints it can move:
+- those a changed policy selected before or selects now;
+- a changed WorkloadEndpoint's own (its labels, addresses, named ports);
+- those selected by a policy whose rules could resolve differently for a
+  changed peer, before or after the change (a selector, notSelector,
+  namespaceSelector or serviceAccounts that picks it, on either side, or a
+  remote named port it could have).
+Every other endpoint's chain reads nothing that changed, so its programs'
+entries are kept as they were. The result is the full compile's
 (tests/unit/test_policy_incremental.py checks it on random edits).
 
 Anything else answers None and the caller compiles in full: another kind
-changed, a host endpoint exists (its chains read every global policy), the
-context moved, two resources share a name, or there is no index.
+changed (a Tier, a Profile, a HostEndpoint), a profile's rules read a
+changed peer, an address's first naming peer moved (what plans show beside
+it), a host endpoint exists (its chains read every global policy), the
+local endpoints or the context moved, two resources share a name, or there
+is no index.
 """
 
 from __future__ import annotations
@@ -28,9 +36,15 @@ from typing import Any
 
 from reconciler.compile.policy_index import PolicyIndex
 from reconciler.compile.policy_model import (
+    PEER_KINDS,
     POLICY_KINDS,
     PolicyError,
     build_model,
+    origins_of,
+    peer_facts,
+    peer_of,
+    peers_of,
+    reading,
     selections_of,
 )
 from reconciler.datapath.maps import policy_types as pl
@@ -92,7 +106,10 @@ def index_of(
     if read is None:
         return None
     inputs, ordered = read
-    return PolicyIndex(context_of(node, workloads, hosts, failsafe, ordered), inputs, selections)
+    context = context_of(node, workloads, hosts, failsafe, ordered)
+    peers, local = peers_of(resources, node)
+    facts = {ref: peer_facts(peer) for ref, peer in peers.items()}
+    return PolicyIndex(context, inputs, selections, facts, local)
 
 
 def _prefix(name: str) -> str:
@@ -128,27 +145,42 @@ class Incremental:
 
 def affected(
     resources: Sequence[Any], node: str, index: PolicyIndex, inputs: Mapping[str, str]
-) -> tuple[set[str], dict[str, tuple[str, ...]]] | None:
-    """The local endpoints whose chains a change to policies alone can move
-    (those a changed policy selected before or selects now), and the
-    selections after it; None when something else changed."""
+) -> tuple[set[str], dict[str, tuple[Any, ...]]] | None:
+    """The local endpoints whose chains the change can move (see the module
+    doc) and the peers now; None when only a full compile can answer."""
     changed = {ref for ref in set(inputs) | set(index.inputs)
                if inputs.get(ref) != index.inputs.get(ref)}  # fmt: skip
-    if any(ref.partition("/")[0] not in POLICY_KINDS for ref in changed):
+    kinds = {ref.partition("/")[0] for ref in changed}
+    if not kinds <= POLICY_KINDS | PEER_KINDS:
         return None
-    changed_policies = [r for r in resources if r.kind in POLICY_KINDS and r.ref in changed]
-    now = selections_of(resources, node, changed_policies)
-    gone = {policy_label_of_ref(ref) for ref in changed} - set(now)
+    peers, local = peers_of(resources, node)
+    if local != index.local:
+        return None
+    facts = {ref: peer_facts(peer) for ref, peer in peers.items()}
     names: set[str] = set()
-    selections = dict(index.selections)
-    for label in gone:
-        names.update(selections.pop(label, ()))
-    for label, picked in now.items():
-        names.update(selections.pop(label, ()))
+    changed_policies = [r for r in resources if r.kind in POLICY_KINDS and r.ref in changed]
+    for ref in changed:
+        if ref.partition("/")[0] in POLICY_KINDS:
+            names.update(index.selections.get(policy_label_of_ref(ref), ()))
+    for picked in selections_of(resources, node, changed_policies).values():
         names.update(picked)
-        if picked:
-            selections[label] = picked
-    return names, selections
+    moved = [ref for ref in changed if ref.partition("/")[0] in PEER_KINDS]
+    if moved:
+        before = {ref: peer_of(ref, f) for ref, f in index.peers.items()}
+        if origins_of(before.values()) != origins_of(peers.values()):
+            return None
+        versions = [p for ref in moved for p in (before.get(ref), peers.get(ref)) if p]
+        readers = reading(resources, node,
+                          [r for r in resources if r.kind in POLICY_KINDS | {"Profile"}],
+                          versions)  # fmt: skip
+        if any(r.kind == "Profile" for r in readers):
+            return None
+        for r in readers:
+            names.update(index.selections.get(policy_label_of_ref(r.ref), ()))
+        for ref in moved:
+            if ref.startswith("WorkloadEndpoint/"):
+                names.add(ref.partition("/")[2])  # its own chain: "namespace/name"
+    return names, facts
 
 
 def policy_label_of_ref(ref: str) -> str:
@@ -179,15 +211,21 @@ def recompile(
     found = affected(resources, node, index, inputs)
     if found is None:
         return None
-    names, selections = found
+    names, facts = found
     programs, endpoints = _split(previous)
     if any(ifname not in endpoints for ifname, _, _ in workloads):
         return None
-    new_index = PolicyIndex(index.context, inputs, selections)
     try:
         model = build_model(resources, node, only=names)
     except PolicyError as exc:
         return Incremental([], [str(exc)], [], None)  # as the full compile answers
+    selections = {}
+    for label in {*index.selections, *model.selections}:
+        kept = {n for n in index.selections.get(label, ()) if n not in names}
+        picked = tuple(sorted(kept | set(model.selections.get(label, ()))))
+        if picked:
+            selections[label] = picked
+    new_index = PolicyIndex(index.context, inputs, selections, facts, index.local)
     redo_ifaces = {ep.interface for ep in model.endpoints}
     redo = [w for w in workloads if w[0] in redo_ifaces]
     fresh = compile_endpoints(model, redo)

@@ -474,6 +474,67 @@ def selections_of(
     return out
 
 
+PEER_KINDS = frozenset({"WorkloadEndpoint", "NetworkSet", "GlobalNetworkSet"})
+
+
+def peer_facts(peer: Peer) -> tuple[Any, ...]:
+    """What resolution reads of a peer, as plain values (stored with marshal)."""
+    return (peer.kind, peer.namespace, dict(peer.labels), [list(n) for n in peer.nets],
+            [[p.name, p.proto, p.port] for p in peer.ports], peer.service_account,
+            dict(peer.sa_labels))  # fmt: skip
+
+
+def peer_of(ref: str, facts: Sequence[Any]) -> Peer:
+    """The Peer that peer_facts gave `facts` for."""
+    kind, ns, labels, nets, ports, sa, sa_labels = facts
+    return Peer(ref, kind, ns, labels, tuple((int(a), int(b)) for a, b in nets),
+                tuple(NamedPort(str(n), int(pr), int(po)) for n, pr, po in ports), sa,
+                sa_labels)  # fmt: skip
+
+
+def peers_of(resources: Sequence[Resource], node: str) -> tuple[dict[str, Peer], dict[str, str]]:
+    """Every peer selectors match (WorkloadEndpoints of every node, sets,
+    HostEndpoints) by ref, in the model's order; and each local
+    WorkloadEndpoint's interface."""
+    ctx = _Ctx(resources, node)
+    return {p.ref: p for p in ctx.peers}, {ep.name: ep.interface for ep in ctx.local}
+
+
+def origins_of(peers: Iterable[Peer]) -> dict[Net, str]:
+    """Which object named each address, for plans: the first peer that has it."""
+    out: dict[Net, str] = {}
+    for peer in peers:
+        for net in peer.nets:
+            out.setdefault(net, f"ipset {peer.ref}")
+    return out
+
+
+def reading(
+    resources: Sequence[Resource], node: str, candidates: Sequence[Resource], peers: Sequence[Peer]
+) -> list[Resource]:
+    """Those of `candidates` (policies, profiles) whose rules could resolve
+    differently for `peers`: a selector, notSelector, namespaceSelector or
+    serviceAccounts on either side picks one of them, or a remote named port
+    could be one of theirs."""
+    ctx = _Ctx(resources, node)
+    ctx.peers = tuple(peers)
+    resolver = _Resolver(ctx)
+    out = []
+    for res in candidates:
+        if any(_entity_reads(resolver, res, raw.get(side) or {})
+               for direction in DIRECTIONS for raw in res.spec.get(direction) or ()
+               for side in ("source", "destination")):  # fmt: skip
+            out.append(res)
+    return out
+
+
+def _entity_reads(resolver: _Resolver, res: Resource, entity: Mapping[str, Any]) -> bool:
+    if any(resolver._peers(entity, res, f) for f in ("selector", "notSelector")):
+        return True
+    named = any(_port_range(p) is None for f in ("ports", "notPorts") for p in entity.get(f) or ())
+    return named and bool(resolver._peers({"selector": "all()"}, res, "selector"))
+
+
 def build_model(
     resources: Sequence[Resource], node: str, only: Collection[str] | None = None
 ) -> Model:

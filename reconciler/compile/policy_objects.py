@@ -230,10 +230,8 @@ def compile_policy(
     return fragment, got.index
 
 
-def _origins(model: Any) -> dict[Any, str]:
+def _origins(model: Model) -> dict[Any, str]:
     """Which object named each address, for plans: ipset/<kind>/<name>."""
-    out: dict[Any, str] = {}
-    for peer in model.peers:
-        for net in peer.nets:
-            out.setdefault(net, f"ipset {peer.ref}")
-    return out
+    from reconciler.compile.policy_model import origins_of
+
+    return origins_of(model.peers)

@@ -3,6 +3,8 @@ must give exactly the state a full compile gives, whatever changed."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,9 +189,19 @@ def test_a_policy_change_recompiles_only_the_endpoints_it_selects():
     assert {o.address: (o, o.info) for o in got.objects} == {
         o.address: (o, o.info) for o in want.objects
     }
-    relabelled = world({0: spec, 1: other}, ["a1"] * ENDPOINTS, ["10.1.0.2/32"])
-    assert incremental(relabelled, previous) is None  # a WorkloadEndpoint changed
-    assert len(asked) == 1
+    # pod0 moves from a0 to a2: its own chain, and those of the endpoints whose
+    # policies' rules pick it (all() in both): every endpoint p0 or p1 selects
+    relabelled = world({0: spec, 1: other}, ["a2", *apps[1:]], ["10.1.0.2/32"])
+    got = incremental(relabelled, previous)
+    assert asked[1] == ["cali0", "cali1", "cali2", "cali5", "cali6"]
+    want = full(relabelled)
+    assert got is not None and got.index == want.index
+    assert {o.address: o for o in got.objects} == {o.address: o for o in want.objects}
+    renamed = dataclasses.replace(PROFILE, body={**PROFILE.body, "spec": {"labelsToApply": {}}})
+    last_objects = {o.address: o for o in previous.objects}
+    args = ([renamed, *relabelled], "n1", workloads, ())
+    assert inc.recompile(*args, last_objects, previous.index, recording) is None  # a Profile
+    assert len(asked) == 2
 
 
 def test_a_stored_state_keeps_its_policy_index_and_entries_outside_the_pickle():
