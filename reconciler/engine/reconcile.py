@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -476,16 +476,14 @@ def verify(
 
     Everything is observed again, except that with the plan just applied the
     bulk NAT tables and the policy program maps (reconciler.engine.entry_marks,
-    whose digests are returned too) are read back at the keys the plan changed: the plan
-    compared every other entry moments earlier, under the apply lock, or was
-    checked fresh against the kernel's fingerprint. A table the plan
-    recreated (a resize) is compared in full. Without `digests` the tables
+    whose digests are returned too) are read back at the keys the plan
+    changed: the plan compared every other entry moments earlier, under the
+    apply lock, or was checked fresh against the kernel's fingerprint. A
+    table or map the plan recreated (a resize) is compared in full. Without `digests` the tables
     are not read at all: the caller recognises them later by the dump the
     plan read (reconciler.plan.state.AppliedDump), which saves reading 110,000
     entries again."""
-    recreated = plan is None or any(
-        c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
-    )
+    recreated = _recreates(plan, TABLE_MAPS)
     undecoded = () if recreated or _recreates(plan, marks.UNDECODED) else marks.UNDECODED
     observed, links = observe(
         target.bpffs_root, target.netns, tables=recreated or digests, undecoded=undecoded
@@ -506,7 +504,7 @@ def verify(
     return remaining, found
 
 
-def _recreates(plan: Plan | None, maps: tuple[str, ...]) -> bool:
+def _recreates(plan: Plan | None, maps: Collection[str]) -> bool:
     """Does `plan` replace one of `maps` (then every entry is compared again)?"""
     return plan is None or any(
         c.kind is ObjKind.MAP and Address.parse(c.address).map in maps for c in plan.changes
