@@ -200,7 +200,6 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from reconciler.cli import logs
-
     try:
         try:
             return _dispatch(args)

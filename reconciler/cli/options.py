@@ -57,7 +57,6 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "verbose": ALL,
 }
 
-
 def flag(mode: str) -> str:
     """A mode's option as written: install_hooks -> --install-hooks."""
     return "--" + mode.replace("_", "-")

@@ -82,7 +82,8 @@ def failsafe_ports(config: Mapping[str, Any]) -> list[Failsafe]:
 def failsafe_entries(ports: Iterable[Failsafe]) -> dict[str, Mapping[str, Any]]:
     """rcl_failsafe's entries: key text -> info."""
     return {
-        failsafe_suffix(f.direction, f.proto, f.port, f.net): {"failsafe": f.label()} for f in ports
+        failsafe_suffix(f.direction, f.proto, f.port, f.net): {"failsafe": f.label()}
+        for f in ports
     }
 
 

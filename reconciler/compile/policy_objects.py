@@ -81,16 +81,12 @@ def endpoint_entry(
     ifname: str, ifindex: int, slot: int, ingress: int, egress: int
 ) -> tuple[str, str, Attrs]:
     """(map, key text, attrs) of a workload interface's entry in rcl_pol_ep."""
-    return (
-        pl.MAP_EP,
-        ifname,
-        {
-            "slot": slot,
-            "ifindex": ifindex,
-            "ingress": f"{ingress:08x}",
-            "egress": f"{egress:08x}",
-        },
-    )
+    return pl.MAP_EP, ifname, {
+        "slot": slot,
+        "ifindex": ifindex,
+        "ingress": f"{ingress:08x}",
+        "egress": f"{egress:08x}",
+    }
 
 
 def capacity_errors(counts: Mapping[str, int], sizes: Mapping[str, int]) -> Sequence[str]:

@@ -459,3 +459,4 @@ def _ref_guess(body: Any) -> str:
     if not isinstance(kind, str) or not kind:
         return "-"
     return f"{kind}/{name}" if isinstance(name, str) and name else kind
+

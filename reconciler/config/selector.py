@@ -467,7 +467,9 @@ def _check_depth(tokens: list[_Token]) -> None:
         if kind == "(":
             depth += 1
             if depth > MAX_SELECTOR_DEPTH:
-                raise SelectorError(f"nested deeper than {MAX_SELECTOR_DEPTH} parentheses", column)
+                raise SelectorError(
+                    f"nested deeper than {MAX_SELECTOR_DEPTH} parentheses", column
+                )
         elif kind == ")":
             depth -= 1
 

@@ -588,7 +588,9 @@ _CHECKS: Mapping[str, tuple[Check, ...]] = {
     "WorkloadEndpoint": (_workload_endpoint, _META),
     "Tier": (_cr.tier, _META),
     "FelixConfiguration": (_felix_name, _felix_regexes, _felix_addresses, _cr.felix, _META),
-    "Service": (_service_ports, _service_addresses, _service_affinity, _service_special_addresses),
+    "Service": (
+        _service_ports, _service_addresses, _service_affinity, _service_special_addresses
+    ),
     "EndpointSlice": (_endpoint_slice, _endpoint_special_addresses),
 }
 

@@ -251,7 +251,8 @@ def render(findings: Sequence[Finding]) -> str:
         lines.append(f"{f.endpoint} {f.direction}: {f.action} by {f.ref}{where}")
         if f.prog_id:
             lines.append(
-                f"  compiled program {f.prog_id:08x} agrees: {'yes' if f.compiled_agrees else 'NO'}"
+                f"  compiled program {f.prog_id:08x} agrees: "
+                f"{'yes' if f.compiled_agrees else 'NO'}"
             )
         if f.kernel:
             lines.append(f"  kernel: {f.kernel}")

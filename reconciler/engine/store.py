@@ -223,7 +223,9 @@ def base_of(data: bytes) -> str | None:
     return _HEADER.unpack_from(data)[2].rstrip(b"\0").decode() or None
 
 
-def decode(data: bytes, base: DesiredState | None = None) -> DesiredState | None:
+def decode(
+    data: bytes, base: DesiredState | None = None
+) -> DesiredState | None:
     """The state, or None for anything that is not one of ours (or a delta
     whose base is not given). Mappings are loaded when first used."""
     if len(data) < _HEADER.size:

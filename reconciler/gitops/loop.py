@@ -244,7 +244,9 @@ class Watcher:
         if newest.commit is not None and newest.commit in self.invalid:
             return self._hold(self.invalid[newest.commit])
         try:
-            record, plan = self._reconcile(newest, event.changed, event.reason == LINKS_CHANGED)
+            record, plan = self._reconcile(
+                newest, event.changed, event.reason == LINKS_CHANGED
+            )
         except InvalidConfig as exc:
             why = self.engine.explain(exc)
             if newest.commit is not None:

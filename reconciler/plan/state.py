@@ -77,8 +77,8 @@ class Recognition:
     # table -> (the table this one was derived from, the keys that differ,
     # how the kernel's copy of that table is recognised): when the kernel
     # still holds that earlier table, those keys are the whole diff.
-    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = field(
-        default_factory=dict
+    table_base: Mapping[str, tuple[Mapping[bytes, bytes], frozenset[bytes], Mark | None]] = (
+        field(default_factory=dict)
     )
     # table -> how the kernel's copy is recognised once the state was applied:
     # its digest (RawTable.digest) or the dump the apply wrote over

@@ -47,16 +47,8 @@ XDP_META_UNTRACKED = 0x72636C75  # RCL_XDP_META_UNTRACKED
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "rcl_pol_hep": (
         HEP,
-        (
-            "ifindex",
-            "prog[0]",
-            "prog[1]",
-            "prog[2]",
-            "prog[3]",
-            "prog[4]",
-            "prog[5]",
-            "untracked_out_nets",
-        ),  # fmt: skip
+        ("ifindex", "prog[0]", "prog[1]", "prog[2]", "prog[3]", "prog[4]", "prog[5]",
+         "untracked_out_nets"),  # fmt: skip
     ),
     "rcl_failsafe_key": (FAILSAFE_KEY, ("prefixlen", "dir", "proto", "port", "addr")),
     "rcl_xdp_ep": (XDP_EP, ("slot", "prog", "nets")),
