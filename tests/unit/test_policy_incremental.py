@@ -240,3 +240,15 @@ def test_a_rule_that_cannot_be_enforced_is_the_same_error_either_way():
     scratch, incremental = compile_all(resources), compile_all(resources, previous)
     assert scratch.errors == incremental.errors
     assert "policy/shop/p0 ingress rule 1: source.notPorts names port 'http'" in scratch.errors[0]
+
+
+def test_a_stored_index_of_another_shape_is_no_index():
+    """Anything but what as_plain() wrote reads as no index: the next compile is full."""
+    from reconciler.compile.policy_index import PolicyIndex
+
+    good = PolicyIndex("c", {"NetworkPolicy/shop/p0": "d"}, {"policy/shop/p0": ("shop/pod0",)},
+                       {"NetworkSet/shop/ext": ("NetworkSet", "shop", {}, [], [], None, {})},
+                       {"shop/pod0": "cali0"})  # fmt: skip
+    assert PolicyIndex.from_plain(good.as_plain()) == good
+    for bad in ({}, {**good.as_plain(), "context": 1}, {**good.as_plain(), "peers": []}, None):
+        assert PolicyIndex.from_plain(bad) is None
