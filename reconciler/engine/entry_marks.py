@@ -5,7 +5,8 @@ them into objects on every plan and again to verify an apply is most of a
 one-change apply. So:
 - an apply records the digest of each of these maps' dumps right after it
   verified them (with the NAT tables' digests, in the store's applied
-  record);
+  record), when the dump is provably the one the plan read with exactly
+  the plan's writes (a write by anyone else meanwhile: no mark);
 - a plan reads the dumps and, where one has the recorded digest, takes the
   applied state's entries for that map instead of decoding it: the kernel
   holds exactly what it held when that state was verified there;
@@ -27,7 +28,7 @@ from reconciler.kernel import bpf as bpfsys
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Change, diff
 from reconciler.plan.plan import Plan
-from reconciler.plan.state import DesiredState, Link, Obj, ObjKind, ObservedState
+from reconciler.plan.state import AppliedDump, DesiredState, Link, Obj, ObjKind, ObservedState
 
 UNDECODED = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)
 
@@ -74,9 +75,34 @@ def applied_entries(states: StateStore | None) -> Known:
     return lookup
 
 
-def digests(observed: ObservedState) -> dict[str, str]:
-    """The digests of the maps `observed` left undecoded (for the applied record)."""
-    return {name: table.digest for name, table in observed.raw.items()}
+def proven(
+    before: ObservedState | None, after: ObservedState, changes: Iterable[Change]
+) -> dict[str, str]:
+    """The digests of the maps `after` read raw whose dump is provably
+    `before`'s (what the plan read and compared, under the apply lock) with
+    exactly the plan's writes (`changes`): every other entry holds the same
+    bytes and each written key holds what the plan wrote. Only those are recorded; a
+    map written to by anyone else meanwhile gets no mark, so the next plan
+    decodes it and finds the difference."""
+    if before is None:
+        return {}
+    wrote: dict[str, dict[bytes, bytes | None]] = {}
+    for c in changes:
+        if c.kind is ObjKind.ENTRY:
+            parsed = Address.parse(c.address)
+            if parsed.map in after.raw:
+                key, value = entries.encode(parsed.map, parsed.key or "", c.after or c.before or {})
+                wrote.setdefault(parsed.map, {})[key] = value if c.after is not None else None
+    out = {}
+    for name, now in after.raw.items():
+        then = before.raw.get(name)
+        if then is None:
+            continue
+        written = wrote.get(name, {})
+        expected = {k: v for k, v in written.items() if v is not None}
+        if AppliedDump.of(then, frozenset(written)).matches(now, expected):
+            out[name] = now.digest
+    return out
 
 
 def without(desired: DesiredState, maps: Collection[str]) -> DesiredState:

@@ -166,7 +166,7 @@ def reconcile_once(
             # Re-observe and compare with the very state we meant to reach. The
             # NAT tables the plan read, with the keys apply wrote, let the next
             # plan recognise them: verify need not read them again.
-            remaining, digests = verify(desired, target, plan, digests=observed is None)
+            remaining, digests = verify(desired, target, plan, observed is None, observed)
             record_applied(plan, target, len(applied), converged=not remaining)
             states = caches.states(target.cache_dir)
             if not remaining and states is not None:
@@ -467,7 +467,11 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
 
 
 def verify(
-    desired: DesiredState, target: Target, plan: Plan | None = None, digests: bool = True
+    desired: DesiredState,
+    target: Target,
+    plan: Plan | None = None,
+    digests: bool = True,
+    before: ObservedState | None = None,
 ) -> tuple[tuple[Change, ...], dict[str, str]]:
     """After apply: what still differs from the state we meant to reach, and
     (with `digests`) the digests of the kernel's NAT tables, recorded with the
@@ -475,21 +479,24 @@ def verify(
     100k entries.
 
     Everything is observed again, except that with the plan just applied the
-    bulk NAT tables and the policy program maps (reconciler.engine.entry_marks,
-    whose digests are returned too) are read back at the keys the plan
-    changed: the plan compared every other entry moments earlier, under the
-    apply lock, or was checked fresh against the kernel's fingerprint. A
-    table or map the plan recreated (a resize) is compared in full. Without `digests` the tables
-    are not read at all: the caller recognises them later by the dump the
-    plan read (reconciler.plan.state.AppliedDump), which saves reading 110,000
-    entries again."""
+    bulk NAT tables and the policy program maps (reconciler.engine.entry_marks)
+    are read back at the keys the plan changed: the plan compared every
+    other entry moments earlier, under the apply lock, or was checked fresh
+    against the kernel's fingerprint. A table or map the plan recreated (a
+    resize) is compared in full. The digests of the policy program maps are
+    returned for those provably the dumps the plan read (`before`) with just
+    its writes. Without `digests` the tables are not read at all: the
+    caller recognises them later by the dump the plan read
+    (reconciler.plan.state.AppliedDump), which saves reading 110,000 entries
+    again."""
     recreated = _recreates(plan, TABLE_MAPS)
     undecoded = () if recreated or _recreates(plan, marks.UNDECODED) else marks.UNDECODED
     observed, links = observe(
         target.bpffs_root, target.netns, tables=recreated or digests, undecoded=undecoded
     )
     found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
-    found.update(marks.digests(observed))
+    if plan is not None:
+        found.update(marks.proven(before, observed, plan.changes))
     if recreated:
         return diff(desired, observed), found
     assert plan is not None

@@ -326,7 +326,8 @@ def with_entries(
     links: Iterable[Link],
     known: Callable[[str, str], Mapping[str, Obj] | None] = lambda name, digest: None,
 ) -> ObservedState:
-    """`observed` with the entries of its undecoded maps among its objects:
+    """`observed` with the entries of its undecoded maps among its objects
+    (their dumps stay, for reconciler.engine.entry_marks.proven):
     `known(map, digest)` gives them when the dump is one seen before (a map
     left as an apply wrote it and verified it); the rest are decoded."""
     if not observed.raw:
@@ -341,4 +342,4 @@ def with_entries(
         for key, attrs in entries.decode_all(name, table.entries.items(), ctx):
             address = str(Address.of_entry(name, key))
             objects[address] = Obj(address, ObjKind.ENTRY, attrs)
-    return dataclasses.replace(observed, objects=objects, raw={})
+    return dataclasses.replace(observed, objects=objects)

@@ -235,8 +235,8 @@ class ObservedState:
     objects: Mapping[str, Obj]
     foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
-    # Maps read but not decoded yet: their entries are not among `objects`
-    # until reconciler.observe.kernel.with_entries puts them there.
+    # Maps read as raw dumps: their entries are not among `objects` until
+    # reconciler.observe.kernel.with_entries puts them there.
     raw: Mapping[str, RawTable] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
