@@ -154,8 +154,8 @@ def affected(
     if not kinds <= POLICY_KINDS | PEER_KINDS:
         return None
     peers, local = peers_of(resources, node)
-    if local != index.local:
-        return None
+    if local != index.local or len(set(local.values())) != len(local):
+        return None  # an endpoint came, went or moved; or two share an interface
     facts = {ref: peer_facts(peer) for ref, peer in peers.items()}
     names: set[str] = set()
     changed_policies = [r for r in resources if r.kind in POLICY_KINDS and r.ref in changed]
