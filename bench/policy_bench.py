@@ -13,7 +13,9 @@ measured in the same run:
    rules that do not match before the one that allows) at the same N, every
    world up at once and sampled interleaved.
 3. `plan_apply`: 1,000 policies over 200 endpoints: cold apply, no-op plan,
-   and a one-shot `--apply` of one changed policy (time to enforced).
+   and a one-shot `--apply` of one changed policy (time to enforced);
+   `--plan-only --baseline REV` runs commit REV's code beside this tree's on
+   a second node, alternating.
 """
 
 from __future__ import annotations
@@ -553,70 +555,105 @@ def scale_policy(i: int, port: int) -> str:
         """)
 
 
-def plan_apply(count: int = 200, policies: int = 1_000, edits: int = 5) -> dict[str, Any]:
-    """Part 3: 1,000 policies over 200 endpoints in a sandbox node."""
+def plan_apply(
+    count: int = 200, policies: int = 1_000, edits: int = 5, baseline: str | None = None
+) -> dict[str, Any]:
+    """Part 3: 1,000 policies over 200 endpoints in a sandbox node. With
+    `baseline` (a commit), a second node runs that commit's code (unpacked
+    as bench/layout_bench.py does) on the same configuration and every
+    figure alternates the two, so both see the same machine."""
     import random
 
+    from bench.layout_bench import REPO, launcher, unpack
     from bench.plan_bench import build_links
     from sandbox.netns import Sandbox
 
-    sb = Sandbox(prefix=f"rclbpolplan{uuid.uuid4().hex[:4]}")
     rows: list[tuple[str, Any, str]] = []
+    tag = uuid.uuid4().hex[:4]
     with tempfile.TemporaryDirectory(prefix="rclbpol-") as tmp:
+        sides = {"ours": launcher(REPO)}
+        if baseline:
+            sides[baseline] = unpack(baseline, Path(tmp) / "baseline")
+        nodes = {who: Sandbox(prefix=f"rclbpol{n}{tag}") for n, who in enumerate(sides)}
         try:
-            sb.up()
-            build_links(sb, count)
-            config = Path(tmp) / "config"
-            config.mkdir()
-            (config / "felix.yaml").write_text(FELIX)
-            (config / "weps.yaml").write_text(PROFILE + "".join(scale_wep(i) for i in range(count)))
             ports = {i: 9000 + i % 100 for i in range(policies)}
-            for i in range(policies):
-                (config / f"pol-{i:04d}.yaml").write_text(scale_policy(i, ports[i]))
-            env = {"XDG_CACHE_HOME": f"{tmp}/cache", **TREE}
-            args = ["--config", str(config), *sb.target_args(f"{tmp}/state")]
+            configs, runs = {}, {}
+            for who, sb in nodes.items():
+                sb.up()
+                build_links(sb, count)
+                config = configs[who] = Path(tmp) / f"config-{len(configs)}"
+                config.mkdir()
+                (config / "felix.yaml").write_text(FELIX)
+                weps = PROFILE + "".join(scale_wep(i) for i in range(count))
+                (config / "weps.yaml").write_text(weps)
+                for i in range(policies):
+                    (config / f"pol-{i:04d}.yaml").write_text(scale_policy(i, ports[i]))
+                env = {"XDG_CACHE_HOME": f"{tmp}/cache-{len(runs)}"}
+                args = ["--config", str(config), *sb.target_args(f"{tmp}/state-{len(runs)}")]
+                runs[who] = (sides[who], args, env)
 
-            def timed(*extra: str, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+            def timed(who: str, *extra: str, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+                cmd, args, env = runs[who]
                 start = time.perf_counter()
-                proc = subprocess.run([RECONCILE, *extra, *args], capture_output=True, text=True,
+                proc = subprocess.run([*cmd, *extra, *args], capture_output=True, text=True,
                                       env=cli_env(env))  # fmt: skip
                 seconds = time.perf_counter() - start
                 if proc.returncode not in ok:
-                    raise RuntimeError(f"{extra}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+                    raise RuntimeError(f"{who} {extra}: exit {proc.returncode}: "
+                                       f"{proc.stderr[-2000:]}")  # fmt: skip
                 return seconds, proc.stdout
 
-            cold, out = timed("--apply", "--no-cache")
-            rows.append(("cold --apply (no cache): s", cold, out.strip().splitlines()[-2][:60]))
-            timed("--apply")  # fills the caches, as a node following its repository has
-            noop_plan = statistics.median(timed("--plan")[0] for _ in range(3))
-            noop_apply = statistics.median(timed("--apply")[0] for _ in range(3))
-            rows += [
-                ("no-op --plan (with cache): s, median of 3", noop_plan, ""),
-                ("no-op --apply (with cache): s, median of 3", noop_apply, ""),
-            ]
-            applies, plans, changes = [], [], []
-            for i in random.Random(3).sample(range(policies), 2 * edits):
-                ports[i] += 1000
-                (config / f"pol-{i:04d}.yaml").write_text(scale_policy(i, ports[i]))
-                if len(plans) < edits:
-                    seconds, out = timed("--plan", ok=(2,))
-                    plans.append(seconds)
-                    ports[i] -= 1000
+            def each(*extra: str, ok: tuple[int, ...] = (0,)) -> dict[str, tuple[float, str]]:
+                return {who: timed(who, *extra, ok=ok) for who in sides}
+
+            def edit(i: int) -> None:
+                for config in configs.values():
                     (config / f"pol-{i:04d}.yaml").write_text(scale_policy(i, ports[i]))
+
+            times: dict[str, dict[str, list[float]]] = {}
+
+            def note(figure: str, got: dict[str, tuple[float, str]]) -> str:
+                for who, (seconds, _) in got.items():
+                    times.setdefault(figure, {}).setdefault(who, []).append(seconds)
+                return got["ours"][1]
+
+            out = note("cold --apply (no cache): s", each("--apply", "--no-cache"))
+            cold_changes = out.strip().splitlines()[-2][:60]
+            each("--apply")  # fills the caches, as a node following its repository has
+            for _ in range(3):
+                note("no-op --plan (with cache): s, median of 3", each("--plan"))
+            for _ in range(3):
+                note("no-op --apply (with cache): s, median of 3", each("--apply"))
+            changes = []
+            for n, i in enumerate(random.Random(3).sample(range(policies), 2 * edits)):
+                ports[i] += 1000
+                edit(i)
+                if n < edits:
+                    note(f"one changed policy: --plan: s, median of {edits}",
+                         each("--plan", ok=(2,)))  # fmt: skip
+                    ports[i] -= 1000
+                    edit(i)
                     continue
-                seconds, out = timed("--apply")
-                applies.append(seconds)
+                out = note(f"one changed policy: --apply (time to enforced): s, median of {edits}",
+                           each("--apply"))  # fmt: skip
                 changes.append(out.strip().splitlines()[-2])
-            rows += [
-                (f"one changed policy: --plan: s, median of {edits}", statistics.median(plans),
-                 f"range {min(plans):.3f}-{max(plans):.3f}"),
-                (f"one changed policy: --apply (time to enforced): s, median of {edits}",
-                 statistics.median(applies),
-                 f"range {min(applies):.3f}-{max(applies):.3f}; target < 0.5 s"),
-                ("one changed policy: what the apply changed", changes[-1][:70], ""),
-            ]  # fmt: skip
+            for figure, by in times.items():
+                note_text = cold_changes if figure.startswith("cold") else ""
+                ours = by["ours"]
+                if len(ours) > 1:
+                    note_text = f"range {min(ours):.3f}-{max(ours):.3f}"
+                if baseline:
+                    base = by[baseline]
+                    note_text += f"; {baseline}: {statistics.median(base):.3f} s"
+                    if len(base) > 1:
+                        note_text += f" (range {min(base):.3f}-{max(base):.3f})"
+                if "time to enforced" in figure:
+                    note_text += "; target < 0.5 s"
+                rows.append((figure, statistics.median(ours), note_text))
+            rows.append(("one changed policy: what the apply changed", changes[-1][:70], ""))
         finally:
-            sb.down()
+            for sb in nodes.values():
+                sb.down()
     return report(f"policy plan: {policies:,} policies over {count} endpoints", rows)
 
 
@@ -681,7 +718,9 @@ def ablate(runs: int = 7, rules: int = 1) -> dict[str, Any]:
 
 def main(quick: bool = False) -> dict[str, Any]:
     if "--plan-only" in sys.argv:
-        return plan_apply(edits=3 if quick else 5)
+        # `--baseline REV`: the same figures from commit REV's code, alternating
+        at = sys.argv.index("--baseline") + 1 if "--baseline" in sys.argv else 0
+        return plan_apply(edits=3 if quick else 5, baseline=sys.argv[at] if at else None)
     if "--latency-only" in sys.argv:
         return connect_latency(samples=100 if quick else 400)
     if "--ablate" in sys.argv:

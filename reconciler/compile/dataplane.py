@@ -35,13 +35,17 @@ def compile_desired(
     source_digest: str,
     file_ids: Mapping[str, str] | None = None,
     context: str = "",
+    previous: DesiredState | None = None,
 ) -> DesiredState:
     """The whole dataplane this node should have, as addressed objects.
 
     With `file_ids` (path -> blob id of every source file) the state carries
     a NatIndex, so that a later change to Services and EndpointSlices alone
     can be applied to it by reconciler.compile.nat_tables.update; `context` names
-    every other input (node, links, code) for that index."""
+    every other input (node, links, code) for that index. With `previous`
+    (an earlier state this code compiled, for any inputs) the policy
+    sub-compiler redoes only what changed since, when it can prove that is
+    enough (reconciler.compile.policy_incremental); the state is the same."""
     if not isinstance(host, Host):
         host = Host(tuple(host))
     config = felix.effective_config(resources, node)
@@ -59,7 +63,8 @@ def compile_desired(
     selection = select(resources, node, host.links, config)
     programs = programs_for(bpffs_root, config, source_digest, host.hz)
     failsafe = failsafe_ports(config)
-    policy = compile_policy(resources, node, selection, failsafe)
+    last = (previous.objects, previous.policy_index) if previous is not None else None
+    policy, policy_index = compile_policy(resources, node, selection, failsafe, last)
     fragments: list[Fragment] = [
         compile_interfaces(selection, programs.tc_ref),
         compile_programs(config, programs),
@@ -80,5 +85,5 @@ def compile_desired(
     }
     return DesiredState(
         node, True, {o.address: o for o in state.objects}, state.warnings, build, state.errors,
-        state.tables, state.table_info, index, not_enforced=ignored,
+        state.tables, state.table_info, index, not_enforced=ignored, policy_index=policy_index,
     )  # fmt: skip

@@ -192,10 +192,10 @@ def compile_host_protection(
         for key in host_ip_entries(addresses)
     ]
     xdp_eps = {}
+    prefix = f"{Address.of_map(ht.MAP_XDP_EP)}/"  # its entries' addresses start so
     for obj in policy.objects:
-        address = Address.parse(obj.address)
-        if address.map == ht.MAP_XDP_EP and address.key is not None:
-            xdp_eps[address.key] = obj
+        if obj.address.startswith(prefix):
+            xdp_eps[obj.address[len(prefix) :]] = obj
     if xdp_eps:
         ref = programs.xdp_ref
         programs_attrs = {"programs": sorted(XDP_PROGRAMS)}

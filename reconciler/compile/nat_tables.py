@@ -307,6 +307,7 @@ def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> De
     state = replace(
         previous,
         objects=interfaces.objects,
+        policy_index=interfaces.policy_index,  # what made those objects' policy entries
         build=interfaces.build,
         warnings=(*other.base_warnings, *_service_warning_lines(index.service_warnings)),
         errors=(*other.base_errors, *overflow_errors(index.counts, index.sizes)),

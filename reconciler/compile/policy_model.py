@@ -16,7 +16,7 @@ Only IPv4 is enforced: IPv6 nets and rules (ipVersion 6, ICMPv6) never match.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,6 +245,9 @@ class Model:
     # Local HostEndpoints (interface: its interfaceName, "*", or "" when
     # found by expectedIPs); their chains are keyed by HOST_CHAINS' names.
     host_endpoints: tuple[Endpoint, ...] = ()
+    # policy label -> the local WorkloadEndpoints it selects, in endpoint
+    # order (of the endpoints built: see build_model's `only`)
+    selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _labels(r: Resource) -> dict[str, str]:
@@ -451,27 +454,117 @@ def _host_chain(chain: str, tiers: list[TierChain], profiles: list[Rule]) -> Cha
     return Chain(open_tiers, (), NOMATCH, f"no {chain} rule matched (go on)")
 
 
-def build_model(resources: Sequence[Resource], node: str) -> Model:
-    """Every local endpoint's chains; raises PolicyError for a rule that
-    cannot be enforced."""
+POLICY_KINDS = frozenset({"GlobalNetworkPolicy", "NetworkPolicy"})
+
+
+def policy_label(r: Resource) -> str:
+    """How plans and chains name a policy: policy/<ns>/<name> or policy/<name>."""
+    return f"policy/{r.namespace}/{r.name}" if r.namespace else f"policy/{r.name}"
+
+
+def selections_of(
+    resources: Sequence[Resource], node: str, policies: Sequence[Resource]
+) -> dict[str, tuple[str, ...]]:
+    """policy label -> the local WorkloadEndpoints each of `policies` selects."""
+    ctx = _Ctx(resources, node)
+    out = {}
+    for pol in policies:
+        sel = _Selecting.of(pol)
+        out[policy_label(pol)] = tuple(ep.name for ep in ctx.local if sel.matches(ctx, ep))
+    return out
+
+
+PEER_KINDS = frozenset({"WorkloadEndpoint", "NetworkSet", "GlobalNetworkSet"})
+
+
+def peer_facts(peer: Peer) -> tuple[Any, ...]:
+    """What resolution reads of a peer, as plain values (stored with marshal)."""
+    return (peer.kind, peer.namespace, dict(peer.labels), [list(n) for n in peer.nets],
+            [[p.name, p.proto, p.port] for p in peer.ports], peer.service_account,
+            dict(peer.sa_labels))  # fmt: skip
+
+
+def peer_of(ref: str, facts: Sequence[Any]) -> Peer:
+    """The Peer that peer_facts gave `facts` for."""
+    kind, ns, labels, nets, ports, sa, sa_labels = facts
+    return Peer(ref, kind, ns, labels, tuple((int(a), int(b)) for a, b in nets),
+                tuple(NamedPort(str(n), int(pr), int(po)) for n, pr, po in ports), sa,
+                sa_labels)  # fmt: skip
+
+
+def peers_of(resources: Sequence[Resource], node: str) -> tuple[dict[str, Peer], dict[str, str]]:
+    """Every peer selectors match (WorkloadEndpoints of every node, sets,
+    HostEndpoints) by ref, in the model's order; and each local
+    WorkloadEndpoint's interface."""
+    ctx = _Ctx(resources, node)
+    return {p.ref: p for p in ctx.peers}, {ep.name: ep.interface for ep in ctx.local}
+
+
+def origins_of(peers: Iterable[Peer]) -> dict[Net, str]:
+    """Which object named each address, for plans: the first peer that has it."""
+    out: dict[Net, str] = {}
+    for peer in peers:
+        for net in peer.nets:
+            out.setdefault(net, f"ipset {peer.ref}")
+    return out
+
+
+def reading(
+    resources: Sequence[Resource], node: str, candidates: Sequence[Resource], peers: Sequence[Peer]
+) -> list[Resource]:
+    """Those of `candidates` (policies, profiles) whose rules could resolve
+    differently for `peers`: a selector, notSelector, namespaceSelector or
+    serviceAccounts on either side picks one of them, or a remote named port
+    could be one of theirs."""
+    ctx = _Ctx(resources, node)
+    ctx.peers = tuple(peers)
+    resolver = _Resolver(ctx)
+    out = []
+    for res in candidates:
+        if any(_entity_reads(resolver, res, raw.get(side) or {})
+               for direction in DIRECTIONS for raw in res.spec.get(direction) or ()
+               for side in ("source", "destination")):  # fmt: skip
+            out.append(res)
+    return out
+
+
+def _entity_reads(resolver: _Resolver, res: Resource, entity: Mapping[str, Any]) -> bool:
+    if any(resolver._peers(entity, res, f) for f in ("selector", "notSelector")):
+        return True
+    named = any(_port_range(p) is None for f in ("ports", "notPorts") for p in entity.get(f) or ())
+    return named and bool(resolver._peers({"selector": "all()"}, res, "selector"))
+
+
+def build_model(
+    resources: Sequence[Resource], node: str, only: Collection[str] | None = None
+) -> Model:
+    """Every local endpoint's chains (with `only`, the chains of those
+    WorkloadEndpoints and of every host endpoint); raises PolicyError for a
+    rule that cannot be enforced."""
     ctx = _Ctx(resources, node)
     tiers = {r.name: r for r in resources if r.kind == "Tier"}
     tier_order = {name: _order_key(t.spec.get("order"), name) for name, t in tiers.items()}
     tier_order.setdefault("default", _order_key(None, "default"))
     policies = []
     for r in resources:
-        if r.kind in ("GlobalNetworkPolicy", "NetworkPolicy"):
+        if r.kind in POLICY_KINDS:
             tier = str(r.spec.get("tier") or "default")
-            label = f"policy/{r.namespace}/{r.name}" if r.namespace else f"policy/{r.name}"
             name_key = f"{r.namespace}/{r.name}" if r.namespace else r.name
-            policies.append(_Policy(r, tier, _order_key(r.spec.get("order"), name_key), label))
+            policies.append(
+                _Policy(r, tier, _order_key(r.spec.get("order"), name_key), policy_label(r))
+            )
     policies.sort(key=lambda p: (tier_order.get(p.tier, _order_key(None, p.tier)), p.key))
     resolver = _Resolver(ctx)
     chains: dict[tuple[str, str], Chain] = {}
     selecting = [(pol, _Selecting.of(pol.resource), _policy_types(pol.resource.spec))
                  for pol in policies]  # fmt: skip
+    selections: dict[str, list[str]] = {}
     for ep in ctx.local:
+        if only is not None and ep.name not in only:
+            continue
         applies = [(pol, types) for pol, sel, types in selecting if sel.matches(ctx, ep)]
+        for pol, _types in applies:
+            selections.setdefault(pol.label, []).append(ep.name)
         for direction in DIRECTIONS:
             chain_tiers: list[TierChain] = []
             by_tier: dict[str, list[_Policy]] = {}
@@ -518,7 +611,9 @@ def build_model(resources: Sequence[Resource], node: str) -> Model:
                     if prof is not None:
                         prof_rules += resolver.rules(prof, f"profile/{name}", direction, ep)
             chains[(ep.name, chain_name)] = _host_chain(chain_name, chain_tiers, prof_rules)
-    return Model(ctx.local, chains, ctx.peers, ctx.hosts)
+    chosen = ctx.local if only is None else tuple(ep for ep in ctx.local if ep.name in only)
+    return Model(chosen, chains, ctx.peers, ctx.hosts,
+                 {label: tuple(names) for label, names in selections.items()})  # fmt: skip
 
 
 class _Resolver:

@@ -4,12 +4,14 @@ DesiredState holds (their codecs: reconciler.datapath.maps.policy_codecs)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.interfaces import Role, Selection, initial_slots
 from reconciler.compile.policy import Program
+from reconciler.compile.policy_incremental import Incremental
+from reconciler.compile.policy_model import Chain, Model
 from reconciler.datapath.maps import policy_types as pl
 from reconciler.datapath.maps.codec_types import Attrs
 from reconciler.datapath.maps.policy_codecs import KIND_NAMES, proto_name
@@ -20,6 +22,7 @@ from reconciler.datapath.maps.policy_types import (
     KIND_SPORT,
 )
 from reconciler.plan.address import Address
+from reconciler.plan.state import Obj, ObjKind
 
 
 # -- a program's entries --------------------------------------------------
@@ -100,24 +103,55 @@ def policy_objects(
     workloads: Sequence[tuple[str, int, int]],
     hosts: Sequence[Any] = (),
     failsafe: Sequence[Any] = (),
-) -> tuple[list[Any], list[str], list[str]]:
+    previous: tuple[Mapping[str, Any], Any] | None = None,
+) -> Incremental:
     """The policy entries of this node's workloads (ifname, ifindex, slot)
     and host endpoints (compile.host_policy.HostIface), plan-time errors (a
-    rule that cannot be enforced, a map that would overflow) and notes (a
-    failsafe port that keeps open what a host policy denies)."""
+    rule that cannot be enforced, a map that would overflow), notes (a
+    failsafe port that keeps open what a host policy denies) and the index
+    of what was read. With `previous` (the last compile's objects and its
+    PolicyIndex) only what a change touches is compiled again when that is
+    provably enough (reconciler.compile.policy_incremental); the answer is
+    the same either way."""
     from reconciler.compile import host_policy
-    from reconciler.compile.policy import compile_chain
-    from reconciler.compile.policy_model import Chain, PolicyError, build_model
-    from reconciler.plan.state import Obj, ObjKind
+    from reconciler.compile import policy_incremental as inc
+    from reconciler.compile.policy_model import PolicyError, build_model
 
+    if previous is not None and previous[1] is not None and not hosts:
+        got = inc.recompile(
+            resources, node, workloads, failsafe, previous[0], previous[1], _workloads
+        )
+        if got is not None:
+            errors = [*got.errors, *capacity_errors(inc.entry_counts(got.objects), pl.SIZES)]
+            return inc.Incremental(got.objects, errors, got.notes, got.index)
     try:
         model = build_model(resources, node)
     except PolicyError as exc:
-        return [], [str(exc)], []
-    by_iface = {ep.interface: ep for ep in model.endpoints}
+        return inc.Incremental([], [str(exc)], [], None)
+    objects, program_of, counts = _compiler(model)
+    objects += _workloads(model, workloads, program_of)
+    for name, key, attrs, info in host_policy.host_entries(model, hosts, program_of):
+        address = Address.entry_text(name, key)
+        objects.append(Obj(address, ObjKind.ENTRY, attrs, info))
+    notes = host_policy.failsafe_notes(model, hosts, failsafe)
+    index = inc.index_of(resources, node, workloads, hosts, failsafe, model.selections)
+    return inc.Incremental(
+        list({o.address: o for o in objects}.values()),
+        list(capacity_errors(counts, pl.SIZES)),
+        notes,
+        index,
+    )
+
+
+def _compiler(model: Model) -> tuple[list[Obj], Callable[[Chain], Program], dict[str, int]]:
+    """A chain compiler that records each new program's entries once (in the
+    list it returns, counted per map)."""
+    from reconciler.compile.policy import compile_chain
+
     origins = _origins(model)
-    programs: dict[Any, Program] = {}
-    objects: dict[str, Any] = {}
+    programs: dict[Chain, Program] = {}
+    objects: list[Obj] = []
+    seen: set[str] = set()
     counts: dict[str, int] = {}
 
     def program_of(chain: Chain) -> Program:
@@ -127,11 +161,28 @@ def policy_objects(
             programs[chain] = program
             for name, key, attrs, info in program_entries(program):
                 address = Address.entry_text(name, key)
-                if address not in objects:
-                    objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
+                if address not in seen:
+                    seen.add(address)
+                    objects.append(Obj(address, ObjKind.ENTRY, attrs, info))
                     counts[name] = counts.get(name, 0) + 1
         return program
 
+    return objects, program_of, counts
+
+
+def _workloads(
+    model: Model,
+    workloads: Sequence[tuple[str, int, int]],
+    program_of: Callable[[Chain], Program] | None = None,
+) -> list[Obj]:
+    """The rcl_pol_ep entries of `workloads` (and, without `program_of`, the
+    entries of their programs first)."""
+    own = program_of is None
+    objects: list[Obj] = []
+    if program_of is None:
+        objects, program_of, _ = _compiler(model)
+    by_iface = {ep.interface: ep for ep in model.endpoints}
+    out = []
     for ifname, ifindex, slot in workloads:
         ep = by_iface.get(ifname)
         ids = []
@@ -142,20 +193,21 @@ def policy_objects(
         name, key, attrs = endpoint_entry(ifname, ifindex, slot, ids[0], ids[1])
         address = Address.entry_text(name, key)
         info = {"endpoint": ep.peer.ref if ep else "no WorkloadEndpoint"}
-        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-    for name, key, attrs, info in host_policy.host_entries(model, hosts, program_of):
-        address = Address.entry_text(name, key)
-        objects[address] = Obj(address, ObjKind.ENTRY, attrs, info)
-    notes = host_policy.failsafe_notes(model, hosts, failsafe)
-    return list(objects.values()), list(capacity_errors(counts, pl.SIZES)), notes
+        out.append(Obj(address, ObjKind.ENTRY, attrs, info))
+    return [*objects, *out] if own else out
 
 
 def compile_policy(
-    resources: Sequence[Any], node: str, selection: Selection, failsafe: Sequence[Any] = ()
-) -> Fragment:
+    resources: Sequence[Any],
+    node: str,
+    selection: Selection,
+    failsafe: Sequence[Any] = (),
+    previous: tuple[Mapping[str, Any], Any] | None = None,
+) -> tuple[Fragment, Any]:
     """The policy sub-compiler: the entries of the selected workloads' and
     host endpoints' policy programs (policy_objects), in the slots
-    reconciler.compile.interfaces gives them."""
+    reconciler.compile.interfaces gives them, and the index of what it read
+    (reconciler.compile.policy_incremental.PolicyIndex, or None)."""
     from reconciler.compile.host_policy import HostIface
 
     slot_of = initial_slots(selection)
@@ -169,14 +221,13 @@ def compile_policy(
         for s in selection.interfaces
         if s.role & Role.HOST_ENDPOINT
     ]
-    objects, errors, notes = policy_objects(resources, node, workloads, hosts, failsafe)
-    return Fragment(tuple(objects), warnings=tuple(notes), errors=tuple(errors))
+    got = policy_objects(resources, node, workloads, hosts, failsafe, previous)
+    fragment = Fragment(tuple(got.objects), warnings=tuple(got.notes), errors=tuple(got.errors))
+    return fragment, got.index
 
 
-def _origins(model: Any) -> dict[Any, str]:
+def _origins(model: Model) -> dict[Any, str]:
     """Which object named each address, for plans: ipset/<kind>/<name>."""
-    out: dict[Any, str] = {}
-    for peer in model.peers:
-        for net in peer.nets:
-            out.setdefault(net, f"ipset {peer.ref}")
-    return out
+    from reconciler.compile.policy_model import origins_of
+
+    return origins_of(model.peers)

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,11 +34,12 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
+from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
-from reconciler.observe.kernel import held_slots, observe
+from reconciler.observe.kernel import held_slots, observe, with_entries
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, diff
 from reconciler.plan.plan import Plan
@@ -165,7 +166,7 @@ def reconcile_once(
             # Re-observe and compare with the very state we meant to reach. The
             # NAT tables the plan read, with the keys apply wrote, let the next
             # plan recognise them: verify need not read them again.
-            remaining, digests = verify(desired, target, plan, digests=observed is None)
+            remaining, digests = verify(desired, target, plan, observed is None, observed)
             record_applied(plan, target, len(applied), converged=not remaining)
             states = caches.states(target.cache_dir)
             if not remaining and states is not None:
@@ -295,8 +296,9 @@ def compiled_state(
         from reconciler.compile.dataplane import compile_desired
 
         desired = compile_desired(
-            validation.resources, target.node, host, target.bpffs_root, digest, files, context
-        )
+            validation.resources, target.node, host, target.bpffs_root, digest, files, context,
+            previous,
+        )  # fmt: skip
     if desired.nat_index is not None:
         index = dataclasses.replace(
             desired.nat_index, base_context=base_context, source=source.identity
@@ -398,7 +400,10 @@ def make_plan(
     if target.snapshot is not None:
         observed, links = target.snapshot.observed, list(target.snapshot.links)
     else:  # first: a bad --netns fails here
-        observed, links = observe(target.bpffs_root, target.netns)
+        observed, links = observe(target.bpffs_root, target.netns, undecoded=marks.UNDECODED)
+        # before compiling: the store then still holds the state last applied
+        known_entries = marks.applied_entries(caches.states(target.cache_dir))
+        observed = with_entries(observed, links, known_entries)
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
@@ -463,7 +468,11 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
 
 
 def verify(
-    desired: DesiredState, target: Target, plan: Plan | None = None, digests: bool = True
+    desired: DesiredState,
+    target: Target,
+    plan: Plan | None = None,
+    digests: bool = True,
+    before: ObservedState | None = None,
 ) -> tuple[tuple[Change, ...], dict[str, str]]:
     """After apply: what still differs from the state we meant to reach, and
     (with `digests`) the digests of the kernel's NAT tables, recorded with the
@@ -471,29 +480,43 @@ def verify(
     100k entries.
 
     Everything is observed again, except that with the plan just applied the
-    bulk NAT tables are read back at the keys the plan changed: the plan
-    compared every other entry moments earlier, under the apply lock, or was
-    checked fresh against the kernel's fingerprint. A table the plan
-    recreated (a resize) is compared in full. Without `digests` the tables
-    are not read at all: the caller recognises them later by the dump the
-    plan read (reconciler.plan.state.AppliedDump), which saves reading 110,000
-    entries again."""
-    recreated = plan is None or any(
-        c.kind is ObjKind.MAP and Address.parse(c.address).map in TABLE_MAPS for c in plan.changes
+    bulk NAT tables and the policy program maps (reconciler.engine.entry_marks)
+    are read back at the keys the plan changed: the plan compared every
+    other entry moments earlier, under the apply lock, or was checked fresh
+    against the kernel's fingerprint. A table or map the plan recreated (a
+    resize) is compared in full. The digests of the policy program maps are
+    returned for those provably the dumps the plan read (`before`) with just
+    its writes. Without `digests` the tables are not read at all: the
+    caller recognises them later by the dump the plan read
+    (reconciler.plan.state.AppliedDump), which saves reading 110,000 entries
+    again."""
+    recreated = _recreates(plan, TABLE_MAPS)
+    undecoded = () if recreated or _recreates(plan, marks.UNDECODED) else marks.UNDECODED
+    observed, links = observe(
+        target.bpffs_root, target.netns, tables=recreated or digests, undecoded=undecoded
     )
-    observed, _ = observe(target.bpffs_root, target.netns, tables=recreated or digests)
     found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
+    if plan is not None:
+        found.update(marks.proven(before, observed, plan.changes))
     if recreated:
         return diff(desired, observed), found
     assert plan is not None
     changes = diff(
-        dataclasses.replace(desired, tables={}),
+        marks.without(desired, undecoded),
         dataclasses.replace(observed, tables={}),
     )
+    policy = marks.read_back(desired, plan, target.bpffs_root, links, undecoded)
     remaining = tuple(
-        sorted((*changes, *_read_back(desired, plan, target)), key=lambda c: c.address)
+        sorted((*changes, *_read_back(desired, plan, target), *policy), key=lambda c: c.address)
     )
     return remaining, found
+
+
+def _recreates(plan: Plan | None, maps: Collection[str]) -> bool:
+    """Does `plan` replace one of `maps` (then every entry is compared again)?"""
+    return plan is None or any(
+        c.kind is ObjKind.MAP and Address.parse(c.address).map in maps for c in plan.changes
+    )
 
 
 def written_keys(plan: Plan) -> dict[str, frozenset[bytes]]:

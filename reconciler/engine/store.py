@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
-from reconciler.plan.state import UNRECOGNISED, AppliedDump, DesiredState, Recognition
+from reconciler.compile.policy_index import PolicyIndex
+from reconciler.plan.state import (
+    UNRECOGNISED,
+    AppliedDump,
+    DesiredState,
+    Obj,
+    ObjKind,
+    Recognition,
+)
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
 SUFFIX = ".state"
@@ -37,6 +45,8 @@ SUFFIX = ".state"
 _HEADER = struct.Struct("<4sQ40s")
 _MAGIC = b"RCL2"
 _INDEX_BULK = ("files", "owners", "feeders", "ids")
+_POLICY_INDEX = "policy_index"
+_ENTRIES = "entries"
 
 
 @functools.cache
@@ -52,14 +62,44 @@ def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:
     out["table_info"] = desired.table_info
     if desired.nat_index is not None:
         out.update({f"index/{n}": getattr(desired.nat_index, n) for n in _INDEX_BULK})
+    if desired.policy_index is not None:
+        out[_POLICY_INDEX] = desired.policy_index.as_plain()
     return out
 
 
-def _skeleton(desired: DesiredState) -> DesiredState:
+def _skeleton(desired: DesiredState, entries: bool) -> DesiredState:
+    """The state without its bulk (and without its map entries when they
+    are stored in a section of their own: `entries`)."""
     index = desired.nat_index
     if index is not None:
         index = dataclasses.replace(index, **{name: {} for name in _INDEX_BULK})
-    return dataclasses.replace(desired, tables={}, table_info={}, nat_index=index)
+    objects = desired.objects
+    if entries:
+        objects = {a: o for a, o in objects.items() if o.kind is not ObjKind.ENTRY}
+    return dataclasses.replace(
+        desired, objects=objects, tables={}, table_info={}, nat_index=index, policy_index=None
+    )
+
+
+def _entries_blob(desired: DesiredState) -> bytes | None:
+    """The state's map entries (24,000 of them with 1,000 policies) as one
+    marshal blob: loading it is a fraction of unpickling as many objects, and
+    marshal builds plain values only. None when an entry holds something
+    marshal cannot store (it then stays in the skeleton)."""
+    rows = [
+        (o.address, o.attrs, o.info) for o in desired.objects.values() if o.kind is ObjKind.ENTRY
+    ]
+    try:
+        return marshal.dumps(rows)
+    except ValueError:
+        return None
+
+
+def _entries_of(blob: bytes) -> dict[str, Obj]:
+    entry = ObjKind.ENTRY
+    return {
+        address: Obj(address, entry, attrs, info) for address, attrs, info in marshal.loads(blob)
+    }
 
 
 def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
@@ -85,7 +125,12 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
         sections[name] = (kind, offset, size, extra)
         blobs += parts
         offset += size
-    manifest = pickle.dumps((_skeleton(desired), sections), protocol=pickle.HIGHEST_PROTOCOL)
+    rows = _entries_blob(desired)
+    if rows is not None:
+        sections[_ENTRIES] = ("entries", offset, len(rows), None)
+        blobs.append(rows)
+    skeleton = _skeleton(desired, rows is not None)
+    manifest = pickle.dumps((skeleton, sections), protocol=pickle.HIGHEST_PROTOCOL)
     base_name = base[0].encode() if base is not None and delta else b""
     return _HEADER.pack(_MAGIC, len(manifest), base_name) + manifest + b"".join(blobs)
 
@@ -123,6 +168,7 @@ class _StoredState:
             named = dict(zip(layout[len(values)], values, strict=True))
         else:
             return None
+        named.setdefault("policy_index", None)  # stored before states carried one
         if not set(_LAYOUT) <= named.keys():
             return None
         return DesiredState(**{name: named[name] for name in _LAYOUT})
@@ -188,9 +234,12 @@ def decode(
     blob = data[_HEADER.size + size :]
     base_bulk = _bulk(base) if base is not None else {}
     bulk: dict[str, Mapping[Any, Any]] = {}
+    objects = skeleton.objects
     for name, (kind, offset, length, extra) in sections.items():
         part = blob[offset : offset + length]
-        if kind == "sorted":
+        if kind == "entries":
+            objects = {**objects, **_entries_of(part)}
+        elif kind == "sorted":
             key_size, value_size, keys_len = extra
             bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
         elif kind == "marshal":
@@ -204,8 +253,13 @@ def decode(
     if index is not None:
         index = dataclasses.replace(index, **{n: bulk.pop(f"index/{n}") for n in _INDEX_BULK})
     info = bulk.pop("table_info")
+    stored_index = bulk.pop(_POLICY_INDEX, None)
+    policy_index = PolicyIndex.from_plain(dict(stored_index)) if stored_index else None
     tables = {name.split("/", 1)[1]: table for name, table in bulk.items()}
-    return dataclasses.replace(skeleton, tables=tables, table_info=info, nat_index=index)
+    return dataclasses.replace(
+        skeleton, objects=objects, tables=tables, table_info=info, nat_index=index,
+        policy_index=policy_index,
+    )  # fmt: skip
 
 
 # The applied record of a directory: which state the kernel was converged to,

@@ -9,10 +9,11 @@ as foreign and never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,15 +142,18 @@ def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
 
 
 def read_pins(
-    root: str,
+    root: str, undecoded: Collection[str] = ()
 ) -> tuple[
-    dict[str, list[str]], dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]], dict[str, int]
-]:
-    """Program set directories; for each pinned map its size and entries; and
-    the bulk NAT tables as open fds, for read_tables (the caller owns them)."""
+    dict[str, list[str]], dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]], dict[str, int],
+    dict[str, RawTable],
+]:  # fmt: skip
+    """Program set directories; for each pinned map its size and entries; the
+    bulk NAT tables as open fds, for read_tables (the caller owns them); and
+    the maps named in `undecoded` as read, entries not sliced or decoded."""
     progs: dict[str, list[str]] = {}
     maps: dict[str, tuple[dict[str, Any], list[tuple[bytes, Any]]]] = {}
     tables: dict[str, int] = {}
+    raw: dict[str, RawTable] = {}
     prog_root, map_root = Path(root) / "progs", Path(root) / "maps"
     if prog_root.is_dir():
         for d in prog_root.iterdir():
@@ -164,6 +168,9 @@ def read_pins(
                 attrs = _map_attrs(pin.name, info)
                 if pin.name in entries.TABLE_MAPS:
                     tables[pin.name], fd = fd, -1
+                elif pin.name in undecoded and pin.name in entries.CODECS:
+                    dump = bpfsys.map_raw(fd)
+                    raw[pin.name] = RawTable(dump.keys, dump.values, dump.key_size, dump.value_size)
                 elif pin.name in entries.CODECS and "layout" not in attrs:
                     # A map of another layout is replaced: its entries are
                     # planned afresh, not read with this codec.
@@ -172,7 +179,7 @@ def read_pins(
             finally:
                 if fd >= 0:
                     bpfsys.close(fd)
-    return progs, maps, tables
+    return progs, maps, tables, raw
 
 
 # Maps that can be found in another layout: is a kernel map the one the programs use?
@@ -279,10 +286,12 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
 
 
 def observe(
-    root: str, netns: str | None = None, tables: bool = True
+    root: str, netns: str | None = None, tables: bool = True, undecoded: Collection[str] = ()
 ) -> tuple[ObservedState, list[Link]]:
     """Everything of ours in the kernel, plus the live links compile needs;
-    `tables=False` leaves the bulk NAT tables unread (their maps are seen)."""
+    `tables=False` leaves the bulk NAT tables unread (their maps are seen).
+    The maps named in `undecoded` are read but their entries are left out of
+    the objects, as raw dumps (ObservedState.raw) for with_entries."""
     # rtnl, not pyroute2: importing pyroute2 alone costs more than this whole read.
     with Rtnl(netns) as rtnl:
         link_msgs = rtnl.links()
@@ -293,7 +302,7 @@ def observe(
     xdp_objs, xdp_foreign = read_xdp(root, link_msgs)
     objs += xdp_objs
     foreign += xdp_foreign
-    progs, maps, table_fds = read_pins(root)
+    progs, maps, table_fds, raw = read_pins(root, undecoded)
     if not tables:
         for fd in table_fds.values():
             bpfsys.close(fd)
@@ -308,5 +317,29 @@ def observe(
                 Obj(Address.entry_text(name, key), ObjKind.ENTRY, attrs)
                 for key, attrs in entries.decode_all(name, items, ctx)
             ]
-    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk)
+    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk, raw)
     return observed, links
+
+
+def with_entries(
+    observed: ObservedState,
+    links: Iterable[Link],
+    known: Callable[[str, str], Mapping[str, Obj] | None] = lambda name, digest: None,
+) -> ObservedState:
+    """`observed` with the entries of its undecoded maps among its objects
+    (their dumps stay, for reconciler.engine.entry_marks.proven):
+    `known(map, digest)` gives them when the dump is one seen before (a map
+    left as an apply wrote it and verified it); the rest are decoded."""
+    if not observed.raw:
+        return observed
+    ctx = entries.Context({link.ifindex: link.name for link in links})
+    objects = dict(observed.objects)
+    for name, table in observed.raw.items():
+        seen = known(name, table.digest)
+        if seen is not None:
+            objects.update(seen)
+            continue
+        for key, attrs in entries.decode_all(name, table.entries.items(), ctx):
+            address = Address.entry_text(name, key)
+            objects[address] = Obj(address, ObjKind.ENTRY, attrs)
+    return dataclasses.replace(observed, objects=objects)

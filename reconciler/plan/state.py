@@ -61,6 +61,9 @@ class DesiredState:
     # What the configuration says that this node validates but does not act
     # on ("Kind/name: field: not enforced: why"), for the plan to list.
     not_enforced: tuple[str, ...] = field(default=(), compare=False)
+    # reconciler.compile.policy_incremental.PolicyIndex: lets the next compile
+    # redo only the endpoints a policy change touches (not state: never compared).
+    policy_index: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,9 @@ class ObservedState:
     objects: Mapping[str, Obj]
     foreign: tuple[str, ...] = ()  # seen but not ours: reported, never touched
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
+    # Maps read as raw dumps: their entries are not among `objects` until
+    # reconciler.observe.kernel.with_entries puts them there.
+    raw: Mapping[str, RawTable] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """Stable hash of everything we own; a saved plan is stale when it moves."""

@@ -24,18 +24,19 @@ BASELINE = "421939b"  # the flat reconciler/ package, before the layered layout
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def old_code(tmp_path):
+def tree_of(rev: str, tmp_path: Path) -> Path:
+    """The reconciler of commit `rev`, unpacked under `tmp_path` (skips
+    when the clone does not have it)."""
     known = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{BASELINE}^{{commit}}"],
+        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
         capture_output=True,
     )
     if known.returncode != 0:
-        pytest.skip(f"commit {BASELINE} is not in this clone (shallow?)")
-    tree = tmp_path / "old"
+        pytest.skip(f"commit {rev} is not in this clone (shallow?)")
+    tree = tmp_path / f"at-{rev}"
     tree.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", BASELINE, "reconciler", "bpf", "schemas"],
+        ["git", "-C", str(REPO), "archive", rev, "reconciler", "bpf", "schemas"],
         capture_output=True,
         check=True,
     ).stdout
@@ -43,13 +44,21 @@ def old_code(tmp_path):
     return tree
 
 
-def run_old(tree: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def old_code(tmp_path):
+    return tree_of(BASELINE, tmp_path)
+
+
+def run_old(
+    tree: Path, argv: list[str], module: str = "reconciler.cli"
+) -> subprocess.CompletedProcess[str]:
+    """The CLI of the tree at `tree` (the flat layout's main is in reconciler.cli)."""
     code = (
         f"import sys; sys.path.insert(0, {str(tree)!r}); "
-        "from reconciler.cli import main; sys.exit(main(sys.argv[1:]))"
+        f"from {module} import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.run(
-        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300
     )
 
 

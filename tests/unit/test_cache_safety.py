@@ -131,7 +131,8 @@ def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
     start = desired_cache._HEADER.size
     skeleton, sections = pickle.loads(data[start : start + size])
     values = [getattr(skeleton, f.name) for f in dataclasses.fields(skeleton)]
-    old = [*values[:-1], {}, {}, {}, values[-1]]  # table_base, kernel_digests, kernel_dumps
+    # table_base, kernel_digests, kernel_dumps; and no policy_index (the last field now)
+    old = [*values[:-2], {}, {}, {}, values[-2]]
     assert len(old) == len(desired_cache._LAYOUT_WITH_HINTS)
 
     def stored(fields):
