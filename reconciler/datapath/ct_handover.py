@@ -13,7 +13,10 @@ set, `bind` after) and ends it (`release`) once only the new programs are
 attached: the entries the old table holds and the new one lacks are carried
 over through the datapath's own claim (the set's rcl_ct_adopt_slot, run as a
 test), then the reference is dropped, and the old table is freed with the
-last program that held it.
+last program that held it. A carried entry takes a free way of its bucket,
+or the place of one seen less recently than itself, never of a more recent
+one: most of them are flows the old programs saw during the build, long
+over, and a bucket they filled would evict the live flows' entries.
 """
 
 from __future__ import annotations
@@ -118,8 +121,8 @@ def release(root: str, tc_sets: list[Path]) -> int | None:
 def carry(old_fd: int, new_fd: int, adopt_fd: int) -> int:
     """Copy every entry of the table `old_fd` that the table `new_fd` lacks,
     or holds only as seen less recently (an earlier flow of the same
-    addresses and ports), through the adopt program. Returns how many were
-    copied."""
+    addresses and ports), through the adopt program, where its bucket has
+    room for it (rcl_ct_adopt_request). Returns how many were copied."""
     seen = nat.CT_VAL_LAST_SEEN
     have = {
         key: seen.unpack_from(value)[0] for key, (_i, _v, value) in ct_table.entries(new_fd).items()
