@@ -650,8 +650,9 @@ static __always_inline int rcl_ct_find_pulled(const struct rcl_ct_key *key, stru
  * It takes a way of its bucket here as a new flow would, except that it
  * never takes the place of an entry seen more recently than itself
  * (rcl_ct_reserve_adopt_in). Returns 1 if it was copied, 2 if this table
- * holds the key already (as recently seen), 0 if the entry is gone or moved,
- * finds no such way, or there is no previous table. */
+ * holds the key already (as recently seen), 3 if that is the same flow and
+ * took state flags from it, 0 if the entry is gone or moved, finds no such
+ * way, or there is no previous table. */
 static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 {
 	struct rcl_ct_kill_req req;
@@ -681,8 +682,17 @@ static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 	struct rcl_ct_hit hit;
 	if (!here)
 		return 0;
-	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns)
+	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns) {
+		/* The same flow (created at the same time), seen here since: the
+		 * state the old programs recorded after the copy (the first
+		 * reply's mark, a FIN or RST, a policy side's approval) is added,
+		 * the clock kept. An earlier flow of the same tuple adds nothing. */
+		if (hit.val.created_ns == val.created_ns && (val.flags & ~hit.val.flags)) {
+			rcl_ct_touch(&hit, hit.val.last_seen_ns, val.flags);
+			return 3;
+		}
 		return 2; /* as in rcl_ct_pull */
+	}
 	struct rcl_ct_claim c;
 	if (rcl_ct_reserve_adopt_in(here, &at, rcl_now(), rcl_ct_seen(val.last_seen_ns), &c))
 		return 0;

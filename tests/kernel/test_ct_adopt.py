@@ -157,3 +157,31 @@ def test_a_carried_entry_never_replaces_a_more_recent_one(tables: Tables) -> Non
     assert ct_handover.adopt(tables.adopt, index, 2)
     assert _entry(tables.new, late) is not None and _entry(tables.new, idle) is None
     assert all(_entry(tables.new, key) for key in residents if key != idle)
+
+
+def test_the_same_flows_entry_takes_the_state_the_old_programs_recorded(tables: Tables) -> None:
+    """The old programs marked the flow established (its first reply met
+    them) after the new table got its copy, which has been seen since: the
+    mark is added, the more recent clock kept. An earlier flow of the same
+    tuple (created at another time) adds nothing."""
+    key = nr.CtKey(CLIENT, VIP, 19100, 80, TCP)
+    assert bpfsys.prog_test_run(tables.nat, packet(CLIENT, VIP, 19100, 80, TCP)).retval == DNAT
+    found = _entry(tables.new, key)
+    assert found is not None
+    here = found[2]
+    assert nl.CtFlag.EST not in here.flags
+    earlier = replace(
+        here,
+        created_ns=here.created_ns - 60 * SECOND,
+        last_seen_ns=here.last_seen_ns - SECOND,
+        flags=here.flags | nl.CtFlag.FIN,
+    )
+    assert not ct_handover.adopt(tables.adopt, _in_old(tables, key, earlier), 2)
+    assert _entry(tables.new, key) == found
+    marked = replace(
+        here, last_seen_ns=here.last_seen_ns - SECOND, flags=here.flags | nl.CtFlag.EST
+    )
+    assert ct_handover.adopt(tables.adopt, _in_old(tables, key, marked), 2)
+    after = _entry(tables.new, key)
+    assert after is not None
+    assert after[2] == replace(here, flags=here.flags | nl.CtFlag.EST)
