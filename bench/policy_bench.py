@@ -659,8 +659,22 @@ def plan_apply(
 
 # Ablations of the policy step (`--ablate`): each replaces one piece of the
 # flattened source and must find it there.
+# "pair in one bucket": policy keys (pad[0] set) take their bucket from a
+# hash that swapping the two ends leaves alike, so a flow's forward and
+# reverse entries share a bucket (tag and key stay exact): the idea of one
+# bucket for both directions, measured before it is built.
+_PAIR_BUCKET = (
+    "\tat->h32 = (__u32)h;\n\tat->tag = (__u8)(h >> 56);\n",
+    "\tat->h32 = (__u32)h;\n\tat->tag = (__u8)(h >> 56);\n"
+    "\tif ((b >> 40) & 0xff) {\n"
+    "\t\t__u64 s = ((a ^ (a >> 32)) & 0xffffffffULL) |\n"
+    "\t\t\t(((b ^ (b >> 16)) & 0xffffULL) << 32) | (((b >> 32) & 0xff) << 48);\n"
+    "\t\tat->h32 = (__u32)rcl_fmix64(s ^ RCL_CT_SEED);\n"
+    "\t}\n",
+)
 ABLATIONS = {
     "full": [],
+    "pair in one bucket": [_PAIR_BUCKET],
     "no conntrack find before the claims": [
         ("if (rcl_ct_find(&f->key, &hit)) {", "if (0 && rcl_ct_find(&f->key, &hit)) {")
     ],

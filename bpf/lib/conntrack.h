@@ -438,16 +438,25 @@ static __always_inline int rcl_ct_take(struct rcl_ct_bucket *bk, __u64 pick, __u
 	return 0;
 }
 
-/* Claim the way key -> val goes to in its bucket: the one holding the same
- * key, else a free or dead one, else the least recently seen one, all judged
- * from the header line. Returns 0, or -1 when the way was taken meanwhile. */
-static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const struct rcl_ct_place *at,
-					     __u64 now, struct rcl_ct_claim *c)
+/* A bucket's ways as a claim judges them, from the header line: `pick`, the
+ * way holding the key (a reuse, never a duplicate), else the first free or
+ * dead one; `oldest`, the least recently seen live one. RCL_CT_WAYS: none. */
+struct rcl_ct_choice {
+	__u64 pick, oldest; /* way indexes */
+	__u32 pick_ver, oldest_ver;
+	__u16 oldest_age;
+	__u8 oldest_state;
+};
+
+static __always_inline void rcl_ct_choose(struct rcl_ct_bucket *bk, const struct rcl_ct_place *at,
+					  __u16 now16, struct rcl_ct_choice *ch)
 {
-	__u64 pick = RCL_CT_WAYS, oldest = RCL_CT_WAYS; /* way indexes; RCL_CT_WAYS: none */
-	__u32 pick_ver = 0, oldest_ver = 0;
-	__u16 now16 = rcl_ct_seen(now), oldest_age = 0;
-	__u8 oldest_state = 0;
+	ch->pick = RCL_CT_WAYS;
+	ch->oldest = RCL_CT_WAYS;
+	ch->pick_ver = 0;
+	ch->oldest_ver = 0;
+	ch->oldest_age = 0;
+	ch->oldest_state = 0;
 
 #pragma unroll
 	for (int w = 0; w < RCL_CT_WAYS; w++) {
@@ -456,34 +465,44 @@ static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const str
 			continue; /* another CPU is writing it */
 		__u8 state = bk->way[w].state;
 		if (ver && rcl_ct_holds(bk, w, at)) {
-			pick = w; /* the same flow again (or its stale twin): reuse, never duplicate */
-			pick_ver = ver;
+			ch->pick = w; /* the same flow again (or its stale twin) */
+			ch->pick_ver = ver;
 			break;
 		}
 		if (!ver || !state) {
-			if (pick == RCL_CT_WAYS) {
-				pick = w;
-				pick_ver = ver;
+			if (ch->pick == RCL_CT_WAYS) {
+				ch->pick = w;
+				ch->pick_ver = ver;
 			}
 			continue;
 		}
 		__u16 age = now16 - bk->way[w].seen;
-		if (oldest == RCL_CT_WAYS || age > oldest_age) {
-			oldest = w;
-			oldest_ver = ver;
-			oldest_age = age;
-			oldest_state = state;
+		if (ch->oldest == RCL_CT_WAYS || age > ch->oldest_age) {
+			ch->oldest = w;
+			ch->oldest_ver = ver;
+			ch->oldest_age = age;
+			ch->oldest_state = state;
 		}
 	}
-	if (pick == RCL_CT_WAYS && oldest != RCL_CT_WAYS) {
-		pick = oldest;
-		pick_ver = oldest_ver;
-		__u8 proto = (oldest_state & RCL_CT_ST_TCP) ? IPPROTO_TCP : IPPROTO_UDP;
-		__u64 timeout = rcl_ct_timeout_ns(proto, oldest_state & RCL_CT_ST_FLAGS);
-		if (oldest_age <= (timeout >> RCL_CT_SEEN_SHIFT) + 1)
+}
+
+/* Claim the way key -> val goes to in its bucket: the one holding the same
+ * key, else a free or dead one, else the least recently seen one, all judged
+ * from the header line. Returns 0, or -1 when the way was taken meanwhile. */
+static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const struct rcl_ct_place *at,
+					     __u64 now, struct rcl_ct_claim *c)
+{
+	struct rcl_ct_choice ch;
+	rcl_ct_choose(bk, at, rcl_ct_seen(now), &ch);
+	if (ch.pick == RCL_CT_WAYS && ch.oldest != RCL_CT_WAYS) {
+		ch.pick = ch.oldest;
+		ch.pick_ver = ch.oldest_ver;
+		__u8 proto = (ch.oldest_state & RCL_CT_ST_TCP) ? IPPROTO_TCP : IPPROTO_UDP;
+		__u64 timeout = rcl_ct_timeout_ns(proto, ch.oldest_state & RCL_CT_ST_FLAGS);
+		if (ch.oldest_age <= (timeout >> RCL_CT_SEEN_SHIFT) + 1)
 			rcl_nat_count(RCL_NS_CT_EVICTED); /* (probably) a live flow loses its entry */
 	}
-	return rcl_ct_take(bk, pick, pick_ver, at, c);
+	return rcl_ct_take(bk, ch.pick, ch.pick_ver, at, c);
 }
 
 /* Claim a way of bucket bk for the key at `at`: the one holding the key,
@@ -591,6 +610,29 @@ static __always_inline void rcl_ct_pull(const struct rcl_ct_place *at)
 		       old.val.last_seen_ns);
 }
 
+/* Claim a way of bucket bk for an entry carried over from the previous
+ * table, last seen at coarse time `seen`: as rcl_ct_reserve_in, except that
+ * the least recently seen entry makes way only if it was seen before the
+ * carried one (strictly, at the header's resolution). The carried entries
+ * are what the old table alone holds at the end of a handover, most of them
+ * flows long over: one must never take the place of an entry more recent
+ * than itself. Returns 0, or -1 when there is no such way or it was taken
+ * meanwhile. */
+static __always_inline int rcl_ct_reserve_adopt_in(struct rcl_ct_bucket *bk,
+						   const struct rcl_ct_place *at, __u64 now,
+						   __u16 seen, struct rcl_ct_claim *c)
+{
+	struct rcl_ct_choice ch;
+	__u16 now16 = rcl_ct_seen(now);
+	rcl_ct_choose(bk, at, now16, &ch);
+	if (ch.pick == RCL_CT_WAYS && ch.oldest != RCL_CT_WAYS &&
+	    ch.oldest_age > (__u16)(now16 - seen)) {
+		ch.pick = ch.oldest;
+		ch.pick_ver = ch.oldest_ver;
+	}
+	return rcl_ct_take(bk, ch.pick, ch.pick_ver, at, c);
+}
+
 /* rcl_ct_find, after pulling the key from the previous table. */
 static __always_inline int rcl_ct_find_pulled(const struct rcl_ct_key *key, struct rcl_ct_hit *hit)
 {
@@ -605,9 +647,12 @@ static __always_inline int rcl_ct_find_pulled(const struct rcl_ct_key *key, stru
  * datapath's own claim: the reconciler's sweep once no program of the old
  * table is attached (reconciler/datapath/ct_handover.py), through a test run
  * with a struct rcl_ct_kill_req naming the entry in the previous table.
- * Returns 1 if it was copied, 2 if this table holds the key already (as
- * recently seen), 0 if the entry is gone or moved (or there is no previous
- * table). */
+ * It takes a way of its bucket here as a new flow would, except that it
+ * never takes the place of an entry seen more recently than itself
+ * (rcl_ct_reserve_adopt_in). Returns 1 if it was copied, 2 if this table
+ * holds the key already (as recently seen), 3 if that is the same flow and
+ * took state flags from it, 0 if the entry is gone or moved, finds no such
+ * way, or there is no previous table. */
 static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 {
 	struct rcl_ct_kill_req req;
@@ -637,10 +682,19 @@ static __always_inline int rcl_ct_adopt_request(struct __sk_buff *skb)
 	struct rcl_ct_hit hit;
 	if (!here)
 		return 0;
-	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns)
+	if (rcl_ct_find_in(here, &at, &hit) && hit.val.last_seen_ns >= val.last_seen_ns) {
+		/* The same flow (created at the same time), seen here since: the
+		 * state the old programs recorded after the copy (the first
+		 * reply's mark, a FIN or RST, a policy side's approval) is added,
+		 * the clock kept. An earlier flow of the same tuple adds nothing. */
+		if (hit.val.created_ns == val.created_ns && (val.flags & ~hit.val.flags)) {
+			rcl_ct_touch(&hit, hit.val.last_seen_ns, val.flags);
+			return 3;
+		}
 		return 2; /* as in rcl_ct_pull */
+	}
 	struct rcl_ct_claim c;
-	if (rcl_ct_reserve_in(here, &at, rcl_now(), &c))
+	if (rcl_ct_reserve_adopt_in(here, &at, rcl_now(), rcl_ct_seen(val.last_seen_ns), &c))
 		return 0;
 	struct rcl_ct_key key;
 	__builtin_memcpy(&key, &a, 8);

@@ -258,6 +258,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	}
 
 	struct rcl_ct_hit ct;
+	ct.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
 	int found = rcl_ct_lookup(&key, &now, &ct);
 	if (found && ct.val.type == RCL_CT_REVERSE) {
 		__u32 vip = ct.val.orig_ip;
@@ -270,8 +271,15 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		fk.dport = vport;
 		fk.proto = ip.protocol;
 		struct rcl_ct_hit f;
-		if (!rcl_ct_find_pulled(&fk, &f)) {
-			/* The NATed flow is gone (evicted or cleaned): this reply
+		f.val.flags = 0; /* set on every path: a miss leaves the copy unwritten */
+		if (!rcl_ct_find_pulled(&fk, &f) ||
+		    ((pktflags & RCL_CT_SYN) && (f.val.flags & (RCL_CT_FIN | RCL_CT_RST)))) {
+			/* The NATed flow is gone (evicted or cleaned), or it is over
+			 * and this is the SYN-ACK of a new connection on its tuple
+			 * (one through the VIP would have restarted the forward
+			 * entry): a client port that talked to the VIP now talks to
+			 * the backend straight, and the new programs of a resize
+			 * still hold the entry an old program retired. This reply
 			 * belongs to some other flow now. Never rewrite it. */
 			rcl_ct_kill(&ct);
 			rcl_nat_count(RCL_NS_STALE);
@@ -290,7 +298,10 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		rcl_nat_count(RCL_NS_SNAT);
 		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_SNAT;
 	}
-	if (found && ct.val.type == RCL_CT_FORWARD) {
+	__u32 svc_id = 0;
+	__u64 counted = RCL_NS_DNAT_NEW; /* what the new flow path counts on success */
+	int renew = found && ct.val.type == RCL_CT_FORWARD && syn;
+	if (found && ct.val.type == RCL_CT_FORWARD && !syn) {
 		/* Trust the entry: the backend it names stays the flow's backend even
 		 * when ordinals shift because another backend left. Entries of
 		 * departed backends are removed by the reconciler when it removes
@@ -309,37 +320,54 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		rcl_nat_count(RCL_NS_DNAT_CT);
 		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
 	}
-
-	if (!syn)
-		fe = rcl_nat_fe.lookup(&fek);
-	if (!fe) {
-		/* A new flow straight to an address (not a service). If this client
-		 * port talked to a VIP that was balanced to this very address and
-		 * port, that flow's reverse entry would rewrite our replies to the
-		 * VIP: the two cannot coexist (same 4-tuple at the backend), so the
-		 * old one is over. Retire its reverse entry. */
-		if (syn || ip.protocol == IPPROTO_UDP) {
-			struct rcl_ct_key rk = {};
-			rk.src = ip.daddr;
-			rk.dst = ip.saddr;
-			rk.sport = ports.dport;
-			rk.dport = ports.sport;
-			rk.proto = ip.protocol;
-			struct rcl_ct_hit stale;
-			if (rcl_ct_find(&rk, &stale))
-				rcl_ct_kill(&stale);
+	if (renew) {
+		/* A SYN of a recorded flow: a retransmit, or a new connection on
+		 * the tuple of one that closed. It keeps the entry's backend (the
+		 * choice made above is dropped), and both entries are written
+		 * afresh: a full bucket evicts one entry, not its flow's pair, and
+		 * a forward entry whose reverse is gone would send every retry to
+		 * a backend whose replies are never rewritten. The new connection
+		 * starts from its SYN's state, not the closed one's. */
+		pick.ordinal = ct.val.be_ordinal;
+		pick.ip = ct.val.be_ip;
+		pick.port = ct.val.be_port;
+		svc_id = ct.val.svc_id;
+		counted = RCL_NS_DNAT_CT;
+	} else {
+		if (!syn)
+			fe = rcl_nat_fe.lookup(&fek);
+		if (!fe) {
+			/* A new flow straight to an address (not a service). If this
+			 * client port talked to a VIP that was balanced to this very
+			 * address and port, that flow's reverse entry would rewrite our
+			 * replies to the VIP: the two cannot coexist (same 4-tuple at
+			 * the backend), so the old one is over. Retire its reverse
+			 * entry. */
+			if (syn || ip.protocol == IPPROTO_UDP) {
+				struct rcl_ct_key rk = {};
+				rk.src = ip.daddr;
+				rk.dst = ip.saddr;
+				rk.sport = ports.dport;
+				rk.dport = ports.sport;
+				rk.proto = ip.protocol;
+				struct rcl_ct_hit stale;
+				if (rcl_ct_find(&rk, &stale))
+					rcl_ct_kill(&stale);
+			}
+			return RCL_NAT_PASS;
 		}
-		return RCL_NAT_PASS;
-	}
-
-	if (!syn) {
-		if (!now)
-			now = rcl_now();
-		picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key), &pick);
-	}
-	if (picked != RCL_PICK_OK) {
-		rcl_nat_count(picked == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL : RCL_NS_REJECT_NOBE);
-		return RCL_NAT_REJECT;
+		if (!syn) {
+			if (!now)
+				now = rcl_now();
+			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
+						      &pick);
+		}
+		if (picked != RCL_PICK_OK) {
+			rcl_nat_count(picked == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL
+								  : RCL_NS_REJECT_NOBE);
+			return RCL_NAT_REJECT;
+		}
+		svc_id = fe->svc_id;
 	}
 	__u8 ctflags = rcl_nat_new_flags(pktflags, &pick, ip.saddr);
 	int hairpin = (ctflags & RCL_CT_HAIRPIN) != 0;
@@ -352,11 +380,13 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			    ports.dport, pick.port) ||
 	    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, ip.daddr,
 					ports.sport, ports.sport)) ||
-	    rcl_ct_create(&key, fe->svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now)) {
+	    rcl_ct_create(&key, svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now)) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
-	rcl_nat_count(RCL_NS_DNAT_NEW);
+	/* (opaque: a constant per branch would keep the verifier from merging
+	 * the two ways into this path, and it would walk the rest twice) */
+	rcl_nat_count((__u32)rcl_ct_opaque(counted, key.src));
 	return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
 }
 

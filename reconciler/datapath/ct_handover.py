@@ -13,7 +13,10 @@ set, `bind` after) and ends it (`release`) once only the new programs are
 attached: the entries the old table holds and the new one lacks are carried
 over through the datapath's own claim (the set's rcl_ct_adopt_slot, run as a
 test), then the reference is dropped, and the old table is freed with the
-last program that held it.
+last program that held it. A carried entry takes a free way of its bucket,
+or the place of one seen less recently than itself, never of a more recent
+one: most of them are flows the old programs saw during the build, long
+over, and a bucket they filled would evict the live flows' entries.
 """
 
 from __future__ import annotations
@@ -116,24 +119,38 @@ def release(root: str, tc_sets: list[Path]) -> int | None:
 
 
 def carry(old_fd: int, new_fd: int, adopt_fd: int) -> int:
-    """Copy every entry of the table `old_fd` that the table `new_fd` lacks,
-    or holds only as seen less recently (an earlier flow of the same
-    addresses and ports), through the adopt program. Returns how many were
-    copied."""
-    seen = nat.CT_VAL_LAST_SEEN
-    have = {
-        key: seen.unpack_from(value)[0] for key, (_i, _v, value) in ct_table.entries(new_fd).items()
-    }
+    """Carry every entry of the table `old_fd` that the table `new_fd` needs
+    (`needs_carry`) through the adopt program, where its bucket has room for
+    it (rcl_ct_adopt_request). Returns how many were carried."""
+    have = {key: value for key, (_i, _v, value) in ct_table.entries(new_fd).items()}
     carried = 0
     for index, ver, key, value in ct_table.live(ct_table.table(old_fd)):
-        if have.get(key, -1) < seen.unpack_from(value)[0] and adopt(adopt_fd, index, ver):
+        if needs_carry(value, have.get(key)) and adopt(adopt_fd, index, ver):
             carried += 1
     return carried
 
 
+def needs_carry(old: bytes, new: bytes | None) -> bool:
+    """Does the new table need the old table's entry for a key (`new`: what
+    it holds for that key, if anything)? When it lacks the key, or holds it
+    only as seen less recently (an earlier flow of the same addresses and
+    ports), or holds the same flow (created at the same time) without state
+    the old programs recorded since the copy: the first reply's
+    established mark, a FIN or RST, a policy side's approval."""
+    if new is None:
+        return True
+    seen, created = nat.CT_VAL_LAST_SEEN, nat.CT_VAL_CREATED
+    if seen.unpack_from(new)[0] < seen.unpack_from(old)[0]:
+        return True
+    flags = nat.CT_FLAGS_OFFSET
+    same_flow = created.unpack_from(new)[0] == created.unpack_from(old)[0]
+    return same_flow and bool(old[flags] & ~new[flags])
+
+
 def adopt(prog_fd: int, index: int, ver: int) -> bool:
-    """Carry the old table's entry at `index` (if still at version `ver`)."""
-    return bpfsys.prog_test_run(prog_fd, ct_table.kill_request(index, ver)).retval == 1
+    """Carry the old table's entry at `index` (if still at version `ver`):
+    copied, or its state flags added to the same flow's entry here."""
+    return bpfsys.prog_test_run(prog_fd, ct_table.kill_request(index, ver)).retval in (1, 3)
 
 
 def _opened(fds: list[int], fd: int) -> int:

@@ -42,7 +42,7 @@ CLIENT = IPv4Address("10.1.0.1")
 VIP = IPv4Address("10.96.0.10")
 BACKENDS = (IPv4Address("10.2.0.1"), IPv4Address("10.2.0.2"))
 TCP, UDP = nl.Proto.TCP, nl.Proto.UDP
-SYN, ACK = 0x02, 0x10
+FIN, SYN, ACK = 0x01, 0x02, 0x10
 NO_FLAGS = nl.FeFlag(0)
 
 
@@ -279,6 +279,36 @@ def test_a_retransmitted_syn_keeps_its_flows_backend(dp: Dataplane) -> None:
     assert verdict == DNAT and parse(out).dst == first
 
 
+def test_a_syn_on_a_recorded_flow_writes_its_pair_afresh(dp: Dataplane) -> None:
+    """A full bucket evicts one entry, not its flow's pair. A forward entry
+    left without its reverse would send every new connection on that tuple
+    (a client reusing its port) to a backend whose replies are never
+    rewritten: a SYN that finds the forward entry writes both again, with
+    the backend it names, and starts from its own state."""
+    dp.service(1, BACKENDS)
+    backend = parse(dp.run(packet(CLIENT, VIP, 40600, 80, TCP))[1]).dst
+    fwd_key = nr.CtKey(CLIENT, VIP, 40600, 80, TCP)
+    rev_key = nr.CtKey(backend, CLIENT, 8080, 40600, TCP)
+    closed = dp.ct(fwd_key)
+    assert closed is not None
+    dp.ct_write(fwd_key, replace(closed, flags=closed.flags | nl.CtFlag.EST | nl.CtFlag.FIN))
+    assert dp.ct_kill(rev_key)
+    before = (dp.stat(nl.NatStat.DNAT_CT), dp.stat(nl.NatStat.DNAT_NEW))
+    verdict, out = dp.run(packet(CLIENT, VIP, 40600, 80, TCP))
+    assert verdict == DNAT and parse(out).dst == backend
+    assert (dp.stat(nl.NatStat.DNAT_CT), dp.stat(nl.NatStat.DNAT_NEW)) == (before[0] + 1, before[1])
+    fwd, rev = dp.ct(fwd_key), dp.ct(rev_key)
+    assert fwd is not None and fwd.be_ip == backend
+    assert nl.CtFlag.FIN not in fwd.flags and nl.CtFlag.EST not in fwd.flags
+    assert (
+        rev is not None
+        and rev.type == nl.CtType.REVERSE
+        and (rev.orig_ip, rev.orig_port) == (VIP, 80)
+    )
+    verdict, out = dp.run(packet(backend, CLIENT, 8080, 40600, TCP, flags=SYN | ACK))
+    assert verdict == SNAT and (parse(out).src, parse(out).sport) == (VIP, 80)
+
+
 @pytest.mark.parametrize("proto", [TCP, UDP], ids=["tcp", "udp"])
 def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
     dp: Dataplane, proto: nl.Proto
@@ -291,6 +321,23 @@ def test_direct_flow_reusing_a_port_is_not_rewritten_to_the_vip(
     assert dp.run(direct) == (PASS, direct)
     reply = packet(backend, CLIENT, 8080, 41000, proto, flags=SYN | ACK)
     assert dp.run(reply) == (PASS, reply)
+
+
+def test_a_syn_ack_on_a_closed_flows_tuple_is_not_rewritten(dp: Dataplane) -> None:
+    """A client port whose flow through the VIP is over (its FIN seen) now
+    talks to the backend straight, and the reverse entry that should have
+    been retired with the direct SYN is still there (the new programs of a
+    resize hold a copy of what an old program retired): the SYN-ACK is not
+    the closed flow's, and goes back from the backend itself."""
+    dp.service(1, BACKENDS)
+    backend = parse(dp.run(packet(CLIENT, VIP, 41050, 80, TCP))[1]).dst
+    assert dp.run(packet(CLIENT, VIP, 41050, 80, TCP, flags=FIN | ACK))[0] == DNAT
+    rev_key = nr.CtKey(backend, CLIENT, 8080, 41050, TCP)
+    assert dp.ct(rev_key) is not None
+    stale = dp.stat(nl.NatStat.STALE)
+    reply = packet(backend, CLIENT, 8080, 41050, TCP, flags=SYN | ACK)
+    assert dp.run(reply) == (PASS, reply)
+    assert dp.ct(rev_key) is None and dp.stat(nl.NatStat.STALE) == stale + 1
 
 
 def test_reply_of_a_vanished_flow_is_not_rewritten(dp: Dataplane) -> None:
@@ -410,7 +457,9 @@ def test_expired_conntrack_is_a_miss(dp: Dataplane, flags: int) -> None:
     # age it past the SYN_SENT timeout (20 s default) and point it at a bogus backend
     bogus = IPv4Address("10.99.99.99")
     aged = replace(
-        old, created_ns=old.created_ns - 60 * 10**9, last_seen_ns=old.last_seen_ns - 60 * 10**9,
+        old,
+        created_ns=old.created_ns - 60 * 10**9,
+        last_seen_ns=old.last_seen_ns - 60 * 10**9,
         be_ip=bogus,
     )
     dp.ct_write(key, aged)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from reconciler.datapath import ct_handover
+from reconciler.datapath.maps import nat_types as nat
 from reconciler.engine import reconcile
 from reconciler.plan.plan import Plan
 
@@ -38,3 +39,26 @@ def test_a_failure_ending_the_handover_fails_the_apply_and_says_so(
         "apply failed ending the conntrack handover: "
         "[Errno 5] bpf_map_update_elem: Input/output error"
     )
+
+
+def _val(created: int, seen: int, flags: int) -> bytes:
+    """A struct rcl_ct_val (a forward entry) with these times and flags."""
+    return nat.CT_VAL.pack(created, seen, 1, 0, bytes(4), bytes(4), bytes(2), bytes(2), 1, flags)
+
+
+EST, FIN = 2, 4  # RCL_CT_EST, RCL_CT_FIN
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "carried"),
+    [
+        (_val(10, 20, 0), None, True),  # the new table lacks the key
+        (_val(10, 30, 0), _val(10, 20, 0), True),  # seen since the copy
+        (_val(10, 20, EST), _val(10, 25, 0), True),  # the same flow, marked since
+        (_val(10, 20, EST), _val(10, 25, EST | FIN), False),  # nothing the new lacks
+        (_val(5, 8, FIN), _val(10, 25, 0), False),  # an earlier flow's FIN: not this one's
+    ],
+    ids=["missing", "more recent", "same flow, new state", "nothing new", "earlier flow"],
+)
+def test_what_the_handover_carries(old: bytes, new: bytes | None, carried: bool) -> None:
+    assert ct_handover.needs_carry(old, new) is carried

@@ -54,6 +54,7 @@ CT_VAL_SVC_OFFSET = 16  # rcl_ct_val.svc_id
 CT_TYPE_OFFSET = 36  # rcl_ct_val.type
 CT_FLAGS_OFFSET = 37  # rcl_ct_val.flags
 CT_VAL_LAST_SEEN = struct.Struct("=8xQ")  # rcl_ct_val.last_seen_ns
+CT_VAL_CREATED = struct.Struct("=Q")  # rcl_ct_val.created_ns
 # struct rcl_ct_way { __u32 ver; __u8 tag, state; __u16 seen; }
 CT_WAY = struct.Struct("=IBBH")
 # struct rcl_ct_entry { __u64 key_a, key_b; struct rcl_ct_val val; __u64 pad; }
