@@ -19,7 +19,12 @@ from reconciler.cli import output
 from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.output import emit_json
 from reconciler.config.diagnostics import Severity
-from reconciler.config.source import SourceCache, default_cache_dir, stat_cache_path
+from reconciler.config.source import (
+    SourceCache,
+    default_cache_dir,
+    stat_cache_path,
+    worth_reading_ahead,
+)
 from reconciler.config.spec import open_source
 from reconciler.version import version
 
@@ -73,12 +78,12 @@ def start_read_ahead(args: argparse.Namespace) -> SourceCache | None:
     cache = default_cache_dir()
     if cache is None:
         return None
-    from reconciler.config import read_ahead
-
     paths = [args.config]
     stat_cache = stat_cache_path(cache, paths)
-    if not read_ahead.worth_it(stat_cache):
+    if not worth_reading_ahead(stat_cache):
         return None
+    from reconciler.config import read_ahead
+
     sources = SourceCache()
     try:
         sources.read_ahead = read_ahead.TreeReadAhead(paths, stat_cache, cache)

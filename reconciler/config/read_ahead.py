@@ -27,25 +27,13 @@ import select
 from pathlib import Path
 
 from reconciler.config import source
-from reconciler.config.procs import die_with_parent
 from reconciler.config.source import Record, SourceError
 
-# A stat cache this big records over ~500 files: below it a fork costs more
-# than the read it overlaps.
-MIN_STAT_CACHE_BYTES = 64 * 1024
 # The parent's wait for the child's validation before validating itself.
 VALIDATION_WAIT_S = 0.5
 # More changed files than this go to the full path, which validates them in
 # parallel (reconciler.engine.reconcile's services-only update has the same bound).
 PREVALIDATE_MAX = 64
-
-
-def worth_it(stat_cache: Path) -> bool:
-    """Whether the last read of these roots was big enough to read ahead."""
-    try:
-        return os.stat(stat_cache).st_size >= MIN_STAT_CACHE_BYTES
-    except OSError:
-        return False
 
 
 class TreeReadAhead:
@@ -133,6 +121,8 @@ def _child(
             result = ("error", str(exc))
         with os.fdopen(records_w, "wb") as fh:  # a parent gone by now: EPIPE, and out
             fh.write(marshal.dumps(result))
+        from reconciler.config.procs import die_with_parent  # (ctypes: the child's cost only)
+
         die_with_parent(parent)  # what follows must not outlive it
         if cache is not None:
             cache.save(set(keys.values()))

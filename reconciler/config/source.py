@@ -210,6 +210,19 @@ def default_cache_dir() -> Path | None:
     return cache_dir.default()
 
 
+# A stat cache this big records over ~500 files: below it, reading the tree
+# ahead in a child (reconciler.config.read_ahead) costs more than it overlaps.
+READ_AHEAD_MIN_BYTES = 64 * 1024
+
+
+def worth_reading_ahead(stat_cache: Path) -> bool:
+    """Whether the last read of these roots was big enough to read ahead."""
+    try:
+        return os.stat(stat_cache).st_size >= READ_AHEAD_MIN_BYTES
+    except OSError:
+        return False
+
+
 def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     """One stat cache per set of roots, so alternating trees do not evict each other."""
     roots = "\0".join(sorted(os.path.abspath(p) for p in paths))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reconciler.cli import commands
 from reconciler.cli.main import parser
-from reconciler.config import read_ahead, source
+from reconciler.config import source
 
 ROOT = str(Path(__file__).resolve().parents[2])
 SERVICE = (
@@ -50,7 +50,7 @@ def test_plan_and_apply_read_ahead_agree_with_a_read_in_process_and_converge(nod
     first = reconcile("--apply")
     assert first.returncode == 0 and "Verified" in first.stdout, first.stdout + first.stderr
     stat_cache = source.stat_cache_path(cache_home / "calico-reconciler", [str(node.config)])
-    assert read_ahead.worth_it(stat_cache)
+    assert source.worth_reading_ahead(stat_cache)
     node.write("services/s123.yaml", service(123, port=8080))
 
     # the gate opens for exactly these arguments (as root, with this cache)

@@ -142,7 +142,7 @@ def big_stat_cache(cache_home: Path, paths: list[str]) -> None:
     """A stat cache for `paths` as big as one a 500-file tree leaves."""
     path = source.stat_cache_path(cache_home / "calico-reconciler", paths)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\0" * read_ahead.MIN_STAT_CACHE_BYTES)
+    path.write_bytes(b"\0" * source.READ_AHEAD_MIN_BYTES)
 
 
 def test_only_a_big_working_tree_planned_or_applied_by_root_is_read_ahead(tmp_path, monkeypatch):
