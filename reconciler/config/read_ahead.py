@@ -5,9 +5,9 @@ most of its time on two things that do not depend on each other: a stat per
 file (the stat cache's check, reconciler.config.source) and importing the
 engine. Threads cannot overlap them (each stat gives up the GIL and waits
 for it again behind the importer), a second core can: the child reads the
-tree and hands the records over a pipe, then saves the stat cache and
-validates the few files that changed into the validation cache, where the
-parent finds them instead of validating them itself. Figures it protects:
+tree and hands the records over a pipe, then validates the few files that
+changed into the validation cache, where the parent finds them instead of
+validating them itself, and saves the stat cache. Figures it protects:
 bench/layout_bench.py's one changed service applied and re-validation after
 one file changed.
 
@@ -105,7 +105,7 @@ def _child(
     done_w: int,
     parent: int,
 ) -> None:
-    """Read, hand over, save the stat cache, validate, leave: never returns,
+    """Read, hand over, validate, save the stat cache, leave: never returns,
     and never runs the parent's exit handlers or flushes its buffers."""
     code = 1
     try:
@@ -124,11 +124,11 @@ def _child(
         from reconciler.config.procs import die_with_parent  # (ctypes: the child's cost only)
 
         die_with_parent(parent)  # what follows must not outlive it
-        if cache is not None:
-            cache.save(set(keys.values()))
-            if validate_into is not None:
-                _prevalidate(records, validate_into)
+        if cache is not None and validate_into is not None:
+            _prevalidate(records, validate_into)  # first: the parent may be waiting for it
         os.close(done_w)
+        if cache is not None:  # no one waits for this
+            cache.save(set(keys.values()))
         code = 0
     finally:
         os._exit(code)
