@@ -57,6 +57,10 @@ class TreeReadAhead:
         self._records: int | None = records_r
         self._done: int | None = done_r
 
+    def pending(self) -> bool:
+        """The records are not taken yet."""
+        return self._records is not None
+
     def take(
         self, paths: list[str], stat_cache: Path | None
     ) -> tuple[list[Record], dict[str, str]] | None:

@@ -177,6 +177,10 @@ class SourceCache:
         # a child reading a working tree ahead (reconciler.config.read_ahead)
         self.read_ahead: TreeReadAhead | None = None
 
+    def reading_ahead(self) -> bool:
+        """A read-ahead child is reading a tree whose records are not taken yet."""
+        return self.read_ahead is not None and self.read_ahead.pending()
+
     def settle(self) -> None:
         """Before validating the files that changed: let a read-ahead child
         finish validating them (it started first)."""

@@ -262,14 +262,17 @@ def compiled_state(
         stored = states.load(key)
         if stored is not None:
             return stored
-    caches.sources.settle()  # a read-ahead child may be validating the changed files
+    # A read-ahead child may be validating the changed files: each path
+    # below waits for it (settle) just before it validates.
+    settle = caches.sources.settle
     files = {f.path: f.digest for f in source.files}
     derived: nat_compile.Derived | None = None
     latest = states.latest() if states is not None else None
     previous = latest[0] if latest is not None else None
     if previous is not None and getattr(previous.nat_index, "context", None) == context:
-        derived = _services_only_update(previous, source, files, target.cache_dir)
+        derived = _services_only_update(previous, source, files, target.cache_dir, settle)
     elif previous is not None and getattr(previous.nat_index, "base_context", "") == base_context:
+        settle()
         derived = _interfaces_only_update(previous, source, files, target, host, digest, context)
     known = UNRECOGNISED
     if derived is not None and latest is not None:
@@ -278,6 +281,7 @@ def compiled_state(
     else:
         from reconciler.config.validate import validate_source  # as in _services_only_update
 
+        settle()
         validation = validate_source(source, target.cache_dir)
         if not validation.ok:
             raise InvalidConfig(validation)
@@ -312,7 +316,11 @@ def compiled_state(
 
 
 def _services_only_update(
-    previous: DesiredState, source: Source, files: dict[str, str], cache_dir: Path | None
+    previous: DesiredState,
+    source: Source,
+    files: dict[str, str],
+    cache_dir: Path | None,
+    settle: Callable[[], None] = lambda: None,
 ) -> nat_compile.Derived | None:
     """The previous state with the changed files' services recomputed, or None
     when that is not enough (other kinds changed, an error, a cache miss)."""
@@ -327,15 +335,16 @@ def _services_only_update(
     changed = nat_compile.changed_paths(index, files)
     if len(changed) > max(64, len(files) // 10):
         return None  # a big change: the full path validates it in parallel
+    old = cached_resources({p: index.files[p] for p in changed if p in index.files}, cache_dir)
+    if old is None:
+        return None
+    settle()  # a read-ahead child validating these: its results land in the cache
     results = validate_files([f for f in source.files if f.path in changed], cache_dir)
     if any(not r.ok for r in results.values()):
         return None  # the full path reports every error, in every file
     new = {path: r.resources for path, r in results.items()}
     if any(_node_ports(r) for rs in new.values() for r in rs):
         return None  # the full path checks them against the node's port ranges
-    old = cached_resources({p: index.files[p] for p in changed if p in index.files}, cache_dir)
-    if old is None:
-        return None
     unchanged = cached_resources(
         {p: files[p] for p in nat_compile.needs(index, old, new)}, cache_dir
     )
@@ -407,6 +416,12 @@ def make_plan(
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
+        if caches.sources.reading_ahead():
+            # While a child still reads the tree: load the stored state a
+            # services-only change builds on (kept by the store for compile).
+            states = caches.states(target.cache_dir)
+            if states is not None:
+                states.latest()
         source = source()
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root)
