@@ -60,6 +60,23 @@ class Watch:
     def mark(self) -> int:
         return len(self.records)
 
+    def wait_quiet(self, quiet: float = 1.0, timeout: float = 30.0) -> None:
+        """Until the watcher has printed nothing (no record, no log line) for
+        `quiet` seconds: events queued by earlier passes have run their pass,
+        so the next event the test causes is the next one the watcher sees."""
+        deadline = time.monotonic() + timeout
+        seen, since = (-1, -1), time.monotonic()
+        while time.monotonic() < deadline:
+            now = (len(self.records), len(self.stderr))
+            if now != seen:
+                seen, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"watcher exited {self.proc.returncode}:\n{self.log}")
+            time.sleep(0.05)
+        raise AssertionError(f"watcher not quiet for {quiet}s within {timeout}s:\n{self.log}")
+
     def wait_after(self, mark: int, match: Callable[[dict], bool], timeout: float = 20.0) -> dict:
         return self.wait_record(lambda r: self.records.index(r) >= mark and match(r), timeout)
 

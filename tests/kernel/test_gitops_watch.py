@@ -245,6 +245,9 @@ def test_a_new_veth_gets_its_programs_on_the_link_event_ahead_of_the_pass(node, 
     args = [a for a in node.args("--interval", "300") if a != "--no-cache"]
     with watch(args, {"XDG_CACHE_HOME": str(tmp_path / "cache")}) as w:
         w.wait_record(lambda r: r["result"] == "applied", timeout=120)  # a program build
+        # Link events the first pass caused may still be queued; a pass they
+        # start could find the new veth before its own link event does.
+        w.wait_quiet()
         mark = w.mark()
         node.sandbox.add_pod(late)
         r = w.wait_after(
