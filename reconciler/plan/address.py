@@ -96,21 +96,21 @@ class Address:
         """What str(Address.of_entry(name, key)) gives, checked the same way."""
         if not _part(name) or not key:
             Address.of_entry(name, key)  # raises the AddressError
-        return f"map/{name}/{key}"
+        return _render_map(name, key)
 
     @staticmethod
     def map_text(name: str) -> str:
         """What str(Address.of_map(name)) gives, checked the same way."""
         if not _part(name):
             Address.of_map(name)  # raises the AddressError
-        return f"map/{name}"
+        return _render_map(name, None)
 
     @staticmethod
     def tc_text(iface: str, direction: str) -> str:
         """What str(Address.of_tc(iface, direction)) gives, checked the same way."""
         if not _part(iface) or direction not in TC_PARENTS:
             Address.of_tc(iface, direction)  # raises the AddressError
-        return f"tc/{iface}/{direction}"
+        return _render_tc(iface, direction)
 
     # -- the one parse and the one render -------------------------------
     @classmethod
@@ -138,11 +138,11 @@ class Address:
     def __str__(self) -> str:
         kind = self.kind
         if kind is _MAP:
-            return f"map/{self.map}" if self.key is None else f"map/{self.map}/{self.key}"
+            return _render_map(self.map, self.key)
         if kind is _PROG:
             return f"prog/{self.prog}"
         if kind is _TC:
-            return f"tc/{self.iface}/{self.direction}"
+            return _render_tc(self.iface, self.direction)
         if kind is _XDP:
             return f"xdp/{self.iface}"
         return f"cgroup/{self.hook}"
@@ -157,6 +157,15 @@ class Address:
     def prog_hash(self) -> str:
         """PROG: the program set's hash ("" for a stray directory)."""
         return split_prog_ref(self.prog)[1]
+
+
+def _render_map(name: str, key: str | None) -> str:
+    """The text of a map (key None) or of one entry: str() and the *_text constructors."""
+    return f"map/{name}" if key is None else f"map/{name}/{key}"
+
+
+def _render_tc(iface: str, direction: str) -> str:
+    return f"tc/{iface}/{direction}"
 
 
 def _part(text: str) -> bool:
