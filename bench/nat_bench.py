@@ -38,6 +38,7 @@ from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps.codecs import managed_interface
 from reconciler.kernel import bpf as bpfsys
 from reconciler.plan.address import Address
+from sandbox.nat_stats import read_stat
 from sandbox.netns import Pod, Sandbox
 from tests.support import nat_records as nr
 
@@ -156,8 +157,7 @@ class TcProgram:
         return time.perf_counter() - start
 
     def stat(self, which: nl.NatStat) -> int:
-        raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
-        return nl.stats_sum(raw) if isinstance(raw, list) else 0
+        return read_stat(self.fds[nl.MAP_NAT_STATS], which)
 
     def run(self, frame: bytes, repeat: int = 1) -> bpfsys.TestRunResult:
         return bpfsys.prog_test_run(self.prog_fd, frame, repeat)

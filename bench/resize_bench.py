@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.common import cli_env, report
 from reconciler.datapath.maps import nat_types as nat
-from reconciler.kernel import bpf as bpfsys
+from sandbox.nat_stats import pinned_stat
 from sandbox.netns import Pod, Sandbox
 from tests.kernel.conftest import KNS_SHOP, PODS, WEP
 from tests.kernel.test_resize_under_load import LOOP
@@ -109,12 +109,7 @@ class Node:
 
     def evicted(self) -> int:
         """Entries of live flows evicted by full buckets so far."""
-        fd = bpfsys.obj_get(f"{self.sb.bpffs_root}/maps/{nat.MAP_NAT_STATS}")
-        try:
-            raw = bpfsys.map_lookup(fd, nat.U32.pack(nat.NatStat.CT_EVICTED))
-        finally:
-            bpfsys.close(fd)
-        return nat.stats_sum(raw) if isinstance(raw, list) else 0
+        return pinned_stat(self.sb.bpffs_root, nat.NatStat.CT_EVICTED)
 
     def down(self) -> None:
         for proc in self.servers:

@@ -17,6 +17,7 @@ from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
+from sandbox.nat_stats import read_stat
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
 from tests.support import nat_records as nr
@@ -156,9 +157,7 @@ class Dataplane:
         bpfsys.map_update(self.fds[nl.MAP_CT], at, raw)
 
     def stat(self, which: nl.NatStat) -> int:
-        raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
-        assert isinstance(raw, list)
-        return nl.stats_sum(raw)
+        return read_stat(self.fds[nl.MAP_NAT_STATS], which)
 
     def clear(self) -> None:
         for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF):

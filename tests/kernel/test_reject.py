@@ -22,6 +22,7 @@ from reconciler.datapath.maps import iface_types as il
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps.codecs import managed_interface
 from reconciler.kernel import bpf as bpfsys
+from sandbox.nat_stats import pinned_stat, read_stat
 from tests.kernel.conftest import PODS
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.kernel.rcl_bcc import inet_checksum as _csum
@@ -186,9 +187,7 @@ class TcProg:
         return il.Counters.sum_per_cpu(raw)
 
     def stat(self, which: nl.NatStat) -> int:
-        raw = bpfsys.map_lookup(self.fds[nl.MAP_NAT_STATS], nl.U32.pack(which))
-        assert isinstance(raw, list)
-        return nl.stats_sum(raw)
+        return read_stat(self.fds[nl.MAP_NAT_STATS], which)
 
 
 @pytest.fixture(scope="module")
@@ -428,13 +427,7 @@ def _attempt(node, netns: str, proto: str, port: int) -> tuple[str, float]:
 
 
 def _rejected(node) -> int:
-    fd = bpfsys.obj_get(f"{node.sandbox.bpffs_root}/maps/{nl.MAP_NAT_STATS}")
-    try:
-        raw = bpfsys.map_lookup(fd, nl.U32.pack(nl.NatStat.REJECT_NO_BACKEND))
-    finally:
-        bpfsys.close(fd)
-    assert isinstance(raw, list)
-    return nl.stats_sum(raw)
+    return pinned_stat(node.sandbox.bpffs_root, nl.NatStat.REJECT_NO_BACKEND)
 
 
 @pytest.mark.parametrize("where", ["pod", "outside"])
