@@ -62,3 +62,15 @@ def private_pin_dir() -> Iterator[Path]:
 
 def cflags(maps_dir: Path, *extra: str) -> list[str]:
     return [f'-DRCL_MAPS_DIR="{maps_dir}"', f"-I{BPF_DIR}", *extra]
+
+
+def small_tables(ct_buckets: int = 586, affinity: int = 1024, backends: int = 256) -> list[str]:
+    """Table sizes for a test program of the NAT datapath: small enough to
+    read back whole, with every table the programs declare sized."""
+    return [
+        f"-DRCL_CT_BUCKETS={ct_buckets}",
+        f"-DRCL_NAT_AFF_SIZE={affinity}",
+        "-DRCL_NAT_FE_SIZE=64",
+        f"-DRCL_NAT_BE_SIZE={backends}",
+        "-DRCL_CTLB_UDP_REV_SIZE=64",
+    ]

@@ -16,7 +16,14 @@ from reconciler.datapath import ct_handover
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
-from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.kernel.rcl_bcc import (
+    BPF_DIR,
+    cflags,
+    flatten,
+    private_pin_dir,
+    skip_unless_kernel,
+    small_tables,
+)
 from tests.kernel.test_nat_prog import BACKENDS, CLIENT, DNAT, TCP, VIP, packet
 from tests.support import nat_records as nr
 
@@ -58,11 +65,7 @@ def tables() -> Iterator[Tables]:
         ct_handover.stage(maps, old)
         flags = cflags(
             maps,
-            f"-DRCL_CT_BUCKETS={NEW_BUCKETS}",
-            "-DRCL_NAT_AFF_SIZE=64",
-            "-DRCL_NAT_FE_SIZE=64",
-            "-DRCL_NAT_BE_SIZE=64",
-            "-DRCL_CTLB_UDP_REV_SIZE=64",
+            *small_tables(ct_buckets=NEW_BUCKETS, affinity=64, backends=64),
             *tick_flags(build.kernel_hz()),
         )
         b = BPF(text=flatten(BPF_DIR / "test_ct_adopt.c", text=ENTRY).encode(), cflags=flags)

@@ -18,7 +18,14 @@ from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
 from sandbox.nat_stats import read_stat
-from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.kernel.rcl_bcc import (
+    BPF_DIR,
+    cflags,
+    flatten,
+    private_pin_dir,
+    skip_unless_kernel,
+    small_tables,
+)
 from tests.kernel.rcl_bcc import inet_checksum as _csum
 from tests.support import nat_records as nr
 
@@ -185,11 +192,7 @@ def module_dp() -> Iterator[Dataplane]:
         text = flatten(BPF_DIR / "test_nat_entry.c", text=ENTRY)
         flags = cflags(
             root / "maps",
-            "-DRCL_CT_BUCKETS=586",  # 4,102 entries
-            "-DRCL_NAT_AFF_SIZE=1024",
-            "-DRCL_NAT_FE_SIZE=64",
-            "-DRCL_NAT_BE_SIZE=256",
-            "-DRCL_CTLB_UDP_REV_SIZE=64",
+            *small_tables(ct_buckets=586),  # 4,102 entries
             *tick_flags(build.kernel_hz()),  # the clock nodes run with
         )
         b = BPF(text=text.encode(), cflags=flags)

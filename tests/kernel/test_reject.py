@@ -24,7 +24,14 @@ from reconciler.datapath.maps.codecs import managed_interface
 from reconciler.kernel import bpf as bpfsys
 from sandbox.nat_stats import pinned_stat, read_stat
 from tests.kernel.conftest import PODS
-from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
+from tests.kernel.rcl_bcc import (
+    BPF_DIR,
+    cflags,
+    flatten,
+    private_pin_dir,
+    skip_unless_kernel,
+    small_tables,
+)
 from tests.kernel.rcl_bcc import inet_checksum as _csum
 from tests.support import nat_records as nr
 
@@ -39,14 +46,7 @@ VIP = IPv4Address("10.96.0.10")
 BACKEND = IPv4Address("10.2.0.1")
 CLIENT_MAC = bytes.fromhex("020000000001")
 NODE_MAC = bytes.fromhex("020000000002")
-SIZES = (
-    "-DRCL_CT_BUCKETS=586",
-    "-DRCL_NAT_AFF_SIZE=1024",
-    "-DRCL_NAT_FE_SIZE=64",
-    "-DRCL_NAT_BE_SIZE=256",
-    "-DRCL_CTLB_UDP_REV_SIZE=64",
-    "-DRCL_IFSTATE_SIZE=16",
-)
+SIZES = (*small_tables(), "-DRCL_IFSTATE_SIZE=16")
 
 # rcl_reject() alone, for the packets NAT never rejects (ICMP, fragments, ...).
 REJECT_ENTRY = """
