@@ -889,6 +889,17 @@ _FLOW_BUCKET = (
     "\tat->a = a;\n\tat->b = b;\n\tat->h32 = (__u32)(ms + md);\n"
     "\tat->tag = (__u8)((ms - md) >> 56) ^ (__u8)(((b >> 40) & 0xff) * 0x6b);\n",
 )
+# "policy key in its NAT key's bucket": the bucket from the hash of the key
+# with its key space zeroed (the tag from the whole key, as before), so the
+# policy point's lookup and records land in the buckets the first hop's NAT
+# lookups just read, and NAT keys stay where they are.
+_NAT_BUCKET = (
+    "\t__u64 h = rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b);\n\tat->a = a;\n\tat->b = b;\n"
+    "\tat->h32 = (__u32)h;\n",
+    "\t__u64 inner = rcl_fmix64(a ^ RCL_CT_SEED);\n\t__u64 h = rcl_fmix64(inner ^ b);\n"
+    "\tat->a = a;\n\tat->b = b;\n"
+    "\tat->h32 = (__u32)rcl_fmix64(inner ^ (b & ~(0xffULL << 40)));\n",
+)
 # "one entry per flow (timing only)": the reverse entry is not written, as
 # a flow kept in one entry under a canonical key would not write it; its
 # replies are judged anew, so only its time means anything.
@@ -899,6 +910,7 @@ _ONE_ENTRY = [
 PATH_CANDIDATES = {
     "this tree": [],
     "flow in one bucket": [_FLOW_BUCKET],
+    "policy key in its NAT key's bucket": [_NAT_BUCKET],
     "one entry per flow (timing only)": _ONE_ENTRY,
     "verdict only (no conntrack record)": ABLATIONS["verdict only (no conntrack record)"],
 }
