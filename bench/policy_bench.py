@@ -15,7 +15,8 @@ measured in the same run:
    `node_path` (`--path-only`): the policy step as a user's first packet
    pays it, through the first hop's tc ingress program and then the
    destination's tc egress program, beside the same step on tc egress alone,
-   for this tree and candidate conntrack layouts.
+   for this tree and candidate conntrack layouts (and with `--baseline REV`,
+   commit REV's datapath beside them).
 3. `plan_apply`: 1,000 policies over 200 endpoints: cold apply, no-op plan,
    and a one-shot `--apply` of one changed policy (time to enforced);
    `--plan-only --baseline REV` runs commit REV's code beside this tree's on
@@ -938,6 +939,18 @@ def path_sources() -> dict[str, str | None]:
     }
 
 
+def baseline_source(rev: str, dest: Path) -> str:
+    """Commit rev's tc.c, flattened (its bpf/ unpacked under dest)."""
+    from bench.layout_bench import REPO
+    from reconciler.datapath.sources import flatten
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "bpf"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return flatten(dest / "bpf" / "tc.c")
+
+
 def ablate(runs: int = 7, rules: int = 1) -> dict[str, Any]:
     """The first packet with pieces of the policy step taken out, interleaved."""
     from reconciler.datapath.loader import BPF_DIR
@@ -985,7 +998,13 @@ def main(quick: bool = False) -> dict[str, Any]:
     if "--ablate" in sys.argv:
         return ablate(runs=3 if quick else 7)
     if "--path-only" in sys.argv:
-        return node_path(runs=5 if quick else 21, sources=path_sources())
+        # `--baseline REV`: commit REV's datapath measured beside, interleaved
+        sources = path_sources()
+        if "--baseline" in sys.argv:
+            rev = sys.argv[sys.argv.index("--baseline") + 1]
+            with tempfile.TemporaryDirectory(prefix="rclbpol-") as tmp:
+                sources = {rev: baseline_source(rev, Path(tmp)), **sources}
+        return node_path(runs=5 if quick else 21, sources=sources)
     out = first_packet(runs=3 if quick else 7)
     out |= node_path(runs=5 if quick else 21, sources=path_sources())
     if "--first-only" in sys.argv:
