@@ -12,6 +12,11 @@ measured in the same run:
    at 1 / 1,000 / 10,000 rules and with Calico-iptables-shaped chains (N
    rules that do not match before the one that allows) at the same N, every
    world up at once and sampled interleaved.
+   `node_path` (`--path-only`): the policy step as a user's first packet
+   pays it, through the first hop's tc ingress program and then the
+   destination's tc egress program, beside the same step on tc egress alone,
+   for this tree and candidate conntrack layouts (and with `--baseline REV`,
+   commit REV's datapath beside them).
 3. `plan_apply`: 1,000 policies over 200 endpoints: cold apply, no-op plan,
    and a one-shot `--apply` of one changed policy (time to enforced);
    `--plan-only --baseline REV` runs commit REV's code beside this tree's on
@@ -20,6 +25,7 @@ measured in the same run:
 
 from __future__ import annotations
 
+import random
 import statistics
 import struct
 import subprocess
@@ -28,6 +34,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -206,6 +213,189 @@ class PolicyTc:
         self.tc.close()
 
 
+# The node path of a first packet in one test run: the first hop's tc
+# ingress program (here a pod's veth without egress policy: service NAT's
+# conntrack lookups of a new flow), then, by tail call, the destination pod's
+# tc egress program (its ingress policy). Both hops run on the test run's
+# device: the first hop's interface is slot 0, the destination's slot 1.
+PATH_SOURCE_SLOT, PATH_DEST_SLOT = 0, 1
+PATH_WRAPPER = r"""
+BPF_PROG_ARRAY(rcl_bench_next, 1);
+int rcl_bench_path(struct __sk_buff *skb)
+{
+	skb->tc_classid = 0;
+	int rc = rcl_ingress(skb, 0);
+	if (rc != TC_ACT_UNSPEC)
+		return rc;
+	skb->tc_classid = 1;
+	rcl_bench_next.call(skb, 0);
+	return TC_ACT_SHOT; /* the tail call failed */
+}
+"""
+
+
+class NodePath:
+    """bpf/tc.c (or `source`) with the node-path wrapper appended: the first
+    hop (slot 0, managed, no policy) and the destination (slot 1, its policy
+    flag switched per variant)."""
+
+    def __init__(self, source: str | None = None) -> None:
+        from bcc import BPF
+
+        from reconciler.datapath.loader import BPF_DIR
+        from reconciler.datapath.sources import flatten
+
+        text = (source if source is not None else flatten(BPF_DIR / "tc.c")) + PATH_WRAPPER
+        self.pol = PolicyTc(text)
+        self.fds = self.pol.fds
+        try:
+            bpf = self.pol.tc.bpf
+            self.path = bpf.load_func(b"rcl_bench_path", BPF.SCHED_CLS).fd
+            nxt = bpf[b"rcl_bench_next"].map_fd
+            bpfsys.map_update(nxt, struct.pack("=I", 0), struct.pack("=I", self.pol.egress))
+            self.slot(PATH_SOURCE_SLOT, IF_MANAGED)
+        except BaseException:
+            self.pol.close()
+            raise
+
+    def slot(self, slot: int, flags: int) -> None:
+        for name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags, slot=slot):
+            bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
+
+    def destination(self, prog_id: int | None) -> None:
+        """The destination's ingress policy: program prog_id, or none."""
+        self.slot(PATH_DEST_SLOT, IF_MANAGED | (IF_POLICY if prog_id is not None else 0))
+        if prog_id is not None:
+            name, key, attrs = endpoint_entry("dst", TEST_RUN_IFINDEX, PATH_DEST_SLOT,
+                                              prog_id, prog_id)  # fmt: skip
+            bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
+
+    def dropped(self) -> int:
+        total = 0
+        for slot in (PATH_SOURCE_SLOT, PATH_DEST_SLOT):
+            raw = bpfsys.map_lookup(self.fds["rcl_ifstate"], struct.pack("=I", slot))
+            values = raw if isinstance(raw, list) else [raw]
+            total += sum(IFSTATE.unpack(v[: IFSTATE.size])[6] for v in values if v)
+        return total
+
+    def close(self) -> None:
+        self.pol.close()
+
+
+def _timed(prelude: Prelude, target: int, what: str, drops: Callable[[], int]) -> int:
+    """One measured run (after a warm-up half as long): ns per first packet.
+    Every packet must pass."""
+    before = drops()
+    prelude.run(target, AMORTIZED_REPEAT // 2)
+    result = prelude.run(target, AMORTIZED_REPEAT)
+    if result.retval != TC_ACT_UNSPEC or drops() != before:
+        raise RuntimeError(f"{what}: a first packet was dropped")
+    return result.duration_ns
+
+
+def node_path(runs: int = 7, sources: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """The policy step a user's first packet pays on the node path (first
+    hop, then the destination's tc egress), policy on against off, beside the
+    same step measured on the tc egress program alone; interleaved run by
+    run. `sources`: datapath trees to measure side by side (name -> the
+    flattened tc.c, None for this tree's)."""
+    sources = sources or {"this tree": None}
+    program = compile_chain(rules_chain(RULES[0]))
+    top = compile_chain(rules_chain(RULES[-1]))
+    deny = compile_chain(deny_chain())
+    prelude = Prelude()
+    paths: dict[str, NodePath] = {}
+    try:
+        for tree, text in sources.items():
+            paths[tree] = path = NodePath(text)
+            for prog in (program, top, deny):
+                write_program(path.fds, prog)
+            # Sanity: with the deny program every packet reaches the verdict and is dropped.
+            path.destination(deny.prog_id)
+            before = path.dropped()
+            if (
+                prelude.run(path.path, 1000).retval != TC_ACT_SHOT
+                or path.dropped() - before != 1000
+            ):
+                raise RuntimeError(f"{tree}: the deny program did not judge every first packet")
+        variants = {
+            "node path, no policy": (None, "path"),
+            f"node path, {RULES[0]} rule": (program.prog_id, "path"),
+            f"node path, {RULES[-1]:,} rules": (top.prog_id, "path"),
+            "tc egress alone, no policy": (None, "egress"),
+            f"tc egress alone, {RULES[0]} rule": (program.prog_id, "egress"),
+        }
+        times: dict[tuple[str, str], list[int]] = {
+            (tree, v): [] for tree in paths for v in variants
+        }
+        order = [(tree, v) for tree in paths for v in variants]
+        for r in range(runs):
+            # a new order each round: no tree or variant always follows the
+            # same one (what ran before leaves the cache and its table in a
+            # state of its own)
+            random.Random(r).shuffle(order)
+            for tree, v in order:
+                path, (prog_id, where) = paths[tree], variants[v]
+                path.destination(prog_id)
+                if where == "egress":  # the destination's slot as the test run names it
+                    path.slot(
+                        PATH_SOURCE_SLOT, IF_MANAGED | (IF_POLICY if prog_id is not None else 0)
+                    )
+                    if prog_id is not None:
+                        path.pol.endpoint(prog_id)
+                    target = path.pol.egress
+                else:
+                    path.slot(PATH_SOURCE_SLOT, IF_MANAGED)
+                    target = path.path
+                times[(tree, v)].append(_timed(prelude, target, f"{tree}: {v}", path.dropped))
+    finally:
+        for path in paths.values():
+            path.close()
+        prelude.close()
+    med = {k: float(statistics.median(t)) for k, t in times.items()}
+
+    def step(tree: str, on: str, off: str) -> str:
+        """Paired by round; then min(on) - min(off): where load only adds
+        time, the fastest round of each is the closest to its own cost."""
+        floor = min(times[(tree, on)]) - min(times[(tree, off)])
+        return f"{paired(times[(tree, on)], times[(tree, off)])}; of the minimums {floor}"
+
+    rows: list[tuple[str, Any, str]] = [
+        (
+            f"rounds (median; repeat={AMORTIZED_REPEAT:,}, every run a new flow)",
+            runs,
+            "trees and variants interleaved, shuffled each round",
+        )
+    ]
+    one, many = f"{RULES[0]} rule", f"{RULES[-1]:,} rules"
+    for tree in paths:
+        for v in variants:
+            rows.append((f"{tree}: first packet, {v}: ns (gross, median | min)",
+                         f"{med[(tree, v)]:.0f} | {min(times[(tree, v)])}", ""))  # fmt: skip
+        rows += [
+            (f"{tree}: policy step on the node path ({one} - no policy): ns",
+             step(tree, f"node path, {one}", "node path, no policy"), "target < 150 ns"),
+            (f"{tree}: policy step on the node path ({many} - no policy): ns",
+             step(tree, f"node path, {many}", "node path, no policy"), ""),
+            (f"{tree}: policy step, tc egress alone ({one} - no policy): ns",
+             step(tree, f"tc egress alone, {one}", "tc egress alone, no policy"),
+             "the isolated figure"),
+        ]  # fmt: skip
+    trees, v0 = list(paths), "node path, no policy"
+    for tree in trees[1:]:
+        rows.append((f"{tree} - {trees[0]}: first packet, node path, no policy: ns",
+                     paired(times[(tree, v0)], times[(trees[0], v0)]),
+                     "a cost moved into (+) or out of (-) the path without policy"))  # fmt: skip
+    return report("policy: first packet on the node path", rows)
+
+
+def paired(on: list[int], off: list[int]) -> str:
+    """The median over rounds of (on - off) measured in the same round, and
+    the range: drift between rounds cancels out of each pair."""
+    diffs = [a - b for a, b in zip(on, off, strict=True)]
+    return f"{statistics.median(diffs):.0f} (range {min(diffs)} to {max(diffs)})"
+
+
 def first_packet(runs: int = 7) -> dict[str, Any]:
     """Part 1: every variant in one program's maps, switched by the endpoint's
     entry (or its interface's policy flag), interleaved run by run."""
@@ -235,12 +425,7 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
                 tc.flags(v != "no policy")
                 if v != "no policy":
                     tc.endpoint(compiled[v][0].prog_id)
-                before = tc.dropped()
-                prelude.run(tc.egress, AMORTIZED_REPEAT // 2)  # warm-up
-                result = prelude.run(tc.egress, AMORTIZED_REPEAT)
-                if result.retval != TC_ACT_UNSPEC or tc.dropped() != before:
-                    raise RuntimeError(f"{v}: a first packet was dropped")
-                times[v].append(result.duration_ns)
+                times[v].append(_timed(prelude, tc.egress, v, tc.dropped))
             anchor.append(prelude.run(prelude.empty, AMORTIZED_REPEAT).duration_ns)
     finally:
         tc.close()
@@ -688,6 +873,84 @@ ABLATIONS = {
 }
 
 
+# Candidates measured on the node path beside this tree (`--path-only`).
+# "flow in one bucket": every key's bucket from a hash symmetric in the
+# flow's two ends and blind to the key space (tag and key stay exact), so
+# the first hop's NAT lookups of a new flow (its forward key, and the reverse
+# key it checks for a stale NAT entry) and the policy point's lookup and
+# both of its records share one bucket: one cache miss at the first hop, a
+# header line already in cache at the policy point.
+_FLOW_BUCKET = (
+    "\t__u64 h = rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b);\n\tat->a = a;\n\tat->b = b;\n"
+    "\tat->h32 = (__u32)h;\n\tat->tag = (__u8)(h >> 56);\n",
+    "\t__u64 proto = (b >> 32) & 0xff;\n"
+    "\t__u64 src = (a & 0xffffffffULL) | (b & 0xffffULL) << 32 | proto << 48;\n"
+    "\t__u64 dst = (a >> 32) | ((b >> 16) & 0xffffULL) << 32 | proto << 48;\n"
+    "\t__u64 ms = rcl_fmix64(src ^ RCL_CT_SEED), md = rcl_fmix64(dst ^ RCL_CT_SEED);\n"
+    "\tat->a = a;\n\tat->b = b;\n\tat->h32 = (__u32)(ms + md);\n"
+    "\tat->tag = (__u8)((ms - md) >> 56) ^ (__u8)(((b >> 40) & 0xff) * 0x6b);\n",
+)
+# "policy key in its NAT key's bucket": the bucket from the hash of the key
+# with its key space zeroed (the tag from the whole key, as before), so the
+# policy point's lookup and records land in the buckets the first hop's NAT
+# lookups just read, and NAT keys stay where they are.
+_NAT_BUCKET = (
+    "\t__u64 h = rcl_fmix64(rcl_fmix64(a ^ RCL_CT_SEED) ^ b);\n\tat->a = a;\n\tat->b = b;\n"
+    "\tat->h32 = (__u32)h;\n",
+    "\t__u64 inner = rcl_fmix64(a ^ RCL_CT_SEED);\n\t__u64 h = rcl_fmix64(inner ^ b);\n"
+    "\tat->a = a;\n\tat->b = b;\n"
+    "\tat->h32 = (__u32)rcl_fmix64(inner ^ (b & ~(0xffULL << 40)));\n",
+)
+# "one entry per flow (timing only)": the reverse entry is not written, as
+# a flow kept in one entry under a canonical key would not write it; its
+# replies are judged anew, so only its time means anything.
+_ONE_ENTRY = [
+    ("\tif (rcl_ct_reserve(&ps->key2, *now, &rc))\n\t\treturn 1;", "\tif (0)\n\t\treturn 1;"),
+    ("\trcl_ct_fill(&rc, ps->key2.proto, v, *now);\n\tif (fwd_ok) {", "\tif (fwd_ok) {"),
+]
+PATH_CANDIDATES = {
+    "this tree": [],
+    "flow in one bucket": [_FLOW_BUCKET],
+    "policy key in its NAT key's bucket": [_NAT_BUCKET],
+    "one entry per flow (timing only)": _ONE_ENTRY,
+    "verdict only (no conntrack record)": ABLATIONS["verdict only (no conntrack record)"],
+}
+
+
+def edited(base: str, name: str, edits: list[tuple[str, str]]) -> str:
+    """`base` with each (old, new) replaced; every old must be there."""
+    text = base
+    for old, new in edits:
+        if old not in text:
+            raise RuntimeError(f"variant {name!r}: {old!r} is not in the source")
+        text = text.replace(old, new)
+    return text
+
+
+def path_sources() -> dict[str, str | None]:
+    """This tree's tc.c and the candidates', for node_path."""
+    from reconciler.datapath.loader import BPF_DIR
+    from reconciler.datapath.sources import flatten
+
+    base = flatten(BPF_DIR / "tc.c")
+    return {
+        name: edited(base, name, edits) if edits else None
+        for name, edits in PATH_CANDIDATES.items()
+    }
+
+
+def baseline_source(rev: str, dest: Path) -> str:
+    """Commit rev's tc.c, flattened (its bpf/ unpacked under dest)."""
+    from bench.layout_bench import REPO
+    from reconciler.datapath.sources import flatten
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "bpf"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return flatten(dest / "bpf" / "tc.c")
+
+
 def ablate(runs: int = 7, rules: int = 1) -> dict[str, Any]:
     """The first packet with pieces of the policy step taken out, interleaved."""
     from reconciler.datapath.loader import BPF_DIR
@@ -699,12 +962,7 @@ def ablate(runs: int = 7, rules: int = 1) -> dict[str, Any]:
     progs: dict[str, PolicyTc] = {}
     try:
         for name, edits in ABLATIONS.items():
-            text = base
-            for old, new in edits:
-                if old not in text:
-                    raise RuntimeError(f"ablation {name!r}: {old!r} is not in the source")
-                text = text.replace(old, new)
-            progs[name] = tc = PolicyTc(text)
+            progs[name] = tc = PolicyTc(edited(base, name, edits))
             write_program(tc.fds, program)
             tc.endpoint(program.prog_id)
             tc.flags(True)
@@ -739,7 +997,18 @@ def main(quick: bool = False) -> dict[str, Any]:
         return connect_latency(samples=100 if quick else 400)
     if "--ablate" in sys.argv:
         return ablate(runs=3 if quick else 7)
+    if "--path-only" in sys.argv:
+        # `--baseline REV`: commit REV's datapath measured beside, interleaved
+        sources = path_sources()
+        if "--baseline" in sys.argv:
+            rev = sys.argv[sys.argv.index("--baseline") + 1]
+            with tempfile.TemporaryDirectory(prefix="rclbpol-") as tmp:
+                sources = {rev: baseline_source(rev, Path(tmp)), **sources}
+        return node_path(runs=5 if quick else 21, sources=sources)
     out = first_packet(runs=3 if quick else 7)
+    out |= node_path(runs=5 if quick else 21, sources=path_sources())
+    if "--first-only" in sys.argv:
+        return out
     out |= connect_latency(samples=100 if quick else 400)
     out |= plan_apply(edits=3 if quick else 5)
     return out
