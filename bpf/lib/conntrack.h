@@ -509,36 +509,43 @@ static __always_inline int rcl_ct_reserve_in(struct rcl_ct_bucket *bk, const str
  * else a free or dead one, else the least recently seen one. For copies
  * between the two tables of a resize: rcl_ct_reserve_in without its
  * eviction count, whose victim bookkeeping is what makes the way loop
- * costly for the verifier where it is inlined. Returns 0, or -1 when the
- * way was taken meanwhile. */
+ * costly for the verifier where it is inlined. The loop ends only on the
+ * key's own way: a free way before it must not take a second copy of the
+ * key (a lookup finds the first, an update may change the other). Returns
+ * 0, or -1 when the way was taken meanwhile. */
 static __always_inline int rcl_ct_reserve_copy_in(struct rcl_ct_bucket *bk,
 						  const struct rcl_ct_place *at, __u64 now,
 						  struct rcl_ct_claim *c)
 {
-	__u64 pick = RCL_CT_WAYS, oldest = RCL_CT_WAYS;
-	__u32 pick_ver = 0, oldest_ver = 0;
-	__u16 now16 = rcl_ct_seen(now), oldest_age = 0;
+	__u64 pick = RCL_CT_WAYS, best = RCL_CT_WAYS;
+	__u32 pick_ver = 0, best_ver = 0, best_rank = 0;
+	__u16 now16 = rcl_ct_seen(now);
 
 #pragma unroll
 	for (int w = 0; w < RCL_CT_WAYS; w++) {
 		__u32 ver = rcl_read_once(bk->way[w].ver);
 		if (ver & 1)
 			continue;
-		if (!ver || !bk->way[w].state || rcl_ct_holds(bk, w, at)) {
+		if (ver && rcl_ct_holds(bk, w, at)) {
 			pick = w;
 			pick_ver = ver;
 			break;
 		}
-		__u16 age = now16 - bk->way[w].seen;
-		if (age >= oldest_age) {
-			oldest = w;
-			oldest_ver = ver;
-			oldest_age = age;
+		/* one candidate, ranked: a free or dead way above every live
+		 * one, live ones by age (one more than it, so that any way
+		 * ranks above none). Its index goes through rcl_ct_opaque: a
+		 * constant per way would give the verifier a state per choice. */
+		__u32 rank = (!ver || !bk->way[w].state) ? 0x10001
+							 : (__u32)(__u16)(now16 - bk->way[w].seen) + 1;
+		if (rank > best_rank) {
+			best = rcl_ct_opaque(w, at->a);
+			best_ver = ver;
+			best_rank = rank;
 		}
 	}
 	if (pick == RCL_CT_WAYS) {
-		pick = oldest;
-		pick_ver = oldest_ver;
+		pick = best;
+		pick_ver = best_ver;
 	}
 	return rcl_ct_take(bk, pick, pick_ver, at, c);
 }

@@ -6,6 +6,7 @@ than itself. Run with BPF_PROG_TEST_RUN against a real pair of tables."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import pytest
@@ -52,8 +53,10 @@ class Tables:
     old: int
 
 
-@pytest.fixture(scope="module")
-def tables() -> Iterator[Tables]:
+@contextmanager
+def open_tables() -> Iterator[Tables]:
+    """A new table bound as this program's, an old one as its previous table
+    (a resize under way), and a service of BACKENDS at VIP:80."""
     skip_unless_kernel()
     from bcc import BPF
 
@@ -90,6 +93,12 @@ def tables() -> Iterator[Tables]:
         finally:
             b.cleanup()
             bpfsys.close(old)
+
+
+@pytest.fixture(scope="module")
+def tables() -> Iterator[Tables]:
+    with open_tables() as t:
+        yield t
 
 
 def _flow_keys(count: int) -> list[nr.CtKey]:
