@@ -220,10 +220,10 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 	int allowed;
 	if (host) {
 		rcl_pol_host_point(ps, 1);
-		allowed = rcl_pol_admit(ps);
+		allowed = rcl_pol_admit(ps, 0);
 	} else {
 		struct rcl_globals *g = rcl_globals.lookup(&zero);
-		allowed = !rcl_pol_to_host_dropped(&ps->f, g ? g->flags : 0) && rcl_pol_admit(ps);
+		allowed = rcl_pol_admit(ps, rcl_pol_to_host_dropped(&ps->f, g ? g->flags : 0));
 	}
 	if (!allowed) {
 		st->dropped++;
@@ -268,7 +268,7 @@ int rcl_tc_egress(struct __sk_buff *skb)
 	if (st->flags & RCL_IF_POLICY) {
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;
-		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps))) {
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
 			st->dropped++;
 			return TC_ACT_SHOT;
 		}
@@ -301,7 +301,7 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
 		if (pol == RCL_POL_NEW && ps)
 			rcl_pol_host_point(ps, 0);
-		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps))) {
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
 			st->dropped++;
 			return TC_ACT_SHOT;
 		}

@@ -185,12 +185,51 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	return RCL_POL_NEW;
 }
 
-/* Judge a new packet; record an allowed flow. 1: pass, 0: drop. */
-static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps)
+/* Is a packet that rcl_pol_begin could not pass a reply of a live flow the
+ * other side approved? Its own entry is gone while its flow's forward entry
+ * lives (a full bucket evicts one entry, not its pair, and the replies'
+ * entry idles out on its own), or names no approval of that side. If so it
+ * passes as that flow's reply, as it would with the pair whole: 1, and its
+ * reply entry is written again, the forward entry's approvals in it (a
+ * failed claim only costs the next reply this look-up). Else 0: the packet
+ * is judged. Here, not in rcl_pol_begin: the tc ingress program, inlining
+ * that, is the verifier's largest; only packets that need a verdict pay. */
+static __always_inline int rcl_pol_rejoin(struct rcl_pol_scratch *ps)
+{
+	struct rcl_pol_flow *f = &ps->f;
+	__u8 other = f->side == RCL_CT_POL_HOST ? RCL_CT_POL_HOST
+						: f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
+	struct rcl_ct_hit fwd;
+	rcl_pol_reverse(&f->key, &ps->key2);
+	if (!rcl_ct_lookup(&ps->key2, &ps->now, &fwd) || fwd.val.type != RCL_CT_POL_FWD ||
+	    !(fwd.val.flags & other))
+		return 0;
+	struct rcl_ct_val *v = &ps->val;
+	__builtin_memcpy(v, &fwd.val, sizeof(*v));
+	v->type = RCL_CT_POL_REV;
+	v->last_seen_ns = ps->now;
+	v->flags = (fwd.val.flags & (RCL_CT_POL_SRC | RCL_CT_POL_DST | RCL_CT_POL_HOST)) |
+		   f->pktflags | RCL_CT_EST;
+	struct rcl_ct_claim c;
+	if (!rcl_ct_reserve(&f->key, ps->now, &c))
+		rcl_ct_fill(&c, f->key.proto, v, ps->now);
+	rcl_ct_touch(&fwd, ps->now, RCL_CT_EST);
+	return 1;
+}
+
+/* Judge a packet rcl_pol_begin could not pass (a reply of an allowed flow
+ * passes without a verdict, rcl_pol_rejoin); record an allowed flow.
+ * to_host_dropped: a new flow is dropped before its verdict (the
+ * defaultEndpointToHostAction, rcl_pol_to_host_dropped). 1: pass, 0: drop. */
+static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host_dropped)
 {
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
 	__u32 rule = RCL_POL_RULE_FORCED;
+	if (f->trackable && rcl_pol_rejoin(ps))
+		return 1;
+	if (to_host_dropped)
+		return 0;
 	if (!f->forced &&
 	    rcl_pol_decide(f->prog, f->peer, f->key.proto, f->dval, f->sval, &rule) != RCL_POL_ALLOW)
 		return 0;
