@@ -364,6 +364,15 @@ static __always_inline void rcl_ct_forget_prev(__u64 a, __u64 b)
 		rcl_ct_kill_way(old.way, old.slot, old.ver);
 }
 
+/* rcl_ct_forget_prev for a key: during a resize, remove it from the
+ * previous table. */
+static __always_inline void rcl_ct_forget_key(const struct rcl_ct_key *k)
+{
+	__u64 a, b;
+	rcl_ct_words(k, &a, &b);
+	rcl_ct_forget_prev(a, b);
+}
+
 /* Remove a found entry (its key is read before the claim, which proves it
  * was still that entry's). */
 static __always_inline int rcl_ct_kill_entry(struct rcl_ct_way *way, struct rcl_ct_entry *e,

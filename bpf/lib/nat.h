@@ -342,7 +342,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			 * address and port, that flow's reverse entry would rewrite our
 			 * replies to the VIP: the two cannot coexist (same 4-tuple at
 			 * the backend), so the old one is over. Retire its reverse
-			 * entry. */
+			 * entry, from both tables during a resize: where the old
+			 * programs wrote the flow, the old table alone holds it, and
+			 * a UDP reply has no SYN-ACK to catch it. */
 			if (syn || ip.protocol == IPPROTO_UDP) {
 				struct rcl_ct_key rk = {};
 				rk.src = ip.daddr;
@@ -352,7 +354,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 				rk.proto = ip.protocol;
 				struct rcl_ct_hit stale;
 				if (rcl_ct_find(&rk, &stale))
-					rcl_ct_kill(&stale);
+					rcl_ct_kill(&stale); /* and its copy there */
+				else
+					rcl_ct_forget_key(&rk);
 			}
 			return RCL_NAT_PASS;
 		}

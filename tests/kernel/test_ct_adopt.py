@@ -25,7 +25,7 @@ from tests.kernel.rcl_bcc import (
     skip_unless_kernel,
     small_tables,
 )
-from tests.kernel.test_nat_prog import BACKENDS, CLIENT, DNAT, TCP, VIP, packet
+from tests.kernel.test_nat_prog import BACKENDS, CLIENT, DNAT, TCP, UDP, VIP, packet
 from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
@@ -56,7 +56,8 @@ class Tables:
 @contextmanager
 def open_tables() -> Iterator[Tables]:
     """A new table bound as this program's, an old one as its previous table
-    (a resize under way), and a service of BACKENDS at VIP:80."""
+    (a resize under way), and a service of BACKENDS at VIP:80 (TCP) and
+    VIP:53 (UDP)."""
     skip_unless_kernel()
     from bcc import BPF
 
@@ -86,6 +87,7 @@ def open_tables() -> Iterator[Tables]:
                     )
                 frontend = nr.Frontend(1, len(BACKENDS), 0, nl.FeFlag(0), 0)
                 bpfsys.map_update(fe, nr.FrontendKey(VIP, 80, TCP).encode(), frontend.encode())
+                bpfsys.map_update(fe, nr.FrontendKey(VIP, 53, UDP).encode(), frontend.encode())
                 yield Tables(nat.fd, adopt.fd, new, old)
             finally:
                 for fd in (new, fe, be):
