@@ -101,3 +101,17 @@ def test_one_cache_per_set_of_roots(tmp_path):
     a = source.stat_cache_path(tmp_path, ["/x", "/y"])
     assert a == source.stat_cache_path(tmp_path, ["/y", "/x"])
     assert a != source.stat_cache_path(tmp_path, ["/x"])
+
+
+def test_files_built_in_bulk_equal_those_built_one_by_one(tree):
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    (root / "f0.yaml").write_text("kind: Tier\nmetadata: {name: changed}\n")  # read: bytes kept
+    records, _, _ = source.scan_tree([str(root)], cache, source.SourceCache())
+    assert [r[3] is None for r in records] == [False, True, True]  # the others: read when needed
+    bulk, single = source.as_files(records), [source.as_file(r) for r in records]
+    assert bulk == single and [f.read() for f in bulk] == [f.read() for f in single]
+    assert [repr(f) for f in bulk] == [repr(f) for f in single]
+    with pytest.raises(AttributeError):  # still frozen
+        bulk[0].path = "elsewhere"
