@@ -11,7 +11,6 @@ with YAML 1.2 core-schema rules, as ruamel.yaml does by default (so `yes` stays 
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -268,6 +267,8 @@ class Loaded:
 
 
 def _kind_hint(kind: str, cutoff: float = 0.6) -> str:
+    import difflib  # only to explain an unknown kind
+
     close = difflib.get_close_matches(kind, KINDS, n=1, cutoff=cutoff)
     return f"; did you mean {close[0]!r}?" if close else ""
 
