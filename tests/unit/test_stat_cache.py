@@ -115,3 +115,28 @@ def test_files_built_in_bulk_equal_those_built_one_by_one(tree):
     assert [repr(f) for f in bulk] == [repr(f) for f in single]
     with pytest.raises(AttributeError):  # still frozen
         bulk[0].path = "elsewhere"
+
+
+def test_a_same_size_rewrite_in_the_same_second_as_the_cache_is_seen(tree):
+    """A rewrite right after the cache was written, same size, mtime and
+    atime put back: the racy rule re-hashes it (its ctime is too close)."""
+    root, cache = tree
+    from_paths([str(root)], cache)  # written now: every file is racily clean
+    target = root / "f1.yaml"
+    st = os.stat(target)
+    target.write_text(target.read_text().replace("t1", "y1"))  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    got = digests(from_paths([str(root)], cache))
+    assert got["f1.yaml"] == blob_id(target.read_bytes())
+
+
+def test_a_file_swapped_for_a_symlink_to_another_is_read_again(tree):
+    """The walk's own stat data key the cache: a file replaced by a link to
+    another file of the tree is known by the target's inode, not trusted."""
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    (root / "f1.yaml").unlink()
+    (root / "f1.yaml").symlink_to(root / "f2.yaml")
+    got = digests(from_paths([str(root)], cache))
+    assert got["f1.yaml"] == got["f2.yaml"] == blob_id((root / "f2.yaml").read_bytes())
