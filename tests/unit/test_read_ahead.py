@@ -185,6 +185,7 @@ def test_only_a_big_working_tree_planned_or_applied_by_root_is_read_ahead(tmp_pa
     ):
         assert commands.start_read_ahead(args_of(*argv)) is None, argv
     for argv in (plan, ("--apply", "--config", str(root), "--node", "n")):
+        big_stat_cache(tmp_path / "cache", [str(root)])  # the last child saved the real one
         sources = commands.start_read_ahead(args_of(*argv))
         assert sources is not None and sources.read_ahead is not None
         sources.read_ahead.close()
