@@ -33,6 +33,8 @@ RESERVED_TIERS = {
 
 
 def _map(value: object) -> Mapping[str, Any] | None:
+    if type(value) is dict:  # what the loader gives: no abstract-class hook (as semantic._map)
+        return value
     return value if isinstance(value, Mapping) else None
 
 

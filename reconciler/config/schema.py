@@ -7,18 +7,16 @@ reports every error with its path so we can list them all at once.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
 import marshal
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path as FsPath
 from typing import Any
-
-import fastjsonschema
 
 from reconciler.assets import SCHEMA_DIR
 from reconciler.config import cache_dir
@@ -51,29 +49,70 @@ def schema_for(kind: str) -> Mapping[str, Any]:
     return schema
 
 
+class SchemaMismatch(ValueError):
+    """What a cached validator raises for a document its schema refuses: it
+    stands for fastjsonschema's exceptions, so that loading a cached
+    validator does not import fastjsonschema (its compiler and resolver come
+    with the package). Only the fact is used: check() asks jsonschema why."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args[:1])
+
+
+# The line of a generated validator that imports fastjsonschema's exceptions;
+# cached validators get SchemaMismatch under those names instead.
+_EXCEPTIONS_IMPORT = re.compile(r"^from fastjsonschema import ([\w, ]+)$", re.MULTILINE)
+# Names a cached validator's file carries: the rewriting rules below and the
+# generated code's form are part of what it was made from.
+_CODE_FORM = f"{_LINEAR_PATTERNS!r} standalone-1".encode()
+
+
+def standalone(code: str) -> tuple[str, list[str]]:
+    """Generated validator code without its import of fastjsonschema, and the
+    exception names that import gave it (none: the code is left as it is)."""
+    found = _EXCEPTIONS_IMPORT.findall(code)
+    if len(found) != 1:
+        return code, []
+    names = [n.strip() for n in found[0].split(",")]
+    stripped = _EXCEPTIONS_IMPORT.sub("", code)
+    if "fastjsonschema" in stripped:
+        return code, []
+    return stripped, names
+
+
 @functools.cache
 def _fast(kind: str) -> Callable[[Any], Any]:
     """The compiled validator; its generated code is kept as a module in the
-    cache directory, so later runs import bytecode instead of compiling."""
-    schema = dict(schema_for(kind))
-    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
+    cache directory, so later runs import bytecode instead of compiling. A
+    cached one is found by the schema file's bytes, and runs without
+    fastjsonschema imported: a run that validates one changed file loads no
+    compiler (the figures it protects: bench/layout_bench.py's one changed
+    service applied and re-validation after one file changed)."""
     directory = validator_dir()
     if directory is not None:
-        # Stored as marshalled bytecode: loading it is far cheaper than compiling.
-        path = directory / f"v_{kind}_{digest}_{sys.version_info[0]}{sys.version_info[1]}.bin"
         try:
+            raw = (SCHEMA_DIR / f"{kind}.json").read_bytes()
+            digest = hashlib.sha256(_CODE_FORM + b"\0" + raw).hexdigest()[:16]
+            # Stored as marshalled bytecode: loading it is far cheaper than compiling.
+            path = directory / f"v_{kind}_{digest}_{sys.version_info[0]}{sys.version_info[1]}.bin"
             if not path.exists():
-                code = compile(fastjsonschema.compile_to_code(schema), str(path), "exec")
+                import fastjsonschema
+
+                text, names = standalone(fastjsonschema.compile_to_code(dict(schema_for(kind))))
+                code = compile(text, str(path), "exec")
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(marshal.dumps(code))
+                tmp.write_bytes(marshal.dumps((names, code)))
                 tmp.replace(path)
-            namespace: dict[str, Any] = {}
-            exec(marshal.loads(path.read_bytes()), namespace)  # noqa: S102 - our own generated code
+            names, code = marshal.loads(path.read_bytes())
+            namespace: dict[str, Any] = dict.fromkeys(names, SchemaMismatch)
+            exec(code, namespace)  # noqa: S102 - our own generated code
             validate: Callable[[Any], Any] = namespace["validate"]
             return validate
-        except (OSError, ValueError, EOFError, KeyError, SyntaxError):
+        except (OSError, ValueError, EOFError, KeyError, SyntaxError, TypeError):
             pass  # a cache must never make validation fail: compile in memory
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    import fastjsonschema
+
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(dict(schema_for(kind)))
     return compiled
 
 
@@ -107,6 +146,8 @@ def _full(kind: str) -> Any:
 
 def _hint(value: str, options: list[str]) -> str:
     """A 'did you mean' suffix: same word in another case first, then close spellings."""
+    import difflib  # only to explain an error
+
     same = [o for o in options if o.lower() == value.lower()]
     close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

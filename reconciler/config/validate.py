@@ -7,6 +7,7 @@ Cache misses are spread over every core with a fork pool.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import marshal
 import os
@@ -144,6 +145,25 @@ class ResultCache:
         except (OSError, sqlite3.Error):
             self.db = None  # a cache must never make validation fail
 
+    def close(self) -> None:
+        """Close the connection. It must be closed, not dropped: a connection
+        and its statement cache refer to each other, so with the collector
+        off (reconciler.cli.main) a dropped one stays open until the process
+        leaves, and the WAL it leaves behind is read whole by the next
+        process that opens the cache, and copied back again at its first
+        commit (bench/layout_bench.py's one changed service applied). The
+        last connection closed folds the WAL into the database and deletes it."""
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
+            self.db = None
+
+    def __enter__(self) -> ResultCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def get_many(self, keys: Sequence[str], full: bool) -> dict[str, Any]:
         if self.db is None or not keys:
             return {}
@@ -245,11 +265,11 @@ def _results(
     are validated (over `jobs` processes) and stored."""
     fingerprint = engine_fingerprint()
     keys = [_cache_key(fingerprint, f.path, f.digest) for f in files]
-    cache = ResultCache(cache_dir)
-    cached = cache.get_many(keys, full=full)
-    misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
-    fresh = {f.path: r for f, r in zip(misses, _run(misses, jobs), strict=True)}
-    cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
+    with ResultCache(cache_dir) as cache:
+        cached = cache.get_many(keys, full=full)
+        misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
+        fresh = {f.path: r for f, r in zip(misses, _run(misses, jobs), strict=True)}
+        cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
     return keys, cached, fresh
 
 
@@ -274,7 +294,10 @@ def cached_resources(
     any of them is not in the cache any more."""
     fingerprint = engine_fingerprint()
     keys = {_cache_key(fingerprint, path, digest): path for path, digest in blobs.items()}
-    found = ResultCache(cache_dir).get_many(list(keys), full=True) if keys else {}
+    found: dict[str, Any] = {}
+    if keys:
+        with ResultCache(cache_dir) as cache:
+            found = cache.get_many(list(keys), full=True)
     if len(found) != len(keys):
         return None
     return {keys[key]: tuple(Resource(*row) for row in full) for key, (_, full) in found.items()}

@@ -134,6 +134,30 @@ def test_the_child_validates_the_changed_files_into_the_validation_cache(tmp_pat
     assert set(ResultCache(results).get_many(keys, full=True)) == set(keys)
 
 
+def test_the_child_validates_before_the_parent_takes_records_bigger_than_a_pipe(tmp_path):
+    """The records of 1,500 files outgrow a pipe's 64 KiB: the child must not
+    wait for the parent to read them before it validates the changed file."""
+    root = tmp_path / "cfg"
+    write_tree(root, 1500)
+    stat_cache, results = tmp_path / "stat.marshal", tmp_path / "validation"
+    from_paths([str(root)], stat_cache)  # a stat cache of the tree
+    written, entries = marshal.loads(stat_cache.read_bytes())
+    stat_cache.write_bytes(marshal.dumps((written + 5 * 10**9, entries)))  # not racily clean
+    changed = root / "t0007.yaml"
+    changed.write_text(TIER.format(i=7007))
+    key = _cache_key(engine_fingerprint(), str(changed), source.blob_id(changed.read_bytes()))
+    ahead = read_ahead.TreeReadAhead([str(root)], stat_cache, results)
+    try:
+        ahead.settle(timeout=60)  # before take: a blocked child would never get there
+        with ResultCache(results) as cache:  # validated, and the records not read yet
+            assert set(cache.get_many([key], full=True)) == {key}
+        records, _ = ahead.take([str(root)], stat_cache)
+    finally:
+        ahead.close()
+    assert len(marshal.dumps(records)) > 64 * 1024
+    assert [r[0] for r in records if r[3] is not None] == [str(changed)]
+
+
 def args_of(*argv: str):
     return parser().parse_intermixed_args(list(argv))
 
@@ -161,6 +185,7 @@ def test_only_a_big_working_tree_planned_or_applied_by_root_is_read_ahead(tmp_pa
     ):
         assert commands.start_read_ahead(args_of(*argv)) is None, argv
     for argv in (plan, ("--apply", "--config", str(root), "--node", "n")):
+        big_stat_cache(tmp_path / "cache", [str(root)])  # the last child saved the real one
         sources = commands.start_read_ahead(args_of(*argv))
         assert sources is not None and sources.read_ahead is not None
         sources.read_ahead.close()

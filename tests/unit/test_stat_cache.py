@@ -101,3 +101,42 @@ def test_one_cache_per_set_of_roots(tmp_path):
     a = source.stat_cache_path(tmp_path, ["/x", "/y"])
     assert a == source.stat_cache_path(tmp_path, ["/y", "/x"])
     assert a != source.stat_cache_path(tmp_path, ["/x"])
+
+
+def test_files_built_in_bulk_equal_those_built_one_by_one(tree):
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    (root / "f0.yaml").write_text("kind: Tier\nmetadata: {name: changed}\n")  # read: bytes kept
+    records, _, _ = source.scan_tree([str(root)], cache, source.SourceCache())
+    assert [r[3] is None for r in records] == [False, True, True]  # the others: read when needed
+    bulk, single = source.as_files(records), [source.as_file(r) for r in records]
+    assert bulk == single and [f.read() for f in bulk] == [f.read() for f in single]
+    assert [repr(f) for f in bulk] == [repr(f) for f in single]
+    with pytest.raises(AttributeError):  # still frozen
+        bulk[0].path = "elsewhere"
+
+
+def test_a_same_size_rewrite_in_the_same_second_as_the_cache_is_seen(tree):
+    """A rewrite right after the cache was written, same size, mtime and
+    atime put back: the racy rule re-hashes it (its ctime is too close)."""
+    root, cache = tree
+    from_paths([str(root)], cache)  # written now: every file is racily clean
+    target = root / "f1.yaml"
+    st = os.stat(target)
+    target.write_text(target.read_text().replace("t1", "y1"))  # same size
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    got = digests(from_paths([str(root)], cache))
+    assert got["f1.yaml"] == blob_id(target.read_bytes())
+
+
+def test_a_file_swapped_for_a_symlink_to_another_is_read_again(tree):
+    """The walk's own stat data key the cache: a file replaced by a link to
+    another file of the tree is known by the target's inode, not trusted."""
+    root, cache = tree
+    from_paths([str(root)], cache)
+    backdate_cache(cache)
+    (root / "f1.yaml").unlink()
+    (root / "f1.yaml").symlink_to(root / "f2.yaml")
+    got = digests(from_paths([str(root)], cache))
+    assert got["f1.yaml"] == got["f2.yaml"] == blob_id((root / "f2.yaml").read_bytes())
