@@ -17,6 +17,9 @@ from tests.kernel.test_reconcile import ifstate, tc_filters
 FRONT, BACK = PODS
 
 
+BUILD_S = 120.0  # the first pass builds the programs: slow on a loaded machine
+
+
 def wait_for(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,7 +67,7 @@ def test_watch_follows_config_and_interfaces(node):
     node.wep(FRONT)
     node.wep(BACK)
     with watching(node, interval=1) as (proc, _):
-        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-front0", "ingress"))
+        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-front0", "ingress"), BUILD_S)
         assert "rcl:tc@" in tc_filters(node, "cali-back0", "ingress")
         node.remove("wep-front0.yaml")  # a file event
         assert wait_for(lambda: tc_filters(node, "cali-front0", "ingress") == "")
@@ -80,7 +83,7 @@ def test_watch_attaches_a_new_pod_on_its_link_event(node):
     late = Pod("late0", "10.65.0.30")
     node.wep(late)  # the WorkloadEndpoint exists before its interface does, as with a CNI
     with watching(node, interval=300) as (_, stderr):
-        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "eth0", "ingress"))
+        assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "eth0", "ingress"), BUILD_S)
         node.sandbox.add_pod(late)
         assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-late0", "ingress"), 15)
     assert "reconciling: interfaces changed" in stderr[0]
@@ -123,7 +126,7 @@ def test_watch_follows_service_edits_incrementally_with_its_caches(node, tmp_pat
     node.wep(FRONT)
     node.write("svc/a.yaml", SERVICE.format(name="a", vip="10.96.0.1", ip="10.65.0.20"))
     with watching(node, interval=300, cache=tmp_path / "cache") as (_, stderr):
-        assert wait_for(lambda: nat_backends(node) == {"10.65.0.20"})
+        assert wait_for(lambda: nat_backends(node) == {"10.65.0.20"}, BUILD_S)
         node.write("svc/a.yaml", SERVICE.format(name="a", vip="10.96.0.1", ip="10.65.0.21"))
         assert wait_for(lambda: nat_backends(node) == {"10.65.0.21"})
         node.write("more/deep/b.yaml", SERVICE.format(name="b", vip="10.96.0.2", ip="10.65.0.22"))
