@@ -37,6 +37,7 @@ from reconciler.plan.state import (
     Obj,
     ObjKind,
     Recognition,
+    WrittenDump,
 )
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
@@ -267,13 +268,28 @@ def decode(
 # A later observation with the same digests needs no table comparison at all.
 APPLIED = "applied"
 # With it, in a file of its own (TABLES), the dumps the apply wrote over
-# (AppliedDump): verify then need not read the tables back at all.
+# (AppliedDump, WrittenDump): verify then need not read the tables back at all.
 TABLES = "applied.tables"
-Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
+Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump | WrittenDump]]
 # A state as the store hands it out: the state, and beside it what recognises
 # its tables in the kernel (the applied record's marks when it is the applied
 # one; what it was stored with by this process).
 Loaded = tuple[DesiredState, Recognition]
+
+
+def _fields_of(dump: AppliedDump | WrittenDump) -> tuple[Any, ...]:
+    """A recorded dump as plain values for marshal (_dump_of reads them)."""
+    if isinstance(dump, WrittenDump):
+        return ("written", dump.rest, dump.key_size, dump.value_size, dict(dump.written))
+    return (dump.keys, dump.values, dump.key_size, dump.value_size, sorted(dump.written))
+
+
+def _dump_of(fields: tuple[Any, ...]) -> AppliedDump | WrittenDump:
+    if fields[0] == "written":
+        _, rest, ks, vs, written = fields
+        return WrittenDump(rest, ks, vs, written)
+    keys, values, ks, vs, written = fields
+    return AppliedDump(keys, values, ks, vs, frozenset(written))
 
 
 class StateStore:
@@ -332,18 +348,15 @@ class StateStore:
                 self._applied = None
         return self._applied
 
-    def _read_dumps(self, state: str) -> dict[str, AppliedDump]:
+    def _read_dumps(self, state: str) -> dict[str, AppliedDump | WrittenDump]:
         """The dumps recorded with the apply of `state`, if they belong to it."""
         try:
             recorded, tables = marshal.loads((self.directory / TABLES).read_bytes())
+            if recorded != state:
+                return {}
+            return {name: _dump_of(fields) for name, fields in tables.items()}
         except (OSError, EOFError, ValueError, TypeError):
             return {}
-        if recorded != state:
-            return {}
-        return {
-            name: AppliedDump(keys, values, ks, vs, frozenset(written))
-            for name, (keys, values, ks, vs, written) in tables.items()
-        }
 
     def _as_loaded(self, path: Path, state: DesiredState, known: Recognition) -> Loaded:
         """The state, with the kernel's marks recorded if it is the applied one."""
@@ -412,7 +425,7 @@ class StateStore:
         self,
         desired: DesiredState,
         digests: dict[str, str] | None = None,
-        dumps: Mapping[str, AppliedDump] | None = None,
+        dumps: Mapping[str, AppliedDump | WrittenDump] | None = None,
     ) -> None:
         """Remember that the kernel now holds `desired` (if this store holds
         it), and how to recognise its NAT tables: the digests they had right
@@ -434,10 +447,7 @@ class StateStore:
         name, digests, dumps = record
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tables = {
-                t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
-                for t, d in dumps.items()
-            }
+            tables = {t: _fields_of(d) for t, d in dumps.items()}
             tmp = self.directory / f"{TABLES}.{os.getpid()}.tmp"
             tmp.write_bytes(marshal.dumps((name, tables)))
             tmp.replace(self.directory / TABLES)

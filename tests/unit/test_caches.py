@@ -8,7 +8,11 @@ import random
 
 from reconciler.engine import store
 from reconciler.engine.caches import Caches
-from reconciler.plan.state import UNRECOGNISED
+from reconciler.plan.state import (
+    UNRECOGNISED,
+    AppliedDump,
+    WrittenDump,
+)
 from tests.unit.test_incremental import compile_, endpoint_slice, file_ids, service
 
 
@@ -72,3 +76,21 @@ def test_a_state_not_held_is_not_recorded_as_applied(tmp_path):
     assert not (states.directory / store.APPLIED).exists()
     loaded = states.load("k")
     assert loaded is not None and loaded[1] == UNRECOGNISED
+
+
+def test_the_applied_record_keeps_each_kind_of_mark(tmp_path):
+    """Digests, the dumps an apply wrote over and written dumps all reach
+    another process as they were recorded."""
+    state = small_state(4)
+    first = Caches().states(tmp_path)
+    assert first is not None
+    first.store("k", state)
+    dumps = {
+        "rcl_nat_be": AppliedDump(b"k1k2", b"v1v2", 2, 2, frozenset({b"k1"})),
+        "rcl_pol_exact": WrittenDump("r" * 32, 2, 2, {b"k1": b"v9", b"k3": None}),
+    }
+    first.note_applied(state, {"rcl_nat_fe": "d" * 32}, dumps)
+    loaded = Caches().states(tmp_path).load("k")
+    assert loaded is not None
+    assert loaded[1].kernel_digests == {"rcl_nat_fe": "d" * 32}
+    assert dict(loaded[1].kernel_dumps) == dumps
