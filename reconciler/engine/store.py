@@ -9,7 +9,8 @@ run that changes one service:
   that load when first used: a table as two sorted buffers searched in place
   (reconciler.plan.tables.SortedTable), a map as a marshal blob;
 - a state an incremental compile derived from a stored full state is stored
-  as a delta: the few entries its overlays changed, and the base's name.
+  as a delta: the few entries its overlays changed, the map entries that are
+  not the base's own objects and those it lacks, and the base's name.
 """
 
 from __future__ import annotations
@@ -103,6 +104,36 @@ def _entries_of(blob: bytes) -> dict[str, Obj]:
     }
 
 
+def _entries_delta(desired: DesiredState, base: DesiredState) -> bytes | None:
+    """The state's map entries as their changes from `base`'s: the entries
+    that are not base's own objects (an incremental compile keeps those of
+    every program it did not rebuild) and the addresses of base's entries it
+    lacks. None when that is not much less than all of them, or when marshal
+    cannot store them."""
+    old, objects, entry = base.objects, desired.objects, ObjKind.ENTRY
+    rows = [
+        (a, o.attrs, o.info) for a, o in objects.items() if o.kind is entry and old.get(a) is not o
+    ]
+    if len(rows) * 4 > len(objects):
+        return None
+    removed = [a for a, o in old.items() if o.kind is entry and a not in objects]
+    try:
+        return marshal.dumps((rows, removed))
+    except ValueError:
+        return None
+
+
+def _entries_after(blob: bytes, base: DesiredState) -> dict[str, Obj]:
+    """The entries of a state stored by _entries_delta on `base`."""
+    rows, removed = marshal.loads(blob)
+    entry = ObjKind.ENTRY
+    out = {a: o for a, o in base.objects.items() if o.kind is entry}
+    for address in removed:
+        out.pop(address, None)
+    out.update((a, Obj(a, entry, attrs, info)) for a, attrs, info in rows)
+    return out
+
+
 def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
     """The state as bytes. With `base` (a stored full state's file name and
     the state), a mapping that is an overlay of the base's is stored as its
@@ -126,9 +157,15 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
         sections[name] = (kind, offset, size, extra)
         blobs += parts
         offset += size
-    rows = _entries_blob(desired)
+    rows = _entries_delta(desired, base[1]) if base is not None else None
     if rows is not None:
-        sections[_ENTRIES] = ("entries", offset, len(rows), None)
+        sections[_ENTRIES] = ("entries-delta", offset, len(rows), None)
+        delta = True
+    else:
+        rows = _entries_blob(desired)
+        if rows is not None:
+            sections[_ENTRIES] = ("entries", offset, len(rows), None)
+    if rows is not None:
         blobs.append(rows)
     skeleton = _skeleton(desired, rows is not None)
     manifest = pickle.dumps((skeleton, sections), protocol=pickle.HIGHEST_PROTOCOL)
@@ -240,6 +277,8 @@ def decode(
         part = blob[offset : offset + length]
         if kind == "entries":
             objects = {**objects, **_entries_of(part)}
+        elif kind == "entries-delta" and base is not None:
+            objects = {**objects, **_entries_after(part, base)}
         elif kind == "sorted":
             key_size, value_size, keys_len = extra
             bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
