@@ -107,7 +107,7 @@ def _entries_of(blob: bytes) -> dict[str, Obj]:
 def _entries_delta(desired: DesiredState, base: DesiredState) -> bytes | None:
     """The state's map entries as their changes from `base`'s: the entries
     that are not base's own objects (an incremental compile keeps those of
-    every program it did not rebuild) and the addresses of base's entries it
+    every program it did not rebuild) and the addresses of base's objects it
     lacks. None when that is not much less than all of them, or when marshal
     cannot store them."""
     old, objects, entry = base.objects, desired.objects, ObjKind.ENTRY
@@ -116,20 +116,20 @@ def _entries_delta(desired: DesiredState, base: DesiredState) -> bytes | None:
     ]
     if len(rows) * 4 > len(objects):
         return None
-    removed = [a for a, o in old.items() if o.kind is entry and a not in objects]
     try:
-        return marshal.dumps((rows, removed))
+        return marshal.dumps((rows, list(old.keys() - objects.keys())))
     except ValueError:
         return None
 
 
 def _entries_after(blob: bytes, base: DesiredState) -> dict[str, Obj]:
-    """The entries of a state stored by _entries_delta on `base`."""
+    """The objects of a state stored by _entries_delta on `base`, but for
+    those the state's skeleton holds (which go over them)."""
     rows, removed = marshal.loads(blob)
-    entry = ObjKind.ENTRY
-    out = {a: o for a, o in base.objects.items() if o.kind is entry}
+    out = dict(base.objects)
     for address in removed:
         out.pop(address, None)
+    entry = ObjKind.ENTRY
     out.update((a, Obj(a, entry, attrs, info)) for a, attrs, info in rows)
     return out
 
@@ -256,10 +256,12 @@ def base_of(data: bytes) -> str | None:
 
 
 def decode(
-    data: bytes, base: DesiredState | None = None
+    data: bytes, base: DesiredState | None = None, as_base: bool = False
 ) -> DesiredState | None:
     """The state, or None for anything that is not one of ours (or a delta
-    whose base is not given). Mappings are loaded when first used."""
+    whose base is not given). Mappings are loaded when first used. `as_base`:
+    the state is read only as a delta's base, so its policy index (each
+    state carries its own) is left unread."""
     if len(data) < _HEADER.size:
         return None
     magic, size, base_name = _HEADER.unpack_from(data)
@@ -278,7 +280,7 @@ def decode(
         if kind == "entries":
             objects = {**objects, **_entries_of(part)}
         elif kind == "entries-delta" and base is not None:
-            objects = {**objects, **_entries_after(part, base)}
+            objects = {**_entries_after(part, base), **objects}
         elif kind == "sorted":
             key_size, value_size, keys_len = extra
             bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
@@ -294,7 +296,9 @@ def decode(
         index = dataclasses.replace(index, **{n: bulk.pop(f"index/{n}") for n in _INDEX_BULK})
     info = bulk.pop("table_info")
     stored_index = bulk.pop(_POLICY_INDEX, None)
-    policy_index = PolicyIndex.from_plain(dict(stored_index)) if stored_index else None
+    policy_index = None
+    if stored_index is not None and not as_base and len(stored_index):
+        policy_index = PolicyIndex.from_plain(dict(stored_index))
     tables = {name.split("/", 1)[1]: table for name, table in bulk.items()}
     return dataclasses.replace(
         skeleton, objects=objects, tables=tables, table_info=info, nat_index=index,
@@ -432,7 +436,7 @@ class StateStore:
                     base_data = (path.parent / base_name).read_bytes()
                     if base_of(base_data) is not None:
                         return None  # bases are full states, never deltas
-                    base = decode(base_data)
+                    base = decode(base_data, as_base=True)
                     if base is None:
                         return None
                     self._base = (path.parent / base_name, base)

@@ -99,9 +99,9 @@ def test_the_applied_record_keeps_each_kind_of_mark(tmp_path):
     assert dict(loaded[1].kernel_dumps) == dumps
 
 
-def _entries_state(entries: dict[str, Obj]) -> DesiredState:
-    prog = Obj("prog/tc@0123456789ab", ObjKind.PROG, {"programs": ["a"]})
-    return DesiredState("n1", True, {prog.address: prog, **entries})
+def _entries_state(entries: dict[str, Obj], prog: str = "0123456789ab") -> DesiredState:
+    obj = Obj(f"prog/tc@{prog}", ObjKind.PROG, {"programs": ["a"]})
+    return DesiredState("n1", True, {obj.address: obj, **entries})
 
 
 def test_a_state_that_keeps_most_entries_of_its_base_is_stored_as_their_changes(tmp_path):
@@ -125,12 +125,12 @@ def test_a_state_that_keeps_most_entries_of_its_base_is_stored_as_their_changes(
     del kept[gone]
     new = "map/rcl_pol_verdict/ffffffff/default"
     kept[new] = Obj(new, ObjKind.ENTRY, {"action": "deny", "rule": 9}, {})
-    states.store("derived", _entries_state(kept))
+    states.store("derived", _entries_state(kept, "ba9876543210"))  # and another program
     data = states.path("derived").read_bytes()
     assert store.base_of(data) == states.path("base").name
     assert len(data) < states.path("base").stat().st_size / 4
     loaded = Caches().states(tmp_path).load("derived")
-    assert loaded is not None and loaded[0] == _entries_state(kept)
+    assert loaded is not None and loaded[0] == _entries_state(kept, "ba9876543210")
     assert loaded[0].objects[changed].info == {"policy": "x"} and gone not in loaded[0].objects
     fresh = {
         a: Obj(a, o.kind, dict(o.attrs), o.info) for a, o in entries.items()
