@@ -116,9 +116,8 @@ def diff(
             changes.append(Change(action, address, obj.kind, old.attrs, obj.attrs, obj.info))
     deleted_maps = {a for a, o in have.items() if o.kind is ObjKind.MAP and a not in want}
     recreated_maps = {c.address for c in changes if c.kind is ObjKind.MAP}
-    for address, old in have.items():
-        if address in want:
-            continue
+    for address in have.keys() - want.keys():  # (sorted below)
+        old = have[address]
         if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
             continue  # pruned with its map
         # An entry removed shows what the kernel holds, nothing of why it was
