@@ -181,8 +181,8 @@ def read_back(
                 if key in held:
                     continue
                 value = bpfsys.map_lookup(fd, key)
-                if value is None or isinstance(value, bytes):
-                    held[key] = value  # (a per-CPU map's chunks are not recorded)
+                if not isinstance(value, list):  # a per-CPU map's chunks: not recorded
+                    held[key] = value
                 if value is None:
                     continue
                 for text, now in entries.decode_all(name, [(key, value)], ctx):

@@ -164,9 +164,9 @@ def reconcile_once(
             except ReconcileError as exc:
                 record_applied(plan, target, 0, error=str(exc))  # --status: failed
                 raise
-            # Re-observe and compare with the very state we meant to reach. The
-            # NAT tables the plan read, with the keys apply wrote, let the next
-            # plan recognise them: verify need not read them again.
+            # Read back what the plan changed (or observe again) and compare
+            # with the very state we meant to reach. The tables the plan read,
+            # with the keys apply wrote, let the next plan recognise them.
             remaining, found = verify(desired, target, plan, observed is None, observed)
             record_applied(plan, target, len(applied), converged=not remaining)
             states = caches.states(target.cache_dir)
