@@ -97,11 +97,27 @@ def _entries_blob(desired: DesiredState) -> bytes | None:
         return None
 
 
+# An entry Obj made by setting its slots: Obj's __init__ (a frozen
+# dataclass's, one object.__setattr__ a field) costs twice as much, and a
+# state loads 24,000 entries. The same fields, or this fails at import.
+assert [f.name for f in dataclasses.fields(Obj)] == ["address", "kind", "attrs", "info"]
+_new = object.__new__
+_set_address, _set_kind, _set_attrs, _set_info = (
+    vars(Obj)[name].__set__ for name in ("address", "kind", "attrs", "info")
+)
+
+
+def _entry(address: str, attrs: Mapping[str, Any], info: Mapping[str, Any]) -> Obj:
+    obj: Obj = _new(Obj)
+    _set_address(obj, address)
+    _set_kind(obj, ObjKind.ENTRY)
+    _set_attrs(obj, attrs)
+    _set_info(obj, info)
+    return obj
+
+
 def _entries_of(blob: bytes) -> dict[str, Obj]:
-    entry = ObjKind.ENTRY
-    return {
-        address: Obj(address, entry, attrs, info) for address, attrs, info in marshal.loads(blob)
-    }
+    return {address: _entry(address, attrs, info) for address, attrs, info in marshal.loads(blob)}
 
 
 def _entries_delta(desired: DesiredState, base: DesiredState) -> bytes | None:
@@ -129,8 +145,7 @@ def _entries_after(blob: bytes, base: DesiredState) -> dict[str, Obj]:
     out = dict(base.objects)
     for address in removed:
         out.pop(address, None)
-    entry = ObjKind.ENTRY
-    out.update((a, Obj(a, entry, attrs, info)) for a, attrs, info in rows)
+    out.update((a, _entry(a, attrs, info)) for a, attrs, info in rows)
     return out
 
 
