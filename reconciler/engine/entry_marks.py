@@ -3,16 +3,20 @@
 1,000 policies over 200 endpoints are 24,000 entries in three maps; decoding
 them into objects on every plan and again to verify an apply is most of a
 one-change apply. So:
-- an apply records the digest of each of these maps' dumps right after it
-  verified them (with the NAT tables' digests, in the store's applied
-  record), when the dump is provably the one the plan read with exactly
-  the plan's writes (a write by anyone else meanwhile: no mark);
-- a plan reads the dumps and, where one has the recorded digest, takes the
-  applied state's entries for that map instead of decoding it: the kernel
-  holds exactly what it held when that state was verified there;
+- an apply records a mark for each of these maps (with the NAT tables'
+  marks, in the store's applied record): when its plan changed map entries
+  only, the digest of the dump the plan read for a map it did not write,
+  and for one it wrote that dump's digest without the written keys' records
+  plus what each written key held when verify read it back (WrittenDump);
+  after any other plan, the digest of each dump verify read, when it is
+  provably the dump the plan read with exactly the plan's writes (a write
+  by anyone else meanwhile: no mark);
+- a plan reads the dumps and, where one matches its mark, takes the applied
+  state's entries for that map instead of decoding it: the kernel holds
+  exactly what it held when that state was verified there;
 - verify reads back only the entries the plan wrote: the plan compared
   every other entry moments earlier, under the apply lock.
-A dump with any other digest (a hand edit, another writer, no record) is
+A dump that matches no mark (a hand edit, another writer, no record) is
 decoded and compared in full: the answer is the same, only slower."""
 
 from __future__ import annotations
@@ -28,11 +32,24 @@ from reconciler.kernel import bpf as bpfsys
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Change, diff
 from reconciler.plan.plan import Plan
-from reconciler.plan.state import AppliedDump, DesiredState, Link, Obj, ObjKind, ObservedState
+from reconciler.plan.state import (
+    AppliedDump,
+    DesiredState,
+    Link,
+    Mark,
+    Obj,
+    ObjKind,
+    ObservedState,
+    RawTable,
+    WrittenDump,
+    recognised,
+)
 
 UNDECODED = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)
 
-Known = Callable[[str, str], Mapping[str, Obj] | None]
+Known = Callable[[str, RawTable], Mapping[str, Obj] | None]
+# The bytes each key a plan wrote holds after the apply (None: absent), by map.
+Values = dict[str, dict[bytes, bytes | None]]
 
 
 def _prefixes(maps: Iterable[str]) -> dict[str, str]:
@@ -54,25 +71,50 @@ def by_map(objects: Mapping[str, Obj], maps: Collection[str]) -> dict[str, dict[
 
 
 def applied_entries(states: StateStore | None) -> Known:
-    """known(map, digest) for reconciler.observe.kernel.with_entries: the
+    """known(map, dump) for reconciler.observe.kernel.with_entries: the
     entries of `map` in the state last applied, when the kernel's dump of
-    it has the digest recorded right after that apply; else None."""
+    it matches the mark recorded right after that apply; else None. They
+    are the state's own objects (diff then compares most of them at once,
+    reconciler.plan.diff)."""
     loaded = states.latest() if states is not None else None
     if loaded is None:
-        return lambda name, digest: None
+        return lambda name, table: None
     state, known = loaded
     grouped: dict[str, dict[str, Obj]] | None = None
 
-    def lookup(name: str, digest: str) -> Mapping[str, Obj] | None:
+    def lookup(name: str, table: RawTable) -> Mapping[str, Obj] | None:
         nonlocal grouped
-        if name not in UNDECODED or known.kernel_digests.get(name) != digest:
+        if name not in UNDECODED or not recognised(known.kernel_mark(name), table, {}):
             return None
         if grouped is None:
             grouped = by_map(state.objects, UNDECODED)
-        # as observe makes them: what a plan shows of an entry it removes
-        return {a: Obj(a, o.kind, o.attrs) for a, o in grouped[name].items()}
+        return grouped[name]
 
     return lookup
+
+
+def entries_only(plan: Plan) -> bool:
+    """Does `plan` change map entries and nothing else (no map, program,
+    filter or link)? Its verify then reads back only those (verify_entries)."""
+    return all(c.kind is ObjKind.ENTRY for c in plan.changes)
+
+
+def verify_entries(
+    desired: DesiredState, plan: Plan, root: str, before: ObservedState
+) -> tuple[tuple[Change, ...], dict[str, Mark]]:
+    """Verify of a plan that changed map entries only (entries_only), read
+    under the apply lock right after `before` was: the entries it wrote or
+    removed, read back and diffed with `desired` (the bulk NAT tables
+    aside: reconciler.engine.reconcile reads those), and the mark of each
+    map `before` read raw: its digest when the plan wrote nothing there,
+    else WrittenDump."""
+    maps = {Address.parse(c.address).map for c in plan.changes} - set(entries.TABLE_MAPS)
+    changes, values = read_back(desired, plan, root, before.links, maps)
+    found: dict[str, Mark] = {}
+    for name, table in before.raw.items():
+        held = values.get(name)
+        found[name] = WrittenDump.of(table, held) if held else table.digest
+    return changes, found
 
 
 def proven(
@@ -114,9 +156,9 @@ def without(desired: DesiredState, maps: Collection[str]) -> DesiredState:
 
 def read_back(
     desired: DesiredState, plan: Plan, root: str, links: Iterable[Link], maps: Collection[str]
-) -> tuple[Change, ...]:
+) -> tuple[tuple[Change, ...], Values]:
     """The entries of `maps` that `plan` wrote or removed, as the kernel holds
-    them now, diffed with `desired`."""
+    them now, diffed with `desired`; and the bytes each of their keys holds."""
     written: dict[str, list[tuple[str, str, Mapping[str, object]]]] = {}
     for c in plan.changes:
         if c.kind is ObjKind.ENTRY:
@@ -127,20 +169,28 @@ def read_back(
     ctx = entries.Context({link.ifindex: link.name for link in links})
     want: dict[str, Obj] = {}
     have: dict[str, Obj] = {}
+    values: Values = {}
     for name, rows in written.items():
+        held = values[name] = {}
         fd = bpfsys.obj_get(str(Path(root) / "maps" / name))
         try:
             for address, key_text, attrs in rows:
                 if address in desired.objects:
                     want[address] = desired.objects[address]
                 key = entries.encode(name, key_text, attrs)[0]
+                if key in held:
+                    continue
                 value = bpfsys.map_lookup(fd, key)
-                if not isinstance(value, bytes):
+                if not isinstance(value, list):  # a per-CPU map's chunks: not recorded
+                    held[key] = value
+                if value is None:
                     continue
                 for text, now in entries.decode_all(name, [(key, value)], ctx):
                     found = Address.entry_text(name, text)
                     have[found] = Obj(found, ObjKind.ENTRY, now)
+                    if found in desired.objects:  # a slot handed on: the entry it holds now
+                        want[found] = desired.objects[found]
         finally:
             bpfsys.close(fd)
     partial = dataclasses.replace(desired, objects=want, tables={})
-    return diff(partial, ObservedState(have))
+    return diff(partial, ObservedState(have)), values

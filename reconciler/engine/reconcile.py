@@ -48,6 +48,7 @@ from reconciler.plan.state import (
     AppliedDump,
     DesiredState,
     Link,
+    Mark,
     ObjKind,
     ObservedState,
     RawTable,
@@ -163,14 +164,18 @@ def reconcile_once(
             except ReconcileError as exc:
                 record_applied(plan, target, 0, error=str(exc))  # --status: failed
                 raise
-            # Re-observe and compare with the very state we meant to reach. The
-            # NAT tables the plan read, with the keys apply wrote, let the next
-            # plan recognise them: verify need not read them again.
-            remaining, digests = verify(desired, target, plan, observed is None, observed)
+            # Read back what the plan changed (or observe again) and compare
+            # with the very state we meant to reach. The tables the plan read,
+            # with the keys apply wrote, let the next plan recognise them.
+            remaining, found = verify(desired, target, plan, observed is None, observed)
             record_applied(plan, target, len(applied), converged=not remaining)
             states = caches.states(target.cache_dir)
             if not remaining and states is not None:
-                dumps = applied_dumps(plan, observed) if observed is not None else {}
+                digests = {t: m for t, m in found.items() if isinstance(m, str)}
+                dumps = {
+                    **(applied_dumps(plan, observed) if observed is not None else {}),
+                    **{t: m for t, m in found.items() if not isinstance(m, str)},
+                }
                 states.note_applied(
                     desired, digests, {t: d for t, d in dumps.items() if t not in digests}
                 )
@@ -408,10 +413,12 @@ def make_plan(
     log.info("observing the kernel", extra=PROGRESS)
     if target.snapshot is not None:
         observed, links = target.snapshot.observed, list(target.snapshot.links)
+        slots = held_slots(observed)
     else:  # first: a bad --netns fails here
         observed, links = observe(target.bpffs_root, target.netns, undecoded=marks.UNDECODED)
         # before compiling: the store then still holds the state last applied
         known_entries = marks.applied_entries(caches.states(target.cache_dir))
+        slots = held_slots(observed)  # before the 24,000 policy entries join it
         observed = with_entries(observed, links, known_entries)
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
@@ -427,7 +434,7 @@ def make_plan(
         bpfsys.ensure_bpffs(target.bpffs_root)
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
     desired, known = desired_state(
-        source, target, links, keep_derived, held_slots(observed), allow_empty, caches=caches
+        source, target, links, keep_derived, slots, allow_empty, caches=caches
     )
     if observed.foreign:  # nothing foreign, nothing to leave out
         from reconciler.compile.host_policy import without_foreign_xdp
@@ -488,29 +495,31 @@ def verify(
     plan: Plan | None = None,
     digests: bool = True,
     before: ObservedState | None = None,
-) -> tuple[tuple[Change, ...], dict[str, str]]:
+) -> tuple[tuple[Change, ...], dict[str, Mark]]:
     """After apply: what still differs from the state we meant to reach, and
-    (with `digests`) the digests of the kernel's NAT tables, recorded with the
-    applied state so that the next plan recognises them without comparing
-    100k entries.
+    the marks that let the next plan recognise the kernel's tables without
+    comparing 100k entries: (with `digests`) the digests of the NAT tables,
+    and those of the policy program maps (reconciler.engine.entry_marks).
 
-    Everything is observed again, except that with the plan just applied the
-    bulk NAT tables and the policy program maps (reconciler.engine.entry_marks)
-    are read back at the keys the plan changed: the plan compared every
-    other entry moments earlier, under the apply lock, or was checked fresh
-    against the kernel's fingerprint. A table or map the plan recreated (a
-    resize) is compared in full. The digests of the policy program maps are
-    returned for those provably the dumps the plan read (`before`) with just
-    its writes. Without `digests` the tables are not read at all: the
-    caller recognises them later by the dump the plan read
-    (reconciler.plan.state.AppliedDump), which saves reading 110,000 entries
-    again."""
+    With the plan just applied (`before`: what it read), only what it wrote
+    is read back when it changed map entries alone: the plan compared
+    everything else moments earlier, under the apply lock. Otherwise
+    everything is observed again, except that the bulk NAT tables and the
+    policy program maps are read back at the keys the plan changed. A table
+    or map the plan recreated (a resize) is compared in full. Without
+    `digests` the NAT tables are not read at all: the caller recognises
+    them later by the dump the plan read (reconciler.plan.state.AppliedDump),
+    which saves reading 110,000 entries again."""
     recreated = _recreates(plan, TABLE_MAPS)
+    if plan is not None and before is not None and not digests and marks.entries_only(plan):
+        changes, written = marks.verify_entries(desired, plan, target.bpffs_root, before)
+        changes += _read_back(desired, plan, target)
+        return tuple(sorted(changes, key=lambda c: c.address)), written
     undecoded = () if recreated or _recreates(plan, marks.UNDECODED) else marks.UNDECODED
     observed, links = observe(
         target.bpffs_root, target.netns, tables=recreated or digests, undecoded=undecoded
     )
-    found = {name: d for name, t in observed.tables.items() if (d := table_digest(t))}
+    found: dict[str, Mark] = {n: d for n, t in observed.tables.items() if (d := table_digest(t))}
     if plan is not None:
         found.update(marks.proven(before, observed, plan.changes))
     if recreated:
@@ -520,7 +529,7 @@ def verify(
         marks.without(desired, undecoded),
         dataclasses.replace(observed, tables={}),
     )
-    policy = marks.read_back(desired, plan, target.bpffs_root, links, undecoded)
+    policy, _ = marks.read_back(desired, plan, target.bpffs_root, links, undecoded)
     remaining = tuple(
         sorted((*changes, *_read_back(desired, plan, target), *policy), key=lambda c: c.address)
     )

@@ -9,7 +9,8 @@ run that changes one service:
   that load when first used: a table as two sorted buffers searched in place
   (reconciler.plan.tables.SortedTable), a map as a marshal blob;
 - a state an incremental compile derived from a stored full state is stored
-  as a delta: the few entries its overlays changed, and the base's name.
+  as a delta: the few entries its overlays changed, the map entries that are
+  not the base's own objects and those it lacks, and the base's name.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from reconciler.plan.state import (
     Obj,
     ObjKind,
     Recognition,
+    WrittenDump,
 )
 from reconciler.plan.tables import Lazy, Overlay, SortedTable
 
@@ -95,11 +97,56 @@ def _entries_blob(desired: DesiredState) -> bytes | None:
         return None
 
 
+# An entry Obj made by setting its slots: Obj's __init__ (a frozen
+# dataclass's, one object.__setattr__ a field) costs twice as much, and a
+# state loads 24,000 entries. The same fields, or this fails at import.
+assert [f.name for f in dataclasses.fields(Obj)] == ["address", "kind", "attrs", "info"]
+_new = object.__new__
+_set_address, _set_kind, _set_attrs, _set_info = (
+    vars(Obj)[name].__set__ for name in ("address", "kind", "attrs", "info")
+)
+
+
+def _entry(address: str, attrs: Mapping[str, Any], info: Mapping[str, Any]) -> Obj:
+    obj: Obj = _new(Obj)
+    _set_address(obj, address)
+    _set_kind(obj, ObjKind.ENTRY)
+    _set_attrs(obj, attrs)
+    _set_info(obj, info)
+    return obj
+
+
 def _entries_of(blob: bytes) -> dict[str, Obj]:
-    entry = ObjKind.ENTRY
-    return {
-        address: Obj(address, entry, attrs, info) for address, attrs, info in marshal.loads(blob)
-    }
+    return {address: _entry(address, attrs, info) for address, attrs, info in marshal.loads(blob)}
+
+
+def _entries_delta(desired: DesiredState, base: DesiredState) -> bytes | None:
+    """The state's map entries as their changes from `base`'s: the entries
+    that are not base's own objects (an incremental compile keeps those of
+    every program it did not rebuild) and the addresses of base's objects it
+    lacks. None when that is not much less than all of them, or when marshal
+    cannot store them."""
+    old, objects, entry = base.objects, desired.objects, ObjKind.ENTRY
+    rows = [
+        (a, o.attrs, o.info) for a, o in objects.items() if o.kind is entry and old.get(a) is not o
+    ]
+    if len(rows) * 4 > len(objects):
+        return None
+    try:
+        return marshal.dumps((rows, list(old.keys() - objects.keys())))
+    except ValueError:
+        return None
+
+
+def _entries_after(blob: bytes, base: DesiredState) -> dict[str, Obj]:
+    """The objects of a state stored by _entries_delta on `base`, but for
+    those the state's skeleton holds (which go over them)."""
+    rows, removed = marshal.loads(blob)
+    out = dict(base.objects)
+    for address in removed:
+        out.pop(address, None)
+    out.update((a, _entry(a, attrs, info)) for a, attrs, info in rows)
+    return out
 
 
 def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) -> bytes:
@@ -125,9 +172,15 @@ def encode(desired: DesiredState, base: tuple[str, DesiredState] | None = None) 
         sections[name] = (kind, offset, size, extra)
         blobs += parts
         offset += size
-    rows = _entries_blob(desired)
+    rows = _entries_delta(desired, base[1]) if base is not None else None
     if rows is not None:
-        sections[_ENTRIES] = ("entries", offset, len(rows), None)
+        sections[_ENTRIES] = ("entries-delta", offset, len(rows), None)
+        delta = True
+    else:
+        rows = _entries_blob(desired)
+        if rows is not None:
+            sections[_ENTRIES] = ("entries", offset, len(rows), None)
+    if rows is not None:
         blobs.append(rows)
     skeleton = _skeleton(desired, rows is not None)
     manifest = pickle.dumps((skeleton, sections), protocol=pickle.HIGHEST_PROTOCOL)
@@ -218,10 +271,12 @@ def base_of(data: bytes) -> str | None:
 
 
 def decode(
-    data: bytes, base: DesiredState | None = None
+    data: bytes, base: DesiredState | None = None, as_base: bool = False
 ) -> DesiredState | None:
     """The state, or None for anything that is not one of ours (or a delta
-    whose base is not given). Mappings are loaded when first used."""
+    whose base is not given). Mappings are loaded when first used. `as_base`:
+    the state is read only as a delta's base, so its policy index (each
+    state carries its own) is left unread."""
     if len(data) < _HEADER.size:
         return None
     magic, size, base_name = _HEADER.unpack_from(data)
@@ -239,6 +294,8 @@ def decode(
         part = blob[offset : offset + length]
         if kind == "entries":
             objects = {**objects, **_entries_of(part)}
+        elif kind == "entries-delta" and base is not None:
+            objects = {**_entries_after(part, base), **objects}
         elif kind == "sorted":
             key_size, value_size, keys_len = extra
             bulk[name] = SortedTable(part[:keys_len], part[keys_len:], key_size, value_size)
@@ -254,7 +311,9 @@ def decode(
         index = dataclasses.replace(index, **{n: bulk.pop(f"index/{n}") for n in _INDEX_BULK})
     info = bulk.pop("table_info")
     stored_index = bulk.pop(_POLICY_INDEX, None)
-    policy_index = PolicyIndex.from_plain(dict(stored_index)) if stored_index else None
+    policy_index = None
+    if stored_index is not None and not as_base and len(stored_index):
+        policy_index = PolicyIndex.from_plain(dict(stored_index))
     tables = {name.split("/", 1)[1]: table for name, table in bulk.items()}
     return dataclasses.replace(
         skeleton, objects=objects, tables=tables, table_info=info, nat_index=index,
@@ -267,13 +326,28 @@ def decode(
 # A later observation with the same digests needs no table comparison at all.
 APPLIED = "applied"
 # With it, in a file of its own (TABLES), the dumps the apply wrote over
-# (AppliedDump): verify then need not read the tables back at all.
+# (AppliedDump, WrittenDump): verify then need not read the tables back at all.
 TABLES = "applied.tables"
-Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump]]
+Applied = tuple[str, dict[str, str], Mapping[str, AppliedDump | WrittenDump]]
 # A state as the store hands it out: the state, and beside it what recognises
 # its tables in the kernel (the applied record's marks when it is the applied
 # one; what it was stored with by this process).
 Loaded = tuple[DesiredState, Recognition]
+
+
+def _fields_of(dump: AppliedDump | WrittenDump) -> tuple[Any, ...]:
+    """A recorded dump as plain values for marshal (_dump_of reads them)."""
+    if isinstance(dump, WrittenDump):
+        return ("written", dump.rest, dump.key_size, dump.value_size, dict(dump.written))
+    return (dump.keys, dump.values, dump.key_size, dump.value_size, sorted(dump.written))
+
+
+def _dump_of(fields: tuple[Any, ...]) -> AppliedDump | WrittenDump:
+    if fields[0] == "written":
+        _, rest, ks, vs, written = fields
+        return WrittenDump(rest, ks, vs, written)
+    keys, values, ks, vs, written = fields
+    return AppliedDump(keys, values, ks, vs, frozenset(written))
 
 
 class StateStore:
@@ -332,18 +406,15 @@ class StateStore:
                 self._applied = None
         return self._applied
 
-    def _read_dumps(self, state: str) -> dict[str, AppliedDump]:
+    def _read_dumps(self, state: str) -> dict[str, AppliedDump | WrittenDump]:
         """The dumps recorded with the apply of `state`, if they belong to it."""
         try:
             recorded, tables = marshal.loads((self.directory / TABLES).read_bytes())
+            if recorded != state:
+                return {}
+            return {name: _dump_of(fields) for name, fields in tables.items()}
         except (OSError, EOFError, ValueError, TypeError):
             return {}
-        if recorded != state:
-            return {}
-        return {
-            name: AppliedDump(keys, values, ks, vs, frozenset(written))
-            for name, (keys, values, ks, vs, written) in tables.items()
-        }
 
     def _as_loaded(self, path: Path, state: DesiredState, known: Recognition) -> Loaded:
         """The state, with the kernel's marks recorded if it is the applied one."""
@@ -380,7 +451,7 @@ class StateStore:
                     base_data = (path.parent / base_name).read_bytes()
                     if base_of(base_data) is not None:
                         return None  # bases are full states, never deltas
-                    base = decode(base_data)
+                    base = decode(base_data, as_base=True)
                     if base is None:
                         return None
                     self._base = (path.parent / base_name, base)
@@ -412,7 +483,7 @@ class StateStore:
         self,
         desired: DesiredState,
         digests: dict[str, str] | None = None,
-        dumps: Mapping[str, AppliedDump] | None = None,
+        dumps: Mapping[str, AppliedDump | WrittenDump] | None = None,
     ) -> None:
         """Remember that the kernel now holds `desired` (if this store holds
         it), and how to recognise its NAT tables: the digests they had right
@@ -434,10 +505,7 @@ class StateStore:
         name, digests, dumps = record
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            tables = {
-                t: (d.keys, d.values, d.key_size, d.value_size, sorted(d.written))
-                for t, d in dumps.items()
-            }
+            tables = {t: _fields_of(d) for t, d in dumps.items()}
             tmp = self.directory / f"{TABLES}.{os.getpid()}.tmp"
             tmp.write_bytes(marshal.dumps((name, tables)))
             tmp.replace(self.directory / TABLES)

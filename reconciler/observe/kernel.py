@@ -317,25 +317,27 @@ def observe(
                 Obj(Address.entry_text(name, key), ObjKind.ENTRY, attrs)
                 for key, attrs in entries.decode_all(name, items, ctx)
             ]
-    observed = ObservedState({o.address: o for o in objs}, tuple(sorted(foreign)), bulk, raw)
+    observed = ObservedState(
+        {o.address: o for o in objs}, tuple(sorted(foreign)), bulk, raw, tuple(links)
+    )
     return observed, links
 
 
 def with_entries(
     observed: ObservedState,
     links: Iterable[Link],
-    known: Callable[[str, str], Mapping[str, Obj] | None] = lambda name, digest: None,
+    known: Callable[[str, RawTable], Mapping[str, Obj] | None] = lambda name, table: None,
 ) -> ObservedState:
     """`observed` with the entries of its undecoded maps among its objects
-    (their dumps stay, for reconciler.engine.entry_marks.proven):
-    `known(map, digest)` gives them when the dump is one seen before (a map
-    left as an apply wrote it and verified it); the rest are decoded."""
+    (their dumps stay, for reconciler.engine.entry_marks): `known(map, dump)`
+    gives them when the dump is one recognised (a map left as an apply wrote
+    it and verified it); the rest are decoded."""
     if not observed.raw:
         return observed
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objects = dict(observed.objects)
     for name, table in observed.raw.items():
-        seen = known(name, table.digest)
+        seen = known(name, table)
         if seen is not None:
             objects.update(seen)
             continue

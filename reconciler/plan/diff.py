@@ -108,18 +108,23 @@ def diff(
         old = have.get(address)
         if old is None:
             changes.append(Change(Action.CREATE, address, obj.kind, None, obj.attrs, obj.info))
-        elif dict(old.attrs) != dict(obj.attrs):
+        elif old.attrs is not obj.attrs and dict(old.attrs) != dict(obj.attrs):
+            # (the same attrs: an entry recognised as the applied state's, kept
+            # by an incremental compile; 24,000 policy entries compare at once)
             # A map's shape cannot change in place: a new map, entries migrated.
             action = Action.REPLACE if obj.kind is ObjKind.MAP else Action.UPDATE
             changes.append(Change(action, address, obj.kind, old.attrs, obj.attrs, obj.info))
     deleted_maps = {a for a, o in have.items() if o.kind is ObjKind.MAP and a not in want}
     recreated_maps = {c.address for c in changes if c.kind is ObjKind.MAP}
-    for address, old in have.items():
-        if address in want:
-            continue
+    for address in have.keys() - want.keys():  # (sorted below)
+        old = have[address]
         if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
             continue  # pruned with its map
-        changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, old.info))
+        # An entry removed shows what the kernel holds, nothing of why it was
+        # compiled: one recognised as the applied state's carries that state's
+        # info, one decoded none, and the two plans must be the same.
+        info = {} if old.kind is ObjKind.ENTRY else old.info
+        changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, info))
     changes += _table_changes(desired, observed, deleted_maps, known)
     if recreated_maps:
         changes = _rebuild_programs(changes, desired, observed, recreated_maps)

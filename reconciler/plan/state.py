@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +82,9 @@ class Recognition:
     )
     # table -> how the kernel's copy is recognised once the state was applied:
     # its digest (RawTable.digest) or the dump the apply wrote over
-    # (AppliedDump), from the store's applied record.
+    # (AppliedDump, WrittenDump), from the store's applied record.
     kernel_digests: Mapping[str, str] = field(default_factory=dict)
-    kernel_dumps: Mapping[str, AppliedDump] = field(default_factory=dict)
+    kernel_dumps: Mapping[str, AppliedDump | WrittenDump] = field(default_factory=dict)
 
     def kernel_mark(self, table: str) -> Mark | None:
         """The Mark of one table (reconciler.plan.state.recognised), or None."""
@@ -125,9 +125,7 @@ class RawTable(Mapping[bytes, bytes]):
     @property
     def digest(self) -> str:
         if self._digest is None:
-            h = hashlib.blake2b(self._keys, digest_size=16)
-            h.update(self._values)
-            self._digest = h.hexdigest()
+            self._digest = _digest(self._keys, self._values)
         return self._digest
 
     @property
@@ -173,51 +171,99 @@ class AppliedDump:
     def of(cls, before: RawTable, written: frozenset[bytes]) -> AppliedDump:
         return cls(before._keys, before._values, before._ks, before._vs, written)
 
-    def _records(self, keys: bytes, values: bytes) -> tuple[bytes, bytes, dict[bytes, int]]:
-        """keys and values without the written keys' records, and where those were."""
-        ks, vs = self.key_size, self.value_size
-        at: dict[bytes, int] = {}
-        for key in self.written:
-            i = keys.find(key)
-            while i >= 0 and i % ks:
-                i = keys.find(key, i + 1)
-            if i >= 0:
-                at[key] = i // ks
-        cuts = sorted(at.values())
-        kept_keys, kept_values, start = [], [], 0
-        for n in cuts:
-            kept_keys.append(keys[start * ks : n * ks])
-            kept_values.append(values[start * vs : n * vs])
-            start = n + 1
-        kept_keys.append(keys[start * ks :])
-        kept_values.append(values[start * vs :])
-        return b"".join(kept_keys), b"".join(kept_values), at
-
     def matches(self, now: RawTable, table: Mapping[bytes, bytes]) -> bool:
         """Does the kernel's table `now` hold exactly `table`, given that
         `table` was applied over this dump by writing `written`?"""
         if (now._ks, now._vs) != (self.key_size, self.value_size):
             return False
-        old_keys, old_values, _ = self._records(self.keys, self.values)
-        new_keys, new_values, at = self._records(now._keys, now._values)
+        old_keys, old_values, _ = _cut(self.keys, self.values, self.key_size, self.value_size,
+                                       self.written)  # fmt: skip
+        new_keys, new_values, at = _cut(now._keys, now._values, now._ks, now._vs, self.written)
         if old_keys != new_keys or old_values != new_values:
             return False  # something else changed (a hand edit, another writer)
-        vs = self.value_size
-        for key in self.written:
-            want = table.get(key)
-            if (key in at) != (want is not None):
-                return False
-            if want is not None and now._values[at[key] * vs : (at[key] + 1) * vs] != want:
-                return False
-        return True
+        return _holds(now, at, {key: table.get(key) for key in self.written})
 
 
-Mark = str | AppliedDump  # how a table the kernel holds is recognised
+@dataclass(frozen=True, slots=True)
+class WrittenDump:
+    """A map as an apply left it, recognised without reading it after the
+    apply: the digest of the dump the plan read without the records of the
+    keys the apply wrote (`rest`), and what each written key held when
+    verify read it back (None: absent). A write moves only the written key
+    within a dump (AppliedDump), so a later dump is the applied map exactly
+    when, its written keys' records cut out, it has the digest `rest` and
+    each written key holds what verify found there."""
+
+    rest: str
+    key_size: int
+    value_size: int
+    written: Mapping[bytes, bytes | None]
+
+    @classmethod
+    def of(cls, before: RawTable, written: Mapping[bytes, bytes | None]) -> WrittenDump:
+        keys, values, _ = _cut(before._keys, before._values, before._ks, before._vs, written)
+        return cls(_digest(keys, values), before._ks, before._vs, dict(written))
+
+    def matches(self, now: RawTable, table: Mapping[bytes, bytes] | None = None) -> bool:
+        """Does the kernel's map `now` hold what the apply left? (`table` is
+        not needed: the written keys' values are recorded.)"""
+        if (now._ks, now._vs) != (self.key_size, self.value_size):
+            return False
+        keys, values, at = _cut(now._keys, now._values, now._ks, now._vs, self.written)
+        return _digest(keys, values) == self.rest and _holds(now, at, self.written)
+
+
+def _digest(keys: bytes, values: bytes) -> str:
+    """A dump's digest (its record count follows from the total length)."""
+    h = hashlib.blake2b(keys, digest_size=16)
+    h.update(values)
+    return h.hexdigest()
+
+
+def _cut(
+    keys: bytes, values: bytes, ks: int, vs: int, written: Iterable[bytes]
+) -> tuple[bytes, bytes, dict[bytes, int]]:
+    """A dump's keys and values without the records of the `written` keys,
+    and the record number where each of those was found."""
+    at: dict[bytes, int] = {}
+    for key in written:
+        i = keys.find(key)
+        while i >= 0 and i % ks:
+            i = keys.find(key, i + 1)
+        if i >= 0:
+            at[key] = i // ks
+    cuts = sorted(at.values())
+    kept_keys, kept_values, start = [], [], 0
+    for n in cuts:
+        kept_keys.append(keys[start * ks : n * ks])
+        kept_values.append(values[start * vs : n * vs])
+        start = n + 1
+    kept_keys.append(keys[start * ks :])
+    kept_values.append(values[start * vs :])
+    return b"".join(kept_keys), b"".join(kept_values), at
+
+
+def _holds(now: RawTable, at: Mapping[bytes, int], want: Mapping[bytes, bytes | None]) -> bool:
+    """Does each key of `want` hold its value in `now` (None: is absent)?
+    `at`: where _cut found the keys."""
+    vs = now._vs
+    for key, value in want.items():
+        if (key in at) != (value is not None):
+            return False
+        if value is not None and now._values[at[key] * vs : (at[key] + 1) * vs] != value:
+            return False
+    return True
+
+
+# How a table the kernel holds is recognised: its digest, the dump an apply
+# wrote over (bulk NAT tables), or the dump with the written keys' values.
+Mark = str | AppliedDump | WrittenDump
 
 
 def recognised(mark: Mark | None, now: Mapping[bytes, bytes], table: Mapping[bytes, bytes]) -> bool:
     """Is `now` (read from the kernel) provably `table`, by the mark recorded
-    when `table` was applied: its digest, or the dump it was applied over?"""
+    when `table` was applied: its digest, or the dump it was applied over
+    (with the written keys' values)?"""
     if mark is None or not isinstance(now, RawTable):
         return False
     if isinstance(mark, str):
@@ -238,6 +284,8 @@ class ObservedState:
     # Maps read as raw dumps: their entries are not among `objects` until
     # reconciler.observe.kernel.with_entries puts them there.
     raw: Mapping[str, RawTable] = field(default_factory=dict)
+    # The live links it was read with: names for entries read back later.
+    links: tuple[Link, ...] = field(default=(), compare=False)
 
     def fingerprint(self) -> str:
         """Stable hash of everything we own; a saved plan is stale when it moves."""

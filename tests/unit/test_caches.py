@@ -8,7 +8,14 @@ import random
 
 from reconciler.engine import store
 from reconciler.engine.caches import Caches
-from reconciler.plan.state import UNRECOGNISED
+from reconciler.plan.state import (
+    UNRECOGNISED,
+    AppliedDump,
+    DesiredState,
+    Obj,
+    ObjKind,
+    WrittenDump,
+)
 from tests.unit.test_incremental import compile_, endpoint_slice, file_ids, service
 
 
@@ -72,3 +79,63 @@ def test_a_state_not_held_is_not_recorded_as_applied(tmp_path):
     assert not (states.directory / store.APPLIED).exists()
     loaded = states.load("k")
     assert loaded is not None and loaded[1] == UNRECOGNISED
+
+
+def test_the_applied_record_keeps_each_kind_of_mark(tmp_path):
+    """Digests, the dumps an apply wrote over and written dumps all reach
+    another process as they were recorded."""
+    state = small_state(4)
+    first = Caches().states(tmp_path)
+    assert first is not None
+    first.store("k", state)
+    dumps = {
+        "rcl_nat_be": AppliedDump(b"k1k2", b"v1v2", 2, 2, frozenset({b"k1"})),
+        "rcl_pol_exact": WrittenDump("r" * 32, 2, 2, {b"k1": b"v9", b"k3": None}),
+    }
+    first.note_applied(state, {"rcl_nat_fe": "d" * 32}, dumps)
+    loaded = Caches().states(tmp_path).load("k")
+    assert loaded is not None
+    assert loaded[1].kernel_digests == {"rcl_nat_fe": "d" * 32}
+    assert dict(loaded[1].kernel_dumps) == dumps
+
+
+def _entries_state(entries: dict[str, Obj], prog: str = "0123456789ab") -> DesiredState:
+    obj = Obj(f"prog/tc@{prog}", ObjKind.PROG, {"programs": ["a"]})
+    return DesiredState("n1", True, {obj.address: obj, **entries})
+
+
+def test_a_state_that_keeps_most_entries_of_its_base_is_stored_as_their_changes(tmp_path):
+    """The entries an incremental compile kept are the base's own objects:
+    only the others and the addresses gone are written, and the state reads
+    back equal in a new process; a state that keeps few is written whole."""
+    entries = {
+        f"map/rcl_pol_verdict/{i:08x}/default": Obj(
+            f"map/rcl_pol_verdict/{i:08x}/default", ObjKind.ENTRY, {"action": "allow", "rule": i},
+            {"policy": f"policy/ns/p{i}"},
+        )
+        for i in range(400)
+    }  # fmt: skip
+    base = _entries_state(entries)
+    states = Caches().states(tmp_path)
+    assert states is not None
+    states.store("base", base)
+    kept = dict(entries)
+    changed, gone = list(kept)[:2]
+    kept[changed] = Obj(changed, ObjKind.ENTRY, {"action": "deny", "rule": 0}, {"policy": "x"})
+    del kept[gone]
+    new = "map/rcl_pol_verdict/ffffffff/default"
+    kept[new] = Obj(new, ObjKind.ENTRY, {"action": "deny", "rule": 9}, {})
+    states.store("derived", _entries_state(kept, "ba9876543210"))  # and another program
+    data = states.path("derived").read_bytes()
+    assert store.base_of(data) == states.path("base").name
+    assert len(data) < states.path("base").stat().st_size / 4
+    loaded = Caches().states(tmp_path).load("derived")
+    assert loaded is not None and loaded[0] == _entries_state(kept, "ba9876543210")
+    assert loaded[0].objects[changed].info == {"policy": "x"} and gone not in loaded[0].objects
+    fresh = {
+        a: Obj(a, o.kind, dict(o.attrs), o.info) for a, o in entries.items()
+    }  # equal, not kept
+    states.store("rebuilt", _entries_state(fresh))
+    assert store.base_of(states.path("rebuilt").read_bytes()) is None
+    again = Caches().states(tmp_path).load("rebuilt")
+    assert again is not None and again[0] == _entries_state(fresh)

@@ -252,3 +252,33 @@ def test_a_stored_index_of_another_shape_is_no_index():
     assert PolicyIndex.from_plain(good.as_plain()) == good
     for bad in ({}, {**good.as_plain(), "context": 1}, {**good.as_plain(), "peers": []}, None):
         assert PolicyIndex.from_plain(bad) is None
+
+
+def test_a_policy_change_is_stored_as_a_delta_that_loads_with_its_own_index(tmp_path):
+    """A state the incremental compile derived keeps most entries as the base's
+    own objects: it is stored as their changes on the base, and loads in a new
+    process equal to a full compile, with its own policy index (not the base's)."""
+    from reconciler.engine import store
+
+    spec = {"selector": f"app == '{APPS[0]}'", "order": 1, "egress": [], "global": False,
+            "ingress": [{"action": "Allow", "protocol": "TCP", "ports": [8080],
+                         "peer": {"selector": f"app == '{APPS[1]}'"}}]}  # fmt: skip
+    # policies of the other apps, with many entries each: kept as they are
+    others = {
+        i: {**spec, "selector": f"app == '{APPS[1 + i % 3]}'", "ingress": [{
+            **spec["ingress"][0], "peer": {"nets": [f"10.{i}.0.{j}/32" for j in range(40)]}}]}
+        for i in range(1, 6)
+    }  # fmt: skip
+    apps, nets = [APPS[i % len(APPS)] for i in range(ENDPOINTS)], ["10.1.0.2/32"]
+    first = compile_all(world({0: spec, **others}, apps, nets))
+    states = store.StateStore.under(tmp_path)
+    states.store("first", first)
+    moved = {**spec, "ingress": [{**spec["ingress"][0], "ports": [8081]}]}
+    resources = world({0: moved, **others}, apps, nets)
+    derived = compile_all(resources, first)
+    assert derived.policy_index != first.policy_index
+    states.store("derived", derived)
+    assert store.base_of(states.path("derived").read_bytes()) == states.path("first").name
+    loaded = store.StateStore.under(tmp_path).load("derived")
+    assert loaded is not None
+    assert loaded[0] == compile_all(resources) and loaded[0].policy_index == derived.policy_index
