@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,20 @@ def private_pin_dir() -> Iterator[Path]:
 
 def cflags(maps_dir: Path, *extra: str) -> list[str]:
     return [f'-DRCL_MAPS_DIR="{maps_dir}"', f"-I{BPF_DIR}", *extra]
+
+
+def datapath_program(maps_dir: Path, source: str, entry: str, *extra: str) -> Any:
+    """A bcc module of the datapath for a test: `entry` (the test's own
+    functions, calling into bpf/lib) in place of bpf/`source`'s body, its
+    maps pinned under `maps_dir`, built with the clock nodes run with and
+    the `extra` flags (table sizes: small_tables)."""
+    from bcc import BPF
+
+    from reconciler.compile.programs import tick_flags
+    from reconciler.datapath import loader
+
+    flags = cflags(maps_dir, *extra, *tick_flags(loader.kernel_hz()))
+    return BPF(text=flatten(BPF_DIR / source, text=entry).encode(), cflags=flags)
 
 
 def small_tables(ct_buckets: int = 586, affinity: int = 1024, backends: int = 256) -> list[str]:

@@ -11,16 +11,12 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from reconciler.compile.programs import tick_flags
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import ct_handover
-from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import (
-    BPF_DIR,
-    cflags,
-    flatten,
+    datapath_program,
     private_pin_dir,
     skip_unless_kernel,
     small_tables,
@@ -67,12 +63,12 @@ def open_tables() -> Iterator[Tables]:
             2, "rcl_ct_old", 4, ct_table.BUCKET, OLD_BUCKETS, ct_table.MMAPABLE
         )  # BPF_MAP_TYPE_ARRAY
         ct_handover.stage(maps, old)
-        flags = cflags(
+        b = datapath_program(
             maps,
+            "test_ct_adopt.c",
+            ENTRY,
             *small_tables(ct_buckets=NEW_BUCKETS, affinity=64, backends=64),
-            *tick_flags(build.kernel_hz()),
         )
-        b = BPF(text=flatten(BPF_DIR / "test_ct_adopt.c", text=ENTRY).encode(), cflags=flags)
         try:
             nat = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
             adopt = b.load_func(b"rcl_test_ct_adopt", BPF.SCHED_CLS)

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compile.programs import tick_flags
 from reconciler.datapath import conntrack as ct_table
-from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
 from sandbox.nat_stats import read_stat
 from tests.kernel.rcl_bcc import (
-    BPF_DIR,
-    cflags,
-    flatten,
+    datapath_program,
     private_pin_dir,
     skip_unless_kernel,
     small_tables,
@@ -189,13 +185,9 @@ def module_dp() -> Iterator[Dataplane]:
     from bcc import BPF
 
     with private_pin_dir() as root:
-        text = flatten(BPF_DIR / "test_nat_entry.c", text=ENTRY)
-        flags = cflags(
-            root / "maps",
-            *small_tables(ct_buckets=586),  # 4,102 entries
-            *tick_flags(build.kernel_hz()),  # the clock nodes run with
-        )
-        b = BPF(text=text.encode(), cflags=flags)
+        b = datapath_program(
+            root / "maps", "test_nat_entry.c", ENTRY, *small_tables(ct_buckets=586)
+        )  # 4,102 conntrack entries
         try:
             fn = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
             kill = b.load_func(b"rcl_test_ct_kill", BPF.SCHED_CLS)

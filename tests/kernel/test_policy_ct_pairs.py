@@ -15,16 +15,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from reconciler.compile.programs import tick_flags
 from reconciler.datapath import conntrack as ct_table
-from reconciler.datapath import loader as build
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps import policy_types as pl
 from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import (
-    BPF_DIR,
-    cflags,
-    flatten,
+    datapath_program,
     private_pin_dir,
     skip_unless_kernel,
     small_tables,
@@ -77,15 +73,15 @@ def point() -> Iterator[Point]:
 
     with private_pin_dir() as root:
         maps = root / "maps"
-        flags = cflags(
+        b = datapath_program(
             maps,
+            "test_pol.c",
+            ENTRY,
             *small_tables(ct_buckets=BUCKETS, affinity=64, backends=64),
             "-DRCL_POL_EXACT_SIZE=64",
             "-DRCL_POL_LPM_SIZE=64",
             "-DRCL_POL_VERDICT_SIZE=64",
-            *tick_flags(build.kernel_hz()),
         )
-        b = BPF(text=flatten(BPF_DIR / "test_pol.c", text=ENTRY).encode(), cflags=flags)
         fds: list[int] = []
         try:
             prog = b.load_func(b"rcl_test_pol", BPF.SCHED_CLS)
