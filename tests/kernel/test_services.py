@@ -489,8 +489,8 @@ def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
 
 
 def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
-    """A conntrack map in an older layout, holding key -> value, and
-    how a plan describes its layout."""
+    """A conntrack map in a layout the programs do not use, holding
+    key -> value, and how a plan describes its layout."""
     import struct
 
     from reconciler.datapath import conntrack as ct_table
@@ -510,8 +510,8 @@ def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
 
 @pytest.mark.parametrize("kind", ["lru", "slots"])
 def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
-    """A node whose conntrack is still in an older layout (a kernel LRU
-    map, or a 4-way slot table): the plan replaces it and the
+    """A node whose conntrack is in a layout the programs do not use (a
+    kernel LRU map, or a 4-way slot table): the plan replaces it and the
     entries move into the bucket table, where the datapath finds them."""
     from ipaddress import IPv4Address
 
