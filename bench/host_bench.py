@@ -6,7 +6,7 @@
    switched by the interface's rcl_xdp_ep entry and interleaved round by
    round: the lookup is flat in the rules.
 2. `first_packet`: a first packet through host endpoint ingress policy (tc
-   ingress on a HostEndpoint, bpf/tc.c rcl_tc_host_ingress, for the host
+   ingress on a HostEndpoint, bpf/tc_host.c rcl_tc_host_ingress, for the host
    itself) side by side with a workload's ingress policy (tc egress on its
    veth, as bench/policy_bench.py measures it), amortized the same way (every
    run a new flow, each variant interleaved), with 1 and 1,000 rules, and
@@ -19,8 +19,10 @@ import os
 import shutil
 import statistics
 import uuid
+from pathlib import Path
 from typing import Any
 
+from reconciler.assets import BPF_DIR
 from reconciler.compile.host_policy import untracked_net_entries
 from reconciler.compile.policy import Program, compile_chain
 from reconciler.compile.policy_model import build_model
@@ -32,6 +34,7 @@ from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import host_types as ht
 from reconciler.datapath.programs import PROG_TYPES, XDP_PROGRAMS
+from reconciler.datapath.sources import flatten
 from reconciler.engine.explain import craft
 from reconciler.kernel import bpf as bpfsys
 
@@ -138,7 +141,15 @@ def report_rows(name: str, rows: list[tuple[str, Any, str]]) -> dict[str, Any]:
 # ---------------------------------------------------------------- first packet
 
 IF_DATA, IF_HOST_ENDPOINT = 2, 8  # bpf/lib/iface_types.h RCL_IF_*
-JUMP_HOST_JUDGE = 1  # bpf/tc.c RCL_JUMP_HOST_JUDGE
+JUMP_JUDGE = 0  # bpf/lib/tc_path.h RCL_JUMP_JUDGE
+
+
+def tc_and_host_source() -> str:
+    """bpf/tc.c and bpf/tc_host.c as one program text (their shared headers
+    once): the workload's and the host endpoint's programs over one set of
+    maps, the jump table holding the host judge."""
+    seen: set[Path] = set()
+    return flatten(BPF_DIR / "tc.c", seen) + "\n" + flatten(BPF_DIR / "tc_host.c", seen)
 
 
 def first_packet(runs: int = 7) -> dict[str, Any]:
@@ -153,11 +164,11 @@ def first_packet(runs: int = 7) -> dict[str, Any]:
     from reconciler.datapath.maps.codecs import managed_interface
 
     prelude = pb.Prelude()
-    tc = pb.PolicyTc()
+    tc = pb.PolicyTc(tc_and_host_source())
     try:
         host_in = tc.tc.bpf.load_func(b"rcl_tc_host_ingress", BPF.SCHED_CLS).fd
         judge = tc.tc.bpf.load_func(b"rcl_tc_host_judge", BPF.SCHED_CLS).fd
-        tc.tc.bpf[b"rcl_tc_jumps"][c_int(JUMP_HOST_JUDGE)] = c_int(judge)
+        tc.tc.bpf[b"rcl_tc_jumps"][c_int(JUMP_JUDGE)] = c_int(judge)
         for name in (ht.MAP_HEP, ht.MAP_HOST_IP):
             tc.fds[name] = bpfsys.obj_get(f"{tc.tc.root}/maps/{name}")
         # The prelude gives every run a destination 10.65.<n>.<cpu>: each is

@@ -48,11 +48,11 @@ def launcher(tree: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def unpack(rev: str, dest: Path) -> list[str]:
-    """The reconcile command of commit `rev`, unpacked under `dest`; "worktree"
-    is this tree as it is on disk."""
+def unpacked(rev: str, dest: Path) -> Path:
+    """The tree of commit `rev` (its reconciler, BPF sources and schemas)
+    unpacked under `dest`; "worktree" is this tree as it is on disk."""
     if rev == "worktree":
-        return launcher(REPO)
+        return REPO
     archive = subprocess.run(
         ["git", "-C", str(REPO), "archive", rev, "reconciler", "bpf", "schemas"],
         capture_output=True,
@@ -60,7 +60,12 @@ def unpack(rev: str, dest: Path) -> list[str]:
     ).stdout
     dest.mkdir(parents=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return launcher(dest)
+    return dest
+
+
+def unpack(rev: str, dest: Path) -> list[str]:
+    """The reconcile command of commit `rev`, unpacked under `dest`."""
+    return launcher(unpacked(rev, dest))
 
 
 Measure = Callable[[list[str], str], tuple[float, float]]  # wall and CPU seconds

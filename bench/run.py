@@ -31,6 +31,9 @@ def main() -> int:
     from bench import resize_bench
 
     resize_bench.main(quick=quick)
+    from bench import build_bench
+
+    build_bench.main()
     return 0
 
 

@@ -19,6 +19,7 @@ from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.programs import (
     CONNECT_PROGRAMS,
+    CT_HANDOVER_SETS,
     FILTER_PREFIX,
     HOOK_ATTACH_TYPES,
     HOST_FILTER_SUFFIX,
@@ -36,8 +37,6 @@ from reconciler.kernel import bpf_links
 from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
-
-TC_SET = "tc"  # the set whose programs hold conntrack (reconciler.datapath.programs.SOURCES)
 
 
 class Executor:
@@ -117,7 +116,7 @@ class Executor:
             self.build_info["flags"],
             functions,
             PROG_TYPES[prog_set],
-            prev_ct=self._prev_ct if prog_set == TC_SET else None,
+            prev_ct=self._prev_ct if prog_set in CT_HANDOVER_SETS else None,
         )
         self._fds.clear()  # maps may have been recreated by the build
         self._restore_migrations()
@@ -153,9 +152,10 @@ class Executor:
 
     def finish(self) -> int | None:
         """After every change of the plan: end a conntrack handover once the
-        one tc set left is the only one attached (ct_handover.release).
-        Returns the entries carried, or None if none was going on."""
-        return ct_handover.release(self.root, sorted(Path(self.root).glob(f"progs/{TC_SET}-*")))
+        one build of the tc datapath left is the only one attached
+        (ct_handover.release). Returns the entries carried, or None if none
+        was going on."""
+        return ct_handover.release(self.root)
 
     def _restore_migrations(self) -> None:
         for name, items in list(self._migrations.items()):

@@ -17,7 +17,7 @@ from reconciler.compile.connect_lb import compile_connect_lb
 from reconciler.compile.fragment import Fragment, merge
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.host_policy import compile_host_protection, failsafe_ports
-from reconciler.compile.interfaces import compile_interfaces, select
+from reconciler.compile.interfaces import compile_interfaces, has_host_endpoints, select
 from reconciler.compile.policy_objects import compile_policy
 from reconciler.compile.programs import compile_programs, programs_for
 from reconciler.compile.service_nat import compile_service_nat
@@ -66,8 +66,8 @@ def compile_desired(
     last = (previous.objects, previous.policy_index) if previous is not None else None
     policy, policy_index = compile_policy(resources, node, selection, failsafe, last)
     fragments: list[Fragment] = [
-        compile_interfaces(selection, programs.tc_ref),
-        compile_programs(config, programs),
+        compile_interfaces(selection, programs.tc_ref, programs.host_ref),
+        compile_programs(config, programs, has_host_endpoints(selection)),
         compile_connect_lb(config, programs, host.cgroup_id, host.cgroup_path),
         policy,
         compile_host_protection(failsafe, host.links, policy, programs),

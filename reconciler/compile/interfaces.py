@@ -184,10 +184,15 @@ def initial_slots(selection: Selection) -> dict[int, int]:
     return assign_slots((sel.link.ifindex for sel in selection.interfaces), {}, selection.slots)
 
 
-def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
+def has_host_endpoints(selection: Selection) -> bool:
+    """Does any managed interface run host endpoint policy (the host set)?"""
+    return any(sel.role & Role.HOST_ENDPOINT for sel in selection.interfaces)
+
+
+def compile_interfaces(selection: Selection, tc_ref: str, host_ref: str) -> Fragment:
     """rcl_ifstate and, for each managed interface, its entry there and its
     tc filters running the program set `tc_ref` (a host endpoint's run the
-    set's programs with host endpoint policy). Workload interfaces are
+    set `host_ref`, with host endpoint policy). Workload interfaces are
     flagged as under policy."""
     objects = [Obj(Address.map_text(MAP_IFSTATE), ObjKind.MAP, {"max_entries": selection.slots})]
     slot_of = initial_slots(selection)
@@ -199,7 +204,7 @@ def compile_interfaces(selection: Selection, tc_ref: str) -> Fragment:
             objects.append(Obj(Address.entry_text(map_name, key), ObjKind.ENTRY, attrs))
         tc_attrs: dict[str, Any] = {"prog": tc_ref, "slot": slot}
         if sel.role & Role.HOST_ENDPOINT:
-            tc_attrs["hook"] = "host"
+            tc_attrs = {"prog": host_ref, "slot": slot, "hook": "host"}
         for direction in DIRECTIONS:
             objects.append(
                 Obj(

@@ -15,12 +15,12 @@ from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
 from reconciler.datapath.maps.iface_types import MAP_GLOBALS
 from reconciler.datapath.maps.nat_types import ct_buckets_for
-from reconciler.datapath.programs import TC_PROGRAMS
+from reconciler.datapath.programs import HOST_PROGRAMS, TC_PROGRAMS
 from reconciler.plan.address import Address, prog_ref
 from reconciler.plan.state import Obj, ObjKind
 
 # program sets (reconciler.datapath.programs.SOURCES)
-TC_SET, CONNECT_SET, XDP_SET = "tc", "connect", "xdp"
+TC_SET, HOST_SET, CONNECT_SET, XDP_SET = "tc", "host", "connect", "xdp"
 
 
 def build_flags(
@@ -86,6 +86,10 @@ class Programs:
         return prog_ref(TC_SET, self.hash)
 
     @property
+    def host_ref(self) -> str:
+        return prog_ref(HOST_SET, self.hash)
+
+    @property
     def connect_ref(self) -> str:
         return prog_ref(CONNECT_SET, self.hash)
 
@@ -101,12 +105,18 @@ def programs_for(
     return Programs(flags, program_hash(source_digest, flags))
 
 
-def compile_programs(config: Mapping[str, Any], programs: Programs) -> Fragment:
-    """The tc program set, the maps its build creates (rcl_ifstate aside:
-    reconciler.compile.interfaces) and its global settings."""
+def compile_programs(
+    config: Mapping[str, Any], programs: Programs, host_endpoints: bool = False
+) -> Fragment:
+    """The tc program set, and the host set when the node has `host_endpoints`;
+    the maps their builds create (rcl_ifstate aside:
+    reconciler.compile.interfaces) and their global settings."""
     objects = [
         Obj(str(Address.of_prog(programs.tc_ref)), ObjKind.PROG, {"programs": sorted(TC_PROGRAMS)})
     ]
+    if host_endpoints:
+        host_attrs = {"programs": sorted(HOST_PROGRAMS)}
+        objects.append(Obj(str(Address.of_prog(programs.host_ref)), ObjKind.PROG, host_attrs))
     slots = ifstate_slots(config)
     for name in SLOT_MAPS:
         objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": slots}))

@@ -28,13 +28,14 @@ from pathlib import Path
 from reconciler import logsink
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import nat_types as nat
-from reconciler.datapath.programs import CT_PREV_PINS
+from reconciler.datapath.programs import CT_HANDOVER_SETS, CT_PREV_PINS
 from reconciler.kernel import bpf as bpfsys
 
 log = logsink.get(__name__)
 
 PREV, PREV_N = CT_PREV_PINS  # the map of maps (slot 0: the old table); its bucket count
 ADOPT_PROGRAM = "rcl_ct_adopt_slot"
+TC_SET = CT_HANDOVER_SETS[0]  # the set that holds ADOPT_PROGRAM
 _ARRAY, _ARRAY_OF_MAPS = 2, 12  # BPF_MAP_TYPE_*
 _ZERO = nat.U32.pack(0)
 
@@ -87,35 +88,51 @@ def pending(set_dir: Path) -> bool:
     return isinstance(value, bytes) and nat.U32.unpack(value)[0] != 0
 
 
-def release(root: str, tc_sets: list[Path]) -> int | None:
-    """End the handover of the one tc set left (`tc_sets`: every tc set
-    pinned under root), if it still reaches an old table: carry what only
-    the old table holds into the new one, then drop the reference. Returns
-    how many entries were carried, or None when there was nothing to end.
-    While another tc set is pinned, its programs may still be attached and
-    write only the old table: the handover goes on."""
-    if len(tc_sets) != 1 or not pending(tc_sets[0]):
+def release(root: str) -> int | None:
+    """End the handover once one build of the tc datapath is left under root
+    (one tc set, at most one host set: CT_HANDOVER_SETS) and one of them
+    still reaches an old table: carry what only the old table holds into
+    the new one (through the tc set's adopt program), then drop every set's
+    reference. Returns how many entries were carried, or None when there was
+    nothing to end. While an older build is pinned too, its programs may
+    still be attached and write only the old table: the handover goes on."""
+    builds = {name: sorted(Path(root, "progs").glob(f"{name}-*")) for name in CT_HANDOVER_SETS}
+    if len(builds[TC_SET]) != 1 or any(len(dirs) > 1 for dirs in builds.values()):
         return None
-    set_dir = tc_sets[0]
+    reaching = [dirs[0] for dirs in builds.values() if dirs and pending(dirs[0])]
+    if not reaching:
+        return None
+    fds: list[int] = []
+    try:
+        carried = 0
+        inner = bpfsys.map_lookup(_opened(fds, bpfsys.obj_get(str(reaching[0] / PREV))), _ZERO)
+        if isinstance(inner, bytes):
+            old = _opened(fds, bpfsys.map_fd_by_id(nat.U32.unpack(inner)[0]))
+            new = _opened(fds, bpfsys.obj_get(str(Path(root) / "maps" / ct_table.MAP)))
+            adopt = _opened(fds, bpfsys.obj_get(str(builds[TC_SET][0] / ADOPT_PROGRAM)))
+            carried = carry(old, new, adopt)
+        for set_dir in reaching:
+            _drop_reference(set_dir)
+    finally:
+        for fd in fds:
+            bpfsys.close(fd)
+    log.info("conntrack handover ended: %d entr(ies) carried from the old table", carried)
+    return carried
+
+
+def _drop_reference(set_dir: Path) -> None:
+    """The set's programs no longer reach the old table: its bucket count
+    zeroed first (they stop asking), then the map of maps emptied."""
     fds: list[int] = []
     try:
         outer = _opened(fds, bpfsys.obj_get(str(set_dir / PREV)))
         count = _opened(fds, bpfsys.obj_get(str(set_dir / PREV_N)))
-        carried = 0
-        inner = bpfsys.map_lookup(outer, _ZERO)
-        if isinstance(inner, bytes):
-            old = _opened(fds, bpfsys.map_fd_by_id(nat.U32.unpack(inner)[0]))
-            new = _opened(fds, bpfsys.obj_get(str(Path(root) / "maps" / ct_table.MAP)))
-            adopt = _opened(fds, bpfsys.obj_get(str(set_dir / ADOPT_PROGRAM)))
-            carried = carry(old, new, adopt)
         bpfsys.map_update(count, _ZERO, _ZERO)
         with contextlib.suppress(OSError):
             bpfsys.map_delete(outer, _ZERO)
     finally:
         for fd in fds:
             bpfsys.close(fd)
-    log.info("conntrack handover ended: %d entr(ies) carried from the old table", carried)
-    return carried
 
 
 def carry(old_fd: int, new_fd: int, adopt_fd: int) -> int:

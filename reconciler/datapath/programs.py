@@ -4,8 +4,8 @@ program names, hook names, attach types and tc filter conventions."""
 from __future__ import annotations
 
 # Program set -> its C source under bpf/ and the BPF program type of its functions.
-SOURCES = {"tc": "tc.c", "connect": "connect.c", "xdp": "xdp.c"}
-PROG_TYPES = {"tc": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR", "xdp": "XDP"}
+SOURCES = {"tc": "tc.c", "host": "tc_host.c", "connect": "connect.c", "xdp": "xdp.c"}
+PROG_TYPES = {"tc": "SCHED_CLS", "host": "SCHED_CLS", "connect": "CGROUP_SOCK_ADDR", "xdp": "XDP"}
 
 # The xdp set: attached to host endpoints with untracked (doNotTrack) policy.
 XDP_PROGRAMS = ("rcl_xdp",)
@@ -16,31 +16,38 @@ XDP_NAME_PREFIX = "rcl_"
 XDP_MODES = {"native": 1 << 2, "generic": 1 << 1}  # XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 XDP_UPDATE_IF_NOEXIST = 1 << 0
 
-# The tc set's functions: two attached per interface, three run by the reconciler
-# through BPF_PROG_TEST_RUN (conntrack removal, the conntrack handover at the end
-# of a resize, and --explain --kernel).
+# The tc set's functions: two attached per workload or data interface, their
+# tail-called verdict, and three run by the reconciler through
+# BPF_PROG_TEST_RUN (conntrack removal, the conntrack handover at the end of
+# a resize, and --explain --kernel).
 TC_PROGRAMS = (
     "rcl_tc_ingress",
     "rcl_tc_egress",
-    "rcl_tc_host_ingress",
-    "rcl_tc_host_egress",
     "rcl_tc_judge",
-    "rcl_tc_host_judge",
     "rcl_ct_kill_slot",
     "rcl_ct_adopt_slot",
     "rcl_pol_test",
 )
+# The host set's functions, attached to host endpoints: built only on a node
+# that has them (bpf/tc_host.c), over the tc set's maps.
+HOST_PROGRAMS = ("rcl_tc_host_ingress", "rcl_tc_host_egress", "rcl_tc_host_judge")
 # A set's tail-call table (a BPF_PROG_ARRAY of the set's own functions, by
 # index), pinned in the set's directory beside its programs by the loader.
-JUMP_TABLES = {"tc": ("rcl_tc_jumps", ("rcl_tc_judge", "rcl_tc_host_judge"))}
+JUMP_TABLES = {
+    "tc": ("rcl_tc_jumps", ("rcl_tc_judge",)),
+    "host": ("rcl_tc_jumps", ("rcl_tc_host_judge",)),
+}
 # Sets whose source holds the conntrack table, and with it the reference to the
 # previous one during a resize (bpf/lib/conntrack.h rcl_ct_prev): the loader
 # pins that map of maps and its bucket count in the set's directory.
-CT_PREV_SETS = ("tc", "connect")
+CT_PREV_SETS = ("tc", "host", "connect")
+# Sets a resize builds with the previous table (the tc datapath's sets): their
+# programs find and write it until the handover ends (ct_handover.release).
+CT_HANDOVER_SETS = ("tc", "host")
 CT_PREV_PINS = ("rcl_ct_prev", "rcl_ct_prev_n")
 
 # The tc function attached in each direction, by the interface's kind: host
-# endpoints run the programs with host endpoint policy.
+# endpoints run the host set's programs, with host endpoint policy.
 TC_FUNCTIONS = {
     (False, "ingress"): "rcl_tc_ingress",
     (False, "egress"): "rcl_tc_egress",

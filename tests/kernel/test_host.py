@@ -482,3 +482,44 @@ def test_do_not_track_egress_denies_before_conntrack_and_allow_bypasses_a_later_
         assert send(7000).startswith("ERR")
     finally:
         outside.stop()
+
+
+def test_a_conntrack_resize_hands_over_in_the_host_set_too(host):
+    """A node with a host endpoint runs two builds of the tc datapath: the tc
+    set, and the host set on eth0. A resize builds both anew against the old
+    table as well; once they are the only ones attached, the handover ends in
+    both, the host's flows carried into the new table."""
+    from pathlib import Path
+
+    from reconciler.datapath import conntrack as ct_table
+    from reconciler.datapath import ct_handover
+    from reconciler.kernel import bpf as bpfsys
+
+    node = host.node
+    node.apply_converged()
+    progs = Path(node.sandbox.bpffs_root) / "progs"
+
+    def builds() -> list[str]:
+        return sorted(d.name.rpartition("-")[0] for d in progs.iterdir())
+
+    def ct_entries() -> dict:
+        fd = bpfsys.obj_get(str(Path(node.sandbox.bpffs_root) / "maps" / ct_table.MAP))
+        try:
+            return {k: v for k, (_, _, v) in ct_table.entries(fd).items()}
+        finally:
+            bpfsys.close(fd)
+
+    assert builds() == ["connect", "host", "tc"]
+    assert host.from_outside(8080).startswith("host")
+    before = ct_entries()
+    assert before  # the host endpoint's flow, in conntrack
+    felix(node, "  bpfMapSizeConntrack: 3000\n")
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "-/+ map/rcl_ct" in out, out
+    assert re.search(r"^\s*\+ prog/host@", out, re.M) and re.search(r"^\s*- prog/host@", out, re.M)
+    node.apply_converged()
+    assert builds() == ["connect", "host", "tc"]
+    for set_dir in progs.iterdir():
+        assert not ct_handover.pending(set_dir), set_dir.name
+    assert ct_entries() == before
+    assert host.from_outside(8080).startswith("host")

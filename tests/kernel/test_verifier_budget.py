@@ -13,7 +13,13 @@ import pytest
 from reconciler.compile.programs import build_flags
 from reconciler.config import felix
 from reconciler.datapath import loader as build
-from reconciler.datapath.programs import CONNECT_PROGRAMS, PROG_TYPES, TC_PROGRAMS, XDP_PROGRAMS
+from reconciler.datapath.programs import (
+    CONNECT_PROGRAMS,
+    HOST_PROGRAMS,
+    PROG_TYPES,
+    TC_PROGRAMS,
+    XDP_PROGRAMS,
+)
 from reconciler.kernel import bpf as bpfsys
 from tests.kernel.rcl_bcc import private_pin_dir, skip_unless_kernel
 
@@ -23,7 +29,12 @@ VERIFIER_LIMIT = 1_000_000
 # Half the limit: what a new feature in the datapath may still spend.
 BUDGET = VERIFIER_LIMIT // 2
 
-SETS = {"tc": TC_PROGRAMS, "connect": tuple(CONNECT_PROGRAMS.values()), "xdp": XDP_PROGRAMS}
+SETS = {
+    "tc": TC_PROGRAMS,
+    "host": HOST_PROGRAMS,
+    "connect": tuple(CONNECT_PROGRAMS.values()),
+    "xdp": XDP_PROGRAMS,
+}
 
 
 @pytest.mark.parametrize("prog_set", sorted(SETS))

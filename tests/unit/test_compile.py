@@ -8,6 +8,7 @@ from reconciler.compile.programs import build_flags
 from reconciler.config.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.config.model import Resource
 from reconciler.datapath import loader as build
+from reconciler.datapath.programs import HOST_PROGRAMS, TC_PROGRAMS
 from reconciler.plan.state import Link
 
 
@@ -136,6 +137,27 @@ def test_desired_objects_and_program_hash_follow_sources_and_flags():
     d3 = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/y", "src")
     assert d1.build["hash"] != d2.build["hash"] != d3.build["hash"]
     assert compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src") == d1
+
+
+def test_host_endpoints_run_the_host_set_which_is_built_only_when_there_are_some():
+    without = compile_desired([FELIX, WEP], "n1", LINKS, "/sys/fs/bpf/x", "src")
+    assert [a for a in without.objects if a.startswith("prog/")] == [
+        f"prog/tc@{without.build['hash']}"
+    ]
+    with_hep = compile_desired([FELIX, WEP, HEP], "n1", LINKS, "/sys/fs/bpf/x", "src")
+    phash = with_hep.build["hash"]
+    progs = {a: o.attrs["programs"] for a, o in with_hep.objects.items() if a.startswith("prog/")}
+    assert progs == {
+        f"prog/tc@{phash}": sorted(TC_PROGRAMS),
+        f"prog/host@{phash}": sorted(HOST_PROGRAMS),
+    }
+    assert not set(TC_PROGRAMS) & set(HOST_PROGRAMS)
+    for direction in ("ingress", "egress"):
+        slot = with_hep.objects["map/rcl_ifstate/eth0"].attrs["slot"]
+        want = {"prog": f"host@{phash}", "slot": slot, "hook": "host"}
+        assert with_hep.objects[f"tc/eth0/{direction}"].attrs == want
+        assert with_hep.objects[f"tc/cali1/{direction}"].attrs["prog"] == f"tc@{phash}"
+        assert with_hep.objects[f"tc/ens3/{direction}"].attrs["prog"] == f"tc@{phash}"
 
 
 @pytest.mark.parametrize("hz,flag", [(250, "-DRCL_HZ=250"), (1000, "-DRCL_HZ=1000"), (300, None)])

@@ -18,16 +18,34 @@ def test_a_set_without_the_count_pin_has_no_handover_pending(tmp_path: Path) -> 
     assert ct_handover.pending(tmp_path / "tc-0123456789ab") is False
 
 
-@pytest.mark.parametrize("sets", [0, 2], ids=["no tc set", "old set still pinned"])
-def test_release_waits_while_not_exactly_one_tc_set_is_pinned(tmp_path: Path, sets: int) -> None:
-    tc_sets = [tmp_path / f"tc-{i:012x}" for i in range(sets)]
-    assert ct_handover.release(str(tmp_path), tc_sets) is None
+@pytest.mark.parametrize(
+    ("tc", "host"),
+    [(0, 0), (2, 0), (1, 2), (0, 1), (1, 0), (1, 1)],
+    ids=[
+        "no tc set",
+        "old tc set still pinned",
+        "old host set still pinned",
+        "host set alone",
+        "one tc set, nothing pending",
+        "one build, nothing pending",
+    ],
+)
+def test_release_waits_for_one_build_of_the_tc_datapath_with_a_handover_pending(
+    tmp_path: Path, tc: int, host: int
+) -> None:
+    """Ends nothing (and opens no pin) unless exactly one tc set and at most
+    one host set are pinned, and one of them still reaches an old table."""
+    for name, count in (("tc", tc), ("host", host)):
+        for i in range(count):
+            (tmp_path / "progs" / f"{name}-{i:012x}").mkdir(parents=True)
+    (tmp_path / "progs" / "tmp-tc-0123456789ab-42").mkdir(parents=True)  # a build under way
+    assert ct_handover.release(str(tmp_path)) is None
 
 
 def test_a_failure_ending_the_handover_fails_the_apply_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(root: str, tc_sets: list[Path]) -> int:
+    def broken(root: str) -> int:
         raise OSError(5, "bpf_map_update_elem: Input/output error")
 
     monkeypatch.setattr(ct_handover, "release", broken)

@@ -1,0 +1,242 @@
+/* The tc datapath shared by the two tc program sets (bpf/tc.c for workload
+ * and data interfaces, bpf/tc_host.c for host endpoints): the interface
+ * state, service NAT through conntrack, the policy step of a new flow and
+ * the tail call to its verdict. Each set's entry programs call rcl_ingress
+ * and rcl_judge with `host` a constant, so each program is verified with
+ * one policy path only, and a node without host endpoints never builds the
+ * host programs. */
+#ifndef RCL_TC_PATH_H
+#define RCL_TC_PATH_H
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+#include "iface_types.h"
+#include "nat.h"
+#include "reject.h"
+
+#ifndef RCL_IFSTATE_SIZE
+#define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
+#endif
+#include "policy.h"
+
+/* The reconciler writes an interface's slot (its flags and ifindex, counters
+ * zeroed) and clears it: the datapath never claims slots of its own, so a
+ * plan always knows every entry in use. */
+BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
+		 RCL_MAPS_DIR "/rcl_ifstate");
+BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
+		 RCL_MAPS_DIR "/rcl_globals");
+
+/* The interface's state, by the slot its filter carries as classid (see
+ * bpf/lib/iface_types.h). None when the slot names another interface: a
+ * filter left behind, or a slot the reconciler is about to hand over. */
+static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
+{
+	__u32 slot = skb->tc_classid;
+	struct rcl_ifstate *st = rcl_ifstate.lookup(&slot);
+	if (!st || st->ifindex != skb->ifindex)
+		return 0;
+	return st;
+}
+
+/* ICMP errors for services without backends are rate-limited per CPU, as the
+ * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
+ * of connection attempts must not become an equal flood of replies. GCRA: the
+ * slot holds the theoretical arrival time of the next allowed error. This
+ * state belongs to the program set (not pinned): it starts afresh with it,
+ * and the host set limits its own errors apart from the tc set's. */
+#define RCL_REJECT_INTERVAL_NS 1000000ULL /* 1,000 per second */
+#define RCL_REJECT_BURST 50
+BPF_PERCPU_ARRAY(rcl_reject_tat, __u64, 1);
+
+/* The set's tail call, filled by the loader with the set's own judge
+ * (rcl_tc_judge, or rcl_tc_host_judge in the host set) and pinned beside
+ * its programs (reconciler/datapath/loader.py). */
+#define RCL_JUMP_JUDGE 0
+BPF_PROG_ARRAY(rcl_tc_jumps, 1);
+
+static __always_inline int rcl_reject_allowed(void)
+{
+	__u32 zero = 0;
+	__u64 *tat = rcl_reject_tat.lookup(&zero);
+	if (!tat)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 next = *tat > now ? *tat : now;
+	if (next - now > (RCL_REJECT_BURST - 1) * RCL_REJECT_INTERVAL_NS)
+		return 0;
+	*tat = next + RCL_REJECT_INTERVAL_NS;
+	return 1;
+}
+
+/* bcc 0.26 declares this helper with the pre-5.11 argument list; use the
+ * kernel's own signature (ifindex, params, plen, flags). */
+static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
+	(void *)BPF_FUNC_redirect_neigh;
+
+/* Send a NAT reply straight out of the interface the FIB picks. Its source may
+ * now be one of this node's own addresses (NodePort), which the input route
+ * check would drop as martian; Calico's datapath forwards these itself too. */
+static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct iphdr ip;
+	struct bpf_fib_lookup fib = {};
+
+	if (l3_off != ETH_HLEN || bpf_skb_load_bytes(skb, l3_off, &ip, sizeof(ip)))
+		return TC_ACT_UNSPEC;
+	fib.family = 2; /* AF_INET */
+	fib.l4_protocol = ip.protocol;
+	fib.tot_len = rcl_htons(ip.tot_len);
+	fib.ipv4_src = ip.saddr;
+	fib.ipv4_dst = ip.daddr;
+	fib.ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return rcl_redirect_neigh(fib.ifindex, NULL, 0, 0);
+	return TC_ACT_UNSPEC; /* let the stack try (and count it) */
+}
+
+/* Hairpin: the packet goes back to the pod it came from, out of this very
+ * interface, with the link-layer addresses swapped (routing would see a
+ * source that is not reachable through this interface). */
+static __always_inline int rcl_send_back(struct __sk_buff *skb, __u32 l3_off)
+{
+	__u8 macs[2 * ETH_ALEN];
+
+	if (l3_off == ETH_HLEN &&
+	    (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) || rcl_swap_macs(skb, macs)))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* The NAT verdict carried out: counted, then the packet forwarded, sent
+ * back, rejected or handed on. */
+static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_ifstate *st,
+					      __u32 l3_off, struct rcl_pol_scratch *ps)
+{
+	rcl_barrier();
+	int verdict = rcl_read_once(ps->verdict);
+	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
+		st->nat++;
+	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
+		st->dropped++;
+	if (verdict == RCL_NAT_SNAT)
+		return rcl_forward_reply(skb, l3_off);
+	if (verdict == RCL_NAT_HAIRPIN)
+		return rcl_send_back(skb, l3_off);
+	if (verdict == RCL_NAT_REJECT) {
+		if (!rcl_reject_allowed()) {
+			rcl_nat_count(RCL_NS_REJECT_LIMITED);
+			return TC_ACT_SHOT;
+		}
+		return rcl_reject(skb, l3_off);
+	}
+	return rcl_nat_tc_action(verdict);
+}
+
+/* Ingress: packets arriving from the interface (from a pod on a workload
+ * interface, from the outside world on a data interface). Service NAT runs
+ * here: new flows to a VIP are balanced, replies from backends are rewritten
+ * back to the VIP, both through conntrack. `host` (a constant) builds the
+ * program for host endpoints: their policy instead of a workload's, so each
+ * program is verified with one policy path only. */
+static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	if (!st)
+		return TC_ACT_UNSPEC; /* not (yet) ours: never disturb traffic */
+	__u32 flags = st->flags;
+	__u32 len = skb->len;
+	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+	/* Policy: the pod's egress policy, or the host endpoint's. Conntrack is
+	 * asked with the packet as it arrived (its replies go back that way); a
+	 * new flow is judged after NAT, on the backend a service sent it to (a
+	 * host endpoint's failsafe ports and preDNAT policy: before NAT).
+	 *
+	 * What policy decided before NAT, and NAT's verdict, pass through the
+	 * per-CPU scratch: the verifier then sees one state where values in
+	 * registers would make it walk the NAT path once per policy outcome and
+	 * the policy path once per NAT outcome (past its instruction limit). */
+	struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+	if (!ps)
+		return TC_ACT_UNSPEC;
+	ps->state = RCL_POL_PASS;
+	int pol = RCL_POL_PASS;
+	if (host) {
+		if ((flags & RCL_IF_HOST_ENDPOINT) && !rcl_pol_untracked(skb)) {
+			pol = rcl_pol_begin(skb, l3_off, RCL_POL_HOST_IN, ps);
+			if (pol == RCL_POL_NEW)
+				pol = rcl_pol_host_pre(ps);
+		}
+	} else if (flags & RCL_IF_POLICY) {
+		pol = rcl_pol_begin(skb, l3_off, RCL_POL_FROM_POD, ps);
+	}
+	if (pol == RCL_POL_DROP) {
+		st->rx_packets++;
+		st->rx_bytes += len;
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	ps->state = pol;
+	rcl_barrier();
+	ps->verdict = rcl_nat_ingress(skb, l3_off);
+	rcl_barrier();
+	st->rx_packets++;
+	st->rx_bytes += len;
+	if (rcl_read_once(ps->state) == RCL_POL_NEW && ps->verdict != RCL_NAT_REJECT &&
+	    ps->verdict != RCL_NAT_DROP) {
+		/* A new flow's verdict is a program of its own (rcl_judge): the
+		 * verifier walks it once, not once per NAT path. */
+		rcl_tc_jumps.call(skb, RCL_JUMP_JUDGE);
+		st->dropped++; /* the jump failed: fail closed */
+		return TC_ACT_SHOT;
+	}
+	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+/* Tail-called by rcl_ingress for a flow that needs a verdict, with the
+ * scratch as rcl_ingress left it (a tail call stays on its CPU): policy
+ * judged after NAT, then the NAT verdict carried out. */
+static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (!st || !ps)
+		return TC_ACT_SHOT;
+	__u32 flags = st->flags;
+	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+	if (ps->verdict == RCL_NAT_DNAT || ps->verdict == RCL_NAT_HAIRPIN) {
+		/* judged on where NAT sent it: the backend's address and port */
+		struct iphdr ip;
+		__u16 dport = ps->f.dval;
+		if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) ||
+		    rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport)))
+			return TC_ACT_SHOT;
+		if (host)
+			ps->f.local = ip.daddr;
+		else
+			ps->f.peer = ip.daddr;
+		ps->f.dval = dport;
+	}
+	int allowed;
+	if (host) {
+		rcl_pol_host_point(ps, 1);
+		allowed = rcl_pol_admit(ps, 0);
+	} else {
+		struct rcl_globals *g = rcl_globals.lookup(&zero);
+		allowed = rcl_pol_admit(ps, rcl_pol_to_host_dropped(&ps->f, g ? g->flags : 0));
+	}
+	if (!allowed) {
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+#endif /* RCL_TC_PATH_H */

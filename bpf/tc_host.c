@@ -1,0 +1,49 @@
+/* tc clsact programs for host endpoints (HostEndpoint interfaces), built
+ * only on a node that has them. Compiled as bpf/tc.c is, over the same
+ * maps: service NAT as there, and the host endpoint's policy (failsafe
+ * ports, preDNAT, ingress policy for the host's own traffic, applyOnForward
+ * policy for forwarded traffic). */
+#include "lib/tc_path.h"
+
+int rcl_tc_host_ingress(struct __sk_buff *skb)
+{
+	return rcl_ingress(skb, 1);
+}
+
+int rcl_tc_host_judge(struct __sk_buff *skb)
+{
+	return rcl_judge(skb, 1);
+}
+
+/* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
+ * first, then the host's own traffic meets its egress policy (after the
+ * failsafe outbound ports), forwarded traffic its applyOnForward egress
+ * policy. */
+int rcl_tc_host_egress(struct __sk_buff *skb)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	if (!st)
+		return TC_ACT_UNSPEC;
+	st->tx_packets++;
+	st->tx_bytes += skb->len;
+	if (st->flags & RCL_IF_HOST_ENDPOINT) {
+		__u32 l3_off = (st->flags & RCL_IF_L3) && !(st->flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
+		/* untracked (doNotTrack) egress policy first, before conntrack */
+		int untracked = ps ? rcl_pol_untracked_out(skb, l3_off, ps) : RCL_POL_NOMATCH;
+		if (untracked == RCL_POL_DENY) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+		if (untracked == RCL_POL_ALLOW)
+			return TC_ACT_UNSPEC;
+		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
+		if (pol == RCL_POL_NEW && ps)
+			rcl_pol_host_point(ps, 0);
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+	}
+	return TC_ACT_UNSPEC;
+}
