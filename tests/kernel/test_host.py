@@ -484,11 +484,12 @@ def test_do_not_track_egress_denies_before_conntrack_and_allow_bypasses_a_later_
         outside.stop()
 
 
-def test_a_conntrack_resize_hands_over_in_the_host_set_too(host):
+def test_the_host_set_hands_over_in_a_resize_and_leaves_with_the_host_endpoint(host):
     """A node with a host endpoint runs two builds of the tc datapath: the tc
     set, and the host set on eth0. A resize builds both anew against the old
     table as well; once they are the only ones attached, the handover ends in
-    both, the host's flows carried into the new table."""
+    both, the host's flows carried into the new table. Without the host
+    endpoint, eth0 runs the tc set and the host set is removed."""
     from pathlib import Path
 
     from reconciler.datapath import conntrack as ct_table
@@ -523,3 +524,12 @@ def test_a_conntrack_resize_hands_over_in_the_host_set_too(host):
         assert not ct_handover.pending(set_dir), set_dir.name
     assert ct_entries() == before
     assert host.from_outside(8080).startswith("host")
+    node.remove("hep.yaml")
+    node.apply_converged()
+    assert builds() == ["connect", "tc"]
+    filters = subprocess.run(
+        ["tc", "-n", node.sandbox.node, "filter", "show", "dev", "eth0", "ingress"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"rcl:tc@\w+ ", filters) and "host" not in filters, filters
+    assert host.from_outside(8080).startswith("host")  # a data interface, no policy
