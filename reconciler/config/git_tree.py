@@ -26,6 +26,7 @@ import re
 import subprocess
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,26 +58,32 @@ def git_dir_of(repo: str) -> str:
     raise SourceError(f"{safe_tree.shown(repo)}: not a Git repository")
 
 
-def _git(git_dir: str, *args: str) -> bytes:
-    """git's stdout; SourceError with its stderr. The caller's environment
-    passes through: in a pre-receive hook it names the quarantined objects."""
+def run_git(
+    where: Sequence[str], *args: str, timeout: float = GIT_TIMEOUT_S, place: str = ""
+) -> bytes:
+    """git's stdout, with `where` (`--git-dir D`, `-C D`) before `args`.
+    SourceError when git fails (its stderr, after the command and `place`
+    when a place is named), gives no answer within `timeout`, or cannot run.
+    The caller's environment passes through (in a pre-receive hook it names
+    the quarantined objects), with terminal prompts off."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    what = f"git {args[0]} in {place}" if place else f"git {args[0]}"
     try:
         done = subprocess.run(
-            ["git", "--git-dir", git_dir, *args],
-            capture_output=True,
-            timeout=GIT_TIMEOUT_S,
-            env=env,
-            check=False,
+            ["git", *where, *args], capture_output=True, timeout=timeout, env=env, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise SourceError(f"git {args[0]}: no answer after {GIT_TIMEOUT_S:g}s") from exc
+        raise SourceError(f"{what}: no answer after {timeout:g}s") from exc
     except OSError as exc:
         raise SourceError(f"cannot run git: {exc.strerror or exc}") from exc
     if done.returncode != 0:
         why = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
-        raise SourceError(why)
+        raise SourceError(f"{what}: {why}" if place else why)
     return done.stdout
+
+
+def _git(git_dir: str, *args: str) -> bytes:
+    return run_git(("--git-dir", git_dir), *args)
 
 
 class _Blobs:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.config.git_tree import run_git
 from reconciler.config.source import (
     MIRROR_REFSPECS,
     SourceError,
@@ -38,23 +39,10 @@ class RewindError(SourceError):
     """The ref moved to a commit that does not contain the applied one."""
 
 
-def git(path: Path | str, *args: str, timeout: float = FETCH_TIMEOUT_S, **kw: Any) -> str:
+def git(path: Path | str, *args: str, timeout: float = FETCH_TIMEOUT_S) -> str:
     """Run git in `path`; its stdout, or SourceError with its stderr."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **kw.pop("env", {})}
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(path), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            **kw,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise SourceError(f"git {args[0]} in {path}: no answer after {timeout:g}s") from exc
-    if out.returncode != 0:
-        raise SourceError(f"git {args[0]} in {path}: {out.stderr.strip() or out.returncode}")
-    return out.stdout
+    out = run_git(("-C", str(path)), *args, timeout=timeout, place=str(path))
+    return out.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True, slots=True)

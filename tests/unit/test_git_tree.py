@@ -177,3 +177,21 @@ def test_the_root_config_file_is_read_in_full_and_by_difference(tmp_path):
     _git(repo, "commit", "-qm", "z")
     with pytest.raises(SourceError, match=r"r: .reconcile.yaml: is a symlink that leaves"):
         git_tree.read_commit(str(repo), "HEAD", "r", trees)
+
+
+def test_git_that_cannot_run_fails_or_times_out_as_a_source_error(tmp_path, monkeypatch):
+    """One runner for every git command, the followed repository's included:
+    a missing git binary, a failing command and one past its time each end
+    as a SourceError saying what happened, never as a traceback."""
+    from reconciler.gitops import repo
+
+    repo_dir = repo_with(tmp_path, {"a.yaml": "a: 1\n"})
+    with pytest.raises(SourceError, match=r"^git rev-parse in .*: fatal: "):
+        repo.git(repo_dir, "rev-parse", "--verify", "no-such-ref^{commit}")
+    with pytest.raises(SourceError, match=r"^git version: no answer after 1e-06s$"):
+        git_tree.run_git((), "version", timeout=1e-6)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    with pytest.raises(SourceError, match=r"^cannot run git: No such file or directory$"):
+        repo.git(repo_dir, "rev-parse", "HEAD")
+    with pytest.raises(SourceError, match=r"cannot run git: No such file or directory"):
+        git_tree.read_commit(str(repo_dir), "HEAD", "r@HEAD", {})
