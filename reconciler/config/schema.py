@@ -103,6 +103,7 @@ def _fast(kind: str) -> Callable[[Any], Any]:
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_bytes(marshal.dumps((names, code)))
                 tmp.replace(path)
+                _drop_others(directory, kind, path)
             names, code = marshal.loads(path.read_bytes())
             namespace: dict[str, Any] = dict.fromkeys(names, SchemaMismatch)
             exec(code, namespace)  # noqa: S102 - our own generated code
@@ -114,6 +115,18 @@ def _fast(kind: str) -> Callable[[Any], Any]:
 
     compiled: Callable[[Any], Any] = fastjsonschema.compile(dict(schema_for(kind)))
     return compiled
+
+
+def _drop_others(directory: FsPath, kind: str, kept: FsPath) -> None:
+    """Remove the kind's validators for this Python made from other schemas
+    or code forms (an upgrade's leftovers), which would otherwise pile up
+    unused: only `kept` answers for this code. Another version of the
+    reconciler still running compiles its own again, as for any cache miss."""
+    python = kept.name.rpartition("_")[2]
+    ours = re.compile(rf"v_{re.escape(kind)}_[0-9a-f]{{16}}_{re.escape(python)}")
+    for other in directory.glob(f"v_{kind}_*.bin"):
+        if other != kept and ours.fullmatch(other.name):
+            other.unlink(missing_ok=True)
 
 
 def validator_dir() -> FsPath | None:

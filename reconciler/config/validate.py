@@ -126,7 +126,16 @@ class ResultCache:
     code to run, and faster than pickle): a summary (diagnostics and
     resource identities, all `--validate` needs) and the full resources
     (what a plan compiles).
+
+    Bounded, as a node that follows a repository for months writes rows at
+    every change: the first write by a new validation engine drops every
+    other engine's rows (no key of theirs can be asked again), and past
+    `cap` rows the oldest written go first. The cap is MIN_ROWS or four
+    times the largest source validated here, whichever is more, so the
+    rows of the source a node follows stay while it churns.
     """
+
+    MIN_ROWS = 50_000
 
     def __init__(self, directory: FsPath | None) -> None:
         self.db: sqlite3.Connection | None = None
@@ -142,6 +151,7 @@ class ResultCache:
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS files (key TEXT PRIMARY KEY, summary BLOB, full BLOB)"
             )
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
         except (OSError, sqlite3.Error):
             self.db = None  # a cache must never make validation fail
 
@@ -180,7 +190,9 @@ class ResultCache:
             return {}
         return found
 
-    def put_many(self, items: Iterable[tuple[str, FileResult]]) -> None:
+    def put_many(self, items: Iterable[tuple[str, FileResult]], source_files: int = 0) -> None:
+        """Store results by key; `source_files`: how many files the source
+        being validated holds (it raises the cap, never lowers it)."""
         if self.db is None:
             return
         rows = []
@@ -191,11 +203,44 @@ class ResultCache:
             # already in the summary, and they are most of a resource's size.
             full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
             rows.append((key, marshal.dumps(summary), marshal.dumps(full)))
+        if not rows:
+            return
         try:
             with self.db:
                 self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", rows)
+                self._bound(source_files)
         except sqlite3.Error:
             pass
+
+    def _bound(self, source_files: int) -> None:
+        """Drop other engines' rows once, then the oldest written past the cap
+        (to three quarters of it, so that eviction is rare). Inside the write's
+        transaction; the row count is asked only when the rowid span says it
+        may be over (min and max of the rowid are each one B-tree descent)."""
+        assert self.db is not None
+        meta = dict(self.db.execute("SELECT name, value FROM meta"))
+        engine = engine_fingerprint()
+        if meta.get("engine") != engine:
+            # keys are "<engine>:<digest>:<path>"; ";" follows ":"
+            self.db.execute(
+                "DELETE FROM files WHERE key < ? OR key >= ?", (f"{engine}:", f"{engine};")
+            )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('engine', ?)", (engine,))
+        largest = int(meta.get("largest") or 0)
+        if source_files > largest:
+            largest = source_files
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('largest', ?)", (str(largest),))
+        cap = max(self.MIN_ROWS, 4 * largest)
+        low = self.db.execute("SELECT min(rowid) FROM files").fetchone()[0]
+        high = self.db.execute("SELECT max(rowid) FROM files").fetchone()[0]
+        if low is None or high - low + 1 <= cap:
+            return
+        count = self.db.execute("SELECT count(*) FROM files").fetchone()[0]
+        if count > cap:
+            self.db.execute(
+                "DELETE FROM files WHERE rowid IN (SELECT rowid FROM files ORDER BY rowid LIMIT ?)",
+                (count - cap * 3 // 4,),
+            )
 
 
 def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
@@ -269,7 +314,10 @@ def _results(
         cached = cache.get_many(keys, full=full)
         misses = [f for f, key in zip(files, keys, strict=True) if key not in cached]
         fresh = {f.path: r for f, r in zip(misses, _run(misses, jobs), strict=True)}
-        cache.put_many((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses)
+        cache.put_many(
+            ((_cache_key(fingerprint, f.path, f.digest), fresh[f.path]) for f in misses),
+            source_files=len(files),
+        )
     return keys, cached, fresh
 
 

@@ -87,3 +87,28 @@ def test_a_cached_validator_in_the_old_form_is_compiled_again(cached):
     schema._fast.cache_clear()
     assert schema.check("Service", BAD_SERVICES[0])
     assert schema.check("Service", SERVICE) == []
+
+
+def test_a_new_validator_replaces_the_kinds_leftovers_only(cached):
+    """Validators made from another schema or code form (an upgrade's) are
+    removed when this code stores its own; other kinds', other Pythons' and
+    files that are not validators stay."""
+    py = f"{sys.version_info[0]}{sys.version_info[1]}"
+    cached.mkdir(parents=True)
+    stale = [cached / f"v_Service_{digest}_{py}.bin" for digest in ("0" * 16, "f" * 16)]
+    kept = [
+        cached / f"v_ServiceAccount_{'0' * 16}_{py}.bin",  # another kind
+        cached / f"v_Tier_{'0' * 16}_{py}.bin",
+        cached / f"v_Service_{'0' * 16}_2.bin",  # another Python
+        cached / "v_Service_notes.bin",  # not a validator's name
+    ]
+    for path in (*stale, *kept):
+        path.write_bytes(b"old")
+    schema.check("Service", SERVICE)  # compiles and stores this code's
+    mine = [p for p in cached.glob(f"v_Service_*_{py}.bin") if p not in stale]
+    assert len(mine) == 1 and mine[0].read_bytes() != b"old"
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_bytes() == b"old" for p in kept)
+    schema._fast.cache_clear()
+    schema.check("Service", SERVICE)  # loaded from the cache: nothing more removed
+    assert sorted(cached.iterdir()) == sorted([*mine, *kept])
