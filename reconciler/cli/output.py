@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config.diagnostics import Diagnostic
+if TYPE_CHECKING:
+    from reconciler.config.diagnostics import Diagnostic
 
 
 def render_diagnostics(diagnostics: Iterable[Diagnostic]) -> str:

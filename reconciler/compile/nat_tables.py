@@ -2,11 +2,12 @@
 when a change touches only some services. Pure.
 
 A full compile folds every service's fragment into the two raw tables. It also
-leaves an index (`NatIndex`) in the desired state so that the next compile,
-when every changed file holds only Services and EndpointSlices and nothing
-else moved, can recompute just the services those files feed: unpack their
-old fragments from the tables, pack the new ones in. At 10,000 services that
-is the difference between recompiling 10,000 services and recompiling one.
+leaves an index (reconciler.compile.nat_index) in the desired state so that
+the next compile, when every changed file holds only Services and
+EndpointSlices and nothing else moved, can recompute just the services those
+files feed: unpack their old fragments from the tables, pack the new ones in.
+At 10,000 services that is the difference between recompiling 10,000
+services and recompiling one.
 When only interfaces came or went (a pod's veth), `relink` keeps the tables
 and takes the interface part from a compile of the other resources alone.
 The result must equal a full compile's (tests/unit/test_incremental.py holds
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reconciler.compile.nat_index import Ident, NatIndex
 from reconciler.compile.services import (
     Fragment,
     ServiceRef,
@@ -36,32 +38,9 @@ from reconciler.plan.tables import over
 
 NAT_KINDS = frozenset({"Service", "EndpointSlice"})
 FE, BE = MAP_NAT_FE, MAP_NAT_BE
-Ident = tuple[str, str | None, str]  # kind, namespace, name
 # A state derived from a previous one, and by table the only keys whose
 # entries may differ from the previous state's (reconciler.plan.state.Recognition.derived).
 Derived = tuple[DesiredState, Mapping[str, frozenset[bytes]]]
-
-
-@dataclass(frozen=True, slots=True)
-class NatIndex:
-    """What a later compile needs to redo only the services a change touched."""
-
-    context: str  # hash of every compile input except the config files
-    files: Mapping[str, str]  # path -> blob id, every file of the source
-    owners: Mapping[Ident, str]  # resource identity -> the file defining it
-    feeders: Mapping[ServiceRef, tuple[str, ...]]  # service -> files feeding its entries
-    ids: Mapping[str, int]  # service port key -> service id
-    service_warnings: Mapping[ServiceRef, tuple[str, ...]]
-    counts: tuple[int, int]  # frontends, backends (as packed, before de-duplication)
-    sizes: tuple[int, int]  # bpfMapSizeNATFrontend, bpfMapSizeNATBackend
-    node: str
-    node_ips: tuple[str, ...]
-    base_warnings: tuple[str, ...]
-    base_errors: tuple[str, ...]
-    conflicts: bool  # two services claimed one frontend: always compile in full
-    base_context: str = ""  # hash of the inputs in `context` but the links (see relink)
-    source: str = ""  # the identity of the source compiled (set by the pipeline)
-    others: tuple[str, ...] = ()  # files holding other resources than NAT_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.config.diagnostics import Path
+if TYPE_CHECKING:
+    from reconciler.config.diagnostics import Path
 
 CALICO_API = "projectcalico.org/v3"
 

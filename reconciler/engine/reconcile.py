@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from reconciler import logsink
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.interfaces import keep_slots
-from reconciler.config.model import Resource
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.datapath import conntrack as ct_table
@@ -59,6 +58,7 @@ from reconciler.version import version
 
 if TYPE_CHECKING:
     from reconciler.compile import nat_tables as nat_compile
+    from reconciler.config.model import Resource
     from reconciler.config.validate import Validation
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal

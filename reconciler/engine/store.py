@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reconciler.assets import SCHEMA_DIR, code_signature
+from reconciler.assets import SCHEMA_DIR, code_signature, python_files
 from reconciler.compile.policy_index import PolicyIndex
 from reconciler.plan.state import (
     UNRECOGNISED,
@@ -55,7 +55,7 @@ _ENTRIES = "entries"
 def code_fingerprint() -> str:
     """Names the version of the reconciler's code and schemas: what decides a desired state."""
     package = Path(__file__).resolve().parents[1]
-    return code_signature([*package.rglob("*.py"), *SCHEMA_DIR.glob("*.json")])
+    return code_signature([*python_files(package), *SCHEMA_DIR.glob("*.json")])
 
 
 def _bulk(desired: DesiredState) -> dict[str, Mapping[Any, Any]]:

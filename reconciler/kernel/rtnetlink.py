@@ -120,19 +120,16 @@ class DumpInterrupted(OSError):
 # -- pure parsing -------------------------------------------------------------
 
 
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
 def split_messages(data: bytes) -> Iterator[Message]:
     """The netlink messages packed in one datagram."""
-    off = 0
-    while off + NLMSGHDR.size <= len(data):
-        length, mtype, flags, seq, _pid = NLMSGHDR.unpack_from(data, off)
-        if length < NLMSGHDR.size or off + length > len(data):
+    off, end, size = 0, len(data), NLMSGHDR.size
+    unpack = NLMSGHDR.unpack_from
+    while off + size <= end:
+        length, mtype, flags, seq, _pid = unpack(data, off)
+        if length < size or off + length > end:
             raise ValueError(f"malformed netlink message at offset {off} (length {length})")
-        yield Message(mtype, flags, seq, bytes(data[off + NLMSGHDR.size : off + length]))
-        off += _align(length)
+        yield Message(mtype, flags, seq, bytes(data[off + size : off + length]))
+        off += (length + 3) & ~3  # NLMSG_ALIGN
 
 
 def parse_attrs(
@@ -141,19 +138,23 @@ def parse_attrs(
     """Attribute type -> payload, from offset `start`; the first of duplicate
     types wins (as pyroute2's get_attr). With `wanted`, only those types are
     kept and the scan stops once all are found: a link message carries ~50
-    attributes and observe needs two."""
+    attributes and observe needs two. The loop is written for speed: observe
+    runs it over every attribute of ~400 links on a 200-workload node."""
     attrs: dict[int, bytes] = {}
     off, end = start, len(data)
-    while off + NLATTR.size <= end:
-        length, atype = NLATTR.unpack_from(data, off)
-        if length < NLATTR.size or off + length > end:
+    unpack = NLATTR.unpack_from
+    remaining = -1 if wanted is None else len(wanted)
+    while off + 4 <= end:  # 4: NLATTR.size
+        length, atype = unpack(data, off)
+        if length < 4 or off + length > end:
             break  # truncated tail: keep what parsed cleanly
         atype &= NLA_TYPE_MASK
-        if wanted is None or atype in wanted:
-            attrs.setdefault(atype, data[off + NLATTR.size : off + length])
-            if wanted is not None and len(attrs) == len(wanted):
+        if (wanted is None or atype in wanted) and atype not in attrs:
+            attrs[atype] = data[off + 4 : off + length]
+            remaining -= 1
+            if not remaining:
                 break
-        off += _align(length)
+        off += (length + 3) & ~3  # NLA_ALIGN
     return attrs
 
 

@@ -55,7 +55,7 @@ class DesiredState:
     tables: Mapping[str, Mapping[bytes, bytes]] = field(default_factory=dict)
     # svc_id -> what to show next to its NAT entries in a plan
     table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
-    # reconciler.compile.nat_tables.NatIndex: lets the next compile redo only the
+    # reconciler.compile.nat_index.NatIndex: lets the next compile redo only the
     # services a change touched (not state: never compared).
     nat_index: Any = field(default=None, compare=False, repr=False)
     # What the configuration says that this node validates but does not act
