@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconciler.apply.executor import Executor
-from reconciler.compile.interfaces import DIRECTIONS, keep_slots
+from reconciler.compile.slots import DIRECTIONS, keep_slots
 from reconciler.config.source import Source
 from reconciler.datapath.maps.iface_types import MAP_IFSTATE
 from reconciler.engine.caches import Caches

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler import logsink
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
-from reconciler.compile.interfaces import keep_slots
+from reconciler.compile.slots import keep_slots
 from reconciler.config.source import Source
 from reconciler.config.spec import open_source
 from reconciler.datapath import conntrack as ct_table
@@ -203,7 +203,7 @@ def desired_state(
 ) -> tuple[DesiredState, Recognition]:
     """The state this node should have (compiled_state), with its interfaces
     in the rcl_ifstate slots they hold now (`slots`: observe.held_slots; see
-    compile.keep_slots), and what recognises its tables in the kernel. The
+    compile.slots.keep_slots), and what recognises its tables in the kernel. The
     slots are not part of what is compiled or stored: the first plan after
     an apply that gave interfaces their slots still finds the state that
     apply stored."""

@@ -3,8 +3,9 @@
 import pytest
 
 from reconciler.compile.dataplane import Host, compile_desired
-from reconciler.compile.interfaces import Role, assign_slots, select_interfaces
+from reconciler.compile.interfaces import Role, select_interfaces
 from reconciler.compile.programs import build_flags
+from reconciler.compile.slots import assign_slots
 from reconciler.config.felix import DEFAULTS, effective_config, parse_duration
 from reconciler.config.model import Resource
 from reconciler.datapath import loader as build
@@ -248,7 +249,7 @@ def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
 
 
 def test_keep_slots_keeps_the_slots_the_kernel_holds():
-    from reconciler.compile.interfaces import keep_slots
+    from reconciler.compile.slots import keep_slots
 
     d = keep_slots(compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src"), {3: 9, 2: 4})
     assert d.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 9
@@ -279,7 +280,7 @@ def test_a_state_map_beyond_what_a_classid_can_name_is_capped_with_a_warning():
 
 
 def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
-    from reconciler.compile.interfaces import keep_slots
+    from reconciler.compile.slots import keep_slots
 
     stored = compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src")  # before the first apply
     # eth0, cali1, ens3 (ifindex 2, 3, 6) in slots 1, 2, 3, as that apply assigned them
