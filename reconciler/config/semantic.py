@@ -10,6 +10,7 @@ its messages in spirit; Kubernetes rules follow the API server's.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -60,6 +61,10 @@ def _protocol_number(value: object) -> int | None:
     return _int(value)
 
 
+# Parsed addresses are immutable values, and a repository names the same
+# nets in rule after rule: each text is parsed once (ipaddress is a large
+# part of validating policies; bench/layout_bench.py's cold validation).
+@functools.lru_cache(maxsize=8192)
 def _parse_net(value: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
     """A CIDR or bare IP (taken as /32 or /128), keeping any host bits."""
     try:
@@ -68,6 +73,7 @@ def _parse_net(value: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface 
         return None
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(value)
