@@ -266,8 +266,9 @@ def test_a_plan_for_another_node_is_refused(capsys, tmp_path, cfg):
 
 
 def git_repo(root: Path) -> tuple[Path, str]:
-    """A repository with one commit of a valid config; (path, commit)."""
-    root.mkdir()
+    """A repository with one commit of a valid config (and what `root`
+    already holds); (path, commit)."""
+    root.mkdir(exist_ok=True)
     (root / "felix.yaml").write_text(FELIX)
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
@@ -286,6 +287,25 @@ def test_a_repository_missing_a_tree_is_corrupt(capsys, tmp_path):
     code, err = run(capsys, "--validate", "--repo", str(repo), "--ref", "main")
     assert (code, err) == (
         1, f"error: {repo}@{head}: the repository is corrupt: fatal: not a tree object\n"
+    )  # fmt: skip
+
+
+def test_a_truncated_object_is_named_with_its_file(capsys, tmp_path):
+    """The object's header reads (ls-tree lists it with its size), its
+    content ends early: git cat-file stops mid-object."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "notes.yaml").write_text("# " + "".join(f"{i:x}" for i in range(4000)) + "\n")
+    repo, _ = git_repo(root)
+    blob = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD:notes.yaml"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    loose = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    data = loose.read_bytes()
+    os.chmod(loose, 0o600)
+    loose.write_bytes(data[: len(data) // 2])
+    code, err = run(capsys, "--validate", "--repo", str(repo), "--ref", "main", "--no-cache")
+    assert (code, err) == (
+        1, f"error: notes.yaml: cannot read the object {blob[:12]}: git cat-file ended early\n"
     )  # fmt: skip
 
 
