@@ -85,6 +85,16 @@ def watch_cmd(args: argparse.Namespace) -> int:
     if args.repo and args.paths:
         log.error("error: --watch takes no PATH arguments")
         return EXIT_ERROR
+    from reconciler.gitops.triggers import split_addr
+
+    # Before anything starts: a listener that cannot bind is a usage error.
+    for flag, addr in (("--wake-addr", args.wake_addr), ("--metrics-addr", args.metrics_addr)):
+        try:
+            if addr:
+                split_addr(addr)
+        except ValueError as exc:
+            print(f"error: {flag} {exc}", file=sys.stderr)
+            return EXIT_ERROR
     target = _target(args)
     follower = Follower.of(args.repo, args.ref, args.allow_rewind) if args.repo else None
     options = WatchOptions(

@@ -71,14 +71,16 @@ class LoadError(Exception):
         self.fatal = fatal  # the rest of the file is not read
 
 
-def _integer(digits: str, base: int) -> int:
-    """An integer literal, refused (ValueError) outside int64 before a long
-    literal costs a quadratic conversion."""
+def _integer(literal: str, base: int) -> int:
+    """An integer literal (0o or 0x before the digits of base 8 or 16),
+    refused (ValueError) outside int64 before a long literal costs a
+    quadratic conversion."""
+    digits = literal if base == 10 else literal[2:]
     if len(digits) > MAX_INT_DIGITS:
-        raise ValueError(f"integer {digits[:20]}... is out of range (more than 64 bits)")
+        raise ValueError(f"integer {literal[:20]}... is out of range (more than 64 bits)")
     value = int(digits, base)
     if not MIN_INT <= value <= MAX_INT:
-        raise ValueError(f"integer {digits} is out of range (more than 64 bits)")
+        raise ValueError(f"integer {literal} is out of range (more than 64 bits)")
     return value
 
 
@@ -102,9 +104,9 @@ def resolve_plain(text: str) -> Any:
         if _NAN.match(text):
             return math.nan
         if _OCT.match(text):
-            return _integer(text[2:], 8)
+            return _integer(text, 8)
         if _HEX.match(text):
-            return _integer(text[2:], 16)
+            return _integer(text, 16)
     return text
 
 

@@ -71,13 +71,24 @@ def parse_target(text: str) -> tuple[str, int, int]:
         raise ExplainError(f"--to {text!r}: expected DST:PORT/PROTO, e.g. web-0:8080/tcp")
     proto = PROTOCOLS.get(proto_text.upper()) or PROTOCOLS.get(proto_text)
     if proto is None:
-        if not proto_text.isdigit():
+        proto = _number(proto_text, 255)
+        if proto is None:
             raise ExplainError(f"--to {text!r}: unknown protocol {proto_text!r}")
-        proto = int(proto_text)
-    value = int(port_text)
+    top = 255 if proto == 1 else 65535  # ICMP: the port is the type (code 0)
+    value = _number(port_text, top)
+    if value is None:
+        what = "ICMP type" if proto == 1 else "port"
+        raise ExplainError(f"--to {text!r}: {what} {port_text!r} is not a number from 0 to {top}")
     if proto == 1:
-        value <<= 8  # ICMP: the port is the type (code 0)
+        value <<= 8
     return host, value, proto
+
+
+def _number(text: str, top: int) -> int | None:
+    """A decimal number from 0 to `top`, or None."""
+    if not (text.isascii() and text.isdigit()) or int(text) > top:
+        return None
+    return int(text)
 
 
 def explain(

@@ -44,6 +44,10 @@ class LockHeld(Exception):
     pass
 
 
+class UnsafeLockDir(PermissionError):
+    """The lock directory is not ours alone: no privilege would fix that."""
+
+
 def netns_identity(netns: str | None) -> str:
     """The network namespace an apply changes, as device:inode of its nsfs
     file (stable however it is named); a name that does not exist yet is
@@ -64,13 +68,14 @@ def lock_path(bpffs_root: str, netns: str | None, directory: Path = LOCK_DIR) ->
 
 def secure_dir(directory: Path) -> None:
     """Create `directory` (0700) and check it is ours alone: owned by this
-    user, not a symlink, writable by no one else. Raises PermissionError."""
+    user, not a symlink, writable by no one else. Raises UnsafeLockDir (or
+    PermissionError when it cannot be created)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(directory)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise PermissionError(
+        raise UnsafeLockDir(
             f"{directory} is not a directory owned by uid {os.geteuid()} and writable by it "
-            "alone; refusing to use it"
+            "alone; refusing to use it; nothing was changed"
         )
 
 

@@ -35,7 +35,7 @@ from reconciler.datapath.maps.nat_types import (
 )
 from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
-from reconciler.engine.lock import LockHeld, apply_lock
+from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.kernel import held_slots, observe, with_entries
@@ -179,7 +179,7 @@ def reconcile_once(
                 states.note_applied(
                     desired, digests, {t: d for t, d in dumps.items() if t not in digests}
                 )
-    except LockHeld as exc:
+    except (LockHeld, UnsafeLockDir) as exc:  # not "need root": root cannot fix either
         raise ReconcileError(str(exc)) from None
     return Result(
         plan, tuple(applied), tuple(remaining), desired=desired if observed is not None else None

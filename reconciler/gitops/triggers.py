@@ -122,8 +122,8 @@ def serve_wake(addr: str, events: Queue) -> ThreadingHTTPServer:
 
 def split_addr(addr: str) -> tuple[str, int]:
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"{addr!r}: expected HOST:PORT")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{addr!r}: expected HOST:PORT (a port from 0 to 65535)")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 

@@ -119,13 +119,8 @@ def load(data: Mapping[str, Any], where: str = "snapshot") -> Snapshot:
             for o in data["objects"]
         }
         tables: dict[str, Mapping[bytes, bytes]] = {}
-        for name, t in data["tables"].items():
-            tables[name] = RawTable(
-                base64.b64decode(t["keys"]),
-                base64.b64decode(t["values"]),
-                int(t["key_size"]),
-                int(t["value_size"]),
-            )
+        for name, t in _mapping(data["tables"], "tables").items():
+            tables[name] = _table(name, t)
         links = tuple(
             Link(link["name"], int(link["ifindex"]), tuple(link["addresses"]))
             for link in data["links"]
@@ -136,10 +131,27 @@ def load(data: Mapping[str, Any], where: str = "snapshot") -> Snapshot:
             str(data.get("taken_at", "")),
             ObservedState(objects, tuple(data["foreign"]), tables),
             links,
-            _dec(data["host"]),
+            _mapping(_dec(data["host"]), "host"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"{where}: malformed snapshot: {type(exc).__name__}: {exc}") from exc
+
+
+def _mapping(value: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{field} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _table(name: str, t: Mapping[str, Any]) -> RawTable:
+    """A table's buffers, refused (ValueError) unless they hold whole entries."""
+    keys = base64.b64decode(t["keys"], validate=True)
+    values = base64.b64decode(t["values"], validate=True)
+    ks, vs = int(t["key_size"]), int(t["value_size"])
+    whole = ks > 0 and vs > 0 and len(keys) % ks == 0 and len(values) == len(keys) // ks * vs
+    if (keys or values) and not whole:  # empty buffers: an empty table, whatever the sizes
+        raise ValueError(f"table {name}: its buffers do not hold whole {ks}/{vs}-byte entries")
+    return RawTable(keys, values, ks, vs)
 
 
 def read(path: str) -> Snapshot:

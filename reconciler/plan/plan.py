@@ -55,10 +55,14 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        if not isinstance(data, Mapping):
+            raise PlanFileError(f"not a plan file: a JSON {type(data).__name__}, not an object")
         if data.get("format_version") != FORMAT_VERSION:
             raise PlanFileError(
                 f"plan format_version {data.get('format_version')!r} is not {FORMAT_VERSION}"
             )
+        if "source" in data and not isinstance(data["source"], Mapping):
+            raise PlanFileError("not a plan file: its source is not an object")
         try:
             return cls(
                 data["node"],
@@ -72,7 +76,9 @@ class Plan:
                 tuple(data.get("not_enforced", ())),
                 str(data.get("version", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise PlanFileError(f"not a plan file: it has no {exc} field") from exc
+        except (TypeError, ValueError) as exc:
             raise PlanFileError(f"not a plan file: {exc}") from exc
 
     def dump(self, path: str) -> None:
@@ -85,5 +91,5 @@ class Plan:
         try:
             with open(path, encoding="utf-8") as fh:
                 return cls.from_json(json.load(fh))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, PlanFileError) as exc:  # ValueError: not JSON, not UTF-8
             raise PlanFileError(f"{path}: {exc}") from exc

@@ -119,7 +119,11 @@ def test_push_converges_the_watching_node_and_a_bad_push_is_refused(node, tmp_pa
     # one-shot runs refuse it too, until --allow-rewind
     one_shot = ["--repo", str(repo.bare), "--ref", "main"]
     rc, _, err = node.run("--plan", *one_shot)
-    assert rc == 1 and "moved backwards" in err, err
+    assert rc == 1 and err.splitlines()[-1] == (
+        f"error: {repo.bare}@main moved backwards: {first[:12]} does not contain the applied "
+        f"commit {second[:12]} (a force push or a rollback); the kernel is left as it is. "
+        "Use --allow-rewind to apply it anyway"
+    ), err
     rc, out, err = node.run("--apply", *one_shot, "--allow-rewind")
     assert rc == 0, out + err
     assert not attached(node, "cali-back0")

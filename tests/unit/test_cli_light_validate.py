@@ -39,4 +39,4 @@ def test_a_bad_plan_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = ["--apply", "--plan-file", str(bad), "--bpffs-root", str(tmp_path / "bpf"),
             "--state-dir", str(tmp_path / "state")]  # fmt: skip
     assert main(args) == 1
-    assert "error: plan format_version 99 is not 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"error: {bad}: plan format_version 99 is not 1\n"

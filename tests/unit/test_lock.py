@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.lock import LockHeld, apply_lock, lock_path, secure_dir
+from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock, lock_path, secure_dir
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -35,11 +35,17 @@ def test_lock_directory_must_be_ours_alone(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)
-    with pytest.raises(PermissionError, match="writable by it alone"):
+    refused = (
+        f"{{}} is not a directory owned by uid {os.geteuid()} and writable by it alone; "
+        "refusing to use it; nothing was changed"
+    )
+    with pytest.raises(UnsafeLockDir) as err:
         secure_dir(shared)
+    assert str(err.value) == refused.format(shared)
     os.symlink(shared, tmp_path / "link")
-    with pytest.raises(PermissionError):
+    with pytest.raises(UnsafeLockDir) as err:
         secure_dir(tmp_path / "link")
+    assert str(err.value) == refused.format(tmp_path / "link")
     secure_dir(tmp_path / "mine")
     assert (os.stat(tmp_path / "mine").st_mode & 0o777) == 0o700
 

@@ -1,0 +1,411 @@
+"""Errors a user can hit from the command line, each through `reconcile`
+itself: the whole `error: ...` line, exit code 1, and nothing created under
+the bpffs root given (none of these paths may reach the kernel's objects)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.config import cache_dir
+from reconciler.observe import snapshot as snapshots
+from reconciler.plan.plan import Plan
+from reconciler.plan.state import Link, ObservedState
+
+FELIX = """\
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec: {bpfEnabled: true}
+"""
+WEB = """\
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  node: n1
+  interfaceName: cali-web
+  ipNetworks: [10.0.0.1/32, 10.1.0.1/32]
+"""
+POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: p, namespace: shop}}
+spec:
+  selector: all()
+  {direction}:
+  - action: Allow
+    {rule}
+"""
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """A node n1 with one workload (two addresses) and bpfEnabled."""
+    root = tmp_path / "cfg"
+    root.mkdir()
+    (root / "felix.yaml").write_text(FELIX)
+    (root / "web.yaml").write_text(WEB)
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def node_args(tmp_path: Path, state: bool = True) -> list[str]:
+    """A node whose bpffs root and state directory are the test's own."""
+    bpffs = ["--node", "n1", "--bpffs-root", str(tmp_path / "bpffs")]
+    return bpffs + (["--state-dir", str(tmp_path / "state")] if state else [])
+
+
+def untouched(tmp_path: Path) -> bool:
+    return not (tmp_path / "bpffs").exists()
+
+
+# -- --explain ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src,dst,message",
+    [
+        ("1.2.3.4", "web", "--to 'web': expected DST:PORT/PROTO, e.g. web-0:8080/tcp"),
+        ("1.2.3.4", "web:80", "--to 'web:80': expected DST:PORT/PROTO, e.g. web-0:8080/tcp"),
+        ("1.2.3.4", "web:80/sctpx", "--to 'web:80/sctpx': unknown protocol 'sctpx'"),
+        ("1.2.3.4", "web:80/300", "--to 'web:80/300': unknown protocol '300'"),
+        (
+            "1.2.3.4",
+            "web:http/tcp",
+            "--to 'web:http/tcp': port 'http' is not a number from 0 to 65535",
+        ),
+        (
+            "1.2.3.4",
+            "web:70000/udp",
+            "--to 'web:70000/udp': port '70000' is not a number from 0 to 65535",
+        ),
+        ("1.2.3.4", "web:256/icmp", "--to 'web:256/icmp': ICMP type '256' is not a number "
+                                    "from 0 to 255"),  # fmt: skip
+        (
+            "1.2.3.4",
+            "5.6.7.8:80/tcp",
+            "neither 1.2.3.4 nor 5.6.7.8 is a WorkloadEndpoint or HostEndpoint on node n1",
+        ),
+        ("nobody", "web:80/tcp", "'nobody': no WorkloadEndpoint of that name and not an IPv4 "
+                                 "address"),  # fmt: skip
+    ],
+)
+def test_explain_refuses_a_flow_it_cannot_name(capsys, tmp_path, cfg, src, dst, message):
+    code, err = run(
+        capsys, "--explain", "--from", src, "--to", dst, "--config", str(cfg), "--no-cache",
+        *node_args(tmp_path, state=False),
+    )  # fmt: skip
+    assert (code, err) == (1, f"error: {message}\n")
+    assert untouched(tmp_path)
+
+
+def test_explain_kernel_without_a_loaded_program_set(capsys, tmp_path, cfg):
+    bpffs = tmp_path / "bpffs"
+    code, err = run(
+        capsys, "--explain", "--from", "1.2.3.4", "--to", "web:80/tcp", "--kernel",
+        "--config", str(cfg), "--no-cache", *node_args(tmp_path, state=False),
+    )  # fmt: skip
+    assert (code, err) == (1, f"error: no loaded program set under {bpffs}: apply first\n")
+    assert untouched(tmp_path)
+
+
+def test_explain_names_a_rule_it_cannot_enforce(capsys, tmp_path, cfg):
+    rule = "source: {services: {name: db}}"
+    (cfg / "p.yaml").write_text(POLICY.format(direction="ingress", rule=rule))
+    code, err = run(
+        capsys, "--explain", "--from", "1.2.3.4", "--to", "web:80/tcp", "--config", str(cfg),
+        "--no-cache", *node_args(tmp_path, state=False),
+    )  # fmt: skip
+    message = "policy/shop/p ingress rule 1: source.services cannot be enforced by this dataplane"
+    assert (code, err) == (1, f"error: {message}\n")
+
+
+# -- rules a plan cannot enforce (against a snapshot: no kernel at all) ------
+
+
+def write_snapshot(path: Path, node: str = "n1") -> Path:
+    snap = snapshots.Snapshot(
+        node, "/sys/fs/bpf/rcl-none", "t", ObservedState({}, (), {}),
+        (Link("cali-web", 5, ()),), {"cgroup_id": None, "cgroup_path": "", "hz": 250},
+    )  # fmt: skip
+    path.write_text(json.dumps(snapshots.dump(snap)))
+    return path
+
+
+PARTLY = "matches some of shop/web's addresses and not others; this dataplane cannot enforce that"
+
+
+@pytest.mark.parametrize(
+    "direction,rule,message",
+    [
+        ("ingress", "http: {methods: [GET]}", "'http' match cannot be enforced by this dataplane"),
+        (
+            "ingress",
+            "source: {services: {name: db}}",
+            "source.services cannot be enforced by this dataplane",
+        ),
+        (
+            "egress",
+            "destination: {services: {name: db, namespace: shop}}",
+            "destination.services cannot be enforced by this dataplane",
+        ),
+        ("ingress", "destination: {nets: [10.0.0.0/24]}", f"destination {PARTLY}"),
+        ("ingress", "destination: {notNets: [10.1.0.0/16]}", f"destination {PARTLY}"),
+        ("egress", "source: {nets: [10.1.0.1/32]}", f"source {PARTLY}"),
+    ],
+)
+def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
+    capsys, tmp_path, cfg, direction, rule, message
+):
+    (cfg / "p.yaml").write_text(POLICY.format(direction=direction, rule=rule))
+    snap = write_snapshot(tmp_path / "node.json")
+    code, err = run(
+        capsys, "--plan", "--observed", str(snap), "--config", str(cfg), "--no-cache",
+        "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    ref = f"policy/shop/p {direction} rule 1"
+    assert (code, err) == (1, f"error: {ref}: {message}; nothing was changed\n")
+
+
+# -- snapshot files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit,why",
+    [
+        (lambda s: s.pop("objects"), "KeyError: 'objects'"),
+        (lambda s: s.update(tables=[]), "TypeError: tables is a list, not an object"),
+        (lambda s: s.update(host=[]), "TypeError: host is a list, not an object"),
+        (lambda s: s.update(objects=[1]), "TypeError: 'int' object is not subscriptable"),
+        (
+            lambda s: s["tables"].update(
+                rcl_nat_be={"key_size": 0, "value_size": 4, "keys": "", "values": "AAAAAA=="}
+            ),
+            "ValueError: table rcl_nat_be: its buffers do not hold whole 0/4-byte entries",
+        ),
+        (
+            lambda s: s["tables"].update(
+                rcl_nat_be={"key_size": 8, "value_size": 4, "keys": "AAAA", "values": "AAAAAA=="}
+            ),
+            "ValueError: table rcl_nat_be: its buffers do not hold whole 8/4-byte entries",
+        ),
+        (
+            lambda s: s["tables"].update(
+                rcl_nat_be={"key_size": 8, "value_size": 4, "keys": "!!", "values": ""}
+            ),
+            "Error: Only base64 data is allowed",
+        ),
+    ],
+)
+def test_a_malformed_snapshot_is_named(capsys, tmp_path, cfg, edit, why):
+    path = write_snapshot(tmp_path / "node.json")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    code, err = run(capsys, "--plan", "--observed", str(path), "--config", str(cfg), "--no-cache")
+    assert (code, err) == (1, f"error: {path}: malformed snapshot: {why}\n")
+
+
+# -- saved plans (--apply --plan-file) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        ('{"format_version": 1}', "not a plan file: it has no 'node' field"),
+        ("[]", "not a plan file: a JSON list, not an object"),
+        ('{"format_version": 1, "source": "x"}', "not a plan file: its source is not an object"),
+        (
+            '{"format_version": 1, "node": "n1", "source": {}, "bpffs_root": "/x", '
+            '"observed_fingerprint": "", "changes": [{"action": "explode"}]}',
+            "not a plan file: 'explode' is not a valid Action",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_plan_is_refused(capsys, tmp_path, cfg, content, why):
+    path = tmp_path / "p.json"
+    path.write_text(content)
+    code, err = run(capsys, "--apply", "--plan-file", str(path), "--config", str(cfg),
+                    *node_args(tmp_path))  # fmt: skip
+    assert (code, err) == (1, f"error: {path}: {why}\n")
+    assert untouched(tmp_path)
+
+
+def saved_plan(tmp_path: Path, node: str, spec: dict[str, object]) -> Path:
+    path = tmp_path / "p.json"
+    plan = Plan(node, {"identity": "x", "spec": spec}, str(tmp_path / "bpffs"), "", ())
+    plan.dump(str(path))
+    return path
+
+
+def test_a_plan_for_another_node_is_refused(capsys, tmp_path, cfg):
+    spec = {"kind": "dir", "paths": [str(cfg)], "policy": {}}
+    path = saved_plan(tmp_path, "n2", spec)
+    code, err = run(capsys, "--apply", "--plan-file", str(path), *node_args(tmp_path))
+    bpffs = tmp_path / "bpffs"
+    assert (code, err) == (1, f"error: plan is for node n2 at {bpffs}, not n1 at {bpffs}\n")
+    assert untouched(tmp_path)
+
+
+# -- repositories ---------------------------------------------------------------
+
+
+def git_repo(root: Path) -> tuple[Path, str]:
+    """A repository with one commit of a valid config (and what `root`
+    already holds); (path, commit)."""
+    root.mkdir(exist_ok=True)
+    (root / "felix.yaml").write_text(FELIX)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "c"]):
+        subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return root, head
+
+
+def test_a_repository_missing_a_tree_is_corrupt(capsys, tmp_path):
+    repo, head = git_repo(tmp_path / "repo")
+    tree = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD^{tree}"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (repo / ".git" / "objects" / tree[:2] / tree[2:]).unlink()
+    code, err = run(capsys, "--validate", "--repo", str(repo), "--ref", "main")
+    assert (code, err) == (
+        1, f"error: {repo}@{head}: the repository is corrupt: fatal: not a tree object\n"
+    )  # fmt: skip
+
+
+def test_a_truncated_object_is_named_with_its_file(capsys, tmp_path):
+    """The object's header reads (ls-tree lists it with its size), its
+    content ends early: git cat-file stops mid-object."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "notes.yaml").write_text("# " + "".join(f"{i:x}" for i in range(4000)) + "\n")
+    repo, _ = git_repo(root)
+    blob = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD:notes.yaml"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    loose = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    data = loose.read_bytes()
+    os.chmod(loose, 0o600)
+    loose.write_bytes(data[: len(data) // 2])
+    code, err = run(capsys, "--validate", "--repo", str(repo), "--ref", "main", "--no-cache")
+    assert (code, err) == (
+        1, f"error: notes.yaml: cannot read the object {blob[:12]}: git cat-file ended early\n"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--verify-signatures"], "--verify-signatures needs --keyring DIR"),
+        (
+            ["--verify-signatures", "--keyring", "{tmp}/none"],
+            "--keyring {tmp}/none: not a directory",
+        ),
+    ],
+)
+@pytest.mark.parametrize("mode", ["--validate", "--plan", "--watch"])
+def test_signature_checking_needs_a_keyring_directory(capsys, tmp_path, mode, flags, message):
+    repo, _ = git_repo(tmp_path / "repo")
+    argv = [f.format(tmp=tmp_path) for f in flags]
+    node = node_args(tmp_path) if mode != "--validate" else []
+    code, err = run(capsys, mode, "--repo", str(repo), *argv, *node)
+    assert (code, err) == (1, f"error: {message.format(tmp=tmp_path)}\n")
+    assert untouched(tmp_path)
+
+
+@pytest.mark.parametrize("flag", ["--wake-addr", "--metrics-addr"])
+@pytest.mark.parametrize("addr", ["nowhere", "127.0.0.1:", "127.0.0.1:65536", "[::1]:http"])
+def test_a_listen_address_that_is_not_host_port_is_refused_first(
+    capsys, tmp_path, cfg, flag, addr
+):
+    code, err = run(capsys, "--watch", f"{flag}={addr}", "--config", str(cfg),
+                    *node_args(tmp_path))  # fmt: skip
+    assert (code, err) == (1, f"error: {flag} {addr!r}: expected HOST:PORT (a port from 0 to "
+                              "65535)\n")  # fmt: skip
+    assert untouched(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--validate", "--repo", "https://example.invalid/r.git"],
+        ["--plan", "--repo", "https://example.invalid/r.git"],
+    ],
+)
+def test_a_remote_repository_needs_a_safe_cache_directory(capsys, tmp_path, monkeypatch, argv):
+    xdg = tmp_path / "xdg"
+    (xdg / "calico-reconciler").mkdir(parents=True)
+    os.chmod(xdg / "calico-reconciler", 0o777)  # another user could plant a mirror there
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    cache_dir._warned.clear()
+    node = node_args(tmp_path) if argv[0] != "--validate" else []
+    code, err = run(capsys, *argv, *node)
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        "error: https://example.invalid/r.git: no safe cache directory to keep a mirror in"
+    )
+    assert untouched(tmp_path)
+
+
+def test_a_saved_plan_of_a_remote_repository_needs_a_safe_cache_directory(
+    capsys, tmp_path, monkeypatch
+):
+    xdg = tmp_path / "xdg"
+    (xdg / "calico-reconciler").mkdir(parents=True)
+    os.chmod(xdg / "calico-reconciler", 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    cache_dir._warned.clear()
+    commit = "0" * 40
+    spec = {"kind": "git", "repo": "https://example.invalid/r.git", "ref": commit}
+    path = saved_plan(tmp_path, "n1", spec)
+    code, err = run(capsys, "--apply", "--plan-file", str(path), *node_args(tmp_path))
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: https://example.invalid/r.git@{commit}: no safe cache directory to keep a "
+        "mirror in"
+    )
+    assert untouched(tmp_path)
+
+
+# -- config files -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["- skipKinds\n", "just text\n", "42\n"])
+def test_a_repo_config_that_is_not_a_mapping(capsys, tmp_path, cfg, content):
+    (cfg / ".reconcile.yaml").write_text(content)
+    code, err = run(capsys, "--validate", str(cfg), "--no-cache")
+    assert (code, err) == (
+        1, f"error: {cfg}/.reconcile.yaml: expected a mapping with skipKinds and ignorePaths\n"
+    )  # fmt: skip
+
+
+# -- the bpffs root ---------------------------------------------------------------
+
+
+def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # no sticky bit: anyone may rename our root away
+    root = shared / "root"
+    code, err = run(capsys, "--status", "--bpffs-root", str(root),
+                    "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert (code, err) == (
+        1, f"error: {shared}, above bpffs root {root}, can be changed by other users\n"
+    )  # fmt: skip
+    assert list(root.iterdir()) == []  # nothing pinned
