@@ -81,10 +81,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
     from reconciler.gitops.repo import Follower
 
-    ensure_logging()
-    if args.repo and args.paths:
-        log.error("error: --watch takes no PATH arguments")
-        return EXIT_ERROR
+    ensure_logging()  # (PATH arguments were refused by main: only --validate takes them)
     from reconciler.gitops.triggers import split_addr
 
     # Before anything starts: a listener that cannot bind is a usage error.

@@ -551,8 +551,18 @@ def check_root(path: str) -> None:
             f"another user could unpin what we pin there; remove it (it must be created by "
             f"uid {os.geteuid()}, mode 0700)"
         )
+    check_parents(path)
+
+
+def check_parents(path: str) -> None:
+    """Refuse a bpffs root under a directory another user owns, or may write
+    without the sticky bit (they could rename our root away). Directories
+    that do not exist yet are not judged: whoever creates them owns them."""
     for parent in Path(path).parents:
-        pst = os.stat(parent)
+        try:
+            pst = os.stat(parent)
+        except FileNotFoundError:
+            continue
         if pst.st_uid not in (0, os.geteuid()) or (
             pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX
         ):
@@ -574,6 +584,7 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise BpffsError(err, f"bpffs is not mounted at {mountpoint} and mounting it failed")
+    check_parents(path)  # before creating anything under them
     Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
     check_root(path)
 

@@ -56,6 +56,7 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
         (["--plan", "--format=json"], "--plan does not take --format"),
         (["--apply", "--interval", "5"], "--apply does not take --interval"),
         (["--plan", "somedir"], "PATH arguments are only taken by --validate"),
+        (["--watch", "--repo", "r", "somedir"], "PATH arguments are only taken by --validate"),
     ],
 )
 def test_usage_errors_exit_1_never_2(capsys, argv, message):
