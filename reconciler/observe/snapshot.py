@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.datapath.maps import nat_types as nat
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 
 SNAPSHOT_VERSION = 1
@@ -151,7 +152,21 @@ def _table(name: str, t: Mapping[str, Any]) -> RawTable:
     whole = ks > 0 and vs > 0 and len(keys) % ks == 0 and len(values) == len(keys) // ks * vs
     if (keys or values) and not whole:  # empty buffers: an empty table, whatever the sizes
         raise ValueError(f"table {name}: its buffers do not hold whole {ks}/{vs}-byte entries")
+    layout = _LAYOUTS.get(name)
+    if keys and layout is not None and (ks, vs) != layout:
+        raise ValueError(
+            f"table {name}: {ks}/{vs}-byte entries, not this version's {layout[0]}/{layout[1]} "
+            "(a snapshot of another version?)"
+        )
     return RawTable(keys, values, ks, vs)
+
+
+# The entry sizes of the tables a snapshot carries raw, as this version's
+# datapath lays them out: entries of other sizes would not decode.
+_LAYOUTS = {
+    nat.MAP_NAT_FE: (nat.FE_KEY.size, nat.FE_VAL.size),
+    nat.MAP_NAT_BE: (nat.BE_KEY.size, nat.BE_VAL.size),
+}
 
 
 def read(path: str) -> Snapshot:

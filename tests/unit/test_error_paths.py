@@ -210,6 +210,13 @@ def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
             ),
             "Error: Only base64 data is allowed",
         ),
+        (
+            lambda s: s["tables"].update(  # one entry, whole, of another layout's sizes
+                rcl_nat_be={"key_size": 3, "value_size": 4, "keys": "AAAA", "values": "AAAAAA=="}
+            ),
+            "ValueError: table rcl_nat_be: 3/4-byte entries, not this version's 8/8 "
+            "(a snapshot of another version?)",
+        ),
     ],
 )
 def test_a_malformed_snapshot_is_named(capsys, tmp_path, cfg, edit, why):
