@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 
@@ -161,11 +162,12 @@ def _table(name: str, t: Mapping[str, Any]) -> RawTable:
     return RawTable(keys, values, ks, vs)
 
 
-# The entry sizes of the tables a snapshot carries raw, as this version's
-# datapath lays them out: entries of other sizes would not decode.
+# The entry sizes of the tables a snapshot carries raw (entries.TABLE_MAPS),
+# as this version's datapath lays them out (each C struct's layout, by its
+# name): entries of other sizes would not decode.
 _LAYOUTS = {
-    nat.MAP_NAT_FE: (nat.FE_KEY.size, nat.FE_VAL.size),
-    nat.MAP_NAT_BE: (nat.BE_KEY.size, nat.BE_VAL.size),
+    name: (nat.CODECS[f"{name}_key"].size, nat.CODECS[f"{name}_val"].size)
+    for name in entries.TABLE_MAPS
 }
 
 
