@@ -159,7 +159,7 @@ def test_deleted_interface_leaves_no_map_entries(node):
 
 
 @pytest.mark.parametrize("layout", ["per-cpu hash", "flags hash"])
-def test_interface_state_of_an_older_layout_is_replaced(node, layout):
+def test_interface_state_in_another_layout_is_replaced(node, layout):
     """A node whose interface state is in a layout the programs do not use:
     a per-CPU hash by ifindex, or flags in a plain hash and counters in a map
     of their own. The plan replaces the map and writes every interface's

@@ -488,7 +488,7 @@ def test_conntrack_resize_carries_the_entries_to_their_new_slots(svc):
     assert set(names(svc.request("tcp", VIP, 80, 20))) <= {"back0", "back1", "back2"}
 
 
-def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
+def _conntrack_in_another_layout(kind: str, key, value, size: int) -> tuple[int, str]:
     """A conntrack map in a layout the programs do not use, holding
     key -> value, and how a plan describes its layout."""
     import struct
@@ -509,7 +509,7 @@ def _older_conntrack(kind: str, key, value, size: int) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("kind", ["lru", "slots"])
-def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
+def test_conntrack_in_another_layout_is_migrated_into_buckets(svc, kind):
     """A node whose conntrack is in a layout the programs do not use (a
     kernel LRU map, or a 4-way slot table): the plan replaces it and the
     entries move into the bucket table, where the datapath finds them."""
@@ -532,7 +532,7 @@ def test_conntrack_of_an_older_layout_is_migrated_into_buckets(svc, kind):
         1, time.monotonic_ns(), 7, 0, IPv4Address(VIP), IPv4Address(BACKENDS[0].ip), 80, 8080,
         nl.CtType.FORWARD, nl.CtFlag.SYN | nl.CtFlag.EST,
     )  # fmt: skip
-    old, layout = _older_conntrack(kind, key, value, size)
+    old, layout = _conntrack_in_another_layout(kind, key, value, size)
     try:
         pin.unlink()
         bpfsys.obj_pin(old, str(pin))
