@@ -52,6 +52,7 @@ _MAP = "tag:yaml.org,2002:map"
 _NULL = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
+_KEYWORDS = _NULL | _TRUE | _FALSE
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _OCT = re.compile(r"0o[0-7]+\Z")
 _HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
@@ -114,14 +115,13 @@ class _Frame:
     """An open collection: the value being filled, its path, and for a
     mapping the key waiting for its value."""
 
-    __slots__ = ("anchor", "is_map", "key", "key_line", "path", "start", "value")
+    __slots__ = ("anchor", "is_map", "key", "path", "start", "value")
 
     def __init__(self, value: Any, path: Path, anchor: str | None, start: int) -> None:
         self.value = value
         self.path = path
         self.is_map = isinstance(value, dict)
         self.key: str | None = None
-        self.key_line = 0
         self.anchor = anchor
         self.start = start
 
@@ -161,7 +161,7 @@ class _Builder:
         self.root: Any = None
         self.root_line = 1
         self.done = False
-        self.floats = False  # JSON Schema takes 80.0 for an integer: a strict check follows
+        self.floats = False  # a float was read (validate checks such a resource strictly)
         self.anchors: dict[str, tuple[Any, int]] = {}
 
     def _spend(self, count: int, line: int) -> None:
@@ -176,41 +176,76 @@ class _Builder:
             )
 
     def document(self, parser: Any) -> Any:
-        """The document's value; consumes its events up to DocumentEndEvent."""
+        """The document's value; consumes its events up to DocumentEndEvent.
+
+        The common events (a plain key, a scalar that is plainly a string)
+        take a short path inline; anything unusual goes through _key and
+        _scalar, which hold every check and its message."""
         stack: list[_Frame] = []
-        lines, budget = self.lines, self.budget
+        lines, budget, anchors = self.lines, self.budget, self.anchors
+        get_event = parser.get_event
+        top: _Frame | None = None
         while True:
-            event = parser.get_event()
+            event = get_event()
             kind = type(event)
             if kind is MappingEndEvent or kind is SequenceEndEvent:
                 frame = stack.pop()
+                top = stack[-1] if stack else None
                 if frame.anchor is not None:
-                    self.anchors[frame.anchor] = (frame.value, self.spent - frame.start)
+                    anchors[frame.anchor] = (frame.value, self.spent - frame.start)
                 continue
             if kind is DocumentEndEvent:
                 self.done = True
                 return self.root
             line = event.start_mark.line + 1
-            top = stack[-1] if stack else None
             if top is not None and top.is_map and top.key is None:
-                self._key(top, event, kind, line)
-                continue
-            if kind is ScalarEvent:
-                budget[0] -= 1  # _spend(1), inlined: once per value of 10,000 resources
+                key = event.value if kind is ScalarEvent else None
+                mapping = top.value
+                if (
+                    key is None
+                    or key == "<<"
+                    or len(key) > MAX_SCALAR_BYTES
+                    or key in mapping
+                    or len(mapping) >= MAX_LIST_ITEMS
+                ):
+                    self._key(top, event, kind, line)  # raises, or takes a quoted "<<"
+                    continue
+                budget[0] -= 1  # _spend(1), inlined: once per key of 10,000 resources
                 if budget[0] < 0:
                     self._spend(0, line)
-                value = _scalar(event)
-                if type(value) is float:
-                    self.floats = True
+                top.key = key
+                lines[(*top.path, key)] = line
+                continue
+            if kind is ScalarEvent:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    self._spend(0, line)
+                text = event.value
+                first = text[:1]
+                if (
+                    event.tag is None
+                    and len(text) <= MAX_SCALAR_BYTES
+                    and not (
+                        event.implicit[0]
+                        and (first.isdigit() or first in "+-." or text in _KEYWORDS)
+                    )
+                ):
+                    value = text  # quoted, or plain and not a null, bool or number
+                else:
+                    value = _scalar(event)
+                    if type(value) is float:
+                        self.floats = True  # JSON Schema takes 80.0 for 80: a strict check follows
                 if event.anchor is not None:
-                    self.anchors[event.anchor] = (value, 1)
+                    anchors[event.anchor] = (value, 1)
+                collection = False
             elif kind is AliasEvent:
-                found = self.anchors.get(event.anchor)
+                found = anchors.get(event.anchor)
                 if found is None:
                     raise LoadError(line, f"unknown alias '*{event.anchor}'")
                 self._spend(found[1], line)
                 value = copy.deepcopy(found[0])
                 self.floats = True  # (what it repeats is not tracked: check strictly)
+                collection = False
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
                     # fatal: libyaml takes time quadratic in the depth to skip the rest
@@ -219,6 +254,7 @@ class _Builder:
                 if budget[0] < 0:
                     self._spend(0, line)
                 value = {} if kind is MappingStartEvent else []
+                collection = True
             else:
                 continue
             if top is None:
@@ -226,10 +262,12 @@ class _Builder:
                 self.root, self.root_line = value, line
             elif top.is_map:
                 key = top.key
-                assert key is not None
-                path = (*top.path, key)
                 top.value[key] = value
                 top.key = None
+                if not collection:
+                    continue  # its line is its key's, recorded with the key
+                assert key is not None
+                path = (*top.path, key)
             else:
                 items = top.value
                 if len(items) >= MAX_LIST_ITEMS:
@@ -237,8 +275,9 @@ class _Builder:
                 path = (*top.path, len(items))
                 lines[path] = line
                 items.append(value)
-            if kind is MappingStartEvent or kind is SequenceStartEvent:
-                stack.append(_Frame(value, path, event.anchor, self.spent - 1))
+            if collection:
+                top = _Frame(value, path, event.anchor, self.spent - 1)
+                stack.append(top)
 
     @property
     def spent(self) -> int:
@@ -348,7 +387,7 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
             line, f"a document must be a mapping (a Kubernetes-style object), not {shape}"
         )
     kind = body.get("kind")
-    if not any(k in body for k in ("apiVersion", "kind", "metadata")):
+    if "apiVersion" not in body and "kind" not in body and "metadata" not in body:
         raise ForeignDocument(
             line, "-", "not validated: not a Kubernetes object (no apiVersion or kind)"
         )

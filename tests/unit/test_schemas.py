@@ -459,14 +459,14 @@ BAD_CASES: list[tuple[str, tuple[Any, ...], Any, str, tuple[Any, ...]]] = [
      "pattern", ("spec", "ingress", 0, "source", "nets", 0)),
     ("GlobalNetworkPolicy", ("spec", "ingress", 0, "source", "net"), ["10.0.0.0/8"],
      "additionalProperties", ("spec", "ingress", 0, "source")),
-    ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "ports", 0), 65536, "oneOf",
+    ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "ports", 0), 65536, "anyOf",
      ("spec", "ingress", 0, "destination", "ports", 0)),
     ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "ports", 1), "8000-8080",
-     "oneOf", ("spec", "ingress", 0, "destination", "ports", 1)),
-    ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "ports", 2), "HTTP", "oneOf",
+     "anyOf", ("spec", "ingress", 0, "destination", "ports", 1)),
+    ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "ports", 2), "HTTP", "anyOf",
      ("spec", "ingress", 0, "destination", "ports", 2)),
     ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "notPorts"),
-     ["a-very-long-port-name"], "oneOf", ("spec", "ingress", 0, "destination", "notPorts", 0)),
+     ["a-very-long-port-name"], "anyOf", ("spec", "ingress", 0, "destination", "notPorts", 0)),
     ("GlobalNetworkPolicy", ("spec", "ingress", 0, "source", "serviceAccounts", "name"), "a",
      "additionalProperties", ("spec", "ingress", 0, "source", "serviceAccounts")),
     ("GlobalNetworkPolicy", ("spec", "ingress", 0, "destination", "services"), {"port": 80},
@@ -528,9 +528,9 @@ BAD_CASES: list[tuple[str, tuple[Any, ...], Any, str, tuple[Any, ...]]] = [
     ("Service", ("spec", "ports", 0, "port"), 0, "minimum", ("spec", "ports", 0, "port")),
     ("Service", ("spec", "ports", 0, "protocol"), "ICMP", "enum",
      ("spec", "ports", 0, "protocol")),
-    ("Service", ("spec", "ports", 0, "targetPort"), 70000, "oneOf",
+    ("Service", ("spec", "ports", 0, "targetPort"), 70000, "anyOf",
      ("spec", "ports", 0, "targetPort")),
-    ("Service", ("spec", "ports", 0, "targetPort"), "8080", "oneOf",
+    ("Service", ("spec", "ports", 0, "targetPort"), "8080", "anyOf",
      ("spec", "ports", 0, "targetPort")),
     ("Service", ("spec", "ports", 0, "nodePort"), -1, "minimum",
      ("spec", "ports", 0, "nodePort")),
@@ -767,3 +767,80 @@ def test_unknown_field_error_offers_the_allowed_names() -> None:
     assert error.validator == "additionalProperties"
     assert isinstance(error.schema, dict)
     assert "bpfMapSizeConntrack" in error.schema["properties"]
+
+
+def _alternatives() -> Iterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """Every anyOf of every schema: where it is, its branches with any $ref
+    resolved, and the schema that holds it."""
+
+    def walk(node: Any, where: str, root: dict[str, Any]) -> Iterator[Any]:
+        if isinstance(node, dict):
+            if "anyOf" in node:
+                branches = [
+                    root["definitions"][b["$ref"].rsplit("/", 1)[-1]] if "$ref" in b else b
+                    for b in node["anyOf"]
+                ]
+                yield where, branches, root
+            for key, child in node.items():
+                yield from walk(child, f"{where}/{key}", root)
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                yield from walk(child, f"{where}/{i}", root)
+
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        schema = json.loads(path.read_text())
+        yield from walk(schema, path.stem, schema)
+
+
+def _samples(branch: dict[str, Any]) -> Any:
+    """A strategy for values that `branch` accepts (the shapes our schemas' anyOf
+    branches take: an enum, a bounded integer, a string with a pattern)."""
+    from hypothesis import strategies as st
+
+    if "enum" in branch:
+        return st.sampled_from(branch["enum"])
+    if branch.get("type") == "integer":
+        return st.integers(branch.get("minimum", -(2**63)), branch.get("maximum", 2**63 - 1))
+    assert branch.get("type") == "string", f"no sampler for {branch}"
+    accepts = jsonschema.Draft7Validator(branch).is_valid
+    pattern = branch.get("pattern", ".*").replace("(?=.*[a-z])", "")  # lookahead: filtered below
+    return st.from_regex(pattern, fullmatch=True).filter(accepts)
+
+
+# The anyOf fields that stand for Calico's "exactly one of": port, target
+# port, protocol. (Elsewhere anyOf means what it says, e.g. a HostEndpoint
+# names an interface, addresses, or both.)
+EXACTLY_ONE = ("/definitions/port", "/targetPort", "/definitions/protocol")
+ALTERNATIVES = [a for a in _alternatives() if a[0].endswith(EXACTLY_ONE)]
+
+
+def test_every_port_and_protocol_field_is_checked_for_disjoint_alternatives():
+    where = {w for w, _, _ in ALTERNATIVES}
+    assert len(where) == 8
+    assert {"GlobalNetworkPolicy/definitions/port", "NetworkPolicy/definitions/protocol",
+            "Service/definitions/servicePort/properties/targetPort"} <= where  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("where", "branches", "root"), ALTERNATIVES, ids=[a[0] for a in ALTERNATIVES]
+)
+def test_exactly_one_alternative_accepts_a_value(where, branches, root):
+    """Those fields are written anyOf, not oneOf: for alternatives no value
+    can fit twice the two accept the same documents, and anyOf lets the fast
+    validator stop at the first branch that fits. So no value of one branch
+    may fit another."""
+    from hypothesis import given, settings
+
+    checks = [jsonschema.Draft7Validator(b).is_valid for b in branches]
+
+    def fits_only(own: int) -> Callable[[Any], None]:
+        def check(value: Any) -> None:
+            fits = [j for j, accepts in enumerate(checks) if accepts(value)]
+            assert fits == [own], f"{where}: {value!r} fits branches {fits}"
+
+        return check
+
+    for i, branch in enumerate(branches):
+        settings(max_examples=200, deadline=None, database=None)(
+            given(_samples(branch))(fits_only(i))
+        )()
