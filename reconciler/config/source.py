@@ -7,6 +7,7 @@ caches keyed by it survive switching between `--config` and `--repo`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import marshal
@@ -97,6 +98,26 @@ def _checked_entries(value: Any) -> tuple[int, dict[str, tuple[Signature, str]]]
     return written, entries
 
 
+# Stat caches a cache directory keeps, one per set of roots: a CI runner
+# that validates a fresh checkout per job would otherwise gain a file a job.
+STAT_CACHES_KEPT = 64
+
+
+def prune_stat_caches(directory: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently written stat caches in
+    `directory`. Another process may be using one: losing it costs that
+    process a re-hash of its tree, never a wrong answer."""
+    try:
+        with os.scandir(directory) as entries:
+            caches = [(e.stat().st_mtime_ns, e.path) for e in entries if e.name[-8:] == ".marshal"]
+    except OSError:
+        return
+    caches.sort()
+    for _, stale in caches[: max(0, len(caches) - keep)]:
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+
+
 class StatCache:
     """Blob ids of working-tree files by their stat data, as git's index does.
 
@@ -147,6 +168,7 @@ class StatCache:
             return
         entries = {k: v for k, v in self.entries.items() if k in seen}
         written = time.time_ns()
+        new_tree = self.signature is None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -155,6 +177,8 @@ class StatCache:
             tmp.replace(self.path)
         except OSError:
             return
+        if new_tree:
+            prune_stat_caches(self.path.parent, STAT_CACHES_KEPT)
         # what a fresh read of the file would now give
         self.entries, self.written_ns, self.dirty = entries, written, False
         self.signature = _file_sig(self.path)

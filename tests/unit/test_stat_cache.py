@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +102,36 @@ def test_one_cache_per_set_of_roots(tmp_path):
     a = source.stat_cache_path(tmp_path, ["/x", "/y"])
     assert a == source.stat_cache_path(tmp_path, ["/y", "/x"])
     assert a != source.stat_cache_path(tmp_path, ["/x"])
+
+
+def test_a_new_tree_leaves_only_the_most_recent_stat_caches(tmp_path, monkeypatch):
+    """One stat cache per set of roots: a runner validating a fresh checkout
+    per job must not gain a file a job. The trees read last are kept."""
+    monkeypatch.setattr(source, "STAT_CACHES_KEPT", 5)
+    caches = tmp_path / "cache"
+
+    def read_new_tree(name: str) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        (root / "tier.yaml").write_text(f"kind: Tier\nmetadata: {{name: {name}}}\n")
+        cache = source.stat_cache_path(caches, [str(root)])
+        from_paths([str(root)], cache)
+        return cache
+
+    paths = []
+    for i in range(8):
+        paths.append(read_new_tree(f"checkout-{i}"))
+        os.utime(paths[-1], ns=((i + 1) * 10**9, (i + 1) * 10**9))  # written in this order
+    (caches / "stat" / "notes.txt").write_text("not a stat cache")
+    assert set((caches / "stat").glob("*.marshal")) == set(paths[3:])
+    # Reading a tree the directory already holds prunes nothing.
+    monkeypatch.setattr(source, "STAT_CACHES_KEPT", 2)
+    from_paths([str(tmp_path / "checkout-7")], paths[7])
+    assert set((caches / "stat").glob("*.marshal")) == set(paths[3:])
+    monkeypatch.setattr(source, "STAT_CACHES_KEPT", 5)
+    newest = read_new_tree("checkout-new")
+    assert set((caches / "stat").glob("*.marshal")) == {newest, *paths[4:]}
+    assert (caches / "stat" / "notes.txt").exists()
 
 
 def test_files_built_in_bulk_equal_those_built_one_by_one(tree):
