@@ -6,6 +6,9 @@ the two (ABAB...) so both see the same machine. Figures: cold validation of
 10,000 resources (one process), re-validation after one file changed, a
 no-op plan over 200 interfaces, and one changed service among 10,000
 applied by a one-shot `--apply`. Target: ours within 10% of the baseline.
+`--only instructions` counts, under valgrind's callgrind, the instructions
+one cold validation of 3,000 resources executes on each side: a figure the
+VM's timing noise does not move.
 
 By default the baseline is the last flat-layout commit and ours is the
 worktree; `--baseline REV --ours REV` measures any step against its parent,
@@ -15,6 +18,8 @@ e.g. `python -m bench.layout_bench --baseline 5132e62^ --ours 5132e62`.
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +39,7 @@ OURS = "worktree"
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 5
 FIGURES = ("validate", "plan", "apply")
+OPTIONAL = ("instructions",)  # slow (callgrind), and needs valgrind: asked for by name
 
 
 def launcher(tree: Path) -> list[str]:
@@ -129,6 +135,34 @@ def validation(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     ]
 
 
+def instructions(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
+    """Instructions of one cold validation of 3,000 resources, each side
+    counted once under callgrind after a plain run (bytecode and compiled
+    validators written). Figure.old/new hold counts, low/high the ratio."""
+    if shutil.which("valgrind") is None:
+        print("instructions: valgrind is not installed (apt-get install valgrind); skipped")
+        return []
+    repo = tmp / "repo-3000"
+    generate(repo, 3_000)
+    counts = []
+    for cmd in (old, new):
+        args = [*cmd, "--validate", str(repo), "--no-cache", "--jobs", "1"]
+        subprocess.run(args, capture_output=True, check=True)
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr
+        found = re.search(r"Collected : (\d+)", out)
+        if found is None:
+            raise RuntimeError(f"callgrind printed no count:\n{out[-2000:]}")
+        counts.append(float(found[1]))
+    ratio = counts[1] / counts[0]
+    label = "validate 3,000 resources cold: instructions (callgrind)"
+    return [Figure(label, counts[0], counts[1], ratio, ratio, ratio)]
+
+
 def noop_plan(tmp: Path, old: list[str], new: list[str]) -> list[Figure]:
     """Two sandbox nodes of 200 interfaces, one converged by each code."""
     nodes: dict[str, tuple[Sandbox, list[str]]] = {}
@@ -204,10 +238,21 @@ def main(
         tmp = Path(tmp_name)
         old = unpack(baseline, tmp / "baseline")
         new = unpack(ours, tmp / "ours")
-        runs = {"validate": validation, "plan": noop_plan, "apply": one_service}
-        figures = [f for name in FIGURES if name in only for f in runs[name](tmp, old, new)]
+        runs = {
+            "validate": validation,
+            "plan": noop_plan,
+            "apply": one_service,
+            "instructions": instructions,
+        }
+        figures = [
+            f for name in (*FIGURES, *OPTIONAL) if name in only for f in runs[name](tmp, old, new)
+        ]
     rows: list[tuple[str, object, str]] = []
     for f in figures:
+        if "instructions" in f.label:
+            counts = f"{f.old / 1e9:.3f} G -> {f.new / 1e9:.3f} G"
+            rows.append((f.label, counts, f"{ours} / {baseline}: {f.new / f.old:.3f}"))
+            continue
         ratio = (
             f"{ours} / {baseline}: {f.new / f.old:.2f} [{f.low:.2f}-{f.high:.2f}], "
             f"CPU {f.cpu:.2f} (target <= 1.10)"
@@ -221,11 +266,13 @@ def cli(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--baseline", default=BASELINE, help=f"commit (default {BASELINE})")
     p.add_argument("--ours", default=OURS, help="commit, or worktree (the default)")
-    p.add_argument("--only", default=",".join(FIGURES), help="figures: validate,plan,apply")
+    p.add_argument(
+        "--only", default=",".join(FIGURES), help="figures: validate,plan,apply,instructions"
+    )
     p.add_argument("--rounds", type=int, default=ROUNDS, help=f"pairs per figure ({ROUNDS})")
     args = p.parse_args(argv)
     only = tuple(args.only.split(","))
-    unknown = set(only) - set(FIGURES)
+    unknown = set(only) - set(FIGURES) - set(OPTIONAL)
     if unknown:
         p.error(f"unknown figures: {', '.join(sorted(unknown))}")
     ROUNDS = args.rounds
