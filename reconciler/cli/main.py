@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     wrong = options.misplaced(mode, options.given(p, argv))
     if wrong:
         p.error(f"--{mode} does not take {', '.join(wrong)} (see reconcile --{mode} --help)")
+    if mode == "explain" and not (args.src and args.dst):
+        p.error("--explain needs --from SRC and --to DST:PORT/PROTO (e.g. --to web-0:8080/tcp)")
     # Before the engine is imported, while this process is single-threaded:
     # a big working tree is read by a child in the meantime.
     args.sources = modes.start_read_ahead(args) if exiting else None

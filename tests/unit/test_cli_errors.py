@@ -57,6 +57,9 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
         (["--apply", "--interval", "5"], "--apply does not take --interval"),
         (["--plan", "somedir"], "PATH arguments are only taken by --validate"),
         (["--watch", "--repo", "r", "somedir"], "PATH arguments are only taken by --validate"),
+        (["--explain"], "--explain needs --from SRC and --to DST:PORT/PROTO"),
+        (["--explain", "--from", "web-0"], "--explain needs --from SRC and --to DST:PORT/PROTO"),
+        (["--explain", "--to", "web-0:80/tcp"], "--explain needs --from SRC and --to"),
     ],
 )
 def test_usage_errors_exit_1_never_2(capsys, argv, message):
