@@ -313,8 +313,9 @@ def test_every_generated_input_exits_cleanly(tmp_path, capsys):
     assert slow == []
 
 
-def _run(args, timeout=20, **kw):
-    env = {**os.environ, "PYTHONPATH": ROOT, "XDG_CACHE_HOME": kw.pop("cache", "/nonexistent")}
+def _run(args, cache_home, timeout=20, **kw):
+    """The CLI in a process of its own, with a cache directory of the test's."""
+    env = {**os.environ, "PYTHONPATH": ROOT, "XDG_CACHE_HOME": str(cache_home)}
     return subprocess.run(
         [sys.executable, "-m", "reconciler.cli.main", *args],
         capture_output=True,
@@ -330,7 +331,7 @@ def test_deep_nesting_never_crashes_the_interpreter(tmp_path, depth):
     for opener, closer in (("[", "]"), ("{a: ", "}")):
         path = tmp_path / "deep.yaml"
         path.write_bytes(_nested(depth, opener, closer)[: limits.MAX_FILE_BYTES])
-        done = _run(["--validate", str(path), "--no-cache"])
+        done = _run(["--validate", str(path), "--no-cache"], tmp_path / "cache")
         assert done.returncode == 1, done.stderr[-500:]
         assert f"{path}:2: Tier: (document): nesting deeper than 64 levels" in done.stdout or (
             "more than the limit" in done.stdout
@@ -347,7 +348,7 @@ def test_file_kinds_never_hang(tmp_path):
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(cfg / "sock.yaml"))
     try:
-        done = _run(["--validate", str(cfg), "--no-cache"], timeout=10)
+        done = _run(["--validate", str(cfg), "--no-cache"], tmp_path / "cache", timeout=10)
     finally:
         sock.close()
     assert done.returncode == 1
@@ -396,7 +397,7 @@ def test_largest_inputs_stay_within_time_and_memory(tmp_path):
         )
         done = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-            cwd=ROOT, env={**os.environ, "XDG_CACHE_HOME": "/nonexistent"},
+            cwd=ROOT, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
         )  # fmt: skip
         result = [line for line in done.stderr.splitlines() if line.startswith("RESULT")]
         assert result, (name, done.stderr[-1000:])
