@@ -94,10 +94,35 @@ def git_dir(repo: str) -> Path:
     raise HookError(f"{repo}: not a Git repository")
 
 
+def node_url_problem(url: str) -> str | None:
+    """Why `url` cannot reach a watcher's --wake-addr, or None: the hook
+    POSTs to URL/wake, and a URL curl cannot use would fail on every push,
+    far from where it was typed."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6 bracket
+        return f"--node-url {url!r}: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--node-url {url!r}: expected http://HOST:PORT (a watcher's --wake-addr)"
+    try:
+        port = parts.port  # None: the scheme's own
+    except ValueError:
+        port = 0
+    if port == 0:
+        return f"--node-url {url!r}: the port is not a number from 1 to 65535"
+    return None
+
+
 def install(hooks: HookSet, python: str | None = None) -> list[Path]:
     """Write the hooks (executable); returns their paths."""
     import reconciler
 
+    for url in hooks.node_urls:
+        problem = node_url_problem(url)
+        if problem is not None:
+            raise HookError(f"{problem}; nothing was changed")
     gd = git_dir(str(hooks.repo))
     parent = str(Path(reconciler.__file__).resolve().parents[1])
     written = []

@@ -71,6 +71,37 @@ def test_a_hook_we_did_not_write_is_left_alone(server, capsys):
     assert "not a Git repository" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "url,message",
+    [
+        ("notaurl", "--node-url 'notaurl': expected http://HOST:PORT (a watcher's --wake-addr)"),
+        ("ftp://node:9000", "--node-url 'ftp://node:9000': expected http://HOST:PORT"),
+        ("http://:9000", "--node-url 'http://:9000': expected http://HOST:PORT"),
+        ("http://node:99999", "--node-url 'http://node:99999': the port is not a number from 1"),
+        ("http://node:0", "--node-url 'http://node:0': the port is not a number from 1 to 65535"),
+        ("http://[::1:9000", "--node-url 'http://[::1:9000': Invalid IPv6 URL"),
+    ],
+)
+def test_a_node_url_curl_cannot_use_is_refused_before_any_hook_is_written(
+    server, capsys, url, message
+):
+    bare, _ = server
+    argv = ["--install-hooks", str(bare), "--node-url", "http://node-1:9000", "--node-url", url]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"error: {message}" in err
+    assert err.rstrip().endswith("; nothing was changed")
+    assert not (bare / "hooks" / "pre-receive").exists()
+    assert not (bare / "hooks" / "post-receive").exists()
+
+
+def test_node_urls_as_watchers_listen_are_taken(server, capsys):
+    bare, _ = server
+    for url in ("http://node-1:9000", "https://node-2", "http://[fd00::1]:9000/"):
+        assert main(["--install-hooks", str(bare), "--node-url", url]) == 0, capsys.readouterr()
+        assert "/wake" in (bare / "hooks" / "post-receive").read_text()
+
+
 def test_post_receive_wakes_the_watchers(server):
     bare, work = server
     events: queue.Queue[triggers.Event] = queue.Queue()
