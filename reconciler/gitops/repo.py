@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.git_tree import run_git
+from reconciler.config.git_tree import git_dir_of, run_git
 from reconciler.config.source import (
     MIRROR_REFSPECS,
     SourceError,
@@ -85,9 +85,13 @@ class Follower:
         git(mirror, "fetch", "--quiet", "--prune", "origin", *MIRROR_REFSPECS)
 
     def resolve(self) -> str:
-        """The commit the ref names now (in the mirror, as last fetched)."""
+        """The commit the ref names now (in the mirror, as last fetched). A
+        local path must be a repository itself: git would search upwards from
+        a directory inside one."""
         if self.remote and not (self.local / "HEAD").exists():
             self.fetch()
+        if not self.remote:
+            git_dir_of(self.repo)
         try:
             return git(self.local, "rev-parse", "--verify", "--quiet", f"{self.ref}^{{commit}}")[
                 :40

@@ -96,6 +96,23 @@ def test_bad_refs_and_paths_that_are_no_repository(tmp_path):
         git_tree.read_commit(str(repo / "sub"), "HEAD", "x", trees)
 
 
+@pytest.mark.parametrize("where", ["plain", "inside"])
+def test_validate_repo_that_is_no_repository_says_so(tmp_path, capsys, monkeypatch, where):
+    """A one-shot --repo resolves its ref first: a directory inside another
+    repository must not resolve that one's HEAD, and neither may read as a
+    missing branch."""
+    from reconciler.cli.main import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if where == "plain":
+        path = tmp_path / "plain"
+    else:
+        path = repo_with(tmp_path, {"a.yaml": "kind: Tier\n"}) / "sub"
+    path.mkdir()
+    assert main(["--validate", "--repo", str(path)]) == 1
+    assert capsys.readouterr().err == f"error: {path}: not a Git repository\n"
+
+
 def test_a_blob_past_the_size_limit_is_read_only_up_to_it(tmp_path, monkeypatch):
     trees: dict = {}  # as a SourceCache keeps them
     repo = repo_with(tmp_path, {"big.yaml": "x" * 5000, "small.yaml": "kind: Tier\n"})
