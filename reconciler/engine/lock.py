@@ -60,7 +60,10 @@ def netns_identity(netns: str | None) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-def lock_path(bpffs_root: str, netns: str | None, directory: Path = LOCK_DIR) -> Path:
+def lock_path(bpffs_root: str, netns: str | None, directory: Path | None = None) -> Path:
+    """The lock file of a node (bpffs root and netns) in `directory`
+    (LOCK_DIR, read when called)."""
+    directory = LOCK_DIR if directory is None else directory
     root = os.path.realpath(bpffs_root)
     key = hashlib.sha256(f"{root}\0{netns_identity(netns)}".encode()).hexdigest()[:24]
     return directory / f"apply-{key}.lock"
@@ -81,8 +84,9 @@ def secure_dir(directory: Path) -> None:
 
 @contextmanager
 def apply_lock(
-    bpffs_root: str, netns: str | None = None, directory: Path = LOCK_DIR
+    bpffs_root: str, netns: str | None = None, directory: Path | None = None
 ) -> Iterator[None]:
+    directory = LOCK_DIR if directory is None else directory
     secure_dir(directory)
     path = lock_path(bpffs_root, netns, directory)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -497,6 +497,32 @@ def test_concurrent_apply_is_blocked_and_names_the_holder(node):
     node.apply_converged()
 
 
+def test_an_unsafe_lock_directory_refuses_the_apply_and_changes_nothing(
+    node, tmp_path, monkeypatch
+):
+    """A lock directory others can write could be swapped under the lock:
+    the apply refuses it by name, before it touches the kernel."""
+    from reconciler.engine import lock
+
+    node.felix()
+    node.wep(FRONT)
+    unsafe = tmp_path / "locks"
+    unsafe.mkdir()
+    unsafe.chmod(0o777)
+    monkeypatch.setattr(lock, "LOCK_DIR", unsafe)
+    before = _snapshot(node)
+    rc, out, err = node.run("--apply")
+    assert rc == 1, out + err
+    assert (
+        f"error: {unsafe} is not a directory owned by uid {os.geteuid()} and writable by it "
+        "alone; refusing to use it; nothing was changed"
+    ) in err
+    assert _snapshot(node) == before
+    assert not list(unsafe.iterdir())  # no lock file was made in it
+    unsafe.chmod(0o700)
+    node.apply_converged()
+
+
 def test_interrupted_apply_is_repaired_by_the_next(node):
     from reconciler.config.source import from_paths
     from reconciler.engine.caches import Caches
