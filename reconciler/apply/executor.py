@@ -79,9 +79,9 @@ class Executor:
         if self._ipr is None:
             # pyroute2 loads only for tc changes: bench/nat_bench.py's
             # one-change apply writes one map entry.
-            from pyroute2 import IPRoute, NetNS
+            from reconciler.kernel.pyroute import open_route
 
-            self._ipr = NetNS(self.netns) if self.netns else IPRoute()
+            self._ipr = open_route(self.netns)
         return self._ipr
 
     def run(self, change: Change) -> str:

@@ -92,7 +92,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {flag} {exc}", file=sys.stderr)
             return EXIT_ERROR
-    target = _target(args)
+    target = _target(args)  # NetnsError for a --netns that does not exist, before any thread
     follower = Follower.of(args.repo, args.ref, args.allow_rewind) if args.repo else None
     options = WatchOptions(
         interval=max(0.1, float(args.interval)),

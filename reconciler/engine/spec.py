@@ -11,7 +11,7 @@ from reconciler.kernel.bpf import BpffsError, UnsafeRoot
 from reconciler.kernel.cgroup import cgroup2_mount
 from reconciler.kernel.privileges import require_privileges
 from reconciler.kernel.pyroute import link_changes
-from reconciler.kernel.rtnetlink import NetnsError
+from reconciler.kernel.rtnetlink import NetnsError, check_netns
 
 __all__ = [
     "BpffsError",
@@ -32,7 +32,9 @@ def make_target(
     cgroup: str | None,
 ) -> Target:
     """A Target; the state directory defaults by bpffs root, the cgroup to the
-    cgroup2 mount."""
+    cgroup2 mount. NetnsError when `netns` does not exist: nothing may
+    create it (pyroute2 would, for a link watcher or a tc change)."""
+    check_netns(netns)
     root = bpffs_root.rstrip("/")
     state = Path(state_dir) if state_dir else default_state_dir(root)
     return Target(node, root, state, netns, cache_dir, cgroup or cgroup2_mount())

@@ -13,7 +13,14 @@ def open_route(netns: str | None = None) -> Any:
     # run imports this module: bench/plan_bench.py's no-op plan needs none.
     from pyroute2 import IPRoute, NetNS
 
-    return NetNS(netns) if netns else IPRoute()
+    if not netns:
+        return IPRoute()
+    try:
+        return NetNS(netns, flags=0)  # pyroute2 creates a missing namespace unless told not to
+    except FileNotFoundError:
+        from reconciler.kernel.rtnetlink import missing_netns
+
+        raise missing_netns(netns) from None
 
 
 @contextmanager

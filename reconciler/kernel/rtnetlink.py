@@ -257,6 +257,19 @@ def netns_path(netns: str) -> str:
     return netns if os.path.dirname(netns) else os.path.join(NETNS_RUN_DIR, netns)
 
 
+def missing_netns(netns: str) -> NetnsError:
+    path = netns_path(netns)
+    return NetnsError(errno.ENOENT, f"network namespace {netns!r} does not exist ({path})")
+
+
+def check_netns(netns: str | None) -> None:
+    """NetnsError unless `netns` (None: this namespace) exists. Nothing here
+    ever creates one: a mistyped name must not become an empty namespace
+    that a node then converges into."""
+    if netns and not os.path.exists(netns_path(netns)):
+        raise missing_netns(netns)
+
+
 @cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
@@ -278,9 +291,7 @@ def _socket_in(netns: str) -> socket.socket:
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NetnsError(
-            errno.ENOENT, f"network namespace {netns!r} does not exist ({path})"
-        ) from None
+        raise missing_netns(netns) from None
     try:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:

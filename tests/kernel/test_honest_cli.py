@@ -146,3 +146,43 @@ def test_status_exit_codes_in_sync_drifted_out_of_sync_failed(node, monkeypatch)
     node.apply_converged()
     rc, out, _ = node.run("--status")
     assert rc == 0, out
+
+
+def test_a_netns_that_does_not_exist_is_refused_and_never_created(tmp_path):
+    """A mistyped --netns once made pyroute2 create an empty namespace that
+    --watch's link watcher then opened, and the node converged into it.
+    Every mode that targets a node refuses the name before anything starts."""
+    import os
+    import sys
+    import uuid
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    name = f"rcl-typo-{uuid.uuid4().hex[:8]}"
+    root = f"/sys/fs/bpf/rcl-test-typo-{uuid.uuid4().hex[:8]}"
+    state = tmp_path / "state"
+    target = ["--netns", name, "--bpffs-root", root, "--state-dir", str(state), "--node", "node-1"]
+    config = ["--config", str(repo / "examples" / "cluster-config")]
+    try:
+        for mode, args in (
+            ("--plan", config),
+            ("--apply", config),
+            ("--watch", [*config, "--interval", "1"]),
+            ("--status", []),
+            ("--snapshot", []),
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "reconciler.cli.main", mode, *args, *target],
+                capture_output=True, text=True, timeout=30, cwd=repo,
+            )  # fmt: skip
+            assert done.returncode == 1, (mode, done.stdout, done.stderr)
+            assert done.stderr == (
+                f"error: --netns: network namespace {name!r} does not exist (/run/netns/{name}); "
+                "nothing was changed\n"
+            ), mode
+            assert not os.path.exists(f"/run/netns/{name}"), mode
+            assert not os.path.exists(root), mode
+            assert not state.exists(), mode
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["rm", "-rf", root], capture_output=True)

@@ -249,6 +249,22 @@ def test_missing_namespace_is_a_clear_error_and_is_not_created():
     assert _thread_netns() == home
 
 
+def test_pyroute2_handles_never_create_a_missing_namespace():
+    """What changes links and follows their events opens the namespace
+    through pyroute2, whose NetNS creates a missing one by default."""
+    from reconciler.kernel.pyroute import open_route, route
+
+    name = f"rclrt-missing-{uuid.uuid4().hex[:6]}"
+    try:
+        with pytest.raises(rtnl.NetnsError, match=f"network namespace '{name}' does not exist"):
+            open_route(name)
+        with pytest.raises(rtnl.NetnsError), route(name):
+            pass
+        assert not os.path.exists(f"/run/netns/{name}")
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
 def test_a_path_that_is_not_a_namespace_is_refused(tmp_path):
     home = _thread_netns()
     bogus = tmp_path / "not-a-netns"
