@@ -93,7 +93,9 @@ def parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--jobs", type=int, default=0, help="validation processes (default: all cores)"
     )
-    val.add_argument("paths", nargs="*", metavar="PATH", help="what to validate")
+    val.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files and directories to validate (-: stdin)"
+    )
 
     node = p.add_argument_group("node")
     node.add_argument(

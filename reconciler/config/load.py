@@ -421,7 +421,8 @@ def _too_big(data: bytes | str, file: str) -> Loaded | None:
     size = len(data.encode() if isinstance(data, str) else data)
     if size <= MAX_FILE_BYTES:
         return None
-    message = f"file is {size} bytes, more than the limit of {human_bytes(MAX_FILE_BYTES)}"
+    # (only the first MAX_FILE_BYTES + 1 bytes of a file are ever read: no size is claimed)
+    message = f"file is more than the limit of {human_bytes(MAX_FILE_BYTES)}"
     return Loaded((), (Diagnostic(file, 1, "-", "(file)", message),))
 
 

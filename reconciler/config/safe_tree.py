@@ -223,14 +223,20 @@ def read_regular(path: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(f"{shown(path)}: is {kind_of(st.st_mode)}, not a regular file")
-        chunks = []
-        left = MAX_FILE_BYTES + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return read_limited(fd)
     finally:
         os.close(fd)
+
+
+def read_limited(fd: int) -> bytes:
+    """At most MAX_FILE_BYTES + 1 bytes from `fd`, up to its end: the loader
+    refuses what is longer, and memory never grows with what a writer sends."""
+    chunks = []
+    left = MAX_FILE_BYTES + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -13,6 +13,7 @@ import hashlib
 import marshal
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -257,6 +258,21 @@ def stat_cache_path(cache_dir: Path, paths: Iterable[str]) -> Path:
     return cache_dir / "stat" / f"{hashlib.sha256(roots.encode()).hexdigest()[:16]}.marshal"
 
 
+# A PATH of "-" is standard input, one file shown as STDIN_SHOWN
+# (`kustomize build | reconcile --validate -`).
+STDIN = "-"
+STDIN_SHOWN = "<stdin>"
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None:  # the process was started with it closed
+        raise SourceError(f"{STDIN_SHOWN}: standard input is closed")
+    try:
+        return safe_tree.read_limited(sys.stdin.fileno())
+    except (OSError, ValueError) as exc:  # unreadable, or no file descriptor
+        raise SourceError(f"{STDIN_SHOWN}: cannot be read: {exc}") from None
+
+
 def _read(path: str) -> bytes:
     try:
         return safe_tree.read_regular(path)
@@ -372,6 +388,11 @@ def scan_tree(
     keys: dict[str, str] = {}
     shown_as = safe_tree.shown
     for given in paths:
+        if given == STDIN:
+            data = _read_stdin()
+            append((STDIN_SHOWN, blob_id(data), given, data))
+            keys[STDIN_SHOWN] = given
+            continue
         if not os.path.lexists(given):
             raise SourceError(f"{shown_as(given)}: no such file or directory")
         root = _Root.of(given)

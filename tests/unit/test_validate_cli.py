@@ -151,6 +151,51 @@ def test_missing_path_is_an_error(tmp_path, capsys):
     assert "no such file or directory" in capsys.readouterr().err
 
 
+def _validate_stdin(tmp_path: Path, *paths: str, **stdin: object) -> subprocess.CompletedProcess:
+    """`reconcile --validate - PATHS` in a process of its own; `stdin` is
+    subprocess.run's input= or stdin=."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "reconciler.cli.main", "--validate", "-", *paths],
+        capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")}, **stdin,
+    )  # fmt: skip
+
+
+def test_a_path_of_dash_validates_standard_input(repo, tmp_path):
+    """`kustomize build | reconcile --validate -`: stdin is one file,
+    reported as <stdin>, beside any other paths."""
+    done = _validate_stdin(tmp_path, input=GOOD.encode())
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode() == "1 file(s), 1 resource(s): valid\n"
+    write(repo, "gnp.yaml", GOOD.replace("allow-dns", "other"))
+    stdin = tmp_path / "bad.yaml"
+    stdin.write_text(BAD)
+    with open(stdin, "rb") as fh:
+        done = _validate_stdin(tmp_path, str(repo), stdin=fh)
+    out = done.stdout.decode()
+    assert done.returncode == 1
+    assert "<stdin>:6: GlobalNetworkPolicy/broken: spec.selector:" in out
+    assert str(repo / "gnp.yaml") not in out  # the other path is valid
+    assert "2 file(s)" in done.stderr.decode()
+
+
+def test_standard_input_closed_or_too_long_is_a_clear_error(tmp_path):
+    closed = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.close(0); sys.stdin = None; "
+         "from reconciler.cli.main import main; sys.exit(main(['--validate', '-']))"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+        env={"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert closed.returncode == 1
+    assert closed.stderr == "error: <stdin>: standard input is closed\n"
+    huge = tmp_path / "huge.yaml"
+    huge.write_bytes(b"# " + b"x" * (3 << 20) + b"\n")
+    with open(huge, "rb") as fh:
+        done = _validate_stdin(tmp_path, stdin=fh)
+    assert done.returncode == 1
+    assert "<stdin>:1: -: (file): file is more than the limit of 2 MiB" in done.stdout.decode()
+
+
 def test_enum_hint_ignores_case(repo, capsys):
     write(
         repo,
