@@ -95,6 +95,53 @@ static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
 	return ps;
 }
 
+/* The policy key (in ps->key2) of the packet an ICMP error quotes at `off`:
+ * its IPv4 header and the first 8 bytes after it, which every error carries.
+ * 0 when it quotes no flow policy tracks. The outer header in ps->ip is read
+ * over: rcl_pol_begin has taken what it needs from it. */
+static __always_inline int rcl_pol_quoted_key(struct __sk_buff *skb, __u32 off,
+					      struct rcl_pol_scratch *ps)
+{
+	struct iphdr *q = &ps->ip;
+	if (rcl_skb_read(skb, off, q, sizeof(*q)) || q->version != 4 || q->ihl < 5)
+		return 0;
+	if (rcl_skb_read(skb, off + q->ihl * 4, ps->l4, 8))
+		return 0;
+	__u16 *l4 = (__u16 *)ps->l4;
+	struct rcl_ct_key *k = &ps->key2;
+	__builtin_memset(k, 0, sizeof(*k));
+	__u8 p = q->protocol;
+	k->src = q->saddr;
+	k->dst = q->daddr;
+	k->proto = p;
+	k->pad[0] = RCL_CT_KEY_POLICY;
+	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
+		k->sport = l4[0];
+		k->dport = l4[1];
+		return 1;
+	}
+	if (p == IPPROTO_ICMP && (ps->l4[0] == 8 || ps->l4[0] == 0)) {
+		k->sport = l4[2];
+		k->dport = l4[2];
+		return 1;
+	}
+	return 0;
+}
+
+/* Is the flow whose key rcl_pol_quoted_key made live in policy's
+ * conntrack? Then the error is related to a flow some policy point allowed
+ * (Path MTU discovery's "fragmentation needed", a closed UDP port's "port
+ * unreachable") and passes as a reply would, whatever the rules say of
+ * ICMP; the flow's entry is not touched. An error quoting a flow policy
+ * never saw is judged as its own packet. */
+static __always_inline int rcl_pol_related(struct rcl_pol_scratch *ps)
+{
+	struct rcl_ct_hit hit;
+	if (!rcl_ct_lookup(&ps->key2, &ps->now, &hit))
+		return 0;
+	return hit.val.type == RCL_CT_POL_FWD || hit.val.type == RCL_CT_POL_REV;
+}
+
 /* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
 static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
 					 struct rcl_pol_scratch *ps)
@@ -156,6 +203,11 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 			f->key.sport = l4[2];
 			f->key.dport = l4[2];
 			f->trackable = 1;
+		} else if (type == 3 || type == 11 || type == 12) {
+			/* an error (unreachable, time exceeded, parameter problem):
+			 * related to the flow of the packet it quotes, if tracked */
+			if (rcl_pol_quoted_key(skb, l4_off + 8, ps))
+				return rcl_pol_related(ps) ? RCL_POL_EST : RCL_POL_NEW;
 		}
 	}
 	if (!f->trackable)

@@ -195,3 +195,107 @@ def test_explain_names_the_rule_and_the_kernel_agrees(pods):
         assert f"Verdict: {'Allow' if allowed else 'Deny'}" in out, out
     rc, _, err = node.run("--explain", "--from", "nobody", "--to", "back0:1/tcp")
     assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err
+
+
+FRONT_UDP_OUT_ONLY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: front-udp-out, namespace: shop}
+spec:
+  selector: app == "front0"
+  types: [Ingress, Egress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [1234]}
+  egress:
+  - action: Allow
+    protocol: UDP
+    destination: {selector: app == "back0", ports: [9999, 7777]}
+"""
+
+# front0: a connected UDP socket, what its next recv() says.
+UDP_CLIENT = """\
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[3])))
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.settimeout(3)
+if sys.argv[4] == "send":
+    s.send(b"x")
+else:
+    print("ready", flush=True)
+try:
+    s.recv(100)
+    print("data")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("timeout")
+"""
+
+# back0: an ICMP port unreachable quoting a UDP packet front0 never sent.
+FORGED_ERROR = """\
+import socket, struct, sys
+
+def csum(b):
+    b += b"\\0" * (len(b) % 2)
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    return ~(s + (s >> 16)) & 0xffff
+
+src, dst = socket.inet_aton(sys.argv[1]), socket.inet_aton(sys.argv[2])
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0, src, dst)
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+quoted = ip + struct.pack("!HHHH", int(sys.argv[3]), int(sys.argv[4]), 8, 0)
+msg = struct.pack("!BBHI", 3, 3, 0, 0) + quoted
+msg = msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.sendto(msg, (sys.argv[1], 0))
+"""
+
+
+def test_an_icmp_error_about_an_allowed_flow_passes_and_a_forged_one_does_not(pods):
+    """front0's ingress policy allows no ICMP. The port unreachable that
+    back0's kernel answers to front0's allowed UDP packet is related to that
+    flow and passes (the socket learns ECONNREFUSED at once); the same error
+    about a flow front0 never sent is judged as ICMP and dropped."""
+    node, sb = pods.node, pods.node.sandbox
+    policy(node, "front-udp", FRONT_UDP_OUT_ONLY)
+    node.apply_converged()
+    assert not ping(pods, BACK, FRONT.ip)  # ICMP of its own is denied in
+    client = [sys.executable, "-c", UDP_CLIENT, BACK.ip]
+    sent = sb.exec(sb.pod_ns(FRONT), *client, "9999", "40001", "send", timeout=15)
+    assert sent.stdout.strip() == "refused", sent.stdout + sent.stderr
+
+    waiting = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(FRONT)}", *client, "7777", "40002", "wait"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert waiting.stdout is not None and waiting.stdout.readline().strip() == "ready"
+        forged = sb.exec(
+            sb.pod_ns(BACK), sys.executable, "-c", FORGED_ERROR, FRONT.ip, BACK.ip, "40002", "7777"
+        )
+        assert forged.returncode == 0, forged.stderr
+        out, err = waiting.communicate(timeout=15)
+    finally:
+        waiting.kill()
+    assert out.strip() == "timeout", out + err
+
+    # The check that the forged error would have reached the socket: with
+    # front0's policy gone (its profile allows everything), it does.
+    node.remove("policy-front-udp.yaml")
+    node.apply_converged()
+    waiting = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(FRONT)}", *client, "7777", "40003", "wait"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert waiting.stdout is not None and waiting.stdout.readline().strip() == "ready"
+        forge = (FORGED_ERROR, FRONT.ip, BACK.ip, "40003", "7777")
+        assert sb.exec(sb.pod_ns(BACK), sys.executable, "-c", *forge).returncode == 0
+        out, err = waiting.communicate(timeout=15)
+    finally:
+        waiting.kill()
+    assert out.strip() == "refused", out + err
