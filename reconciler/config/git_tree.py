@@ -364,7 +364,10 @@ def _resolve(path: str, entry: Entry, blobs: dict[str, Entry], reader: _Blobs) -
 
 
 def _read_blob(reader: _Blobs, sha: str, size: int, name: str) -> bytes:
+    """The file `name`'s blob; SourceError naming the repository and the
+    file (a read can come long after the commit was listed)."""
     try:
         return reader.read(sha, size)
     except SourceError as exc:
-        raise SourceError(f"{name}: {exc}") from None
+        repo = reader.git_dir.removesuffix("/.git")
+        raise SourceError(f"{safe_tree.shown(repo)}: {name}: {exc}") from None

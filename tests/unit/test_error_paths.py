@@ -311,9 +311,8 @@ def test_a_truncated_object_is_named_with_its_file(capsys, tmp_path):
     os.chmod(loose, 0o600)
     loose.write_bytes(data[: len(data) // 2])
     code, err = run(capsys, "--validate", "--repo", str(repo), "--ref", "main", "--no-cache")
-    assert (code, err) == (
-        1, f"error: notes.yaml: cannot read the object {blob[:12]}: git cat-file ended early\n"
-    )  # fmt: skip
+    unreadable = f"notes.yaml: cannot read the object {blob[:12]}: git cat-file ended early"
+    assert (code, err) == (1, f"error: {repo}: {unreadable}\n")
 
 
 @pytest.mark.parametrize(
