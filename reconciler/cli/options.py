@@ -68,7 +68,8 @@ MODE_HELP: Mapping[str, tuple[str, str]] = {
         "kernel. Exit 0 valid, 1 invalid.",
         "  reconcile --validate examples/cluster-config\n"
         "  reconcile --validate --format github .        # annotations in GitHub Actions\n"
-        "  reconcile --validate --repo . --ref origin/main",
+        "  reconcile --validate --repo . --ref origin/main\n"
+        "  kustomize build overlays/prod | reconcile --validate -   # standard input",
     ),
     "plan": (
         "Show what --apply would change on this node. Exit 0 no changes, 2 changes, 1 error.",
