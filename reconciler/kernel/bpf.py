@@ -573,11 +573,31 @@ class BpffsError(OSError):
     """bpffs is not mounted and could not be (no privilege, no kernel support)."""
 
 
-def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
-    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` (under it)
-    exists, created 0700 and ours alone (check_root; UnsafeRoot otherwise)."""
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of this mount namespace, in mount order."""
     with open("/proc/mounts") as mounts:
-        mounted = any(line.split()[1] == mountpoint and line.split()[2] == "bpf" for line in mounts)
+        return [(f[1], f[2]) for f in (line.split() for line in mounts) if len(f) > 2]
+
+
+def filesystem_of(path: str) -> tuple[str, str]:
+    """(filesystem type, mount point) of the nearest existing directory at or
+    above `path`: where a new directory at `path` would live."""
+    existing = os.path.realpath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    best = ("", "/")
+    for point, fstype in _mounts():  # the longest mount point wins, the latest mount on ties
+        inside = existing == point or existing.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[1]):
+            best = (fstype, point)
+    return best
+
+
+def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
+    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` exists on a
+    bpf filesystem, created 0700 and ours alone (check_root; UnsafeRoot
+    otherwise: also for a path elsewhere, where nothing can be pinned)."""
+    mounted = any(p == mountpoint and fs == "bpf" for p, fs in _mounts())
     if not mounted:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
@@ -585,6 +605,13 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
             err = ctypes.get_errno()
             raise BpffsError(err, f"bpffs is not mounted at {mountpoint} and mounting it failed")
     check_parents(path)  # before creating anything under them
+    fstype, point = filesystem_of(path)
+    if fstype != "bpf":
+        raise UnsafeRoot(
+            f"bpffs root {path} would be on {fstype or 'an unknown filesystem'} (mounted at "
+            f"{point}), where nothing can be pinned; use a directory under {mountpoint}; "
+            "nothing was changed"
+        )
     Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
     check_root(path)
 

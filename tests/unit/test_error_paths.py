@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.config import cache_dir
+from reconciler.kernel import bpf
 from reconciler.observe import snapshot as snapshots
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import Link, ObservedState
@@ -402,6 +403,22 @@ def test_a_repo_config_that_is_not_a_mapping(capsys, tmp_path, cfg, content):
 
 
 # -- the bpffs root ---------------------------------------------------------------
+
+
+def test_a_bpffs_root_off_bpffs_is_refused_before_it_is_made(capsys, tmp_path):
+    """Pins fail on any other filesystem: refused by name, not at the first
+    pin of an apply after the programs were built."""
+    root = tmp_path / "root"
+    code, err = run(capsys, "--status", "--bpffs-root", str(root),
+                    "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    fstype, mounted_at = bpf.filesystem_of(str(tmp_path))
+    assert fstype != "bpf"
+    assert (code, err) == (
+        1,
+        f"error: bpffs root {root} would be on {fstype} (mounted at {mounted_at}), where "
+        "nothing can be pinned; use a directory under /sys/fs/bpf; nothing was changed\n",
+    )
+    assert not root.exists()
 
 
 def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
