@@ -189,6 +189,67 @@ static __always_inline int rcl_skb_read(struct __sk_buff *skb, __u32 off, void *
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
 
+/* An ICMP error (unreachable, time exceeded, parameter problem) about a
+ * balanced flow, on its way back to the client: the packet it quotes went
+ * to the backend, while the client sent it to the VIP. The quote becomes
+ * what the client sent (destination VIP and port), and the error's source
+ * the VIP when the backend itself sent it, so the client's stack finds the
+ * socket the error is for (Path MTU discovery, a closed UDP port). Found
+ * through the flow's replies' entry, which is not touched. RCL_NAT_SNAT when
+ * rewritten; RCL_NAT_PASS for anything else (a quote with IP options, a
+ * hairpin flow, no such flow). */
+static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_off,
+					      const struct iphdr *ip)
+{
+	__u32 l4_off = l3_off + ip->ihl * 4;
+	__u8 type;
+	if (rcl_skb_read(skb, l4_off, &type, 1) || (type != 3 && type != 11 && type != 12))
+		return RCL_NAT_PASS;
+	__u32 q_off = l4_off + 8;
+	struct iphdr q;
+	struct {
+		__u16 sport;
+		__u16 dport;
+	} qp;
+	if (rcl_skb_read(skb, q_off, &q, sizeof(q)) || q.version != 4 || q.ihl != 5 ||
+	    (q.protocol != IPPROTO_TCP && q.protocol != IPPROTO_UDP) ||
+	    rcl_skb_read(skb, q_off + sizeof(q), &qp, sizeof(qp)))
+		return RCL_NAT_PASS;
+	struct rcl_ct_key key = {}; /* the replies' entry: from the backend to the client */
+	key.src = q.daddr;
+	key.dst = q.saddr;
+	key.sport = qp.dport;
+	key.dport = qp.sport;
+	key.proto = q.protocol;
+	__u64 now = 0;
+	struct rcl_ct_hit ct;
+	ct.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	if (!rcl_ct_lookup(&key, &now, &ct) || ct.val.type != RCL_CT_REVERSE ||
+	    (ct.val.flags & RCL_CT_HAIRPIN))
+		return RCL_NAT_PASS;
+	__u32 be = q.daddr, vip = ct.val.orig_ip;
+	__u16 be_port = qp.dport, vport = ct.val.orig_port;
+	__u16 qcheck = rcl_csum_replace4(q.check, be, vip);
+	/* the quote, then the error's checksum, which covers it (no pseudo header) */
+	if (bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, daddr), &vip, 4, 0) ||
+	    bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, check), &qcheck, 2, 0) ||
+	    bpf_skb_store_bytes(skb, q_off + sizeof(q) + 2, &vport, 2, 0) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, be, vip, 4) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, q.check, qcheck, 2) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, be_port, vport, 2)) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return RCL_NAT_DROP;
+	}
+	if (ip->saddr == be &&
+	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), be, vip, 4) ||
+	     bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &vip, 4, 0))) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return RCL_NAT_DROP;
+	}
+	rcl_nat_count(RCL_NS_SNAT);
+	return RCL_NAT_SNAT;
+}
+
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4
  * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices. Returns RCL_NAT_*.
  * Non-first fragments and packets with unreadable headers pass untouched. */
@@ -207,6 +268,8 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		return RCL_NAT_PASS;
 	if (ip.version != 4 || ip.ihl < 5)
 		return RCL_NAT_PASS;
+	if (ip.protocol == IPPROTO_ICMP && !(ip.frag_off & rcl_htons(0x3fff)))
+		return rcl_nat_icmp_error(skb, l3_off, &ip);
 	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
 		return RCL_NAT_PASS;
 	if (ip.frag_off & rcl_htons(0x3fff)) {

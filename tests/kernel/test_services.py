@@ -625,3 +625,65 @@ def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     assert clobbered and clobbered[0] in err
     monkeypatch.undo()
     svc.node.apply_converged()  # the next apply repairs it
+
+
+# A connected UDP socket in the client: what its next recv() says.
+UDP_RECV = """\
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.settimeout(3)
+s.send(b"x")
+try:
+    s.recv(100)
+    print("data")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("timeout")
+"""
+
+
+CLIENT_UDP_OUT_ONLY = f"""\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: client-udp-out, namespace: shop}}
+spec:
+  selector: app == "{CLIENT.name}"
+  types: [Ingress, Egress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination: {{ports: [1234]}}
+  egress:
+  - action: Allow
+    protocol: UDP
+    destination: {{selector: app == "{BACKENDS[0].name}", ports: [8080]}}
+"""
+
+
+def test_an_icmp_error_from_a_backend_reaches_the_client_as_the_vips(svc):
+    """The backend's port unreachable quotes the packet NAT sent it (to the
+    backend's address and port); the client's socket sent to the VIP. NAT
+    turns the error back into one about the VIP, so the socket hears of it
+    at once instead of waiting for its timeout."""
+    node, sb = svc.node, svc.node.sandbox
+    node.felix()
+    node.write("felix.yaml", svc._felix("Disabled"))
+    closed = BACKENDS[0]  # nothing listens in it: every UDP packet is answered with an error
+    for pod in (CLIENT, closed):
+        node.wep(pod)
+    svc.service(backends=(closed,))
+    node.apply_converged()
+    done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, VIP, "53", timeout=15)
+    assert done.stdout.strip() == "refused", done.stdout + done.stderr
+    # straight to the backend, no NAT: the error needs no rewriting
+    done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, closed.ip, "8080", timeout=15)
+    assert done.stdout.strip() == "refused", done.stdout + done.stderr
+    # Under a client policy that lets no ICMP in, the translated error is
+    # still related to the flow the client's egress policy allowed.
+    node.write("policy-client.yaml", CLIENT_UDP_OUT_ONLY)
+    node.apply_converged()
+    for dst, port in ((VIP, "53"), (closed.ip, "8080")):
+        done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, dst, port, timeout=15)
+        assert done.stdout.strip() == "refused", (dst, done.stdout + done.stderr)
