@@ -112,7 +112,9 @@ def parser() -> argparse.ArgumentParser:
         help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)",
     )
     node.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
-    node.add_argument("--netns", metavar="NAME", help="operate on this named network namespace")
+    node.add_argument(
+        "--netns", metavar="NAME", help="operate on this named network namespace (it must exist)"
+    )
 
     chg = p.add_argument_group("--plan, --apply, --watch")
     chg.add_argument(
