@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -574,9 +575,14 @@ class BpffsError(OSError):
 
 
 def _mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of this mount namespace, in mount order."""
+    """(mount point, filesystem type) of this mount namespace, in mount order
+    (the kernel writes a space, tab, newline or backslash in a path as \\ooo)."""
+
+    def unescaped(path: str) -> str:
+        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), path)
+
     with open("/proc/mounts") as mounts:
-        return [(f[1], f[2]) for f in (line.split() for line in mounts) if len(f) > 2]
+        return [(unescaped(f[1]), f[2]) for f in (line.split() for line in mounts) if len(f) > 2]
 
 
 def filesystem_of(path: str) -> tuple[str, str]:

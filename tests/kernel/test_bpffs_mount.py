@@ -73,3 +73,29 @@ def test_a_mount_that_fails_raises_a_clear_error() -> None:
     assert done.stdout.strip() == (
         f"2 [Errno 2] bpffs is not mounted at {missing} and mounting it failed"
     )
+
+
+def test_a_root_on_a_bpffs_mounted_elsewhere_is_taken_and_one_off_bpffs_is_not(tmp_path) -> None:
+    """The filesystem a root would live on comes from the mount table, whose
+    paths the kernel escapes (a space is \\040)."""
+    spaced = tmp_path / "bpf mount"
+    spaced.mkdir()
+    done = in_private_mount_ns(
+        f"""
+        import os, subprocess
+        from reconciler.kernel import bpf
+        subprocess.run(["mount", "-t", "bpf", "bpf", {str(spaced)!r}], check=True)
+        bpf.ensure_bpffs({str(spaced / "root")!r})
+        assert os.path.isdir({str(spaced / "root")!r})
+        try:
+            bpf.ensure_bpffs({str(tmp_path / "plain" / "root")!r})
+        except bpf.UnsafeRoot as exc:
+            print(exc)
+        """,
+        unmount=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"bpffs root {tmp_path / 'plain' / 'root'} would be on " in done.stdout
+    assert "where nothing can be pinned" in done.stdout
+    assert not (tmp_path / "plain").exists()
+    assert not (spaced / "root").exists()  # made on the private mount only
