@@ -431,7 +431,7 @@ def make_plan(
                 states.latest()
         source = source()
     if target.snapshot is None:
-        bpfsys.ensure_bpffs(target.bpffs_root)
+        bpfsys.ensure_bpffs(target.bpffs_root, create=False)  # execute() makes it
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
     desired, known = desired_state(
         source, target, links, keep_derived, slots, allow_empty, caches=caches
@@ -682,6 +682,8 @@ def execute(
     (connect-time load balancing did not cover UDP): none need destroying."""
     from reconciler.apply.executor import Executor  # as in _services_only_update
 
+    if plan.changes:
+        bpfsys.ensure_bpffs(target.bpffs_root)  # a plan only checked it: made here, 0700
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     total = len(plan.changes)

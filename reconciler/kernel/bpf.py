@@ -599,10 +599,11 @@ def filesystem_of(path: str) -> tuple[str, str]:
     return best
 
 
-def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
-    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` exists on a
-    bpf filesystem, created 0700 and ours alone (check_root; UnsafeRoot
-    otherwise: also for a path elsewhere, where nothing can be pinned)."""
+def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> None:
+    """Make sure bpffs is mounted at ``mountpoint`` and ``path`` is on a bpf
+    filesystem, ours alone (check_root; UnsafeRoot otherwise: also for a
+    path elsewhere, where nothing can be pinned). ``create``: make it, 0700,
+    if it is missing (an apply); a plan or a status only reads it."""
     mounted = any(p == mountpoint and fs == "bpf" for p, fs in _mounts())
     if not mounted:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -618,7 +619,10 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf") -> None:
             f"{point}), where nothing can be pinned; use a directory under {mountpoint}; "
             "nothing was changed"
         )
-    Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    if create:
+        Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif not os.path.lexists(path):
+        return
     check_root(path)
 
 

@@ -42,7 +42,7 @@ def _nat_stats(root: str) -> dict[str, int]:
 def collect_status(target: Any) -> dict[str, Any]:
     record_path = target.state_dir / "applied.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else None
-    bpfsys.ensure_bpffs(target.bpffs_root)
+    bpfsys.ensure_bpffs(target.bpffs_root, create=False)
     observed, links = observe(target.bpffs_root, target.netns)
     by_index = {link.ifindex: link.name for link in links}
     owned: dict[str, int] = {}

@@ -103,6 +103,26 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     assert "Warning: WorkloadEndpoint/shop/ghost: interface cali-ghost does not exist" in out
 
 
+def test_plan_and_status_leave_the_bpffs_root_to_the_apply(node):
+    """Before the first apply, --plan and --status read the node and change
+    nothing, not even by making the bpffs root; the apply makes it 0700."""
+    import os
+    import stat
+
+    node.felix()
+    node.wep(FRONT)
+    root = node.sandbox.bpffs_root
+    assert not os.path.exists(root)
+    rc, out, _ = node.run("--plan")
+    assert rc == 2, out
+    rc, out, _ = node.run("--status")
+    assert rc == 0, out
+    assert not os.path.exists(root)
+    node.apply_converged()
+    st = os.lstat(root)
+    assert stat.S_ISDIR(st.st_mode) and st.st_mode & 0o777 == 0o700
+
+
 def test_status_exit_codes_in_sync_drifted_out_of_sync_failed(node, monkeypatch):
     rc, out, _ = node.run("--status", "--json")
     assert rc == 0 and json.loads(out)["sync"]["state"] == "never applied"
