@@ -136,10 +136,8 @@ def watch_cmd(args: argparse.Namespace) -> int:
         message = f"pass done in {record.duration_s:.3f}s: {record.result}"
         if record.result == "drift":
             message += f" ({len(record.drift)} object(s) differ: " + ", ".join(record.drift) + ")"
-        if record.error:
-            message += f"\n{record.error}"
-            if record.held:
-                message += f"\nthe node is held at {record.held}"
+        if record.held:  # (the error itself: the watcher's "pass failed" warning just said it)
+            message += f"; the node is held at {record.held}"
         log.info(message)
 
     # One set of caches for the watcher's life: a pass reacts to a push, and
