@@ -15,12 +15,13 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from reconciler.kernel.mounts import filesystem_of, mount_table
 
 _U32 = ctypes.c_uint32
 _U64 = ctypes.c_uint64
@@ -574,45 +575,21 @@ class BpffsError(OSError):
     """bpffs is not mounted and could not be (no privilege, no kernel support)."""
 
 
-def _mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of this mount namespace, in mount order
-    (the kernel writes a space, tab, newline or backslash in a path as \\ooo)."""
-
-    def unescaped(path: str) -> str:
-        return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), path)
-
-    with open("/proc/mounts") as mounts:
-        return [(unescaped(f[1]), f[2]) for f in (line.split() for line in mounts) if len(f) > 2]
-
-
-def filesystem_of(path: str) -> tuple[str, str]:
-    """(filesystem type, mount point) of the nearest existing directory at or
-    above `path`: where a new directory at `path` would live."""
-    existing = os.path.realpath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    best = ("", "/")
-    for point, fstype in _mounts():  # the longest mount point wins, the latest mount on ties
-        inside = existing == point or existing.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best[1]):
-            best = (fstype, point)
-    return best
-
-
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> None:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` is on a bpf
     filesystem, ours alone (check_root; UnsafeRoot otherwise: also for a
     path elsewhere, where nothing can be pinned). ``create``: make it, 0700,
     if it is missing (an apply); a plan or a status only reads it."""
-    mounted = any(p == mountpoint and fs == "bpf" for p, fs in _mounts())
-    if not mounted:
+    table = mount_table()
+    if (mountpoint, "bpf") not in table:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise BpffsError(err, f"bpffs is not mounted at {mountpoint} and mounting it failed")
+        table = mount_table()  # with the mount just made
     check_parents(path)  # before creating anything under them
-    fstype, point = filesystem_of(path)
+    fstype, point = filesystem_of(path, table)
     if fstype != "bpf":
         raise UnsafeRoot(
             f"bpffs root {path} would be on {fstype or 'an unknown filesystem'} (mounted at "

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from reconciler.kernel.mounts import mount_table
 
-def cgroup2_mount(mounts: str | None = None) -> str | None:
+
+def cgroup2_mount() -> str | None:
     """The cgroup2 mount point from /proc/mounts (hybrid layouts mount it elsewhere)."""
-    if mounts is None:
-        try:
-            with open("/proc/mounts", encoding="utf-8") as fh:
-                mounts = fh.read()
-        except OSError:
-            return None
-    for line in mounts.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == "cgroup2":
-            return parts[1]
-    return None
+    try:
+        table = mount_table()
+    except OSError:
+        return None
+    return next((point for point, fstype in table if fstype == "cgroup2"), None)

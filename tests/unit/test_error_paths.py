@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.config import cache_dir
-from reconciler.kernel import bpf
+from reconciler.kernel.mounts import filesystem_of
 from reconciler.observe import snapshot as snapshots
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import Link, ObservedState
@@ -411,7 +411,7 @@ def test_a_bpffs_root_off_bpffs_is_refused_before_it_is_made(capsys, tmp_path):
     root = tmp_path / "root"
     code, err = run(capsys, "--status", "--bpffs-root", str(root),
                     "--state-dir", str(tmp_path / "state"))  # fmt: skip
-    fstype, mounted_at = bpf.filesystem_of(str(tmp_path))
+    fstype, mounted_at = filesystem_of(str(tmp_path))
     assert fstype != "bpf"
     assert (code, err) == (
         1,
