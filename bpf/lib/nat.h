@@ -189,6 +189,21 @@ static __always_inline int rcl_skb_read(struct __sk_buff *skb, __u32 off, void *
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
 
+/* ICMP types that quote the packet they report on (RFC 792): destination
+ * unreachable, time exceeded, parameter problem. */
+#define rcl_icmp_is_error(type) ((type) == 3 || (type) == 11 || (type) == 12)
+
+/* The IPv4 header an ICMP error quotes at `off` into q, and the first len
+ * bytes after it (at most 8: all an error must carry) into l4. 0 on
+ * success; nonzero when they cannot be read or the quote is not IPv4. */
+static __always_inline int rcl_icmp_quote(struct __sk_buff *skb, __u32 off, struct iphdr *q,
+					  void *l4, __u32 len)
+{
+	if (rcl_skb_read(skb, off, q, sizeof(*q)) || q->version != 4 || q->ihl < 5)
+		return -1;
+	return rcl_skb_read(skb, off + q->ihl * 4, l4, len);
+}
+
 /* An ICMP error (unreachable, time exceeded, parameter problem) about a
  * balanced flow, on its way back to the client: the packet it quotes went
  * to the backend, while the client sent it to the VIP. The quote becomes
@@ -203,7 +218,7 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 {
 	__u32 l4_off = l3_off + ip->ihl * 4;
 	__u8 type;
-	if (rcl_skb_read(skb, l4_off, &type, 1) || (type != 3 && type != 11 && type != 12))
+	if (rcl_skb_read(skb, l4_off, &type, 1) || !rcl_icmp_is_error(type))
 		return RCL_NAT_PASS;
 	__u32 q_off = l4_off + 8;
 	struct iphdr q;
@@ -211,9 +226,9 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 		__u16 sport;
 		__u16 dport;
 	} qp;
-	if (rcl_skb_read(skb, q_off, &q, sizeof(q)) || q.version != 4 || q.ihl != 5 ||
-	    (q.protocol != IPPROTO_TCP && q.protocol != IPPROTO_UDP) ||
-	    rcl_skb_read(skb, q_off + sizeof(q), &qp, sizeof(qp)))
+	/* (a quote with options is left alone: the rewrite below is at fixed offsets) */
+	if (rcl_icmp_quote(skb, q_off, &q, &qp, sizeof(qp)) || q.ihl != 5 ||
+	    (q.protocol != IPPROTO_TCP && q.protocol != IPPROTO_UDP))
 		return RCL_NAT_PASS;
 	struct rcl_ct_key key = {}; /* the replies' entry: from the backend to the client */
 	key.src = q.daddr;

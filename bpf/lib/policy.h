@@ -103,9 +103,7 @@ static __always_inline int rcl_pol_quoted_key(struct __sk_buff *skb, __u32 off,
 					      struct rcl_pol_scratch *ps)
 {
 	struct iphdr *q = &ps->ip;
-	if (rcl_skb_read(skb, off, q, sizeof(*q)) || q->version != 4 || q->ihl < 5)
-		return 0;
-	if (rcl_skb_read(skb, off + q->ihl * 4, ps->l4, 8))
+	if (rcl_icmp_quote(skb, off, q, ps->l4, 8))
 		return 0;
 	__u16 *l4 = (__u16 *)ps->l4;
 	struct rcl_ct_key *k = &ps->key2;
@@ -203,7 +201,7 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 			f->key.sport = l4[2];
 			f->key.dport = l4[2];
 			f->trackable = 1;
-		} else if (type == 3 || type == 11 || type == 12) {
+		} else if (rcl_icmp_is_error(type)) {
 			/* an error (unreachable, time exceeded, parameter problem):
 			 * related to the flow of the packet it quotes, if tracked */
 			if (rcl_pol_quoted_key(skb, l4_off + 8, ps))
