@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.netns import Pod
 from tests.kernel.conftest import PODS
-from tests.kernel.test_services import HERE, VIP, Services
+from tests.kernel.test_services import HERE, UDP_CLIENT, VIP, Services, udp_out_only
 
 FRONT, BACK = PODS
 OTHER = Pod("back1", "10.65.0.21")
@@ -197,43 +197,6 @@ def test_explain_names_the_rule_and_the_kernel_agrees(pods):
     assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err
 
 
-FRONT_UDP_OUT_ONLY = """\
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: front-udp-out, namespace: shop}
-spec:
-  selector: app == "front0"
-  types: [Ingress, Egress]
-  ingress:
-  - action: Allow
-    protocol: TCP
-    destination: {ports: [1234]}
-  egress:
-  - action: Allow
-    protocol: UDP
-    destination: {selector: app == "back0", ports: [9999, 7777]}
-"""
-
-# front0: a connected UDP socket, what its next recv() says.
-UDP_CLIENT = """\
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("", int(sys.argv[3])))
-s.connect((sys.argv[1], int(sys.argv[2])))
-s.settimeout(3)
-if sys.argv[4] == "send":
-    s.send(b"x")
-else:
-    print("ready", flush=True)
-try:
-    s.recv(100)
-    print("data")
-except ConnectionRefusedError:
-    print("refused")
-except TimeoutError:
-    print("timeout")
-"""
-
 # back0: an ICMP port unreachable quoting a UDP packet front0 never sent.
 FORGED_ERROR = """\
 import socket, struct, sys
@@ -261,7 +224,7 @@ def test_an_icmp_error_about_an_allowed_flow_passes_and_a_forged_one_does_not(po
     flow and passes (the socket learns ECONNREFUSED at once); the same error
     about a flow front0 never sent is judged as ICMP and dropped."""
     node, sb = pods.node, pods.node.sandbox
-    policy(node, "front-udp", FRONT_UDP_OUT_ONLY)
+    policy(node, "front-udp", udp_out_only("front-udp-out", FRONT, BACK, [9999, 7777]))
     node.apply_converged()
     assert not ping(pods, BACK, FRONT.ip)  # ICMP of its own is denied in
     client = [sys.executable, "-c", UDP_CLIENT, BACK.ip]

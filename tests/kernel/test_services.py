@@ -627,13 +627,19 @@ def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     svc.node.apply_converged()  # the next apply repairs it
 
 
-# A connected UDP socket in the client: what its next recv() says.
-UDP_RECV = """\
+# A connected UDP socket: argv DST PORT LOCAL_PORT (0: any) send|wait. It
+# sends one datagram, or says "ready" and waits; then prints what its next
+# recv() says: data, refused (an ICMP error reached it) or timeout.
+UDP_CLIENT = """\
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[3])))
 s.connect((sys.argv[1], int(sys.argv[2])))
 s.settimeout(3)
-s.send(b"x")
+if sys.argv[4] == "send":
+    s.send(b"x")
+else:
+    print("ready", flush=True)
 try:
     s.recv(100)
     print("data")
@@ -644,12 +650,15 @@ except TimeoutError:
 """
 
 
-CLIENT_UDP_OUT_ONLY = f"""\
+def udp_out_only(name: str, src: Pod, dst: Pod, ports: list[int]) -> str:
+    """A NetworkPolicy on `src`: UDP out to `dst` on `ports`, and in only
+    TCP 1234 (no ICMP of any kind)."""
+    return f"""\
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
-metadata: {{name: client-udp-out, namespace: shop}}
+metadata: {{name: {name}, namespace: shop}}
 spec:
-  selector: app == "{CLIENT.name}"
+  selector: app == "{src.name}"
   types: [Ingress, Egress]
   ingress:
   - action: Allow
@@ -658,7 +667,7 @@ spec:
   egress:
   - action: Allow
     protocol: UDP
-    destination: {{selector: app == "{BACKENDS[0].name}", ports: [8080]}}
+    destination: {{selector: app == "{dst.name}", ports: {ports}}}
 """
 
 
@@ -675,15 +684,17 @@ def test_an_icmp_error_from_a_backend_reaches_the_client_as_the_vips(svc):
         node.wep(pod)
     svc.service(backends=(closed,))
     node.apply_converged()
-    done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, VIP, "53", timeout=15)
-    assert done.stdout.strip() == "refused", done.stdout + done.stderr
-    # straight to the backend, no NAT: the error needs no rewriting
-    done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, closed.ip, "8080", timeout=15)
-    assert done.stdout.strip() == "refused", done.stdout + done.stderr
+
+    def answer(dst: str, port: str) -> str:
+        done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_CLIENT, dst, port, "0",
+                       "send", timeout=15)  # fmt: skip
+        return done.stdout.strip() or done.stderr
+
+    assert answer(VIP, "53") == "refused"
+    assert answer(closed.ip, "8080") == "refused"  # no NAT: the error needs no rewriting
     # Under a client policy that lets no ICMP in, the translated error is
     # still related to the flow the client's egress policy allowed.
-    node.write("policy-client.yaml", CLIENT_UDP_OUT_ONLY)
+    node.write("policy-client.yaml", udp_out_only("client-udp-out", CLIENT, closed, [8080]))
     node.apply_converged()
-    for dst, port in ((VIP, "53"), (closed.ip, "8080")):
-        done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_RECV, dst, port, timeout=15)
-        assert done.stdout.strip() == "refused", (dst, done.stdout + done.stderr)
+    assert answer(VIP, "53") == "refused"
+    assert answer(closed.ip, "8080") == "refused"
