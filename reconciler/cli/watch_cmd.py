@@ -77,7 +77,7 @@ def explain_invalid(exc: Any) -> str:
 def watch_cmd(args: argparse.Namespace) -> int:
     from reconciler.cli.commands import _target, kind_policy
     from reconciler.engine.caches import Caches
-    from reconciler.engine.spec import link_changes
+    from reconciler.engine.spec import check_bpffs_root, link_changes
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
     from reconciler.gitops.repo import Follower
 
@@ -105,6 +105,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         policy=kind_policy(args),
         wake_addr=args.wake_addr,
     )
+    check_bpffs_root(target.bpffs_root)  # UnsafeRoot: before the watcher starts
 
     def on_plan(plan: Plan) -> None:
         if not args.json and not (plan.empty and not plan.warnings):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.engine.reconcile import Target, default_state_dir
-from reconciler.kernel.bpf import BpffsError, UnsafeRoot
+from reconciler.kernel.bpf import BpffsError, UnsafeRoot, ensure_bpffs
 from reconciler.kernel.cgroup import cgroup2_mount
 from reconciler.kernel.privileges import require_privileges
 from reconciler.kernel.pyroute import link_changes
@@ -17,6 +17,7 @@ __all__ = [
     "BpffsError",
     "NetnsError",
     "UnsafeRoot",
+    "check_bpffs_root",
     "link_changes",
     "make_target",
     "require_privileges",
@@ -38,3 +39,11 @@ def make_target(
     root = bpffs_root.rstrip("/")
     state = Path(state_dir) if state_dir else default_state_dir(root)
     return Target(node, root, state, netns, cache_dir, cgroup or cgroup2_mount())
+
+
+def check_bpffs_root(root: str) -> None:
+    """UnsafeRoot for a bpffs root nothing could ever be pinned under (off
+    bpffs, not below /sys/fs/bpf where an apply mounts it) or that others can
+    change. Reads only: a watcher refuses such a root at its start instead of
+    failing every pass."""
+    ensure_bpffs(root, create=False)

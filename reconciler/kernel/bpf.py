@@ -575,13 +575,23 @@ class BpffsError(OSError):
     """bpffs is not mounted and could not be (no privilege, no kernel support)."""
 
 
+def is_under(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or lies below it (lexically, as given)."""
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(directory)]) == (
+        os.path.abspath(directory)
+    )
+
+
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> None:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` is on a bpf
     filesystem, ours alone (check_root; UnsafeRoot otherwise: also for a
-    path elsewhere, where nothing can be pinned). ``create``: make it, 0700,
-    if it is missing (an apply); a plan or a status only reads it."""
+    path elsewhere, where nothing can be pinned). ``create``: mount bpffs and
+    make the root, 0700, when missing (an apply). Without it (a plan, a
+    status) nothing is mounted or made: a root under an unmounted
+    ``mountpoint`` holds nothing yet, which is what observing it finds."""
     table = mount_table()
-    if (mountpoint, "bpf") not in table:
+    mounted = (mountpoint, "bpf") in table
+    if not mounted and create:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_void_p]
         if libc.mount(b"bpf", mountpoint.encode(), b"bpf", 0, None) != 0:
@@ -590,6 +600,8 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True
         table = mount_table()  # with the mount just made
     check_parents(path)  # before creating anything under them
     fstype, point = filesystem_of(path, table)
+    if fstype != "bpf" and not mounted and is_under(path, mountpoint):
+        return  # not created: the apply mounts bpffs first
     if fstype != "bpf":
         raise UnsafeRoot(
             f"bpffs root {path} would be on {fstype or 'an unknown filesystem'} (mounted at "

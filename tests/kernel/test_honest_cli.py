@@ -206,3 +206,31 @@ def test_a_netns_that_does_not_exist_is_refused_and_never_created(tmp_path):
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         subprocess.run(["rm", "-rf", root], capture_output=True)
+
+
+def test_plan_and_status_on_a_node_without_bpffs_mount_nothing(node):
+    """A node that never mounted bpffs (the apply mounts it): --plan and
+    --status read it as holding nothing of ours, and leave the mount table as
+    they found it. Run in a private mount namespace with /sys/fs/bpf detached;
+    the sandbox's root is under /sys/fs/bpf, so no bpffs serves it there."""
+    from tests.kernel.test_bpffs_mount import in_private_mount_ns
+
+    node.felix()
+    node.wep(FRONT)
+    script = f"""
+        import sys
+        from reconciler.cli.main import main
+        def bpf_mounts():
+            return [l.split()[1] for l in open("/proc/self/mounts") if l.split()[2] == "bpf"]
+        before = bpf_mounts()
+        assert "/sys/fs/bpf" not in before, before
+        plan = main(["--plan", *{node.args()!r}])
+        status = main(["--status", *{node.sandbox.target_args(str(node.state))!r}])
+        print("exits", plan, status, file=sys.stderr)
+        assert bpf_mounts() == before, (before, bpf_mounts())
+        """
+    assert node.sandbox.bpffs_root.startswith("/sys/fs/bpf/")
+    done = in_private_mount_ns(script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "exits 2 0" in done.stderr, done.stderr
+    assert "+ prog/tc@" in done.stdout  # everything to create: nothing pinned was found

@@ -423,6 +423,28 @@ def test_a_bpffs_root_off_bpffs_is_refused_before_it_is_made(capsys, tmp_path):
     assert not root.exists()
 
 
+def test_a_watcher_refuses_a_bpffs_root_off_bpffs_at_its_start(tmp_path, cfg):
+    """Not a pass that fails and retries for ever: the watcher never starts.
+    (A subprocess with a timeout: a watcher that did start would not return.)"""
+    import sys
+
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from reconciler.cli.main import main; "
+         "sys.exit(main(sys.argv[1:]))", "--watch", "--config", str(cfg), "--no-cache",
+         "--bpffs-root", str(root), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"error: bpffs root {root} would be on "), done.stderr
+    assert last.endswith("where nothing can be pinned; use a directory under /sys/fs/bpf; "
+                         "nothing was changed")  # fmt: skip
+    assert "watching" not in done.stderr  # refused before the watcher started
+    assert not root.exists() and not (tmp_path / "state").exists()
+
+
 def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
