@@ -446,5 +446,5 @@ def explain_mode(args: argparse.Namespace) -> int:
     except (explain.ExplainError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    sys.stdout.write(explain.render(findings))
+    sys.stdout.write(explain.render(findings, args.dst))
     return EXIT_OK

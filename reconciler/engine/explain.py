@@ -255,7 +255,28 @@ def craft(src: str, dst: str, value: int, proto: int) -> bytes:
     return eth + ip + l4
 
 
-def render(findings: Sequence[Finding]) -> str:
+# ICMP types that report on another flow and quote its headers.
+ICMP_ERRORS = {3: "destination unreachable", 11: "time exceeded", 12: "parameter problem"}
+
+
+def related_note(dst: str) -> str:
+    """For an ICMP error type, the line that says what the rules' verdict
+    leaves out: an error about a flow policy allowed passes as related to it
+    (conntrack decides, not the rules); '' for anything else."""
+    _, value, proto = parse_target(dst)
+    kind = ICMP_ERRORS.get(value >> 8) if proto == 1 else None
+    if kind is None:
+        return ""
+    return (
+        f"Note: ICMP type {value >> 8} ({kind}) is an error about another flow. One that "
+        "quotes a flow policy allowed passes as related to it, whatever the rules say; the "
+        "verdict above is for one that quotes no tracked flow.\n"
+    )
+
+
+def render(findings: Sequence[Finding], dst: str = "") -> str:
+    """The findings, the overall verdict, and for an ICMP error `dst` the
+    related_note."""
     lines = []
     for f in findings:
         where = f" (tier {f.tier})" if f.tier else ""
@@ -269,4 +290,4 @@ def render(findings: Sequence[Finding]) -> str:
             lines.append(f"  kernel: {f.kernel}")
     allowed = all(f.action != "Deny" for f in findings)
     lines.append(f"Verdict: {'Allow' if allowed else 'Deny'}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (related_note(dst) if dst else "")
