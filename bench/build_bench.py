@@ -27,7 +27,8 @@ ROUNDS = 3
 
 # Run in the child, with the tree under test first on sys.path: build the
 # sets that tree's compile gives a node with (argv[2] == "host") or without
-# host endpoints, each as its loader builds it, into a fresh pin directory.
+# host endpoints, as its apply builds them (side by side first, where the
+# tree does that; then each set in order), into a fresh pin directory.
 BUILD = r"""
 import sys, tempfile
 sys.path.insert(0, sys.argv[1])
@@ -42,6 +43,14 @@ if with_host and hasattr(p, "HOST_PROGRAMS"):
     sets["host"] = p.HOST_PROGRAMS
 with tempfile.TemporaryDirectory(dir=sys.argv[3]) as root:
     flags = build_flags(root, felix.effective_config([], "node"), loader.kernel_hz())
+    try:  # as an apply does: side by side first where the tree can
+        from reconciler.datapath.parallel_build import SetBuild, build_side_by_side
+    except ImportError:
+        pass
+    else:
+        build_side_by_side(root, flags, [SetBuild(name, "bench", tuple(functions),
+                                                  p.PROG_TYPES[name])
+                                         for name, functions in sets.items()])
     for name, functions in sets.items():
         loader.build(root, name, "bench", flags, functions, p.PROG_TYPES[name])
 """

@@ -110,7 +110,12 @@ static __always_inline int rcl_ct_place(const struct rcl_ct_key *k, struct rcl_c
  * and its bucket count in rcl_ct_prev_n; the reconciler empties both once no
  * program of the old table is attached. Outside a resize the count is 0 and
  * a miss costs one more (inlined) array read. */
-BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_MAPS_DIR "/rcl_ct_prev");
+/* Each build stages its own map of maps, pinned in the build's directory,
+ * so program sets built side by side never share one. */
+#ifndef RCL_CT_PREV_PIN
+#define RCL_CT_PREV_PIN RCL_MAPS_DIR "/rcl_ct_prev"
+#endif
+BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_CT_PREV_PIN);
 BPF_ARRAY(rcl_ct_prev_n, __u32, 1);
 
 /* The bucket of the old table where the key at `at` lives, or 0 (no resize

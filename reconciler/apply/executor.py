@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconciler.datapath import conntrack as ct_table
-from reconciler.datapath import ct_handover
+from reconciler.datapath import ct_handover, parallel_build
 from reconciler.datapath import loader as build
 from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.parallel_build import SetBuild
 from reconciler.datapath.programs import (
     CONNECT_PROGRAMS,
     CT_HANDOVER_SETS,
@@ -96,6 +97,21 @@ class Executor:
         return handler(change)
 
     # -- programs -------------------------------------------------------
+    def build_ahead(self, changes: Sequence[Change]) -> None:
+        """Build the program sets `changes` create side by side, before the
+        first of them runs: their builds in order then find them pinned.
+        Not in a resize, whose builds bind the old table one by one."""
+        if self._prev_ct is not None:
+            return
+        builds = [
+            SetBuild(address.prog_set, address.prog_hash, tuple(_functions(change)),
+                     PROG_TYPES[address.prog_set])  # fmt: skip
+            for change in changes
+            if change.kind is ObjKind.PROG and change.action is Action.CREATE
+            and (address := Address.parse(change.address)).prog_hash
+        ]
+        parallel_build.build_side_by_side(self.root, self.build_info["flags"], builds)
+
     def _prog(self, change: Change) -> str:
         address = Address.parse(change.address)
         prog_set, phash = address.prog_set, address.prog_hash
@@ -108,7 +124,7 @@ class Executor:
             return "deleted"
         if change.action is Action.REPLACE:
             build.remove(self.root, prog_set, phash)
-        functions = (change.after or {}).get("programs", list(TC_PROGRAMS))
+        functions = _functions(change)
         build.build(
             self.root,
             prog_set,
@@ -339,3 +355,8 @@ def _ensure_clsact(ipr: Any, idx: int) -> None:
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
+
+
+def _functions(change: Change) -> list[str]:
+    """The functions a program set's change builds."""
+    return list((change.after or {}).get("programs", TC_PROGRAMS))

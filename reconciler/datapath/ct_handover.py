@@ -22,7 +22,6 @@ over, and a bucket they filled would evict the live flows' entries.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 from reconciler import logsink
@@ -40,12 +39,13 @@ _ARRAY, _ARRAY_OF_MAPS = 2, 12  # BPF_MAP_TYPE_*
 _ZERO = nat.U32.pack(0)
 
 
-def stage(maps_dir: Path, prev_fd: int | None) -> None:
-    """Pin at maps_dir/rcl_ct_prev the map of maps the next build binds:
-    holding the old table `prev_fd`, or empty. Its inner maps must match the
-    one it is created with in size, so it is created with the old table
-    itself, or (empty) with a table of one bucket."""
-    pin = maps_dir / PREV
+def stage(directory: Path, prev_fd: int | None) -> None:
+    """Pin at directory/rcl_ct_prev the map of maps a build binds (the
+    path it is compiled with: bpf/lib/conntrack.h RCL_CT_PREV_PIN): holding
+    the old table `prev_fd`, or empty. Its inner maps must match the one it
+    is created with in size, so it is created with the old table itself, or
+    (empty) with a table of one bucket."""
+    pin = directory / PREV
     pin.unlink(missing_ok=True)
     template = prev_fd
     if template is None:
@@ -65,14 +65,13 @@ def stage(maps_dir: Path, prev_fd: int | None) -> None:
         bpfsys.close(outer)
 
 
-def bind(maps_dir: Path, set_dir: Path, count_fd: int, prev_fd: int | None) -> None:
-    """After the build: the old table's bucket count (0: none) written into
-    the set's rcl_ct_prev_n, which is pinned beside its programs, and the
-    staged map of maps moved there too (the programs hold both)."""
+def bind(set_dir: Path, count_fd: int, prev_fd: int | None) -> None:
+    """After the build, which staged its map of maps in `set_dir`: the old
+    table's bucket count (0: none) written into the set's rcl_ct_prev_n,
+    pinned beside the programs and the map of maps (the programs hold both)."""
     buckets = bpfsys.map_info(prev_fd).max_entries if prev_fd is not None else 0
     bpfsys.map_update(count_fd, _ZERO, nat.U32.pack(buckets))
     bpfsys.obj_pin(count_fd, str(set_dir / PREV_N))
-    os.rename(maps_dir / PREV, set_dir / PREV)
 
 
 def pending(set_dir: Path) -> bool:

@@ -8,13 +8,15 @@ interrupted build never leaves a half set under the real name.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.assets import BPF_DIR
 from reconciler.datapath import ct_handover
@@ -88,37 +90,72 @@ def build(
     # no-op plan and bench/nat_bench.py's one-change apply nothing is.
     from bcc import BPF
 
-    maps = Path(root) / "maps"
-    maps.mkdir(parents=True, exist_ok=True)
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
-    with_prev = prog_set in CT_PREV_SETS
-    if with_prev:
-        ct_handover.stage(maps, prev_ct)
-    text = flatten(BPF_DIR / SOURCES[prog_set])
-    bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}"])
     try:
-        fds: dict[str, int] = {}
-        for name in functions:
-            kwargs = {}
-            if name in LOAD_ATTACH_TYPES:  # sock_addr programs must name their hook at load
-                kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
-            fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
-            bpfsys.obj_pin(fn.fd, str(tmp / name))
-            fds[name] = fn.fd
-        if prog_set in JUMP_TABLES:
-            _fill_jumps(bpf, tmp, *JUMP_TABLES[prog_set], fds)
-        if with_prev:
-            count = bpf[CT_PREV_PINS[1].encode()]
-            ct_handover.bind(maps, tmp, count.map_fd, prev_ct)
-    finally:
-        bpf.cleanup()
-        if with_prev:
-            (maps / CT_PREV_PINS[0]).unlink(missing_ok=True)  # a failed build's
+        tmp.mkdir(parents=True, exist_ok=True)
+        stage = tmp if prog_set in CT_PREV_SETS else None
+        with _compiled(root, SOURCES[prog_set], flags, stage, prev_ct) as bpf:
+            fds: dict[str, int] = {}
+            for name in functions:
+                kwargs = {}
+                if name in LOAD_ATTACH_TYPES:  # sock_addr programs name their hook at load
+                    kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
+                fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
+                bpfsys.obj_pin(fn.fd, str(tmp / name))
+                fds[name] = fn.fd
+            if prog_set in JUMP_TABLES:
+                _fill_jumps(bpf, tmp, *JUMP_TABLES[prog_set], fds)
+            if prog_set in CT_PREV_SETS:
+                count = bpf[CT_PREV_PINS[1].encode()]
+                ct_handover.bind(tmp, count.map_fd, prev_ct)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # with the pins made so far
+        raise
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)
     return target
+
+
+SHARED_MAPS_SOURCE = "maps.c"  # every pinned map the sets share, no program
+
+
+def build_shared_maps(root: str, flags: Sequence[str]) -> None:
+    """Create and pin, under <root>/maps, every map the program sets share
+    (one that is pinned already is kept): compiled from bpf/maps.c, which
+    holds no program. Sets compiled afterwards, side by side, only open them."""
+    stage = Path(root) / "progs" / f"tmp-maps-{os.getpid()}"
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+        with _compiled(root, SHARED_MAPS_SOURCE, flags, stage, None):
+            pass
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _compiled(
+    root: str, source: str, flags: Sequence[str], stage: Path | None, prev_ct: int | None
+) -> Iterator[Any]:
+    """bcc's module of bpf/`source`, its shared maps pinned under
+    <root>/maps (opened where a pin exists, else created and pinned). A
+    source with the conntrack table also needs its map of maps for a
+    resize's old table (bpf/lib/conntrack.h rcl_ct_prev), holding `prev_ct`
+    or nothing: staged in `stage`, a directory of this build's own, so
+    builds side by side never share one."""
+    from bcc import BPF
+
+    (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
+    prev = []
+    if stage is not None:
+        ct_handover.stage(stage, prev_ct)
+        prev = [f'-DRCL_CT_PREV_PIN="{stage / CT_PREV_PINS[0]}"']
+    text = flatten(BPF_DIR / source)
+    bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}", *prev])
+    try:
+        yield bpf
+    finally:
+        bpf.cleanup()
 
 
 def _fill_jumps(

@@ -687,10 +687,14 @@ def execute(
     executor = Executor(target.bpffs_root, plan.build, target.netns)
     results = []
     total = len(plan.changes)
+    built_ahead = False
     try:
         for done, change in enumerate(plan.changes):
             if done % 1024 == 0:
                 log.info("applying: %d of %d change(s) done", done, total, extra=PROGRESS)
+            if change.kind is ObjKind.PROG and not built_ahead:  # the maps' changes are done
+                built_ahead = True
+                executor.build_ahead(plan.changes[done:])
             try:
                 results.append((change.address, executor.run(change)))
             except Exception as exc:

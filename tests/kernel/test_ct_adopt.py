@@ -62,18 +62,19 @@ def open_tables() -> Iterator[Tables]:
         old = bpfsys.map_create(
             2, "rcl_ct_old", 4, ct_table.BUCKET, OLD_BUCKETS, ct_table.MMAPABLE
         )  # BPF_MAP_TYPE_ARRAY
-        ct_handover.stage(maps, old)
+        (root / "set").mkdir()
+        ct_handover.stage(root / "set", old)
         b = datapath_program(
             maps,
             "test_ct_adopt.c",
             ENTRY,
             *small_tables(ct_buckets=NEW_BUCKETS, affinity=64, backends=64),
+            f'-DRCL_CT_PREV_PIN="{root / "set" / "rcl_ct_prev"}"',
         )
         try:
             nat = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
             adopt = b.load_func(b"rcl_test_ct_adopt", BPF.SCHED_CLS)
-            (root / "set").mkdir()
-            ct_handover.bind(maps, root / "set", b[b"rcl_ct_prev_n"].map_fd, old)
+            ct_handover.bind(root / "set", b[b"rcl_ct_prev_n"].map_fd, old)
             new = bpfsys.obj_get(str(maps / nl.MAP_CT))
             fe, be = (bpfsys.obj_get(str(maps / m)) for m in (nl.MAP_NAT_FE, nl.MAP_NAT_BE))
             try:

@@ -1,0 +1,113 @@
+"""Program sets built side by side (reconciler/datapath/parallel_build.py):
+every set's programs hold the same pinned maps as if built one by one, a
+set that fails is left to the in-order build with nothing half built, and a
+single long build is left to the in-order build altogether."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.compile.programs import build_flags
+from reconciler.config import felix
+from reconciler.datapath import loader
+from reconciler.datapath.parallel_build import SetBuild, build_side_by_side
+from reconciler.datapath.programs import CONNECT_PROGRAMS, HOST_PROGRAMS, PROG_TYPES, TC_PROGRAMS
+from tests.kernel.rcl_bcc import private_pin_dir, skip_unless_kernel
+
+pytestmark = pytest.mark.kernel
+
+SETS = {"tc": TC_PROGRAMS, "host": HOST_PROGRAMS, "connect": tuple(CONNECT_PROGRAMS.values())}
+
+
+def builds(*names: str, functions: dict[str, tuple[str, ...]] | None = None) -> list[SetBuild]:
+    chosen = {**SETS, **(functions or {})}
+    return [SetBuild(name, "side", chosen[name], PROG_TYPES[name]) for name in names]
+
+
+def flags_for(root: Path) -> tuple[str, ...]:
+    return build_flags(str(root), felix.effective_config([], "node"), loader.kernel_hz())
+
+
+def bpftool(*args: str) -> dict:
+    done = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def held_maps(program: Path) -> dict[str, int]:
+    """Name -> id of every map a pinned program holds, as bpftool reads them
+    (the kernel keeps 15 characters of a name)."""
+    ids = bpftool("prog", "show", "pinned", str(program)).get("map_ids", [])
+    return {bpftool("map", "show", "id", str(i))["name"]: i for i in ids}
+
+
+def pinned_maps(root: Path) -> dict[str, int]:
+    """The shared maps: name -> id (not the map of maps private_pin_dir
+    stages for tests that compile sources themselves: a build stages its own)."""
+    shown = [bpftool("map", "show", "pinned", str(pin)) for pin in (root / "maps").iterdir()
+             if pin.name != "rcl_ct_prev"]  # fmt: skip
+    return {m["name"]: m["id"] for m in shown}
+
+
+def test_sets_built_side_by_side_hold_the_same_pinned_maps(tmp_path):
+    skip_unless_kernel()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing is built side by side")
+    with private_pin_dir() as root:
+        assert build_side_by_side(str(root), flags_for(root), builds("tc", "host", "connect")) == []
+        for name, functions in SETS.items():
+            assert loader.is_built(str(root), name, "side", functions), name
+        assert not [p.name for p in (root / "progs").iterdir() if p.name.startswith("tmp-")]
+        pinned = pinned_maps(root)
+        shared = 0
+        for name, functions in SETS.items():
+            for function in functions:
+                program = root / "progs" / f"{name}-side" / function
+                for map_name, map_id in held_maps(program).items():
+                    if map_name in pinned:
+                        assert map_id == pinned[map_name], (name, function, map_name)
+                        shared += 1
+        # the conntrack table, for one, is held by both tc datapath sets, and
+        # the NAT frontends by the connect-time programs too
+        for name, shared_map in (("tc", "rcl_ct"), ("host", "rcl_ct"), ("connect", "rcl_nat_fe")):
+            entry = root / "progs" / f"{name}-side" / SETS[name][0]
+            assert held_maps(entry)[shared_map] == pinned[shared_map], name
+        assert shared > 20
+        # each set's resize reference is its own, pinned beside its programs
+        prev = {bpftool("map", "show", "pinned", str(root / "progs" / f"{n}-side" / "rcl_ct_prev"))
+                ["id"] for n in SETS}  # fmt: skip
+        assert len(prev) == 3
+
+
+def test_a_set_that_fails_is_left_to_the_in_order_build():
+    skip_unless_kernel()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing is built side by side")
+    with private_pin_dir() as root:
+        broken = {"host": ("rcl_tc_host_ingress", "rcl_no_such_function")}
+        failed = build_side_by_side(
+            str(root), flags_for(root), builds("tc", "host", functions=broken)
+        )
+        assert failed == ["host"]
+        assert loader.is_built(str(root), "tc", "side", TC_PROGRAMS)
+        # nothing half built
+        assert sorted(p.name for p in (root / "progs").iterdir()) == ["tc-side"]
+        # the in-order build says why
+        with pytest.raises(Exception, match="rcl_no_such_function"):
+            loader.build(str(root), "host", "side", flags_for(root), broken["host"],
+                         PROG_TYPES["host"])  # fmt: skip
+        assert sorted(p.name for p in (root / "progs").iterdir()) == ["tc-side"]
+
+
+def test_one_long_build_is_left_to_the_in_order_build():
+    """tc and connect: the shared maps' own compile would cost what building
+    connect beside tc saves."""
+    skip_unless_kernel()
+    with private_pin_dir() as root:
+        assert build_side_by_side(str(root), flags_for(root), builds("tc", "connect")) == []
+        assert not (root / "progs").exists()
+        assert sorted(os.listdir(root / "maps")) == ["rcl_ct_prev"]  # the fixture's own stage
