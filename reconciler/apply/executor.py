@@ -110,7 +110,8 @@ class Executor:
             if change.kind is ObjKind.PROG and change.action is Action.CREATE
             and (address := Address.parse(change.address)).prog_hash
         ]
-        parallel_build.build_side_by_side(self.root, self.build_info["flags"], builds)
+        if builds:  # (a plan that only removes programs carries no build flags)
+            parallel_build.build_side_by_side(self.root, self.build_info["flags"], builds)
 
     def _prog(self, change: Change) -> str:
         address = Address.parse(change.address)

@@ -59,7 +59,11 @@ def build_side_by_side(root: str, flags: Sequence[str], builds: Sequence[SetBuil
     if sum(b.prog_set in LONG_BUILDS for b in pending) < 2 or cpus() < 2:
         return []  # the shared maps' compile would cost what running side by side saves
     started = time.monotonic()
-    loader.build_shared_maps(root, flags)
+    try:
+        loader.build_shared_maps(root, flags)
+    except Exception as exc:  # noqa: BLE001 - the in-order builds meet it again and report it
+        log.warning("the shared maps could not be made (%s); building the sets in order", exc)
+        return [b.prog_set for b in pending]
     queue = sorted(pending, key=lambda b: b.prog_set not in LONG_BUILDS)  # long ones first
     failed: list[str] = []
     running: list[_Child] = []

@@ -71,11 +71,13 @@ def test_sets_built_side_by_side_hold_the_same_pinned_maps(tmp_path):
                     if map_name in pinned:
                         assert map_id == pinned[map_name], (name, function, map_name)
                         shared += 1
-        # the conntrack table, for one, is held by both tc datapath sets, and
-        # the NAT frontends by the connect-time programs too
-        for name, shared_map in (("tc", "rcl_ct"), ("host", "rcl_ct"), ("connect", "rcl_nat_fe")):
+        # the conntrack table and the ICMP reject limit, for two, are held by
+        # both tc datapath sets, and the NAT frontends by the connect-time
+        # programs too
+        for name, shared_map in (("tc", "rcl_ct"), ("host", "rcl_ct"), ("tc", "rcl_reject_tat"),
+                                 ("host", "rcl_reject_tat"), ("connect", "rcl_nat_fe")):
             entry = root / "progs" / f"{name}-side" / SETS[name][0]
-            assert held_maps(entry)[shared_map] == pinned[shared_map], name
+            assert held_maps(entry)[shared_map] == pinned[shared_map], (name, shared_map)
         assert shared > 20
         # each set's resize reference is its own, pinned beside its programs
         prev = {bpftool("map", "show", "pinned", str(root / "progs" / f"{n}-side" / "rcl_ct_prev"))
@@ -111,3 +113,17 @@ def test_one_long_build_is_left_to_the_in_order_build():
         assert build_side_by_side(str(root), flags_for(root), builds("tc", "connect")) == []
         assert not (root / "progs").exists()
         assert sorted(os.listdir(root / "maps")) == ["rcl_ct_prev"]  # the fixture's own stage
+
+
+def test_shared_maps_that_cannot_be_made_leave_every_set_to_the_in_order_build(caplog):
+    """A compile that fails for every source (here: a map size that is not a
+    number) fails the shared maps first: nothing is started, nothing raised."""
+    skip_unless_kernel()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing is built side by side")
+    with private_pin_dir() as root:
+        flags = (*flags_for(root), "-DRCL_NAT_FE_SIZE=not_a_number")
+        assert build_side_by_side(str(root), flags, builds("tc", "host")) == ["tc", "host"]
+        assert not (root / "progs").exists() or not list((root / "progs").iterdir())
+    assert "the shared maps could not be made" in caplog.text
+    assert "building the sets in order" in caplog.text
