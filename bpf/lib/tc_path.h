@@ -41,12 +41,12 @@ static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
 /* ICMP errors for services without backends are rate-limited per CPU, as the
  * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
  * of connection attempts must not become an equal flood of replies. GCRA: the
- * slot holds the theoretical arrival time of the next allowed error. This
- * state belongs to the program set (not pinned): it starts afresh with it,
- * and the host set limits its own errors apart from the tc set's. */
+ * slot holds the theoretical arrival time of the next allowed error. Pinned,
+ * so the tc and host sets share one limit per CPU and a new build keeps it. */
 #define RCL_REJECT_INTERVAL_NS 1000000ULL /* 1,000 per second */
 #define RCL_REJECT_BURST 50
-BPF_PERCPU_ARRAY(rcl_reject_tat, __u64, 1);
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
+		 RCL_MAPS_DIR "/rcl_reject_tat");
 
 /* The set's tail call, filled by the loader with the set's own judge
  * (rcl_tc_judge, or rcl_tc_host_judge in the host set) and pinned beside

@@ -13,7 +13,7 @@ from reconciler.compile.interfaces import ifstate_slots
 from reconciler.datapath.maps import host_types, policy_types
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
-from reconciler.datapath.maps.iface_types import MAP_GLOBALS
+from reconciler.datapath.maps.iface_types import MAP_GLOBALS, MAP_REJECT_TAT
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import HOST_PROGRAMS, TC_PROGRAMS
 from reconciler.plan.address import Address, prog_ref
@@ -64,6 +64,7 @@ MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
 }
 FIXED_MAPS = {
     MAP_GLOBALS: 1,
+    MAP_REJECT_TAT: 1,
     nat.MAP_NAT_GLOBALS: 1,
     nat.MAP_NAT_STATS: nat.NAT_STATS_SIZE,
     nat.MAP_CTLB_UDP_REV: nat.DEFAULT_SIZES[nat.MAP_CTLB_UDP_REV],

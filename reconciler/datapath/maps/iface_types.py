@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MAP_IFSTATE = "rcl_ifstate"  # per-CPU array of struct rcl_ifstate, by slot
 MAP_GLOBALS = "rcl_globals"  # one struct rcl_globals
+MAP_REJECT_TAT = "rcl_reject_tat"  # per-CPU __u64: the ICMP reject limit (bpf/lib/tc_path.h)
 
 # __u32: rcl_ifstate's key (an interface's slot) and rcl_globals' index
 U32 = struct.Struct("=I")
