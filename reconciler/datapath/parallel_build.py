@@ -11,7 +11,8 @@ or killed child leaves nothing half built: the caller builds every set again
 in order, which is then a no-op for the sets built here and reports the
 error of a set that failed.
 
-`python -m reconciler.datapath.parallel_build JSON` is the child.
+`python -m reconciler.datapath.parallel_build JSON` is the child; it dies
+with the process that started it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ class _Child:
         """Import this package from where the parent did (it may not be installed)."""
         package_parent = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
-        spec = json.dumps({"root": root, "flags": list(flags), **asdict(build)})
+        spec = json.dumps(
+            {"root": root, "flags": list(flags), "parent": os.getpid(), **asdict(build)}
+        )
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 - owned and closed by the _Child
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, spec], stdout=subprocess.DEVNULL, stderr=stderr,
@@ -121,8 +124,25 @@ class _Child:
         self.stderr.close()
 
 
+def die_with_parent(parent: int) -> None:
+    """Be killed when the process that started this one ends (an apply
+    killed outright runs no cleanup of its own): PR_SET_PDEATHSIG, then a
+    check that the parent had not already gone before it was set."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def main(argv: Sequence[str]) -> int:
     spec = json.loads(argv[0])
+    die_with_parent(spec["parent"])
     loader.build(spec["root"], spec["prog_set"], spec["phash"], spec["flags"],
                  spec["functions"], spec["prog_type"])  # fmt: skip
     return 0

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -694,6 +694,7 @@ def execute(
                 log.info("applying: %d of %d change(s) done", done, total, extra=PROGRESS)
             if change.kind is ObjKind.PROG and not built_ahead:  # the maps' changes are done
                 built_ahead = True
+                _log_builds(plan.changes[done:])
                 executor.build_ahead(plan.changes[done:])
             try:
                 results.append((change.address, executor.run(change)))
@@ -709,6 +710,15 @@ def execute(
         executor.close()
     results += _after_backend_changes(plan, target, backends, udp_connected)
     return results
+
+
+def _log_builds(changes: Sequence[Change]) -> None:
+    """Say which program sets bcc compiles now: seconds each, the longest
+    stage of a first apply or an upgrade."""
+    sets = [c.address.removeprefix("prog/") for c in changes
+            if c.kind is ObjKind.PROG and c.action in (Action.CREATE, Action.REPLACE)]  # fmt: skip
+    if sets:
+        log.info("building program set(s) %s with bcc", ", ".join(sets), extra=PROGRESS)
 
 
 def _after_backend_changes(

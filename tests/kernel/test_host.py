@@ -94,6 +94,7 @@ def test_deny_all_host_ingress_keeps_failsafe_ports_open(host):
     node = host.node
     rc, out, err = node.run("--apply", "-v")
     assert rc == 0, out + err
+    assert re.search(r"building program set\(s\) connect@\w+, host@\w+, tc@\w+ with bcc", err)
     if cpus() > 1:  # the tc, host and connect sets at once
         assert "built 3 program set(s) side by side" in err, err
     node.apply_converged()
