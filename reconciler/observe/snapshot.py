@@ -135,7 +135,9 @@ def load(data: Mapping[str, Any], where: str = "snapshot") -> Snapshot:
             links,
             _mapping(_dec(data["host"]), "host"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        raise SnapshotError(f"{where}: malformed snapshot: no field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
         raise SnapshotError(f"{where}: malformed snapshot: {type(exc).__name__}: {exc}") from exc
 
 

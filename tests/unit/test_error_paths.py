@@ -188,7 +188,8 @@ def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
 @pytest.mark.parametrize(
     "edit,why",
     [
-        (lambda s: s.pop("objects"), "KeyError: 'objects'"),
+        (lambda s: s.pop("objects"), "no field 'objects'"),
+        (lambda s: s["links"][0].pop("ifindex"), "no field 'ifindex'"),
         (lambda s: s.update(tables=[]), "TypeError: tables is a list, not an object"),
         (lambda s: s.update(host=[]), "TypeError: host is a list, not an object"),
         (lambda s: s.update(objects=[1]), "TypeError: 'int' object is not subscriptable"),
