@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler import logsink
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath import ct_handover, parallel_build
 from reconciler.datapath import loader as build
@@ -38,6 +39,8 @@ from reconciler.kernel import bpf_links
 from reconciler.plan.address import Address, split_prog_ref
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.state import ObjKind
+
+log = logsink.get(__name__)
 
 
 class Executor:
@@ -110,8 +113,12 @@ class Executor:
             if change.kind is ObjKind.PROG and change.action is Action.CREATE
             and (address := Address.parse(change.address)).prog_hash
         ]
-        if builds:  # (a plan that only removes programs carries no build flags)
+        if not builds:  # (a plan that only removes programs carries no build flags)
+            return
+        try:
             parallel_build.build_side_by_side(self.root, self.build_info["flags"], builds)
+        except Exception as exc:  # noqa: BLE001 - a shortcut: the builds in order follow
+            log.warning("building program sets side by side failed (%s); building in order", exc)
 
     def _prog(self, change: Change) -> str:
         address = Address.parse(change.address)

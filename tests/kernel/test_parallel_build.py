@@ -179,3 +179,38 @@ def test_no_child_outlives_an_apply_killed_outright():
         assert left == []
         for name in ("tc", "host"):
             assert not loader.is_built(str(root), name, "side", SETS[name])
+
+
+def test_an_apply_whose_side_by_side_build_breaks_builds_in_order(monkeypatch, caplog):
+    """Side by side is a shortcut: when its children cannot even start (here:
+    no interpreter where sys.executable says), the executor logs it and the
+    builds in order follow."""
+    import sys
+
+    from reconciler.apply.executor import Executor
+    from reconciler.plan.address import Address, prog_ref
+    from reconciler.plan.diff import Action, Change
+    from reconciler.plan.state import ObjKind
+
+    skip_unless_kernel()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing is built side by side")
+    with private_pin_dir() as root:
+        changes = [
+            Change(Action.CREATE, str(Address.of_prog(prog_ref(name, "side"))), ObjKind.PROG,
+                   None, {"programs": list(SETS[name])}, {})  # fmt: skip
+            for name in ("host", "tc")
+        ]
+        executor = Executor(str(root), {"flags": flags_for(root)}, None)
+        try:
+            monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+            executor.build_ahead(changes)
+            monkeypatch.undo()
+            assert "building program sets side by side failed" in caplog.text
+            assert not (root / "progs").exists() or not list((root / "progs").iterdir())
+            for change in changes:
+                assert executor.run(change) == "created"
+        finally:
+            executor.close()
+        for name in ("tc", "host"):
+            assert loader.is_built(str(root), name, "side", SETS[name])
