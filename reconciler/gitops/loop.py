@@ -358,8 +358,10 @@ class Watcher:
                 follower.fetch()
                 self.fetch_error = ""
             except SourceError as exc:
-                # the mirror keeps what it had: the pass goes on with that
                 self.fetch_error = str(exc)
+                if not follower.fetched:  # nothing to go on with: the pass fails with it
+                    raise
+                # the mirror keeps what it had: the pass goes on with that
                 log.warning("fetch failed, using the last fetched commits: %s", exc)
         commit = follower.resolve()
         follower.check_forward(commit, history.applied_commit(self.target.state_dir, follower.repo))

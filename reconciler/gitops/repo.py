@@ -71,6 +71,12 @@ class Follower:
             raise SourceError(f"{self.repo}: no safe cache directory to keep a mirror in")
         return mirror_path(self.repo, self.cache_dir)
 
+    @property
+    def fetched(self) -> bool:
+        """Are there commits to read: a local repository, or a remote's mirror
+        that a fetch has made?"""
+        return not self.remote or (self.local / "HEAD").exists()
+
     def fetch(self) -> None:
         """Bring the mirror up to date (nothing to do for a local repository)."""
         if not self.remote:
@@ -88,7 +94,7 @@ class Follower:
         """The commit the ref names now (in the mirror, as last fetched). A
         local path must be a repository itself: git would search upwards from
         a directory inside one."""
-        if self.remote and not (self.local / "HEAD").exists():
+        if not self.fetched:
             self.fetch()
         if not self.remote:
             git_dir_of(self.repo)

@@ -143,6 +143,27 @@ def test_push_converges_the_watching_node_and_a_bad_push_is_refused(node, tmp_pa
     ), out
 
 
+def test_a_remote_never_fetched_fails_the_pass_until_it_can_be(node, tmp_path):
+    """A watcher started before its repository can be fetched: each pass
+    fails with the fetch's error (there are no earlier commits to go on
+    with), and the node follows once the repository is there."""
+    url = f"file://{tmp_path}/server.git"
+    args = [a for a in node.args() if a not in ("--config", str(node.config))]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    watch_args = [*args, "--repo", url, "--ref", "main", "--poll-interval", "0.5"]
+    with watch([*watch_args, "--interval", "300"], env) as w:
+        failed = w.wait_record(lambda r: r["result"] == "failed")
+        assert f"fatal: '{tmp_path}/server.git' does not appear to be a git repository" in (
+            failed["error"]
+        ), failed
+        assert "using the last fetched commits" not in w.log
+        repo = Repo(tmp_path)
+        first = repo.commit(front_config(), "front")
+        assert repo.push().returncode == 0
+        w.wait_record(lambda r: r["source"] == f"git:{first}", timeout=60)
+        assert attached(node, "cali-front0")
+
+
 def test_a_remote_repository_is_polled(node, tmp_path):
     repo = Repo(tmp_path)
     first = repo.commit(front_config(), "front")
