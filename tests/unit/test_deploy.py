@@ -45,4 +45,5 @@ def test_systemd_unit_runs_the_watcher():
     ns = parsed([a for a in argv[1:] if a != "$RECONCILE_ARGS"])
     assert ns.watch and ns.repo == "R" and ns.metrics_addr == "127.0.0.1:9464"
     assert "Restart=always" in text and "KillSignal=SIGTERM" in text
+    assert "KillMode=mixed" in text  # a pass's build children are not signalled with it
     assert "EnvironmentFile=/etc/default/calico-reconciler" in text
