@@ -1,7 +1,8 @@
 """Random small configs on a real sandbox node (hypothesis).
 
-Each example applies a random config to whatever the previous example left in
-the kernel (so the starting kernels are random too), checks that the next plan
+Each example applies a random config (services, workload endpoints, policy,
+a host endpoint with or without untracked policy) to whatever the previous
+example left in the kernel (so the starting kernels are random too), checks that the next plan
 is "No changes.", applies a random change (often one that touches Services
 and EndpointSlices only, which takes the incremental compile path) and checks
 "No changes." again. After each apply, the state the cached pipeline compiled
@@ -11,6 +12,7 @@ database under .hypothesis/ (ignored by git)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -23,6 +25,7 @@ from hypothesis import strategies as st
 
 from sandbox.netns import Pod, Sandbox
 from tests.kernel.conftest import FELIX, PODS, WEP
+from tests.kernel.test_host import DENY_ALL_INGRESS, HEP, UNTRACKED
 
 POD_IPS = tuple(p.ip for p in PODS)
 
@@ -71,6 +74,37 @@ class Svc:
         return "\n".join(lines) + "\n"
 
 
+# Host endpoint shapes: none, one under its profile, one whose ingress a
+# policy denies, and one with an untracked (XDP) deny as well.
+HOST = {
+    "none": (),
+    "profile": (HEP,),
+    "deny": (HEP, DENY_ALL_INGRESS),
+    "untracked": (HEP, DENY_ALL_INGRESS, UNTRACKED),
+}
+# Workload policy shapes: none, an ingress allow on one port, an egress deny
+# of UDP, and both in tiers of their own order.
+POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  selector: app == "front0"
+  {rules}
+"""
+POLICIES = {
+    "none": (),
+    "allow": (POLICY.format(name="allow", rules="ingress: [{action: Allow, protocol: TCP, "
+                                                "destination: {ports: [8080]}}]"),),
+    "deny": (POLICY.format(name="deny", rules="egress: [{action: Deny, protocol: UDP}]"),),
+    "both": (
+        POLICY.format(name="allow", rules="ingress: [{action: Allow, protocol: TCP, "
+                                          "destination: {ports: [8080]}}]"),
+        POLICY.format(name="deny", rules="egress: [{action: Deny, protocol: UDP}]"),
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Config:
     enabled: bool
@@ -78,6 +112,8 @@ class Config:
     ctlb: str
     weps: tuple[str, ...]
     services: tuple[Svc, ...]
+    host: str = "none"
+    policy: str = "none"
 
     def files(self) -> dict[str, str]:
         felix = FELIX.format(enabled=str(self.enabled).lower(), pattern=self.pattern)
@@ -88,6 +124,8 @@ class Config:
                 out[f"wep-{pod.name}.yaml"] = WEP.format(name=pod.name, ip=pod.ip)
         for svc in self.services:
             out[f"svc/s{svc.index}.yaml"] = svc.yaml()
+        for i, text in enumerate(HOST[self.host] + POLICIES[self.policy]):
+            out[f"policy/{i}.yaml"] = text
         return out
 
 
@@ -113,6 +151,8 @@ configs = st.builds(
     ctlb=st.sampled_from(["TCP", "Enabled", "Disabled"]),
     weps=st.lists(st.sampled_from([p.name for p in PODS]), unique=True).map(tuple),
     services=services,
+    host=st.sampled_from(sorted(HOST)),
+    policy=st.sampled_from(sorted(POLICIES)),
 )
 
 
@@ -120,7 +160,7 @@ configs = st.builds(
 def config_and_change(draw: st.DrawFn) -> tuple[Config, Config]:
     first = draw(configs)
     if draw(st.booleans()):  # a change to Services and EndpointSlices only
-        return first, Config(first.enabled, first.pattern, first.ctlb, first.weps, draw(services))
+        return first, dataclasses.replace(first, services=draw(services))
     return first, draw(configs)
 
 
