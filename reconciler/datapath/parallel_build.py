@@ -1,8 +1,8 @@
 """Program sets built side by side, one child process each.
 
-Compiling a set with bcc is single-threaded and takes seconds, and a node
-with host endpoints builds two large sets (tc and host) on its first apply
-and on every upgrade. The maps the sets share are made first, by one small
+Compiling a set with bcc is single-threaded, and a node with host
+endpoints builds two large sets (tc and host) on its first apply and on
+every upgrade. The maps the sets share are made first, by one small
 compile (loader.build_shared_maps), so no two children race to create and
 pin the same map; then each set is compiled, loaded and pinned by a child
 running loader.build, at most one child per CPU at a time. A child's build

@@ -45,9 +45,9 @@ CT_PREV_SETS = ("tc", "host", "connect")
 # programs find and write it until the handover ends (ct_handover.release).
 CT_HANDOVER_SETS = ("tc", "host")
 CT_PREV_PINS = ("rcl_ct_prev", "rcl_ct_prev_n")
-# Sets whose compile takes seconds (the tc datapath inlined whole into each
-# entry point), not a fraction of one: two of them to build are worth
-# building side by side (reconciler/datapath/parallel_build.py).
+# Sets whose compile is long (the tc datapath inlined whole into each entry
+# point; the others are small): two of them to build are worth building side
+# by side (reconciler/datapath/parallel_build.py).
 LONG_BUILDS = ("tc", "host")
 
 # The tc function attached in each direction, by the interface's kind: host

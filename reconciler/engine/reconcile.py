@@ -713,8 +713,8 @@ def execute(
 
 
 def _log_builds(changes: Sequence[Change]) -> None:
-    """Say which program sets bcc compiles now: seconds each, the longest
-    stage of a first apply or an upgrade."""
+    """Say which program sets bcc compiles now: the longest stage of a first
+    apply or an upgrade."""
     sets = [c.address.removeprefix("prog/") for c in changes
             if c.kind is ObjKind.PROG and c.action in (Action.CREATE, Action.REPLACE)]  # fmt: skip
     if sets:
