@@ -430,8 +430,10 @@ def make_plan(
             if states is not None:
                 states.latest()
         source = source()
+    mount_pending = False
     if target.snapshot is None:
         bpfsys.ensure_bpffs(target.bpffs_root, create=False)  # execute() makes it
+        mount_pending = bpfsys.bpffs_mount_pending(target.bpffs_root)
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
     desired, known = desired_state(
         source, target, links, keep_derived, slots, allow_empty, caches=caches
@@ -461,12 +463,18 @@ def make_plan(
         observed_fingerprint=observed.fingerprint() if fingerprint else "",
         changes=changes,
         build=desired.build,
-        warnings=desired.warnings,
+        warnings=(*_mount_note(mount_pending and bool(changes)), *desired.warnings),
         foreign=observed.foreign,
         not_enforced=desired.not_enforced,
         version=version(),
     )
     return plan, desired, observed
+
+
+def _mount_note(pending: bool) -> tuple[str, ...]:
+    """The plan's word that its apply mounts bpffs first (execute() does,
+    for a plan with changes)."""
+    return ("bpffs is not mounted at /sys/fs/bpf: the apply mounts it",) if pending else ()
 
 
 def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) -> bool:

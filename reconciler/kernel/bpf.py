@@ -582,6 +582,11 @@ def is_under(path: str, directory: str) -> bool:
     )
 
 
+def bpffs_mount_pending(path: str, mountpoint: str = "/sys/fs/bpf") -> bool:
+    """Would an apply have to mount bpffs at ``mountpoint`` for ``path``?"""
+    return (mountpoint, "bpf") not in mount_table() and is_under(path, mountpoint)
+
+
 def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> None:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` is on a bpf
     filesystem, ours alone (check_root; UnsafeRoot otherwise: also for a

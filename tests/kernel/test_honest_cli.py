@@ -234,3 +234,4 @@ def test_plan_and_status_on_a_node_without_bpffs_mount_nothing(node):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "exits 2 0" in done.stderr, done.stderr
     assert "+ prog/tc@" in done.stdout  # everything to create: nothing pinned was found
+    assert "Warning: bpffs is not mounted at /sys/fs/bpf: the apply mounts it" in done.stdout
