@@ -432,8 +432,8 @@ def make_plan(
         source = source()
     mount_pending = False
     if target.snapshot is None:
-        bpfsys.ensure_bpffs(target.bpffs_root, create=False)  # execute() makes it
-        mount_pending = bpfsys.bpffs_mount_pending(target.bpffs_root)
+        # execute() mounts bpffs and makes the root; a plan only checks them
+        mount_pending = bpfsys.ensure_bpffs(target.bpffs_root, create=False)
     log.info("compiling %s (%d file(s))", source.description, len(source.files), extra=PROGRESS)
     desired, known = desired_state(
         source, target, links, keep_derived, slots, allow_empty, caches=caches

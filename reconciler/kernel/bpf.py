@@ -582,18 +582,14 @@ def is_under(path: str, directory: str) -> bool:
     )
 
 
-def bpffs_mount_pending(path: str, mountpoint: str = "/sys/fs/bpf") -> bool:
-    """Would an apply have to mount bpffs at ``mountpoint`` for ``path``?"""
-    return (mountpoint, "bpf") not in mount_table() and is_under(path, mountpoint)
-
-
-def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> None:
+def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True) -> bool:
     """Make sure bpffs is mounted at ``mountpoint`` and ``path`` is on a bpf
     filesystem, ours alone (check_root; UnsafeRoot otherwise: also for a
     path elsewhere, where nothing can be pinned). ``create``: mount bpffs and
     make the root, 0700, when missing (an apply). Without it (a plan, a
     status) nothing is mounted or made: a root under an unmounted
-    ``mountpoint`` holds nothing yet, which is what observing it finds."""
+    ``mountpoint`` holds nothing yet, which is what observing it finds.
+    Returns whether bpffs is still to be mounted (only ever without ``create``)."""
     table = mount_table()
     mounted = (mountpoint, "bpf") in table
     if not mounted and create:
@@ -606,7 +602,7 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True
     check_parents(path)  # before creating anything under them
     fstype, point = filesystem_of(path, table)
     if fstype != "bpf" and not mounted and is_under(path, mountpoint):
-        return  # not created: the apply mounts bpffs first
+        return True  # not created: the apply mounts bpffs first
     if fstype != "bpf":
         raise UnsafeRoot(
             f"bpffs root {path} would be on {fstype or 'an unknown filesystem'} (mounted at "
@@ -616,8 +612,9 @@ def ensure_bpffs(path: str, mountpoint: str = "/sys/fs/bpf", create: bool = True
     if create:
         Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
     elif not os.path.lexists(path):
-        return
+        return not mounted
     check_root(path)
+    return not mounted
 
 
 def map_entries(fd: int) -> list[tuple[bytes, bytes]]:
