@@ -1,4 +1,4 @@
-"""Issue 2 end to end: real interfaces, real programs, real traffic."""
+"""The reconcile pipeline end to end: real interfaces, real programs, real traffic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 3 end to end: Services from Git served by our BPF NAT, with real traffic."""
+"""Services from Git served by our BPF NAT, end to end with real traffic: ClusterIP,
+NodePort, session affinity, hairpin, backends leaving, and conntrack across layouts."""
 
 from __future__ import annotations
 
