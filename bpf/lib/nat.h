@@ -22,6 +22,8 @@
 #define RCL_NAT_DROP   4 /* rewrite failed half way: the packet is unusable, drop */
 #define RCL_NAT_HAIRPIN 5 /* a pod reaching itself through a service, both addresses
 			   * rewritten: send it back out of the interface it came in on */
+#define RCL_NAT_RELATED 6 /* an ICMP error about a balanced flow's reply, its
+			   * destination rewritten to the backend: routed as DNAT is */
 
 /* Backend chosen for a new flow. */
 struct rcl_nat_pick {
@@ -205,14 +207,19 @@ static __always_inline int rcl_icmp_quote(struct __sk_buff *skb, __u32 off, stru
 }
 
 /* An ICMP error (unreachable, time exceeded, parameter problem) about a
- * balanced flow, on its way back to the client: the packet it quotes went
- * to the backend, while the client sent it to the VIP. The quote becomes
- * what the client sent (destination VIP and port), and the error's source
- * the VIP when the backend itself sent it, so the client's stack finds the
- * socket the error is for (Path MTU discovery, a closed UDP port). Found
- * through the flow's replies' entry, which is not touched. RCL_NAT_SNAT when
- * rewritten; RCL_NAT_PASS for anything else (a quote with IP options, a
- * hairpin flow, no such flow). */
+ * balanced flow, rewritten so the host it goes to finds the socket it is
+ * for (Path MTU discovery, a closed UDP port). Either way it is found
+ * through the flow's entries, which are not touched:
+ * - on its way back to the client (it quotes a packet that went to the
+ *   backend, through the replies' entry): the quote becomes what the client
+ *   sent (destination VIP and port), and the error's source the VIP when
+ *   the backend itself sent it. RCL_NAT_SNAT: forwarded as a reply is.
+ * - on its way to the backend (the client, or a router on its path, reports
+ *   on a reply, which left with the VIP as its source, through the forward
+ *   entry): the quote becomes what the backend sent, and the error, sent to
+ *   the VIP, goes to the backend. RCL_NAT_RELATED: routed as DNAT is.
+ * RCL_NAT_PASS for anything else (a hairpin flow, no such flow, an error to
+ * the backend not addressed to the VIP). */
 static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_off,
 					      const struct iphdr *ip)
 {
@@ -226,11 +233,13 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 		__u16 sport;
 		__u16 dport;
 	} qp;
-	/* (a quote with options is left alone: the rewrite below is at fixed offsets) */
-	if (rcl_icmp_quote(skb, q_off, &q, &qp, sizeof(qp)) || q.ihl != 5 ||
+	if (rcl_icmp_quote(skb, q_off, &q, &qp, sizeof(qp)) ||
 	    (q.protocol != IPPROTO_TCP && q.protocol != IPPROTO_UDP))
 		return RCL_NAT_PASS;
-	struct rcl_ct_key key = {}; /* the replies' entry: from the backend to the client */
+	/* the quote reversed: the replies' entry (backend to client) for a quote
+	 * that went to the backend, the forward entry (client to VIP) for a
+	 * reply that came from the VIP */
+	struct rcl_ct_key key = {};
 	key.src = q.daddr;
 	key.dst = q.saddr;
 	key.sport = qp.dport;
@@ -239,30 +248,44 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 	__u64 now = 0;
 	struct rcl_ct_hit ct;
 	ct.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
-	if (!rcl_ct_lookup(&key, &now, &ct) || ct.val.type != RCL_CT_REVERSE ||
-	    (ct.val.flags & RCL_CT_HAIRPIN))
+	if (!rcl_ct_lookup(&key, &now, &ct) || (ct.val.flags & RCL_CT_HAIRPIN))
 		return RCL_NAT_PASS;
-	__u32 be = q.daddr, vip = ct.val.orig_ip;
-	__u16 be_port = qp.dport, vport = ct.val.orig_port;
-	__u16 qcheck = rcl_csum_replace4(q.check, be, vip);
+	int to_backend = ct.val.type == RCL_CT_FORWARD;
+	if (!to_backend && ct.val.type != RCL_CT_REVERSE)
+		return RCL_NAT_PASS;
+	/* what changes: one address and one port of the quote, and the
+	 * error's own address on the same side when it is that address */
+	__u32 from = to_backend ? q.saddr : q.daddr;
+	__u32 to = to_backend ? ct.val.be_ip : ct.val.orig_ip;
+	__u16 from_port = to_backend ? qp.sport : qp.dport;
+	__u16 to_port = to_backend ? ct.val.be_port : ct.val.orig_port;
+	__u32 q_addr = q_off + (to_backend ? offsetof(struct iphdr, saddr)
+					   : offsetof(struct iphdr, daddr));
+	__u32 q_port = q_off + q.ihl * 4 + (to_backend ? 0 : 2); /* after any IP options */
+	__u32 outer = to_backend ? ip->daddr : ip->saddr;
+	__u32 outer_off = l3_off + (to_backend ? offsetof(struct iphdr, daddr)
+					       : offsetof(struct iphdr, saddr));
+	if (to_backend && outer != from)
+		return RCL_NAT_PASS;
+	__u16 qcheck = rcl_csum_replace4(q.check, from, to);
 	/* the quote, then the error's checksum, which covers it (no pseudo header) */
-	if (bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, daddr), &vip, 4, 0) ||
+	if (bpf_skb_store_bytes(skb, q_addr, &to, 4, 0) ||
 	    bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, check), &qcheck, 2, 0) ||
-	    bpf_skb_store_bytes(skb, q_off + sizeof(q) + 2, &vport, 2, 0) ||
-	    bpf_l4_csum_replace(skb, l4_off + 2, be, vip, 4) ||
+	    bpf_skb_store_bytes(skb, q_port, &to_port, 2, 0) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, from, to, 4) ||
 	    bpf_l4_csum_replace(skb, l4_off + 2, q.check, qcheck, 2) ||
-	    bpf_l4_csum_replace(skb, l4_off + 2, be_port, vport, 2)) {
+	    bpf_l4_csum_replace(skb, l4_off + 2, from_port, to_port, 2)) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
-	if (ip->saddr == be &&
-	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), be, vip, 4) ||
-	     bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &vip, 4, 0))) {
+	if (outer == from &&
+	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), from, to, 4) ||
+	     bpf_skb_store_bytes(skb, outer_off, &to, 4, 0))) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
-	rcl_nat_count(RCL_NS_SNAT);
-	return RCL_NAT_SNAT;
+	rcl_nat_count(to_backend ? RCL_NS_DNAT_CT : RCL_NS_SNAT);
+	return to_backend ? RCL_NAT_RELATED : RCL_NAT_SNAT;
 }
 
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4

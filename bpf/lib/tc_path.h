@@ -121,7 +121,8 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 {
 	rcl_barrier();
 	int verdict = rcl_read_once(ps->verdict);
-	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN)
+	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN ||
+	    verdict == RCL_NAT_RELATED)
 		st->nat++;
 	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
 		st->dropped++;
@@ -211,12 +212,15 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		return TC_ACT_SHOT;
 	__u32 flags = st->flags;
 	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
-	if (ps->verdict == RCL_NAT_DNAT || ps->verdict == RCL_NAT_HAIRPIN) {
-		/* judged on where NAT sent it: the backend's address and port */
+	int verdict = ps->verdict;
+	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_HAIRPIN || verdict == RCL_NAT_RELATED) {
+		/* judged on where NAT sent it: the backend's address and port (an
+		 * ICMP error's type and code stay what they were) */
 		struct iphdr ip;
 		__u16 dport = ps->f.dval;
 		if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) ||
-		    rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport)))
+		    (verdict != RCL_NAT_RELATED &&
+		     rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport))))
 			return TC_ACT_SHOT;
 		if (host)
 			ps->f.local = ip.daddr;

@@ -72,9 +72,15 @@ def packet(
     if proto == UDP and not udp_csum:
         c = 0
     l4 = l4[:csum_at] + struct.pack("!H", c) + l4[csum_at + 2 :]
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, proto, 0, src.packed, dst.packed
-    )
+    return ipv4_frame(src, dst, proto, l4)
+
+
+def ipv4_frame(
+    src: IPv4Address, dst: IPv4Address, proto: int, l4: bytes, dont_fragment: bool = True
+) -> bytes:
+    """An Ethernet frame of an IPv4 packet carrying l4, its header checksum set."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0x4000 if dont_fragment else 0,
+                     64, proto, 0, src.packed, dst.packed)  # fmt: skip
     ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
     return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
 
@@ -541,3 +547,113 @@ def test_a_removal_never_clobbers_a_slot_that_changed_hands(dp: Dataplane) -> No
     # the slot is free again: the flow's next packet starts it afresh
     assert dp.run(packet(CLIENT, VIP, 49000, 80, TCP))[0] == DNAT
     assert dp.ct(key) is not None
+
+
+RELATED = 6
+ROUTER = IPv4Address("192.0.2.1")  # a router on the way: the error's sender
+NOPS = b"\x01\x01\x01\x00"  # an IP option field: three NOPs and the end
+
+
+def quoted(frame: bytes, options: bytes = b"") -> bytes:
+    """What an ICMP error quotes of a packet: its IPv4 header (with
+    `options` added) and the first 8 bytes after it."""
+    ip, l4 = bytearray(frame[14:34]), frame[34:42]
+    ip[0] = 0x40 | (5 + len(options) // 4)
+    ip[2:4] = struct.pack("!H", struct.unpack("!H", ip[2:4])[0] + len(options))
+    ip[10:12] = b"\0\0"
+    header = bytes(ip) + options
+    return header[:10] + struct.pack("!H", _csum(header)) + header[12:] + l4
+
+
+def icmp_error(src: IPv4Address, dst: IPv4Address, quote: bytes) -> bytes:
+    """An ICMP port unreachable from src to dst."""
+    msg = struct.pack("!BBHI", 3, 3, 0, 0) + quote
+    msg = msg[:2] + struct.pack("!H", _csum(msg)) + msg[4:]
+    return ipv4_frame(src, dst, 1, msg, dont_fragment=False)
+
+
+@dataclass(frozen=True)
+class ParsedError:
+    src: IPv4Address
+    dst: IPv4Address
+    quote_src: IPv4Address
+    quote_dst: IPv4Address
+    quote_ports: tuple[int, int]
+    quote_options: bytes
+    checksums_ok: bool  # the error's header, its ICMP message, the quoted header
+
+
+def parse_error(frame: bytes) -> ParsedError:
+    ip, msg = frame[14:34], frame[34:]
+    q_len = (msg[8] & 0x0F) * 4
+    q = msg[8 : 8 + q_len]
+    ok = _csum(ip) == 0 and _csum(msg) == 0 and _csum(q) == 0
+    return ParsedError(
+        IPv4Address(ip[12:16]), IPv4Address(ip[16:20]),
+        IPv4Address(q[12:16]), IPv4Address(q[16:20]),
+        struct.unpack("!HH", msg[8 + q_len : 12 + q_len]), q[20:], ok,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("options", [b"", NOPS], ids=["plain", "ip-options"])
+@pytest.mark.parametrize("proto", [TCP, UDP], ids=["tcp", "udp"])
+def test_an_icmp_error_about_a_balanced_flow_is_translated_both_ways(
+    dp: Dataplane, proto: nl.Proto, options: bytes
+) -> None:
+    """Toward the client: an error about what the backend received becomes
+    one about what the client sent, from the VIP when the backend sent it.
+    Toward the backend: an error about a reply (from the VIP), sent to the
+    VIP, goes to the backend about what the backend sent. Every checksum
+    stays right, a quote with IP options included; the flow's entries are
+    not touched."""
+    dp.service(1, BACKENDS, proto=proto)
+    to_backend = dp.run(packet(CLIENT, VIP, 42000, 80, proto))[1]
+    backend = parse(to_backend).dst
+    entries = {k: dp.ct(k) for k in (nr.CtKey(CLIENT, VIP, 42000, 80, proto),
+                                     nr.CtKey(backend, CLIENT, 8080, 42000, proto))}  # fmt: skip
+
+    for sender, outer_src in ((backend, VIP), (ROUTER, ROUTER)):
+        verdict, out = dp.run(icmp_error(sender, CLIENT, quoted(to_backend, options)))
+        e = parse_error(out)
+        assert verdict == SNAT and e.checksums_ok, e
+        assert (e.src, e.dst) == (outer_src, CLIENT)
+        assert (e.quote_src, e.quote_dst, e.quote_ports) == (CLIENT, VIP, (42000, 80))
+        assert e.quote_options == options
+
+    reply = packet(VIP, CLIENT, 80, 42000, proto, flags=SYN | ACK)  # as the client got it
+    before = dp.stat(nl.NatStat.DNAT_CT)
+    for sender in (CLIENT, ROUTER):
+        verdict, out = dp.run(icmp_error(sender, VIP, quoted(reply, options)))
+        e = parse_error(out)
+        assert verdict == RELATED and e.checksums_ok, e
+        assert (e.src, e.dst) == (sender, backend)
+        assert (e.quote_src, e.quote_dst, e.quote_ports) == (backend, CLIENT, (8080, 42000))
+        assert e.quote_options == options
+    assert dp.stat(nl.NatStat.DNAT_CT) == before + 2
+    assert {k: dp.ct(k) for k in entries} == entries
+
+
+def test_an_icmp_error_nat_has_no_flow_for_passes_untouched(dp: Dataplane) -> None:
+    """No such flow; a reply's error not sent to the VIP; a pod reaching
+    itself through its service (hairpin); an ICMP message that is not an
+    error: each passes as it came."""
+    dp.service(1, BACKENDS, proto=UDP)
+    backend = parse(dp.run(packet(CLIENT, VIP, 42100, 80, UDP))[1]).dst
+    reply = quoted(packet(VIP, CLIENT, 80, 42100, UDP))
+    unknown = quoted(packet(VIP, CLIENT, 80, 42101, UDP))
+    # a flow balanced to the client itself (tried port by port)
+    _, hairpin_in = next(
+        out for port in range(42200, 42300)
+        if (out := dp.run(packet(BACKENDS[0], VIP, port, 80, UDP)))[0] == 5
+    )  # fmt: skip
+    hairpin = quoted(hairpin_in)
+    echo = icmp_error(CLIENT, VIP, reply)
+    echo = echo[:34] + b"\x08" + echo[35:]  # type 8: an echo request, not an error
+    for frame in (
+        icmp_error(CLIENT, VIP, unknown),
+        icmp_error(CLIENT, ROUTER, reply),
+        icmp_error(BACKENDS[0], VIP, hairpin),
+        echo,
+    ):
+        assert dp.run(frame) == (PASS, frame)
+    assert backend in BACKENDS

@@ -628,9 +628,20 @@ def test_verify_reads_back_the_table_entries_the_apply_wrote(svc, monkeypatch):
     svc.node.apply_converged()  # the next apply repairs it
 
 
+# What a UDP socket's next recv() says, printed: data, refused (an ICMP
+# error reached it) or timeout.
+RECV_OUTCOME = """\
+try:
+    s.recv(100)
+    print("data")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("timeout")
+"""
+
 # A connected UDP socket: argv DST PORT LOCAL_PORT (0: any) send|wait. It
-# sends one datagram, or says "ready" and waits; then prints what its next
-# recv() says: data, refused (an ICMP error reached it) or timeout.
+# sends one datagram, or says "ready" and waits; then prints RECV_OUTCOME.
 UDP_CLIENT = """\
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -641,14 +652,7 @@ if sys.argv[4] == "send":
     s.send(b"x")
 else:
     print("ready", flush=True)
-try:
-    s.recv(100)
-    print("data")
-except ConnectionRefusedError:
-    print("refused")
-except TimeoutError:
-    print("timeout")
-"""
+""" + RECV_OUTCOME
 
 
 def udp_out_only(name: str, src: Pod, dst: Pod, ports: list[int]) -> str:
@@ -699,3 +703,113 @@ def test_an_icmp_error_from_a_backend_reaches_the_client_as_the_vips(svc):
     node.apply_converged()
     assert answer(VIP, "53") == "refused"
     assert answer(closed.ip, "8080") == "refused"
+
+
+# A UDP server that answers its first datagram late, after the client has
+# gone: argv PORT. It says "ready", takes one datagram, connects to its
+# sender, waits, sends a reply (which finds no socket there), and prints
+# what its next recv() says: refused (the client's port unreachable reached
+# it), data or timeout.
+LATE_SERVER = """\
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[1])))
+print("ready", flush=True)
+_, peer = s.recvfrom(100)
+s.connect(peer)
+time.sleep(0.5)
+s.send(b"late")
+s.settimeout(3)
+""" + RECV_OUTCOME
+
+# One datagram from a socket that closes at once: argv DST PORT.
+SEND_AND_GO = """\
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"x", (sys.argv[1], int(sys.argv[2])))
+s.close()
+"""
+
+UDP_NODEPORT = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: dns, namespace: shop}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.53
+  ports:
+  - {{name: dns, protocol: UDP, port: 53, targetPort: 8080, nodePort: {nodeport}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports:
+- {{name: dns, protocol: UDP, port: 8080}}
+endpoints:
+- addresses: ["{ip}"]
+  nodeName: node-1
+  conditions: {{ready: true}}
+"""
+
+
+def udp_in_only(name: str, dst: Pod, src: Pod) -> str:
+    """A NetworkPolicy on `dst`: in, UDP 8080 from `src` alone (no ICMP)."""
+    return f"""\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  selector: app == "{dst.name}"
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: UDP
+    source: {{selector: app == "{src.name}"}}
+    destination: {{ports: [8080]}}
+"""
+
+
+def test_an_icmp_error_about_a_reply_reaches_the_backend(svc):
+    """The client's port unreachable quotes the reply as it arrived (from
+    the VIP) and goes to the VIP. NAT sends it to the backend, the quote
+    made what the backend sent, so the backend's socket hears that its peer
+    is gone. From a pod to a ClusterIP, under policies on both ends that let
+    no ICMP through, and from outside to a NodePort (the error then goes to
+    one of the node's own addresses)."""
+    node, sb = svc.node, svc.node.sandbox
+    node.felix()
+    node.write("felix.yaml", svc._felix("Disabled"))
+    backend = BACKENDS[0]
+    for pod in (CLIENT, backend):
+        node.wep(pod)
+    svc.service(backends=(backend,))
+    node.write("svc-dns.yaml", UDP_NODEPORT.format(nodeport=30053, ip=backend.ip))
+    node.apply_converged()
+
+    def backend_hears(client_ns: str, dst: str, port: int) -> str:
+        server = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{sb.pod_ns(backend)}",
+             sys.executable, "-c", LATE_SERVER, "8080"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            sb.exec(client_ns, sys.executable, "-c", SEND_AND_GO, dst, str(port), timeout=15)
+            out, _ = server.communicate(timeout=15)
+            return out.strip()
+        finally:
+            server.kill()
+            server.wait()
+
+    assert backend_hears(sb.pod_ns(CLIENT), VIP, 53) == "refused"
+    assert backend_hears(sb.pod_ns(CLIENT), backend.ip, 8080) == "refused"  # no NAT
+    assert backend_hears(sb.ext, sb.node_ip, 30053) == "refused"
+    node.write("policy-client.yaml", udp_out_only("client-udp-out", CLIENT, backend, [8080]))
+    node.write("policy-backend.yaml", udp_in_only("backend-udp-in", backend, CLIENT))
+    node.apply_converged()
+    assert backend_hears(sb.pod_ns(CLIENT), VIP, 53) == "refused"
+    assert backend_hears(sb.pod_ns(CLIENT), backend.ip, 8080) == "refused"
