@@ -154,6 +154,11 @@ struct rcl_ct_bucket {
 #define RCL_CTLB_TCP      0
 #define RCL_CTLB_ALL      1
 #define RCL_CTLB_DISABLED 2
+/* In TCP mode, UDP from sockets in the node's own network namespace
+ * (host_netns) is balanced at connect time too: no tc program sees the
+ * host's own packets on their way to a VIP (Felix
+ * bpfHostNetworkedNATWithoutCTLB). */
+#define RCL_CTLB_HOST_UDP 4
 
 /* rcl_nat_globals value: 32 bytes. A timeout of 0 means the built-in default
  * (RCL_CT_DEF_*, Calico's defaults). */
@@ -165,7 +170,7 @@ struct rcl_nat_globals {
 	__u32 udp_s;
 	__u32 generic_s;    /* ICMP and other protocols */
 	__u32 flags;        /* RCL_CTLB_* */
-	__u32 pad;
+	__u32 host_netns;   /* the node's network namespace: its cookie's low 32 bits */
 };
 
 #define RCL_CT_DEF_SYN_SENT_S    20

@@ -85,7 +85,7 @@ def clean_conntrack(
     return removed
 
 
-def _cgroup_netns(cgroup: str) -> set[str]:
+def cgroup_netns(cgroup: str) -> set[str]:
     """Network namespaces (as /proc/<pid>/ns/net paths) of processes in a cgroup tree."""
     found: dict[tuple[int, int], str] = {}
     for procs in Path(cgroup).rglob("cgroup.procs"):
@@ -103,14 +103,15 @@ def _cgroup_netns(cgroup: str) -> set[str]:
     return set(found.values())
 
 
-def destroy_udp_sockets(cgroup: str, backends: Iterable[tuple[str, int]]) -> int:
-    """Destroy UDP sockets connected to departed backends, in every network
-    namespace used by processes under the connect-time-LB cgroup."""
+def destroy_udp_sockets(namespaces: Iterable[str], backends: Iterable[tuple[str, int]]) -> int:
+    """Destroy UDP sockets connected to departed backends in each network
+    namespace (a path nsenter takes): those of processes under the
+    connect-time-LB cgroup (cgroup_netns), or the node's own alone."""
     targets = sorted({(str(ipaddress.IPv4Address(ip)), int(port)) for ip, port in backends})
-    if not targets or not cgroup:
+    if not targets:
         return 0
     destroyed = 0
-    for netns in sorted(_cgroup_netns(cgroup)):
+    for netns in sorted(set(namespaces)):
         for ip, port in targets:
             # argv, never a shell: addresses come from the (untrusted) config repo,
             # and were parsed as addresses above.

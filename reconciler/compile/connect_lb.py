@@ -30,6 +30,19 @@ def ctlb_mode(config: Mapping[str, Any]) -> str:
     return mode if mode in CTLB_MODES else "TCP"
 
 
+def host_udp_at_connect(config: Mapping[str, Any], netns_cookie: int | None) -> bool:
+    """In TCP mode, is UDP from the node's own sockets balanced at connect
+    time too? Calico NATs host-networked traffic without connect-time LB
+    (bpfHostNetworkedNATWithoutCTLB, Enabled by default); the host's own
+    packets to a VIP meet no tc program of ours, so here connect time is
+    where it happens. Only with the node's namespace known (its cookie)."""
+    return (
+        ctlb_mode(config) == "TCP"
+        and config.get("bpfHostNetworkedNATWithoutCTLB", "Enabled") != "Disabled"
+        and netns_cookie is not None
+    )
+
+
 def compile_connect_lb(
     config: Mapping[str, Any], programs: Programs, cgroup_id: int | None, cgroup_path: str
 ) -> Fragment:

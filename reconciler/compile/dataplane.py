@@ -74,8 +74,9 @@ def compile_desired(
     ]
     others = merge(fragments)
     nat, index = compile_service_nat(
-        resources, node, selection.node_ips, config, file_ids, context, others
-    )
+        resources, node, selection.node_ips, config, file_ids, context, others,
+        host.netns_cookie,
+    )  # fmt: skip
     state = merge((others, nat))
     build = {
         "flags": list(programs.flags),

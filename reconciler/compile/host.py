@@ -26,3 +26,4 @@ class Host:
     cgroup_id: int | None = None  # cgroup v2 for connect-time LB; None: none given
     cgroup_path: str = ""
     hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
+    netns_cookie: int | None = None  # the node's network namespace; None: not known

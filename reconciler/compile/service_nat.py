@@ -1,5 +1,6 @@
 """Service NAT: Services and EndpointSlices into the NAT tables, and the
-NAT settings every program reads (conntrack timeouts, connect-time LB mode).
+NAT settings every program reads (conntrack timeouts, connect-time LB mode,
+the node's network namespace).
 Pure."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.compile import nat_tables
-from reconciler.compile.connect_lb import CTLB_MODES, ctlb_mode
+from reconciler.compile.connect_lb import CTLB_MODES, ctlb_mode, host_udp_at_connect
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.programs import MAP_SIZES
 from reconciler.compile.services import service_fragments, service_ids
@@ -20,7 +21,7 @@ from reconciler.plan.address import Address
 from reconciler.plan.state import Obj, ObjKind
 
 
-def _nat_globals(config: Mapping[str, Any]) -> dict[str, Any]:
+def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[str, Any]:
     t = config["bpfConntrackTimeouts"]
 
     def secs(key: str) -> int:
@@ -36,6 +37,11 @@ def _nat_globals(config: Mapping[str, Any]) -> dict[str, Any]:
         "udp_s": secs("udpTimeout"),
         "generic_s": secs("genericTimeout"),
         "ctlb": CTLB_MODES[ctlb_mode(config)],
+        **(
+            {"host_udp": 1, "host_netns": netns_cookie & 0xFFFFFFFF}
+            if netns_cookie is not None and host_udp_at_connect(config, netns_cookie)
+            else {"host_udp": 0, "host_netns": 0}
+        ),
     }
 
 
@@ -47,6 +53,7 @@ def compile_service_nat(
     file_ids: Mapping[str, str] | None = None,
     context: str = "",
     others: Fragment | None = None,
+    netns_cookie: int | None = None,
 ) -> tuple[Fragment, nat_tables.NatIndex | None]:
     """NAT frontends and backends, packed per service, as raw bytes (100k+
     entries at scale, compared at C speed), and the NAT settings entry.
@@ -67,7 +74,9 @@ def compile_service_nat(
             others.warnings if others else (), others.errors if others else (),
         )  # fmt: skip
     settings = Obj(
-        Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY), ObjKind.ENTRY, _nat_globals(config)
+        Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY),
+        ObjKind.ENTRY,
+        _nat_globals(config, netns_cookie),
     )
     fragment = Fragment(
         (settings,), folded.tables, folded.table_info, folded.warnings, folded.errors

@@ -23,6 +23,7 @@ FELIX_ACTED_ON = frozenset(
         "bpfL3IfacePattern",
         "bpfConnectTimeLoadBalancing",
         "bpfConnectTimeLoadBalancingEnabled",
+        "bpfHostNetworkedNATWithoutCTLB",
         "bpfConntrackTimeouts",
         "bpfMapSizeConntrack",
         "bpfMapSizeIfState",

@@ -15,6 +15,7 @@ DEFAULTS: Mapping[str, Any] = {
     "bpfDataIfacePattern": r"^((en|wl|ww|sl|ib)[Popsx].*|(eth|wlan|wwan).*)",
     "bpfL3IfacePattern": "",
     "bpfConnectTimeLoadBalancing": "TCP",
+    "bpfHostNetworkedNATWithoutCTLB": "Enabled",
     "bpfMapSizeNATFrontend": 65536,
     "bpfMapSizeNATBackend": 262144,
     "bpfMapSizeNATAffinity": 65536,

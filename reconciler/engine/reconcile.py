@@ -38,6 +38,7 @@ from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel.rtnetlink import netns_cookie, netns_path
 from reconciler.observe.kernel import held_slots, observe, with_entries
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, diff
@@ -63,6 +64,12 @@ if TYPE_CHECKING:
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal
 # (reconciler.cli.logs); `extra={"progress": True}` marks them.
+# Where a UDP socket may be connected straight to a backend: in any network
+# namespace under the connect-time-LB cgroup, in the node's own alone, or
+# nowhere.
+UDP_EVERYWHERE, UDP_HOST, UDP_NOWHERE = "everywhere", "host", ""
+
+
 log = logsink.get("reconciler.engine")
 PROGRESS = {"progress": True}
 
@@ -251,6 +258,7 @@ def compiled_state(
                 host.cgroup_id,
                 host.cgroup_path,
                 host.hz,
+                host.netns_cookie,
                 target.bpffs_root,
                 digest,
             ]
@@ -600,15 +608,18 @@ def host_facts(target: Target, links: list[Link]) -> Host:
     if target.snapshot is not None:
         facts = target.snapshot.host
         return Host(
-            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz")
-        )
+            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz"),
+            facts.get("netns_cookie"),
+        )  # fmt: skip
     cgroup_id = None
     if target.cgroup:
         try:
             cgroup_id = os.stat(target.cgroup).st_ino  # a cgroup's id is its kernfs inode
         except OSError as exc:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
-    return Host(tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz())
+    return Host(
+        tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), netns_cookie(target.netns)
+    )
 
 
 def check_fresh(
@@ -683,11 +694,12 @@ def execute(
     plan: Plan,
     target: Target,
     backends: Mapping[bytes, bytes] | None = None,
-    udp_connected: bool = True,
+    udp_connected: str = UDP_EVERYWHERE,
 ) -> list[tuple[str, str]]:
     """Run every change in plan order; returns (address, result) pairs.
-    `udp_connected=False` says no UDP socket can be connected to a backend
-    (connect-time load balancing did not cover UDP): none need destroying."""
+    `udp_connected` says where UDP sockets may be connected to a backend
+    (udp_balanced_at_connect), for those of departed backends to be
+    destroyed."""
     from reconciler.apply.executor import Executor  # as in _services_only_update
 
     if plan.changes:
@@ -730,7 +742,7 @@ def _log_builds(changes: Sequence[Change]) -> None:
 
 
 def _after_backend_changes(
-    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None, udp_connected: bool
+    plan: Plan, target: Target, backends: Mapping[bytes, bytes] | None, udp_connected: str
 ) -> list[tuple[str, str]]:
     """Conntrack and connected-socket hygiene once backends have left.
 
@@ -779,27 +791,36 @@ def _after_backend_changes(
         if address.map == MAP_NAT_BE and c.before
     } - live
     # `ss -K` runs once per backend and network namespace: only if it can find something
-    udp_gone = gone if udp_connected else set()
-    sockets = ct_clean.destroy_udp_sockets(target.cgroup or "", udp_gone) if udp_gone else 0
+    sockets = 0
+    if gone and udp_connected == UDP_EVERYWHERE and target.cgroup:
+        sockets = ct_clean.destroy_udp_sockets(ct_clean.cgroup_netns(target.cgroup), gone)
+    elif gone and udp_connected == UDP_HOST:
+        own = netns_path(target.netns) if target.netns else "/proc/self/ns/net"
+        sockets = ct_clean.destroy_udp_sockets([own], gone)
     return [
         ("conntrack", f"removed {removed} entries of departed backends"),
         ("sockets", f"destroyed {sockets} UDP sockets connected to departed backends"),
     ]
 
 
-def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> bool:
-    """Could a UDP socket be connected straight to a backend? Only if
-    connect-time load balancing covers UDP (bpfConnectTimeLoadBalancing
-    Enabled) now, or did until this plan changed it."""
+def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> str:
+    """Where could a UDP socket be connected straight to a backend? Wherever
+    connect-time load balancing covers UDP now, or did until this plan
+    changed it: everywhere (bpfConnectTimeLoadBalancing Enabled), or the
+    node's own sockets (TCP mode with host_udp)."""
     from reconciler.compile.connect_lb import CTLB_MODES  # as in _services_only_update
 
     address = Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY)
     everything = CTLB_MODES["Enabled"]
     now = desired.objects.get(address)
-    if now is None or now.attrs.get("ctlb") == everything:
-        return True
-    return any(c.address == address and (c.before or {}).get("ctlb") == everything
-               for c in plan.changes)  # fmt: skip
+    if now is None:
+        return UDP_EVERYWHERE
+    seen = [now.attrs] + [c.before or {} for c in plan.changes if c.address == address]
+    if any(attrs.get("ctlb") == everything for attrs in seen):
+        return UDP_EVERYWHERE
+    if any(attrs.get("host_udp") for attrs in seen):
+        return UDP_HOST
+    return UDP_NOWHERE
 
 
 def socket_ip(raw: bytes) -> str:

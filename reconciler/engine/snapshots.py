@@ -23,7 +23,12 @@ def take(target: Target) -> dict[str, Any]:
         now_iso(),
         observed,
         tuple(links),
-        {"cgroup_id": host.cgroup_id, "cgroup_path": host.cgroup_path, "hz": host.hz},
+        {
+            "cgroup_id": host.cgroup_id,
+            "cgroup_path": host.cgroup_path,
+            "hz": host.hz,
+            "netns_cookie": host.netns_cookie,
+        },
     )
     return snapshots.dump(snap)
 

@@ -311,6 +311,23 @@ def _socket_in(netns: str) -> socket.socket:
         os.close(target)
 
 
+SO_NETNS_COOKIE = 71  # Linux 5.14+; not in Python's socket module
+
+
+def netns_cookie(netns: str | None = None) -> int | None:
+    """The kernel's cookie of `netns` (None: this namespace), as BPF's
+    bpf_get_netns_cookie sees it; None where the kernel has no such option."""
+    sock = _socket_in(netns) if netns else socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE
+    )
+    with sock:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+        except OSError:
+            return None
+    return int.from_bytes(raw, sys.byteorder)
+
+
 class Rtnl:
     """Read-only rtnetlink dumps, optionally inside a network namespace."""
 

@@ -18,6 +18,8 @@ import pytest
 
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel.rtnetlink import netns_cookie
+from sandbox.nat_stats import read_stat
 from tests.kernel.rcl_bcc import BPF_DIR, cflags, flatten, private_pin_dir, skip_unless_kernel
 from tests.support import nat_records as nr
 
@@ -80,10 +82,17 @@ class Ctlb:
             nr.Frontend(svc_id, len(backends)).encode(),
         )
 
-    def mode(self, mode: nl.CtlbMode) -> None:
-        bpfsys.map_update(
-            self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), nr.NatGlobals(ctlb=mode).encode()
+    def mode(self, mode: nl.CtlbMode, host_netns: int | None = None) -> None:
+        """The mode; with host_netns (a cookie's low 32 bits), UDP from that
+        network namespace is balanced in TCP mode too."""
+        globals_ = nr.NatGlobals(
+            ctlb=mode, host_udp=host_netns is not None, host_netns=host_netns or 0
         )
+        bpfsys.map_update(self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), globals_.encode())
+
+    def balanced_udp(self) -> int:
+        """How many UDP sends and connects were balanced (rcl_nat_stats)."""
+        return read_stat(self.fds[nl.MAP_NAT_STATS], nl.NatStat.CTLB_UDP)
 
     def client(self, mode: str, vip: IPv4Address, port: int) -> str:
         out = subprocess.run(
@@ -121,7 +130,7 @@ def ctlb() -> Iterator[Ctlb]:
                 fn = b.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
                 BPF.attach_func(fn, cg_fd, attach_type)
                 attached.append((fn, attach_type))
-            for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_GLOBALS):
+            for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_GLOBALS, nl.MAP_NAT_STATS):
                 fds[name] = bpfsys.obj_get(str(root / "maps" / name))
             yield Ctlb(cgroup, fds)
         finally:
@@ -207,3 +216,23 @@ def test_udp_is_not_balanced_in_tcp_mode(ctlb: Ctlb, udp_server: int) -> None:
     ctlb.mode(nl.CtlbMode.TCP)
     # straight to 127.1.1.1:1053 where nothing listens: refused (ICMP) or timeout
     assert ctlb.client("udp", VIP, 1053).startswith("ERR")
+
+
+def test_host_udp_in_tcp_mode_is_balanced_for_the_nodes_namespace_alone(
+    ctlb: Ctlb, udp_server: int
+) -> None:
+    """TCP mode with the node's namespace named: UDP from a socket in it is
+    balanced at connect time and its replies show the VIP; a socket in any
+    other namespace (a pod's) is left to tc, as before."""
+    ctlb.frontend(VIP, 1053, nl.Proto.UDP, ((LOOPBACK, udp_server),), svc_id=3)
+    here = netns_cookie()
+    assert here is not None
+    try:
+        ctlb.mode(nl.CtlbMode.TCP, host_netns=here & 0xFFFFFFFF)
+        assert ctlb.client("udp", VIP, 1053) == f"pong:ping {VIP} 1053"
+        ctlb.mode(nl.CtlbMode.TCP, host_netns=(here + 1) & 0xFFFFFFFF)  # another namespace's
+        before = ctlb.balanced_udp()
+        assert ctlb.client("udp", VIP, 1053).startswith("ERR")
+        assert ctlb.balanced_udp() == before
+    finally:
+        ctlb.mode(nl.CtlbMode.TCP)

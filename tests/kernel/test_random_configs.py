@@ -114,10 +114,13 @@ class Config:
     services: tuple[Svc, ...]
     host: str = "none"
     policy: str = "none"
+    host_nat: str = ""  # bpfHostNetworkedNATWithoutCTLB; "": unset
 
     def files(self) -> dict[str, str]:
         felix = FELIX.format(enabled=str(self.enabled).lower(), pattern=self.pattern)
         felix += f"  bpfConnectTimeLoadBalancing: {self.ctlb}\n"
+        if self.host_nat:
+            felix += f"  bpfHostNetworkedNATWithoutCTLB: {self.host_nat}\n"
         out = {"felix.yaml": felix}
         for pod in PODS:
             if pod.name in self.weps:
@@ -153,6 +156,7 @@ configs = st.builds(
     services=services,
     host=st.sampled_from(sorted(HOST)),
     policy=st.sampled_from(sorted(POLICIES)),
+    host_nat=st.sampled_from(["", "Enabled", "Disabled"]),
 )
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import nat_types as nl
 from reconciler.plan.address import Address
+from sandbox.nat_stats import pinned_stat
 from sandbox.netns import Pod
 from tests.kernel.conftest import PODS, bpftool_dump
 
@@ -204,6 +206,37 @@ def test_clusterip_tcp_and_udp_reach_backends_and_spread(svc, ctlb, in_cgroup):
     assert set(names(udp)) == {"back0", "back1", "back2"}, udp
 
 
+def test_host_networked_udp_reaches_a_service_in_tcp_mode(svc):
+    """Calico's defaults (connect-time LB for TCP, host-networked NAT
+    without it): the node's own UDP to a ClusterIP is balanced at connect
+    time, a pod's still by tc. With bpfHostNetworkedNATWithoutCTLB
+    Disabled, the node's UDP goes to the VIP itself, which nothing answers."""
+    svc.start("TCP")
+    svc.service()
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+
+    def balanced_at_connect() -> int:
+        return pinned_stat(sb.bpffs_root, nl.NatStat.CTLB_UDP)
+
+    before = balanced_at_connect()
+    host = svc.request("udp", VIP, 53, 10, ns=sb.node, in_cgroup=True)
+    assert set(names(host)) <= {"back0", "back1", "back2"} and len(host) == 10, host
+    assert balanced_at_connect() == before + 10
+    pod = svc.request("udp", VIP, 53, 10, in_cgroup=True)
+    assert set(names(pod)) <= {"back0", "back1", "back2"} and len(pod) == 10, pod
+    assert balanced_at_connect() == before + 10  # a pod's UDP: tc NAT
+    svc.node.write("felix.yaml", svc._felix("TCP").replace(
+        "  bpfEnabled: true\n", "  bpfEnabled: true\n  bpfHostNetworkedNATWithoutCTLB: Disabled\n"
+    ))  # fmt: skip
+    rc, out, _ = svc.node.run("--plan")
+    assert rc == 2 and "rcl_nat_globals/0" in out and "host_udp" in out, out
+    svc.node.apply_converged()
+    assert svc.request("udp", VIP, 53, 1, ns=sb.node, in_cgroup=True) == ["ERR TIMEOUT"]
+    pod = svc.request("udp", VIP, 53, 3, in_cgroup=True)
+    assert set(names(pod)) <= {"back0", "back1", "back2"} and len(pod) == 3, pod
+
+
 def test_removed_backend_gets_no_new_connections_and_others_survive(svc):
     svc.start()
     svc.service()
@@ -390,11 +423,18 @@ def test_conntrack_of_a_departed_backend_is_cleaned(svc):
     assert BACKENDS[2].ip not in ct_backends(svc.node)
 
 
-def test_connected_udp_socket_to_a_departed_backend_is_destroyed(svc):
-    svc.start(ctlb="Enabled")
+@pytest.mark.parametrize(
+    "ctlb,where", [("Enabled", "pod"), ("TCP", "node")], ids=["all-udp", "host-udp"]
+)
+def test_connected_udp_socket_to_a_departed_backend_is_destroyed(svc, ctlb, where):
+    """Where connect-time LB covers UDP (everywhere, or the node's own
+    sockets in TCP mode), a socket connected to a backend that leaves is
+    destroyed."""
+    svc.start(ctlb=ctlb)
     svc.service()
     svc.node.apply_converged()
     sb = svc.node.sandbox
+    netns = sb.pod_ns(CLIENT) if where == "pod" else sb.node
     script = (
         "import socket, sys\n"
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
@@ -403,7 +443,7 @@ def test_connected_udp_socket_to_a_departed_backend_is_destroyed(svc):
         "try:\n    s.send(b'x'); print('reply', s.recv(100).decode())\n"
         "except OSError as e:\n    print('error', e.errno)\n"
     )
-    proc = sb.spawn_in_cgroup(sb.pod_ns(CLIENT), sys.executable, "-c", script)
+    proc = sb.spawn_in_cgroup(netns, sys.executable, "-c", script)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline().split()[0]

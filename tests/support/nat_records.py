@@ -17,6 +17,8 @@ from reconciler.datapath.maps.nat_types import (
     BE_VAL,
     CT_KEY,
     CT_VAL,
+    CTLB_HOST_UDP,
+    CTLB_MODE_MASK,
     CTLB_REV_KEY,
     CTLB_REV_VAL,
     FE_KEY,
@@ -220,6 +222,8 @@ class NatGlobals:
     udp_s: int = 0
     generic_s: int = 0
     ctlb: CtlbMode = CtlbMode.TCP
+    host_udp: bool = False  # RCL_CTLB_HOST_UDP
+    host_netns: int = 0
 
     def encode(self) -> bytes:
         return GLOBALS.pack(
@@ -229,13 +233,15 @@ class NatGlobals:
             self.tcp_rst_s,
             self.udp_s,
             self.generic_s,
-            int(self.ctlb),
+            int(self.ctlb) | (CTLB_HOST_UDP if self.host_udp else 0),
+            self.host_netns,
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> NatGlobals:
-        syn, est, fin, rst, udp, generic, flags = GLOBALS.unpack(raw)
-        return cls(syn, est, fin, rst, udp, generic, CtlbMode(flags & 3))
+        syn, est, fin, rst, udp, generic, flags, netns = GLOBALS.unpack(raw)
+        mode = CtlbMode(flags & CTLB_MODE_MASK)
+        return cls(syn, est, fin, rst, udp, generic, mode, bool(flags & CTLB_HOST_UDP), netns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,6 +236,27 @@ def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
     assert hooks(off) == (2, [])  # Disabled: the mode, and no connect-time programs at all
 
 
+@pytest.mark.parametrize(
+    "spec,cookie,host_udp",
+    [
+        ({}, 0x1_0000_2002, 1),  # Calico's defaults: TCP mode, host NAT without CTLB
+        ({"bpfHostNetworkedNATWithoutCTLB": "Disabled"}, 0x2002, 0),
+        ({"bpfConnectTimeLoadBalancing": "Enabled"}, 0x2002, 0),  # all UDP anyway
+        ({"bpfConnectTimeLoadBalancing": "Disabled"}, 0x2002, 0),
+        ({}, None, 0),  # the node's namespace not known
+    ],
+)
+def test_host_udp_is_balanced_at_connect_in_tcp_mode_for_the_nodes_namespace(
+    spec, cookie, host_udp
+):
+    felix = res("FelixConfiguration", "default", {"bpfEnabled": True, **spec})
+    host = Host(LINKS, cgroup_id=42, cgroup_path="/sys/fs/cgroup/x", netns_cookie=cookie)
+    desired = compile_desired([felix], "n1", host, "/sys/fs/bpf/x", "src")
+    g = desired.objects["map/rcl_nat_globals/0"].attrs
+    # the low 32 bits: what the connect programs compare
+    assert (g["host_udp"], g["host_netns"]) == ((1, 0x2002) if host_udp else (0, 0))
+
+
 def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
     # 3 and 7 keep theirs; 9 left (its slot 2 is cleared by the same apply),
     # so the new 4 and 5 take slots nobody holds

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from reconciler.compile.connect_lb import CTLB_MODES
-from reconciler.engine.reconcile import udp_balanced_at_connect
+from reconciler.engine.reconcile import (
+    UDP_EVERYWHERE,
+    UDP_HOST,
+    UDP_NOWHERE,
+    udp_balanced_at_connect,
+)
 from reconciler.plan.diff import Action, Change
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import DesiredState, Obj, ObjKind
@@ -11,8 +16,8 @@ from reconciler.plan.state import DesiredState, Obj, ObjKind
 GLOBALS = "map/rcl_nat_globals/0"
 
 
-def state(mode: str) -> DesiredState:
-    obj = Obj(GLOBALS, ObjKind.ENTRY, {"ctlb": CTLB_MODES[mode]})
+def state(mode: str, host_udp: int = 0) -> DesiredState:
+    obj = Obj(GLOBALS, ObjKind.ENTRY, {"ctlb": CTLB_MODES[mode], "host_udp": host_udp})
     return DesiredState("n1", True, {GLOBALS: obj})
 
 
@@ -21,9 +26,10 @@ def plan(*changes: Change) -> Plan:
 
 
 def test_only_udp_balancing_at_connect_leaves_connected_udp_sockets():
-    assert udp_balanced_at_connect(plan(), state("Enabled"))
-    assert not udp_balanced_at_connect(plan(), state("TCP"))
-    assert not udp_balanced_at_connect(plan(), state("Disabled"))
+    assert udp_balanced_at_connect(plan(), state("Enabled")) == UDP_EVERYWHERE
+    assert udp_balanced_at_connect(plan(), state("TCP", host_udp=1)) == UDP_HOST
+    assert udp_balanced_at_connect(plan(), state("TCP")) == UDP_NOWHERE
+    assert udp_balanced_at_connect(plan(), state("Disabled")) == UDP_NOWHERE
 
 
 def test_a_plan_that_turns_udp_balancing_off_still_looks():
@@ -31,8 +37,13 @@ def test_a_plan_that_turns_udp_balancing_off_still_looks():
         Action.UPDATE, GLOBALS, ObjKind.ENTRY,
         {"ctlb": CTLB_MODES["Enabled"]}, {"ctlb": CTLB_MODES["TCP"]}, {},
     )  # fmt: skip
-    assert udp_balanced_at_connect(plan(change), state("TCP"))
+    assert udp_balanced_at_connect(plan(change), state("TCP")) == UDP_EVERYWHERE
+    host_off = Change(
+        Action.UPDATE, GLOBALS, ObjKind.ENTRY,
+        {"ctlb": CTLB_MODES["TCP"], "host_udp": 1}, {"ctlb": CTLB_MODES["TCP"]}, {},
+    )  # fmt: skip
+    assert udp_balanced_at_connect(plan(host_off), state("TCP")) == UDP_HOST
 
 
 def test_without_nat_globals_it_looks_to_be_safe():
-    assert udp_balanced_at_connect(plan(), DesiredState("n1", True, {}))
+    assert udp_balanced_at_connect(plan(), DesiredState("n1", True, {})) == UDP_EVERYWHERE

@@ -71,8 +71,8 @@ def ct_buckets_for(requested: int) -> int:
 
 
 # struct rcl_nat_globals { __u32 tcp_syn_sent_s, tcp_established_s, tcp_fin_s, tcp_rst_s,
-#                          udp_s, generic_s, flags, pad; }
-GLOBALS = struct.Struct("=7I4x")
+#                          udp_s, generic_s, flags, host_netns; }
+GLOBALS = struct.Struct("=8I")
 # struct rcl_ctlb_rev_key { __u64 cookie; __u32 be_ip_be; __u16 be_port_be; __u16 pad; }
 CTLB_REV_KEY = struct.Struct("=Q4s2s2x")
 # struct rcl_ctlb_rev_val { __u64 ts_ns; __u32 vip_be; __u16 vport_be; __u16 pad; }
@@ -114,6 +114,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "udp_s",
         "generic_s",
         "flags",
+        "host_netns",
     ),
     "rcl_ctlb_rev_key": ("cookie", "be_ip", "be_port"),
     "rcl_ctlb_rev_val": ("ts_ns", "vip", "vport"),
@@ -208,6 +209,13 @@ class CtlbMode(enum.IntEnum):
     TCP = 0
     ALL = 1
     DISABLED = 2
+
+
+# struct rcl_nat_globals.flags: in TCP mode, UDP from sockets in the node's
+# own network namespace (host_netns) is balanced at connect time too
+# (RCL_CTLB_HOST_UDP).
+CTLB_HOST_UDP = 4
+CTLB_MODE_MASK = 3
 
 
 class NatStat(enum.IntEnum):
