@@ -442,9 +442,14 @@ def explain_mode(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     root = args.bpffs_root.rstrip("/") if args.kernel else None
     try:
-        findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
+        hop = explain.service_hop(result.resources, args.node, args.dst)
+        if hop is not None:
+            text = explain.explain_service(result.resources, args.node, args.src, hop, root)
+        else:
+            findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
+            text = explain.render(findings, args.dst)
     except (explain.ExplainError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    sys.stdout.write(explain.render(findings, args.dst))
+    sys.stdout.write(text)
     return EXIT_OK

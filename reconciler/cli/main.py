@@ -56,7 +56,10 @@ def parser() -> argparse.ArgumentParser:
     mode.add_argument("--explain", action="store_true", help="which policy rule decides a flow")
     why = p.add_argument_group("--explain")
     why.add_argument("--from", dest="src", metavar="SRC", help="an endpoint name or an IP")
-    why.add_argument("--to", dest="dst", metavar="DST:PORT/PROTO", help="e.g. web-0:8080/tcp")
+    why.add_argument(
+        "--to", dest="dst", metavar="DST:PORT/PROTO",
+        help="e.g. web-0:8080/tcp, or a service: 10.96.0.10:53/udp",
+    )  # fmt: skip
     why.add_argument("--kernel", action="store_true", help="also ask the loaded program")
 
     src = p.add_argument_group("source")

@@ -33,6 +33,10 @@ class ExplainError(ValueError):
     pass
 
 
+class NotOnThisNode(ExplainError):
+    """Neither end of the flow is an endpoint of this node."""
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     endpoint: str
@@ -103,7 +107,7 @@ def explain(
     dst_ip, dst_ep = _resolve(model, host)
     src_hep, dst_hep = _host_of(model, src_ip), _host_of(model, dst_ip)
     if src_ep is None and dst_ep is None and src_hep is None and dst_hep is None:
-        raise ExplainError(
+        raise NotOnThisNode(
             f"neither {src} nor {host} is a WorkloadEndpoint or HostEndpoint on node {node}"
         )
     sport = 40000
@@ -272,6 +276,78 @@ def related_note(dst: str) -> str:
         "quotes a flow policy allowed passes as related to it, whatever the rules say; the "
         "verdict above is for one that quotes no tracked flow.\n"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHop:
+    """A destination that is a service frontend on this node, and the
+    backends the datapath may send a new flow to (its traffic policy's)."""
+
+    service: str  # "namespace/name:port"
+    frontend: str  # "10.96.0.50:80/tcp"
+    backends: tuple[tuple[str, int], ...]
+
+
+def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHop | None:
+    """The service `dst` (VIP:PORT/PROTO) names: a cluster IP, external IP or
+    load balancer IP of a TCP or UDP port; None for anything else. NodePorts
+    need the node's addresses, which explain does not read."""
+    from reconciler.compile.services import LOCAL_FLAGS, compile_services
+
+    host, port, proto = parse_target(dst)
+    name = {6: "tcp", 17: "udp"}.get(proto)
+    try:
+        vip = str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return None
+    if name is None:
+        return None
+    for sp in compile_services(resources, node, ()).ports:
+        for fe in sp.frontends:
+            if (fe.vip, fe.port, fe.proto) != (vip, port, name):
+                continue
+            backends = sp.backends
+            if fe.flags & LOCAL_FLAGS:
+                own = sp.local_list
+                backends = own[1] if own and own[0] == fe.svc_id else tuple(
+                    b for b in sp.backends if b.local
+                )
+            return ServiceHop(sp.service, fe.label, tuple((b.ip, b.port) for b in backends))
+    return None
+
+
+def explain_service(
+    resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
+    kernel_root: str | None = None,
+) -> str:
+    """A flow to a service, rendered: policy judges it on the backend NAT
+    sends it to, so each backend is explained as its own flow; then the
+    verdict over all of them."""  # fmt: skip
+    proto = hop.frontend.rsplit("/", 1)[1]
+    lines = [f"{hop.frontend} is service {hop.service}: policy judges the flow on its "
+             f"backend ({len(hop.backends)})"]  # fmt: skip
+    if not hop.backends:
+        lines.append("Verdict: Reject (no usable backend: answered with ICMP port unreachable)")
+        return "\n".join(lines) + "\n"
+    allowed = 0
+    for ip, port in hop.backends:
+        lines.append(f"-> backend {ip}:{port}")
+        try:
+            findings = explain(resources, node, src, f"{ip}:{port}/{proto}", kernel_root)
+        except NotOnThisNode:
+            lines.append("  no endpoint of this node judges it: it passes")
+            allowed += 1
+            continue
+        lines += ["  " + line for line in render(findings).splitlines()]
+        allowed += all(f.action != "Deny" for f in findings)
+    total = len(hop.backends)
+    if allowed == total:
+        lines.append("Verdict: Allow" + (" (to every backend)" if total > 1 else ""))
+    elif allowed == 0:
+        lines.append("Verdict: Deny" + (" (to every backend)" if total > 1 else ""))
+    else:
+        lines.append(f"Verdict: Allow to {allowed} of {total} backends, Deny to the others")
+    return "\n".join(lines) + "\n"
 
 
 def render(findings: Sequence[Finding], dst: str = "") -> str:

@@ -174,6 +174,13 @@ endpoints:
     # ingress policy sees the backend's port (8080), not the service's (80)
     assert tcp(pods, FRONT, VIP, 80) == f"back0 {FRONT.ip}"
     assert tcp(pods, OTHER, VIP, 80).startswith("ERR")
+    # --explain follows the service to its backend, and the kernel agrees
+    for src, verdict in ((FRONT.ip, "Allow"), (OTHER.ip, "Deny")):
+        rc, out, err = node.run("--explain", "--from", src, "--to", f"{VIP}:80/tcp", "--kernel")
+        assert rc == 0, out + err
+        assert f"-> backend {BACK.ip}:8080" in out and "DISAGREES" not in out, out
+        assert out.count("(agrees)") == out.count("compiled program") > 0, out
+        assert out.endswith(f"Verdict: {verdict}\n"), out
 
 
 def test_explain_names_the_rule_and_the_kernel_agrees(pods):

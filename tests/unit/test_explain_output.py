@@ -61,3 +61,87 @@ def test_other_flows_have_no_note(capsys, cfg, dst):
     out = explain(capsys, cfg, dst)
     assert "Note:" not in out
     assert out.endswith("Verdict: Allow\n" if dst == "web:80/tcp" else "Verdict: Deny\n")
+
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  clusterIP: 10.96.0.80
+  internalTrafficPolicy: {itp}
+  ports:
+  - {{name: http, protocol: TCP, port: 8000, targetPort: 80}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports:
+- {{name: http, protocol: TCP, port: 80}}
+endpoints:
+{endpoints}"""
+
+
+def service(cfg: Path, *endpoints: tuple[str, str], itp: str = "Cluster") -> None:
+    listed = "".join(
+        f"- addresses: [{ip}]\n  nodeName: {node}\n  conditions: {{ready: true}}\n"
+        for ip, node in endpoints
+    )
+    (cfg / "svc.yaml").write_text(SERVICE.format(itp=itp, endpoints=listed or "  []\n"))
+
+
+def test_a_flow_to_a_service_is_judged_on_each_backend(capsys, cfg):
+    """The datapath judges a service flow after NAT: explain follows it to
+    each backend the service may pick, and says how many would let it in."""
+    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
+    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
+    lines = explain(capsys, cfg, "10.96.0.80:8000/tcp").splitlines()
+    assert lines[0] == (
+        "10.96.0.80:8000/tcp is service shop/web:http/tcp: "
+        "policy judges the flow on its backend (2)"
+    )
+    assert lines[1] == f"-> backend {web_ip}:80"
+    assert lines[2] == (
+        "  shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)"
+    )
+    assert lines[4:] == [
+        "  Verdict: Allow",
+        "-> backend 10.65.9.9:80",
+        "  no endpoint of this node judges it: it passes",
+        "Verdict: Allow (to every backend)",
+    ]
+    # the service's port is not the backend's: a policy on port 8000 would not match
+    (cfg / "all.yaml").write_text(
+        (cfg / "all.yaml").read_text().replace("ports: [80]", "ports: [8000]")
+    )
+    out = explain(capsys, cfg, "10.96.0.80:8000/tcp")
+    assert "  shop/web ingress: Deny by tier/default default action (tier default)" in out
+    assert out.endswith("Verdict: Allow to 1 of 2 backends, Deny to the others\n")
+
+
+def test_a_service_with_local_traffic_policy_is_judged_on_local_backends_alone(capsys, cfg):
+    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
+    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"), itp="Local")
+    out = explain(capsys, cfg, "10.96.0.80:8000/tcp")
+    assert "backend (1)" in out and "10.65.9.9" not in out
+    assert out.endswith("Verdict: Allow\n")
+
+
+def test_a_service_without_backends_is_rejected(capsys, cfg):
+    service(cfg)
+    out = explain(capsys, cfg, "10.96.0.80:8000/tcp")
+    assert out.splitlines()[1:] == [
+        "Verdict: Reject (no usable backend: answered with ICMP port unreachable)"
+    ]
+
+
+def test_a_service_address_on_another_port_is_not_the_service(capsys, cfg):
+    service(cfg, ("10.65.9.9", "n2"))
+    main(["--explain", "--from", "192.0.2.9", "--to", "10.96.0.80:80/tcp", "--config",
+          str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "neither 192.0.2.9 nor 10.96.0.80 is a WorkloadEndpoint or HostEndpoint" in err
