@@ -7,8 +7,8 @@
  * Return 1 lets the call proceed; 0 makes connect()/sendmsg() fail with EPERM,
  * which is how a frontend with no usable backend is rejected.
  * Affinity is keyed by client 0 (the node): the source address of a socket is
- * usually not chosen yet at connect time. UDP is balanced here in mode ALL,
- * and in TCP mode for the node's own sockets (RCL_CTLB_HOST_UDP). */
+ * usually not chosen yet at connect time. Which sockets are balanced: see
+ * rcl_ctlb. */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/in.h>
 #include "lib/nat.h"
@@ -16,20 +16,19 @@
 /* bcc 0.26 may lack this helper's declaration; the kernel's signature. */
 static __u64 (*rcl_get_netns_cookie)(void *ctx) = (void *)BPF_FUNC_get_netns_cookie;
 
-/* Is a UDP socket balanced here? In mode ALL, yes; in TCP mode, when it is
- * the node's own (its network namespace is host_netns) and the reconciler
- * set RCL_CTLB_HOST_UDP. */
-static __always_inline int rcl_ctlb_udp(struct bpf_sock_addr *ctx,
-					const struct rcl_nat_globals *g, __u32 mode)
+/* Is the socket the node's own, and are those balanced whatever the mode
+ * (RCL_CTLB_HOST, its network namespace host_netns)? */
+static __always_inline int rcl_ctlb_host(struct bpf_sock_addr *ctx,
+					 const struct rcl_nat_globals *g)
 {
-	if (mode == RCL_CTLB_ALL)
-		return 1;
-	if (!g || !(g->flags & RCL_CTLB_HOST_UDP))
+	if (!g || !(g->flags & RCL_CTLB_HOST))
 		return 0;
 	return (__u32)rcl_get_netns_cookie(ctx) == g->host_netns;
 }
 
-/* 1 = allow (maybe rewritten), 0 = reject. */
+/* 1 = allow (maybe rewritten), 0 = reject. Balanced: TCP unless the mode
+ * is DISABLED, UDP in mode ALL, and both for the node's own sockets when
+ * RCL_CTLB_HOST says so. */
 static __always_inline int rcl_ctlb(struct bpf_sock_addr *ctx, int record_udp)
 {
 	__u32 zero = 0;
@@ -37,11 +36,10 @@ static __always_inline int rcl_ctlb(struct bpf_sock_addr *ctx, int record_udp)
 	__u32 mode = g ? (g->flags & RCL_CTLB_MASK) : RCL_CTLB_TCP;
 	__u8 proto = ctx->protocol;
 
-	if (mode == RCL_CTLB_DISABLED)
-		return 1;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 1;
-	if (proto == IPPROTO_UDP && !rcl_ctlb_udp(ctx, g, mode))
+	int covered = mode == RCL_CTLB_ALL || (mode == RCL_CTLB_TCP && proto == IPPROTO_TCP);
+	if (!covered && !rcl_ctlb_host(ctx, g))
 		return 1;
 
 	struct rcl_nat_fe_key fek = {};

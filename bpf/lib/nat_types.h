@@ -154,11 +154,11 @@ struct rcl_ct_bucket {
 #define RCL_CTLB_TCP      0
 #define RCL_CTLB_ALL      1
 #define RCL_CTLB_DISABLED 2
-/* In TCP mode, UDP from sockets in the node's own network namespace
- * (host_netns) is balanced at connect time too: no tc program sees the
- * host's own packets on their way to a VIP (Felix
+/* The node's own sockets (in the network namespace host_netns) are balanced
+ * at connect time for TCP and UDP, whatever the mode: no tc program sees
+ * the host's own packets on their way to a VIP (Felix
  * bpfHostNetworkedNATWithoutCTLB). */
-#define RCL_CTLB_HOST_UDP 4
+#define RCL_CTLB_HOST 4
 
 /* rcl_nat_globals value: 32 bytes. A timeout of 0 means the built-in default
  * (RCL_CT_DEF_*, Calico's defaults). */

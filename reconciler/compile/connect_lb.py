@@ -30,25 +30,33 @@ def ctlb_mode(config: Mapping[str, Any]) -> str:
     return mode if mode in CTLB_MODES else "TCP"
 
 
-def host_udp_at_connect(config: Mapping[str, Any], netns_cookie: int | None) -> bool:
-    """In TCP mode, is UDP from the node's own sockets balanced at connect
-    time too? Calico NATs host-networked traffic without connect-time LB
-    (bpfHostNetworkedNATWithoutCTLB, Enabled by default); the host's own
-    packets to a VIP meet no tc program of ours, so here connect time is
-    where it happens. Only with the node's namespace known (its cookie)."""
+def host_at_connect(config: Mapping[str, Any], netns_cookie: int | None) -> bool:
+    """Are the node's own sockets balanced at connect time, TCP and UDP,
+    whatever the mode? Calico NATs host-networked traffic without
+    connect-time LB (bpfHostNetworkedNATWithoutCTLB, Enabled by default);
+    the host's own packets to a VIP meet no tc program of ours, so here
+    connect time is where it happens. Only with the node's namespace known
+    (its cookie); mode Enabled balances every socket anyway."""
     return (
-        ctlb_mode(config) == "TCP"
+        ctlb_mode(config) != "Enabled"
         and config.get("bpfHostNetworkedNATWithoutCTLB", "Enabled") != "Disabled"
         and netns_cookie is not None
     )
 
 
 def compile_connect_lb(
-    config: Mapping[str, Any], programs: Programs, cgroup_id: int | None, cgroup_path: str
+    config: Mapping[str, Any],
+    programs: Programs,
+    cgroup_id: int | None,
+    cgroup_path: str,
+    netns_cookie: int | None = None,
 ) -> Fragment:
-    """The connect program set and its cgroup links, unless the mode is
-    Disabled or no cgroup was given."""
-    if ctlb_mode(config) == "Disabled" or cgroup_id is None:
+    """The connect program set and its cgroup links, unless no cgroup was
+    given, or the mode is Disabled and the node's own sockets are not
+    balanced either (host_at_connect)."""
+    if cgroup_id is None:
+        return Fragment()
+    if ctlb_mode(config) == "Disabled" and not host_at_connect(config, netns_cookie):
         return Fragment()
     connect_ref = programs.connect_ref
     objects = [

@@ -68,7 +68,9 @@ def compile_desired(
     fragments: list[Fragment] = [
         compile_interfaces(selection, programs.tc_ref, programs.host_ref),
         compile_programs(config, programs, has_host_endpoints(selection)),
-        compile_connect_lb(config, programs, host.cgroup_id, host.cgroup_path),
+        compile_connect_lb(
+            config, programs, host.cgroup_id, host.cgroup_path, host.netns_cookie
+        ),
         policy,
         compile_host_protection(failsafe, host.links, policy, programs),
     ]

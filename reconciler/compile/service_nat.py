@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.compile import nat_tables
-from reconciler.compile.connect_lb import CTLB_MODES, ctlb_mode, host_udp_at_connect
+from reconciler.compile.connect_lb import CTLB_MODES, ctlb_mode, host_at_connect
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.programs import MAP_SIZES
 from reconciler.compile.services import service_fragments, service_ids
@@ -38,9 +38,9 @@ def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[st
         "generic_s": secs("genericTimeout"),
         "ctlb": CTLB_MODES[ctlb_mode(config)],
         **(
-            {"host_udp": 1, "host_netns": netns_cookie & 0xFFFFFFFF}
-            if netns_cookie is not None and host_udp_at_connect(config, netns_cookie)
-            else {"host_udp": 0, "host_netns": 0}
+            {"host_nat": 1, "host_netns": netns_cookie & 0xFFFFFFFF}
+            if netns_cookie is not None and host_at_connect(config, netns_cookie)
+            else {"host_nat": 0, "host_netns": 0}
         ),
     }
 

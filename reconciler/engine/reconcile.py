@@ -807,7 +807,7 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> str:
     """Where could a UDP socket be connected straight to a backend? Wherever
     connect-time load balancing covers UDP now, or did until this plan
     changed it: everywhere (bpfConnectTimeLoadBalancing Enabled), or the
-    node's own sockets (TCP mode with host_udp)."""
+    node's own sockets (host_nat, in the other modes)."""
     from reconciler.compile.connect_lb import CTLB_MODES  # as in _services_only_update
 
     address = Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY)
@@ -818,7 +818,7 @@ def udp_balanced_at_connect(plan: Plan, desired: DesiredState) -> str:
     seen = [now.attrs] + [c.before or {} for c in plan.changes if c.address == address]
     if any(attrs.get("ctlb") == everything for attrs in seen):
         return UDP_EVERYWHERE
-    if any(attrs.get("host_udp") for attrs in seen):
+    if any(attrs.get("host_nat") for attrs in seen):
         return UDP_HOST
     return UDP_NOWHERE
 

@@ -86,7 +86,7 @@ class Ctlb:
         """The mode; with host_netns (a cookie's low 32 bits), UDP from that
         network namespace is balanced in TCP mode too."""
         globals_ = nr.NatGlobals(
-            ctlb=mode, host_udp=host_netns is not None, host_netns=host_netns or 0
+            ctlb=mode, host_nat=host_netns is not None, host_netns=host_netns or 0
         )
         bpfsys.map_update(self.fds[nl.MAP_NAT_GLOBALS], nl.U32.pack(0), globals_.encode())
 
@@ -218,7 +218,7 @@ def test_udp_is_not_balanced_in_tcp_mode(ctlb: Ctlb, udp_server: int) -> None:
     assert ctlb.client("udp", VIP, 1053).startswith("ERR")
 
 
-def test_host_udp_in_tcp_mode_is_balanced_for_the_nodes_namespace_alone(
+def test_host_nat_in_tcp_mode_is_balanced_for_the_nodes_namespace_alone(
     ctlb: Ctlb, udp_server: int
 ) -> None:
     """TCP mode with the node's namespace named: UDP from a socket in it is
@@ -234,5 +234,24 @@ def test_host_udp_in_tcp_mode_is_balanced_for_the_nodes_namespace_alone(
         before = ctlb.balanced_udp()
         assert ctlb.client("udp", VIP, 1053).startswith("ERR")
         assert ctlb.balanced_udp() == before
+    finally:
+        ctlb.mode(nl.CtlbMode.TCP)
+
+
+def test_disabled_mode_still_balances_the_nodes_own_sockets(
+    ctlb: Ctlb, tcp_server: int, udp_server: int
+) -> None:
+    """Mode Disabled with the node's namespace named: its own TCP and UDP
+    are balanced (no tc program would see them); other namespaces' are not."""
+    ctlb.frontend(VIP, 80, nl.Proto.TCP, ((LOOPBACK, tcp_server),), svc_id=1)
+    ctlb.frontend(VIP, 1053, nl.Proto.UDP, ((LOOPBACK, udp_server),), svc_id=3)
+    here = netns_cookie()
+    assert here is not None
+    try:
+        ctlb.mode(nl.CtlbMode.DISABLED, host_netns=here & 0xFFFFFFFF)
+        assert ctlb.client("tcp", VIP, 80) == "pong"
+        assert ctlb.client("udp", VIP, 1053) == f"pong:ping {VIP} 1053"
+        ctlb.mode(nl.CtlbMode.DISABLED, host_netns=(here + 1) & 0xFFFFFFFF)
+        assert ctlb.client("tcp", VIP, 80) == "ERR 111"  # nothing listens on the VIP
     finally:
         ctlb.mode(nl.CtlbMode.TCP)

@@ -23,7 +23,7 @@ from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind, WrittenDump
 from tests.kernel.conftest import PODS
 from tests.kernel.test_policy import BACK_FROM_FRONT, policy
-from tests.kernel.test_upgrade import gains_host_udp, run_old, tree_of
+from tests.kernel.test_upgrade import gains_host_nat, run_old, tree_of
 
 BEFORE = "d130d67"  # the last commit before recognised policy maps and the incremental compile
 VERDICTS = f"{Address.of_map(pl.MAP_VERDICT)}/"
@@ -104,7 +104,7 @@ def test_a_node_applied_by_the_code_before_keeps_its_maps_then_takes_a_policy(ca
         if change["address"] in MAPS_SINCE_BEFORE:
             assert change["action"] == "create", change
             continue
-        if gains_host_udp(change):
+        if gains_host_nat(change):
             continue
         assert change["kind"] in ("tc", "cgroup") and change["action"] == "update", change
         before, after = dict(change["before"]), dict(change["after"])

@@ -206,35 +206,46 @@ def test_clusterip_tcp_and_udp_reach_backends_and_spread(svc, ctlb, in_cgroup):
     assert set(names(udp)) == {"back0", "back1", "back2"}, udp
 
 
-def test_host_networked_udp_reaches_a_service_in_tcp_mode(svc):
-    """Calico's defaults (connect-time LB for TCP, host-networked NAT
-    without it): the node's own UDP to a ClusterIP is balanced at connect
-    time, a pod's still by tc. With bpfHostNetworkedNATWithoutCTLB
-    Disabled, the node's UDP goes to the VIP itself, which nothing answers."""
-    svc.start("TCP")
+@pytest.mark.parametrize("ctlb", ["TCP", "Disabled"])
+def test_host_networked_clients_reach_services_in_every_mode(svc, ctlb):
+    """With connect-time LB for TCP only (Calico's default) or none, the
+    node's own TCP and UDP to a ClusterIP are balanced at connect time
+    (bpfHostNetworkedNATWithoutCTLB, Enabled by default); a pod's UDP, and
+    in mode Disabled its TCP too, still by tc. With the field Disabled, the
+    node's traffic goes to the VIP itself, which nothing answers."""
+    svc.start(ctlb)
     svc.service()
     svc.node.apply_converged()
     sb = svc.node.sandbox
+    served = {"back0", "back1", "back2"}
 
     def balanced_at_connect() -> int:
-        return pinned_stat(sb.bpffs_root, nl.NatStat.CTLB_UDP)
+        return sum(
+            pinned_stat(sb.bpffs_root, which)
+            for which in (nl.NatStat.CTLB_TCP, nl.NatStat.CTLB_UDP)
+        )
 
     before = balanced_at_connect()
-    host = svc.request("udp", VIP, 53, 10, ns=sb.node, in_cgroup=True)
-    assert set(names(host)) <= {"back0", "back1", "back2"} and len(host) == 10, host
+    for proto, port in (("udp", 53), ("tcp", 80)):
+        host = svc.request(proto, VIP, port, 5, ns=sb.node, in_cgroup=True)
+        assert set(names(host)) <= served and len(host) == 5, host
     assert balanced_at_connect() == before + 10
-    pod = svc.request("udp", VIP, 53, 10, in_cgroup=True)
-    assert set(names(pod)) <= {"back0", "back1", "back2"} and len(pod) == 10, pod
-    assert balanced_at_connect() == before + 10  # a pod's UDP: tc NAT
-    svc.node.write("felix.yaml", svc._felix("TCP").replace(
+    pod = svc.request("udp", VIP, 53, 5, in_cgroup=True)
+    assert set(names(pod)) <= served and len(pod) == 5, pod
+    pod = svc.request("tcp", VIP, 80, 5, in_cgroup=True)
+    assert set(names(pod)) <= served and len(pod) == 5, pod
+    tcp_by_pods = 5 if ctlb == "TCP" else 0
+    assert balanced_at_connect() == before + 10 + tcp_by_pods  # the pod's UDP: tc NAT
+
+    svc.node.write("felix.yaml", svc._felix(ctlb).replace(
         "  bpfEnabled: true\n", "  bpfEnabled: true\n  bpfHostNetworkedNATWithoutCTLB: Disabled\n"
     ))  # fmt: skip
     rc, out, _ = svc.node.run("--plan")
-    assert rc == 2 and "rcl_nat_globals/0" in out and "host_udp" in out, out
+    assert rc == 2 and "rcl_nat_globals/0" in out and "host_nat" in out, out
     svc.node.apply_converged()
     assert svc.request("udp", VIP, 53, 1, ns=sb.node, in_cgroup=True) == ["ERR TIMEOUT"]
     pod = svc.request("udp", VIP, 53, 3, in_cgroup=True)
-    assert set(names(pod)) <= {"back0", "back1", "back2"} and len(pod) == 3, pod
+    assert set(names(pod)) <= served and len(pod) == 3, pod
 
 
 def test_removed_backend_gets_no_new_connections_and_others_survive(svc):

@@ -77,13 +77,13 @@ def gains_policy(change: dict) -> bool:
     return before.pop("flags") | POLICY_FLAG == after.pop("flags") and before == after
 
 
-def gains_host_udp(change: dict) -> bool:
+def gains_host_nat(change: dict) -> bool:
     """The NAT settings entry whose only difference is the node's own UDP
     now balanced at connect time (in TCP mode, the default)."""
     if change["address"] != "map/rcl_nat_globals/0" or change["action"] != "update":
         return False
     before, after = dict(change["before"]), dict(change["after"])
-    gained = (before.pop("host_udp"), after.pop("host_udp"), before.pop("host_netns"))
+    gained = (before.pop("host_nat"), after.pop("host_nat"), before.pop("host_netns"))
     return gained == (0, 1, 0) and after.pop("host_netns") > 0 and before == after
 
 
@@ -102,7 +102,7 @@ def test_a_node_applied_by_the_previous_layout_is_taken_over_undisturbed(node, o
         (c["action"], c["address"])
         for c in plan["changes"]
         if c["address"].startswith(KEPT) and c["action"] != "create"
-        and not gains_policy(c) and not gains_host_udp(c)
+        and not gains_policy(c) and not gains_host_nat(c)
     ]  # fmt: skip
     assert disturbed == [], disturbed
     for change in plan["changes"]:

@@ -17,7 +17,7 @@ from reconciler.datapath.maps.nat_types import (
     BE_VAL,
     CT_KEY,
     CT_VAL,
-    CTLB_HOST_UDP,
+    CTLB_HOST,
     CTLB_MODE_MASK,
     CTLB_REV_KEY,
     CTLB_REV_VAL,
@@ -222,7 +222,7 @@ class NatGlobals:
     udp_s: int = 0
     generic_s: int = 0
     ctlb: CtlbMode = CtlbMode.TCP
-    host_udp: bool = False  # RCL_CTLB_HOST_UDP
+    host_nat: bool = False  # RCL_CTLB_HOST
     host_netns: int = 0
 
     def encode(self) -> bytes:
@@ -233,7 +233,7 @@ class NatGlobals:
             self.tcp_rst_s,
             self.udp_s,
             self.generic_s,
-            int(self.ctlb) | (CTLB_HOST_UDP if self.host_udp else 0),
+            int(self.ctlb) | (CTLB_HOST if self.host_nat else 0),
             self.host_netns,
         )
 
@@ -241,7 +241,7 @@ class NatGlobals:
     def decode(cls, raw: bytes) -> NatGlobals:
         syn, est, fin, rst, udp, generic, flags, netns = GLOBALS.unpack(raw)
         mode = CtlbMode(flags & CTLB_MODE_MASK)
-        return cls(syn, est, fin, rst, udp, generic, mode, bool(flags & CTLB_HOST_UDP), netns)
+        return cls(syn, est, fin, rst, udp, generic, mode, bool(flags & CTLB_HOST), netns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,25 +236,35 @@ def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
     assert hooks(off) == (2, [])  # Disabled: the mode, and no connect-time programs at all
 
 
+CONNECT_HOOKS = ["cgroup/connect4", "cgroup/recvmsg4", "cgroup/sendmsg4"]
+
+
 @pytest.mark.parametrize(
-    "spec,cookie,host_udp",
+    "spec,cookie,host_nat,hooks",
     [
-        ({}, 0x1_0000_2002, 1),  # Calico's defaults: TCP mode, host NAT without CTLB
-        ({"bpfHostNetworkedNATWithoutCTLB": "Disabled"}, 0x2002, 0),
-        ({"bpfConnectTimeLoadBalancing": "Enabled"}, 0x2002, 0),  # all UDP anyway
-        ({"bpfConnectTimeLoadBalancing": "Disabled"}, 0x2002, 0),
-        ({}, None, 0),  # the node's namespace not known
+        ({}, 0x1_0000_2002, 1, CONNECT_HOOKS),  # Calico's defaults: TCP mode, host NAT
+        ({"bpfHostNetworkedNATWithoutCTLB": "Disabled"}, 0x2002, 0, CONNECT_HOOKS),
+        ({"bpfConnectTimeLoadBalancing": "Enabled"}, 0x2002, 0, CONNECT_HOOKS),  # all anyway
+        ({"bpfConnectTimeLoadBalancing": "Disabled"}, 0x2002, 1, CONNECT_HOOKS),  # host alone
+        (
+            {"bpfConnectTimeLoadBalancing": "Disabled",
+             "bpfHostNetworkedNATWithoutCTLB": "Disabled"},
+            0x2002, 0, [],
+        ),
+        ({}, None, 0, CONNECT_HOOKS),  # the node's namespace not known
+        ({"bpfConnectTimeLoadBalancing": "Disabled"}, None, 0, []),
     ],
-)
-def test_host_udp_is_balanced_at_connect_in_tcp_mode_for_the_nodes_namespace(
-    spec, cookie, host_udp
+)  # fmt: skip
+def test_the_nodes_own_sockets_are_balanced_at_connect_unless_told_not_to(
+    spec, cookie, host_nat, hooks
 ):
     felix = res("FelixConfiguration", "default", {"bpfEnabled": True, **spec})
     host = Host(LINKS, cgroup_id=42, cgroup_path="/sys/fs/cgroup/x", netns_cookie=cookie)
     desired = compile_desired([felix], "n1", host, "/sys/fs/bpf/x", "src")
     g = desired.objects["map/rcl_nat_globals/0"].attrs
     # the low 32 bits: what the connect programs compare
-    assert (g["host_udp"], g["host_netns"]) == ((1, 0x2002) if host_udp else (0, 0))
+    assert (g["host_nat"], g["host_netns"]) == ((1, 0x2002) if host_nat else (0, 0))
+    assert sorted(a for a in desired.objects if a.startswith("cgroup/")) == hooks
 
 
 def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():

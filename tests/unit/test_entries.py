@@ -23,7 +23,7 @@ CASES = [
             "udp_s": 60,
             "generic_s": 600,
             "ctlb": 0,
-            "host_udp": 1,
+            "host_nat": 1,
             "host_netns": 4097,
         },
     ),

@@ -16,8 +16,8 @@ from reconciler.plan.state import DesiredState, Obj, ObjKind
 GLOBALS = "map/rcl_nat_globals/0"
 
 
-def state(mode: str, host_udp: int = 0) -> DesiredState:
-    obj = Obj(GLOBALS, ObjKind.ENTRY, {"ctlb": CTLB_MODES[mode], "host_udp": host_udp})
+def state(mode: str, host_nat: int = 0) -> DesiredState:
+    obj = Obj(GLOBALS, ObjKind.ENTRY, {"ctlb": CTLB_MODES[mode], "host_nat": host_nat})
     return DesiredState("n1", True, {GLOBALS: obj})
 
 
@@ -27,7 +27,7 @@ def plan(*changes: Change) -> Plan:
 
 def test_only_udp_balancing_at_connect_leaves_connected_udp_sockets():
     assert udp_balanced_at_connect(plan(), state("Enabled")) == UDP_EVERYWHERE
-    assert udp_balanced_at_connect(plan(), state("TCP", host_udp=1)) == UDP_HOST
+    assert udp_balanced_at_connect(plan(), state("TCP", host_nat=1)) == UDP_HOST
     assert udp_balanced_at_connect(plan(), state("TCP")) == UDP_NOWHERE
     assert udp_balanced_at_connect(plan(), state("Disabled")) == UDP_NOWHERE
 
@@ -40,7 +40,7 @@ def test_a_plan_that_turns_udp_balancing_off_still_looks():
     assert udp_balanced_at_connect(plan(change), state("TCP")) == UDP_EVERYWHERE
     host_off = Change(
         Action.UPDATE, GLOBALS, ObjKind.ENTRY,
-        {"ctlb": CTLB_MODES["TCP"], "host_udp": 1}, {"ctlb": CTLB_MODES["TCP"]}, {},
+        {"ctlb": CTLB_MODES["TCP"], "host_nat": 1}, {"ctlb": CTLB_MODES["TCP"]}, {},
     )  # fmt: skip
     assert udp_balanced_at_connect(plan(host_off), state("TCP")) == UDP_HOST
 

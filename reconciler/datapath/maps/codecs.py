@@ -163,8 +163,8 @@ def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 
 
 # struct rcl_nat_globals' timeouts, as nat_layout names them. Its `flags`
-# word shows in plans as `ctlb` (the connect-time LB mode) and `host_udp`
-# (RCL_CTLB_HOST_UDP, 0 or 1).
+# word shows in plans as `ctlb` (the connect-time LB mode) and `host_nat`
+# (RCL_CTLB_HOST, 0 or 1).
 _NAT_TIMEOUTS = nat.FIELDS[nat.MAP_NAT_GLOBALS][:-2]
 
 
@@ -172,13 +172,13 @@ def _nat_globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Att
     *timeouts, flags, host_netns = nat.GLOBALS.unpack(value)
     attrs: Attrs = dict(zip(_NAT_TIMEOUTS, timeouts, strict=True))
     attrs["ctlb"] = flags & nat.CTLB_MODE_MASK
-    attrs["host_udp"] = int(bool(flags & nat.CTLB_HOST_UDP))
+    attrs["host_nat"] = int(bool(flags & nat.CTLB_HOST))
     attrs["host_netns"] = host_netns
     return str(U32.unpack(key)[0]), attrs
 
 
 def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    flags = int(a["ctlb"]) | (nat.CTLB_HOST_UDP if a.get("host_udp") else 0)
+    flags = int(a["ctlb"]) | (nat.CTLB_HOST if a.get("host_nat") else 0)
     timeouts = (int(a[f]) for f in _NAT_TIMEOUTS)
     return U32.pack(0), nat.GLOBALS.pack(*timeouts, flags, int(a.get("host_netns", 0)))
 

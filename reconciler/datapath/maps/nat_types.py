@@ -211,10 +211,10 @@ class CtlbMode(enum.IntEnum):
     DISABLED = 2
 
 
-# struct rcl_nat_globals.flags: in TCP mode, UDP from sockets in the node's
-# own network namespace (host_netns) is balanced at connect time too
-# (RCL_CTLB_HOST_UDP).
-CTLB_HOST_UDP = 4
+# struct rcl_nat_globals.flags: the node's own sockets (network namespace
+# host_netns) are balanced at connect time, TCP and UDP, whatever the mode
+# (RCL_CTLB_HOST).
+CTLB_HOST = 4
 CTLB_MODE_MASK = 3
 
 
