@@ -26,6 +26,7 @@ from tests.kernel.rcl_bcc import (
     small_tables,
 )
 from tests.kernel.test_nat_prog import ACK, SYN, TCP, UDP, packet
+from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
 
@@ -64,6 +65,7 @@ SECOND = 10**9
 class Point:
     prog: int
     ct: int
+    nat_globals: int  # the conntrack timeouts (zeros: the datapath's defaults)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +87,14 @@ def point() -> Iterator[Point]:
         fds: list[int] = []
         try:
             prog = b.load_func(b"rcl_test_pol", BPF.SCHED_CLS)
-            fds = [bpfsys.obj_get(str(maps / m)) for m in (pl.MAP_EP, pl.MAP_VERDICT, nl.MAP_CT)]
-            ep, verdict, ct = fds
+            names = (pl.MAP_EP, pl.MAP_VERDICT, nl.MAP_CT, nl.MAP_NAT_GLOBALS)
+            fds = [bpfsys.obj_get(str(maps / m)) for m in names]
+            ep, verdict, ct, nat_globals = fds
             # slot 0 (a test run's tc_classid) on lo, as a test run's skb is
             bpfsys.map_update(ep, struct.pack("=I", 0), pl.EP.pack(1, INGRESS_PROG, EGRESS_PROG))
             anything = pl.CELL_KEY.pack(EGRESS_PROG, 0xFFFFFFFF, 0xFFFF, 0xFFFF)
             bpfsys.map_update(verdict, anything, pl.VERDICT.pack(0, 1))  # RCL_POL_ALLOW
-            yield Point(prog.fd, ct)
+            yield Point(prog.fd, ct, nat_globals)
         finally:
             for fd in fds:
                 bpfsys.close(fd)
@@ -178,6 +181,13 @@ def test_a_packet_of_no_live_allowed_flow_is_still_judged(point: Point) -> None:
     fwd = _key(POD, PEER, sport, 80, UDP)
     rev = _key(PEER, POD, 80, sport, UDP)
     _evict(point, rev, fwd, UDP)
-    _age(point, fwd, 3600)
-    assert _run(point, TO_POD, packet(PEER, POD, 80, sport, UDP)) == DROPPED
+    # idle past a UDP timeout of 5 s: an age the clock can go back by however
+    # recently the machine booted (its clock may count from boot)
+    zero = nl.U32.pack(0)
+    bpfsys.map_update(point.nat_globals, zero, nr.NatGlobals(udp_s=5).encode())
+    try:
+        _age(point, fwd, 10)
+        assert _run(point, TO_POD, packet(PEER, POD, 80, sport, UDP)) == DROPPED
+    finally:
+        bpfsys.map_update(point.nat_globals, zero, nr.NatGlobals().encode())
     assert _entry(point, rev) is None
