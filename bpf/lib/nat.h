@@ -206,6 +206,43 @@ static __always_inline int rcl_icmp_quote(struct __sk_buff *skb, __u32 off, stru
 	return rcl_skb_read(skb, off + q->ihl * 4, l4, len);
 }
 
+/* An ICMP error about a hairpin flow (a pod reaching itself through its
+ * service), from the pod's own stack: it reports on a packet it received
+ * from the VIP (as the flow's backend, or as its client) and goes to the
+ * VIP. What the pod sent that packet's flow as was from its own address to
+ * the VIP, so the quote's two addresses swap and the port on the VIP's
+ * side becomes the one the pod used (the service's, or the backend's);
+ * the error comes from the VIP to the pod, back out of the interface it
+ * came in on. Swapping two words changes no checksum: only the port's
+ * change is folded into the error's. RCL_NAT_HAIRPIN, or RCL_NAT_PASS for
+ * an error the pod did not send to the VIP. */
+static __always_inline int rcl_nat_icmp_hairpin(struct __sk_buff *skb, __u32 l3_off,
+						__u32 l4_off, __u32 q_off,
+						const struct iphdr *ip, struct iphdr *q,
+						__u32 q_port, __u16 *port, __u16 to_port)
+{
+	if (ip->saddr != q->daddr || ip->daddr != q->saddr)
+		return RCL_NAT_PASS;
+	/* (stored from the quote's own copy, rewritten in place: the program's
+	 * stack has no room for more) */
+	__u16 from_port = *port;
+	*port = to_port;
+	if (bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &q->saddr, 8, 0))
+		goto fail; /* the error: from the VIP, to the pod */
+	__u32 pod = q->daddr;
+	q->daddr = q->saddr;
+	q->saddr = pod;
+	if (bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, saddr), &q->saddr, 8, 0) ||
+	    bpf_skb_store_bytes(skb, q_port, port, 2, 0) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, from_port, to_port, 2))
+		goto fail;
+	rcl_nat_count(RCL_NS_SNAT);
+	return RCL_NAT_HAIRPIN;
+fail:
+	rcl_nat_count(RCL_NS_ERROR);
+	return RCL_NAT_DROP;
+}
+
 /* An ICMP error (unreachable, time exceeded, parameter problem) about a
  * balanced flow, rewritten so the host it goes to finds the socket it is
  * for (Path MTU discovery, a closed UDP port). Either way it is found
@@ -218,8 +255,8 @@ static __always_inline int rcl_icmp_quote(struct __sk_buff *skb, __u32 off, stru
  *   on a reply, which left with the VIP as its source, through the forward
  *   entry): the quote becomes what the backend sent, and the error, sent to
  *   the VIP, goes to the backend. RCL_NAT_RELATED: routed as DNAT is.
- * RCL_NAT_PASS for anything else (a hairpin flow, no such flow, an error to
- * the backend not addressed to the VIP). */
+ * A hairpin flow's error: rcl_nat_icmp_hairpin. RCL_NAT_PASS for anything
+ * else (no such flow, an error to the backend not addressed to the VIP). */
 static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_off,
 					      const struct iphdr *ip)
 {
@@ -248,7 +285,7 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 	__u64 now = 0;
 	struct rcl_ct_hit ct;
 	ct.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
-	if (!rcl_ct_lookup(&key, &now, &ct) || (ct.val.flags & RCL_CT_HAIRPIN))
+	if (!rcl_ct_lookup(&key, &now, &ct))
 		return RCL_NAT_PASS;
 	int to_backend = ct.val.type == RCL_CT_FORWARD;
 	if (!to_backend && ct.val.type != RCL_CT_REVERSE)
@@ -259,9 +296,12 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 	__u32 to = to_backend ? ct.val.be_ip : ct.val.orig_ip;
 	__u16 from_port = to_backend ? qp.sport : qp.dport;
 	__u16 to_port = to_backend ? ct.val.be_port : ct.val.orig_port;
+	__u32 q_port = q_off + q.ihl * 4 + (to_backend ? 0 : 2); /* after any IP options */
+	if (ct.val.flags & RCL_CT_HAIRPIN)
+		return rcl_nat_icmp_hairpin(skb, l3_off, l4_off, q_off, ip, &q, q_port,
+					    to_backend ? &qp.sport : &qp.dport, to_port);
 	__u32 q_addr = q_off + (to_backend ? offsetof(struct iphdr, saddr)
 					   : offsetof(struct iphdr, daddr));
-	__u32 q_port = q_off + q.ihl * 4 + (to_backend ? 0 : 2); /* after any IP options */
 	__u32 outer = to_backend ? ip->daddr : ip->saddr;
 	__u32 outer_off = l3_off + (to_backend ? offsetof(struct iphdr, daddr)
 					       : offsetof(struct iphdr, saddr));

@@ -219,7 +219,7 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		struct iphdr ip;
 		__u16 dport = ps->f.dval;
 		if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) ||
-		    (verdict != RCL_NAT_RELATED &&
+		    (ip.protocol != IPPROTO_ICMP &&
 		     rcl_skb_read(skb, l3_off + ip.ihl * 4 + 2, &dport, sizeof(dport))))
 			return TC_ACT_SHOT;
 		if (host)

@@ -40,7 +40,7 @@ int rcl_test_ct_kill(struct __sk_buff *skb)
 	return rcl_ct_kill_request(skb);
 }
 """
-PASS, DNAT, SNAT, REJECT, DROP = 0, 1, 2, 3, 4
+PASS, DNAT, SNAT, REJECT, DROP, HAIRPIN = 0, 1, 2, 3, 4, 5
 
 CLIENT = IPv4Address("10.1.0.1")
 VIP = IPv4Address("10.96.0.10")
@@ -634,26 +634,54 @@ def test_an_icmp_error_about_a_balanced_flow_is_translated_both_ways(
 
 
 def test_an_icmp_error_nat_has_no_flow_for_passes_untouched(dp: Dataplane) -> None:
-    """No such flow; a reply's error not sent to the VIP; a pod reaching
-    itself through its service (hairpin); an ICMP message that is not an
+    """No such flow; a reply's error not sent to the VIP; a hairpin flow's
+    error the pod did not send to the VIP; an ICMP message that is not an
     error: each passes as it came."""
     dp.service(1, BACKENDS, proto=UDP)
     backend = parse(dp.run(packet(CLIENT, VIP, 42100, 80, UDP))[1]).dst
     reply = quoted(packet(VIP, CLIENT, 80, 42100, UDP))
     unknown = quoted(packet(VIP, CLIENT, 80, 42101, UDP))
-    # a flow balanced to the client itself (tried port by port)
-    _, hairpin_in = next(
-        out for port in range(42200, 42300)
-        if (out := dp.run(packet(BACKENDS[0], VIP, port, 80, UDP)))[0] == 5
-    )  # fmt: skip
-    hairpin = quoted(hairpin_in)
+    _, hairpin_in = hairpin_flow(dp, 42200)
     echo = icmp_error(CLIENT, VIP, reply)
     echo = echo[:34] + b"\x08" + echo[35:]  # type 8: an echo request, not an error
     for frame in (
         icmp_error(CLIENT, VIP, unknown),
         icmp_error(CLIENT, ROUTER, reply),
-        icmp_error(BACKENDS[0], VIP, hairpin),
+        icmp_error(ROUTER, VIP, quoted(hairpin_in)),
         echo,
     ):
         assert dp.run(frame) == (PASS, frame)
     assert backend in BACKENDS
+
+
+def hairpin_flow(dp: Dataplane, first_port: int) -> tuple[int, bytes]:
+    """A UDP flow from BACKENDS[0] to the VIP balanced to BACKENDS[0] itself
+    (tried port by port from first_port): its client port, and the packet
+    as delivered (from the VIP, to the backend's port)."""
+    for port in range(first_port, first_port + 100):
+        verdict, out = dp.run(packet(BACKENDS[0], VIP, port, 80, UDP))
+        if verdict == HAIRPIN:
+            return port, out
+    raise AssertionError("no flow was balanced to its own client")
+
+
+@pytest.mark.parametrize("options", [b"", NOPS], ids=["plain", "ip-options"])
+def test_a_hairpin_flows_icmp_error_goes_back_to_the_pod_as_the_vips(
+    dp: Dataplane, options: bytes
+) -> None:
+    """A pod reaching itself through its service: its stack reports (to the
+    VIP) on what it received, as the backend (the request) or as the client
+    (the reply). The error comes back from the VIP, quoting what the pod
+    sent: from its own address to the VIP, on the port it used there."""
+    dp.service(1, BACKENDS, proto=UDP)
+    pod = BACKENDS[0]
+    port, request = hairpin_flow(dp, 42400)
+    assert (parse(request).src, parse(request).dst) == (VIP, pod)
+    reply = packet(VIP, pod, 80, port, UDP)  # the reply as the pod, the client, got it
+    for received, ports in ((request, (port, 80)), (reply, (8080, port))):
+        verdict, out = dp.run(icmp_error(pod, VIP, quoted(received, options)))
+        e = parse_error(out)
+        assert verdict == HAIRPIN and e.checksums_ok, e
+        assert (e.src, e.dst) == (VIP, pod)
+        assert (e.quote_src, e.quote_dst, e.quote_ports) == (pod, VIP, ports)
+        assert e.quote_options == options

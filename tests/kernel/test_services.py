@@ -864,3 +864,18 @@ def test_an_icmp_error_about_a_reply_reaches_the_backend(svc):
     node.apply_converged()
     assert backend_hears(sb.pod_ns(CLIENT), VIP, 53) == "refused"
     assert backend_hears(sb.pod_ns(CLIENT), backend.ip, 8080) == "refused"
+
+
+def test_a_pod_reaching_itself_hears_its_own_port_unreachable(svc):
+    """A pod reaching itself through its service (hairpin), on a UDP port
+    nothing listens on: its own stack's port unreachable, sent to the VIP,
+    comes back to it from the VIP, so its socket is refused at once."""
+    node, sb = svc.node, svc.node.sandbox
+    node.felix()
+    node.write("felix.yaml", svc._felix("Disabled"))
+    node.wep(CLIENT)
+    svc.service(backends=(CLIENT,))  # nothing listens in it
+    node.apply_converged()
+    done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_CLIENT, VIP, "53", "0", "send",
+                   timeout=15)  # fmt: skip
+    assert done.stdout.strip() == "refused", done.stdout + done.stderr
