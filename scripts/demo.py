@@ -82,6 +82,8 @@ def main() -> int:
         finally:
             server.kill()
             server.wait()
+        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{CLUSTER_IP}:80/TCP", "--kernel",
+                  *why)  # fmt: skip
         banner("Status")
         reconcile("--status", *sandbox.target_args(state))
         return 0

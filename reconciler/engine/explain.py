@@ -338,7 +338,10 @@ def explain_service(
             lines.append("  no endpoint of this node judges it: it passes")
             allowed += 1
             continue
-        lines += ["  " + line for line in render(findings).splitlines()]
+        shown = render(findings).splitlines()
+        if len(hop.backends) == 1:
+            shown = shown[:-1]  # its verdict is the one below
+        lines += ["  " + line for line in shown]
         allowed += all(f.action != "Deny" for f in findings)
     total = len(hop.backends)
     if allowed == total:

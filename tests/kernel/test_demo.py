@@ -25,6 +25,9 @@ def test_the_demo_converges_enforces_and_cleans_up():
     assert "Verdict: Deny" in out and "Verdict: Allow" in out
     assert "compiled program" in out and "agrees: yes" in out  # --explain --kernel
     assert "reply from backend-0 10.65.0.10" in out  # through the ClusterIP, no SNAT
+    # --explain follows the ClusterIP to its backend, whose policy lets port 8080 in
+    assert "10.96.0.50:80/tcp is service shop/backend:http/tcp" in out
+    assert "-> backend 10.65.0.20:8080" in out and "(agrees)" in out
     assert "In sync: the kernel matches the source of the last apply." in out
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "rcldemo-" not in namespaces
