@@ -30,17 +30,32 @@ def ctlb_mode(config: Mapping[str, Any]) -> str:
     return mode if mode in CTLB_MODES else "TCP"
 
 
+# Calico forces host-networked NAT on when connect-time LB is off too: the
+# node could reach no service at all otherwise.
+FORCED_HOST_NAT = (
+    "bpfHostNetworkedNATWithoutCTLB: Disabled with bpfConnectTimeLoadBalancing: Disabled "
+    "would leave host-networked processes without services; acting as Enabled, as Calico does"
+)
+
+
 def host_at_connect(config: Mapping[str, Any], netns_cookie: int | None) -> bool:
     """Are the node's own sockets balanced at connect time, TCP and UDP,
     whatever the mode? Calico NATs host-networked traffic without
-    connect-time LB (bpfHostNetworkedNATWithoutCTLB, Enabled by default);
-    the host's own packets to a VIP meet no tc program of ours, so here
-    connect time is where it happens. Only with the node's namespace known
-    (its cookie); mode Enabled balances every socket anyway."""
+    connect-time LB (bpfHostNetworkedNATWithoutCTLB, Enabled by default,
+    and forced on in mode Disabled); the host's own packets to a VIP meet
+    no tc program of ours, so here connect time is where it happens. Only
+    with the node's namespace known (its cookie); mode Enabled balances
+    every socket anyway."""
+    mode = ctlb_mode(config)
+    if netns_cookie is None or mode == "Enabled":
+        return False
+    return mode == "Disabled" or config.get("bpfHostNetworkedNATWithoutCTLB") != "Disabled"
+
+
+def _forced_host_nat(config: Mapping[str, Any]) -> bool:
     return (
-        ctlb_mode(config) != "Enabled"
-        and config.get("bpfHostNetworkedNATWithoutCTLB", "Enabled") != "Disabled"
-        and netns_cookie is not None
+        ctlb_mode(config) == "Disabled"
+        and config.get("bpfHostNetworkedNATWithoutCTLB") == "Disabled"
     )
 
 
@@ -54,10 +69,11 @@ def compile_connect_lb(
     """The connect program set and its cgroup links, unless no cgroup was
     given, or the mode is Disabled and the node's own sockets are not
     balanced either (host_at_connect)."""
+    warnings = (FORCED_HOST_NAT,) if _forced_host_nat(config) else ()
     if cgroup_id is None:
-        return Fragment()
+        return Fragment(warnings=warnings)
     if ctlb_mode(config) == "Disabled" and not host_at_connect(config, netns_cookie):
-        return Fragment()
+        return Fragment(warnings=warnings)
     connect_ref = programs.connect_ref
     objects = [
         Obj(
@@ -75,4 +91,4 @@ def compile_connect_lb(
                 info={"cgroup": cgroup_path},
             )
         )
-    return Fragment(tuple(objects))
+    return Fragment(tuple(objects), warnings=warnings)

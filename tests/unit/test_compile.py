@@ -2,6 +2,7 @@
 
 import pytest
 
+from reconciler.compile.connect_lb import FORCED_HOST_NAT
 from reconciler.compile.dataplane import Host, compile_desired
 from reconciler.compile.interfaces import Role, select_interfaces
 from reconciler.compile.programs import build_flags
@@ -246,10 +247,10 @@ CONNECT_HOOKS = ["cgroup/connect4", "cgroup/recvmsg4", "cgroup/sendmsg4"]
         ({"bpfHostNetworkedNATWithoutCTLB": "Disabled"}, 0x2002, 0, CONNECT_HOOKS),
         ({"bpfConnectTimeLoadBalancing": "Enabled"}, 0x2002, 0, CONNECT_HOOKS),  # all anyway
         ({"bpfConnectTimeLoadBalancing": "Disabled"}, 0x2002, 1, CONNECT_HOOKS),  # host alone
-        (
+        (  # Calico forces host NAT on here (a warning says so)
             {"bpfConnectTimeLoadBalancing": "Disabled",
              "bpfHostNetworkedNATWithoutCTLB": "Disabled"},
-            0x2002, 0, [],
+            0x2002, 1, CONNECT_HOOKS,
         ),
         ({}, None, 0, CONNECT_HOOKS),  # the node's namespace not known
         ({"bpfConnectTimeLoadBalancing": "Disabled"}, None, 0, []),
@@ -265,6 +266,10 @@ def test_the_nodes_own_sockets_are_balanced_at_connect_unless_told_not_to(
     # the low 32 bits: what the connect programs compare
     assert (g["host_nat"], g["host_netns"]) == ((1, 0x2002) if host_nat else (0, 0))
     assert sorted(a for a in desired.objects if a.startswith("cgroup/")) == hooks
+    forced = spec.get("bpfConnectTimeLoadBalancing") == "Disabled" and spec.get(
+        "bpfHostNetworkedNATWithoutCTLB"
+    ) == "Disabled"
+    assert (FORCED_HOST_NAT in desired.warnings) == forced
 
 
 def test_interfaces_keep_the_slots_they_hold_and_new_ones_take_unheld_slots():
