@@ -69,6 +69,24 @@ RETURN_AS_ACCEPT = (
 )
 
 
+# Service fields kube-proxy acts on that this node's NAT does not. Each is
+# named only when it would make a difference.
+SERVICE_NOT_ACTED_ON = {
+    "loadBalancerSourceRanges": (
+        "the load balancer IPs accept every source (kube-proxy drops sources outside "
+        "the ranges); restrict them in the load balancer, or with preDNAT policy on a "
+        "HostEndpoint"
+    ),
+    "healthCheckNodePort": (
+        "no health check server answers on it (kube-proxy's says whether this node has "
+        "a local endpoint)"
+    ),
+    "trafficDistribution": (
+        "every usable endpoint is balanced to, with no preference for close ones"
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class NotEnforced:
     resource: str  # Kind/name or Kind/namespace/name
@@ -101,6 +119,12 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
             ]
             if r.spec.get("defaultEndpointToHostAction") == "Return":
                 out.append(NotEnforced(r.ref, "spec.defaultEndpointToHostAction", RETURN_AS_ACCEPT))
+        elif r.kind == "Service":
+            out += [
+                NotEnforced(r.ref, f"spec.{k}", reason)
+                for k, reason in sorted(SERVICE_NOT_ACTED_ON.items())
+                if r.spec.get(k)
+            ]
         elif r.kind in ("HostEndpoint", "WorkloadEndpoint"):
             out += [
                 NotEnforced(r.ref, f"spec.{k}", "not a field this node's datapath acts on")

@@ -85,3 +85,25 @@ def test_return_is_named_as_acting_as_accept() -> None:
     )
     accept = res("FelixConfiguration", {"defaultEndpointToHostAction": "Accept"}, "default")
     assert not_enforced([accept]) == []
+
+
+def test_service_fields_kube_proxy_acts_on_and_we_do_not_are_named_when_set() -> None:
+    lb = res(
+        "Service",
+        {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 32000,
+            "loadBalancerSourceRanges": ["192.0.2.0/24"],
+            "sessionAffinity": "ClientIP",
+        },
+        "lb",
+        "shop",
+    )
+    plain = res("Service", {"clusterIP": "10.96.0.1", "loadBalancerSourceRanges": []}, "s", "shop")
+    found = not_enforced([lb, plain])
+    assert [(f.resource, f.field) for f in found] == [
+        ("Service/shop/lb", "spec.healthCheckNodePort"),
+        ("Service/shop/lb", "spec.loadBalancerSourceRanges"),
+    ]
+    assert "kube-proxy drops sources outside the ranges" in found[1].render()
