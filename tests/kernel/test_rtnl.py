@@ -295,3 +295,24 @@ def test_cli_names_a_missing_namespace_and_changes_nothing(tmp_path, capsys):
     assert "Traceback" not in err
     assert not os.path.exists(f"/run/netns/{name}")
     assert not os.path.exists(f"/sys/fs/bpf/{name}")
+
+
+def test_a_namespaces_cookie_is_what_its_own_sockets_see(ns):
+    """netns_cookie(name) reads the cookie from inside the namespace, the
+    value BPF's bpf_get_netns_cookie gives for sockets there; a missing
+    namespace is an error, never created."""
+    home = _thread_netns()
+    here, there = rtnl.netns_cookie(), rtnl.netns_cookie(ns)
+    assert here is not None and there is not None and here != there
+    inside = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c",
+         "from reconciler.kernel.rtnetlink import netns_cookie; print(netns_cookie())"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert int(inside.stdout) == there
+    name = f"rclrt-missing-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(rtnl.NetnsError, match=f"network namespace '{name}' does not exist"):
+        rtnl.netns_cookie(name)
+    assert not os.path.exists(f"/run/netns/{name}")
+    assert _thread_netns() == home
