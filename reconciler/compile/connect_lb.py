@@ -70,9 +70,8 @@ def compile_connect_lb(
     given, or the mode is Disabled and the node's own sockets are not
     balanced either (host_at_connect)."""
     warnings = (FORCED_HOST_NAT,) if _forced_host_nat(config) else ()
-    if cgroup_id is None:
-        return Fragment(warnings=warnings)
-    if ctlb_mode(config) == "Disabled" and not host_at_connect(config, netns_cookie):
+    unused = ctlb_mode(config) == "Disabled" and not host_at_connect(config, netns_cookie)
+    if cgroup_id is None or unused:
         return Fragment(warnings=warnings)
     connect_ref = programs.connect_ref
     objects = [

@@ -5,8 +5,9 @@ read a state's warnings without importing every sub-compiler."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 from reconciler.plan.state import Link
 
@@ -27,3 +28,17 @@ class Host:
     cgroup_path: str = ""
     hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
     netns_cookie: int | None = None  # the node's network namespace; None: not known
+
+    def facts(self) -> dict[str, Any]:
+        """Every fact but the links, by name: what a snapshot records and
+        what a compiled state's inputs name."""
+        return {name: getattr(self, name) for name in HOST_FACTS}
+
+    @classmethod
+    def of_facts(cls, links: Sequence[Link], facts: Mapping[str, Any]) -> Host:
+        """A Host from recorded facts; a fact not recorded (an older
+        snapshot) takes its default."""
+        return cls(tuple(links), **{name: facts[name] for name in HOST_FACTS if name in facts})
+
+
+HOST_FACTS = tuple(f.name for f in fields(Host) if f.name != "links")

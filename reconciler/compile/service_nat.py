@@ -29,6 +29,7 @@ def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[st
         value = t[key] if t[key] != "Auto" else felix.DEFAULTS["bpfConntrackTimeouts"][key]
         return max(1, round(felix.parse_duration(str(value))))
 
+    host = host_at_connect(config, netns_cookie)
     return {
         "tcp_syn_sent_s": secs("tcpSynSent"),
         "tcp_established_s": secs("tcpEstablished"),
@@ -37,11 +38,9 @@ def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[st
         "udp_s": secs("udpTimeout"),
         "generic_s": secs("genericTimeout"),
         "ctlb": CTLB_MODES[ctlb_mode(config)],
-        **(
-            {"host_nat": 1, "host_netns": netns_cookie & 0xFFFFFFFF}
-            if netns_cookie is not None and host_at_connect(config, netns_cookie)
-            else {"host_nat": 0, "host_netns": 0}
-        ),
+        "host_nat": int(host),
+        # the low 32 bits: what the connect programs compare
+        "host_netns": (netns_cookie or 0) & 0xFFFFFFFF if host else 0,
     }
 
 

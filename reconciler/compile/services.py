@@ -72,6 +72,15 @@ class ServicePort:
     def local_count(self) -> int:
         return sum(1 for b in self.backends if b.local)
 
+    def balanced_among(self, fe: Frontend) -> tuple[Backend, ...]:
+        """The backends a new flow to `fe` is balanced among, as the datapath
+        picks: its own list for a Local policy's split choice, else the
+        first local_count ordinals (the local ones) under a Local policy,
+        else every backend."""
+        if self.local_list is not None and fe.svc_id == self.local_list[0]:
+            return self.local_list[1]
+        return self.backends[: self.local_count] if fe.flags & LOCAL_FLAGS else self.backends
+
 
 @dataclass(frozen=True, slots=True)
 class NatTables:

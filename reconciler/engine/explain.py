@@ -285,6 +285,7 @@ class ServiceHop:
 
     service: str  # "namespace/name:port"
     frontend: str  # "10.96.0.50:80/tcp"
+    proto: str  # "tcp" / "udp"
     backends: tuple[tuple[str, int], ...]
 
 
@@ -292,7 +293,7 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
     """The service `dst` (VIP:PORT/PROTO) names: a cluster IP, external IP or
     load balancer IP of a TCP or UDP port; None for anything else. NodePorts
     need the node's addresses, which explain does not read."""
-    from reconciler.compile.services import LOCAL_FLAGS, compile_services
+    from reconciler.compile.services import compile_services
 
     host, port, proto = parse_target(dst)
     name = {6: "tcp", 17: "udp"}.get(proto)
@@ -304,15 +305,9 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
         return None
     for sp in compile_services(resources, node, ()).ports:
         for fe in sp.frontends:
-            if (fe.vip, fe.port, fe.proto) != (vip, port, name):
-                continue
-            backends = sp.backends
-            if fe.flags & LOCAL_FLAGS:
-                own = sp.local_list
-                backends = own[1] if own and own[0] == fe.svc_id else tuple(
-                    b for b in sp.backends if b.local
-                )
-            return ServiceHop(sp.service, fe.label, tuple((b.ip, b.port) for b in backends))
+            if (fe.vip, fe.port, fe.proto) == (vip, port, name):
+                backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))
+                return ServiceHop(sp.service, fe.label, fe.proto, backends)
     return None
 
 
@@ -323,7 +318,6 @@ def explain_service(
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
     verdict over all of them."""  # fmt: skip
-    proto = hop.frontend.rsplit("/", 1)[1]
     lines = [f"{hop.frontend} is service {hop.service}: policy judges the flow on its "
              f"backend ({len(hop.backends)})"]  # fmt: skip
     if not hop.backends:
@@ -333,7 +327,7 @@ def explain_service(
     for ip, port in hop.backends:
         lines.append(f"-> backend {ip}:{port}")
         try:
-            findings = explain(resources, node, src, f"{ip}:{port}/{proto}", kernel_root)
+            findings = explain(resources, node, src, f"{ip}:{port}/{hop.proto}", kernel_root)
         except NotOnThisNode:
             lines.append("  no endpoint of this node judges it: it passes")
             allowed += 1

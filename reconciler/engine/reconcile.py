@@ -64,14 +64,13 @@ if TYPE_CHECKING:
 
 # Stage messages at INFO: logs with -v, a progress line on a terminal
 # (reconciler.cli.logs); `extra={"progress": True}` marks them.
+log = logsink.get("reconciler.engine")
+PROGRESS = {"progress": True}
+
 # Where a UDP socket may be connected straight to a backend: in any network
 # namespace under the connect-time-LB cgroup, in the node's own alone, or
 # nowhere.
 UDP_EVERYWHERE, UDP_HOST, UDP_NOWHERE = "everywhere", "host", ""
-
-
-log = logsink.get("reconciler.engine")
-PROGRESS = {"progress": True}
 
 
 class ReconcileError(Exception):
@@ -255,10 +254,7 @@ def compiled_state(
             [
                 code_fingerprint(),
                 target.node,
-                host.cgroup_id,
-                host.cgroup_path,
-                host.hz,
-                host.netns_cookie,
+                host.facts(),
                 target.bpffs_root,
                 digest,
             ]
@@ -606,11 +602,7 @@ def _read_back(desired: DesiredState, plan: Plan, target: Target) -> tuple[Chang
 
 def host_facts(target: Target, links: list[Link]) -> Host:
     if target.snapshot is not None:
-        facts = target.snapshot.host
-        return Host(
-            tuple(links), facts.get("cgroup_id"), facts.get("cgroup_path", ""), facts.get("hz"),
-            facts.get("netns_cookie"),
-        )  # fmt: skip
+        return Host.of_facts(links, target.snapshot.host)
     cgroup_id = None
     if target.cgroup:
         try:

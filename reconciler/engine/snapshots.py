@@ -23,12 +23,7 @@ def take(target: Target) -> dict[str, Any]:
         now_iso(),
         observed,
         tuple(links),
-        {
-            "cgroup_id": host.cgroup_id,
-            "cgroup_path": host.cgroup_path,
-            "hz": host.hz,
-            "netns_cookie": host.netns_cookie,
-        },
+        host.facts(),
     )
     return snapshots.dump(snap)
 

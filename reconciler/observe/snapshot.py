@@ -34,7 +34,7 @@ class Snapshot:
     taken_at: str
     observed: ObservedState
     links: tuple[Link, ...]
-    host: Mapping[str, Any]  # cgroup_id, cgroup_path, hz, netns_cookie
+    host: Mapping[str, Any]  # Host.facts() (reconciler.compile.host)
 
 
 def _enc(value: Any) -> Any:
