@@ -49,6 +49,11 @@ static __always_inline int rcl_ctlb(struct bpf_sock_addr *ctx, int record_udp)
 	struct rcl_nat_fe_val *fe = rcl_nat_fe.lookup(&fek);
 	if (!fe)
 		return 1;
+	/* A load balancer IP with source ranges is judged on the packet's
+	 * source, which a socket may not have chosen yet: left to the tc path
+	 * (a pod's packets) or to the network (the node's own). */
+	if (fe->flags & RCL_FE_SRC_RANGES)
+		return 1;
 
 	__u64 now = rcl_now();
 	struct rcl_nat_pick pick = {};

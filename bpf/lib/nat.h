@@ -19,7 +19,8 @@
 #define RCL_NAT_DNAT   1 /* destination rewritten to a backend */
 #define RCL_NAT_SNAT   2 /* reply source rewritten back to the VIP */
 #define RCL_NAT_REJECT 3 /* service has no usable backend: drop (TC_ACT_SHOT) */
-#define RCL_NAT_DROP   4 /* rewrite failed half way: the packet is unusable, drop */
+#define RCL_NAT_DROP   4 /* rewrite failed half way (the packet is unusable), or a
+			* source outside a load balancer IP's ranges: drop */
 #define RCL_NAT_HAIRPIN 5 /* a pod reaching itself through a service, both addresses
 			   * rewritten: send it back out of the interface it came in on */
 #define RCL_NAT_RELATED 6 /* an ICMP error about a balanced flow's reply, its
@@ -328,6 +329,19 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 	return to_backend ? RCL_NAT_RELATED : RCL_NAT_SNAT;
 }
 
+/* loadBalancerSourceRanges: may a new flow from `src` (_be) use frontend
+ * `fe`? Only frontends the compiler flags are asked; one LPM lookup. */
+static __always_inline int rcl_nat_src_allowed(const struct rcl_nat_fe_val *fe, __u32 src)
+{
+	if (!(fe->flags & RCL_FE_SRC_RANGES))
+		return 1;
+	struct rcl_nat_src_key k = {};
+	k.prefixlen = 64;
+	k.svc_id = fe->svc_id;
+	k.src = src;
+	return rcl_nat_src.lookup(&k) != 0;
+}
+
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4
  * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices. Returns RCL_NAT_*.
  * Non-first fragments and packets with unreadable headers pass untouched. */
@@ -388,6 +402,11 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 	int syn = ip.protocol == IPPROTO_TCP && (tcpflags & 0x12) == 0x02;
 	if (syn) {
 		fe = rcl_nat_fe.lookup(&fek);
+		if (fe && !rcl_nat_src_allowed(fe, ip.saddr)) {
+			/* dropped silently, as kube-proxy drops it */
+			rcl_nat_count(RCL_NS_SRC_DENIED);
+			return RCL_NAT_DROP;
+		}
 		if (fe) {
 			now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
@@ -502,6 +521,10 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			return RCL_NAT_PASS;
 		}
 		if (!syn) {
+			if (!rcl_nat_src_allowed(fe, ip.saddr)) {
+				rcl_nat_count(RCL_NS_SRC_DENIED);
+				return RCL_NAT_DROP;
+			}
 			if (!now)
 				now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),

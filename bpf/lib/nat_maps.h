@@ -19,6 +19,9 @@
 #ifndef RCL_NAT_AFF_SIZE
 #define RCL_NAT_AFF_SIZE 65536
 #endif
+#ifndef RCL_NAT_SRC_SIZE
+#define RCL_NAT_SRC_SIZE 65536
+#endif
 #ifndef RCL_CT_BUCKETS
 #define RCL_CT_BUCKETS 73143 /* buckets of RCL_CT_WAYS: Calico's 512000 entries */
 #endif
@@ -30,6 +33,9 @@ BPF_TABLE_PINNED("hash", struct rcl_nat_fe_key, struct rcl_nat_fe_val, rcl_nat_f
 		 RCL_NAT_FE_SIZE, RCL_MAPS_DIR "/rcl_nat_fe");
 BPF_TABLE_PINNED("hash", struct rcl_nat_be_key, struct rcl_nat_be_val, rcl_nat_be,
 		 RCL_NAT_BE_SIZE, RCL_MAPS_DIR "/rcl_nat_be");
+/* loadBalancerSourceRanges: the sources each ranged frontend's svc_id admits */
+BPF_TABLE_PINNED("lpm_trie", struct rcl_nat_src_key, struct rcl_nat_src_val, rcl_nat_src, RCL_NAT_SRC_SIZE,
+		 RCL_MAPS_DIR "/rcl_nat_src", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl_nat_aff,
 		 RCL_NAT_AFF_SIZE, RCL_MAPS_DIR "/rcl_nat_aff");
 /* mmapable: the reconciler reads the table in place instead of copying it

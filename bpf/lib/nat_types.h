@@ -10,6 +10,8 @@
 #define RCL_FE_AFFINITY  1 /* sessionAffinity: ClientIP */
 #define RCL_FE_ETP_LOCAL 2 /* set by the compiler on external frontends (nodeport, LB, external IP) */
 #define RCL_FE_ITP_LOCAL 4 /* set by the compiler on cluster-IP frontends */
+#define RCL_FE_SRC_RANGES 8 /* a load balancer IP of a Service with loadBalancerSourceRanges:
+			     * a new flow's source must be in rcl_nat_src under svc_id */
 
 /* rcl_nat_fe key: 8 bytes. */
 struct rcl_nat_fe_key {
@@ -39,6 +41,19 @@ struct rcl_nat_be_val {
 	__u32 ip;       /* _be */
 	__u16 port;     /* _be */
 	__u16 flags;    /* reserved, 0 */
+};
+
+/* rcl_nat_src key: 12 bytes, an LPM trie key. prefixlen counts from svc_id,
+ * which every entry matches whole: 32 + the range's own prefix length. */
+struct rcl_nat_src_key {
+	__u32 prefixlen;
+	__u32 svc_id;
+	__u32 src;      /* _be */
+};
+
+/* rcl_nat_src value: 4 bytes. */
+struct rcl_nat_src_val {
+	__u32 reserved; /* 0 */
 };
 
 /* rcl_nat_aff key: 8 bytes. */
@@ -212,6 +227,7 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_CTLB_UDP_REV 11
 #define RCL_NS_REJECT_LIMITED 12 /* no backend, and over the ICMP error rate: dropped silently */
 #define RCL_NS_CT_EVICTED   13 /* a new flow took the slot of a live one (conntrack table full) */
+#define RCL_NS_SRC_DENIED   14 /* a new flow to a load balancer IP from outside its source ranges */
 #define RCL_NS_MAX          16
 
 #endif

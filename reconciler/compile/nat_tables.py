@@ -32,12 +32,13 @@ from reconciler.compile.services import (
     service_fragments,
 )
 from reconciler.config.model import Resource
-from reconciler.datapath.maps.nat_types import MAP_NAT_BE, MAP_NAT_FE
+from reconciler.datapath.maps.nat_types import DEFAULT_SIZES, MAP_NAT_BE, MAP_NAT_FE, MAP_NAT_SRC
 from reconciler.plan.state import DesiredState
 from reconciler.plan.tables import over
 
 NAT_KINDS = frozenset({"Service", "EndpointSlice"})
-FE, BE = MAP_NAT_FE, MAP_NAT_BE
+FE, BE, SRC = MAP_NAT_FE, MAP_NAT_BE, MAP_NAT_SRC
+SRC_CAPACITY = DEFAULT_SIZES[MAP_NAT_SRC]
 # A state derived from a previous one, and by table the only keys whose
 # entries may differ from the previous state's (reconciler.plan.state.Recognition.derived).
 Derived = tuple[DesiredState, Mapping[str, frozenset[bytes]]]
@@ -62,8 +63,15 @@ def _service_warning_lines(by_service: Mapping[ServiceRef, tuple[str, ...]]) -> 
     return [w for ref in sorted(by_service, key=_sort_key) for w in by_service[ref]]
 
 
-def overflow_errors(counts: tuple[int, int], sizes: tuple[int, int]) -> list[str]:
+def overflow_errors(
+    counts: tuple[int, int], sizes: tuple[int, int], sources: int = 0
+) -> list[str]:
     errors = []
+    if sources > SRC_CAPACITY:
+        errors.append(
+            f"map {SRC} would overflow: {sources} loadBalancerSourceRanges entries "
+            f"(one per range and service port) for its {SRC_CAPACITY}"
+        )
     for table, count, size, what, field_name in (
         (FE, counts[0], sizes[0], "frontends", "bpfMapSizeNATFrontend"),
         (BE, counts[1], sizes[1], "backends", "bpfMapSizeNATBackend"),
@@ -78,6 +86,7 @@ def fold(fragments: Mapping[ServiceRef, Fragment], sizes: tuple[int, int]) -> Fo
     frontend keeps it (the others get a warning)."""
     fe: dict[bytes, bytes] = {}
     be: dict[bytes, bytes] = {}
+    src: dict[bytes, bytes] = {}
     info: dict[int, dict[str, Any]] = {}
     owner: dict[bytes, str] = {}
     conflict_warnings: list[str] = []
@@ -94,14 +103,16 @@ def fold(fragments: Mapping[ServiceRef, Fragment], sizes: tuple[int, int]) -> Fo
             owner[key] = service
             fe[key] = value
         be.update(fragment.backends)
+        src.update(fragment.sources)
     counts = (
         sum(f.frontend_count for f in fragments.values()),
         sum(f.backend_count for f in fragments.values()),
     )
     return Folded(
-        {FE: fe, BE: be}, info,
+        {FE: fe, BE: be, SRC: src}, info,
         (*_service_warning_lines(by_service), *conflict_warnings),
-        tuple(overflow_errors(counts, sizes)), counts, bool(conflict_warnings), by_service,
+        tuple(overflow_errors(counts, sizes, len(src))), counts, bool(conflict_warnings),
+        by_service,
     )  # fmt: skip
 
 
@@ -213,12 +224,15 @@ def update(
     came = service_fragments(after, node, ips, ids)
     fe = over(previous.tables.get(FE, {}))
     be = over(previous.tables.get(BE, {}))
+    src = over(previous.tables.get(SRC, {}))
     info = over(previous.table_info)
     for fragment in gone.values():
         for key, *_ in fragment.frontends:
             fe.pop(key, None)
         for key, _ in fragment.backends:
             be.pop(key, None)
+        for key, _ in fragment.sources:
+            src.pop(key, None)
         for svc_id, *_ in fragment.info:
             info.pop(svc_id, None)
     for fragment in came.values():
@@ -227,6 +241,7 @@ def update(
                 return None  # claimed by another service: full compile orders that
             fe[key] = value
         be.update(fragment.backends)
+        src.update(fragment.sources)
         for svc_id, primary, service in fragment.info:
             info[svc_id] = {"frontend": primary, "service": service}
     counts = (
@@ -239,7 +254,7 @@ def update(
     )
     warned = {k: v for k, v in index.service_warnings.items() if k not in gone}
     warned.update({ref: f.warnings for ref, f in came.items() if f.warnings})
-    errors = (*index.base_errors, *overflow_errors(counts, index.sizes))
+    errors = (*index.base_errors, *overflow_errors(counts, index.sizes, len(src)))
     new_files = over(index.files)
     for path in old.keys() | new.keys():  # exactly the paths whose blob id moved
         if path in files:
@@ -253,12 +268,13 @@ def update(
     touched = {
         FE: frozenset(k for f in (*gone.values(), *came.values()) for k, *_ in f.frontends),
         BE: frozenset(k for f in (*gone.values(), *came.values()) for k, _ in f.backends),
+        SRC: frozenset(k for f in (*gone.values(), *came.values()) for k, _ in f.sources),
     }
     state = replace(
         previous,
         warnings=(*index.base_warnings, *_service_warning_lines(warned)),
         errors=errors,
-        tables={**previous.tables, FE: fe, BE: be},
+        tables={**previous.tables, FE: fe, BE: be, SRC: src},
         table_info=info,
         nat_index=new_index,
     )
@@ -289,7 +305,10 @@ def relink(previous: DesiredState, interfaces: DesiredState, context: str) -> De
         policy_index=interfaces.policy_index,  # what made those objects' policy entries
         build=interfaces.build,
         warnings=(*other.base_warnings, *_service_warning_lines(index.service_warnings)),
-        errors=(*other.base_errors, *overflow_errors(index.counts, index.sizes)),
+        errors=(
+            *other.base_errors,
+            *overflow_errors(index.counts, index.sizes, len(previous.tables.get(SRC, {}))),
+        ),
         tables={name: over(table) for name, table in previous.tables.items()},
         table_info=over(previous.table_info),
         nat_index=new_index,

@@ -67,6 +67,7 @@ FIXED_MAPS = {
     MAP_REJECT_TAT: 1,
     nat.MAP_NAT_GLOBALS: 1,
     nat.MAP_NAT_STATS: nat.NAT_STATS_SIZE,
+    nat.MAP_NAT_SRC: nat.DEFAULT_SIZES[nat.MAP_NAT_SRC],
     nat.MAP_CTLB_UDP_REV: nat.DEFAULT_SIZES[nat.MAP_CTLB_UDP_REV],
     **policy_types.SIZES,
     **host_types.SIZES,

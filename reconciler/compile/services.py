@@ -12,6 +12,7 @@ the local choice is not that prefix, it gets a list and an id of its own.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from reconciler.config.model import Resource
-from reconciler.datapath.maps.codecs import be_key, be_value, fe_key, fe_value
+from reconciler.datapath.maps.codecs import SRC_VALUE, be_key, be_value, fe_key, fe_value, src_key
 from reconciler.datapath.maps.nat_types import FeFlag, Proto
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
@@ -30,6 +31,7 @@ DEFAULT_AFFINITY_S = 10800  # Kubernetes' default sessionAffinityConfig timeout
 FE_AFFINITY = int(FeFlag.AFFINITY)
 FE_ETP_LOCAL = int(FeFlag.ETP_LOCAL)
 FE_ITP_LOCAL = int(FeFlag.ITP_LOCAL)
+FE_SRC_RANGES = int(FeFlag.SRC_RANGES)
 LOCAL_FLAGS = FE_ETP_LOCAL | FE_ITP_LOCAL
 
 
@@ -67,6 +69,9 @@ class ServicePort:
     # (its own service id, its backends) when the Local policy's choice is not
     # the local part of `backends`; every backend in it is local
     local_list: tuple[int, tuple[Backend, ...]] | None = None
+    # loadBalancerSourceRanges, IPv4 networks: the sources a new flow to a
+    # frontend flagged FE_SRC_RANGES (a load balancer IP) may come from
+    source_ranges: tuple[str, ...] = ()
 
     @property
     def local_count(self) -> int:
@@ -226,6 +231,35 @@ def _id_keys(svc: Resource) -> list[str]:
     return keys
 
 
+def _source_ranges(svc: Resource) -> tuple[tuple[str, ...] | None, list[str]]:
+    """A LoadBalancer Service's loadBalancerSourceRanges as IPv4 networks
+    (host bits cleared), or None when its load balancer IPs admit every
+    source. Ranges of another family are left to that family's proxy; when
+    none of IPv4 is left, no IPv4 source is admitted (closed, not open)."""
+    spec = svc.spec
+    listed = spec.get("loadBalancerSourceRanges") or []
+    if spec.get("type") != "LoadBalancer" or not listed:
+        return None, []
+    networks: set[ipaddress.IPv4Network] = set()
+    warnings = []
+    for text in listed:
+        try:
+            network = ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError:
+            warnings.append(
+                f"{svc.ref}: loadBalancerSourceRanges: {text!r} is not a network; ignored"
+            )
+            continue
+        if isinstance(network, ipaddress.IPv4Network):
+            networks.add(network)
+    if not networks:
+        warnings.append(
+            f"{svc.ref}: loadBalancerSourceRanges has no IPv4 range: "
+            "no IPv4 source reaches its load balancer IPs"
+        )
+    return tuple(str(n) for n in sorted(networks)), warnings
+
+
 def _service_ports(
     svc: Resource,
     slices: Sequence[Resource],
@@ -240,6 +274,8 @@ def _service_ports(
         proto = str(port.get("protocol") or "TCP")
         if proto not in PROTOCOLS:
             warnings.append(f"{svc.ref}: {proto} ports are not load-balanced; skipped")
+    ranges, range_warnings = _source_ranges(svc)
+    warnings += range_warnings
     ports: list[ServicePort] = []
     for key, port, proto in _port_keys(svc):
         candidates = _candidates(slices, port.get("name") or "", proto, node)
@@ -255,9 +291,11 @@ def _service_ports(
         cluster_ips = list(spec.get("clusterIPs") or []) or [spec.get("clusterIP")]
         fe += [(ip, port["port"], internal) for ip in cluster_ips if _is_ipv4(ip)]
         outside = list(spec.get("externalIPs") or [])
-        ingress = ((svc.body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        outside += [i.get("ip") for i in ingress if isinstance(i, Mapping) and i.get("ip")]
         fe += [(ip, port["port"], external) for ip in outside if _is_ipv4(ip)]
+        ingress = ((svc.body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        balancer = external | (FE_SRC_RANGES if ranges is not None else 0)
+        lb_ips: list[Any] = [i.get("ip") for i in ingress if isinstance(i, Mapping)]
+        fe += [(ip, port["port"], balancer) for ip in lb_ips if _is_ipv4(ip)]
         node_port = port.get("nodePort")
         if (
             spec.get("type") in ("NodePort", "LoadBalancer")
@@ -265,6 +303,10 @@ def _service_ports(
             and node_port > 0
         ):
             fe += [(ip, node_port, external) for ip in node_ips]
+        # An address both an external IP and a ranged load balancer IP keeps
+        # the ranges: closed rather than open.
+        ranged = {(ip, p) for ip, p, f in fe if f & FE_SRC_RANGES}
+        fe = [(ip, p, f) for ip, p, f in fe if f & FE_SRC_RANGES or (ip, p) not in ranged]
         # Local policies pick among ordinals [0, local_count) of the cluster-wide
         # list. When the local choice is something else (no local endpoint is
         # ready, so local ones still serving while terminating are used, while
@@ -281,7 +323,7 @@ def _service_ports(
             for ip, p, f in sorted(set(fe))
         )
         extra = (local_id, local) if split else None
-        ports.append(ServicePort(key, ids[key], backends, frontends, extra))
+        ports.append(ServicePort(key, ids[key], backends, frontends, extra, ranges or ()))
     return ports, warnings
 
 
@@ -308,6 +350,7 @@ class Fragment:
 
     frontends: tuple[tuple[bytes, bytes, str, str], ...]  # key, value, label, service port
     backends: tuple[tuple[bytes, bytes], ...]
+    sources: tuple[tuple[bytes, bytes], ...]  # rcl_nat_src: the ranged frontends' ranges
     info: tuple[tuple[int, str, str], ...]  # svc_id, primary frontend, service port
     warnings: tuple[str, ...]
     frontend_count: int
@@ -316,6 +359,7 @@ class Fragment:
 
 def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment:
     frontends, backends, info = [], [], []
+    sources: dict[bytes, bytes] = {}
     for port in ports:
         primary = port.frontends[0].label if port.frontends else port.service
         info.append((port.svc_id, f"nat/{primary}", port.service))
@@ -328,13 +372,15 @@ def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment
             listed, local_count = lists[fe.svc_id]
             value = fe_value(fe.svc_id, len(listed), local_count, fe.flags, fe.affinity_timeout_s)
             frontends.append((fe_key(fe.vip, fe.port, fe.proto), value, fe.label, fe.service))
+            if fe.flags & FE_SRC_RANGES:
+                sources.update((src_key(fe.svc_id, n), SRC_VALUE) for n in port.source_ranges)
         for svc_id, (listed, _) in lists.items():
             backends += [
                 (be_key(svc_id, ordinal), be_value(be.ip, be.port))
                 for ordinal, be in enumerate(listed)
             ]
     return Fragment(
-        tuple(frontends), tuple(backends), tuple(info), tuple(warnings),
+        tuple(frontends), tuple(backends), tuple(sources.items()), tuple(info), tuple(warnings),
         sum(len(p.frontends) for p in ports), len(backends),
     )  # fmt: skip
 

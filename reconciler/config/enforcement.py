@@ -72,11 +72,6 @@ RETURN_AS_ACCEPT = (
 # Service fields kube-proxy acts on that this node's NAT does not. Each is
 # named only when it would make a difference.
 SERVICE_NOT_ACTED_ON = {
-    "loadBalancerSourceRanges": (
-        "the load balancer IPs accept every source (kube-proxy drops sources outside "
-        "the ranges); restrict them in the load balancer, or with preDNAT policy on a "
-        "HostEndpoint"
-    ),
     "healthCheckNodePort": (
         "no health check server answers on it (kube-proxy's says whether this node has "
         "a local endpoint)"

@@ -287,13 +287,15 @@ class ServiceHop:
     frontend: str  # "10.96.0.50:80/tcp"
     proto: str  # "tcp" / "udp"
     backends: tuple[tuple[str, int], ...]
+    # a load balancer IP's loadBalancerSourceRanges (IPv4); None: open to all
+    source_ranges: tuple[str, ...] | None = None
 
 
 def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHop | None:
     """The service `dst` (VIP:PORT/PROTO) names: a cluster IP, external IP or
     load balancer IP of a TCP or UDP port; None for anything else. NodePorts
     need the node's addresses, which explain does not read."""
-    from reconciler.compile.services import compile_services
+    from reconciler.compile.services import FE_SRC_RANGES, compile_services
 
     host, port, proto = parse_target(dst)
     name = {6: "tcp", 17: "udp"}.get(proto)
@@ -307,7 +309,8 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
         for fe in sp.frontends:
             if (fe.vip, fe.port, fe.proto) == (vip, port, name):
                 backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))
-                return ServiceHop(sp.service, fe.label, fe.proto, backends)
+                ranges = sp.source_ranges if fe.flags & FE_SRC_RANGES else None
+                return ServiceHop(sp.service, fe.label, fe.proto, backends, ranges)
     return None
 
 
@@ -320,6 +323,15 @@ def explain_service(
     verdict over all of them."""  # fmt: skip
     lines = [f"{hop.frontend} is service {hop.service}: policy judges the flow on its "
              f"backend ({len(hop.backends)})"]  # fmt: skip
+    if hop.source_ranges is not None:
+        addr = ipaddress.IPv4Address(_resolve(build_model(resources, node), src)[0])
+        within = [r for r in hop.source_ranges if addr in ipaddress.IPv4Network(r)]
+        if not within:
+            listed = ", ".join(hop.source_ranges) or "no IPv4 range"
+            lines.append(f"{addr} is outside its loadBalancerSourceRanges ({listed})")
+            lines.append("Verdict: Deny (dropped before NAT, as kube-proxy drops it)")
+            return "\n".join(lines) + "\n"
+        lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
     if not hop.backends:
         lines.append("Verdict: Reject (no usable backend: answered with ICMP port unreachable)")
         return "\n".join(lines) + "\n"

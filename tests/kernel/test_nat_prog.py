@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import codecs
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.kernel import bpf as bpfsys
 from sandbox.nat_stats import read_stat
@@ -118,8 +119,11 @@ class Dataplane:
         self.kill_fd = kill_fd
         self.fds = {
             name: bpfsys.obj_get(str(maps_dir / name))
-            for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF, nl.MAP_CT, nl.MAP_NAT_STATS)
-        }
+            for name in (
+                nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_SRC, nl.MAP_NAT_AFF, nl.MAP_CT,
+                nl.MAP_NAT_STATS,
+            )
+        }  # fmt: skip
 
     def run(self, frame: bytes) -> tuple[int, bytes]:
         res = bpfsys.prog_test_run(self.prog_fd, frame)
@@ -147,6 +151,14 @@ class Dataplane:
             self.fds[nl.MAP_NAT_FE], nr.FrontendKey(VIP, port, proto).encode(), fe.encode()
         )
 
+    def source_range(self, svc_id: int, network: str, admit: bool = True) -> None:
+        """Admit (or no longer) `network` to svc_id's ranged frontends."""
+        key = codecs.src_key(svc_id, network)
+        if admit:
+            bpfsys.map_update(self.fds[nl.MAP_NAT_SRC], key, codecs.SRC_VALUE)
+        else:
+            assert bpfsys.map_delete(self.fds[nl.MAP_NAT_SRC], key)
+
     def ct(self, key: nr.CtKey) -> nr.CtEntry | None:
         found = ct_table.entries(self.fds[nl.MAP_CT]).get(key.encode())
         return nr.CtEntry.decode(found[2]) if found else None
@@ -169,7 +181,7 @@ class Dataplane:
         return read_stat(self.fds[nl.MAP_NAT_STATS], which)
 
     def clear(self) -> None:
-        for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_AFF):
+        for name in (nl.MAP_NAT_FE, nl.MAP_NAT_BE, nl.MAP_NAT_SRC, nl.MAP_NAT_AFF):
             fd = self.fds[name]
             for key in bpfsys.map_keys(fd):
                 bpfsys.map_delete(fd, key)
@@ -403,6 +415,35 @@ def test_zero_backends_rejects(dp: Dataplane) -> None:
         assert verdict == REJECT
     assert dp.stat(nl.NatStat.REJECT_NO_BACKEND) == before + 2
     assert dp.ct(nr.CtKey(CLIENT, VIP, 40000, 80, TCP)) is None
+
+
+@pytest.mark.parametrize("proto", [TCP, UDP])
+def test_a_ranged_frontend_admits_new_flows_from_its_ranges_alone(
+    dp: Dataplane, proto: nl.Proto
+) -> None:
+    outsider = IPv4Address("10.9.0.1")
+    dp.service(7, BACKENDS, proto=proto, flags=nl.FeFlag.SRC_RANGES)
+    dp.source_range(7, "10.1.0.0/16")  # CLIENT's
+    dp.source_range(8, "10.9.0.0/16")  # the outsider's, but another service's
+    denied = dp.stat(nl.NatStat.SRC_DENIED)
+    verdict, out = dp.run(packet(CLIENT, VIP, 41000, 80, proto))
+    backend = parse(out).dst
+    assert verdict == DNAT and backend in BACKENDS
+    for flags in (SYN, ACK):  # a first packet, and one mid-stream with no flow
+        frame = packet(outsider, VIP, 41000, 80, proto, flags=flags)
+        verdict, out = dp.run(frame)
+        assert verdict == DROP and out == frame
+    assert dp.stat(nl.NatStat.SRC_DENIED) == denied + 2
+    assert dp.ct(nr.CtKey(outsider, VIP, 41000, 80, proto)) is None
+    # A flow it admitted keeps its backend when its range goes, as kube-proxy's
+    # conntrack keeps it; a new one from there is dropped.
+    dp.source_range(7, "10.1.0.0/16", admit=False)
+    verdict, again = dp.run(packet(CLIENT, VIP, 41000, 80, proto, flags=ACK))
+    assert verdict == DNAT and parse(again).dst == backend
+    assert dp.run(packet(CLIENT, VIP, 41001, 80, proto))[0] == DROP
+    # the same frontend without the flag admits everyone
+    dp.service(7, BACKENDS, proto=proto)
+    assert dp.run(packet(outsider, VIP, 41002, 80, proto))[0] == DNAT
 
 
 def test_local_traffic_policy(dp: Dataplane) -> None:

@@ -304,6 +304,65 @@ def test_nodeport_from_outside_and_etp_local_keeps_source(svc):
     assert {r.split()[1] for r in replies} == {sb.ext_ip}  # the real client address
 
 
+LB_IP = "10.99.0.1"  # routed to the node from the outside (sandbox.netns: 10.0.0.0/8)
+RANGED = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: lb, namespace: shop}}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.60
+  loadBalancerSourceRanges: {ranges}
+  ports:
+  - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30090}}
+status:
+  loadBalancer:
+    ingress: [{{ip: {lb}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: lb-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}]
+endpoints:
+- {{addresses: ["{backend}"], nodeName: node-1, conditions: {{ready: true}}}}
+"""
+
+
+def test_load_balancer_source_ranges_admit_their_sources_alone(svc):
+    """A load balancer IP takes new connections from its Service's
+    loadBalancerSourceRanges alone, from outside and from pods (a pod's
+    socket in the node's cgroup too: it is not balanced at connect time);
+    the cluster IP and NodePort of the same Service stay open to all."""
+    svc.start(ctlb="TCP")
+    sb = svc.node.sandbox
+
+    def ranged(ranges: list[str]) -> None:
+        text = RANGED.format(ranges=json.dumps(ranges), lb=LB_IP, backend=BACKENDS[0].ip)
+        svc.node.write("service.yaml", text)
+        svc.node.apply_converged()
+
+    def denied() -> int:
+        rc, out, _ = svc.node.run("--status", "--json")
+        assert rc == 0, out
+        return json.loads(out)["service_nat"]["src_denied"]
+
+    ranged([f"{sb.ext_ip}/32"])
+    assert names(svc.request("tcp", LB_IP, 80, 3, ns=sb.ext)) == {"back0": 3}
+    before = denied()
+    assert svc.request("tcp", LB_IP, 80, 1, in_cgroup=True) == ["ERR TIMEOUT"]
+    assert denied() > before  # the SYN and its retransmits
+    assert names(svc.request("tcp", "10.96.0.60", 80, 2, in_cgroup=True)) == {"back0": 2}
+    assert names(svc.request("tcp", sb.node_ip, 30090, 2, ns=sb.ext)) == {"back0": 2}
+
+    ranged(["10.64.0.0/10"])  # the pods', not the outside client's
+    assert svc.request("tcp", LB_IP, 80, 1, ns=sb.ext) == ["ERR TIMEOUT"]
+    assert names(svc.request("tcp", LB_IP, 80, 2, in_cgroup=True)) == {"back0": 2}
+
+
 def test_terminating_local_pod_serves_etp_local_while_cluster_traffic_avoids_it(svc):
     """A rolling update on this node: its only pod is terminating but still
     serving, ready pods run elsewhere. NodePort with externalTrafficPolicy

@@ -100,10 +100,9 @@ def test_service_fields_kube_proxy_acts_on_and_we_do_not_are_named_when_set() ->
         "lb",
         "shop",
     )
-    plain = res("Service", {"clusterIP": "10.96.0.1", "loadBalancerSourceRanges": []}, "s", "shop")
+    plain = res("Service", {"clusterIP": "10.96.0.1", "trafficDistribution": ""}, "s", "shop")
     found = not_enforced([lb, plain])
     assert [(f.resource, f.field) for f in found] == [
-        ("Service/shop/lb", "spec.healthCheckNodePort"),
-        ("Service/shop/lb", "spec.loadBalancerSourceRanges"),
+        ("Service/shop/lb", "spec.healthCheckNodePort")
     ]
-    assert "kube-proxy drops sources outside the ranges" in found[1].render()
+    assert "no health check server answers on it" in found[0].render()

@@ -12,6 +12,8 @@ CASES = [
         {"svc_id": 7, "count": 3, "local_count": 1, "flags": 5, "affinity_timeout_s": 60},
     ),
     ("rcl_nat_be", "0000abcd/2", {"ip": "10.65.0.20", "port": 8080}),
+    ("rcl_nat_src", "0000abcd/203.0.113.0/24", {}),
+    ("rcl_nat_src", "0badc0de/0.0.0.0/0", {}),
     (
         "rcl_nat_globals",
         "0",

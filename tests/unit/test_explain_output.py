@@ -139,6 +139,28 @@ def test_a_service_without_backends_is_rejected(capsys, cfg):
     ]
 
 
+def test_a_load_balancer_ip_admits_its_source_ranges_alone(capsys, cfg):
+    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
+    service(cfg, (web_ip, "n1"))
+    text = (cfg / "svc.yaml").read_text()
+    ranged = text.replace(
+        "  clusterIP: 10.96.0.80\n",
+        "  type: LoadBalancer\n  clusterIP: 10.96.0.80\n"
+        "  loadBalancerSourceRanges: [198.51.100.0/24, 192.0.2.0/28]\n",
+    ).replace("---", "status: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n---", 1)
+    (cfg / "svc.yaml").write_text(ranged)
+    lines = explain(capsys, cfg, "203.0.113.5:8000/tcp").splitlines()  # from 192.0.2.9
+    assert lines[1] == "192.0.2.9 is within its loadBalancerSourceRanges (192.0.2.0/28)"
+    assert lines[-1] == "Verdict: Allow"
+    (cfg / "svc.yaml").write_text(ranged.replace("192.0.2.0/28", "192.0.2.16/28"))
+    assert explain(capsys, cfg, "203.0.113.5:8000/tcp").splitlines()[1:] == [
+        "192.0.2.9 is outside its loadBalancerSourceRanges (192.0.2.16/28, 198.51.100.0/24)",
+        "Verdict: Deny (dropped before NAT, as kube-proxy drops it)",
+    ]
+    # the cluster IP of the same service is open to every source
+    assert explain(capsys, cfg, "10.96.0.80:8000/tcp").splitlines()[-1] == "Verdict: Allow"
+
+
 def test_a_service_address_on_another_port_is_not_the_service(capsys, cfg):
     service(cfg, ("10.65.9.9", "n2"))
     main(["--explain", "--from", "192.0.2.9", "--to", "10.96.0.80:80/tcp", "--config",

@@ -38,6 +38,11 @@ def service(i, rng, ns="shop"):
     if rng.random() < 0.15:  # not load-balanced: a warning to carry along
         spec["ports"].append({"name": "sig", "port": 3868, "protocol": "SCTP"})
     body = {"kind": "Service", "metadata": {"name": f"s{i}", "namespace": ns}, "spec": spec}
+    if rng.random() < 0.2:  # a load balancer IP, maybe bound to source ranges
+        spec["type"] = "LoadBalancer"
+        ranges = ["192.0.2.0/24", "10.8.0.0/16", "2001:db8::/32", f"172.16.{i % 250}.0/24"]
+        spec["loadBalancerSourceRanges"] = rng.sample(ranges, rng.randrange(0, 3))
+        body["status"] = {"loadBalancer": {"ingress": [{"ip": f"198.51.{i // 250}.{i % 250}"}]}}
     return Resource("Service", f"s{i}", ns, body, f"svc/s{i}.yaml", 1)
 
 

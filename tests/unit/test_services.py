@@ -1,7 +1,13 @@
 """Service compilation follows kube-proxy's rules; ids are stable; overflow is an error."""
 
 from reconciler.compile.dataplane import compile_desired
-from reconciler.compile.services import FE_AFFINITY, FE_ETP_LOCAL, FE_ITP_LOCAL, compile_services
+from reconciler.compile.services import (
+    FE_AFFINITY,
+    FE_ETP_LOCAL,
+    FE_ITP_LOCAL,
+    FE_SRC_RANGES,
+    compile_services,
+)
 from reconciler.config.model import Resource
 from reconciler.plan.state import Link
 
@@ -113,6 +119,99 @@ def test_nodeport_external_ips_lb_affinity_and_traffic_policies():
     assert fes["10.96.0.1:80/tcp"].flags == FE_AFFINITY | FE_ITP_LOCAL
     assert fes["192.168.1.10:30080/tcp"].flags == FE_AFFINITY | FE_ETP_LOCAL
     assert fes["203.0.113.7:80/tcp"].affinity_timeout_s == 60
+
+
+def _ranged(ranges, kind="LoadBalancer", external_ips=("203.0.113.7",), lb="198.51.100.1"):
+    return svc(
+        "web",
+        {
+            "type": kind,
+            "clusterIP": "10.96.0.1",
+            "externalIPs": list(external_ips),
+            "loadBalancerSourceRanges": ranges,
+            "externalTrafficPolicy": "Local",
+            "ports": [{**HTTP, "nodePort": 30080}],
+        },
+        status={"loadBalancer": {"ingress": [{"ip": lb}]}},
+    )
+
+
+def test_source_ranges_bind_the_load_balancer_ips_alone():
+    tables = compile_services(
+        [_ranged(["192.0.2.9/24", " 10.8.0.0/16", "2001:db8::/32"]), eps("web", [ep("10.0.0.2")])],
+        "n1",
+        ["192.168.1.10"],
+    )
+    (port,) = tables.ports
+    flags = {f.label: f.flags for f in port.frontends}
+    assert flags == {
+        "10.96.0.1:80/tcp": 0,
+        "203.0.113.7:80/tcp": FE_ETP_LOCAL,  # externalIPs: kube-proxy leaves them open
+        "192.168.1.10:30080/tcp": FE_ETP_LOCAL,
+        "198.51.100.1:80/tcp": FE_ETP_LOCAL | FE_SRC_RANGES,
+    }
+    # host bits cleared, the IPv6 range left to the IPv6 proxy, sorted
+    assert port.source_ranges == ("10.8.0.0/16", "192.0.2.0/24")
+    assert tables.warnings == ()
+
+
+def test_source_ranges_need_a_load_balancer_and_fail_closed():
+    for kind in ("NodePort", "ClusterIP"):
+        (port,) = compile_services([_ranged(["10.0.0.0/8"], kind)], "n1", []).ports
+        assert not any(f.flags & FE_SRC_RANGES for f in port.frontends), kind
+    (port,) = compile_services([_ranged([])], "n1", []).ports
+    assert not any(f.flags & FE_SRC_RANGES for f in port.frontends)
+    only_v6 = compile_services([_ranged(["2001:db8::/32", "10.0.0.300/8"])], "n1", [])
+    (port,) = only_v6.ports
+    lb = next(f for f in port.frontends if f.vip == "198.51.100.1")
+    assert lb.flags & FE_SRC_RANGES and port.source_ranges == ()
+    assert only_v6.warnings == (
+        "Service/default/web: loadBalancerSourceRanges: '10.0.0.300/8' is not a network; ignored",
+        "Service/default/web: loadBalancerSourceRanges has no IPv4 range: "
+        "no IPv4 source reaches its load balancer IPs",
+    )
+    # an address that is both an external IP and a ranged load balancer IP stays ranged
+    both = compile_services([_ranged(["10.0.0.0/8"], external_ips=["198.51.100.1"])], "n1", [])
+    assert [(f.label, f.flags) for f in both.ports[0].frontends if f.vip == "198.51.100.1"] == [
+        ("198.51.100.1:80/tcp", FE_ETP_LOCAL | FE_SRC_RANGES)
+    ]
+
+
+def test_source_range_entries_plan_converge_and_follow_the_service():
+    from reconciler.cli.render import change_line
+    from reconciler.compile.services import service_ids
+    from reconciler.plan.diff import diff
+    from reconciler.plan.state import ObservedState
+
+    web = _ranged(["192.0.2.0/24", "10.8.0.0/16"])
+    resources = [FELIX, web, eps("web", [ep("10.0.0.2")])]
+    desired = compile_desired(resources, "n1", [Link("eth0", 2, ("192.168.1.10",))], "/x", "s")
+    assert desired.errors == ()
+    # the Local policy's split list is not needed: the frontend keeps the port's id
+    svc_id = service_ids(resources)["default/web:http/tcp"]
+    changes = {c.address: c for c in diff(desired, ObservedState({}))}
+    ranges = sorted(a for a in changes if a.startswith("map/rcl_nat_src/"))
+    assert ranges == [
+        f"map/rcl_nat_src/{svc_id:08x}/10.8.0.0/16",
+        f"map/rcl_nat_src/{svc_id:08x}/192.0.2.0/24",
+    ]
+    assert change_line(changes[ranges[0]]).endswith("(default/web:http/tcp)")
+    assert diff(desired, ObservedState(dict(desired.objects), (), desired.tables)) == ()
+    # dropping the ranges removes their entries and the frontend's flag
+    open_web = _ranged([])
+    later = compile_desired(
+        [FELIX, open_web, eps("web", [ep("10.0.0.2")])],
+        "n1", [Link("eth0", 2, ("192.168.1.10",))], "/x", "s",
+    )  # fmt: skip
+    moved = {
+        c.address: c.action.name
+        for c in diff(later, ObservedState(dict(desired.objects), (), desired.tables))
+    }
+    assert moved == {
+        ranges[0]: "DELETE",
+        ranges[1]: "DELETE",
+        "map/rcl_nat_fe/198.51.100.1:80/tcp": "UPDATE",
+    }
 
 
 def test_ports_matched_by_name_and_protocol():

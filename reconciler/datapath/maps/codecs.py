@@ -162,6 +162,30 @@ def _be_encode(suffix: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
     return be_key(*be_key_parts(suffix)), be_value(a["ip"], a["port"])
 
 
+def src_suffix(svc_id: int, network: str) -> str:
+    """A source range entry's key text: `<svc_id hex>/<address>/<prefix length>`."""
+    return f"{svc_id:08x}/{network}"
+
+
+def src_key(svc_id: int, network: str) -> bytes:
+    addr, plen = network.split("/")
+    return nat.SRC_KEY.pack(nat.SRC_KEY_BASE + int(plen), svc_id, socket.inet_aton(addr))
+
+
+SRC_VALUE = nat.SRC_VAL.pack(0)
+
+
+def _src_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
+    plen, svc_id, addr = nat.SRC_KEY.unpack(key)
+    network = f"{socket.inet_ntoa(addr)}/{plen - nat.SRC_KEY_BASE}"
+    return src_suffix(svc_id, network), {}  # the key is the whole entry
+
+
+def _src_encode(suffix: str, _a: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    svc_hex, network = suffix.split("/", 1)
+    return src_key(int(svc_hex, 16), network), SRC_VALUE
+
+
 # struct rcl_nat_globals' timeouts, as nat_layout names them. Its `flags`
 # word shows in plans as `ctlb` (the connect-time LB mode) and `host_nat`
 # (RCL_CTLB_HOST, 0 or 1).
@@ -188,6 +212,7 @@ CODECS: dict[str, Codec] = {
     MAP_GLOBALS: Codec(_globals_decode, _globals_encode),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
+    nat.MAP_NAT_SRC: Codec(_src_decode, _src_encode),
     nat.MAP_NAT_GLOBALS: Codec(_nat_globals_decode, _nat_globals_encode),
 }
 
@@ -206,7 +231,7 @@ def managed_interface(
 
 
 # Maps reconciled as raw byte tables (see DesiredState.tables).
-TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE)
+TABLE_MAPS = (nat.MAP_NAT_FE, nat.MAP_NAT_BE, nat.MAP_NAT_SRC)
 
 
 def decode_one(name: str, key: bytes, value: bytes, ctx: Context) -> tuple[str, Attrs]:
@@ -220,6 +245,8 @@ def svc_id_of(name: str, key: bytes, value: bytes) -> int:
     """The service id a NAT entry belongs to (for plan annotations)."""
     if name == nat.MAP_NAT_FE:
         return int(nat.FE_VAL.unpack(value)[0])
+    if name == nat.MAP_NAT_SRC:
+        return int(nat.SRC_KEY.unpack(key)[1])
     return int(nat.BE_KEY.unpack(key)[0])
 
 

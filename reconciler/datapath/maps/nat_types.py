@@ -15,6 +15,7 @@ import struct
 # Map names and pin names (files under <bpffs root>/maps/).
 MAP_NAT_FE = "rcl_nat_fe"
 MAP_NAT_BE = "rcl_nat_be"
+MAP_NAT_SRC = "rcl_nat_src"
 MAP_NAT_AFF = "rcl_nat_aff"
 MAP_CT = "rcl_ct"
 MAP_NAT_GLOBALS = "rcl_nat_globals"
@@ -25,6 +26,7 @@ MAP_CTLB_UDP_REV = "rcl_ctlb_udp_rev"
 DEFAULT_SIZES = {
     MAP_NAT_FE: 65536,
     MAP_NAT_BE: 262144,
+    MAP_NAT_SRC: 65536,
     MAP_NAT_AFF: 65536,
     MAP_CT: 524288,  # slots: Calico's 512000, rounded up to a power of two
     MAP_CTLB_UDP_REV: 65536,
@@ -39,6 +41,11 @@ FE_VAL = struct.Struct("=5I")
 BE_KEY = struct.Struct("=II")
 # struct rcl_nat_be_val { __u32 ip_be; __u16 port_be; __u16 flags; }
 BE_VAL = struct.Struct("=4s2sH")
+# struct rcl_nat_src_key { __u32 prefixlen; __u32 svc_id; __u32 src_be; } (an LPM trie key)
+SRC_KEY = struct.Struct("=II4s")
+SRC_KEY_BASE = 32  # prefixlen of the svc_id, matched whole, before the source's own bits
+# struct rcl_nat_src_val { __u32 reserved; } (0)
+SRC_VAL = struct.Struct("=I")
 # struct rcl_nat_aff_key { __u32 client_ip_be; __u32 svc_id; }
 AFF_KEY = struct.Struct("=4sI")
 # struct rcl_nat_aff_val { __u64 ts_ns; __u32 ip_be; __u16 port_be; __u16 pad; __u32 ordinal;
@@ -88,6 +95,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "rcl_nat_fe_val": ("svc_id", "count", "local_count", "flags", "affinity_timeout_s"),
     "rcl_nat_be_key": ("svc_id", "ordinal"),
     "rcl_nat_be_val": ("ip", "port", "flags"),
+    "rcl_nat_src_key": ("prefixlen", "svc_id", "src"),
+    "rcl_nat_src_val": ("reserved",),
     "rcl_nat_aff_key": ("client_ip", "svc_id"),
     "rcl_nat_aff_val": ("ts_ns", "ip", "port", "ordinal"),
     "rcl_ct_key": ("src", "dst", "sport", "dport", "proto"),
@@ -124,6 +133,8 @@ CODECS: dict[str, struct.Struct] = {
     "rcl_nat_fe_val": FE_VAL,
     "rcl_nat_be_key": BE_KEY,
     "rcl_nat_be_val": BE_VAL,
+    "rcl_nat_src_key": SRC_KEY,
+    "rcl_nat_src_val": SRC_VAL,
     "rcl_nat_aff_key": AFF_KEY,
     "rcl_nat_aff_val": AFF_VAL,
     "rcl_ct_key": CT_KEY,
@@ -184,6 +195,7 @@ class FeFlag(enum.IntFlag):
     AFFINITY = 1
     ETP_LOCAL = 2
     ITP_LOCAL = 4
+    SRC_RANGES = 8
 
 
 class CtType(enum.IntEnum):
@@ -235,6 +247,7 @@ class NatStat(enum.IntEnum):
     CTLB_UDP_REV = 11
     REJECT_LIMITED = 12
     CT_EVICTED = 13
+    SRC_DENIED = 14
 
 
 NAT_STATS_SIZE = 16
