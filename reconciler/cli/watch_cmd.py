@@ -77,6 +77,7 @@ def explain_invalid(exc: Any) -> str:
 def watch_cmd(args: argparse.Namespace) -> int:
     from reconciler.cli.commands import _target, kind_policy
     from reconciler.engine.caches import Caches
+    from reconciler.engine.service_health import ServiceHealth
     from reconciler.engine.spec import check_bpffs_root, link_changes
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
     from reconciler.gitops.repo import Follower
@@ -151,6 +152,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         report,
         caches.flush,
         functools.partial(link_changes, args.netns),
+        None if args.detect_only else ServiceHealth(args.netns),
     )
     source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
     what = "reporting drift only" if args.detect_only else "converging"

@@ -89,4 +89,5 @@ def compile_desired(
     return DesiredState(
         node, True, {o.address: o for o in state.objects}, state.warnings, build, state.errors,
         state.tables, state.table_info, index, not_enforced=ignored, policy_index=policy_index,
+        health_checks=state.health_checks,
     )  # fmt: skip

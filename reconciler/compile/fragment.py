@@ -23,6 +23,7 @@ class Fragment:
     table_info: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()  # the plan is refused: nothing may be applied
+    health_checks: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def merge(fragments: Iterable[Fragment]) -> Fragment:
@@ -33,6 +34,7 @@ def merge(fragments: Iterable[Fragment]) -> Fragment:
     info: dict[int, Mapping[str, Any]] = {}
     warnings: list[str] = []
     errors: list[str] = []
+    health: dict[str, tuple[int, int]] = {}
     for fragment in fragments:
         for obj in fragment.objects:
             if obj.address in objects:
@@ -43,6 +45,9 @@ def merge(fragments: Iterable[Fragment]) -> Fragment:
                 raise ValueError(f"table {name} is compiled twice")
             tables[name] = table
         info.update(fragment.table_info)
+        health.update(fragment.health_checks)
         warnings += fragment.warnings
         errors += fragment.errors
-    return Fragment(tuple(objects.values()), tables, info, tuple(warnings), tuple(errors))
+    return Fragment(
+        tuple(objects.values()), tables, info, tuple(warnings), tuple(errors), health
+    )

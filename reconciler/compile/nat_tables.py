@@ -53,6 +53,35 @@ class Folded:
     counts: tuple[int, int]
     conflicts: bool
     service_warnings: dict[ServiceRef, tuple[str, ...]] = field(default_factory=dict)
+    health_checks: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def health_name(ref: ServiceRef) -> str:
+    """A health check's service as kube-proxy's answer names it."""
+    return f"{ref[0] or 'default'}/{ref[1]}"
+
+
+def _health_checks(
+    fragments: Mapping[ServiceRef, Fragment],
+) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """Every service's health check; a port two services name is the first's."""
+    checks: dict[str, tuple[int, int]] = {}
+    owner: dict[int, str] = {}
+    warnings = []
+    for ref in sorted(fragments, key=_sort_key):
+        health = fragments[ref].health
+        if health is None:
+            continue
+        name = health_name(ref)
+        if health[0] in owner:
+            warnings.append(
+                f"Service/{name}: healthCheckNodePort {health[0]} is also "
+                f"{owner[health[0]]}'s; not served for this one"
+            )
+            continue
+        owner[health[0]] = name
+        checks[name] = health
+    return checks, warnings
 
 
 def _sort_key(ref: ServiceRef) -> tuple[str, str]:
@@ -104,6 +133,8 @@ def fold(fragments: Mapping[ServiceRef, Fragment], sizes: tuple[int, int]) -> Fo
             fe[key] = value
         be.update(fragment.backends)
         src.update(fragment.sources)
+    health, health_warnings = _health_checks(fragments)
+    conflict_warnings += health_warnings
     counts = (
         sum(f.frontend_count for f in fragments.values()),
         sum(f.backend_count for f in fragments.values()),
@@ -112,7 +143,7 @@ def fold(fragments: Mapping[ServiceRef, Fragment], sizes: tuple[int, int]) -> Fo
         {FE: fe, BE: be, SRC: src}, info,
         (*_service_warning_lines(by_service), *conflict_warnings),
         tuple(overflow_errors(counts, sizes, len(src))), counts, bool(conflict_warnings),
-        by_service,
+        by_service, health,
     )  # fmt: skip
 
 
@@ -252,6 +283,14 @@ def update(
         - sum(f.backend_count for f in gone.values())
         + sum(f.backend_count for f in came.values()),
     )
+    health = dict(previous.health_checks)
+    for ref in gone:
+        health.pop(health_name(ref), None)
+    for ref, fragment in came.items():
+        if fragment.health is not None:
+            if any(port == fragment.health[0] for port, _ in health.values()):
+                return None  # two services name one port: full compile orders them
+            health[health_name(ref)] = fragment.health
     warned = {k: v for k, v in index.service_warnings.items() if k not in gone}
     warned.update({ref: f.warnings for ref, f in came.items() if f.warnings})
     errors = (*index.base_errors, *overflow_errors(counts, index.sizes, len(src)))
@@ -277,6 +316,7 @@ def update(
         tables={**previous.tables, FE: fe, BE: be, SRC: src},
         table_info=info,
         nat_index=new_index,
+        health_checks=health,
     )
     return state, touched
 

@@ -78,6 +78,7 @@ def compile_service_nat(
         _nat_globals(config, netns_cookie),
     )
     fragment = Fragment(
-        (settings,), folded.tables, folded.table_info, folded.warnings, folded.errors
-    )
+        (settings,), folded.tables, folded.table_info, folded.warnings, folded.errors,
+        folded.health_checks,
+    )  # fmt: skip
     return fragment, index

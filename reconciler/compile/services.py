@@ -355,9 +355,34 @@ class Fragment:
     warnings: tuple[str, ...]
     frontend_count: int
     backend_count: int
+    # (healthCheckNodePort, ready endpoints on this node), see health_check
+    health: tuple[int, int] | None = None
 
 
-def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment:
+def health_check(svc: Resource, slices: Sequence[Resource], node: str) -> tuple[int, int] | None:
+    """kube-proxy's health check of a LoadBalancer Service with
+    externalTrafficPolicy Local: its healthCheckNodePort and how many of its
+    endpoints on this node are ready (each address and port once), which
+    tells a load balancer whether to send this node traffic. None for any
+    other Service."""
+    spec = svc.spec
+    port = spec.get("healthCheckNodePort")
+    if spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+        return None
+    if type(port) is not int or not 0 < port < 65536:
+        return None
+    local = {
+        (c.backend.ip, c.backend.port)
+        for _, p, proto in _port_keys(svc)
+        for c in _candidates(slices, p.get("name") or "", proto, node)
+        if c.backend.local and c.ready
+    }
+    return port, len(local)
+
+
+def _fragment(
+    ports: Sequence[ServicePort], warnings: Sequence[str], health: tuple[int, int] | None = None
+) -> Fragment:
     frontends, backends, info = [], [], []
     sources: dict[bytes, bytes] = {}
     for port in ports:
@@ -381,7 +406,7 @@ def _fragment(ports: Sequence[ServicePort], warnings: Sequence[str]) -> Fragment
             ]
     return Fragment(
         tuple(frontends), tuple(backends), tuple(sources.items()), tuple(info), tuple(warnings),
-        sum(len(p.frontends) for p in ports), len(backends),
+        sum(len(p.frontends) for p in ports), len(backends), health,
     )  # fmt: skip
 
 
@@ -406,12 +431,13 @@ def service_fragments(
     services, slices = _groups(resources)
     if ids is None:
         ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
-    return {
-        (svc.namespace, svc.name): _fragment(
-            *_service_ports(svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids)
-        )
-        for svc in services
-    }
+    out = {}
+    for svc in services:
+        ref = (svc.namespace, svc.name)
+        own = slices.get(ref, ())
+        ports, warnings = _service_ports(svc, own, node, node_ips, ids)
+        out[ref] = _fragment(ports, warnings, health_check(svc, own, node))
+    return out
 
 
 def feeds(resource: Resource) -> ServiceRef | None:

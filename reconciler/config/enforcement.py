@@ -72,10 +72,6 @@ RETURN_AS_ACCEPT = (
 # Service fields kube-proxy acts on that this node's NAT does not. Each is
 # named only when it would make a difference.
 SERVICE_NOT_ACTED_ON = {
-    "healthCheckNodePort": (
-        "no health check server answers on it (kube-proxy's says whether this node has "
-        "a local endpoint)"
-    ),
     "trafficDistribution": (
         "every usable endpoint is balanced to, with no preference for close ones"
     ),

@@ -36,6 +36,7 @@ from reconciler.engine import history
 from reconciler.engine.caches import Caches
 from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
+from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
 from reconciler.gitops.repo import Follower
 from reconciler.gitops.signatures import Keyring
@@ -87,6 +88,7 @@ class Watcher:
         report: Callable[[PassRecord, Plan | None], None] = lambda r, p: None,
         on_idle: Callable[[], None] = lambda: None,
         link_changes: Callable[[], Any] | None = None,
+        health: ServiceHealth | None = None,
     ) -> None:
         self.target, self.options, self.engine = target, options, engine
         self.report, self.on_idle, self.link_changes = report, on_idle, link_changes
@@ -104,6 +106,11 @@ class Watcher:
         self.last_drift: tuple[str, ...] = ()
         self.passes = 0
         self.converged: DesiredState | None = None  # what the last pass left the node at
+        # kube-proxy's health check servers, what the last apply left them to
+        # serve, and whether it converged
+        self.health = health
+        self.health_checks: Mapping[str, tuple[int, int]] = {}
+        self.health_ok = False
         self.attached: list[str] = []  # applied on link events since the last pass
 
     # -- the loop ------------------------------------------------------------
@@ -141,6 +148,8 @@ class Watcher:
             return 0
         finally:
             self.stop.set()
+            if self.health is not None:
+                self.health.close()
 
     def _next_event(self) -> Event:
         """The next reason to pass, with the rest of its burst folded in."""
@@ -233,6 +242,8 @@ class Watcher:
             self.backoff.succeeded()
             self.retry_at = None
         self._save(record)
+        if self.health is not None and not self.options.detect_only:
+            self.health.sync(self.health_checks, self.health_ok)
         self.report(record, plan)
         return record
 
@@ -282,6 +293,9 @@ class Watcher:
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
         self.converged = None if result.remaining else result.desired
+        if result.desired is not None:
+            self.health_checks = result.desired.health_checks
+        self.health_ok = not result.remaining
         identity = str(plan.source.get("identity", ""))
         same = identity == applied_before or identity == self.good_identity
         same = same and not links_changed
@@ -312,6 +326,7 @@ class Watcher:
         try:
             record, plan = self._reconcile(good, None)
         except (ReconcileError, SourceError, OSError) as exc:
+            self.health_ok = False  # the node is in no known state
             return PassRecord("", 0.0, "", "failed", error=f"{why}; holding: {exc}"), None
         return (
             dataclasses.replace(record, result="failed", error=why, held=record.source),

@@ -282,7 +282,11 @@ def _setns(fd: int) -> None:
 
 
 def _socket_in(netns: str) -> socket.socket:
-    """A netlink socket created inside `netns`; this thread is switched back before returning.
+    return socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+
+
+def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside `netns`; this thread is switched back before returning.
 
     A socket stays bound to the namespace it was created in, so the thread
     only needs to be inside the namespace for the socket() call.
@@ -302,7 +306,7 @@ def _socket_in(netns: str) -> socket.socket:
                     exc.errno, f"cannot enter network namespace {path}: {exc}"
                 ) from None
             try:
-                return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                return socket.socket(family, kind, proto)
             finally:
                 _setns(home)  # never leave this thread in the target namespace
         finally:

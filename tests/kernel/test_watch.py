@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -145,3 +146,74 @@ def test_watch_follows_service_edits_incrementally_with_its_caches(node, tmp_pat
     out = subprocess.run([reconcile, "--plan", *args], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and "No changes." in out.stdout, out.stdout + out.stderr
     assert list((tmp_path / "cache").rglob("applied"))
+
+
+HEALTH_CHECKED = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: lb, namespace: shop}}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.70
+  externalTrafficPolicy: Local
+  healthCheckNodePort: {port}
+  ports: [{{name: http, protocol: TCP, port: 80, nodePort: 30070}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: lb-a
+  namespace: shop
+  labels: {{kubernetes.io/service-name: lb}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}]
+endpoints:
+- addresses: ["{ip}"]
+  nodeName: {where}
+  conditions: {{ready: true}}
+"""
+
+# What a load balancer's health check sees: "<status> <body>", or "ERR ...".
+PROBE = """\
+import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
+        print(r.status, r.read().decode().replace(chr(10), ""))
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().replace(chr(10), ""))
+except OSError as e:
+    print("ERR", e)
+"""
+
+
+def test_watch_serves_health_check_node_ports(node):
+    """A load balancer asking the node from outside hears 200 while the node
+    has a ready endpoint of the Service, 503 when it has none, and nothing
+    once the Service is gone; the port moves with the Service."""
+    sb = node.sandbox
+    node.felix()
+
+    def checked(port: int, where: str) -> None:
+        node.write("lb.yaml", HEALTH_CHECKED.format(port=port, ip=BACK.ip, where=where))
+
+    def probe(port: int) -> str:
+        url = f"http://{sb.node_ip}:{port}/healthz"
+        return sb.exec(sb.ext, sys.executable, "-c", PROBE, url).stdout.strip()
+
+    checked(32070, "node-1")
+    with watching(node, interval=300) as (proc, _):
+        assert wait_for(lambda: probe(32070).startswith("200 "), BUILD_S), probe(32070)
+        body = json.loads(probe(32070).split(" ", 1)[1])
+        assert body == {
+            "service": {"namespace": "shop", "name": "lb"},
+            "localEndpoints": 1,
+            "serviceProxyHealthy": True,
+        }
+        checked(32070, "node-2")  # its one endpoint is elsewhere now
+        assert wait_for(lambda: probe(32070).startswith("503 ")), probe(32070)
+        checked(32071, "node-1")
+        assert wait_for(lambda: probe(32071).startswith("200 ")), probe(32071)
+        assert probe(32070).startswith("ERR")
+        node.remove("lb.yaml")
+        assert wait_for(lambda: probe(32071).startswith("ERR")), probe(32071)
+        assert proc.poll() is None

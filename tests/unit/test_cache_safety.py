@@ -131,8 +131,9 @@ def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
     start = desired_cache._HEADER.size
     skeleton, sections = pickle.loads(data[start : start + size])
     values = [getattr(skeleton, f.name) for f in dataclasses.fields(skeleton)]
-    # table_base, kernel_digests, kernel_dumps; and no policy_index (the last field now)
-    old = [*values[:-2], {}, {}, {}, values[-2]]
+    # table_base, kernel_digests, kernel_dumps; and no policy_index nor
+    # health_checks (the last fields now)
+    old = [*values[:-3], {}, {}, {}, values[-3]]
     assert len(old) == len(desired_cache._LAYOUT_WITH_HINTS)
 
     def stored(fields):
@@ -148,4 +149,5 @@ def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
     assert loaded == state and loaded.not_enforced == state.not_enforced
     assert loaded.nat_index.files == state.nat_index.files
     assert desired_cache.decode(stored(values)) == state  # today's layout, the same way
-    assert desired_cache.decode(stored(old[:-1])) is None  # a layout we never wrote
+    assert desired_cache.decode(stored(values[:-1])) == state  # before health checks
+    assert desired_cache.decode(stored([*old, {}])) is None  # a layout we never wrote

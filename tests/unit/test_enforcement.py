@@ -96,6 +96,7 @@ def test_service_fields_kube_proxy_acts_on_and_we_do_not_are_named_when_set() ->
             "healthCheckNodePort": 32000,
             "loadBalancerSourceRanges": ["192.0.2.0/24"],
             "sessionAffinity": "ClientIP",
+            "trafficDistribution": "PreferClose",
         },
         "lb",
         "shop",
@@ -103,6 +104,6 @@ def test_service_fields_kube_proxy_acts_on_and_we_do_not_are_named_when_set() ->
     plain = res("Service", {"clusterIP": "10.96.0.1", "trafficDistribution": ""}, "s", "shop")
     found = not_enforced([lb, plain])
     assert [(f.resource, f.field) for f in found] == [
-        ("Service/shop/lb", "spec.healthCheckNodePort")
+        ("Service/shop/lb", "spec.trafficDistribution")
     ]
-    assert "no health check server answers on it" in found[0].render()
+    assert "no preference for close ones" in found[0].render()

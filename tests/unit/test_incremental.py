@@ -42,6 +42,8 @@ def service(i, rng, ns="shop"):
         spec["type"] = "LoadBalancer"
         ranges = ["192.0.2.0/24", "10.8.0.0/16", "2001:db8::/32", f"172.16.{i % 250}.0/24"]
         spec["loadBalancerSourceRanges"] = rng.sample(ranges, rng.randrange(0, 3))
+        if rng.random() < 0.7:  # (two services naming one port: test_services)
+            spec.update(externalTrafficPolicy="Local", healthCheckNodePort=32000 + i)
         body["status"] = {"loadBalancer": {"ingress": [{"ip": f"198.51.{i // 250}.{i % 250}"}]}}
     return Resource("Service", f"s{i}", ns, body, f"svc/s{i}.yaml", 1)
 
@@ -97,6 +99,7 @@ def compile_(resources, ids, ips=("192.168.1.10",)):
 
 def same(a, b):
     assert a.tables == b.tables
+    assert a.health_checks == b.health_checks
     assert a.table_info == b.table_info
     assert a.warnings == b.warnings and a.errors == b.errors
     assert a.objects == b.objects and a.build == b.build

@@ -214,6 +214,48 @@ def test_source_range_entries_plan_converge_and_follow_the_service():
     }
 
 
+def _checked(name, port, etp="Local", kind="LoadBalancer"):
+    return svc(
+        name,
+        {
+            "type": kind,
+            "clusterIP": "10.96.0.1",
+            "externalTrafficPolicy": etp,
+            "healthCheckNodePort": port,
+            "ports": [HTTP, {"name": "dns", "port": 53, "protocol": "UDP"}],
+        },
+    )
+
+
+def test_health_checks_count_the_ready_endpoints_on_this_node():
+    slices = [
+        eps(
+            "web",
+            [ep("10.0.0.2"), ep("10.0.0.3"), ep("10.0.0.4", ready=False), ep("10.0.0.5", "n2")],
+            ports=(("http", 8080, "TCP"), ("dns", 53, "UDP")),
+        )
+    ]
+    desired = compile_desired(
+        [FELIX, _checked("web", 32001), *slices, _checked("idle", 32002),
+         _checked("cluster", 32003, etp="Cluster"), _checked("np", 32004, kind="NodePort"),
+         _checked("odd", True)],
+        "n1", [], "/x", "s",
+    )  # fmt: skip
+    # each local ready address and port once: 10.0.0.2 and .3 on 8080 and 53
+    assert desired.health_checks == {"default/web": (32001, 4), "default/idle": (32002, 0)}
+
+
+def test_a_health_check_port_two_services_name_is_the_firsts():
+    desired = compile_desired(
+        [FELIX, _checked("b", 32001), _checked("a", 32001)], "n1", [], "/x", "s"
+    )
+    assert desired.health_checks == {"default/a": (32001, 0)}
+    assert (
+        "Service/default/b: healthCheckNodePort 32001 is also default/a's; not served for this one"
+        in desired.warnings
+    )
+
+
 def test_ports_matched_by_name_and_protocol():
     tables = compile_services(
         [

@@ -1,0 +1,95 @@
+"""The health check servers kube-proxy would run, on loopback: 200 with a
+ready local endpoint on a converged node, 503 otherwise, kube-proxy's body,
+and servers opened, moved and closed as the converged state says."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.engine.service_health import ServiceHealth, answer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ask(port: int, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, "/healthz")
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def health() -> Iterator[ServiceHealth]:
+    served = ServiceHealth(None, host="127.0.0.1")
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+def test_the_answer_is_kube_proxys() -> None:
+    status, body = answer("shop/web", 2, True)
+    assert status == 200
+    assert json.loads(body) == {
+        "service": {"namespace": "shop", "name": "web"},
+        "localEndpoints": 2,
+        "serviceProxyHealthy": True,
+    }
+    assert answer("shop/web", 0, True)[0] == 503  # no endpoint here: send traffic elsewhere
+    assert answer("shop/web", 2, False)[0] == 503  # the node is not converged
+
+
+def test_servers_follow_the_converged_state(health: ServiceHealth) -> None:
+    port, other = free_port(), free_port()
+    health.sync({"shop/web": (port, 2)}, True)
+    status, headers, body = ask(port)
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert json.loads(body)["localEndpoints"] == 2
+    assert ask(port, "HEAD")[0] == 200
+    health.sync({"shop/web": (port, 0)}, True)  # its last local endpoint went
+    status, _, body = ask(port)
+    assert status == 503 and json.loads(body)["localEndpoints"] == 0
+    health.sync({"shop/web": (port, 1)}, False)  # an apply left the node unconverged
+    status, _, body = ask(port)
+    assert status == 503 and json.loads(body)["serviceProxyHealthy"] is False
+    health.sync({"shop/web": (other, 1)}, True)  # the port moved
+    assert health.ports == {other: "shop/web"}
+    assert ask(other)[0] == 200
+    with pytest.raises(ConnectionRefusedError):
+        ask(port)
+    health.sync({}, True)  # the Service went
+    assert health.ports == {}
+    with pytest.raises(ConnectionRefusedError):
+        ask(other)
+
+
+def test_a_port_held_by_another_process_is_reported_once_and_taken_when_free(
+    health: ServiceHealth, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    caplog.set_level(logging.INFO, logger="reconciler")
+    health.sync({"shop/web": (port, 1)}, True)
+    health.sync({"shop/web": (port, 1)}, True)
+    refused = [r.getMessage() for r in caplog.records if "cannot listen" in r.getMessage()]
+    assert len(refused) == 1 and f"shop/web: cannot listen on port {port}" in refused[0]
+    assert health.ports == {}
+    holder.close()
+    health.sync({"shop/web": (port, 1)}, True)  # the next pass takes it
+    assert health.ports == {port: "shop/web"} and ask(port)[0] == 200
