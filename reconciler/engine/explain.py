@@ -129,7 +129,19 @@ def explain(
         steps += steps_h
     if dst_ep is not None:
         steps.append((dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to))
-    out = list(early)
+    return [*early, *_judge(steps, src_ip, dst_ip, value, proto, kernel_root)]
+
+
+Step = tuple[Endpoint, str, Chain, Packet]
+
+
+def _judge(
+    steps: Sequence[Step], src_ip: int, dst_ip: int, value: int, proto: int,
+    kernel_root: str | None,
+) -> list[Finding]:
+    """Each step's verdict from the model, the compiled program's beside it,
+    and with `kernel_root` the loaded program's on a packet src -> dst."""  # fmt: skip
+    out = []
     for ep, direction, chain, packet in steps:
         v = evaluate(chain, packet)
         program = compile_chain(chain)
@@ -187,15 +199,17 @@ def _failsafe(
     return ""
 
 
-def _host_ingress(
+def _host_arrival(
     resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
-) -> tuple[list[Finding], list[tuple[Endpoint, str, Chain, Packet]]]:
-    """A flow arriving for the host: failsafe ports first, then the untracked
-    chain (XDP), preDNAT, and the ingress chain, as the datapath asks them."""
+) -> tuple[list[Finding], list[Step], bool]:
+    """What a flow arriving at a host endpoint meets before NAT, as the
+    datapath asks it: failsafe ports, the untracked chain (XDP), preDNAT.
+    The last value says whether that decided the flow (a failsafe port, an
+    untracked rule, a Deny): no host policy after NAT then."""
     fs = _failsafe(resources, node, "in", packet.proto, packet.dport, packet.peer)
     if fs:
-        return [Finding(hep.name, _host_label("ingress"), "Allow", fs, "", 0, True)], []
-    steps: list[tuple[Endpoint, str, Chain, Packet]] = []
+        return [Finding(hep.name, _host_label("ingress"), "Allow", fs, "", 0, True)], [], True
+    steps: list[Step] = []
     for chain_name in ("untracked", "prednat"):
         chain = model.chains[(hep.name, chain_name)]
         if not chain.tiers:
@@ -205,9 +219,19 @@ def _host_ingress(
             continue
         steps.append((hep, chain_name, chain, packet))
         if v.action == "Deny" or chain_name == "untracked":
-            return [], steps  # denied there, or allowed untracked: no further policy
-    steps.append((hep, "ingress", model.chains[(hep.name, "ingress")], packet))
-    return [], steps
+            return [], steps, True  # denied there, or allowed untracked: no further policy
+    return [], steps, False
+
+
+def _host_ingress(
+    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
+) -> tuple[list[Finding], list[Step]]:
+    """A flow arriving for the host: what it meets before NAT, then the
+    ingress chain."""
+    early, steps, decided = _host_arrival(resources, node, model, hep, packet)
+    if not decided:
+        steps.append((hep, "ingress", model.chains[(hep.name, "ingress")], packet))
+    return early, steps
 
 
 def _host_egress(
@@ -289,12 +313,14 @@ class ServiceHop:
     backends: tuple[tuple[str, int], ...]
     # a load balancer IP's loadBalancerSourceRanges (IPv4); None: open to all
     source_ranges: tuple[str, ...] | None = None
+    node_port: bool = False  # the address taken for one of this node's, the port a NodePort
 
 
 def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHop | None:
     """The service `dst` (VIP:PORT/PROTO) names: a cluster IP, external IP or
-    load balancer IP of a TCP or UDP port; None for anything else. NodePorts
-    need the node's addresses, which explain does not read."""
+    load balancer IP of a TCP or UDP port, or else a NodePort, the address
+    taken for one of this node's (explain reads no interfaces); None for
+    anything else."""
     from reconciler.compile.services import FE_SRC_RANGES, compile_services
 
     host, port, proto = parse_target(dst)
@@ -305,12 +331,15 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
         return None
     if name is None:
         return None
-    for sp in compile_services(resources, node, ()).ports:
-        for fe in sp.frontends:
-            if (fe.vip, fe.port, fe.proto) == (vip, port, name):
-                backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))
-                ranges = sp.source_ranges if fe.flags & FE_SRC_RANGES else None
-                return ServiceHop(sp.service, fe.label, fe.proto, backends, ranges)
+    for node_ips in ((), (vip,)):  # a NodePort only where no service address is
+        for sp in compile_services(resources, node, node_ips).ports:
+            for fe in sp.frontends:
+                if (fe.vip, fe.port, fe.proto) == (vip, port, name):
+                    backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))
+                    ranges = sp.source_ranges if fe.flags & FE_SRC_RANGES else None
+                    return ServiceHop(
+                        sp.service, fe.label, fe.proto, backends, ranges, bool(node_ips)
+                    )
     return None
 
 
@@ -320,11 +349,18 @@ def explain_service(
 ) -> str:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
-    verdict over all of them."""  # fmt: skip
-    lines = [f"{hop.frontend} is service {hop.service}: policy judges the flow on its "
-             f"backend ({len(hop.backends)})"]  # fmt: skip
+    verdict over all of them. A NodePort flow meets the host endpoint of the
+    address it arrives for first (failsafe ports, untracked and preDNAT
+    policy before NAT, its applyOnForward policy after)."""  # fmt: skip
+    host, port, proto = parse_target(hop.frontend)
+    what = (f"NodePort {port} of service {hop.service} (taking {host} for an address of "
+            f"this node)" if hop.node_port else f"service {hop.service}")  # fmt: skip
+    lines = [f"{hop.frontend} is {what}: policy judges the flow on its backend "
+             f"({len(hop.backends)})"]  # fmt: skip
+    model = build_model(resources, node)
+    src_ip = _resolve(model, src)[0]
     if hop.source_ranges is not None:
-        addr = ipaddress.IPv4Address(_resolve(build_model(resources, node), src)[0])
+        addr = ipaddress.IPv4Address(src_ip)
         within = [r for r in hop.source_ranges if addr in ipaddress.IPv4Network(r)]
         if not within:
             listed = ", ".join(hop.source_ranges) or "no IPv4 range"
@@ -332,23 +368,44 @@ def explain_service(
             lines.append("Verdict: Deny (dropped before NAT, as kube-proxy drops it)")
             return "\n".join(lines) + "\n"
         lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
+    hep = _host_of(model, int(ipaddress.IPv4Address(host))) if hop.node_port else None
+    if hep is not None:
+        early, steps, decided = _host_arrival(
+            resources, node, model, hep, Packet(src_ip, proto, port, 40000)
+        )
+        found = [*early, *_judge(steps, src_ip, int(ipaddress.IPv4Address(host)), port, proto,
+                                 kernel_root)]  # fmt: skip
+        lines += render(found).splitlines()[:-1]
+        if any(f.action == "Deny" for f in found):
+            lines.append("Verdict: Deny (before NAT)")
+            return "\n".join(lines) + "\n"
+        hep = None if decided else hep  # no host policy after NAT
     if not hop.backends:
         lines.append("Verdict: Reject (no usable backend: answered with ICMP port unreachable)")
         return "\n".join(lines) + "\n"
     allowed = 0
-    for ip, port in hop.backends:
-        lines.append(f"-> backend {ip}:{port}")
+    for ip, be_port in hop.backends:
+        lines.append(f"-> backend {ip}:{be_port}")
+        found = []
+        if hep is not None:  # forwarded through the endpoint it arrived at
+            found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root)
         try:
-            findings = explain(resources, node, src, f"{ip}:{port}/{hop.proto}", kernel_root)
+            found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root)
         except NotOnThisNode:
-            lines.append("  no endpoint of this node judges it: it passes")
-            allowed += 1
+            if not found:
+                lines.append("  no endpoint of this node judges it: it passes")
+                allowed += 1
+                continue
+            lines += ["  " + line for line in render(found).splitlines()[:-1]]
+            lines.append("  then it leaves this node for the backend (the policy of the "
+                         "interface it leaves by is not explained)")  # fmt: skip
+            allowed += all(f.action != "Deny" for f in found)
             continue
-        shown = render(findings).splitlines()
+        shown = render(found).splitlines()
         if len(hop.backends) == 1:
             shown = shown[:-1]  # its verdict is the one below
         lines += ["  " + line for line in shown]
-        allowed += all(f.action != "Deny" for f in findings)
+        allowed += all(f.action != "Deny" for f in found)
     total = len(hop.backends)
     if allowed == total:
         lines.append("Verdict: Allow" + (" (to every backend)" if total > 1 else ""))
@@ -357,6 +414,21 @@ def explain_service(
     else:
         lines.append(f"Verdict: Allow to {allowed} of {total} backends, Deny to the others")
     return "\n".join(lines) + "\n"
+
+
+def _forwarded(
+    model: Model, hep: Endpoint, src_ip: int, ip: str, port: int, proto: int,
+    kernel_root: str | None,
+) -> list[Finding]:
+    """A host endpoint's applyOnForward ingress verdict on a flow NAT sent
+    to backend ip:port."""  # fmt: skip
+    chain = model.chains[(hep.name, "forward-ingress")]
+    if not chain.tiers:  # no program: the datapath passes (and records) the flow
+        return [Finding(hep.name, "forward-ingress", "Allow", "no applyOnForward policy", "", 0,
+                        True)]  # fmt: skip
+    step = (hep, "forward-ingress", chain, Packet(src_ip, proto, port, 40000))
+    be_ip = int(ipaddress.IPv4Address(ip))
+    return _judge([step], src_ip, be_ip, port, proto, kernel_root)
 
 
 def render(findings: Sequence[Finding], dst: str = "") -> str:

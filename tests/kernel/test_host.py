@@ -249,6 +249,17 @@ def test_prednat_denies_a_nodeport_from_one_source_and_apply_on_forward(host):
         through = sb.exec(sb.ext, sys.executable, str(HERE / "bind_client.py"), "192.168.50.3",
                           sb.node_ip, "30080")  # fmt: skip
         assert through.stdout.strip() == "back0 192.168.50.3", through.stdout + through.stderr
+        # --explain follows the NodePort, and the loaded programs agree
+        assert explain_node_port(node, "192.168.50.2")[1:] == [
+            "node-1-eth0 preDNAT: Deny by policy/block-one ingress rule 1 (tier default)",
+            "  kernel: Deny by policy/block-one ingress rule 1 (agrees)",
+            "Verdict: Deny (before NAT)",
+        ]
+        assert explain_node_port(node, "192.168.50.3")[1:3] == [
+            "-> backend 10.65.0.20:8080",
+            "  node-1-eth0 forward-ingress: Allow by no applyOnForward policy",
+        ]
+        assert explain_node_port(node, "192.168.50.3")[-1] == "Verdict: Allow"
         # applyOnForward: forwarded traffic meets the host endpoint's policy too
         node.remove("prednat.yaml")
         node.write(
@@ -272,8 +283,27 @@ def test_prednat_denies_a_nodeport_from_one_source_and_apply_on_forward(host):
         through = sb.exec(sb.ext, sys.executable, str(HERE / "bind_client.py"), "192.168.50.3",
                           sb.node_ip, "30080")  # fmt: skip
         assert through.stdout.strip() == "back0 192.168.50.3", through.stdout + through.stderr
+        denied = explain_node_port(node, "192.168.50.2")
+        assert denied[-1] == "Verdict: Deny" and any(
+            line.startswith("  node-1-eth0 forward-ingress: Deny by ") for line in denied
+        ), denied
+        assert all("DISAGREES" not in line for line in denied)
+        allowed = explain_node_port(node, "192.168.50.3")
+        assert "  node-1-eth0 forward-ingress: Allow by policy/forward-only-3 ingress rule 1 " \
+            "(tier default)" in allowed and allowed[-1] == "Verdict: Allow", allowed
+        assert sum("(agrees)" in line for line in allowed) == 2, allowed  # forward and back0's
     finally:
         svc.stop()
+
+
+def explain_node_port(node, src: str) -> list[str]:
+    """--explain --kernel of a flow from `src` to NodePort 30080, without the
+    compiled-program lines."""
+    rc, out, err = node.run(
+        "--explain", "--from", src, "--to", f"{node.sandbox.node_ip}:30080/tcp", "--kernel"
+    )
+    assert rc == 0, out + err
+    return [line for line in out.splitlines() if "compiled program" not in line]
 
 
 UNTRACKED = """\

@@ -28,7 +28,7 @@ from tests.kernel.test_upgrade import gains_host_nat, run_old, tree_of
 BEFORE = "d130d67"  # the last commit before recognised policy maps and the incremental compile
 VERDICTS = f"{Address.of_map(pl.MAP_VERDICT)}/"
 # Pinned maps the datapath has gained since BEFORE: an upgrade creates them.
-MAPS_SINCE_BEFORE = {"map/rcl_reject_tat"}
+MAPS_SINCE_BEFORE = {"map/rcl_reject_tat", "map/rcl_nat_src"}
 
 
 @pytest.fixture

@@ -161,6 +161,81 @@ def test_a_load_balancer_ip_admits_its_source_ranges_alone(capsys, cfg):
     assert explain(capsys, cfg, "10.96.0.80:8000/tcp").splitlines()[-1] == "Verdict: Allow"
 
 
+NODE_PORT = """\
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: n1-eth0, labels: {host-endpoint: ingress}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [192.168.50.1],
+       profiles: [projectcalico-default-allow]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: nodeports-from-corp}
+spec:
+  selector: has(host-endpoint)
+  preDNAT: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, source: {nets: [192.0.2.0/24]}, destination: {ports: [30080]}}
+  - {action: Deny, protocol: TCP, destination: {ports: ["30000:32767"]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: forward-to-web}
+spec:
+  selector: has(host-endpoint)
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+"""
+
+
+def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
+    """A NodePort flow is judged where the datapath judges it: preDNAT policy
+    on the address it arrives for, then the endpoint's applyOnForward policy
+    and the backend's own on the backend NAT picks."""
+    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
+    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
+    text = (cfg / "svc.yaml").read_text()
+    (cfg / "svc.yaml").write_text(
+        text.replace("  clusterIP:", "  type: NodePort\n  clusterIP:").replace(
+            "targetPort: 80}", "targetPort: 80, nodePort: 30080}"
+        )
+    )
+    (cfg / "host.yaml").write_text(NODE_PORT)
+    lines = explain(capsys, cfg, "192.168.50.1:30080/tcp").splitlines()  # from 192.0.2.9
+    assert lines[:2] == [
+        "192.168.50.1:30080/tcp is NodePort 30080 of service shop/web:http/tcp (taking "
+        "192.168.50.1 for an address of this node): policy judges the flow on its backend (2)",
+        "n1-eth0 preDNAT: Allow by policy/nodeports-from-corp ingress rule 1 (tier default)",
+    ]
+    assert lines[3:] == [
+        f"-> backend {web_ip}:80",
+        "  n1-eth0 forward-ingress: Allow by policy/forward-to-web ingress rule 1 (tier default)",
+        "    compiled program " + lines[5].split("compiled program ")[1],
+        "  shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)",
+        "    compiled program " + lines[7].split("compiled program ")[1],
+        "  Verdict: Allow",
+        "-> backend 10.65.9.9:80",
+        "  n1-eth0 forward-ingress: Allow by policy/forward-to-web ingress rule 1 (tier default)",
+        "    compiled program " + lines[11].split("compiled program ")[1],
+        "  then it leaves this node for the backend (the policy of the interface it leaves "
+        "by is not explained)",
+        "Verdict: Allow (to every backend)",
+    ]
+    # from outside the corporate range: dropped by preDNAT policy, before NAT
+    code = main(["--explain", "--from", "203.0.113.9", "--to", "192.168.50.1:30080/tcp",
+                 "--config", str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[1:] == [
+        "n1-eth0 preDNAT: Deny by policy/nodeports-from-corp ingress rule 2 (tier default)",
+        "  compiled program " + out.splitlines()[2].split("compiled program ")[1],
+        "Verdict: Deny (before NAT)",
+    ]
+
+
 def test_a_service_address_on_another_port_is_not_the_service(capsys, cfg):
     service(cfg, ("10.65.9.9", "n2"))
     main(["--explain", "--from", "192.0.2.9", "--to", "10.96.0.80:80/tcp", "--config",
