@@ -31,6 +31,21 @@ struct rcl_ifstate {
 	__u64 nat;          /* packets we NATed (service traffic) */
 };
 
+/* rcl_wep_src: a workload interface's ifindex -> the IPv4 networks it may
+ * send from (its ipNetworks, and the allowSpoofedSourcePrefixes Felix
+ * honours). 40 bytes. */
+#define RCL_WEP_NETS 4
+struct rcl_wep_net {
+	__u32 addr; /* _be, host bits clear */
+	__u32 mask; /* _be */
+};
+
+struct rcl_wep_src {
+	__u32 count; /* nets in use, from net[0] */
+	__u32 pad;
+	struct rcl_wep_net net[RCL_WEP_NETS];
+};
+
 /* rcl_globals[0]: configuration that is data, not code. 8 bytes. */
 struct rcl_globals {
 	__u32 log_level;

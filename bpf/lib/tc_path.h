@@ -25,6 +25,8 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFS
 		 RCL_MAPS_DIR "/rcl_ifstate");
 BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
 		 RCL_MAPS_DIR "/rcl_globals");
+BPF_TABLE_PINNED("hash", __u32, struct rcl_wep_src, rcl_wep_src, RCL_IFSTATE_SIZE,
+		 RCL_MAPS_DIR "/rcl_wep_src");
 
 /* The interface's state, by the slot its filter carries as classid (see
  * bpf/lib/iface_types.h). None when the slot names another interface: a
@@ -36,6 +38,29 @@ static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
 	if (!st || st->ifindex != skb->ifindex)
 		return 0;
 	return st;
+}
+
+/* Does a packet from a workload carry a source address the workload may not
+ * send from? Calico's anti-spoofing: NAT and policy judge flows by their
+ * source, so a pod that sent as another would take that one's verdicts. An
+ * interface without an entry (not written yet) is not judged. */
+static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
+{
+	if (skb->protocol != rcl_htons(ETH_P_IP))
+		return 0;
+	__u32 ifindex = skb->ifindex;
+	struct rcl_wep_src *w = rcl_wep_src.lookup(&ifindex);
+	if (!w)
+		return 0;
+	__u32 saddr;
+	if (bpf_skb_load_bytes(skb, l3_off + 12, &saddr, sizeof(saddr)))
+		return 1;
+	__u32 count = w->count;
+#pragma unroll
+	for (int i = 0; i < RCL_WEP_NETS; i++)
+		if (i < count && (saddr & w->net[i].mask) == w->net[i].addr)
+			return 0;
+	return 1;
 }
 
 /* ICMP errors for services without backends are rate-limited per CPU, as the
@@ -163,6 +188,12 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	 * per-CPU scratch: the verifier then sees one state where values in
 	 * registers would make it walk the NAT path once per policy outcome and
 	 * the policy path once per NAT outcome (past its instruction limit). */
+	if (!host && (flags & RCL_IF_WORKLOAD) && rcl_wep_spoofed(skb, l3_off)) {
+		st->rx_packets++;
+		st->rx_bytes += len;
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
 	struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 	if (!ps)
 		return TC_ACT_UNSPEC;

@@ -21,6 +21,7 @@ from reconciler.compile.interfaces import compile_interfaces, has_host_endpoints
 from reconciler.compile.policy_objects import compile_policy
 from reconciler.compile.programs import compile_programs, programs_for
 from reconciler.compile.service_nat import compile_service_nat
+from reconciler.compile.workload_source import workload_sources
 from reconciler.config import felix
 from reconciler.config.enforcement import not_enforced
 from reconciler.config.model import Resource
@@ -73,6 +74,7 @@ def compile_desired(
         ),
         policy,
         compile_host_protection(failsafe, host.links, policy, programs),
+        workload_sources(resources, node, selection, config),
     ]
     others = merge(fragments)
     nat, index = compile_service_nat(

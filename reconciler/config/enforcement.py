@@ -36,11 +36,13 @@ FELIX_ACTED_ON = frozenset(
         "failsafeInboundHostPorts",
         "failsafeOutboundHostPorts",
         "kubeNodePortRanges",
+        "workloadSourceSpoofing",
     }
 )
 # Endpoint fields that select interfaces or feed policy (profiles, named
-# ports, service accounts, the implicit orchestrator label); the rest
-# (floating IPs, MAC, gateways, spoofing allowances, QoS) are not acted on.
+# ports, service accounts, the implicit orchestrator label) or the sources a
+# workload may send from; the rest (floating IPs, MAC, gateways, QoS) are
+# not acted on.
 ENDPOINT_ACTED_ON = frozenset(
     {
         "node",
@@ -54,6 +56,7 @@ ENDPOINT_ACTED_ON = frozenset(
         "workload",
         "pod",
         "endpoint",
+        "allowSpoofedSourcePrefixes",
     }
 )
 

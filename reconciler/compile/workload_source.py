@@ -1,0 +1,84 @@
+"""The networks each workload interface may send from (rcl_wep_src), as
+Calico's anti-spoofing allows them: the WorkloadEndpoint's IPv4 ipNetworks,
+and its allowSpoofedSourcePrefixes where FelixConfiguration
+workloadSourceSpoofing is Any (Calico ignores them otherwise). A packet from
+the workload with any other source is dropped before NAT and policy see it.
+Pure."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.compile.fragment import Fragment
+from reconciler.compile.interfaces import Role, Selection
+from reconciler.config.model import Resource
+from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, WEP_NETS
+from reconciler.plan.address import Address
+from reconciler.plan.state import Obj, ObjKind
+
+
+def _ipv4_nets(texts: Iterable[Any]) -> list[ipaddress.IPv4Network]:
+    nets = []
+    for text in texts:
+        try:
+            net = ipaddress.ip_network(str(text), strict=False)
+        except ValueError:
+            continue  # validation reports it
+        if isinstance(net, ipaddress.IPv4Network):
+            nets.append(net)
+    return nets
+
+
+def spoofing_allowed(config: Mapping[str, Any]) -> bool:
+    """Does Felix honour allowSpoofedSourcePrefixes (workloadSourceSpoofing: Any)?"""
+    return str(config.get("workloadSourceSpoofing") or "").lower() == "any"
+
+
+def workload_sources(
+    resources: Sequence[Resource], node: str, selection: Selection, config: Mapping[str, Any]
+) -> Fragment:
+    """An rcl_wep_src entry for every workload interface; a warning for
+    spoofing allowances Felix would ignore, an error for more networks than
+    the datapath checks."""
+    spoofing = spoofing_allowed(config)
+    weps = {
+        r.ref: r
+        for r in resources
+        if r.kind == "WorkloadEndpoint" and r.spec.get("node") == node
+    }
+    objects = [
+        Obj(Address.map_text(MAP_WEP_SRC), ObjKind.MAP, {"max_entries": selection.slots})
+    ]
+    warnings, errors = [], []
+    for sel in selection.interfaces:
+        wep = weps.get(sel.endpoint) if sel.role & Role.WORKLOAD else None
+        if wep is None:
+            continue
+        nets = _ipv4_nets(wep.spec.get("ipNetworks") or ())
+        extra = wep.spec.get("allowSpoofedSourcePrefixes") or []
+        if extra and spoofing:
+            nets += _ipv4_nets(extra)
+        elif extra:
+            warnings.append(
+                f"{wep.ref}: allowSpoofedSourcePrefixes ignored: FelixConfiguration "
+                "workloadSourceSpoofing is not Any (as in Calico)"
+            )
+        unique = sorted(set(nets))
+        if len(unique) > WEP_NETS:
+            errors.append(
+                f"{wep.ref}: {len(unique)} IPv4 networks to send from (ipNetworks and "
+                f"allowSpoofedSourcePrefixes); the datapath checks at most {WEP_NETS}"
+            )
+            continue
+        attrs = {"ifindex": sel.link.ifindex, "nets": ",".join(str(n) for n in unique)}
+        objects.append(
+            Obj(
+                Address.entry_text(MAP_WEP_SRC, sel.link.name),
+                ObjKind.ENTRY,
+                attrs,
+                info={"endpoint": wep.ref},
+            )
+        )
+    return Fragment(tuple(objects), warnings=tuple(warnings), errors=tuple(errors))
