@@ -36,3 +36,6 @@ class NatIndex:
     base_context: str = ""  # hash of the inputs in `context` but the links (see relink)
     source: str = ""  # the identity of the source compiled (set by the pipeline)
     others: tuple[str, ...] = ()  # files holding other resources than NAT_KINDS
+    # (namespace, name) of the Services policy rules name: their endpoints are
+    # policy's input too, so a change to them is not a services-only change
+    policy_services: frozenset[tuple[str, str]] = frozenset()

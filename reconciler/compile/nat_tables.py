@@ -159,6 +159,8 @@ def build_index(
     base_warnings: Sequence[str],
     base_errors: Sequence[str],
 ) -> NatIndex:
+    from reconciler.compile.policy_model import service_refs  # (a full compile has it)
+
     owners: dict[Ident, str] = {}
     feeders: dict[ServiceRef, list[str]] = {}
     for r in resources:
@@ -174,6 +176,7 @@ def build_index(
         folded.service_warnings, folded.counts, sizes, node, tuple(node_ips),
         tuple(base_warnings), tuple(base_errors), folded.conflicts,
         others=tuple(sorted({r.file for r in resources if r.kind not in NAT_KINDS})),
+        policy_services=service_refs(resources),
     )  # fmt: skip
 
 
@@ -221,6 +224,8 @@ def update(
                 return None  # a duplicate: full validation reports it with both places
             owners[r.key] = path
     affected = _affected(old, new)
+    if {(ns or "", name) for ns, name in affected} & index.policy_services:
+        return None  # policy rules name it: their endpoints moved too
     feeders = over(index.feeders)
     for ref in affected:
         paths = [p for p in feeders.get(ref, ()) if p not in old and p not in new]

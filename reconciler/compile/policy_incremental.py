@@ -18,7 +18,8 @@ entries are kept as they were. The result is the full compile's
 (tests/unit/test_policy_incremental.py checks it on random edits).
 
 Anything else answers None and the caller compiles in full: another kind
-changed (a Tier, a Profile, a HostEndpoint), a profile's rules read a
+changed (a Tier, a Profile, a HostEndpoint, a Service a rule names or one of
+its EndpointSlices), a profile's rules read a
 changed peer, an address's first naming peer moved (what plans show beside
 it), a host endpoint exists (its chains read every global policy), the
 local endpoints or the context moved, two resources share a name, or there
@@ -38,6 +39,7 @@ from reconciler.compile.policy_index import PolicyIndex
 from reconciler.compile.policy_model import (
     PEER_KINDS,
     POLICY_KINDS,
+    SERVICE_NAME_LABEL,
     PolicyError,
     build_model,
     origins_of,
@@ -46,6 +48,7 @@ from reconciler.compile.policy_model import (
     peers_of,
     reading,
     selections_of,
+    service_refs,
 )
 from reconciler.datapath.maps import policy_types as pl
 from reconciler.plan.address import Address
@@ -71,8 +74,9 @@ def read_inputs(resources: Sequence[Any]) -> tuple[dict[str, str], list[str]] | 
     keeps their order). None when two resources share a ref."""
     inputs: dict[str, str] = {}
     ordered = []
+    named = service_refs(resources)  # their EndpointSlices are read too
     for r in resources:
-        if r.kind not in READ_KINDS:
+        if r.kind not in READ_KINDS and not (named and _names_service(r, named)):
             continue
         ref = r.ref
         if ref in inputs:
@@ -81,6 +85,14 @@ def read_inputs(resources: Sequence[Any]) -> tuple[dict[str, str], list[str]] | 
         if r.kind not in POLICY_KINDS:
             ordered.append(ref)
     return inputs, ordered
+
+
+def _names_service(r: Any, named: frozenset[tuple[str, str]]) -> bool:
+    """Is `r` a Service a rule names, or one of its EndpointSlices?"""
+    if r.kind == "Service":
+        return (r.namespace or "", r.name) in named
+    owner = r.labels.get(SERVICE_NAME_LABEL) if r.kind == "EndpointSlice" else None
+    return isinstance(owner, str) and (r.namespace or "", owner) in named
 
 
 def context_of(

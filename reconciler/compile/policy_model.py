@@ -305,6 +305,7 @@ class _Ctx:
         self.peers = tuple(peers)
         self.local = tuple(sorted(local, key=lambda e: e.name))
         self.hosts = tuple(sorted(hosts, key=lambda e: e.name))
+        self.services = service_endpoints(resources)
 
     def namespace_labels(self, ns: str) -> dict[str, str]:
         got = self.ns_labels.get(ns)
@@ -498,6 +499,57 @@ def peers_of(resources: Sequence[Resource], node: str) -> tuple[dict[str, Peer],
     WorkloadEndpoint's interface."""
     ctx = _Ctx(resources, node)
     return {p.ref: p for p in ctx.peers}, {ep.name: ep.interface for ep in ctx.local}
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# A Service's endpoints as rules match them: per EndpointSlice, its IPv4
+# addresses and its ports (protocol number, port).
+ServiceSlices = tuple[tuple[frozenset[int], tuple[tuple[int, int], ...]], ...]
+
+
+def service_endpoints(resources: Iterable[Resource]) -> dict[tuple[str, str], ServiceSlices]:
+    """(namespace, service) -> its EndpointSlices' addresses and ports, every
+    endpoint whatever its conditions (a rule names the Service's pods, not
+    those NAT would pick now)."""
+    found: dict[tuple[str, str], list[tuple[frozenset[int], tuple[tuple[int, int], ...]]]] = {}
+    for r in resources:
+        owner = r.labels.get(SERVICE_NAME_LABEL) if r.kind == "EndpointSlice" else None
+        if not isinstance(owner, str) or r.body.get("addressType") != "IPv4":
+            continue
+        addrs: set[int] = set()
+        for ep in r.body.get("endpoints") or ():
+            for text in ep.get("addresses") or () if isinstance(ep, Mapping) else ():
+                try:
+                    addrs.add(int(ipaddress.IPv4Address(text)))
+                except ValueError:
+                    continue
+        ports = tuple(sorted(
+            (PROTOCOLS[str(p.get("protocol") or "TCP")], int(p["port"]))
+            for p in r.body.get("ports") or ()
+            if isinstance(p, Mapping) and isinstance(p.get("port"), int)
+            and str(p.get("protocol") or "TCP") in PROTOCOLS
+        ))  # fmt: skip
+        found.setdefault((r.namespace or "", owner), []).append((frozenset(addrs), ports))
+    return {ref: tuple(slices) for ref, slices in found.items()}
+
+
+def service_refs(resources: Iterable[Resource]) -> frozenset[tuple[str, str]]:
+    """The Services policy rules name (`services` on either side), as
+    (namespace, name): a rule's resolution reads their EndpointSlices."""
+    out = set()
+    for r in resources:
+        if r.kind not in POLICY_KINDS:
+            continue
+        for direction in DIRECTIONS:
+            for raw in r.spec.get(direction) or ():
+                for side in ("source", "destination"):
+                    match = ((raw.get(side) or {}) if isinstance(raw, Mapping) else {}).get(
+                        "services"
+                    )
+                    if isinstance(match, Mapping) and match.get("name"):
+                        ns = match.get("namespace") or r.namespace or ""
+                        out.add((str(ns), str(match["name"])))
+    return frozenset(out)
 
 
 def origins_of(peers: Iterable[Peer]) -> dict[Net, str]:
@@ -698,9 +750,9 @@ class _Resolver:
                 raise PolicyError(
                     f"{ref}: '{unsupported}' match cannot be enforced by this dataplane"
                 )
-        for side in ("source", "destination"):
-            if (raw.get(side) or {}).get("services"):
-                raise PolicyError(f"{ref}: {side}.services cannot be enforced by this dataplane")
+        local_side = "destination" if direction == "ingress" else "source"
+        if (raw.get(local_side) or {}).get("services"):  # (validation refuses it too)
+            raise PolicyError(f"{ref}: {local_side}.services names the local endpoint's side")
         if raw.get("ipVersion") == 6:
             return []
         proto = proto_number(raw.get("protocol"))
@@ -792,7 +844,20 @@ class _Resolver:
         proto: int | None,
         ports_field: str,
     ) -> list[Alt]:
-        include, exclude, peers = self._entity_sets(entity, res, ref, side)
+        services = entity.get("services")
+        if isinstance(services, Mapping):
+            # The Service's endpoints (validation keeps selectors and nets
+            # off such a side): their addresses, and as a destination each
+            # address with its slice's ports.
+            ns = str(services.get("namespace") or res.namespace or "")
+            slices = self.ctx.services.get((ns, str(services.get("name"))), ())
+            if side == "destination":
+                return _to_service(alts, slices, proto)
+            include = [frozenset((a, 32) for addrs, _ in slices for a in addrs)]
+            exclude: list[frozenset[Net]] = []
+            peers: tuple[Peer, ...] | None = ()
+        else:
+            include, exclude, peers = self._entity_sets(entity, res, ref, side)
         alts = [
             _replace(a, include=a.include + tuple(include), exclude=a.exclude + tuple(exclude))
             for a in alts
@@ -834,6 +899,25 @@ class _Resolver:
                         )
                     )  # fmt: skip
         return out
+
+
+def _to_service(alts: list[Alt], slices: ServiceSlices, proto: int | None) -> list[Alt]:
+    """Alternatives that match a flow to one of a Service's endpoints on one
+    of its ports (each slice's addresses with that slice's ports), within
+    the rule's own protocol."""
+    by_port: dict[tuple[int, int], set[int]] = {}
+    for addrs, ports in slices:
+        for port in ports:
+            by_port.setdefault(port, set()).update(addrs)
+    out = []
+    for (port_proto, number), members in sorted(by_port.items()):
+        if proto is not None and port_proto != proto:
+            continue
+        nets = frozenset((a, 32) for a in members)
+        for a in alts:
+            out.append(_replace(a, include=a.include + (nets,),
+                                protos=frozenset({port_proto}), dports=((number, number),)))
+    return out  # (no slice, or no port of the rule's protocol: nothing matches)
 
 
 _LOCAL_ADDRESS_FIELDS = ("nets", "notNets", "selector", "notSelector", "namespaceSelector",

@@ -61,6 +61,27 @@ spec:
   profiles: [kns.shop]
 """
 
+# A ClusterIP Service `web` (port 80) with one endpoint on node-1 (port 8080).
+WEB_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  clusterIP: {vip}
+  ports: [{{name: http, protocol: TCP, port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-a
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}]
+endpoints:
+- {{addresses: ["{ip}"], nodeName: node-1, conditions: {{ready: true}}}}
+"""
+
 # The namespace's profile, as Calico's Kubernetes datastore generates it: pods
 # accept and send anything until a policy selects them. Without it a
 # WorkloadEndpoint drops everything (Calico's end-of-profiles drop).

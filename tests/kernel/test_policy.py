@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from sandbox.netns import Pod
-from tests.kernel.conftest import PODS
+from tests.kernel.conftest import PODS, WEB_SERVICE
 from tests.kernel.test_services import HERE, UDP_CLIENT, VIP, Services, udp_out_only
 
 FRONT, BACK = PODS
@@ -145,30 +145,7 @@ def test_an_open_connection_survives_a_policy_change_that_denies_new_ones(pods):
 
 def test_a_denied_backend_stays_denied_through_its_service(pods):
     node = pods.node
-    node.write(
-        "service.yaml",
-        f"""\
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: shop}}
-spec:
-  clusterIP: {VIP}
-  ports: [{{name: http, protocol: TCP, port: 80, targetPort: 8080}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-a
-  namespace: shop
-  labels: {{kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{{name: http, protocol: TCP, port: 8080}}]
-endpoints:
-- addresses: ["{BACK.ip}"]
-  nodeName: node-1
-  conditions: {{ready: true}}
-""",
-    )
+    node.write("service.yaml", WEB_SERVICE.format(vip=VIP, ip=BACK.ip))
     policy(node, "a", BACK_FROM_FRONT)
     node.apply_converged()
     # ingress policy sees the backend's port (8080), not the service's (80)
