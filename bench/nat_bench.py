@@ -517,6 +517,56 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
     return report("nat tc program: per packet", rows), fill
 
 
+def source_check(runs: int = 9) -> dict[str, Any]:
+    """What a workload's source check (rcl_wep_src) adds to a first packet:
+    the same program, flows and service (10 services, the last one each
+    time) with the interface flagged a data interface (no check), a workload
+    whose slot holds no entry and a workload whose entry admits the clients
+    (the source read and compared), interleaved; medians net of the
+    prelude."""
+    from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, U32
+
+    variants = {"data interface, no check": (2, False), "workload, no entry": (1, False),
+                "workload, its entry": (1, True)}  # fmt: skip
+    times: dict[str, list[int]] = {name: [] for name in variants}
+    anchor: list[int] = []
+    prelude = Prelude()
+    tc = TcProgram()
+    wep_fd = -1
+    try:
+        tc.fill(10)
+        wep_fd = bpfsys.obj_get(f"{tc.root}/maps/{MAP_WEP_SRC}")
+        key = U32.pack(0)  # the slot a test run's packet names (no classid)
+        for _ in range(runs):
+            for name, (flags, entry) in variants.items():
+                for map_name, k, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
+                    bpfsys.map_update(tc.fds[map_name], *entries.encode(map_name, k, attrs))
+                if entry:  # the clients' network (CLIENT_NET) as the workload's own
+                    value = entries.wep_src_value(TEST_RUN_IFINDEX, "10.64.0.0/10")
+                else:
+                    value = entries.wep_src_value(0, "")  # an unused slot
+                bpfsys.map_update(wep_fd, key, value)
+                prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT // 2)  # warm-up
+                before = tc.stat(nl.NatStat.DNAT_NEW)
+                times[name].append(prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT))
+                if tc.stat(nl.NatStat.DNAT_NEW) - before != AMORTIZED_REPEAT:
+                    raise RuntimeError(f"{name}: runs missed the new-flow NAT path")
+            anchor.append(prelude.run(prelude.empty, 1, None, AMORTIZED_REPEAT))
+    finally:
+        if wep_fd >= 0:
+            bpfsys.close(wep_fd)
+        tc.close()
+        prelude.close()
+    floor = float(statistics.median(anchor))
+    net = {name: float(statistics.median(t)) - floor for name, t in times.items()}
+    base = net["data interface, no check"]
+    rows: list[tuple[str, Any, str]] = [
+        (f"first packet, {name}: ns net", round(ns), f"{ns - base:+.0f} ns against no check")
+        for name, ns in net.items()
+    ]
+    return report("nat tc program: workload source check", rows)
+
+
 # ---------------------------------------------------------------- part 2: two worlds
 
 CLIENT = Pod("cli", str(gen.CLIENT_IP))
@@ -924,6 +974,7 @@ def _populate(sb: Sandbox) -> None:
 
 def main(quick: bool = False) -> dict[str, Any]:
     _, fill = tc_program(samples=500 if quick else 3000)
+    source_check(runs=3 if quick else 9)
     return worlds(samples=100 if quick else 400, fill=fill)
 
 

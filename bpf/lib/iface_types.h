@@ -31,9 +31,10 @@ struct rcl_ifstate {
 	__u64 nat;          /* packets we NATed (service traffic) */
 };
 
-/* rcl_wep_src: a workload interface's ifindex -> the IPv4 networks it may
- * send from (its ipNetworks, and the allowSpoofedSourcePrefixes Felix
- * honours). 40 bytes. */
+/* rcl_wep_src: a workload interface's slot (as rcl_ifstate's) -> the IPv4
+ * networks it may send from (its ipNetworks, and the allowSpoofedSourcePrefixes
+ * Felix honours). The entry names its interface, as rcl_ifstate's does.
+ * 40 bytes. */
 #define RCL_WEP_NETS 4
 struct rcl_wep_net {
 	__u32 addr; /* _be, host bits clear */
@@ -41,8 +42,8 @@ struct rcl_wep_net {
 };
 
 struct rcl_wep_src {
+	__u32 ifindex;
 	__u32 count; /* nets in use, from net[0] */
-	__u32 pad;
 	struct rcl_wep_net net[RCL_WEP_NETS];
 };
 

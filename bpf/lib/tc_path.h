@@ -25,7 +25,7 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFS
 		 RCL_MAPS_DIR "/rcl_ifstate");
 BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
 		 RCL_MAPS_DIR "/rcl_globals");
-BPF_TABLE_PINNED("hash", __u32, struct rcl_wep_src, rcl_wep_src, RCL_IFSTATE_SIZE,
+BPF_TABLE_PINNED("array", __u32, struct rcl_wep_src, rcl_wep_src, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_wep_src");
 
 /* The interface's state, by the slot its filter carries as classid (see
@@ -43,17 +43,24 @@ static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
 /* Does a packet from a workload carry a source address the workload may not
  * send from? Calico's anti-spoofing: NAT and policy judge flows by their
  * source, so a pod that sent as another would take that one's verdicts. An
- * interface without an entry (not written yet) is not judged. */
+ * interface whose slot holds no entry of its own (not written yet) is not
+ * judged. */
 static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 {
 	if (skb->protocol != rcl_htons(ETH_P_IP))
 		return 0;
-	__u32 ifindex = skb->ifindex;
-	struct rcl_wep_src *w = rcl_wep_src.lookup(&ifindex);
-	if (!w)
+	__u32 slot = skb->tc_classid;
+	struct rcl_wep_src *w = rcl_wep_src.lookup(&slot);
+	if (!w || w->ifindex != skb->ifindex)
 		return 0;
+	/* the source address read in place (no helper call) when the header
+	 * is in the linear part, as it is for a pod's packets */
 	__u32 saddr;
-	if (bpf_skb_load_bytes(skb, l3_off + 12, &saddr, sizeof(saddr)))
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (data + l3_off + 16 <= data_end)
+		saddr = *(__u32 *)(data + l3_off + 12);
+	else if (bpf_skb_load_bytes(skb, l3_off + 12, &saddr, sizeof(saddr)))
 		return 1;
 	__u32 count = w->count;
 #pragma unroll

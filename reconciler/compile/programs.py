@@ -13,7 +13,7 @@ from reconciler.compile.interfaces import ifstate_slots
 from reconciler.datapath.maps import host_types, policy_types
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
-from reconciler.datapath.maps.iface_types import MAP_GLOBALS, MAP_REJECT_TAT
+from reconciler.datapath.maps.iface_types import MAP_GLOBALS, MAP_REJECT_TAT, MAP_WEP_SRC
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import HOST_PROGRAMS, TC_PROGRAMS
 from reconciler.plan.address import Address, prog_ref
@@ -73,7 +73,7 @@ FIXED_MAPS = {
     **host_types.SIZES,
 }
 # Maps with an entry per rcl_ifstate slot, sized as it is.
-SLOT_MAPS = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_STATS)
+SLOT_MAPS = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_STATS, MAP_WEP_SRC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from reconciler.datapath.maps import host_types, policy_types
-from reconciler.datapath.maps.iface_types import MAP_IFSTATE
+from reconciler.datapath.maps.iface_types import MAP_IFSTATE, MAP_WEP_SRC
 from reconciler.datapath.programs import TC_PARENTS
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState, ObjKind
@@ -46,7 +46,7 @@ def assign_slots(ifindexes: Iterable[int], held: Mapping[int, int], slots: int) 
 
 
 # Per-interface entries of other maps that carry the interface's slot.
-_SLOTTED_ENTRIES = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_EP)
+_SLOTTED_ENTRIES = (policy_types.MAP_EP, host_types.MAP_HEP, host_types.MAP_XDP_EP, MAP_WEP_SRC)
 
 
 def keep_slots(desired: DesiredState, held: Mapping[int, int]) -> DesiredState:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.compile.fragment import Fragment
-from reconciler.compile.interfaces import Role, Selection
+from reconciler.compile.interfaces import Role, Selection, initial_slots
 from reconciler.config.model import Resource
 from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, WEP_NETS
 from reconciler.plan.address import Address
@@ -39,7 +39,8 @@ def spoofing_allowed(config: Mapping[str, Any]) -> bool:
 def workload_sources(
     resources: Sequence[Resource], node: str, selection: Selection, config: Mapping[str, Any]
 ) -> Fragment:
-    """An rcl_wep_src entry for every workload interface; a warning for
+    """An rcl_wep_src entry for every workload interface, in its slot (the
+    one compile_interfaces gives it; keep_slots moves both); a warning for
     spoofing allowances Felix would ignore, an error for more networks than
     the datapath checks."""
     spoofing = spoofing_allowed(config)
@@ -48,9 +49,8 @@ def workload_sources(
         for r in resources
         if r.kind == "WorkloadEndpoint" and r.spec.get("node") == node
     }
-    objects = [
-        Obj(Address.map_text(MAP_WEP_SRC), ObjKind.MAP, {"max_entries": selection.slots})
-    ]
+    objects = []
+    slot_of = initial_slots(selection)
     warnings, errors = [], []
     for sel in selection.interfaces:
         wep = weps.get(sel.endpoint) if sel.role & Role.WORKLOAD else None
@@ -72,7 +72,11 @@ def workload_sources(
                 f"allowSpoofedSourcePrefixes); the datapath checks at most {WEP_NETS}"
             )
             continue
-        attrs = {"ifindex": sel.link.ifindex, "nets": ",".join(str(n) for n in unique)}
+        attrs = {
+            "slot": slot_of[sel.link.ifindex],
+            "ifindex": sel.link.ifindex,
+            "nets": ",".join(str(n) for n in unique),
+        }
         objects.append(
             Obj(
                 Address.entry_text(MAP_WEP_SRC, sel.link.name),

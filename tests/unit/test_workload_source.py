@@ -43,10 +43,13 @@ def test_a_workload_sends_from_its_ipv4_networks_alone() -> None:
     entries, warnings, errors = sources(
         felix(), wep("a", ["10.65.0.10/32", "fd00::a/128"]), wep("b", ["10.65.1.7/24"])
     )
+    slots = {e["ifindex"]: e["slot"] for e in entries.values()}
     assert entries == {
-        "cali-a": {"ifindex": 7, "nets": "10.65.0.10/32"},
-        "cali-b": {"ifindex": 8, "nets": "10.65.1.0/24"},  # host bits cleared
+        "cali-a": {"slot": slots[7], "ifindex": 7, "nets": "10.65.0.10/32"},
+        "cali-b": {"slot": slots[8], "ifindex": 8, "nets": "10.65.1.0/24"},  # host bits cleared
     }
+    # each in its interface's rcl_ifstate slot
+    assert sorted(slots.values()) == [2, 3]
     assert errors == () and not any("allowSpoofed" in w for w in warnings)
 
 
@@ -71,3 +74,12 @@ def test_more_networks_than_the_datapath_checks_is_an_error() -> None:
         "WorkloadEndpoint/shop/a: 5 IPv4 networks to send from (ipNetworks and "
         "allowSpoofedSourcePrefixes); the datapath checks at most 4",
     )
+
+
+def test_an_entry_moves_with_its_interfaces_slot() -> None:
+    from reconciler.compile.slots import keep_slots
+
+    desired = compile_desired([felix(), wep("a", ["10.65.0.10/32"])], "n1", LINKS, "/x", "s")
+    kept = keep_slots(desired, {7: 9})  # the kernel holds cali-a in slot 9
+    assert kept.objects["map/rcl_wep_src/cali-a"].attrs["slot"] == 9
+    assert kept.objects["map/rcl_ifstate/cali-a"].attrs["slot"] == 9

@@ -81,32 +81,41 @@ def _ifstate_clear(current: Any, before: Mapping[str, Any]) -> Any:
     return [bytes(IFSTATE.size)] * len(chunks)
 
 
-def _wep_src_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs]:
-    (ifindex,) = U32.unpack(key)
-    count, raw = WEP_SRC.unpack(value)
+def _wep_src_decode(key: bytes, value: Any, ctx: Context) -> tuple[str, Attrs] | None:
+    (slot,) = U32.unpack(key)
+    ifindex, count, raw = WEP_SRC.unpack(value)
+    if not ifindex:
+        return None  # an unused slot
     nets = []
     for i in range(min(count, WEP_NETS)):
         addr, mask = raw[8 * i : 8 * i + 4], raw[8 * i + 4 : 8 * i + 8]
         nets.append(f"{socket.inet_ntoa(addr)}/{bin(int.from_bytes(mask, 'big')).count('1')}")
-    attrs: Attrs = {"ifindex": ifindex, "nets": ",".join(nets)}
+    attrs: Attrs = {"slot": slot, "ifindex": ifindex, "nets": ",".join(nets)}
     if count > WEP_NETS:
         attrs["count"] = count  # not ours: we write at most WEP_NETS
-    return ctx.ifname(ifindex), attrs
+    name = ctx.ifname(ifindex)
+    return (f"{name}@0" if slot == 0 else name), attrs
 
 
-def wep_src_value(nets: str) -> bytes:
-    """rcl_wep_src's value for `nets` ("10.65.0.10/32,..." or "")."""
+def wep_src_value(ifindex: int, nets: str) -> bytes:
+    """rcl_wep_src's value: the interface and its `nets` ("10.65.0.10/32,..." or "")."""
     listed = [n for n in nets.split(",") if n]
     raw = b""
     for net in listed:
         addr, plen = net.split("/")
         mask = (0xFFFFFFFF << (32 - int(plen))) & 0xFFFFFFFF
         raw += socket.inet_aton(addr) + mask.to_bytes(4, "big")
-    return WEP_SRC.pack(len(listed), raw)
+    return WEP_SRC.pack(ifindex, len(listed), raw)
 
 
 def _wep_src_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(a["ifindex"]), wep_src_value(a["nets"])
+    return U32.pack(a["slot"]), wep_src_value(a["ifindex"], a["nets"])
+
+
+def _wep_src_clear(current: Any, before: Mapping[str, Any]) -> Any:
+    if WEP_SRC.unpack(current)[0] != before["ifindex"]:
+        return None  # the slot went to another interface since
+    return bytes(WEP_SRC.size)
 
 
 # The key text of a one-entry array's only entry (rcl_globals, rcl_nat_globals).
@@ -241,7 +250,12 @@ def _nat_globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
 CODECS: dict[str, Codec] = {
     MAP_IFSTATE: Codec(_ifstate_decode, _ifstate_encode, _ifstate_update, _ifstate_clear),
     MAP_GLOBALS: Codec(_globals_decode, _globals_encode),
-    MAP_WEP_SRC: Codec(_wep_src_decode, _wep_src_encode),
+    MAP_WEP_SRC: Codec(
+        _wep_src_decode,
+        _wep_src_encode,
+        lambda _cur, a: wep_src_value(a["ifindex"], a["nets"]),
+        _wep_src_clear,
+    ),
     nat.MAP_NAT_FE: Codec(_fe_decode, _fe_encode),
     nat.MAP_NAT_BE: Codec(_be_decode, _be_encode),
     nat.MAP_NAT_SRC: Codec(_src_decode, _src_encode),

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MAP_IFSTATE = "rcl_ifstate"  # per-CPU array of struct rcl_ifstate, by slot
 MAP_GLOBALS = "rcl_globals"  # one struct rcl_globals
 MAP_REJECT_TAT = "rcl_reject_tat"  # per-CPU __u64: the ICMP reject limit (bpf/lib/tc_path.h)
-MAP_WEP_SRC = "rcl_wep_src"  # hash: a workload's ifindex -> the networks it may send from
+MAP_WEP_SRC = "rcl_wep_src"  # array, by slot: the networks a workload may send from
 
 # __u32: rcl_ifstate's key (an interface's slot) and rcl_globals' index
 U32 = struct.Struct("=I")
@@ -34,10 +34,10 @@ MAX_SLOT = 0xFFFF
 IF_POLICY = 16
 # struct rcl_globals { __u32 log_level; __u32 flags; }
 GLOBALS = struct.Struct("=II")
-# struct rcl_wep_src { __u32 count; __u32 pad; struct rcl_wep_net { __u32 addr_be, mask_be; }
+# struct rcl_wep_src { __u32 ifindex, count; struct rcl_wep_net { __u32 addr_be, mask_be; }
 #                      net[RCL_WEP_NETS]; }
 WEP_NETS = 4
-WEP_SRC = struct.Struct(f"=I4x{8 * WEP_NETS}s")
+WEP_SRC = struct.Struct(f"=II{8 * WEP_NETS}s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
         ),
     ),
     MAP_GLOBALS: (GLOBALS, ("log_level", "flags")),
-    MAP_WEP_SRC: (WEP_SRC, ("count", "net")),
+    MAP_WEP_SRC: (WEP_SRC, ("ifindex", "count", "net")),
 }
 
 
