@@ -254,8 +254,8 @@ def test_a_new_veth_gets_its_programs_on_the_link_event_ahead_of_the_pass(node, 
             mark, lambda r: r["trigger"] == "interfaces changed" and r["attached"], timeout=20
         )
         name = late.host_iface
-        ours = {f"tc/{name}/ingress", f"tc/{name}/egress",
-                f"map/rcl_ifstate/{name}", f"map/rcl_pol_ep/{name}"}  # fmt: skip
+        ours = {f"tc/{name}/ingress", f"tc/{name}/egress", f"map/rcl_ifstate/{name}",
+                f"map/rcl_pol_ep/{name}", f"map/rcl_wep_src/{name}"}  # fmt: skip
         assert set(r["attached"]) == ours, r
         assert not ours & {c["address"] for c in r["plan"]}, r["plan"]
         assert r["result"] == "applied" and r["changes"] >= len(ours)
