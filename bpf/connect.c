@@ -57,7 +57,7 @@ static __always_inline int rcl_ctlb(struct bpf_sock_addr *ctx, int record_udp)
 
 	__u64 now = rcl_now();
 	struct rcl_nat_pick pick = {};
-	if (rcl_nat_pick_backend(fe, 0, now, bpf_get_prandom_u32(), &pick) != RCL_PICK_OK) {
+	if (rcl_nat_pick_backend(fe, 0, now, bpf_get_prandom_u32(), 1, &pick) != RCL_PICK_OK) {
 		rcl_nat_count(RCL_NS_CTLB_REJECT);
 		return 0;
 	}

@@ -1,7 +1,7 @@
 /* Service load balancing for the tc path (and backend selection shared with the
  * connect-time programs in connect.c).
  *
- * Entry point: rcl_nat_ingress(skb, l3_off). It changes destination (forward)
+ * Entry point: rcl_nat_ingress(skb, l3_off, inside). It changes destination (forward)
  * or source (reply) address and port only; the client's source address is never
  * rewritten, so backends see the real client. Verdicts are RCL_NAT_*; the entry
  * program maps them with rcl_nat_tc_action() or its own policy. */
@@ -42,15 +42,20 @@ struct rcl_nat_pick {
  * connect-time LB), by `spread`: 32 random bits, or a hash of the flow's
  * 5-tuple. Honors ClientIP affinity (re-checked against the backend map, so a
  * removed backend is never reused) and ETP/ITP Local (only ordinals
- * [0, local_count); none local -> RCL_PICK_NO_LOCAL, as Kubernetes drops). */
+ * [0, local_count); none local -> RCL_PICK_NO_LOCAL, as Kubernetes drops).
+ * A client `inside` the cluster (a pod on this node, the node itself) is
+ * not held to externalTrafficPolicy Local: as kube-proxy short-circuits it,
+ * it reaches every endpoint of the service. */
 static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32 client_ip,
-						__u64 now, __u32 spread, struct rcl_nat_pick *out)
+						__u64 now, __u32 spread, int inside,
+						struct rcl_nat_pick *out)
 {
 	__u32 svc_id = fe->svc_id;
 	__u32 n = fe->count;
 	__u32 flags = fe->flags;
 	__u32 timeout_s = fe->affinity_timeout_s;
-	int local_only = (flags & (RCL_FE_ETP_LOCAL | RCL_FE_ITP_LOCAL)) != 0;
+	__u32 local_flags = inside ? RCL_FE_ITP_LOCAL : (RCL_FE_ETP_LOCAL | RCL_FE_ITP_LOCAL);
+	int local_only = (flags & local_flags) != 0;
 
 	if (n == 0)
 		return RCL_PICK_NO_BE;
@@ -343,9 +348,10 @@ static __always_inline int rcl_nat_src_allowed(const struct rcl_nat_fe_val *fe, 
 }
 
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4
- * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices. Returns RCL_NAT_*.
+ * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices; `inside`: the
+ * interface is a workload's (see rcl_nat_pick_backend). Returns RCL_NAT_*.
  * Non-first fragments and packets with unreadable headers pass untouched. */
-static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
+static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, int inside)
 {
 	struct iphdr ip;
 	struct {
@@ -410,7 +416,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 		if (fe) {
 			now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
-						      &pick);
+						      inside, &pick);
 			if (picked == RCL_PICK_OK)
 				rcl_ct_warm(&key, pick.ip, pick.port,
 					    rcl_nat_new_flags(pktflags, &pick, ip.saddr));
@@ -528,7 +534,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off)
 			if (!now)
 				now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
-						      &pick);
+						      inside, &pick);
 		}
 		if (picked != RCL_PICK_OK) {
 			rcl_nat_count(picked == RCL_PICK_NO_LOCAL ? RCL_NS_REJECT_NOLOCAL

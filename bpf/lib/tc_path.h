@@ -223,7 +223,7 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	}
 	ps->state = pol;
 	rcl_barrier();
-	ps->verdict = rcl_nat_ingress(skb, l3_off);
+	ps->verdict = rcl_nat_ingress(skb, l3_off, !host && (flags & RCL_IF_WORKLOAD));
 	rcl_barrier();
 	st->rx_packets++;
 	st->rx_bytes += len;

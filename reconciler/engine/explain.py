@@ -314,6 +314,9 @@ class ServiceHop:
     # a load balancer IP's loadBalancerSourceRanges (IPv4); None: open to all
     source_ranges: tuple[str, ...] | None = None
     node_port: bool = False  # the address taken for one of this node's, the port a NodePort
+    # the backends for a client inside the cluster (a pod of this node), which
+    # externalTrafficPolicy Local does not hold to the local ones
+    inside: tuple[tuple[str, int], ...] = ()
 
 
 def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHop | None:
@@ -321,7 +324,7 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
     load balancer IP of a TCP or UDP port, or else a NodePort, the address
     taken for one of this node's (explain reads no interfaces); None for
     anything else."""
-    from reconciler.compile.services import FE_SRC_RANGES, compile_services
+    from reconciler.compile.services import FE_ETP_LOCAL, FE_SRC_RANGES, compile_services
 
     host, port, proto = parse_target(dst)
     name = {6: "tcp", 17: "udp"}.get(proto)
@@ -336,9 +339,11 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
             for fe in sp.frontends:
                 if (fe.vip, fe.port, fe.proto) == (vip, port, name):
                     backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))
+                    cluster = dataclasses.replace(fe, flags=fe.flags & ~FE_ETP_LOCAL)
+                    inside = tuple((b.ip, b.port) for b in sp.balanced_among(cluster))
                     ranges = sp.source_ranges if fe.flags & FE_SRC_RANGES else None
                     return ServiceHop(
-                        sp.service, fe.label, fe.proto, backends, ranges, bool(node_ips)
+                        sp.service, fe.label, fe.proto, backends, ranges, bool(node_ips), inside
                     )
     return None
 
@@ -353,12 +358,14 @@ def explain_service(
     address it arrives for first (failsafe ports, untracked and preDNAT
     policy before NAT, its applyOnForward policy after)."""  # fmt: skip
     host, port, proto = parse_target(hop.frontend)
+    model = build_model(resources, node)
+    src_ip, src_ep = _resolve(model, src)
+    if src_ep is not None and hop.inside:  # a pod of this node: inside the cluster
+        hop = dataclasses.replace(hop, backends=hop.inside)
     what = (f"NodePort {port} of service {hop.service} (taking {host} for an address of "
             f"this node)" if hop.node_port else f"service {hop.service}")  # fmt: skip
     lines = [f"{hop.frontend} is {what}: policy judges the flow on its backend "
              f"({len(hop.backends)})"]  # fmt: skip
-    model = build_model(resources, node)
-    src_ip = _resolve(model, src)[0]
     if hop.source_ranges is not None:
         addr = ipaddress.IPv4Address(src_ip)
         within = [r for r in hop.source_ranges if addr in ipaddress.IPv4Network(r)]

@@ -30,7 +30,7 @@ ENTRY = """
 #include "lib/nat.h"
 int rcl_test_nat(struct __sk_buff *skb)
 {
-	return rcl_nat_ingress(skb, ETH_HLEN);
+	return rcl_nat_ingress(skb, ETH_HLEN, 0);
 }
 int rcl_test_ct_adopt(struct __sk_buff *skb)
 {

@@ -34,7 +34,11 @@ ENTRY = """
 #include "lib/nat.h"
 int rcl_test_nat(struct __sk_buff *skb)
 {
-	return rcl_nat_ingress(skb, ETH_HLEN);
+	return rcl_nat_ingress(skb, ETH_HLEN, 0);
+}
+int rcl_test_nat_inside(struct __sk_buff *skb)
+{
+	return rcl_nat_ingress(skb, ETH_HLEN, 1); /* from a workload interface */
 }
 int rcl_test_ct_kill(struct __sk_buff *skb)
 {
@@ -114,9 +118,10 @@ def parse(frame: bytes) -> Parsed:
 class Dataplane:
     """The compiled test program plus its pinned maps, opened through bpfsys."""
 
-    def __init__(self, prog_fd: int, kill_fd: int, maps_dir: Path) -> None:
+    def __init__(self, prog_fd: int, kill_fd: int, maps_dir: Path, inside_fd: int = -1) -> None:
         self.prog_fd = prog_fd
         self.kill_fd = kill_fd
+        self.inside_fd = inside_fd
         self.fds = {
             name: bpfsys.obj_get(str(maps_dir / name))
             for name in (
@@ -125,8 +130,10 @@ class Dataplane:
             )
         }  # fmt: skip
 
-    def run(self, frame: bytes) -> tuple[int, bytes]:
-        res = bpfsys.prog_test_run(self.prog_fd, frame)
+    def run(self, frame: bytes, inside: bool = False) -> tuple[int, bytes]:
+        """The verdict and packet out, as from a data interface (or, `inside`,
+        from a workload's)."""
+        res = bpfsys.prog_test_run(self.inside_fd if inside else self.prog_fd, frame)
         return res.retval, res.data_out
 
     def service(
@@ -209,7 +216,8 @@ def module_dp() -> Iterator[Dataplane]:
         try:
             fn = b.load_func(b"rcl_test_nat", BPF.SCHED_CLS)
             kill = b.load_func(b"rcl_test_ct_kill", BPF.SCHED_CLS)
-            dp = Dataplane(fn.fd, kill.fd, root / "maps")
+            inside = b.load_func(b"rcl_test_nat_inside", BPF.SCHED_CLS)
+            dp = Dataplane(fn.fd, kill.fd, root / "maps", inside.fd)
             try:
                 yield dp
             finally:
@@ -455,6 +463,17 @@ def test_local_traffic_policy(dp: Dataplane) -> None:
     before = dp.stat(nl.NatStat.REJECT_NO_LOCAL)
     assert dp.run(packet(CLIENT, VIP, 44100, 80, TCP))[0] == REJECT
     assert dp.stat(nl.NatStat.REJECT_NO_LOCAL) == before + 1
+    # From a pod of this node the external policy does not hold: every
+    # endpoint is a choice (kube-proxy short-circuits in-cluster clients);
+    # the internal one still does.
+    seen = {
+        parse(dp.run(packet(CLIENT, VIP, 44200 + i, 80, TCP), inside=True)[1]).dst
+        for i in range(20)
+    }
+    assert seen == set(BACKENDS)
+    dp.clear()
+    dp.service(1, BACKENDS, local=0, flags=nl.FeFlag.ITP_LOCAL)
+    assert dp.run(packet(CLIENT, VIP, 44300, 80, TCP), inside=True)[0] == REJECT
 
 
 def test_flow_keeps_its_backend_when_ordinals_shift(dp: Dataplane) -> None:

@@ -302,6 +302,13 @@ def test_nodeport_from_outside_and_etp_local_keeps_source(svc):
     replies = svc.request("tcp", sb.node_ip, 30080, 20, ns=sb.ext)
     assert names(replies) == {"back0": 20}, replies
     assert {r.split()[1] for r in replies} == {sb.ext_ip}  # the real client address
+    # A pod of this node and the node itself are inside the cluster: as
+    # kube-proxy short-circuits them, they reach every endpoint (in tc, and
+    # at connect time).
+    from_pod = svc.request("tcp", sb.node_ip, 30080, 30)
+    from_node = svc.request("tcp", sb.node_ip, 30080, 30, ns=sb.node, in_cgroup=True)
+    for replies in (from_pod, from_node):
+        assert set(names(replies)) == {"back0", "back1"}, replies
 
 
 LB_IP = "10.99.0.1"  # routed to the node from the outside (sandbox.netns: 10.0.0.0/8)

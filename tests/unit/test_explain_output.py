@@ -236,6 +236,27 @@ def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
     ]
 
 
+def test_external_local_policy_holds_outside_clients_alone(capsys, cfg):
+    """externalTrafficPolicy Local: a client outside is balanced among this
+    node's endpoints, a pod of this node among every endpoint (kube-proxy's
+    short-circuit, and the datapath's)."""
+    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
+    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
+    text = (cfg / "svc.yaml").read_text()
+    (cfg / "svc.yaml").write_text(
+        text.replace(
+            "  clusterIP: 10.96.0.80\n",
+            "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  clusterIP: 10.96.0.80\n",
+        ).replace("---", "status: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n---", 1)
+    )
+    outside = explain(capsys, cfg, "203.0.113.5:8000/tcp")  # from 192.0.2.9
+    assert "on its backend (1)" in outside and "10.65.9.9" not in outside
+    code = main(["--explain", "--from", "web", "--to", "203.0.113.5:8000/tcp", "--config",
+                 str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    inside = capsys.readouterr().out
+    assert code == 0 and "on its backend (2)" in inside and "-> backend 10.65.9.9:80" in inside
+
+
 def test_a_service_address_on_another_port_is_not_the_service(capsys, cfg):
     service(cfg, ("10.65.9.9", "n2"))
     main(["--explain", "--from", "192.0.2.9", "--to", "10.96.0.80:80/tcp", "--config",

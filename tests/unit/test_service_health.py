@@ -93,3 +93,15 @@ def test_a_port_held_by_another_process_is_reported_once_and_taken_when_free(
     holder.close()
     health.sync({"shop/web": (port, 1)}, True)  # the next pass takes it
     assert health.ports == {port: "shop/web"} and ask(port)[0] == 200
+
+
+def test_a_stored_state_keeps_its_health_checks() -> None:
+    """What the watcher serves after a pass answered by a stored state."""
+    from reconciler.compile.dataplane import compile_desired
+    from reconciler.engine import store
+    from tests.unit.test_services import FELIX, _checked, ep, eps
+
+    slices = eps("web", [ep("10.0.0.2")])
+    state = compile_desired([FELIX, _checked("web", 32001), slices], "n1", [], "/x", "s")
+    assert state.health_checks == {"default/web": (32001, 1)}
+    assert store.decode(store.encode(state)).health_checks == state.health_checks
