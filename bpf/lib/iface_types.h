@@ -34,8 +34,8 @@ struct rcl_ifstate {
 /* rcl_wep_src: a workload interface's slot (as rcl_ifstate's) -> the IPv4
  * networks it may send from (its ipNetworks, and the allowSpoofedSourcePrefixes
  * Felix honours). The entry names its interface, as rcl_ifstate's does.
- * 40 bytes. */
-#define RCL_WEP_NETS 4
+ * 72 bytes. */
+#define RCL_WEP_NETS 8
 struct rcl_wep_net {
 	__u32 addr; /* _be, host bits clear */
 	__u32 mask; /* _be */

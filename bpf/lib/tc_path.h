@@ -64,9 +64,12 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 		return 1;
 	__u32 count = w->count;
 #pragma unroll
-	for (int i = 0; i < RCL_WEP_NETS; i++)
-		if (i < count && (saddr & w->net[i].mask) == w->net[i].addr)
+	for (int i = 0; i < RCL_WEP_NETS; i++) {
+		if (i >= count)
+			break;
+		if ((saddr & w->net[i].mask) == w->net[i].addr)
 			return 0;
+	}
 	return 1;
 }
 

@@ -65,11 +65,12 @@ def workload_sources(
                 f"{wep.ref}: allowSpoofedSourcePrefixes ignored: FelixConfiguration "
                 "workloadSourceSpoofing is not Any (as in Calico)"
             )
-        unique = sorted(set(nets))
+        unique = list(ipaddress.collapse_addresses(nets))  # adjacent ones merged
         if len(unique) > WEP_NETS:
             errors.append(
                 f"{wep.ref}: {len(unique)} IPv4 networks to send from (ipNetworks and "
-                f"allowSpoofedSourcePrefixes); the datapath checks at most {WEP_NETS}"
+                f"allowSpoofedSourcePrefixes, adjacent ones merged); the datapath checks "
+                f"at most {WEP_NETS}"
             )
             continue
         attrs = {

@@ -66,13 +66,18 @@ def test_spoofing_allowances_count_only_where_felix_allows_them() -> None:
     assert not any("allowSpoofed" in w for w in warnings)
 
 
-def test_more_networks_than_the_datapath_checks_is_an_error() -> None:
-    many = [f"10.65.{i}.1/32" for i in range(5)]
-    entries, _, errors = sources(felix(), wep("a", many))
+def test_adjacent_networks_merge_and_more_than_the_datapath_checks_is_an_error() -> None:
+    # eleven addresses in a row: four networks once merged
+    row = [f"10.65.1.{10 + i}/32" for i in range(11)]
+    entries, _, errors = sources(felix(), wep("a", row))
+    assert entries["cali-a"]["nets"] == "10.65.1.10/31,10.65.1.12/30,10.65.1.16/30,10.65.1.20/32"
+    assert errors == ()
+    apart = [f"10.65.{i}.1/32" for i in range(9)]
+    entries, _, errors = sources(felix(), wep("a", apart))
     assert "cali-a" not in entries
     assert errors == (
-        "WorkloadEndpoint/shop/a: 5 IPv4 networks to send from (ipNetworks and "
-        "allowSpoofedSourcePrefixes); the datapath checks at most 4",
+        "WorkloadEndpoint/shop/a: 9 IPv4 networks to send from (ipNetworks and "
+        "allowSpoofedSourcePrefixes, adjacent ones merged); the datapath checks at most 8",
     )
 
 

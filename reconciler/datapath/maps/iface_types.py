@@ -36,7 +36,7 @@ IF_POLICY = 16
 GLOBALS = struct.Struct("=II")
 # struct rcl_wep_src { __u32 ifindex, count; struct rcl_wep_net { __u32 addr_be, mask_be; }
 #                      net[RCL_WEP_NETS]; }
-WEP_NETS = 4
+WEP_NETS = 8
 WEP_SRC = struct.Struct(f"=II{8 * WEP_NETS}s")
 
 
