@@ -49,6 +49,12 @@ def render_history(status: dict[str, Any]) -> str:
                 lines.append(f"  held at the last good source: {watch['held']}")
         if watch.get("fetch_error"):
             lines.append(f"  fetch failing: {watch['fetch_error']}")
+        for check in watch.get("health_checks") or ():
+            where = "" if check.get("listening") else ", NOT LISTENING (port taken)"
+            lines.append(
+                f"  health check {check.get('service')} on port {check.get('port')}: "
+                f"{check.get('status')} ({check.get('local_endpoints')} local endpoint(s)){where}"
+            )
     drift = status.get("drift") or []
     lines.append(f"Drift: {len(drift)} object(s)" + (": " + ", ".join(drift) if drift else ""))
     records = status.get("history") or []

@@ -131,6 +131,17 @@ class ServiceHealth:
             return socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM)
         return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
+    def report(self) -> list[dict[str, Any]]:
+        """What each health check answers now, for the watcher's state:
+        service, port, local endpoints, status, and whether it listens."""
+        with self._lock:
+            checks, healthy = dict(self._checks), self._healthy
+        return [
+            {"service": name, "port": port, "local_endpoints": count,
+             "status": answer(name, count, healthy)[0], "listening": port in self._servers}
+            for name, (port, count) in sorted(checks.items())
+        ]  # fmt: skip
+
     @property
     def ports(self) -> dict[int, str]:
         """The ports served now, and whose."""

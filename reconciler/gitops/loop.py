@@ -241,9 +241,9 @@ class Watcher:
         else:
             self.backoff.succeeded()
             self.retry_at = None
-        self._save(record)
         if self.health is not None and not self.options.detect_only:
             self.health.sync(self.health_checks, self.health_ok)
+        self._save(record)
         self.report(record, plan)
         return record
 
@@ -443,6 +443,7 @@ class Watcher:
             ),
             "drift": list(record.drift),
             "last_pass": record.as_json(),
+            "health_checks": self.health.report() if self.health is not None else [],
         }
         try:
             history.append(self.target.state_dir, record)

@@ -209,6 +209,8 @@ def test_watch_serves_health_check_node_ports(node):
             "localEndpoints": 1,
             "serviceProxyHealthy": True,
         }
+        rc, out, err = node.run("--status")
+        assert "health check shop/lb on port 32070: 200 (1 local endpoint(s))" in out, out + err
         checked(32070, "node-2")  # its one endpoint is elsewhere now
         assert wait_for(lambda: probe(32070).startswith("503 ")), probe(32070)
         checked(32071, "node-1")

@@ -60,6 +60,8 @@ def test_servers_follow_the_converged_state(health: ServiceHealth) -> None:
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert json.loads(body)["localEndpoints"] == 2
     assert ask(port, "HEAD")[0] == 200
+    assert health.report() == [{"service": "shop/web", "port": port, "local_endpoints": 2,
+                                "status": 200, "listening": True}]  # fmt: skip
     health.sync({"shop/web": (port, 0)}, True)  # its last local endpoint went
     status, _, body = ask(port)
     assert status == 503 and json.loads(body)["localEndpoints"] == 0
@@ -90,6 +92,7 @@ def test_a_port_held_by_another_process_is_reported_once_and_taken_when_free(
     refused = [r.getMessage() for r in caplog.records if "cannot listen" in r.getMessage()]
     assert len(refused) == 1 and f"shop/web: cannot listen on port {port}" in refused[0]
     assert health.ports == {}
+    assert health.report()[0]["listening"] is False
     holder.close()
     health.sync({"shop/web": (port, 1)}, True)  # the next pass takes it
     assert health.ports == {port: "shop/web"} and ask(port)[0] == 200
