@@ -111,17 +111,25 @@ spec:
 """
     )
     nets = ", ".join(f"{BACKEND_IP + k}/32" for k in range(backend[1]))
+    # The namespace's profile, as Calico's Kubernetes datastore makes it: the
+    # pods accept and send anything (without it, Calico's end-of-profiles
+    # drop would take every packet).
     (root / "pods.yaml").write_text(
         f"""apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {{name: kns.{NAMESPACE}}}
+spec: {{ingress: [{{action: Allow}}], egress: [{{action: Allow}}]}}
+---
+apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {{name: {client[0]}, namespace: {NAMESPACE}, labels: {{role: client}}}}
 spec: {{node: {NODE}, orchestrator: k8s, interfaceName: cali-{client[0]},
-        ipNetworks: [{client[1]}/32]}}
+        ipNetworks: [{client[1]}/32], profiles: [kns.{NAMESPACE}]}}
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {{name: {backend[0]}, namespace: {NAMESPACE}, labels: {{role: backend}}}}
 spec: {{node: {NODE}, orchestrator: k8s, interfaceName: cali-{backend[0]},
-        ipNetworks: [{nets}]}}
+        ipNetworks: [{nets}], profiles: [kns.{NAMESPACE}]}}
 """
     )
