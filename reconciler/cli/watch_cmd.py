@@ -124,6 +124,8 @@ def watch_cmd(args: argparse.Namespace) -> int:
     def report(record: Any, plan: Plan | None) -> None:
         if metrics is not None:
             metrics.observe_pass(record)
+            if watcher.health is not None:
+                metrics.observe_health(watcher.health.report())
         if args.json:
             line = {
                 "kind": WATCH_KIND,

@@ -128,8 +128,30 @@ class Metrics:
         self.last_success = Gauge(
             f"{NS}_last_success_timestamp_seconds", "When a pass last succeeded", registry=r
         )
+        self.health_local = Gauge(
+            f"{NS}_service_health_local_endpoints",
+            "Ready endpoints on this node, as a healthCheckNodePort reports them",
+            ["service", "port"],
+            registry=r,
+        )
+        self.health_ok = Gauge(
+            f"{NS}_service_health_ok",
+            "1 while a healthCheckNodePort answers 200 (and listens), else 0",
+            ["service", "port"],
+            registry=r,
+        )
         r.register(_KernelCollector(target))
         self.failures = 0
+
+    def observe_health(self, checks: list[dict[str, Any]]) -> None:
+        """The health checks the watcher answers now (ServiceHealth.report)."""
+        self.health_local.clear()
+        self.health_ok.clear()
+        for check in checks:
+            labels = (str(check["service"]), str(check["port"]))
+            self.health_local.labels(*labels).set(check["local_endpoints"])
+            ok = check["status"] == 200 and check["listening"]
+            self.health_ok.labels(*labels).set(1 if ok else 0)
 
     def observe_pass(self, record: PassRecord) -> None:
         import time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
 
 @contextmanager
 def watching(
-    node, interval: int, cache: Path | None = None
+    node, interval: int, cache: Path | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """A `reconcile --watch` process for the test's node; yields it and, once it
     has been stopped, its stderr (in the list). With `cache`, the process keeps
@@ -44,7 +45,7 @@ def watching(
         args = [a for a in args if a != "--no-cache"]
         env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     proc = subprocess.Popen(
-        [reconcile, "--watch", "--interval", str(interval), *args],
+        [reconcile, "--watch", "--interval", str(interval), *args, *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -200,9 +201,22 @@ def test_watch_serves_health_check_node_ports(node):
         url = f"http://{sb.node_ip}:{port}/healthz"
         return sb.exec(sb.ext, sys.executable, "-c", PROBE, url).stdout.strip()
 
+    def metric(name: str) -> str:
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        lines = [ln for ln in text.decode().splitlines() if ln.startswith(name + "{")]
+        return "\n".join(lines)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     checked(32070, "node-1")
-    with watching(node, interval=300) as (proc, _):
+    with watching(node, 300, extra=("--metrics-addr", f"127.0.0.1:{port}")) as (proc, _):
         assert wait_for(lambda: probe(32070).startswith("200 "), BUILD_S), probe(32070)
+        ok = "calico_reconciler_service_health_ok"
+        served = f'{ok}{{port="32070",service="shop/lb"}} 1.0'
+        assert wait_for(lambda: metric(ok) == served), metric(ok)  # set as the pass reports
         body = json.loads(probe(32070).split(" ", 1)[1])
         assert body == {
             "service": {"namespace": "shop", "name": "lb"},

@@ -108,3 +108,36 @@ def test_a_stored_state_keeps_its_health_checks() -> None:
     state = compile_desired([FELIX, _checked("web", 32001), slices], "n1", [], "/x", "s")
     assert state.health_checks == {"default/web": (32001, 1)}
     assert store.decode(store.encode(state)).health_checks == state.health_checks
+
+
+def test_the_metrics_show_each_health_checks_answer() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from reconciler.gitops.metrics import Metrics
+
+    class NoKernel:  # the kernel collector logs that it cannot read, and yields nothing
+        bpffs_root, netns, state_dir = "/nonexistent", None, "/nonexistent"
+
+    metrics = Metrics(NoKernel())  # type: ignore[arg-type]
+    metrics.observe_health([
+        {"service": "shop/web", "port": 32001, "local_endpoints": 2, "status": 200,
+         "listening": True},
+        {"service": "shop/db", "port": 32002, "local_endpoints": 0, "status": 503,
+         "listening": True},
+    ])  # fmt: skip
+    text = generate_latest(metrics.registry).decode()
+    samples = {
+        (s.name, s.labels.get("service")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("calico_reconciler_service_health")
+    }
+    assert samples == {
+        ("calico_reconciler_service_health_local_endpoints", "shop/web"): 2.0,
+        ("calico_reconciler_service_health_local_endpoints", "shop/db"): 0.0,
+        ("calico_reconciler_service_health_ok", "shop/web"): 1.0,
+        ("calico_reconciler_service_health_ok", "shop/db"): 0.0,
+    }
+    metrics.observe_health([])  # the services went
+    assert "shop/web" not in generate_latest(metrics.registry).decode()
