@@ -214,7 +214,7 @@ def tc() -> Iterator[TcProg]:
             prog.iface(IF_WORKLOAD)
             prog.frontend(VIP, 80, TCP, nr.Frontend(1, 0))
             prog.frontend(VIP, 53, UDP, nr.Frontend(2, 0))
-            prog.frontend(VIP, 443, TCP, nr.Frontend(3, 1, 0, nl.FeFlag.ETP_LOCAL), (BACKEND,))
+            prog.frontend(VIP, 443, TCP, nr.Frontend(3, 1, 0, nl.FeFlag.ITP_LOCAL), (BACKEND,))
             prog.frontend(VIP, 8000, TCP, nr.Frontend(4, 1), (BACKEND,))
             yield prog
         finally:
