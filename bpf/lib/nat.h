@@ -335,7 +335,9 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 }
 
 /* loadBalancerSourceRanges: may a new flow from `src` (_be) use frontend
- * `fe`? Only frontends the compiler flags are asked; one LPM lookup. */
+ * `fe`? Only frontends the compiler flags are asked; one LPM lookup. A
+ * refusal is counted: the caller drops the packet silently, as kube-proxy
+ * drops it. */
 static __always_inline int rcl_nat_src_allowed(const struct rcl_nat_fe_val *fe, __u32 src)
 {
 	if (!(fe->flags & RCL_FE_SRC_RANGES))
@@ -344,7 +346,10 @@ static __always_inline int rcl_nat_src_allowed(const struct rcl_nat_fe_val *fe, 
 	k.prefixlen = 64;
 	k.svc_id = fe->svc_id;
 	k.src = src;
-	return rcl_nat_src.lookup(&k) != 0;
+	if (rcl_nat_src.lookup(&k))
+		return 1;
+	rcl_nat_count(RCL_NS_SRC_DENIED);
+	return 0;
 }
 
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4
@@ -408,11 +413,8 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 	int syn = ip.protocol == IPPROTO_TCP && (tcpflags & 0x12) == 0x02;
 	if (syn) {
 		fe = rcl_nat_fe.lookup(&fek);
-		if (fe && !rcl_nat_src_allowed(fe, ip.saddr)) {
-			/* dropped silently, as kube-proxy drops it */
-			rcl_nat_count(RCL_NS_SRC_DENIED);
+		if (fe && !rcl_nat_src_allowed(fe, ip.saddr))
 			return RCL_NAT_DROP;
-		}
 		if (fe) {
 			now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),
@@ -527,10 +529,8 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 			return RCL_NAT_PASS;
 		}
 		if (!syn) {
-			if (!rcl_nat_src_allowed(fe, ip.saddr)) {
-				rcl_nat_count(RCL_NS_SRC_DENIED);
+			if (!rcl_nat_src_allowed(fe, ip.saddr))
 				return RCL_NAT_DROP;
-			}
 			if (!now)
 				now = rcl_now();
 			picked = rcl_nat_pick_backend(fe, ip.saddr, now, rcl_ct_flow_hash(&key),

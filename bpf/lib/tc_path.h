@@ -198,7 +198,8 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	 * per-CPU scratch: the verifier then sees one state where values in
 	 * registers would make it walk the NAT path once per policy outcome and
 	 * the policy path once per NAT outcome (past its instruction limit). */
-	if (!host && (flags & RCL_IF_WORKLOAD) && rcl_wep_spoofed(skb, l3_off)) {
+	const int workload = !host && (flags & RCL_IF_WORKLOAD);
+	if (workload && rcl_wep_spoofed(skb, l3_off)) {
 		st->rx_packets++;
 		st->rx_bytes += len;
 		st->dropped++;
@@ -226,7 +227,7 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	}
 	ps->state = pol;
 	rcl_barrier();
-	ps->verdict = rcl_nat_ingress(skb, l3_off, !host && (flags & RCL_IF_WORKLOAD));
+	ps->verdict = rcl_nat_ingress(skb, l3_off, workload);
 	rcl_barrier();
 	st->rx_packets++;
 	st->rx_bytes += len;

@@ -224,7 +224,7 @@ def update(
                 return None  # a duplicate: full validation reports it with both places
             owners[r.key] = path
     affected = _affected(old, new)
-    if {(ns or "", name) for ns, name in affected} & index.policy_services:
+    if affected & index.policy_services:
         return None  # policy rules name it: their endpoints moved too
     feeders = over(index.feeders)
     for ref in affected:

@@ -375,13 +375,13 @@ def explain_service(
             lines.append("Verdict: Deny (dropped before NAT, as kube-proxy drops it)")
             return "\n".join(lines) + "\n"
         lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
-    hep = _host_of(model, int(ipaddress.IPv4Address(host))) if hop.node_port else None
+    host_ip = int(ipaddress.IPv4Address(host))
+    hep = _host_of(model, host_ip) if hop.node_port else None
     if hep is not None:
         early, steps, decided = _host_arrival(
             resources, node, model, hep, Packet(src_ip, proto, port, 40000)
         )
-        found = [*early, *_judge(steps, src_ip, int(ipaddress.IPv4Address(host)), port, proto,
-                                 kernel_root)]  # fmt: skip
+        found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root)]
         lines += render(found).splitlines()[:-1]
         if any(f.action == "Deny" for f in found):
             lines.append("Verdict: Deny (before NAT)")

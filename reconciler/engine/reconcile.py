@@ -389,8 +389,7 @@ def _interfaces_only_update(
         return None
     # the files holding other kinds, and those feeding the Services policy
     # rules name (policy resolves them to their endpoints)
-    named = {*index.policy_services, *((ns or None, n) for ns, n in index.policy_services)}
-    feeding = {p for ref in named for p in index.feeders.get(ref, ())}
+    feeding = {p for ref in index.policy_services for p in index.feeders.get(ref, ())}
     others = tuple(sorted({*index.others, *feeding}))
     loaded = cached_resources({p: files[p] for p in others}, target.cache_dir)
     if loaded is None:

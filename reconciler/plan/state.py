@@ -65,7 +65,7 @@ class DesiredState:
     # redo only the endpoints a policy change touches (not state: never compared).
     policy_index: Any = field(default=None, compare=False, repr=False)
     # "namespace/name" -> (healthCheckNodePort, ready endpoints on this node):
-    # what the watcher's health check server answers (reconciler.gitops.service_health)
+    # what the watcher's health check servers answer (reconciler.engine.service_health)
     health_checks: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
