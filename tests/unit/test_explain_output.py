@@ -94,17 +94,31 @@ def service(cfg: Path, *endpoints: tuple[str, str], itp: str = "Cluster") -> Non
     (cfg / "svc.yaml").write_text(SERVICE.format(itp=itp, endpoints=listed or "  []\n"))
 
 
+WEB_IP = WEB.split("ipNetworks: [")[1].split("/")[0]
+
+
+def load_balancer(cfg: Path, spec: str) -> str:
+    """svc.yaml's Service as a LoadBalancer at 203.0.113.5, `spec` lines
+    added to its spec; the text written."""
+    text = (cfg / "svc.yaml").read_text()
+    text = text.replace(
+        "  clusterIP: 10.96.0.80\n", f"  type: LoadBalancer\n{spec}  clusterIP: 10.96.0.80\n"
+    )
+    text = text.replace("---", "status: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n---", 1)
+    (cfg / "svc.yaml").write_text(text)
+    return text
+
+
 def test_a_flow_to_a_service_is_judged_on_each_backend(capsys, cfg):
     """The datapath judges a service flow after NAT: explain follows it to
     each backend the service may pick, and says how many would let it in."""
-    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
-    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
+    service(cfg, (WEB_IP, "n1"), ("10.65.9.9", "n2"))
     lines = explain(capsys, cfg, "10.96.0.80:8000/tcp").splitlines()
     assert lines[0] == (
         "10.96.0.80:8000/tcp is service shop/web:http/tcp: "
         "policy judges the flow on its backend (2)"
     )
-    assert lines[1] == f"-> backend {web_ip}:80"
+    assert lines[1] == f"-> backend {WEB_IP}:80"
     assert lines[2] == (
         "  shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)"
     )
@@ -124,8 +138,7 @@ def test_a_flow_to_a_service_is_judged_on_each_backend(capsys, cfg):
 
 
 def test_a_service_with_local_traffic_policy_is_judged_on_local_backends_alone(capsys, cfg):
-    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
-    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"), itp="Local")
+    service(cfg, (WEB_IP, "n1"), ("10.65.9.9", "n2"), itp="Local")
     out = explain(capsys, cfg, "10.96.0.80:8000/tcp")
     assert "backend (1)" in out and "10.65.9.9" not in out
     assert out.endswith("Verdict: Allow\n")
@@ -140,15 +153,8 @@ def test_a_service_without_backends_is_rejected(capsys, cfg):
 
 
 def test_a_load_balancer_ip_admits_its_source_ranges_alone(capsys, cfg):
-    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
-    service(cfg, (web_ip, "n1"))
-    text = (cfg / "svc.yaml").read_text()
-    ranged = text.replace(
-        "  clusterIP: 10.96.0.80\n",
-        "  type: LoadBalancer\n  clusterIP: 10.96.0.80\n"
-        "  loadBalancerSourceRanges: [198.51.100.0/24, 192.0.2.0/28]\n",
-    ).replace("---", "status: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n---", 1)
-    (cfg / "svc.yaml").write_text(ranged)
+    service(cfg, (WEB_IP, "n1"))
+    ranged = load_balancer(cfg, "  loadBalancerSourceRanges: [198.51.100.0/24, 192.0.2.0/28]\n")
     lines = explain(capsys, cfg, "203.0.113.5:8000/tcp").splitlines()  # from 192.0.2.9
     assert lines[1] == "192.0.2.9 is within its loadBalancerSourceRanges (192.0.2.0/28)"
     assert lines[-1] == "Verdict: Allow"
@@ -196,8 +202,7 @@ def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
     """A NodePort flow is judged where the datapath judges it: preDNAT policy
     on the address it arrives for, then the endpoint's applyOnForward policy
     and the backend's own on the backend NAT picks."""
-    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
-    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
+    service(cfg, (WEB_IP, "n1"), ("10.65.9.9", "n2"))
     text = (cfg / "svc.yaml").read_text()
     (cfg / "svc.yaml").write_text(
         text.replace("  clusterIP:", "  type: NodePort\n  clusterIP:").replace(
@@ -212,7 +217,7 @@ def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
         "n1-eth0 preDNAT: Allow by policy/nodeports-from-corp ingress rule 1 (tier default)",
     ]
     assert lines[3:] == [
-        f"-> backend {web_ip}:80",
+        f"-> backend {WEB_IP}:80",
         "  n1-eth0 forward-ingress: Allow by policy/forward-to-web ingress rule 1 (tier default)",
         "    compiled program " + lines[5].split("compiled program ")[1],
         "  shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)",
@@ -240,15 +245,8 @@ def test_external_local_policy_holds_outside_clients_alone(capsys, cfg):
     """externalTrafficPolicy Local: a client outside is balanced among this
     node's endpoints, a pod of this node among every endpoint (kube-proxy's
     short-circuit, and the datapath's)."""
-    web_ip = WEB.split("ipNetworks: [")[1].split("/")[0]
-    service(cfg, (web_ip, "n1"), ("10.65.9.9", "n2"))
-    text = (cfg / "svc.yaml").read_text()
-    (cfg / "svc.yaml").write_text(
-        text.replace(
-            "  clusterIP: 10.96.0.80\n",
-            "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  clusterIP: 10.96.0.80\n",
-        ).replace("---", "status: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n---", 1)
-    )
+    service(cfg, (WEB_IP, "n1"), ("10.65.9.9", "n2"))
+    load_balancer(cfg, "  externalTrafficPolicy: Local\n")
     outside = explain(capsys, cfg, "203.0.113.5:8000/tcp")  # from 192.0.2.9
     assert "on its backend (1)" in outside and "10.65.9.9" not in outside
     code = main(["--explain", "--from", "web", "--to", "203.0.113.5:8000/tcp", "--config",
