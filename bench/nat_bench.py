@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -517,35 +518,26 @@ def tc_program(samples: int = 3000) -> tuple[dict[str, Any], dict[int, float]]:
     return report("nat tc program: per packet", rows), fill
 
 
-def source_check(runs: int = 9) -> dict[str, Any]:
-    """What a workload's source check (rcl_wep_src) adds to a first packet:
-    the same program, flows and service (10 services, the last one each
-    time) with the interface flagged a data interface (no check), a workload
-    whose slot holds no entry and a workload whose entry admits the clients
-    (the source read and compared), interleaved; medians net of the
-    prelude."""
-    from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, U32
-
-    variants = {"data interface, no check": (2, False), "workload, no entry": (1, False),
-                "workload, its entry": (1, True)}  # fmt: skip
+def _first_packet_variants(
+    variants: dict[str, Callable[[TcProgram, int], None]], map_name: str, runs: int
+) -> dict[str, float]:
+    """The amortized first packet (10 services, the last one each time) under
+    each variant, interleaved over `runs` rounds: a variant is a function
+    that sets the program up, given it and an fd of its pinned map
+    `map_name`. Medians, ns net of the prelude. Every run must take the
+    new-flow NAT path."""
     times: dict[str, list[int]] = {name: [] for name in variants}
     anchor: list[int] = []
     prelude = Prelude()
-    tc = TcProgram()
-    wep_fd = -1
+    tc: TcProgram | None = None
+    fd = -1
     try:
+        tc = TcProgram()
         tc.fill(10)
-        wep_fd = bpfsys.obj_get(f"{tc.root}/maps/{MAP_WEP_SRC}")
-        key = U32.pack(0)  # the slot a test run's packet names (no classid)
+        fd = bpfsys.obj_get(f"{tc.root}/maps/{map_name}")
         for _ in range(runs):
-            for name, (flags, entry) in variants.items():
-                for map_name, k, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
-                    bpfsys.map_update(tc.fds[map_name], *entries.encode(map_name, k, attrs))
-                if entry:  # the clients' network (CLIENT_NET) as the workload's own
-                    value = entries.wep_src_value(TEST_RUN_IFINDEX, "10.64.0.0/10")
-                else:
-                    value = entries.wep_src_value(0, "")  # an unused slot
-                bpfsys.map_update(wep_fd, key, value)
+            for name, set_up in variants.items():
+                set_up(tc, fd)
                 prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT // 2)  # warm-up
                 before = tc.stat(nl.NatStat.DNAT_NEW)
                 times[name].append(prelude.run(tc.prog_fd, 10, 9, AMORTIZED_REPEAT))
@@ -553,18 +545,91 @@ def source_check(runs: int = 9) -> dict[str, Any]:
                     raise RuntimeError(f"{name}: runs missed the new-flow NAT path")
             anchor.append(prelude.run(prelude.empty, 1, None, AMORTIZED_REPEAT))
     finally:
-        if wep_fd >= 0:
-            bpfsys.close(wep_fd)
-        tc.close()
+        if fd >= 0:
+            bpfsys.close(fd)
+        if tc is not None:
+            tc.close()
         prelude.close()
     floor = float(statistics.median(anchor))
-    net = {name: float(statistics.median(t)) - floor for name, t in times.items()}
+    return {name: float(statistics.median(t)) - floor for name, t in times.items()}
+
+
+def _flag_interface(tc: TcProgram, flags: int) -> None:
+    """The test run's interface (slot 0) managed with role `flags`."""
+    for map_name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
+        bpfsys.map_update(tc.fds[map_name], *entries.encode(map_name, key, attrs))
+
+
+def source_check(runs: int = 9) -> dict[str, Any]:
+    """What a workload's source check (rcl_wep_src) adds to a first packet:
+    the same program, flows and service with the interface flagged a data
+    interface (no check), a workload whose slot holds no entry and a
+    workload whose entry admits the clients (the source read and
+    compared)."""
+    from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, U32
+
+    def variant(flags: int, entry: bool) -> Callable[[TcProgram, int], None]:
+        def set_up(tc: TcProgram, wep_fd: int) -> None:
+            _flag_interface(tc, flags)
+            if entry:  # the clients' network (CLIENT_NET) as the workload's own
+                value = entries.wep_src_value(TEST_RUN_IFINDEX, "10.64.0.0/10")
+            else:
+                value = entries.wep_src_value(0, "")  # an unused slot
+            # slot 0: the slot a test run's packet names (it has no classid)
+            bpfsys.map_update(wep_fd, U32.pack(0), value)
+
+        return set_up
+
+    net = _first_packet_variants(
+        {"data interface, no check": variant(2, False), "workload, no entry": variant(1, False),
+         "workload, its entry": variant(1, True)},
+        MAP_WEP_SRC, runs,
+    )  # fmt: skip
     base = net["data interface, no check"]
     rows: list[tuple[str, Any, str]] = [
         (f"first packet, {name}: ns net", round(ns), f"{ns - base:+.0f} ns against no check")
         for name, ns in net.items()
     ]
     return report("nat tc program: workload source check", rows)
+
+
+def rpf_check(runs: int = 9) -> dict[str, Any]:
+    """What bpfEnforceRPF adds to a packet arriving on a data interface: the
+    same program, flows and service on a data interface with the
+    reverse-path check Disabled, Loose and Strict. Measured inside a private
+    namespace whose loopback (a test run's device) forwards and routes the
+    clients back through itself, so both modes pass every packet after
+    their FIB lookup."""
+    from reconciler.datapath.maps.iface_types import MAP_GLOBALS
+    from reconciler.kernel import rtnetlink
+
+    def variant(mode: str) -> Callable[[TcProgram, int], None]:
+        def set_up(tc: TcProgram, globals_fd: int) -> None:
+            _flag_interface(tc, 2)
+            attrs = {"log_level": 0, "endpoint_to_host": "Drop", "rpf": mode}
+            bpfsys.map_update(globals_fd, *entries.encode(MAP_GLOBALS, "0", attrs))
+
+        return set_up
+
+    netns = f"rclbrpf-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        for cmd in (["ip", "link", "set", "lo", "up"],
+                    ["ip", "route", "add", "10.64.0.0/10", "dev", "lo"],  # CLIENT_NET
+                    ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/lo/forwarding"]):  # fmt: skip
+            subprocess.run(["nsenter", f"--net=/run/netns/{netns}", *cmd], check=True)
+        with rtnetlink.entered(netns):
+            modes = ("Disabled", "Loose", "Strict")
+            net = _first_packet_variants({m: variant(m) for m in modes}, MAP_GLOBALS, runs)
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+    base = net["Disabled"]
+    rows: list[tuple[str, Any, str]] = [
+        (f"first packet, data interface, bpfEnforceRPF {mode}: ns net", round(ns),
+         f"{ns - base:+.0f} ns against Disabled")  # fmt: skip
+        for mode, ns in net.items()
+    ]
+    return report("nat tc program: reverse-path check (bpfEnforceRPF)", rows)
 
 
 # ---------------------------------------------------------------- part 2: two worlds
@@ -975,6 +1040,7 @@ def _populate(sb: Sandbox) -> None:
 def main(quick: bool = False) -> dict[str, Any]:
     _, fill = tc_program(samples=500 if quick else 3000)
     source_check(runs=3 if quick else 9)
+    rpf_check(runs=3 if quick else 9)
     return worlds(samples=100 if quick else 400, fill=fill)
 
 

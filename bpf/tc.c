@@ -15,6 +15,12 @@ int rcl_tc_judge(struct __sk_buff *skb)
 	return rcl_judge(skb, 0);
 }
 
+/* Never attached: tail-called by the two above for a packet NAT rejects. */
+int rcl_tc_reject(struct __sk_buff *skb)
+{
+	return rcl_reject_entry(skb);
+}
+
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
  * the world). To a pod under policy: its ingress policy, on the packet as it
  * arrives (a service flow already carries its backend's address and port). */

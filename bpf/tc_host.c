@@ -15,6 +15,12 @@ int rcl_tc_host_judge(struct __sk_buff *skb)
 	return rcl_judge(skb, 1);
 }
 
+/* Never attached: tail-called by the two above for a packet NAT rejects. */
+int rcl_tc_host_reject(struct __sk_buff *skb)
+{
+	return rcl_reject_entry(skb);
+}
+
 /* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
  * first, then the host's own traffic meets its egress policy (after the
  * failsafe outbound ports), forwarded traffic its applyOnForward egress

@@ -59,5 +59,12 @@ struct rcl_globals {
 #define RCL_G_EP_TO_HOST_DROP   0
 #define RCL_G_EP_TO_HOST_RETURN 1
 #define RCL_G_EP_TO_HOST_ACCEPT 2
+/* rcl_globals.flags bits 2-3: bpfEnforceRPF, the reverse-path check of what
+ * arrives on a host interface (data or host endpoint); 0 checks nothing */
+#define RCL_G_RPF_SHIFT    2
+#define RCL_G_RPF_MASK     3
+#define RCL_G_RPF_DISABLED 0
+#define RCL_G_RPF_STRICT   1
+#define RCL_G_RPF_LOOSE    2
 
 #endif

@@ -228,6 +228,7 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_REJECT_LIMITED 12 /* no backend, and over the ICMP error rate: dropped silently */
 #define RCL_NS_CT_EVICTED   13 /* a new flow took the slot of a live one (conntrack table full) */
 #define RCL_NS_SRC_DENIED   14 /* a new flow to a load balancer IP from outside its source ranges */
+#define RCL_NS_RPF_DROPPED  15 /* from a host interface, a source that fails bpfEnforceRPF */
 #define RCL_NS_MAX          16
 
 #endif

@@ -81,6 +81,9 @@ struct rcl_pol_scratch {
 	struct iphdr ip;
 	__u8 l4[14];
 	__u16 pad;
+	__u32 zero; /* always 0: a one-entry array's key, off rcl_tc_ingress's full stack */
+	struct bpf_fib_lookup fib; /* the FIB's parameters (tc_path.h: the reverse-path
+				    * check, a NAT reply's forwarding) */
 };
 BPF_PERCPU_ARRAY(rcl_pol_scratch, struct rcl_pol_scratch, 1);
 
@@ -91,6 +94,7 @@ static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
 	if (ps) {
 		__builtin_memset(&ps->f, 0, sizeof(ps->f));
 		ps->now = 0;
+		ps->zero = 0;
 	}
 	return ps;
 }

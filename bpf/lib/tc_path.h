@@ -73,6 +73,45 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 	return 1;
 }
 
+/* bpfEnforceRPF: does a packet that arrived on a host interface carry a
+ * source this node would not route back the way it came? The FIB is asked
+ * for the reverse path (to the source, from the destination, as an input
+ * lookup on the arrival interface): Strict wants the route to leave by that
+ * interface, Loose any route to an interface; a source this node owns, or
+ * one whose route is a blackhole, unreachable or prohibited, fails both. As
+ * the kernel's rp_filter, every packet is checked, not a flow's first only:
+ * host traffic keeps no state here. A lookup the kernel cannot make (the
+ * interface does not forward) fails too, as in Calico: the check holds or
+ * the packet does not pass. The lookup's parameters live in the per-CPU
+ * scratch: rcl_tc_ingress has no stack to spare. */
+static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
+					  struct rcl_pol_scratch *ps)
+{
+	if (!(flags & (RCL_IF_DATA | RCL_IF_HOST_ENDPOINT)) || (flags & RCL_IF_WORKLOAD) ||
+	    skb->protocol != rcl_htons(ETH_P_IP) || rcl_pol_untracked(skb))
+		return 0;
+	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+	struct rcl_globals *g = rcl_globals.lookup(&ps->zero);
+	__u32 mode = g ? (g->flags >> RCL_G_RPF_SHIFT) & RCL_G_RPF_MASK : RCL_G_RPF_DISABLED;
+	if (mode == RCL_G_RPF_DISABLED)
+		return 0;
+	struct iphdr *ip = &ps->ip;
+	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)))
+		return 1;
+	struct bpf_fib_lookup *fib = &ps->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = 2; /* AF_INET */
+	fib->l4_protocol = ip->protocol;
+	fib->ipv4_src = ip->daddr;
+	fib->ipv4_dst = ip->saddr;
+	fib->ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return 1;
+	return mode == RCL_G_RPF_STRICT && fib->ifindex != skb->ifindex;
+}
+
 /* ICMP errors for services without backends are rate-limited per CPU, as the
  * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
  * of connection attempts must not become an equal flood of replies. GCRA: the
@@ -83,11 +122,12 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
 		 RCL_MAPS_DIR "/rcl_reject_tat");
 
-/* The set's tail call, filled by the loader with the set's own judge
- * (rcl_tc_judge, or rcl_tc_host_judge in the host set) and pinned beside
- * its programs (reconciler/datapath/loader.py). */
-#define RCL_JUMP_JUDGE 0
-BPF_PROG_ARRAY(rcl_tc_jumps, 1);
+/* The set's tail calls, filled by the loader with the set's own programs
+ * (reconciler/datapath/programs.py JUMP_TABLES) and pinned beside them:
+ * a new flow's verdict, and the ICMP error a rejected packet becomes. */
+#define RCL_JUMP_JUDGE  0
+#define RCL_JUMP_REJECT 1
+BPF_PROG_ARRAY(rcl_tc_jumps, 2);
 
 static __always_inline int rcl_reject_allowed(void)
 {
@@ -110,29 +150,33 @@ static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 f
 
 /* Send a NAT reply straight out of the interface the FIB picks. Its source may
  * now be one of this node's own addresses (NodePort), which the input route
- * check would drop as martian; Calico's datapath forwards these itself too. */
-static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off)
+ * check would drop as martian; Calico's datapath forwards these itself too.
+ * The header and the lookup's parameters live in the per-CPU scratch, as
+ * the reverse-path check's do: rcl_tc_ingress has no stack to spare. */
+static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off,
+					     struct rcl_pol_scratch *ps)
 {
-	struct iphdr ip;
-	struct bpf_fib_lookup fib = {};
+	struct iphdr *ip = &ps->ip;
+	struct bpf_fib_lookup *fib = &ps->fib;
 
-	if (l3_off != ETH_HLEN || bpf_skb_load_bytes(skb, l3_off, &ip, sizeof(ip)))
+	if (l3_off != ETH_HLEN || bpf_skb_load_bytes(skb, l3_off, ip, sizeof(*ip)))
 		return TC_ACT_UNSPEC;
-	fib.family = 2; /* AF_INET */
-	fib.l4_protocol = ip.protocol;
-	fib.tot_len = rcl_htons(ip.tot_len);
-	fib.ipv4_src = ip.saddr;
-	fib.ipv4_dst = ip.daddr;
-	fib.ifindex = skb->ifindex;
-	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = 2; /* AF_INET */
+	fib->l4_protocol = ip->protocol;
+	fib->tot_len = rcl_htons(ip->tot_len);
+	fib->ipv4_src = ip->saddr;
+	fib->ipv4_dst = ip->daddr;
+	fib->ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+		if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0))
 			return TC_ACT_SHOT;
-		return bpf_redirect(fib.ifindex, 0);
+		return bpf_redirect(fib->ifindex, 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return rcl_redirect_neigh(fib.ifindex, NULL, 0, 0);
+		return rcl_redirect_neigh(fib->ifindex, NULL, 0, 0);
 	return TC_ACT_UNSPEC; /* let the stack try (and count it) */
 }
 
@@ -162,7 +206,7 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
 		st->dropped++;
 	if (verdict == RCL_NAT_SNAT)
-		return rcl_forward_reply(skb, l3_off);
+		return rcl_forward_reply(skb, l3_off, ps);
 	if (verdict == RCL_NAT_HAIRPIN)
 		return rcl_send_back(skb, l3_off);
 	if (verdict == RCL_NAT_REJECT) {
@@ -170,7 +214,10 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 			rcl_nat_count(RCL_NS_REJECT_LIMITED);
 			return TC_ACT_SHOT;
 		}
-		return rcl_reject(skb, l3_off);
+		/* a program of its own (rcl_reject_entry): the error is built on
+		 * a stack this program has no room left on */
+		rcl_tc_jumps.call(skb, RCL_JUMP_REJECT);
+		return TC_ACT_SHOT; /* the jump failed: no error, the packet dropped */
 	}
 	return rcl_nat_tc_action(verdict);
 }
@@ -186,6 +233,17 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
 	if (!st)
 		return TC_ACT_UNSPEC; /* not (yet) ours: never disturb traffic */
+	/* A host interface's arrivals meet the reverse-path check first (what
+	 * an untracked rule allowed in XDP skips it, as it skips all below).
+	 * First, while little else is live across its helper call. */
+	struct rcl_pol_scratch *rpf = rcl_pol_scratch_get();
+	if (rpf && rcl_rpf_failed(skb, st->flags, rpf)) {
+		st->rx_packets++;
+		st->rx_bytes += skb->len;
+		st->dropped++;
+		rcl_nat_count(RCL_NS_RPF_DROPPED);
+		return TC_ACT_SHOT;
+	}
 	__u32 flags = st->flags;
 	__u32 len = skb->len;
 	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
@@ -283,6 +341,17 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		return TC_ACT_SHOT;
 	}
 	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+/* Tail-called by rcl_ingress_finish for a packet NAT rejects (counted
+ * there): the packet turned into its ICMP error and sent back. */
+static __always_inline int rcl_reject_entry(struct __sk_buff *skb)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	if (!st)
+		return TC_ACT_SHOT;
+	__u32 flags = st->flags;
+	return rcl_reject(skb, (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN);
 }
 
 #endif /* RCL_TC_PATH_H */

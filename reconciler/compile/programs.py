@@ -53,7 +53,15 @@ def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0),
         "endpoint_to_host": str(config["defaultEndpointToHostAction"]),
+        "rpf": rpf_mode(config),
     }
+
+
+def rpf_mode(config: Mapping[str, Any]) -> str:
+    """bpfEnforceRPF as the datapath takes it: Disabled, Strict or Loose (the
+    schema admits any case, and an empty value means Calico's default)."""
+    value = str(config.get("bpfEnforceRPF") or "").lower()
+    return {"disabled": "Disabled", "strict": "Strict"}.get(value, "Loose")
 
 
 MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it

@@ -18,6 +18,7 @@ from reconciler.config.model import CALICO_ONLY_KINDS, Resource
 FELIX_ACTED_ON = frozenset(
     {
         "bpfEnabled",
+        "bpfEnforceRPF",
         "bpfLogLevel",
         "bpfDataIfacePattern",
         "bpfL3IfacePattern",

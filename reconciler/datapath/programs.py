@@ -16,26 +16,33 @@ XDP_NAME_PREFIX = "rcl_"
 XDP_MODES = {"native": 1 << 2, "generic": 1 << 1}  # XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE
 XDP_UPDATE_IF_NOEXIST = 1 << 0
 
-# The tc set's functions: two attached per workload or data interface, their
-# tail-called verdict, and three run by the reconciler through
+# The tc set's functions: two attached per workload or data interface, the
+# two they tail-call (a new flow's verdict, a rejected packet's ICMP error),
+# and three run by the reconciler through
 # BPF_PROG_TEST_RUN (conntrack removal, the conntrack handover at the end of
 # a resize, and --explain --kernel).
 TC_PROGRAMS = (
     "rcl_tc_ingress",
     "rcl_tc_egress",
     "rcl_tc_judge",
+    "rcl_tc_reject",
     "rcl_ct_kill_slot",
     "rcl_ct_adopt_slot",
     "rcl_pol_test",
 )
 # The host set's functions, attached to host endpoints: built only on a node
 # that has them (bpf/tc_host.c), over the tc set's maps.
-HOST_PROGRAMS = ("rcl_tc_host_ingress", "rcl_tc_host_egress", "rcl_tc_host_judge")
+HOST_PROGRAMS = (
+    "rcl_tc_host_ingress",
+    "rcl_tc_host_egress",
+    "rcl_tc_host_judge",
+    "rcl_tc_host_reject",
+)
 # A set's tail-call table (a BPF_PROG_ARRAY of the set's own functions, by
 # index), pinned in the set's directory beside its programs by the loader.
 JUMP_TABLES = {
-    "tc": ("rcl_tc_jumps", ("rcl_tc_judge",)),
-    "host": ("rcl_tc_jumps", ("rcl_tc_host_judge",)),
+    "tc": ("rcl_tc_jumps", ("rcl_tc_judge", "rcl_tc_reject")),
+    "host": ("rcl_tc_jumps", ("rcl_tc_host_judge", "rcl_tc_host_reject")),
 }
 # Sets whose source holds the conntrack table, and with it the reference to the
 # previous one during a resize (bpf/lib/conntrack.h rcl_ct_prev): the loader

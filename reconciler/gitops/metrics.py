@@ -81,6 +81,13 @@ class _KernelCollector(Collector):
         for reason, n in sorted(stats.get("service_nat", {}).items()):
             service.add_metric([reason], n)
         yield service
+        rpf = CounterMetricFamily(
+            f"{NS}_rpf_dropped",
+            "Packets from a host interface whose source failed the reverse-path check "
+            "(bpfEnforceRPF)",
+        )
+        rpf.add_metric([], stats.get("rpf_dropped", 0))
+        yield rpf
         xdp = CounterMetricFamily(
             f"{NS}_xdp_packets",
             "Packets our XDP program judged on a host endpoint, by outcome "

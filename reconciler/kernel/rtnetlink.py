@@ -20,6 +20,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
@@ -285,12 +286,10 @@ def _socket_in(netns: str) -> socket.socket:
     return socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
 
 
-def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created inside `netns`; this thread is switched back before returning.
-
-    A socket stays bound to the namespace it was created in, so the thread
-    only needs to be inside the namespace for the socket() call.
-    """
+@contextmanager
+def entered(netns: str) -> Iterator[None]:
+    """This thread inside `netns` for the block, and back home after it,
+    also on error."""
     path = netns_path(netns)
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -306,13 +305,23 @@ def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.sock
                     exc.errno, f"cannot enter network namespace {path}: {exc}"
                 ) from None
             try:
-                return socket.socket(family, kind, proto)
+                yield
             finally:
                 _setns(home)  # never leave this thread in the target namespace
         finally:
             os.close(home)
     finally:
         os.close(target)
+
+
+def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside `netns`; this thread is switched back before returning.
+
+    A socket stays bound to the namespace it was created in, so the thread
+    only needs to be inside the namespace for the socket() call.
+    """
+    with entered(netns):
+        return socket.socket(family, kind, proto)
 
 
 SO_NETNS_COOKIE = 71  # Linux 5.14+; not in Python's socket module

@@ -67,13 +67,16 @@ def collect_status(target: Any) -> dict[str, Any]:
     for name, table in observed.tables.items():
         if name in maps:
             maps[name]["entries"] = len(table)
+    nat_stats = _nat_stats(target.bpffs_root)
     return {
         "node": target.node,
         "last_apply": record,
         "owned": owned,
         "interfaces": interfaces,
         "counters": _counters(target.bpffs_root, by_index),
-        "service_nat": _nat_stats(target.bpffs_root),
+        "service_nat": nat_stats,
+        # counted beside NAT's reasons in the datapath, but not NAT's
+        "rpf_dropped": nat_stats.pop("rpf_dropped", 0),
         "maps": maps,
         "foreign": list(observed.foreign),
         **host_counters.collect(target.bpffs_root, by_index),
@@ -108,6 +111,8 @@ def render_status(status: dict[str, Any]) -> str:
     if nat:
         lines.append("")
         lines.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
+    if status.get("rpf_dropped"):
+        lines.append(f"Reverse-path check (bpfEnforceRPF): {status['rpf_dropped']} dropped")
     lines += host_counters.render(status)
     for f in status["foreign"]:
         lines.append(f"Note: not ours, left alone: {f}")

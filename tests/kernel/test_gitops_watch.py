@@ -327,3 +327,5 @@ def test_metrics_are_served_and_parse(node):
     # exported per interface (a packet may meet the window while the filter was gone)
     assert value(f"{ns}_interface_dropped", f"{ns}_interface_dropped_total",
                  interface="cali-front0") >= 0  # fmt: skip
+    # nothing arrived on a host interface from a source that fails bpfEnforceRPF
+    assert value(f"{ns}_rpf_dropped", f"{ns}_rpf_dropped_total") == 0

@@ -22,6 +22,7 @@ spec:
   bpfDataIfacePattern: "^eth"
   bpfEnforceRPF: Strict
   prometheusMetricsEnabled: true
+  ipipEnabled: true
   healthPort: 9099
 """
 
@@ -76,11 +77,12 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     wep.write_text(wep.read_text() + "  mac: ee:ee:ee:ee:ee:ee\n")
     rc, out, err = node.run("--plan")
     assert rc == 2, out + err
-    for field in ("bpfEnforceRPF", "healthPort", "prometheusMetricsEnabled"):
+    for field in ("ipipEnabled", "healthPort", "prometheusMetricsEnabled"):
         assert (
             f"  FelixConfiguration/default: spec.{field}: not enforced: not a setting this "
             "node's datapath has" in out
         )
+    assert "spec.bpfEnforceRPF" not in out  # enforced (tests/kernel/test_rpf.py)
     assert "WorkloadEndpoint/shop/front0: spec.mac: not enforced" in out
     assert (
         "Warning: interface cali-back0: no WorkloadEndpoint for node 'node-1' names it; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import sys
 from collections.abc import Iterator
+from ctypes import c_int
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,6 +22,7 @@ from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as il
 from reconciler.datapath.maps import nat_types as nl
 from reconciler.datapath.maps.codecs import managed_interface
+from reconciler.datapath.programs import JUMP_TABLES
 from reconciler.kernel import bpf as bpfsys
 from sandbox.nat_stats import pinned_stat, read_stat
 from tests.kernel.conftest import PODS
@@ -200,6 +202,10 @@ def tc() -> Iterator[TcProg]:
         fds: dict[str, int] = {}
         try:
             fn = b.load_func(b"rcl_tc_ingress", BPF.SCHED_CLS)
+            # the ICMP error is built by a tail-called program, as the loader wires it
+            table, jumps = JUMP_TABLES["tc"]
+            reject = b.load_func(b"rcl_tc_reject", BPF.SCHED_CLS)
+            b[table.encode()][c_int(jumps.index("rcl_tc_reject"))] = c_int(reject.fd)
             for name in (
                 "rcl_ifstate",
                 nl.MAP_NAT_FE,

@@ -8,6 +8,9 @@ conntrack ways are what made it grow before (bpf/lib/conntrack.h)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import pytest
 
 from reconciler.compile.programs import build_flags
@@ -55,3 +58,26 @@ def test_programs_stay_within_half_the_verifier_limit(prog_set: str) -> None:
     assert all(n > 0 for n in spent.values()), spent  # the kernel reported a count
     over = {name: n for name, n in spent.items() if n > BUDGET}
     assert not over, f"verifier examined {over} instructions; budget {BUDGET:,} per program"
+
+
+# The tc ingress program's stack: clang refuses a frame past 512 bytes, and
+# the program inlines the whole NAT path, the policy step's start and the
+# reverse-path check. Large buffers live in per-CPU scratch maps; this keeps
+# room for the next feature (and for the bench's candidate layouts, which
+# build this program with changes of their own).
+STACK_ROOM = 464
+
+
+def test_tc_ingress_keeps_room_on_its_stack() -> None:
+    skip_unless_kernel()
+    with private_pin_dir() as root:
+        flags = build_flags(str(root), felix.effective_config([], "node"), build.kernel_hz())
+        target = build.build(str(root), "tc", "stack", flags, TC_PROGRAMS, PROG_TYPES["tc"])
+        xlated = subprocess.run(
+            ["bpftool", "prog", "dump", "xlated", "pinned", str(target / "rcl_tc_ingress")],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    # every stack slot is addressed from r10: (r10 -N) or rX += -N after rX = r10
+    depths = [int(n) for n in re.findall(r"\(r10 -(\d+)\)|r\d+ \+= -(\d+)", xlated) for n in n if n]
+    assert depths, xlated[:500]
+    assert max(depths) <= STACK_ROOM, f"rcl_tc_ingress reaches {max(depths)} bytes into its stack"

@@ -237,6 +237,20 @@ def test_conntrack_timeouts_and_ctlb_mode_reach_the_globals_map():
     assert hooks(off) == (2, [])  # Disabled: the mode, and no connect-time programs at all
 
 
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [(None, "Loose"), ("", "Loose"), ("Strict", "Strict"), ("strict", "Strict"),
+     ("DISABLED", "Disabled"), ("Loose", "Loose")],
+)  # fmt: skip
+def test_enforce_rpf_reaches_the_globals_map_in_any_case(value, mode):
+    spec: dict = {"bpfEnabled": True}
+    if value is not None:
+        spec["bpfEnforceRPF"] = value  # absent or empty: Calico's default, Loose
+    felix = res("FelixConfiguration", "default", spec)
+    g = compile_desired([felix], "n1", LINKS, "/sys/fs/bpf/x", "src").objects["map/rcl_globals/0"]
+    assert g.attrs["rpf"] == mode
+
+
 CONNECT_HOOKS = ["cgroup/connect4", "cgroup/recvmsg4", "cgroup/sendmsg4"]
 
 

@@ -124,16 +124,26 @@ GLOBAL_KEY = "0"
 # rcl_globals.flags: defaultEndpointToHostAction (bpf/lib/iface_types.h RCL_G_EP_TO_HOST_*)
 EP_TO_HOST = {"Drop": 0, "Return": 1, "Accept": 2}
 _EP_TO_HOST_NAMES = {v: k for k, v in EP_TO_HOST.items()}
+# rcl_globals.flags bits 2-3: bpfEnforceRPF (RCL_G_RPF_*)
+RPF_SHIFT = 2
+RPF = {"Disabled": 0, "Strict": 1, "Loose": 2}
+_RPF_NAMES = {v: k for k, v in RPF.items()}
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
     log_level, flags = GLOBALS.unpack(value)
     to_host = _EP_TO_HOST_NAMES.get(flags & 3, str(flags & 3))
-    return str(U32.unpack(key)[0]), {"log_level": log_level, "endpoint_to_host": to_host}
+    rpf = (flags >> RPF_SHIFT) & 3
+    return str(U32.unpack(key)[0]), {
+        "log_level": log_level,
+        "endpoint_to_host": to_host,
+        "rpf": _RPF_NAMES.get(rpf, str(rpf)),
+    }
 
 
 def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    return U32.pack(0), GLOBALS.pack(a["log_level"], EP_TO_HOST[a["endpoint_to_host"]])
+    flags = EP_TO_HOST[a["endpoint_to_host"]] | RPF[a["rpf"]] << RPF_SHIFT
+    return U32.pack(0), GLOBALS.pack(a["log_level"], flags)
 
 
 # -- service NAT maps (bpf/lib/nat_types.h) -----------------------------------

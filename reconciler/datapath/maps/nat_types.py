@@ -248,6 +248,7 @@ class NatStat(enum.IntEnum):
     REJECT_LIMITED = 12
     CT_EVICTED = 13
     SRC_DENIED = 14
+    RPF_DROPPED = 15
 
 
 NAT_STATS_SIZE = 16

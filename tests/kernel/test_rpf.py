@@ -1,0 +1,150 @@
+"""bpfEnforceRPF with real traffic: the outside namespace sends to the node
+over its data interface (eth0) from sources the node routes in different
+ways, and the node hears only those the mode lets through. Strict wants the
+route back to leave by eth0, Loose any route to an interface; a source the
+node owns, or one it routes into a blackhole, fails both; Disabled checks
+nothing. An absent field is Calico's default, Loose. The same check holds on
+a host endpoint's interface."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.kernel.test_host import HEP
+
+pytestmark = pytest.mark.kernel
+
+ON_LINK = "192.168.50.2"  # the outside host itself, on eth0's subnet
+VIA_DEFAULT = "10.99.0.5"  # the node's default route: out of eth0
+VIA_OTHER = "198.51.100.5"  # the node routes it out of another interface
+BLACKHOLED = "203.0.113.5"  # the node routes it into a blackhole
+NODE_OWN = "172.31.0.1"  # one of the node's own addresses (on that other interface)
+SOURCES = (ON_LINK, VIA_DEFAULT, VIA_OTHER, BLACKHOLED, NODE_OWN)
+PORT = 9999
+
+# In the node: every source heard on UDP PORT until the outside's "end".
+RECEIVE = f"""\
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", {PORT}))
+s.settimeout(5)
+print("ready", flush=True)
+heard = set()
+while True:
+    data, (src, _) = s.recvfrom(100)
+    if data == b"end":
+        break
+    heard.add(src)
+print(" ".join(sorted(heard)), flush=True)
+"""
+
+# Outside: three datagrams from each source (IP_TRANSPARENT: any source, as
+# root), then "end" from the outside host's own address.
+SEND = f"""\
+import socket, sys
+node, own, sources = sys.argv[1], sys.argv[2], sys.argv[3:]
+for src in sources:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, 19, 1)
+    s.bind((src, 0))
+    for _ in range(3):
+        s.sendto(b"x", (node, {PORT}))
+    s.close()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((own, 0))
+s.sendto(b"end", (node, {PORT}))
+"""
+
+
+def routes(node) -> None:
+    """The node's routes back to the sources, and a kernel that would deliver
+    them all itself (no rp_filter of its own, its own address accepted)."""
+    sb = node.sandbox
+    for cmd in (
+        ["ip", "link", "add", "rpf0", "type", "veth", "peer", "name", "rpf1"],
+        ["ip", "link", "set", "rpf0", "up"],
+        ["ip", "link", "set", "rpf1", "up"],
+        ["ip", "addr", "add", f"{NODE_OWN}/32", "dev", "rpf0"],
+        ["ip", "route", "add", "198.51.100.0/24", "dev", "rpf0"],
+        ["ip", "route", "add", "blackhole", "203.0.113.0/24"],
+        ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"],
+        ["sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=0"],
+        ["sysctl", "-qw", "net.ipv4.conf.eth0.accept_local=1"],
+    ):
+        done = sb.exec(sb.node, *cmd)
+        assert done.returncode == 0, (cmd, done.stderr)
+
+
+def heard(node) -> set[str]:
+    sb = node.sandbox
+    receiver = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.node}", sys.executable, "-c", RECEIVE],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+        sent = sb.exec(sb.ext, sys.executable, "-c", SEND, sb.node_ip, sb.ext_ip, *SOURCES)
+        assert sent.returncode == 0, sent.stderr
+        out, err = receiver.communicate(timeout=10)
+        assert receiver.returncode == 0, err
+        return set(out.split())
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
+def rpf_dropped(node) -> int:
+    rc, out, err = node.run("--status", "--json")
+    assert rc == 0, out + err
+    status = json.loads(out)
+    assert "rpf_dropped" not in status["service_nat"]
+    return int(status["rpf_dropped"])
+
+
+def felix(node, mode: str | None, extra: str = "") -> None:
+    node.felix()
+    text = (node.config / "felix.yaml").read_text()
+    node.write("felix.yaml", text + (f"  bpfEnforceRPF: {mode}\n" if mode else ""))
+    if extra:
+        node.write("extra.yaml", extra)
+
+
+def test_each_mode_passes_the_sources_it_should(node):
+    routes(node)
+    felix(node, "Disabled")
+    node.apply_converged()
+    assert heard(node) == set(SOURCES)  # the kernel itself delivers every one
+    assert rpf_dropped(node) == 0
+
+    felix(node, "Strict")
+    rc, out, err = node.run("--plan")
+    assert rc == 2 and "rpf: Disabled -> Strict" in out, out + err
+    node.apply_converged()
+    assert heard(node) == {ON_LINK, VIA_DEFAULT}
+    assert rpf_dropped(node) == 9  # three datagrams from each of three sources
+    rc, out, err = node.run("--status")
+    assert "Reverse-path check (bpfEnforceRPF): 9 dropped" in out, out + err
+
+    felix(node, "loose")  # any case, as the schema admits
+    node.apply_converged()
+    assert heard(node) == {ON_LINK, VIA_DEFAULT, VIA_OTHER}
+
+    felix(node, None)  # Calico's default: Loose, so nothing to change
+    rc, out, err = node.run("--plan")
+    assert rc == 0 and "No changes." in out, out + err
+    assert "bpfEnforceRPF" not in out
+
+
+def test_a_host_endpoint_interface_is_checked_too(node):
+    routes(node)
+    felix(node, "Strict", HEP)
+    out = node.apply_converged()
+    assert "hook=host" in out  # eth0 runs the host endpoint programs
+    assert heard(node) == {ON_LINK, VIA_DEFAULT}
+    felix(node, "Disabled", HEP)
+    node.apply_converged()
+    assert heard(node) == set(SOURCES)
