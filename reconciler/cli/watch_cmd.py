@@ -113,17 +113,20 @@ def watch_cmd(args: argparse.Namespace) -> int:
             sys.stdout.write(render.render_plan(plan))
             sys.stdout.flush()
 
-    metrics = None
+    metrics = probes = None
     if args.metrics_addr:
         from reconciler.gitops.metrics import Metrics
+        from reconciler.gitops.probes import Probes
 
-        metrics = Metrics(target)
-        metrics.serve(args.metrics_addr)
-        log.info("metrics on http://%s/metrics", args.metrics_addr)
+        metrics, probes = Metrics(target), Probes(options.interval)
+        metrics.serve(args.metrics_addr, probes)
+        log.info("metrics on http://%s/metrics, probes at /liveness and /readiness",
+                 args.metrics_addr)  # fmt: skip
 
     def report(record: Any, plan: Plan | None) -> None:
-        if metrics is not None:
+        if metrics is not None and probes is not None:
             metrics.observe_pass(record)
+            probes.observe_pass(record.result, record.held or record.source)
             if watcher.health is not None:
                 metrics.observe_health(watcher.health.report())
         if args.json:

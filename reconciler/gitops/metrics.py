@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import Target
+from reconciler.gitops.probes import Probes
 from reconciler.gitops.triggers import split_addr
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,41 @@ class Metrics:
         if source:
             self.applied.info({"source": source, "commit": source.removeprefix("git:")})
 
-    def serve(self, addr: str) -> Any:
-        from prometheus_client import start_http_server
+    def serve(self, addr: str, probes: Probes | None = None) -> Any:
+        """Serve the metrics at `addr` (every path but the probes'), and with
+        `probes` /liveness and /readiness, in a daemon thread; returns the
+        server."""
+        import json
+        import socket
+        from socketserver import ThreadingMixIn
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        from prometheus_client import make_wsgi_app
+
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            path = environ.get("PATH_INFO", "")
+            if probes is None or path not in ("/liveness", "/readiness"):
+                return metrics_app(environ, start_response)
+            answer = probes.liveness() if path == "/liveness" else probes.readiness()
+            body = json.dumps(answer.body, sort_keys=True).encode() + b"\n"
+            reason = "OK" if answer.status == 200 else "Service Unavailable"
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            start_response(f"{answer.status} {reason}", headers)
+            return [body]
 
         host, port = split_addr(addr)
-        return start_http_server(port, host, registry=self.registry)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+        class Server(ThreadingMixIn, WSGIServer):
+            address_family = family
+            daemon_threads = True
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass  # a scrape or probe every few seconds is not news
+
+        server = make_server(host, port, app, Server, handler_class=QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        return server

@@ -269,6 +269,19 @@ def test_a_new_veth_gets_its_programs_on_the_link_event_ahead_of_the_pass(node, 
     assert rc == 0 and "No changes." in out, out
 
 
+def probe(port: int, path: str) -> tuple[int, bool]:
+    """A probe's status and the verdict its JSON body gives."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{path}", timeout=10) as reply:
+            status, body = reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, json.loads(exc.read())
+    return status, body["alive" if path == "liveness" else "ready"]
+
+
 def test_metrics_are_served_and_parse(node):
     import socket
     import urllib.request
@@ -293,6 +306,14 @@ def test_metrics_are_served_and_parse(node):
         # woke first (which counts as an interface change, hence "applied")
         fixed = w.wait_after(mark, lambda r: r["result"] in ("repaired", "applied"))
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        assert probe(port, "liveness") == (200, True)
+        assert probe(port, "readiness") == (200, True)
+        # a push the node cannot take: held at the last good source, not ready, still alive
+        mark = w.mark()
+        node.write("broken.yaml", "kind: [unclosed\n")
+        w.wait_after(mark, lambda r: r["result"] == "failed")
+        assert probe(port, "readiness") == (503, False)
+        assert probe(port, "liveness") == (200, True)
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}
 
     def value(family: str, sample: str, **labels: str) -> float:

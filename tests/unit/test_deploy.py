@@ -29,6 +29,9 @@ def test_daemonset_runs_the_watcher_on_the_host_network_with_the_mounts_it_needs
     ns = parsed([*c["command"][1:], *args])
     assert ns.watch and ns.repo == "<RECONCILE_REPO>" and ns.node == "<NODE_NAME>"
     assert ns.metrics_addr == "0.0.0.0:9464" and ns.wake_addr == "0.0.0.0:9465"
+    # the probes ask the watcher's own answers, on the metrics address
+    for probe, path in (("livenessProbe", "/liveness"), ("readinessProbe", "/readiness")):
+        assert c[probe]["httpGet"] == {"path": path, "port": 9464}, c[probe]
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/calico-reconciler"} <= mounts
     assert {"BPF", "NET_ADMIN", "SYS_ADMIN"} <= set(c["securityContext"]["capabilities"]["add"])
