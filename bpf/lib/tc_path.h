@@ -80,10 +80,12 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
  * interface, Loose any route to an interface; a source this node owns, or
  * one whose route is a blackhole, unreachable or prohibited, fails both. As
  * the kernel's rp_filter, every packet is checked, not a flow's first only:
- * host traffic keeps no state here. A lookup the kernel cannot make (the
- * interface does not forward) fails too, as in Calico: the check holds or
- * the packet does not pass. The lookup's parameters live in the per-CPU
- * scratch: rcl_tc_ingress has no stack to spare. */
+ * host traffic keeps no state here. The kernel makes no input lookup on an
+ * interface that does not forward (a host protected by host endpoints may
+ * forward nothing): there the check is not made and the packet passes, where
+ * Calico, on nodes that always forward, drops it; dropping would cut such a
+ * host off, its failsafe ports too. The lookup's parameters live in the
+ * per-CPU scratch: rcl_tc_ingress has no stack to spare. */
 static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
 					  struct rcl_pol_scratch *ps)
 {
@@ -106,6 +108,8 @@ static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
 	fib->ipv4_dst = ip->saddr;
 	fib->ifindex = skb->ifindex;
 	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return 0; /* no verdict to be had: see above */
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
 	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return 1;

@@ -139,6 +139,20 @@ def test_each_mode_passes_the_sources_it_should(node):
     assert "bpfEnforceRPF" not in out
 
 
+def test_an_interface_that_does_not_forward_is_not_checked(node):
+    """The kernel makes no input lookup there: rather than drop everything
+    (a host endpoint's host may forward nothing, and would be cut off), the
+    check passes what it cannot judge."""
+    routes(node)
+    sb = node.sandbox
+    done = sb.exec(sb.node, "sysctl", "-qw", "net.ipv4.conf.eth0.forwarding=0")
+    assert done.returncode == 0, done.stderr
+    felix(node, "Strict")
+    node.apply_converged()
+    assert heard(node) == set(SOURCES)
+    assert rpf_dropped(node) == 0
+
+
 def test_a_host_endpoint_interface_is_checked_too(node):
     routes(node)
     felix(node, "Strict", HEP)
