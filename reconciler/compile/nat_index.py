@@ -39,3 +39,5 @@ class NatIndex:
     # (namespace, name) of the Services policy rules name: their endpoints are
     # policy's input too, so a change to them is not a services-only change
     policy_services: frozenset[tuple[str, str]] = frozenset()
+    # bpfExcludeCIDRsFromNAT: addresses that get no frontend
+    excluded: tuple[str, ...] = ()

@@ -44,6 +44,12 @@ def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[st
     }
 
 
+def excluded_from_nat(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """FelixConfiguration's bpfExcludeCIDRsFromNAT: service addresses within
+    these get no NAT frontend (neither in tc nor at connect time)."""
+    return tuple(str(c) for c in config.get("bpfExcludeCIDRsFromNAT") or ())
+
+
 def compile_service_nat(
     resources: Sequence[Resource],
     node: str,
@@ -63,14 +69,15 @@ def compile_service_nat(
     warnings and errors of every other fragment (`others`), which such a
     change leaves as they are, and `context` names every other input."""
     ids = service_ids(resources)
-    fragments = service_fragments(resources, node, node_ips, ids)
+    excluded = excluded_from_nat(config)
+    fragments = service_fragments(resources, node, node_ips, ids, excluded)
     sizes = (int(config[MAP_SIZES[MAP_NAT_FE]]), int(config[MAP_SIZES[MAP_NAT_BE]]))
     folded = nat_tables.fold(fragments, sizes)
     index = None
     if file_ids is not None:
         index = nat_tables.build_index(
             resources, file_ids, context, folded, ids, sizes, node, node_ips,
-            others.warnings if others else (), others.errors if others else (),
+            others.warnings if others else (), others.errors if others else (), excluded,
         )  # fmt: skip
     settings = Obj(
         Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY),

@@ -12,6 +12,7 @@ the local choice is not that prefix, it gets a list and an id of its own.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import zlib
@@ -260,14 +261,31 @@ def _source_ranges(svc: Resource) -> tuple[tuple[str, ...] | None, list[str]]:
     return tuple(str(n) for n in sorted(networks)), warnings
 
 
+def _excluded(ip: str, excluded: Sequence[str]) -> bool:
+    """Is `ip` within one of FelixConfiguration's bpfExcludeCIDRsFromNAT?"""
+    return any(_within(ip, cidr) for cidr in excluded)
+
+
+@functools.lru_cache(maxsize=4096)
+def _within(ip: str, cidr: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
 def _service_ports(
     svc: Resource,
     slices: Sequence[Resource],
     node: str,
     node_ips: Sequence[str],
     ids: Mapping[str, int],
+    excluded: Sequence[str] = (),
 ) -> tuple[list[ServicePort], list[str]]:
-    """One service's ports with their frontends and ordered backends."""
+    """One service's ports with their frontends and ordered backends. A
+    frontend address within `excluded` (bpfExcludeCIDRsFromNAT) gets no
+    frontend: its traffic goes to the host untranslated, as Calico leaves
+    it to whatever listens there (a node-local DNS cache)."""
     spec = svc.spec
     warnings = []
     for port in spec.get("ports") or ():
@@ -307,6 +325,8 @@ def _service_ports(
         # the ranges: closed rather than open.
         ranged = {(ip, p) for ip, p, f in fe if f & FE_SRC_RANGES}
         fe = [(ip, p, f) for ip, p, f in fe if f & FE_SRC_RANGES or (ip, p) not in ranged]
+        if excluded:
+            fe = [(ip, p, f) for ip, p, f in fe if not _excluded(ip, excluded)]
         # Local policies pick among ordinals [0, local_count) of the cluster-wide
         # list. When the local choice is something else (no local endpoint is
         # ready, so local ones still serving while terminating are used, while
@@ -328,16 +348,18 @@ def _service_ports(
 
 
 def compile_services(
-    resources: Sequence[Resource], node: str, node_ips: Sequence[str]
+    resources: Sequence[Resource], node: str, node_ips: Sequence[str],
+    excluded: Sequence[str] = (),
 ) -> NatTables:
-    """All service ports with their frontends and backends, for this node."""
+    """All service ports with their frontends and backends, for this node
+    (no frontend within `excluded`, bpfExcludeCIDRsFromNAT)."""
     services, slices = _groups(resources)
     ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
     ports: list[ServicePort] = []
     warnings: list[str] = []
     for svc in services:
         got, warned = _service_ports(
-            svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids
+            svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids, excluded
         )
         ports += got
         warnings += warned
@@ -424,6 +446,7 @@ def service_fragments(
     node: str,
     node_ips: Sequence[str],
     ids: Mapping[str, int] | None = None,
+    excluded: Sequence[str] = (),
 ) -> dict[ServiceRef, Fragment]:
     """Each programmed service's packed NAT fragment, in resource order. `ids`
     defaults to those of `resources`; an incremental compile passes the ids of
@@ -435,7 +458,7 @@ def service_fragments(
     for svc in services:
         ref = (svc.namespace, svc.name)
         own = slices.get(ref, ())
-        ports, warnings = _service_ports(svc, own, node, node_ips, ids)
+        ports, warnings = _service_ports(svc, own, node, node_ips, ids, excluded)
         out[ref] = _fragment(ports, warnings, health_check(svc, own, node))
     return out
 

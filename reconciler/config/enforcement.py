@@ -19,6 +19,7 @@ FELIX_ACTED_ON = frozenset(
     {
         "bpfEnabled",
         "bpfEnforceRPF",
+        "bpfExcludeCIDRsFromNAT",
         "bpfLogLevel",
         "bpfDataIfacePattern",
         "bpfL3IfacePattern",

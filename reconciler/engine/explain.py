@@ -324,7 +324,9 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
     load balancer IP of a TCP or UDP port, or else a NodePort, the address
     taken for one of this node's (explain reads no interfaces); None for
     anything else."""
+    from reconciler.compile.service_nat import excluded_from_nat
     from reconciler.compile.services import FE_ETP_LOCAL, FE_SRC_RANGES, compile_services
+    from reconciler.config.felix import effective_config
 
     host, port, proto = parse_target(dst)
     name = {6: "tcp", 17: "udp"}.get(proto)
@@ -334,8 +336,9 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
         return None
     if name is None:
         return None
+    excluded = excluded_from_nat(effective_config(resources, node))
     for node_ips in ((), (vip,)):  # a NodePort only where no service address is
-        for sp in compile_services(resources, node, node_ips).ports:
+        for sp in compile_services(resources, node, node_ips, excluded).ports:
             for fe in sp.frontends:
                 if (fe.vip, fe.port, fe.proto) == (vip, port, name):
                     backends = tuple((b.ip, b.port) for b in sp.balanced_among(fe))

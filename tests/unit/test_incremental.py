@@ -591,3 +591,41 @@ def test_links_that_come_and_go_keep_the_tables_and_equal_a_full_compile():
     # interface compile without an index (no file ids): nothing to compare, compile in full
     bare = compile_desired([FELIX], "n1", [eth0], "/sys/fs/bpf/x", "src")
     assert nat_compile.relink(previous, bare, "c2") is None
+
+
+def test_addresses_excluded_from_nat_get_no_frontend_in_full_or_incremental_compiles():
+    """bpfExcludeCIDRsFromNAT (a node-local DNS cache on the cluster DNS IP):
+    a frontend within it is not programmed, the rest of the service is, and
+    a services-only change keeps it out."""
+    from reconciler.datapath.maps.codecs import fe_key
+
+    spec = {**FELIX.body["spec"], "bpfExcludeCIDRsFromNAT": ["10.96.0.10/32", "fd00::/64"]}
+    felix = Resource(FELIX.kind, FELIX.name, None, {**FELIX.body, "spec": spec}, FELIX.file, 1)
+    rng = random.Random(3)
+    body = service(0, rng).body
+    svc_spec = {
+        "clusterIP": "10.96.0.10",
+        "externalIPs": ["10.200.0.10"],
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+    }
+    svc = Resource("Service", "s0", "shop", {**body, "spec": svc_spec}, "svc/s0.yaml", 1)
+
+    def compiled(resources, ids):
+        links = [Link("eth0", 2, ("192.168.1.10",))]
+        return compile_desired([felix, *resources], "n1", links, "/sys/fs/bpf/x", "src", ids,
+                               "ctx")  # fmt: skip
+
+    def frontends(state):
+        keys = set(state.tables["rcl_nat_fe"])
+        return {vip for vip in ("10.96.0.10", "10.200.0.10") if fe_key(vip, 80, "tcp") in keys}
+
+    resources = [svc, endpoint_slice(0, rng, 0)]
+    previous = compiled(resources, file_ids(resources, {}))
+    assert frontends(previous) == {"10.200.0.10"}
+    assert frontends(compile_(resources, file_ids(resources, {}))) == {"10.96.0.10", "10.200.0.10"}
+    before, resources = resources, [svc, endpoint_slice(0, random.Random(4), 0)]
+    ids = file_ids(resources, {"eps/s0-a.yaml": 1})
+    got = incremental(previous, before, resources, ids)
+    assert got is not None
+    same(got, compiled(resources, ids))
+    assert frontends(got) == {"10.200.0.10"}
