@@ -73,24 +73,26 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 	return 1;
 }
 
-/* bpfEnforceRPF: does a packet that arrived on a host interface carry a
- * source this node would not route back the way it came? The FIB is asked
- * for the reverse path (to the source, from the destination, as an input
- * lookup on the arrival interface): Strict wants the route to leave by that
- * interface, Loose any route to an interface; a source this node owns, or
- * one whose route is a blackhole, unreachable or prohibited, fails both. As
- * the kernel's rp_filter, every packet is checked, not a flow's first only:
- * host traffic keeps no state here. The kernel makes no input lookup on an
- * interface that does not forward (a host protected by host endpoints may
- * forward nothing): there the check is not made and the packet passes, where
+/* bpfEnforceRPF: does a packet that arrived on a host interface (a data or
+ * L3 interface, or a host endpoint) carry a source this node would not
+ * route back the way it came? The FIB is asked for the reverse path (to the
+ * source, from the destination, as an input lookup on the arrival
+ * interface): Strict wants the route to leave by that interface, Loose any
+ * route to an interface; a source this node owns, or one whose route is a
+ * blackhole, unreachable or prohibited, fails both. As the kernel's
+ * rp_filter, every packet is checked, not a flow's first only: host traffic
+ * keeps no state here. The kernel makes no input lookup on an interface
+ * that does not forward (a host protected by host endpoints may forward
+ * nothing): there the check is not made and the packet passes, where
  * Calico, on nodes that always forward, drops it; dropping would cut such a
  * host off, its failsafe ports too. The lookup's parameters live in the
  * per-CPU scratch: rcl_tc_ingress has no stack to spare. */
 static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
 					  struct rcl_pol_scratch *ps)
 {
-	if (!(flags & (RCL_IF_DATA | RCL_IF_HOST_ENDPOINT)) || (flags & RCL_IF_WORKLOAD) ||
-	    skb->protocol != rcl_htons(ETH_P_IP) || rcl_pol_untracked(skb))
+	if (!(flags & (RCL_IF_DATA | RCL_IF_L3 | RCL_IF_HOST_ENDPOINT)) ||
+	    (flags & RCL_IF_WORKLOAD) || skb->protocol != rcl_htons(ETH_P_IP) ||
+	    rcl_pol_untracked(skb))
 		return 0;
 	__u32 l3_off = (flags & RCL_IF_L3) && !(flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
 	struct rcl_globals *g = rcl_globals.lookup(&ps->zero);

@@ -26,13 +26,8 @@ NODE_OWN = "172.31.0.1"  # one of the node's own addresses (on that other interf
 SOURCES = (ON_LINK, VIA_DEFAULT, VIA_OTHER, BLACKHOLED, NODE_OWN)
 PORT = 9999
 
-# In the node: every source heard on UDP PORT until the outside's "end".
-RECEIVE = f"""\
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", {PORT}))
-s.settimeout(5)
-print("ready", flush=True)
+# The end of both listeners below: every source heard on socket s until "end".
+HEAR = """\
 heard = set()
 while True:
     data, (src, _) = s.recvfrom(100)
@@ -41,6 +36,15 @@ while True:
     heard.add(src)
 print(" ".join(sorted(heard)), flush=True)
 """
+
+# In the node: every source heard on UDP PORT until the outside's "end".
+RECEIVE = f"""\
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", {PORT}))
+s.settimeout(5)
+print("ready", flush=True)
+""" + HEAR
 
 # Outside: three datagrams from each source (IP_TRANSPARENT: any source, as
 # root), then "end" from the outside host's own address.
@@ -162,3 +166,64 @@ def test_a_host_endpoint_interface_is_checked_too(node):
     felix(node, "Disabled", HEP)
     node.apply_converged()
     assert heard(node) == set(SOURCES)
+
+
+# In the node: tun0, an L3 interface (no link layer), and what arrives on it:
+# UDP datagrams to the node from each source given, as a tunnel would hand
+# them over; then the sources heard on PORT, as RECEIVE prints them.
+TUNNEL = f"""\
+import fcntl, os, socket, struct, subprocess, sys
+node, sources = sys.argv[1], sys.argv[2:]
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"tun0", 0x0001 | 0x1000))  # TUNSETIFF: TUN, NO_PI
+for cmd in ("link set tun0 up", "route add 100.64.0.0/24 dev tun0"):
+    subprocess.run(["ip", *cmd.split()], check=True)
+print("up", flush=True)
+sys.stdin.readline()  # the reconciler attaches its programs meanwhile
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", {PORT}))
+s.settimeout(3)
+
+def datagram(src, payload):
+    udp = struct.pack("!HHHH", 40000, {PORT}, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(node))
+    words = struct.unpack("!10H", ip)
+    total = sum(words)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ip[:10] + struct.pack("!H", ~total & 0xFFFF) + ip[12:] + udp
+
+for src in sources:
+    os.write(fd, datagram(src, b"x"))
+os.write(fd, datagram("100.64.0.9", b"end"))
+""" + HEAR
+
+
+def test_an_l3_interface_is_checked_too(node):
+    """A tunnel's packets carry no link layer (bpfL3IfacePattern): checked
+    the same way, Strict wanting the route back through the tunnel."""
+    sb = node.sandbox
+    routes(node)
+    tunnel = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.node}", sys.executable, "-c", TUNNEL, sb.node_ip,
+         "100.64.0.5", VIA_DEFAULT],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert tunnel.stdout is not None and tunnel.stdin is not None
+        assert tunnel.stdout.readline().strip() == "up", tunnel.stderr.read()
+        felix(node, "Strict")
+        text = (node.config / "felix.yaml").read_text()
+        node.write("felix.yaml", text + '  bpfL3IfacePattern: "^tun"\n')
+        out = node.apply_converged()
+        assert "tc/tun0/ingress" in out, out
+        tunnel.stdin.write("go\n")
+        tunnel.stdin.flush()
+        heard_out, err = tunnel.communicate(timeout=20)
+        assert tunnel.returncode == 0, err
+        # 100.64.0.5 is routed back through the tunnel; 10.99.0.5 out of eth0
+        assert set(heard_out.split()) == {"100.64.0.5"}
+    finally:
+        tunnel.kill()
+        tunnel.wait()
