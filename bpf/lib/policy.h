@@ -82,6 +82,7 @@ struct rcl_pol_scratch {
 	__u8 l4[14];
 	__u16 pad;
 	__u32 zero; /* always 0: a one-entry array's key, off rcl_tc_ingress's full stack */
+	__u32 rpf_slot; /* the reverse-path check's slot in rcl_rpf_seen (tc_path.h) */
 	struct bpf_fib_lookup fib; /* the FIB's parameters (tc_path.h: the reverse-path
 				    * check, a NAT reply's forwarding) */
 };

@@ -85,8 +85,51 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
  * that does not forward (a host protected by host endpoints may forward
  * nothing): there the check is not made and the packet passes, where
  * Calico, on nodes that always forward, drops it; dropping would cut such a
- * host off, its failsafe ports too. The lookup's parameters live in the
- * per-CPU scratch: rcl_tc_ingress has no stack to spare. */
+ * host off, its failsafe ports too.
+ *
+ * The verdicts are remembered per CPU for a second (rcl_rpf_seen): a packet
+ * like one just judged (most packets belong to flows) skips the lookup.
+ * Direct-mapped by the packet's addresses, protocol and interface; an entry
+ * holds all of them and the mode it was judged in, so a collision or a new
+ * mode only costs a lookup. A route change reaches the check within the
+ * entry's second. The lookup's parameters live in the per-CPU scratch:
+ * rcl_tc_ingress has no stack to spare. */
+#define RCL_RPF_SEEN_SLOTS 1024
+#define RCL_RPF_SEEN_NS    1000000000ULL
+struct rcl_rpf_seen {
+	__u32 saddr;
+	__u32 daddr;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 mode;
+	__u8 failed;
+	__u8 pad;
+	__u64 until; /* rcl_now() */
+};
+BPF_PERCPU_ARRAY(rcl_rpf_seen, struct rcl_rpf_seen, RCL_RPF_SEEN_SLOTS);
+
+/* The FIB's answer for the packet whose header is in ps->ip: 1 if it fails
+ * the check in `mode`. */
+static __always_inline int rcl_rpf_lookup(struct __sk_buff *skb, __u32 mode,
+					  struct rcl_pol_scratch *ps)
+{
+	struct iphdr *ip = &ps->ip;
+	struct bpf_fib_lookup *fib = &ps->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = 2; /* AF_INET */
+	fib->l4_protocol = ip->protocol;
+	fib->ipv4_src = ip->daddr;
+	fib->ipv4_dst = ip->saddr;
+	fib->ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return 0; /* no verdict to be had: see above */
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return 1;
+	return mode == RCL_G_RPF_STRICT && fib->ifindex != skb->ifindex;
+}
+
 static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
 					  struct rcl_pol_scratch *ps)
 {
@@ -102,20 +145,26 @@ static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
 	struct iphdr *ip = &ps->ip;
 	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)))
 		return 1;
-	struct bpf_fib_lookup *fib = &ps->fib;
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->family = 2; /* AF_INET */
-	fib->l4_protocol = ip->protocol;
-	fib->ipv4_src = ip->daddr;
-	fib->ipv4_dst = ip->saddr;
-	fib->ifindex = skb->ifindex;
-	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
-		return 0; /* no verdict to be had: see above */
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
-	    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return 1;
-	return mode == RCL_G_RPF_STRICT && fib->ifindex != skb->ifindex;
+	__u32 ifindex = skb->ifindex;
+	__u32 h = ip->saddr ^ (ip->daddr * 0x85ebca6bU) ^ (ifindex * 0xc2b2ae35U) ^ ip->protocol;
+	ps->rpf_slot = (h * 0x9e3779b1U) >> 22; /* 10 bits: RCL_RPF_SEEN_SLOTS */
+	struct rcl_rpf_seen *seen = rcl_rpf_seen.lookup(&ps->rpf_slot);
+	__u64 now = rcl_now();
+	if (seen && seen->saddr == ip->saddr && seen->daddr == ip->daddr &&
+	    seen->ifindex == ifindex && seen->proto == ip->protocol && seen->mode == mode &&
+	    now < seen->until)
+		return seen->failed;
+	int failed = rcl_rpf_lookup(skb, mode, ps);
+	if (seen) {
+		seen->saddr = ip->saddr;
+		seen->daddr = ip->daddr;
+		seen->ifindex = ifindex;
+		seen->proto = ip->protocol;
+		seen->mode = mode;
+		seen->failed = failed;
+		seen->until = now + RCL_RPF_SEEN_NS;
+	}
+	return failed;
 }
 
 /* ICMP errors for services without backends are rate-limited per CPU, as the
@@ -243,7 +292,13 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	 * an untracked rule allowed in XDP skips it, as it skips all below).
 	 * First, while little else is live across its helper call. */
 	struct rcl_pol_scratch *rpf = rcl_pol_scratch_get();
-	if (rpf && rcl_rpf_failed(skb, st->flags, rpf)) {
+	if (!rpf)
+		return TC_ACT_UNSPEC;
+	/* the answer passes through the scratch: read back, it is one state to
+	 * the verifier whichever way the check went (hit, miss, each mode) */
+	rpf->verdict = rcl_rpf_failed(skb, st->flags, rpf);
+	rcl_barrier();
+	if (rcl_read_once(rpf->verdict)) {
 		st->rx_packets++;
 		st->rx_bytes += skb->len;
 		st->dropped++;

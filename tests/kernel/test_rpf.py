@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -141,6 +142,20 @@ def test_each_mode_passes_the_sources_it_should(node):
     rc, out, err = node.run("--plan")
     assert rc == 0 and "No changes." in out, out + err
     assert "bpfEnforceRPF" not in out
+
+
+def test_a_route_change_reaches_the_check_within_a_second(node):
+    """Verdicts are remembered per CPU for a second, not longer: once the
+    node routes a source back out of eth0, Strict lets it in."""
+    routes(node)
+    felix(node, "Strict")
+    node.apply_converged()
+    assert VIA_OTHER not in heard(node)
+    sb = node.sandbox
+    done = sb.exec(sb.node, "ip", "route", "replace", "198.51.100.0/24", "via", sb.ext_ip)
+    assert done.returncode == 0, done.stderr
+    time.sleep(1.5)
+    assert VIA_OTHER in heard(node)
 
 
 def test_an_interface_that_does_not_forward_is_not_checked(node):
