@@ -282,10 +282,10 @@ def _service_ports(
     ids: Mapping[str, int],
     excluded: Sequence[str] = (),
 ) -> tuple[list[ServicePort], list[str]]:
-    """One service's ports with their frontends and ordered backends. A
-    frontend address within `excluded` (bpfExcludeCIDRsFromNAT) gets no
-    frontend: its traffic goes to the host untranslated, as Calico leaves
-    it to whatever listens there (a node-local DNS cache)."""
+    """One service's ports with their frontends and ordered backends. An
+    address within `excluded` (bpfExcludeCIDRsFromNAT) gets no frontend:
+    its traffic goes to the host untranslated, as Calico leaves it to
+    whatever listens there (a node-local DNS cache)."""
     spec = svc.spec
     warnings = []
     for port in spec.get("ports") or ():

@@ -4,7 +4,9 @@ ways, and the node hears only those the mode lets through. Strict wants the
 route back to leave by eth0, Loose any route to an interface; a source the
 node owns, or one it routes into a blackhole, fails both; Disabled checks
 nothing. An absent field is Calico's default, Loose. The same check holds on
-a host endpoint's interface."""
+a host endpoint's interface and on an L3 interface (a TUN device); a route
+change reaches it within the second its verdicts are remembered; an
+interface that does not forward is not checked."""
 
 from __future__ import annotations
 
