@@ -133,13 +133,16 @@ class TcProgram:
                 nl.MAP_NAT_STATS,
             )
             self.fds = {n: bpfsys.obj_get(f"{self.root}/maps/{n}") for n in names}
-            # What the reconciler writes for a managed interface (tc.c ignores the
-            # others): its state and a zeroed counters entry.
-            for name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=1):
-                bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
+            self.manage(1)  # a workload interface
         except BaseException:
             self.close()
             raise
+
+    def manage(self, flags: int) -> None:
+        """What the reconciler writes for the test run's interface (slot 0)
+        managed with role `flags`: its state and a zeroed counters entry."""
+        for name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
+            bpfsys.map_update(self.fds[name], *entries.encode(name, key, attrs))
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -566,12 +569,6 @@ def _first_packet_variants(
     return out
 
 
-def _flag_interface(tc: TcProgram, flags: int) -> None:
-    """The test run's interface (slot 0) managed with role `flags`."""
-    for map_name, key, attrs in managed_interface(TEST_RUN_IFINDEX, flags=flags):
-        bpfsys.map_update(tc.fds[map_name], *entries.encode(map_name, key, attrs))
-
-
 def source_check(runs: int = 9) -> dict[str, Any]:
     """What a workload's source check (rcl_wep_src) adds to a first packet:
     the same program, flows and service with the interface flagged a data
@@ -582,7 +579,7 @@ def source_check(runs: int = 9) -> dict[str, Any]:
 
     def variant(flags: int, entry: bool) -> Callable[[TcProgram, int], None]:
         def set_up(tc: TcProgram, wep_fd: int) -> None:
-            _flag_interface(tc, flags)
+            tc.manage(flags)
             if entry:  # the clients' network (CLIENT_NET) as the workload's own
                 value = entries.wep_src_value(TEST_RUN_IFINDEX, "10.64.0.0/10")
             else:
@@ -617,7 +614,7 @@ def rpf_check(runs: int = 9) -> dict[str, Any]:
 
     def variant(mode: str) -> Callable[[TcProgram, int], None]:
         def set_up(tc: TcProgram, globals_fd: int) -> None:
-            _flag_interface(tc, 2)
+            tc.manage(2)
             attrs = {"log_level": 0, "endpoint_to_host": "Drop", "rpf": mode}
             bpfsys.map_update(globals_fd, *entries.encode(MAP_GLOBALS, "0", attrs))
 

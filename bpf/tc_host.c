@@ -33,7 +33,7 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 	st->tx_packets++;
 	st->tx_bytes += skb->len;
 	if (st->flags & RCL_IF_HOST_ENDPOINT) {
-		__u32 l3_off = (st->flags & RCL_IF_L3) && !(st->flags & RCL_IF_DATA) ? 0 : ETH_HLEN;
+		__u32 l3_off = rcl_l3_off(st->flags);
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 		/* untracked (doNotTrack) egress policy first, before conntrack */
 		int untracked = ps ? rcl_pol_untracked_out(skb, l3_off, ps) : RCL_POL_NOMATCH;
