@@ -89,3 +89,16 @@ def finish() -> None:
     for handler in logging.getLogger(LOGGER).handlers:
         if isinstance(handler, Progress):
             handler.clear()
+
+
+def set_level(level: int) -> None:
+    """Keep logs of `level` and above from now on (the watcher follows
+    logSeverityScreen); a progress line, if any, still sees its stages."""
+    log = logging.getLogger(LOGGER)
+    progress = False
+    for handler in log.handlers:
+        if isinstance(handler, Progress):
+            progress = True
+        else:
+            handler.setLevel(level)
+    log.setLevel(min(level, logging.INFO) if progress else level)

@@ -113,22 +113,24 @@ def watch_cmd(args: argparse.Namespace) -> int:
             sys.stdout.write(render.render_plan(plan))
             sys.stdout.flush()
 
-    metrics = probes = None
-    if args.metrics_addr:
-        from reconciler.gitops.metrics import Metrics
-        from reconciler.gitops.probes import Probes
+    from reconciler.gitops.listeners import Listeners
+    from reconciler.gitops.metrics import Metrics
+    from reconciler.gitops.probes import Probes
 
-        metrics, probes = Metrics(target), Probes(options.interval)
+    # Served on --metrics-addr, and where FelixConfiguration asks (follow_agent).
+    metrics, probes = Metrics(target), Probes(options.interval)
+    listeners = Listeners(args.netns, metrics.app(), probes)
+    if args.metrics_addr:
         metrics.serve(args.metrics_addr, probes)
         log.info("metrics on http://%s/metrics, probes at /liveness and /readiness",
                  args.metrics_addr)  # fmt: skip
 
     def report(record: Any, plan: Plan | None) -> None:
-        if metrics is not None and probes is not None:
-            metrics.observe_pass(record)
-            probes.observe_pass(record.result, record.held or record.source)
-            if watcher.health is not None:
-                metrics.observe_health(watcher.health.report())
+        metrics.observe_pass(record)
+        probes.observe_pass(record.result, record.held or record.source)
+        if watcher.health is not None:
+            metrics.observe_health(watcher.health.report())
+        follow_agent(args, watcher.agent, metrics, listeners)
         if args.json:
             line = {
                 "kind": WATCH_KIND,
@@ -167,4 +169,24 @@ def watch_cmd(args: argparse.Namespace) -> int:
         what,
         options.interval,
     )
-    return watcher.run()
+    try:
+        return watcher.run()
+    finally:
+        listeners.close()
+
+
+def follow_agent(args: argparse.Namespace, agent: Any, metrics: Any, listeners: Any) -> None:
+    """What FelixConfiguration says of the agent (reconciler.compile.agent),
+    once a pass compiled it: the endpoints it serves, the process and
+    runtime metrics it exports, and (unless -v or --log-level said) its
+    log level."""
+    from reconciler.gitops.listeners import wanted
+
+    if agent is None:
+        return
+    listeners.sync(wanted(agent, bool(args.metrics_addr)))
+    metrics.export_runtime(agent.process_metrics, agent.runtime_metrics)
+    if not args.log_level and not args.verbose:
+        from reconciler.cli.log_output import set_level
+
+        set_level(logging.getLevelName(agent.log_level))

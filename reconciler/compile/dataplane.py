@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reconciler.compile import config_limits
+from reconciler.compile.agent import agent_settings
 from reconciler.compile.connect_lb import compile_connect_lb
 from reconciler.compile.fragment import Fragment, merge
 from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
@@ -50,16 +51,17 @@ def compile_desired(
     if not isinstance(host, Host):
         host = Host(tuple(host))
     config = felix.effective_config(resources, node)
+    agent = agent_settings(config)
     if not config["bpfEnabled"]:
         said = any(
             r.kind == "FelixConfiguration" and r.name in ("default", f"node.{node}")
             and r.spec.get("bpfEnabled") is False
             for r in resources
         )  # fmt: skip
-        return DesiredState(node, False, {}, (DISABLED if said else NOT_ENABLED,))
+        return DesiredState(node, False, {}, (DISABLED if said else NOT_ENABLED,), agent=agent)
     limit_errors = config_limits.problems(resources, node, config)
     if limit_errors:  # refused before anything is compiled (a value would not even encode)
-        return DesiredState(node, True, {}, (), errors=tuple(limit_errors))
+        return DesiredState(node, True, {}, (), errors=tuple(limit_errors), agent=agent)
     ignored = tuple(item.render() for item in not_enforced(resources))
     selection = select(resources, node, host.links, config)
     programs = programs_for(bpffs_root, config, source_digest, host.hz)
@@ -91,5 +93,5 @@ def compile_desired(
     return DesiredState(
         node, True, {o.address: o for o in state.objects}, state.warnings, build, state.errors,
         state.tables, state.table_info, index, not_enforced=ignored, policy_index=policy_index,
-        health_checks=state.health_checks,
+        health_checks=state.health_checks, agent=agent,
     )  # fmt: skip

@@ -39,7 +39,28 @@ FELIX_ACTED_ON = frozenset(
         "failsafeOutboundHostPorts",
         "kubeNodePortRanges",
         "workloadSourceSpoofing",
+        # read by the watcher (reconciler.compile.agent)
+        "healthEnabled",
+        "healthHost",
+        "healthPort",
+        "prometheusMetricsEnabled",
+        "prometheusMetricsHost",
+        "prometheusMetricsPort",
+        "prometheusGoMetricsEnabled",
+        "prometheusProcessMetricsEnabled",
+        "logSeverityScreen",
     }
+)
+# Felix serves metrics over TLS when these are set; this node's agent
+# serves none rather than serve them in the clear (reconciler.compile.agent).
+METRICS_TLS_FIELDS = (
+    "prometheusMetricsCertFile",
+    "prometheusMetricsKeyFile",
+    "prometheusMetricsCAFile",
+)
+METRICS_TLS_REASON = (
+    "metrics over TLS are not served by this node's agent: with a certificate "
+    "configured it serves no metrics rather than serve them in the clear"
 )
 # Endpoint fields that select interfaces or feed policy (profiles, named
 # ports, service accounts, the implicit orchestrator label) or the sources a
@@ -109,7 +130,13 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
             )
         elif r.kind == "FelixConfiguration":
             out += [
-                NotEnforced(r.ref, f"spec.{k}", "not a setting this node's datapath has")
+                NotEnforced(
+                    r.ref,
+                    f"spec.{k}",
+                    METRICS_TLS_REASON
+                    if k in METRICS_TLS_FIELDS
+                    else "not a setting this node's datapath has",
+                )
                 for k in sorted(r.spec)
                 if k not in FELIX_ACTED_ON
             ]

@@ -26,6 +26,16 @@ DEFAULTS: Mapping[str, Any] = {
     "defaultEndpointToHostAction": "Drop",
     "bpfEnforceRPF": "Loose",
     "bpfExcludeCIDRsFromNAT": [],
+    # The agent's own endpoints and logs (reconciler.compile.agent).
+    "healthEnabled": False,
+    "healthHost": "localhost",
+    "healthPort": 9099,
+    "prometheusMetricsEnabled": False,
+    "prometheusMetricsHost": "",
+    "prometheusMetricsPort": 9091,
+    "prometheusGoMetricsEnabled": True,
+    "prometheusProcessMetricsEnabled": True,
+    "logSeverityScreen": "Info",
     # Calico's failsafe ports: host traffic no host endpoint policy can block.
     "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 68}]
     + [{"protocol": "TCP", "port": p} for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)],

@@ -194,7 +194,8 @@ _SAFE_BUILTINS = frozenset({"frozenset", "set", "tuple", "list", "dict", "bytes"
 # layout states were stored in while recognition hints were fields of the
 # state (stored always empty; reconciler.plan.state.Recognition now).
 _LAYOUT = tuple(f.name for f in dataclasses.fields(DesiredState))
-_LAYOUT_BEFORE_HEALTH = tuple(n for n in _LAYOUT if n != "health_checks")
+_LAYOUT_BEFORE_AGENT = tuple(n for n in _LAYOUT if n != "agent")
+_LAYOUT_BEFORE_HEALTH = tuple(n for n in _LAYOUT_BEFORE_AGENT if n != "health_checks")
 _LAYOUT_WITH_HINTS = (
     "node", "enabled", "objects", "warnings", "build", "errors", "tables", "table_info",
     "nat_index", "table_base", "kernel_digests", "kernel_dumps", "not_enforced",
@@ -216,18 +217,22 @@ class _StoredState:
         if isinstance(values, tuple) and len(values) == 2 and isinstance(values[1], dict):
             named = values[1]  # (None, {slot: value})
         elif isinstance(values, list):
-            layout = {
-                len(_LAYOUT): _LAYOUT,
-                len(_LAYOUT_BEFORE_HEALTH): _LAYOUT_BEFORE_HEALTH,
-                len(_LAYOUT_WITH_HINTS): _LAYOUT_WITH_HINTS,
-            }
-            if len(values) not in layout:
+            layouts = (_LAYOUT, _LAYOUT_BEFORE_AGENT, _LAYOUT_BEFORE_HEALTH, _LAYOUT_WITH_HINTS)
+            # Two layouts may have as many fields: the hints layout holds a
+            # mapping (table_base) where the others hold not_enforced, a tuple.
+            hinted = _LAYOUT_WITH_HINTS.index("table_base")
+            matching = [
+                layout for layout in layouts if len(layout) == len(values)
+                and (layout is _LAYOUT_WITH_HINTS) == isinstance(values[hinted], Mapping)
+            ]  # fmt: skip
+            if not matching:
                 return None
-            named = dict(zip(layout[len(values)], values, strict=True))
+            named = dict(zip(matching[0], values, strict=True))
         else:
             return None
         named.setdefault("policy_index", None)  # stored before states carried one
         named.setdefault("health_checks", {})  # nor health checks
+        named.setdefault("agent", None)  # nor the agent's settings
         if not set(_LAYOUT) <= named.keys():
             return None
         return DesiredState(**{name: named[name] for name in _LAYOUT})

@@ -112,6 +112,9 @@ class Watcher:
         self.health_checks: Mapping[str, tuple[int, int]] = {}
         self.health_ok = False
         self.attached: list[str] = []  # applied on link events since the last pass
+        # reconciler.compile.agent.AgentSettings of the source the node runs
+        # (None until a pass compiled one)
+        self.agent: Any = None
 
     # -- the loop ------------------------------------------------------------
 
@@ -283,7 +286,8 @@ class Watcher:
             return opened[-1]
 
         if self.options.detect_only:
-            plan = self.engine.plan(self.target, opener)
+            plan, desired = self.engine.plan(self.target, opener)
+            self.agent = desired.agent
             identity = str(plan.source.get("identity", ""))
             same = identity == applied_before
             result = "no-op" if plan.empty else ("drift" if same else "planned")
@@ -295,6 +299,7 @@ class Watcher:
         self.converged = None if result.remaining else result.desired
         if result.desired is not None:
             self.health_checks = result.desired.health_checks
+            self.agent = result.desired.agent
         self.health_ok = not result.remaining
         identity = str(plan.source.get("identity", ""))
         same = identity == applied_before or identity == self.good_identity
@@ -491,12 +496,14 @@ class Engine:
             opener=opener,
         )
 
-    def plan(self, target: Target, opener: Callable[[], Source]) -> Plan:
+    def plan(self, target: Target, opener: Callable[[], Source]) -> tuple[Plan, DesiredState]:
         from reconciler.engine.reconcile import make_plan
 
-        plan, _, _ = make_plan(opener, target, False, keep_derived=False, caches=self.caches)
+        plan, desired, _ = make_plan(
+            opener, target, False, keep_derived=False, caches=self.caches
+        )
         self.on_plan(plan)
-        return plan
+        return plan, desired
 
     def explain(self, exc: InvalidConfig) -> str:
         return self._explain(exc)

@@ -113,6 +113,7 @@ class _KernelCollector(Collector):
 class Metrics:
     def __init__(self, target: Target) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._runtime: dict[str, list[Any]] = {}  # export_runtime's collectors
         r = self.registry
         self.duration = Histogram(
             f"{NS}_reconcile_duration_seconds",
@@ -177,41 +178,35 @@ class Metrics:
         if source:
             self.applied.info({"source": source, "commit": source.removeprefix("git:")})
 
+    def app(self) -> Any:
+        """The metrics as a WSGI application."""
+        from prometheus_client import make_wsgi_app
+
+        return make_wsgi_app(self.registry)
+
+    def export_runtime(self, process: bool, runtime: bool) -> None:
+        """Export the process's own metrics (process_*: CPU, memory, file
+        descriptors) and the runtime's (python_*: interpreter, garbage
+        collector) beside ours, or stop."""
+        from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+        r = self.registry
+        for name, on, make in (
+            ("process", process, lambda: [ProcessCollector(registry=r)]),
+            ("runtime", runtime, lambda: [PlatformCollector(registry=r), GCCollector(registry=r)]),
+        ):  # each registers itself with r as it is made
+            have = self._runtime.get(name)
+            if on and have is None:
+                self._runtime[name] = make()
+            elif not on and have is not None:
+                for collector in self._runtime.pop(name):
+                    r.unregister(collector)
+
     def serve(self, addr: str, probes: Probes | None = None) -> Any:
         """Serve the metrics at `addr` (every path but the probes'), and with
         `probes` /liveness and /readiness, in a daemon thread; returns the
         server."""
-        import json
-        import socket
-        from socketserver import ThreadingMixIn
-        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-        from prometheus_client import make_wsgi_app
-
-        metrics_app = make_wsgi_app(self.registry)
-
-        def app(environ: dict[str, Any], start_response: Any) -> Any:
-            path = environ.get("PATH_INFO", "")
-            if probes is None or path not in ("/liveness", "/readiness"):
-                return metrics_app(environ, start_response)
-            answer = probes.liveness() if path == "/liveness" else probes.readiness()
-            body = json.dumps(answer.body, sort_keys=True).encode() + b"\n"
-            reason = "OK" if answer.status == 200 else "Service Unavailable"
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            start_response(f"{answer.status} {reason}", headers)
-            return [body]
+        from reconciler.gitops.listeners import make_app, open_server
 
         host, port = split_addr(addr)
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-
-        class Server(ThreadingMixIn, WSGIServer):
-            address_family = family
-            daemon_threads = True
-
-        class QuietHandler(WSGIRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # a scrape or probe every few seconds is not news
-
-        server = make_server(host, port, app, Server, handler_class=QuietHandler)
-        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-        return server
+        return open_server(host, port, make_app(self.app(), probes))

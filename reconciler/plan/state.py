@@ -67,6 +67,10 @@ class DesiredState:
     # "namespace/name" -> (healthCheckNodePort, ready endpoints on this node):
     # what the watcher's health check servers answer (reconciler.engine.service_health)
     health_checks: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # reconciler.compile.agent.AgentSettings: where the watcher serves metrics
+    # and probes, and how much it logs (the agent's, not the kernel's: never
+    # compared). None: a state stored before states carried it.
+    agent: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

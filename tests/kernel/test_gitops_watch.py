@@ -6,17 +6,20 @@ a new pod's veth gets its programs on the interface event."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 from reconciler.engine.lock import apply_lock
 from sandbox.netns import Pod
-from tests.kernel.conftest import PODS
+from tests.kernel.conftest import FELIX, PODS
 from tests.kernel.gitops_support import (
     delete_filter,
     ifstate_flags,
@@ -350,3 +353,89 @@ def test_metrics_are_served_and_parse(node):
                  interface="cali-front0") >= 0  # fmt: skip
     # nothing arrived on a host interface from a source that fails bpfEnforceRPF
     assert value(f"{ns}_rpf_dropped", f"{ns}_rpf_dropped_total") == 0
+
+
+def http_in(netns: str, url: str) -> int | None:
+    """The HTTP status a GET of `url` gets from inside `netns` (None: refused)."""
+    import urllib.error
+    import urllib.request
+
+    from reconciler.kernel.rtnetlink import entered
+
+    with entered(netns):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except urllib.error.URLError:
+            return None
+
+
+def test_felix_configuration_opens_metrics_and_probes_in_the_node(node):
+    """prometheusMetrics* and health* open the watcher's endpoints in the
+    node's namespace (not this one), and follow the config as it changes;
+    logSeverityScreen sets how much the watcher logs."""
+    sandbox = node.sandbox
+    metrics_port, health_port, moved_port = 19091, 19099, 19199
+
+    def felix(agent: str) -> None:
+        base = FELIX.format(enabled="true", pattern="^eth")
+        node.write("felix.yaml", base + textwrap.indent(agent, "  "))
+
+    felix("prometheusMetricsEnabled: true\n"
+          f"prometheusMetricsPort: {metrics_port}\n"
+          "healthEnabled: true\n"
+          f"healthPort: {health_port}\n")  # fmt: skip
+    node.wep(FRONT)
+    metrics_url = f"http://{sandbox.node_ip}:{metrics_port}/metrics"
+    with watch(node.args("--interval", "30")) as w:
+        w.wait_record(lambda r: r["result"] == "applied")
+        # metrics on every address of the node: reached from outside it
+        assert wait_for(lambda: http_in(sandbox.ext, metrics_url) == 200), w.log
+        with entered_ns(sandbox.ext):
+            text = urllib_get(metrics_url)
+        assert "calico_reconciler_reconciles_total" in text
+        assert "process_resident_memory_bytes" in text  # prometheusProcessMetricsEnabled
+        # the probes on healthHost's default, localhost: only from inside the node
+        ready = f"http://127.0.0.1:{health_port}/readiness"
+        assert http_in(sandbox.node, ready) == 200
+        assert http_in(sandbox.node, f"http://127.0.0.1:{health_port}/liveness") == 200
+        assert http_in(sandbox.ext, f"http://{sandbox.node_ip}:{health_port}/readiness") is None
+        # nothing listens in this (the test's) namespace
+        for port in (metrics_port, health_port):
+            with socket.socket() as s:
+                assert s.connect_ex(("127.0.0.1", port)) != 0
+        assert "pass done" in w.log
+        # a push moves the probes, turns the metrics off and quiets the logs
+        mark = w.mark()
+        felix(f"healthEnabled: true\nhealthPort: {moved_port}\n"
+              "logSeverityScreen: Warning\n")  # fmt: skip
+        w.wait_after(mark, lambda r: r["result"] in ("applied", "no-op"))
+        assert wait_for(lambda: http_in(sandbox.node, ready) is None), w.log
+        assert http_in(sandbox.node, f"http://127.0.0.1:{moved_port}/readiness") == 200
+        assert http_in(sandbox.ext, metrics_url) is None
+        w.wait_quiet()
+        said = w.log.count("pass done")
+        mark = w.mark()
+        node.wep(BACK)  # another pass
+        w.wait_after(mark, lambda r: r["result"] == "applied")
+        w.wait_quiet()
+        assert w.log.count("pass done") == said, w.log  # info lines are off now
+    rc, out, _ = node.run("--plan")
+    assert rc == 0 and "No changes." in out
+
+
+@contextlib.contextmanager
+def entered_ns(netns: str):
+    from reconciler.kernel.rtnetlink import entered
+
+    with entered(netns):
+        yield
+
+
+def urllib_get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return reply.read().decode()

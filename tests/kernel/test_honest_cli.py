@@ -23,6 +23,7 @@ spec:
   bpfEnforceRPF: Strict
   prometheusMetricsEnabled: true
   ipipEnabled: true
+  vxlanEnabled: true
   healthPort: 9099
 """
 
@@ -77,12 +78,14 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     wep.write_text(wep.read_text() + "  mac: ee:ee:ee:ee:ee:ee\n")
     rc, out, err = node.run("--plan")
     assert rc == 2, out + err
-    for field in ("ipipEnabled", "healthPort", "prometheusMetricsEnabled"):
+    for field in ("ipipEnabled", "vxlanEnabled"):
         assert (
             f"  FelixConfiguration/default: spec.{field}: not enforced: not a setting this "
             "node's datapath has" in out
         )
     assert "spec.bpfEnforceRPF" not in out  # enforced (tests/kernel/test_rpf.py)
+    # the watcher's (tests/kernel/test_gitops_watch.py)
+    assert "spec.healthPort" not in out and "spec.prometheusMetricsEnabled" not in out
     assert "WorkloadEndpoint/shop/front0: spec.mac: not enforced" in out
     assert (
         "Warning: interface cali-back0: no WorkloadEndpoint for node 'node-1' names it; "
@@ -90,7 +93,7 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     )
     rc, out, _ = node.run("--plan", "--json")
     plan = json.loads(out)
-    assert "FelixConfiguration/default: spec.healthPort: not enforced: not a setting this " \
+    assert "FelixConfiguration/default: spec.vxlanEnabled: not enforced: not a setting this " \
         "node's datapath has" in plan["not_enforced"]  # fmt: skip
     assert plan["version"]
     node.apply_converged()

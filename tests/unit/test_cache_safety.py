@@ -130,11 +130,12 @@ def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
     _, size, _ = desired_cache._HEADER.unpack_from(data)
     start = desired_cache._HEADER.size
     skeleton, sections = pickle.loads(data[start : start + size])
-    values = [getattr(skeleton, f.name) for f in dataclasses.fields(skeleton)]
-    # table_base, kernel_digests, kernel_dumps; and no policy_index nor
-    # health_checks (the last fields now)
-    old = [*values[:-3], {}, {}, {}, values[-3]]
-    assert len(old) == len(desired_cache._LAYOUT_WITH_HINTS)
+    values = {f.name: getattr(skeleton, f.name) for f in dataclasses.fields(skeleton)}
+    # table_base, kernel_digests, kernel_dumps; and no policy_index, health
+    # checks nor agent settings (fields since)
+    hints = {"table_base": {}, "kernel_digests": {}, "kernel_dumps": {}}
+    old = [{**values, **hints}[name] for name in desired_cache._LAYOUT_WITH_HINTS]
+    assert len(old) == len(desired_cache._LAYOUT)  # told apart by what they hold
 
     def stored(fields):
         manifest = pickle.dumps((_OldLayout(fields), sections))
@@ -148,6 +149,10 @@ def test_a_state_stored_with_the_hint_fields_still_loads(tmp_path):
     loaded = desired_cache.decode(stored(old))
     assert loaded == state and loaded.not_enforced == state.not_enforced
     assert loaded.nat_index.files == state.nat_index.files
-    assert desired_cache.decode(stored(values)) == state  # today's layout, the same way
-    assert desired_cache.decode(stored(values[:-1])) == state  # before health checks
+    today = list(values.values())
+    loaded = desired_cache.decode(stored(today))  # today's layout, the same way
+    assert loaded == state and loaded.agent == state.agent is not None
+    before_agent = desired_cache.decode(stored(today[:-1]))
+    assert before_agent == state and before_agent.agent is None
+    assert desired_cache.decode(stored(today[:-2])) == state  # before health checks
     assert desired_cache.decode(stored([*old, {}])) is None  # a layout we never wrote

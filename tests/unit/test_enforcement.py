@@ -16,13 +16,14 @@ def res(kind: str, spec: dict[str, Any], name: str = "x", namespace: str | None 
 def test_felix_fields_not_acted_on_are_named() -> None:
     felix = res(
         "FelixConfiguration",
-        {"bpfEnabled": True, "wireguardEnabled": True, "logSeverityScreen": "Info"},
+        {"bpfEnabled": True, "wireguardEnabled": True, "ipipEnabled": False,
+         "logSeverityScreen": "Info"},  # (the watcher's log level: acted on)
         "default",
-    )
+    )  # fmt: skip
     assert not_enforced([felix]) == [
         NotEnforced(
             "FelixConfiguration/default",
-            "spec.logSeverityScreen",
+            "spec.ipipEnabled",
             "not a setting this node's datapath has",
         ),
         NotEnforced(
