@@ -127,7 +127,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
 
     def report(record: Any, plan: Plan | None) -> None:
         metrics.observe_pass(record)
-        probes.observe_pass(record.result, record.held or record.source)
+        probes.observe_pass(record.result, record.held or record.source, bool(record.held))
         if watcher.health is not None:
             metrics.observe_health(watcher.health.report())
         follow_agent(args, watcher.agent, metrics, listeners)

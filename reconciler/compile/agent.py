@@ -1,6 +1,6 @@
 """What FelixConfiguration says about the agent itself: where `--watch`
-serves Prometheus metrics and health probes, which process metrics it
-exports beside its own, and how much it logs. Pure: Felix's fields (with
+serves Prometheus metrics, health probes and kube-proxy's health check,
+which process metrics it exports beside its own, and how much it logs. Pure: Felix's fields (with
 Calico's defaults, reconciler.config.felix) in, one value out."""
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Listen:
 class AgentSettings:
     metrics: Listen | None = None  # prometheusMetricsEnabled
     health: Listen | None = None  # healthEnabled: /liveness and /readiness
+    # bpfKubeProxyHealthzPort: kube-proxy's /healthz and /livez (BPF mode only)
+    proxy_health: Listen | None = None
     process_metrics: bool = True  # prometheusProcessMetricsEnabled: process_*
     runtime_metrics: bool = True  # prometheusGoMetricsEnabled: the runtime's own (python_*)
     log_level: str = "INFO"  # logSeverityScreen
@@ -56,10 +58,14 @@ def agent_settings(config: Mapping[str, Any]) -> AgentSettings:
     health = None
     if config.get("healthEnabled"):
         health = Listen(str(config["healthHost"]), int(config["healthPort"]))
+    proxy_health = None
+    if config.get("bpfEnabled") and config.get("bpfKubeProxyHealthzPort"):
+        proxy_health = Listen("", int(config["bpfKubeProxyHealthzPort"]))
     level = LOG_LEVELS.get(str(config.get("logSeverityScreen", "Info")).lower(), "INFO")
     return AgentSettings(
         metrics=metrics,
         health=health,
+        proxy_health=proxy_health,
         process_metrics=bool(config["prometheusProcessMetricsEnabled"]),
         runtime_metrics=bool(config["prometheusGoMetricsEnabled"]),
         log_level=level,

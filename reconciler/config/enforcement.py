@@ -49,6 +49,7 @@ FELIX_ACTED_ON = frozenset(
         "prometheusGoMetricsEnabled",
         "prometheusProcessMetricsEnabled",
         "logSeverityScreen",
+        "bpfKubeProxyHealthzPort",
     }
 )
 # Felix serves metrics over TLS when these are set; this node's agent

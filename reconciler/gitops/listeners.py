@@ -3,7 +3,9 @@
 `--metrics-addr` serves both in this process's network namespace for the
 watcher's life. FelixConfiguration may ask for them too, as it asks Felix:
 `prometheusMetricsEnabled` (metrics on prometheusMetricsHost and Port) and
-`healthEnabled` (`/liveness` and `/readiness` on healthHost and Port).
+`healthEnabled` (`/liveness` and `/readiness` on healthHost and Port),
+and in BPF mode `bpfKubeProxyHealthzPort` (kube-proxy's `/healthz` and
+`/livez`, on every address; reconciler.gitops.probes).
 Those are served in the node's namespace (`--netns`, else this process's)
 and follow the configuration: after each pass `Listeners.sync` opens,
 moves and closes servers to match what the converged state asks
@@ -26,8 +28,9 @@ from reconciler.gitops.probes import Probes
 
 log = logging.getLogger(__name__)
 
-METRICS, PROBES = "metrics", "probes"
+METRICS, PROBES, PROXY = "metrics", "probes", "kube-proxy"
 PROBE_PATHS = ("/liveness", "/readiness")
+PROXY_PATHS = ("/healthz", "/livez")
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -45,26 +48,37 @@ def wanted(agent: AgentSettings | None, metrics_flag: bool) -> tuple[Endpoint, .
         by_listen.setdefault(agent.metrics, set()).add(METRICS)
     if agent is not None and agent.health is not None:
         by_listen.setdefault(agent.health, set()).add(PROBES)
+    if agent is not None and agent.proxy_health is not None:
+        by_listen.setdefault(agent.proxy_health, set()).add(PROXY)
     return tuple(Endpoint(listen, frozenset(what)) for listen, what in by_listen.items())
 
 
-def make_app(metrics_app: WsgiApp | None, probes: Probes | None) -> WsgiApp:
-    """Probes at PROBE_PATHS (when served), metrics at every other path
-    (when served), 404 elsewhere."""
+def make_app(
+    metrics_app: WsgiApp | None, probes: Probes | None, proxy: Probes | None = None
+) -> WsgiApp:
+    """Probes at PROBE_PATHS (when `probes`), kube-proxy's health check at
+    PROXY_PATHS (when `proxy`), metrics at every other path (when served),
+    404 elsewhere."""
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        answer = None
         if probes is not None and path in PROBE_PATHS:
             answer = probes.liveness() if path == "/liveness" else probes.readiness()
+        elif proxy is not None and path in PROXY_PATHS:
+            answer = proxy.proxy_health(node=path == "/healthz")
+        elif metrics_app is not None and path not in PROBE_PATHS + PROXY_PATHS:
+            return metrics_app(environ, start_response)
+        headers = [("X-Content-Type-Options", "nosniff")]
+        if answer is not None:
             body = json.dumps(answer.body, sort_keys=True).encode() + b"\n"
             reason = "OK" if answer.status == 200 else "Service Unavailable"
             status = f"{answer.status} {reason}"
-            content = "application/json"
-        elif metrics_app is not None and path not in PROBE_PATHS:
-            return metrics_app(environ, start_response)
+            headers.append(("Content-Type", "application/json"))
         else:
-            body, status, content = b"not found\n", "404 Not Found", "text/plain"
-        start_response(status, [("Content-Type", content), ("Content-Length", str(len(body)))])
+            body, status = b"not found\n", "404 Not Found"
+            headers.append(("Content-Type", "text/plain"))
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
     return app
@@ -94,6 +108,7 @@ class Listeners:
             app = make_app(
                 self.metrics_app if METRICS in endpoint.serves else None,
                 self.probes if PROBES in endpoint.serves else None,
+                self.probes if PROXY in endpoint.serves else None,
             )
             try:
                 server = self._open(endpoint.listen.host, endpoint.listen.port, app, self.netns)
@@ -115,10 +130,15 @@ class Listeners:
         self.sync(())
 
 
+_WHAT = {
+    METRICS: "metrics (/metrics)",
+    PROBES: "probes (/liveness, /readiness)",
+    PROXY: "kube-proxy's health check (/healthz, /livez)",
+}
+
+
 def _what(endpoint: Endpoint) -> str:
-    parts = [("metrics (/metrics)" if s == METRICS else "probes (/liveness, /readiness)")
-             for s in sorted(endpoint.serves)]  # fmt: skip
-    return " and ".join(parts)
+    return " and ".join(_WHAT[s] for s in sorted(endpoint.serves))
 
 
 def _order(endpoint: Endpoint) -> tuple[str, int]:

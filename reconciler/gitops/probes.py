@@ -13,13 +13,22 @@ update of the agent stops at a node the new version cannot converge.
 the longest retry delays, whichever is longer, plus the time one pass may
 take. Past that the loop is stuck, and 503 asks for a restart.
 
-Both bodies are JSON. The decisions are pure functions of what the
-watcher reported and the clock; `Probes` keeps that state for the server's
+`/healthz` and `/livez` answer as kube-proxy's health server does, for
+load balancers that ask every node whether it proxies services
+(bpfKubeProxyHealthzPort): 200 while the loop turns and the node runs a
+converged state, also one a failed pass held it at (a bad push must not
+take every node out of every load balancer at once); 503 before the first
+such pass, after a pass that left the node in no known state, or once the
+loop is stuck. `lastUpdated` is when a pass last left the node converged.
+
+Every body is JSON. The decisions are pure functions of what the
+watcher reported and the clocks; `Probes` keeps that state for the server's
 threads.
 """
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from collections.abc import Callable
@@ -58,24 +67,55 @@ def readiness(last_result: str | None, source: str | None, passes: int) -> Answe
     return Answer(200 if ready else 503, body)
 
 
+def proxy_health(
+    now: float, converged_at: float | None, converged: bool, alive: bool, node: bool = True
+) -> Answer:
+    """kube-proxy's /healthz (`node`: with nodeEligible) or /livez answer.
+    Times are wall-clock seconds."""
+    healthy = converged and alive and converged_at is not None
+    body: dict[str, Any] = {
+        "lastUpdated": _iso(converged_at) if converged_at is not None else None,
+        "currentTime": _iso(now),
+    }
+    if node:
+        body["nodeEligible"] = True  # (no Node object here: never draining)
+    return Answer(200 if healthy else 503, body)
+
+
+def _iso(wall: float) -> str:
+    return datetime.datetime.fromtimestamp(wall, datetime.UTC).isoformat(timespec="milliseconds")
+
+
 class Probes:
     """What the two endpoints answer, from the passes the watcher reports."""
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(
+        self,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock, self._wall = clock, wall
         self.window = liveness_window(interval)
         self._lock = threading.Lock()
         self._last_beat = clock()  # starting counts: the first pass has its window
         self._last_result: str | None = None
         self._source: str | None = None
         self._passes = 0
+        self._converged = False  # the last pass left the node at a converged state
+        self._converged_at: float | None = None  # (wall clock)
 
-    def observe_pass(self, result: str, source: str | None) -> None:
+    def observe_pass(self, result: str, source: str | None, held: bool = False) -> None:
+        """A pass ended with `result`; `held`: a failed pass that kept the
+        node at its last good source."""
         with self._lock:
             self._last_beat = self._clock()
             self._last_result = result
             self._source = source
             self._passes += 1
+            self._converged = result in CONVERGED or (result == "failed" and held)
+            if self._converged:
+                self._converged_at = self._wall()
 
     def liveness(self) -> Answer:
         with self._lock:
@@ -84,3 +124,10 @@ class Probes:
     def readiness(self) -> Answer:
         with self._lock:
             return readiness(self._last_result, self._source, self._passes)
+
+    def proxy_health(self, node: bool = True) -> Answer:
+        with self._lock:
+            alive = liveness(self._clock(), self._last_beat, self.window, self._passes).status
+            return proxy_health(
+                self._wall(), self._converged_at, self._converged, alive == 200, node
+            )

@@ -373,9 +373,10 @@ def http_in(netns: str, url: str) -> int | None:
 
 
 def test_felix_configuration_opens_metrics_and_probes_in_the_node(node):
-    """prometheusMetrics* and health* open the watcher's endpoints in the
-    node's namespace (not this one), and follow the config as it changes;
-    logSeverityScreen sets how much the watcher logs."""
+    """prometheusMetrics*, health* and bpfKubeProxyHealthzPort open the
+    watcher's endpoints in the node's namespace (not this one), and follow
+    the config as it changes; logSeverityScreen sets how much the watcher
+    logs."""
     sandbox = node.sandbox
     metrics_port, health_port, moved_port = 19091, 19099, 19199
 
@@ -403,18 +404,24 @@ def test_felix_configuration_opens_metrics_and_probes_in_the_node(node):
         assert http_in(sandbox.node, f"http://127.0.0.1:{health_port}/liveness") == 200
         assert http_in(sandbox.ext, f"http://{sandbox.node_ip}:{health_port}/readiness") is None
         # nothing listens in this (the test's) namespace
-        for port in (metrics_port, health_port):
+        for port in (metrics_port, health_port, 10256):
             with socket.socket() as s:
                 assert s.connect_ex(("127.0.0.1", port)) != 0
+        # kube-proxy's health check, on its port by default: a load balancer asks from outside
+        healthz = f"http://{sandbox.node_ip}:10256/healthz"
+        assert http_in(sandbox.ext, healthz) == 200
+        assert http_in(sandbox.ext, f"http://{sandbox.node_ip}:10256/livez") == 200
         assert "pass done" in w.log
-        # a push moves the probes, turns the metrics off and quiets the logs
+        # a push moves the probes, turns the metrics and kube-proxy's check
+        # off and quiets the logs
         mark = w.mark()
         felix(f"healthEnabled: true\nhealthPort: {moved_port}\n"
-              "logSeverityScreen: Warning\n")  # fmt: skip
+              "logSeverityScreen: Warning\nbpfKubeProxyHealthzPort: 0\n")  # fmt: skip
         w.wait_after(mark, lambda r: r["result"] in ("applied", "no-op"))
         assert wait_for(lambda: http_in(sandbox.node, ready) is None), w.log
         assert http_in(sandbox.node, f"http://127.0.0.1:{moved_port}/readiness") == 200
         assert http_in(sandbox.ext, metrics_url) is None
+        assert http_in(sandbox.ext, healthz) is None
         w.wait_quiet()
         said = w.log.count("pass done")
         mark = w.mark()

@@ -19,6 +19,7 @@ from reconciler.config.felix import effective_config
 from reconciler.gitops.listeners import (
     METRICS,
     PROBES,
+    PROXY,
     Endpoint,
     Listeners,
     make_app,
@@ -36,10 +37,16 @@ def settings(*resources, node: str = "n1") -> AgentSettings:
     return agent_settings(effective_config(resources, node))
 
 
-def test_calico_defaults_serve_nothing_and_log_info():
+def test_calico_defaults_serve_kube_proxys_health_check_and_log_info():
     assert settings(felix()) == AgentSettings(
-        metrics=None, health=None, process_metrics=True, runtime_metrics=True, log_level="INFO"
-    )
+        metrics=None, health=None, proxy_health=Listen("", 10256), process_metrics=True,
+        runtime_metrics=True, log_level="INFO",
+    )  # fmt: skip
+    # kube-proxy's health check: off with port 0, and outside BPF mode
+    assert settings(felix(bpfKubeProxyHealthzPort=0)).proxy_health is None
+    assert settings(felix(bpfKubeProxyHealthzPort=10258)).proxy_health == Listen("", 10258)
+    off = res("FelixConfiguration", "default", {"bpfEnabled": False})
+    assert settings(off).proxy_health is None
     # a port without its switch serves nothing, as in Felix
     assert settings(felix(healthPort=9099, prometheusMetricsPort=9091)).metrics is None
 
@@ -93,7 +100,8 @@ def test_the_agent_fields_are_no_longer_listed_as_not_enforced():
     resource = felix(prometheusMetricsEnabled=True, prometheusMetricsPort=9091, healthPort=9099,
                      healthEnabled=True, healthHost="localhost", prometheusMetricsHost="",
                      prometheusGoMetricsEnabled=True, prometheusProcessMetricsEnabled=True,
-                     logSeverityScreen="Info", reportingInterval="0s")  # fmt: skip
+                     logSeverityScreen="Info", bpfKubeProxyHealthzPort=10256,
+                     reportingInterval="0s")  # fmt: skip
     assert [n.field for n in not_enforced([resource])] == ["spec.reportingInterval"]
 
 
@@ -111,6 +119,10 @@ def test_wanted_endpoints():
     assert set(wanted(both, metrics_flag=False)) == {
         Endpoint(Listen("", 9091), frozenset({METRICS})),
         Endpoint(Listen("localhost", 9099), frozenset({PROBES})),
+    }
+    proxy = AgentSettings(metrics=Listen("", 9091), proxy_health=Listen("", 10256))
+    assert set(wanted(proxy, metrics_flag=True)) == {
+        Endpoint(Listen("", 10256), frozenset({PROXY}))
     }
     # --metrics-addr serves the metrics: not again where the config says
     assert wanted(both, metrics_flag=True) == (
@@ -150,6 +162,15 @@ def test_an_app_serves_only_what_it_was_given():
     both = make_app(metrics_app, probes)
     assert _call(both, "/metrics")[1] == b"metric 1\n"
     assert _call(both, "/liveness")[0].startswith("200")
+    assert _call(both, "/healthz")[0].startswith("404")  # not asked for here
+    proxy = make_app(None, None, probes)
+    assert _call(proxy, "/healthz")[0].startswith("503")  # no pass yet
+    assert _call(proxy, "/readiness")[0].startswith("404")
+    probes.observe_pass("applied", "dir:a")
+    status, body = _call(proxy, "/healthz")
+    assert status.startswith("200") and json.loads(body)["nodeEligible"] is True
+    status, body = _call(proxy, "/livez")
+    assert status.startswith("200") and "nodeEligible" not in json.loads(body)
 
 
 def free_port() -> int:
