@@ -8,7 +8,7 @@ VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for pkg in python3-bpfcc python3-venv bpftool linux-headers-amd64 iproute2 iptables curl iputils-ping util-linux git gnupg openssh-client; do
+for pkg in python3-bpfcc python3-venv bpftool linux-headers-amd64 iproute2 iptables nftables curl iputils-ping util-linux git gnupg openssh-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -96,8 +96,14 @@ class Executor:
             ObjKind.TC: self._tc,
             ObjKind.CGROUP: self._cgroup,
             ObjKind.XDP: self._xdp,
+            ObjKind.NETFILTER: self._netfilter,
         }[change.kind]
         return handler(change)
+
+    def _netfilter(self, change: Change) -> str:
+        from reconciler.apply.kube_proxy_cleanup import remove_kube_proxy
+
+        return remove_kube_proxy(self.netns)
 
     # -- programs -------------------------------------------------------
     def build_ahead(self, changes: Sequence[Change]) -> None:

@@ -50,6 +50,7 @@ FELIX_ACTED_ON = frozenset(
         "prometheusProcessMetricsEnabled",
         "logSeverityScreen",
         "bpfKubeProxyHealthzPort",
+        "bpfKubeProxyIptablesCleanupEnabled",
     }
 )
 # Felix serves metrics over TLS when these are set; this node's agent

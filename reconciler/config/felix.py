@@ -37,6 +37,7 @@ DEFAULTS: Mapping[str, Any] = {
     "prometheusProcessMetricsEnabled": True,
     "logSeverityScreen": "Info",
     "bpfKubeProxyHealthzPort": 10256,  # kube-proxy's; 0: not served
+    "bpfKubeProxyIptablesCleanupEnabled": True,
     # Calico's failsafe ports: host traffic no host endpoint policy can block.
     "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 68}]
     + [{"protocol": "TCP", "port": p} for p in (179, 2379, 2380, 5473, 6443, 6666, 6667)],

@@ -460,7 +460,7 @@ def make_plan(
     if not allow_empty and not off and destroys_everything(observed, changes):
         why = "" if desired.enabled else f" ({NOT_ENABLED})"
         raise EmptySource(
-            f"the plan would destroy all {len(observed.objects)} object(s) this node has from "
+            f"the plan would destroy all {owned_count(observed)} object(s) this node has from "
             f"us and keep none{why}; pass --allow-empty if that is meant; nothing was changed"
         )
     plan = Plan(
@@ -484,6 +484,11 @@ def _mount_note(pending: bool) -> tuple[str, ...]:
     return ("bpffs is not mounted at /sys/fs/bpf: the apply mounts it",) if pending else ()
 
 
+def owned_count(observed: ObservedState) -> int:
+    """The objects of ours observed (not another agent's rules)."""
+    return sum(1 for o in observed.objects.values() if o.kind is not ObjKind.NETFILTER)
+
+
 def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) -> bool:
     """Would these changes delete every object we own now and put nothing in
     their place (a node wiped by a wrong or empty source)? A plan that also
@@ -491,7 +496,8 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
     from reconciler.plan.address import Address
     from reconciler.plan.diff import Action
 
-    if not observed.objects or any(c.action is not Action.DELETE for c in changes):
+    ours = [a for a, o in observed.objects.items() if o.kind is not ObjKind.NETFILTER]
+    if not ours or any(c.action is not Action.DELETE for c in changes):
         return False
     deleted = {c.address for c in changes}
 
@@ -501,7 +507,7 @@ def destroys_everything(observed: ObservedState, changes: tuple[Change, ...]) ->
             bool(parsed.map) and Address.map_text(parsed.map) in deleted
         )
 
-    return all(goes(address) for address in observed.objects)
+    return all(goes(address) for address in ours)
 
 
 def verify(

@@ -159,7 +159,7 @@ def parse_attrs(
     return attrs
 
 
-def _cstr(raw: bytes) -> str:
+def cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
@@ -207,9 +207,9 @@ def parse_link(payload: bytes) -> LinkMsg | None:
     attached = xdp.get(IFLA_XDP_ATTACHED, b"\0")[0]
     prog_id = xdp.get(IFLA_XDP_PROG_ID)
     if not attached or prog_id is None or len(prog_id) != 4:
-        return LinkMsg(index, _cstr(name))
+        return LinkMsg(index, cstr(name))
     mode = XDP_ATTACHED_MODES.get(attached, str(attached))
-    return LinkMsg(index, _cstr(name), int.from_bytes(prog_id, sys.byteorder), mode)
+    return LinkMsg(index, cstr(name), int.from_bytes(prog_id, sys.byteorder), mode)
 
 
 def parse_addr(payload: bytes) -> AddrMsg | None:
@@ -225,7 +225,7 @@ def parse_addr(payload: bytes) -> AddrMsg | None:
 def parse_qdisc(payload: bytes) -> QdiscMsg | None:
     _family, index, _handle, _parent, _info = TCMSG.unpack_from(payload)
     kind = parse_attrs(payload, _QDISC_ATTRS, TCMSG.size).get(TCA_KIND)
-    return None if kind is None else QdiscMsg(index, _cstr(kind))
+    return None if kind is None else QdiscMsg(index, cstr(kind))
 
 
 def parse_filter(payload: bytes) -> FilterMsg | None:
@@ -235,12 +235,12 @@ def parse_filter(payload: bytes) -> FilterMsg | None:
     options = attrs.get(TCA_OPTIONS)
     if options is None:
         return None
-    kind = _cstr(attrs.get(TCA_KIND, b""))
+    kind = cstr(attrs.get(TCA_KIND, b""))
     name, classid = None, 0
     if kind == "bpf":
         bpf_attrs = parse_attrs(options, _BPF_ATTRS)
         raw = bpf_attrs.get(TCA_BPF_NAME)
-        name = None if raw is None else _cstr(raw)
+        name = None if raw is None else cstr(raw)
         raw = bpf_attrs.get(TCA_BPF_CLASSID)
         classid = 0 if raw is None or len(raw) != 4 else int.from_bytes(raw, sys.byteorder)
     return FilterMsg(index, kind, info >> 16, name, classid)

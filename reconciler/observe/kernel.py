@@ -9,6 +9,7 @@ as foreign and never touched.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -30,9 +31,9 @@ from reconciler.datapath.programs import (
     XDP_NAME_PREFIX,
 )
 from reconciler.kernel import bpf as bpfsys
-from reconciler.kernel import bpf_links
+from reconciler.kernel import bpf_links, netfilter
 from reconciler.kernel.rtnetlink import LinkMsg, Rtnl
-from reconciler.plan.address import Address, prog_ref
+from reconciler.plan.address import KUBE_PROXY_RULES, Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
 
@@ -285,6 +286,21 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     return held
 
 
+def read_kube_proxy(netns: str | None) -> Obj | None:
+    """kube-proxy's chains in the namespace's netfilter tables (nftables and
+    iptables-legacy, IPv4 and IPv6), as one object while there are any."""
+    chains = [c for c in netfilter.nft_chains(netns) if netfilter.kube_proxys(c)]
+    if netfilter.legacy_tables(netns):
+        # (without iptables-legacy's tools nothing of it can be read or cleaned)
+        with contextlib.suppress(netfilter.NetfilterError):
+            chains += [c for c in netfilter.legacy_chains(netns) if netfilter.kube_proxys(c)]
+    if not chains:
+        return None
+    where = sorted({f"{c.backend} {c.family} {c.table}" for c in chains})
+    address = str(Address.of_netfilter(KUBE_PROXY_RULES))
+    return Obj(address, ObjKind.NETFILTER, {"chains": len(chains)}, {"tables": where})
+
+
 def observe(
     root: str, netns: str | None = None, tables: bool = True, undecoded: Collection[str] = ()
 ) -> tuple[ObservedState, list[Link]]:
@@ -310,6 +326,9 @@ def observe(
     bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
+    leftovers = read_kube_proxy(netns)
+    if leftovers is not None:
+        objs.append(leftovers)
     for name, (map_attrs, items) in maps.items():
         objs.append(Obj(Address.map_text(name), ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:

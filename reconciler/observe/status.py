@@ -47,6 +47,8 @@ def collect_status(target: Any) -> dict[str, Any]:
     by_index = {link.ifindex: link.name for link in links}
     owned: dict[str, int] = {}
     for obj in observed.objects.values():
+        if obj.kind is ObjKind.NETFILTER:
+            continue  # another agent's rules (kube-proxy's), not ours
         owned[obj.kind.value] = owned.get(obj.kind.value, 0) + 1
     # Service NAT entries are observed as raw tables, not objects: count them too.
     nat_entries = sum(len(table) for table in observed.tables.values())

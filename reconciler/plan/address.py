@@ -6,6 +6,7 @@
     tc/<interface>/<dir>    our tc filter               tc/eth0/ingress
     xdp/<interface>         our XDP attachment          xdp/eth0
     cgroup/<hook>           our cgroup link             cgroup/connect4
+    netfilter/<whose>       rules another agent left    netfilter/kube-proxy
 
 An entry's key is its map codec's text (reconciler.datapath.maps.codecs) and
 may hold slashes; nothing else may. States, changes and saved plans keep the
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from reconciler.datapath.maps.nat_types import MAP_NAT_BE
 from reconciler.datapath.programs import TC_PARENTS
 
+# netfilter/<whose>: kube-proxy's chains, left by it on a node it ran on
+KUBE_PROXY_RULES = "kube-proxy"
+
 
 class AddressError(ValueError):
     """Text that is not an address."""
@@ -32,10 +36,12 @@ class Kind(enum.Enum):
     TC = "tc"
     XDP = "xdp"
     CGROUP = "cgroup"
+    NETFILTER = "netfilter"
 
 
 _KINDS = {k.value: k for k in Kind}
 _MAP, _PROG, _TC, _XDP, _CGROUP = Kind.MAP, Kind.PROG, Kind.TC, Kind.XDP, Kind.CGROUP
+_NETFILTER = Kind.NETFILTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Address:
     iface: str = ""  # TC, XDP: the interface
     direction: str = ""  # TC: ingress or egress
     hook: str = ""  # CGROUP: the hook (connect4, ...)
+    whose: str = ""  # NETFILTER: whose rules (kube-proxy)
 
     def __post_init__(self) -> None:
         kind = self.kind
@@ -60,6 +67,8 @@ class Address:
             ok = _part(self.iface) and self.direction in TC_PARENTS
         elif kind is _XDP:
             ok = _part(self.iface)
+        elif kind is _NETFILTER:
+            ok = _part(self.whose)
         else:
             ok = _part(self.hook)
         if not ok:
@@ -90,6 +99,10 @@ class Address:
     def of_cgroup(cls, hook: str) -> Address:
         return cls(_CGROUP, "", None, "", "", "", hook)
 
+    @classmethod
+    def of_netfilter(cls, whose: str) -> Address:
+        return cls(_NETFILTER, whose=whose)
+
     # -- text without an instance (hot paths build thousands) -----------
     @staticmethod
     def entry_text(name: str, key: str) -> str:
@@ -119,7 +132,9 @@ class Address:
         head, sep, rest = text.partition("/")
         kind = _KINDS.get(head)
         if kind is None or not sep:
-            raise AddressError(f"{text!r} is not an address (map/, prog/, tc/, xdp/ or cgroup/...)")
+            raise AddressError(
+                f"{text!r} is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"
+            )
         try:
             if kind is Kind.MAP:
                 name, sep, key = rest.partition("/")
@@ -131,6 +146,8 @@ class Address:
                 return cls(kind, iface=iface, direction=direction)
             if kind is Kind.XDP:
                 return cls(kind, iface=rest)
+            if kind is Kind.NETFILTER:
+                return cls(kind, whose=rest)
             return cls(kind, hook=rest)
         except AddressError:
             raise AddressError(f"{text!r} is not a valid {kind.value} address") from None
@@ -145,6 +162,8 @@ class Address:
             return _render_tc(self.iface, self.direction)
         if kind is _XDP:
             return f"xdp/{self.iface}"
+        if kind is _NETFILTER:
+            return f"netfilter/{self.whose}"
         return f"cgroup/{self.hook}"
 
     # -- reading ----------------------------------------------------------

@@ -81,7 +81,9 @@ def _phase(change: Change) -> float:
         # A policy program's tables before the endpoint entry that switches
         # to it, and that before an interface is flagged as under policy.
         return _ENTRY_PHASES.get(Address.parse(change.address).map, 2)
-    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3}[k]
+    # Another agent's rules go once our programs are attached in their place.
+    return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3,
+            ObjKind.NETFILTER: 4}[k]  # fmt: skip
 
 
 _ENTRY_PHASES = {  # by map
@@ -106,6 +108,14 @@ def diff(
     changes: list[Change] = []
     for address, obj in want.items():
         old = have.get(address)
+        if obj.kind is ObjKind.NETFILTER:
+            # Another agent's rules, wanted gone: a change only while some
+            # are there (nothing to create when none are).
+            if old is not None and dict(old.attrs) != dict(obj.attrs):
+                changes.append(
+                    Change(Action.UPDATE, address, obj.kind, old.attrs, obj.attrs, old.info)
+                )
+            continue
         if old is None:
             changes.append(Change(Action.CREATE, address, obj.kind, None, obj.attrs, obj.info))
         elif old.attrs is not obj.attrs and dict(old.attrs) != dict(obj.attrs):
@@ -120,6 +130,8 @@ def diff(
         old = have[address]
         if old.kind is ObjKind.ENTRY and _map_of(address) in deleted_maps:
             continue  # pruned with its map
+        if old.kind is ObjKind.NETFILTER:
+            continue  # not ours: left alone unless the config asks
         # An entry removed shows what the kernel holds, nothing of why it was
         # compiled: one recognised as the applied state's carries that state's
         # info, one decoded none, and the two plans must be the same.

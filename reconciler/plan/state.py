@@ -24,6 +24,10 @@ class ObjKind(enum.Enum):
     TC = "tc"  # a tc clsact filter of ours on one interface and direction
     CGROUP = "cgroup"  # a cgroup sock_addr attachment of ours
     XDP = "xdp"  # our XDP program attached to one interface
+    # Rules another agent left that the config asks us to take out
+    # (kube-proxy's chains): observed only while some are there, wanted as
+    # none, never created and never ours (reconciler.plan.diff)
+    NETFILTER = "netfilter"
 
 
 @dataclass(frozen=True, slots=True)

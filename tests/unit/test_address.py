@@ -94,6 +94,7 @@ SHAPES = {
     "map/rcl_ifstate/cali1@5": Address(Kind.MAP, "rcl_ifstate", "cali1@5"),
     "map/rcl_ifstate/#9": Address(Kind.MAP, "rcl_ifstate", "#9"),
     "map/rcl_globals/0": Address(Kind.MAP, "rcl_globals", "0"),
+    "netfilter/kube-proxy": Address(Kind.NETFILTER, whose="kube-proxy"),
 }
 
 
@@ -124,6 +125,7 @@ def test_the_constructors_render_what_the_plan_shows():
     assert str(Address.of_tc("cali1", "egress")) == "tc/cali1/egress"
     assert str(Address.of_cgroup("sendmsg4")) == "cgroup/sendmsg4"
     assert str(Address.of_xdp("eth0")) == "xdp/eth0"
+    assert str(Address.of_netfilter("kube-proxy")) == "netfilter/kube-proxy"
 
 
 def test_entries_and_maps_and_program_references():
@@ -148,9 +150,10 @@ def test_service_entries_of_a_fragment_are_addressable():
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("", "'' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
-        ("map", "'map' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
-        ("bpf/eth0", "'bpf/eth0' is not an address (map/, prog/, tc/, xdp/ or cgroup/...)"),
+        ("", "'' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
+        ("map", "'map' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
+        ("bpf/eth0",
+         "'bpf/eth0' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
         ("xdp/", "'xdp/' is not a valid xdp address"),
         ("xdp/eth0/x", "'xdp/eth0/x' is not a valid xdp address"),
         ("map/", "'map/' is not a valid map address"),
