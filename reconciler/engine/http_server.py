@@ -64,7 +64,9 @@ def open_server(host: str, port: int, app: WsgiApp, netns: str | None = None) ->
         for other, _ in candidates[i + 1 :]:
             other.close()
         server.set_app(app)
-        threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, args=(0.1,), name=f"http-{port}", daemon=True
+        ).start()  # (polling every 0.1 s: a close waits for the loop to notice)
         return server
     assert error is not None
     raise error

@@ -98,11 +98,14 @@ class Listeners:
         self._servers: dict[Endpoint, Any] = {}
         self._refused: set[Endpoint] = set()  # logged once until it binds
 
-    def sync(self, endpoints: Iterable[Endpoint]) -> None:
+    def sync(self, endpoints: Iterable[Endpoint], quiet: bool = False) -> None:
+        """Serve `endpoints`, and nothing else; `quiet`: closing is not news
+        (the watcher stopping)."""
         want = set(endpoints)
         for endpoint in [e for e in self._servers if e not in want]:
             close_server(self._servers.pop(endpoint))
-            log.info("%s on %s closed", _what(endpoint), endpoint.listen.render())
+            log.log(logging.DEBUG if quiet else logging.INFO, "%s on %s closed",
+                    _what(endpoint), endpoint.listen.render())  # fmt: skip
         self._refused &= want
         for endpoint in sorted(want - self._servers.keys(), key=_order):
             app = make_app(
@@ -127,7 +130,7 @@ class Listeners:
         return dict(self._servers)
 
     def close(self) -> None:
-        self.sync(())
+        self.sync((), quiet=True)
 
 
 _WHAT = {
