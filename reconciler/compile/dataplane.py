@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reconciler.compile import config_limits
+from reconciler.compile import config_limits, ct_scaling
 from reconciler.compile.agent import agent_settings
 from reconciler.compile.connect_lb import compile_connect_lb
 from reconciler.compile.fragment import Fragment, merge
@@ -51,7 +51,7 @@ def compile_desired(
     enough (reconciler.compile.policy_incremental); the state is the same."""
     if not isinstance(host, Host):
         host = Host(tuple(host))
-    config = felix.effective_config(resources, node)
+    config = ct_scaling.scaled(felix.effective_config(resources, node), host.ct_floor)
     agent = agent_settings(config)
     if not config["bpfEnabled"]:
         said = any(

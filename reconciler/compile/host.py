@@ -28,6 +28,9 @@ class Host:
     cgroup_path: str = ""
     hz: int | None = None  # the kernel's CONFIG_HZ; None: not known
     netns_cookie: int | None = None  # the node's network namespace; None: not known
+    # the least conntrack size (entries) DoubleIfFull asks for
+    # (reconciler.compile.ct_scaling); None: none
+    ct_floor: int | None = None
 
     def facts(self) -> dict[str, Any]:
         """Every fact but the links, by name: what a snapshot records and

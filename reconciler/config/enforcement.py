@@ -28,6 +28,7 @@ FELIX_ACTED_ON = frozenset(
         "bpfHostNetworkedNATWithoutCTLB",
         "bpfConntrackTimeouts",
         "bpfMapSizeConntrack",
+        "bpfMapSizeConntrackScaling",
         "bpfMapSizeIfState",
         "bpfMapSizeNATAffinity",
         "bpfMapSizeNATBackend",

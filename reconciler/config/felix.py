@@ -21,6 +21,7 @@ DEFAULTS: Mapping[str, Any] = {
     "bpfMapSizeNATAffinity": 65536,
     "bpfMapSizeConntrack": 512000,
     "bpfMapSizeIfState": 1000,
+    "bpfMapSizeConntrackScaling": "DoubleIfFull",
     "interfacePrefix": "cali",
     "interfaceExclude": "kube-ipvs0",
     "defaultEndpointToHostAction": "Drop",

@@ -33,6 +33,7 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
+from reconciler.engine import conntrack_scaling
 from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
 from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
@@ -175,6 +176,8 @@ def reconcile_once(
             # with the keys apply wrote, let the next plan recognise them.
             remaining, found = verify(desired, target, plan, observed is None, observed)
             record_applied(plan, target, len(applied), converged=not remaining)
+            if not remaining:
+                conntrack_scaling.note(target, desired)
             states = caches.states(target.cache_dir)
             if not remaining and states is not None:
                 digests = {t: m for t, m in found.items() if isinstance(m, str)}
@@ -619,8 +622,9 @@ def host_facts(target: Target, links: list[Link]) -> Host:
         except OSError as exc:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
     return Host(
-        tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), netns_cookie(target.netns)
-    )
+        tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), netns_cookie(target.netns),
+        conntrack_scaling.floor_for(target),
+    )  # fmt: skip
 
 
 def check_fresh(

@@ -1,0 +1,81 @@
+"""The node's side of conntrack scaling (reconciler.compile.ct_scaling):
+what the last converged apply saw of the conntrack table, kept as
+ct_scaling.json in the state directory, and what the kernel shows now (the
+table's size, and the datapath's count of live flows evicted)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from reconciler.compile import ct_scaling
+from reconciler.compile.ct_scaling import Seen
+from reconciler.datapath.maps import nat_types as nat
+from reconciler.datapath.maps.nat_types import ct_buckets_for
+from reconciler.kernel import bpf as bpfsys
+from reconciler.plan.address import Address
+from reconciler.plan.state import DesiredState
+
+log = logging.getLogger(__name__)
+RECORD = "ct_scaling.json"
+
+
+def read(target: Any) -> Seen | None:
+    try:
+        return Seen.from_json(json.loads((target.state_dir / RECORD).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none yet, or unreadable: no floor, and a fresh record at the next apply
+
+
+def in_kernel(root: str) -> tuple[int | None, int | None]:
+    """(the conntrack table's buckets, live flows evicted so far), None where
+    there is no such map."""
+    buckets = evicted = None
+    try:
+        fd = bpfsys.obj_get(f"{root}/maps/{nat.MAP_CT}")
+    except OSError:
+        return None, None
+    try:
+        buckets = bpfsys.map_info(fd).max_entries
+    finally:
+        bpfsys.close(fd)
+    try:
+        items = dict(bpfsys.pinned_items(f"{root}/maps/{nat.MAP_NAT_STATS}"))
+    except OSError:
+        return buckets, None
+    chunks = items.get(nat.U32.pack(nat.NatStat.CT_EVICTED))
+    if chunks is not None:
+        evicted = nat.stats_sum(chunks if isinstance(chunks, list) else [chunks])
+    return buckets, evicted
+
+
+def floor_for(target: Any) -> int | None:
+    """The floor the next compile takes (Host.ct_floor)."""
+    seen = read(target)
+    least = ct_scaling.floor(seen, *in_kernel(target.bpffs_root))
+    if least is not None and (seen is None or least != seen.floor):
+        log.warning("the conntrack table evicted live flows: asking for %d entries "
+                    "(bpfMapSizeConntrackScaling: DoubleIfFull)", least)  # fmt: skip
+    return least
+
+
+def note(target: Any, desired: DesiredState) -> None:
+    """After a converged apply: the table it left, the eviction count now,
+    and the floor, raised when this apply doubled the table."""
+    table = desired.objects.get(Address.map_text(nat.MAP_CT))
+    if table is None:
+        return
+    buckets = int(table.attrs["max_entries"])
+    _, evicted = in_kernel(target.bpffs_root)
+    seen = read(target)
+    least = seen.floor if seen is not None else None
+    if seen is not None and buckets != seen.buckets:
+        asked = ct_scaling.floor(seen, seen.buckets, evicted)
+        if asked is not None and ct_buckets_for(asked) == buckets:
+            least = asked  # this apply is the doubling
+    record = Seen(buckets, evicted or 0, least)
+    target.state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.state_dir / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(record.as_json()) + "\n")
+    tmp.replace(target.state_dir / RECORD)
