@@ -97,8 +97,19 @@ class Executor:
             ObjKind.CGROUP: self._cgroup,
             ObjKind.XDP: self._xdp,
             ObjKind.NETFILTER: self._netfilter,
+            ObjKind.IPTABLES: self._iptables,
         }[change.kind]
         return handler(change)
+
+    def _iptables(self, change: Change) -> str:
+        """Our natOutgoing chain, in one iptables-nft-restore transaction."""
+        from reconciler.datapath.chains import restore_script
+        from reconciler.kernel import netfilter
+
+        wanted = None if change.action is Action.DELETE else list((change.after or {})["rules"])
+        saved = netfilter.save(self.netns, "nft", "ip", "nat")
+        netfilter.restore(self.netns, "nft", "ip", restore_script(saved, wanted))
+        return "deleted" if wanted is None else "written"
 
     def _netfilter(self, change: Change) -> str:
         from reconciler.apply.kube_proxy_cleanup import remove_kube_proxy

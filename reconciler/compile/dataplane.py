@@ -20,6 +20,7 @@ from reconciler.compile.host import DISABLED, NOT_ENABLED, Host
 from reconciler.compile.host_policy import compile_host_protection, failsafe_ports
 from reconciler.compile.interfaces import compile_interfaces, has_host_endpoints, select
 from reconciler.compile.kube_proxy import compile_kube_proxy_cleanup
+from reconciler.compile.nat_outgoing import compile_nat_outgoing
 from reconciler.compile.policy_objects import compile_policy
 from reconciler.compile.programs import compile_programs, programs_for
 from reconciler.compile.service_nat import compile_service_nat
@@ -79,6 +80,7 @@ def compile_desired(
         compile_host_protection(failsafe, host.links, policy, programs),
         workload_sources(resources, node, selection, config),
         compile_kube_proxy_cleanup(config),
+        compile_nat_outgoing(resources, config),
     ]
     others = merge(fragments)
     nat, index = compile_service_nat(

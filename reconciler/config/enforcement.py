@@ -52,7 +52,18 @@ FELIX_ACTED_ON = frozenset(
         "logSeverityScreen",
         "bpfKubeProxyHealthzPort",
         "bpfKubeProxyIptablesCleanupEnabled",
+        # IPPool natOutgoing (reconciler.compile.nat_outgoing)
+        "natOutgoingAddress",
+        "natPortRange",
+        "natOutgoingExclusions",
     }
+)
+# IPPool fields natOutgoing reads: which sources are translated, and which
+# destinations (any pool's) are not.
+IPPOOL_ACTED_ON = frozenset({"cidr", "natOutgoing"})
+HOST_IPS_NOT_KNOWN = (
+    "natOutgoing excludes traffic to IP pools only: the other nodes' addresses are not "
+    "known to this node (no Node resources)"
 )
 # Felix serves metrics over TLS when these are set; this node's agent
 # serves none rather than serve them in the clear (reconciler.compile.agent).
@@ -126,11 +137,11 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
         if r.kind in CALICO_ONLY_KINDS:
             out.append(NotEnforced(r.ref, "", f"{r.kind} is not acted on by this node"))
         elif r.kind == "IPPool":
-            out.append(
-                NotEnforced(
-                    r.ref, "", "IP pools are IPAM's and routing's, not this node's datapath"
-                )
-            )
+            out += [
+                NotEnforced(r.ref, f"spec.{k}", "IPAM's and routing's, not this node's datapath")
+                for k in sorted(r.spec)
+                if k not in IPPOOL_ACTED_ON
+            ]
         elif r.kind == "FelixConfiguration":
             out += [
                 NotEnforced(
@@ -143,6 +154,8 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
                 for k in sorted(r.spec)
                 if k not in FELIX_ACTED_ON
             ]
+            if r.spec.get("natOutgoingExclusions") == "IPPoolsAndHostIPs":
+                out.append(NotEnforced(r.ref, "spec.natOutgoingExclusions", HOST_IPS_NOT_KNOWN))
             if r.spec.get("defaultEndpointToHostAction") == "Return":
                 out.append(NotEnforced(r.ref, "spec.defaultEndpointToHostAction", RETURN_AS_ACCEPT))
         elif r.kind == "Service":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconciler.datapath import chains
 from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as iface_layout
@@ -33,7 +34,7 @@ from reconciler.datapath.programs import (
 from reconciler.kernel import bpf as bpfsys
 from reconciler.kernel import bpf_links, netfilter
 from reconciler.kernel.rtnetlink import LinkMsg, Rtnl
-from reconciler.plan.address import KUBE_PROXY_RULES, Address, prog_ref
+from reconciler.plan.address import KUBE_PROXY_RULES, NAT_OUTGOING, Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
 
@@ -286,19 +287,34 @@ def held_slots(observed: ObservedState) -> dict[int, int]:
     return held
 
 
-def read_kube_proxy(netns: str | None) -> Obj | None:
+def read_netfilter(netns: str | None) -> list[Obj]:
+    """kube-proxy's leftover chains, and our natOutgoing chain."""
+    nft = netfilter.nft_chains(netns)
+    found = [read_kube_proxy(netns, nft), read_nat_outgoing(netns, nft)]
+    return [obj for obj in found if obj is not None]
+
+
+def read_nat_outgoing(netns: str | None, nft: list[netfilter.Chain]) -> Obj | None:
+    """Our natOutgoing chain (iptables-nft's nat table) and the jump to it."""
+    if netfilter.Chain("nft", "ip", "nat", chains.NAT_OUTGOING_CHAIN) not in nft:
+        return None
+    rules = chains.ours(netfilter.save(netns, "nft", "ip", "nat"))
+    return Obj(str(Address.of_iptables(NAT_OUTGOING)), ObjKind.IPTABLES, {"rules": rules})
+
+
+def read_kube_proxy(netns: str | None, nft: list[netfilter.Chain]) -> Obj | None:
     """kube-proxy's chains in the namespace's netfilter tables (nftables and
     iptables-legacy, IPv4 and IPv6), as one object while there are any."""
-    chains = [c for c in netfilter.nft_chains(netns) if netfilter.kube_proxys(c)]
+    found = [c for c in nft if netfilter.kube_proxys(c)]
     if netfilter.legacy_tables(netns):
         # (without iptables-legacy's tools nothing of it can be read or cleaned)
         with contextlib.suppress(netfilter.NetfilterError):
-            chains += [c for c in netfilter.legacy_chains(netns) if netfilter.kube_proxys(c)]
-    if not chains:
+            found += [c for c in netfilter.legacy_chains(netns) if netfilter.kube_proxys(c)]
+    if not found:
         return None
-    where = sorted({f"{c.backend} {c.family} {c.table}" for c in chains})
+    where = sorted({f"{c.backend} {c.family} {c.table}" for c in found})
     address = str(Address.of_netfilter(KUBE_PROXY_RULES))
-    return Obj(address, ObjKind.NETFILTER, {"chains": len(chains)}, {"tables": where})
+    return Obj(address, ObjKind.NETFILTER, {"chains": len(found)}, {"tables": where})
 
 
 def observe(
@@ -326,9 +342,7 @@ def observe(
     bulk = read_tables(table_fds)
     objs += parse_prog_dirs(progs)
     objs += read_cgroup_links(root)[0]
-    leftovers = read_kube_proxy(netns)
-    if leftovers is not None:
-        objs.append(leftovers)
+    objs += read_netfilter(netns)
     for name, (map_attrs, items) in maps.items():
         objs.append(Obj(Address.map_text(name), ObjKind.MAP, map_attrs))
         if name not in entries.TABLE_MAPS:

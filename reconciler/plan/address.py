@@ -7,6 +7,7 @@
     xdp/<interface>         our XDP attachment          xdp/eth0
     cgroup/<hook>           our cgroup link             cgroup/connect4
     netfilter/<whose>       rules another agent left    netfilter/kube-proxy
+    iptables/<chain>        a netfilter chain of ours   iptables/nat-outgoing
 
 An entry's key is its map codec's text (reconciler.datapath.maps.codecs) and
 may hold slashes; nothing else may. States, changes and saved plans keep the
@@ -24,6 +25,8 @@ from reconciler.datapath.programs import TC_PARENTS
 
 # netfilter/<whose>: kube-proxy's chains, left by it on a node it ran on
 KUBE_PROXY_RULES = "kube-proxy"
+# iptables/<chain>: our natOutgoing chain (IPPool natOutgoing)
+NAT_OUTGOING = "nat-outgoing"
 
 
 class AddressError(ValueError):
@@ -37,11 +40,12 @@ class Kind(enum.Enum):
     XDP = "xdp"
     CGROUP = "cgroup"
     NETFILTER = "netfilter"
+    IPTABLES = "iptables"
 
 
 _KINDS = {k.value: k for k in Kind}
 _MAP, _PROG, _TC, _XDP, _CGROUP = Kind.MAP, Kind.PROG, Kind.TC, Kind.XDP, Kind.CGROUP
-_NETFILTER = Kind.NETFILTER
+_NETFILTER, _IPTABLES = Kind.NETFILTER, Kind.IPTABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,7 @@ class Address:
     iface: str = ""  # TC, XDP: the interface
     direction: str = ""  # TC: ingress or egress
     hook: str = ""  # CGROUP: the hook (connect4, ...)
-    whose: str = ""  # NETFILTER: whose rules (kube-proxy)
+    name: str = ""  # NETFILTER: whose rules (kube-proxy); IPTABLES: which chain of ours
 
     def __post_init__(self) -> None:
         kind = self.kind
@@ -67,8 +71,8 @@ class Address:
             ok = _part(self.iface) and self.direction in TC_PARENTS
         elif kind is _XDP:
             ok = _part(self.iface)
-        elif kind is _NETFILTER:
-            ok = _part(self.whose)
+        elif kind is _NETFILTER or kind is _IPTABLES:
+            ok = _part(self.name)
         else:
             ok = _part(self.hook)
         if not ok:
@@ -101,7 +105,11 @@ class Address:
 
     @classmethod
     def of_netfilter(cls, whose: str) -> Address:
-        return cls(_NETFILTER, whose=whose)
+        return cls(_NETFILTER, name=whose)
+
+    @classmethod
+    def of_iptables(cls, chain: str) -> Address:
+        return cls(_IPTABLES, name=chain)
 
     # -- text without an instance (hot paths build thousands) -----------
     @staticmethod
@@ -133,7 +141,8 @@ class Address:
         kind = _KINDS.get(head)
         if kind is None or not sep:
             raise AddressError(
-                f"{text!r} is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"
+                f"{text!r} is not an address "
+                "(map/, prog/, tc/, xdp/, cgroup/, netfilter/ or iptables/...)"
             )
         try:
             if kind is Kind.MAP:
@@ -146,8 +155,8 @@ class Address:
                 return cls(kind, iface=iface, direction=direction)
             if kind is Kind.XDP:
                 return cls(kind, iface=rest)
-            if kind is Kind.NETFILTER:
-                return cls(kind, whose=rest)
+            if kind is Kind.NETFILTER or kind is Kind.IPTABLES:
+                return cls(kind, name=rest)
             return cls(kind, hook=rest)
         except AddressError:
             raise AddressError(f"{text!r} is not a valid {kind.value} address") from None
@@ -162,8 +171,8 @@ class Address:
             return _render_tc(self.iface, self.direction)
         if kind is _XDP:
             return f"xdp/{self.iface}"
-        if kind is _NETFILTER:
-            return f"netfilter/{self.whose}"
+        if kind is _NETFILTER or kind is _IPTABLES:
+            return f"{kind.value}/{self.name}"
         return f"cgroup/{self.hook}"
 
     # -- reading ----------------------------------------------------------

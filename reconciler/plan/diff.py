@@ -73,6 +73,7 @@ def _phase(change: Change) -> float:
             ObjKind.TC: 10,
             ObjKind.CGROUP: 10,
             ObjKind.XDP: 10,
+            ObjKind.IPTABLES: 10,
             ObjKind.ENTRY: 11,
             ObjKind.PROG: 12,
             ObjKind.MAP: 13,
@@ -83,7 +84,7 @@ def _phase(change: Change) -> float:
         return _ENTRY_PHASES.get(Address.parse(change.address).map, 2)
     # Another agent's rules go once our programs are attached in their place.
     return {ObjKind.MAP: 0, ObjKind.PROG: 1, ObjKind.TC: 3, ObjKind.CGROUP: 3, ObjKind.XDP: 3,
-            ObjKind.NETFILTER: 4}[k]  # fmt: skip
+            ObjKind.NETFILTER: 4, ObjKind.IPTABLES: 3}[k]  # fmt: skip
 
 
 _ENTRY_PHASES = {  # by map

@@ -28,6 +28,7 @@ class ObjKind(enum.Enum):
     # (kube-proxy's chains): observed only while some are there, wanted as
     # none, never created and never ours (reconciler.plan.diff)
     NETFILTER = "netfilter"
+    IPTABLES = "iptables"  # a netfilter chain of ours (natOutgoing), and the jump to it
 
 
 @dataclass(frozen=True, slots=True)

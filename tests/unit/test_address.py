@@ -37,6 +37,7 @@ UNTRACKED = res(
         "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [9090]}}],
     },
 )
+POOL = res("IPPool", "pods", {"cidr": "10.65.0.0/16", "natOutgoing": True})
 SVC = res(
     "Service",
     "dns",
@@ -57,7 +58,7 @@ SLICE = labelled(
 def compiled_addresses():
     """Every address a compiled state and its diff against an empty kernel hold."""
     desired = compile_desired(
-        [FELIX, WEP, HEP, UNTRACKED, SVC, SLICE],
+        [FELIX, WEP, HEP, UNTRACKED, SVC, SLICE, POOL],
         "n1",
         Host((Link("eth0", 2, ("192.168.0.5",)), Link("cali1", 3)), cgroup_id=7),
         "/sys/fs/bpf/x",
@@ -82,6 +83,7 @@ def observed_addresses():
     ]
 
 
+KINDS = "(map/, prog/, tc/, xdp/, cgroup/, netfilter/ or iptables/...)"
 SHAPES = {
     "tc/eth0/ingress": Address(Kind.TC, iface="eth0", direction="ingress"),
     "map/rcl_nat_fe/10.96.0.10:80/tcp": Address(Kind.MAP, "rcl_nat_fe", "10.96.0.10:80/tcp"),
@@ -94,7 +96,8 @@ SHAPES = {
     "map/rcl_ifstate/cali1@5": Address(Kind.MAP, "rcl_ifstate", "cali1@5"),
     "map/rcl_ifstate/#9": Address(Kind.MAP, "rcl_ifstate", "#9"),
     "map/rcl_globals/0": Address(Kind.MAP, "rcl_globals", "0"),
-    "netfilter/kube-proxy": Address(Kind.NETFILTER, whose="kube-proxy"),
+    "netfilter/kube-proxy": Address(Kind.NETFILTER, name="kube-proxy"),
+    "iptables/nat-outgoing": Address(Kind.IPTABLES, name="nat-outgoing"),
 }
 
 
@@ -126,6 +129,7 @@ def test_the_constructors_render_what_the_plan_shows():
     assert str(Address.of_cgroup("sendmsg4")) == "cgroup/sendmsg4"
     assert str(Address.of_xdp("eth0")) == "xdp/eth0"
     assert str(Address.of_netfilter("kube-proxy")) == "netfilter/kube-proxy"
+    assert str(Address.of_iptables("nat-outgoing")) == "iptables/nat-outgoing"
 
 
 def test_entries_and_maps_and_program_references():
@@ -150,10 +154,9 @@ def test_service_entries_of_a_fragment_are_addressable():
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("", "'' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
-        ("map", "'map' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
-        ("bpf/eth0",
-         "'bpf/eth0' is not an address (map/, prog/, tc/, xdp/, cgroup/ or netfilter/...)"),
+        ("", f"'' is not an address {KINDS}"),
+        ("map", f"'map' is not an address {KINDS}"),
+        ("bpf/eth0", f"'bpf/eth0' is not an address {KINDS}"),
         ("xdp/", "'xdp/' is not a valid xdp address"),
         ("xdp/eth0/x", "'xdp/eth0/x' is not a valid xdp address"),
         ("map/", "'map/' is not a valid map address"),

@@ -41,10 +41,13 @@ def test_policy_kinds_are_enforced_and_calico_only_kinds_are_whole_resources() -
             res("NetworkPolicy", {}, "q", "shop"),
             res("Tier", {"order": 100}, "t"),
             res("BGPPeer", {}, "peer"),
-            res("IPPool", {"cidr": "10.0.0.0/16"}, "pool"),
+            res("IPPool", {"cidr": "10.0.0.0/16", "ipipMode": "Always"}, "pool"),
         ]
     )
-    assert [(f.resource, f.field) for f in found] == [("BGPPeer/peer", ""), ("IPPool/pool", "")]
+    # an IP pool's routing fields are listed; its cidr feeds natOutgoing
+    assert [(f.resource, f.field) for f in found] == [
+        ("BGPPeer/peer", ""), ("IPPool/pool", "spec.ipipMode")
+    ]  # fmt: skip
     assert found[0].render() == "BGPPeer/peer: not enforced: BGPPeer is not acted on by this node"
 
 

@@ -1,0 +1,38 @@
+"""The netfilter chain of ours (IPPool natOutgoing, reconciler.compile.nat_outgoing):
+its name in the nat table, and the rule in POSTROUTING that jumps to it, as
+iptables-save prints them. Only rules so named are ever read or changed."""
+
+NAT_OUTGOING_CHAIN = "RCL-NAT-OUTGOING"
+NAT_OUTGOING_JUMP = (
+    f'-A POSTROUTING -m comment --comment "calico-reconciler: natOutgoing" -j {NAT_OUTGOING_CHAIN}'
+)
+
+
+def ours(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
+    """The rules of `chain` in iptables-save's text of a table, and every
+    rule elsewhere that jumps to it, in the order printed."""
+    jump = f" -j {chain}"
+    return [
+        line
+        for line in saved.splitlines()
+        if line.startswith(f"-A {chain} ") or (line.startswith("-A ") and line.endswith(jump))
+    ]
+
+
+def restore_script(saved: str, wanted: list[str] | None, chain: str = NAT_OUTGOING_CHAIN) -> str:
+    """An iptables-restore script (for `--noflush`, one transaction) that
+    takes the nat table `saved` describes to `wanted` (rules as `ours`
+    lists them; None: the chain and its jumps gone): every jump to the chain
+    deleted, the chain flushed and refilled, the wanted jumps inserted first
+    in their chains."""
+    own = f"-A {chain} "
+    lines = ["*nat", *("-D " + rule[3:] for rule in ours(saved, chain) if not rule.startswith(own))]
+    exists = any(line.startswith(f":{chain} ") for line in saved.splitlines())
+    if wanted is None:
+        lines += [f":{chain} - [0:0]", f"-X {chain}"] if exists else []
+    else:
+        lines.append(f":{chain} - [0:0]")
+        for rule in wanted:
+            _, where, rest = rule.split(" ", 2)
+            lines.append(rule if where == chain else f"-I {where} 1 {rest}")
+    return "\n".join([*lines, "COMMIT", ""])
