@@ -55,6 +55,9 @@ def render_history(status: dict[str, Any]) -> str:
                 f"  health check {check.get('service')} on port {check.get('port')}: "
                 f"{check.get('status')} ({check.get('local_endpoints')} local endpoint(s)){where}"
             )
+        for served in watch.get("endpoints") or ():
+            where = "" if served.get("listening") else ", NOT LISTENING (port taken)"
+            lines.append(f"  {served.get('serves')} on {served.get('address')}{where}")
     drift = status.get("drift") or []
     lines.append(f"Drift: {len(drift)} object(s)" + (": " + ", ".join(drift) if drift else ""))
     records = status.get("history") or []

@@ -130,7 +130,6 @@ def watch_cmd(args: argparse.Namespace) -> int:
         probes.observe_pass(record.result, record.held or record.source, bool(record.held))
         if watcher.health is not None:
             metrics.observe_health(watcher.health.report())
-        follow_agent(args, watcher.agent, metrics, listeners)
         if args.json:
             line = {
                 "kind": WATCH_KIND,
@@ -160,6 +159,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         caches.flush,
         functools.partial(link_changes, args.netns),
         None if args.detect_only else ServiceHealth(args.netns),
+        functools.partial(follow_agent, args, metrics=metrics, listeners=listeners),
     )
     source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
     what = "reporting drift only" if args.detect_only else "converging"
@@ -175,18 +175,21 @@ def watch_cmd(args: argparse.Namespace) -> int:
         listeners.close()
 
 
-def follow_agent(args: argparse.Namespace, agent: Any, metrics: Any, listeners: Any) -> None:
+def follow_agent(
+    args: argparse.Namespace, agent: Any, *, metrics: Any, listeners: Any
+) -> list[dict[str, Any]]:
     """What FelixConfiguration says of the agent (reconciler.compile.agent),
     once a pass compiled it: the endpoints it serves, the process and
     runtime metrics it exports, and (unless -v or --log-level said) its
-    log level."""
+    log level. Returns what listens (Listeners.report)."""
     from reconciler.gitops.listeners import wanted
 
     if agent is None:
-        return
+        return listeners.report()
     listeners.sync(wanted(agent, bool(args.metrics_addr)))
     metrics.export_runtime(agent.process_metrics, agent.runtime_metrics)
     if not args.log_level and not args.verbose:
         from reconciler.cli.log_output import set_level
 
         set_level(logging.getLevelName(agent.log_level))
+    return listeners.report()

@@ -97,11 +97,13 @@ class Listeners:
         self.netns, self.metrics_app, self.probes, self._open = netns, metrics_app, probes, opener
         self._servers: dict[Endpoint, Any] = {}
         self._refused: set[Endpoint] = set()  # logged once until it binds
+        self._wanted: list[Endpoint] = []
 
     def sync(self, endpoints: Iterable[Endpoint], quiet: bool = False) -> None:
         """Serve `endpoints`, and nothing else; `quiet`: closing is not news
         (the watcher stopping)."""
         want = set(endpoints)
+        self._wanted = sorted(want, key=_order)
         for endpoint in [e for e in self._servers if e not in want]:
             close_server(self._servers.pop(endpoint))
             log.log(logging.DEBUG if quiet else logging.INFO, "%s on %s closed",
@@ -124,6 +126,14 @@ class Listeners:
             self._refused.discard(endpoint)
             self._servers[endpoint] = server
             log.info("%s on %s", _what(endpoint), endpoint.listen.render())
+
+    def report(self) -> list[dict[str, Any]]:
+        """What the configuration asks to serve, and whether it listens,
+        for the watcher's state (`--status`)."""
+        return [
+            {"serves": _what(e), "address": e.listen.render(), "listening": e in self._servers}
+            for e in self._wanted
+        ]
 
     @property
     def serving(self) -> Mapping[Endpoint, Any]:

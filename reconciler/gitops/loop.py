@@ -89,6 +89,7 @@ class Watcher:
         on_idle: Callable[[], None] = lambda: None,
         link_changes: Callable[[], Any] | None = None,
         health: ServiceHealth | None = None,
+        follow_agent: Callable[[Any], list[dict[str, Any]]] = lambda agent: [],
     ) -> None:
         self.target, self.options, self.engine = target, options, engine
         self.report, self.on_idle, self.link_changes = report, on_idle, link_changes
@@ -115,6 +116,10 @@ class Watcher:
         # reconciler.compile.agent.AgentSettings of the source the node runs
         # (None until a pass compiled one)
         self.agent: Any = None
+        # serves what the agent settings ask (the CLI's listeners); says what
+        # listens, for the state --status shows
+        self.follow_agent = follow_agent
+        self.endpoints: list[dict[str, Any]] = []
 
     # -- the loop ------------------------------------------------------------
 
@@ -246,6 +251,7 @@ class Watcher:
             self.retry_at = None
         if self.health is not None and not self.options.detect_only:
             self.health.sync(self.health_checks, self.health_ok)
+        self.endpoints = self.follow_agent(self.agent)
         self._save(record)
         self.report(record, plan)
         return record
@@ -449,6 +455,7 @@ class Watcher:
             "drift": list(record.drift),
             "last_pass": record.as_json(),
             "health_checks": self.health.report() if self.health is not None else [],
+            "endpoints": self.endpoints,
         }
         try:
             history.append(self.target.state_dir, record)

@@ -412,6 +412,10 @@ def test_felix_configuration_opens_metrics_and_probes_in_the_node(node):
         assert http_in(sandbox.ext, healthz) == 200
         assert http_in(sandbox.ext, f"http://{sandbox.node_ip}:10256/livez") == 200
         assert "pass done" in w.log
+        rc, out, _ = node.run("--status")
+        assert f"  metrics (/metrics) on *:{metrics_port}\n" in out, out
+        assert f"  probes (/liveness, /readiness) on localhost:{health_port}\n" in out, out
+        assert "  kube-proxy's health check (/healthz, /livez) on *:10256\n" in out, out
         # a push moves the probes, turns the metrics and kube-proxy's check
         # off and quiets the logs
         mark = w.mark()

@@ -239,9 +239,12 @@ def test_a_port_that_will_not_bind_is_retried_at_the_next_sync(caplog):
         assert f"cannot listen on 127.0.0.1:{port}" in warnings[0]
         assert "probes (/liveness, /readiness)" in warnings[0]
         assert not listeners.serving
+        assert listeners.report() == [{"serves": "probes (/liveness, /readiness)",
+                                       "address": f"127.0.0.1:{port}", "listening": False}]
         busy.close()
         listeners.sync([endpoint])
         assert set(listeners.serving) == {endpoint}
+        assert listeners.report()[0]["listening"] is True
         assert get(port, "/liveness")[0] == 200
     finally:
         busy.close()
