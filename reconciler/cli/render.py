@@ -38,7 +38,32 @@ def _delta(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) ->
     return ", ".join(parts)
 
 
+def _rules_lines(change: Change) -> str:
+    """A chain of ours: its rule count, and each rule added (+) or gone (-)
+    on a line of its own."""
+    before = list((change.before or {}).get("rules") or [])
+    after = list((change.after or {}).get("rules") or [])
+    head = f"{len(before)} -> {len(after)} rule(s)" if before and after else (
+        f"{len(after or before)} rule(s)"
+    )
+    if change.action is Action.CREATE:
+        lines = [f"+ {r}" for r in after]
+    elif change.action is Action.DELETE:
+        lines = [f"- {r}" for r in before]
+    else:
+        lines = [f"- {r}" for r in before if r not in after]
+        lines += [f"+ {r}" for r in after if r not in before]
+        if not lines:  # the same rules in another order
+            lines = [f"  {r}" for r in after]
+    pools = change.info.get("pools")
+    why = f"  (natOutgoing: {', '.join(pools)})" if pools else ""
+    text = f"  {change.action.symbol:>3} {change.address:<40} {head}{why}"
+    return "\n".join([text, *(f"        {line}" for line in lines)])
+
+
 def change_line(change: Change) -> str:
+    if change.kind is ObjKind.IPTABLES:
+        return _rules_lines(change)
     if change.action is Action.CREATE:
         detail = _attrs(change.after)
     elif change.action is Action.DELETE:

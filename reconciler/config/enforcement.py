@@ -61,6 +61,15 @@ FELIX_ACTED_ON = frozenset(
 # IPPool fields natOutgoing reads: which sources are translated, and which
 # destinations (any pool's) are not.
 IPPOOL_ACTED_ON = frozenset({"cidr", "natOutgoing"})
+
+
+def ippool_reason(fields: list[str]) -> str:
+    return (
+        f"{', '.join(fields)}: IPAM's and routing's, not this node's datapath "
+        "(its cidr and natOutgoing are acted on)"
+    )
+
+
 HOST_IPS_NOT_KNOWN = (
     "natOutgoing excludes traffic to IP pools only: the other nodes' addresses are not "
     "known to this node (no Node resources)"
@@ -137,11 +146,9 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
         if r.kind in CALICO_ONLY_KINDS:
             out.append(NotEnforced(r.ref, "", f"{r.kind} is not acted on by this node"))
         elif r.kind == "IPPool":
-            out += [
-                NotEnforced(r.ref, f"spec.{k}", "IPAM's and routing's, not this node's datapath")
-                for k in sorted(r.spec)
-                if k not in IPPOOL_ACTED_ON
-            ]
+            rest = [k for k in sorted(r.spec) if k not in IPPOOL_ACTED_ON]
+            if rest:
+                out.append(NotEnforced(r.ref, "", ippool_reason(rest)))
         elif r.kind == "FelixConfiguration":
             out += [
                 NotEnforced(

@@ -45,9 +45,8 @@ def test_policy_kinds_are_enforced_and_calico_only_kinds_are_whole_resources() -
         ]
     )
     # an IP pool's routing fields are listed; its cidr feeds natOutgoing
-    assert [(f.resource, f.field) for f in found] == [
-        ("BGPPeer/peer", ""), ("IPPool/pool", "spec.ipipMode")
-    ]  # fmt: skip
+    assert [(f.resource, f.field) for f in found] == [("BGPPeer/peer", ""), ("IPPool/pool", "")]
+    assert found[1].reason.startswith("ipipMode: IPAM's and routing's")
     assert found[0].render() == "BGPPeer/peer: not enforced: BGPPeer is not acted on by this node"
 
 

@@ -15,6 +15,7 @@ def pool(name: str, cidr: str, **spec):
 
 
 JUMP = NAT_OUTGOING_JUMP
+ADDRESS = "iptables/nat-outgoing"
 
 
 def test_pods_masquerade_beyond_every_pool():
@@ -90,9 +91,35 @@ def test_the_restore_script_rewrites_the_chain_in_one_transaction():
 def test_pool_fields_besides_cidr_and_nat_outgoing_are_listed():
     listed = not_enforced([pool("a", "10.65.0.0/16", natOutgoing=True, blockSize=26,
                                 vxlanMode="CrossSubnet")])  # fmt: skip
-    assert [n.field for n in listed] == ["spec.blockSize", "spec.vxlanMode"]
+    assert [n.render() for n in listed] == [
+        "IPPool/a: not enforced: blockSize, vxlanMode: IPAM's and routing's, not this node's "
+        "datapath (its cidr and natOutgoing are acted on)"
+    ]
+    assert not_enforced([pool("a", "10.65.0.0/16", natOutgoing=True)]) == []
     felix = res("FelixConfiguration", "default", {"natOutgoingExclusions": "IPPoolsAndHostIPs",
                                                   "natPortRange": "20000:29999"})  # fmt: skip
     assert [(n.field, n.reason) for n in not_enforced([felix])] == [
         ("spec.natOutgoingExclusions", HOST_IPS_NOT_KNOWN)
+    ]
+
+
+def test_the_plan_shows_each_rule_added_or_gone():
+    from reconciler.cli.render import change_line
+    from reconciler.plan.diff import Action, Change
+    from reconciler.plan.state import ObjKind
+
+    old = [JUMP, "-A RCL-NAT-OUTGOING -d 10.65.0.0/16 -j RETURN"]
+    new = [*old, "-A RCL-NAT-OUTGOING -s 10.65.0.0/16 -j MASQUERADE --random-fully"]
+    info = {"pools": ["10.65.0.0/16"]}
+    update = Change(Action.UPDATE, ADDRESS, ObjKind.IPTABLES,
+                    {"rules": old}, {"rules": new}, info)  # fmt: skip
+    assert change_line(update).splitlines() == [
+        f"    ~ {ADDRESS:<40} 2 -> 3 rule(s)  (natOutgoing: 10.65.0.0/16)",
+        "        + -A RCL-NAT-OUTGOING -s 10.65.0.0/16 -j MASQUERADE --random-fully",
+    ]
+    gone = Change(Action.DELETE, ADDRESS, ObjKind.IPTABLES, {"rules": old}, None, {})
+    assert change_line(gone).splitlines() == [
+        f"    - {ADDRESS:<40} 2 rule(s)",
+        f"        - {JUMP}",
+        "        - -A RCL-NAT-OUTGOING -d 10.65.0.0/16 -j RETURN",
     ]
