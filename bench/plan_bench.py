@@ -1,4 +1,5 @@
-"""A no-op --plan on a node with 200 managed interfaces."""
+"""A no-op --plan on a node with 200 managed interfaces (`--nat-outgoing`:
+and an IP pool with natOutgoing, whose chain each plan reads back)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,15 @@ def build_links(sandbox: Sandbox, count: int) -> None:
     )
 
 
-def main(count: int = 200) -> dict[str, object]:
+POOL = """---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pods}
+spec: {cidr: 10.66.0.0/16, natOutgoing: true}
+"""
+
+
+def main(count: int = 200, nat_outgoing: bool = False) -> dict[str, object]:
     sandbox = Sandbox(prefix="rclbenchplan")
     sandbox.down()
     with tempfile.TemporaryDirectory(prefix="rcl-bench-") as tmp:
@@ -43,7 +52,7 @@ def main(count: int = 200) -> dict[str, object]:
             build_links(sandbox, count)
             config = Path(tmp) / "config"
             config.mkdir()
-            (config / "felix.yaml").write_text(FELIX)
+            (config / "felix.yaml").write_text(FELIX + (POOL if nat_outgoing else ""))
             (config / "weps.yaml").write_text(
                 "".join(WEP.format(i=i, hi=i // 256, lo=i % 256) for i in range(count))
             )
@@ -54,7 +63,7 @@ def main(count: int = 200) -> dict[str, object]:
         finally:
             sandbox.down()
     return report(
-        f"plan: {count} interfaces",
+        f"plan: {count} interfaces" + (", natOutgoing" if nat_outgoing else ""),
         [
             ("managed interfaces", count + 1, "200 workloads + eth0"),
             ("first apply (compile, 2 filters per interface): s", apply, ""),
@@ -65,4 +74,6 @@ def main(count: int = 200) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(nat_outgoing="--nat-outgoing" in sys.argv[1:])
