@@ -30,10 +30,10 @@ def _sockets(host: str, port: int, netns: str | None) -> list[tuple[socket.socke
     address to bind: "" is every address, IPv6 and IPv4 at once where the
     namespace has IPv6, else IPv4's."""
     with entered(netns) if netns else contextlib.nullcontext():
-        if host:
-            family, kind, proto, _, address = socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )[0]
+        if host:  # a name's IPv4 address first ("localhost" is 127.0.0.1 wherever ::1 is too)
+            resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            resolved.sort(key=lambda a: a[0] != socket.AF_INET)
+            family, kind, proto, _, address = resolved[0]
             return [(socket.socket(family, kind, proto), str(address[0]))]
         found = []
         try:
