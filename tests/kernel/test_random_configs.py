@@ -1,7 +1,8 @@
 """Random small configs on a real sandbox node (hypothesis).
 
 Each example applies a random config (services, workload endpoints, policy,
-a host endpoint with or without untracked policy) to whatever the previous
+a host endpoint with or without untracked policy, an IP pool with or
+without natOutgoing) to whatever the previous
 example left in the kernel (so the starting kernels are random too), checks that the next plan
 is "No changes.", applies a random change (often one that touches Services
 and EndpointSlices only, which takes the incremental compile path) and checks
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from sandbox.netns import Pod, Sandbox
 from tests.kernel.conftest import FELIX, PODS, WEP
 from tests.kernel.test_host import DENY_ALL_INGRESS, HEP, UNTRACKED
+from tests.kernel.test_nat_outgoing import POOL
 
 POD_IPS = tuple(p.ip for p in PODS)
 
@@ -115,13 +117,20 @@ class Config:
     host: str = "none"
     policy: str = "none"
     host_nat: str = ""  # bpfHostNetworkedNATWithoutCTLB; "": unset
+    # an IP pool: none, one without natOutgoing, one masqueraded, one SNATed
+    # to an address on a port range
+    nat: str = "none"
 
     def files(self) -> dict[str, str]:
         felix = FELIX.format(enabled=str(self.enabled).lower(), pattern=self.pattern)
         felix += f"  bpfConnectTimeLoadBalancing: {self.ctlb}\n"
         if self.host_nat:
             felix += f"  bpfHostNetworkedNATWithoutCTLB: {self.host_nat}\n"
+        if self.nat == "snat":
+            felix += "  natOutgoingAddress: 192.168.50.1\n  natPortRange: '20000:29999'\n"
         out = {"felix.yaml": felix}
+        if self.nat != "none":
+            out["pool.yaml"] = POOL.format(nat=str(self.nat in ("masq", "snat")).lower())
         for pod in PODS:
             if pod.name in self.weps:
                 out[f"wep-{pod.name}.yaml"] = WEP.format(name=pod.name, ip=pod.ip)
@@ -157,6 +166,7 @@ configs = st.builds(
     host=st.sampled_from(sorted(HOST)),
     policy=st.sampled_from(sorted(POLICIES)),
     host_nat=st.sampled_from(["", "Enabled", "Disabled"]),
+    nat=st.sampled_from(["none", "off", "masq", "snat"]),
 )
 
 
