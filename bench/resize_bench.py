@@ -48,6 +48,8 @@ spec:
   bpfDataIfacePattern: "^eth"
   bpfConnectTimeLoadBalancing: {ctlb}
   bpfMapSizeConntrack: {size}
+  # the sizes alternate as written, whatever the table evicts
+  bpfMapSizeConntrackScaling: Disabled
 """
 
 
