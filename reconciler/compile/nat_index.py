@@ -41,3 +41,6 @@ class NatIndex:
     policy_services: frozenset[tuple[str, str]] = frozenset()
     # bpfExcludeCIDRsFromNAT: addresses that get no frontend
     excluded: tuple[str, ...] = ()
+    # this node's zone, from its HostEndpoints (services.node_zone): a change
+    # to them is not a services-only change
+    zone: str = ""

@@ -159,6 +159,7 @@ def build_index(
     base_warnings: Sequence[str],
     base_errors: Sequence[str],
     excluded: Sequence[str] = (),
+    zone: str = "",
 ) -> NatIndex:
     from reconciler.compile.policy_model import service_refs  # (a full compile has it)
 
@@ -177,7 +178,7 @@ def build_index(
         folded.service_warnings, folded.counts, sizes, node, tuple(node_ips),
         tuple(base_warnings), tuple(base_errors), folded.conflicts,
         others=tuple(sorted({r.file for r in resources if r.kind not in NAT_KINDS})),
-        policy_services=service_refs(resources), excluded=tuple(excluded),
+        policy_services=service_refs(resources), excluded=tuple(excluded), zone=zone,
     )  # fmt: skip
 
 
@@ -257,8 +258,8 @@ def update(
             return None  # a collision shifted another service's id
         ids = renumbered
     node, ips = index.node, index.node_ips
-    gone = service_fragments(before, node, ips, index.ids, index.excluded)
-    came = service_fragments(after, node, ips, ids, index.excluded)
+    gone = service_fragments(before, node, ips, index.ids, index.excluded, index.zone)
+    came = service_fragments(after, node, ips, ids, index.excluded, index.zone)
     fe = over(previous.tables.get(FE, {}))
     be = over(previous.tables.get(BE, {}))
     src = over(previous.tables.get(SRC, {}))

@@ -12,7 +12,7 @@ from reconciler.compile import nat_tables
 from reconciler.compile.connect_lb import CTLB_MODES, ctlb_mode, host_at_connect
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.programs import MAP_SIZES
-from reconciler.compile.services import service_fragments, service_ids
+from reconciler.compile.services import node_zone, service_fragments, service_ids
 from reconciler.config import felix
 from reconciler.config.model import Resource
 from reconciler.datapath.maps.codecs import GLOBAL_KEY
@@ -70,14 +70,15 @@ def compile_service_nat(
     change leaves as they are, and `context` names every other input."""
     ids = service_ids(resources)
     excluded = excluded_from_nat(config)
-    fragments = service_fragments(resources, node, node_ips, ids, excluded)
+    zone = node_zone(resources, node)
+    fragments = service_fragments(resources, node, node_ips, ids, excluded, zone)
     sizes = (int(config[MAP_SIZES[MAP_NAT_FE]]), int(config[MAP_SIZES[MAP_NAT_BE]]))
     folded = nat_tables.fold(fragments, sizes)
     index = None
     if file_ids is not None:
         index = nat_tables.build_index(
             resources, file_ids, context, folded, ids, sizes, node, node_ips,
-            others.warnings if others else (), others.errors if others else (), excluded,
+            others.warnings if others else (), others.errors if others else (), excluded, zone,
         )  # fmt: skip
     settings = Obj(
         Address.entry_text(MAP_NAT_GLOBALS, GLOBAL_KEY),

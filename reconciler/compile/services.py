@@ -118,6 +118,30 @@ class _Candidate(NamedTuple):
     backend: Backend
     ready: bool
     serving_terminating: bool  # the fallback when nothing in scope is ready
+    zones: frozenset[str] = frozenset()  # hints.forZones
+    nodes: frozenset[str] = frozenset()  # hints.forNodes
+
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def node_zone(resources: Iterable[Resource], node: str) -> str:
+    """This node's zone, as its HostEndpoints carry it (Calico copies a
+    node's labels onto the HostEndpoints it creates for it); "" when none
+    says, or they disagree."""
+    zones = {
+        str(r.labels[ZONE_LABEL])
+        for r in resources
+        if r.kind == "HostEndpoint" and r.spec.get("node") == node and r.labels.get(ZONE_LABEL)
+    }
+    return zones.pop() if len(zones) == 1 else ""
+
+
+def _hinted(hints: Any, key: str) -> frozenset[str]:
+    names = hints.get(key) if isinstance(hints, Mapping) else None
+    return frozenset(
+        str(h["name"]) for h in names or () if isinstance(h, Mapping) and h.get("name")
+    )
 
 
 def _candidates(
@@ -146,6 +170,8 @@ def _candidates(
             serving = conditions.get("serving", ready) is not False
             terminating = conditions.get("terminating") is True
             local = ep.get("nodeName") == node
+            hints = ep.get("hints")
+            zones, nodes = _hinted(hints, "forZones"), _hinted(hints, "forNodes")
             for addr in ep.get("addresses") or ():
                 packed = _ipv4_bytes(addr)
                 if packed is None:
@@ -155,7 +181,7 @@ def _candidates(
                 seen = found.get(key)
                 if seen is None or (ready and not seen.ready):  # listed twice: the readier
                     found[key] = _Candidate(
-                        Backend(addr, port, local), ready, serving and terminating
+                        Backend(addr, port, local), ready, serving and terminating, zones, nodes
                     )
     return [found[k] for k in sorted(found)]
 
@@ -274,6 +300,37 @@ def _within(ip: str, cidr: str) -> bool:
         return False
 
 
+def _cluster_usable(
+    candidates: Sequence[_Candidate], node: str, zone: str
+) -> tuple[Backend, ...]:
+    """kube-proxy's choice for the Cluster traffic policy, topology included:
+    when every ready endpoint carries node hints and one is hinted for this
+    node, the ready ones hinted for it (PreferSameNode); else when every
+    ready endpoint carries zone hints and one is hinted for this node's
+    zone, the ready ones hinted for it (PreferSameZone); else every ready
+    one. With none ready, those still serving while they terminate,
+    topology aside."""
+    ready = [c for c in candidates if c.ready]
+    if ready and all(c.nodes for c in ready) and any(node in c.nodes for c in ready):
+        return tuple(c.backend for c in ready if node in c.nodes)
+    if ready and all(c.zones for c in ready) and any(zone in c.zones for c in ready):
+        return tuple(c.backend for c in ready if zone in c.zones)
+    return _usable(candidates, local_only=False)
+
+
+ZONELESS = (
+    f"its endpoints are hinted for zones, but this node's zone is not known (no {ZONE_LABEL} "
+    "label on its HostEndpoints): every ready endpoint is used"
+)
+
+
+def _zone_hinted(candidates: Sequence[_Candidate], node: str) -> bool:
+    """Would zone hints choose among these endpoints, this node's zone known?"""
+    ready = [c for c in candidates if c.ready]
+    by_node = all(c.nodes for c in ready) and any(node in c.nodes for c in ready)
+    return bool(ready) and not by_node and all(c.zones for c in ready)
+
+
 def _service_ports(
     svc: Resource,
     slices: Sequence[Resource],
@@ -281,11 +338,13 @@ def _service_ports(
     node_ips: Sequence[str],
     ids: Mapping[str, int],
     excluded: Sequence[str] = (),
+    zone: str = "",
 ) -> tuple[list[ServicePort], list[str]]:
     """One service's ports with their frontends and ordered backends. An
     address within `excluded` (bpfExcludeCIDRsFromNAT) gets no frontend:
     its traffic goes to the host untranslated, as Calico leaves it to
-    whatever listens there (a node-local DNS cache)."""
+    whatever listens there (a node-local DNS cache). `zone`: this node's
+    (node_zone), for the endpoints' topology hints."""
     spec = svc.spec
     warnings = []
     for port in spec.get("ports") or ():
@@ -297,7 +356,10 @@ def _service_ports(
     ports: list[ServicePort] = []
     for key, port, proto in _port_keys(svc):
         candidates = _candidates(slices, port.get("name") or "", proto, node)
-        backends = _usable(candidates, local_only=False)
+        backends = _cluster_usable(candidates, node, zone)
+        zoneless = f"{svc.ref}: {ZONELESS}"
+        if not zone and zoneless not in warnings and _zone_hinted(candidates, node):
+            warnings.append(zoneless)
         flags, timeout = 0, 0
         if spec.get("sessionAffinity") == "ClientIP":
             flags |= FE_AFFINITY
@@ -353,13 +415,14 @@ def compile_services(
 ) -> NatTables:
     """All service ports with their frontends and backends, for this node
     (no frontend within `excluded`, bpfExcludeCIDRsFromNAT)."""
+    zone = node_zone(resources, node)
     services, slices = _groups(resources)
     ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
     ports: list[ServicePort] = []
     warnings: list[str] = []
     for svc in services:
         got, warned = _service_ports(
-            svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids, excluded
+            svc, slices.get((svc.namespace, svc.name), ()), node, node_ips, ids, excluded, zone
         )
         ports += got
         warnings += warned
@@ -447,10 +510,14 @@ def service_fragments(
     node_ips: Sequence[str],
     ids: Mapping[str, int] | None = None,
     excluded: Sequence[str] = (),
+    zone: str | None = None,
 ) -> dict[ServiceRef, Fragment]:
     """Each programmed service's packed NAT fragment, in resource order. `ids`
-    defaults to those of `resources`; an incremental compile passes the ids of
-    the whole config while giving only the resources of the services it redoes."""
+    and `zone` (node_zone) default to those of `resources`; an incremental
+    compile passes those of the whole config while giving only the
+    resources of the services it redoes."""
+    if zone is None:
+        zone = node_zone(resources, node)
     services, slices = _groups(resources)
     if ids is None:
         ids = _stable_ids([key for svc in services for key in _id_keys(svc)])
@@ -458,7 +525,7 @@ def service_fragments(
     for svc in services:
         ref = (svc.namespace, svc.name)
         own = slices.get(ref, ())
-        ports, warnings = _service_ports(svc, own, node, node_ips, ids, excluded)
+        ports, warnings = _service_ports(svc, own, node, node_ips, ids, excluded, zone)
         out[ref] = _fragment(ports, warnings, health_check(svc, own, node))
     return out
 

@@ -118,15 +118,6 @@ RETURN_AS_ACCEPT = (
 )
 
 
-# Service fields kube-proxy acts on that this node's NAT does not. Each is
-# named only when it would make a difference.
-SERVICE_NOT_ACTED_ON = {
-    "trafficDistribution": (
-        "every usable endpoint is balanced to, with no preference for close ones"
-    ),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class NotEnforced:
     resource: str  # Kind/name or Kind/namespace/name
@@ -165,12 +156,6 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
                 out.append(NotEnforced(r.ref, "spec.natOutgoingExclusions", HOST_IPS_NOT_KNOWN))
             if r.spec.get("defaultEndpointToHostAction") == "Return":
                 out.append(NotEnforced(r.ref, "spec.defaultEndpointToHostAction", RETURN_AS_ACCEPT))
-        elif r.kind == "Service":
-            out += [
-                NotEnforced(r.ref, f"spec.{k}", reason)
-                for k, reason in sorted(SERVICE_NOT_ACTED_ON.items())
-                if r.spec.get(k)
-            ]
         elif r.kind in ("HostEndpoint", "WorkloadEndpoint"):
             out += [
                 NotEnforced(r.ref, f"spec.{k}", "not a field this node's datapath acts on")
