@@ -58,7 +58,9 @@ def start_loop(sb, stop: Path) -> subprocess.Popen[str]:
 def test_conntrack_resizes_under_load_lose_no_connection(svc, tmp_path):  # noqa: F811
     svc.start()
     svc.service()
+    # the sizes as written: the evictions below would make DoubleIfFull grow the table
     felix = (svc.node.config / "felix.yaml").read_text()
+    felix += "  bpfMapSizeConntrackScaling: Disabled\n"
     svc.node.write("felix.yaml", felix.replace("16384", "150000"))
     svc.node.apply_converged()
     sb = svc.node.sandbox
