@@ -6,6 +6,8 @@ topology.kubernetes.io/zone label."""
 
 from __future__ import annotations
 
+import pytest
+
 from reconciler.compile.services import ZONELESS, compile_services, node_zone
 from reconciler.config.model import Resource
 from tests.unit.test_incremental import compile_, file_ids, incremental, same
@@ -131,3 +133,53 @@ def test_an_incremental_compile_keeps_the_zone():
     got = incremental(previous, first, after, ids)
     assert got is not None  # a services-only change
     same(got, compile_(after, ids))
+
+
+def _hinted_slice(rng, name: str, owner: str):
+    eps = []
+    for k in range(rng.randrange(0, 5)):
+        ep = endpoint(f"10.65.{rng.randrange(4)}.{k + 1}", rng.choice(["n1", "n2"]),
+                      zones=rng.choice([(), ("a",), ("b",), ("a", "b")]),
+                      nodes=rng.choice([(), (), ("n1",), ("n2",)]),
+                      ready=rng.random() < 0.8)  # fmt: skip
+        eps.append(ep)
+    body = {"kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": owner}},
+            "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}],
+            "endpoints": eps}  # fmt: skip
+    return Resource("EndpointSlice", name, "shop", body, f"eps/{name}.yaml", 1)
+
+
+def _service(name: str):
+    spec = {"clusterIP": f"10.96.0.{10 + int(name[1:])}",
+            "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]}  # fmt: skip
+    body = {"kind": "Service", "metadata": {"name": name, "namespace": "shop"}, "spec": spec}
+    return Resource("Service", name, "shop", body, f"svc/{name}.yaml", 1)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_hints_compile_the_same_in_full_and_incrementally(seed):
+    """Random endpoints with and without node and zone hints, this node in
+    zone a, b or none: after a random services-only change, the incremental
+    compile equals a full one."""
+    import random
+
+    rng = random.Random(seed)
+    zone = rng.choice(["a", "b", None])
+    names = [f"s{i}" for i in range(4)]
+    resources = [hep("n1", zone)] + [_service(n) for n in names]
+    slices = {n: _hinted_slice(rng, f"{n}-1", n) for n in names}
+    first = resources + list(slices.values())
+    previous = compile_(first, file_ids(first, {}))
+    version = {}
+    for _ in range(3):
+        changed = rng.choice(names)
+        slices[changed] = _hinted_slice(rng, f"{changed}-1", changed)
+        version[f"eps/{changed}-1.yaml"] = version.get(f"eps/{changed}-1.yaml", 0) + 1
+        after = resources + list(slices.values())
+        ids = file_ids(after, version)
+        got = incremental(previous, first, after, ids)
+        assert got is not None  # a services-only change
+        same(got, compile_(after, ids))
+        previous, first = got, after
