@@ -10,9 +10,7 @@ from reconciler.kernel import netfilter
 
 def remove_kube_proxy(netns: str | None) -> str:
     """Remove them; what was done, for the apply's output."""
-    chains = [c for c in netfilter.nft_chains(netns) if netfilter.kube_proxys(c)]
-    if netfilter.legacy_tables(netns):
-        chains += [c for c in netfilter.legacy_chains(netns) if netfilter.kube_proxys(c)]
+    chains = netfilter.kube_proxy_chains(netns)
     tables = sorted({(c.backend, c.family, c.table) for c in chains})
     for backend, family, table in tables:
         if backend == "nft" and table == netfilter.KUBE_PROXY_TABLE:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -11,7 +10,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from reconciler.kernel.rtnetlink import entered
+from reconciler.kernel.rtnetlink import inside
 
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -29,7 +28,7 @@ def _sockets(host: str, port: int, netns: str | None) -> list[tuple[socket.socke
     """Sockets to try for (host, port), made inside `netns`, each with the
     address to bind: "" is every address, IPv6 and IPv4 at once where the
     namespace has IPv6, else IPv4's."""
-    with entered(netns) if netns else contextlib.nullcontext():
+    with inside(netns):
         if host:  # a name's IPv4 address first ("localhost" is 127.0.0.1 wherever ::1 is too)
             resolved = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             resolved.sort(key=lambda a: a[0] != socket.AF_INET)

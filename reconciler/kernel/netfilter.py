@@ -10,26 +10,16 @@ for a native nft table, a netlink delete.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.kernel.rtnetlink import (
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
-    NLMSGHDR,
-    RECV_BUF,
-    collect,
-    cstr,
-    entered,
-    parse_attrs,
-    socket_in,
-)
+from reconciler.kernel.rtnetlink import Rtnl, cstr, inside, parse_attrs
 
 # nfgen families: what iptables calls iptables and ip6tables
 FAMILIES = {2: "ip", 10: "ip6"}
@@ -97,12 +87,6 @@ class NetfilterError(OSError):
     """A netfilter tool failed."""
 
 
-@contextmanager
-def _inside(netns: str | None) -> Iterator[None]:
-    with entered(netns) if netns else nullcontext():
-        yield
-
-
 NETLINK_NETFILTER = 12
 NFT_MSG_GETCHAIN = (10 << 8) | 4  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN
 NFT_MSG_NEWCHAIN = (10 << 8) | 3
@@ -126,32 +110,11 @@ def nft_chains(netns: str | None) -> list[Chain]:
     """Every nftables chain of IPv4 and IPv6 tables, in one netlink dump
     (pyroute2's nftables module costs more to import than a plan takes);
     [] where the kernel has no nf_tables to ask."""
-    family = socket.AF_NETLINK
     try:
-        if netns:
-            sock = socket_in(netns, family, socket.SOCK_RAW, NETLINK_NETFILTER)
-        else:
-            sock = socket.socket(family, socket.SOCK_RAW, NETLINK_NETFILTER)
-    except OSError:
+        with Rtnl(netns, NETLINK_NETFILTER) as nl:
+            msgs = nl.dump(NFT_MSG_GETCHAIN, NFGENMSG.pack(socket.AF_UNSPEC, 0, 0))
+    except OSError:  # (no nf_tables: EOPNOTSUPP and the like)
         return []
-    with sock:
-        sock.bind((0, 0))
-        header = NFGENMSG.pack(socket.AF_UNSPEC, 0, 0)
-        request = NLMSGHDR.pack(
-            NLMSGHDR.size + len(header), NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
-        )
-        buf = bytearray(RECV_BUF)
-
-        def chunks() -> Iterator[bytes]:
-            while True:
-                n = sock.recv_into(buf)
-                yield bytes(buf[:n])
-
-        try:
-            sock.send(request + header)
-            msgs = collect(chunks(), 1)
-        except OSError:  # (no nf_tables: EOPNOTSUPP and the like)
-            return []
     out = []
     for msg in msgs:
         found = parse_chain(msg.payload) if msg.type == NFT_MSG_NEWCHAIN else None
@@ -163,7 +126,7 @@ def nft_chains(netns: str | None) -> list[Chain]:
 def legacy_tables(netns: str | None) -> list[tuple[str, str]]:
     """(family, table) of every iptables-legacy table the namespace has."""
     found = []
-    with _inside(netns):
+    with inside(netns):
         for family, name in _LEGACY_NAMES.items():
             try:
                 with open(f"/proc/thread-self/net/{name}") as names:
@@ -187,6 +150,17 @@ def legacy_chains(netns: str | None) -> list[Chain]:
     return out
 
 
+def kube_proxy_chains(netns: str | None, nft: list[Chain] | None = None) -> list[Chain]:
+    """kube-proxy's chains in the namespace (nftables, and iptables-legacy
+    where its tools are there to read it); `nft`: nft_chains already read."""
+    found = [c for c in (nft_chains(netns) if nft is None else nft) if kube_proxys(c)]
+    if legacy_tables(netns):
+        # (without iptables-legacy's tools nothing of it can be read or cleaned)
+        with contextlib.suppress(NetfilterError):
+            found += [c for c in legacy_chains(netns) if kube_proxys(c)]
+    return found
+
+
 def restore(netns: str | None, backend: str, family: str, script: str) -> None:
     """Apply a restore script, changing nothing it does not name."""
     _run(netns, [f"{_TOOLS[family]}-{backend}-restore", "--noflush"], script)
@@ -196,7 +170,7 @@ def delete_nft_table(netns: str | None, family: str, table: str) -> None:
     from pyroute2.nftables.main import NFTables
 
     number = {name: n for n, name in FAMILIES.items()}[family]
-    with _inside(netns):
+    with inside(netns):
         nft = NFTables(nfgen_family=number)
     try:
         nft.table("del", name=table)

@@ -20,7 +20,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from typing import TypeVar
@@ -282,10 +282,6 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _socket_in(netns: str) -> socket.socket:
-    return socket_in(netns, socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-
-
 @contextmanager
 def entered(netns: str) -> Iterator[None]:
     """This thread inside `netns` for the block, and back home after it,
@@ -314,6 +310,11 @@ def entered(netns: str) -> Iterator[None]:
         os.close(target)
 
 
+def inside(netns: str | None) -> AbstractContextManager[None]:
+    """entered(netns), or this namespace as it is when `netns` is None."""
+    return entered(netns) if netns else nullcontext()
+
+
 def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
     """A socket created inside `netns`; this thread is switched back before returning.
 
@@ -330,9 +331,8 @@ SO_NETNS_COOKIE = 71  # Linux 5.14+; not in Python's socket module
 def netns_cookie(netns: str | None = None) -> int | None:
     """The kernel's cookie of `netns` (None: this namespace), as BPF's
     bpf_get_netns_cookie sees it; None where the kernel has no such option."""
-    sock = _socket_in(netns) if netns else socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE
-    )
+    with inside(netns):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     with sock:
         try:
             raw = sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
@@ -342,13 +342,12 @@ def netns_cookie(netns: str | None = None) -> int | None:
 
 
 class Rtnl:
-    """Read-only rtnetlink dumps, optionally inside a network namespace."""
+    """Read-only netlink dumps, optionally inside a network namespace:
+    rtnetlink's, or another family's (`protocol`, e.g. nfnetlink's)."""
 
-    def __init__(self, netns: str | None = None) -> None:
-        if netns:
-            self.sock = _socket_in(netns)
-        else:
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    def __init__(self, netns: str | None = None, protocol: int = socket.NETLINK_ROUTE) -> None:
+        with inside(netns):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
         self.sock.bind((0, 0))  # the kernel picks our port id
         self.seq = 0
         self._buf = bytearray(RECV_BUF)

@@ -9,7 +9,6 @@ as foreign and never touched.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import os
@@ -305,11 +304,7 @@ def read_nat_outgoing(netns: str | None, nft: list[netfilter.Chain]) -> Obj | No
 def read_kube_proxy(netns: str | None, nft: list[netfilter.Chain]) -> Obj | None:
     """kube-proxy's chains in the namespace's netfilter tables (nftables and
     iptables-legacy, IPv4 and IPv6), as one object while there are any."""
-    found = [c for c in nft if netfilter.kube_proxys(c)]
-    if netfilter.legacy_tables(netns):
-        # (without iptables-legacy's tools nothing of it can be read or cleaned)
-        with contextlib.suppress(netfilter.NetfilterError):
-            found += [c for c in netfilter.legacy_chains(netns) if netfilter.kube_proxys(c)]
+    found = netfilter.kube_proxy_chains(netns, nft)
     if not found:
         return None
     where = sorted({f"{c.backend} {c.family} {c.table}" for c in found})
