@@ -14,6 +14,7 @@ from reconciler.compile.ct_scaling import Seen
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.kernel import bpf as bpfsys
+from reconciler.observe.status import nat_stats
 from reconciler.plan.address import Address
 from reconciler.plan.state import DesiredState
 
@@ -31,7 +32,6 @@ def read(target: Any) -> Seen | None:
 def in_kernel(root: str) -> tuple[int | None, int | None]:
     """(the conntrack table's buckets, live flows evicted so far), None where
     there is no such map."""
-    buckets = evicted = None
     try:
         fd = bpfsys.obj_get(f"{root}/maps/{nat.MAP_CT}")
     except OSError:
@@ -41,12 +41,9 @@ def in_kernel(root: str) -> tuple[int | None, int | None]:
     finally:
         bpfsys.close(fd)
     try:
-        items = dict(bpfsys.pinned_items(f"{root}/maps/{nat.MAP_NAT_STATS}"))
+        evicted = nat_stats(root).get(nat.NatStat.CT_EVICTED.name.lower())
     except OSError:
         return buckets, None
-    chunks = items.get(nat.U32.pack(nat.NatStat.CT_EVICTED))
-    if chunks is not None:
-        evicted = nat.stats_sum(chunks if isinstance(chunks, list) else [chunks])
     return buckets, evicted
 
 

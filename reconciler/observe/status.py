@@ -26,7 +26,7 @@ def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
     return out
 
 
-def _nat_stats(root: str) -> dict[str, int]:
+def nat_stats(root: str) -> dict[str, int]:
     """Per-reason service NAT counters (struct index = nat_layout.NatStat)."""
     items = dict(bpfsys.pinned_items(f"{root}/maps/rcl_nat_stats"))
     if not items:
@@ -69,16 +69,16 @@ def collect_status(target: Any) -> dict[str, Any]:
     for name, table in observed.tables.items():
         if name in maps:
             maps[name]["entries"] = len(table)
-    nat_stats = _nat_stats(target.bpffs_root)
+    counts = nat_stats(target.bpffs_root)
     return {
         "node": target.node,
         "last_apply": record,
         "owned": owned,
         "interfaces": interfaces,
         "counters": _counters(target.bpffs_root, by_index),
-        "service_nat": nat_stats,
+        "service_nat": counts,
         # counted beside NAT's reasons in the datapath, but not NAT's
-        "rpf_dropped": nat_stats.pop("rpf_dropped", 0),
+        "rpf_dropped": counts.pop("rpf_dropped", 0),
         "maps": maps,
         "foreign": list(observed.foreign),
         **host_counters.collect(target.bpffs_root, by_index),
