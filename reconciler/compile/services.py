@@ -300,35 +300,36 @@ def _within(ip: str, cidr: str) -> bool:
         return False
 
 
+def _hint_scope(ready: Sequence[_Candidate], node: str) -> str:
+    """The hints kube-proxy would go by, first choice first: "node" when
+    every ready endpoint carries node hints and one names this node, else
+    "zone" when every ready endpoint carries zone hints, else ""."""
+    if ready and all(c.nodes for c in ready) and any(node in c.nodes for c in ready):
+        return "node"
+    return "zone" if ready and all(c.zones for c in ready) else ""
+
+
 def _cluster_usable(
     candidates: Sequence[_Candidate], node: str, zone: str
-) -> tuple[Backend, ...]:
-    """kube-proxy's choice for the Cluster traffic policy, topology included:
-    when every ready endpoint carries node hints and one is hinted for this
-    node, the ready ones hinted for it (PreferSameNode); else when every
-    ready endpoint carries zone hints and one is hinted for this node's
-    zone, the ready ones hinted for it (PreferSameZone); else every ready
-    one. With none ready, those still serving while they terminate,
-    topology aside."""
+) -> tuple[tuple[Backend, ...], str]:
+    """kube-proxy's choice for the Cluster traffic policy, topology included,
+    and the hint scope it went by (_hint_scope): the ready endpoints hinted
+    for this node (PreferSameNode); else, one being hinted for this node's
+    zone, those hinted for it (PreferSameZone); else every ready one. With
+    none ready, those still serving while they terminate, topology aside."""
     ready = [c for c in candidates if c.ready]
-    if ready and all(c.nodes for c in ready) and any(node in c.nodes for c in ready):
-        return tuple(c.backend for c in ready if node in c.nodes)
-    if ready and all(c.zones for c in ready) and any(zone in c.zones for c in ready):
-        return tuple(c.backend for c in ready if zone in c.zones)
-    return _usable(candidates, local_only=False)
+    scope = _hint_scope(ready, node)
+    if scope == "node":
+        return tuple(c.backend for c in ready if node in c.nodes), scope
+    if scope == "zone" and any(zone in c.zones for c in ready):
+        return tuple(c.backend for c in ready if zone in c.zones), scope
+    return _usable(candidates, local_only=False), scope
 
 
 ZONELESS = (
     f"its endpoints are hinted for zones, but this node's zone is not known (no {ZONE_LABEL} "
     "label on its HostEndpoints): every ready endpoint is used"
 )
-
-
-def _zone_hinted(candidates: Sequence[_Candidate], node: str) -> bool:
-    """Would zone hints choose among these endpoints, this node's zone known?"""
-    ready = [c for c in candidates if c.ready]
-    by_node = all(c.nodes for c in ready) and any(node in c.nodes for c in ready)
-    return bool(ready) and not by_node and all(c.zones for c in ready)
 
 
 def _service_ports(
@@ -356,9 +357,9 @@ def _service_ports(
     ports: list[ServicePort] = []
     for key, port, proto in _port_keys(svc):
         candidates = _candidates(slices, port.get("name") or "", proto, node)
-        backends = _cluster_usable(candidates, node, zone)
+        backends, scope = _cluster_usable(candidates, node, zone)
         zoneless = f"{svc.ref}: {ZONELESS}"
-        if not zone and zoneless not in warnings and _zone_hinted(candidates, node):
+        if not zone and scope == "zone" and zoneless not in warnings:
             warnings.append(zoneless)
         flags, timeout = 0, 0
         if spec.get("sessionAffinity") == "ClientIP":
