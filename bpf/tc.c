@@ -21,6 +21,18 @@ int rcl_tc_reject(struct __sk_buff *skb)
 	return rcl_reject_entry(skb);
 }
 
+/* Never attached: tail-called by rcl_tc_ingress and rcl_tc_judge for a
+ * flow to masquerade, and by rcl_tc_ingress for what may be its reply. */
+int rcl_tc_masq(struct __sk_buff *skb)
+{
+	return rcl_masq_entry(skb);
+}
+
+int rcl_tc_unmasq(struct __sk_buff *skb)
+{
+	return rcl_unmasq_entry(skb);
+}
+
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
  * the world). To a pod under policy: its ingress policy, on the packet as it
  * arrives (a service flow already carries its backend's address and port). */

@@ -21,6 +21,17 @@ int rcl_tc_host_reject(struct __sk_buff *skb)
 	return rcl_reject_entry(skb);
 }
 
+/* Never attached: masquerade, as bpf/tc.c's rcl_tc_masq and rcl_tc_unmasq. */
+int rcl_tc_host_masq(struct __sk_buff *skb)
+{
+	return rcl_masq_entry(skb);
+}
+
+int rcl_tc_host_unmasq(struct __sk_buff *skb)
+{
+	return rcl_unmasq_entry(skb);
+}
+
 /* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
  * first, then the host's own traffic meets its egress policy (after the
  * failsafe outbound ports), forwarded traffic its applyOnForward egress
@@ -42,6 +53,10 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		}
 		if (untracked == RCL_POL_ALLOW)
+			return TC_ACT_UNSPEC;
+		/* a flow this node masqueraded: judged as forwarded traffic where
+		 * it arrived, and its replies pass there too */
+		if (rcl_masq_leaving(skb, l3_off))
 			return TC_ACT_UNSPEC;
 		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
 		if (pol == RCL_POL_NEW && ps)

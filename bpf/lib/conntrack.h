@@ -751,9 +751,13 @@ static __always_inline void rcl_ct_warm(const struct rcl_ct_key *fwd, __u32 be_i
 }
 
 /* Record a new balanced flow: forward entry for the client's 5-tuple and the
- * reverse entry for the backend's reply. Returns 0 or a negative error. */
+ * reverse entry for the backend's reply. `masq` (RCL_CT_MASQ or 0) joins the
+ * entries' flags apart from `flags`, which decide the reverse key: a bit
+ * the verifier does not know there would make it walk both of its ways.
+ * Returns 0 or a negative error. */
 static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, __u32 ordinal,
-					 __u32 be_ip, __u16 be_port, __u8 flags, __u64 now)
+					 __u32 be_ip, __u16 be_port, __u8 flags, __u8 masq,
+					 __u64 now)
 {
 	struct rcl_ct_val v = {};
 	struct rcl_ct_key rev = {};
@@ -767,7 +771,7 @@ static __always_inline int rcl_ct_create(struct rcl_ct_key *fwd, __u32 svc_id, _
 	v.be_ip = be_ip;
 	v.be_port = be_port;
 	v.type = RCL_CT_REVERSE;
-	v.flags = flags;
+	v.flags = flags | masq;
 
 	rcl_ct_reverse(fwd, be_ip, be_port, flags, &rev);
 	/* Both ways are claimed before either is written: a claim is a locked

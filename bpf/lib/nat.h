@@ -2,8 +2,9 @@
  * connect-time programs in connect.c).
  *
  * Entry point: rcl_nat_ingress(skb, l3_off, inside). It changes destination (forward)
- * or source (reply) address and port only; the client's source address is never
- * rewritten, so backends see the real client. Verdicts are RCL_NAT_*; the entry
+ * or source (reply) address and port only, so backends see the real client;
+ * except for an external flow to a backend on another node, which it marks
+ * to be masqueraded (RCL_NAT_MASQ, bpf/lib/masq.h). Verdicts are RCL_NAT_*; the entry
  * program maps them with rcl_nat_tc_action() or its own policy. */
 #ifndef RCL_NAT_H
 #define RCL_NAT_H
@@ -25,6 +26,8 @@
 			   * rewritten: send it back out of the interface it came in on */
 #define RCL_NAT_RELATED 6 /* an ICMP error about a balanced flow's reply, its
 			   * destination rewritten to the backend: routed as DNAT is */
+#define RCL_NAT_MASQ 7 /* as DNAT, and the flow is masqueraded: an external flow to a
+			* backend on another node (bpf/lib/masq.h) */
 
 /* Backend chosen for a new flow. */
 struct rcl_nat_pick {
@@ -105,6 +108,28 @@ static __always_inline int rcl_nat_pick_backend(struct rcl_nat_fe_val *fe, __u32
 		rcl_nat_aff.update(&akey, &av);
 	}
 	return RCL_PICK_OK;
+}
+
+/* RCL_CT_MASQ for a new flow to masquerade: from outside (not a pod of this
+ * node) to a backend on another node (an ordinal past the local ones).
+ * Compared on opaque copies and returned opaque: a range or constant that
+ * differs by the outcome would keep the verifier from merging the two ways
+ * into the rest of the new flow's path. */
+static __always_inline __u8 rcl_nat_masq(int inside, const struct rcl_nat_fe_val *fe,
+					 const struct rcl_nat_pick *pick, __u32 noise)
+{
+	__u64 ordinal = rcl_ct_opaque(pick->ordinal, noise);
+	__u64 local = rcl_ct_opaque(fe->local_count, noise);
+	__u64 outside = rcl_ct_opaque(!inside, noise);
+	return (__u8)rcl_ct_opaque(outside && ordinal >= local ? RCL_CT_MASQ : 0, noise);
+}
+
+/* RCL_NAT_DNAT, or RCL_NAT_MASQ when `masq` (RCL_CT_MASQ or 0) is set:
+ * computed, not branched on, so that the two ways stay one for the
+ * verifier. */
+static __always_inline int rcl_nat_dnat_verdict(__u32 masq)
+{
+	return RCL_NAT_DNAT + (masq / RCL_CT_MASQ) * (RCL_NAT_MASQ - RCL_NAT_DNAT);
 }
 
 /* Conntrack flags of a new flow. A pod whose service picked itself would get
@@ -469,6 +494,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 	__u32 svc_id = 0;
 	__u64 counted = RCL_NS_DNAT_NEW; /* what the new flow path counts on success */
 	int renew = found && ct.val.type == RCL_CT_FORWARD && syn;
+	__u8 masq = 0; /* RCL_CT_MASQ for a flow to masquerade */
 	if (found && ct.val.type == RCL_CT_FORWARD && !syn) {
 		/* Trust the entry: the backend it names stays the flow's backend even
 		 * when ordinals shift because another backend left. Entries of
@@ -486,7 +512,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 			return RCL_NAT_DROP;
 		}
 		rcl_nat_count(RCL_NS_DNAT_CT);
-		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
+		if (hairpin)
+			return RCL_NAT_HAIRPIN;
+		return rcl_nat_dnat_verdict(ct.val.flags & RCL_CT_MASQ);
 	}
 	if (renew) {
 		/* A SYN of a recorded flow: a retransmit, or a new connection on
@@ -501,6 +529,7 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 		pick.port = ct.val.be_port;
 		svc_id = ct.val.svc_id;
 		counted = RCL_NS_DNAT_CT;
+		masq = (__u8)rcl_ct_opaque(ct.val.flags & RCL_CT_MASQ, key.src);
 	} else {
 		if (!syn)
 			fe = rcl_nat_fe.lookup(&fek);
@@ -542,6 +571,9 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 			return RCL_NAT_REJECT;
 		}
 		svc_id = fe->svc_id;
+		/* From outside (not a pod of this node) to a backend elsewhere:
+		 * masqueraded, so that the replies come back through this node */
+		masq = rcl_nat_masq(inside, fe, &pick, key.src);
 	}
 	__u8 ctflags = rcl_nat_new_flags(pktflags, &pick, ip.saddr);
 	int hairpin = (ctflags & RCL_CT_HAIRPIN) != 0;
@@ -554,14 +586,16 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 			    ports.dport, pick.port) ||
 	    (hairpin && rcl_nat_rewrite(skb, l3_off, l4_off, ip.protocol, 1, ip.saddr, ip.daddr,
 					ports.sport, ports.sport)) ||
-	    rcl_ct_create(&key, svc_id, pick.ordinal, pick.ip, pick.port, ctflags, now)) {
+	    rcl_ct_create(&key, svc_id, pick.ordinal, pick.ip, pick.port, ctflags, masq, now)) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return RCL_NAT_DROP;
 	}
 	/* (opaque: a constant per branch would keep the verifier from merging
 	 * the two ways into this path, and it would walk the rest twice) */
 	rcl_nat_count((__u32)rcl_ct_opaque(counted, key.src));
-	return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
+	if (hairpin)
+		return RCL_NAT_HAIRPIN;
+	return rcl_nat_dnat_verdict(masq);
 }
 
 /* Default mapping of a verdict to a tc action for entry programs. */

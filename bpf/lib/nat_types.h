@@ -78,6 +78,10 @@ struct rcl_nat_aff_val {
 #define RCL_CT_REVERSE 2 /* backend -> client: SNAT the source back to the VIP */
 #define RCL_CT_POL_FWD 3 /* a flow policy allowed, as its first packet was seen (bpf/lib/policy.h) */
 #define RCL_CT_POL_REV 4 /* its replies */
+#define RCL_CT_MASQ_FWD 5 /* a masqueraded flow as it leaves for its backend (bpf/lib/masq.h):
+			   * the source it leaves with, orig_ip:orig_port */
+#define RCL_CT_MASQ_REV 6 /* the backend's replies to that source: the client they go
+			   * back to, orig_ip:orig_port */
 
 /* struct rcl_ct_val.flags (TCP state, seen in either direction) */
 #define RCL_CT_SYN  1
@@ -89,10 +93,15 @@ struct rcl_nat_aff_val {
 #define RCL_CT_POL_DST 64 /* policy entries: the receiver's ingress policy allowed it */
 #define RCL_CT_POL_HOST 128 /* policy entries: a host endpoint's policy allowed it where it
 			     * crossed the endpoint (arriving or leaving) */
+/* NAT entries (FORWARD/REVERSE): an external flow balanced to a backend on
+ * another node, masqueraded to this node's address (bpf/lib/masq.h). The
+ * bit policy entries use for RCL_CT_POL_SRC: the key spaces never meet. */
+#define RCL_CT_MASQ 32
 
 /* rcl_ct_key.pad[0]: policy entries live beside NAT entries in one table, in
  * a key space of their own (a NAT key's pad is 0). */
 #define RCL_CT_KEY_POLICY 1
+#define RCL_CT_KEY_MASQ   2 /* masquerade entries (bpf/lib/masq.h) */
 
 /* rcl_ct key: 16 bytes; the packet's own 5-tuple as it arrives. */
 struct rcl_ct_key {
@@ -229,6 +238,9 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_CT_EVICTED   13 /* a new flow took the slot of a live one (conntrack table full) */
 #define RCL_NS_SRC_DENIED   14 /* a new flow to a load balancer IP from outside its source ranges */
 #define RCL_NS_RPF_DROPPED  15 /* from a host interface, a source that fails bpfEnforceRPF */
-#define RCL_NS_MAX          16
+#define RCL_NS_MASQ_NEW     16 /* a flow masqueraded: a source address and port claimed */
+#define RCL_NS_MASQ_FAILED  17 /* a flow to masquerade dropped: no route or source address
+				* to the backend, or no free port */
+#define RCL_NS_MAX          18
 
 #endif

@@ -17,6 +17,7 @@
 #define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
 #endif
 #include "policy.h"
+#include "masq.h"
 
 /* The reconciler writes an interface's slot (its flags and ifindex, counters
  * zeroed) and clears it: the datapath never claims slots of its own, so a
@@ -186,10 +187,15 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
 
 /* The set's tail calls, filled by the loader with the set's own programs
  * (reconciler/datapath/programs.py JUMP_TABLES) and pinned beside them:
- * a new flow's verdict, and the ICMP error a rejected packet becomes. */
-#define RCL_JUMP_JUDGE  0
-#define RCL_JUMP_REJECT 1
-BPF_PROG_ARRAY(rcl_tc_jumps, 2);
+ * a new flow's verdict, the ICMP error a rejected packet becomes, a
+ * masqueraded flow's way out and its replies' way back (which then runs
+ * the set's ingress program again). */
+#define RCL_JUMP_JUDGE   0
+#define RCL_JUMP_REJECT  1
+#define RCL_JUMP_MASQ    2
+#define RCL_JUMP_UNMASQ  3
+#define RCL_JUMP_INGRESS 4
+BPF_PROG_ARRAY(rcl_tc_jumps, 5);
 
 static __always_inline int rcl_reject_allowed(void)
 {
@@ -204,11 +210,6 @@ static __always_inline int rcl_reject_allowed(void)
 	*tat = next + RCL_REJECT_INTERVAL_NS;
 	return 1;
 }
-
-/* bcc 0.26 declares this helper with the pre-5.11 argument list; use the
- * kernel's own signature (ifindex, params, plen, flags). */
-static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
-	(void *)BPF_FUNC_redirect_neigh;
 
 /* Send a NAT reply straight out of the interface the FIB picks. Its source may
  * now be one of this node's own addresses (NodePort), which the input route
@@ -263,7 +264,7 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 	rcl_barrier();
 	int verdict = rcl_read_once(ps->verdict);
 	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_SNAT || verdict == RCL_NAT_HAIRPIN ||
-	    verdict == RCL_NAT_RELATED)
+	    verdict == RCL_NAT_RELATED || verdict == RCL_NAT_MASQ)
 		st->nat++;
 	else if (verdict == RCL_NAT_REJECT || verdict == RCL_NAT_DROP)
 		st->dropped++;
@@ -271,6 +272,14 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 		return rcl_forward_reply(skb, l3_off, ps);
 	if (verdict == RCL_NAT_HAIRPIN)
 		return rcl_send_back(skb, l3_off);
+	if (verdict == RCL_NAT_MASQ) {
+		/* a program of its own (rcl_masq_entry): its conntrack claims
+		 * would not fit this one's verifier budget */
+		ps->masq_try = 0;
+		rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+		rcl_nat_count(RCL_NS_MASQ_FAILED);
+		return TC_ACT_SHOT;
+	}
 	if (verdict == RCL_NAT_REJECT) {
 		if (!rcl_reject_allowed()) {
 			rcl_nat_count(RCL_NS_REJECT_LIMITED);
@@ -331,6 +340,19 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 		st->dropped++;
 		return TC_ACT_SHOT;
 	}
+	/* What may be a reply to a masqueraded flow (bpf/lib/masq.h) is made a
+	 * reply to its client, by a program of its own that then runs this one
+	 * again from the start (and tells it so in ps->masq_back); if that
+	 * program is missing, the packet goes on as it is. */
+	if (!workload) {
+		if (ps->masq_back) {
+			ps->masq_back = 0;
+		} else {
+			ps->masq_reply = 0;
+			if (rcl_masq_reply_candidate(skb, l3_off))
+				rcl_tc_jumps.call(skb, RCL_JUMP_UNMASQ);
+		}
+	}
 	/* Asked again: the same memory, but a pointer fresh to the verifier, so
 	 * that its paths through the checks above merge here (the host program
 	 * takes a fifth more of its budget without this). */
@@ -340,7 +362,10 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	ps->state = RCL_POL_PASS;
 	int pol = RCL_POL_PASS;
 	if (host) {
-		if ((flags & RCL_IF_HOST_ENDPOINT) && !rcl_pol_untracked(skb)) {
+		/* a reply to a flow this node masqueraded: allowed with the flow,
+		 * where it arrived (its policy state is keyed as it was there) */
+		if ((flags & RCL_IF_HOST_ENDPOINT) && !rcl_pol_untracked(skb) &&
+		    !rcl_read_once(ps->masq_reply)) {
 			pol = rcl_pol_begin(skb, l3_off, RCL_POL_HOST_IN, ps);
 			if (pol == RCL_POL_NEW)
 				pol = rcl_pol_host_pre(ps);
@@ -384,7 +409,8 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 	__u32 flags = st->flags;
 	__u32 l3_off = rcl_l3_off(flags);
 	int verdict = ps->verdict;
-	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_HAIRPIN || verdict == RCL_NAT_RELATED) {
+	if (verdict == RCL_NAT_DNAT || verdict == RCL_NAT_HAIRPIN || verdict == RCL_NAT_RELATED ||
+	    verdict == RCL_NAT_MASQ) {
 		/* judged on where NAT sent it: the backend's address and port (an
 		 * ICMP error's type and code stay what they were) */
 		struct iphdr ip;
@@ -412,6 +438,50 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		return TC_ACT_SHOT;
 	}
 	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
+/* Tail-called by rcl_ingress_finish for a flow NAT marked for masquerade:
+ * its source rewritten and the packet sent on (bpf/lib/masq.h). */
+static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (!st || !ps)
+		return TC_ACT_SHOT;
+	__u32 attempt = ps->masq_try;
+	int action = rcl_masq_forward(skb, rcl_l3_off(st->flags), attempt);
+	if (action != RCL_MASQ_RETRY)
+		return action;
+	/* the port is taken: this program again, with the next one */
+	ps->masq_try = attempt + 1;
+	rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+	rcl_nat_count(RCL_NS_MASQ_FAILED);
+	return TC_ACT_SHOT;
+}
+
+/* Tail-called by rcl_ingress for what may be a reply to a masqueraded
+ * flow: made a reply to its client if it is one, then the ingress program
+ * runs again on it, told so through the scratch (a tail call stays on its
+ * CPU, and nothing else runs there before it). */
+static __always_inline int rcl_unmasq_entry(struct __sk_buff *skb)
+{
+	struct rcl_ifstate *st = rcl_ifstate_of(skb);
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (!st || !ps)
+		return TC_ACT_SHOT;
+	int reply = rcl_masq_reply(skb, rcl_l3_off(st->flags));
+	if (reply < 0) {
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	ps->masq_reply = reply;
+	ps->masq_back = 1;
+	rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
+	ps->masq_back = 0;
+	st->dropped++; /* the jump failed: the packet may be rewritten already */
+	return TC_ACT_SHOT;
 }
 
 /* Tail-called by rcl_ingress_finish for a packet NAT rejects (counted

@@ -107,6 +107,22 @@ ENDPOINT_ACTED_ON = frozenset(
 )
 
 
+# Calico carries external traffic to a backend on another node through a
+# tunnel to that node (Tunnel) or lets the backend answer the client
+# straight (DSR); both need the backend's node to take part. This node
+# masquerades such traffic instead, whichever mode is set (bpf/lib/masq.h).
+EXTERNAL_SERVICE_MODE = (
+    "neither Tunnel nor DSR: external traffic to a backend on another node is masqueraded to "
+    "this node's address (as kube-proxy does), so the backend sees this node, not the client "
+    "(externalTrafficPolicy: Local keeps the client's address)"
+)
+# Felix fields with a reason of their own for not being enforced.
+FELIX_REASONS = {
+    **dict.fromkeys(METRICS_TLS_FIELDS, METRICS_TLS_REASON),
+    "bpfExternalServiceMode": EXTERNAL_SERVICE_MODE,
+}
+
+
 # Calico's eBPF dataplane has no iptables chain to return to: a workload's
 # traffic to its host passes on its own egress policy alone whether the
 # setting is Accept or Return (felix's BPF endpoint manager drops it only for
@@ -145,9 +161,7 @@ def not_enforced(resources: Iterable[Resource]) -> list[NotEnforced]:
                 NotEnforced(
                     r.ref,
                     f"spec.{k}",
-                    METRICS_TLS_REASON
-                    if k in METRICS_TLS_FIELDS
-                    else "not a setting this node's datapath has",
+                    FELIX_REASONS.get(k, "not a setting this node's datapath has"),
                 )
                 for k in sorted(r.spec)
                 if k not in FELIX_ACTED_ON

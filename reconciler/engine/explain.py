@@ -317,6 +317,8 @@ class ServiceHop:
     # the backends for a client inside the cluster (a pod of this node), which
     # externalTrafficPolicy Local does not hold to the local ones
     inside: tuple[tuple[str, int], ...] = ()
+    # the backends on other nodes: a flow from outside to one is masqueraded
+    elsewhere: frozenset[tuple[str, int]] = frozenset()
 
 
 def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHop | None:
@@ -345,8 +347,10 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
                     cluster = dataclasses.replace(fe, flags=fe.flags & ~FE_ETP_LOCAL)
                     inside = tuple((b.ip, b.port) for b in sp.balanced_among(cluster))
                     ranges = sp.source_ranges if fe.flags & FE_SRC_RANGES else None
+                    elsewhere = frozenset((b.ip, b.port) for b in sp.backends if not b.local)
                     return ServiceHop(
-                        sp.service, fe.label, fe.proto, backends, ranges, bool(node_ips), inside
+                        sp.service, fe.label, fe.proto, backends, ranges, bool(node_ips), inside,
+                        elsewhere,
                     )
     return None
 
@@ -365,6 +369,8 @@ def explain_service(
     src_ip, src_ep = _resolve(model, src)
     if src_ep is not None and hop.inside:  # a pod of this node: inside the cluster
         hop = dataclasses.replace(hop, backends=hop.inside)
+    if src_ep is not None:
+        hop = dataclasses.replace(hop, elsewhere=frozenset())  # never masqueraded
     what = (f"NodePort {port} of service {hop.service} (taking {host} for an address of "
             f"this node)" if hop.node_port else f"service {hop.service}")  # fmt: skip
     lines = [f"{hop.frontend} is {what}: policy judges the flow on its backend "
@@ -396,6 +402,9 @@ def explain_service(
     allowed = 0
     for ip, be_port in hop.backends:
         lines.append(f"-> backend {ip}:{be_port}")
+        if (ip, be_port) in hop.elsewhere:
+            lines.append("  on another node: masqueraded, it leaves with this node's address "
+                         "(the backend sees this node, not the client)")  # fmt: skip
         found = []
         if hep is not None:  # forwarded through the endpoint it arrived at
             found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root)
@@ -407,8 +416,12 @@ def explain_service(
                 allowed += 1
                 continue
             lines += ["  " + line for line in render(found).splitlines()[:-1]]
-            lines.append("  then it leaves this node for the backend (the policy of the "
-                         "interface it leaves by is not explained)")  # fmt: skip
+            if (ip, be_port) in hop.elsewhere:
+                lines.append("  then it leaves this node for the backend, masqueraded: the "
+                             "interface it leaves by does not judge it again")  # fmt: skip
+            else:
+                lines.append("  then it leaves this node for the backend (the policy of the "
+                             "interface it leaves by is not explained)")  # fmt: skip
             allowed += all(f.action != "Deny" for f in found)
             continue
         shown = render(found).splitlines()

@@ -82,7 +82,8 @@ def open_tables() -> Iterator[Tables]:
                     bpfsys.map_update(
                         be, nr.BackendKey(1, i).encode(), nr.Backend(ip, 8080).encode()
                     )
-                frontend = nr.Frontend(1, len(BACKENDS), 0, nl.FeFlag(0), 0)
+                # every backend on this node: plain DNAT (no masquerade)
+                frontend = nr.Frontend(1, len(BACKENDS), len(BACKENDS), nl.FeFlag(0), 0)
                 bpfsys.map_update(fe, nr.FrontendKey(VIP, 80, TCP).encode(), frontend.encode())
                 bpfsys.map_update(fe, nr.FrontendKey(VIP, 53, UDP).encode(), frontend.encode())
                 yield Tables(nat.fd, adopt.fd, new, old)

@@ -45,7 +45,7 @@ int rcl_test_ct_kill(struct __sk_buff *skb)
 	return rcl_ct_kill_request(skb);
 }
 """
-PASS, DNAT, SNAT, REJECT, DROP, HAIRPIN = 0, 1, 2, 3, 4, 5
+PASS, DNAT, SNAT, REJECT, DROP, HAIRPIN, MASQ = 0, 1, 2, 3, 4, 5, 7
 
 CLIENT = IPv4Address("10.1.0.1")
 VIP = IPv4Address("10.96.0.10")
@@ -142,7 +142,7 @@ class Dataplane:
         backends: tuple[IPv4Address, ...],
         port: int = 80,
         proto: nl.Proto = TCP,
-        local: int = 0,
+        local: int | None = None,
         flags: nl.FeFlag = NO_FLAGS,
         timeout: int = 0,
         be_port: int = 8080,
@@ -153,7 +153,10 @@ class Dataplane:
                 nr.BackendKey(svc_id, i).encode(),
                 nr.Backend(ip, be_port).encode(),
             )
-        fe = nr.Frontend(svc_id, len(backends), local, flags, timeout)
+        # backends on this node unless told: one elsewhere is masqueraded
+        # (RCL_NAT_MASQ) when the client is outside
+        local_count = len(backends) if local is None else local
+        fe = nr.Frontend(svc_id, len(backends), local_count, flags, timeout)
         bpfsys.map_update(
             self.fds[nl.MAP_NAT_FE], nr.FrontendKey(VIP, port, proto).encode(), fe.encode()
         )
@@ -474,6 +477,25 @@ def test_local_traffic_policy(dp: Dataplane) -> None:
     dp.clear()
     dp.service(1, BACKENDS, local=0, flags=nl.FeFlag.ITP_LOCAL)
     assert dp.run(packet(CLIENT, VIP, 44300, 80, TCP), inside=True)[0] == REJECT
+
+
+def test_an_outside_flow_to_a_backend_elsewhere_is_marked_for_masquerade(dp: Dataplane) -> None:
+    """From outside (a data interface), a backend past the local ordinals is
+    on another node: the verdict asks for masquerade, for the flow's first
+    packet and its later ones, and its entries carry the mark. A local
+    backend, or any from a pod of this node, is plain DNAT."""
+    dp.service(1, BACKENDS, local=1)  # BACKENDS[0] here, BACKENDS[1] elsewhere
+    verdicts: dict[IPv4Address, set[int]] = {b: set() for b in BACKENDS}
+    for i in range(30):
+        verdict, out = dp.run(packet(CLIENT, VIP, 45000 + i, 80, TCP))
+        verdicts[parse(out).dst].add(verdict)
+        again, _ = dp.run(packet(CLIENT, VIP, 45000 + i, 80, TCP, flags=ACK))
+        verdicts[parse(out).dst].add(again)
+        flags = dp.ct(nr.CtKey(CLIENT, VIP, 45000 + i, 80, TCP)).flags
+        assert bool(flags & nl.CtFlag.MASQ) == (parse(out).dst == BACKENDS[1])
+    assert verdicts == {BACKENDS[0]: {DNAT}, BACKENDS[1]: {MASQ}}
+    inside = {dp.run(packet(CLIENT, VIP, 45100 + i, 80, TCP), inside=True)[0] for i in range(20)}
+    assert inside == {DNAT}
 
 
 def test_flow_keeps_its_backend_when_ordinals_shift(dp: Dataplane) -> None:

@@ -98,6 +98,15 @@ def gains_rpf(change: dict) -> bool:
     )
 
 
+def grows_nat_stats(change: dict) -> bool:
+    """The NAT counters' map replaced by a larger one (counters the datapath
+    has gained, masquerade's): its counts start again, no flow notices."""
+    if change["address"] != "map/rcl_nat_stats" or change["action"] != "replace":
+        return False
+    before, after = dict(change["before"]), dict(change["after"])
+    return before.pop("max_entries") < after.pop("max_entries") and before == after
+
+
 def test_a_node_applied_by_the_previous_layout_is_taken_over_undisturbed(node, old_code):
     node.felix()
     for pod in PODS:
@@ -114,6 +123,7 @@ def test_a_node_applied_by_the_previous_layout_is_taken_over_undisturbed(node, o
         for c in plan["changes"]
         if c["address"].startswith(KEPT) and c["action"] != "create"
         and not gains_policy(c) and not gains_host_nat(c) and not gains_rpf(c)
+        and not grows_nat_stats(c)
     ]  # fmt: skip
     assert disturbed == [], disturbed
     for change in plan["changes"]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from reconciler.config.enforcement import NotEnforced, not_enforced
 from reconciler.config.model import Resource
 
@@ -72,6 +74,18 @@ def test_host_protection_settings_are_acted_on() -> None:
         "default",
     )
     assert not_enforced([felix]) == []
+
+
+@pytest.mark.parametrize("mode", ["Tunnel", "DSR"])
+def test_external_service_mode_is_named_as_masquerade(mode: str) -> None:
+    felix = res("FelixConfiguration", {"bpfExternalServiceMode": mode}, "default")
+    (found,) = not_enforced([felix])
+    assert found.render() == (
+        "FelixConfiguration/default: spec.bpfExternalServiceMode: not enforced: neither Tunnel "
+        "nor DSR: external traffic to a backend on another node is masqueraded to this node's "
+        "address (as kube-proxy does), so the backend sees this node, not the client "
+        "(externalTrafficPolicy: Local keeps the client's address)"
+    )
 
 
 def test_return_is_named_as_acting_as_accept() -> None:

@@ -125,6 +125,9 @@ def test_a_flow_to_a_service_is_judged_on_each_backend(capsys, cfg):
     assert lines[4:] == [
         "  Verdict: Allow",
         "-> backend 10.65.9.9:80",
+        # from outside (not a pod of this node) to another node's backend
+        "  on another node: masqueraded, it leaves with this node's address (the backend "
+        "sees this node, not the client)",
         "  no endpoint of this node judges it: it passes",
         "Verdict: Allow (to every backend)",
     ]
@@ -135,6 +138,15 @@ def test_a_flow_to_a_service_is_judged_on_each_backend(capsys, cfg):
     out = explain(capsys, cfg, "10.96.0.80:8000/tcp")
     assert "  shop/web ingress: Deny by tier/default default action (tier default)" in out
     assert out.endswith("Verdict: Allow to 1 of 2 backends, Deny to the others\n")
+
+
+def test_a_pod_of_this_node_reaches_another_nodes_backend_unmasqueraded(capsys, cfg):
+    service(cfg, (WEB_IP, "n1"), ("10.65.9.9", "n2"))
+    code = main(["--explain", "--from", "web", "--to", "10.96.0.80:8000/tcp", "--config",
+                 str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "-> backend 10.65.9.9:80" in out and "masqueraded" not in out
 
 
 def test_a_service_with_local_traffic_policy_is_judged_on_local_backends_alone(capsys, cfg):
@@ -224,10 +236,12 @@ def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
         "    compiled program " + lines[7].split("compiled program ")[1],
         "  Verdict: Allow",
         "-> backend 10.65.9.9:80",
+        "  on another node: masqueraded, it leaves with this node's address (the backend "
+        "sees this node, not the client)",
         "  n1-eth0 forward-ingress: Allow by policy/forward-to-web ingress rule 1 (tier default)",
-        "    compiled program " + lines[11].split("compiled program ")[1],
-        "  then it leaves this node for the backend (the policy of the interface it leaves "
-        "by is not explained)",
+        "    compiled program " + lines[12].split("compiled program ")[1],
+        "  then it leaves this node for the backend, masqueraded: the interface it leaves by "
+        "does not judge it again",
         "Verdict: Allow (to every backend)",
     ]
     # from outside the corporate range: dropped by preDNAT policy, before NAT

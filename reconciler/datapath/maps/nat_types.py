@@ -199,10 +199,14 @@ class FeFlag(enum.IntFlag):
 
 
 class CtType(enum.IntEnum):
-    """struct rcl_ct_val.type (RCL_CT_FORWARD / RCL_CT_REVERSE)."""
+    """struct rcl_ct_val.type (RCL_CT_*: NAT, policy and masquerade entries)."""
 
     FORWARD = 1
     REVERSE = 2
+    POL_FWD = 3
+    POL_REV = 4
+    MASQ_FWD = 5
+    MASQ_REV = 6
 
 
 class CtFlag(enum.IntFlag):
@@ -213,6 +217,7 @@ class CtFlag(enum.IntFlag):
     FIN = 4
     RST = 8
     HAIRPIN = 16
+    MASQ = 32  # NAT entries only (policy entries' POL_SRC bit)
 
 
 class CtlbMode(enum.IntEnum):
@@ -249,9 +254,11 @@ class NatStat(enum.IntEnum):
     CT_EVICTED = 13
     SRC_DENIED = 14
     RPF_DROPPED = 15
+    MASQ_NEW = 16
+    MASQ_FAILED = 17
 
 
-NAT_STATS_SIZE = 16
+NAT_STATS_SIZE = 18
 
 
 def stats_sum(chunks: list[bytes]) -> int:

@@ -1,0 +1,268 @@
+/* Masquerade: external traffic balanced to a backend on another node.
+ *
+ * With the client's address kept, the backend would answer the client
+ * straight, from its own address, and the client would drop the reply (it
+ * talked to a NodePort, load balancer or external IP). As kube-proxy does,
+ * such a flow leaves this node from one of its own addresses (the FIB's
+ * source toward the backend) and a port of its own, and the backend's
+ * replies come back here, where they become replies to the client again
+ * before service NAT turns their source back into the service's.
+ *
+ * Two conntrack entries per flow, in a key space of their own
+ * (RCL_CT_KEY_MASQ): MASQ_FWD, keyed by the flow as NAT leaves it (client
+ * -> backend), holds the source it was given; MASQ_REV, keyed by the
+ * replies (backend -> that source), holds the client. The service's NAT
+ * entries stay keyed by the client, as for any other flow.
+ *
+ * The ports are RCL_MASQ_PORT_MIN and up, above Linux's default ephemeral
+ * range (32768-60999): the node's own connections to a backend do not
+ * use them, and only packets to these ports are looked up as replies. */
+#ifndef RCL_MASQ_H
+#define RCL_MASQ_H
+
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include "nat.h"
+#include "policy.h"
+
+#define RCL_MASQ_PORT_MIN 61000
+#define RCL_MASQ_PORTS    4536 /* 61000-65535 */
+#define RCL_MASQ_TRIES    4    /* ports tried for a new flow: its hash's, then random ones */
+#define RCL_FIB_LOOKUP_SRC (1U << 4) /* the lookup gives the source address too (Linux 6.7) */
+
+/* bcc 0.26 declares this helper with the pre-5.11 argument list; use the
+ * kernel's own signature (ifindex, params, plen, flags). */
+static long (*rcl_redirect_neigh)(__u32 ifindex, void *params, int plen, __u64 flags) =
+	(void *)BPF_FUNC_redirect_neigh;
+
+/* A TCP or UDP packet as masquerade reads it. */
+struct rcl_masq_pkt {
+	struct iphdr ip;
+	__u32 l4_off;
+	__u16 sport; /* _be */
+	__u16 dport; /* _be */
+	__u8 pktflags; /* RCL_CT_SYN/FIN/RST */
+};
+
+static __always_inline int rcl_masq_parse(struct __sk_buff *skb, __u32 l3_off,
+					  struct rcl_masq_pkt *p)
+{
+	if (skb->protocol != rcl_htons(ETH_P_IP) || rcl_skb_read(skb, l3_off, &p->ip, sizeof(p->ip)))
+		return -1;
+	__u8 proto = p->ip.protocol;
+	if (p->ip.version != 4 || p->ip.ihl < 5 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) ||
+	    (p->ip.frag_off & rcl_htons(0x3fff)))
+		return -1; /* NAT passes fragments untranslated: none is masqueraded */
+	p->l4_off = l3_off + p->ip.ihl * 4;
+	__u16 ports[2];
+	__u8 tcpflags = 0;
+	if (rcl_skb_read(skb, p->l4_off, ports, sizeof(ports)) ||
+	    (proto == IPPROTO_TCP && rcl_skb_read(skb, p->l4_off + 13, &tcpflags, 1)))
+		return -1;
+	p->sport = ports[0];
+	p->dport = ports[1];
+	p->pktflags = rcl_ct_tcp_flags(tcpflags);
+	return 0;
+}
+
+static __always_inline void rcl_masq_key(struct rcl_ct_key *k, __u32 src, __u32 dst, __u16 sport,
+					 __u16 dport, __u8 proto)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->src = src;
+	k->dst = dst;
+	k->sport = sport;
+	k->dport = dport;
+	k->proto = proto;
+	k->pad[0] = RCL_CT_KEY_MASQ;
+}
+
+/* Could a packet arriving on a host interface be a reply to a masqueraded
+ * flow: TCP or UDP to a port of the masquerade's? Read in place, without a
+ * helper call (every packet of a host interface asks): headers outside the
+ * linear data are not asked about (a reply's are in it). */
+static __always_inline int rcl_masq_reply_candidate(struct __sk_buff *skb, __u32 l3_off)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	if (skb->protocol != rcl_htons(ETH_P_IP) || l3_off > ETH_HLEN)
+		return 0;
+	struct iphdr *ip = data + l3_off;
+	if ((void *)(ip + 1) > data_end)
+		return 0;
+	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
+	    (ip->frag_off & rcl_htons(0x3fff)))
+		return 0;
+	__u32 ihl = ip->ihl * 4;
+	if (ihl < sizeof(*ip))
+		return 0;
+	__u16 *ports = (void *)ip + ihl;
+	if ((void *)(ports + 2) > data_end)
+		return 0;
+	return rcl_htons(ports[1]) >= RCL_MASQ_PORT_MIN;
+}
+
+/* Is a packet leaving through a host endpoint one of a flow this node
+ * masquerades: from one of its addresses and a masquerade port, to a
+ * backend that answers there (its MASQ_REV entry)? */
+static __always_inline int rcl_masq_leaving(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct rcl_masq_pkt p;
+	if (rcl_masq_parse(skb, l3_off, &p) || rcl_htons(p.sport) < RCL_MASQ_PORT_MIN ||
+	    !rcl_is_host_ip(p.ip.saddr))
+		return 0;
+	struct rcl_ct_key k;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	rcl_masq_key(&k, p.ip.daddr, p.ip.saddr, p.dport, p.sport, p.ip.protocol);
+	return rcl_ct_find(&k, &hit) && hit.val.type == RCL_CT_MASQ_REV;
+}
+
+/* A backend's reply to a masqueraded flow becomes a reply to the client:
+ * its destination rewritten to the client's address and port, the two
+ * entries refreshed. 1 if it was one, 0 if not, -1 when the rewrite failed
+ * half way (the packet is unusable). */
+static __always_inline int rcl_masq_reply(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct rcl_masq_pkt p;
+	if (rcl_masq_parse(skb, l3_off, &p))
+		return 0;
+	__u8 proto = p.ip.protocol;
+	struct rcl_ct_key k;
+	rcl_masq_key(&k, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto);
+	__u64 now = 0;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	if (!rcl_ct_lookup(&k, &now, &hit) || hit.val.type != RCL_CT_MASQ_REV)
+		return 0;
+	__u32 client = hit.val.orig_ip;
+	__u16 cport = hit.val.orig_port;
+	__u8 closing = p.pktflags & (RCL_CT_FIN | RCL_CT_RST);
+	if (!(hit.val.flags & RCL_CT_EST) || closing) {
+		/* the flow is established (or closing) in its leaving direction too */
+		struct rcl_ct_key fk;
+		struct rcl_ct_hit f;
+		rcl_masq_key(&fk, client, p.ip.saddr, cport, p.sport, proto);
+		if (rcl_ct_find_pulled(&fk, &f))
+			rcl_ct_touch(&f, f.val.last_seen_ns, RCL_CT_EST | closing);
+	}
+	rcl_ct_touch(&hit, now, p.pktflags | RCL_CT_EST);
+	if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 0, p.ip.daddr, client, p.dport, cport)) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return -1;
+	}
+	return 1;
+}
+
+/* Claim source port `port` (_be) of `mip` for a new flow `fk` (client ->
+ * backend, masquerade key), unless a live flow to that backend holds it
+ * (one this very flow claimed before, whose forward entry was lost, is
+ * taken over). Both entries are written. 0: claimed; 1: taken, try
+ * another; -1: failed. */
+static __always_inline int rcl_masq_claim(const struct rcl_ct_key *fk, __u32 mip, __u16 port,
+					  __u8 pktflags, __u64 now)
+{
+	struct rcl_ct_key rk;
+	rcl_masq_key(&rk, fk->dst, mip, fk->dport, port, fk->proto);
+	__u64 t = now;
+	struct rcl_ct_hit h;
+	h.val.orig_ip = 0; /* set on every path: a miss leaves the copy unwritten */
+	h.val.orig_port = 0;
+	if (rcl_ct_lookup(&rk, &t, &h) && (h.val.orig_ip != fk->src || h.val.orig_port != fk->sport))
+		return 1;
+	struct rcl_ct_val v = {};
+	v.created_ns = now;
+	v.last_seen_ns = now;
+	v.orig_ip = fk->src;
+	v.orig_port = fk->sport;
+	v.be_ip = fk->dst;
+	v.be_port = fk->dport;
+	v.type = RCL_CT_MASQ_REV;
+	v.flags = pktflags;
+	/* both ways claimed before either is written, the replies' first (see
+	 * rcl_ct_create) */
+	struct rcl_ct_claim rc, fc;
+	if (rcl_ct_reserve(&rk, now, &rc))
+		return -1;
+	int fwd_ok = rcl_ct_reserve(fk, now, &fc) == 0;
+	rcl_ct_fill(&rc, rk.proto, &v, now);
+	if (!fwd_ok)
+		return -1;
+	v.type = RCL_CT_MASQ_FWD;
+	v.orig_ip = mip;
+	v.orig_port = port;
+	rcl_ct_fill(&fc, fk->proto, &v, now);
+	return 0;
+}
+
+/* A packet of a flow NAT marked for masquerade (RCL_NAT_MASQ: it now
+ * carries its backend's address): its source rewritten to the flow's
+ * (claimed on its first packet), and sent out of the interface the FIB
+ * picks, to the next hop. Not handed to the stack: a source of this node's
+ * own arriving on an interface is dropped there as martian. A tc action,
+ * or RCL_MASQ_RETRY: the port tried for a new flow (`attempt` 0: the
+ * flow's hash's, later ones random) is taken, run again with the next. */
+#define RCL_MASQ_RETRY -1
+static __always_inline int rcl_masq_forward(struct __sk_buff *skb, __u32 l3_off, __u32 attempt)
+{
+	struct rcl_masq_pkt p;
+	if (rcl_masq_parse(skb, l3_off, &p))
+		return TC_ACT_SHOT;
+	__u8 proto = p.ip.protocol;
+	struct rcl_ct_key fk;
+	rcl_masq_key(&fk, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto);
+	struct bpf_fib_lookup fib = {};
+	fib.family = 2; /* AF_INET */
+	fib.l4_protocol = proto;
+	fib.tot_len = rcl_htons(p.ip.tot_len);
+	fib.ipv4_src = p.ip.saddr;
+	fib.ipv4_dst = p.ip.daddr;
+	fib.ifindex = skb->ifindex;
+	__u64 now = 0;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	__u32 mip;
+	__u16 mport = 0;
+	int rc;
+	if (rcl_ct_lookup(&fk, &now, &hit) && hit.val.type == RCL_CT_MASQ_FWD) {
+		mip = hit.val.orig_ip;
+		mport = hit.val.orig_port;
+		rcl_ct_touch(&hit, now, p.pktflags);
+		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	} else {
+		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), RCL_FIB_LOOKUP_SRC);
+		mip = fib.ipv4_src;
+		if (!now)
+			now = rcl_now();
+		__u32 spread = attempt ? bpf_get_prandom_u32() : rcl_ct_flow_hash(&fk);
+		mport = rcl_htons(RCL_MASQ_PORT_MIN + (__u32)(((__u64)spread * RCL_MASQ_PORTS) >> 32));
+		int claimed = -1;
+		if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) && mip)
+			claimed = rcl_masq_claim(&fk, mip, mport, p.pktflags, now);
+		if (claimed > 0 && attempt + 1 < RCL_MASQ_TRIES)
+			return RCL_MASQ_RETRY;
+		if (claimed) {
+			rcl_nat_count(RCL_NS_MASQ_FAILED);
+			return TC_ACT_SHOT;
+		}
+		rcl_nat_count(RCL_NS_MASQ_NEW);
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		rcl_nat_count(RCL_NS_MASQ_FAILED); /* the route to the backend is gone */
+		return TC_ACT_SHOT;
+	}
+	if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 1, p.ip.saddr, mip, p.sport, mport)) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return TC_ACT_SHOT;
+	}
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && l3_off == ETH_HLEN) {
+		if (bpf_skb_store_bytes(skb, 0, fib.dmac, ETH_ALEN, 0) ||
+		    bpf_skb_store_bytes(skb, ETH_ALEN, fib.smac, ETH_ALEN, 0))
+			return TC_ACT_SHOT;
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	return rcl_redirect_neigh(fib.ifindex, NULL, 0, 0);
+}
+
+#endif

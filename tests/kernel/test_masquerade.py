@@ -1,0 +1,220 @@
+"""External traffic to a backend on another node, masqueraded: a second
+node's namespace holds the backend and has no route to the outside client,
+so only a flow that leaves with this node's address gets its replies back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.kernel.test_services import BACKENDS, names, svc  # noqa: F401
+
+NODE2 = "192.168.60.2"
+NODE1_TO_NODE2 = "192.168.60.1"  # this node's address toward node-2: what the backend sees
+REMOTE = "10.66.0.5"  # a pod on node-2
+EXTERNAL_IP = "10.99.0.7"  # routed to this node by the outside host (10.0.0.0/8)
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.70
+  externalIPs: ["{external_ip}"]
+  externalTrafficPolicy: Cluster
+  ports:
+  - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}}
+  - {{name: dns, protocol: UDP, port: 53, targetPort: 8080, nodePort: 30053}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{{name: http, protocol: TCP, port: 8080}}, {{name: dns, protocol: UDP, port: 8080}}]
+endpoints:
+{endpoints}"""
+ENDPOINT = """\
+- {{addresses: ["{ip}"], nodeName: {node}, conditions: {{ready: true}}}}
+"""
+
+
+def _ip(*args: str, ns: str) -> None:
+    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True, text=True)
+
+
+def second_node(s) -> subprocess.Popen[str]:
+    """node-2, linked to this node by eth1 (a data interface here), and a pod
+    behind it; node-2 has no route to the outside client."""
+    sb = s.node.sandbox
+    node2, pod = f"{sb.prefix}-node2", f"{sb.prefix}-node2pod"
+    for ns in (node2, pod):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    _ip("link", "add", "eth1", "type", "veth", "peer", "name", "n2", ns=sb.node)
+    _ip("link", "set", "n2", "netns", node2, ns=sb.node)
+    _ip("link", "set", "n2", "name", "eth0", ns=node2)
+    _ip("link", "add", "cali-remote", "type", "veth", "peer", "name", "p0", ns=node2)
+    _ip("link", "set", "p0", "netns", pod, ns=node2)
+    _ip("link", "set", "p0", "name", "eth0", ns=pod)
+    _ip("addr", "add", f"{NODE1_TO_NODE2}/24", "dev", "eth1", ns=sb.node)
+    _ip("addr", "add", f"{NODE2}/24", "dev", "eth0", ns=node2)
+    _ip("addr", "add", f"{REMOTE}/32", "dev", "eth0", ns=pod)
+    for ns, dev in ((sb.node, "eth1"), (node2, "eth0"), (node2, "cali-remote"), (pod, "eth0"),
+                    (pod, "lo")):  # fmt: skip
+        _ip("link", "set", dev, "up", ns=ns)
+    _ip("route", "add", f"{REMOTE}/32", "via", NODE2, "dev", "eth1", ns=sb.node)
+    _ip("route", "add", f"{REMOTE}/32", "dev", "cali-remote", ns=node2)
+    # proxy ARP answers the pod for its gateway where node-2 routes that
+    # address out of another interface; still no route to the outside
+    _ip("route", "add", "169.254.1.1/32", "dev", "eth0", ns=node2)
+    _ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link", ns=pod)
+    _ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0", ns=pod)
+    for key in ("net.ipv4.ip_forward", "net.ipv4.conf.cali-remote.proxy_arp"):
+        subprocess.run(["ip", "netns", "exec", node2, "sysctl", "-qw", f"{key}=1"], check=True)
+    subprocess.run(["ip", "netns", "exec", node2, "sysctl", "-qw",
+                    "net.ipv4.neigh.cali-remote.proxy_delay=0"], check=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{pod}", sys.executable, "-m", "sandbox.echo",
+         "remote", "8080"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    s.servers.append(proc)  # stopped with the others
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def service(s, *local) -> None:
+    eps = ENDPOINT.format(ip=REMOTE, node="node-2")
+    eps += "".join(ENDPOINT.format(ip=p.ip, node="node-1") for p in local)
+    s.node.write("service.yaml", SERVICE.format(external_ip=EXTERNAL_IP, endpoints=eps))
+
+
+def masq_counts(s) -> tuple[int, int]:
+    rc, out, _ = s.node.run("--status", "--json")
+    assert rc == 0, out
+    nat = json.loads(out)["service_nat"]
+    return nat["masq_new"], nat["masq_failed"]
+
+
+@pytest.fixture
+def remote(svc):  # noqa: F811
+    svc.start()
+    second_node(svc)
+    return svc
+
+
+def test_a_nodeport_reaches_a_backend_on_another_node_masqueraded(remote):
+    """TCP and UDP, through the NodePort and an external IP: the backend on
+    node-2 sees this node's address and its replies come back through here
+    to the client, from the address the client asked."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    tcp = remote.request("tcp", sb.node_ip, 30080, 20, ns=sb.ext)
+    assert tcp == [f"remote {NODE1_TO_NODE2}"] * 20, tcp
+    udp = remote.request("udp", sb.node_ip, 30053, 5, ns=sb.ext)
+    assert udp == [f"remote {NODE1_TO_NODE2}"] * 5, udp
+    ext = remote.request("tcp", EXTERNAL_IP, 80, 5, ns=sb.ext)
+    assert ext == [f"remote {NODE1_TO_NODE2}"] * 5, ext
+    new, failed = masq_counts(remote)
+    # 25 TCP connections, each a new flow; the UDP client may reuse a port
+    assert 25 <= new <= 30 and failed == 0, (new, failed)
+
+
+def test_only_flows_to_a_backend_elsewhere_are_masqueraded(remote):
+    """A backend on this node keeps seeing the real client; a pod of this
+    node reaching the service is inside the cluster and is not masqueraded
+    (node-2 routes nothing back to it, so its flows to node-2's backend are
+    the only ones that fail, as they would without a route between pods)."""
+    service(remote, BACKENDS[0])
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    replies = remote.request("tcp", sb.node_ip, 30080, 40, ns=sb.ext)
+    seen = {r for r in replies}
+    assert seen == {f"remote {NODE1_TO_NODE2}", f"back0 {sb.ext_ip}"}, replies
+    before = masq_counts(remote)[0]
+    from_pod = remote.request("tcp", sb.node_ip, 30080, 6)
+    assert set(names(from_pod)) <= {"back0", "ERR"}, from_pod
+    assert "back0" in names(from_pod)
+    assert masq_counts(remote)[0] == before
+
+
+def test_a_long_connection_keeps_its_masquerade_and_a_second_apply_changes_nothing(remote):
+    """One connection held open across a re-apply keeps talking to the same
+    backend through the same translated source; the second plan is empty."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.ext}", sys.executable,
+         str(__import__("pathlib").Path(__file__).parent / "client.py"),
+         "hold", sb.node_ip, "30080"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == f"remote {NODE1_TO_NODE2}"
+        rc, out, _ = remote.node.run("--apply")
+        assert rc == 0 and "No changes" in out, out
+        for word in ("one", "two"):
+            holder.stdin.write(word + "\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == f"remote {word}"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert masq_counts(remote) == (1, 0)
+
+
+
+def test_many_flows_to_one_backend_each_get_a_port_of_their_own(remote):
+    """300 connections in a row to the one backend, each still tracked
+    (closing) when the next claims its port: some land on a port taken and
+    try another; none fails."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    replies = remote.request("tcp", sb.node_ip, 30080, 300, ns=sb.ext)
+    assert replies == [f"remote {NODE1_TO_NODE2}"] * 300, [r for r in replies if "remote" not in r]
+    assert masq_counts(remote) == (300, 0)
+
+
+HOST_ENDPOINTS = """apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node-1-eth0, labels: {role: uplink}}
+spec: {node: node-1, interfaceName: eth0, expectedIPs: [192.168.50.1]}
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node-1-eth1, labels: {role: uplink}}
+spec: {node: node-1, interfaceName: eth1, expectedIPs: [192.168.60.1]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: uplinks}
+spec:
+  selector: role == "uplink"
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]
+"""
+
+
+def test_host_endpoints_judge_a_masqueraded_flow_once_where_it_arrives(remote):
+    """Both uplinks are host endpoints whose policy allows forwarded traffic
+    to port 8080 in and nothing out. The flow is judged as it arrives; it
+    leaves masqueraded through the other endpoint, and its replies come back
+    in there, as one flow: neither is judged as traffic of its own."""
+    service(remote)
+    remote.node.write("hosts.yaml", HOST_ENDPOINTS)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    replies = remote.request("tcp", sb.node_ip, 30080, 10, ns=sb.ext)
+    assert replies == [f"remote {NODE1_TO_NODE2}"] * 10, replies
+    assert masq_counts(remote) == (10, 0)
