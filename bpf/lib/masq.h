@@ -105,7 +105,8 @@ static __always_inline int rcl_masq_reply_candidate(struct __sk_buff *skb, __u32
 
 /* Is a packet leaving through a host endpoint one of a flow this node
  * masquerades: from one of its addresses and a masquerade port, to a
- * backend that answers there (its MASQ_REV entry)? */
+ * backend that answers there (its MASQ_REV entry, in either table during a
+ * resize)? */
 static __always_inline int rcl_masq_leaving(struct __sk_buff *skb, __u32 l3_off)
 {
 	struct rcl_masq_pkt p;
@@ -116,7 +117,7 @@ static __always_inline int rcl_masq_leaving(struct __sk_buff *skb, __u32 l3_off)
 	struct rcl_ct_hit hit;
 	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
 	rcl_masq_key(&k, p.ip.daddr, p.ip.saddr, p.dport, p.sport, p.ip.protocol);
-	return rcl_ct_find(&k, &hit) && hit.val.type == RCL_CT_MASQ_REV;
+	return rcl_ct_find_pulled(&k, &hit) && hit.val.type == RCL_CT_MASQ_REV;
 }
 
 /* A backend's reply to a masqueraded flow becomes a reply to the client:
@@ -203,7 +204,7 @@ static __always_inline int rcl_masq_claim(const struct rcl_ct_key *fk, __u32 mip
  * own arriving on an interface is dropped there as martian. A tc action,
  * or RCL_MASQ_RETRY: the port tried for a new flow (`attempt` 0: the
  * flow's hash's, later ones random) is taken, run again with the next. */
-#define RCL_MASQ_RETRY -1
+#define RCL_MASQ_RETRY 0x100 /* not a tc action */
 static __always_inline int rcl_masq_forward(struct __sk_buff *skb, __u32 l3_off, __u32 attempt)
 {
 	struct rcl_masq_pkt p;
@@ -222,31 +223,36 @@ static __always_inline int rcl_masq_forward(struct __sk_buff *skb, __u32 l3_off,
 	__u64 now = 0;
 	struct rcl_ct_hit hit;
 	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
-	__u32 mip;
-	__u16 mport = 0;
-	int rc;
-	if (rcl_ct_lookup(&fk, &now, &hit) && hit.val.type == RCL_CT_MASQ_FWD) {
+	int known = rcl_ct_lookup(&fk, &now, &hit) && hit.val.type == RCL_CT_MASQ_FWD;
+	/* a new flow asks the FIB for its source too */
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), known ? 0 : RCL_FIB_LOOKUP_SRC);
+	__u32 mip = fib.ipv4_src;
+	__u16 mport;
+	if (known) {
 		mip = hit.val.orig_ip;
 		mport = hit.val.orig_port;
 		rcl_ct_touch(&hit, now, p.pktflags);
-		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	} else {
-		rc = bpf_fib_lookup(skb, &fib, sizeof(fib), RCL_FIB_LOOKUP_SRC);
-		mip = fib.ipv4_src;
-		if (!now)
-			now = rcl_now();
 		__u32 spread = attempt ? bpf_get_prandom_u32() : rcl_ct_flow_hash(&fk);
 		mport = rcl_htons(RCL_MASQ_PORT_MIN + (__u32)(((__u64)spread * RCL_MASQ_PORTS) >> 32));
+	}
+	/* A new flow claims its port; a SYN of a known one writes its pair
+	 * afresh (a full bucket evicts one entry, not its pair: without its
+	 * replies' entry the flow could never answer). */
+	if (!known || (p.pktflags & RCL_CT_SYN)) {
+		if (!now)
+			now = rcl_now();
 		int claimed = -1;
 		if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) && mip)
 			claimed = rcl_masq_claim(&fk, mip, mport, p.pktflags, now);
-		if (claimed > 0 && attempt + 1 < RCL_MASQ_TRIES)
+		if (claimed > 0 && !known && attempt + 1 < RCL_MASQ_TRIES)
 			return RCL_MASQ_RETRY;
 		if (claimed) {
 			rcl_nat_count(RCL_NS_MASQ_FAILED);
 			return TC_ACT_SHOT;
 		}
-		rcl_nat_count(RCL_NS_MASQ_NEW);
+		if (!known)
+			rcl_nat_count(RCL_NS_MASQ_NEW);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		rcl_nat_count(RCL_NS_MASQ_FAILED); /* the route to the backend is gone */

@@ -4,18 +4,24 @@ so only a flow that leaves with this node's address gets its replies back."""
 
 from __future__ import annotations
 
+import glob
 import json
 import subprocess
 import sys
 
 import pytest
 
+from reconciler.datapath import conntrack as ct_table
+from reconciler.datapath.maps import nat_types as nl
+from reconciler.kernel import bpf as bpfsys
 from tests.kernel.test_services import BACKENDS, names, svc  # noqa: F401
+from tests.support import nat_records as nr
 
 NODE2 = "192.168.60.2"
 NODE1_TO_NODE2 = "192.168.60.1"  # this node's address toward node-2: what the backend sees
 REMOTE = "10.66.0.5"  # a pod on node-2
 EXTERNAL_IP = "10.99.0.7"  # routed to this node by the outside host (10.0.0.0/8)
+MASQ_KEY_SPACE = 2  # rcl_ct_key.pad[0] of masquerade entries (RCL_CT_KEY_MASQ)
 
 SERVICE = """\
 apiVersion: v1
@@ -218,3 +224,60 @@ def test_host_endpoints_judge_a_masqueraded_flow_once_where_it_arrives(remote):
     replies = remote.request("tcp", sb.node_ip, 30080, 10, ns=sb.ext)
     assert replies == [f"remote {NODE1_TO_NODE2}"] * 10, replies
     assert masq_counts(remote) == (10, 0)
+
+
+# One connection from a fixed source port, closed with a reset (no
+# TIME_WAIT holds the port for the next one).
+FIXED_PORT_CLIENT = """\
+import socket, struct, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.settimeout(3)
+s.bind(("", int(sys.argv[3])))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print(s.makefile("rb").readline().decode().strip())
+except OSError as e:
+    print("ERR", e)
+s.close()
+"""
+
+
+def reply_entries(root: str) -> list[tuple[int, int]]:
+    """(index, version) of every masquerade reply entry in the node's conntrack."""
+    fd = bpfsys.obj_get(f"{root}/maps/{nl.MAP_CT}")
+    try:
+        return [
+            (index, ver)
+            for key, (index, ver, value) in ct_table.entries(fd).items()
+            if key[13] == MASQ_KEY_SPACE and nr.CtEntry.decode(value).type == nl.CtType.MASQ_REV
+        ]
+    finally:
+        bpfsys.close(fd)
+
+
+def test_a_syn_writes_back_the_reply_entry_its_flow_lost(remote):
+    """A full bucket evicts one entry, not its pair: a flow whose replies'
+    entry is gone gets it back from its next SYN (the same client port
+    connecting again), through the same translated source."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+
+    def connect() -> str:
+        args = ("-c", FIXED_PORT_CLIENT, sb.node_ip, "30080", "45678")
+        return sb.exec(sb.ext, sys.executable, *args).stdout.strip()
+
+    assert connect() == f"remote {NODE1_TO_NODE2}"
+    (lost,) = reply_entries(sb.bpffs_root)
+    (kill_pin,) = glob.glob(f"{sb.bpffs_root}/progs/tc-*/rcl_ct_kill_slot")
+    kill_fd = bpfsys.obj_get(kill_pin)
+    try:
+        assert ct_table.kill(kill_fd, *lost)
+    finally:
+        bpfsys.close(kill_fd)
+    assert reply_entries(sb.bpffs_root) == []
+    assert connect() == f"remote {NODE1_TO_NODE2}"
+    assert len(reply_entries(sb.bpffs_root)) == 1
+    assert masq_counts(remote) == (1, 0)  # one flow, one port: claimed once
