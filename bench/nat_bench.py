@@ -155,7 +155,7 @@ class TcProgram:
         if "int rcl_tc_masq(" not in text:
             return
         for index, name in enumerate(targets):
-            if name in ("rcl_tc_masq", "rcl_tc_unmasq", "rcl_tc_ingress") and index < len(jumps):
+            if name in ("rcl_tc_masq", "rcl_tc_ingress") and index < len(jumps):
                 fd = self.bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
                 jumps[ctypes.c_int(index)] = ctypes.c_int(fd)
 

@@ -28,11 +28,6 @@ int rcl_tc_masq(struct __sk_buff *skb)
 	return rcl_masq_entry(skb);
 }
 
-int rcl_tc_unmasq(struct __sk_buff *skb)
-{
-	return rcl_unmasq_entry(skb);
-}
-
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
  * the world). To a pod under policy: its ingress policy, on the packet as it
  * arrives (a service flow already carries its backend's address and port). */

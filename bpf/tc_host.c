@@ -21,15 +21,10 @@ int rcl_tc_host_reject(struct __sk_buff *skb)
 	return rcl_reject_entry(skb);
 }
 
-/* Never attached: masquerade, as bpf/tc.c's rcl_tc_masq and rcl_tc_unmasq. */
+/* Never attached: masquerade, as bpf/tc.c's rcl_tc_masq. */
 int rcl_tc_host_masq(struct __sk_buff *skb)
 {
 	return rcl_masq_entry(skb);
-}
-
-int rcl_tc_host_unmasq(struct __sk_buff *skb)
-{
-	return rcl_unmasq_entry(skb);
 }
 
 /* Leaving through a host endpoint: its untracked (doNotTrack) egress policy

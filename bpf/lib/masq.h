@@ -120,42 +120,6 @@ static __always_inline int rcl_masq_leaving(struct __sk_buff *skb, __u32 l3_off)
 	return rcl_ct_find_pulled(&k, &hit) && hit.val.type == RCL_CT_MASQ_REV;
 }
 
-/* A backend's reply to a masqueraded flow becomes a reply to the client:
- * its destination rewritten to the client's address and port, the two
- * entries refreshed. 1 if it was one, 0 if not, -1 when the rewrite failed
- * half way (the packet is unusable). */
-static __always_inline int rcl_masq_reply(struct __sk_buff *skb, __u32 l3_off)
-{
-	struct rcl_masq_pkt p;
-	if (rcl_masq_parse(skb, l3_off, &p))
-		return 0;
-	__u8 proto = p.ip.protocol;
-	struct rcl_ct_key k;
-	rcl_masq_key(&k, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto);
-	__u64 now = 0;
-	struct rcl_ct_hit hit;
-	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
-	if (!rcl_ct_lookup(&k, &now, &hit) || hit.val.type != RCL_CT_MASQ_REV)
-		return 0;
-	__u32 client = hit.val.orig_ip;
-	__u16 cport = hit.val.orig_port;
-	__u8 closing = p.pktflags & (RCL_CT_FIN | RCL_CT_RST);
-	if (!(hit.val.flags & RCL_CT_EST) || closing) {
-		/* the flow is established (or closing) in its leaving direction too */
-		struct rcl_ct_key fk;
-		struct rcl_ct_hit f;
-		rcl_masq_key(&fk, client, p.ip.saddr, cport, p.sport, proto);
-		if (rcl_ct_find_pulled(&fk, &f))
-			rcl_ct_touch(&f, f.val.last_seen_ns, RCL_CT_EST | closing);
-	}
-	rcl_ct_touch(&hit, now, p.pktflags | RCL_CT_EST);
-	if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 0, p.ip.daddr, client, p.dport, cport)) {
-		rcl_nat_count(RCL_NS_ERROR);
-		return -1;
-	}
-	return 1;
-}
-
 /* Claim source port `port` (_be) of `mip` for a new flow `fk` (client ->
  * backend, masquerade key), unless a live flow to that backend holds it
  * (one this very flow claimed before, whose forward entry was lost, is
@@ -197,22 +161,61 @@ static __always_inline int rcl_masq_claim(const struct rcl_ct_key *fk, __u32 mip
 	return 0;
 }
 
-/* A packet of a flow NAT marked for masquerade (RCL_NAT_MASQ: it now
- * carries its backend's address): its source rewritten to the flow's
- * (claimed on its first packet), and sent out of the interface the FIB
- * picks, to the next hop. Not handed to the stack: a source of this node's
- * own arriving on an interface is dropped there as martian. A tc action,
- * or RCL_MASQ_RETRY: the port tried for a new flow (`attempt` 0: the
- * flow's hash's, later ones random) is taken, run again with the next. */
-#define RCL_MASQ_RETRY 0x100 /* not a tc action */
-static __always_inline int rcl_masq_forward(struct __sk_buff *skb, __u32 l3_off, __u32 attempt)
+/* One program for both ways of a masqueraded flow (they share the parse
+ * and the look-up of the packet's own entry, and a build compiles them
+ * once). Its results: */
+#define RCL_MASQ_RETRY    0x100 /* out: the port tried is taken, run again with the next */
+#define RCL_MASQ_REPLIED  0x101 /* back: a reply, made the client's */
+#define RCL_MASQ_NO_REPLY 0x102 /* back: not a reply to a masqueraded flow */
+#define RCL_MASQ_BROKEN   0x103 /* back: the rewrite failed half way (drop) */
+
+/* `back` 0: a packet of a flow NAT marked for masquerade (RCL_NAT_MASQ: it
+ * now carries its backend's address), on its way out: its source
+ * rewritten to the flow's (claimed on its first packet; `attempt` 0 tries
+ * the flow's hash's port, later ones random ports), and sent out of the
+ * interface the FIB picks, to the next hop. Not handed to the stack: a
+ * source of this node's own arriving on an interface is dropped there as
+ * martian. A tc action, or RCL_MASQ_RETRY.
+ * `back` 1: what may be a backend's reply to such a flow, arriving: its
+ * destination rewritten to the client's address and port, the two entries
+ * refreshed. RCL_MASQ_REPLIED, _NO_REPLY or _BROKEN. */
+static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __u32 back,
+					 __u32 attempt)
 {
 	struct rcl_masq_pkt p;
 	if (rcl_masq_parse(skb, l3_off, &p))
-		return TC_ACT_SHOT;
+		return back ? RCL_MASQ_NO_REPLY : TC_ACT_SHOT;
 	__u8 proto = p.ip.protocol;
+	/* the packet's own entry: the flow as it leaves NAT (client ->
+	 * backend) or a reply (backend -> this node's address and port) */
 	struct rcl_ct_key fk;
 	rcl_masq_key(&fk, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto);
+	__u64 now = 0;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	int found = rcl_ct_lookup(&fk, &now, &hit);
+	if (back) {
+		if (!found || hit.val.type != RCL_CT_MASQ_REV)
+			return RCL_MASQ_NO_REPLY;
+		__u32 client = hit.val.orig_ip;
+		__u16 cport = hit.val.orig_port;
+		__u8 closing = p.pktflags & (RCL_CT_FIN | RCL_CT_RST);
+		if (!(hit.val.flags & RCL_CT_EST) || closing) {
+			/* established (or closing) in its leaving direction too */
+			struct rcl_ct_key ok;
+			struct rcl_ct_hit f;
+			rcl_masq_key(&ok, client, p.ip.saddr, cport, p.sport, proto);
+			if (rcl_ct_find_pulled(&ok, &f))
+				rcl_ct_touch(&f, f.val.last_seen_ns, RCL_CT_EST | closing);
+		}
+		rcl_ct_touch(&hit, now, p.pktflags | RCL_CT_EST);
+		if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 0, p.ip.daddr, client, p.dport,
+				    cport)) {
+			rcl_nat_count(RCL_NS_ERROR);
+			return RCL_MASQ_BROKEN;
+		}
+		return RCL_MASQ_REPLIED;
+	}
 	struct bpf_fib_lookup fib = {};
 	fib.family = 2; /* AF_INET */
 	fib.l4_protocol = proto;
@@ -220,10 +223,7 @@ static __always_inline int rcl_masq_forward(struct __sk_buff *skb, __u32 l3_off,
 	fib.ipv4_src = p.ip.saddr;
 	fib.ipv4_dst = p.ip.daddr;
 	fib.ifindex = skb->ifindex;
-	__u64 now = 0;
-	struct rcl_ct_hit hit;
-	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
-	int known = rcl_ct_lookup(&fk, &now, &hit) && hit.val.type == RCL_CT_MASQ_FWD;
+	int known = found && hit.val.type == RCL_CT_MASQ_FWD;
 	/* a new flow asks the FIB for its source too */
 	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), known ? 0 : RCL_FIB_LOOKUP_SRC);
 	__u32 mip = fib.ipv4_src;

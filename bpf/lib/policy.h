@@ -83,8 +83,8 @@ struct rcl_pol_scratch {
 	__u16 pad;
 	__u32 zero; /* always 0: a one-entry array's key, off rcl_tc_ingress's full stack */
 	__u32 rpf_slot; /* the reverse-path check's slot in rcl_rpf_seen (tc_path.h) */
-	__u32 masq_back; /* 1: the ingress program runs again, after rcl_unmasq_entry */
-	__u32 masq_reply; /* 1: ... and the packet is a reply to a masqueraded flow */
+	__u32 masq_back; /* RCL_MASQ_OUT, _ASKED or _AGAIN (tc_path.h rcl_masq_entry) */
+	__u32 masq_reply; /* 1: tc ingress runs again on a reply to a masqueraded flow */
 	__u32 masq_try;  /* the port a new masqueraded flow tries (rcl_masq_entry) */
 	struct bpf_fib_lookup fib; /* the FIB's parameters (tc_path.h: the reverse-path
 				    * check, a NAT reply's forwarding) */

@@ -187,15 +187,19 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
 
 /* The set's tail calls, filled by the loader with the set's own programs
  * (reconciler/datapath/programs.py JUMP_TABLES) and pinned beside them:
- * a new flow's verdict, the ICMP error a rejected packet becomes, a
- * masqueraded flow's way out and its replies' way back (which then runs
- * the set's ingress program again). */
+ * a new flow's verdict, the ICMP error a rejected packet becomes,
+ * masquerade (a flow's way out and its replies' way back), and the set's
+ * ingress program (run again on a reply masquerade made the client's). */
 #define RCL_JUMP_JUDGE   0
 #define RCL_JUMP_REJECT  1
 #define RCL_JUMP_MASQ    2
-#define RCL_JUMP_UNMASQ  3
-#define RCL_JUMP_INGRESS 4
-BPF_PROG_ARRAY(rcl_tc_jumps, 5);
+#define RCL_JUMP_INGRESS 3
+BPF_PROG_ARRAY(rcl_tc_jumps, 4);
+
+/* ps->masq_back: why rcl_masq_entry runs, and what it told tc ingress */
+#define RCL_MASQ_OUT   0 /* a flow NAT marked for masquerade, on its way out */
+#define RCL_MASQ_ASKED 1 /* tc ingress asks about what may be a reply */
+#define RCL_MASQ_AGAIN 2 /* tc ingress runs again on the packet, after the answer */
 
 static __always_inline int rcl_reject_allowed(void)
 {
@@ -276,6 +280,7 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 		/* a program of its own (rcl_masq_entry): its conntrack claims
 		 * would not fit this one's verifier budget */
 		ps->masq_try = 0;
+		ps->masq_back = RCL_MASQ_OUT;
 		rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
 		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
@@ -341,16 +346,19 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 		return TC_ACT_SHOT;
 	}
 	/* What may be a reply to a masqueraded flow (bpf/lib/masq.h) is made a
-	 * reply to its client, by a program of its own that then runs this one
-	 * again from the start (and tells it so in ps->masq_back); if that
+	 * reply to its client by the masquerade's program, which then runs this
+	 * one again from the start (and tells it so in ps->masq_back); if that
 	 * program is missing, the packet goes on as it is. */
 	if (!workload) {
-		if (ps->masq_back) {
-			ps->masq_back = 0;
+		if (ps->masq_back == RCL_MASQ_AGAIN) {
+			ps->masq_back = RCL_MASQ_OUT;
 		} else {
 			ps->masq_reply = 0;
-			if (rcl_masq_reply_candidate(skb, l3_off))
-				rcl_tc_jumps.call(skb, RCL_JUMP_UNMASQ);
+			if (rcl_masq_reply_candidate(skb, l3_off)) {
+				ps->masq_back = RCL_MASQ_ASKED;
+				rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+				ps->masq_back = RCL_MASQ_OUT; /* (the jump failed) */
+			}
 		}
 	}
 	/* Asked again: the same memory, but a pointer fresh to the verifier, so
@@ -440,8 +448,11 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 	return rcl_ingress_finish(skb, st, l3_off, ps);
 }
 
-/* Tail-called by rcl_ingress_finish for a flow NAT marked for masquerade:
- * its source rewritten and the packet sent on (bpf/lib/masq.h). */
+/* Tail-called by rcl_ingress_finish for a flow NAT marked for masquerade
+ * (its source rewritten and the packet sent on), and by rcl_ingress for
+ * what may be a reply to one (made the client's if it is, then the ingress
+ * program runs again on it: a tail call stays on its CPU, and nothing else
+ * runs there before it). bpf/lib/masq.h. */
 static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -449,38 +460,28 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
 	if (!st || !ps)
 		return TC_ACT_SHOT;
+	__u32 back = ps->masq_back == RCL_MASQ_ASKED;
 	__u32 attempt = ps->masq_try;
-	int action = rcl_masq_forward(skb, rcl_l3_off(st->flags), attempt);
+	int action = rcl_masq_step(skb, rcl_l3_off(st->flags), back, attempt);
+	if (back) {
+		ps->masq_back = RCL_MASQ_OUT;
+		if (action == RCL_MASQ_BROKEN) {
+			st->dropped++;
+			return TC_ACT_SHOT;
+		}
+		ps->masq_reply = action == RCL_MASQ_REPLIED;
+		ps->masq_back = RCL_MASQ_AGAIN;
+		rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
+		ps->masq_back = RCL_MASQ_OUT;
+		st->dropped++; /* the jump failed: the packet may be rewritten already */
+		return TC_ACT_SHOT;
+	}
 	if (action != RCL_MASQ_RETRY)
 		return action;
 	/* the port is taken: this program again, with the next one */
 	ps->masq_try = attempt + 1;
 	rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
 	rcl_nat_count(RCL_NS_MASQ_FAILED);
-	return TC_ACT_SHOT;
-}
-
-/* Tail-called by rcl_ingress for what may be a reply to a masqueraded
- * flow: made a reply to its client if it is one, then the ingress program
- * runs again on it, told so through the scratch (a tail call stays on its
- * CPU, and nothing else runs there before it). */
-static __always_inline int rcl_unmasq_entry(struct __sk_buff *skb)
-{
-	struct rcl_ifstate *st = rcl_ifstate_of(skb);
-	__u32 zero = 0;
-	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
-	if (!st || !ps)
-		return TC_ACT_SHOT;
-	int reply = rcl_masq_reply(skb, rcl_l3_off(st->flags));
-	if (reply < 0) {
-		st->dropped++;
-		return TC_ACT_SHOT;
-	}
-	ps->masq_reply = reply;
-	ps->masq_back = 1;
-	rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
-	ps->masq_back = 0;
-	st->dropped++; /* the jump failed: the packet may be rewritten already */
 	return TC_ACT_SHOT;
 }
 
