@@ -42,6 +42,7 @@ from reconciler.kernel import bpf as bpfsys
 from reconciler.plan.address import Address
 from sandbox.nat_stats import read_stat
 from sandbox.netns import Pod, Sandbox
+from tests.support import conntrack_table
 from tests.support import nat_records as nr
 
 SCALES = (10, 1_000, 10_000)
@@ -158,15 +159,6 @@ class TcProgram:
             if name in ("rcl_tc_masq", "rcl_tc_ingress") and index < len(jumps):
                 fd = self.bpf.load_func(name.encode(), BPF.SCHED_CLS).fd
                 jumps[ctypes.c_int(index)] = ctypes.c_int(fd)
-
-    def clear_conntrack(self) -> None:
-        """Every conntrack bucket emptied (only those in use are written)."""
-        fd = self.fds[nl.MAP_CT]
-        values = bpfsys.map_raw(fd).values
-        empty = bytes(ct_table.BUCKET)
-        for i in range(len(values) // ct_table.BUCKET):
-            if values[i * ct_table.BUCKET : (i + 1) * ct_table.BUCKET] != empty:
-                bpfsys.map_update(fd, nl.U32.pack(i), empty)
 
     def manage(self, flags: int) -> None:
         """What the reconciler writes for the test run's interface (slot 0)
@@ -740,7 +732,7 @@ def masquerade(runs: int = 9, baseline: str = MASQ_BASELINE) -> dict[str, Any]:
     def variant(local: int) -> Callable[[TcProgram, int], None]:
         def set_up(tc: TcProgram, fe_fd: int) -> None:
             tc.manage(2)  # a data interface
-            tc.clear_conntrack()
+            conntrack_table.clear(tc.fds[nl.MAP_CT])
             for i in range(10):
                 fe = nr.Frontend(i + 1, ENDPOINTS, local)
                 key = nr.FrontendKey(gen.vip(i), 80, nl.Proto.TCP)

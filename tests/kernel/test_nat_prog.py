@@ -24,6 +24,7 @@ from tests.kernel.rcl_bcc import (
     small_tables,
 )
 from tests.kernel.rcl_bcc import inet_checksum as _csum
+from tests.support import conntrack_table
 from tests.support import nat_records as nr
 
 pytestmark = pytest.mark.kernel
@@ -195,12 +196,7 @@ class Dataplane:
             fd = self.fds[name]
             for key in bpfsys.map_keys(fd):
                 bpfsys.map_delete(fd, key)
-        table = bpfsys.map_raw(self.fds[nl.MAP_CT]).values
-        size = ct_table.BUCKET
-        empty = bytes(size)
-        for i in range(len(table) // size):
-            if table[i * size : (i + 1) * size] != empty:
-                bpfsys.map_update(self.fds[nl.MAP_CT], nl.U32.pack(i), empty)
+        conntrack_table.clear(self.fds[nl.MAP_CT])
 
     def close(self) -> None:
         for fd in self.fds.values():
