@@ -118,23 +118,35 @@ def test_kill_9_of_validate_leaves_no_workers(tmp_path):
     for i in range(200):
         (tree / f"f{i}.yaml").write_text("---\n".join(policy.format(i=i, j=j) for j in range(40)))
     env = {**os.environ, "PYTHONPATH": ROOT}
-    seen = 0
-    for delay in (0.4, 0.8, 1.2):
+    # Each run kills validate at a different moment after its pool started:
+    # at once, and twice while the workers are busy.
+    for after_start in (0.0, 0.3, 0.8):
         proc = subprocess.Popen(
             [sys.executable, "-m", "reconciler.cli.main", "--validate", str(tree), "--no-cache",
              "--jobs", "2"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(delay)
-        children = _children(proc.pid)
-        seen += len(children)
+        children = _wait_for_children(proc)
+        assert children, "validate's worker pool never started"
+        time.sleep(after_start)
+        children = sorted(set(children) | set(_children(proc.pid)))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 5
         while any(_alive(p) for p in children) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(p) for p in children), (delay, children)
-    assert seen  # the pool was running when killed
+        assert not any(_alive(p) for p in children), (after_start, children)
+
+
+def _wait_for_children(proc, timeout=60.0):
+    """The child processes of a running `proc`, as soon as it has any."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        children = _children(proc.pid)
+        if children:
+            return children
+        time.sleep(0.005)
+    return []
 
 
 def _children(pid):
