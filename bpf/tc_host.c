@@ -2,35 +2,44 @@
  * only on a node that has them. Compiled as bpf/tc.c is, over the same
  * maps: service NAT as there, and the host endpoint's policy (failsafe
  * ports, preDNAT, ingress policy for the host's own traffic, applyOnForward
- * policy for forwarded traffic). */
+ * policy for forwarded traffic). Compiled in parts as bpf/tc.c may be. */
 #include "lib/tc_path.h"
 
+#ifndef RCL_SKIP_rcl_tc_host_ingress
 int rcl_tc_host_ingress(struct __sk_buff *skb)
 {
 	return rcl_ingress(skb, 1);
 }
+#endif
 
+#ifndef RCL_SKIP_rcl_tc_host_judge
 int rcl_tc_host_judge(struct __sk_buff *skb)
 {
 	return rcl_judge(skb, 1);
 }
+#endif
 
 /* Never attached: tail-called by the two above for a packet NAT rejects. */
+#ifndef RCL_SKIP_rcl_tc_host_reject
 int rcl_tc_host_reject(struct __sk_buff *skb)
 {
 	return rcl_reject_entry(skb);
 }
+#endif
 
 /* Never attached: masquerade, as bpf/tc.c's rcl_tc_masq. */
+#ifndef RCL_SKIP_rcl_tc_host_masq
 int rcl_tc_host_masq(struct __sk_buff *skb)
 {
 	return rcl_masq_entry(skb);
 }
+#endif
 
 /* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
  * first, then the host's own traffic meets its egress policy (after the
  * failsafe outbound ports), forwarded traffic its applyOnForward egress
  * policy. */
+#ifndef RCL_SKIP_rcl_tc_host_egress
 int rcl_tc_host_egress(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -63,3 +72,4 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 	}
 	return TC_ACT_UNSPEC;
 }
+#endif

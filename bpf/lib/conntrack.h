@@ -41,6 +41,7 @@
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include "nat_maps.h"
+#include "set_maps.h"
 
 _Static_assert(sizeof(struct rcl_ct_bucket) == 512, "a bucket is eight cache lines");
 _Static_assert(RCL_CT_BUCKETS >= 1, "a conntrack table has at least one bucket");
@@ -116,7 +117,7 @@ static __always_inline int rcl_ct_place(const struct rcl_ct_key *k, struct rcl_c
 #define RCL_CT_PREV_PIN RCL_MAPS_DIR "/rcl_ct_prev"
 #endif
 BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_CT_PREV_PIN);
-BPF_ARRAY(rcl_ct_prev_n, __u32, 1);
+RCL_SET_MAP("array", int, __u32, rcl_ct_prev_n, 1);
 
 /* The bucket of the old table where the key at `at` lives, or 0 (no resize
  * in progress). */

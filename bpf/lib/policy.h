@@ -89,7 +89,7 @@ struct rcl_pol_scratch {
 	struct bpf_fib_lookup fib; /* the FIB's parameters (tc_path.h: the reverse-path
 				    * check, a NAT reply's forwarding) */
 };
-BPF_PERCPU_ARRAY(rcl_pol_scratch, struct rcl_pol_scratch, 1);
+RCL_SET_MAP("percpu_array", int, struct rcl_pol_scratch, rcl_pol_scratch, 1);
 
 static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
 {

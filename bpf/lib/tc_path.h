@@ -114,7 +114,7 @@ struct rcl_rpf_seen {
 	__u8 pad;
 	__u64 until; /* rcl_now() */
 };
-BPF_PERCPU_ARRAY(rcl_rpf_seen, struct rcl_rpf_seen, RCL_RPF_SEEN_SLOTS);
+RCL_SET_MAP("percpu_array", int, struct rcl_rpf_seen, rcl_rpf_seen, RCL_RPF_SEEN_SLOTS);
 
 /* The FIB's answer for the packet whose header is in ps->ip: 1 if it fails
  * the check in `mode`. */
@@ -194,7 +194,7 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
 #define RCL_JUMP_REJECT  1
 #define RCL_JUMP_MASQ    2
 #define RCL_JUMP_INGRESS 3
-BPF_PROG_ARRAY(rcl_tc_jumps, 4);
+RCL_SET_MAP("prog", u32, u32, rcl_tc_jumps, 4);
 
 /* ps->masq_back: why rcl_masq_entry runs, and what it told tc ingress */
 #define RCL_MASQ_OUT   0 /* a flow NAT marked for masquerade, on its way out */

@@ -161,7 +161,7 @@ def _child(
         _write_all(memory, marshal.dumps(result))
         os.write(records_w, _WRITTEN)  # a parent gone by now: EPIPE, and out
         os.close(records_w)
-        from reconciler.config.procs import die_with_parent  # (ctypes: the child's cost only)
+        from reconciler.procs import die_with_parent  # (ctypes: the child's cost only)
 
         die_with_parent(parent)  # what follows must not outlive it
         if cache is not None and validate_into is not None:

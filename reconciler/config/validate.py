@@ -253,7 +253,7 @@ def _run(misses: Sequence[SourceFile], jobs: int) -> list[FileResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor  # (and logging): only for a pool
 
-    from reconciler.config.procs import die_with_parent
+    from reconciler.procs import die_with_parent
 
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(

@@ -68,10 +68,12 @@ def stage(directory: Path, prev_fd: int | None) -> None:
 def bind(set_dir: Path, count_fd: int, prev_fd: int | None) -> None:
     """After the build, which staged its map of maps in `set_dir`: the old
     table's bucket count (0: none) written into the set's rcl_ct_prev_n,
-    pinned beside the programs and the map of maps (the programs hold both)."""
+    pinned beside the programs and the map of maps (the programs hold both;
+    the loader's compiles pin it there themselves, bpf/lib/set_maps.h)."""
     buckets = bpfsys.map_info(prev_fd).max_entries if prev_fd is not None else 0
     bpfsys.map_update(count_fd, _ZERO, nat.U32.pack(buckets))
-    bpfsys.obj_pin(count_fd, str(set_dir / PREV_N))
+    if not (set_dir / PREV_N).exists():
+        bpfsys.obj_pin(count_fd, str(set_dir / PREV_N))
 
 
 def pending(set_dir: Path) -> bool:

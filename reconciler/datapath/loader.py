@@ -4,6 +4,13 @@ A set lives at <root>/progs/<set>-<hash>/<function>. When the directory is
 complete, nothing is compiled: that is how an unchanged reconcile stays cheap.
 Pins go to a temporary directory first and are renamed into place, so an
 interrupted build never leaves a half set under the real name.
+
+bcc compiles a source whole, on one CPU, and the tc datapath's entry
+points are large: with a second CPU free, a set of BUILD_PARTS is compiled
+in parts at once, the first here, the others by children (part_build.py),
+each part leaving the others' functions out. Every map is made before the
+parts compile (each part then opens the same ones), and the set's tail-call
+table is filled once all parts are pinned.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconciler import logsink
 from reconciler.assets import BPF_DIR
 from reconciler.datapath import ct_handover
+from reconciler.datapath.children import Child
+from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.programs import (
+    BUILD_PARTS,
     CT_PREV_PINS,
     CT_PREV_SETS,
     JUMP_TABLES,
@@ -29,6 +40,8 @@ from reconciler.datapath.programs import (
 )
 from reconciler.datapath.sources import flatten
 from reconciler.kernel import bpf as bpfsys
+
+log = logsink.get(__name__)
 
 
 def source_digest() -> str:
@@ -71,6 +84,22 @@ def is_built(root: str, prog_set: str, phash: str, functions: Sequence[str]) -> 
     return all((d / name).exists() for name in (*functions, *jumps, *prev))
 
 
+def cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def parts_of(prog_set: str, functions: Sequence[str]) -> list[tuple[str, ...]]:
+    """How `functions` of `prog_set` are compiled: in BUILD_PARTS's parts
+    when the set has them and a second CPU can take one, else whole. A
+    function no part names goes with the first; an empty part is dropped."""
+    if prog_set not in BUILD_PARTS or cpus() < 2:
+        return [tuple(functions)]
+    named = {name for part in BUILD_PARTS[prog_set] for name in part}
+    first, *rest = [tuple(f for f in part if f in functions) for part in BUILD_PARTS[prog_set]]
+    first += tuple(f for f in functions if f not in named)
+    return [part for part in (first, *rest) if part]
+
+
 def build(
     root: str,
     prog_set: str,
@@ -79,42 +108,108 @@ def build(
     functions: Sequence[str],
     prog_type: str = "SCHED_CLS",
     prev_ct: int | None = None,
+    split: bool = True,
 ) -> Path:
     """Compile, load and pin one program set (no-op when already pinned).
     `prev_ct`: the conntrack table a resize replaces, which the set's
-    programs reach until the handover ends (reconciler/datapath/ct_handover.py)."""
+    programs reach until the handover ends (reconciler/datapath/ct_handover.py).
+    `split`: compile the set in parts side by side where parts_of says so
+    (a caller that builds other sets meanwhile has no CPU to spare)."""
     target = set_dir(root, prog_set, phash)
     if is_built(root, prog_set, phash, functions):
         return target
-    # bcc loads only when something must be compiled: in bench/plan_bench.py's
-    # no-op plan and bench/nat_bench.py's one-change apply nothing is.
-    from bcc import BPF
-
+    parts = parts_of(prog_set, functions) if split else [tuple(functions)]
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
+    helpers: list[Child | None] = []
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        stage = tmp if prog_set in CT_PREV_SETS else None
-        with _compiled(root, SOURCES[prog_set], flags, stage, prev_ct) as bpf:
-            fds: dict[str, int] = {}
-            for name in functions:
-                kwargs = {}
-                if name in LOAD_ATTACH_TYPES:  # sock_addr programs name their hook at load
-                    kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
-                fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
-                bpfsys.obj_pin(fn.fd, str(tmp / name))
-                fds[name] = fn.fd
+        if prog_set in CT_PREV_SETS:
+            ct_handover.stage(tmp, prev_ct)
+        if len(parts) > 1:
+            # The children start (Python, bcc) while every map is made, the
+            # set's own in tmp: the parts, compiled at once, only open them.
+            spec = {"root": root, "set_dir": str(tmp), "prog_set": prog_set,
+                    "flags": list(flags), "functions": list(functions), "prog_type": prog_type}
+            helpers = [_start_part(spec, part) for part in parts[1:]]  # fmt: skip
+            with _compiled(root, SHARED_MAPS_SOURCE, flags, tmp):
+                pass
+            for helper in helpers:
+                if helper is not None:
+                    helper.release()
+        with _compiled(root, SOURCES[prog_set], flags, tmp, _others(functions, parts[0])) as bpf:
+            _load(bpf, parts[0], prog_type, tmp)
+            for helper, part in zip(helpers, parts[1:], strict=True):
+                if helper is None or helper.wait() != 0:  # its error (if any) is raised here
+                    log.warning("the compile of %s in a child failed (%s); compiling it here",
+                                ", ".join(part), helper.reason() if helper else "not started")
+                    for name in part:  # what it pinned before it failed
+                        (tmp / name).unlink(missing_ok=True)
+                    build_part(root, str(tmp), prog_set, flags, functions, part, prog_type)
             if prog_set in JUMP_TABLES:
-                _fill_jumps(bpf, tmp, *JUMP_TABLES[prog_set], fds)
+                _fill_jumps(bpf[JUMP_TABLES[prog_set][0].encode()].map_fd, tmp,
+                            *JUMP_TABLES[prog_set], functions)  # fmt: skip
             if prog_set in CT_PREV_SETS:
-                count = bpf[CT_PREV_PINS[1].encode()]
-                ct_handover.bind(tmp, count.map_fd, prev_ct)
+                ct_handover.bind(tmp, bpf[CT_PREV_PINS[1].encode()].map_fd, prev_ct)
     except BaseException:
+        for helper in helpers:
+            if helper is not None:
+                helper.kill()
         shutil.rmtree(tmp, ignore_errors=True)  # with the pins made so far
         raise
+    finally:
+        for helper in helpers:
+            if helper is not None:
+                helper.close()
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)
     return target
+
+
+PART_CHILD = "reconciler.datapath.part_build"  # a part compiled in a child process
+
+
+def _start_part(spec: dict[str, Any], part: Sequence[str]) -> Child | None:
+    """A child for `part`, held until the maps are made; None if none could
+    be started (the build compiles that part itself)."""
+    try:
+        return Child.start(PART_CHILD, {**spec, "part": list(part)}, held=True)
+    except OSError as exc:
+        log.warning("no child could be started for %s (%s)", ", ".join(part), exc)
+        return None
+
+
+def build_part(
+    root: str,
+    directory: str,
+    prog_set: str,
+    flags: Sequence[str],
+    functions: Sequence[str],
+    part: Sequence[str],
+    prog_type: str,
+) -> None:
+    """Compile the `part` of a set's `functions`, load its programs and pin
+    them in `directory`, the build's, whose maps (the set's own there) are
+    made already."""
+    skip = _others(functions, part)
+    with _compiled(root, SOURCES[prog_set], flags, Path(directory), skip) as bpf:
+        _load(bpf, part, prog_type, Path(directory))
+
+
+def _others(functions: Sequence[str], part: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f for f in functions if f not in part)
+
+
+def _load(bpf: Any, names: Sequence[str], prog_type: str, directory: Path) -> None:
+    """Load (the verifier runs here) and pin each of `names`."""
+    from bcc import BPF
+
+    for name in names:
+        kwargs = {}
+        if name in LOAD_ATTACH_TYPES:  # sock_addr programs name their hook at load
+            kwargs["attach_type"] = LOAD_ATTACH_TYPES[name]
+        fn = bpf.load_func(name.encode(), getattr(BPF, prog_type), **kwargs)
+        bpfsys.obj_pin(fn.fd, str(directory / name))
 
 
 SHARED_MAPS_SOURCE = "maps.c"  # every pinned map the sets share, no program
@@ -127,7 +222,8 @@ def build_shared_maps(root: str, flags: Sequence[str]) -> None:
     stage = Path(root) / "progs" / f"tmp-maps-{os.getpid()}"
     try:
         stage.mkdir(parents=True, exist_ok=True)
-        with _compiled(root, SHARED_MAPS_SOURCE, flags, stage, None):
+        ct_handover.stage(stage, None)
+        with _compiled(root, SHARED_MAPS_SOURCE, flags, stage):
             pass
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -135,23 +231,21 @@ def build_shared_maps(root: str, flags: Sequence[str]) -> None:
 
 @contextlib.contextmanager
 def _compiled(
-    root: str, source: str, flags: Sequence[str], stage: Path | None, prev_ct: int | None
+    root: str, source: str, flags: Sequence[str], directory: Path, skip: Sequence[str] = ()
 ) -> Iterator[Any]:
-    """bcc's module of bpf/`source`, its shared maps pinned under
-    <root>/maps (opened where a pin exists, else created and pinned). A
-    source with the conntrack table also needs its map of maps for a
-    resize's old table (bpf/lib/conntrack.h rcl_ct_prev), holding `prev_ct`
-    or nothing: staged in `stage`, a directory of this build's own, so
-    builds side by side never share one."""
+    """bcc's module of bpf/`source`, without the functions in `skip` (another
+    part compiles them). Its shared maps are pinned under <root>/maps, its
+    set's own (bpf/lib/set_maps.h) in `directory`, the build's: opened where
+    a pin exists, else created and pinned. A source with the conntrack table
+    also opens the map of maps for a resize's old table that the build
+    staged there (ct_handover.stage; bpf/lib/conntrack.h rcl_ct_prev)."""
     from bcc import BPF
 
     (Path(root) / "maps").mkdir(parents=True, exist_ok=True)
-    prev = []
-    if stage is not None:
-        ct_handover.stage(stage, prev_ct)
-        prev = [f'-DRCL_CT_PREV_PIN="{stage / CT_PREV_PINS[0]}"']
+    pins = [f'-DRCL_SET_DIR="{directory}"', f'-DRCL_CT_PREV_PIN="{directory / CT_PREV_PINS[0]}"']
     text = flatten(BPF_DIR / source)
-    bpf = BPF(text=text.encode(), cflags=[*flags, f"-I{BPF_DIR}", *prev])
+    cflags = [*flags, f"-I{BPF_DIR}", *pins, *(f"-DRCL_SKIP_{name}" for name in skip)]
+    bpf = BPF(text=text.encode(), cflags=cflags)
     try:
         yield bpf
     finally:
@@ -159,19 +253,21 @@ def _compiled(
 
 
 def _fill_jumps(
-    bpf: object, target: Path, table: str, targets: Sequence[str], fds: dict[str, int]
+    jumps_fd: int, directory: Path, table: str, targets: Sequence[str], built: Sequence[str]
 ) -> None:
-    """Fill the set's tail-call table with its own programs and pin it beside
-    them: a program array loses its entries when no file descriptor or pin
-    holds it, so the pin keeps the jumps alive as long as the set."""
-    import ctypes
-
-    jumps = bpf[table.encode()]  # type: ignore[index]
+    """Fill the set's tail-call table (pinned in `directory` beside the
+    programs by its compile: a program array loses its entries when no file
+    descriptor or pin holds it, so the pin keeps the jumps alive as long as
+    the set) with the set's own programs, pinned there by whichever part
+    compiled them."""
     for index, name in enumerate(targets):
-        if name not in fds:
+        if name not in built:
             raise ValueError(f"{table}: tail-call target {name} is not built with the set")
-        jumps[ctypes.c_int(index)] = ctypes.c_int(fds[name])
-    bpfsys.obj_pin(jumps.map_fd, str(target / table))
+        fd = bpfsys.obj_get(str(directory / name))
+        try:
+            bpfsys.map_update(jumps_fd, nat.U32.pack(index), nat.U32.pack(fd))
+        finally:
+            bpfsys.close(fd)
 
 
 def remove(root: str, prog_set: str, phash: str) -> None:

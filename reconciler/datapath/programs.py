@@ -58,6 +58,26 @@ JUMP_TABLES = {
         ),
     ),
 }
+# Sets the loader may compile in parts side by side when a second CPU is
+# free (reconciler/datapath/loader.py): the functions of each part, the
+# first compiled by the building process, the others by children. Balanced
+# by compile and verifier time: the ingress program against the three the
+# set's programs tail-call or attach beside it.
+BUILD_PARTS = {
+    "tc": (
+        ("rcl_tc_ingress", "rcl_tc_reject", "rcl_ct_kill_slot", "rcl_ct_adopt_slot",
+         "rcl_pol_test"),
+        ("rcl_tc_judge", "rcl_tc_masq", "rcl_tc_egress"),
+    ),
+    "host": (
+        ("rcl_tc_host_ingress", "rcl_tc_host_reject"),
+        ("rcl_tc_host_judge", "rcl_tc_host_masq", "rcl_tc_host_egress"),
+    ),
+}
+# Maps of a set's own, pinned in its directory beside its programs
+# (bpf/lib/set_maps.h): its tail-call table, a resize's reference to the old
+# conntrack table, and per-CPU scratch its programs share.
+SET_MAPS = ("rcl_tc_jumps", "rcl_ct_prev", "rcl_ct_prev_n", "rcl_pol_scratch", "rcl_rpf_seen")
 # Sets whose source holds the conntrack table, and with it the reference to the
 # previous one during a resize (bpf/lib/conntrack.h rcl_ct_prev): the loader
 # pins that map of maps and its bucket count in the set's directory.

@@ -23,10 +23,9 @@ from reconciler.datapath import conntrack as ct_table
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import iface_types as iface_layout
 from reconciler.datapath.programs import (
-    CT_PREV_PINS,
     FILTER_PREFIX,
     HOST_FILTER_SUFFIX,
-    JUMP_TABLES,
+    SET_MAPS,
     TC_PARENTS,
     XDP_NAME_PREFIX,
 )
@@ -133,9 +132,8 @@ def parse_filters(filters: Iterable[TcFilter]) -> tuple[list[Obj], list[str]]:
 def parse_prog_dirs(names: Mapping[str, list[str]]) -> list[Obj]:
     """progs/<set>-<hash>/ -> prog/<set>@<hash>; stray build leftovers keep their name."""
     objs = []
-    set_maps = {table for table, _targets in JUMP_TABLES.values()} | set(CT_PREV_PINS)
     for dirname, pins in names.items():
-        functions = [name for name in pins if name not in set_maps]
+        functions = [name for name in pins if name not in SET_MAPS]
         prog_set, sep, phash = dirname.rpartition("-")
         ref = prog_ref(prog_set, phash) if sep and not dirname.startswith("tmp-") else dirname
         objs.append(Obj(str(Address.of_prog(ref)), ObjKind.PROG, {"programs": sorted(functions)}))
@@ -248,6 +246,8 @@ def read_cgroup_links(root: str) -> tuple[list[Obj], list[str]]:
         for set_dir in prog_root.iterdir():
             prog_set, _, phash = set_dir.name.rpartition("-")
             for pin in set_dir.iterdir():
+                if pin.name in SET_MAPS:
+                    continue
                 fd = bpfsys.obj_get(str(pin))
                 try:
                     ids[bpfsys.prog_info(fd).id] = prog_ref(prog_set, phash)

@@ -89,7 +89,7 @@ def host(node):
 
 
 def test_deny_all_host_ingress_keeps_failsafe_ports_open(host):
-    from reconciler.datapath.parallel_build import cpus
+    from reconciler.datapath.loader import cpus
 
     node = host.node
     rc, out, err = node.run("--apply", "-v")

@@ -129,25 +129,50 @@ def test_shared_maps_that_cannot_be_made_leave_every_set_to_the_in_order_build(c
     assert "building the sets in order" in caplog.text
 
 
-def builders_of(root: Path) -> list[int]:
-    """Pids of the child processes building under `root` (their command line names it)."""
+def builders_of(root: Path, module: str = "reconciler.datapath.parallel_build") -> list[int]:
+    """Pids of the child processes running `module` to build under `root`
+    (their command line names both)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"-m\0reconciler.datapath.parallel_build\0" in cmdline and str(root).encode() in cmdline:
+        if f"-m\0{module}\0".encode() in cmdline and str(root).encode() in cmdline:
             found.append(int(entry.name))
     return found
 
 
-def test_no_child_outlives_an_apply_killed_outright():
-    """SIGKILL runs no cleanup in the parent: the children go with it
-    (PR_SET_PDEATHSIG), and no set is left built or half built."""
+def kill_while_building(script: str, root: Path, module: str, children: int) -> None:
+    """Run `script` (Python, given `root`) until `children` child processes
+    of `module` build under it, SIGKILL it, and assert that they go with it
+    (PR_SET_PDEATHSIG): SIGKILL runs no cleanup in the parent."""
     import sys
     import time
 
+    parent = subprocess.Popen([sys.executable, "-c", script, str(root)],
+                              cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(builders_of(root, module)) < children and time.monotonic() < deadline:
+            assert parent.poll() is None, "the parent ended before starting its children"
+            time.sleep(0.01)
+        assert len(builders_of(root, module)) == children
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while builders_of(root, module) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = builders_of(root, module)
+    for pid in left:  # (only when the test fails: none should be)
+        os.kill(pid, 9)
+    assert left == []
+
+
+def test_no_child_outlives_an_apply_killed_outright():
+    """The children go with a parent killed outright, and no set is left
+    built or half built."""
     skip_unless_kernel()
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU: nothing is built side by side")
@@ -159,24 +184,7 @@ def test_no_child_outlives_an_apply_killed_outright():
             "root = Path(sys.argv[1]); "
             "build_side_by_side(str(root), flags_for(root), builds('tc', 'host'))"
         )
-        parent = subprocess.Popen([sys.executable, "-c", script, str(root)],
-                                  cwd=Path(__file__).resolve().parents[2])  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while len(builders_of(root)) < 2 and time.monotonic() < deadline:
-                assert parent.poll() is None, "the parent ended before starting its children"
-                time.sleep(0.02)
-            assert len(builders_of(root)) == 2
-        finally:
-            parent.kill()
-            parent.wait()
-        deadline = time.monotonic() + 10
-        while builders_of(root) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = builders_of(root)
-        for pid in left:  # (only when the test fails: none should be)
-            os.kill(pid, 9)
-        assert left == []
+        kill_while_building(script, root, "reconciler.datapath.parallel_build", 2)
         for name in ("tc", "host"):
             assert not loader.is_built(str(root), name, "side", SETS[name])
 

@@ -56,7 +56,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from reconciler.engine.lock import apply_lock
-from reconciler.config.procs import die_with_parent
+from reconciler.procs import die_with_parent
 
 def sleep(_):
     time.sleep(60)
