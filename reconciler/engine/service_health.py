@@ -3,7 +3,7 @@
 A LoadBalancer Service with externalTrafficPolicy Local has a
 healthCheckNodePort: the load balancer asks every node there whether to
 send it traffic. Each such port gets an HTTP server in the node's network
-namespace that answers any request with 200 when this node has a ready
+namespace (http_server.py) that answers any request with 200 when this node has a ready
 endpoint of the Service and the node is converged, else 503, with the body
 kube-proxy sends: the Service, its local endpoint count and whether the
 proxy is healthy. What to serve comes from the converged desired state
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 
-from reconciler.kernel.rtnetlink import socket_in
+from reconciler.engine.http_server import WsgiApp, close_server, open_server
 
 log = logging.getLogger("reconciler")
 
@@ -38,43 +37,20 @@ def answer(name: str, local_endpoints: int, healthy: bool) -> tuple[int, bytes]:
     return status, json.dumps(body, indent=2).encode() + b"\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+def _app(owner: ServiceHealth, port: int) -> WsgiApp:
+    """The WSGI application of one health check port: any path, GET or
+    HEAD, answered as `owner` says for `port`."""
 
-    def _reply(self, with_body: bool) -> None:
-        status, body = self.server.owner.answer_for(self.server.port)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if with_body:
-            self.wfile.write(body)
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status, body = owner.answer_for(port)
+        start_response(f"{status} {HTTPStatus(status).phrase}", [
+            ("Content-Type", "application/json"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Length", str(len(body))),
+        ])  # fmt: skip
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._reply(True)
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._reply(False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return  # a load balancer asks every few seconds: not worth a line
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, sock: socket.socket, host: str, port: int, owner: ServiceHealth) -> None:
-        super().__init__((host, port), _Handler, bind_and_activate=False)
-        self.socket.close()
-        self.socket = sock  # made in the node's namespace
-        self.port, self.owner = port, owner
-        try:
-            self.server_bind()
-            self.server_activate()
-        except OSError:
-            self.server_close()
-            raise
+    return app
 
 
 class ServiceHealth:
@@ -86,7 +62,7 @@ class ServiceHealth:
         self._lock = threading.Lock()
         self._checks: dict[str, tuple[int, int]] = {}
         self._healthy = False
-        self._servers: dict[int, tuple[str, _Server]] = {}  # port -> (service, server)
+        self._servers: dict[int, tuple[str, Any]] = {}  # port -> (service, server)
         self._refused: set[int] = set()  # ports that would not bind, reported once
 
     def answer_for(self, port: int) -> tuple[int, bytes]:
@@ -106,14 +82,13 @@ class ServiceHealth:
         for port, (name, server) in list(self._servers.items()):
             if wanted.get(port) != name:
                 del self._servers[port]
-                server.shutdown()
-                server.server_close()
+                close_server(server)
                 log.info("health check of %s on port %d closed", name, port)
         for port, name in sorted(wanted.items()):
             if port in self._servers:
                 continue
             try:
-                server = _Server(self._socket(), self.host, port, self)
+                server = open_server(self.host, port, _app(self, port), self.netns)
             except OSError as exc:
                 if port not in self._refused:
                     log.warning("health check of %s: cannot listen on port %d: %s", name, port, exc)
@@ -121,15 +96,7 @@ class ServiceHealth:
                 continue
             self._refused.discard(port)
             self._servers[port] = (name, server)
-            threading.Thread(
-                target=server.serve_forever, name=f"health-{port}", daemon=True
-            ).start()
             log.info("health check of %s on port %d", name, port)
-
-    def _socket(self) -> socket.socket:
-        if self.netns:
-            return socket_in(self.netns, socket.AF_INET, socket.SOCK_STREAM)
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
     def report(self) -> list[dict[str, Any]]:
         """What each health check answers now, for the watcher's state:

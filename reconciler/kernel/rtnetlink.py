@@ -315,16 +315,6 @@ def inside(netns: str | None) -> AbstractContextManager[None]:
     return entered(netns) if netns else nullcontext()
 
 
-def socket_in(netns: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created inside `netns`; this thread is switched back before returning.
-
-    A socket stays bound to the namespace it was created in, so the thread
-    only needs to be inside the namespace for the socket() call.
-    """
-    with entered(netns):
-        return socket.socket(family, kind, proto)
-
-
 SO_NETNS_COOKIE = 71  # Linux 5.14+; not in Python's socket module
 
 
