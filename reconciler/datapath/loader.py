@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ def build(
     if is_built(root, prog_set, phash, functions):
         return target
     parts = parts_of(prog_set, functions) if split else [tuple(functions)]
+    started = time.monotonic()
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
     helpers: list[Child | None] = []
     try:
@@ -163,6 +165,9 @@ def build(
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)
+    if len(parts) > 1:
+        log.info("built the %s set in %d parts side by side in %.1fs", prog_set, len(parts),
+                 time.monotonic() - started)  # fmt: skip
     return target
 
 

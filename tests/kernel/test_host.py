@@ -95,8 +95,9 @@ def test_deny_all_host_ingress_keeps_failsafe_ports_open(host):
     rc, out, err = node.run("--apply", "-v")
     assert rc == 0, out + err
     assert re.search(r"building program set\(s\) connect@\w+, host@\w+, tc@\w+ with bcc", err)
-    if cpus() > 1:  # the tc, host and connect sets at once
+    if cpus() > 1:  # the tc, host and connect sets at once, each whole
         assert "built 3 program set(s) side by side" in err, err
+        assert "parts side by side" not in err, err
     node.apply_converged()
     assert host.from_outside(8080).startswith("host")  # the profile allows all
     node.write("policy.yaml", DENY_ALL_INGRESS)

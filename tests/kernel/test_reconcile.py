@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.datapath.loader import cpus
 from reconciler.engine.lock import apply_lock
 from tests.kernel.conftest import PODS, bpftool_dump
 
@@ -74,6 +75,10 @@ def test_attach_counts_traffic_and_is_idempotent(node):
     assert rc == 2
     assert "+ tc/cali-front0/ingress" in out and "+ tc/eth0/egress" in out
     assert "tc/cali-back0" not in out  # no WorkloadEndpoint names it
+    rc, out, err = node.run("--apply", "-v")
+    assert rc == 0, out + err
+    if cpus() > 1:  # the tc set, the one long build: compiled in two parts at once
+        assert "built the tc set in 2 parts side by side" in err, err
     node.apply_converged()
     for iface in ("cali-front0", "eth0"):
         for direction in ("ingress", "egress"):
