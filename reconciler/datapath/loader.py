@@ -22,7 +22,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +110,20 @@ def build(
     prog_type: str = "SCHED_CLS",
     prev_ct: int | None = None,
     split: bool = True,
+    meanwhile: Callable[[], None] | None = None,
 ) -> Path:
     """Compile, load and pin one program set (no-op when already pinned).
     `prev_ct`: the conntrack table a resize replaces, which the set's
     programs reach until the handover ends (reconciler/datapath/ct_handover.py).
     `split`: compile the set in parts side by side where parts_of says so
-    (a caller that builds other sets meanwhile has no CPU to spare)."""
+    (a caller that builds other sets meanwhile has no CPU to spare).
+    `meanwhile`: the caller's other work, run once this process's part is
+    pinned, while the children compile theirs (every map is made by then);
+    without parts, once the set is built."""
     target = set_dir(root, prog_set, phash)
     if is_built(root, prog_set, phash, functions):
+        if meanwhile:
+            meanwhile()
         return target
     parts = parts_of(prog_set, functions) if split else [tuple(functions)]
     started = time.monotonic()
@@ -140,6 +146,8 @@ def build(
                     helper.release()
         with _compiled(root, SOURCES[prog_set], flags, tmp, _others(functions, parts[0])) as bpf:
             _load(bpf, parts[0], prog_type, tmp)
+            if meanwhile and helpers:
+                meanwhile()
             for helper, part in zip(helpers, parts[1:], strict=True):
                 if helper is None or helper.wait() != 0:  # its error (if any) is raised here
                     log.warning("the compile of %s in a child failed (%s); compiling it here",
@@ -168,6 +176,8 @@ def build(
     if len(parts) > 1:
         log.info("built the %s set in %d parts side by side in %.1fs", prog_set, len(parts),
                  time.monotonic() - started)  # fmt: skip
+    elif meanwhile:
+        meanwhile()
     return target
 
 

@@ -49,11 +49,17 @@ class SetBuild:
 def build_side_by_side(root: str, flags: Sequence[str], builds: Sequence[SetBuild]) -> list[str]:
     """Build the sets of `builds` not built yet, side by side; returns the
     names of those that failed (nothing is raised: loader.build, run in
-    order afterwards, reports their errors). Nothing is done here unless two
-    of them are long builds and there are two CPUs."""
+    order afterwards, reports their errors). Nothing is done here without
+    two CPUs. Two long builds or more: one child process per set, at most
+    one per CPU. One long build and short ones: the long one here, in parts
+    (loader.build), the short ones while it waits for its other part."""
     pending = [b for b in builds if not loader.is_built(root, b.prog_set, b.phash, b.functions)]
-    if sum(b.prog_set in LONG_BUILDS for b in pending) < 2 or loader.cpus() < 2:
-        return []  # the shared maps' compile would cost what running side by side saves
+    long = [b for b in pending if b.prog_set in LONG_BUILDS]
+    if loader.cpus() < 2 or not long:
+        return []
+    if len(long) == 1:
+        short = [b for b in pending if b is not long[0]]
+        return _with_short_builds(root, flags, long[0], short) if short else []
     started = time.monotonic()
     try:
         loader.build_shared_maps(root, flags)
@@ -82,6 +88,34 @@ def build_side_by_side(root: str, flags: Sequence[str], builds: Sequence[SetBuil
             child.close()
     log.info("built %d program set(s) side by side in %.1fs", len(pending) - len(failed),
              time.monotonic() - started)  # fmt: skip
+    return failed
+
+
+def _with_short_builds(
+    root: str, flags: Sequence[str], long: SetBuild, short: Sequence[SetBuild]
+) -> list[str]:
+    """Build `long` in parts and the `short` sets in the time its build
+    waits for the part a child compiles (the longer one)."""
+    started = time.monotonic()
+    failed: list[str] = []
+
+    def short_builds() -> None:
+        for b in short:
+            try:
+                loader.build(root, b.prog_set, b.phash, flags, b.functions, b.prog_type)
+            except Exception as exc:  # noqa: BLE001 - the in-order build meets it again
+                log.warning("building %s beside %s failed (%s); building it in order",
+                            b.prog_set, long.prog_set, exc)  # fmt: skip
+                failed.append(b.prog_set)
+
+    try:
+        loader.build(root, long.prog_set, long.phash, flags, long.functions, long.prog_type,
+                     meanwhile=short_builds)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the in-order build meets it again
+        log.warning("building %s failed (%s); building it in order", long.prog_set, exc)
+        failed.append(long.prog_set)
+    log.info("built %s with %s meanwhile in %.1fs", long.prog_set,
+             ", ".join(b.prog_set for b in short), time.monotonic() - started)  # fmt: skip
     return failed
 
 

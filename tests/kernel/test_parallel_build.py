@@ -105,14 +105,41 @@ def test_a_set_that_fails_is_left_to_the_in_order_build():
         assert sorted(p.name for p in (root / "progs").iterdir()) == ["tc-side"]
 
 
-def test_one_long_build_is_left_to_the_in_order_build():
-    """tc and connect: the shared maps' own compile would cost what building
-    connect beside tc saves."""
+def test_one_long_build_is_built_in_parts_and_the_short_ones_meanwhile(caplog):
+    """tc and connect: tc in parts, connect while tc's build waits for its
+    child's part; the sets are then what the in-order builds would make."""
+    import logging
+
     skip_unless_kernel()
+    caplog.set_level(logging.INFO, logger="reconciler")
     with private_pin_dir() as root:
-        assert build_side_by_side(str(root), flags_for(root), builds("tc", "connect")) == []
-        assert not (root / "progs").exists()
-        assert sorted(os.listdir(root / "maps")) == ["rcl_ct_prev"]  # the fixture's own stage
+        built = build_side_by_side(str(root), flags_for(root), builds("tc", "connect"))
+        if len(os.sched_getaffinity(0)) < 2:  # one CPU: left to the in-order builds
+            assert built == [] and not (root / "progs").exists()
+            return
+        assert built == []
+        for name in ("tc", "connect"):
+            assert loader.is_built(str(root), name, "side", SETS[name]), name
+        assert "built the tc set in 2 parts side by side" in caplog.text
+        assert "built tc with connect meanwhile" in caplog.text
+        pinned = pinned_maps(root)
+        for function in SETS["connect"]:
+            for map_name, map_id in held_maps(root / "progs" / "connect-side" / function).items():
+                if map_name in pinned:
+                    assert map_id == pinned[map_name], (function, map_name)
+
+
+def test_a_short_build_that_fails_beside_a_long_one_is_left_to_the_in_order_build(caplog):
+    skip_unless_kernel()
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: nothing is built side by side")
+    with private_pin_dir() as root:
+        broken = {"connect": ("rcl_connect4", "rcl_no_such_function")}
+        failed = build_side_by_side(str(root), flags_for(root),
+                                    builds("tc", "connect", functions=broken))  # fmt: skip
+        assert failed == ["connect"]
+        assert "building connect beside tc failed" in caplog.text
+        assert sorted(p.name for p in (root / "progs").iterdir()) == ["tc-side"]
 
 
 def test_shared_maps_that_cannot_be_made_leave_every_set_to_the_in_order_build(caplog):
