@@ -12,7 +12,7 @@ demo: setup
 	PYTHONPATH=. $(PY) scripts/demo.py
 
 test: setup
-	$(PY) -m pytest -ra --timeout=300 tests
+	$(PY) -m pytest -ra --timeout=300 --durations=15 tests
 
 unit: setup
 	$(PY) -m pytest -q -m "not kernel" tests

@@ -138,7 +138,7 @@ def build(
             # set's own in tmp: the parts, compiled at once, only open them.
             spec = {"root": root, "set_dir": str(tmp), "prog_set": prog_set,
                     "flags": list(flags), "functions": list(functions), "prog_type": prog_type}
-            helpers = [_start_part(spec, part) for part in parts[1:]]  # fmt: skip
+            helpers = [_start_part(spec, part) for part in parts[1:]]
             with _compiled(root, SHARED_MAPS_SOURCE, flags, tmp):
                 pass
             for helper in helpers:
