@@ -128,7 +128,7 @@ def build(
     parts = parts_of(prog_set, functions) if split else [tuple(functions)]
     started = time.monotonic()
     tmp = Path(root) / "progs" / f"tmp-{prog_set}-{phash}-{os.getpid()}"
-    helpers: list[Child | None] = []
+    helpers: list[Child] = []
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         if prog_set in CT_PREV_SETS:
@@ -138,20 +138,21 @@ def build(
             # set's own in tmp: the parts, compiled at once, only open them.
             spec = {"root": root, "set_dir": str(tmp), "prog_set": prog_set,
                     "flags": list(flags), "functions": list(functions), "prog_type": prog_type}
-            helpers = [_start_part(spec, part) for part in parts[1:]]
-            with _compiled(root, SHARED_MAPS_SOURCE, flags, tmp):
-                pass
+            helpers = _start_parts(spec, parts[1:])
+        if helpers:
+            _make_maps(root, flags, tmp)
             for helper in helpers:
-                if helper is not None:
-                    helper.release()
+                helper.release()
+        else:
+            parts = [tuple(functions)]
         with _compiled(root, SOURCES[prog_set], flags, tmp, _others(functions, parts[0])) as bpf:
             _load(bpf, parts[0], prog_type, tmp)
             if meanwhile and helpers:
                 meanwhile()
             for helper, part in zip(helpers, parts[1:], strict=True):
-                if helper is None or helper.wait() != 0:  # its error (if any) is raised here
+                if helper.wait() != 0:  # its error (if any) is raised here
                     log.warning("the compile of %s in a child failed (%s); compiling it here",
-                                ", ".join(part), helper.reason() if helper else "not started")
+                                ", ".join(part), helper.reason())  # fmt: skip
                     for name in part:  # what it pinned before it failed
                         (tmp / name).unlink(missing_ok=True)
                     build_part(root, str(tmp), prog_set, flags, functions, part, prog_type)
@@ -162,14 +163,12 @@ def build(
                 ct_handover.bind(tmp, bpf[CT_PREV_PINS[1].encode()].map_fd, prev_ct)
     except BaseException:
         for helper in helpers:
-            if helper is not None:
-                helper.kill()
+            helper.kill()
         shutil.rmtree(tmp, ignore_errors=True)  # with the pins made so far
         raise
     finally:
         for helper in helpers:
-            if helper is not None:
-                helper.close()
+            helper.close()
     if target.exists():  # a concurrent or interrupted build left one: replace it
         shutil.rmtree(target)
     os.rename(tmp, target)
@@ -184,14 +183,20 @@ def build(
 PART_CHILD = "reconciler.datapath.part_build"  # a part compiled in a child process
 
 
-def _start_part(spec: dict[str, Any], part: Sequence[str]) -> Child | None:
-    """A child for `part`, held until the maps are made; None if none could
-    be started (the build compiles that part itself)."""
+def _start_parts(spec: dict[str, Any], parts: Sequence[Sequence[str]]) -> list[Child]:
+    """A child for each of `parts`, held until the maps are made; none if
+    one could not be started (the build then compiles the set whole)."""
+    started: list[Child] = []
     try:
-        return Child.start(PART_CHILD, {**spec, "part": list(part)}, held=True)
+        for part in parts:
+            started.append(Child.start(PART_CHILD, {**spec, "part": list(part)}, held=True))
     except OSError as exc:
-        log.warning("no child could be started for %s (%s)", ", ".join(part), exc)
-        return None
+        log.warning("no child could be started (%s); compiling the set whole", exc)
+        for child in started:
+            child.kill()
+            child.close()
+        return []
+    return started
 
 
 def build_part(
@@ -238,10 +243,16 @@ def build_shared_maps(root: str, flags: Sequence[str]) -> None:
     try:
         stage.mkdir(parents=True, exist_ok=True)
         ct_handover.stage(stage, None)
-        with _compiled(root, SHARED_MAPS_SOURCE, flags, stage):
-            pass
+        _make_maps(root, flags, stage)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _make_maps(root: str, flags: Sequence[str], directory: Path) -> None:
+    """Every map of bpf/maps.c's headers made (or opened): the shared ones
+    under <root>/maps, a set's own in `directory` (staged for a resize)."""
+    with _compiled(root, SHARED_MAPS_SOURCE, flags, directory):
+        pass
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ whole (the CPUs are taken by the other sets).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -68,23 +67,24 @@ def build_side_by_side(root: str, flags: Sequence[str], builds: Sequence[SetBuil
         return [b.prog_set for b in pending]
     queue = sorted(pending, key=lambda b: b.prog_set not in LONG_BUILDS)  # long ones first
     failed: list[str] = []
-    running: list[_Child] = []
+    running: list[tuple[SetBuild, Child]] = []
     try:
         while queue or running:
             while queue and len(running) < loader.cpus():
-                running.append(_Child.start(root, flags, queue.pop(0)))
+                build = queue.pop(0)
+                spec = {"root": root, "flags": list(flags), **asdict(build)}
+                running.append((build, Child.start(__name__, spec)))
             time.sleep(POLL_S)
-            for child in [c for c in running if c.process.poll() is not None]:
-                running.remove(child)
+            for build, child in [r for r in running if r[1].process.poll() is not None]:
+                running.remove((build, child))
                 if child.process.returncode != 0:
-                    failed.append(child.build.prog_set)
+                    failed.append(build.prog_set)
                     log.warning("side-by-side build of %s failed (%s); building it in order",
-                                child.build.prog_set, child.reason())  # fmt: skip
+                                build.prog_set, child.reason())  # fmt: skip
                 child.close()
     finally:
-        for child in running:  # interrupted: no child outlives the apply
-            child.process.kill()
-            child.process.wait()
+        for _build, child in running:  # interrupted: no child outlives the apply
+            child.kill()
             child.close()
     log.info("built %d program set(s) side by side in %.1fs", len(pending) - len(failed),
              time.monotonic() - started)  # fmt: skip
@@ -117,29 +117,6 @@ def _with_short_builds(
     log.info("built %s with %s meanwhile in %.1fs", long.prog_set,
              ", ".join(b.prog_set for b in short), time.monotonic() - started)  # fmt: skip
     return failed
-
-
-@dataclass
-class _Child:
-    """A child process building one set."""
-
-    build: SetBuild
-    child: Child
-
-    @classmethod
-    def start(cls, root: str, flags: Sequence[str], build: SetBuild) -> _Child:
-        spec = {"root": root, "flags": list(flags), **asdict(build)}
-        return cls(build, Child.start(__name__, spec))
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self.child.process
-
-    def reason(self) -> str:
-        return self.child.reason()
-
-    def close(self) -> None:
-        self.child.close()
 
 
 def main(argv: Sequence[str]) -> int:

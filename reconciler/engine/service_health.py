@@ -3,10 +3,10 @@
 A LoadBalancer Service with externalTrafficPolicy Local has a
 healthCheckNodePort: the load balancer asks every node there whether to
 send it traffic. Each such port gets an HTTP server in the node's network
-namespace (http_server.py) that answers any request with 200 when this node has a ready
-endpoint of the Service and the node is converged, else 503, with the body
-kube-proxy sends: the Service, its local endpoint count and whether the
-proxy is healthy. What to serve comes from the converged desired state
+namespace (http_server.py) that answers any request with 200 when this node
+has a ready endpoint of the Service and the node is converged, else 503,
+with the body kube-proxy sends: the Service, its local endpoint count and
+whether the proxy is healthy. What to serve comes from the converged desired state
 (DesiredState.health_checks); `sync` opens, moves and closes servers to
 match it.
 """
