@@ -1,7 +1,8 @@
 """One program set compiled in parts side by side (reconciler/datapath/
 loader.py): its programs share the set's own maps and the shared ones as if
 compiled whole, its tail-call table holds every part's programs, a part
-whose child fails is compiled by the build itself, and a build that fails
+whose child fails is compiled by the build itself (the whole set, when no
+child can be started), and a build that fails
 or is killed leaves no child and nothing half built."""
 
 from __future__ import annotations
@@ -79,6 +80,21 @@ def test_a_part_whose_child_fails_is_compiled_by_the_build(two_cpus, monkeypatch
         assert loader.is_built(str(root), "tc", "x", TC_PROGRAMS)
         assert "No module named reconciler.datapath.no_such_module" in caplog.text
         assert "compiling it here" in caplog.text
+
+
+def test_a_child_that_cannot_start_leaves_the_set_compiled_whole(two_cpus, monkeypatch, caplog):
+    """No interpreter where sys.executable says: no child, no maps compile
+    of its own, the set compiled in one piece as on one CPU."""
+    import sys
+
+    skip_unless_kernel()
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with private_pin_dir() as root:
+        loader.build(str(root), "tc", "x", flags_for(root), TC_PROGRAMS)
+        assert loader.is_built(str(root), "tc", "x", TC_PROGRAMS)
+        assert "no child could be started" in caplog.text
+        assert "compiling the set whole" in caplog.text
+        assert "parts side by side" not in caplog.text
 
 
 def test_a_part_that_does_not_build_fails_the_build_and_leaves_nothing(two_cpus, monkeypatch):
