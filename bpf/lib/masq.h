@@ -79,7 +79,8 @@ static __always_inline void rcl_masq_key(struct rcl_ct_key *k, __u32 src, __u32 
 }
 
 /* Could a packet arriving on a host interface be a reply to a masqueraded
- * flow: TCP or UDP to a port of the masquerade's? Read in place, without a
+ * flow: TCP or UDP to a port of the masquerade's, or an ICMP error (about
+ * what, its quote tells: rcl_masq_icmp_back)? Read in place, without a
  * helper call (every packet of a host interface asks): headers outside the
  * linear data are not asked about (a reply's are in it). */
 static __always_inline int rcl_masq_reply_candidate(struct __sk_buff *skb, __u32 l3_off)
@@ -91,16 +92,93 @@ static __always_inline int rcl_masq_reply_candidate(struct __sk_buff *skb, __u32
 	struct iphdr *ip = data + l3_off;
 	if ((void *)(ip + 1) > data_end)
 		return 0;
-	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
+	__u8 proto = ip->protocol;
+	if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMP) ||
 	    (ip->frag_off & rcl_htons(0x3fff)))
 		return 0;
 	__u32 ihl = ip->ihl * 4;
 	if (ihl < sizeof(*ip))
 		return 0;
+	if (proto == IPPROTO_ICMP) { /* an error may be about such a flow */
+		__u8 *type = (void *)ip + ihl;
+		return (void *)(type + 1) <= data_end && rcl_icmp_is_error(*type);
+	}
 	__u16 *ports = (void *)ip + ihl;
 	if ((void *)(ports + 2) > data_end)
 		return 0;
 	return rcl_htons(ports[1]) >= RCL_MASQ_PORT_MIN;
+}
+
+/* One program for both ways of a masqueraded flow (they share the parse
+ * and the look-up of the packet's own entry, and a build compiles them
+ * once). Its results: */
+#define RCL_MASQ_RETRY    0x100 /* out: the port tried is taken, run again with the next */
+#define RCL_MASQ_REPLIED  0x101 /* back: a reply, made the client's */
+#define RCL_MASQ_NO_REPLY 0x102 /* back: not a reply to a masqueraded flow */
+#define RCL_MASQ_BROKEN   0x103 /* back: the rewrite failed half way (drop) */
+
+/* An ICMP error (unreachable, time exceeded, parameter problem) about a
+ * masqueraded flow, sent to the address the flow left with (by the
+ * backend, or a router on the way): its quote and destination made the
+ * client's, as a reply is made the client's; service NAT then turns the
+ * quote into what the client sent (rcl_nat_icmp_error), so the client's
+ * socket hears of it (Path MTU discovery, a closed UDP port). The flow's
+ * entries are not refreshed. RCL_MASQ_REPLIED, _NO_REPLY or _BROKEN. */
+static __always_inline int rcl_masq_icmp_back(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct iphdr ip;
+	if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5 ||
+	    ip.protocol != IPPROTO_ICMP || (ip.frag_off & rcl_htons(0x3fff)))
+		return RCL_MASQ_NO_REPLY;
+	__u32 l4_off = l3_off + ip.ihl * 4;
+	__u32 q_off = l4_off + 8;
+	struct iphdr q;
+	struct rcl_quoted_ports qp;
+	if (rcl_icmp_error_quote(skb, l4_off, q_off, &q, &qp) || q.saddr != ip.daddr ||
+	    rcl_htons(qp.sport) < RCL_MASQ_PORT_MIN)
+		return RCL_MASQ_NO_REPLY;
+	/* the quote reversed is a reply: the flow's MASQ_REV entry */
+	struct rcl_ct_key k;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	hit.val.orig_ip = 0;
+	hit.val.orig_port = 0;
+	rcl_masq_key(&k, q.daddr, q.saddr, qp.dport, qp.sport, q.protocol);
+	if (!rcl_ct_find_pulled(&k, &hit) || hit.val.type != RCL_CT_MASQ_REV)
+		return RCL_MASQ_NO_REPLY;
+	__u32 mip = q.saddr;
+	__u32 client = hit.val.orig_ip;
+	__u16 mport = qp.sport;
+	__u16 cport = hit.val.orig_port;
+	__u16 qcheck = rcl_csum_replace4(q.check, mip, client);
+	/* the quote, the error's checksum over it (no pseudo header), then the
+	 * error's destination */
+	if (bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, saddr), &client, 4, 0) ||
+	    bpf_skb_store_bytes(skb, q_off + offsetof(struct iphdr, check), &qcheck, 2, 0) ||
+	    bpf_skb_store_bytes(skb, q_off + q.ihl * 4, &cport, 2, 0) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, mip, client, 4) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, q.check, qcheck, 2) ||
+	    bpf_l4_csum_replace(skb, l4_off + 2, mport, cport, 2) ||
+	    bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), mip, client, 4) ||
+	    bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, daddr), &client, 4, 0)) {
+		rcl_nat_count(RCL_NS_ERROR);
+		return RCL_MASQ_BROKEN;
+	}
+	return RCL_MASQ_REPLIED;
+}
+
+/* A forwarded packet's hop, as the kernel's forwarding counts it: its TTL
+ * one less (the caller has checked that it is above 1). */
+static __always_inline int rcl_ttl_decrement(struct __sk_buff *skb, __u32 l3_off,
+					     const struct iphdr *ip)
+{
+	__u8 old[2] = {ip->ttl, ip->protocol}; /* the checksum's 16-bit word */
+	__u8 new[2] = {ip->ttl - 1, ip->protocol};
+	__u16 from, to;
+	__builtin_memcpy(&from, old, 2);
+	__builtin_memcpy(&to, new, 2);
+	return bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), from, to, 2) ||
+	       bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, ttl), &new[0], 1, 0);
 }
 
 /* Is a packet leaving through a host endpoint one of a flow this node
@@ -161,21 +239,13 @@ static __always_inline int rcl_masq_claim(const struct rcl_ct_key *fk, __u32 mip
 	return 0;
 }
 
-/* One program for both ways of a masqueraded flow (they share the parse
- * and the look-up of the packet's own entry, and a build compiles them
- * once). Its results: */
-#define RCL_MASQ_RETRY    0x100 /* out: the port tried is taken, run again with the next */
-#define RCL_MASQ_REPLIED  0x101 /* back: a reply, made the client's */
-#define RCL_MASQ_NO_REPLY 0x102 /* back: not a reply to a masqueraded flow */
-#define RCL_MASQ_BROKEN   0x103 /* back: the rewrite failed half way (drop) */
-
 /* `back` 0: a packet of a flow NAT marked for masquerade (RCL_NAT_MASQ: it
  * now carries its backend's address), on its way out: its source
  * rewritten to the flow's (claimed on its first packet; `attempt` 0 tries
  * the flow's hash's port, later ones random ports), and sent out of the
- * interface the FIB picks, to the next hop. Not handed to the stack: a
- * source of this node's own arriving on an interface is dropped there as
- * martian. A tc action, or RCL_MASQ_RETRY.
+ * interface the FIB picks, to the next hop, its TTL one less. Not handed
+ * to the stack: a source of this node's own arriving on an interface is
+ * dropped there as martian. A tc action, or RCL_MASQ_RETRY.
  * `back` 1: what may be a backend's reply to such a flow, arriving: its
  * destination rewritten to the client's address and port, the two entries
  * refreshed. RCL_MASQ_REPLIED, _NO_REPLY or _BROKEN. */
@@ -243,7 +313,8 @@ static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __
 		if (!now)
 			now = rcl_now();
 		int claimed = -1;
-		if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) && mip)
+		if ((rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) && mip &&
+		    p.ip.ttl > 1)
 			claimed = rcl_masq_claim(&fk, mip, mport, p.pktflags, now);
 		if (claimed > 0 && !known && attempt + 1 < RCL_MASQ_TRIES)
 			return RCL_MASQ_RETRY;
@@ -254,11 +325,14 @@ static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __
 		if (!known)
 			rcl_nat_count(RCL_NS_MASQ_NEW);
 	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
-		rcl_nat_count(RCL_NS_MASQ_FAILED); /* the route to the backend is gone */
+	if ((rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) || p.ip.ttl <= 1) {
+		/* the route to the backend is gone, or the TTL ran out (the
+		 * kernel's forwarding would drop that too) */
+		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
 	}
-	if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 1, p.ip.saddr, mip, p.sport, mport)) {
+	if (rcl_nat_rewrite(skb, l3_off, p.l4_off, proto, 1, p.ip.saddr, mip, p.sport, mport) ||
+	    rcl_ttl_decrement(skb, l3_off, &p.ip)) {
 		rcl_nat_count(RCL_NS_ERROR);
 		return TC_ACT_SHOT;
 	}

@@ -237,6 +237,28 @@ static __always_inline int rcl_icmp_quote(struct __sk_buff *skb, __u32 off, stru
 	return rcl_skb_read(skb, off + q->ihl * 4, l4, len);
 }
 
+/* The ports of the TCP or UDP packet an ICMP error quotes. */
+struct rcl_quoted_ports {
+	__u16 sport;
+	__u16 dport;
+};
+
+/* Is the ICMP message at l4_off an error that quotes a TCP or UDP packet
+ * (at q_off, 8 bytes on)? 0 if so, with the quote's IPv4 header in q and
+ * its ports in qp. */
+static __always_inline int rcl_icmp_error_quote(struct __sk_buff *skb, __u32 l4_off,
+						__u32 q_off, struct iphdr *q,
+						struct rcl_quoted_ports *qp)
+{
+	__u8 type;
+	if (rcl_skb_read(skb, l4_off, &type, 1) || !rcl_icmp_is_error(type))
+		return -1;
+	if (rcl_icmp_quote(skb, q_off, q, qp, sizeof(*qp)) ||
+	    (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP))
+		return -1;
+	return 0;
+}
+
 /* An ICMP error about a hairpin flow (a pod reaching itself through its
  * service), from the pod's own stack: it reports on a packet it received
  * from the VIP (as the flow's backend, or as its client) and goes to the
@@ -292,17 +314,10 @@ static __always_inline int rcl_nat_icmp_error(struct __sk_buff *skb, __u32 l3_of
 					      const struct iphdr *ip)
 {
 	__u32 l4_off = l3_off + ip->ihl * 4;
-	__u8 type;
-	if (rcl_skb_read(skb, l4_off, &type, 1) || !rcl_icmp_is_error(type))
-		return RCL_NAT_PASS;
 	__u32 q_off = l4_off + 8;
 	struct iphdr q;
-	struct {
-		__u16 sport;
-		__u16 dport;
-	} qp;
-	if (rcl_icmp_quote(skb, q_off, &q, &qp, sizeof(qp)) ||
-	    (q.protocol != IPPROTO_TCP && q.protocol != IPPROTO_UDP))
+	struct rcl_quoted_ports qp;
+	if (rcl_icmp_error_quote(skb, l4_off, q_off, &q, &qp))
 		return RCL_NAT_PASS;
 	/* the quote reversed: the replies' entry (backend to client) for a quote
 	 * that went to the backend, the forward entry (client to VIP) for a

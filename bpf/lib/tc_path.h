@@ -460,28 +460,33 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
 	if (!st || !ps)
 		return TC_ACT_SHOT;
-	__u32 back = ps->masq_back == RCL_MASQ_ASKED;
-	__u32 attempt = ps->masq_try;
-	int action = rcl_masq_step(skb, rcl_l3_off(st->flags), back, attempt);
-	if (back) {
-		ps->masq_back = RCL_MASQ_OUT;
-		if (action == RCL_MASQ_BROKEN) {
-			st->dropped++;
-			return TC_ACT_SHOT;
-		}
-		ps->masq_reply = action == RCL_MASQ_REPLIED;
-		ps->masq_back = RCL_MASQ_AGAIN;
-		rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
-		ps->masq_back = RCL_MASQ_OUT;
-		st->dropped++; /* the jump failed: the packet may be rewritten already */
+	__u32 l3_off = rcl_l3_off(st->flags);
+	/* one call of rcl_masq_step per way, each with its `back` a constant:
+	 * the verifier then walks each way alone */
+	if (ps->masq_back != RCL_MASQ_ASKED) {
+		__u32 attempt = ps->masq_try;
+		int action = rcl_masq_step(skb, l3_off, 0, attempt);
+		if (action != RCL_MASQ_RETRY)
+			return action;
+		/* the port is taken: this program again, with the next one */
+		ps->masq_try = attempt + 1;
+		rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
 	}
-	if (action != RCL_MASQ_RETRY)
-		return action;
-	/* the port is taken: this program again, with the next one */
-	ps->masq_try = attempt + 1;
-	rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
-	rcl_nat_count(RCL_NS_MASQ_FAILED);
+	int action = rcl_masq_step(skb, l3_off, 1, 0);
+	if (action == RCL_MASQ_NO_REPLY) /* or an ICMP error about such a flow */
+		action = rcl_masq_icmp_back(skb, l3_off);
+	ps->masq_back = RCL_MASQ_OUT;
+	if (action == RCL_MASQ_BROKEN) {
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
+	ps->masq_reply = action == RCL_MASQ_REPLIED;
+	ps->masq_back = RCL_MASQ_AGAIN;
+	rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
+	ps->masq_back = RCL_MASQ_OUT;
+	st->dropped++; /* the jump failed: the packet may be rewritten already */
 	return TC_ACT_SHOT;
 }
 

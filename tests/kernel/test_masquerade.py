@@ -35,6 +35,7 @@ spec:
   ports:
   - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}}
   - {{name: dns, protocol: UDP, port: 53, targetPort: 8080, nodePort: 30053}}
+  - {{name: closed, protocol: UDP, port: 54, targetPort: 9999, nodePort: 30054}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -43,7 +44,8 @@ metadata:
   namespace: shop
   labels: {{kubernetes.io/service-name: web}}
 addressType: IPv4
-ports: [{{name: http, protocol: TCP, port: 8080}}, {{name: dns, protocol: UDP, port: 8080}}]
+ports: [{{name: http, protocol: TCP, port: 8080}}, {{name: dns, protocol: UDP, port: 8080}},
+        {{name: closed, protocol: UDP, port: 9999}}]
 endpoints:
 {endpoints}"""
 ENDPOINT = """\
@@ -193,6 +195,50 @@ def test_many_flows_to_one_backend_each_get_a_port_of_their_own(remote):
     replies = remote.request("tcp", sb.node_ip, 30080, 300, ns=sb.ext)
     assert replies == [f"remote {NODE1_TO_NODE2}"] * 300, [r for r in replies if "remote" not in r]
     assert masq_counts(remote) == (300, 0)
+
+
+# One UDP datagram with the TTL of argv[3]; what the socket hears: the
+# reply, or (IP_RECVERR on, so that soft errors are heard too) "refused",
+# "unreachable" or "timeout".
+TTL_CLIENT = """\
+import errno, socket, sys
+IP_RECVERR = 11
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[3]))
+s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"hello")
+try:
+    print(s.recv(200).decode())
+except TimeoutError:
+    print("timeout")
+except OSError as e:
+    print({errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "unreachable"}.get(e.errno, e))
+"""
+
+
+def test_a_masqueraded_packet_loses_a_hop_and_errors_about_its_flow_reach_the_client(remote):
+    """This node forwards a masqueraded packet itself, so it counts the hop:
+    a datagram that arrives with TTL 1 is dropped here (counted), one with
+    TTL 2 runs out at node-2, whose time exceeded, sent to this node's
+    address, reaches the client as an error about the NodePort it asked,
+    and TTL 3 is answered. A closed port on the backend is heard as refused."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+
+    def udp(port: int, ttl: int) -> str:
+        args = ("-c", TTL_CLIENT, sb.node_ip, str(port), str(ttl))
+        return sb.exec(sb.ext, sys.executable, *args).stdout.strip()
+
+    assert udp(30053, 3) == f"remote {NODE1_TO_NODE2}"
+    assert masq_counts(remote) == (1, 0)
+    assert udp(30053, 2) == "unreachable"
+    assert udp(30053, 1) == "timeout"
+    assert masq_counts(remote) == (2, 1)
+    assert udp(30054, 64) == "refused"
+    assert masq_counts(remote) == (3, 1)
 
 
 HOST_ENDPOINTS = """apiVersion: projectcalico.org/v3
