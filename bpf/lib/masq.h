@@ -116,6 +116,8 @@ static __always_inline int rcl_masq_reply_candidate(struct __sk_buff *skb, __u32
 #define RCL_MASQ_REPLIED  0x101 /* back: a reply, made the client's */
 #define RCL_MASQ_NO_REPLY 0x102 /* back: not a reply to a masqueraded flow */
 #define RCL_MASQ_BROKEN   0x103 /* back: the rewrite failed half way (drop) */
+#define RCL_MASQ_TOO_BIG  0x104 /* out: too big for the way to the backend, and DF
+				 * set: the packet is as the client sent it again */
 
 /* An ICMP error (unreachable, time exceeded, parameter problem) about a
  * masqueraded flow, sent to the address the flow left with (by the
@@ -239,18 +241,42 @@ static __always_inline int rcl_masq_claim(const struct rcl_ct_key *fk, __u32 mip
 	return 0;
 }
 
+/* A packet of a flow NAT marked for masquerade, as its client sent it: its
+ * destination the service's again (the flow's NAT entry for its replies
+ * holds it), for an ICMP error that quotes it. 0 on success. */
+static __always_inline int rcl_masq_undo_dnat(struct __sk_buff *skb, __u32 l3_off,
+					      const struct rcl_masq_pkt *p)
+{
+	struct rcl_ct_key k = {};
+	k.src = p->ip.daddr;
+	k.dst = p->ip.saddr;
+	k.sport = p->dport;
+	k.dport = p->sport;
+	k.proto = p->ip.protocol;
+	__u64 now = 0;
+	struct rcl_ct_hit hit;
+	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	hit.val.orig_ip = 0;
+	hit.val.orig_port = 0;
+	if (!rcl_ct_lookup(&k, &now, &hit) || hit.val.type != RCL_CT_REVERSE)
+		return -1;
+	return rcl_nat_rewrite(skb, l3_off, p->l4_off, p->ip.protocol, 0, p->ip.daddr,
+			       hit.val.orig_ip, p->dport, hit.val.orig_port);
+}
+
 /* `back` 0: a packet of a flow NAT marked for masquerade (RCL_NAT_MASQ: it
  * now carries its backend's address), on its way out: its source
  * rewritten to the flow's (claimed on its first packet; `attempt` 0 tries
  * the flow's hash's port, later ones random ports), and sent out of the
  * interface the FIB picks, to the next hop, its TTL one less. Not handed
  * to the stack: a source of this node's own arriving on an interface is
- * dropped there as martian. A tc action, or RCL_MASQ_RETRY.
+ * dropped there as martian. A tc action, RCL_MASQ_RETRY, or
+ * RCL_MASQ_TOO_BIG with the MTU of the way out in *mtu.
  * `back` 1: what may be a backend's reply to such a flow, arriving: its
  * destination rewritten to the client's address and port, the two entries
  * refreshed. RCL_MASQ_REPLIED, _NO_REPLY or _BROKEN. */
 static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __u32 back,
-					 __u32 attempt)
+					 __u32 attempt, __u16 *mtu)
 {
 	struct rcl_masq_pkt p;
 	if (rcl_masq_parse(skb, l3_off, &p))
@@ -289,13 +315,21 @@ static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __
 	struct bpf_fib_lookup fib = {};
 	fib.family = 2; /* AF_INET */
 	fib.l4_protocol = proto;
-	fib.tot_len = rcl_htons(p.ip.tot_len);
+	/* the MTU check: the packet's length against the route's MTU; for a
+	 * GSO packet (its header's length is the whole train's) the kernel's
+	 * own check of its segments against the device's MTU */
+	fib.tot_len = skb->gso_size ? 0 : rcl_htons(p.ip.tot_len);
 	fib.ipv4_src = p.ip.saddr;
 	fib.ipv4_dst = p.ip.daddr;
 	fib.ifindex = skb->ifindex;
 	int known = found && hit.val.type == RCL_CT_MASQ_FWD;
 	/* a new flow asks the FIB for its source too */
 	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), known ? 0 : RCL_FIB_LOOKUP_SRC);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && (p.ip.frag_off & rcl_htons(0x4000)) &&
+	    fib.mtu_result >= 68) {
+		*mtu = fib.mtu_result;
+		return rcl_masq_undo_dnat(skb, l3_off, &p) ? TC_ACT_SHOT : RCL_MASQ_TOO_BIG;
+	}
 	__u32 mip = fib.ipv4_src;
 	__u16 mport;
 	if (known) {

@@ -240,7 +240,8 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_RPF_DROPPED  15 /* from a host interface, a source that fails bpfEnforceRPF */
 #define RCL_NS_MASQ_NEW     16 /* a flow masqueraded: a source address and port claimed */
 #define RCL_NS_MASQ_FAILED  17 /* a flow to masquerade dropped: no route or source address
-				* to the backend, no free port, or a TTL run out */
+				* to the backend, no free port, a TTL run out, or too big
+				* without DF */
 #define RCL_NS_MAX          18
 
 #endif

@@ -80,7 +80,8 @@ struct rcl_pol_scratch {
 	 * the paths that follow (the whole NAT path, once per parse outcome). */
 	struct iphdr ip;
 	__u8 l4[14];
-	__u16 pad;
+	__u16 reject_mtu; /* nonzero: the reject program answers "fragmentation
+			   * needed" with this MTU (masquerade), and clears it */
 	__u32 zero; /* always 0: a one-entry array's key, off rcl_tc_ingress's full stack */
 	__u32 rpf_slot; /* the reverse-path check's slot in rcl_rpf_seen (tc_path.h) */
 	__u32 masq_back; /* RCL_MASQ_OUT, _ASKED or _AGAIN (tc_path.h rcl_masq_entry) */

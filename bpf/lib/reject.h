@@ -1,10 +1,12 @@
 /* Reject a packet in the tc datapath: turn it, in place, into an ICMP
  * destination unreachable (type 3, code 3 "port unreachable", as kube-proxy's
- * REJECT for services without endpoints does, for TCP and UDP alike) addressed
- * back to its sender, and send it out of the interface it came in on.
+ * REJECT for services without endpoints does, for TCP and UDP alike; or code
+ * 4 "fragmentation needed" with the next hop's MTU, RFC 1191) addressed back
+ * to its sender, and send it out of the interface it came in on.
  *
- * Entry point: rcl_reject(skb, l3_off), called from a tc ingress program
- * (l3_off: ETH_HLEN on Ethernet devices, 0 on L3 devices). Returns the tc
+ * Entry point: rcl_reject(skb, l3_off, mtu), called from a tc ingress program
+ * (l3_off: ETH_HLEN on Ethernet devices, 0 on L3 devices; mtu: 0 for port
+ * unreachable, else the MTU that fragmentation needed names). Returns the tc
  * action: the redirect, or TC_ACT_SHOT when the packet must not get an error
  * (RFC 1122 3.2.2 / RFC 1812 4.3.2.7: ICMP errors and non-echo ICMP, non-first
  * fragments, link-layer broadcast/multicast, broadcast/multicast/zero/loopback
@@ -27,6 +29,7 @@
 
 #define RCL_ICMP_DEST_UNREACH 3
 #define RCL_ICMP_PORT_UNREACH 3
+#define RCL_ICMP_FRAG_NEEDED  4
 #define RCL_ICMP_ECHO         8
 #define RCL_REJECT_TTL        64
 #define RCL_REJECT_TOS        0xc0 /* IPTOS_PREC_INTERNETCONTROL, as Linux sends errors */
@@ -36,7 +39,8 @@ struct rcl_icmp_err {
 	__u8 type;
 	__u8 code;
 	__u16 checksum;
-	__u32 unused; /* zero for code 3 */
+	__u16 unused; /* zero */
+	__u16 mtu;    /* the next hop's MTU (_be) for code 4, else zero */
 };
 
 struct rcl_reject_pkt {
@@ -62,7 +66,7 @@ static __always_inline int rcl_reject_addr_bad(__u32 addr)
 	return first == 0 || first == 127 || first >= 224;
 }
 
-static __always_inline int rcl_reject(struct __sk_buff *skb, __u32 l3_off)
+static __always_inline int rcl_reject(struct __sk_buff *skb, __u32 l3_off, __u16 mtu)
 {
 	struct rcl_reject_pkt out;
 	struct iphdr ip;
@@ -116,7 +120,8 @@ static __always_inline int rcl_reject(struct __sk_buff *skb, __u32 l3_off)
 	out.ip.check = rcl_csum_fold(sum);
 
 	out.icmp.type = RCL_ICMP_DEST_UNREACH;
-	out.icmp.code = RCL_ICMP_PORT_UNREACH;
+	out.icmp.code = mtu ? RCL_ICMP_FRAG_NEEDED : RCL_ICMP_PORT_UNREACH;
+	out.icmp.mtu = rcl_htons(mtu);
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)&out.icmp, sizeof(out.icmp) + qlen, 0);
 	if (sum < 0)
 		return TC_ACT_SHOT;

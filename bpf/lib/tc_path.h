@@ -465,7 +465,22 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 	 * the verifier then walks each way alone */
 	if (ps->masq_back != RCL_MASQ_ASKED) {
 		__u32 attempt = ps->masq_try;
-		int action = rcl_masq_step(skb, l3_off, 0, attempt);
+		__u16 mtu = 0;
+		int action = rcl_masq_step(skb, l3_off, 0, attempt, &mtu);
+		if (action == RCL_MASQ_TOO_BIG) {
+			/* as the kernel's forwarding answers: the packet (as the
+			 * client sent it) becomes "fragmentation needed", within
+			 * the rate of NAT's other errors */
+			if (!rcl_reject_allowed()) {
+				rcl_nat_count(RCL_NS_REJECT_LIMITED);
+				return TC_ACT_SHOT;
+			}
+			ps->reject_mtu = mtu;
+			rcl_tc_jumps.call(skb, RCL_JUMP_REJECT);
+			ps->reject_mtu = 0;
+			rcl_nat_count(RCL_NS_MASQ_FAILED);
+			return TC_ACT_SHOT;
+		}
 		if (action != RCL_MASQ_RETRY)
 			return action;
 		/* the port is taken: this program again, with the next one */
@@ -474,7 +489,8 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
 	}
-	int action = rcl_masq_step(skb, l3_off, 1, 0);
+	__u16 unused;
+	int action = rcl_masq_step(skb, l3_off, 1, 0, &unused);
 	if (action == RCL_MASQ_NO_REPLY) /* or an ICMP error about such a flow */
 		action = rcl_masq_icmp_back(skb, l3_off);
 	ps->masq_back = RCL_MASQ_OUT;
@@ -491,13 +507,18 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 }
 
 /* Tail-called by rcl_ingress_finish for a packet NAT rejects (counted
- * there): the packet turned into its ICMP error and sent back. */
+ * there), and by rcl_masq_entry for one too big for the way to its backend:
+ * the packet turned into its ICMP error and sent back. */
 static __always_inline int rcl_reject_entry(struct __sk_buff *skb)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
-	if (!st)
+	__u32 zero = 0;
+	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
+	if (!st || !ps)
 		return TC_ACT_SHOT;
-	return rcl_reject(skb, rcl_l3_off(st->flags));
+	__u16 mtu = ps->reject_mtu;
+	ps->reject_mtu = 0;
+	return rcl_reject(skb, rcl_l3_off(st->flags), mtu);
 }
 
 #endif /* RCL_TC_PATH_H */

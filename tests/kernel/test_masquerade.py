@@ -241,6 +241,65 @@ def test_a_masqueraded_packet_loses_a_hop_and_errors_about_its_flow_reach_the_cl
     assert masq_counts(remote) == (3, 1)
 
 
+# Datagrams with DF set (IP_PMTUDISC_DO) of argv[3..] bytes in turn; for
+# each: what the socket hears ("remote ..." or an error's name) and the
+# path MTU it then knows.
+PMTU_CLIENT = """\
+import errno, socket, sys
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_RECVERR, IP_MTU = 10, 2, 11, 14
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+for size in sys.argv[3:]:
+    try:
+        s.send(b"x" * int(size))
+        heard = s.recv(2000).decode()
+    except TimeoutError:
+        heard = "timeout"
+    except OSError as e:
+        heard = errno.errorcode[e.errno]
+    print(size, heard, s.getsockopt(socket.IPPROTO_IP, IP_MTU), flush=True)
+"""
+
+# One TCP connection that sends a line of argv[3] bytes and prints the
+# length of the line echoed back.
+LONG_LINE_CLIENT = """\
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+lines = s.makefile("rb")
+lines.readline()
+s.sendall(b"y" * int(sys.argv[3]) + b"\\n")
+print(len(lines.readline().strip()))
+"""
+
+
+def test_a_packet_too_big_for_the_way_to_the_backend_is_answered_fragmentation_needed(remote):
+    """The link to node-2 has an MTU of 1200: a datagram of 1300 bytes with
+    DF set gets "fragmentation needed" (MTU 1200) back, quoting what the
+    client sent, so its socket learns the path MTU and the next one that
+    fits is answered; a TCP connection sending more than fits in one
+    packet gets through once its path MTU is learnt."""
+    service(remote)
+    remote.node.apply_converged()
+    sb = remote.node.sandbox
+    _ip("link", "set", "eth1", "mtu", "1200", ns=sb.node)
+    _ip("link", "set", "eth0", "mtu", "1200", ns=f"{sb.prefix}-node2")
+    args = ("-c", PMTU_CLIENT, sb.node_ip, "30053", "1300", "1300", "1100")
+    heard = sb.exec(sb.ext, sys.executable, *args, timeout=20).stdout.split("\n")[:-1]
+    assert heard == [
+        "1300 EMSGSIZE 1200",  # the error, heard by recv()
+        "1300 EMSGSIZE 1200",  # refused by send() itself: the path is known
+        f"1100 remote {NODE1_TO_NODE2} 1200",
+    ], heard
+    args = ("-c", LONG_LINE_CLIENT, sb.node_ip, "30080", "6000")
+    done = sb.exec(sb.ext, sys.executable, *args, timeout=20)
+    assert done.stdout.strip() == str(len("remote ") + 6000), done.stdout + done.stderr
+    new, failed = masq_counts(remote)
+    assert failed == 0 and new >= 2, (new, failed)
+
+
 HOST_ENDPOINTS = """apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata: {name: node-1-eth0, labels: {role: uplink}}

@@ -50,13 +50,19 @@ CLIENT_MAC = bytes.fromhex("020000000001")
 NODE_MAC = bytes.fromhex("020000000002")
 SIZES = (*small_tables(), "-DRCL_IFSTATE_SIZE=16")
 
-# rcl_reject() alone, for the packets NAT never rejects (ICMP, fragments, ...).
-REJECT_ENTRY = """
+# rcl_reject() alone, for the packets NAT never rejects (ICMP, fragments,
+# ...), and as masquerade answers a packet too big for the way on.
+TOO_BIG_MTU = 1200
+REJECT_ENTRY = f"""
 #include "lib/reject.h"
 int rcl_test_reject(struct __sk_buff *skb)
-{
-	return rcl_reject(skb, ETH_HLEN);
-}
+{{
+	return rcl_reject(skb, ETH_HLEN, 0);
+}}
+int rcl_test_too_big(struct __sk_buff *skb)
+{{
+	return rcl_reject(skb, ETH_HLEN, {TOO_BIG_MTU});
+}}
 """
 
 
@@ -122,8 +128,11 @@ def l4_packet(
     return ip_packet(src, dst, proto, l4(proto, src, dst, sport, dport, payload), **kw)
 
 
-def assert_port_unreachable(out: bytes, original: bytes, l3_off: int = ETH_HLEN) -> None:
-    """`out` is a well-formed ICMP port unreachable answering `original`."""
+def assert_unreachable(
+    out: bytes, original: bytes, l3_off: int = ETH_HLEN, mtu: int = 0
+) -> None:
+    """`out` is a well-formed ICMP port unreachable answering `original`
+    (with `mtu`: fragmentation needed, naming that MTU)."""
     orig_ip = original[l3_off:]
     ihl = (orig_ip[0] & 0xF) * 4
     quote = orig_ip[: ihl + 8]
@@ -140,8 +149,8 @@ def assert_port_unreachable(out: bytes, original: bytes, l3_off: int = ETH_HLEN)
     assert IPv4Address(src) == IPv4Address(orig_ip[16:20])  # from the VIP ...
     assert IPv4Address(dst) == IPv4Address(orig_ip[12:16])  # ... back to the sender
     assert _csum(ip) == 0, "IPv4 header checksum"
-    type_, code, _c, unused = struct.unpack("!BBHI", msg[:8])
-    assert (type_, code, unused) == (3, 3, 0)
+    type_, code, _c, unused, next_hop_mtu = struct.unpack("!BBHHH", msg[:8])
+    assert (type_, code, unused, next_hop_mtu) == (3, 4 if mtu else 3, 0, mtu)
     assert _csum(msg) == 0, "ICMP checksum"
     assert msg[8:] == quote  # the original header (options too) + 8 payload bytes
 
@@ -230,7 +239,7 @@ def tc() -> Iterator[TcProg]:
 
 
 @pytest.fixture(scope="module")
-def reject_only() -> Iterator[int]:
+def reject_entries() -> Iterator[dict[str, int]]:
     skip_unless_kernel()
     from bcc import BPF
 
@@ -238,9 +247,17 @@ def reject_only() -> Iterator[int]:
         text = flatten(BPF_DIR / "test_reject_entry.c", text=REJECT_ENTRY)
         b = BPF(text=text.encode(), cflags=cflags(root / "maps"))
         try:
-            yield b.load_func(b"rcl_test_reject", BPF.SCHED_CLS).fd
+            yield {
+                name: b.load_func(name.encode(), BPF.SCHED_CLS).fd
+                for name in ("rcl_test_reject", "rcl_test_too_big")
+            }
         finally:
             b.cleanup()
+
+
+@pytest.fixture
+def reject_only(reject_entries: dict[str, int]) -> int:
+    return reject_entries["rcl_test_reject"]
 
 
 @pytest.mark.parametrize("proto,port", [(TCP, 80), (UDP, 53)], ids=["tcp-syn", "udp"])
@@ -249,7 +266,7 @@ def test_no_backend_gets_port_unreachable(tc: TcProg, proto: nl.Proto, port: int
     pkt = frame(l4_packet(proto, dport=port))
     verdict, out = tc.run(pkt)
     assert verdict == TC_ACT_REDIRECT  # back out of the interface it came in on
-    assert_port_unreachable(out, pkt)
+    assert_unreachable(out, pkt)
     after = tc.counters()
     assert after.dropped == before.dropped + 1 and after.nat == before.nat
     assert tc.stat(nl.NatStat.REJECT_NO_BACKEND) == rejects + 1
@@ -284,7 +301,7 @@ def test_no_local_backend_gets_port_unreachable(tc: TcProg) -> None:
     pkt = frame(l4_packet(TCP, dport=443))
     verdict, out = tc.run(pkt)
     assert verdict == TC_ACT_REDIRECT
-    assert_port_unreachable(out, pkt)
+    assert_unreachable(out, pkt)
 
 
 def test_long_and_short_packets_are_resized_exactly(tc: TcProg) -> None:
@@ -292,12 +309,12 @@ def test_long_and_short_packets_are_resized_exactly(tc: TcProg) -> None:
         pkt = frame(l4_packet(UDP, dport=53, payload=payload))
         verdict, out = tc.run(pkt)
         assert verdict == TC_ACT_REDIRECT
-        assert_port_unreachable(out, pkt)
+        assert_unreachable(out, pkt)
     # IP options are quoted whole, as part of the original header
     pkt = frame(l4_packet(TCP, options=b"\x01\x01\x01\x00"))
     verdict, out = tc.run(pkt)
     assert verdict == TC_ACT_REDIRECT
-    assert_port_unreachable(out, pkt)
+    assert_unreachable(out, pkt)
     assert len(out) == ETH_HLEN + 20 + 8 + 24 + 8
 
 
@@ -317,7 +334,7 @@ def test_l3_device(tc: TcProg) -> None:
         pkt = l4_packet(TCP, src=src)
         verdict, out = tc.run(pkt)
         assert verdict == TC_ACT_REDIRECT
-        assert_port_unreachable(out, pkt, l3_off=0)
+        assert_unreachable(out, pkt, l3_off=0)
     finally:
         tc.iface(IF_WORKLOAD)
 
@@ -338,18 +355,29 @@ def test_a_slot_naming_another_interface_leaves_the_packet_alone(tc: TcProg) -> 
     assert tc.run(pkt)[0] == TC_ACT_REDIRECT
 
 
+@pytest.mark.parametrize("proto", [TCP, UDP], ids=["tcp", "udp"])
+def test_fragmentation_needed_names_the_mtu_and_quotes_the_packet(
+    reject_entries: dict[str, int], proto: nl.Proto
+) -> None:
+    """A full-sized packet becomes an error of the error's own size."""
+    pkt = frame(l4_packet(proto, payload=b"z" * 1400))
+    res = bpfsys.prog_test_run(reject_entries["rcl_test_too_big"], pkt)
+    assert res.retval == TC_ACT_REDIRECT
+    assert_unreachable(res.data_out, pkt, mtu=TOO_BIG_MTU)
+
+
 def test_icmp_echo_request_gets_an_answer(reject_only: int) -> None:
     pkt = frame(ip_packet(CLIENT, VIP, ICMP, icmp(8)))
     res = bpfsys.prog_test_run(reject_only, pkt)
     assert res.retval == TC_ACT_REDIRECT
-    assert_port_unreachable(res.data_out, pkt)
+    assert_unreachable(res.data_out, pkt)
 
 
 def test_first_fragment_gets_an_answer(reject_only: int) -> None:
     pkt = frame(l4_packet(UDP, dport=53, payload=b"y" * 64, frag=0x2000))  # MF, offset 0
     res = bpfsys.prog_test_run(reject_only, pkt)
     assert res.retval == TC_ACT_REDIRECT
-    assert_port_unreachable(res.data_out, pkt)
+    assert_unreachable(res.data_out, pkt)
 
 
 BROADCAST = IPv4Address("255.255.255.255")
