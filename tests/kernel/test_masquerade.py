@@ -8,6 +8,7 @@ import glob
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ NODE2 = "192.168.60.2"
 NODE1_TO_NODE2 = "192.168.60.1"  # this node's address toward node-2: what the backend sees
 REMOTE = "10.66.0.5"  # a pod on node-2
 EXTERNAL_IP = "10.99.0.7"  # routed to this node by the outside host (10.0.0.0/8)
+CLIENT_PY = Path(__file__).parent / "client.py"
 MASQ_KEY_SPACE = 2  # rcl_ct_key.pad[0] of masquerade entries (RCL_CT_KEY_MASQ)
 
 SERVICE = """\
@@ -165,7 +167,7 @@ def test_a_long_connection_keeps_its_masquerade_and_a_second_apply_changes_nothi
     sb = remote.node.sandbox
     holder = subprocess.Popen(
         ["nsenter", f"--net=/run/netns/{sb.ext}", sys.executable,
-         str(__import__("pathlib").Path(__file__).parent / "client.py"),
+         str(CLIENT_PY),
          "hold", sb.node_ip, "30080"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -263,18 +265,6 @@ for size in sys.argv[3:]:
     print(size, heard, s.getsockopt(socket.IPPROTO_IP, IP_MTU), flush=True)
 """
 
-# One TCP connection that sends a line of argv[3] bytes and prints the
-# length of the line echoed back.
-LONG_LINE_CLIENT = """\
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-lines = s.makefile("rb")
-lines.readline()
-s.sendall(b"y" * int(sys.argv[3]) + b"\\n")
-print(len(lines.readline().strip()))
-"""
-
-
 def test_a_packet_too_big_for_the_way_to_the_backend_is_answered_fragmentation_needed(remote):
     """The link to node-2 has an MTU of 1200: a datagram of 1300 bytes with
     DF set gets "fragmentation needed" (MTU 1200) back, quoting what the
@@ -293,7 +283,7 @@ def test_a_packet_too_big_for_the_way_to_the_backend_is_answered_fragmentation_n
         "1300 EMSGSIZE 1200",  # refused by send() itself: the path is known
         f"1100 remote {NODE1_TO_NODE2} 1200",
     ], heard
-    args = ("-c", LONG_LINE_CLIENT, sb.node_ip, "30080", "6000")
+    args = (str(CLIENT_PY), "line", sb.node_ip, "30080", "6000")
     done = sb.exec(sb.ext, sys.executable, *args, timeout=20)
     assert done.stdout.strip() == str(len("remote ") + 6000), done.stdout + done.stderr
     new, failed = masq_counts(remote)

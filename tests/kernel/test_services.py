@@ -964,3 +964,18 @@ def test_a_pod_reaching_itself_hears_its_own_port_unreachable(svc):
     done = sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", UDP_CLIENT, VIP, "53", "0", "send",
                    timeout=15)  # fmt: skip
     assert done.stdout.strip() == "refused", done.stdout + done.stderr
+
+
+def test_bulk_data_crosses_a_nodeport_and_a_vip_both_ways(svc):
+    """Lines of 100,000 bytes each way, through a NodePort from outside and
+    through the VIP from a pod: the backend's replies are forwarded by the
+    datapath as trains of segments (GSO), not only single packets."""
+    svc.start()
+    svc.service((BACKENDS[0],), type_="NodePort", nodeport=30080)
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    size = 100_000
+    for ns, host, port in ((sb.ext, sb.node_ip, "30080"), (sb.pod_ns(CLIENT), VIP, "80")):
+        done = sb.exec(ns, sys.executable, str(HERE / "client.py"), "line", host, port,
+                       str(size), timeout=30)  # fmt: skip
+        assert done.stdout.strip() == str(len("back0 ") + size), (host, done.stdout, done.stderr)
