@@ -215,9 +215,10 @@ static __always_inline int rcl_reject_allowed(void)
 	return 1;
 }
 
-/* Send a NAT reply straight out of the interface the FIB picks. Its source may
- * now be one of this node's own addresses (NodePort), which the input route
- * check would drop as martian; Calico's datapath forwards these itself too.
+/* Send a NAT reply straight out of the interface the FIB picks, its TTL one
+ * less as forwarding leaves it. Its source may now be one of this node's
+ * own addresses (NodePort), which the input route check would drop as
+ * martian; Calico's datapath forwards these itself too.
  * The header and the lookup's parameters live in the per-CPU scratch, as
  * the reverse-path check's do: rcl_tc_ingress has no stack to spare. */
 static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off,
@@ -236,15 +237,17 @@ static __always_inline int rcl_forward_reply(struct __sk_buff *skb, __u32 l3_off
 	fib->ipv4_dst = ip->daddr;
 	fib->ifindex = skb->ifindex;
 	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return TC_ACT_UNSPEC; /* let the stack try (and count it) */
+	if (ip->ttl <= 1 || rcl_ttl_decrement(skb, l3_off, ip))
+		return TC_ACT_UNSPEC;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		if (bpf_skb_store_bytes(skb, 0, fib->dmac, ETH_ALEN, 0) ||
 		    bpf_skb_store_bytes(skb, ETH_ALEN, fib->smac, ETH_ALEN, 0))
 			return TC_ACT_SHOT;
 		return bpf_redirect(fib->ifindex, 0);
 	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return rcl_redirect_neigh(fib->ifindex, NULL, 0, 0);
-	return TC_ACT_UNSPEC; /* let the stack try (and count it) */
+	return rcl_redirect_neigh(fib->ifindex, NULL, 0, 0);
 }
 
 /* Hairpin: the packet goes back to the pod it came from, out of this very

@@ -200,19 +200,22 @@ def test_many_flows_to_one_backend_each_get_a_port_of_their_own(remote):
 
 
 # One UDP datagram with the TTL of argv[3]; what the socket hears: the
-# reply, or (IP_RECVERR on, so that soft errors are heard too) "refused",
-# "unreachable" or "timeout".
+# reply and the TTL it arrived with, or (IP_RECVERR on, so that soft errors
+# are heard too) "refused", "unreachable" or "timeout".
 TTL_CLIENT = """\
 import errno, socket, sys
-IP_RECVERR = 11
+IP_RECVERR, IP_RECVTTL = 11, 12
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[3]))
 s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
 s.settimeout(3)
 s.connect((sys.argv[1], int(sys.argv[2])))
 s.send(b"hello")
 try:
-    print(s.recv(200).decode())
+    data, cmsgs, _, _ = s.recvmsg(200, socket.CMSG_SPACE(4))
+    ttl = [int.from_bytes(d[:4], sys.byteorder) for _, kind, d in cmsgs if kind == socket.IP_TTL]
+    print(data.decode(), f"ttl={ttl[0]}")
 except TimeoutError:
     print("timeout")
 except OSError as e:
@@ -225,7 +228,8 @@ def test_a_masqueraded_packet_loses_a_hop_and_errors_about_its_flow_reach_the_cl
     a datagram that arrives with TTL 1 is dropped here (counted), one with
     TTL 2 runs out at node-2, whose time exceeded, sent to this node's
     address, reaches the client as an error about the NodePort it asked,
-    and TTL 3 is answered. A closed port on the backend is heard as refused."""
+    and TTL 3 is answered. The reply counts both hops back too (it left the
+    backend with 64). A closed port on the backend is heard as refused."""
     service(remote)
     remote.node.apply_converged()
     sb = remote.node.sandbox
@@ -234,7 +238,7 @@ def test_a_masqueraded_packet_loses_a_hop_and_errors_about_its_flow_reach_the_cl
         args = ("-c", TTL_CLIENT, sb.node_ip, str(port), str(ttl))
         return sb.exec(sb.ext, sys.executable, *args).stdout.strip()
 
-    assert udp(30053, 3) == f"remote {NODE1_TO_NODE2}"
+    assert udp(30053, 3) == f"remote {NODE1_TO_NODE2} ttl=62"
     assert masq_counts(remote) == (1, 0)
     assert udp(30053, 2) == "unreachable"
     assert udp(30053, 1) == "timeout"

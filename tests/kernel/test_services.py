@@ -979,3 +979,34 @@ def test_bulk_data_crosses_a_nodeport_and_a_vip_both_ways(svc):
         done = sb.exec(ns, sys.executable, str(HERE / "client.py"), "line", host, port,
                        str(size), timeout=30)  # fmt: skip
         assert done.stdout.strip() == str(len("back0 ") + size), (host, done.stdout, done.stderr)
+
+
+# One UDP datagram to argv[1]:argv[2]; prints who answered and the TTL the
+# answer arrived with.
+REPLY_TTL_CLIENT = """\
+import socket, sys
+IP_RECVTTL = 12
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"x")
+data, cmsgs, _, _ = s.recvmsg(200, socket.CMSG_SPACE(4))
+ttl = [int.from_bytes(d[:4], sys.byteorder) for _, kind, d in cmsgs if kind == socket.IP_TTL]
+print(data.decode().split()[0], ttl[0])
+"""
+
+
+def test_a_reply_nat_sends_on_counts_its_hop_as_a_routed_one_does(svc):
+    """The datapath sends a service's reply on itself (to the FIB's next
+    hop); it arrives with the TTL a reply routed by the kernel arrives with."""
+    svc.start()
+    svc.service((BACKENDS[0],))
+    svc.node.apply_converged()
+    sb = svc.node.sandbox
+    heard = {
+        dst: sb.exec(sb.pod_ns(CLIENT), sys.executable, "-c", REPLY_TTL_CLIENT, dst,
+                     port).stdout.strip()  # fmt: skip
+        for dst, port in ((str(VIP), "53"), (BACKENDS[0].ip, "8080"))
+    }
+    assert heard == {str(VIP): "back0 63", BACKENDS[0].ip: "back0 63"}, heard
