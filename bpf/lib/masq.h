@@ -288,7 +288,10 @@ static __always_inline int rcl_masq_step(struct __sk_buff *skb, __u32 l3_off, __
 	rcl_masq_key(&fk, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto);
 	__u64 now = 0;
 	struct rcl_ct_hit hit;
-	hit.val.type = 0; /* set on every path: a miss leaves the copy unwritten */
+	hit.way = 0; /* set on every path: a miss leaves them unwritten */
+	hit.slot = 0;
+	hit.ver = 0;
+	hit.val.type = 0;
 	int found = rcl_ct_lookup(&fk, &now, &hit);
 	if (back) {
 		if (!found || hit.val.type != RCL_CT_MASQ_REV)

@@ -464,48 +464,50 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 	if (!st || !ps)
 		return TC_ACT_SHOT;
 	__u32 l3_off = rcl_l3_off(st->flags);
-	/* one call of rcl_masq_step per way, each with its `back` a constant:
-	 * the verifier then walks each way alone */
-	if (ps->masq_back != RCL_MASQ_ASKED) {
-		__u32 attempt = ps->masq_try;
-		__u16 mtu = 0;
-		int action = rcl_masq_step(skb, l3_off, 0, attempt, &mtu);
-		if (action == RCL_MASQ_TOO_BIG) {
-			/* as the kernel's forwarding answers: the packet (as the
-			 * client sent it) becomes "fragmentation needed", within
-			 * the rate of NAT's other errors */
-			if (!rcl_reject_allowed()) {
-				rcl_nat_count(RCL_NS_REJECT_LIMITED);
-				return TC_ACT_SHOT;
-			}
-			ps->reject_mtu = mtu;
-			rcl_tc_jumps.call(skb, RCL_JUMP_REJECT);
-			ps->reject_mtu = 0;
-			rcl_nat_count(RCL_NS_MASQ_FAILED);
+	__u32 back = ps->masq_back == RCL_MASQ_ASKED;
+	/* opaque to clang: knowing it 0 or 1, clang tests it as == 0 in one
+	 * place and != 1 in another, and the verifier, which cannot tell it
+	 * is 0 or 1, walks paths that take one way in one test and the other
+	 * in the next */
+	asm volatile("" : "+r"(back));
+	__u32 attempt = ps->masq_try;
+	__u16 mtu = 0;
+	int action = rcl_masq_step(skb, l3_off, back, attempt, &mtu);
+	if (back) {
+		if (action == RCL_MASQ_NO_REPLY) /* or an ICMP error about such a flow */
+			action = rcl_masq_icmp_back(skb, l3_off);
+		ps->masq_back = RCL_MASQ_OUT;
+		if (action == RCL_MASQ_BROKEN) {
+			st->dropped++;
 			return TC_ACT_SHOT;
 		}
-		if (action != RCL_MASQ_RETRY)
-			return action;
-		/* the port is taken: this program again, with the next one */
-		ps->masq_try = attempt + 1;
-		rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+		ps->masq_reply = action == RCL_MASQ_REPLIED;
+		ps->masq_back = RCL_MASQ_AGAIN;
+		rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
+		ps->masq_back = RCL_MASQ_OUT;
+		st->dropped++; /* the jump failed: the packet may be rewritten already */
+		return TC_ACT_SHOT;
+	}
+	if (action == RCL_MASQ_TOO_BIG) {
+		/* as the kernel's forwarding answers: the packet (as the client
+		 * sent it) becomes "fragmentation needed", within the rate of
+		 * NAT's other errors */
+		if (!rcl_reject_allowed()) {
+			rcl_nat_count(RCL_NS_REJECT_LIMITED);
+			return TC_ACT_SHOT;
+		}
+		ps->reject_mtu = mtu;
+		rcl_tc_jumps.call(skb, RCL_JUMP_REJECT);
+		ps->reject_mtu = 0;
 		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
 	}
-	__u16 unused;
-	int action = rcl_masq_step(skb, l3_off, 1, 0, &unused);
-	if (action == RCL_MASQ_NO_REPLY) /* or an ICMP error about such a flow */
-		action = rcl_masq_icmp_back(skb, l3_off);
-	ps->masq_back = RCL_MASQ_OUT;
-	if (action == RCL_MASQ_BROKEN) {
-		st->dropped++;
-		return TC_ACT_SHOT;
-	}
-	ps->masq_reply = action == RCL_MASQ_REPLIED;
-	ps->masq_back = RCL_MASQ_AGAIN;
-	rcl_tc_jumps.call(skb, RCL_JUMP_INGRESS);
-	ps->masq_back = RCL_MASQ_OUT;
-	st->dropped++; /* the jump failed: the packet may be rewritten already */
+	if (action != RCL_MASQ_RETRY)
+		return action;
+	/* the port is taken: this program again, with the next one */
+	ps->masq_try = attempt + 1;
+	rcl_tc_jumps.call(skb, RCL_JUMP_MASQ);
+	rcl_nat_count(RCL_NS_MASQ_FAILED);
 	return TC_ACT_SHOT;
 }
 
