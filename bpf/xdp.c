@@ -9,10 +9,6 @@
 #include <uapi/linux/in.h>
 #include <uapi/linux/ip.h>
 #include "lib/iface_types.h"
-
-#ifndef RCL_IFSTATE_SIZE
-#define RCL_IFSTATE_SIZE 1001
-#endif
 #include "lib/policy_lookup.h"
 
 #define rcl_xdp_htons(x) ((__u16)__builtin_bswap16((__u16)(x)))

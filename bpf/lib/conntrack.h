@@ -41,7 +41,6 @@
 #include <uapi/linux/if_ether.h>
 #include <uapi/linux/in.h>
 #include "nat_maps.h"
-#include "set_maps.h"
 
 _Static_assert(sizeof(struct rcl_ct_bucket) == 512, "a bucket is eight cache lines");
 _Static_assert(RCL_CT_BUCKETS >= 1, "a conntrack table has at least one bucket");
@@ -110,14 +109,8 @@ static __always_inline int rcl_ct_place(const struct rcl_ct_key *k, struct rcl_c
  * in either direction. The loader puts the old table in rcl_ct_prev's slot
  * and its bucket count in rcl_ct_prev_n; the reconciler empties both once no
  * program of the old table is attached. Outside a resize the count is 0 and
- * a miss costs one more (inlined) array read. */
-/* Each build stages its own map of maps, pinned in the build's directory,
- * so program sets built side by side never share one. */
-#ifndef RCL_CT_PREV_PIN
-#define RCL_CT_PREV_PIN RCL_MAPS_DIR "/rcl_ct_prev"
-#endif
-BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_CT_PREV_PIN);
-RCL_SET_MAP("array", int, __u32, rcl_ct_prev_n, 1);
+ * a miss costs one more (inlined) array read. Both maps are declared in
+ * nat_maps.h. */
 
 /* The bucket of the old table where the key at `at` lives, or 0 (no resize
  * in progress). */

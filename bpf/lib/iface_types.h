@@ -3,6 +3,10 @@
 #ifndef RCL_IFACE_TYPES_H
 #define RCL_IFACE_TYPES_H
 
+#ifndef RCL_IFSTATE_SIZE
+#define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
+#endif
+
 /* Role bits of struct rcl_ifstate.flags (reconciler.compile.dataplane.Role). */
 #define RCL_IF_WORKLOAD      1
 #define RCL_IF_DATA          2

@@ -6,6 +6,7 @@
 #define RCL_NAT_MAPS_H
 
 #include "nat_types.h"
+#include "set_maps.h"
 
 #ifndef RCL_MAPS_DIR
 #error "RCL_MAPS_DIR must be defined by the loader, e.g. -DRCL_MAPS_DIR=\"/sys/fs/bpf/rcl/maps\""
@@ -42,6 +43,14 @@ BPF_TABLE_PINNED("lru_hash", struct rcl_nat_aff_key, struct rcl_nat_aff_val, rcl
  * entry by entry through batched reads; see reconciler/datapath/conntrack.py */
 BPF_TABLE_PINNED("array", __u32, struct rcl_ct_bucket, rcl_ct, RCL_CT_BUCKETS,
 		 RCL_MAPS_DIR "/rcl_ct", BPF_F_MMAPABLE);
+/* A resize's old table and its bucket count (conntrack.h). Each build
+ * stages its own map of maps, pinned in the build's directory, so program
+ * sets built side by side never share one. */
+#ifndef RCL_CT_PREV_PIN
+#define RCL_CT_PREV_PIN RCL_MAPS_DIR "/rcl_ct_prev"
+#endif
+BPF_TABLE_PINNED("array_of_maps", __u32, int, rcl_ct_prev, 1, RCL_CT_PREV_PIN);
+RCL_SET_MAP("array", int, __u32, rcl_ct_prev_n, 1);
 BPF_TABLE_PINNED("array", __u32, struct rcl_nat_globals, rcl_nat_globals, 1,
 		 RCL_MAPS_DIR "/rcl_nat_globals");
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_nat_stats, RCL_NS_MAX,

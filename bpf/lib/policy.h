@@ -22,6 +22,7 @@
 #include <uapi/linux/ip.h>
 #include "conntrack.h"
 #include "policy_lookup.h"
+#include "tc_maps.h"
 
 /* Which way a policy point looks: the pod sends (tc ingress, its egress
  * policy) or receives (tc egress, its ingress policy); or a packet arrives
@@ -37,20 +38,6 @@
 #define RCL_POL_NEW  2 /* needs a verdict */
 #define RCL_POL_DROP 3
 
-/* A packet as policy sees it. */
-struct rcl_pol_flow {
-	struct rcl_ct_key key; /* conntrack key (policy key space) */
-	__u32 peer;            /* _be the remote address */
-	__u32 prog;            /* the endpoint's program for this direction */
-	__u32 local;           /* _be the local side's address (after NAT, once known) */
-	__u16 dval;            /* _be destination port, or ICMP type << 8 | code */
-	__u16 sval;            /* _be source port */
-	__u8 pktflags;         /* RCL_CT_SYN/FIN/RST of this packet */
-	__u8 trackable;        /* has a flow: TCP, UDP, SCTP, UDPLite, ICMP echo */
-	__u8 side;             /* RCL_CT_POL_SRC (from the pod), _DST (to it) or _HOST */
-	__u8 forced;           /* allowed without a verdict: a failsafe port, or no policy here */
-};
-
 /* The rule index recorded for a flow allowed without a verdict. */
 #define RCL_POL_RULE_FORCED 0xfffffffe
 
@@ -63,34 +50,6 @@ static __always_inline void rcl_pol_reverse(const struct rcl_ct_key *k, struct r
 	r->proto = k->proto;
 	r->pad[0] = RCL_CT_KEY_POLICY;
 }
-
-/* A policy point's working state. Per CPU, not on the stack: inlined into
- * the tc programs beside the NAT path, it would not fit in their 512 bytes.
- * A tc program runs to its end on its CPU before the next one starts there. */
-struct rcl_pol_scratch {
-	struct rcl_pol_flow f;
-	struct rcl_ct_key key2;
-	struct rcl_ct_val val;
-	__u64 now;   /* the clock, once read (0: not yet) */
-	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
-	__u32 verdict;
-	__u32 hprog[RCL_HEP_PROGS]; /* a host endpoint's programs (rcl_pol_hep) */
-	/* Headers are read here, not into the stack: partly written stack
-	 * slots differ from path to path and keep the verifier from merging
-	 * the paths that follow (the whole NAT path, once per parse outcome). */
-	struct iphdr ip;
-	__u8 l4[14];
-	__u16 reject_mtu; /* nonzero: the reject program answers "fragmentation
-			   * needed" with this MTU (masquerade), and clears it */
-	__u32 zero; /* always 0: a one-entry array's key, off rcl_tc_ingress's full stack */
-	__u32 rpf_slot; /* the reverse-path check's slot in rcl_rpf_seen (tc_path.h) */
-	__u32 masq_back; /* RCL_MASQ_OUT, _ASKED or _AGAIN (tc_path.h rcl_masq_entry) */
-	__u32 masq_reply; /* 1: tc ingress runs again on a reply to a masqueraded flow */
-	__u32 masq_try;  /* the port a new masqueraded flow tries (rcl_masq_entry) */
-	struct bpf_fib_lookup fib; /* the FIB's parameters (tc_path.h: the reverse-path
-				    * check, a NAT reply's forwarding) */
-};
-RCL_SET_MAP("percpu_array", int, struct rcl_pol_scratch, rcl_pol_scratch, 1);
 
 static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
 {

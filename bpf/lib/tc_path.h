@@ -10,24 +10,12 @@
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
 #include "iface_types.h"
+#include "tc_maps.h"
 #include "nat.h"
 #include "reject.h"
 
-#ifndef RCL_IFSTATE_SIZE
-#define RCL_IFSTATE_SIZE 1001 /* slots: bpfMapSizeIfState interfaces and slot 0 */
-#endif
 #include "policy.h"
 #include "masq.h"
-
-/* The reconciler writes an interface's slot (its flags and ifindex, counters
- * zeroed) and clears it: the datapath never claims slots of its own, so a
- * plan always knows every entry in use. */
-BPF_TABLE_PINNED("percpu_array", __u32, struct rcl_ifstate, rcl_ifstate, RCL_IFSTATE_SIZE,
-		 RCL_MAPS_DIR "/rcl_ifstate");
-BPF_TABLE_PINNED("array", __u32, struct rcl_globals, rcl_globals, 1,
-		 RCL_MAPS_DIR "/rcl_globals");
-BPF_TABLE_PINNED("array", __u32, struct rcl_wep_src, rcl_wep_src, RCL_IFSTATE_SIZE,
-		 RCL_MAPS_DIR "/rcl_wep_src");
 
 /* The interface's state, by the slot its filter carries as classid (see
  * bpf/lib/iface_types.h). None when the slot names another interface: a
@@ -101,20 +89,7 @@ static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
  * holds all of them and the mode it was judged in, so a collision or a new
  * mode only costs a lookup. A route change reaches the check within the
  * entry's second. The lookup's parameters live in the per-CPU scratch:
- * rcl_tc_ingress has no stack to spare. */
-#define RCL_RPF_SEEN_SLOTS 1024
-#define RCL_RPF_SEEN_NS    1000000000ULL
-struct rcl_rpf_seen {
-	__u32 saddr;
-	__u32 daddr;
-	__u32 ifindex;
-	__u8 proto;
-	__u8 mode;
-	__u8 failed;
-	__u8 pad;
-	__u64 until; /* rcl_now() */
-};
-RCL_SET_MAP("percpu_array", int, struct rcl_rpf_seen, rcl_rpf_seen, RCL_RPF_SEEN_SLOTS);
+ * rcl_tc_ingress has no stack to spare. rcl_rpf_seen: tc_maps.h. */
 
 /* The FIB's answer for the packet whose header is in ps->ip: 1 if it fails
  * the check in `mode`. */
@@ -179,23 +154,10 @@ static __always_inline int rcl_rpf_failed(struct __sk_buff *skb, __u32 flags,
  * kernel limits its own (net.ipv4.icmp_msgs_per_sec 1000, burst 50): a flood
  * of connection attempts must not become an equal flood of replies. GCRA: the
  * slot holds the theoretical arrival time of the next allowed error. Pinned,
- * so the tc and host sets share one limit per CPU and a new build keeps it. */
+ * so the tc and host sets share one limit per CPU and a new build keeps it
+ * (rcl_reject_tat, tc_maps.h). */
 #define RCL_REJECT_INTERVAL_NS 1000000ULL /* 1,000 per second */
 #define RCL_REJECT_BURST 50
-BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
-		 RCL_MAPS_DIR "/rcl_reject_tat");
-
-/* The set's tail calls, filled by the loader with the set's own programs
- * (reconciler/datapath/programs.py JUMP_TABLES) and pinned beside them:
- * a new flow's verdict, the ICMP error a rejected packet becomes,
- * masquerade (a flow's way out and its replies' way back), and the set's
- * ingress program (run again on a reply masquerade made the client's). */
-#define RCL_JUMP_JUDGE   0
-#define RCL_JUMP_REJECT  1
-#define RCL_JUMP_MASQ    2
-#define RCL_JUMP_INGRESS 3
-RCL_SET_MAP("prog", u32, u32, rcl_tc_jumps, 4);
-
 /* ps->masq_back: why rcl_masq_entry runs, and what it told tc ingress */
 #define RCL_MASQ_OUT   0 /* a flow NAT marked for masquerade, on its way out */
 #define RCL_MASQ_ASKED 1 /* tc ingress asks about what may be a reply */
