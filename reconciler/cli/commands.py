@@ -448,8 +448,19 @@ def explain_mode(args: argparse.Namespace) -> int:
         else:
             findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
             text = explain.render(findings, args.dst)
+        arrival = explain.reverse_path(
+            result.resources, args.node, args.src, root is not None, args.netns
+        )
     except (explain.ExplainError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:  # the namespace whose routes were asked for
+        print(f"error: --netns: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if arrival is not None and not arrival.judged:
+        text += arrival.text + "\n"
+    elif arrival is not None:  # a step before policy; a drop there ends the flow
+        after = "Verdict: Deny (dropped where it arrives, before policy)\n"
+        text = arrival.text + "\n" + (after if arrival.dropped else text)
     sys.stdout.write(text)
     return EXIT_OK

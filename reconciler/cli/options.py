@@ -33,7 +33,7 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "bpffs_root": KERNEL | {"explain"},
     "cgroup": KERNEL,
     "state_dir": KERNEL,
-    "netns": KERNEL,
+    "netns": KERNEL | {"explain"},
     "allow_empty": CHANGING,
     "detail": CHANGING,
     "out": frozenset({"plan"}),

@@ -27,6 +27,7 @@ from reconciler.compile.policy_model import (
     evaluate,
 )
 from reconciler.config.model import Resource
+from reconciler.kernel.routes import RouteBack
 
 
 class ExplainError(ValueError):
@@ -452,6 +453,64 @@ def _forwarded(
     step = (hep, "forward-ingress", chain, Packet(src_ip, proto, port, 40000))
     be_ip = int(ipaddress.IPv4Address(ip))
     return _judge([step], src_ip, be_ip, port, proto, kernel_root)
+
+
+@dataclass(frozen=True, slots=True)
+class ReversePath:
+    """The reverse-path check's word on a flow: `text`, judged from this
+    node's routes (a step before policy, which `dropped` ends) or not (a
+    note)."""
+
+    text: str
+    judged: bool
+    dropped: bool = False
+
+
+def reverse_path(
+    resources: Sequence[Resource], node: str, src: str, read_routes: bool,
+    netns: str | None = None,
+) -> ReversePath | None:
+    """The reverse-path check (bpfEnforceRPF) on a flow from `src`: the
+    datapath checks every packet that arrives on a host interface, before
+    policy, so a source that is neither a workload nor a host endpoint of
+    this node is checked where it arrives. With `read_routes` (on the node:
+    --kernel) it is judged from the route back to the source in `netns`;
+    without, a note says so. None where the check does not apply."""  # fmt: skip
+    from reconciler.compile.programs import rpf_mode
+    from reconciler.config.felix import effective_config
+
+    mode = rpf_mode(effective_config(resources, node))
+    model = build_model(resources, node)
+    src_ip, src_ep = _resolve(model, src)
+    if mode == "Disabled" or src_ep is not None or _host_of(model, src_ip) is not None:
+        return None
+    addr = str(ipaddress.IPv4Address(src_ip))
+    if not read_routes:
+        return ReversePath(
+            f"Note: bpfEnforceRPF {mode} also checks the route back to {addr} where the "
+            "packet arrives, before policy (--kernel, on the node, reads it).", judged=False,
+        )  # fmt: skip
+    from reconciler.kernel.routes import route_back
+
+    return reverse_path_verdict(mode, addr, route_back(addr, netns))
+
+
+def reverse_path_verdict(mode: str, src: str, back: RouteBack) -> ReversePath:
+    """The check in `mode` (Strict or Loose) on a packet from `src`, given
+    this node's route back to it. Strict wants the route back to leave by
+    the interface the packet arrived on, Loose by any interface; a source
+    this node owns, or one it has no usable route to, fails both."""
+    head = f"Reverse-path check (bpfEnforceRPF {mode}, where it arrives, before policy):"
+    if back.kind == "local":
+        return ReversePath(f"{head} Deny: {src} is an address of this node's own", True, True)
+    if back.kind != "unicast":
+        return ReversePath(
+            f"{head} Deny: this node has no usable route back to {src} ({back.kind})", True, True
+        )
+    if mode == "Strict":
+        return ReversePath(f"{head} Allow if it arrives on {back.dev}, the interface the route "
+                           f"back to {src} leaves by; Deny on any other", True)  # fmt: skip
+    return ReversePath(f"{head} Allow: the route back to {src} leaves by {back.dev}", True)
 
 
 def render(findings: Sequence[Finding], dst: str = "") -> str:

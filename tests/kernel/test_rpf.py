@@ -14,9 +14,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.kernel.conftest import PODS
 from tests.kernel.test_host import HEP
 
 pytestmark = pytest.mark.kernel
@@ -112,6 +114,28 @@ def rpf_dropped(node) -> int:
     return int(status["rpf_dropped"])
 
 
+def explained_to_pass_on_eth0(node) -> set[str]:
+    """The sources `--explain --kernel` says the check lets in on eth0 (for
+    a flow to a pod: the check is the same whatever the destination), read
+    from the node's routes as the datapath's FIB lookup reads them."""
+    passing = set()
+    for src in SOURCES:
+        rc, out, err = node.run("--explain", "--from", src, "--to", f"{PODS[1].ip}:{PORT}/udp",
+                                "--kernel", "--netns", node.sandbox.node)  # fmt: skip
+        assert rc == 0, out + err
+        first = out.splitlines()[0]
+        assert first.startswith("Reverse-path check (bpfEnforceRPF "), out
+        if ": Allow:" in first or ": Allow if it arrives on eth0," in first:
+            passing.add(src)
+        else:  # denied on eth0: by the check, before policy, or by arriving elsewhere
+            assert ": Deny:" in first or ": Allow if it arrives on rpf0," in first, out
+            if ": Deny:" in first:
+                assert out.splitlines()[1:] == [
+                    "Verdict: Deny (dropped where it arrives, before policy)"
+                ]
+    return passing
+
+
 def felix(node, mode: str | None, extra: str = "") -> None:
     node.felix()
     text = (node.config / "felix.yaml").read_text()
@@ -122,6 +146,7 @@ def felix(node, mode: str | None, extra: str = "") -> None:
 
 def test_each_mode_passes_the_sources_it_should(node):
     routes(node)
+    node.wep(PODS[1])  # for --explain: a flow to a pod of the node
     felix(node, "Disabled")
     node.apply_converged()
     assert heard(node) == set(SOURCES)  # the kernel itself delivers every one
@@ -132,6 +157,11 @@ def test_each_mode_passes_the_sources_it_should(node):
     assert rc == 2 and "rpf: Disabled -> Strict" in out, out + err
     node.apply_converged()
     assert heard(node) == {ON_LINK, VIA_DEFAULT}
+    assert explained_to_pass_on_eth0(node) == {ON_LINK, VIA_DEFAULT}
+    rc, out, err = node.run("--explain", "--from", VIA_OTHER, "--to", f"{PODS[1].ip}:{PORT}/udp",
+                            "--kernel", "--netns", "rcl-test-no-such-ns")  # fmt: skip
+    assert rc == 1 and "network namespace 'rcl-test-no-such-ns' does not exist" in err, out + err
+    assert not Path("/run/netns/rcl-test-no-such-ns").exists()  # asked, never created
     assert rpf_dropped(node) == 9  # three datagrams from each of three sources
     rc, out, err = node.run("--status")
     assert "Reverse-path check (bpfEnforceRPF): 9 dropped" in out, out + err
@@ -139,6 +169,7 @@ def test_each_mode_passes_the_sources_it_should(node):
     felix(node, "loose")  # any case, as the schema admits
     node.apply_converged()
     assert heard(node) == {ON_LINK, VIA_DEFAULT, VIA_OTHER}
+    assert explained_to_pass_on_eth0(node) == {ON_LINK, VIA_DEFAULT, VIA_OTHER}
 
     felix(node, None)  # Calico's default: Loose, so nothing to change
     rc, out, err = node.run("--plan")

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.engine.explain import ReversePath, reverse_path_verdict
+from reconciler.kernel.routes import RouteBack
 from tests.unit.test_error_paths import FELIX, WEB
 
 POLICY = """\
@@ -28,7 +30,9 @@ spec:
 def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "cfg").mkdir()
-    (tmp_path / "cfg" / "all.yaml").write_text("---\n".join([FELIX, WEB, POLICY]))
+    # the reverse-path check's note on outside sources is tested on its own, below
+    felix = FELIX.replace("bpfEnabled: true", "bpfEnabled: true, bpfEnforceRPF: Disabled")
+    (tmp_path / "cfg" / "all.yaml").write_text("---\n".join([felix, WEB, POLICY]))
     return tmp_path / "cfg"
 
 
@@ -275,3 +279,61 @@ def test_a_service_address_on_another_port_is_not_the_service(capsys, cfg):
           str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
     err = capsys.readouterr().err
     assert "neither 192.0.2.9 nor 10.96.0.80 is a WorkloadEndpoint or HostEndpoint" in err
+
+
+FRONT = (  # a second pod of the node, made from the first
+    WEB.replace("web", "front").replace("[10.0.0.1/32, 10.1.0.1/32]", "[10.0.0.2/32]")
+)
+
+
+@pytest.mark.parametrize("mode", ["Strict", "Loose", None])
+def test_an_outside_source_gets_the_reverse_path_note_without_kernel(capsys, cfg, mode):
+    """Without --kernel explain reads no routes: it says the check exists,
+    in the mode the node runs it (an absent field is Calico's Loose)."""
+    rpf = f", bpfEnforceRPF: {mode}" if mode else ""
+    felix = FELIX.replace("bpfEnabled: true", f"bpfEnabled: true{rpf}")
+    (cfg / "all.yaml").write_text("---\n".join([felix, WEB, POLICY]))
+    lines = explain(capsys, cfg, "web:80/tcp").splitlines()
+    assert lines[-2:] == [
+        "Verdict: Allow",
+        f"Note: bpfEnforceRPF {mode or 'Loose'} also checks the route back to 192.0.2.9 where "
+        "the packet arrives, before policy (--kernel, on the node, reads it).",
+    ]
+
+
+def test_a_source_of_this_node_gets_no_reverse_path_note(capsys, cfg):
+    """A pod's packets arrive on its own interface, which is not checked."""
+    (cfg / "all.yaml").write_text("---\n".join([FELIX, WEB, FRONT, POLICY]))
+    code = main(["--explain", "--from", "shop/front", "--to", "web:80/tcp", "--config", str(cfg),
+                 "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "bpfEnforceRPF" not in out and "Reverse-path" not in out
+    assert out.endswith("Verdict: Deny\n")  # front's egress: no profile, the end of profiles
+
+
+def test_the_disabled_check_gets_no_note(capsys, cfg):
+    out = explain(capsys, cfg, "web:80/tcp")
+    assert "bpfEnforceRPF" not in out and out.endswith("Verdict: Allow\n")
+
+
+@pytest.mark.parametrize(
+    "mode,back,text,dropped",
+    [
+        ("Loose", RouteBack("unicast", "eth0"), "Allow: the route back to 192.0.2.9 leaves by eth0",
+         False),
+        ("Strict", RouteBack("unicast", "eth1"), "Allow if it arrives on eth1, the interface the "
+         "route back to 192.0.2.9 leaves by; Deny on any other", False),
+        ("Loose", RouteBack("local"), "Deny: 192.0.2.9 is an address of this node's own", True),
+        ("Strict", RouteBack("blackhole"), "Deny: this node has no usable route back to "
+         "192.0.2.9 (blackhole)", True),
+        ("Loose", RouteBack("none"), "Deny: this node has no usable route back to 192.0.2.9 "
+         "(none)", True),
+        ("Loose", RouteBack("prohibit"), "Deny: this node has no usable route back to 192.0.2.9 "
+         "(prohibit)", True),
+    ],
+)  # fmt: skip
+def test_the_reverse_path_verdict_from_a_route_back(mode, back, text, dropped):
+    found = reverse_path_verdict(mode, "192.0.2.9", back)
+    head = f"Reverse-path check (bpfEnforceRPF {mode}, where it arrives, before policy): "
+    assert found == ReversePath(head + text, judged=True, dropped=dropped)
