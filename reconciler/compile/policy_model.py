@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.config.calico_rules import RESERVED_TIERS
 from reconciler.config.model import Resource
 from reconciler.config.selector import Global, Selector, parse_cached
 from reconciler.protocols import PROTOCOLS
@@ -269,6 +270,15 @@ def _nets(values: object) -> tuple[Net, ...]:
 
 def _order_key(order: object, name: str) -> tuple[int, float, str]:
     return (0, float(order), name) if isinstance(order, int | float) else (1, 0.0, name)
+
+
+def _default_action(tiers: Mapping[str, Resource], name: str) -> str:
+    """A tier's defaultAction: its resource's, else a reserved tier's own
+    (kube-admin and kube-baseline Pass), else Deny."""
+    tier = tiers.get(name)
+    if tier is not None:
+        return str(tier.spec.get("defaultAction") or DENY)
+    return RESERVED_TIERS[name][1] if name in RESERVED_TIERS else DENY
 
 
 class _Ctx:
@@ -596,7 +606,8 @@ def build_model(
     ctx = _Ctx(resources, node)
     tiers = {r.name: r for r in resources if r.kind == "Tier"}
     tier_order = {name: _order_key(t.spec.get("order"), name) for name, t in tiers.items()}
-    tier_order.setdefault("default", _order_key(None, "default"))
+    for name, (order, _) in RESERVED_TIERS.items():  # Calico's own tiers exist without a resource
+        tier_order.setdefault(name, _order_key(order, name))
     policies = []
     for r in resources:
         if r.kind in POLICY_KINDS:
@@ -627,8 +638,7 @@ def build_model(
                 rules: list[Rule] = []
                 for pol in pols:
                     rules += resolver.rules(pol.resource, pol.label, direction, ep)
-                tier_res = tiers.get(tier_name)
-                default = str((tier_res.spec.get("defaultAction") if tier_res else None) or DENY)
+                default = _default_action(tiers, tier_name)
                 chain_tiers.append(
                     TierChain(tier_name, default, tuple(rules), tuple(p.label for p in pols))
                 )
@@ -651,8 +661,7 @@ def build_model(
                 rules = []
                 for pol in pols:
                     rules += resolver.rules(pol.resource, pol.label, direction, ep)
-                tier_res = tiers.get(tier_name)
-                default = str((tier_res.spec.get("defaultAction") if tier_res else None) or DENY)
+                default = _default_action(tiers, tier_name)
                 chain_tiers.append(
                     TierChain(tier_name, default, tuple(rules), tuple(p.label for p in pols))
                 )

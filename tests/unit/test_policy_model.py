@@ -211,6 +211,59 @@ spec:
     assert chain.tiers[1].policies == ("policy/strict.b", "policy/strict.a")
 
 
+def test_calicos_own_tiers_keep_their_order_and_action_without_a_resource():
+    """default (1,000,000, Deny), kube-admin (1,000, Pass) and kube-baseline
+    (10,000,000, Pass) exist in Calico whether or not the config holds their
+    Tier: a tier ordered after 1,000,000 comes after default, and the
+    reserved tiers without a resource end in their own defaultAction."""
+    extra = """\
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: late}
+spec: {order: 2000000}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: late.deny-tcp}
+spec:
+  tier: late
+  selector: app == "web"
+  ingress: [{action: Deny, protocol: TCP}, {action: Pass, protocol: ICMP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-admin.ops-only}
+spec:
+  tier: kube-admin
+  selector: app == "web"
+  ingress: [{action: Deny, protocol: UDP}]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: kube-baseline.floor}
+spec:
+  tier: kube-baseline
+  selector: app == "web"
+  ingress: [{action: Allow, protocol: ICMP}]
+"""
+    web = np("web-tcp80", 'selector: app == "web"\ningress:\n- action: Allow\n  protocol: TCP\n'
+             "  destination: {ports: [80]}\n- action: Pass\n  protocol: ICMP\n")
+    m = model(extra + "---\n" + web)
+    chain = m.chains[("shop/web", "ingress")]
+    assert [t.name for t in chain.tiers] == ["kube-admin", "default", "late", "kube-baseline"]
+    assert [t.default_action for t in chain.tiers] == ["Pass", "Deny", "Deny", "Pass"]
+    # default decides before late: TCP 80 allowed there, late's Deny never reached
+    allowed = ("Allow", "policy/shop/web-tcp80 ingress rule 1")
+    assert verdict(m, "ingress", "10.9.9.9", 6, 80) == allowed
+    # kube-admin ends in a Pass, not a Deny: TCP 81 reaches default's end
+    assert verdict(m, "ingress", "10.9.9.9", 6, 81) == ("Deny", "tier/default default action")
+    denied = ("Deny", "policy/kube-admin.ops-only ingress rule 1")
+    assert verdict(m, "ingress", "10.9.9.9", 17, 53) == denied
+    # ICMP: Passed by default and by late, kube-baseline allows it
+    floor = ("Allow", "policy/kube-baseline.floor ingress rule 1")
+    assert verdict(m, "ingress", "10.9.9.9", 1, 8 << 8) == floor
+
+
 def test_pass_from_last_tier_reaches_profiles():
     m = model(np("p", "selector: all()\ningress:\n- action: Pass\n  protocol: TCP\n"))
     assert verdict(m, "ingress", "1.1.1.1", 6, 1) == ("Allow", "profile/kns.shop ingress rule 1")
