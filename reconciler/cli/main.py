@@ -183,7 +183,8 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
         p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
     wrong = options.misplaced(mode, options.given(p, argv))
     if wrong:
-        p.error(f"--{mode} does not take {', '.join(wrong)} (see reconcile --{mode} --help)")
+        chosen = options.flag(mode)
+        p.error(f"{chosen} does not take {', '.join(wrong)} (see reconcile {chosen} --help)")
     if mode == "explain" and not (args.src and args.dst):
         p.error("--explain needs --from SRC and --to DST:PORT/PROTO (e.g. --to web-0:8080/tcp)")
     # Before the engine is imported, while this process is single-threaded:
@@ -225,10 +226,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except PermissionError as exc:
+        from reconciler.cli.options import MODES, flag
+
+        chosen = next((m for m in MODES if getattr(args, m, False)), "plan")
+        with_kernel = " --kernel" if chosen == "explain" else ""
         print(
-            f"error: {exc}; --plan, --apply and --status read and change the kernel's BPF "
-            "and network state and need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
-            "--validate does not",
+            f"error: {exc.strerror or exc}; {flag(chosen)}{with_kernel} reads the kernel's BPF "
+            "and network state and needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); "
+            "--validate, --explain without --kernel and --plan --observed do not",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -269,10 +274,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.cli.hooks_cmd import install_hooks_cmd
 
         return install_hooks_cmd(args)
+    if args.plan and args.out:  # before a plan is made that could not be kept
+        from reconciler.plan.plan import save_problem
+
+        problem = save_problem(args.out)
+        if problem:
+            print(f"error: --out {args.out}: {problem}; nothing was planned", file=sys.stderr)
+            return EXIT_ERROR
     if args.plan and args.observed:  # against a snapshot: no kernel, no root needed
         from reconciler.cli.snapshot_cmd import plan_observed_cmd
 
         return plan_observed_cmd(args)
+    if args.explain and not args.kernel:  # the compiled state alone: no root needed
+        return modes.explain_mode(args)
     from reconciler.engine.spec import require_privileges
 
     # Before anything is read or created: without them the kernel hides our

@@ -51,7 +51,7 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "verify_signatures": SOURCE | {"install_hooks"},
     "keyring": SOURCE | {"install_hooks"},
     "observed": frozenset({"plan"}),
-    "json": ALL,
+    "json": ALL - {"explain", "install_hooks"},  # they print text only
     "no_color": ALL,
     "log_level": ALL,
     "verbose": ALL,
@@ -141,8 +141,10 @@ def misplaced(mode: str, written: Mapping[str, str]) -> list[str]:
 def mode_parser(full: argparse.ArgumentParser, mode: str) -> argparse.ArgumentParser:
     """A parser whose help shows only what `mode` takes, with examples."""
     description, examples = MODE_HELP[mode]
+    # the mode's own value, as in --install-hooks BARE_REPO
+    value = next((a.metavar for a in full._actions if a.dest == mode and a.metavar), None)
     p = argparse.ArgumentParser(
-        prog=f"{full.prog} --{mode}",
+        prog=f"{full.prog} {flag(mode)}" + (f" {value}" if value else ""),
         description=description,
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,

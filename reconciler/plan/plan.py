@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,20 @@ DOCUMENT_KIND = "reconcile.plan"  # each JSON document type has its own kind and
 
 class PlanFileError(Exception):
     pass
+
+
+def save_problem(path: str) -> str | None:
+    """Why a plan could not be saved at `path`, asked before planning (a
+    plan takes long to make and must not be lost at the end); None if
+    nothing stands in the way that can be seen beforehand."""
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory" if os.path.exists(parent) else f"no {parent}"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write in {parent}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +98,19 @@ class Plan:
             raise PlanFileError(f"not a plan file: {exc}") from exc
 
     def dump(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.as_json(), fh, indent=2, sort_keys=True)
-            fh.write("\n")
+        """Write the plan to `path` whole or not at all: into a temporary
+        file beside it, then renamed over it. PlanFileError if it cannot be."""
+        tmp = f"{path}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self.as_json(), fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            reason = exc.strerror or str(exc)
+            raise PlanFileError(f"{path}: the plan could not be saved: {reason}") from exc
 
     @classmethod
     def read(cls, path: str) -> Plan:

@@ -10,7 +10,11 @@ from reconciler.cli import main as cli
 @pytest.mark.parametrize(
     "exc,code,message",
     [
-        (PermissionError(1, "Operation not permitted"), 1, "need root (CAP_BPF"),
+        (
+            PermissionError(1, "Operation not permitted"), 1,
+            "error: Operation not permitted; --plan reads the kernel's BPF and network state "
+            "and needs root (CAP_BPF",
+        ),
         (KeyboardInterrupt(), 130, "interrupted"),
         (RuntimeError("boom"), 70, "internal error (a bug, please report it): boom"),
     ],
@@ -55,6 +59,9 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
         (["--status", "--config", "x"], "--status does not take --config"),
         (["--plan", "--format=json"], "--plan does not take --format"),
         (["--apply", "--interval", "5"], "--apply does not take --interval"),
+        (["--explain", "--from", "a", "--to", "b:1/tcp", "--json"],
+         "--explain does not take --json"),
+        (["--install-hooks", "x.git", "--json"], "--install-hooks does not take --json"),
         (["--plan", "somedir"], "PATH arguments are only taken by --validate"),
         (["--watch", "--repo", "r", "somedir"], "PATH arguments are only taken by --validate"),
         (["--explain"], "--explain needs --from SRC and --to DST:PORT/PROTO"),
@@ -104,3 +111,42 @@ def test_per_mode_help_lists_only_that_modes_options_with_examples(capsys, mode)
             continue
         flag = action.option_strings[-1]
         assert (flag in out) == (mode in takes), flag
+
+
+@pytest.mark.parametrize("where", ["missing-dir/p.json", "."])
+def test_an_out_path_that_cannot_be_written_is_refused_before_planning(
+    monkeypatch, capsys, tmp_path, where
+):
+    def never(_args):
+        raise AssertionError("planned although the plan could not be saved")
+
+    monkeypatch.setattr(modes, "plan_mode", never)
+    out = str(tmp_path / where)
+    assert cli.main(["--plan", "--config", ".", "--out", out]) == 1
+    problem = f"no {tmp_path / 'missing-dir'}" if where != "." else "is a directory"
+    assert capsys.readouterr().err == f"error: --out {out}: {problem}; nothing was planned\n"
+
+
+def test_a_plan_is_saved_whole_or_not_at_all(tmp_path):
+    import json
+
+    from reconciler.plan.plan import Plan, PlanFileError
+
+    plan = Plan("n1", {}, "/sys/fs/bpf/x", "", ())
+    target = tmp_path / "p.json"
+    plan.dump(str(target))
+    assert json.loads(target.read_text())["node"] == "n1"
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]  # no temporary file left
+    gone = tmp_path / "gone"
+    with pytest.raises(PlanFileError, match=r"gone/p.json: the plan could not be saved: No such"):
+        plan.dump(str(gone / "p.json"))
+    assert not gone.exists()
+
+
+def test_install_hooks_help_and_errors_spell_the_option_as_written(capsys):
+    assert cli.main(["--install-hooks", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: reconcile --install-hooks BARE_REPO [")
+    with pytest.raises(SystemExit):
+        cli.main(["--install-hooks", "x.git", "--json"])
+    err = capsys.readouterr().err
+    assert "--install-hooks does not take --json (see reconcile --install-hooks --help)" in err

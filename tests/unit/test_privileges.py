@@ -1,6 +1,8 @@
 """An unprivileged plan is refused before it reads or creates anything."""
 
 import os
+import shutil
+import tempfile
 
 from reconciler.kernel import privileges
 
@@ -11,11 +13,12 @@ def test_missing_capabilities_are_named():
     assert privileges.missing(full) == []
 
 
-def test_unprivileged_plan_is_refused_and_creates_no_bpffs_root(tmp_path):
+def run_as_nobody(argv: list[str]) -> tuple[int, str]:
+    """main(argv) in a child that dropped root: its exit code, and its
+    stderr then stdout."""
     from reconciler.cli import commands as modes  # noqa: F401 - imported before dropping root
     from reconciler.cli import main as cli
 
-    root = f"/sys/fs/bpf/rcl-unpriv-{os.getpid()}"
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -31,16 +34,47 @@ def test_unprivileged_plan_is_refused_and_creates_no_bpffs_root(tmp_path):
             import sys
 
             sys.stderr = io.StringIO()
-            code = cli.main(["--plan", "--config", "/", "--bpffs-root", root, "--no-cache"])
-            os.write(write, sys.stderr.getvalue().encode())
+            sys.stdout = io.StringIO()
+            code = cli.main(argv)
+            os.write(write, (sys.stderr.getvalue() + sys.stdout.getvalue()).encode())
         except BaseException as exc:  # noqa: BLE001 - shown by the parent's assert
             os.write(write, repr(exc).encode())
         finally:
             os._exit(code)
     os.close(write)
     with os.fdopen(read) as fh:
-        err = fh.read()
+        out = fh.read()
     _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 1, err
-    assert "lacks CAP_NET_ADMIN, CAP_SYS_ADMIN" in err and "need root" in err
+    return os.WEXITSTATUS(status), out
+
+
+def test_unprivileged_plan_is_refused_and_creates_no_bpffs_root():
+    root = f"/sys/fs/bpf/rcl-unpriv-{os.getpid()}"
+    code, err = run_as_nobody(["--plan", "--config", "/", "--bpffs-root", root, "--no-cache"])
+    assert code == 1, err
+    assert err.startswith("error: uid 65534 lacks CAP_NET_ADMIN, CAP_SYS_ADMIN; --plan reads"), err
+    assert "needs root" in err
     assert not os.path.exists(root)
+
+
+def test_explain_without_kernel_needs_no_root():
+    """It reads the configuration alone; with --kernel it reads pinned programs."""
+    from tests.unit.test_error_paths import FELIX, WEB
+
+    config = tempfile.mkdtemp(prefix="rcl-explain-")
+    try:
+        os.chmod(config, 0o755)
+        path = os.path.join(config, "all.yaml")
+        with open(path, "w") as fh:
+            fh.write("---\n".join([FELIX, WEB]))
+        os.chmod(path, 0o644)
+        argv = ["--explain", "--from", "192.0.2.9", "--to", "web:80/tcp", "--config", config,
+                "--node", "n1", "--no-cache"]  # fmt: skip
+        code, out = run_as_nobody(argv)
+        assert code == 0, out
+        assert "shop/web ingress: " in out and "Verdict: " in out
+        code, err = run_as_nobody([*argv, "--kernel"])
+        assert code == 1, err
+        assert "--explain --kernel reads the kernel's BPF and network state" in err
+    finally:
+        shutil.rmtree(config)
