@@ -107,6 +107,18 @@ def validate_mode(args: argparse.Namespace) -> int:
     from reconciler.config.validate import validate_source
 
     result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
+    if result.files == 0 and not args.allow_empty:
+        # nothing read at all (a mistyped or empty directory, a tree of
+        # files the walk skips): CI must not pass it, as --plan and
+        # --apply would not
+        import dataclasses
+
+        from reconciler.config.diagnostics import Diagnostic
+
+        empty = Diagnostic(src.description, 1, "-", "(source)",
+                           "holds no configuration file (*.yaml, *.yml): nothing was validated; "
+                           "pass --allow-empty if that is meant")  # fmt: skip
+        result = dataclasses.replace(result, diagnostics=(*result.diagnostics, empty))
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
     if fmt == "json":

@@ -181,7 +181,11 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     mode = next(m for m in options.MODES if getattr(args, m, False))
     if args.paths and not args.validate:
         p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
-    wrong = options.misplaced(mode, options.given(p, argv))
+    written = options.given(p, argv)
+    wrong = options.misplaced(mode, written)
+    source_error = options.source_conflict(mode, written, bool(args.paths))
+    if source_error:
+        p.error(source_error)
     if wrong:
         chosen = options.flag(mode)
         p.error(f"{chosen} does not take {', '.join(wrong)} (see reconcile {chosen} --help)")

@@ -34,7 +34,7 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "cgroup": KERNEL,
     "state_dir": KERNEL,
     "netns": KERNEL | {"explain"},
-    "allow_empty": CHANGING,
+    "allow_empty": CHANGING | {"validate"},
     "detail": CHANGING,
     "out": frozenset({"plan"}),
     "plan_file": frozenset({"apply"}),
@@ -127,6 +127,25 @@ def given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, str
         if action is not None:
             out.setdefault(action.dest, name)
     return out
+
+
+def source_conflict(mode: str, written: Mapping[str, str], paths: bool) -> str | None:
+    """Why the source options written contradict each other, or None: a
+    working tree (--config, PATHs) and a repository (--repo) are two
+    sources, and --ref or a signature check mean nothing without a
+    repository. --install-hooks checks the commits pushed to it."""
+    if mode not in SOURCE:
+        return None
+    if "repo" in written:
+        if "config" in written:
+            return "--config and --repo are two sources: give one"
+        if paths:
+            return "PATH arguments are a working tree and --repo a commit: give one"
+        return None
+    for dest in ("ref", "verify_signatures", "keyring"):
+        if dest in written:
+            return f"{written[dest]} needs --repo (it reads commits, not a working tree)"
+    return None
 
 
 def misplaced(mode: str, written: Mapping[str, str]) -> list[str]:

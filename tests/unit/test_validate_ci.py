@@ -266,3 +266,19 @@ def test_sarif_matches_the_sarif_2_1_0_object_model(repo: Path, capsys: Any) -> 
     assert location["artifactLocation"]["uri"].endswith(bad.name)
     rules = data["runs"][0]["tool"]["driver"]["rules"]
     assert rules[error["ruleIndex"]]["id"] == error["ruleId"] == "invalid-config"
+
+
+def test_a_source_with_no_configuration_file_is_not_valid(tmp_path: Path, capsys: Any) -> None:
+    """A mistyped or empty directory, or one of files the walk skips, must
+    not pass CI: nothing was validated. --allow-empty says it is meant."""
+    (tmp_path / "manifest.json").write_text("{}")  # given as a PATH it is read; walked, skipped
+    code = main(["--validate", str(tmp_path), "--no-cache"])
+    assert code == 1
+    assert capsys.readouterr().out == (
+        f"{tmp_path}:1: -: (source): holds no configuration file (*.yaml, *.yml): nothing was "
+        "validated; pass --allow-empty if that is meant\n"
+    )
+    assert main(["--validate", str(tmp_path), "--no-cache", "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["valid"], report["files"], len(report["diagnostics"])) == (False, 0, 1)
+    assert main(["--validate", str(tmp_path), "--no-cache", "--allow-empty"]) == 0
