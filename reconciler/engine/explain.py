@@ -115,6 +115,22 @@ def explain(
     packet_to = Packet(src_ip, proto, value, sport)  # as the receiver sees its peer
     steps: list[tuple[Endpoint, str, Chain, Packet]] = []
     early: list[Finding] = []
+    late: list[Finding] = []
+    if src_ep is not None and dst_hep is not None:
+        # A pod's flow to its own node never crosses a host interface: no
+        # host endpoint policy judges it; defaultEndpointToHostAction does,
+        # Drop before the pod's egress policy.
+        from reconciler.config.felix import effective_config
+
+        action = str(effective_config(resources, node)["defaultEndpointToHostAction"])
+        if action == "Drop":
+            return [Finding(src_ep.name, "to this node", "Deny",
+                            "defaultEndpointToHostAction Drop (before its egress policy)", "", 0,
+                            True)]  # fmt: skip
+        late.append(Finding(dst_hep.name, "from a pod of this node", "Allow",
+                            f"defaultEndpointToHostAction {action} (host endpoint policy does "
+                            "not judge a pod's traffic to its node)", "", 0, True))  # fmt: skip
+        dst_hep = None
     if src_ep is not None:
         steps.append((src_ep, "egress", model.chains[(src_ep.name, "egress")],
                       Packet(dst_ip, proto, value, sport)))  # fmt: skip
@@ -130,7 +146,7 @@ def explain(
         steps += steps_h
     if dst_ep is not None:
         steps.append((dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to))
-    return [*early, *_judge(steps, src_ip, dst_ip, value, proto, kernel_root)]
+    return [*early, *_judge(steps, src_ip, dst_ip, value, proto, kernel_root), *late]
 
 
 Step = tuple[Endpoint, str, Chain, Packet]

@@ -179,11 +179,23 @@ def test_default_endpoint_to_host_action(host):
         node.wep(pod)
     node.apply_converged()  # Calico's default: Drop
     assert host.from_pod(FRONT, 8080).startswith("ERR")
+    to_host = ["--from", FRONT.name, "--to", f"{node.sandbox.node_ip}:8080/tcp", "--kernel"]
+    rc, out, err = node.run("--explain", *to_host)
+    assert rc == 0 and out == (
+        "shop/front0 to this node: Deny by defaultEndpointToHostAction Drop (before its egress "
+        "policy)\nVerdict: Deny\n"
+    ), out + err
     felix(node, "  defaultEndpointToHostAction: Accept\n")
     rc, out, _ = node.run("--plan")
     assert rc == 2 and "endpoint_to_host: Drop -> Accept" in out, out
     node.apply_converged()
     assert host.from_pod(FRONT, 8080) == f"host {FRONT.ip}"
+    rc, out, err = node.run("--explain", *to_host)
+    assert rc == 0 and out.endswith(
+        "node-1-eth0 from a pod of this node: Allow by defaultEndpointToHostAction Accept (host "
+        "endpoint policy does not judge a pod's traffic to its node)\nVerdict: Allow\n"
+    ), out + err
+    assert "shop/front0 egress: Allow" in out and "(agrees)" in out, out
     # Return: as Calico's eBPF dataplane, it acts as Accept, and the plan says so
     felix(node, "  defaultEndpointToHostAction: Return\n")
     rc, out, _ = node.run("--plan", "--detail")

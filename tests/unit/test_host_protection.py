@@ -174,3 +174,20 @@ def test_metrics_export_xdp_and_untracked_counters(monkeypatch: Any) -> None:
         'calico_reconciler_untracked_dropped_total{direction="out",interface="eth0",'
         'program="0000abcd",rule="1"} 2.0' in text
     ), text
+
+
+def test_explain_a_pods_flow_to_its_node_by_the_endpoint_to_host_action() -> None:
+    """Host endpoint policy never sees it (deny-out above, and the host
+    endpoint's missing ingress policy, stay out of it)."""
+    from tests.unit.test_error_paths import WEB
+
+    for action, expected in (("Drop", "Deny"), ("Accept", "Allow"), ("Return", "Allow")):
+        felix = ("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n"
+                 "metadata: {name: default}\n"
+                 f"spec: {{defaultEndpointToHostAction: {action}}}\n")  # fmt: skip
+        resources = load("---\n".join([CONFIG, WEB, felix]), "c.yaml").resources
+        found = explain(resources, "n1", "shop/web", "192.168.50.1:22/tcp")
+        assert found[-1].action == expected and found[-1].ref.startswith(
+            f"defaultEndpointToHostAction {action}"
+        ), found
+        assert all(f.direction != "ingress (to the host)" for f in found)
