@@ -47,7 +47,10 @@ def _failsafe(config: Mapping[str, Any]) -> set[tuple[str, int]]:
 
 def _where(resource: Resource, path: Sequence[str | int]) -> str:
     text = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
-    return f"{resource.file}:{resource.line_of(tuple(path))}: {resource.ref}: {text}"
+    from reconciler.config.load import with_lines  # an error path only: it may read the file
+
+    line = with_lines(resource).line_of(tuple(path))
+    return f"{resource.file}:{line}: {resource.ref}: {text}"
 
 
 def node_port_problems(resources: Iterable[Resource], config: Mapping[str, Any]) -> list[str]:

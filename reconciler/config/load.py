@@ -509,3 +509,22 @@ def _ref_guess(body: Any) -> str:
         return "-"
     return f"{kind}/{name}" if isinstance(name, str) and name else kind
 
+
+
+def with_lines(resource: Resource) -> Resource:
+    """`resource` with its line map, for an error that names a field's line.
+    One rebuilt from the validation cache has none: its file is read again,
+    and the lines taken only from the same document (same identity, same
+    body), since the file on disk may be another version of it (a Git
+    source's path) or gone; else `resource` as it is."""
+    if resource.lines:
+        return resource
+    try:
+        with open(resource.file, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return resource
+    for found in load(data, resource.file).resources:
+        if found.key == resource.key and found.body == resource.body:
+            return found
+    return resource

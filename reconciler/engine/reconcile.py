@@ -320,8 +320,11 @@ def compiled_state(
             desired.nat_index, base_context=base_context, source=source.identity
         )
         desired = dataclasses.replace(desired, nat_index=index)
+    if len(desired.errors) == 1:
+        raise ReconcileError(f"{desired.errors[0]}; nothing was changed")
     if desired.errors:
-        raise ReconcileError("; ".join(desired.errors) + "; nothing was changed")
+        listed = "".join(f"\n  {error}" for error in desired.errors)
+        raise ReconcileError(f"{len(desired.errors)} problems; nothing was changed:{listed}")
     if states is not None and (keep_derived or derived is None):
         states.store(key, desired, known)
     return desired, known

@@ -159,3 +159,22 @@ def test_conntrack_timeouts_that_do_not_fit_refuse_the_plan():
         _compile(FELIX.format(extra="  bpfConntrackTimeouts: {tcpEstablished: 1000000h}\n")).errors
         == ()
     )
+
+
+def test_a_resource_from_the_validation_cache_still_names_its_line(tmp_path):
+    """A resource rebuilt from the cache has no line map: the error reads
+    its file again, and trusts the lines only if the document is the same."""
+    from reconciler.config.model import Resource
+
+    path = tmp_path / "svc.yaml"
+    path.write_text(_service(type="NodePort", np=22))
+    fresh = load(path.read_text(), str(path)).resources[0]
+    cached = Resource(fresh.kind, fresh.name, fresh.namespace, fresh.body, fresh.file, fresh.line)
+    assert not cached.lines
+    felix = load(FELIX.format(extra=""), "f.yaml").resources
+    config = effective_config(felix, "n1")
+    (problem,) = config_limits.node_port_problems([cached], config)
+    assert problem.startswith(f"{path}:9: Service/shop/web: spec.ports[0].nodePort: 22/TCP")
+    path.write_text("# another version\n" + _service(type="NodePort", np=23))
+    (problem,) = config_limits.node_port_problems([cached], config)
+    assert problem.startswith(f"{path}:{cached.line}: Service/shop/web: spec.ports[0].nodePort")
