@@ -22,8 +22,26 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error exits 1: 2 means "changes present"."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        # the message and where help is; the whole usage (every option of
+        # every mode) would bury it
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
+def unknown_option(p: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """The first option in `argv` the parser does not know, with the known
+    one it most resembles: argparse, missing a mode, would report only that
+    no mode was given (`--plna`)."""
+    import difflib
+
+    known = list(p._option_string_actions)
+    for token in argv:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name.startswith("--") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            return f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
+    return None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -176,6 +194,9 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     if len(asked) == 1 and ("-h" in argv or "--help" in argv):
         options.mode_parser(p, asked[0]).print_help()
         return EXIT_OK
+    unknown = unknown_option(p, argv)
+    if unknown:
+        p.error(unknown)
     # Options and paths in any order: `--validate --no-cache DIR` as well as `DIR --validate`.
     args = p.parse_intermixed_args(argv)
     mode = next(m for m in options.MODES if getattr(args, m, False))

@@ -52,9 +52,11 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
             "one of the arguments --validate --plan --apply --status --watch --explain "
             "--install-hooks --snapshot is required",
         ),
-        (["--plan", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--plan", "--bogus"], "unknown option --bogus\n"),
+        (["--plna"], "unknown option --plna (did you mean --plan?)"),
+        (["--stauts", "--json"], "unknown option --stauts (did you mean --status?)"),
         (["--plan", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
-        (["--plan", "--conf", "x"], "unrecognized arguments: --conf"),  # no abbreviations
+        (["--plan", "--conf", "x"], "unknown option --conf (did you mean --config?)"),  # no abbrev.
         (["--validate", "--out", "p.json"], "--validate does not take --out"),
         (["--status", "--config", "x"], "--status does not take --config"),
         (["--plan", "--format=json"], "--plan does not take --format"),
@@ -82,7 +84,9 @@ def test_usage_errors_exit_1_never_2(capsys, argv, message):
         cli.main(argv)
     assert err.value.code == 1
     err_text = capsys.readouterr().err
-    assert err_text.startswith("usage: reconcile")
+    assert err_text.startswith("reconcile: error: ") and err_text.endswith(
+        "\n(see reconcile --help)\n"
+    )
     assert message in err_text
 
 
