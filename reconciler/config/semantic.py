@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -581,7 +582,16 @@ def _endpoint_slice(resource: Resource) -> Iterator[Finding]:
 
 # ---------------------------------------------------------------- dispatch
 
+def _finite_order(resource: Resource) -> Iterator[Finding]:
+    """Calico stores `order` as a JSON number: NaN and the infinities,
+    which YAML can write (.nan, .inf), have none."""
+    order = resource.spec.get("order")
+    if isinstance(order, float) and not math.isfinite(order):
+        yield Finding(("spec", "order"), f"order must be a finite number, not {order}")
+
+
 _POLICY_CHECKS: tuple[Check, ...] = (
+    _finite_order,
     _policy_selectors,
     _rules,
     _policy_types,
@@ -601,7 +611,7 @@ _CHECKS: Mapping[str, tuple[Check, ...]] = {
     "NetworkSet": (_network_set, _META),
     "HostEndpoint": (_host_endpoint, _META),
     "WorkloadEndpoint": (_workload_endpoint, _META),
-    "Tier": (_cr.tier, _META),
+    "Tier": (_cr.tier, _finite_order, _META),
     "FelixConfiguration": (_felix_name, _felix_regexes, _felix_addresses, _cr.felix, _META),
     "Service": (
         _service_ports, _service_addresses, _service_affinity, _service_special_addresses

@@ -73,8 +73,12 @@ def validate_document(resource: Resource, floats: bool = True) -> list[Diagnosti
     from reconciler.config import schema, semantic
 
     try:
-        findings = schema.check(resource.kind, resource.body, floats)
-        findings += semantic.check(resource)
+        precise = semantic.check(resource)
+        # a field the semantic checks judged is told once, in their words,
+        # not also as the schema's pattern or range
+        judged = {f.path for f in precise if f.severity is Severity.ERROR}
+        findings = [f for f in schema.check(resource.kind, resource.body, floats)
+                    if f.path not in judged] + precise  # fmt: skip
     except RecursionError:
         findings = [Finding((), "too deeply nested to check (a selector or pattern?)")]
     return [_located(resource, f) for f in findings]

@@ -695,3 +695,36 @@ def test_never_raises_on_schema_invalid_shapes(kind: str) -> None:
             check(res(kind, {"ingress": [{"icmp": {"type": value, "code": value}}]}))
         check(res(kind, value))
         check(res(kind, None, addressType="IPv4", endpoints=value))
+
+
+@pytest.mark.parametrize("kind", ["Tier", "GlobalNetworkPolicy", "NetworkPolicy"])
+@pytest.mark.parametrize("order", [float("nan"), float("inf"), float("-inf")])
+def test_an_order_must_be_a_finite_number(kind: str, order: float) -> None:
+    spec: dict[str, Any] = {"order": order}
+    found = [f for f in check(res(kind, spec)) if f.path == ("spec", "order")]
+    assert found == [Finding(("spec", "order"), f"order must be a finite number, not {order}")]
+    assert not [f for f in check(res(kind, {"order": 1e300})) if f.path == ("spec", "order")]
+
+
+def test_a_field_judged_by_a_semantic_check_is_told_once() -> None:
+    """The schema's pattern or range for the same field is left out: one
+    message per field, the precise one."""
+    from reconciler.config.validate import validate_file
+
+    text = b"""\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: x}
+spec:
+  selector: all()
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {nets: [10.0.0.0/33]}
+    destination: {ports: [65536]}
+"""
+    found = sorted((d.line, d.path, d.message) for d in validate_file("p.yaml", text).diagnostics)
+    assert found == [
+        (9, "spec.ingress[0].source.nets[0]", "invalid CIDR '10.0.0.0/33'"),
+        (10, "spec.ingress[0].destination.ports[0]", "port 65536 is out of range 1-65535"),
+    ]
