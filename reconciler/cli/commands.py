@@ -59,7 +59,9 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 
 def _validate_spec(args: argparse.Namespace) -> dict[str, Any]:
     spec = source_spec(args)
-    return {**spec, "kind": "dir", "paths": args.paths} if args.paths else spec
+    # a path given twice (or as ./x and x) is read once
+    paths = list(dict.fromkeys(p if p == "-" else os.path.normpath(p) for p in args.paths))
+    return {**spec, "kind": "dir", "paths": paths} if paths else spec
 
 
 def start_read_ahead(args: argparse.Namespace) -> SourceCache | None:

@@ -44,6 +44,17 @@ def unknown_option(p: argparse.ArgumentParser, argv: Sequence[str]) -> str | Non
     return None
 
 
+def _count(text: str) -> int:
+    """A whole number, 0 or more (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """Every option, in groups. Which modes take which option is
     reconciler.cli.options.OPTION_MODES."""
@@ -112,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
         help="output format (default text; --json is --format json)",
     )
     val.add_argument(
-        "--jobs", type=int, default=0, help="validation processes (default: all cores)"
+        "--jobs", type=_count, default=0, help="validation processes (default 0: all cores)"
     )
     val.add_argument(
         "paths", nargs="*", metavar="PATH", help="files and directories to validate (-: stdin)"
@@ -210,6 +221,8 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     if wrong:
         chosen = options.flag(mode)
         p.error(f"{chosen} does not take {', '.join(wrong)} (see reconcile {chosen} --help)")
+    if "json" in written and "format" in written:
+        p.error("--json and --format are two output formats: give one (--json is --format json)")
     if mode == "explain" and not (args.src and args.dst):
         p.error("--explain needs --from SRC and --to DST:PORT/PROTO (e.g. --to web-0:8080/tcp)")
     # Before the engine is imported, while this process is single-threaded:

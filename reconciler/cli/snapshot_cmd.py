@@ -33,6 +33,10 @@ def plan_observed_cmd(args: argparse.Namespace) -> int:
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if getattr(args, "node_source", "") == "--node" and args.node != target.node:
+        print(f"error: --node {args.node}: the snapshot {args.observed} is of node "
+              f"{target.node} (a plan against it is that node's)", file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     spec = source_spec(args)
     caches = _caches()
     try:

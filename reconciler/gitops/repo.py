@@ -105,7 +105,7 @@ class Follower:
         except SourceError as exc:
             raise SourceError(
                 f"{self.repo}@{self.ref}: no such branch, tag or commit (deleted or never "
-                "pushed?); the kernel is left as it is"
+                "pushed?)"
             ) from exc
 
     def contains(self, new: str, old: str) -> bool:

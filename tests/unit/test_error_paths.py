@@ -447,3 +447,15 @@ def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
         1, f"error: {shared}, above bpffs root {root}, can be changed by other users\n"
     )  # fmt: skip
     assert not root.exists()  # refused before anything was created there
+
+
+def test_a_plan_against_a_snapshot_of_another_node_is_refused(capsys, tmp_path, cfg):
+    """--node names the node planned for: one that is not the snapshot's is
+    a mistake, never silently replaced by the snapshot's."""
+    snap = write_snapshot(tmp_path / "node.json", node="n2")
+    argv = ["--plan", "--observed", str(snap), "--config", str(cfg), "--no-cache"]
+    code, err = run(capsys, *argv, "--node", "n1")
+    assert (code, err) == (1, f"error: --node n1: the snapshot {snap} is of node n2 (a plan "
+                              "against it is that node's)\n")  # fmt: skip
+    code, err = run(capsys, *argv, "--node", "n2")
+    assert code in (0, 2), err

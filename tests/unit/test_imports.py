@@ -11,7 +11,8 @@ import reconciler
 
 
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
-    names = [m.name for m in pkgutil.walk_packages(reconciler.__path__, "reconciler.")]
+    names = [m.name for m in pkgutil.walk_packages(reconciler.__path__, "reconciler.")
+             if m.name != "reconciler.__main__"]  # a script: importing it runs the command
     script = (
         "import importlib, subprocess, sys\n"
         "failed = []\n"
@@ -26,3 +27,9 @@ def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     done = subprocess.run([sys.executable, "-c", script, *names], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(names) > 50
+
+
+def test_python_m_reconciler_is_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "reconciler", "--version"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("reconcile "), done.stderr

@@ -282,3 +282,9 @@ def test_a_source_with_no_configuration_file_is_not_valid(tmp_path: Path, capsys
     report = json.loads(capsys.readouterr().out)
     assert (report["valid"], report["files"], len(report["diagnostics"])) == (False, 0, 1)
     assert main(["--validate", str(tmp_path), "--no-cache", "--allow-empty"]) == 0
+
+
+def test_a_path_given_twice_is_read_once(repo: Path, capsys: Any) -> None:
+    tier = write(repo, "tier.yaml", TIER)
+    assert main(["--validate", str(tier), f"{repo}/./tier.yaml", "--no-cache"]) == 0
+    assert capsys.readouterr().err == "1 file(s), 1 resource(s): valid\n"
