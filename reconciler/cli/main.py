@@ -279,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         # The engine loads only for the modes that use it: --validate stays
         # light (bench/validate_bench.py's warm re-validation).
         from reconciler.engine.reconcile import ReconcileError
-        from reconciler.engine.spec import BpffsError, NetnsError, UnsafeRoot
+        from reconciler.engine.spec import BpffsError, CgroupError, NetnsError, UnsafeRoot
         from reconciler.plan.plan import PlanFileError
 
         if isinstance(exc, PlanFileError):
@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_ERROR
-        if isinstance(exc, ReconcileError | UnsafeRoot):
+        if isinstance(exc, ReconcileError | UnsafeRoot | CgroupError):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         if isinstance(exc, NetnsError):

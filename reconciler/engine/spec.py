@@ -8,13 +8,14 @@ from pathlib import Path
 
 from reconciler.engine.reconcile import Target, default_state_dir
 from reconciler.kernel.bpf import BpffsError, UnsafeRoot, ensure_bpffs
-from reconciler.kernel.cgroup import cgroup2_mount
+from reconciler.kernel.cgroup import CgroupError, cgroup2_mount, check_cgroup
 from reconciler.kernel.privileges import require_privileges
 from reconciler.kernel.pyroute import link_changes
 from reconciler.kernel.rtnetlink import NetnsError, check_netns
 
 __all__ = [
     "BpffsError",
+    "CgroupError",
     "NetnsError",
     "UnsafeRoot",
     "check_bpffs_root",
@@ -36,6 +37,8 @@ def make_target(
     cgroup2 mount. NetnsError when `netns` does not exist: nothing may
     create it (pyroute2 would, for a link watcher or a tc change)."""
     check_netns(netns)
+    if cgroup:
+        check_cgroup(cgroup)
     root = bpffs_root.rstrip("/")
     state = Path(state_dir) if state_dir else default_state_dir(root)
     return Target(node, root, state, netns, cache_dir, cgroup or cgroup2_mount())

@@ -78,3 +78,20 @@ def test_explain_without_kernel_needs_no_root():
         assert "--explain --kernel reads the kernel's BPF and network state" in err
     finally:
         shutil.rmtree(config)
+
+
+def test_a_cgroup_that_is_not_a_cgroup2_directory_is_refused(tmp_path):
+    """The connect-time programs attach there: anything else would be
+    planned, then refused by the kernel at apply."""
+    import pytest
+
+    from reconciler.engine.spec import CgroupError, cgroup2_mount, make_target
+
+    with pytest.raises(CgroupError, match=r"not a cgroup v2 directory \(it is on "):
+        make_target("n1", "/sys/fs/bpf/x", str(tmp_path / "s"), None, None, str(tmp_path))
+    with pytest.raises(CgroupError, match="no such directory"):
+        make_target("n1", "/sys/fs/bpf/x", str(tmp_path / "s"), None, None, str(tmp_path / "no"))
+    mount = cgroup2_mount()
+    if mount is not None:  # the machine's hierarchy itself is one
+        target = make_target("n1", "/sys/fs/bpf/x", str(tmp_path / "s"), None, None, mount)
+        assert target.cgroup == mount
