@@ -108,7 +108,9 @@ def validate_mode(args: argparse.Namespace) -> int:
     from reconciler.config.diagnostics import Severity
     from reconciler.config.validate import validate_source
 
-    result = validate_source(src, _cache_dir(args), args.jobs or None, with_resources=False)
+    result = validate_source(
+        src, _cache_dir(args), args.jobs or None, with_resources=False, every_node=True
+    )
     if result.files == 0 and not args.allow_empty:
         # nothing read at all (a mistyped or empty directory, a tree of
         # files the walk skips): CI must not pass it, as --plan and

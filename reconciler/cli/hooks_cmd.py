@@ -66,7 +66,9 @@ def pre_receive(lines: Sequence[str], git_dir: str, keyring_dir: str | None) -> 
         try:
             # validated as a node reads it: under the commit's .reconcile.yaml
             src = for_commit(from_git(git_dir, new, default_cache_dir()))
-            result = validate_source(src, default_cache_dir(), with_resources=False)
+            result = validate_source(
+                src, default_cache_dir(), with_resources=False, every_node=True
+            )
             if keyring is not None:
                 # the commits this push brings: reachable from new, from no existing ref
                 since = [] if old == ZERO else [f"^{old}"]

@@ -1,9 +1,8 @@
 """Plan-time limits that need the node's whole configuration.
 
-- A Service's nodePort must lie in the node port ranges
-  (FelixConfiguration `kubeNodePortRanges`, default 30000:32767, as the API
-  server's --service-node-port-range) and never be a failsafe inbound port:
-  a nodePort of 22 would answer SSH on every node address.
+- A Service's nodePort must lie in the node port ranges and never be a
+  failsafe inbound port (reconciler/config/node_ports.py), under this
+  node's effective configuration.
 - Durations the datapath keeps in 32-bit fields must fit them, so a plan
   that cannot be applied whole is refused before anything is applied.
 
@@ -15,70 +14,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reconciler.config import felix
+from reconciler.config import felix, node_ports
+from reconciler.config.diagnostics import format_path
 from reconciler.config.model import Resource
 
-DEFAULT_NODE_PORT_RANGES = ("30000:32767",)
 MAX_U32 = 2**32 - 1
-_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
-
-
-def node_port_ranges(config: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """kubeNodePortRanges as (first, last) pairs; entries that do not parse
-    are the schema's findings and are left out."""
-    ranges = []
-    for entry in config.get("kubeNodePortRanges") or DEFAULT_NODE_PORT_RANGES:
-        if isinstance(entry, int) and not isinstance(entry, bool):
-            ranges.append((entry, entry))
-            continue
-        first, _, last = str(entry).partition(":")
-        if first.isdigit() and (not last or last.isdigit()):
-            ranges.append((int(first), int(last or first)))
-    return ranges
-
-
-def _failsafe(config: Mapping[str, Any]) -> set[tuple[str, int]]:
-    out = set()
-    for entry in config.get("failsafeInboundHostPorts") or ():
-        if isinstance(entry, Mapping) and isinstance(entry.get("port"), int):
-            out.add((str(entry.get("protocol") or "TCP").upper(), entry["port"]))
-    return out
 
 
 def _where(resource: Resource, path: Sequence[str | int]) -> str:
-    text = ".".join(f"[{p}]" if isinstance(p, int) else p for p in path).replace(".[", "[")
     from reconciler.config.load import with_lines  # an error path only: it may read the file
 
     line = with_lines(resource).line_of(tuple(path))
-    return f"{resource.file}:{line}: {resource.ref}: {text}"
+    return f"{resource.file}:{line}: {resource.ref}: {format_path(tuple(path))}"
 
 
 def node_port_problems(resources: Iterable[Resource], config: Mapping[str, Any]) -> list[str]:
-    ranges = node_port_ranges(config)
-    shown = ",".join(f"{a}:{b}" for a, b in ranges) or "none"
-    failsafe = _failsafe(config)
+    """This node's nodePorts refused under its effective configuration."""
+    ranges = node_ports.node_port_ranges(config.get("kubeNodePortRanges"))
+    failsafe = node_ports.failsafe_ports(config.get("failsafeInboundHostPorts"))
     problems = []
     for svc in resources:
-        if svc.kind != "Service" or svc.spec.get("type") not in _NODE_PORT_TYPES:
-            continue
-        for i, port in enumerate(svc.spec.get("ports") or ()):
-            if not isinstance(port, Mapping):
-                continue
-            number = port.get("nodePort")
-            if not isinstance(number, int) or isinstance(number, bool) or number == 0:
-                continue  # 0 or absent: the API server would allocate one
-            where = _where(svc, ("spec", "ports", i, "nodePort"))
-            proto = str(port.get("protocol") or "TCP").upper()
-            if (proto, number) in failsafe:
-                problems.append(
-                    f"{where}: {number}/{proto} is a failsafe inbound host port "
-                    "(failsafeInboundHostPorts), never a nodePort"
-                )
-            elif not any(a <= number <= b for a, b in ranges):
-                problems.append(
-                    f"{where}: {number} is outside the node port ranges "
-                    f"(kubeNodePortRanges: {shown})"
-                )
+        for index, proto, number in node_ports.service_node_ports(svc):
+            why = node_ports.judge(proto, number, ranges, failsafe)
+            if why:
+                problems.append(f"{_where(svc, node_ports.node_port_path(index))}: {why}")
     return problems
 
 

@@ -18,6 +18,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
+from reconciler.config import node_ports
 from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -202,7 +203,7 @@ class ResultCache:
         rows = []
         for key, result in items:
             idents = [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
-            summary = (_diag_rows(result.diagnostics), idents)
+            summary = (_diag_rows(result.diagnostics), idents, _facts(result.resources))
             # Line tables stay out: they only place diagnostics, which are
             # already in the summary, and they are most of a resource's size.
             full = [(r.kind, r.name, r.namespace, r.body, r.file, r.line) for r in result.resources]
@@ -334,7 +335,7 @@ def validate_files(files: Sequence[SourceFile], cache_dir: FsPath | None) -> dic
         if f.path in fresh:
             out[f.path] = fresh[f.path]
             continue
-        (diag_rows, _), full = cached[key]
+        (diag_rows, *_), full = cached[key]
         out[f.path] = FileResult(f.path, tuple(Resource(*row) for row in full), _diags(diag_rows))
     return out
 
@@ -355,35 +356,50 @@ def cached_resources(
     return {keys[key]: tuple(Resource(*row) for row in full) for key, (_, full) in found.items()}
 
 
+def _facts(resources: Iterable[Resource]) -> list[node_ports.Fact]:
+    return [fact for r in resources for fact in node_ports.facts_of(r)]
+
+
 def validate_source(
     source: Source,
     cache_dir: FsPath | None = None,
     jobs: int | None = None,
     with_resources: bool = True,
+    every_node: bool = False,
 ) -> Validation:
     """Validate every file of a source; diagnostics are all collected.
 
     `with_resources=False` (plain `--validate`) skips rebuilding resources
-    from the cache: only diagnostics and identities are needed."""
+    from the cache: only diagnostics and identities are needed.
+    `every_node` (--validate, the pre-receive hook): also refuse what a
+    plan would refuse on some node, whichever (a nodePort outside the node
+    port ranges or on a failsafe port of any node's configuration); a plan
+    checks its own node's instead (reconciler/compile/config_limits.py)."""
     keys, cached, fresh = _results(
         source.files, cache_dir, with_resources, jobs or os.cpu_count() or 1
     )
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
     idents: list[Ident] = []
+    facts: list[node_ports.Fact] = []
     for f, key in zip(source.files, keys, strict=True):
         result = fresh.get(f.path)
         if result is not None:
             resources += result.resources
             diagnostics += result.diagnostics
             idents += [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
+            if every_node:
+                facts += _facts(result.resources)
             continue
-        (diag_rows, file_idents), full = cached[key]
+        (diag_rows, file_idents, file_facts), full = cached[key]
         diagnostics += _diags(diag_rows)
         idents += file_idents
+        facts += file_facts
         if full is not None:
             resources += [Resource(*row) for row in full]
     diagnostics += duplicate_findings(idents)
+    if every_node:
+        diagnostics += node_ports.problems(facts)
     if source.skip_kinds or source.strict_kinds:
         diagnostics = apply_kind_policy(diagnostics, source.skip_kinds, source.strict_kinds)
     return Validation(

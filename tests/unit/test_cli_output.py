@@ -131,7 +131,7 @@ def test_a_source_without_resources_is_refused_unless_allowed(tmp_path: Path) ->
     cfg.mkdir()
     (cfg / "README.md").write_text("not config")
     target = make_target("n1", "/sys/fs/bpf/none", str(tmp_path / "state"), None,
-                         tmp_path / "cache", "/")  # fmt: skip
+                         tmp_path / "cache", None)  # fmt: skip
     target = type(target)(target.node, target.bpffs_root, target.state_dir, None,
                           target.cache_dir, None)  # fmt: skip
     source = open_source({"kind": "dir", "paths": [str(cfg)]}, False, sources=SourceCache())

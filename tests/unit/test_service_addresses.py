@@ -6,6 +6,7 @@ import pytest
 
 from reconciler.compile import config_limits
 from reconciler.compile.dataplane import compile_desired
+from reconciler.config import node_ports
 from reconciler.config.felix import effective_config
 from reconciler.config.load import load
 from reconciler.config.validate import validate_file
@@ -144,7 +145,8 @@ def test_node_ports_inside_the_ranges_compile():
         _service(type="NodePort", np=8080),
     )
     assert wide.errors == ()
-    assert config_limits.node_port_ranges(effective_config([], "n1")) == [(30000, 32767)]
+    default = effective_config([], "n1").get("kubeNodePortRanges")
+    assert node_ports.node_port_ranges(default) == [(30000, 32767)]
 
 
 def test_conntrack_timeouts_that_do_not_fit_refuse_the_plan():
