@@ -480,6 +480,10 @@ def load(data: bytes | str, file: str) -> Loaded:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = (getattr(exc, "problem", None) or str(exc)).splitlines()[0]
         line = mark.line + 1 if mark is not None else 1
+        position = getattr(exc, "position", None)  # a reader's error (encoding) has no mark
+        if mark is None and isinstance(position, int):
+            newline = b"\n" if isinstance(data, bytes) else "\n"
+            line = data[:position].count(newline) + 1  # type: ignore[arg-type]
         diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
         # the parser cannot resynchronise after a syntax error
     return Loaded(tuple(resources), tuple(diagnostics), frozenset(with_floats))

@@ -168,3 +168,12 @@ def test_unknown_alias_and_non_scalar_keys():
 def test_invalid_utf8_is_a_syntax_error_with_one_line_message():
     d = _one(b"kind: Tier\nx: \xff\n")
     assert d.message.startswith("YAML syntax: ") and "\n" not in d.message
+
+
+def test_an_encoding_error_is_placed_on_its_line():
+    """The reader's error carries a position, not a mark: its line is counted."""
+    data = b'apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: t\nspec:\n'
+    data += b'  x: "\xff"\n'
+    (d,) = load(data, "t.yaml").diagnostics
+    assert (d.line, d.message) == (6, "YAML syntax: unacceptable character #x00ff: invalid "
+                                      "leading UTF-8 octet")  # fmt: skip
