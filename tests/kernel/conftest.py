@@ -158,10 +158,14 @@ class Node:
         # last apply recorded; a snapshot is the kernel's alone)
         target_only = mode in ("--status", "--snapshot")
         args = self.sandbox.target_args(str(self.state)) if target_only else self.args()
-        if mode == "--explain":  # the compiled state and the pinned programs: no netns, cgroup
+        if mode == "--explain":  # the compiled state, the pinned programs, the node's routes
             cache = [] if self.cached else ["--no-cache"]
             args = ["--config", str(self.config), "--node", "node-1",
-                    "--bpffs-root", self.sandbox.bpffs_root, *cache]  # fmt: skip
+                    "--bpffs-root", self.sandbox.bpffs_root, "--netns", self.sandbox.node,
+                    *cache]  # fmt: skip
+        if "--repo" in extra:  # a commit is the source instead of the working tree
+            at = args.index("--config")
+            args = args[:at] + args[at + 2 :]
         rc = main([mode, *args, *extra])
         out, err = self.capsys.readouterr()
         return rc, out, err

@@ -316,7 +316,11 @@ def explain_node_port(node, src: str) -> list[str]:
         "--explain", "--from", src, "--to", f"{node.sandbox.node_ip}:30080/tcp", "--kernel"
     )
     assert rc == 0, out + err
-    return [line for line in out.splitlines() if "compiled program" not in line]
+    lines = [line for line in out.splitlines() if "compiled program" not in line]
+    # from outside: the reverse-path check first, from the node's route back
+    assert lines[0] == ("Reverse-path check (bpfEnforceRPF Loose, where it arrives, before "
+                        f"policy): Allow: the route back to {src} leaves by eth0"), out  # fmt: skip
+    return lines[1:]
 
 
 UNTRACKED = """\

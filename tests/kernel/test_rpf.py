@@ -121,7 +121,7 @@ def explained_to_pass_on_eth0(node) -> set[str]:
     passing = set()
     for src in SOURCES:
         rc, out, err = node.run("--explain", "--from", src, "--to", f"{PODS[1].ip}:{PORT}/udp",
-                                "--kernel", "--netns", node.sandbox.node)  # fmt: skip
+                                "--kernel")  # fmt: skip
         assert rc == 0, out + err
         first = out.splitlines()[0]
         assert first.startswith("Reverse-path check (bpfEnforceRPF "), out
