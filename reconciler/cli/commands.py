@@ -215,7 +215,7 @@ def _plan_or_report(
             target,
             fingerprint,
             keep_derived,
-            allow_empty=getattr(args, "allow_empty", True),
+            allow_empty=getattr(args, "allow_empty", False),
             caches=caches,
         )
     except InvalidConfig as exc:
@@ -352,6 +352,14 @@ def status_mode(args: argparse.Namespace) -> int:
     status = add_history(collect_status(target), target.state_dir)
     status["version"] = version()
     status["sync"], desired = _sync(args, target, status["last_apply"])
+    # the newest reconcile failed before it changed anything (an invalid or
+    # empty source, a held lock): the kernel may match the last apply, and
+    # the failure is still the news
+    newest = next(iter(status.get("history") or ()), None)
+    if newest and newest.get("result") == "failed" and status["sync"]["state"] != "failed":
+        status["sync"]["last_failed"] = {
+            key: newest.get(key, "") for key in ("started", "trigger", "error")
+        }
     if desired is not None and status.get("untracked_drops"):
         refs = host_counters.rule_refs(desired.objects)
         status["untracked_drops"] = host_counters.name_rules(status["untracked_drops"], refs)
@@ -364,7 +372,7 @@ def status_mode(args: argparse.Namespace) -> int:
         sys.stdout.write(render_status(status) + render_history(status))
         sys.stdout.write(render_sync(status["sync"]))
     state = status["sync"]["state"]
-    if state in ("failed", "unknown"):
+    if state in ("failed", "unknown") or status["sync"].get("last_failed"):
         return EXIT_ERROR
     return EXIT_CHANGES if state in ("drifted", "out of sync") else EXIT_OK
 
@@ -398,6 +406,7 @@ def _sync(
             target,
             False,
             keep_derived=False,
+            allow_empty=True,  # what a re-apply of the applied source would do, empty or not
             caches=caches,
         )
     except (SourceError, InvalidConfig, ReconcileError) as exc:
@@ -433,6 +442,11 @@ def render_sync(sync: dict[str, Any]) -> str:
         lines.append(f"Last reconcile failed: {sync['reason']}")
     elif state == "unknown":
         lines.append(f"Sync unknown: {sync['reason']}")
+    failed = sync.get("last_failed")
+    if failed:
+        error = str(failed.get("error") or "").splitlines()[0:1] or ["(no reason recorded)"]
+        lines.append(f"Last reconcile failed ({failed.get('trigger')}, {failed.get('started')}), "
+                     f"nothing changed by it: {error[0]}")  # fmt: skip
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 

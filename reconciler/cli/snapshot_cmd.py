@@ -45,6 +45,7 @@ def plan_observed_cmd(args: argparse.Namespace) -> int:
             target,
             True,
             keep_derived=False,
+            allow_empty=args.allow_empty,
             caches=caches,
         )
     except InvalidConfig as exc:

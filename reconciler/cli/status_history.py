@@ -15,7 +15,7 @@ def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     (the watcher's last word, or None) and `drift` (what its last pass found
     different from the source it holds the node to)."""
     records = list(reversed(history.load(state_dir)))
-    watch = history.watch_state(state_dir)
+    watch = _as_running(history.watch_state(state_dir))
     applied_identity = ((status.get("last_apply") or {}).get("source") or {}).get("identity")
     took = next(
         (
@@ -34,6 +34,34 @@ def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     }
 
 
+def _as_running(watch: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The watcher's last word, with `running`: whether its process is still
+    there. One killed outright never said it stopped: its state says it
+    passes and listens, so it is judged by its pid (a pid reused by another
+    program is not a watcher)."""
+    if watch is None:
+        return None
+    alive = watch.get("state") != "stopped" and _watcher_alive(watch.get("pid"))
+    if alive:
+        return {**watch, "running": True}
+    gone = {**watch, "running": False}
+    if watch.get("state") != "stopped":
+        gone["state"] = "not running"
+        for key in ("health_checks", "endpoints"):
+            gone[key] = [{**item, "listening": False} for item in watch.get(key) or ()]
+    return gone
+
+
+def _watcher_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"--watch" in fh.read()
+    except OSError:
+        return False
+
+
 def render_history(status: dict[str, Any]) -> str:
     lines = []
     if status.get("apply_duration_s") is not None:
@@ -42,24 +70,31 @@ def render_history(status: dict[str, Any]) -> str:
     if watch:
         state = watch.get("state", "?")
         mode = " (detect-only)" if watch.get("detect_only") else ""
-        lines.append(f"Watcher{mode}: {state}, last pass {watch.get('updated')}")
+        if not watch.get("running"):
+            how = (f"stopped {watch.get('stopped')}" if state == "stopped"
+                   else "its process is gone (killed?)")  # fmt: skip
+            lines.append(f"Watcher{mode}: not running ({how}); last pass {watch.get('updated')}")
+        else:
+            lines.append(f"Watcher{mode}: {state}, last pass {watch.get('updated')}")
         if watch.get("error"):
             lines.append(f"  error: {watch['error']}")
             if watch.get("held"):
                 lines.append(f"  held at the last good source: {watch['held']}")
         if watch.get("fetch_error"):
             lines.append(f"  fetch failing: {watch['fetch_error']}")
-        for check in watch.get("health_checks") or ():
+        for check in (watch.get("health_checks") or ()) if watch.get("running") else ():
             where = "" if check.get("listening") else ", NOT LISTENING (port taken)"
             lines.append(
                 f"  health check {check.get('service')} on port {check.get('port')}: "
                 f"{check.get('status')} ({check.get('local_endpoints')} local endpoint(s)){where}"
             )
-        for served in watch.get("endpoints") or ():
+        for served in (watch.get("endpoints") or ()) if watch.get("running") else ():
             where = "" if served.get("listening") else ", NOT LISTENING (port taken)"
             lines.append(f"  {served.get('serves')} on {served.get('address')}{where}")
-    drift = status.get("drift") or []
-    lines.append(f"Drift: {len(drift)} object(s)" + (": " + ", ".join(drift) if drift else ""))
+    if watch:  # what its last pass found; the sync line below is what a plan finds now
+        drift = status.get("drift") or []
+        lines.append(f"Drift at the watcher's last pass: {len(drift)} object(s)"
+                     + (": " + ", ".join(drift) if drift else ""))  # fmt: skip
     records = status.get("history") or []
     if records:
         lines.append("")

@@ -154,7 +154,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
     watcher = Watcher(
         target,
         options,
-        Engine(caches, not args.no_cache, on_plan, explain_invalid),
+        Engine(caches, not args.no_cache, on_plan, explain_invalid, args.allow_empty),
         report,
         caches.flush,
         functools.partial(link_changes, args.netns),

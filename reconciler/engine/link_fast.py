@@ -123,7 +123,8 @@ def attach_links(
         links = read_links(rtnl)
     if not any(link.name in wanted for link in links):
         return before, []
-    compiled, _ = compiled_state(open_source(), target, links, caches=caches)
+    # the source the last pass applied (empty only if that was allowed); only additions follow
+    compiled, _ = compiled_state(open_source(), target, links, allow_empty=True, caches=caches)
     after = keep_slots(compiled, slots_of(before))
     added = added_objects(before, after)
     if not added:

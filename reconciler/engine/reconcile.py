@@ -131,7 +131,7 @@ def reconcile_once(
     use_cache: bool = True,
     on_plan: Callable[[Plan], None] = lambda plan: None,
     opener: Callable[[], Source] | None = None,
-    allow_empty: bool = True,
+    allow_empty: bool = False,
 ) -> Result:
     """source -> validate -> compile -> observe -> diff -> plan -> apply ->
     verify, holding the node's apply lock throughout. With `plan_file`, apply
@@ -206,7 +206,7 @@ def desired_state(
     links: list[Link],
     keep_derived: bool = True,
     slots: Mapping[int, int] | None = None,
-    allow_empty: bool = True,
+    allow_empty: bool = False,
     *,
     caches: Caches,
 ) -> tuple[DesiredState, Recognition]:
@@ -225,7 +225,7 @@ def compiled_state(
     target: Target,
     links: list[Link],
     keep_derived: bool = True,
-    allow_empty: bool = True,
+    allow_empty: bool = False,
     *,
     caches: Caches,
 ) -> tuple[DesiredState, Recognition]:
@@ -412,7 +412,7 @@ def make_plan(
     target: Target,
     fingerprint: bool = True,
     keep_derived: bool = True,
-    allow_empty: bool = True,
+    allow_empty: bool = False,
     *,
     caches: Caches,
 ) -> tuple[Plan, DesiredState, ObservedState]:

@@ -158,6 +158,7 @@ class Watcher:
             self.stop.set()
             if self.health is not None:
                 self.health.close()
+            self._save_stopped()
 
     def _next_event(self) -> Event:
         """The next reason to pass, with the rest of its burst folded in."""
@@ -438,6 +439,20 @@ class Watcher:
 
     # -- the watcher's state on disk -------------------------------------------
 
+    def _save_stopped(self) -> None:
+        """The watcher's state on its way out: stopped, nothing listening.
+        (One killed outright cannot say so: --status checks its pid.)"""
+        state = history.watch_state(self.target.state_dir)
+        if state is None or state.get("pid") != os.getpid():
+            return
+        state["state"], state["stopped"] = "stopped", history.now_iso()
+        for key in ("health_checks", "endpoints"):
+            state[key] = [{**item, "listening": False} for item in state.get(key) or ()]
+        try:
+            history.write_watch_state(self.target.state_dir, state)
+        except OSError as exc:
+            log.warning("cannot record the stop under %s: %s", self.target.state_dir, exc)
+
     def _save(self, record: PassRecord) -> None:
         state = {
             "pid": os.getpid(),
@@ -479,9 +494,13 @@ class Engine:
         use_cache: bool,
         on_plan: Callable[[Plan], None] = lambda plan: None,
         explain: Callable[[InvalidConfig], str] = str,
+        allow_empty: bool = False,
     ) -> None:
         self.caches = caches
         self.use_cache, self.on_plan, self._explain = use_cache, on_plan, explain
+        # --allow-empty: without it a pass refuses a source with no resources,
+        # or a plan that removes everything, and the node keeps what it has
+        self.allow_empty = allow_empty
         self._attacher: Any = None  # engine.link_fast.Attacher, once a link event came
 
     def apply(
@@ -501,13 +520,15 @@ class Engine:
             use_cache=self.use_cache,
             on_plan=self.on_plan,
             opener=opener,
+            allow_empty=self.allow_empty,
         )
 
     def plan(self, target: Target, opener: Callable[[], Source]) -> tuple[Plan, DesiredState]:
         from reconciler.engine.reconcile import make_plan
 
         plan, desired, _ = make_plan(
-            opener, target, False, keep_derived=False, caches=self.caches
+            opener, target, False, keep_derived=False, allow_empty=self.allow_empty,
+            caches=self.caches,
         )
         self.on_plan(plan)
         return plan, desired

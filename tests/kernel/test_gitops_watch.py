@@ -103,7 +103,8 @@ def test_detect_only_reports_drift_and_changes_nothing(node):
     assert all(r["duration_s"] > 0 for r in status["history"])
     assert status["apply_duration_s"] > 0
     rc, out, _ = node.run("--status")
-    assert "Watcher (detect-only): ok" in out and "Drift: 3 object(s)" in out, out
+    assert "Watcher (detect-only): not running (stopped 20" in out, out  # the watcher above
+    assert "Drift at the watcher's last pass: 3 object(s)" in out, out
     assert "drift" in out and "apply" in out
 
 

@@ -224,10 +224,10 @@ class World:
         )
         cached, _ = compiled_state(
             source, Target("node-1", sb.bpffs_root, self.state, sb.node, default_cache_dir(),
-                           sb.cgroup), links, caches=Caches())  # fmt: skip
+                           sb.cgroup), links, allow_empty=True, caches=Caches())  # fmt: skip
         full, _ = compiled_state(
             source, Target("node-1", sb.bpffs_root, self.state, sb.node, None, sb.cgroup), links,
-            caches=Caches(),
+            allow_empty=True, caches=Caches(),
         )
         assert cached.objects == full.objects and cached.build == full.build
         assert cached.tables == full.tables and cached.table_info == full.table_info

@@ -68,7 +68,7 @@ def test_watch_follows_config_and_interfaces(node):
     node.felix()
     node.wep(FRONT)
     node.wep(BACK)
-    with watching(node, interval=1) as (proc, _):
+    with watching(node, interval=1) as (proc, stderr):
         assert wait_for(lambda: "rcl:tc@" in tc_filters(node, "cali-front0", "ingress"), BUILD_S)
         assert "rcl:tc@" in tc_filters(node, "cali-back0", "ingress")
         node.remove("wep-front0.yaml")  # a file event
@@ -77,6 +77,15 @@ def test_watch_follows_config_and_interfaces(node):
         node.sandbox.remove_pod(BACK)  # an interface goes away
         assert wait_for(lambda: len(ifstate(node)) == entries_before - 1)
         assert proc.poll() is None  # still running
+        # the whole source gone (a checkout half-way, a wrong directory):
+        # refused without --allow-empty, the node keeps what it has
+        for path in node.config.iterdir():
+            path.unlink()
+        assert wait_for(lambda: node.run("--status")[0] == 1, 30)  # the watcher's pass failed
+        assert "rcl:tc@" in tc_filters(node, "eth0", "ingress")
+        assert len(ifstate(node)) == entries_before - 1
+        assert proc.poll() is None
+    assert "holds no resources" in stderr[0] and "--allow-empty" in stderr[0], stderr[0]
 
 
 def test_watch_attaches_a_new_pod_on_its_link_event(node):
