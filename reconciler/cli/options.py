@@ -129,12 +129,22 @@ def given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, str
     return out
 
 
+# what a saved plan records of its source (reconciler.engine.reconcile: its spec)
+PLAN_SOURCE_OPTIONS = ("config", "repo", "ref", "skip_kinds", "ignore_paths", "strict_kinds")
+
+
 def source_conflict(mode: str, written: Mapping[str, str], paths: bool) -> str | None:
     """Why the source options written contradict each other, or None: a
     working tree (--config, PATHs) and a repository (--repo) are two
     sources, and --ref or a signature check mean nothing without a
     repository. --install-hooks checks the commits pushed to it."""
     if mode not in SOURCE:
+        return None
+    if "plan_file" in written:
+        ignored = [written[d] for d in PLAN_SOURCE_OPTIONS if d in written]
+        if ignored or paths:
+            return (f"--plan-file applies the source its plan was made from: "
+                    f"{', '.join(ignored) or 'PATHs'} would be ignored")  # fmt: skip
         return None
     if "repo" in written:
         if "config" in written:

@@ -163,7 +163,8 @@ class Node:
             args = ["--config", str(self.config), "--node", "node-1",
                     "--bpffs-root", self.sandbox.bpffs_root, "--netns", self.sandbox.node,
                     *cache]  # fmt: skip
-        if "--repo" in extra:  # a commit is the source instead of the working tree
+        if "--repo" in extra or "--plan-file" in extra:  # not the working tree: a commit,
+            # or the source a saved plan names
             at = args.index("--config")
             args = args[:at] + args[at + 2 :]
         rc = main([mode, *args, *extra])

@@ -75,6 +75,8 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
         (["--plan", "--ref", "main"], "--ref needs --repo (it reads commits, not a working tree)"),
         (["--validate", "--verify-signatures", "."], "--verify-signatures needs --repo"),
         (["--watch", "--keyring", "k"], "--keyring needs --repo"),
+        (["--apply", "--plan-file", "p.json", "--config", "x"],
+         "--plan-file applies the source its plan was made from: --config would be ignored"),
         (["--watch", "--repo", "r", "somedir"], "PATH arguments are only taken by --validate"),
         (["--explain"], "--explain needs --from SRC and --to DST:PORT/PROTO"),
         (["--explain", "--from", "web-0"], "--explain needs --from SRC and --to DST:PORT/PROTO"),

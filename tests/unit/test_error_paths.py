@@ -238,8 +238,7 @@ def test_a_malformed_snapshot_is_named(capsys, tmp_path, cfg, edit, why):
 def test_a_file_that_is_not_a_plan_is_refused(capsys, tmp_path, cfg, content, why):
     path = tmp_path / "p.json"
     path.write_text(content)
-    code, err = run(capsys, "--apply", "--plan-file", str(path), "--config", str(cfg),
-                    *node_args(tmp_path))  # fmt: skip
+    code, err = run(capsys, "--apply", "--plan-file", str(path), *node_args(tmp_path))
     assert (code, err) == (1, f"error: {path}: {why}\n")
     assert untouched(tmp_path)
 
