@@ -87,8 +87,16 @@ def read_xdp(root: str, msgs: Iterable[LinkMsg]) -> tuple[list[Obj], list[str]]:
                 bpfsys.close(fd)
         except OSError:
             pass  # gone meanwhile, or not ours to open
+        if name.startswith(XDP_NAME_PREFIX):
+            # ours, but no pinned set holds it (its pin went, or its set was
+            # built again): a stale attachment that the plan replaces
+            objs.append(Obj(address, ObjKind.XDP, {"prog": UNPINNED_XDP}))
+            continue
         foreign.append(f"{address} {m.xdp_mode} prog {m.xdp_prog_id} {name}")
     return objs, foreign
+
+
+UNPINNED_XDP = prog_ref("xdp", "unpinned")  # our XDP program that no pinned set holds
 
 
 def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:

@@ -141,6 +141,7 @@ def diff(
     changes += _table_changes(desired, observed, deleted_maps, known)
     if recreated_maps:
         changes = _rebuild_programs(changes, desired, observed, recreated_maps)
+    changes = _reattach(changes, desired, observed)
     changes.sort(key=lambda c: (_phase(c), c.address))
     return tuple(changes)
 
@@ -197,7 +198,7 @@ def _rebuild_programs(
     changes: list[Change], desired: DesiredState, observed: ObservedState, maps: set[str]
 ) -> list[Change]:
     """Programs hold the maps they were built with: a recreated map means
-    rebuilding the current program set and re-attaching it everywhere."""
+    rebuilding the current program sets (and re-attaching them, _reattach)."""
     reason = "rebuilt for " + ", ".join(sorted(maps))
     touched = {c.address for c in changes}
     out = list(changes)
@@ -208,7 +209,34 @@ def _rebuild_programs(
             out.append(
                 Change(Action.REPLACE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason)
             )
-        elif obj.kind in (ObjKind.TC, ObjKind.CGROUP):
+    return out
+
+
+ATTACHMENTS = (ObjKind.TC, ObjKind.CGROUP, ObjKind.XDP)
+
+
+def _reattach(
+    changes: list[Change], desired: DesiredState, observed: ObservedState
+) -> list[Change]:
+    """A program set built again under the same name (a map recreated, a
+    pin gone) holds new programs: every attachment of that set is made
+    again, or the old programs (and the maps they hold) stay attached,
+    unpinned, and the next plan cannot tell them for ours."""
+    rebuilt = {
+        c.address.removeprefix("prog/"): c.address
+        for c in changes
+        if c.kind is ObjKind.PROG and c.action is not Action.DELETE
+    }
+    if not rebuilt:
+        return changes
+    touched = {c.address for c in changes}
+    out = list(changes)
+    for address, obj in desired.objects.items():
+        if obj.kind not in ATTACHMENTS or address in touched or address not in observed.objects:
+            continue
+        prog = obj.attrs.get("prog")
+        if prog in rebuilt:
+            reason = f"re-attached: {rebuilt[prog]} is built again"
             out.append(
                 Change(Action.UPDATE, address, obj.kind, obj.attrs, obj.attrs, obj.info, reason)
             )

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -411,6 +412,60 @@ def test_do_not_track_deny_drops_in_xdp_and_allow_bypasses_a_later_deny(host):
     assert rc == 2 and "- xdp/eth0" in out, out
     node.apply_converged()
     assert host.from_outside(8080).startswith("ERR")
+
+
+def attached_ids(node, iface: str) -> dict[str, int]:
+    """The ids of the programs attached to `iface` in the node: xdp, and tc
+    by direction (bpftool's view of the kernel)."""
+    sb = node.sandbox
+    done = sb.exec(sb.node, "bpftool", "-j", "net", "show", "dev", iface)
+    assert done.returncode == 0, done.stderr
+    (net,) = json.loads(done.stdout)
+    ids = {t["kind"].split("/")[-1]: t["id"] for t in net.get("tc", [])}
+    for xdp in net.get("xdp", []):  # one at most
+        ids["xdp"] = xdp["id"]
+    return ids
+
+
+def pinned_id(pin: Path) -> int:
+    from reconciler.kernel import bpf as bpfsys
+
+    fd = bpfsys.obj_get(str(pin))
+    try:
+        return bpfsys.prog_info(fd).id
+    finally:
+        bpfsys.close(fd)
+
+
+def test_a_program_set_built_again_is_attached_again(host):
+    """A pin gone behind our back (a map's, a program's) makes the plan
+    build the set again under the same name: its attachments are made again
+    with the new programs, never left on the old unpinned ones (which hold
+    the old maps, and which the next plan could not tell for ours)."""
+    node = host.node
+    root = Path(node.sandbox.bpffs_root)
+    node.write("policy.yaml", DENY_ALL_INGRESS)
+    node.write("untracked.yaml", UNTRACKED)
+    node.apply_converged()
+    (xdp_set,) = (root / "progs").glob("xdp-*")
+    (root / "maps" / "rcl_xdp_ep").unlink()  # the map the XDP program reads its endpoints from
+    rc, out, _ = node.run("--plan")
+    rebuilt = f"re-attached: prog/{xdp_set.name.replace('-', '@', 1)} is built again"
+    assert rc == 2 and "~ xdp/eth0" in out and rebuilt in out, out
+    node.apply_converged()
+    assert attached_ids(node, "eth0")["xdp"] == pinned_id(xdp_set / "rcl_xdp")
+    assert host.from_outside(9090).startswith("ERR")  # the untracked Deny, from the new map
+    (xdp_set / "rcl_xdp").unlink()  # the attached program's own pin
+    node.apply_converged()
+    assert attached_ids(node, "eth0")["xdp"] == pinned_id(xdp_set / "rcl_xdp")
+    rc, out, _ = node.run("--plan")
+    assert rc == 0 and "foreign" not in out, out
+    (host_set,) = (root / "progs").glob("host-*")  # eth0, a host endpoint, runs its programs
+    (host_set / "rcl_tc_host_ingress").unlink()
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "~ tc/eth0/ingress" in out, out
+    node.apply_converged()
+    assert attached_ids(node, "eth0")["ingress"] == pinned_id(host_set / "rcl_tc_host_ingress")
 
 
 def test_a_foreign_xdp_program_is_reported_and_left_alone(host):

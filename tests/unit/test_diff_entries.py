@@ -44,3 +44,24 @@ def test_other_objects_removed_keep_what_was_observed_of_them():
     tc = Obj("tc/eth0/ingress", ObjKind.TC, {"prog": "p"}, {"seen": "x"})
     (change,) = diff(DesiredState("n1", True, {}), ObservedState({tc.address: tc}))
     assert change.action is Action.DELETE and change.info == {"seen": "x"}
+
+
+def test_a_program_set_built_again_is_attached_again_everywhere():
+    """Its attachments (tc, cgroup, XDP) equal by their attrs are made again:
+    the set's programs are new; attachments of other sets are left alone."""
+    prog = Obj("prog/tc@h1", ObjKind.PROG, {"programs": "rcl_tc_egress,rcl_tc_ingress"})
+    attached = {
+        "tc/eth0/ingress": Obj("tc/eth0/ingress", ObjKind.TC, {"prog": "tc@h1", "slot": 1}),
+        "xdp/eth0": Obj("xdp/eth0", ObjKind.XDP, {"prog": "tc@h1"}),
+        "cgroup/connect4": Obj("cgroup/connect4", ObjKind.CGROUP, {"prog": "connect@h2"}),
+    }
+    desired = DesiredState("n1", True, {prog.address: prog, **attached})
+    whole = ObservedState({prog.address: prog, **attached})
+    assert diff(desired, whole) == ()
+    pin_gone = Obj(prog.address, ObjKind.PROG, {"programs": "rcl_tc_egress"})
+    planned = diff(desired, ObservedState({**whole.objects, prog.address: pin_gone}))
+    assert [(c.action, c.address, c.reason) for c in planned] == [
+        (Action.UPDATE, "prog/tc@h1", ""),
+        (Action.UPDATE, "tc/eth0/ingress", "re-attached: prog/tc@h1 is built again"),
+        (Action.UPDATE, "xdp/eth0", "re-attached: prog/tc@h1 is built again"),
+    ]
