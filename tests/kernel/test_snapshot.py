@@ -49,7 +49,7 @@ def test_a_snapshot_plans_as_the_live_kernel_does(node, tmp_path):
     assert taken["node"] == "node-1" and "rcl_nat_be" in taken["tables"]
     ci = subprocess.run(
         [sys.executable, "-c", NO_KERNEL, "--plan", "--json", "--observed", str(path),
-         "--config", str(node.config), "--no-cache", "--node", "elsewhere",
+         "--config", str(node.config), "--no-cache",
          "--bpffs-root", "/nonexistent", "--state-dir", str(tmp_path / "ci-state")],
         capture_output=True, text=True, env=ENV,
     )  # fmt: skip
