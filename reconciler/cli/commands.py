@@ -492,5 +492,10 @@ def explain_mode(args: argparse.Namespace) -> int:
     elif arrival is not None:  # a step before policy; a drop there ends the flow
         after = "Verdict: Deny (dropped where it arrives, before policy)\n"
         text = arrival.text + "\n" + (after if arrival.dropped else text)
+    if "(DISAGREES)" in text or "agrees: NO" in text:  # the node enforces something else
+        text += ("The loaded programs disagree with the configuration: the kernel drifted "
+                 "or was applied from another source (reconcile --plan shows what differs).\n")
+        sys.stdout.write(text)
+        return EXIT_CHANGES
     sys.stdout.write(text)
     return EXIT_OK

@@ -89,7 +89,8 @@ MODE_HELP: Mapping[str, tuple[str, str]] = {
         "  reconcile --status\n  reconcile --status --json",
     ),
     "explain": (
-        "Which tier, policy and rule decide a flow for each local endpoint it crosses.",
+        "Which tier, policy and rule decide a flow for each local endpoint it crosses. Exit 0, "
+        "or 2 when --kernel finds the loaded programs deciding otherwise.",
         "  reconcile --explain --from frontend-0 --to 10.65.0.20:8080/tcp\n"
         "  reconcile --explain --from 10.0.0.9 --to web-0:80/tcp --kernel",
     ),

@@ -14,7 +14,10 @@ def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     """`status` with `history` (the last reconciles, newest first), `watch`
     (the watcher's last word, or None) and `drift` (what its last pass found
     different from the source it holds the node to)."""
-    records = list(reversed(history.load(state_dir)))
+    # newest first by when each began (they are written as they end, and a
+    # one-shot apply can end inside a watcher's pass)
+    records = sorted(history.load(state_dir), key=lambda r: str(r.get("started", "")),
+                     reverse=True)  # fmt: skip
     watch = _as_running(history.watch_state(state_dir))
     applied_identity = ((status.get("last_apply") or {}).get("source") or {}).get("identity")
     took = next(

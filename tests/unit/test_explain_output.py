@@ -337,3 +337,24 @@ def test_the_reverse_path_verdict_from_a_route_back(mode, back, text, dropped):
     found = reverse_path_verdict(mode, "192.0.2.9", back)
     head = f"Reverse-path check (bpfEnforceRPF {mode}, where it arrives, before policy): "
     assert found == ReversePath(head + text, judged=True, dropped=dropped)
+
+
+def test_a_kernel_that_decides_otherwise_exits_2(capsys, cfg, monkeypatch):
+    """--kernel: the loaded program's answer differs from the configuration's
+    (a hand edit, another source applied): said, and exit 2, as for drift."""
+    import os
+
+    from reconciler.engine import explain as engine_explain
+
+    if os.geteuid() != 0:
+        pytest.skip("--explain --kernel needs root")
+    (cfg / "all.yaml").write_text("---\n".join([FELIX, WEB, FRONT, POLICY]))
+    monkeypatch.setattr(engine_explain, "kernel_verdict", lambda *a: ("Deny", 0))
+    code = main(["--explain", "--from", "shop/front", "--to", "web:80/tcp", "--config", str(cfg),
+                 "--node", "n1", "--no-cache", "--kernel"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert "(DISAGREES)" in out and out.endswith(
+        "The loaded programs disagree with the configuration: the kernel drifted or was applied "
+        "from another source (reconcile --plan shows what differs).\n"
+    )
