@@ -44,14 +44,12 @@ def _as_running(watch: dict[str, Any] | None) -> dict[str, Any] | None:
     program is not a watcher)."""
     if watch is None:
         return None
-    alive = watch.get("state") != "stopped" and _watcher_alive(watch.get("pid"))
-    if alive:
+    stopped = watch.get("state") == "stopped"
+    if not stopped and _watcher_alive(watch.get("pid")):
         return {**watch, "running": True}
-    gone = {**watch, "running": False}
-    if watch.get("state") != "stopped":
-        gone["state"] = "not running"
-        for key in ("health_checks", "endpoints"):
-            gone[key] = [{**item, "listening": False} for item in watch.get(key) or ()]
+    gone = {**watch, "running": False, "state": "stopped" if stopped else "not running"}
+    for key in ("health_checks", "endpoints"):
+        gone[key] = [{**item, "listening": False} for item in watch.get(key) or ()]
     return gone
 
 

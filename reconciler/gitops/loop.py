@@ -440,14 +440,13 @@ class Watcher:
     # -- the watcher's state on disk -------------------------------------------
 
     def _save_stopped(self) -> None:
-        """The watcher's state on its way out: stopped, nothing listening.
-        (One killed outright cannot say so: --status checks its pid.)"""
+        """The watcher's state on its way out: stopped. (One killed outright
+        cannot say so: --status checks its pid, and shows nothing listening
+        for either.)"""
         state = history.watch_state(self.target.state_dir)
         if state is None or state.get("pid") != os.getpid():
             return
         state["state"], state["stopped"] = "stopped", history.now_iso()
-        for key in ("health_checks", "endpoints"):
-            state[key] = [{**item, "listening": False} for item in state.get(key) or ()]
         try:
             history.write_watch_state(self.target.state_dir, state)
         except OSError as exc:
