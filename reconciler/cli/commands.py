@@ -472,14 +472,8 @@ def explain_mode(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     root = args.bpffs_root.rstrip("/") if args.kernel else None
     try:
-        hop = explain.service_hop(result.resources, args.node, args.dst)
-        if hop is not None:
-            text = explain.explain_service(result.resources, args.node, args.src, hop, root)
-        else:
-            findings = explain.explain(result.resources, args.node, args.src, args.dst, root)
-            text = explain.render(findings, args.dst)
-        arrival = explain.reverse_path(
-            result.resources, args.node, args.src, root is not None, args.netns
+        answer = explain.explain_flow(
+            result.resources, args.node, args.src, args.dst, root, args.netns
         )
     except (explain.ExplainError, PolicyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -487,15 +481,5 @@ def explain_mode(args: argparse.Namespace) -> int:
     except OSError as exc:  # the namespace whose routes were asked for
         print(f"error: --netns: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
-    if arrival is not None and not arrival.judged:
-        text += arrival.text + "\n"
-    elif arrival is not None:  # a step before policy; a drop there ends the flow
-        after = "Verdict: Deny (dropped where it arrives, before policy)\n"
-        text = arrival.text + "\n" + (after if arrival.dropped else text)
-    if "(DISAGREES)" in text or "agrees: NO" in text:  # the node enforces something else
-        text += ("The loaded programs disagree with the configuration: the kernel drifted "
-                 "or was applied from another source (reconcile --plan shows what differs).\n")
-        sys.stdout.write(text)
-        return EXIT_CHANGES
-    sys.stdout.write(text)
-    return EXIT_OK
+    sys.stdout.write(answer.text)
+    return EXIT_CHANGES if answer.disagrees else EXIT_OK

@@ -97,12 +97,13 @@ def _number(text: str, top: int) -> int | None:
 
 
 def explain(
-    resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None
+    resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
+    model: Model | None = None,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
-    program's verdict beside it."""
-    model = build_model(resources, node)
+    program's verdict beside it. `model`: build_model's, when the caller has it."""
+    model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
     dst_ip, dst_ep = _resolve(model, host)
@@ -172,7 +173,7 @@ def _judge(
             probe = dataclasses.replace(found, direction=direction)
             action, rule = kernel_verdict(kernel_root, probe, a, b, value, proto)
             ref = program.refs[rule] if rule < len(program.refs) else f"no table (rule {rule})"
-            agree = "agrees" if (action, ref) == (v.action, v.ref) else "DISAGREES"
+            agree = "agrees" if (action, ref) == (v.action, v.ref) else KERNEL_DISAGREES
             found = dataclasses.replace(found, kernel=f"{action} by {ref} ({agree})")
         out.append(found)
     return out
@@ -374,7 +375,7 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
 
 def explain_service(
     resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
-    kernel_root: str | None = None,
+    kernel_root: str | None = None, model: Model | None = None,
 ) -> str:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
@@ -382,7 +383,7 @@ def explain_service(
     address it arrives for first (failsafe ports, untracked and preDNAT
     policy before NAT, its applyOnForward policy after)."""  # fmt: skip
     host, port, proto = parse_target(hop.frontend)
-    model = build_model(resources, node)
+    model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     if src_ep is not None and hop.inside:  # a pod of this node: inside the cluster
         hop = dataclasses.replace(hop, backends=hop.inside)
@@ -426,7 +427,8 @@ def explain_service(
         if hep is not None:  # forwarded through the endpoint it arrived at
             found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root)
         try:
-            found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root)
+            found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
+                             model)
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")
@@ -484,7 +486,7 @@ class ReversePath:
 
 def reverse_path(
     resources: Sequence[Resource], node: str, src: str, read_routes: bool,
-    netns: str | None = None,
+    netns: str | None = None, model: Model | None = None,
 ) -> ReversePath | None:
     """The reverse-path check (bpfEnforceRPF) on a flow from `src`: the
     datapath checks every packet that arrives on a host interface, before
@@ -496,7 +498,7 @@ def reverse_path(
     from reconciler.config.felix import effective_config
 
     mode = rpf_mode(effective_config(resources, node))
-    model = build_model(resources, node)
+    model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     if mode == "Disabled" or src_ep is not None or _host_of(model, src_ip) is not None:
         return None
@@ -527,6 +529,44 @@ def reverse_path_verdict(mode: str, src: str, back: RouteBack) -> ReversePath:
         return ReversePath(f"{head} Allow if it arrives on {back.dev}, the interface the route "
                            f"back to {src} leaves by; Deny on any other", True)  # fmt: skip
     return ReversePath(f"{head} Allow: the route back to {src} leaves by {back.dev}", True)
+
+
+KERNEL_DISAGREES = "DISAGREES"  # a loaded program's answer is not the configuration's
+# how render and _judge say that a program decides otherwise than the configuration
+_DISAGREE_MARKS = (f"({KERNEL_DISAGREES})", "agrees: NO")
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    text: str
+    disagrees: bool  # a program decides otherwise than the configuration
+
+
+def explain_flow(
+    resources: Sequence[Resource], node: str, src: str, dst: str,
+    kernel_root: str | None = None, netns: str | None = None,
+) -> Explained:
+    """--explain's answer: the reverse-path check where it applies (from
+    the routes in `netns` with `kernel_root`), then the policy each hop
+    meets, to a service's backends or straight to `dst`; all from one
+    policy model."""  # fmt: skip
+    model = build_model(resources, node)
+    hop = service_hop(resources, node, dst)
+    if hop is not None:
+        text = explain_service(resources, node, src, hop, kernel_root, model)
+    else:
+        text = render(explain(resources, node, src, dst, kernel_root, model), dst)
+    arrival = reverse_path(resources, node, src, kernel_root is not None, netns, model)
+    if arrival is not None and not arrival.judged:
+        text += arrival.text + "\n"
+    elif arrival is not None:  # a step before policy; a drop there ends the flow
+        after = "Verdict: Deny (dropped where it arrives, before policy)\n"
+        text = arrival.text + "\n" + (after if arrival.dropped else text)
+    disagrees = any(mark in text for mark in _DISAGREE_MARKS)
+    if disagrees:  # the node enforces something else
+        text += ("The loaded programs disagree with the configuration: the kernel drifted "
+                 "or was applied from another source (reconcile --plan shows what differs).\n")
+    return Explained(text, disagrees)
 
 
 def render(findings: Sequence[Finding], dst: str = "") -> str:
