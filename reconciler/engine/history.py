@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reconciler.files import replace_atomically
+
 HISTORY_LEN = 20
 HISTORY = "history.json"
 WATCH = "watch.json"
@@ -66,17 +68,7 @@ def now_iso() -> str:
 def write_json(path: Path, value: Any) -> None:
     """Replace `path` atomically and durably with `value` as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(value, indent=1, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    replace_atomically(path, json.dumps(value, indent=1, sort_keys=True) + "\n", durable=True)
 
 
 def read_json(path: Path, default: T) -> Any | T:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from reconciler.files import replace_atomically
 from reconciler.plan.diff import Change, summarize
 
 FORMAT_VERSION = 1
@@ -100,15 +101,10 @@ class Plan:
     def dump(self, path: str) -> None:
         """Write the plan to `path` whole or not at all: into a temporary
         file beside it, then renamed over it. PlanFileError if it cannot be."""
-        tmp = f"{path}.tmp-{os.getpid()}"
+        text = json.dumps(self.as_json(), indent=2, sort_keys=True) + "\n"
         try:
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(self.as_json(), fh, indent=2, sort_keys=True)
-                fh.write("\n")
-            os.replace(tmp, path)
+            replace_atomically(Path(path), text)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             reason = exc.strerror or str(exc)
             raise PlanFileError(f"{path}: the plan could not be saved: {reason}") from exc
 
