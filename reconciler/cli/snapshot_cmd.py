@@ -13,10 +13,10 @@ from reconciler.cli.render import emit_json
 
 
 def snapshot_cmd(args: argparse.Namespace) -> int:
-    from reconciler.cli.commands import _target
+    from reconciler.cli.commands import _caches, _target
     from reconciler.engine.snapshots import take
 
-    sys.stdout.write(json.dumps(take(_target(args)), sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(take(_target(args), _caches()), sort_keys=True) + "\n")
     return EXIT_OK
 
 

@@ -43,6 +43,7 @@ from reconciler.kernel.rtnetlink import netns_cookie, netns_path
 from reconciler.observe.kernel import held_slots, observe, with_entries
 from reconciler.plan.address import Address
 from reconciler.plan.diff import Action, Change, diff
+from reconciler.plan.notes import NO_NOTES, RemovalNotes
 from reconciler.plan.plan import Plan
 from reconciler.plan.state import (
     UNRECOGNISED,
@@ -150,7 +151,7 @@ def reconcile_once(
                 source = open_source(dict(spec), use_cache, sources=caches.sources)
                 links, slots, now = check_fresh(plan, source, target)
                 desired, known = desired_state(source, target, links, slots=slots, caches=caches)
-                check_same_changes(plan, desired, now, known)
+                check_same_changes(plan, desired, now, known, removal_notes(target, caches))
                 observed = None
             else:
                 sources = caches.sources
@@ -433,6 +434,7 @@ def make_plan(
         known_entries = marks.applied_entries(caches.states(target.cache_dir))
         slots = held_slots(observed)  # before the 24,000 policy entries join it
         observed = with_entries(observed, links, known_entries)
+    notes = removal_notes(target, caches)
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
@@ -458,7 +460,7 @@ def make_plan(
     entries = sum(len(t) for t in desired.tables.values())
     log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,
              extra=PROGRESS)  # fmt: skip
-    changes = diff(desired, observed, known)
+    changes = diff(desired, observed, known, notes)
     refuse_foreign_at_our_place(changes, observed)
     log.info("planned %d change(s)", len(changes), extra=PROGRESS)
     # An explicit `bpfEnabled: false` in the config is what Git says: no guard.
@@ -630,6 +632,15 @@ def host_facts(target: Target, links: list[Link]) -> Host:
     )  # fmt: skip
 
 
+def removal_notes(target: Target, caches: Caches) -> RemovalNotes:
+    """What names the entries a plan for `target` removes: the snapshot's
+    notes, or the state this node last applied (reconciler.plan.notes)."""
+    if target.snapshot is not None:
+        return target.snapshot.notes
+    states = caches.states(target.cache_dir)
+    return RemovalNotes.of(states.applied() if states is not None else None)
+
+
 def check_fresh(
     plan: Plan, source: Source | None, target: Target
 ) -> tuple[list[Link], dict[int, int], ObservedState]:
@@ -680,11 +691,12 @@ def check_same_changes(
     desired: DesiredState,
     observed: ObservedState,
     known: Recognition = UNRECOGNISED,
+    notes: RemovalNotes = NO_NOTES,
 ) -> None:
     """Refuse a saved plan whose changes or build are not exactly the ones
     the configuration and the kernel give now: a hand-edited plan, or a node
     that moved in a way the fingerprint does not cover (a new interface)."""
-    now = diff(desired, observed, known)
+    now = diff(desired, observed, known, notes)
     refuse_foreign_at_our_place(now, observed)
     if _normal([c.as_json() for c in now]) != _normal([c.as_json() for c in plan.changes]):
         raise ReconcileError(

@@ -6,17 +6,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from reconciler.engine.caches import Caches
 from reconciler.engine.history import now_iso
-from reconciler.engine.reconcile import Target, host_facts
+from reconciler.engine.reconcile import Target, host_facts, removal_notes
 from reconciler.observe import snapshot as snapshots
 
 
-def take(target: Target) -> dict[str, Any]:
-    """This node's observed state and host facts, as JSON-ready values."""
+def take(target: Target, caches: Caches) -> dict[str, Any]:
+    """This node's observed state and host facts, as JSON-ready values, with
+    the notes its applied record has for the entries it holds."""
     from reconciler.observe.kernel import observe
 
     observed, links = observe(target.bpffs_root, target.netns)
     host = host_facts(target, links)
+    notes = removal_notes(target, caches).for_observed(observed)
     snap = snapshots.Snapshot(
         target.node,
         target.bpffs_root,
@@ -24,6 +27,7 @@ def take(target: Target) -> dict[str, Any]:
         observed,
         tuple(links),
         host.facts(),
+        notes,
     )
     return snapshots.dump(snap)
 

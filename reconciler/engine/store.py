@@ -490,6 +490,18 @@ class StateStore:
         stored = sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime)
         return self._load(stored[-1]) if stored else None
 
+    def applied(self) -> DesiredState | None:
+        """The state this node last applied, while it is stored; else None."""
+        record = self._applied_record()
+        if record is None:
+            return None
+        kept = self._newest
+        if kept is not None and kept[0].name == record[0]:
+            return kept[1]
+        path = self.directory / record[0]
+        loaded = self._load(path) if path.exists() else None
+        return loaded[0] if loaded is not None else None
+
     def note_applied(
         self,
         desired: DesiredState,

@@ -18,6 +18,7 @@ from typing import Any
 
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import nat_types as nat
+from reconciler.plan.notes import NO_NOTES, RemovalNotes
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 
 SNAPSHOT_VERSION = 1
@@ -35,6 +36,8 @@ class Snapshot:
     observed: ObservedState
     links: tuple[Link, ...]
     host: Mapping[str, Any]  # Host.facts() (reconciler.compile.host)
+    # what names the entries it holds, from the node's applied record
+    notes: RemovalNotes = NO_NOTES
 
 
 def _enc(value: Any) -> Any:
@@ -104,7 +107,25 @@ def dump(snapshot: Snapshot) -> dict[str, Any]:
         ],
         "foreign": list(snapshot.observed.foreign),
         "tables": tables,
+        "notes": {
+            "entries": {a: _enc(o.info) for a, o in sorted(snapshot.notes.objects.items())},
+            "services": {str(i): _enc(info) for i, info in sorted(snapshot.notes.services.items())},
+        },
     }
+
+
+def _notes(data: Any, objects: Mapping[str, Obj]) -> RemovalNotes:
+    """The notes of a snapshot's entries (none in a snapshot without them)."""
+    if data is None:
+        return NO_NOTES
+    data = _mapping(data, "notes")
+    named = _mapping(data.get("entries", {}), "notes.entries")
+    services = _mapping(data.get("services", {}), "notes.services")
+    return RemovalNotes(
+        {a: Obj(a, ObjKind.ENTRY, objects[a].attrs, _mapping(_dec(info), "a note"))
+         for a, info in named.items() if a in objects},
+        {int(i): _mapping(_dec(info), "a note") for i, info in services.items()},
+    )  # fmt: skip
 
 
 def load(data: Mapping[str, Any], where: str = "snapshot") -> Snapshot:
@@ -134,6 +155,7 @@ def load(data: Mapping[str, Any], where: str = "snapshot") -> Snapshot:
             ObservedState(objects, tuple(data["foreign"]), tables),
             links,
             _mapping(_dec(data["host"]), "host"),
+            _notes(data.get("notes"), objects),
         )
     except KeyError as exc:
         raise SnapshotError(f"{where}: malformed snapshot: no field {exc.args[0]!r}") from exc

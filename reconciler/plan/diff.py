@@ -10,6 +10,7 @@ from typing import Any
 from reconciler.datapath.maps import codecs as entries
 from reconciler.datapath.maps import host_types, iface_types, policy_types
 from reconciler.plan.address import Address
+from reconciler.plan.notes import NO_NOTES, RemovalNotes
 from reconciler.plan.state import (
     UNRECOGNISED,
     DesiredState,
@@ -101,10 +102,14 @@ def _map_of(address: str) -> str:
 
 
 def diff(
-    desired: DesiredState, observed: ObservedState, known: Recognition = UNRECOGNISED
+    desired: DesiredState,
+    observed: ObservedState,
+    known: Recognition = UNRECOGNISED,
+    notes: RemovalNotes = NO_NOTES,
 ) -> tuple[Change, ...]:
     """The changes that take `observed` to `desired`. `known` (what travels
-    beside the state) lets equal bulk tables be recognised without comparing them."""
+    beside the state) lets equal bulk tables be recognised without comparing
+    them; `notes` name the entries removed (reconciler.plan.notes)."""
     want, have = desired.objects, observed.objects
     changes: list[Change] = []
     for address, obj in want.items():
@@ -133,12 +138,12 @@ def diff(
             continue  # pruned with its map
         if old.kind is ObjKind.NETFILTER:
             continue  # not ours: left alone unless the config asks
-        # An entry removed shows what the kernel holds, nothing of why it was
-        # compiled: one recognised as the applied state's carries that state's
-        # info, one decoded none, and the two plans must be the same.
-        info = {} if old.kind is ObjKind.ENTRY else old.info
+        # An entry's info comes from the notes, never from `old`: one
+        # recognised as the applied state's carries that state's info, one
+        # decoded none, and the two plans must be the same.
+        info = notes.entry(old) if old.kind is ObjKind.ENTRY else old.info
         changes.append(Change(Action.DELETE, address, old.kind, old.attrs, None, info))
-    changes += _table_changes(desired, observed, deleted_maps, known)
+    changes += _table_changes(desired, observed, deleted_maps, known, notes)
     if recreated_maps:
         changes = _rebuild_programs(changes, desired, observed, recreated_maps)
     changes = _reattach(changes, desired, observed)
@@ -147,7 +152,11 @@ def diff(
 
 
 def _table_changes(
-    desired: DesiredState, observed: ObservedState, deleted_maps: set[str], known: Recognition
+    desired: DesiredState,
+    observed: ObservedState,
+    deleted_maps: set[str],
+    known: Recognition,
+    notes: RemovalNotes,
 ) -> list[Change]:
     """Bulk maps: equal tables cost one dict comparison; only differing keys
     are decoded into readable changes."""
@@ -190,7 +199,8 @@ def _table_changes(
         for key in gone:
             text, before = entries.decode_one(name, key, have[key], ctx)
             address = Address.entry_text(name, text)
-            out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, {}))
+            info = notes.table_entry(name, key, have[key])
+            out.append(Change(Action.DELETE, address, ObjKind.ENTRY, before, None, info))
     return out
 
 

@@ -1,11 +1,16 @@
 """diff over map entries: an entry recognised as the applied state's (the
 same attrs object as the desired one) is equal at once, one equal by value
 too, and an entry removed is planned alike whether it was decoded or
-recognised (then it carries the info the applied state compiled it with)."""
+recognised (then it carries the info the applied state compiled it with):
+what names it is the notes of the state last applied, not how it was read."""
 
 from __future__ import annotations
 
+from reconciler.datapath.maps import codecs as entries
+from reconciler.datapath.maps import nat_types as nat
+from reconciler.observe import snapshot as snapshots
 from reconciler.plan.diff import Action, diff
+from reconciler.plan.notes import NO_NOTES, RemovalNotes
 from reconciler.plan.state import DesiredState, Obj, ObjKind, ObservedState
 
 KEPT, MOVED, GONE = (
@@ -38,6 +43,72 @@ def test_entries_equal_by_identity_or_value_and_removed_without_info():
     ]
     assert planned[0].info == info  # what the desired entry says of itself
     assert planned[1].info == {} and planned[1].before == {"action": "deny", "rule": 0}
+
+
+def test_a_removed_entry_is_named_by_the_state_last_applied_when_it_wrote_exactly_it():
+    info = {"policy": "policy/shop/web ingress rule 1"}
+    wrote = {"action": "allow", "rule": 0}
+    applied = DesiredState("n1", True, {GONE: Obj(GONE, ObjKind.ENTRY, wrote, info)})
+    notes = RemovalNotes.of(applied)
+    held = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, dict(wrote))})  # decoded
+    (change,) = diff(DesiredState("n1", True, {}), held, notes=notes)
+    assert change.action is Action.DELETE and change.info == info
+    # the kernel holds something else there: not what that state wrote, no name
+    other = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, {"action": "deny", "rule": 0})})
+    (change,) = diff(DesiredState("n1", True, {}), other, notes=notes)
+    assert change.info == {}
+    assert RemovalNotes.of(None) is NO_NOTES
+
+
+def _service_entries(vip: str, svc_id: int) -> dict[bytes, bytes]:
+    key, value = entries.encode(
+        nat.MAP_NAT_FE, f"{vip}:80/tcp",
+        {"svc_id": svc_id, "count": 1, "local_count": 0, "flags": 0, "affinity_timeout_s": 0},
+    )  # fmt: skip
+    return {key: value}
+
+
+def test_a_removed_service_entry_is_named_by_its_service_id():
+    named, unknown = 0x1234, 0x5678
+    table = {**_service_entries("10.96.0.1", named), **_service_entries("10.96.0.2", unknown)}
+    held = ObservedState({}, (), {nat.MAP_NAT_FE: table})
+    service = {"service": "shop/web:http/tcp", "frontend": "nat/10.96.0.1:80/tcp"}
+    applied = DesiredState("n1", True, {}, table_info={named: service})
+    changes = diff(DesiredState("n1", True, {}), held, notes=RemovalNotes.of(applied))
+    assert {c.address: dict(c.info) for c in changes} == {
+        "map/rcl_nat_fe/10.96.0.1:80/tcp": service,
+        "map/rcl_nat_fe/10.96.0.2:80/tcp": {},
+    }
+    assert all(c.action is Action.DELETE for c in changes)
+
+
+def test_a_snapshot_carries_the_notes_of_the_entries_it_holds():
+    """So that a plan against it names removals as the node's own plan does."""
+    info = {"policy": "tier/default default action"}
+    wrote = {"action": "deny", "rule": 2}
+    table = _service_entries("10.96.0.1", 7)
+    observed = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, dict(wrote))}, (), {
+        nat.MAP_NAT_FE: table,
+    })  # fmt: skip
+    applied = DesiredState(
+        "n1", True,
+        {GONE: Obj(GONE, ObjKind.ENTRY, wrote, info), KEPT: Obj(KEPT, ObjKind.ENTRY, wrote, info)},
+        table_info={7: {"service": "a/b:c/tcp"}, 8: {"service": "gone/d:e/tcp"}},
+    )  # fmt: skip
+    notes = RemovalNotes.of(applied).for_observed(observed)
+    assert set(notes.objects) == {GONE} and set(notes.services) == {7}
+    snap = snapshots.Snapshot("n1", "/sys/fs/bpf/x", "t", observed, (), {}, notes)
+    back = snapshots.load(snapshots.dump(snap))
+    nothing = DesiredState("n1", True, {})
+    assert diff(nothing, back.observed, notes=back.notes) == diff(nothing, observed, notes=notes)
+    assert {c.address: c.info["service" if "nat" in c.address else "policy"]
+            for c in diff(nothing, back.observed, notes=back.notes)} == {
+        GONE: "tier/default default action", "map/rcl_nat_fe/10.96.0.1:80/tcp": "a/b:c/tcp",
+    }  # fmt: skip
+    # a snapshot without notes (an older one) plans with none
+    data = snapshots.dump(snap)
+    del data["notes"]
+    assert snapshots.load(data).notes is NO_NOTES
 
 
 def test_other_objects_removed_keep_what_was_observed_of_them():

@@ -208,6 +208,15 @@ def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
             "ValueError: table rcl_nat_be: 3/4-byte entries, not this version's 8/8 "
             "(a snapshot of another version?)",
         ),
+        (lambda s: s.update(notes=[]), "TypeError: notes is a list, not an object"),
+        (
+            lambda s: s["notes"].update(services={"x": {}}),
+            "ValueError: invalid literal for int() with base 10: 'x'",
+        ),
+        (
+            lambda s: s["notes"].update(services={"1": "shop/web"}),
+            "TypeError: a note is a str, not an object",
+        ),
     ],
 )
 def test_a_malformed_snapshot_is_named(capsys, tmp_path, cfg, edit, why):
