@@ -80,6 +80,8 @@ def change_line(change: Change) -> str:
         why = f"  ({info['service']})"
     elif info.get("policy") or info.get("endpoint"):
         why = f"  ({info.get('policy') or info['endpoint']})"
+    elif info.get("setting"):
+        why = f"  ({info['setting']})"
     return f"  {change.action.symbol:>3} {change.address:<40} {detail}{why}".rstrip()
 
 

@@ -133,10 +133,13 @@ def compile_programs(
     for name, size in FIXED_MAPS.items():
         objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": size}))
     for name, field_name in MAP_SIZES.items():
-        size = int(config[field_name])
+        size = requested = int(config[field_name])
+        setting = f"{field_name}: {requested:,}"
         if name == nat.MAP_CT:  # a table of whole buckets (reconciler/datapath/conntrack.py)
-            size = ct_buckets_for(size)
-        objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": size}))
+            size = ct_buckets_for(requested)
+            setting += f", {size:,} buckets of {nat.CT_WAYS} entries"
+        info = {"setting": setting}
+        objects.append(Obj(Address.map_text(name), ObjKind.MAP, {"max_entries": size}, info))
     objects.append(
         Obj(Address.entry_text(MAP_GLOBALS, GLOBAL_KEY), ObjKind.ENTRY, _globals(config))
     )

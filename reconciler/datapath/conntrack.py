@@ -131,6 +131,16 @@ def live(
             yield index, ver, _WORDS.pack(a, k), value
 
 
+def held(values: bytes | memoryview) -> int:
+    """How many ways hold an entry, from the headers' state bytes at C speed.
+    Expiry is lazy, so this counts idle entries too: a new flow reuses an
+    expired way of its bucket; only a bucket of live flows evicts one."""
+    view = memoryview(values).cast("B")
+    state = 5  # rcl_ct_way.state's offset in its header word
+    columns = (view[w * nat.CT_WAY.size + state :: BUCKET] for w in range(WAYS))
+    return sum(len(col) - col.tobytes().count(0) for col in columns)
+
+
 def place(entries: Iterable[tuple[bytes, bytes]], buckets: int) -> dict[int, bytes]:
     """Where entries go in a table of `buckets` (a resize's migration): the
     most recently seen first, each into a free way of its bucket; what finds

@@ -6,8 +6,9 @@ import dataclasses
 import json
 from typing import Any
 
+from reconciler.datapath import conntrack
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
-from reconciler.datapath.maps.nat_types import NatStat
+from reconciler.datapath.maps.nat_types import MAP_CT, NatStat
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe import host_counters
 from reconciler.observe.kernel import observe
@@ -37,6 +38,22 @@ def nat_stats(root: str) -> dict[str, int]:
         per_cpu = chunks if isinstance(chunks, list) else [chunks]
         out[stat.name.lower()] = sum(int.from_bytes(c[:8], "little") for c in per_cpu)
     return out
+
+
+def _conntrack_fill(root: str, buckets: int) -> dict[str, int]:
+    """The conntrack table's capacity and the ways that hold an entry
+    (conntrack.held), in entries, not in buckets as its max_entries is."""
+    fill = {"max_entries": buckets * conntrack.WAYS, "entries": 0}
+    try:
+        fd = bpfsys.obj_get(f"{root}/maps/{MAP_CT}")
+    except OSError:
+        return fill
+    try:
+        if conntrack.current_layout(bpfsys.map_info(fd)):
+            fill["entries"] = conntrack.held(conntrack.table(fd))
+    finally:
+        bpfsys.close(fd)
+    return fill
 
 
 def collect_status(target: Any) -> dict[str, Any]:
@@ -69,6 +86,8 @@ def collect_status(target: Any) -> dict[str, Any]:
     for name, table in observed.tables.items():
         if name in maps:
             maps[name]["entries"] = len(table)
+    if MAP_CT in maps:  # buckets of ways, read in place, not entries of objects
+        maps[MAP_CT] = _conntrack_fill(target.bpffs_root, maps[MAP_CT]["max_entries"])
     counts = nat_stats(target.bpffs_root)
     return {
         "node": target.node,

@@ -40,10 +40,14 @@ def udp_flows(node, count: int) -> None:
             s.close()
 
 
-def evicted(node) -> int:
+def status(node) -> dict:
     rc, out, _ = node.run("--status", "--json")
     assert rc in (0, 2), out
-    return int(json.loads(out)["service_nat"].get("ct_evicted", 0))
+    return json.loads(out)
+
+
+def evicted(node) -> int:
+    return int(status(node)["service_nat"].get("ct_evicted", 0))
 
 
 def ct_buckets(node) -> int:
@@ -61,12 +65,15 @@ def test_a_table_that_evicts_live_flows_is_doubled_and_stays(node):
     assert ct_buckets(node) == 1
     udp_flows(node, 20)  # 40 entries for 7 ways
     assert evicted(node) > 0
+    # --status (and the metrics) count the table in entries: its 7 ways, all held
+    assert status(node)["maps"]["rcl_ct"] == {"entries": 7, "max_entries": 7}
     rc, out, err = node.run("--plan")
     assert rc == 2, out + err
     assert "-/+ map/rcl_ct" in out and "max_entries: 1 -> 2" in out, out
     assert "the conntrack table evicted live flows: asking for 14 entries" in err, err
     node.apply_converged()  # (the next plan and apply: "No changes.")
     assert ct_buckets(node) == 2
+    assert status(node)["maps"]["rcl_ct"]["max_entries"] == 14
     # still too small: doubled again
     udp_flows(node, 20)
     rc, out, _ = node.run("--apply")

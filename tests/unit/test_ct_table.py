@@ -100,3 +100,17 @@ def test_a_legacy_slot_table_is_read_for_migration():
         ]
     )
     assert list(ct_table._legacy_slots(raw)) == [(key, value)]
+
+
+def test_held_counts_the_ways_that_hold_an_entry_in_every_bucket():
+    buckets = 5
+    placed = ct_table.place([entry(port, seen=port) for port in range(1000, 1040)], buckets)
+    table = _table(buckets, placed)
+    live = [index for index, *_ in ct_table.live(table)]
+    assert ct_table.held(table) == len(live) > 20
+    # a dead way (state 0: removed through the datapath's claim) is not held
+    b, w = divmod(live[-1], ct_table.WAYS)
+    dead = bytearray(table)
+    dead[b * ct_table.BUCKET + w * 8 + 5] = 0  # that way's header state byte
+    assert ct_table.held(bytes(dead)) == len(live) - 1
+    assert ct_table.held(bytes(buckets * ct_table.BUCKET)) == 0

@@ -147,3 +147,24 @@ def test_an_attribute_only_one_side_has_reads_none():
     )
     text = render_plan(_plan(changes))
     assert "-/+ map/rcl_ct" in text and "layout: kernel map type 9 -> (none)" in text
+
+
+def test_a_sized_map_names_its_setting_and_conntrack_its_buckets():
+    """rcl_ct's max_entries counts buckets of CT_WAYS entries, not the
+    entries bpfMapSizeConntrack asks for: the plan says both."""
+    from reconciler.compile.programs import compile_programs, programs_for
+    from reconciler.config.felix import DEFAULTS
+
+    config = {**DEFAULTS, "bpfMapSizeConntrack": 131072, "bpfMapSizeNATFrontend": 70000}
+    fragment = compile_programs(config, programs_for("/sys/fs/bpf/x", config, "d", 250))
+    maps = {o.address: o for o in fragment.objects if o.kind is ObjKind.MAP}
+    plan = Plan("n1", {"description": "src"}, "/sys/fs/bpf/x", "", diff(
+        DesiredState("n1", True, {a: maps[a] for a in ("map/rcl_ct", "map/rcl_nat_fe")}),
+        observed(),
+    ))  # fmt: skip
+    text = render_plan(plan)
+    assert (
+        "+ map/rcl_ct                               max_entries=18725  "
+        "(bpfMapSizeConntrack: 131,072, 18,725 buckets of 7 entries)"
+    ) in text
+    assert "max_entries=70000  (bpfMapSizeNATFrontend: 70,000)" in text
