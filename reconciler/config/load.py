@@ -397,9 +397,10 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
         _check_kind(body, kind, line, lines)
     meta = body.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
+    # A namespaced kind without one is refused by its schema (a config
+    # repository names it; kubectl's "default" is not assumed), and named
+    # without one meanwhile.
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
-    if kind in NAMESPACED_KINDS and namespace is None:
-        namespace = "default"  # as calicoctl and kubectl do
     return Resource(
         kind=kind,
         name=name if isinstance(name, str) else "<unnamed>",

@@ -173,6 +173,11 @@ def _describe(error: Any) -> Finding:
         unknown = [k for k in error.instance if k not in allowed]
         field = unknown[0] if unknown else "?"
         return Finding((*path, field), f"unknown field {field!r}{_hint(str(field), list(allowed))}")
+    if error.validator == "required" and path == ("metadata",) and "'namespace'" in error.message:
+        return Finding(
+            (*path, "namespace"),
+            "required: a namespaced kind names its namespace (\"default\" is not assumed)",
+        )
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
         hint = _hint(str(error.instance), [str(v) for v in error.validator_value])

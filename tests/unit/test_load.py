@@ -39,8 +39,9 @@ def test_multi_document_values_and_lines():
     assert gnp.spec["ingress"][0]["destination"]["ports"] == [53, "1000:2000"]
     assert gnp.lines[("spec", "ingress", 0, "protocol")] == 11
     assert gnp.line_of(("spec", "ingress", 0, "destination", "nope")) == 12
-    # namespaced kinds default to the 'default' namespace, as calicoctl does
-    assert np_.ref == "NetworkPolicy/default/np"
+    # a namespaced kind without a namespace is not given "default" (its schema
+    # refuses it: tests/unit/test_error_paths.py)
+    assert np_.ref == "NetworkPolicy/np" and np_.namespace is None
     assert np_.line == 15
 
 

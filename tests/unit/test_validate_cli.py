@@ -213,3 +213,24 @@ def test_enum_hint_ignores_case(repo, capsys):
     assert "'tcp' is not one of 'TCP', 'Enabled', 'Disabled'; did you mean 'TCP'?" in (
         capsys.readouterr().out
     )
+
+
+def test_a_namespaced_kind_without_a_namespace_is_named_without_one(repo, capsys):
+    write(
+        repo,
+        "np.yaml",
+        """\
+        apiVersion: projectcalico.org/v3
+        kind: NetworkPolicy
+        metadata:
+          name: web
+        spec:
+          selector: all()
+    """,
+    )
+    assert main(["--validate", str(repo)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{repo / 'np.yaml'}:3: NetworkPolicy/web: metadata.namespace: required: a namespaced "
+        'kind names its namespace ("default" is not assumed)\n'
+    ) in out
