@@ -104,6 +104,18 @@ def collect_status(target: Any) -> dict[str, Any]:
     }
 
 
+def _conntrack_line(status: dict[str, Any]) -> list[str]:
+    """How full the conntrack table is, and whether it evicted live flows
+    (bpfMapSizeConntrack too small; DoubleIfFull doubles it at the next apply)."""
+    table = status.get("maps", {}).get(MAP_CT)
+    if not table or not table["max_entries"]:
+        return []
+    held, size = table["entries"], table["max_entries"]
+    evicted = status.get("service_nat", {}).get("ct_evicted", 0)
+    why = f"; {evicted:,} live flow(s) evicted for want of room" if evicted else ""
+    return [f"Conntrack: {held:,} of {size:,} entries held ({held / size:.0%}){why}"]
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [f"Node {status['node']}"]
     rec = status["last_apply"]
@@ -128,12 +140,13 @@ def render_status(status: dict[str, Any]) -> str:
             f"{c.get('tx_packets', 0):>10} {c.get('tx_bytes', 0):>12} {c.get('nat', 0):>8} "
             f"{c.get('dropped', 0):>8}"
         )
+    datapath = _conntrack_line(status)
     nat = {k: v for k, v in status.get("service_nat", {}).items() if v}
     if nat:
-        lines.append("")
-        lines.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
+        datapath.append("Service NAT: " + ", ".join(f"{k} {v}" for k, v in nat.items()))
     if status.get("rpf_dropped"):
-        lines.append(f"Reverse-path check (bpfEnforceRPF): {status['rpf_dropped']} dropped")
+        datapath.append(f"Reverse-path check (bpfEnforceRPF): {status['rpf_dropped']} dropped")
+    lines += ["", *datapath] if datapath else []
     lines += host_counters.render(status)
     for f in status["foreign"]:
         lines.append(f"Note: not ours, left alone: {f}")

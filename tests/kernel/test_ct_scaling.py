@@ -67,6 +67,8 @@ def test_a_table_that_evicts_live_flows_is_doubled_and_stays(node):
     assert evicted(node) > 0
     # --status (and the metrics) count the table in entries: its 7 ways, all held
     assert status(node)["maps"]["rcl_ct"] == {"entries": 7, "max_entries": 7}
+    _, text, _ = node.run("--status")
+    assert f"Conntrack: 7 of 7 entries held (100%); {evicted(node)} live flow(s) evicted" in text
     rc, out, err = node.run("--plan")
     assert rc == 2, out + err
     assert "-/+ map/rcl_ct" in out and "max_entries: 1 -> 2" in out, out

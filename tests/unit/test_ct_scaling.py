@@ -98,3 +98,21 @@ def test_the_record_after_an_apply(tmp_path, monkeypatch):
     # an unreadable record is none: no floor, and a fresh one at the next apply
     (target.state_dir / "ct_scaling.json").write_text("{")
     assert conntrack_scaling.floor_for(target) is None
+
+
+def test_status_shows_the_conntrack_fill_in_entries_and_evictions_when_any():
+    from reconciler.observe.status import render_status
+
+    base = {"node": "n1", "last_apply": None, "owned": {}, "interfaces": [], "counters": {},
+            "foreign": [], "service_nat": {}}  # fmt: skip
+    quiet = render_status({**base, "maps": {"rcl_ct": {"entries": 6, "max_entries": 131075}}})
+    assert "\nConntrack: 6 of 131,075 entries held (0%)\n" in quiet
+    full = render_status({
+        **base, "maps": {"rcl_ct": {"entries": 7, "max_entries": 7}},
+        "service_nat": {"ct_evicted": 1234, "dnat_new": 2},
+    })  # fmt: skip
+    assert (
+        "\n\nConntrack: 7 of 7 entries held (100%); 1,234 live flow(s) evicted for want of room\n"
+        "Service NAT: ct_evicted 1234, dnat_new 2\n"
+    ) in full
+    assert "Conntrack" not in render_status({**base, "maps": {}})
