@@ -38,7 +38,7 @@ from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
-from reconciler.gitops.repo import Follower
+from reconciler.gitops.repo import Follower, RewindError
 from reconciler.gitops.signatures import Keyring
 from reconciler.gitops.triggers import LINKS_CHANGED, STOP, Backoff, Event
 from reconciler.plan.plan import Plan
@@ -335,6 +335,9 @@ class Watcher:
         good = self.good or self._good_from_record()
         if good is None:
             return PassRecord("", 0.0, "", "failed", error=why), None
+        behind = self._behind_the_node(good)
+        if behind:  # holding would roll back what was applied since (by hand)
+            return PassRecord("", 0.0, "", "failed", error=f"{why}; {behind}"), None
         try:
             record, plan = self._reconcile(good, None)
         except (ReconcileError, SourceError, OSError) as exc:
@@ -344,6 +347,24 @@ class Watcher:
             dataclasses.replace(record, result="failed", error=why, held=record.source),
             plan,
         )
+
+    def _behind_the_node(self, good: Newest) -> str:
+        """Why the last good commit may not be held to: it does not contain
+        the commit the node last applied from the followed repository (one
+        applied by hand since, e.g. from another branch). The watcher never
+        moves a node backwards without --allow-rewind, holding included."""
+        follower = self.options.follower
+        if follower is None or good.commit is None:
+            return ""
+        applied = history.applied_commit(self.target.state_dir, follower.repo)
+        try:
+            follower.check_forward(good.commit, applied)
+        except RewindError:
+            return (
+                f"not holding to the last good commit {good.commit[:12]} either: it does not "
+                f"contain {str(applied)[:12]}, which the node runs; nothing is changed"
+            )
+        return ""
 
     def _record(
         self, result: str, plan: Plan, drift: tuple[str, ...] = (), error: str = ""

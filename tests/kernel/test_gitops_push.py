@@ -187,3 +187,42 @@ def test_a_remote_repository_is_polled(node, tmp_path):
         assert gone["held"] == f"git:{second}" and attached(node, "cali-back0")
     assert list((tmp_path / "cache" / "calico-reconciler" / "repos").iterdir())
     assert os.path.exists(node.state / "watch.json")
+
+
+def test_the_watcher_never_rolls_back_a_commit_applied_by_hand(node, tmp_path):
+    """The watcher follows main; a commit of another branch that contains
+    main's is applied by hand. main no longer contains what the node runs:
+    the watcher refuses main, and does not hold the node to main's last good
+    commit either (that would roll the hand-applied one back)."""
+    repo = Repo(tmp_path)
+    first = repo.commit(front_config(), "front")
+    assert repo.push().returncode == 0
+    repo.git("checkout", "-q", "-b", "staging")
+    staged = repo.commit(back_wep(), "back")
+    assert repo.git("push", "-q", "origin", "staging").returncode == 0
+    with watch([*repo_args(node, repo.bare, "--poll-interval", "0"), "--interval", "2"]) as w:
+        w.wait_record(lambda r: r["result"] == "applied" and r["source"] == f"git:{first}")
+        assert not attached(node, "cali-back0")
+        w.wait_quiet()
+        by_hand = ["--repo", str(repo.bare), "--ref", "staging"]
+        for _ in range(5):  # the watcher's pass may hold the apply lock a moment
+            rc, out, err = node.run("--apply", *by_hand)
+            if "lock" not in err:
+                break
+        assert rc == 0 and "Verified" in out, out + err
+        mark = w.mark()
+        for _ in range(2):  # two passes of the drift timer, neither rolls back
+            refused = w.wait_after(mark, lambda r: r["result"] == "failed", timeout=30)
+            mark = w.records.index(refused) + 1
+            assert (
+                f"moved backwards: {first[:12]} does not contain the applied commit "
+                f"{staged[:12]}" in refused["error"]
+            ), refused
+            assert (
+                f"not holding to the last good commit {first[:12]} either: it does not contain "
+                f"{staged[:12]}, which the node runs; nothing is changed" in refused["error"]
+            ), refused
+            assert refused["changes"] == 0 and not refused.get("held"), refused
+            assert attached(node, "cali-back0")
+    status = json.loads(node.run("--status", "--json")[1])
+    assert status["last_apply"]["source"]["identity"] == f"git:{staged}"
