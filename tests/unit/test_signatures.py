@@ -91,15 +91,7 @@ def test_ssh_allowed_signers(tmp_path):
     repo = tmp_path / "repo"
     git.Repo.init(repo, initial_branch="main")
 
-    def ssh_commit(name: str, signing: Path) -> str:
-        (repo / name).write_text(GOOD)
-        run("git", "add", name, cwd=repo)
-        run("git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "gpg.format=ssh",
-            "-c", f"user.signingkey={signing}.pub", "commit", "-q", "-S", "-m", name,
-            cwd=repo)  # fmt: skip
-        return run("git", "rev-parse", "HEAD", cwd=repo).strip()
-
-    good, foreign = ssh_commit("a.yaml", key), ssh_commit("b.yaml", other)
+    good, foreign = ssh_signed(repo, "a.yaml", key), ssh_signed(repo, "b.yaml", other)
     ring = Keyring.at(str(keyring))
     assert ring.ssh
     ring.verify(repo, [good])
@@ -127,3 +119,123 @@ def test_pre_receive_refuses_an_unsigned_push(keys, tmp_path, monkeypatch):
     assert f"commit {unsigned[:12]} is not signed" in refused.stderr
     assert "push to refs/heads/main rejected" in refused.stderr
     assert git.Repo(bare).commit("main").hexsha == signed
+
+
+def ssh_key(tmp_path: Path, name: str) -> Path:
+    key = tmp_path / name
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+    return key
+
+
+def ssh_signed(repo: Path, name: str, key: Path) -> str:
+    (repo / name).write_text(GOOD)
+    run("git", "add", name, cwd=repo)
+    run("git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "gpg.format=ssh",
+        "-c", f"user.signingkey={key}.pub", "commit", "-q", "-S", "-m", name,
+        cwd=repo)  # fmt: skip
+    return run("git", "rev-parse", "HEAD", cwd=repo).strip()
+
+
+@pytest.fixture
+def stray(tmp_path, monkeypatch):
+    """A repository with a commit ssh-signed by a key no keyring holds, and
+    an allowed-signers file that lists that key (outside every keyring)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    (tmp_path / "gitconfig").write_text("")
+    key = ssh_key(tmp_path, "stray")
+    signers = tmp_path / "elsewhere_signers"
+    signers.write_text(f"t@example.com {(tmp_path / 'stray.pub').read_text()}")
+    repo = tmp_path / "repo"
+    git.Repo.init(repo, initial_branch="main")
+    return repo, ssh_signed(repo, "a.yaml", key), signers
+
+
+def ssh_keyring(tmp_path: Path) -> Keyring:
+    ssh_key(tmp_path, "trusted")
+    ring = tmp_path / "ssh-ring"
+    ring.mkdir()
+    (ring / "allowed_signers").write_text(f"t@example.com {(tmp_path / 'trusted.pub').read_text()}")
+    return Keyring.at(str(ring))
+
+
+def not_in_keyring(commit: str) -> str:
+    return f"commit {commit[:12]} is signed by a key that is not in the keyring"
+
+
+def test_global_config_grants_no_trust(keys, stray, tmp_path):
+    _, _, gpg_ring = keys
+    repo, commit, signers = stray
+    (tmp_path / "gitconfig").write_text(f"[gpg \"ssh\"]\n\tallowedSignersFile = {signers}\n")
+    for ring in (Keyring.at(str(gpg_ring)), ssh_keyring(tmp_path)):
+        with pytest.raises(SignatureError, match=not_in_keyring(commit)):
+            ring.verify(repo, [commit])
+
+
+def test_config_from_the_environment_grants_no_trust(keys, stray, monkeypatch):
+    _, _, gpg_ring = keys
+    repo, commit, signers = stray
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "gpg.ssh.allowedSignersFile")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(signers))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'gpg.ssh.allowedsignersfile'='{signers}'")
+    with pytest.raises(SignatureError, match=not_in_keyring(commit)):
+        Keyring.at(str(gpg_ring)).verify(repo, [commit])
+
+
+def test_the_repositorys_config_grants_no_trust(keys, stray, tmp_path):
+    _, _, gpg_ring = keys
+    repo, commit, signers = stray
+    marker = tmp_path / "ran"
+    fake = tmp_path / "fake-ssh-keygen"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 0\n")
+    fake.chmod(0o755)
+    with git.Repo(repo).config_writer() as cfg:
+        cfg.set_value('gpg "ssh"', "allowedSignersFile", str(signers))
+        cfg.set_value('gpg "ssh"', "program", str(fake))
+        cfg.set_value("gpg", "program", str(fake))
+    for ring in (Keyring.at(str(gpg_ring)), ssh_keyring(tmp_path)):
+        with pytest.raises(SignatureError, match=not_in_keyring(commit)):
+            ring.verify(repo, [commit])
+    assert not marker.exists()
+
+
+def test_a_gnupg_home_from_the_environment_grants_no_trust(keys, tmp_path, monkeypatch):
+    signer, _, _ = keys
+    repo = tmp_path / "repo"
+    git.Repo.init(repo, initial_branch="main")
+    good = commit(repo, "a.yaml", GOOD, signer)
+    monkeypatch.setenv("GNUPGHOME", str(signer))  # it holds alice's key; the keyring does not
+    with pytest.raises(SignatureError, match=not_in_keyring(good)):
+        ssh_keyring(tmp_path).verify(repo, [good])
+
+
+def test_a_keyring_without_keys_is_refused_before_any_commit(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expected = (
+        f"--keyring {empty}: the keyring has no keys: no allowed_signers file (ssh) "
+        "and no public key in a GnuPG keyring (pubring.kbx or pubring.gpg)"
+    )
+    with pytest.raises(SignatureError) as refused:
+        Keyring.at(str(empty))
+    assert str(refused.value) == expected
+    (empty / "allowed_signers").write_text("# nobody yet\n")
+    with pytest.raises(SignatureError) as refused:
+        Keyring.at(str(empty))
+    listed = f"{empty.resolve()}/allowed_signers lists no key"
+    assert str(refused.value) == f"--keyring {empty}: {listed}"
+
+
+def test_one_shot_run_names_the_empty_keyring(keys, tmp_path, capsys):
+    signer, _, _ = keys
+    repo = tmp_path / "repo"
+    git.Repo.init(repo, initial_branch="main")
+    good = commit(repo, "a.yaml", GOOD, signer)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--validate", "--repo", str(repo), "--ref", good]
+    assert main([*args, "--verify-signatures", "--keyring", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert f"--keyring {empty}: the keyring has no keys" in err
+    assert "is not signed" not in err
