@@ -7,6 +7,7 @@ changes)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -77,6 +78,7 @@ def explain_invalid(exc: Any) -> str:
 def watch_cmd(args: argparse.Namespace) -> int:
     from reconciler.cli.commands import _target, kind_policy
     from reconciler.engine.caches import Caches
+    from reconciler.engine.lock import LockHeld, UnsafeLockDir, watch_lock
     from reconciler.engine.service_health import ServiceHealth
     from reconciler.engine.spec import check_bpffs_root, link_changes
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
@@ -107,6 +109,17 @@ def watch_cmd(args: argparse.Namespace) -> int:
         wake_addr=args.wake_addr,
     )
     check_bpffs_root(target.bpffs_root)  # UnsafeRoot: before the watcher starts
+    # One watcher per node, for its life (released when the process ends).
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(watch_lock(target.bpffs_root, target.netns))
+    except LockHeld as exc:
+        print(f"error: {exc}; a node follows one source: stop that watcher first",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    except UnsafeLockDir as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
     def on_plan(plan: Plan) -> None:
         if not args.json and not (plan.empty and not plan.warnings):
@@ -173,6 +186,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         return watcher.run()
     finally:
         listeners.close()
+        held.close()
 
 
 def follow_agent(

@@ -1,4 +1,5 @@
-"""One apply at a time per node: an flock'd file that names its holder.
+"""One apply at a time per node, and one watcher: an flock'd file that
+names its holder.
 
 The lock is keyed on what an apply changes, the bpffs root and the network
 namespace, never on `--state-dir`: two applies with different state dirs
@@ -22,7 +23,7 @@ import stat
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 LOCK_DIR = Path("/run/calico-reconciler/locks")
@@ -60,13 +61,15 @@ def netns_identity(netns: str | None) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
-def lock_path(bpffs_root: str, netns: str | None, directory: Path | None = None) -> Path:
-    """The lock file of a node (bpffs root and netns) in `directory`
+def lock_path(
+    bpffs_root: str, netns: str | None, directory: Path | None = None, kind: str = "apply"
+) -> Path:
+    """The `kind` lock file of a node (bpffs root and netns) in `directory`
     (LOCK_DIR, read when called)."""
     directory = LOCK_DIR if directory is None else directory
     root = os.path.realpath(bpffs_root)
     key = hashlib.sha256(f"{root}\0{netns_identity(netns)}".encode()).hexdigest()[:24]
-    return directory / f"apply-{key}.lock"
+    return directory / f"{kind}-{key}.lock"
 
 
 def secure_dir(directory: Path) -> None:
@@ -82,20 +85,34 @@ def secure_dir(directory: Path) -> None:
         )
 
 
-@contextmanager
 def apply_lock(
     bpffs_root: str, netns: str | None = None, directory: Path | None = None
+) -> AbstractContextManager[None]:
+    """Held while an apply changes the node."""
+    return _node_lock("apply", bpffs_root, netns, directory)
+
+
+def watch_lock(
+    bpffs_root: str, netns: str | None = None, directory: Path | None = None
+) -> AbstractContextManager[None]:
+    """Held by a watcher for its life: two would undo each other's passes."""
+    return _node_lock("watch", bpffs_root, netns, directory)
+
+
+@contextmanager
+def _node_lock(
+    kind: str, bpffs_root: str, netns: str | None, directory: Path | None
 ) -> Iterator[None]:
     directory = LOCK_DIR if directory is None else directory
     secure_dir(directory)
-    path = lock_path(bpffs_root, netns, directory)
+    path = lock_path(bpffs_root, netns, directory, kind)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     _held.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockHeld(_describe_holder(path, bpffs_root)) from None
+            raise LockHeld(_describe_holder(kind, path, bpffs_root)) from None
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -114,14 +131,17 @@ def apply_lock(
         os.close(fd)  # closing releases the flock
 
 
-def _describe_holder(path: Path, bpffs_root: str) -> str:
+_HOLDERS = {"apply": "another apply is running", "watch": "another watcher follows this node"}
+
+
+def _describe_holder(kind: str, path: Path, bpffs_root: str) -> str:
     try:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         holder = {}
     if not holder:
-        return f"another apply holds the lock of {bpffs_root} ({path})"
+        return f"another {kind} holds the lock of {bpffs_root} ({path})"
     return (
-        f"another apply is running: pid {holder.get('pid')} on {holder.get('host')} "
+        f"{_HOLDERS[kind]}: pid {holder.get('pid')} on {holder.get('host')} "
         f"since {holder.get('since')} ({holder.get('command')}); lock {path}"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import git
 
 from tests.kernel.conftest import FELIX, PODS, WEP
-from tests.kernel.gitops_support import ENV, watch
+from tests.kernel.gitops_support import ENV, RECONCILE, watch
 from tests.kernel.test_reconcile import tc_filters
 from tests.unit.test_validate_cli import BAD
 
@@ -203,6 +203,16 @@ def test_the_watcher_never_rolls_back_a_commit_applied_by_hand(node, tmp_path):
     with watch([*repo_args(node, repo.bare, "--poll-interval", "0"), "--interval", "2"]) as w:
         w.wait_record(lambda r: r["result"] == "applied" and r["source"] == f"git:{first}")
         assert not attached(node, "cali-back0")
+        # a second watcher of the node (following staging) is refused: two would
+        # undo each other's passes
+        staging_args = [a if a != "main" else "staging" for a in repo_args(node, repo.bare)]
+        second = subprocess.run([RECONCILE, "--watch", *staging_args], capture_output=True,
+                                text=True, env=ENV, timeout=120)  # fmt: skip
+        assert second.returncode == 1, second.stderr
+        assert f"error: another watcher follows this node: pid {w.proc.pid} " in second.stderr
+        assert second.stderr.rstrip().endswith(
+            "a node follows one source: stop that watcher first"
+        ), second.stderr
         w.wait_quiet()
         by_hand = ["--repo", str(repo.bare), "--ref", "staging"]
         for _ in range(5):  # the watcher's pass may hold the apply lock a moment

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock, lock_path, secure_dir
+from reconciler.engine.lock import (
+    LockHeld,
+    UnsafeLockDir,
+    apply_lock,
+    lock_path,
+    secure_dir,
+    watch_lock,
+)
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -29,6 +36,18 @@ def test_lock_is_per_node_not_per_state_dir(tmp_path):
         assert f"another apply is running: pid {os.getpid()}" in str(held.value)
         with apply_lock("/sys/fs/bpf/b", None, locks):  # another node's root: free
             pass
+
+
+def test_one_watcher_per_node_beside_its_applies(tmp_path):
+    locks = tmp_path / "locks"
+    with watch_lock("/sys/fs/bpf/a", None, locks):
+        with pytest.raises(LockHeld) as held, watch_lock("/sys/fs/bpf/a/", None, locks):
+            pass
+        assert f"another watcher follows this node: pid {os.getpid()}" in str(held.value)
+        with apply_lock("/sys/fs/bpf/a", None, locks):  # the watcher's passes take it
+            pass
+    with watch_lock("/sys/fs/bpf/a", None, locks):  # released
+        pass
 
 
 def test_lock_directory_must_be_ours_alone(tmp_path):
