@@ -8,6 +8,7 @@ import gc
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import NoReturn
 
 from reconciler.cli import commands as modes
@@ -262,6 +263,12 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be said, and what
+        # is still buffered must not fail again at exit.
+        with suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
     except PermissionError as exc:
         from reconciler.cli.options import MODES, flag

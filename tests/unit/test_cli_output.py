@@ -267,3 +267,27 @@ def test_policy_names_of_entry_origins() -> None:
 def test_backend_lines_name_their_ordinal() -> None:
     line = render.change_line(nat_change(7, 3))
     assert line.endswith("(10.96.0.7:80/tcp backend 3, ns/svc7:http/tcp)")
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path) -> None:
+    """`reconcile ... | head -1`: the pipe closes under a long output; no
+    traceback, no "internal error", exit 1."""
+    import subprocess
+    import sys
+
+    for i in range(400):  # ~400 findings: far more than a pipe's buffer
+        (tmp_path / f"p{i}.yaml").write_text(
+            f"apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n"
+            f"metadata: {{name: p{i}}}\nspec: {{selector: 'a ==', order: -{'x' * 200}}}\n"
+        )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--validate", str(tmp_path), "--format", "json",
+         "--no-cache"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1) == b"{"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 1
+    assert "Traceback" not in err and "internal error" not in err, err
