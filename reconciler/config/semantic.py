@@ -236,6 +236,11 @@ def _rule_nets(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
             seen |= versions
 
 
+# Not Calico's rule but this dataplane's limit (Calico's own checks of the
+# match still apply: reconciler.config.calico_rules).
+HTTP_NOT_ENFORCEABLE = "'http' match cannot be enforced by this dataplane"
+
+
 def _rule(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
     protocol = _protocol_number(rule.get("protocol"))
     for side in ("source", "destination"):
@@ -245,6 +250,8 @@ def _rule(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
             yield from _rule_ports(entity, (*path, side), protocol)
     yield from _rule_icmp(rule, path, protocol)
     yield from _rule_nets(rule, path)
+    if rule.get("http"):  # an L7 proxy's match: every node would refuse to plan it
+        yield Finding((*path, "http"), HTTP_NOT_ENFORCEABLE)
 
 
 def _rules(resource: Resource) -> Iterator[Finding]:
