@@ -57,7 +57,8 @@ def add_gitops_options(p: argparse.ArgumentParser, mode: argparse._MutuallyExclu
     g.add_argument(
         "--keyring",
         metavar="DIR",
-        help="trusted keys: a GnuPG home, or a directory with an ssh allowed_signers file",
+        help="--verify-signatures: the trusted keys, a GnuPG home or a directory with an ssh "
+        "allowed_signers file",
     )
     g.add_argument(
         "--observed",

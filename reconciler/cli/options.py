@@ -139,6 +139,19 @@ def source_conflict(mode: str, written: Mapping[str, str], paths: bool) -> str |
     working tree (--config, PATHs) and a repository (--repo) are two
     sources, and --ref or a signature check mean nothing without a
     repository. --install-hooks checks the commits pushed to it."""
+    return _two_sources(mode, written, paths) or _keyring_alone(mode, written)
+
+
+def _keyring_alone(mode: str, written: Mapping[str, str]) -> str | None:
+    """--keyring without --verify-signatures would be ignored: nothing is checked."""
+    if "keyring" not in written or "verify_signatures" in written:
+        return None
+    if mode not in OPTION_MODES["keyring"]:
+        return None  # misplaced: the mode does not take it at all
+    return f"{written['keyring']} needs --verify-signatures (without it nothing is checked)"
+
+
+def _two_sources(mode: str, written: Mapping[str, str], paths: bool) -> str | None:
     if mode not in SOURCE:
         return None
     if "plan_file" in written:
