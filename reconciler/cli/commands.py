@@ -444,9 +444,11 @@ def render_sync(sync: dict[str, Any]) -> str:
         lines.append(f"Sync unknown: {sync['reason']}")
     failed = sync.get("last_failed")
     if failed:
-        error = str(failed.get("error") or "").splitlines()[0:1] or ["(no reason recorded)"]
+        from reconciler.cli.status_history import first_words
+
+        error = first_words(str(failed.get("error") or "")) or "(no reason recorded)"
         lines.append(f"Last reconcile failed ({failed.get('trigger')}, {failed.get('started')}), "
-                     f"nothing changed by it: {error[0]}")  # fmt: skip
+                     f"nothing changed by it: {error}")  # fmt: skip
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 

@@ -63,6 +63,23 @@ def _watcher_alive(pid: object) -> bool:
         return False
 
 
+def _short(identity: str) -> str:
+    """A source identity for a table: a commit to 12 hex digits."""
+    return identity[:16] if identity.startswith("git:") else identity
+
+
+def first_words(error: str) -> str:
+    """An error on one line: its first, and when that only announces a list
+    ("1 error(s) in the configuration:"), the list's first entry."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1:
+        more = len(lines) - 2
+        return f"{lines[0]} {lines[1]}" + (f" (+{more} more)" if more else "")
+    return lines[0]
+
+
 def render_history(status: dict[str, Any]) -> str:
     lines = []
     if status.get("apply_duration_s") is not None:
@@ -78,7 +95,8 @@ def render_history(status: dict[str, Any]) -> str:
         else:
             lines.append(f"Watcher{mode}: {state}, last pass {watch.get('updated')}")
         if watch.get("error"):
-            lines.append(f"  error: {watch['error']}")
+            error = str(watch["error"]).rstrip().replace("\n", "\n    ")
+            lines.append(f"  error: {error}")
             if watch.get("held"):
                 lines.append(f"  held at the last good source: {watch['held']}")
         if watch.get("fetch_error"):
@@ -102,15 +120,16 @@ def render_history(status: dict[str, Any]) -> str:
         head = f"  {'started':<21} {'result':<9} {'took':>8} {'changes':>7}"
         lines.append(head + "  trigger: source")
         for r in records:
-            source = str(r.get("source", ""))
-            short = source[:16] if source.startswith("git:") else source
+            short = _short(str(r.get("source", "")))
             lines.append(
                 f"  {r.get('started', ''):<21} {r.get('result', ''):<9} "
                 f"{r.get('duration_s', 0):>7.3f}s {r.get('changes', 0):>7}  "
                 f"{r.get('trigger', '')}: {short}"
             )
             if r.get("error"):
-                lines.append(f"      {str(r['error']).splitlines()[0]}")
+                lines.append(f"      {first_words(str(r['error']))}")
+            if r.get("held"):
+                lines.append(f"      held at {_short(str(r['held']))}")
     return "\n".join(lines) + "\n"
 
 

@@ -262,8 +262,9 @@ class Watcher:
             newest = self._newest(event)
         except SourceError as exc:  # vanished ref, rewind, signature, unreadable
             return self._hold(str(exc))
+        tried = f"git:{newest.commit}" if newest.commit is not None else ""
         if newest.commit is not None and newest.commit in self.invalid:
-            return self._hold(self.invalid[newest.commit])
+            return self._hold(self.invalid[newest.commit], tried)
         try:
             record, plan = self._reconcile(
                 newest, event.changed, event.reason == LINKS_CHANGED
@@ -272,9 +273,9 @@ class Watcher:
             why = self.engine.explain(exc)
             if newest.commit is not None:
                 self.invalid[newest.commit] = why
-            return self._hold(why)
+            return self._hold(why, tried)
         except (ReconcileError, SourceError, OSError) as exc:
-            return self._hold(str(exc))
+            return self._hold(str(exc), tried)
         if record.result != "failed" and not self.options.detect_only:
             self._remember_good(newest, record.source)
         return record, plan
@@ -329,24 +330,29 @@ class Watcher:
             self._pin(opened[-1])
         return self._record(kind, plan, drift=drift), plan
 
-    def _hold(self, why: str) -> tuple[PassRecord, Plan | None]:
-        """The newest source failed: report it, and keep the node at the last
-        good source (repairing drift against it) unless only reporting."""
+    def _hold(self, why: str, tried: str = "") -> tuple[PassRecord, Plan | None]:
+        """The newest source (`tried`, its identity when known) failed:
+        report it, and keep the node at the last good source (repairing drift
+        against it) unless only reporting. The record's source is the one
+        that failed; `held`, the one the node is kept at."""
         good = self.good or self._good_from_record()
         if good is None:
-            return PassRecord("", 0.0, "", "failed", error=why), None
+            return PassRecord("", 0.0, "", "failed", tried, error=why), None
         behind = self._behind_the_node(good)
         if behind:  # holding would roll back what was applied since (by hand)
-            return PassRecord("", 0.0, "", "failed", error=f"{why}; {behind}"), None
+            return PassRecord("", 0.0, "", "failed", tried, error=f"{why}; {behind}"), None
         try:
             record, plan = self._reconcile(good, None)
         except (ReconcileError, SourceError, OSError) as exc:
             self.health_ok = False  # the node is in no known state
-            return PassRecord("", 0.0, "", "failed", error=f"{why}; holding: {exc}"), None
-        return (
-            dataclasses.replace(record, result="failed", error=why, held=record.source),
-            plan,
+            error = f"{why}; holding: {exc}"
+            return PassRecord("", 0.0, "", "failed", tried, error=error), None
+        held = dataclasses.replace(
+            record, result="failed", error=why, held=record.source, source=tried or record.source
         )
+        if tried:
+            held = dataclasses.replace(held, description="")
+        return held, plan
 
     def _behind_the_node(self, good: Newest) -> str:
         """Why the last good commit may not be held to: it does not contain
@@ -479,7 +485,8 @@ class Watcher:
             "updated": history.now_iso(),
             "state": "failing" if record.result == "failed" else "ok",
             "detect_only": self.options.detect_only,
-            "newest": record.source if record.result != "failed" else "",
+            # what the pass tried (on failure: the source refused, when known)
+            "newest": record.source if record.source != record.held else "",
             "held": record.held,
             "error": record.error,
             "fetch_error": self.fetch_error,

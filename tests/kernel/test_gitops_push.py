@@ -179,6 +179,23 @@ def test_a_remote_repository_is_polled(node, tmp_path):
         assert repo.push().returncode == 0
         r = w.wait_after(mark, lambda r: r["source"] == f"git:{second}", timeout=10)
         assert r["trigger"] == "new commit (poll)" and attached(node, "cali-back0")
+        # an invalid commit (a server without our hook): the pass names it, and
+        # the node is held at the last good one
+        (repo.bare / "hooks" / "pre-receive").unlink()
+        mark = w.mark()
+        bad = repo.commit({"bad.yaml": BAD}, "bad")
+        assert repo.push().returncode == 0
+        failed = w.wait_after(mark, lambda r: r["result"] == "failed", timeout=10)
+        assert failed["source"] == f"git:{bad}" and failed["held"] == f"git:{second}", failed
+        _, text, _ = node.run("--status")
+        assert f"new commit (poll): git:{bad[:12]}\n" in text, text
+        assert (
+            "      4 error(s) in the configuration: bad.yaml:6: GlobalNetworkPolicy/broken: "
+            "spec.selector: invalid selector: expected expression at column 15 (+3 more)\n"
+            f"      held at git:{second[:12]}\n"
+        ) in text, text
+        watcher = json.loads(node.run("--status", "--json")[1])["watch"]
+        assert watcher["newest"] == f"git:{bad}" and watcher["held"] == f"git:{second}"
         # the branch is deleted upstream: a clear error, the node left as it is
         mark = w.mark()
         subprocess.run(["git", "-C", str(repo.bare), "branch", "-q", "-m", "main", "gone"])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from reconciler.cli.commands import render_sync
-from reconciler.cli.status_history import add_history, render_history
+from reconciler.cli.status_history import add_history, first_words, render_history
 from reconciler.engine import history
 
 ENDPOINT = {"serves": "metrics (/metrics)", "address": "*:9091", "listening": True}
@@ -73,3 +73,16 @@ def test_a_failed_reconcile_that_changed_nothing_is_said_beside_the_sync() -> No
         "Last reconcile failed (apply, 2026-12-05T21:00:00Z), nothing changed by it: 3 error(s) "
         "in the configuration",
     ]
+
+
+def test_an_error_that_announces_a_list_is_shown_with_its_first_entry() -> None:
+    listed = "2 error(s) in the configuration:\n  bad.yaml:6: a: b\n  bad.yaml:7: c: d\n"
+    sync = {"state": "in sync", "changes": 0, "warnings": [], "last_failed": {
+        "started": "2026-12-05T21:00:00Z", "trigger": "new commit (poll)", "error": listed}}
+    assert render_sync(sync).splitlines()[-1] == (
+        "Last reconcile failed (new commit (poll), 2026-12-05T21:00:00Z), nothing changed by "
+        "it: 2 error(s) in the configuration: bad.yaml:6: a: b (+1 more)"
+    )  # fmt: skip
+    assert first_words("fetch failed\nfatal: x") == "fetch failed"
+    assert first_words("one:\nonly entry") == "one: only entry"
+    assert first_words("") == ""
