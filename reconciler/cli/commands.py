@@ -352,6 +352,12 @@ def status_mode(args: argparse.Namespace) -> int:
     status = add_history(collect_status(target), target.state_dir)
     status["version"] = version()
     status["sync"], desired = _sync(args, target, status["last_apply"])
+    owned = sum(status.get("owned", {}).values())
+    if status["sync"]["state"] == "never applied" and owned:
+        # something applied here, and this state directory does not know what
+        status["sync"] = {"state": "unknown", "changes": 0, "warnings": [], "reason": (
+            f"the node holds {owned} object(s) of ours, but {target.state_dir} has no record "
+            "of an apply (applied with another --state-dir?)")}  # fmt: skip
     # the newest reconcile failed before it changed anything (an invalid or
     # empty source, a held lock): the kernel may match the last apply, and
     # the failure is still the news

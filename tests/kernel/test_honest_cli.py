@@ -138,6 +138,20 @@ def test_status_exit_codes_in_sync_drifted_out_of_sync_failed(node, monkeypatch)
     assert rc == 0, out
     assert "In sync: the kernel matches the source of the last apply." in out
     assert "Warning: interface cali-back0: no WorkloadEndpoint" in out
+    # another state directory has no record, and the node holds our objects: not "in sync"
+    from reconciler.cli.main import main
+
+    node.capsys.readouterr()
+    elsewhere = node.state.parent / "elsewhere"
+    args = [a if a != str(node.state) else str(elsewhere) for a in node.sandbox.target_args(
+        str(node.state))]  # fmt: skip
+    assert main(["--status", "--json", *args]) == 1
+    status = json.loads(node.capsys.readouterr().out)
+    assert status["sync"]["reason"] == (
+        f"the node holds {sum(status['owned'].values())} object(s) of ours, but {elsewhere} has "
+        "no record of an apply (applied with another --state-dir?)"
+    )
+    assert status["sync"]["state"] == "unknown" and sum(status["owned"].values()) > 30
 
     # a hand edit: our filter removed behind our back
     subprocess.run(
