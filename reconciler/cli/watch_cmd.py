@@ -198,12 +198,24 @@ def follow_agent(
     log level. Returns what listens (Listeners.report)."""
     from reconciler.gitops.listeners import wanted
 
-    if agent is None:
-        return listeners.report()
-    listeners.sync(wanted(agent, bool(args.metrics_addr)))
-    metrics.export_runtime(agent.process_metrics, agent.runtime_metrics)
-    if not args.log_level and not args.verbose:
-        from reconciler.cli.log_output import set_level
+    if agent is not None:
+        listeners.sync(wanted(agent, bool(args.metrics_addr)))
+        metrics.export_runtime(agent.process_metrics, agent.runtime_metrics)
+        if not args.log_level and not args.verbose:
+            from reconciler.cli.log_output import set_level
 
-        set_level(logging.getLevelName(agent.log_level))
-    return listeners.report()
+            set_level(logging.getLevelName(agent.log_level))
+    return [*listeners.report(), *served_by_options(args)]
+
+
+def served_by_options(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """What the watcher serves because its options say so: bound before its
+    first pass (a port that cannot be bound ends it), so listening."""
+    served = []
+    if args.metrics_addr:
+        what = "metrics (/metrics) and probes (/liveness, /readiness), from --metrics-addr"
+        served.append({"serves": what, "address": args.metrics_addr, "listening": True})
+    if args.wake_addr:
+        what = "wake-ups from the post-receive hook (POST /wake), from --wake-addr"
+        served.append({"serves": what, "address": args.wake_addr, "listening": True})
+    return served

@@ -93,6 +93,11 @@ def test_push_converges_the_watching_node_and_a_bad_push_is_refused(node, tmp_pa
     with watch([*args, "--interval", "300"]) as w:
         w.wait_record(lambda r: r["result"] == "applied" and r["source"] == f"git:{first}")
         assert attached(node, "cali-front0") and not attached(node, "cali-back0")
+        served = json.loads(node.run("--status", "--json")[1])["watch"]["endpoints"]
+        assert {
+            "serves": "wake-ups from the post-receive hook (POST /wake), from --wake-addr",
+            "address": f"127.0.0.1:{port}", "listening": True,
+        } in served, served  # fmt: skip
         # a valid push: the post-receive hook wakes the watcher (no poll, no drift timer)
         mark = w.mark()
         second = repo.commit(back_wep(), "back")

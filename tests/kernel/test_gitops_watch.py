@@ -312,6 +312,11 @@ def test_metrics_are_served_and_parse(node):
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
         assert probe(port, "liveness") == (200, True)
         assert probe(port, "readiness") == (200, True)
+        rc, shown, _ = node.run("--status")
+        assert (
+            "  metrics (/metrics) and probes (/liveness, /readiness), from --metrics-addr on "
+            f"127.0.0.1:{port}\n"
+        ) in shown, shown
         # a push the node cannot take: held at the last good source, not ready, still alive
         mark = w.mark()
         node.write("broken.yaml", "kind: [unclosed\n")
