@@ -34,7 +34,7 @@ OPTION_MODES: dict[str, frozenset[str]] = {
     "cgroup": KERNEL,
     "state_dir": KERNEL,
     "netns": KERNEL | {"explain"},
-    "allow_empty": CHANGING | {"validate"},
+    "allow_empty": CHANGING | {"validate", "install_hooks"},  # hooks: accept an empty push
     "detail": CHANGING,
     "out": frozenset({"plan"}),
     "plan_file": frozenset({"apply"}),
@@ -101,7 +101,9 @@ MODE_HELP: Mapping[str, tuple[str, str]] = {
     ),
     "install_hooks": (
         "Install pre-receive (validate every pushed ref, reject the push with every "
-        "diagnostic) and post-receive (wake the nodes' watchers) into a bare repository.",
+        "diagnostic; a tree with no configuration file only with --allow-empty) and "
+        "post-receive (wake the nodes' watchers) into a bare repository. Run again to change "
+        "them: a note names each check or node the new ones drop.",
         "  reconcile --install-hooks /srv/git/cluster-config.git --node-url http://node-1:9465",
     ),
     "snapshot": (

@@ -36,6 +36,7 @@ class HookSet:
     repo: Path
     node_urls: tuple[str, ...] = ()
     keyring: str | None = None  # verify pushed commits' signatures against it
+    allow_empty: bool = False  # accept a pushed tree with no configuration file
 
     def scripts(self, python: str, package_parent: str) -> dict[str, str]:
         def script(name: str, *extra: str) -> str:
@@ -49,9 +50,10 @@ class HookSet:
             )
 
         keyring = ("--keyring", self.keyring) if self.keyring else ()
+        empty = ("--allow-empty",) if self.allow_empty else ()
         urls = [a for url in self.node_urls for a in ("--node-url", url)]
         return {
-            "pre-receive": script("pre-receive", *keyring),
+            "pre-receive": script("pre-receive", *keyring, *empty),
             "post-receive": post_receive_script(self.node_urls, script("post-receive", *urls)),
         }
 
@@ -94,6 +96,78 @@ def git_dir(repo: str) -> Path:
     raise HookError(f"{repo}: not a Git repository")
 
 
+def require_bare(repo: str) -> None:
+    """HookError unless `repo` is a bare repository: a push to the branch a
+    working clone has checked out is refused by git, and the hooks belong
+    where the nodes fetch from (the server's bare repository)."""
+    import subprocess
+
+    gd = git_dir(repo)
+    done = subprocess.run(
+        ["git", "--git-dir", str(gd), "rev-parse", "--is-bare-repository"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise HookError(f"{repo}: {done.stderr.strip()}; nothing was changed")
+    if done.stdout.strip() != "true":
+        raise HookError(
+            f"{repo}: not a bare repository; hooks belong on the server's bare repository "
+            "(the one pushed to and fetched from), nothing was changed"
+        )
+
+
+def _hook_options(text: str) -> list[str]:
+    """The options of the `exec ... reconciler.cli.hooks_cmd HOOK ...` line
+    of a hook we wrote (empty when it has none)."""
+    for line in text.splitlines():
+        words = shlex.split(line.strip()) if line.strip().startswith("exec ") else []
+        if "reconciler.cli.hooks_cmd" in words:
+            return words[words.index("reconciler.cli.hooks_cmd") + 2 :]
+    return []
+
+
+def _values(options: Sequence[str], name: str) -> list[str]:
+    return [options[i + 1] for i, o in enumerate(options[:-1]) if o == name]
+
+
+def installed(repo: str) -> HookSet | None:
+    """The settings of the hooks an earlier --install-hooks wrote into
+    `repo`, read from their command lines; None when there are none of ours."""
+    hooks = git_dir(repo) / "hooks"
+    texts = {}
+    for name in ("pre-receive", "post-receive"):
+        path = hooks / name
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        texts[name] = _hook_options(text) if MARKER in text else None
+    if all(t is None for t in texts.values()):
+        return None
+    pre, post = texts["pre-receive"] or [], texts["post-receive"] or []
+    keyring = next(iter(_values(pre, "--keyring")), None)
+    return HookSet(Path(repo), tuple(_values(post, "--node-url")), keyring, "--allow-empty" in pre)
+
+
+def dropped(old: HookSet, new: HookSet) -> list[str]:
+    """What the hooks in place do that `new` will not, one line each: a
+    re-install replaces them whole, and a check or a node must not go
+    unnoticed."""
+    notes = []
+    if old.keyring and not new.keyring:
+        notes.append(f"the hooks verified signatures (keyring {old.keyring}); the new ones do not")
+    elif old.keyring and new.keyring != old.keyring:
+        notes.append(
+            f"the hooks verified signatures with keyring {old.keyring}; "
+            f"the new ones use keyring {new.keyring}"
+        )
+    notes += [
+        f"the hooks woke {url}; the new ones do not"
+        for url in old.node_urls
+        if url not in new.node_urls
+    ]
+    return notes
+
+
 def node_url_problem(url: str) -> str | None:
     """Why `url` cannot reach a watcher's --wake-addr, or None: the hook
     POSTs to URL/wake, and a URL curl cannot use would fail on every push,
@@ -123,6 +197,7 @@ def install(hooks: HookSet, python: str | None = None) -> list[Path]:
         problem = node_url_problem(url)
         if problem is not None:
             raise HookError(f"{problem}; nothing was changed")
+    require_bare(str(hooks.repo))
     gd = git_dir(str(hooks.repo))
     parent = str(Path(reconciler.__file__).resolve().parents[1])
     written = []
