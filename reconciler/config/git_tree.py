@@ -58,6 +58,23 @@ def git_dir_of(repo: str) -> str:
     raise SourceError(f"{safe_tree.shown(repo)}: not a Git repository")
 
 
+_DUBIOUS = re.compile(r"dubious ownership in repository at '([^']*)'")
+
+
+def dubious_ownership(label: str, exc: SourceError) -> SourceError | None:
+    """git's refusal to read a repository another user owns (its
+    safe.directory check), said as such with the fix, or None: otherwise it
+    reads as a ref that does not exist."""
+    found = _DUBIOUS.search(str(exc))
+    if found is None:
+        return None
+    return SourceError(
+        f"{label}: git refuses to read {found[1]}: detected dubious ownership (the "
+        "repository's owner differs from the user running reconcile); if it is trusted: "
+        f"git config --global --add safe.directory {found[1]}"
+    )
+
+
 def run_git(
     where: Sequence[str], *args: str, timeout: float = GIT_TIMEOUT_S, place: str = ""
 ) -> bytes:
@@ -200,7 +217,7 @@ def read_commit(repo: str, ref: str, label: str, trees: dict[str, _Tree]) -> Sou
     try:
         commit = _git(git_dir, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
     except SourceError as exc:
-        raise SourceError(
+        raise dubious_ownership(label, exc) or SourceError(
             f"{label}: no such branch, tag or commit (deleted or never pushed?): {exc}"
         ) from None
     sha = commit.decode().strip()

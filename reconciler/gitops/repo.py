@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.config.git_tree import git_dir_of, run_git
+from reconciler.config.git_tree import dubious_ownership, git_dir_of, run_git
 from reconciler.config.source import (
     MIRROR_REFSPECS,
     SourceError,
@@ -103,9 +103,9 @@ class Follower:
                 :40
             ]
         except SourceError as exc:
-            raise SourceError(
-                f"{self.repo}@{self.ref}: no such branch, tag or commit (deleted or never "
-                "pushed?)"
+            label = f"{self.repo}@{self.ref}"
+            raise dubious_ownership(label, exc) or SourceError(
+                f"{label}: no such branch, tag or commit (deleted or never pushed?)"
             ) from exc
 
     def contains(self, new: str, old: str) -> bool:

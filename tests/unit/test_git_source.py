@@ -93,3 +93,53 @@ def test_a_commit_read_by_its_id_is_read_once_per_process(work, tmp_path):
         from_git(work.working_tree_dir, first, tmp_path, SourceCache())
     with pytest.raises(SourceError):  # a branch name may move: always resolved
         from_git(work.working_tree_dir, "main", tmp_path, sources)
+
+
+@pytest.fixture
+def foreign(work, tmp_path, monkeypatch):
+    """A repository owned by another user (nobody), read under a global git
+    config of the test's own that trusts no directory."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the repository away")
+    commit(work, {"gnp.yaml": GOOD}, "one")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (tmp_path / "gitconfig").write_text("")
+    repo = Path(work.working_tree_dir)
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    return repo
+
+
+def dubious(repo: Path) -> str:
+    return (
+        f"{repo}@main: git refuses to read {repo}: detected dubious ownership (the repository's "
+        "owner differs from the user running reconcile); if it is trusted: "
+        f"git config --global --add safe.directory {repo}"
+    )
+
+
+def test_a_repository_another_user_owns_is_said_so(foreign):
+    from reconciler.gitops.repo import Follower
+
+    with pytest.raises(SourceError) as refused:
+        Follower.of(str(foreign), "main").resolve()
+    assert str(refused.value) == dubious(foreign)
+
+
+def test_a_one_shot_run_names_the_owner_check(foreign, capsys):
+    assert main(["--validate", "--repo", str(foreign), "--ref", "main"]) == 1
+    assert capsys.readouterr().err == f"error: {dubious(foreign)}\n"
+
+
+def test_gits_refusal_is_recognised_wherever_a_ref_is_resolved(foreign):
+    from reconciler.config.git_tree import dubious_ownership, run_git
+
+    with pytest.raises(SourceError) as refused:
+        run_git(("-C", str(foreign)), "rev-parse", "--verify", "main^{commit}")
+    said = dubious_ownership(f"{foreign}@main", refused.value)
+    assert said is not None and str(said) == dubious(foreign)
+    assert dubious_ownership("x@main", SourceError("fatal: bad revision")) is None
