@@ -90,7 +90,7 @@ def render_history(status: dict[str, Any]) -> str:
         mode = " (detect-only)" if watch.get("detect_only") else ""
         if not watch.get("running"):
             how = (f"stopped {watch.get('stopped')}" if state == "stopped"
-                   else "its process is gone (killed?)")  # fmt: skip
+                   else "its process is gone: killed?")  # fmt: skip
             lines.append(f"Watcher{mode}: not running ({how}); last pass {watch.get('updated')}")
         else:
             lines.append(f"Watcher{mode}: {state}, last pass {watch.get('updated')}")

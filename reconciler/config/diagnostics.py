@@ -42,6 +42,10 @@ class Finding:
     severity: Severity = Severity.ERROR
 
 
+NO_RESOURCE = "-"  # a problem before any resource (YAML syntax, a file, the source)
+WHOLE = frozenset({"(document)", "(file)", "(source)"})  # no one field
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """A located problem: `file:line: Kind/name: field.path: message`."""
@@ -55,11 +59,14 @@ class Diagnostic:
 
     def render(self) -> str:
         """One line of text: characters that are not printable (a newline,
-        an escape sequence in a name from the config) are shown escaped."""
+        an escape sequence in a name from the config) are shown escaped. A
+        problem of no one resource or field leaves those out of the text
+        (JSON keeps the placeholders)."""
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        return printable(
-            f"{self.file}:{self.line}: {self.resource}: {self.path}: {prefix}{self.message}"
-        )
+        where = [self.resource] if self.resource != NO_RESOURCE else []
+        where += [self.path] if self.path not in WHOLE else []
+        located = "".join(f"{part}: " for part in where)
+        return printable(f"{self.file}:{self.line}: {located}{prefix}{self.message}")
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -30,7 +30,7 @@ def test_a_watcher_whose_process_is_gone_is_not_running(tmp_path: Path) -> None:
     assert status["watch"]["running"] is False and status["watch"]["state"] == "not running"
     assert status["watch"]["endpoints"][0]["listening"] is False
     text = render_history(status)
-    assert "Watcher: not running (its process is gone (killed?)); last pass 2026-12-05" in text
+    assert "Watcher: not running (its process is gone: killed?); last pass 2026-12-05" in text
     assert "metrics" not in text
     assert "Drift at the watcher's last pass: 1 object(s): tc/eth0/ingress" in text
 

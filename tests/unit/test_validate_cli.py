@@ -193,7 +193,7 @@ def test_standard_input_closed_or_too_long_is_a_clear_error(tmp_path):
     with open(huge, "rb") as fh:
         done = _validate_stdin(tmp_path, stdin=fh)
     assert done.returncode == 1
-    assert "<stdin>:1: -: (file): file is more than the limit of 2 MiB" in done.stdout.decode()
+    assert "<stdin>:1: file is more than the limit of 2 MiB" in done.stdout.decode()
 
 
 def test_enum_hint_ignores_case(repo, capsys):
