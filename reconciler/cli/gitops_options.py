@@ -4,8 +4,35 @@ commits, status history, snapshots and metrics. One function adds them all."""
 from __future__ import annotations
 
 import argparse
+import math
 
 DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """Seconds, 0 or more (argparse type; 0 turns the thing off)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """Seconds, more than 0 (argparse type): a period that must not spin."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def add_gitops_options(p: argparse.ArgumentParser, mode: argparse._MutuallyExclusiveGroup) -> None:
@@ -27,7 +54,7 @@ def add_gitops_options(p: argparse.ArgumentParser, mode: argparse._MutuallyExclu
     )
     g.add_argument(
         "--poll-interval",
-        type=float,
+        type=seconds,
         default=15.0,
         metavar="SECONDS",
         help="--watch --repo: fetch and check the ref this often (0: never; default 15)",
