@@ -122,7 +122,12 @@ def _hook_options(text: str) -> list[str]:
     """The options of the `exec ... reconciler.cli.hooks_cmd HOOK ...` line
     of a hook we wrote (empty when it has none)."""
     for line in text.splitlines():
-        words = shlex.split(line.strip()) if line.strip().startswith("exec ") else []
+        if not line.strip().startswith("exec "):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:  # edited by hand past reading: nothing to compare
+            continue
         if "reconciler.cli.hooks_cmd" in words:
             return words[words.index("reconciler.cli.hooks_cmd") + 2 :]
     return []

@@ -127,3 +127,12 @@ def test_hooks_installed_with_allow_empty_accept_it(server):  # noqa: F811
     delete_everything(work)
     accepted = push(work)
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_a_hook_edited_past_reading_is_still_replaced(server, capsys):  # noqa: F811
+    bare, _ = server
+    assert main(["--install-hooks", str(bare), "--node-url", "http://node-1:9465"]) == 0
+    hook = bare / "hooks" / "post-receive"
+    hook.write_text(hook.read_text().replace("exec ", "exec 'unclosed "))
+    assert main(["--install-hooks", str(bare)]) == 0
+    assert "installed" in capsys.readouterr().out
