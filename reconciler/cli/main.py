@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from reconciler.cli import commands as modes
 from reconciler.cli.exit_codes import EXIT_BUG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
-from reconciler.cli.gitops_options import add_gitops_options
+from reconciler.cli.gitops_options import add_gitops_options, positive_seconds
 from reconciler.config.source import SourceError
 
 DEFAULT_ROOT = "/sys/fs/bpf/calico-reconciler"
@@ -160,7 +160,9 @@ def parser() -> argparse.ArgumentParser:
     )
     chg.add_argument("--out", metavar="FILE", help="--plan: save the plan")
     chg.add_argument("--plan-file", metavar="FILE", help="--apply: apply exactly this plan")
-    chg.add_argument("--interval", type=float, default=30.0, help="--watch drift check seconds")
+    chg.add_argument(
+        "--interval", type=positive_seconds, default=30.0, help="--watch drift check seconds"
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="machine-readable output (docs/)")

@@ -98,7 +98,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
     target = _target(args)  # NetnsError for a --netns that does not exist, before any thread
     follower = Follower.of(args.repo, args.ref, args.allow_rewind) if args.repo else None
     options = WatchOptions(
-        interval=max(0.1, float(args.interval)),
+        interval=float(args.interval),
         poll_interval=float(args.poll_interval),
         detect_only=args.detect_only,
         use_cache=not args.no_cache,

@@ -55,7 +55,9 @@ def test_bpffs_that_cannot_be_mounted_is_a_clear_error(monkeypatch, capsys):
         (["--plan", "--bogus"], "unknown option --bogus\n"),
         (["--plna"], "unknown option --plna (did you mean --plan?)"),
         (["--stauts", "--json"], "unknown option --stauts (did you mean --status?)"),
-        (["--plan", "--interval", "x"], "argument --interval: invalid float value: 'x'"),
+        (["--plan", "--interval", "x"], "argument --interval: not a number of seconds: 'x'"),
+        (["--watch", "--interval", "0"], "argument --interval: must be more than 0, not 0"),
+        (["--watch", "--interval", "-5"], "argument --interval: must be more than 0, not -5"),
         (["--plan", "--conf", "x"], "unknown option --conf (did you mean --config?)"),  # no abbrev.
         (["--validate", "--out", "p.json"], "--validate does not take --out"),
         (["--status", "--config", "x"], "--status does not take --config"),
