@@ -126,7 +126,8 @@ def fold(fragments: Mapping[ServiceRef, Fragment], sizes: tuple[int, int]) -> Fo
         for key, value, label, service in fragment.frontends:
             if key in owner:
                 conflict_warnings.append(
-                    f"{service}: frontend {label} is also used by {owner[key]}; ignored"
+                    f"{service}: frontend {label} is also used by {owner[key]}, which keeps "
+                    f"it; {service}'s is not programmed"
                 )
                 continue
             owner[key] = service

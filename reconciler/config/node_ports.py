@@ -28,6 +28,7 @@ FIELDS = ("kubeNodePortRanges", "failsafeInboundHostPorts")
 
 # ("port", ref, file, line, path, protocol, number): a Service's nodePort
 # ("felix", name, kubeNodePortRanges or None, failsafeInboundHostPorts or None)
+# ("vip", ref, file, line, path, address): a Service's clusterIP
 Fact = tuple[Any, ...]
 
 
@@ -83,9 +84,17 @@ def facts_of(resource: Resource) -> list[Fact]:
     if resource.kind == "FelixConfiguration":
         spec = resource.spec
         return [("felix", resource.name, *(_plain(spec.get(f)) for f in FIELDS))]
-    return [("port", resource.ref, resource.file, resource.line_of(node_port_path(i)),
-             format_path(node_port_path(i)), proto, number)
-            for i, proto, number in service_node_ports(resource)]  # fmt: skip
+    facts: list[Fact] = [
+        ("port", resource.ref, resource.file, resource.line_of(node_port_path(i)),
+         format_path(node_port_path(i)), proto, number)
+        for i, proto, number in service_node_ports(resource)
+    ]  # fmt: skip
+    vip = resource.spec.get("clusterIP") if resource.kind == "Service" else None
+    if isinstance(vip, str) and vip and vip != "None":
+        path = ("spec", "clusterIP")
+        facts.append(("vip", resource.ref, resource.file, resource.line_of(path),
+                      format_path(path), vip))  # fmt: skip
+    return facts
 
 
 def _plain(value: object) -> object:
@@ -123,6 +132,30 @@ def configurations(facts: Iterable[Fact]) -> list[tuple[str, Any, Any]]:
             ranges = fact[2] if fact[2] is not None else base[2]
             failsafe = fact[3] if fact[3] is not None else base[3]
             out.append((f" on node {name[5:]} (FelixConfiguration {name})", ranges, failsafe))
+    return out
+
+
+def shared(facts: Sequence[Fact]) -> list[Diagnostic]:
+    """A clusterIP, or a nodePort of a protocol, that two Services claim:
+    the API server gives each to one Service only, and a node cannot
+    balance one address to two. Every claim is refused, naming the others:
+    which one was there first is not in the files, and a push that adds a
+    claim must not take a live Service's address over."""
+    claims: dict[tuple[Any, ...], list[Fact]] = {}
+    for fact in facts:
+        if fact[0] in ("port", "vip"):
+            claims.setdefault((fact[0], *fact[5:]), []).append(fact)
+    out = []
+    for (kind, *value), claimants in claims.items():
+        if len({c[1] for c in claimants}) < 2:
+            continue
+        what = f"clusterIP {value[0]}" if kind == "vip" else f"nodePort {value[1]}/{value[0]}"
+        for fact in claimants:
+            others = ", ".join(f"{c[1]} ({c[2]}:{c[3]})" for c in claimants if c[1] != fact[1])
+            out.append(Diagnostic(
+                fact[2], fact[3], fact[1], fact[4],
+                f"{what} is also claimed by {others}: a Service address belongs to one Service",
+            ))  # fmt: skip
     return out
 
 

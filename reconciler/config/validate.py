@@ -388,8 +388,7 @@ def validate_source(
             resources += result.resources
             diagnostics += result.diagnostics
             idents += [(r.kind, r.namespace, r.name, r.file, r.line) for r in result.resources]
-            if every_node:
-                facts += _facts(result.resources)
+            facts += _facts(result.resources)
             continue
         (diag_rows, file_idents, file_facts), full = cached[key]
         diagnostics += _diags(diag_rows)
@@ -398,6 +397,7 @@ def validate_source(
         if full is not None:
             resources += [Resource(*row) for row in full]
     diagnostics += duplicate_findings(idents)
+    diagnostics += node_ports.shared(facts)
     if every_node:
         diagnostics += node_ports.problems(facts)
     if source.skip_kinds or source.strict_kinds:

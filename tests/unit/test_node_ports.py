@@ -85,3 +85,32 @@ def test_a_plan_judges_its_own_node_alone(tmp_path):
     source = from_paths([str(cfg)])
     assert validate_source(source).ok
     assert not validate_source(source, every_node=True).ok
+
+
+def test_a_service_address_two_services_claim_is_refused_on_both(capsys, tmp_path, monkeypatch):
+    """A push adding a Service with a live one's clusterIP or nodePort must
+    not take it over: validation (and so the hook and every plan) refuses
+    both claims, each naming the other; the same port of another protocol,
+    or the same Service listed once, is no conflict."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "a.yaml").write_text(_service(type="NodePort", np=30080))
+    other = _service(type="NodePort", cluster_ip="10.96.0.5", np=30080)
+    (cfg / "b.yaml").write_text(other.replace("name: web", "name: api"))
+    udp = _service(type="NodePort", cluster_ip="10.96.0.9", np=30080, external="192.0.2.11")
+    (cfg / "c.yaml").write_text(udp.replace("name: web", "name: dns").replace("TCP", "UDP"))
+    for cache in (False, True, True):  # cold, then from the validation cache
+        code, out = validate(capsys, cfg, cache)
+        assert code == 1
+        claims = [line.split(": ", 1)[1] for line in out.splitlines() if "claimed" in line]
+        assert claims == [
+            f"Service/shop/web: spec.clusterIP: clusterIP 10.96.0.5 is also claimed by "
+            f"Service/shop/api ({cfg / 'b.yaml'}:6): a Service address belongs to one Service",
+            f"Service/shop/web: spec.ports[0].nodePort: nodePort 30080/TCP is also claimed by "
+            f"Service/shop/api ({cfg / 'b.yaml'}:9): a Service address belongs to one Service",
+            f"Service/shop/api: spec.clusterIP: clusterIP 10.96.0.5 is also claimed by "
+            f"Service/shop/web ({cfg / 'a.yaml'}:6): a Service address belongs to one Service",
+            f"Service/shop/api: spec.ports[0].nodePort: nodePort 30080/TCP is also claimed by "
+            f"Service/shop/web ({cfg / 'a.yaml'}:9): a Service address belongs to one Service",
+        ], out
