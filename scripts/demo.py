@@ -53,7 +53,7 @@ def main() -> int:
         summary = [line for line in r.stdout.splitlines() if "packets transmitted" in line]
         print(summary[0] if summary else r.stderr.strip())
         why = ["--config", CONFIG, "--node", "node-1", "--bpffs-root", sandbox.bpffs_root]
-        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:0/ICMP", "--kernel",
+        reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8/ICMP", "--kernel",
                   *why)  # fmt: skip
         reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8080/TCP", *why)
         banner(f"Service: frontend pod -> ClusterIP {CLUSTER_IP}:80, served by BPF NAT")

@@ -88,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--from", dest="src", metavar="SRC", help="an endpoint name or an IP")
     why.add_argument(
         "--to", dest="dst", metavar="DST:PORT/PROTO",
-        help="e.g. web-0:8080/tcp, or a service: 10.96.0.10:53/udp",
+        help="e.g. web-0:8080/tcp, or a service: 10.96.0.10:53/udp; for ICMP the type in "
+        "place of the port (web-0:8/icmp: an echo request, what ping sends)",
     )  # fmt: skip
     why.add_argument("--kernel", action="store_true", help="also ask the loaded program")
 

@@ -112,7 +112,8 @@ ENDPOINT_ACTED_ON = frozenset(
 # straight (DSR); both need the backend's node to take part. This node
 # masquerades such traffic instead, whichever mode is set (bpf/lib/masq.h).
 EXTERNAL_SERVICE_MODE = (
-    "neither Tunnel nor DSR: external traffic to a backend on another node is masqueraded to "
+    "whichever mode it names, this node does neither Tunnel nor DSR: external traffic to a "
+    "backend on another node is masqueraded to "
     "this node's address (as kube-proxy does), so the backend sees this node, not the client "
     "(externalTrafficPolicy: Local keeps the client's address)"
 )

@@ -81,9 +81,10 @@ def test_external_service_mode_is_named_as_masquerade(mode: str) -> None:
     felix = res("FelixConfiguration", {"bpfExternalServiceMode": mode}, "default")
     (found,) = not_enforced([felix])
     assert found.render() == (
-        "FelixConfiguration/default: spec.bpfExternalServiceMode: not enforced: neither Tunnel "
-        "nor DSR: external traffic to a backend on another node is masqueraded to this node's "
-        "address (as kube-proxy does), so the backend sees this node, not the client "
+        "FelixConfiguration/default: spec.bpfExternalServiceMode: not enforced: whichever mode "
+        "it names, this node does neither Tunnel nor DSR: external traffic to a backend on "
+        "another node is masqueraded to this node's address (as kube-proxy does), so the "
+        "backend sees this node, not the client "
         "(externalTrafficPolicy: Local keeps the client's address)"
     )
 
