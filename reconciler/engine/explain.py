@@ -403,7 +403,12 @@ def explain_service(
             return "\n".join(lines) + "\n"
         lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
     host_ip = int(ipaddress.IPv4Address(host))
-    hep = _host_of(model, host_ip) if hop.node_port else None
+    # A pod of this node is NATed on its own interface: no host endpoint of
+    # this node sees its flow arrive, before NAT or after.
+    hep = _host_of(model, host_ip) if hop.node_port and src_ep is None else None
+    if hop.node_port and src_ep is not None:
+        lines.append(f"from {src_ep.name}, a pod of this node: NATed on its own interface, "
+                     "no host endpoint's policy judges it")  # fmt: skip
     if hep is not None:
         early, steps, decided = _host_arrival(
             resources, node, model, hep, Packet(src_ip, proto, port, 40000)

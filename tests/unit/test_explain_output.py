@@ -257,6 +257,15 @@ def test_a_node_port_meets_the_host_endpoint_before_and_after_nat(capsys, cfg):
         "  compiled program " + out.splitlines()[2].split("compiled program ")[1],
         "Verdict: Deny (before NAT)",
     ]
+    # from a pod of this node: NATed on its own interface, no host endpoint judges it
+    code = main(["--explain", "--from", "web", "--to", "192.168.50.1:30080/tcp",
+                 "--config", str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[1] == (
+        "from shop/web, a pod of this node: NATed on its own interface, no host endpoint's "
+        "policy judges it"
+    ), out
+    assert "n1-eth0" not in out and "shop/web egress: Deny by end of profiles" in out, out
 
 
 def test_external_local_policy_holds_outside_clients_alone(capsys, cfg):
