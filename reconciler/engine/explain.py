@@ -98,11 +98,13 @@ def _number(text: str, top: int) -> int | None:
 
 def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
-    model: Model | None = None,
+    model: Model | None = None, ingress_peer: int | None = None,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
-    program's verdict beside it. `model`: build_model's, when the caller has it."""
+    program's verdict beside it. `model`: build_model's, when the caller has it.
+    `ingress_peer`: the address the receiver sees as the peer, when NAT
+    changed the source (a pod reaching itself through a service: the VIP)."""
     model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
@@ -113,7 +115,8 @@ def explain(
             f"neither {src} nor {host} is a WorkloadEndpoint or HostEndpoint on node {node}"
         )
     sport = 40000
-    packet_to = Packet(src_ip, proto, value, sport)  # as the receiver sees its peer
+    peer_ip = src_ip if ingress_peer is None else ingress_peer
+    packet_to = Packet(peer_ip, proto, value, sport)  # as the receiver sees its peer
     steps: list[tuple[Endpoint, str, Chain, Packet]] = []
     early: list[Finding] = []
     late: list[Finding] = []
@@ -145,9 +148,11 @@ def explain(
         early_h, steps_h = _host_ingress(resources, node, model, dst_hep, packet_to)
         early += early_h
         steps += steps_h
+    judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root)
     if dst_ep is not None:
-        steps.append((dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to))
-    return [*early, *_judge(steps, src_ip, dst_ip, value, proto, kernel_root), *late]
+        ingress = (dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to)
+        judged += _judge([ingress], peer_ip, dst_ip, value, proto, kernel_root)
+    return [*early, *judged, *late]
 
 
 Step = tuple[Endpoint, str, Chain, Packet]
@@ -431,9 +436,13 @@ def explain_service(
         found = []
         if hep is not None:  # forwarded through the endpoint it arrived at
             found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root)
+        hairpin = src_ep is not None and ip == str(ipaddress.IPv4Address(src_ip))
+        if hairpin and src_ep is not None:
+            lines.append(f"  hairpin: {src_ep.name} reaches itself; its ingress sees {host} as "
+                         "the peer (the source is translated to it)")  # fmt: skip
         try:
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
-                             model)
+                             model, host_ip if hairpin else None)
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")

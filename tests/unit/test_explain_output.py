@@ -367,3 +367,22 @@ def test_a_kernel_that_decides_otherwise_exits_2(capsys, cfg, monkeypatch):
         "The loaded programs disagree with the configuration: the kernel drifted or was applied "
         "from another source (reconcile --plan shows what differs).\n"
     )
+
+
+def test_a_pod_reaching_itself_through_its_service_is_judged_with_the_vip(capsys, cfg):
+    """Hairpin: the datapath translates the source to the VIP, so the pod's
+    ingress policy sees the VIP as the peer, not the pod's own address."""
+    service(cfg, (WEB_IP, "n1"))
+    from_vip = POLICY.replace("destination: {ports: [80]}",
+                              "source: {nets: [10.96.0.80/32]}\n    destination: {ports: [80]}")
+    felix_and_web = (cfg / "all.yaml").read_text().split("---\n")[:2]
+    (cfg / "all.yaml").write_text("---\n".join([*felix_and_web, from_vip]))
+    code = main(["--explain", "--from", "web", "--to", "10.96.0.80:8000/tcp", "--config",
+                 str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and (
+        "  hairpin: shop/web reaches itself; its ingress sees 10.96.0.80 as the peer (the "
+        "source is translated to it)\n"
+    ) in out, out
+    # (its own address is not in the rule's nets: judged as itself, it would be denied)
+    assert "shop/web ingress: Allow by policy/shop/web ingress rule 1" in out, out
