@@ -64,7 +64,7 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 			return TC_ACT_UNSPEC;
 		int pol = ps ? rcl_pol_begin(skb, l3_off, RCL_POL_HOST_OUT, ps) : RCL_POL_DROP;
 		if (pol == RCL_POL_NEW && ps)
-			rcl_pol_host_point(ps, 0);
+			rcl_pol_host_point(ps, 0, skb->ingress_ifindex != 0);
 		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
 			st->dropped++;
 			return TC_ACT_SHOT;

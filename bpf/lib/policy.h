@@ -315,13 +315,16 @@ static __always_inline int rcl_pol_host_pre(struct rcl_pol_scratch *ps)
  * (after NAT) is known: the host's own traffic meets the ingress or egress
  * policy, forwarded traffic the applyOnForward policy, and where there is
  * none, the flow passes (and is recorded, so that its replies pass too). A
- * failsafe port from the host passes whatever the policy. */
-static __always_inline void rcl_pol_host_point(struct rcl_pol_scratch *ps, int arriving)
+ * failsafe port from the host passes whatever the policy. `forwarded`: a
+ * leaving packet that arrived on some interface, the host's address on it
+ * or not (a pod's, masqueraded by natOutgoing's iptables rule). */
+static __always_inline void rcl_pol_host_point(struct rcl_pol_scratch *ps, int arriving,
+					       int forwarded)
 {
 	struct rcl_pol_flow *f = &ps->f;
 	if (f->forced)
 		return;
-	int local = rcl_is_host_ip(f->local);
+	int local = !forwarded && rcl_is_host_ip(f->local);
 	__u32 which = arriving ? (local ? RCL_HEP_IN : RCL_HEP_FWD_IN)
 			       : (local ? RCL_HEP_OUT : RCL_HEP_FWD_OUT);
 	__u32 prog = 0;

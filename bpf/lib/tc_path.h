@@ -400,7 +400,7 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 	}
 	int allowed;
 	if (host) {
-		rcl_pol_host_point(ps, 1);
+		rcl_pol_host_point(ps, 1, 0);
 		allowed = rcl_pol_admit(ps, 0);
 	} else {
 		struct rcl_globals *g = rcl_globals.lookup(&zero);

@@ -79,3 +79,46 @@ def test_bpf_disabled_takes_the_chain_away_with_everything_else(node):
     rc, out, _ = node.run("--apply")
     assert rc == 0 and "- iptables/nat-outgoing" in out, out
     assert "RCL-NAT-OUTGOING" not in nat_rules(node)
+
+
+HOST_EGRESS_DENIED = """\
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node-1-eth0, labels: {host-endpoint: data}}
+spec: {node: node-1, interfaceName: eth0, expectedIPs: [192.168.50.1]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: host-egress-denied}
+spec:
+  selector: has(host-endpoint)
+  types: [Egress]
+  egress: [{action: Deny}]
+"""
+
+
+def test_a_masqueraded_pod_flow_is_forwarded_traffic_not_the_hosts(node):
+    """natOutgoing's MASQUERADE gives a pod's packet the node's address
+    before the host endpoint's tc egress sees it: it is still forwarded
+    traffic, judged by applyOnForward policy (none here: it passes), not by
+    the host's own egress policy, which denies the host's own packet."""
+    sandbox = node.sandbox
+    node.felix()
+    node.wep(FRONT)
+    node.write("pool.yaml", POOL.format(nat="true"))
+    node.write("host.yaml", HOST_EGRESS_DENIED)
+    node.apply_converged()
+    assert source_seen(node, sandbox.ext, sandbox.ext_ip) == sandbox.node_ip
+    with entered(sandbox.ext):
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with entered(sandbox.node):
+        host = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with server, host:
+        server.bind((sandbox.ext_ip, 0))
+        server.settimeout(2)
+        host.sendto(b"from the host", (sandbox.ext_ip, server.getsockname()[1]))
+        try:
+            server.recvfrom(100)
+            raise AssertionError("the host's own packet passed its egress Deny")
+        except TimeoutError:
+            pass
