@@ -49,6 +49,10 @@ int rcl_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	st->tx_packets++;
 	st->tx_bytes += skb->len;
+	if (skb->mark == RCL_MARK_OUR_ERROR) { /* the pod's own packet, turned back */
+		skb->mark = 0;
+		return TC_ACT_UNSPEC;
+	}
 	if (st->flags & RCL_IF_POLICY) {
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;

@@ -47,6 +47,10 @@ int rcl_tc_host_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	st->tx_packets++;
 	st->tx_bytes += skb->len;
+	if (skb->mark == RCL_MARK_OUR_ERROR) { /* the sender's own packet, turned back */
+		skb->mark = 0;
+		return TC_ACT_UNSPEC;
+	}
 	if (st->flags & RCL_IF_HOST_ENDPOINT) {
 		__u32 l3_off = rcl_l3_off(st->flags);
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();

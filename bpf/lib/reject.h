@@ -34,6 +34,11 @@
 #define RCL_REJECT_TTL        64
 #define RCL_REJECT_TOS        0xc0 /* IPTOS_PREC_INTERNETCONTROL, as Linux sends errors */
 #define RCL_REJECT_QUOTE_MAX  (60 + 8) /* longest IPv4 header + 8 payload bytes */
+/* skb->mark of an error this datapath made: the sender's own packet turned
+ * back, so the endpoint policy of the interface it leaves by (the sender's
+ * own ingress policy) lets it pass. A pod cannot set it: a packet's mark is
+ * cleared when it crosses from the pod's namespace into the node's. */
+#define RCL_MARK_OUR_ERROR    0x52434c45
 
 struct rcl_icmp_err {
 	__u8 type;
@@ -134,6 +139,7 @@ static __always_inline int rcl_reject(struct __sk_buff *skb, __u32 l3_off, __u16
 		return TC_ACT_SHOT;
 	if (l3_off == ETH_HLEN && rcl_swap_macs(skb, macs))
 		return TC_ACT_SHOT;
+	skb->mark = RCL_MARK_OUR_ERROR;
 	return bpf_redirect(skb->ifindex, 0);
 }
 

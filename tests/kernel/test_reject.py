@@ -464,7 +464,17 @@ def _rejected(node) -> int:
     return pinned_stat(node.sandbox.bpffs_root, nl.NatStat.REJECT_NO_BACKEND)
 
 
-@pytest.mark.parametrize("where", ["pod", "outside"])
+# A client pod whose ingress policy admits nothing: the port unreachable is
+# the datapath's own answer to its packet, not a packet its policy judges.
+ISOLATED = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {{name: isolated, namespace: shop}}
+spec: {{selector: app == "{name}", types: [Ingress]}}
+"""
+
+
+@pytest.mark.parametrize("where", ["pod", "outside", "pod under ingress policy"])
 def test_service_without_endpoints_refuses_fast(node, where: str) -> None:
     """A pod (via its veth) and an outside host (via the data interface) that talk
     to a ClusterIP with no EndpointSlice are refused at once, not left to time
@@ -473,10 +483,12 @@ def test_service_without_endpoints_refuses_fast(node, where: str) -> None:
     client = PODS[0]
     node.felix()
     node.wep(client)
+    if where == "pod under ingress policy":
+        node.write("isolated.yaml", ISOLATED.format(name=client.name))
     node.write("service.yaml", SERVICE.format(vip=E2E_VIP))
     node.apply_converged()
     sb = node.sandbox
-    netns = sb.pod_ns(client) if where == "pod" else sb.ext
+    netns = sb.ext if where == "outside" else sb.pod_ns(client)
     before = _rejected(node)
     for proto, port in (("tcp", 80), ("udp", 53)):
         # TCP: the SYN's port unreachable aborts connect(); UDP: the error is
