@@ -151,7 +151,8 @@ def reconcile_once(
                 source = open_source(dict(spec), use_cache, sources=caches.sources)
                 links, slots, now = check_fresh(plan, source, target)
                 desired, known = desired_state(source, target, links, slots=slots, caches=caches)
-                check_same_changes(plan, desired, now, known, removal_notes(target, caches))
+                notes = removal_notes(target, caches, now)
+                check_same_changes(plan, desired, now, known, notes)
                 observed = None
             else:
                 sources = caches.sources
@@ -434,7 +435,7 @@ def make_plan(
         known_entries = marks.applied_entries(caches.states(target.cache_dir))
         slots = held_slots(observed)  # before the 24,000 policy entries join it
         observed = with_entries(observed, links, known_entries)
-    notes = removal_notes(target, caches)
+    notes = removal_notes(target, caches, observed)
     log.info("observed %d object(s) on %d interface(s); reading the source", len(observed.objects),
              len(links), extra=PROGRESS)  # fmt: skip
     if callable(source):
@@ -632,13 +633,13 @@ def host_facts(target: Target, links: list[Link]) -> Host:
     )  # fmt: skip
 
 
-def removal_notes(target: Target, caches: Caches) -> RemovalNotes:
+def removal_notes(target: Target, caches: Caches, observed: ObservedState) -> RemovalNotes:
     """What names the entries a plan for `target` removes: the snapshot's
     notes, or the state this node last applied (reconciler.plan.notes)."""
     if target.snapshot is not None:
         return target.snapshot.notes
     states = caches.states(target.cache_dir)
-    return RemovalNotes.of(states.applied() if states is not None else None)
+    return RemovalNotes.of(states.applied() if states is not None else None, observed)
 
 
 def check_fresh(

@@ -19,7 +19,7 @@ def take(target: Target, caches: Caches) -> dict[str, Any]:
 
     observed, links = observe(target.bpffs_root, target.netns)
     host = host_facts(target, links)
-    notes = removal_notes(target, caches).for_observed(observed)
+    notes = removal_notes(target, caches, observed).for_observed(observed)
     snap = snapshots.Snapshot(
         target.node,
         target.bpffs_root,

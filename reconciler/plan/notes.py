@@ -29,9 +29,16 @@ class RemovalNotes:
     services: Mapping[int, Info] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, applied: DesiredState | None) -> RemovalNotes:
-        """The notes the state last applied gives (none without one)."""
+    def of(cls, applied: DesiredState | None, observed: ObservedState) -> RemovalNotes:
+        """The notes the state last applied gives, when it was applied to
+        the kernel `observed` was read from: one of its program sets is
+        there (a set's name hashes its build, the bpffs root's pin paths
+        with it). None without such a state: a cache directory shared by
+        several sandbox nodes holds the last one applied to any of them."""
         if applied is None:
+            return NO_NOTES
+        programs = [a for a, o in applied.objects.items() if o.kind is ObjKind.PROG]
+        if not any(a in observed.objects for a in programs):
             return NO_NOTES
         return cls(applied.objects, applied.table_info)
 

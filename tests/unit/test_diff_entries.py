@@ -45,11 +45,20 @@ def test_entries_equal_by_identity_or_value_and_removed_without_info():
     assert planned[1].info == {} and planned[1].before == {"action": "deny", "rule": 0}
 
 
+# A program set of the state applied: the kernel it was applied to holds it.
+SET = Obj("prog/tc@h1", ObjKind.PROG, {"programs": ["rcl_tc_ingress"]})
+ITS_KERNEL = ObservedState({SET.address: SET})
+
+
+def applied_state(objects: dict[str, Obj], **fields) -> DesiredState:
+    return DesiredState("n1", True, {SET.address: SET, **objects}, **fields)
+
+
 def test_a_removed_entry_is_named_by_the_state_last_applied_when_it_wrote_exactly_it():
     info = {"policy": "policy/shop/web ingress rule 1"}
     wrote = {"action": "allow", "rule": 0}
-    applied = DesiredState("n1", True, {GONE: Obj(GONE, ObjKind.ENTRY, wrote, info)})
-    notes = RemovalNotes.of(applied)
+    applied = applied_state({GONE: Obj(GONE, ObjKind.ENTRY, wrote, info)})
+    notes = RemovalNotes.of(applied, ITS_KERNEL)
     held = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, dict(wrote))})  # decoded
     (change,) = diff(DesiredState("n1", True, {}), held, notes=notes)
     assert change.action is Action.DELETE and change.info == info
@@ -57,7 +66,10 @@ def test_a_removed_entry_is_named_by_the_state_last_applied_when_it_wrote_exactl
     other = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, {"action": "deny", "rule": 0})})
     (change,) = diff(DesiredState("n1", True, {}), other, notes=notes)
     assert change.info == {}
-    assert RemovalNotes.of(None) is NO_NOTES
+    assert RemovalNotes.of(None, ITS_KERNEL) is NO_NOTES
+    # a state applied to another kernel (another sandbox node sharing the
+    # cache directory): none of its program sets is here, no names
+    assert RemovalNotes.of(applied, held) is NO_NOTES
 
 
 def _service_entries(vip: str, svc_id: int) -> dict[bytes, bytes]:
@@ -73,8 +85,9 @@ def test_a_removed_service_entry_is_named_by_its_service_id():
     table = {**_service_entries("10.96.0.1", named), **_service_entries("10.96.0.2", unknown)}
     held = ObservedState({}, (), {nat.MAP_NAT_FE: table})
     service = {"service": "shop/web:http/tcp", "frontend": "nat/10.96.0.1:80/tcp"}
-    applied = DesiredState("n1", True, {}, table_info={named: service})
-    changes = diff(DesiredState("n1", True, {}), held, notes=RemovalNotes.of(applied))
+    applied = applied_state({}, table_info={named: service})
+    notes = RemovalNotes.of(applied, ITS_KERNEL)
+    changes = diff(DesiredState("n1", True, {}), held, notes=notes)
     assert {c.address: dict(c.info) for c in changes} == {
         "map/rcl_nat_fe/10.96.0.1:80/tcp": service,
         "map/rcl_nat_fe/10.96.0.2:80/tcp": {},
@@ -90,12 +103,11 @@ def test_a_snapshot_carries_the_notes_of_the_entries_it_holds():
     observed = ObservedState({GONE: Obj(GONE, ObjKind.ENTRY, dict(wrote))}, (), {
         nat.MAP_NAT_FE: table,
     })  # fmt: skip
-    applied = DesiredState(
-        "n1", True,
+    applied = applied_state(
         {GONE: Obj(GONE, ObjKind.ENTRY, wrote, info), KEPT: Obj(KEPT, ObjKind.ENTRY, wrote, info)},
         table_info={7: {"service": "a/b:c/tcp"}, 8: {"service": "gone/d:e/tcp"}},
     )  # fmt: skip
-    notes = RemovalNotes.of(applied).for_observed(observed)
+    notes = RemovalNotes.of(applied, ITS_KERNEL).for_observed(observed)
     assert set(notes.objects) == {GONE} and set(notes.services) == {7}
     snap = snapshots.Snapshot("n1", "/sys/fs/bpf/x", "t", observed, (), {}, notes)
     back = snapshots.load(snapshots.dump(snap))
