@@ -37,8 +37,8 @@ class RemovalNotes:
         several sandbox nodes holds the last one applied to any of them."""
         if applied is None:
             return NO_NOTES
-        programs = [a for a, o in applied.objects.items() if o.kind is ObjKind.PROG]
-        if not any(a in observed.objects for a in programs):
+        held = observed.objects
+        if not any(o.kind is ObjKind.PROG and a in held for a, o in applied.objects.items()):
             return NO_NOTES
         return cls(applied.objects, applied.table_info)
 
