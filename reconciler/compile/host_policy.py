@@ -17,7 +17,15 @@ from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.policy import Program
-from reconciler.compile.policy_model import DENY, Chain, Model, Packet, evaluate
+from reconciler.compile.policy_model import (
+    DENY,
+    POLICY_KINDS,
+    Chain,
+    Model,
+    Packet,
+    evaluate,
+    policy_label,
+)
 from reconciler.compile.programs import Programs
 from reconciler.datapath.maps import host_types as ht
 from reconciler.datapath.maps import policy_types as pl
@@ -119,6 +127,39 @@ def failsafe_notes(
                     )
                     break
     return notes
+
+
+# What names addresses on a rule's side (an entity's fields).
+ADDRESS_FIELDS = ("nets", "notNets", "selector", "notSelector", "namespaceSelector",
+                  "serviceAccounts")  # fmt: skip
+
+
+def forward_side_notes(model: Model, resources: Iterable[Any]) -> list[str]:
+    """Rules of a host endpoint's applyOnForward policy that name addresses
+    on the endpoint's own side (an ingress rule's destination, an egress
+    rule's source): this dataplane matches that side against the endpoint's
+    expectedIPs, for forwarded traffic too, not against the forwarded
+    packet's own address. The plan says so; the rule is not silently dead
+    (or everywhere) for what the node forwards."""
+    by_label = {policy_label(r): r for r in resources if r.kind in POLICY_KINDS}
+    notes = set()
+    for (name, chain_name), chain in model.chains.items():
+        if not chain_name.startswith("forward-"):
+            continue
+        direction = chain_name.removeprefix("forward-")
+        side = "destination" if direction == "ingress" else "source"
+        for label in {p for tier in chain.tiers for p in tier.policies}:
+            res = by_label.get(label)
+            rules = res.spec.get(direction) if res is not None else None
+            for i, raw in enumerate(rules if isinstance(rules, list) else ()):
+                entity = raw.get(side) if isinstance(raw, Mapping) else None
+                if isinstance(entity, Mapping) and any(entity.get(f) for f in ADDRESS_FIELDS):
+                    notes.add(
+                        f"{label} {direction} rule {i + 1}: for traffic HostEndpoint/{name} "
+                        f"forwards (applyOnForward), its {side} is matched against the "
+                        f"endpoint's own addresses (expectedIPs), not the packet's {side}"
+                    )
+    return sorted(notes)
 
 
 def untracked_net_entries(program: Program) -> tuple[list[tuple[str, str, dict[str, Any]]], int]:

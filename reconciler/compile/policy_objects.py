@@ -134,6 +134,7 @@ def policy_objects(
         address = Address.entry_text(name, key)
         objects.append(Obj(address, ObjKind.ENTRY, attrs, info))
     notes = host_policy.failsafe_notes(model, hosts, failsafe)
+    notes += host_policy.forward_side_notes(model, resources) if hosts else []
     index = inc.index_of(resources, node, workloads, hosts, failsafe, model.selections)
     return inc.Incremental(
         list({o.address: o for o in objects}.values()),

@@ -191,3 +191,40 @@ def test_explain_a_pods_flow_to_its_node_by_the_endpoint_to_host_action() -> Non
             f"defaultEndpointToHostAction {action}"
         ), found
         assert all(f.direction != "ingress (to the host)" for f in found)
+
+
+def test_an_applyonforward_rule_naming_the_endpoints_own_side_is_noted() -> None:
+    """For forwarded traffic the endpoint's side of a rule is matched against
+    its expectedIPs, not the packet's address: the plan says so, for that
+    rule alone (the remote side, and the host's own chains, are judged as
+    written)."""
+    from reconciler.compile.host_policy import forward_side_notes
+
+    forward = """\
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: fwd}
+spec:
+  selector: role == "uplink"
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - {action: Deny, protocol: TCP, destination: {nets: [10.65.0.21/32], ports: [8081]}}
+  - {action: Allow, source: {nets: [192.168.50.0/24]}}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: own-only}
+spec:
+  selector: role == "uplink"
+  types: [Ingress]
+  ingress: [{action: Allow, destination: {nets: [192.168.50.1/32]}}]
+"""
+    resources = load(CONFIG + forward, "c.yaml").resources
+    assert forward_side_notes(build_model(resources, "n1"), resources) == [
+        "policy/fwd ingress rule 1: for traffic HostEndpoint/h forwards (applyOnForward), its "
+        "destination is matched against the endpoint's own addresses (expectedIPs), not the "
+        "packet's destination"
+    ]
+    assert forward_side_notes(model(), load(CONFIG, "c.yaml").resources) == []
