@@ -98,13 +98,15 @@ def _number(text: str, top: int) -> int | None:
 
 def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
-    model: Model | None = None, ingress_peer: int | None = None,
+    model: Model | None = None, ingress_peer: int | None = None, arrival: bool = True,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
     program's verdict beside it. `model`: build_model's, when the caller has it.
     `ingress_peer`: the address the receiver sees as the peer, when NAT
-    changed the source (a pod reaching itself through a service: the VIP)."""
+    changed the source (a pod reaching itself through a service: the VIP).
+    `arrival`: judge a flow from outside by the host endpoint it arrives at
+    (False: the caller did, a NodePort's)."""
     model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
@@ -148,6 +150,11 @@ def explain(
         early_h, steps_h = _host_ingress(resources, node, model, dst_hep, packet_to)
         early += early_h
         steps += steps_h
+    outside = arrival and src_ep is None and src_hep is None and dst_ep is not None
+    forwarder = _forwarding_endpoint(model) if outside else None
+    if forwarder is not None:  # from outside to a pod, through the endpoint it arrives at
+        chain = model.chains[(forwarder.name, "forward-ingress")]
+        steps.append((forwarder, "forward-ingress", chain, packet_to))
     judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root)
     if dst_ep is not None:
         ingress = (dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to)
@@ -156,6 +163,16 @@ def explain(
 
 
 Step = tuple[Endpoint, str, Chain, Packet]
+
+
+def _forwarding_endpoint(model: Model) -> Endpoint | None:
+    """The host endpoint a flow from outside arrives at, when that is known
+    without the routes and matters: the node's one host endpoint with
+    applyOnForward ingress policy. (Without such policy the datapath passes
+    forwarded flows; with several such endpoints, which one depends on the
+    interface the flow arrives by, which explain does not know.)"""
+    judging = [h for h in model.host_endpoints if model.chains[(h.name, "forward-ingress")].tiers]
+    return judging[0] if len(judging) == 1 and len(model.host_endpoints) == 1 else None
 
 
 def _judge(
@@ -442,7 +459,7 @@ def explain_service(
                          "the peer (the source is translated to it)")  # fmt: skip
         try:
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
-                             model, host_ip if hairpin else None)
+                             model, host_ip if hairpin else None, not hop.node_port)
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")

@@ -306,6 +306,13 @@ def test_prednat_denies_a_nodeport_from_one_source_and_apply_on_forward(host):
         assert "  node-1-eth0 forward-ingress: Allow by policy/forward-only-3 ingress rule 1 " \
             "(tier default)" in allowed and allowed[-1] == "Verdict: Allow", allowed
         assert sum("(agrees)" in line for line in allowed) == 2, allowed  # forward and back0's
+        # straight to the pod from outside, no NodePort: the same forward policy
+        assert svc.request("tcp", BACK.ip, 8080, ns=sb.ext)[0].startswith("ERR")
+        rc, out, err = node.run("--explain", "--from", "192.168.50.2", "--to",
+                                f"{BACK.ip}:8080/tcp", "--kernel")  # fmt: skip
+        assert rc == 0 and "node-1-eth0 forward-ingress: Deny by tier/default default action " \
+            "(tier default)\n" in out and out.endswith("Verdict: Deny\n"), out + err
+        assert "kernel: Deny by tier/default default action (agrees)" in out, out
     finally:
         svc.stop()
 

@@ -386,3 +386,30 @@ def test_a_pod_reaching_itself_through_its_service_is_judged_with_the_vip(capsys
     ) in out, out
     # (its own address is not in the rule's nets: judged as itself, it would be denied)
     assert "shop/web ingress: Allow by policy/shop/web ingress rule 1" in out, out
+
+
+def test_a_flow_from_outside_to_a_pod_meets_the_forward_policy_of_its_host_endpoint(
+    capsys, cfg
+):
+    """The node's one host endpoint with applyOnForward ingress policy judges
+    what it forwards from outside to a pod, before the pod's own policy."""
+    forward = NODE_PORT.split("---\n")[0] + (
+        "---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n"
+        "metadata: {name: no-forward-from-one}\n"
+        "spec: {selector: has(host-endpoint), applyOnForward: true, types: [Ingress],\n"
+        "       ingress: [{action: Deny, source: {nets: [192.0.2.9/32]}}, {action: Allow}]}\n"
+    )  # fmt: skip
+    (cfg / "host.yaml").write_text(forward)
+    lines = explain(capsys, cfg, f"{WEB_IP}:80/tcp").splitlines()
+    assert lines[0] == (
+        "n1-eth0 forward-ingress: Deny by policy/no-forward-from-one ingress rule 1 (tier default)"
+    ), lines
+    assert lines[-1] == "Verdict: Deny", lines
+    # from another source: the forward policy allows, the pod's own decides
+    code = main(["--explain", "--from", "192.0.2.10", "--to", f"{WEB_IP}:80/tcp", "--config",
+                 str(cfg), "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[0].startswith(
+        "n1-eth0 forward-ingress: Allow by policy/no-forward-from-one ingress rule 2"
+    ), out
+    assert "shop/web ingress: Allow by policy/shop/web ingress rule 1" in out, out
