@@ -117,11 +117,9 @@ def validate_mode(args: argparse.Namespace) -> int:
         # --apply would not
         import dataclasses
 
-        from reconciler.config.diagnostics import Diagnostic
+        from reconciler.config.diagnostics import empty_source
 
-        empty = Diagnostic(src.description, 1, "-", "(source)",
-                           "holds no configuration file (*.yaml, *.yml): nothing was validated; "
-                           "pass --allow-empty if that is meant")  # fmt: skip
+        empty = empty_source(src.description, "pass --allow-empty")
         result = dataclasses.replace(result, diagnostics=(*result.diagnostics, empty))
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))

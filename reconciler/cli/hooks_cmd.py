@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from reconciler.cli.exit_codes import EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
-    from reconciler.config.diagnostics import Diagnostic
     from reconciler.gitops.signatures import Keyring
 
 ZERO = "0" * 40
@@ -64,15 +63,6 @@ def _pushed(lines: Sequence[str]) -> list[tuple[str, str, str]]:
     return [tuple(line.split()[:3]) for line in lines if len(line.split()) >= 3]  # type: ignore[misc]
 
 
-def _empty(description: str) -> Diagnostic:
-    """The diagnostic --validate gives a source with no configuration file."""
-    from reconciler.config.diagnostics import Diagnostic
-
-    return Diagnostic(description, 1, "-", "(source)",
-                      "holds no configuration file (*.yaml, *.yml): nothing was validated; "
-                      "install the hooks with --allow-empty if that is meant")  # fmt: skip
-
-
 def _open_keyring(keyring_dir: str | None) -> Keyring | None:
     from reconciler.gitops.signatures import Keyring
 
@@ -83,6 +73,7 @@ def pre_receive(
     lines: Sequence[str], git_dir: str, keyring_dir: str | None, allow_empty: bool = False
 ) -> int:
     # Only what validation needs is imported: a push waits for this process.
+    from reconciler.config.diagnostics import empty_source
     from reconciler.config.repo_config import for_commit
     from reconciler.config.source import SourceError, default_cache_dir, from_git
     from reconciler.config.validate import validate_source
@@ -118,7 +109,7 @@ def pre_receive(
         diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
         errors = [d for d in diags if d.severity.value == "error"]
         if result.files == 0 and not allow_empty:  # as --validate and every node refuse it
-            errors.append(_empty(src.description))
+            errors.append(empty_source(src.description, "install the hooks with --allow-empty"))
         if errors:
             from reconciler.cli import render
 

@@ -77,3 +77,12 @@ class Diagnostic:
             "message": self.message,
             "severity": self.severity.value,
         }
+
+
+def empty_source(description: str, opt_in: str) -> Diagnostic:
+    """A source with no configuration file at all (a mistyped or empty
+    directory, a tree of files the walk skips): nothing was validated, so it
+    is not valid; `opt_in` says how to mean it ("pass --allow-empty")."""
+    return Diagnostic(description, 1, NO_RESOURCE, "(source)",
+                      "holds no configuration file (*.yaml, *.yml): nothing was validated; "
+                      f"{opt_in} if that is meant")  # fmt: skip
