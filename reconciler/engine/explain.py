@@ -167,12 +167,14 @@ Step = tuple[Endpoint, str, Chain, Packet]
 
 def _forwarding_endpoint(model: Model) -> Endpoint | None:
     """The host endpoint a flow from outside arrives at, when that is known
-    without the routes and matters: the node's one host endpoint with
-    applyOnForward ingress policy. (Without such policy the datapath passes
-    forwarded flows; with several such endpoints, which one depends on the
+    without the routes and matters: the node's only host endpoint, when it
+    has applyOnForward ingress policy. (Without such policy the datapath
+    passes forwarded flows; with several endpoints, which one depends on the
     interface the flow arrives by, which explain does not know.)"""
-    judging = [h for h in model.host_endpoints if model.chains[(h.name, "forward-ingress")].tiers]
-    return judging[0] if len(judging) == 1 and len(model.host_endpoints) == 1 else None
+    hosts = model.host_endpoints
+    if len(hosts) == 1 and model.chains[(hosts[0].name, "forward-ingress")].tiers:
+        return hosts[0]
+    return None
 
 
 def _judge(
