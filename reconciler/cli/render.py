@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # Re-exported: the other modes print diagnostics and JSON through this module too.
@@ -161,6 +161,44 @@ def summary_line(table: str, action: Action, group: list[Change]) -> str:
     return f"  {action.symbol:>3} {len(group):,} {noun} in {table}{per}"
 
 
+def backend_moves(changes: Sequence[Change]) -> dict[int, str]:
+    """For each service whose backend list changes, a line naming the
+    backends that leave and join it, keyed by the index in `changes` of its
+    first backend entry. Backends fill a service's slots in order, so one
+    that leaves shifts the rest into other slots; the slots' own changes do
+    not say which backend went. Slots the plan leaves alone hold the same
+    backend before and after, so the changed slots alone tell it. A list is
+    its slots' address prefix (the service id): a removed slot may carry no
+    note of its service (reconciler.plan.notes)."""
+    first: dict[str, int] = {}
+    label: dict[str, str] = {}
+    before: dict[str, list[str]] = {}
+    after: dict[str, list[str]] = {}
+    for i, c in enumerate(changes):
+        if c.kind is not ObjKind.ENTRY or backend_ordinal(c.address) is None:
+            continue
+        group = c.address.rsplit("/", 1)[0]
+        first.setdefault(group, i)
+        if (service := c.info.get("service")) and group not in label:
+            local = str(c.info.get("frontend", "")).endswith("local endpoints")
+            label[group] = f"{service}{' (local endpoints)' if local else ''}"
+        if c.before and c.action is not Action.CREATE:
+            before.setdefault(group, []).append(_endpoint(c.before))
+        if c.after and c.action is not Action.DELETE:
+            after.setdefault(group, []).append(_endpoint(c.after))
+    out = {}
+    for group, index in first.items():
+        old, new = before.get(group, []), after.get(group, [])
+        moves = [*(f"- {e}" for e in old if e not in new), *(f"+ {e}" for e in new if e not in old)]
+        if moves:
+            out[index] = f"backends of {label.get(group, group)}: {', '.join(moves)}"
+    return out
+
+
+def _endpoint(attrs: Mapping[str, Any]) -> str:
+    return f"{attrs.get('ip')}:{attrs.get('port')}"
+
+
 def render_plan(
     plan: Plan, detail: bool = False, color: bool = False, node_source: str = ""
 ) -> str:
@@ -182,7 +220,8 @@ def render_plan(
     summarised = {} if detail else _summaries(plan.changes, tables)
     big = {table for table, _ in summarised}
     done: set[tuple[str, Action]] = set()
-    for c, table in zip(plan.changes, tables, strict=True):
+    moves = backend_moves(plan.changes)
+    for i, (c, table) in enumerate(zip(plan.changes, tables, strict=True)):
         if table is not None and table in big:
             key = (table, c.action)
             if key not in done:
@@ -191,6 +230,8 @@ def render_plan(
                 lines.append(_paint(line, _COLORS[c.action.symbol], color))
             continue
         lines.append(_paint(change_line(c), _COLORS[c.action.symbol], color))
+        if i in moves:
+            lines.append(f"        {moves[i]}")
     if summarised:
         lines += ["", "(map entries summarised: --detail lists every one)"]
     s = summarize(plan.changes)

@@ -168,3 +168,33 @@ def test_a_sized_map_names_its_setting_and_conntrack_its_buckets():
         "(bpfMapSizeConntrack: 131,072, 18,725 buckets of 7 entries)"
     ) in text
     assert "max_entries=70000  (bpfMapSizeNATFrontend: 70,000)" in text
+
+
+def test_a_backend_that_leaves_is_named_not_only_the_slots_it_shifts():
+    """Backends fill slots in order: removing the first moves the others
+    down a slot. The plan names the backend that left (and the one that
+    joined), under the service's first slot line, with or without the
+    removed slot's note."""
+    fe = "map/rcl_nat_fe/10.96.0.1:80/tcp"
+    be = "map/rcl_nat_be/00000007/{}"
+    info = {"frontend": "nat/10.96.0.1:80/tcp", "service": "shop/web:http/tcp"}
+
+    def state(ips, kind):
+        objs = [Obj(fe, ObjKind.ENTRY, {"svc_id": 7, "count": len(ips)}, info)]
+        objs += [
+            Obj(be.format(i), ObjKind.ENTRY, {"ip": ip, "port": 8080}, info)
+            for i, ip in enumerate(ips)
+        ]
+        return kind(*objs)
+
+    gone = render_plan(_plan(diff(state(["10.0.0.2", "10.0.0.3"], desired),
+                                  state(["10.0.0.1", "10.0.0.2", "10.0.0.3"], observed))))
+    lines = gone.splitlines()
+    first = next(i for i, line in enumerate(lines) if be.format(0) in line)
+    assert lines[first + 1] == "        backends of shop/web:http/tcp: - 10.0.0.1:8080"
+    assert gone.count("backends of") == 1
+    swapped = render_plan(_plan(diff(state(["10.0.0.1", "10.0.0.4"], desired),
+                                     state(["10.0.0.1", "10.0.0.2"], observed))))
+    assert "backends of shop/web:http/tcp: - 10.0.0.2:8080, + 10.0.0.4:8080" in swapped
+    same = render_plan(_plan(diff(state(["10.0.0.1"], desired), state(["10.0.0.1"], observed))))
+    assert "backends of" not in same
