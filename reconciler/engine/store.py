@@ -15,6 +15,7 @@ run that changes one service:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -577,6 +578,14 @@ class StateStore:
                 needed.add(base)
         if self._base is not None:
             needed.add(self._base[0].name)
+        # the state the kernel holds: what names its removals and recognises
+        # its tables, however many plans of other configurations came after
+        applied = self._applied_record()
+        if applied is not None:
+            needed.add(applied[0])
+            with contextlib.suppress(OSError), open(path.parent / applied[0], "rb") as fh:
+                if (base := base_of(fh.read(_HEADER.size))) is not None:
+                    needed.add(base)
         for stale in stored:
             if stale.name not in needed:
                 stale.unlink(missing_ok=True)

@@ -139,3 +139,22 @@ def test_a_state_that_keeps_most_entries_of_its_base_is_stored_as_their_changes(
     assert store.base_of(states.path("rebuilt").read_bytes()) is None
     again = Caches().states(tmp_path).load("rebuilt")
     assert again is not None and again[0] == _entries_state(fresh)
+
+
+def test_the_applied_state_outlives_the_plans_other_processes_store_after_it(tmp_path):
+    """A node's store keeps a few recent states; plans of other
+    configurations (an operator's --plan beside the watcher) must not push
+    out the one the kernel holds: it names the plan's removals."""
+    applied = small_state(5)
+    node = Caches().states(tmp_path)
+    assert node is not None
+    node.store("applied", applied)
+    node.note_applied(applied)
+    for i in range(12):
+        other = Caches().states(tmp_path)
+        assert other is not None
+        other.store(f"plan{i}", small_state(100 + i), keep=3)
+    assert node.path("applied").exists()
+    assert not node.path("plan0").exists()  # the others are pruned as before
+    later = Caches().states(tmp_path).applied()
+    assert later is not None and later == applied
