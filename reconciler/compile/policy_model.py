@@ -178,6 +178,8 @@ class Verdict:
     action: str  # Allow or Deny
     ref: str  # the rule, tier default or end of profiles that decided
     tier: str = ""
+    # the tiers passed on the way, each "tier T: <the Pass rule or default>"
+    passed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,16 +218,20 @@ def alt_matches(alt: Alt, p: Packet) -> bool:
 
 def evaluate(chain: Chain, p: Packet) -> Verdict:
     """Calico's verdict for a packet on an endpoint with this chain."""
+    passed: list[str] = []
     for tier in chain.tiers:
         decided = _walk(tier.rules, p)
         if decided is not None and decided.action != PASS:
-            return Verdict(decided.action, decided.ref, tier.name)
+            return Verdict(decided.action, decided.ref, tier.name, tuple(passed))
         if decided is None and tier.default_action == DENY:
-            return Verdict(DENY, f"tier/{tier.name} default action", tier.name)
+            return Verdict(DENY, f"tier/{tier.name} default action", tier.name, tuple(passed))
+        by = decided.ref if decided is not None else "its default action"
+        passed.append(f"tier {tier.name}: Pass by {by}")
     decided = _walk(chain.profiles, p)
     if decided is not None and decided.action in (ALLOW, DENY):
-        return Verdict(decided.action, decided.ref, "profiles")
-    return Verdict(chain.end_action, chain.end_ref, "profiles" if chain.profiles else "")
+        return Verdict(decided.action, decided.ref, "profiles", tuple(passed))
+    where = "profiles" if chain.profiles else ""
+    return Verdict(chain.end_action, chain.end_ref, where, tuple(passed))
 
 
 def _walk(rules: Iterable[Rule], p: Packet) -> Rule | None:

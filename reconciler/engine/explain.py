@@ -48,6 +48,7 @@ class Finding:
     prog_id: int
     compiled_agrees: bool
     kernel: str = ""  # with --kernel: what the loaded program said
+    passed: tuple[str, ...] = ()  # the tiers a Pass sent the packet through
 
 
 def _resolve(model: Model, text: str) -> tuple[int, Endpoint | None]:
@@ -190,7 +191,7 @@ def _judge(
         c = verdict_of(program, packet)
         where = direction if ep.peer.kind != "HostEndpoint" else _host_label(direction)
         found = Finding(ep.name, where, v.action, v.ref, v.tier, program.prog_id,
-                        (c.action, c.ref) == (v.action, v.ref))  # fmt: skip
+                        (c.action, c.ref) == (v.action, v.ref), passed=v.passed)  # fmt: skip
         if kernel_root is not None:
             a = str(ipaddress.IPv4Address(src_ip))
             b = str(ipaddress.IPv4Address(dst_ip))
@@ -609,6 +610,7 @@ def render(findings: Sequence[Finding], dst: str = "") -> str:
     for f in findings:
         where = f" (tier {f.tier})" if f.tier else ""
         lines.append(f"{f.endpoint} {f.direction}: {f.action} by {f.ref}{where}")
+        lines += [f"  passed {p}" for p in f.passed]
         if f.prog_id:
             lines.append(
                 f"  compiled program {f.prog_id:08x} agrees: "

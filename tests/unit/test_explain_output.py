@@ -413,3 +413,28 @@ def test_a_flow_from_outside_to_a_pod_meets_the_forward_policy_of_its_host_endpo
         "n1-eth0 forward-ingress: Allow by policy/no-forward-from-one ingress rule 2"
     ), out
     assert "shop/web ingress: Allow by policy/shop/web ingress rule 1" in out, out
+
+
+def test_the_tiers_a_pass_skips_are_named_before_the_deciding_rule(capsys, cfg):
+    """A Pass ends a tier without a verdict: explain names each tier passed
+    and what passed it, under the rule that decided."""
+    (cfg / "tier.yaml").write_text("""\
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: security}
+spec: {order: 10}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: security.hand-on}
+spec:
+  tier: security
+  selector: all()
+  ingress: [{action: Pass, protocol: TCP}]
+""")
+    lines = explain(capsys, cfg, "web:80/tcp").splitlines()
+    assert lines[:2] == [
+        "shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)",
+        "  passed tier security: Pass by policy/security.hand-on ingress rule 1",
+    ]
+    assert lines[-1] == "Verdict: Allow"

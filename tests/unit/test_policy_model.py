@@ -262,11 +262,23 @@ spec:
     # ICMP: Passed by default and by late, kube-baseline allows it
     floor = ("Allow", "policy/kube-baseline.floor ingress rule 1")
     assert verdict(m, "ingress", "10.9.9.9", 1, 8 << 8) == floor
+    # and the verdict names the tiers it passed through, and what passed it
+    icmp = evaluate(chain, Packet(ip("10.9.9.9"), 1, 8 << 8, 0))
+    assert icmp.passed == (
+        "tier kube-admin: Pass by its default action",
+        "tier default: Pass by policy/shop/web-tcp80 ingress rule 2",
+        "tier late: Pass by policy/late.deny-tcp ingress rule 2",
+    )
+    assert evaluate(chain, Packet(ip("10.9.9.9"), 6, 80, 40000)).passed == (
+        "tier kube-admin: Pass by its default action",
+    )
 
 
 def test_pass_from_last_tier_reaches_profiles():
     m = model(np("p", "selector: all()\ningress:\n- action: Pass\n  protocol: TCP\n"))
     assert verdict(m, "ingress", "1.1.1.1", 6, 1) == ("Allow", "profile/kns.shop ingress rule 1")
+    passed = evaluate(m.chains[("shop/web", "ingress")], Packet(ip("1.1.1.1"), 6, 1, 40000))
+    assert passed.passed == ("tier default: Pass by policy/shop/p ingress rule 1",)
     assert verdict(m, "ingress", "1.1.1.1", 17, 1) == ("Deny", "tier/default default action")
 
 
