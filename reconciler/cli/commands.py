@@ -253,7 +253,9 @@ def plan_mode(args: argparse.Namespace) -> int:
     if args.out:
         plan.dump(args.out)
     if args.json:
-        emit_json(plan.as_json())
+        from reconciler.cli.change_summary import json_resource_changes
+
+        emit_json({**plan.as_json(), **json_resource_changes(args, plan, sources=caches.sources)})
     else:
         sys.stdout.write(render_plan(args, plan))
         from reconciler.cli.change_summary import print_resource_changes

@@ -146,6 +146,10 @@ def test_push_converges_the_watching_node_and_a_bad_push_is_refused(node, tmp_pa
         '~ WorkloadEndpoint/shop/front0: spec.ipNetworks[0]: "10.65.0.10/32" -> "10.65.0.11/32"'
         in out
     ), out
+    rc, out, err = node.run("--plan", "--json", *one_shot)
+    assert rc == 2, out + err
+    since = json.loads(out)["resource_changes"]
+    assert since["since"] == first and "+ WorkloadEndpoint/shop/back0" in since["changes"], since
 
 
 def test_a_remote_never_fetched_fails_the_pass_until_it_can_be(node, tmp_path):
