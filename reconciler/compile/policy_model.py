@@ -35,6 +35,8 @@ NS_LABEL = "projectcalico.org/namespace"
 ORCH_LABEL = "projectcalico.org/orchestrator"
 SA_LABEL = "projectcalico.org/serviceaccount"
 NAME_LABEL = "projectcalico.org/name"
+# the prefixes of the labels a namespace's and a service account's profile give
+OWNER_PREFIXES = ("pcns.", "pcsa.")
 DIRECTIONS = ("ingress", "egress")
 
 ALLOW, DENY, PASS, LOG = "Allow", "Deny", "Pass", "Log"
@@ -315,9 +317,13 @@ class _Ctx:
                     iface = str(r.spec.get("interfaceName") or "")
                     hosts.append(Endpoint(peer, r.name, iface, profiles))
             elif r.kind in ("NetworkSet", "GlobalNetworkSet"):
-                peers.append(
-                    Peer(r.ref, r.kind, r.namespace, _labels(r), _nets(r.spec.get("nets")))
-                )
+                labels = _labels(r)
+                if r.namespace is not None:
+                    # as Calico's: the namespace label, and what its namespace's
+                    # profile gives (its kns.<ns> profile is the set's profile)
+                    labels = self._with_profiles(labels, [f"kns.{r.namespace}"])
+                    labels[NS_LABEL] = r.namespace
+                peers.append(Peer(r.ref, r.kind, r.namespace, labels, _nets(r.spec.get("nets"))))
         self.peers = tuple(peers)
         self.local = tuple(sorted(local, key=lambda e: e.name))
         self.hosts = tuple(sorted(hosts, key=lambda e: e.name))
@@ -352,10 +358,14 @@ class _Ctx:
 
     def _wep(self, r: Resource) -> Peer:
         ns = r.namespace or ""
-        labels = self._with_profiles(_labels(r), r.spec.get("profiles"))
+        # A pod's own namespace and service account labels are dropped, as
+        # Calico drops them: a pod cannot claim another namespace's labels.
+        own = {k: v for k, v in _labels(r).items() if not k.startswith(OWNER_PREFIXES)}
+        labels = self._with_profiles(own, r.spec.get("profiles"))
         labels[NS_LABEL] = ns
         labels[ORCH_LABEL] = str(r.spec.get("orchestrator") or "k8s")
-        sa = r.spec.get("serviceAccountName")
+        # the spec's service account, else the label (which the spec overrides)
+        sa = r.spec.get("serviceAccountName") or own.get(SA_LABEL)
         sa_labels: dict[str, str] = {}
         if sa:
             labels[SA_LABEL] = str(sa)
@@ -720,7 +730,14 @@ class _Resolver:
         sel_text = entity.get(selector_field)
         ns_text = entity.get("namespaceSelector") if selector_field == "selector" else None
         sa = entity.get("serviceAccounts") if selector_field == "selector" else None
-        if sel_text is None and ns_text is None and sa is None:
+        # In a NetworkPolicy any selector field, notSelector too, limits the
+        # entity to endpoints of the policy's namespace (as Calico scopes it).
+        scoped = (
+            selector_field == "selector"
+            and res.kind == "NetworkPolicy"
+            and entity.get("notSelector") is not None
+        )
+        if sel_text is None and ns_text is None and sa is None and not scoped:
             return None
         key = (selector_field, sel_text, ns_text, repr(sa), res.namespace, res.kind)
         got = self._sets.get(key)
@@ -786,6 +803,8 @@ class _Resolver:
         alts = [base]
         for side in ("source", "destination"):
             entity = raw.get(side) or {}
+            if any(entity.get(f) and not _nets(entity[f]) for f in ("nets", "notNets")):
+                return []  # IPv6 nets alone: the rule is not an IPv4 rule (as Calico filters it)
             ports_field = "dports" if side == "destination" else "sports"
             if side == local_side:
                 if not self._local_matches(entity, res, ref, side, ep):

@@ -376,3 +376,82 @@ def test_identical_chains_share_a_program_and_a_change_names_a_new_one():
     b = compile_chain(model("").chains[("shop/web", "ingress")])
     c = compile_chain(model(np("x", "selector: all()")).chains[("shop/web", "ingress")])
     assert a.prog_id == b.prog_id != c.prog_id
+
+
+def gnp(name, spec):
+    body = "\n".join("  " + line for line in spec.splitlines())
+    head = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n"
+    return f"{head}metadata: {{name: {name}}}\nspec:\n{body}\n"
+
+
+def test_a_network_policy_rule_with_a_not_selector_alone_stays_in_its_namespace():
+    """Calico scopes a NetworkPolicy's entity to its namespace as soon as
+    any selector field is used, notSelector too: not other namespaces' pods,
+    not addresses that are no endpoint's."""
+    m = model(np("p", 'selector: app == "web"\ningress:\n'
+                      "- action: Allow\n  source: {notSelector: app == 'db'}\n"))  # fmt: skip
+    allowed = ("Allow", "policy/shop/p ingress rule 1")
+    assert verdict(m, "ingress", "203.0.113.5") == allowed  # shop's NetworkSet
+    denied = ("Deny", "tier/default default action")
+    assert verdict(m, "ingress", "10.0.0.2") == denied  # shop's db: what notSelector names
+    assert verdict(m, "ingress", "10.0.1.1") == denied  # ops' mon: another namespace
+    assert verdict(m, "ingress", "192.0.2.1") == denied  # no endpoint's address
+    # a GlobalNetworkPolicy's notSelector alone still means "all but these"
+    g = model(gnp("g", 'selector: app == "web"\ningress:\n'
+                       "- action: Allow\n  source: {notSelector: app == 'db'}\n"))  # fmt: skip
+    assert verdict(g, "ingress", "192.0.2.1") == ("Allow", "policy/g ingress rule 1")
+    assert verdict(g, "ingress", "10.0.0.2") == denied
+
+
+@pytest.mark.parametrize("field", ["nets", "notNets"])
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_a_rule_whose_nets_are_all_ipv6_is_no_ipv4_rule(field, side):
+    """Calico filters a rule to an IP version: nets or notNets left empty by
+    it drop the whole rule for IPv4 traffic (not a match-everything)."""
+    m = model(np("p", 'selector: app == "web"\ningress:\n'
+                      f'- action: Allow\n  {side}: {{{field}: ["fd00::/8"]}}\n'))  # fmt: skip
+    assert verdict(m, "ingress", "192.0.2.1", 6, 80) == ("Deny", "tier/default default action")
+
+
+def test_a_network_set_carries_its_namespace_label_and_its_namespace_profile_labels():
+    by_namespace = "{selector: projectcalico.org/namespace == 'shop'}"
+    m = model(gnp("g", 'selector: app == "web"\ningress:\n'
+                       f"- action: Deny\n  source: {by_namespace}\n- action: Allow\n"))  # fmt: skip
+    assert verdict(m, "ingress", "203.0.113.5") == ("Deny", "policy/g ingress rule 1")
+    inherited = model(gnp("g", 'selector: app == "web"\ningress:\n'
+                               "- action: Deny\n  source: {selector: team == 'shop'}\n"
+                               "- action: Allow\n"))  # fmt: skip
+    assert verdict(inherited, "ingress", "203.0.113.5") == ("Deny", "policy/g ingress rule 1")
+    assert verdict(inherited, "ingress", "198.51.100.7") == ("Allow", "policy/g ingress rule 2")
+
+
+SPY = """\
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: spy
+  namespace: ops
+  labels: {{app: spy, pcns.env: prod, pcsa.role: admin{extra}}}
+spec:
+  node: n2
+  interfaceName: cali-spy
+  ipNetworks: [10.0.1.9/32]
+  profiles: [kns.ops]
+"""
+
+
+def test_a_pod_cannot_claim_namespace_or_service_account_labels_of_its_own():
+    m = model(gnp("g", 'selector: app == "web"\ningress:\n'
+                       "- action: Allow\n  source: {selector: pcns.env == 'prod'}\n"
+                       "- action: Allow\n  source: {selector: has(pcsa.role)}\n")
+              + SPY.format(extra=""))  # fmt: skip
+    assert verdict(m, "ingress", "10.0.1.9") == ("Deny", "tier/default default action")
+
+
+def test_the_service_account_label_names_the_account_when_the_spec_does_not():
+    m = model(gnp("g", 'selector: app == "web"\ningress:\n'
+                       "- action: Allow\n  source: {serviceAccounts: {names: [robot]}}\n")
+              + SPY.format(extra=", projectcalico.org/serviceaccount: robot"))  # fmt: skip
+    assert verdict(m, "ingress", "10.0.1.9") == ("Allow", "policy/g ingress rule 1")
+    assert verdict(m, "ingress", "10.0.1.1") == ("Deny", "tier/default default action")
