@@ -57,6 +57,7 @@ from reconciler.plan.state import Obj
 # Every kind the policy model reads (reconciler.compile.policy_model._Ctx, build_model).
 READ_KINDS = POLICY_KINDS | {
     "Tier", "Profile", "WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet",
+    "Namespace",
 }  # fmt: skip
 # The maps a workload's programs fill; their keys start with the program id.
 PROGRAM_MAPS = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)

@@ -37,6 +37,9 @@ SA_LABEL = "projectcalico.org/serviceaccount"
 NAME_LABEL = "projectcalico.org/name"
 # the prefixes of the labels a namespace's and a service account's profile give
 OWNER_PREFIXES = ("pcns.", "pcsa.")
+NS_PROFILE = "kns."
+# the label the Kubernetes API server puts on every namespace
+K8S_NAME_LABEL = "kubernetes.io/metadata.name"
 DIRECTIONS = ("ingress", "egress")
 
 ALLOW, DENY, PASS, LOG = "Allow", "Deny", "Pass", "Log"
@@ -289,11 +292,36 @@ def _default_action(tiers: Mapping[str, Resource], name: str) -> str:
     return RESERVED_TIERS[name][1] if name in RESERVED_TIERS else DENY
 
 
+def namespace_profile(namespace: Resource) -> Resource:
+    """The kns.<name> profile Calico makes of a Kubernetes Namespace: its
+    labels (and the one the API server adds) under the pcns. prefix, for
+    namespaceSelector, and Allow both ways (a namespace's pods are open
+    until a policy selects them). A Profile of that name in the
+    repository is used instead."""
+    labels = {**_labels(namespace), K8S_NAME_LABEL: namespace.name}
+    body = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Profile",
+        "metadata": {"name": f"{NS_PROFILE}{namespace.name}"},
+        "spec": {
+            "labelsToApply": {f"pcns.{k}": v for k, v in labels.items()},
+            "ingress": [{"action": "Allow"}],
+            "egress": [{"action": "Allow"}],
+        },
+    }
+    return Resource("Profile", f"{NS_PROFILE}{namespace.name}", None, body,
+                    namespace.file, namespace.line, namespace.lines)  # fmt: skip
+
+
 class _Ctx:
     """Everything resolution needs, indexed once."""
 
     def __init__(self, resources: Sequence[Resource], node: str) -> None:
-        self.profiles = {r.name: r for r in resources if r.kind == "Profile"}
+        namespaces = {r.name: r for r in resources if r.kind == "Namespace"}
+        self.profiles = {
+            **{f"{NS_PROFILE}{n}": namespace_profile(r) for n, r in namespaces.items()},
+            **{r.name: r for r in resources if r.kind == "Profile"},  # a profile written wins
+        }
         self.ns_labels: dict[str, dict[str, str]] = {}
         peers: list[Peer] = []
         local: list[Endpoint] = []
@@ -321,7 +349,7 @@ class _Ctx:
                 if r.namespace is not None:
                     # as Calico's: the namespace label, and what its namespace's
                     # profile gives (its kns.<ns> profile is the set's profile)
-                    labels = self._with_profiles(labels, [f"kns.{r.namespace}"])
+                    labels = self._with_profiles(labels, [f"{NS_PROFILE}{r.namespace}"])
                     labels[NS_LABEL] = r.namespace
                 peers.append(Peer(r.ref, r.kind, r.namespace, labels, _nets(r.spec.get("nets"))))
         self.peers = tuple(peers)
@@ -332,7 +360,7 @@ class _Ctx:
     def namespace_labels(self, ns: str) -> dict[str, str]:
         got = self.ns_labels.get(ns)
         if got is None:
-            prof = self.profiles.get(f"kns.{ns}")
+            prof = self.profiles.get(f"{NS_PROFILE}{ns}")
             raw = prof.spec.get("labelsToApply") if prof else None
             got = {**_strip(raw or {}, "pcns."), NAME_LABEL: ns}
             self.ns_labels[ns] = got

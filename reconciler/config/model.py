@@ -25,6 +25,7 @@ KINDS: Mapping[str, str] = {
     "Tier": CALICO_API,
     "Service": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
+    "Namespace": "v1",
 }
 # Kinds of Calico's v3 API that this node does not act on: accepted where
 # they appear (a repository holds the whole cluster's config), not validated

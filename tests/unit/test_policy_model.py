@@ -455,3 +455,54 @@ def test_the_service_account_label_names_the_account_when_the_spec_does_not():
               + SPY.format(extra=", projectcalico.org/serviceaccount: robot"))  # fmt: skip
     assert verdict(m, "ingress", "10.0.1.9") == ("Allow", "policy/g ingress rule 1")
     assert verdict(m, "ingress", "10.0.1.1") == ("Deny", "tier/default default action")
+
+
+NAMESPACES = """\
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {env: dev}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: lab, labels: {env: dev}}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: probe, namespace: lab, labels: {app: probe}}
+spec:
+  node: n2
+  interfaceName: cali-probe
+  ipNetworks: [10.0.2.1/32]
+  profiles: [kns.lab]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: local-probe, namespace: lab, labels: {app: probe}}
+spec:
+  node: n1
+  interfaceName: cali-lprobe
+  ipNetworks: [10.0.2.2/32]
+  profiles: [kns.lab]
+"""
+
+
+def test_a_kubernetes_namespace_gives_its_labels_and_its_open_profile():
+    """A v1 Namespace is what Calico makes its kns.<name> profile of: its
+    labels (and kubernetes.io/metadata.name) for namespaceSelector, Allow
+    both ways for its pods. A kns profile written in the repository wins."""
+    rules = ("- action: Deny\n  source: {namespaceSelector: env == 'dev'}\n"
+             "- action: Allow\n"
+             "  source: {namespaceSelector: kubernetes.io/metadata.name == 'shop'}\n")  # fmt: skip
+    m = model(np("p", f'selector: app == "web"\ningress:\n{rules}') + NAMESPACES)
+    assert verdict(m, "ingress", "10.0.2.1") == ("Deny", "policy/shop/p ingress rule 1")  # lab
+    # ops has a Profile of its own (team: ops), which wins over its Namespace
+    assert verdict(m, "ingress", "10.0.1.1") == ("Deny", "tier/default default action")
+    # shop has no Namespace object: no kubernetes.io/metadata.name label
+    assert verdict(m, "ingress", "10.0.0.2") == ("Deny", "tier/default default action")
+    probe = m.chains[("lab/local-probe", "ingress")]
+    v = evaluate(probe, Packet(ip("192.0.2.1"), 6, 80, 40000))
+    assert (v.action, v.ref) == ("Allow", "profile/kns.lab ingress rule 1")
+    assert [r.ref for r in m.chains[("lab/local-probe", "egress")].profiles] == [
+        "profile/kns.lab egress rule 1"
+    ]

@@ -36,6 +36,7 @@ KINDS = {
     "Tier": CALICO,
     "Service": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
+    "Namespace": "v1",
 }
 NAMESPACED = {"NetworkPolicy", "NetworkSet", "WorkloadEndpoint", "Service", "EndpointSlice"}
 
@@ -112,7 +113,7 @@ def test_schema_top_level(kind: str) -> None:
     meta = s["definitions"]["metadata"]
     assert ("namespace" in meta["properties"]) == (kind in NAMESPACED)
     assert ("namespace" in meta.get("required", [])) == (kind in NAMESPACED)
-    assert ("status" in s["properties"]) == (kind == "Service")
+    assert ("status" in s["properties"]) == (kind in ("Service", "Namespace"))
     assert ("spec" in s["properties"]) == (kind != "EndpointSlice")
 
 
@@ -324,6 +325,13 @@ BASE: dict[str, dict[str, Any]] = {
         "endpoints": [{"addresses": ["10.65.0.20"], "conditions": {"ready": True}}],
         "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
     },
+    "Namespace": {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"env": "prod"}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    },
 }
 
 DELETE = object()
@@ -332,6 +340,10 @@ DELETE = object()
 # fmt: off
 BAD_CASES: list[tuple[str, tuple[Any, ...], Any, str, tuple[Any, ...]]] = [
     # top level and metadata
+    ("Namespace", ("metadata", "namespace"), "shop", "additionalProperties", ("metadata",)),
+    ("Namespace", ("metadata", "name"), "shop.eu", "pattern", ("metadata", "name")),
+    ("Namespace", ("metadata", "labels", "env"), "a b", "pattern", ("metadata", "labels", "env")),
+    ("Namespace", ("apiVersion",), "v2", "const", ("apiVersion",)),
     ("Tier", ("apiVersion",), "projectcalico.org/v1", "const", ("apiVersion",)),
     ("Tier", ("kind",), "GlobalNetworkPolicy", "const", ("kind",)),
     ("Tier", ("metadata",), DELETE, "required", ()),
