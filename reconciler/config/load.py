@@ -42,7 +42,7 @@ from reconciler.config.limits import (
     MIN_INT,
     human_bytes,
 )
-from reconciler.config.model import CALICO_ONLY_KINDS, KINDS, NAMESPACED_KINDS, Resource
+from reconciler.config.model import CALICO_API, CALICO_ONLY_KINDS, KINDS, NAMESPACED_KINDS, Resource
 
 _PLAIN = "rcl:plain"
 _STR = "tag:yaml.org,2002:str"
@@ -334,9 +334,49 @@ def _is_calico(api_version: object) -> bool:
     return isinstance(api_version, str) and api_version.split("/")[0].endswith("projectcalico.org")
 
 
+# Network policy of Kubernetes' own APIs: a security resource this node does
+# not enforce, so an error (never a note a push could slip by with).
+KUBERNETES_POLICY = {
+    ("networking.k8s.io", "NetworkPolicy"): "a projectcalico.org/v3 NetworkPolicy",
+    ("policy.networking.k8s.io", "AdminNetworkPolicy"): "a projectcalico.org/v3 "
+    "GlobalNetworkPolicy in the kube-admin tier",
+    ("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"): "a projectcalico.org/v3 "
+    "GlobalNetworkPolicy in the kube-baseline tier",
+    ("policy.networking.k8s.io", "ClusterNetworkPolicy"): "a projectcalico.org/v3 "
+    "GlobalNetworkPolicy",
+}
+
+
+def _check_api_group(body: dict[str, Any], kind: str, line: int, lines: dict[Path, int]) -> None:
+    """Raise for a kind that is ours by name but of another API: Kubernetes'
+    network policy, or Calico's CRD storage group (crd.projectcalico.org)."""
+    api_version = body.get("apiVersion")
+    if not isinstance(api_version, str) or "/" not in api_version:
+        return
+    group = api_version.split("/")[0]
+    at = lines.get(("apiVersion",), line)
+    instead = KUBERNETES_POLICY.get((group, kind))
+    if instead is not None:
+        raise LoadError(
+            at,
+            f"{kind} of {api_version} is Kubernetes' network policy, which this node does not "
+            f"enforce: write it as {instead} (or list the file in ignorePaths of .reconcile.yaml "
+            "if something else enforces it)",
+            ("apiVersion",),
+        )
+    if group == "crd.projectcalico.org":
+        raise LoadError(
+            at,
+            f"{api_version} is the group Calico stores its resources in: write them as "
+            f"{CALICO_API}, as calicoctl does",
+            ("apiVersion",),
+        )
+
+
 def _check_kind(body: dict[str, Any], kind: str, line: int, lines: dict[Path, int]) -> None:
     """Raise for a kind we do not read: an error where it looks like a typo
     of ours, a ForeignDocument where it is somebody else's."""
+    _check_api_group(body, kind, line, lines)
     at = lines.get(("kind",), line)
     api_version = body.get("apiVersion")
     meta = body.get("metadata")
@@ -395,6 +435,8 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
         raise LoadError(lines.get(("kind",), line), "missing 'kind'", ("kind",))
     if kind not in KINDS:
         _check_kind(body, kind, line, lines)
+    elif body.get("apiVersion") != KINDS[kind]:
+        _check_api_group(body, kind, line, lines)
     meta = body.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     # A namespaced kind without one is refused by its schema (a config

@@ -97,6 +97,33 @@ def test_unknown_kind_with_hint():
     assert d.resource == "GlobalNetworkPolcy/x"
 
 
+@pytest.mark.parametrize(
+    "api_version,kind,instead",
+    [
+        ("networking.k8s.io/v1", "NetworkPolicy", "write it as a projectcalico.org/v3 Network"),
+        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", "in the kube-admin tier"),
+        ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", "kube-baseline tier"),
+    ],
+)
+def test_kubernetes_network_policy_is_refused_as_not_enforced(api_version, kind, instead):
+    """A security resource this node would not enforce is an error naming
+    what to write instead, not a note or a Calico schema error."""
+    d = _one(f"apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: a}}\n")
+    assert d.line == 1 and d.path == "apiVersion"
+    assert d.message.startswith(f"{kind} of {api_version} is Kubernetes' network policy, which "
+                                "this node does not enforce: "), d.message  # fmt: skip
+    assert instead in d.message
+
+
+def test_calico_crd_group_is_refused_with_the_api_to_write():
+    d = _one("apiVersion: crd.projectcalico.org/v1\nkind: Tier\nmetadata: {name: x}\n")
+    assert d.line == 1 and d.path == "apiVersion"
+    assert d.message == (
+        "crd.projectcalico.org/v1 is the group Calico stores its resources in: write them as "
+        "projectcalico.org/v3, as calicoctl does"
+    )
+
+
 def test_missing_kind():
     d = _one("metadata: {name: x}\n")
     assert d.message == "missing 'kind'"
