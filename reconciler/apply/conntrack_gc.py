@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from reconciler.datapath import conntrack as ct_table
@@ -103,6 +103,19 @@ def cgroup_netns(cgroup: str) -> set[str]:
     return set(found.values())
 
 
+# Departed backends one `ss -K` asks about: its filter ORs them, so a big
+# change costs a few processes per namespace, not one per backend.
+SS_BATCH = 256
+
+
+def ss_filter(targets: Sequence[tuple[str, int]]) -> list[str]:
+    """An ss filter, as argv words, matching sockets connected to any of `targets`."""
+    words: list[str] = []
+    for ip, port in targets:
+        words += [*(["or"] if words else []), "(", "dst", ip, "and", "dport", "=", str(port), ")"]
+    return words
+
+
 def destroy_udp_sockets(namespaces: Iterable[str], backends: Iterable[tuple[str, int]]) -> int:
     """Destroy UDP sockets connected to departed backends in each network
     namespace (a path nsenter takes): those of processes under the
@@ -112,26 +125,15 @@ def destroy_udp_sockets(namespaces: Iterable[str], backends: Iterable[tuple[str,
         return 0
     destroyed = 0
     for netns in sorted(set(namespaces)):
-        for ip, port in targets:
+        for start in range(0, len(targets), SS_BATCH):
             # argv, never a shell: addresses come from the (untrusted) config repo,
             # and were parsed as addresses above.
             proc = subprocess.run(
-                [
-                    "nsenter",
-                    f"--net={netns}",
-                    "ss",
-                    "-K",
-                    "-u",
-                    "-n",
-                    "dst",
-                    ip,
-                    "dport",
-                    "=",
-                    str(port),
-                ],
+                ["nsenter", f"--net={netns}", "ss", "-K", "-u", "-n",
+                 *ss_filter(targets[start : start + SS_BATCH])],
                 capture_output=True,
                 text=True,
-                timeout=10,
-            )
+                timeout=30,
+            )  # fmt: skip
             destroyed += max(0, len(proc.stdout.strip().splitlines()) - 1)
     return destroyed
