@@ -687,6 +687,13 @@ def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedS
             )
 
 
+def _comparable(changes: Sequence[Change]) -> Any:
+    """Changes as a saved plan is compared: without their info (why each
+    exists, never compared: a removal's note depends on the record of the
+    last apply, which another apply may have moved since)."""
+    return _normal([{k: v for k, v in c.as_json().items() if k != "info"} for c in changes])
+
+
 def check_same_changes(
     plan: Plan,
     desired: DesiredState,
@@ -699,7 +706,7 @@ def check_same_changes(
     that moved in a way the fingerprint does not cover (a new interface)."""
     now = diff(desired, observed, known, notes)
     refuse_foreign_at_our_place(now, observed)
-    if _normal([c.as_json() for c in now]) != _normal([c.as_json() for c in plan.changes]):
+    if _comparable(now) != _comparable(plan.changes):
         raise ReconcileError(
             "plan file does not match the changes the configuration and this node give "
             "now (it was edited, or the node changed since, e.g. an interface appeared); "

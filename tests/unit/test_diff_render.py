@@ -198,3 +198,24 @@ def test_a_backend_that_leaves_is_named_not_only_the_slots_it_shifts():
     assert "backends of shop/web:http/tcp: - 10.0.0.2:8080, + 10.0.0.4:8080" in swapped
     same = render_plan(_plan(diff(state(["10.0.0.1"], desired), state(["10.0.0.1"], observed))))
     assert "backends of" not in same
+
+
+def test_a_saved_plan_is_compared_without_the_notes_of_its_changes():
+    """A removal's note comes from the record of the last apply, which can
+    move between --plan --out and --apply --plan-file: the changes must be
+    the same, their info need not."""
+    import dataclasses
+
+    from reconciler.engine.reconcile import ReconcileError, check_same_changes
+
+    want = desired(o("map/g/0", ObjKind.ENTRY, log_level=1))
+    have = observed(o("map/g/0", ObjKind.ENTRY, log_level=0), o("map/g/1", ObjKind.ENTRY, x=1))
+    changes = diff(want, have)
+    noted = tuple(
+        dataclasses.replace(c, info={"service": "shop/web:http/tcp"}) for c in changes
+    )
+    plan = dataclasses.replace(_plan(noted), build=dict(want.build))
+    check_same_changes(plan, want, have)  # the same changes: accepted
+    moved = observed(o("map/g/0", ObjKind.ENTRY, log_level=2), o("map/g/1", ObjKind.ENTRY, x=1))
+    with pytest.raises(ReconcileError, match="plan file does not match the changes"):
+        check_same_changes(plan, want, moved)
