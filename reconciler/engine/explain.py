@@ -192,7 +192,12 @@ def _judge(
         where = direction if ep.peer.kind != "HostEndpoint" else _host_label(direction)
         found = Finding(ep.name, where, v.action, v.ref, v.tier, program.prog_id,
                         (c.action, c.ref) == (v.action, v.ref), passed=v.passed)  # fmt: skip
-        if kernel_root is not None:
+        if kernel_root is not None and not program_loaded(kernel_root, program.prog_id):
+            found = dataclasses.replace(found, kernel=(
+                f"program {program.prog_id:08x}, what this configuration compiles, is not "
+                f"loaded: the node enforces another configuration here ({KERNEL_DISAGREES})"
+            ))  # fmt: skip
+        elif kernel_root is not None:
             a = str(ipaddress.IPv4Address(src_ip))
             b = str(ipaddress.IPv4Address(dst_ip))
             probe = dataclasses.replace(found, direction=direction)
@@ -287,6 +292,23 @@ def _host_egress(
     if chain.tiers and evaluate(chain, packet).action != "NoMatch":
         return [(hep, "untracked-egress", chain, packet)]
     return [(hep, "egress", model.chains[(hep.name, "egress")], packet)]
+
+
+def program_loaded(bpffs_root: str, prog_id: int) -> bool:
+    """Does the pinned verdict table hold policy program `prog_id`? Every
+    program has a default cell there (reconciler.compile.policy_objects)."""
+    from reconciler.datapath.maps import policy_types as pl
+    from reconciler.kernel import bpf as bpfsys
+
+    path = Path(bpffs_root, "maps", pl.MAP_VERDICT)
+    if not path.exists():
+        raise ExplainError(f"no loaded program set under {bpffs_root}: apply first")
+    fd = bpfsys.obj_get(str(path))
+    try:
+        key = pl.CELL_KEY.pack(prog_id, pl.ANY_CLASS, pl.ANY_PORT, pl.ANY_PORT)
+        return bpfsys.map_lookup(fd, key) is not None
+    finally:
+        bpfsys.close(fd)
 
 
 def kernel_verdict(

@@ -179,6 +179,16 @@ def test_explain_names_the_rule_and_the_kernel_agrees(pods):
         assert f"Verdict: {'Allow' if allowed else 'Deny'}" in out, out
     rc, _, err = node.run("--explain", "--from", "nobody", "--to", "back0:1/tcp")
     assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err
+    # a configuration not applied yet: its program for back0 is not the one
+    # loaded, and the kernel line says so instead of running a missing table
+    policy(node, "a", BACK_FROM_FRONT.replace("ports: [8080]", "ports: [9090]"))
+    rc, out, err = node.run("--explain", "--from", "front0", "--to", f"{BACK.ip}:8080/tcp",
+                            "--kernel")  # fmt: skip
+    assert rc == 2, out + err
+    assert "kernel: program " in out and ", what this configuration compiles, is not loaded: " \
+        "the node enforces another configuration here (DISAGREES)" in out, out
+    assert "no table" not in out, out
+    assert "The loaded programs disagree with the configuration" in out, out
 
 
 # back0: an ICMP port unreachable quoting a UDP packet front0 never sent.
