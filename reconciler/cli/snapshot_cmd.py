@@ -57,7 +57,14 @@ def plan_observed_cmd(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan.as_json())
     else:
+        from reconciler.cli.logs import use_color
+
         taken = target.snapshot.taken_at if target.snapshot is not None else "?"
         print(f"(planned against the snapshot {args.observed} of node {target.node}, {taken})")
-        sys.stdout.write(render.render_plan(plan))
+        sys.stdout.write(render.render_plan(
+            plan, detail=args.detail, color=use_color(args), node_source="the snapshot"
+        ))  # fmt: skip
+        if args.out:
+            print(f"\nSaved the plan to {args.out}. Apply it on node {target.node} with: "
+                  f"reconcile --apply --plan-file {args.out}")  # fmt: skip
     return EXIT_OK if plan.empty else EXIT_CHANGES

@@ -68,6 +68,11 @@ def test_a_snapshot_plans_as_the_live_kernel_does(node, tmp_path):
     # text form, and a snapshot that is not one
     rc, out, _ = node.run("--plan", "--observed", str(path))
     assert rc == 2 and "planned against the snapshot" in out and "+ tc/cali-back0/ingress" in out
+    # --detail lists every entry, as the live plan's does
+    rc, detail, _ = node.run("--plan", "--observed", str(path), "--detail")
+    _, live_detail, _ = node.run("--plan", "--detail")
+    assert rc == 2 and "summarised" not in detail
+    assert change_lines(detail) == change_lines(live_detail), detail
     (tmp_path / "bad.json").write_text('{"format_version": 99}')
     rc, _, err = node.run("--plan", "--observed", str(tmp_path / "bad.json"))
     assert rc == 1 and "not a snapshot of format 1 (found 99)" in err
@@ -122,3 +127,9 @@ def test_removals_are_named_from_the_applied_record_live_and_in_a_snapshot(
     node.run("--plan", "--out", str(plan_file))
     rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
     assert rc == 0 and "Verified" in out, out + err
+
+
+def change_lines(text: str) -> list[str]:
+    """A text plan's change lines."""
+    return [line for line in text.splitlines()
+            if line.lstrip().startswith(("+ ", "~ ", "- ", "-/+ "))]  # fmt: skip

@@ -457,6 +457,28 @@ def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
     assert not root.exists()  # refused before anything was created there
 
 
+def test_a_plan_against_a_snapshot_lists_every_entry_with_detail(capsys, tmp_path, cfg):
+    """--plan --observed renders as the live plan does: large map changes
+    summarised, and every entry with --detail."""
+    endpoints = "".join(f"- addresses: [10.1.{i // 250}.{i % 250 + 1}]\n" for i in range(60))
+    (cfg / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\n"
+        "spec: {clusterIP: 10.96.0.9, ports: [{name: p, port: 80, protocol: TCP}]}\n---\n"
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: s-1, namespace: shop, labels: {kubernetes.io/service-name: s}}\n"
+        "addressType: IPv4\nports: [{name: p, port: 8080, protocol: TCP}]\n"
+        f"endpoints:\n{endpoints}"
+    )
+    snap = write_snapshot(tmp_path / "node.json")
+    argv = ["--plan", "--observed", str(snap), "--config", str(cfg), "--no-cache"]
+    assert main(argv) == 2
+    out = capsys.readouterr().out
+    assert "+ 60 entries in rcl_nat_be (1 service)" in out, out
+    assert main([*argv, "--detail"]) == 2
+    out = capsys.readouterr().out
+    assert "summarised" not in out and out.count("+ map/rcl_nat_be/") == 60, out
+
+
 def test_a_plan_against_a_snapshot_of_another_node_is_refused(capsys, tmp_path, cfg):
     """--node names the node planned for: one that is not the snapshot's is
     a mistake, never silently replaced by the snapshot's."""
