@@ -1,5 +1,5 @@
 """`python -m reconciler`: the `reconcile` command."""
 
-from reconciler.cli.main import entry
+from reconciler.cli.launch import entry
 
 entry()

@@ -380,7 +380,7 @@ def status_mode(args: argparse.Namespace) -> int:
     state = status["sync"]["state"]
     if state in ("failed", "unknown") or status["sync"].get("last_failed"):
         return EXIT_ERROR
-    return EXIT_CHANGES if state in ("drifted", "out of sync") else EXIT_OK
+    return EXIT_CHANGES if state in ("drifted", "out of sync", "shadowed") else EXIT_OK
 
 
 STATUS_FORMAT_VERSION = 2  # docs/status.md
@@ -391,10 +391,12 @@ def _sync(
 ) -> tuple[dict[str, Any], Any]:
     """Plan again from the source the last apply recorded: `state` is one of
     never applied, failed, in sync, drifted (same source, the kernel moved),
-    out of sync (the source moved since), unknown (the source cannot be read).
+    out of sync (the source moved since), shadowed (no changes, but a tc filter
+    not ours runs before ours: reconcile.foreign_ahead), unknown (the source
+    cannot be read).
     With it, the desired state that plan compiled (None when there was none)."""
     from reconciler.config.source import SourceError
-    from reconciler.engine.reconcile import InvalidConfig, ReconcileError, make_plan
+    from reconciler.engine.reconcile import InvalidConfig, ReconcileError, foreign_ahead, make_plan
 
     if record is None:
         return {"state": "never applied", "changes": 0, "warnings": []}, None
@@ -407,7 +409,7 @@ def _sync(
                 "warnings": []}, None  # fmt: skip
     caches = _caches()
     try:
-        plan, desired, _ = make_plan(
+        plan, desired, observed = make_plan(
             lambda: open_source(spec, True, sources=caches.sources),
             target,
             False,
@@ -419,7 +421,10 @@ def _sync(
         return {"state": "unknown", "reason": str(exc), "changes": 0, "warnings": []}, None
     from reconciler.plan.diff import summarize
 
-    if plan.empty:
+    ahead = foreign_ahead(desired, observed)  # in the plan's warnings too
+    if plan.empty and ahead:
+        state = "shadowed"  # what we applied is there, but another filter decides first
+    elif plan.empty:
         state = "in sync"
     elif plan.source.get("identity") == record["source"].get("identity"):
         state = "drifted"
@@ -438,6 +443,10 @@ def render_sync(sync: dict[str, Any]) -> str:
     state = sync["state"]
     if state == "in sync":
         lines.append("In sync: the kernel matches the source of the last apply.")
+    elif state == "shadowed":
+        lines.append("Not in sync: the kernel holds what the last apply made, but a tc filter "
+                     "that is not ours runs before ours (the warning above names it and what "
+                     "to do) and can decide packets before our policy sees them.")  # fmt: skip
     elif state == "drifted":
         lines.append(f"Drifted: {sync['changes']} change(s) would restore the last applied "
                      "state (reconcile --plan shows them).")  # fmt: skip

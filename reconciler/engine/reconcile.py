@@ -479,7 +479,10 @@ def make_plan(
         observed_fingerprint=observed.fingerprint() if fingerprint else "",
         changes=changes,
         build=desired.build,
-        warnings=(*_mount_note(mount_pending and bool(changes)), *desired.warnings),
+        warnings=(
+            *_mount_note(mount_pending and bool(changes)), *desired.warnings,
+            *foreign_ahead(desired, observed),
+        ),
         foreign=observed.foreign,
         not_enforced=desired.not_enforced,
         version=version(),
@@ -685,6 +688,30 @@ def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedS
                 "where we must attach; remove it or free that priority, then plan again; "
                 "nothing was changed"
             )
+
+
+def foreign_ahead(desired: DesiredState, observed: ObservedState) -> list[str]:
+    """A warning for each filter not ours at a lower priority number than
+    ours on a hook we attach to: tc runs it first, and its verdict (accept,
+    drop, redirect) is final, so our policy and service NAT may never see
+    the packet. It is not ours to remove; a filter after ours stays a note."""
+    from reconciler.datapath.programs import TC_PRIO
+
+    hooks = {a for a, o in desired.objects.items() if o.kind is ObjKind.TC}
+    out = []
+    for foreign in observed.foreign:
+        address, _, rest = foreign.partition(" prio ")
+        prio = rest.split(" ", 1)[0]
+        if address not in hooks or not prio.isdigit() or int(prio) >= TC_PRIO:
+            continue
+        hook = Address.parse(address)
+        out.append(
+            f"{foreign}: a tc filter that is not ours runs before ours (prio {TC_PRIO:#x}) and "
+            "can decide packets first: what it accepts or drops our policy and service NAT "
+            f"never see; remove it (tc filter del dev {hook.iface} {hook.direction} pref "
+            f"{prio}) or move it after ours (a priority above {TC_PRIO}); left alone"
+        )
+    return out
 
 
 def _comparable(changes: Sequence[Change]) -> Any:

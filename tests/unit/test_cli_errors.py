@@ -168,3 +168,26 @@ def test_install_hooks_help_and_errors_spell_the_option_as_written(capsys):
         cli.main(["--install-hooks", "x.git", "--json"])
     err = capsys.readouterr().err
     assert "--install-hooks does not take --json (see reconcile --install-hooks --help)" in err
+
+
+def test_ctrl_c_while_the_modules_load_is_an_interruption_not_a_traceback(tmp_path):
+    """The console script guards the import of the command itself: Ctrl-C
+    that early exits 130 with "interrupted", as it does once a mode runs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # a stand-in for the command's modules, interrupted while they load
+    fake = tmp_path / "reconciler" / "cli"
+    fake.mkdir(parents=True)
+    (tmp_path / "reconciler" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "main.py").write_text("raise KeyboardInterrupt\n")
+    from reconciler.cli import launch
+
+    (fake / "launch.py").write_text(Path(launch.__file__).read_text())
+    proc = subprocess.run(
+        [sys.executable, "-c", "from reconciler.cli.launch import entry; entry()"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
