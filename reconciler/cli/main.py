@@ -25,7 +25,8 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # the message and where help is; the whole usage (every option of
         # every mode) would bury it
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+        where = "" if f"(see {self.prog} " in message else f"(see {self.prog} --help)\n"
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n{where}")
 
 
 def unknown_option(p: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
@@ -218,13 +219,15 @@ def main(argv: Sequence[str] | None = None, exiting: bool = False) -> int:
     if args.paths and not args.validate:
         p.error("PATH arguments are only taken by --validate (use --config DIR or --repo)")
     written = options.given(p, argv)
+    # an option the mode does not take at all first: a conflict between
+    # sources is only worth explaining among options the mode takes
     wrong = options.misplaced(mode, written)
-    source_error = options.source_conflict(mode, written, bool(args.paths))
-    if source_error:
-        p.error(source_error)
     if wrong:
         chosen = options.flag(mode)
         p.error(f"{chosen} does not take {', '.join(wrong)} (see reconcile {chosen} --help)")
+    source_error = options.source_conflict(mode, written, bool(args.paths))
+    if source_error:
+        p.error(source_error)
     if "json" in written and "format" in written:
         p.error("--json and --format are two output formats: give one (--json is --format json)")
     if mode == "explain" and not (args.src and args.dst):

@@ -91,10 +91,25 @@ def test_usage_errors_exit_1_never_2(capsys, argv, message):
         cli.main(argv)
     assert err.value.code == 1
     err_text = capsys.readouterr().err
-    assert err_text.startswith("reconcile: error: ") and err_text.endswith(
-        "\n(see reconcile --help)\n"
-    )
+    assert err_text.startswith("reconcile: error: ")
+    # one pointer to help: the mode's when the message names it, else the whole
+    assert err_text.count("(see reconcile ") == 1, err_text
+    assert err_text.endswith(("\n(see reconcile --help)\n", " --help)\n"))
     assert message in err_text
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--plan", "--plan-file", "x.json", "--config", "c"], "--plan does not take --plan-file"),
+        (["--validate", "--plan-file", "x", "c"], "--validate does not take --plan-file"),
+    ],
+)
+def test_an_option_the_mode_does_not_take_is_said_before_any_conflict(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    err_text = capsys.readouterr().err
+    assert err_text.startswith(f"reconcile: error: {message} (see reconcile "), err_text
 
 
 def test_every_option_is_in_the_mode_table():
