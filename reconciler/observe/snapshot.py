@@ -86,8 +86,12 @@ def dump(snapshot: Snapshot) -> dict[str, Any]:
             "keys": base64.b64encode(keys).decode(),
             "values": base64.b64encode(values).decode(),
         }
+    from reconciler.version import version
+
     return {
+        "kind": "reconcile.snapshot",
         "format_version": SNAPSHOT_VERSION,
+        "version": version(),
         "node": snapshot.node,
         "bpffs_root": snapshot.bpffs_root,
         "taken_at": snapshot.taken_at,
@@ -195,10 +199,22 @@ _LAYOUTS = {
 }
 
 
+# A snapshot of a node at the scale the README names (10,000 services, their
+# policy) is tens of MiB; a file far bigger is not one, and parsing it would
+# take memory several times its size.
+MAX_SNAPSHOT_BYTES = 512 * 1024 * 1024
+
+
 def read(path: str) -> Snapshot:
     try:
-        with open(path) as fh:
-            data = json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SNAPSHOT_BYTES + 1)
+            if len(raw) > MAX_SNAPSHOT_BYTES:
+                raise SnapshotError(
+                    f"{path}: more than {MAX_SNAPSHOT_BYTES // (1024 * 1024)} MiB: not a "
+                    "snapshot reconcile --snapshot wrote"
+                )
+            data = json.loads(raw)
     except OSError as exc:
         raise SnapshotError(f"{path}: {exc.strerror}") from exc
     except ValueError as exc:

@@ -34,6 +34,11 @@ def save_problem(path: str) -> str | None:
     return None
 
 
+# A saved plan that adds 10,000 services' entries is tens of MiB; a file far
+# bigger is not one, and parsing it would take memory several times its size.
+MAX_PLAN_BYTES = 512 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     node: str
@@ -111,7 +116,12 @@ class Plan:
     @classmethod
     def read(cls, path: str) -> Plan:
         try:
-            with open(path, encoding="utf-8") as fh:
-                return cls.from_json(json.load(fh))
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_PLAN_BYTES + 1)
+            if len(raw) > MAX_PLAN_BYTES:
+                raise PlanFileError(
+                    f"more than {MAX_PLAN_BYTES // (1024 * 1024)} MiB: not a plan --out wrote"
+                )
+            return cls.from_json(json.loads(raw))
         except (OSError, ValueError, PlanFileError) as exc:  # ValueError: not JSON, not UTF-8
             raise PlanFileError(f"{path}: {exc}") from exc

@@ -125,6 +125,17 @@ def test_bad_plan_files(tmp_path):
         Plan.read(str(tmp_path / "missing.json"))
 
 
+def test_a_huge_file_is_not_read_as_a_plan(tmp_path, monkeypatch):
+    from reconciler.plan import plan as plan_file
+
+    monkeypatch.setattr(plan_file, "MAX_PLAN_BYTES", 1024 * 1024)
+    huge = tmp_path / "huge.json"
+    huge.write_text(" " * (1024 * 1024 + 1))
+    with pytest.raises(PlanFileError) as err:
+        Plan.read(str(huge))
+    assert str(err.value) == f"{huge}: more than 1 MiB: not a plan --out wrote"
+
+
 def test_nat_writes_never_expose_a_missing_backend():
     fe = "map/rcl_nat_fe/10.96.0.1:80/tcp"
     be = "map/rcl_nat_be/00000007/{}"

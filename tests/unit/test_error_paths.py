@@ -228,6 +228,22 @@ def test_a_malformed_snapshot_is_named(capsys, tmp_path, cfg, edit, why):
     assert (code, err) == (1, f"error: {path}: malformed snapshot: {why}\n")
 
 
+def test_a_snapshot_names_its_document_kind_and_a_huge_file_is_not_read(
+    capsys, tmp_path, cfg, monkeypatch
+):
+    from reconciler.observe import snapshot as snapshot_file
+
+    path = write_snapshot(tmp_path / "node.json")
+    data = json.loads(path.read_text())
+    assert (data["kind"], data["format_version"]) == ("reconcile.snapshot", 1) and data["version"]
+    monkeypatch.setattr(snapshot_file, "MAX_SNAPSHOT_BYTES", 1024 * 1024)
+    path.write_text(" " * (1024 * 1024 + 1))
+    code, err = run(capsys, "--plan", "--observed", str(path), "--config", str(cfg), "--no-cache")
+    assert (code, err) == (
+        1, f"error: {path}: more than 1 MiB: not a snapshot reconcile --snapshot wrote\n"
+    )  # fmt: skip
+
+
 # -- saved plans (--apply --plan-file) -------------------------------------------
 
 
