@@ -19,6 +19,27 @@ def ours(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
     ]
 
 
+def ours_in_place(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
+    """ours(), a jump that is not the first rule of its chain marked with
+    how many rules come before it: they see the packet first (an ACCEPT
+    there would keep it from our chain), so such a jump is not the rule
+    wanted, and the plan puts it back first."""
+    jump = f" -j {chain}"
+    before: dict[str, int] = {}
+    out = []
+    for line in saved.splitlines():
+        if not line.startswith("-A "):
+            continue
+        where = line.split(" ", 2)[1]
+        if line.startswith(f"-A {chain} "):
+            out.append(line)
+        elif line.endswith(jump):
+            ahead = before.get(where, 0)
+            out.append(line if ahead == 0 else f"{line}  # after {ahead} rule(s) of {where}")
+        before[where] = before.get(where, 0) + 1
+    return out
+
+
 def restore_script(saved: str, wanted: list[str] | None, chain: str = NAT_OUTGOING_CHAIN) -> str:
     """An iptables-restore script (for `--noflush`, one transaction) that
     takes the nat table `saved` describes to `wanted` (rules as `ours`

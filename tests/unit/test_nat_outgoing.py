@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from reconciler.compile.nat_outgoing import compile_nat_outgoing, port_range, rules
 from reconciler.config.enforcement import HOST_IPS_NOT_KNOWN, not_enforced
-from reconciler.datapath.chains import NAT_OUTGOING_JUMP, ours, restore_script
+from reconciler.datapath.chains import NAT_OUTGOING_JUMP, ours, ours_in_place, restore_script
 from tests.unit.test_compile import res
 
 
@@ -65,6 +65,19 @@ COMMIT
 def test_our_rules_are_read_from_iptables_save():
     assert ours(SAVED) == [JUMP, "-A RCL-NAT-OUTGOING -d 10.65.0.0/16 -j RETURN"]
     assert ours("*nat\n-A POSTROUTING -o eth9 -j MASQUERADE\nCOMMIT\n") == []
+
+
+def test_a_jump_with_rules_before_it_is_not_ours_as_wanted():
+    """A rule ahead of our jump sees the packet first (an ACCEPT there keeps
+    it from masquerade): observed so, the jump differs from the one wanted
+    and the plan puts it back first."""
+    assert ours_in_place(SAVED) == [
+        f"{JUMP}  # after 1 rule(s) of POSTROUTING",
+        "-A RCL-NAT-OUTGOING -d 10.65.0.0/16 -j RETURN",
+    ]
+    first = SAVED.replace(f"-A POSTROUTING -o eth9 -j MASQUERADE\n{JUMP}",
+                          f"{JUMP}\n-A POSTROUTING -o eth9 -j MASQUERADE")  # fmt: skip
+    assert ours_in_place(first) == ours(first)
 
 
 def test_the_restore_script_rewrites_the_chain_in_one_transaction():
