@@ -146,12 +146,17 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="cgroup v2 for connect-time load balancing (default: the cgroup2 mount)",
     )
-    node.add_argument("--state-dir", metavar="DIR", help="lock and last-apply record")
+    node.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the last apply's record, the history and the watcher's state (default: "
+        "/var/lib/calico-reconciler/<hash of --bpffs-root>)",
+    )
     node.add_argument(
         "--netns", metavar="NAME", help="operate on this named network namespace (it must exist)"
     )
 
-    chg = p.add_argument_group("--plan, --apply, --watch")
+    chg = p.add_argument_group("--plan, --apply, --watch (--allow-empty: --validate too)")
     chg.add_argument(
         "--allow-empty",
         action="store_true",
@@ -167,7 +172,12 @@ def parser() -> argparse.ArgumentParser:
     )
 
     out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="machine-readable output (docs/)")
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable output (each document's kind and format_version: "
+        "docs/json-output.md in the source)",
+    )
     out.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
     out.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log detail (-v info, -vv debug)"
