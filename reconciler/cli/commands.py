@@ -100,6 +100,35 @@ def _sources(args: argparse.Namespace) -> SourceCache:
     return sources if sources is not None else SourceCache()
 
 
+def _empty_stdin(src: Any) -> Any:
+    """The diagnostic for a standard input (a PATH of `-`) that holds no
+    YAML document: no bytes, or only whitespace, comments and document
+    markers (what the loader makes no document of), as a producer that
+    failed leaves it; else None."""
+    from reconciler.config.source import STDIN_SHOWN
+
+    for file in src.files:
+        if file.path == STDIN_SHOWN and _no_document(file.read()):
+            from reconciler.config.diagnostics import NO_RESOURCE, Diagnostic
+
+            return Diagnostic(STDIN_SHOWN, 1, NO_RESOURCE, "(source)",
+                              "standard input was empty (no YAML document): nothing was "
+                              "validated; pass --allow-empty if that is meant")  # fmt: skip
+    return None
+
+
+def _no_document(data: bytes) -> bool:
+    from reconciler.config.limits import MAX_FILE_BYTES
+
+    if len(data) > MAX_FILE_BYTES:  # too long to read: the loader says so
+        return False
+    for line in data.splitlines():
+        text = line.strip(b" \r")  # (a tab is no YAML whitespace there: the loader says so)
+        if text and not text.startswith(b"#") and text not in (b"---", b"..."):
+            return False
+    return True
+
+
 def validate_mode(args: argparse.Namespace) -> int:
     src = open_source(_validate_spec(args), not args.no_cache, sources=SourceCache())
     # Here, not at the top: a no-op plan answered by a stored state validates
@@ -121,6 +150,12 @@ def validate_mode(args: argparse.Namespace) -> int:
 
         empty = empty_source(src.description, "pass --allow-empty")
         result = dataclasses.replace(result, diagnostics=(*result.diagnostics, empty))
+    elif not args.allow_empty and (stdin_empty := _empty_stdin(src)) is not None:
+        # `kustomize build ... | reconcile --validate -` whose producer
+        # failed: standard input empty is refused as an empty directory is
+        import dataclasses
+
+        result = dataclasses.replace(result, diagnostics=(*result.diagnostics, stdin_empty))
     fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
     if fmt == "json":

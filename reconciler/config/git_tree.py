@@ -199,20 +199,28 @@ class _Tree:
     blobs: dict[str, Entry]
     files: list[SourceFile]
     reader: _Blobs
+    # YAML paths whose symlink the tree's rules refuse, and why: raised, or
+    # left to the ignore policy (read_commit's defer_refusals)
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 # How many repositories' last trees a caller's `trees` keeps.
 _MAX_TREES = 4
 
 
-def read_commit(repo: str, ref: str, label: str, trees: dict[str, _Tree]) -> Source:
+def read_commit(
+    repo: str, ref: str, label: str, trees: dict[str, _Tree], defer_refusals: bool = False
+) -> Source:
     """The YAML files and the root CONFIG_FILE of the commit `ref` names in
     the local repository `repo` (a bare repository, or a working one read
     without checkout). `trees` (the caller's SourceCache.trees) keeps the
     last tree read from each repository: the next commit a watcher reads
     differs from it in a few files, so it is read as that tree updated by
     `diff-tree` when neither holds a symlink; the result is the same as a
-    full read."""
+    full read. A YAML file whose symlink leaves the tree, dangles or loops
+    is raised as a SourceError naming each, or with `defer_refusals` left
+    in Source.refused (reconciler.config.repo_config.apply_to raises those
+    the commit's ignorePaths do not cover)."""
     git_dir = git_dir_of(repo)
     try:
         commit = _git(git_dir, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
@@ -238,7 +246,12 @@ def read_commit(repo: str, ref: str, label: str, trees: dict[str, _Tree]) -> Sou
         del trees[next(iter(trees))]
     trees[git_dir] = tree
     config = _config_file(tree, label)
-    return Source(f"git:{sha}", f"{label} ({sha[:12]})", tuple(tree.files), config=config)
+    refused = tuple((name, False, f"{label}: {name}: {why}") for name, why in tree.refused)
+    if refused and not defer_refusals:
+        raise _Refused("\nerror: ".join(message for _, _, message in refused))
+    return Source(
+        f"git:{sha}", f"{label} ({sha[:12]})", tuple(tree.files), config=config, refused=refused
+    )
 
 
 def _config_file(tree: _Tree, label: str) -> SourceFile | None:
@@ -258,10 +271,11 @@ def _config_file(tree: _Tree, label: str) -> SourceFile | None:
 def _full(git_dir: str, sha: str, reader: _Blobs, label: str) -> _Tree:
     blobs = _blob_entries(_git(git_dir, "ls-tree", "-r", "-l", "-z", "--full-tree", sha))
     files, problems = _files(blobs, reader)
-    if problems:
-        raise _Refused("\nerror: ".join(f"{label}: {p}" for p in problems))
+    if any(not deferred for _, _, deferred in problems):  # a missing object: no policy helps
+        raise _Refused("\nerror: ".join(f"{label}: {name}: {why}" for name, why, _ in problems))
     files.sort(key=lambda f: f.path)
-    return _Tree(sha, blobs, files, reader)
+    refused = tuple((name, why) for name, why, _ in problems)
+    return _Tree(sha, blobs, files, reader, refused)
 
 
 class _Refused(SourceError):
@@ -339,9 +353,12 @@ def _blob_entries(listing: bytes) -> dict[str, Entry]:
     }
 
 
-def _files(blobs: dict[str, Entry], reader: _Blobs) -> tuple[list[SourceFile], list[str]]:
+def _files(
+    blobs: dict[str, Entry], reader: _Blobs
+) -> tuple[list[SourceFile], list[tuple[str, str, bool]]]:
     """The YAML files among the blobs (symlinks resolved inside the tree),
-    and what is wrong with the others."""
+    and what is wrong with the others: (shown path, why, whether an ignore
+    pattern may cover it: a symlink the rules refuse, not a missing object)."""
     files, problems = [], []
     shown = safe_tree.shown
     for path, entry in blobs.items():
@@ -350,7 +367,7 @@ def _files(blobs: dict[str, Entry], reader: _Blobs) -> tuple[list[SourceFile], l
         name = shown(path)
         target, why = _resolve(path, entry, blobs, reader)  # a plain file: itself
         if why:
-            problems.append(f"{name}: {why}")
+            problems.append((name, why, why.startswith("is a symlink")))
             continue
         read = functools.partial(_read_blob, reader, target[1], target[2], name)
         files.append(SourceFile(name, target[1], read))

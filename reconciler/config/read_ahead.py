@@ -73,9 +73,22 @@ class TreeReadAhead:
     def take(
         self, paths: list[str], stat_cache: Path | None
     ) -> tuple[list[Record], dict[str, str]] | None:
-        """The child's records and shown -> absolute paths (its SourceError
-        raised here), or None: other paths, taken already, or the child
-        failed (the caller then reads the tree itself)."""
+        """take_tree() with any refused path raised as a SourceError."""
+        taken = self.take_tree(paths, stat_cache)
+        if taken is None:
+            return None
+        records, keys, refused = taken
+        if refused:
+            raise source.refusal_error(refused)
+        return records, keys
+
+    def take_tree(
+        self, paths: list[str], stat_cache: Path | None
+    ) -> tuple[list[Record], dict[str, str], source.Refused] | None:
+        """The child's records, shown -> absolute paths and refused paths
+        (source.scan_tree's; its SourceError raised here), or None: other
+        paths, taken already, or the child failed (the caller then reads the
+        tree itself)."""
         if self._records is None or paths != self.paths or stat_cache != self.stat_cache:
             return None
         ready = os.read(self._records, 1)  # b"": the child died before writing them all
@@ -89,7 +102,7 @@ class TreeReadAhead:
             return None
         if result[0] == "error":
             raise SourceError(result[1])
-        return result[1], result[2]
+        return result[1], result[2], result[3]
 
     def settle(self, timeout: float = VALIDATION_WAIT_S) -> None:
         """Wait (at most `timeout`) for the child to validate the changed
@@ -152,9 +165,12 @@ def _child(
         cache = None
         records: list[Record] = []
         try:
-            records, keys, cache = source.scan_tree(paths, stat_cache, source.SourceCache())
-            result: tuple[str, list[Record], dict[str, str]] | tuple[str, str] = (
-                "ok", records, keys
+            refused: source.Refused = []
+            records, keys, cache = source.scan_tree(
+                paths, stat_cache, source.SourceCache(), refused
+            )
+            result: tuple[str, list[Record], dict[str, str], source.Refused] | tuple[str, str] = (
+                "ok", records, keys, refused
             )
         except SourceError as exc:
             result = ("error", str(exc))

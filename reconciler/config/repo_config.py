@@ -9,6 +9,9 @@ values. At its root, `.reconcile.yaml` may say
 and the `--skip-kinds` / `--ignore-paths` flags add to it. `--validate`,
 `--plan` and `--apply` all honour it: `apply_to` filters a Source. For a Git
 commit it is the commit's own file (Source.config), never the working tree's.
+An ignored path is never read, so nothing there can fail the read: a
+symlink there that leaves the tree, dangles or loops (Source.refused) is
+dropped with the file; one anywhere else is raised by `apply_to`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from reconciler.config.limits import MAX_FILE_BYTES, human_bytes
-from reconciler.config.source import CONFIG_FILE, Source, SourceError, SourceFile
+from reconciler.config.source import (
+    CONFIG_FILE,
+    Source,
+    SourceError,
+    SourceFile,
+    refusal_error,
+)
 
 FILE_NAME = CONFIG_FILE
 _KEYS = ("skipKinds", "ignorePaths")
@@ -44,6 +53,26 @@ class RepoConfig:
             if "/" in pattern:
                 if fnmatch.fnmatchcase(relative, pattern) or fnmatch.fnmatchcase(
                     relative, pattern.rstrip("*").rstrip("/") + "/*"
+                ):
+                    return True
+            elif any(fnmatch.fnmatchcase(part, pattern) for part in parts):
+                return True
+        return False
+
+    def ignores_dir(self, relative: str) -> bool:
+        """Whether every path under the directory `relative` (relative to
+        the config root, '/'-separated) is ignored, so the directory as a
+        whole is: a pattern without a '/' matching one of its names, one
+        with a '/' matching the directory itself (less a trailing '/', '/*'
+        or '/**'), or one ending in '*' that matches the directory's path
+        and a '/'."""
+        parts = relative.split("/")
+        for pattern in self.ignore_paths:
+            pattern = pattern.strip("/") if pattern.endswith("/") else pattern
+            if "/" in pattern:
+                base = pattern.rstrip("*").rstrip("/")
+                if fnmatch.fnmatchcase(relative, base) or (
+                    pattern.endswith("*") and fnmatch.fnmatchcase(relative + "/", pattern)
                 ):
                     return True
             elif any(fnmatch.fnmatchcase(part, pattern) for part in parts):
@@ -131,17 +160,57 @@ def combine(
 
 
 def _relative(path: str, roots: Iterable[str]) -> str:
+    return _under(path, roots) or path
+
+
+def _under(path: str, roots: Iterable[str]) -> str | None:
+    """`path` (a file's shown path) relative to the root it is under, or
+    None. A root is spelled as source shows its files: normalised unless
+    absolute ("./cfg/" and "cfg" are both "cfg")."""
     for root in roots:
-        base = root.rstrip("/")
-        if path.startswith(base + "/"):
-            return path[len(base) + 1 :]
-    return path
+        base = root.rstrip("/") or "/"
+        base = base if os.path.isabs(base) else os.path.normpath(base)
+        prefix = base if base.endswith("/") else base + "/"
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix) :]
+    return None
+
+
+def unignored(
+    refused: Iterable[tuple[str, bool, str]], config: RepoConfig, roots: Sequence[str] = ()
+) -> list[tuple[str, bool, str]]:
+    """The refused paths (Source.refused's entries) `config` does not ignore.
+    A refused path that is a root itself, or under none of the `roots` of a
+    directory source, is never ignored (a Git tree's paths have no root)."""
+    kept = []
+    for entry in refused:
+        path, as_dir, _ = entry
+        relative = _under(path, roots) if roots else path
+        if relative is None or not (
+            config.ignores(relative) or (as_dir and config.ignores_dir(relative))
+        ):
+            kept.append(entry)
+    return kept
+
+
+def _checked(source: Source, config: RepoConfig, roots: Sequence[str]) -> Source:
+    """`source` once none of its refused paths is left unignored: those
+    `config` ignores are dropped (never read, so they cannot fail the read),
+    the others raised as one SourceError naming each."""
+    if not source.refused:
+        return source
+    kept = unignored(source.refused, config, roots)
+    if kept:
+        raise refusal_error(kept)
+    return dataclasses.replace(source, refused=())
 
 
 def apply_to(source: Source, config: RepoConfig, roots: Sequence[str] = ()) -> Source:
     """`source` without the ignored files, carrying the kind policy; its
     identity changes with the config, so nothing cached under the old one
-    stands for the new."""
+    stands for the new. A refused path (Source.refused) that the config does
+    not ignore is raised here as a SourceError."""
+    source = _checked(source, config, roots)
     if config == RepoConfig():
         return source
     files = tuple(f for f in source.files if not config.ignores(_relative(f.path, roots)))

@@ -5,7 +5,10 @@ The rules: only regular files are config (a FIFO, socket or device named
 a symlink is followed only while it stays inside the tree (one that leaves
 it, dangles or loops is an error: root must not read a file the pusher could
 not); a symlinked directory inside the tree is read like any directory; an
-unreadable directory or file is an error, never skipped; a file is read up
+unreadable directory or file is an error, never skipped; a symlink that
+would not be read anyway (a name that is not `*.yaml` and leads to no
+directory: `notes.txt -> /etc/hostname`, a dangling or looping one) is
+passed over, as a regular file of that name is; a file is read up
 to MAX_FILE_BYTES + 1 bytes, so the loader can refuse it without memory
 growing with whatever the file claims to hold. Hidden entries (a leading
 dot) are skipped. Every name works: names that are not UTF-8, or that hold
@@ -31,6 +34,13 @@ _KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFLNK: "a symlink",
 }
+
+
+# What the walk could not read, path by path: (path as walked, whether the
+# path is matched as a directory by an ignore pattern, the error's text).
+# A caller that leaves some paths unread (reconciler.config.repo_config's
+# ignorePaths) drops the refusals of those and raises the others.
+Refusal = tuple[str, bool, str]
 
 
 class TreeError(Exception):
@@ -67,7 +77,7 @@ def _inside(path: str, root: str) -> bool:
 @dataclass(slots=True)
 class _Walk:
     root_real: str
-    problems: list[str]
+    problems: list[Refusal]
     seen_dirs: set[tuple[int, int]]
     count: int = 0
     # Root reads every regular file whatever its mode, so asking is one
@@ -93,6 +103,17 @@ def walk_stat(root: str) -> list[tuple[str, os.stat_result]]:
     not a generator: the walk raises only at its end anyway, and a caller
     looping over 10,000 files saves the generator hops (the figure it
     protects: bench/layout_bench.py's one changed service applied)."""
+    found, refused = walk_refusals(root)
+    if refused:
+        raise TreeError([message for _, _, message in refused])
+    return found
+
+
+def walk_refusals(root: str) -> tuple[list[tuple[str, os.stat_result]], list[Refusal]]:
+    """walk_stat()'s files, and what it would raise path by path instead of
+    raising it: a path ignored by the caller's policy must not fail the read
+    (its refusal is dropped), every other one must. Raises TreeError only
+    for the root itself and for a tree over MAX_FILES."""
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -100,15 +121,14 @@ def walk_stat(root: str) -> list[tuple[str, os.stat_result]]:
     if not stat.S_ISDIR(st.st_mode):
         if not stat.S_ISREG(st.st_mode):
             raise TreeError([f"{shown(root)}: is {kind_of(st.st_mode)}, not a regular file"])
-        return [(root, st)]
+        return [(root, st)], []
     state = _Walk(
         os.path.realpath(root), [], {(st.st_dev, st.st_ino)}, ask_readable=os.geteuid() != 0
     )
     found: list[tuple[str, os.stat_result]] = []
-    _walk_dir(root, state, found)
-    if state.problems:
-        raise TreeError(state.problems)
-    return found
+    if not _walk_dir(root, state, found):
+        raise TreeError([message for _, _, message in state.problems])
+    return found, state.problems
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -122,7 +142,9 @@ def _walk_dir(directory: str, state: _Walk, found: list[tuple[str, os.stat_resul
     try:
         fd = os.open(directory, _DIR_FLAGS)
     except OSError as exc:
-        state.problems.append(f"{shown(directory)}: cannot read the directory: {exc.strerror}")
+        state.problems.append(
+            (directory, True, f"{shown(directory)}: cannot read the directory: {exc.strerror}")
+        )
         return True
     prefix = directory if directory.endswith("/") else directory + "/"
     subdirs: list[str] = []
@@ -130,7 +152,9 @@ def _walk_dir(directory: str, state: _Walk, found: list[tuple[str, os.stat_resul
         try:
             names = sorted(os.listdir(fd))
         except OSError as exc:
-            state.problems.append(f"{shown(directory)}: cannot read the directory: {exc.strerror}")
+            state.problems.append(
+                (directory, True, f"{shown(directory)}: cannot read the directory: {exc.strerror}")
+            )
             return True
         if not _entries(fd, prefix, names, state, found, subdirs):
             return False
@@ -140,13 +164,14 @@ def _walk_dir(directory: str, state: _Walk, found: list[tuple[str, os.stat_resul
         try:
             st = os.stat(sub)
         except OSError as exc:
-            state.problems.append(f"{shown(sub)}: {exc.strerror}")
+            state.problems.append((sub, True, f"{shown(sub)}: {exc.strerror}"))
             continue
         ident = (st.st_dev, st.st_ino)
         if ident in state.seen_dirs:
             state.problems.append(
-                f"{shown(sub)}: a directory already read under another name (a symlink loop?)"
-            )
+                (sub, True,
+                 f"{shown(sub)}: a directory already read under another name (a symlink loop?)")
+            )  # fmt: skip
             continue
         state.seen_dirs.add(ident)
         if not _walk_dir(sub, state, found):
@@ -163,7 +188,10 @@ def _entries(
     subdirs: list[str],
 ) -> bool:
     """Sort the entries of the directory open as `fd` into `found` (YAML
-    files) and `subdirs`; False once the tree holds more than MAX_FILES."""
+    files) and `subdirs`; False once the tree holds more than MAX_FILES. A
+    symlink is followed only where its path would be read: a YAML name, or
+    a directory to walk (a link whose name is not YAML, which dangles, loops
+    or leads to a file, is passed over like a regular file of that name)."""
     lstat, problems, add = os.lstat, state.problems, found.append
     for name in names:
         if name.startswith("."):
@@ -172,12 +200,13 @@ def _entries(
         try:
             st = lstat(name, dir_fd=fd)
         except OSError as exc:
-            problems.append(f"{shown(path)}: {exc.strerror}")
+            as_dir = not name.endswith(YAML_SUFFIXES)  # (it matters only as a directory)
+            problems.append((path, as_dir, f"{shown(path)}: {exc.strerror}"))
             continue
         kind = stat.S_IFMT(st.st_mode)
         is_yaml = name.endswith(YAML_SUFFIXES)
         if kind == stat.S_IFLNK:
-            followed = _symlink(path, state)
+            followed = _symlink(path, state) if is_yaml else _symlinked_dir(path, state)
             if followed is None:
                 continue
             kind, st = followed
@@ -186,13 +215,14 @@ def _entries(
         elif not is_yaml:
             continue
         elif kind != stat.S_IFREG:
-            problems.append(f"{shown(path)}: is {kind_of(kind)}, not a regular file")
+            problems.append((path, False, f"{shown(path)}: is {kind_of(kind)}, not a regular file"))
         elif state.ask_readable and not os.access(path, os.R_OK):
-            problems.append(f"{shown(path)}: cannot read the file: Permission denied")
+            why = "cannot read the file: Permission denied"
+            problems.append((path, False, f"{shown(path)}: {why}"))
         else:
             state.count += 1
             if state.count > MAX_FILES:
-                problems.append(f"{shown(path)}: more than {MAX_FILES} YAML files")
+                problems.append((path, False, f"{shown(path)}: more than {MAX_FILES} YAML files"))
                 return False
             add((path, st))
     return True
@@ -203,15 +233,35 @@ def _symlink(path: str, state: _Walk) -> tuple[int, os.stat_result] | None:
     after noting why it is refused."""
     target = os.path.realpath(path)
     if not _inside(target, state.root_real):
-        state.problems.append(f"{shown(path)}: is a symlink that leaves the config tree (refused)")
+        state.problems.append((path, False, _LEAVES.format(shown(path))))
         return None
     try:
         st = os.stat(path)
     except OSError as exc:
         why = "a symlink loop" if exc.errno == 40 else f"a dangling symlink ({exc.strerror})"
-        state.problems.append(f"{shown(path)}: is {why}")
+        state.problems.append((path, False, f"{shown(path)}: is {why}"))
         return None
     return stat.S_IFMT(st.st_mode), st
+
+
+_LEAVES = "{}: is a symlink that leaves the config tree (refused)"
+
+
+def _symlinked_dir(path: str, state: _Walk) -> tuple[int, os.stat_result] | None:
+    """For a symlink whose name is not YAML: the directory it leads to
+    (walked like any), or None: it leads to no directory (a file, nothing,
+    a loop), so nothing under it would be read and it is passed over; or
+    to a directory outside the tree, refused (noted) as _symlink refuses."""
+    try:
+        st = os.stat(path)  # the kind only: nothing outside the tree is read
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    if not _inside(os.path.realpath(path), state.root_real):
+        state.problems.append((path, True, _LEAVES.format(shown(path))))
+        return None
+    return stat.S_IFDIR, st
 
 
 def read_regular(path: str) -> bytes:

@@ -24,6 +24,7 @@ from reconciler.config import safe_tree
 
 if TYPE_CHECKING:
     from reconciler.config.read_ahead import TreeReadAhead
+    from reconciler.config.repo_config import RepoConfig
 
 YAML_SUFFIXES = safe_tree.YAML_SUFFIXES
 # The repository's own settings (reconciler.config.repo_config), at the root.
@@ -63,20 +64,41 @@ class Source:
     # A Git commit's CONFIG_FILE, read by the same rules as its YAML files (a
     # directory's is read from the directory by repo_config).
     config: SourceFile | None = None
+    # Paths the tree's rules refuse (a symlink that leaves the tree, dangles
+    # or loops, a FIFO named *.yaml, ...) that an ignore pattern may cover:
+    # (shown path, matched as a directory, error text). Their files are never
+    # in `files`. reconciler.config.repo_config.apply_to, which every reader
+    # of a source goes through (spec.open_source, the pre-receive hook),
+    # drops those its policy ignores (a file left unread cannot fail the
+    # read) and raises the others as SourceError. from_git leaves every one
+    # here; from_paths raises those its roots' .reconcile.yaml (or the
+    # `config` it is given) does not ignore, and leaves the others.
+    refused: tuple[tuple[str, bool, str], ...] = ()
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-def _walk_yaml(root: str) -> list[tuple[str, os.stat_result]]:
+def _walk_yaml(
+    root: str,
+) -> tuple[list[tuple[str, os.stat_result]], list[safe_tree.Refusal]]:
     """YAML files under root in a stable order, hidden entries skipped, read
-    by the rules of reconciler.config.safe_tree (a SourceError names every path
-    that breaks them), each with its stat data."""
+    by the rules of reconciler.config.safe_tree, each with its stat data; and
+    the paths that break those rules (safe_tree.walk_refusals: a SourceError
+    only for the root itself or a tree over the file limit)."""
     try:
-        return safe_tree.walk_stat(root)
+        return safe_tree.walk_refusals(root)
     except safe_tree.TreeError as exc:
         raise SourceError(str(exc)) from None
+
+
+Refused = list[tuple[str, bool, str]]  # Source.refused's entries
+
+
+def refusal_error(refused: Iterable[tuple[str, bool, str]]) -> SourceError:
+    """The error of refused paths none of which is ignored: every one named."""
+    return SourceError("\nerror: ".join(message for _, _, message in refused))
 
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
@@ -358,24 +380,30 @@ def as_files(records: list[Record]) -> list[SourceFile]:
 
 def _read_tree(
     paths: list[str], stat_cache: Path | None, sources: SourceCache
-) -> tuple[list[Record], dict[str, str]]:
-    """Every YAML file under `paths` as a record, and shown path -> absolute
-    path: from the read-ahead child when one read these paths, else read
-    here and the stat cache saved."""
+) -> tuple[list[Record], dict[str, str], Refused]:
+    """Every YAML file under `paths` as a record, shown path -> absolute
+    path, and the refused paths (Source.refused): from the read-ahead child
+    when one read these paths, else read here and the stat cache saved."""
     if sources.read_ahead is not None:
-        taken = sources.read_ahead.take(paths, stat_cache)
+        taken = sources.read_ahead.take_tree(paths, stat_cache)
         if taken is not None:
             return taken
-    records, keys, cache = scan_tree(paths, stat_cache, sources)
+    refused: Refused = []
+    records, keys, cache = scan_tree(paths, stat_cache, sources, refused)
     cache.save(set(keys.values()))
-    return records, keys
+    return records, keys, refused
 
 
 def scan_tree(
-    paths: list[str], stat_cache: Path | None, sources: SourceCache
+    paths: list[str],
+    stat_cache: Path | None,
+    sources: SourceCache,
+    refusals: Refused | None = None,
 ) -> tuple[list[Record], dict[str, str], StatCache]:
     """_read_tree's work, the stat cache left to save: files whose stat data
-    is unchanged are not read. The loop runs once per file, so it stays
+    is unchanged are not read. Paths the tree's rules refuse are added to
+    `refusals` (Source.refused's entries) or, without it, raised as one
+    SourceError naming every one. The loop runs once per file, so it stays
     lean: the walk's own stat, no path normalising, no call that can be
     avoided (it is what a read-ahead child must finish before the parent
     has imported the engine: bench/layout_bench.py's one changed service
@@ -386,6 +414,7 @@ def scan_tree(
     records: list[Record] = []
     append = records.append
     keys: dict[str, str] = {}
+    refused: Refused = [] if refusals is None else refusals
     shown_as = safe_tree.shown
     for given in paths:
         if given == STDIN:
@@ -402,7 +431,12 @@ def scan_tree(
         # read-ahead child's hand-over (marshal) then writes once, not three
         # times (bench/layout_bench.py's one changed service applied).
         as_given = root_shown == root.walk == root_key
-        for path, st in _walk_yaml(root.walk):  # the walk's own stat: one per file
+        found, bad = _walk_yaml(root.walk)
+        refused += [
+            (shown_as(path if as_given else root_shown + path[cut:]), as_dir, message)
+            for path, as_dir, message in bad
+        ]
+        for path, st in found:  # the walk's own stat: one per file
             if as_given:
                 shown, key = shown_as(path), path
             else:
@@ -415,25 +449,42 @@ def scan_tree(
                 append((shown, hit[1], path, None))
             else:
                 append(_hashed(path, shown, key, sig, cache))
+    if refused and refusals is None:
+        raise refusal_error(refused)
     return records, keys, cache
 
 
-def _snapshot(label: str, files: list[SourceFile]) -> Source:
+def _snapshot(label: str, files: list[SourceFile], refused: Refused | None = None) -> Source:
     summary = hashlib.sha256()
     summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
-    return Source(f"dir:{summary.hexdigest()[:20]}", label, tuple(files))
+    identity = f"dir:{summary.hexdigest()[:20]}"
+    return Source(identity, label, tuple(files), refused=tuple(refused or ()))
 
 
 def from_paths(
-    paths: Iterable[str], stat_cache: Path | None = None, sources: SourceCache | None = None
+    paths: Iterable[str],
+    stat_cache: Path | None = None,
+    sources: SourceCache | None = None,
+    *,
+    config: RepoConfig | None = None,
 ) -> Source:
     """Read YAML files from directories and files (a working tree), through
     the stat cache when given. `sources` keeps what a later read can use
-    (none: nothing is kept)."""
+    (none: nothing is kept). A path the tree's rules refuse is a SourceError
+    naming each, unless `config` (by default the roots' .reconcile.yaml,
+    repo_config.combine) ignores it: then it is left in Source.refused, for
+    repo_config.apply_to to drop."""
     paths = list(paths)
     sources = sources if sources is not None else SourceCache()
-    records, keys = _read_tree(paths, stat_cache, sources)
-    snapshot = _snapshot(", ".join(paths), as_files(records))
+    records, keys, refused = _read_tree(paths, stat_cache, sources)
+    if refused:
+        from reconciler.config import repo_config  # (it imports this module)
+
+        policy = config if config is not None else repo_config.combine(paths)
+        unignored = repo_config.unignored(refused, policy, paths)
+        if unignored:
+            raise refusal_error(unignored)
+    snapshot = _snapshot(", ".join(paths), as_files(records), refused)
     if len(paths) == 1:
         sources.snapshots[paths[0]] = (snapshot, keys)
     return snapshot
@@ -454,8 +505,8 @@ def _refresh(
         return None
     snapshot, keys = last
     root = _Root.of(given)
-    if not os.path.isdir(root.walk):
-        return None
+    if snapshot.refused or not os.path.isdir(root.walk):
+        return None  # (the full read says again which refused paths are still there)
     cache = sources.stat_cache(stat_cache)
     by_key = {keys[f.path]: f for f in snapshot.files}
     for path in changed:
@@ -476,7 +527,12 @@ def _refresh(
             return None  # the full read names the problem
         if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
             return None  # the full read applies the symlink and file-kind rules
-        found = [p for p, _ in _walk_yaml(local)] if stat.S_ISDIR(mode) else [local]
+        found = [local]
+        if stat.S_ISDIR(mode):
+            walked, bad = _walk_yaml(local)
+            if bad:
+                return None  # the full read leaves them to the ignore policy
+            found = [p for p, _ in walked]
         for file in found:
             if file.endswith(YAML_SUFFIXES):
                 key = root.key + file[len(root.walk) :]
@@ -499,7 +555,8 @@ def from_git(
     first unless `ref` is a full commit id the mirror already holds.
 
     The tree's rules are the working tree's (reconciler.config.safe_tree): a
-    symlink is followed only to a file of the same tree, and a repository
+    symlink is followed only to a file of the same tree (one that is not is
+    left in Source.refused, as from_paths leaves it), and a repository
     whose objects cannot be read is an error (every blob is looked up even
     when the validation cache would spare reading it). A commit read by its
     id is kept in `sources`, and so is each repository's last tree, which the
@@ -514,7 +571,8 @@ def from_git(
         if cache_dir is None:
             raise SourceError(f"{label}: no safe cache directory to keep a mirror in")
         local = _fetched_mirror(repo, cache_dir, ref, label)
-    src = git_tree.read_commit(local, ref, label, sources.trees if sources is not None else {})
+    trees = sources.trees if sources is not None else {}
+    src = git_tree.read_commit(local, ref, label, trees, defer_refusals=True)
     if _is_full_id(ref) and sources is not None:
         sources.commit = ((repo, ref), src)
     return src
