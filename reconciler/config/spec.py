@@ -35,4 +35,6 @@ def open_source(
         refreshed = sources.refresh(paths[0], changed, stat)
         if refreshed is not None:
             return repo_config.apply_to(refreshed, config, paths)
-    return repo_config.apply_to(source.from_paths(paths, stat, sources), config, paths)
+    return repo_config.apply_to(
+        source.from_paths(paths, stat, sources, config=config), config, paths
+    )

@@ -80,6 +80,12 @@ def test_an_ignored_yaml_symlink_is_never_followed(cfg, capsys, ignored):
     assert len(kept.files) == (0 if ignored == "*.yaml" else 1)
 
 
+def test_ignore_paths_given_on_the_command_line_cover_a_yaml_symlink(cfg, capsys):
+    os.symlink("../../outside.yaml", cfg / "charts" / "l.yaml")
+    _refused(capsys, cfg, lines=[f"{cfg / 'charts' / 'l.yaml'}: {LEAVES}"])
+    _valid(capsys, cfg, "--ignore-paths", "charts/")
+
+
 def test_reconcile_yaml_ignore_paths_cover_a_directory_and_a_symlinked_one(
     cfg, capsys, tmp_path, monkeypatch
 ):
