@@ -335,12 +335,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from reconciler.cli.hooks_cmd import install_hooks_cmd
 
         return install_hooks_cmd(args)
-    if args.plan and args.out:  # before a plan is made that could not be kept
+    if args.plan and args.out is not None:  # before a plan is made that could not be kept
         from reconciler.plan.plan import save_problem
 
         problem = save_problem(args.out)
         if problem:
-            print(f"error: --out {args.out}: {problem}; nothing was planned", file=sys.stderr)
+            shown = args.out or "''"
+            print(f"error: --out {shown}: {problem}; nothing was planned", file=sys.stderr)
             return EXIT_ERROR
     if args.plan and args.observed:  # against a snapshot: no kernel, no root needed
         from reconciler.cli.snapshot_cmd import plan_observed_cmd

@@ -24,6 +24,8 @@ def save_problem(path: str) -> str | None:
     """Why a plan could not be saved at `path`, asked before planning (a
     plan takes long to make and must not be lost at the end); None if
     nothing stands in the way that can be seen beforehand."""
+    if not path:
+        return "an empty file name"
     if os.path.isdir(path):
         return "is a directory"
     parent = os.path.dirname(path) or "."
@@ -31,6 +33,16 @@ def save_problem(path: str) -> str | None:
         return f"{parent} is not a directory" if os.path.exists(parent) else f"no {parent}"
     if not os.access(parent, os.W_OK):
         return f"cannot write in {parent}"
+    # opened as the save will open it (what permissions alone do not tell:
+    # /proc, a read-only mount), and left as it was found
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"cannot be written ({exc.strerror or exc})"
+    if not existed:
+        os.unlink(path)
     return None
 
 

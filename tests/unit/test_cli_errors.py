@@ -206,3 +206,34 @@ def test_ctrl_c_while_the_modules_load_is_an_interruption_not_a_traceback(tmp_pa
         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.parametrize(
+    "out,problem",
+    [("", "an empty file name"), ("/proc/version", "cannot be written (Invalid argument)")],
+)
+def test_an_empty_or_unwritable_out_is_refused_before_planning(monkeypatch, capsys, out, problem):
+    """A name nothing can be saved at, also where permissions would allow
+    it (/proc): refused before planning, never accepted silently."""
+    import os
+
+    if out.startswith("/proc") and os.geteuid() != 0:
+        pytest.skip("not root: /proc's permissions refuse it before the open does")
+
+    def never(_args):
+        raise AssertionError("planned although the plan could not be saved")
+
+    monkeypatch.setattr(modes, "plan_mode", never)
+    assert cli.main(["--plan", "--config", ".", "--out", out]) == 1
+    shown = out or "''"
+    assert capsys.readouterr().err == f"error: --out {shown}: {problem}; nothing was planned\n"
+
+
+def test_checking_out_leaves_no_file_behind(tmp_path):
+    from reconciler.plan.plan import save_problem
+
+    assert save_problem(str(tmp_path / "p.json")) is None
+    assert not (tmp_path / "p.json").exists()
+    (tmp_path / "kept.json").write_text("old")
+    assert save_problem(str(tmp_path / "kept.json")) is None
+    assert (tmp_path / "kept.json").read_text() == "old"
