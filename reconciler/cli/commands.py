@@ -11,6 +11,7 @@ import argparse
 import atexit
 import dataclasses
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -279,8 +280,11 @@ def plan_mode(args: argparse.Namespace) -> int:
     # A plan's incremental state is not stored: the apply derives it again
     # from the applied state for less than writing it would cost.
     caches = _caches(args)
+    spec = source_spec(args)
+    if args.out and spec["kind"] == "dir":  # a saved plan is applied from anywhere
+        spec = {**spec, "paths": [os.path.abspath(p) for p in spec["paths"]]}
     planned = _plan_or_report(
-        args, source_spec(args), bool(args.out or args.json), keep_derived=False, caches=caches
+        args, spec, bool(args.out or args.json), keep_derived=False, caches=caches
     )
     if planned is None:
         return EXIT_ERROR
@@ -297,11 +301,29 @@ def plan_mode(args: argparse.Namespace) -> int:
 
         print_resource_changes(args, plan, sources=caches.sources)
         if args.out:
+            again = " ".join(shlex.quote(word) for word in target_options(args))
             print(
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
-                f"--plan-file {args.out}"
+                f"--plan-file {shlex.quote(args.out)}{' ' + again if again else ''}"
             )
     return EXIT_OK if plan.empty else EXIT_CHANGES
+
+
+def target_options(args: argparse.Namespace) -> list[str]:
+    """The options naming the node a plan was made for, as given: --apply
+    --plan-file must name the same one."""
+    from reconciler.cli.main import DEFAULT_ROOT
+
+    words = ["--node", args.node] if getattr(args, "node_source", "") == "--node" else []
+    for option, value, default in (
+        ("--netns", args.netns, None),
+        ("--bpffs-root", args.bpffs_root, DEFAULT_ROOT),
+        ("--cgroup", args.cgroup, None),
+        ("--state-dir", args.state_dir, None),
+    ):
+        if value is not None and value != default:
+            words += [option, value]
+    return words
 
 
 def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) -> int:

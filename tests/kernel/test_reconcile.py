@@ -426,11 +426,20 @@ def test_foreign_filters_are_left_alone(node):
     assert "someone-else" in remaining and "rcl:" not in remaining
 
 
-def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path):
+def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path, monkeypatch):
     node.felix()
     plan_file = tmp_path / "p.json"
-    rc, out, _ = node.run("--plan", "--out", str(plan_file))
+    # planned with a relative --config: the plan names the directory, not the path
+    monkeypatch.chdir(node.config.parent)
+    rc, out, _ = node.run("--plan", "--out", str(plan_file), "--config", node.config.name)
     assert rc == 2
+    # the line that says how to apply it names the same node
+    target = node.sandbox.target_args(str(node.state))
+    hint = out.strip().splitlines()[-1]
+    assert hint.startswith(f"Saved the plan to {plan_file}. Apply it with: reconcile --apply "
+                           f"--plan-file {plan_file} "), hint  # fmt: skip
+    assert all(word in hint.split() for word in target), hint
+    monkeypatch.chdir(tmp_path)
     rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
     assert rc == 0, out + err
     # The same plan again: the kernel has moved on since it was made.
