@@ -13,6 +13,7 @@ import dataclasses
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconciler.cli.output import emit_json
 from reconciler.config.source import (
     SourceCache,
+    SourceError,
     default_cache_dir,
     stat_cache_path,
     worth_reading_ahead,
@@ -131,7 +133,15 @@ def _no_document(data: bytes) -> bool:
 
 
 def validate_mode(args: argparse.Namespace) -> int:
-    src = open_source(_validate_spec(args), not args.no_cache, sources=SourceCache())
+    fmt = args.format or ("json" if args.json else "text")
+    try:
+        src = open_source(_validate_spec(args), not args.no_cache, sources=SourceCache())
+    except SourceError as exc:
+        if fmt == "text":
+            raise  # main's one error handler says it
+        # a CI reporter reads the format asked for, also when the tree is unreadable
+        _emit_validation(fmt, unreadable(str(exc)), ok=False, files=0, resources=0, paths=[])
+        return EXIT_ERROR
     # Here, not at the top: a no-op plan answered by a stored state validates
     # nothing and need not load the validation cache's sqlite3, nor the
     # diagnostics (bench/layout_bench.py's no-op plan over 200 interfaces).
@@ -157,29 +167,10 @@ def validate_mode(args: argparse.Namespace) -> int:
         import dataclasses
 
         result = dataclasses.replace(result, diagnostics=(*result.diagnostics, stdin_empty))
-    fmt = args.format or ("json" if args.json else "text")
     diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
-    if fmt == "json":
-        emit_json(
-            {
-                "kind": VALIDATION_KIND,
-                "format_version": VALIDATION_FORMAT_VERSION,
-                "version": version(),
-                "valid": result.ok,
-                "files": result.files,
-                "resources": result.resource_count,
-                "diagnostics": [d.as_json() for d in diags],
-            }
-        )
-    elif fmt in ("junit", "sarif", "github"):
-        from reconciler.cli import ci_formats  # its XML escaping loads urllib: CI formats only
-
-        if fmt == "junit":
-            sys.stdout.write(ci_formats.render_junit([f.path for f in src.files], diags))
-        elif fmt == "sarif":
-            emit_json(ci_formats.sarif_log(diags))
-        else:
-            sys.stdout.write(ci_formats.render_github(diags))
+    if fmt != "text":
+        _emit_validation(fmt, diags, result.ok, result.files, result.resource_count,
+                         [f.path for f in src.files])  # fmt: skip
     else:
         notes = [d for d in diags if d.severity is Severity.NOTE]
         sys.stdout.write(
@@ -193,6 +184,49 @@ def validate_mode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def unreadable(message: str) -> list[Any]:
+    """A source that could not be read, as diagnostics: one per line of the
+    message, on the file a line names ("path: why"), else on the source."""
+    from reconciler.config.diagnostics import NO_RESOURCE, Diagnostic
+
+    out = []
+    for line in message.splitlines() or [message]:
+        line = line.removeprefix("error: ")  # how a message of several says each
+        where, sep, why = line.partition(": ")
+        if sep and why and not where.startswith("--"):
+            out.append(Diagnostic(where, 1, NO_RESOURCE, "(file)", why))
+        else:
+            out.append(Diagnostic("-", 1, NO_RESOURCE, "(source)", line))
+    return out
+
+
+def _emit_validation(
+    fmt: str, diags: Sequence[Any], ok: bool, files: int, resources: int, paths: Sequence[str]
+) -> None:
+    """A validation's report in a machine format (json, junit, sarif, github)."""
+    if fmt == "json":
+        emit_json(
+            {
+                "kind": VALIDATION_KIND,
+                "format_version": VALIDATION_FORMAT_VERSION,
+                "version": version(),
+                "valid": ok,
+                "files": files,
+                "resources": resources,
+                "diagnostics": [d.as_json() for d in diags],
+            }
+        )
+        return
+    from reconciler.cli import ci_formats  # its XML escaping loads urllib: CI formats only
+
+    if fmt == "junit":
+        sys.stdout.write(ci_formats.render_junit(list(paths), list(diags)))
+    elif fmt == "sarif":
+        emit_json(ci_formats.sarif_log(list(diags)))
+    else:
+        sys.stdout.write(ci_formats.render_github(list(diags)))
 
 
 def _target(args: argparse.Namespace) -> Any:
