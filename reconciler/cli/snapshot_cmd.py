@@ -23,13 +23,17 @@ def snapshot_cmd(args: argparse.Namespace) -> int:
 def plan_observed_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reconciler.cli.commands import _caches, _report_invalid, _target, source_spec
+    from reconciler.cli.commands import _cache_dir, _caches, _report_invalid, source_spec
     from reconciler.config.spec import open_source
     from reconciler.engine.reconcile import InvalidConfig, make_plan
     from reconciler.engine.snapshots import SnapshotError, against
+    from reconciler.engine.spec import make_target
 
     try:
-        target = against(_target(args), args.observed)
+        # the snapshot names the node's namespace and cgroup: this machine's
+        # --netns and --cgroup (copied along from a node's options) are not asked
+        here = make_target(args.node, args.bpffs_root, args.state_dir, None, _cache_dir(args), None)
+        target = against(here, args.observed)
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -473,6 +473,18 @@ def test_a_bpffs_root_under_a_directory_others_can_change(capsys, tmp_path):
     assert not root.exists()  # refused before anything was created there
 
 
+def test_a_plan_against_a_snapshot_asks_nothing_of_this_machines_namespaces(
+    capsys, tmp_path, cfg
+):
+    """--netns and --cgroup copied along from a node's options name that
+    node's: a plan against its snapshot does not look for them here."""
+    snap = write_snapshot(tmp_path / "node.json")
+    elsewhere = ["--netns", "no-such-namespace", "--cgroup", str(tmp_path / "no-cgroup")]
+    argv = ["--plan", "--observed", str(snap), "--config", str(cfg), "--no-cache", *elsewhere]
+    code, err = run(capsys, *argv)
+    assert code == 2, err
+
+
 def test_a_plan_against_a_snapshot_lists_every_entry_with_detail(capsys, tmp_path, cfg):
     """--plan --observed renders as the live plan does: large map changes
     summarised, and every entry with --detail."""
