@@ -297,7 +297,7 @@ class Executor:
         pin = build.set_dir(self.root, prog_set, phash) / TC_FUNCTIONS[(host, direction)]
         fd = bpfsys.obj_get(str(pin))
         try:
-            _ensure_clsact(ipr, idx)
+            _ensure_clsact(ipr, idx, ifname)
             ipr.tc(
                 "replace-filter",
                 "bpf",
@@ -372,14 +372,27 @@ class Executor:
                 ipr.tc("del", "clsact", idx)
 
 
-def _ensure_clsact(ipr: Any, idx: int) -> None:
+def _ensure_clsact(ipr: Any, idx: int, ifname: str) -> None:
+    """A clsact on the link, made here or there already. EEXIST alone does
+    not say it is one: an `ingress` qdisc holds the same handle, and a
+    filter of ours must never land on someone else's qdisc (the plan refuses
+    such a link; this is for one that appeared since)."""
     from pyroute2.netlink.exceptions import NetlinkError  # as in Executor._route
 
     try:
         ipr.tc("add", "clsact", idx)
+        return
     except NetlinkError as exc:
         if exc.code != errno.EEXIST:
             raise
+    kinds = {q.get_attr("TCA_KIND") for q in ipr.get_qdiscs(index=idx)
+             if q.get("index", idx) == idx}  # fmt: skip
+    if "clsact" not in kinds:
+        raise OSError(
+            errno.EEXIST,
+            f"{ifname}: an ingress qdisc that is not ours holds the tc hook where our clsact "
+            f"must go; nothing of ours attached; remove it (tc qdisc del dev {ifname} ingress)",
+        )
 
 
 def _functions(change: Change) -> list[str]:

@@ -675,9 +675,24 @@ def _normal(value: object) -> object:
 def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedState) -> None:
     """A filter that is not ours but sits at our priority on a hook we would
     attach to: attaching would replace it (tc replaces by priority and
-    handle). It is not ours to remove, so the plan is refused."""
+    handle). An `ingress` qdisc (not a clsact) on an interface we attach to:
+    it holds the handle our clsact needs, and a filter of ours would land on
+    it (the egress one nowhere). Neither is ours to remove, so the plan is
+    refused."""
     from reconciler.datapath.programs import TC_PRIO
+    from reconciler.observe.kernel import foreign_qdisc
 
+    held = sorted({
+        iface for change in changes
+        if change.kind is ObjKind.TC and change.after is not None
+        and foreign_qdisc(iface := Address.parse(change.address).iface) in observed.foreign
+    })  # fmt: skip
+    if held:
+        raise ReconcileError("; ".join(
+            f"{iface}: an ingress qdisc that is not ours holds the tc hook where our clsact "
+            f"must go, so nothing of ours can attach there; remove it (tc qdisc del dev {iface} "
+            "ingress; its filters go with it)" for iface in held
+        ) + ", then plan again; nothing was changed")  # fmt: skip
     for change in changes:
         if change.kind is not ObjKind.TC or change.after is None:
             continue

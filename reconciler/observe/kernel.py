@@ -4,7 +4,8 @@ Collectors talk to the kernel (rtnetlink dumps via rtnl, bpffs, libbpf syscalls)
 the parsers that turn what they return into objects are plain functions.
 Only objects that are provably ours appear: filters named `rcl:`, and pins
 under our bpffs root. Anything else seen on a managed interface is reported
-as foreign and never touched.
+as foreign and never touched (an `ingress` qdisc too: it holds our clsact's
+place).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from reconciler.datapath.programs import (
 )
 from reconciler.kernel import bpf as bpfsys
 from reconciler.kernel import bpf_links, netfilter
-from reconciler.kernel.rtnetlink import LinkMsg, Rtnl
+from reconciler.kernel.rtnetlink import LinkMsg, QdiscMsg, Rtnl
 from reconciler.plan.address import KUBE_PROXY_RULES, NAT_OUTGOING, Address, prog_ref
 from reconciler.plan.state import Link, Obj, ObjKind, ObservedState, RawTable
 from reconciler.plan.tables import Lazy
@@ -99,10 +100,27 @@ def read_xdp(root: str, msgs: Iterable[LinkMsg]) -> tuple[list[Obj], list[str]]:
 UNPINNED_XDP = prog_ref("xdp", "unpinned")  # our XDP program that no pinned set holds
 
 
-def read_filters(rtnl: Rtnl, links: Iterable[Link]) -> list[TcFilter]:
-    # One qdisc dump says which links have a clsact at all; only those can
-    # carry tc filters, so the per-link filter dumps stay few on a busy node.
-    with_clsact = {q.ifindex for q in rtnl.qdiscs() if q.kind == "clsact"}
+def foreign_qdisc(ifname: str) -> str:
+    """How observe reports an `ingress` qdisc (someone else's: ours is a
+    clsact) on a link: it holds the handle our clsact needs, so tc attaches
+    nothing of ours there (reconcile.refuse_foreign_at_our_place)."""
+    return f"qdisc/{ifname} ingress"
+
+
+def foreign_qdiscs(qdiscs: Iterable[QdiscMsg], links: Iterable[Link]) -> list[str]:
+    """The links holding an `ingress` qdisc, as foreign_qdisc names them."""
+    with_ingress = {q.ifindex for q in qdiscs if q.kind == "ingress"}
+    return [foreign_qdisc(link.name) for link in links if link.ifindex in with_ingress]
+
+
+def read_filters(
+    rtnl: Rtnl, links: Iterable[Link], qdiscs: Iterable[QdiscMsg] | None = None
+) -> list[TcFilter]:
+    # One qdisc dump (`qdiscs`, else read here) says which links have a
+    # clsact at all; only those can carry our tc filters, so the per-link
+    # filter dumps stay few on a busy node.
+    with_clsact = {q.ifindex for q in (rtnl.qdiscs() if qdiscs is None else qdiscs)
+                   if q.kind == "clsact"}  # fmt: skip
     out = []
     for link in links:
         if link.ifindex not in with_clsact:
@@ -331,9 +349,11 @@ def observe(
     with Rtnl(netns) as rtnl:
         link_msgs = rtnl.links()
         links = read_links(rtnl, link_msgs)
-        filters = read_filters(rtnl, links)
+        qdiscs = rtnl.qdiscs()
+        filters = read_filters(rtnl, links, qdiscs)
     ctx = entries.Context({link.ifindex: link.name for link in links})
     objs, foreign = parse_filters(filters)
+    foreign += foreign_qdiscs(qdiscs, links)
     xdp_objs, xdp_foreign = read_xdp(root, link_msgs)
     objs += xdp_objs
     foreign += xdp_foreign
