@@ -193,6 +193,10 @@ def rules(resource: Resource) -> Iterator[Finding]:
             yield from _services(rule_map, path, direction, is_global)
             yield from _http(rule_map, path, direction)
             yield from _catch_all_negations(rule_map, path)
+            # Calico's validateRuleMetadata: the same rules as a resource's annotations.
+            annotations = _map((_map(rule_map.get("metadata")) or {}).get("annotations"))
+            if annotations is not None:
+                yield from _annotations(annotations, (*path, "metadata", "annotations"))
 
 
 def _is_catch_all(value: str) -> bool:

@@ -182,6 +182,10 @@ def _describe(error: Any) -> Finding:
         options = ", ".join(repr(v) for v in error.validator_value)
         hint = _hint(str(error.instance), [str(v) for v in error.validator_value])
         return Finding(path, f"{error.instance!r} is not one of {options}{hint}")
+    described = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    if error.validator in ("pattern", "maxLength") and isinstance(described, str):
+        # The rule in words, not the regular expression that encodes it.
+        return Finding(path, f"{error.instance!r} is not valid: {described}")
     if error.validator in ("oneOf", "anyOf") and error.context:
         # Report the alternative that got furthest, not "is not valid under any".
         best = max(error.context, key=lambda e: len(e.absolute_path))

@@ -15,7 +15,11 @@ Grammar (the language of Calico's libcalico-go selector parser):
 Like Calico, only spaces and tabs separate tokens, and `has(`, `all(` and
 `global(` must be written without a space before the parenthesis. A label key
 is any run of letters, digits, '_', '.', '/' and '-', as in Calico's
-tokenizer; the stricter Kubernetes rules bind labels on resources.
+tokenizer; the stricter Kubernetes rules bind labels on resources. As in
+Calico's tokenizer, the operator after a key is read by its prefix: the
+blanks inside `starts with`, `ends with` and `not in` may be left out
+(`startswith`, `notin`), and none is needed after an operator word
+(`contains'x'`, `in{'a'}`). Error columns count from 1.
 
 `str(selector)` is a canonical form used to dedupe ip-sets: `&&`/`||` groups
 are parenthesised and flattened, double negation is removed, set members are
@@ -58,12 +62,14 @@ __all__ = [
 
 
 class SelectorError(ValueError):
-    """A selector that does not parse; `column` is a 0-based offset into the text."""
+    """A selector that does not parse. Raised with the 0-based offset into
+    the text; `column` is 1-based, as the message says it (the first
+    character is column 1, as a file's first line is line 1)."""
 
-    def __init__(self, message: str, column: int) -> None:
-        super().__init__(f"{message} at column {column}")
+    def __init__(self, message: str, offset: int) -> None:
         self.message = message
-        self.column = column
+        self.column = offset + 1
+        super().__init__(f"{message} at column {self.column}")
 
 
 # ---------------------------------------------------------------- AST
@@ -267,53 +273,120 @@ class Or(Selector):
 
 # ---------------------------------------------------------------- tokenizer
 
-# One pass over the text. Every position matches some alternative (the last
-# one catches stray characters), so tokens are contiguous; only trailing
-# blanks are left unmatched. Words use Calico's label character set; the
-# parser decides whether a word is a key or an operator from its position.
-_TOKEN = re.compile(
-    r"""[ \t]*(?:
-        (?P<w>[A-Za-z0-9_./-]+)
-      | (?P<s>"[^"]*"|'[^']*')
-      | (?P<p>==|!=|&&|\|\||[(){},!])
-      | (?P<x>[^ \t])
-    )""",
-    re.VERBOSE | re.DOTALL,
-)
+# Calico's tokenizer (libcalico-go/lib/selector/tokenizer), read for what it
+# accepts and means: only spaces and tabs separate tokens; a label is any run
+# of [A-Za-z0-9_./-]; `has(`, `all(` and `global(` are read as one token
+# each (blanks may follow the parenthesis, none may come before it). Right
+# after a label the text is read for an operator by its prefix, not as a
+# word: `contains`, `starts` [blanks] `with`, `ends` [blanks] `with`, `not`
+# [blanks] `in` and `in`, so `startswith`, `notin` and `endswith'x'` are the
+# operators, and whatever follows the operator is the next token.
 
 _WORD, _STRING, _EOF = "w", "s", ""
-# (kind, text, column): kind is _WORD, _STRING, the punctuation itself, or _EOF.
+_HAS, _ALL, _GLOBAL = "has(", "all()", "global()"
+# (kind, text, column): kind is _WORD (a label, text the key), _STRING (text
+# the value), _HAS (text the key), _ALL, _GLOBAL, an operator ('==', '!=',
+# 'contains', 'starts with', 'ends with', 'in', 'not in'), other punctuation
+# itself, or _EOF; column is the 0-based offset where the token starts.
 _Token = tuple[str, str, int]
 
-_STRAY = {
-    "=": "expected '=='",
-    "&": "expected '&&'",
-    "|": "expected '||'",
-    '"': "unterminated string",
-    "'": "unterminated string",
-}
+_LABEL = re.compile(r"[A-Za-z0-9_./-]+")
+_PUNCT = {"(": "(", ")": ")", "{": "{", "}": "}", ",": ","}
+_PAIRS = {"=": ("==", "expected '=='"), "&": ("&&", "expected '&&'"), "|": ("||", "expected '||'")}
+# After a label: (prefix, second word or None, operator), tried in this order.
+_AFTER_LABEL = (
+    ("contains", None, "contains"),
+    ("starts", "with", "starts with"),
+    ("ends", "with", "ends with"),
+    ("not", "in", "not in"),
+    ("in", None, "in"),
+)
+_CALLS = (("has(", _HAS), ("all(", _ALL), ("global(", _GLOBAL))
+
+
+def _skip(text: str, at: int) -> int:
+    end = len(text)
+    while at < end and text[at] in " \t":
+        at += 1
+    return at
 
 
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     append = tokens.append
-    for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
-        if kind == "w":
-            append((_WORD, m.group("w"), m.start("w")))
-        elif kind == "s":
-            append((_STRING, m.group("s")[1:-1], m.start("s")))
-        elif kind == "p":
-            punct = m.group("p")
-            append((punct, punct, m.start("p")))
+    at, end = 0, len(text)
+    while True:
+        at = _skip(text, at)
+        if at >= end:
+            append((_EOF, "", end))
+            return tokens
+        char = text[at]
+        after_label = bool(tokens) and tokens[-1][0] == _WORD
+        if char in _PUNCT:
+            append((char, char, at))
+            at += 1
+        elif char in "\"'":
+            close = text.find(char, at + 1)
+            if close < 0:
+                raise SelectorError("unterminated string", at)
+            append((_STRING, text[at + 1 : close], at))
+            at = close + 1
+        elif char in _PAIRS:
+            pair, message = _PAIRS[char]
+            if not text.startswith(pair, at):
+                raise SelectorError(message, at)
+            append((pair, pair, at))
+            at += 2
+        elif char == "!":
+            op = "!=" if text.startswith("!=", at) else "!"
+            append((op, op, at))
+            at += len(op)
+        elif after_label and _LABEL.match(text, at):
+            at = _operator(text, at, tokens)
+        elif not after_label and text.startswith(("has(", "all(", "global("), at):
+            at = _call(text, at, tokens)
         else:
-            char, column = m.group("x"), m.start("x")
-            raise SelectorError(_STRAY.get(char, f"unexpected character {char!r}"), column)
-    append((_EOF, "", len(text)))
-    return tokens
+            m = _LABEL.match(text, at)
+            if m is None:
+                raise SelectorError(f"unexpected character {char!r}", at)
+            append((_WORD, m.group(), at))
+            at = m.end()
 
 
-# A label key is whatever the tokenizer's word takes: Calico's tokenizer reads
+def _operator(text: str, at: int, tokens: list[_Token]) -> int:
+    """The operator after a label, read by its prefix as Calico reads it."""
+    for prefix, second, op in _AFTER_LABEL:
+        if not text.startswith(prefix, at):
+            continue
+        after = at + len(prefix)
+        if second is not None:
+            after = _skip(text, after)
+            if not text.startswith(second, after):
+                raise SelectorError(f"expected '{second}' after '{prefix}'", after)
+            after += len(second)
+        tokens.append((op, op, at))
+        return after
+    raise SelectorError(f"expected operator after label '{tokens[-1][1]}'", at)
+
+
+def _call(text: str, at: int, tokens: list[_Token]) -> int:
+    """`has(key)`, `all()` or `global()`: blanks may pad the inside."""
+    prefix, kind = next((p, k) for p, k in _CALLS if text.startswith(p, at))
+    inside = _skip(text, at + len(prefix))
+    key = ""
+    if kind == _HAS:
+        m = _LABEL.match(text, inside)
+        if m is None:
+            raise SelectorError("expected label key", inside)
+        key = m.group()
+        inside = _skip(text, m.end())
+    if not text.startswith(")", inside):
+        raise SelectorError("expected ')'", inside)
+    tokens.append((kind, key, at))
+    return inside + 1
+
+
+# A label key is whatever the tokenizer's label takes: Calico's tokenizer reads
 # any run of [A-Za-z0-9_./-] as one (upper case, several '/', a leading '-',
 # any length). The Kubernetes rules for label keys bind the labels on
 # resources (checked there), not the keys a selector names: a key no resource
@@ -385,48 +458,28 @@ class _Parser:
             inner = self.parse_or()
             self.expect(")", "')'")
             return inner
+        if kind == _HAS:
+            return Has(text)
+        if kind == _ALL:
+            return All()
+        if kind == _GLOBAL:
+            return Global()
         if kind != _WORD:
             raise SelectorError("expected expression", column)
-        after = self.peek()
-        if text in _FUNCTIONS and after[0] == "(":
-            if after[2] != column + len(text):
-                raise SelectorError(f"no space allowed between '{text}' and '('", column)
-            self.pos += 1
-            return self.parse_function(text)
-        return self.parse_comparison(text)
+        return self.parse_comparison(text, column)
 
-    def parse_function(self, name: str) -> Selector:
-        if name == "has":
-            key = self.expect(_WORD, "label key")
-            self.expect(")", "')'")
-            return Has(key[1])
-        self.expect(")", "')'")
-        return All() if name == "all" else Global()
-
-    def parse_comparison(self, key: str) -> Selector:
-        kind, text, column = self.take()
-        op = kind
-        if kind == _WORD:
-            op = text
-            if text in ("starts", "ends"):
-                self.expect_word("with", text)
-                op = f"{text} with"
-            elif text == "not":
-                self.expect_word("in", "not")
-                op = "not in"
-        comparison = _COMPARISONS.get(op)
+    def parse_comparison(self, key: str, key_column: int) -> Selector:
+        kind, _, column = self.take()
+        comparison = _COMPARISONS.get(kind)
         if comparison is not None:
             value = self.expect(_STRING, "quoted string")
             return comparison(key, value[1])
-        if op in ("in", "not in"):
+        if kind in ("in", "not in"):
             values = self.parse_set()
-            return In(key, values) if op == "in" else NotIn(key, values)
+            return In(key, values) if kind == "in" else NotIn(key, values)
+        if key in _FUNCTIONS and kind == "(":
+            raise SelectorError(f"no space allowed between '{key}' and '('", key_column)
         raise SelectorError(f"expected operator after label '{key}'", column)
-
-    def expect_word(self, word: str, after: str) -> None:
-        kind, text, column = self.take()
-        if kind != _WORD or text != word:
-            raise SelectorError(f"expected '{word}' after '{after}'", column)
 
     def parse_set(self) -> frozenset[str]:
         self.expect("{", "'{'")
@@ -477,7 +530,7 @@ def _check_depth(tokens: list[_Token]) -> None:
 def parse(text: str) -> Selector:
     """Parse a Calico selector; an empty or blank selector is `all()`.
 
-    Raises SelectorError with a 0-based column on malformed input.
+    Raises SelectorError (its column 1-based) on malformed input.
     """
     tokens = _tokenize(text)
     if tokens[0][0] == _EOF:

@@ -129,6 +129,10 @@ def _policy_selectors(resource: Resource) -> Iterator[Finding]:
 _PORT_RANGE = re.compile(r"(\d+):(\d+)")
 # Kubernetes IANA_SVC_NAME: what a named port may be.
 _PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9](?:[-a-z0-9]{0,13}[a-z0-9])?")
+PORT_NAME_RULE = (
+    "a port name is at most 15 lower-case letters, digits and '-', with a letter, "
+    "no '--', not starting or ending with '-'"
+)
 
 
 def _port_number(number: int, path: Path) -> Iterator[Finding]:
@@ -156,11 +160,7 @@ def _port(value: object, path: Path) -> Iterator[Finding]:
     elif ":" in value:
         yield Finding(path, f"invalid port range '{value}': expected 'min:max'")
     elif not _PORT_NAME.fullmatch(value):
-        yield Finding(
-            path,
-            f"invalid named port '{value}': 1-15 lowercase letters, digits and '-',"
-            " with at least one letter",
-        )
+        yield Finding(path, f"invalid named port '{value}': {PORT_NAME_RULE}")
 
 
 def _rule_ports(entity: Mapping[str, Any], path: Path, protocol: int | None) -> Iterator[Finding]:
@@ -178,15 +178,19 @@ def _rule_ports(entity: Mapping[str, Any], path: Path, protocol: int | None) -> 
             yield from _port(port, (*path, field, i))
 
 
-def _rule_icmp(rule: Mapping[str, Any], path: Path, protocol: int | None) -> Iterator[Finding]:
+def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
+    # Calico compares the protocol with the names ICMP and ICMPv6: their
+    # numbers (1, 58, "1") are other values to its validator.
+    protocol = rule.get("protocol")
+    wrong = "rules that specify ICMP fields must set protocol to ICMP or ICMPv6"
+    if _protocol_number(protocol) in (_ICMP, _ICMPV6) and not isinstance(protocol, bool):
+        wrong += f" by name, not the number {protocol!r}"
     for field in ("icmp", "notICMP"):
         icmp = _map(rule.get(field))
         if icmp is None:
             continue
-        if protocol not in (_ICMP, _ICMPV6):
-            yield Finding(
-                (*path, field), "rules that specify ICMP fields must set protocol to ICMP or ICMPv6"
-            )
+        if protocol not in ("ICMP", "ICMPv6"):
+            yield Finding((*path, field), wrong)
         kind, code = _int(icmp.get("type")), _int(icmp.get("code"))
         if icmp.get("code") is not None and icmp.get("type") is None:
             # The kernel can only match a code together with a type.
@@ -248,7 +252,7 @@ def _rule(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
         if entity is not None:
             yield from _entity_selectors(entity, (*path, side))
             yield from _rule_ports(entity, (*path, side), protocol)
-    yield from _rule_icmp(rule, path, protocol)
+    yield from _rule_icmp(rule, path)
     yield from _rule_nets(rule, path)
     if rule.get("http"):  # an L7 proxy's match: every node would refuse to plan it
         yield Finding((*path, "http"), HTTP_NOT_ENFORCEABLE)
@@ -374,6 +378,13 @@ def _host_endpoint(resource: Resource) -> Iterator[Finding]:
 
 
 def _workload_endpoint(resource: Resource) -> Iterator[Finding]:
+    for i, port in enumerate(_list(resource.spec.get("ports"))):
+        port_map = _map(port)
+        if port_map is not None and not port_map.get("name") and not port_map.get("hostPort"):
+            yield Finding(
+                ("spec", "ports", i, "name"),
+                "a port needs a name unless it sets a hostPort",
+            )
     for i, value in enumerate(_list(resource.spec.get("ipNetworks"))):
         if not isinstance(value, str):
             continue

@@ -434,15 +434,20 @@ def test_global_in_a_policy_selector_is_refused() -> None:
     assert found == [("spec.selector", "global() can only be used in a rule's namespaceSelector")]
 
 
-def test_protocol_as_a_numeric_string_is_refused() -> None:
+def test_protocol_as_a_numeric_string_is_the_number() -> None:
+    # Calico's Uint8OrString.UnmarshalJSON reads a quoted number as the number:
+    # "6" is protocol 6, "0" is protocol 0 (refused), "256" an unknown name.
     from reconciler.config import schema
 
-    doc = {
-        "apiVersion": "projectcalico.org/v3",
-        "kind": "GlobalNetworkPolicy",
-        "metadata": {"name": "p"},
-        "spec": {"ingress": [{"action": "Allow", "protocol": "6"}]},
-    }
-    assert schema.check("GlobalNetworkPolicy", doc) and not schema.check(
-        "GlobalNetworkPolicy", {**doc, "spec": {"ingress": [{"action": "Allow", "protocol": 6}]}}
-    )
+    def doc(protocol: object) -> dict[str, object]:
+        return {
+            "apiVersion": "projectcalico.org/v3",
+            "kind": "GlobalNetworkPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"ingress": [{"action": "Allow", "protocol": protocol}]},
+        }
+
+    for ok in ("6", "17", "255", "017", 6):
+        assert not schema.check("GlobalNetworkPolicy", doc(ok)), ok
+    for bad in ("0", "256", "-1", "6.0", " 6"):
+        assert schema.check("GlobalNetworkPolicy", doc(bad)), bad

@@ -508,7 +508,7 @@ BAD_CASES: list[tuple[str, tuple[Any, ...], Any, str, tuple[Any, ...]]] = [
     ("HostEndpoint", ("spec", "expectedIPs", 0), "192.168.50.1/24", "pattern",
      ("spec", "expectedIPs", 0)),
     ("HostEndpoint", ("spec", "ports", 0, "name"), DELETE, "required", ("spec", "ports", 0)),
-    ("HostEndpoint", ("spec", "ports", 0, "protocol"), "ICMP", "enum",
+    ("HostEndpoint", ("spec", "ports", 0, "protocol"), "ICMP", "anyOf",
      ("spec", "ports", 0, "protocol")),
     ("HostEndpoint", ("spec", "ports", 0, "port"), 0, "minimum", ("spec", "ports", 0, "port")),
     ("WorkloadEndpoint", ("spec", "node"), DELETE, "required", ("spec",)),

@@ -120,35 +120,35 @@ def test_parses_to_tree(text: str, tree: object) -> None:
 
 # (malformed selector, str(error)); the column is the number in the message.
 ERRORS = [
-    ('app == "web', "unterminated string at column 7"),
-    ("app == 'web", "unterminated string at column 7"),
-    ('(app == "web" && has(x)', "expected ')' at column 23"),
-    ('app = "web"', "expected '==' at column 4"),
-    ('app === "web"', "expected '==' at column 6"),
-    ('app == "web" & has(x)', "expected '&&' at column 13"),
-    ('app == "web" | has(x)', "expected '||' at column 13"),
-    ('app ~= "web"', "unexpected character '~' at column 4"),
-    ("app == web", "expected quoted string at column 7"),
-    ('app is "web"', "expected operator after label 'app' at column 4"),
-    ("app", "expected operator after label 'app' at column 3"),
-    ('app == "web")', "expected '&&', '||' or end of selector at column 12"),
-    ('app == "web" has(x)', "expected '&&', '||' or end of selector at column 13"),
-    ("has(app) &&", "expected expression at column 11"),
-    ("&& has(app)", "expected expression at column 0"),
-    ("()", "expected expression at column 1"),
-    ("has()", "expected label key at column 4"),
-    ("has(app", "expected ')' at column 7"),
-    ("all(x)", "expected ')' at column 4"),
-    ("has (app)", "no space allowed between 'has' and '(' at column 0"),
-    ('app in "web"', "expected '{' at column 7"),
-    ('app in {"a" "b"}', "expected ',' or '}' at column 12"),
-    ("app in {a}", "expected quoted string or '}' at column 8"),
-    ('app in {"a",,}', "expected quoted string or '}' at column 12"),
-    ('app not "web"', "expected 'in' after 'not' at column 8"),
-    ('app starts "w"', "expected 'with' after 'starts' at column 11"),
-    ('app ends "w"', "expected 'with' after 'ends' at column 9"),
-    ('app:x == "1"', "unexpected character ':' at column 3"),
-    ("has(x) &&\nhas(y)", "unexpected character '\\n' at column 9"),
+    ('app == "web', "unterminated string at column 8"),
+    ("app == 'web", "unterminated string at column 8"),
+    ('(app == "web" && has(x)', "expected ')' at column 24"),
+    ('app = "web"', "expected '==' at column 5"),
+    ('app === "web"', "expected '==' at column 7"),
+    ('app == "web" & has(x)', "expected '&&' at column 14"),
+    ('app == "web" | has(x)', "expected '||' at column 14"),
+    ('app ~= "web"', "unexpected character '~' at column 5"),
+    ("app == web", "expected quoted string at column 8"),
+    ('app is "web"', "expected operator after label 'app' at column 5"),
+    ("app", "expected operator after label 'app' at column 4"),
+    ('app == "web")', "expected '&&', '||' or end of selector at column 13"),
+    ('app == "web" has(x)', "expected '&&', '||' or end of selector at column 14"),
+    ("has(app) &&", "expected expression at column 12"),
+    ("&& has(app)", "expected expression at column 1"),
+    ("()", "expected expression at column 2"),
+    ("has()", "expected label key at column 5"),
+    ("has(app", "expected ')' at column 8"),
+    ("all(x)", "expected ')' at column 5"),
+    ("has (app)", "no space allowed between 'has' and '(' at column 1"),
+    ('app in "web"', "expected '{' at column 8"),
+    ('app in {"a" "b"}', "expected ',' or '}' at column 13"),
+    ("app in {a}", "expected quoted string or '}' at column 9"),
+    ('app in {"a",,}', "expected quoted string or '}' at column 13"),
+    ('app not "web"', "expected 'in' after 'not' at column 9"),
+    ('app starts "w"', "expected 'with' after 'starts' at column 12"),
+    ('app ends "w"', "expected 'with' after 'ends' at column 10"),
+    ('app:x == "1"', "unexpected character ':' at column 4"),
+    ("has(x) &&\nhas(y)", "unexpected character '\\n' at column 10"),
 ]
 
 
@@ -245,7 +245,7 @@ def test_deep_nesting_parses_as_calico_does_and_is_bounded():
     too_deep = "(" * (MAX_SELECTOR_DEPTH + 1) + "a == 'b'" + ")" * (MAX_SELECTOR_DEPTH + 1)
     with pytest.raises(SelectorError) as err:
         parse(too_deep)
-    assert err.value.column == MAX_SELECTOR_DEPTH
+    assert err.value.column == MAX_SELECTOR_DEPTH + 1  # the opening parenthesis too many
     assert f"nested deeper than {MAX_SELECTOR_DEPTH} parentheses" in str(err.value)
 
 
