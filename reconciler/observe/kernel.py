@@ -323,7 +323,7 @@ def read_nat_outgoing(netns: str | None, nft: list[netfilter.Chain]) -> Obj | No
     """Our natOutgoing chain (iptables-nft's nat table) and the jump to it."""
     if netfilter.Chain("nft", "ip", "nat", chains.NAT_OUTGOING_CHAIN) not in nft:
         return None
-    rules = chains.ours(netfilter.save(netns, "nft", "ip", "nat"))
+    rules = chains.ours_in_place(netfilter.save(netns, "nft", "ip", "nat"))
     return Obj(str(Address.of_iptables(NAT_OUTGOING)), ObjKind.IPTABLES, {"rules": rules})
 
 

@@ -59,6 +59,19 @@ def test_pods_leave_the_pools_with_the_nodes_address(node):
     rc, out, _ = node.run("--apply")
     assert rc == 0 and "~ iptables/nat-outgoing" in out, out
     assert source_seen(node, sandbox.ext, sandbox.ext_ip) == sandbox.node_ip
+    # a rule put ahead of our jump (an ACCEPT) keeps pods from masquerade:
+    # drift too, and the apply puts the jump first again
+    subprocess.run(["ip", "netns", "exec", sandbox.node, "iptables-nft", "-t", "nat", "-I",
+                    "POSTROUTING", "1", "-j", "ACCEPT"], check=True)  # fmt: skip
+    assert source_seen(node, sandbox.ext, sandbox.ext_ip) == FRONT.ip
+    rc, out, _ = node.run("--plan")
+    assert rc == 2 and "# after 1 rule(s) of POSTROUTING" in out, out
+    rc, out, _ = node.run("--apply")
+    assert rc == 0, out
+    assert source_seen(node, sandbox.ext, sandbox.ext_ip) == sandbox.node_ip
+    assert "-A POSTROUTING -j ACCEPT" in nat_rules(node)  # theirs stays, after ours
+    rc, out, _ = node.run("--plan")
+    assert rc == 0 and "No changes." in out, out
     # off in Git: the chain and its jump go
     node.write("pool.yaml", POOL.format(nat="false"))
     rc, out, _ = node.run("--apply")
