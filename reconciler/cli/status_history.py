@@ -150,7 +150,12 @@ def recorded(target: Any, run: Callable[[], Any]) -> Any:
             error="" if result.converged else "not converged after apply",
         )
 
-    def failed(exc: BaseException) -> PassRecord:
+    def failed(exc: BaseException) -> PassRecord | None:
+        from reconciler.engine.reconcile import PlanRefused
+        from reconciler.plan.plan import PlanFileError
+
+        if isinstance(exc, PlanRefused | PlanFileError):
+            return None  # a saved plan refused before anything changed: no reconcile
         return PassRecord("", 0.0, "apply", "failed", error=str(exc))
 
     return history.timed(target.state_dir, "apply", run, describe, failed)

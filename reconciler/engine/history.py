@@ -130,15 +130,18 @@ def timed(
     trigger: str,
     run: Callable[[], T],
     describe: Callable[[T], PassRecord],
-    on_error: Callable[[BaseException], PassRecord],
+    on_error: Callable[[BaseException], PassRecord | None],
 ) -> T:
     """Run one reconcile and append its record, whether it succeeds or raises.
-    `describe`/`on_error` build the record; its time fields are filled here."""
+    `describe`/`on_error` build the record (on_error None: nothing to record);
+    its time fields are filled here."""
     started, began = now_iso(), time.monotonic()
     try:
         result = run()
     except Exception as exc:
-        _append_quietly(state_dir, _stamped(on_error(exc), started, began, trigger))
+        record = on_error(exc)
+        if record is not None:
+            _append_quietly(state_dir, _stamped(record, started, began, trigger))
         raise
     _append_quietly(state_dir, _stamped(describe(result), started, began, trigger))
     return result

@@ -79,6 +79,11 @@ class ReconcileError(Exception):
     """An expected failure: reported to the user, exit code 1."""
 
 
+class PlanRefused(ReconcileError):
+    """A saved plan refused before anything was changed (another node's,
+    stale, edited): no reconcile of the node happened, so none is recorded."""
+
+
 class EmptySource(ReconcileError):
     """The source holds no resources, or the plan would remove everything we
     own: refused unless allowed (a wrong --config must not wipe a node)."""
@@ -651,18 +656,18 @@ def check_fresh(
     """Refuse a saved plan when the kernel or the source moved since it was
     made; returns what was observed for check_same_changes."""
     if plan.node != target.node or plan.bpffs_root != target.bpffs_root:
-        raise ReconcileError(
+        raise PlanRefused(
             f"plan is for node {plan.node} at {plan.bpffs_root}, not {target.node} at "
             f"{target.bpffs_root}"
         )
     if source is not None and source.identity != plan.source.get("identity"):
-        raise ReconcileError(
+        raise PlanRefused(
             f"plan is stale: the source changed since it was made "
             f"({plan.source.get('identity')} -> {source.identity}); run --plan again"
         )
     observed, links = observe(target.bpffs_root, target.netns)
     if observed.fingerprint() != plan.observed_fingerprint:
-        raise ReconcileError(
+        raise PlanRefused(
             "plan is stale: the kernel state changed since it was made; run --plan again"
         )
     return links, held_slots(observed), observed
@@ -749,13 +754,13 @@ def check_same_changes(
     now = diff(desired, observed, known, notes)
     refuse_foreign_at_our_place(now, observed)
     if _comparable(now) != _comparable(plan.changes):
-        raise ReconcileError(
+        raise PlanRefused(
             "plan file does not match the changes the configuration and this node give "
             "now (it was edited, or the node changed since, e.g. an interface appeared); "
             "run --plan again"
         )
     if _normal(dict(desired.build)) != _normal(dict(plan.build)):
-        raise ReconcileError(
+        raise PlanRefused(
             "plan file's build does not match the configuration's; run --plan again"
         )
 

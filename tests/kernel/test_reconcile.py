@@ -445,6 +445,9 @@ def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path, monkeypa
     # The same plan again: the kernel has moved on since it was made.
     rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
     assert rc == 1 and "plan is stale: the kernel state changed" in err
+    # refused before anything changed: no reconcile happened, the node is in sync
+    rc, out, err = node.run("--status")
+    assert rc == 0 and "failed" not in out, out + err
     # A fresh plan, then the source changes: refused too, and nothing is applied.
     node.wep(FRONT)
     rc, _, _ = node.run("--plan", "--out", str(plan_file))
