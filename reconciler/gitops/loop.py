@@ -345,7 +345,8 @@ class Watcher:
             record, plan = self._reconcile(good, None)
         except (ReconcileError, SourceError, OSError) as exc:
             self.health_ok = False  # the node is in no known state
-            error = f"{why}; holding: {exc}"
+            # the same refusal again (a node problem, not the source's): said once
+            error = why if str(exc) == why else f"{why}; holding: {exc}"
             return PassRecord("", 0.0, "", "failed", tried, error=error), None
         held = dataclasses.replace(
             record, result="failed", error=why, held=record.source, source=tried or record.source
