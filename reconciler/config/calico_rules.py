@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Finding, Path
@@ -115,6 +115,43 @@ def tier(resource: Resource) -> Iterator[Finding]:
         yield Finding(
             ("spec", "defaultAction"), f"the {name!r} tier must have default action {action!r}"
         )
+
+
+_POLICY_KINDS = frozenset({"GlobalNetworkPolicy", "NetworkPolicy"})
+
+
+def tier_needed(resource: Resource) -> str | None:
+    """The Tier resource a policy needs: Calico's client refuses to create a
+    policy whose tier it cannot get (clientv3 globalnetworkpolicy.go and
+    networkpolicy.go, Create). None for a tier Calico creates itself
+    (RESERVED_TIERS) and for other kinds."""
+    if resource.kind not in _POLICY_KINDS:
+        return None
+    tier = resource.spec.get("tier")
+    if not isinstance(tier, str) or not tier or tier in RESERVED_TIERS:
+        return None
+    return tier
+
+
+def missing_tier(tier: str) -> Finding:
+    """What a policy whose tier no Tier resource names is told (at spec.tier)."""
+    return Finding(
+        ("spec", "tier"),
+        f"tier {tier!r} does not exist: no Tier resource is named {tier!r} "
+        "(Calico creates only 'default', 'kube-admin' and 'kube-baseline' itself)",
+    )
+
+
+def missing_tiers(
+    resources: Iterable[Resource], tiers: Iterable[str]
+) -> Iterator[tuple[Resource, Finding]]:
+    """Each policy of `resources` whose tier is none of `tiers` (the names of
+    the source's Tier resources), with its finding: a whole-source check."""
+    known = frozenset(tiers)
+    for resource in resources:
+        tier = tier_needed(resource)
+        if tier is not None and tier not in known:
+            yield resource, missing_tier(tier)
 
 
 # ---------------------------------------------------------------- IP pools

@@ -232,3 +232,57 @@ def test_selector_error_column_is_one_based() -> None:
         "cfg.yaml:6: GlobalNetworkPolicy/p: spec.selector: invalid selector: "
         "expected '==' at column 5"
     ]
+
+
+# -- C: a policy's tier must exist (a whole-source check; see calico_rules.missing_tiers)
+
+
+def test_policy_in_a_tier_no_tier_resource_names() -> None:
+    from reconciler.config.calico_rules import missing_tiers
+    from reconciler.config.load import load
+
+    text = textwrap.dedent(
+        """\
+        apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata:
+          name: security.a
+        spec:
+          tier: security
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: NetworkPolicy
+        metadata:
+          name: platform.b
+          namespace: ns
+        spec:
+          tier: platform
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata:
+          name: kube-admin.c
+        spec:
+          tier: kube-admin
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata:
+          name: d
+        spec:
+          selector: all()
+        """
+    )
+    resources = load(text.encode(), "cfg.yaml").resources
+    found = [
+        (r.ref, r.line_of(f.path), f.message)
+        for r, f in missing_tiers(resources, ["security"])
+    ]
+    assert found == [
+        (
+            "NetworkPolicy/ns/platform.b",
+            14,
+            "tier 'platform' does not exist: no Tier resource is named 'platform' "
+            "(Calico creates only 'default', 'kube-admin' and 'kube-baseline' itself)",
+        )
+    ]
