@@ -539,8 +539,11 @@ def render_sync(sync: dict[str, Any]) -> str:
                      "that is not ours runs before ours (the warning above names it and what "
                      "to do) and can decide packets before our policy sees them.")  # fmt: skip
     elif state == "drifted":
-        lines.append(f"Drifted: {sync['changes']} change(s) would restore the last applied "
-                     "state (reconcile --plan shows them).")  # fmt: skip
+        # the source is the same; the kernel, or the node (a pod's interface
+        # gone), moved: the changes are what that source gives here now
+        lines.append(f"Drifted: the kernel differs from what the last applied source gives on "
+                     f"this node now, by {sync['changes']} change(s) (reconcile --plan shows "
+                     "them).")  # fmt: skip
     elif state == "out of sync":
         lines.append(f"Out of sync: the source changed since the last apply; "
                      f"{sync['changes']} change(s) pending (reconcile --plan).")  # fmt: skip

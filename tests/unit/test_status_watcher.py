@@ -86,3 +86,13 @@ def test_an_error_that_announces_a_list_is_shown_with_its_first_entry() -> None:
     assert first_words("fetch failed\nfatal: x") == "fetch failed"
     assert first_words("one:\nonly entry") == "one: only entry"
     assert first_words("") == ""
+
+
+def test_drift_is_said_as_a_difference_not_a_restoration() -> None:
+    """The node may have moved (a pod's interface gone), not only the
+    kernel: the changes are what the same source gives here now."""
+    sync = {"state": "drifted", "changes": 46, "warnings": []}
+    assert render_sync(sync).splitlines()[1:] == [
+        "Drifted: the kernel differs from what the last applied source gives on this node "
+        "now, by 46 change(s) (reconcile --plan shows them)."
+    ]
