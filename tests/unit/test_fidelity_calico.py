@@ -286,3 +286,16 @@ def test_policy_in_a_tier_no_tier_resource_names() -> None:
             "(Calico creates only 'default', 'kube-admin' and 'kube-baseline' itself)",
         )
     ]
+
+
+def test_label_value_rule_in_words() -> None:
+    assert lines(gnp("protocol: TCP", labels="app: -web")) == [
+        "cfg.yaml:6: GlobalNetworkPolicy/p: metadata.labels.app: '-web' is not valid: "
+        "a label value is empty or at most 63 letters, digits, '-', '_' and '.' "
+        "that starts and ends with a letter or digit"
+    ]
+    assert lines(gnp("protocol: TCP", labels=f"app: {'a' * 64}")) == [
+        f"cfg.yaml:6: GlobalNetworkPolicy/p: metadata.labels.app: '{'a' * 64}' is not valid: "
+        "a label value is empty or at most 63 letters, digits, '-', '_' and '.' "
+        "that starts and ends with a letter or digit"
+    ]
