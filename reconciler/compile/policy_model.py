@@ -84,6 +84,8 @@ def proto_number(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)  # "17": Calico reads a quoted number as the number
     return PROTOCOLS[str(value)]
 
 
@@ -381,7 +383,9 @@ class _Ctx:
         out = []
         for p in values if isinstance(values, list) else []:
             if isinstance(p, Mapping) and p.get("name"):
-                out.append(NamedPort(str(p["name"]), PROTOCOLS[str(p["protocol"])], int(p["port"])))
+                proto = proto_number(p["protocol"])
+                if proto is not None:
+                    out.append(NamedPort(str(p["name"]), proto, int(p["port"])))
         return tuple(out)
 
     def _wep(self, r: Resource) -> Peer:

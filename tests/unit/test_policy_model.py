@@ -506,3 +506,17 @@ def test_a_kubernetes_namespace_gives_its_labels_and_its_open_profile():
     assert [r.ref for r in m.chains[("lab/local-probe", "egress")].profiles] == [
         "profile/kns.lab egress rule 1"
     ]
+
+
+def test_protocols_as_numbers_quoted_or_not_mean_what_their_names_do():
+    """Calico reads "17" as 17, and endpoint ports take 6, 17 and 132."""
+    numbered = BASE.replace("ports: [{name: http, protocol: TCP, port: 8080}]",
+                            "ports: [{name: http, protocol: 6, port: 8080}]")  # fmt: skip
+    loaded = load(numbered + "---\n" + np("p", 'selector: app == "web"\ningress:\n'
+                  '- action: Allow\n  protocol: "6"\n  destination: {ports: [http]}\n'
+                  '- action: Allow\n  protocol: "17"\n'), "t.yaml")  # fmt: skip
+    assert not loaded.diagnostics, loaded.diagnostics
+    m = build_model(loaded.resources, "n1")
+    assert verdict(m, "ingress", "10.9.9.9", 6, 8080) == ("Allow", "policy/shop/p ingress rule 1")
+    assert verdict(m, "ingress", "10.9.9.9", 6, 8081) == ("Deny", "tier/default default action")
+    assert verdict(m, "ingress", "10.9.9.9", 17, 53) == ("Allow", "policy/shop/p ingress rule 2")
