@@ -200,7 +200,7 @@ def test_a_remote_repository_is_polled(node, tmp_path):
         assert f"new commit (poll): git:{bad[:12]}\n" in text, text
         assert (
             "      4 error(s) in the configuration: bad.yaml:6: GlobalNetworkPolicy/broken: "
-            "spec.selector: invalid selector: expected expression at column 15 (+3 more)\n"
+            "spec.selector: invalid selector: expected expression at column 16 (+3 more)\n"
             f"      held at git:{second[:12]}\n"
         ) in text, text
         watcher = json.loads(node.run("--status", "--json")[1])["watch"]
