@@ -18,7 +18,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
-from reconciler.config import node_ports
+from reconciler.config import calico_rules, node_ports
 from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -357,7 +357,27 @@ def cached_resources(
 
 
 def _facts(resources: Iterable[Resource]) -> list[node_ports.Fact]:
-    return [fact for r in resources for fact in node_ports.facts_of(r)]
+    """What the whole-source checks need of each resource: node_ports' facts,
+    and a policy's tier when a Tier resource must name it."""
+    out = [fact for r in resources for fact in node_ports.facts_of(r)]
+    for r in resources:
+        tier = calico_rules.tier_needed(r)
+        if tier is not None:
+            path = ("spec", "tier")
+            out.append(("tier", r.ref, r.file, r.line_of(path), format_path(path), tier))
+    return out
+
+
+def missing_tier_findings(
+    facts: Sequence[node_ports.Fact], idents: Sequence[Ident]
+) -> list[Diagnostic]:
+    """Each policy whose tier no Tier resource of the source names."""
+    known = {ident[2] for ident in idents if ident[0] == "Tier"}
+    return [
+        Diagnostic(file, line, ref, path, calico_rules.missing_tier(tier).message)
+        for kind, ref, file, line, path, tier in (f for f in facts if f[0] == "tier")
+        if tier not in known
+    ]
 
 
 def validate_source(
@@ -397,6 +417,7 @@ def validate_source(
         if full is not None:
             resources += [Resource(*row) for row in full]
     diagnostics += duplicate_findings(idents)
+    diagnostics += missing_tier_findings(facts, idents)
     diagnostics += node_ports.shared(facts)
     if every_node:
         diagnostics += node_ports.problems(facts)

@@ -299,3 +299,30 @@ def test_label_value_rule_in_words() -> None:
         "a label value is empty or at most 63 letters, digits, '-', '_' and '.' "
         "that starts and ends with a letter or digit"
     ]
+
+
+def test_validation_refuses_a_policy_whose_tier_no_file_defines(tmp_path, capsys, monkeypatch):
+    """The check spans files (the Tier may live in another one) and holds on
+    a second run that answers every file from the validation cache."""
+    from reconciler.cli.main import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "p.yaml").write_text(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n"
+        "metadata: {name: platform.x}\nspec:\n  tier: platform\n  selector: all()\n"
+    )
+    message = (
+        f"{cfg / 'p.yaml'}:5: GlobalNetworkPolicy/platform.x: spec.tier: tier 'platform' does "
+        "not exist: no Tier resource is named 'platform' (Calico creates only 'default', "
+        "'kube-admin' and 'kube-baseline' itself)\n"
+    )
+    for _ in range(2):  # the second from the cache
+        assert main(["--validate", str(cfg)]) == 1
+        assert capsys.readouterr().out == message
+    (cfg / "tier.yaml").write_text(
+        "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: platform}\n"
+        "spec: {order: 100}\n"
+    )
+    assert main(["--validate", str(cfg)]) == 0
