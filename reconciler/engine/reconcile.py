@@ -182,7 +182,9 @@ def reconcile_once(
             # with the very state we meant to reach. The tables the plan read,
             # with the keys apply wrote, let the next plan recognise them.
             remaining, found = verify(desired, target, plan, observed is None, observed)
-            record_applied(plan, target, len(applied), converged=not remaining)
+            # the plan's changes, as the apply's summary counts them (its
+            # results add the conntrack and socket clean-up after them)
+            record_applied(plan, target, len(plan.changes), converged=not remaining)
             if not remaining:
                 conntrack_scaling.note(target, desired)
             states = caches.states(target.cache_dir)
