@@ -44,9 +44,14 @@ def test_systemd_unit_runs_the_watcher():
     [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     argv = shlex.split(exec_start.removeprefix("ExecStart="))
     assert argv[0] == "/usr/local/bin/reconcile"
-    argv = [a.replace("${RECONCILE_REPO}", "R").replace("${RECONCILE_REF}", "main") for a in argv]
+    [wake] = [line.split("=", 2)[2] for line in unit.splitlines()
+              if line.startswith("Environment=RECONCILE_WAKE_ADDR=")]  # fmt: skip
+    argv = [a.replace("${RECONCILE_REPO}", "R").replace("${RECONCILE_REF}", "main")
+            .replace("${RECONCILE_WAKE_ADDR}", wake) for a in argv]  # fmt: skip
     ns = parsed([a for a in argv[1:] if a != "$RECONCILE_ARGS"])
     assert ns.watch and ns.repo == "R" and ns.metrics_addr == "127.0.0.1:9464"
+    # unauthenticated wake-ups: loopback unless the node's settings name a trusted address
+    assert ns.wake_addr == "127.0.0.1:9465"
     assert "Restart=always" in text and "KillSignal=SIGTERM" in text
     assert "KillMode=mixed" in text  # a pass's build children are not signalled with it
     assert "EnvironmentFile=/etc/default/calico-reconciler" in text
