@@ -120,7 +120,7 @@ spec:
   - {action: Allow, protocol: TCP, source: {serviceAccounts: {names: [sa-c]}},
      destination: {ports: ["9100:9200"], notPorts: [9150]}}
   - {action: Allow, protocol: 17, source: {ports: [40000]}, destination: {ports: [7000]}}
-  - {action: Allow, protocol: 1, notICMP: {type: 8}, source: {selector: app == "c0"}}
+  - {action: Allow, protocol: ICMP, notICMP: {type: 8}, source: {selector: app == "c0"}}
 ---
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
