@@ -166,6 +166,10 @@ def _hint(value: str, options: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+# The booleans of YAML 1.1 (kubectl, calicoctl) that YAML 1.2 reads as strings.
+YAML11_BOOLEANS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
+
+
 def _describe(error: Any) -> Finding:
     path = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
@@ -178,6 +182,16 @@ def _describe(error: Any) -> Finding:
             (*path, "namespace"),
             "required: a namespaced kind names its namespace (\"default\" is not assumed)",
         )
+    if (
+        error.validator == "type"
+        and error.validator_value == "boolean"
+        and isinstance(error.instance, str)
+        and error.instance.lower() in YAML11_BOOLEANS
+    ):
+        # kubectl's and calicoctl's YAML 1.1 read these as booleans; YAML 1.2 does not
+        word = "true" if YAML11_BOOLEANS[error.instance.lower()] else "false"
+        return Finding(path, f"{error.instance!r} is a string here, not a boolean (YAML 1.2 "
+                             f"reads only true and false as booleans): write {word}")  # fmt: skip
     if error.validator == "enum":
         options = ", ".join(repr(v) for v in error.validator_value)
         hint = _hint(str(error.instance), [str(v) for v in error.validator_value])

@@ -856,3 +856,18 @@ def test_exactly_one_alternative_accepts_a_value(where, branches, root):
         settings(max_examples=200, deadline=None, database=None)(
             given(_samples(branch))(fits_only(i))
         )()
+
+
+@pytest.mark.parametrize("word,meant", [("yes", "true"), ("No", "false"), ("off", "false")])
+def test_a_yaml_1_1_boolean_is_told_what_to_write(word, meant):
+    """kubectl and calicoctl read yes/no/on/off as booleans (YAML 1.1);
+    here they are strings: the message says so and what to write."""
+    from reconciler.config.schema import check
+
+    doc = {**BASE["IPPool"], "spec": {**BASE["IPPool"]["spec"], "natOutgoing": word}}
+    [finding] = check("IPPool", doc)
+    assert finding.path == ("spec", "natOutgoing")
+    assert finding.message == (
+        f"{word!r} is a string here, not a boolean (YAML 1.2 reads only true and false as "
+        f"booleans): write {meant}"
+    )
