@@ -12,6 +12,7 @@ inside the namespaces, and deleting the namespaces removes them all.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -153,6 +154,7 @@ class Sandbox:
 
     def down(self) -> None:
         """Remove everything; safe to call twice and after a partial `up`."""
+        self._remove_locks()  # named by the node's namespace: before it goes
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         for line in listed.splitlines():
             name = line.split()[0] if line.split() else ""
@@ -163,6 +165,17 @@ class Sandbox:
         if self.cgroup and os.path.isdir(self.cgroup):
             _empty_cgroup(self.cgroup)
         self.pods.clear()
+
+    def _remove_locks(self) -> None:
+        """The node's apply and watch lock files (under /run): nothing of the
+        sandbox holds them any more, and a run of the tests makes hundreds."""
+        from reconciler.engine.lock import lock_path
+
+        if not self.bpffs_root or not os.path.exists(f"/run/netns/{self.node}"):
+            return
+        for kind in ("apply", "watch"):
+            with contextlib.suppress(OSError):
+                lock_path(self.bpffs_root, self.node, kind=kind).unlink(missing_ok=True)
 
     def spawn_in_cgroup(self, netns: str, *cmd: str) -> subprocess.Popen[str]:
         """Start a command in a namespace and inside our cgroup (connect-time LB applies)."""
