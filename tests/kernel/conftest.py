@@ -195,3 +195,36 @@ def node(tmp_path, capsys):
         sandbox.down()
     assert not Path(sandbox.bpffs_root).exists()
     assert not Path(sandbox.cgroup).exists()
+
+
+def foreign_tc_filter(
+    node: Node,
+    iface: str,
+    prio: int,
+    direction: str = "ingress",
+    verdict: str = "TC_ACT_UNSPEC",
+    name: str = "someone-else",
+) -> None:
+    """A BPF tc filter of someone else's on `iface` of the sandbox node,
+    returning `verdict` for every packet (TC_ACT_UNSPEC: on to the next
+    filter; TC_ACT_OK: accepted, later filters never run)."""
+    import contextlib
+
+    from bcc import BPF
+
+    from reconciler.datapath.programs import TC_PARENTS
+    from reconciler.kernel.pyroute import route
+
+    other = BPF(
+        text=b"#include <uapi/linux/pkt_cls.h>\n"
+        b"int other_prog(struct __sk_buff *skb) { return " + verdict.encode() + b"; }"
+    )
+    fn = other.load_func(b"other_prog", BPF.SCHED_CLS)
+    with route(node.sandbox.node) as ipr:
+        idx = ipr.link_lookup(ifname=iface)[0]
+        with contextlib.suppress(Exception):  # ours may be there already
+            ipr.tc("add", "clsact", idx)
+        ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name=name,
+               parent=TC_PARENTS[direction], classid=1, direct_action=True,
+               prio=prio)  # fmt: skip
+    other.cleanup()

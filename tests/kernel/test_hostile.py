@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from reconciler.engine.lock import apply_lock
-from tests.kernel.conftest import PODS, bpftool_dump
+from tests.kernel.conftest import PODS, bpftool_dump, foreign_tc_filter
 from tests.kernel.test_reconcile import _snapshot, tc_filters
 
 FRONT, BACK = PODS
@@ -68,29 +68,11 @@ def _nat_frontends(node) -> list[str]:
     return sorted(f"{k.vip}:{k.port}/" for k in keys)
 
 
-def _foreign_filter(node, iface: str, prio: int) -> None:
-    from bcc import BPF
-
-    from reconciler.kernel.pyroute import route
-
-    other = BPF(
-        text=b"#include <uapi/linux/pkt_cls.h>\n"
-        b"int other_prog(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }"
-    )
-    fn = other.load_func(b"other_prog", BPF.SCHED_CLS)
-    with route(node.sandbox.node) as ipr:
-        idx = ipr.link_lookup(ifname=iface)[0]
-        ipr.tc("add", "clsact", idx)
-        ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="someone-else",
-               parent="ffff:fff2", classid=1, direct_action=True, prio=prio)  # fmt: skip
-    other.cleanup()
-
-
 def test_foreign_filter_at_our_priority_refuses_the_plan(node):
     from reconciler.datapath.programs import TC_PRIO
 
     node.felix()
-    _foreign_filter(node, "eth0", TC_PRIO)
+    foreign_tc_filter(node, "eth0", TC_PRIO)
     for mode in ("--plan", "--apply"):
         rc, out, err = node.run(mode)
         assert rc == 1, out + err

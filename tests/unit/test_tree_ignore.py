@@ -14,6 +14,7 @@ from reconciler.config import repo_config, safe_tree, source
 from reconciler.config.repo_config import RepoConfig
 from reconciler.config.source import Source, SourceCache, SourceError
 from reconciler.config.spec import open_source
+from tests.unit.test_safe_tree import _git
 
 TIER = (
     "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: {name}}}\n"
@@ -173,14 +174,6 @@ def test_a_watch_refresh_reads_in_full_while_a_refusal_stands(cfg):
     (cfg / ".reconcile.yaml").write_text("ignorePaths: []\n")  # (hidden: no event of its own)
     with pytest.raises(SourceError, match="charts/x.yaml: is a symlink that leaves"):
         open_source(spec, False, changed, sources=sources)
-
-
-def _git(repo, *args):
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", *args],
-        check=True,
-        capture_output=True,
-    )
 
 
 def test_a_repo_source_behaves_alike(tmp_path, capsys):
