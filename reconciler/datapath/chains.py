@@ -11,12 +11,7 @@ NAT_OUTGOING_JUMP = (
 def ours(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
     """The rules of `chain` in iptables-save's text of a table, and every
     rule elsewhere that jumps to it, in the order printed."""
-    jump = f" -j {chain}"
-    return [
-        line
-        for line in saved.splitlines()
-        if line.startswith(f"-A {chain} ") or (line.startswith("-A ") and line.endswith(jump))
-    ]
+    return _ours(saved, chain, in_place=False)
 
 
 def ours_in_place(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
@@ -24,17 +19,21 @@ def ours_in_place(saved: str, chain: str = NAT_OUTGOING_CHAIN) -> list[str]:
     how many rules come before it: they see the packet first (an ACCEPT
     there would keep it from our chain), so such a jump is not the rule
     wanted, and the plan puts it back first."""
+    return _ours(saved, chain, in_place=True)
+
+
+def _ours(saved: str, chain: str, in_place: bool) -> list[str]:
     jump = f" -j {chain}"
-    before: dict[str, int] = {}
+    before: dict[str, int] = {}  # rules seen so far, per chain
     out = []
     for line in saved.splitlines():
         if not line.startswith("-A "):
             continue
         where = line.split(" ", 2)[1]
-        if line.startswith(f"-A {chain} "):
+        if where == chain:
             out.append(line)
         elif line.endswith(jump):
-            ahead = before.get(where, 0)
+            ahead = before.get(where, 0) if in_place else 0
             out.append(line if ahead == 0 else f"{line}  # after {ahead} rule(s) of {where}")
         before[where] = before.get(where, 0) + 1
     return out
