@@ -140,7 +140,7 @@ def validate_mode(args: argparse.Namespace) -> int:
         if fmt == "text":
             raise  # main's one error handler says it
         # a CI reporter reads the format asked for, also when the tree is unreadable
-        _emit_validation(fmt, unreadable(str(exc)), ok=False, files=0, resources=0, paths=[])
+        _emit_validation(fmt, unreadable(exc.problems), ok=False, files=0, resources=0, paths=[])
         return EXIT_ERROR
     # Here, not at the top: a no-op plan answered by a stored state validates
     # nothing and need not load the validation cache's sqlite3, nor the
@@ -186,19 +186,19 @@ def validate_mode(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
-def unreadable(message: str) -> list[Any]:
-    """A source that could not be read, as diagnostics: one per line of the
-    message, on the file a line names ("path: why"), else on the source."""
+def unreadable(problems: Sequence[str]) -> list[Any]:
+    """A source that could not be read, as diagnostics: one per problem
+    (SourceError.problems), on the file it names ("path: why"), else on the
+    source."""
     from reconciler.config.diagnostics import NO_RESOURCE, Diagnostic
 
     out = []
-    for line in message.splitlines() or [message]:
-        line = line.removeprefix("error: ")  # how a message of several says each
-        where, sep, why = line.partition(": ")
+    for problem in problems:
+        where, sep, why = problem.partition(": ")
         if sep and why and not where.startswith("--"):
             out.append(Diagnostic(where, 1, NO_RESOURCE, "(file)", why))
         else:
-            out.append(Diagnostic("-", 1, NO_RESOURCE, "(source)", line))
+            out.append(Diagnostic("-", 1, NO_RESOURCE, "(source)", problem))
     return out
 
 

@@ -248,7 +248,7 @@ def read_commit(
     config = _config_file(tree, label)
     refused = tuple((name, False, f"{label}: {name}: {why}") for name, why in tree.refused)
     if refused and not defer_refusals:
-        raise _Refused("\nerror: ".join(message for _, _, message in refused))
+        raise _Refused(safe_tree.PROBLEMS_JOINED.join(message for _, _, message in refused))
     return Source(
         f"git:{sha}", f"{label} ({sha[:12]})", tuple(tree.files), config=config, refused=refused
     )
@@ -272,7 +272,8 @@ def _full(git_dir: str, sha: str, reader: _Blobs, label: str) -> _Tree:
     blobs = _blob_entries(_git(git_dir, "ls-tree", "-r", "-l", "-z", "--full-tree", sha))
     files, problems = _files(blobs, reader)
     if any(not deferred for _, _, deferred in problems):  # a missing object: no policy helps
-        raise _Refused("\nerror: ".join(f"{label}: {name}: {why}" for name, why, _ in problems))
+        said = (f"{label}: {name}: {why}" for name, why, _ in problems)
+        raise _Refused(safe_tree.PROBLEMS_JOINED.join(said))
     files.sort(key=lambda f: f.path)
     refused = tuple((name, why) for name, why, _ in problems)
     return _Tree(sha, blobs, files, reader, refused)

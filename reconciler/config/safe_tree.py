@@ -43,11 +43,17 @@ _KINDS = {
 Refusal = tuple[str, bool, str]
 
 
+# How an error that names several problems joins them: each on a line of its
+# own, said as the command says an error (reconciler.config.source.SourceError
+# splits them again).
+PROBLEMS_JOINED = "\nerror: "
+
+
 class TreeError(Exception):
     """The tree holds paths that cannot be read as config; every one is named."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("\nerror: ".join(problems))
+        super().__init__(PROBLEMS_JOINED.join(problems))
         self.problems = problems
 
 

@@ -34,6 +34,12 @@ CONFIG_FILE = ".reconcile.yaml"
 class SourceError(Exception):
     """The config source cannot be read (missing path, bad ref, not a repo)."""
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Each problem on its own ("path: why"): the message joins several
+        (safe_tree.PROBLEMS_JOINED)."""
+        return tuple(str(self).split(safe_tree.PROBLEMS_JOINED))
+
 
 def blob_id(data: bytes) -> str:
     """Git's object id for a blob with this content."""
@@ -98,7 +104,7 @@ Refused = list[tuple[str, bool, str]]  # Source.refused's entries
 
 def refusal_error(refused: Iterable[tuple[str, bool, str]]) -> SourceError:
     """The error of refused paths none of which is ignored: every one named."""
-    return SourceError("\nerror: ".join(message for _, _, message in refused))
+    return SourceError(safe_tree.PROBLEMS_JOINED.join(message for _, _, message in refused))
 
 
 Signature = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, device
