@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.conftest import PODS
-from tests.kernel.test_foreign_ahead import BACK, _setup, node, tc
-
-__all__ = ["node"]  # the fixture, shared with test_foreign_ahead
+from tests.kernel.test_foreign_ahead import BACK, _setup, tc
 
 
 def test_a_foreign_ingress_qdisc_refuses_the_plan_and_gets_nothing_of_ours(node):
