@@ -3,13 +3,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test unit kernel lint bench clean
+.PHONY: setup demo demo-down test unit kernel lint bench clean
 
 setup:
 	@bash scripts/setup.sh
 
+# KEEP=1 leaves the demo's sandbox node up for commands by hand; demo-down removes it.
 demo: setup
-	PYTHONPATH=. $(PY) scripts/demo.py
+	PYTHONPATH=. $(PY) scripts/demo.py $(if $(KEEP),--keep)
+
+demo-down: setup
+	PYTHONPATH=. $(PY) scripts/demo.py --down
 
 test: setup
 	$(PY) -m pytest -ra --timeout=300 --durations=15 tests

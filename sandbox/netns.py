@@ -69,12 +69,24 @@ class Sandbox:
     def pod_ns(self, pod: Pod | str) -> str:
         return f"{self.prefix}-{pod.name if isinstance(pod, Pod) else pod}"
 
-    def up(self, pods: Sequence[Pod] = (), data_iface: str = "eth0") -> Sandbox:
+    @classmethod
+    def by_prefix(cls, prefix: str) -> Sandbox:
+        """The sandbox `up` makes under this prefix, with the pin root and
+        cgroup it picks when given none: what `down` must find to remove a
+        sandbox whose process is gone (killed, or kept on purpose)."""
+        return cls(prefix=prefix)._with_default_paths()
+
+    def _with_default_paths(self) -> Sandbox:
         if not self.bpffs_root:
             self.bpffs_root = f"/sys/fs/bpf/{self.prefix}"
         mount = cgroup2_mount()
         if mount and not self.cgroup:
             self.cgroup = f"{mount}/{self.prefix}"
+        return self
+
+    def up(self, pods: Sequence[Pod] = (), data_iface: str = "eth0") -> Sandbox:
+        self._with_default_paths()
+        if self.cgroup:
             os.makedirs(self.cgroup, exist_ok=True)
         for ns in (self.node, self.ext):
             _ip("netns", "add", ns)

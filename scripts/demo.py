@@ -2,10 +2,15 @@
 
 Shows validate, plan, apply, a second plan with "No changes.", real traffic
 through the programs, --status, and tears everything down (also on failure).
+With --keep (`make demo KEEP=1`) a demo that succeeded leaves its node up
+for the user to run the commands by hand; --down (`make demo-down`) removes
+it.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -17,6 +22,8 @@ from sandbox.netns import Pod, Sandbox
 CONFIG = "examples/cluster-config"
 PODS = (Pod("front0", "10.65.0.10"), Pod("back0", "10.65.0.20"))
 CLUSTER_IP = "10.96.0.50"  # Service shop/backend in the example config
+PREFIX = "rcldemo"
+KEPT_STATE = "/run/rcldemo-state"  # a kept node's state directory: known to --down
 
 
 def banner(text: str) -> None:
@@ -32,10 +39,44 @@ def reconcile(*args: str, ok: tuple[int, ...] = (0,)) -> int:
     return rc
 
 
-def main() -> int:
-    sandbox = Sandbox(prefix="rcldemo")
-    sandbox.down()  # a previous demo killed half-way leaves nothing behind either
-    state = tempfile.mkdtemp(prefix="rcldemo-state-")
+def down() -> None:
+    """Remove the demo's node, pins, cgroup and state, whoever left them."""
+    Sandbox.by_prefix(PREFIX).down()
+    subprocess.run(["rm", "-rf", KEPT_STATE])
+    print(f"removed namespaces {PREFIX}-*, pins under /sys/fs/bpf/{PREFIX}")
+
+
+def kept(sandbox: Sandbox, state: str) -> None:
+    """Say what a kept node is and how to use it."""
+    node = " ".join(shlex.quote(a) for a in sandbox.target_args(state))
+    front, back = (sandbox.pod_ns(p) for p in PODS)
+    print(f"The sandbox node is kept. Try, as root:\n"
+          f"  .venv/bin/reconcile --plan --config {CONFIG} {node}\n"
+          f"  .venv/bin/reconcile --status {node}\n"
+          f"  nsenter --net=/run/netns/{front} ping -c 1 -W 1 {PODS[1].ip}\n"
+          f"  nsenter --net=/run/netns/{back} ip addr\n"
+          f"Edit {CONFIG}, then --plan and --apply with the options above.\n"
+          "Remove it with: make demo-down")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the sandbox node up after a demo that succeeded")
+    parser.add_argument("--down", action="store_true",
+                        help="remove a kept sandbox node and nothing else")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.down:
+        down()
+        return 0
+    down()  # a previous demo, kept or killed half-way, leaves nothing behind
+    sandbox = Sandbox.by_prefix(PREFIX)
+    if args.keep:
+        os.makedirs(KEPT_STATE, exist_ok=True)
+        state = KEPT_STATE
+    else:
+        state = tempfile.mkdtemp(prefix="rcldemo-state-")
+    keep = False
     try:
         banner("Sandbox node: namespace rcldemo-node with eth0 and two pods")
         sandbox.up(PODS)
@@ -86,12 +127,17 @@ def main() -> int:
                   *why)  # fmt: skip
         banner("Status")
         reconcile("--status", *sandbox.target_args(state))
+        keep = args.keep
         return 0
     finally:
-        banner("Teardown")
-        sandbox.down()
-        subprocess.run(["rm", "-rf", state])
-        print("removed namespaces rcldemo-*, pins under", sandbox.bpffs_root)
+        if keep:
+            banner("Kept")
+            kept(sandbox, state)
+        else:
+            banner("Teardown")
+            sandbox.down()
+            subprocess.run(["rm", "-rf", state])
+            print(f"removed namespaces {PREFIX}-*, pins under", sandbox.bpffs_root)
 
 
 if __name__ == "__main__":
