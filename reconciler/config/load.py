@@ -30,6 +30,7 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
+from reconciler.config import k8s_network_policy
 from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.limits import (
     MAX_DEPTH,
@@ -334,10 +335,10 @@ def _is_calico(api_version: object) -> bool:
     return isinstance(api_version, str) and api_version.split("/")[0].endswith("projectcalico.org")
 
 
-# Network policy of Kubernetes' own APIs: a security resource this node does
-# not enforce, so an error (never a note a push could slip by with).
+# Network policy of Kubernetes' own APIs that this node does not enforce: a
+# security resource, so an error (never a note a push could slip by with).
+# networking.k8s.io/v1 NetworkPolicy is read (reconciler.config.k8s_network_policy).
 KUBERNETES_POLICY = {
-    ("networking.k8s.io", "NetworkPolicy"): "a projectcalico.org/v3 NetworkPolicy",
     ("policy.networking.k8s.io", "AdminNetworkPolicy"): "a projectcalico.org/v3 "
     "GlobalNetworkPolicy in the kube-admin tier",
     ("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"): "a projectcalico.org/v3 "
@@ -356,6 +357,13 @@ def _check_api_group(body: dict[str, Any], kind: str, line: int, lines: dict[Pat
     group = api_version.split("/")[0]
     at = lines.get(("apiVersion",), line)
     instead = KUBERNETES_POLICY.get((group, kind))
+    if (group, kind) == ("networking.k8s.io", "NetworkPolicy"):
+        raise LoadError(
+            at,
+            f"NetworkPolicy of {api_version} is not a version Kubernetes serves: write "
+            f"apiVersion: {k8s_network_policy.API_VERSION}",
+            ("apiVersion",),
+        )
     if instead is not None:
         raise LoadError(
             at,
@@ -433,7 +441,14 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
         )
     if not isinstance(kind, str) or not kind:
         raise LoadError(lines.get(("kind",), line), "missing 'kind'", ("kind",))
-    if kind not in KINDS:
+    # Kubernetes' NetworkPolicy shares its kind with Calico's: it is loaded
+    # under a kind of its own, and validation converts it to Calico's.
+    kubernetes_policy = (
+        kind == "NetworkPolicy" and body.get("apiVersion") == k8s_network_policy.API_VERSION
+    )
+    if kubernetes_policy:
+        kind = k8s_network_policy.KIND
+    elif kind not in KINDS:
         _check_kind(body, kind, line, lines)
     elif body.get("apiVersion") != KINDS[kind]:
         _check_api_group(body, kind, line, lines)
@@ -446,7 +461,9 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
     return Resource(
         kind=kind,
         name=name if isinstance(name, str) else "<unnamed>",
-        namespace=namespace if isinstance(namespace, str) and kind in NAMESPACED_KINDS else None,
+        namespace=namespace
+        if isinstance(namespace, str) and (kind in NAMESPACED_KINDS or kubernetes_policy)
+        else None,
         body=body,
         file=file,
         line=line,
@@ -572,6 +589,8 @@ def with_lines(resource: Resource) -> Resource:
     except OSError:
         return resource
     for found in load(data, resource.file).resources:
+        if found.kind == k8s_network_policy.KIND:
+            found = k8s_network_policy.to_calico(found)  # as validation stored it
         if found.key == resource.key and found.body == resource.body:
             return found
     return resource

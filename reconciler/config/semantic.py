@@ -618,6 +618,7 @@ _POLICY_CHECKS: tuple[Check, ...] = (
 )
 
 from reconciler.config import calico_rules as _cr  # noqa: E402 - the rules beyond this module's
+from reconciler.config import k8s_policy_rules  # noqa: E402
 
 _META = _cr.metadata
 _CHECKS: Mapping[str, tuple[Check, ...]] = {
@@ -635,6 +636,7 @@ _CHECKS: Mapping[str, tuple[Check, ...]] = {
         _service_ports, _service_addresses, _service_affinity, _service_special_addresses
     ),
     "EndpointSlice": (_endpoint_slice, _endpoint_special_addresses),
+    "KubernetesNetworkPolicy": (k8s_policy_rules.check, _META),
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
-from reconciler.config import calico_rules, node_ports
+from reconciler.config import calico_rules, k8s_network_policy, node_ports
 from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -90,9 +90,15 @@ def validate_file(path: str, data: bytes) -> FileResult:
 
     loaded = load(data, path)
     diagnostics = list(loaded.diagnostics)
+    resources = []
     for index, resource in enumerate(loaded.resources):
-        diagnostics.extend(validate_document(resource, index in loaded.with_floats))
-    return FileResult(path, loaded.resources, tuple(diagnostics))
+        found = validate_document(resource, index in loaded.with_floats)
+        diagnostics.extend(found)
+        valid = not any(d.severity is Severity.ERROR for d in found)
+        # what the rest of the pipeline reads: a valid Kubernetes
+        # NetworkPolicy as the Calico NetworkPolicy Calico makes of it
+        resources.append(k8s_network_policy.enforced(resource) if valid else resource)
+    return FileResult(path, tuple(resources), tuple(diagnostics))
 
 
 def _validate_batch(batch: Sequence[tuple[str, bytes]]) -> list[FileResult]:
@@ -276,13 +282,14 @@ def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
         seen = first.setdefault((kind, namespace, name), ident)
         if seen is not ident:
             ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+            message = f"duplicate resource: also defined at {seen[3]}:{seen[4]}"
             out.append(
                 Diagnostic(
                     file,
                     line,
                     ref,
                     "metadata.name",
-                    f"duplicate resource: also defined at {seen[3]}:{seen[4]}",
+                    message + k8s_network_policy.collision_hint(kind, name),
                 )
             )
     return out

@@ -100,7 +100,6 @@ def test_unknown_kind_with_hint():
 @pytest.mark.parametrize(
     "api_version,kind,instead",
     [
-        ("networking.k8s.io/v1", "NetworkPolicy", "write it as a projectcalico.org/v3 Network"),
         ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", "in the kube-admin tier"),
         ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", "kube-baseline tier"),
     ],
