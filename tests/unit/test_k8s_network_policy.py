@@ -65,6 +65,16 @@ def test_pod_selector_match_expressions():
     )
 
 
+def test_prefixed_keys_and_empty_values_are_quoted_as_calico_quotes_them():
+    spec = converted({"podSelector": {
+        "matchLabels": {"app.kubernetes.io/name": "x_y.z", "a": ""},
+        "matchExpressions": [{"key": "k8s.io/a-b", "operator": "NotIn", "values": ["", "Q"]}],
+    }})  # fmt: skip
+    assert spec["selector"] == (
+        f"{ORCH} && a == '' && app.kubernetes.io/name == 'x_y.z' && k8s.io/a-b not in {{ '', 'Q' }}"
+    )
+
+
 def test_namespace_selector():
     spec = converted({"podSelector": {"matchLabels": {"label": "value"}}, "ingress": [{"from": [
         {"namespaceSelector": {"matchLabels": {"namespaceRole": "dev", "namespaceFoo": "bar"}}}
@@ -434,3 +444,35 @@ def test_the_schema_has_every_field_of_the_kubernetes_api_and_no_more():
                 *_selector_fields(f"{peer}.podSelector"),
                 *_selector_fields(f"{peer}.namespaceSelector")}  # fmt: skip
     assert set(ours_k8s("KubernetesNetworkPolicy")) == api
+
+
+def test_the_schema_is_draft7_closed_and_compiles():
+    import jsonschema
+
+    from reconciler.config.schema import _fast, schema_for
+    from tests.unit.test_schemas import walk_objects
+
+    schema = schema_for("KubernetesNetworkPolicy")
+    jsonschema.Draft7Validator.check_schema(schema)
+    _fast("KubernetesNetworkPolicy")
+    for path, node in walk_objects(schema):
+        assert str(node.get("$ref", "#/definitions/")).startswith("#/definitions/"), path
+        if isinstance(node.get("properties"), dict) and node.get("type") == "object":
+            assert node.get("additionalProperties") is False, path
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "[]",
+        "{ingress: x, egress: [1, [], {to: 5, ports: [x]}]}",
+        "{ingress: [{from: [{ipBlock: {cidr: 5, except: 7}}], ports: [{port: [1], endPort: x}]}]}",
+        "{podSelector: {matchExpressions: [5, {operator: In, values: x}]}, policyTypes: x}",
+    ],
+)
+def test_odd_shapes_are_findings_never_a_crash(spec):
+    result = validate_file("p.yaml", ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+                                      f"metadata: {{name: p, namespace: a}}\nspec: {spec}\n"
+                                      ).encode())  # fmt: skip
+    assert result.diagnostics and not result.ok
+    assert [r.kind for r in result.resources] == ["KubernetesNetworkPolicy"]
