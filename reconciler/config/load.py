@@ -357,7 +357,7 @@ def _check_api_group(body: dict[str, Any], kind: str, line: int, lines: dict[Pat
     group = api_version.split("/")[0]
     at = lines.get(("apiVersion",), line)
     instead = KUBERNETES_POLICY.get((group, kind))
-    if (group, kind) == ("networking.k8s.io", "NetworkPolicy"):
+    if kind == "NetworkPolicy" and group in ("networking.k8s.io", "extensions"):
         raise LoadError(
             at,
             f"NetworkPolicy of {api_version} is not a version Kubernetes serves: write "

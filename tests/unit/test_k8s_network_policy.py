@@ -347,6 +347,9 @@ def test_namespace_is_required(tmp_path):
         ("networking.k8s.io/v1beta1", "NetworkPolicy",
          "NetworkPolicy of networking.k8s.io/v1beta1 is not a version Kubernetes serves: write "
          "apiVersion: networking.k8s.io/v1"),
+        ("extensions/v1beta1", "NetworkPolicy",
+         "NetworkPolicy of extensions/v1beta1 is not a version Kubernetes serves: write "
+         "apiVersion: networking.k8s.io/v1"),
         ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy",
          "AdminNetworkPolicy of policy.networking.k8s.io/v1alpha1 is Kubernetes' network policy, "
          "which this node does not enforce: write it as a projectcalico.org/v3 "
