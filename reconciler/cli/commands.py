@@ -340,7 +340,16 @@ def plan_mode(args: argparse.Namespace) -> int:
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
                 f"--plan-file {shlex.quote(args.out)}{' ' + again if again else ''}"
             )
-    return EXIT_OK if plan.empty else EXIT_CHANGES
+    return EXIT_OK if plan.empty and not _blocked(plan) else EXIT_CHANGES
+
+
+def _blocked(plan: Plan) -> tuple[str, ...]:
+    """The objects not ours that kept the plan from attaching on their
+    interfaces: a plan with nothing else to do still leaves the kernel
+    apart from the configuration (exit 2, not "no changes")."""
+    from reconciler.engine.foreign_place import blocked_in
+
+    return blocked_in(plan)
 
 
 def target_options(args: argparse.Namespace) -> list[str]:
@@ -409,6 +418,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
                 "results": [{"address": a, "result": r} for a, r in result.applied],
                 "converged": result.converged,
                 "remaining": [c.as_json() for c in result.remaining],
+                "blocked": list(result.blocked),
             }
         )
     elif result.applied:
@@ -424,6 +434,11 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
         from reconciler.cli import render  # as in render_plan
 
         sys.stderr.write("".join(render.change_line(c) + "\n" for c in result.remaining))
+        return EXIT_ERROR
+    if result.blocked:
+        from reconciler.engine.foreign_place import blocked_error
+
+        print(f"error: {blocked_error(result.blocked)}", file=sys.stderr)
         return EXIT_ERROR
     if not quiet:
         print("Verified: the kernel matches the configuration.")
@@ -471,7 +486,7 @@ def status_mode(args: argparse.Namespace) -> int:
     state = status["sync"]["state"]
     if state in ("failed", "unknown") or status["sync"].get("last_failed"):
         return EXIT_ERROR
-    return EXIT_CHANGES if state in ("drifted", "out of sync", "shadowed") else EXIT_OK
+    return EXIT_CHANGES if state in ("drifted", "out of sync", "shadowed", "blocked") else EXIT_OK
 
 
 STATUS_FORMAT_VERSION = 2  # docs/status.md
@@ -482,11 +497,14 @@ def _sync(
 ) -> tuple[dict[str, Any], Any]:
     """Plan again from the source the last apply recorded: `state` is one of
     never applied, failed, in sync, drifted (same source, the kernel moved),
-    out of sync (the source moved since), shadowed (no changes, but a tc filter
-    not ours runs before ours: reconcile.foreign_ahead), unknown (the source
-    cannot be read).
+    out of sync (the source moved since), blocked (no changes can be made,
+    but objects not ours hold the place of ours: `blocked` names them,
+    engine.foreign_place), shadowed (no changes, but a tc filter not ours
+    runs before ours: reconcile.foreign_ahead), unknown (the source cannot
+    be read).
     With it, the desired state that plan compiled (None when there was none)."""
     from reconciler.config.source import SourceError
+    from reconciler.engine.foreign_place import held_by_foreign
     from reconciler.engine.reconcile import InvalidConfig, ReconcileError, foreign_ahead, make_plan
 
     if record is None:
@@ -513,7 +531,10 @@ def _sync(
     from reconciler.plan.diff import summarize
 
     ahead = foreign_ahead(desired, observed)  # in the plan's warnings too
-    if plan.empty and ahead:
+    held = held_by_foreign(plan)
+    if plan.empty and held:
+        state = "blocked"  # what can be applied is there; ours cannot go where these sit
+    elif plan.empty and ahead:
         state = "shadowed"  # what we applied is there, but another filter decides first
     elif plan.empty:
         state = "in sync"
@@ -521,12 +542,13 @@ def _sync(
         state = "drifted"
     else:
         state = "out of sync"
-    return {
+    found = {
         "state": state,
         "changes": len(plan.changes),
         "summary": summarize(plan.changes),
         "warnings": list(plan.warnings),
-    }, desired
+    }
+    return ({**found, "blocked": list(held)} if held else found), desired
 
 
 def render_sync(sync: dict[str, Any]) -> str:
@@ -534,6 +556,11 @@ def render_sync(sync: dict[str, Any]) -> str:
     state = sync["state"]
     if state == "in sync":
         lines.append("In sync: the kernel matches the source of the last apply.")
+    elif state == "blocked":
+        lines.append("Not in sync: the kernel holds what can be applied, but objects not ours "
+                     "hold the place of ours, so this node does not enforce all of its policy: "
+                     f"{'; '.join(sync.get('blocked', ()))} (the warnings above say what each "
+                     "costs and how to remove it).")  # fmt: skip
     elif state == "shadowed":
         lines.append("Not in sync: the kernel holds what the last apply made, but a tc filter "
                      "that is not ours runs before ours (the warning above names it and what "

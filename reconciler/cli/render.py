@@ -195,6 +195,20 @@ def backend_moves(changes: Sequence[Change]) -> dict[int, str]:
     return out
 
 
+def _nothing_to_do(plan: Plan) -> str:
+    """An empty plan's last line: the kernel matches, or no change can be
+    made until objects not ours are removed from where ours must go."""
+    from reconciler.engine.foreign_place import blocked_in
+
+    blocked = blocked_in(plan)
+    if not blocked:
+        return "No changes. The kernel matches the configuration."
+    return (
+        f"No changes can be made until the {len(blocked)} object(s) not ours that the "
+        "warnings above name are removed; the rest of the kernel matches the configuration."
+    )
+
+
 def _endpoint(attrs: Mapping[str, Any]) -> str:
     return f"{attrs.get('ip')}:{attrs.get('port')}"
 
@@ -214,7 +228,7 @@ def render_plan(
         lines.append("")
     lines += render_not_enforced(plan.not_enforced, detail)
     if plan.empty:
-        lines.append("No changes. The kernel matches the configuration.")
+        lines.append(_nothing_to_do(plan))
         return "\n".join(lines) + "\n"
     tables = _entry_tables(plan.changes)
     summarised = {} if detail else _summaries(plan.changes, tables)

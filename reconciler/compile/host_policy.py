@@ -257,16 +257,35 @@ def _is_xdp(text: str) -> bool:
 def without_foreign_xdp(desired: Any, foreign: Sequence[str]) -> Any:
     """`desired` without our XDP attachment on interfaces where a program of
     someone else's is attached (observe lists it as foreign): it is never
-    replaced; the plan says so, and tc still enforces the endpoint's other
-    policy there (its untracked policy is not)."""
-    taken = {a for a in (f.split(" ", 1)[0] for f in foreign) if _is_xdp(a)}
+    replaced. Each gets a warning that names the program, starts with its
+    foreign name and says "where ours must go" (what
+    engine.foreign_place.held_by_foreign finds it by), with the command
+    that removes it; tc still enforces the endpoint's other policy there
+    (its untracked policy is not)."""
+    taken = {}
+    for f in foreign:
+        address = f.split(" ", 1)[0]
+        if _is_xdp(address):
+            taken[address] = f
     skipped = sorted(a for a in desired.objects if a in taken)
     if not skipped:
         return desired
     objects = {a: o for a, o in desired.objects.items() if a not in taken}
-    warnings = tuple(desired.warnings) + tuple(
-        f"{a}: a foreign XDP program is attached; left alone, so this interface's "
-        "untracked (doNotTrack) policy is not enforced"
-        for a in skipped
-    )
+    warnings = tuple(desired.warnings) + tuple(_foreign_xdp_warning(taken[a]) for a in skipped)
     return dataclasses.replace(desired, objects=objects, warnings=warnings)
+
+
+# ip link's word for detaching an XDP program in each attach mode observe reports
+_XDP_OFF = {"native": "xdpdrv", "generic": "xdpgeneric", "offload": "xdpoffload"}
+
+
+def _foreign_xdp_warning(foreign: str) -> str:
+    """`foreign`: "xdp/<iface> <mode> prog <id> <name>", as observe lists it."""
+    address, _, rest = foreign.partition(" ")
+    iface = Address.parse(address).iface
+    off = _XDP_OFF.get(rest.split(" ", 1)[0], "xdp")
+    return (
+        f"{foreign}: a foreign XDP program is attached where ours must go, so {iface}'s "
+        f"untracked (doNotTrack) policy is not enforced (tc enforces the rest); remove it "
+        f"(ip link set dev {iface} {off} off), then apply again; left alone"
+    )

@@ -36,6 +36,13 @@ from reconciler.datapath.maps.nat_types import (
 from reconciler.engine import conntrack_scaling
 from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
+from reconciler.engine.foreign_place import (
+    Blocked,
+    blocked_error,
+    blocked_hooks,
+    blocked_in,
+    leave_blocked,
+)
 from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
@@ -121,10 +128,14 @@ class Result:
     remaining: tuple[Change, ...]
     requeue_after: float | None = None
     desired: DesiredState | None = None  # the state the plan led to (None: a saved plan)
+    # objects not ours that held the place of ours: their interfaces were
+    # left out of the plan (engine.foreign_place), everything else applied
+    blocked: tuple[str, ...] = ()
 
     @property
     def converged(self) -> bool:
-        return not self.remaining
+        """The kernel matches the source: nothing still differs, nothing was left out."""
+        return not self.remaining and not self.blocked
 
 
 def reconcile_once(
@@ -157,7 +168,7 @@ def reconcile_once(
                 links, slots, now = check_fresh(plan, source, target)
                 desired, known = desired_state(source, target, links, slots=slots, caches=caches)
                 notes = removal_notes(target, caches, now)
-                check_same_changes(plan, desired, now, known, notes)
+                desired = check_same_changes(plan, desired, now, known, notes)
                 observed = None
             else:
                 sources = caches.sources
@@ -171,6 +182,7 @@ def reconcile_once(
                 )
                 plan = dataclasses.replace(plan, source={**plan.source, "spec": dict(spec)})
             on_plan(plan)
+            blocked = blocked_in(plan)
             backends = desired.tables.get(MAP_NAT_BE)
             udp = udp_balanced_at_connect(plan, desired)
             try:
@@ -184,7 +196,8 @@ def reconcile_once(
             remaining, found = verify(desired, target, plan, observed is None, observed)
             # the plan's changes, as the apply's summary counts them (its
             # results add the conntrack and socket clean-up after them)
-            record_applied(plan, target, len(plan.changes), converged=not remaining)
+            record_applied(plan, target, len(plan.changes), converged=not remaining,
+                           blocked=blocked)  # fmt: skip
             if not remaining:
                 conntrack_scaling.note(target, desired)
             states = caches.states(target.cache_dir)
@@ -200,8 +213,9 @@ def reconcile_once(
     except (LockHeld, UnsafeLockDir) as exc:  # not "need root": root cannot fix either
         raise ReconcileError(str(exc)) from None
     return Result(
-        plan, tuple(applied), tuple(remaining), desired=desired if observed is not None else None
-    )
+        plan, tuple(applied), tuple(remaining), desired=desired if observed is not None else None,
+        blocked=blocked,
+    )  # fmt: skip
 
 
 def default_state_dir(bpffs_root: str) -> Path:
@@ -461,15 +475,10 @@ def make_plan(
     desired, known = desired_state(
         source, target, links, keep_derived, slots, allow_empty, caches=caches
     )
-    if observed.foreign:  # nothing foreign, nothing to leave out
-        from reconciler.compile.host_policy import without_foreign_xdp
-
-        desired = without_foreign_xdp(desired, observed.foreign)
     entries = sum(len(t) for t in desired.tables.values())
     log.info("compiled %d object(s) and %d map entries; comparing", len(desired.objects), entries,
              extra=PROGRESS)  # fmt: skip
-    changes = diff(desired, observed, known, notes)
-    refuse_foreign_at_our_place(changes, observed)
+    changes, desired, blocked = diff_around_foreign(desired, observed, known, notes)
     log.info("planned %d change(s)", len(changes), extra=PROGRESS)
     # An explicit `bpfEnabled: false` in the config is what Git says: no guard.
     off = DISABLED in desired.warnings
@@ -488,7 +497,7 @@ def make_plan(
         build=desired.build,
         warnings=(
             *_mount_note(mount_pending and bool(changes)), *desired.warnings,
-            *foreign_ahead(desired, observed),
+            *(b.warning for b in blocked), *foreign_ahead(desired, observed),
         ),
         foreign=observed.foreign,
         not_enforced=desired.not_enforced,
@@ -679,37 +688,27 @@ def _normal(value: object) -> object:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def refuse_foreign_at_our_place(changes: tuple[Change, ...], observed: ObservedState) -> None:
-    """A filter that is not ours but sits at our priority on a hook we would
-    attach to: attaching would replace it (tc replaces by priority and
-    handle). An `ingress` qdisc (not a clsact) on an interface we attach to:
-    it holds the handle our clsact needs, and a filter of ours would land on
-    it (the egress one nowhere). Neither is ours to remove, so the plan is
-    refused."""
-    from reconciler.datapath.programs import TC_PRIO
-    from reconciler.observe.kernel import foreign_qdisc
+def diff_around_foreign(
+    desired: DesiredState,
+    observed: ObservedState,
+    known: Recognition = UNRECOGNISED,
+    notes: RemovalNotes = NO_NOTES,
+) -> tuple[tuple[Change, ...], DesiredState, tuple[Blocked, ...]]:
+    """The changes from `observed` to `desired`, leaving out what objects not
+    ours stand in the way of (engine.foreign_place): our XDP program where
+    someone else's is attached, and the tc hooks of an interface where a
+    filter at our priority or an `ingress` qdisc sits. Returns the changes,
+    the desired state they lead to (what the check after apply compares
+    with) and what blocked interfaces; a plan and the check of a saved plan
+    both come here, so they leave out the same."""
+    if observed.foreign:  # nothing foreign, nothing to leave out
+        from reconciler.compile.host_policy import without_foreign_xdp
 
-    held = sorted({
-        iface for change in changes
-        if change.kind is ObjKind.TC and change.after is not None
-        and foreign_qdisc(iface := Address.parse(change.address).iface) in observed.foreign
-    })  # fmt: skip
-    if held:
-        raise ReconcileError("; ".join(
-            f"{iface}: an ingress qdisc that is not ours holds the tc hook where our clsact "
-            f"must go, so nothing of ours can attach there; remove it (tc qdisc del dev {iface} "
-            "ingress; its filters go with it)" for iface in held
-        ) + ", then plan again; nothing was changed")  # fmt: skip
-    for change in changes:
-        if change.kind is not ObjKind.TC or change.after is None:
-            continue
-        taken = [f for f in observed.foreign if f.startswith(f"{change.address} prio {TC_PRIO} ")]
-        if taken:
-            raise ReconcileError(
-                f"{taken[0]}: a tc filter that is not ours holds our priority ({TC_PRIO:#x}) "
-                "where we must attach; remove it or free that priority, then plan again; "
-                "nothing was changed"
-            )
+        desired = without_foreign_xdp(desired, observed.foreign)
+    changes = diff(desired, observed, known, notes)
+    blocked = blocked_hooks(changes, observed) if observed.foreign else ()
+    changes, desired = leave_blocked(changes, desired, observed, blocked)
+    return changes, desired, blocked
 
 
 def foreign_ahead(desired: DesiredState, observed: ObservedState) -> list[str]:
@@ -749,12 +748,13 @@ def check_same_changes(
     observed: ObservedState,
     known: Recognition = UNRECOGNISED,
     notes: RemovalNotes = NO_NOTES,
-) -> None:
+) -> DesiredState:
     """Refuse a saved plan whose changes or build are not exactly the ones
     the configuration and the kernel give now: a hand-edited plan, or a node
-    that moved in a way the fingerprint does not cover (a new interface)."""
-    now = diff(desired, observed, known, notes)
-    refuse_foreign_at_our_place(now, observed)
+    that moved in a way the fingerprint does not cover (a new interface, an
+    object not ours come or gone where ours must go). Returns the desired
+    state the plan leads to (diff_around_foreign)."""
+    now, desired, _ = diff_around_foreign(desired, observed, known, notes)
     if _comparable(now) != _comparable(plan.changes):
         raise PlanRefused(
             "plan file does not match the changes the configuration and this node give "
@@ -765,6 +765,7 @@ def check_same_changes(
         raise PlanRefused(
             "plan file's build does not match the configuration's; run --plan again"
         )
+    return desired
 
 
 def execute(
@@ -905,11 +906,20 @@ def socket_ip(raw: bytes) -> str:
 
 
 def record_applied(
-    plan: Plan, target: Target, applied: int, converged: bool = True, error: str = ""
+    plan: Plan,
+    target: Target,
+    applied: int,
+    converged: bool = True,
+    error: str = "",
+    blocked: Sequence[str] = (),
 ) -> None:
     """Remember what the kernel was converged to, or that the pass failed
-    (`error`, or not `converged`). A no-op pass from the same source keeps
-    the record of the apply that last changed something, unless that failed."""
+    (`error`, or not `converged`, or interfaces left out because objects not
+    ours held the place of ours: `blocked`, named in the record). A no-op
+    pass from the same source keeps the record of the apply that last
+    changed something, unless that failed."""
+    if blocked and not error:
+        error = blocked_error(blocked)
     previous = target.state_dir / "applied.json"
     if plan.empty and converged and not error and previous.exists():
         try:
@@ -928,6 +938,7 @@ def record_applied(
         "bpffs_root": plan.bpffs_root,
         "converged": converged and not error,
         "error": error,
+        "blocked": list(blocked),
         "version": version(),
     }
     tmp = target.state_dir / "applied.json.tmp"

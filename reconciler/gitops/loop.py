@@ -34,6 +34,7 @@ from reconciler.config.source import Source, SourceError, SourceFile
 from reconciler.config.spec import open_source
 from reconciler.engine import history
 from reconciler.engine.caches import Caches
+from reconciler.engine.foreign_place import blocked_error, blocked_in
 from reconciler.engine.history import PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.engine.service_health import ServiceHealth
@@ -301,7 +302,7 @@ class Watcher:
             result = "no-op" if plan.empty else ("drift" if same else "planned")
             drift = tuple(c.address for c in plan.changes) if same else ()
             self.last_drift = drift
-            return self._record(result, plan, drift=drift), plan
+            return self._record(result, plan, drift=drift, error=_left_out(blocked_in(plan))), plan
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
         self.converged = None if result.remaining else result.desired
@@ -328,7 +329,10 @@ class Watcher:
         kind = "no-op" if plan.empty else ("repaired" if same else "applied")
         if opened and self.options.follower is None:
             self._pin(opened[-1])
-        return self._record(kind, plan, drift=drift), plan
+        # Objects not ours that hold the place of ours: the rest is applied and
+        # the source is good (never held back from); the pass says what was
+        # left out, and the drift timer's passes look again.
+        return self._record(kind, plan, drift=drift, error=_left_out(result.blocked)), plan
 
     def _hold(self, why: str, tried: str = "") -> tuple[PassRecord, Plan | None]:
         """The newest source (`tried`, its identity when known) failed:
@@ -505,6 +509,15 @@ class Watcher:
             history.write_watch_state(self.target.state_dir, state)
         except OSError as exc:
             log.warning("cannot record the pass under %s: %s", self.target.state_dir, exc)
+
+
+def _left_out(blocked: tuple[str, ...]) -> str:
+    """A pass's word on interfaces it left out (engine.foreign_place)."""
+    if not blocked:
+        return ""
+    error = blocked_error(blocked)
+    log.warning("%s", error)
+    return error
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

@@ -1,9 +1,10 @@
-"""An `ingress` qdisc of someone else's where our clsact must go: the plan is
-refused naming the interface and the remedy, and nothing of ours lands on it."""
+"""An `ingress` qdisc of someone else's where our clsact must go: its
+interface is left out of the plan, named with the remedy, and nothing of
+ours lands on it; the rest of the node is reconciled."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pytest
 
@@ -11,36 +12,41 @@ from tests.kernel.conftest import PODS
 from tests.kernel.test_foreign_ahead import BACK, _setup, tc
 
 
-def test_a_foreign_ingress_qdisc_refuses_the_plan_and_gets_nothing_of_ours(node):
-    node.felix()
-    for pod in PODS:
-        node.wep(pod)
-    tc(node, "qdisc", "add", "dev", BACK, "ingress")
-    for mode in ("--plan", "--apply"):
-        rc, out, err = node.run(mode)
-        assert rc == 1, out + err
-        assert f"{BACK}: an ingress qdisc that is not ours" in err, err
-        assert f"tc qdisc del dev {BACK} ingress" in err, err
-        assert "Apply complete" not in out, out
-    assert "rcl:" not in tc(node, "filter", "show", "dev", BACK, "ingress")
-    assert "clsact" not in tc(node, "qdisc", "show", "dev", BACK)
-    assert not list(Path(node.sandbox.bpffs_root).glob("progs/*")), "nothing was applied"
-
-
-def test_an_ingress_qdisc_after_an_apply_is_refused_too(node):
-    """The operator's case: our clsact replaced by an ingress qdisc on a pod veth."""
+def test_an_ingress_qdisc_blocks_its_interface_and_nothing_else(node):
+    """The operator's case: our clsact replaced by an ingress qdisc on a pod
+    veth. --status says so before any apply; an apply repairs the rest and
+    leaves that interface as it is until the qdisc is gone."""
     _setup(node)
     tc(node, "qdisc", "del", "dev", BACK, "clsact")
     tc(node, "qdisc", "add", "dev", BACK, "ingress")
+    theirs = tc(node, "qdisc", "show", "dev", BACK)
+    front = f"cali-{PODS[0].name}"
+    tc(node, "filter", "del", "dev", front, "egress")  # drift elsewhere, to be repaired
+    warning = (
+        f"Warning: qdisc/{BACK} ingress: an ingress qdisc that is not ours holds the tc hook "
+        f"where ours must go (our clsact), so {BACK} gets no policy or service NAT of ours"
+    )
+    rc, out, err = node.run("--status", "--json")
+    sync = json.loads(out)["sync"]
+    assert rc == 2 and sync["state"] == "drifted", out + err
+    assert sync["blocked"] == [f"qdisc/{BACK} ingress"], sync
     rc, out, err = node.run("--apply")
-    assert rc == 1, out + err
-    assert f"tc qdisc del dev {BACK} ingress" in err and "Apply complete" not in out, out + err
+    assert rc == 1 and warning in out and f"tc qdisc del dev {BACK} ingress" in out, out + err
+    assert f"+ tc/{front}/egress" in out and f"tc/{BACK}/" not in out, out
+    assert "Apply complete! Resources: 1 added" in out, out
+    assert f"left out of the apply: qdisc/{BACK} ingress;" in err, err
+    assert "rcl:" in tc(node, "filter", "show", "dev", front, "egress")
+    assert tc(node, "qdisc", "show", "dev", BACK) == theirs
     assert "rcl:" not in tc(node, "filter", "show", "dev", BACK, "ingress")
     rc, out, err = node.run("--status")
-    assert rc != 0 and "In sync" not in out, out + err
+    assert rc == 1 and "In sync" not in out and f"qdisc/{BACK} ingress" in out, out + err
+    rc, out, err = node.run("--apply")  # nothing else to do
+    assert rc == 1 and warning in out and "Apply complete" not in out, out + err
     tc(node, "qdisc", "del", "dev", BACK, "ingress")
     node.apply_converged()
     assert "rcl:" in tc(node, "filter", "show", "dev", BACK, "egress")
+    rc, out, err = node.run("--status")
+    assert rc == 0 and "In sync" in out, out + err
 
 
 def test_executor_never_attaches_onto_an_ingress_qdisc(node):

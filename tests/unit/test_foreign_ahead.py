@@ -26,7 +26,7 @@ def test_a_filter_before_ours_is_named_with_its_remedy():
 def test_after_ours_at_ours_elsewhere_and_xdp_are_not_warned():
     foreign = (
         f"tc/cali-a/egress prio {TC_PRIO + 1} later",
-        f"tc/cali-a/ingress prio {TC_PRIO} same",  # refused by refuse_foreign_at_our_place
+        f"tc/cali-a/ingress prio {TC_PRIO} same",  # blocked: engine.foreign_place
         "tc/lo/ingress prio 1 unmanaged",
         "xdp/eth0 generic prog 7 other_xdp",
     )

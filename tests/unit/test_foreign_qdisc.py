@@ -1,11 +1,9 @@
-"""An `ingress` qdisc (not our clsact) is reported as foreign, and a plan that
-would attach on its interface is refused naming the interface and the remedy."""
+"""An `ingress` qdisc (not our clsact) is reported as foreign, and blocks a
+plan's filters on its interface, named with the remedy."""
 
 from __future__ import annotations
 
-import pytest
-
-from reconciler.engine.reconcile import ReconcileError, refuse_foreign_at_our_place
+from reconciler.engine.foreign_place import blocked_hooks
 from reconciler.kernel.rtnetlink import QdiscMsg
 from reconciler.observe.kernel import foreign_qdisc, foreign_qdiscs
 from reconciler.plan.diff import diff
@@ -23,13 +21,14 @@ def _changes(*hooks: str):
     return diff(DesiredState("node-1", True, objects), ObservedState({}))
 
 
-def test_attaching_where_a_foreign_ingress_qdisc_sits_is_refused():
+def test_attaching_where_a_foreign_ingress_qdisc_sits_is_blocked():
     observed = ObservedState({}, (foreign_qdisc("cali-a"),))
-    with pytest.raises(ReconcileError) as refused:
-        refuse_foreign_at_our_place(_changes("tc/cali-a/egress", "tc/cali-a/ingress"), observed)
-    message = str(refused.value)
-    assert message.startswith("cali-a: an ingress qdisc that is not ours holds the tc hook")
-    assert "tc qdisc del dev cali-a ingress" in message and message.count("cali-a:") == 1
-    assert message.endswith("nothing was changed")
+    (blocked,) = blocked_hooks(_changes("tc/cali-a/egress", "tc/cali-a/ingress"), observed)
+    assert (blocked.foreign, blocked.iface) == ("qdisc/cali-a ingress", "cali-a")
+    assert blocked.warning.startswith(
+        "qdisc/cali-a ingress: an ingress qdisc that is not ours holds the tc hook where ours "
+        "must go (our clsact), so cali-a gets no policy or service NAT of ours"
+    )
+    assert "tc qdisc del dev cali-a ingress" in blocked.warning
     # elsewhere it is only reported
-    refuse_foreign_at_our_place(_changes("tc/cali-b/egress"), observed)
+    assert blocked_hooks(_changes("tc/cali-b/egress"), observed) == ()
