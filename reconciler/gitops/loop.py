@@ -305,7 +305,9 @@ class Watcher:
             return self._record(result, plan, drift=drift, error=_left_out(blocked_in(plan))), plan
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
-        self.converged = None if result.remaining else result.desired
+        # a link event's attach builds on a state the node fully has: not one
+        # with interfaces left out (it would take their filters for new ones)
+        self.converged = None if result.remaining or result.blocked else result.desired
         if result.desired is not None:
             self.health_checks = result.desired.health_checks
             self.agent = result.desired.agent

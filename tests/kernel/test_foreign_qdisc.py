@@ -40,8 +40,10 @@ def test_an_ingress_qdisc_blocks_its_interface_and_nothing_else(node):
     assert "rcl:" not in tc(node, "filter", "show", "dev", BACK, "ingress")
     rc, out, err = node.run("--status")
     assert rc == 1 and "In sync" not in out and f"qdisc/{BACK} ingress" in out, out + err
-    rc, out, err = node.run("--apply")  # nothing else to do
-    assert rc == 1 and warning in out and "Apply complete" not in out, out + err
+    rc, out, err = node.run("--apply", "--json")  # nothing else to do
+    doc = json.loads(out)
+    assert rc == 1 and doc["plan"]["changes"] == [] and doc["converged"] is False, out + err
+    assert doc["blocked"] == [f"qdisc/{BACK} ingress"], out
     tc(node, "qdisc", "del", "dev", BACK, "ingress")
     node.apply_converged()
     assert "rcl:" in tc(node, "filter", "show", "dev", BACK, "egress")

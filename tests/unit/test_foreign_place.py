@@ -169,7 +169,8 @@ def test_the_watcher_applies_what_it_can_and_holds_nothing_back(tmp_path: Path):
     class Blocked(Engine):
         def apply(self, target, spec, changed, opener):
             plan = dataclasses.replace(_plan(()), source={"identity": "dir:1"})
-            return Result(plan, (), (), blocked=(AT_OURS,))
+            desired = DesiredState("n1", True, {})
+            return Result(plan, (), (), desired=desired, blocked=(AT_OURS,))
 
     target = Target("n1", "/sys/fs/bpf/x", tmp_path / "state")
     watcher = Watcher(target, WatchOptions(config=str(tmp_path)), Blocked(Caches(), False))
@@ -177,3 +178,6 @@ def test_the_watcher_applies_what_it_can_and_holds_nothing_back(tmp_path: Path):
     assert record.result == "no-op" and AT_OURS in record.error, record
     assert watcher.retry_at is None and watcher.backoff.failures == 0
     assert watcher.good_identity == "dir:1"
+    # a new link waits for the pass: the fast attach must not take the blocked
+    # interface's filters for the new link's
+    assert watcher.converged is None
