@@ -268,8 +268,10 @@ def _labels(r: Resource) -> dict[str, str]:
     return {str(k): str(v) for k, v in r.labels.items()}
 
 
-def _strip(labels: Mapping[str, Any], prefix: str) -> dict[str, str]:
-    return {str(k).removeprefix(prefix): str(v) for k, v in labels.items()}
+def _prefixed(labels: Mapping[str, Any], prefix: str) -> dict[str, str]:
+    """The labels whose key has `prefix`, without it: a profile's other
+    labels are its endpoints' labels, not its owner's."""
+    return {str(k)[len(prefix) :]: str(v) for k, v in labels.items() if str(k).startswith(prefix)}
 
 
 def _nets(values: object) -> tuple[Net, ...]:
@@ -297,7 +299,8 @@ def _default_action(tiers: Mapping[str, Resource], name: str) -> str:
 def namespace_profile(namespace: Resource) -> Resource:
     """The kns.<name> profile Calico makes of a Kubernetes Namespace: its
     labels (and the one the API server adds) under the pcns. prefix, for
-    namespaceSelector, and Allow both ways (a namespace's pods are open
+    namespaceSelector (which reads only the pcns. labels of a kns. profile,
+    a written one too), and Allow both ways (a namespace's pods are open
     until a policy selects them). A Profile of that name in the
     repository is used instead."""
     labels = {**_labels(namespace), K8S_NAME_LABEL: namespace.name}
@@ -364,19 +367,21 @@ class _Ctx:
         if got is None:
             prof = self.profiles.get(f"{NS_PROFILE}{ns}")
             raw = prof.spec.get("labelsToApply") if prof else None
-            got = {**_strip(raw or {}, "pcns."), NAME_LABEL: ns}
+            got = {**_prefixed(raw or {}, "pcns."), NAME_LABEL: ns}
             self.ns_labels[ns] = got
         return got
 
     def _with_profiles(self, own: dict[str, str], profiles: object) -> dict[str, str]:
+        """An endpoint's labels as Felix's label inheritance index reads
+        them: its own label wins, else the first of its profiles (in the
+        order it names them) that gives the label."""
         inherited: dict[str, str] = {}
         for name in profiles if isinstance(profiles, list) else []:
             prof = self.profiles.get(str(name))
             if prof is not None:
-                inherited.update(
-                    {str(k): str(v) for k, v in (prof.spec.get("labelsToApply") or {}).items()}
-                )
-        return {**inherited, **own}  # the endpoint's own labels win
+                for k, v in (prof.spec.get("labelsToApply") or {}).items():
+                    inherited.setdefault(str(k), str(v))
+        return {**inherited, **own}
 
     @staticmethod
     def _ports(values: object) -> tuple[NamedPort, ...]:
@@ -402,7 +407,7 @@ class _Ctx:
         if sa:
             labels[SA_LABEL] = str(sa)
             prof = self.profiles.get(f"ksa.{ns}.{sa}")
-            sa_labels = _strip((prof.spec.get("labelsToApply") if prof else None) or {}, "pcsa.")
+            sa_labels = _prefixed((prof.spec.get("labelsToApply") if prof else None) or {}, "pcsa.")
         nets = _nets(r.spec.get("ipNetworks"))
         return Peer(r.ref, r.kind, ns, labels, nets, self._ports(r.spec.get("ports")),
                     str(sa) if sa else None, sa_labels)  # fmt: skip

@@ -22,7 +22,7 @@ apiVersion: projectcalico.org/v3
 kind: Profile
 metadata: {name: kns.shop}
 spec:
-  labelsToApply: {team: shop}
+  labelsToApply: {pcns.team: shop, zone: blue}
   ingress: [{action: Allow}]
   egress: [{action: Allow}]
 ---
@@ -30,7 +30,7 @@ apiVersion: projectcalico.org/v3
 kind: Profile
 metadata: {name: kns.ops}
 spec:
-  labelsToApply: {team: ops}
+  labelsToApply: {pcns.team: ops}
   ingress: [{action: Allow}]
   egress: [{action: Allow}]
 ---
@@ -94,8 +94,9 @@ def verdict(m, direction, peer, proto=6, dport=0, sport=40000):
 def test_profile_applies_when_no_policy_selects_and_drop_without_profile():
     m = model("")
     assert verdict(m, "ingress", "1.2.3.4") == ("Allow", "profile/kns.shop ingress rule 1")
-    # inherited labelsToApply and the implicit namespace label
-    assert m.endpoints[0].peer.labels["team"] == "shop"
+    # inherited labelsToApply (prefixed or not) and the implicit namespace label
+    assert m.endpoints[0].peer.labels["zone"] == "blue"
+    assert m.endpoints[0].peer.labels["pcns.team"] == "shop"
     assert m.endpoints[0].peer.labels["projectcalico.org/namespace"] == "shop"
     bare = build_model(
         [r for r in load(BASE.replace("profiles: [kns.shop]\n  ports", "ports", 1), "t").resources],
@@ -419,7 +420,7 @@ def test_a_network_set_carries_its_namespace_label_and_its_namespace_profile_lab
                        f"- action: Deny\n  source: {by_namespace}\n- action: Allow\n"))  # fmt: skip
     assert verdict(m, "ingress", "203.0.113.5") == ("Deny", "policy/g ingress rule 1")
     inherited = model(gnp("g", 'selector: app == "web"\ningress:\n'
-                               "- action: Deny\n  source: {selector: team == 'shop'}\n"
+                               "- action: Deny\n  source: {selector: pcns.team == 'shop'}\n"
                                "- action: Allow\n"))  # fmt: skip
     assert verdict(inherited, "ingress", "203.0.113.5") == ("Deny", "policy/g ingress rule 1")
     assert verdict(inherited, "ingress", "198.51.100.7") == ("Allow", "policy/g ingress rule 2")
@@ -520,3 +521,74 @@ def test_protocols_as_numbers_quoted_or_not_mean_what_their_names_do():
     assert verdict(m, "ingress", "10.9.9.9", 6, 8080) == ("Allow", "policy/shop/p ingress rule 1")
     assert verdict(m, "ingress", "10.9.9.9", 6, 8081) == ("Deny", "tier/default default action")
     assert verdict(m, "ingress", "10.9.9.9", 17, 53) == ("Allow", "policy/shop/p ingress rule 2")
+
+
+INHERIT = """\
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: extra}
+spec:
+  labelsToApply: {zone: green, tier: gold}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: own, namespace: shop, labels: {app: own, zone: red}}
+spec:
+  node: n2
+  interfaceName: cali-own
+  ipNetworks: [10.0.0.7/32]
+  profiles: [extra, kns.shop]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: two, namespace: shop, labels: {app: two}}
+spec:
+  node: n2
+  interfaceName: cali-two
+  ipNetworks: [10.0.0.8/32]
+  profiles: [kns.shop, extra]
+"""
+
+
+def test_only_pcns_labels_of_a_namespace_profile_are_namespace_labels():
+    """namespaceSelector reads the pcns. labels of kns.<ns> (prefix dropped),
+    as Calico does; kns.shop's unprefixed zone: blue is a label its pods get."""
+    m = model(np("p", 'selector: app == "web"\ningress:\n'
+                      "- action: Deny\n  source: {namespaceSelector: has(zone)}\n"
+                      "- action: Allow\n  source: {namespaceSelector: team == 'shop'}\n"
+                      "- action: Deny\n"))  # fmt: skip
+    assert verdict(m, "ingress", "10.0.0.2") == ("Allow", "policy/shop/p ingress rule 2")
+    assert verdict(m, "ingress", "10.0.1.1") == ("Deny", "policy/shop/p ingress rule 3")  # ops
+    by_pod = model(np("p", 'selector: app == "web"\ningress:\n'
+                           "- action: Allow\n  source: {selector: zone == 'blue'}\n"))  # fmt: skip
+    assert verdict(by_pod, "ingress", "10.0.0.2") == ("Allow", "policy/shop/p ingress rule 1")
+
+
+def test_an_endpoint_label_beats_its_profiles_and_the_first_profile_beats_the_next():
+    """Felix's label inheritance: the endpoint's own label, else the first of
+    its profiles, in the order it names them, that gives it."""
+    m = model(INHERIT)
+    labels = {p.ref.rpartition("/")[2]: p.labels for p in m.peers}
+    assert labels["own"]["zone"] == "red"  # its own
+    assert labels["own"]["tier"] == "gold"
+    assert labels["two"]["zone"] == "blue"  # kns.shop is named before extra
+    assert labels["two"]["tier"] == "gold"
+
+
+KSA = """\
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: ksa.shop.dbsa}
+spec:
+  labelsToApply: {pcsa.role: db, plain: x}
+"""
+
+
+def test_only_pcsa_labels_of_a_service_account_profile_are_account_labels():
+    m = model(np("p", 'selector: app == "web"\ningress:\n'
+                      "- action: Deny\n  source: {serviceAccounts: {selector: has(plain)}}\n"
+                      "- action: Allow\n  source: {serviceAccounts: {selector: role == 'db'}}\n")
+              + KSA)  # fmt: skip
+    assert verdict(m, "ingress", "10.0.0.2") == ("Allow", "policy/shop/p ingress rule 2")
