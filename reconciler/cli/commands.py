@@ -340,16 +340,16 @@ def plan_mode(args: argparse.Namespace) -> int:
                 f"\nSaved the plan to {args.out}. Apply it with: reconcile --apply "
                 f"--plan-file {shlex.quote(args.out)}{' ' + again if again else ''}"
             )
-    return EXIT_OK if plan.empty and not _blocked(plan) else EXIT_CHANGES
+    return plan_exit_code(plan)
 
 
-def _blocked(plan: Plan) -> tuple[str, ...]:
-    """The objects not ours that kept the plan from attaching on their
-    interfaces: a plan with nothing else to do still leaves the kernel
-    apart from the configuration (exit 2, not "no changes")."""
+def plan_exit_code(plan: Plan) -> int:
+    """0 no changes, 2 changes; also 2 for a plan with nothing else to do
+    whose interfaces objects not ours keep it from attaching on: the kernel
+    still differs from the configuration (engine.foreign_place)."""
     from reconciler.engine.foreign_place import blocked_in
 
-    return blocked_in(plan)
+    return EXIT_OK if plan.empty and not blocked_in(plan) else EXIT_CHANGES
 
 
 def target_options(args: argparse.Namespace) -> list[str]:

@@ -8,7 +8,7 @@ import json
 import sys
 
 from reconciler.cli import render
-from reconciler.cli.exit_codes import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.cli.exit_codes import EXIT_ERROR, EXIT_OK
 from reconciler.cli.render import emit_json
 
 
@@ -23,7 +23,13 @@ def snapshot_cmd(args: argparse.Namespace) -> int:
 def plan_observed_cmd(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reconciler.cli.commands import _cache_dir, _caches, _report_invalid, source_spec
+    from reconciler.cli.commands import (
+        _cache_dir,
+        _caches,
+        _report_invalid,
+        plan_exit_code,
+        source_spec,
+    )
     from reconciler.config.spec import open_source
     from reconciler.engine.reconcile import InvalidConfig, make_plan
     from reconciler.engine.snapshots import SnapshotError, against
@@ -71,4 +77,4 @@ def plan_observed_cmd(args: argparse.Namespace) -> int:
         if args.out:
             print(f"\nSaved the plan to {args.out}. Apply it on node {target.node} with: "
                   f"reconcile --apply --plan-file {args.out}")  # fmt: skip
-    return EXIT_OK if plan.empty else EXIT_CHANGES
+    return plan_exit_code(plan)

@@ -181,3 +181,21 @@ def test_the_watcher_applies_what_it_can_and_holds_nothing_back(tmp_path: Path):
     # a new link waits for the pass: the fast attach must not take the blocked
     # interface's filters for the new link's
     assert watcher.converged is None
+
+
+def test_a_plan_with_only_a_blocked_interface_exits_2():
+    from reconciler.cli.commands import plan_exit_code
+
+    desired, observed = _node(AT_OURS)
+    changes, _, blocked = diff_around_foreign(desired, observed)
+    warnings = [b.warning for b in blocked]
+    assert plan_exit_code(_plan((), warnings, observed.foreign)) == 2
+    assert plan_exit_code(_plan(changes, warnings, observed.foreign)) == 2
+    # a foreign XDP program alone leaves the plan's answer as it was (as a
+    # filter ahead of ours does): --status is the one that says blocked
+    xdp = "xdp/eth0 generic prog 7 other_xdp"
+    held = without_foreign_xdp(
+        DesiredState("n1", True, {"xdp/eth0": Obj("xdp/eth0", ObjKind.XDP, {})}), [xdp]
+    )
+    assert plan_exit_code(_plan((), held.warnings, (xdp,))) == 0
+    assert plan_exit_code(_plan((), (), observed.foreign)) == 0
