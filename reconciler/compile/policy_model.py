@@ -826,8 +826,16 @@ class _Resolver:
             return []
         proto = proto_number(raw.get("protocol"))
         not_proto = proto_number(raw.get("notProtocol"))
-        if proto == 58:
-            return []  # ICMPv6: never IPv4 traffic
+        if proto == 58 and raw.get("ipVersion") != 4:
+            return []  # ICMPv6: never IPv4 traffic (with ipVersion 4: IPv4's protocol 58)
+        if raw.get("notICMP") is not None and proto != ICMP:
+            # Calico accepts it, but its dataplanes read an ICMP type and
+            # code from ICMP packets alone: what it matches is not defined.
+            raise PolicyError(
+                f"{ref}: notICMP with protocol {raw.get('protocol', '(none)')!s}: "
+                "an ICMP type is only defined for ICMP packets, so this dataplane cannot "
+                "enforce it; set protocol: ICMP, or move notICMP to a rule that does"
+            )
         base = Alt(
             protos=None if proto is None else frozenset({proto}),
             not_protos=frozenset() if not_proto is None else frozenset({not_proto}),

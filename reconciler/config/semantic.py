@@ -178,9 +178,28 @@ def _rule_ports(entity: Mapping[str, Any], path: Path, protocol: int | None) -> 
             yield from _port(port, (*path, field, i))
 
 
+def _planned_not_icmp(rule: Mapping[str, Any]) -> bool:
+    """Whether a notICMP rule is one the policy compiler refuses: an IPv4
+    rule (not ipVersion 6, not ICMPv6 unless ipVersion 4 makes 58 IPv4's
+    protocol) whose protocol is not ICMP."""
+    number, version = _protocol_number(rule.get("protocol")), _int(rule.get("ipVersion"))
+    ipv6_only = version == 6 or (number == _ICMPV6 and version != 4)
+    return number != _ICMP and not ipv6_only
+
+
+def _not_icmp_unplannable(protocol: object) -> str:
+    which = "no protocol" if protocol is None else f"protocol {protocol}"
+    return (
+        f"Calico accepts notICMP with {which}, but an ICMP type is only defined for "
+        "ICMP packets: this dataplane refuses to plan the rule; set protocol: ICMP"
+    )
+
+
 def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
-    # Calico compares the protocol with the names ICMP and ICMPv6: their
-    # numbers (1, 58, "1") are other values to its validator.
+    # Calico's validateRule compares the protocol with the names ICMP and
+    # ICMPv6: their numbers (1, 58, "1") and lower-case spellings are other
+    # values to it. It asks `icmp` for such a protocol and never `notICMP`
+    # (which the policy compiler refuses for any other protocol instead).
     protocol = rule.get("protocol")
     wrong = "rules that specify ICMP fields must set protocol to ICMP or ICMPv6"
     if _protocol_number(protocol) in (_ICMP, _ICMPV6) and not isinstance(protocol, bool):
@@ -189,8 +208,10 @@ def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
         icmp = _map(rule.get(field))
         if icmp is None:
             continue
-        if protocol not in ("ICMP", "ICMPv6"):
+        if field == "icmp" and protocol not in ("ICMP", "ICMPv6"):
             yield Finding((*path, field), wrong)
+        if field == "notICMP" and _planned_not_icmp(rule):
+            yield Finding((*path, field), _not_icmp_unplannable(protocol), _WARNING)
         kind, code = _int(icmp.get("type")), _int(icmp.get("code"))
         if icmp.get("code") is not None and icmp.get("type") is None:
             # The kernel can only match a code together with a type.
@@ -201,10 +222,12 @@ def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
             yield Finding((*path, field, "code"), f"ICMP code {code} is invalid: must be 0-255")
     version = _int(rule.get("ipVersion"))
     for field in ("protocol", "notProtocol"):
-        number = _protocol_number(rule.get(field))
-        if number == _ICMP and version == 6:
+        # By name only, as Calico compares: protocol 1 with ipVersion 6 is a
+        # rule for IPv6 packets of protocol 1, which it accepts.
+        name = rule.get(field)
+        if name == "ICMP" and version == 6:
             yield Finding((*path, "ipVersion"), f"{field} ICMP requires ipVersion 4")
-        elif number == _ICMPV6 and version == 4:
+        elif name == "ICMPv6" and version == 4:
             yield Finding((*path, "ipVersion"), f"{field} ICMPv6 requires ipVersion 6")
 
 

@@ -157,6 +157,13 @@ PARTLY = "matches some of shop/web's addresses and not others; this dataplane ca
         ("ingress", "destination: {nets: [10.0.0.0/24]}", f"destination {PARTLY}"),
         ("ingress", "destination: {notNets: [10.1.0.0/16]}", f"destination {PARTLY}"),
         ("egress", "source: {nets: [10.1.0.1/32]}", f"source {PARTLY}"),
+        (
+            "ingress",
+            "protocol: TCP\n    notICMP: {type: 8}",
+            "notICMP with protocol TCP: an ICMP type is only defined for ICMP packets, so "
+            "this dataplane cannot enforce it; set protocol: ICMP, or move notICMP to a rule "
+            "that does",
+        ),
     ],
 )
 def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(

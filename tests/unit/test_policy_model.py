@@ -328,6 +328,29 @@ def test_unenforceable_rule_is_an_error_naming_it():
         )
 
 
+@pytest.mark.parametrize("protocol", ["protocol: UDP\n  ", "notProtocol: TCP\n  ", ""])
+def test_not_icmp_without_protocol_icmp_is_an_error_naming_the_rule(protocol):
+    """Calico's validator accepts notICMP whatever the protocol, but an ICMP
+    type is only defined for ICMP packets: a plan-time error, not a guess."""
+    spec = ('selector: app == "web"\ningress:\n- action: Allow\n'
+            f"- action: Deny\n  {protocol}notICMP: {{type: 8}}\n")  # fmt: skip
+    with pytest.raises(PolicyError, match=r"^policy/shop/n ingress rule 2: notICMP with protocol "
+                       r".*this dataplane cannot enforce it; set protocol: ICMP"):  # fmt: skip
+        model(np("n", spec))
+
+
+def test_ipversion_makes_protocol_numbers_literal():
+    """Protocol 1 with ipVersion 6 is a rule for IPv6 (never IPv4 traffic);
+    58 with ipVersion 4 is IPv4's protocol 58, as Calico takes both."""
+    m = model(np("v", 'selector: app == "web"\ningress:\n'
+                      "- action: Deny\n  protocol: 1\n  ipVersion: 6\n"
+                      "- action: Deny\n  protocol: 58\n  ipVersion: 4\n"
+                      "- action: Allow\n"))  # fmt: skip
+    ping = verdict(m, "ingress", "192.0.2.1", 1, 8 << 8)
+    assert ping == ("Allow", "policy/shop/v ingress rule 3")
+    assert verdict(m, "ingress", "192.0.2.1", 58) == ("Deny", "policy/shop/v ingress rule 2")
+
+
 def test_compiled_program_agrees_with_the_model_on_random_packets():
     m = model(
         np(
@@ -342,7 +365,7 @@ ingress:
   protocol: UDP
   source: {ports: [53]}
 - action: Allow
-  protocol: UDP
+  protocol: 1
   notICMP: {type: 3}
 - action: Allow
   protocol: ICMP

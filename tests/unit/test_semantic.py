@@ -205,11 +205,36 @@ FAILING: list[tuple[str, Resource, Path, str, Severity]] = [
         "rules that specify ICMP fields must set protocol to ICMP or ICMPv6",
         ERROR,
     ),
+    # Calico's validateRule asks no protocol of notICMP; an ICMP type is only
+    # defined for ICMP packets, so the plan refuses it: a warning here.
     (
-        "notICMP needs protocol ICMP",
-        ingress({"notICMP": {"type": 8}}),
+        "notICMP with another protocol",
+        ingress({"protocol": "TCP", "notICMP": {"type": 8}}),
         (*I0, "notICMP"),
-        "rules that specify ICMP fields must set protocol to ICMP or ICMPv6",
+        "Calico accepts notICMP with protocol TCP, but an ICMP type is only defined for ICMP "
+        "packets: this dataplane refuses to plan the rule; set protocol: ICMP",
+        WARNING,
+    ),
+    (
+        "notICMP without a protocol",
+        ingress({"notICMP": {"type": 8, "code": 0}}),
+        (*I0, "notICMP"),
+        "Calico accepts notICMP with no protocol, but an ICMP type is only defined for ICMP "
+        "packets: this dataplane refuses to plan the rule; set protocol: ICMP",
+        WARNING,
+    ),
+    (
+        "ICMPv6 as notProtocol with ipVersion 4",
+        ingress({"notProtocol": "ICMPv6", "ipVersion": 4}),
+        (*I0, "ipVersion"),
+        "notProtocol ICMPv6 requires ipVersion 6",
+        ERROR,
+    ),
+    (
+        "named ports need a protocol too",
+        ingress(dst(ports=["http"])),
+        (*I0, "destination", "ports"),
+        "rules that specify ports must set protocol to TCP, UDP or SCTP",
         ERROR,
     ),
     (
@@ -570,6 +595,10 @@ PASSING: list[tuple[str, Resource]] = [
         ingress({"protocol": "ICMP", "ipVersion": 4, "icmp": {"type": 8, "code": 0}}),
     ),
     ("notICMP with ICMPv6", ingress({"protocol": "ICMPv6", "notICMP": {"type": 254}})),
+    # Calico's validateRule compares ipVersion with the protocol's name, not its number.
+    ("notICMP with protocol 1", ingress({"protocol": 1, "notICMP": {"type": 8}})),
+    ("protocol 1 with ipVersion 6", ingress({"protocol": 1, "ipVersion": 6})),
+    ("notProtocol 58 with ipVersion 4", ingress({"notProtocol": "58", "ipVersion": 4})),
     (
         "masked rule nets of one family",
         ingress(
