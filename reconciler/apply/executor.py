@@ -142,6 +142,10 @@ class Executor:
         prog_set, phash = address.prog_set, address.prog_hash
         if change.action is Action.DELETE:
             target = Path(self.root) / "progs" / (f"{prog_set}-{phash}" if phash else prog_set)
+            if prog_set in CT_HANDOVER_SETS and phash:
+                # the last old build goes only once its table's entries are
+                # carried: a kill before leaves it for the next plan to remove
+                ct_handover.release(self.root, leaving=target)
             for pin in target.glob("*"):
                 pin.unlink()
             if target.exists():
@@ -168,6 +172,8 @@ class Executor:
         name = Address.parse(change.address).map
         pin = Path(self.root) / "maps" / name
         if change.action is Action.CREATE:
+            if name == ct_table.MAP:
+                self._adopt_retired_ct(int((change.after or {})["max_entries"]))
             return "created"  # maps are created by the program build that uses them
         other_layout = "layout" in (change.before or {}) and name in entries.CODECS
         if change.action is Action.REPLACE and pin.exists() and not other_layout:
@@ -176,15 +182,30 @@ class Executor:
             info = bpfsys.map_info(fd)
             limit = (change.after or {}).get("max_entries", info.max_entries)
             if name == ct_table.MAP:  # entries hash to other slots in a table of another size
+                ct_handover.settle(self.root)
                 self._migrations[name] = list(ct_table.migrate(fd, limit))
                 if ct_table.current_layout(info):  # the new tc programs reach it meanwhile
-                    self._keep_prev_ct(self._fds.pop(name))
+                    bpfsys.close(self._fds.pop(name))
+                    self._keep_prev_ct(ct_handover.retire(self.root))
+                    return "updated"
             else:
                 self._migrations[name] = list(bpfsys.map_items(fd))[:limit]
         if name in self._fds:
             bpfsys.close(self._fds.pop(name))
         pin.unlink(missing_ok=True)
+        if name == ct_table.MAP and change.action is Action.DELETE:
+            ct_handover.forget(self.root)  # no table left to carry a retired one into
         return "deleted" if change.action is Action.DELETE else "updated"
+
+    def _adopt_retired_ct(self, limit: int) -> None:
+        """A conntrack table to be made while the table an interrupted resize
+        retired is still pinned: the resize goes on from there, its entries
+        migrated and the new programs built to reach it (ct_handover)."""
+        fd = ct_handover.retired(self.root)
+        if fd is None:
+            return
+        self._migrations[ct_table.MAP] = list(ct_table.migrate(fd, limit))
+        self._keep_prev_ct(fd)
 
     def _keep_prev_ct(self, fd: int) -> None:
         if self._prev_ct is not None:

@@ -17,11 +17,25 @@ last program that held it. A carried entry takes a free way of its bucket,
 or the place of one seen less recently than itself, never of a more recent
 one: most of them are flows the old programs saw during the build, long
 over, and a bucket they filled would evict the live flows' entries.
+
+An apply may be killed at any step of this, and the next apply finishes
+it: the old table stays reachable until its entries are carried. Between
+leaving its pin in maps/ and the new programs' build it is pinned at
+handover/rcl_ct (`retire`: one rename, so one of the two pins holds it at
+every moment), where the next apply's build finds it (`retired`) if the
+killed one never got that far; the built sets hold it in rcl_ct_prev; and
+the last build of the old programs is unpinned only after `release` has
+carried its entries (the executor calls it first), so a killed release
+leaves that build for the next plan to remove, and the release runs again.
+`release` drops the retired pin after the carry and before the sets'
+references: whichever of them a kill leaves still reaches the old table.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from pathlib import Path
 
 from reconciler import logsink
@@ -37,6 +51,32 @@ ADOPT_PROGRAM = "rcl_ct_adopt_slot"
 TC_SET = CT_HANDOVER_SETS[0]  # the set that holds ADOPT_PROGRAM
 _ARRAY, _ARRAY_OF_MAPS = 2, 12  # BPF_MAP_TYPE_*
 _ZERO = nat.U32.pack(0)
+RETIRED = ("handover", ct_table.MAP)  # under the bpffs root: a resize's old table
+
+
+def retired_pin(root: str) -> Path:
+    return Path(root, *RETIRED)
+
+
+def retire(root: str) -> int:
+    """Move the conntrack table from its pin in maps/ (where the new
+    programs' build makes the new one) to the retired pin, in one rename, and
+    return a descriptor of it: a kill at any moment leaves it pinned."""
+    pin = retired_pin(root)
+    pin.parent.mkdir(exist_ok=True)
+    os.rename(Path(root, "maps", ct_table.MAP), pin)
+    return bpfsys.obj_get(str(pin))
+
+
+def retired(root: str) -> int | None:
+    """A descriptor of the table a resize retired and no release has carried
+    yet (an apply killed in the resize), or None."""
+    try:
+        return bpfsys.obj_get(str(retired_pin(root)))
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+        return None
 
 
 def stage(directory: Path, prev_fd: int | None) -> None:
@@ -89,19 +129,24 @@ def pending(set_dir: Path) -> bool:
     return isinstance(value, bytes) and nat.U32.unpack(value)[0] != 0
 
 
-def release(root: str) -> int | None:
+def release(root: str, leaving: Path | None = None) -> int | None:
     """End the handover once one build of the tc datapath is left under root
-    (one tc set, at most one host set: CT_HANDOVER_SETS) and one of them
-    still reaches an old table: carry what only the old table holds into
-    the new one (through the tc set's adopt program), then drop every set's
-    reference. Returns how many entries were carried, or None when there was
-    nothing to end. While an older build is pinned too, its programs may
-    still be attached and write only the old table: the handover goes on."""
-    builds = {name: sorted(Path(root, "progs").glob(f"{name}-*")) for name in CT_HANDOVER_SETS}
+    (one tc set, at most one host set: CT_HANDOVER_SETS), not counting the
+    set directory `leaving` (one about to be unpinned: its programs are
+    attached nowhere), and one of them still reaches an old table: carry
+    what only the old table holds into the new one (through the tc set's
+    adopt program), drop the retired pin, then every set's reference.
+    Returns how many entries were carried, or None when there was nothing to
+    end. While an older build is pinned too, its programs may still be
+    attached and write only the old table: the handover goes on."""
+    progs = Path(root, "progs")
+    builds = {name: sorted(d for d in progs.glob(f"{name}-*") if d != leaving)
+              for name in CT_HANDOVER_SETS}  # fmt: skip
     if len(builds[TC_SET]) != 1 or any(len(dirs) > 1 for dirs in builds.values()):
         return None
     reaching = [dirs[0] for dirs in builds.values() if dirs and pending(dirs[0])]
     if not reaching:
+        _abandon_retired(root)
         return None
     fds: list[int] = []
     try:
@@ -112,6 +157,7 @@ def release(root: str) -> int | None:
             new = _opened(fds, bpfsys.obj_get(str(Path(root) / "maps" / ct_table.MAP)))
             adopt = _opened(fds, bpfsys.obj_get(str(builds[TC_SET][0] / ADOPT_PROGRAM)))
             carried = carry(old, new, adopt)
+        forget(root)  # the sets still hold it
         for set_dir in reaching:
             _drop_reference(set_dir)
     finally:
@@ -119,6 +165,77 @@ def release(root: str) -> int | None:
             bpfsys.close(fd)
     log.info("conntrack handover ended: %d entr(ies) carried from the old table", carried)
     return carried
+
+
+def settle(root: str) -> None:
+    """Before a resize retires the table: end what an earlier resize left
+    (`release`). Where it cannot end (that resize was killed with programs of
+    its old table still pinned, maybe attached), its old table is carried
+    into the current one now, through the current programs that reach it,
+    and its pin dropped (those sets hold it until they go): what those old
+    programs record from now until their interfaces switch to this resize's
+    programs is in that table alone, which no program of this resize
+    reaches, and is lost."""
+    release(root)
+    old = retired(root)
+    if old is None:
+        return
+    fds = [old]
+    try:
+        old_id = bpfsys.map_info(old).id
+        carried = 0
+        for set_dir in sorted(Path(root, "progs").glob(f"{TC_SET}-*")):
+            if _reached_table(set_dir) == old_id:
+                new = _opened(fds, bpfsys.obj_get(str(Path(root) / "maps" / ct_table.MAP)))
+                adopt = _opened(fds, bpfsys.obj_get(str(set_dir / ADOPT_PROGRAM)))
+                carried = carry(old, new, adopt)
+                break
+        log.warning(
+            "conntrack: an earlier resize was interrupted before its old table's programs "
+            "were all switched: %d entr(ies) of that table carried now; what those programs, "
+            "if still attached, record until this apply switches their interfaces is lost",
+            carried,
+        )
+        forget(root)
+    finally:
+        for fd in fds:
+            bpfsys.close(fd)
+
+
+def _reached_table(set_dir: Path) -> int | None:
+    """The id of the old table the set's programs reach, or None."""
+    if not pending(set_dir):
+        return None
+    fd = bpfsys.obj_get(str(set_dir / PREV))
+    try:
+        inner = bpfsys.map_lookup(fd, _ZERO)
+    finally:
+        bpfsys.close(fd)
+    return nat.U32.unpack(inner)[0] if isinstance(inner, bytes) else None
+
+
+def _abandon_retired(root: str) -> None:
+    """A retired table that no set left reaches has no program to carry it
+    (its resize never built one that does): say how much goes with it."""
+    old = retired(root)
+    if old is None:
+        return
+    try:
+        count = sum(1 for _ in ct_table.live(ct_table.table(old)))
+    finally:
+        bpfsys.close(old)
+    log.warning("conntrack: the old table of an interrupted resize is reached by no "
+                "program set left: its %d entr(ies) are dropped", count)  # fmt: skip
+    forget(root)
+
+
+def forget(root: str) -> None:
+    """Unpin the retired table (carried, or its conntrack table removed),
+    and its directory with it."""
+    pin = retired_pin(root)
+    pin.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        pin.parent.rmdir()
 
 
 def _drop_reference(set_dir: Path) -> None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from reconciler.compile import ct_scaling
 from reconciler.compile.ct_scaling import Seen
+from reconciler.datapath import ct_handover
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.nat_types import ct_buckets_for
+from reconciler.datapath.programs import CT_HANDOVER_SETS
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.status import nat_stats
 from reconciler.plan.address import Address
@@ -47,8 +50,32 @@ def in_kernel(root: str) -> tuple[int | None, int | None]:
     return buckets, evicted
 
 
+def unfinished_resize(root: str) -> str | None:
+    """What a plan must say of a resize an apply was killed in before the
+    old programs were unpinned (some may still be attached): the next apply
+    carries the old table's entries over, but a resize planned on top of it
+    carries only what those programs recorded until then
+    (ct_handover.settle). None otherwise."""
+    if not ct_handover.retired_pin(root).exists():
+        return None
+    progs = Path(root, "progs")
+    if not any(len(list(progs.glob(f"{name}-*"))) > 1 for name in CT_HANDOVER_SETS):
+        return None
+    return (
+        "conntrack: a resize was interrupted while programs of its old table were still "
+        "pinned (some may be attached); if this plan resizes the table again, the flows "
+        "those programs record until this apply switches their interfaces are not carried "
+        "into the new table (their connections break if masqueraded or affine); apply the "
+        "unchanged size first to finish it"
+    )
+
+
 def floor_for(target: Any) -> int | None:
-    """The floor the next compile takes (Host.ct_floor)."""
+    """The floor the next compile takes (Host.ct_floor). Every plan asks for
+    it first: it also warns of an unfinished resize (unfinished_resize)."""
+    unfinished = unfinished_resize(target.bpffs_root)
+    if unfinished:
+        log.warning("%s", unfinished)
     seen = read(target)
     least = ct_scaling.floor(seen, *in_kernel(target.bpffs_root))
     if least is not None and (seen is None or least != seen.floor):
