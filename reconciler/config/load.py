@@ -149,6 +149,16 @@ def _scalar(event: Any) -> Any:
     raise LoadError(line, f"unsupported YAML tag {tag!r}")
 
 
+def _scalar_path(top: _Frame | None) -> Path:
+    """Where the scalar about to be stored under `top` goes: the key waiting
+    in a mapping, the next index of a list, or the root."""
+    if top is None:
+        return ()
+    if top.is_map:
+        return (*top.path, top.key) if top.key is not None else top.path
+    return (*top.path, len(top.value))
+
+
 class _Builder:
     """Builds one document's values and path -> line table from parser
     events, with an explicit stack: nesting costs no recursion, so a deep
@@ -233,7 +243,10 @@ class _Builder:
                 ):
                     value = text  # quoted, or plain and not a null, bool or number
                 else:
-                    value = _scalar(event)
+                    try:
+                        value = _scalar(event)
+                    except LoadError as err:
+                        raise LoadError(err.line, err.message, _scalar_path(top)) from None
                     if type(value) is float:
                         self.floats = True  # JSON Schema takes 80.0 for 80: a strict check follows
                 if event.anchor is not None:
@@ -552,9 +565,19 @@ def load(data: bytes | str, file: str) -> Loaded:
 def _ref_of(doc: Any) -> str:
     if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
         return "-"
-    meta = doc.get("metadata")
+    return _named(doc["kind"], doc.get("metadata"))
+
+
+def _named(kind: str, meta: Any) -> str:
+    """Kind/name or Kind/ns/name, as Resource.ref names a resource; Kind
+    alone while the name is not known."""
     name = meta.get("name") if isinstance(meta, dict) else None
-    return f"{doc['kind']}/{name}" if isinstance(name, str) else str(doc["kind"])
+    if not isinstance(name, str) or not name:
+        return kind
+    namespace = meta.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        return f"{kind}/{namespace}/{name}"
+    return f"{kind}/{name}"
 
 
 def _path_text(path: Path) -> str:
@@ -567,11 +590,9 @@ def _ref_guess(body: Any) -> str:
     if not isinstance(body, dict):
         return "-"
     kind = body.get("kind")
-    meta = body.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(kind, str) or not kind:
         return "-"
-    return f"{kind}/{name}" if isinstance(name, str) and name else kind
+    return _named(kind, body.get("metadata"))
 
 
 

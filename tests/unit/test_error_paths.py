@@ -524,3 +524,13 @@ def test_a_plan_against_a_snapshot_of_another_node_is_refused(capsys, tmp_path, 
                               "against it is that node's)\n")  # fmt: skip
     code, err = run(capsys, *argv, "--node", "n2")
     assert code in (0, 2), err
+
+
+def test_a_huge_integer_is_named_by_file_line_resource_and_field(capsys, cfg):
+    rule = "protocol: TCP\n    destination: {ports: [99999999999999999999999]}"
+    (cfg / "p.yaml").write_text(POLICY.format(direction="ingress", rule=rule))
+    code = main(["--validate", "--config", str(cfg), "--no-cache"])
+    message = "integer 99999999999999999999999 is out of range (more than 64 bits)"
+    where = "NetworkPolicy/shop/p: spec.ingress[0].destination.ports[0]"
+    assert code == 1
+    assert f"{cfg / 'p.yaml'}:9: {where}: {message}\n" in capsys.readouterr().out

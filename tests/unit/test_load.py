@@ -204,3 +204,21 @@ def test_an_encoding_error_is_placed_on_its_line():
     (d,) = load(data, "t.yaml").diagnostics
     assert (d.line, d.message) == (6, "YAML syntax: unacceptable character #x00ff: invalid "
                                       "leading UTF-8 octet")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value,path,message",
+    [
+        ("order: 99999999999999999999999", "spec.order",
+         "integer 99999999999999999999999 is out of range (more than 64 bits)"),
+        ("ingress:\n  - destination: {ports: [80, 99999999999999999999999]}",
+         "spec.ingress[0].destination.ports[1]",
+         "integer 99999999999999999999999 is out of range (more than 64 bits)"),
+        ("order: !!int 1e400", "spec.order", "value '1e400' is not a valid !!int"),
+    ],
+)  # fmt: skip
+def test_a_scalar_the_loader_refuses_is_named_by_its_field_path(value, path, message):
+    d = _one("kind: GlobalNetworkPolicy\nmetadata: {name: big}\nspec:\n  " + value + "\n")
+    assert (d.resource, d.path, d.message) == ("GlobalNetworkPolicy/big", path, message)
+    listed = _one("- 1\n- 99999999999999999999999\n")  # a list's item by its index
+    assert (listed.line, listed.path) == (2, "[1]")
