@@ -30,7 +30,7 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
-from reconciler.config import k8s_network_policy
+from reconciler.config import k8s_network_policy, yaml11
 from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.limits import (
     MAX_DEPTH,
@@ -127,6 +127,15 @@ class _Frame:
         self.start = start
 
 
+def _plain(text: str, line: int) -> Any:
+    """resolve_plain, refusing a number calicoctl's YAML 1.1 reads otherwise."""
+    value = resolve_plain(text)
+    misread = yaml11.misread(text, value)
+    if misread is not None:
+        raise LoadError(line, misread)
+    return value
+
+
 def _scalar(event: Any) -> Any:
     tag, text = event.tag, event.value
     line = event.start_mark.line + 1
@@ -134,12 +143,12 @@ def _scalar(event: Any) -> Any:
         raise LoadError(line, f"value is longer than {MAX_SCALAR_BYTES} characters")
     try:
         if tag is None or tag == "!":
-            return resolve_plain(text) if event.implicit[0] else text
+            return _plain(text, line) if event.implicit[0] else text
         if tag == _STR:
             return text
         short = str(tag).rsplit(":", 1)[-1]
         if short in ("int", "float", "bool", "null"):
-            value = resolve_plain(text)
+            value = _plain(text, line)
             want: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}[short]
             if isinstance(value, want):
                 return float(value) if short == "float" else value

@@ -534,3 +534,17 @@ def test_a_huge_integer_is_named_by_file_line_resource_and_field(capsys, cfg):
     where = "NetworkPolicy/shop/p: spec.ingress[0].destination.ports[0]"
     assert code == 1
     assert f"{cfg / 'p.yaml'}:9: {where}: {message}\n" in capsys.readouterr().out
+
+
+def test_an_infinite_order_is_named_by_file_line_resource_and_field(capsys, cfg):
+    (cfg / "p.yaml").write_text(
+        POLICY.format(direction="ingress", rule="protocol: TCP").replace(
+            "  selector: all()", "  selector: all()\n  order: 1e400"
+        )
+    )
+    code = main(["--validate", "--config", str(cfg), "--no-cache"])
+    where = "NetworkPolicy/shop/p: spec.order"
+    assert code == 1
+    assert f"{cfg / 'p.yaml'}:6: {where}: order must be a finite number, not inf\n" in (
+        capsys.readouterr().out
+    )

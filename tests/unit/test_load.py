@@ -222,3 +222,57 @@ def test_a_scalar_the_loader_refuses_is_named_by_its_field_path(value, path, mes
     assert (d.resource, d.path, d.message) == ("GlobalNetworkPolicy/big", path, message)
     listed = _one("- 1\n- 99999999999999999999999\n")  # a list's item by its index
     assert (listed.line, listed.path) == (2, "[1]")
+
+
+def _order(text):
+    return load(f"kind: Tier\nmetadata: {{name: t}}\nspec:\n  order: {text}\n", "t.yaml")
+
+
+CALICOCTL = "to calicoctl (YAML 1.1: "
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("010", f"010 is 8 {CALICOCTL}a leading 0 makes it octal) but 10 here (YAML 1.2): "
+                "write 8 for the number calicoctl reads, or 10"),
+        ("-010", f"-010 is -8 {CALICOCTL}a leading 0 makes it octal) but -10 here (YAML 1.2): "
+                 "write -8 for the number calicoctl reads, or -10"),
+        ("!!int 010", f"010 is 8 {CALICOCTL}a leading 0 makes it octal) but 10 here (YAML 1.2): "
+                      "write 8 for the number calicoctl reads, or 10"),
+        ("0b101", f"0b101 is 5 {CALICOCTL}0b is binary) but the string '0b101' here (YAML 1.2): "
+                  "write 5 for the number calicoctl reads, or quote it for the string"),
+        ("1_000", f"1_000 is 1000 {CALICOCTL}it drops '_' between digits) but the string "
+                  "'1_000' here (YAML 1.2): write 1000 for the number calicoctl reads, or quote "
+                  "it for the string"),
+        ("0X1F", f"0X1F is 31 {CALICOCTL}0x, 0o and 0b take capitals and a sign) but the string "
+                 "'0X1F' here (YAML 1.2): write 31 for the number calicoctl reads, or quote it "
+                 "for the string"),
+        ("-0x1F", f"-0x1F is -31 {CALICOCTL}0x, 0o and 0b take capitals and a sign) but the "
+                  "string '-0x1F' here (YAML 1.2): write -31 for the number calicoctl reads, or "
+                  "quote it for the string"),
+    ],
+)  # fmt: skip
+def test_a_number_calicoctl_reads_otherwise_is_refused_at_its_field(text, message):
+    (d,) = _order(text).diagnostics
+    assert (d.line, d.resource, d.path, d.message) == (4, "Tier/t", "spec.order", message)
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ('"010"', "010"),  # quoted: a string to both
+        ("!!str 010", "010"),
+        ("1:30", "1:30"),  # base 60: Go's yaml never read it as YAML 1.1 says
+        ("09", 9),  # not octal: 9 to both
+        ("007", 7),
+        ("0o10", 8),
+        ("0x1f", 31),
+        ("12", 12),
+        ("1e3", 1000.0),
+    ],
+)
+def test_numbers_both_yaml_versions_read_alike_load(text, value):
+    loaded = _order(text)
+    assert loaded.diagnostics == ()
+    assert loaded.resources[0].spec["order"] == value
