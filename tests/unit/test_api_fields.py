@@ -1,5 +1,5 @@
 """Every field of Calico's API is in our schemas, with its type, and no more;
-likewise the Kubernetes kinds we read (Service, EndpointSlice).
+likewise the Kubernetes kinds we read (Service, EndpointSlice, NetworkPolicy).
 
 The list of the API's fields (tests/data/calico_api_fields.json) is taken
 from Calico's CRDs by scripts/crd_fields.py; the Kubernetes one
@@ -23,6 +23,9 @@ KINDS = sorted(k for k in API if not k.startswith("_"))
 K8S = json.loads((ROOT / "tests" / "data" / "k8s_api_fields.json").read_text())
 K8S_KINDS = sorted(k for k in K8S if not k.startswith("_"))
 _ENVELOPE = ("apiVersion", "kind", "metadata")  # checked by other tests
+# A Kubernetes kind's schema file, where its name is not the kind's: Calico
+# has a NetworkPolicy kind of its own.
+K8S_SCHEMAS = {"NetworkPolicy": "KubernetesNetworkPolicy"}
 
 # Fields we accept beyond the CRDs, and why.
 ACCEPTED_EXTRAS = {
@@ -114,7 +117,7 @@ def ours(kind: str) -> dict[str, set[str]]:
 def ours_k8s(kind: str, root: Mapping[str, Any] | None = None) -> dict[str, set[str]]:
     """A Kubernetes kind's fields: its top-level ones beside the envelope (an
     EndpointSlice has no spec) and everything below them."""
-    root = root if root is not None else _schema(kind)
+    root = root if root is not None else _schema(K8S_SCHEMAS.get(kind, kind))
     found: dict[str, set[str]] = {}
     for name, node in root["properties"].items():
         if name in _ENVELOPE:
@@ -190,8 +193,8 @@ def test_the_schema_has_no_field_kubernetes_lacks(kind: str) -> None:
 
 
 def test_the_kubernetes_walk_finds_a_missing_field() -> None:
-    """Drop one nested Service field and one top-level EndpointSlice field:
-    both are reported."""
+    """Drop one nested Service field, one top-level EndpointSlice field and
+    a NetworkPolicy rule's port field: each is reported."""
     root = _schema("Service")
     spec = root["properties"]["spec"]
     del _resolve(root, spec)["properties"]["trafficDistribution"]
@@ -200,3 +203,7 @@ def test_the_kubernetes_walk_finds_a_missing_field() -> None:
     root = _schema("EndpointSlice")
     del root["properties"]["addressType"]
     assert "addressType" in K8S["EndpointSlice"] and "addressType" not in ours_k8s("", root)
+    root = _schema("KubernetesNetworkPolicy")
+    del root["definitions"]["ports"]["items"]["properties"]["endPort"]
+    end_port = "spec.ingress[].ports[].endPort"
+    assert end_port in K8S["NetworkPolicy"] and end_port not in ours_k8s("", root)

@@ -426,29 +426,6 @@ def test_the_converted_policy_survives_the_validation_cache(tmp_path):
     assert with_lines(second).line_of(("spec", "selector")) == 5
 
 
-def _selector_fields(at: str) -> set[str]:
-    expressions = f"{at}.matchExpressions"
-    return {at, f"{at}.matchLabels", f"{at}.matchLabels{{}}", expressions, f"{expressions}[]",
-            f"{expressions}[].key", f"{expressions}[].operator", f"{expressions}[].values",
-            f"{expressions}[].values[]"}  # fmt: skip
-
-
-def test_the_schema_has_every_field_of_the_kubernetes_api_and_no_more():
-    """NetworkPolicySpec of Kubernetes 1.33 (networking/v1), field by field."""
-    from tests.unit.test_api_fields import ours_k8s
-
-    api = {"spec", "spec.policyTypes", "spec.policyTypes[]", *_selector_fields("spec.podSelector")}
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
-        rule = f"spec.{direction}[]"
-        peer, port = f"{rule}.{peers}[]", f"{rule}.ports[]"
-        api |= {f"spec.{direction}", rule, f"{rule}.{peers}", peer, f"{rule}.ports", port,
-                f"{port}.protocol", f"{port}.port", f"{port}.endPort", f"{peer}.ipBlock",
-                f"{peer}.ipBlock.cidr", f"{peer}.ipBlock.except", f"{peer}.ipBlock.except[]",
-                *_selector_fields(f"{peer}.podSelector"),
-                *_selector_fields(f"{peer}.namespaceSelector")}  # fmt: skip
-    assert set(ours_k8s("KubernetesNetworkPolicy")) == api
-
-
 def test_the_schema_is_draft7_closed_and_compiles():
     import jsonschema
 
