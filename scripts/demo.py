@@ -53,7 +53,8 @@ def kept(sandbox: Sandbox, state: str) -> None:
     print(f"The sandbox node is kept. Try, as root:\n"
           f"  .venv/bin/reconcile --plan --config {CONFIG} {node}\n"
           f"  .venv/bin/reconcile --status {node}\n"
-          f"  nsenter --net=/run/netns/{front} ping -c 1 -W 1 {PODS[1].ip}\n"
+          f"  nsenter --net=/run/netns/{front} ping -c 1 -W 1 {PODS[1].ip}"
+          "   # dropped: the example lets only TCP 8080 in\n"
           f"  nsenter --net=/run/netns/{back} ip addr\n"
           f"Edit {CONFIG}, then --plan and --apply with the options above.\n"
           "Remove it with: make demo-down")  # fmt: skip
