@@ -439,3 +439,47 @@ spec:
         "  passed tier security: Pass by policy/security.hand-on ingress rule 1",
     ]
     assert lines[-1] == "Verdict: Allow"
+
+
+NAMESPACED = """\
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: kns.lab}
+spec:
+  labelsToApply: {pcns.env: dev, env: prod}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: client, namespace: lab, labels: {app: client}}
+spec:
+  node: n2
+  interfaceName: cali-client
+  ipNetworks: [10.2.0.1/32]
+  profiles: [kns.lab]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: by-namespace, namespace: shop}
+spec:
+  selector: app == 'web'
+  order: 1
+  ingress:
+  - action: Deny
+    source: {namespaceSelector: env == 'prod'}
+  - action: Allow
+    source: {namespaceSelector: env == 'dev', selector: env == 'prod'}
+"""
+
+
+def test_explain_reads_namespace_labels_from_pcns_alone(capsys, cfg):
+    """kns.lab's pcns.env: dev is lab's namespace label; its unprefixed
+    env: prod is a label lab's pods get, which selector (not
+    namespaceSelector) matches."""
+    (cfg / "lab.yaml").write_text(NAMESPACED)
+    code = main(["--explain", "--from", "lab/client", "--to", "web:80/tcp", "--config", str(cfg),
+                 "--node", "n1", "--no-cache"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.splitlines()[0] == (
+        "shop/web ingress: Allow by policy/shop/by-namespace ingress rule 2 (tier default)"
+    )
