@@ -287,6 +287,23 @@ def _order_key(order: object, name: str) -> tuple[int, float, str]:
     return (0, float(order), name) if isinstance(order, int | float) else (1, 0.0, name)
 
 
+def stored_name(name: str) -> str:
+    """A policy's name as Calico's backend stores it, and Felix sorts it:
+    a default-tier name written without its tier gets `default.` (a name
+    with a dot has its tier already, or is a converted Kubernetes policy's,
+    `knp.default.<name>`, stored as it is)."""
+    return name if "." in name else f"default.{name}"
+
+
+def policy_sort_name(resource: Resource) -> str:
+    """What breaks a tie between two policies of one tier and one order:
+    Felix compares their stored names, a NetworkPolicy's after its namespace
+    and a slash (`shop/default.web` against a GlobalNetworkPolicy's
+    `default.web`)."""
+    name = stored_name(resource.name)
+    return f"{resource.namespace}/{name}" if resource.namespace else name
+
+
 def _default_action(tiers: Mapping[str, Resource], name: str) -> str:
     """A tier's defaultAction: its resource's, else a reserved tier's own
     (kube-admin and kube-baseline Pass), else Deny."""
@@ -665,10 +682,10 @@ def build_model(
     for r in resources:
         if r.kind in POLICY_KINDS:
             tier = str(r.spec.get("tier") or "default")
-            name_key = f"{r.namespace}/{r.name}" if r.namespace else r.name
             policies.append(
-                _Policy(r, tier, _order_key(r.spec.get("order"), name_key), policy_label(r))
-            )
+                _Policy(r, tier, _order_key(r.spec.get("order"), policy_sort_name(r)),
+                        policy_label(r))
+            )  # fmt: skip
     policies.sort(key=lambda p: (tier_order.get(p.tier, _order_key(None, p.tier)), p.key))
     resolver = _Resolver(ctx)
     chains: dict[tuple[str, str], Chain] = {}
