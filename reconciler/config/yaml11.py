@@ -62,7 +62,7 @@ def misread(text: str, ours: object) -> str | None:
         return None
     here = f"the string {text!r}" if isinstance(ours, str) else str(ours)
     return (
-        f"{text} is {theirs} to calicoctl (YAML 1.1: {_why(text)}) but {here} here "
-        f"(YAML 1.2): write {theirs} for the number calicoctl reads"
+        f"{text} is {theirs} to calicoctl and kubectl (YAML 1.1: {_why(text)}) but {here} here "
+        f"(YAML 1.2): write {theirs} for the number they read"
         + (f", or {ours}" if isinstance(ours, int) else ", or quote it for the string")
     )

@@ -228,28 +228,28 @@ def _order(text):
     return load(f"kind: Tier\nmetadata: {{name: t}}\nspec:\n  order: {text}\n", "t.yaml")
 
 
-CALICOCTL = "to calicoctl (YAML 1.1: "
+CALICOCTL = "to calicoctl and kubectl (YAML 1.1: "
 
 
 @pytest.mark.parametrize(
     "text,message",
     [
         ("010", f"010 is 8 {CALICOCTL}a leading 0 makes it octal) but 10 here (YAML 1.2): "
-                "write 8 for the number calicoctl reads, or 10"),
+                "write 8 for the number they read, or 10"),
         ("-010", f"-010 is -8 {CALICOCTL}a leading 0 makes it octal) but -10 here (YAML 1.2): "
-                 "write -8 for the number calicoctl reads, or -10"),
+                 "write -8 for the number they read, or -10"),
         ("!!int 010", f"010 is 8 {CALICOCTL}a leading 0 makes it octal) but 10 here (YAML 1.2): "
-                      "write 8 for the number calicoctl reads, or 10"),
+                      "write 8 for the number they read, or 10"),
         ("0b101", f"0b101 is 5 {CALICOCTL}0b is binary) but the string '0b101' here (YAML 1.2): "
-                  "write 5 for the number calicoctl reads, or quote it for the string"),
+                  "write 5 for the number they read, or quote it for the string"),
         ("1_000", f"1_000 is 1000 {CALICOCTL}it drops '_' between digits) but the string "
-                  "'1_000' here (YAML 1.2): write 1000 for the number calicoctl reads, or quote "
+                  "'1_000' here (YAML 1.2): write 1000 for the number they read, or quote "
                   "it for the string"),
         ("0X1F", f"0X1F is 31 {CALICOCTL}0x, 0o and 0b take capitals and a sign) but the string "
-                 "'0X1F' here (YAML 1.2): write 31 for the number calicoctl reads, or quote it "
+                 "'0X1F' here (YAML 1.2): write 31 for the number they read, or quote it "
                  "for the string"),
         ("-0x1F", f"-0x1F is -31 {CALICOCTL}0x, 0o and 0b take capitals and a sign) but the "
-                  "string '-0x1F' here (YAML 1.2): write -31 for the number calicoctl reads, or "
+                  "string '-0x1F' here (YAML 1.2): write -31 for the number they read, or "
                   "quote it for the string"),
     ],
 )  # fmt: skip
