@@ -19,7 +19,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR
-from reconciler.config import cache_dir
+from reconciler.config import cache_dir, schema_messages
 from reconciler.config.diagnostics import Finding
 from reconciler.config.source import default_cache_dir
 
@@ -157,59 +157,6 @@ def _full(kind: str) -> Any:
     return validator(schema_for(kind))
 
 
-def _hint(value: str, options: list[str]) -> str:
-    """A 'did you mean' suffix: same word in another case first, then close spellings."""
-    import difflib  # only to explain an error
-
-    same = [o for o in options if o.lower() == value.lower()]
-    close = same or difflib.get_close_matches(value, options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-# The booleans of YAML 1.1 (kubectl, calicoctl) that YAML 1.2 reads as strings.
-YAML11_BOOLEANS = {"yes": True, "y": True, "on": True, "no": False, "n": False, "off": False}
-
-
-def _describe(error: Any) -> Finding:
-    path = tuple(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = error.schema.get("properties", {})
-        unknown = [k for k in error.instance if k not in allowed]
-        field = unknown[0] if unknown else "?"
-        return Finding((*path, field), f"unknown field {field!r}{_hint(str(field), list(allowed))}")
-    if error.validator == "required" and path == ("metadata",) and "'namespace'" in error.message:
-        return Finding(
-            (*path, "namespace"),
-            "required: a namespaced kind names its namespace (\"default\" is not assumed)",
-        )
-    if (
-        error.validator == "type"
-        and error.validator_value == "boolean"
-        and isinstance(error.instance, str)
-        and error.instance.lower() in YAML11_BOOLEANS
-    ):
-        # kubectl's and calicoctl's YAML 1.1 read these as booleans; YAML 1.2 does not
-        word = "true" if YAML11_BOOLEANS[error.instance.lower()] else "false"
-        return Finding(path, f"{error.instance!r} is a string here, not a boolean (YAML 1.2 "
-                             f"reads only true and false as booleans): write {word}")  # fmt: skip
-    if error.validator == "enum":
-        options = ", ".join(repr(v) for v in error.validator_value)
-        hint = _hint(str(error.instance), [str(v) for v in error.validator_value])
-        return Finding(path, f"{error.instance!r} is not one of {options}{hint}")
-    described = error.schema.get("description") if isinstance(error.schema, Mapping) else None
-    if error.validator in ("pattern", "maxLength") and isinstance(described, str):
-        # The rule in words, not the regular expression that encodes it.
-        return Finding(path, f"{error.instance!r} is not valid: {described}")
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        # Report the alternative that got furthest, not "is not valid under any".
-        best = max(error.context, key=lambda e: len(e.absolute_path))
-        if len(best.absolute_path) > len(error.absolute_path):
-            return _describe(best)
-        if "description" in error.schema:
-            return Finding(path, f"{error.instance!r} is not valid: {error.schema['description']}")
-    return Finding(path, error.message)
-
-
 def check(kind: str, body: Mapping[str, Any], floats: bool = True) -> list[Finding]:
     """All schema findings for one document (empty when it is valid). The
     fast validator takes 80.0 for an integer, so a document that holds a
@@ -221,8 +168,17 @@ def check(kind: str, body: Mapping[str, Any], floats: bool = True) -> list[Findi
         fast_ok = False
     if fast_ok and not floats:
         return []
-    errors = sorted(_full(kind).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
-    findings = [_describe(e) for e in errors]
+    validator = _full(kind)
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
+    # A value of the wrong type is told once, as that: not also as outside
+    # the enum or pattern it could not be checked against.
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    findings = [
+        finding
+        for e in errors
+        if e.validator == "type" or tuple(e.absolute_path) not in mistyped
+        for finding in schema_messages.describe(e, validator)
+    ]
     if fast_ok:  # only the strict integer pass could still object
         return findings
     return findings or [Finding((), "document does not match its schema")]
