@@ -13,6 +13,10 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from reconciler.config.diagnostics import Diagnostic, Severity
+from reconciler.config.source import STDIN_SHOWN
+
+# No file to annotate: a problem of the source itself, or standard input.
+NO_FILES = frozenset({"-", STDIN_SHOWN})
 
 TOOL = "reconcile"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -76,26 +80,27 @@ def sarif_log(diagnostics: Sequence[Diagnostic], base: str | None = None) -> dic
     results = []
     for d in diagnostics:
         rule_id, _ = _RULES[d.severity]
-        text = f"{d.resource}: {d.path}: {d.message}"
-        results.append(
-            {
-                "ruleId": rule_id,
-                "ruleIndex": ids[d.severity],
-                "level": d.severity.value,
-                "message": {"text": text},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": _uri(d.file, base)},
-                            "region": {"startLine": max(1, d.line)},
-                        },
-                        "logicalLocations": [
-                            {"name": d.path, "fullyQualifiedName": f"{d.resource}/{d.path}"}
-                        ],
-                    }
-                ],
+        location: dict[str, Any] = {}
+        if d.file not in NO_FILES:
+            location["physicalLocation"] = {
+                "artifactLocation": {"uri": _uri(d.file, base)},
+                "region": {"startLine": max(1, d.line)},
             }
-        )
+        if d.has_resource or d.has_field:
+            # the placeholders of a problem of no one resource or field are no place
+            name = d.path if d.has_field else d.resource
+            full = "/".join(p for p, real in ((d.resource, d.has_resource), (d.path, d.has_field))
+                            if real)  # fmt: skip
+            location["logicalLocations"] = [{"name": name, "fullyQualifiedName": full}]
+        result: dict[str, Any] = {
+            "ruleId": rule_id,
+            "ruleIndex": ids[d.severity],
+            "level": d.severity.value,
+            "message": {"text": d.located(d.message)},
+        }
+        if location:
+            result["locations"] = [location]
+        results.append(result)
     rules = [
         {
             "id": rule_id,
@@ -135,8 +140,10 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     command = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTE: "notice"}
     lines = []
     for d in diagnostics:
-        props = (
-            f"file={_escape_property(d.file)},line={d.line},title={_escape_property(d.resource)}"
-        )
-        lines.append(f"::{command[d.severity]} {props}::{_escape_data(f'{d.path}: {d.message}')}")
+        # a problem of no one resource (YAML syntax, an unreadable file) is
+        # titled by the tool; one of no file is annotated on none
+        props = [] if d.file in NO_FILES else [f"file={_escape_property(d.file)}", f"line={d.line}"]
+        props.append(f"title={_escape_property(d.resource if d.has_resource else TOOL)}")
+        text = _escape_data(d.located(d.message, resource=False))
+        lines.append(f"::{command[d.severity]} {','.join(props)}::{text}")
     return "".join(line + "\n" for line in lines)

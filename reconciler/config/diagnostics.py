@@ -63,10 +63,23 @@ class Diagnostic:
         problem of no one resource or field leaves those out of the text
         (JSON keeps the placeholders)."""
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        where = [self.resource] if self.resource != NO_RESOURCE else []
-        where += [self.path] if self.path not in WHOLE else []
-        located = "".join(f"{part}: " for part in where)
-        return printable(f"{self.file}:{self.line}: {located}{prefix}{self.message}")
+        return printable(f"{self.file}:{self.line}: {self.located(prefix + self.message)}")
+
+    @property
+    def has_resource(self) -> bool:
+        return self.resource != NO_RESOURCE
+
+    @property
+    def has_field(self) -> bool:
+        return self.path not in WHOLE
+
+    def located(self, text: str, resource: bool = True) -> str:
+        """`text` after the resource (unless not `resource`) and the field it
+        is about, leaving out the placeholders of a problem of no one
+        resource or field: "Kind/name: spec.x: text", or "text" alone."""
+        where = [self.resource] if resource and self.has_resource else []
+        where += [self.path] if self.has_field else []
+        return "".join(f"{part}: " for part in where) + text
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -1,9 +1,12 @@
 """`--validate` as a CI gate: options anywhere, repositories that hold other
-kinds, .reconcile.yaml, list kinds, and the JUnit, SARIF and GitHub reports."""
+kinds, .reconcile.yaml, list kinds, and the JUnit, SARIF and GitHub reports
+(one entry per unknown field; a YAML syntax error has no resource or field,
+so no "-" title nor "(document)" path)."""
 
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -288,3 +291,82 @@ def test_a_path_given_twice_is_read_once(repo: Path, capsys: Any) -> None:
     tier = write(repo, "tier.yaml", TIER)
     assert main(["--validate", str(tier), f"{repo}/./tier.yaml", "--no-cache"]) == 0
     assert capsys.readouterr().err == "1 file(s), 1 resource(s): valid\n"
+
+
+TWO_TYPOS = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: two-typos}
+spec:
+  selectr: all()
+  ingres:
+  - action: Allow
+"""
+SYNTAX_ERROR = "apiVersion: v1\nkind: Service\nmetadata:\n  name: [a\n"
+YAML_PROBLEM = "YAML syntax: did not find expected ',' or ']'"
+
+
+def report(repo: Path, capsys: Any, fmt: str) -> str:
+    assert main(["--validate", str(repo), "--format", fmt]) == 1
+    return str(capsys.readouterr().out)
+
+
+def test_each_unknown_field_is_its_own_entry_in_every_format(repo: Path, capsys: Any) -> None:
+    f = repo / "p.yaml"
+    f.write_text(TWO_TYPOS)
+    assert report(repo, capsys, "github").splitlines() == [
+        f"::error file={f},line=5,title=GlobalNetworkPolicy/two-typos::"
+        "spec.selectr: unknown field 'selectr'; did you mean 'selector'?",
+        f"::error file={f},line=6,title=GlobalNetworkPolicy/two-typos::"
+        "spec.ingres: unknown field 'ingres'; did you mean 'ingress'?",
+    ]
+    diags = json.loads(report(repo, capsys, "json"))["diagnostics"]
+    assert [(d["line"], d["path"]) for d in diags] == [(5, "spec.selectr"), (6, "spec.ingres")]
+    sarif = json.loads(report(repo, capsys, "sarif"))["runs"][0]["results"]
+    assert [
+        (r["locations"][0]["physicalLocation"]["region"]["startLine"],
+         r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"])
+        for r in sarif
+    ] == [(5, "GlobalNetworkPolicy/two-typos/spec.selectr"),
+          (6, "GlobalNetworkPolicy/two-typos/spec.ingres")]  # fmt: skip
+    case = ET.fromstring(report(repo, capsys, "junit")).find("testsuite/testcase/failure")
+    assert case is not None
+    assert case.get("message", "").startswith("2 error(s): unknown field 'selectr'")
+    assert (case.text or "").count("unknown field") == 2
+
+
+def test_a_yaml_syntax_error_in_github_annotations(repo: Path, capsys: Any) -> None:
+    f = repo / "a.yaml"
+    f.write_text(SYNTAX_ERROR)
+    assert report(repo, capsys, "github") == (
+        f"::error file={f},line=5,title=reconcile::{YAML_PROBLEM}\n"
+    )
+
+
+def test_standard_input_is_annotated_on_no_file(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub would look for a file named <stdin> in the checkout."""
+    given = tmp_path / "stdin"
+    given.write_text(SYNTAX_ERROR)
+    with open(given, "rb") as fh:
+        monkeypatch.setattr(sys, "stdin", fh)
+        assert main(["--validate", "-", "--no-cache", "--format", "github"]) == 1
+    assert capsys.readouterr().out == f"::error title=reconcile::{YAML_PROBLEM}\n"
+
+
+def test_a_yaml_syntax_error_in_sarif_has_no_placeholder_location(
+    repo: Path, capsys: Any
+) -> None:
+    from sarif_pydantic import Sarif
+
+    f = repo / "a.yaml"
+    f.write_text(SYNTAX_ERROR)
+    data = json.loads(report(repo, capsys, "sarif"))
+    Sarif.model_validate(data)
+    (result,) = data["runs"][0]["results"]
+    assert result["message"]["text"] == YAML_PROBLEM
+    (location,) = result["locations"]
+    assert "logicalLocations" not in location
+    assert location["physicalLocation"]["region"]["startLine"] == 5
+    assert location["physicalLocation"]["artifactLocation"]["uri"].endswith("a.yaml")
