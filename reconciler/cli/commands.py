@@ -422,13 +422,7 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
             }
         )
     elif result.applied:
-        from reconciler.plan.diff import summarize  # as in render_plan
-
-        s = summarize(plan.changes)
-        print(
-            f"\nApply complete! Resources: {s['add']} added, {s['change']} changed, "
-            f"{s['destroy']} destroyed."
-        )
+        print(_applied_line(result))
     if result.remaining:
         sys.stderr.write("error: not converged after apply; still different:\n")
         from reconciler.cli import render  # as in render_plan
@@ -443,6 +437,26 @@ def apply_mode(args: argparse.Namespace, changed: frozenset[str] | None = None) 
     if not quiet:
         print("Verified: the kernel matches the configuration.")
     return EXIT_OK
+
+
+def _applied_line(result: Any) -> str:
+    """What an apply that changed something did: complete, or, with
+    interfaces left out for objects not ours, only partly done (the error
+    after it names the objects and the remedy)."""
+    from reconciler.engine.foreign_place import blocked_ifaces
+    from reconciler.plan.diff import summarize  # as in render_plan
+
+    s = summarize(result.plan.changes)
+    counts = f"{s['add']} added, {s['change']} changed, {s['destroy']} destroyed"
+    if not result.blocked:
+        return f"\nApply complete! Resources: {counts}."
+    ifaces = blocked_ifaces(result.blocked)
+    return (
+        f"\nApply partly done: the planned changes are made (resources: {counts}), but "
+        f"{len(ifaces)} interface(s) were left out, where objects not ours hold the place of "
+        f"ours: {', '.join(ifaces)}; their tc hooks are left as they were, so they do not "
+        "enforce this configuration's policy."
+    )
 
 
 def status_mode(args: argparse.Namespace) -> int:
@@ -500,7 +514,7 @@ def _sync(
     out of sync (the source moved since), blocked (no changes can be made,
     but objects not ours hold the place of ours: `blocked` names them,
     engine.foreign_place), shadowed (no changes, but a tc filter not ours
-    runs before ours: reconcile.foreign_ahead), unknown (the source cannot
+    can run before ours: reconcile.foreign_ahead), unknown (the source cannot
     be read).
     With it, the desired state that plan compiled (None when there was none)."""
     from reconciler.config.source import SourceError
@@ -563,8 +577,8 @@ def render_sync(sync: dict[str, Any]) -> str:
                      "costs and how to remove it).")  # fmt: skip
     elif state == "shadowed":
         lines.append("Not in sync: the kernel holds what the last apply made, but a tc filter "
-                     "that is not ours runs before ours (the warning above names it and what "
-                     "to do) and can decide packets before our policy sees them.")  # fmt: skip
+                     "that is not ours can run before ours (the warning above names it and what "
+                     "to do) and decide packets before our policy sees them.")  # fmt: skip
     elif state == "drifted":
         # the source is the same; the kernel, or the node (a pod's interface
         # gone), moved: the changes are what that source gives here now

@@ -119,6 +119,7 @@ def render_history(status: dict[str, Any]) -> str:
         lines.append("")
         head = f"  {'started':<21} {'result':<9} {'took':>8} {'changes':>7}"
         lines.append(head + "  trigger: source")
+        above = ""  # the error last shown: the same one again is not repeated
         for r in records:
             short = _short(str(r.get("source", "")))
             lines.append(
@@ -126,11 +127,32 @@ def render_history(status: dict[str, Any]) -> str:
                 f"{r.get('duration_s', 0):>7.3f}s {r.get('changes', 0):>7}  "
                 f"{r.get('trigger', '')}: {short}"
             )
-            if r.get("error"):
-                lines.append(f"      {first_words(str(r['error']))}")
+            error = first_words(str(r.get("error") or ""))
+            if error:
+                lines.append("      " + ("(the same error as above)" if error == above else error))
+            above = error
             if r.get("held"):
                 lines.append(f"      held at {_short(str(r['held']))}")
     return "\n".join(lines) + "\n"
+
+
+def _result(result: Any) -> str:
+    """A one-shot apply's result, as the watcher's passes name them: a change
+    still different is a failure; interfaces left out for objects not ours
+    are `blocked`, whether this apply changed anything or not."""
+    if result.remaining:
+        return "failed"
+    if result.blocked:
+        return history.BLOCKED
+    return "no-op" if result.plan.empty else "applied"
+
+
+def _error(result: Any) -> str:
+    from reconciler.engine.foreign_place import blocked_error
+
+    if result.remaining:
+        return "not converged after apply"
+    return blocked_error(result.blocked) if result.blocked else ""
 
 
 def recorded(target: Any, run: Callable[[], Any]) -> Any:
@@ -143,11 +165,11 @@ def recorded(target: Any, run: Callable[[], Any]) -> Any:
             "",
             0.0,
             "apply",
-            "no-op" if plan.empty else ("applied" if result.converged else "failed"),
+            _result(result),
             source=str(plan.source.get("identity", "")),
             description=str(plan.source.get("description", "")),
             changes=len(plan.changes),
-            error="" if result.converged else "not converged after apply",
+            error=_error(result),
         )
 
     def failed(exc: BaseException) -> PassRecord | None:

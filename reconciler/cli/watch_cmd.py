@@ -140,7 +140,9 @@ def watch_cmd(args: argparse.Namespace) -> int:
 
     def report(record: Any, plan: Plan | None) -> None:
         metrics.observe_pass(record)
-        probes.observe_pass(record.result, record.held or record.source, bool(record.held))
+        probes.observe_pass(
+            record.result, record.held or record.source, bool(record.held), record.error
+        )
         if watcher.health is not None:
             metrics.observe_health(watcher.health.report())
         if args.json:

@@ -8,6 +8,10 @@ Three kinds, each listed by observe as foreign and never touched:
 - an XDP program of someone else's where ours must go
   (compile.host_policy.without_foreign_xdp leaves ours out).
 
+A filter at our priority on a hook where ours is attached already blocks
+nothing (ours is there), but may run first: reconcile.foreign_ahead warns
+with `shares_our_priority`.
+
 None stops the rest of the node. For the first two the interface they sit
 on is left as it is (`leave_blocked`): none of our tc filters there is
 attached, replaced or detached, so it is never half attached, and
@@ -92,6 +96,24 @@ def _filter_warning(foreign: str, hook: Address, prio: int) -> str:
     )
 
 
+def shares_our_priority(foreign: str, hook: Address, prio: int) -> str:
+    """The warning for a filter not ours at our priority on a hook where ours
+    is already attached (not blocked: ours is there, with another handle).
+    Which of the two runs first is the order they were added in, newest
+    first, and no apply of ours can settle it: replacing ours keeps its
+    place, and taking ours off to add it again would leave theirs alone on
+    the hook in between."""
+    return (
+        f"{foreign}: a tc filter that is not ours shares our priority ({prio:#x}) on a hook "
+        "of ours; the kernel runs the filters of one priority newest first, so if it was "
+        "added after ours it decides packets before ours: what it accepts or drops our policy "
+        "and service NAT never see; remove it by its handle (tc filter show dev "
+        f"{hook.iface} {hook.direction} lists it; tc filter del dev {hook.iface} "
+        f"{hook.direction} pref {prio} handle <its handle> bpf; the pref alone removes ours "
+        f"too) or move it after ours (a priority above {prio}); left alone"
+    )
+
+
 def leave_blocked(
     changes: Sequence[Change],
     desired: DesiredState,
@@ -134,6 +156,11 @@ def held_by_foreign(plan: Plan) -> tuple[str, ...]:
 def blocked_in(plan: Plan) -> tuple[str, ...]:
     """Those of held_by_foreign that block an interface's tc hooks."""
     return tuple(f for f in held_by_foreign(plan) if f.startswith(_TC_KINDS))
+
+
+def blocked_ifaces(blocked: Sequence[str]) -> tuple[str, ...]:
+    """The interfaces that objects blocking tc hooks (blocked_in) sit on."""
+    return tuple(sorted({f.split(" ", 1)[0].split("/")[1] for f in blocked}))
 
 
 def blocked_error(blocked: Sequence[str]) -> str:

@@ -31,6 +31,12 @@ WATCH = "watch.json"
 
 T = TypeVar("T")
 
+# A reconcile that left interfaces out because objects not ours hold the
+# place of ours (engine.foreign_place): the rest of the source was applied
+# (with --detect-only: planned), but the node is not converged. Its `error`
+# names them. Not a failed source: nothing is held back, nothing backs off.
+BLOCKED = "blocked"
+
 
 @dataclass(frozen=True, slots=True)
 class PassRecord:
@@ -39,7 +45,7 @@ class PassRecord:
     result: "applied" (a new source reached the kernel), "repaired" (drift
     against the applied source was undone), "no-op", "drift" (found, and only
     reported: --detect-only), "planned" (--detect-only with a new source),
-    "failed"."""
+    "blocked" (BLOCKED), "failed"."""
 
     started: str
     duration_s: float

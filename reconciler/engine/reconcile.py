@@ -42,6 +42,7 @@ from reconciler.engine.foreign_place import (
     blocked_hooks,
     blocked_in,
     leave_blocked,
+    shares_our_priority,
 )
 from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
 from reconciler.engine.store import code_fingerprint
@@ -497,7 +498,8 @@ def make_plan(
         build=desired.build,
         warnings=(
             *_mount_note(mount_pending and bool(changes)), *desired.warnings,
-            *(b.warning for b in blocked), *foreign_ahead(desired, observed),
+            *(b.warning for b in blocked),
+            *foreign_ahead(desired, observed, {b.foreign for b in blocked}),
         ),
         foreign=observed.foreign,
         not_enforced=desired.not_enforced,
@@ -711,11 +713,20 @@ def diff_around_foreign(
     return changes, desired, blocked
 
 
-def foreign_ahead(desired: DesiredState, observed: ObservedState) -> list[str]:
-    """A warning for each filter not ours at a lower priority number than
-    ours on a hook we attach to: tc runs it first, and its verdict (accept,
-    drop, redirect) is final, so our policy and service NAT may never see
-    the packet. It is not ours to remove; a filter after ours stays a note."""
+def foreign_ahead(
+    desired: DesiredState, observed: ObservedState, blocked: Collection[str] = ()
+) -> list[str]:
+    """A warning for each filter not ours that can run before ours on a hook
+    we hold: tc runs it first, and its verdict (accept, drop, redirect) is
+    final, so our policy and service NAT may never see the packet. That is
+    one at a lower priority number than ours, or one at our priority with
+    another handle: cls_bpf runs one priority's filters newest first (as
+    `tc filter show` lists them; replacing a filter keeps its place), so one
+    added after ours runs before it, one added before ours never runs
+    (ours always ends the packet's way), and the order, which observe does
+    not keep, is not ours to fix. Those in `blocked` (where ours must still
+    go: engine.foreign_place) have their own warning. None is ours to
+    remove; a filter after ours stays a note."""
     from reconciler.datapath.programs import TC_PRIO
 
     hooks = {a for a, o in desired.objects.items() if o.kind is ObjKind.TC}
@@ -723,15 +734,18 @@ def foreign_ahead(desired: DesiredState, observed: ObservedState) -> list[str]:
     for foreign in observed.foreign:
         address, _, rest = foreign.partition(" prio ")
         prio = rest.split(" ", 1)[0]
-        if address not in hooks or not prio.isdigit() or int(prio) >= TC_PRIO:
+        if foreign in blocked or address not in hooks or not prio.isdigit():
             continue
         hook = Address.parse(address)
-        out.append(
-            f"{foreign}: a tc filter that is not ours runs before ours (prio {TC_PRIO:#x}) and "
-            "can decide packets first: what it accepts or drops our policy and service NAT "
-            f"never see; remove it (tc filter del dev {hook.iface} {hook.direction} pref "
-            f"{prio}) or move it after ours (a priority above {TC_PRIO}); left alone"
-        )
+        if int(prio) == TC_PRIO:
+            out.append(shares_our_priority(foreign, hook, TC_PRIO))
+        elif int(prio) < TC_PRIO:
+            out.append(
+                f"{foreign}: a tc filter that is not ours runs before ours (prio {TC_PRIO:#x}) "
+                "and can decide packets first: what it accepts or drops our policy and service "
+                f"NAT never see; remove it (tc filter del dev {hook.iface} {hook.direction} pref "
+                f"{prio}) or move it after ours (a priority above {TC_PRIO}); left alone"
+            )
     return out
 
 

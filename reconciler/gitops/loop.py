@@ -35,7 +35,7 @@ from reconciler.config.spec import open_source
 from reconciler.engine import history
 from reconciler.engine.caches import Caches
 from reconciler.engine.foreign_place import blocked_error, blocked_in
-from reconciler.engine.history import PassRecord
+from reconciler.engine.history import BLOCKED, PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
@@ -302,7 +302,9 @@ class Watcher:
             result = "no-op" if plan.empty else ("drift" if same else "planned")
             drift = tuple(c.address for c in plan.changes) if same else ()
             self.last_drift = drift
-            return self._record(result, plan, drift=drift, error=_left_out(blocked_in(plan))), plan
+            blocked = blocked_in(plan)
+            result = BLOCKED if blocked else result
+            return self._record(result, plan, drift=drift, error=_left_out(blocked)), plan
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
         # a link event's attach builds on a state the node fully has: not one
@@ -332,8 +334,10 @@ class Watcher:
         if opened and self.options.follower is None:
             self._pin(opened[-1])
         # Objects not ours that hold the place of ours: the rest is applied and
-        # the source is good (never held back from); the pass says what was
-        # left out, and the drift timer's passes look again.
+        # the source is good (never held back from, no backoff), but the node
+        # is not converged: the pass is `blocked` and names what was left
+        # out, and the drift timer's passes look again.
+        kind = BLOCKED if result.blocked else kind
         return self._record(kind, plan, drift=drift, error=_left_out(result.blocked)), plan
 
     def _hold(self, why: str, tried: str = "") -> tuple[PassRecord, Plan | None]:
@@ -490,7 +494,7 @@ class Watcher:
         state = {
             "pid": os.getpid(),
             "updated": history.now_iso(),
-            "state": "failing" if record.result == "failed" else "ok",
+            "state": {"failed": "failing", BLOCKED: BLOCKED}.get(record.result, "ok"),
             "detect_only": self.options.detect_only,
             # what the pass tried (on failure: the source refused, when known)
             "newest": record.source if record.source != record.held else "",

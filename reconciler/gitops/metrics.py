@@ -16,14 +16,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from reconciler.engine.history import PassRecord
+from reconciler.engine.history import BLOCKED, PassRecord
 from reconciler.engine.reconcile import Target
 from reconciler.gitops.probes import Probes
 from reconciler.gitops.triggers import split_addr
 
 log = logging.getLogger(__name__)
 NS = "calico_reconciler"
-RESULTS = ("applied", "repaired", "no-op", "drift", "planned", "failed")
+RESULTS = ("applied", "repaired", "no-op", "drift", "planned", BLOCKED, "failed")
+# Results of a pass that did not leave the node converged to its source,
+# counted by consecutive_failures (a blocked one backs nothing off, but the
+# node does not enforce all of its policy: alerts on it must fire).
+NOT_CONVERGED = frozenset({"failed", BLOCKED})
 
 
 class _KernelCollector(Collector):
@@ -131,7 +135,9 @@ class Metrics:
             f"{NS}_drift_events", "Objects found different from the applied source", registry=r
         )
         self.failing = Gauge(
-            f"{NS}_consecutive_failures", "Failed passes since the last good one", registry=r
+            f"{NS}_consecutive_failures",
+            "Passes since the last one that converged the node (failed or blocked ones)",
+            registry=r,
         )
         self.applied = Info(f"{NS}_applied", "The source the node is converged to", registry=r)
         self.last_success = Gauge(
@@ -168,7 +174,7 @@ class Metrics:
         self.duration.labels(record.result).observe(record.duration_s)
         self.results.labels(record.result).inc()
         self.drift.inc(len(record.drift))
-        if record.result == "failed":
+        if record.result in NOT_CONVERGED:
             self.failures += 1
         else:
             self.failures = 0

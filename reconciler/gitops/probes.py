@@ -4,9 +4,11 @@ metrics on `--metrics-addr`.
 
 `/readiness` answers 200 while the node runs its source: the last pass
 converged it (applied, repaired, or found nothing to do). Before the first
-such pass, after a failed one (the node held at the last good source) and
-while only drift is reported (`--detect-only`) it answers 503, so a rolling
-update of the agent stops at a node the new version cannot converge.
+such pass, after a failed one (the node held at the last good source), after
+a blocked one (objects not ours kept some interfaces from our programs: the
+rest runs the source, those interfaces do not) and while only drift is
+reported (`--detect-only`) it answers 503 with the pass's `reason`, so a
+rolling update of the agent stops at a node the new version cannot converge.
 
 `/liveness` answers 200 while the watcher's loop turns: its last pass ended
 (or it started) within the window, three drift-check intervals or three of
@@ -17,7 +19,9 @@ take. Past that the loop is stuck, and 503 asks for a restart.
 load balancers that ask every node whether it proxies services
 (bpfKubeProxyHealthzPort): 200 while the loop turns and the node runs a
 converged state, also one a failed pass held it at (a bad push must not
-take every node out of every load balancer at once); 503 before the first
+take every node out of every load balancer at once) and one a blocked pass
+applied (its services are proxied; only the blocked pod interfaces lack
+ours, which readiness and the metrics report); 503 before the first
 such pass, after a pass that left the node in no known state, or once the
 loop is stuck. `lastUpdated` is when a pass last left the node converged.
 
@@ -35,10 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reconciler.engine.history import BLOCKED
 from reconciler.gitops.triggers import Backoff
 
 # Results of a pass after which the node runs its source.
 CONVERGED = frozenset({"applied", "repaired", "no-op"})
+# Results after which the node proxies its services as its source says.
+PROXIES = CONVERGED | {BLOCKED}
 # What one pass may take (a cold build of every program set, a large apply).
 PASS_ALLOWANCE_S = 600.0
 
@@ -61,10 +68,25 @@ def liveness(now: float, last_beat: float, window: float, passes: int) -> Answer
     return Answer(200 if body["alive"] else 503, body)
 
 
-def readiness(last_result: str | None, source: str | None, passes: int) -> Answer:
+def readiness(
+    last_result: str | None, source: str | None, passes: int, error: str = ""
+) -> Answer:
+    """`error`: the last pass's, the reason a pass that did not converge the
+    node gives (absent while ready)."""
     ready = last_result in CONVERGED
-    body = {"ready": ready, "passes": passes, "last_result": last_result, "source": source}
+    body: dict[str, Any] = {
+        "ready": ready, "passes": passes, "last_result": last_result, "source": source,
+    }  # fmt: skip
+    if not ready:
+        body["reason"] = error or _NOT_READY.get(last_result or "", "no pass has ended yet")
     return Answer(200 if ready else 503, body)
+
+
+# Why a node is not ready after a pass that gave no error of its own.
+_NOT_READY = {
+    "drift": "only reporting (--detect-only): drift found and left",
+    "planned": "only reporting (--detect-only): a new source planned, not applied",
+}
 
 
 def proxy_health(
@@ -100,20 +122,24 @@ class Probes:
         self._lock = threading.Lock()
         self._last_beat = clock()  # starting counts: the first pass has its window
         self._last_result: str | None = None
+        self._error = ""
         self._source: str | None = None
         self._passes = 0
         self._converged = False  # the last pass left the node at a converged state
         self._converged_at: float | None = None  # (wall clock)
 
-    def observe_pass(self, result: str, source: str | None, held: bool = False) -> None:
-        """A pass ended with `result`; `held`: a failed pass that kept the
-        node at its last good source."""
+    def observe_pass(
+        self, result: str, source: str | None, held: bool = False, error: str = ""
+    ) -> None:
+        """A pass ended with `result` (and `error`); `held`: a failed pass
+        that kept the node at its last good source."""
         with self._lock:
             self._last_beat = self._clock()
             self._last_result = result
+            self._error = error
             self._source = source
             self._passes += 1
-            self._converged = result in CONVERGED or (result == "failed" and held)
+            self._converged = result in PROXIES or (result == "failed" and held)
             if self._converged:
                 self._converged_at = self._wall()
 
@@ -123,7 +149,7 @@ class Probes:
 
     def readiness(self) -> Answer:
         with self._lock:
-            return readiness(self._last_result, self._source, self._passes)
+            return readiness(self._last_result, self._source, self._passes, self._error)
 
     def proxy_health(self, node: bool = True) -> Answer:
         with self._lock:

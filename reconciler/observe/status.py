@@ -116,13 +116,26 @@ def _conntrack_line(status: dict[str, Any]) -> list[str]:
     return [f"Conntrack: {held:,} of {size:,} entries held ({held / size:.0%}){why}"]
 
 
+def source_words(source: dict[str, Any]) -> str:
+    """A recorded source for a person, its commit named once: a commit's
+    description already names it (`repo@ref (short id)`, the ref itself a
+    full id when a watcher resolved it), a directory's does not."""
+    description = str(source.get("description") or "")
+    identity = str(source.get("identity") or "")
+    commit = identity.removeprefix("git:") if identity.startswith("git:") else ""
+    if not commit:
+        return f"{description} ({identity})"
+    description = description.replace(f"@{commit} ({commit[:12]})", f"@{commit}")
+    return description if commit[:12] in description else f"{description} ({identity})"
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [f"Node {status['node']}"]
     rec = status["last_apply"]
     if rec:
         lines.append(
-            f"Last apply: {rec['applied_at']} from {rec['source'].get('description')} "
-            f"({rec['source'].get('identity')}), {rec['changes_applied']} change(s)"
+            f"Last apply: {rec['applied_at']} from {source_words(rec['source'])}, "
+            f"{rec['changes_applied']} change(s)"
         )
     else:
         lines.append("Last apply: never (no record)")

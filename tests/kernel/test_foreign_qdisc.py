@@ -33,7 +33,12 @@ def test_an_ingress_qdisc_blocks_its_interface_and_nothing_else(node):
     rc, out, err = node.run("--apply")
     assert rc == 1 and warning in out and f"tc qdisc del dev {BACK} ingress" in out, out + err
     assert f"+ tc/{front}/egress" in out and f"tc/{BACK}/" not in out, out
-    assert "Apply complete! Resources: 1 added" in out, out
+    assert "Apply complete" not in out, out
+    assert (
+        "Apply partly done: the planned changes are made (resources: 1 added, 0 changed, "
+        f"0 destroyed), but 1 interface(s) were left out, where objects not ours hold the "
+        f"place of ours: {BACK};"
+    ) in out, out
     assert f"left out of the apply: qdisc/{BACK} ingress;" in err, err
     assert "rcl:" in tc(node, "filter", "show", "dev", front, "egress")
     assert tc(node, "qdisc", "show", "dev", BACK) == theirs
@@ -44,6 +49,10 @@ def test_an_ingress_qdisc_blocks_its_interface_and_nothing_else(node):
     doc = json.loads(out)
     assert rc == 1 and doc["plan"]["changes"] == [] and doc["converged"] is False, out + err
     assert doc["blocked"] == [f"qdisc/{BACK} ingress"], out
+    rc, out, err = node.run("--status", "--json")  # both applies: blocked, not no-op
+    rows = json.loads(out)["history"][:2]
+    assert [r["result"] for r in rows] == ["blocked", "blocked"], rows
+    assert all(f"qdisc/{BACK} ingress" in r["error"] for r in rows), rows
     tc(node, "qdisc", "del", "dev", BACK, "ingress")
     node.apply_converged()
     assert "rcl:" in tc(node, "filter", "show", "dev", BACK, "egress")

@@ -160,8 +160,9 @@ def test_status_names_what_holds_our_place():
 
 
 def test_the_watcher_applies_what_it_can_and_holds_nothing_back(tmp_path: Path):
-    """A pass with a blocked interface is no failure: the source is good, no
-    backoff retry, and the record names what was left out."""
+    """A pass with a blocked interface is no failed source: the source is
+    good, no backoff retry; but it did not converge the node: `blocked`,
+    naming what was left out."""
     from reconciler.engine.caches import Caches
     from reconciler.gitops.loop import Engine, Watcher, WatchOptions
     from reconciler.gitops.triggers import Event
@@ -175,7 +176,7 @@ def test_the_watcher_applies_what_it_can_and_holds_nothing_back(tmp_path: Path):
     target = Target("n1", "/sys/fs/bpf/x", tmp_path / "state")
     watcher = Watcher(target, WatchOptions(config=str(tmp_path)), Blocked(Caches(), False))
     record = watcher.run_pass(Event("drift"))
-    assert record.result == "no-op" and AT_OURS in record.error, record
+    assert record.result == "blocked" and AT_OURS in record.error, record
     assert watcher.retry_at is None and watcher.backoff.failures == 0
     assert watcher.good_identity == "dir:1"
     # a new link waits for the pass: the fast attach must not take the blocked
