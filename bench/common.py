@@ -6,6 +6,7 @@ import json
 import os
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -23,6 +24,14 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     compiling to every command)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return {**env, **(extra or {})}
+
+
+def received_ctx(ifindex: int = 1) -> bytes:
+    """The start of a struct __sk_buff for BPF_PROG_TEST_RUN whose packet
+    arrived on `ifindex` (its ingress_ifindex, offset 36; 1: the loopback, a
+    test run's device), as a forwarded pod-to-pod packet has. A test run's
+    packet otherwise has none, as one the host sends itself."""
+    return struct.pack("=10I", *([0] * 9), ifindex)
 
 
 def run_timed(

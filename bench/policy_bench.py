@@ -39,7 +39,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from bench.common import RECONCILE, cli_env, report
+from bench.common import RECONCILE, cli_env, received_ctx, report
 from reconciler.compile.policy import Program, compile_chain
 from reconciler.compile.policy_model import Alt, Chain, Rule, TierChain
 from reconciler.compile.policy_objects import endpoint_entry, program_entries
@@ -169,7 +169,8 @@ class Prelude:
         from bench.nat_bench import tcp_syn
 
         frame = tcp_syn(CLIENT_IP, SERVER_IP, 10_000, PORT)
-        return bpfsys.prog_test_run(self.fd, frame, repeat)
+        # received on an interface, as a pod's packet is: the node's own would be exempt
+        return bpfsys.prog_test_run(self.fd, frame, repeat, ctx=received_ctx(TEST_RUN_IFINDEX))
 
     def close(self) -> None:
         self.bpf.cleanup()

@@ -40,7 +40,8 @@ int rcl_tc_masq(struct __sk_buff *skb)
 
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
  * the world). To a pod under policy: its ingress policy, on the packet as it
- * arrives (a service flow already carries its backend's address and port). */
+ * arrives (a service flow already carries its backend's address and port);
+ * the node's own traffic to it passes unjudged (rcl_pol_sent_by_host). */
 #ifndef RCL_SKIP_rcl_tc_egress
 int rcl_tc_egress(struct __sk_buff *skb)
 {
@@ -56,6 +57,8 @@ int rcl_tc_egress(struct __sk_buff *skb)
 	if (st->flags & RCL_IF_POLICY) {
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;
+		if (pol == RCL_POL_NEW && ps && rcl_pol_sent_by_host(skb, ps->f.key.src))
+			ps->f.forced = 1; /* allowed without a verdict, and recorded */
 		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
 			st->dropped++;
 			return TC_ACT_SHOT;

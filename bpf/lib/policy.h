@@ -292,6 +292,19 @@ static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host
 	return 1;
 }
 
+/* Did this node itself send the packet to the pod? A packet the host's
+ * stack made was never received: ingress_ifindex 0. One that arrived on an
+ * interface (a pod's, a host's, also when our tc ingress redirected it)
+ * carries that interface's index, whatever its source says. Then the
+ * source must be one of this node's addresses, as in Calico; asked second,
+ * so forwarded packets never pay that lookup. The node's traffic to its
+ * own workloads is never policed (as Calico: kubelet's probes), yet it is
+ * recorded, so the pod's replies pass its egress policy as replies. */
+static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src)
+{
+	return skb->ingress_ifindex == 0 && rcl_is_host_ip(src);
+}
+
 /* A host endpoint's first look at a new arriving flow, before service NAT:
  * a failsafe port to the host passes whatever the policy; otherwise the
  * endpoint's preDNAT program, on the original destination, may deny it.

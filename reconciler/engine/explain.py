@@ -100,6 +100,7 @@ def _number(text: str, top: int) -> int | None:
 def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
     model: Model | None = None, ingress_peer: int | None = None, arrival: bool = True,
+    from_node: bool = False,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
@@ -107,11 +108,16 @@ def explain(
     `ingress_peer`: the address the receiver sees as the peer, when NAT
     changed the source (a pod reaching itself through a service: the VIP).
     `arrival`: judge a flow from outside by the host endpoint it arrives at
-    (False: the caller did, a NodePort's)."""
+    (False: the caller did, a NodePort's). `from_node`: `src` is one of this
+    node's own addresses (sent_by_node), whose flow to a local workload no
+    policy judges."""
     model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
     dst_ip, dst_ep = _resolve(model, host)
+    if from_node and dst_ep is not None:
+        # it leaves by the pod's interface: no host endpoint sees it either
+        return [Finding(dst_ep.name, "ingress", "Allow", NODE_TO_WORKLOAD, "", 0, True)]
     src_hep, dst_hep = _host_of(model, src_ip), _host_of(model, dst_ip)
     if src_ep is None and dst_ep is None and src_hep is None and dst_hep is None:
         raise NotOnThisNode(
@@ -164,6 +170,43 @@ def explain(
 
 
 Step = tuple[Endpoint, str, Chain, Packet]
+
+# The datapath's exemption (rcl_pol_sent_by_host), as in Calico and Kubernetes.
+NODE_TO_WORKLOAD = (
+    "this node's own traffic (from the node to a local workload is never policed, as in "
+    "Calico; the flow is tracked, so the pod's replies pass)"
+)
+
+
+def sent_by_node(model: Model, src: str, kernel_root: str | None = None) -> bool:
+    """Is `src` one of this node's own addresses, so that its flow is the
+    node's own (it arrives on no interface: no reverse-path check, and a
+    local workload's ingress policy never judges it)? A host endpoint's
+    expectedIPs say so; with `kernel_root`, also the addresses the datapath
+    itself knows as the node's (rcl_host_ip: every interface's). Without it
+    explain reads no interfaces."""
+    src_ip, src_ep = _resolve(model, src)
+    if src_ep is not None:
+        return False
+    if _host_of(model, src_ip) is not None:
+        return True
+    return kernel_root is not None and _host_ip_loaded(kernel_root, src_ip)
+
+
+def _host_ip_loaded(bpffs_root: str, addr: int) -> bool:
+    """Does the pinned rcl_host_ip hold `addr`? (Nothing pinned: no; the
+    program checks after say what is missing.)"""
+    from reconciler.datapath.maps import host_types as ht
+    from reconciler.kernel import bpf as bpfsys
+
+    path = Path(bpffs_root, "maps", ht.MAP_HOST_IP)
+    if not path.exists():
+        return False
+    fd = bpfsys.obj_get(str(path))
+    try:
+        return bpfsys.map_lookup(fd, addr.to_bytes(4, "big")) is not None
+    finally:
+        bpfsys.close(fd)
 
 
 def _forwarding_endpoint(model: Model) -> Endpoint | None:
@@ -422,7 +465,7 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
 
 def explain_service(
     resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
-    kernel_root: str | None = None, model: Model | None = None,
+    kernel_root: str | None = None, model: Model | None = None, from_node: bool = False,
 ) -> str:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
@@ -484,7 +527,8 @@ def explain_service(
                          "the peer (the source is translated to it)")  # fmt: skip
         try:
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
-                             model, host_ip if hairpin else None, not hop.node_port)
+                             model, host_ip if hairpin else None, not hop.node_port,
+                             from_node)  # fmt: skip
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")
@@ -603,16 +647,21 @@ def explain_flow(
     kernel_root: str | None = None, netns: str | None = None,
 ) -> Explained:
     """--explain's answer: the reverse-path check where it applies (from
-    the routes in `netns` with `kernel_root`), then the policy each hop
+    the routes in `netns` with `kernel_root`; never to the node's own
+    traffic), then the policy each hop
     meets, to a service's backends or straight to `dst`; all from one
     policy model."""  # fmt: skip
     model = build_model(resources, node)
+    from_node = sent_by_node(model, src, kernel_root)
     hop = service_hop(resources, node, dst)
     if hop is not None:
-        text = explain_service(resources, node, src, hop, kernel_root, model)
+        text = explain_service(resources, node, src, hop, kernel_root, model, from_node)
     else:
-        text = render(explain(resources, node, src, dst, kernel_root, model), dst)
-    arrival = reverse_path(resources, node, src, kernel_root is not None, netns, model)
+        found = explain(resources, node, src, dst, kernel_root, model, from_node=from_node)
+        text = render(found, dst)
+    arrival = None
+    if not from_node:  # the node's own packet arrives nowhere: no reverse-path check
+        arrival = reverse_path(resources, node, src, kernel_root is not None, netns, model)
     if arrival is not None and not arrival.judged:
         text += arrival.text + "\n"
     elif arrival is not None:  # a step before policy; a drop there ends the flow
