@@ -15,9 +15,12 @@ def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
     (the watcher's last word, or None) and `drift` (what its last pass found
     different from the source it holds the node to)."""
     # newest first by when each began (they are written as they end, and a
-    # one-shot apply can end inside a watcher's pass)
-    records = sorted(history.load(state_dir), key=lambda r: str(r.get("started", "")),
-                     reverse=True)  # fmt: skip
+    # one-shot apply can end inside a watcher's pass); within one second (the
+    # stamps' resolution), the one written later first
+    loaded = history.load(state_dir)
+    order = sorted(range(len(loaded)), key=lambda i: (str(loaded[i].get("started", "")), i),
+                   reverse=True)  # fmt: skip
+    records = [loaded[i] for i in order]
     watch = _as_running(history.watch_state(state_dir))
     applied_identity = ((status.get("last_apply") or {}).get("source") or {}).get("identity")
     took = next(

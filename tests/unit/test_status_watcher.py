@@ -96,3 +96,13 @@ def test_drift_is_said_as_a_difference_not_a_restoration() -> None:
         "Drifted: the kernel differs from what the last applied source gives on this node "
         "now, by 46 change(s) (reconcile --plan shows them)."
     ]
+
+
+def test_reconciles_that_began_in_one_second_are_newest_first(tmp_path: Path) -> None:
+    # stamps have a second's resolution: an apply and the one after it often share one
+    for result in ("applied", "no-op", "blocked", "failed"):
+        history.append(tmp_path, history.PassRecord("2026-12-06T06:00:00Z", 0.1, "apply", result))
+    history.append(tmp_path, history.PassRecord("2026-12-06T05:59:59Z", 0.1, "apply", "applied"))
+    rows = add_history({"last_apply": None}, tmp_path)["history"]
+    assert [r["result"] for r in rows] == ["failed", "blocked", "no-op", "applied", "applied"]
+    assert rows[-1]["started"] == "2026-12-06T05:59:59Z"
