@@ -66,7 +66,29 @@ def _resolve(model: Model, text: str) -> tuple[int, Endpoint | None]:
         return ep.peer.nets[0][0], ep
     if peers and peers[0].nets:
         return peers[0].nets[0][0], None
-    raise ExplainError(f"{text!r}: no WorkloadEndpoint of that name and not an IPv4 address")
+    raise ExplainError(
+        f"{text!r}: no WorkloadEndpoint or pod of that name and not an IPv4 address"
+    )
+
+
+def by_pod_name(resources: Sequence[Resource], text: str) -> str:
+    """`text` as explain resolves it: an address or a WorkloadEndpoint's
+    name as it is; else the WorkloadEndpoint of the pod so named (its
+    `spec.pod`, `ns/pod` or, if one namespace has it, `pod`), whose Calico
+    name (`node-k8s-pod-eth0`) users seldom know."""
+    weps = [r for r in resources if r.kind == "WorkloadEndpoint"]
+    if any(text in (r.name, f"{r.namespace}/{r.name}") for r in weps):
+        return text
+    pods = sorted({
+        f"{r.namespace}/{r.name}" for r in weps
+        if (pod := r.spec.get("pod")) and text in (pod, f"{r.namespace}/{pod}")
+    })  # fmt: skip
+    if len(pods) > 1:
+        raise ExplainError(
+            f"{text!r}: the pod of more than one WorkloadEndpoint ({', '.join(pods)}); "
+            "name one of them, or the pod as namespace/pod"
+        )
+    return pods[0] if pods else text
 
 
 def parse_target(text: str) -> tuple[str, int, int]:
@@ -651,6 +673,10 @@ def explain_flow(
     traffic), then the policy each hop
     meets, to a service's backends or straight to `dst`; all from one
     policy model."""  # fmt: skip
+    src = by_pod_name(resources, src)
+    host, _, rest = dst.rpartition(":")
+    if host:
+        dst = f"{by_pod_name(resources, host)}:{rest}"
     model = build_model(resources, node)
     from_node = sent_by_node(model, src, kernel_root)
     hop = service_hop(resources, node, dst)

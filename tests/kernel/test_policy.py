@@ -178,7 +178,7 @@ def test_explain_names_the_rule_and_the_kernel_agrees(pods):
         assert out.count("(agrees)") == out.count("compiled program"), out
         assert f"Verdict: {'Allow' if allowed else 'Deny'}" in out, out
     rc, _, err = node.run("--explain", "--from", "nobody", "--to", "back0:1/tcp")
-    assert rc == 1 and "'nobody': no WorkloadEndpoint of that name" in err
+    assert rc == 1 and "'nobody': no WorkloadEndpoint or pod of that name" in err
     # a configuration not applied yet: its program for back0 is not the one
     # loaded, and the kernel line says so instead of running a missing table
     policy(node, "a", BACK_FROM_FRONT.replace("ports: [8080]", "ports: [9090]"))

@@ -101,8 +101,8 @@ def untouched(tmp_path: Path) -> bool:
             "5.6.7.8:80/tcp",
             "neither 1.2.3.4 nor 5.6.7.8 is a WorkloadEndpoint or HostEndpoint on node n1",
         ),
-        ("nobody", "web:80/tcp", "'nobody': no WorkloadEndpoint of that name and not an IPv4 "
-                                 "address"),  # fmt: skip
+        ("nobody", "web:80/tcp", "'nobody': no WorkloadEndpoint or pod of that name and not "
+                                 "an IPv4 address"),  # fmt: skip
     ],
 )
 def test_explain_refuses_a_flow_it_cannot_name(capsys, tmp_path, cfg, src, dst, message):
