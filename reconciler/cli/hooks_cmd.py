@@ -109,7 +109,9 @@ def pre_receive(
         diags = sorted(result.diagnostics, key=lambda d: (d.file, d.line, d.path))
         errors = [d for d in diags if d.severity.value == "error"]
         if result.files == 0 and not allow_empty:  # as --validate and every node refuse it
-            errors.append(empty_source(src.description, "install the hooks with --allow-empty"))
+            errors.append(
+                empty_source(f"{ref} at {new[:12]}", "install the hooks with --allow-empty")
+            )
         if errors:
             from reconciler.cli import render
 
@@ -122,13 +124,14 @@ def pre_receive(
 
 
 def post_receive(lines: Sequence[str], node_urls: Sequence[str]) -> int:
-    from reconciler.gitops.hooks import wake
+    from reconciler.gitops.hooks import CATCH_UP, wake
 
     body = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-    for failure in wake(node_urls, body):
-        print(f"reconcile: could not wake {failure}; it will catch up by polling", file=sys.stderr)
+    failures = wake(node_urls, body)
+    for failure in failures:
+        print(f"reconcile: could not wake {failure}; {CATCH_UP}", file=sys.stderr)
     if node_urls:
-        print(f"reconcile: woke {len(node_urls)} node(s)", file=sys.stderr)
+        print(f"reconcile: woke {len(node_urls) - len(failures)} node(s)", file=sys.stderr)
     return EXIT_OK  # a push that git accepted stays accepted
 
 

@@ -63,7 +63,9 @@ class Diagnostic:
         problem of no one resource or field leaves those out of the text
         (JSON keeps the placeholders)."""
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        return printable(f"{self.file}:{self.line}: {self.located(prefix + self.message)}")
+        # a problem of the whole source has no line: its "file" names the source
+        where = self.file if self.path == "(source)" else f"{self.file}:{self.line}"
+        return printable(f"{where}: {self.located(prefix + self.message)}")
 
     @property
     def has_resource(self) -> bool:

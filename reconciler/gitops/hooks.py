@@ -25,6 +25,11 @@ from pathlib import Path
 
 MARKER = "# installed by reconcile --install-hooks"
 WAKE_TIMEOUT_S = 2.0
+# What a node not woken does: the hook cannot know whether it polls.
+CATCH_UP = (
+    "a watcher that polls the repository takes the push at its next poll; one that does not "
+    "(--poll-interval 0) waits for the next push it is woken for"
+)
 
 
 class HookError(Exception):
@@ -77,8 +82,8 @@ for url in {urls}; do
         -m {WAKE_TIMEOUT_S:g} -X POST -H 'Content-Type: text/plain' --data-binary @- "$url")
     case $code in
         2??) woke=$((woke + 1)) ;;
-        000) echo "reconcile: could not wake $url: no answer; it will catch up by polling" >&2 ;;
-        *) echo "reconcile: could not wake $url: HTTP $code; it will catch up by polling" >&2 ;;
+        000) echo "reconcile: could not wake $url: no answer; {CATCH_UP}" >&2 ;;
+        *) echo "reconcile: could not wake $url: HTTP $code; {CATCH_UP}" >&2 ;;
     esac
 done
 echo "reconcile: woke $woke node(s)" >&2
@@ -227,7 +232,7 @@ def install(hooks: HookSet, python: str | None = None) -> list[Path]:
 
 def wake(urls: Sequence[str], body: str) -> list[str]:
     """POST the pushed refs to each watcher's /wake; the failures, as messages
-    (a node that is down catches up by polling)."""
+    (CATCH_UP says what a node not woken does)."""
     failures = []
     for url in urls:
         target = url.rstrip("/") + "/wake"

@@ -11,8 +11,10 @@ from pathlib import Path
 import git
 import pytest
 
+from reconciler.cli import hooks_cmd
 from reconciler.cli.main import main
 from reconciler.gitops import triggers
+from reconciler.gitops.hooks import CATCH_UP
 from tests.unit.test_git_source import commit
 from tests.unit.test_validate_cli import BAD, GOOD
 
@@ -117,7 +119,23 @@ def test_post_receive_wakes_the_watchers(server):
         event = events.get(timeout=10)
         assert event.reason == "push refs/heads/main" and event.fetch
         assert f"could not wake {dead}/wake" in result.stderr
+        assert f"; {CATCH_UP}" in result.stderr and "woke 1 node(s)" in result.stderr
         assert git.Repo(bare).commit("main").hexsha == sha
+    finally:
+        http.shutdown()
+
+
+def test_the_python_hook_counts_the_nodes_it_woke_not_the_urls(capsys):
+    events: queue.Queue[triggers.Event] = queue.Queue()
+    http = triggers.serve_wake("127.0.0.1:0", events)
+    try:
+        live, dead = f"http://127.0.0.1:{http.server_address[1]}", "http://127.0.0.1:9"
+        lines = ["0" * 40 + " " + "1" * 40 + " refs/heads/main"]
+        assert hooks_cmd.post_receive(lines, [live, dead]) == 0
+        err = capsys.readouterr().err
+        assert f"reconcile: could not wake {dead}/wake: " in err and f"; {CATCH_UP}\n" in err
+        assert err.endswith("reconcile: woke 1 node(s)\n"), err
+        assert events.get(timeout=10).reason == "push refs/heads/main"
     finally:
         http.shutdown()
 

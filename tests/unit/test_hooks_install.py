@@ -111,10 +111,11 @@ def test_pre_receive_refuses_a_push_with_no_configuration(server):  # noqa: F811
     delete_everything(work)
     refused = push(work)
     assert refused.returncode != 0
+    empty = work.head.commit.hexsha[:12]
     assert (
-        "holds no configuration file (*.yaml, *.yml): nothing was validated; "
-        "install the hooks with --allow-empty if that is meant" in refused.stderr
-    )
+        f"refs/heads/main at {empty}: holds no configuration file (*.yaml, *.yml): nothing was "
+        "validated; install the hooks with --allow-empty if that is meant" in refused.stderr
+    ), refused.stderr
     assert "push to refs/heads/main rejected" in refused.stderr
     assert git.Repo(bare).commit("main").hexsha == good
 

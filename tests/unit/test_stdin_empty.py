@@ -13,7 +13,7 @@ from reconciler.cli import main as cli
 
 TIER = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: a}\nspec: {order: 1}\n"
 REFUSED = (
-    "<stdin>:1: standard input was empty (no YAML document): nothing was validated; "
+    "<stdin>: standard input was empty (no YAML document): nothing was validated; "
     "pass --allow-empty if that is meant\n"
 )
 

@@ -278,7 +278,7 @@ def test_a_source_with_no_configuration_file_is_not_valid(tmp_path: Path, capsys
     code = main(["--validate", str(tmp_path), "--no-cache"])
     assert code == 1
     assert capsys.readouterr().out == (
-        f"{tmp_path}:1: holds no configuration file (*.yaml, *.yml): nothing was "
+        f"{tmp_path}: holds no configuration file (*.yaml, *.yml): nothing was "
         "validated; pass --allow-empty if that is meant\n"
     )
     assert main(["--validate", str(tmp_path), "--no-cache", "--format", "json"]) == 1
