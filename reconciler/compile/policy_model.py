@@ -306,7 +306,7 @@ def policy_sort_name(resource: Resource) -> str:
 
 def _default_action(tiers: Mapping[str, Resource], name: str) -> str:
     """A tier's defaultAction: its resource's, else a reserved tier's own
-    (kube-admin and kube-baseline Pass), else Deny."""
+    (adminnetworkpolicy and baselineadminnetworkpolicy Pass), else Deny."""
     tier = tiers.get(name)
     if tier is not None:
         return str(tier.spec.get("defaultAction") or DENY)

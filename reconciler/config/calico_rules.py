@@ -19,7 +19,12 @@ from reconciler.config.model import Resource
 _LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = f"{_LABEL}(\\.{_LABEL})*"
 _TIER_NAME = re.compile(_LABEL)
-_GNP_NAME = re.compile(f"({_LABEL}\\.)?{_LABEL}")
+# the names Calico gives the GlobalNetworkPolicies it converts Kubernetes'
+# AdminNetworkPolicy and BaselineAdminNetworkPolicy into
+_GNP_NAME = re.compile(
+    f"({_LABEL}\\.)?{_LABEL}"
+    f"|(kanp\\.adminnetworkpolicy|kbanp\\.baselineadminnetworkpolicy)\\.{_SUBDOMAIN}"
+)
 _NP_NAME = re.compile(f"{_LABEL}(\\.{_LABEL})?|(knp|ossg)\\.default\\.{_SUBDOMAIN}")
 _QUALIFIED = re.compile(f"({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _ANNOTATIONS_MAX = 256 * 1024
@@ -27,8 +32,8 @@ _ANNOTATIONS_MAX = 256 * 1024
 # Calico's reserved tiers: (order, default action).
 RESERVED_TIERS = {
     "default": (1_000_000, "Deny"),
-    "kube-admin": (1_000, "Pass"),
-    "kube-baseline": (10_000_000, "Pass"),
+    "adminnetworkpolicy": (1_000, "Pass"),
+    "baselineadminnetworkpolicy": (10_000_000, "Pass"),
 }
 
 
@@ -86,7 +91,8 @@ def policy_name(resource: Resource) -> Iterator[Finding]:
         yield Finding(("metadata", "name"), f"name is too long by {len(name) - 253} bytes")
     elif not rule.fullmatch(name):
         allowed = (
-            "at most one '.'"
+            "at most one '.', or the prefix 'kanp.adminnetworkpolicy.' or "
+            "'kbanp.baselineadminnetworkpolicy.'"
             if resource.kind == "GlobalNetworkPolicy"
             else "at most one '.', or the prefix 'knp.default.' or 'ossg.default.'"
         )
@@ -138,7 +144,8 @@ def missing_tier(tier: str) -> Finding:
     return Finding(
         ("spec", "tier"),
         f"tier {tier!r} does not exist: no Tier resource is named {tier!r} "
-        "(Calico creates only 'default', 'kube-admin' and 'kube-baseline' itself)",
+        "(Calico v3.31 creates only 'default', 'adminnetworkpolicy' and "
+        "'baselineadminnetworkpolicy' itself)",
     )
 
 

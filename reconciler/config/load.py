@@ -30,7 +30,7 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
-from reconciler.config import k8s_network_policy, yaml11
+from reconciler.config import k8s_admin_network_policy, k8s_network_policy, yaml11
 from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.limits import (
     MAX_DEPTH,
@@ -359,12 +359,10 @@ def _is_calico(api_version: object) -> bool:
 
 # Network policy of Kubernetes' own APIs that this node does not enforce: a
 # security resource, so an error (never a note a push could slip by with).
-# networking.k8s.io/v1 NetworkPolicy is read (reconciler.config.k8s_network_policy).
+# networking.k8s.io/v1 NetworkPolicy is read (reconciler.config.k8s_network_policy),
+# and so are v1alpha1 AdminNetworkPolicy and BaselineAdminNetworkPolicy
+# (reconciler.config.k8s_admin_network_policy), which Calico v3.31 enforces.
 KUBERNETES_POLICY = {
-    ("policy.networking.k8s.io", "AdminNetworkPolicy"): "a projectcalico.org/v3 "
-    "GlobalNetworkPolicy in the kube-admin tier",
-    ("policy.networking.k8s.io", "BaselineAdminNetworkPolicy"): "a projectcalico.org/v3 "
-    "GlobalNetworkPolicy in the kube-baseline tier",
     ("policy.networking.k8s.io", "ClusterNetworkPolicy"): "a projectcalico.org/v3 "
     "GlobalNetworkPolicy",
 }
@@ -384,6 +382,13 @@ def _check_api_group(body: dict[str, Any], kind: str, line: int, lines: dict[Pat
             at,
             f"NetworkPolicy of {api_version} is not a version Kubernetes serves: write "
             f"apiVersion: {k8s_network_policy.API_VERSION}",
+            ("apiVersion",),
+        )
+    if kind in k8s_admin_network_policy.BY_KUBERNETES_KIND and group == "policy.networking.k8s.io":
+        raise LoadError(
+            at,
+            f"{kind} of {api_version} is not a version Calico v3.31 enforces: write "
+            f"apiVersion: {k8s_admin_network_policy.API_VERSION}",
             ("apiVersion",),
         )
     if instead is not None:
@@ -468,8 +473,11 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
     kubernetes_policy = (
         kind == "NetworkPolicy" and body.get("apiVersion") == k8s_network_policy.API_VERSION
     )
+    admin_kind = k8s_admin_network_policy.BY_KUBERNETES_KIND.get(kind)
     if kubernetes_policy:
         kind = k8s_network_policy.KIND
+    elif admin_kind and body.get("apiVersion") == k8s_admin_network_policy.API_VERSION:
+        kind = admin_kind  # cluster-scoped, converted by validation as NetworkPolicy is
     elif kind not in KINDS:
         _check_kind(body, kind, line, lines)
     elif body.get("apiVersion") != KINDS[kind]:
@@ -621,6 +629,10 @@ def with_lines(resource: Resource) -> Resource:
     for found in load(data, resource.file).resources:
         if found.kind == k8s_network_policy.KIND:
             found = k8s_network_policy.to_calico(found)  # as validation stored it
+        elif found.kind in k8s_admin_network_policy.KINDS and resource.name == (
+            k8s_admin_network_policy.calico_name(found.kind, found.name)
+        ):
+            found = k8s_admin_network_policy.to_calico(found)
         if found.key == resource.key and found.body == resource.body:
             return found
     return resource

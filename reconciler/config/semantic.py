@@ -338,7 +338,13 @@ def _policy_flags(resource: Resource) -> Iterator[Finding]:
 
 
 # Names Calico derives from Kubernetes objects; they carry their own prefix.
-_DERIVED_POLICY_PREFIXES = ("knp.default.", "kcnp.", "ossg.default.")
+_DERIVED_POLICY_PREFIXES = (
+    "knp.default.",
+    "kanp.adminnetworkpolicy.",
+    "kbanp.baselineadminnetworkpolicy.",
+    "kcnp.",
+    "ossg.default.",
+)
 
 
 def _policy_tier(resource: Resource) -> Iterator[Finding]:
@@ -641,7 +647,7 @@ _POLICY_CHECKS: tuple[Check, ...] = (
 )
 
 from reconciler.config import calico_rules as _cr  # noqa: E402 - the rules beyond this module's
-from reconciler.config import k8s_policy_rules  # noqa: E402
+from reconciler.config import k8s_admin_policy_rules, k8s_policy_rules  # noqa: E402
 
 _META = _cr.metadata
 _CHECKS: Mapping[str, tuple[Check, ...]] = {
@@ -660,6 +666,8 @@ _CHECKS: Mapping[str, tuple[Check, ...]] = {
     ),
     "EndpointSlice": (_endpoint_slice, _endpoint_special_addresses),
     "KubernetesNetworkPolicy": (k8s_policy_rules.check, _META),
+    "KubernetesAdminNetworkPolicy": (k8s_admin_policy_rules.check, _META),
+    "KubernetesBaselineAdminNetworkPolicy": (k8s_admin_policy_rules.check_baseline, _META),
 }
 
 

@@ -155,19 +155,24 @@ CASES: list[tuple[str, Resource, list[tuple[str, str]]]] = [
         [("spec.order", "the 'default' tier's order must be 1000000")],
     ),
     (
-        "kube-admin pass",
-        res("Tier", {"order": 1000, "defaultAction": "Pass"}, name="kube-admin"),
+        "adminnetworkpolicy pass",
+        res("Tier", {"order": 1000, "defaultAction": "Pass"}, name="adminnetworkpolicy"),
         [],
     ),
     (
-        "kube-admin deny",
-        res("Tier", {"order": 1000}, name="kube-admin"),
-        [("spec.defaultAction", "the 'kube-admin' tier must have default action 'Pass'")],
+        "adminnetworkpolicy deny",
+        res("Tier", {"order": 1000}, name="adminnetworkpolicy"),
+        [("spec.defaultAction", "the 'adminnetworkpolicy' tier must have default action 'Pass'")],
     ),
     (
-        "kube-baseline order",
-        res("Tier", {"order": 1000, "defaultAction": "Pass"}, name="kube-baseline"),
-        [("spec.order", "the 'kube-baseline' tier's order must be 10000000")],
+        "kube-admin is an ordinary tier in v3.31",
+        res("Tier", {"order": 5, "defaultAction": "Deny"}, name="kube-admin"),
+        [],
+    ),
+    (
+        "baselineadminnetworkpolicy order",
+        res("Tier", {"order": 1000, "defaultAction": "Pass"}, name="baselineadminnetworkpolicy"),
+        [("spec.order", "the 'baselineadminnetworkpolicy' tier's order must be 10000000")],
     ),
     # names and metadata
     (
@@ -176,9 +181,17 @@ CASES: list[tuple[str, Resource, list[tuple[str, str]]]] = [
         [
             (
                 "metadata.name",
-                "invalid policy name 'a.b.c': lower case letters, digits and '-', at most one '.'",
+                "invalid policy name 'a.b.c': lower case letters, digits and '-', at most one "
+                "'.', or the prefix 'kanp.adminnetworkpolicy.' or "
+                "'kbanp.baselineadminnetworkpolicy.'",
             )
         ],
+    ),
+    ("gnp kanp prefix", res("GlobalNetworkPolicy", {}, name="kanp.adminnetworkpolicy.a.b"), []),
+    (
+        "gnp kbanp prefix",
+        res("GlobalNetworkPolicy", {}, name="kbanp.baselineadminnetworkpolicy.default"),
+        [],
     ),
     ("np knp prefix", res("NetworkPolicy", {}, name="knp.default.a.b"), []),
     (
@@ -451,3 +464,14 @@ def test_protocol_as_a_numeric_string_is_the_number() -> None:
         assert not schema.check("GlobalNetworkPolicy", doc(ok)), ok
     for bad in ("0", "256", "-1", "6.0", " 6"):
         assert schema.check("GlobalNetworkPolicy", doc(bad)), bad
+
+
+def test_only_calico_v331s_reserved_tiers_need_no_tier_resource():
+    """v3.31 creates default, adminnetworkpolicy and baselineadminnetworkpolicy;
+    a policy in kube-admin (a name later releases reserve) needs its Tier."""
+    from reconciler.config.calico_rules import tier_needed
+
+    for reserved in ("default", "adminnetworkpolicy", "baselineadminnetworkpolicy"):
+        assert tier_needed(res("GlobalNetworkPolicy", {"tier": reserved}, name="x")) is None
+    for ordinary in ("kube-admin", "kube-baseline"):
+        assert tier_needed(res("GlobalNetworkPolicy", {"tier": ordinary}, name="x")) == ordinary

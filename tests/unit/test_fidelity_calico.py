@@ -261,9 +261,9 @@ def test_policy_in_a_tier_no_tier_resource_names() -> None:
         apiVersion: projectcalico.org/v3
         kind: GlobalNetworkPolicy
         metadata:
-          name: kube-admin.c
+          name: adminnetworkpolicy.c
         spec:
-          tier: kube-admin
+          tier: adminnetworkpolicy
         ---
         apiVersion: projectcalico.org/v3
         kind: GlobalNetworkPolicy
@@ -283,7 +283,8 @@ def test_policy_in_a_tier_no_tier_resource_names() -> None:
             "NetworkPolicy/ns/platform.b",
             14,
             "tier 'platform' does not exist: no Tier resource is named 'platform' "
-            "(Calico creates only 'default', 'kube-admin' and 'kube-baseline' itself)",
+            "(Calico v3.31 creates only 'default', 'adminnetworkpolicy' and "
+            "'baselineadminnetworkpolicy' itself)",
         )
     ]
 
@@ -315,8 +316,8 @@ def test_validation_refuses_a_policy_whose_tier_no_file_defines(tmp_path, capsys
     )
     message = (
         f"{cfg / 'p.yaml'}:5: GlobalNetworkPolicy/platform.x: spec.tier: tier 'platform' does "
-        "not exist: no Tier resource is named 'platform' (Calico creates only 'default', "
-        "'kube-admin' and 'kube-baseline' itself)\n"
+        "not exist: no Tier resource is named 'platform' (Calico v3.31 creates only 'default', "
+        "'adminnetworkpolicy' and 'baselineadminnetworkpolicy' itself)\n"
     )
     for _ in range(2):  # the second from the cache
         assert main(["--validate", str(cfg)]) == 1

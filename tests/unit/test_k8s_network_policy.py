@@ -350,11 +350,11 @@ def test_namespace_is_required(tmp_path):
         ("extensions/v1beta1", "NetworkPolicy",
          "NetworkPolicy of extensions/v1beta1 is not a version Kubernetes serves: write "
          "apiVersion: networking.k8s.io/v1"),
-        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy",
-         "AdminNetworkPolicy of policy.networking.k8s.io/v1alpha1 is Kubernetes' network policy, "
-         "which this node does not enforce: write it as a projectcalico.org/v3 "
-         "GlobalNetworkPolicy in the kube-admin tier (or list the file in ignorePaths of "
-         ".reconcile.yaml if something else enforces it)"),
+        ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy",
+         "ClusterNetworkPolicy of policy.networking.k8s.io/v1alpha2 is Kubernetes' network "
+         "policy, which this node does not enforce: write it as a projectcalico.org/v3 "
+         "GlobalNetworkPolicy (or list the file in ignorePaths of .reconcile.yaml if something "
+         "else enforces it)"),
         ("crd.projectcalico.org/v1", "NetworkPolicy",
          "crd.projectcalico.org/v1 is the group Calico stores its resources in: write them as "
          "projectcalico.org/v3, as calicoctl does"),
@@ -426,15 +426,23 @@ def test_the_converted_policy_survives_the_validation_cache(tmp_path):
     assert with_lines(second).line_of(("spec", "selector")) == 5
 
 
-def test_the_schema_is_draft7_closed_and_compiles():
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "KubernetesNetworkPolicy",
+        "KubernetesAdminNetworkPolicy",  # reconciler.config.k8s_admin_network_policy's
+        "KubernetesBaselineAdminNetworkPolicy",
+    ],
+)
+def test_the_schema_is_draft7_closed_and_compiles(kind):
     import jsonschema
 
     from reconciler.config.schema import _fast, schema_for
     from tests.unit.test_schemas import walk_objects
 
-    schema = schema_for("KubernetesNetworkPolicy")
+    schema = schema_for(kind)
     jsonschema.Draft7Validator.check_schema(schema)
-    _fast("KubernetesNetworkPolicy")
+    _fast(kind)
     for path, node in walk_objects(schema):
         assert str(node.get("$ref", "#/definitions/")).startswith("#/definitions/"), path
         if isinstance(node.get("properties"), dict) and node.get("type") == "object":

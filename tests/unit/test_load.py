@@ -100,8 +100,7 @@ def test_unknown_kind_with_hint():
 @pytest.mark.parametrize(
     "api_version,kind,instead",
     [
-        ("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", "in the kube-admin tier"),
-        ("policy.networking.k8s.io/v1alpha1", "BaselineAdminNetworkPolicy", "kube-baseline tier"),
+        ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy", "GlobalNetworkPolicy ("),
     ],
 )
 def test_kubernetes_network_policy_is_refused_as_not_enforced(api_version, kind, instead):

@@ -213,7 +213,7 @@ spec:
 
 
 def test_calicos_own_tiers_keep_their_order_and_action_without_a_resource():
-    """default (1,000,000, Deny), kube-admin (1,000, Pass) and kube-baseline
+    """default (1,000,000, Deny), adminnetworkpolicy (1,000, Pass) and baselineadminnetworkpolicy
     (10,000,000, Pass) exist in Calico whether or not the config holds their
     Tier: a tier ordered after 1,000,000 comes after default, and the
     reserved tiers without a resource end in their own defaultAction."""
@@ -233,17 +233,17 @@ spec:
 ---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
-metadata: {name: kube-admin.ops-only}
+metadata: {name: adminnetworkpolicy.ops-only}
 spec:
-  tier: kube-admin
+  tier: adminnetworkpolicy
   selector: app == "web"
   ingress: [{action: Deny, protocol: UDP}]
 ---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
-metadata: {name: kube-baseline.floor}
+metadata: {name: baselineadminnetworkpolicy.floor}
 spec:
-  tier: kube-baseline
+  tier: baselineadminnetworkpolicy
   selector: app == "web"
   ingress: [{action: Allow, protocol: ICMP}]
 """
@@ -251,27 +251,32 @@ spec:
              "  destination: {ports: [80]}\n- action: Pass\n  protocol: ICMP\n")
     m = model(extra + "---\n" + web)
     chain = m.chains[("shop/web", "ingress")]
-    assert [t.name for t in chain.tiers] == ["kube-admin", "default", "late", "kube-baseline"]
+    assert [t.name for t in chain.tiers] == [
+        "adminnetworkpolicy",
+        "default",
+        "late",
+        "baselineadminnetworkpolicy",
+    ]
     assert [t.default_action for t in chain.tiers] == ["Pass", "Deny", "Deny", "Pass"]
     # default decides before late: TCP 80 allowed there, late's Deny never reached
     allowed = ("Allow", "policy/shop/web-tcp80 ingress rule 1")
     assert verdict(m, "ingress", "10.9.9.9", 6, 80) == allowed
-    # kube-admin ends in a Pass, not a Deny: TCP 81 reaches default's end
+    # adminnetworkpolicy ends in a Pass, not a Deny: TCP 81 reaches default's end
     assert verdict(m, "ingress", "10.9.9.9", 6, 81) == ("Deny", "tier/default default action")
-    denied = ("Deny", "policy/kube-admin.ops-only ingress rule 1")
+    denied = ("Deny", "policy/adminnetworkpolicy.ops-only ingress rule 1")
     assert verdict(m, "ingress", "10.9.9.9", 17, 53) == denied
-    # ICMP: Passed by default and by late, kube-baseline allows it
-    floor = ("Allow", "policy/kube-baseline.floor ingress rule 1")
+    # ICMP: Passed by default and by late, baselineadminnetworkpolicy allows it
+    floor = ("Allow", "policy/baselineadminnetworkpolicy.floor ingress rule 1")
     assert verdict(m, "ingress", "10.9.9.9", 1, 8 << 8) == floor
     # and the verdict names the tiers it passed through, and what passed it
     icmp = evaluate(chain, Packet(ip("10.9.9.9"), 1, 8 << 8, 0))
     assert icmp.passed == (
-        "tier kube-admin: Pass by its default action",
+        "tier adminnetworkpolicy: Pass by its default action",
         "tier default: Pass by policy/shop/web-tcp80 ingress rule 2",
         "tier late: Pass by policy/late.deny-tcp ingress rule 2",
     )
     assert evaluate(chain, Packet(ip("10.9.9.9"), 6, 80, 40000)).passed == (
-        "tier kube-admin: Pass by its default action",
+        "tier adminnetworkpolicy: Pass by its default action",
     )
 
 
