@@ -287,21 +287,13 @@ def _order_key(order: object, name: str) -> tuple[int, float, str]:
     return (0, float(order), name) if isinstance(order, int | float) else (1, 0.0, name)
 
 
-def stored_name(name: str) -> str:
-    """A policy's name as Calico's backend stores it, and Felix sorts it:
-    a default-tier name written without its tier gets `default.` (a name
-    with a dot has its tier already, or is a converted Kubernetes policy's,
-    `knp.default.<name>`, stored as it is)."""
-    return name if "." in name else f"default.{name}"
-
-
 def policy_sort_name(resource: Resource) -> str:
     """What breaks a tie between two policies of one tier and one order:
-    Felix compares their stored names, a NetworkPolicy's after its namespace
-    and a slash (`shop/default.web` against a GlobalNetworkPolicy's
-    `default.web`)."""
-    name = stored_name(resource.name)
-    return f"{resource.namespace}/{name}" if resource.namespace else name
+    Felix compares their names, a NetworkPolicy's after its namespace and a
+    slash (`shop/web` against a GlobalNetworkPolicy's `web`). Since v3.29.4
+    a policy keeps the name it was created with, `default.` prefix or not,
+    so the names compared are the ones written."""
+    return f"{resource.namespace}/{resource.name}" if resource.namespace else resource.name
 
 
 def _default_action(tiers: Mapping[str, Resource], name: str) -> str:

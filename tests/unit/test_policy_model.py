@@ -622,10 +622,14 @@ def test_only_pcsa_labels_of_a_service_account_profile_are_account_labels():
     assert verdict(m, "ingress", "10.0.0.2") == ("Allow", "policy/shop/p ingress rule 2")
 
 
-@pytest.mark.parametrize("global_name", ["zeta", "default.zeta", "a-b"])
-def test_policies_of_one_order_are_sorted_by_the_names_calico_stores(global_name):
-    # Felix breaks a tie by stored names: a GlobalNetworkPolicy's
-    # `default.<name>` sorts before a NetworkPolicy's `shop/default.m`
+@pytest.mark.parametrize(
+    ("global_name", "first"),
+    [("zeta", "shop/m"), ("default.zeta", "default.zeta"), ("a-b", "a-b"), ("shop0", "shop/m")],
+)
+def test_policies_of_one_order_are_sorted_by_their_names_as_written(global_name, first):
+    # Felix breaks a tie by name, a NetworkPolicy's after its namespace and a
+    # slash: "shop/m" against the GlobalNetworkPolicy's name as created (since
+    # v3.29.4 a default-tier policy keeps its name, `default.` prefix or not)
     extra = f"""\
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -645,47 +649,7 @@ spec:
 """
     m = model(extra)
     chain = m.chains[("shop/web", "ingress")]
-    assert chain.tiers[0].policies == (f"policy/{global_name}", "policy/shop/m")
-    assert verdict(m, "ingress", "10.9.9.9", 6, 80) == (
-        "Allow", f"policy/{global_name} ingress rule 1"
-    )
-
-
-def test_a_network_policy_sorts_before_a_global_one_its_namespace_name_puts_first():
-    # "app/default.m" < "default.aa": the namespace comes first in Felix's key
-    extra = """\
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: kns.app}
-spec:
-  ingress: [{action: Allow}]
-  egress: [{action: Allow}]
----
-apiVersion: projectcalico.org/v3
-kind: WorkloadEndpoint
-metadata: {name: api, namespace: app, labels: {app: api}}
-spec:
-  node: n1
-  interfaceName: cali-api
-  ipNetworks: [10.0.2.1/32]
-  profiles: [kns.app]
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: aa}
-spec:
-  order: 10
-  selector: app == "api"
-  ingress: [{action: Allow, protocol: TCP}]
----
-apiVersion: projectcalico.org/v3
-kind: NetworkPolicy
-metadata: {name: m, namespace: app}
-spec:
-  order: 10
-  selector: app == "api"
-  ingress: [{action: Deny, protocol: TCP}]
-"""
-    m = model(extra)
-    chain = m.chains[("app/api", "ingress")]
-    assert chain.tiers[0].policies == ("policy/app/m", "policy/aa")
+    second = ({global_name, "shop/m"} - {first}).pop()
+    assert chain.tiers[0].policies == (f"policy/{first}", f"policy/{second}")
+    action = "Deny" if first == "shop/m" else "Allow"
+    assert verdict(m, "ingress", "10.9.9.9", 6, 80) == (action, f"policy/{first} ingress rule 1")
