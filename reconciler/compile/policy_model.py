@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.config.calico_rules import RESERVED_TIERS
@@ -327,6 +327,25 @@ def namespace_profile(namespace: Resource) -> Resource:
                     namespace.file, namespace.line, namespace.lines)  # fmt: skip
 
 
+def with_namespace_name(profile: Resource) -> Resource:
+    """A written Profile as Calico would hold it: a kns.<name> profile
+    always carries pcns.kubernetes.io/metadata.name = <name>, as the API
+    server sets that label on every Namespace and no one can change it;
+    a different value written there is overridden. Other profiles as
+    written."""
+    if not profile.name.startswith(NS_PROFILE):
+        return profile
+    ns = profile.name[len(NS_PROFILE) :]
+    key = f"pcns.{K8S_NAME_LABEL}"
+    spec = profile.spec
+    labels = spec.get("labelsToApply")
+    if isinstance(labels, Mapping) and labels.get(key) == ns:
+        return profile
+    given = dict(labels) if isinstance(labels, Mapping) else {}
+    body = {**profile.body, "spec": {**spec, "labelsToApply": {**given, key: ns}}}
+    return replace(profile, body=body)
+
+
 class _Ctx:
     """Everything resolution needs, indexed once."""
 
@@ -334,8 +353,8 @@ class _Ctx:
         namespaces = {r.name: r for r in resources if r.kind == "Namespace"}
         self.profiles = {
             **{f"{NS_PROFILE}{n}": namespace_profile(r) for n, r in namespaces.items()},
-            **{r.name: r for r in resources if r.kind == "Profile"},  # a profile written wins
-        }
+            **{r.name: with_namespace_name(r) for r in resources if r.kind == "Profile"},
+        }  # a profile written wins
         self.ns_labels: dict[str, dict[str, str]] = {}
         peers: list[Peer] = []
         local: list[Endpoint] = []
@@ -376,7 +395,7 @@ class _Ctx:
         if got is None:
             prof = self.profiles.get(f"{NS_PROFILE}{ns}")
             raw = prof.spec.get("labelsToApply") if prof else None
-            got = {**_prefixed(raw or {}, "pcns."), NAME_LABEL: ns}
+            got = {**_prefixed(raw or {}, "pcns."), K8S_NAME_LABEL: ns, NAME_LABEL: ns}
             self.ns_labels[ns] = got
         return got
 

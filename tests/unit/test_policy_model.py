@@ -527,8 +527,8 @@ def test_a_kubernetes_namespace_gives_its_labels_and_its_open_profile():
     assert verdict(m, "ingress", "10.0.2.1") == ("Deny", "policy/shop/p ingress rule 1")  # lab
     # ops has a Profile of its own (team: ops), which wins over its Namespace
     assert verdict(m, "ingress", "10.0.1.1") == ("Deny", "tier/default default action")
-    # shop has no Namespace object: no kubernetes.io/metadata.name label
-    assert verdict(m, "ingress", "10.0.0.2") == ("Deny", "tier/default default action")
+    # shop has no Namespace object, yet its kns. Profile carries the name label
+    assert verdict(m, "ingress", "10.0.0.2") == ("Allow", "policy/shop/p ingress rule 2")
     probe = m.chains[("lab/local-probe", "ingress")]
     v = evaluate(probe, Packet(ip("192.0.2.1"), 6, 80, 40000))
     assert (v.action, v.ref) == ("Allow", "profile/kns.lab ingress rule 1")
@@ -653,3 +653,33 @@ spec:
     assert chain.tiers[0].policies == (f"policy/{first}", f"policy/{second}")
     action = "Deny" if first == "shop/m" else "Allow"
     assert verdict(m, "ingress", "10.9.9.9", 6, 80) == (action, f"policy/{first} ingress rule 1")
+
+
+def test_a_written_namespace_profile_carries_the_name_label_the_api_server_sets():
+    """kns.ops is written without kubernetes.io/metadata.name; Calico's
+    always has it (the API server sets it on every Namespace), so a
+    namespaceSelector and a pod selector on it match; a different value
+    written there is overridden by the namespace's name."""
+    m = model(np("p", 'selector: app == "web"\ningress:\n'
+                      "- action: Allow\n"
+                      "  source: {namespaceSelector: kubernetes.io/metadata.name == 'ops'}\n"
+                      "- action: Deny\n"))  # fmt: skip
+    assert verdict(m, "ingress", "10.0.1.1") == ("Allow", "policy/shop/p ingress rule 1")
+    assert verdict(m, "ingress", "10.0.0.2") == ("Deny", "policy/shop/p ingress rule 2")
+    lying = model(np("p", 'selector: app == "web"\ningress:\n'
+                          "- action: Allow\n"
+                          "  source: {selector: pcns.kubernetes.io/metadata.name == 'ops'}\n")
+                  ).peers  # fmt: skip
+    weps = [p for p in lying if p.kind == "WorkloadEndpoint"]
+    assert {p.ref: p.labels["pcns.kubernetes.io/metadata.name"] for p in weps} == {
+        "WorkloadEndpoint/shop/web": "shop", "WorkloadEndpoint/shop/db": "shop",
+        "WorkloadEndpoint/ops/mon": "ops",
+    }  # fmt: skip
+    forged_ops = "{pcns.team: ops, pcns.kubernetes.io/metadata.name: shop}"
+    rules = ("- action: Allow\n"
+             "  source: {namespaceSelector: kubernetes.io/metadata.name == 'shop'}\n"
+             "- action: Deny\n")  # fmt: skip
+    text = BASE.replace("{pcns.team: ops}", forged_ops) + "---\n"
+    text += np("p", f'selector: app == "web"\ningress:\n{rules}')
+    forged = build_model(load(text, "t.yaml").resources, "n1")
+    assert verdict(forged, "ingress", "10.0.1.1") == ("Deny", "policy/shop/p ingress rule 2")
