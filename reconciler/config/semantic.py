@@ -191,15 +191,16 @@ def _not_icmp_unplannable(protocol: object) -> str:
     which = "no protocol" if protocol is None else f"protocol {protocol}"
     return (
         f"Calico accepts notICMP with {which}, but an ICMP type is only defined for "
-        "ICMP packets: this dataplane refuses to plan the rule; set protocol: ICMP"
+        "ICMP packets: no node of this dataplane can enforce the rule; set protocol: ICMP"
     )
 
 
 def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
     # Calico's validateRule compares the protocol with the names ICMP and
     # ICMPv6: their numbers (1, 58, "1") and lower-case spellings are other
-    # values to it. It asks `icmp` for such a protocol and never `notICMP`
-    # (which the policy compiler refuses for any other protocol instead).
+    # values to it. It asks `icmp` for such a protocol and never `notICMP`;
+    # a notICMP no node can enforce is refused here all the same (the policy
+    # compiler refuses it too), so a push every node would refuse fails.
     protocol = rule.get("protocol")
     wrong = "rules that specify ICMP fields must set protocol to ICMP or ICMPv6"
     if _protocol_number(protocol) in (_ICMP, _ICMPV6) and not isinstance(protocol, bool):
@@ -211,7 +212,7 @@ def _rule_icmp(rule: Mapping[str, Any], path: Path) -> Iterator[Finding]:
         if field == "icmp" and protocol not in ("ICMP", "ICMPv6"):
             yield Finding((*path, field), wrong)
         if field == "notICMP" and _planned_not_icmp(rule):
-            yield Finding((*path, field), _not_icmp_unplannable(protocol), _WARNING)
+            yield Finding((*path, field), _not_icmp_unplannable(protocol))
         kind, code = _int(icmp.get("type")), _int(icmp.get("code"))
         if icmp.get("code") is not None and icmp.get("type") is None:
             # The kernel can only match a code together with a type.

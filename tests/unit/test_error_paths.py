@@ -157,13 +157,6 @@ PARTLY = "matches some of shop/web's addresses and not others; this dataplane ca
         ("ingress", "destination: {nets: [10.0.0.0/24]}", f"destination {PARTLY}"),
         ("ingress", "destination: {notNets: [10.1.0.0/16]}", f"destination {PARTLY}"),
         ("egress", "source: {nets: [10.1.0.1/32]}", f"source {PARTLY}"),
-        (
-            "ingress",
-            "protocol: TCP\n    notICMP: {type: 8}",
-            "notICMP with protocol TCP: an ICMP type is only defined for ICMP packets, so "
-            "this dataplane cannot enforce it; set protocol: ICMP, or move notICMP to a rule "
-            "that does",
-        ),
     ],
 )
 def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
@@ -177,6 +170,28 @@ def test_a_rule_the_dataplane_cannot_enforce_fails_the_plan(
     )  # fmt: skip
     ref = f"policy/shop/p {direction} rule 1"
     assert (code, err) == (1, f"error: {ref}: {message}; nothing was changed\n")
+
+
+@pytest.mark.parametrize("mode", ["--validate", "--plan"])
+def test_not_icmp_no_node_can_enforce_is_refused_by_validation_too(capsys, tmp_path, cfg, mode):
+    """Every node's plan refuses notICMP in a TCP rule, so --validate (the
+    pre-receive hook) refuses it too, with its file and line."""
+    (cfg / "p.yaml").write_text(
+        POLICY.format(direction="ingress", rule="protocol: TCP\n    notICMP: {type: 8}")
+    )
+    argv = [mode, str(cfg)] if mode == "--validate" else [
+        mode, "--observed", str(write_snapshot(tmp_path / "node.json")), "--config", str(cfg),
+        "--state-dir", str(tmp_path / "state")]  # fmt: skip
+    code = main([*argv, "--no-cache"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert (
+        f"{cfg}/p.yaml:9: NetworkPolicy/shop/p: spec.ingress[0].notICMP: Calico accepts "
+        "notICMP with protocol TCP, but an ICMP type is only defined for ICMP packets: no "
+        "node of this dataplane can enforce the rule; set protocol: ICMP\n" in out + err
+    )
+    assert "1 error(s)" in out + err
+    assert not (tmp_path / "state").exists()
 
 
 # -- snapshot files ------------------------------------------------------------

@@ -206,22 +206,22 @@ FAILING: list[tuple[str, Resource, Path, str, Severity]] = [
         ERROR,
     ),
     # Calico's validateRule asks no protocol of notICMP; an ICMP type is only
-    # defined for ICMP packets, so the plan refuses it: a warning here.
+    # defined for ICMP packets, so no node could enforce it: an error here.
     (
         "notICMP with another protocol",
         ingress({"protocol": "TCP", "notICMP": {"type": 8}}),
         (*I0, "notICMP"),
         "Calico accepts notICMP with protocol TCP, but an ICMP type is only defined for ICMP "
-        "packets: this dataplane refuses to plan the rule; set protocol: ICMP",
-        WARNING,
+        "packets: no node of this dataplane can enforce the rule; set protocol: ICMP",
+        ERROR,
     ),
     (
         "notICMP without a protocol",
         ingress({"notICMP": {"type": 8, "code": 0}}),
         (*I0, "notICMP"),
         "Calico accepts notICMP with no protocol, but an ICMP type is only defined for ICMP "
-        "packets: this dataplane refuses to plan the rule; set protocol: ICMP",
-        WARNING,
+        "packets: no node of this dataplane can enforce the rule; set protocol: ICMP",
+        ERROR,
     ),
     (
         "ICMPv6 as notProtocol with ipVersion 4",
