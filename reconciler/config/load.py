@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from _ruamel_yaml import CParser
@@ -53,7 +54,7 @@ _MAP = "tag:yaml.org,2002:map"
 _NULL = frozenset({"", "~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
-_KEYWORDS = _NULL | _TRUE | _FALSE
+_KEYWORDS = _NULL | _TRUE | _FALSE | yaml11.GO_BOOLEAN_WORDS
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _OCT = re.compile(r"0o[0-7]+\Z")
 _HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
@@ -182,6 +183,9 @@ class _Builder:
         self.root_line = 1
         self.done = False
         self.floats = False  # a float was read (validate checks such a resource strictly)
+        # plain scalars YAML 1.1 reads otherwise than their value shows: a
+        # float's text, a word that is a boolean to YAML 1.1 (validate's words)
+        self.as_written: dict[Path, str] = {}
         self.anchors: dict[str, tuple[Any, int]] = {}
 
     def _spend(self, count: int, line: int) -> None:
@@ -258,6 +262,9 @@ class _Builder:
                         raise LoadError(err.line, err.message, _scalar_path(top)) from None
                     if type(value) is float:
                         self.floats = True  # JSON Schema takes 80.0 for 80: a strict check follows
+                        self.as_written[_scalar_path(top)] = text
+                    elif event.implicit[0] and text in yaml11.GO_BOOLEAN_WORDS:
+                        self.as_written[_scalar_path(top)] = text
                 if event.anchor is not None:
                     anchors[event.anchor] = (value, 1)
                 collection = False
@@ -334,6 +341,8 @@ class Loaded:
     resources: tuple[Resource, ...]
     diagnostics: tuple[Diagnostic, ...]
     with_floats: frozenset[int] = frozenset()  # indices of resources holding a float
+    # a resource's plain scalars YAML 1.1 reads otherwise, by index: path -> text
+    as_written: Mapping[int, Mapping[Path, str]] = field(default_factory=dict)
 
 
 def _kind_hint(kind: str, cutoff: float = 0.6) -> str:
@@ -524,6 +533,7 @@ def load(data: bytes | str, file: str) -> Loaded:
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
     with_floats: set[int] = set()
+    as_written: dict[int, Mapping[Path, str]] = {}
     parser = CParser(data)
     budget = [MAX_NODES_PER_FILE]
     try:
@@ -556,6 +566,9 @@ def load(data: bytes | str, file: str) -> Loaded:
                     resources.append(_resource_from(doc, file, doc_line, doc_lines))
                     if builder.floats:
                         with_floats.add(len(resources) - 1)
+                    written = _under(builder.as_written, (*prefix, i) if items else ())
+                    if written:
+                        as_written[len(resources) - 1] = written
                 except LoadError as err:
                     where = (*prefix, i, *err.path) if items is not None else err.path
                     ref = _ref_of(doc) if items is not None else _ref_guess(builder.root)
@@ -576,7 +589,13 @@ def load(data: bytes | str, file: str) -> Loaded:
             line = data[:position].count(newline) + 1  # type: ignore[arg-type]
         diagnostics.append(Diagnostic(file, line, "-", "(document)", f"YAML syntax: {problem}"))
         # the parser cannot resynchronise after a syntax error
-    return Loaded(tuple(resources), tuple(diagnostics), frozenset(with_floats))
+    return Loaded(tuple(resources), tuple(diagnostics), frozenset(with_floats), as_written)
+
+
+def _under(written: Mapping[Path, str], prefix: Path) -> dict[Path, str]:
+    """The entries under `prefix` (a List's item), with paths relative to it."""
+    n = len(prefix)
+    return {p[n:]: text for p, text in written.items() if p[:n] == prefix}
 
 
 def _ref_of(doc: Any) -> str:

@@ -173,9 +173,11 @@ def check(kind: str, body: Mapping[str, Any], floats: bool = True) -> list[Findi
     # A value of the wrong type is told once, as that: not also as outside
     # the enum or pattern it could not be checked against.
     mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    repeated = schema_messages.told_by_unknown_fields(errors)
     findings = [
         finding
         for e in errors
+        if id(e) not in repeated
         if e.validator == "type" or tuple(e.absolute_path) not in mistyped
         for finding in schema_messages.describe(e, validator)
     ]

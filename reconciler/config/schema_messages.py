@@ -194,15 +194,49 @@ def describe(error: Any, validator: Any) -> list[Finding]:
 def _unknown_fields(error: Any, path: tuple[Any, ...], validator: Any) -> list[Finding]:
     """One finding per field the mapping's schema does not know, each on its
     own line with its own hint: every typo is told in one run."""
-    allowed = error.schema.get("properties", {})
-    patterns = error.schema.get("patternProperties", {})
-    unknown = [k for k in error.instance if k not in allowed and not _matches_any(k, patterns)]
-    options = list(allowed)
+    unknown = unknown_fields(error)
+    options = list(error.schema.get("properties", {}))
     return [
-        Finding((*path, field), f"unknown field {scalar(field)}{hint(str(field), options)}")
+        Finding((*path, field), _unknown_field(field, path, options, validator))
         for field in unknown
     ] or [Finding(path, _message(error, validator))]
 
 
+def unknown_fields(error: Any) -> list[Any]:
+    """The keys of an additionalProperties error's mapping its schema does not know."""
+    allowed = error.schema.get("properties", {})
+    patterns = error.schema.get("patternProperties", {})
+    return [k for k in error.instance if k not in allowed and not _matches_any(k, patterns)]
+
+
+def _unknown_field(field: Any, path: tuple[Any, ...], options: list[str], validator: Any) -> str:
+    if path == ("metadata",) and field == "namespace":
+        # The API server drops it from a cluster-scoped object: refused here,
+        # as the file would say the object is in a namespace it is not in.
+        kind = validator.schema.get("properties", {}).get("kind", {}).get("const", "this kind")
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        return f"{article} {kind} is cluster-scoped, in no namespace: remove metadata.namespace"
+    return f"unknown field {scalar(field)}{hint(str(field), options)}"
+
+
 def _matches_any(key: Any, patterns: Mapping[str, Any]) -> bool:
     return isinstance(key, str) and any(re.search(p, key) for p in patterns)
+
+
+def told_by_unknown_fields(errors: list[Any]) -> set[int]:
+    """The ids of maxProperties errors that only repeat an unknown field:
+    the mapping's known fields alone are within the bound, and each
+    unknown one is told on its own line already."""
+    unknown = {
+        tuple(e.absolute_path): unknown_fields(e)
+        for e in errors
+        if e.validator == "additionalProperties" and isinstance(e.instance, Mapping)
+    }
+    return {
+        id(e)
+        for e in errors
+        if e.validator == "maxProperties"
+        and isinstance(e.instance, Mapping)
+        and tuple(e.absolute_path) in unknown
+        and len(e.instance) - len(unknown[tuple(e.absolute_path)]) <= e.validator_value
+    }

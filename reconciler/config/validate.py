@@ -19,7 +19,7 @@ from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
 from reconciler.config import calico_rules, k8s_admin_network_policy, k8s_network_policy, node_ports
-from reconciler.config.diagnostics import Diagnostic, Finding, Severity, format_path
+from reconciler.config.diagnostics import Diagnostic, Finding, Path, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
 
@@ -66,20 +66,30 @@ def _located(resource: Resource, finding: Finding) -> Diagnostic:
     )
 
 
-def validate_document(resource: Resource, floats: bool = True) -> list[Diagnostic]:
+def validate_document(
+    resource: Resource, floats: bool = True, written: Mapping[Path, str] | None = None
+) -> list[Diagnostic]:
     """Schema then semantic checks for one resource. `floats=False` (the
     loader saw no float in it) lets the schema skip its integer-strictness
-    pass. A document nested past what a check's recursion can take is
-    reported, never a traceback."""
-    from reconciler.config import schema, semantic
+    pass; `written` is the loader's texts of plain scalars YAML 1.1 reads
+    otherwise (reconciler.config.as_written). A document nested past what a
+    check's recursion can take is reported, never a traceback."""
+    from reconciler.config import as_written, schema, semantic
 
+    kind, body = resource.kind, resource.body
     try:
         precise = semantic.check(resource)
         # a field the semantic checks judged is told once, in their words,
         # not also as the schema's pattern or range
         judged = {f.path for f in precise if f.severity is Severity.ERROR}
-        findings = [f for f in schema.check(resource.kind, resource.body, floats)
+        findings = [f for f in schema.check(kind, body, floats)
                     if f.path not in judged] + precise  # fmt: skip
+        if written:
+            told = {f.path for f in findings}
+            findings = [as_written.in_written_words(f, body, written) for f in findings]
+            findings += as_written.boolean_words(
+                body, written, told, lambda doc: schema.check(kind, doc, True)
+            )
     except RecursionError:
         findings = [Finding((), "too deeply nested to check (a selector or pattern?)")]
     return [_located(resource, f) for f in findings]
@@ -92,7 +102,9 @@ def validate_file(path: str, data: bytes) -> FileResult:
     diagnostics = list(loaded.diagnostics)
     resources = []
     for index, resource in enumerate(loaded.resources):
-        found = validate_document(resource, index in loaded.with_floats)
+        found = validate_document(
+            resource, index in loaded.with_floats, loaded.as_written.get(index)
+        )
         diagnostics.extend(found)
         valid = not any(d.severity is Severity.ERROR for d in found)
         # what the rest of the pipeline reads: a valid Kubernetes (admin)

@@ -19,6 +19,12 @@ _GO_INT = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1
 _GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _PLAIN_DECIMAL = re.compile(r"[-+]?[1-9][0-9]*\Z")
 _UINT64 = 2**64 - 1
+# The plain words Go's yaml (YAML 1.1) reads as booleans and YAML 1.2 as
+# strings (true, false and their capitalised forms are booleans to both).
+GO_BOOLEAN_WORDS = frozenset(
+    {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON"}
+    | {"n", "N", "no", "No", "NO", "off", "Off", "OFF"}
+)
 
 
 def _go_number(text: str) -> int | float | None:

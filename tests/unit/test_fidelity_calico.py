@@ -150,7 +150,7 @@ def test_endpoint_port_name_with_a_double_dash() -> None:
 
 
 def test_rule_metadata_annotation_keys() -> None:
-    rule = 'metadata:\n  annotations:\n    "Bad Key!": x\n    good/key: y'
+    rule = 'metadata:\n  annotations:\n    "Bad Key!": x\n    good/key: v'
     assert lines(gnp(rule)) == [
         "cfg.yaml:11: GlobalNetworkPolicy/p: spec.ingress[0].metadata.annotations.Bad Key!: "
         "invalid annotation key 'Bad Key!': an optional DNS-subdomain prefix and '/', "

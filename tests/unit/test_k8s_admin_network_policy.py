@@ -598,17 +598,44 @@ def test_too_many_rules_are_refused():
     assert message.startswith(REF.format(7) + "spec.ingress: ") and "is too long" in message
 
 
-def test_cluster_scoped_a_namespace_is_refused():
+@pytest.mark.parametrize(
+    "kind,ref,article",
+    [("AdminNetworkPolicy", "KubernetesAdminNetworkPolicy", "an"),
+     ("BaselineAdminNetworkPolicy", "KubernetesBaselineAdminNetworkPolicy", "a")],
+)  # fmt: skip
+def test_cluster_scoped_a_namespace_is_refused_saying_why(kind, ref, article):
+    result = validate_file(
+        "p.yaml",
+        f"apiVersion: policy.networking.k8s.io/v1alpha1\n"
+        f"kind: {kind}\nmetadata: {{name: default, namespace: a}}\n"
+        f"spec: {{priority: 1, subject: {{namespaces: {{}}}}}}\n".encode(),
+    )
+    assert [d.render() for d in result.diagnostics if "namespace:" in d.render()] == [
+        f"p.yaml:3: {ref}/default: metadata.namespace: {article} {kind} is cluster-scoped, "
+        "in no namespace: remove metadata.namespace"
+    ]
+
+
+def test_an_unknown_field_of_a_subject_or_peer_is_told_once():
+    """A subject or peer takes one field; an unknown one beside it is told
+    as unknown, not also as one field too many."""
     result = validate_file(
         "p.yaml",
         b"apiVersion: policy.networking.k8s.io/v1alpha1\n"
-        b"kind: AdminNetworkPolicy\nmetadata: {name: p, namespace: a}\n"
-        b"spec: {priority: 1, subject: {namespaces: {}}}\n",
+        b"kind: AdminNetworkPolicy\nmetadata: {name: p}\n"
+        b"spec:\n  priority: 1\n  subject: {namespaces: {}, foo: 1}\n"
+        b"  ingress:\n  - {name: d, action: Deny, from: [{namespaces: {}, bar: 2}]}\n"
+        b"  - {name: e, action: Deny, from: [{namespaces: {},\n"
+        b"      pods: {podSelector: {}, namespaceSelector: {}}, baz: 3}]}\n",
     )
-    assert [d.render() for d in result.diagnostics] == [
-        "p.yaml:3: KubernetesAdminNetworkPolicy/p: metadata.namespace: unknown field 'namespace'; "
-        "did you mean 'name'?"
-    ]
+    ref = "p.yaml:{}: KubernetesAdminNetworkPolicy/p: spec."
+    assert len(result.diagnostics) == 4
+    assert {d.render() for d in result.diagnostics} == {
+        ref.format(6) + "subject.foo: unknown field 'foo'",
+        ref.format(8) + "ingress[0].from[0].bar: unknown field 'bar'",
+        ref.format(10) + "ingress[1].from[0].baz: unknown field 'baz'",
+        ref.format(9) + "ingress[1].from[0]: {namespaces: {}, ...} has too many properties",
+    }
 
 
 @pytest.mark.parametrize("kind", ["AdminNetworkPolicy", "BaselineAdminNetworkPolicy"])
