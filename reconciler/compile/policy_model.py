@@ -112,6 +112,9 @@ class Peer:
     ports: tuple[NamedPort, ...] = ()
     service_account: str | None = None
     sa_labels: Mapping[str, str] = field(default_factory=dict)
+    # what a namespaceSelector matches of a workload: the pcns. labels of
+    # every profile it names (None: its namespace's kns. profile's)
+    ns_labels: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +358,7 @@ class _Ctx:
             **{f"{NS_PROFILE}{n}": namespace_profile(r) for n, r in namespaces.items()},
             **{r.name: with_namespace_name(r) for r in resources if r.kind == "Profile"},
         }  # a profile written wins
-        self.ns_labels: dict[str, dict[str, str]] = {}
+        self.ns_labels: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         peers: list[Peer] = []
         local: list[Endpoint] = []
         hosts: list[Endpoint] = []
@@ -390,14 +393,30 @@ class _Ctx:
         self.hosts = tuple(sorted(hosts, key=lambda e: e.name))
         self.services = service_endpoints(resources)
 
-    def namespace_labels(self, ns: str) -> dict[str, str]:
-        got = self.ns_labels.get(ns)
+    def namespace_labels(self, ns: str, profiles: Sequence[str] = ()) -> dict[str, str]:
+        """The labels a namespaceSelector matches of an endpoint in `ns`
+        naming `profiles`: as Felix evaluates the pcns.-prefixed selector
+        over the labels it inherits, the pcns. labels of every profile it
+        names, the first that gives one winning, then those of kns.<ns> if
+        not named; the namespace's two name labels are always its own."""
+        key = (ns, tuple(profiles))
+        got = self.ns_labels.get(key)
         if got is None:
-            prof = self.profiles.get(f"{NS_PROFILE}{ns}")
-            raw = prof.spec.get("labelsToApply") if prof else None
-            got = {**_prefixed(raw or {}, "pcns."), K8S_NAME_LABEL: ns, NAME_LABEL: ns}
-            self.ns_labels[ns] = got
+            kns = f"{NS_PROFILE}{ns}"
+            got = {}
+            for name in (*profiles, kns) if kns not in profiles else profiles:
+                prof = self.profiles.get(name)
+                raw = prof.spec.get("labelsToApply") if prof else None
+                for k, v in _prefixed(raw or {}, "pcns.").items():
+                    got.setdefault(k, v)
+            got.update({K8S_NAME_LABEL: ns, NAME_LABEL: ns})
+            self.ns_labels[key] = got
         return got
+
+    def peer_namespace_labels(self, peer: Peer) -> Mapping[str, str]:
+        if peer.ns_labels is not None:
+            return peer.ns_labels
+        return self.namespace_labels(peer.namespace or "")
 
     def _with_profiles(self, own: dict[str, str], profiles: object) -> dict[str, str]:
         """An endpoint's labels as Felix's label inheritance index reads
@@ -437,8 +456,10 @@ class _Ctx:
             prof = self.profiles.get(f"ksa.{ns}.{sa}")
             sa_labels = _prefixed((prof.spec.get("labelsToApply") if prof else None) or {}, "pcsa.")
         nets = _nets(r.spec.get("ipNetworks"))
+        named = r.spec.get("profiles")
+        ns_labels = self.namespace_labels(ns, [str(p) for p in named or ()])
         return Peer(r.ref, r.kind, ns, labels, nets, self._ports(r.spec.get("ports")),
-                    str(sa) if sa else None, sa_labels)  # fmt: skip
+                    str(sa) if sa else None, sa_labels, ns_labels)  # fmt: skip
 
 
 def _sel(text: object) -> Selector | None:
@@ -496,7 +517,7 @@ class _Selecting:
         if self.ns_selector is not None:
             if self.ns_global:
                 return False  # global(): non-namespaced endpoints only
-            if not self.ns_selector.matches(ctx.namespace_labels(ep.namespace)):
+            if not self.ns_selector.matches(ctx.peer_namespace_labels(ep.peer)):
                 return False
         return self.sa_selector is None or (
             ep.peer.service_account is not None and self.sa_selector.matches(ep.peer.sa_labels)
@@ -573,15 +594,17 @@ def peer_facts(peer: Peer) -> tuple[Any, ...]:
     """What resolution reads of a peer, as plain values (stored with marshal)."""
     return (peer.kind, peer.namespace, dict(peer.labels), [list(n) for n in peer.nets],
             [[p.name, p.proto, p.port] for p in peer.ports], peer.service_account,
-            dict(peer.sa_labels))  # fmt: skip
+            dict(peer.sa_labels),
+            None if peer.ns_labels is None else dict(peer.ns_labels))  # fmt: skip
 
 
 def peer_of(ref: str, facts: Sequence[Any]) -> Peer:
-    """The Peer that peer_facts gave `facts` for."""
-    kind, ns, labels, nets, ports, sa, sa_labels = facts
+    """The Peer that peer_facts gave `facts` for (facts stored without
+    namespace labels give a peer read by its namespace's kns. profile)."""
+    kind, ns, labels, nets, ports, sa, sa_labels, *rest = facts
     return Peer(ref, kind, ns, labels, tuple((int(a), int(b)) for a, b in nets),
                 tuple(NamedPort(str(n), int(pr), int(po)) for n, pr, po in ports), sa,
-                sa_labels)  # fmt: skip
+                sa_labels, rest[0] if rest else None)  # fmt: skip
 
 
 def peers_of(resources: Sequence[Resource], node: str) -> tuple[dict[str, Peer], dict[str, str]]:
@@ -820,7 +843,7 @@ class _Resolver:
                         continue
                 elif ns_sel is not None:
                     if p.namespace is None or not ns_sel.matches(
-                        self.ctx.namespace_labels(p.namespace)
+                        self.ctx.peer_namespace_labels(p)
                     ):
                         continue
                 elif res.kind == "NetworkPolicy" and p.namespace != res.namespace:

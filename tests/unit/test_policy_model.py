@@ -683,3 +683,52 @@ def test_a_written_namespace_profile_carries_the_name_label_the_api_server_sets(
     text += np("p", f'selector: app == "web"\ningress:\n{rules}')
     forged = build_model(load(text, "t.yaml").resources, "n1")
     assert verdict(forged, "ingress", "10.0.1.1") == ("Deny", "policy/shop/p ingress rule 2")
+
+
+ZONED = """\
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: zoned}
+spec:
+  labelsToApply: {pcns.zone: z, pcns.team: other, env: prod}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: z0, namespace: shop, labels: {app: z0, pcns.zone: forged}}
+spec:
+  node: n2
+  interfaceName: cali-z0
+  ipNetworks: [10.0.0.9/32]
+  profiles: [kns.shop, zoned]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: z1, namespace: shop, labels: {app: z1}}
+spec:
+  node: n1
+  interfaceName: cali-z1
+  ipNetworks: [10.0.0.10/32]
+  profiles: [zoned, kns.shop]
+"""
+
+
+def test_namespace_selector_reads_the_pcns_labels_of_every_profile_an_endpoint_names():
+    """Felix matches a namespaceSelector as a pcns.-prefixed selector over
+    the labels an endpoint inherits: a pcns. label of any profile it names
+    counts, the first profile giving one wins, its own pcns. label does not."""
+    rules = ("- action: Allow\n  source: {namespaceSelector: zone == 'z' && team == 'shop'}\n"
+             "- action: Allow\n  source: {namespaceSelector: team == 'other'}\n"
+             "- action: Deny\n  source: {selector: env == 'prod'}\n")  # fmt: skip
+    m = model(np("p", f'selector: app == "web"\ningress:\n{rules}') + ZONED)
+    assert verdict(m, "ingress", "10.0.0.9") == ("Allow", "policy/shop/p ingress rule 1")
+    assert verdict(m, "ingress", "10.0.0.10") == ("Allow", "policy/shop/p ingress rule 2")
+    assert verdict(m, "ingress", "10.0.0.2") == ("Deny", "tier/default default action")
+    # and as a policy's own namespaceSelector, for the local z1
+    g = model(ZONED + "---\n" + gnp("g", "namespaceSelector: zone == 'z'\nselector: all()\n"
+                                         "ingress: [{action: Deny}]\n"))  # fmt: skip
+    expected = {"shop/z1": ("Deny", "policy/g ingress rule 1"),
+                "shop/web": ("Allow", "profile/kns.shop ingress rule 1")}  # fmt: skip
+    for name, want in expected.items():
+        v = evaluate(g.chains[(name, "ingress")], Packet(ip("192.0.2.1"), 6, 80, 40000))
+        assert (v.action, v.ref) == want
