@@ -15,8 +15,9 @@ demo: setup
 demo-down: setup
 	PYTHONPATH=. $(PY) scripts/demo.py --down
 
+# the kernel tests, and beside them the unit and packaging tests (scripts/test.sh)
 test: setup
-	$(PY) -m pytest -ra --timeout=300 --durations=15 tests
+	@bash scripts/test.sh
 
 unit: setup
 	$(PY) -m pytest -q -m "not kernel" tests
