@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         r = sandbox.exec(sandbox.pod_ns(PODS[0]), "ping", "-c", "2", "-W", "1", PODS[1].ip)
         summary = [line for line in r.stdout.splitlines() if "packets transmitted" in line]
         print(summary[0] if summary else r.stderr.strip())
-        why = ["--config", CONFIG, "--node", "node-1", "--bpffs-root", sandbox.bpffs_root]
+        why = ["--config", CONFIG, "--node", "node-1", "--bpffs-root", sandbox.bpffs_root,
+               "--netns", sandbox.node]  # the interfaces are in the node's namespace
         reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8/ICMP", "--kernel",
                   *why)  # fmt: skip
         reconcile("--explain", "--from", PODS[0].ip, "--to", f"{PODS[1].ip}:8080/TCP", *why)

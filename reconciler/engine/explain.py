@@ -59,8 +59,11 @@ def _resolve(model: Model, text: str) -> tuple[int, Endpoint | None]:
         return addr, (local[0] if local else None)
     except ValueError:
         pass
-    matches = [e for e in model.endpoints if e.name == text or e.name.split("/")[1] == text]
+    matches = [e for e in model.endpoints if e.name == text]
+    matches = matches or [e for e in model.endpoints if e.name.split("/")[1] == text]
     peers = [p for p in model.peers if p.kind == "WorkloadEndpoint" and p.ref.endswith("/" + text)]
+    if len(matches) > 1:
+        raise ExplainError(_ambiguous(text, [e.name for e in matches]))
     if matches:
         ep = matches[0]
         return ep.peer.nets[0][0], ep
@@ -77,18 +80,26 @@ def by_pod_name(resources: Sequence[Resource], text: str) -> str:
     `spec.pod`, `ns/pod` or, if one namespace has it, `pod`), whose Calico
     name (`node-k8s-pod-eth0`) users seldom know."""
     weps = [r for r in resources if r.kind == "WorkloadEndpoint"]
-    if any(text in (r.name, f"{r.namespace}/{r.name}") for r in weps):
+    if any(text == f"{r.namespace}/{r.name}" for r in weps):
         return text
-    pods = sorted({
+    named = {f"{r.namespace}/{r.name}" for r in weps if r.name == text}
+    pods = {
         f"{r.namespace}/{r.name}" for r in weps
         if (pod := r.spec.get("pod")) and text in (pod, f"{r.namespace}/{pod}")
-    })  # fmt: skip
-    if len(pods) > 1:
-        raise ExplainError(
-            f"{text!r}: the pod of more than one WorkloadEndpoint ({', '.join(pods)}); "
-            "name one of them, or the pod as namespace/pod"
-        )
-    return pods[0] if pods else text
+    }  # fmt: skip
+    found = sorted(named | pods)
+    if len(found) > 1:
+        raise ExplainError(_ambiguous(text, found))
+    return found[0] if found else text
+
+
+def _ambiguous(text: str, names: Sequence[str]) -> str:
+    """The refusal of a name that more than one WorkloadEndpoint answers to
+    (by its own name or by its pod's)."""
+    return (
+        f"{text!r} names more than one WorkloadEndpoint ({', '.join(names)}), by its own name "
+        "or its pod's; name one of them as namespace/name, or the pod as namespace/pod"
+    )
 
 
 def parse_target(text: str) -> tuple[str, int, int]:
@@ -122,7 +133,7 @@ def _number(text: str, top: int) -> int | None:
 def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
     model: Model | None = None, ingress_peer: int | None = None, arrival: bool = True,
-    from_node: bool = False,
+    from_node: bool = False, netns: str | None = None,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
@@ -132,7 +143,7 @@ def explain(
     `arrival`: judge a flow from outside by the host endpoint it arrives at
     (False: the caller did, a NodePort's). `from_node`: `src` is one of this
     node's own addresses (sent_by_node), whose flow to a local workload no
-    policy judges."""
+    policy judges. `netns`: where the interfaces are, with `kernel_root`."""
     model = model if model is not None else build_model(resources, node)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
@@ -184,10 +195,10 @@ def explain(
     if forwarder is not None:  # from outside to a pod, through the endpoint it arrives at
         chain = model.chains[(forwarder.name, "forward-ingress")]
         steps.append((forwarder, "forward-ingress", chain, packet_to))
-    judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root)
+    judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root, netns)
     if dst_ep is not None:
         ingress = (dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to)
-        judged += _judge([ingress], peer_ip, dst_ip, value, proto, kernel_root)
+        judged += _judge([ingress], peer_ip, dst_ip, value, proto, kernel_root, netns)
     return [*early, *judged, *late]
 
 
@@ -203,16 +214,24 @@ NODE_TO_WORKLOAD = (
 def sent_by_node(model: Model, src: str, kernel_root: str | None = None) -> bool:
     """Is `src` one of this node's own addresses, so that its flow is the
     node's own (it arrives on no interface: no reverse-path check, and a
-    local workload's ingress policy never judges it)? A host endpoint's
-    expectedIPs say so; with `kernel_root`, also the addresses the datapath
-    itself knows as the node's (rcl_host_ip: every interface's). Without it
-    explain reads no interfaces."""
+    local workload's ingress policy never judges it)? With `kernel_root`,
+    the addresses the datapath itself knows as the node's decide (rcl_host_ip:
+    every interface's, what rcl_pol_sent_by_host reads); a host endpoint's
+    expectedIPs may list one the node does not hold. Without it explain
+    reads no interfaces, and expectedIPs are the guess (node_address_guess)."""
     src_ip, src_ep = _resolve(model, src)
     if src_ep is not None:
         return False
-    if _host_of(model, src_ip) is not None:
-        return True
-    return kernel_root is not None and _host_ip_loaded(kernel_root, src_ip)
+    if kernel_root is not None:
+        return _host_ip_loaded(kernel_root, src_ip)
+    return _host_of(model, src_ip) is not None
+
+
+def node_address_guess(src: str) -> str:
+    """The note under an answer that took `src` for the node's own address
+    from a host endpoint's expectedIPs alone (no --kernel)."""
+    return (f"Note: this takes {src} for this node's own address, as a HostEndpoint's "
+            "expectedIPs say (--kernel, on the node, checks the datapath's list).\n")  # fmt: skip
 
 
 def _host_ip_loaded(bpffs_root: str, addr: int) -> bool:
@@ -245,10 +264,12 @@ def _forwarding_endpoint(model: Model) -> Endpoint | None:
 
 def _judge(
     steps: Sequence[Step], src_ip: int, dst_ip: int, value: int, proto: int,
-    kernel_root: str | None,
+    kernel_root: str | None, netns: str | None = None,
 ) -> list[Finding]:
     """Each step's verdict from the model, the compiled program's beside it,
-    and with `kernel_root` the loaded program's on a packet src -> dst."""  # fmt: skip
+    and with `kernel_root` the loaded program's on a packet src -> dst, or,
+    where a workload's interface in `netns` carries no program of ours,
+    that it enforces nothing."""  # fmt: skip
     out = []
     for ep, direction, chain, packet in steps:
         v = evaluate(chain, packet)
@@ -262,6 +283,10 @@ def _judge(
                 f"program {program.prog_id:08x}, what this configuration compiles, is not "
                 f"loaded: the node enforces another configuration here ({KERNEL_DISAGREES})"
             ))  # fmt: skip
+        elif kernel_root is not None and (why := _not_attached(ep, direction, netns)):
+            from reconciler.engine.explain_attached import unenforced_note
+
+            found = dataclasses.replace(found, kernel=unenforced_note(ep.interface, why))
         elif kernel_root is not None:
             a = str(ipaddress.IPv4Address(src_ip))
             b = str(ipaddress.IPv4Address(dst_ip))
@@ -272,6 +297,16 @@ def _judge(
             found = dataclasses.replace(found, kernel=f"{action} by {ref} ({agree})")
         out.append(found)
     return out
+
+
+def _not_attached(ep: Endpoint, direction: str, netns: str | None) -> str:
+    """Why a workload's interface in `netns` runs no program of ours for
+    `direction`, or '' (also for a host endpoint: not checked here)."""
+    if ep.peer.kind != "WorkloadEndpoint":
+        return ""
+    from reconciler.engine.explain_attached import not_attached
+
+    return not_attached(ep.interface, direction, netns)
 
 
 def _host_of(model: Model, addr: int) -> Endpoint | None:
@@ -488,6 +523,7 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
 def explain_service(
     resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
     kernel_root: str | None = None, model: Model | None = None, from_node: bool = False,
+    netns: str | None = None,
 ) -> str:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
@@ -525,7 +561,7 @@ def explain_service(
         early, steps, decided = _host_arrival(
             resources, node, model, hep, Packet(src_ip, proto, port, 40000)
         )
-        found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root)]
+        found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root, netns)]
         lines += render(found).splitlines()[:-1]
         if any(f.action == "Deny" for f in found):
             lines.append("Verdict: Deny (before NAT)")
@@ -542,7 +578,7 @@ def explain_service(
                          "(the backend sees this node, not the client)")  # fmt: skip
         found = []
         if hep is not None:  # forwarded through the endpoint it arrived at
-            found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root)
+            found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root, netns)
         hairpin = src_ep is not None and ip == str(ipaddress.IPv4Address(src_ip))
         if hairpin and src_ep is not None:
             lines.append(f"  hairpin: {src_ep.name} reaches itself; its ingress sees {host} as "
@@ -550,7 +586,7 @@ def explain_service(
         try:
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
                              model, host_ip if hairpin else None, not hop.node_port,
-                             from_node)  # fmt: skip
+                             from_node, netns)  # fmt: skip
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")
@@ -582,7 +618,7 @@ def explain_service(
 
 def _forwarded(
     model: Model, hep: Endpoint, src_ip: int, ip: str, port: int, proto: int,
-    kernel_root: str | None,
+    kernel_root: str | None, netns: str | None = None,
 ) -> list[Finding]:
     """A host endpoint's applyOnForward ingress verdict on a flow NAT sent
     to backend ip:port."""  # fmt: skip
@@ -592,7 +628,7 @@ def _forwarded(
                         True)]  # fmt: skip
     step = (hep, "forward-ingress", chain, Packet(src_ip, proto, port, 40000))
     be_ip = int(ipaddress.IPv4Address(ip))
-    return _judge([step], src_ip, be_ip, port, proto, kernel_root)
+    return _judge([step], src_ip, be_ip, port, proto, kernel_root, netns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,6 +709,7 @@ def explain_flow(
     traffic), then the policy each hop
     meets, to a service's backends or straight to `dst`; all from one
     policy model."""  # fmt: skip
+    parse_target(dst)  # its errors quote what was typed, before a pod name is rewritten
     src = by_pod_name(resources, src)
     host, _, rest = dst.rpartition(":")
     if host:
@@ -681,10 +718,14 @@ def explain_flow(
     from_node = sent_by_node(model, src, kernel_root)
     hop = service_hop(resources, node, dst)
     if hop is not None:
-        text = explain_service(resources, node, src, hop, kernel_root, model, from_node)
+        text = explain_service(resources, node, src, hop, kernel_root, model, from_node, netns)
     else:
-        found = explain(resources, node, src, dst, kernel_root, model, from_node=from_node)
+        found = explain(resources, node, src, dst, kernel_root, model, from_node=from_node,
+                        netns=netns)  # fmt: skip
         text = render(found, dst)
+    text = _not_enforced(text)
+    if from_node and kernel_root is None and NODE_TO_WORKLOAD in text:
+        text += node_address_guess(src)
     arrival = None
     if not from_node:  # the node's own packet arrives nowhere: no reverse-path check
         arrival = reverse_path(resources, node, src, kernel_root is not None, netns, model)
@@ -698,6 +739,21 @@ def explain_flow(
         text += ("The loaded programs disagree with the configuration: the kernel drifted "
                  "or was applied from another source (reconcile --plan shows what differs).\n")
     return Explained(text, disagrees)
+
+
+def _not_enforced(text: str) -> str:
+    """`text` with its last verdict line saying, when some interface the
+    flow crosses runs no program of ours (unenforced_note), that the verdict
+    is the configuration's and not what the node does there."""
+    from reconciler.engine.explain_attached import unattached_ifaces
+
+    ifaces = unattached_ifaces(text)
+    if not ifaces:
+        return text
+    lines = text.split("\n")
+    last = max(i for i, line in enumerate(lines) if line.startswith("Verdict: "))
+    lines[last] += f" (not enforced: no program of ours on {', '.join(ifaces)})"
+    return "\n".join(lines)
 
 
 def render(findings: Sequence[Finding], dst: str = "") -> str:

@@ -1,8 +1,8 @@
 """--explain on a flow the node itself sends to a local workload: never
 policed (as in Calico; the datapath's rcl_pol_sent_by_host), and no
 reverse-path check, since the node's own packet arrives on no interface.
-Without --kernel explain knows the node's addresses from its host
-endpoints' expectedIPs."""
+Without --kernel explain takes the node's addresses from its host
+endpoints' expectedIPs, and says so."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ spec:
 """
 
 
+# Without --kernel explain reads no interfaces: it says whose word it took.
+GUESSED = (
+    f"Note: this takes {NODE_IP} for this node's own address, as a HostEndpoint's expectedIPs "
+    "say (--kernel, on the node, checks the datapath's list).\n"
+)
+
+
 @pytest.fixture
 def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -60,7 +67,7 @@ def test_the_nodes_own_flow_to_a_pod_is_allowed_unjudged(capsys, cfg):
     assert out == (
         "shop/web ingress: Allow by this node's own traffic (from the node to a local workload "
         "is never policed, as in Calico; the flow is tracked, so the pod's replies pass)\n"
-        "Verdict: Allow\n"
+        "Verdict: Allow\n" + GUESSED
     )
 
 
@@ -74,4 +81,4 @@ def test_the_nodes_own_flow_through_a_service_to_a_local_backend(capsys, cfg):
     service(cfg, ("10.0.0.1", "n1"))
     out = explained(capsys, cfg, NODE_IP, "10.96.0.80:8000/tcp")
     assert "shop/web ingress: Allow by this node's own traffic" in out, out
-    assert out.endswith("Verdict: Allow\n") and "bpfEnforceRPF" not in out, out
+    assert out.endswith("Verdict: Allow\n" + GUESSED) and "bpfEnforceRPF" not in out, out

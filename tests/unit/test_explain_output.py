@@ -360,6 +360,7 @@ def test_a_kernel_that_decides_otherwise_exits_2(capsys, cfg, monkeypatch):
     (cfg / "all.yaml").write_text("---\n".join([FELIX, WEB, FRONT, POLICY]))
     monkeypatch.setattr(engine_explain, "kernel_verdict", lambda *a: ("Deny", 0))
     monkeypatch.setattr(engine_explain, "program_loaded", lambda *a: True)
+    monkeypatch.setattr(engine_explain, "_not_attached", lambda *a: "")
     code = main(["--explain", "--from", "shop/front", "--to", "web:80/tcp", "--config", str(cfg),
                  "--node", "n1", "--no-cache", "--kernel"])  # fmt: skip
     out = capsys.readouterr().out

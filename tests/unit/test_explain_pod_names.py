@@ -71,10 +71,39 @@ def test_a_pod_name_names_its_workload_endpoint_each_way(capsys, cfg):
     assert (code, by_address) == (0, out)
 
 
+def refusal(name: str, *weps: str) -> str:
+    return (
+        f"error: {name!r} names more than one WorkloadEndpoint ({', '.join(weps)}), by its own "
+        "name or its pod's; name one of them as namespace/name, or the pod as namespace/pod\n"
+    )
+
+
 def test_a_pod_name_two_namespaces_share_is_refused_naming_both(capsys, cfg):
     code, out = explain(capsys, cfg, "api-0", "web-0:80/tcp")
-    assert code == 1
-    assert out == (
-        "error: 'api-0': the pod of more than one WorkloadEndpoint (ops/n1-k8s-api--0-eth0, "
-        "shop/n1-k8s-api--0-eth0); name one of them, or the pod as namespace/pod\n"
-    )
+    assert (code, out) == (1, refusal("api-0", "ops/n1-k8s-api--0-eth0", "shop/n1-k8s-api--0-eth0"))
+
+
+@pytest.mark.parametrize("side", ["--from", "--to"])
+def test_a_workload_endpoint_name_two_namespaces_share_is_refused_naming_both(capsys, cfg, side):
+    both = refusal("n1-k8s-api--0-eth0", "ops/n1-k8s-api--0-eth0", "shop/n1-k8s-api--0-eth0")
+    src, dst = ("n1-k8s-api--0-eth0", "web-0:80/tcp") if side == "--from" else (
+        "web-0", "n1-k8s-api--0-eth0:80/tcp")  # fmt: skip
+    assert explain(capsys, cfg, src, dst) == (1, both)
+    code, out = explain(capsys, cfg, "ops/n1-k8s-api--0-eth0", "web-0:80/tcp")
+    assert code == 0 and "ops/n1-k8s-api--0-eth0 egress" in out, out  # namespace/name: that one
+
+
+def test_a_name_of_one_endpoint_and_the_pod_of_another_is_refused_naming_both(capsys, cfg):
+    # a WorkloadEndpoint in ops named as shop's web endpoint's pod
+    named_web_0 = PODS.split("---\n")[4].replace("n1-k8s-api--0-eth0", "web-0")
+    (cfg / "all.yaml").write_text("---\n".join([FELIX, PODS, named_web_0]))
+    both = refusal("web-0", "ops/web-0", "shop/n1-k8s-web--0-eth0")
+    assert explain(capsys, cfg, "web-0", "10.0.0.2:80/tcp") == (1, both)
+    assert explain(capsys, cfg, "shop/api-0", "web-0:80/tcp") == (1, both)
+
+
+def test_a_bad_target_is_quoted_as_typed_not_as_its_pod_resolved(capsys, cfg):
+    code, out = explain(capsys, cfg, "shop/api-0", "shop/web-0:80")
+    assert (code, out) == (
+        1, "error: --to 'shop/web-0:80': expected DST:PORT/PROTO, e.g. web-0:8080/tcp\n"
+    )  # fmt: skip
