@@ -33,7 +33,7 @@
 #define RCL_POL_HOST_OUT 3
 
 /* rcl_pol_begin results */
-#define RCL_POL_PASS 0 /* not IPv4 (ARP...): policy does not apply */
+#define RCL_POL_PASS 0 /* not IPv4 (ARP...), or the node's own later fragment to its pod: passes */
 #define RCL_POL_EST  1 /* a packet of a flow this side allowed: pass */
 #define RCL_POL_NEW  2 /* needs a verdict */
 #define RCL_POL_DROP 3
@@ -108,6 +108,19 @@ static __always_inline int rcl_pol_related(struct rcl_pol_scratch *ps)
 	return hit.val.type == RCL_CT_POL_FWD || hit.val.type == RCL_CT_POL_REV;
 }
 
+/* Did this node itself send the packet to the pod? A packet the host's
+ * stack made was never received: ingress_ifindex 0. One that arrived on an
+ * interface (a pod's, a host's, also when our tc ingress redirected it)
+ * carries that interface's index, whatever its source says. Then the
+ * source must be one of this node's addresses, as in Calico; asked second,
+ * so forwarded packets never pay that lookup. The node's traffic to its
+ * own workloads is never policed (as Calico: kubelet's probes), yet it is
+ * recorded, so the pod's replies pass its egress policy as replies. */
+static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src)
+{
+	return skb->ingress_ifindex == 0 && rcl_is_host_ip(src);
+}
+
 /* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
 static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
 					 struct rcl_pol_scratch *ps)
@@ -136,8 +149,15 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	struct iphdr *ip = &ps->ip;
 	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)) || ip->version != 4 || ip->ihl < 5)
 		return RCL_POL_DROP;
-	if (ip->frag_off & rcl_htons(0x1fff))
-		return RCL_POL_DROP; /* a later fragment: no ports to judge */
+	if (ip->frag_off & rcl_htons(0x1fff)) {
+		/* A later fragment: no ports to judge or track. The node's own
+		 * pass to its pod, as their first fragment does; any other is
+		 * dropped. from_pod is constant per call site: the other
+		 * programs keep the plain drop. */
+		if (from_pod == RCL_POL_TO_POD && rcl_pol_sent_by_host(skb, ip->saddr))
+			return RCL_POL_PASS;
+		return RCL_POL_DROP;
+	}
 	__u32 l4_off = l3_off + ip->ihl * 4;
 	__u8 p = ip->protocol;
 	f->key.src = ip->saddr;
@@ -290,19 +310,6 @@ static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host
 		rcl_ct_fill(&fc, f->key.proto, v, *now);
 	}
 	return 1;
-}
-
-/* Did this node itself send the packet to the pod? A packet the host's
- * stack made was never received: ingress_ifindex 0. One that arrived on an
- * interface (a pod's, a host's, also when our tc ingress redirected it)
- * carries that interface's index, whatever its source says. Then the
- * source must be one of this node's addresses, as in Calico; asked second,
- * so forwarded packets never pay that lookup. The node's traffic to its
- * own workloads is never policed (as Calico: kubelet's probes), yet it is
- * recorded, so the pod's replies pass its egress policy as replies. */
-static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src)
-{
-	return skb->ingress_ifindex == 0 && rcl_is_host_ip(src);
 }
 
 /* A host endpoint's first look at a new arriving flow, before service NAT:

@@ -4,6 +4,8 @@ flow from a pod is judged; and `--explain --kernel` says so."""
 
 from __future__ import annotations
 
+import sys
+
 from tests.kernel.conftest import WEP
 from tests.kernel.test_policy import BACK, FRONT, OTHER, pods, tcp
 from tests.kernel.test_spoofing import heard_from
@@ -23,9 +25,21 @@ spec:
 """
 
 
+# The node's host endpoint lists an address the node does not hold (a
+# planned one, a VIP elsewhere): the datapath does not take it for the node's.
+HEP = """\
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {{name: node-1-eth0}}
+spec: {{node: node-1, interfaceName: eth0, expectedIPs: ["{node_ip}", "{elsewhere}"]}}
+"""
+ELSEWHERE = "192.168.50.99"
+
+
 def test_the_node_reaches_a_pod_its_policy_denies_to_every_pod(pods):
     node = pods.node
     sb = node.sandbox
+    node.write("hep.yaml", HEP.format(node_ip=sb.node_ip, elsewhere=ELSEWHERE))
     node.write("k8s-deny.yaml", DENY_ALL_BACK)
     node.apply_converged()  # applied twice: the second plan is "No changes."
     # the greeting is back0's reply: it passes back0's egress deny as a reply
@@ -44,6 +58,12 @@ def test_the_node_reaches_a_pod_its_policy_denies_to_every_pod(pods):
     rc, out, err = node.run("--explain", "--from", OTHER.ip, "--to", f"{BACK.ip}:8080/tcp",
                             "--kernel")  # fmt: skip
     assert rc == 0 and out.endswith("Verdict: Deny\n"), out + err
+    # with --kernel the datapath's list of the node's addresses decides, not expectedIPs
+    rc, out, err = node.run("--explain", "--from", ELSEWHERE, "--to", f"{BACK.ip}:8080/tcp",
+                            "--kernel")  # fmt: skip
+    assert rc == 0 and "never policed" not in out, out + err
+    assert "shop/back0 ingress: Deny by tier/default default action" in out, out
+    assert out.endswith("Verdict: Deny\n"), out
 
 
 def test_a_packet_from_a_pod_with_the_nodes_address_is_still_judged(node):
@@ -65,3 +85,39 @@ def test_a_packet_from_a_pod_with_the_nodes_address_is_still_judged(node):
     node.write("k8s-deny.yaml", DENY_ALL_BACK)
     node.apply_converged()
     assert heard_from(node, sb.node_ip) == "TIMEOUT"  # back0's ingress policy judged it
+
+
+# One UDP datagram of 4000 bytes to back0's echo server, larger than the
+# interfaces' MTU: it arrives in fragments, and only whole is it answered.
+BIG_DATAGRAM = """\
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(2)
+    s.sendto(b"x" * 4000, (sys.argv[1], 8080))
+    try:
+        print(s.recv(200).decode())
+    except TimeoutError:
+        print("TIMEOUT")
+"""
+
+
+def big_datagram(pods, netns: str) -> str:
+    out = pods.node.sandbox.exec(netns, sys.executable, "-c", BIG_DATAGRAM, BACK.ip)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_the_nodes_own_fragmented_datagram_reaches_a_pod(pods):
+    """A later fragment carries no ports, so it cannot be judged: the node's
+    own pass (their first is never policed either), any other is dropped."""
+    node = pods.node
+    sb = node.sandbox
+    node.apply_converged()  # the namespace's profile alone allows every flow
+    assert big_datagram(pods, sb.node) == f"back0 {sb.node_ip}"
+    # from outside, through the node: the fragments arrived on an interface
+    assert pods.request("udp", BACK.ip, 8080, ns=sb.ext)[0] == f"back0 {sb.ext_ip}"
+    assert big_datagram(pods, sb.ext) == "TIMEOUT"
+    node.write("k8s-deny.yaml", DENY_ALL_BACK)
+    node.apply_converged()
+    assert big_datagram(pods, sb.node) == f"back0 {sb.node_ip}"
+    assert big_datagram(pods, sb.pod_ns(OTHER)) == "TIMEOUT"
