@@ -15,9 +15,10 @@ demo: setup
 demo-down: setup
 	PYTHONPATH=. $(PY) scripts/demo.py --down
 
-# the kernel tests, and beside them the unit and packaging tests (scripts/test.sh)
+# Two workers, a test file each at a time: the kernel tests spend much of
+# their time waiting (traffic that must be dropped, netlink, a child's build).
 test: setup
-	@bash scripts/test.sh
+	$(PY) -m pytest -ra --timeout=300 --durations=15 -p no:cacheprovider -n 2 --dist loadfile tests
 
 unit: setup
 	$(PY) -m pytest -q -m "not kernel" tests
