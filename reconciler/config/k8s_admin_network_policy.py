@@ -35,6 +35,7 @@ from typing import Any
 from reconciler.config.diagnostics import Path
 from reconciler.config.k8s_network_policy import ORCHESTRATOR_TERM, label_selector, simplify_ports
 from reconciler.config.model import CALICO_API, Resource
+from reconciler.config.shapes import items, mapping
 
 API_VERSION = "policy.networking.k8s.io/v1alpha1"
 ADMIN_KIND = "KubernetesAdminNetworkPolicy"  # the loader's kinds for them
@@ -51,12 +52,6 @@ KINDS = {
 BY_KUBERNETES_KIND = {kubernetes: kind for kind, (kubernetes, _, _) in KINDS.items()}
 
 
-def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> Sequence[Any]:
-    return value if isinstance(value, list) else ()
 
 
 def calico_name(kind: str, name: str) -> str:
@@ -66,8 +61,8 @@ def calico_name(kind: str, name: str) -> str:
 def _pod_selectors(pods: Mapping[str, Any]) -> dict[str, str]:
     """A NamespacedPod: its pods (with the orchestrator term) in its namespaces."""
     return {
-        "selector": label_selector(_map(pods.get("podSelector")), pods=True),
-        "namespaceSelector": label_selector(_map(pods.get("namespaceSelector")), pods=False),
+        "selector": label_selector(mapping(pods.get("podSelector")), pods=True),
+        "namespaceSelector": label_selector(mapping(pods.get("namespaceSelector")), pods=False),
     }
 
 
@@ -76,7 +71,7 @@ def subject_selectors(subject: Mapping[str, Any]) -> dict[str, str]:
     pods = subject.get("pods")
     if isinstance(pods, Mapping):
         return _pod_selectors(pods)
-    namespaces = label_selector(_map(subject.get("namespaces")), pods=False)
+    namespaces = label_selector(mapping(subject.get("namespaces")), pods=False)
     return {"selector": ORCHESTRATOR_TERM, "namespaceSelector": namespaces}
 
 
@@ -85,7 +80,7 @@ def peer_fields(peer: Mapping[str, Any]) -> dict[str, str]:
     pods = peer.get("pods")
     if isinstance(pods, Mapping):
         return _pod_selectors(pods)
-    return {"namespaceSelector": label_selector(_map(peer.get("namespaces")), pods=False)}
+    return {"namespaceSelector": label_selector(mapping(peer.get("namespaces")), pods=False)}
 
 
 def port_groups(ports: Sequence[Any]) -> dict[str, list[int | str]]:
@@ -93,8 +88,8 @@ def port_groups(ports: Sequence[Any]) -> dict[str, list[int | str]]:
     refuses every other kind of port)."""
     groups: dict[str, list[int | str]] = {}
     for entry in ports:
-        entry = _map(entry)
-        number, span = _map(entry.get("portNumber")), _map(entry.get("portRange"))
+        entry = mapping(entry)
+        number, span = mapping(entry.get("portNumber")), mapping(entry.get("portRange"))
         if number:
             port: int | str = number.get("port", 0)
             protocol = number.get("protocol") or "TCP"
@@ -108,8 +103,8 @@ def port_groups(ports: Sequence[Any]) -> dict[str, list[int | str]]:
 def convert_rule(rule: Mapping[str, Any], ingress: bool) -> list[tuple[dict[str, Any], int]]:
     """One Kubernetes rule as Calico's rules, each with the index of the
     peer it came from."""
-    peers = _list(rule.get("from" if ingress else "to"))
-    ports = _list(rule.get("ports"))
+    peers = items(rule.get("from" if ingress else "to"))
+    ports = items(rule.get("ports"))
     groups: dict[str, list[int | str]] | dict[str, None] = (
         port_groups(ports) if ports else {"": None}
     )
@@ -120,7 +115,7 @@ def convert_rule(rule: Mapping[str, Any], ingress: bool) -> list[tuple[dict[str,
             calico: dict[str, Any] = {"action": rule.get("action")}
             if protocol:
                 calico["protocol"] = protocol
-            match: dict[str, Any] = dict(peer_fields(_map(peer)))
+            match: dict[str, Any] = dict(peer_fields(mapping(peer)))
             ported = {"ports": simplify_ports(list(group))} if group else {}
             if ingress:
                 calico["source"] = match
@@ -138,8 +133,8 @@ def _converted_rules(
     ingress = direction == "ingress"
     peers_field = "from" if ingress else "to"
     out: list[dict[str, Any]] = []
-    for i, rule in enumerate(_list(spec.get(direction))):
-        for calico, peer in convert_rule(_map(rule), ingress):
+    for i, rule in enumerate(items(spec.get(direction))):
+        for calico, peer in convert_rule(mapping(rule), ingress):
             at: Path = ("spec", direction, len(out))
             source: Path = ("spec", direction, i)
             lines[at] = source
@@ -158,7 +153,7 @@ def to_calico(resource: Resource) -> Resource:
     """The Calico GlobalNetworkPolicy of a (validated) admin policy."""
     spec = resource.spec
     _, _, tier = KINDS[resource.kind]
-    subject = _map(spec.get("subject"))
+    subject = mapping(spec.get("subject"))
     sources: dict[Path, Path] = {
         ("metadata",): ("metadata",),
         ("metadata", "name"): ("metadata", "name"),
@@ -180,7 +175,7 @@ def to_calico(resource: Resource) -> Resource:
         rules = _converted_rules(spec, direction, sources)
         if rules:
             calico_spec[direction] = rules
-        if _list(spec.get(direction)):
+        if items(spec.get(direction)):
             types.append(kind)
     calico_spec["types"] = types or ["Ingress"]
     name = calico_name(resource.kind, resource.name)

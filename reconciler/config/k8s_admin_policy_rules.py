@@ -11,12 +11,13 @@ a wider rule. Pure; every check tolerates shapes the schema refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Finding, Path
-from reconciler.config.k8s_policy_rules import _selector as label_selector_findings
+from reconciler.config.k8s_policy_rules import rule_entries, selector_findings
 from reconciler.config.model import Resource
+from reconciler.config.shapes import mapping
 
 _NOT_ENFORCED = {
     "nodes": "select the nodes' addresses with nets in a GlobalNetworkPolicy instead",
@@ -27,12 +28,6 @@ _NOT_ENFORCED = {
 _EGRESS_PEERS = ("namespaces", "pods", "nodes", "networks")
 
 
-def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> Sequence[Any]:
-    return value if isinstance(value, list) else ()
 
 
 def _one_of(holder: Mapping[str, Any], fields: tuple[str, ...], path: Path) -> Iterator[Finding]:
@@ -45,10 +40,10 @@ def _one_of(holder: Mapping[str, Any], fields: tuple[str, ...], path: Path) -> I
 
 
 def _selectors(holder: Mapping[str, Any], path: Path) -> Iterator[Finding]:
-    yield from label_selector_findings(holder.get("namespaces"), (*path, "namespaces"))
-    pods = _map(holder.get("pods"))
+    yield from selector_findings(holder.get("namespaces"), (*path, "namespaces"))
+    pods = mapping(holder.get("pods"))
     for field in ("namespaceSelector", "podSelector"):
-        yield from label_selector_findings(pods.get(field), (*path, "pods", field))
+        yield from selector_findings(pods.get(field), (*path, "pods", field))
 
 
 def _port(port: Mapping[str, Any], path: Path) -> Iterator[Finding]:
@@ -57,7 +52,7 @@ def _port(port: Mapping[str, Any], path: Path) -> Iterator[Finding]:
             (*path, "namedPort"),
             "a named port is not enforced by this node: give the port's number as portNumber",
         )
-    span = _map(port.get("portRange"))
+    span = mapping(port.get("portRange"))
     start, end = span.get("start"), span.get("end")
     if isinstance(start, int) and isinstance(end, int) and end <= start:
         yield Finding(
@@ -68,29 +63,24 @@ def _port(port: Mapping[str, Any], path: Path) -> Iterator[Finding]:
 
 
 def _rules(spec: Mapping[str, Any]) -> Iterator[Finding]:
-    for direction, peers in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(_list(spec.get(direction))):
-            rule = _map(rule)
-            at: Path = ("spec", direction, i)
-            for j, port in enumerate(_list(rule.get("ports"))):
-                yield from _port(_map(port), (*at, "ports", j))
-            kinds = ("namespaces", "pods") if direction == "ingress" else _EGRESS_PEERS
-            for j, peer in enumerate(_list(rule.get(peers))):
-                peer = _map(peer)
-                yield from _one_of(peer, kinds, (*at, peers, j))
-                yield from _selectors(peer, (*at, peers, j))
-                for field, instead in _NOT_ENFORCED.items():
-                    if peer.get(field) is None:
-                        continue
-                    if direction == "ingress":
-                        yield Finding((*at, peers, j, field),
-                                      f"a {field} peer is of egress rules only (to)")  # fmt: skip
-                    else:
-                        yield Finding(
-                            (*at, peers, j, field),
-                            f"a {field} peer is not enforced by this node (Calico's "
-                            f"conversion of it is not reproduced here): {instead}",
-                        )
+    for direction, field, at, entry in rule_entries(spec):
+        if field == "ports":
+            yield from _port(entry, at)
+            continue
+        kinds = ("namespaces", "pods") if direction == "ingress" else _EGRESS_PEERS
+        yield from _one_of(entry, kinds, at)
+        yield from _selectors(entry, at)
+        for kind, instead in _NOT_ENFORCED.items():
+            if entry.get(kind) is None:
+                continue
+            if direction == "ingress":
+                yield Finding((*at, kind), f"a {kind} peer is of egress rules only (to)")
+            else:
+                yield Finding(
+                    (*at, kind),
+                    f"a {kind} peer is not enforced by this node (Calico's "
+                    f"conversion of it is not reproduced here): {instead}",
+                )
 
 
 def check(resource: Resource) -> Iterator[Finding]:
@@ -98,7 +88,7 @@ def check(resource: Resource) -> Iterator[Finding]:
     subject = spec.get("subject")
     if isinstance(subject, Mapping):
         yield from _one_of(subject, ("namespaces", "pods"), ("spec", "subject"))
-    yield from _selectors(_map(subject), ("spec", "subject"))
+    yield from _selectors(mapping(subject), ("spec", "subject"))
     yield from _rules(spec)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from reconciler.config.diagnostics import Path
 from reconciler.config.model import CALICO_API, Resource
+from reconciler.config.shapes import items, mapping
 
 KIND = "KubernetesNetworkPolicy"  # the loader's kind for it (Calico's name for the kind)
 API_VERSION = "networking.k8s.io/v1"
@@ -55,12 +56,6 @@ def calico_name(name: str) -> str:
     return NAME_PREFIX + name
 
 
-def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> Sequence[Any]:
-    return value if isinstance(value, list) else ()
 
 
 def label_selector(selector: object, pods: bool) -> str:
@@ -70,14 +65,14 @@ def label_selector(selector: object, pods: bool) -> str:
     terms = [ORCHESTRATOR_TERM] if pods else []
     if not isinstance(selector, Mapping):
         return " && ".join(terms)
-    labels = _map(selector.get("matchLabels"))
-    expressions = _list(selector.get("matchExpressions"))
+    labels = mapping(selector.get("matchLabels"))
+    expressions = items(selector.get("matchExpressions"))
     if not pods and not labels and not expressions:
         return "all()"
     terms += [f"{key} == '{labels[key]}'" for key in sorted(labels)]
     for expression in expressions:
         key = expression.get("key")
-        values = "', '".join(str(v) for v in _list(expression.get("values")))
+        values = "', '".join(str(v) for v in items(expression.get("values")))
         operator = expression.get("operator")
         if operator == "In":
             terms.append(f"{key} in {{ '{values}' }}")
@@ -134,7 +129,7 @@ def _port_groups(ports: Sequence[Any]) -> dict[str, list[CalicoPort] | None]:
         return {"": None}
     groups: dict[str, list[CalicoPort] | None] = {}
     for entry in ports:
-        entry = _map(entry)
+        entry = mapping(entry)
         protocol = str(entry.get("protocol") or "TCP")
         port = _port(entry)
         if port is None:
@@ -150,7 +145,7 @@ def _peer_fields(peer: Mapping[str, Any] | None) -> dict[str, Any]:
     block = peer.get("ipBlock")
     if isinstance(block, Mapping):
         fields: dict[str, Any] = {"nets": [_network(block.get("cidr"))]}
-        excepts = [_network(e) for e in _list(block.get("except"))]
+        excepts = [_network(e) for e in items(block.get("except"))]
         if excepts:
             fields["notNets"] = excepts
         return fields
@@ -174,9 +169,9 @@ def convert_rule(rule: Mapping[str, Any], ingress: bool) -> list[tuple[dict[str,
     it came from (None: no peers). Raises Unconvertible as Calico's
     converter fails on it."""
     peers: list[tuple[Mapping[str, Any] | None, int | None]] = [
-        (_map(p), i) for i, p in enumerate(_list(rule.get("from" if ingress else "to")))
+        (mapping(p), i) for i, p in enumerate(items(rule.get("from" if ingress else "to")))
     ] or [(None, None)]
-    groups = _port_groups(_list(rule.get("ports")))
+    groups = _port_groups(items(rule.get("ports")))
     out = []
     for protocol in sorted(groups):
         ports = groups[protocol]
@@ -197,9 +192,9 @@ def convert_rule(rule: Mapping[str, Any], ingress: bool) -> list[tuple[dict[str,
 
 def policy_types(spec: Mapping[str, Any]) -> list[str]:
     """Kubernetes' defaulting, then Calico's order (Ingress before Egress)."""
-    given = {t for t in _list(spec.get("policyTypes")) if t in ("Ingress", "Egress")}
+    given = {t for t in items(spec.get("policyTypes")) if t in ("Ingress", "Egress")}
     if not given:
-        given = {"Ingress", "Egress"} if _list(spec.get("egress")) else {"Ingress"}
+        given = {"Ingress", "Egress"} if items(spec.get("egress")) else {"Ingress"}
     return [t for t in ("Ingress", "Egress") if t in given]
 
 
@@ -211,9 +206,9 @@ def _converted_rules(
     ingress = direction == "ingress"
     peers_field = "from" if ingress else "to"
     out: list[dict[str, Any]] = []
-    for i, rule in enumerate(_list(spec.get(direction))):
+    for i, rule in enumerate(items(spec.get(direction))):
         try:
-            converted = convert_rule(_map(rule), ingress)
+            converted = convert_rule(mapping(rule), ingress)
         except Unconvertible:
             continue
         for calico, peer in converted:
@@ -248,7 +243,7 @@ def to_calico(resource: Resource) -> Resource:
     }
     calico_spec: dict[str, Any] = {
         "order": ORDER,
-        "selector": label_selector(_map(spec.get("podSelector")), pods=True),
+        "selector": label_selector(mapping(spec.get("podSelector")), pods=True),
     }
     for direction in ("ingress", "egress"):
         rules = _converted_rules(spec, direction, sources)

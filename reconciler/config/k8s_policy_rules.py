@@ -12,34 +12,27 @@ address. Pure; every check tolerates shapes the schema refuses.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reconciler.config.diagnostics import Finding, Path, Severity
 from reconciler.config.model import Resource
-
-
-def _map(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> Sequence[Any]:
-    return value if isinstance(value, list) else ()
+from reconciler.config.shapes import items, mapping
 
 
 def _number(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _selector(selector: object, path: Path) -> Iterator[Finding]:
-    for i, expression in enumerate(_list(_map(selector).get("matchExpressions"))):
-        expression = _map(expression)
+def selector_findings(selector: object, path: Path) -> Iterator[Finding]:
+    for i, expression in enumerate(items(mapping(selector).get("matchExpressions"))):
+        expression = mapping(expression)
         operator, values = expression.get("operator"), expression.get("values")
         at = (*path, "matchExpressions", i, "values")
-        if operator in ("In", "NotIn") and not _list(values):
+        if operator in ("In", "NotIn") and not items(values):
             yield Finding(at, f"must be specified when operator is {operator}: list the values "
                               "the label may (In) or may not (NotIn) have")  # fmt: skip
-        elif operator in ("Exists", "DoesNotExist") and _list(values):
+        elif operator in ("Exists", "DoesNotExist") and items(values):
             yield Finding(at, f"may not be specified when operator is {operator}: remove "
                               "values (or use In or NotIn)")  # fmt: skip
 
@@ -81,7 +74,7 @@ def _ip_block(block: Mapping[str, Any], path: Path) -> Iterator[Finding]:
                                         f"such as {cidr}/32")]  # fmt: skip
     yield from bad
     outer = None if bad or not isinstance(cidr, str) else ipaddress.ip_network(cidr, strict=False)
-    for i, text in enumerate(_list(block.get("except"))):
+    for i, text in enumerate(items(block.get("except"))):
         at = (*path, "except", i)
         problems = list(_network(text, at))
         yield from problems
@@ -107,31 +100,36 @@ def _peer(peer: Mapping[str, Any], path: Path) -> Iterator[Finding]:
         yield Finding(path, "may not specify both ipBlock and another peer: write the "
                             "selectors as a peer of their own")  # fmt: skip
     for field in ("podSelector", "namespaceSelector"):
-        yield from _selector(peer.get(field), (*path, field))
+        yield from selector_findings(peer.get(field), (*path, field))
     block = peer.get("ipBlock")
     if isinstance(block, Mapping):
         yield from _ip_block(block, (*path, "ipBlock"))
 
 
-def _rules(spec: Mapping[str, Any]) -> Iterator[Finding]:
+def rule_entries(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, Path, Mapping[str, Any]]]:
+    """Each entry of every rule's `ports` and peers (`from` on ingress, `to`
+    on egress), in order: (direction, its list's field, its path, the entry)."""
     for direction, peers in (("ingress", "from"), ("egress", "to")):
-        for i, rule in enumerate(_list(spec.get(direction))):
-            rule = _map(rule)
-            at: Path = ("spec", direction, i)
-            for j, port in enumerate(_list(rule.get("ports"))):
-                yield from _port(_map(port), (*at, "ports", j))
-            for j, peer in enumerate(_list(rule.get(peers))):
-                yield from _peer(_map(peer), (*at, peers, j))
+        for i, rule in enumerate(items(spec.get(direction))):
+            rule = mapping(rule)
+            for field in ("ports", peers):
+                for j, entry in enumerate(items(rule.get(field))):
+                    yield direction, field, ("spec", direction, i, field, j), mapping(entry)
+
+
+def _rules(spec: Mapping[str, Any]) -> Iterator[Finding]:
+    for _, field, at, entry in rule_entries(spec):
+        yield from _port(entry, at) if field == "ports" else _peer(entry, at)
 
 
 def _ignored_rules(spec: Mapping[str, Any]) -> Iterator[Finding]:
     """Rules of a direction policyTypes leaves out: Kubernetes takes them and
     no implementation enforces them."""
-    types = _list(spec.get("policyTypes"))
+    types = items(spec.get("policyTypes"))
     if not types:
         return
     for direction, kind in (("ingress", "Ingress"), ("egress", "Egress")):
-        if _list(spec.get(direction)) and kind not in types:
+        if items(spec.get(direction)) and kind not in types:
             yield Finding(
                 ("spec", direction),
                 f"{direction} rules are ignored: policyTypes does not include {kind}",
@@ -141,6 +139,6 @@ def _ignored_rules(spec: Mapping[str, Any]) -> Iterator[Finding]:
 
 def check(resource: Resource) -> Iterator[Finding]:
     spec = resource.spec
-    yield from _selector(spec.get("podSelector"), ("spec", "podSelector"))
+    yield from selector_findings(spec.get("podSelector"), ("spec", "podSelector"))
     yield from _rules(spec)
     yield from _ignored_rules(spec)
