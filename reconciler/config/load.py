@@ -31,7 +31,7 @@ from ruamel.yaml.events import (
     StreamEndEvent,
 )
 
-from reconciler.config import k8s_admin_network_policy, k8s_network_policy, yaml11
+from reconciler.config import converted_kinds, yaml11
 from reconciler.config.diagnostics import Diagnostic, Path, Severity, format_path
 from reconciler.config.limits import (
     MAX_DEPTH,
@@ -368,9 +368,7 @@ def _is_calico(api_version: object) -> bool:
 
 # Network policy of Kubernetes' own APIs that this node does not enforce: a
 # security resource, so an error (never a note a push could slip by with).
-# networking.k8s.io/v1 NetworkPolicy is read (reconciler.config.k8s_network_policy),
-# and so are v1alpha1 AdminNetworkPolicy and BaselineAdminNetworkPolicy
-# (reconciler.config.k8s_admin_network_policy), which Calico v3.31 enforces.
+# The kinds it does read and convert are reconciler.config.converted_kinds'.
 KUBERNETES_POLICY = {
     ("policy.networking.k8s.io", "ClusterNetworkPolicy"): "a projectcalico.org/v3 "
     "GlobalNetworkPolicy",
@@ -386,20 +384,9 @@ def _check_api_group(body: dict[str, Any], kind: str, line: int, lines: dict[Pat
     group = api_version.split("/")[0]
     at = lines.get(("apiVersion",), line)
     instead = KUBERNETES_POLICY.get((group, kind))
-    if kind == "NetworkPolicy" and group in ("networking.k8s.io", "extensions"):
-        raise LoadError(
-            at,
-            f"NetworkPolicy of {api_version} is not a version Kubernetes serves: write "
-            f"apiVersion: {k8s_network_policy.API_VERSION}",
-            ("apiVersion",),
-        )
-    if kind in k8s_admin_network_policy.BY_KUBERNETES_KIND and group == "policy.networking.k8s.io":
-        raise LoadError(
-            at,
-            f"{kind} of {api_version} is not a version Calico v3.31 enforces: write "
-            f"apiVersion: {k8s_admin_network_policy.API_VERSION}",
-            ("apiVersion",),
-        )
+    unread = converted_kinds.unread_version(api_version, kind)
+    if unread is not None:
+        raise LoadError(at, unread, ("apiVersion",))
     if instead is not None:
         raise LoadError(
             at,
@@ -477,16 +464,11 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
         )
     if not isinstance(kind, str) or not kind:
         raise LoadError(lines.get(("kind",), line), "missing 'kind'", ("kind",))
-    # Kubernetes' NetworkPolicy shares its kind with Calico's: it is loaded
-    # under a kind of its own, and validation converts it to Calico's.
-    kubernetes_policy = (
-        kind == "NetworkPolicy" and body.get("apiVersion") == k8s_network_policy.API_VERSION
-    )
-    admin_kind = k8s_admin_network_policy.BY_KUBERNETES_KIND.get(kind)
-    if kubernetes_policy:
-        kind = k8s_network_policy.KIND
-    elif admin_kind and body.get("apiVersion") == k8s_admin_network_policy.API_VERSION:
-        kind = admin_kind  # cluster-scoped, converted by validation as NetworkPolicy is
+    # A converted kind (Kubernetes' NetworkPolicy shares its kind with
+    # Calico's) is loaded under a kind of its own; validation converts it.
+    converted = converted_kinds.converted(body.get("apiVersion"), kind)
+    if converted is not None:
+        kind = converted.kind
     elif kind not in KINDS:
         _check_kind(body, kind, line, lines)
     elif body.get("apiVersion") != KINDS[kind]:
@@ -497,12 +479,11 @@ def _resource_from(body: Any, file: str, line: int, lines: dict[Path, int]) -> R
     # repository names it; kubectl's "default" is not assumed), and named
     # without one meanwhile.
     namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    namespaced = converted.namespaced if converted is not None else kind in NAMESPACED_KINDS
     return Resource(
         kind=kind,
         name=name if isinstance(name, str) else "<unnamed>",
-        namespace=namespace
-        if isinstance(namespace, str) and (kind in NAMESPACED_KINDS or kubernetes_policy)
-        else None,
+        namespace=namespace if isinstance(namespace, str) and namespaced else None,
         body=body,
         file=file,
         line=line,
@@ -631,7 +612,6 @@ def _ref_guess(body: Any) -> str:
     return _named(kind, body.get("metadata"))
 
 
-
 def with_lines(resource: Resource) -> Resource:
     """`resource` with its line map, for an error that names a field's line.
     One rebuilt from the validation cache has none: its file is read again,
@@ -646,12 +626,8 @@ def with_lines(resource: Resource) -> Resource:
     except OSError:
         return resource
     for found in load(data, resource.file).resources:
-        if found.kind == k8s_network_policy.KIND:
-            found = k8s_network_policy.to_calico(found)  # as validation stored it
-        elif found.kind in k8s_admin_network_policy.KINDS and resource.name == (
-            k8s_admin_network_policy.calico_name(found.kind, found.name)
-        ):
-            found = k8s_admin_network_policy.to_calico(found)
+        if converted_kinds.converted_name(found) == resource.name:
+            found = converted_kinds.enforced(found)  # as validation stored it
         if found.key == resource.key and found.body == resource.body:
             return found
     return resource

@@ -18,7 +18,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
-from reconciler.config import calico_rules, k8s_admin_network_policy, k8s_network_policy, node_ports
+from reconciler.config import calico_rules, converted_kinds, node_ports
 from reconciler.config.diagnostics import Diagnostic, Finding, Path, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -107,10 +107,10 @@ def validate_file(path: str, data: bytes) -> FileResult:
         )
         diagnostics.extend(found)
         valid = not any(d.severity is Severity.ERROR for d in found)
-        # what the rest of the pipeline reads: a valid Kubernetes (admin)
-        # network policy as the Calico policy Calico makes of it
+        # what the rest of the pipeline reads: a valid resource of a converted
+        # kind as the Calico policy Calico makes of it
         if valid:
-            resource = k8s_admin_network_policy.enforced(k8s_network_policy.enforced(resource))
+            resource = converted_kinds.enforced(resource)
         resources.append(resource)
     return FileResult(path, tuple(resources), tuple(diagnostics))
 
@@ -303,9 +303,7 @@ def duplicate_findings(idents: Sequence[Ident]) -> list[Diagnostic]:
                     line,
                     ref,
                     "metadata.name",
-                    message
-                    + k8s_network_policy.collision_hint(kind, name)
-                    + k8s_admin_network_policy.collision_hint(kind, name),
+                    message + converted_kinds.collision_hint(kind, name),
                 )
             )
     return out
