@@ -121,8 +121,52 @@ static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src
 	return skb->ingress_ifindex == 0 && rcl_is_host_ip(src);
 }
 
+/* Fragmented IPv4 datagrams. Only the first fragment carries the L4
+ * header; the ports a policy point found in it are kept by the datagram's
+ * (source, destination, protocol, IP id) in rcl_frag when the fragment
+ * passes there, and its later fragments take them from that record: they
+ * are then packets of that flow, passed on its conntrack entry alone (never
+ * judged as a new flow: no header to judge). One without a record (ahead of
+ * its first, or its first was dropped) is dropped, as is one whose flow
+ * this side has not approved. Each policy point records the datagram as it
+ * sees it (a client's egress before service NAT, a backend's ingress after). */
+#define RCL_POL_FRAG_FIRST 1 /* more fragments follow, offset 0 */
+#define RCL_POL_FRAG_LATER 2 /* offset > 0: no L4 header */
+
+static __always_inline struct rcl_frag_key *rcl_pol_frag_key(struct rcl_pol_scratch *ps)
+{
+	struct rcl_frag_key *k = &ps->frag_key;
+	k->src = ps->f.key.src;
+	k->dst = ps->f.key.dst;
+	k->id = ps->f.ip_id;
+	k->proto = ps->f.key.proto;
+	k->pad = 0;
+	return k;
+}
+
+/* A first fragment that passed: its ports, for the fragments that follow. */
+static __always_inline void rcl_pol_frag_note(struct rcl_pol_scratch *ps)
+{
+	ps->frag_ports.sport = ps->f.key.sport;
+	ps->frag_ports.dport = ps->f.key.dport;
+	rcl_frag.update(rcl_pol_frag_key(ps), &ps->frag_ports);
+}
+
+/* A later fragment's ports, from its first's record, into ps->f.key: 0
+ * when there is none. */
+static __always_inline int rcl_pol_frag_ports(struct rcl_pol_scratch *ps)
+{
+	struct rcl_frag_ports *v = rcl_frag.lookup(rcl_pol_frag_key(ps));
+	if (!v)
+		return 0;
+	ps->f.key.sport = v->sport;
+	ps->f.key.dport = v->dport;
+	ps->f.trackable = 1;
+	return 1;
+}
+
 /* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
-static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
+static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int from_pod,
 					 struct rcl_pol_scratch *ps)
 {
 	__u64 *now = &ps->now;
@@ -149,15 +193,12 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	struct iphdr *ip = &ps->ip;
 	if (rcl_skb_read(skb, l3_off, ip, sizeof(*ip)) || ip->version != 4 || ip->ihl < 5)
 		return RCL_POL_DROP;
-	if (ip->frag_off & rcl_htons(0x1fff)) {
-		/* A later fragment: no ports to judge or track. The node's own
-		 * pass to its pod, as their first fragment does; any other is
-		 * dropped. from_pod is constant per call site: the other
-		 * programs keep the plain drop. */
-		if (from_pod == RCL_POL_TO_POD && rcl_pol_sent_by_host(skb, ip->saddr))
-			return RCL_POL_PASS;
-		return RCL_POL_DROP;
-	}
+	/* A later fragment of the node's own to its pod passes, as its first
+	 * does (unjudged, see rcl_pol_sent_by_host); from_pod is constant per
+	 * call site: the other programs fold the check away. */
+	if ((ip->frag_off & rcl_htons(0x1fff)) && from_pod == RCL_POL_TO_POD &&
+	    rcl_pol_sent_by_host(skb, ip->saddr))
+		return RCL_POL_PASS;
 	__u32 l4_off = l3_off + ip->ihl * 4;
 	__u8 p = ip->protocol;
 	f->key.src = ip->saddr;
@@ -167,8 +208,13 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	f->peer = to_peer ? ip->daddr : ip->saddr;
 	f->local = to_peer ? ip->saddr : ip->daddr;
 	f->side = host ? RCL_CT_POL_HOST : from_pod ? RCL_CT_POL_SRC : RCL_CT_POL_DST;
+	f->ip_id = ip->id;
 	__u16 *l4 = (__u16 *)ps->l4;
-	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
+	if (ip->frag_off & rcl_htons(0x1fff)) {
+		f->frag = RCL_POL_FRAG_LATER;
+		if (!rcl_pol_frag_ports(ps))
+			return RCL_POL_DROP;
+	} else if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
 		if (p == IPPROTO_TCP ? rcl_skb_read(skb, l4_off, ps->l4, 14)
 				     : rcl_skb_read(skb, l4_off, ps->l4, 4))
 			return RCL_POL_DROP;
@@ -198,6 +244,8 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 	}
 	if (!f->trackable)
 		return RCL_POL_NEW;
+	if (ip->frag_off & rcl_htons(0x2000))
+		f->frag = RCL_POL_FRAG_FIRST;
 
 	struct rcl_ct_hit ct, *hit = &ct; /* (hits hold pointers: on the stack, where the verifier sees them) */
 	if (!rcl_ct_lookup(&f->key, now, hit))
@@ -221,6 +269,20 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
 		return RCL_POL_EST;
 	}
 	return RCL_POL_NEW;
+}
+
+/* Parse the packet and look it up in conntrack (rcl_pol_look): RCL_POL_*.
+ * A later fragment whose flow this side has not passed is dropped, not
+ * judged; a first fragment that passes on its flow's entry is recorded. */
+static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
+					 struct rcl_pol_scratch *ps)
+{
+	int pol = rcl_pol_look(skb, l3_off, from_pod, ps);
+	if (pol == RCL_POL_NEW && ps->f.frag == RCL_POL_FRAG_LATER)
+		return RCL_POL_DROP;
+	if (pol == RCL_POL_EST && ps->f.frag == RCL_POL_FRAG_FIRST)
+		rcl_pol_frag_note(ps);
+	return pol;
 }
 
 /* Is a packet that rcl_pol_begin could not pass a reply of a live flow the
@@ -259,7 +321,7 @@ static __always_inline int rcl_pol_rejoin(struct rcl_pol_scratch *ps)
  * passes without a verdict, rcl_pol_rejoin); record an allowed flow.
  * to_host_dropped: a new flow is dropped before its verdict (the
  * defaultEndpointToHostAction, rcl_pol_to_host_dropped). 1: pass, 0: drop. */
-static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host_dropped)
+static __always_inline int rcl_pol_admit_flow(struct rcl_pol_scratch *ps, int to_host_dropped)
 {
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
@@ -309,6 +371,17 @@ static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host
 		v->flags = f->side | f->pktflags;
 		rcl_ct_fill(&fc, f->key.proto, v, *now);
 	}
+	return 1;
+}
+
+/* rcl_pol_admit_flow, and an admitted first fragment recorded for the
+ * fragments that follow. 1: pass, 0: drop. */
+static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host_dropped)
+{
+	if (!rcl_pol_admit_flow(ps, to_host_dropped))
+		return 0;
+	if (ps->f.frag == RCL_POL_FRAG_FIRST)
+		rcl_pol_frag_note(ps);
 	return 1;
 }
 

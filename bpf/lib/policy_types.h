@@ -1,4 +1,4 @@
-/* Network policy maps' types. Mirrored in reconciler/policy_layout.py;
+/* Network policy maps' types. Mirrored in reconciler/datapath/maps/policy_types.py;
  * tests/kernel/test_policy_layout.py checks sizes and offsets against what bcc
  * compiles. "_be" = network byte order. */
 #ifndef RCL_POLICY_TYPES_H
@@ -33,6 +33,23 @@ struct rcl_pol_ep {
 	__u32 ifindex;
 	__u32 prog[2];
 	__u32 pad;
+};
+
+/* rcl_frag: a fragmented IPv4 datagram, as a policy point saw its first
+ * fragment -> that fragment's ports (TCP, UDP, SCTP, UDPLite; an ICMP
+ * echo's id in both), which its later fragments do not carry. 12 bytes. */
+struct rcl_frag_key {
+	__u32 src;  /* _be */
+	__u32 dst;  /* _be */
+	__u16 id;   /* _be the IP identification */
+	__u8 proto;
+	__u8 pad;
+};
+
+/* 4 bytes. */
+struct rcl_frag_ports {
+	__u16 sport; /* _be */
+	__u16 dport; /* _be */
 };
 
 /* A class lookup's key: 12 bytes. rcl_pol_exact holds single addresses and

@@ -34,6 +34,9 @@ struct rcl_pol_flow {
 	__u8 trackable;        /* has a flow: TCP, UDP, SCTP, UDPLite, ICMP echo */
 	__u8 side;             /* RCL_CT_POL_SRC (from the pod), _DST (to it) or _HOST */
 	__u8 forced;           /* allowed without a verdict: a failsafe port, or no policy here */
+	__u16 ip_id;           /* _be the IP identification of a fragment */
+	__u8 frag;             /* RCL_POL_FRAG_FIRST or _LATER: a fragment of a datagram (policy.h) */
+	__u8 pad;
 };
 
 /* A policy point's working state. Per CPU, not on the stack: inlined into
@@ -43,6 +46,8 @@ struct rcl_pol_scratch {
 	struct rcl_pol_flow f;
 	struct rcl_ct_key key2;
 	struct rcl_ct_val val;
+	struct rcl_frag_key frag_key; /* a fragment's record (policy.h), here for */
+	struct rcl_frag_ports frag_ports; /* the reason the headers are (below) */
 	__u64 now;   /* the clock, once read (0: not yet) */
 	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
 	__u32 verdict;

@@ -73,6 +73,7 @@ MAP_SIZES = {  # map -> the FelixConfiguration field that sizes it
 FIXED_MAPS = {
     MAP_GLOBALS: 1,
     MAP_REJECT_TAT: 1,
+    policy_types.MAP_FRAG: policy_types.FRAG_SIZE,
     nat.MAP_NAT_GLOBALS: 1,
     nat.MAP_NAT_STATS: nat.NAT_STATS_SIZE,
     nat.MAP_NAT_SRC: nat.DEFAULT_SIZES[nat.MAP_NAT_SRC],

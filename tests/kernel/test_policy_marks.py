@@ -34,7 +34,7 @@ from tests.kernel.test_upgrade import (
 BEFORE = "d130d67"  # the last commit before recognised policy maps and the incremental compile
 VERDICTS = f"{Address.of_map(pl.MAP_VERDICT)}/"
 # Pinned maps the datapath has gained since BEFORE: an upgrade creates them.
-MAPS_SINCE_BEFORE = {"rcl_reject_tat", "rcl_nat_src", "rcl_wep_src"}
+MAPS_SINCE_BEFORE = {"rcl_reject_tat", "rcl_nat_src", "rcl_wep_src", "rcl_frag"}
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ MAP_EXACT = "rcl_pol_exact"
 MAP_LPM = "rcl_pol_lpm"
 MAP_VERDICT = "rcl_pol_verdict"
 SIZES = {MAP_EXACT: 262144, MAP_LPM: 65536, MAP_VERDICT: 262144}  # -DRCL_POL_*_SIZE defaults
+MAP_FRAG = "rcl_frag"  # LRU: a fragmented datagram's ports, the datapath's own (policy.h)
+FRAG_SIZE = 8192  # RCL_FRAG_SIZE
 
 # struct rcl_pol_ep { __u32 ifindex; __u32 prog[2]; __u32 pad; }
 EP = struct.Struct("=III4x")
@@ -40,6 +42,11 @@ LPM_ADDR_BASE = 64  # prog, kind, proto, port: an address prefix /n is 64 + n
 LPM_PORT_BASE = 48  # prog, kind, proto: a port prefix /n is 48 + n
 LPM_ANY_PROTO = 40  # prog, kind
 
+# struct rcl_frag_key { __u32 src_be, dst_be; __u16 id_be; __u8 proto, pad; }
+FRAG_KEY = struct.Struct("=4s4s2sBx")
+# struct rcl_frag_ports { __u16 sport_be, dport_be; }
+FRAG_PORTS = struct.Struct("=2s2s")
+
 # C struct -> (codec, field names in C order; pad fields omitted).
 LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "rcl_pol_ep": (EP, ("ifindex", "prog[0]", "prog[1]")),
@@ -48,6 +55,8 @@ LAYOUTS: dict[str, tuple[struct.Struct, tuple[str, ...]]] = {
     "rcl_pol_cls": (CLS, ("cls", "flags")),
     "rcl_pol_cell_key": (CELL_KEY, ("prog", "aclass", "pclass", "sclass")),
     "rcl_pol_verdict": (VERDICT, ("rule", "action")),
+    "rcl_frag_key": (FRAG_KEY, ("src", "dst", "id", "proto")),
+    "rcl_frag_ports": (FRAG_PORTS, ("sport", "dport")),
 }
 
 
