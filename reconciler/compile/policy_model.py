@@ -462,8 +462,32 @@ class _Ctx:
                     str(sa) if sa else None, sa_labels, ns_labels)  # fmt: skip
 
 
+def given(value: object) -> str | None:
+    """A selector-valued field's text, None when it is unset. Calico's Go
+    types hold every selector (a policy's selector, namespaceSelector and
+    serviceAccountSelector; a rule side's selector, notSelector,
+    namespaceSelector and serviceAccounts.selector) as a plain string with
+    omitempty, so "" and a field left out are one value once decoded, and
+    libcalico-go acts on each only when it is not "" (a Helm chart that
+    renders `namespaceSelector: ""` means no namespaceSelector)."""
+    return None if value is None or value == "" else str(value)
+
+
 def _sel(text: object) -> Selector | None:
-    return None if text is None else parse_cached(str(text))
+    """The parsed selector; None when unset (a policy's own selector unset
+    is all(), a rule side's is no constraint: each caller says which)."""
+    text = given(text)
+    return None if text is None else parse_cached(text)
+
+
+def _accounts(entity: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A rule side's serviceAccounts, None when it constrains nothing: with
+    no names and no selector Calico makes no selector of it (`{}`, `names:
+    []`, `selector: ""`), so it does not narrow the side to pods."""
+    sa = entity.get("serviceAccounts")
+    if not isinstance(sa, Mapping) or (not sa.get("names") and given(sa.get("selector")) is None):
+        return None
+    return sa
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +572,7 @@ def _selects_host(pol: Resource, ep: Endpoint, chain: str) -> bool:
     ns_sel = _sel(spec.get("namespaceSelector"))
     if ns_sel is not None and not any(isinstance(n, Global) for n in ns_sel.walk()):
         return False  # a namespace: never a host endpoint's
-    if spec.get("serviceAccountSelector") is not None:
+    if given(spec.get("serviceAccountSelector")) is not None:
         return False
     sel = _sel(spec.get("selector"))
     return sel is None or sel.matches(ep.peer.labels)
@@ -815,15 +839,15 @@ class _Resolver:
     ) -> tuple[Peer, ...] | None:
         """The objects an entity's (not)selector, namespaceSelector and
         serviceAccounts pick, in the policy's scope; None: no such constraint."""
-        sel_text = entity.get(selector_field)
-        ns_text = entity.get("namespaceSelector") if selector_field == "selector" else None
-        sa = entity.get("serviceAccounts") if selector_field == "selector" else None
+        sel_text = given(entity.get(selector_field))
+        ns_text = given(entity.get("namespaceSelector")) if selector_field == "selector" else None
+        sa = _accounts(entity) if selector_field == "selector" else None
         # In a NetworkPolicy any selector field, notSelector too, limits the
         # entity to endpoints of the policy's namespace (as Calico scopes it).
         scoped = (
             selector_field == "selector"
             and res.kind == "NetworkPolicy"
-            and entity.get("notSelector") is not None
+            and given(entity.get("notSelector")) is not None
         )
         if sel_text is None and ns_text is None and sa is None and not scoped:
             return None
@@ -1061,7 +1085,7 @@ def _local_needs(res: Resource, direction: str) -> tuple[bool, bool]:
     addrs = ports = False
     for raw in res.spec.get(direction) or ():
         entity = raw.get(side) or {}
-        addrs |= any(entity.get(f) is not None for f in _LOCAL_ADDRESS_FIELDS)
+        addrs |= any(entity.get(f) not in (None, "") for f in _LOCAL_ADDRESS_FIELDS)
         for field_name in ("ports", "notPorts"):
             ports |= any(_port_range(p) is None for p in entity.get(field_name) or ())
     return addrs, ports
