@@ -513,8 +513,13 @@ class StateStore:
         it), and how to recognise its NAT tables: the digests they had right
         after, or the dumps the apply wrote over."""
         kept = self._newest
-        # the caller's state is the stored one, or a copy with the same objects
-        if kept is None or kept[1].objects is not desired.objects:
+        # The caller's state is the stored one, or one made of it for this
+        # kernel: slots kept where the interfaces hold them, hooks left out
+        # where a foreign object blocks them. Those replace only the objects;
+        # the tables stay the stored state's own.
+        if kept is None or (
+            kept[1].objects is not desired.objects and kept[1].tables is not desired.tables
+        ):
             return
         record = (kept[0].name, dict(digests or {}), dict(dumps or {}))
         self._applied, self._applied_read = record, True

@@ -81,6 +81,21 @@ def test_a_state_not_held_is_not_recorded_as_applied(tmp_path):
     assert loaded is not None and loaded[1] == UNRECOGNISED
 
 
+def test_the_held_state_made_for_this_kernel_is_recorded_as_applied(tmp_path):
+    """What an apply applies is the stored state with its objects replaced for
+    the kernel (slots kept, blocked hooks left out), its tables the stored
+    ones: that is the held state, recorded."""
+    import dataclasses
+
+    state = small_state(5)
+    states = Caches().states(tmp_path)
+    assert states is not None
+    states.store("k", state)
+    made = dataclasses.replace(state, objects=dict(state.objects))
+    states.note_applied(made, {"rcl_nat_fe": "f" * 32})
+    assert (states.directory / store.APPLIED).read_text().split("\n")[0] == states.path("k").name
+
+
 def test_the_applied_record_keeps_each_kind_of_mark(tmp_path):
     """Digests, the dumps an apply wrote over and written dumps all reach
     another process as they were recorded."""
