@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from reconciler.config import converted_kinds
 from reconciler.config.diagnostics import Finding, Path
 from reconciler.config.model import Resource
 
@@ -90,15 +91,40 @@ def policy_name(resource: Resource) -> Iterator[Finding]:
     if len(name) > 253:
         yield Finding(("metadata", "name"), f"name is too long by {len(name) - 253} bytes")
     elif not rule.fullmatch(name):
+        # (the prefixes of policies Calico makes of Kubernetes ones are
+        # refused on their own, by kubernetes_view: not offered here)
         allowed = (
-            "at most one '.', or the prefix 'kanp.adminnetworkpolicy.' or "
-            "'kbanp.baselineadminnetworkpolicy.'"
+            "at most one '.'"
             if resource.kind == "GlobalNetworkPolicy"
-            else "at most one '.', or the prefix 'knp.default.' or 'ossg.default.'"
+            else "at most one '.', or the prefix 'ossg.default.'"
         )
         yield Finding(
             ("metadata", "name"),
             f"invalid policy name {name!r}: lower case letters, digits and '-', {allowed}",
+        )
+
+
+KUBERNETES_VIEW = "is calicoctl's view of"
+
+
+def kubernetes_view(resource: Resource) -> Iterator[Finding]:
+    """A Calico policy under the name Calico gives the policy it makes of a
+    Kubernetes one (`knp.default.<name>`, `kanp.adminnetworkpolicy.<name>`,
+    `kbanp.baselineadminnetworkpolicy.<name>`) is what `calicoctl get`
+    lists for that Kubernetes object, not a policy of its own: calicoctl
+    refuses to create or apply it (Kubernetes policies are managed through
+    the Kubernetes API), and beside the Kubernetes object it would be the
+    same policy enforced twice."""
+    for c in converted_kinds.CONVERTED:
+        if resource.kind != c.calico_kind or not resource.name.startswith(c.name_prefix):
+            continue
+        own = resource.name[len(c.name_prefix) :]
+        original = f"{resource.namespace}/{own}" if c.namespaced and resource.namespace else own
+        yield Finding(
+            ("metadata", "name"),
+            f"{resource.name!r} {KUBERNETES_VIEW} the Kubernetes {c.kubernetes_kind} "
+            f"{original} (calicoctl refuses to create it): keep the {c.api_version} "
+            f"{c.kubernetes_kind} {original} and delete this {resource.kind}",
         )
 
 

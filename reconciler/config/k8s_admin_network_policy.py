@@ -201,8 +201,11 @@ def collision_hint(kind: str, name: str) -> str:
         return ""
     for kubernetes, prefix, _ in KINDS.values():
         if name.startswith(prefix):
+            original = name[len(prefix) :]
             return (
                 f" ({name} is also the name Calico gives the Kubernetes {kubernetes} "
-                f"{name[len(prefix) :]}: rename one of them)"
+                f"{original}: a {CALICO_API} GlobalNetworkPolicy of that name is calicoctl's "
+                f"view of it; keep the {API_VERSION} {kubernetes} {original} and delete the "
+                "GlobalNetworkPolicy)"
             )
     return ""

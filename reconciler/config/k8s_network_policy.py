@@ -276,5 +276,6 @@ def collision_hint(kind: str, name: str) -> str:
     original = name[len(NAME_PREFIX) :]
     return (
         f" ({name} is also the name Calico gives a Kubernetes NetworkPolicy {original} of "
-        "the namespace: rename one of them)"
+        f"the namespace: a {CALICO_API} NetworkPolicy of that name is calicoctl's view of it; "
+        f"keep the {API_VERSION} NetworkPolicy {original} and delete the {CALICO_API} one)"
     )

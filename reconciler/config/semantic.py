@@ -652,8 +652,9 @@ from reconciler.config import k8s_admin_policy_rules, k8s_policy_rules  # noqa: 
 
 _META = _cr.metadata
 _CHECKS: Mapping[str, tuple[Check, ...]] = {
-    "GlobalNetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.rules, _META),
-    "NetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.rules, _META),
+    "GlobalNetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.kubernetes_view, _cr.rules,
+                            _META),  # fmt: skip
+    "NetworkPolicy": (*_POLICY_CHECKS, _cr.policy_name, _cr.kubernetes_view, _cr.rules, _META),
     "Profile": (_rules, _cr.rules, _META),
     "IPPool": (_ippool, _cr.ippool, _META),
     "GlobalNetworkSet": (_network_set, _META),

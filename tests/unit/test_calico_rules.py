@@ -182,18 +182,50 @@ CASES: list[tuple[str, Resource, list[tuple[str, str]]]] = [
             (
                 "metadata.name",
                 "invalid policy name 'a.b.c': lower case letters, digits and '-', at most one "
-                "'.', or the prefix 'kanp.adminnetworkpolicy.' or "
-                "'kbanp.baselineadminnetworkpolicy.'",
+                "'.'",
             )
         ],
     ),
-    ("gnp kanp prefix", res("GlobalNetworkPolicy", {}, name="kanp.adminnetworkpolicy.a.b"), []),
     (
-        "gnp kbanp prefix",
-        res("GlobalNetworkPolicy", {}, name="kbanp.baselineadminnetworkpolicy.default"),
-        [],
+        "gnp kanp prefix: calicoctl's view of an AdminNetworkPolicy",
+        res("GlobalNetworkPolicy", {}, name="kanp.adminnetworkpolicy.a.b"),
+        [
+            (
+                "metadata.name",
+                "'kanp.adminnetworkpolicy.a.b' is calicoctl's view of the Kubernetes "
+                "AdminNetworkPolicy a.b (calicoctl refuses to create it): keep the "
+                "policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy a.b and delete this "
+                "GlobalNetworkPolicy",
+            )
+        ],
     ),
-    ("np knp prefix", res("NetworkPolicy", {}, name="knp.default.a.b"), []),
+    (
+        "gnp kbanp prefix: calicoctl's view of the BaselineAdminNetworkPolicy",
+        res("GlobalNetworkPolicy", {}, name="kbanp.baselineadminnetworkpolicy.default"),
+        [
+            (
+                "metadata.name",
+                "'kbanp.baselineadminnetworkpolicy.default' is calicoctl's view of the "
+                "Kubernetes BaselineAdminNetworkPolicy default (calicoctl refuses to create "
+                "it): keep the policy.networking.k8s.io/v1alpha1 BaselineAdminNetworkPolicy "
+                "default and delete this GlobalNetworkPolicy",
+            )
+        ],
+    ),
+    (
+        "np knp prefix: calicoctl's view of a Kubernetes NetworkPolicy",
+        res("NetworkPolicy", {}, name="knp.default.a.b"),
+        [
+            (
+                "metadata.name",
+                "'knp.default.a.b' is calicoctl's view of the Kubernetes NetworkPolicy "
+                "shop/a.b (calicoctl refuses to create it): keep the networking.k8s.io/v1 "
+                "NetworkPolicy shop/a.b and delete this NetworkPolicy",
+            )
+        ],
+    ),
+    ("np ossg prefix", res("NetworkPolicy", {}, name="ossg.default.a.b"), []),
+    ("a kanp. name on a NetworkPolicy is no view", res("NetworkPolicy", {}, name="kanp.a"), []),
     (
         "np two dots",
         res("NetworkPolicy", {}, name="a.b.c"),
@@ -201,7 +233,7 @@ CASES: list[tuple[str, Resource, list[tuple[str, str]]]] = [
             (
                 "metadata.name",
                 "invalid policy name 'a.b.c': lower case letters, digits and '-', "
-                "at most one '.', or the prefix 'knp.default.' or 'ossg.default.'",
+                "at most one '.', or the prefix 'ossg.default.'",
             )
         ],
     ),

@@ -101,7 +101,8 @@ def test_each_registered_kind_refuses_another_version_of_its_api(entry):
 def test_each_registered_kind_explains_a_name_its_conversion_takes(entry):
     name = entry.name_prefix + "web"
     hint = converted_kinds.collision_hint(entry.calico_kind, name)
-    assert hint and entry.kubernetes_kind in hint and "rename one of them" in hint
+    assert hint and entry.kubernetes_kind in hint and "calicoctl's view of it" in hint
+    assert f"keep the {entry.api_version} {entry.kubernetes_kind} web and delete the" in hint
     assert hint == MODULE_OF[entry.kind][1](entry.calico_kind, name)
 
 
@@ -135,7 +136,9 @@ def test_a_calico_policy_under_a_converted_name_is_told_why_it_collides():
     (dup,) = duplicate_findings(idents)
     assert dup.message == (
         "duplicate resource: also defined at p.yaml:1 (knp.default.web is also the name Calico "
-        "gives a Kubernetes NetworkPolicy web of the namespace: rename one of them)"
+        "gives a Kubernetes NetworkPolicy web of the namespace: a projectcalico.org/v3 "
+        "NetworkPolicy of that name is calicoctl's view of it; keep the networking.k8s.io/v1 "
+        "NetworkPolicy web and delete the projectcalico.org/v3 one)"
     )
 
 

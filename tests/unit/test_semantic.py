@@ -639,7 +639,7 @@ PASSING: list[tuple[str, Resource]] = [
     ("types omitted", gnp({"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})),
     ("tiered name", gnp({"tier": "security"}, name="security.block-ssh")),
     ("default tier prefix", res("NetworkPolicy", {"tier": "default"}, name="default.allow")),
-    ("kubernetes-derived name", res("NetworkPolicy", {}, name="knp.default.allow-dns")),
+    ("openstack-derived name", res("NetworkPolicy", {}, name="ossg.default.allow-dns")),
     (
         "felix default",
         res(
