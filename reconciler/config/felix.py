@@ -68,7 +68,10 @@ def effective_config(resources: Iterable[Resource], node: str) -> dict[str, Any]
         for key, value in resource.spec.items():
             if key == "bpfConntrackTimeouts" and isinstance(value, Mapping):
                 config[key] = {**config[key], **value}
-            elif value is not None:
+            elif value is not None and value != "":
+                # "" is unset, as Calico reads it: Go's zero string (which
+                # calicoctl and kubectl exports print for bpfLogLevel) keeps
+                # the default, or the `default` resource's value.
                 config[key] = value
     return config
 

@@ -174,9 +174,7 @@ def describe(error: Any, validator: Any) -> list[Finding]:
         return [Finding(path, f"{scalar(instance)} is a string here, not a boolean (YAML 1.2 "
                               f"reads only true and false as booleans): write {word}")]  # fmt: skip
     if error.validator == "enum":
-        options = ", ".join(scalar(v) for v in error.validator_value)
-        found = hint(str(instance), [str(v) for v in error.validator_value])
-        return [Finding(path, f"{flow(instance)} is not one of {options}{found}")]
+        return [Finding(path, _enum_message(instance, list(error.validator_value)))]
     described = error.schema.get("description") if isinstance(error.schema, Mapping) else None
     if error.validator in ("pattern", "maxLength") and isinstance(described, str):
         # The rule in words, not the regular expression that encodes it.
@@ -189,6 +187,17 @@ def describe(error: Any, validator: Any) -> list[Finding]:
         if isinstance(described, str):
             return [Finding(path, f"{flow(instance)} is not valid: {described}")]
     return [Finding(path, _message(error, validator))]
+
+
+def _enum_message(instance: Any, options: list[Any]) -> str:
+    """Not one of `options`. An option "" is a field Calico's Go type always
+    writes (no omitempty), empty when unset: it is told apart as the default,
+    not offered as a spelling."""
+    named = [v for v in options if v != ""]
+    listed = ", ".join(scalar(v) for v in named)
+    unset = ' (or "" for the default)' if len(named) < len(options) else ""
+    found = hint(str(instance), [str(v) for v in named])
+    return f"{flow(instance)} is not one of {listed}{unset}{found}"
 
 
 def _unknown_fields(error: Any, path: tuple[Any, ...], validator: Any) -> list[Finding]:
@@ -216,7 +225,27 @@ def _unknown_field(field: Any, path: tuple[Any, ...], options: list[str], valida
         kind = validator.schema.get("properties", {}).get("kind", {}).get("const", "this kind")
         article = "an" if kind[:1].lower() in "aeiou" else "a"
         return f"{article} {kind} is cluster-scoped, in no namespace: remove metadata.namespace"
+    if path == () and field == "status":
+        return _no_status(validator.schema.get("properties", {}))
     return f"unknown field {scalar(field)}{hint(str(field), options)}"
+
+
+def _no_status(top: Mapping[str, Any]) -> str:
+    """A status on a kind that has none: what an export of an older API
+    server printed, never configuration (nothing here reads a status)."""
+    kind = top.get("kind", {}).get("const", "this kind")
+    api = top.get("apiVersion", {}).get("const")
+    what = f"{api} {kind}" if api else kind
+    if (api, kind) == ("networking.k8s.io/v1", "NetworkPolicy"):
+        return (
+            f"a {what} has no status: the field is gone (Kubernetes removed the alpha "
+            "NetworkPolicyStatus; an export from kubectl 1.24-1.27 may still print "
+            "'status: {}'): remove it"
+        )
+    return (
+        f"a {what} has no status field: remove it (a status is the API server's "
+        "report, not configuration)"
+    )
 
 
 def _matches_any(key: Any, patterns: Mapping[str, Any]) -> bool:
