@@ -330,6 +330,25 @@ def namespace_profile(namespace: Resource) -> Resource:
                     namespace.file, namespace.line, namespace.lines)  # fmt: skip
 
 
+# The profile Calico provides whether or not anyone wrote it (libcalico-go's
+# DefaultAllowProfile): Allow both ways. calico-kube-controllers names it on
+# the host endpoints it makes for each node, so a repository that holds those
+# endpoints as exported holds no Profile of that name.
+DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
+
+
+def default_allow_profile() -> Resource:
+    """Calico's built-in allow-all profile; a Profile of that name in the
+    repository is used instead."""
+    body = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Profile",
+        "metadata": {"name": DEFAULT_ALLOW_PROFILE},
+        "spec": {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]},
+    }
+    return Resource("Profile", DEFAULT_ALLOW_PROFILE, None, body, "(built in)", 1)
+
+
 def with_namespace_name(profile: Resource) -> Resource:
     """A written Profile as Calico would hold it: a kns.<name> profile
     always carries pcns.kubernetes.io/metadata.name = <name>, as the API
@@ -355,6 +374,7 @@ class _Ctx:
     def __init__(self, resources: Sequence[Resource], node: str) -> None:
         namespaces = {r.name: r for r in resources if r.kind == "Namespace"}
         self.profiles = {
+            DEFAULT_ALLOW_PROFILE: default_allow_profile(),
             **{f"{NS_PROFILE}{n}": namespace_profile(r) for n, r in namespaces.items()},
             **{r.name: with_namespace_name(r) for r in resources if r.kind == "Profile"},
         }  # a profile written wins
