@@ -55,14 +55,16 @@ def resource_changes(
     from reconciler.config.source import SourceCache, SourceError
     from reconciler.config.spec import open_source
     from reconciler.engine import changes, history
+    from reconciler.source_identity import recorded_commit
 
     record = applied if applied is not None else history.last_applied(_target(args).state_dir)
     source = (record or {}).get("source") or {}
     old_id, new_id = source.get("identity", ""), plan.source.get("identity", "")
     spec = source.get("spec") or {}
-    if not old_id.startswith("git:") or old_id == new_id or spec.get("kind") != "git":
+    commit = recorded_commit(source)
+    if commit is None or old_id == new_id or spec.get("kind") != "git":
         return None
-    old_spec = {**spec, "repo": args.repo, "ref": old_id[4:]}
+    old_spec = {**spec, "repo": args.repo, "ref": commit}
     sources = sources if sources is not None else SourceCache()
     try:
         old = changes.resources(open_source(old_spec, sources=sources), _cache_dir(args))
@@ -71,4 +73,4 @@ def resource_changes(
         return str(exc)
     if old is None or new is None:
         return None
-    return old_id[4:], list(changes.resource_changes(old, new))
+    return commit, list(changes.resource_changes(old, new))

@@ -37,6 +37,7 @@ def add_history(status: dict[str, Any], state_dir: Path) -> dict[str, Any]:
         "history": records,
         "watch": watch,
         "drift": list((watch or {}).get("drift") or []),
+        "drift_checked": bool((watch or {}).get("drift_checked", True)),
     }
 
 
@@ -115,8 +116,12 @@ def render_history(status: dict[str, Any]) -> str:
             lines.append(f"  {served.get('serves')} on {served.get('address')}{where}")
     if watch:  # what its last pass found; the sync line below is what a plan finds now
         drift = status.get("drift") or []
-        lines.append(f"Drift at the watcher's last pass: {len(drift)} object(s)"
-                     + (": " + ", ".join(drift) if drift else ""))  # fmt: skip
+        if not status.get("drift_checked", True):
+            lines.append("Drift at the watcher's last pass: not checked (the pass failed "
+                         "before it compared the kernel with any source: see its error)")
+        else:
+            lines.append(f"Drift at the watcher's last pass: {len(drift)} object(s)"
+                         + (": " + ", ".join(drift) if drift else ""))  # fmt: skip
     records = status.get("history") or []
     if records:
         lines.append("")

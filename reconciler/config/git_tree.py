@@ -250,7 +250,12 @@ def read_commit(
     if refused and not defer_refusals:
         raise _Refused(safe_tree.PROBLEMS_JOINED.join(message for _, _, message in refused))
     return Source(
-        f"git:{sha}", f"{label} ({sha[:12]})", tuple(tree.files), config=config, refused=refused
+        f"git:{sha}",
+        f"{label} ({sha[:12]})",
+        tuple(tree.files),
+        config=config,
+        refused=refused,
+        commit=sha,
     )
 
 

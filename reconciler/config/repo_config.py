@@ -31,6 +31,7 @@ from reconciler.config.source import (
     SourceFile,
     refusal_error,
 )
+from reconciler.source_identity import with_policy
 
 FILE_NAME = CONFIG_FILE
 _KEYS = ("skipKinds", "ignorePaths")
@@ -216,7 +217,7 @@ def apply_to(source: Source, config: RepoConfig, roots: Sequence[str] = ()) -> S
     files = tuple(f for f in source.files if not config.ignores(_relative(f.path, roots)))
     return dataclasses.replace(
         source,
-        identity=f"{source.identity}+{config.fingerprint}",
+        identity=with_policy(source.identity, config.fingerprint),
         files=files,
         skip_kinds=config.skip_kinds,
         strict_kinds=config.strict_kinds,

@@ -60,7 +60,7 @@ class SourceFile:
 class Source:
     """A snapshot of config files and a stable identity for it."""
 
-    identity: str  # "git:<commit>" or "dir:<hash of paths and blob ids>"
+    identity: str  # what was read: reconciler.source_identity; its commit is `commit`
     description: str
     files: tuple[SourceFile, ...]
     # From .reconcile.yaml and the flags (repo_config): documents of these
@@ -80,6 +80,8 @@ class Source:
     # here; from_paths raises those its roots' .reconcile.yaml (or the
     # `config` it is given) does not ignore, and leaves the others.
     refused: tuple[tuple[str, bool, str], ...] = ()
+    # The Git commit read (its full id); None for a directory.
+    commit: str | None = None
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

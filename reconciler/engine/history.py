@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.files import replace_atomically
+from reconciler.source_identity import recorded_commit
 
 HISTORY_LEN = 20
 HISTORY = "history.json"
@@ -116,13 +117,10 @@ def applied_commit(state_dir: Path, repo: str) -> str | None:
     something else (a directory, another repository) or nothing."""
     record = last_applied(state_dir) or {}
     source = record.get("source") or {}
-    identity = str(source.get("identity", ""))
     spec = source.get("spec") or {}
-    if not identity.startswith("git:") or spec.get("kind") != "git":
+    if spec.get("kind") != "git" or not _same_repo(str(spec.get("repo", "")), repo):
         return None
-    if _same_repo(str(spec.get("repo", "")), repo):
-        return identity[4:]
-    return None
+    return recorded_commit(source)
 
 
 def _same_repo(a: str, b: str) -> bool:

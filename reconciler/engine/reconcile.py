@@ -491,7 +491,11 @@ def make_plan(
         )
     plan = Plan(
         node=target.node,
-        source={"identity": source.identity, "description": source.description},
+        source={
+            "identity": source.identity,
+            "description": source.description,
+            **({"commit": source.commit} if source.commit else {}),
+        },
         bpffs_root=target.bpffs_root,
         observed_fingerprint=observed.fingerprint() if fingerprint else "",
         changes=changes,

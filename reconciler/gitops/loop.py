@@ -162,11 +162,13 @@ class Watcher:
             self._save_stopped()
 
     def _next_event(self) -> Event:
-        """The next reason to pass, with the rest of its burst folded in."""
+        """The next reason to pass, with the rest of its burst folded in. A
+        failed source is retried with its backoff, but never later than the
+        drift timer: a held node's drift is repaired as often as any node's."""
         deadline = time.monotonic() + self.options.interval
         idle_done = False
         while True:
-            due = self.retry_at if self.retry_at is not None else deadline
+            due = deadline if self.retry_at is None else min(self.retry_at, deadline)
             wait = max(0.0, due - time.monotonic())
             if not idle_done:
                 wait = min(wait, IDLE_S)
@@ -178,7 +180,8 @@ class Watcher:
                     idle_done = True
                     self.on_idle()
                     continue
-                return Event("retry" if self.retry_at is not None else "drift check", fetch=True)
+                retry = self.retry_at is not None and self.retry_at <= time.monotonic()
+                return Event("retry" if retry else "drift check", fetch=True)
         if event is STOP:
             return event
         self._attach(event.links)
@@ -506,6 +509,8 @@ class Watcher:
                 round(self.retry_at - time.monotonic(), 3) if self.retry_at is not None else None
             ),
             "drift": list(record.drift),
+            # a failed pass that held the node nowhere never compared the kernel
+            "drift_checked": record.result != "failed" or bool(record.held),
             "last_pass": record.as_json(),
             "health_checks": self.health.report() if self.health is not None else [],
             "endpoints": self.endpoints,

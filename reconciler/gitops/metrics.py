@@ -20,6 +20,7 @@ from reconciler.engine.history import BLOCKED, PassRecord
 from reconciler.engine.reconcile import Target
 from reconciler.gitops.probes import Probes
 from reconciler.gitops.triggers import split_addr
+from reconciler.source_identity import identity_commit
 
 log = logging.getLogger(__name__)
 NS = "calico_reconciler"
@@ -182,7 +183,7 @@ class Metrics:
         self.failing.set(self.failures)
         source = record.held if record.result == "failed" else record.source
         if source:
-            self.applied.info({"source": source, "commit": source.removeprefix("git:")})
+            self.applied.info({"source": source, "commit": identity_commit(source) or ""})
 
     def app(self) -> Any:
         """The metrics as a WSGI application."""

@@ -14,6 +14,7 @@ from reconciler.observe import host_counters
 from reconciler.observe.kernel import observe
 from reconciler.plan.address import Address
 from reconciler.plan.state import ObjKind
+from reconciler.source_identity import recorded_commit
 
 
 def _counters(root: str, by_index: dict[int, str]) -> dict[str, dict[str, int]]:
@@ -122,7 +123,7 @@ def source_words(source: dict[str, Any]) -> str:
     full id when a watcher resolved it), a directory's does not."""
     description = str(source.get("description") or "")
     identity = str(source.get("identity") or "")
-    commit = identity.removeprefix("git:") if identity.startswith("git:") else ""
+    commit = recorded_commit(source) or ""
     if not commit:
         return f"{description} ({identity})"
     description = description.replace(f"@{commit} ({commit[:12]})", f"@{commit}")
