@@ -15,6 +15,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.compile.policy import ACTION_NAMES, compile_chain, verdict_of
 from reconciler.compile.policy_model import (
@@ -28,6 +29,9 @@ from reconciler.compile.policy_model import (
 )
 from reconciler.config.model import Resource
 from reconciler.kernel.routes import RouteBack
+
+if TYPE_CHECKING:
+    from reconciler.engine.explain_attached import AttachedCheck
 
 
 class ExplainError(ValueError):
@@ -49,6 +53,18 @@ class Finding:
     compiled_agrees: bool
     kernel: str = ""  # with --kernel: what the loaded program said
     passed: tuple[str, ...] = ()  # the tiers a Pass sent the packet through
+    # with --kernel: the workload interface of this step, when it runs no
+    # program of ours (the kernel line says why; the verdict says not enforced)
+    unattached: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A flow's answer before explain_flow's notes: its text, and every
+    finding that text renders."""
+
+    text: str
+    findings: tuple[Finding, ...]
 
 
 def _resolve(model: Model, text: str) -> tuple[int, Endpoint | None]:
@@ -133,7 +149,7 @@ def _number(text: str, top: int) -> int | None:
 def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
     model: Model | None = None, ingress_peer: int | None = None, arrival: bool = True,
-    from_node: bool = False, netns: str | None = None,
+    from_node: bool = False, netns: str | None = None, attached: AttachedCheck | None = None,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
@@ -143,8 +159,10 @@ def explain(
     `arrival`: judge a flow from outside by the host endpoint it arrives at
     (False: the caller did, a NodePort's). `from_node`: `src` is one of this
     node's own addresses (sent_by_node), whose flow to a local workload no
-    policy judges. `netns`: where the interfaces are, with `kernel_root`."""
+    policy judges. `netns`: where the interfaces are, with `kernel_root`;
+    `attached`: the run's check of them, when the caller has one."""
     model = model if model is not None else build_model(resources, node)
+    attached = _attached_check(kernel_root, netns, attached)
     src_ip, src_ep = _resolve(model, src)
     host, value, proto = parse_target(dst)
     dst_ip, dst_ep = _resolve(model, host)
@@ -195,10 +213,10 @@ def explain(
     if forwarder is not None:  # from outside to a pod, through the endpoint it arrives at
         chain = model.chains[(forwarder.name, "forward-ingress")]
         steps.append((forwarder, "forward-ingress", chain, packet_to))
-    judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root, netns)
+    judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root, attached)
     if dst_ep is not None:
         ingress = (dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to)
-        judged += _judge([ingress], peer_ip, dst_ip, value, proto, kernel_root, netns)
+        judged += _judge([ingress], peer_ip, dst_ip, value, proto, kernel_root, attached)
     return [*early, *judged, *late]
 
 
@@ -264,12 +282,12 @@ def _forwarding_endpoint(model: Model) -> Endpoint | None:
 
 def _judge(
     steps: Sequence[Step], src_ip: int, dst_ip: int, value: int, proto: int,
-    kernel_root: str | None, netns: str | None = None,
+    kernel_root: str | None, attached: AttachedCheck | None = None,
 ) -> list[Finding]:
     """Each step's verdict from the model, the compiled program's beside it,
     and with `kernel_root` the loaded program's on a packet src -> dst, or,
-    where a workload's interface in `netns` carries no program of ours,
-    that it enforces nothing."""  # fmt: skip
+    where `attached` finds a workload's interface carries no program of
+    ours, that it enforces nothing."""  # fmt: skip
     out = []
     for ep, direction, chain, packet in steps:
         v = evaluate(chain, packet)
@@ -283,10 +301,12 @@ def _judge(
                 f"program {program.prog_id:08x}, what this configuration compiles, is not "
                 f"loaded: the node enforces another configuration here ({KERNEL_DISAGREES})"
             ))  # fmt: skip
-        elif kernel_root is not None and (why := _not_attached(ep, direction, netns)):
+        elif kernel_root is not None and (why := _not_attached(ep, direction, attached)):
             from reconciler.engine.explain_attached import unenforced_note
 
-            found = dataclasses.replace(found, kernel=unenforced_note(ep.interface, why))
+            found = dataclasses.replace(
+                found, kernel=unenforced_note(ep.interface, why), unattached=ep.interface
+            )
         elif kernel_root is not None:
             a = str(ipaddress.IPv4Address(src_ip))
             b = str(ipaddress.IPv4Address(dst_ip))
@@ -299,14 +319,28 @@ def _judge(
     return out
 
 
-def _not_attached(ep: Endpoint, direction: str, netns: str | None) -> str:
-    """Why a workload's interface in `netns` runs no program of ours for
-    `direction`, or '' (also for a host endpoint: not checked here)."""
-    if ep.peer.kind != "WorkloadEndpoint":
+def _not_attached(ep: Endpoint, direction: str, attached: AttachedCheck | None) -> str:
+    """Why a workload's interface runs no program of ours for `direction`,
+    as `attached` reads it, or '' (also for a host endpoint: not checked
+    here, and without `attached`: no --kernel)."""
+    if ep.peer.kind != "WorkloadEndpoint" or attached is None:
         return ""
-    from reconciler.engine.explain_attached import not_attached
+    return attached.why_not(ep.interface, direction)
 
-    return not_attached(ep.interface, direction, netns)
+
+def _attached_check(
+    kernel_root: str | None, netns: str | None, attached: AttachedCheck | None
+) -> AttachedCheck | None:
+    """The check of the interfaces in `netns` that a --kernel run shares
+    among its steps: `attached` when the caller has one, else a new one;
+    None without `kernel_root`."""
+    if kernel_root is None:
+        return None
+    if attached is not None:
+        return attached
+    from reconciler.engine.explain_attached import AttachedCheck
+
+    return AttachedCheck(netns)
 
 
 def _host_of(model: Model, addr: int) -> Endpoint | None:
@@ -523,8 +557,8 @@ def service_hop(resources: Sequence[Resource], node: str, dst: str) -> ServiceHo
 def explain_service(
     resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
     kernel_root: str | None = None, model: Model | None = None, from_node: bool = False,
-    netns: str | None = None,
-) -> str:
+    netns: str | None = None, attached: AttachedCheck | None = None,
+) -> Answer:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
     verdict over all of them. A NodePort flow meets the host endpoint of the
@@ -532,6 +566,8 @@ def explain_service(
     policy before NAT, its applyOnForward policy after)."""  # fmt: skip
     host, port, proto = parse_target(hop.frontend)
     model = model if model is not None else build_model(resources, node)
+    attached = _attached_check(kernel_root, netns, attached)
+    shown: list[Finding] = []  # every finding the answer renders
     src_ip, src_ep = _resolve(model, src)
     if src_ep is not None and hop.inside:  # a pod of this node: inside the cluster
         hop = dataclasses.replace(hop, backends=hop.inside)
@@ -548,7 +584,7 @@ def explain_service(
             listed = ", ".join(hop.source_ranges) or "no IPv4 range"
             lines.append(f"{addr} is outside its loadBalancerSourceRanges ({listed})")
             lines.append("Verdict: Deny (dropped before NAT, as kube-proxy drops it)")
-            return "\n".join(lines) + "\n"
+            return Answer("\n".join(lines) + "\n", tuple(shown))
         lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
     host_ip = int(ipaddress.IPv4Address(host))
     # A pod of this node is NATed on its own interface: no host endpoint of
@@ -561,15 +597,16 @@ def explain_service(
         early, steps, decided = _host_arrival(
             resources, node, model, hep, Packet(src_ip, proto, port, 40000)
         )
-        found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root, netns)]
+        found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root, attached)]
         lines += render(found).splitlines()[:-1]
+        shown += found
         if any(f.action == "Deny" for f in found):
             lines.append("Verdict: Deny (before NAT)")
-            return "\n".join(lines) + "\n"
+            return Answer("\n".join(lines) + "\n", tuple(shown))
         hep = None if decided else hep  # no host policy after NAT
     if not hop.backends:
         lines.append("Verdict: Reject (no usable backend: answered with ICMP port unreachable)")
-        return "\n".join(lines) + "\n"
+        return Answer("\n".join(lines) + "\n", tuple(shown))
     allowed = 0
     for ip, be_port in hop.backends:
         lines.append(f"-> backend {ip}:{be_port}")
@@ -578,7 +615,7 @@ def explain_service(
                          "(the backend sees this node, not the client)")  # fmt: skip
         found = []
         if hep is not None:  # forwarded through the endpoint it arrived at
-            found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root, netns)
+            found = _forwarded(model, hep, src_ip, ip, be_port, proto, kernel_root, attached)
         hairpin = src_ep is not None and ip == str(ipaddress.IPv4Address(src_ip))
         if hairpin and src_ep is not None:
             lines.append(f"  hairpin: {src_ep.name} reaches itself; its ingress sees {host} as "
@@ -586,13 +623,14 @@ def explain_service(
         try:
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
                              model, host_ip if hairpin else None, not hop.node_port,
-                             from_node, netns)  # fmt: skip
+                             from_node, netns, attached)  # fmt: skip
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")
                 allowed += 1
                 continue
             lines += ["  " + line for line in render(found).splitlines()[:-1]]
+            shown += found
             if (ip, be_port) in hop.elsewhere:
                 lines.append("  then it leaves this node for the backend, masqueraded: the "
                              "interface it leaves by does not judge it again")  # fmt: skip
@@ -601,10 +639,11 @@ def explain_service(
                              "interface it leaves by is not explained)")  # fmt: skip
             allowed += all(f.action != "Deny" for f in found)
             continue
-        shown = render(found).splitlines()
+        shown_lines = render(found).splitlines()
         if len(hop.backends) == 1:
-            shown = shown[:-1]  # its verdict is the one below
-        lines += ["  " + line for line in shown]
+            shown_lines = shown_lines[:-1]  # its verdict is the one below
+        lines += ["  " + line for line in shown_lines]
+        shown += found
         allowed += all(f.action != "Deny" for f in found)
     total = len(hop.backends)
     if allowed == total:
@@ -613,12 +652,12 @@ def explain_service(
         lines.append("Verdict: Deny" + (" (to every backend)" if total > 1 else ""))
     else:
         lines.append(f"Verdict: Allow to {allowed} of {total} backends, Deny to the others")
-    return "\n".join(lines) + "\n"
+    return Answer("\n".join(lines) + "\n", tuple(shown))
 
 
 def _forwarded(
     model: Model, hep: Endpoint, src_ip: int, ip: str, port: int, proto: int,
-    kernel_root: str | None, netns: str | None = None,
+    kernel_root: str | None, attached: AttachedCheck | None = None,
 ) -> list[Finding]:
     """A host endpoint's applyOnForward ingress verdict on a flow NAT sent
     to backend ip:port."""  # fmt: skip
@@ -628,7 +667,7 @@ def _forwarded(
                         True)]  # fmt: skip
     step = (hep, "forward-ingress", chain, Packet(src_ip, proto, port, 40000))
     be_ip = int(ipaddress.IPv4Address(ip))
-    return _judge([step], src_ip, be_ip, port, proto, kernel_root, netns)
+    return _judge([step], src_ip, be_ip, port, proto, kernel_root, attached)
 
 
 @dataclass(frozen=True, slots=True)
@@ -717,13 +756,15 @@ def explain_flow(
     model = build_model(resources, node)
     from_node = sent_by_node(model, src, kernel_root)
     hop = service_hop(resources, node, dst)
+    attached = _attached_check(kernel_root, netns, None)  # one for the whole answer
     if hop is not None:
-        text = explain_service(resources, node, src, hop, kernel_root, model, from_node, netns)
+        answer = explain_service(resources, node, src, hop, kernel_root, model, from_node, netns,
+                                 attached)  # fmt: skip
     else:
         found = explain(resources, node, src, dst, kernel_root, model, from_node=from_node,
-                        netns=netns)  # fmt: skip
-        text = render(found, dst)
-    text = _not_enforced(text)
+                        netns=netns, attached=attached)  # fmt: skip
+        answer = Answer(render(found, dst), tuple(found))
+    text = _not_enforced(answer)
     if from_node and kernel_root is None and NODE_TO_WORKLOAD in text:
         text += node_address_guess(src)
     arrival = None
@@ -741,16 +782,15 @@ def explain_flow(
     return Explained(text, disagrees)
 
 
-def _not_enforced(text: str) -> str:
-    """`text` with its last verdict line saying, when some interface the
-    flow crosses runs no program of ours (unenforced_note), that the verdict
-    is the configuration's and not what the node does there."""
-    from reconciler.engine.explain_attached import unattached_ifaces
-
-    ifaces = unattached_ifaces(text)
+def _not_enforced(answer: Answer) -> str:
+    """The answer's text with its last verdict line saying, when some
+    interface the flow crosses runs no program of ours (a finding's
+    `unattached`), that the verdict is the configuration's and not what the
+    node does there."""
+    ifaces = sorted({f.unattached for f in answer.findings if f.unattached})
     if not ifaces:
-        return text
-    lines = text.split("\n")
+        return answer.text
+    lines = answer.text.split("\n")
     last = max(i for i, line in enumerate(lines) if line.startswith("Verdict: "))
     lines[last] += f" (not enforced: no program of ours on {', '.join(ifaces)})"
     return "\n".join(lines)
