@@ -5,6 +5,13 @@
   node's effective configuration.
 - Durations the datapath keeps in 32-bit fields must fit them, so a plan
   that cannot be applied whole is refused before anything is applied.
+- bpfMapSizeNATFrontend must hold the frontends every node programs
+  (reconciler/config/nat_capacity.py) under this node's configuration;
+  the NAT compile counts this node's nodePorts too.
+- A workload of this node may send from at most as many networks as the
+  datapath checks (reconciler/config/endpoint_networks.py): its ipNetworks
+  (validation refuses those alone), and its allowSpoofedSourcePrefixes
+  where this node's workloadSourceSpoofing is Any.
 
 Each problem is a `file:line: Kind/name: field: message` string.
 """
@@ -14,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reconciler.config import felix, node_ports
+from reconciler.compile.workload_source import spoofing_allowed
+from reconciler.config import endpoint_networks, felix, nat_capacity, node_ports
 from reconciler.config.diagnostics import format_path
 from reconciler.config.model import Resource
 
@@ -67,5 +75,54 @@ def timeout_problems(resources: Iterable[Resource], node: str) -> list[str]:
     return problems
 
 
+def workload_network_problems(
+    resources: Iterable[Resource], node: str, config: Mapping[str, Any]
+) -> list[str]:
+    """This node's workloads with more networks to send from than the
+    datapath checks, told at the field that adds the one too many."""
+    spoofing = spoofing_allowed(config)
+    problems = []
+    for wep in resources:
+        if wep.kind != "WorkloadEndpoint" or wep.spec.get("node") != node:
+            continue
+        count = len(endpoint_networks.send_networks(wep.spec, spoofing))
+        if count <= endpoint_networks.WEP_NETS:
+            continue
+        alone = len(endpoint_networks.send_networks(wep.spec, spoofing=False))
+        path = (
+            endpoint_networks.IP_NETWORKS
+            if alone > endpoint_networks.WEP_NETS
+            else endpoint_networks.SPOOFED
+        )
+        problems.append(f"{_where(wep, path)}: {endpoint_networks.too_many(count, spoofing)}")
+    return problems
+
+
+def nat_frontend_problems(
+    resources: Sequence[Resource], node: str, config: Mapping[str, Any]
+) -> list[str]:
+    """A frontend map too small for the frontends this node programs, its
+    nodePorts aside, told at the FelixConfiguration field that sizes it."""
+    size = int(config[nat_capacity.SIZE])
+    if nat_capacity.most(resources) <= size:  # the usual case, without reading an address
+        return []
+    services = [f for r in resources if r.kind == "Service" for f in nat_capacity.facts_of(r)]
+    needed = nat_capacity.count(services, [str(c) for c in config.get(nat_capacity.EXCLUDED) or ()])
+    if needed <= size:
+        return []
+    why = nat_capacity.too_small(size, needed)
+    felixes = {r.name: r for r in resources if r.kind == "FelixConfiguration"}
+    for name in (f"node.{node}", "default"):
+        setter = felixes.get(name)
+        if setter is not None and setter.spec.get(nat_capacity.SIZE) is not None:
+            return [f"{_where(setter, nat_capacity.SIZE_PATH)}: {why}"]
+    return [f"{nat_capacity.SIZE} (default {size}): {why}"]
+
+
 def problems(resources: Sequence[Resource], node: str, config: Mapping[str, Any]) -> list[str]:
-    return node_port_problems(resources, config) + timeout_problems(resources, node)
+    return (
+        node_port_problems(resources, config)
+        + timeout_problems(resources, node)
+        + workload_network_problems(resources, node, config)
+        + nat_frontend_problems(resources, node, config)
+    )

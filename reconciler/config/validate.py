@@ -18,7 +18,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
-from reconciler.config import calico_rules, converted_kinds, node_ports
+from reconciler.config import calico_rules, converted_kinds, nat_capacity, node_ports
 from reconciler.config.diagnostics import Diagnostic, Finding, Path, Severity, format_path
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
@@ -74,11 +74,11 @@ def validate_document(
     pass; `written` is the loader's texts of plain scalars YAML 1.1 reads
     otherwise (reconciler.config.as_written). A document nested past what a
     check's recursion can take is reported, never a traceback."""
-    from reconciler.config import as_written, schema, semantic
+    from reconciler.config import as_written, endpoint_networks, schema, semantic
 
     kind, body = resource.kind, resource.body
     try:
-        precise = semantic.check(resource)
+        precise = semantic.check(resource) + endpoint_networks.findings(resource)
         # a field the semantic checks judged is told once, in their words,
         # not also as the schema's pattern or range
         judged = {f.path for f in precise if f.severity is Severity.ERROR}
@@ -381,6 +381,7 @@ def _facts(resources: Iterable[Resource]) -> list[node_ports.Fact]:
     """What the whole-source checks need of each resource: node_ports' facts,
     and a policy's tier when a Tier resource must name it."""
     out = [fact for r in resources for fact in node_ports.facts_of(r)]
+    out += [fact for r in resources for fact in nat_capacity.facts_of(r)]
     for r in resources:
         tier = calico_rules.tier_needed(r)
         if tier is not None:
@@ -414,7 +415,8 @@ def validate_source(
     from the cache: only diagnostics and identities are needed.
     `every_node` (--validate, the pre-receive hook): also refuse what a
     plan would refuse on some node, whichever (a nodePort outside the node
-    port ranges or on a failsafe port of any node's configuration); a plan
+    port ranges or on a failsafe port of any node's configuration, a NAT
+    frontend map too small for the frontends every node programs); a plan
     checks its own node's instead (reconciler/compile/config_limits.py)."""
     keys, cached, fresh = _results(
         source.files, cache_dir, with_resources, jobs or os.cpu_count() or 1
@@ -442,6 +444,7 @@ def validate_source(
     diagnostics += node_ports.shared(facts)
     if every_node:
         diagnostics += node_ports.problems(facts)
+        diagnostics += nat_capacity.problems(facts)
     if source.skip_kinds or source.strict_kinds:
         diagnostics = apply_kind_policy(diagnostics, source.skip_kinds, source.strict_kinds)
     return Validation(

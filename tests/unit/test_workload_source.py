@@ -75,9 +75,10 @@ def test_adjacent_networks_merge_and_more_than_the_datapath_checks_is_an_error()
     apart = [f"10.65.{i}.1/32" for i in range(9)]
     entries, _, errors = sources(felix(), wep("a", apart))
     assert "cali-a" not in entries
-    assert errors == (
-        "WorkloadEndpoint/shop/a: 9 IPv4 networks to send from (ipNetworks and "
-        "allowSpoofedSourcePrefixes, adjacent ones merged); the datapath checks at most 8",
+    assert errors == (  # refused before anything is compiled, at the field
+        "f.yaml:1: WorkloadEndpoint/shop/a: spec.ipNetworks: 9 IPv4 networks to send from "
+        "(ipNetworks, adjacent ones merged); the datapath checks at most 8 per workload: "
+        "list at most 8 (one wider prefix covers several)",
     )
 
 

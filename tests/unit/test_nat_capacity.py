@@ -1,0 +1,115 @@
+"""A frontend map (bpfMapSizeNATFrontend) too small for the frontends every
+node programs (each Service port's clusterIPs, externalIPs and load balancer
+IPs, nodePorts aside) is refused by --validate, for every configuration a
+node can have, at the field that sets the size; a plan refuses it for its
+own node's configuration, at the same field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.cli.main import main
+from reconciler.compile import config_limits, services
+from reconciler.config import felix as felix_config
+from reconciler.config import nat_capacity
+from reconciler.config.load import load
+from tests.unit.test_validate_cli import repo, write  # noqa: F401 - the fixture
+
+FELIX = """\
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: {name}
+spec:
+  bpfEnabled: true
+  {field}
+"""
+SERVICE = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: s{i}, namespace: bulk}}
+spec:
+  type: {type}
+  clusterIP: 10.96.{hi}.{lo}
+  externalIPs: [192.0.2.{lo}]
+  ports: [{{name: a, port: 80, nodePort: {node_port}}}, {{name: b, port: 53, protocol: UDP}}]
+"""
+
+
+HEADLESS = """\
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless, namespace: bulk}
+spec:
+  clusterIP: None
+  ports: [{port: 80}]
+"""
+
+
+def services_yaml(count: int, kind: str = "NodePort") -> str:
+    return "".join(
+        SERVICE.format(i=i, hi=i // 200, lo=i % 200 + 1, type=kind, node_port=30000 + i)
+        for i in range(count)
+    )
+
+
+def validate(root: Path, capsys) -> tuple[int, str]:
+    code = main(["--validate", str(root)])
+    return code, capsys.readouterr().out
+
+
+def test_the_mirrored_constants_are_the_compilers() -> None:
+    assert set(nat_capacity.PROTOCOLS) == set(services.PROTOCOLS)
+    assert nat_capacity.PROXY_NAME_LABEL == services.PROXY_NAME_LABEL
+
+
+def test_validate_refuses_a_frontend_map_too_small_at_its_field(repo, capsys) -> None:  # noqa: F811
+    felix = write(repo, "felix/default.yaml", FELIX.format(
+        name="default", field="bpfMapSizeNATFrontend: 30"))  # fmt: skip
+    write(repo, "svc.yaml", services_yaml(8))  # 8 x 2 ports x (clusterIP, externalIP)
+    code, out = validate(repo, capsys)
+    assert (code, out) == validate(repo, capsys)  # the warm cache judges alike
+    assert code == 1
+    assert out.splitlines() == [
+        f"{felix}:7: FelixConfiguration/default: spec.bpfMapSizeNATFrontend: 30 is too small "
+        "for 32 frontends (each Service port's clusterIPs, externalIPs and load balancer IPs; "
+        "nodePorts add one per node address); raise it to at least 32, with room for the "
+        "nodePorts"
+    ], out
+
+
+def test_a_node_override_is_judged_and_excluded_addresses_count_not(repo, capsys) -> None:  # noqa: F811
+    write(repo, "felix/default.yaml", FELIX.format(
+        name="default", field="bpfExcludeCIDRsFromNAT: [192.0.2.0/24]"))  # fmt: skip
+    small = write(repo, "felix/n2.yaml", FELIX.format(
+        name="node.n2", field="bpfMapSizeNATFrontend: 15"))  # fmt: skip
+    write(repo, "svc.yaml", services_yaml(8) + HEADLESS)
+    code, out = validate(repo, capsys)
+    assert code == 1  # 16 frontends: the externalIPs are excluded on every node
+    assert out.splitlines() == [
+        f"{small}:7: FelixConfiguration/node.n2: spec.bpfMapSizeNATFrontend: 15 is too small "
+        "for 16 frontends on node n2 (each Service port's clusterIPs, externalIPs and load "
+        "balancer IPs; nodePorts add one per node address); raise it to at least 16, with "
+        "room for the nodePorts"
+    ], out
+    small.write_text(FELIX.format(name="node.n2", field="bpfMapSizeNATFrontend: 16"))
+    assert validate(repo, capsys)[0] == 0
+
+
+def test_a_plan_refuses_it_at_its_nodes_field(tmp_path: Path) -> None:
+    felix = write(tmp_path, "felix.yaml", FELIX.format(
+        name="node.n1", field="bpfMapSizeNATFrontend: 10"))  # fmt: skip
+    svc = write(tmp_path, "svc.yaml", services_yaml(3))
+    resources = [*load(felix.read_bytes(), str(felix)).resources,
+                 *load(svc.read_bytes(), str(svc)).resources]  # fmt: skip
+    config = felix_config.effective_config(resources, "n1")
+    assert config_limits.nat_frontend_problems(resources, "n1", config) == [
+        f"{felix}:7: FelixConfiguration/node.n1: spec.bpfMapSizeNATFrontend: 10 is too small "
+        "for 12 frontends (each Service port's clusterIPs, externalIPs and load balancer IPs; "
+        "nodePorts add one per node address); raise it to at least 12, with room for the "
+        "nodePorts"
+    ]
+    other = felix_config.effective_config(resources, "n2")  # the default's 65536
+    assert config_limits.nat_frontend_problems(resources, "n2", other) == []
