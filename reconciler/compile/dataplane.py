@@ -23,7 +23,7 @@ from reconciler.compile.kube_proxy import compile_kube_proxy_cleanup
 from reconciler.compile.nat_outgoing import compile_nat_outgoing
 from reconciler.compile.policy_objects import compile_policy
 from reconciler.compile.programs import compile_programs, programs_for
-from reconciler.compile.service_nat import compile_service_nat
+from reconciler.compile.service_nat import compile_service_nat, with_auto_timeouts
 from reconciler.compile.workload_source import workload_sources
 from reconciler.config import felix
 from reconciler.config.enforcement import not_enforced
@@ -53,6 +53,7 @@ def compile_desired(
     if not isinstance(host, Host):
         host = Host(tuple(host))
     config = ct_scaling.scaled(felix.effective_config(resources, node), host.ct_floor)
+    config = with_auto_timeouts(config, host.nf_timeouts)
     agent = agent_settings(config)
     if not config["bpfEnabled"]:
         said = any(

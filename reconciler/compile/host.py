@@ -31,6 +31,9 @@ class Host:
     # the least conntrack size (entries) DoubleIfFull asks for
     # (reconciler.compile.ct_scaling); None: none
     ct_floor: int | None = None
+    # the kernel conntrack's timeouts (bpfConntrackTimeouts timer -> seconds)
+    # that a timer set to Auto takes; None: not read
+    nf_timeouts: dict[str, int] | None = None
 
     def facts(self) -> dict[str, Any]:
         """Every fact but the links, by name: what a snapshot records and

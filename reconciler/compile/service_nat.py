@@ -21,11 +21,24 @@ from reconciler.plan.address import Address
 from reconciler.plan.state import Obj, ObjKind
 
 
+def with_auto_timeouts(
+    config: Mapping[str, Any], nf_timeouts: Mapping[str, int] | None
+) -> Mapping[str, Any]:
+    """`config` with each bpfConntrackTimeouts timer set to `Auto` given the
+    node's conntrack timeout (`nf_timeouts`, Host.nf_timeouts), as Felix
+    reads the sysctl; a timer the kernel has none for stays Auto, which
+    means Calico's default."""
+    timers = config["bpfConntrackTimeouts"]
+    known = nf_timeouts or {}
+    resolved = {k: f"{known[k]}s" if v == "Auto" and k in known else v for k, v in timers.items()}
+    return config if resolved == timers else {**config, "bpfConntrackTimeouts": resolved}
+
+
 def _nat_globals(config: Mapping[str, Any], netns_cookie: int | None) -> dict[str, Any]:
     t = config["bpfConntrackTimeouts"]
 
     def secs(key: str) -> int:
-        # 'Auto' means the kernel conntrack's own timeout: ours is the default.
+        # 'Auto' with no kernel timeout to take (with_auto_timeouts): the default.
         value = t[key] if t[key] != "Auto" else felix.DEFAULTS["bpfConntrackTimeouts"][key]
         return max(1, round(felix.parse_duration(str(value))))
 

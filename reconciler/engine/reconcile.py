@@ -47,6 +47,7 @@ from reconciler.engine.foreign_place import (
 from reconciler.engine.lock import LockHeld, UnsafeLockDir, apply_lock
 from reconciler.engine.store import code_fingerprint
 from reconciler.kernel import bpf as bpfsys
+from reconciler.kernel.nf_sysctl import conntrack_timeouts
 from reconciler.kernel.rtnetlink import netns_cookie, netns_path
 from reconciler.observe.kernel import held_slots, observe, with_entries
 from reconciler.plan.address import Address
@@ -654,7 +655,7 @@ def host_facts(target: Target, links: list[Link]) -> Host:
             raise ReconcileError(f"--cgroup {target.cgroup}: {exc.strerror}") from exc
     return Host(
         tuple(links), cgroup_id, target.cgroup or "", build.kernel_hz(), netns_cookie(target.netns),
-        conntrack_scaling.floor_for(target),
+        conntrack_scaling.floor_for(target), conntrack_timeouts(target.netns),
     )  # fmt: skip
 
 
@@ -796,7 +797,8 @@ def execute(
     `udp_connected` says where UDP sockets may be connected to a backend
     (udp_balanced_at_connect), for those of departed backends to be
     destroyed."""
-    from reconciler.apply.executor import Executor  # as in _services_only_update
+    from reconciler.apply import ct_departed  # as in _services_only_update
+    from reconciler.apply.executor import Executor
 
     if plan.changes:
         bpfsys.ensure_bpffs(target.bpffs_root)  # a plan only checked it: made here, 0700
@@ -825,6 +827,7 @@ def execute(
     finally:
         executor.close()
     results += _after_backend_changes(plan, target, backends, udp_connected)
+    results += ct_departed.after_workload_changes(plan.changes, target.bpffs_root)
     return results
 
 
