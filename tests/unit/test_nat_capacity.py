@@ -113,3 +113,23 @@ def test_a_plan_refuses_it_at_its_nodes_field(tmp_path: Path) -> None:
     ]
     other = felix_config.effective_config(resources, "n2")  # the default's 65536
     assert config_limits.nat_frontend_problems(resources, "n2", other) == []
+
+
+def test_the_pre_receive_hook_refuses_both(tmp_path: Path, capsys, monkeypatch) -> None:
+    import git
+
+    from reconciler.cli.hooks_cmd import pre_receive
+    from tests.unit.test_endpoint_networks import APART, WEP
+    from tests.unit.test_repo_config_git import commit
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    work = git.Repo.init(tmp_path / "work", initial_branch="main")
+    sha = commit(work, {
+        "felix.yaml": FELIX.format(name="default", field="bpfMapSizeNATFrontend: 30"),
+        "svc.yaml": services_yaml(8), "wep.yaml": WEP.format(nets=", ".join(APART)),
+    })  # fmt: skip
+    git_dir = str(tmp_path / "work" / ".git")
+    assert pre_receive([f"{'0' * 40} {sha} refs/heads/main"], git_dir, None) == 1
+    err = capsys.readouterr().err
+    assert "felix.yaml:7: FelixConfiguration/default: spec.bpfMapSizeNATFrontend: 30 is" in err
+    assert "wep.yaml:7: WorkloadEndpoint/shop/frontend-0: spec.ipNetworks: 9 IPv4" in err
