@@ -16,8 +16,11 @@ Refused, leaving the kernel as it was:
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +86,7 @@ class Follower:
             return
         mirror = self.local
         if not (mirror / "HEAD").exists():
-            mirror.parent.mkdir(parents=True, exist_ok=True)
-            tmp = mirror.with_name(mirror.name + f".{os.getpid()}.tmp")
-            git(mirror.parent, "clone", "--quiet", "--mirror", self.repo, str(tmp))
-            tmp.rename(mirror)
+            clone_mirror(self.repo, mirror)
             return
         git(mirror, "fetch", "--quiet", "--prune", "origin", *MIRROR_REFSPECS)
 
@@ -132,6 +132,53 @@ class Follower:
     def spec(self, commit: str, policy: Mapping[str, Any]) -> dict[str, Any]:
         """The source spec that reads exactly `commit`."""
         return {"kind": "git", "repo": self.repo, "ref": commit, "policy": dict(policy)}
+
+
+def clone_mirror(url: str, mirror: Path, timeout: float = FETCH_TIMEOUT_S) -> None:
+    """Clone `url` as a bare mirror at `mirror`. The clone is made in a
+    directory of its own beside it and renamed into place once complete, so
+    a reader never sees half a mirror. One that fails or times out removes
+    its directory (the next fetch clones afresh); one a process that died
+    left behind is removed by the next clone."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_clones(mirror)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f"{mirror.name}.{os.getpid()}.", suffix=".tmp", dir=mirror.parent)
+    )
+    try:
+        git(mirror.parent, "clone", "--quiet", "--mirror", url, str(tmp), timeout=timeout)
+        try:
+            tmp.rename(mirror)
+        except OSError:
+            if not (mirror / "HEAD").exists():
+                raise
+            # another clone of the same repository came first: use that one
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_clones(mirror: Path) -> list[Path]:
+    """Remove the clone directories of `mirror` (`<mirror>.<pid>[.x].tmp`)
+    whose process no longer runs; returns them. A live process's own is
+    left: it may still be cloning."""
+    removed = []
+    for tmp in mirror.parent.glob(f"{glob.escape(mirror.name)}.*.tmp"):
+        pid = tmp.name[len(mirror.name) + 1 :].split(".", 1)[0]
+        if not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 def pinned_spec(
