@@ -18,12 +18,12 @@ entries are kept as they were. The result is the full compile's
 (tests/unit/test_policy_incremental.py checks it on random edits).
 
 Anything else answers None and the caller compiles in full: another kind
-changed (a Tier, a Profile, a HostEndpoint, a Service a rule names or one of
-its EndpointSlices), a profile's rules read a
-changed peer, an address's first naming peer moved (what plans show beside
-it), a host endpoint exists (its chains read every global policy), the
-local endpoints or the context moved, two resources share a name, or there
-is no index.
+changed (a Tier, a Profile, a Namespace or ServiceAccount (the profile made
+of it), a HostEndpoint, a Service a rule names or one of its EndpointSlices),
+a profile's rules read a changed peer, an address's first naming peer moved
+(what plans show beside it), a host endpoint exists (its chains read every
+global policy), the local endpoints or the context moved, two resources
+share a name, or there is no index.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from reconciler.plan.state import Obj
 # Every kind the policy model reads (reconciler.compile.policy_model._Ctx, build_model).
 READ_KINDS = POLICY_KINDS | {
     "Tier", "Profile", "WorkloadEndpoint", "HostEndpoint", "NetworkSet", "GlobalNetworkSet",
-    "Namespace",
+    "Namespace", "ServiceAccount",
 }  # fmt: skip
 # The maps a workload's programs fill; their keys start with the program id.
 PROGRAM_MAPS = (pl.MAP_EXACT, pl.MAP_LPM, pl.MAP_VERDICT)

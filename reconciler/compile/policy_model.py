@@ -38,6 +38,7 @@ NAME_LABEL = "projectcalico.org/name"
 # the prefixes of the labels a namespace's and a service account's profile give
 OWNER_PREFIXES = ("pcns.", "pcsa.")
 NS_PROFILE = "kns."
+SA_PROFILE = "ksa."
 # the label the Kubernetes API server puts on every namespace
 K8S_NAME_LABEL = "kubernetes.io/metadata.name"
 DIRECTIONS = ("ingress", "egress")
@@ -330,6 +331,28 @@ def namespace_profile(namespace: Resource) -> Resource:
                     namespace.file, namespace.line, namespace.lines)  # fmt: skip
 
 
+def service_account_profile_name(namespace: str, account: str) -> str:
+    return f"{SA_PROFILE}{namespace}.{account}"
+
+
+def service_account_profile(account: Resource) -> Resource:
+    """The ksa.<namespace>.<name> profile Calico makes of a Kubernetes
+    ServiceAccount: its labels under the pcsa. prefix, and its name as
+    pcsa.projectcalico.org/name (Calico adds that one; the API server
+    sets no label on a ServiceAccount), for a rule's serviceAccounts
+    selector; no rules, so it decides nothing. A Profile of that name in
+    the repository is used instead."""
+    name = service_account_profile_name(account.namespace or "", account.name)
+    labels = {**_labels(account), NAME_LABEL: account.name}
+    body = {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "Profile",
+        "metadata": {"name": name},
+        "spec": {"labelsToApply": {f"pcsa.{k}": v for k, v in labels.items()}},
+    }
+    return Resource("Profile", name, None, body, account.file, account.line, account.lines)
+
+
 # The profile Calico provides whether or not anyone wrote it (libcalico-go's
 # DefaultAllowProfile): Allow both ways. calico-kube-controllers names it on
 # the host endpoints it makes for each node, so a repository that holds those
@@ -373,9 +396,11 @@ class _Ctx:
 
     def __init__(self, resources: Sequence[Resource], node: str) -> None:
         namespaces = {r.name: r for r in resources if r.kind == "Namespace"}
+        accounts = [service_account_profile(r) for r in resources if r.kind == "ServiceAccount"]
         self.profiles = {
             DEFAULT_ALLOW_PROFILE: default_allow_profile(),
             **{f"{NS_PROFILE}{n}": namespace_profile(r) for n, r in namespaces.items()},
+            **{p.name: p for p in accounts},
             **{r.name: with_namespace_name(r) for r in resources if r.kind == "Profile"},
         }  # a profile written wins
         self.ns_labels: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
@@ -433,6 +458,15 @@ class _Ctx:
             self.ns_labels[key] = got
         return got
 
+    def service_account_labels(self, ns: str, account: str) -> dict[str, str]:
+        """The labels a serviceAccounts selector matches of a pod running
+        as `account` in `ns`: the pcsa. labels of its ksa.<ns>.<account>
+        profile (made of its ServiceAccount, or written), and the account's
+        name as projectcalico.org/name, which Calico's profile always has."""
+        prof = self.profiles.get(service_account_profile_name(ns, account))
+        raw = (prof.spec.get("labelsToApply") if prof else None) or {}
+        return {**_prefixed(raw, "pcsa."), NAME_LABEL: account}
+
     def peer_namespace_labels(self, peer: Peer) -> Mapping[str, str]:
         if peer.ns_labels is not None:
             return peer.ns_labels
@@ -473,8 +507,7 @@ class _Ctx:
         sa_labels: dict[str, str] = {}
         if sa:
             labels[SA_LABEL] = str(sa)
-            prof = self.profiles.get(f"ksa.{ns}.{sa}")
-            sa_labels = _prefixed((prof.spec.get("labelsToApply") if prof else None) or {}, "pcsa.")
+            sa_labels = self.service_account_labels(ns, str(sa))
         nets = _nets(r.spec.get("ipNetworks"))
         named = r.spec.get("profiles")
         ns_labels = self.namespace_labels(ns, [str(p) for p in named or ()])

@@ -26,6 +26,7 @@ KINDS: Mapping[str, str] = {
     "Service": "v1",
     "EndpointSlice": "discovery.k8s.io/v1",
     "Namespace": "v1",
+    "ServiceAccount": "v1",
 }
 # Kinds of Calico's v3 API that this node does not act on: accepted where
 # they appear (a repository holds the whole cluster's config), not validated
@@ -48,7 +49,14 @@ CALICO_ONLY_KINDS = frozenset(
     }
 )
 NAMESPACED_KINDS = frozenset(
-    {"NetworkPolicy", "NetworkSet", "WorkloadEndpoint", "Service", "EndpointSlice"}
+    {
+        "NetworkPolicy",
+        "NetworkSet",
+        "WorkloadEndpoint",
+        "Service",
+        "EndpointSlice",
+        "ServiceAccount",
+    }
 )
 
 
