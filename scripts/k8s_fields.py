@@ -1,6 +1,6 @@
 """Write the Kubernetes API field list (tests/data/k8s_api_fields.json) for
-the Kubernetes kinds reconcile reads: Service (core/v1), EndpointSlice
-(discovery.k8s.io/v1) and NetworkPolicy (networking.k8s.io/v1).
+the Kubernetes kinds reconcile reads: Service and ServiceAccount (core/v1),
+EndpointSlice (discovery.k8s.io/v1) and NetworkPolicy (networking.k8s.io/v1).
 
     pip download kubernetes==33.1.0 --no-deps -d DIR
     python scripts/k8s_fields.py DIR/kubernetes-33.1.0-py2.py3-none-any.whl [OUT.json]
@@ -31,6 +31,10 @@ ROOTS = {
     "Service": ("V1Service", ("spec", "status")),
     "EndpointSlice": ("V1EndpointSlice", ("address_type", "endpoints", "ports")),
     "NetworkPolicy": ("V1NetworkPolicy", ("spec",)),
+    "ServiceAccount": (
+        "V1ServiceAccount",
+        ("automount_service_account_token", "image_pull_secrets", "secrets"),
+    ),
 }
 _SCALARS = {
     "str": "string",

@@ -19,6 +19,7 @@ from reconciler.config.load import load
 from reconciler.config.model import Resource
 from reconciler.config.validate import validate_file
 from reconciler.plan.state import Link
+from tests.unit import test_schemas as schemas
 from tests.unit.test_error_paths import FELIX
 from tests.unit.test_incremental import FELIX as FELIX_RESOURCE
 
@@ -139,6 +140,18 @@ def test_the_profile_carries_the_name_calico_adds_and_is_inherited():
     (other,) = [p for p in model_of(PODS).peers if p.ref.endswith("n1-k8s-api--0-eth0")]
     assert other.sa_labels == {"projectcalico.org/name": "api"}  # no ServiceAccount written
     assert "pcsa.tier" not in other.labels
+
+
+def test_the_schema_is_draft7_closed_and_namespaced():
+    """As test_schemas checks every kind it lists: a draft-7 schema both
+    validators compile, closed objects, local refs; v1, namespaced, no spec."""
+    schemas.test_schema_is_valid_draft7("ServiceAccount")
+    schemas.test_schema_is_closed_and_portable("ServiceAccount")
+    s = schemas.schema("ServiceAccount")
+    assert s["properties"]["apiVersion"] == {"const": "v1"}
+    assert s["properties"]["kind"] == {"const": "ServiceAccount"}
+    assert s["additionalProperties"] is False and "spec" not in s["properties"]
+    assert set(s["definitions"]["metadata"]["required"]) == {"name", "namespace"}
 
 
 def findings(text: str) -> list[str]:
