@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from reconciler.config.diagnostics import Diagnostic, Severity
@@ -67,11 +69,13 @@ def render_junit(files: Sequence[str], diagnostics: Sequence[Diagnostic]) -> str
 
 
 def _uri(path: str, base: str) -> str:
-    """A file as SARIF wants it: relative to the working directory when inside it."""
+    """A file as SARIF wants it, a URI reference: relative to the working
+    directory when inside it, else a file URI; percent-encoded either way
+    (a `#` or `%` in a name is the name's, not a fragment or an escape)."""
     rel = os.path.relpath(path, base) if os.path.isabs(path) else path
-    return (
-        rel.replace(os.sep, "/") if not rel.startswith("..") else "file://" + os.path.abspath(path)
-    )
+    if rel.startswith(".."):
+        return Path(os.path.abspath(path)).as_uri()
+    return quote(rel.replace(os.sep, "/"))
 
 
 def sarif_log(diagnostics: Sequence[Diagnostic], base: str | None = None) -> dict[str, Any]:
@@ -144,6 +148,9 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
         # titled by the tool; one of no file is annotated on none
         props = [] if d.file in NO_FILES else [f"file={_escape_property(d.file)}", f"line={d.line}"]
         props.append(f"title={_escape_property(d.resource if d.has_resource else TOOL)}")
-        text = _escape_data(d.located(d.message, resource=False))
+        text = d.located(d.message, resource=False)
+        if d.file == STDIN_SHOWN and d.line > 0:  # no file to point into: the line in the stream
+            text = f"{STDIN_SHOWN}:{d.line}: {text}"
+        text = _escape_data(text)
         lines.append(f"::{command[d.severity]} {','.join(props)}::{text}")
     return "".join(line + "\n" for line in lines)

@@ -352,7 +352,18 @@ def test_standard_input_is_annotated_on_no_file(
     with open(given, "rb") as fh:
         monkeypatch.setattr(sys, "stdin", fh)
         assert main(["--validate", "-", "--no-cache", "--format", "github"]) == 1
-    assert capsys.readouterr().out == f"::error title=reconcile::{YAML_PROBLEM}\n"
+    # no file to annotate: the line in the stream stays in the message
+    assert capsys.readouterr().out == f"::error title=reconcile::<stdin>:5: {YAML_PROBLEM}\n"
+
+
+def test_sarif_uris_are_percent_encoded(repo: Path, capsys: Any) -> None:
+    """A `#` would start a fragment and a `%` an escape: both are the name's."""
+    for name in ("my file#1.yaml", "bad%25.yaml"):
+        (repo / name).write_text(SYNTAX_ERROR)
+    data = json.loads(report(repo, capsys, "sarif"))
+    uris = sorted(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                  for r in data["runs"][0]["results"])  # fmt: skip
+    assert [u.rsplit("/", 1)[1] for u in uris] == ["bad%2525.yaml", "my%20file%231.yaml"]
 
 
 def test_a_yaml_syntax_error_in_sarif_has_no_placeholder_location(
