@@ -83,35 +83,50 @@ def with_entry(bucket_bytes: bytes, way: int, ver: int, key: bytes, value: bytes
     return bytes(out)
 
 
-def _svc_indexes(view: memoryview, services: Iterable[int]) -> list[int]:
-    """Entry indexes whose svc_id is one of `services`: a search of the
-    svc_id column at C speed (a table of 512,000 entries is 36 MB)."""
+def _indexes_with(view: memoryview, offsets: Iterable[int], words: Iterable[bytes]) -> set[int]:
+    """Indexes of the entries holding one of `words` (4 bytes each) at one
+    of `offsets` (bytes into struct rcl_ct_entry, 4-aligned): a search of
+    each such column at C speed (a table of 512,000 entries is 36 MB)."""
     line = nat.CT_ENTRY.size // 4  # 32-bit words per cache line
-    offset = (nat.CT_ENTRY_VAL_OFFSET + nat.CT_VAL_SVC_OFFSET) // 4
-    column = view.cast("I")[offset::line].tobytes()  # that word of every line
     lines_per_bucket = BUCKET // nat.CT_ENTRY.size
+    wanted = set(words)
     found: set[int] = set()
-    for svc_id in set(services):
-        pattern = nat.U32.pack(svc_id)
-        at = column.find(pattern)
-        while at >= 0:
-            if at % 4 == 0:
-                n = at // 4
-                b, within = divmod(n, lines_per_bucket)
-                if within:  # line 0 is the header
-                    found.add(b * WAYS + within - 1)
-            at = column.find(pattern, at + 1)
-    return sorted(found)
+    for offset in offsets:
+        column = view.cast("I")[offset // 4 :: line].tobytes()  # that word of every line
+        for pattern in wanted:
+            at = column.find(pattern)
+            while at >= 0:
+                if at % 4 == 0:
+                    b, within = divmod(at // 4, lines_per_bucket)
+                    if within:  # line 0 is the header
+                        found.add(b * WAYS + within - 1)
+                at = column.find(pattern, at + 1)
+    return found
+
+
+# Where an entry names an address: its key's source and destination, and a
+# NAT entry's backend (rcl_ct_val.be_ip).
+_ADDRESS_OFFSETS = (0, 4, nat.CT_ENTRY_VAL_OFFSET + 28)
 
 
 def live(
-    values: bytes | memoryview, services: Iterable[int] | None = None
+    values: bytes | memoryview,
+    services: Iterable[int] | None = None,
+    addresses: Iterable[bytes] | None = None,
 ) -> Iterator[tuple[int, int, bytes, bytes]]:
     """(index, version, key, value) of every stable entry, from the table's
     buckets read in index order; with `services`, only the entries of those
-    service ids."""
+    service ids; with `addresses` (4 bytes, network order), only entries
+    that may name one (as key source or destination, or backend: the
+    caller reads which)."""
     view = memoryview(values)
-    if services is None:
+    indexes: Iterable[int]
+    if services is not None:
+        svc = nat.CT_ENTRY_VAL_OFFSET + nat.CT_VAL_SVC_OFFSET
+        indexes = sorted(_indexes_with(view, (svc,), (nat.U32.pack(s) for s in services)))
+    elif addresses is not None:
+        indexes = sorted(_indexes_with(view, _ADDRESS_OFFSETS, addresses))
+    else:
         words, per = view.cast("Q"), BUCKET // 8
         used = [
             b * WAYS + w
@@ -119,9 +134,7 @@ def live(
             for b, word in enumerate(words[w::per].tolist())
             if word & 0xFFFFFFFF
         ]
-        indexes: Iterable[int] = sorted(used)
-    else:
-        indexes = _svc_indexes(view, services)
+        indexes = sorted(used)
     for index in indexes:
         b, w = divmod(index, WAYS)
         base = b * BUCKET
