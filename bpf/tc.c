@@ -54,6 +54,10 @@ int rcl_tc_egress(struct __sk_buff *skb)
 		skb->mark = 0;
 		return TC_ACT_UNSPEC;
 	}
+	if ((st->flags & RCL_IF_WORKLOAD) && rcl_wep_frame_refused(skb)) {
+		st->dropped++;
+		return TC_ACT_SHOT;
+	}
 	if (st->flags & RCL_IF_POLICY) {
 		struct rcl_pol_scratch *ps = rcl_pol_scratch_get();
 		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;

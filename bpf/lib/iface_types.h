@@ -70,5 +70,12 @@ struct rcl_globals {
 #define RCL_G_RPF_DISABLED 0
 #define RCL_G_RPF_STRICT   1
 #define RCL_G_RPF_LOOSE    2
+/* rcl_globals.flags bits 4-5: encapsulation a workload may send (Felix's
+ * allowVXLANPacketsFromWorkloads, allowIPIPPacketsFromWorkloads); without
+ * its bit, VXLAN (UDP to the port in bits 16-31, host order: Felix's
+ * vxlanPort) and IP in IP from a workload are dropped before policy */
+#define RCL_G_ALLOW_VXLAN  16
+#define RCL_G_ALLOW_IPIP   32
+#define RCL_G_VXLAN_PORT_SHIFT 16
 
 #endif

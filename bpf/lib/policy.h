@@ -21,6 +21,7 @@
 
 #include <uapi/linux/ip.h>
 #include "conntrack.h"
+#include "nat.h"
 #include "policy_lookup.h"
 #include "tc_maps.h"
 
@@ -63,27 +64,34 @@ static __always_inline struct rcl_pol_scratch *rcl_pol_scratch_get(void)
 	return ps;
 }
 
-/* The policy key (in ps->key2) of the packet an ICMP error quotes at `off`:
- * its IPv4 header and the first 8 bytes after it, which every error carries.
- * 0 when it quotes no flow policy tracks. The outer header in ps->ip is read
- * over: rcl_pol_begin has taken what it needs from it. */
-static __always_inline int rcl_pol_quoted_key(struct __sk_buff *skb, __u32 off,
+/* An ICMP error travels its flow's way back: the policy key (in ps->key2)
+ * of the packet an ICMP error quotes at `off` (its IPv4 header and the
+ * first 8 bytes after it, which every error carries), reversed, so that it
+ * names the entry a reply to that packet would meet. 0 when it quotes no
+ * flow policy tracks, or quotes a packet the error does not go back to:
+ * an error goes to the quoted packet's sender (as Linux conntrack's
+ * nf_conntrack_inet_error asks), and one a pod sends reports on a packet
+ * it received. The outer header in ps->ip is read over: its addresses are
+ * in ps->f.key. */
+static __always_inline int rcl_pol_quoted_key(struct __sk_buff *skb, __u32 off, int from_pod,
 					      struct rcl_pol_scratch *ps)
 {
 	struct iphdr *q = &ps->ip;
 	if (rcl_icmp_quote(skb, off, q, ps->l4, 8))
 		return 0;
+	if (q->saddr != ps->f.key.dst || (from_pod == RCL_POL_FROM_POD && q->daddr != ps->f.key.src))
+		return 0;
 	__u16 *l4 = (__u16 *)ps->l4;
 	struct rcl_ct_key *k = &ps->key2;
 	__builtin_memset(k, 0, sizeof(*k));
 	__u8 p = q->protocol;
-	k->src = q->saddr;
-	k->dst = q->daddr;
+	k->src = q->daddr;
+	k->dst = q->saddr;
 	k->proto = p;
 	k->pad[0] = RCL_CT_KEY_POLICY;
 	if (p == IPPROTO_TCP || p == IPPROTO_UDP || p == 132 || p == 136) {
-		k->sport = l4[0];
-		k->dport = l4[1];
+		k->sport = l4[1];
+		k->dport = l4[0];
 		return 1;
 	}
 	if (p == IPPROTO_ICMP && (ps->l4[0] == 8 || ps->l4[0] == 0)) {
@@ -94,18 +102,54 @@ static __always_inline int rcl_pol_quoted_key(struct __sk_buff *skb, __u32 off,
 	return 0;
 }
 
-/* Is the flow whose key rcl_pol_quoted_key made live in policy's
- * conntrack? Then the error is related to a flow some policy point allowed
- * (Path MTU discovery's "fragmentation needed", a closed UDP port's "port
- * unreachable") and passes as a reply would, whatever the rules say of
- * ICMP; the flow's entry is not touched. An error quoting a flow policy
- * never saw is judged as its own packet. */
-static __always_inline int rcl_pol_related(struct rcl_pol_scratch *ps)
+/* Does the error whose key rcl_pol_quoted_key made pass as its flow's reply
+ * would: a live entry this side's approval lets a packet through (the
+ * forward entry with this side's, the replies' entry with the other
+ * side's, as rcl_pol_look asks)? Then it is related (Path MTU discovery's
+ * "fragmentation needed", a closed UDP port's "port unreachable") and
+ * passes whatever the rules say of ICMP; the flow's entry is not touched.
+ * An error that is not related is judged as its own packet. */
+static __always_inline int rcl_pol_related(struct rcl_pol_scratch *ps, __u8 other)
 {
 	struct rcl_ct_hit hit;
 	if (!rcl_ct_lookup(&ps->key2, &ps->now, &hit))
 		return 0;
-	return hit.val.type == RCL_CT_POL_FWD || hit.val.type == RCL_CT_POL_REV;
+	return (hit.val.type == RCL_CT_POL_FWD && (hit.val.flags & ps->f.side)) ||
+	       (hit.val.type == RCL_CT_POL_REV && (hit.val.flags & other));
+}
+
+/* What a workload interface carries: untagged IPv4 and ARP alone, both
+ * ways (as Calico's workload programs). Any other frame would pass
+ * unjudged, and not only as itself: after tc the kernel strips a vid-0 VLAN
+ * tag (or two) and delivers what was inside as IPv4 or IPv6, past the
+ * pod's policy and anti-spoofing. IPv6 is not policed yet. Asked of every
+ * workload's packets, under policy or not: from the pod with the
+ * anti-spoofing check (tc_path.h rcl_wep_spoofed), to it in tc egress.
+ * 1: drop. */
+static __always_inline int rcl_wep_frame_refused(struct __sk_buff *skb)
+{
+	return skb->vlan_present ||
+	       (skb->protocol != rcl_htons(ETH_P_IP) && skb->protocol != rcl_htons(ETH_P_ARP));
+}
+
+/* Encapsulation a workload sends: VXLAN (UDP to Felix's vxlanPort) or IP in
+ * IP carries a packet of any source to any destination, which a node that
+ * decapsulates it delivers past the sender's egress policy and
+ * anti-spoofing. Dropped before policy unless Felix allows it
+ * (RCL_G_ALLOW_VXLAN, RCL_G_ALLOW_IPIP), as Calico does. Asked by the pod's
+ * policy point, with the packet parsed into ps->f (every workload is under
+ * policy: RCL_IF_POLICY). 1: drop. */
+static __always_inline int rcl_pol_encap_refused(struct rcl_pol_scratch *ps)
+{
+	__u8 p = ps->f.key.proto;
+	if (p != IPPROTO_IPIP && p != IPPROTO_UDP)
+		return 0;
+	struct rcl_globals *g = rcl_globals.lookup(&ps->zero);
+	__u32 gflags = g ? g->flags : 0;
+	if (p == IPPROTO_IPIP)
+		return !(gflags & RCL_G_ALLOW_IPIP);
+	return !(gflags & RCL_G_ALLOW_VXLAN) &&
+	       rcl_htons(ps->f.key.dport) == gflags >> RCL_G_VXLAN_PORT_SHIFT;
 }
 
 /* Did this node itself send the packet to the pod? A packet the host's
@@ -163,6 +207,19 @@ static __always_inline int rcl_pol_frag_ports(struct rcl_pol_scratch *ps)
 	ps->f.key.dport = v->dport;
 	ps->f.trackable = 1;
 	return 1;
+}
+
+/* A new TCP connection on the tuple of one that closed: a SYN without ACK
+ * on a flow whose entry saw FIN or RST (as Calico's tcp_recycled). It is a
+ * new flow, judged by today's policy, and its entries are written afresh
+ * (rcl_pol_admit_flow): a closed flow's approvals are not a standing
+ * exemption from a later deny. tcpflags: the packet's TCP flags byte (read
+ * with pktflags: only a TCP packet's has RCL_CT_SYN). */
+static __always_inline int rcl_pol_recycled(const struct rcl_pol_flow *f, __u8 tcpflags,
+					    __u8 entry_flags)
+{
+	return f->pktflags == RCL_CT_SYN && !(tcpflags & 0x10) &&
+	       (entry_flags & (RCL_CT_FIN | RCL_CT_RST));
 }
 
 /* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
@@ -238,10 +295,22 @@ static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int
 		} else if (rcl_icmp_is_error(type)) {
 			/* an error (unreachable, time exceeded, parameter problem):
 			 * related to the flow of the packet it quotes, if tracked */
-			if (rcl_pol_quoted_key(skb, l4_off + 8, ps))
-				return rcl_pol_related(ps) ? RCL_POL_EST : RCL_POL_NEW;
+			__u8 other = host ? RCL_CT_POL_HOST
+					  : f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
+			if (!rcl_pol_quoted_key(skb, l4_off + 8, from_pod, ps) ||
+			    !rcl_pol_related(ps, other))
+				return RCL_POL_NEW;
+			if (from_pod != RCL_POL_FROM_POD)
+				return RCL_POL_EST;
+			/* from a pod: allowed without a verdict, yet judged as new,
+			 * so that defaultEndpointToHostAction still drops it when it
+			 * goes to this node */
+			f->forced = 1;
+			return RCL_POL_NEW;
 		}
 	}
+	if (from_pod == RCL_POL_FROM_POD && rcl_pol_encap_refused(ps))
+		return RCL_POL_DROP;
 	if (!f->trackable)
 		return RCL_POL_NEW;
 	if (ip->frag_off & rcl_htons(0x2000))
@@ -254,6 +323,8 @@ static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int
 	 * point that sees both directions, its own approval lets replies through */
 	__u8 other = host ? RCL_CT_POL_HOST : f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
 	if (hit->val.type == RCL_CT_POL_FWD && (hit->val.flags & f->side)) {
+		if (rcl_pol_recycled(f, ps->l4[13], hit->val.flags))
+			return RCL_POL_NEW;
 		rcl_ct_touch(hit, *now, f->pktflags);
 		return RCL_POL_EST;
 	}
@@ -338,10 +409,14 @@ static __always_inline int rcl_pol_admit_flow(struct rcl_pol_scratch *ps, int to
 	if (!*now)
 		*now = rcl_now();
 	struct rcl_ct_hit hit;
-	if (rcl_ct_find(&f->key, &hit)) {
+	if (rcl_ct_find(&f->key, &hit) &&
+	    !(hit.val.type == RCL_CT_POL_FWD && f->pktflags == RCL_CT_SYN &&
+	      (hit.val.flags & (RCL_CT_FIN | RCL_CT_RST)))) {
 		/* The other side allowed it already: add this side's approval to
 		 * the flow and its replies. A packet whose key is some flow's reply
-		 * is judged, and leaves that flow alone. */
+		 * is judged, and leaves that flow alone. A SYN on a closed flow's
+		 * entry (rcl_pol_recycled) writes the pair afresh, below: the new
+		 * connection starts with this side's approval alone. */
 		if (hit.val.type == RCL_CT_POL_FWD) {
 			rcl_ct_touch(&hit, *now, f->pktflags | f->side);
 			rcl_pol_reverse(&f->key, &ps->key2);
@@ -483,11 +558,41 @@ static __always_inline int rcl_pol_untracked_out(struct __sk_buff *skb, __u32 l3
 	return action;
 }
 
-/* The defaultEndpointToHostAction for a new flow from a workload to this
- * node: 1 when it is dropped. */
-static __always_inline int rcl_pol_to_host_dropped(struct rcl_pol_flow *f, __u32 gflags)
+/* Does this node keep a packet from a workload (as it is after NAT: its
+ * destination in ps->f.peer) for itself? Its own addresses (rcl_host_ip),
+ * and what it delivers locally besides: the limited broadcast, multicast
+ * (224.0.0.0/4), and whatever its routes do not forward, as a local
+ * subnet's broadcast address: the FIB is asked as the kernel's input route
+ * will be, from the workload's interface. Not forwarded is also a
+ * destination without a route, or forwarding off: the kernel would drop
+ * those, so calling them the host's loses nothing. */
+static __always_inline int rcl_pol_to_host(struct __sk_buff *skb, struct rcl_pol_scratch *ps)
 {
-	return (gflags & RCL_G_EP_TO_HOST_MASK) == RCL_G_EP_TO_HOST_DROP && rcl_is_host_ip(f->peer);
+	__u32 dst = ps->f.peer;
+	__u32 host_order = dst;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	host_order = __builtin_bswap32(dst);
+#endif
+	if (host_order == 0xffffffff || (host_order >> 28) == 0xe || rcl_is_host_ip(dst))
+		return 1;
+	struct bpf_fib_lookup *fib = &ps->fib;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	fib->family = 2; /* AF_INET */
+	fib->l4_protocol = ps->f.key.proto;
+	fib->ipv4_src = ps->f.key.src;
+	fib->ipv4_dst = dst;
+	fib->ifindex = skb->ifindex;
+	int rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+	return rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+	       rc != BPF_FIB_LKUP_RET_FRAG_NEEDED && rc != BPF_FIB_LKUP_RET_UNSUPP_LWT;
+}
+
+/* The defaultEndpointToHostAction for a new flow from a workload to this
+ * node (rcl_pol_to_host): 1 when it is dropped. */
+static __always_inline int rcl_pol_to_host_dropped(struct __sk_buff *skb,
+						   struct rcl_pol_scratch *ps, __u32 gflags)
+{
+	return (gflags & RCL_G_EP_TO_HOST_MASK) == RCL_G_EP_TO_HOST_DROP && rcl_pol_to_host(skb, ps);
 }
 
 /* Never attached: `reconcile --explain --kernel` runs it through

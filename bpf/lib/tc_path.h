@@ -43,8 +43,8 @@ static __always_inline __u32 rcl_l3_off(__u32 flags)
  * judged. */
 static __always_inline int rcl_wep_spoofed(struct __sk_buff *skb, __u32 l3_off)
 {
-	if (skb->protocol != rcl_htons(ETH_P_IP))
-		return 0;
+	if (skb->vlan_present || skb->protocol != rcl_htons(ETH_P_IP))
+		return rcl_wep_frame_refused(skb); /* (policy.h) */
 	__u32 slot = skb->tc_classid;
 	struct rcl_wep_src *w = rcl_wep_src.lookup(&slot);
 	if (!w || w->ifindex != skb->ifindex)
@@ -404,7 +404,7 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		allowed = rcl_pol_admit(ps, 0);
 	} else {
 		struct rcl_globals *g = rcl_globals.lookup(&zero);
-		allowed = rcl_pol_admit(ps, rcl_pol_to_host_dropped(&ps->f, g ? g->flags : 0));
+		allowed = rcl_pol_admit(ps, rcl_pol_to_host_dropped(skb, ps, g ? g->flags : 0));
 	}
 	if (!allowed) {
 		st->dropped++;

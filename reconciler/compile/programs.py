@@ -54,7 +54,15 @@ def _globals(config: Mapping[str, Any]) -> dict[str, Any]:
         "log_level": {"Off": 0, "Info": 1, "Debug": 2}.get(str(config["bpfLogLevel"]), 0),
         "endpoint_to_host": str(config["defaultEndpointToHostAction"]),
         "rpf": rpf_mode(config),
+        # encapsulation from workloads (bpf/lib/policy.h rcl_pol_encap_refused)
+        "vxlan_port": int(config["vxlanPort"]),
+        "vxlan_from_workloads": _allowed(config["allowVXLANPacketsFromWorkloads"]),
+        "ipip_from_workloads": _allowed(config["allowIPIPPacketsFromWorkloads"]),
     }
+
+
+def _allowed(flag: Any) -> str:
+    return "Allow" if flag is True else "Drop"
 
 
 def rpf_mode(config: Mapping[str, Any]) -> str:

@@ -27,6 +27,10 @@ DEFAULTS: Mapping[str, Any] = {
     "defaultEndpointToHostAction": "Drop",
     "bpfEnforceRPF": "Loose",
     "bpfExcludeCIDRsFromNAT": [],
+    # Encapsulation from workloads is dropped unless allowed; VXLAN's port.
+    "allowVXLANPacketsFromWorkloads": False,
+    "allowIPIPPacketsFromWorkloads": False,
+    "vxlanPort": 4789,
     # The agent's own endpoints and logs (reconciler.compile.agent).
     "healthEnabled": False,
     "healthHost": "localhost",

@@ -32,7 +32,18 @@ CASES = [
     ("rcl_ifstate", "eth0", {"slot": 4, "ifindex": 3, "flags": 10}),
     ("rcl_wep_src", "eth0", {"slot": 4, "ifindex": 3, "nets": "10.65.0.10/32,192.0.2.0/24"}),
     ("rcl_wep_src", "eth0@0", {"slot": 0, "ifindex": 3, "nets": ""}),
-    ("rcl_globals", "0", {"log_level": 1, "endpoint_to_host": "Accept", "rpf": "Strict"}),
+    (
+        "rcl_globals",
+        "0",
+        {
+            "log_level": 1,
+            "endpoint_to_host": "Accept",
+            "rpf": "Strict",
+            "vxlan_port": 4789,
+            "vxlan_from_workloads": "Allow",
+            "ipip_from_workloads": "Drop",
+        },
+    ),
     (
         "rcl_pol_hep",
         "eth0",

@@ -128,6 +128,11 @@ _EP_TO_HOST_NAMES = {v: k for k, v in EP_TO_HOST.items()}
 RPF_SHIFT = 2
 RPF = {"Disabled": 0, "Strict": 1, "Loose": 2}
 _RPF_NAMES = {v: k for k, v in RPF.items()}
+# rcl_globals.flags bits 4-5: encapsulation workloads may send
+# (RCL_G_ALLOW_VXLAN, RCL_G_ALLOW_IPIP); bits 16-31: the VXLAN port
+ALLOW_VXLAN = 16
+ALLOW_IPIP = 32
+VXLAN_PORT_SHIFT = 16
 
 
 def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
@@ -138,11 +143,20 @@ def _globals_decode(key: bytes, value: Any, _ctx: Context) -> tuple[str, Attrs]:
         "log_level": log_level,
         "endpoint_to_host": to_host,
         "rpf": _RPF_NAMES.get(rpf, str(rpf)),
+        "vxlan_port": flags >> VXLAN_PORT_SHIFT,
+        "vxlan_from_workloads": "Allow" if flags & ALLOW_VXLAN else "Drop",
+        "ipip_from_workloads": "Allow" if flags & ALLOW_IPIP else "Drop",
     }
 
 
 def _globals_encode(_: str, a: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    flags = EP_TO_HOST[a["endpoint_to_host"]] | RPF[a["rpf"]] << RPF_SHIFT
+    flags = (
+        EP_TO_HOST[a["endpoint_to_host"]]
+        | RPF[a["rpf"]] << RPF_SHIFT
+        | (ALLOW_VXLAN if a["vxlan_from_workloads"] == "Allow" else 0)
+        | (ALLOW_IPIP if a["ipip_from_workloads"] == "Allow" else 0)
+        | int(a["vxlan_port"]) << VXLAN_PORT_SHIFT
+    )
     return U32.pack(0), GLOBALS.pack(a["log_level"], flags)
 
 
