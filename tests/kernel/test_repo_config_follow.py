@@ -34,21 +34,21 @@ def test_a_watcher_follows_commits_read_under_reconcile_yaml_and_repairs_while_h
         assert r["result"] == "applied", r
         # a commit that only touches an ignored path, then one that adds a pod
         second = commit(repo, {"charts/values.yaml": "foo: [unclosed\n"})
-        r = w.wait_record(lambda r: r["source"].startswith(f"git:{second}+"), timeout=30)
+        r = w.wait_record(lambda r: r["source"].startswith(f"git:{second}+"), timeout=90)
         assert r["result"] == "no-op" and not r["error"], r
         third = commit(repo, {"wep-back0.yaml": WEP.format(name=BACK.name, ip=BACK.ip)})
-        r = w.wait_record(lambda r: r["source"].startswith(f"git:{third}+"), timeout=30)
+        r = w.wait_record(lambda r: r["source"].startswith(f"git:{third}+"), timeout=90)
         assert r["result"] == "applied" and not r["error"], r
         assert attached(node, "cali-front0") and attached(node, "cali-back0")
         # an invalid commit holds the node at the third; a filter deleted by hand
         # meanwhile is put back by a held pass, and reported as drift
         bad = commit(repo, {"bad.yaml": BAD})
-        held = w.wait_record(lambda r: r["source"] == f"git:{bad}", timeout=30)
+        held = w.wait_record(lambda r: r["source"] == f"git:{bad}", timeout=90)
         assert held["result"] == "failed" and held["held"].startswith(f"git:{third}+"), held
         assert "bad.yaml:7: GlobalNetworkPolicy/broken" in held["error"], held
         mark = w.mark()
         delete_filter(node, "cali-front0", "ingress")
-        repaired = w.wait_after(mark, lambda r: r["drift"], timeout=30)
+        repaired = w.wait_after(mark, lambda r: r["drift"], timeout=90)
         assert repaired["result"] == "failed" and repaired["held"] == held["held"], repaired
         assert any("cali-front0" in a for a in repaired["drift"]), repaired
         assert attached(node, "cali-front0")
