@@ -1,7 +1,8 @@
 """The node's side of conntrack scaling (reconciler.compile.ct_scaling):
 what the last converged apply saw of the conntrack table, kept as
 ct_scaling.json in the state directory, and what the kernel shows now (the
-table's size, and the datapath's count of live flows evicted)."""
+table's size, the datapath's count of live flows evicted, and how many of
+its ways hold an entry)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.compile import ct_scaling
-from reconciler.compile.ct_scaling import Seen
-from reconciler.datapath import ct_handover
+from reconciler.compile.ct_scaling import Now, Seen
+from reconciler.datapath import conntrack, ct_handover
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import CT_HANDOVER_SETS
@@ -32,22 +33,26 @@ def read(target: Any) -> Seen | None:
         return None  # none yet, or unreadable: no floor, and a fresh record at the next apply
 
 
-def in_kernel(root: str) -> tuple[int | None, int | None]:
-    """(the conntrack table's buckets, live flows evicted so far), None where
-    there is no such map."""
+def in_kernel(root: str, seen: Seen | None = None) -> Now:
+    """The conntrack table's buckets and the live flows evicted so far, None
+    where there is no such map; the ways that hold an entry only when it
+    matters (the record's table evicted since: is it full?)."""
     try:
         fd = bpfsys.obj_get(f"{root}/maps/{nat.MAP_CT}")
     except OSError:
-        return None, None
+        return Now(None, None)
     try:
-        buckets = bpfsys.map_info(fd).max_entries
+        info = bpfsys.map_info(fd)
+        try:
+            evicted = nat_stats(root).get(nat.NatStat.CT_EVICTED.name.lower())
+        except OSError:
+            evicted = None
+        now = Now(info.max_entries, evicted)
+        if ct_scaling.evicted_since(seen, now) and conntrack.current_layout(info):
+            now = Now(info.max_entries, evicted, conntrack.held(conntrack.table(fd)))
     finally:
         bpfsys.close(fd)
-    try:
-        evicted = nat_stats(root).get(nat.NatStat.CT_EVICTED.name.lower())
-    except OSError:
-        return buckets, None
-    return buckets, evicted
+    return now
 
 
 def unfinished_resize(root: str) -> str | None:
@@ -77,11 +82,11 @@ def floor_for(target: Any) -> int | None:
     if unfinished:
         log.warning("%s", unfinished)
     seen = read(target)
-    least = ct_scaling.floor(seen, *in_kernel(target.bpffs_root))
-    if least is not None and (seen is None or least != seen.floor):
-        log.warning("the conntrack table evicted live flows: asking for %d entries "
-                    "(bpfMapSizeConntrackScaling: DoubleIfFull)", least)  # fmt: skip
-    return least
+    now = in_kernel(target.bpffs_root, seen)
+    why = ct_scaling.why(seen, now)
+    if why:
+        log.warning("%s", why)
+    return ct_scaling.floor(seen, now)
 
 
 def note(target: Any, desired: DesiredState) -> None:
@@ -91,13 +96,15 @@ def note(target: Any, desired: DesiredState) -> None:
     if table is None:
         return
     buckets = int(table.attrs["max_entries"])
-    _, evicted = in_kernel(target.bpffs_root)
+    evicted = in_kernel(target.bpffs_root).evicted
     seen = read(target)
     least = seen.floor if seen is not None else None
     if seen is not None and buckets != seen.buckets:
-        asked = ct_scaling.floor(seen, seen.buckets, evicted)
-        if asked is not None and ct_buckets_for(asked) == buckets:
-            least = asked  # this apply is the doubling
+        asked = ct_scaling.doubled(seen, seen.buckets)
+        if ct_scaling.evicted_since(seen, Now(seen.buckets, evicted)) and (
+            ct_buckets_for(asked) == buckets
+        ):
+            least = asked  # this apply is the doubling (its plan found the table full)
     record = Seen(buckets, evicted or 0, least)
     target.state_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.state_dir / (RECORD + ".tmp")

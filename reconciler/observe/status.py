@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from reconciler.datapath import conntrack
+from reconciler.datapath.maps import ct_fill
 from reconciler.datapath.maps.iface_types import IFSTATE_HEAD, U32, Counters
 from reconciler.datapath.maps.nat_types import MAP_CT, NatStat
 from reconciler.kernel import bpf as bpfsys
@@ -107,14 +108,20 @@ def collect_status(target: Any) -> dict[str, Any]:
 
 def _conntrack_line(status: dict[str, Any]) -> list[str]:
     """How full the conntrack table is, and whether it evicted live flows
-    (bpfMapSizeConntrack too small; DoubleIfFull doubles it at the next apply)."""
+    (bpfMapSizeConntrack too small, or a few crowded buckets: DoubleIfFull
+    doubles only a full table: ct_fill)."""
     table = status.get("maps", {}).get(MAP_CT)
     if not table or not table["max_entries"]:
         return []
     held, size = table["entries"], table["max_entries"]
     evicted = status.get("service_nat", {}).get("ct_evicted", 0)
-    why = f"; {evicted:,} live flow(s) evicted for want of room" if evicted else ""
-    return [f"Conntrack: {held:,} of {size:,} entries held ({held / size:.0%}){why}"]
+    why = (
+        f"; {evicted:,} live flow(s) evicted for want of room; "
+        + ct_fill.status_words(held, size)
+        if evicted
+        else ""
+    )
+    return [f"Conntrack: {ct_fill.share(held, size)}{why}"]
 
 
 def source_words(source: dict[str, Any]) -> str:
