@@ -82,3 +82,24 @@ def test_the_applied_info_metric_labels_the_commit_alone() -> None:
     metrics.observe_pass(PassRecord("", 0.1, "poll", "failed", "git:" + "f" * 40, held=identity))
     labels = {"source": identity, "commit": SHA}
     assert metrics.registry.get_sample_value("calico_reconciler_applied_info", labels) == 1.0
+
+
+def test_the_changes_since_the_applied_commit_read_it_past_the_fingerprint(
+    repo: git.Repo,
+) -> None:
+    import argparse
+
+    from reconciler.cli.change_summary import resource_changes
+    from reconciler.plan.plan import Plan
+
+    work = str(repo.working_tree_dir)
+    policy = ".reconcile.yaml"
+    first = commit(repo, {"gnp.yaml": GOOD, policy: "ignorePaths: [charts/]\n"})
+    second = commit(repo, {"gnp.yaml": GOOD.replace("allow-dns", "allow-dns-2")})
+    spec = {"kind": "git", "repo": work, "ref": second, "policy": {}}
+    new = {"identity": f"git:{second}+5edcb83faed4", "commit": second, "spec": spec}
+    applied = {"source": {"identity": f"git:{first}+5edcb83faed4", "spec": {**spec, "ref": first}}}
+    plan = Plan(node="n1", source=new, bpffs_root="/x", observed_fingerprint="", changes=())
+    found = resource_changes(argparse.Namespace(repo=work, no_cache=True), plan, applied)
+    assert isinstance(found, tuple) and found[0] == first, found
+    assert any("allow-dns-2" in line for line in found[1]), found
