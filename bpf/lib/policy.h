@@ -222,6 +222,15 @@ static __always_inline int rcl_pol_recycled(const struct rcl_pol_flow *f, __u8 t
 	       (entry_flags & (RCL_CT_FIN | RCL_CT_RST));
 }
 
+/* An ICMP echo's flow is its id, the same both ways, so a request the other
+ * way (from the pinged side, with the id of a ping it answered) has the
+ * replies' key: never a reply, it is judged as a new flow (as Linux
+ * conntrack, whose ICMP tuple has the type). */
+static __always_inline int rcl_pol_echo_request(const struct rcl_pol_flow *f)
+{
+	return f->key.proto == IPPROTO_ICMP && (rcl_htons(f->dval) >> 8) == 8;
+}
+
 /* Parse the packet and look it up in conntrack. l3_off: where IPv4 starts. */
 static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int from_pod,
 					 struct rcl_pol_scratch *ps)
@@ -328,7 +337,8 @@ static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int
 		rcl_ct_touch(hit, *now, f->pktflags);
 		return RCL_POL_EST;
 	}
-	if (hit->val.type == RCL_CT_POL_REV && (hit->val.flags & other)) {
+	if (hit->val.type == RCL_CT_POL_REV && (hit->val.flags & other) &&
+	    !rcl_pol_echo_request(f)) {
 		if (!(hit->val.flags & RCL_CT_EST)) {
 			/* the first reply: the flow is established both ways */
 			struct rcl_ct_hit fh;
@@ -397,7 +407,7 @@ static __always_inline int rcl_pol_admit_flow(struct rcl_pol_scratch *ps, int to
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
 	__u32 rule = RCL_POL_RULE_FORCED;
-	if (f->trackable && rcl_pol_rejoin(ps))
+	if (f->trackable && !rcl_pol_echo_request(f) && rcl_pol_rejoin(ps))
 		return 1;
 	if (to_host_dropped)
 		return 0;

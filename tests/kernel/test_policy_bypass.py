@@ -394,3 +394,21 @@ def test_a_new_connection_on_a_closed_flows_ports_is_judged_again(site):
         server.kill()
         server.wait()
         site.configure()
+
+
+def echo_request(src: str, dst: str, ident: int, data: bytes) -> str:
+    """Code: three ICMP echo requests with this id."""
+    return f"""
+m = struct.pack("!BBHHH", 8, 0, 0, {ident}, 1) + {data!r}
+m = m[:2] + struct.pack("!H", csum(m)) + m[4:]
+send_ip(ip4({src!r}, {dst!r}, 1, m), {dst!r})
+"""
+
+
+def test_an_echo_request_the_other_way_is_not_a_reply(site):
+    """vic pings att (allowed both ways) with id 0x1234. att's requests to
+    vic (whose ingress admits only oth), with that id too, are judged as
+    new flows, not passed as replies of vic's ping."""
+    site.run(site.ns(VIC), echo_request(VIC.ip, ATT.ip, 0x1234, b"ping"))
+    requests = [(site.ns(ATT), echo_request(ATT.ip, VIC.ip, 0x1234, MARK))]
+    assert site.received(site.ns(VIC), RAW_RECEIVER, ["1"], requests) == 0
