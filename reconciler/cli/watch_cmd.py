@@ -175,6 +175,7 @@ def watch_cmd(args: argparse.Namespace) -> int:
         functools.partial(link_changes, args.netns),
         None if args.detect_only else ServiceHealth(args.netns),
         functools.partial(follow_agent, args, metrics=metrics, listeners=listeners),
+        metrics.observe_fetch,
     )
     source = f"repo {args.repo} @ {args.ref}" if args.repo else args.config
     what = "reporting drift only" if args.detect_only else "converging"

@@ -8,13 +8,18 @@ a link that netlink announces and the configuration already names gets its
 programs at once, from the state the last pass converged to
 (engine.link_fast); the pass that follows confirms it.
 
+A followed remote is fetched off the pass (gitops.fetcher): a pass waits
+for the fetch only `fetch_wait` seconds, serving link events meanwhile, then
+goes on with the commits last fetched; the fetch's end wakes another pass.
+
 A pass never ends the watcher. When the newest source cannot be used (it is
 invalid, its ref vanished or moved backwards, its signature is refused, the
-apply lock is held, an apply failed), the pass is recorded as failed, the
-node is held to the last source that was good (drift against it is still
-repaired), and the newest is tried again with a backoff. `--detect-only`
-plans and reports but never changes the kernel. SIGTERM lets the current pass
-finish, then the watcher exits.
+apply lock is held, an apply failed, the fetch failed), the pass is recorded
+as failed, the node is held to the last source that was good (drift against
+it is still repaired; after a failed fetch, the last fetched commit), and the
+newest is tried again with a backoff. `--detect-only` plans and reports but
+never changes the kernel. SIGTERM lets the current pass finish, then the
+watcher exits.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from reconciler.engine.history import BLOCKED, PassRecord
 from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
+from reconciler.gitops.fetcher import Fetcher
 from reconciler.gitops.repo import Follower, RewindError
 from reconciler.gitops.signatures import Keyring
 from reconciler.gitops.triggers import LINKS_CHANGED, STOP, Backoff, Event
@@ -50,6 +56,10 @@ log = logging.getLogger(__name__)
 LINK_SETTLE_S = 0.02  # a pod's veth arrives as a burst of link and address events
 FILE_SETTLE_S = 0.05  # watchfiles already groups a checkout's writes
 IDLE_S = 0.5  # this long without events after a pass: time for housekeeping
+# How long a pass waits for a fetch in flight before it reads the commits
+# last fetched (a fetch normally ends well within it; a hung server does not).
+FETCH_WAIT_S = 3.0
+FETCH_TICK_S = 0.05  # how often a pass waiting for a fetch looks whether it ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class WatchOptions:
     wake_addr: str | None = None
     first_retry: float = 1.0
     max_retry: float = 60.0
+    fetch_wait: float = FETCH_WAIT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,7 @@ class Watcher:
         link_changes: Callable[[], Any] | None = None,
         health: ServiceHealth | None = None,
         follow_agent: Callable[[Any], list[dict[str, Any]]] = lambda agent: [],
+        on_fetch: Callable[[str], None] = lambda error: None,
     ) -> None:
         self.target, self.options, self.engine = target, options, engine
         self.report, self.on_idle, self.link_changes = report, on_idle, link_changes
@@ -121,6 +133,13 @@ class Watcher:
         # listens, for the state --status shows
         self.follow_agent = follow_agent
         self.endpoints: list[dict[str, Any]] = []
+        # a remote's fetches; `on_fetch` sees each one's outcome ("": fetched)
+        follower = options.follower
+        self.fetcher = (
+            Fetcher(follower.fetch, on_fetch, self._fetch_ended)
+            if follower is not None and follower.remote
+            else None
+        )
 
     # -- the loop ------------------------------------------------------------
 
@@ -228,6 +247,7 @@ class Watcher:
         if event.reason != "start":
             log.info("reconciling: %s", event.reason)
         record, plan = self._pass(event)
+        record = self._with_fetch_error(record)
         record = dataclasses.replace(
             record,
             started=started,
@@ -243,8 +263,8 @@ class Watcher:
                 attached=tuple(self.attached),
             )
             self.attached = []
-        if record.result == "failed":
-            self.converged = None
+        if record.result == "failed" and not record.held:
+            self.converged = None  # (a held node is converged to what it is held at)
         self.passes += 1
         self.last_pass = record
         if record.result == "failed":
@@ -307,7 +327,11 @@ class Watcher:
             self.last_drift = drift
             blocked = blocked_in(plan)
             result = BLOCKED if blocked else result
-            return self._record(result, plan, drift=drift, error=_left_out(blocked)), plan
+            record = self._record(result, plan, drift=drift, error=_left_out(blocked))
+            if result in ("planned", "drift") and applied_before:
+                # reported, not applied: the node stays at what it runs
+                record = dataclasses.replace(record, held=applied_before)
+            return record, plan
         result = self.engine.apply(self.target, newest.spec, changed, opener)
         plan = result.plan
         # a link event's attach builds on a state the node fully has: not one
@@ -406,10 +430,14 @@ class Watcher:
     def _probe(self) -> str:
         """What the followed ref names now; a fetch that fails raises (the
         poll backs off), a ref that vanished is an answer too (the pass
-        reports it)."""
+        reports it). The poll joins a fetch in flight."""
         follower = self.options.follower
         assert follower is not None
-        follower.fetch()
+        if self.fetcher is not None:
+            attempt = self.fetcher.begin()
+            attempt.done.wait()
+            if attempt.error:
+                raise SourceError(attempt.error)
         try:
             return follower.resolve()
         except SourceError as exc:
@@ -421,16 +449,20 @@ class Watcher:
         if follower is None:
             spec = {"kind": "dir", "paths": [opts.config], "policy": dict(opts.policy)}
             return Newest(spec, lambda: self._open(spec, event.changed))
-        if event.fetch and follower.remote:
-            try:
-                follower.fetch()
-                self.fetch_error = ""
-            except SourceError as exc:
-                self.fetch_error = str(exc)
-                if not follower.fetched:  # nothing to go on with: the pass fails with it
-                    raise
-                # the mirror keeps what it had: the pass goes on with that
-                log.warning("fetch failed, using the last fetched commits: %s", exc)
+        if self.fetcher is not None:
+            if event.fetch:
+                # a first clone has nothing older to read: it is waited for
+                patience = self.options.fetch_wait if follower.fetched else float("inf")
+                self._await_fetch(self.fetcher, patience)
+            self.fetch_error = _one_line(self.fetcher.last_error)
+            if not follower.fetched:  # nothing to go on with: the pass fails
+                raise SourceError(
+                    self.fetch_error
+                    or f"{follower.repo}: not cloned yet (the first clone is still running; "
+                    "its end wakes the next pass)"
+                )
+            if self.fetch_error:  # the mirror keeps what it had: the pass goes on with that
+                log.warning("fetch failed, using the last fetched commits: %s", self.fetch_error)
         commit = follower.resolve()
         follower.check_forward(commit, history.applied_commit(self.target.state_dir, follower.repo))
         if opts.keyring is not None and commit not in self.verified:
@@ -438,6 +470,51 @@ class Watcher:
             self.verified.add(commit)
         spec = follower.spec(commit, opts.policy)
         return Newest(spec, lambda: self._open(spec), commit)
+
+    def _await_fetch(self, fetcher: Fetcher, patience: float) -> None:
+        """Wait up to `patience` seconds for a fetch (the one in flight, or a
+        new one), attaching the links that netlink announces meanwhile from the
+        state the last pass converged to: a new pod's filters never wait on
+        the network. The events seen are put back for the passes to come."""
+        attempt = fetcher.begin(by_pass=True)
+        deadline = time.monotonic() + patience
+        seen: list[Event] = []
+        while not attempt.done.is_set() and (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=min(left, FETCH_TICK_S))
+            except queue.Empty:
+                continue
+            seen.append(event)
+            if event is STOP:
+                break  # stopping: the pass goes on with what was fetched
+            self._attach(event.links)
+        for event in seen:
+            self.events.put(event)
+        if not attempt.done.is_set() and not fetcher.give_up(attempt):
+            log.warning(
+                "fetch still running after %gs: this pass reads the commits last fetched; "
+                "the fetch's end wakes another",
+                patience,
+            )
+
+    def _fetch_ended(self, error: str) -> None:
+        """A fetch no pass waited for ended (or its outcome changed): look again."""
+        self.events.put(Event("fetch failed" if error else "fetched"))
+
+    def _with_fetch_error(self, record: PassRecord) -> PassRecord:
+        """A pass after a failed fetch fails: it converged the node to the
+        commit last fetched (held there), but the followed ref may have moved
+        where it cannot see."""
+        follower = self.options.follower
+        if not self.fetch_error or follower is None or record.result in ("failed", BLOCKED):
+            return record
+        held = record.held or record.source
+        why = (
+            f"cannot fetch {follower.repo}: {self.fetch_error}; the node runs "
+            f"{held or 'what it ran'}, from the commits last fetched, and sees no push until "
+            "a fetch succeeds"
+        )
+        return dataclasses.replace(record, result="failed", error=why, held=held)
 
     def _open(self, spec: Mapping[str, Any], changed: frozenset[str] | None = None) -> Source:
         sources = self.engine.caches.sources
@@ -529,6 +606,11 @@ def _left_out(blocked: tuple[str, ...]) -> str:
     error = blocked_error(blocked)
     log.warning("%s", error)
     return error
+
+
+def _one_line(text: str) -> str:
+    """A git message of several lines as one (records and --status show a line)."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

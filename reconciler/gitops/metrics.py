@@ -144,6 +144,14 @@ class Metrics:
         self.last_success = Gauge(
             f"{NS}_last_success_timestamp_seconds", "When a pass last succeeded", registry=r
         )
+        self.fetch_failures = Counter(
+            f"{NS}_fetch_failures", "Fetches of the followed repository that failed", registry=r
+        )
+        self.last_fetch = Gauge(
+            f"{NS}_last_fetch_success_timestamp_seconds",
+            "When a fetch of the followed repository last succeeded",
+            registry=r,
+        )
         self.health_local = Gauge(
             f"{NS}_service_health_local_endpoints",
             "Ready endpoints on this node, as a healthCheckNodePort reports them",
@@ -168,6 +176,16 @@ class Metrics:
             self.health_local.labels(*labels).set(check["local_endpoints"])
             ok = check["status"] == 200 and check["listening"]
             self.health_ok.labels(*labels).set(1 if ok else 0)
+
+    def observe_fetch(self, error: str) -> None:
+        """A fetch of the followed repository ended: `error` says why it
+        failed ("": fetched)."""
+        import time
+
+        if error:
+            self.fetch_failures.inc()
+        else:
+            self.last_fetch.set(time.time())
 
     def observe_pass(self, record: PassRecord) -> None:
         import time

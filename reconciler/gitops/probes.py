@@ -19,9 +19,11 @@ take. Past that the loop is stuck, and 503 asks for a restart.
 load balancers that ask every node whether it proxies services
 (bpfKubeProxyHealthzPort): 200 while the loop turns and the node runs a
 converged state, also one a failed pass held it at (a bad push must not
-take every node out of every load balancer at once) and one a blocked pass
+take every node out of every load balancer at once), one a blocked pass
 applied (its services are proxied; only the blocked pod interfaces lack
-ours, which readiness and the metrics report); 503 before the first
+ours, which readiness and the metrics report) and, under `--detect-only`,
+the one the node was last applied (a new commit or drift only reported
+leaves the datapath as it was); 503 before the first
 such pass, after a pass that left the node in no known state, or once the
 loop is stuck. `lastUpdated` is when a pass last left the node converged.
 
@@ -131,15 +133,16 @@ class Probes:
     def observe_pass(
         self, result: str, source: str | None, held: bool = False, error: str = ""
     ) -> None:
-        """A pass ended with `result` (and `error`); `held`: a failed pass
-        that kept the node at its last good source."""
+        """A pass ended with `result` (and `error`); `held`: the node stays
+        at a source it was converged to (a failed pass held it at its last
+        good one; a --detect-only pass only reported)."""
         with self._lock:
             self._last_beat = self._clock()
             self._last_result = result
             self._error = error
             self._source = source
             self._passes += 1
-            self._converged = result in PROXIES or (result == "failed" and held)
+            self._converged = result in PROXIES or held
             if self._converged:
                 self._converged_at = self._wall()
 
