@@ -12,6 +12,12 @@ point (reconciler.cli.hooks_cmd) with the interpreter and package that
 installed it. post-receive is shell alone: the pusher waits for it, so it
 POSTs with curl and starts Python (the same entry point) only where curl is
 missing. A hook file we did not write is never overwritten.
+
+They go where git runs the repository's hooks: its `hooks` directory, or
+the one its own `core.hooksPath` names (relative to the repository, where
+git runs a bare repository's hooks). A `core.hooksPath` from git's global
+or system configuration is refused: it serves every repository of the
+server, not only this one.
 """
 
 from __future__ import annotations
@@ -101,6 +107,35 @@ def git_dir(repo: str) -> Path:
     raise HookError(f"{repo}: not a Git repository")
 
 
+def hooks_dir(repo: str) -> Path:
+    """Where git runs `repo`'s hooks (a bare repository's): HookError when
+    that is a directory git's global or system configuration names for
+    every repository."""
+    import subprocess
+
+    gd = git_dir(repo)
+
+    def ask(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(gd), *args], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    where = Path(ask("rev-parse", "--git-path", "hooks") or "hooks")
+    where = where if where.is_absolute() else gd / where
+    scope, _, origin = ask("config", "--show-scope", "--show-origin", "--get",
+                           "core.hooksPath").partition("\t")  # fmt: skip
+    if scope and scope not in ("local", "worktree"):
+        origin = origin.partition("\t")[0].removeprefix("file:")
+        raise HookError(
+            f"{repo}: git runs its hooks from {where}, which core.hooksPath in git's {scope} "
+            f"configuration ({origin}) names for every repository; hooks installed there would "
+            f"run for all of them. Set core.hooksPath in {repo}'s own configuration "
+            f"(git -C {shlex.quote(repo)} config core.hooksPath hooks) or install the hooks "
+            "there by hand; nothing was changed"
+        )
+    return where
+
+
 def require_bare(repo: str) -> None:
     """HookError unless `repo` is a bare repository: a push to the branch a
     working clone has checked out is refused by git, and the hooks belong
@@ -145,7 +180,7 @@ def _values(options: Sequence[str], name: str) -> list[str]:
 def installed(repo: str) -> HookSet | None:
     """The settings of the hooks an earlier --install-hooks wrote into
     `repo`, read from their command lines; None when there are none of ours."""
-    hooks = git_dir(repo) / "hooks"
+    hooks = hooks_dir(repo)
     texts = {}
     for name in ("pre-receive", "post-receive"):
         path = hooks / name
@@ -208,20 +243,20 @@ def install(hooks: HookSet, python: str | None = None) -> list[Path]:
         if problem is not None:
             raise HookError(f"{problem}; nothing was changed")
     require_bare(str(hooks.repo))
-    gd = git_dir(str(hooks.repo))
+    where = hooks_dir(str(hooks.repo))
     parent = str(Path(reconciler.__file__).resolve().parents[1])
     written = []
-    (gd / "hooks").mkdir(exist_ok=True)
     scripts = hooks.scripts(python or sys.executable, parent)
     for name in scripts:
-        path = gd / "hooks" / name
+        path = where / name
         if path.exists() and MARKER not in path.read_text(errors="replace"):
             raise HookError(
                 f"{path} exists and was not installed by reconcile; move it away first "
                 "(nothing was changed)"
             )
+    where.mkdir(parents=True, exist_ok=True)
     for name, text in scripts.items():
-        path = gd / "hooks" / name
+        path = where / name
         tmp = path.with_name(f".{name}.tmp")
         tmp.write_text(text)
         tmp.chmod(0o755)
