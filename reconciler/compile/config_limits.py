@@ -5,9 +5,9 @@
   node's effective configuration.
 - Durations the datapath keeps in 32-bit fields must fit them, so a plan
   that cannot be applied whole is refused before anything is applied.
-- bpfMapSizeNATFrontend must hold the frontends every node programs
-  (reconciler/config/nat_capacity.py) under this node's configuration;
-  the NAT compile counts this node's nodePorts too.
+- bpfMapSizeNATFrontend and bpfMapSizeNATBackend must hold what every
+  node programs (reconciler/config/nat_capacity.py) under this node's
+  configuration; the NAT compile counts exactly (nodePorts, hints).
 - A workload of this node may send from at most as many networks as the
   datapath checks (reconciler/config/endpoint_networks.py): its ipNetworks
   (validation refuses those alone), and its allowSpoofedSourcePrefixes
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconciler.compile.workload_source import spoofing_allowed
-from reconciler.config import endpoint_networks, felix, nat_capacity, node_ports
+from reconciler.config import endpoint_networks, felix, nat_backends, nat_capacity, node_ports
 from reconciler.config.diagnostics import format_path
 from reconciler.config.model import Resource
 
@@ -98,25 +98,40 @@ def workload_network_problems(
     return problems
 
 
-def nat_frontend_problems(
+def nat_size_problems(
     resources: Sequence[Resource], node: str, config: Mapping[str, Any]
 ) -> list[str]:
-    """A frontend map too small for the frontends this node programs, its
-    nodePorts aside, told at the FelixConfiguration field that sizes it."""
-    size = int(config[nat_capacity.SIZE])
-    if nat_capacity.most(resources) <= size:  # the usual case, without reading an address
-        return []
-    services = [f for r in resources if r.kind == "Service" for f in nat_capacity.facts_of(r)]
-    needed = nat_capacity.count(services, [str(c) for c in config.get(nat_capacity.EXCLUDED) or ()])
-    if needed <= size:
-        return []
-    why = nat_capacity.too_small(size, needed)
+    """A frontend or backend map too small for what this node programs
+    (its nodePorts aside, its hinted ports' backends aside), told at the
+    FelixConfiguration field that sizes it."""
+    sizes = {field: int(config[field]) for field in (nat_capacity.SIZE, nat_capacity.BACKENDS)}
+    if all(
+        n <= size for n, size in zip(nat_capacity.bounds(resources), sizes.values(), strict=True)
+    ):
+        return []  # the usual case: no address read
+    facts = [f for r in resources for f in nat_capacity.facts_of(r)]
+    excluded = [str(c) for c in config.get(nat_capacity.EXCLUDED) or ()]
+    problems = []
+    for field, size in sizes.items():
+        if field == nat_capacity.SIZE:
+            needed = nat_capacity.count(facts, excluded)
+            why = nat_capacity.too_small(size, needed)
+        else:
+            needed = nat_backends.count(facts)
+            why = nat_capacity.too_small_for_backends(size, needed)
+        if needed > size:
+            problems.append(f"{_size_where(resources, node, field, size)}: {why}")
+    return problems
+
+
+def _size_where(resources: Sequence[Resource], node: str, field: str, size: int) -> str:
+    """The FelixConfiguration field that sets this node's `field`, or the default."""
     felixes = {r.name: r for r in resources if r.kind == "FelixConfiguration"}
     for name in (f"node.{node}", "default"):
         setter = felixes.get(name)
-        if setter is not None and setter.spec.get(nat_capacity.SIZE) is not None:
-            return [f"{_where(setter, nat_capacity.SIZE_PATH)}: {why}"]
-    return [f"{nat_capacity.SIZE} (default {size}): {why}"]
+        if setter is not None and setter.spec.get(field) is not None:
+            return _where(setter, ("spec", field))
+    return f"{field} (default {size})"
 
 
 def problems(resources: Sequence[Resource], node: str, config: Mapping[str, Any]) -> list[str]:
@@ -124,5 +139,5 @@ def problems(resources: Sequence[Resource], node: str, config: Mapping[str, Any]
         node_port_problems(resources, config)
         + timeout_problems(resources, node)
         + workload_network_problems(resources, node, config)
-        + nat_frontend_problems(resources, node, config)
+        + nat_size_problems(resources, node, config)
     )

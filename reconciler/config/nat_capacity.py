@@ -1,16 +1,17 @@
-"""The NAT frontends every node programs whatever its addresses, against
-FelixConfiguration bpfMapSizeNATFrontend.
+"""The NAT frontends and backends every node programs whatever it is,
+against FelixConfiguration bpfMapSizeNATFrontend and bpfMapSizeNATBackend.
 
-Each TCP or UDP port of a Service has a frontend on every node for
-each IPv4 clusterIP, externalIP and load balancer ingress IP, unless the
-address is within bpfExcludeCIDRsFromNAT; a nodePort adds one per node
-address, which only a node knows. So the frontends without the nodePorts
-are a lower bound of what any node programs, and a map size below it is
-refused by every node with that configuration: `--validate` (and so the
-pre-receive hook) refuses it for every configuration a node can have (the
-`default` FelixConfiguration's, each `node.<name>` overlaid on it), a plan
-for its own node's, at the field that sets the size; the plan's NAT compile
-still counts the nodePorts (reconciler.compile.nat_tables).
+Each TCP or UDP port of a Service has a frontend on every node for each
+IPv4 clusterIP, externalIP and load balancer ingress IP, unless the address
+is within bpfExcludeCIDRsFromNAT; a nodePort adds one per node address,
+which only a node knows. Its backends are the same on every node unless
+topology hints let a node pick fewer (reconciler.config.nat_backends). So
+both counts are lower bounds of what any node programs, and a map size
+below one is refused by every node with that configuration: `--validate`
+(and so the pre-receive hook) refuses it for every configuration a node can
+have (the `default` FelixConfiguration's, each `node.<name>` overlaid on
+it), a plan for its own node's, at the field that sets the size; the plan's
+NAT compile still counts exactly (reconciler.compile.nat_tables).
 
 Facts are small tuples (marshal's types), as node_ports' are, so that the
 validation cache keeps them per file.
@@ -23,6 +24,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from reconciler.config import nat_backends
 from reconciler.config.diagnostics import Diagnostic, format_path
 from reconciler.config.felix import DEFAULTS
 from reconciler.config.model import Resource
@@ -32,13 +34,15 @@ from reconciler.config.model import Resource
 PROTOCOLS = ("TCP", "UDP")
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"  # another proxy's Service
 SIZE = "bpfMapSizeNATFrontend"
+BACKENDS = "bpfMapSizeNATBackend"
 EXCLUDED = "bpfExcludeCIDRsFromNAT"
 SIZE_PATH = ("spec", SIZE)
 
 # ("nat-fe", ref, file, line, [(ip, port, proto), ...]): a Service's frontends
 #   but its nodePorts'
-# ("nat-size", name, file, line, size or None, excluded or None): a
-#   FelixConfiguration's fields, `line` that of its size field
+# ("nat-size", name, file, {field: (line, size)}, excluded or None): a
+#   FelixConfiguration's sizes that it sets, and its excluded CIDRs
+# and nat_backends' facts
 Fact = tuple[Any, ...]
 
 
@@ -68,49 +72,70 @@ def frontends(resource: Resource) -> list[tuple[str, int, str]]:
     return sorted(set(out))
 
 
-def most(resources: Iterable[Resource]) -> int:
-    """At least as many frontends as `frontends` finds in these Services,
-    counted without reading an address: a plan's quick way past the count."""
-    total = 0
-    for svc in resources:
-        if svc.kind == "Service":
-            spec, status = svc.spec, svc.body.get("status") or {}
+def bounds(resources: Iterable[Resource]) -> tuple[int, int]:
+    """At least as many frontends and backends as these resources' facts
+    count, counted without reading an address: a plan's quick way past the
+    count."""
+    fe = be = 0
+    for r in resources:
+        if r.kind == "Service":
+            spec, status = r.spec, r.body.get("status") or {}
             ips = len(spec.get("clusterIPs") or [None]) + len(spec.get("externalIPs") or ())
             ips += len((status.get("loadBalancer") or {}).get("ingress") or ())
-            total += len(spec.get("ports") or ()) * ips
-    return total
+            fe += len(spec.get("ports") or ()) * ips
+        elif r.kind == "EndpointSlice":
+            addresses = sum(len(ep.get("addresses") or ()) for ep in r.body.get("endpoints") or ())
+            be += len(r.body.get("ports") or ()) * addresses
+    return fe, be
 
 
 def facts_of(resource: Resource) -> list[Fact]:
     if resource.kind == "FelixConfiguration":
-        size = resource.spec.get(SIZE)
-        size = size if isinstance(size, int) and not isinstance(size, bool) else None
+        sizes = {}
+        for field in (SIZE, BACKENDS):
+            size = resource.spec.get(field)
+            if isinstance(size, int) and not isinstance(size, bool):
+                sizes[field] = (resource.line_of(("spec", field)), size)
         excluded = resource.spec.get(EXCLUDED)
         excluded = [str(c) for c in excluded] if isinstance(excluded, list) else None
-        line = resource.line_of(SIZE_PATH) if size is not None else resource.line
-        return [("nat-size", resource.name, resource.file, line, size, excluded)]
-    if resource.kind == "Service":
-        found = frontends(resource)
-        return [("nat-fe", resource.ref, resource.file, resource.line, found)] if found else []
-    return []
+        return [("nat-size", resource.name, resource.file, sizes, excluded)]
+    if resource.kind == "EndpointSlice":
+        return nat_backends.slice_facts(resource)
+    if resource.kind != "Service":
+        return []
+    found = frontends(resource)
+    if not found:
+        return []
+    return [
+        ("nat-fe", resource.ref, resource.file, resource.line, found),
+        *nat_backends.port_facts(resource, PROTOCOLS),
+    ]
 
 
-def configurations(facts: Iterable[Fact]) -> list[tuple[str, Fact | None, int, list[str]]]:
-    """(for whom, the fact of the FelixConfiguration that sets the size or
-    None, size, excluded CIDRs) of every configuration a node can have."""
+# for whom, where the size is set (file, line, FelixConfiguration/name) or
+# None (the built-in), the size, the excluded CIDRs
+Configuration = tuple[str, tuple[str, int, str] | None, int, list[str]]
+
+
+def configurations(facts: Iterable[Fact], field: str) -> list[Configuration]:
+    """Every configuration a node can have, for the map `field` sizes."""
     felix = {f[1]: f for f in facts if f[0] == "nat-size"}
+
+    def setter(fact: Fact | None) -> tuple[str, int, str] | None:
+        if fact is None or field not in fact[3]:
+            return None
+        return (fact[2], fact[3][field][0], f"FelixConfiguration/{fact[1]}")
+
     base = felix.get("default")
-    base_size = base[4] if base is not None and base[4] is not None else None
-    base_excluded = base[5] if base is not None and base[5] is not None else []
-    out = [("", base if base_size is not None else None,
-            base_size if base_size is not None else DEFAULTS[SIZE], base_excluded)]  # fmt: skip
+    base_excluded = base[4] if base is not None and base[4] is not None else []
+    base_size = base[3][field][1] if setter(base) and base else DEFAULTS[field]
+    out: list[Configuration] = [("", setter(base), base_size, base_excluded)]
     for name, fact in sorted(felix.items()):
-        if not name.startswith("node.") or (fact[4] is None and fact[5] is None):
+        if not name.startswith("node.") or (field not in fact[3] and fact[4] is None):
             continue
-        setter = fact if fact[4] is not None else out[0][1]
-        size = fact[4] if fact[4] is not None else out[0][2]
-        excluded = fact[5] if fact[5] is not None else base_excluded
-        out.append((f" on node {name[5:]}", setter, size, excluded))
+        size = fact[3][field][1] if field in fact[3] else base_size
+        excluded = fact[4] if fact[4] is not None else base_excluded
+        out.append((f" on node {name[5:]}", setter(fact) or out[0][1], size, excluded))
     return out
 
 
@@ -134,26 +159,40 @@ def too_small(size: int, frontends: int, whom: str = "") -> str:
     )
 
 
+def too_small_for_backends(size: int, backends: int, whom: str = "") -> str:
+    return (
+        f"{size} is too small for {backends} backends{whom} (each Service port's ready "
+        "endpoints, where no topology hint lets a node pick fewer; a Local traffic policy adds "
+        f"a list of a node's own); raise it to at least {backends}, with room to grow"
+    )
+
+
 def problems(facts: Sequence[Fact]) -> list[Diagnostic]:
-    """A frontend map size that some configuration a node can have makes too
-    small for the frontends every such node programs."""
+    """A frontend or backend map size that some configuration a node can
+    have makes too small for what every such node programs."""
     services = [f for f in facts if f[0] == "nat-fe"]
     if not services:
         return []
     out = []
-    for whom, setter, size, excluded in configurations(facts):
-        needed = count(services, excluded)
-        if needed <= size:
-            continue
-        if setter is not None:
-            where = (setter[2], setter[3], f"FelixConfiguration/{setter[1]}")
-            out.append(Diagnostic(*where, format_path(SIZE_PATH), too_small(size, needed, whom)))
-        else:  # the built-in size: told at the Service that overflows it
-            last = services[-1]
-            message = too_small(size, needed, whom).replace(
-                f"{size} is", f"{SIZE} (default {size}) is", 1
-            )
-            out.append(Diagnostic(last[2], last[3], last[1], "spec", message))
+    backends = None  # counted once, when a size could be below it
+    for field in (SIZE, BACKENDS):
+        for whom, where, size, excluded in configurations(facts, field):
+            if field == SIZE:
+                needed = count(services, excluded)
+                message = too_small(size, needed, whom)
+            elif nat_backends.most(facts) <= size:
+                continue  # the usual case: no need to count
+            else:
+                backends = nat_backends.count(facts) if backends is None else backends
+                needed, message = backends, too_small_for_backends(size, backends, whom)
+            if needed <= size:
+                continue
+            if where is not None:
+                out.append(Diagnostic(*where, format_path(("spec", field)), message))
+            else:  # the built-in size: told at the last Service
+                said = message.replace(f"{size} is", f"{field} (default {size}) is", 1)
+                last = services[-1]
+                out.append(Diagnostic(last[2], last[3], last[1], "spec", said))
     return out
 
 

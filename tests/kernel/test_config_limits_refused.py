@@ -1,8 +1,8 @@
 """What a plan refuses under its own node's configuration, before anything
 is compiled, is told at the field to change, and the kernel is left as it
-was: a NAT frontend map too small for the node's frontends, and a workload
-with more networks to send from (its spoofing allowances honoured) than the
-datapath checks."""
+was: a NAT frontend or backend map too small for what the node programs,
+and a workload with more networks to send from (its spoofing allowances
+honoured) than the datapath checks."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ CASES = {
         "small for 2 frontends (each Service port's clusterIPs, externalIPs and load balancer "
         "IPs; nodePorts add one per node address); raise it to at least 2, with room for the "
         "nodePorts",
+    ),
+    "backends": (
+        {
+            "svc.yaml": WEB_SERVICE.format(vip="10.96.0.10", ip=FRONT.ip),
+            "svc-api.yaml": WEB_SERVICE.format(vip="10.96.0.11", ip=FRONT.ip).replace("web", "api"),
+            "node.yaml": NODE_FELIX.format(field="bpfMapSizeNATBackend: 1"),
+        },
+        "node.yaml:6: FelixConfiguration/node.node-1: spec.bpfMapSizeNATBackend: 1 is too "
+        "small for 2 backends (each Service port's ready endpoints, where no topology hint "
+        "lets a node pick fewer; a Local traffic policy adds a list of a node's own); raise it "
+        "to at least 2, with room to grow",
     ),
     "spoofing": (
         {

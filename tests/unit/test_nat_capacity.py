@@ -11,7 +11,7 @@ from pathlib import Path
 from reconciler.cli.main import main
 from reconciler.compile import config_limits, services
 from reconciler.config import felix as felix_config
-from reconciler.config import nat_capacity
+from reconciler.config import nat_backends, nat_capacity
 from reconciler.config.load import load
 from tests.unit.test_validate_cli import repo, write  # noqa: F401 - the fixture
 
@@ -105,14 +105,14 @@ def test_a_plan_refuses_it_at_its_nodes_field(tmp_path: Path) -> None:
     resources = [*load(felix.read_bytes(), str(felix)).resources,
                  *load(svc.read_bytes(), str(svc)).resources]  # fmt: skip
     config = felix_config.effective_config(resources, "n1")
-    assert config_limits.nat_frontend_problems(resources, "n1", config) == [
+    assert config_limits.nat_size_problems(resources, "n1", config) == [
         f"{felix}:7: FelixConfiguration/node.n1: spec.bpfMapSizeNATFrontend: 10 is too small "
         "for 12 frontends (each Service port's clusterIPs, externalIPs and load balancer IPs; "
         "nodePorts add one per node address); raise it to at least 12, with room for the "
         "nodePorts"
     ]
     other = felix_config.effective_config(resources, "n2")  # the default's 65536
-    assert config_limits.nat_frontend_problems(resources, "n2", other) == []
+    assert config_limits.nat_size_problems(resources, "n2", other) == []
 
 
 def test_the_pre_receive_hook_refuses_both(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -133,3 +133,56 @@ def test_the_pre_receive_hook_refuses_both(tmp_path: Path, capsys, monkeypatch) 
     err = capsys.readouterr().err
     assert "felix.yaml:7: FelixConfiguration/default: spec.bpfMapSizeNATFrontend: 30 is" in err
     assert "wep.yaml:7: WorkloadEndpoint/shop/frontend-0: spec.ipNetworks: 9 IPv4" in err
+
+
+SLICE = """\
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: s{i}-a
+  namespace: bulk
+  labels: {{kubernetes.io/service-name: s{i}}}
+addressType: IPv4
+ports: [{{name: a, port: 8080}}, {{name: b, port: 53, protocol: UDP}}]
+endpoints:
+- {{addresses: ["10.65.{i}.1"], conditions: {{ready: true}}{hints}}}
+- {{addresses: ["10.65.{i}.2"], conditions: {{ready: false}}}}
+- {{addresses: ["10.65.{i}.3"], conditions: {{ready: false, serving: true, terminating: true}}}}
+"""
+ZONE_HINT = ", hints: {forZones: [{name: a}]}"
+
+
+def slices_yaml(count: int, hints: str = "") -> str:
+    return "".join(SLICE.format(i=i, hints=hints) for i in range(count))
+
+
+def test_validate_refuses_a_backend_map_too_small_at_its_field(repo, capsys) -> None:  # noqa: F811
+    felix = write(repo, "felix/default.yaml", FELIX.format(
+        name="default", field="bpfMapSizeNATBackend: 15"))  # fmt: skip
+    write(repo, "svc.yaml", services_yaml(8) + slices_yaml(8))  # one ready endpoint a port
+    code, out = validate(repo, capsys)
+    assert code == 1
+    assert out.splitlines() == [
+        f"{felix}:7: FelixConfiguration/default: spec.bpfMapSizeNATBackend: 15 is too small for "
+        "16 backends (each Service port's ready endpoints, where no topology hint lets a node "
+        "pick fewer; a Local traffic policy adds a list of a node's own); raise it to at least "
+        "16, with room to grow"
+    ], out
+    # every ready endpoint hinted for a zone: a node may use fewer, so no count binds
+    write(repo, "svc.yaml", services_yaml(8) + slices_yaml(8, ZONE_HINT))
+    assert validate(repo, capsys)[0] == 0
+
+
+def test_the_count_is_what_the_nat_compile_programs_without_hints() -> None:
+    # s5's endpoints: none ready, one serving while it terminates
+    none_ready = (
+        slices_yaml(6)
+        .split("---")[-1]
+        .replace("conditions: {ready: true}", "conditions: {ready: false}")
+    )
+    text = services_yaml(6) + slices_yaml(5) + "---" + none_ready
+    resources = list(load(text.encode(), "svc.yaml").resources)
+    facts = [f for r in resources for f in nat_capacity.facts_of(r)]
+    tables = services.compile_services(resources, "n1", ["192.168.1.10"])
+    assert nat_backends.count(facts) == sum(len(p.backends) for p in tables.ports) == 12

@@ -236,7 +236,7 @@ def test_health_checks_count_the_ready_endpoints_on_this_node():
         )
     ]
     desired = compile_desired(
-        [FELIX, _checked("web", 32001), *slices, _checked("idle", 32002),
+        [ROOMY_FELIX, _checked("web", 32001), *slices, _checked("idle", 32002),
          _checked("cluster", 32003, etp="Cluster"), _checked("np", 32004, kind="NodePort"),
          _checked("odd", True)],
         "n1", [], "/x", "s",
@@ -303,6 +303,16 @@ FELIX = Resource(
 )
 
 
+ROOMY_FELIX = Resource(  # the default map sizes
+    "FelixConfiguration",
+    "default",
+    None,
+    {"kind": "FelixConfiguration", "metadata": {"name": "default"}, "spec": {"bpfEnabled": True}},
+    "f.yaml",
+    1,
+)
+
+
 def test_nat_entries_in_desired_state_and_overflow_is_an_error():
     from reconciler.cli.render import change_line
     from reconciler.plan.diff import diff
@@ -338,8 +348,11 @@ def test_nat_entries_in_desired_state_and_overflow_is_an_error():
         "/sys/fs/bpf/x",
         "src",
     )
-    assert too_many.errors == (
-        "map rcl_nat_be would overflow: 3 backends for bpfMapSizeNATBackend = 2",
+    assert too_many.errors == (  # refused before compiling, at the field (config_limits)
+        "f.yaml:1: FelixConfiguration/default: spec.bpfMapSizeNATBackend: 2 is too small for 3 "
+        "backends (each Service port's ready endpoints, where no topology hint lets a node pick "
+        "fewer; a Local traffic policy adds a list of a node's own); raise it to at least 3, "
+        "with room to grow",
     )
 
 
