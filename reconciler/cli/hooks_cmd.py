@@ -127,11 +127,11 @@ def post_receive(lines: Sequence[str], node_urls: Sequence[str]) -> int:
     from reconciler.gitops.hooks import CATCH_UP, wake
 
     body = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-    failures = wake(node_urls, body)
+    woke, failures = wake(node_urls, body)
     for failure in failures:
         print(f"reconcile: could not wake {failure}; {CATCH_UP}", file=sys.stderr)
     if node_urls:
-        print(f"reconcile: woke {len(node_urls) - len(failures)} node(s)", file=sys.stderr)
+        print(f"reconcile: woke {woke} node(s)", file=sys.stderr)
     return EXIT_OK  # a push that git accepted stays accepted
 
 

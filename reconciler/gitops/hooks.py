@@ -69,29 +69,46 @@ class HookSet:
         }
 
 
+def wake_urls(node_urls: Sequence[str]) -> list[str]:
+    """Each node's /wake, once (a URL given twice wakes its node once)."""
+    return list(dict.fromkeys(url.rstrip("/") + "/wake" for url in node_urls))
+
+
 def post_receive_script(node_urls: Sequence[str], python_hook: str) -> str:
-    """post-receive: POST git's `old new ref` lines to each URL's /wake with
-    curl, reporting as `wake` does; without curl, the Python hook
+    """post-receive: POST git's `old new ref` lines to every URL's /wake with
+    curl, all at once (the pusher waits at most one timeout, however many
+    nodes hang), reporting as `wake` does; without curl, the Python hook
     (`python_hook`, a whole script) runs instead."""
     if not node_urls:
         return f"#!/bin/sh\n{MARKER}; run it again to change them.\nexit 0  # no --node-url\n"
     fallback = python_hook.split("\n", 2)[2]  # its lines after the shebang and marker
-    urls = " ".join(shlex.quote(url.rstrip("/") + "/wake") for url in node_urls)
+    urls = " ".join(shlex.quote(url) for url in wake_urls(node_urls))
     return f"""#!/bin/sh
 {MARKER}; run it again to change them.
 if ! command -v curl >/dev/null 2>&1; then
 {fallback}fi
 lines=$(cat)
+answers=$(
+    for url in {urls}; do
+        (
+            code=$(printf '%s\\n' "$lines" | curl -s -o /dev/null -w '%{{http_code}}' \\
+                -m {WAKE_TIMEOUT_S:g} -X POST -H 'Content-Type: text/plain' \\
+                --data-binary @- "$url")
+            echo "$code $url"
+        ) &
+    done
+    wait
+)
 woke=0
-for url in {urls}; do
-    code=$(printf '%s\\n' "$lines" | curl -s -o /dev/null -w '%{{http_code}}' \\
-        -m {WAKE_TIMEOUT_S:g} -X POST -H 'Content-Type: text/plain' --data-binary @- "$url")
+while read -r code url; do
     case $code in
         2??) woke=$((woke + 1)) ;;
         000) echo "reconcile: could not wake $url: no answer; {CATCH_UP}" >&2 ;;
         *) echo "reconcile: could not wake $url: HTTP $code; {CATCH_UP}" >&2 ;;
     esac
-done
+done <<ANSWERS
+$answers
+ANSWERS
 echo "reconcile: woke $woke node(s)" >&2
 exit 0
 """
@@ -265,16 +282,25 @@ def install(hooks: HookSet, python: str | None = None) -> list[Path]:
     return written
 
 
-def wake(urls: Sequence[str], body: str) -> list[str]:
-    """POST the pushed refs to each watcher's /wake; the failures, as messages
-    (CATCH_UP says what a node not woken does)."""
-    failures = []
-    for url in urls:
-        target = url.rstrip("/") + "/wake"
+def wake(urls: Sequence[str], body: str) -> tuple[int, list[str]]:
+    """POST the pushed refs to every watcher's /wake, all at once; how many
+    answered, and the failures as messages (CATCH_UP says what a node not
+    woken does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(target: str) -> str:
         request = urllib.request.Request(target, data=body.encode(), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=WAKE_TIMEOUT_S) as response:
                 response.read()
         except OSError as exc:
-            failures.append(f"{target}: {exc}")
-    return failures
+            return f"{target}: {exc}"
+        return ""
+
+    targets = wake_urls(urls)
+    if not targets:
+        return 0, []
+    with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
+        answers = list(pool.map(one, targets))
+    failures = [a for a in answers if a]
+    return len(targets) - len(failures), failures
