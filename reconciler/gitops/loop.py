@@ -45,7 +45,7 @@ from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
 from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
 from reconciler.gitops.fetcher import Fetcher
-from reconciler.gitops.repo import Follower, RewindError
+from reconciler.gitops.repo import Follower, RewindError, guarded_commit
 from reconciler.gitops.signatures import Keyring
 from reconciler.gitops.triggers import LINKS_CHANGED, STOP, Backoff, Event
 from reconciler.plan.plan import Plan
@@ -400,8 +400,8 @@ class Watcher:
         follower = self.options.follower
         if follower is None or good.commit is None:
             return ""
-        applied = history.applied_commit(self.target.state_dir, follower.repo)
         try:
+            applied = guarded_commit(follower, self.target.state_dir)
             follower.check_forward(good.commit, applied)
         except RewindError:
             return (
@@ -464,7 +464,9 @@ class Watcher:
             if self.fetch_error:  # the mirror keeps what it had: the pass goes on with that
                 log.warning("fetch failed, using the last fetched commits: %s", self.fetch_error)
         commit = follower.resolve()
-        follower.check_forward(commit, history.applied_commit(self.target.state_dir, follower.repo))
+        if not follower.allow_rewind:
+            fetched = not self.fetch_error
+            follower.check_forward(commit, guarded_commit(follower, self.target.state_dir, fetched))
         if opts.keyring is not None and commit not in self.verified:
             opts.keyring.verify(follower.local, [commit])
             self.verified.add(commit)

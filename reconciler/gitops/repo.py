@@ -119,6 +119,14 @@ class Follower:
         )
         return result.returncode == 0
 
+    def holds(self, commit: str) -> bool:
+        """Do the commits read here include `commit`?"""
+        result = subprocess.run(
+            ["git", "-C", str(self.local), "cat-file", "-e", f"{commit}^{{commit}}"],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
     def check_forward(self, new: str, applied: str | None) -> None:
         """Refuse a commit that does not contain the one the node runs."""
         if applied is None or self.allow_rewind or self.contains(new, applied):
@@ -181,6 +189,54 @@ def _running(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The Git commit a node runs, and the repository it was applied from."""
+
+    commit: str
+    repo: str
+
+
+def running(state_dir: Path) -> Running | None:
+    """The commit of the node's last apply, whatever repository URL it was
+    read from (None: a directory, or nothing applied)."""
+    from reconciler.engine import history
+    from reconciler.source_identity import recorded_commit
+
+    source = (history.last_applied(state_dir) or {}).get("source") or {}
+    spec = source.get("spec") or {}
+    commit = recorded_commit(source) if spec.get("kind") == "git" else None
+    return Running(commit, str(spec.get("repo", ""))) if commit else None
+
+
+def guarded_commit(follower: Follower, state_dir: Path, fetched: bool = True) -> str | None:
+    """The commit the node runs that a commit of `follower` must contain
+    (Follower.check_forward), or None: the one last applied from this
+    repository, or from another URL of it (an ssh and an https URL, a
+    server-local path): one the commits read here hold, a commit id naming
+    its history. Unless `fetched` (the last fetch failed), a commit they do
+    not hold may be a newer one of the same repository: SourceError, the
+    node is left as it is."""
+    from reconciler.engine import history
+
+    applied = history.applied_commit(state_dir, follower.repo)
+    if applied is not None:
+        return applied
+    run = running(state_dir)
+    if run is None:
+        return None
+    if follower.holds(run.commit):
+        return run.commit
+    if not fetched:
+        raise SourceError(
+            f"the node runs commit {run.commit[:12]} (applied from {run.repo}), which the "
+            f"commits last fetched from {follower.repo} do not hold, and the fetch failed: it "
+            "may be newer than them; the kernel is left as it is until a fetch succeeds "
+            "(or --allow-rewind)"
+        )
+    return None
+
+
 def pinned_spec(
     repo: str,
     ref: str,
@@ -193,13 +249,11 @@ def pinned_spec(
     first), refused when it does not contain the commit last applied from
     this repository (`state_dir`'s record; None: no check), or when
     `keyring` (gitops.signatures.Keyring) refuses its signature."""
-    from reconciler.engine import history
-
     follower = Follower.of(repo, ref, allow_rewind)
     follower.fetch()
     commit = follower.resolve()
     if state_dir is not None:
-        follower.check_forward(commit, history.applied_commit(state_dir, repo))
+        follower.check_forward(commit, guarded_commit(follower, state_dir))
     if keyring is not None:
         keyring.verify(follower.local, [commit])
     return follower.spec(commit, policy)
