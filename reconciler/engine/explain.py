@@ -28,6 +28,7 @@ from reconciler.compile.policy_model import (
     evaluate,
 )
 from reconciler.config.model import Resource
+from reconciler.engine.explain_node_address import NodeAddresses, host_ip_loaded, not_a_node_address
 from reconciler.kernel.routes import RouteBack
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def explain(
     resources: Sequence[Resource], node: str, src: str, dst: str, kernel_root: str | None = None,
     model: Model | None = None, ingress_peer: int | None = None, arrival: bool = True,
     from_node: bool = False, netns: str | None = None, attached: AttachedCheck | None = None,
+    addresses: NodeAddresses | None = None,
 ) -> list[Finding]:
     """The verdict of each local endpoint the flow src -> dst crosses (the
     sender's egress, the receiver's ingress); with `kernel_root`, the loaded
@@ -160,7 +162,10 @@ def explain(
     (False: the caller did, a NodePort's). `from_node`: `src` is one of this
     node's own addresses (sent_by_node), whose flow to a local workload no
     policy judges. `netns`: where the interfaces are, with `kernel_root`;
-    `attached`: the run's check of them, when the caller has one."""
+    `attached`: the run's check of them, when the caller has one;
+    `addresses`: the run's reader of the node's addresses (with
+    `kernel_root`), which judges an address no expectedIPs list by the host
+    endpoint of the interface that holds it."""
     model = model if model is not None else build_model(resources, node)
     attached = _attached_check(kernel_root, netns, attached)
     src_ip, src_ep = _resolve(model, src)
@@ -169,11 +174,10 @@ def explain(
     if from_node and dst_ep is not None:
         # it leaves by the pod's interface: no host endpoint sees it either
         return [Finding(dst_ep.name, "ingress", "Allow", NODE_TO_WORKLOAD, "", 0, True)]
-    src_hep, dst_hep = _host_of(model, src_ip), _host_of(model, dst_ip)
+    src_hep = None if src_ep is not None else _host_side(model, src_ip, addresses)
+    dst_hep = None if dst_ep is not None else _host_side(model, dst_ip, addresses)
     if src_ep is None and dst_ep is None and src_hep is None and dst_hep is None:
-        raise NotOnThisNode(
-            f"neither {src} nor {host} is a WorkloadEndpoint or HostEndpoint on node {node}"
-        )
+        raise NotOnThisNode(not_a_node_address(src, host, node, kernel_root is not None))
     sport = 40000
     peer_ip = src_ip if ingress_peer is None else ingress_peer
     packet_to = Packet(peer_ip, proto, value, sport)  # as the receiver sees its peer
@@ -241,7 +245,7 @@ def sent_by_node(model: Model, src: str, kernel_root: str | None = None) -> bool
     if src_ep is not None:
         return False
     if kernel_root is not None:
-        return _host_ip_loaded(kernel_root, src_ip)
+        return host_ip_loaded(kernel_root, src_ip)
     return _host_of(model, src_ip) is not None
 
 
@@ -252,32 +256,14 @@ def node_address_guess(src: str) -> str:
             "expectedIPs say (--kernel, on the node, checks the datapath's list).\n")  # fmt: skip
 
 
-def _host_ip_loaded(bpffs_root: str, addr: int) -> bool:
-    """Does the pinned rcl_host_ip hold `addr`? (Nothing pinned: no; the
-    program checks after say what is missing.)"""
-    from reconciler.datapath.maps import host_types as ht
-    from reconciler.kernel import bpf as bpfsys
-
-    path = Path(bpffs_root, "maps", ht.MAP_HOST_IP)
-    if not path.exists():
-        return False
-    fd = bpfsys.obj_get(str(path))
-    try:
-        return bpfsys.map_lookup(fd, addr.to_bytes(4, "big")) is not None
-    finally:
-        bpfsys.close(fd)
-
-
 def _forwarding_endpoint(model: Model) -> Endpoint | None:
     """The host endpoint a flow from outside arrives at, when that is known
     without the routes and matters: the node's only host endpoint, when it
     has applyOnForward ingress policy. (Without such policy the datapath
     passes forwarded flows; with several endpoints, which one depends on the
     interface the flow arrives by, which explain does not know.)"""
-    hosts = model.host_endpoints
-    if len(hosts) == 1 and model.chains[(hosts[0].name, "forward-ingress")].tiers:
-        return hosts[0]
-    return None
+    hep = _only_host_endpoint(model)
+    return hep if hep is not None and model.chains[(hep.name, "forward-ingress")].tiers else None
 
 
 def _judge(
@@ -351,6 +337,25 @@ def _host_of(model: Model, addr: int) -> Endpoint | None:
     return None
 
 
+def _host_side(model: Model, addr: int, addresses: NodeAddresses | None) -> Endpoint | None:
+    """The local HostEndpoint that judges an address of this node: by its
+    expectedIPs, else (with --kernel's `addresses`) the one of the
+    interface that holds it."""
+    found = _host_of(model, addr)
+    held = addresses.held_by(addr) if found is None and addresses is not None else None
+    if held is not None:
+        found = next((ep for ep in model.host_endpoints if ep.name == held.host_endpoint), None)
+    return found
+
+
+def _only_host_endpoint(model: Model) -> Endpoint | None:
+    """The host endpoint a flow from outside arrives at when explain cannot
+    tell by the address it is for: the node's only one (with several, the
+    interface it arrives by decides, which explain does not know)."""
+    hosts = model.host_endpoints
+    return hosts[0] if len(hosts) == 1 else None
+
+
 _HOST_LABELS = {
     "ingress": "ingress (to the host)",
     "egress": "egress (from the host)",
@@ -382,13 +387,15 @@ def _failsafe(
 
 
 def _host_arrival(
-    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
+    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet,
+    to_host: bool = True,
 ) -> tuple[list[Finding], list[Step], bool]:
     """What a flow arriving at a host endpoint meets before NAT, as the
-    datapath asks it: failsafe ports, the untracked chain (XDP), preDNAT.
-    The last value says whether that decided the flow (a failsafe port, an
-    untracked rule, a Deny): no host policy after NAT then."""
-    fs = _failsafe(resources, node, "in", packet.proto, packet.dport, packet.peer)
+    datapath asks it: failsafe ports (`to_host`: for an address of the
+    node's only), the untracked chain (XDP), preDNAT. The last value says
+    whether that decided the flow (a failsafe port, an untracked rule, a
+    Deny): no host policy after NAT then."""
+    fs = to_host and _failsafe(resources, node, "in", packet.proto, packet.dport, packet.peer)
     if fs:
         return [Finding(hep.name, _host_label("ingress"), "Allow", fs, "", 0, True)], [], True
     steps: list[Step] = []
@@ -558,12 +565,17 @@ def explain_service(
     resources: Sequence[Resource], node: str, src: str, hop: ServiceHop,
     kernel_root: str | None = None, model: Model | None = None, from_node: bool = False,
     netns: str | None = None, attached: AttachedCheck | None = None,
+    addresses: NodeAddresses | None = None,
 ) -> Answer:
     """A flow to a service, rendered: policy judges it on the backend NAT
     sends it to, so each backend is explained as its own flow; then the
-    verdict over all of them. A NodePort flow meets the host endpoint of the
-    address it arrives for first (failsafe ports, untracked and preDNAT
-    policy before NAT, its applyOnForward policy after)."""  # fmt: skip
+    verdict over all of them. A flow from outside meets a host endpoint
+    first, as the datapath judges every flow that arrives at one (untracked
+    and preDNAT policy before NAT, its applyOnForward policy after, on
+    every backend, this node's or another's): a NodePort's, that of the
+    address it arrives for (and its failsafe ports); a cluster, external or
+    load balancer IP's, the node's only host endpoint (_only_host_endpoint).
+    `addresses`: as explain's."""  # fmt: skip
     host, port, proto = parse_target(hop.frontend)
     model = model if model is not None else build_model(resources, node)
     attached = _attached_check(kernel_root, netns, attached)
@@ -587,15 +599,21 @@ def explain_service(
             return Answer("\n".join(lines) + "\n", tuple(shown))
         lines.append(f"{addr} is within its loadBalancerSourceRanges ({within[0]})")
     host_ip = int(ipaddress.IPv4Address(host))
-    # A pod of this node is NATed on its own interface: no host endpoint of
-    # this node sees its flow arrive, before NAT or after.
-    hep = _host_of(model, host_ip) if hop.node_port and src_ep is None else None
+    # A pod of this node is NATed on its own interface, and the node's own
+    # flow to a service address arrives nowhere: no host endpoint of this
+    # node sees either arrive, before NAT or after.
+    hep, to_host = None, False
+    if hop.node_port and src_ep is None:
+        hep, to_host = _host_side(model, host_ip, addresses) or _only_host_endpoint(model), True
+    elif src_ep is None and not from_node:
+        owner = _host_side(model, host_ip, addresses)  # an external IP of the node's own
+        hep, to_host = owner or _only_host_endpoint(model), owner is not None
     if hop.node_port and src_ep is not None:
         lines.append(f"from {src_ep.name}, a pod of this node: NATed on its own interface, "
                      "no host endpoint's policy judges it")  # fmt: skip
     if hep is not None:
         early, steps, decided = _host_arrival(
-            resources, node, model, hep, Packet(src_ip, proto, port, 40000)
+            resources, node, model, hep, Packet(src_ip, proto, port, 40000), to_host
         )
         found = [*early, *_judge(steps, src_ip, host_ip, port, proto, kernel_root, attached)]
         lines += render(found).splitlines()[:-1]
@@ -621,9 +639,10 @@ def explain_service(
             lines.append(f"  hairpin: {src_ep.name} reaches itself; its ingress sees {host} as "
                          "the peer (the source is translated to it)")  # fmt: skip
         try:
+            # arrival=False: the host endpoint it arrived at was judged above
             found += explain(resources, node, src, f"{ip}:{be_port}/{hop.proto}", kernel_root,
-                             model, host_ip if hairpin else None, not hop.node_port,
-                             from_node, netns, attached)  # fmt: skip
+                             model, host_ip if hairpin else None, False, from_node, netns,
+                             attached, addresses)  # fmt: skip
         except NotOnThisNode:
             if not found:
                 lines.append("  no endpoint of this node judges it: it passes")
@@ -757,14 +776,17 @@ def explain_flow(
     from_node = sent_by_node(model, src, kernel_root)
     hop = service_hop(resources, node, dst)
     attached = _attached_check(kernel_root, netns, None)  # one for the whole answer
+    addresses = None if kernel_root is None else NodeAddresses(resources, node, kernel_root, netns)
     if hop is not None:
         answer = explain_service(resources, node, src, hop, kernel_root, model, from_node, netns,
-                                 attached)  # fmt: skip
+                                 attached, addresses)  # fmt: skip
     else:
         found = explain(resources, node, src, dst, kernel_root, model, from_node=from_node,
-                        netns=netns, attached=attached)  # fmt: skip
+                        netns=netns, attached=attached, addresses=addresses)  # fmt: skip
         answer = Answer(render(found, dst), tuple(found))
     text = _not_enforced(answer)
+    if addresses is not None:  # which host endpoint judged an address no expectedIPs list
+        text += "".join(held.note(addr) for addr, held in sorted(addresses.used.items()))
     if from_node and kernel_root is None and NODE_TO_WORKLOAD in text:
         text += node_address_guess(src)
     arrival = None

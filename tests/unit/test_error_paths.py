@@ -99,7 +99,11 @@ def untouched(tmp_path: Path) -> bool:
         (
             "1.2.3.4",
             "5.6.7.8:80/tcp",
-            "neither 1.2.3.4 nor 5.6.7.8 is a WorkloadEndpoint or HostEndpoint on node n1",
+            "neither 1.2.3.4 nor 5.6.7.8 is a WorkloadEndpoint or HostEndpoint on node n1: "
+            "neither address is in any HostEndpoint's expectedIPs, and without --kernel explain "
+            "knows this node's addresses from those alone; if one of them is an address of this "
+            "node, run --explain --kernel on the node (it reads the node's addresses and judges "
+            "the flow by the host endpoint of the interface that holds it)",
         ),
         ("nobody", "web:80/tcp", "'nobody': no WorkloadEndpoint or pod of that name and not "
                                  "an IPv4 address"),  # fmt: skip
