@@ -38,6 +38,15 @@ int rcl_tc_masq(struct __sk_buff *skb)
 }
 #endif
 
+/* Never attached: tail-called by the ingress program for a later IPv4
+ * fragment (service NAT by its first fragment's flow). */
+#ifndef RCL_SKIP_rcl_tc_frag
+int rcl_tc_frag(struct __sk_buff *skb)
+{
+	return rcl_frag_entry(skb);
+}
+#endif
+
 /* Egress: packets the kernel sends out of the interface (to a pod, or out to
  * the world). To a pod under policy: its ingress policy, on the packet as it
  * arrives (a service flow already carries its backend's address and port);

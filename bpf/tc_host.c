@@ -35,6 +35,15 @@ int rcl_tc_host_masq(struct __sk_buff *skb)
 }
 #endif
 
+/* Never attached: tail-called by the ingress program for a later IPv4
+ * fragment (service NAT by its first fragment's flow). */
+#ifndef RCL_SKIP_rcl_tc_host_frag
+int rcl_tc_host_frag(struct __sk_buff *skb)
+{
+	return rcl_frag_entry(skb);
+}
+#endif
+
 /* Leaving through a host endpoint: its untracked (doNotTrack) egress policy
  * first, then the host's own traffic meets its egress policy (after the
  * failsafe outbound ports), forwarded traffic its applyOnForward egress

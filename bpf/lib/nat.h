@@ -1,8 +1,9 @@
 /* Service load balancing for the tc path (and backend selection shared with the
  * connect-time programs in connect.c).
  *
- * Entry point: rcl_nat_ingress(skb, l3_off, inside). It changes destination (forward)
- * or source (reply) address and port only, so backends see the real client;
+ * Entry point: rcl_nat_ingress_at(skb, l3_off, inside, fk, fp). It changes
+ * destination (forward) or source (reply) address and port only, so
+ * backends see the real client;
  * except for an external flow to a backend on another node, which it marks
  * to be masqueraded (RCL_NAT_MASQ, bpf/lib/masq.h). Verdicts are RCL_NAT_*; the entry
  * program maps them with rcl_nat_tc_action() or its own policy. */
@@ -15,7 +16,7 @@
 #include "bytes.h"
 #include "conntrack.h"
 
-/* Verdicts of rcl_nat_ingress(). */
+/* Verdicts of rcl_nat_ingress_at(). */
 #define RCL_NAT_PASS   0 /* not service traffic (or not IPv4 TCP/UDP): carry on */
 #define RCL_NAT_DNAT   1 /* destination rewritten to a backend */
 #define RCL_NAT_SNAT   2 /* reply source rewritten back to the VIP */
@@ -28,6 +29,8 @@
 			   * destination rewritten to the backend: routed as DNAT is */
 #define RCL_NAT_MASQ 7 /* as DNAT, and the flow is masqueraded: an external flow to a
 			* backend on another node (bpf/lib/masq.h) */
+#define RCL_NAT_FRAG 8 /* a later IPv4 fragment: the fragment program translates it
+			* as its first fragment's flow (rcl_nat_fragment) */
 
 /* Backend chosen for a new flow. */
 struct rcl_nat_pick {
@@ -165,6 +168,19 @@ static __always_inline __u16 rcl_csum_replace4(__u16 check, __u32 from, __u32 to
  * straight into the linear packet data (the IPv4 header checksum is never
  * offloaded): each helper call is a call the JIT cannot inline, and a new
  * flow's DNAT would make five of them. A non-linear skb takes the helpers. */
+/* Rewrite one IPv4 address and the header's checksum through the helpers
+ * (a later fragment's, which has no L4 header; a non-linear skb's). */
+static __always_inline int rcl_nat_rewrite_ip(struct __sk_buff *skb, __u32 l3_off, int is_src,
+					      __u32 old_ip, __u32 new_ip)
+{
+	__u32 ip_off = l3_off + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
+	if (old_ip != new_ip &&
+	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_ip, new_ip, 4) ||
+	     bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0)))
+		return -1;
+	return 0;
+}
+
 static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
 					   __u8 proto, int is_src, __u32 old_ip, __u32 new_ip,
 					   __u16 old_port, __u16 new_port)
@@ -196,11 +212,8 @@ static __always_inline int rcl_nat_rewrite(struct __sk_buff *skb, __u32 l3_off, 
 			return 0;
 		}
 	}
-	__u32 ip_off = l3_off + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
 	__u32 port_off = l4_off + (is_src ? 0 : 2);
-	if (old_ip != new_ip &&
-	    (bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), old_ip, new_ip, 4) ||
-	     bpf_skb_store_bytes(skb, ip_off, &new_ip, 4, 0)))
+	if (rcl_nat_rewrite_ip(skb, l3_off, is_src, old_ip, new_ip))
 		return -1;
 	if (old_port != new_port && bpf_skb_store_bytes(skb, port_off, &new_port, 2, 0))
 		return -1;
@@ -392,11 +405,95 @@ static __always_inline int rcl_nat_src_allowed(const struct rcl_nat_fe_val *fe, 
 	return 0;
 }
 
+/* IPv4 fragments of a TCP or UDP datagram. The first carries the ports and
+ * is translated as any packet of its flow (the L4 checksum, which covers
+ * the whole datagram, takes the same incremental update); its ports are
+ * kept in rcl_frag by the datagram's (source, destination, protocol, IP
+ * id), as a policy point keeps them (policy.h), before the packet is
+ * translated. A later fragment, which has no L4 header, takes them from
+ * there and is translated by its flow's conntrack entry: its addresses and
+ * the IP header's checksum alone. Noted whatever NAT then does with the
+ * first: the record only names a flow, and a later fragment is translated
+ * only by a conntrack entry of that flow. */
+static __always_inline void rcl_frag_key_fill(struct rcl_frag_key *k, __u32 src, __u32 dst,
+					      __u16 id, __u8 proto)
+{
+	k->src = src;
+	k->dst = dst;
+	k->id = id;
+	k->proto = proto;
+	k->pad = 0;
+}
+
+static __always_inline void rcl_nat_frag_note(const struct iphdr *ip, __u16 sport, __u16 dport,
+					      struct rcl_frag_key *k, struct rcl_frag_ports *v)
+{
+	k->src = ip->saddr;
+	k->dst = ip->daddr;
+	k->id = ip->id;
+	k->proto = ip->protocol;
+	k->pad = 0;
+	v->sport = sport;
+	v->dport = dport;
+	rcl_frag.update(k, v);
+}
+
+/* A later fragment (rcl_nat_ingress_at said RCL_NAT_FRAG) translated as its
+ * first fragment's flow: RCL_NAT_SNAT, _DNAT or _HAIRPIN as that flow's
+ * packets are; RCL_NAT_PASS untouched when its first was not seen here
+ * (counted RCL_NS_FRAG) or its flow is not NAT's, or is masqueraded (the
+ * masquerade translates no fragment). */
+static __always_inline int rcl_nat_fragment(struct __sk_buff *skb, __u32 l3_off)
+{
+	struct iphdr ip;
+	if (rcl_skb_read(skb, l3_off, &ip, sizeof(ip)))
+		return RCL_NAT_PASS;
+	struct rcl_frag_key fk;
+	rcl_frag_key_fill(&fk, ip.saddr, ip.daddr, ip.id, ip.protocol);
+	struct rcl_frag_ports *ports = rcl_frag.lookup(&fk);
+	if (!ports) {
+		rcl_nat_count(RCL_NS_FRAG);
+		return RCL_NAT_PASS;
+	}
+	struct rcl_ct_key key = {};
+	key.src = ip.saddr;
+	key.dst = ip.daddr;
+	key.sport = ports->sport;
+	key.dport = ports->dport;
+	key.proto = ip.protocol;
+	__u64 now = 0;
+	struct rcl_ct_hit ct;
+	if (!rcl_ct_lookup(&key, &now, &ct))
+		return RCL_NAT_PASS;
+	int hairpin = (ct.val.flags & RCL_CT_HAIRPIN) != 0;
+	if (ct.val.type == RCL_CT_REVERSE) {
+		if (rcl_nat_rewrite_ip(skb, l3_off, 1, ip.saddr, ct.val.orig_ip) ||
+		    (hairpin && rcl_nat_rewrite_ip(skb, l3_off, 0, ip.daddr, ip.saddr)))
+			goto broken;
+		rcl_nat_count(RCL_NS_SNAT);
+		return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_SNAT;
+	}
+	if (ct.val.type != RCL_CT_FORWARD || (ct.val.flags & RCL_CT_MASQ))
+		return RCL_NAT_PASS;
+	if (rcl_nat_rewrite_ip(skb, l3_off, 0, ip.daddr, ct.val.be_ip) ||
+	    (hairpin && rcl_nat_rewrite_ip(skb, l3_off, 1, ip.saddr, ip.daddr)))
+		goto broken;
+	rcl_nat_count(RCL_NS_DNAT_CT);
+	return hairpin ? RCL_NAT_HAIRPIN : RCL_NAT_DNAT;
+broken:
+	rcl_nat_count(RCL_NS_ERROR);
+	return RCL_NAT_DROP;
+}
+
 /* Service NAT for a packet entering from an interface. l3_off is where the IPv4
  * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices; `inside`: the
- * interface is a workload's (see rcl_nat_pick_backend). Returns RCL_NAT_*.
- * Non-first fragments and packets with unreadable headers pass untouched. */
-static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, int inside)
+ * interface is a workload's (see rcl_nat_pick_backend); fk, fp: room for a
+ * first fragment's record, in the caller's per-CPU scratch (a key on the
+ * stack would cost the tc ingress program's verifier budget). Returns RCL_NAT_*.
+ * A later IPv4 fragment is RCL_NAT_FRAG (rcl_nat_fragment); packets with
+ * unreadable headers pass untouched. */
+static __always_inline int rcl_nat_ingress_at(struct __sk_buff *skb, __u32 l3_off, int inside,
+					      struct rcl_frag_key *fk, struct rcl_frag_ports *fp)
 {
 	struct iphdr ip;
 	struct {
@@ -415,15 +512,13 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 		return rcl_nat_icmp_error(skb, l3_off, &ip);
 	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
 		return RCL_NAT_PASS;
-	if (ip.frag_off & rcl_htons(0x3fff)) {
-		/* MF or offset: ports are not in every fragment, tracking them needs
-		 * reassembly state we do not keep. */
-		rcl_nat_count(RCL_NS_FRAG);
-		return RCL_NAT_PASS;
-	}
+	if (ip.frag_off & rcl_htons(0x1fff))
+		return RCL_NAT_FRAG;
 	__u32 l4_off = l3_off + ip.ihl * 4;
 	if (rcl_skb_read(skb, l4_off, &ports, sizeof(ports)))
 		return RCL_NAT_PASS;
+	if (ip.frag_off & rcl_htons(0x2000))
+		rcl_nat_frag_note(&ip, ports.sport, ports.dport, fk, fp);
 	if (ip.protocol == IPPROTO_TCP && rcl_skb_read(skb, l4_off + 13, &tcpflags, 1))
 		return RCL_NAT_PASS;
 
@@ -611,6 +706,15 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 	if (hairpin)
 		return RCL_NAT_HAIRPIN;
 	return rcl_nat_dnat_verdict(masq);
+}
+
+/* rcl_nat_ingress_at with the fragment record on the stack, for an entry
+ * program without scratch memory of its own. */
+static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, int inside)
+{
+	struct rcl_frag_key fk;
+	struct rcl_frag_ports fp;
+	return rcl_nat_ingress_at(skb, l3_off, inside, &fk, &fp);
 }
 
 /* Default mapping of a verdict to a tc action for entry programs. */

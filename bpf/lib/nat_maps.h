@@ -6,6 +6,7 @@
 #define RCL_NAT_MAPS_H
 
 #include "nat_types.h"
+#include "policy_types.h"
 #include "set_maps.h"
 
 #ifndef RCL_MAPS_DIR
@@ -57,6 +58,12 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_nat_stats, RCL_NS_MAX,
 		 RCL_MAPS_DIR "/rcl_nat_stats");
 BPF_TABLE_PINNED("lru_hash", struct rcl_ctlb_rev_key, struct rcl_ctlb_rev_val,
 		 rcl_ctlb_udp_rev, RCL_CTLB_UDP_REV_SIZE, RCL_MAPS_DIR "/rcl_ctlb_udp_rev");
+/* Fragmented datagrams' ports, by (source, destination, protocol, IP id),
+ * written and read by service NAT (nat.h) and every policy point
+ * (policy.h); least recently used records give way. */
+#define RCL_FRAG_SIZE 8192
+BPF_TABLE_PINNED("lru_hash", struct rcl_frag_key, struct rcl_frag_ports, rcl_frag, RCL_FRAG_SIZE,
+		 RCL_MAPS_DIR "/rcl_frag");
 
 /* The clock of conntrack and affinity timestamps: CLOCK_MONOTONIC at tick
  * resolution (4 ms at HZ=250), far finer than any of their timeouts. The

@@ -229,7 +229,7 @@ struct rcl_ctlb_rev_val {
 #define RCL_NS_REJECT_NOLOCAL 4 /* ETP/ITP local and no local backend */
 #define RCL_NS_STALE        5 /* conntrack or affinity pointed at a removed backend */
 #define RCL_NS_ERROR        6 /* rewrite failed (helper error) */
-#define RCL_NS_FRAG         7 /* IPv4 fragment to a possible service: passed untouched */
+#define RCL_NS_FRAG         7 /* a later IPv4 fragment whose first NAT never saw: passed untouched */
 #define RCL_NS_CTLB_TCP     8
 #define RCL_NS_CTLB_UDP     9
 #define RCL_NS_CTLB_REJECT  10

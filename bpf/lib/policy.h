@@ -180,11 +180,7 @@ static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src
 static __always_inline struct rcl_frag_key *rcl_pol_frag_key(struct rcl_pol_scratch *ps)
 {
 	struct rcl_frag_key *k = &ps->frag_key;
-	k->src = ps->f.key.src;
-	k->dst = ps->f.key.dst;
-	k->id = ps->f.ip_id;
-	k->proto = ps->f.key.proto;
-	k->pad = 0;
+	rcl_frag_key_fill(k, ps->f.key.src, ps->f.key.dst, ps->f.ip_id, ps->f.key.proto);
 	return k;
 }
 

@@ -1,7 +1,6 @@
 /* The policy tables the tc and XDP programs share, pinned under
  * RCL_MAPS_DIR: endpoints' programs, the class and verdict tables, failsafe
- * ports, this node's addresses, the untracked counters and the ports of
- * fragmented datagrams. Declarations
+ * ports, this node's addresses and the untracked counters. Declarations
  * only, so that bpf/maps.c makes them without compiling the datapath. */
 #ifndef RCL_POLICY_MAPS_H
 #define RCL_POLICY_MAPS_H
@@ -22,7 +21,6 @@
 #define RCL_HOST_IP_SIZE 1024
 #define RCL_XDP_EP_SIZE 1024
 #define RCL_UNTRACKED_DROPS_SIZE 16384
-#define RCL_FRAG_SIZE 8192
 
 BPF_TABLE_PINNED("array", __u32, struct rcl_pol_ep, rcl_pol_ep, RCL_IFSTATE_SIZE,
 		 RCL_MAPS_DIR "/rcl_pol_ep");
@@ -38,10 +36,6 @@ BPF_TABLE_PINNED("lpm_trie", struct rcl_failsafe_key, __u32, rcl_failsafe, RCL_F
 		 RCL_MAPS_DIR "/rcl_failsafe", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("hash", __u32, __u32, rcl_host_ip, RCL_HOST_IP_SIZE,
 		 RCL_MAPS_DIR "/rcl_host_ip");
-/* Fragmented datagrams' ports, written and read by every policy point
- * (policy.h rcl_pol_frag_note); least recently used records give way. */
-BPF_TABLE_PINNED("lru_hash", struct rcl_frag_key, struct rcl_frag_ports, rcl_frag, RCL_FRAG_SIZE,
-		 RCL_MAPS_DIR "/rcl_frag");
 /* The XDP program's (bpf/xdp.c); declared here so that either set creates them. */
 BPF_TABLE_PINNED("hash", __u32, struct rcl_xdp_ep, rcl_xdp_ep, RCL_XDP_EP_SIZE,
 		 RCL_MAPS_DIR "/rcl_xdp_ep");

@@ -46,8 +46,8 @@ struct rcl_pol_scratch {
 	struct rcl_pol_flow f;
 	struct rcl_ct_key key2;
 	struct rcl_ct_val val;
-	struct rcl_frag_key frag_key; /* a fragment's record (policy.h), here for */
-	struct rcl_frag_ports frag_ports; /* the reason the headers are (below) */
+	struct rcl_frag_key frag_key; /* a first fragment's record (policy.h, nat.h), here */
+	struct rcl_frag_ports frag_ports; /* for the reason the headers are (below) */
 	__u64 now;   /* the clock, once read (0: not yet) */
 	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
 	__u32 verdict;
@@ -91,12 +91,14 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, rcl_reject_tat, 1,
 /* The set's tail calls, filled by the loader with the set's own programs
  * (reconciler/datapath/programs.py JUMP_TABLES) and pinned beside them:
  * a new flow's verdict, the ICMP error a rejected packet becomes,
- * masquerade (a flow's way out and its replies' way back), and the set's
- * ingress program (run again on a reply masquerade made the client's). */
+ * masquerade (a flow's way out and its replies' way back), the set's
+ * ingress program (run again on a reply masquerade made the client's), and
+ * service NAT for a later IPv4 fragment. */
 #define RCL_JUMP_JUDGE   0
 #define RCL_JUMP_REJECT  1
 #define RCL_JUMP_MASQ    2
 #define RCL_JUMP_INGRESS 3
-RCL_SET_MAP("prog", u32, u32, rcl_tc_jumps, 4);
+#define RCL_JUMP_FRAG    4
+RCL_SET_MAP("prog", u32, u32, rcl_tc_jumps, 5);
 
 #endif

@@ -29,6 +29,16 @@ static __always_inline struct rcl_ifstate *rcl_ifstate_of(struct __sk_buff *skb)
 	return st;
 }
 
+/* A tail-called program's interface state, and in *ps the scratch its
+ * caller left (a tail call stays on its CPU): none if either is missing. */
+static __always_inline struct rcl_ifstate *rcl_tail_state(struct __sk_buff *skb,
+							  struct rcl_pol_scratch **ps)
+{
+	__u32 zero = 0;
+	*ps = rcl_pol_scratch.lookup(&zero);
+	return *ps ? rcl_ifstate_of(skb) : 0;
+}
+
 /* Where IPv4 starts in an interface's packets: at once on an L3 interface
  * (a tunnel: no link layer), after the Ethernet header on any other. */
 static __always_inline __u32 rcl_l3_off(__u32 flags)
@@ -250,6 +260,13 @@ static __always_inline int rcl_ingress_finish(struct __sk_buff *skb, struct rcl_
 		rcl_nat_count(RCL_NS_MASQ_FAILED);
 		return TC_ACT_SHOT;
 	}
+	if (verdict == RCL_NAT_FRAG) {
+		/* a program of its own (rcl_frag_entry): a later fragment's
+		 * look-up would not fit this one's verifier budget */
+		rcl_tc_jumps.call(skb, RCL_JUMP_FRAG);
+		rcl_nat_count(RCL_NS_FRAG);
+		return TC_ACT_UNSPEC; /* the jump failed: untranslated, as it is */
+	}
 	if (verdict == RCL_NAT_REJECT) {
 		if (!rcl_reject_allowed()) {
 			rcl_nat_count(RCL_NS_REJECT_LIMITED);
@@ -354,7 +371,7 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 	}
 	ps->state = pol;
 	rcl_barrier();
-	ps->verdict = rcl_nat_ingress(skb, l3_off, workload);
+	ps->verdict = rcl_nat_ingress_at(skb, l3_off, workload, &ps->frag_key, &ps->frag_ports);
 	rcl_barrier();
 	st->rx_packets++;
 	st->rx_bytes += len;
@@ -473,15 +490,28 @@ static __always_inline int rcl_masq_entry(struct __sk_buff *skb)
 	return TC_ACT_SHOT;
 }
 
+/* Tail-called by rcl_ingress_finish for a later IPv4 fragment, once policy
+ * passed it: service NAT by its first fragment's flow (nat.h
+ * rcl_nat_fragment), then that verdict carried out. */
+static __always_inline int rcl_frag_entry(struct __sk_buff *skb)
+{
+	struct rcl_pol_scratch *ps;
+	struct rcl_ifstate *st = rcl_tail_state(skb, &ps);
+	if (!st)
+		return TC_ACT_SHOT;
+	__u32 l3_off = rcl_l3_off(st->flags);
+	ps->verdict = rcl_nat_fragment(skb, l3_off);
+	return rcl_ingress_finish(skb, st, l3_off, ps);
+}
+
 /* Tail-called by rcl_ingress_finish for a packet NAT rejects (counted
  * there), and by rcl_masq_entry for one too big for the way to its backend:
  * the packet turned into its ICMP error and sent back. */
 static __always_inline int rcl_reject_entry(struct __sk_buff *skb)
 {
-	struct rcl_ifstate *st = rcl_ifstate_of(skb);
-	__u32 zero = 0;
-	struct rcl_pol_scratch *ps = rcl_pol_scratch.lookup(&zero);
-	if (!st || !ps)
+	struct rcl_pol_scratch *ps;
+	struct rcl_ifstate *st = rcl_tail_state(skb, &ps);
+	if (!st)
 		return TC_ACT_SHOT;
 	__u16 mtu = ps->reject_mtu;
 	ps->reject_mtu = 0;

@@ -17,8 +17,9 @@ XDP_MODES = {"native": 1 << 2, "generic": 1 << 1}  # XDP_FLAGS_DRV_MODE, XDP_FLA
 XDP_UPDATE_IF_NOEXIST = 1 << 0
 
 # The tc set's functions: two attached per workload or data interface, the
-# three they tail-call (a new flow's verdict, a rejected packet's ICMP error,
-# masquerade: a flow's way out and its replies' way back), and three run by
+# four they tail-call (a new flow's verdict, a rejected packet's ICMP error,
+# masquerade: a flow's way out and its replies' way back, service NAT for a
+# later IPv4 fragment), and three run by
 # the reconciler through
 # BPF_PROG_TEST_RUN (conntrack removal, the conntrack handover at the end of
 # a resize, and --explain --kernel).
@@ -28,6 +29,7 @@ TC_PROGRAMS = (
     "rcl_tc_judge",
     "rcl_tc_reject",
     "rcl_tc_masq",
+    "rcl_tc_frag",
     "rcl_ct_kill_slot",
     "rcl_ct_adopt_slot",
     "rcl_pol_test",
@@ -40,13 +42,14 @@ HOST_PROGRAMS = (
     "rcl_tc_host_judge",
     "rcl_tc_host_reject",
     "rcl_tc_host_masq",
+    "rcl_tc_host_frag",
 )
 # A set's tail-call table (a BPF_PROG_ARRAY of the set's own functions, by
 # index), pinned in the set's directory beside its programs by the loader.
 JUMP_TABLES = {
     "tc": (
         "rcl_tc_jumps",
-        ("rcl_tc_judge", "rcl_tc_reject", "rcl_tc_masq", "rcl_tc_ingress"),
+        ("rcl_tc_judge", "rcl_tc_reject", "rcl_tc_masq", "rcl_tc_ingress", "rcl_tc_frag"),
     ),
     "host": (
         "rcl_tc_jumps",
@@ -55,6 +58,7 @@ JUMP_TABLES = {
             "rcl_tc_host_reject",
             "rcl_tc_host_masq",
             "rcl_tc_host_ingress",
+            "rcl_tc_host_frag",
         ),
     ),
 }
@@ -65,12 +69,12 @@ JUMP_TABLES = {
 # set's programs tail-call or attach beside it.
 BUILD_PARTS = {
     "tc": (
-        ("rcl_tc_ingress", "rcl_tc_reject", "rcl_ct_kill_slot", "rcl_ct_adopt_slot",
-         "rcl_pol_test"),
+        ("rcl_tc_ingress", "rcl_tc_reject", "rcl_tc_frag", "rcl_ct_kill_slot",
+         "rcl_ct_adopt_slot", "rcl_pol_test"),
         ("rcl_tc_judge", "rcl_tc_masq", "rcl_tc_egress"),
     ),
     "host": (
-        ("rcl_tc_host_ingress", "rcl_tc_host_reject"),
+        ("rcl_tc_host_ingress", "rcl_tc_host_reject", "rcl_tc_host_frag"),
         ("rcl_tc_host_judge", "rcl_tc_host_masq", "rcl_tc_host_egress"),
     ),
 }

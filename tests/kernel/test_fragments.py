@@ -11,7 +11,7 @@ import struct
 import subprocess
 import sys
 
-from sandbox.netns import Pod
+from sandbox.netns import Pod, Sandbox
 from tests.kernel.test_host_to_pod import big_datagram
 from tests.kernel.test_policy import BACK, BACK_FROM_FRONT, FRONT, OTHER, pods, policy
 
@@ -88,18 +88,26 @@ def send(pods, src: Pod, *packets: str) -> None:
     assert out.returncode == 0, out.stderr
 
 
+def started(sb: Sandbox, pod: Pod, script: str, *args: str) -> subprocess.Popen[str]:
+    """A Python script run in a pod's namespace, once it printed "ready"."""
+    proc = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(pod)}", sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{script.splitlines()[0]!r} did not start in {pod.name}")
+    return proc
+
+
 def test_a_later_fragment_passes_only_behind_its_own_first(pods):
     node = pods.node
     sb = node.sandbox
     policy(node, "a", UDP_FROM_FRONT)
     node.apply_converged()
-    sniffer = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{sb.pod_ns(BACK)}", sys.executable, "-c", SNIFF,
-         BACK.ip, "2"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    sniffer = started(sb, BACK, SNIFF, BACK.ip, "2")
     try:
-        assert sniffer.stdout is not None and sniffer.stdout.readline().strip() == "ready"
         # an allowed flow: its first fragment, then its last
         send(pods, FRONT, fragment(FRONT, BACK, 1001, True), fragment(FRONT, BACK, 1001, False))
         # the same flow's ports, but a datagram whose first never came
