@@ -173,7 +173,9 @@ static __always_inline int rcl_pol_sent_by_host(struct __sk_buff *skb, __u32 src
  * judged as a new flow: no header to judge). One without a record (ahead of
  * its first, or its first was dropped) is dropped, as is one whose flow
  * this side has not approved. Each policy point records the datagram as it
- * sees it (a client's egress before service NAT, a backend's ingress after). */
+ * sees it (a client's egress before service NAT, a backend's ingress after).
+ * Service NAT in tc ingress records every first fragment it reads, passed or
+ * not (nat.h rcl_nat_frag_note): a record names a flow and approves nothing. */
 #define RCL_POL_FRAG_FIRST 1 /* more fragments follow, offset 0 */
 #define RCL_POL_FRAG_LATER 2 /* offset > 0: no L4 header */
 
