@@ -30,11 +30,25 @@ class Role(enum.IntFlag):
         return "+".join(r.name.lower() for r in Role if r in self and r.name)
 
 
+# What selected a pod interface (interfacePrefix) that no WorkloadEndpoint of
+# this node names, for plans and status.
+UNNAMED = "interfacePrefix, no WorkloadEndpoint: its traffic is dropped"
+
+
 @dataclass(frozen=True, slots=True)
 class Selected:
     link: Link
     role: Role
     endpoint: str  # the resource that selected it, for plans and status
+
+    @property
+    def unnamed(self) -> bool:
+        """A pod interface no WorkloadEndpoint names: it runs our programs
+        under policy, but has no policy entry (rcl_pol_ep) and no sources
+        (rcl_wep_src), so the datapath drops its IPv4 both ways (fail
+        closed, as Calico's "Unknown interface" rule). When its endpoint
+        lands, the same slot and filters get their entries: no window opens."""
+        return self.role is Role.WORKLOAD and self.endpoint == UNNAMED
 
     @property
     def endpoint_name(self) -> str:
@@ -116,13 +130,14 @@ def select_interfaces(
         if hep is not None and role is not Role.WORKLOAD:
             role |= Role.HOST_ENDPOINT
             endpoint = hep.ref
+        if not role and prefixes and name.startswith(prefixes):
+            role, endpoint = Role.WORKLOAD, UNNAMED  # fail closed (Selected.unnamed)
+            warnings.append(
+                f"interface {name}: no WorkloadEndpoint on node {node!r} names it: "
+                "its traffic is dropped until one does"
+            )
         if role:
             selected.append(Selected(link, role, endpoint))
-        elif prefixes and name.startswith(prefixes) and name not in weps:
-            warnings.append(
-                f"interface {name}: no WorkloadEndpoint for node {node!r} names it; "
-                "no program attached"
-            )
     return selected, warnings
 
 
@@ -189,7 +204,8 @@ def compile_interfaces(selection: Selection, tc_ref: str, host_ref: str) -> Frag
     """rcl_ifstate and, for each managed interface, its entry there and its
     tc filters running the program set `tc_ref` (a host endpoint's run the
     set `host_ref`, with host endpoint policy). Workload interfaces are
-    flagged as under policy."""
+    flagged as under policy, an unnamed one too (Selected.unnamed): with no
+    policy entry there, the datapath drops its IPv4."""
     objects = [Obj(Address.map_text(MAP_IFSTATE), ObjKind.MAP, {"max_entries": selection.slots})]
     slot_of = initial_slots(selection)
     for sel in selection.interfaces:

@@ -205,17 +205,18 @@ def compile_policy(
     failsafe: Sequence[Any] = (),
     previous: tuple[Mapping[str, Any], Any] | None = None,
 ) -> tuple[Fragment, Any]:
-    """The policy sub-compiler: the entries of the selected workloads' and
-    host endpoints' policy programs (policy_objects), in the slots
-    reconciler.compile.interfaces gives them, and the index of what it read
+    """The policy sub-compiler: the entries of the selected workloads' (those
+    a WorkloadEndpoint names) and host endpoints' policy programs
+    (policy_objects), in the slots reconciler.compile.interfaces gives them,
+    and the index of what it read
     (reconciler.compile.policy_incremental.PolicyIndex, or None)."""
     from reconciler.compile.host_policy import HostIface
 
     slot_of = initial_slots(selection)
-    workloads = [
+    workloads = [  # an unnamed pod interface gets no entry: the datapath drops its traffic
         (s.link.name, s.link.ifindex, slot_of[s.link.ifindex])
         for s in selection.interfaces
-        if s.role & Role.WORKLOAD
+        if s.role & Role.WORKLOAD and not s.unnamed
     ]
     hosts = [
         HostIface(s.link.name, s.link.ifindex, slot_of[s.link.ifindex], s.endpoint_name)

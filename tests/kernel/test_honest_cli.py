@@ -73,7 +73,7 @@ def test_emptying_an_applied_node_needs_allow_empty(node):
 
 def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     node.write("felix.yaml", FELIX_EXTRA)
-    node.wep(FRONT)  # cali-back0 exists, but no WorkloadEndpoint names it
+    node.wep(FRONT)  # cali-back0 exists, but no WorkloadEndpoint names it: held closed
     wep = node.config / f"wep-{FRONT.name}.yaml"  # a field no datapath of ours acts on
     wep.write_text(wep.read_text() + "  mac: ee:ee:ee:ee:ee:ee\n")
     rc, out, err = node.run("--plan")
@@ -88,8 +88,8 @@ def test_plan_lists_what_is_not_enforced_and_unconfigured_pod_interfaces(node):
     assert "spec.healthPort" not in out and "spec.prometheusMetricsEnabled" not in out
     assert "WorkloadEndpoint/shop/front0: spec.mac: not enforced" in out
     assert (
-        "Warning: interface cali-back0: no WorkloadEndpoint for node 'node-1' names it; "
-        "no program attached" in out
+        "Warning: interface cali-back0: no WorkloadEndpoint on node 'node-1' names it: "
+        "its traffic is dropped until one does" in out
     )
     rc, out, _ = node.run("--plan", "--json")
     plan = json.loads(out)

@@ -12,9 +12,11 @@ import pytest
 
 from reconciler.datapath.loader import cpus
 from reconciler.engine.lock import apply_lock
-from tests.kernel.conftest import PODS, bpftool_dump
+from sandbox.netns import Pod
+from tests.kernel.conftest import FELIX, PODS, bpftool_dump
 
 FRONT, BACK = PODS
+LATE = Pod("late0", "10.65.0.40")
 
 
 def tc_filters(node, iface: str, direction: str) -> str:
@@ -63,6 +65,16 @@ def ifindex(node, iface: str) -> int:
     return int(json.loads(raw)[0]["ifindex"])
 
 
+def has_endpoint(node, iface: str) -> bool:
+    """Does the kernel's rcl_pol_ep hold `iface`'s policy (its WorkloadEndpoint
+    applied)? Read with bpftool; a pod interface held closed has none."""
+    pin = Path(node.sandbox.bpffs_root) / "maps" / "rcl_pol_ep"
+    if not pin.exists():
+        return False
+    index = ifindex(node, iface)
+    return any(int.from_bytes(value[:4], "little") == index for _, value in bpftool_dump(pin))
+
+
 def ping(node, src, dst_ip: str) -> bool:
     r = node.sandbox.exec(node.sandbox.pod_ns(src), "ping", "-c", "1", "-W", "2", dst_ip)
     return r.returncode == 0
@@ -74,30 +86,33 @@ def test_attach_counts_traffic_and_is_idempotent(node):
     rc, out, _ = node.run("--plan")
     assert rc == 2
     assert "+ tc/cali-front0/ingress" in out and "+ tc/eth0/egress" in out
-    assert "tc/cali-back0" not in out  # no WorkloadEndpoint names it
+    # no WorkloadEndpoint names cali-back0: held closed, our programs and no policy
+    assert "+ tc/cali-back0/ingress" in out and "rcl_pol_ep/cali-back0" not in out
     rc, out, err = node.run("--apply", "-v")
     assert rc == 0, out + err
     if cpus() > 1:  # the tc set, the one long build: compiled in two parts at once
         assert "built the tc set in 2 parts side by side" in err, err
     node.apply_converged()
-    for iface in ("cali-front0", "eth0"):
+    for iface in ("cali-front0", "cali-back0", "eth0"):
         for direction in ("ingress", "egress"):
             assert "rcl:tc@" in tc_filters(node, iface, direction)
-    assert tc_filters(node, "cali-back0", "ingress") == ""
     # a workload (1) under policy (16)
-    assert ifstate(node) == {ifindex(node, "cali-front0"): 17, ifindex(node, "eth0"): 2}
+    front, back = ifindex(node, "cali-front0"), ifindex(node, "cali-back0")
+    assert ifstate(node) == {front: 17, back: 17, ifindex(node, "eth0"): 2}
     # each interface's filters carry its slot as classid: the program's index
     slots = ifslots(node)
-    assert sorted(slot for slot, _ in slots.values()) == [1, 2]
-    for iface in ("cali-front0", "eth0"):
+    assert sorted(slot for slot, _ in slots.values()) == [1, 2, 3]
+    for iface in ("cali-front0", "cali-back0", "eth0"):
         for direction in ("ingress", "egress"):
             assert filter_classid(node, iface, direction) == slots[ifindex(node, iface)][0]
 
-    assert ping(node, FRONT, BACK.ip)
+    assert ping(node, FRONT, node.sandbox.ext_ip)
+    assert not ping(node, FRONT, BACK.ip)  # back0, held closed, receives nothing
     rc, out, _ = node.run("--status", "--json")
     status = json.loads(out)
     front = status["counters"]["cali-front0"]
-    assert front["rx_packets"] >= 1 and front["tx_packets"] >= 1  # echo request and reply
+    assert front["rx_packets"] >= 2 and front["tx_packets"] >= 1  # echo requests and a reply
+    assert status["counters"]["cali-back0"]["dropped"] >= 1
     assert status["last_apply"]["source"]["identity"].startswith("dir:")
 
 
@@ -139,12 +154,16 @@ def test_pattern_change_and_wep_removal_prune(node):
     ).stdout
     assert "clsact" not in qdiscs
 
+    # its WorkloadEndpoint goes, the pod stays: its policy and sources go, and
+    # the interface is held closed by the filters it keeps
     node.remove("wep-front0.yaml")
     rc, out, _ = node.run("--plan")
-    assert "- tc/cali-front0/ingress" in out
+    assert "- map/rcl_pol_ep/cali-front0" in out and "- map/rcl_wep_src/cali-front0" in out
+    assert "tc/cali-front0" not in out and "rcl_ifstate" not in out, out
     node.apply_converged()
-    assert tc_filters(node, "cali-front0", "egress") == ""
-    assert ifstate(node) == {}
+    assert "rcl:tc@" in tc_filters(node, "cali-front0", "egress")
+    front, back = ifindex(node, "cali-front0"), ifindex(node, "cali-back0")
+    assert ifstate(node) == {front: 17, back: 17}
 
 
 def test_deleted_interface_leaves_no_map_entries(node):
@@ -216,24 +235,27 @@ def test_interface_state_in_another_layout_is_replaced(node, layout):
 
 
 def test_a_slot_is_handed_on_only_after_its_interface_left(node):
-    """An interface that leaves frees its slot; one that arrives in the same
-    apply takes a slot nobody held, so the slot being cleared is never the new
-    one's. The next arrival may take the freed slot."""
+    """An interface that leaves (excluded here) frees its slot; one that
+    arrives in the same apply takes a slot nobody held, so the slot being
+    cleared is never the new one's. The next arrival may take the freed slot."""
     node.felix()
     node.wep(FRONT)
+    node.wep(BACK)
     node.apply_converged()
     front_slot, _ = ifslots(node)[ifindex(node, "cali-front0")]
-    node.remove("wep-front0.yaml")
-    node.wep(BACK)
+    node.write("felix.yaml", FELIX.format(enabled="true", pattern="^eth")
+               + "  interfaceExclude: cali-front0\n")  # fmt: skip
+    node.sandbox.add_pod(LATE)  # no WorkloadEndpoint names it: held closed, in a slot
     rc, out, _ = node.run("--plan")
-    assert "- map/rcl_ifstate/cali-front0" in out and "+ map/rcl_ifstate/cali-back0" in out
+    assert "- map/rcl_ifstate/cali-front0" in out and "+ map/rcl_ifstate/cali-late0" in out
     node.apply_converged()
     slots = ifslots(node)
-    back_slot, _ = slots[ifindex(node, "cali-back0")]
+    late_slot, _ = slots[ifindex(node, "cali-late0")]
     assert ifindex(node, "cali-front0") not in slots
-    assert back_slot not in (front_slot, slots[ifindex(node, "eth0")][0])
-    assert filter_classid(node, "cali-back0", "ingress") == back_slot
-    node.wep(FRONT)
+    others = (slots[ifindex(node, "eth0")][0], slots[ifindex(node, "cali-back0")][0])
+    assert late_slot not in (front_slot, *others)
+    assert filter_classid(node, "cali-late0", "ingress") == late_slot
+    node.felix()
     node.apply_converged()
     assert ifslots(node)[ifindex(node, "cali-front0")][0] == front_slot  # free again
     assert ping(node, FRONT, BACK.ip) and ping(node, BACK, FRONT.ip)
@@ -243,7 +265,6 @@ def test_a_smaller_state_map_moves_an_interface_out_of_a_slot_it_no_longer_has(n
     """bpfMapSizeIfState shrinks below a slot in use: the map is replaced (the
     slots it still has carried), the interface in the lost slot gets a free
     one and its filters follow, and traffic keeps working."""
-    from tests.kernel.conftest import FELIX
 
     node.felix()
     node.wep(FRONT)
@@ -256,9 +277,10 @@ def test_a_smaller_state_map_moves_an_interface_out_of_a_slot_it_no_longer_has(n
     leaving = FRONT if ifindex(node, "cali-front0") == first else BACK
     staying = BACK if leaving is FRONT else FRONT
     assert ifindex(node, f"cali-{staying.name}") == last
-    node.remove(f"wep-{leaving.name}.yaml")
-    node.write(
-        "felix.yaml", FELIX.format(enabled="true", pattern="^eth") + "  bpfMapSizeIfState: 2\n"
+    node.write(  # it leaves: excluded (a pod interface no endpoint names stays, held closed)
+        "felix.yaml",
+        FELIX.format(enabled="true", pattern="^eth")
+        + f"  bpfMapSizeIfState: 2\n  interfaceExclude: cali-{leaving.name}\n",
     )
     rc, out, _ = node.run("--plan")
     assert rc == 2
@@ -286,6 +308,7 @@ def test_an_interface_written_into_more_slots_is_cleaned_from_them(node):
 
     node.felix()
     node.wep(FRONT)
+    node.wep(BACK)  # the ping's peer: a pod no endpoint names passes nothing
     node.apply_converged()
     front = ifindex(node, "cali-front0")
     slot, _ = ifslots(node)[front]
@@ -317,6 +340,7 @@ def test_a_filter_with_another_slot_is_drift_and_repaired(node):
     leave the traffic alone). The plan shows it; the apply puts it right."""
     node.felix()
     node.wep(FRONT)
+    node.wep(BACK)  # the ping's peer: a pod no endpoint names passes nothing
     node.apply_converged()
     from reconciler.datapath.programs import FILTER_PREFIX, TC_PRIO
     from reconciler.datapath.programs import TC_PARENTS as PARENTS
@@ -454,7 +478,7 @@ def test_saved_plan_applies_and_stale_plans_are_refused(node, tmp_path, monkeypa
     node.remove("wep-front0.yaml")
     rc, out, err = node.run("--apply", "--plan-file", str(plan_file))
     assert rc == 1 and "plan is stale: the source changed" in err
-    assert tc_filters(node, "cali-front0", "ingress") == ""
+    assert not has_endpoint(node, "cali-front0")  # its endpoint's policy never applied
 
 
 def _snapshot(node):
@@ -579,7 +603,7 @@ def test_desired_state_cache_skips_compile_until_an_input_changes(node, monkeypa
     assert calls == [] and "No changes." in node.capsys.readouterr().out
     node.wep(BACK)  # a config change is a new key
     assert main(["--plan", *args]) == 2
-    assert calls == [1] and "+ tc/cali-back0/ingress" in node.capsys.readouterr().out
+    assert calls == [1] and "+ map/rcl_pol_ep/cali-back0" in node.capsys.readouterr().out
     node.sandbox.remove_pod(FRONT)  # so is a kernel fact compile reads (the links)
     assert main(["--plan", *args]) == 2
     assert calls == [1, 1]
@@ -588,6 +612,7 @@ def test_desired_state_cache_skips_compile_until_an_input_changes(node, monkeypa
 def test_a_hand_deleted_map_pin_is_rebuilt_and_traffic_is_counted_again(node):
     node.felix()
     node.wep(FRONT)
+    node.wep(BACK)  # the ping's peer: a pod no endpoint names passes nothing
     node.apply_converged()
     (Path(node.sandbox.bpffs_root) / "maps" / "rcl_ifstate").unlink()  # someone "cleaned up"
     rc, out, _ = node.run("--plan")

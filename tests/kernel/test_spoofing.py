@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from sandbox.netns import Pod
 from tests.kernel.conftest import PODS, WEP
 
 pytestmark = pytest.mark.kernel
@@ -45,20 +46,26 @@ for _ in range(5):
 
 def heard_from(node, source: str) -> str:
     """What the back pod hears when the front pod sends from `source`."""
+    return heard(node, FRONT, BACK, source)
+
+
+def heard(node, sender: Pod, receiver: Pod, source: str) -> str:
+    """The source `receiver` hears on UDP 9999 when `sender` sends from
+    `source` (any address), or TIMEOUT."""
     sb = node.sandbox
-    receiver = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{sb.pod_ns(BACK)}", sys.executable, "-c", RECEIVE],
+    listening = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{sb.pod_ns(receiver)}", sys.executable, "-c", RECEIVE],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
-        sent = sb.exec(sb.pod_ns(FRONT), sys.executable, "-c", SEND, source, BACK.ip)
+        assert listening.stdout is not None and listening.stdout.readline().strip() == "ready"
+        sent = sb.exec(sb.pod_ns(sender), sys.executable, "-c", SEND, source, receiver.ip)
         assert sent.returncode == 0, sent.stderr
-        out, _ = receiver.communicate(timeout=10)
+        out, _ = listening.communicate(timeout=10)
         return out.strip()
     finally:
-        receiver.kill()
-        receiver.wait()
+        listening.kill()
+        listening.wait()
 
 
 def dropped(node, ifname: str) -> int:

@@ -40,26 +40,35 @@ def roles(resources, links=LINKS, node="n1"):
     return {s.link.name: s.role for s in selected}, warnings
 
 
+def unnamed(iface: str) -> str:
+    return (
+        f"interface {iface}: no WorkloadEndpoint on node 'n1' names it: its traffic is "
+        "dropped until one does"
+    )
+
+
 def test_interface_selection_by_role():
     got, warnings = roles([FELIX, WEP, WEP_OTHER, HEP])
     assert got == {
         "cali1": Role.WORKLOAD,
+        "cali2": Role.WORKLOAD,
         "eth0": Role.DATA | Role.HOST_ENDPOINT,
         "ens3": Role.DATA,
     }
-    # a pod interface here whose WorkloadEndpoint is another node's gets no program, and a word
-    assert warnings == ["interface cali2: no WorkloadEndpoint for node 'n1' names it; "
-                        "no program attached"]  # fmt: skip
+    # a pod interface here whose WorkloadEndpoint is another node's is a workload with
+    # no endpoint (its traffic dropped), and a word
+    assert warnings == [unnamed("cali2")]
 
 
 def test_other_nodes_endpoints_and_unmatched_interfaces_ignored():
     got, warnings = roles([FELIX, WEP_OTHER])
-    assert "cali2" not in got and "docker0" not in got and "lo" not in got
+    assert "docker0" not in got and "lo" not in got
+    assert got["cali1"] == got["cali2"] == Role.WORKLOAD  # pod interfaces: fail closed
     assert warnings == [
         "no WorkloadEndpoint or HostEndpoint names node 'n1' (they name n2): is this node's "
         "name right?",
-        "interface cali1: no WorkloadEndpoint for node 'n1' names it; no program attached",
-        "interface cali2: no WorkloadEndpoint for node 'n1' names it; no program attached",
+        unnamed("cali1"),
+        unnamed("cali2"),
     ]
 
 
@@ -69,12 +78,14 @@ def test_interface_exclude_regex_and_l3_pattern():
         "default",
         {
             "bpfEnabled": True,
-            "interfaceExclude": "kube-ipvs0,/^ens.*/",
+            "interfaceExclude": "kube-ipvs0,/^ens.*/,cali2",
             "bpfL3IfacePattern": "^docker",
         },
     )
-    got, _ = roles([felix])
-    assert got == {"eth0": Role.DATA, "docker0": Role.L3}
+    got, warnings = roles([felix])
+    # an excluded pod interface stays out, with no word; an unnamed one is held closed
+    assert got == {"eth0": Role.DATA, "docker0": Role.L3, "cali1": Role.WORKLOAD}
+    assert warnings == [unnamed("cali1")]
 
 
 def test_node_specific_felix_overrides_default():
@@ -92,16 +103,17 @@ def test_missing_workload_interface_is_a_warning():
     assert "cali9" not in got
     assert warnings == [
         "WorkloadEndpoint/ns/w9: interface cali9 does not exist on this node (yet)",
-        "interface cali1: no WorkloadEndpoint for node 'n1' names it; no program attached",
-        "interface cali2: no WorkloadEndpoint for node 'n1' names it; no program attached",
+        unnamed("cali1"),
+        unnamed("cali2"),
     ]
 
 
 def test_wep_interface_without_prefix_is_ignored_with_warning():
     wep = res("WorkloadEndpoint", "w", {"node": "n1", "interfaceName": "tap0"}, "ns")
     got, warnings = roles([FELIX, wep], LINKS + [Link("tap0", 9)])
-    assert "tap0" not in got
+    assert "tap0" not in got  # not a pod interface by its name: not held closed either
     assert "does not start with interfacePrefix" in warnings[0]
+    assert not any("tap0" in w for w in warnings[1:])
 
 
 def test_bpf_disabled_wants_nothing():
@@ -311,8 +323,8 @@ def test_keep_slots_keeps_the_slots_the_kernel_holds():
 def test_interfaces_beyond_the_state_map_are_a_plan_error():
     felix = res("FelixConfiguration", "default", {"bpfEnabled": True, "bpfMapSizeIfState": 1})
     d = compile_desired([felix, WEP], "n1", LINKS, "/b", "src")
-    assert d.errors == (
-        "map rcl_ifstate would overflow: 3 interfaces selected, bpfMapSizeIfState is 1",
+    assert d.errors == (  # cali2, no WorkloadEndpoint's, holds a slot too (held closed)
+        "map rcl_ifstate would overflow: 4 interfaces selected, bpfMapSizeIfState is 1",
     )
     one = compile_desired([felix], "n1", [Link("eth0", 2)], "/b", "src")
     assert one.errors == () and one.objects["map/rcl_ifstate"].attrs == {"max_entries": 2}
@@ -333,9 +345,10 @@ def test_a_stored_state_takes_the_slots_the_kernel_holds_now():
     from reconciler.compile.slots import keep_slots
 
     stored = compile_desired([FELIX, WEP], "n1", LINKS, "/b", "src")  # before the first apply
-    # eth0, cali1, ens3 (ifindex 2, 3, 6) in slots 1, 2, 3, as that apply assigned them
-    assert keep_slots(stored, {2: 1, 3: 2, 6: 3}) is stored
-    moved = keep_slots(stored, {2: 1, 3: 7, 6: 3})
+    # eth0, cali1, cali2 (no WorkloadEndpoint's: held closed), ens3 (ifindex 2, 3, 4, 6)
+    # in slots 1, 2, 3, 4, as that apply assigned them
+    assert keep_slots(stored, {2: 1, 3: 2, 4: 3, 6: 4}) is stored
+    moved = keep_slots(stored, {2: 1, 3: 7, 4: 3, 6: 4})
     assert moved.objects["tc/cali1/egress"].attrs["slot"] == 7
     assert moved.objects["map/rcl_ifstate/cali1"].attrs["slot"] == 7
     unchanged = {a: o for a, o in stored.objects.items() if "cali1" not in a}
