@@ -213,10 +213,9 @@ def explain(
         early += early_h
         steps += steps_h
     outside = arrival and src_ep is None and src_hep is None and dst_ep is not None
-    forwarder = _forwarding_endpoint(model) if outside else None
+    forwarder = _only_host_endpoint(model) if outside else None
     if forwarder is not None:  # from outside to a pod, through the endpoint it arrives at
-        chain = model.chains[(forwarder.name, "forward-ingress")]
-        steps.append((forwarder, "forward-ingress", chain, packet_to))
+        steps += _forwarded_arrival(resources, node, model, forwarder, packet_to)
     judged = _judge(steps, src_ip, dst_ip, value, proto, kernel_root, attached)
     if dst_ep is not None:
         ingress = (dst_ep, "ingress", model.chains[(dst_ep.name, "ingress")], packet_to)
@@ -256,14 +255,19 @@ def node_address_guess(src: str) -> str:
             "expectedIPs say (--kernel, on the node, checks the datapath's list).\n")  # fmt: skip
 
 
-def _forwarding_endpoint(model: Model) -> Endpoint | None:
-    """The host endpoint a flow from outside arrives at, when that is known
-    without the routes and matters: the node's only host endpoint, when it
-    has applyOnForward ingress policy. (Without such policy the datapath
-    passes forwarded flows; with several endpoints, which one depends on the
-    interface the flow arrives by, which explain does not know.)"""
-    hep = _only_host_endpoint(model)
-    return hep if hep is not None and model.chains[(hep.name, "forward-ingress")].tiers else None
+def _forwarded_arrival(
+    resources: Sequence[Resource], node: str, model: Model, hep: Endpoint, packet: Packet
+) -> list[Step]:
+    """The steps of a flow from outside that `hep` forwards to a pod of this
+    node: its untracked and preDNAT policy (_host_arrival; no failsafe port,
+    the address is no host's), then, unless they decided, its
+    applyOnForward policy where it has any (without, the datapath passes
+    forwarded flows)."""
+    _, steps, decided = _host_arrival(resources, node, model, hep, packet, to_host=False)
+    chain = model.chains[(hep.name, "forward-ingress")]
+    if not decided and chain.tiers:
+        steps.append((hep, "forward-ingress", chain, packet))
+    return steps
 
 
 def _judge(

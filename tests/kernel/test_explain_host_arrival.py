@@ -12,10 +12,11 @@ import sys
 
 from tests.kernel.test_host import HEP, HERE, Host
 from tests.kernel.test_masquerade import NODE1_TO_NODE2, remote, service  # noqa: F401
-from tests.kernel.test_services import svc  # noqa: F401
+from tests.kernel.test_services import BACKENDS, svc  # noqa: F401
 
 EXTRA = "192.168.50.11"  # a second address on the node's eth0, in no expectedIPs
 ALLOWED = "192.168.50.3"  # a second outside client; the first (192.168.50.2) is denied
+PRE_DENIED = "192.168.50.4"  # a third, denied by preDNAT policy
 
 FORWARD_DENY = """\
 apiVersion: projectcalico.org/v3
@@ -30,6 +31,18 @@ spec:
   - action: Deny
     source: {nets: [192.168.50.2/32]}
   - action: Allow
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: pre-deny-one-client}
+spec:
+  selector: role == "uplink"
+  preDNAT: true
+  applyOnForward: true
+  types: [Ingress]
+  ingress:
+  - action: Deny
+    source: {nets: [192.168.50.4/32]}
 """
 
 
@@ -48,8 +61,9 @@ def test_explain_judges_what_arrives_at_the_host_endpoint_as_the_datapath_does(
     try:
         subprocess.run(["ip", "-n", sb.node, "addr", "add", f"{EXTRA}/24", "dev", "eth0"],
                        check=True)  # fmt: skip
-        subprocess.run(["ip", "-n", sb.ext, "addr", "add", f"{ALLOWED}/24", "dev", "ext0"],
-                       check=True)  # fmt: skip
+        for client in (ALLOWED, PRE_DENIED):
+            subprocess.run(["ip", "-n", sb.ext, "addr", "add", f"{client}/24", "dev", "ext0"],
+                           check=True)  # fmt: skip
         for port in (22, 8080):
             host.serve_host(port)
         service(remote)  # one backend, on node-2: 10.96.0.70:80 and external IP 10.99.0.7:80
@@ -72,6 +86,15 @@ def test_explain_judges_what_arrives_at_the_host_endpoint_as_the_datapath_does(
                           f"ingress rule {rule} (tier default)\n")  # fmt: skip
                 assert judged in out and out.endswith(f"Verdict: {verdict}\n"), out
                 assert out.count("(agrees)") == 1 and "DISAGREES" not in out, out
+
+        # straight to a pod: preDNAT policy judges it first
+        pod = BACKENDS[0]
+        assert from_client(PRE_DENIED, pod.ip, 8080).startswith("ERR")
+        assert from_client(ALLOWED, pod.ip, 8080) == f"{pod.name} {ALLOWED}"
+        out = explained(node, PRE_DENIED, f"{pod.ip}:8080/tcp")
+        assert ("node-1-eth0 preDNAT: Deny by policy/pre-deny-one-client ingress rule 1 "
+                "(tier default)\n") in out and out.endswith("Verdict: Deny\n"), out
+        assert "  kernel: Deny by policy/pre-deny-one-client ingress rule 1 (agrees)\n" in out, out
 
         # the address no expectedIPs list: eth0's host endpoint judges it
         assert from_client("192.168.50.2", EXTRA, 8080).startswith("ERR")

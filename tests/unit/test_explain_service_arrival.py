@@ -2,8 +2,8 @@
 balancer IP: it arrives at a host endpoint, whose untracked and preDNAT
 policy judge it before NAT and whose applyOnForward policy judges it after,
 on every backend (this node's and another node's alike), as the datapath
-judges every new flow that arrives at a host endpoint. Failsafe ports are
-for the node's own addresses only."""
+judges every new flow that arrives at a host endpoint (a flow straight to a
+pod as well). Failsafe ports are for the node's own addresses only."""
 
 from __future__ import annotations
 
@@ -151,6 +151,20 @@ def test_pre_dnat_policy_judges_a_cluster_ip_before_nat_and_failsafe_ports_do_no
     lines = explained(capsys, cfg, DENIED, "192.168.50.1:22/tcp")
     assert lines[1] == "n1-eth0 ingress (to the host): Allow by failsafe inbound tcp:22", lines
     assert lines[-1] == "Verdict: Allow (to every backend)", lines
+
+
+def test_a_flow_straight_to_a_pod_meets_pre_dnat_policy_too(capsys, cfg):
+    """Not through a service: the host endpoint's preDNAT policy judges what
+    it forwards to a pod as well, before its applyOnForward policy."""
+    (cfg / "forward.yaml").write_text(PRE_DNAT_DENY)
+    lines = explained(capsys, cfg, DENIED, f"{WEB_IP}:80/tcp")
+    assert lines[0] == "n1-eth0 preDNAT: Deny by policy/pre-deny ingress rule 1 (tier default)"
+    assert lines[-1] == "Verdict: Deny", lines
+    lines = explained(capsys, cfg, ALLOWED, f"{WEB_IP}:80/tcp")  # no rule matches it: on
+    assert lines == [
+        "shop/web ingress: Allow by policy/shop/web ingress rule 1 (tier default)",
+        "Verdict: Allow",
+    ], lines
 
 
 def test_with_two_host_endpoints_neither_is_guessed(capsys, cfg):
