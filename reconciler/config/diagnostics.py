@@ -6,6 +6,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reconciler.config.safe_tree import NOT_READ
+
 PathPart = str | int
 Path = tuple[PathPart, ...]
 
@@ -101,3 +103,10 @@ def empty_source(description: str, opt_in: str) -> Diagnostic:
     return Diagnostic(description, 1, NO_RESOURCE, "(source)",
                       "holds no configuration file (*.yaml, *.yml): nothing was validated; "
                       f"{opt_in} if that is meant")  # fmt: skip
+
+
+def not_read(path: str) -> Diagnostic:
+    """A note at a file a directory or commit holds but reconcile does not
+    read (reconciler.config.source.Source.unread): what it defines is not
+    applied, so a plan would remove it from the node."""
+    return Diagnostic(path, 1, NO_RESOURCE, "(file)", NOT_READ, Severity.NOTE)

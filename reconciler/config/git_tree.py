@@ -256,6 +256,17 @@ def read_commit(
         config=config,
         refused=refused,
         commit=sha,
+        unread=_unread(tree.blobs),
+    )
+
+
+def _unread(blobs: dict[str, Entry]) -> tuple[str, ...]:
+    """The JSON files of the tree (safe_tree.UNREAD_SUFFIX), sorted as the
+    YAML files are: named by their path alone, never read. A symlink is
+    left out, as a directory walk leaves one out."""
+    suffix, shown = safe_tree.UNREAD_SUFFIX, safe_tree.shown
+    return tuple(
+        sorted(shown(p) for p, e in blobs.items() if p.endswith(suffix) and e[0] != _LINK_MODE)
     )
 
 

@@ -215,10 +215,12 @@ def apply_to(source: Source, config: RepoConfig, roots: Sequence[str] = ()) -> S
     if config == RepoConfig():
         return source
     files = tuple(f for f in source.files if not config.ignores(_relative(f.path, roots)))
+    unread = tuple(p for p in source.unread if not config.ignores(_relative(p, roots)))
     return dataclasses.replace(
         source,
         identity=with_policy(source.identity, config.fingerprint),
         files=files,
+        unread=unread,
         skip_kinds=config.skip_kinds,
         strict_kinds=config.strict_kinds,
     )

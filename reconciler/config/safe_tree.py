@@ -25,6 +25,16 @@ from dataclasses import dataclass
 from reconciler.config.limits import MAX_FILE_BYTES, MAX_FILES
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# A manifest format a directory walk does not read but names: a JSON export
+# (`kubectl get ... -o json`) left among the YAML would otherwise be dropped
+# without a word, and a plan would remove what it defines.
+UNREAD_SUFFIX = ".json"
+# What is said of each such file (a note: the file is valid to keep).
+NOT_READ = (
+    "not read: reconcile reads *.yaml and *.yml files of a directory; a JSON manifest "
+    "here is not applied (name it on the command line to validate it, convert it to "
+    "YAML to apply it, or add it to ignorePaths)"
+)
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO",
@@ -39,8 +49,17 @@ _KINDS = {
 # What the walk could not read, path by path: (path as walked, whether the
 # path is matched as a directory by an ignore pattern, the error's text).
 # A caller that leaves some paths unread (reconciler.config.repo_config's
-# ignorePaths) drops the refusals of those and raises the others.
+# ignorePaths) drops the refusals of those and raises the others. A JSON
+# file the walk passes over is listed the same way with NOT_READ as its
+# text (is_unread), so it crosses every hand-over a refusal crosses (a
+# read-ahead child's) and meets the same ignore policy; it is a note, never
+# an error.
 Refusal = tuple[str, bool, str]
+
+
+def is_unread(refusal: Refusal) -> bool:
+    """Whether a Refusal stands for a JSON file passed over, not a problem."""
+    return refusal[2] == NOT_READ
 
 
 # How an error that names several problems joins them: each on a line of its
@@ -110,16 +129,18 @@ def walk_stat(root: str) -> list[tuple[str, os.stat_result]]:
     looping over 10,000 files saves the generator hops (the figure it
     protects: bench/layout_bench.py's one changed service applied)."""
     found, refused = walk_refusals(root)
-    if refused:
-        raise TreeError([message for _, _, message in refused])
+    problems = [message for *_, message in refused if message != NOT_READ]
+    if problems:
+        raise TreeError(problems)
     return found
 
 
 def walk_refusals(root: str) -> tuple[list[tuple[str, os.stat_result]], list[Refusal]]:
     """walk_stat()'s files, and what it would raise path by path instead of
     raising it: a path ignored by the caller's policy must not fail the read
-    (its refusal is dropped), every other one must. Raises TreeError only
-    for the root itself and for a tree over MAX_FILES."""
+    (its refusal is dropped), every other one must; the JSON files passed
+    over are among them (is_unread). Raises TreeError only for the root
+    itself and for a tree over MAX_FILES."""
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -133,7 +154,7 @@ def walk_refusals(root: str) -> tuple[list[tuple[str, os.stat_result]], list[Ref
     )
     found: list[tuple[str, os.stat_result]] = []
     if not _walk_dir(root, state, found):
-        raise TreeError([message for _, _, message in state.problems])
+        raise TreeError([message for *_, message in state.problems if message != NOT_READ])
     return found, state.problems
 
 
@@ -219,6 +240,8 @@ def _entries(
         if kind == stat.S_IFDIR:
             subdirs.append(path)
         elif not is_yaml:
+            if kind == stat.S_IFREG and name.endswith(UNREAD_SUFFIX):
+                problems.append((path, False, NOT_READ))  # named only: never opened
             continue
         elif kind != stat.S_IFREG:
             problems.append((path, False, f"{shown(path)}: is {kind_of(kind)}, not a regular file"))

@@ -82,6 +82,12 @@ class Source:
     refused: tuple[tuple[str, bool, str], ...] = ()
     # The Git commit read (its full id); None for a directory.
     commit: str | None = None
+    # JSON files of the tree that are not read (safe_tree.UNREAD_SUFFIX),
+    # shown paths in walk order: each is a note of validation
+    # (reconciler.config.diagnostics.not_read); apply_to drops those an
+    # ignore pattern covers. A file named on the command line is read
+    # whatever its name, and is not here.
+    unread: tuple[str, ...] = ()
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:
@@ -102,6 +108,19 @@ def _walk_yaml(
 
 
 Refused = list[tuple[str, bool, str]]  # Source.refused's entries
+
+
+def split_unread(refused: Iterable[tuple[str, bool, str]]) -> tuple[Refused, list[str]]:
+    """A walk's refusals (safe_tree.walk_refusals) as the real ones and the
+    shown paths of the JSON files it passed over."""
+    kept: Refused = []
+    unread: list[str] = []
+    for entry in refused:
+        if safe_tree.is_unread(entry):
+            unread.append(entry[0])
+        else:
+            kept.append(entry)
+    return kept, unread
 
 
 def refusal_error(refused: Iterable[tuple[str, bool, str]]) -> SourceError:
@@ -457,16 +476,20 @@ def scan_tree(
                 append((shown, hit[1], path, None))
             else:
                 append(_hashed(path, shown, key, sig, cache))
-    if refused and refusals is None:
-        raise refusal_error(refused)
+    if refusals is None and (problems := split_unread(refused)[0]):
+        raise refusal_error(problems)
     return records, keys, cache
 
 
-def _snapshot(label: str, files: list[SourceFile], refused: Refused | None = None) -> Source:
+def _snapshot(
+    label: str, files: list[SourceFile], refused: Refused | None = None, unread: Iterable[str] = ()
+) -> Source:
+    """The Source of a directory tree: its identity is its YAML files' (a
+    file that is not read changes nothing a plan does)."""
     summary = hashlib.sha256()
     summary.update("".join(f"{f.path}\0{f.digest}\n" for f in files).encode())
     identity = f"dir:{summary.hexdigest()[:20]}"
-    return Source(identity, label, tuple(files), refused=tuple(refused or ()))
+    return Source(identity, label, tuple(files), refused=tuple(refused or ()), unread=tuple(unread))
 
 
 def from_paths(
@@ -481,10 +504,12 @@ def from_paths(
     (none: nothing is kept). A path the tree's rules refuse is a SourceError
     naming each, unless `config` (by default the roots' .reconcile.yaml,
     repo_config.combine) ignores it: then it is left in Source.refused, for
-    repo_config.apply_to to drop."""
+    repo_config.apply_to to drop. The JSON files the walk passes over are
+    named in Source.unread (apply_to drops those the config ignores)."""
     paths = list(paths)
     sources = sources if sources is not None else SourceCache()
-    records, keys, refused = _read_tree(paths, stat_cache, sources)
+    records, keys, walked = _read_tree(paths, stat_cache, sources)
+    refused, unread = split_unread(walked)
     if refused:
         from reconciler.config import repo_config  # (it imports this module)
 
@@ -492,7 +517,7 @@ def from_paths(
         unignored = repo_config.unignored(refused, policy, paths)
         if unignored:
             raise refusal_error(unignored)
-    snapshot = _snapshot(", ".join(paths), as_files(records), refused)
+    snapshot = _snapshot(", ".join(paths), as_files(records), refused, unread)
     if len(paths) == 1:
         sources.snapshots[paths[0]] = (snapshot, keys)
     return snapshot
@@ -517,6 +542,7 @@ def _refresh(
         return None  # (the full read says again which refused paths are still there)
     cache = sources.stat_cache(stat_cache)
     by_key = {keys[f.path]: f for f in snapshot.files}
+    unread = set(snapshot.unread)
     for path in changed:
         if path != root.key and not path.startswith(root.key + "/"):
             continue
@@ -524,6 +550,8 @@ def _refresh(
         for key in [k for k in by_key if k == path or k.startswith(path + "/")]:
             del by_key[key]
         tail = path[len(root.key) :]
+        gone = safe_tree.shown(root.shown + tail)  # (shown escapes character by character)
+        unread -= {u for u in unread if u == gone or u.startswith(gone + "/")}
         if any(part.startswith(".") for part in tail.split("/")):
             continue
         local = root.walk + tail
@@ -535,12 +563,14 @@ def _refresh(
             return None  # the full read names the problem
         if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
             return None  # the full read applies the symlink and file-kind rules
-        found = [local]
+        found, passed_over = [local], [local] if local.endswith(safe_tree.UNREAD_SUFFIX) else []
         if stat.S_ISDIR(mode):
             walked, bad = _walk_yaml(local)
-            if bad:
+            problems, passed_over = split_unread(bad)
+            if problems:
                 return None  # the full read leaves them to the ignore policy
             found = [p for p, _ in walked]
+        unread.update(safe_tree.shown(root.shown + f[len(root.walk) :]) for f in passed_over)
         for file in found:
             if file.endswith(YAML_SUFFIXES):
                 key = root.key + file[len(root.walk) :]
@@ -550,7 +580,8 @@ def _refresh(
     files = [by_key[k] for k in order]
     new_keys = {by_key[k].path: k for k in order}
     cache.save(set(new_keys.values()))
-    fresh = _snapshot(snapshot.description, files)
+    unread_order = sorted(unread, key=lambda u: _walk_order(u[len(root.shown) :]))
+    fresh = _snapshot(snapshot.description, files, unread=unread_order)
     sources.snapshots[given] = (fresh, new_keys)
     return fresh
 

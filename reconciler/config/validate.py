@@ -19,7 +19,14 @@ from typing import Any
 
 from reconciler.assets import SCHEMA_DIR, code_signature
 from reconciler.config import calico_rules, converted_kinds, nat_capacity, node_ports
-from reconciler.config.diagnostics import Diagnostic, Finding, Path, Severity, format_path
+from reconciler.config.diagnostics import (
+    Diagnostic,
+    Finding,
+    Path,
+    Severity,
+    format_path,
+    not_read,
+)
 from reconciler.config.model import Resource
 from reconciler.config.source import Source, SourceFile
 
@@ -445,6 +452,7 @@ def validate_source(
     if every_node:
         diagnostics += node_ports.problems(facts)
         diagnostics += nat_capacity.problems(facts)
+    diagnostics += [not_read(path) for path in source.unread]
     if source.skip_kinds or source.strict_kinds:
         diagnostics = apply_kind_policy(diagnostics, source.skip_kinds, source.strict_kinds)
     return Validation(
