@@ -17,6 +17,7 @@ from reconciler.datapath import conntrack, ct_handover
 from reconciler.datapath.maps import nat_types as nat
 from reconciler.datapath.maps.nat_types import ct_buckets_for
 from reconciler.datapath.programs import CT_HANDOVER_SETS
+from reconciler.engine import history
 from reconciler.kernel import bpf as bpfsys
 from reconciler.observe.status import nat_stats
 from reconciler.plan.address import Address
@@ -106,7 +107,5 @@ def note(target: Any, desired: DesiredState) -> None:
         ):
             least = asked  # this apply is the doubling (its plan found the table full)
     record = Seen(buckets, evicted or 0, least)
-    target.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.state_dir / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(record.as_json()) + "\n")
-    tmp.replace(target.state_dir / RECORD)
+    # history.StateWriteError when the state directory is full: no .tmp left
+    history.write_json(target.state_dir / RECORD, record.as_json(), durable=False, indent=None)

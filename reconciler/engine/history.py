@@ -9,12 +9,15 @@ directory: what `--status` shows besides the kernel.
 
 Every write goes to a temporary file that is synced and renamed over the
 old one, so a reader (or a watcher killed with -9 and restarted) sees the
-previous record or the new one, never half of one.
+previous record or the new one, never half of one. A write that fails (a
+full or read-only state directory) leaves no temporary file behind and
+raises StateWriteError, which says which file, why and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -29,6 +32,7 @@ from reconciler.source_identity import recorded_commit
 HISTORY_LEN = 20
 HISTORY = "history.json"
 WATCH = "watch.json"
+APPLIED = "applied.json"  # what the kernel was last converged to (engine.reconcile)
 
 T = TypeVar("T")
 
@@ -68,14 +72,51 @@ class PassRecord:
         return out
 
 
+# What to do when a record cannot be written, by errno; else the OS's words alone.
+_REMEDIES = {
+    errno.ENOSPC: "free space there",
+    errno.EDQUOT: "free space there or raise the quota",
+    errno.EROFS: "remount it read-write or give a writable --state-dir",
+    errno.EACCES: "run as root or give a writable --state-dir",
+    errno.EPERM: "run as root or give a writable --state-dir",
+}
+
+
+class StateWriteError(OSError):
+    """A record under the state directory could not be written. Its text
+    names the file, the reason and the remedy; the caller adds what was and
+    was not changed. An OSError still, for callers that only report it."""
+
+    def __init__(self, path: Path, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror, str(path))
+        why = (cause.strerror or str(cause)).lower()
+        remedy = _REMEDIES.get(cause.errno or 0)
+        self.message = f"cannot write {path}: {why}" + (f"; {remedy}" if remedy else "")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Replace `path` atomically and durably with `value` as JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, json.dumps(value, indent=1, sort_keys=True) + "\n", durable=True)
+def write_json(path: Path, value: Any, durable: bool = True, indent: int | None = 1) -> None:
+    """Replace `path` atomically (and, if `durable`, on disk before this
+    returns) with `value` as JSON. StateWriteError when it cannot be: the
+    old record is left as it was, and no temporary file."""
+    text = json.dumps(value, indent=indent, sort_keys=True) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(path, text, durable=durable)
+    except OSError as exc:
+        raise StateWriteError(path, exc) from exc
+
+
+def write_applied(state_dir: Path, record: Mapping[str, Any]) -> None:
+    """Record what the kernel was converged to (last_applied reads it):
+    not synced, as before; StateWriteError as write_json."""
+    write_json(state_dir / APPLIED, dict(record), durable=False, indent=2)
 
 
 def read_json(path: Path, default: T) -> Any | T:
@@ -108,7 +149,7 @@ def watch_state(state_dir: Path) -> dict[str, Any] | None:
 
 def last_applied(state_dir: Path) -> dict[str, Any] | None:
     """The record of the last apply (engine.reconcile.record_applied)."""
-    record = read_json(state_dir / "applied.json", None)
+    record = read_json(state_dir / APPLIED, None)
     return record if isinstance(record, dict) else None
 
 
@@ -176,6 +217,7 @@ def summary(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 __all__ = [
     "HISTORY_LEN",
     "PassRecord",
+    "StateWriteError",
     "append",
     "applied_commit",
     "last_applied",
@@ -185,6 +227,7 @@ __all__ = [
     "summary",
     "timed",
     "watch_state",
+    "write_applied",
     "write_json",
     "write_watch_state",
 ]

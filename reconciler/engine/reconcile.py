@@ -33,7 +33,7 @@ from reconciler.datapath.maps.nat_types import (
     MAP_NAT_FE,
     MAP_NAT_GLOBALS,
 )
-from reconciler.engine import conntrack_scaling
+from reconciler.engine import conntrack_scaling, history
 from reconciler.engine import entry_marks as marks
 from reconciler.engine.caches import Caches
 from reconciler.engine.foreign_place import (
@@ -98,6 +98,18 @@ class EmptySource(ReconcileError):
     own: refused unless allowed (a wrong --config must not wipe a node)."""
 
 
+class Unrecorded(ReconcileError):
+    """The kernel was brought to the plan's source (`identity`), or already
+    matched it, but the record saying so could not be written
+    (history.StateWriteError): the node runs `identity` (all of it when
+    `converged`), its record still names what it ran before."""
+
+    def __init__(self, message: str, identity: str, converged: bool) -> None:
+        super().__init__(message)
+        self.identity = identity
+        self.converged = converged
+
+
 class InvalidConfig(ReconcileError):
     def __init__(self, validation: Validation) -> None:
         super().__init__(f"{len(validation.errors)} error(s) in the configuration")
@@ -160,7 +172,9 @@ def reconcile_once(
     anything is applied. `opener` opens the spec's source instead of
     open_source (--watch hands in one it resolved or holds in memory).
     `caches` is what the caller's process keeps between passes.
-    Raises InvalidConfig or ReconcileError; on either, nothing was changed."""
+    Raises InvalidConfig or ReconcileError; on either, nothing was changed,
+    but for Unrecorded: the apply's record could not be written, and its
+    message says what the kernel went through."""
     try:
         with apply_lock(target.bpffs_root, target.netns):
             if plan_file:
@@ -190,7 +204,10 @@ def reconcile_once(
             try:
                 applied = execute(plan, target, backends, udp) if not plan.empty else []
             except ReconcileError as exc:
-                record_applied(plan, target, 0, error=str(exc))  # --status: failed
+                try:
+                    record_applied(plan, target, 0, error=str(exc))  # --status: failed
+                except history.StateWriteError as unwritten:
+                    raise ReconcileError(f"{exc}; not recorded either: {unwritten}") from exc
                 raise
             # Read back what the plan changed (or observe again) and compare
             # with the very state we meant to reach. The tables the plan read,
@@ -198,10 +215,17 @@ def reconcile_once(
             remaining, found = verify(desired, target, plan, observed is None, observed)
             # the plan's changes, as the apply's summary counts them (its
             # results add the conntrack and socket clean-up after them)
-            record_applied(plan, target, len(plan.changes), converged=not remaining,
-                           blocked=blocked)  # fmt: skip
+            ran_before = history.last_applied(target.state_dir)
+            try:
+                record_applied(plan, target, len(plan.changes), converged=not remaining,
+                               blocked=blocked)  # fmt: skip
+            except history.StateWriteError as exc:
+                raise unrecorded(exc, plan, len(remaining), ran_before) from exc
             if not remaining:
-                conntrack_scaling.note(target, desired)
+                try:
+                    conntrack_scaling.note(target, desired)
+                except history.StateWriteError as exc:  # the apply itself is recorded
+                    log.warning("%s; the conntrack table's size is not recorded", exc)
             states = caches.states(target.cache_dir)
             if not remaining and states is not None:
                 digests = {t: m for t, m in found.items() if isinstance(m, str)}
@@ -962,6 +986,30 @@ def record_applied(
         "blocked": list(blocked),
         "version": version(),
     }
-    tmp = target.state_dir / "applied.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(target.state_dir / "applied.json")
+    history.write_applied(target.state_dir, record)
+
+
+def unrecorded(
+    exc: history.StateWriteError,
+    plan: Plan,
+    remaining: int,
+    ran_before: Mapping[str, Any] | None,
+) -> Unrecorded:
+    """The error of an apply whose record could not be written: what the
+    write says (file, reason, remedy), then what the kernel went through,
+    and what the record still names."""
+    source = plan.source.get("description") or plan.source.get("identity", "?")
+    if plan.empty:
+        done = f"nothing was changed: the kernel already matches {source}"
+    else:
+        done = f"the kernel was changed: {len(plan.changes)} change(s) from {source} applied"
+        if remaining:
+            done += f" ({remaining} object(s) still differ)"
+    before = (ran_before or {}).get("source") or {}
+    named = before.get("description") or before.get("identity") or "no source (none recorded)"
+    return Unrecorded(
+        f"{exc}; {done}, but the record of what this node runs still names {named} "
+        "(--status and a restarted watcher go by it)",
+        str(plan.source.get("identity", "")),
+        converged=not remaining,
+    )

@@ -53,6 +53,21 @@ _ENTRIES = "entries"
 
 
 @functools.cache
+def _replace(path: Path, data: bytes, tmp: Path | None = None) -> None:
+    """`path` replaced by `data` through a temporary file beside it (`tmp`,
+    by default `<name>.<pid>.tmp`), which a failed write (a full disk)
+    removes: a cache that cannot be written is no reason to fill the
+    directory further."""
+    tmp = tmp or path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
 def code_fingerprint() -> str:
     """Names the version of the reconciler's code and schemas: what decides a desired state."""
     package = Path(__file__).resolve().parents[1]
@@ -535,12 +550,9 @@ class StateStore:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             tables = {t: _fields_of(d) for t, d in dumps.items()}
-            tmp = self.directory / f"{TABLES}.{os.getpid()}.tmp"
-            tmp.write_bytes(marshal.dumps((name, tables)))
-            tmp.replace(self.directory / TABLES)
-            tmp = self.directory / f"{APPLIED}.{os.getpid()}.tmp"
-            tmp.write_text(name + "\n" + json.dumps(digests, sort_keys=True) + "\n")
-            tmp.replace(self.directory / APPLIED)
+            _replace(self.directory / TABLES, marshal.dumps((name, tables)))
+            text = name + "\n" + json.dumps(digests, sort_keys=True) + "\n"
+            _replace(self.directory / APPLIED, text.encode())
         except OSError:
             pass
 
@@ -561,9 +573,7 @@ class StateStore:
             full = self._base
             base = (full[0].name, full[1]) if full is not None and full[0].exists() else None
             data = encode(desired, base)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            _replace(path, data, path.with_suffix(f".{os.getpid()}.tmp"))
             if base_of(data) is None:
                 self._base = (path, desired)
             self._prune(path, keep)
