@@ -15,7 +15,7 @@ import git
 
 from tests.kernel.conftest import FELIX, PODS, WEP
 from tests.kernel.gitops_support import ENV, RECONCILE, watch
-from tests.kernel.test_reconcile import tc_filters
+from tests.kernel.test_reconcile import has_endpoint, tc_filters
 from tests.unit.test_validate_cli import BAD
 
 FRONT, BACK = PODS
@@ -76,7 +76,9 @@ def back_wep() -> dict[str, str | None]:
 
 
 def attached(node, iface: str) -> bool:
-    return "rcl:tc@" in tc_filters(node, iface, "ingress")
+    """Its WorkloadEndpoint applied: our filter on it and its policy in the
+    kernel (a pod interface no endpoint names carries our filter, held closed)."""
+    return "rcl:tc@" in tc_filters(node, iface, "ingress") and has_endpoint(node, iface)
 
 
 def repo_args(node, repo: Path, *extra: str) -> list[str]:

@@ -27,7 +27,14 @@ from tests.kernel.gitops_support import (
     wait_for,
     watch,
 )
-from tests.kernel.test_reconcile import filter_classid, ifindex, ifslots, ping, tc_filters
+from tests.kernel.test_reconcile import (
+    filter_classid,
+    has_endpoint,
+    ifindex,
+    ifslots,
+    ping,
+    tc_filters,
+)
 from tests.unit.test_validate_cli import BAD
 
 FRONT, BACK = PODS
@@ -152,7 +159,7 @@ def test_a_held_lock_and_an_invalid_config_never_end_the_watcher(node):
         bad = w.wait_after(mark, lambda r: r["result"] == "failed" and "bad.yaml:7" in r["error"])
         assert "GlobalNetworkPolicy/broken: spec.egres: unknown field" in bad["error"]
         assert bad["held"].startswith("dir:"), bad
-        assert not attached(node, "cali-back0")
+        assert not has_endpoint(node, "cali-back0")  # held closed, its endpoint not applied
         mark = w.mark()
         delete_filter(node, "cali-front0", "ingress")
         held_pass = w.wait_after(mark, lambda r: r["changes"] and r["result"] == "failed")
@@ -164,7 +171,7 @@ def test_a_held_lock_and_an_invalid_config_never_end_the_watcher(node):
         mark = w.mark()
         node.remove("bad.yaml")
         w.wait_after(mark, lambda r: r["result"] == "applied")
-        assert attached(node, "cali-back0")
+        assert has_endpoint(node, "cali-back0")
         assert w.proc.poll() is None
     history = json.loads((node.state / "history.json").read_text())
     assert {"applied", "failed", "repaired"} <= {r["result"] for r in history}
@@ -192,7 +199,7 @@ def test_sigterm_finishes_the_pass_and_kill_9_mid_apply_is_repaired(node):
         assert not path.exists() or json.loads(path.read_text())
     with watch(node.args("--interval", "1")) as w:
         w.wait_record(lambda r: r["result"] in ("applied", "repaired", "no-op"))
-        assert attached(node) and attached(node, "cali-back0")
+        assert attached(node) and has_endpoint(node, "cali-back0")
         time.sleep(0.3)
         assert w.stop() == 0  # SIGTERM: a clean exit
         assert w.log.rstrip().endswith("stopped"), w.log
