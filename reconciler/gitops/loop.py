@@ -41,7 +41,7 @@ from reconciler.engine import history
 from reconciler.engine.caches import Caches
 from reconciler.engine.foreign_place import blocked_error, blocked_in
 from reconciler.engine.history import BLOCKED, PassRecord
-from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target
+from reconciler.engine.reconcile import InvalidConfig, ReconcileError, Target, Unrecorded
 from reconciler.engine.service_health import ServiceHealth
 from reconciler.gitops import triggers
 from reconciler.gitops.fetcher import Fetcher
@@ -298,6 +298,10 @@ class Watcher:
             if newest.commit is not None:
                 self.invalid[newest.commit] = why
             return self._hold(why, tried)
+        except Unrecorded as exc:
+            # the kernel runs the new source (or already did); only its record
+            # failed: holding would apply the last good one over it
+            return self._unrecorded(exc, tried), None
         except (ReconcileError, SourceError, OSError) as exc:
             return self._hold(str(exc), tried)
         if record.result != "failed" and not self.options.detect_only:
@@ -380,6 +384,9 @@ class Watcher:
             return PassRecord("", 0.0, "", "failed", tried, error=f"{why}; {behind}"), None
         try:
             record, plan = self._reconcile(good, None)
+        except Unrecorded as exc:  # held at the good source, which is not recorded
+            unrecorded = self._unrecorded(exc, tried)
+            return dataclasses.replace(unrecorded, error=f"{why}; holding: {exc}"), None
         except (ReconcileError, SourceError, OSError) as exc:
             self.health_ok = False  # the node is in no known state
             # the same refusal again (a node problem, not the source's): said once
@@ -391,6 +398,13 @@ class Watcher:
         if tried:
             held = dataclasses.replace(held, description="")
         return held, plan
+
+    def _unrecorded(self, exc: Unrecorded, tried: str) -> PassRecord:
+        """A failed pass whose apply reached the kernel but not the record:
+        the node runs exc.identity (held there, for readiness and --status)."""
+        self.health_ok = exc.converged
+        runs = exc.identity if exc.converged else ""
+        return PassRecord("", 0.0, "", "failed", tried or exc.identity, error=str(exc), held=runs)
 
     def _behind_the_node(self, good: Newest) -> str:
         """Why the last good commit may not be held to: it does not contain
