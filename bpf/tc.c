@@ -72,7 +72,7 @@ int rcl_tc_egress(struct __sk_buff *skb)
 		int pol = ps ? rcl_pol_begin(skb, ETH_HLEN, RCL_POL_TO_POD, ps) : RCL_POL_DROP;
 		if (pol == RCL_POL_NEW && ps && rcl_pol_sent_by_host(skb, ps->f.key.src))
 			ps->f.forced = 1; /* allowed without a verdict, and recorded */
-		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit(ps, 0))) {
+		if (pol == RCL_POL_DROP || (pol == RCL_POL_NEW && ps && !rcl_pol_admit_wep(ps, 0))) {
 			st->dropped++;
 			return TC_ACT_SHOT;
 		}

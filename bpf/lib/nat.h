@@ -489,11 +489,14 @@ broken:
  * header starts: ETH_HLEN on Ethernet devices, 0 on L3 devices; `inside`: the
  * interface is a workload's (see rcl_nat_pick_backend); fk, fp: room for a
  * first fragment's record, in the caller's per-CPU scratch (a key on the
- * stack would cost the tc ingress program's verifier budget). Returns RCL_NAT_*.
+ * stack would cost the tc ingress program's verifier budget); *fresh is set
+ * to 1 when a backend is picked for a flow NAT did not know (a new flow to
+ * NAT, whatever policy knows of it), and left as it is otherwise. Returns RCL_NAT_*.
  * A later IPv4 fragment is RCL_NAT_FRAG (rcl_nat_fragment); packets with
  * unreadable headers pass untouched. */
 static __always_inline int rcl_nat_ingress_at(struct __sk_buff *skb, __u32 l3_off, int inside,
-					      struct rcl_frag_key *fk, struct rcl_frag_ports *fp)
+					      struct rcl_frag_key *fk, struct rcl_frag_ports *fp,
+					      __u32 *fresh)
 {
 	struct iphdr ip;
 	struct {
@@ -681,6 +684,7 @@ static __always_inline int rcl_nat_ingress_at(struct __sk_buff *skb, __u32 l3_of
 			return RCL_NAT_REJECT;
 		}
 		svc_id = fe->svc_id;
+		*fresh = 1;
 		/* From outside (not a pod of this node) to a backend elsewhere:
 		 * masqueraded, so that the replies come back through this node */
 		masq = rcl_nat_masq(inside, fe, &pick, key.src);
@@ -714,7 +718,8 @@ static __always_inline int rcl_nat_ingress(struct __sk_buff *skb, __u32 l3_off, 
 {
 	struct rcl_frag_key fk;
 	struct rcl_frag_ports fp;
-	return rcl_nat_ingress_at(skb, l3_off, inside, &fk, &fp);
+	__u32 fresh;
+	return rcl_nat_ingress_at(skb, l3_off, inside, &fk, &fp, &fresh);
 }
 
 /* Default mapping of a verdict to a tc action for entry programs. */

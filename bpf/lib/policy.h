@@ -350,18 +350,34 @@ static __always_inline int rcl_pol_look(struct __sk_buff *skb, __u32 l3_off, int
 	return RCL_POL_NEW;
 }
 
-/* Parse the packet and look it up in conntrack (rcl_pol_look): RCL_POL_*.
- * A later fragment whose flow this side has not passed is dropped, not
- * judged; a first fragment that passes on its flow's entry is recorded. */
+/* Parse the packet and look it up in conntrack (rcl_pol_look): RCL_POL_*,
+ * also left in ps->state (rcl_pol_admit_wep reads it). A later fragment
+ * whose flow this side has not passed is dropped, not judged; a first
+ * fragment that passes on its flow's entry is recorded. */
 static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, int from_pod,
 					 struct rcl_pol_scratch *ps)
 {
 	int pol = rcl_pol_look(skb, l3_off, from_pod, ps);
 	if (pol == RCL_POL_NEW && ps->f.frag == RCL_POL_FRAG_LATER)
-		return RCL_POL_DROP;
+		pol = RCL_POL_DROP;
 	if (pol == RCL_POL_EST && ps->f.frag == RCL_POL_FRAG_FIRST)
 		rcl_pol_frag_note(ps);
+	ps->state = pol;
 	return pol;
+}
+
+/* A TCP packet at a workload's policy point that opens no connection (no
+ * SYN, or SYN with ACK) and that no flow this side approved knows: as
+ * Calico's mid-flow miss, it is dropped, never judged nor recorded (an ACK
+ * or a SYN-ACK a rule admitted would open two-way state). Only its own
+ * flow's entries let it through: a reply rejoins (rcl_pol_rejoin), and a
+ * forward packet whose entry alone was evicted rejoins by its replies'.
+ * Asked by workload policy points alone (rcl_pol_admit_wep): host endpoints
+ * judge such packets as before. */
+static __always_inline int rcl_pol_midflow(const struct rcl_pol_scratch *ps)
+{
+	const struct rcl_pol_flow *f = &ps->f;
+	return f->key.proto == IPPROTO_TCP && !f->forced && (ps->l4[13] & 0x12) != 0x02;
 }
 
 /* Is a packet that rcl_pol_begin could not pass a reply of a live flow the
@@ -371,21 +387,28 @@ static __always_inline int rcl_pol_begin(struct __sk_buff *skb, __u32 l3_off, in
  * passes as that flow's reply, as it would with the pair whole: 1, and its
  * reply entry is written again, the forward entry's approvals in it (a
  * failed claim only costs the next reply this look-up). Else 0: the packet
- * is judged. Here, not in rcl_pol_begin: the tc ingress program, inlining
- * that, is the verifier's largest; only packets that need a verdict pay. */
-static __always_inline int rcl_pol_rejoin(struct rcl_pol_scratch *ps)
+ * is judged. `midflow` (rcl_pol_midflow): the same for a forward packet
+ * whose entry is gone while its replies' entry names this side's approval;
+ * its forward entry is written again. Here, not in rcl_pol_begin: the tc
+ * ingress program, inlining that, is the verifier's largest; only packets
+ * that need a verdict pay. */
+static __always_inline int rcl_pol_rejoin(struct rcl_pol_scratch *ps, int midflow)
 {
 	struct rcl_pol_flow *f = &ps->f;
 	__u8 other = f->side == RCL_CT_POL_HOST ? RCL_CT_POL_HOST
 						: f->side ^ (RCL_CT_POL_SRC | RCL_CT_POL_DST);
 	struct rcl_ct_hit fwd;
 	rcl_pol_reverse(&f->key, &ps->key2);
-	if (!rcl_ct_lookup(&ps->key2, &ps->now, &fwd) || fwd.val.type != RCL_CT_POL_FWD ||
-	    !(fwd.val.flags & other))
+	if (!rcl_ct_lookup(&ps->key2, &ps->now, &fwd))
 		return 0;
 	struct rcl_ct_val *v = &ps->val;
 	__builtin_memcpy(v, &fwd.val, sizeof(*v));
-	v->type = RCL_CT_POL_REV;
+	if (fwd.val.type == RCL_CT_POL_REV && (fwd.val.flags & f->side) && midflow)
+		v->type = RCL_CT_POL_FWD; /* this packet's entry, written again */
+	else if (fwd.val.type == RCL_CT_POL_FWD && (fwd.val.flags & other))
+		v->type = RCL_CT_POL_REV;
+	else
+		return 0;
 	v->last_seen_ns = ps->now;
 	v->flags = (fwd.val.flags & (RCL_CT_POL_SRC | RCL_CT_POL_DST | RCL_CT_POL_HOST)) |
 		   f->pktflags | RCL_CT_EST;
@@ -405,7 +428,7 @@ static __always_inline int rcl_pol_admit_flow(struct rcl_pol_scratch *ps, int to
 	__u64 *now = &ps->now;
 	struct rcl_pol_flow *f = &ps->f;
 	__u32 rule = RCL_POL_RULE_FORCED;
-	if (f->trackable && !rcl_pol_echo_request(f) && rcl_pol_rejoin(ps))
+	if (f->trackable && !rcl_pol_echo_request(f) && rcl_pol_rejoin(ps, 0))
 		return 1;
 	if (to_host_dropped)
 		return 0;
@@ -457,11 +480,43 @@ static __always_inline int rcl_pol_admit_flow(struct rcl_pol_scratch *ps, int to
 	return 1;
 }
 
+/* Remove the flow's pair of entries (the packet's key and its replies'),
+ * from both tables during a resize: its next packets are judged. */
+static __always_inline void rcl_pol_forget(struct rcl_pol_scratch *ps)
+{
+	struct rcl_ct_hit hit;
+	if (rcl_ct_find(&ps->f.key, &hit))
+		rcl_ct_kill(&hit);
+	else
+		rcl_ct_forget_key(&ps->f.key);
+	rcl_pol_reverse(&ps->f.key, &ps->key2);
+	if (rcl_ct_find(&ps->key2, &hit))
+		rcl_ct_kill(&hit);
+	else
+		rcl_ct_forget_key(&ps->key2);
+}
+
 /* rcl_pol_admit_flow, and an admitted first fragment recorded for the
  * fragments that follow. 1: pass, 0: drop. */
 static __always_inline int rcl_pol_admit(struct rcl_pol_scratch *ps, int to_host_dropped)
 {
 	if (!rcl_pol_admit_flow(ps, to_host_dropped))
+		return 0;
+	if (ps->f.frag == RCL_POL_FRAG_FIRST)
+		rcl_pol_frag_note(ps);
+	return 1;
+}
+
+/* rcl_pol_admit at a workload's policy point: a TCP mid-flow miss
+ * (rcl_pol_midflow) passes only by rejoining its flow, unjudged and
+ * unrecorded otherwise. ps->state RCL_POL_EST: a flow this side passed,
+ * judged again on the backend service NAT newly sent it to (tc_path.h
+ * rcl_ingress): no miss, its entries are there. 1: pass, 0: drop. */
+static __always_inline int rcl_pol_admit_wep(struct rcl_pol_scratch *ps, int to_host_dropped)
+{
+	if (ps->state == RCL_POL_EST || !rcl_pol_midflow(ps))
+		return rcl_pol_admit(ps, to_host_dropped);
+	if (!rcl_pol_rejoin(ps, 1))
 		return 0;
 	if (ps->f.frag == RCL_POL_FRAG_FIRST)
 		rcl_pol_frag_note(ps);

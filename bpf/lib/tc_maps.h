@@ -51,6 +51,7 @@ struct rcl_pol_scratch {
 	__u64 now;   /* the clock, once read (0: not yet) */
 	__u32 state; /* the caller's: kept here, the verifier's paths merge (see tc.c) */
 	__u32 verdict;
+	__u32 nat_fresh; /* 1: service NAT picked a backend for this packet's flow just now (nat.h) */
 	__u32 hprog[RCL_HEP_PROGS]; /* a host endpoint's programs (rcl_pol_hep) */
 	/* Headers are read here, not into the stack: partly written stack
 	 * slots differ from path to path and keep the verifier from merging

@@ -370,12 +370,21 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 		return TC_ACT_SHOT;
 	}
 	ps->state = pol;
+	ps->nat_fresh = 0;
 	rcl_barrier();
-	ps->verdict = rcl_nat_ingress_at(skb, l3_off, workload, &ps->frag_key, &ps->frag_ports);
+	ps->verdict = rcl_nat_ingress_at(skb, l3_off, workload, &ps->frag_key, &ps->frag_ports,
+					 &ps->nat_fresh);
 	rcl_barrier();
 	st->rx_packets++;
 	st->rx_bytes += len;
-	if (rcl_read_once(ps->state) == RCL_POL_NEW && ps->verdict != RCL_NAT_REJECT &&
+	/* A flow the pod's policy passed (keyed as the pod sent it, to the
+	 * service) that NAT has just balanced afresh (its entries were gone:
+	 * the backend it had left the service, or they expired) goes to a
+	 * backend its policy never judged: judged there as a new flow is. */
+	__u32 state = rcl_read_once(ps->state);
+	if (!host && state == RCL_POL_EST && rcl_read_once(ps->nat_fresh))
+		state = RCL_POL_NEW;
+	if (state == RCL_POL_NEW && ps->verdict != RCL_NAT_REJECT &&
 	    ps->verdict != RCL_NAT_DROP) {
 		/* A new flow's verdict is a program of its own (rcl_judge): the
 		 * verifier walks it once, not once per NAT path. */
@@ -388,7 +397,9 @@ static __always_inline int rcl_ingress(struct __sk_buff *skb, const int host)
 
 /* Tail-called by rcl_ingress for a flow that needs a verdict, with the
  * scratch as rcl_ingress left it (a tail call stays on its CPU): policy
- * judged after NAT, then the NAT verdict carried out. */
+ * judged after NAT, then the NAT verdict carried out. ps->state is what
+ * rcl_pol_begin said: RCL_POL_NEW, or RCL_POL_EST for a pod's flow NAT
+ * balanced afresh. */
 static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 {
 	struct rcl_ifstate *st = rcl_ifstate_of(skb);
@@ -421,7 +432,12 @@ static __always_inline int rcl_judge(struct __sk_buff *skb, const int host)
 		allowed = rcl_pol_admit(ps, 0);
 	} else {
 		struct rcl_globals *g = rcl_globals.lookup(&zero);
-		allowed = rcl_pol_admit(ps, rcl_pol_to_host_dropped(skb, ps, g ? g->flags : 0));
+		allowed = rcl_pol_admit_wep(ps, rcl_pol_to_host_dropped(skb, ps, g ? g->flags : 0));
+		/* a flow of the pod's that NAT sent to a backend its policy
+		 * denies (rcl_ingress): its approval goes with it, so that its
+		 * next packets are judged too */
+		if (!allowed && ps->state == RCL_POL_EST)
+			rcl_pol_forget(ps);
 	}
 	if (!allowed) {
 		st->dropped++;
