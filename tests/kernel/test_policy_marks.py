@@ -24,8 +24,8 @@ from reconciler.plan.state import ObjKind, WrittenDump
 from tests.kernel.conftest import PODS
 from tests.kernel.test_policy import BACK_FROM_FRONT, policy
 from tests.kernel.test_upgrade import (
+    gains_globals,
     gains_host_nat,
-    gains_rpf,
     grows_nat_stats,
     run_old,
     tree_of,
@@ -111,7 +111,7 @@ def test_a_node_applied_by_the_code_before_keeps_its_maps_then_takes_a_policy(ca
         if Address.parse(change["address"]).map in MAPS_SINCE_BEFORE:
             assert change["action"] == "create", change  # the maps, and their entries
             continue
-        if gains_host_nat(change) or gains_rpf(change) or grows_nat_stats(change):
+        if gains_host_nat(change) or gains_globals(change) or grows_nat_stats(change):
             continue
         assert change["kind"] in ("tc", "cgroup") and change["action"] == "update", change
         before, after = dict(change["before"]), dict(change["after"])

@@ -699,7 +699,9 @@ def test_map_overflow_is_a_plan_time_error_and_changes_nothing(svc):
     svc.service()
     rc, out, err = svc.node.run("--apply")
     assert rc == 1
-    assert "map rcl_nat_be would overflow: 6 backends for bpfMapSizeNATBackend = 2" in err
+    # told at the field, before anything is compiled
+    assert "felix.yaml:11: FelixConfiguration/default: spec.bpfMapSizeNATBackend: " in err, err
+    assert "2 is too small for 6 backends" in err and "nothing was changed" in err, err
     assert not (Path(svc.node.sandbox.bpffs_root) / "maps").exists()
 
 
