@@ -868,8 +868,9 @@ _PAIR_BUCKET = (
 _NO_CT_LOOKUP = ("\tif (!f->trackable)\n\t\treturn RCL_POL_NEW;", "\treturn RCL_POL_NEW;")
 _NO_CT_RECORD = ("\tif (!f->trackable)\n\t\treturn 1;\n\tif (!*now)", "\treturn 1;\n\tif (!*now)")
 _NO_VERDICT = (
-    "__u32 rule = RCL_POL_RULE_FORCED;\n\tif (f->trackable && rcl_pol_rejoin(ps))",
-    "__u32 rule = RCL_POL_RULE_FORCED;\n\treturn 1;\n\tif (f->trackable && rcl_pol_rejoin(ps))",
+    "__u32 rule = RCL_POL_RULE_FORCED;\n\tif (f->trackable && !rcl_pol_echo_request(f)",
+    "__u32 rule = RCL_POL_RULE_FORCED;\n\treturn 1;\n"
+    "\tif (f->trackable && !rcl_pol_echo_request(f)",
 )
 _ADDRESS_CLASS_ONLY = (
     "\t__u32 aclass = rcl_pol_class(prog, RCL_POL_K_ADDR, 0, 0, peer, &aflags);\n",
@@ -901,7 +902,7 @@ ABLATIONS = {
     "full": [],
     "pair in one bucket": [_PAIR_BUCKET],
     "no conntrack find before the claims": [
-        ("if (rcl_ct_find(&f->key, &hit)) {", "if (0 && rcl_ct_find(&f->key, &hit)) {")
+        ("if (rcl_ct_find(&f->key, &hit) &&", "if (0 && rcl_ct_find(&f->key, &hit) &&")
     ],
     "verdict only (no conntrack record)": [
         ("\tif (!f->trackable)\n\t\treturn 1;\n\tif (!*now)", "\treturn 1;\n\tif (!*now)")
