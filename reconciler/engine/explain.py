@@ -507,8 +507,10 @@ def related_note(dst: str) -> str:
         return ""
     return (
         f"Note: ICMP type {value >> 8} ({kind}) is an error about another flow. One that "
-        "quotes a flow policy allowed passes as related to it, whatever the rules say; the "
-        "verdict above is for one that quotes no tracked flow.\n"
+        "goes back to the sender of a packet of a flow policy allowed (from a pod: about a "
+        "packet the pod received) passes as related to it, whatever the rules say, except "
+        "from a pod to this node under defaultEndpointToHostAction Drop; the verdict above "
+        "is for one that does not.\n"
     )
 
 

@@ -54,9 +54,11 @@ def test_an_icmp_error_is_explained_with_the_related_note(capsys, cfg, icmp_type
     assert lines[1].startswith("  compiled program ") and lines[1].endswith(" agrees: yes")
     assert lines[2:] == [
         "Verdict: Deny",
-        f"Note: ICMP type {icmp_type} ({kind}) is an error about another flow. One that quotes "
-        "a flow policy allowed passes as related to it, whatever the rules say; the verdict "
-        "above is for one that quotes no tracked flow.",
+        f"Note: ICMP type {icmp_type} ({kind}) is an error about another flow. One that goes "
+        "back to the sender of a packet of a flow policy allowed (from a pod: about a packet "
+        "the pod received) passes as related to it, whatever the rules say, except from a pod "
+        "to this node under defaultEndpointToHostAction Drop; the verdict above is for one "
+        "that does not.",
     ]
 
 
