@@ -7,28 +7,16 @@ Pure."""
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.compile.fragment import Fragment
 from reconciler.compile.interfaces import Role, Selection, initial_slots
+from reconciler.config.endpoint_networks import send_networks
 from reconciler.config.model import Resource
-from reconciler.datapath.maps.iface_types import MAP_WEP_SRC, WEP_NETS
+from reconciler.datapath.maps.iface_types import MAP_WEP_SRC
 from reconciler.plan.address import Address
 from reconciler.plan.state import Obj, ObjKind
-
-
-def _ipv4_nets(texts: Iterable[Any]) -> list[ipaddress.IPv4Network]:
-    nets = []
-    for text in texts:
-        try:
-            net = ipaddress.ip_network(str(text), strict=False)
-        except ValueError:
-            continue  # validation reports it
-        if isinstance(net, ipaddress.IPv4Network):
-            nets.append(net)
-    return nets
 
 
 def spoofing_allowed(config: Mapping[str, Any]) -> bool:
@@ -40,9 +28,10 @@ def workload_sources(
     resources: Sequence[Resource], node: str, selection: Selection, config: Mapping[str, Any]
 ) -> Fragment:
     """An rcl_wep_src entry for every workload interface, in its slot (the
-    one compile_interfaces gives it; keep_slots moves both); a warning for
-    spoofing allowances Felix would ignore, an error for more networks than
-    the datapath checks."""
+    one compile_interfaces gives it; keep_slots moves both), and a warning
+    for spoofing allowances Felix would ignore. More networks than the
+    datapath checks never get here: compile refuses them before
+    (reconciler.compile.config_limits)."""
     spoofing = spoofing_allowed(config)
     weps = {
         r.ref: r
@@ -51,28 +40,17 @@ def workload_sources(
     }
     objects = []
     slot_of = initial_slots(selection)
-    warnings, errors = [], []
+    warnings = []
     for sel in selection.interfaces:
         wep = weps.get(sel.endpoint) if sel.role & Role.WORKLOAD else None
         if wep is None:
             continue
-        nets = _ipv4_nets(wep.spec.get("ipNetworks") or ())
-        extra = wep.spec.get("allowSpoofedSourcePrefixes") or []
-        if extra and spoofing:
-            nets += _ipv4_nets(extra)
-        elif extra:
+        if wep.spec.get("allowSpoofedSourcePrefixes") and not spoofing:
             warnings.append(
                 f"{wep.ref}: allowSpoofedSourcePrefixes ignored: FelixConfiguration "
                 "workloadSourceSpoofing is not Any (as in Calico)"
             )
-        unique = list(ipaddress.collapse_addresses(nets))  # adjacent ones merged
-        if len(unique) > WEP_NETS:
-            errors.append(
-                f"{wep.ref}: {len(unique)} IPv4 networks to send from (ipNetworks and "
-                f"allowSpoofedSourcePrefixes, adjacent ones merged); the datapath checks "
-                f"at most {WEP_NETS}"
-            )
-            continue
+        unique = send_networks(wep.spec, spoofing)  # adjacent ones merged
         attrs = {
             "slot": slot_of[sel.link.ifindex],
             "ifindex": sel.link.ifindex,
@@ -86,4 +64,4 @@ def workload_sources(
                 info={"endpoint": wep.ref},
             )
         )
-    return Fragment(tuple(objects), warnings=tuple(warnings), errors=tuple(errors))
+    return Fragment(tuple(objects), warnings=tuple(warnings))
